@@ -1,0 +1,81 @@
+#include "warren/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *log_component = "warren";
+static int log_level = -1;
+
+void log__set_component(const char *component)
+{
+	log_component = component;
+}
+
+void log__set_level(enum log_level level)
+{
+	log_level = (int)level;
+}
+
+static int log__configured_level(void)
+{
+	if (log_level < 0) {
+		const char *env = getenv("WARREN_LOG_LEVEL");
+		log_level = LOG_LEVEL_INFO;
+		if (env) {
+			if (!strcasecmp(env, "debug"))
+				log_level = LOG_LEVEL_DEBUG;
+			else if (!strcasecmp(env, "warn"))
+				log_level = LOG_LEVEL_WARN;
+			else if (!strcasecmp(env, "error"))
+				log_level = LOG_LEVEL_ERROR;
+		}
+	}
+	return log_level;
+}
+
+int log__enabled(enum log_level level)
+{
+	return (int)level >= log__configured_level();
+}
+
+void log__vwrite(enum log_level level, const char *fmt, va_list ap)
+{
+	static const char *names[] = { "DEBUG", "INFO", "WARN", "ERROR" };
+	char line[2048];
+	struct timespec now;
+	struct tm tm;
+	size_t used;
+	int n;
+
+	if (!log__enabled(level))
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	used = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = snprintf(line + used, sizeof(line) - used, ".%03ldZ %s %s: ", now.tv_nsec / 1000000L,
+		     names[level], log_component);
+	if (n > 0)
+		used += (size_t)n;
+	n = vsnprintf(line + used, sizeof(line) - used, fmt, ap);
+	if (n > 0)
+		used += (size_t)n;
+	if (used > sizeof(line) - 2)
+		used = sizeof(line) - 2;
+	line[used++] = '\n';
+	/* One write per line so concurrent threads never interleave. */
+	if (write(STDERR_FILENO, line, used) < 0)
+		return;
+}
+
+void log__write(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log__vwrite(level, fmt, ap);
+	va_end(ap);
+}

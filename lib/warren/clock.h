@@ -1,0 +1,14 @@
+/* clock: the two clocks warren uses. Monotonic for durations and
+ * deadlines, realtime (milliseconds since the epoch) for stored times. */
+#ifndef WARREN_CLOCK_H
+#define WARREN_CLOCK_H
+
+#include <stdint.h>
+
+uint64_t clock__monotonic_ns(void);
+uint64_t clock__monotonic_ms(void);
+int64_t clock__realtime_ms(void);
+/* Formats ms since the epoch as RFC 3339 UTC ("2026-11-26T23:30:00.123Z"). */
+void clock__format_rfc3339(int64_t realtime_ms, char out[32]);
+
+#endif

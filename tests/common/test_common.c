@@ -1,0 +1,138 @@
+/* Unit tests of libwarren-common: ids, tokens, config, clock. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "warren/clock.h"
+#include "warren/config.h"
+#include "warren/ids.h"
+#include "warren/tokens.h"
+
+static void test_sandbox_id_shape(void **state)
+{
+	char id[IDS_SANDBOX_ID_LEN + 1], other[IDS_SANDBOX_ID_LEN + 1];
+
+	(void)state;
+	assert_int_equal(ids__sandbox_id(id), 0);
+	assert_int_equal(ids__sandbox_id(other), 0);
+	assert_true(ids__is_sandbox_id(id));
+	assert_string_not_equal(id, other);
+	assert_false(ids__is_sandbox_id("iABCDEFGHIJKLMNOPQRST"));
+	assert_false(ids__is_sandbox_id("i123"));
+	assert_false(ids__is_sandbox_id("x12345678901234567890"));
+	assert_false(ids__is_sandbox_id(NULL));
+}
+
+static void test_uuid_shape(void **state)
+{
+	char uuid[IDS_UUID_LEN + 1];
+
+	(void)state;
+	assert_int_equal(ids__uuid(uuid), 0);
+	assert_true(ids__is_uuid(uuid));
+	assert_int_equal(uuid[14], '4');
+	assert_false(ids__is_uuid("not-a-uuid"));
+	assert_false(ids__is_uuid("0123456789abcdef0123456789abcdef0123"));
+}
+
+static void test_api_key_shape(void **state)
+{
+	char key[45];
+
+	(void)state;
+	assert_int_equal(ids__api_key(key), 0);
+	assert_int_equal(strlen(key), 44);
+	assert_memory_equal(key, "e2b_", 4);
+}
+
+static void test_sha256_and_hmac_vectors(void **state)
+{
+	char hex[65];
+
+	(void)state;
+	tokens__sha256_hex("abc", 3, hex);
+	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	/* RFC 4231 test case 2. */
+	tokens__hmac_sha256_hex("Jefe", "what do ya want for nothing?", hex);
+	assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+static void test_derived_tokens_differ(void **state)
+{
+	char access[65], traffic[65], again[65];
+
+	(void)state;
+	tokens__access_token("seed", "iabc", access);
+	tokens__traffic_token("seed", "iabc", traffic);
+	tokens__access_token("seed", "iabc", again);
+	assert_string_equal(access, again);
+	assert_string_not_equal(access, traffic);
+	tokens__hmac_sha256_hex("seed", "sandbox-traffic-iabc", again);
+	assert_string_equal(traffic, again);
+}
+
+static void test_constant_time_equal(void **state)
+{
+	(void)state;
+	assert_true(tokens__equal("secret", "secret"));
+	assert_false(tokens__equal("secret", "secreT"));
+	assert_false(tokens__equal("secret", "secret2"));
+	assert_false(tokens__equal("secret2", "secret"));
+	assert_false(tokens__equal("", "x"));
+	assert_true(tokens__equal("", ""));
+}
+
+static void test_file_signature(void **state)
+{
+	char sig[96], sig_exp[96];
+
+	(void)state;
+	tokens__file_signature("/home/user/a.txt", "read", "", "tok", -1, sig, sizeof(sig));
+	tokens__file_signature("/home/user/a.txt", "read", "", "tok", 1700000000, sig_exp,
+			       sizeof(sig_exp));
+	assert_memory_equal(sig, "v1_", 3);
+	assert_int_equal(strlen(sig), 3 + 43); /* 32 bytes, base64, no padding */
+	assert_null(strchr(sig, '='));
+	assert_string_not_equal(sig, sig_exp);
+}
+
+static void test_config_env_override(void **state)
+{
+	(void)state;
+	setenv("WARREN_TEST_SETTING", "42", 1);
+	assert_string_equal(config__get("test_setting", "x"), "42");
+	assert_int_equal(config__get_int("test_setting", 7), 42);
+	assert_int_equal(config__get_int("absent_setting", 7), 7);
+	setenv("WARREN_TEST_FLAG", "true", 1);
+	assert_true(config__get_bool("test_flag", false));
+}
+
+static void test_clock_format(void **state)
+{
+	char text[32];
+
+	(void)state;
+	clock__format_rfc3339(1700000000123LL, text);
+	assert_string_equal(text, "2023-11-14T22:13:20.123Z");
+	assert_true(clock__monotonic_ns() > 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sandbox_id_shape),
+		cmocka_unit_test(test_uuid_shape),
+		cmocka_unit_test(test_api_key_shape),
+		cmocka_unit_test(test_sha256_and_hmac_vectors),
+		cmocka_unit_test(test_derived_tokens_differ),
+		cmocka_unit_test(test_constant_time_equal),
+		cmocka_unit_test(test_file_signature),
+		cmocka_unit_test(test_config_env_override),
+		cmocka_unit_test(test_clock_format),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
