@@ -1,0 +1,53 @@
+/* event_loop: the one io_uring of a VMM process. Everything that is not a
+ * vCPU runs here, on one thread: ioeventfd notifications, the control
+ * socket, timers and every byte of device I/O (block reads/writes/flushes,
+ * tap reads/writes). Callbacks run on the loop thread, one at a time.
+ *
+ * Ownership: an operation's iovecs and buffers must stay valid until its
+ * callback ran. A callback gets the CQE result (bytes, or -errno) and, for
+ * multishot polls, is called once per event until it returns false or the
+ * poll is cancelled. */
+#ifndef WARREN_VMM_EVENT_LOOP_H
+#define WARREN_VMM_EVENT_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct event_loop;
+
+/* Returns true to keep a multishot poll armed; ignored for one-shot ops. */
+typedef bool (*event_loop_callback)(void *opaque, int32_t result);
+
+/* Creates a loop with room for `entries` in-flight submissions. NULL on error. */
+struct event_loop *event_loop__create(unsigned entries);
+void event_loop__destroy(struct event_loop *loop);
+
+/* Watches fd for poll_mask (POLLIN...) with a multishot poll; callback per
+ * event. Returns an id for event_loop__cancel, or -errno. */
+int64_t event_loop__watch(struct event_loop *loop, int fd, unsigned poll_mask,
+			  event_loop_callback callback, void *opaque);
+/* Positioned vectored read/write (offset -1: current position, for taps and
+ * sockets); fsync (datasync when `datasync`). Return 0 once queued, or -errno. */
+int event_loop__readv(struct event_loop *loop, int fd, const struct iovec *iov, int iovcnt,
+		      int64_t offset, event_loop_callback callback, void *opaque);
+int event_loop__writev(struct event_loop *loop, int fd, const struct iovec *iov, int iovcnt,
+		       int64_t offset, event_loop_callback callback, void *opaque);
+int event_loop__fsync(struct event_loop *loop, int fd, bool datasync,
+		      event_loop_callback callback, void *opaque);
+/* One-shot timer after `nanoseconds`; the callback gets -ETIME when it fired. */
+int64_t event_loop__timer(struct event_loop *loop, uint64_t nanoseconds,
+			  event_loop_callback callback, void *opaque);
+/* Cancels a watch or timer by id; its callback is called once with -ECANCELED. */
+int event_loop__cancel(struct event_loop *loop, int64_t id);
+
+/* Submits what is queued and runs callbacks until event_loop__stop() or an
+ * unrecoverable io_uring error (returned as -errno; 0 after a stop). */
+int event_loop__run(struct event_loop *loop);
+/* Thread-safe: wakes the loop and makes event_loop__run return. */
+void event_loop__stop(struct event_loop *loop);
+/* Thread-safe: runs fn(opaque) on the loop thread soon (e.g. from a vCPU). */
+int event_loop__defer(struct event_loop *loop, void (*fn)(void *opaque), void *opaque);
+
+#endif
