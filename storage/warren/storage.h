@@ -1,0 +1,450 @@
+/* storage: the only code in warren that speaks SQL (ARCHITECTURE.md,
+ * "PostgreSQL (source of truth)"). Typed functions over libpq with
+ * prepared statements, a thread-safe connection pool, reconnect after a
+ * server restart, and SQLSTATEs mapped to storage_status codes.
+ *
+ * Conventions: every function returns STORAGE_OK (0) or an error code and,
+ * when err is not NULL, fills it with the code and a message. Output
+ * structs are written only on STORAGE_OK. Times are milliseconds since the
+ * epoch (clock__realtime_ms), -1 when NULL in the database. Functions that
+ * take a team_id only ever see that team's rows: another team's row is
+ * STORAGE_ERR_NOT_FOUND. Functions named *_internal skip the team check
+ * and must never run on behalf of a client. docs/schema.md has the
+ * tables and the sandbox state machine. */
+#ifndef WARREN_STORAGE_H
+#define WARREN_STORAGE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum storage_status {
+	STORAGE_OK = 0,
+	STORAGE_ERR_NOT_FOUND,     /* no such row (or another team's) */
+	STORAGE_ERR_DUPLICATE,     /* unique_violation (23505) */
+	STORAGE_ERR_NOT_FOUND_REF, /* foreign_key_violation (23503): a referenced row is missing */
+	STORAGE_ERR_INVALID,       /* check/not-null violation, bad input (23514, 23502, 22xxx) */
+	STORAGE_ERR_CONFLICT,      /* compare-and-set lost: the row is not in the expected state */
+	STORAGE_ERR_UNAVAILABLE,   /* connection failure, server shutting down (08xxx, 57P0x) */
+	STORAGE_ERR_INTERNAL,      /* anything else (a bug, a server error) */
+};
+
+struct storage_error {
+	enum storage_status code;
+	char sqlstate[6]; /* "" when no server error */
+	char message[512];
+};
+
+/* The status a SQLSTATE (5 characters) maps to; NULL or "" -> UNAVAILABLE
+ * (libpq reports a lost connection without a SQLSTATE). Pure. */
+enum storage_status storage__status_from_sqlstate(const char *sqlstate);
+/* "ok", "not_found", "duplicate", ... Never NULL. */
+const char *storage__status_name(enum storage_status status);
+
+/* ---- connection pool ---- */
+
+struct storage_pool;
+
+/* Opens a pool of `size` connections to url (a libpq conninfo or URI).
+ * Connects every connection now so a bad url fails here. NULL on error. */
+struct storage_pool *storage__pool_open(const char *url, int size, struct storage_error *err);
+/* Opens with config pg_url (WARREN_PG_URL) and pg_pool_size (default 4). */
+struct storage_pool *storage__pool_open_config(struct storage_error *err);
+/* Closes every connection. Callers must have returned all of them. */
+void storage__pool_close(struct storage_pool *pool);
+
+/* ---- migrations (storage/migrate.c) ---- */
+
+/* The migrations folder: config migrations_dir (WARREN_MIGRATIONS_DIR),
+ * else the source tree's migrations/ if it exists, else
+ * /usr/share/warren/migrations. */
+const char *storage__migrations_dir(void);
+
+struct storage_migration_status {
+	int version;
+	char name[128];     /* file name, e.g. "0001_initial.sql" */
+	bool applied;
+	bool modified;      /* applied, but the file's sha256 differs */
+	bool missing_file;  /* applied, but no file in the folder */
+	int64_t applied_at; /* ms, -1 when pending */
+};
+
+/* Applies every pending migrations/NNNN_name.sql of dir in order, each in
+ * its own transaction, under a PostgreSQL advisory lock (concurrent runs
+ * wait, then find nothing to do). Refuses (STORAGE_ERR_CONFLICT, message
+ * naming the file) when an applied file was modified or removed.
+ * *applied_count (may be NULL) gets the number applied now. */
+int storage__migrate(const char *url, const char *dir, int *applied_count,
+		     struct storage_error *err);
+/* Lists every migration (files and applied rows) in version order; the
+ * caller frees *out. */
+int storage__migrate_status(const char *url, const char *dir, struct storage_migration_status **out,
+			    size_t *count, struct storage_error *err);
+
+/* ---- teams ---- */
+
+enum storage_tier { STORAGE_TIER_HOBBY = 0, STORAGE_TIER_PRO, STORAGE_TIER_ENTERPRISE };
+
+/* The limits of the plan table (E2B-FACTS.md, Limits), per team. */
+struct storage_team_limits {
+	int32_t lifecycle_requests;          /* per lifecycle_window_s */
+	int32_t lifecycle_window_s;
+	int32_t sandbox_operations;          /* per client IP, per sandbox_operations_window_s */
+	int32_t sandbox_operations_window_s;
+	int32_t concurrent_sandboxes;        /* starting + running */
+	int32_t creation_rate_per_s;
+	int32_t egress_connections;          /* per sandbox */
+	int32_t max_timeout_s;               /* longest sandbox timeout */
+};
+
+#define STORAGE_UUID_LEN 36
+#define STORAGE_TEAM_NAME_MAX 63
+
+struct storage_team {
+	char id[STORAGE_UUID_LEN + 1];
+	char name[STORAGE_TEAM_NAME_MAX + 1];
+	enum storage_tier tier;
+	struct storage_team_limits limits;
+	int64_t created_at;
+};
+
+const char *storage__tier_name(enum storage_tier tier);
+/* Parses "hobby" | "pro" | "enterprise"; false otherwise. Pure. */
+bool storage__tier_parse(const char *name, enum storage_tier *tier);
+
+/* Names accepted by storage__team_set_limit, in struct order, NULL-ended:
+ * lifecycle_requests, lifecycle_window_s, sandbox_operations,
+ * sandbox_operations_window_s, concurrent_sandboxes, creation_rate_per_s,
+ * egress_connections, max_timeout_s. */
+extern const char *const storage_limit_names[];
+/* True when name is one of storage_limit_names. Pure. */
+bool storage__limit_name_valid(const char *name);
+
+/* Creates a team with its tier's default limits. DUPLICATE when the name
+ * is taken, INVALID for a bad name (1-63 of [A-Za-z0-9._-]). */
+int storage__team_create(struct storage_pool *pool, const char *name, enum storage_tier tier,
+			 struct storage_team *out, struct storage_error *err);
+int storage__team_get(struct storage_pool *pool, const char *team_id, struct storage_team *out,
+		      struct storage_error *err);
+int storage__team_get_by_name(struct storage_pool *pool, const char *name,
+			      struct storage_team *out, struct storage_error *err);
+/* Every team by name; the caller frees *out. */
+int storage__team_list(struct storage_pool *pool, struct storage_team **out, size_t *count,
+		       struct storage_error *err);
+/* Changes the tier and resets every limit to that tier's defaults. */
+int storage__team_set_tier(struct storage_pool *pool, const char *team_id, enum storage_tier tier,
+			   struct storage_team *out, struct storage_error *err);
+/* Sets one limit (a storage_limit_names entry) to value (> 0). */
+int storage__team_set_limit(struct storage_pool *pool, const char *team_id, const char *limit_name,
+			    int32_t value, struct storage_team *out, struct storage_error *err);
+
+/* ---- API keys (only the SHA-256 is ever stored) ---- */
+
+struct storage_api_key {
+	char id[STORAGE_UUID_LEN + 1];
+	char team_id[STORAGE_UUID_LEN + 1];
+	char prefix[17];
+	int64_t created_at, last_used_at, revoked_at;
+};
+
+/* Stores a key by its lower-case hex SHA-256 (tokens__sha256_hex) and a
+ * short display prefix (e.g. "e2b_1a2b"). */
+int storage__api_key_create(struct storage_pool *pool, const char *team_id, const char *key_hash,
+			    const char *prefix, struct storage_api_key *out,
+			    struct storage_error *err);
+/* The team owning a non-revoked key with this hash (NOT_FOUND otherwise);
+ * records last_used_at (at most once a minute per key). */
+int storage__api_key_authenticate(struct storage_pool *pool, const char *key_hash,
+				  struct storage_team *team, struct storage_error *err);
+/* Revokes by key id; NOT_FOUND when unknown or already revoked. */
+int storage__api_key_revoke(struct storage_pool *pool, const char *key_id,
+			    struct storage_error *err);
+/* Revokes by hash (for `warren admin key revoke e2b_...`). */
+int storage__api_key_revoke_by_hash(struct storage_pool *pool, const char *key_hash,
+				    struct storage_error *err);
+/* A team's keys, newest first; the caller frees *out. */
+int storage__api_key_list(struct storage_pool *pool, const char *team_id,
+			  struct storage_api_key **out, size_t *count, struct storage_error *err);
+
+/* ---- templates ---- */
+
+struct storage_template {
+	char id[129];
+	char agent_version[65];
+	char image_path[4097];
+	char content_hash[65]; /* hex sha256 */
+	int64_t created_at, updated_at;
+};
+
+/* Inserts or replaces a template by id. */
+int storage__template_upsert(struct storage_pool *pool, const struct storage_template *template_in,
+			     struct storage_error *err);
+int storage__template_get(struct storage_pool *pool, const char *id, struct storage_template *out,
+			  struct storage_error *err);
+/* Every template by id; the caller frees *out. */
+int storage__template_list(struct storage_pool *pool, struct storage_template **out, size_t *count,
+			   struct storage_error *err);
+
+/* ---- hosts ---- */
+
+struct storage_host {
+	char id[65];      /* [A-Za-z0-9._-]{1,64} */
+	char address[256];
+	char runtime[8];  /* "vm" | "jail" */
+	int32_t capacity;
+	int32_t running;
+	char state[16];   /* "ready" | "draining" | "down" */
+	int64_t registered_at, heartbeat_at;
+};
+
+/* Registers a host or refreshes it (address, runtime, capacity, running,
+ * state; heartbeat_at = now). */
+int storage__host_heartbeat(struct storage_pool *pool, const struct storage_host *host,
+			    struct storage_error *err);
+/* Every host by id; the caller frees *out. */
+int storage__host_list(struct storage_pool *pool, struct storage_host **out, size_t *count,
+		       struct storage_error *err);
+
+/* ---- sandboxes ---- */
+
+enum storage_sandbox_state {
+	STORAGE_SANDBOX_STARTING = 0,
+	STORAGE_SANDBOX_RUNNING,
+	STORAGE_SANDBOX_PAUSED,
+	STORAGE_SANDBOX_KILLING,
+	STORAGE_SANDBOX_KILLED,
+	STORAGE_SANDBOX_TIMED_OUT,
+	STORAGE_SANDBOX_FAILED,
+	STORAGE_SANDBOX_STATE_COUNT
+};
+#define STORAGE_STATE_BIT(state) (1u << (state))
+#define STORAGE_STATES_ACTIVE                                                                     \
+	(STORAGE_STATE_BIT(STORAGE_SANDBOX_STARTING) | STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) | \
+	 STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) | STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING))
+#define STORAGE_STATES_ALL ((1u << STORAGE_SANDBOX_STATE_COUNT) - 1)
+
+const char *storage__sandbox_state_name(enum storage_sandbox_state state);
+/* Parses a state name ("running", "timed_out", ...). Pure. */
+bool storage__sandbox_state_parse(const char *name, enum storage_sandbox_state *state);
+
+#define STORAGE_SANDBOX_ID_LEN 21
+
+struct storage_sandbox {
+	char id[STORAGE_SANDBOX_ID_LEN + 1];
+	char team_id[STORAGE_UUID_LEN + 1];
+	char template_id[129];
+	char request_id[STORAGE_UUID_LEN + 1];
+	enum storage_sandbox_state state;
+	char host_id[65];        /* "" when unassigned */
+	int32_t slot_index;      /* -1 when unassigned */
+	char slot_address[64];   /* "" when unassigned */
+	int64_t created_at, started_at, end_at, updated_at;
+	json_t *network;         /* object, owned: storage__sandbox_clear */
+	json_t *metadata;        /* object, owned: storage__sandbox_clear */
+	bool secure;
+	bool allow_public_traffic;
+	char mask_request_host[256];
+	char failure_reason[1025];
+};
+
+/* Releases the JSON members (the struct itself is the caller's). */
+void storage__sandbox_clear(struct storage_sandbox *sandbox);
+
+/* What a create request stores. network and metadata may be NULL ({}). */
+struct storage_sandbox_new {
+	const char *id;          /* ids__sandbox_id */
+	const char *team_id;
+	const char *template_id;
+	const char *request_id;  /* the idempotency key */
+	int32_t timeout_s;       /* end_at = now + timeout_s */
+	const json_t *network;
+	const json_t *metadata;
+	bool secure;
+	bool allow_public_traffic;
+	const char *mask_request_host; /* NULL: none */
+};
+
+struct storage_admission {
+	bool admitted;        /* the sandbox row exists (new or existing) */
+	bool existing;        /* the request_id was already known: out is that row */
+	int32_t active_count; /* starting + running of the team, this one included when admitted */
+	int32_t limit;        /* the team's concurrent_sandboxes */
+};
+
+/* Admits and inserts a new sandbox in state starting if the team's
+ * starting+running count is below its concurrency limit, atomically across
+ * every API instance (team row lock). Idempotent by request_id: a known
+ * request returns its sandbox with existing = true (DUPLICATE if that
+ * request belongs to another team). Not admitted: STORAGE_OK with
+ * admitted = false and out untouched. */
+int storage__sandbox_admit(struct storage_pool *pool, const struct storage_sandbox_new *sandbox,
+			   struct storage_admission *admission, struct storage_sandbox *out,
+			   struct storage_error *err);
+/* The same without the limit check (internal callers, e.g. a restore). */
+int storage__sandbox_insert(struct storage_pool *pool, const struct storage_sandbox_new *sandbox,
+			    bool *existing, struct storage_sandbox *out, struct storage_error *err);
+
+/* A sandbox of team_id; another team's is NOT_FOUND. */
+int storage__sandbox_get(struct storage_pool *pool, const char *team_id, const char *sandbox_id,
+			 struct storage_sandbox *out, struct storage_error *err);
+/* Any team's sandbox (worker, proxy). */
+int storage__sandbox_get_internal(struct storage_pool *pool, const char *sandbox_id,
+				  struct storage_sandbox *out, struct storage_error *err);
+
+/* A state change guarded by the expected current state. NULL / -1 fields
+ * keep the row's value. */
+struct storage_sandbox_transition {
+	const char *sandbox_id;
+	const char *team_id;     /* NULL: internal caller, no team check */
+	enum storage_sandbox_state from, to;
+	const char *host_id;
+	int32_t slot_index;      /* -1: keep */
+	const char *slot_address;
+	const char *failure_reason;
+};
+
+/* Compare-and-set of sandboxes.state: applies when the row is in t->from
+ * (CONFLICT otherwise, NOT_FOUND when absent), INVALID when from -> to is
+ * not an edge of the state machine. Sets started_at on the first running,
+ * appends a state_changed event in the same statement. out may be NULL. */
+int storage__sandbox_transition(struct storage_pool *pool, const struct storage_sandbox_transition *t,
+				struct storage_sandbox *out, struct storage_error *err);
+
+/* Sets end_at = now + timeout_s for a starting/running/paused sandbox of
+ * team_id (NOT_FOUND otherwise); *end_at (may be NULL) gets the new value. */
+int storage__sandbox_set_timeout(struct storage_pool *pool, const char *team_id,
+				 const char *sandbox_id, int32_t timeout_s, int64_t *end_at,
+				 struct storage_error *err);
+
+#define STORAGE_PAGE_LIMIT_MAX 100
+#define STORAGE_PAGE_TOKEN_MAX 96
+
+struct storage_sandbox_filter {
+	uint32_t states;          /* STORAGE_STATE_BIT mask; 0 = all */
+	const json_t *metadata;   /* NULL or an object every result contains (@>) */
+	int limit;                /* 1..100; <= 0 means 100 */
+	const char *page_token;   /* NULL/"" for the first page */
+};
+
+struct storage_sandbox_list {
+	struct storage_sandbox *items;
+	size_t count;
+	char next_token[STORAGE_PAGE_TOKEN_MAX]; /* "" on the last page */
+};
+
+/* A team's sandboxes, newest first, keyset-paginated. INVALID for a bad
+ * token or limit > 100. Free with storage__sandbox_list_free. */
+int storage__sandbox_list(struct storage_pool *pool, const char *team_id,
+			  const struct storage_sandbox_filter *filter,
+			  struct storage_sandbox_list *out, struct storage_error *err);
+void storage__sandbox_list_free(struct storage_sandbox_list *list);
+/* Starting + running sandboxes of a team. */
+int storage__sandbox_count_active(struct storage_pool *pool, const char *team_id, int32_t *count,
+				  struct storage_error *err);
+/* Sandboxes of a host in the given states (mask, 0 = all), oldest first. */
+int storage__sandbox_list_by_host(struct storage_pool *pool, const char *host_id, uint32_t states,
+				  struct storage_sandbox_list *out, struct storage_error *err);
+/* Running sandboxes of a host whose end_at has passed, soonest first, at
+ * most limit (1..1000). */
+int storage__sandbox_list_expired(struct storage_pool *pool, const char *host_id, int limit,
+				  struct storage_sandbox_list *out, struct storage_error *err);
+
+/* Keyset token of a page position. Pure; out needs STORAGE_PAGE_TOKEN_MAX. */
+void storage__page_token_encode(int64_t created_us, const char *sandbox_id, char *out);
+/* Parses a token (client input: strictly validated). false if malformed. */
+bool storage__page_token_decode(const char *token, int64_t *created_us,
+				char sandbox_id[STORAGE_SANDBOX_ID_LEN + 1]);
+
+/* ---- sandbox events (append-only) ---- */
+
+struct storage_sandbox_event {
+	int64_t id;
+	char type[65];
+	json_t *payload; /* owned */
+	int64_t at;
+};
+
+/* Appends an event (type [a-z_]{1,64}, payload an object or NULL). Not
+ * retried after a lost connection (it would append twice): UNAVAILABLE. */
+int storage__sandbox_event_append(struct storage_pool *pool, const char *sandbox_id,
+				  const char *type, const json_t *payload, int64_t *event_id,
+				  struct storage_error *err);
+/* Events of a sandbox with id > after_id, oldest first, at most limit
+ * (1..1000). Free with storage__sandbox_events_free. */
+int storage__sandbox_events_list(struct storage_pool *pool, const char *sandbox_id,
+				 int64_t after_id, int limit, struct storage_sandbox_event **out,
+				 size_t *count, struct storage_error *err);
+void storage__sandbox_events_free(struct storage_sandbox_event *events, size_t count);
+
+/* ---- requests (idempotency) ---- */
+
+enum storage_request_status {
+	STORAGE_REQUEST_PENDING = 0,
+	STORAGE_REQUEST_DONE,
+	STORAGE_REQUEST_FAILED
+};
+
+struct storage_request {
+	char request_id[STORAGE_UUID_LEN + 1];
+	char team_id[STORAGE_UUID_LEN + 1];
+	char type[65];
+	char sandbox_id[STORAGE_SANDBOX_ID_LEN + 1]; /* "" when none */
+	enum storage_request_status status;
+	json_t *result; /* owned, NULL while pending */
+	int64_t created_at, finished_at;
+};
+
+void storage__request_clear(struct storage_request *request);
+
+/* Records a pending request, or returns the known one (*created false).
+ * A request_id of another team is DUPLICATE. sandbox_id may be NULL. */
+int storage__request_begin(struct storage_pool *pool, const char *request_id, const char *team_id,
+			   const char *type, const char *sandbox_id, bool *created,
+			   struct storage_request *out, struct storage_error *err);
+/* Finishes a pending request (status DONE or FAILED) with a result
+ * object. CONFLICT when it is already finished, NOT_FOUND when unknown. */
+int storage__request_finish(struct storage_pool *pool, const char *request_id,
+			    enum storage_request_status status, const json_t *result,
+			    struct storage_error *err);
+int storage__request_get(struct storage_pool *pool, const char *request_id,
+			 struct storage_request *out, struct storage_error *err);
+
+/* ---- rate-limit state (generic; the limiter lives elsewhere) ---- */
+
+/* Loads the state of key: *found false (and *tat_ms 0) when none. */
+int storage__rate_limit_load(struct storage_pool *pool, const char *key, bool *found,
+			     int64_t *tat_ms, struct storage_error *err);
+/* Compare-and-set: stores new_tat_ms when the key's state is still
+ * expected_tat_ms (or absent when expected_found is false); CONFLICT when
+ * another writer got there first (reload and retry). */
+int storage__rate_limit_store(struct storage_pool *pool, const char *key, bool expected_found,
+			      int64_t expected_tat_ms, int64_t new_tat_ms,
+			      struct storage_error *err);
+/* Counts one rejection of limit_name ([a-z_]{1,64}) for team_id in the
+ * current minute (admin view admin_rate_limit_rejections). */
+int storage__rate_limit_record_rejection(struct storage_pool *pool, const char *team_id,
+					 const char *limit_name, struct storage_error *err);
+
+/* ---- admin views (docs/admin.md) ---- */
+
+struct storage_admin_running {
+	char team[STORAGE_TEAM_NAME_MAX + 1];
+	enum storage_tier tier;
+	int32_t limit, starting, running, paused;
+};
+int storage__admin_running(struct storage_pool *pool, struct storage_admin_running **out,
+			   size_t *count, struct storage_error *err);
+
+struct storage_admin_rejections {
+	int64_t minute;
+	char team[STORAGE_TEAM_NAME_MAX + 1];
+	char limit_name[65];
+	int64_t rejections;
+};
+/* Rejections of the last `minutes` minutes, newest first. */
+int storage__admin_rejections(struct storage_pool *pool, int minutes,
+			      struct storage_admin_rejections **out, size_t *count,
+			      struct storage_error *err);
+
+#endif
