@@ -1,0 +1,294 @@
+/* kafka: configuration, topic names and the admin helper. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "warren/clock.h"
+#include "warren/config.h"
+#include "warren/kafka.h"
+#include "warren/log.h"
+
+#include "kafka_internal.h"
+
+const char *kafka__brokers(void)
+{
+	return config__get("kafka_brokers", KAFKA_DEFAULT_BROKERS);
+}
+
+int kafka__client_id(const char *role, char *out, size_t out_len)
+{
+	char host[64] = "localhost";
+	int n;
+
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	n = snprintf(out, out_len, "%s-%s-%s", config__get("kafka_client_id", "warren"),
+		     role ? role : "client", host);
+	if (n < 0 || (size_t)n >= out_len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int kafka__host_topic(const char *host, char *out, size_t out_len)
+{
+	size_t len;
+	int n;
+
+	if (!host)
+		return -EINVAL;
+	len = strlen(host);
+	if (len == 0 || len > KAFKA_EVENT_HOST_ID_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)host[i]) && host[i] != '-' && host[i] != '_' &&
+		    host[i] != '.')
+			return -EINVAL;
+	n = snprintf(out, out_len, KAFKA_TOPIC_HOST_PREFIX "%s" KAFKA_TOPIC_HOST_SUFFIX, host);
+	if (n < 0 || (size_t)n >= out_len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+const char *kafka__error_string(int kafka_error)
+{
+	return rd_kafka_err2str((rd_kafka_resp_err_t)kafka_error);
+}
+
+int kafka_internal__set(rd_kafka_conf_t *conf, const char *name, const char *value, char *err,
+			size_t err_len)
+{
+	char local[256];
+
+	if (rd_kafka_conf_set(conf, name, value, local, sizeof(local)) != RD_KAFKA_CONF_OK) {
+		if (err && err_len)
+			snprintf(err, err_len, "%s=%s: %s", name, value, local);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void kafka_internal__log_cb(const rd_kafka_t *rk, int level, const char *facility,
+			    const char *buf)
+{
+	/* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
+	if (level <= 3)
+		log_error("rdkafka %s %s: %s", rd_kafka_name(rk), facility, buf);
+	else if (level == 4)
+		log_warn("rdkafka %s %s: %s", rd_kafka_name(rk), facility, buf);
+	else
+		log_debug("rdkafka %s %s: %s", rd_kafka_name(rk), facility, buf);
+}
+
+/* A short-lived producer handle used only to talk to the admin API. */
+static rd_kafka_t *admin_handle(const char *brokers, char *err, size_t err_len)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char local[256];
+	rd_kafka_t *rk;
+
+	if (kafka_internal__set(conf, "bootstrap.servers", brokers ? brokers : kafka__brokers(),
+				err, err_len) ||
+	    kafka_internal__set(conf, "client.id", "warren-admin", err, err_len)) {
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_log_cb(conf, kafka_internal__log_cb);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, local, sizeof(local));
+	if (!rk) {
+		snprintf(err, err_len, "rd_kafka_new: %s", local);
+		rd_kafka_conf_destroy(conf);
+	}
+	return rk;
+}
+
+/* Waits until the admin result event of type wanted arrives on queue. */
+static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *queue, rd_kafka_event_type_t wanted,
+				    int timeout_ms)
+{
+	uint64_t deadline = clock__monotonic_ms() + (uint64_t)timeout_ms;
+
+	while (clock__monotonic_ms() < deadline) {
+		rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 100);
+		if (!event)
+			continue;
+		if (rd_kafka_event_type(event) == wanted)
+			return event;
+		rd_kafka_event_destroy(event);
+	}
+	return NULL;
+}
+
+/* 1 when topic's metadata shows partitions partitions with leaders
+ * (partitions < 0: just present), 0 when absent, -1 on error. */
+static int topic_ready(rd_kafka_t *rk, const char *topic, int partitions)
+{
+	const struct rd_kafka_metadata *metadata = NULL;
+	rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+	int ready = 0;
+
+	if (!rkt)
+		return -1;
+	if (rd_kafka_metadata(rk, 0, rkt, &metadata, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		rd_kafka_topic_destroy(rkt);
+		return -1;
+	}
+	for (int i = 0; i < metadata->topic_cnt; i++) {
+		const struct rd_kafka_metadata_topic *t = &metadata->topics[i];
+		int led = 0;
+
+		if (strcmp(t->topic, topic) != 0 || t->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			continue;
+		for (int p = 0; p < t->partition_cnt; p++)
+			if (t->partitions[p].leader >= 0 &&
+			    t->partitions[p].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+				led++;
+		ready = partitions < 0 ? 1 : (led >= partitions && t->partition_cnt >= partitions);
+	}
+	rd_kafka_metadata_destroy(metadata);
+	rd_kafka_topic_destroy(rkt);
+	return ready;
+}
+
+int kafka__create_topic(const char *brokers, const char *topic, int partitions,
+			int replication_factor, int timeout_ms, char *err, size_t err_len)
+{
+	rd_kafka_NewTopic_t *new_topic = NULL;
+	rd_kafka_AdminOptions_t *options = NULL;
+	rd_kafka_queue_t *queue = NULL;
+	rd_kafka_event_t *event = NULL;
+	uint64_t deadline = clock__monotonic_ms() + (uint64_t)timeout_ms;
+	char local[256];
+	rd_kafka_t *rk;
+	int ret = -EIO;
+
+	if (!topic || partitions <= 0 || strlen(topic) > KAFKA_TOPIC_NAME_MAX)
+		return -EINVAL;
+	rk = admin_handle(brokers, err, err_len);
+	if (!rk)
+		return -EINVAL;
+	new_topic = rd_kafka_NewTopic_new(topic, partitions,
+					  replication_factor > 0 ? replication_factor : 1, local,
+					  sizeof(local));
+	if (!new_topic) {
+		snprintf(err, err_len, "NewTopic %s: %s", topic, local);
+		ret = -EINVAL;
+		goto out;
+	}
+	queue = rd_kafka_queue_new(rk);
+	options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+	rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, local, sizeof(local));
+	rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, local, sizeof(local));
+	rd_kafka_CreateTopics(rk, &new_topic, 1, options, queue);
+	event = admin_wait(queue, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms);
+	if (!event) {
+		snprintf(err, err_len, "CreateTopics %s: no answer in %d ms", topic, timeout_ms);
+		ret = -ETIMEDOUT;
+		goto out;
+	}
+	if (rd_kafka_event_error(event)) {
+		snprintf(err, err_len, "CreateTopics %s: %s", topic, rd_kafka_event_error_string(event));
+		goto out;
+	} else {
+		const rd_kafka_CreateTopics_result_t *result = rd_kafka_event_CreateTopics_result(event);
+		size_t count = 0;
+		const rd_kafka_topic_result_t **results = rd_kafka_CreateTopics_result_topics(result, &count);
+
+		for (size_t i = 0; i < count; i++) {
+			rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+			if (e != RD_KAFKA_RESP_ERR_NO_ERROR &&
+			    e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+				snprintf(err, err_len, "CreateTopics %s: %s", topic,
+					 rd_kafka_topic_result_error_string(results[i])
+						 ? rd_kafka_topic_result_error_string(results[i])
+						 : rd_kafka_err2str(e));
+				goto out;
+			}
+		}
+	}
+	/* The controller answered; wait until the leaders are known too. */
+	while (clock__monotonic_ms() < deadline) {
+		if (topic_ready(rk, topic, partitions) == 1) {
+			ret = 0;
+			goto out;
+		}
+		usleep(100 * 1000);
+	}
+	snprintf(err, err_len, "topic %s: partitions without leaders after %d ms", topic,
+		 timeout_ms);
+	ret = -ETIMEDOUT;
+out:
+	if (event)
+		rd_kafka_event_destroy(event);
+	if (options)
+		rd_kafka_AdminOptions_destroy(options);
+	if (new_topic)
+		rd_kafka_NewTopic_destroy(new_topic);
+	if (queue)
+		rd_kafka_queue_destroy(queue);
+	rd_kafka_destroy(rk);
+	return ret;
+}
+
+int kafka__delete_topic(const char *brokers, const char *topic, int timeout_ms, char *err,
+			size_t err_len)
+{
+	rd_kafka_DeleteTopic_t *delete_topic = NULL;
+	rd_kafka_AdminOptions_t *options = NULL;
+	rd_kafka_queue_t *queue = NULL;
+	rd_kafka_event_t *event = NULL;
+	char local[256];
+	rd_kafka_t *rk;
+	int ret = -EIO;
+
+	if (!topic)
+		return -EINVAL;
+	rk = admin_handle(brokers, err, err_len);
+	if (!rk)
+		return -EINVAL;
+	delete_topic = rd_kafka_DeleteTopic_new(topic);
+	queue = rd_kafka_queue_new(rk);
+	options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+	rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, local, sizeof(local));
+	rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, local, sizeof(local));
+	rd_kafka_DeleteTopics(rk, &delete_topic, 1, options, queue);
+	event = admin_wait(queue, RD_KAFKA_EVENT_DELETETOPICS_RESULT, timeout_ms);
+	if (!event) {
+		snprintf(err, err_len, "DeleteTopics %s: no answer in %d ms", topic, timeout_ms);
+		ret = -ETIMEDOUT;
+		goto out;
+	}
+	if (rd_kafka_event_error(event)) {
+		snprintf(err, err_len, "DeleteTopics %s: %s", topic, rd_kafka_event_error_string(event));
+		goto out;
+	} else {
+		const rd_kafka_DeleteTopics_result_t *result = rd_kafka_event_DeleteTopics_result(event);
+		size_t count = 0;
+		const rd_kafka_topic_result_t **results = rd_kafka_DeleteTopics_result_topics(result, &count);
+
+		for (size_t i = 0; i < count; i++) {
+			rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+			if (e != RD_KAFKA_RESP_ERR_NO_ERROR &&
+			    e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+				snprintf(err, err_len, "DeleteTopics %s: %s", topic, rd_kafka_err2str(e));
+				goto out;
+			}
+		}
+	}
+	ret = 0;
+out:
+	if (event)
+		rd_kafka_event_destroy(event);
+	if (options)
+		rd_kafka_AdminOptions_destroy(options);
+	if (delete_topic)
+		rd_kafka_DeleteTopic_destroy(delete_topic);
+	if (queue)
+		rd_kafka_queue_destroy(queue);
+	rd_kafka_destroy(rk);
+	return ret;
+}
