@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "guest_memory.h"
+#include "virtio_mmio.h"
 #include "virtqueue.h"
 
 struct test_guest {
@@ -141,6 +142,64 @@ static inline bool test_vring__get_used(struct test_guest *guest, struct test_vr
 	*len = element->len;
 	ring->used_seen++;
 	return true;
+}
+
+/* --- virtio-mmio register access, as a guest driver does it ------------ */
+
+static inline uint32_t test_mmio__read(struct virtio_mmio *t, uint64_t offset)
+{
+	uint8_t data[4];
+
+	virtio_mmio__read(t, offset, data, 4);
+	return (uint32_t)data[0] | (uint32_t)data[1] << 8 | (uint32_t)data[2] << 16 |
+	       (uint32_t)data[3] << 24;
+}
+
+static inline void test_mmio__write(struct virtio_mmio *t, uint64_t offset, uint32_t value)
+{
+	uint8_t data[4] = {(uint8_t)value, (uint8_t)(value >> 8), (uint8_t)(value >> 16),
+			   (uint8_t)(value >> 24)};
+
+	virtio_mmio__write(t, offset, data, 4);
+}
+
+/* Negotiates `features` (must include VERSION_1); returns the status read
+ * back after FEATURES_OK (3.1.1 steps 1-6). */
+static inline uint32_t test_mmio__negotiate(struct virtio_mmio *t, uint64_t features)
+{
+	test_mmio__write(t, VIRTIO_MMIO_STATUS, 0);
+	test_mmio__write(t, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE);
+	test_mmio__write(t, VIRTIO_MMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
+	test_mmio__write(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+	test_mmio__write(t, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
+	test_mmio__write(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+	test_mmio__write(t, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
+	test_mmio__write(t, VIRTIO_MMIO_STATUS,
+			 VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+				 VIRTIO_STATUS_FEATURES_OK);
+	return test_mmio__read(t, VIRTIO_MMIO_STATUS);
+}
+
+/* Sets up queue `index` on ring (4.2.3.2). */
+static inline void test_mmio__setup_queue(struct virtio_mmio *t, unsigned index,
+					  const struct test_vring *ring)
+{
+	test_mmio__write(t, VIRTIO_MMIO_QUEUE_SEL, index);
+	test_mmio__write(t, VIRTIO_MMIO_QUEUE_NUM, ring->size);
+	test_mmio__write(t, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)ring->desc);
+	test_mmio__write(t, VIRTIO_MMIO_QUEUE_DESC_HIGH, (uint32_t)(ring->desc >> 32));
+	test_mmio__write(t, VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)ring->avail);
+	test_mmio__write(t, VIRTIO_MMIO_QUEUE_DRIVER_HIGH, (uint32_t)(ring->avail >> 32));
+	test_mmio__write(t, VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)ring->used);
+	test_mmio__write(t, VIRTIO_MMIO_QUEUE_DEVICE_HIGH, (uint32_t)(ring->used >> 32));
+	test_mmio__write(t, VIRTIO_MMIO_QUEUE_READY, 1);
+}
+
+static inline void test_mmio__driver_ok(struct virtio_mmio *t)
+{
+	test_mmio__write(t, VIRTIO_MMIO_STATUS,
+			 VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+				 VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
 }
 
 #endif
