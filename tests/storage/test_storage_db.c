@@ -1,0 +1,786 @@
+/* Integration tests of libwarren-storage against the dev-stack
+ * PostgreSQL (one fresh database for the binary, migrated, dropped at the
+ * end): constraint -> error code mapping, idempotent sandbox insert by
+ * request_id, compare-and-set transitions, team isolation, keyset
+ * pagination, admission under concurrency, reconnect after the pool's
+ * backends are terminated, requests, rate-limit state, admin views. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "storage_test_db.h"
+#include "warren/ids.h"
+#include "warren/storage.h"
+#include "warren/tokens.h"
+
+static struct test_db db;
+static struct storage_pool *pool;
+static const char *template_id = "base";
+
+static int group_setup(void **state)
+{
+	struct storage_error err;
+	struct storage_template template_in = { .agent_version = "0.1.0",
+						.image_path = "/var/lib/warren/base.img" };
+	int applied;
+
+	(void)state;
+	if (!test_db__create(&db, "storage"))
+		return -1;
+	if (storage__migrate(db.url, test_db__migrations_dir(), &applied, &err)) {
+		fprintf(stderr, "migrate: %s\n", err.message);
+		return -1;
+	}
+	pool = storage__pool_open(db.url, 2, &err);
+	if (!pool) {
+		fprintf(stderr, "pool: %s\n", err.message);
+		return -1;
+	}
+	snprintf(template_in.id, sizeof(template_in.id), "%s", template_id);
+	tokens__sha256_hex("image", 5, template_in.content_hash);
+	if (storage__template_upsert(pool, &template_in, &err)) {
+		fprintf(stderr, "template: %s\n", err.message);
+		return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	storage__pool_close(pool);
+	pool = NULL;
+	test_db__drop(&db);
+	return 0;
+}
+
+/* A new team with a unique name. */
+static void make_team(const char *tag, enum storage_tier tier, struct storage_team *team)
+{
+	char name[64], suffix[9];
+	unsigned char random[4];
+	struct storage_error err;
+
+	ids__random_bytes(random, sizeof(random));
+	snprintf(suffix, sizeof(suffix), "%02x%02x%02x%02x", random[0], random[1], random[2],
+		 random[3]);
+	snprintf(name, sizeof(name), "%s-%s", tag, suffix);
+	assert_int_equal(storage__team_create(pool, name, tier, team, &err), STORAGE_OK);
+	assert_string_equal(team->name, name);
+}
+
+/* Fills a create request with fresh ids. */
+struct new_sandbox {
+	char id[IDS_SANDBOX_ID_LEN + 1];
+	char request_id[IDS_UUID_LEN + 1];
+	struct storage_sandbox_new spec;
+};
+
+static void new_sandbox_init(struct new_sandbox *n, const char *team_id)
+{
+	memset(n, 0, sizeof(*n));
+	assert_int_equal(ids__sandbox_id(n->id), 0);
+	assert_int_equal(ids__uuid(n->request_id), 0);
+	n->spec.id = n->id;
+	n->spec.team_id = team_id;
+	n->spec.template_id = template_id;
+	n->spec.request_id = n->request_id;
+	n->spec.timeout_s = 300;
+	n->spec.allow_public_traffic = true;
+}
+
+static void admit_one(const char *team_id, struct storage_sandbox *out)
+{
+	struct new_sandbox n;
+	struct storage_admission admission;
+	struct storage_error err;
+
+	new_sandbox_init(&n, team_id);
+	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, out, &err), STORAGE_OK);
+	assert_true(admission.admitted);
+	assert_false(admission.existing);
+}
+
+static void test_teams_and_limits(void **state)
+{
+	struct storage_team team, again, *teams;
+	struct storage_error err;
+	size_t count;
+	bool seen = false;
+
+	(void)state;
+	make_team("limits", STORAGE_TIER_HOBBY, &team);
+	assert_int_equal(team.tier, STORAGE_TIER_HOBBY);
+	assert_int_equal(team.limits.concurrent_sandboxes, 20);
+	assert_int_equal(team.limits.creation_rate_per_s, 1);
+	assert_int_equal(team.limits.lifecycle_requests, 20000);
+	assert_int_equal(team.limits.lifecycle_window_s, 30);
+	assert_int_equal(team.limits.sandbox_operations, 40000);
+	assert_int_equal(team.limits.sandbox_operations_window_s, 60);
+	assert_int_equal(team.limits.egress_connections, 2500);
+	assert_int_equal(team.limits.max_timeout_s, 3600);
+
+	assert_int_equal(storage__team_set_tier(pool, team.id, STORAGE_TIER_PRO, &again, &err),
+			 STORAGE_OK);
+	assert_int_equal(again.tier, STORAGE_TIER_PRO);
+	assert_int_equal(again.limits.concurrent_sandboxes, 100);
+	assert_int_equal(again.limits.creation_rate_per_s, 5);
+	assert_int_equal(again.limits.max_timeout_s, 86400);
+
+	assert_int_equal(storage__team_set_limit(pool, team.id, "concurrent_sandboxes", 1100, &again,
+						 &err), STORAGE_OK);
+	assert_int_equal(again.limits.concurrent_sandboxes, 1100);
+	assert_int_equal(again.limits.creation_rate_per_s, 5);
+	/* Above the pro add-on maximum: the CHECK refuses it. */
+	assert_int_equal(storage__team_set_limit(pool, team.id, "concurrent_sandboxes", 1101, &again,
+						 &err), STORAGE_ERR_INVALID);
+	assert_string_equal(err.sqlstate, "23514");
+	assert_int_equal(storage__team_set_limit(pool, team.id, "no_such_limit", 5, &again, &err),
+			 STORAGE_ERR_INVALID);
+
+	assert_int_equal(storage__team_get_by_name(pool, team.name, &again, &err), STORAGE_OK);
+	assert_string_equal(again.id, team.id);
+	assert_int_equal(storage__team_get(pool, "00000000-0000-4000-8000-000000000000", &again,
+					   &err), STORAGE_ERR_NOT_FOUND);
+	assert_int_equal(storage__team_list(pool, &teams, &count, &err), STORAGE_OK);
+	for (size_t i = 0; i < count; i++)
+		seen |= !strcmp(teams[i].id, team.id);
+	free(teams);
+	assert_true(seen);
+}
+
+static void test_constraint_errors(void **state)
+{
+	struct storage_team team, other;
+	struct storage_api_key key;
+	struct storage_sandbox sandbox;
+	struct new_sandbox n;
+	struct storage_error err;
+	char hash[TOKENS_SHA256_HEX_LEN + 1], sql[256], value[64];
+
+	(void)state;
+	make_team("errors", STORAGE_TIER_HOBBY, &team);
+	/* unique_violation -> DUPLICATE */
+	assert_int_equal(storage__team_create(pool, team.name, STORAGE_TIER_PRO, &other, &err),
+			 STORAGE_ERR_DUPLICATE);
+	assert_string_equal(err.sqlstate, "23505");
+	/* check_violation -> INVALID */
+	assert_int_equal(storage__team_create(pool, "bad name!", STORAGE_TIER_PRO, &other, &err),
+			 STORAGE_ERR_INVALID);
+	assert_int_equal(storage__api_key_create(pool, team.id, "NOT-HEX", "e2b_x", &key, &err),
+			 STORAGE_ERR_INVALID);
+	/* foreign_key_violation -> NOT_FOUND_REF */
+	tokens__sha256_hex("k", 1, hash);
+	assert_int_equal(storage__api_key_create(pool, "00000000-0000-4000-8000-000000000000", hash,
+						 "e2b_x", &key, &err), STORAGE_ERR_NOT_FOUND_REF);
+	assert_string_equal(err.sqlstate, "23503");
+	new_sandbox_init(&n, team.id);
+	n.spec.template_id = "no-such-template";
+	assert_int_equal(storage__sandbox_admit(pool, &n.spec, NULL, &sandbox, &err),
+			 STORAGE_ERR_NOT_FOUND_REF);
+	/* E2B: allowPublicTraffic=false requires secure=true. */
+	new_sandbox_init(&n, team.id);
+	n.spec.allow_public_traffic = false;
+	assert_int_equal(storage__sandbox_admit(pool, &n.spec, NULL, &sandbox, &err),
+			 STORAGE_ERR_INVALID);
+	/* A team that does not exist cannot admit. */
+	new_sandbox_init(&n, "00000000-0000-4000-8000-000000000000");
+	assert_int_equal(storage__sandbox_admit(pool, &n.spec, NULL, &sandbox, &err),
+			 STORAGE_ERR_NOT_FOUND_REF);
+
+	/* sandbox_events is append-only. */
+	admit_one(team.id, &sandbox);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM sandbox_events WHERE sandbox_id = '%s'",
+		 sandbox.id);
+	assert_true(test_db__sql(&db, sql, value, sizeof(value)));
+	assert_string_equal(value, "1");
+	snprintf(sql, sizeof(sql), "DELETE FROM sandbox_events WHERE sandbox_id = '%s'", sandbox.id);
+	assert_false(test_db__sql(&db, sql, NULL, 0));
+	snprintf(sql, sizeof(sql), "UPDATE sandbox_events SET type = 'x' WHERE sandbox_id = '%s'",
+		 sandbox.id);
+	assert_false(test_db__sql(&db, sql, NULL, 0));
+	storage__sandbox_clear(&sandbox);
+}
+
+static void test_idempotent_insert(void **state)
+{
+	struct storage_team team, other;
+	struct storage_sandbox first, second;
+	struct storage_admission admission;
+	struct new_sandbox n;
+	struct storage_error err;
+	char first_id[IDS_SANDBOX_ID_LEN + 1];
+	int32_t active;
+	bool existing;
+
+	(void)state;
+	make_team("idem", STORAGE_TIER_HOBBY, &team);
+	make_team("idem-other", STORAGE_TIER_HOBBY, &other);
+	new_sandbox_init(&n, team.id);
+	n.spec.metadata = json_pack("{s:s}", "owner", "alice");
+	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, &first, &err), STORAGE_OK);
+	assert_true(admission.admitted);
+	assert_false(admission.existing);
+	assert_int_equal(admission.active_count, 1);
+	assert_int_equal(admission.limit, 20);
+	assert_int_equal(first.state, STORAGE_SANDBOX_STARTING);
+	assert_string_equal(first.request_id, n.request_id);
+	assert_string_equal(json_string_value(json_object_get(first.metadata, "owner")), "alice");
+	assert_true(first.end_at > first.created_at);
+	memcpy(first_id, n.id, sizeof(first_id));
+
+	/* Redelivered command: same request_id, a new candidate id. */
+	assert_int_equal(ids__sandbox_id(n.id), 0);
+	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, &second, &err), STORAGE_OK);
+	assert_true(admission.admitted);
+	assert_true(admission.existing);
+	assert_string_equal(second.id, first_id);
+	assert_int_equal(storage__sandbox_insert(pool, &n.spec, &existing, NULL, &err), STORAGE_OK);
+	assert_true(existing);
+	assert_int_equal(storage__sandbox_count_active(pool, team.id, &active, &err), STORAGE_OK);
+	assert_int_equal(active, 1);
+
+	/* The same request_id from another team is not that team's. */
+	n.spec.team_id = other.id;
+	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, NULL, &err),
+			 STORAGE_ERR_DUPLICATE);
+	json_decref((json_t *)n.spec.metadata);
+	storage__sandbox_clear(&first);
+	storage__sandbox_clear(&second);
+}
+
+static void test_state_transitions(void **state)
+{
+	struct storage_team team;
+	struct storage_sandbox sandbox, changed;
+	struct storage_host host = { .id = "host-a", .address = "10.0.0.1", .runtime = "jail",
+				     .capacity = 8, .running = 0, .state = "ready" };
+	struct storage_sandbox_event *events;
+	struct storage_error err;
+	size_t count;
+
+	(void)state;
+	make_team("cas", STORAGE_TIER_HOBBY, &team);
+	assert_int_equal(storage__host_heartbeat(pool, &host, &err), STORAGE_OK);
+	admit_one(team.id, &sandbox);
+	assert_int_equal(sandbox.started_at, -1);
+	assert_string_equal(sandbox.host_id, "");
+	assert_int_equal(sandbox.slot_index, -1);
+
+	struct storage_sandbox_transition t = {
+		.sandbox_id = sandbox.id, .team_id = NULL, .from = STORAGE_SANDBOX_STARTING,
+		.to = STORAGE_SANDBOX_RUNNING, .host_id = "host-a", .slot_index = 3,
+		.slot_address = "10.11.0.3",
+	};
+	assert_int_equal(storage__sandbox_transition(pool, &t, &changed, &err), STORAGE_OK);
+	assert_int_equal(changed.state, STORAGE_SANDBOX_RUNNING);
+	assert_string_equal(changed.host_id, "host-a");
+	assert_int_equal(changed.slot_index, 3);
+	assert_string_equal(changed.slot_address, "10.11.0.3");
+	assert_true(changed.started_at > 0);
+	storage__sandbox_clear(&changed);
+
+	/* The same CAS again: the row is no longer starting. */
+	assert_int_equal(storage__sandbox_transition(pool, &t, &changed, &err), STORAGE_ERR_CONFLICT);
+	assert_non_null(strstr(err.message, "running"));
+	/* Not an edge of the state machine: refused by the trigger. */
+	t.from = STORAGE_SANDBOX_RUNNING;
+	t.to = STORAGE_SANDBOX_STARTING;
+	assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_ERR_INVALID);
+	/* running -> killing -> killed, with a reason; keeps host and slot. */
+	struct storage_sandbox_transition kill = { .sandbox_id = sandbox.id, .team_id = team.id,
+						   .from = STORAGE_SANDBOX_RUNNING,
+						   .to = STORAGE_SANDBOX_KILLING, .slot_index = -1 };
+	assert_int_equal(storage__sandbox_transition(pool, &kill, NULL, &err), STORAGE_OK);
+	kill.from = STORAGE_SANDBOX_KILLING;
+	kill.to = STORAGE_SANDBOX_KILLED;
+	kill.failure_reason = "killed by user";
+	assert_int_equal(storage__sandbox_transition(pool, &kill, &changed, &err), STORAGE_OK);
+	assert_int_equal(changed.state, STORAGE_SANDBOX_KILLED);
+	assert_int_equal(changed.slot_index, 3);
+	assert_string_equal(changed.failure_reason, "killed by user");
+	storage__sandbox_clear(&changed);
+	/* A terminal state has no way out. */
+	kill.from = STORAGE_SANDBOX_KILLED;
+	kill.to = STORAGE_SANDBOX_RUNNING;
+	assert_int_equal(storage__sandbox_transition(pool, &kill, NULL, &err), STORAGE_ERR_INVALID);
+
+	/* Every change is in the history, in order. */
+	assert_int_equal(storage__sandbox_events_list(pool, sandbox.id, 0, 100, &events, &count, &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 4);
+	assert_string_equal(events[0].type, "state_changed");
+	assert_string_equal(json_string_value(json_object_get(events[0].payload, "to")), "starting");
+	assert_string_equal(json_string_value(json_object_get(events[1].payload, "to")), "running");
+	assert_string_equal(json_string_value(json_object_get(events[3].payload, "to")), "killed");
+	assert_string_equal(json_string_value(json_object_get(events[3].payload, "reason")),
+			    "killed by user");
+	assert_true(events[1].id > events[0].id);
+	storage__sandbox_events_free(events, count);
+	storage__sandbox_clear(&sandbox);
+}
+
+static void test_team_isolation(void **state)
+{
+	struct storage_team mine, theirs;
+	struct storage_sandbox sandbox, got;
+	struct storage_sandbox_list list;
+	struct storage_error err;
+	int64_t end_at;
+
+	(void)state;
+	make_team("iso-a", STORAGE_TIER_HOBBY, &mine);
+	make_team("iso-b", STORAGE_TIER_HOBBY, &theirs);
+	admit_one(mine.id, &sandbox);
+
+	assert_int_equal(storage__sandbox_get(pool, mine.id, sandbox.id, &got, &err), STORAGE_OK);
+	storage__sandbox_clear(&got);
+	assert_int_equal(storage__sandbox_get(pool, theirs.id, sandbox.id, &got, &err),
+			 STORAGE_ERR_NOT_FOUND);
+	assert_int_equal(storage__sandbox_get(pool, mine.id, "i00000000000000000000", &got, &err),
+			 STORAGE_ERR_NOT_FOUND);
+	assert_int_equal(storage__sandbox_get(pool, mine.id, "'; DROP TABLE x; --", &got, &err),
+			 STORAGE_ERR_NOT_FOUND);
+	struct storage_sandbox_transition t = { .sandbox_id = sandbox.id, .team_id = theirs.id,
+						.from = STORAGE_SANDBOX_STARTING,
+						.to = STORAGE_SANDBOX_KILLED, .slot_index = -1 };
+	assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_ERR_NOT_FOUND);
+	assert_int_equal(storage__sandbox_set_timeout(pool, theirs.id, sandbox.id, 60, &end_at, &err),
+			 STORAGE_ERR_NOT_FOUND);
+	assert_int_equal(storage__sandbox_list(pool, theirs.id, NULL, &list, &err), STORAGE_OK);
+	assert_int_equal(list.count, 0);
+	storage__sandbox_list_free(&list);
+	/* The owner can. */
+	assert_int_equal(storage__sandbox_set_timeout(pool, mine.id, sandbox.id, 60, &end_at, &err),
+			 STORAGE_OK);
+	assert_true(end_at > 0);
+	assert_int_equal(storage__sandbox_get_internal(pool, sandbox.id, &got, &err), STORAGE_OK);
+	assert_true(got.end_at == end_at);
+	storage__sandbox_clear(&got);
+	storage__sandbox_clear(&sandbox);
+}
+
+static void test_pagination(void **state)
+{
+	struct storage_team team;
+	struct storage_sandbox_list list;
+	struct storage_sandbox_filter filter = { .limit = 10 };
+	struct storage_error err;
+	char seen[25][IDS_SANDBOX_ID_LEN + 1], token[STORAGE_PAGE_TOKEN_MAX] = "";
+	size_t total = 0;
+	int pages = 0;
+	json_t *tagged = json_pack("{s:s}", "kind", "batch");
+
+	(void)state;
+	make_team("pages", STORAGE_TIER_PRO, &team);
+	for (int i = 0; i < 25; i++) {
+		struct new_sandbox n;
+		struct storage_admission admission;
+
+		new_sandbox_init(&n, team.id);
+		n.spec.metadata = i % 2 ? tagged : NULL;
+		assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, NULL, &err),
+				 STORAGE_OK);
+		assert_true(admission.admitted);
+	}
+	do {
+		filter.page_token = token;
+		assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err),
+				 STORAGE_OK);
+		pages++;
+		for (size_t i = 0; i < list.count; i++) {
+			for (size_t j = 0; j < total; j++)
+				assert_string_not_equal(seen[j], list.items[i].id);
+			assert_true(total < 25);
+			memcpy(seen[total++], list.items[i].id, IDS_SANDBOX_ID_LEN + 1);
+			if (i > 0) /* newest first */
+				assert_true(list.items[i].created_at <= list.items[i - 1].created_at);
+		}
+		memcpy(token, list.next_token, sizeof(token));
+		assert_int_equal(list.count, pages < 3 ? 10 : 5);
+		storage__sandbox_list_free(&list);
+	} while (token[0]);
+	assert_int_equal(pages, 3);
+	assert_int_equal(total, 25);
+
+	/* Metadata and state filters. */
+	filter = (struct storage_sandbox_filter){ .metadata = tagged, .limit = 100 };
+	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
+	assert_int_equal(list.count, 12);
+	assert_string_equal(list.next_token, "");
+	storage__sandbox_list_free(&list);
+	filter = (struct storage_sandbox_filter){ .states = STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) };
+	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
+	assert_int_equal(list.count, 0);
+	storage__sandbox_list_free(&list);
+	/* Hostile input. */
+	filter = (struct storage_sandbox_filter){ .limit = 101 };
+	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err),
+			 STORAGE_ERR_INVALID);
+	filter = (struct storage_sandbox_filter){ .page_token = "not a token" };
+	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err),
+			 STORAGE_ERR_INVALID);
+	json_decref(tagged);
+}
+
+struct admit_worker {
+	const char *team_id;
+	int admitted;
+	int refused;
+	int errors;
+};
+
+static void *admit_thread(void *arg)
+{
+	struct admit_worker *worker = arg;
+
+	for (int i = 0; i < 4; i++) {
+		struct new_sandbox n;
+		struct storage_admission admission;
+		struct storage_error err;
+
+		new_sandbox_init(&n, worker->team_id);
+		if (storage__sandbox_admit(pool, &n.spec, &admission, NULL, &err)) {
+			fprintf(stderr, "admit: %s\n", err.message);
+			worker->errors++;
+		} else if (admission.admitted) {
+			worker->admitted++;
+		} else {
+			worker->refused++;
+		}
+	}
+	return NULL;
+}
+
+/* 8 threads x 4 attempts over a pool of 2 connections: exactly the limit
+ * gets in (E2B-FACTS.md: concurrency counts running + starting). */
+static void test_admit_concurrency(void **state)
+{
+	struct storage_team team;
+	struct admit_worker workers[8];
+	pthread_t threads[8];
+	struct storage_error err;
+	int admitted = 0, refused = 0;
+	int32_t active;
+
+	(void)state;
+	make_team("admit", STORAGE_TIER_HOBBY, &team);
+	assert_int_equal(storage__team_set_limit(pool, team.id, "concurrent_sandboxes", 5, &team,
+						 &err), STORAGE_OK);
+	for (int i = 0; i < 8; i++) {
+		workers[i] = (struct admit_worker){ .team_id = team.id };
+		assert_int_equal(pthread_create(&threads[i], NULL, admit_thread, &workers[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		pthread_join(threads[i], NULL);
+		assert_int_equal(workers[i].errors, 0);
+		admitted += workers[i].admitted;
+		refused += workers[i].refused;
+	}
+	assert_int_equal(admitted, 5);
+	assert_int_equal(refused, 27);
+	assert_int_equal(storage__sandbox_count_active(pool, team.id, &active, &err), STORAGE_OK);
+	assert_int_equal(active, 5);
+}
+
+/* Terminates every backend of the test database but the caller's and
+ * waits until they are gone. */
+static void terminate_pool_backends(void)
+{
+	char sql[512], value[32];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+		 " WHERE datname = '%s' AND pid <> pg_backend_pid()", db.name);
+	assert_true(test_db__sql(&db, sql, value, sizeof(value)));
+	assert_true(atoi(value) >= 1);
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
+		 " AND pid <> pg_backend_pid()", db.name);
+	for (int i = 0; i < 100; i++) {
+		assert_true(test_db__sql(&db, sql, value, sizeof(value)));
+		if (!strcmp(value, "0"))
+			return;
+		usleep(50 * 1000);
+	}
+	fail_msg("backends still alive after pg_terminate_backend");
+}
+
+struct reader {
+	const char *team_id;
+	int failures;
+};
+
+static void *reader_thread(void *arg)
+{
+	struct reader *reader = arg;
+
+	for (int i = 0; i < 5; i++) {
+		struct storage_team got;
+		struct storage_error err;
+
+		if (storage__team_get(pool, reader->team_id, &got, &err)) {
+			fprintf(stderr, "team_get after terminate: %s\n", err.message);
+			reader->failures++;
+		}
+	}
+	return NULL;
+}
+
+static void test_reconnect(void **state)
+{
+	struct storage_team team, got;
+	struct storage_sandbox sandbox;
+	struct storage_error err;
+	int64_t event_id;
+
+	(void)state;
+	make_team("reconnect", STORAGE_TIER_HOBBY, &team);
+	admit_one(team.id, &sandbox);
+	terminate_pool_backends();
+	/* Reads are retried once on a fresh connection: both pooled
+	 * connections were dead, so run enough calls to touch both. */
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(storage__team_get(pool, team.id, &got, &err), STORAGE_OK);
+		assert_string_equal(got.name, team.name);
+	}
+	/* Both pooled connections dead at once, used by concurrent readers. */
+	terminate_pool_backends();
+	{
+		struct reader readers[4];
+		pthread_t threads[4];
+
+		for (int i = 0; i < 4; i++) {
+			readers[i] = (struct reader){ .team_id = team.id };
+			assert_int_equal(pthread_create(&threads[i], NULL, reader_thread, &readers[i]),
+					 0);
+		}
+		for (int i = 0; i < 4; i++) {
+			pthread_join(threads[i], NULL);
+			assert_int_equal(readers[i].failures, 0);
+		}
+	}
+	/* Prepared on the (sequentially reused) first connection... */
+	assert_int_equal(storage__sandbox_event_append(pool, sandbox.id, "probe", NULL, &event_id,
+						       &err), STORAGE_OK);
+	terminate_pool_backends();
+	/* ...an append that was sent is not rerun (it could append twice):
+	 * UNAVAILABLE, and the connection is already reset for the next call. */
+	int rc = storage__sandbox_event_append(pool, sandbox.id, "probe", NULL, &event_id, &err);
+	assert_int_equal(rc, STORAGE_ERR_UNAVAILABLE);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(storage__sandbox_event_append(pool, sandbox.id, "probe", NULL,
+							       &event_id, &err), STORAGE_OK);
+	storage__sandbox_clear(&sandbox);
+}
+
+static void test_requests(void **state)
+{
+	struct storage_team team, other;
+	struct storage_request request;
+	struct storage_error err;
+	char request_id[IDS_UUID_LEN + 1];
+	bool created;
+	json_t *result = json_pack("{s:s}", "sandboxID", "iabcdefghij0123456789");
+
+	(void)state;
+	make_team("requests", STORAGE_TIER_HOBBY, &team);
+	make_team("requests-other", STORAGE_TIER_HOBBY, &other);
+	assert_int_equal(ids__uuid(request_id), 0);
+	assert_int_equal(storage__request_begin(pool, request_id, team.id, "create", NULL, &created,
+						&request, &err), STORAGE_OK);
+	assert_true(created);
+	assert_int_equal(request.status, STORAGE_REQUEST_PENDING);
+	assert_null(request.result);
+	storage__request_clear(&request);
+	assert_int_equal(storage__request_begin(pool, request_id, team.id, "create", NULL, &created,
+						&request, &err), STORAGE_OK);
+	assert_false(created);
+	storage__request_clear(&request);
+	assert_int_equal(storage__request_begin(pool, request_id, other.id, "create", NULL, &created,
+						NULL, &err), STORAGE_ERR_DUPLICATE);
+
+	assert_int_equal(storage__request_finish(pool, request_id, STORAGE_REQUEST_DONE, result, &err),
+			 STORAGE_OK);
+	assert_int_equal(storage__request_finish(pool, request_id, STORAGE_REQUEST_FAILED, NULL, &err),
+			 STORAGE_ERR_CONFLICT);
+	assert_int_equal(storage__request_get(pool, request_id, &request, &err), STORAGE_OK);
+	assert_int_equal(request.status, STORAGE_REQUEST_DONE);
+	assert_true(request.finished_at >= request.created_at);
+	assert_true(json_equal(request.result, result));
+	storage__request_clear(&request);
+	assert_int_equal(ids__uuid(request_id), 0);
+	assert_int_equal(storage__request_finish(pool, request_id, STORAGE_REQUEST_DONE, NULL, &err),
+			 STORAGE_ERR_NOT_FOUND);
+	json_decref(result);
+}
+
+static void test_api_keys(void **state)
+{
+	struct storage_team team, found;
+	struct storage_api_key key, *keys;
+	struct storage_error err;
+	char api_key[45], hash[TOKENS_SHA256_HEX_LEN + 1];
+	size_t count;
+
+	(void)state;
+	make_team("keys", STORAGE_TIER_HOBBY, &team);
+	assert_int_equal(ids__api_key(api_key), 0);
+	tokens__sha256_hex(api_key, strlen(api_key), hash);
+	assert_int_equal(storage__api_key_create(pool, team.id, hash, "e2b_1234", &key, &err),
+			 STORAGE_OK);
+	assert_int_equal(storage__api_key_create(pool, team.id, hash, "e2b_1234", NULL, &err),
+			 STORAGE_ERR_DUPLICATE);
+	assert_int_equal(storage__api_key_authenticate(pool, hash, &found, &err), STORAGE_OK);
+	assert_string_equal(found.id, team.id);
+	assert_int_equal(storage__api_key_list(pool, team.id, &keys, &count, &err), STORAGE_OK);
+	assert_int_equal(count, 1);
+	assert_true(keys[0].last_used_at > 0);
+	assert_int_equal(keys[0].revoked_at, -1);
+	free(keys);
+	assert_int_equal(storage__api_key_revoke(pool, key.id, &err), STORAGE_OK);
+	assert_int_equal(storage__api_key_revoke(pool, key.id, &err), STORAGE_ERR_NOT_FOUND);
+	assert_int_equal(storage__api_key_authenticate(pool, hash, &found, &err),
+			 STORAGE_ERR_NOT_FOUND);
+}
+
+static void test_hosts_and_expiry(void **state)
+{
+	struct storage_team team;
+	struct storage_sandbox a, b;
+	struct storage_host host = { .id = "host-expiry", .address = "10.0.0.2", .runtime = "vm",
+				     .capacity = 4 }, *hosts;
+	struct storage_sandbox_list list;
+	struct storage_error err;
+	char sql[256];
+	size_t count;
+	bool seen = false;
+
+	(void)state;
+	make_team("expiry", STORAGE_TIER_HOBBY, &team);
+	assert_int_equal(storage__host_heartbeat(pool, &host, &err), STORAGE_OK);
+	host.running = 2;
+	assert_int_equal(storage__host_heartbeat(pool, &host, &err), STORAGE_OK);
+	snprintf(host.runtime, sizeof(host.runtime), "kvm");
+	assert_int_equal(storage__host_heartbeat(pool, &host, &err), STORAGE_ERR_INVALID);
+	assert_int_equal(storage__host_list(pool, &hosts, &count, &err), STORAGE_OK);
+	for (size_t i = 0; i < count; i++) {
+		if (strcmp(hosts[i].id, "host-expiry"))
+			continue;
+		seen = true;
+		assert_int_equal(hosts[i].running, 2);
+		assert_string_equal(hosts[i].runtime, "vm");
+		assert_string_equal(hosts[i].state, "ready");
+	}
+	free(hosts);
+	assert_true(seen);
+
+	admit_one(team.id, &a);
+	admit_one(team.id, &b);
+	for (int i = 0; i < 2; i++) {
+		struct storage_sandbox_transition t = {
+			.sandbox_id = i ? b.id : a.id, .from = STORAGE_SANDBOX_STARTING,
+			.to = STORAGE_SANDBOX_RUNNING, .host_id = "host-expiry", .slot_index = i,
+		};
+		assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_OK);
+	}
+	snprintf(sql, sizeof(sql),
+		 "UPDATE sandboxes SET end_at = now() - interval '1 second' WHERE id = '%s'", a.id);
+	assert_true(test_db__sql(&db, sql, NULL, 0));
+	assert_int_equal(storage__sandbox_list_expired(pool, "host-expiry", 10, &list, &err),
+			 STORAGE_OK);
+	assert_int_equal(list.count, 1);
+	assert_string_equal(list.items[0].id, a.id);
+	storage__sandbox_list_free(&list);
+	assert_int_equal(storage__sandbox_list_by_host(pool, "host-expiry", STORAGE_STATES_ACTIVE,
+						       &list, &err), STORAGE_OK);
+	assert_int_equal(list.count, 2);
+	storage__sandbox_list_free(&list);
+	storage__sandbox_clear(&a);
+	storage__sandbox_clear(&b);
+}
+
+static void test_rate_limits_and_admin(void **state)
+{
+	struct storage_team team;
+	struct storage_admin_rejections *rejections;
+	struct storage_admin_running *running;
+	struct storage_sandbox sandbox;
+	struct storage_error err;
+	size_t count;
+	int64_t tat;
+	bool found, seen = false;
+
+	(void)state;
+	make_team("limiter", STORAGE_TIER_HOBBY, &team);
+	assert_int_equal(storage__rate_limit_load(pool, team.id, &found, &tat, &err), STORAGE_OK);
+	assert_false(found);
+	assert_int_equal(storage__rate_limit_store(pool, team.id, false, 0, 1000, &err), STORAGE_OK);
+	assert_int_equal(storage__rate_limit_store(pool, team.id, false, 0, 1001, &err),
+			 STORAGE_ERR_CONFLICT);
+	assert_int_equal(storage__rate_limit_store(pool, team.id, true, 999, 1002, &err),
+			 STORAGE_ERR_CONFLICT);
+	assert_int_equal(storage__rate_limit_store(pool, team.id, true, 1000, 1003, &err), STORAGE_OK);
+	assert_int_equal(storage__rate_limit_load(pool, team.id, &found, &tat, &err), STORAGE_OK);
+	assert_true(found);
+	assert_true(tat == 1003);
+
+	assert_int_equal(storage__rate_limit_record_rejection(pool, team.id, "concurrent_sandboxes",
+							      &err), STORAGE_OK);
+	assert_int_equal(storage__rate_limit_record_rejection(pool, team.id, "concurrent_sandboxes",
+							      &err), STORAGE_OK);
+	assert_int_equal(storage__admin_rejections(pool, 5, &rejections, &count, &err), STORAGE_OK);
+	for (size_t i = 0; i < count; i++) {
+		if (strcmp(rejections[i].team, team.name))
+			continue;
+		seen = true;
+		assert_string_equal(rejections[i].limit_name, "concurrent_sandboxes");
+		assert_true(rejections[i].rejections == 2);
+	}
+	free(rejections);
+	assert_true(seen);
+
+	admit_one(team.id, &sandbox);
+	storage__sandbox_clear(&sandbox);
+	seen = false;
+	assert_int_equal(storage__admin_running(pool, &running, &count, &err), STORAGE_OK);
+	for (size_t i = 0; i < count; i++) {
+		if (strcmp(running[i].team, team.name))
+			continue;
+		seen = true;
+		assert_int_equal(running[i].starting, 1);
+		assert_int_equal(running[i].running, 0);
+		assert_int_equal(running[i].limit, 20);
+	}
+	free(running);
+	assert_true(seen);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_teams_and_limits),
+		cmocka_unit_test(test_constraint_errors),
+		cmocka_unit_test(test_idempotent_insert),
+		cmocka_unit_test(test_state_transitions),
+		cmocka_unit_test(test_team_isolation),
+		cmocka_unit_test(test_pagination),
+		cmocka_unit_test(test_admit_concurrency),
+		cmocka_unit_test(test_reconnect),
+		cmocka_unit_test(test_requests),
+		cmocka_unit_test(test_api_keys),
+		cmocka_unit_test(test_hosts_and_expiry),
+		cmocka_unit_test(test_rate_limits_and_admin),
+	};
+
+	if (!test_db__server_url())
+		return 1;
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
