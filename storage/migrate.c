@@ -154,7 +154,8 @@ static int migration__scan(const char *dir, struct migration_file **out, size_t 
 		tokens__sha256_hex(files[used].sql, len, files[used].sha256);
 		used++;
 	}
-	qsort(files, used, sizeof(*files), migration__compare);
+	if (used > 1)
+		qsort(files, used, sizeof(*files), migration__compare);
 	for (size_t i = 1; i < used; i++) {
 		if (files[i].version == files[i - 1].version) {
 			rc = storage__fail(err, STORAGE_ERR_INVALID,
@@ -461,7 +462,8 @@ int storage__migrate_status(const char *url, const char *dir, struct storage_mig
 		status->missing_file = true;
 		status->applied_at = applied[j].applied_at;
 	}
-	qsort(statuses, used, sizeof(*statuses), migration__status_compare);
+	if (used > 1)
+		qsort(statuses, used, sizeof(*statuses), migration__status_compare);
 	*out = statuses;
 	*count = used;
 	statuses = NULL;
