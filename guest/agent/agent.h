@@ -1,0 +1,84 @@
+/* agent: shared state and helpers of warren-agent, the in-sandbox daemon
+ * that speaks envd's wire protocol (E2B-FACTS.md "Agent"). One process,
+ * libmicrohttpd with a thread per connection, a thread per child process
+ * pumping its output, and the main thread reaping children (SIGCHLD). */
+#ifndef WARREN_AGENT_AGENT_H
+#define WARREN_AGENT_AGENT_H
+
+#include <jansson.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "wire.h"
+
+#define AGENT_DEFAULT_LISTEN   "0.0.0.0:49983"
+#define AGENT_MAX_JSON_BODY    (1024 * 1024)
+#define AGENT_MAX_TOKEN        512
+#define AGENT_DEFAULT_USERNAME "user" /* the SDK's default user name */
+#define AGENT_DEFAULT_PATH     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* Everything /init may change, under lock. */
+struct agent_state {
+	pthread_mutex_t lock;
+	struct token_hash token_hash; /* from --token-hash; NONE = secure=false */
+	bool token_set;
+	char token[AGENT_MAX_TOKEN];
+	json_t *env_vars; /* object of strings, from /init */
+	char default_user[64];
+	char default_workdir[PATH_MAX];
+};
+
+extern struct agent_state agent;
+
+/* A resolved local user (or the agent's own identity as fallback). */
+struct agent_user {
+	char name[64];
+	uid_t uid;
+	gid_t gid;
+	char home[PATH_MAX];
+	gid_t groups[64];
+	int group_count;
+};
+
+/* Saved filesystem identity of the calling thread. */
+struct fs_identity {
+	bool switched;
+	uid_t uid;
+	gid_t gid;
+};
+
+/* Resolves name (NULL or "" = the default user from /init, else "user");
+ * a name that /etc/passwd lacks falls back to the agent's own user, with a
+ * log line. Always fills out. */
+void users__resolve(const char *name, struct agent_user *out);
+/* Makes this thread's file accesses run as user (setfsuid/setfsgid, per
+ * thread on Linux) when the agent is root; undo with users__fs_leave. */
+void users__fs_enter(const struct agent_user *user, struct fs_identity *saved);
+void users__fs_leave(const struct fs_identity *saved);
+/* The user a request acts as: query username, else Basic auth user. */
+void users__for_request(struct MHD_Connection *connection, const char *username,
+			struct agent_user *out);
+
+/* True when the request may proceed: its X-Access-Token equals the token
+ * from /init (constant time), or no token was set and either none is
+ * expected (secure=false) or it hashes to --token-hash. */
+bool agent__token_ok(const char *token_header);
+/* True when token hashes to the configured --token-hash. */
+bool agent__token_matches_hash(const char *token);
+/* A copy of the current access token into out; false when none is set. */
+bool agent__current_token(char *out, size_t out_len);
+
+/* Queues {"code":status,"message":...} as the response. */
+enum MHD_Result agent__error_response(struct MHD_Connection *connection, unsigned int status,
+				      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Queues value as a JSON response with status (steals the reference). */
+enum MHD_Result agent__json_response(struct MHD_Connection *connection, unsigned int status,
+				     json_t *value);
+/* Queues a response of len bytes from buf (copied) with a Content-Type. */
+enum MHD_Result agent__buffer_response(struct MHD_Connection *connection, unsigned int status,
+				       const char *content_type, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,121 @@
+/* warren-agent: the in-sandbox agent, wire-compatible with E2B's envd for
+ * what the npm e2b SDK uses (see README.md). Runs as PID 1's child in a
+ * template (or as PID 1 of a jail's pid namespace): it reaps every child. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent_version.h"
+#include "process.h"
+#include "server.h"
+#include "warren/log.h"
+
+static struct MHD_Daemon *daemon_handle;
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: warren-agent [--listen HOST:PORT] [--token-hash sha256:HEX|sha512:HEX]\n"
+		"                    [--version]\n"
+		"  --listen      address to serve envd's API on (default %s)\n"
+		"  --token-hash  hash of the access token the first /init must carry\n"
+		"                (or env WARREN_AGENT_TOKEN_HASH); none = secure=false\n"
+		"  --version     print the envd-compatible version and exit\n",
+		AGENT_DEFAULT_LISTEN);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"listen", required_argument, NULL, 'l'},
+		{"token-hash", required_argument, NULL, 't'},
+		{"version", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *listen = AGENT_DEFAULT_LISTEN, *token_hash = getenv("WARREN_AGENT_TOKEN_HASH");
+	sigset_t signals;
+	siginfo_t info;
+	int option, status;
+	pid_t pid;
+
+	log__set_component("agent");
+	while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (option) {
+		case 'l':
+			listen = optarg;
+			break;
+		case 't':
+			token_hash = optarg;
+			break;
+		case 'v':
+			printf("%s\n", AGENT_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (token_hash && *token_hash) {
+		if (!wire__parse_token_hash(token_hash, &agent.token_hash)) {
+			log_error("--token-hash: expected sha256:<64 hex> or sha512:<128 hex>");
+			return 2;
+		}
+	} else {
+		log_warn("no --token-hash: secure=false, the API is open until /init sets a token "
+			 "(discouraged)");
+	}
+	unsetenv("WARREN_AGENT_TOKEN_HASH");
+	agent.env_vars = json_object();
+
+	/* Every thread inherits this mask; the main thread takes the signals. */
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGCHLD);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &signals, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	daemon_handle = server__start(listen);
+	if (!daemon_handle) {
+		log_error("cannot listen on %s", listen);
+		return 1;
+	}
+	log_info("warren-agent %s listening on %s", AGENT_VERSION, listen);
+
+	for (;;) {
+		if (sigwaitinfo(&signals, &info) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("sigwaitinfo: %s", strerror(errno));
+			break;
+		}
+		if (info.si_signo == SIGCHLD) {
+			/* Reap everything: our children and, as PID 1, orphans. */
+			while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+				process__reaped(pid, status);
+			continue;
+		}
+		if (info.si_signo == SIGHUP)
+			continue;
+		log_info("signal %d: stopping, killing running processes", info.si_signo);
+		break;
+	}
+	process__kill_all();
+	/* Streams may be blocked in their connection threads: exit without
+	 * waiting for them (the kernel closes the sockets). */
+	_exit(0);
+}

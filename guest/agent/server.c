@@ -1,0 +1,418 @@
+/* server: HTTP routing and authentication of warren-agent. Routes (envd's
+ * OpenAPI spec plus its Connect services, E2B-FACTS.md "Agent"):
+ *   GET /health, POST /init, GET /envs, GET|POST /files,
+ *   POST /process.Process/<Method>, POST /filesystem.Filesystem/<Method>. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "warren/log.h"
+#include "warren/tokens.h"
+
+struct agent_state agent = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+bool agent__token_matches_hash(const char *token)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int digest_len = 0, i;
+	char hex[2 * EVP_MAX_MD_SIZE + 1];
+	const EVP_MD *md;
+
+	if (!token)
+		return false;
+	switch (agent.token_hash.algorithm) {
+	case TOKEN_HASH_SHA256:
+		md = EVP_sha256();
+		break;
+	case TOKEN_HASH_SHA512:
+		md = EVP_sha512();
+		break;
+	default:
+		return false;
+	}
+	if (!EVP_Digest(token, strlen(token), digest, &digest_len, md, NULL))
+		return false;
+	for (i = 0; i < digest_len; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	hex[2 * digest_len] = '\0';
+	return tokens__equal(hex, agent.token_hash.hex);
+}
+
+bool agent__token_ok(const char *token_header)
+{
+	bool ok;
+
+	pthread_mutex_lock(&agent.lock);
+	if (agent.token_set)
+		ok = token_header && tokens__equal(token_header, agent.token);
+	else if (agent.token_hash.algorithm != TOKEN_HASH_NONE)
+		ok = agent__token_matches_hash(token_header);
+	else
+		ok = true; /* secure=false and no /init token: envd is open */
+	pthread_mutex_unlock(&agent.lock);
+	return ok;
+}
+
+bool agent__current_token(char *out, size_t out_len)
+{
+	bool set;
+
+	pthread_mutex_lock(&agent.lock);
+	set = agent.token_set;
+	if (set)
+		snprintf(out, out_len, "%s", agent.token);
+	pthread_mutex_unlock(&agent.lock);
+	return set;
+}
+
+enum MHD_Result agent__buffer_response(struct MHD_Connection *connection, unsigned int status,
+				       const char *content_type, const void *buf, size_t len)
+{
+	struct MHD_Response *response;
+	enum MHD_Result ret;
+
+	response = MHD_create_response_from_buffer(len, (void *)buf, MHD_RESPMEM_MUST_COPY);
+	if (!response)
+		return MHD_NO;
+	if (content_type)
+		MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	ret = MHD_queue_response(connection, status, response);
+	MHD_destroy_response(response);
+	return ret;
+}
+
+enum MHD_Result agent__json_response(struct MHD_Connection *connection, unsigned int status,
+				     json_t *value)
+{
+	char *text = json_dumps(value, JSON_COMPACT);
+	enum MHD_Result ret;
+
+	json_decref(value);
+	if (!text)
+		return MHD_NO;
+	ret = agent__buffer_response(connection, status, "application/json", text, strlen(text));
+	free(text);
+	return ret;
+}
+
+enum MHD_Result agent__error_response(struct MHD_Connection *connection, unsigned int status,
+				      const char *fmt, ...)
+{
+	char message[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	return agent__json_response(connection, status,
+				    json_pack("{s:i,s:s}", "code", (int)status, "message", message));
+}
+
+void request__fail(struct request *request, unsigned int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (request->error_status)
+		return;
+	request->error_status = status;
+	va_start(ap, fmt);
+	vsnprintf(request->error_message, sizeof(request->error_message), fmt, ap);
+	va_end(ap);
+}
+
+static void body_append(struct request *request, const char *data, size_t size)
+{
+	size_t want;
+	char *grown;
+
+	if (request->body_too_large)
+		return;
+	if (size > request->body_limit - request->body_len) {
+		request->body_too_large = true;
+		return;
+	}
+	want = request->body_len + size + 1;
+	if (want > request->body_cap) {
+		size_t cap = request->body_cap ? request->body_cap : 4096;
+		while (cap < want)
+			cap *= 2;
+		grown = realloc(request->body, cap);
+		if (!grown) {
+			request->body_too_large = true;
+			return;
+		}
+		request->body = grown;
+		request->body_cap = cap;
+	}
+	memcpy(request->body + request->body_len, data, size);
+	request->body_len += size;
+	request->body[request->body_len] = '\0';
+}
+
+/* POST /init: the orchestrator hands over the access token, env vars and
+ * defaults. Only a token hashing to --token-hash is accepted, and once one
+ * is set only the same token may call /init again. */
+static enum MHD_Result handle_init(struct MHD_Connection *connection, struct request *request)
+{
+	const char *header = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+							 "X-Access-Token");
+	const char *access_token = NULL, *key;
+	json_t *body = NULL, *value, *env_vars, *user, *workdir;
+	json_error_t error;
+	enum MHD_Result ret;
+
+	if (request->body_len > 0) {
+		body = json_loadb(request->body, request->body_len, 0, &error);
+		if (!json_is_object(body)) {
+			json_decref(body);
+			return agent__error_response(connection, MHD_HTTP_BAD_REQUEST,
+						     "invalid /init body: %s", error.text);
+		}
+		value = json_object_get(body, "accessToken");
+		if (json_is_string(value) && json_string_length(value) > 0 &&
+		    json_string_length(value) < AGENT_MAX_TOKEN &&
+		    strlen(json_string_value(value)) == json_string_length(value))
+			access_token = json_string_value(value);
+		else if (value && !json_is_null(value) && !json_is_string(value)) {
+			json_decref(body);
+			return agent__error_response(connection, MHD_HTTP_BAD_REQUEST,
+						     "accessToken must be a string");
+		}
+	}
+
+	pthread_mutex_lock(&agent.lock);
+	if (agent.token_set) {
+		bool ok = (access_token && tokens__equal(access_token, agent.token)) ||
+			  (!access_token && header && tokens__equal(header, agent.token));
+		if (!ok) {
+			pthread_mutex_unlock(&agent.lock);
+			log_warn("/init with a different access token refused");
+			ret = agent__error_response(connection, MHD_HTTP_UNAUTHORIZED,
+						    "access token does not match");
+			goto out;
+		}
+	} else if (agent.token_hash.algorithm != TOKEN_HASH_NONE) {
+		if (!agent__token_matches_hash(access_token)) {
+			pthread_mutex_unlock(&agent.lock);
+			log_warn("/init token does not match the configured hash, refused");
+			ret = agent__error_response(connection, MHD_HTTP_UNAUTHORIZED,
+						    "access token does not match");
+			goto out;
+		}
+		snprintf(agent.token, sizeof(agent.token), "%s", access_token);
+		agent.token_set = true;
+		log_info("/init: access token accepted");
+	} else if (access_token) {
+		/* secure=false: envd still adopts a token it is given. */
+		snprintf(agent.token, sizeof(agent.token), "%s", access_token);
+		agent.token_set = true;
+		log_info("/init: access token set (no hash was configured)");
+	}
+
+	env_vars = json_object_get(body, "envVars");
+	if (json_is_object(env_vars)) {
+		json_object_foreach(env_vars, key, value)
+		{
+			if (json_is_string(value) && key[0] && !strchr(key, '=') &&
+			    strlen(json_string_value(value)) == json_string_length(value))
+				json_object_set(agent.env_vars, key, value);
+		}
+	}
+	user = json_object_get(body, "defaultUser");
+	if (json_is_string(user) && json_string_length(user) > 0 &&
+	    json_string_length(user) < sizeof(agent.default_user))
+		snprintf(agent.default_user, sizeof(agent.default_user), "%s",
+			 json_string_value(user));
+	workdir = json_object_get(body, "defaultWorkdir");
+	if (json_is_string(workdir) && json_string_length(workdir) > 0 &&
+	    json_string_length(workdir) < sizeof(agent.default_workdir))
+		snprintf(agent.default_workdir, sizeof(agent.default_workdir), "%s",
+			 json_string_value(workdir));
+	pthread_mutex_unlock(&agent.lock);
+	/* envd also sets the clock from "timestamp"; a jail shares the host
+	 * clock, so we only log it. */
+	ret = agent__buffer_response(connection, MHD_HTTP_NO_CONTENT, NULL, "", 0);
+out:
+	json_decref(body);
+	return ret;
+}
+
+static enum MHD_Result handle_envs(struct MHD_Connection *connection)
+{
+	json_t *copy;
+
+	pthread_mutex_lock(&agent.lock);
+	copy = json_deep_copy(agent.env_vars);
+	pthread_mutex_unlock(&agent.lock);
+	return agent__json_response(connection, MHD_HTTP_OK, copy);
+}
+
+static bool is_post(const char *method)
+{
+	return strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+}
+
+static bool is_get(const char *method)
+{
+	return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+}
+
+/* First call of a request: authenticate and choose how to take its body. */
+static void request_begin(struct MHD_Connection *connection, const char *url, const char *method,
+			  struct request *request)
+{
+	const char *token = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+							"X-Access-Token");
+	const char *signature = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND,
+							    "signature");
+	char message[256];
+	unsigned int status;
+
+	request->kind = REQUEST_BODY;
+	request->body_limit = AGENT_MAX_JSON_BODY;
+	if (strcmp(url, "/health") == 0 || strcmp(url, "/init") == 0)
+		return;
+	if (strcmp(url, "/files") == 0 && signature) {
+		status = files__check_signature(connection, is_post(method) ? "write" : "read",
+						message, sizeof(message));
+		if (status) {
+			request->kind = REQUEST_DRAIN;
+			request__fail(request, status, "%s", message);
+			return;
+		}
+	} else if (!agent__token_ok(token)) {
+		request->kind = REQUEST_DRAIN;
+		request__fail(request, MHD_HTTP_UNAUTHORIZED, "%s",
+			      token ? "invalid access token" : "missing access token");
+		return;
+	}
+	if (strcmp(url, "/files") == 0 && is_post(method))
+		files__begin_upload(connection, request);
+}
+
+static enum MHD_Result request_finish(struct MHD_Connection *connection, const char *url,
+				      const char *method, struct request *request)
+{
+	if (request->kind == REQUEST_DRAIN)
+		return agent__error_response(connection, request->error_status, "%s",
+					     request->error_message);
+	if (request->kind == REQUEST_UPLOAD_RAW || request->kind == REQUEST_UPLOAD_FORM)
+		return files__finish_upload(connection, request);
+	if (request->body_too_large)
+		return agent__error_response(connection, MHD_HTTP_CONTENT_TOO_LARGE,
+					     "request body larger than %zu bytes",
+					     request->body_limit);
+	if (strcmp(url, "/health") == 0) {
+		if (!is_get(method))
+			goto not_allowed;
+		return agent__buffer_response(connection, MHD_HTTP_NO_CONTENT, NULL, "", 0);
+	}
+	if (strcmp(url, "/init") == 0) {
+		if (!is_post(method))
+			goto not_allowed;
+		return handle_init(connection, request);
+	}
+	if (strcmp(url, "/envs") == 0) {
+		if (!is_get(method))
+			goto not_allowed;
+		return handle_envs(connection);
+	}
+	if (strcmp(url, "/files") == 0) {
+		if (!is_get(method))
+			goto not_allowed;
+		return files__download(connection);
+	}
+	if (rpc__is_rpc_path(url))
+		return rpc__handle(connection, url, request);
+	return agent__error_response(connection, MHD_HTTP_NOT_FOUND, "no route for %.200s", url);
+not_allowed:
+	return agent__error_response(connection, MHD_HTTP_METHOD_NOT_ALLOWED,
+				     "method %.16s not allowed on %.200s", method, url);
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection,
+				      const char *url, const char *method, const char *version,
+				      const char *upload_data, size_t *upload_data_size,
+				      void **con_cls)
+{
+	struct request *request = *con_cls;
+
+	if (!request) {
+		request = calloc(1, sizeof(*request));
+		if (!request)
+			return MHD_NO;
+		request->fd = -1;
+		*con_cls = request;
+		request_begin(connection, url, method, request);
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		switch (request->kind) {
+		case REQUEST_BODY:
+			body_append(request, upload_data, *upload_data_size);
+			break;
+		case REQUEST_UPLOAD_RAW:
+		case REQUEST_UPLOAD_FORM:
+			files__upload_data(request, upload_data, *upload_data_size);
+			break;
+		case REQUEST_DRAIN:
+			break;
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return request_finish(connection, url, method, request);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+			      enum MHD_RequestTerminationCode code)
+{
+	struct request *request = *con_cls;
+
+	if (!request)
+		return;
+	if (request->post)
+		MHD_destroy_post_processor(request->post);
+	if (request->fd >= 0)
+		close(request->fd);
+	json_decref(request->written);
+	free(request->body);
+	free(request);
+	*con_cls = NULL;
+}
+
+struct MHD_Daemon *server__start(const char *listen)
+{
+	struct sockaddr_in address = {.sin_family = AF_INET};
+	char host[64];
+	const char *colon = strrchr(listen, ':');
+	char *end;
+	long port;
+
+	if (!colon || (size_t)(colon - listen) >= sizeof(host)) {
+		log_error("--listen %s: expected HOST:PORT", listen);
+		return NULL;
+	}
+	memcpy(host, listen, (size_t)(colon - listen));
+	host[colon - listen] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port < 1 || port > 65535 || inet_pton(AF_INET, host, &address.sin_addr) != 1) {
+		log_error("--listen %s: expected an IPv4 HOST:PORT", listen);
+		return NULL;
+	}
+	address.sin_port = htons((uint16_t)port);
+	return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+					MHD_USE_ERROR_LOG,
+				0, NULL, NULL, access_handler, NULL, MHD_OPTION_SOCK_ADDR,
+				(const struct sockaddr *)&address, MHD_OPTION_NOTIFY_COMPLETED,
+				request_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+				(unsigned int)600, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+				(unsigned int)1, MHD_OPTION_END);
+}
