@@ -1,0 +1,757 @@
+/* handlers: the endpoints of docs/api.md (E2B-FACTS.md, "REST API").
+ * Every query is scoped to the authenticated team: another team's sandbox
+ * is the same 404 as a missing one. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "limits.h"
+#include "query.h"
+#include "request.h"
+#include "warren/clock.h"
+#include "warren/log.h"
+#include "warren/tokens.h"
+
+#define API_MSG_NOT_FOUND "Sandbox \"%.64s\" doesn't exist or you don't have access to it"
+
+#define WANT(type) (1u << (type))
+
+static bool handlers__visible(enum storage_sandbox_state state)
+{
+	return (STORAGE_STATES_ACTIVE & STORAGE_STATE_BIT(state)) != 0;
+}
+
+static enum MHD_Result handlers__not_found(struct api_request *r)
+{
+	return request__error(r, 404, API_MSG_NOT_FOUND, r->route.sandbox_id);
+}
+
+/* Loads the route's sandbox of the team into r->sandbox. On failure the
+ * response is queued and false returned (*ret set). */
+static bool handlers__load_sandbox(struct api_request *r, struct storage_pool *pool,
+				   enum MHD_Result *ret)
+{
+	struct storage_error e;
+	int rc;
+
+	if (r->have_sandbox) {
+		storage__sandbox_clear(&r->sandbox);
+		r->have_sandbox = false;
+	}
+	if (!ids__is_sandbox_id(r->route.sandbox_id)) {
+		*ret = handlers__not_found(r);
+		return false;
+	}
+	rc = storage__sandbox_get(pool, r->team.id, r->route.sandbox_id, &r->sandbox, &e);
+	if (rc == STORAGE_ERR_NOT_FOUND) {
+		*ret = handlers__not_found(r);
+		return false;
+	}
+	if (rc) {
+		*ret = request__storage_error(r, &e);
+		return false;
+	}
+	r->have_sandbox = true;
+	if (!handlers__visible(r->sandbox.state)) {
+		*ret = handlers__not_found(r);
+		return false;
+	}
+	return true;
+}
+
+static void handlers__template_version(struct storage_pool *pool, const char *template_id,
+				       char out[65])
+{
+	struct storage_template template;
+
+	out[0] = '\0';
+	if (storage__template_get(pool, template_id, &template, NULL) == STORAGE_OK)
+		snprintf(out, 65, "%s", template.agent_version);
+}
+
+static void handlers__record_rejection(struct api_request *r, struct storage_pool *pool,
+				       const char *limit_name)
+{
+	struct storage_error e;
+
+	if (storage__rate_limit_record_rejection(pool, r->team.id, limit_name, &e))
+		log_warn("req=%s cannot record a %s rejection: %s", r->request_id, limit_name,
+			 e.message);
+}
+
+/* Starts waiting for a result of r->waiter's request; the caller produced
+ * (or is about to produce) the command. */
+static void handlers__wait_for(struct api_request *r, uint32_t want, int64_t deadline_ms)
+{
+	snprintf(r->waiter.request_id, sizeof(r->waiter.request_id), "%s", r->request_id);
+	r->waiter.want = want;
+	r->waiter.deadline_ms = (int64_t)clock__monotonic_ms() + deadline_ms;
+	waiters__add(&r->waiter);
+}
+
+/* ---- POST /sandboxes ---- */
+
+static json_t *handlers__create_spec(const struct api_create_request *c)
+{
+	json_t *network = json_object(), *spec;
+	const json_t *mask = json_object_get(c->network, "maskRequestHost");
+
+	json_object_set(network, "allow_out", json_object_get(c->network, "allowOut"));
+	json_object_set(network, "deny_out", json_object_get(c->network, "denyOut"));
+	json_object_set_new(network, "allow_public_traffic", json_boolean(c->allow_public_traffic));
+	if (mask)
+		json_object_set(network, "mask_request_host", (json_t *)mask);
+	spec = json_pack("{s:s, s:i, s:s, s:b, s:b, s:b, s:O, s:O, s:o}", "template_id",
+			 c->template_id, "timeout_s", c->timeout_s, "alias", c->template_id,
+			 "secure", c->secure, "allow_internet_access", c->allow_internet_access,
+			 "auto_pause", 0, "metadata", c->metadata, "env_vars", c->env_vars,
+			 "network", network);
+	return spec;
+}
+
+/* The answer once the outcome of a create is known (or its deadline). */
+static enum MHD_Result handlers__create_answer(struct api_request *r)
+{
+	struct storage_pool *pool = api__pool();
+	struct render_context context;
+	struct storage_error e;
+	const char *client_id = NULL;
+
+	if (r->waiter.timed_out || !r->waiter.result) {
+		/* The result may have arrived by another path (another
+		 * instance's replay, a missed event): PostgreSQL decides. */
+		if (pool && storage__sandbox_get(pool, r->team.id, r->sandbox.id, &r->sandbox, &e) ==
+				    STORAGE_OK &&
+		    r->sandbox.state == STORAGE_SANDBOX_RUNNING)
+			goto created;
+		if (pool && r->sandbox.state == STORAGE_SANDBOX_FAILED)
+			return request__error(r, 500, "sandbox %s failed to start: %s", r->sandbox.id,
+					      r->sandbox.failure_reason[0] ? r->sandbox.failure_reason
+									   : "unknown reason");
+		return request__error(r, 504,
+				      "sandbox %s is still starting after %lld ms; find it with GET /sandboxes/%s",
+				      r->sandbox.id, (long long)r->config->create_deadline_ms,
+				      r->sandbox.id);
+	}
+	if (r->waiter.result_type == KAFKA_EVENT_FAILED) {
+		int code = (int)json_integer_value(json_object_get(r->waiter.result, "code"));
+		const char *message = json_string_value(json_object_get(r->waiter.result, "message"));
+
+		if (pool)
+			storage__request_finish(pool, r->request_id, STORAGE_REQUEST_FAILED,
+						r->waiter.result, NULL);
+		if (code < 400 || code > 599)
+			code = 500;
+		return request__error(r, code, "%s", message ? message : "sandbox failed to start");
+	}
+	if (pool)
+		storage__request_finish(pool, r->request_id, STORAGE_REQUEST_DONE, r->waiter.result,
+					NULL);
+	client_id = json_string_value(json_object_get(r->waiter.result, "client_id"));
+	if (json_string_value(json_object_get(r->waiter.result, "envd_version")))
+		snprintf(r->envd_version, sizeof(r->envd_version), "%s",
+			 json_string_value(json_object_get(r->waiter.result, "envd_version")));
+	snprintf(r->sandbox.host_id, sizeof(r->sandbox.host_id), "%s", r->waiter.host_id);
+created:
+	if (!client_id)
+		client_id = r->sandbox.host_id;
+	request__render_context(r, r->envd_version, &context);
+	return request__json(r, 201, render__created(&context, &r->sandbox, client_id), NULL);
+}
+
+static enum MHD_Result handlers__create(struct api_request *r, struct storage_pool *pool)
+{
+	struct api_create_request create;
+	struct storage_sandbox_new row = { 0 };
+	struct storage_admission admission = { 0 };
+	struct storage_request known = { 0 };
+	struct storage_template template;
+	struct limits_decision decision;
+	struct api_error error;
+	struct storage_error e;
+	struct kafka_event ev = { 0 };
+	char sandbox_id[IDS_SANDBOX_ID_LEN + 1], reason[256];
+	bool created = false;
+	enum MHD_Result ret;
+	json_t *body;
+	int rc;
+
+	body = validate__parse_body(r->body, r->body_len, &error);
+	if (!body)
+		return request__error(r, error.status, "%s", error.message);
+	rc = validate__create(body, r->team.limits.max_timeout_s, &create, &error);
+	json_decref(body);
+	if (rc)
+		return request__error(r, error.status, "%s", error.message);
+
+	limits__create(r->team.id, &r->team.limits, &decision);
+	if (!decision.allowed) {
+		handlers__record_rejection(r, pool, decision.limit_name);
+		ret = request__rate_limited(r, &decision);
+		goto out;
+	}
+	rc = storage__template_get(pool, create.template_id, &template, &e);
+	if (rc == STORAGE_ERR_NOT_FOUND || rc == STORAGE_ERR_INVALID) {
+		ret = request__error(r, 404, "template '%.128s' not found", create.template_id);
+		goto out;
+	}
+	if (rc) {
+		ret = request__storage_error(r, &e);
+		goto out;
+	}
+	snprintf(r->envd_version, sizeof(r->envd_version), "%s", template.agent_version);
+
+	if (ids__sandbox_id(sandbox_id)) {
+		ret = request__error(r, 500, "cannot generate a sandbox id");
+		goto out;
+	}
+	rc = storage__request_begin(pool, r->request_id, r->team.id, "create", sandbox_id, &created,
+				    &known, &e);
+	if (rc == STORAGE_ERR_DUPLICATE) {
+		ret = request__error(r, 409, "request id %s is already used", r->request_id);
+		goto out;
+	}
+	if (rc) {
+		ret = request__storage_error(r, &e);
+		goto out;
+	}
+	if (!created && known.sandbox_id[0])
+		snprintf(sandbox_id, sizeof(sandbox_id), "%s", known.sandbox_id);
+	storage__request_clear(&known);
+
+	row.id = sandbox_id;
+	row.team_id = r->team.id;
+	row.template_id = create.template_id;
+	row.request_id = r->request_id;
+	row.timeout_s = create.timeout_s;
+	row.network = create.network;
+	row.metadata = create.metadata;
+	row.secure = create.secure;
+	row.allow_public_traffic = create.allow_public_traffic;
+	row.mask_request_host = create.mask_request_host[0] ? create.mask_request_host : NULL;
+	rc = storage__sandbox_admit(pool, &row, &admission, &r->sandbox, &e);
+	if (rc == STORAGE_ERR_DUPLICATE) {
+		ret = request__error(r, 409, "request id %s is already used", r->request_id);
+		goto out;
+	}
+	if (rc) {
+		ret = request__storage_error(r, &e);
+		goto out;
+	}
+	if (!admission.admitted) {
+		struct limits_decision concurrency = {
+			.limit_name = "concurrent_sandboxes",
+			.limit = admission.limit,
+			.remaining = 0,
+			.reset_s = 1,
+			.retry_after_s = 1,
+		};
+
+		snprintf(concurrency.message, sizeof(concurrency.message),
+			 "you have reached the maximum number of concurrent sandboxes (%d)",
+			 admission.limit);
+		storage__request_finish(pool, r->request_id, STORAGE_REQUEST_FAILED,
+					json_pack("{s:i, s:s}", "code", 429, "message",
+						  concurrency.message),
+					NULL);
+		handlers__record_rejection(r, pool, concurrency.limit_name);
+		ret = request__rate_limited(r, &concurrency);
+		goto out;
+	}
+	r->have_sandbox = true;
+	if (admission.existing) {
+		/* A replayed X-Request-Id: answer from the row when it is settled. */
+		log_info("req=%s replay of the create of %s (%s)", r->request_id, r->sandbox.id,
+			 storage__sandbox_state_name(r->sandbox.state));
+		if (r->sandbox.state == STORAGE_SANDBOX_RUNNING) {
+			r->waiter.timed_out = true;
+			ret = handlers__create_answer(r);
+			goto out;
+		}
+		if (r->sandbox.state != STORAGE_SANDBOX_STARTING) {
+			ret = request__error(r, 409, "the sandbox %s of this request is %s",
+					     r->sandbox.id,
+					     storage__sandbox_state_name(r->sandbox.state));
+			goto out;
+		}
+		/* Still starting: produce again (idempotent on request_id). */
+	}
+
+	if (kafka_event__init_command(&ev, KAFKA_EVENT_CREATE, r->team.id, r->sandbox.id,
+				      handlers__create_spec(&create), reason,
+				      sizeof(reason)) != KAFKA_EVENT_OK) {
+		ret = request__error(r, 500, "cannot build the create command: %s", reason);
+		goto out;
+	}
+	snprintf(ev.request_id, sizeof(ev.request_id), "%s", r->request_id);
+	handlers__wait_for(r, WANT(KAFKA_EVENT_CREATED) | WANT(KAFKA_EVENT_FAILED),
+			   r->config->create_deadline_ms);
+	rc = bus__produce(r->config->commands_topic, &ev);
+	kafka_event__clear(&ev);
+	if (rc) {
+		/* Not durably in Kafka: the client gets the error and the row
+		 * says why (no lost request). */
+		struct storage_sandbox_transition t = {
+			.sandbox_id = r->sandbox.id,
+			.team_id = r->team.id,
+			.from = STORAGE_SANDBOX_STARTING,
+			.to = STORAGE_SANDBOX_FAILED,
+			.slot_index = -1,
+			.failure_reason = "the create command could not be queued in Kafka",
+		};
+
+		waiters__remove(&r->waiter);
+		if (storage__sandbox_transition(pool, &t, NULL, &e))
+			log_warn("req=%s cannot mark %s failed: %s", r->request_id, r->sandbox.id,
+				 e.message);
+		storage__request_finish(pool, r->request_id, STORAGE_REQUEST_FAILED,
+					json_pack("{s:i, s:s}", "code", 503, "message",
+						  "Kafka unavailable"),
+					NULL);
+		ret = request__error(r, 503, "cannot queue the request (Kafka unavailable), retry later");
+		goto out;
+	}
+	if (waiters__suspend(&r->waiter, r->connection)) {
+		r->phase = API_PHASE_WAITING;
+		ret = MHD_YES;
+		goto out;
+	}
+	ret = handlers__create_answer(r);
+out:
+	api_create_request__clear(&create);
+	return ret;
+}
+
+/* ---- GET /sandboxes, GET /v2/sandboxes ---- */
+
+struct handlers_versions {
+	char template_id[8][129];
+	char version[8][65];
+	int count;
+};
+
+static const char *handlers__version_of(struct handlers_versions *cache, struct storage_pool *pool,
+					const char *template_id)
+{
+	int slot;
+
+	for (int i = 0; i < cache->count; i++)
+		if (!strcmp(cache->template_id[i], template_id))
+			return cache->version[i];
+	slot = cache->count < 8 ? cache->count++ : 7;
+	snprintf(cache->template_id[slot], sizeof(cache->template_id[slot]), "%s", template_id);
+	handlers__template_version(pool, template_id, cache->version[slot]);
+	return cache->version[slot];
+}
+
+struct handlers_state_args {
+	uint32_t mask;
+	bool failed;
+	struct api_error error;
+};
+
+static enum MHD_Result handlers__state_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+					   const char *value)
+{
+	struct handlers_state_args *args = cls;
+
+	if (strcmp(key, "state") || args->failed)
+		return MHD_YES;
+	if (query__states(value ? value : "", &args->mask, &args->error))
+		args->failed = true;
+	return MHD_YES;
+}
+
+static enum MHD_Result handlers__list(struct api_request *r, struct storage_pool *pool, bool v2)
+{
+	struct storage_sandbox_filter filter = { 0 };
+	struct storage_sandbox_list page = { 0 };
+	struct handlers_versions *versions = calloc(1, sizeof(*versions));
+	struct handlers_state_args states = { 0 };
+	struct render_context context;
+	struct api_error error;
+	struct storage_error e;
+	json_t *metadata = NULL, *items = json_array();
+	char next_token[STORAGE_PAGE_TOKEN_MAX] = "", total[16];
+	const char *headers[5] = { NULL };
+	int32_t running = 0;
+	enum MHD_Result ret;
+
+	if (!versions || !items) {
+		ret = request__error(r, 500, "out of memory");
+		goto out;
+	}
+	if (query__metadata(request__query(r, "metadata"), &metadata, &error)) {
+		ret = request__error(r, error.status, "%s", error.message);
+		goto out;
+	}
+	filter.metadata = metadata;
+	filter.limit = STORAGE_PAGE_LIMIT_MAX;
+	if (v2) {
+		/* ?state= may repeat and may hold a comma list. */
+		MHD_get_connection_values(r->connection, MHD_GET_ARGUMENT_KIND, handlers__state_arg,
+					  &states);
+		if (states.failed) {
+			ret = request__error(r, states.error.status, "%s", states.error.message);
+			goto out;
+		}
+		filter.states = states.mask;
+		if (query__limit(request__query(r, "limit"), &filter.limit, &error)) {
+			ret = request__error(r, error.status, "%s", error.message);
+			goto out;
+		}
+		filter.page_token = request__query(r, "nextToken");
+	}
+	if (!filter.states)
+		filter.states = STORAGE_STATE_BIT(STORAGE_SANDBOX_STARTING) |
+				STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
+				STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED);
+	/* v1 answers every match in one body (pages of 100 chained, at most
+	 * 100 pages); v2 answers one page and X-Next-Token. */
+	for (int pages = 0; pages < (v2 ? 1 : 100); pages++) {
+		int rc = storage__sandbox_list(pool, r->team.id, &filter, &page, &e);
+
+		if (rc == STORAGE_ERR_INVALID) {
+			ret = request__error(r, 400, "invalid nextToken");
+			goto out;
+		}
+		if (rc) {
+			ret = request__storage_error(r, &e);
+			goto out;
+		}
+		for (size_t i = 0; i < page.count; i++) {
+			request__render_context(
+				r, handlers__version_of(versions, pool, page.items[i].template_id),
+				&context);
+			json_array_append_new(items, render__listed(&context, &page.items[i]));
+		}
+		snprintf(next_token, sizeof(next_token), "%s", page.next_token);
+		storage__sandbox_list_free(&page);
+		if (!next_token[0])
+			break;
+		filter.page_token = next_token;
+	}
+	if (v2) {
+		size_t n = 0;
+
+		if (storage__sandbox_count_active(pool, r->team.id, &running, &e)) {
+			ret = request__storage_error(r, &e);
+			goto out;
+		}
+		snprintf(total, sizeof(total), "%d", running);
+		headers[n++] = "X-Total-Running";
+		headers[n++] = total;
+		if (next_token[0]) {
+			headers[n++] = "X-Next-Token";
+			headers[n++] = next_token;
+		}
+	}
+	ret = request__json(r, 200, items, headers);
+	items = NULL;
+out:
+	json_decref(metadata);
+	json_decref(items);
+	free(versions);
+	return ret;
+}
+
+/* ---- GET /sandboxes/{id} ---- */
+
+static enum MHD_Result handlers__get(struct api_request *r, struct storage_pool *pool)
+{
+	struct render_context context;
+	enum MHD_Result ret;
+
+	if (!handlers__load_sandbox(r, pool, &ret))
+		return ret;
+	handlers__template_version(pool, r->sandbox.template_id, r->envd_version);
+	request__render_context(r, r->envd_version, &context);
+	return request__json(r, 200, render__detail(&context, &r->sandbox), NULL);
+}
+
+/* ---- operations on a live sandbox, through its host's topic ---- */
+
+/* Produces a command for r->sandbox to its host topic; with want != 0,
+ * registers the waiter first and suspends. *produced false: a response
+ * was queued (the return value). */
+static enum MHD_Result handlers__host_command(struct api_request *r, enum kafka_event_type type,
+					      json_t *spec, uint32_t want, bool *suspended)
+{
+	struct kafka_event ev = { 0 };
+	char topic[KAFKA_TOPIC_NAME_MAX + 1], reason[256];
+	int rc;
+
+	*suspended = false;
+	if (bus__host_topic(r->config, r->sandbox.host_id, topic, sizeof(topic))) {
+		json_decref(spec);
+		log_error("req=%s sandbox %s has an invalid host id", r->request_id, r->sandbox.id);
+		return want ? request__error(r, 500, "sandbox %s has an invalid host id",
+					     r->sandbox.id)
+			    : MHD_YES;
+	}
+	if (kafka_event__init_command(&ev, type, r->team.id, r->sandbox.id, spec, reason,
+				      sizeof(reason)) != KAFKA_EVENT_OK) {
+		log_error("req=%s cannot build the %s command: %s", r->request_id,
+			  kafka_event__type_name(type), reason);
+		return want ? request__error(r, 500, "cannot build the %s command: %s",
+					     kafka_event__type_name(type), reason)
+			    : MHD_YES;
+	}
+	snprintf(ev.request_id, sizeof(ev.request_id), "%s", r->request_id);
+	if (!want) {
+		bus__produce_async(topic, &ev);
+		kafka_event__clear(&ev);
+		return MHD_YES;
+	}
+	handlers__wait_for(r, want, r->config->operation_deadline_ms);
+	rc = bus__produce(topic, &ev);
+	kafka_event__clear(&ev);
+	if (rc) {
+		waiters__remove(&r->waiter);
+		return request__error(r, 503, "cannot queue the request (Kafka unavailable), retry later");
+	}
+	if (waiters__suspend(&r->waiter, r->connection)) {
+		r->phase = API_PHASE_WAITING;
+		*suspended = true;
+	}
+	return MHD_YES;
+}
+
+/* The answer to a kill or network update once its result (or deadline) is in. */
+static enum MHD_Result handlers__operation_answer(struct api_request *r, const char *what)
+{
+	if (r->waiter.timed_out)
+		return request__error(r, 504, "the worker did not confirm the %s of sandbox %s within %lld ms",
+				      what, r->sandbox.id, (long long)r->config->operation_deadline_ms);
+	if (r->waiter.result_type == KAFKA_EVENT_FAILED) {
+		int code = (int)json_integer_value(json_object_get(r->waiter.result, "code"));
+		const char *message = json_string_value(json_object_get(r->waiter.result, "message"));
+
+		if (code == 404)
+			return handlers__not_found(r);
+		if (code < 400 || code > 599)
+			code = 500;
+		return request__error(r, code, "%s", message ? message : "the operation failed");
+	}
+	return request__empty(r, 204);
+}
+
+static enum MHD_Result handlers__kill(struct api_request *r, struct storage_pool *pool)
+{
+	enum MHD_Result ret;
+	struct storage_error e;
+	bool suspended;
+
+	if (!handlers__load_sandbox(r, pool, &ret))
+		return ret;
+	if (!r->sandbox.host_id[0]) {
+		/* Not placed on a host yet: no worker holds it, end it here
+		 * (the worker that picks up the create finds it killed). */
+		struct storage_sandbox_transition t = {
+			.sandbox_id = r->sandbox.id,
+			.team_id = r->team.id,
+			.from = r->sandbox.state,
+			.to = STORAGE_SANDBOX_KILLED,
+			.slot_index = -1,
+		};
+		int rc = storage__sandbox_transition(pool, &t, NULL, &e);
+
+		if (rc == STORAGE_OK)
+			return request__empty(r, 204);
+		if (rc != STORAGE_ERR_CONFLICT)
+			return request__storage_error(r, &e);
+		/* It moved meanwhile (placed, or gone): look again. */
+		if (!handlers__load_sandbox(r, pool, &ret))
+			return ret;
+		if (!r->sandbox.host_id[0])
+			return request__error(r, 409, "sandbox %s is changing state, retry", r->sandbox.id);
+	}
+	ret = handlers__host_command(r, KAFKA_EVENT_KILL, NULL,
+				     WANT(KAFKA_EVENT_KILLED) | WANT(KAFKA_EVENT_FAILED), &suspended);
+	if (suspended || r->phase == API_PHASE_ANSWERED)
+		return ret;
+	return handlers__operation_answer(r, "kill");
+}
+
+static enum MHD_Result handlers__network(struct api_request *r, struct storage_pool *pool)
+{
+	struct api_error error;
+	enum MHD_Result ret;
+	json_t *body, *rules = NULL, *spec;
+	bool suspended;
+
+	body = validate__parse_body(r->body, r->body_len, &error);
+	if (!body)
+		return request__error(r, error.status, "%s", error.message);
+	if (validate__network_rules(body, true, &rules, &error)) {
+		json_decref(body);
+		return request__error(r, error.status, "%s", error.message);
+	}
+	json_decref(body);
+	if (!handlers__load_sandbox(r, pool, &ret)) {
+		json_decref(rules);
+		return ret;
+	}
+	if (!r->sandbox.host_id[0]) {
+		json_decref(rules);
+		return request__error(r, 409, "sandbox %s is still starting; retry when it runs",
+				      r->sandbox.id);
+	}
+	spec = json_pack("{s:{s:O, s:O}}", "network", "allow_out", json_object_get(rules, "allowOut"),
+			 "deny_out", json_object_get(rules, "denyOut"));
+	json_decref(rules);
+	ret = handlers__host_command(r, KAFKA_EVENT_UPDATE_NETWORK, spec,
+				     WANT(KAFKA_EVENT_NETWORK_UPDATED) | WANT(KAFKA_EVENT_FAILED),
+				     &suspended);
+	if (suspended || r->phase == API_PHASE_ANSWERED)
+		return ret;
+	return handlers__operation_answer(r, "network update");
+}
+
+/* POST /timeout (absolute: now + timeout) and /refreshes (extends only). */
+static enum MHD_Result handlers__timeout(struct api_request *r, struct storage_pool *pool,
+					 bool refresh)
+{
+	struct api_error error;
+	struct storage_error e;
+	enum MHD_Result ret;
+	json_t *body = NULL;
+	int32_t seconds;
+	int64_t end_at;
+	bool suspended;
+	int rc;
+
+	if (r->body_len > 0 || !refresh) {
+		body = validate__parse_body(r->body, r->body_len, &error);
+		if (!body)
+			return request__error(r, error.status, "%s", error.message);
+	}
+	/* E2B: /refreshes takes a duration of at most 3600 s (default 15). */
+	rc = refresh ? validate__seconds_field(body, "duration", API_TIMEOUT_DEFAULT_S,
+					       r->team.limits.max_timeout_s < 3600
+						       ? r->team.limits.max_timeout_s
+						       : 3600,
+					       &seconds, &error)
+		     : validate__seconds_field(body, "timeout", 0, r->team.limits.max_timeout_s,
+					       &seconds, &error);
+	json_decref(body);
+	if (rc)
+		return request__error(r, error.status, "%s", error.message);
+	if (!handlers__load_sandbox(r, pool, &ret))
+		return ret;
+	if (refresh && r->sandbox.end_at >= clock__realtime_ms() + (int64_t)seconds * 1000)
+		return request__empty(r, 204); /* already lives longer */
+	rc = storage__sandbox_set_timeout(pool, r->team.id, r->sandbox.id, seconds, &end_at, &e);
+	if (rc == STORAGE_ERR_NOT_FOUND)
+		return handlers__not_found(r);
+	if (rc)
+		return request__storage_error(r, &e);
+	/* PostgreSQL holds end_at (the worker's expiry reads it); the host
+	 * topic message is a hint to re-arm its timer, best effort. */
+	if (r->sandbox.host_id[0])
+		handlers__host_command(r, KAFKA_EVENT_SET_TIMEOUT,
+				       json_pack("{s:i}", "timeout_s", seconds), 0, &suspended);
+	return request__empty(r, 204);
+}
+
+static enum MHD_Result handlers__pause(struct api_request *r, struct storage_pool *pool)
+{
+	enum MHD_Result ret;
+
+	if (!handlers__load_sandbox(r, pool, &ret))
+		return ret;
+	return request__error(r, 409, "pause is not supported by this runtime");
+}
+
+/* ---- dispatch ---- */
+
+static bool handlers__authenticate(struct api_request *r, struct storage_pool *pool,
+				   enum MHD_Result *ret)
+{
+	const char *key = MHD_lookup_connection_value(r->connection, MHD_HEADER_KIND, "X-API-Key");
+	char hash[TOKENS_SHA256_HEX_LEN + 1];
+	struct storage_error e;
+	int rc;
+
+	if (!key || !*key) {
+		*ret = request__error(r, 401, "missing X-API-Key header");
+		return false;
+	}
+	tokens__sha256_hex(key, strlen(key), hash);
+	rc = storage__api_key_authenticate(pool, hash, &r->team, &e);
+	if (rc == STORAGE_ERR_NOT_FOUND) {
+		*ret = request__error(r, 401, "Invalid API key");
+		return false;
+	}
+	if (rc) {
+		*ret = request__storage_error(r, &e);
+		return false;
+	}
+	return true;
+}
+
+enum MHD_Result handlers__dispatch(struct api_request *r)
+{
+	struct storage_pool *pool = api__pool();
+	struct limits_decision decision;
+	enum MHD_Result ret;
+
+	if (r->phase == API_PHASE_WAITING) {
+		r->phase = API_PHASE_NEW;
+		if (r->route.endpoint == API_ROUTE_CREATE)
+			return handlers__create_answer(r);
+		return handlers__operation_answer(r, r->route.endpoint == API_ROUTE_KILL
+							     ? "kill"
+							     : "network update");
+	}
+	switch (r->route.endpoint) {
+	case API_ROUTE_NOT_FOUND:
+		return request__error(r, 404, "no such endpoint: %s %.100s", r->method, r->path);
+	case API_ROUTE_BAD_METHOD: {
+		const char *headers[] = { "Allow", r->route.allowed_methods, NULL };
+
+		return request__json(r, 405,
+				     render__error(405, "method not allowed"), headers);
+	}
+	case API_ROUTE_HEALTH:
+		if (!pool)
+			return request__error(r, 503, "database unavailable, retry later");
+		return request__json(r, 200, json_pack("{s:s}", "status", "ok"), NULL);
+	default:
+		break;
+	}
+	if (!pool)
+		return request__error(r, 503, "database unavailable, retry later");
+	if (!handlers__authenticate(r, pool, &ret))
+		return ret;
+	if (route__is_lifecycle(r->route.endpoint)) {
+		limits__lifecycle(r->team.id, &r->team.limits, &decision);
+		if (!decision.allowed) {
+			handlers__record_rejection(r, pool, decision.limit_name);
+			return request__rate_limited(r, &decision);
+		}
+	}
+	switch (r->route.endpoint) {
+	case API_ROUTE_CREATE:
+		return handlers__create(r, pool);
+	case API_ROUTE_LIST_V1:
+		return handlers__list(r, pool, false);
+	case API_ROUTE_LIST_V2:
+		return handlers__list(r, pool, true);
+	case API_ROUTE_GET:
+		return handlers__get(r, pool);
+	case API_ROUTE_KILL:
+		return handlers__kill(r, pool);
+	case API_ROUTE_TIMEOUT:
+		return handlers__timeout(r, pool, false);
+	case API_ROUTE_REFRESH:
+		return handlers__timeout(r, pool, true);
+	case API_ROUTE_PAUSE:
+		return handlers__pause(r, pool);
+	case API_ROUTE_NETWORK:
+		return handlers__network(r, pool);
+	default:
+		return request__error(r, 404, "no such endpoint");
+	}
+}

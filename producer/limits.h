@@ -1,0 +1,50 @@
+/* limits: the rate-limit seam of warren-api (issue 8; E2B-FACTS.md,
+ * "Limits"). Every lifecycle request asks limits__lifecycle, every create
+ * also asks limits__create; a denial becomes 429 with RateLimit-Limit,
+ * RateLimit-Remaining, RateLimit-Reset and Retry-After headers.
+ *
+ * For now both are an in-process GCRA over the team's limits: the state
+ * is PER API INSTANCE (N instances admit up to N times the limit) until
+ * the PostgreSQL-backed limiter of issue 8 replaces the bodies of these
+ * two functions. The concurrency limit is not here: it is the atomic
+ * admission in PostgreSQL (storage__sandbox_admit). */
+#ifndef WARREN_API_LIMITS_H
+#define WARREN_API_LIMITS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "warren/storage.h"
+
+struct limits_decision {
+	bool allowed;
+	const char *limit_name; /* "lifecycle_requests" | "creation_rate" */
+	int64_t limit;		/* RateLimit-Limit: requests per window */
+	int64_t remaining;	/* RateLimit-Remaining after this request */
+	int64_t reset_s;	/* RateLimit-Reset: seconds until the full quota is back */
+	int64_t retry_after_s;	/* Retry-After when denied (>= 1), else 0 */
+	char message[160];	/* the 429 message when denied */
+};
+
+/* GCRA state of one key: the theoretical arrival time (µs, monotonic). */
+struct limits_gcra {
+	int64_t tat_us;
+};
+
+/* One GCRA step at now_us for a flow of one request per interval_us with
+ * a burst of `burst` requests (>= 1). Updates state only when allowed.
+ * Pure: the unit tests drive the clock. */
+void limits__gcra(struct limits_gcra *state, int64_t now_us, int64_t interval_us, int64_t burst,
+		  struct limits_decision *out);
+
+/* The lifecycle limit (limits->lifecycle_requests per lifecycle_window_s,
+ * burst = the whole window's quota) of team_id at now. */
+void limits__lifecycle(const char *team_id, const struct storage_team_limits *limits,
+		       struct limits_decision *out);
+/* The creation-rate limit (creation_rate_per_s, burst 2 x the rate). */
+void limits__create(const char *team_id, const struct storage_team_limits *limits,
+		    struct limits_decision *out);
+/* Forgets every key (tests). */
+void limits__reset(void);
+
+#endif

@@ -1,0 +1,142 @@
+/* query: list filters (E2B-FACTS.md, "REST API"). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "query.h"
+#include "warren/storage.h"
+
+static int query__fail(struct api_error *err, const char *message, const char *detail)
+{
+	if (err) {
+		err->status = 400;
+		snprintf(err->message, sizeof(err->message), "%s%s%.100s%s", message,
+			 detail ? " \"" : "", detail ? detail : "", detail ? "\"" : "");
+	}
+	return -1;
+}
+
+static int query__hex(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = tolower(c);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+int query__url_decode(const char *in, size_t in_len, char *out, size_t out_len)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < in_len; i++) {
+		int c = (unsigned char)in[i];
+
+		if (c == '+') {
+			c = ' ';
+		} else if (c == '%') {
+			int high, low;
+
+			if (i + 2 >= in_len)
+				return -1;
+			high = query__hex(in[i + 1]);
+			low = query__hex(in[i + 2]);
+			if (high < 0 || low < 0)
+				return -1;
+			c = high * 16 + low;
+			i += 2;
+		}
+		if (c == 0 || o + 1 >= out_len)
+			return -1;
+		out[o++] = (char)c;
+	}
+	if (out_len == 0)
+		return -1;
+	out[o] = '\0';
+	return 0;
+}
+
+int query__metadata(const char *value, json_t **out, struct api_error *err)
+{
+	const char *pair = value;
+	json_t *filter;
+
+	*out = NULL;
+	if (!value || !*value)
+		return 0;
+	if (strlen(value) > 4096)
+		return query__fail(err, "metadata filter is longer than 4096 bytes", NULL);
+	filter = json_object();
+	while (pair && *pair) {
+		const char *end = strchr(pair, '&');
+		size_t len = end ? (size_t)(end - pair) : strlen(pair);
+		const char *equals = memchr(pair, '=', len);
+		char key[257], text[1025];
+
+		if (len == 0)
+			goto next;
+		if (!equals || equals == pair) {
+			json_decref(filter);
+			return query__fail(err, "metadata filter must be key=value pairs joined by '&'",
+					   NULL);
+		}
+		if (query__url_decode(pair, (size_t)(equals - pair), key, sizeof(key)) ||
+		    query__url_decode(equals + 1, len - (size_t)(equals - pair) - 1, text,
+				      sizeof(text))) {
+			json_decref(filter);
+			return query__fail(err, "metadata filter has a bad escape or is too long",
+					   NULL);
+		}
+		json_object_set_new(filter, key, json_string(text));
+next:
+		pair = end ? end + 1 : NULL;
+	}
+	if (json_object_size(filter) == 0) {
+		json_decref(filter);
+		filter = NULL;
+	}
+	*out = filter;
+	return 0;
+}
+
+int query__states(const char *value, uint32_t *mask, struct api_error *err)
+{
+	const char *item = value;
+
+	if (!value)
+		return 0;
+	while (item) {
+		const char *end = strchr(item, ',');
+		size_t len = end ? (size_t)(end - item) : strlen(item);
+		enum storage_sandbox_state state;
+		char name[32];
+
+		if (len > 0) {
+			if (len >= sizeof(name))
+				return query__fail(err, "unknown sandbox state", NULL);
+			memcpy(name, item, len);
+			name[len] = '\0';
+			if (!storage__sandbox_state_parse(name, &state))
+				return query__fail(err, "unknown sandbox state", name);
+			*mask |= STORAGE_STATE_BIT(state);
+		}
+		item = end ? end + 1 : NULL;
+	}
+	return 0;
+}
+
+int query__limit(const char *value, int *out, struct api_error *err)
+{
+	char *end;
+	long limit;
+
+	if (!value || !*value) {
+		*out = STORAGE_PAGE_LIMIT_MAX;
+		return 0;
+	}
+	limit = strtol(value, &end, 10);
+	if (*end || !isdigit((unsigned char)value[0]) || limit < 1 || limit > STORAGE_PAGE_LIMIT_MAX)
+		return query__fail(err, "limit must be an integer from 1 to 100", NULL);
+	*out = (int)limit;
+	return 0;
+}

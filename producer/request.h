@@ -1,0 +1,62 @@
+/* request: one HTTP request in flight, shared by server.c (plumbing) and
+ * handlers.c (endpoints). */
+#ifndef WARREN_API_REQUEST_H
+#define WARREN_API_REQUEST_H
+
+#include <microhttpd.h>
+
+#include "api.h"
+#include "limits.h"
+
+enum api_phase {
+	API_PHASE_NEW = 0,  /* headers seen, body not yet complete */
+	API_PHASE_WAITING,  /* suspended on a waiter */
+	API_PHASE_ANSWERED, /* a response was queued */
+};
+
+struct api_request {
+	struct MHD_Connection *connection;
+	const struct api_config *config;
+	char request_id[IDS_UUID_LEN + 1]; /* X-Request-Id (client's if a UUID, else new) */
+	bool request_id_from_client;
+	const char *method;
+	char path[256];
+	struct api_route route;
+	int64_t started_ms;
+	char *body;
+	size_t body_len, body_cap;
+	bool body_too_large;
+	enum api_phase phase;
+	struct storage_team team; /* after authentication */
+	struct api_waiter waiter;
+	/* state a handler keeps across a suspension */
+	struct storage_sandbox sandbox;
+	bool have_sandbox;
+	char envd_version[65];
+	int status; /* the status answered, for the access log */
+};
+
+/* Queues {"code","message"} with status (and X-Request-Id). */
+enum MHD_Result request__error(struct api_request *r, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Queues body (reference stolen; NULL -> 500) with status. headers: NULL
+ * or a NULL-terminated list of name, value pairs. */
+enum MHD_Result request__json(struct api_request *r, int status, json_t *body,
+			      const char *const *headers);
+/* Queues an empty response (204). */
+enum MHD_Result request__empty(struct api_request *r, int status);
+/* Queues a 429 from a limiter decision (RateLimit-* and Retry-After). */
+enum MHD_Result request__rate_limited(struct api_request *r, const struct limits_decision *d);
+/* Maps a storage failure: UNAVAILABLE -> 503, else 500 (logged). */
+enum MHD_Result request__storage_error(struct api_request *r, const struct storage_error *e);
+/* A query argument (decoded once by libmicrohttpd) or NULL. */
+const char *request__query(struct api_request *r, const char *name);
+/* The render context of this request (envd_version may be NULL). */
+void request__render_context(const struct api_request *r, const char *envd_version,
+			     struct render_context *out);
+
+/* Runs the endpoint of r->route (authenticated, limits checked). Called
+ * with the complete body; again after a suspension (phase WAITING). */
+enum MHD_Result handlers__dispatch(struct api_request *r);
+
+#endif

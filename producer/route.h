@@ -1,0 +1,38 @@
+/* route: maps a method and path to an endpoint of the REST API
+ * (E2B-FACTS.md, "REST API"; docs/api.md). Pure. */
+#ifndef WARREN_API_ROUTE_H
+#define WARREN_API_ROUTE_H
+
+#include <stdbool.h>
+
+enum api_endpoint {
+	API_ROUTE_NOT_FOUND = 0, /* no such path: 404 */
+	API_ROUTE_BAD_METHOD,    /* known path, other method: 405 */
+	API_ROUTE_HEALTH,	 /* GET /health (no auth) */
+	API_ROUTE_CREATE,	 /* POST /sandboxes */
+	API_ROUTE_LIST_V1,	 /* GET /sandboxes */
+	API_ROUTE_LIST_V2,	 /* GET /v2/sandboxes */
+	API_ROUTE_GET,		 /* GET /sandboxes/{id} */
+	API_ROUTE_KILL,		 /* DELETE /sandboxes/{id} */
+	API_ROUTE_TIMEOUT,	 /* POST /sandboxes/{id}/timeout */
+	API_ROUTE_REFRESH,	 /* POST /sandboxes/{id}/refreshes */
+	API_ROUTE_PAUSE,	 /* POST /sandboxes/{id}/pause */
+	API_ROUTE_NETWORK,	 /* PUT /sandboxes/{id}/network */
+};
+
+#define API_ROUTE_ID_MAX 64 /* longer path ids are cut (they are never valid) */
+
+struct api_route {
+	enum api_endpoint endpoint;
+	char sandbox_id[API_ROUTE_ID_MAX + 1]; /* the {id} segment, "" when none */
+	const char *allowed_methods;	       /* for 405's Allow header */
+};
+
+/* Routes method + path (no query string; one trailing '/' tolerated). */
+void route__match(const char *method, const char *path, struct api_route *out);
+/* True for endpoints counted by the lifecycle rate limit. */
+bool route__is_lifecycle(enum api_endpoint endpoint);
+/* A short stable name ("create", "kill", ...) for logs. */
+const char *route__name(enum api_endpoint endpoint);
+
+#endif

@@ -1,0 +1,462 @@
+/* Unit tests of warren-api's pure parts: the validation table of
+ * E2B-FACTS.md ("REST API", Validation) with its exact messages, path
+ * routing, the list query parsers, the JSON response shapes and the GCRA. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "limits.h"
+#include "query.h"
+#include "render.h"
+#include "route.h"
+#include "validate.h"
+#include "warren/tokens.h"
+
+/* ---- validation table ---- */
+
+struct validation_case {
+	const char *body;
+	int status;	     /* 0: valid */
+	const char *message; /* exact, when status != 0 */
+};
+
+static const struct validation_case validation_cases[] = {
+	{ "{\"templateID\":\"base\"}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"timeout\":300,\"secure\":true,\"allow_internet_access\":true,"
+	  "\"metadata\":{\"a\":\"b\"},\"envVars\":{\"X\":\"1\"},\"autoPause\":false}",
+	  0, NULL },
+	{ "{}", 400, "templateID is required" },
+	{ "{\"templateID\":null}", 400, "templateID is required" },
+	{ "{\"templateID\":42}", 400, "templateID must be a non-empty string of at most 128 characters" },
+	{ "{\"templateID\":\"\"}", 400, "templateID must be a non-empty string of at most 128 characters" },
+	{ "{\"templateID\":\"base\",\"timeout\":0}", 400, "timeout must be greater than 0 seconds" },
+	{ "{\"templateID\":\"base\",\"timeout\":-5}", 400, "timeout must be greater than 0 seconds" },
+	{ "{\"templateID\":\"base\",\"timeout\":\"60\"}", 400, "timeout must be an integer number of seconds" },
+	{ "{\"templateID\":\"base\",\"timeout\":1.5}", 400, "timeout must be an integer number of seconds" },
+	{ "{\"templateID\":\"base\",\"timeout\":3601}", 400, "Timeout cannot be greater than 1 hours" },
+	{ "{\"templateID\":\"base\",\"timeout\":3600}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"secure\":\"yes\"}", 400, "secure must be a boolean" },
+	{ "{\"templateID\":\"base\",\"allow_internet_access\":1}", 400, "allow_internet_access must be a boolean" },
+	{ "{\"templateID\":\"base\",\"autoPause\":true}", 400,
+	  "autoPause is not supported by this runtime (pause is not supported)" },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowPublicTraffic\":false}}", 400,
+	  "allowPublicTraffic=false requires secure=true" },
+	{ "{\"templateID\":\"base\",\"secure\":true,\"network\":{\"allowPublicTraffic\":false}}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"example.com\"]}}", 400,
+	  "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out" },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"*.example.com\"],\"denyOut\":[\"10.0.0.0/8\"]}}", 400,
+	  "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out" },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"allow_internet_access\":false,\"network\":{\"allowOut\":[\"example.com\"]}}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"example.com\"]}}", 400,
+	  "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"example.com\"" },
+	{ "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"10.0.0.0/33\"]}}", 400,
+	  "invalid IP address, CIDR range or domain in denyOut: \"10.0.0.0/33\"" },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"1.2.3.999\"]}}", 400,
+	  "invalid IP address, CIDR range or domain in allowOut: \"1.2.3.999\"" },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"bad host\"]}}", 400,
+	  "invalid IP address, CIDR range or domain in allowOut: \"bad host\"" },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"1.1.1.1\",\"2001:db8::/32\"],\"denyOut\":[\"0.0.0.0/0\",\"::/0\"]}}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":\"1.1.1.1\"}}", 400,
+	  "network.allowOut must be an array of strings" },
+	{ "{\"templateID\":\"base\",\"network\":{\"denyOut\":[1]}}", 400,
+	  "network.denyOut must be an array of strings" },
+	{ "{\"templateID\":\"base\",\"network\":[]}", 400, "network must be an object" },
+	{ "{\"templateID\":\"base\",\"network\":{\"maskRequestHost\":7}}", 400,
+	  "network.maskRequestHost must be a string of at most 255 characters" },
+	{ "{\"templateID\":\"base\",\"metadata\":[]}", 400, "metadata must be an object of strings" },
+	{ "{\"templateID\":\"base\",\"metadata\":{\"k\":1}}", 400, "metadata.k must be a string" },
+	{ "{\"templateID\":\"base\",\"envVars\":{\"K\":true}}", 400, "envVars.K must be a string" },
+	{ "{\"templateID\":\"base\",\"envVars\":\"A=B\"}", 400, "envVars must be an object of strings" },
+};
+
+static void test_validation_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(validation_cases) / sizeof(validation_cases[0]); i++) {
+		const struct validation_case *c = &validation_cases[i];
+		struct api_create_request request;
+		struct api_error error = { 0 };
+		json_t *body = validate__parse_body(c->body, strlen(c->body), &error);
+		int rc;
+
+		assert_non_null(body);
+		rc = validate__create(body, 3600, &request, &error);
+		json_decref(body);
+		if (c->status == 0) {
+			if (rc)
+				fail_msg("case %zu (%s) refused: %s", i, c->body, error.message);
+			api_create_request__clear(&request);
+			continue;
+		}
+		if (rc == 0)
+			fail_msg("case %zu (%s) accepted", i, c->body);
+		assert_int_equal(error.status, c->status);
+		assert_string_equal(error.message, c->message);
+		assert_null(request.network);
+	}
+}
+
+static void test_validation_defaults_and_normalisation(void **state)
+{
+	struct api_create_request request;
+	struct api_error error;
+	const char *text = "{\"templateID\":\"base\",\"allow_internet_access\":false,"
+			   "\"network\":{\"allowOut\":[\"api.example.com\"],\"maskRequestHost\":\"x-${PORT}\"}}";
+	json_t *body = validate__parse_body(text, strlen(text), &error);
+
+	(void)state;
+	assert_int_equal(validate__create(body, 3600, &request, &error), 0);
+	assert_int_equal(request.timeout_s, API_TIMEOUT_DEFAULT_S);
+	assert_false(request.secure);
+	assert_true(request.allow_public_traffic);
+	assert_false(request.allow_internet_access);
+	/* allow_internet_access=false equals denyOut=[ALL_TRAFFIC]. */
+	assert_string_equal(json_string_value(json_array_get(json_object_get(request.network, "denyOut"), 0)),
+			    API_ALL_TRAFFIC);
+	assert_string_equal(request.mask_request_host, "x-${PORT}");
+	assert_int_equal(json_object_size(request.metadata), 0);
+	api_create_request__clear(&request);
+	json_decref(body);
+
+	/* A team maximum below the 15 s default caps the default. */
+	body = validate__parse_body("{\"templateID\":\"t\"}", 18, &error);
+	assert_int_equal(validate__create(body, 10, &request, &error), 0);
+	assert_int_equal(request.timeout_s, 10);
+	api_create_request__clear(&request);
+	json_decref(body);
+	/* Pro: 24 hours. */
+	body = validate__parse_body("{\"templateID\":\"t\",\"timeout\":86401}", 34, &error);
+	assert_int_equal(validate__create(body, 86400, &request, &error), -1);
+	assert_string_equal(error.message, "Timeout cannot be greater than 24 hours");
+	json_decref(body);
+}
+
+static void test_parse_body(void **state)
+{
+	struct api_error error;
+
+	(void)state;
+	assert_null(validate__parse_body("{\"a\":", 5, &error));
+	assert_int_equal(error.status, 400);
+	assert_non_null(strstr(error.message, "malformed JSON body"));
+	assert_null(validate__parse_body("[1]", 3, &error));
+	assert_string_equal(error.message, "malformed JSON body: expected a JSON object");
+	assert_null(validate__parse_body("", 0, &error));
+	assert_null(validate__parse_body("{\"a\":1,\"a\":2}", 13, &error));
+}
+
+static void test_address_kinds(void **state)
+{
+	(void)state;
+	assert_int_equal(validate__address("1.1.1.1"), API_ADDRESS_IP);
+	assert_int_equal(validate__address("0.0.0.0/0"), API_ADDRESS_CIDR);
+	assert_int_equal(validate__address("::1"), API_ADDRESS_IP);
+	assert_int_equal(validate__address("2001:db8::/128"), API_ADDRESS_CIDR);
+	assert_int_equal(validate__address("2001:db8::/129"), API_ADDRESS_INVALID);
+	assert_int_equal(validate__address("10.0.0.0/"), API_ADDRESS_INVALID);
+	assert_int_equal(validate__address("10.0.0.0/-1"), API_ADDRESS_INVALID);
+	assert_int_equal(validate__address("example.com"), API_ADDRESS_DOMAIN);
+	assert_int_equal(validate__address("*.example.com"), API_ADDRESS_DOMAIN);
+	assert_int_equal(validate__address("localhost"), API_ADDRESS_DOMAIN);
+	assert_int_equal(validate__address("1.2.3"), API_ADDRESS_INVALID);
+	assert_int_equal(validate__address("-a.com"), API_ADDRESS_INVALID);
+	assert_int_equal(validate__address("a..com"), API_ADDRESS_INVALID);
+	assert_int_equal(validate__address("a.com."), API_ADDRESS_INVALID);
+	assert_int_equal(validate__address("*.*.com"), API_ADDRESS_INVALID);
+	assert_int_equal(validate__address(""), API_ADDRESS_INVALID);
+	assert_int_equal(validate__address("example.com/24"), API_ADDRESS_INVALID);
+}
+
+static void test_seconds_field(void **state)
+{
+	struct api_error error;
+	int32_t seconds = 0;
+	json_t *body = json_pack("{s:i}", "timeout", 99999);
+
+	(void)state;
+	assert_int_equal(validate__seconds_field(body, "timeout", 0, 3600, &seconds, &error), 0);
+	assert_int_equal(seconds, 3600); /* capped at the team's maximum */
+	json_decref(body);
+	body = json_object();
+	assert_int_equal(validate__seconds_field(body, "timeout", 0, 3600, &seconds, &error), -1);
+	assert_string_equal(error.message, "timeout is required");
+	assert_int_equal(validate__seconds_field(body, "duration", 15, 3600, &seconds, &error), 0);
+	assert_int_equal(seconds, 15);
+	json_decref(body);
+	body = json_pack("{s:i}", "duration", 0);
+	assert_int_equal(validate__seconds_field(body, "duration", 15, 3600, &seconds, &error), -1);
+	assert_string_equal(error.message, "duration must be greater than 0 seconds");
+	json_decref(body);
+}
+
+/* ---- routing ---- */
+
+static void test_routes(void **state)
+{
+	struct api_route route;
+
+	(void)state;
+	route__match("POST", "/sandboxes", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_CREATE);
+	route__match("GET", "/sandboxes/", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_LIST_V1);
+	route__match("GET", "/v2/sandboxes", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_LIST_V2);
+	route__match("GET", "/sandboxes/iabc", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_GET);
+	assert_string_equal(route.sandbox_id, "iabc");
+	route__match("DELETE", "/sandboxes/iabc", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_KILL);
+	route__match("POST", "/sandboxes/iabc/timeout", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_TIMEOUT);
+	route__match("POST", "/sandboxes/iabc/refreshes", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_REFRESH);
+	route__match("POST", "/sandboxes/iabc/pause", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_PAUSE);
+	route__match("PUT", "/sandboxes/iabc/network", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_NETWORK);
+	route__match("GET", "/sandboxes/iabc/network", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_BAD_METHOD);
+	assert_string_equal(route.allowed_methods, "PUT");
+	route__match("PATCH", "/sandboxes/iabc", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_BAD_METHOD);
+	route__match("DELETE", "/sandboxes", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_BAD_METHOD);
+	route__match("GET", "/sandboxes/iabc/nothing", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
+	route__match("GET", "/sandboxes//timeout", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
+	route__match("GET", "/health", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_HEALTH);
+	assert_false(route__is_lifecycle(API_ROUTE_HEALTH));
+	assert_true(route__is_lifecycle(API_ROUTE_CREATE));
+	assert_true(route__is_lifecycle(API_ROUTE_LIST_V2));
+	route__match("GET", "/", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
+}
+
+/* ---- query parsing ---- */
+
+static void test_metadata_query(void **state)
+{
+	struct api_error error;
+	json_t *filter = NULL;
+
+	(void)state;
+	/* What E2B's SDK sends: metadata=<urlencode("user=alice&app=my%20app")>;
+	 * libmicrohttpd decodes the outer layer, we decode each pair. */
+	assert_int_equal(query__metadata("user=alice&app=my%20app&x=a%3Db", &filter, &error), 0);
+	assert_non_null(filter);
+	assert_int_equal(json_object_size(filter), 3);
+	assert_string_equal(json_string_value(json_object_get(filter, "user")), "alice");
+	assert_string_equal(json_string_value(json_object_get(filter, "app")), "my app");
+	assert_string_equal(json_string_value(json_object_get(filter, "x")), "a=b");
+	json_decref(filter);
+	assert_int_equal(query__metadata("", &filter, &error), 0);
+	assert_null(filter);
+	assert_int_equal(query__metadata("k=", &filter, &error), 0);
+	assert_string_equal(json_string_value(json_object_get(filter, "k")), "");
+	json_decref(filter);
+	assert_int_equal(query__metadata("novalue", &filter, &error), -1);
+	assert_int_equal(error.status, 400);
+	assert_int_equal(query__metadata("=v", &filter, &error), -1);
+	assert_int_equal(query__metadata("k=%zz", &filter, &error), -1);
+	assert_int_equal(query__metadata("k=%2", &filter, &error), -1);
+	assert_int_equal(query__metadata("k=%00", &filter, &error), -1);
+}
+
+static void test_states_and_limit(void **state)
+{
+	struct api_error error;
+	uint32_t mask = 0;
+	int limit = 0;
+
+	(void)state;
+	assert_int_equal(query__states("running,paused", &mask, &error), 0);
+	assert_int_equal(query__states("starting", &mask, &error), 0);
+	assert_int_equal(mask, STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
+				       STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
+				       STORAGE_STATE_BIT(STORAGE_SANDBOX_STARTING));
+	assert_int_equal(query__states("running,bogus", &mask, &error), -1);
+	assert_string_equal(error.message, "unknown sandbox state \"bogus\"");
+	assert_int_equal(query__limit(NULL, &limit, &error), 0);
+	assert_int_equal(limit, 100);
+	assert_int_equal(query__limit("7", &limit, &error), 0);
+	assert_int_equal(limit, 7);
+	assert_int_equal(query__limit("101", &limit, &error), -1);
+	assert_int_equal(query__limit("0", &limit, &error), -1);
+	assert_int_equal(query__limit("-1", &limit, &error), -1);
+	assert_int_equal(query__limit("5x", &limit, &error), -1);
+}
+
+/* ---- response shapes ---- */
+
+static void test_render_shapes(void **state)
+{
+	struct render_context context = { .token_seed = "seed", .domain = "warren.test",
+					   .envd_version = "0.2.0", .cpu_count = 2,
+					   .memory_mb = 512, .disk_mb = 1024 };
+	struct storage_sandbox sandbox = { .id = "iabcdefghij0123456789", .template_id = "base",
+					   .host_id = "host-1", .state = STORAGE_SANDBOX_RUNNING,
+					   .started_at = 1000, .end_at = 16000, .created_at = 900,
+					   .secure = true, .allow_public_traffic = false };
+	char access[65], traffic[65];
+	json_t *body;
+
+	(void)state;
+	tokens__access_token("seed", sandbox.id, access);
+	tokens__traffic_token("seed", sandbox.id, traffic);
+	body = render__created(&context, &sandbox, NULL);
+	assert_int_equal(json_object_size(body), 8);
+	assert_string_equal(json_string_value(json_object_get(body, "sandboxID")), sandbox.id);
+	assert_string_equal(json_string_value(json_object_get(body, "templateID")), "base");
+	assert_string_equal(json_string_value(json_object_get(body, "alias")), "base");
+	assert_string_equal(json_string_value(json_object_get(body, "clientID")), "host-1");
+	assert_string_equal(json_string_value(json_object_get(body, "envdVersion")), "0.2.0");
+	assert_string_equal(json_string_value(json_object_get(body, "envdAccessToken")), access);
+	assert_string_equal(json_string_value(json_object_get(body, "trafficAccessToken")), traffic);
+	assert_string_equal(json_string_value(json_object_get(body, "domain")), "warren.test");
+	json_decref(body);
+
+	sandbox.secure = false;
+	sandbox.allow_public_traffic = true;
+	context.domain = "";
+	body = render__created(&context, &sandbox, "client");
+	assert_true(json_is_null(json_object_get(body, "envdAccessToken")));
+	assert_true(json_is_null(json_object_get(body, "trafficAccessToken")));
+	assert_true(json_is_null(json_object_get(body, "domain")));
+	assert_string_equal(json_string_value(json_object_get(body, "clientID")), "client");
+	json_decref(body);
+
+	body = render__listed(&context, &sandbox);
+	assert_string_equal(json_string_value(json_object_get(body, "startedAt")), "1970-01-01T00:00:01.000Z");
+	assert_string_equal(json_string_value(json_object_get(body, "endAt")), "1970-01-01T00:00:16.000Z");
+	assert_int_equal(json_integer_value(json_object_get(body, "cpuCount")), 2);
+	assert_int_equal(json_integer_value(json_object_get(body, "memoryMB")), 512);
+	assert_string_equal(json_string_value(json_object_get(body, "state")), "running");
+	assert_true(json_is_object(json_object_get(body, "metadata")));
+	assert_null(json_object_get(body, "envdAccessToken"));
+	json_decref(body);
+
+	body = render__detail(&context, &sandbox);
+	assert_true(json_is_null(json_object_get(body, "envdAccessToken")));
+	assert_non_null(json_object_get(body, "domain"));
+	json_decref(body);
+
+	body = render__error(404, "gone");
+	assert_int_equal(json_integer_value(json_object_get(body, "code")), 404);
+	assert_string_equal(json_string_value(json_object_get(body, "message")), "gone");
+	assert_int_equal(json_object_size(body), 2);
+	json_decref(body);
+}
+
+/* ---- GCRA ---- */
+
+static void test_gcra_burst_and_refill(void **state)
+{
+	struct limits_gcra gcra = { 0 };
+	struct limits_decision d;
+	int64_t now = 1000000000;
+
+	(void)state;
+	/* 1 per second, burst 2: two at once, the third waits a second. */
+	limits__gcra(&gcra, now, 1000000, 2, &d);
+	assert_true(d.allowed);
+	assert_int_equal(d.remaining, 1);
+	limits__gcra(&gcra, now, 1000000, 2, &d);
+	assert_true(d.allowed);
+	assert_int_equal(d.remaining, 0);
+	limits__gcra(&gcra, now, 1000000, 2, &d);
+	assert_false(d.allowed);
+	assert_int_equal(d.retry_after_s, 1);
+	assert_int_equal(d.reset_s, 2);
+	/* A denial does not consume. */
+	limits__gcra(&gcra, now + 999999, 1000000, 2, &d);
+	assert_false(d.allowed);
+	limits__gcra(&gcra, now + 1000000, 1000000, 2, &d);
+	assert_true(d.allowed);
+	assert_int_equal(d.remaining, 0);
+	/* After a long idle time the whole burst is back, no more. */
+	limits__gcra(&gcra, now + 100000000, 1000000, 2, &d);
+	assert_true(d.allowed);
+	assert_int_equal(d.remaining, 1);
+	limits__gcra(&gcra, now + 100000000, 1000000, 2, &d);
+	assert_true(d.allowed);
+	limits__gcra(&gcra, now + 100000000, 1000000, 2, &d);
+	assert_false(d.allowed);
+}
+
+static void test_gcra_window_quota(void **state)
+{
+	struct limits_gcra gcra = { 0 };
+	struct limits_decision d;
+	int64_t now = 5000000, interval = 30000000 / 20000;
+	int allowed = 0;
+
+	(void)state;
+	/* 20,000 per 30 s: exactly 20,000 at one instant. */
+	for (int i = 0; i < 20001; i++) {
+		limits__gcra(&gcra, now, interval, 20000, &d);
+		allowed += d.allowed;
+	}
+	assert_int_equal(allowed, 20000);
+	assert_false(d.allowed);
+	assert_int_equal(d.reset_s, 30);
+	/* 1.5 ms later one more request conforms. */
+	limits__gcra(&gcra, now + interval, interval, 20000, &d);
+	assert_true(d.allowed);
+	/* A clock that goes backwards never grants extra requests. */
+	limits__gcra(&gcra, now - 10000000, interval, 20000, &d);
+	assert_false(d.allowed);
+}
+
+static void test_limits_per_team(void **state)
+{
+	struct storage_team_limits hobby = { .lifecycle_requests = 20000, .lifecycle_window_s = 30,
+					     .creation_rate_per_s = 1 };
+	struct limits_decision d;
+
+	(void)state;
+	limits__reset();
+	limits__create("team-a", &hobby, &d);
+	assert_true(d.allowed);
+	assert_int_equal(d.limit, 1);
+	limits__create("team-a", &hobby, &d);
+	assert_true(d.allowed);
+	limits__create("team-a", &hobby, &d);
+	assert_false(d.allowed);
+	assert_string_equal(d.message, "rate limit exceeded: at most 1 sandbox creations per second");
+	/* Another team has its own budget. */
+	limits__create("team-b", &hobby, &d);
+	assert_true(d.allowed);
+	limits__lifecycle("team-a", &hobby, &d);
+	assert_true(d.allowed);
+	assert_int_equal(d.limit, 20000);
+	assert_int_equal(d.remaining, 19999);
+	limits__reset();
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_validation_table),
+		cmocka_unit_test(test_validation_defaults_and_normalisation),
+		cmocka_unit_test(test_parse_body),
+		cmocka_unit_test(test_address_kinds),
+		cmocka_unit_test(test_seconds_field),
+		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_metadata_query),
+		cmocka_unit_test(test_states_and_limit),
+		cmocka_unit_test(test_render_shapes),
+		cmocka_unit_test(test_gcra_burst_and_refill),
+		cmocka_unit_test(test_gcra_window_quota),
+		cmocka_unit_test(test_limits_per_team),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
