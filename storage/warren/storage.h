@@ -307,7 +307,9 @@ struct storage_sandbox_transition {
 /* Compare-and-set of sandboxes.state: applies when the row is in t->from
  * (CONFLICT otherwise, NOT_FOUND when absent), INVALID when from -> to is
  * not an edge of the state machine. Sets started_at on the first running,
- * appends a state_changed event in the same statement. out may be NULL. */
+ * appends a state_changed event in the same statement. out may be NULL.
+ * Rerun once after a lost connection: if the lost run had committed, the
+ * rerun reports CONFLICT; reload the row to see the state it is in. */
 int storage__sandbox_transition(struct storage_pool *pool, const struct storage_sandbox_transition *t,
 				struct storage_sandbox *out, struct storage_error *err);
 

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -763,6 +764,46 @@ static void test_rate_limits_and_admin(void **state)
 	assert_true(seen);
 }
 
+/* Latency figures for the report (printed; asserts only success):
+ * sequential admits and team-isolated gets on one pooled connection. */
+static void test_timings(void **state)
+{
+	struct storage_team team;
+	struct storage_sandbox sandbox;
+	struct storage_error err;
+	struct timespec start, end;
+	char ids[200][IDS_SANDBOX_ID_LEN + 1];
+	double admit_ms, get_ms;
+
+	(void)state;
+	make_team("timing", STORAGE_TIER_ENTERPRISE, &team);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (int i = 0; i < 200; i++) {
+		struct new_sandbox n;
+		struct storage_admission admission;
+
+		new_sandbox_init(&n, team.id);
+		assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, NULL, &err),
+				 STORAGE_OK);
+		assert_true(admission.admitted);
+		memcpy(ids[i], n.id, sizeof(ids[i]));
+	}
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	admit_ms = ((double)(end.tv_sec - start.tv_sec) * 1e3 +
+		    (double)(end.tv_nsec - start.tv_nsec) / 1e6) / 200;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (int i = 0; i < 1000; i++) {
+		assert_int_equal(storage__sandbox_get(pool, team.id, ids[i % 200], &sandbox, &err),
+				 STORAGE_OK);
+		storage__sandbox_clear(&sandbox);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	get_ms = ((double)(end.tv_sec - start.tv_sec) * 1e3 +
+		  (double)(end.tv_nsec - start.tv_nsec) / 1e6) / 1000;
+	printf("timing: sandbox_admit %.3f ms/call (200 sequential, 200 active in the team), "
+	       "sandbox_get %.3f ms/call (1000 sequential)\n", admit_ms, get_ms);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -778,6 +819,7 @@ int main(void)
 		cmocka_unit_test(test_api_keys),
 		cmocka_unit_test(test_hosts_and_expiry),
 		cmocka_unit_test(test_rate_limits_and_admin),
+		cmocka_unit_test(test_timings),
 	};
 
 	if (!test_db__server_url())
