@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "rows.h"
 #include "warren/ids.h"
@@ -113,7 +114,7 @@ int storage__request_begin(struct storage_pool *pool, const char *request_id, co
 	if (created)
 		*created = storage__bool(result, 0, 8);
 	PQclear(result);
-	if (strcmp(request.team_id, team_id)) {
+	if (strcasecmp(request.team_id, team_id)) { /* uuid text: any case */
 		storage__request_clear(&request);
 		return storage__fail(err, STORAGE_ERR_DUPLICATE,
 				     "request id %s is used by another team", request_id);
