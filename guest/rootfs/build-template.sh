@@ -1,0 +1,240 @@
+#!/bin/bash
+# build-template.sh: builds a warren template (a root filesystem) and
+# installs it. Issue 5, "Templates"; guest/rootfs/README.md.
+#
+#   build-template.sh --name minimal|base [--agent PATH] [--force]
+#                     [--cache-dir DIR] [--templates-dir DIR]
+#
+# Output, in the cache entry CACHE_DIR/<name>-<hash>/:
+#   rootfs/        the directory tree (the jail runtime's overlay lower)
+#   rootfs.ext4    the same tree as an ext4 image (the VM runtime's root disk)
+#   template.json  {name, agent_version, content_hash, built_at, size, ...}
+# and TEMPLATES_DIR/<name> -> that entry (a symlink, replaced atomically).
+#
+# The hash is a sha256 over this script, the template name, the agent
+# binary's bytes, the busybox binary's bytes and, for `base`, the suite,
+# mirror and package list. Same inputs -> the entry exists -> no-op.
+set -euo pipefail
+
+name=""
+agent="${WARREN_AGENT_BINARY:-}"
+force=0
+cache_dir="${WARREN_TEMPLATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/warren/templates}"
+templates_dir="${WARREN_TEMPLATES_DIR:-/var/lib/warren/templates}"
+busybox=/bin/busybox
+base_packages="busybox python3 curl ca-certificates"
+
+die() { echo "build-template: $*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--name) name="$2"; shift 2 ;;
+	--agent) agent="$2"; shift 2 ;;
+	--force) force=1; shift ;;
+	--cache-dir) cache_dir="$2"; shift 2 ;;
+	--templates-dir) templates_dir="$2"; shift 2 ;;
+	*) die "unknown argument: $1" ;;
+	esac
+done
+
+case "$name" in
+minimal|base) ;;
+*) die "--name must be minimal or base (got '$name')" ;;
+esac
+[ -x "$busybox" ] || die "$busybox missing (Debian package busybox-static)"
+if [ -n "$agent" ] && [ ! -x "$agent" ]; then
+	die "agent binary $agent is not an executable file"
+fi
+
+# The suite and mirror of the host (base only): /etc/os-release and the
+# first Debian URI of the apt sources (deb822 .sources or one-line lists).
+suite=""
+mirror=""
+if [ "$name" = base ]; then
+	suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+	[ -n "$suite" ] || die "no VERSION_CODENAME in /etc/os-release"
+	mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		awk '/^URIs:/ && $2 ~ /debian\/?$/ && $2 !~ /security/ { print $2; exit }')
+	if [ -z "$mirror" ]; then
+		mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+			awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) { if ($i ~ /debian\/?$/ && $i !~ /security/) { print $i; exit } break } }')
+	fi
+	[ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list{,.d}"
+fi
+
+# Content hash: the cache key.
+script_self="$(readlink -f "$0")"
+hash=$({
+	echo "warren-template-v1 $name"
+	sha256sum < "$script_self"
+	if [ -n "$agent" ]; then sha256sum < "$agent"; else echo "no-agent"; fi
+	sha256sum < "$busybox"
+	echo "suite=$suite mirror=$mirror packages=$base_packages"
+} | sha256sum | cut -c1-64)
+short="${hash:0:16}"
+entry="$cache_dir/$name-$short"
+
+install_link() {
+	mkdir -p "$templates_dir"
+	ln -sfn "$entry" "$templates_dir/.$name.tmp.$$"
+	mv -Tf "$templates_dir/.$name.tmp.$$" "$templates_dir/$name"
+}
+
+if [ -f "$entry/template.json" ] && [ "$force" = 0 ]; then
+	install_link
+	echo "template $name: cached ($entry)"
+	exit 0
+fi
+
+mkdir -p "$cache_dir"
+work=$(mktemp -d "$cache_dir/.build-$name-XXXXXX")
+chmod 0755 "$work"
+trap 'rm -rf "$work"' EXIT
+root="$work/rootfs"
+mkdir -p "$root"
+
+agent_version="none"
+if [ -n "$agent" ]; then
+	agent_version=$("$agent" --version 2>/dev/null | head -n1 | awk '{ print $NF }')
+	[ -n "$agent_version" ] || die "$agent --version printed nothing"
+fi
+
+# Copies a host file to the same path in the rootfs (resolving symlinks),
+# unless the rootfs already has it (base: Debian's own libraries).
+copy_host_file() {
+	local src="$1"
+	[ -e "$root$src" ] && return 0
+	mkdir -p "$root$(dirname "$src")"
+	cp -L "$src" "$root$src"
+}
+
+# --- the tree ---------------------------------------------------------
+if [ "$name" = base ]; then
+	command -v debootstrap >/dev/null || die "debootstrap missing"
+	debootstrap --variant=minbase --include="${base_packages// /,}" \
+		"$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+		{ tail -n 30 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
+	rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+else
+	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,root,var/tmp,home,mnt}
+	cp "$busybox" "$root/bin/busybox"
+	# Applet links: one per applet busybox reports, at the path it names.
+	"$busybox" --list-full | while read -r applet; do
+		[ "$applet" = bin/busybox ] && continue
+		mkdir -p "$root/$(dirname "$applet")"
+		ln -sf /bin/busybox "$root/$applet"
+	done
+	chmod 1777 "$root/tmp" "$root/var/tmp"
+	chmod 0700 "$root/root"
+fi
+mkdir -p "$root"/{proc,sys,dev,tmp,run,home/user,usr/local/bin,sbin}
+
+# Users: root and `user` (uid 1000), the e2b SDK's default user.
+if [ "$name" = minimal ]; then
+	cat > "$root/etc/passwd" <<'P'
+root:x:0:0:root:/root:/bin/sh
+user:x:1000:1000:user:/home/user:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+P
+	cat > "$root/etc/group" <<'G'
+root:x:0:
+user:x:1000:
+nogroup:x:65534:
+G
+	printf 'root:*:19000:0:99999:7:::\nuser:*:19000:0:99999:7:::\n' > "$root/etc/shadow"
+	chmod 0640 "$root/etc/shadow"
+else
+	grep -q '^user:' "$root/etc/passwd" ||
+		echo 'user:x:1000:1000:user:/home/user:/bin/bash' >> "$root/etc/passwd"
+	grep -q '^user:' "$root/etc/group" || echo 'user:x:1000:' >> "$root/etc/group"
+	grep -q '^user:' "$root/etc/shadow" || echo 'user:*:19000:0:99999:7:::' >> "$root/etc/shadow"
+fi
+chown 1000:1000 "$root/home/user"
+chmod 0755 "$root/home/user"
+chmod 1777 "$root/tmp"
+
+printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+rm -f "$root/etc/resolv.conf"
+echo 'nameserver 8.8.8.8' > "$root/etc/resolv.conf"
+echo warren > "$root/etc/hostname"
+
+# The agent, and its libraries when it is dynamically linked.
+if [ -n "$agent" ]; then
+	cp "$agent" "$root/usr/local/bin/warren-agent"
+	chmod 0755 "$root/usr/local/bin/warren-agent"
+	if ldd "$agent" >/dev/null 2>&1; then
+		ldd "$agent" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' |
+			while read -r lib; do copy_host_file "$lib"; done
+	fi
+fi
+
+# Init for the VM runtime (PID 1): proc/sys/dev, eth0 169.254.0.21/30 via
+# 169.254.0.22, then the agent; reaps orphans forever. The token hash comes
+# from the kernel command line (warren.token_hash=sha256:<hex>).
+cat > "$root/sbin/warren-init" <<'INIT'
+#!/bin/sh
+# warren VM init (PID 1). guest/rootfs/README.md.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null || mount -t tmpfs -o mode=0755 dev /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
+[ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=0755 tmpfs /run
+hostname "$(cat /etc/hostname)"
+token_hash=""
+for word in $(cat /proc/cmdline); do
+	case "$word" in
+	warren.token_hash=*) token_hash="${word#warren.token_hash=}" ;;
+	warren.hostname=*) hostname "${word#warren.hostname=}" ;;
+	esac
+done
+ip link set lo up
+ip link set eth0 up
+ip addr add 169.254.0.21/30 dev eth0
+ip route add default via 169.254.0.22 dev eth0
+if [ -x /usr/local/bin/warren-agent ]; then
+	if [ -n "$token_hash" ]; then
+		/usr/local/bin/warren-agent --listen 0.0.0.0:49983 --token-hash "$token_hash" &
+	else
+		/usr/local/bin/warren-agent --listen 0.0.0.0:49983 &
+	fi
+else
+	echo "warren-init: no agent in this template" >&2
+fi
+while :; do wait; sleep 1; done
+INIT
+chmod 0755 "$root/sbin/warren-init"
+"$busybox" sh -n "$root/sbin/warren-init"
+[ "$name" = minimal ] && ln -sf warren-init "$root/sbin/init"
+
+# --- outputs ----------------------------------------------------------
+size=$(du -sb "$root" | cut -f1)
+image_mib=$(( size * 13 / 10 / 1048576 + 32 ))
+mkfs.ext4 -q -F -L warren-root -d "$root" "$work/rootfs.ext4" "${image_mib}M" >/dev/null
+
+built_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+cat > "$work/template.json" <<J
+{
+  "name": "$name",
+  "agent_version": "$agent_version",
+  "content_hash": "$hash",
+  "built_at": "$built_at",
+  "size": $size,
+  "image_size": $(stat -c %s "$work/rootfs.ext4"),
+  "suite": "$suite",
+  "rootfs": "rootfs",
+  "image": "rootfs.ext4"
+}
+J
+
+rm -rf "$entry.old"
+[ -e "$entry" ] && mv "$entry" "$entry.old"
+rm -f "$work/debootstrap.log"
+mv "$work" "$entry"
+trap - EXIT
+rm -rf "$entry.old"
+install_link
+echo "template $name: built ($entry, agent $agent_version, $size bytes)"

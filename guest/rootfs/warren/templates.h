@@ -1,0 +1,56 @@
+/* templates: the installed templates of this host (root filesystems built
+ * by guest/rootfs/build-template.sh) and their metadata (template.json).
+ * Issue 5, "Templates"; guest/rootfs/README.md. No SQL here: the storage
+ * room registers templates from what this API returns. */
+#ifndef WARREN_TEMPLATES_H
+#define WARREN_TEMPLATES_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TEMPLATES_NAME_MAX 63
+
+struct template_info {
+	char name[TEMPLATES_NAME_MAX + 1];
+	char agent_version[64];
+	char content_hash[65];  /* lower-case hex sha256 of the build inputs */
+	char built_at[32];      /* RFC 3339 UTC */
+	uint64_t size;          /* bytes of the rootfs tree */
+	uint64_t image_size;    /* bytes of rootfs.ext4 */
+	char dir[PATH_MAX];     /* the cache entry (symlink resolved) */
+	char rootfs[PATH_MAX];  /* dir + "/rootfs": the jail's overlay lower */
+	char image[PATH_MAX];   /* dir + "/rootfs.ext4": the VM's root disk */
+};
+
+/* The setting `templates_dir` (env WARREN_TEMPLATES_DIR), default
+ * /var/lib/warren/templates. Lives until exit. */
+const char *templates__dir(void);
+/* The setting `template_cache_dir`, default
+ * ${XDG_CACHE_HOME:-$HOME/.cache}/warren/templates. Lives until exit. */
+const char *templates__cache_dir(void);
+/* True when name is a template name: 1..63 of [a-z0-9_-], not starting
+ * with '-' or '.'. */
+bool templates__name_valid(const char *name);
+/* Parses template.json text (len bytes, need not be NUL-terminated) into
+ * out's metadata fields (not the paths). 0, or -EINVAL with a reason in
+ * err on anything malformed: wrong types, missing fields, bad hash. */
+int templates__parse_metadata(const char *text, size_t len, struct template_info *out,
+			      char *err, size_t err_len);
+/* Reads templates_dir/<name>/template.json and fills out, paths included.
+ * 0, -ENOENT when the template is not installed, -EINVAL when malformed. */
+int templates__read(const char *templates_dir, const char *name, struct template_info *out,
+		    char *err, size_t err_len);
+/* Every readable installed template, sorted by name; *out is malloc'ed
+ * (free it). Malformed entries are skipped with a warning. 0 or -errno. */
+int templates__list(const char *templates_dir, struct template_info **out, size_t *count);
+/* Runs the builder for name ("minimal" or "base") with the settings'
+ * cache and templates dirs and the agent binary of setting `agent_binary`
+ * (default: build/bin/warren-agent when it exists). Waits for it; 0 when
+ * it succeeded (a cached no-op included), else -1. */
+int templates__build(const char *name, bool force);
+/* The agent binary the builder will use, or NULL when none is found. */
+const char *templates__agent_binary(void);
+
+#endif
