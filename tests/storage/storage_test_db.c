@@ -1,4 +1,6 @@
 /* Test helper: per-binary throwaway databases (see storage_test_db.h). */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +76,33 @@ static bool test_db__server_exec(const char *sql)
 	return ok;
 }
 
+/* Drops databases left by test processes that died before their teardown
+ * (a crash, an abort under the sanitizers): warren_test_<tag>_<pid>_<hex>
+ * whose pid no longer exists on this machine. */
+static void test_db__drop_stale(const char *server)
+{
+	PGconn *conn = PQconnectdb(server);
+	PGresult *result;
+
+	if (PQstatus(conn) != CONNECTION_OK)
+		goto out;
+	result = PQexec(conn, "SELECT datname, substring(datname from '^warren_test_[a-z]+_([0-9]+)_')"
+			      " FROM pg_database WHERE datname ~ '^warren_test_[a-z]+_[0-9]+_[0-9a-f]{8}$'");
+	for (int i = 0; PQresultStatus(result) == PGRES_TUPLES_OK && i < PQntuples(result); i++) {
+		long pid = strtol(PQgetvalue(result, i, 1), NULL, 10);
+		char sql[256];
+
+		if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)",
+			 PQgetvalue(result, i, 0));
+		PQclear(PQexec(conn, sql));
+	}
+	PQclear(result);
+out:
+	PQfinish(conn);
+}
+
 bool test_db__create(struct test_db *db, const char *tag)
 {
 	char sql[256], suffix[9];
@@ -83,6 +112,7 @@ bool test_db__create(struct test_db *db, const char *tag)
 	memset(db, 0, sizeof(*db));
 	if (!server)
 		return false;
+	test_db__drop_stale(server);
 	ids__random_bytes(random, sizeof(random));
 	snprintf(suffix, sizeof(suffix), "%02x%02x%02x%02x", random[0], random[1], random[2],
 		 random[3]);
