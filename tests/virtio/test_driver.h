@@ -144,6 +144,22 @@ static inline bool test_vring__get_used(struct test_guest *guest, struct test_vr
 	return true;
 }
 
+static inline bool test_vring__has_used(struct test_guest *guest, struct test_vring *ring)
+{
+	return __atomic_load_n(&test_vring__used16(guest, ring)[1], __ATOMIC_ACQUIRE) !=
+	       ring->used_seen;
+}
+
+/* EVENT_IDX (2.7.10): asks for an interrupt after the next used element,
+ * as a driver does once it has consumed everything. */
+static inline void test_vring__set_used_event(struct test_guest *guest, struct test_vring *ring)
+{
+	uint16_t *avail = test_vring__avail(guest, ring);
+
+	__atomic_store_n(&avail[2 + ring->size], ring->used_seen, __ATOMIC_RELEASE);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
 /* --- virtio-mmio register access, as a guest driver does it ------------ */
 
 static inline uint32_t test_mmio__read(struct virtio_mmio *t, uint64_t offset)

@@ -1,0 +1,611 @@
+/* block: virtio-blk device (virtio 1.x 5.2). See block.h. */
+#include "block.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "event_loop.h"
+#include "rate_limiter.h"
+#include "warren/clock.h"
+
+#define BLOCK_DEFAULT_QUEUE_SIZE 128
+
+struct blk_request_slot {
+	struct virtio_blk *blk;
+	struct virtio_blk_request request;
+	uint32_t generation;
+	struct blk_request_slot *next_free;
+	struct virtq_chain chain; /* last: large */
+};
+
+struct virtio_blk {
+	struct virtio_mmio transport;
+	struct event_loop *loop;
+	int fd;
+	bool read_only;
+	uint64_t capacity_sectors;
+	uint8_t config[VIRTIO_BLK_CONFIG_SIZE];
+	char id[VIRTIO_BLK_ID_BYTES];
+	uint16_t queue_size;
+
+	struct blk_request_slot *slots;
+	struct blk_request_slot *free_slots;
+	unsigned in_flight;
+
+	struct rate_limiter limiter;
+	int64_t throttle_timer; /* -1 when not waiting */
+
+	/* metrics (loop thread) */
+	uint64_t requests, reads, writes, flushes, read_bytes, write_bytes, errors;
+	uint64_t rate_limited;
+};
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, unsigned n)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* Drops `bytes` from the front of iov[0..count); returns the first index
+ * still holding data (its base advanced). */
+static unsigned iov_skip_front(struct iovec *iov, unsigned count, uint64_t bytes)
+{
+	unsigned i = 0;
+
+	while (i < count && bytes) {
+		if (iov[i].iov_len <= bytes) {
+			bytes -= iov[i].iov_len;
+			iov[i].iov_len = 0;
+			i++;
+		} else {
+			iov[i].iov_base = (uint8_t *)iov[i].iov_base + bytes;
+			iov[i].iov_len -= bytes;
+			bytes = 0;
+		}
+	}
+	while (i < count && iov[i].iov_len == 0)
+		i++;
+	return i;
+}
+
+static void iov_copy_from(const struct iovec *iov, unsigned count, uint8_t *out, size_t bytes)
+{
+	for (unsigned i = 0; i < count && bytes; i++) {
+		size_t n = iov[i].iov_len < bytes ? iov[i].iov_len : bytes;
+
+		memcpy(out, iov[i].iov_base, n);
+		out += n;
+		bytes -= n;
+	}
+}
+
+static void iov_copy_to(const struct iovec *iov, unsigned count, const uint8_t *in, size_t bytes)
+{
+	for (unsigned i = 0; i < count && bytes; i++) {
+		size_t n = iov[i].iov_len < bytes ? iov[i].iov_len : bytes;
+
+		memcpy(iov[i].iov_base, in, n);
+		in += n;
+		bytes -= n;
+	}
+}
+
+/* 5.2.6: struct virtio_blk_req { le32 type; le32 reserved; le64 sector;
+ * u8 data[]; u8 status; } — header device-readable, status writable. */
+int virtio_blk__parse(struct virtq_chain *chain, struct virtio_blk_request *request)
+{
+	uint8_t header[16];
+	struct iovec *last = NULL;
+	unsigned first;
+
+	memset(request, 0, sizeof(*request));
+	if (chain->writable_bytes >= 1) {
+		last = &chain->iov[chain->iov_count - 1];
+		while (last->iov_len == 0 && last > &chain->iov[chain->readable_count])
+			last--;
+		request->status = (uint8_t *)last->iov_base + last->iov_len - 1;
+	}
+	if (chain->readable_bytes < sizeof(header) || !request->status || !last)
+		return -EINVAL;
+	iov_copy_from(chain->iov, chain->readable_count, header, sizeof(header));
+	request->type = (uint32_t)get_le(header, 4);
+	request->sector = get_le(header + 8, 8);
+
+	switch (request->type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_GET_ID:
+		/* Data: the writable buffers minus the status byte. */
+		if (chain->readable_bytes != sizeof(header))
+			return -EINVAL;
+		last->iov_len--;
+		request->data = &chain->iov[chain->readable_count];
+		request->data_count = chain->iov_count - chain->readable_count;
+		request->data_bytes = chain->writable_bytes - 1;
+		break;
+	default:
+		/* OUT, FLUSH, DISCARD, WRITE_ZEROES, unknown: data readable. */
+		if (chain->writable_bytes != 1)
+			return -EINVAL;
+		first = iov_skip_front(chain->iov, chain->readable_count, sizeof(header));
+		request->data = &chain->iov[first];
+		request->data_count = chain->readable_count - first;
+		request->data_bytes = chain->readable_bytes - sizeof(header);
+		break;
+	}
+	return 0;
+}
+
+uint8_t virtio_blk__check(const struct virtio_blk_request *request, uint64_t capacity_sectors,
+			  bool read_only, uint64_t features)
+{
+	uint64_t sectors, end;
+
+	switch (request->type) {
+	case VIRTIO_BLK_T_OUT:
+		if (read_only)
+			return VIRTIO_BLK_S_IOERR;
+		/* fall through */
+	case VIRTIO_BLK_T_IN:
+		if (request->data_bytes % VIRTIO_BLK_SECTOR_SIZE)
+			return VIRTIO_BLK_S_IOERR;
+		sectors = request->data_bytes / VIRTIO_BLK_SECTOR_SIZE;
+		if (__builtin_add_overflow(request->sector, sectors, &end) || end > capacity_sectors)
+			return VIRTIO_BLK_S_IOERR;
+		return VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_FLUSH:
+		return (features & (1ull << VIRTIO_BLK_F_FLUSH)) ? VIRTIO_BLK_S_OK :
+								   VIRTIO_BLK_S_UNSUPP;
+	case VIRTIO_BLK_T_GET_ID:
+		return VIRTIO_BLK_S_OK;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES: {
+		unsigned bit = request->type == VIRTIO_BLK_T_DISCARD ? VIRTIO_BLK_F_DISCARD :
+								      VIRTIO_BLK_F_WRITE_ZEROES;
+
+		if (!(features & (1ull << bit)))
+			return VIRTIO_BLK_S_UNSUPP;
+		if (read_only)
+			return VIRTIO_BLK_S_IOERR;
+		/* We offer one segment of 16 bytes (5.2.6.1 max_*_seg = 1). */
+		if (request->data_bytes != 16)
+			return VIRTIO_BLK_S_UNSUPP;
+		return VIRTIO_BLK_S_OK;
+	}
+	default:
+		return VIRTIO_BLK_S_UNSUPP;
+	}
+}
+
+static void blk__process(struct virtio_blk *blk);
+
+static void slot__free(struct virtio_blk *blk, struct blk_request_slot *slot)
+{
+	slot->next_free = blk->free_slots;
+	blk->free_slots = slot;
+	blk->in_flight--;
+}
+
+/* Lock held. Posts the status byte and the used element (if the device
+ * was not reset since the request was popped). */
+static void blk__complete_locked(struct virtio_blk *blk, struct blk_request_slot *slot,
+				 uint8_t status, uint32_t written)
+{
+	struct virtq *q;
+
+	if (status != VIRTIO_BLK_S_OK)
+		blk->errors++;
+	if (slot->generation != virtio_mmio__generation(&blk->transport))
+		return; /* reset meanwhile: the ring is gone */
+	q = &blk->transport.queues[0];
+	if (slot->request.status)
+		*slot->request.status = status;
+	if (virtq__push(q, slot->chain.head, written) == 0)
+		virtio_mmio__signal_used(&blk->transport, 0);
+}
+
+static bool on_io_done(void *opaque, int32_t result)
+{
+	struct blk_request_slot *slot = opaque;
+	struct virtio_blk *blk = slot->blk;
+	uint8_t status = VIRTIO_BLK_S_OK;
+	uint32_t written = 1;
+	bool starved;
+
+	switch (slot->request.type) {
+	case VIRTIO_BLK_T_IN:
+		if (result < 0 || (uint64_t)result != slot->request.data_bytes) {
+			status = VIRTIO_BLK_S_IOERR;
+		} else {
+			blk->read_bytes += (uint64_t)result;
+			written = (uint32_t)slot->request.data_bytes + 1;
+		}
+		break;
+	case VIRTIO_BLK_T_OUT:
+		if (result < 0 || (uint64_t)result != slot->request.data_bytes)
+			status = VIRTIO_BLK_S_IOERR;
+		else
+			blk->write_bytes += (uint64_t)result;
+		break;
+	default:
+		if (result < 0)
+			status = VIRTIO_BLK_S_IOERR;
+		break;
+	}
+	virtio_mmio__lock(&blk->transport);
+	starved = blk->free_slots == NULL;
+	blk__complete_locked(blk, slot, status, written);
+	slot__free(blk, slot);
+	virtio_mmio__unlock(&blk->transport);
+	if (starved)
+		blk__process(blk);
+	return false;
+}
+
+/* 5.2.6.2 GET_ID: up to 20 bytes, NUL-padded when shorter. */
+static uint32_t blk__get_id(struct virtio_blk *blk, struct virtio_blk_request *request)
+{
+	size_t n = request->data_bytes < VIRTIO_BLK_ID_BYTES ? request->data_bytes :
+							       VIRTIO_BLK_ID_BYTES;
+
+	iov_copy_to(request->data, request->data_count, (const uint8_t *)blk->id, n);
+	return (uint32_t)n + 1;
+}
+
+/* 5.2.6: DISCARD / WRITE_ZEROES segment { le64 sector; le32 num_sectors;
+ * le32 flags }. Synchronous fallocate. */
+static uint8_t blk__zero(struct virtio_blk *blk, struct virtio_blk_request *request)
+{
+	uint8_t segment[16];
+	uint64_t sector, sectors, end;
+	uint32_t flags;
+	int mode;
+
+	iov_copy_from(request->data, request->data_count, segment, sizeof(segment));
+	sector = get_le(segment, 8);
+	sectors = get_le(segment + 8, 4);
+	flags = (uint32_t)get_le(segment + 12, 4);
+	if ((flags & ~1u) || sectors > VIRTIO_BLK_MAX_ZERO_SECTORS ||
+	    __builtin_add_overflow(sector, sectors, &end) || end > blk->capacity_sectors)
+		return VIRTIO_BLK_S_IOERR;
+	if (request->type == VIRTIO_BLK_T_DISCARD || (flags & 1))
+		mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	else
+		mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+	if (sectors && fallocate(blk->fd, mode, (off_t)(sector * VIRTIO_BLK_SECTOR_SIZE),
+				 (off_t)(sectors * VIRTIO_BLK_SECTOR_SIZE)) < 0)
+		return VIRTIO_BLK_S_IOERR;
+	return VIRTIO_BLK_S_OK;
+}
+
+static bool on_throttle_timer(void *opaque, int32_t result)
+{
+	struct virtio_blk *blk = opaque;
+
+	blk->throttle_timer = -1;
+	if (result != -ECANCELED)
+		blk__process(blk);
+	return false;
+}
+
+enum blk_start {
+	BLK_STARTED,   /* I/O queued: the slot belongs to it until on_io_done */
+	BLK_DONE,      /* completed synchronously: free the slot */
+	BLK_THROTTLED, /* the chain was given back: free the slot, stop popping */
+};
+
+/* Lock held. Starts one popped request. */
+static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct blk_request_slot *slot)
+{
+	struct virtio_blk_request *request = &slot->request;
+	uint64_t features = blk->transport.driver_features;
+	uint64_t now = clock__monotonic_ns();
+	uint8_t status;
+	int ret = 0;
+
+	if (virtio_blk__parse(&slot->chain, request) < 0) {
+		blk__complete_locked(blk, slot, VIRTIO_BLK_S_IOERR, request->status ? 1 : 0);
+		return BLK_DONE;
+	}
+	status = virtio_blk__check(request, blk->capacity_sectors, blk->read_only, features);
+	if (status != VIRTIO_BLK_S_OK) {
+		blk__complete_locked(blk, slot, status, 1);
+		return BLK_DONE;
+	}
+	if (!rate_limiter__consume(&blk->limiter, request->data_bytes, now)) {
+		virtq__unpop(q);
+		blk->rate_limited++;
+		if (blk->throttle_timer < 0)
+			blk->throttle_timer = event_loop__timer(
+				blk->loop, rate_limiter__wait_ns(&blk->limiter, request->data_bytes, now),
+				on_throttle_timer, blk);
+		return BLK_THROTTLED;
+	}
+	blk->requests++;
+	switch (request->type) {
+	case VIRTIO_BLK_T_IN:
+		blk->reads++;
+		ret = event_loop__readv(blk->loop, blk->fd, request->data, (int)request->data_count,
+					(int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE), on_io_done,
+					slot);
+		break;
+	case VIRTIO_BLK_T_OUT:
+		blk->writes++;
+		ret = event_loop__writev(blk->loop, blk->fd, request->data, (int)request->data_count,
+					 (int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE), on_io_done,
+					 slot);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		blk->flushes++;
+		ret = event_loop__fsync(blk->loop, blk->fd, true, on_io_done, slot);
+		break;
+	case VIRTIO_BLK_T_GET_ID:
+		blk__complete_locked(blk, slot, VIRTIO_BLK_S_OK, blk__get_id(blk, request));
+		return BLK_DONE;
+	default: /* DISCARD, WRITE_ZEROES (checked above) */
+		blk__complete_locked(blk, slot, blk__zero(blk, request), 1);
+		return BLK_DONE;
+	}
+	if (ret < 0) { /* the loop's pool is full: fail this request */
+		blk__complete_locked(blk, slot, VIRTIO_BLK_S_IOERR, 1);
+		return BLK_DONE;
+	}
+	return BLK_STARTED;
+}
+
+/* Pops and starts every available request (batched into one submission). */
+static void blk__process(struct virtio_blk *blk)
+{
+	struct virtq *q;
+
+	virtio_mmio__lock(&blk->transport);
+	for (;;) {
+		struct blk_request_slot *slot;
+		enum blk_start result;
+		int ret;
+
+		q = virtio_mmio__queue(&blk->transport, 0);
+		if (!q || blk->throttle_timer >= 0 || !blk->free_slots)
+			break;
+		virtq__set_notification(q, false);
+		slot = blk->free_slots;
+		ret = virtq__pop(q, &slot->chain);
+		if (ret < 0) {
+			virtio_mmio__needs_reset(&blk->transport, q->error);
+			break;
+		}
+		if (ret == 0) {
+			if (virtq__set_notification(q, true))
+				continue;
+			break;
+		}
+		blk->free_slots = slot->next_free;
+		blk->in_flight++;
+		slot->generation = virtio_mmio__generation(&blk->transport);
+		result = blk__start(blk, q, slot);
+		if (result != BLK_STARTED)
+			slot__free(blk, slot);
+		if (result == BLK_THROTTLED)
+			break;
+	}
+	virtio_mmio__unlock(&blk->transport);
+}
+
+static void blk__notify(void *opaque)
+{
+	blk__process(opaque);
+}
+
+static void blk__reset(void *opaque)
+{
+	/* Lock held. In-flight requests finish against the old generation and
+	 * are dropped; nothing else to undo. */
+	(void)opaque;
+}
+
+static void blk__driver_ok(void *opaque)
+{
+	(void)opaque;
+}
+
+struct virtio_blk *virtio_blk__create(const struct guest_memory *memory, struct event_loop *loop,
+				      const struct virtio_blk_options *options, int notify_fd,
+				      int irq_fd, char *error, size_t error_size)
+{
+	struct virtio_blk *blk;
+	struct virtio_mmio_device device;
+	struct stat st;
+	uint64_t bytes;
+	const char *name;
+	int flags, ret;
+
+	if (!options->path || !*options->path) {
+		snprintf(error, error_size, "block: path is required");
+		return NULL;
+	}
+	blk = calloc(1, sizeof(*blk));
+	if (!blk) {
+		snprintf(error, error_size, "block: out of memory");
+		return NULL;
+	}
+	blk->fd = -1;
+	blk->throttle_timer = -1;
+	blk->loop = loop;
+	blk->read_only = options->read_only;
+	blk->queue_size = options->queue_size ? options->queue_size : BLOCK_DEFAULT_QUEUE_SIZE;
+	if (blk->queue_size > VIRTQ_MAX_SIZE || (blk->queue_size & (blk->queue_size - 1))) {
+		snprintf(error, error_size, "block: queue_size must be a power of two <= %d",
+			 VIRTQ_MAX_SIZE);
+		goto err;
+	}
+	flags = (options->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+		(options->direct ? O_DIRECT : 0);
+	blk->fd = open(options->path, flags);
+	if (blk->fd < 0) {
+		snprintf(error, error_size, "block: cannot open %s: %s", options->path,
+			 strerror(errno));
+		goto err;
+	}
+	if (fstat(blk->fd, &st) < 0) {
+		snprintf(error, error_size, "block: stat %s: %s", options->path, strerror(errno));
+		goto err;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(blk->fd, BLKGETSIZE64, &bytes) < 0) {
+			snprintf(error, error_size, "block: size of %s: %s", options->path,
+				 strerror(errno));
+			goto err;
+		}
+	} else if (S_ISREG(st.st_mode)) {
+		bytes = (uint64_t)st.st_size;
+	} else {
+		snprintf(error, error_size, "block: %s is not a file or block device", options->path);
+		goto err;
+	}
+	blk->capacity_sectors = bytes / VIRTIO_BLK_SECTOR_SIZE;
+	name = options->id ? options->id : strrchr(options->path, '/');
+	name = name ? (name[0] == '/' ? name + 1 : name) : options->path;
+	/* NUL-padded, not terminated when 20 bytes long (5.2.6.2) */
+	memcpy(blk->id, name, strnlen(name, sizeof(blk->id)));
+
+	rate_limiter__init(&blk->limiter);
+	if (options->rate_limiter &&
+	    rate_limiter__configure(&blk->limiter, options->rate_limiter, clock__monotonic_ns(),
+				    error, error_size) < 0)
+		goto err;
+
+	blk->slots = calloc(blk->queue_size, sizeof(*blk->slots));
+	if (!blk->slots) {
+		snprintf(error, error_size, "block: out of memory");
+		goto err;
+	}
+	for (unsigned i = blk->queue_size; i-- > 0;) {
+		blk->slots[i].blk = blk;
+		blk->slots[i].next_free = blk->free_slots;
+		blk->free_slots = &blk->slots[i];
+	}
+	blk->in_flight = 0;
+
+	/* 5.2.4 config layout */
+	put_le64(blk->config + 0, blk->capacity_sectors);
+	put_le32(blk->config + 12, VIRTQ_MAX_CHAIN - 2); /* seg_max: header and status */
+	put_le32(blk->config + 20, VIRTIO_BLK_SECTOR_SIZE);
+	put_le16(blk->config + 34, 1); /* num_queues */
+	put_le32(blk->config + 36, VIRTIO_BLK_MAX_ZERO_SECTORS);
+	put_le32(blk->config + 40, 1);
+	put_le32(blk->config + 44, 1);
+	put_le32(blk->config + 48, VIRTIO_BLK_MAX_ZERO_SECTORS);
+	put_le32(blk->config + 52, 1);
+	blk->config[56] = 1; /* write_zeroes_may_unmap */
+
+	memset(&device, 0, sizeof(device));
+	device.device_id = 2;
+	device.features = (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_FLUSH);
+	if (options->read_only)
+		device.features |= 1ull << VIRTIO_BLK_F_RO;
+	else
+		device.features |= (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+	device.queue_count = 1;
+	device.queue_max_size = blk->queue_size;
+	device.config = blk->config;
+	device.config_size = sizeof(blk->config);
+	device.opaque = blk;
+	device.notify = blk__notify;
+	device.reset = blk__reset;
+	device.driver_ok = blk__driver_ok;
+	ret = virtio_mmio__init(&blk->transport, memory, loop, &device, notify_fd, irq_fd);
+	if (ret < 0) {
+		snprintf(error, error_size, "block: transport: %s", strerror(-ret));
+		goto err;
+	}
+	return blk;
+err:
+	if (blk->fd >= 0)
+		close(blk->fd);
+	free(blk->slots);
+	free(blk);
+	return NULL;
+}
+
+void virtio_blk__destroy(struct virtio_blk *blk)
+{
+	if (!blk)
+		return;
+	if (blk->throttle_timer >= 0)
+		event_loop__cancel(blk->loop, blk->throttle_timer);
+	virtio_mmio__uninit(&blk->transport);
+	close(blk->fd);
+	free(blk->slots);
+	free(blk);
+}
+
+struct virtio_mmio *virtio_blk__transport(struct virtio_blk *blk)
+{
+	return &blk->transport;
+}
+
+int virtio_blk__set_rate_limit(struct virtio_blk *blk, const json_t *config, char *error,
+			       size_t error_size)
+{
+	int ret = rate_limiter__configure(&blk->limiter, config, clock__monotonic_ns(), error,
+					  error_size);
+
+	if (ret < 0)
+		return ret;
+	if (blk->throttle_timer >= 0) {
+		event_loop__cancel(blk->loop, blk->throttle_timer);
+		blk->throttle_timer = -1;
+	}
+	blk__process(blk);
+	return 0;
+}
+
+json_t *virtio_blk__metrics(struct virtio_blk *blk)
+{
+	json_t *metrics;
+
+	virtio_mmio__lock(&blk->transport);
+	metrics = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+			    "s:b, s:o}",
+			    "type", "block", "requests", (json_int_t)blk->requests, "reads",
+			    (json_int_t)blk->reads, "writes", (json_int_t)blk->writes, "flushes",
+			    (json_int_t)blk->flushes, "read_bytes", (json_int_t)blk->read_bytes,
+			    "write_bytes", (json_int_t)blk->write_bytes, "errors",
+			    (json_int_t)blk->errors, "rate_limited", (json_int_t)blk->rate_limited,
+			    "needs_reset", (json_int_t)blk->transport.needs_reset_count,
+			    "notifications", (json_int_t)blk->transport.notifications, "interrupts",
+			    (json_int_t)blk->transport.interrupts, "in_flight",
+			    (json_int_t)blk->in_flight, "capacity_sectors",
+			    (json_int_t)blk->capacity_sectors, "read_only", blk->read_only,
+			    "rate_limiter", rate_limiter__to_json(&blk->limiter));
+	virtio_mmio__unlock(&blk->transport);
+	return metrics;
+}
