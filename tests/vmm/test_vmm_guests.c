@@ -1,0 +1,105 @@
+/* Integration: each test guest boots under warren-vmm and its check passes;
+ * guests that reset, triple-fault or spin are stopped with a clear exit
+ * reason. Needs /dev/kvm (skipped with the reason otherwise). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "vmm_test_util.h"
+
+static struct vmm_run run;
+
+static void boot(const char *guest, const char *timeout_ms)
+{
+	const char *args[] = { "--kernel", vmm_test__guest(guest), "--memory", "64",
+			       "--timeout-ms", timeout_ms, NULL };
+
+	assert_int_equal(vmm_test__run(args, &run), 0);
+	printf("%s: status %d in %.3f s\n  console: %s\n  stderr: %s\n", guest, run.status,
+	       run.seconds, run.console, run.stderr_text);
+}
+
+static void test_hello(void **state)
+{
+	boot("hello", "10000");
+	assert_int_equal(run.status, 0);
+	assert_non_null(strstr(run.console, ">hello from warren guest\n"));
+	assert_non_null(strstr(run.stderr_text, "exit reason=debug-exit code=0 status=0"));
+}
+
+static void test_roundtrip(void **state)
+{
+	boot("roundtrip", "10000");
+	assert_non_null(strstr(run.console, "roundtrip ok"));
+	assert_int_equal(run.status, 0);
+}
+
+static void test_timer(void **state)
+{
+	boot("timer", "10000");
+	assert_non_null(strstr(run.console, "timer ok"));
+	assert_int_equal(run.status, 0);
+}
+
+static void test_reset(void **state)
+{
+	boot("reset", "10000");
+	assert_int_equal(run.status, 100);
+	assert_non_null(strstr(run.stderr_text, "exit reason=reset"));
+	assert_null(strstr(run.console, "still running"));
+}
+
+static void test_triple_fault(void **state)
+{
+	boot("triple_fault", "10000");
+	assert_int_equal(run.status, 101);
+	assert_non_null(strstr(run.stderr_text, "exit reason=shutdown"));
+	assert_non_null(strstr(run.stderr_text, "triple fault"));
+}
+
+static void test_spin_watchdog(void **state)
+{
+	boot("spin", "300");
+	assert_int_equal(run.status, 102);
+	assert_non_null(strstr(run.stderr_text, "exit reason=watchdog"));
+	assert_true(run.seconds >= 0.3);
+	assert_true(run.seconds < 10.0);
+}
+
+static void test_syscall_probe(void **state)
+{
+	boot("syscall_probe", "20000");
+	assert_non_null(strstr(run.console, "cpl3 loop done"));
+	if (run.status == 0) {
+		assert_non_null(strstr(run.console, "SYSCALL reached the guest kernel"));
+		printf("SYSCALL probe: SYSCALL from CPL3 reaches the guest kernel "
+		       "(hardware KVM: Linux user space can run)\n");
+	} else {
+		assert_int_equal(run.status, 2);
+		assert_non_null(strstr(run.console, "SYSCALL did not reach the guest kernel"));
+		printf("SYSCALL probe: SYSCALL from CPL3 does not reach the guest kernel "
+		       "(kvm_pvm-like host: Linux user space cannot run)\n");
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hello),
+		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_timer),
+		cmocka_unit_test(test_reset),
+		cmocka_unit_test(test_triple_fault),
+		cmocka_unit_test(test_spin_watchdog),
+		cmocka_unit_test(test_syscall_probe),
+	};
+
+	if (!vmm_test__have_kvm())
+		return 77;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,201 @@
+/* boot: 64-bit boot protocol setup (Documentation/x86/boot.rst, "64-bit
+ * BOOT PROTOCOL" and "THE ZERO PAGE"; Intel SDM vol. 3A 4.5 for the
+ * paging structures, 3.4.5 for segment descriptors). */
+#include "boot.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define PAGE_PRESENT 0x1ull
+#define PAGE_WRITABLE 0x2ull
+#define PAGE_USER 0x4ull
+#define PAGE_SIZE_2M_FLAG 0x80ull
+#define TABLE_FLAGS (PAGE_PRESENT | PAGE_WRITABLE | PAGE_USER)
+
+#define CR0_PE 0x1ull
+#define CR0_MP 0x2ull
+#define CR0_ET 0x10ull
+#define CR0_NE 0x20ull
+#define CR0_WP 0x10000ull
+#define CR0_PG 0x80000000ull
+#define CR4_PAE 0x20ull
+#define EFER_SCE 0x1ull
+#define EFER_LME 0x100ull
+#define EFER_LMA 0x400ull
+
+static void put64(uint8_t *p, uint64_t value)
+{
+	memcpy(p, &value, sizeof(value)); /* x86 is little endian */
+}
+
+void boot__build_page_tables(uint8_t *page_tables)
+{
+	uint8_t *pml4 = page_tables;
+	uint8_t *pdpt = page_tables + (BOOT_PDPT_ADDRESS - BOOT_PML4_ADDRESS);
+	uint8_t *pd = page_tables + (BOOT_PD_ADDRESS - BOOT_PML4_ADDRESS);
+
+	memset(page_tables, 0, BOOT_PAGE_TABLES_END - BOOT_PML4_ADDRESS);
+	put64(pml4, BOOT_PDPT_ADDRESS | TABLE_FLAGS);
+	for (uint64_t i = 0; i < 4; i++)
+		put64(pdpt + i * 8, (BOOT_PD_ADDRESS + i * 0x1000) | TABLE_FLAGS);
+	for (uint64_t i = 0; i < 4 * 512; i++)
+		put64(pd + i * 8, (i << 21) | TABLE_FLAGS | PAGE_SIZE_2M_FLAG);
+}
+
+/* Segment descriptor: base, limit, access byte and flags nibble. */
+static uint64_t gdt_entry(uint8_t flags, uint8_t access, uint32_t base, uint32_t limit)
+{
+	return ((uint64_t)(base & 0xff000000u) << 32) | ((uint64_t)(flags & 0xf) << 52) |
+	       ((uint64_t)(limit & 0x000f0000u) << 32) | ((uint64_t)access << 40) |
+	       ((uint64_t)(base & 0x00ffffffu) << 16) | (uint64_t)(limit & 0x0000ffffu);
+}
+
+void boot__build_gdt(uint64_t gdt[BOOT_GDT_ENTRIES])
+{
+	gdt[0] = 0;
+	gdt[1] = 0;
+	gdt[2] = gdt_entry(0xa, 0x9b, 0, 0xfffff); /* code: L=1, G=1, present, ring 0 */
+	gdt[3] = gdt_entry(0xc, 0x93, 0, 0xfffff); /* data: D/B=1, G=1 */
+	gdt[4] = gdt_entry(0x0, 0x8b, 0, 0x67);    /* 64-bit TSS (busy), upper half 0 */
+	gdt[5] = 0;
+}
+
+static void e820_add(struct boot_params *params, uint64_t address, uint64_t size, uint32_t type)
+{
+	struct boot_e820_entry *entry;
+
+	if (size == 0 || params->e820_entries >= E820_MAX_ENTRIES_ZEROPAGE)
+		return;
+	entry = &params->e820_table[params->e820_entries++];
+	entry->addr = address;
+	entry->size = size;
+	entry->type = type;
+}
+
+unsigned boot__build_e820(struct boot_params *params, const struct guest_memory *memory)
+{
+	params->e820_entries = 0;
+	e820_add(params, 0, BOOT_EBDA_START, 1 /* E820_TYPE_RAM */);
+	e820_add(params, BOOT_EBDA_START, BOOT_HIGH_MEMORY_START - BOOT_EBDA_START, 2 /* reserved */);
+	if (memory->low_size > BOOT_HIGH_MEMORY_START)
+		e820_add(params, BOOT_HIGH_MEMORY_START, memory->low_size - BOOT_HIGH_MEMORY_START, 1);
+	if (memory->size > memory->low_size)
+		e820_add(params, GUEST_MEMORY_HIGH_BASE, memory->size - memory->low_size, 1);
+	return params->e820_entries;
+}
+
+uint64_t boot__initrd_address(const struct guest_memory *memory, uint64_t size, uint64_t kernel_end,
+			      uint64_t address_max)
+{
+	uint64_t limit = memory->low_size; /* first byte past the usable range */
+	uint64_t address;
+
+	if (address_max != 0 && address_max + 1 < limit)
+		limit = address_max + 1;
+	if (size == 0 || size > limit)
+		return 0;
+	address = (limit - size) & ~0xfffull;
+	if (address < kernel_end || address < BOOT_HIGH_MEMORY_START)
+		return 0;
+	return address;
+}
+
+int boot__setup_memory(struct guest_memory *memory, const struct loader_image *image,
+		       const struct boot_setup *setup)
+{
+	struct boot_params *params;
+	uint64_t gdt[BOOT_GDT_ENTRIES];
+	uint8_t *page_tables, *command_line, *gdt_memory, *idt_memory;
+	size_t command_line_length = strlen(setup->command_line);
+	uint32_t command_line_max = BOOT_COMMAND_LINE_MAX;
+
+	if (memory->low_size < BOOT_MIN_MEMORY)
+		return -EINVAL;
+	if (image->kind == LOADER_BZIMAGE && image->command_line_size != 0 &&
+	    image->command_line_size + 1 < command_line_max)
+		command_line_max = image->command_line_size + 1;
+	if (command_line_length + 1 > command_line_max)
+		return -EINVAL;
+
+	params = guest_memory__ptr(memory, BOOT_ZERO_PAGE_ADDRESS, sizeof(*params));
+	page_tables = guest_memory__ptr(memory, BOOT_PML4_ADDRESS,
+					BOOT_PAGE_TABLES_END - BOOT_PML4_ADDRESS);
+	command_line = guest_memory__ptr(memory, BOOT_COMMAND_LINE_ADDRESS, BOOT_COMMAND_LINE_MAX);
+	gdt_memory = guest_memory__ptr(memory, BOOT_GDT_ADDRESS, sizeof(gdt));
+	idt_memory = guest_memory__ptr(memory, BOOT_IDT_ADDRESS, 8);
+	if (!params || !page_tables || !command_line || !gdt_memory || !idt_memory)
+		return -EFAULT;
+
+	boot__build_page_tables(page_tables);
+	boot__build_gdt(gdt);
+	memcpy(gdt_memory, gdt, sizeof(gdt));
+	memset(idt_memory, 0, 8);
+	memset(command_line, 0, BOOT_COMMAND_LINE_MAX);
+	memcpy(command_line, setup->command_line, command_line_length);
+
+	memset(params, 0, sizeof(*params));
+	if (image->kind == LOADER_BZIMAGE)
+		memcpy(&params->hdr, image->setup_header, sizeof(image->setup_header));
+	params->hdr.type_of_loader = 0xff; /* undefined loader */
+	params->hdr.boot_flag = 0xaa55;
+	params->hdr.header = 0x53726448; /* "HdrS" */
+	if (image->kind != LOADER_BZIMAGE)
+		params->hdr.version = 0x020f;
+	params->hdr.loadflags |= LOADED_HIGH | KEEP_SEGMENTS;
+	params->hdr.cmd_line_ptr = (uint32_t)BOOT_COMMAND_LINE_ADDRESS;
+	params->ext_cmd_line_ptr = 0;
+	params->hdr.cmdline_size = command_line_max - 1;
+	if (image->kind == LOADER_BZIMAGE)
+		params->hdr.code32_start = (uint32_t)LOADER_BZIMAGE_ADDRESS;
+	if (setup->initrd_address != 0) {
+		params->hdr.ramdisk_image = (uint32_t)setup->initrd_address;
+		params->ext_ramdisk_image = (uint32_t)(setup->initrd_address >> 32);
+		params->hdr.ramdisk_size = (uint32_t)setup->initrd_size;
+		params->ext_ramdisk_size = (uint32_t)(setup->initrd_size >> 32);
+	}
+	boot__build_e820(params, memory);
+	return 0;
+}
+
+static void boot__segment(struct kvm_segment *segment, uint16_t selector, uint8_t type, bool code)
+{
+	memset(segment, 0, sizeof(*segment));
+	segment->base = 0;
+	segment->limit = 0xffffffff;
+	segment->selector = selector;
+	segment->type = type;
+	segment->present = 1;
+	segment->dpl = 0;
+	segment->db = code ? 0 : 1;
+	segment->s = 1;
+	segment->l = code ? 1 : 0;
+	segment->g = 1;
+}
+
+void boot__initial_registers(const struct loader_image *image, struct kvm_regs *regs,
+			     struct kvm_sregs *sregs)
+{
+	memset(regs, 0, sizeof(*regs));
+	regs->rflags = 0x2; /* reserved bit 1; IF=0 */
+	regs->rip = image->entry;
+	regs->rsp = BOOT_STACK_TOP;
+	regs->rbp = BOOT_STACK_TOP;
+	regs->rsi = BOOT_ZERO_PAGE_ADDRESS;
+
+	boot__segment(&sregs->cs, BOOT_CODE_SELECTOR, 0xb, true);
+	boot__segment(&sregs->ds, BOOT_DATA_SELECTOR, 0x3, false);
+	sregs->es = sregs->fs = sregs->gs = sregs->ss = sregs->ds;
+	memset(&sregs->tr, 0, sizeof(sregs->tr));
+	sregs->tr.selector = BOOT_TSS_SELECTOR;
+	sregs->tr.limit = 0x67;
+	sregs->tr.type = 0xb; /* 64-bit busy TSS */
+	sregs->tr.present = 1;
+	sregs->gdt.base = BOOT_GDT_ADDRESS;
+	sregs->gdt.limit = BOOT_GDT_ENTRIES * 8 - 1;
+	sregs->idt.base = BOOT_IDT_ADDRESS;
+	sregs->idt.limit = 0;
+	sregs->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+	sregs->cr3 = BOOT_PML4_ADDRESS;
+	sregs->cr4 = CR4_PAE;
+	sregs->efer = EFER_LME | EFER_LMA | EFER_SCE;
+}

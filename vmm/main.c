@@ -1,0 +1,261 @@
+/* warren-vmm: one microVM per process. Usage in docs/vmm-api.md.
+ *
+ *   warren-vmm --kernel F [--initrd F] [--cmdline S] [--memory MiB]
+ *              [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]
+ *              [--api-socket PATH] [--timeout-ms N] [--verbose]
+ *   warren-vmm --api-socket PATH [--verbose]   (configure/start over the socket)
+ *
+ * With --kernel the VM boots at once and the process exits when it stops,
+ * with the status of vm__exit_status(). */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cap-ng.h>
+
+#include "control.h"
+#include "event_loop.h"
+#include "vm.h"
+#include "warren/log.h"
+
+struct vmm {
+	struct event_loop *loop;
+	struct vm vm;
+	struct control control;
+	bool have_control;
+	bool one_shot;
+	uint64_t timeout_ms;
+	int signal_fd;
+	bool hardened;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: warren-vmm --kernel FILE [--initrd FILE] [--cmdline STRING] [--memory MiB]\n"
+		"                  [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]\n"
+		"                  [--api-socket PATH] [--timeout-ms N] [--verbose]\n"
+		"       warren-vmm --api-socket PATH [--verbose]\n"
+		"exit status (with --kernel): the guest's debug-exit code (0-99), 100 reset,\n"
+		"101 shutdown (triple fault), 102 watchdog timeout, 103 stopped, 104 internal\n"
+		"error, 125 VMM error\n");
+}
+
+/* After the VM started nothing needs privileges: drop every capability and
+ * forbid gaining new ones (seccomp allow-list: not yet, docs/vmm-design.md). */
+static void vmm__harden(struct vmm *vmm)
+{
+	if (vmm->hardened)
+		return;
+	vmm->hardened = true;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		log_warn("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+	capng_clear(CAPNG_SELECT_BOTH);
+	if (capng_apply(CAPNG_SELECT_BOTH) != 0)
+		log_debug("capng_apply failed (not privileged?)");
+}
+
+static void vmm__on_stop(struct vm *vm, void *opaque)
+{
+	struct vmm *vmm = opaque;
+
+	if (vmm->one_shot)
+		event_loop__stop(vmm->loop);
+}
+
+static void vmm__on_control_exit(struct control *control)
+{
+	struct vmm *vmm = (struct vmm *)((char *)control - offsetof(struct vmm, control));
+
+	event_loop__stop(vmm->loop);
+}
+
+static bool vmm__watchdog(void *opaque, int32_t result)
+{
+	struct vmm *vmm = opaque;
+	char detail[96];
+
+	if (result != -ETIME)
+		return false;
+	snprintf(detail, sizeof(detail), "no exit within %llu ms",
+		 (unsigned long long)vmm->timeout_ms);
+	vm__request_stop(&vmm->vm, VM_EXIT_WATCHDOG, 0, detail);
+	return false;
+}
+
+static bool vmm__signal(void *opaque, int32_t result)
+{
+	struct vmm *vmm = opaque;
+	struct signalfd_siginfo info;
+	enum vm_state state = atomic_load(&vmm->vm.state);
+
+	if (result < 0 || read(vmm->signal_fd, &info, sizeof(info)) != sizeof(info))
+		return true;
+	log_info("signal %u: stopping", info.ssi_signo);
+	if (state == VM_STATE_RUNNING || state == VM_STATE_PAUSED) {
+		vmm->one_shot = true; /* exit once the vCPUs are down */
+		vm__request_stop(&vmm->vm, VM_EXIT_STOPPED, 0, "signal");
+	} else {
+		event_loop__stop(vmm->loop);
+	}
+	return true;
+}
+
+static int parse_u64(const char *text, uint64_t *out)
+{
+	char *end;
+	unsigned long long value;
+
+	errno = 0;
+	value = strtoull(text, &end, 10);
+	if (errno || end == text || *end || text[0] == '-')
+		return -1;
+	*out = value;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'i' },
+		{ "cmdline", required_argument, NULL, 'c' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'n' },
+		{ "cpu-profile", required_argument, NULL, 'p' },
+		{ "console", required_argument, NULL, 'o' },
+		{ "api-socket", required_argument, NULL, 'a' },
+		{ "timeout-ms", required_argument, NULL, 't' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct vmm vmm; /* large (console ring); not on the stack */
+	struct vm_config config;
+	const char *api_socket = NULL;
+	char error[256] = "";
+	sigset_t signals;
+	uint64_t number;
+	int option, status = 125;
+
+	log__set_component("vmm");
+	vm_config__init(&config);
+	config.console = NULL;
+	while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (option) {
+		case 'k': free(config.kernel); config.kernel = strdup(optarg); break;
+		case 'i': free(config.initrd); config.initrd = strdup(optarg); break;
+		case 'c': free(config.command_line); config.command_line = strdup(optarg); break;
+		case 'o': free(config.console); config.console = strdup(optarg); break;
+		case 'a': api_socket = optarg; break;
+		case 'v': vmm.vm.verbose = true; break;
+		case 'm':
+			if (parse_u64(optarg, &number) || number < 16 || number > VM_MAX_MEMORY_MIB)
+				goto bad_usage;
+			config.memory_mib = number;
+			break;
+		case 'n':
+			if (parse_u64(optarg, &number) || number < 1 || number > VM_MAX_VCPUS)
+				goto bad_usage;
+			config.vcpus = (uint32_t)number;
+			break;
+		case 'p':
+			if (!cpuid__parse_profile(optarg, &config.cpu_profile))
+				goto bad_usage;
+			break;
+		case 't':
+			if (parse_u64(optarg, &number))
+				goto bad_usage;
+			vmm.timeout_ms = number;
+			break;
+		case 'h': usage(stdout); vm_config__free(&config); return 0;
+		default: goto bad_usage;
+		}
+	}
+	if (optind != argc || (config.kernel == NULL && api_socket == NULL))
+		goto bad_usage;
+
+	vmm.loop = event_loop__create(256);
+	if (vmm.loop == NULL) {
+		log_error("cannot create the event loop");
+		goto out_config;
+	}
+	{
+		bool verbose = vmm.vm.verbose;
+
+		vm__init(&vmm.vm, vmm.loop);
+		vmm.vm.verbose = verbose;
+	}
+	vmm.vm.on_stop = vmm__on_stop;
+	vmm.vm.on_stop_opaque = &vmm;
+	sigemptyset(&signals);
+	sigaddset(&signals, SIGTERM);
+	sigaddset(&signals, SIGINT);
+	sigaddset(&signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &signals, NULL); /* vCPU threads inherit the mask */
+	vmm.signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vmm.signal_fd >= 0)
+		event_loop__watch(vmm.loop, vmm.signal_fd, POLLIN, vmm__signal, &vmm);
+	if (api_socket) {
+		int result = control__open(&vmm.control, &vmm.vm, vmm.loop, api_socket);
+
+		if (result) {
+			log_error("control socket %s: %s", api_socket, strerror(-result));
+			goto out_loop;
+		}
+		vmm.control.on_exit = vmm__on_control_exit;
+		vmm.have_control = true;
+	}
+	if (config.kernel) {
+		vmm.one_shot = true;
+		vm__configure(&vmm.vm, &config);
+		if (vm__start(&vmm.vm, error, sizeof(error)) != 0) {
+			log_error("cannot start the VM: %s", error);
+			fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
+			goto out_control;
+		}
+		vmm__harden(&vmm);
+		if (vmm.timeout_ms)
+			event_loop__timer(vmm.loop, vmm.timeout_ms * 1000000ull, vmm__watchdog, &vmm);
+	}
+	event_loop__run(vmm.loop);
+	if (atomic_load(&vmm.vm.state) == VM_STATE_RUNNING ||
+	    atomic_load(&vmm.vm.state) == VM_STATE_PAUSED)
+		vm__request_stop(&vmm.vm, VM_EXIT_STOPPED, 0, "VMM exiting");
+	status = atomic_load(&vmm.vm.exit_reason) == VM_EXIT_NONE ? 0 : vm__exit_status(&vmm.vm);
+	if (config.kernel || atomic_load(&vmm.vm.exit_reason) != VM_EXIT_NONE) {
+		fprintf(stderr, "warren-vmm: exit reason=%s code=%d status=%d%s%s\n",
+			vm__exit_reason_name(atomic_load(&vmm.vm.exit_reason)), vmm.vm.exit_code,
+			status, vmm.vm.exit_detail[0] ? " detail=" : "", vmm.vm.exit_detail);
+		if (vmm.vm.verbose) {
+			json_t *metrics = vm__metrics_json(&vmm.vm);
+			char *text = json_dumps(metrics, JSON_COMPACT);
+
+			fprintf(stderr, "warren-vmm: metrics %s\n", text ? text : "{}");
+			free(text);
+			json_decref(metrics);
+		}
+	}
+out_control:
+	if (vmm.have_control)
+		control__close(&vmm.control);
+out_loop:
+	vm__destroy(&vmm.vm);
+	event_loop__destroy(vmm.loop);
+	if (vmm.signal_fd >= 0)
+		close(vmm.signal_fd);
+out_config:
+	vm_config__free(&config);
+	return status;
+bad_usage:
+	usage(stderr);
+	vm_config__free(&config);
+	return 2;
+}
