@@ -1,0 +1,221 @@
+"""A warren stack for end-to-end tests: its own PostgreSQL database and
+Kafka topic prefix on the dev-stack services, then warren-worker and
+warren-api (and warren-proxy when built) as real processes. Everything is
+removed on exit, also when a test fails. Standard library only."""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+SOURCE = os.environ.get("WARREN_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
+BUILD = os.environ.get("WARREN_BUILD_DIR", os.path.join(SOURCE, "build"))
+BIN = os.path.join(BUILD, "bin")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require_env(name):
+    value = os.environ.get(name)
+    if not value:
+        raise SystemExit(f"FAIL: {name} is not set (eval \"$(scripts/dev-stack env)\")")
+    return value
+
+
+class Stack:
+    def __init__(self, name="e2e", capacity=32, extra_env=None):
+        self.tag = name + "".join(random.choices(string.ascii_lowercase + string.digits, k=6))
+        self.base_pg = require_env("WARREN_PG_URL")
+        self.brokers = require_env("WARREN_KAFKA_BROKERS")
+        self.work = tempfile.mkdtemp(prefix=f"warren-{self.tag}-")
+        self.database = self.tag
+        self.pg_url = self.base_pg.rsplit("/", 1)[0] + "/" + self.database
+        self.prefix = self.tag + "."
+        self.host_id = self.tag + "-host"
+        self.seed = "e2e-seed-" + self.tag + "-0123456789"
+        self.api_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.processes = {}
+        self.capacity = capacity
+        self.extra_env = extra_env or {}
+        self.templates_dir = os.path.join(self.work, "templates")
+        self.state_dir = os.path.join(self.work, "sandboxes")
+        self.api_key = None
+        self.team_id = None
+
+    # ---- set-up ----
+    def env(self, **more):
+        env = dict(os.environ)
+        env.update({
+            "WARREN_PG_URL": self.pg_url,
+            "WARREN_KAFKA_BROKERS": self.brokers,
+            "WARREN_KAFKA_TOPIC_PREFIX": self.prefix,
+            "WARREN_TOKEN_SEED": self.seed,
+            "WARREN_HOST_ID": self.host_id,
+            "WARREN_TEMPLATES_DIR": self.templates_dir,
+            "WARREN_STATE_DIR": self.state_dir,
+            "WARREN_JAIL_CGROUP_PARENT": "warren-" + self.tag,
+            "WARREN_SLOT_NETNS_PREFIX": self.tag + "-slot-",
+            "WARREN_SLOT_LINK_PREFIX": "w" + self.tag[-6:],
+            "WARREN_SLOT_CIDR": "10.213.0.0/16",
+            "WARREN_SLOT_PRECREATE": "2",
+            "WARREN_WORKER_GROUP": self.tag + "-workers",
+            "WARREN_WORKER_CAPACITY": str(self.capacity),
+            "WARREN_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "WARREN_API_LISTEN": f"127.0.0.1:{self.api_port}",
+            "WARREN_DOMAIN": "warren.test",
+            "WARREN_CREATE_DEADLINE_MS": "30000",
+        })
+        env.update(self.extra_env)
+        env.update(more)
+        return env
+
+    def psql(self, sql, database=None):
+        url = self.pg_url if database is None else self.base_pg
+        out = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-tAc", sql],
+                             check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def warren(self, *args):
+        out = subprocess.run([os.path.join(BIN, "warren"), *args], env=self.env(),
+                             check=True, capture_output=True, text=True)
+        return out.stdout
+
+    def build_template(self, name="minimal"):
+        subprocess.run([os.path.join(SOURCE, "guest/rootfs/build-template.sh"), "--name", name,
+                        "--agent", os.path.join(BIN, "warren-agent"),
+                        "--templates-dir", self.templates_dir],
+                       check=True, env=self.env(), stdout=subprocess.DEVNULL)
+
+    def start(self, api=True, worker=True):
+        self.psql(f'CREATE DATABASE "{self.database}"', database="postgres")
+        self.warren("migrate")
+        out = self.warren("admin", "team", "create", self.tag, "--tier", "pro")
+        self.team_id = self.psql(f"SELECT id FROM teams WHERE name = '{self.tag}'")
+        out = self.warren("admin", "key", "create", "--team", self.tag)
+        self.api_key = next(w for w in out.split() if w.startswith("e2b_"))
+        self.build_template()
+        if worker:
+            self.start_worker()
+        if api:
+            self.start_api()
+        return self
+
+    def spawn(self, name, binary, **env):
+        log = open(os.path.join(self.work, name + ".log"), "ab")
+        process = subprocess.Popen([os.path.join(BIN, binary)], env=self.env(**env),
+                                   stdout=log, stderr=log, start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def start_worker(self, name="worker", wait=True):
+        self.spawn(name, "warren-worker")
+        if wait:
+            self.wait_log(name, "ready:", 60)
+
+    def start_api(self):
+        self.spawn("api", "warren-api")
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.api_port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.processes["api"].poll() is not None:
+                    break
+                time.sleep(0.1)
+        raise AssertionError("warren-api did not start:\n" + self.log("api"))
+
+    def log(self, name):
+        try:
+            with open(os.path.join(self.work, name + ".log"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def wait_log(self, name, text, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.log(name):
+                return
+            if self.processes[name].poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"{name} did not log {text!r}:\n" + self.log(name)[-4000:])
+
+    def kill(self, name, sig=signal.SIGTERM, timeout=30):
+        process = self.processes.pop(name, None)
+        if not process or process.poll() is not None:
+            return
+        os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    # ---- the API ----
+    def request(self, method, path, body=None, key=None, headers=None):
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        req = urllib.request.Request(self.api_url + path, data=data, method=method)
+        req.add_header("X-API-Key", key if key is not None else self.api_key)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                raw = resp.read()
+                return resp.status, (json.loads(raw) if raw else None), dict(resp.headers)
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                parsed = json.loads(raw) if raw else None
+            except ValueError:
+                parsed = raw
+            return err.code, parsed, dict(err.headers)
+
+    def events(self, topic="warren.sandbox.events"):
+        out = subprocess.run(["kcat", "-b", self.brokers, "-C", "-t", self.prefix + topic,
+                              "-o", "beginning", "-e", "-q", "-f", "%s\n"],
+                             capture_output=True, text=True, timeout=60)
+        return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+    # ---- tear-down ----
+    def close(self):
+        for name in list(self.processes):
+            self.kill(name)
+        try:
+            self.psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)', database="postgres")
+        except subprocess.CalledProcessError:
+            pass
+        for topic in ("warren.sandbox.commands", "warren.sandbox.events", "warren.sandbox.dlq",
+                      f"warren.host.{self.host_id}.commands"):
+            subprocess.run([os.path.join(BIN, "warren"), "kafka", "delete-topic", self.prefix + topic],
+                           env=self.env(), capture_output=True)
+        if os.environ.get("WARREN_KEEP_TEST_DIR"):
+            print("kept", self.work)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            for name in ("worker", "api", "proxy"):
+                text = self.log(name)
+                if text:
+                    print(f"--- {name} log (tail)\n{text[-6000:]}")
+        self.close()

@@ -1,0 +1,161 @@
+"""e2e (labels e2e, pipeline): create -> run a command -> timeout/kill through
+the real warren-api, Kafka, warren-worker (jail runtime, real slots) and
+PostgreSQL, checking the rows and the events on both topics, then the same
+with the npm e2b SDK as the client."""
+import hashlib
+import hmac
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stack import Stack, SOURCE  # noqa: E402
+
+SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
+SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "warren")), "npm-e2b", SDK_VERSION)
+
+checks = 0
+
+
+def check(condition, what):
+    global checks
+    if not condition:
+        raise AssertionError(what)
+    checks += 1
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def sandbox_row(stack, sandbox_id):
+    row = stack.psql(f"SELECT state, host_id, coalesce(slot_address, ''), "
+                     f"coalesce(failure_reason, '') FROM sandboxes WHERE id = '{sandbox_id}'")
+    return row.split("|") if row else None
+
+
+def run_in_sandbox(stack, sandbox_id, token, version, address, command):
+    out = subprocess.run(
+        ["node", os.path.join(os.path.dirname(__file__), "sdk_command.cjs")],
+        env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, SANDBOX_ID=sandbox_id, ACCESS_TOKEN=token,
+                 ENVD_VERSION=version, SANDBOX_URL=f"http://{address}:49983", COMMAND=command),
+        capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise AssertionError("running a command failed:\n" + out.stdout + out.stderr)
+    return out.stdout
+
+
+def test_api_pipeline(stack):
+    started = time.time()
+    status, body, headers = stack.request("POST", "/sandboxes", {"templateID": "minimal", "timeout": 120,
+                                                                 "metadata": {"suite": "e2e"},
+                                                                 "envVars": {"GREETING": "hello"}})
+    create_ms = (time.time() - started) * 1000
+    check(status == 201, f"create answered {status}: {body}\n" + stack.log("worker")[-3000:])
+    sandbox_id = body["sandboxID"]
+    print(f"create -> 201 in {create_ms:.0f} ms: {sandbox_id}")
+    expected_token = hmac.new(stack.seed.encode(), sandbox_id.encode(), hashlib.sha256).hexdigest()
+    check(body["envdAccessToken"] == expected_token, "envdAccessToken is HMAC(seed, id)")
+    check(body.get("trafficAccessToken") is None, "no traffic token with public traffic")
+    check(body["templateID"] == "minimal", "templateID echoed")
+    check(body.get("domain") == "warren.test", f"domain: {body.get('domain')}")
+    check(bool(body.get("envdVersion")), "envdVersion present")
+    check("X-Request-Id" in headers or "x-request-id" in {k.lower() for k in headers}, "X-Request-Id header")
+
+    state, host, address, _ = sandbox_row(stack, sandbox_id)
+    check(state == "running" and host == stack.host_id and address, f"row: {state} {host} {address}")
+    transitions = stack.psql(f"SELECT count(*) FROM sandbox_events WHERE sandbox_id = '{sandbox_id}'")
+    check(int(transitions) >= 2, f"sandbox_events rows: {transitions}")
+    request_status = stack.psql(f"SELECT status FROM requests WHERE sandbox_id = '{sandbox_id}' AND type = 'create'")
+    check(request_status == "done", f"requests row: {request_status}")
+
+    commands = [e for e in stack.events("warren.sandbox.commands") if e["sandbox_id"] == sandbox_id]
+    results = [e for e in stack.events() if e["sandbox_id"] == sandbox_id]
+    check(len(commands) == 1 and commands[0]["type"] == "create", f"commands: {commands}")
+    check(any(r["type"] == "created" and r["request_id"] == commands[0]["request_id"] for r in results),
+          f"created result with the command's request_id: {results}")
+
+    output = run_in_sandbox(stack, sandbox_id, body["envdAccessToken"], body["envdVersion"], address,
+                            "echo $GREETING from $(hostname)")
+    check(f"hello from {sandbox_id}" in output, f"command output: {output!r}")
+    print("command ran in the sandbox:", output.strip())
+
+    status, got, _ = stack.request("GET", f"/sandboxes/{sandbox_id}")
+    check(status == 200 and got["sandboxID"] == sandbox_id, f"GET: {status} {got}")
+    status, listed, _ = stack.request("GET", "/sandboxes")
+    check(status == 200 and any(s["sandboxID"] == sandbox_id for s in listed), f"list: {status}")
+    status, listed, headers = stack.request("GET", "/v2/sandboxes?state=running&limit=10")
+    check(status == 200 and any(s["sandboxID"] == sandbox_id for s in listed), f"v2 list: {status}")
+
+    status, body401, _ = stack.request("GET", f"/sandboxes/{sandbox_id}", key="e2b_" + "0" * 40)
+    check(status == 401, f"wrong key -> {status}")
+
+    # timeout: end_at moves to now + 2 s; the worker ends it within 1 s of that.
+    status, _, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/timeout", {"timeout": 2})
+    check(status == 204, f"timeout -> {status}")
+    moved = time.time()
+    wait_for(lambda: sandbox_row(stack, sandbox_id)[0] == "timed_out", 10, "timed_out")
+    late = time.time() - moved - 2
+    check(late < 1.5, f"timed out {late:.2f} s after end_at")
+    print(f"timed out {max(late, 0) * 1000:.0f} ms after end_at")
+    wait_for(lambda: any(e["type"] == "timed_out" and e["sandbox_id"] == sandbox_id for e in stack.events()),
+             10, "timed_out event")
+    check(not os.path.exists(os.path.join(stack.state_dir, sandbox_id)), "state dir removed")
+
+    # kill
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "minimal", "timeout": 60})
+    check(status == 201, f"second create: {status} {body}")
+    second = body["sandboxID"]
+    status, _, _ = stack.request("DELETE", f"/sandboxes/{second}")
+    check(status == 204, f"DELETE -> {status}")
+    check(sandbox_row(stack, second)[0] == "killed", "row killed")
+    check(any(e["type"] == "killed" and e["sandbox_id"] == second for e in stack.events()), "killed event")
+    check(not os.path.exists(os.path.join(stack.state_dir, second)), "state dir removed after kill")
+
+    # validation and isolation
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "minimal", "network": {
+        "allowOut": ["example.com"]}})
+    check(status == 400 and "ALL_TRAFFIC" in body["message"], f"domain without ALL_TRAFFIC: {status} {body}")
+    status, body, _ = stack.request("POST", "/sandboxes", b"{not json")
+    check(status == 400, f"malformed JSON -> {status}")
+    status, body, _ = stack.request("GET", "/sandboxes/iaaaaaaaaaaaaaaaaaaaa")
+    check(status == 404 and "doesn't exist or you don't have access to it" in body["message"], f"404: {body}")
+
+
+def test_sdk_pipeline(stack):
+    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_pipeline.cjs")],
+                         env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url,
+                                  E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test",
+                                  WARREN_PG_URL=stack.pg_url),
+                         capture_output=True, text=True, timeout=120)
+    print(out.stdout)
+    check(out.returncode == 0, "SDK pipeline failed:\n" + out.stdout + out.stderr)
+
+
+def main():
+    if os.geteuid() != 0:
+        print("FAIL: the e2e suite needs root (namespaces, cgroups)")
+        return 1
+    with Stack("e2e") as stack:
+        stack.start()
+        test_api_pipeline(stack)
+        test_sdk_pipeline(stack)
+        leftover = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        stack.kill("worker")
+        left = [l for l in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
+                if stack.tag in l]
+        check(not left, f"slot namespaces left after the worker stopped: {left} (before: {leftover})")
+    print(f"e2e pipeline: {checks} checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

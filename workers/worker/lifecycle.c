@@ -1,0 +1,569 @@
+/* lifecycle: what the worker does for each command of the Kafka contract
+ * (docs/events/README.md). Every transition is written to PostgreSQL
+ * before the result event is produced and before the offset is committed,
+ * so a redelivered command finds its outcome and repeats only the event. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent_client.h"
+#include "warren/clock.h"
+#include "warren/config.h"
+#include "warren/ids.h"
+#include "warren/json_util.h"
+#include "warren/log.h"
+#include "warren/tokens.h"
+#include "worker.h"
+
+#define RESULT_TIMEOUT_MS 10000
+
+/* ---- the table of live sandboxes ---- */
+
+static struct live_sandbox *worker__find_locked(struct worker *worker, const char *sandbox_id)
+{
+	for (struct live_sandbox *s = worker->sandboxes; s; s = s->next)
+		if (!strcmp(s->id, sandbox_id))
+			return s;
+	return NULL;
+}
+
+/* Removes and returns the live sandbox (NULL when not here). */
+static struct live_sandbox *worker__take(struct worker *worker, const char *sandbox_id)
+{
+	struct live_sandbox **link, *found = NULL;
+
+	pthread_mutex_lock(&worker->lock);
+	for (link = &worker->sandboxes; *link; link = &(*link)->next) {
+		if (!strcmp((*link)->id, sandbox_id)) {
+			found = *link;
+			*link = found->next;
+			worker->live_count--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&worker->lock);
+	return found;
+}
+
+/* Stops the runtime and gives the slot back; frees the record. */
+static void worker__teardown(struct worker *worker, struct live_sandbox *sandbox)
+{
+	if (!sandbox)
+		return;
+	runtime__stop(sandbox->instance);
+	if (worker->net && sandbox->slot >= 0 && net_pool__release(worker->net, sandbox->slot))
+		log_warn("sandbox %s: slot %d could not be recycled; it was destroyed", sandbox->id,
+			 sandbox->slot);
+	free(sandbox);
+}
+
+/* ---- results ---- */
+
+/* Produces a result event for command (result reference stolen). */
+static int worker__publish(struct worker *worker, const struct kafka_event *command,
+			   enum kafka_event_type type, json_t *result)
+{
+	struct kafka_event ev;
+	char reason[256];
+	int rc;
+
+	if (kafka_event__init_result(&ev, type, command, worker->host_id, result, reason,
+				     sizeof(reason)) != KAFKA_EVENT_OK) {
+		log_error("request %s: result %s does not encode: %s", command->request_id,
+			  kafka_event__type_name(type), reason);
+		return -EINVAL;
+	}
+	rc = kafka_producer__produce_event(worker->producer, worker->events_topic, &ev,
+					   RESULT_TIMEOUT_MS, NULL);
+	if (rc)
+		log_error("request %s: producing %s failed (%d)", command->request_id,
+			  kafka_event__type_name(type), rc);
+	kafka_event__clear(&ev);
+	return rc ? -EAGAIN : 0;
+}
+
+/* Records the request's outcome then publishes it. A request finished
+ * earlier (a redelivery) keeps its first outcome; only the event repeats. */
+static int worker__finish(struct worker *worker, const struct kafka_event *command,
+			  enum kafka_event_type type, json_t *result)
+{
+	struct storage_error err;
+	int rc = storage__request_finish(worker->storage, command->request_id,
+					 type == KAFKA_EVENT_FAILED ? STORAGE_REQUEST_FAILED
+								    : STORAGE_REQUEST_DONE,
+					 result, &err);
+
+	if (rc == STORAGE_ERR_UNAVAILABLE) {
+		json_decref(result);
+		return -EAGAIN;
+	}
+	if (rc && rc != STORAGE_ERR_CONFLICT && rc != STORAGE_ERR_NOT_FOUND)
+		log_warn("request %s: recording the outcome failed: %s", command->request_id,
+			 err.message);
+	return worker__publish(worker, command, type, result);
+}
+
+static json_t *worker__failure(const char *reason)
+{
+	return json_pack("{s:s}", "reason", reason);
+}
+
+static json_t *worker__created_result(struct worker *worker, const struct storage_sandbox *row)
+{
+	return json_pack("{s:s, s:s, s:i, s:s, s:I}", "host_id", worker->host_id, "slot_address",
+			 row->slot_address, "slot_index", (int)row->slot_index, "state", "running",
+			 "end_at", (json_int_t)row->end_at);
+}
+
+/* ---- create ---- */
+
+/* The E2B network object of a create/update spec, in net_policy's names. */
+static json_t *worker__policy_spec(const json_t *spec)
+{
+	const json_t *network = json_object_get(spec, "network");
+	json_t *policy = json_object();
+	const json_t *list;
+
+	if ((list = json_object_get(network, "allow_out")))
+		json_object_set(policy, "allowOut", (json_t *)list);
+	if ((list = json_object_get(network, "deny_out")))
+		json_object_set(policy, "denyOut", (json_t *)list);
+	if (json_is_boolean(json_object_get(spec, "allow_internet_access")))
+		json_object_set(policy, "allow_internet_access",
+				json_object_get(spec, "allow_internet_access"));
+	return policy;
+}
+
+/* Makes sure the sandbox row exists: commands produced straight to Kafka
+ * (not through warren-api) are admitted here against the team's limit. */
+static int worker__ensure_row(struct worker *worker, const struct kafka_event *command,
+			      struct storage_sandbox *row, char *reason, size_t reason_len)
+{
+	struct storage_error err;
+	struct storage_admission admission;
+	const json_t *spec = command->spec;
+	const json_t *network = json_object_get(spec, "network");
+	struct storage_sandbox_new fresh = {
+		.id = command->sandbox_id,
+		.team_id = command->team_id,
+		.template_id = json_util__string(spec, "template_id", ""),
+		.request_id = command->request_id,
+		.timeout_s = (int32_t)json_util__int(spec, "timeout_s", 15),
+		.network = network,
+		.metadata = json_object_get(spec, "metadata"),
+		.secure = json_util__bool(spec, "secure", true),
+		.allow_public_traffic = json_util__bool(network, "allow_public_traffic", true),
+		.mask_request_host = json_util__string(network, "mask_request_host", NULL),
+	};
+	int rc = storage__sandbox_get_internal(worker->storage, command->sandbox_id, row, &err);
+
+	if (rc != STORAGE_ERR_NOT_FOUND)
+		return rc == STORAGE_ERR_UNAVAILABLE ? -EAGAIN : rc ? -EIO : 0;
+	rc = storage__sandbox_admit(worker->storage, &fresh, &admission, row, &err);
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		return -EAGAIN;
+	if (rc) {
+		snprintf(reason, reason_len, "the sandbox could not be recorded: %s", err.message);
+		return -EINVAL;
+	}
+	if (!admission.admitted) {
+		snprintf(reason, reason_len,
+			 "you have reached the maximum number of concurrent sandboxes (%d)",
+			 admission.limit);
+		return -EDQUOT;
+	}
+	return 0;
+}
+
+static int worker__create(struct worker *worker, const struct kafka_event *command)
+{
+	struct storage_sandbox row = { 0 };
+	struct storage_team team;
+	struct storage_template template_row;
+	struct storage_error err;
+	struct live_sandbox *sandbox = NULL;
+	struct net_policy *policy = NULL;
+	json_t *policy_spec = NULL;
+	char reason[1024] = "";
+	char access_token[TOKENS_SHA256_HEX_LEN + 1], token_hash[80];
+	const char *agent_address;
+	const json_t *spec = command->spec;
+	bool secure = json_util__bool(spec, "secure", true);
+	uint64_t started_ms = clock__monotonic_ms();
+	int rc;
+
+	rc = worker__ensure_row(worker, command, &row, reason, sizeof(reason));
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc) {
+		if (!reason[0])
+			snprintf(reason, sizeof(reason), "sandbox lookup failed");
+		goto fail_no_row;
+	}
+	if (row.state == STORAGE_SANDBOX_RUNNING && !strcmp(row.host_id, worker->host_id)) {
+		/* A redelivery of a create we finished: repeat its event. */
+		rc = worker__finish(worker, command, KAFKA_EVENT_CREATED,
+				    worker__created_result(worker, &row));
+		goto out;
+	}
+	if (row.state != STORAGE_SANDBOX_STARTING) {
+		/* Killed (or failed) before we got to it: nothing to start. */
+		snprintf(reason, sizeof(reason), "sandbox is %s, not starting",
+			 storage__sandbox_state_name(row.state));
+		rc = worker__finish(worker, command, KAFKA_EVENT_FAILED, worker__failure(reason));
+		goto out;
+	}
+	if (strcmp(row.team_id, command->team_id)) {
+		snprintf(reason, sizeof(reason), "sandbox belongs to another team");
+		goto fail_no_row;
+	}
+
+	rc = storage__team_get(worker->storage, command->team_id, &team, &err);
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		goto retry;
+	if (rc) {
+		snprintf(reason, sizeof(reason), "unknown team");
+		goto fail;
+	}
+	rc = storage__template_get(worker->storage, row.template_id, &template_row, &err);
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		goto retry;
+	if (rc) {
+		snprintf(reason, sizeof(reason), "unknown template \"%s\"", row.template_id);
+		goto fail;
+	}
+
+	sandbox = calloc(1, sizeof(*sandbox));
+	if (!sandbox) {
+		snprintf(reason, sizeof(reason), "out of memory");
+		goto fail;
+	}
+	snprintf(sandbox->id, sizeof(sandbox->id), "%s", command->sandbox_id);
+	snprintf(sandbox->team_id, sizeof(sandbox->team_id), "%s", command->team_id);
+	sandbox->slot = -1;
+
+	/* 1. the slot and its egress policy */
+	if (worker->net) {
+		policy_spec = worker__policy_spec(spec);
+		policy = net_policy__parse(policy_spec, (uint32_t)team.limits.egress_connections,
+					   reason, sizeof(reason));
+		if (!policy)
+			goto fail;
+		sandbox->slot = net_pool__acquire(worker->net,
+						  worker->runtime == RUNTIME_VM ? NET_RUNTIME_VM
+										: NET_RUNTIME_JAIL,
+						  policy, &sandbox->slot_info);
+		if (sandbox->slot < 0) {
+			snprintf(reason, sizeof(reason), "no network slot available");
+			goto fail;
+		}
+	}
+
+	/* 2. the runtime, told only a hash of the access token */
+	tokens__access_token(worker->token_seed, command->sandbox_id, access_token);
+	if (secure) {
+		char hex[TOKENS_SHA256_HEX_LEN + 1];
+		tokens__sha256_hex(access_token, strlen(access_token), hex);
+		snprintf(token_hash, sizeof(token_hash), "sha256:%s", hex);
+	}
+	struct runtime_start start = {
+		.sandbox_id = command->sandbox_id,
+		.template_id = row.template_id,
+		.netns_path = worker->net ? sandbox->slot_info.netns_path : NULL,
+		.token_hash = secure ? token_hash : NULL,
+		.memory_mib = (uint32_t)config__get_int("sandbox_memory_mib", 512),
+		.vcpus = (uint32_t)config__get_int("sandbox_vcpus", 1),
+	};
+	sandbox->instance = runtime__start(worker->runtime, &start, reason, sizeof(reason));
+	if (!sandbox->instance)
+		goto fail;
+
+	/* 3. the agent: healthy, then /init with the derived token */
+	agent_address = worker->agent_address_override;
+	char slot_address[INET_ADDRSTRLEN] = "127.0.0.1";
+	if (worker->net)
+		inet_ntop(AF_INET, &sandbox->slot_info.slot_address, slot_address,
+			  sizeof(slot_address));
+	if (!agent_address)
+		agent_address = slot_address;
+	if (agent_client__wait_healthy(agent_address, WORKER_AGENT_PORT,
+				       clock__monotonic_ms() + (uint64_t)worker->agent_timeout_ms)) {
+		snprintf(reason, sizeof(reason), "the agent did not answer within %d ms",
+			 worker->agent_timeout_ms);
+		goto fail;
+	}
+	if (agent_client__init(agent_address, WORKER_AGENT_PORT, secure ? access_token : NULL,
+			       json_object_get(spec, "env_vars"), NULL, reason, sizeof(reason)))
+		goto fail;
+
+	/* 4. durable: running, on this host, at this slot */
+	struct storage_sandbox_transition running = {
+		.sandbox_id = command->sandbox_id,
+		.from = STORAGE_SANDBOX_STARTING,
+		.to = STORAGE_SANDBOX_RUNNING,
+		.host_id = worker->host_id,
+		.slot_index = sandbox->slot,
+		.slot_address = slot_address,
+	};
+	storage__sandbox_clear(&row);
+	rc = storage__sandbox_transition(worker->storage, &running, &row, &err);
+	if (rc == STORAGE_ERR_UNAVAILABLE) {
+		worker__teardown(worker, sandbox);
+		sandbox = NULL;
+		goto retry;
+	}
+	if (rc) {
+		snprintf(reason, sizeof(reason), "the sandbox changed state while starting: %s",
+			 err.message);
+		worker__teardown(worker, sandbox);
+		sandbox = NULL;
+		rc = worker__finish(worker, command, KAFKA_EVENT_FAILED, worker__failure(reason));
+		goto out;
+	}
+	pthread_mutex_lock(&worker->lock);
+	sandbox->next = worker->sandboxes;
+	worker->sandboxes = sandbox;
+	worker->live_count++;
+	pthread_mutex_unlock(&worker->lock);
+	log_info("sandbox %s: running (team %s, template %s, slot %d at %s) in %llu ms",
+		 command->sandbox_id, command->team_id, row.template_id, sandbox->slot,
+		 slot_address, (unsigned long long)(clock__monotonic_ms() - started_ms));
+	sandbox = NULL;
+	rc = worker__finish(worker, command, KAFKA_EVENT_CREATED,
+			    worker__created_result(worker, &row));
+	goto out;
+
+fail:
+	worker__teardown(worker, sandbox);
+	sandbox = NULL;
+	{
+		struct storage_sandbox_transition failed = {
+			.sandbox_id = command->sandbox_id,
+			.from = STORAGE_SANDBOX_STARTING,
+			.to = STORAGE_SANDBOX_FAILED,
+			.host_id = worker->host_id,
+			.slot_index = -1,
+			.failure_reason = reason,
+		};
+		rc = storage__sandbox_transition(worker->storage, &failed, NULL, &err);
+		if (rc == STORAGE_ERR_UNAVAILABLE)
+			goto retry;
+	}
+fail_no_row:
+	log_warn("sandbox %s: create failed: %s", command->sandbox_id, reason);
+	rc = worker__finish(worker, command, KAFKA_EVENT_FAILED, worker__failure(reason));
+	goto out;
+retry:
+	worker__teardown(worker, sandbox);
+	sandbox = NULL;
+	rc = -EAGAIN;
+out:
+	storage__sandbox_clear(&row);
+	net_policy__free(policy);
+	json_decref(policy_spec);
+	return rc;
+}
+
+/* ---- kill, timeouts, network updates ---- */
+
+/* Stops a sandbox of this host and moves its row to `to` (killed or
+ * timed_out) from whichever active state it is in. */
+static int worker__end_sandbox(struct worker *worker, const char *sandbox_id,
+			       enum storage_sandbox_state to, const char *reason)
+{
+	static const enum storage_sandbox_state from_states[] = {
+		STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_KILLING, STORAGE_SANDBOX_STARTING,
+		STORAGE_SANDBOX_PAUSED
+	};
+	struct storage_error err;
+	int rc = STORAGE_ERR_CONFLICT;
+
+	worker__teardown(worker, worker__take(worker, sandbox_id));
+	for (size_t i = 0; i < sizeof(from_states) / sizeof(from_states[0]); i++) {
+		struct storage_sandbox_transition t = {
+			.sandbox_id = sandbox_id,
+			.from = from_states[i],
+			.to = to,
+			.slot_index = -1,
+			.failure_reason = reason,
+		};
+		if (to == STORAGE_SANDBOX_TIMED_OUT && from_states[i] != STORAGE_SANDBOX_RUNNING)
+			t.to = STORAGE_SANDBOX_KILLED;
+		rc = storage__sandbox_transition(worker->storage, &t, NULL, &err);
+		if (rc != STORAGE_ERR_CONFLICT && rc != STORAGE_ERR_INVALID)
+			break;
+	}
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		return -EAGAIN;
+	return rc == STORAGE_OK ? 0 : -ENOENT; /* -ENOENT: already ended */
+}
+
+static int worker__kill(struct worker *worker, const struct kafka_event *command)
+{
+	int rc = worker__end_sandbox(worker, command->sandbox_id, STORAGE_SANDBOX_KILLED, NULL);
+
+	if (rc == -EAGAIN)
+		return rc;
+	log_info("sandbox %s: killed", command->sandbox_id);
+	return worker__finish(worker, command, KAFKA_EVENT_KILLED,
+			      json_pack("{s:s}", "state", "killed"));
+}
+
+static int worker__update_network(struct worker *worker, const struct kafka_event *command)
+{
+	char reason[512] = "";
+	json_t *policy_spec = worker__policy_spec(command->spec);
+	struct net_policy *policy = NULL;
+	struct live_sandbox *sandbox;
+	int slot = -1;
+	int rc;
+
+	pthread_mutex_lock(&worker->lock);
+	sandbox = worker__find_locked(worker, command->sandbox_id);
+	if (sandbox)
+		slot = sandbox->slot;
+	pthread_mutex_unlock(&worker->lock);
+	if (!sandbox) {
+		snprintf(reason, sizeof(reason), "sandbox is not running on this host");
+	} else if (!worker->net) {
+		snprintf(reason, sizeof(reason), "this worker runs without network slots");
+	} else {
+		struct storage_team team;
+		struct storage_error err;
+		uint32_t limit = 0;
+		if (!storage__team_get(worker->storage, command->team_id, &team, &err))
+			limit = (uint32_t)team.limits.egress_connections;
+		policy = net_policy__parse(policy_spec, limit, reason, sizeof(reason));
+		if (policy && net_pool__set_policy(worker->net, slot, policy))
+			snprintf(reason, sizeof(reason), "applying the policy failed");
+	}
+	if (reason[0])
+		rc = worker__finish(worker, command, KAFKA_EVENT_FAILED, worker__failure(reason));
+	else
+		rc = worker__finish(worker, command, KAFKA_EVENT_NETWORK_UPDATED,
+				    json_pack("{s:O}", "network", command->spec));
+	net_policy__free(policy);
+	json_decref(policy_spec);
+	return rc;
+}
+
+int worker__handle_command(struct worker *worker, const struct kafka_event *command)
+{
+	switch (command->type) {
+	case KAFKA_EVENT_CREATE:
+		return worker__create(worker, command);
+	case KAFKA_EVENT_KILL:
+		return worker__kill(worker, command);
+	case KAFKA_EVENT_SET_TIMEOUT:
+		/* end_at lives in PostgreSQL (set by the API); housekeeping reads
+		 * it there, so a moved deadline needs nothing more here. */
+		return 0;
+	case KAFKA_EVENT_UPDATE_NETWORK:
+		return worker__update_network(worker, command);
+	case KAFKA_EVENT_PAUSE:
+	case KAFKA_EVENT_RESUME:
+		return worker__finish(worker, command, KAFKA_EVENT_FAILED,
+				      worker__failure("pause and resume are not supported by "
+						      "this runtime yet"));
+	default:
+		log_warn("request %s: %s is not a command; ignored", command->request_id,
+			 kafka_event__type_name(command->type));
+		return 0;
+	}
+}
+
+/* ---- housekeeping ---- */
+
+void worker__housekeeping(struct worker *worker)
+{
+	struct storage_sandbox_list expired = { 0 };
+	struct storage_error err;
+	struct storage_host host = { 0 };
+
+	if (storage__sandbox_list_expired(worker->storage, worker->host_id, 100, &expired,
+					  &err) == STORAGE_OK) {
+		for (size_t i = 0; i < expired.count; i++) {
+			const struct storage_sandbox *row = &expired.items[i];
+			struct kafka_event command = { .version = KAFKA_EVENT_VERSION,
+						       .type = KAFKA_EVENT_KILL };
+
+			if (worker__end_sandbox(worker, row->id, STORAGE_SANDBOX_TIMED_OUT,
+						"timeout") != 0)
+				continue;
+			log_info("sandbox %s: timed out", row->id);
+			ids__uuid(command.request_id);
+			snprintf(command.team_id, sizeof(command.team_id), "%s", row->team_id);
+			snprintf(command.sandbox_id, sizeof(command.sandbox_id), "%s", row->id);
+			worker__publish(worker, &command, KAFKA_EVENT_TIMED_OUT,
+					json_pack("{s:s}", "state", "timed_out"));
+		}
+		storage__sandbox_list_free(&expired);
+	}
+
+	snprintf(host.id, sizeof(host.id), "%s", worker->host_id);
+	snprintf(host.address, sizeof(host.address), "%s", config__get("host_address", "127.0.0.1"));
+	snprintf(host.runtime, sizeof(host.runtime), "%s", runtime__name(worker->runtime));
+	snprintf(host.state, sizeof(host.state), "%s", atomic_load(&worker->stopping) ? "draining" : "ready");
+	host.capacity = worker->capacity;
+	pthread_mutex_lock(&worker->lock);
+	host.running = worker->live_count;
+	pthread_mutex_unlock(&worker->lock);
+	storage__host_heartbeat(worker->storage, &host, &err);
+}
+
+int worker__reconcile(struct worker *worker)
+{
+	struct storage_sandbox_list rows = { 0 };
+	struct storage_error err;
+	int reaped, lost = 0;
+
+	/* A previous process of this worker may have left sandboxes running; we
+	 * hold no handles on them, so they are stopped and their rows ended.
+	 * Rows still `starting` are left: their create was not committed and
+	 * Kafka delivers it again. */
+	reaped = runtime__reap_orphans(worker->runtime, NULL, 0);
+	if (storage__sandbox_list_by_host(worker->storage, worker->host_id,
+					  STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) |
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED),
+					  &rows, &err) != STORAGE_OK) {
+		log_error("reconcile: listing this host's sandboxes failed: %s", err.message);
+		return -EAGAIN;
+	}
+	for (size_t i = 0; i < rows.count; i++) {
+		struct storage_sandbox_transition t = {
+			.sandbox_id = rows.items[i].id,
+			.from = rows.items[i].state,
+			.to = rows.items[i].state == STORAGE_SANDBOX_KILLING ? STORAGE_SANDBOX_KILLED
+									     : STORAGE_SANDBOX_FAILED,
+			.slot_index = -1,
+			.failure_reason = "lost: the worker restarted",
+		};
+		if (storage__sandbox_transition(worker->storage, &t, NULL, &err) == STORAGE_OK)
+			lost++;
+	}
+	storage__sandbox_list_free(&rows);
+	log_info("reconcile: %d orphan sandbox(es) stopped, %d row(s) marked lost", reaped, lost);
+	return 0;
+}
+
+void worker__stop_all(struct worker *worker, const char *reason)
+{
+	for (;;) {
+		char id[IDS_SANDBOX_ID_LEN + 1];
+
+		pthread_mutex_lock(&worker->lock);
+		if (!worker->sandboxes) {
+			pthread_mutex_unlock(&worker->lock);
+			break;
+		}
+		snprintf(id, sizeof(id), "%s", worker->sandboxes->id);
+		pthread_mutex_unlock(&worker->lock);
+		if (worker__end_sandbox(worker, id, STORAGE_SANDBOX_KILLED, reason) == -EAGAIN) {
+			/* PostgreSQL is away: the next start's reconcile ends the row. */
+			log_warn("sandbox %s: stopped, row left for reconcile", id);
+		}
+	}
+}

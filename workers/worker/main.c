@@ -1,0 +1,262 @@
+/* warren-worker: one per host. Consumes creates from the shared commands
+ * topic (consumer group "warren-workers") and operations on its live
+ * sandboxes from its host topic, starts sandboxes in slots with the chosen
+ * runtime, persists every transition and publishes results. The offset of
+ * a command is committed only after its outcome is durable.
+ *
+ * Shutdown (SIGTERM/SIGINT): stop consuming, finish the command in hand,
+ * then stop every live sandbox and mark it killed ("worker shutdown"), so
+ * nothing is left running unaccounted. Documented in workers/README.md. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "warren/clock.h"
+#include "warren/config.h"
+#include "warren/log.h"
+#include "warren/templates.h"
+#include "worker.h"
+
+static struct worker worker_instance;
+
+static void worker__on_signal(int signo)
+{
+	(void)signo;
+	atomic_store(&worker_instance.stopping, true);
+}
+
+struct consumer_thread {
+	struct worker *worker;
+	struct kafka_consumer *consumer;
+	struct kafka_producer *dlq;
+	const char *name;
+	bool creates; /* the shared topic: pause at capacity */
+	pthread_t thread;
+};
+
+/* Polls one consumer: each valid command is handled and committed once
+ * durable; malformed ones go to the DLQ (kafka_consumer__next_event). */
+static void *worker__consume(void *opaque)
+{
+	struct consumer_thread *ct = opaque;
+	struct worker *worker = ct->worker;
+
+	while (!atomic_load(&worker->stopping)) {
+		struct kafka_message msg = { 0 };
+		struct kafka_event ev = { 0 };
+		int rc;
+
+		if (ct->creates) {
+			pthread_mutex_lock(&worker->lock);
+			bool full = worker->live_count >= worker->capacity;
+			pthread_mutex_unlock(&worker->lock);
+			if (full && !kafka_consumer__is_paused(ct->consumer)) {
+				log_info("at capacity (%d sandboxes): pausing creates",
+					 worker->capacity);
+				kafka_consumer__pause(ct->consumer);
+			} else if (!full && kafka_consumer__is_paused(ct->consumer)) {
+				log_info("below capacity: resuming creates");
+				kafka_consumer__resume(ct->consumer);
+			}
+		}
+		rc = kafka_consumer__next_event(ct->consumer, ct->dlq, worker->dlq_topic, 200, &msg,
+					       &ev);
+		if (rc < 0) {
+			log_error("%s consumer: fatal error; retrying in 1 s", ct->name);
+			sleep(1);
+			continue;
+		}
+		if (rc == 0)
+			continue;
+		for (;;) {
+			rc = worker__handle_command(worker, &ev);
+			if (rc != -EAGAIN || atomic_load(&worker->stopping))
+				break;
+			/* PostgreSQL or Kafka is away: hold the message, try again. */
+			log_warn("request %s: dependencies unavailable; retrying", ev.request_id);
+			sleep(1);
+		}
+		if (rc != -EAGAIN)
+			kafka_consumer__commit_message(ct->consumer, &msg);
+		kafka_message__release(&msg);
+		kafka_event__clear(&ev);
+	}
+	return NULL;
+}
+
+/* Registers this host's installed templates in PostgreSQL, so the API can
+ * validate templateID and answer envdVersion. */
+static void worker__register_templates(struct worker *worker)
+{
+	struct template_info *templates = NULL;
+	size_t count = 0;
+
+	if (templates__list(templates__dir(), &templates, &count)) {
+		log_warn("no templates found in %s", templates__dir());
+		return;
+	}
+	for (size_t i = 0; i < count; i++) {
+		struct storage_template row = { 0 };
+		struct storage_error err;
+
+		snprintf(row.id, sizeof(row.id), "%s", templates[i].name);
+		snprintf(row.agent_version, sizeof(row.agent_version), "%s",
+			 templates[i].agent_version);
+		snprintf(row.image_path, sizeof(row.image_path), "%s", templates[i].dir);
+		snprintf(row.content_hash, sizeof(row.content_hash), "%s",
+			 templates[i].content_hash);
+		if (storage__template_upsert(worker->storage, &row, &err))
+			log_warn("template %s: registering failed: %s", row.id, err.message);
+		else
+			log_info("template %s (agent %s) registered", row.id, row.agent_version);
+	}
+	free(templates);
+}
+
+static struct kafka_consumer *worker__consumer(const char *group, const char *topic)
+{
+	char err[256];
+	struct kafka_consumer_config config = {
+		.group_id = group,
+		.session_timeout_ms = (int)config__get_int("kafka_session_timeout_ms", 10000),
+	};
+	struct kafka_consumer *consumer = kafka_consumer__new(&config, err, sizeof(err));
+	const char *topics[] = { topic };
+
+	if (!consumer) {
+		log_error("consumer for %s: %s", topic, err);
+		return NULL;
+	}
+	if (kafka_consumer__subscribe(consumer, topics, 1)) {
+		kafka_consumer__free(consumer);
+		return NULL;
+	}
+	return consumer;
+}
+
+int main(void)
+{
+	struct worker *worker = &worker_instance;
+	struct storage_error serr;
+	struct consumer_thread creates = { 0 }, operations = { 0 };
+	char reason[512], err[256], hostname[64] = "localhost";
+	struct sigaction sa = { .sa_handler = worker__on_signal };
+	int exit_code = 1;
+
+	log__set_component("worker");
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	pthread_mutex_init(&worker->lock, NULL);
+
+	gethostname(hostname, sizeof(hostname) - 1);
+	snprintf(worker->host_id, sizeof(worker->host_id), "%s", config__get("host_id", hostname));
+	worker->token_seed = config__get("token_seed", NULL);
+	worker->capacity = (int)config__get_int("worker_capacity", 32);
+	worker->agent_timeout_ms = (int)config__get_int("agent_timeout_ms", 10000);
+	worker->agent_address_override = config__get("agent_address", NULL);
+	if (!worker->token_seed || strlen(worker->token_seed) < 16) {
+		log_error("token_seed (WARREN_TOKEN_SEED) must be set, at least 16 characters");
+		return 2;
+	}
+	const char *prefix = config__get("kafka_topic_prefix", "");
+	char host_topic[KAFKA_TOPIC_NAME_MAX + 1];
+	if (kafka__host_topic(worker->host_id, host_topic, sizeof(host_topic))) {
+		log_error("host_id \"%s\" is not usable in a topic name", worker->host_id);
+		return 2;
+	}
+	snprintf(worker->host_topic, sizeof(worker->host_topic), "%s%s", prefix, host_topic);
+	snprintf(worker->commands_topic, sizeof(worker->commands_topic), "%s%s", prefix,
+		 KAFKA_TOPIC_SANDBOX_COMMANDS);
+	snprintf(worker->events_topic, sizeof(worker->events_topic), "%s%s", prefix,
+		 KAFKA_TOPIC_SANDBOX_EVENTS);
+	snprintf(worker->dlq_topic, sizeof(worker->dlq_topic), "%s%s", prefix, KAFKA_TOPIC_DLQ);
+
+	worker->runtime = runtime__choose(reason, sizeof(reason));
+	log_warn("RUNTIME: %s — %s", runtime__name(worker->runtime), reason);
+
+	worker->storage = storage__pool_open_config(&serr);
+	if (!worker->storage) {
+		log_error("PostgreSQL: %s", serr.message);
+		goto out;
+	}
+	worker->producer = kafka_producer__new(NULL, NULL, err, sizeof(err));
+	if (!worker->producer) {
+		log_error("Kafka producer: %s", err);
+		goto out;
+	}
+	/* The contract topics (created by the deployment; made here too when
+	 * absent, so a fresh stack or a test prefix works) and our host topic. */
+	const struct {
+		const char *name;
+		int partitions;
+	} topics[] = { { worker->commands_topic, 12 }, { worker->events_topic, 12 },
+		       { worker->dlq_topic, 3 }, { worker->host_topic, 3 } };
+	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
+		if (kafka__create_topic(kafka__brokers(), topics[i].name, topics[i].partitions, 0,
+					15000, err, sizeof(err))) {
+			log_error("topic %s: %s", topics[i].name, err);
+			goto out;
+		}
+	}
+	if (config__get_bool("slots", true)) {
+		struct net_pool_config net_config;
+		net_pool__config_from_settings(&net_config);
+		worker->net = net_pool__new(&net_config);
+		if (!worker->net) {
+			log_error("the slot pool could not be created");
+			goto out;
+		}
+	} else {
+		log_warn("network slots disabled (WARREN_SLOTS=0): sandboxes share the host network");
+	}
+	worker__register_templates(worker);
+	if (worker__reconcile(worker))
+		goto out;
+
+	creates = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
+					    .name = "creates", .creates = true };
+	operations = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
+					       .name = "operations" };
+	creates.consumer = worker__consumer(config__get("worker_group", "warren-workers"),
+					    worker->commands_topic);
+	char host_group[128];
+	snprintf(host_group, sizeof(host_group), "warren-worker-%s", worker->host_id);
+	operations.consumer = worker__consumer(host_group, worker->host_topic);
+	if (!creates.consumer || !operations.consumer)
+		goto out;
+	pthread_create(&creates.thread, NULL, worker__consume, &creates);
+	pthread_create(&operations.thread, NULL, worker__consume, &operations);
+	log_info("ready: host %s, runtime %s, capacity %d, topics %s + %s", worker->host_id,
+		 runtime__name(worker->runtime), worker->capacity, worker->commands_topic,
+		 worker->host_topic);
+
+	while (!atomic_load(&worker->stopping)) {
+		struct timespec pause = { 0, 200 * 1000 * 1000 };
+		worker__housekeeping(worker);
+		nanosleep(&pause, NULL);
+	}
+	log_info("shutting down: finishing the commands in hand");
+	pthread_join(creates.thread, NULL);
+	pthread_join(operations.thread, NULL);
+	worker__stop_all(worker, "worker shutdown");
+	worker__housekeeping(worker);
+	exit_code = 0;
+out:
+	kafka_consumer__free(creates.consumer);
+	kafka_consumer__free(operations.consumer);
+	if (worker->net)
+		net_pool__free(worker->net);
+	kafka_producer__free(worker->producer);
+	if (worker->storage)
+		storage__pool_close(worker->storage);
+	curl_global_cleanup();
+	return exit_code;
+}

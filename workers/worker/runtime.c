@@ -1,0 +1,151 @@
+/* runtime: the probe that picks `vm` or `jail`, and the jail backend.
+ * HOST-NOTES.md: a host whose /dev/kvm is served by kvm_pvm (no VMX/SVM)
+ * boots a Linux kernel but cannot run its user space, so it gets `jail`. */
+#include "runtime.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "warren/config.h"
+#include "warren/jail.h"
+#include "warren/log.h"
+#include "warren/templates.h"
+
+struct runtime_instance {
+	enum runtime_kind kind;
+	struct jail *jail;
+};
+
+const char *runtime__name(enum runtime_kind kind)
+{
+	return kind == RUNTIME_VM ? "vm" : "jail";
+}
+
+/* True when /proc/cpuinfo lists vmx or svm (hardware virtualization). */
+static bool runtime__cpu_has_virtualization(void)
+{
+	char line[4096];
+	bool found = false;
+	FILE *cpuinfo = fopen("/proc/cpuinfo", "re");
+
+	if (!cpuinfo)
+		return false;
+	while (!found && fgets(line, sizeof(line), cpuinfo))
+		if (!strncmp(line, "flags", 5) && (strstr(line, " vmx") || strstr(line, " svm")))
+			found = true;
+	fclose(cpuinfo);
+	return found;
+}
+
+enum runtime_kind runtime__choose(char *reason, size_t reason_len)
+{
+	const char *forced = config__get("runtime", "auto");
+	bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
+	bool pvm = access("/sys/module/kvm_pvm", F_OK) == 0;
+	bool hardware = runtime__cpu_has_virtualization();
+
+	if (!strcasecmp(forced, "jail")) {
+		snprintf(reason, reason_len, "forced by the runtime setting");
+		return RUNTIME_JAIL;
+	}
+	if (!strcasecmp(forced, "vm")) {
+		snprintf(reason, reason_len, "forced by the runtime setting");
+		return RUNTIME_VM;
+	}
+	if (!kvm)
+		snprintf(reason, reason_len, "no usable /dev/kvm on this host");
+	else if (pvm || !hardware)
+		snprintf(reason, reason_len,
+			 "/dev/kvm is %s without VMX/SVM: a Linux guest cannot run user space "
+			 "here (HOST-NOTES.md)",
+			 pvm ? "kvm_pvm" : "present");
+	else
+		snprintf(reason, reason_len,
+			 "hardware KVM present, but the vm runtime is not wired into the worker "
+			 "yet; set runtime=vm to try it");
+	return RUNTIME_JAIL;
+}
+
+static struct runtime_instance *runtime__start_jail(const struct runtime_start *spec, char *err,
+						    size_t err_len)
+{
+	struct template_info template_info;
+	struct runtime_instance *instance = NULL;
+	const char *argv[6];
+	char hostname_env[96];
+	const char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			       "HOME=/root", hostname_env, NULL };
+	struct jail *jail;
+
+	if (templates__read(templates__dir(), spec->template_id, &template_info, err, err_len))
+		return NULL;
+	snprintf(hostname_env, sizeof(hostname_env), "E2B_SANDBOX_ID=%s", spec->sandbox_id);
+	jail__agent_argv(spec->token_hash, argv);
+	struct jail_config config = {
+		.id = spec->sandbox_id,
+		.rootfs = template_info.rootfs,
+		.netns_path = spec->netns_path,
+		.memory_max_bytes = (uint64_t)spec->memory_mib << 20,
+		.cpu_millicores = spec->vcpus * 1000,
+		.pids_max = (uint32_t)config__get_int("sandbox_pids_max", 1024),
+		.argv = argv,
+		.envp = envp,
+	};
+	jail = jail__start(&config, err, err_len);
+	if (!jail)
+		return NULL;
+	instance = calloc(1, sizeof(*instance));
+	if (!instance) {
+		jail__destroy(jail);
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	instance->kind = RUNTIME_JAIL;
+	instance->jail = jail;
+	return instance;
+}
+
+struct runtime_instance *runtime__start(enum runtime_kind kind, const struct runtime_start *spec,
+					char *err, size_t err_len)
+{
+	if (kind == RUNTIME_JAIL)
+		return runtime__start_jail(spec, err, err_len);
+	snprintf(err, err_len, "the vm runtime is not available in this worker yet");
+	return NULL;
+}
+
+void runtime__stop(struct runtime_instance *instance)
+{
+	if (!instance)
+		return;
+	if (instance->jail)
+		jail__destroy(instance->jail);
+	free(instance);
+}
+
+int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count)
+{
+	char **ids = NULL;
+	size_t found = 0;
+	int killed = 0;
+
+	if (kind != RUNTIME_JAIL || jail__list_on_host(NULL, NULL, &ids, &found))
+		return 0;
+	for (size_t i = 0; i < found; i++) {
+		bool kept = false;
+		for (size_t k = 0; k < count && !kept; k++)
+			kept = !strcmp(keep[k], ids[i]);
+		if (kept)
+			continue;
+		if (jail__kill_by_id(NULL, NULL, ids[i]) == 0) {
+			log_info("orphan sandbox %s of a previous worker stopped", ids[i]);
+			killed++;
+		}
+	}
+	jail__free_ids(ids, found);
+	return killed;
+}

@@ -1,0 +1,39 @@
+/* runtime: how the worker starts the inside of a sandbox — `jail` (the
+ * agent as a jailed host process in the slot's namespace) or `vm` (the
+ * guest under warren-vmm behind the slot's tap0). Both give the worker an
+ * agent answering on <address>:49983. ARCHITECTURE.md, "Runtimes". */
+#ifndef WARREN_WORKER_RUNTIME_H
+#define WARREN_WORKER_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum runtime_kind { RUNTIME_JAIL = 0, RUNTIME_VM };
+
+struct runtime_start {
+	const char *sandbox_id;
+	const char *template_id;
+	const char *netns_path;       /* the slot's network namespace */
+	const char *token_hash;       /* "sha256:<hex>" or NULL (secure=false) */
+	uint32_t memory_mib;
+	uint32_t vcpus;
+};
+
+struct runtime_instance;
+
+/* Decides which runtime this host can run (the probe), unless the setting
+ * `runtime` forces one. Writes a human-readable reason. */
+enum runtime_kind runtime__choose(char *reason, size_t reason_len);
+const char *runtime__name(enum runtime_kind kind);
+/* Starts a sandbox; NULL with the reason in err on failure (nothing left
+ * behind). The agent is not yet known to be up: poll its /health. */
+struct runtime_instance *runtime__start(enum runtime_kind kind, const struct runtime_start *spec,
+					char *err, size_t err_len);
+/* Stops everything of the sandbox and frees the instance. Idempotent. */
+void runtime__stop(struct runtime_instance *instance);
+/* Kills what is left of sandboxes a previous worker process on this host
+ * started, except those in keep (count ids). Returns how many it killed. */
+int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count);
+
+#endif
