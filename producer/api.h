@@ -30,6 +30,7 @@ struct api_config {
 	int64_t create_deadline_ms;    /* [create_deadline_ms] default 60000 */
 	int64_t operation_deadline_ms; /* [operation_deadline_ms] default 15000 */
 	int64_t produce_timeout_ms;    /* [kafka_produce_timeout_ms] default 5000 */
+	int64_t pg_start_wait_ms;      /* [pg_start_wait_ms] default 10000 */
 	size_t max_body_bytes;	       /* [api_max_body_bytes] default 1 MiB */
 	int http_threads;	       /* [api_threads] default 8 */
 	int cpu_count, memory_mb, disk_mb; /* [sandbox_cpu_count] 2, [sandbox_memory_mb] 512,

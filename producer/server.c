@@ -57,6 +57,7 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 	c->create_deadline_ms = config__get_int("create_deadline_ms", 60000);
 	c->operation_deadline_ms = config__get_int("operation_deadline_ms", 15000);
 	c->produce_timeout_ms = config__get_int("kafka_produce_timeout_ms", 5000);
+	c->pg_start_wait_ms = config__get_int("pg_start_wait_ms", 10000);
 	c->max_body_bytes = (size_t)config__get_int("api_max_body_bytes", 1024 * 1024);
 	c->http_threads = (int)config__get_int("api_threads", 8);
 	c->cpu_count = (int)config__get_int("sandbox_cpu_count", 2);
@@ -454,6 +455,10 @@ struct api_server *api__server_start(const struct api_config *config, char *err,
 		goto err;
 	}
 	api_pool_thread_started = true;
+	/* Give PostgreSQL a moment before listening, so a healthy start
+	 * never answers 503; past that, serve (503) while it keeps trying. */
+	for (int64_t waited = 0; !api__pool() && waited < config->pg_start_wait_ms; waited += 20)
+		usleep(20 * 1000);
 	server->daemon = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
 			MHD_USE_ERROR_LOG,

@@ -1,0 +1,659 @@
+/* Integration tests of warren-api (issue 7, warren-api; E2B-FACTS.md,
+ * "REST API"): the real binary against the dev-stack PostgreSQL (own
+ * database, migrated by storage) and Kafka (own topics under a unique
+ * kafka_topic_prefix), with an in-process fake worker standing in for
+ * workers/. Needs WARREN_PG_URL and WARREN_KAFKA_BROKERS. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <libpq-fe.h>
+
+#include "api_test_support.h"
+#include "warren/clock.h"
+#include "warren/ids.h"
+#include "warren/tokens.h"
+
+static struct test_stack stack;
+static struct test_api api;
+static struct storage_team team_a, team_b, team_c;
+static char key_a[45], key_b[45], key_c[45];
+
+static int setup(void **state)
+{
+	(void)state;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (!test_stack__up(&stack, "api"))
+		return -1;
+	if (!test_stack__team(&stack, "team-a", "pro", &team_a, key_a) ||
+	    !test_stack__team(&stack, "team-b", "hobby", &team_b, key_b) ||
+	    !test_stack__team(&stack, "team-c", "hobby", &team_c, key_c))
+		return -1;
+	/* Team A creates fast (the creation-rate limit has its own test). */
+	if (storage__team_set_limit(stack.pool, team_a.id, "creation_rate_per_s", 100000, &team_a,
+				    NULL) ||
+	    storage__team_set_limit(stack.pool, team_a.id, "concurrent_sandboxes", 1000, &team_a,
+				    NULL) ||
+	    storage__team_set_limit(stack.pool, team_c.id, "creation_rate_per_s", 100000, &team_c,
+				    NULL))
+		return -1;
+	if (!test_api__start(&api, &stack, NULL, NULL))
+		return -1;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	test_api__stop(&api);
+	test_stack__down(&stack);
+	curl_global_cleanup();
+	return 0;
+}
+
+/* ---- helpers ---- */
+
+static json_t *call(const char *method, const char *path, const char *key, const char *body,
+		    long want_status, struct http_response *out)
+{
+	struct http_response local;
+	struct http_response *response = out ? out : &local;
+	json_t *json;
+
+	assert_true(http__request(api.port, method, path, key, body, NULL, response));
+	if (response->status != want_status)
+		fail_msg("%s %s: status %ld, want %ld: %s", method, path, response->status,
+			 want_status, response->body);
+	json = response->body[0] ? json_loads(response->body, 0, NULL) : NULL;
+	if (!out)
+		http__response_free(&local);
+	return json;
+}
+
+/* Asserts an E2B error body {"code": status, "message": message}. */
+static void expect_error(const char *method, const char *path, const char *key, const char *body,
+			 long status, const char *message)
+{
+	json_t *error = call(method, path, key, body, status, NULL);
+
+	assert_non_null(error);
+	assert_int_equal(json_integer_value(json_object_get(error, "code")), status);
+	if (message)
+		assert_string_equal(json_string_value(json_object_get(error, "message")), message);
+	assert_int_equal(json_object_size(error), 2);
+	json_decref(error);
+}
+
+static void create(const char *key, const char *body, char id[IDS_SANDBOX_ID_LEN + 1])
+{
+	json_t *created = call("POST", "/sandboxes", key, body, 201, NULL);
+
+	assert_non_null(created);
+	assert_true(ids__is_sandbox_id(json_string_value(json_object_get(created, "sandboxID"))));
+	snprintf(id, IDS_SANDBOX_ID_LEN + 1, "%s",
+		 json_string_value(json_object_get(created, "sandboxID")));
+	json_decref(created);
+}
+
+static void not_found_message(const char *id, char *out, size_t len)
+{
+	snprintf(out, len, "Sandbox \"%s\" doesn't exist or you don't have access to it", id);
+}
+
+/* ---- tests ---- */
+
+static void test_create_returns_ready_sandbox_with_tokens(void **state)
+{
+	struct http_response response;
+	struct storage_sandbox row;
+	char access[65], traffic[65], path[64], request_id[64];
+	const char *id;
+	json_t *created, *detail;
+
+	(void)state;
+	created = call("POST", "/sandboxes", key_a,
+		       "{\"templateID\":\"base\",\"timeout\":60,\"secure\":true,"
+		       "\"network\":{\"allowPublicTraffic\":false},\"metadata\":{\"app\":\"one\"},"
+		       "\"envVars\":{\"A\":\"1\"}}",
+		       201, &response);
+	assert_true(http__header(&response, "X-Request-Id", request_id, sizeof(request_id)));
+	assert_true(ids__is_uuid(request_id));
+	http__response_free(&response);
+	id = json_string_value(json_object_get(created, "sandboxID"));
+	assert_true(ids__is_sandbox_id(id));
+	tokens__access_token(TEST_API_SEED, id, access);
+	tokens__traffic_token(TEST_API_SEED, id, traffic);
+	assert_string_equal(json_string_value(json_object_get(created, "templateID")), "base");
+	assert_string_equal(json_string_value(json_object_get(created, "alias")), "base");
+	assert_string_equal(json_string_value(json_object_get(created, "clientID")), stack.host_id);
+	assert_string_equal(json_string_value(json_object_get(created, "envdVersion")), "0.2.0");
+	assert_string_equal(json_string_value(json_object_get(created, "envdAccessToken")), access);
+	assert_string_equal(json_string_value(json_object_get(created, "trafficAccessToken")), traffic);
+	assert_string_equal(json_string_value(json_object_get(created, "domain")), TEST_API_DOMAIN);
+
+	/* PostgreSQL has it running (the worker's write), tokens are not stored. */
+	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
+	assert_int_equal(row.state, STORAGE_SANDBOX_RUNNING);
+	assert_string_equal(row.request_id, request_id);
+	assert_true(row.end_at > clock__realtime_ms() + 50000);
+	assert_true(row.secure);
+	assert_false(row.allow_public_traffic);
+	storage__sandbox_clear(&row);
+
+	snprintf(path, sizeof(path), "/sandboxes/%s", id);
+	detail = call("GET", path, key_a, NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(detail, "sandboxID")), id);
+	assert_string_equal(json_string_value(json_object_get(detail, "state")), "running");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(detail, "metadata"), "app")),
+			    "one");
+	assert_string_equal(json_string_value(json_object_get(detail, "envdAccessToken")), access);
+	assert_non_null(json_object_get(detail, "endAt"));
+	assert_non_null(json_object_get(detail, "cpuCount"));
+	json_decref(detail);
+	json_decref(created);
+}
+
+static void test_create_public_has_null_tokens(void **state)
+{
+	json_t *created;
+
+	(void)state;
+	created = call("POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}", 201, NULL);
+	assert_true(json_is_null(json_object_get(created, "envdAccessToken")));
+	assert_true(json_is_null(json_object_get(created, "trafficAccessToken")));
+	json_decref(created);
+}
+
+static void test_validation_rules_over_http(void **state)
+{
+	char *big;
+
+	(void)state;
+	expect_error("POST", "/sandboxes", key_a, "{}", 400, "templateID is required");
+	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":\"base\",\"timeout\":0}", 400,
+		     "timeout must be greater than 0 seconds");
+	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":\"base\",\"timeout\":86401}", 400,
+		     "Timeout cannot be greater than 24 hours");
+	expect_error("POST", "/sandboxes", key_b, "{\"templateID\":\"base\",\"timeout\":3601}", 400,
+		     "Timeout cannot be greater than 1 hours");
+	expect_error("POST", "/sandboxes", key_a,
+		     "{\"templateID\":\"base\",\"network\":{\"allowPublicTraffic\":false}}", 400,
+		     "allowPublicTraffic=false requires secure=true");
+	expect_error("POST", "/sandboxes", key_a,
+		     "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"example.com\"]}}", 400,
+		     "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out");
+	expect_error("POST", "/sandboxes", key_a,
+		     "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"example.com\"]}}", 400,
+		     "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"example.com\"");
+	expect_error("POST", "/sandboxes", key_a,
+		     "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"300.1.1.1/8\"]}}", 400,
+		     "invalid IP address, CIDR range or domain in denyOut: \"300.1.1.1/8\"");
+	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":\"base\",\"metadata\":{\"a\":1}}",
+		     400, "metadata.a must be a string");
+	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":\"base\",\"envVars\":[]}", 400,
+		     "envVars must be an object of strings");
+	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":", 400, NULL);
+	expect_error("POST", "/sandboxes", key_a, "not json", 400, NULL);
+	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":\"nope\"}", 404,
+		     "template 'nope' not found");
+	/* 2 MiB body: 413 before it is read. */
+	big = malloc(2 * 1024 * 1024 + 1);
+	assert_non_null(big);
+	memset(big, ' ', 2 * 1024 * 1024);
+	big[0] = '{';
+	big[2 * 1024 * 1024 - 1] = '}';
+	big[2 * 1024 * 1024] = '\0';
+	expect_error("POST", "/sandboxes", key_a, big, 413, "request body is larger than 1048576 bytes");
+	free(big);
+	expect_error("PATCH", "/sandboxes", key_a, NULL, 405, "method not allowed");
+	expect_error("GET", "/nothing", key_a, NULL, 404, NULL);
+}
+
+static void test_auth(void **state)
+{
+	(void)state;
+	expect_error("GET", "/sandboxes", NULL, NULL, 401, "missing X-API-Key header");
+	expect_error("GET", "/sandboxes", "e2b_0000000000000000000000000000000000000000", NULL, 401,
+		     "Invalid API key");
+	expect_error("POST", "/sandboxes", "wrong", "{\"templateID\":\"base\"}", 401,
+		     "Invalid API key");
+}
+
+static void test_other_team_gets_404(void **state)
+{
+	char id[IDS_SANDBOX_ID_LEN + 1], path[96], message[160];
+
+	(void)state;
+	create(key_a, "{\"templateID\":\"base\"}", id);
+	not_found_message(id, message, sizeof(message));
+	snprintf(path, sizeof(path), "/sandboxes/%s", id);
+	expect_error("GET", path, key_b, NULL, 404, message);
+	expect_error("DELETE", path, key_b, NULL, 404, message);
+	snprintf(path, sizeof(path), "/sandboxes/%s/timeout", id);
+	expect_error("POST", path, key_b, "{\"timeout\":30}", 404, message);
+	snprintf(path, sizeof(path), "/sandboxes/%s/refreshes", id);
+	expect_error("POST", path, key_b, "{\"duration\":30}", 404, message);
+	snprintf(path, sizeof(path), "/sandboxes/%s/network", id);
+	expect_error("PUT", path, key_b, "{\"allowOut\":[]}", 404, message);
+	/* Team B's list does not show it. */
+	{
+		json_t *list = call("GET", "/sandboxes", key_b, NULL, 200, NULL);
+		size_t i;
+		json_t *item;
+
+		json_array_foreach(list, i, item)
+			assert_string_not_equal(json_string_value(json_object_get(item, "sandboxID")), id);
+		json_decref(list);
+	}
+	not_found_message("inotasandbox", message, sizeof(message));
+	expect_error("GET", "/sandboxes/inotasandbox", key_a, NULL, 404, message);
+}
+
+static void test_list_pagination_and_filters(void **state)
+{
+	char ids[5][IDS_SANDBOX_ID_LEN + 1], token[128], total[16], path[512];
+	struct http_response response;
+	json_t *page, *list;
+	size_t seen = 0, i;
+	json_t *item;
+
+	(void)state;
+	for (int k = 0; k < 5; k++)
+		create(key_c, k < 3 ? "{\"templateID\":\"base\",\"metadata\":{\"group\":\"x y\",\"n\":\"1\"}}"
+				    : "{\"templateID\":\"base\",\"metadata\":{\"group\":\"other\"}}",
+		       ids[k]);
+	/* v1: everything running, E2B's ListedSandbox shape. */
+	list = call("GET", "/sandboxes", key_c, NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 5);
+	item = json_array_get(list, 0);
+	assert_string_equal(json_string_value(json_object_get(item, "sandboxID")), ids[4]);
+	for (const char *const *field = (const char *const[]){ "sandboxID", "templateID", "alias",
+							      "clientID", "startedAt", "endAt",
+							      "cpuCount", "memoryMB", "metadata",
+							      "state", NULL };
+	     *field; field++)
+		if (!json_object_get(item, *field))
+			fail_msg("listed sandbox lacks %s", *field);
+	json_decref(list);
+
+	/* v2 pages of 2: 2 + 2 + 1, X-Next-Token until the end, X-Total-Running. */
+	snprintf(path, sizeof(path), "/v2/sandboxes?limit=2");
+	for (int pages = 0; pages < 3; pages++) {
+		page = call("GET", path, key_c, NULL, 200, &response);
+		assert_true(http__header(&response, "X-Total-Running", total, sizeof(total)));
+		assert_string_equal(total, "5");
+		seen += json_array_size(page);
+		json_decref(page);
+		if (pages < 2) {
+			assert_true(http__header(&response, "X-Next-Token", token, sizeof(token)));
+			snprintf(path, sizeof(path), "/v2/sandboxes?limit=2&nextToken=%s", token);
+		} else {
+			assert_false(http__header(&response, "X-Next-Token", token, sizeof(token)));
+		}
+		http__response_free(&response);
+	}
+	assert_int_equal(seen, 5);
+
+	/* metadata filter as the SDK sends it: urlencode("group=x%20y&n=1"). */
+	list = call("GET", "/v2/sandboxes?metadata=group%3Dx%2520y%26n%3D1", key_c, NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 3);
+	json_array_foreach(list, i, item)
+		assert_string_equal(json_string_value(json_object_get(json_object_get(item, "metadata"), "group")),
+				    "x y");
+	json_decref(list);
+	list = call("GET", "/sandboxes?metadata=group%3Dother", key_c, NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 2);
+	json_decref(list);
+	/* state filters: repeated and comma lists. */
+	list = call("GET", "/v2/sandboxes?state=paused", key_c, NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 0);
+	json_decref(list);
+	list = call("GET", "/v2/sandboxes?state=paused&state=running", key_c, NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 5);
+	json_decref(list);
+	list = call("GET", "/v2/sandboxes?state=paused,running", key_c, NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 5);
+	json_decref(list);
+	expect_error("GET", "/v2/sandboxes?state=bogus", key_c, NULL, 400,
+		     "unknown sandbox state \"bogus\"");
+	expect_error("GET", "/v2/sandboxes?limit=101", key_c, NULL, 400,
+		     "limit must be an integer from 1 to 100");
+	expect_error("GET", "/v2/sandboxes?nextToken=garbage", key_c, NULL, 400, "invalid nextToken");
+	/* clean up for the concurrency test */
+	for (int k = 0; k < 5; k++) {
+		snprintf(path, sizeof(path), "/sandboxes/%s", ids[k]);
+		call("DELETE", path, key_c, NULL, 204, NULL);
+	}
+}
+
+static void test_timeout_and_refresh_move_end_at(void **state)
+{
+	char id[IDS_SANDBOX_ID_LEN + 1], path[96];
+	struct storage_sandbox row;
+	int64_t before;
+
+	(void)state;
+	create(key_a, "{\"templateID\":\"base\",\"timeout\":30}", id);
+	snprintf(path, sizeof(path), "/sandboxes/%s/timeout", id);
+	before = clock__realtime_ms();
+	call("POST", path, key_a, "{\"timeout\":600}", 204, NULL);
+	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
+	assert_true(row.end_at >= before + 599000 && row.end_at <= clock__realtime_ms() + 601000);
+	storage__sandbox_clear(&row);
+	/* Shorter is allowed for /timeout (TTL from now). */
+	call("POST", path, key_a, "{\"timeout\":20}", 204, NULL);
+	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
+	assert_true(row.end_at <= clock__realtime_ms() + 21000);
+	storage__sandbox_clear(&row);
+	expect_error("POST", path, key_a, "{\"timeout\":0}", 400, "timeout must be greater than 0 seconds");
+	expect_error("POST", path, key_a, "{}", 400, "timeout is required");
+	expect_error("POST", path, key_a, "{bad", 400, NULL);
+
+	snprintf(path, sizeof(path), "/sandboxes/%s/refreshes", id);
+	before = clock__realtime_ms();
+	call("POST", path, key_a, "{\"duration\":1000}", 204, NULL);
+	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
+	assert_true(row.end_at >= before + 999000);
+	storage__sandbox_clear(&row);
+	/* A refresh never shortens. */
+	call("POST", path, key_a, NULL, 204, NULL);
+	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
+	assert_true(row.end_at >= before + 999000);
+	storage__sandbox_clear(&row);
+	/* The host was told (best effort, after the PostgreSQL write). */
+	for (int i = 0; i < 100 && fake_worker__count("set_timeout") < 3; i++)
+		usleep(20 * 1000);
+	assert_true(fake_worker__count("set_timeout") >= 3);
+}
+
+static void test_kill_then_404(void **state)
+{
+	char id[IDS_SANDBOX_ID_LEN + 1], path[96], message[160];
+	struct storage_sandbox row;
+
+	(void)state;
+	create(key_a, "{\"templateID\":\"base\"}", id);
+	snprintf(path, sizeof(path), "/sandboxes/%s", id);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
+	assert_int_equal(row.state, STORAGE_SANDBOX_KILLED);
+	storage__sandbox_clear(&row);
+	not_found_message(id, message, sizeof(message));
+	expect_error("GET", path, key_a, NULL, 404, message);
+	expect_error("DELETE", path, key_a, NULL, 404, message);
+}
+
+static void test_pause_and_network(void **state)
+{
+	char id[IDS_SANDBOX_ID_LEN + 1], path[96];
+
+	(void)state;
+	create(key_a, "{\"templateID\":\"base\"}", id);
+	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
+	expect_error("POST", path, key_a, NULL, 409, "pause is not supported by this runtime");
+	snprintf(path, sizeof(path), "/sandboxes/%s/network", id);
+	call("PUT", path, key_a, "{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}", 204,
+	     NULL);
+	assert_true(fake_worker__count("update_network") >= 1);
+	expect_error("PUT", path, key_a, "{\"denyOut\":[\"example.com\"]}", 400,
+		     "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"example.com\"");
+	expect_error("PUT", path, key_a, "{\"allowOut\":[\"example.com\"]}", 400,
+		     "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out");
+}
+
+static void test_failed_create_is_reported(void **state)
+{
+	PGconn *conn;
+	PGresult *result;
+
+	(void)state;
+	expect_error("POST", "/sandboxes", key_a,
+		     "{\"templateID\":\"base\",\"metadata\":{\"fake\":\"fail\"}}", 500, "fake failure");
+	/* The request row is finished as failed (read-only check from the test). */
+	conn = PQconnectdb(stack.db_url);
+	assert_int_equal(PQstatus(conn), CONNECTION_OK);
+	result = PQexec(conn, "SELECT count(*) FROM sandboxes WHERE state = 'failed' AND "
+			      "failure_reason = 'fake failure'");
+	assert_int_equal(PQresultStatus(result), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(result, 0, 0), "1");
+	PQclear(result);
+	PQfinish(conn);
+}
+
+static void test_request_id_is_idempotency_key(void **state)
+{
+	struct http_response first, second;
+	char request_id[IDS_UUID_LEN + 1], echoed[64];
+	json_t *a, *b;
+
+	(void)state;
+	ids__uuid(request_id);
+	assert_true(http__request(api.port, "POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}",
+				  request_id, &first));
+	assert_int_equal(first.status, 201);
+	assert_true(http__header(&first, "X-Request-Id", echoed, sizeof(echoed)));
+	assert_string_equal(echoed, request_id);
+	assert_true(http__request(api.port, "POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}",
+				  request_id, &second));
+	assert_int_equal(second.status, 201);
+	a = json_loads(first.body, 0, NULL);
+	b = json_loads(second.body, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(a, "sandboxID")),
+			    json_string_value(json_object_get(b, "sandboxID")));
+	json_decref(a);
+	json_decref(b);
+	http__response_free(&first);
+	http__response_free(&second);
+	/* Another team cannot reuse it. */
+	assert_true(http__request(api.port, "POST", "/sandboxes", key_b, "{\"templateID\":\"base\"}",
+				  request_id, &second));
+	assert_int_equal(second.status, 409);
+	http__response_free(&second);
+}
+
+static void test_concurrency_limit_21st_is_429(void **state)
+{
+	char ids[20][IDS_SANDBOX_ID_LEN + 1], value[32], path[96];
+	struct http_response response;
+	json_t *error;
+
+	(void)state;
+	for (int i = 0; i < 20; i++)
+		create(key_c, "{\"templateID\":\"base\"}", ids[i]);
+	error = call("POST", "/sandboxes", key_c, "{\"templateID\":\"base\"}", 429, &response);
+	assert_int_equal(json_integer_value(json_object_get(error, "code")), 429);
+	assert_string_equal(json_string_value(json_object_get(error, "message")),
+			    "you have reached the maximum number of concurrent sandboxes (20)");
+	json_decref(error);
+	assert_true(http__header(&response, "RateLimit-Limit", value, sizeof(value)));
+	assert_string_equal(value, "20");
+	assert_true(http__header(&response, "RateLimit-Remaining", value, sizeof(value)));
+	assert_string_equal(value, "0");
+	assert_true(http__header(&response, "RateLimit-Reset", value, sizeof(value)));
+	assert_true(http__header(&response, "Retry-After", value, sizeof(value)));
+	assert_true(atoi(value) >= 1);
+	http__response_free(&response);
+	/* A kill frees the slot at once. */
+	snprintf(path, sizeof(path), "/sandboxes/%s", ids[0]);
+	call("DELETE", path, key_c, NULL, 204, NULL);
+	create(key_c, "{\"templateID\":\"base\"}", ids[0]);
+}
+
+static void test_creation_rate_limit(void **state)
+{
+	struct http_response response;
+	char value[32];
+	int created = 0, limited = 0;
+
+	(void)state;
+	/* Team B: hobby, 1 creation per second with a burst of 2. Earlier
+	 * tests spent some of its budget: after 2 s the whole burst is back. */
+	sleep(2);
+	for (int i = 0; i < 3; i++) {
+		assert_true(http__request(api.port, "POST", "/sandboxes", key_b,
+					  "{\"templateID\":\"base\"}", NULL, &response));
+		if (response.status == 201)
+			created++;
+		if (response.status == 429) {
+			limited++;
+			assert_non_null(strstr(response.body,
+					       "rate limit exceeded: at most 1 sandbox creations per second"));
+			assert_true(http__header(&response, "RateLimit-Limit", value, sizeof(value)));
+			assert_string_equal(value, "1");
+			assert_true(http__header(&response, "Retry-After", value, sizeof(value)));
+			assert_string_equal(value, "1");
+			assert_true(http__header(&response, "RateLimit-Remaining", value, sizeof(value)));
+			assert_string_equal(value, "0");
+		}
+		http__response_free(&response);
+	}
+	assert_int_equal(created, 2);
+	assert_int_equal(limited, 1);
+}
+
+static void test_create_deadline_answers_504_and_get_finds_it(void **state)
+{
+	static const char *const env[] = { "WARREN_CREATE_DEADLINE_MS=300", NULL };
+	struct test_api second;
+	struct http_response response;
+	json_t *error;
+	char path[96], id[IDS_SANDBOX_ID_LEN + 1];
+	const char *message;
+
+	(void)state;
+	assert_true(test_api__start(&second, &stack, NULL, env));
+	assert_true(http__request(second.port, "POST", "/sandboxes", key_a,
+				  "{\"templateID\":\"base\",\"metadata\":{\"fake\":\"silent\"}}", NULL,
+				  &response));
+	test_api__stop(&second);
+	assert_int_equal(response.status, 504);
+	error = json_loads(response.body, 0, NULL);
+	http__response_free(&response);
+	message = json_string_value(json_object_get(error, "message"));
+	assert_non_null(strstr(message, "is still starting"));
+	/* "sandbox <id> is still starting ...": GET finds it, starting. */
+	snprintf(id, sizeof(id), "%.21s", message + 8);
+	json_decref(error);
+	snprintf(path, sizeof(path), "/sandboxes/%s", id);
+	error = call("GET", path, key_a, NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(error, "state")), "starting");
+	json_decref(error);
+	/* A starting sandbox that no host holds yet is killed in place. */
+	call("DELETE", path, key_a, NULL, 204, NULL);
+}
+
+static void test_postgres_outage_503_then_recovery(void **state)
+{
+	struct tcp_forwarder *forwarder;
+	struct test_api second;
+	struct http_response response;
+	char url[2600], *port;
+	long status = 0;
+
+	(void)state;
+	/* A second instance reaches PostgreSQL through a forwarder we can cut. */
+	port = strstr(stack.db_url, "port='");
+	assert_non_null(port);
+	forwarder = tcp_forwarder__start(atoi(port + 6));
+	assert_non_null(forwarder);
+	snprintf(url, sizeof(url), "%.*sport='%d'%s", (int)(port - stack.db_url), stack.db_url,
+		 tcp_forwarder__port(forwarder), strchr(port + 6, '\'') + 1);
+	assert_true(test_api__start(&second, &stack, url, NULL));
+	for (int i = 0; i < 100 && status != 200; i++) {
+		assert_true(http__request(second.port, "GET", "/v2/sandboxes", key_a, NULL, NULL,
+					  &response));
+		status = response.status;
+		http__response_free(&response);
+		if (status != 200)
+			usleep(100 * 1000);
+	}
+	assert_int_equal(status, 200);
+
+	tcp_forwarder__cut(forwarder);
+	assert_true(http__request(second.port, "GET", "/v2/sandboxes", key_a, NULL, NULL, &response));
+	assert_int_equal(response.status, 503);
+	assert_non_null(strstr(response.body, "\"code\":503"));
+	http__response_free(&response);
+	assert_true(http__request(second.port, "POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}",
+				  NULL, &response));
+	assert_int_equal(response.status, 503);
+	http__response_free(&response);
+
+	/* Back: it recovers by itself. */
+	assert_true(tcp_forwarder__restore(forwarder));
+	status = 0;
+	for (int i = 0; i < 100 && status != 200; i++) {
+		assert_true(http__request(second.port, "GET", "/v2/sandboxes", key_a, NULL, NULL,
+					  &response));
+		status = response.status;
+		http__response_free(&response);
+		if (status != 200)
+			usleep(100 * 1000);
+	}
+	test_api__stop(&second);
+	tcp_forwarder__free(forwarder);
+	assert_int_equal(status, 200);
+}
+
+static int compare_ms(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Create latency through API + Kafka + fake worker, sequential creates. */
+static void test_create_latency(void **state)
+{
+	enum { CREATES = 200 };
+	static double latency[CREATES];
+	struct http_response response;
+
+	(void)state;
+	for (int i = 0; i < CREATES; i++) {
+		uint64_t start = clock__monotonic_ns();
+
+		assert_true(http__request(api.port, "POST", "/sandboxes", key_a,
+					  "{\"templateID\":\"base\",\"metadata\":{\"bench\":\"1\"}}",
+					  NULL, &response));
+		latency[i] = (double)(clock__monotonic_ns() - start) / 1e6;
+		if (response.status != 201)
+			fail_msg("create %d: %ld %s", i, response.status, response.body);
+		http__response_free(&response);
+	}
+	qsort(latency, CREATES, sizeof(latency[0]), compare_ms);
+	printf("api create latency (API + Kafka + fake worker, %d sequential creates): "
+	       "p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+	       CREATES, latency[CREATES / 2], latency[CREATES * 99 / 100], latency[CREATES - 1]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create_returns_ready_sandbox_with_tokens),
+		cmocka_unit_test(test_create_public_has_null_tokens),
+		cmocka_unit_test(test_validation_rules_over_http),
+		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_other_team_gets_404),
+		cmocka_unit_test(test_list_pagination_and_filters),
+		cmocka_unit_test(test_timeout_and_refresh_move_end_at),
+		cmocka_unit_test(test_kill_then_404),
+		cmocka_unit_test(test_pause_and_network),
+		cmocka_unit_test(test_failed_create_is_reported),
+		cmocka_unit_test(test_request_id_is_idempotency_key),
+		cmocka_unit_test(test_concurrency_limit_21st_is_429),
+		cmocka_unit_test(test_creation_rate_limit),
+		cmocka_unit_test(test_create_deadline_answers_504_and_get_finds_it),
+		cmocka_unit_test(test_postgres_outage_503_then_recovery),
+		cmocka_unit_test(test_create_latency),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
