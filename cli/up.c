@@ -1,0 +1,39 @@
+/* `warren up|down|status`: the whole stack on this machine (scripts/stack
+ * does the orchestration; this finds it and runs it). */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static int cli_up__exec(const char *verb)
+{
+	char script[PATH_MAX];
+	const char *source = getenv("WARREN_SOURCE_DIR");
+
+	snprintf(script, sizeof(script), "%s/scripts/stack", source ? source : WARREN_SOURCE_DIR);
+	execl("/bin/bash", "bash", script, verb, (char *)NULL);
+	perror("warren: running scripts/stack");
+	return 1;
+}
+
+static int cli_up__up(int argc, char **argv)
+{
+	return cli_up__exec("up");
+}
+
+static int cli_up__down(int argc, char **argv)
+{
+	return cli_up__exec("down");
+}
+
+static int cli_up__status(int argc, char **argv)
+{
+	return cli_up__exec("status");
+}
+
+CLI_COMMAND(up, "up", "start PostgreSQL, Kafka, worker, api and proxy on this machine", cli_up__up)
+CLI_COMMAND(down, "down", "stop everything `warren up` started", cli_up__down)
+CLI_COMMAND(status, "status", "show the stack and the E2B_* settings for it", cli_up__status)
