@@ -1,0 +1,407 @@
+/* The egress policy matrix (issue 6), run from inside a slot as a plain
+ * process (the jail runtime's path: OUTPUT hook). Every rule of the
+ * semantics has a named test here; docs/network.md lists them. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "net_internal.h"
+#include "netenv.h"
+
+static struct net_slot_info slot;
+static int slot_index = -1;
+
+static void acquire(const char *spec_json, uint32_t limit)
+{
+	json_error_t error;
+	json_t *spec = json_loads(spec_json, 0, &error);
+	char message[256];
+	struct net_policy *policy;
+
+	assert_non_null(spec);
+	policy = net_policy__parse(spec, limit, message, sizeof(message));
+	json_decref(spec);
+	if (!policy)
+		fail_msg("policy %s rejected: %s", spec_json, message);
+	slot_index = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, policy, &slot);
+	net_policy__free(policy);
+	assert_true(slot_index >= 0);
+}
+
+static int release(void **state)
+{
+	(void)state;
+	if (slot_index >= 0)
+		assert_int_equal(net_pool__release(netenv.pool, slot_index), 0);
+	slot_index = -1;
+	return 0;
+}
+
+static void replace(const char *spec_json)
+{
+	json_t *spec = json_loads(spec_json, 0, NULL);
+	char message[256];
+	struct net_policy *policy = net_policy__parse(spec, 0, message, sizeof(message));
+
+	json_decref(spec);
+	assert_non_null(policy);
+	assert_int_equal(net_pool__set_policy(netenv.pool, slot_index, policy), 0);
+	net_policy__free(policy);
+}
+
+/* curl from inside the slot; returns curl's exit status, body in out. */
+static int curl(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int curl(char *out, size_t size, const char *fmt, ...)
+{
+	char args[512];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	rc = netenv__capture(out, size, "ip netns exec %s curl -sS -m 4 --connect-timeout 2 --cacert %s/ca.pem %s 2>&1",
+			     slot.netns_name, netenv.dir, args);
+	printf("  [%s] curl %s -> %d %s", slot.netns_name, args, rc, out);
+	if (!strchr(out, '\n'))
+		printf("\n");
+	return rc;
+}
+
+/* An HTTP GET that must reach the fake internet at address. */
+static void expect_http(const char *name, const char *address, const char *served_by)
+{
+	char out[1024], expect[128];
+
+	assert_int_equal(curl(out, sizeof(out), "--resolve %s:80:%s http://%s/", name, address, name), 0);
+	snprintf(expect, sizeof(expect), "ip=%s host=%s", served_by, name);
+	assert_non_null(strstr(out, expect));
+}
+
+static void expect_https(const char *name, const char *address, const char *served_by)
+{
+	char out[1024], expect[160];
+
+	assert_int_equal(curl(out, sizeof(out), "--resolve %s:443:%s https://%s/", name, address, name), 0);
+	snprintf(expect, sizeof(expect), "ip=%s host=%s sni=%s", served_by, name, name);
+	assert_non_null(strstr(out, expect));
+}
+
+/* A direct TCP connection that must be refused (reset by the policy). */
+static void expect_refused(const char *address, unsigned port)
+{
+	int fd = netenv__connect_from(slot.netns_path, address, port);
+
+	if (fd >= 0)
+		close(fd);
+	assert_true(fd == -ECONNREFUSED || fd == -EHOSTUNREACH || fd == -EACCES || fd == -EPERM);
+}
+
+static void expect_connects(const char *address, unsigned port)
+{
+	int fd = netenv__connect_from(slot.netns_path, address, port);
+
+	if (fd < 0)
+		fail_msg("connect %s:%u from the slot: %s", address, port, strerror(-fd));
+	close(fd);
+}
+
+static struct net_slot_counters counters(void)
+{
+	struct net_slot_counters c;
+
+	assert_int_equal(net_pool__counters(netenv.pool, slot_index, &c), 0);
+	return c;
+}
+
+/* --- the matrix ------------------------------------------------------- */
+
+static void test_default_allows_internet(void **state)
+{
+	(void)state;
+	acquire("{}", 0);
+	expect_http("allowed.test", "192.0.2.10", "192.0.2.10");
+	expect_https("allowed.test", "192.0.2.10", "192.0.2.10");
+	expect_connects("203.0.113.10", 9002);
+	assert_true(counters().allowed_connections >= 3);
+}
+
+static void test_deny_all_traffic(void **state)
+{
+	(void)state;
+	acquire("{\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
+	expect_refused("192.0.2.10", 80);
+	expect_refused("198.51.100.10", 443);
+	assert_true(counters().denied_connections >= 2);
+}
+
+static void test_deny_all_cidr_form(void **state)
+{
+	(void)state;
+	acquire("{\"denyOut\":[\"0.0.0.0/0\"]}", 0);
+	expect_refused("203.0.113.10", 9002);
+}
+
+static void test_deny_one_ip(void **state)
+{
+	(void)state;
+	acquire("{\"denyOut\":[\"192.0.2.10\"]}", 0);
+	expect_refused("192.0.2.10", 80);
+	expect_connects("192.0.2.11", 80);
+}
+
+static void test_allow_beats_deny_ip(void **state)
+{
+	(void)state;
+	acquire("{\"allowOut\":[\"192.0.2.10\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
+	expect_connects("192.0.2.10", 80);
+	expect_refused("192.0.2.11", 80);
+}
+
+static void test_allow_beats_deny_cidr(void **state)
+{
+	(void)state;
+	acquire("{\"allowOut\":[\"192.0.2.10/31\"],\"denyOut\":[\"192.0.2.0/24\"]}", 0);
+	expect_connects("192.0.2.10", 9002);
+	expect_connects("192.0.2.11", 9002);
+	expect_refused("192.0.2.20", 9002);
+	expect_connects("198.51.100.10", 9002); /* outside the denied /24 */
+}
+
+static void test_internal_ranges_denied(void **state)
+{
+	char host[INET_ADDRSTRLEN];
+
+	(void)state;
+	acquire("{}", 0);
+	/* The host side of the veth runs the proxy: 10/8, internal. */
+	inet_ntop(AF_INET, &slot.host_address, host, sizeof(host));
+	expect_refused(host, netenv.config.proxy_http_port);
+	expect_refused("169.254.169.254", 80);
+	expect_refused("192.168.1.1", 80);
+	expect_refused("172.16.0.1", 80);
+	expect_refused("100.64.0.1", 80);
+}
+
+static void test_internal_range_explicitly_allowed(void **state)
+{
+	char host[INET_ADDRSTRLEN];
+
+	(void)state;
+	acquire("{\"allowOut\":[\"10.0.0.0/8\"]}", 0);
+	inet_ntop(AF_INET, &slot.host_address, host, sizeof(host));
+	expect_connects(host, netenv.config.proxy_http_port);
+}
+
+static void test_domain_http_by_host(void **state)
+{
+	char out[1024];
+
+	(void)state;
+	acquire("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
+	expect_http("allowed.test", "192.0.2.10", "192.0.2.10");
+	expect_http("ALLOWED.TEST.", "192.0.2.10", "192.0.2.10"); /* case, trailing dot */
+	/* Another name on the same IP: 403 from the proxy. */
+	assert_int_equal(curl(out, sizeof(out), "--resolve other.test:80:192.0.2.10 http://other.test/"), 0);
+	assert_non_null(strstr(out, "blocked by the network policy"));
+	/* Other ports are judged by CIDR rules only: denied. */
+	expect_refused("192.0.2.10", 9002);
+	assert_true(counters().proxy_allowed >= 2);
+	assert_true(counters().proxy_denied >= 1);
+}
+
+static void test_domain_https_by_sni(void **state)
+{
+	char out[1024];
+
+	(void)state;
+	acquire("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
+	expect_https("allowed.test", "192.0.2.10", "192.0.2.10");
+	assert_int_not_equal(curl(out, sizeof(out), "--resolve other.test:443:192.0.2.10 https://other.test/"), 0);
+	assert_null(strstr(out, "ip="));
+}
+
+static void test_wildcard_suffix(void **state)
+{
+	char out[1024];
+
+	(void)state;
+	acquire("{\"allowOut\":[\"*.example.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
+	expect_https("sub.example.test", "192.0.2.11", "192.0.2.11");
+	expect_http("sub.example.test", "192.0.2.11", "192.0.2.11");
+	assert_int_not_equal(curl(out, sizeof(out), "--resolve example.test:443:192.0.2.11 https://example.test/"), 0);
+	assert_int_not_equal(
+		curl(out, sizeof(out), "--resolve evil-example.test:443:192.0.2.11 https://evil-example.test/"), 0);
+	assert_int_equal(curl(out, sizeof(out), "--resolve evil-example.test:80:192.0.2.11 http://evil-example.test/"),
+			 0);
+	assert_non_null(strstr(out, "blocked by the network policy"));
+}
+
+static void test_proxy_dials_resolved_not_guest_address(void **state)
+{
+	(void)state;
+	/* The guest aims split.test at 203.0.113.10 (denied); the proxy
+	 * resolves split.test itself (198.51.100.10) and dials that. */
+	acquire("{\"allowOut\":[\"split.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
+	expect_https("split.test", "203.0.113.10", "198.51.100.10");
+	expect_http("split.test", "203.0.113.10", "198.51.100.10");
+	expect_refused("203.0.113.10", 9002);
+}
+
+static void test_proxy_refuses_internal_answer(void **state)
+{
+	char out[1024];
+
+	(void)state;
+	acquire("{\"allowOut\":[\"internal.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
+	assert_int_equal(curl(out, sizeof(out), "--resolve internal.test:80:192.0.2.10 http://internal.test/"), 0);
+	assert_non_null(strstr(out, "blocked by the network policy"));
+	assert_int_not_equal(curl(out, sizeof(out), "--resolve internal.test:443:192.0.2.10 https://internal.test/"), 0);
+}
+
+static void test_nameserver_allowed_with_domains(void **state)
+{
+	struct in_addr answers[4];
+	int ns;
+
+	(void)state;
+	acquire("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
+	/* DNS from inside the slot to the configured nameserver works. */
+	ns = netenv__capture(NULL, 0,
+			     "ip netns exec %s python3 -c \"import socket;s=socket.socket(2,2);s.settimeout(2);"
+			     "s.sendto(b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x07allowed\\x04test"
+			     "\\x00\\x00\\x01\\x00\\x01',('192.0.2.53',53));s.recv(512)\"",
+			     slot.netns_name);
+	assert_int_equal(ns, 0);
+	release(state);
+	acquire("{\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
+	ns = netenv__capture(NULL, 0,
+			     "ip netns exec %s python3 -c \"import socket;s=socket.socket(2,2);s.settimeout(1);"
+			     "s.sendto(b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x07allowed\\x04test"
+			     "\\x00\\x00\\x01\\x00\\x01',('192.0.2.53',53));s.recv(512)\" 2>/dev/null",
+			     slot.netns_name);
+	assert_int_not_equal(ns, 0);
+	(void)answers;
+}
+
+static void test_connection_limit(void **state)
+{
+	int fds[6];
+
+	(void)state;
+	acquire("{}", 5);
+	for (int i = 0; i < 5; i++) {
+		fds[i] = netenv__connect_from(slot.netns_path, "192.0.2.10", 9000);
+		if (fds[i] < 0)
+			fail_msg("connection %d of 5 refused: %s", i + 1, strerror(-fds[i]));
+	}
+	fds[5] = netenv__connect_from(slot.netns_path, "192.0.2.10", 9000);
+	assert_true(fds[5] < 0); /* N+1 refused */
+	assert_true(counters().limit_hits >= 1);
+	/* One closed: room again (conntrack forgets closed connections). */
+	close(fds[0]);
+	fds[0] = -1;
+	for (int attempt = 0; attempt < 40 && fds[0] < 0; attempt++) {
+		usleep(50 * 1000);
+		fds[0] = netenv__connect_from(slot.netns_path, "192.0.2.10", 9000);
+	}
+	assert_true(fds[0] >= 0);
+	for (int i = 0; i < 5; i++)
+		close(fds[i]);
+}
+
+static void test_live_replacement(void **state)
+{
+	char reply[64] = { 0 };
+	ssize_t n;
+	int old;
+
+	(void)state;
+	acquire("{}", 0);
+	old = netenv__connect_from(slot.netns_path, "192.0.2.10", 9001);
+	assert_true(old >= 0);
+	replace("{\"denyOut\":[\"ALL_TRAFFIC\"]}");
+	/* New connections see the new rules... */
+	expect_refused("192.0.2.10", 9001);
+	/* ...established ones follow conntrack. */
+	assert_int_equal(send(old, "hello", 5, MSG_NOSIGNAL), 5);
+	shutdown(old, SHUT_WR);
+	n = recv(old, reply, sizeof(reply) - 1, 0);
+	close(old);
+	assert_true(n > 0);
+	assert_string_equal(reply, "5\n");
+	replace("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}");
+	expect_https("allowed.test", "192.0.2.10", "192.0.2.10");
+	replace("{}");
+	expect_connects("192.0.2.10", 9001);
+	/* Counters survive replacement (banked). */
+	assert_true(counters().denied_connections >= 1);
+	assert_true(counters().proxy_allowed >= 1);
+}
+
+static void test_allow_internet_access_false(void **state)
+{
+	(void)state;
+	acquire("{\"allow_internet_access\":false}", 0);
+	expect_refused("192.0.2.10", 80);
+	release(state);
+	acquire("{\"allow_internet_access\":false,\"allowOut\":[\"192.0.2.10\"]}", 0);
+	expect_connects("192.0.2.10", 80);
+	expect_refused("192.0.2.11", 80);
+}
+
+static void test_counters_bytes(void **state)
+{
+	struct net_slot_counters c;
+
+	(void)state;
+	acquire("{}", 0);
+	expect_http("allowed.test", "192.0.2.10", "192.0.2.10");
+	c = counters();
+	assert_true(c.bytes_out > 0);
+	assert_true(c.bytes_in > 0);
+}
+
+#define T(f) cmocka_unit_test_teardown(f, release)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_default_allows_internet),
+		T(test_deny_all_traffic),
+		T(test_deny_all_cidr_form),
+		T(test_deny_one_ip),
+		T(test_allow_beats_deny_ip),
+		T(test_allow_beats_deny_cidr),
+		T(test_internal_ranges_denied),
+		T(test_internal_range_explicitly_allowed),
+		T(test_domain_http_by_host),
+		T(test_domain_https_by_sni),
+		T(test_wildcard_suffix),
+		T(test_proxy_dials_resolved_not_guest_address),
+		T(test_proxy_refuses_internal_answer),
+		T(test_nameserver_allowed_with_domains),
+		T(test_connection_limit),
+		T(test_live_replacement),
+		T(test_allow_internet_access_false),
+		T(test_counters_bytes),
+	};
+	int rc = netenv__up(1);
+
+	if (rc == 77)
+		return 77;
+	if (rc != 0)
+		return 1;
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	netenv__down();
+	return rc;
+}

@@ -1,0 +1,448 @@
+/* egress: the domain-filtering egress proxy (ARCHITECTURE.md "Sandbox
+ * network"; design in docs/network.md "Egress proxy").
+ *
+ * A thread of the worker, in the host namespace. A slot whose policy has
+ * domain entries DNATs its TCP 80 to <host side of its veth>:http_port and
+ * 443 to :tls_port. The source address of an accepted connection is the
+ * slot address (jail: the process's own; vm: SNAT'ed), which names the slot
+ * and so its policy. The proxy reads the HTTP Host header or the TLS SNI
+ * without terminating TLS, matches it, resolves the name itself with the
+ * configured resolver, refuses internal answers, dials the resolved
+ * address (never the one the sandbox asked for) and splices both ways. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "net_internal.h"
+#include "warren/ids.h"
+#include "warren/log.h"
+
+#define HEAD_MAX (16384 + 5)   /* one TLS record, or an HTTP request head */
+#define HEAD_TIMEOUT_MS 10000
+#define DIAL_TIMEOUT_MS 5000
+#define DNS_TIMEOUT_MS 2000
+#define SPLICE_CHUNK (64 * 1024)
+
+static const char forbidden_response[] = "HTTP/1.1 403 Forbidden\r\n"
+					 "Content-Type: text/plain\r\n"
+					 "Content-Length: 54\r\n"
+					 "Connection: close\r\n"
+					 "\r\n"
+					 "Egress to this host is blocked by the network policy.\n";
+static const char bad_gateway_response[] = "HTTP/1.1 502 Bad Gateway\r\n"
+					   "Content-Type: text/plain\r\n"
+					   "Content-Length: 32\r\n"
+					   "Connection: close\r\n"
+					   "\r\n"
+					   "The upstream could not be dialed";
+
+struct connection {
+	struct net_pool *pool;
+	int fd;
+	bool tls;
+	struct sockaddr_in peer;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Waits for fd to be ready for events; false on timeout or stop. */
+static bool wait_ready(struct net_pool *pool, int fd, short events, int timeout_ms)
+{
+	struct pollfd fds[2] = { { .fd = fd, .events = events }, { .fd = pool->stop_fd, .events = POLLIN } };
+	int n;
+
+	do
+		n = poll(fds, 2, timeout_ms);
+	while (n < 0 && errno == EINTR);
+	return n > 0 && !fds[1].revents && fds[0].revents;
+}
+
+int egress__resolve(struct in_addr server, uint16_t port, const char *name, struct in_addr *out, int max)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = server };
+	uint8_t query[512], answer[1500];
+	int fd, query_len, count = -1;
+
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0)
+		goto out;
+	for (int attempt = 0; attempt < 2 && count < 0; attempt++) {
+		uint16_t id;
+		int64_t deadline = now_ms() + DNS_TIMEOUT_MS;
+
+		ids__random_bytes(&id, sizeof(id));
+		query_len = net_parse__dns_query(query, sizeof(query), id, name);
+		if (query_len < 0)
+			goto out;
+		if (send(fd, query, (size_t)query_len, 0) != query_len)
+			continue;
+		/* Stray or forged datagrams are skipped until the deadline. */
+		while (count < 0) {
+			struct pollfd p = { .fd = fd, .events = POLLIN };
+			int64_t left = deadline - now_ms();
+			ssize_t n;
+
+			if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+				break;
+			n = recv(fd, answer, sizeof(answer), 0);
+			if (n <= 0)
+				continue;
+			count = net_parse__dns_answer(answer, (size_t)n, id, out, max);
+		}
+	}
+out:
+	close(fd);
+	return count;
+}
+
+/* Non-blocking connect with a deadline; the socket is blocking again on
+ * return. -1 on failure. */
+static int dial(struct net_pool *pool, struct in_addr address, uint16_t port)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = address };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int error = 0;
+	socklen_t len = sizeof(error);
+
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
+		if (errno != EINPROGRESS || !wait_ready(pool, fd, POLLOUT, DIAL_TIMEOUT_MS) ||
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error != 0) {
+			close(fd);
+			return -1;
+		}
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+/* One direction of a relay: socket -> pipe -> socket with splice(2). */
+struct half {
+	int from, to;
+	int pipe[2];
+	size_t in_pipe;
+	bool eof;
+};
+
+/* Moves what is ready; false when this direction is finished or broken. */
+static bool half_pump(struct half *h)
+{
+	if (!h->eof) {
+		ssize_t n = splice(h->from, NULL, h->pipe[1], NULL, SPLICE_CHUNK,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+
+		if (n > 0)
+			h->in_pipe += (size_t)n;
+		else if (n == 0)
+			h->eof = true;
+		else if (errno != EAGAIN && errno != EINTR)
+			return false;
+	}
+	while (h->in_pipe > 0) {
+		ssize_t n = splice(h->pipe[0], NULL, h->to, NULL, h->in_pipe, SPLICE_F_MOVE);
+
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			return false;
+		}
+		h->in_pipe -= (size_t)n;
+	}
+	if (h->eof) {
+		shutdown(h->to, SHUT_WR);
+		return false;
+	}
+	return true;
+}
+
+static void relay(struct net_pool *pool, int client, int upstream)
+{
+	struct half up = { .from = client, .to = upstream, .pipe = { -1, -1 } };
+	struct half down = { .from = upstream, .to = client, .pipe = { -1, -1 } };
+	bool up_open = true, down_open = true;
+
+	if (pipe2(up.pipe, O_CLOEXEC) != 0 || pipe2(down.pipe, O_CLOEXEC) != 0)
+		goto out;
+	while (up_open || down_open) {
+		struct pollfd fds[3] = {
+			{ .fd = up_open ? client : -1, .events = POLLIN },
+			{ .fd = down_open ? upstream : -1, .events = POLLIN },
+			{ .fd = pool->stop_fd, .events = POLLIN },
+		};
+		int n = poll(fds, 3, -1);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || fds[2].revents)
+			break;
+		if (fds[0].revents && !half_pump(&up)) {
+			if (!up.eof)
+				break; /* error: tear both down */
+			up_open = false;
+		}
+		if (fds[1].revents && !half_pump(&down)) {
+			if (!down.eof)
+				break;
+			down_open = false;
+		}
+	}
+out:
+	for (int i = 0; i < 2; i++) {
+		if (up.pipe[i] >= 0)
+			close(up.pipe[i]);
+		if (down.pipe[i] >= 0)
+			close(down.pipe[i]);
+	}
+}
+
+/* Which slot a connection belongs to: its source is a slot address. */
+static int slot_of(const struct net_pool *pool, struct in_addr source)
+{
+	uint32_t offset = ntohl(source.s_addr) - pool->base;
+
+	if (ntohl(source.s_addr) < pool->base || offset % 4 != 2 || offset / 4 >= pool->capacity)
+		return -1;
+	return (int)(offset / 4);
+}
+
+static void count(struct net_pool *pool, int slot, bool allowed)
+{
+	pthread_mutex_lock(&pool->lock);
+	if (pool->slots[slot].in_use) {
+		if (allowed)
+			pool->slots[slot].proxy.proxy_allowed++;
+		else
+			pool->slots[slot].proxy.proxy_denied++;
+	}
+	pthread_mutex_unlock(&pool->lock);
+}
+
+static void *connection_thread(void *arg)
+{
+	struct connection *c = arg;
+	struct net_pool *pool = c->pool;
+	uint8_t *head = malloc(HEAD_MAX);
+	size_t used = 0;
+	enum net_parse_result result = NET_PARSE_NEED_MORE;
+	const char *name = NULL;
+	size_t name_len = 0;
+	char host[NET_DOMAIN_MAX + 2];
+	struct in_addr answers[16], target = { 0 };
+	int slot = slot_of(pool, c->peer.sin_addr), upstream = -1, found;
+	int64_t deadline = now_ms() + HEAD_TIMEOUT_MS;
+	bool allowed = false;
+
+	if (!head || slot < 0)
+		goto out;
+	/* Read until the parser can decide (hostile input: bounded). */
+	while (result == NET_PARSE_NEED_MORE && used < HEAD_MAX) {
+		int64_t left = deadline - now_ms();
+		ssize_t n;
+
+		if (left <= 0 || !wait_ready(pool, c->fd, POLLIN, (int)left))
+			goto out;
+		n = recv(c->fd, head + used, HEAD_MAX - used, 0);
+		if (n <= 0)
+			goto out;
+		used += (size_t)n;
+		result = c->tls ? net_parse__tls_sni(head, used, &name, &name_len)
+				: net_parse__http_host(head, used, &name, &name_len);
+	}
+	if (result == NET_PARSE_OK) {
+		pthread_mutex_lock(&pool->lock);
+		allowed = pool->slots[slot].in_use && net_policy__has_domains(pool->slots[slot].policy) &&
+			  net_policy__domain_allowed(pool->slots[slot].policy, name, name_len);
+		pthread_mutex_unlock(&pool->lock);
+	}
+	if (allowed) {
+		if (name_len > 0 && name[name_len - 1] == '.')
+			name_len--;
+		memcpy(host, name, name_len);
+		host[name_len] = 0;
+		found = egress__resolve(pool->resolver, pool->resolver_port, host, answers, 16);
+		allowed = false;
+		for (int i = 0; i < found; i++) {
+			if (!net_policy__is_internal_v4(answers[i])) {
+				target = answers[i];
+				allowed = true;
+				break;
+			}
+		}
+		if (!allowed)
+			log_info("egress: slot %d: %s resolves to no public address; refused", slot, host);
+	}
+	count(pool, slot, allowed);
+	if (!allowed) {
+		if (!c->tls)
+			write_all(c->fd, forbidden_response, sizeof(forbidden_response) - 1);
+		goto out;
+	}
+	upstream = dial(pool, target, c->tls ? 443 : 80);
+	if (upstream < 0) {
+		if (!c->tls)
+			write_all(c->fd, bad_gateway_response, sizeof(bad_gateway_response) - 1);
+		goto out;
+	}
+	write_all(upstream, head, used); /* the bytes already read go first */
+	relay(pool, c->fd, upstream);
+out:
+	if (upstream >= 0)
+		close(upstream);
+	close(c->fd);
+	free(head);
+	free(c);
+	atomic_fetch_sub(&pool->proxy_active, 1);
+	return NULL;
+}
+
+static void *accept_thread(void *arg)
+{
+	struct net_pool *pool = arg;
+	pthread_attr_t attr;
+
+	/* Dialing and resolving happen from the host namespace. */
+	if (setns(pool->host_fd, CLONE_NEWNET) != 0)
+		log_error("egress: cannot enter the host namespace: %s", strerror(errno));
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	for (;;) {
+		struct pollfd fds[3] = {
+			{ .fd = pool->proxy_http_fd, .events = POLLIN },
+			{ .fd = pool->proxy_tls_fd, .events = POLLIN },
+			{ .fd = pool->stop_fd, .events = POLLIN },
+		};
+
+		if (poll(fds, 3, -1) < 0 && errno != EINTR)
+			break;
+		if (fds[2].revents)
+			break;
+		for (int i = 0; i < 2; i++) {
+			struct connection *c;
+			socklen_t len = sizeof(struct sockaddr_in);
+			pthread_t thread;
+			int fd;
+
+			if (!fds[i].revents)
+				continue;
+			c = calloc(1, sizeof(*c));
+			if (!c)
+				continue;
+			fd = accept4(fds[i].fd, (struct sockaddr *)&c->peer, &len, SOCK_CLOEXEC);
+			if (fd < 0) {
+				free(c);
+				continue;
+			}
+			c->pool = pool;
+			c->fd = fd;
+			c->tls = i == 1;
+			atomic_fetch_add(&pool->proxy_active, 1);
+			if (pthread_create(&thread, &attr, connection_thread, c) != 0) {
+				atomic_fetch_sub(&pool->proxy_active, 1);
+				close(fd);
+				free(c);
+			}
+		}
+	}
+	pthread_attr_destroy(&attr);
+	return NULL;
+}
+
+static int listen_on(uint16_t port)
+{
+	struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(port) };
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0 || listen(fd, 1024) != 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int open_listeners(void *arg)
+{
+	struct net_pool *pool = arg;
+
+	pool->proxy_http_fd = listen_on(pool->proxy_http_port);
+	pool->proxy_tls_fd = listen_on(pool->proxy_tls_port);
+	return pool->proxy_http_fd < 0 || pool->proxy_tls_fd < 0 ? -1 : 0;
+}
+
+int egress__start(struct net_pool *pool)
+{
+	pool->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (pool->stop_fd < 0)
+		goto err;
+	if (netns__run(pool->host_fd, open_listeners, pool) != 0) {
+		log_error("egress: cannot listen on ports %u/%u", pool->proxy_http_port, pool->proxy_tls_port);
+		goto err;
+	}
+	if (pthread_create(&pool->proxy_thread, NULL, accept_thread, pool) != 0)
+		goto err;
+	pool->proxy_running = true;
+	return 0;
+err:
+	egress__stop(pool);
+	return -1;
+}
+
+void egress__stop(struct net_pool *pool)
+{
+	uint64_t one = 1;
+
+	if (pool->stop_fd >= 0 && write(pool->stop_fd, &one, sizeof(one)) < 0)
+		log_warn("egress: stop signal failed: %s", strerror(errno));
+	if (pool->proxy_running) {
+		pthread_join(pool->proxy_thread, NULL);
+		pool->proxy_running = false;
+	}
+	/* Connection threads see stop_fd readable and leave. */
+	for (int i = 0; i < 5000 && atomic_load(&pool->proxy_active) > 0; i++)
+		usleep(1000);
+	if (pool->proxy_http_fd >= 0)
+		close(pool->proxy_http_fd);
+	if (pool->proxy_tls_fd >= 0)
+		close(pool->proxy_tls_fd);
+	if (pool->stop_fd >= 0)
+		close(pool->stop_fd);
+	pool->proxy_http_fd = pool->proxy_tls_fd = pool->stop_fd = -1;
+}

@@ -1,0 +1,50 @@
+/* net_internal: what the pool, the proxy and the policy compiler share
+ * inside workers/net. Not a public header. */
+#ifndef WARREN_NET_INTERNAL_H
+#define WARREN_NET_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "warren/net.h"
+
+struct net_slot {
+	bool exists;   /* namespace and links are there */
+	bool in_use;   /* acquired by a sandbox */
+	bool creating; /* index reserved while being created */
+	int netns_fd;
+	enum net_runtime runtime;
+	struct net_policy *policy;      /* the pool's copy, guarded by the pool lock */
+	struct net_slot_counters base;  /* banked when a policy table was replaced */
+	struct net_slot_counters proxy; /* proxy decisions (proxy_allowed/denied) */
+};
+
+struct net_pool {
+	pthread_mutex_t lock; /* slots[*] flags, policy, counters */
+	char *netns_prefix, *link_prefix, *slot_cidr, *uplink_interface;
+	char host_table[48];
+	uint32_t base; /* slot_cidr network, host order */
+	unsigned capacity;
+	struct net_slot *slots;
+	int host_fd; /* the namespace the pool was created in */
+	struct in_addr nameserver, resolver;
+	uint16_t resolver_port, proxy_http_port, proxy_tls_port;
+
+	/* egress proxy */
+	int proxy_http_fd, proxy_tls_fd, stop_fd;
+	pthread_t proxy_thread;
+	bool proxy_running;
+	atomic_int proxy_active; /* connection threads alive */
+};
+
+void net_pool__slot_names(const struct net_pool *pool, int index, struct net_slot_info *info);
+int net_pool__create_slot_at(struct net_pool *pool, int index);
+struct net_policy *net_policy__clone(const struct net_policy *policy);
+
+/* The egress proxy thread (egress.c). */
+int egress__start(struct net_pool *pool);
+void egress__stop(struct net_pool *pool);
+/* Resolves name's A records with the pool's resolver. Count or -1. */
+int egress__resolve(struct in_addr server, uint16_t port, const char *name, struct in_addr *out, int max);
+
+#endif

@@ -1,0 +1,301 @@
+/* parse: TLS ClientHello SNI (RFC 8446 4.1.2, RFC 6066 3), HTTP/1.x Host
+ * (RFC 9112 3.2) and DNS A answers (RFC 1035 4.1). All input is hostile:
+ * every length is checked against what remains before it is used. */
+#include <string.h>
+#include <strings.h>
+
+#include "warren/net.h"
+
+/* A bounded reader over a byte range. */
+struct reader {
+	const uint8_t *p;
+	size_t left;
+};
+
+static bool take(struct reader *r, size_t n, const uint8_t **out)
+{
+	if (r->left < n)
+		return false;
+	if (out)
+		*out = r->p;
+	r->p += n;
+	r->left -= n;
+	return true;
+}
+
+static bool take_u8(struct reader *r, size_t *v)
+{
+	const uint8_t *b;
+
+	if (!take(r, 1, &b))
+		return false;
+	*v = b[0];
+	return true;
+}
+
+static bool take_u16(struct reader *r, size_t *v)
+{
+	const uint8_t *b;
+
+	if (!take(r, 2, &b))
+		return false;
+	*v = (size_t)b[0] << 8 | b[1];
+	return true;
+}
+
+static bool take_u24(struct reader *r, size_t *v)
+{
+	const uint8_t *b;
+
+	if (!take(r, 3, &b))
+		return false;
+	*v = (size_t)b[0] << 16 | (size_t)b[1] << 8 | b[2];
+	return true;
+}
+
+/* A sub-reader of n bytes taken from r. */
+static bool take_reader(struct reader *r, size_t n, struct reader *sub)
+{
+	const uint8_t *b;
+
+	if (!take(r, n, &b))
+		return false;
+	sub->p = b;
+	sub->left = n;
+	return true;
+}
+
+#define TLS_RECORD_HANDSHAKE 22
+#define TLS_HANDSHAKE_CLIENT_HELLO 1
+#define TLS_EXTENSION_SERVER_NAME 0
+#define TLS_MAX_RECORD 16384 /* RFC 8446 5.1: 2^14 */
+
+/* The ClientHello must fit in the first record: proxies that split it are
+ * refused (MALFORMED) rather than reassembled. */
+enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, const char **name,
+					 size_t *name_len)
+{
+	struct reader r = { data, len }, hello, extensions;
+	size_t type, major, record_len, hs_type, hs_len, v, ext_len;
+	bool found = false;
+
+	if (!data)
+		return NET_PARSE_MALFORMED;
+	if (len < 5)
+		return len > 0 && data[0] != TLS_RECORD_HANDSHAKE ? NET_PARSE_MALFORMED : NET_PARSE_NEED_MORE;
+	take_u8(&r, &type);
+	take_u8(&r, &major);
+	take_u8(&r, &v);
+	take_u16(&r, &record_len);
+	if (type != TLS_RECORD_HANDSHAKE || major != 3 || record_len == 0 || record_len > TLS_MAX_RECORD)
+		return NET_PARSE_MALFORMED;
+	if (r.left < record_len)
+		return NET_PARSE_NEED_MORE;
+	r.left = record_len;
+	if (!take_u8(&r, &hs_type) || !take_u24(&r, &hs_len) || hs_type != TLS_HANDSHAKE_CLIENT_HELLO)
+		return NET_PARSE_MALFORMED;
+	if (!take_reader(&r, hs_len, &hello))
+		return NET_PARSE_MALFORMED; /* fragmented across records */
+	/* legacy_version, random */
+	if (!take(&hello, 2 + 32, NULL))
+		return NET_PARSE_MALFORMED;
+	/* legacy_session_id <0..32> */
+	if (!take_u8(&hello, &v) || v > 32 || !take(&hello, v, NULL))
+		return NET_PARSE_MALFORMED;
+	/* cipher_suites <2..2^16-2>, even */
+	if (!take_u16(&hello, &v) || v < 2 || (v & 1) || !take(&hello, v, NULL))
+		return NET_PARSE_MALFORMED;
+	/* legacy_compression_methods <1..2^8-1> */
+	if (!take_u8(&hello, &v) || v < 1 || !take(&hello, v, NULL))
+		return NET_PARSE_MALFORMED;
+	if (hello.left == 0)
+		return NET_PARSE_NOT_FOUND; /* no extensions at all */
+	if (!take_u16(&hello, &ext_len) || !take_reader(&hello, ext_len, &extensions) || hello.left != 0)
+		return NET_PARSE_MALFORMED;
+	while (extensions.left > 0) {
+		size_t ext_type, body_len, list_len;
+		struct reader body, list;
+
+		if (!take_u16(&extensions, &ext_type) || !take_u16(&extensions, &body_len) ||
+		    !take_reader(&extensions, body_len, &body))
+			return NET_PARSE_MALFORMED;
+		if (ext_type != TLS_EXTENSION_SERVER_NAME)
+			continue;
+		if (found)
+			return NET_PARSE_MALFORMED; /* RFC 8446 4.2: no duplicates */
+		if (!take_u16(&body, &list_len) || !take_reader(&body, list_len, &list) || body.left != 0 ||
+		    list_len == 0)
+			return NET_PARSE_MALFORMED;
+		while (list.left > 0) {
+			size_t name_type, host_len;
+			const uint8_t *host;
+
+			if (!take_u8(&list, &name_type) || !take_u16(&list, &host_len) ||
+			    !take(&list, host_len, &host))
+				return NET_PARSE_MALFORMED;
+			if (name_type != 0 || found)
+				continue; /* RFC 6066: one host_name */
+			if (host_len == 0 || host_len > 255 || memchr(host, 0, host_len))
+				return NET_PARSE_MALFORMED;
+			*name = (const char *)host;
+			*name_len = host_len;
+			found = true;
+		}
+		if (!found)
+			return NET_PARSE_MALFORMED;
+	}
+	return found ? NET_PARSE_OK : NET_PARSE_NOT_FOUND;
+}
+
+static bool is_header_space(uint8_t c)
+{
+	return c == ' ' || c == '\t';
+}
+
+enum net_parse_result net_parse__http_host(const uint8_t *data, size_t len, const char **name,
+					   size_t *name_len)
+{
+	const uint8_t *end = NULL, *line, *found = NULL;
+	size_t found_len = 0;
+
+	if (!data)
+		return NET_PARSE_MALFORMED;
+	for (size_t i = 0; i + 3 < len; i++) {
+		if (data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n') {
+			end = data + i + 2; /* keep the last line's CRLF */
+			break;
+		}
+	}
+	if (!end)
+		return NET_PARSE_NEED_MORE;
+	/* The request line: "METHOD SP target SP HTTP/1.x". */
+	line = memchr(data, '\n', (size_t)(end - data));
+	if (!line || line == data || line[-1] != '\r' || !memmem(data, (size_t)(line - data), " HTTP/1.", 8))
+		return NET_PARSE_MALFORMED;
+	for (const uint8_t *p = line + 1; p < end;) {
+		const uint8_t *eol = memchr(p, '\n', (size_t)(end - p));
+		const uint8_t *colon, *value, *value_end;
+
+		if (!eol || eol == p || eol[-1] != '\r')
+			return NET_PARSE_MALFORMED;
+		colon = memchr(p, ':', (size_t)(eol - p));
+		if (!colon || colon == p || is_header_space(colon[-1]) || is_header_space(p[0]))
+			return NET_PARSE_MALFORMED; /* obs-fold and "Host :" refused */
+		if (colon - p == 4 && strncasecmp((const char *)p, "host", 4) == 0) {
+			if (found)
+				return NET_PARSE_MALFORMED;
+			value = colon + 1;
+			value_end = eol - 1; /* the '\r' */
+			while (value < value_end && is_header_space(*value))
+				value++;
+			while (value_end > value && is_header_space(value_end[-1]))
+				value_end--;
+			if (value == value_end)
+				return NET_PARSE_MALFORMED;
+			found = value;
+			found_len = (size_t)(value_end - value);
+		}
+		p = eol + 1;
+	}
+	if (!found)
+		return NET_PARSE_NOT_FOUND;
+	if (found[0] == '[')
+		return NET_PARSE_MALFORMED; /* IPv6 literals never match a domain */
+	{
+		const uint8_t *colon = memchr(found, ':', found_len);
+
+		if (colon) {
+			for (const uint8_t *d = colon + 1; d < found + found_len; d++)
+				if (*d < '0' || *d > '9')
+					return NET_PARSE_MALFORMED;
+			found_len = (size_t)(colon - found);
+		}
+	}
+	if (found_len == 0 || found_len > 255)
+		return NET_PARSE_MALFORMED;
+	for (size_t i = 0; i < found_len; i++)
+		if (found[i] < 0x21 || found[i] == 0x7f || found[i] == '/' || found[i] == '@')
+			return NET_PARSE_MALFORMED;
+	*name = (const char *)found;
+	*name_len = found_len;
+	return NET_PARSE_OK;
+}
+
+int net_parse__dns_query(uint8_t *out, size_t out_size, uint16_t id, const char *name)
+{
+	size_t n = 12, name_len = name ? strlen(name) : 0;
+	const char *label = name;
+
+	if (name_len > 0 && name[name_len - 1] == '.')
+		name_len--;
+	if (name_len == 0 || name_len > NET_DOMAIN_MAX || out_size < 12 + name_len + 2 + 4)
+		return -1;
+	memset(out, 0, 12);
+	out[0] = (uint8_t)(id >> 8);
+	out[1] = (uint8_t)id;
+	out[2] = 0x01; /* RD */
+	out[5] = 1;    /* QDCOUNT */
+	while (label < name + name_len) {
+		const char *dot = memchr(label, '.', (size_t)(name + name_len - label));
+		size_t l = dot ? (size_t)(dot - label) : (size_t)(name + name_len - label);
+
+		if (l == 0 || l > 63)
+			return -1;
+		out[n++] = (uint8_t)l;
+		memcpy(out + n, label, l);
+		n += l;
+		label += l + (dot ? 1 : 0);
+	}
+	out[n++] = 0;
+	out[n++] = 0;
+	out[n++] = 1; /* QTYPE A */
+	out[n++] = 0;
+	out[n++] = 1; /* QCLASS IN */
+	return (int)n;
+}
+
+/* Skips a possibly compressed name; a pointer ends it (RFC 1035 4.1.4). */
+static bool skip_name(struct reader *r)
+{
+	for (int labels = 0; labels < 128; labels++) {
+		size_t l;
+
+		if (!take_u8(r, &l))
+			return false;
+		if (l == 0)
+			return true;
+		if ((l & 0xc0) == 0xc0)
+			return take(r, 1, NULL);
+		if (l & 0xc0)
+			return false;
+		if (!take(r, l, NULL))
+			return false;
+	}
+	return false;
+}
+
+int net_parse__dns_answer(const uint8_t *data, size_t len, uint16_t id, struct in_addr *out, int max)
+{
+	struct reader r = { data, len };
+	size_t got_id, flags, qd, an, count = 0;
+
+	if (!data || !take_u16(&r, &got_id) || !take_u16(&r, &flags) || !take_u16(&r, &qd) ||
+	    !take_u16(&r, &an) || !take(&r, 4, NULL))
+		return -1;
+	if (got_id != id || !(flags & 0x8000) || (flags & 0x000f) != 0 || qd > 1)
+		return -1;
+	for (size_t i = 0; i < qd; i++)
+		if (!skip_name(&r) || !take(&r, 4, NULL))
+			return -1;
+	for (size_t i = 0; i < an; i++) {
+		size_t type, class, rdlength;
+		const uint8_t *rdata;
+
+		if (!skip_name(&r) || !take_u16(&r, &type) || !take_u16(&r, &class) || !take(&r, 4, NULL) ||
+		    !take_u16(&r, &rdlength) || !take(&r, rdlength, &rdata))
+			return -1;
+		if (type == 1 && class == 1 && rdlength == 4 && (int)count < max)
+			memcpy(&out[count++], rdata, 4);
+	}
+	return (int)count;
+}

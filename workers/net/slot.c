@@ -1,0 +1,1076 @@
+/* slot: the per-host pool of sandbox network slots (ARCHITECTURE.md
+ * "Sandbox network"; addressing and table layout in docs/network.md).
+ *
+ * Slot N: netns <netns_prefix>N (bind-mounted under /run/netns), veth
+ * <link_prefix>N (host) <-> veth0 (slot), host H = base+4N+1/30, slot
+ * address S = base+4N+2/30, tap0 169.254.0.22/30 (guest .21), default
+ * route via H. Namespace work runs on short-lived threads that setns(2)
+ * into the target (netns__run), so any caller thread may use the pool. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/rtnetlink.h>
+#include <nftables/libnftables.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/veth.h>
+#include <netlink/route/route.h>
+#include <pthread.h>
+#include <sched.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "net_internal.h"
+#include "warren/config.h"
+#include "warren/log.h"
+
+#define NETNS_RUN_DIR "/run/netns"
+#define SLOT_LINK "veth0"
+#define TAP_LINK "tap0"
+#define TAP_ADDRESS "169.254.0.22/30"
+#define GUEST_ADDRESS "169.254.0.21"
+
+extern char **environ;
+
+/* ---- namespaces ---------------------------------------------------------- */
+
+struct netns_call {
+	int fd;
+	int (*fn)(void *arg);
+	void *arg;
+	int rc;
+};
+
+static void *netns_thread(void *p)
+{
+	struct netns_call *call = p;
+
+	if (setns(call->fd, CLONE_NEWNET) != 0) {
+		call->rc = -errno;
+		return NULL;
+	}
+	call->rc = call->fn(call->arg);
+	return NULL;
+}
+
+int netns__run(int netns_fd, int (*fn)(void *arg), void *arg)
+{
+	struct netns_call call = { .fd = netns_fd, .fn = fn, .arg = arg, .rc = -1 };
+	pthread_t thread;
+	int err;
+
+	err = pthread_create(&thread, NULL, netns_thread, &call);
+	if (err)
+		return -err;
+	pthread_join(thread, NULL);
+	return call.rc;
+}
+
+/* iproute2's layout: /run/netns a shared mount point, one bind mount of
+ * an nsfs file per name, so `ip netns` sees our slots. */
+static int netns_run_dir_ready(void)
+{
+	if (mkdir(NETNS_RUN_DIR, 0755) != 0 && errno != EEXIST)
+		return -errno;
+	if (mount("", NETNS_RUN_DIR, "none", MS_SHARED | MS_REC, NULL) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return -errno;
+	if (mount(NETNS_RUN_DIR, NETNS_RUN_DIR, "none", MS_BIND | MS_REC, NULL) != 0)
+		return -errno;
+	return mount("", NETNS_RUN_DIR, "none", MS_SHARED | MS_REC, NULL) == 0 ? 0 : -errno;
+}
+
+static void *netns_create_thread(void *p)
+{
+	struct netns_call *call = p;
+	const char *path = call->arg;
+	char self[64];
+	int fd;
+
+	call->rc = -1;
+	if (unshare(CLONE_NEWNET) != 0) {
+		call->rc = -errno;
+		return NULL;
+	}
+	fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+	if (fd < 0) {
+		call->rc = -errno;
+		return NULL;
+	}
+	close(fd);
+	snprintf(self, sizeof(self), "/proc/self/task/%ld/ns/net", (long)syscall(SYS_gettid));
+	if (mount(self, path, "none", MS_BIND, NULL) != 0) {
+		call->rc = -errno;
+		unlink(path);
+		return NULL;
+	}
+	call->rc = 0;
+	return NULL;
+}
+
+/* Creates a named network namespace; returns an fd to it or -errno. */
+static int netns_create(const char *path)
+{
+	struct netns_call call = { .arg = (void *)path, .rc = -1 };
+	pthread_t thread;
+	int err, fd;
+
+	err = pthread_create(&thread, NULL, netns_create_thread, &call);
+	if (err)
+		return -err;
+	pthread_join(thread, NULL);
+	if (call.rc)
+		return call.rc;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static void netns_remove(const char *path)
+{
+	umount2(path, MNT_DETACH);
+	unlink(path);
+}
+
+/* ---- small helpers run inside a namespace ------------------------------- */
+
+static int write_file(const char *path, const char *value)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, value, strlen(value));
+	close(fd);
+	return n == (ssize_t)strlen(value) ? 0 : -EIO;
+}
+
+/* Applies an nftables buffer in the calling thread's namespace. */
+static int nft_apply(const char *text, char **output)
+{
+	struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
+	int rc;
+
+	if (!nft)
+		return -ENOMEM;
+	nft_ctx_buffer_output(nft);
+	nft_ctx_buffer_error(nft);
+	if (output)
+		nft_ctx_output_set_flags(nft, NFT_CTX_OUTPUT_JSON);
+	rc = nft_run_cmd_from_buffer(nft, text);
+	if (rc != 0) {
+		const char *error = nft_ctx_get_error_buffer(nft);
+
+		log_error("net: nftables refused a ruleset: %s", error ? error : "?");
+		rc = -EINVAL;
+	} else if (output) {
+		const char *out = nft_ctx_get_output_buffer(nft);
+
+		*output = strdup(out ? out : "");
+		if (!*output)
+			rc = -ENOMEM;
+	}
+	nft_ctx_free(nft);
+	return rc;
+}
+
+static struct nl_sock *route_socket(void)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+
+	if (!sk)
+		return NULL;
+	if (nl_connect(sk, NETLINK_ROUTE) < 0) {
+		nl_socket_free(sk);
+		return NULL;
+	}
+	return sk;
+}
+
+static int link_up(struct nl_sock *sk, const char *name, int *ifindex)
+{
+	struct rtnl_link *link = NULL, *change = NULL;
+	int rc;
+
+	rc = rtnl_link_get_kernel(sk, 0, name, &link);
+	if (rc < 0)
+		goto out;
+	change = rtnl_link_alloc();
+	if (!change) {
+		rc = -NLE_NOMEM;
+		goto out;
+	}
+	rtnl_link_set_flags(change, IFF_UP);
+	rc = rtnl_link_change(sk, link, change, 0);
+	if (ifindex)
+		*ifindex = rtnl_link_get_ifindex(link);
+out:
+	if (change)
+		rtnl_link_put(change);
+	if (link)
+		rtnl_link_put(link);
+	return rc;
+}
+
+static int address_add(struct nl_sock *sk, int ifindex, const char *cidr)
+{
+	struct rtnl_addr *addr = rtnl_addr_alloc();
+	struct nl_addr *local = NULL;
+	int rc;
+
+	if (!addr)
+		return -NLE_NOMEM;
+	rc = nl_addr_parse(cidr, AF_INET, &local);
+	if (rc < 0)
+		goto out;
+	rtnl_addr_set_ifindex(addr, ifindex);
+	rtnl_addr_set_local(addr, local);
+	rc = rtnl_addr_add(sk, addr, 0);
+out:
+	if (local)
+		nl_addr_put(local);
+	rtnl_addr_put(addr);
+	return rc;
+}
+
+static void format_v4(char *out, size_t size, uint32_t host_order, int prefix)
+{
+	struct in_addr a = { .s_addr = htonl(host_order) };
+	char text[INET_ADDRSTRLEN];
+
+	inet_ntop(AF_INET, &a, text, sizeof(text));
+	if (prefix >= 0)
+		snprintf(out, size, "%s/%d", text, prefix);
+	else
+		snprintf(out, size, "%s", text);
+}
+
+/* ---- pool --------------------------------------------------------------- */
+
+void net_pool__config_from_settings(struct net_pool_config *config)
+{
+	memset(config, 0, sizeof(*config));
+	config->netns_prefix = config__get("slot_netns_prefix", "warren-slot-");
+	config->link_prefix = config__get("slot_link_prefix", "wslot");
+	config->slot_cidr = config__get("slot_cidr", "10.11.0.0/16");
+	config->uplink_interface = config__get("uplink_interface", NULL);
+	if (inet_pton(AF_INET, config__get("sandbox_nameserver", "8.8.8.8"), &config->nameserver) != 1)
+		inet_pton(AF_INET, "8.8.8.8", &config->nameserver);
+	if (inet_pton(AF_INET, config__get("egress_resolver", "8.8.8.8"), &config->resolver) != 1)
+		inet_pton(AF_INET, "8.8.8.8", &config->resolver);
+	config->resolver_port = (uint16_t)config__get_int("egress_resolver_port", 53);
+	config->proxy_http_port = (uint16_t)config__get_int("egress_proxy_http_port", 3128);
+	config->proxy_tls_port = (uint16_t)config__get_int("egress_proxy_tls_port", 3129);
+	config->precreate = (unsigned)config__get_int("slot_precreate", 8);
+	config->max_slots = (unsigned)config__get_int("slot_max", 1024);
+}
+
+void net_pool__slot_names(const struct net_pool *pool, int index, struct net_slot_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->index = index;
+	snprintf(info->netns_name, sizeof(info->netns_name), "%s%d", pool->netns_prefix, index);
+	snprintf(info->netns_path, sizeof(info->netns_path), NETNS_RUN_DIR "/%s", info->netns_name);
+	snprintf(info->host_link, sizeof(info->host_link), "%s%d", pool->link_prefix, index);
+	info->host_address.s_addr = htonl(pool->base + 4u * (uint32_t)index + 1);
+	info->slot_address.s_addr = htonl(pool->base + 4u * (uint32_t)index + 2);
+}
+
+struct host_link_op {
+	const struct net_pool *pool;
+	const struct net_slot_info *info;
+	int slot_fd;
+};
+
+/* In the host namespace: the veth pair, its peer straight into the slot. */
+static int host_link_create(void *arg)
+{
+	struct host_link_op *op = arg;
+	struct nl_sock *sk = route_socket();
+	struct rtnl_link *veth = NULL, *peer;
+	char cidr[32];
+	int rc = -1, ifindex;
+
+	if (!sk)
+		return -1;
+	veth = rtnl_link_veth_alloc();
+	if (!veth)
+		goto out;
+	rtnl_link_set_name(veth, op->info->host_link);
+	peer = rtnl_link_veth_get_peer(veth);
+	rtnl_link_set_name(peer, SLOT_LINK);
+	rtnl_link_set_ns_fd(peer, op->slot_fd);
+	rtnl_link_put(peer);
+	rc = rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL);
+	if (rc < 0) {
+		log_error("net: creating veth %s: %s", op->info->host_link, nl_geterror(rc));
+		goto out;
+	}
+	rc = link_up(sk, op->info->host_link, &ifindex);
+	if (rc < 0)
+		goto out;
+	format_v4(cidr, sizeof(cidr), ntohl(op->info->host_address.s_addr), 30);
+	rc = address_add(sk, ifindex, cidr);
+	if (rc < 0)
+		log_error("net: address %s on %s: %s", cidr, op->info->host_link, nl_geterror(rc));
+out:
+	if (veth)
+		rtnl_link_put(veth);
+	nl_socket_free(sk);
+	return rc < 0 ? -1 : 0;
+}
+
+static int host_link_delete(void *arg)
+{
+	struct host_link_op *op = arg;
+	struct nl_sock *sk = route_socket();
+	struct rtnl_link *link = NULL;
+	int rc;
+
+	if (!sk)
+		return -1;
+	rc = rtnl_link_get_kernel(sk, 0, op->info->host_link, &link);
+	if (rc >= 0) {
+		rc = rtnl_link_delete(sk, link);
+		rtnl_link_put(link);
+	} else if (rc == -NLE_NODEV || rc == -NLE_OBJ_NOTFOUND) {
+		rc = 0;
+	}
+	nl_socket_free(sk);
+	return rc < 0 ? -1 : 0;
+}
+
+/* A persistent tap owned by root, opened later by the VMM with
+ * IFF_VNET_HDR (the flags must match what the VMM asks for). */
+static int tap_create(void)
+{
+	struct ifreq ifr = { 0 };
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	int rc = -1;
+
+	if (fd < 0)
+		return -errno;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", TAP_LINK);
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	if (ioctl(fd, TUNSETIFF, &ifr) != 0 || ioctl(fd, TUNSETOWNER, 0) != 0 ||
+	    ioctl(fd, TUNSETPERSIST, 1) != 0)
+		rc = -errno;
+	else
+		rc = 0;
+	close(fd);
+	return rc;
+}
+
+/* Inside the slot: lo, veth0, tap0, the default route, forwarding. */
+static int slot_inside_create(void *arg)
+{
+	struct host_link_op *op = arg;
+	struct nl_sock *sk = route_socket();
+	struct rtnl_route *route = NULL;
+	struct rtnl_nexthop *hop;
+	struct nl_addr *dst = NULL, *gateway = NULL;
+	char cidr[32];
+	int rc = -1, veth_index, tap_index;
+
+	if (!sk)
+		return -1;
+	if ((rc = link_up(sk, "lo", NULL)) < 0 || (rc = link_up(sk, SLOT_LINK, &veth_index)) < 0)
+		goto out;
+	format_v4(cidr, sizeof(cidr), ntohl(op->info->slot_address.s_addr), 30);
+	if ((rc = address_add(sk, veth_index, cidr)) < 0)
+		goto out;
+	rc = tap_create();
+	if (rc < 0) {
+		log_error("net: creating %s: %s", TAP_LINK, strerror(-rc));
+		goto out;
+	}
+	if ((rc = link_up(sk, TAP_LINK, &tap_index)) < 0 || (rc = address_add(sk, tap_index, TAP_ADDRESS)) < 0)
+		goto out;
+	format_v4(cidr, sizeof(cidr), ntohl(op->info->host_address.s_addr), -1);
+	route = rtnl_route_alloc();
+	hop = rtnl_route_nh_alloc();
+	if (!route || !hop || nl_addr_parse("0.0.0.0/0", AF_INET, &dst) < 0 ||
+	    nl_addr_parse(cidr, AF_INET, &gateway) < 0) {
+		if (hop)
+			rtnl_route_nh_free(hop);
+		rc = -1;
+		goto out;
+	}
+	rtnl_route_set_family(route, AF_INET);
+	rtnl_route_set_table(route, RT_TABLE_MAIN);
+	rtnl_route_set_protocol(route, RTPROT_STATIC);
+	rtnl_route_set_scope(route, RT_SCOPE_UNIVERSE);
+	rtnl_route_set_dst(route, dst);
+	rtnl_route_nh_set_gateway(hop, gateway);
+	rtnl_route_nh_set_ifindex(hop, veth_index);
+	rtnl_route_add_nexthop(route, hop);
+	rc = rtnl_route_add(sk, route, NLM_F_CREATE);
+	if (rc < 0)
+		goto out;
+	rc = write_file("/proc/sys/net/ipv4/ip_forward", "1");
+out:
+	if (rc < 0)
+		log_error("net: configuring slot %s failed (%d)", op->info->netns_name, rc);
+	if (dst)
+		nl_addr_put(dst);
+	if (gateway)
+		nl_addr_put(gateway);
+	if (route)
+		rtnl_route_put(route);
+	nl_socket_free(sk);
+	return rc < 0 ? -1 : 0;
+}
+
+int net_pool__create_slot_at(struct net_pool *pool, int index)
+{
+	struct net_slot_info info;
+	struct host_link_op op = { .pool = pool, .info = &info, .slot_fd = -1 };
+	struct net_slot *slot = &pool->slots[index];
+
+	net_pool__slot_names(pool, index, &info);
+	netns_remove(info.netns_path); /* leftover of a crashed run */
+	op.slot_fd = netns_create(info.netns_path);
+	if (op.slot_fd < 0) {
+		log_error("net: creating namespace %s: %s", info.netns_name, strerror(-op.slot_fd));
+		return -1;
+	}
+	netns__run(pool->host_fd, host_link_delete, &op);
+	if (netns__run(pool->host_fd, host_link_create, &op) != 0 ||
+	    netns__run(op.slot_fd, slot_inside_create, &op) != 0) {
+		netns__run(pool->host_fd, host_link_delete, &op);
+		netns_remove(info.netns_path);
+		close(op.slot_fd);
+		return -1;
+	}
+	slot->netns_fd = op.slot_fd;
+	slot->exists = true;
+	return 0;
+}
+
+int net_pool__destroy_slot(struct net_pool *pool, int index)
+{
+	struct net_slot_info info;
+	struct host_link_op op = { .pool = pool, .info = &info };
+	struct net_slot *slot;
+	int rc;
+
+	if (index < 0 || (unsigned)index >= pool->capacity)
+		return -1;
+	slot = &pool->slots[index];
+	net_pool__slot_names(pool, index, &info);
+	/* Deleting the host end removes the pair now, not when the namespace's
+	 * asynchronous cleanup runs. */
+	rc = netns__run(pool->host_fd, host_link_delete, &op);
+	netns_remove(info.netns_path);
+	if (slot->netns_fd >= 0)
+		close(slot->netns_fd);
+	slot->netns_fd = -1;
+	pthread_mutex_lock(&pool->lock);
+	slot->exists = false;
+	slot->in_use = false;
+	slot->creating = false;
+	net_policy__free(slot->policy);
+	slot->policy = NULL;
+	pthread_mutex_unlock(&pool->lock);
+	return rc;
+}
+
+/* Reserves the lowest unused index (under the lock). -1 when full. */
+static int reserve_index(struct net_pool *pool)
+{
+	for (unsigned i = 0; i < pool->capacity; i++) {
+		struct net_slot *slot = &pool->slots[i];
+
+		if (!slot->exists && !slot->creating) {
+			slot->creating = true;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+int net_pool__create_slot(struct net_pool *pool)
+{
+	int index;
+
+	pthread_mutex_lock(&pool->lock);
+	index = reserve_index(pool);
+	pthread_mutex_unlock(&pool->lock);
+	if (index < 0)
+		return -1;
+	if (net_pool__create_slot_at(pool, index) != 0) {
+		pthread_mutex_lock(&pool->lock);
+		pool->slots[index].creating = false;
+		pthread_mutex_unlock(&pool->lock);
+		return -1;
+	}
+	pthread_mutex_lock(&pool->lock);
+	pool->slots[index].creating = false;
+	pthread_mutex_unlock(&pool->lock);
+	return index;
+}
+
+/* ---- per-slot tables ---------------------------------------------------- */
+
+struct slot_tables_op {
+	char *text;
+	char *output;
+	bool read_counters;
+};
+
+static int slot_apply(void *arg)
+{
+	struct slot_tables_op *op = arg;
+
+	return nft_apply(op->text, op->read_counters ? &op->output : NULL);
+}
+
+/* The runtime's NAT and the byte counters: table inet warren_slot. */
+static char *slot_base_table(const struct net_slot_info *info, enum net_runtime runtime)
+{
+	char slot[INET_ADDRSTRLEN], *text = NULL;
+
+	inet_ntop(AF_INET, &info->slot_address, slot, sizeof(slot));
+	if (asprintf(&text,
+		     "table inet warren_slot\n"
+		     "delete table inet warren_slot\n"
+		     "table inet warren_slot {\n"
+		     "\tcounter bytes_in {\n\t}\n"
+		     "\tcounter bytes_out {\n\t}\n"
+		     "\tchain prerouting {\n\t\ttype nat hook prerouting priority -110; policy accept;\n"
+		     "%s%s%s"
+		     "\t}\n"
+		     "\tchain postrouting {\n\t\ttype nat hook postrouting priority 110; policy accept;\n"
+		     "\t\toifname \"" SLOT_LINK "\" ip saddr " GUEST_ADDRESS " snat ip to %s\n\t}\n"
+		     "\tchain count_in {\n\t\ttype filter hook prerouting priority -300; policy accept;\n"
+		     "\t\tiifname \"" SLOT_LINK "\" counter name \"bytes_in\"\n\t}\n"
+		     "\tchain count_out {\n\t\ttype filter hook postrouting priority 300; policy accept;\n"
+		     "\t\toifname \"" SLOT_LINK "\" counter name \"bytes_out\"\n\t}\n"
+		     "}\n",
+		     runtime == NET_RUNTIME_VM ? "\t\tiifname \"" SLOT_LINK "\" ip daddr " : "",
+		     runtime == NET_RUNTIME_VM ? slot : "",
+		     runtime == NET_RUNTIME_VM ? " dnat ip to " GUEST_ADDRESS "\n" : "", slot) < 0)
+		return NULL;
+	return text;
+}
+
+static char *slot_policy_table(const struct net_pool *pool, const struct net_slot_info *info,
+			       const struct net_policy *policy)
+{
+	struct net_compile_params params = {
+		.proxy_address = info->host_address,
+		.proxy_http_port = pool->proxy_http_port,
+		.proxy_tls_port = pool->proxy_tls_port,
+		.nameserver = pool->nameserver,
+		.uplink_link = SLOT_LINK,
+	};
+
+	return net_policy__compile(policy, &params);
+}
+
+static int apply_in_slot(struct net_slot *slot, const char *text)
+{
+	struct slot_tables_op op = { .text = (char *)text };
+
+	return netns__run(slot->netns_fd, slot_apply, &op);
+}
+
+/* Reads the named counters of both slot tables (nft JSON). */
+static int read_nft_counters(struct net_slot *slot, struct net_slot_counters *out)
+{
+	struct slot_tables_op op = {
+		.text = "list counters table inet warren_policy\nlist counters table inet warren_slot\n",
+		.read_counters = true,
+	};
+	json_t *root = NULL;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = netns__run(slot->netns_fd, slot_apply, &op);
+	if (rc != 0)
+		goto out;
+	/* Two JSON documents back to back: parse each. */
+	for (const char *p = op.output; p && *p;) {
+		json_error_t error;
+		size_t used;
+		json_t *entry;
+		size_t i;
+
+		while (*p == '\n' || *p == ' ')
+			p++;
+		if (!*p)
+			break;
+		root = json_loads(p, JSON_DISABLE_EOF_CHECK, &error);
+		if (!root) {
+			rc = -1;
+			goto out;
+		}
+		used = (size_t)error.position;
+		json_array_foreach(json_object_get(root, "nftables"), i, entry) {
+			json_t *counter = json_object_get(entry, "counter");
+			const char *name = json_string_value(json_object_get(counter, "name"));
+			uint64_t packets = (uint64_t)json_integer_value(json_object_get(counter, "packets"));
+			uint64_t bytes = (uint64_t)json_integer_value(json_object_get(counter, "bytes"));
+
+			if (!name)
+				continue;
+			if (!strcmp(name, "allowed"))
+				out->allowed_connections += packets;
+			else if (!strcmp(name, "denied"))
+				out->denied_connections += packets;
+			else if (!strcmp(name, "limit_hits"))
+				out->limit_hits += packets;
+			else if (!strcmp(name, "bytes_out"))
+				out->bytes_out += bytes;
+			else if (!strcmp(name, "bytes_in"))
+				out->bytes_in += bytes;
+		}
+		json_decref(root);
+		root = NULL;
+		if (used == 0)
+			break;
+		p += used;
+	}
+out:
+	json_decref(root);
+	free(op.output);
+	return rc;
+}
+
+static void counters_add(struct net_slot_counters *sum, const struct net_slot_counters *c)
+{
+	sum->allowed_connections += c->allowed_connections;
+	sum->denied_connections += c->denied_connections;
+	sum->limit_hits += c->limit_hits;
+	sum->proxy_allowed += c->proxy_allowed;
+	sum->proxy_denied += c->proxy_denied;
+	sum->bytes_out += c->bytes_out;
+	sum->bytes_in += c->bytes_in;
+}
+
+/* Empties the slot namespace's conntrack table: ctnetlink delete with no
+ * tuple is a flush (family AF_UNSPEC: every family). */
+static int conntrack_flush_here(void *arg)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	struct nfgenmsg header = { .nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0 };
+	int rc = -1;
+
+	(void)arg;
+	if (!sk)
+		return -1;
+	if (nl_connect(sk, NETLINK_NETFILTER) < 0)
+		goto out;
+	rc = nl_send_simple(sk, (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE,
+			    NLM_F_REQUEST | NLM_F_ACK, &header, sizeof(header));
+	if (rc >= 0)
+		rc = nl_wait_for_ack(sk);
+out:
+	nl_socket_free(sk);
+	return rc < 0 ? -1 : 0;
+}
+
+/* Host-side conntrack entries of a slot address (masqueraded egress,
+ * connections into the slot), removed with conntrack(8). */
+static int conntrack_delete_address(void *arg)
+{
+	const char *address = arg;
+	const char *directions[] = { "-s", "-d" };
+	int rc = 0;
+
+	for (int i = 0; i < 2; i++) {
+		char *argv[] = { "conntrack", "-D", (char *)directions[i], (char *)address, NULL };
+		posix_spawn_file_actions_t actions;
+		pid_t pid;
+		int status;
+
+		posix_spawn_file_actions_init(&actions);
+		posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+		posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+		if (posix_spawnp(&pid, "conntrack", &actions, NULL, argv, environ) != 0) {
+			rc = -1;
+		} else {
+			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+				;
+			/* conntrack exits 1 when nothing matched: not an error. */
+			if (!WIFEXITED(status) || WEXITSTATUS(status) > 1)
+				rc = -1;
+		}
+		posix_spawn_file_actions_destroy(&actions);
+	}
+	return rc;
+}
+
+int net_pool__acquire(struct net_pool *pool, enum net_runtime runtime, const struct net_policy *policy,
+		      struct net_slot_info *info)
+{
+	struct net_policy *copy = policy ? net_policy__clone(policy) : net_policy__default(0);
+	struct net_slot_info names;
+	char *base = NULL, *rules = NULL, *text = NULL;
+	int index = -1;
+
+	if (!copy)
+		return -1;
+	pthread_mutex_lock(&pool->lock);
+	for (unsigned i = 0; i < pool->capacity; i++) {
+		struct net_slot *slot = &pool->slots[i];
+
+		if (slot->exists && !slot->in_use && !slot->creating) {
+			slot->in_use = true;
+			index = (int)i;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&pool->lock);
+	if (index < 0) {
+		/* On demand: none free. */
+		index = net_pool__create_slot(pool);
+		if (index < 0) {
+			log_error("net: no free slot and none can be created");
+			goto err;
+		}
+		pthread_mutex_lock(&pool->lock);
+		pool->slots[index].in_use = true;
+		pthread_mutex_unlock(&pool->lock);
+	}
+	net_pool__slot_names(pool, index, &names);
+	base = slot_base_table(&names, runtime);
+	rules = slot_policy_table(pool, &names, copy);
+	if (!base || !rules || asprintf(&text, "%s%s", base, rules) < 0) {
+		text = NULL;
+		goto err_slot;
+	}
+	if (apply_in_slot(&pool->slots[index], text) != 0)
+		goto err_slot;
+	pthread_mutex_lock(&pool->lock);
+	pool->slots[index].runtime = runtime;
+	pool->slots[index].policy = copy;
+	memset(&pool->slots[index].base, 0, sizeof(pool->slots[index].base));
+	memset(&pool->slots[index].proxy, 0, sizeof(pool->slots[index].proxy));
+	pthread_mutex_unlock(&pool->lock);
+	if (info)
+		*info = names;
+	free(base);
+	free(rules);
+	free(text);
+	return index;
+err_slot:
+	/* A slot whose tables cannot be installed is not reused. */
+	net_pool__destroy_slot(pool, index);
+err:
+	free(base);
+	free(rules);
+	free(text);
+	net_policy__free(copy);
+	return -1;
+}
+
+int net_pool__set_policy(struct net_pool *pool, int index, const struct net_policy *policy)
+{
+	struct net_policy *copy, *old;
+	struct net_slot_info names;
+	struct net_slot_counters before;
+	struct net_slot *slot;
+	char *rules;
+	int rc;
+
+	if (index < 0 || (unsigned)index >= pool->capacity || !pool->slots[index].in_use)
+		return -1;
+	slot = &pool->slots[index];
+	copy = policy ? net_policy__clone(policy) : net_policy__default(0);
+	if (!copy)
+		return -1;
+	net_pool__slot_names(pool, index, &names);
+	rules = slot_policy_table(pool, &names, copy);
+	if (!rules) {
+		net_policy__free(copy);
+		return -1;
+	}
+	/* The policy table's counters restart with the new table: bank them. */
+	if (read_nft_counters(slot, &before) != 0)
+		memset(&before, 0, sizeof(before));
+	before.bytes_in = before.bytes_out = 0; /* warren_slot keeps these */
+	rc = apply_in_slot(slot, rules);
+	free(rules);
+	if (rc != 0) {
+		net_policy__free(copy);
+		return -1;
+	}
+	pthread_mutex_lock(&pool->lock);
+	old = slot->policy;
+	slot->policy = copy;
+	counters_add(&slot->base, &before);
+	pthread_mutex_unlock(&pool->lock);
+	net_policy__free(old);
+	return 0;
+}
+
+int net_pool__release(struct net_pool *pool, int index)
+{
+	struct net_slot_info names;
+	struct net_slot *slot;
+	char address[INET_ADDRSTRLEN];
+	int rc;
+
+	if (index < 0 || (unsigned)index >= pool->capacity || !pool->slots[index].in_use)
+		return -1;
+	slot = &pool->slots[index];
+	net_pool__slot_names(pool, index, &names);
+	inet_ntop(AF_INET, &names.slot_address, address, sizeof(address));
+	rc = apply_in_slot(slot, "table inet warren_policy\ndelete table inet warren_policy\n"
+				 "table inet warren_slot\ndelete table inet warren_slot\n");
+	if (rc == 0)
+		rc = netns__run(slot->netns_fd, conntrack_flush_here, NULL);
+	if (rc == 0)
+		rc = netns__run(pool->host_fd, conntrack_delete_address, address);
+	if (rc != 0) {
+		log_warn("net: slot %d could not be reset; destroying it", index);
+		net_pool__destroy_slot(pool, index);
+		return -1;
+	}
+	pthread_mutex_lock(&pool->lock);
+	net_policy__free(slot->policy);
+	slot->policy = NULL;
+	memset(&slot->base, 0, sizeof(slot->base));
+	memset(&slot->proxy, 0, sizeof(slot->proxy));
+	slot->in_use = false;
+	pthread_mutex_unlock(&pool->lock);
+	return 0;
+}
+
+int net_pool__counters(struct net_pool *pool, int index, struct net_slot_counters *out)
+{
+	struct net_slot_counters now;
+	struct net_slot *slot;
+
+	if (index < 0 || (unsigned)index >= pool->capacity || !pool->slots[index].in_use)
+		return -1;
+	slot = &pool->slots[index];
+	if (read_nft_counters(slot, &now) != 0)
+		return -1;
+	pthread_mutex_lock(&pool->lock);
+	counters_add(&now, &slot->base);
+	counters_add(&now, &slot->proxy);
+	/* Proxy decisions count as connections too (the rules only saw a
+	 * connection to the proxy). */
+	now.allowed_connections += slot->proxy.proxy_allowed;
+	now.denied_connections += slot->proxy.proxy_denied;
+	pthread_mutex_unlock(&pool->lock);
+	*out = now;
+	return 0;
+}
+
+/* ---- host namespace ---------------------------------------------------- */
+
+struct host_setup_op {
+	struct net_pool *pool;
+	bool remove;
+};
+
+static int host_setup(void *arg)
+{
+	struct host_setup_op *op = arg;
+	struct net_pool *pool = op->pool;
+	char *text = NULL, uplink_rule[128] = "";
+	int rc;
+
+	if (op->remove) {
+		if (asprintf(&text, "table ip %s\ndelete table ip %s\n", pool->host_table, pool->host_table) < 0)
+			return -1;
+		rc = nft_apply(text, NULL);
+		free(text);
+		return rc;
+	}
+	if (pool->uplink_interface && *pool->uplink_interface)
+		snprintf(uplink_rule, sizeof(uplink_rule), "\t\tip saddr %s oifname \"%s\" masquerade\n",
+			 pool->slot_cidr, pool->uplink_interface);
+	/* Slots never reach each other through the host; the proxy ports
+	 * answer slots only. */
+	if (asprintf(&text,
+		     "table ip %1$s\n"
+		     "delete table ip %1$s\n"
+		     "table ip %1$s {\n"
+		     "\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n"
+		     "\t\tiifname \"%2$s*\" oifname \"%2$s*\" drop\n"
+		     "\t\tiifname \"%2$s*\" accept\n"
+		     "\t\toifname \"%2$s*\" ct state established,related accept\n\t}\n"
+		     "\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n"
+		     "\t\ttcp dport { %3$u, %4$u } iifname != \"%2$s*\" drop\n\t}\n"
+		     "\tchain postrouting {\n\t\ttype nat hook postrouting priority 100; policy accept;\n"
+		     "%5$s\t}\n"
+		     "}\n",
+		     pool->host_table, pool->link_prefix, pool->proxy_http_port, pool->proxy_tls_port,
+		     uplink_rule) < 0)
+		return -1;
+	rc = nft_apply(text, NULL);
+	free(text);
+	if (rc == 0)
+		rc = write_file("/proc/sys/net/ipv4/ip_forward", "1");
+	return rc;
+}
+
+/* Removes host links carrying the link prefix (leftovers of a crash). */
+static int host_reap_links(void *arg)
+{
+	struct net_pool *pool = arg;
+	struct nl_sock *sk = route_socket();
+	struct nl_cache *cache = NULL;
+	size_t prefix_len = strlen(pool->link_prefix);
+
+	if (!sk)
+		return -1;
+	if (rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache) >= 0) {
+		for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+			struct rtnl_link *link = (struct rtnl_link *)o;
+			const char *name = rtnl_link_get_name(link);
+
+			if (name && !strncmp(name, pool->link_prefix, prefix_len) &&
+			    name[prefix_len] >= '0' && name[prefix_len] <= '9')
+				rtnl_link_delete(sk, link);
+		}
+		nl_cache_free(cache);
+	}
+	nl_socket_free(sk);
+	return 0;
+}
+
+static void reap_namespaces(struct net_pool *pool)
+{
+	size_t prefix_len = strlen(pool->netns_prefix);
+	DIR *dir = opendir(NETNS_RUN_DIR);
+	struct dirent *entry;
+
+	if (!dir)
+		return;
+	while ((entry = readdir(dir))) {
+		char path[512];
+
+		if (strncmp(entry->d_name, pool->netns_prefix, prefix_len) != 0)
+			continue;
+		snprintf(path, sizeof(path), NETNS_RUN_DIR "/%s", entry->d_name);
+		log_warn("net: removing leftover namespace %s", entry->d_name);
+		netns_remove(path);
+	}
+	closedir(dir);
+}
+
+static int parse_slot_cidr(const char *cidr, uint32_t *base, unsigned *count)
+{
+	char address[INET_ADDRSTRLEN];
+	const char *slash = cidr ? strchr(cidr, '/') : NULL;
+	struct in_addr a;
+	int prefix;
+
+	if (!slash || (size_t)(slash - cidr) >= sizeof(address))
+		return -1;
+	memcpy(address, cidr, (size_t)(slash - cidr));
+	address[slash - cidr] = 0;
+	prefix = atoi(slash + 1);
+	if (inet_pton(AF_INET, address, &a) != 1 || prefix < 8 || prefix > 30)
+		return -1;
+	*base = ntohl(a.s_addr) & (prefix ? ~0u << (32 - prefix) : 0);
+	*count = 1u << (32 - prefix - 2);
+	return 0;
+}
+
+struct net_pool *net_pool__new(const struct net_pool_config *config)
+{
+	struct net_pool *pool = calloc(1, sizeof(*pool));
+	struct host_setup_op host = { .pool = pool };
+	unsigned count;
+
+	if (!pool)
+		return NULL;
+	pthread_mutex_init(&pool->lock, NULL);
+	pool->host_fd = -1;
+	pool->proxy_http_fd = pool->proxy_tls_fd = -1;
+	pool->stop_fd = -1;
+	if (strlen(config->link_prefix) > 9) {
+		log_error("net: slot_link_prefix '%s' is too long (9 characters at most)", config->link_prefix);
+		goto err;
+	}
+	pool->netns_prefix = strdup(config->netns_prefix);
+	pool->link_prefix = strdup(config->link_prefix);
+	pool->slot_cidr = strdup(config->slot_cidr);
+	pool->uplink_interface = config->uplink_interface ? strdup(config->uplink_interface) : NULL;
+	if (!pool->netns_prefix || !pool->link_prefix || !pool->slot_cidr)
+		goto err;
+	if (parse_slot_cidr(config->slot_cidr, &pool->base, &count) != 0) {
+		log_error("net: slot_cidr '%s' is not an IPv4 CIDR between /8 and /30", config->slot_cidr);
+		goto err;
+	}
+	pool->capacity = config->max_slots && config->max_slots < count ? config->max_slots : count;
+	pool->nameserver = config->nameserver;
+	pool->resolver = config->resolver;
+	pool->resolver_port = config->resolver_port ? config->resolver_port : 53;
+	pool->proxy_http_port = config->proxy_http_port;
+	pool->proxy_tls_port = config->proxy_tls_port;
+	snprintf(pool->host_table, sizeof(pool->host_table), "warren_host_%s", pool->link_prefix);
+	pool->slots = calloc(pool->capacity, sizeof(*pool->slots));
+	if (!pool->slots)
+		goto err;
+	for (unsigned i = 0; i < pool->capacity; i++)
+		pool->slots[i].netns_fd = -1;
+	pool->host_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (pool->host_fd < 0 || netns_run_dir_ready() != 0) {
+		log_error("net: cannot prepare %s: %s", NETNS_RUN_DIR, strerror(errno));
+		goto err;
+	}
+	reap_namespaces(pool);
+	netns__run(pool->host_fd, host_reap_links, pool);
+	if (netns__run(pool->host_fd, host_setup, &host) != 0) {
+		log_error("net: host forwarding table could not be installed");
+		goto err;
+	}
+	if (egress__start(pool) != 0)
+		goto err;
+	for (unsigned i = 0; i < config->precreate && i < pool->capacity; i++)
+		if (net_pool__create_slot(pool) < 0)
+			goto err;
+	log_info("net: slot pool ready (%u slots precreated, cidr %s, proxy ports %u/%u)", config->precreate,
+		 pool->slot_cidr, pool->proxy_http_port, pool->proxy_tls_port);
+	return pool;
+err:
+	net_pool__free(pool);
+	return NULL;
+}
+
+void net_pool__free(struct net_pool *pool)
+{
+	struct host_setup_op host = { .pool = pool, .remove = true };
+
+	if (!pool)
+		return;
+	egress__stop(pool);
+	if (pool->slots) {
+		for (unsigned i = 0; i < pool->capacity; i++)
+			if (pool->slots[i].exists)
+				net_pool__destroy_slot(pool, (int)i);
+	}
+	if (pool->host_fd >= 0) {
+		netns__run(pool->host_fd, host_setup, &host);
+		close(pool->host_fd);
+	}
+	free(pool->slots);
+	free(pool->netns_prefix);
+	free(pool->link_prefix);
+	free(pool->slot_cidr);
+	free(pool->uplink_interface);
+	pthread_mutex_destroy(&pool->lock);
+	free(pool);
+}
