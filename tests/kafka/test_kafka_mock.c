@@ -1,0 +1,322 @@
+/* Unit tests of the Kafka wrapper against librdkafka's in-process mock
+ * cluster (rd_kafka_mock_cluster_new): delivery reports, manual commits,
+ * the dead-letter path and pause/resume. No external broker. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
+#include "warren/clock.h"
+#include "warren/kafka.h"
+
+struct mock {
+	rd_kafka_t *rk;
+	rd_kafka_mock_cluster_t *cluster;
+	const char *brokers;
+};
+
+static int mock_setup(void **state)
+{
+	struct mock *mock = calloc(1, sizeof(*mock));
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char err[256];
+
+	rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+	mock->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	if (!mock->rk)
+		return -1;
+	mock->cluster = rd_kafka_mock_cluster_new(mock->rk, 1);
+	if (!mock->cluster)
+		return -1;
+	mock->brokers = rd_kafka_mock_cluster_bootstraps(mock->cluster);
+	*state = mock;
+	return 0;
+}
+
+static int mock_teardown(void **state)
+{
+	struct mock *mock = *state;
+
+	rd_kafka_mock_cluster_destroy(mock->cluster);
+	rd_kafka_destroy(mock->rk);
+	free(mock);
+	return 0;
+}
+
+static struct kafka_consumer *consumer_for(struct mock *mock, const char *group,
+					   const char *topic)
+{
+	struct kafka_consumer_config config = {
+		.brokers = mock->brokers,
+		.group_id = group,
+		.session_timeout_ms = 6000,
+	};
+	char err[256];
+	struct kafka_consumer *consumer = kafka_consumer__new(&config, err, sizeof(err));
+
+	if (!consumer)
+		fail_msg("consumer: %s", err);
+	assert_int_equal(kafka_consumer__subscribe(consumer, &topic, 1), 0);
+	return consumer;
+}
+
+/* Polls until the consumer owns at least one partition (or 20 s pass);
+ * a message that arrives meanwhile is a test bug and fails. */
+static void wait_assigned(struct kafka_consumer *consumer)
+{
+	uint64_t deadline = clock__monotonic_ms() + 20000;
+	struct kafka_message msg;
+
+	while (kafka_consumer__assignment_count(consumer) <= 0) {
+		assert_true(clock__monotonic_ms() < deadline);
+		assert_int_equal(kafka_consumer__poll(consumer, 100, &msg), 0);
+	}
+}
+
+static int poll_one(struct kafka_consumer *consumer, int timeout_ms, struct kafka_message *msg)
+{
+	uint64_t deadline = clock__monotonic_ms() + (uint64_t)timeout_ms;
+	int ret;
+
+	do {
+		ret = kafka_consumer__poll(consumer, 100, msg);
+		if (ret != 0)
+			return ret;
+	} while (clock__monotonic_ms() < deadline);
+	return 0;
+}
+
+static atomic_int async_reports, async_errors;
+
+static void count_delivery(const struct kafka_delivery *delivery, void *opaque)
+{
+	atomic_fetch_add(&async_reports, 1);
+	/* Runs on the delivery thread: count, never assert here. */
+	if (delivery->error || opaque != &async_reports)
+		atomic_fetch_add(&async_errors, 1);
+}
+
+static void test_produce_delivery_reports(void **state)
+{
+	struct mock *mock = *state;
+	struct kafka_delivery delivery;
+	const struct kafka_header header = {"trace", "abc", 3};
+	struct kafka_producer *producer;
+	char err[256];
+
+	rd_kafka_mock_topic_create(mock->cluster, "t.produce", 1, 1);
+	producer = kafka_producer__new(mock->brokers, "test-producer", err, sizeof(err));
+	assert_non_null(producer);
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.produce", "k", 1, "one", 3,
+						      &header, 1, 10000, &delivery),
+			 0);
+	assert_int_equal(delivery.error, 0);
+	assert_int_equal(delivery.offset, 0);
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.produce", "k", 1, "two", 3, NULL,
+						      0, 10000, &delivery),
+			 0);
+	assert_int_equal(delivery.offset, 1);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(kafka_producer__produce(producer, "t.produce", NULL, 0, "async", 5,
+							 NULL, 0, count_delivery, &async_reports),
+				 0);
+	assert_int_equal(kafka_producer__flush(producer, 10000), 0);
+	assert_int_equal(atomic_load(&async_reports), 10);
+	assert_int_equal(atomic_load(&async_errors), 0);
+	kafka_producer__free(producer);
+}
+
+static void test_consume_and_commit(void **state)
+{
+	struct mock *mock = *state;
+	struct kafka_producer *producer;
+	struct kafka_consumer *consumer;
+	struct kafka_message msg;
+	const void *value;
+	size_t len;
+	int64_t committed;
+	const struct kafka_header header = {"trace", "abc", 3};
+	char err[256];
+
+	rd_kafka_mock_topic_create(mock->cluster, "t.commit", 1, 1);
+	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	assert_non_null(producer);
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.commit", "key-1", 5, "first", 5,
+						      &header, 1, 10000, NULL),
+			 0);
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.commit", "key-1", 5, "second",
+						      6, NULL, 0, 10000, NULL),
+			 0);
+	consumer = consumer_for(mock, "g.commit", "t.commit");
+	assert_int_equal(poll_one(consumer, 20000, &msg), 1);
+	assert_int_equal(msg.offset, 0);
+	assert_memory_equal(msg.payload, "first", 5);
+	assert_memory_equal(msg.key, "key-1", 5);
+	assert_int_equal(kafka_message__header(&msg, "trace", &value, &len), 0);
+	assert_int_equal(len, 3);
+	assert_memory_equal(value, "abc", 3);
+	assert_int_equal(kafka_message__header(&msg, "absent", &value, &len), -2);
+	/* Nothing committed until the caller says the outcome is durable. */
+	assert_int_equal(kafka_consumer__commit(consumer), 0);
+	assert_int_equal(kafka_consumer__committed(consumer, "t.commit", 0, 5000, &committed), 0);
+	assert_true(committed < 0);
+	assert_int_equal(kafka_consumer__commit_message(consumer, &msg), 0);
+	assert_int_equal(kafka_consumer__committed(consumer, "t.commit", 0, 5000, &committed), 0);
+	assert_int_equal(committed, 1);
+	kafka_message__release(&msg);
+	/* The second message is read but not marked: a new member of the
+	 * group gets it again. */
+	assert_int_equal(poll_one(consumer, 10000, &msg), 1);
+	assert_int_equal(msg.offset, 1);
+	kafka_message__release(&msg);
+	kafka_consumer__free(consumer);
+	consumer = consumer_for(mock, "g.commit", "t.commit");
+	assert_int_equal(poll_one(consumer, 20000, &msg), 1);
+	assert_int_equal(msg.offset, 1);
+	assert_memory_equal(msg.payload, "second", 6);
+	kafka_message__release(&msg);
+	kafka_consumer__free(consumer);
+	kafka_producer__free(producer);
+}
+
+static void test_dead_letter_path(void **state)
+{
+	struct mock *mock = *state;
+	struct kafka_producer *producer;
+	struct kafka_consumer *consumer, *dlq_reader;
+	struct kafka_message msg;
+	struct kafka_event ev, good;
+	const char *bad_version = "{\"version\":9,\"type\":\"kill\"}";
+	const void *value;
+	size_t len;
+	int64_t committed;
+	char err[256], *text;
+
+	rd_kafka_mock_topic_create(mock->cluster, "t.events", 1, 1);
+	rd_kafka_mock_topic_create(mock->cluster, "t.dlq", 1, 1);
+	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	assert_non_null(producer);
+	assert_int_equal(kafka_event__init_command(&good, KAFKA_EVENT_KILL, "team-1",
+						   "iabcdefghij0123456789", NULL, err,
+						   sizeof(err)),
+			 KAFKA_EVENT_OK);
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.events", "k", 1, "\x01\xffjunk",
+						      6, NULL, 0, 10000, NULL),
+			 0);
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.events", "k", 1, bad_version,
+						      strlen(bad_version), NULL, 0, 10000, NULL),
+			 0);
+	assert_int_equal(kafka_producer__produce_event(producer, "t.events", &good, 10000, NULL), 0);
+
+	consumer = consumer_for(mock, "g.events", "t.events");
+	assert_int_equal(kafka_consumer__next_event(consumer, producer, "t.dlq", 20000, &msg, &ev),
+			 1);
+	assert_int_equal(msg.offset, 2);
+	assert_int_equal(ev.type, KAFKA_EVENT_KILL);
+	assert_string_equal(ev.request_id, good.request_id);
+	/* The two bad ones are committed already (after their DLQ write). */
+	assert_int_equal(kafka_consumer__committed(consumer, "t.events", 0, 5000, &committed), 0);
+	assert_int_equal(committed, 2);
+	assert_int_equal(kafka_consumer__commit_message(consumer, &msg), 0);
+	assert_int_equal(kafka_consumer__committed(consumer, "t.events", 0, 5000, &committed), 0);
+	assert_int_equal(committed, 3);
+	kafka_message__release(&msg);
+	kafka_event__clear(&ev);
+
+	dlq_reader = consumer_for(mock, "g.dlq", "t.dlq");
+	for (int i = 0; i < 2; i++) {
+		json_error_t json_error;
+		json_t *record;
+
+		assert_int_equal(poll_one(dlq_reader, 20000, &msg), 1);
+		record = json_loadb(msg.payload, msg.len, 0, &json_error);
+		assert_non_null(record);
+		assert_string_equal(json_string_value(json_object_get(record, "type")), "dead_letter");
+		assert_int_equal(json_integer_value(json_object_get(
+					 json_object_get(record, "source"), "offset")),
+				 i);
+		assert_string_equal(json_string_value(json_object_get(
+					    json_object_get(record, "source"), "topic")),
+				    "t.events");
+		assert_int_equal(kafka_message__header(&msg, KAFKA_DLQ_HEADER_REASON_CODE, &value,
+						       &len),
+				 0);
+		if (i == 0) {
+			/* not UTF-8: kept as base64 */
+			assert_memory_equal(value, "not_json", len);
+			assert_string_equal(json_string_value(json_object_get(record,
+									      "payload_base64")),
+					    "Af9qdW5r");
+		} else {
+			assert_memory_equal(value, "unknown_version", len);
+			assert_string_equal(json_string_value(json_object_get(record, "payload")),
+					    bad_version);
+			assert_non_null(strstr(json_string_value(json_object_get(record, "reason")),
+					       "version 9"));
+		}
+		assert_int_equal(kafka_message__header(&msg, KAFKA_DLQ_HEADER_SOURCE_OFFSET, &value,
+						       &len),
+				 0);
+		text = strndup(value, len);
+		assert_int_equal(atoi(text), i);
+		free(text);
+		assert_memory_equal(msg.key, "k", 1);
+		json_decref(record);
+		kafka_message__release(&msg);
+	}
+	kafka_consumer__free(dlq_reader);
+	kafka_consumer__free(consumer);
+	kafka_event__clear(&good);
+	kafka_producer__free(producer);
+}
+
+static void test_pause_resume(void **state)
+{
+	struct mock *mock = *state;
+	struct kafka_producer *producer;
+	struct kafka_consumer *consumer;
+	struct kafka_message msg;
+	char err[256];
+
+	rd_kafka_mock_topic_create(mock->cluster, "t.pause", 2, 1);
+	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	assert_non_null(producer);
+	consumer = consumer_for(mock, "g.pause", "t.pause");
+	wait_assigned(consumer);
+	assert_int_equal(kafka_consumer__assignment_count(consumer), 2);
+	assert_int_equal(kafka_consumer__pause(consumer), 0);
+	assert_true(kafka_consumer__is_paused(consumer));
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.pause", "a", 1, "x", 1, NULL, 0,
+						      10000, NULL),
+			 0);
+	/* Paused: polling keeps the membership but fetches nothing. */
+	assert_int_equal(poll_one(consumer, 1500, &msg), 0);
+	assert_int_equal(kafka_consumer__resume(consumer), 0);
+	assert_false(kafka_consumer__is_paused(consumer));
+	assert_int_equal(poll_one(consumer, 10000, &msg), 1);
+	assert_memory_equal(msg.payload, "x", 1);
+	kafka_message__release(&msg);
+	kafka_consumer__free(consumer);
+	kafka_producer__free(producer);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_produce_delivery_reports),
+		cmocka_unit_test(test_consume_and_commit),
+		cmocka_unit_test(test_dead_letter_path),
+		cmocka_unit_test(test_pause_resume),
+	};
+
+	setenv("WARREN_LOG_LEVEL", "warn", 0);
+	return cmocka_run_group_tests(tests, mock_setup, mock_teardown);
+}
