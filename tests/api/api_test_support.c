@@ -382,6 +382,9 @@ bool test_api__start(struct test_api *api, const struct test_stack *stack, const
 			free(env);
 			return false;
 		}
+		/* extra_env first: getenv() takes the first match. */
+		for (size_t i = 0; extra_env && extra_env[i]; i++)
+			env[n++] = (char *)extra_env[i];
 		env[n++] = pg_env;
 		env[n++] = prefix_env;
 		env[n++] = (char *)"WARREN_TOKEN_SEED=" TEST_API_SEED;
@@ -391,8 +394,6 @@ bool test_api__start(struct test_api *api, const struct test_stack *stack, const
 		env[n++] = (char *)"WARREN_PG_POOL_SIZE=4";
 		if (!getenv("WARREN_LOG_LEVEL"))
 			env[n++] = (char *)"WARREN_LOG_LEVEL=warn";
-		for (size_t i = 0; extra_env && extra_env[i]; i++)
-			env[n++] = (char *)extra_env[i];
 		env[n] = NULL;
 		if (pipe2(out, O_CLOEXEC)) {
 			free(pg_env);

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -549,6 +550,65 @@ static void test_create_deadline_answers_504_and_get_finds_it(void **state)
 	call("DELETE", path, key_a, NULL, 204, NULL);
 }
 
+struct silent_create {
+	pthread_t thread;
+	int port;
+	long status;
+};
+
+static void *silent_create_run(void *arg)
+{
+	struct silent_create *c = arg;
+	struct http_response response;
+
+	if (http__request(c->port, "POST", "/sandboxes", key_a,
+			  "{\"templateID\":\"base\",\"metadata\":{\"fake\":\"silent\"}}", NULL,
+			  &response))
+		c->status = response.status;
+	http__response_free(&response);
+	return NULL;
+}
+
+/* Waiting creates are suspended, not parked on a thread: with 2 HTTP
+ * threads and 6 creates waiting for results, /health still answers. */
+static void test_waiting_creates_hold_no_thread(void **state)
+{
+	static const char *const env[] = { "WARREN_API_THREADS=2", "WARREN_CREATE_DEADLINE_MS=3000",
+					   NULL };
+	struct silent_create creates[6];
+	struct test_api second;
+	struct http_response response;
+	uint64_t start;
+	double health_ms;
+
+	(void)state;
+	assert_true(test_api__start(&second, &stack, NULL, env));
+	for (int i = 0; i < 6; i++) {
+		creates[i] = (struct silent_create){ .port = second.port };
+		assert_int_equal(pthread_create(&creates[i].thread, NULL, silent_create_run, &creates[i]), 0);
+	}
+	usleep(800 * 1000);
+	health_ms = 0;
+	for (int i = 0; i < 3; i++) {
+		double ms;
+
+		start = clock__monotonic_ns();
+		assert_true(http__request(second.port, "GET", "/health", NULL, NULL, NULL, &response));
+		ms = (double)(clock__monotonic_ns() - start) / 1e6;
+		printf("health %d: %.1f ms\n", i, ms);
+		health_ms = ms > health_ms ? ms : health_ms;
+		assert_int_equal(response.status, 200);
+		http__response_free(&response);
+	}
+	for (int i = 0; i < 6; i++)
+		pthread_join(creates[i].thread, NULL);
+	test_api__stop(&second);
+	printf("GET /health with 6 creates suspended on 2 threads: %.1f ms\n", health_ms);
+	assert_true(health_ms < 1000);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(creates[i].status, 504);
+}
+
 static void test_postgres_outage_503_then_recovery(void **state)
 {
 	struct tcp_forwarder *forwarder;
@@ -651,6 +711,7 @@ int main(void)
 		cmocka_unit_test(test_concurrency_limit_21st_is_429),
 		cmocka_unit_test(test_creation_rate_limit),
 		cmocka_unit_test(test_create_deadline_answers_504_and_get_finds_it),
+		cmocka_unit_test(test_waiting_creates_hold_no_thread),
 		cmocka_unit_test(test_postgres_outage_503_then_recovery),
 		cmocka_unit_test(test_create_latency),
 	};
