@@ -1,0 +1,197 @@
+/* Integration: the control socket drives a VM: configure, start, state,
+ * console tail, pause/resume, metrics, stop (a spinning guest ends with
+ * exit reason "stopped"), exit. Needs /dev/kvm. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "vmm_test_util.h"
+
+extern char **environ;
+
+struct session {
+	pid_t pid;
+	int fd;
+	char path[108];
+	char buffer[262144];
+	size_t length;
+};
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static int session_open(struct session *session)
+{
+	const char *argv[] = { vmm_test__binary(), "--api-socket", session->path, NULL };
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+
+	snprintf(session->path, sizeof(session->path), "/tmp/warren-vmm-test-%d.sock", getpid());
+	argv[2] = session->path;
+	if (posix_spawn(&session->pid, argv[0], NULL, NULL, (char *const *)argv, environ) != 0)
+		return -1;
+	memcpy(address.sun_path, session->path, strlen(session->path) + 1);
+	for (int i = 0; i < 200; i++) {
+		session->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (connect(session->fd, (struct sockaddr *)&address, sizeof(address)) == 0)
+			return 0;
+		close(session->fd);
+		sleep_ms(10);
+	}
+	return -1;
+}
+
+/* Sends one request line, returns the parsed response (caller decrefs). */
+static json_t *request(struct session *session, const char *line)
+{
+	char *newline;
+	json_t *response;
+
+	if (send(session->fd, line, strlen(line), MSG_NOSIGNAL) < 0 ||
+	    send(session->fd, "\n", 1, MSG_NOSIGNAL) < 0)
+		return NULL;
+	while ((newline = memchr(session->buffer, '\n', session->length)) == NULL) {
+		ssize_t got = recv(session->fd, session->buffer + session->length,
+				   sizeof(session->buffer) - session->length, 0);
+
+		if (got <= 0)
+			return NULL;
+		session->length += (size_t)got;
+	}
+	response = json_loadb(session->buffer, (size_t)(newline - session->buffer), 0, NULL);
+	session->length -= (size_t)(newline - session->buffer) + 1;
+	memmove(session->buffer, newline + 1, session->length);
+	printf("> %s\n< %s\n", line, response ? "(json)" : "(invalid)");
+	return response;
+}
+
+static bool ok(json_t *response)
+{
+	return response && json_is_true(json_object_get(response, "ok"));
+}
+
+static const char *state_of(struct session *session)
+{
+	static char state[32];
+	json_t *response = request(session, "{\"op\":\"state\"}");
+
+	snprintf(state, sizeof(state), "%s",
+		 response ? json_string_value(json_object_get(response, "state")) : "?");
+	json_decref(response);
+	return state;
+}
+
+static void test_control_socket(void **unused)
+{
+	struct session *session = calloc(1, sizeof(*session));
+	char line[1024];
+	json_t *response;
+	int status = 0;
+
+	assert_int_equal(session_open(session), 0);
+
+	/* hostile / malformed requests get an error, the VMM stays up */
+	response = request(session, "not json");
+	assert_false(ok(response));
+	json_decref(response);
+	response = request(session, "{\"op\":\"start\"}");
+	assert_false(ok(response)); /* not configured */
+	json_decref(response);
+	response = request(session, "{\"op\":\"configure\",\"config\":{\"kernel\":\"x\",\"bogus\":1}}");
+	assert_false(ok(response));
+	assert_non_null(strstr(json_string_value(json_object_get(response, "error")), "bogus"));
+	json_decref(response);
+	response = request(session, "{\"op\":\"frobnicate\"}");
+	assert_false(ok(response));
+	json_decref(response);
+	assert_string_equal(state_of(session), "empty");
+
+	snprintf(line, sizeof(line),
+		 "{\"op\":\"configure\",\"config\":{\"kernel\":\"%s\",\"memory_mib\":32,"
+		 "\"vcpus\":1,\"cpu_profile\":\"baseline\"}}",
+		 vmm_test__guest("spin"));
+	response = request(session, line);
+	assert_true(ok(response));
+	json_decref(response);
+	assert_string_equal(state_of(session), "configured");
+	response = request(session, "{\"op\":\"start\"}");
+	assert_true(ok(response));
+	json_decref(response);
+	assert_string_equal(state_of(session), "running");
+
+	for (int i = 0; i < 200; i++) { /* the guest prints before it spins */
+		response = request(session, "{\"op\":\"console\",\"bytes\":100}");
+		assert_true(ok(response));
+		if (strstr(json_string_value(json_object_get(response, "data")), "spinning")) {
+			json_decref(response);
+			break;
+		}
+		json_decref(response);
+		assert_true(i < 199);
+		sleep_ms(10);
+	}
+	response = request(session, "{\"op\":\"pause\"}");
+	assert_true(ok(response));
+	json_decref(response);
+	assert_string_equal(state_of(session), "paused");
+	response = request(session, "{\"op\":\"resume\"}");
+	assert_true(ok(response));
+	json_decref(response);
+	assert_string_equal(state_of(session), "running");
+
+	response = request(session, "{\"op\":\"metrics\"}");
+	assert_true(ok(response));
+	assert_true(json_integer_value(json_object_get(json_object_get(response, "exits"), "io")) > 0);
+	assert_int_equal(json_array_size(json_object_get(response, "boot_markers_ns")), 1);
+	json_decref(response);
+
+	response = request(session, "{\"op\":\"stop\"}");
+	assert_true(ok(response));
+	json_decref(response);
+	for (int i = 0; i < 200 && strcmp(state_of(session), "stopped") != 0; i++)
+		sleep_ms(10);
+	response = request(session, "{\"op\":\"state\"}");
+	assert_string_equal(json_string_value(json_object_get(response, "state")), "stopped");
+	assert_string_equal(json_string_value(json_object_get(response, "exit_reason")), "stopped");
+	json_decref(response);
+
+	response = request(session, "{\"op\":\"exit\"}");
+	assert_true(ok(response));
+	json_decref(response);
+	while (waitpid(session->pid, &status, 0) < 0 && errno == EINTR)
+		;
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 103);
+	close(session->fd);
+	assert_int_equal(access(session->path, F_OK), -1); /* socket file removed */
+	free(session);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_control_socket),
+	};
+
+	if (!vmm_test__have_kvm())
+		return 77;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
