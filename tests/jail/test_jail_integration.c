@@ -1,0 +1,422 @@
+/* Integration tests of the jail runtime (workers/jail) with the minimal
+ * template (guest/rootfs): isolation, limits, capabilities, seccomp, the
+ * agent answering in the namespace, and nothing left after stop. Needs
+ * root, overlayfs, cgroups and `ip`; says why and skips otherwise. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "jail_test_util.h"
+#include "warren/clock.h"
+#include "warren/jail.h"
+#include "warren/templates.h"
+#include "warren/tokens.h"
+
+#define CGROUP_PARENT "warren-test"
+#define MEMORY_MAX (256ULL << 20)
+#define CYCLES 20
+
+static char base_dir[64];
+static char state_dir[128];
+static char netns_name[64];
+static char netns_path[128];
+static char agent_path[PATH_MAX];
+static char token_hash[80];
+static struct template_info template;
+static struct jail *current;
+static char current_id[64];
+
+/* The checks the sandbox runs on itself, written to /report (the overlay
+ * upper, readable from the host), then the agent or busybox httpd. */
+static const char check_script[] =
+	"{ echo \"pid=$$\"; echo \"init=$(cat /proc/1/comm)\"; echo \"hostname=$(hostname)\";"
+	" echo \"etc_hostname=$(cat /etc/hostname)\";"
+	" if [ -e /proc/$TEST_PID ]; then echo see_test=yes; else echo see_test=no; fi;"
+	" if [ -d /work ]; then echo host_root=yes; else echo host_root=no; fi;"
+	" echo \"procs=$(ls -d /proc/[0-9]* | wc -l)\";"
+	" /bin/busybox mount -t tmpfs x /mnt 2>/dev/null; echo \"mount_rc=$?\";"
+	" echo \"unshare=$(/bin/busybox unshare -U -r true 2>&1; echo rc=$?)\";"
+	" echo \"tmp=$(grep ' /tmp ' /proc/mounts | cut -d' ' -f3)\";"
+	" echo \"devnull=$(echo x > /dev/null && echo ok)\";"
+	" } > /report.tmp 2>&1; mv /report.tmp /report; exec \"$@\"";
+
+static bool have_agent(void)
+{
+	return agent_path[0] != 0;
+}
+
+static int group_setup(void **state)
+{
+	const char *build_dir = getenv("WARREN_BUILD_DIR");
+	const char *source_dir = getenv("WARREN_SOURCE_DIR");
+	char err[256];
+	(void)state;
+
+	/* Namespaces left by an earlier run that crashed. */
+	jt__run("for ns in $(ip netns list | awk '/^warren-jt-/ { print $1 }'); do "
+		"kill -0 ${ns#warren-jt-} 2>/dev/null || ip netns delete $ns; done");
+	snprintf(base_dir, sizeof(base_dir), "/tmp/warren-jail-test-XXXXXX");
+	if (!mkdtemp(base_dir))
+		return -1;
+	snprintf(state_dir, sizeof(state_dir), "%s/sandboxes", base_dir);
+	snprintf(agent_path, sizeof(agent_path), "%s/bin/warren-agent", build_dir);
+	if (access(agent_path, X_OK) != 0) {
+		printf("NOTE: %s not built: busybox httpd stands in for the agent\n", agent_path);
+		agent_path[0] = 0;
+	}
+	/* A fresh minimal template in this test's own dirs. */
+	if (jt__run("%s/guest/rootfs/build-template.sh --name minimal --cache-dir %s/cache "
+		    "--templates-dir %s/templates --agent '%s' >/dev/null",
+		    source_dir, base_dir, base_dir, agent_path) != 0) {
+		printf("FAIL: building the minimal template failed\n");
+		return -1;
+	}
+	snprintf(err, sizeof(err), "%s/templates", base_dir);
+	if (templates__read(err, "minimal", &template, err, sizeof(err))) {
+		printf("FAIL: template: %s\n", err);
+		return -1;
+	}
+	/* A plain network namespace with loopback up (the slot's stand-in). */
+	snprintf(netns_name, sizeof(netns_name), "warren-jt-%d", (int)getpid());
+	snprintf(netns_path, sizeof(netns_path), "/run/netns/%s", netns_name);
+	if (jt__run("ip netns add %s && ip -n %s link set lo up", netns_name, netns_name) != 0) {
+		printf("FAIL: cannot create network namespace %s\n", netns_name);
+		return -1;
+	}
+	{
+		char hex[TOKENS_SHA256_HEX_LEN + 1];
+
+		tokens__sha256_hex("test-access-token", strlen("test-access-token"), hex);
+		snprintf(token_hash, sizeof(token_hash), "sha256:%s", hex);
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	if (current) {
+		jail__destroy(current);
+		current = NULL;
+	}
+	if (current_id[0])
+		jail__kill_by_id(state_dir, CGROUP_PARENT, current_id);
+	if (netns_name[0])
+		jt__run("ip netns delete %s 2>/dev/null", netns_name);
+	/* The cgroup parents made for the test (empty by now). */
+	jt__run("rmdir /sys/fs/cgroup/" CGROUP_PARENT " /sys/fs/cgroup/*/" CGROUP_PARENT
+		" 2>/dev/null");
+	if (base_dir[0])
+		jt__run("rm -rf '%s'", base_dir);
+	return 0;
+}
+
+struct started {
+	struct jail *jail;
+	pid_t pid;
+	uint64_t pid_ns;
+	uint64_t start_to_return_us;
+	uint64_t start_to_answer_us;
+	int http_status;
+};
+
+/* Starts a jail running argv (NULL: the check script + agent/httpd). */
+static int start_jail(const char *id, const char *const *argv, struct started *out, char *err,
+		      size_t err_len)
+{
+	static char test_pid_env[32];
+	const char *agent_argv[6];
+	const char *default_argv[JAIL_ARGV_MAX];
+	const char *envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/root",
+			       test_pid_env, NULL };
+	struct jail_config config = {
+		.id = id,
+		.rootfs = template.rootfs,
+		.netns_path = netns_path,
+		.state_dir = state_dir,
+		.cgroup_parent = CGROUP_PARENT,
+		.memory_max_bytes = MEMORY_MAX,
+		.cpu_millicores = 500,
+		.pids_max = 128,
+		.argv = argv,
+		.envp = envp,
+	};
+	uint64_t t0;
+	size_t n = 0;
+
+	snprintf(test_pid_env, sizeof(test_pid_env), "TEST_PID=%d", (int)getpid());
+	if (!argv) {
+		default_argv[n++] = "/bin/sh";
+		default_argv[n++] = "-c";
+		default_argv[n++] = check_script;
+		default_argv[n++] = "sh";
+		if (have_agent()) {
+			jail__agent_argv(token_hash, agent_argv);
+			for (size_t i = 0; agent_argv[i]; i++)
+				default_argv[n++] = agent_argv[i];
+		} else {
+			default_argv[n++] = "/bin/busybox";
+			default_argv[n++] = "httpd";
+			default_argv[n++] = "-f";
+			default_argv[n++] = "-p";
+			default_argv[n++] = "0.0.0.0:49983";
+			default_argv[n++] = "-h";
+			default_argv[n++] = "/tmp";
+		}
+		default_argv[n] = NULL;
+		config.argv = default_argv;
+	}
+	memset(out, 0, sizeof(*out));
+	snprintf(current_id, sizeof(current_id), "%s", id);
+	t0 = clock__monotonic_ns();
+	out->jail = jail__start(&config, err, err_len);
+	out->start_to_return_us = (clock__monotonic_ns() - t0) / 1000;
+	current = out->jail;
+	if (!out->jail)
+		return -1;
+	out->pid = jail__pid(out->jail);
+	out->pid_ns = jt__pid_ns_inode(out->pid);
+	if (!argv) {
+		out->http_status = jt__http_get_in_netns(netns_path, JAIL_AGENT_PORT, "/health", 5000);
+		out->start_to_answer_us = (clock__monotonic_ns() - t0) / 1000;
+	}
+	return 0;
+}
+
+/* After jail__stop: no process, mount, cgroup or state dir is left. */
+static void assert_nothing_left(const char *id, const struct started *s)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	static const char *const hierarchies[] = { "", "unified/", "memory/", "cpu/", "pids/" };
+
+	assert_int_equal(jt__processes_in_pid_ns(s->pid_ns), 0);
+	assert_int_equal(kill(s->pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	assert_false(jt__mountinfo_mentions(base_dir));
+	snprintf(path, sizeof(path), "%s/%s", state_dir, id);
+	assert_int_equal(lstat(path, &st), -1);
+	for (size_t i = 0; i < sizeof(hierarchies) / sizeof(hierarchies[0]); i++) {
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/%s" CGROUP_PARENT "/%s",
+			 hierarchies[i], id);
+		assert_int_equal(lstat(path, &st), -1);
+	}
+}
+
+static void read_report(const char *id, char *out, size_t out_len)
+{
+	char path[PATH_MAX];
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "%s/%s/upper/report", state_dir, id);
+	for (int i = 0; i < 500 && access(path, R_OK) != 0; i++)
+		usleep(10000);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	n = fread(out, 1, out_len - 1, f);
+	out[n] = 0;
+	fclose(f);
+}
+
+static void test_jail_isolation(void **state)
+{
+	const char *id = "jt-isolation";
+	char err[512], report[4096], value[128], expect[128];
+	struct started s;
+	uint64_t memory = 0;
+	(void)state;
+
+	if (start_jail(id, NULL, &s, err, sizeof(err)))
+		fail_msg("jail__start: %s", err);
+	printf("jail__start returned after %.1f ms; %s answered HTTP %d after %.1f ms\n",
+	       s.start_to_return_us / 1000.0, have_agent() ? "agent /health" : "busybox httpd",
+	       s.http_status, s.start_to_answer_us / 1000.0);
+	/* The agent (or httpd) answers on 49983 inside the namespace. */
+	if (have_agent())
+		assert_int_equal(s.http_status, 204);
+	else
+		assert_true(s.http_status >= 200 && s.http_status < 600);
+
+	read_report(id, report, sizeof(report));
+	printf("inside the jail:\n%s", report);
+	assert_non_null(strstr(report, "pid=2\n"));             /* sh is pid 2 ... */
+	assert_non_null(strstr(report, "init=warren-jail-ini")); /* ... under our init */
+	snprintf(expect, sizeof(expect), "hostname=%s\n", id);
+	assert_non_null(strstr(report, expect));
+	assert_non_null(strstr(report, "etc_hostname=warren\n")); /* the template's root */
+	assert_non_null(strstr(report, "host_root=no\n"));
+	assert_non_null(strstr(report, "see_test=no\n"));
+	assert_null(strstr(report, "mount_rc=0\n"));
+	assert_non_null(strstr(report, "not permitted")); /* unshare -U: seccomp EPERM */
+	assert_null(strstr(report, "rc=0)"));
+	assert_non_null(strstr(report, "tmp=tmpfs\n"));
+	assert_non_null(strstr(report, "devnull=ok\n"));
+
+	/* From the host: pid 1 inside, caps, no_new_privs, seccomp, limits. */
+	assert_int_equal(jt__status_field(s.pid, "NSpid", value, sizeof(value)), 0);
+	snprintf(expect, sizeof(expect), "%d\t1", (int)s.pid);
+	assert_string_equal(value, expect);
+	assert_int_equal(jt__status_field(s.pid, "CapEff", value, sizeof(value)), 0);
+	/* CHOWN(0) DAC_OVERRIDE(1) FOWNER(3) KILL(5) SETGID(6) SETUID(7)
+	 * NET_BIND_SERVICE(10) = 0x4eb */
+	assert_string_equal(value, "00000000000004eb");
+	assert_int_equal(jt__status_field(s.pid, "CapBnd", value, sizeof(value)), 0);
+	assert_string_equal(value, "00000000000004eb");
+	assert_int_equal(jt__status_field(s.pid, "NoNewPrivs", value, sizeof(value)), 0);
+	assert_string_equal(value, "1");
+	assert_int_equal(jt__status_field(s.pid, "Seccomp", value, sizeof(value)), 0);
+	assert_string_equal(value, "2");
+	assert_int_equal(jail__memory_limit(s.jail, &memory), 0);
+	assert_int_equal(memory, MEMORY_MAX);
+	assert_int_equal(jail__state(s.jail, NULL), JAIL_RUNNING);
+
+	assert_int_equal(jail__stop(s.jail), 0);
+	assert_int_equal(jail__stop(s.jail), 0); /* idempotent */
+	assert_int_equal(jail__state(s.jail, NULL), JAIL_EXITED);
+	assert_nothing_left(id, &s);
+	jail__destroy(s.jail);
+	current = NULL;
+}
+
+static int compare_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void test_jail_cycles(void **state)
+{
+	uint64_t answer_us[CYCLES];
+	char id[32], err[512];
+	struct started s;
+	(void)state;
+
+	for (int i = 0; i < CYCLES; i++) {
+		snprintf(id, sizeof(id), "jt-cycle-%d", i);
+		if (start_jail(id, NULL, &s, err, sizeof(err)))
+			fail_msg("cycle %d: jail__start: %s", i, err);
+		assert_true(s.http_status > 0);
+		answer_us[i] = s.start_to_answer_us;
+		assert_int_equal(jail__stop(s.jail), 0);
+		assert_nothing_left(id, &s);
+		jail__destroy(s.jail);
+		current = NULL;
+	}
+	qsort(answer_us, CYCLES, sizeof(answer_us[0]), compare_u64);
+	printf("%d cycles, jail__start -> %s answering: min %.1f ms, median %.1f ms, max %.1f ms\n",
+	       CYCLES, have_agent() ? "agent /health" : "httpd", answer_us[0] / 1000.0,
+	       answer_us[CYCLES / 2] / 1000.0, answer_us[CYCLES - 1] / 1000.0);
+}
+
+/* A restarted worker finds the sandbox from the state dir and cgroups and
+ * kills it without the handle. */
+static void test_jail_kill_by_id(void **state)
+{
+	const char *id = "jt-orphan";
+	char err[512], **ids;
+	size_t count;
+	bool listed = false;
+	struct started s;
+	(void)state;
+
+	if (start_jail(id, NULL, &s, err, sizeof(err)))
+		fail_msg("jail__start: %s", err);
+	assert_int_equal(jail__list_on_host(state_dir, CGROUP_PARENT, &ids, &count), 0);
+	for (size_t i = 0; i < count; i++)
+		listed |= !strcmp(ids[i], id);
+	jail__free_ids(ids, count);
+	assert_true(listed);
+	assert_int_equal(jail__kill_by_id(state_dir, CGROUP_PARENT, id), 0);
+	/* The init is our child: reap it the way the worker's loop would. */
+	assert_int_equal(jail__wait(s.jail, 5000), 0);
+	assert_nothing_left(id, &s);
+	assert_int_equal(jail__list_on_host(state_dir, CGROUP_PARENT, &ids, &count), 0);
+	assert_int_equal(count, 0);
+	jail__free_ids(ids, count);
+	jail__destroy(s.jail);
+	current = NULL;
+}
+
+/* A program that does not exist: a clear error, nothing left behind. */
+static void test_jail_bad_program(void **state)
+{
+	const char *argv[] = { "/no/such/program", NULL };
+	char err[512] = "", path[PATH_MAX];
+	struct started s;
+	struct stat st;
+	(void)state;
+
+	assert_int_equal(start_jail("jt-bad", argv, &s, err, sizeof(err)), -1);
+	printf("expected failure: %s\n", err);
+	assert_non_null(strstr(err, "/no/such/program"));
+	snprintf(path, sizeof(path), "%s/jt-bad", state_dir);
+	assert_int_equal(lstat(path, &st), -1);
+	assert_int_equal(lstat("/sys/fs/cgroup/pids/" CGROUP_PARENT "/jt-bad", &st), -1);
+	assert_int_equal(lstat("/sys/fs/cgroup/" CGROUP_PARENT "/jt-bad", &st), -1);
+}
+
+/* The program's exit is the jail's exit; its status comes through. */
+static void test_jail_exit_status(void **state)
+{
+	const char *argv[] = { "/bin/sh", "-c", "sleep 0.1; exit 7", NULL };
+	char err[512];
+	struct started s;
+	int status = 0;
+	(void)state;
+
+	if (start_jail("jt-exit", argv, &s, err, sizeof(err)))
+		fail_msg("jail__start: %s", err);
+	assert_int_equal(jail__wait(s.jail, 5000), 0);
+	assert_int_equal(jail__state(s.jail, &status), JAIL_EXITED);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 7);
+	assert_int_equal(jail__stop(s.jail), 0);
+	assert_nothing_left("jt-exit", &s);
+	jail__destroy(s.jail);
+	current = NULL;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_jail_isolation),
+		cmocka_unit_test(test_jail_bad_program),
+		cmocka_unit_test(test_jail_exit_status),
+		cmocka_unit_test(test_jail_kill_by_id),
+		cmocka_unit_test(test_jail_cycles),
+	};
+	const char *skip = NULL;
+
+	signal(SIGPIPE, SIG_IGN);
+	if (geteuid() != 0)
+		skip = "the jail tests need root (namespaces, overlayfs, cgroups)";
+	else if (!getenv("WARREN_BUILD_DIR") || !getenv("WARREN_SOURCE_DIR"))
+		skip = "WARREN_BUILD_DIR / WARREN_SOURCE_DIR not set (run through ctest)";
+	else if (jt__run("grep -qw overlay /proc/filesystems") != 0)
+		skip = "no overlayfs in this kernel";
+	else if (jt__run("command -v ip >/dev/null") != 0)
+		skip = "no `ip` command (iproute2)";
+	else if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0 &&
+		 access("/sys/fs/cgroup/memory/cgroup.procs", F_OK) != 0)
+		skip = "no cgroup v2 or v1 memory hierarchy mounted at /sys/fs/cgroup";
+	if (skip) {
+		printf("SKIP: %s\n", skip);
+		return 77;
+	}
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,255 @@
+/* Unit tests of the pure parts of the jail runtime: configuration checks,
+ * the seccomp table and filter (loaded in a forked child), the capability
+ * set, the agent argv and the runtime probe over fake inputs. */
+#include <errno.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "jail_policy.h"
+#include "warren/jail.h"
+#include "warren/runtime_probe.h"
+
+static const char *const good_argv[] = { "/bin/sh", "-c", "true", NULL };
+
+static struct jail_config good_config(void)
+{
+	struct jail_config config = {
+		.id = "i0123456789abcdefghij",
+		.rootfs = "/var/lib/warren/templates/minimal/rootfs",
+		.netns_path = "/run/netns/slot0",
+		.memory_max_bytes = 512ULL << 20,
+		.cpu_millicores = 1000,
+		.pids_max = 256,
+		.argv = good_argv,
+	};
+	return config;
+}
+
+static void expect_invalid(const struct jail_config *config)
+{
+	char err[256] = "";
+
+	assert_int_equal(jail__config_validate(config, err, sizeof(err)), -EINVAL);
+	assert_true(err[0] != 0);
+}
+
+static void test_config_validate(void **state)
+{
+	static const char *const relative_argv[] = { "sh", NULL };
+	static const char *const empty_argv[] = { NULL };
+	const char *long_argv[JAIL_ARGV_MAX + 1];
+	struct jail_config config = good_config();
+	char err[256];
+	(void)state;
+
+	assert_int_equal(jail__config_validate(&config, err, sizeof(err)), 0);
+	expect_invalid(NULL);
+	config = good_config(); config.id = NULL; expect_invalid(&config);
+	config = good_config(); config.id = ""; expect_invalid(&config);
+	config = good_config(); config.id = "../etc"; expect_invalid(&config);
+	config = good_config(); config.id = "a/b"; expect_invalid(&config);
+	config = good_config(); config.id = "-rf"; expect_invalid(&config);
+	config = good_config();
+	config.id = "a1234567890123456789012345678901234567890123456789012345678901234";
+	expect_invalid(&config);
+	/* Overlay option separators in paths would inject mount options. */
+	config = good_config(); config.rootfs = "/a,upperdir=/etc"; expect_invalid(&config);
+	config = good_config(); config.rootfs = "/a:/b"; expect_invalid(&config);
+	config = good_config(); config.rootfs = "relative"; expect_invalid(&config);
+	config = good_config(); config.state_dir = "/x,y"; expect_invalid(&config);
+	config = good_config(); config.netns_path = NULL; expect_invalid(&config);
+	config = good_config(); config.cgroup_parent = "a/b"; expect_invalid(&config);
+	config = good_config(); config.memory_max_bytes = 0; expect_invalid(&config);
+	config = good_config(); config.pids_max = 0; expect_invalid(&config);
+	config = good_config(); config.cpu_millicores = 2000000; expect_invalid(&config);
+	config = good_config(); config.argv = NULL; expect_invalid(&config);
+	config = good_config(); config.argv = relative_argv; expect_invalid(&config);
+	config = good_config(); config.argv = empty_argv; expect_invalid(&config);
+	for (int i = 0; i < JAIL_ARGV_MAX; i++)
+		long_argv[i] = "/bin/true";
+	long_argv[JAIL_ARGV_MAX] = NULL;
+	config = good_config(); config.argv = long_argv; expect_invalid(&config);
+}
+
+static void test_agent_argv(void **state)
+{
+	const char *argv[6];
+	(void)state;
+
+	jail__agent_argv("sha256:abc", argv);
+	assert_string_equal(argv[0], "/usr/local/bin/warren-agent");
+	assert_string_equal(argv[1], "--listen");
+	assert_string_equal(argv[2], "0.0.0.0:49983");
+	assert_string_equal(argv[3], "--token-hash");
+	assert_string_equal(argv[4], "sha256:abc");
+	assert_null(argv[5]);
+	jail__agent_argv(NULL, argv);
+	assert_null(argv[3]);
+}
+
+static void test_policy_tables(void **state)
+{
+	size_t count, caps_count, rules = 0;
+	const struct jail_syscall_rule *table = jail_policy__syscall_rules(&count);
+	const int *caps = jail_policy__kept_capabilities(&caps_count);
+	scmp_filter_ctx ctx;
+	char err[256];
+	bool has_mount = false, has_setns = false;
+	(void)state;
+
+	assert_true(count > 30);
+	for (size_t i = 0; i < count; i++) {
+		for (size_t j = i + 1; j < count; j++)
+			assert_string_not_equal(table[i].name, table[j].name);
+		has_mount |= !strcmp(table[i].name, "mount");
+		has_setns |= !strcmp(table[i].name, "setns");
+		assert_true(table[i].errno_value == EPERM || table[i].errno_value == ENOSYS);
+		assert_true(table[i].flags_arg < 0 || table[i].flags_mask != 0);
+	}
+	assert_true(has_mount && has_setns);
+	/* Every kept capability is one the agent needs; nothing like SYS_ADMIN. */
+	assert_int_equal(caps_count, 7);
+	for (size_t i = 0; i < caps_count; i++) {
+		assert_int_not_equal(caps[i], CAP_SYS_ADMIN);
+		assert_int_not_equal(caps[i], CAP_NET_ADMIN);
+		assert_int_not_equal(caps[i], CAP_SYS_PTRACE);
+	}
+	ctx = jail_policy__seccomp_build(&rules, err, sizeof(err));
+	assert_non_null(ctx);
+	/* One rule per unconditional entry, one per flag bit otherwise. */
+	assert_true(rules >= count);
+	seccomp_release(ctx);
+}
+
+/* Loads the filter in a child and checks what it denies and allows. */
+static void test_seccomp_filter_behaviour(void **state)
+{
+	pid_t pid;
+	int status;
+	(void)state;
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		size_t rules;
+		char err[256];
+		scmp_filter_ctx ctx = jail_policy__seccomp_build(&rules, err, sizeof(err));
+
+		if (!ctx || seccomp_load(ctx))
+			_exit(10);
+		if (unshare(CLONE_NEWUSER) == 0 || errno != EPERM)
+			_exit(11);
+		if (unshare(CLONE_NEWNET) == 0 || errno != EPERM)
+			_exit(12);
+		if (syscall(SYS_clone3, NULL, 0) == 0 || errno != ENOSYS)
+			_exit(13);
+		if (syscall(SYS_setns, -1, 0) == 0 || errno != EPERM)
+			_exit(14);
+		if (syscall(SYS_mount, "x", "/tmp", "tmpfs", 0, NULL) == 0 || errno != EPERM)
+			_exit(15);
+		if (syscall(SYS_bpf, 0, NULL, 0) == 0 || errno != EPERM)
+			_exit(16);
+		/* Allowed: unshare without namespace flags, fork, getpid. */
+		if (unshare(CLONE_FILES) != 0)
+			_exit(17);
+		pid_t child = fork();
+		if (child == 0)
+			_exit(0);
+		if (child < 0 || waitpid(child, NULL, 0) != child)
+			_exit(18);
+		_exit(getpid() > 0 ? 0 : 19);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void test_runtime_probe(void **state)
+{
+	char dir[] = "/tmp/warren-probe-XXXXXX";
+	char kvm[64], cpuinfo_virt[64], cpuinfo_plain[64], pvm[64], absent[64], command[96];
+	struct runtime_probe_result result;
+	struct runtime_probe_paths paths;
+	(void)state;
+
+	unsetenv("WARREN_RUNTIME");
+	assert_non_null(mkdtemp(dir));
+	snprintf(kvm, sizeof(kvm), "%s/kvm", dir);
+	snprintf(cpuinfo_virt, sizeof(cpuinfo_virt), "%s/cpuinfo-virt", dir);
+	snprintf(cpuinfo_plain, sizeof(cpuinfo_plain), "%s/cpuinfo-plain", dir);
+	snprintf(pvm, sizeof(pvm), "%s/kvm_pvm", dir);
+	snprintf(absent, sizeof(absent), "%s/absent", dir);
+	write_file(kvm, "");
+	write_file(cpuinfo_virt, "processor\t: 0\nflags\t\t: fpu vme sse2 vmx ept\n");
+	/* "vmxnet" is not "vmx": whole words only. */
+	write_file(cpuinfo_plain, "processor\t: 0\nflags\t\t: fpu vme sse2 vmxnet\n");
+	write_file(pvm, "");
+
+	paths = (struct runtime_probe_paths){ kvm, cpuinfo_virt, absent };
+	runtime__probe(&paths, &result);
+	assert_int_equal(result.choice, RUNTIME_PROBE_VM);
+	assert_true(result.have_dev_kvm && result.have_vmx_or_svm && !result.kvm_is_pvm);
+
+	paths = (struct runtime_probe_paths){ kvm, cpuinfo_virt, pvm };
+	runtime__probe(&paths, &result);
+	assert_int_equal(result.choice, RUNTIME_PROBE_JAIL);
+	assert_non_null(strstr(result.reason, "kvm_pvm"));
+
+	paths = (struct runtime_probe_paths){ kvm, cpuinfo_plain, absent };
+	runtime__probe(&paths, &result);
+	assert_int_equal(result.choice, RUNTIME_PROBE_JAIL);
+	assert_non_null(strstr(result.reason, "vmx/svm"));
+
+	paths = (struct runtime_probe_paths){ absent, cpuinfo_virt, absent };
+	runtime__probe(&paths, &result);
+	assert_int_equal(result.choice, RUNTIME_PROBE_JAIL);
+	assert_false(result.have_dev_kvm);
+
+	/* Forced by the setting, whatever the probe says. */
+	setenv("WARREN_RUNTIME", "vm", 1);
+	runtime__probe(&paths, &result);
+	assert_int_equal(result.choice, RUNTIME_PROBE_VM);
+	assert_non_null(strstr(result.reason, "forced"));
+	unsetenv("WARREN_RUNTIME");
+	assert_string_equal(runtime__probe_choice_name(RUNTIME_PROBE_JAIL), "jail");
+
+	/* This host, for the record. */
+	runtime__probe(NULL, &result);
+	printf("this host: %s\n", result.reason);
+
+	snprintf(command, sizeof(command), "rm -rf '%s'", dir);
+	assert_int_equal(system(command), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_config_validate),
+		cmocka_unit_test(test_agent_argv),
+		cmocka_unit_test(test_policy_tables),
+		cmocka_unit_test(test_seccomp_filter_behaviour),
+		cmocka_unit_test(test_runtime_probe),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,31 @@
+/* jail_policy: what a jailed sandbox may not do. The seccomp deny-list and
+ * the capability set the agent keeps, as tables, shared by the library
+ * (for tests) and warren-jail-init (which applies them). Issue 5, "Jail
+ * runtime"; workers/jail/README.md documents both sets and why. */
+#ifndef WARREN_JAIL_POLICY_H
+#define WARREN_JAIL_POLICY_H
+
+#include <seccomp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct jail_syscall_rule {
+	const char *name;    /* libseccomp name; unknown ones are skipped */
+	int errno_value;     /* what the caller gets (EPERM, or ENOSYS for clone3) */
+	int flags_arg;       /* -1: denied whatever the arguments; else the argument
+				holding flags, denied when any bit of flags_mask is set */
+	uint64_t flags_mask;
+};
+
+/* The deny-list. *count gets its length. */
+const struct jail_syscall_rule *jail_policy__syscall_rules(size_t *count);
+
+/* The capabilities kept (effective, permitted, bounding); *count its length. */
+const int *jail_policy__kept_capabilities(size_t *count);
+
+/* Builds the seccomp filter (default allow, the deny-list, other
+ * architectures killed, no_new_privs set on load). NULL with a reason in
+ * err on failure; *rules_added gets the number of libseccomp rules. */
+scmp_filter_ctx jail_policy__seccomp_build(size_t *rules_added, char *err, size_t err_len);
+
+#endif

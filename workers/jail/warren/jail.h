@@ -1,0 +1,97 @@
+/* jail: the `jail` runtime. A sandbox is the agent running as a host
+ * process inside the slot's network namespace, with its own mount, pid,
+ * uts, ipc and cgroup namespaces, the template's rootfs as a read-only
+ * overlay lower with a per-sandbox upper, a cgroup with memory/cpu/pids
+ * limits, a reduced capability set, no_new_privs and a seccomp deny-list.
+ * Issue 5, "Jail runtime"; ARCHITECTURE.md, "Runtimes";
+ * workers/jail/README.md (what this host supports, the exact cap and
+ * syscall sets). Needs root on the host. */
+#ifndef WARREN_JAIL_H
+#define WARREN_JAIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define JAIL_ID_MAX 63
+#define JAIL_ARGV_MAX 32
+#define JAIL_ENV_MAX 64
+#define JAIL_AGENT_PORT 49983
+
+struct jail_config {
+	const char *id;            /* sandbox id: hostname, cgroup and state dir name;
+				      1..63 of [a-zA-Z0-9_-] */
+	const char *rootfs;        /* template rootfs dir (overlay lower, read-only) */
+	const char *netns_path;    /* network namespace to join (/run/netns/<name>) */
+	const char *state_dir;     /* NULL: setting state_dir, /var/lib/warren/sandboxes */
+	const char *cgroup_parent; /* NULL: setting jail_cgroup_parent, "warren" */
+	const char *init_path;     /* host path of warren-jail-init; NULL: searched
+				      (setting jail_init_path, next to the running
+				      binary, ../bin/ of it, /usr/libexec/warren) */
+	uint64_t memory_max_bytes; /* > 0 */
+	uint32_t cpu_millicores;   /* 1000 = one CPU; 0: no CPU limit */
+	uint32_t pids_max;         /* > 0 */
+	uint64_t tmp_size_bytes;   /* /tmp tmpfs size; 0: memory_max_bytes / 2 */
+	const char *const *argv;   /* what to run: argv[0] an absolute path inside the
+				      rootfs; NULL-terminated, < JAIL_ARGV_MAX */
+	const char *const *envp;   /* its environment, NULL-terminated, < JAIL_ENV_MAX;
+				      NULL: PATH, HOME=/root only */
+};
+
+enum jail_state { JAIL_RUNNING = 0, JAIL_EXITED };
+
+struct jail;
+
+/* Checks a configuration without touching the system: 0, or -EINVAL with
+ * the first problem written to err. */
+int jail__config_validate(const struct jail_config *config, char *err, size_t err_len);
+
+/* The agent's argv for a jail (static strings plus token_hash, which must
+ * outlive the jail__start call): /usr/local/bin/warren-agent --listen
+ * 0.0.0.0:49983 [--token-hash TOKEN_HASH]. out needs 6 slots. */
+void jail__agent_argv(const char *token_hash, const char *out[6]);
+
+/* Starts a sandbox as described in the header comment and returns once its
+ * init has exec'ed (the agent may not listen yet: poll /health). NULL with
+ * the reason in err on failure, and then nothing is left behind. */
+struct jail *jail__start(const struct jail_config *config, char *err, size_t err_len);
+
+/* The host pid of the sandbox's init (pid 1 inside), and a pidfd of it that
+ * becomes readable when it exits (for an event loop). */
+pid_t jail__pid(const struct jail *jail);
+int jail__pidfd(const struct jail *jail);
+
+/* Running or exited; on JAIL_EXITED, *wait_status (if non-NULL) gets the
+ * init's wait status. Never blocks. */
+enum jail_state jail__state(struct jail *jail, int *wait_status);
+
+/* Waits up to timeout_ms (< 0: forever) for the init to exit. 0 when it
+ * exited, -ETIMEDOUT otherwise. */
+int jail__wait(struct jail *jail, int timeout_ms);
+
+/* Kills everything in the sandbox, waits until no process is left, removes
+ * its cgroups and its state dir (upper layer included). Idempotent; 0 or
+ * -errno of the first cleanup step that failed (the rest still ran). */
+int jail__stop(struct jail *jail);
+
+/* jail__stop, then frees the handle. */
+void jail__destroy(struct jail *jail);
+
+/* The memory limit the kernel enforces on the sandbox, read back from its
+ * cgroup (memory.max on v2, memory.limit_in_bytes on v1). 0 or -errno. */
+int jail__memory_limit(const struct jail *jail, uint64_t *bytes);
+
+/* Reconciliation after a worker restart: the ids of sandboxes with a state
+ * dir under state_dir or a cgroup under cgroup_parent (NULL: defaults).
+ * *ids is malloc'ed, each id too (jail__free_ids). 0 or -errno. */
+int jail__list_on_host(const char *state_dir, const char *cgroup_parent, char ***ids,
+		       size_t *count);
+void jail__free_ids(char **ids, size_t count);
+
+/* Kills and cleans up what is left of sandbox id (processes, cgroups,
+ * state dir) without a handle. 0 when nothing is left (also when nothing
+ * was there), else -errno. */
+int jail__kill_by_id(const char *state_dir, const char *cgroup_parent, const char *id);
+
+#endif
