@@ -227,8 +227,8 @@ int main(void)
 					       .name = "operations" };
 	creates.consumer = worker__consumer(config__get("worker_group", "warren-workers"),
 					    worker->commands_topic);
-	char host_group[128];
-	snprintf(host_group, sizeof(host_group), "warren-worker-%s", worker->host_id);
+	char host_group[96];
+	snprintf(host_group, sizeof(host_group), "warren-worker-%.63s", worker->host_id);
 	operations.consumer = worker__consumer(host_group, worker->host_topic);
 	if (!creates.consumer || !operations.consumer)
 		goto out;
