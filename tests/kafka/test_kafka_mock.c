@@ -1,6 +1,7 @@
 /* Unit tests of the Kafka wrapper against librdkafka's in-process mock
  * cluster (rd_kafka_mock_cluster_new): delivery reports, manual commits,
  * the dead-letter path and pause/resume. No external broker. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -308,6 +309,112 @@ static void test_pause_resume(void **state)
 	kafka_producer__free(producer);
 }
 
+/* The deadline of a synchronous produce holds while the broker is down;
+ * the late report must not touch freed memory (ASan build checks). */
+static void test_produce_sync_deadline(void **state)
+{
+	struct mock *mock = *state;
+	struct kafka_producer *producer;
+	struct kafka_delivery delivery;
+	uint64_t started;
+	char err[256];
+
+	rd_kafka_mock_topic_create(mock->cluster, "t.deadline", 1, 1);
+	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	assert_non_null(producer);
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.deadline", "k", 1, "up", 2, NULL,
+						      0, 10000, NULL),
+			 0);
+	rd_kafka_mock_broker_set_down(mock->cluster, 1);
+	started = clock__monotonic_ms();
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.deadline", "k", 1, "down", 4,
+						      NULL, 0, 300, &delivery),
+			 -ETIMEDOUT);
+	assert_true(clock__monotonic_ms() - started < 2000);
+	assert_int_equal(delivery.offset, -1);
+	rd_kafka_mock_broker_set_up(mock->cluster, 1);
+	/* The abandoned message is still delivered once the broker is back. */
+	assert_int_equal(kafka_producer__flush(producer, 30000), 0);
+	kafka_producer__free(producer);
+}
+
+/* A dead-letter write that fails leaves the bad message uncommitted and
+ * fetched again; the next attempt dead-letters it and moves on. */
+static void test_dead_letter_write_failure(void **state)
+{
+	struct mock *mock = *state;
+	struct kafka_producer *producer;
+	struct kafka_consumer *consumer;
+	struct kafka_message msg;
+	struct kafka_event ev, good;
+	int64_t committed;
+	char err[256];
+
+	rd_kafka_mock_topic_create(mock->cluster, "t.dlqfail", 1, 1);
+	rd_kafka_mock_topic_create(mock->cluster, "t.dlqfail.dlq", 1, 1);
+	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	assert_non_null(producer);
+	assert_int_equal(kafka_event__init_command(&good, KAFKA_EVENT_PAUSE, "team-1",
+						   "iabcdefghij0123456789", NULL, err,
+						   sizeof(err)),
+			 KAFKA_EVENT_OK);
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.dlqfail", "k", 1, "nope", 4,
+						      NULL, 0, 10000, NULL),
+			 0);
+	assert_int_equal(kafka_producer__produce_event(producer, "t.dlqfail", &good, 10000, NULL),
+			 0);
+	consumer = consumer_for(mock, "g.dlqfail", "t.dlqfail");
+	wait_assigned(consumer);
+	/* The next Produce request (ApiKey 0), the DLQ write, fails for good. */
+	rd_kafka_mock_push_request_errors(mock->cluster, 0, 1,
+					  RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+	assert_int_equal(kafka_consumer__next_event(consumer, producer, "t.dlqfail.dlq", 20000,
+						    &msg, &ev),
+			 -EIO);
+	assert_int_equal(kafka_consumer__committed(consumer, "t.dlqfail", 0, 5000, &committed), 0);
+	assert_true(committed < 0);
+	assert_int_equal(kafka_consumer__next_event(consumer, producer, "t.dlqfail.dlq", 20000,
+						    &msg, &ev),
+			 1);
+	assert_int_equal(msg.offset, 1);
+	assert_string_equal(ev.request_id, good.request_id);
+	assert_int_equal(kafka_consumer__committed(consumer, "t.dlqfail", 0, 5000, &committed), 0);
+	assert_int_equal(committed, 1);
+	kafka_message__release(&msg);
+	kafka_event__clear(&ev);
+	kafka_event__clear(&good);
+	kafka_consumer__free(consumer);
+	kafka_producer__free(producer);
+}
+
+/* Paused before the group assigned anything: the partitions that arrive
+ * later are paused as well. */
+static void test_pause_covers_later_assignment(void **state)
+{
+	struct mock *mock = *state;
+	struct kafka_producer *producer;
+	struct kafka_consumer *consumer;
+	struct kafka_message msg;
+	char err[256];
+
+	rd_kafka_mock_topic_create(mock->cluster, "t.pause2", 1, 1);
+	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	assert_non_null(producer);
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.pause2", "a", 1, "y", 1, NULL, 0,
+						      10000, NULL),
+			 0);
+	consumer = consumer_for(mock, "g.pause2", "t.pause2");
+	assert_int_equal(kafka_consumer__pause(consumer), 0);
+	wait_assigned(consumer);
+	assert_int_equal(poll_one(consumer, 1500, &msg), 0);
+	assert_int_equal(kafka_consumer__resume(consumer), 0);
+	assert_int_equal(poll_one(consumer, 10000, &msg), 1);
+	assert_memory_equal(msg.payload, "y", 1);
+	kafka_message__release(&msg);
+	kafka_consumer__free(consumer);
+	kafka_producer__free(producer);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -315,6 +422,9 @@ int main(void)
 		cmocka_unit_test(test_consume_and_commit),
 		cmocka_unit_test(test_dead_letter_path),
 		cmocka_unit_test(test_pause_resume),
+		cmocka_unit_test(test_produce_sync_deadline),
+		cmocka_unit_test(test_dead_letter_write_failure),
+		cmocka_unit_test(test_pause_covers_later_assignment),
 	};
 
 	setenv("WARREN_LOG_LEVEL", "warn", 0);
