@@ -92,6 +92,16 @@ static void handlers__wait_for(struct api_request *r, uint32_t want, int64_t dea
 
 /* ---- POST /sandboxes ---- */
 
+/* Finishes a create's request row as failed with {code, message}. */
+static void handlers__finish_failed(struct storage_pool *pool, const char *request_id, int code,
+				    const char *message)
+{
+	json_t *result = json_pack("{s:i, s:s}", "code", code, "message", message);
+
+	storage__request_finish(pool, request_id, STORAGE_REQUEST_FAILED, result, NULL);
+	json_decref(result);
+}
+
 static json_t *handlers__create_spec(const struct api_create_request *c)
 {
 	json_t *network = json_object(), *spec;
@@ -121,11 +131,16 @@ static enum MHD_Result handlers__create_answer(struct api_request *r)
 	if (r->waiter.timed_out || !r->waiter.result) {
 		/* The result may have arrived by another path (another
 		 * instance's replay, a missed event): PostgreSQL decides. */
-		if (pool && storage__sandbox_get(pool, r->team.id, r->sandbox.id, &r->sandbox, &e) ==
-				    STORAGE_OK &&
-		    r->sandbox.state == STORAGE_SANDBOX_RUNNING)
+		struct storage_sandbox fresh;
+
+		if (pool && storage__sandbox_get(pool, r->team.id, r->sandbox.id, &fresh, &e) ==
+				    STORAGE_OK) {
+			storage__sandbox_clear(&r->sandbox);
+			r->sandbox = fresh;
+		}
+		if (r->sandbox.state == STORAGE_SANDBOX_RUNNING)
 			goto created;
-		if (pool && r->sandbox.state == STORAGE_SANDBOX_FAILED)
+		if (r->sandbox.state == STORAGE_SANDBOX_FAILED)
 			return request__error(r, 500, "sandbox %s failed to start: %s", r->sandbox.id,
 					      r->sandbox.failure_reason[0] ? r->sandbox.failure_reason
 									   : "unknown reason");
@@ -251,10 +266,7 @@ static enum MHD_Result handlers__create(struct api_request *r, struct storage_po
 		snprintf(concurrency.message, sizeof(concurrency.message),
 			 "you have reached the maximum number of concurrent sandboxes (%d)",
 			 admission.limit);
-		storage__request_finish(pool, r->request_id, STORAGE_REQUEST_FAILED,
-					json_pack("{s:i, s:s}", "code", 429, "message",
-						  concurrency.message),
-					NULL);
+		handlers__finish_failed(pool, r->request_id, 429, concurrency.message);
 		handlers__record_rejection(r, pool, concurrency.limit_name);
 		ret = request__rate_limited(r, &concurrency);
 		goto out;
@@ -305,10 +317,7 @@ static enum MHD_Result handlers__create(struct api_request *r, struct storage_po
 		if (storage__sandbox_transition(pool, &t, NULL, &e))
 			log_warn("req=%s cannot mark %s failed: %s", r->request_id, r->sandbox.id,
 				 e.message);
-		storage__request_finish(pool, r->request_id, STORAGE_REQUEST_FAILED,
-					json_pack("{s:i, s:s}", "code", 503, "message",
-						  "Kafka unavailable"),
-					NULL);
+		handlers__finish_failed(pool, r->request_id, 503, "Kafka unavailable");
 		ret = request__error(r, 503, "cannot queue the request (Kafka unavailable), retry later");
 		goto out;
 	}

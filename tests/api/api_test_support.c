@@ -437,23 +437,25 @@ bool test_api__start(struct test_api *api, const struct test_stack *stack, const
 	return true;
 }
 
-void test_api__stop(struct test_api *api)
+int test_api__stop(struct test_api *api)
 {
-	if (api->pid > 0) {
-		int status;
+	int status = 0;
 
-		kill(api->pid, SIGTERM);
-		for (int i = 0; i < 100; i++) {
-			if (waitpid(api->pid, &status, WNOHANG) == api->pid) {
-				api->pid = 0;
-				return;
-			}
-			usleep(50 * 1000);
+	if (api->pid <= 0)
+		return 0;
+	kill(api->pid, SIGTERM);
+	for (int i = 0; i < 100; i++) {
+		if (waitpid(api->pid, &status, WNOHANG) == api->pid) {
+			api->pid = 0;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 		}
-		kill(api->pid, SIGKILL);
-		waitpid(api->pid, &status, 0);
-		api->pid = 0;
+		usleep(50 * 1000);
 	}
+	fprintf(stderr, "warren-api %d did not stop within 5 s\n", (int)api->pid);
+	kill(api->pid, SIGKILL);
+	waitpid(api->pid, &status, 0);
+	api->pid = 0;
+	return 137;
 }
 
 /* ---- HTTP ---- */

@@ -52,11 +52,15 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+	int status;
+
 	(void)state;
-	test_api__stop(&api);
+	status = test_api__stop(&api);
 	test_stack__down(&stack);
 	curl_global_cleanup();
-	return 0;
+	if (status)
+		fprintf(stderr, "FAIL: warren-api exited with status %d\n", status);
+	return status ? -1 : 0;
 }
 
 /* ---- helpers ---- */
@@ -533,7 +537,7 @@ static void test_create_deadline_answers_504_and_get_finds_it(void **state)
 	assert_true(http__request(second.port, "POST", "/sandboxes", key_a,
 				  "{\"templateID\":\"base\",\"metadata\":{\"fake\":\"silent\"}}", NULL,
 				  &response));
-	test_api__stop(&second);
+	assert_int_equal(test_api__stop(&second), 0);
 	assert_int_equal(response.status, 504);
 	error = json_loads(response.body, 0, NULL);
 	http__response_free(&response);
@@ -602,7 +606,7 @@ static void test_waiting_creates_hold_no_thread(void **state)
 	}
 	for (int i = 0; i < 6; i++)
 		pthread_join(creates[i].thread, NULL);
-	test_api__stop(&second);
+	assert_int_equal(test_api__stop(&second), 0);
 	printf("GET /health with 6 creates suspended on 2 threads: %.1f ms\n", health_ms);
 	assert_true(health_ms < 1000);
 	for (int i = 0; i < 6; i++)
@@ -657,7 +661,7 @@ static void test_postgres_outage_503_then_recovery(void **state)
 		if (status != 200)
 			usleep(100 * 1000);
 	}
-	test_api__stop(&second);
+	assert_int_equal(test_api__stop(&second), 0);
 	tcp_forwarder__free(forwarder);
 	assert_int_equal(status, 200);
 }
