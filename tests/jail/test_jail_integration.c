@@ -65,7 +65,19 @@ static int group_setup(void **state)
 	char err[256];
 	(void)state;
 
-	/* Namespaces left by an earlier run that crashed. */
+	/* Sandboxes and namespaces left by an earlier run that crashed. */
+	{
+		char **ids;
+		size_t count;
+
+		if (jail__list_on_host("/nonexistent", CGROUP_PARENT, &ids, &count) == 0) {
+			for (size_t i = 0; i < count; i++) {
+				printf("NOTE: killing sandbox %s left by an earlier run\n", ids[i]);
+				jail__kill_by_id("/nonexistent", CGROUP_PARENT, ids[i]);
+			}
+			jail__free_ids(ids, count);
+		}
+	}
 	jt__run("for ns in $(ip netns list | awk '/^warren-jt-/ { print $1 }'); do "
 		"kill -0 ${ns#warren-jt-} 2>/dev/null || ip netns delete $ns; done");
 	snprintf(base_dir, sizeof(base_dir), "/tmp/warren-jail-test-XXXXXX");
@@ -121,6 +133,20 @@ static int group_teardown(void **state)
 		" 2>/dev/null");
 	if (base_dir[0])
 		jt__run("rm -rf '%s'", base_dir);
+	return 0;
+}
+
+/* Before each test: what a failed test before it left behind. */
+static int test_setup(void **state)
+{
+	(void)state;
+	if (current) {
+		jail__destroy(current);
+		current = NULL;
+	}
+	if (current_id[0])
+		jail__kill_by_id(state_dir, CGROUP_PARENT, current_id);
+	current_id[0] = 0;
 	return 0;
 }
 
@@ -391,14 +417,82 @@ static void test_jail_exit_status(void **state)
 	current = NULL;
 }
 
+/* The agent in a jail: /init with the token, then a command run as `user`
+ * through process.Process/Start (setuid works with the kept caps). */
+static void test_jail_agent_runs_command_as_user(void **state)
+{
+	const char *argv[6];
+	const char *envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", NULL };
+	const char *id = "jt-agent";
+	struct jail_config config = {
+		.id = id, .rootfs = template.rootfs, .netns_path = netns_path,
+		.state_dir = state_dir, .cgroup_parent = CGROUP_PARENT,
+		.memory_max_bytes = MEMORY_MAX, .pids_max = 128, .argv = argv, .envp = envp,
+	};
+	static const char init_body[] = "{\"accessToken\":\"test-access-token\","
+					"\"defaultUser\":\"user\"}";
+	static const char start_json[] =
+		"{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"id -u; id -un; pwd\"]}}";
+	unsigned char frame[256];
+	char err[512], response[8192];
+	size_t len = strlen(start_json);
+	struct jail *jail;
+	(void)state;
+
+	if (!have_agent()) {
+		printf("SKIP: warren-agent not built\n");
+		skip();
+	}
+	jail__agent_argv(token_hash, argv);
+	snprintf(current_id, sizeof(current_id), "%s", id);
+	jail = jail__start(&config, err, sizeof(err));
+	if (!jail)
+		fail_msg("jail__start: %s", err);
+	current = jail;
+	assert_int_equal(jt__http_get_in_netns(netns_path, JAIL_AGENT_PORT, "/health", 5000), 204);
+	/* Without the token: 401. */
+	assert_int_equal(jt__http_request_in_netns(netns_path, JAIL_AGENT_PORT, "GET", "/envs",
+						   NULL, NULL, 0, response, sizeof(response)),
+			 401);
+	assert_int_equal(jt__http_request_in_netns(netns_path, JAIL_AGENT_PORT, "POST", "/init",
+						   "Content-Type: application/json\r\n", init_body,
+						   strlen(init_body), response, sizeof(response)),
+			 204);
+	/* A Connect streaming request: one envelope (flags, big-endian length). */
+	frame[0] = 0;
+	frame[1] = 0;
+	frame[2] = 0;
+	frame[3] = (unsigned char)(len >> 8);
+	frame[4] = (unsigned char)len;
+	memcpy(frame + 5, start_json, len);
+	assert_int_equal(jt__http_request_in_netns(
+				 netns_path, JAIL_AGENT_PORT, "POST", "/process.Process/Start",
+				 "X-Access-Token: test-access-token\r\n"
+				 "Content-Type: application/connect+json\r\n"
+				 "Connect-Protocol-Version: 1\r\n",
+				 frame, 5 + len, response, sizeof(response)),
+			 200);
+	/* stdout "1000\n", "user\n", "/home/user\n" (base64 in data events,
+	 * one per line or together), then exit code 0. */
+	if (!(strstr(response, "\"MTAwMAo=\"") && strstr(response, "\"dXNlcgo=\"") &&
+	      strstr(response, "\"L2hvbWUvdXNlcgo=\"")) &&
+	    !strstr(response, "MTAwMAp1c2VyCi9ob21lL3VzZXIK"))
+		fail_msg("no `1000 user /home/user` in the agent's answer:\n%s", response);
+	assert_non_null(strstr(response, "\"exitCode\":0"));
+	assert_int_equal(jail__stop(jail), 0);
+	jail__destroy(jail);
+	current = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_jail_isolation),
-		cmocka_unit_test(test_jail_bad_program),
-		cmocka_unit_test(test_jail_exit_status),
-		cmocka_unit_test(test_jail_kill_by_id),
-		cmocka_unit_test(test_jail_cycles),
+		cmocka_unit_test_setup(test_jail_isolation, test_setup),
+		cmocka_unit_test_setup(test_jail_bad_program, test_setup),
+		cmocka_unit_test_setup(test_jail_exit_status, test_setup),
+		cmocka_unit_test_setup(test_jail_kill_by_id, test_setup),
+		cmocka_unit_test_setup(test_jail_agent_runs_command_as_user, test_setup),
+		cmocka_unit_test_setup(test_jail_cycles, test_setup),
 	};
 	const char *skip = NULL;
 
