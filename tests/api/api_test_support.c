@@ -444,14 +444,14 @@ int test_api__stop(struct test_api *api)
 	if (api->pid <= 0)
 		return 0;
 	kill(api->pid, SIGTERM);
-	for (int i = 0; i < 100; i++) {
+	for (int i = 0; i < 300; i++) {
 		if (waitpid(api->pid, &status, WNOHANG) == api->pid) {
 			api->pid = 0;
 			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 		}
 		usleep(50 * 1000);
 	}
-	fprintf(stderr, "warren-api %d did not stop within 5 s\n", (int)api->pid);
+	fprintf(stderr, "warren-api %d did not stop within 15 s\n", (int)api->pid);
 	kill(api->pid, SIGKILL);
 	waitpid(api->pid, &status, 0);
 	api->pid = 0;

@@ -44,7 +44,7 @@ struct test_api {
  * the stack's database. extra_env: NULL-terminated "NAME=value" list. */
 bool test_api__start(struct test_api *api, const struct test_stack *stack, const char *pg_url,
 		     const char *const *extra_env);
-/* SIGTERM, then waits (SIGKILL after 5 s). Returns its exit status: 0
+/* SIGTERM, then waits (SIGKILL after 15 s). Returns its exit status: 0
  * for a clean exit; a sanitizer report or a crash makes it non-zero. */
 int test_api__stop(struct test_api *api);
 

@@ -20,6 +20,7 @@
 #include "api_test_support.h"
 #include "warren/clock.h"
 #include "warren/ids.h"
+#include "warren/kafka.h"
 #include "warren/tokens.h"
 
 static struct test_stack stack;
@@ -666,6 +667,48 @@ static void test_postgres_outage_503_then_recovery(void **state)
 	assert_int_equal(status, 200);
 }
 
+/* Kafka refuses the command (here: the commands topic does not exist):
+ * the client gets 503 and the row is failed, never a silent loss. */
+static void test_kafka_produce_failure_503_and_row_failed(void **state)
+{
+	const char *brokers = getenv("WARREN_KAFKA_BROKERS");
+	char prefix[96], topic[KAFKA_TOPIC_NAME_MAX + 1], prefix_env[160], err[256];
+	const char *env[] = { prefix_env, "WARREN_KAFKA_PRODUCE_TIMEOUT_MS=1000", NULL };
+	struct test_api second;
+	PGconn *conn;
+	PGresult *result;
+
+	(void)state;
+	snprintf(prefix, sizeof(prefix), "%snocommands.", stack.topic_prefix);
+	snprintf(topic, sizeof(topic), "%s%s", prefix, KAFKA_TOPIC_SANDBOX_EVENTS);
+	assert_int_equal(kafka__create_topic(brokers, topic, 1, 1, 30000, err, sizeof(err)), 0);
+	snprintf(prefix_env, sizeof(prefix_env), "WARREN_KAFKA_TOPIC_PREFIX=%s", prefix);
+	if (!test_api__start(&second, &stack, NULL, env)) {
+		kafka__delete_topic(brokers, topic, 30000, err, sizeof(err));
+		fail_msg("second instance did not start");
+	}
+	{
+		struct http_response response;
+
+		assert_true(http__request(second.port, "POST", "/sandboxes", key_a,
+					  "{\"templateID\":\"base\"}", NULL, &response));
+		assert_int_equal(response.status, 503);
+		assert_non_null(strstr(response.body,
+				       "cannot queue the request (Kafka unavailable), retry later"));
+		http__response_free(&response);
+	}
+	assert_int_equal(test_api__stop(&second), 0);
+	kafka__delete_topic(brokers, topic, 30000, err, sizeof(err));
+	conn = PQconnectdb(stack.db_url);
+	result = PQexec(conn, "SELECT count(*) FROM sandboxes s JOIN requests r USING (request_id) "
+			      "WHERE s.state = 'failed' AND r.status = 'failed' AND "
+			      "s.failure_reason = 'the create command could not be queued in Kafka'");
+	assert_int_equal(PQresultStatus(result), PGRES_TUPLES_OK);
+	assert_string_equal(PQgetvalue(result, 0, 0), "1");
+	PQclear(result);
+	PQfinish(conn);
+}
+
 static int compare_ms(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -717,6 +760,7 @@ int main(void)
 		cmocka_unit_test(test_create_deadline_answers_504_and_get_finds_it),
 		cmocka_unit_test(test_waiting_creates_hold_no_thread),
 		cmocka_unit_test(test_postgres_outage_503_then_recovery),
+		cmocka_unit_test(test_kafka_produce_failure_503_and_row_failed),
 		cmocka_unit_test(test_create_latency),
 	};
 
