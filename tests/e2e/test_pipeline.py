@@ -55,7 +55,7 @@ def run_in_sandbox(stack, sandbox_id, token, version, address, command):
 
 def test_api_pipeline(stack):
     started = time.time()
-    status, body, headers = stack.request("POST", "/sandboxes", {"templateID": "minimal", "timeout": 120,
+    status, body, headers = stack.request("POST", "/sandboxes", {"templateID": "minimal", "timeout": 120, "secure": True,
                                                                  "metadata": {"suite": "e2e"},
                                                                  "envVars": {"GREETING": "hello"}})
     create_ms = (time.time() - started) * 1000

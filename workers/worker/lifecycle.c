@@ -105,16 +105,24 @@ static int worker__finish(struct worker *worker, const struct kafka_event *comma
 	return worker__publish(worker, command, type, result);
 }
 
-static json_t *worker__failure(const char *reason)
+/* A `failed` result (docs/events/failed.schema.json): the command, the
+ * HTTP status the API should answer with, and the reason. */
+static json_t *worker__failure(const struct kafka_event *command, int code, const char *reason)
 {
-	return json_pack("{s:s}", "reason", reason);
+	return json_pack("{s:s, s:i, s:s}", "command", kafka_event__type_name(command->type), "code",
+			 code, "message", reason && *reason ? reason : "failed");
 }
 
-static json_t *worker__created_result(struct worker *worker, const struct storage_sandbox *row)
+/* A `created` result (docs/events/created.schema.json). */
+static json_t *worker__created_result(struct worker *worker, const struct storage_sandbox *row,
+				      const char *envd_version)
 {
-	return json_pack("{s:s, s:s, s:i, s:s, s:I}", "host_id", worker->host_id, "slot_address",
-			 row->slot_address, "slot_index", (int)row->slot_index, "state", "running",
-			 "end_at", (json_int_t)row->end_at);
+	char end_at[32];
+
+	clock__format_rfc3339(row->end_at, end_at);
+	return json_pack("{s:s, s:s, s:s, s:s}", "template_id", row->template_id, "envd_version",
+			 envd_version && *envd_version ? envd_version : "unknown", "end_at", end_at,
+			 "client_id", worker->host_id);
 }
 
 /* ---- create ---- */
@@ -192,6 +200,7 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	const json_t *spec = command->spec;
 	bool secure = json_util__bool(spec, "secure", true);
 	uint64_t started_ms = clock__monotonic_ms();
+	int failure_code = 500;
 	int rc;
 
 	rc = worker__ensure_row(worker, command, &row, reason, sizeof(reason));
@@ -200,19 +209,23 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	if (rc) {
 		if (!reason[0])
 			snprintf(reason, sizeof(reason), "sandbox lookup failed");
+		failure_code = rc == -EDQUOT ? 429 : 400;
 		goto fail_no_row;
 	}
 	if (row.state == STORAGE_SANDBOX_RUNNING && !strcmp(row.host_id, worker->host_id)) {
 		/* A redelivery of a create we finished: repeat its event. */
+		if (storage__template_get(worker->storage, row.template_id, &template_row, &err))
+			template_row.agent_version[0] = '\0';
 		rc = worker__finish(worker, command, KAFKA_EVENT_CREATED,
-				    worker__created_result(worker, &row));
+				    worker__created_result(worker, &row, template_row.agent_version));
 		goto out;
 	}
 	if (row.state != STORAGE_SANDBOX_STARTING) {
 		/* Killed (or failed) before we got to it: nothing to start. */
 		snprintf(reason, sizeof(reason), "sandbox is %s, not starting",
 			 storage__sandbox_state_name(row.state));
-		rc = worker__finish(worker, command, KAFKA_EVENT_FAILED, worker__failure(reason));
+		rc = worker__finish(worker, command, KAFKA_EVENT_FAILED,
+				    worker__failure(command, 409, reason));
 		goto out;
 	}
 	if (strcmp(row.team_id, command->team_id)) {
@@ -232,6 +245,7 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		goto retry;
 	if (rc) {
 		snprintf(reason, sizeof(reason), "unknown template \"%s\"", row.template_id);
+		failure_code = 400;
 		goto fail;
 	}
 
@@ -249,14 +263,17 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		policy_spec = worker__policy_spec(spec);
 		policy = net_policy__parse(policy_spec, (uint32_t)team.limits.egress_connections,
 					   reason, sizeof(reason));
-		if (!policy)
+		if (!policy) {
+			failure_code = 400;
 			goto fail;
+		}
 		sandbox->slot = net_pool__acquire(worker->net,
 						  worker->runtime == RUNTIME_VM ? NET_RUNTIME_VM
 										: NET_RUNTIME_JAIL,
 						  policy, &sandbox->slot_info);
 		if (sandbox->slot < 0) {
 			snprintf(reason, sizeof(reason), "no network slot available");
+			failure_code = 507;
 			goto fail;
 		}
 	}
@@ -319,7 +336,8 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 			 err.message);
 		worker__teardown(worker, sandbox);
 		sandbox = NULL;
-		rc = worker__finish(worker, command, KAFKA_EVENT_FAILED, worker__failure(reason));
+		rc = worker__finish(worker, command, KAFKA_EVENT_FAILED,
+				    worker__failure(command, 409, reason));
 		goto out;
 	}
 	pthread_mutex_lock(&worker->lock);
@@ -332,7 +350,7 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		 slot_address, (unsigned long long)(clock__monotonic_ms() - started_ms));
 	sandbox = NULL;
 	rc = worker__finish(worker, command, KAFKA_EVENT_CREATED,
-			    worker__created_result(worker, &row));
+			    worker__created_result(worker, &row, template_row.agent_version));
 	goto out;
 
 fail:
@@ -353,7 +371,8 @@ fail:
 	}
 fail_no_row:
 	log_warn("sandbox %s: create failed: %s", command->sandbox_id, reason);
-	rc = worker__finish(worker, command, KAFKA_EVENT_FAILED, worker__failure(reason));
+	rc = worker__finish(worker, command, KAFKA_EVENT_FAILED,
+			    worker__failure(command, failure_code, reason));
 	goto out;
 retry:
 	worker__teardown(worker, sandbox);
@@ -408,7 +427,7 @@ static int worker__kill(struct worker *worker, const struct kafka_event *command
 		return rc;
 	log_info("sandbox %s: killed", command->sandbox_id);
 	return worker__finish(worker, command, KAFKA_EVENT_KILLED,
-			      json_pack("{s:s}", "state", "killed"));
+			      json_pack("{s:s}", "reason", rc == -ENOENT ? "already ended" : "killed"));
 }
 
 static int worker__update_network(struct worker *worker, const struct kafka_event *command)
@@ -440,7 +459,8 @@ static int worker__update_network(struct worker *worker, const struct kafka_even
 			snprintf(reason, sizeof(reason), "applying the policy failed");
 	}
 	if (reason[0])
-		rc = worker__finish(worker, command, KAFKA_EVENT_FAILED, worker__failure(reason));
+		rc = worker__finish(worker, command, KAFKA_EVENT_FAILED,
+				    worker__failure(command, sandbox ? 400 : 404, reason));
 	else
 		rc = worker__finish(worker, command, KAFKA_EVENT_NETWORK_UPDATED,
 				    json_pack("{s:O}", "network", command->spec));
@@ -465,7 +485,8 @@ int worker__handle_command(struct worker *worker, const struct kafka_event *comm
 	case KAFKA_EVENT_PAUSE:
 	case KAFKA_EVENT_RESUME:
 		return worker__finish(worker, command, KAFKA_EVENT_FAILED,
-				      worker__failure("pause and resume are not supported by "
+				      worker__failure(command, 409,
+						      "pause and resume are not supported by "
 						      "this runtime yet"));
 	default:
 		log_warn("request %s: %s is not a command; ignored", command->request_id,
@@ -496,8 +517,10 @@ void worker__housekeeping(struct worker *worker)
 			ids__uuid(command.request_id);
 			snprintf(command.team_id, sizeof(command.team_id), "%s", row->team_id);
 			snprintf(command.sandbox_id, sizeof(command.sandbox_id), "%s", row->id);
+			char end_at[32];
+			clock__format_rfc3339(row->end_at, end_at);
 			worker__publish(worker, &command, KAFKA_EVENT_TIMED_OUT,
-					json_pack("{s:s}", "state", "timed_out"));
+					json_pack("{s:s}", "end_at", end_at));
 		}
 		storage__sandbox_list_free(&expired);
 	}
