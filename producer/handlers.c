@@ -128,6 +128,9 @@ static enum MHD_Result handlers__create_answer(struct api_request *r)
 	struct storage_error e;
 	const char *client_id = NULL;
 
+	if (r->queued_ns)
+		r->result_ns = clock__monotonic_ns();
+
 	if (r->waiter.timed_out || !r->waiter.result) {
 		/* The result may have arrived by another path (another
 		 * instance's replay, a missed event): PostgreSQL decides. */
@@ -299,7 +302,9 @@ static enum MHD_Result handlers__create(struct api_request *r, struct storage_po
 	snprintf(ev.request_id, sizeof(ev.request_id), "%s", r->request_id);
 	handlers__wait_for(r, WANT(KAFKA_EVENT_CREATED) | WANT(KAFKA_EVENT_FAILED),
 			   r->config->create_deadline_ms);
+	r->admitted_ns = clock__monotonic_ns();
 	rc = bus__produce(r->config->commands_topic, &ev);
+	r->queued_ns = clock__monotonic_ns();
 	kafka_event__clear(&ev);
 	if (rc) {
 		/* Not durably in Kafka: the client gets the error and the row

@@ -34,6 +34,8 @@ struct api_request {
 	bool have_sandbox;
 	char envd_version[65];
 	int status; /* the status answered, for the access log */
+	/* create timing for the access log (clock__monotonic_ns; 0 = not reached) */
+	uint64_t started_ns, admitted_ns, queued_ns, result_ns;
 };
 
 /* Queues {"code","message"} with status (and X-Request-Id). */

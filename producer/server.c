@@ -336,6 +336,7 @@ static struct api_request *server__new_request(struct api_server *server,
 	r->config = &server->config;
 	r->method = method;
 	r->started_ms = (int64_t)clock__monotonic_ms();
+	r->started_ns = clock__monotonic_ns();
 	snprintf(r->path, sizeof(r->path), "%s", url ? url : "");
 	/* X-Request-Id: the client's when it is a UUID (then it is also the
 	 * idempotency key of a create), else a new one. */
@@ -416,6 +417,7 @@ static void server__completed(void *cls, struct MHD_Connection *connection, void
 			      enum MHD_RequestTerminationCode code)
 {
 	struct api_request *r = *con_cls;
+	char timing[128];
 
 	if (!r)
 		return;
@@ -423,9 +425,16 @@ static void server__completed(void *cls, struct MHD_Connection *connection, void
 	json_decref(r->waiter.result);
 	if (r->have_sandbox)
 		storage__sandbox_clear(&r->sandbox);
-	log_info("req=%s %s %s -> %d in %lld ms%s%s%s", r->request_id, r->method, r->path,
-		 r->status, (long long)((int64_t)clock__monotonic_ms() - r->started_ms),
-		 r->team.id[0] ? " team=" : "", r->team.id,
+	timing[0] = '\0';
+	if (r->queued_ns && r->result_ns)
+		snprintf(timing, sizeof(timing),
+			 " (checks+admission %.2f ms, kafka ack %.2f ms, result wait %.2f ms)",
+			 (double)(r->admitted_ns - r->started_ns) / 1e6,
+			 (double)(r->queued_ns - r->admitted_ns) / 1e6,
+			 (double)(r->result_ns - r->queued_ns) / 1e6);
+	log_info("req=%s %s %s -> %d in %.2f ms%s%s%s%s", r->request_id, r->method, r->path,
+		 r->status, (double)(clock__monotonic_ns() - r->started_ns) / 1e6,
+		 r->team.id[0] ? " team=" : "", r->team.id, timing,
 		 code == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection ended early)");
 	free(r->body);
 	free(r);
