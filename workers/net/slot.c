@@ -389,6 +389,10 @@ static int slot_inside_create(void *arg)
 
 	if (!sk)
 		return -1;
+	/* Slots are IPv4 only: no IPv6 autoconfiguration chatter (it would
+	 * count as sandbox traffic) and no IPv6 path around the policy. */
+	write_file("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+	write_file("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
 	if ((rc = link_up(sk, "lo", NULL)) < 0 || (rc = link_up(sk, SLOT_LINK, &veth_index)) < 0)
 		goto out;
 	format_v4(cidr, sizeof(cidr), ntohl(op->info->slot_address.s_addr), 30);
@@ -832,12 +836,21 @@ int net_pool__release(struct net_pool *pool, int index)
 	slot = &pool->slots[index];
 	net_pool__slot_names(pool, index, &names);
 	inet_ntop(AF_INET, &names.slot_address, address, sizeof(address));
-	rc = apply_in_slot(slot, "table inet warren_policy\ndelete table inet warren_policy\n"
-				 "table inet warren_slot\ndelete table inet warren_slot\n");
+	/* Quiesce first: every packet in or out of the slot is dropped before
+	 * conntrack sees it, so nothing re-creates entries (here or on the
+	 * host) while they are flushed. Then the tables go. */
+	rc = apply_in_slot(slot, "table inet warren_quiesce {\n"
+				 "\tchain in {\n\t\ttype filter hook prerouting priority -400; policy drop;\n\t}\n"
+				 "\tchain out {\n\t\ttype filter hook output priority -400; policy drop;\n\t}\n"
+				 "}\n");
 	if (rc == 0)
 		rc = netns__run(slot->netns_fd, conntrack_flush_here, NULL);
 	if (rc == 0)
 		rc = netns__run(pool->host_fd, conntrack_delete_address, address);
+	if (rc == 0)
+		rc = apply_in_slot(slot, "table inet warren_policy\ndelete table inet warren_policy\n"
+					 "table inet warren_slot\ndelete table inet warren_slot\n"
+					 "delete table inet warren_quiesce\n");
 	if (rc != 0) {
 		log_warn("net: slot %d could not be reset; destroying it", index);
 		net_pool__destroy_slot(pool, index);

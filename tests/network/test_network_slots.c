@@ -1,0 +1,194 @@
+/* Slot lifecycle (issue 6): 200 acquire/release cycles with traffic and
+ * 200 on-demand create/destroy cycles leave no namespaces, links, rules
+ * or conntrack entries behind; a released slot keeps nothing of its last
+ * sandbox; the pool cleans up after itself. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "netenv.h"
+
+#define CYCLES 200
+
+static int count_lines(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int count_lines(const char *fmt, ...)
+{
+	char out[65536], *command = NULL;
+	int lines = 0;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&command, fmt, ap) < 0)
+		command = NULL;
+	va_end(ap);
+	assert_non_null(command);
+	netenv__capture(out, sizeof(out), "%s", command);
+	free(command);
+	for (char *p = out; *p; p++)
+		lines += *p == '\n';
+	return lines;
+}
+
+static int namespaces_with_prefix(void)
+{
+	char pattern[64];
+
+	snprintf(pattern, sizeof(pattern), "%ss", netenv.prefix);
+	return count_lines("ls /run/netns | grep '^%s' || true", pattern);
+}
+
+static int host_links(void)
+{
+	return count_lines("ip -o link show");
+}
+
+static int host_rules(void)
+{
+	return count_lines("nft list ruleset");
+}
+
+/* conntrack entries in a namespace (-C prints the count). */
+static int conntrack_count(const char *netns)
+{
+	char out[64];
+
+	netenv__capture(out, sizeof(out), "ip netns exec %s conntrack -C 2>/dev/null", netns);
+	return atoi(out);
+}
+
+static int host_conntrack_for(struct in_addr address)
+{
+	char text[INET_ADDRSTRLEN];
+
+	inet_ntop(AF_INET, &address, text, sizeof(text));
+	return count_lines("conntrack -L -s %s 2>/dev/null || true", text);
+}
+
+static void test_acquire_release_cycles(void **state)
+{
+	int links_before = host_links(), namespaces_before = namespaces_with_prefix();
+	json_t *spec = json_loads("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0, NULL);
+	struct net_policy *domains = net_policy__parse(spec, 0, NULL, 0);
+
+	(void)state;
+	json_decref(spec);
+	assert_non_null(domains);
+	for (int i = 0; i < CYCLES; i++) {
+		struct net_slot_info slot;
+		struct net_slot_counters c;
+		int index = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, i % 2 ? domains : NULL, &slot);
+		int fd;
+
+		assert_true(index >= 0);
+		/* A fresh slot: zero counters, nothing in conntrack. */
+		assert_int_equal(net_pool__counters(netenv.pool, index, &c), 0);
+		assert_int_equal(c.allowed_connections + c.denied_connections + c.proxy_allowed, 0);
+		if (i % 50 == 0)
+			assert_int_equal(conntrack_count(slot.netns_name), 0);
+		/* Some traffic: allowed (default) or denied (domains policy). */
+		fd = netenv__connect_from(slot.netns_path, "192.0.2.10", 9002);
+		if (i % 2)
+			assert_true(fd < 0);
+		else
+			assert_true(fd >= 0);
+		if (fd >= 0)
+			close(fd);
+		if (i % 50 == 0)
+			assert_true(conntrack_count(slot.netns_name) > 0);
+		assert_int_equal(net_pool__release(netenv.pool, index), 0);
+		if (i % 50 == 0 || i == CYCLES - 1) {
+			assert_int_equal(conntrack_count(slot.netns_name), 0);
+			assert_int_equal(host_conntrack_for(slot.slot_address), 0);
+			assert_int_equal(count_lines("ip netns exec %s nft list ruleset", slot.netns_name), 0);
+		}
+	}
+	net_policy__free(domains);
+	assert_int_equal(host_links(), links_before);
+	assert_int_equal(namespaces_with_prefix(), namespaces_before);
+}
+
+static void test_create_destroy_cycles(void **state)
+{
+	int links_before = host_links(), namespaces_before = namespaces_with_prefix();
+	int rules_before = host_rules();
+
+	(void)state;
+	for (int i = 0; i < CYCLES; i++) {
+		int index = net_pool__create_slot(netenv.pool);
+
+		assert_true(index >= 0);
+		assert_int_equal(net_pool__destroy_slot(netenv.pool, index), 0);
+	}
+	assert_int_equal(host_links(), links_before);
+	assert_int_equal(namespaces_with_prefix(), namespaces_before);
+	assert_int_equal(host_rules(), rules_before);
+}
+
+static void test_on_demand_when_pool_empty(void **state)
+{
+	struct net_slot_info a, b, c;
+	int ia, ib, ic;
+
+	(void)state;
+	/* Two precreated, the third is made on demand; each has its own
+	 * addresses and a working uplink. */
+	ia = net_pool__acquire(netenv.pool, NET_RUNTIME_VM, NULL, &a);
+	ib = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, NULL, &b);
+	ic = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, NULL, &c);
+	assert_true(ia >= 0 && ib >= 0 && ic >= 0);
+	assert_true(ia != ib && ib != ic && ia != ic);
+	assert_int_not_equal(a.slot_address.s_addr, c.slot_address.s_addr);
+	assert_int_equal(count_lines("ip -n %s -br addr show tap0 | grep -c 169.254.0.22/30", c.netns_name), 1);
+	{
+		int fd = netenv__connect_from(c.netns_path, "192.0.2.10", 9002);
+
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	/* vm runtime: the slot address is DNATed to the guest. */
+	assert_int_equal(count_lines("ip netns exec %s nft list chain inet warren_slot prerouting | grep -c 'dnat ip to 169.254.0.21'",
+				     a.netns_name), 1);
+	assert_int_equal(net_pool__release(netenv.pool, ia), 0);
+	assert_int_equal(net_pool__release(netenv.pool, ib), 0);
+	assert_int_equal(net_pool__release(netenv.pool, ic), 0);
+}
+
+static void test_pool_free_removes_everything(void **state)
+{
+	char pattern[64];
+
+	(void)state;
+	net_pool__free(netenv.pool);
+	netenv.pool = NULL;
+	assert_int_equal(namespaces_with_prefix(), 0);
+	snprintf(pattern, sizeof(pattern), "%s[0-9]", netenv.prefix);
+	assert_int_equal(count_lines("ip -o link show | grep '%s' || true", pattern), 0);
+	assert_int_equal(count_lines("nft list tables | grep warren_host || true"), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_acquire_release_cycles),
+		cmocka_unit_test(test_create_destroy_cycles),
+		cmocka_unit_test(test_on_demand_when_pool_empty),
+		cmocka_unit_test(test_pool_free_removes_everything),
+	};
+	int rc = netenv__up(2);
+
+	if (rc == 77)
+		return 77;
+	if (rc != 0)
+		return 1;
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	netenv__down();
+	return rc;
+}
