@@ -8,7 +8,7 @@ const { Sandbox } = require(path.join(process.env.E2B_SDK_DIR, 'node_modules', '
 
 function slotAddress(sandboxId) {
 	return execFileSync('psql', [process.env.WARREN_PG_URL, '-tAc',
-		`SELECT slot_address FROM sandboxes WHERE id = '${sandboxId}'`]).toString().trim();
+		`SELECT host(slot_address) FROM sandboxes WHERE id = '${sandboxId}'`]).toString().trim();
 }
 
 (async () => {

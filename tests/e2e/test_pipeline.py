@@ -37,7 +37,7 @@ def wait_for(predicate, timeout, what):
 
 
 def sandbox_row(stack, sandbox_id):
-    row = stack.psql(f"SELECT state, host_id, coalesce(slot_address, ''), "
+    row = stack.psql(f"SELECT state, host_id, coalesce(host(slot_address), ''), "
                      f"coalesce(failure_reason, '') FROM sandboxes WHERE id = '{sandbox_id}'")
     return row.split("|") if row else None
 
