@@ -451,6 +451,10 @@ bool process__start(const struct process_config *config, const json_t *config_js
 			goto child_fail;
 		if (chdir(cwd) < 0)
 			goto child_fail;
+		/* busybox picks its applet by argv[0]: after the /bin/bash ->
+		 * /bin/sh fallback, argv[0] must name the shell that runs. */
+		if (strcmp(executable, config->cmd) != 0)
+			config->argv[0] = executable;
 		execve(executable, config->argv, envp);
 child_fail:
 		child_errno = errno;
