@@ -19,6 +19,7 @@ struct netenv netenv;
 static bool netenv_created;
 static int original_netns_fd = -1;
 
+static int vrun(char *out, size_t size, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 static int vrun(char *out, size_t size, const char *fmt, va_list ap)
 {
 	char *command = NULL;
