@@ -208,7 +208,8 @@ while :; do wait; sleep 1; done
 INIT
 chmod 0755 "$root/sbin/warren-init"
 "$busybox" sh -n "$root/sbin/warren-init"
-[ "$name" = minimal ] && ln -sf warren-init "$root/sbin/init"
+# PID 1 of the VM: ours unless the tree has an init (minbase has none).
+[ -e "$root/sbin/init" ] || [ -L "$root/sbin/init" ] || ln -s warren-init "$root/sbin/init"
 
 # --- outputs ----------------------------------------------------------
 size=$(du -sb "$root" | cut -f1)

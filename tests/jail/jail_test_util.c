@@ -130,6 +130,45 @@ int jt__processes_in_pid_ns(uint64_t ns_inode)
 	return count;
 }
 
+int jt__processes_holding(uint64_t ns_inode, const char *needle)
+{
+	DIR *proc = opendir("/proc");
+	struct dirent *entry;
+	int count = 0;
+
+	if (!proc)
+		return -1;
+	while ((entry = readdir(proc))) {
+		long pid = strtol(entry->d_name, NULL, 10);
+		char dir_path[64], link_path[384], target[512];
+		struct dirent *fd_entry;
+		DIR *fds;
+
+		if (pid <= 0 || jt__pid_ns_inode((pid_t)pid) != ns_inode)
+			continue;
+		snprintf(dir_path, sizeof(dir_path), "/proc/%ld/fd", pid);
+		fds = opendir(dir_path);
+		if (!fds)
+			continue;
+		while ((fd_entry = readdir(fds))) {
+			ssize_t n;
+
+			snprintf(link_path, sizeof(link_path), "%s/%s", dir_path, fd_entry->d_name);
+			n = readlink(link_path, target, sizeof(target) - 1);
+			if (n <= 0)
+				continue;
+			target[n] = 0;
+			if (strstr(target, needle)) {
+				count++;
+				break;
+			}
+		}
+		closedir(fds);
+	}
+	closedir(proc);
+	return count;
+}
+
 bool jt__mountinfo_mentions(const char *needle)
 {
 	char line[4096];

@@ -17,6 +17,9 @@ int jt__http_get_in_netns(const char *netns_path, int port, const char *path, in
 int jt__processes_in_pid_ns(uint64_t ns_inode);
 /* The inode of /proc/<pid>/ns/pid, 0 when gone. */
 uint64_t jt__pid_ns_inode(pid_t pid);
+/* Number of processes in the pid namespace ns_inode with an open file
+ * whose path contains needle. */
+int jt__processes_holding(uint64_t ns_inode, const char *needle);
 /* True when /proc/self/mountinfo mentions needle. */
 bool jt__mountinfo_mentions(const char *needle);
 /* Reads /proc/<pid>/status field (e.g. "CapEff") into out. */

@@ -266,8 +266,17 @@ static void test_jail_isolation(void **state)
 	uint64_t memory = 0;
 	(void)state;
 
+	char leak_path[64];
+	int leak_fd;
+
+	/* A descriptor the caller forgot to mark close-on-exec. */
+	snprintf(leak_path, sizeof(leak_path), "/tmp/warren-jt-leak-%d", (int)getpid());
+	leak_fd = open(leak_path, O_RDWR | O_CREAT, 0600);
+	assert_true(leak_fd >= 0);
 	if (start_jail(id, NULL, &s, err, sizeof(err)))
 		fail_msg("jail__start: %s", err);
+	close(leak_fd);
+	unlink(leak_path);
 	printf("jail__start returned after %.1f ms; %s answered HTTP %d after %.1f ms\n",
 	       s.start_to_return_us / 1000.0, have_agent() ? "agent /health" : "busybox httpd",
 	       s.http_status, s.start_to_answer_us / 1000.0);
@@ -309,6 +318,9 @@ static void test_jail_isolation(void **state)
 	assert_int_equal(jail__memory_limit(s.jail, &memory), 0);
 	assert_int_equal(memory, MEMORY_MAX);
 	assert_int_equal(jail__state(s.jail, NULL), JAIL_RUNNING);
+	/* No process in the jail holds the leaked descriptor. */
+	assert_int_equal(jt__processes_holding(s.pid_ns, "warren-jt-leak-"), 0);
+	assert_true(jt__processes_in_pid_ns(s.pid_ns) >= 2);
 
 	assert_int_equal(jail__stop(s.jail), 0);
 	assert_int_equal(jail__stop(s.jail), 0); /* idempotent */
@@ -484,6 +496,51 @@ static void test_jail_agent_runs_command_as_user(void **state)
 	current = NULL;
 }
 
+/* The `base` template (Debian + python3), when it is installed in the
+ * setting templates_dir (`warren template build base`; minutes, so the
+ * test never builds it): python3 runs inside a jail as `user`. */
+static void test_jail_base_template_python(void **state)
+{
+	struct template_info base;
+	char err[512], path[PATH_MAX], output[256] = "";
+	const char *argv[] = { "/bin/sh", "-c",
+			       "python3 -c 'import os; os.setgroups([]); os.setgid(1000); "
+			       "os.setuid(1000); print(os.getuid(), 6 * 7)' > /python.out 2>&1",
+			       NULL };
+	const char *id = "jt-base";
+	struct jail_config config = {
+		.id = id, .netns_path = netns_path, .state_dir = state_dir,
+		.cgroup_parent = CGROUP_PARENT, .memory_max_bytes = MEMORY_MAX,
+		.pids_max = 128, .argv = argv,
+	};
+	struct jail *jail;
+	FILE *f;
+	(void)state;
+
+	if (templates__read(templates__dir(), "base", &base, err, sizeof(err))) {
+		printf("SKIP: base template not installed (%s)\n", err);
+		skip();
+	}
+	config.rootfs = base.rootfs;
+	snprintf(current_id, sizeof(current_id), "%s", id);
+	jail = jail__start(&config, err, sizeof(err));
+	if (!jail)
+		fail_msg("jail__start: %s", err);
+	current = jail;
+	assert_int_equal(jail__wait(jail, 20000), 0);
+	snprintf(path, sizeof(path), "%s/%s/upper/python.out", state_dir, id);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	if (!fgets(output, sizeof(output), f))
+		output[0] = 0;
+	fclose(f);
+	printf("python3 in a base jail: %s", output);
+	assert_string_equal(output, "1000 42\n");
+	assert_int_equal(jail__stop(jail), 0);
+	jail__destroy(jail);
+	current = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -492,6 +549,7 @@ int main(void)
 		cmocka_unit_test_setup(test_jail_exit_status, test_setup),
 		cmocka_unit_test_setup(test_jail_kill_by_id, test_setup),
 		cmocka_unit_test_setup(test_jail_agent_runs_command_as_user, test_setup),
+		cmocka_unit_test_setup(test_jail_base_template_python, test_setup),
 		cmocka_unit_test_setup(test_jail_cycles, test_setup),
 	};
 	const char *skip = NULL;

@@ -120,6 +120,27 @@ static int parse_args(int argc, char **argv, struct init_args *args)
 	return 0;
 }
 
+static int compare_int(const void *a, const void *b)
+{
+	return *(const int *)a - *(const int *)b;
+}
+
+/* Closes every descriptor >= 3 but the three given. */
+static void close_all_except(int a, int b, int c)
+{
+	int keep[3] = { a, b, c };
+	unsigned int from = 3;
+
+	qsort(keep, 3, sizeof(int), compare_int);
+	for (int i = 0; i < 3; i++) {
+		if ((unsigned int)keep[i] > from)
+			syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0);
+		if ((unsigned int)keep[i] + 1 > from)
+			from = (unsigned int)keep[i] + 1;
+	}
+	syscall(SYS_close_range, from, ~0U, 0);
+}
+
 static void mount_or_fail(const char *source, const char *target, const char *type,
 			  unsigned long flags, const char *data, const char *step)
 {
@@ -270,9 +291,12 @@ int main(int argc, char **argv)
 		return 127;
 	}
 	status_fd = args.status_fd;
+	/* No descriptor of the worker beyond stdio and ours stays open here
+	 * or reaches the program, even one it forgot to mark close-on-exec. */
+	close_all_except(args.go_fd, args.status_fd, args.netns_fd);
 	fcntl(status_fd, F_SETFD, FD_CLOEXEC);
-	fcntl(args.netns_fd, F_SETFD, FD_CLOEXEC);
 	fcntl(args.go_fd, F_SETFD, FD_CLOEXEC);
+	fcntl(args.netns_fd, F_SETFD, FD_CLOEXEC);
 	if (getpid() != 1)
 		fail("not pid 1 of a new pid namespace", EINVAL);
 	/* Wait until the parent has put us into the sandbox's cgroups. */
