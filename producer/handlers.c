@@ -246,6 +246,9 @@ static enum MHD_Result handlers__create(struct api_request *r, struct storage_po
 	row.network = create.network;
 	row.metadata = create.metadata;
 	row.secure = create.secure;
+	if (!create.secure)
+		log_warn("req=%s secure=false: sandbox %s's agent accepts requests without an "
+			 "access token (discouraged)", r->request_id, sandbox_id);
 	row.allow_public_traffic = create.allow_public_traffic;
 	row.mask_request_host = create.mask_request_host[0] ? create.mask_request_host : NULL;
 	rc = storage__sandbox_admit(pool, &row, &admission, &r->sandbox, &e);

@@ -56,7 +56,14 @@ void route__match(const char *method, const char *path, struct api_route *out)
 		return;
 	}
 	if (!strcmp(clean, "/v2/sandboxes")) {
-		route__method(method, "GET", API_ROUTE_LIST_V2, "GET", out);
+		/* e2b SDK 2.x creates with POST /v2/sandboxes (same body). */
+		out->allowed_methods = "GET, POST";
+		if (!strcmp(method, "GET"))
+			out->endpoint = API_ROUTE_LIST_V2;
+		else if (!strcmp(method, "POST"))
+			out->endpoint = API_ROUTE_CREATE;
+		else
+			out->endpoint = API_ROUTE_BAD_METHOD;
 		return;
 	}
 	if (strncmp(clean, "/sandboxes/", 11))

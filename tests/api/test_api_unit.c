@@ -112,7 +112,7 @@ static void test_validation_defaults_and_normalisation(void **state)
 	(void)state;
 	assert_int_equal(validate__create(body, 3600, &request, &error), 0);
 	assert_int_equal(request.timeout_s, API_TIMEOUT_DEFAULT_S);
-	assert_false(request.secure);
+	assert_true(request.secure); /* secure by default */
 	assert_true(request.allow_public_traffic);
 	assert_false(request.allow_internet_access);
 	/* allow_internet_access=false equals denyOut=[ALL_TRAFFIC]. */
