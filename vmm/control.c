@@ -14,6 +14,9 @@
 
 #include "event_loop.h"
 #include "warren/log.h"
+#ifdef WARREN_VMM_HAVE_VIRTIO_DEVICES
+#include "virtio_devices.h"
+#endif
 
 struct control_client {
 	struct control *control;
@@ -117,6 +120,24 @@ char *control__handle_line(struct control *control, const char *line, size_t len
 				response = control__ok(json_pack("{s:s%}", "data", (char *)tail, count));
 				free(tail);
 			}
+		}
+	} else if (strcmp(op, "rate_limit") == 0) {
+		const json_t *index = json_object_get(request, "device");
+		json_int_t device = json_is_integer(index) ? json_integer_value(index) : -1;
+
+		if (device < 0 || (uint64_t)device >= vm->device_count) {
+			response = control__error("\"device\" must be the index of a configured device");
+		} else {
+#ifdef WARREN_VMM_HAVE_VIRTIO_DEVICES
+			if (virtio_device__set_rate_limit(vm->devices[device].opaque,
+							  json_object_get(request, "config"), error,
+							  sizeof(error)) != 0)
+				response = control__error(error[0] ? error : "bad rate limiter");
+			else
+				response = control__ok(NULL);
+#else
+			response = control__error("this build has no virtio devices");
+#endif
 		}
 	} else if (strcmp(op, "exit") == 0) {
 		control->exit_requested = true;

@@ -2,7 +2,7 @@
  *
  *   warren-vmm --kernel F [--initrd F] [--cmdline S] [--memory MiB]
  *              [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]
- *              [--api-socket PATH] [--timeout-ms N] [--verbose]
+ *              [--api-socket PATH] [--timeout-ms N] [--device JSON]... [--verbose]
  *   warren-vmm --api-socket PATH [--verbose]   (configure/start over the socket)
  *
  * With --kernel the VM boots at once and the process exits when it stops,
@@ -41,7 +41,8 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: warren-vmm --kernel FILE [--initrd FILE] [--cmdline STRING] [--memory MiB]\n"
 		"                  [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]\n"
-		"                  [--api-socket PATH] [--timeout-ms N] [--verbose]\n"
+		"                  [--api-socket PATH] [--timeout-ms N] [--device JSON]...\n"
+		"                  [--verbose]\n"
 		"       warren-vmm --api-socket PATH [--verbose]\n"
 		"exit status (with --kernel): the guest's debug-exit code (0-99), 100 reset,\n"
 		"101 shutdown (triple fault), 102 watchdog timeout, 103 stopped, 104 internal\n"
@@ -133,6 +134,7 @@ int main(int argc, char **argv)
 		{ "console", required_argument, NULL, 'o' },
 		{ "api-socket", required_argument, NULL, 'a' },
 		{ "timeout-ms", required_argument, NULL, 't' },
+		{ "device", required_argument, NULL, 'd' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -155,6 +157,22 @@ int main(int argc, char **argv)
 		case 'c': free(config.command_line); config.command_line = strdup(optarg); break;
 		case 'o': free(config.console); config.console = strdup(optarg); break;
 		case 'a': api_socket = optarg; break;
+		case 'd': {
+			/* one element of the "devices" array (docs/vmm-api.md) */
+			json_t *device = json_loads(optarg, JSON_REJECT_DUPLICATES, NULL);
+
+			if (!json_is_object(device) || !json_is_string(json_object_get(device, "type")) ||
+			    (config.devices && json_array_size(config.devices) >= MMIO_BUS_VIRTIO_MAX_DEVICES)) {
+				json_decref(device);
+				fprintf(stderr, "warren-vmm: --device needs a JSON object with a \"type\" "
+						"(at most %d devices)\n", MMIO_BUS_VIRTIO_MAX_DEVICES);
+				goto bad_usage;
+			}
+			if (config.devices == NULL)
+				config.devices = json_array();
+			json_array_append_new(config.devices, device);
+			break;
+		}
 		case 'v': vmm.vm.verbose = true; break;
 		case 'm':
 			if (parse_u64(optarg, &number) || number < 16 || number > VM_MAX_MEMORY_MIB)

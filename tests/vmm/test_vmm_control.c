@@ -2,6 +2,7 @@
  * console tail, pause/resume, metrics, stop (a spinning guest ends with
  * exit reason "stopped"), exit. Needs /dev/kvm. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
@@ -102,9 +103,9 @@ static const char *state_of(struct session *session)
 static void test_control_socket(void **unused)
 {
 	struct session *session = calloc(1, sizeof(*session));
-	char line[1024];
-	json_t *response;
-	int status = 0;
+	char line[1024], disk[128];
+	json_t *response, *devices;
+	int status = 0, fd;
 
 	assert_int_equal(session_open(session), 0);
 
@@ -124,10 +125,16 @@ static void test_control_socket(void **unused)
 	json_decref(response);
 	assert_string_equal(state_of(session), "empty");
 
+	snprintf(disk, sizeof(disk), "/tmp/warren-vmm-control-disk-%d", getpid());
+	fd = open(disk, O_CREAT | O_RDWR | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
 	snprintf(line, sizeof(line),
 		 "{\"op\":\"configure\",\"config\":{\"kernel\":\"%s\",\"memory_mib\":32,"
-		 "\"vcpus\":1,\"cpu_profile\":\"baseline\"}}",
-		 vmm_test__guest("spin"));
+		 "\"vcpus\":1,\"cpu_profile\":\"baseline\",\"devices\":[{\"type\":\"block\","
+		 "\"path\":\"%s\"}]}}",
+		 vmm_test__guest("spin"), disk);
 	response = request(session, line);
 	assert_true(ok(response));
 	json_decref(response);
@@ -161,6 +168,19 @@ static void test_control_socket(void **unused)
 	assert_true(ok(response));
 	assert_true(json_integer_value(json_object_get(json_object_get(response, "exits"), "io")) > 0);
 	assert_int_equal(json_array_size(json_object_get(response, "boot_markers_ns")), 1);
+	devices = json_object_get(response, "devices");
+	assert_int_equal(json_array_size(devices), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(devices, 0), "type")),
+			    "block");
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(devices, 0), "irq")), 5);
+	json_decref(response);
+
+	response = request(session, "{\"op\":\"rate_limit\",\"device\":0,\"config\":"
+				    "{\"bandwidth\":{\"size\":1048576,\"refill_time\":100}}}");
+	assert_true(ok(response));
+	json_decref(response);
+	response = request(session, "{\"op\":\"rate_limit\",\"device\":7,\"config\":{}}");
+	assert_false(ok(response));
 	json_decref(response);
 
 	response = request(session, "{\"op\":\"stop\"}");
@@ -182,6 +202,7 @@ static void test_control_socket(void **unused)
 	assert_int_equal(WEXITSTATUS(status), 103);
 	close(session->fd);
 	assert_int_equal(access(session->path, F_OK), -1); /* socket file removed */
+	unlink(disk);
 	free(session);
 }
 

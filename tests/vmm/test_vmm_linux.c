@@ -1,7 +1,9 @@
 /* Linux smoke (labels vmm-linux slow integration): the project's guest
- * kernel boots under warren-vmm, with a small initramfs, to "Run /init as
- * init process" on the console within 180 s (about 55-100 s on a kvm_pvm
- * host, where CPL0 is emulated; user space itself cannot run there).
+ * kernel boots under warren-vmm, with a small initramfs and one virtio-blk
+ * disk, to "Run /init as init process" on the console within 180 s (about
+ * 55-100 s on a kvm_pvm host, where CPL0 is emulated; user space itself
+ * cannot run there). The disk must have been probed by virtio_blk (its
+ * "[vda]" line, printed once the driver set DRIVER_OK).
  * Kernel: env WARREN_GUEST_KERNEL, else guest/kernel/build.sh (cached). */
 #include <errno.h>
 #include <fcntl.h>
@@ -102,9 +104,11 @@ static void test_linux_boots_to_init(void **state)
 {
 	char initrd[] = "/tmp/warren-vmm-initrd-XXXXXX";
 	char console[] = "/tmp/warren-vmm-linux-console-XXXXXX";
+	char disk[] = "/tmp/warren-vmm-linux-disk-XXXXXX";
+	char device[256];
 	const char *argv[] = { vmm_test__binary(), "--kernel", kernel_path, "--initrd", initrd,
 			       "--memory", "256", "--cmdline", COMMAND_LINE, "--console", console,
-			       "--timeout-ms", "240000", NULL };
+			       "--timeout-ms", "240000", "--device", device, NULL };
 	struct timespec start, now;
 	static char text[1 << 20];
 	double elapsed = 0;
@@ -119,6 +123,11 @@ static void test_linux_boots_to_init(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	assert_int_equal(write_initramfs(initrd), 0);
+	fd = mkstemp(disk);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(device, sizeof(device), "{\"type\":\"block\",\"path\":\"%s\"}", disk);
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, (char *const *)argv, environ), 0);
 	while (elapsed < BOOT_LIMIT_SECONDS) {
@@ -152,7 +161,10 @@ static void test_linux_boots_to_init(void **state)
 	       found ? "reached" : "NOT reached", elapsed, BOOT_LIMIT_SECONDS);
 	unlink(initrd);
 	unlink(console);
+	unlink(disk);
 	assert_true(found);
+	assert_non_null(strstr(text, "virtio_mmio.device=4K@0xd0000000:5"));
+	assert_non_null(strstr(text, "[vda] 2048 512-byte logical blocks"));
 }
 
 int main(void)
