@@ -258,6 +258,40 @@ static void read_report(const char *id, char *out, size_t out_len)
 	fclose(f);
 }
 
+static void read_text(const char *path, char *out, size_t out_len)
+{
+	FILE *f = fopen(path, "r");
+
+	out[0] = 0;
+	if (!f)
+		fail_msg("cannot read %s", path);
+	if (!fgets(out, (int)out_len, f))
+		out[0] = 0;
+	out[strcspn(out, "\n")] = 0;
+	fclose(f);
+}
+
+/* cpu_millicores 500 and pids_max 128, as the kernel has them. */
+static void check_cpu_and_pids_limits(const char *id)
+{
+	char path[PATH_MAX], value[64];
+
+	if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) {
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/" CGROUP_PARENT "/%s/cpu.max", id);
+		read_text(path, value, sizeof(value));
+		assert_string_equal(value, "50000 100000");
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/" CGROUP_PARENT "/%s/pids.max", id);
+	} else {
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/cpu/" CGROUP_PARENT "/%s/cpu.cfs_quota_us",
+			 id);
+		read_text(path, value, sizeof(value));
+		assert_string_equal(value, "50000");
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/pids/" CGROUP_PARENT "/%s/pids.max", id);
+	}
+	read_text(path, value, sizeof(value));
+	assert_string_equal(value, "128");
+}
+
 static void test_jail_isolation(void **state)
 {
 	const char *id = "jt-isolation";
@@ -317,6 +351,7 @@ static void test_jail_isolation(void **state)
 	assert_string_equal(value, "2");
 	assert_int_equal(jail__memory_limit(s.jail, &memory), 0);
 	assert_int_equal(memory, MEMORY_MAX);
+	check_cpu_and_pids_limits(id);
 	assert_int_equal(jail__state(s.jail, NULL), JAIL_RUNNING);
 	/* No process in the jail holds the leaked descriptor. */
 	assert_int_equal(jt__processes_holding(s.pid_ns, "warren-jt-leak-"), 0);
