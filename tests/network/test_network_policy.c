@@ -371,6 +371,82 @@ static void test_counters_bytes(void **state)
 	assert_true(c.bytes_in > 0);
 }
 
+
+/* The vm runtime's path: the guest's traffic enters from tap0 and is
+ * FORWARDED (prerouting redirect, forward filter, SNAT to the slot
+ * address), and the host reaches the guest at the slot address (DNAT).
+ * A user-space VMM is not needed to prove the rules: tap0 is replaced by
+ * a veth named tap0 whose peer sits in a "guest" namespace holding
+ * 169.254.0.21. The slot is destroyed afterwards, not recycled. */
+static void run_in_guest(const char *guest, const char *command, char *out, size_t size)
+{
+	netenv__capture(out, size, "ip netns exec %s %s 2>&1", guest, command);
+	printf("  [%s] %s -> %s\n", guest, command, out);
+}
+
+static void test_vm_runtime_forward_path(void **state)
+{
+	char guest[48], out[1024], command[512], slot_address[INET_ADDRSTRLEN];
+	json_t *spec;
+	struct net_policy *policy;
+	int rc;
+
+	(void)state;
+	snprintf(guest, sizeof(guest), "%sguest", netenv.prefix);
+	slot_index = net_pool__acquire(netenv.pool, NET_RUNTIME_VM, NULL, &slot);
+	assert_true(slot_index >= 0);
+	inet_ntop(AF_INET, &slot.slot_address, slot_address, sizeof(slot_address));
+	rc = netenv__sh("ip netns add %1$s && ip -n %2$s link del tap0 && "
+			"ip -n %2$s link add tap0 type veth peer name eth0 netns %1$s && "
+			"ip -n %2$s addr add 169.254.0.22/30 dev tap0 && ip -n %2$s link set tap0 up && "
+			"ip -n %1$s link set lo up && ip -n %1$s addr add 169.254.0.21/30 dev eth0 && "
+			"ip -n %1$s link set eth0 up && ip -n %1$s route add default via 169.254.0.22",
+			guest, slot.netns_name);
+	assert_int_equal(rc, 0);
+	/* Default policy: the guest reaches the internet, SNATed. */
+	snprintf(command, sizeof(command), "curl -sS -m 4 http://192.0.2.10/");
+	run_in_guest(guest, command, out, sizeof(out));
+	assert_non_null(strstr(out, "ip=192.0.2.10"));
+	/* Inbound: the host reaches a guest port at the slot address. */
+	netenv__sh("ip netns exec %s python3 -m http.server --bind 169.254.0.21 8000 >/dev/null 2>&1 & "
+		   "for i in $(seq 1 50); do ip netns exec %s sh -c 'exec 3<>/dev/tcp/169.254.0.21/8000' "
+		   "2>/dev/null && break; sleep 0.05; done", guest, guest);
+	assert_int_equal(netenv__capture(out, sizeof(out), "curl -sS -m 4 -o /dev/null -w '%%{http_code}' http://%s:8000/",
+					 slot_address), 0);
+	assert_string_equal(out, "200");
+	/* Deny ALL: forwarded traffic refused. */
+	spec = json_loads("{\"denyOut\":[\"ALL_TRAFFIC\"]}", 0, NULL);
+	policy = net_policy__parse(spec, 0, NULL, 0);
+	json_decref(spec);
+	assert_int_equal(net_pool__set_policy(netenv.pool, slot_index, policy), 0);
+	net_policy__free(policy);
+	run_in_guest(guest, "curl -sS -m 4 --connect-timeout 2 http://192.0.2.10/", out, sizeof(out));
+	assert_null(strstr(out, "ip=192.0.2.10"));
+	assert_true(counters().denied_connections >= 1);
+	/* Domains: prerouting redirects the guest's 443 to the proxy, which
+	 * knows the slot by the SNATed source. */
+	spec = json_loads("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0, NULL);
+	policy = net_policy__parse(spec, 0, NULL, 0);
+	json_decref(spec);
+	assert_int_equal(net_pool__set_policy(netenv.pool, slot_index, policy), 0);
+	net_policy__free(policy);
+	snprintf(command, sizeof(command),
+		 "curl -sS -m 4 --cacert %s/ca.pem --resolve allowed.test:443:192.0.2.10 https://allowed.test/",
+		 netenv.dir);
+	run_in_guest(guest, command, out, sizeof(out));
+	assert_non_null(strstr(out, "ip=192.0.2.10 host=allowed.test sni=allowed.test"));
+	snprintf(command, sizeof(command),
+		 "curl -sS -m 4 --cacert %s/ca.pem --resolve other.test:443:192.0.2.10 https://other.test/",
+		 netenv.dir);
+	run_in_guest(guest, command, out, sizeof(out));
+	assert_null(strstr(out, "ip="));
+	assert_true(counters().proxy_allowed >= 1);
+	assert_true(counters().proxy_denied >= 1);
+	netenv__sh("ip netns pids %s | xargs -r kill -9; ip netns del %s", guest, guest);
+	assert_int_equal(net_pool__destroy_slot(netenv.pool, slot_index), 0);
+	slot_index = -1;
+}
+
 #define T(f) cmocka_unit_test_teardown(f, release)
 
 int main(void)
@@ -394,6 +470,7 @@ int main(void)
 		T(test_live_replacement),
 		T(test_allow_internet_access_false),
 		T(test_counters_bytes),
+		T(test_vm_runtime_forward_path),
 	};
 	int rc = netenv__up(1);
 
