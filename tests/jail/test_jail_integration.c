@@ -576,6 +576,31 @@ static void test_jail_base_template_python(void **state)
 	current = NULL;
 }
 
+/* memory_max_bytes is enforced: a process growing past it is killed. */
+static void test_jail_memory_limit_enforced(void **state)
+{
+	/* busybox tail keeps the whole last line: 400 MiB without a newline. */
+	const char *argv[] = { "/bin/sh", "-c", "head -c 400m /dev/zero | tail -n 1 >/dev/null; "
+			       "exit $?", NULL };
+	char err[512];
+	struct started s;
+	int status = 0;
+	(void)state;
+
+	if (start_jail("jt-oom", argv, &s, err, sizeof(err)))
+		fail_msg("jail__start: %s", err);
+	assert_int_equal(jail__wait(s.jail, 60000), 0);
+	assert_int_equal(jail__state(s.jail, &status), JAIL_EXITED);
+	assert_true(WIFEXITED(status));
+	printf("400 MiB in a %llu MiB jail: exit %d (137 = SIGKILL by the OOM killer)\n",
+	       MEMORY_MAX >> 20, WEXITSTATUS(status));
+	assert_int_equal(WEXITSTATUS(status), 137);
+	assert_int_equal(jail__stop(s.jail), 0);
+	assert_nothing_left("jt-oom", &s);
+	jail__destroy(s.jail);
+	current = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -585,6 +610,7 @@ int main(void)
 		cmocka_unit_test_setup(test_jail_kill_by_id, test_setup),
 		cmocka_unit_test_setup(test_jail_agent_runs_command_as_user, test_setup),
 		cmocka_unit_test_setup(test_jail_base_template_python, test_setup),
+		cmocka_unit_test_setup(test_jail_memory_limit_enforced, test_setup),
 		cmocka_unit_test_setup(test_jail_cycles, test_setup),
 	};
 	const char *skip = NULL;

@@ -590,10 +590,14 @@ int jail__stop(struct jail *jail)
 		ret = step;
 	if (jail__wait(jail, STOP_TIMEOUT_MS) && !ret)
 		ret = -ETIMEDOUT;
-	/* The mounts lived in the jail's own mount namespace: gone with it. */
-	step = remove_tree(jail->dir);
-	if (step && !ret)
-		ret = step;
+	/* The mounts lived in the jail's own mount namespace: gone with it.
+	 * The upper dir is the sandbox's to shape (symlinks swapped under a
+	 * running rm -rf): it is removed only once nothing there runs. */
+	if (!ret) {
+		step = remove_tree(jail->dir);
+		if (step)
+			ret = step;
+	}
 	if (ret)
 		log_warn("jail %s: stop incomplete: %s", jail->id, strerror(-ret));
 	else
@@ -727,8 +731,9 @@ int jail__kill_by_id(const char *state_dir, const char *cgroup_parent, const cha
 
 		nanosleep(&ts, NULL);
 	}
-	step = remove_tree(jail.dir);
-	if (step && !ret)
-		ret = step;
+	if (pid > 0 && start_time && process_start_time(pid) == start_time && !ret)
+		ret = -EBUSY;
+	if (!ret) /* as in jail__stop: only once nothing of it runs */
+		ret = remove_tree(jail.dir);
 	return ret;
 }
