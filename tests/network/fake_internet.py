@@ -26,10 +26,17 @@ def http_reply(conn, extra=""):
     body = ("ip=%s host=%s%s\n" % (conn.getsockname()[0], host, extra)).encode()
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
 
+# 198.51.100.20 stays free for bench/network's own C servers.
+ADDRESSES = ["192.0.2.10", "192.0.2.11", "192.0.2.20", "198.51.100.10", "203.0.113.10"]
+
 def serve(port, handler):
+    for address in ADDRESSES:
+        listen(address, port, handler)
+
+def listen(address, port, handler):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
+    s.bind((address, port))
     s.listen(1024)
     def loop():
         while True:

@@ -1,0 +1,279 @@
+/* bench_network: slot set-up/tear-down times (pre-created vs on demand)
+ * and the egress proxy against a direct connection in the same
+ * namespaces (issue 6 "Benchmarks"). Runs inside the tests' netenv (root,
+ * namespaces only, no route out). Usage: bench_network [cycles] [seconds]
+ * with WARREN_SOURCE_DIR pointing at the source tree. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "netenv.h"
+
+#define UPSTREAM "198.51.100.20" /* bench.test in the fake internet's DNS */
+#define STREAM_BYTES (64u << 20)
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int compare_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void report(const char *what, double *samples, int n)
+{
+	qsort(samples, (size_t)n, sizeof(*samples), compare_double);
+	printf("%-44s p50 %7.2f ms  p99 %7.2f ms  (n=%d)\n", what, samples[n / 2] * 1e3,
+	       samples[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] * 1e3, n);
+}
+
+/* ---- upstream server in the fake internet (port 80 of UPSTREAM) ---------
+ * "GET /stream" -> STREAM_BYTES of zeros; anything else -> "ok". */
+
+static int listen_fd = -1;
+
+static int open_listener(void *arg)
+{
+	struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(80) };
+	int one = 1;
+
+	(void)arg;
+	inet_pton(AF_INET, UPSTREAM, &address.sin_addr);
+	listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(listen_fd, (struct sockaddr *)&address, sizeof(address)) != 0 || listen(listen_fd, 1024) != 0)
+		return -errno;
+	return 0;
+}
+
+static void *serve_one(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char head[4096];
+	size_t used = 0;
+
+	while (used < sizeof(head) - 1) {
+		ssize_t n = recv(fd, head + used, sizeof(head) - 1 - used, 0);
+
+		if (n <= 0)
+			goto out;
+		used += (size_t)n;
+		head[used] = 0;
+		if (strstr(head, "\r\n\r\n"))
+			break;
+	}
+	if (strncmp(head, "GET /stream", 11) == 0) {
+		static char zeros[1 << 16];
+
+		for (size_t sent = 0; sent < STREAM_BYTES;) {
+			ssize_t n = send(fd, zeros, sizeof(zeros), MSG_NOSIGNAL);
+
+			if (n <= 0)
+				break;
+			sent += (size_t)n;
+		}
+	} else {
+		send(fd, "ok\n", 3, MSG_NOSIGNAL);
+	}
+out:
+	close(fd);
+	return NULL;
+}
+
+static void *upstream_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		pthread_t thread;
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return NULL;
+		}
+		if (pthread_create(&thread, NULL, serve_one, (void *)(intptr_t)fd) == 0)
+			pthread_detach(thread);
+		else
+			close(fd);
+	}
+}
+
+/* ---- clients, run inside a slot ----------------------------------------- */
+
+struct client_job {
+	const char *target; /* address the client dials */
+	bool stream;
+	double seconds;
+	uint64_t connections, bytes, failures;
+	double elapsed;
+};
+
+static int one_request(const struct client_job *job, uint64_t *bytes)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(80) };
+	char buffer[1 << 16];
+	const char *request = job->stream ? "GET /stream HTTP/1.1\r\nHost: bench.test\r\n\r\n"
+					  : "GET / HTTP/1.1\r\nHost: bench.test\r\n\r\n";
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ssize_t n;
+
+	inet_pton(AF_INET, job->target, &to.sin_addr);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0 ||
+	    send(fd, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request)) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	while ((n = recv(fd, buffer, sizeof(buffer), 0)) > 0)
+		*bytes += (uint64_t)n;
+	close(fd);
+	return 0;
+}
+
+static int client_inside(void *arg)
+{
+	struct client_job *job = arg;
+	double start = now_s();
+
+	do {
+		uint64_t bytes = 0;
+
+		if (one_request(job, &bytes) == 0 && bytes > 0) {
+			job->connections++;
+			job->bytes += bytes;
+		} else {
+			job->failures++;
+		}
+	} while (now_s() - start < job->seconds);
+	job->elapsed = now_s() - start;
+	return 0;
+}
+
+static struct client_job run_client(const struct net_slot_info *slot, const char *target, bool stream,
+				    double seconds)
+{
+	struct client_job job = { .target = target, .stream = stream, .seconds = seconds };
+	int ns = open(slot->netns_path, O_RDONLY | O_CLOEXEC);
+
+	netns__run(ns, client_inside, &job);
+	close(ns);
+	return job;
+}
+
+static struct net_policy *policy_from(const char *json)
+{
+	json_t *spec = json_loads(json, 0, NULL);
+	struct net_policy *policy = net_policy__parse(spec, 0, NULL, 0);
+
+	json_decref(spec);
+	return policy;
+}
+
+int main(int argc, char **argv)
+{
+	int cycles = argc > 1 ? atoi(argv[1]) : 100;
+	double seconds = argc > 2 ? atof(argv[2]) : 3.0;
+	double *acquire_times, *release_times, *create_times, *destroy_times;
+	struct net_policy *domains = policy_from("{\"allowOut\":[\"bench.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}");
+	struct net_slot_info direct_slot, proxy_slot;
+	struct client_job direct, proxied;
+	pthread_t upstream;
+	int rc, inet_fd;
+	char path[96];
+
+	if (cycles < 2)
+		cycles = 2;
+	rc = netenv__up(1);
+	if (rc)
+		return rc == 77 ? 0 : 1;
+	acquire_times = calloc((size_t)cycles, sizeof(double));
+	release_times = calloc((size_t)cycles, sizeof(double));
+	create_times = calloc((size_t)cycles, sizeof(double));
+	destroy_times = calloc((size_t)cycles, sizeof(double));
+
+	/* Pre-created: acquire (tables) and release (quiesce, flush, reset). */
+	for (int i = 0; i < cycles; i++) {
+		struct net_slot_info slot;
+		double t0 = now_s();
+		int index = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, domains, &slot);
+		double t1 = now_s();
+
+		if (index < 0)
+			return 1;
+		net_pool__release(netenv.pool, index);
+		acquire_times[i] = t1 - t0;
+		release_times[i] = now_s() - t1;
+	}
+	/* On demand: namespace, veth, tap0, addresses, route, then tables. */
+	for (int i = 0; i < cycles; i++) {
+		struct net_slot_info slot;
+		double t0 = now_s(), t1;
+		int held = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, domains, &slot); /* the precreated one */
+		int index;
+
+		t0 = now_s();
+		index = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, domains, &slot);
+		t1 = now_s();
+		if (index < 0 || held < 0)
+			return 1;
+		net_pool__release(netenv.pool, index);
+		net_pool__destroy_slot(netenv.pool, index);
+		create_times[i] = t1 - t0;
+		destroy_times[i] = now_s() - t1;
+		net_pool__release(netenv.pool, held);
+	}
+	printf("slots (%d cycles, policy with a domain; jail runtime):\n", cycles);
+	report("  acquire, pre-created slot", acquire_times, cycles);
+	report("  release (quiesce, conntrack flush, reset)", release_times, cycles);
+	report("  acquire, on demand (create + tables)", create_times, cycles);
+	report("  release + destroy (on-demand slot)", destroy_times, cycles);
+
+	/* Proxy vs direct, same namespaces, same upstream. */
+	snprintf(path, sizeof(path), "/run/netns/%s", netenv.inet_ns);
+	inet_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (inet_fd < 0 || netns__run(inet_fd, open_listener, NULL) != 0) {
+		fprintf(stderr, "bench: upstream server could not listen\n");
+		return 1;
+	}
+	pthread_create(&upstream, NULL, upstream_thread, NULL);
+	pthread_detach(upstream);
+	if (net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, NULL, &direct_slot) < 0 ||
+	    net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, domains, &proxy_slot) < 0)
+		return 1;
+	/* The proxied client dials a denied address: the proxy resolves
+	 * bench.test itself. */
+	direct = run_client(&direct_slot, UPSTREAM, false, seconds);
+	proxied = run_client(&proxy_slot, "203.0.113.10", false, seconds);
+	printf("egress, 1 client, sequential HTTP/1.1 requests (one connection each):\n");
+	printf("  direct   %8.0f connections/s (%llu failed)\n", direct.connections / direct.elapsed,
+	       (unsigned long long)direct.failures);
+	printf("  proxied  %8.0f connections/s (%llu failed)   ratio %.2f\n", proxied.connections / proxied.elapsed,
+	       (unsigned long long)proxied.failures,
+	       (proxied.connections / proxied.elapsed) / (direct.connections / direct.elapsed));
+	direct = run_client(&direct_slot, UPSTREAM, true, seconds);
+	proxied = run_client(&proxy_slot, "203.0.113.10", true, seconds);
+	printf("egress, 1 client, %u MiB downloads:\n", STREAM_BYTES >> 20);
+	printf("  direct   %8.0f MB/s\n", direct.bytes / direct.elapsed / 1e6);
+	printf("  proxied  %8.0f MB/s   ratio %.2f\n", proxied.bytes / proxied.elapsed / 1e6,
+	       (proxied.bytes / proxied.elapsed) / (direct.bytes / direct.elapsed));
+	net_policy__free(domains);
+	close(listen_fd);
+	netenv__down();
+	return 0;
+}
