@@ -672,6 +672,55 @@ static enum MHD_Result handlers__timeout(struct api_request *r, struct storage_p
 	return request__empty(r, 204);
 }
 
+/* POST /sandboxes/{id}/connect and POST /v2/sandboxes/{id}/connect
+ * {timeout?}: the SDK's Sandbox.connect. A running sandbox answers 200
+ * with the create body (tokens re-derived); timeout, when given, extends
+ * end_at to now + timeout (never shortens, capped at the team max).
+ * Nothing can be paused, so nothing is resumed here (201 never happens). */
+static enum MHD_Result handlers__connect(struct api_request *r, struct storage_pool *pool)
+{
+	struct render_context context;
+	struct api_error error;
+	struct storage_error e;
+	enum MHD_Result ret;
+	json_t *body = NULL;
+	int32_t seconds = 0;
+	int64_t end_at;
+	bool suspended;
+	int rc = 0;
+
+	if (r->body_len > 0) {
+		body = validate__parse_body(r->body, r->body_len, &error);
+		if (!body)
+			return request__error(r, error.status, "%s", error.message);
+		if (json_object_get(body, "timeout") && !json_is_null(json_object_get(body, "timeout")))
+			rc = validate__seconds_field(body, "timeout", 0, r->team.limits.max_timeout_s,
+						     &seconds, &error);
+		json_decref(body);
+		if (rc)
+			return request__error(r, error.status, "%s", error.message);
+	}
+	if (!handlers__load_sandbox(r, pool, &ret))
+		return ret;
+	if (r->sandbox.state != STORAGE_SANDBOX_RUNNING)
+		return request__error(r, 409, "sandbox %s is %s, not running", r->sandbox.id,
+				      storage__sandbox_state_name(r->sandbox.state));
+	if (seconds > 0 && r->sandbox.end_at < clock__realtime_ms() + (int64_t)seconds * 1000) {
+		rc = storage__sandbox_set_timeout(pool, r->team.id, r->sandbox.id, seconds, &end_at, &e);
+		if (rc == STORAGE_ERR_NOT_FOUND)
+			return handlers__not_found(r);
+		if (rc)
+			return request__storage_error(r, &e);
+		if (r->sandbox.host_id[0])
+			handlers__host_command(r, KAFKA_EVENT_SET_TIMEOUT,
+					       json_pack("{s:i}", "timeout_s", seconds), 0, &suspended);
+	}
+	handlers__template_version(pool, r->sandbox.template_id, r->envd_version);
+	request__render_context(r, r->envd_version, &context);
+	return request__json(r, 200, render__created(&context, &r->sandbox, r->sandbox.host_id),
+			     NULL);
+}
+
 static enum MHD_Result handlers__pause(struct api_request *r, struct storage_pool *pool)
 {
 	enum MHD_Result ret;
@@ -768,6 +817,8 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 		return handlers__pause(r, pool);
 	case API_ROUTE_NETWORK:
 		return handlers__network(r, pool);
+	case API_ROUTE_CONNECT:
+		return handlers__connect(r, pool);
 	default:
 		return request__error(r, 404, "no such endpoint");
 	}

@@ -71,7 +71,7 @@ int query__metadata(const char *value, json_t **out, struct api_error *err)
 		const char *end = strchr(pair, '&');
 		size_t len = end ? (size_t)(end - pair) : strlen(pair);
 		const char *equals = memchr(pair, '=', len);
-		char key[257], text[1025];
+		char key[257], text[1025], once[1025];
 
 		if (len == 0)
 			goto next;
@@ -80,9 +80,13 @@ int query__metadata(const char *value, json_t **out, struct api_error *err)
 			return query__fail(err, "metadata filter must be key=value pairs joined by '&'",
 					   NULL);
 		}
-		if (query__url_decode(pair, (size_t)(equals - pair), key, sizeof(key)) ||
-		    query__url_decode(equals + 1, len - (size_t)(equals - pair) - 1, text,
-				      sizeof(text))) {
+		/* Two layers, as the SDK encodes them: encodeURIComponent of
+		 * each key and value, then URLSearchParams of the pairs. */
+		if (query__url_decode(pair, (size_t)(equals - pair), once, sizeof(once)) ||
+		    query__url_decode(once, strlen(once), key, sizeof(key)) ||
+		    query__url_decode(equals + 1, len - (size_t)(equals - pair) - 1, once,
+				      sizeof(once)) ||
+		    query__url_decode(once, strlen(once), text, sizeof(text))) {
 			json_decref(filter);
 			return query__fail(err, "metadata filter has a bad escape or is too long",
 					   NULL);

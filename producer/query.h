@@ -9,8 +9,9 @@
 #include "validate.h"
 
 /* Parses E2B's metadata filter: the (already URL-decoded once) value of
- * ?metadata=, itself a query string "k1=v1&k2=v2" whose keys and values
- * are URL-encoded again. Writes a new object {k1: v1, ...} into *out
+ * ?metadata=, itself a query string "k1=v1&k2=v2" (URLSearchParams) whose
+ * keys and values were encodeURIComponent'ed first, so each is decoded
+ * twice, as E2B's server does. Writes a new object {k1: v1, ...} into *out
  * (NULL for an absent/empty filter). 0, or -1 with err (400). */
 int query__metadata(const char *value, json_t **out, struct api_error *err);
 

@@ -17,6 +17,7 @@ static const struct route_action route_actions[] = {
 	{ "/refreshes", "POST", API_ROUTE_REFRESH },
 	{ "/pause", "POST", API_ROUTE_PAUSE },
 	{ "/network", "PUT", API_ROUTE_NETWORK },
+	{ "/connect", "POST", API_ROUTE_CONNECT },
 };
 
 static void route__method(const char *method, const char *want, enum api_endpoint endpoint,
@@ -66,9 +67,17 @@ void route__match(const char *method, const char *path, struct api_route *out)
 			out->endpoint = API_ROUTE_BAD_METHOD;
 		return;
 	}
-	if (strncmp(clean, "/sandboxes/", 11))
+	if (!strncmp(clean, "/v2/sandboxes/", 14)) {
+		/* Only connect lives under /v2/sandboxes/{id}. */
+		slash = strchr(clean + 14, '/');
+		if (!slash || slash == clean + 14 || strcmp(slash, "/connect"))
+			return;
+		rest = clean + 14;
+	} else if (!strncmp(clean, "/sandboxes/", 11)) {
+		rest = clean + 11;
+	} else {
 		return;
-	rest = clean + 11;
+	}
 	slash = strchr(rest, '/');
 	id_len = slash ? (size_t)(slash - rest) : strlen(rest);
 	if (id_len == 0)
@@ -92,7 +101,7 @@ void route__match(const char *method, const char *path, struct api_route *out)
 
 bool route__is_lifecycle(enum api_endpoint endpoint)
 {
-	return endpoint >= API_ROUTE_CREATE && endpoint <= API_ROUTE_NETWORK;
+	return endpoint >= API_ROUTE_CREATE && endpoint <= API_ROUTE_CONNECT;
 }
 
 const char *route__name(enum api_endpoint endpoint)
@@ -108,6 +117,7 @@ const char *route__name(enum api_endpoint endpoint)
 	case API_ROUTE_REFRESH: return "refresh";
 	case API_ROUTE_PAUSE: return "pause";
 	case API_ROUTE_NETWORK: return "network";
+	case API_ROUTE_CONNECT: return "connect";
 	case API_ROUTE_BAD_METHOD: return "bad_method";
 	case API_ROUTE_NOT_FOUND: break;
 	}

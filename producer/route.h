@@ -1,5 +1,7 @@
 /* route: maps a method and path to an endpoint of the REST API
- * (E2B-FACTS.md, "REST API"; docs/api.md). Pure. */
+ * (E2B-FACTS.md, "REST API"; docs/api.md), including the /v2 paths the
+ * npm e2b SDK 2.x calls (POST /v2/sandboxes, POST /v2/sandboxes/{id}/connect).
+ * Pure. */
 #ifndef WARREN_API_ROUTE_H
 #define WARREN_API_ROUTE_H
 
@@ -18,6 +20,7 @@ enum api_endpoint {
 	API_ROUTE_REFRESH,	 /* POST /sandboxes/{id}/refreshes */
 	API_ROUTE_PAUSE,	 /* POST /sandboxes/{id}/pause */
 	API_ROUTE_NETWORK,	 /* PUT /sandboxes/{id}/network */
+	API_ROUTE_CONNECT,	 /* POST /sandboxes/{id}/connect, POST /v2/sandboxes/{id}/connect */
 };
 
 #define API_ROUTE_ID_MAX 64 /* longer path ids are cut (they are never valid) */

@@ -171,9 +171,51 @@ static void test_create_public_has_null_tokens(void **state)
 	json_t *created;
 
 	(void)state;
-	created = call("POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}", 201, NULL);
+	created = call("POST", "/sandboxes", key_a, "{\"templateID\":\"base\",\"secure\":false}",
+		       201, NULL);
 	assert_true(json_is_null(json_object_get(created, "envdAccessToken")));
 	assert_true(json_is_null(json_object_get(created, "trafficAccessToken")));
+	json_decref(created);
+}
+
+/* The e2b SDK 2.x: POST /v2/sandboxes (no `secure`: secure by default),
+ * POST /v2/sandboxes/{id}/connect, and its metadata filter encoding. */
+static void test_sdk2_create_connect_and_metadata(void **state)
+{
+	char access[65], path[128];
+	const char *id;
+	json_t *created, *connected, *list;
+	struct storage_sandbox row;
+
+	(void)state;
+	created = call("POST", "/v2/sandboxes", key_a,
+		       "{\"templateID\":\"base\",\"timeout\":300,\"metadata\":{\"sdk key\":\"100%\"},"
+		       "\"mcp\":null,\"autoResume\":{\"enabled\":false}}",
+		       201, NULL);
+	id = json_string_value(json_object_get(created, "sandboxID"));
+	tokens__access_token(TEST_API_SEED, id, access);
+	assert_string_equal(json_string_value(json_object_get(created, "envdAccessToken")), access);
+	assert_true(json_is_null(json_object_get(created, "trafficAccessToken")));
+
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/connect", id);
+	connected = call("POST", path, key_a, "{\"timeout\":900}", 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(connected, "sandboxID")), id);
+	assert_string_equal(json_string_value(json_object_get(connected, "envdAccessToken")), access);
+	assert_string_equal(json_string_value(json_object_get(connected, "envdVersion")), "0.2.0");
+	json_decref(connected);
+	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
+	assert_true(row.end_at >= clock__realtime_ms() + 890000);
+	storage__sandbox_clear(&row);
+	snprintf(path, sizeof(path), "/sandboxes/%s/connect", id);
+	connected = call("POST", path, key_a, NULL, 200, NULL);
+	json_decref(connected);
+
+	/* {"sdk key": "100%"} as SandboxPaginator sends it. */
+	list = call("GET", "/v2/sandboxes?metadata=sdk%252520key%3D100%252525&state=running&limit=10",
+		    key_a, NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), id);
+	json_decref(list);
 	json_decref(created);
 }
 
@@ -190,8 +232,8 @@ static void test_validation_rules_over_http(void **state)
 	expect_error("POST", "/sandboxes", key_b, "{\"templateID\":\"base\",\"timeout\":3601}", 400,
 		     "Timeout cannot be greater than 1 hours");
 	expect_error("POST", "/sandboxes", key_a,
-		     "{\"templateID\":\"base\",\"network\":{\"allowPublicTraffic\":false}}", 400,
-		     "allowPublicTraffic=false requires secure=true");
+		     "{\"templateID\":\"base\",\"secure\":false,\"network\":{\"allowPublicTraffic\":false}}",
+		     400, "allowPublicTraffic=false requires secure=true");
 	expect_error("POST", "/sandboxes", key_a,
 		     "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"example.com\"]}}", 400,
 		     "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out");
@@ -746,6 +788,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_returns_ready_sandbox_with_tokens),
 		cmocka_unit_test(test_create_public_has_null_tokens),
+		cmocka_unit_test(test_sdk2_create_connect_and_metadata),
 		cmocka_unit_test(test_validation_rules_over_http),
 		cmocka_unit_test(test_auth),
 		cmocka_unit_test(test_other_team_gets_404),

@@ -43,8 +43,10 @@ static const struct validation_case validation_cases[] = {
 	{ "{\"templateID\":\"base\",\"allow_internet_access\":1}", 400, "allow_internet_access must be a boolean" },
 	{ "{\"templateID\":\"base\",\"autoPause\":true}", 400,
 	  "autoPause is not supported by this runtime (pause is not supported)" },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowPublicTraffic\":false}}", 400,
+	{ "{\"templateID\":\"base\",\"secure\":false,\"network\":{\"allowPublicTraffic\":false}}", 400,
 	  "allowPublicTraffic=false requires secure=true" },
+	/* secure is the default (issue 5), so this one is valid. */
+	{ "{\"templateID\":\"base\",\"network\":{\"allowPublicTraffic\":false}}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"secure\":true,\"network\":{\"allowPublicTraffic\":false}}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"example.com\"]}}", 400,
 	  "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out" },
@@ -238,6 +240,21 @@ static void test_routes(void **state)
 	assert_true(route__is_lifecycle(API_ROUTE_LIST_V2));
 	route__match("GET", "/", &route);
 	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
+	/* The e2b SDK 2.x paths. */
+	route__match("POST", "/v2/sandboxes", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_CREATE);
+	route__match("POST", "/v2/sandboxes/iabc/connect", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_CONNECT);
+	assert_string_equal(route.sandbox_id, "iabc");
+	route__match("POST", "/sandboxes/iabc/connect", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_CONNECT);
+	route__match("GET", "/v2/sandboxes/iabc/connect", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_BAD_METHOD);
+	route__match("GET", "/v2/sandboxes/iabc", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
+	route__match("POST", "/v2/sandboxes//connect", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
+	assert_true(route__is_lifecycle(API_ROUTE_CONNECT));
 }
 
 /* ---- query parsing ---- */
@@ -256,6 +273,11 @@ static void test_metadata_query(void **state)
 	assert_string_equal(json_string_value(json_object_get(filter, "user")), "alice");
 	assert_string_equal(json_string_value(json_object_get(filter, "app")), "my app");
 	assert_string_equal(json_string_value(json_object_get(filter, "x")), "a=b");
+	json_decref(filter);
+	/* The npm SDK's form: encodeURIComponent of key and value, then
+	 * URLSearchParams ("%" -> "%25"): {"a b": "100%"} arrives as this. */
+	assert_int_equal(query__metadata("a%2520b=100%2525", &filter, &error), 0);
+	assert_string_equal(json_string_value(json_object_get(filter, "a b")), "100%");
 	json_decref(filter);
 	assert_int_equal(query__metadata("", &filter, &error), 0);
 	assert_null(filter);
