@@ -208,8 +208,11 @@ while :; do wait; sleep 1; done
 INIT
 chmod 0755 "$root/sbin/warren-init"
 "$busybox" sh -n "$root/sbin/warren-init"
-# PID 1 of the VM: ours unless the tree has an init (minbase has none).
-[ -e "$root/sbin/init" ] || [ -L "$root/sbin/init" ] || ln -s warren-init "$root/sbin/init"
+# PID 1 of the VM: ours (minimal: instead of busybox's init applet link;
+# base: minbase has no init).
+if [ "$name" = minimal ] || { [ ! -e "$root/sbin/init" ] && [ ! -L "$root/sbin/init" ]; }; then
+	ln -sfn warren-init "$root/sbin/init"
+fi
 
 # --- outputs ----------------------------------------------------------
 size=$(du -sb "$root" | cut -f1)

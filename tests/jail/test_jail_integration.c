@@ -601,6 +601,68 @@ static void test_jail_memory_limit_enforced(void **state)
 	current = NULL;
 }
 
+/* The VM runtime's init (/sbin/init of the template) without a VM: run as
+ * PID 1 of fresh mount/pid/uts namespaces (util-linux unshare + chroot) in
+ * the test's netns with a veth named eth0; it must mount its filesystems,
+ * configure eth0 and start the agent. */
+static void test_vm_init_script_in_namespaces(void **state)
+{
+	char command[PATH_MAX * 2], log_path[PATH_MAX];
+	int status;
+	pid_t pid;
+	(void)state;
+
+	if (!have_agent()) {
+		printf("SKIP: warren-agent not built\n");
+		skip();
+	}
+	if (jt__run("command -v nsenter >/dev/null && command -v unshare >/dev/null && "
+		    "command -v chroot >/dev/null") != 0) {
+		printf("SKIP: no nsenter/unshare/chroot (util-linux, coreutils)\n");
+		skip();
+	}
+	assert_int_equal(jt__run("ip -n %s link add eth0 type veth peer name eth1 && "
+				 "ip -n %s addr add 169.254.0.22/30 dev eth1 && "
+				 "ip -n %s link set eth1 up",
+				 netns_name, netns_name, netns_name),
+			 0);
+	snprintf(log_path, sizeof(log_path), "%s/vm-init.log", base_dir);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(126);
+		snprintf(command, sizeof(command), "--net=%s", netns_path);
+		/* nsenter joins the netns (unshare --net=FILE would make a new one
+		 * and bind it over FILE). */
+		execlp("nsenter", "nsenter", command, "unshare", "--mount", "--pid", "--fork",
+		       "--kill-child", "--uts", "chroot", template.rootfs, "/sbin/init",
+		       (char *)NULL);
+		_exit(127);
+	}
+	status = jt__http_get_in_netns(netns_path, JAIL_AGENT_PORT, "/health", 10000);
+	snprintf(command, sizeof(command),
+		 "ip -n %s -br addr show eth0 | grep -q 169.254.0.21/30 && "
+		 "ip -n %s route | grep -q 'default via 169.254.0.22 dev eth0'",
+		 netns_name, netns_name);
+	int network_ok = jt__run("%s", command);
+
+	/* nsenter exec'ed unshare: killing it kills its PID 1 (--kill-child),
+	 * hence the whole pid namespace. */
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	for (int i = 0; i < 500 && jt__run("test -z \"$(ip netns pids %s)\"", netns_name); i++)
+		usleep(10000);
+	jt__run("ip -n %s link delete eth1 2>/dev/null", netns_name);
+	if (status != 204 || network_ok != 0)
+		jt__run("cat %s", log_path);
+	assert_int_equal(status, 204);
+	assert_int_equal(network_ok, 0);
+	assert_int_equal(jt__run("test -z \"$(ip netns pids %s)\"", netns_name), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -611,6 +673,7 @@ int main(void)
 		cmocka_unit_test_setup(test_jail_agent_runs_command_as_user, test_setup),
 		cmocka_unit_test_setup(test_jail_base_template_python, test_setup),
 		cmocka_unit_test_setup(test_jail_memory_limit_enforced, test_setup),
+		cmocka_unit_test_setup(test_vm_init_script_in_namespaces, test_setup),
 		cmocka_unit_test_setup(test_jail_cycles, test_setup),
 	};
 	const char *skip = NULL;
