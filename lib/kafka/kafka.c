@@ -292,3 +292,61 @@ out:
 	rd_kafka_destroy(rk);
 	return ret;
 }
+
+int kafka__delete_group(const char *brokers, const char *group, int timeout_ms, char *err,
+			size_t err_len)
+{
+	rd_kafka_DeleteGroup_t *delete_group = NULL;
+	rd_kafka_AdminOptions_t *options = NULL;
+	rd_kafka_queue_t *queue = NULL;
+	rd_kafka_event_t *event = NULL;
+	char local[256];
+	rd_kafka_t *rk;
+	int ret = -EIO;
+
+	if (!group)
+		return -EINVAL;
+	rk = admin_handle(brokers, err, err_len);
+	if (!rk)
+		return -EINVAL;
+	delete_group = rd_kafka_DeleteGroup_new(group);
+	queue = rd_kafka_queue_new(rk);
+	options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETEGROUPS);
+	rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, local, sizeof(local));
+	rd_kafka_DeleteGroups(rk, &delete_group, 1, options, queue);
+	event = admin_wait(queue, RD_KAFKA_EVENT_DELETEGROUPS_RESULT, timeout_ms);
+	if (!event) {
+		snprintf(err, err_len, "DeleteGroups %s: no answer in %d ms", group, timeout_ms);
+		ret = -ETIMEDOUT;
+		goto out;
+	}
+	if (rd_kafka_event_error(event)) {
+		snprintf(err, err_len, "DeleteGroups %s: %s", group, rd_kafka_event_error_string(event));
+		goto out;
+	} else {
+		const rd_kafka_DeleteGroups_result_t *result = rd_kafka_event_DeleteGroups_result(event);
+		size_t count = 0;
+		const rd_kafka_group_result_t **results = rd_kafka_DeleteGroups_result_groups(result, &count);
+
+		for (size_t i = 0; i < count; i++) {
+			const rd_kafka_error_t *e = rd_kafka_group_result_error(results[i]);
+			if (e && rd_kafka_error_code(e) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
+				snprintf(err, err_len, "DeleteGroups %s: %s", group,
+					 rd_kafka_error_string(e));
+				goto out;
+			}
+		}
+	}
+	ret = 0;
+out:
+	if (event)
+		rd_kafka_event_destroy(event);
+	if (options)
+		rd_kafka_AdminOptions_destroy(options);
+	if (delete_group)
+		rd_kafka_DeleteGroup_destroy(delete_group);
+	if (queue)
+		rd_kafka_queue_destroy(queue);
+	rd_kafka_destroy(rk);
+	return ret;
+}

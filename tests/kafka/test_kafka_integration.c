@@ -40,6 +40,8 @@ static const char *brokers, *pg_url;
 static char topics[8][KAFKA_TOPIC_NAME_MAX + 1];
 static int topic_count;
 static char database[64];
+static char groups[8][64];
+static int group_count;
 static pid_t children[MEMBERS];
 
 static const char *new_topic(const char *what, int partitions)
@@ -53,6 +55,14 @@ static const char *new_topic(const char *what, int partitions)
 	if (kafka__create_topic(brokers, topic, partitions, 1, 30000, err, sizeof(err)) != 0)
 		fail_msg("create topic %s: %s", topic, err);
 	return topic;
+}
+
+/* A run-unique consumer group name, deleted at teardown. */
+static const char *new_group(const char *what)
+{
+	assert_true(group_count < 8);
+	snprintf(groups[group_count], sizeof(groups[0]), "warren-test-%s-%s", run_id, what);
+	return groups[group_count++];
 }
 
 static int teardown(void **state)
@@ -70,6 +80,10 @@ static int teardown(void **state)
 		if (kafka__delete_topic(brokers, topics[i], 30000, err, sizeof(err)) != 0)
 			fprintf(stderr, "cleanup: %s\n", err);
 	topic_count = 0;
+	for (int i = 0; i < group_count; i++)
+		if (kafka__delete_group(brokers, groups[i], 30000, err, sizeof(err)) != 0)
+			fprintf(stderr, "cleanup: %s\n", err);
+	group_count = 0;
 	if (database[0]) {
 		PGconn *pg = PQconnectdb(pg_url);
 		char sql[128];
@@ -134,7 +148,7 @@ static void test_group_of_two_consumes_once(void **state)
 	uint64_t deadline;
 
 	(void)state;
-	snprintf(group, sizeof(group), "warren-test-%s-once", run_id);
+	snprintf(group, sizeof(group), "%s", new_group("once"));
 	for (int i = 0; i < 2; i++) {
 		consumers[i] = member(group, topic, NULL, NULL);
 		assert_non_null(consumers[i]);
@@ -411,7 +425,7 @@ static void test_sigkill_member_mid_stream(void **state)
 	PGconn *admin, *pg;
 
 	(void)state;
-	snprintf(group, sizeof(group), "warren-test-%s-stream", run_id);
+	snprintf(group, sizeof(group), "%s", new_group("stream"));
 	snprintf(database, sizeof(database), "warren_kafka_test_%s", run_id);
 	admin = connect_database(NULL);
 	assert_non_null(admin);
@@ -558,7 +572,7 @@ static void test_revoke_commits_marked(void **state)
 	char group[64], err[256];
 
 	(void)state;
-	snprintf(group, sizeof(group), "warren-test-%s-revoke", run_id);
+	snprintf(group, sizeof(group), "%s", new_group("revoke"));
 	config.group_id = group;
 	producer = kafka_producer__new(brokers, NULL, err, sizeof(err));
 	assert_non_null(producer);
@@ -614,7 +628,7 @@ static void test_bad_events_go_to_dead_letter(void **state)
 	int64_t committed;
 
 	(void)state;
-	snprintf(group, sizeof(group), "warren-test-%s-bad", run_id);
+	snprintf(group, sizeof(group), "%s", new_group("bad"));
 	producer = kafka_producer__new(brokers, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	make_create_event(&good);
@@ -643,7 +657,7 @@ static void test_bad_events_go_to_dead_letter(void **state)
 	kafka_event__clear(&ev);
 	kafka_consumer__free(consumer);
 
-	snprintf(group, sizeof(group), "warren-test-%s-dlq", run_id);
+	snprintf(group, sizeof(group), "%s", new_group("dlq"));
 	reader = member(group, dlq_topic, NULL, NULL);
 	assert_non_null(reader);
 	for (int i = 0; i < 2; i++) {

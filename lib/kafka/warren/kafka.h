@@ -57,6 +57,11 @@ int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 int kafka__delete_topic(const char *brokers, const char *topic, int timeout_ms, char *err,
 			size_t err_len);
 
+/* Deletes a consumer group (its committed offsets); the group must have
+ * no live members. 0 when deleted or absent (tests clean up with it). */
+int kafka__delete_group(const char *brokers, const char *group, int timeout_ms, char *err,
+			size_t err_len);
+
 /* ---- producer (enable.idempotence=true, acks=all) ---- */
 
 struct kafka_producer;
