@@ -442,7 +442,39 @@ static void test_vm_runtime_forward_path(void **state)
 	assert_null(strstr(out, "ip="));
 	assert_true(counters().proxy_allowed >= 1);
 	assert_true(counters().proxy_denied >= 1);
+	/* A guest speaking as another address is dropped at tap0. */
+	replace("{}");
+	netenv__sh("ip -n %s addr add 10.11.0.6/32 dev eth0", guest);
+	run_in_guest(guest, "curl -sS -m 3 --connect-timeout 2 --interface 10.11.0.6 http://192.0.2.10/", out,
+		     sizeof(out));
+	assert_null(strstr(out, "ip=192.0.2.10"));
+	run_in_guest(guest, "curl -sS -m 3 http://192.0.2.10/", out, sizeof(out));
+	assert_non_null(strstr(out, "ip=192.0.2.10"));
 	netenv__sh("ip netns pids %s | xargs -r kill -9; ip netns del %s", guest, guest);
+	assert_int_equal(net_pool__destroy_slot(netenv.pool, slot_index), 0);
+	slot_index = -1;
+}
+
+
+/* A slot whose process speaks as another slot's address is dropped by
+ * the host's reverse-path check. The slot is destroyed afterwards (its
+ * addresses were changed by the test). */
+static void test_spoofed_slot_source_dropped(void **state)
+{
+	char out[1024];
+
+	(void)state;
+	acquire("{}", 0);
+	assert_int_equal(netenv__sh("ip -n %s addr add 10.11.0.10/32 dev veth0", slot.netns_name), 0);
+	netenv__capture(out, sizeof(out), "ip netns exec %s curl -sS -m 3 --connect-timeout 2 --interface 10.11.0.10 "
+			"http://192.0.2.10/ 2>&1", slot.netns_name);
+	assert_null(strstr(out, "ip=192.0.2.10"));
+	/* ...dropped by the host's reverse-path rule, not merely lost. */
+	netenv__capture(out, sizeof(out), "nft list chain ip warren_host_%s guard", netenv.prefix);
+	assert_null(strstr(out, "counter packets 0 "));
+	assert_non_null(strstr(out, "counter packets "));
+	netenv__capture(out, sizeof(out), "ip netns exec %s curl -sS -m 3 http://192.0.2.10/ 2>&1", slot.netns_name);
+	assert_non_null(strstr(out, "ip=192.0.2.10"));
 	assert_int_equal(net_pool__destroy_slot(netenv.pool, slot_index), 0);
 	slot_index = -1;
 }
@@ -471,6 +503,7 @@ int main(void)
 		T(test_allow_internet_access_false),
 		T(test_counters_bytes),
 		T(test_vm_runtime_forward_path),
+		T(test_spoofed_slot_source_dropped),
 	};
 	int rc = netenv__up(1);
 

@@ -561,6 +561,12 @@ static char *slot_base_table(const struct net_slot_info *info, enum net_runtime 
 		     "\t}\n"
 		     "\tchain postrouting {\n\t\ttype nat hook postrouting priority 110; policy accept;\n"
 		     "\t\toifname \"" SLOT_LINK "\" ip saddr " GUEST_ADDRESS " snat ip to %s\n\t}\n"
+		     /* A guest may only speak as 169.254.0.21, IPv4: a spoofed
+		      * source would be forwarded un-NATed (and name another slot
+		      * to the proxy). */
+		     "\tchain guard {\n\t\ttype filter hook prerouting priority -350; policy accept;\n"
+		     "\t\tiifname \"" TAP_LINK "\" meta nfproto ipv6 drop\n"
+		     "\t\tiifname \"" TAP_LINK "\" ip saddr != " GUEST_ADDRESS " drop\n\t}\n"
 		     "\tchain count_in {\n\t\ttype filter hook prerouting priority -300; policy accept;\n"
 		     "\t\tiifname \"" SLOT_LINK "\" counter name \"bytes_in\"\n\t}\n"
 		     "\tchain count_out {\n\t\ttype filter hook postrouting priority 300; policy accept;\n"
@@ -913,7 +919,9 @@ static int host_setup(void *arg)
 		snprintf(uplink_rule, sizeof(uplink_rule), "\t\tip saddr %s oifname \"%s\" masquerade\n",
 			 pool->slot_cidr, pool->uplink_interface);
 	/* Slots never reach each other through the host; the proxy ports
-	 * answer slots only. */
+	 * answer slots only; a slot's packets must carry a source routed
+	 * back through its own veth (reverse-path check), so no slot can
+	 * speak as another. */
 	if (asprintf(&text,
 		     "table ip %1$s\n"
 		     "delete table ip %1$s\n"
@@ -922,6 +930,8 @@ static int host_setup(void *arg)
 		     "\t\tiifname \"%2$s*\" oifname \"%2$s*\" drop\n"
 		     "\t\tiifname \"%2$s*\" accept\n"
 		     "\t\toifname \"%2$s*\" ct state established,related accept\n\t}\n"
+		     "\tchain guard {\n\t\ttype filter hook prerouting priority -150; policy accept;\n"
+		     "\t\tiifname \"%2$s*\" fib saddr . iif oif missing counter drop\n\t}\n"
 		     "\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n"
 		     "\t\ttcp dport { %3$u, %4$u } iifname != \"%2$s*\" drop\n\t}\n"
 		     "\tchain postrouting {\n\t\ttype nat hook postrouting priority 100; policy accept;\n"
