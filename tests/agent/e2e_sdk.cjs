@@ -1,0 +1,93 @@
+// e2e: the real npm `e2b` SDK's Sandbox against a warren-agent started by
+// e2e_sdk.sh (no API: the Sandbox is constructed with the agent's URL,
+// token and version, as Sandbox.create would after POST /sandboxes).
+// Env: E2B_SDK_DIR (npm prefix holding node_modules/e2b), AGENT_URL,
+// AGENT_TOKEN, AGENT_VERSION, WORK_DIR (scratch directory).
+'use strict';
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { Sandbox, CommandExitError } = require(path.join(process.env.E2B_SDK_DIR, 'node_modules', 'e2b'));
+
+async function main() {
+	const work = process.env.WORK_DIR;
+	const sandbox = new Sandbox({
+		sandboxId: 'iwarrenagente2e000000',
+		envdAccessToken: process.env.AGENT_TOKEN,
+		envdVersion: process.env.AGENT_VERSION,
+		sandboxUrl: process.env.AGENT_URL,
+		requestTimeoutMs: 20000,
+	});
+
+	const hi = await sandbox.commands.run('echo hi');
+	assert.equal(hi.exitCode, 0);
+	assert.equal(hi.stdout, 'hi\n');
+	console.log('commands.run(echo hi) ok');
+
+	const py = await sandbox.commands.run("python3 -c 'print(6*7)'");
+	assert.equal(py.stdout, '42\n');
+	console.log('commands.run(python3) ok');
+
+	await assert.rejects(sandbox.commands.run('echo oops >&2; exit 3'), (err) => {
+		assert.ok(err instanceof CommandExitError, String(err));
+		assert.equal(err.exitCode, 3);
+		assert.equal(err.stderr, 'oops\n');
+		return true;
+	});
+	console.log('commands.run(exit 3) -> CommandExitError ok');
+
+	const envs = await sandbox.commands.run('echo $GREETING', { envs: { GREETING: 'hello' }, cwd: work });
+	assert.equal(envs.stdout, 'hello\n');
+
+	const cat = await sandbox.commands.run('cat', { background: true, stdin: true });
+	await sandbox.commands.sendStdin(cat.pid, 'through stdin\n');
+	await sandbox.commands.closeStdin(cat.pid);
+	const catResult = await cat.wait();
+	assert.equal(catResult.stdout, 'through stdin\n');
+	console.log('sendStdin/closeStdin ok');
+
+	const sleeper = await sandbox.commands.run('sleep 100', { background: true });
+	const listed = await sandbox.commands.list();
+	assert.ok(listed.some((p) => p.pid === sleeper.pid), JSON.stringify(listed));
+	assert.equal(await sandbox.commands.kill(sleeper.pid), true);
+	await assert.rejects(sleeper.wait(), CommandExitError);
+	console.log('commands.list/kill ok');
+
+	const file = path.join(work, 'sdk', 'hello.txt');
+	const info = await sandbox.files.write(file, 'hello from the sdk');
+	assert.equal(info.path, file);
+	assert.equal(await sandbox.files.read(file), 'hello from the sdk');
+	const raw = path.join(work, 'sdk', 'raw.bin');
+	await sandbox.files.write(raw, 'octet stream body', { useOctetStream: true });
+	assert.equal(await sandbox.files.read(raw), 'octet stream body');
+	console.log('files.write/read ok');
+
+	assert.equal(await sandbox.files.exists(file), true);
+	assert.equal(await sandbox.files.exists(path.join(work, 'nope')), false);
+	assert.equal(await sandbox.files.makeDir(path.join(work, 'sdk', 'dir')), true);
+	assert.equal(await sandbox.files.makeDir(path.join(work, 'sdk', 'dir')), false);
+	const moved = await sandbox.files.rename(file, path.join(work, 'sdk', 'dir', 'moved.txt'));
+	assert.equal(moved.name, 'moved.txt');
+	const entries = await sandbox.files.list(path.join(work, 'sdk'), { depth: 2 });
+	const names = entries.map((e) => e.name).sort();
+	assert.deepEqual(names, ['dir', 'moved.txt', 'raw.bin']);
+	const stat = await sandbox.files.getInfo(raw);
+	assert.equal(stat.size, 'octet stream body'.length);
+	assert.equal(stat.type, 'file');
+	await sandbox.files.remove(path.join(work, 'sdk', 'dir'));
+	assert.equal(await sandbox.files.exists(path.join(work, 'sdk', 'dir')), false);
+	console.log('files.exists/makeDir/rename/list/getInfo/remove ok');
+
+	const url = await sandbox.downloadUrl(raw, { useSignatureExpiration: 60 });
+	const response = await fetch(url);
+	assert.equal(response.status, 200);
+	assert.equal(await response.text(), 'octet stream body');
+	console.log('signed downloadUrl ok');
+}
+
+main().then(
+	() => console.log('e2e_sdk: all passed'),
+	(err) => {
+		console.error('e2e_sdk: FAILED', err);
+		process.exit(1);
+	},
+);

@@ -1,0 +1,184 @@
+/* Unit tests of warren-agent's pure parsers: Connect envelopes, the proto3
+ * JSON decoders, base64, Basic auth, --token-hash, path resolution. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "envelope.h"
+#include "paths.h"
+#include "wire.h"
+
+static void test_envelope(void **state)
+{
+	uint8_t frame[64];
+	const uint8_t *message;
+	size_t len;
+
+	envelope__write_header(frame, 0, 2);
+	memcpy(frame + 5, "{}", 2);
+	assert_int_equal(envelope__parse_single(frame, 7, 100, &message, &len), ENVELOPE_OK);
+	assert_int_equal(len, 2);
+	assert_memory_equal(message, "{}", 2);
+	assert_int_equal(envelope__parse_single(frame, 6, 100, &message, &len), ENVELOPE_TRUNCATED);
+	assert_int_equal(envelope__parse_single(frame, 4, 100, &message, &len), ENVELOPE_TRUNCATED);
+	assert_int_equal(envelope__parse_single(frame, 8, 100, &message, &len), ENVELOPE_TRAILING);
+	assert_int_equal(envelope__parse_single(frame, 7, 1, &message, &len), ENVELOPE_TOO_LARGE);
+	frame[0] = ENVELOPE_FLAG_COMPRESSED;
+	assert_int_equal(envelope__parse_single(frame, 7, 100, &message, &len), ENVELOPE_COMPRESSED);
+	frame[0] = ENVELOPE_FLAG_END_STREAM;
+	assert_int_equal(envelope__parse_single(frame, 7, 100, &message, &len), ENVELOPE_BAD_FLAGS);
+	envelope__write_header(frame, 0, 0xffffffffu);
+	assert_int_equal(envelope__parse_single(frame, 7, SIZE_MAX, &message, &len),
+			 ENVELOPE_TRUNCATED);
+}
+
+static void test_base64(void **state)
+{
+	uint8_t out[16];
+	char text[32];
+
+	wire__base64_encode((const uint8_t *)"hi\n", 3, text);
+	assert_string_equal(text, "aGkK");
+	wire__base64_encode((const uint8_t *)"err\n", 4, text);
+	assert_string_equal(text, "ZXJyCg==");
+	assert_int_equal(wire__base64_decode("ZXJyCg==", 8, out, sizeof(out)), 4);
+	assert_memory_equal(out, "err\n", 4);
+	assert_int_equal(wire__base64_decode("ZXJyCg", 6, out, sizeof(out)), 4); /* no padding */
+	assert_int_equal(wire__base64_decode("-_8", 3, out, sizeof(out)), 2);     /* url-safe */
+	assert_int_equal(out[0], 0xfb);
+	assert_int_equal(wire__base64_decode("Z", 1, out, sizeof(out)), -1);
+	assert_int_equal(wire__base64_decode("Z!==", 4, out, sizeof(out)), -1);
+	assert_int_equal(wire__base64_decode("ZXJyCg==", 8, out, 3), -1); /* capacity */
+	assert_int_equal(wire__base64_decode("", 0, out, sizeof(out)), 0);
+}
+
+static void test_process_config(void **state)
+{
+	struct process_config config;
+	char err[128];
+	json_t *json = json_loads("{\"cmd\":\"/bin/bash\",\"args\":[\"-l\",\"-c\",\"echo hi\"],"
+				  "\"envs\":{\"A\":\"1\"},\"cwd\":\"/tmp\"}",
+				  0, NULL);
+
+	assert_true(wire__parse_process_config(json, &config, err, sizeof(err)));
+	assert_string_equal(config.cmd, "/bin/bash");
+	assert_int_equal(config.argc, 4);
+	assert_string_equal(config.argv[0], "/bin/bash");
+	assert_string_equal(config.argv[3], "echo hi");
+	assert_null(config.argv[4]);
+	assert_int_equal(config.env_count, 1);
+	assert_string_equal(config.envs[0], "A=1");
+	assert_string_equal(config.cwd, "/tmp");
+	wire__process_config_free(&config);
+	json_decref(json);
+
+	json = json_loads("{\"cmd\":\"x\",\"envs\":{\"A=B\":\"1\"}}", 0, NULL);
+	assert_false(wire__parse_process_config(json, &config, err, sizeof(err)));
+	json_decref(json);
+	json = json_loads("{\"cmd\":\"x\",\"args\":[1]}", 0, NULL);
+	assert_false(wire__parse_process_config(json, &config, err, sizeof(err)));
+	json_decref(json);
+	json = json_loads("{\"cmd\":\"\"}", 0, NULL);
+	assert_false(wire__parse_process_config(json, &config, err, sizeof(err)));
+	json_decref(json);
+	json = json_loads("{\"cmd\":\"a\\u0000b\"}", 0, NULL);
+	assert_false(wire__parse_process_config(json, &config, err, sizeof(err)));
+	json_decref(json);
+	assert_false(wire__parse_process_config(json_null(), &config, err, sizeof(err)));
+}
+
+static void test_selector_and_signal(void **state)
+{
+	struct process_selector selector;
+	char err[128];
+	json_t *json = json_loads("{\"pid\":42}", 0, NULL);
+
+	assert_true(wire__parse_selector(json, &selector, err, sizeof(err)));
+	assert_true(selector.has_pid);
+	assert_int_equal(selector.pid, 42);
+	json_decref(json);
+	json = json_loads("{\"tag\":\"t1\"}", 0, NULL);
+	assert_true(wire__parse_selector(json, &selector, err, sizeof(err)));
+	assert_false(selector.has_pid);
+	assert_string_equal(selector.tag, "t1");
+	json_decref(json);
+	json = json_loads("{\"pid\":-1}", 0, NULL);
+	assert_false(wire__parse_selector(json, &selector, err, sizeof(err)));
+	json_decref(json);
+	json = json_loads("{}", 0, NULL);
+	assert_false(wire__parse_selector(json, &selector, err, sizeof(err)));
+	json_decref(json);
+
+	json = json_string("SIGNAL_SIGKILL");
+	assert_int_equal(wire__parse_signal(json), SIGKILL);
+	json_decref(json);
+	json = json_integer(15);
+	assert_int_equal(wire__parse_signal(json), SIGTERM);
+	json_decref(json);
+	json = json_integer(11);
+	assert_int_equal(wire__parse_signal(json), 0);
+	json_decref(json);
+}
+
+static void test_headers_and_flags(void **state)
+{
+	struct token_hash hash;
+	char user[64];
+
+	assert_true(wire__parse_basic_auth_user("Basic cm9vdDo=", user, sizeof(user))); /* root: */
+	assert_string_equal(user, "root");
+	assert_false(wire__parse_basic_auth_user("Bearer x", user, sizeof(user)));
+	assert_false(wire__parse_basic_auth_user("Basic Og==", user, sizeof(user))); /* ":" */
+	assert_false(wire__parse_basic_auth_user(NULL, user, sizeof(user)));
+
+	assert_true(wire__parse_token_hash(
+		"sha256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789", &hash));
+	assert_int_equal(hash.algorithm, TOKEN_HASH_SHA256);
+	assert_string_equal(hash.hex,
+			    "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+	assert_false(wire__parse_token_hash("sha256:abc", &hash));
+	assert_false(wire__parse_token_hash("md5:abcd", &hash));
+	assert_int_equal(hash.algorithm, TOKEN_HASH_NONE);
+
+	assert_true(wire__content_type_is("application/json; charset=utf-8", "application/json"));
+	assert_true(wire__content_type_is("Application/Connect+JSON", "application/connect+json"));
+	assert_false(wire__content_type_is("application/json+x", "application/json"));
+	assert_false(wire__content_type_is(NULL, "application/json"));
+}
+
+static void test_paths(void **state)
+{
+	char out[64];
+
+	assert_true(paths__resolve("file.txt", "/home/user", out, sizeof(out)));
+	assert_string_equal(out, "/home/user/file.txt");
+	assert_true(paths__resolve("~/a/./b//c/", "/home/user", out, sizeof(out)));
+	assert_string_equal(out, "/home/user/a/b/c");
+	assert_true(paths__resolve("~", "/home/user", out, sizeof(out)));
+	assert_string_equal(out, "/home/user");
+	assert_true(paths__resolve("/../../etc/../tmp/x", "/home/user", out, sizeof(out)));
+	assert_string_equal(out, "/tmp/x");
+	assert_true(paths__resolve("../../../..", "/home/user", out, sizeof(out)));
+	assert_string_equal(out, "/");
+	assert_false(paths__resolve("", "/home/user", out, sizeof(out)));
+	assert_false(paths__resolve("a\nb", "/", out, sizeof(out)));
+	assert_false(paths__resolve("/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+				    "/", out, sizeof(out)));
+	assert_string_equal(paths__basename("/a/b.txt"), "b.txt");
+	assert_string_equal(paths__basename("/"), "/");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_envelope),       cmocka_unit_test(test_base64),
+		cmocka_unit_test(test_process_config), cmocka_unit_test(test_selector_and_signal),
+		cmocka_unit_test(test_headers_and_flags), cmocka_unit_test(test_paths),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
