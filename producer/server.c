@@ -53,6 +53,11 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 		c->token_seed = "warren-dev-mode-token-seed";
 		log_warn("dev_mode: using the fixed development token seed; never do this in production");
 	}
+	if (strlen(c->token_seed) < 16) {
+		/* The same floor as warren-worker: both derive the same tokens. */
+		snprintf(err, err_len, "token_seed must be at least 16 characters");
+		return -1;
+	}
 	c->domain = config__get("domain", "");
 	c->create_deadline_ms = config__get_int("create_deadline_ms", 60000);
 	c->operation_deadline_ms = config__get_int("operation_deadline_ms", 15000);
