@@ -1,0 +1,252 @@
+/* lookup: TTL cache over storage__sandbox_get_internal (see lookup.h). */
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lookup.h"
+#include "warren/clock.h"
+#include "warren/log.h"
+#include "warren/storage.h"
+
+#define LOOKUP_BUCKETS 4096
+#define LOOKUP_SWEEP_AT 65536
+
+struct lookup_entry {
+	struct lookup_entry *next;
+	char sandbox_id[ROUTE_SANDBOX_ID_MAX + 1];
+	bool cached;		/* status/route hold a fetched answer */
+	enum lookup_status status;
+	uint64_t expires_ms;
+	struct lookup_route route;
+	int connections;	/* open upstream connections */
+};
+
+struct lookup {
+	struct storage_pool *pool;
+	struct lookup_config config;
+	char token_seed[256];
+	pthread_mutex_t lock;
+	size_t count;
+	struct lookup_entry *buckets[LOOKUP_BUCKETS];
+};
+
+struct lookup *lookup__create(struct storage_pool *pool, const struct lookup_config *config)
+{
+	struct lookup *lookup = calloc(1, sizeof(*lookup));
+
+	if (!lookup)
+		return NULL;
+	lookup->pool = pool;
+	lookup->config = *config;
+	if (lookup->config.max_connections < 1)
+		lookup->config.max_connections = 1;
+	strncpy(lookup->token_seed, config->token_seed ? config->token_seed : "",
+		sizeof(lookup->token_seed) - 1);
+	lookup->config.token_seed = lookup->token_seed;
+	pthread_mutex_init(&lookup->lock, NULL);
+	return lookup;
+}
+
+void lookup__destroy(struct lookup *lookup)
+{
+	if (!lookup)
+		return;
+	for (int b = 0; b < LOOKUP_BUCKETS; b++) {
+		struct lookup_entry *e = lookup->buckets[b], *next;
+
+		for (; e; e = next) {
+			next = e->next;
+			free(e);
+		}
+	}
+	pthread_mutex_destroy(&lookup->lock);
+	free(lookup);
+}
+
+static unsigned lookup__bucket(const char *id)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *id; id++)
+		h = (h ^ (unsigned char)*id) * 16777619u;
+	return h % LOOKUP_BUCKETS;
+}
+
+/* Caller holds the lock. */
+static struct lookup_entry *lookup__find(struct lookup *lookup, const char *id)
+{
+	for (struct lookup_entry *e = lookup->buckets[lookup__bucket(id)]; e; e = e->next)
+		if (strcmp(e->sandbox_id, id) == 0)
+			return e;
+	return NULL;
+}
+
+/* Caller holds the lock: drops expired entries nobody is connected to. */
+static void lookup__sweep(struct lookup *lookup, uint64_t now_ms)
+{
+	for (int b = 0; b < LOOKUP_BUCKETS; b++) {
+		struct lookup_entry **link = &lookup->buckets[b];
+
+		while (*link) {
+			struct lookup_entry *e = *link;
+
+			if (e->connections == 0 && (!e->cached || e->expires_ms <= now_ms)) {
+				*link = e->next;
+				free(e);
+				lookup->count--;
+			} else {
+				link = &e->next;
+			}
+		}
+	}
+}
+
+/* Caller holds the lock. NULL on no memory. */
+static struct lookup_entry *lookup__find_or_add(struct lookup *lookup, const char *id)
+{
+	struct lookup_entry *e = lookup__find(lookup, id);
+	unsigned bucket;
+
+	if (e)
+		return e;
+	if (lookup->count >= LOOKUP_SWEEP_AT)
+		lookup__sweep(lookup, clock__monotonic_ms());
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	strncpy(e->sandbox_id, id, ROUTE_SANDBOX_ID_MAX);
+	bucket = lookup__bucket(id);
+	e->next = lookup->buckets[bucket];
+	lookup->buckets[bucket] = e;
+	lookup->count++;
+	return e;
+}
+
+static bool lookup__parse_address(const char *text, struct lookup_route *route)
+{
+	struct sockaddr_in *v4 = (struct sockaddr_in *)&route->address;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&route->address;
+
+	memset(&route->address, 0, sizeof(route->address));
+	if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		route->address_len = sizeof(*v4);
+		return true;
+	}
+	if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		route->address_len = sizeof(*v6);
+		return true;
+	}
+	return false;
+}
+
+/* Asks PostgreSQL; no lock held. */
+static enum lookup_status lookup__fetch(struct lookup *lookup, const char *id,
+					struct lookup_route *route)
+{
+	struct storage_sandbox row;
+	struct storage_error err;
+	enum lookup_status status = LOOKUP_NOT_FOUND;
+	int rc;
+
+	memset(&row, 0, sizeof(row));
+	rc = storage__sandbox_get_internal(lookup->pool, id, &row, &err);
+	if (rc == STORAGE_ERR_NOT_FOUND || rc == STORAGE_ERR_INVALID)
+		return LOOKUP_NOT_FOUND;
+	if (rc != STORAGE_OK) {
+		log_warn("sandbox %s lookup failed: %s", id, err.message);
+		return LOOKUP_UNAVAILABLE;
+	}
+	if (row.state != STORAGE_SANDBOX_RUNNING || !row.slot_address[0])
+		goto out;
+	if (!lookup__parse_address(row.slot_address, route)) {
+		log_warn("sandbox %s has an unusable slot address '%s'", id, row.slot_address);
+		goto out;
+	}
+	route->allow_public_traffic = row.allow_public_traffic;
+	snprintf(route->mask_request_host, sizeof(route->mask_request_host), "%s",
+		 row.mask_request_host);
+	tokens__traffic_token(lookup->config.token_seed, id, route->traffic_token);
+	status = LOOKUP_OK;
+out:
+	storage__sandbox_clear(&row);
+	return status;
+}
+
+enum lookup_status lookup__get(struct lookup *lookup, const char *sandbox_id,
+			       struct lookup_route *out)
+{
+	uint64_t now_ms = clock__monotonic_ms();
+	struct lookup_entry *e;
+	enum lookup_status status;
+	struct lookup_route route;
+
+	pthread_mutex_lock(&lookup->lock);
+	e = lookup__find(lookup, sandbox_id);
+	if (e && e->cached && e->expires_ms > now_ms) {
+		status = e->status;
+		if (status == LOOKUP_OK)
+			*out = e->route;
+		pthread_mutex_unlock(&lookup->lock);
+		return status;
+	}
+	pthread_mutex_unlock(&lookup->lock);
+
+	memset(&route, 0, sizeof(route));
+	status = lookup__fetch(lookup, sandbox_id, &route);
+	if (status == LOOKUP_UNAVAILABLE)
+		return status;
+	pthread_mutex_lock(&lookup->lock);
+	e = lookup__find_or_add(lookup, sandbox_id);
+	if (e) {
+		e->cached = true;
+		e->status = status;
+		e->route = route;
+		e->expires_ms = now_ms + (status == LOOKUP_OK ? lookup->config.ttl_ms
+							      : lookup->config.negative_ttl_ms);
+	}
+	pthread_mutex_unlock(&lookup->lock);
+	if (status == LOOKUP_OK)
+		*out = route;
+	return status;
+}
+
+bool lookup__acquire(struct lookup *lookup, const char *sandbox_id)
+{
+	struct lookup_entry *e;
+	bool ok = false;
+
+	pthread_mutex_lock(&lookup->lock);
+	e = lookup__find_or_add(lookup, sandbox_id);
+	if (e && e->connections < lookup->config.max_connections) {
+		e->connections++;
+		ok = true;
+	}
+	pthread_mutex_unlock(&lookup->lock);
+	return ok;
+}
+
+void lookup__release(struct lookup *lookup, const char *sandbox_id)
+{
+	struct lookup_entry *e;
+
+	pthread_mutex_lock(&lookup->lock);
+	e = lookup__find(lookup, sandbox_id);
+	if (e && e->connections > 0)
+		e->connections--;
+	pthread_mutex_unlock(&lookup->lock);
+}
+
+void lookup__invalidate(struct lookup *lookup, const char *sandbox_id)
+{
+	struct lookup_entry *e;
+
+	pthread_mutex_lock(&lookup->lock);
+	e = lookup__find(lookup, sandbox_id);
+	if (e)
+		e->cached = false;
+	pthread_mutex_unlock(&lookup->lock);
+}

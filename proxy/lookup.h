@@ -1,0 +1,54 @@
+/* lookup: sandbox id -> where its ports are, from PostgreSQL
+ * (storage__sandbox_get_internal) behind a short TTL cache, and the count
+ * of open upstream connections per sandbox (the per-sandbox bound).
+ * Thread-safe. A miss queries the database on the caller's thread. */
+#ifndef WARREN_PROXY_LOOKUP_H
+#define WARREN_PROXY_LOOKUP_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "route.h"
+#include "warren/tokens.h"
+
+struct storage_pool;
+struct lookup;
+
+enum lookup_status {
+	LOOKUP_OK = 0,	     /* a running sandbox */
+	LOOKUP_NOT_FOUND,    /* unknown, or not running (killed, paused, starting...) */
+	LOOKUP_UNAVAILABLE,  /* the database did not answer */
+};
+
+struct lookup_route {
+	bool allow_public_traffic;
+	char mask_request_host[256]; /* "" when none */
+	char traffic_token[TOKENS_SHA256_HEX_LEN + 1];
+	struct sockaddr_storage address; /* slot address, port 0 */
+	socklen_t address_len;
+};
+
+struct lookup_config {
+	uint64_t ttl_ms;	  /* how long a running sandbox is cached */
+	uint64_t negative_ttl_ms; /* how long "not found" is cached */
+	int max_connections;	  /* per sandbox, >= 1 */
+	const char *token_seed;	  /* for tokens__traffic_token */
+};
+
+/* NULL on no memory. pool is borrowed. */
+struct lookup *lookup__create(struct storage_pool *pool, const struct lookup_config *config);
+void lookup__destroy(struct lookup *lookup);
+/* The route of sandbox_id ([a-z0-9]{1,64}), from the cache when fresh. */
+enum lookup_status lookup__get(struct lookup *lookup, const char *sandbox_id,
+			       struct lookup_route *out);
+/* Counts one more upstream connection to sandbox_id; false (nothing
+ * counted) when max_connections are open already. */
+bool lookup__acquire(struct lookup *lookup, const char *sandbox_id);
+/* Undoes one lookup__acquire. */
+void lookup__release(struct lookup *lookup, const char *sandbox_id);
+/* Forgets the cached row of sandbox_id (e.g. on a state-change event). */
+void lookup__invalidate(struct lookup *lookup, const char *sandbox_id);
+
+#endif

@@ -1,0 +1,96 @@
+/* warren-proxy: the public URL front of every sandbox port (issue 9;
+ * E2B-FACTS.md, "Public URLs and proxy"). Settings: README.md. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "limiter.h"
+#include "lookup.h"
+#include "server.h"
+#include "warren/config.h"
+#include "warren/log.h"
+#include "warren/storage.h"
+
+static struct proxy_server *running_server;
+
+static void proxy__on_signal(int signal_number)
+{
+	(void)signal_number;
+	if (running_server)
+		proxy__stop(running_server);
+}
+
+int main(void)
+{
+	struct proxy_settings settings;
+	struct lookup_config lookup_config;
+	struct storage_error storage_err;
+	struct storage_pool *pool = NULL;
+	struct lookup *lookup = NULL;
+	struct limiter *limiter = NULL;
+	struct proxy_server *server = NULL;
+	struct sigaction action;
+	const char *seed;
+	char err[256];
+	int rc = 1;
+
+	log__set_component("proxy");
+	if (!proxy__settings_from_config(&settings, err, sizeof(err))) {
+		log_error("%s", err);
+		return 1;
+	}
+	seed = config__get("token_seed", NULL);
+	if (!seed || !*seed) {
+		if (!config__get_bool("dev_mode", false)) {
+			log_error("token_seed is required (set WARREN_TOKEN_SEED; dev_mode=true allows "
+				  "a fixed development seed)");
+			return 1;
+		}
+		seed = "warren-dev-mode-token-seed";
+		log_warn("dev_mode: using the fixed development token seed");
+	}
+	pool = storage__pool_open(config__get("pg_url",
+					      "postgresql://postgres@127.0.0.1:55432/postgres"),
+				  (int)config__get_int("pg_pool_size", settings.threads + 1),
+				  &storage_err);
+	if (!pool) {
+		log_error("cannot open the PostgreSQL pool: %s", storage_err.message);
+		goto out;
+	}
+	lookup_config = (struct lookup_config){
+		.ttl_ms = (uint64_t)config__get_int("proxy_cache_ttl_ms", 2000),
+		.negative_ttl_ms = (uint64_t)config__get_int("proxy_cache_negative_ttl_ms", 1000),
+		.max_connections = (int)config__get_int("proxy_max_conns_per_sandbox", 1000),
+		.token_seed = seed,
+	};
+	lookup = lookup__create(pool, &lookup_config);
+	limiter = limiter__create(config__get_int("proxy_ops_per_ip", 40000),
+				  config__get_int("proxy_ops_window_s", 60));
+	if (!lookup || !limiter) {
+		log_error("invalid proxy_ops_per_ip / proxy_ops_window_s, or out of memory");
+		goto out;
+	}
+	server = proxy__create(&settings, lookup, limiter, err, sizeof(err));
+	if (!server) {
+		log_error("%s", err);
+		goto out;
+	}
+	running_server = server;
+	memset(&action, 0, sizeof(action));
+	action.sa_handler = proxy__on_signal;
+	sigaction(SIGINT, &action, NULL);
+	sigaction(SIGTERM, &action, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	log_info("listening on %s:%u, domain %s, %d threads", settings.listen_host,
+		 settings.listen_port, settings.domain, settings.threads);
+	rc = proxy__run(server) == 0 ? 0 : 1;
+	log_info("stopped");
+out:
+	running_server = NULL;
+	proxy__destroy(server);
+	limiter__destroy(limiter);
+	lookup__destroy(lookup);
+	if (pool)
+		storage__pool_close(pool);
+	return rc;
+}

@@ -1,0 +1,52 @@
+/* server: warren-proxy's HTTP/1.1 reverse proxy. N worker threads, each
+ * with its own epoll loop and its own SO_REUSEPORT listening socket (the
+ * kernel spreads connections); non-blocking sockets, level-triggered
+ * epoll, fixed per-connection buffers (a body of any size streams through
+ * them, never buffered whole). Per request: strict head parse (http.h),
+ * route (route.h), per-IP limit (limiter.h), sandbox lookup and
+ * per-sandbox connection bound (lookup.h), traffic-token check, a fresh
+ * upstream connection ("Connection: close" upstream, as nginx's default),
+ * response head rewrite, body forwarded as framed; 101 switches to a
+ * byte tunnel both ways. */
+#ifndef WARREN_PROXY_SERVER_H
+#define WARREN_PROXY_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limiter.h"
+#include "lookup.h"
+
+struct proxy_settings {
+	char listen_host[64];
+	uint16_t listen_port;
+	const char *domain;
+	const char *forwarded_proto; /* X-Forwarded-Proto */
+	int threads;
+	size_t max_head;	     /* request/response head bytes */
+	uint64_t header_timeout_ms;  /* a request head must arrive within */
+	uint64_t idle_timeout_ms;    /* keep-alive idle */
+	uint64_t io_timeout_ms;	     /* no progress while proxying / tunnelling */
+	uint64_t connect_timeout_ms; /* upstream connect */
+	int max_connections;	     /* client connections per thread */
+};
+
+/* Fills settings from config (proxy_listen, domain, proxy_threads,
+ * proxy_*_timeout_*, proxy_max_connections, proxy_max_head_bytes,
+ * proxy_forwarded_proto). false with a message in err when invalid. */
+bool proxy__settings_from_config(struct proxy_settings *settings, char *err, size_t err_len);
+
+struct proxy_server;
+
+/* Binds every worker's listening socket now (so a busy port fails here).
+ * lookup and limiter are borrowed. NULL with a message in err. */
+struct proxy_server *proxy__create(const struct proxy_settings *settings, struct lookup *lookup,
+				   struct limiter *limiter, char *err, size_t err_len);
+/* Runs the worker threads until proxy__stop; returns 0 or -1. */
+int proxy__run(struct proxy_server *server);
+/* Asks every worker to stop (async-signal-safe). */
+void proxy__stop(struct proxy_server *server);
+void proxy__destroy(struct proxy_server *server);
+
+#endif

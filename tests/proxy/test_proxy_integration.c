@@ -1,0 +1,833 @@
+/* warren-proxy integration: the real binary against its own database on
+ * the dev-stack PostgreSQL (WARREN_PG_URL), sandbox rows inserted through
+ * storage functions, and tests/proxy/backend.py as every sandbox's
+ * server on 127.0.0.1 (slot address 127.0.0.1). Requests are raw bytes
+ * over TCP so that malformed input can be sent. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "http.h"
+#include "storage_test_db.h"
+#include "warren/ids.h"
+#include "warren/storage.h"
+#include "warren/tokens.h"
+
+#define SEED "proxy-test-seed"
+#define DOMAIN "warren.test"
+
+static struct test_db db;
+static bool db_created;
+static struct storage_pool *pool;
+static pid_t backend_pid = -1, proxy_pid = -1;
+static int backend_stdin = -1;
+static int backend_port, agent_port, closed_port, proxy_port;
+static char public_id[32], secure_id[32], masked_id[32], killed_id[32], unknown_id[32];
+
+/* ---- processes ---- */
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+		close(fd);
+		return -1;
+	}
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static int connect_port(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct timeval tv = { .tv_sec = 20 };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static pid_t start_proxy(int port, const char *ops_per_ip)
+{
+	char listen[64], bin[1024];
+	const char *build = getenv("WARREN_BUILD_DIR");
+	pid_t pid;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+	snprintf(bin, sizeof(bin), "%s/bin/warren-proxy", build ? build : "build");
+	pid = fork();
+	if (pid == 0) {
+		setenv("WARREN_PROXY_LISTEN", listen, 1);
+		setenv("WARREN_DOMAIN", DOMAIN, 1);
+		setenv("WARREN_TOKEN_SEED", SEED, 1);
+		setenv("WARREN_PG_URL", db.url, 1);
+		setenv("WARREN_PROXY_THREADS", "2", 1);
+		setenv("WARREN_PROXY_OPS_PER_IP", ops_per_ip, 1);
+		setenv("WARREN_PROXY_OPS_WINDOW_S", "60", 1);
+		setenv("WARREN_PROXY_CACHE_TTL_MS", "200", 1);
+		setenv("WARREN_PROXY_CACHE_NEGATIVE_TTL_MS", "200", 1);
+		execl(bin, bin, (char *)NULL);
+		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+	for (int i = 0; i < 100; i++) {
+		int fd = connect_port(port);
+
+		if (fd >= 0) {
+			close(fd);
+			return pid;
+		}
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			fprintf(stderr, "warren-proxy exited at start\n");
+			return -1;
+		}
+		usleep(50000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return -1;
+}
+
+static void stop_process(pid_t *pid)
+{
+	if (*pid > 0) {
+		kill(*pid, SIGTERM);
+		for (int i = 0; i < 50 && waitpid(*pid, NULL, WNOHANG) == 0; i++)
+			usleep(50000);
+		kill(*pid, SIGKILL);
+		waitpid(*pid, NULL, 0);
+	}
+	*pid = -1;
+}
+
+static bool start_backend(void)
+{
+	int in[2], out[2];
+	char script[1024], line[128] = "";
+	const char *source = getenv("WARREN_SOURCE_DIR");
+	FILE *f;
+
+	snprintf(script, sizeof(script), "%s/tests/proxy/backend.py", source ? source : ".");
+	if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0)
+		return false;
+	backend_pid = fork();
+	if (backend_pid == 0) {
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		execlp("python3", "python3", script, "0", "49983", (char *)NULL);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	backend_stdin = in[1];
+	f = fdopen(out[0], "r");
+	if (!f || !fgets(line, sizeof(line), f) ||
+	    sscanf(line, "READY %d %d", &backend_port, &agent_port) != 2) {
+		fprintf(stderr, "backend did not start: '%s'\n", line);
+		if (f)
+			fclose(f);
+		return false;
+	}
+	fclose(f);
+	return true;
+}
+
+/* ---- sandboxes ---- */
+
+static bool add_sandbox(const char *team_id, char *id_out, bool allow_public, const char *mask,
+			bool kill_it)
+{
+	struct storage_sandbox_new sandbox = { 0 };
+	struct storage_sandbox_transition t = { 0 };
+	struct storage_sandbox row;
+	struct storage_error err;
+	char request_id[IDS_UUID_LEN + 1];
+	bool existing;
+
+	ids__sandbox_id(id_out);
+	ids__uuid(request_id);
+	sandbox.id = id_out;
+	sandbox.team_id = team_id;
+	sandbox.template_id = "base";
+	sandbox.request_id = request_id;
+	sandbox.timeout_s = 600;
+	sandbox.allow_public_traffic = allow_public;
+	sandbox.secure = !allow_public; /* private traffic needs secure */
+	sandbox.mask_request_host = mask;
+	if (storage__sandbox_insert(pool, &sandbox, &existing, &row, &err) != STORAGE_OK) {
+		fprintf(stderr, "insert: %s\n", err.message);
+		return false;
+	}
+	storage__sandbox_clear(&row);
+	t.sandbox_id = id_out;
+	t.from = STORAGE_SANDBOX_STARTING;
+	t.to = STORAGE_SANDBOX_RUNNING;
+	t.slot_index = 1;
+	t.slot_address = "127.0.0.1";
+	if (storage__sandbox_transition(pool, &t, NULL, &err) != STORAGE_OK) {
+		fprintf(stderr, "transition: %s\n", err.message);
+		return false;
+	}
+	if (kill_it) {
+		t.from = STORAGE_SANDBOX_RUNNING;
+		t.to = STORAGE_SANDBOX_KILLED;
+		t.slot_index = -1;
+		t.slot_address = NULL;
+		if (storage__sandbox_transition(pool, &t, NULL, &err) != STORAGE_OK) {
+			fprintf(stderr, "kill: %s\n", err.message);
+			return false;
+		}
+	}
+	return true;
+}
+
+static int setup(void **state)
+{
+	struct storage_error err;
+	struct storage_team team;
+	struct storage_template template_row = { .id = "base", .agent_version = "test",
+						 .image_path = "/nonexistent",
+						 .content_hash = "0000000000000000000000000000000000000000000000000000000000000000" };
+
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	if (!test_db__server_url())
+		return -1;
+	if (!test_db__create(&db, "proxy"))
+		return -1;
+	db_created = true;
+	if (storage__migrate(db.url, test_db__migrations_dir(), NULL, &err) != STORAGE_OK) {
+		fprintf(stderr, "migrate: %s\n", err.message);
+		return -1;
+	}
+	pool = storage__pool_open(db.url, 2, &err);
+	if (!pool || storage__team_create(pool, "proxy-team", STORAGE_TIER_PRO, &team, &err) ||
+	    storage__template_upsert(pool, &template_row, &err)) {
+		fprintf(stderr, "setup: %s\n", err.message);
+		return -1;
+	}
+	if (!add_sandbox(team.id, public_id, true, NULL, false) ||
+	    !add_sandbox(team.id, secure_id, false, NULL, false) ||
+	    !add_sandbox(team.id, masked_id, true, "localhost:${PORT}", false) ||
+	    !add_sandbox(team.id, killed_id, true, NULL, true))
+		return -1;
+	ids__sandbox_id(unknown_id);
+	if (!start_backend())
+		return -1;
+	closed_port = free_port();
+	proxy_port = free_port();
+	proxy_pid = start_proxy(proxy_port, "1000000");
+	return proxy_pid > 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	stop_process(&proxy_pid);
+	if (backend_stdin >= 0)
+		close(backend_stdin);
+	stop_process(&backend_pid);
+	if (pool)
+		storage__pool_close(pool);
+	if (db_created)
+		test_db__drop(&db);
+	return 0;
+}
+
+/* ---- a tiny client ---- */
+
+struct response {
+	int status;
+	char head[8192];
+	char *body; /* NUL-terminated, owned */
+	size_t body_len;
+	bool closed; /* the proxy closed after it */
+};
+
+static void response_free(struct response *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+static bool send_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n <= 0)
+			return false;
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/* Reads one response from fd (Content-Length, chunked or until close). */
+static bool read_response(int fd, bool head_request, struct response *r)
+{
+	static char buf[1 << 20];
+	size_t len = 0;
+	struct http_head head;
+	enum http_parse_status status;
+
+	memset(r, 0, sizeof(*r));
+	for (;;) {
+		ssize_t n;
+
+		status = http__parse_response(buf, len, 16384, head_request, &head);
+		if (status == HTTP_PARSE_OK && head.status >= 200)
+			break;
+		if (status == HTTP_PARSE_OK) { /* 1xx */
+			memmove(buf, buf + head.head_len, len - head.head_len);
+			len -= head.head_len;
+			continue;
+		}
+		if (status != HTTP_PARSE_INCOMPLETE)
+			return false;
+		n = recv(fd, buf + len, sizeof(buf) - len - 1, 0);
+		if (n <= 0)
+			return false;
+		len += (size_t)n;
+	}
+	r->status = head.status;
+	snprintf(r->head, sizeof(r->head), "%.*s", (int)head.head_len, buf);
+	r->body = malloc(sizeof(buf));
+	if (head.body == HTTP_BODY_CHUNKED) {
+		/* decode simply: size line, data, CRLF */
+		size_t pos = head.head_len;
+
+		for (;;) {
+			char *line_end;
+			unsigned long size;
+
+			while (!(line_end = memmem(buf + pos, len - pos, "\r\n", 2))) {
+				ssize_t n = recv(fd, buf + len, sizeof(buf) - len - 1, 0);
+
+				if (n <= 0)
+					return false;
+				len += (size_t)n;
+			}
+			size = strtoul(buf + pos, NULL, 16);
+			pos = (size_t)(line_end - buf) + 2;
+			while (len < pos + size + 2) {
+				ssize_t n = recv(fd, buf + len, sizeof(buf) - len - 1, 0);
+
+				if (n <= 0)
+					return false;
+				len += (size_t)n;
+			}
+			memcpy(r->body + r->body_len, buf + pos, size);
+			r->body_len += size;
+			pos += size + 2;
+			if (size == 0)
+				break;
+		}
+	} else {
+		uint64_t want = head.body == HTTP_BODY_LENGTH ? head.content_length : UINT64_MAX;
+
+		r->body_len = len - head.head_len;
+		memcpy(r->body, buf + head.head_len, r->body_len);
+		while (r->body_len < want && r->body_len < sizeof(buf) - 1) {
+			ssize_t n = recv(fd, r->body + r->body_len, sizeof(buf) - 1 - r->body_len, 0);
+
+			if (n <= 0)
+				break;
+			r->body_len += (size_t)n;
+		}
+		if (want != UINT64_MAX && r->body_len != want)
+			return false;
+	}
+	r->body[r->body_len] = '\0';
+	r->closed = strcasestr(r->head, "\r\nConnection: close\r\n") != NULL;
+	return true;
+}
+
+/* One request on a new connection to port. */
+static struct response request_on(int port, const char *fmt, ...)
+{
+	char request[16384];
+	struct response r;
+	va_list ap;
+	int fd = connect_port(port);
+
+	va_start(ap, fmt);
+	vsnprintf(request, sizeof(request), fmt, ap);
+	va_end(ap);
+	assert_true(fd >= 0);
+	assert_true(send_all(fd, request, strlen(request)));
+	if (!read_response(fd, strncmp(request, "HEAD ", 5) == 0, &r)) {
+		r.status = -1;
+		r.body = NULL;
+	}
+	close(fd);
+	return r;
+}
+
+#define request(...) request_on(proxy_port, __VA_ARGS__)
+
+static json_t *body_json(const struct response *r)
+{
+	json_t *json = r->body ? json_loads(r->body, 0, NULL) : NULL;
+
+	if (!json)
+		fprintf(stderr, "not JSON: %s\n", r->body ? r->body : "(none)");
+	assert_non_null(json);
+	return json;
+}
+
+static void assert_json_string(json_t *json, const char *key, const char *expected)
+{
+	json_t *value = json_object_get(json, key);
+
+	if (!json_is_string(value) || strcmp(json_string_value(value), expected) != 0)
+		fprintf(stderr, "%s: expected '%s'\n", key, expected);
+	assert_true(json_is_string(value));
+	assert_string_equal(json_string_value(value), expected);
+}
+
+/* ---- tests ---- */
+
+static void test_public_200(void **state)
+{
+	char host[128];
+	struct response r;
+	json_t *json;
+
+	(void)state;
+	snprintf(host, sizeof(host), "%d-%s." DOMAIN ":%d", backend_port, public_id, proxy_port);
+	r = request("GET /echo?x=1 HTTP/1.1\r\nHost: %s\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n", host);
+	assert_int_equal(r.status, 200);
+	json = body_json(&r);
+	assert_json_string(json, "path", "/echo?x=1");
+	assert_json_string(json, "host", host);
+	assert_json_string(json, "x_forwarded_host", host);
+	assert_json_string(json, "x_forwarded_for", "127.0.0.1"); /* the client's is replaced */
+	assert_json_string(json, "x_forwarded_proto", "http");
+	json_decref(json);
+	response_free(&r);
+}
+
+static void test_keep_alive_and_pipelining(void **state)
+{
+	char request[512];
+	struct response r;
+	int fd = connect_port(proxy_port);
+	int n;
+
+	(void)state;
+	assert_true(fd >= 0);
+	n = snprintf(request, sizeof(request),
+		     "GET /one HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n"
+		     "GET /two HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
+		     backend_port, public_id, backend_port, public_id);
+	assert_true(send_all(fd, request, (size_t)n));
+	assert_true(read_response(fd, false, &r));
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"/one\""));
+	assert_false(r.closed);
+	response_free(&r);
+	assert_true(read_response(fd, false, &r));
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"/two\""));
+	response_free(&r);
+	close(fd);
+}
+
+static void test_chunked_response(void **state)
+{
+	struct response r;
+
+	(void)state;
+	r = request("GET /chunked HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
+		    public_id);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "hello chunked world");
+	response_free(&r);
+}
+
+static void test_traffic_token(void **state)
+{
+	char token[TOKENS_SHA256_HEX_LEN + 1];
+	struct response r;
+	json_t *json;
+
+	(void)state;
+	r = request("GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port, secure_id);
+	assert_int_equal(r.status, 403);
+	json = body_json(&r);
+	assert_json_string(json, "message",
+			   "Sandbox is secured with traffic access token. Token header "
+			   "'e2b-traffic-access-token' is missing");
+	json_decref(json);
+	response_free(&r);
+
+	r = request("GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN
+		    "\r\ne2b-traffic-access-token: nope\r\n\r\n",
+		    backend_port, secure_id);
+	assert_int_equal(r.status, 403);
+	json = body_json(&r);
+	assert_json_string(json, "message",
+			   "Sandbox is secured with traffic access token. Provided token in header "
+			   "'e2b-traffic-access-token' is invalid");
+	json_decref(json);
+	response_free(&r);
+
+	/* another sandbox's token is wrong too */
+	tokens__traffic_token(SEED, public_id, token);
+	r = request("GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN
+		    "\r\nE2B-Traffic-Access-Token: %s\r\n\r\n",
+		    backend_port, secure_id, token);
+	assert_int_equal(r.status, 403);
+	response_free(&r);
+
+	tokens__traffic_token(SEED, secure_id, token);
+	r = request("GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN
+		    "\r\ne2b-traffic-access-token: %s\r\n\r\n",
+		    backend_port, secure_id, token);
+	assert_int_equal(r.status, 200);
+	response_free(&r);
+}
+
+static void test_agent_port_exempt(void **state)
+{
+	struct response r;
+	json_t *json;
+
+	(void)state;
+	r = request("GET /echo HTTP/1.1\r\nHost: 49983-%s." DOMAIN "\r\nX-Access-Token: agent-tok\r\n\r\n",
+		    secure_id);
+	assert_int_not_equal(r.status, 403);
+	if (agent_port == 49983) {
+		assert_int_equal(r.status, 200);
+		json = body_json(&r);
+		assert_json_string(json, "x_access_token", "agent-tok");
+		json_decref(json);
+	} else {
+		fprintf(stderr, "note: 49983 is busy on this machine; checked only 'not 403'\n");
+	}
+	response_free(&r);
+}
+
+static void test_mask_request_host(void **state)
+{
+	char expected[64], original[128];
+	struct response r;
+	json_t *json;
+
+	(void)state;
+	snprintf(expected, sizeof(expected), "localhost:%d", backend_port);
+	snprintf(original, sizeof(original), "%d-%s." DOMAIN, backend_port, masked_id);
+	r = request("GET /echo HTTP/1.1\r\nHost: %s\r\n\r\n", original);
+	assert_int_equal(r.status, 200);
+	json = body_json(&r);
+	assert_json_string(json, "host", expected);
+	assert_json_string(json, "x_forwarded_host", original);
+	json_decref(json);
+	response_free(&r);
+}
+
+static void check_not_found(const char *id)
+{
+	struct response r;
+	json_t *json;
+
+	r = request("GET / HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port, id);
+	assert_int_equal(r.status, 502);
+	json = body_json(&r);
+	assert_json_string(json, "sandboxId", id);
+	assert_json_string(json, "message", "The sandbox was not found");
+	assert_int_equal(json_integer_value(json_object_get(json, "code")), 502);
+	assert_int_equal(json_object_size(json), 3);
+	json_decref(json);
+	response_free(&r);
+}
+
+static void test_not_found(void **state)
+{
+	struct response r;
+
+	(void)state;
+	check_not_found(unknown_id);
+	check_not_found(killed_id);
+	/* a browser navigation gets HTML */
+	r = request("GET / HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\nAccept: text/html,*/*\r\n\r\n",
+		    backend_port, unknown_id);
+	assert_int_equal(r.status, 502);
+	assert_non_null(strcasestr(r.head, "Content-Type: text/html"));
+	assert_non_null(strstr(r.body, "The sandbox was not found"));
+	response_free(&r);
+}
+
+static void test_port_closed(void **state)
+{
+	struct response r;
+	json_t *json;
+
+	(void)state;
+	r = request("GET / HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", closed_port, public_id);
+	assert_int_equal(r.status, 502);
+	json = body_json(&r);
+	assert_json_string(json, "message", "The sandbox is running but port is not open");
+	assert_json_string(json, "sandboxId", public_id);
+	assert_int_equal(json_integer_value(json_object_get(json, "port")), closed_port);
+	assert_int_equal(json_integer_value(json_object_get(json, "code")), 502);
+	json_decref(json);
+	response_free(&r);
+}
+
+static void test_header_routing(void **state)
+{
+	struct response r;
+
+	(void)state;
+	r = request("GET /echo HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nE2b-Sandbox-Id: %s\r\n"
+		    "E2b-Sandbox-Port: %d\r\n\r\n",
+		    proxy_port, public_id, backend_port);
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"/echo\""));
+	response_free(&r);
+	r = request("GET /echo HTTP/1.1\r\nHost: localhost\r\nE2b-Sandbox-Id: %s\r\n"
+		    "E2b-Sandbox-Port: 0\r\n\r\n",
+		    public_id);
+	assert_int_equal(r.status, 400);
+	response_free(&r);
+	r = request("GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n");
+	assert_int_equal(r.status, 400);
+	response_free(&r);
+}
+
+static void test_websocket(void **state)
+{
+	char request[512], buf[256];
+	const unsigned char frame[] = { 0x81, 0x85, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'l' ^ 3,
+					'l' ^ 4, 'o' ^ 1 };
+	size_t len = 0;
+	int fd = connect_port(proxy_port), n;
+	char *end;
+
+	(void)state;
+	assert_true(fd >= 0);
+	n = snprintf(request, sizeof(request),
+		     "GET /ws HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\nUpgrade: websocket\r\n"
+		     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		     "Sec-WebSocket-Version: 13\r\n\r\n",
+		     backend_port, public_id);
+	assert_true(send_all(fd, request, (size_t)n));
+	while (!(end = memmem(buf, len, "\r\n\r\n", 4))) {
+		ssize_t got = recv(fd, buf + len, sizeof(buf) - len, 0);
+
+		assert_true(got > 0);
+		len += (size_t)got;
+	}
+	assert_memory_equal(buf, "HTTP/1.1 101", 12);
+	assert_non_null(strcasestr(buf, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+	len -= (size_t)(end + 4 - buf);
+	memmove(buf, end + 4, len);
+	assert_true(send_all(fd, frame, sizeof(frame)));
+	while (len < 7) {
+		ssize_t got = recv(fd, buf + len, sizeof(buf) - len, 0);
+
+		assert_true(got > 0);
+		len += (size_t)got;
+	}
+	assert_int_equal((unsigned char)buf[0], 0x81);
+	assert_int_equal(buf[1], 5);
+	assert_memory_equal(buf + 2, "hello", 5);
+	close(fd);
+}
+
+static long proxy_rss_peak_kib(void)
+{
+	char path[64], line[256];
+	long kib = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)proxy_pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+static void test_upload_100mib_streamed(void **state)
+{
+	const size_t total = 100u << 20;
+	static char block[1 << 16];
+	char head[256];
+	struct response r;
+	size_t sent = 0;
+	json_t *json;
+	long rss;
+	int fd = connect_port(proxy_port), n;
+
+	(void)state;
+	assert_true(fd >= 0);
+	for (size_t i = 0; i < sizeof(block); i++)
+		block[i] = (char)('a' + i % 26);
+	n = snprintf(head, sizeof(head),
+		     "POST /upload HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\nContent-Length: %zu\r\n\r\n",
+		     backend_port, public_id, total);
+	assert_true(send_all(fd, head, (size_t)n));
+	while (sent < total) {
+		assert_true(send_all(fd, block, sizeof(block)));
+		sent += sizeof(block);
+	}
+	assert_true(read_response(fd, false, &r));
+	assert_int_equal(r.status, 200);
+	json = body_json(&r);
+	assert_int_equal(json_integer_value(json_object_get(json, "received")), (long long)total);
+	json_decref(json);
+	response_free(&r);
+	close(fd);
+	rss = proxy_rss_peak_kib();
+	fprintf(stderr, "warren-proxy peak RSS after a 100 MiB upload: %ld KiB\n", rss);
+	assert_true(rss > 0 && rss < 48 * 1024);
+
+	/* and a chunked one (1 MiB in 64 KiB chunks) */
+	fd = connect_port(proxy_port);
+	assert_true(fd >= 0);
+	n = snprintf(head, sizeof(head),
+		     "POST /upload HTTP/1.1\r\nHost: %d-%s." DOMAIN
+		     "\r\nTransfer-Encoding: chunked\r\n\r\n",
+		     backend_port, public_id);
+	assert_true(send_all(fd, head, (size_t)n));
+	for (int i = 0; i < 16; i++) {
+		assert_true(send_all(fd, "10000\r\n", 7));
+		assert_true(send_all(fd, block, sizeof(block)));
+		assert_true(send_all(fd, "\r\n", 2));
+	}
+	assert_true(send_all(fd, "0\r\n\r\n", 5));
+	assert_true(read_response(fd, false, &r));
+	assert_int_equal(r.status, 200);
+	json = body_json(&r);
+	assert_int_equal(json_integer_value(json_object_get(json, "received")), 1 << 20);
+	json_decref(json);
+	response_free(&r);
+	close(fd);
+}
+
+static void test_bad_input(void **state)
+{
+	/* prefix, suffix around the sandbox id */
+	static const char *const hosts[][2] = { { "0-", "." DOMAIN },
+						{ "65536-", "." DOMAIN },
+						{ "99999999-", "." DOMAIN },
+						{ "abc-", "." DOMAIN },
+						{ "8080-", "_x." DOMAIN },
+						{ "8080-a.", "." DOMAIN },
+						{ NULL, NULL } };
+	struct response r;
+
+	(void)state;
+	for (int i = 0; hosts[i][0]; i++) {
+		char host[128];
+
+		snprintf(host, sizeof(host), "%s%s%s", hosts[i][0], public_id, hosts[i][1]);
+		r = request("GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host);
+		if (r.status != 400)
+			fprintf(stderr, "Host %s: %d\n", host, r.status);
+		assert_int_equal(r.status, 400);
+		response_free(&r);
+	}
+	r = request("POST /upload HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\nContent-Length: 5\r\n"
+		    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		    backend_port, public_id);
+	assert_int_equal(r.status, 400);
+	assert_true(r.closed);
+	response_free(&r);
+	r = request("POST /upload HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\nContent-Length: 5\r\n"
+		    "Content-Length: 6\r\n\r\nhello!",
+		    backend_port, public_id);
+	assert_int_equal(r.status, 400);
+	response_free(&r);
+	r = request("GET / HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\nX-A: b\r\n  folded\r\n\r\n",
+		    backend_port, public_id);
+	assert_int_equal(r.status, 400);
+	response_free(&r);
+	/* a bad chunk size after a good head: the connection is dropped */
+	r = request("POST /upload HTTP/1.1\r\nHost: %d-%s." DOMAIN
+		    "\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+		    backend_port, public_id);
+	assert_int_not_equal(r.status, 200);
+	response_free(&r);
+}
+
+static void test_rate_limit(void **state)
+{
+	int port = free_port();
+	pid_t pid;
+	struct response r;
+
+	(void)state;
+	pid = start_proxy(port, "3");
+	assert_true(pid > 0);
+	for (int i = 0; i < 3; i++) {
+		r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
+			       backend_port, public_id);
+		assert_int_equal(r.status, 200);
+		response_free(&r);
+	}
+	r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
+		       public_id);
+	stop_process(&pid);
+	assert_int_equal(r.status, 429);
+	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Limit: 3\r\n"));
+	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Remaining: 0\r\n"));
+	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Reset: "));
+	assert_non_null(strcasestr(r.head, "\r\nRetry-After: "));
+	response_free(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_public_200),
+		cmocka_unit_test(test_keep_alive_and_pipelining),
+		cmocka_unit_test(test_chunked_response),
+		cmocka_unit_test(test_traffic_token),
+		cmocka_unit_test(test_agent_port_exempt),
+		cmocka_unit_test(test_mask_request_host),
+		cmocka_unit_test(test_not_found),
+		cmocka_unit_test(test_port_closed),
+		cmocka_unit_test(test_header_routing),
+		cmocka_unit_test(test_websocket),
+		cmocka_unit_test(test_upload_100mib_streamed),
+		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_rate_limit),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
