@@ -355,6 +355,12 @@ static int stop_agent(void **state)
 		kill(agent_pid, SIGTERM);
 		waitpid(agent_pid, &status, 0);
 	}
+	/* A sanitizer build of the agent reports into its log: fail on it. */
+	snprintf(command, sizeof(command), "! grep -A30 Sanitizer '%s.log'", work_dir);
+	if (system(command) != 0) {
+		fprintf(stderr, "the agent reported a sanitizer error (above)\n");
+		return -1;
+	}
 	snprintf(command, sizeof(command), "rm -rf '%s' '%s.log'", work_dir, work_dir);
 	if (system(command) != 0)
 		return -1;
@@ -519,7 +525,11 @@ static void test_signal_and_list(void **state)
 				  "\"sleep 100\"]},\"tag\":\"sleeper\"}");
 	pid = pid_of_tag("sleeper");
 	assert_int_equal(unary("/process.Process/List", "{}", TOKEN, &result), 200);
-	assert_non_null(strstr(json_dumps(result, 0), "sleep 100")); /* config shown */
+	{
+		char *text = json_dumps(result, 0);
+		assert_non_null(strstr(text, "sleep 100")); /* the config is shown */
+		free(text);
+	}
 	json_decref(result);
 	snprintf(request, sizeof(request), "{\"process\":{\"pid\":%d},\"signal\":\"SIGNAL_SIGKILL\"}",
 		 pid);
@@ -706,6 +716,14 @@ static void test_files_raw_and_multipart(void **state)
 	free(out.data);
 	assert_int_equal(http("GET", "/files", TOKEN, NULL, NULL, 0, &out), 400);
 	free(out.data);
+	/* ENOSPC -> 507 (/dev/full fails every write with ENOSPC) */
+	if (access("/dev/full", W_OK) == 0) {
+		assert_int_equal(http("POST", "/files?path=/dev/full", TOKEN,
+				      "application/octet-stream", "no space", 8, &out),
+				 507);
+		assert_non_null(strstr(out.data, "\"code\":507"));
+		free(out.data);
+	}
 	/* an unsupported body type is refused */
 	snprintf(query, sizeof(query), "/files?path=%s/t.txt", work_dir);
 	assert_int_equal(http("POST", query, TOKEN, "text/plain", "x", 1, &out), 400);
