@@ -49,6 +49,10 @@ int main(void)
 		seed = "warren-dev-mode-token-seed";
 		log_warn("dev_mode: using the fixed development token seed");
 	}
+	if (strlen(seed) < 16) {
+		log_error("token_seed must be at least 16 characters");
+		return 1;
+	}
 	pool = storage__pool_open(config__get("pg_url",
 					      "postgresql://postgres@127.0.0.1:55432/postgres"),
 				  (int)config__get_int("pg_pool_size", settings.threads + 1),

@@ -28,7 +28,7 @@
 #include "warren/storage.h"
 #include "warren/tokens.h"
 
-#define SEED "proxy-test-seed"
+#define SEED "proxy-test-seed-0123456789"
 #define DOMAIN "warren.test"
 
 static struct test_db db;
