@@ -423,6 +423,13 @@ bool process__start(const struct process_config *config, const json_t *config_js
 		snprintf(err->message, sizeof(err->message), "pipe: %s", strerror(errno));
 		goto fail;
 	}
+	/* stdin is usable as soon as List shows the process (O_CLOEXEC keeps
+	 * this end out of the child). SendInput polls with a timeout. */
+	if (in_pipe[1] >= 0) {
+		fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
+		process->stdin_fd = in_pipe[1];
+		in_pipe[1] = -1;
+	}
 	subscriber = subscriber_attach(process);
 	if (!subscriber) {
 		snprintf(err->message, sizeof(err->message), "out of memory");
@@ -498,10 +505,6 @@ child_fail:
 	process->stdout_fd = out_pipe[0];
 	process->stderr_fd = err_pipe[0];
 	out_pipe[0] = err_pipe[0] = -1;
-	process->stdin_fd = in_pipe[1];
-	in_pipe[1] = -1;
-	if (process->stdin_fd >= 0)
-		fcntl(process->stdin_fd, F_SETFL, O_NONBLOCK); /* SendInput polls with a timeout */
 
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);

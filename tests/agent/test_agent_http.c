@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -33,6 +34,7 @@ static pid_t agent_pid = -1;
 static int agent_port;
 static char work_dir[256];
 static double health_ms;
+static const char *extra_header; /* e.g. "Authorization: Basic ..." for one call */
 
 struct buffer {
 	char *data;
@@ -86,6 +88,8 @@ static long http(const char *method, const char *path_and_query, const char *tok
 		snprintf(header, sizeof(header), "Content-Type: %s", content_type);
 		headers = curl_slist_append(headers, header);
 	}
+	if (extra_header)
+		headers = curl_slist_append(headers, extra_header);
 	if (body) {
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)body_len);
@@ -202,6 +206,8 @@ static void stream_call(const char *procedure, const char *json, struct stream_r
 		headers = curl_slist_append(headers, "X-Access-Token: " TOKEN);
 		headers = curl_slist_append(headers, "Content-Type: application/connect+json");
 		headers = curl_slist_append(headers, "Connect-Protocol-Version: 1");
+		if (extra_header)
+			headers = curl_slist_append(headers, extra_header);
 		curl_easy_setopt(curl, CURLOPT_URL, url);
 		curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
 		curl_easy_setopt(curl, CURLOPT_POSTFIELDS, frame);
@@ -931,6 +937,48 @@ static void test_bad_input(void **state)
 	free(out.data);
 }
 
+/* Processes and file access as another user (root only: setuid/setfsuid). */
+static void test_other_user(void **state)
+{
+	struct stream_result result;
+	struct buffer out;
+	char query[600], dir[400];
+	struct stat st;
+
+	if (geteuid() != 0 || !getpwnam("nobody")) {
+		printf("# skipped: needs root and a 'nobody' user\n");
+		skip();
+	}
+	extra_header = "Authorization: Basic bm9ib2R5Og=="; /* "nobody:" as the SDK sends it */
+	stream_call("/process.Process/Start",
+		    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"id -u; id -g; echo $USER\"],"
+		    "\"cwd\":\"/tmp\"}}",
+		    &result, 0, 0, NULL);
+	extra_header = NULL;
+	assert_true(result.ended);
+	assert_string_equal(result.out, "65534\n65534\nnobody\n");
+
+	/* nobody cannot write into a root-only directory... */
+	assert_int_equal(chmod(work_dir, 0755), 0);
+	snprintf(dir, sizeof(dir), "%s/root-only", work_dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(query, sizeof(query), "/files?path=%s/x.txt&username=nobody", dir);
+	assert_int_equal(http("POST", query, TOKEN, "application/octet-stream", "x", 1, &out), 403);
+	free(out.data);
+	snprintf(dir, sizeof(dir), "%s/root-only/x.txt", work_dir);
+	assert_int_not_equal(access(dir, F_OK), 0);
+	/* ...and what it writes where it may is owned by it. */
+	snprintf(dir, sizeof(dir), "%s/open", work_dir);
+	assert_int_equal(mkdir(dir, 0777), 0);
+	assert_int_equal(chmod(dir, 0777), 0);
+	snprintf(query, sizeof(query), "/files?path=%s/mine.txt&username=nobody", dir);
+	assert_int_equal(http("POST", query, TOKEN, "application/octet-stream", "mine", 4, &out), 200);
+	free(out.data);
+	snprintf(dir, sizeof(dir), "%s/open/mine.txt", work_dir);
+	assert_int_equal(stat(dir, &st), 0);
+	assert_int_equal(st.st_uid, 65534);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -945,6 +993,7 @@ int main(void)
 		cmocka_unit_test(test_signed_urls),
 		cmocka_unit_test(test_filesystem_service),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_other_user),
 	};
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
