@@ -154,6 +154,12 @@ int boot__setup_memory(struct guest_memory *memory, const struct loader_image *i
 		params->ext_ramdisk_size = (uint32_t)(setup->initrd_size >> 32);
 	}
 	boot__build_e820(params, memory);
+	if (setup->vcpus > 1) {
+		uint8_t *mp_table = guest_memory__ptr(memory, BOOT_MP_TABLE_ADDRESS, BOOT_MP_TABLE_MAX);
+
+		if (mp_table == NULL || boot__build_mp_table(mp_table, setup->vcpus) == 0)
+			return -EINVAL;
+	}
 	return 0;
 }
 
@@ -198,4 +204,91 @@ void boot__initial_registers(const struct loader_image *image, struct kvm_regs *
 	sregs->cr3 = BOOT_PML4_ADDRESS;
 	sregs->cr4 = CR4_PAE;
 	sregs->efer = EFER_LME | EFER_LMA | EFER_SCE;
+}
+
+/* Intel MultiProcessor Specification 1.4, chapter 4. */
+static uint8_t mp_checksum(const uint8_t *bytes, size_t length)
+{
+	uint8_t sum = 0;
+
+	for (size_t i = 0; i < length; i++)
+		sum = (uint8_t)(sum + bytes[i]);
+	return (uint8_t)(0 - sum);
+}
+
+static void put16(uint8_t *p, uint16_t value)
+{
+	memcpy(p, &value, sizeof(value));
+}
+
+static void put32(uint8_t *p, uint32_t value)
+{
+	memcpy(p, &value, sizeof(value));
+}
+
+size_t boot__build_mp_table(uint8_t *table, uint32_t vcpus)
+{
+	uint8_t *config = table + 16, *entry;
+	uint16_t entries = 0;
+	size_t length;
+
+	if (vcpus == 0 || vcpus > 254 ||
+	    16 + 44 + (size_t)vcpus * 20 + 8 + 8 + 16 * 8 + 2 * 8 > BOOT_MP_TABLE_MAX)
+		return 0;
+	memset(table, 0, BOOT_MP_TABLE_MAX);
+	/* configuration table entries */
+	entry = config + 44;
+	for (uint32_t i = 0; i < vcpus; i++, entries++, entry += 20) {
+		entry[0] = 0;                    /* processor */
+		entry[1] = (uint8_t)i;           /* local APIC id */
+		entry[2] = 0x14;                 /* local APIC version */
+		entry[3] = i == 0 ? 0x3 : 0x1;   /* enabled, BSP */
+		put32(entry + 4, 0x600);         /* family 6 */
+		put32(entry + 8, 0x201);         /* FPU, APIC */
+	}
+	entry[0] = 1; /* bus 0: ISA */
+	entry[1] = 0;
+	memcpy(entry + 2, "ISA   ", 6);
+	entry += 8, entries++;
+	entry[0] = 2; /* IOAPIC */
+	entry[1] = (uint8_t)vcpus;
+	entry[2] = 0x11;
+	entry[3] = 1; /* enabled */
+	put32(entry + 4, BOOT_IOAPIC_ADDRESS);
+	entry += 8, entries++;
+	for (uint8_t irq = 0; irq < 16; irq++, entry += 8, entries++) {
+		entry[0] = 3; /* I/O interrupt assignment */
+		entry[1] = 0; /* INT */
+		put16(entry + 2, 0); /* conforms to the bus */
+		entry[4] = 0;        /* bus 0 */
+		entry[5] = irq;
+		entry[6] = (uint8_t)vcpus; /* IOAPIC id */
+		entry[7] = irq;            /* pin */
+	}
+	for (uint8_t lint = 0; lint < 2; lint++, entry += 8, entries++) {
+		entry[0] = 4;                 /* local interrupt assignment */
+		entry[1] = lint == 0 ? 3 : 1; /* ExtINT, NMI */
+		put16(entry + 2, 0);
+		entry[4] = 0;
+		entry[5] = 0;
+		entry[6] = 0xff; /* all local APICs */
+		entry[7] = lint;
+	}
+	length = (size_t)(entry - config);
+	/* configuration table header */
+	memcpy(config, "PCMP", 4);
+	put16(config + 4, (uint16_t)length);
+	config[6] = 4; /* spec 1.4 */
+	memcpy(config + 8, "WARREN  ", 8);
+	memcpy(config + 16, "MICROVM     ", 12);
+	put16(config + 34, entries);
+	put32(config + 36, BOOT_LAPIC_ADDRESS);
+	config[7] = mp_checksum(config, length);
+	/* floating pointer */
+	memcpy(table, "_MP_", 4);
+	put32(table + 4, (uint32_t)(BOOT_MP_TABLE_ADDRESS + 16));
+	table[8] = 1; /* length in 16-byte units */
+	table[9] = 4;
+	table[10] = mp_checksum(table, 16);
+	return 16 + length;
 }

@@ -65,6 +65,7 @@ struct boot_setup {
 	const char *command_line; /* final, NUL-terminated */
 	uint64_t initrd_address;  /* 0: none */
 	uint64_t initrd_size;
+	uint32_t vcpus; /* > 1: an MP table announces the others (1: none, 8259 PIC only) */
 };
 
 /* Writes zero page, command line, GDT, IDT and page tables into guest
@@ -72,6 +73,19 @@ struct boot_setup {
  * memory smaller than BOOT_MIN_MEMORY) / -EFAULT. */
 int boot__setup_memory(struct guest_memory *memory, const struct loader_image *image,
 		       const struct boot_setup *setup);
+
+#define BOOT_MP_TABLE_ADDRESS 0xf0000ull /* in the reserved BIOS area */
+#define BOOT_MP_TABLE_MAX 0x1000u
+#define BOOT_IOAPIC_ADDRESS 0xfec00000u
+#define BOOT_LAPIC_ADDRESS 0xfee00000u
+
+/* Writes an Intel MultiProcessor Specification 1.4 table for `vcpus`
+ * processors (APIC ids 0..vcpus-1, 0 the BSP), one ISA bus, the IOAPIC
+ * (id = vcpus) with ISA IRQs 0-15 on pins 0-15, ExtINT on LINT0 and NMI on
+ * LINT1, into table[BOOT_MP_TABLE_MAX] (guest-physical
+ * BOOT_MP_TABLE_ADDRESS): the floating pointer, then the configuration
+ * table. Returns the bytes used, or 0 when vcpus is 0 or too many. */
+size_t boot__build_mp_table(uint8_t *table, uint32_t vcpus);
 
 /* vCPU registers for the 64-bit entry of `image`: long mode with the page
  * tables above, flat segments, RSI = zero page, interrupts off. */

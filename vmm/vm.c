@@ -1020,6 +1020,7 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 		goto out;
 	}
 	setup.command_line = command_line;
+	setup.vcpus = vm->config.vcpus;
 	if ((result = boot__setup_memory(&vm->memory, &image, &setup))) {
 		vm__error(error, error_size, "boot setup: %s",
 			  result == -EINVAL ? "command line too long or memory too small"

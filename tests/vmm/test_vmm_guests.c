@@ -32,6 +32,19 @@ static void test_hello(void **state)
 	assert_non_null(strstr(run.stderr_text, "exit reason=debug-exit code=0 status=0"));
 }
 
+/* Application processors wait for INIT/SIPI (an MP table announces them);
+ * the BSP runs the guest and the VM stops cleanly with all threads. */
+static void test_hello_four_vcpus(void **state)
+{
+	const char *args[] = { "--kernel", vmm_test__guest("hello"), "--vcpus", "4",
+			       "--timeout-ms", "10000", NULL };
+
+	assert_int_equal(vmm_test__run(args, &run), 0);
+	printf("hello, 4 vCPUs: status %d in %.3f s\n", run.status, run.seconds);
+	assert_int_equal(run.status, 0);
+	assert_non_null(strstr(run.console, "hello from warren guest"));
+}
+
 static void test_roundtrip(void **state)
 {
 	boot("roundtrip", "10000");
@@ -91,6 +104,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hello),
+		cmocka_unit_test(test_hello_four_vcpus),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_timer),
 		cmocka_unit_test(test_reset),

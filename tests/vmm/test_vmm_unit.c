@@ -286,6 +286,43 @@ static void test_e820_and_zero_page(void **state)
 	}
 }
 
+static uint8_t sum_bytes(const uint8_t *bytes, size_t length)
+{
+	uint8_t sum = 0;
+
+	for (size_t i = 0; i < length; i++)
+		sum = (uint8_t)(sum + bytes[i]);
+	return sum;
+}
+
+static void test_mp_table(void **state)
+{
+	uint8_t *table = calloc(1, BOOT_MP_TABLE_MAX);
+	uint8_t *config = table + 16;
+	uint16_t length, entries;
+	uint32_t pointer;
+	size_t used = boot__build_mp_table(table, 4);
+
+	assert_true(used > 16 + 44);
+	assert_memory_equal(table, "_MP_", 4);
+	memcpy(&pointer, table + 4, 4);
+	assert_int_equal(pointer, BOOT_MP_TABLE_ADDRESS + 16);
+	assert_int_equal(sum_bytes(table, 16), 0);
+	assert_memory_equal(config, "PCMP", 4);
+	memcpy(&length, config + 4, 2);
+	memcpy(&entries, config + 34, 2);
+	assert_int_equal(length + 16, used);
+	assert_int_equal(sum_bytes(config, length), 0);
+	assert_int_equal(entries, 4 + 1 + 1 + 16 + 2);
+	assert_int_equal(config[44], 0);      /* first entry: processor */
+	assert_int_equal(config[44 + 3], 3);  /* enabled BSP */
+	assert_int_equal(config[64 + 1], 1);  /* second processor, APIC id 1 */
+	assert_int_equal(config[64 + 3], 1);  /* enabled, not BSP */
+	assert_int_equal(boot__build_mp_table(table, 0), 0);
+	assert_int_equal(boot__build_mp_table(table, 255), 0);
+	free(table);
+}
+
 static void test_initial_registers(void **state)
 {
 	struct loader_image out = { .entry = 0x1000000 };
@@ -493,6 +530,7 @@ int main(void)
 		cmocka_unit_test(test_gdt),
 		cmocka_unit_test(test_e820_and_zero_page),
 		cmocka_unit_test(test_initial_registers),
+		cmocka_unit_test(test_mp_table),
 		cmocka_unit_test(test_cpuid_profiles),
 		cmocka_unit_test(test_control_parsing),
 		cmocka_unit_test(test_console_ring),
