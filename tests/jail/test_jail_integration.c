@@ -216,7 +216,7 @@ static int start_jail(const char *id, const char *const *argv, struct started *o
 	out->pid = jail__pid(out->jail);
 	out->pid_ns = jt__pid_ns_inode(out->pid);
 	if (!argv) {
-		out->http_status = jt__http_get_in_netns(netns_path, JAIL_AGENT_PORT, "/health", 5000);
+		out->http_status = jt__http_get_in_netns(netns_path, JAIL_AGENT_PORT, "/health", 20000);
 		out->start_to_answer_us = (clock__monotonic_ns() - t0) / 1000;
 	}
 	return 0;
@@ -249,7 +249,7 @@ static void read_report(const char *id, char *out, size_t out_len)
 	size_t n;
 
 	snprintf(path, sizeof(path), "%s/%s/upper/report", state_dir, id);
-	for (int i = 0; i < 500 && access(path, R_OK) != 0; i++)
+	for (int i = 0; i < 2000 && access(path, R_OK) != 0; i++)
 		usleep(10000);
 	f = fopen(path, "r");
 	assert_non_null(f);
@@ -416,7 +416,7 @@ static void test_jail_kill_by_id(void **state)
 	assert_true(listed);
 	assert_int_equal(jail__kill_by_id(state_dir, CGROUP_PARENT, id), 0);
 	/* The init is our child: reap it the way the worker's loop would. */
-	assert_int_equal(jail__wait(s.jail, 5000), 0);
+	assert_int_equal(jail__wait(s.jail, 20000), 0);
 	assert_nothing_left(id, &s);
 	assert_int_equal(jail__list_on_host(state_dir, CGROUP_PARENT, &ids, &count), 0);
 	assert_int_equal(count, 0);
@@ -454,7 +454,7 @@ static void test_jail_exit_status(void **state)
 
 	if (start_jail("jt-exit", argv, &s, err, sizeof(err)))
 		fail_msg("jail__start: %s", err);
-	assert_int_equal(jail__wait(s.jail, 5000), 0);
+	assert_int_equal(jail__wait(s.jail, 20000), 0);
 	assert_int_equal(jail__state(s.jail, &status), JAIL_EXITED);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 7);
@@ -496,7 +496,7 @@ static void test_jail_agent_runs_command_as_user(void **state)
 	if (!jail)
 		fail_msg("jail__start: %s", err);
 	current = jail;
-	assert_int_equal(jt__http_get_in_netns(netns_path, JAIL_AGENT_PORT, "/health", 5000), 204);
+	assert_int_equal(jt__http_get_in_netns(netns_path, JAIL_AGENT_PORT, "/health", 20000), 204);
 	/* Without the token: 401. */
 	assert_int_equal(jt__http_request_in_netns(netns_path, JAIL_AGENT_PORT, "GET", "/envs",
 						   NULL, NULL, 0, response, sizeof(response)),
@@ -642,7 +642,7 @@ static void test_vm_init_script_in_namespaces(void **state)
 		       (char *)NULL);
 		_exit(127);
 	}
-	status = jt__http_get_in_netns(netns_path, JAIL_AGENT_PORT, "/health", 10000);
+	status = jt__http_get_in_netns(netns_path, JAIL_AGENT_PORT, "/health", 20000);
 	snprintf(command, sizeof(command),
 		 "ip -n %s -br addr show eth0 | grep -q 169.254.0.21/30 && "
 		 "ip -n %s route | grep -q 'default via 169.254.0.22 dev eth0'",
@@ -653,7 +653,7 @@ static void test_vm_init_script_in_namespaces(void **state)
 	 * hence the whole pid namespace. */
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	for (int i = 0; i < 500 && jt__run("test -z \"$(ip netns pids %s)\"", netns_name); i++)
+	for (int i = 0; i < 2000 && jt__run("test -z \"$(ip netns pids %s)\"", netns_name); i++)
 		usleep(10000);
 	jt__run("ip -n %s link delete eth1 2>/dev/null", netns_name);
 	if (status != 204 || network_ok != 0)
