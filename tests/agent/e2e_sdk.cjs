@@ -59,6 +59,19 @@ async function main() {
 	const raw = path.join(work, 'sdk', 'raw.bin');
 	await sandbox.files.write(raw, 'octet stream body', { useOctetStream: true });
 	assert.equal(await sandbox.files.read(raw), 'octet stream body');
+	const many = await sandbox.files.write([
+		{ path: path.join(work, 'many', 'a.txt'), data: 'A' },
+		{ path: path.join(work, 'many', 'empty.txt'), data: '' },
+	]);
+	assert.equal(many.length, 2);
+	assert.equal(await sandbox.files.read(path.join(work, 'many', 'a.txt')), 'A');
+	assert.equal(await sandbox.files.read(path.join(work, 'many', 'empty.txt')), '');
+	await assert.rejects(sandbox.files.read(path.join(work, 'missing.txt')), (err) => {
+		assert.equal(err.name, 'FileNotFoundError', String(err));
+		return true;
+	});
+	const asRoot = await sandbox.commands.run('id -u', { user: 'root' });
+	assert.equal(asRoot.stdout, '0\n');
 	console.log('files.write/read ok');
 
 	assert.equal(await sandbox.files.exists(file), true);
