@@ -144,7 +144,12 @@ static int migration__scan(const char *dir, struct migration_file **out, size_t 
 		}
 		memset(&files[used], 0, sizeof(files[used]));
 		files[used].version = version;
-		snprintf(files[used].name, sizeof(files[used].name), "%s", entry->d_name);
+		if (strlen(entry->d_name) >= sizeof(files[used].name)) {
+			rc = storage__fail(err, STORAGE_ERR_INVALID, "migration file name too long: %s",
+					   entry->d_name);
+			goto out;
+		}
+		memcpy(files[used].name, entry->d_name, strlen(entry->d_name) + 1);
 		snprintf(path, sizeof(path), "%s/%s", dir, entry->d_name);
 		files[used].sql = migration__read(path, &len);
 		if (!files[used].sql) {
