@@ -14,6 +14,7 @@
 #include "envelope.h"
 #include "filesystem.h"
 #include "process.h"
+#include "watch.h"
 #include "warren/log.h"
 
 enum rpc_kind { RPC_UNARY, RPC_SERVER_STREAM };
@@ -129,7 +130,7 @@ static const struct rpc_method methods[] = {
 	{"/filesystem.Filesystem/Move", RPC_UNARY, filesystem__move, true},
 	{"/filesystem.Filesystem/ListDir", RPC_UNARY, filesystem__list_dir, true},
 	{"/filesystem.Filesystem/Remove", RPC_UNARY, filesystem__remove, true},
-	{"/filesystem.Filesystem/WatchDir", RPC_SERVER_STREAM, NULL, false},
+	{"/filesystem.Filesystem/WatchDir", RPC_SERVER_STREAM, NULL, true},
 	{"/filesystem.Filesystem/CreateWatcher", RPC_UNARY, NULL, false},
 	{"/filesystem.Filesystem/GetWatcherEvents", RPC_UNARY, NULL, false},
 	{"/filesystem.Filesystem/RemoveWatcher", RPC_UNARY, NULL, false},
@@ -341,6 +342,15 @@ enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
 		ret = process_start(connection, body, &user);
 	} else if (strcmp(url, "/process.Process/Connect") == 0) {
 		ret = process_connect(connection, body);
+	} else if (strcmp(url, "/filesystem.Filesystem/WatchDir") == 0) {
+		struct MHD_Response *response = watch__stream_response(
+			body, &user, connection, keepalive_seconds(connection), &err);
+		if (!response) {
+			ret = stream_error(connection, &err);
+		} else {
+			ret = MHD_queue_response(connection, MHD_HTTP_OK, response);
+			MHD_destroy_response(response);
+		}
 	} else {
 		result = method->unary(body, &user, &err);
 		ret = result ? agent__json_response(connection, MHD_HTTP_OK, result)

@@ -90,6 +90,20 @@ async function main() {
 	assert.equal(await sandbox.files.exists(path.join(work, 'sdk', 'dir')), false);
 	console.log('files.exists/makeDir/rename/list/getInfo/remove ok');
 
+	const watched = path.join(work, 'watched');
+	await sandbox.files.makeDir(path.join(watched, 'sub'));
+	const events = [];
+	const handle = await sandbox.files.watchDir(watched, (e) => events.push(e), { recursive: true });
+	await sandbox.files.write(path.join(watched, 'sub', 'w.txt'), 'watched');
+	await sandbox.files.remove(path.join(watched, 'sub', 'w.txt'));
+	for (let i = 0; i < 100 && !events.some((e) => e.type === 'remove'); i++)
+		await new Promise((r) => setTimeout(r, 50));
+	await handle.stop();
+	const seen = events.map((e) => `${e.type}:${e.name}`);
+	assert.ok(seen.includes('create:sub/w.txt'), seen.join(','));
+	assert.ok(seen.includes('remove:sub/w.txt'), seen.join(','));
+	console.log('files.watchDir ok');
+
 	const url = await sandbox.downloadUrl(raw, { useSignatureExpiration: 60 });
 	const response = await fetch(url);
 	assert.equal(response.status, 200);

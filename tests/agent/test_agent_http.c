@@ -125,6 +125,7 @@ struct stream_result {
 	size_t out_len;
 	char err[4096];
 	bool end_stream;
+	char raw[8192]; /* the first bytes of the body, for non-process streams */
 };
 
 static void parse_frames(const char *data, size_t len, struct stream_result *result)
@@ -219,6 +220,13 @@ static void stream_call(const char *procedure, const char *json, struct stream_r
 		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &result->status);
 		curl_slist_free_all(headers);
 		curl_easy_cleanup(curl);
+	}
+	if (out.data) {
+		size_t i, n = out.len < sizeof(result->raw) - 1 ? out.len : sizeof(result->raw) - 1;
+		memcpy(result->raw, out.data, n);
+		for (i = 0; i < n; i++) /* envelope headers hold NULs: make it searchable */
+			if (result->raw[i] == '\0')
+				result->raw[i] = '.';
 	}
 	parse_frames(out.data ? out.data : "", out.len, result);
 	free(out.data);
@@ -937,6 +945,35 @@ static void test_bad_input(void **state)
 	free(out.data);
 }
 
+static void test_watch_dir(void **state)
+{
+	struct background_stream watch = {0};
+	char dir[400], file[500], request[600], command[600];
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/watched", work_dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	snprintf(request, sizeof(request), "{\"path\":\"%s\",\"recursive\":true}", dir);
+	watch.procedure = "/filesystem.Filesystem/WatchDir";
+	background_start(&watch, request);
+	wait_attached(&watch); /* the start message arrived: watches are set */
+	snprintf(file, sizeof(file), "%s/f.txt", dir);
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fclose(f);
+	/* removing the watched directory ends the stream */
+	snprintf(command, sizeof(command), "rm -rf '%s'", dir);
+	assert_int_equal(system(command), 0);
+	pthread_join(watch.thread, NULL);
+	assert_int_equal(watch.result.status, 200);
+	assert_non_null(strstr(watch.result.raw, "{\"start\":{}}"));
+	assert_non_null(
+		strstr(watch.result.raw, "{\"filesystem\":{\"name\":\"f.txt\",\"type\":\"EVENT_TYPE_CREATE\"}}"));
+	assert_non_null(strstr(watch.result.raw, "EVENT_TYPE_REMOVE"));
+	assert_true(watch.result.end_stream);
+	assert_string_equal(watch.result.error_code, "");
+}
+
 /* Processes and file access as another user (root only: setuid/setfsuid). */
 static void test_other_user(void **state)
 {
@@ -993,6 +1030,7 @@ int main(void)
 		cmocka_unit_test(test_signed_urls),
 		cmocka_unit_test(test_filesystem_service),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_watch_dir),
 		cmocka_unit_test(test_other_user),
 	};
 

@@ -1,0 +1,323 @@
+/* watch: WatchDir over inotify, see watch.h. Messages are WatchDirResponse
+ * in proto3 JSON: {"start":{}} first, then {"filesystem":{"name":<path
+ * relative to the watched directory>,"type":"EVENT_TYPE_*"}} (fsnotify's
+ * mapping as envd uses it: create/moved-to = CREATE, modify = WRITE,
+ * delete = REMOVE, moved-from = RENAME, attrib = CHMOD), keepalives. */
+#include "watch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "envelope.h"
+#include "paths.h"
+#include "warren/log.h"
+
+#define WATCH_MASK                                                                             \
+	(IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB |          \
+	 IN_DELETE_SELF | IN_ONLYDIR)
+#define WATCH_POLL_MS 250
+
+struct watched_directory {
+	int wd;
+	char *relative; /* "" for the root */
+};
+
+struct watch {
+	int fd;
+	bool recursive;
+	char root[PATH_MAX];
+	struct watched_directory *directories;
+	size_t count, cap;
+	struct agent_user user;
+	struct MHD_Connection *connection;
+	int keepalive_seconds;
+	struct timespec last_write;
+	bool start_sent, finished, end_sent;
+	uint8_t *pending;
+	size_t pending_len, pending_off, pending_cap;
+};
+
+static bool pending_append(struct watch *watch, uint8_t flags, const char *json, size_t len)
+{
+	size_t need = watch->pending_len + ENVELOPE_HEADER_LEN + len;
+	uint8_t *grown;
+
+	if (need > watch->pending_cap) {
+		size_t cap = watch->pending_cap ? watch->pending_cap : 4096;
+		while (cap < need)
+			cap *= 2;
+		grown = realloc(watch->pending, cap);
+		if (!grown)
+			return false;
+		watch->pending = grown;
+		watch->pending_cap = cap;
+	}
+	envelope__write_header(watch->pending + watch->pending_len, flags, (uint32_t)len);
+	memcpy(watch->pending + watch->pending_len + ENVELOPE_HEADER_LEN, json, len);
+	watch->pending_len = need;
+	return true;
+}
+
+static const char *relative_of(struct watch *watch, int wd)
+{
+	size_t i;
+
+	for (i = 0; i < watch->count; i++)
+		if (watch->directories[i].wd == wd)
+			return watch->directories[i].relative;
+	return NULL;
+}
+
+/* Watches dir (relative to root) and, when recursive, everything below. */
+static int add_tree(struct watch *watch, const char *relative)
+{
+	char path[PATH_MAX], child[PATH_MAX];
+	struct watched_directory *grown;
+	struct dirent *dirent;
+	DIR *handle;
+	int wd;
+
+	if (watch->count >= WATCH_MAX_DIRECTORIES)
+		return 0; /* bounded: deeper trees are watched partially */
+	if (snprintf(path, sizeof(path), "%s%s%s", watch->root, *relative ? "/" : "", relative) >=
+	    (int)sizeof(path))
+		return ENAMETOOLONG;
+	wd = inotify_add_watch(watch->fd, path, WATCH_MASK);
+	if (wd < 0)
+		return errno;
+	if (!relative_of(watch, wd)) {
+		if (watch->count == watch->cap) {
+			size_t cap = watch->cap ? watch->cap * 2 : 16;
+			grown = realloc(watch->directories, cap * sizeof(*grown));
+			if (!grown)
+				return ENOMEM;
+			watch->directories = grown;
+			watch->cap = cap;
+		}
+		watch->directories[watch->count].wd = wd;
+		watch->directories[watch->count].relative = strdup(relative);
+		if (!watch->directories[watch->count].relative)
+			return ENOMEM;
+		watch->count++;
+	}
+	if (!watch->recursive)
+		return 0;
+	handle = opendir(path);
+	if (!handle)
+		return 0;
+	while ((dirent = readdir(handle))) {
+		if (dirent->d_type != DT_DIR || strcmp(dirent->d_name, ".") == 0 ||
+		    strcmp(dirent->d_name, "..") == 0)
+			continue;
+		if (snprintf(child, sizeof(child), "%s%s%s", relative, *relative ? "/" : "",
+			     dirent->d_name) < (int)sizeof(child))
+			add_tree(watch, child);
+	}
+	closedir(handle);
+	return 0;
+}
+
+static const char *event_type(uint32_t mask)
+{
+	if (mask & (IN_CREATE | IN_MOVED_TO))
+		return "EVENT_TYPE_CREATE";
+	if (mask & IN_MODIFY)
+		return "EVENT_TYPE_WRITE";
+	if (mask & (IN_DELETE | IN_DELETE_SELF))
+		return "EVENT_TYPE_REMOVE";
+	if (mask & IN_MOVED_FROM)
+		return "EVENT_TYPE_RENAME";
+	if (mask & IN_ATTRIB)
+		return "EVENT_TYPE_CHMOD";
+	return NULL;
+}
+
+/* Reads the available inotify events into pending frames. */
+static bool drain_events(struct watch *watch)
+{
+	char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
+	char name[PATH_MAX];
+	const struct inotify_event *event;
+	const char *relative, *type;
+	json_t *message;
+	char *text;
+	ssize_t n;
+	size_t off;
+
+	n = read(watch->fd, buf, sizeof(buf));
+	if (n <= 0)
+		return n < 0 && (errno == EAGAIN || errno == EINTR);
+	for (off = 0; off + sizeof(struct inotify_event) <= (size_t)n;
+	     off += sizeof(struct inotify_event) + event->len) {
+		event = (const struct inotify_event *)(buf + off);
+		if (off + sizeof(*event) + event->len > (size_t)n)
+			break;
+		relative = relative_of(watch, event->wd);
+		type = event_type(event->mask);
+		if (!relative || !type)
+			continue;
+		if (event->len && event->name[0])
+			snprintf(name, sizeof(name), "%s%s%s", relative, *relative ? "/" : "",
+				 event->name);
+		else
+			snprintf(name, sizeof(name), "%s", relative);
+		if (watch->recursive && (event->mask & (IN_CREATE | IN_MOVED_TO)) &&
+		    (event->mask & IN_ISDIR))
+			add_tree(watch, name);
+		message = json_pack("{s:{s:s,s:s}}", "filesystem", "name", name, "type", type);
+		text = json_dumps(message, JSON_COMPACT);
+		json_decref(message);
+		if (text)
+			pending_append(watch, 0, text, strlen(text));
+		free(text);
+		if (event->mask & IN_DELETE_SELF && relative[0] == '\0')
+			watch->finished = true; /* the watched directory is gone */
+	}
+	return true;
+}
+
+static bool peer_closed(struct MHD_Connection *connection)
+{
+	const union MHD_ConnectionInfo *info =
+		MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct pollfd pfd;
+
+	if (!info)
+		return false;
+	pfd = (struct pollfd){.fd = info->connect_fd, .events = POLLRDHUP};
+	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static ssize_t watch_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct watch *watch = cls;
+	struct pollfd pfd;
+	struct timespec now;
+	size_t n;
+
+	while (watch->pending_off >= watch->pending_len) {
+		watch->pending_off = watch->pending_len = 0;
+		if (!watch->start_sent) {
+			watch->start_sent = true;
+			pending_append(watch, 0, "{\"start\":{}}", 12);
+			continue;
+		}
+		if (watch->end_sent)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (watch->finished) {
+			watch->end_sent = true;
+			pending_append(watch, ENVELOPE_FLAG_END_STREAM, "{}", 2);
+			continue;
+		}
+		pfd = (struct pollfd){.fd = watch->fd, .events = POLLIN};
+		if (poll(&pfd, 1, WATCH_POLL_MS) > 0) {
+			if (!drain_events(watch))
+				watch->finished = true;
+			continue;
+		}
+		if (peer_closed(watch->connection))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (watch->keepalive_seconds > 0 &&
+		    now.tv_sec - watch->last_write.tv_sec >= watch->keepalive_seconds)
+			pending_append(watch, 0, "{\"keepalive\":{}}", 16);
+	}
+	n = watch->pending_len - watch->pending_off;
+	if (n > max)
+		n = max;
+	memcpy(buf, watch->pending + watch->pending_off, n);
+	watch->pending_off += n;
+	clock_gettime(CLOCK_MONOTONIC, &watch->last_write);
+	return (ssize_t)n;
+}
+
+static void watch_free(void *cls)
+{
+	struct watch *watch = cls;
+	size_t i;
+
+	if (watch->fd >= 0)
+		close(watch->fd);
+	for (i = 0; i < watch->count; i++)
+		free(watch->directories[i].relative);
+	free(watch->directories);
+	free(watch->pending);
+	free(watch);
+}
+
+struct MHD_Response *watch__stream_response(const json_t *request, const struct agent_user *user,
+					    struct MHD_Connection *connection,
+					    int keepalive_seconds, struct rpc_error *err)
+{
+	const json_t *path = json_object_get(request, "path");
+	struct watch *watch = calloc(1, sizeof(*watch));
+	struct MHD_Response *response;
+	struct fs_identity saved;
+	struct stat st;
+	int error;
+
+	if (!watch) {
+		err->code = "resource_exhausted";
+		snprintf(err->message, sizeof(err->message), "out of memory");
+		return NULL;
+	}
+	watch->fd = -1;
+	if (!json_is_string(path) ||
+	    strlen(json_string_value(path)) != json_string_length(path) ||
+	    !paths__resolve(json_string_value(path), user->home, watch->root, sizeof(watch->root))) {
+		err->code = "invalid_argument";
+		snprintf(err->message, sizeof(err->message), "path must be a non-empty path");
+		goto fail;
+	}
+	watch->recursive = json_is_true(json_object_get(request, "recursive"));
+	watch->user = *user;
+	users__fs_enter(user, &saved);
+	if (stat(watch->root, &st) < 0) {
+		error = errno;
+		users__fs_leave(&saved);
+		err->code = error == ENOENT || error == ENOTDIR ? "not_found" : "permission_denied";
+		snprintf(err->message, sizeof(err->message), "path '%.400s': %s", watch->root,
+			 strerror(error));
+		goto fail;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		users__fs_leave(&saved);
+		err->code = "invalid_argument";
+		snprintf(err->message, sizeof(err->message), "path '%.400s' is not a directory",
+			 watch->root);
+		goto fail;
+	}
+	watch->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	error = watch->fd < 0 ? errno : add_tree(watch, "");
+	users__fs_leave(&saved);
+	if (error) {
+		err->code = error == ENOSPC || error == EMFILE ? "resource_exhausted" : "internal";
+		snprintf(err->message, sizeof(err->message), "watching '%.400s': %s", watch->root,
+			 strerror(error));
+		goto fail;
+	}
+	watch->connection = connection;
+	watch->keepalive_seconds = keepalive_seconds;
+	clock_gettime(CLOCK_MONOTONIC, &watch->last_write);
+	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, watch_read, watch,
+						     watch_free);
+	if (!response) {
+		watch_free(watch);
+		err->code = "internal";
+		snprintf(err->message, sizeof(err->message), "cannot create the response");
+		return NULL;
+	}
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/connect+json");
+	return response;
+fail:
+	watch_free(watch);
+	return NULL;
+}
