@@ -47,7 +47,6 @@ struct conn {
 	struct conn *prev, *next;
 	struct worker *worker;
 	int client_fd, upstream_fd;
-	uint32_t client_events, upstream_events; /* registered with epoll */
 	bool upstream_registered;
 	bool dead;
 	enum conn_state state;
@@ -75,6 +74,10 @@ struct conn {
 	struct http_chunked resp_chunked;
 	bool close_after; /* close the client once to_client is flushed */
 	bool client_eof, upstream_eof;
+	/* edge-triggered readiness: set by events, cleared by EAGAIN */
+	bool client_in_ready, client_out_ready, upstream_in_ready, upstream_out_ready;
+	bool queued; /* in the worker's ready list (its pump stopped early) */
+	struct conn *ready_next;
 };
 
 struct proxy_server;
@@ -86,6 +89,7 @@ struct worker {
 	struct conn *conns; /* every live connection, for the timer sweep */
 	int connection_count;
 	struct conn *dead; /* freed after the current batch of events */
+	struct conn *ready; /* to pump again before the next wait */
 	struct http_head head; /* scratch, too big for the stack of every call */
 };
 
@@ -188,7 +192,6 @@ static void conn__close_upstream(struct conn *c)
 		c->upstream_fd = -1;
 	}
 	c->upstream_registered = false;
-	c->upstream_events = 0;
 	if (c->acquired) {
 		lookup__release(c->worker->server->lookup, c->sandbox_id);
 		c->acquired = false;
@@ -256,51 +259,43 @@ static struct conn *conn__new(struct worker *w, int fd, const struct sockaddr_st
 	return c;
 }
 
-/* Registers the interest the state calls for (level-triggered). */
+/* Interest is fixed (edge-triggered, both directions) so nothing is
+ * re-registered per request: a new upstream socket is added once. */
 static void conn__watch(struct conn *c)
 {
-	struct worker *w = c->worker;
-	bool body_open = (c->state == CONN_CONNECTING || c->state == CONN_PROXYING) &&
-			 !c->req_body_done;
-	uint32_t client = 0, upstream = 0;
 	struct epoll_event ev;
 
-	if (c->dead)
+	if (c->dead || c->upstream_fd < 0 || c->upstream_registered)
 		return;
-	if ((c->state == CONN_READ_HEAD && buffer__len(&c->in) < c->in.cap) ||
-	    (body_open && buffer__len(&c->to_up) < c->to_up.cap) ||
-	    (c->state == CONN_TUNNEL && !c->client_eof && buffer__len(&c->to_up) < c->to_up.cap))
-		client |= EPOLLIN;
-	if (buffer__len(&c->to_client))
-		client |= EPOLLOUT;
-	if (client != c->client_events) {
-		ev.events = client;
-		ev.data.u64 = (uint64_t)(uintptr_t)c | TAG_CLIENT;
-		epoll_ctl(w->epoll_fd, EPOLL_CTL_MOD, c->client_fd, &ev);
-		c->client_events = client;
-	}
-	if (c->upstream_fd < 0)
-		return;
-	if (c->state == CONN_CONNECTING || buffer__len(&c->to_up))
-		upstream |= EPOLLOUT;
-	if ((c->state == CONN_PROXYING && !c->resp_body_done &&
-	     (c->resp_head_done ? buffer__len(&c->to_client) < c->to_client.cap
-				: buffer__len(&c->up_in) < c->up_in.cap)) ||
-	    (c->state == CONN_TUNNEL && !c->upstream_eof &&
-	     buffer__len(&c->to_client) < c->to_client.cap))
-		upstream |= EPOLLIN;
-	if (!c->upstream_registered || upstream != c->upstream_events) {
-		ev.events = upstream;
-		ev.data.u64 = (uint64_t)(uintptr_t)c | TAG_UPSTREAM;
-		epoll_ctl(w->epoll_fd, c->upstream_registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
-			  c->upstream_fd, &ev);
+	ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+	ev.data.u64 = (uint64_t)(uintptr_t)c | TAG_UPSTREAM;
+	c->upstream_in_ready = c->upstream_out_ready = false;
+	if (epoll_ctl(c->worker->epoll_fd, EPOLL_CTL_ADD, c->upstream_fd, &ev) == 0)
 		c->upstream_registered = true;
-		c->upstream_events = upstream;
-	}
 }
 
-/* Writes what fd accepts; -1 on a broken connection. */
-static int conn__flush(int fd, struct buffer *b)
+static bool conn__client_wants_read(const struct conn *c)
+{
+	bool body_open = (c->state == CONN_CONNECTING || c->state == CONN_PROXYING) &&
+			 !c->req_body_done;
+
+	return (c->state == CONN_READ_HEAD && buffer__len(&c->in) < c->in.cap) ||
+	       (body_open && buffer__len(&c->to_up) < c->to_up.cap) ||
+	       (c->state == CONN_TUNNEL && !c->client_eof && buffer__len(&c->to_up) < c->to_up.cap);
+}
+
+static bool conn__upstream_wants_read(const struct conn *c)
+{
+	return (c->state == CONN_PROXYING && !c->resp_body_done &&
+		(c->resp_head_done ? buffer__len(&c->to_client) < c->to_client.cap
+				   : buffer__len(&c->up_in) < c->up_in.cap)) ||
+	       (c->state == CONN_TUNNEL && !c->upstream_eof &&
+		buffer__len(&c->to_client) < c->to_client.cap);
+}
+
+/* Writes what fd accepts (clearing *ready on EAGAIN); -1 on a broken
+ * connection. */
+static int conn__flush(int fd, struct buffer *b, bool *ready)
 {
 	while (buffer__len(b)) {
 		ssize_t n = send(fd, b->data + b->start, buffer__len(b), MSG_NOSIGNAL);
@@ -308,8 +303,10 @@ static int conn__flush(int fd, struct buffer *b)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				*ready = false;
 				return 0;
+			}
 			return -1;
 		}
 		b->start += (size_t)n;
@@ -514,7 +511,6 @@ static bool conn__connect(struct conn *c, const struct lookup_route *route)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->upstream_fd = fd;
 	c->upstream_registered = false;
-	c->upstream_events = 0;
 	if (connect(fd, (struct sockaddr *)&address, route->address_len) == 0) {
 		c->state = CONN_PROXYING;
 		return true;
@@ -665,7 +661,7 @@ static void conn__process_head(struct conn *c)
 		return;
 	if (c->state == CONN_PROXYING) {
 		conn__touch(c);
-		if (conn__flush(c->upstream_fd, &c->to_up) < 0) {
+		if (conn__flush(c->upstream_fd, &c->to_up, &c->upstream_out_ready) < 0) {
 			error.kind = ROUTE_ERR_PORT_CLOSED;
 			conn__send_error(c, &error, html, false);
 			return;
@@ -695,7 +691,7 @@ refuse:
 
 static void conn__client_writable(struct conn *c)
 {
-	if (conn__flush(c->client_fd, &c->to_client) < 0) {
+	if (conn__flush(c->client_fd, &c->to_client, &c->client_out_ready) < 0) {
 		conn__close(c);
 		return;
 	}
@@ -736,6 +732,8 @@ static void conn__client_readable(struct conn *c)
 	}
 	n = recv(c->client_fd, b->data + b->end, b->cap - b->end, 0);
 	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			c->client_in_ready = false;
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
 		conn__close(c);
@@ -775,7 +773,7 @@ static void conn__client_readable(struct conn *c)
 	} else {
 		b->end += (size_t)n;
 	}
-	if (c->state != CONN_CONNECTING && conn__flush(c->upstream_fd, b) < 0) {
+	if (c->state != CONN_CONNECTING && conn__flush(c->upstream_fd, b, &c->upstream_out_ready) < 0) {
 		conn__close(c);
 		return;
 	}
@@ -908,6 +906,8 @@ static void conn__upstream_readable(struct conn *c)
 	}
 	n = recv(c->upstream_fd, b->data + b->end, b->cap - b->end, 0);
 	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			c->upstream_in_ready = false;
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
 		n = 0; /* a reset: as an end */
@@ -971,7 +971,7 @@ static void conn__upstream_writable(struct conn *c)
 		c->state = CONN_PROXYING;
 	}
 	conn__touch(c);
-	if (conn__flush(c->upstream_fd, &c->to_up) < 0) {
+	if (conn__flush(c->upstream_fd, &c->to_up, &c->upstream_out_ready) < 0) {
 		if (!c->resp_started) {
 			struct route_error error = { .kind = ROUTE_ERR_BAD_GATEWAY,
 						     .sandbox_id = c->sandbox_id };
@@ -983,6 +983,42 @@ static void conn__upstream_writable(struct conn *c)
 		return;
 	}
 	conn__watch(c);
+}
+
+/* Does every I/O the readiness flags and the state allow, a bounded
+ * number of rounds (fairness); a connection with more to do is queued to
+ * be pumped again before the next epoll_wait, as an edge never repeats. */
+static void conn__pump(struct conn *c)
+{
+	for (int round = 0; round < 32; round++) {
+		bool did = false;
+
+		if (c->upstream_fd >= 0 && c->upstream_out_ready &&
+		    (c->state == CONN_CONNECTING || buffer__len(&c->to_up))) {
+			conn__upstream_writable(c);
+			did = true;
+		}
+		if (!c->dead && c->upstream_fd >= 0 && c->upstream_in_ready &&
+		    conn__upstream_wants_read(c)) {
+			conn__upstream_readable(c);
+			did = true;
+		}
+		if (!c->dead && c->client_in_ready && conn__client_wants_read(c)) {
+			conn__client_readable(c);
+			did = true;
+		}
+		if (!c->dead && c->client_out_ready && buffer__len(&c->to_client)) {
+			conn__client_writable(c);
+			did = true;
+		}
+		if (c->dead || !did)
+			return;
+	}
+	if (!c->queued) {
+		c->queued = true;
+		c->ready_next = c->worker->ready;
+		c->worker->ready = c;
+	}
 }
 
 /* ---- timers ---- */
@@ -1075,8 +1111,7 @@ static void worker__accept(struct worker *w)
 			continue;
 		}
 		c->deadline_ms = clock__monotonic_ms() + s->header_timeout_ms;
-		c->client_events = EPOLLIN;
-		ev.events = EPOLLIN;
+		ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 		ev.data.u64 = (uint64_t)(uintptr_t)c | TAG_CLIENT;
 		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
 			conn__close(c);
@@ -1090,7 +1125,7 @@ static void *worker__main(void *arg)
 	uint64_t last_sweep = clock__monotonic_ms();
 
 	while (!w->server->stop) {
-		int n = epoll_wait(w->epoll_fd, events, PROXY_EVENTS, 1000);
+		int n = epoll_wait(w->epoll_fd, events, PROXY_EVENTS, w->ready ? 0 : 1000);
 		uint64_t now;
 
 		for (int i = 0; i < n; i++) {
@@ -1106,21 +1141,27 @@ static void *worker__main(void *arg)
 			if (c->dead)
 				continue;
 			if (tag == TAG_CLIENT) {
-				if (e & (EPOLLIN | EPOLLHUP | EPOLLERR))
-					conn__client_readable(c);
-				if (!c->dead && (e & EPOLLOUT))
-					conn__client_writable(c);
+				if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+					c->client_in_ready = true;
+				if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+					c->client_out_ready = true;
 			} else {
-				if (c->state == CONN_CONNECTING &&
-				    (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
-					conn__upstream_writable(c);
-					continue;
-				}
-				if (e & (EPOLLIN | EPOLLHUP | EPOLLERR))
-					conn__upstream_readable(c);
-				if (!c->dead && c->upstream_fd >= 0 && (e & EPOLLOUT))
-					conn__upstream_writable(c);
+				if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+					c->upstream_in_ready = true;
+				if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+					c->upstream_out_ready = true;
 			}
+			conn__pump(c);
+		}
+		/* connections whose pump stopped early, once more each */
+		struct conn *list = w->ready;
+
+		w->ready = NULL; /* pumped ones may queue themselves again */
+		for (struct conn *c; (c = list);) {
+			list = c->ready_next;
+			c->queued = false;
+			if (!c->dead)
+				conn__pump(c);
 		}
 		while (w->dead) {
 			struct conn *c = w->dead;

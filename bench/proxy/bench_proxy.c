@@ -1,0 +1,293 @@
+/* bench_proxy: requests/s and p99 latency of wrk through warren-proxy (the
+ * traffic-token check on) and through nginx as a plain reverse proxy
+ * (proxy_pass, its defaults), both in front of the same backend (nginx
+ * serving a static file) on loopback; one run each with the same wrk
+ * threads/connections; prints both and the ratio.
+ *
+ * Needs WARREN_PG_URL (scripts/dev-stack env): the sandbox row lives in a
+ * throwaway database. Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (64),
+ * BENCH_WRK_THREADS (2), BENCH_PROXY_WORKERS (2: warren-proxy threads and
+ * nginx worker_processes). Run: build-<you>/bin/bench_proxy */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "storage_test_db.h"
+#include "warren/ids.h"
+#include "warren/storage.h"
+#include "warren/tokens.h"
+
+#define SEED "bench-proxy-seed-0123456789"
+
+static char tmpdir[] = "/tmp/warren-proxy-bench-XXXXXX";
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static bool wait_port(int port)
+{
+	for (int i = 0; i < 100; i++) {
+		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+
+		close(fd);
+		if (rc == 0)
+			return true;
+		usleep(50000);
+	}
+	return false;
+}
+
+static bool write_file(const char *name, const char *text)
+{
+	char path[512];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	f = fopen(path, "w");
+	if (!f)
+		return false;
+	fputs(text, f);
+	return fclose(f) == 0;
+}
+
+static pid_t spawn(char *const argv[], char *const env[])
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		for (int i = 0; env && env[i]; i++)
+			putenv(env[i]);
+		execvp(argv[0], argv);
+		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
+static void stop(pid_t pid)
+{
+	if (pid <= 0)
+		return;
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 60 && waitpid(pid, NULL, WNOHANG) == 0; i++)
+		usleep(50000);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* wrk's latency text ("812.00us", "3.21ms", "1.02s") in ms. */
+static double parse_latency_ms(const char *text)
+{
+	char *end;
+	double value = strtod(text, &end);
+
+	if (strncmp(end, "us", 2) == 0)
+		return value / 1000.0;
+	if (strncmp(end, "ms", 2) == 0)
+		return value;
+	if (*end == 's')
+		return value * 1000.0;
+	if (strncmp(end, "m", 1) == 0)
+		return value * 60000.0;
+	return -1;
+}
+
+struct result {
+	double requests_per_s, p99_ms;
+	long errors; /* non-2xx + socket errors */
+};
+
+static bool run_wrk(const char *name, int port, const char *host, const char *token,
+		    struct result *out)
+{
+	char command[2048], line[512];
+	FILE *p;
+	const char *seconds = getenv("BENCH_SECONDS"), *connections = getenv("BENCH_CONNECTIONS"),
+		   *threads = getenv("BENCH_WRK_THREADS");
+
+	snprintf(command, sizeof(command),
+		 "wrk -t%s -c%s -d%ss --latency -H 'Host: %s' -H 'e2b-traffic-access-token: %s' "
+		 "http://127.0.0.1:%d/index.html 2>&1",
+		 threads ? threads : "2", connections ? connections : "64",
+		 seconds ? seconds : "10", host, token, port);
+	printf("%s: %s\n", name, command);
+	fflush(stdout);
+	memset(out, 0, sizeof(*out));
+	out->p99_ms = -1;
+	p = popen(command, "r");
+	if (!p)
+		return false;
+	while (fgets(line, sizeof(line), p)) {
+		long a, b, c, d;
+		char *s;
+
+		fputs("  | ", stdout);
+		fputs(line, stdout);
+		if ((s = strstr(line, "Requests/sec:")))
+			out->requests_per_s = strtod(s + 13, NULL);
+		else if ((s = strstr(line, " 99%")))
+			out->p99_ms = parse_latency_ms(s + 4 + strspn(s + 4, " \t"));
+		else if ((s = strstr(line, "Non-2xx or 3xx responses:")))
+			out->errors += strtol(s + 26, NULL, 10);
+		else if (sscanf(line, " Socket errors: connect %ld, read %ld, write %ld, timeout %ld",
+				&a, &b, &c, &d) == 4)
+			out->errors += a + b + c + d;
+	}
+	return pclose(p) == 0 && out->requests_per_s > 0;
+}
+
+int main(void)
+{
+	struct test_db db;
+	struct storage_error err;
+	struct storage_pool *pool = NULL;
+	struct storage_team team;
+	struct storage_template template_row = {
+		.id = "base", .agent_version = "bench", .image_path = "/nonexistent",
+		.content_hash = "0000000000000000000000000000000000000000000000000000000000000000"
+	};
+	struct storage_sandbox_new sandbox = { 0 };
+	struct storage_sandbox_transition t = { 0 };
+	struct storage_sandbox row;
+	char id[32], request_id[40], token[TOKENS_SHA256_HEX_LEN + 1], host[128];
+	char text[2048], path[512], listen_env[64], pg_env[2100], threads_env[64];
+	const char *workers = getenv("BENCH_PROXY_WORKERS");
+	const char *build = getenv("WARREN_BUILD_DIR");
+	int backend_port = free_port(), nginx_port = free_port(), proxy_port = free_port();
+	pid_t backend = -1, nginx = -1, proxy = -1;
+	struct result nginx_result, proxy_result;
+	bool existing, db_created = false, tmp_created = false;
+	int rc = 1;
+
+	if (!workers)
+		workers = "2";
+	signal(SIGPIPE, SIG_IGN);
+	if (!test_db__create(&db, "proxybench"))
+		return 1;
+	db_created = true;
+	if (storage__migrate(db.url, test_db__migrations_dir(), NULL, &err) != STORAGE_OK ||
+	    !(pool = storage__pool_open(db.url, 1, &err)) ||
+	    storage__team_create(pool, "bench", STORAGE_TIER_PRO, &team, &err) ||
+	    storage__template_upsert(pool, &template_row, &err)) {
+		fprintf(stderr, "database: %s\n", err.message);
+		goto out;
+	}
+	ids__sandbox_id(id);
+	ids__uuid(request_id);
+	sandbox = (struct storage_sandbox_new){ .id = id, .team_id = team.id, .template_id = "base",
+						.request_id = request_id, .timeout_s = 3600,
+						.secure = true, .allow_public_traffic = false };
+	t = (struct storage_sandbox_transition){ .sandbox_id = id,
+						 .from = STORAGE_SANDBOX_STARTING,
+						 .to = STORAGE_SANDBOX_RUNNING,
+						 .slot_index = 1,
+						 .slot_address = "127.0.0.1" };
+	if (storage__sandbox_insert(pool, &sandbox, &existing, &row, &err) ||
+	    (storage__sandbox_clear(&row), storage__sandbox_transition(pool, &t, NULL, &err))) {
+		fprintf(stderr, "sandbox: %s\n", err.message);
+		goto out;
+	}
+	tokens__traffic_token(SEED, id, token);
+	snprintf(host, sizeof(host), "%d-%s.warren.test", backend_port, id);
+
+	if (!mkdtemp(tmpdir))
+		goto out;
+	tmp_created = true;
+	chmod(tmpdir, 0755); /* nginx workers may run as nobody */
+	snprintf(path, sizeof(path), "%s/www", tmpdir);
+	mkdir(path, 0755);
+	write_file("www/index.html", "<html><body>hello from the backend, 64 bytes</body></html>\n");
+	snprintf(text, sizeof(text),
+		 "daemon off; worker_processes 1; pid %s/backend.pid; error_log %s/backend.log warn;\n"
+		 "events { worker_connections 4096; }\n"
+		 "http { access_log off; server { listen 127.0.0.1:%d; root %s/www; } }\n",
+		 tmpdir, tmpdir, backend_port, tmpdir);
+	write_file("backend.conf", text);
+	snprintf(text, sizeof(text),
+		 "daemon off; worker_processes %s; pid %s/proxy.pid; error_log %s/proxy.log warn;\n"
+		 "events { worker_connections 4096; }\n"
+		 "http { access_log off; server { listen 127.0.0.1:%d;\n"
+		 "  location / { proxy_pass http://127.0.0.1:%d; } } }\n",
+		 workers, tmpdir, tmpdir, nginx_port, backend_port);
+	write_file("nginx-proxy.conf", text);
+
+	{
+		char backend_conf[600], proxy_conf[600];
+		char *backend_argv[] = { "nginx", "-p", tmpdir, "-c", backend_conf, NULL };
+		char *nginx_argv[] = { "nginx", "-p", tmpdir, "-c", proxy_conf, NULL };
+		char proxy_bin[1024];
+		char *proxy_argv[] = { proxy_bin, NULL };
+		char *proxy_env[] = { listen_env, pg_env, threads_env,
+				      "WARREN_TOKEN_SEED=" SEED, "WARREN_DOMAIN=warren.test",
+				      "WARREN_PROXY_OPS_PER_IP=1000000000", NULL };
+
+		snprintf(backend_conf, sizeof(backend_conf), "%s/backend.conf", tmpdir);
+		snprintf(proxy_conf, sizeof(proxy_conf), "%s/nginx-proxy.conf", tmpdir);
+		snprintf(proxy_bin, sizeof(proxy_bin), "%s/bin/warren-proxy", build ? build : "build");
+		snprintf(listen_env, sizeof(listen_env), "WARREN_PROXY_LISTEN=127.0.0.1:%d",
+			 proxy_port);
+		snprintf(pg_env, sizeof(pg_env), "WARREN_PG_URL=%s", db.url);
+		snprintf(threads_env, sizeof(threads_env), "WARREN_PROXY_THREADS=%s", workers);
+		backend = spawn(backend_argv, NULL);
+		nginx = spawn(nginx_argv, NULL);
+		proxy = spawn(proxy_argv, proxy_env);
+	}
+	if (!wait_port(backend_port) || !wait_port(nginx_port) || !wait_port(proxy_port)) {
+		fprintf(stderr, "a server did not start (logs in %s)\n", tmpdir);
+		goto out;
+	}
+	if (!run_wrk("nginx (proxy_pass)", nginx_port, host, token, &nginx_result) ||
+	    !run_wrk("warren-proxy (token check on)", proxy_port, host, token, &proxy_result)) {
+		fprintf(stderr, "wrk failed\n");
+		goto out;
+	}
+	printf("\nproxy benchmark (wrk %ss, %s connections, %s wrk threads, %s proxy workers, "
+	       "loopback, same nginx static backend)\n",
+	       getenv("BENCH_SECONDS") ? getenv("BENCH_SECONDS") : "10",
+	       getenv("BENCH_CONNECTIONS") ? getenv("BENCH_CONNECTIONS") : "64",
+	       getenv("BENCH_WRK_THREADS") ? getenv("BENCH_WRK_THREADS") : "2", workers);
+	printf("  nginx        %10.0f req/s  p99 %8.2f ms  errors %ld\n",
+	       nginx_result.requests_per_s, nginx_result.p99_ms, nginx_result.errors);
+	printf("  warren-proxy %10.0f req/s  p99 %8.2f ms  errors %ld\n",
+	       proxy_result.requests_per_s, proxy_result.p99_ms, proxy_result.errors);
+	printf("  ratio warren-proxy/nginx: %.2fx throughput (goal >= 0.90x)\n",
+	       proxy_result.requests_per_s / nginx_result.requests_per_s);
+	rc = proxy_result.errors || nginx_result.errors ? 2 : 0;
+	if (rc)
+		printf("  WARNING: errors during the run; the figures are not comparable\n");
+out:
+	stop(proxy);
+	stop(nginx);
+	stop(backend);
+	if (tmp_created) {
+		snprintf(text, sizeof(text), "rm -rf '%s'", tmpdir);
+		if (system(text) != 0)
+			fprintf(stderr, "could not remove %s\n", tmpdir);
+	}
+	if (pool)
+		storage__pool_close(pool);
+	if (db_created)
+		test_db__drop(&db);
+	return rc;
+}
