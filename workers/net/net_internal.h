@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include <nftables/libnftables.h>
+
 #include "warren/net.h"
 
 struct net_slot {
@@ -13,6 +15,8 @@ struct net_slot {
 	bool in_use;   /* acquired by a sandbox */
 	bool creating; /* index reserved while being created */
 	int netns_fd;
+	struct nft_ctx *nft;      /* bound to the slot's namespace at creation */
+	pthread_mutex_t nft_lock; /* an nft_ctx is not thread-safe */
 	enum net_runtime runtime;
 	struct net_policy *policy;      /* the pool's copy, guarded by the pool lock */
 	struct net_slot_counters base;  /* banked when a policy table was replaced */
@@ -27,6 +31,8 @@ struct net_pool {
 	unsigned capacity;
 	struct net_slot *slots;
 	int host_fd; /* the namespace the pool was created in */
+	struct nft_ctx *host_nft; /* bound to the host namespace */
+	pthread_mutex_t host_nft_lock;
 	struct in_addr nameserver, resolver;
 	uint16_t resolver_port, proxy_http_port, proxy_tls_port;
 

@@ -23,7 +23,6 @@
 #include <netlink/route/route.h>
 #include <pthread.h>
 #include <sched.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,8 +42,9 @@
 #define TAP_LINK "tap0"
 #define TAP_ADDRESS "169.254.0.22/30"
 #define GUEST_ADDRESS "169.254.0.21"
+/* Host conntrack mark of slot N's connections ('W' in the top byte). */
+#define SLOT_MARK(index) (0x57000000u | (uint32_t)(index))
 
-extern char **environ;
 
 /* ---- namespaces ---------------------------------------------------------- */
 
@@ -160,19 +160,34 @@ static int write_file(const char *path, const char *value)
 	return n == (ssize_t)strlen(value) ? 0 : -EIO;
 }
 
-/* Applies an nftables buffer in the calling thread's namespace. */
-static int nft_apply(const char *text, char **output)
+/* A libnftables context; its netlink socket belongs to the namespace of
+ * the thread that creates it, for its whole life (so a slot's context is
+ * made inside the slot once, and used from any thread afterwards: creating
+ * and freeing one per call costs ~20 ms here). */
+static struct nft_ctx *nft_context_new(void)
 {
 	struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
+
+	if (nft) {
+		nft_ctx_buffer_output(nft);
+		nft_ctx_buffer_error(nft);
+	}
+	return nft;
+}
+
+/* Runs an nftables buffer with nft (caller holds its lock). With output,
+ * the JSON listing is returned (caller frees). */
+static int nft_run(struct nft_ctx *nft, const char *text, char **output)
+{
 	int rc;
 
 	if (!nft)
-		return -ENOMEM;
-	nft_ctx_buffer_output(nft);
-	nft_ctx_buffer_error(nft);
+		return -EINVAL;
 	if (output)
 		nft_ctx_output_set_flags(nft, NFT_CTX_OUTPUT_JSON);
 	rc = nft_run_cmd_from_buffer(nft, text);
+	if (output)
+		nft_ctx_output_set_flags(nft, 0);
 	if (rc != 0) {
 		const char *error = nft_ctx_get_error_buffer(nft);
 
@@ -184,8 +199,19 @@ static int nft_apply(const char *text, char **output)
 		*output = strdup(out ? out : "");
 		if (!*output)
 			rc = -ENOMEM;
+	} else {
+		nft_ctx_get_output_buffer(nft); /* drain */
 	}
-	nft_ctx_free(nft);
+	return rc;
+}
+
+static int host_nft(struct net_pool *pool, const char *text)
+{
+	int rc;
+
+	pthread_mutex_lock(&pool->host_nft_lock);
+	rc = nft_run(pool->host_nft, text, NULL);
+	pthread_mutex_unlock(&pool->host_nft_lock);
 	return rc;
 }
 
@@ -295,6 +321,7 @@ struct host_link_op {
 	const struct net_pool *pool;
 	const struct net_slot_info *info;
 	int slot_fd;
+	struct nft_ctx *nft; /* made inside the slot */
 };
 
 /* In the host namespace: the veth pair, its peer straight into the slot. */
@@ -427,6 +454,11 @@ static int slot_inside_create(void *arg)
 	if (rc < 0)
 		goto out;
 	rc = write_file("/proc/sys/net/ipv4/ip_forward", "1");
+	if (rc == 0) {
+		op->nft = nft_context_new();
+		if (!op->nft)
+			rc = -1;
+	}
 out:
 	if (rc < 0)
 		log_error("net: configuring slot %s failed (%d)", op->info->netns_name, rc);
@@ -462,7 +494,21 @@ int net_pool__create_slot_at(struct net_pool *pool, int index)
 		return -1;
 	}
 	slot->netns_fd = op.slot_fd;
+	slot->nft = op.nft;
 	slot->exists = true;
+	/* Host conntrack entries of this slot carry its mark (release). */
+	{
+		char *text = NULL;
+
+		if (asprintf(&text, "add element ip %s slot_marks { \"%s\" : 0x%08x }\n", pool->host_table,
+			     info.host_link, SLOT_MARK(index)) < 0 ||
+		    host_nft(pool, text) != 0) {
+			free(text);
+			net_pool__destroy_slot(pool, index);
+			return -1;
+		}
+		free(text);
+	}
 	return 0;
 }
 
@@ -484,6 +530,24 @@ int net_pool__destroy_slot(struct net_pool *pool, int index)
 	if (slot->netns_fd >= 0)
 		close(slot->netns_fd);
 	slot->netns_fd = -1;
+	pthread_mutex_lock(&slot->nft_lock);
+	if (slot->nft)
+		nft_ctx_free(slot->nft);
+	slot->nft = NULL;
+	pthread_mutex_unlock(&slot->nft_lock);
+	{
+		char *text = NULL;
+
+		/* Quietly: the element may never have been added. */
+		if (asprintf(&text, "delete element ip %s slot_marks { \"%s\" }\n", pool->host_table,
+			     info.host_link) >= 0) {
+			pthread_mutex_lock(&pool->host_nft_lock);
+			if (pool->host_nft)
+				nft_run_cmd_from_buffer(pool->host_nft, text);
+			pthread_mutex_unlock(&pool->host_nft_lock);
+		}
+		free(text);
+	}
 	pthread_mutex_lock(&pool->lock);
 	slot->exists = false;
 	slot->in_use = false;
@@ -530,19 +594,6 @@ int net_pool__create_slot(struct net_pool *pool)
 }
 
 /* ---- per-slot tables ---------------------------------------------------- */
-
-struct slot_tables_op {
-	char *text;
-	char *output;
-	bool read_counters;
-};
-
-static int slot_apply(void *arg)
-{
-	struct slot_tables_op *op = arg;
-
-	return nft_apply(op->text, op->read_counters ? &op->output : NULL);
-}
 
 /* The runtime's NAT and the byte counters: table inet warren_slot. */
 static char *slot_base_table(const struct net_slot_info *info, enum net_runtime runtime)
@@ -595,27 +646,30 @@ static char *slot_policy_table(const struct net_pool *pool, const struct net_slo
 
 static int apply_in_slot(struct net_slot *slot, const char *text)
 {
-	struct slot_tables_op op = { .text = (char *)text };
+	int rc;
 
-	return netns__run(slot->netns_fd, slot_apply, &op);
+	pthread_mutex_lock(&slot->nft_lock);
+	rc = nft_run(slot->nft, text, NULL);
+	pthread_mutex_unlock(&slot->nft_lock);
+	return rc;
 }
 
 /* Reads the named counters of both slot tables (nft JSON). */
 static int read_nft_counters(struct net_slot *slot, struct net_slot_counters *out)
 {
-	struct slot_tables_op op = {
-		.text = "list counters table inet warren_policy\nlist counters table inet warren_slot\n",
-		.read_counters = true,
-	};
+	char *output = NULL;
 	json_t *root = NULL;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = netns__run(slot->netns_fd, slot_apply, &op);
+	pthread_mutex_lock(&slot->nft_lock);
+	rc = nft_run(slot->nft, "list counters table inet warren_policy\nlist counters table inet warren_slot\n",
+		     &output);
+	pthread_mutex_unlock(&slot->nft_lock);
 	if (rc != 0)
 		goto out;
 	/* Two JSON documents back to back: parse each. */
-	for (const char *p = op.output; p && *p;) {
+	for (const char *p = output; p && *p;) {
 		json_error_t error;
 		size_t used;
 		json_t *entry;
@@ -658,7 +712,7 @@ static int read_nft_counters(struct net_slot *slot, struct net_slot_counters *ou
 	}
 out:
 	json_decref(root);
-	free(op.output);
+	free(output);
 	return rc;
 }
 
@@ -695,35 +749,32 @@ out:
 	return rc < 0 ? -1 : 0;
 }
 
-/* Host-side conntrack entries of a slot address (masqueraded egress,
- * connections into the slot), removed with conntrack(8). */
-static int conntrack_delete_address(void *arg)
+/* Host-side conntrack entries of a slot (masqueraded egress, proxied
+ * connections, connections into the slot) carry SLOT_MARK: one filtered
+ * ctnetlink flush removes them (kernel 6.1 filters flushes by mark). */
+static int conntrack_flush_mark(void *arg)
 {
-	const char *address = arg;
-	const char *directions[] = { "-s", "-d" };
-	int rc = 0;
+	uint32_t mark = *(uint32_t *)arg;
+	struct nl_sock *sk = nl_socket_alloc();
+	struct nl_msg *msg = NULL;
+	struct nfgenmsg header = { .nfgen_family = AF_INET, .version = NFNETLINK_V0 };
+	int rc = -1;
 
-	for (int i = 0; i < 2; i++) {
-		char *argv[] = { "conntrack", "-D", (char *)directions[i], (char *)address, NULL };
-		posix_spawn_file_actions_t actions;
-		pid_t pid;
-		int status;
-
-		posix_spawn_file_actions_init(&actions);
-		posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-		posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
-		if (posix_spawnp(&pid, "conntrack", &actions, NULL, argv, environ) != 0) {
-			rc = -1;
-		} else {
-			while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-				;
-			/* conntrack exits 1 when nothing matched: not an error. */
-			if (!WIFEXITED(status) || WEXITSTATUS(status) > 1)
-				rc = -1;
-		}
-		posix_spawn_file_actions_destroy(&actions);
-	}
-	return rc;
+	if (!sk || nl_connect(sk, NETLINK_NETFILTER) < 0)
+		goto out;
+	msg = nlmsg_alloc_simple((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK);
+	if (!msg || nlmsg_append(msg, &header, sizeof(header), NLMSG_ALIGNTO) < 0 ||
+	    nla_put_u32(msg, CTA_MARK, htonl(mark)) < 0 || nla_put_u32(msg, CTA_MARK_MASK, htonl(0xffffffffu)) < 0)
+		goto out;
+	rc = nl_send_auto(sk, msg);
+	if (rc >= 0)
+		rc = nl_wait_for_ack(sk);
+out:
+	if (msg)
+		nlmsg_free(msg);
+	if (sk)
+		nl_socket_free(sk);
+	return rc < 0 ? -1 : 0;
 }
 
 int net_pool__acquire(struct net_pool *pool, enum net_runtime runtime, const struct net_policy *policy,
@@ -834,14 +885,13 @@ int net_pool__release(struct net_pool *pool, int index)
 {
 	struct net_slot_info names;
 	struct net_slot *slot;
-	char address[INET_ADDRSTRLEN];
+	uint32_t mark = SLOT_MARK(index);
 	int rc;
 
 	if (index < 0 || (unsigned)index >= pool->capacity || !pool->slots[index].in_use)
 		return -1;
 	slot = &pool->slots[index];
 	net_pool__slot_names(pool, index, &names);
-	inet_ntop(AF_INET, &names.slot_address, address, sizeof(address));
 	/* Quiesce first: every packet in or out of the slot is dropped before
 	 * conntrack sees it, so nothing re-creates entries (here or on the
 	 * host) while they are flushed. Then the tables go. */
@@ -852,7 +902,7 @@ int net_pool__release(struct net_pool *pool, int index)
 	if (rc == 0)
 		rc = netns__run(slot->netns_fd, conntrack_flush_here, NULL);
 	if (rc == 0)
-		rc = netns__run(pool->host_fd, conntrack_delete_address, address);
+		rc = netns__run(pool->host_fd, conntrack_flush_mark, &mark);
 	if (rc == 0)
 		rc = apply_in_slot(slot, "table inet warren_policy\ndelete table inet warren_policy\n"
 					 "table inet warren_slot\ndelete table inet warren_slot\n"
@@ -909,12 +959,21 @@ static int host_setup(void *arg)
 	int rc;
 
 	if (op->remove) {
+		if (!pool->host_nft)
+			return 0;
 		if (asprintf(&text, "table ip %s\ndelete table ip %s\n", pool->host_table, pool->host_table) < 0)
 			return -1;
-		rc = nft_apply(text, NULL);
+		rc = host_nft(pool, text);
 		free(text);
+		pthread_mutex_lock(&pool->host_nft_lock);
+		nft_ctx_free(pool->host_nft);
+		pool->host_nft = NULL;
+		pthread_mutex_unlock(&pool->host_nft_lock);
 		return rc;
 	}
+	pool->host_nft = nft_context_new(); /* here: in the host namespace */
+	if (!pool->host_nft)
+		return -1;
 	if (pool->uplink_interface && *pool->uplink_interface)
 		snprintf(uplink_rule, sizeof(uplink_rule), "\t\tip saddr %s oifname \"%s\" masquerade\n",
 			 pool->slot_cidr, pool->uplink_interface);
@@ -930,6 +989,11 @@ static int host_setup(void *arg)
 		     "\t\tiifname \"%2$s*\" oifname \"%2$s*\" drop\n"
 		     "\t\tiifname \"%2$s*\" accept\n"
 		     "\t\toifname \"%2$s*\" ct state established,related accept\n\t}\n"
+		     "\tmap slot_marks {\n\t\ttype ifname : mark\n\t}\n"
+		     "\tchain mark_in {\n\t\ttype filter hook prerouting priority 0; policy accept;\n"
+		     "\t\tct state new iifname \"%2$s*\" ct mark set iifname map @slot_marks\n\t}\n"
+		     "\tchain mark_out {\n\t\ttype filter hook postrouting priority 0; policy accept;\n"
+		     "\t\tct state new oifname \"%2$s*\" ct mark set oifname map @slot_marks\n\t}\n"
 		     "\tchain guard {\n\t\ttype filter hook prerouting priority -150; policy accept;\n"
 		     "\t\tiifname \"%2$s*\" fib saddr . iif oif missing counter drop\n\t}\n"
 		     "\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n"
@@ -940,7 +1004,7 @@ static int host_setup(void *arg)
 		     pool->host_table, pool->link_prefix, pool->proxy_http_port, pool->proxy_tls_port,
 		     uplink_rule) < 0)
 		return -1;
-	rc = nft_apply(text, NULL);
+	rc = host_nft(pool, text);
 	free(text);
 	if (rc == 0)
 		rc = write_file("/proc/sys/net/ipv4/ip_forward", "1");
@@ -1020,6 +1084,7 @@ struct net_pool *net_pool__new(const struct net_pool_config *config)
 	if (!pool)
 		return NULL;
 	pthread_mutex_init(&pool->lock, NULL);
+	pthread_mutex_init(&pool->host_nft_lock, NULL);
 	pool->host_fd = -1;
 	pool->proxy_http_fd = pool->proxy_tls_fd = -1;
 	pool->stop_fd = -1;
@@ -1047,8 +1112,10 @@ struct net_pool *net_pool__new(const struct net_pool_config *config)
 	pool->slots = calloc(pool->capacity, sizeof(*pool->slots));
 	if (!pool->slots)
 		goto err;
-	for (unsigned i = 0; i < pool->capacity; i++)
+	for (unsigned i = 0; i < pool->capacity; i++) {
 		pool->slots[i].netns_fd = -1;
+		pthread_mutex_init(&pool->slots[i].nft_lock, NULL);
+	}
 	pool->host_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 	if (pool->host_fd < 0 || netns_run_dir_ready() != 0) {
 		log_error("net: cannot prepare %s: %s", NETNS_RUN_DIR, strerror(errno));
@@ -1089,11 +1156,15 @@ void net_pool__free(struct net_pool *pool)
 		netns__run(pool->host_fd, host_setup, &host);
 		close(pool->host_fd);
 	}
+	if (pool->slots)
+		for (unsigned i = 0; i < pool->capacity; i++)
+			pthread_mutex_destroy(&pool->slots[i].nft_lock);
 	free(pool->slots);
 	free(pool->netns_prefix);
 	free(pool->link_prefix);
 	free(pool->slot_cidr);
 	free(pool->uplink_interface);
+	pthread_mutex_destroy(&pool->host_nft_lock);
 	pthread_mutex_destroy(&pool->lock);
 	free(pool);
 }
