@@ -73,7 +73,7 @@ static int connect_port(int port)
 	return fd;
 }
 
-static pid_t start_proxy(int port, const char *ops_per_ip)
+static pid_t start_proxy(int port, const char *ops_per_ip, const char *conns_per_sandbox)
 {
 	char listen[64], bin[1024];
 	const char *build = getenv("WARREN_BUILD_DIR");
@@ -92,6 +92,9 @@ static pid_t start_proxy(int port, const char *ops_per_ip)
 		setenv("WARREN_PROXY_OPS_WINDOW_S", "60", 1);
 		setenv("WARREN_PROXY_CACHE_TTL_MS", "200", 1);
 		setenv("WARREN_PROXY_CACHE_NEGATIVE_TTL_MS", "200", 1);
+		setenv("WARREN_PROXY_MAX_CONNS_PER_SANDBOX", conns_per_sandbox, 1);
+		setenv("WARREN_PROXY_HEADER_TIMEOUT_S", "2", 1);
+		setenv("WARREN_PROXY_IDLE_TIMEOUT_S", "2", 1);
 		execl(bin, bin, (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
 		_exit(127);
@@ -114,16 +117,26 @@ static pid_t start_proxy(int port, const char *ops_per_ip)
 	return -1;
 }
 
-static void stop_process(pid_t *pid)
+/* SIGTERM, then SIGKILL after 2.5 s; the exit status (-1 if killed). */
+static int stop_process(pid_t *pid)
 {
+	int status = -1, wstatus = 0;
+
 	if (*pid > 0) {
 		kill(*pid, SIGTERM);
-		for (int i = 0; i < 50 && waitpid(*pid, NULL, WNOHANG) == 0; i++)
+		for (int i = 0; i < 50; i++) {
+			if (waitpid(*pid, &wstatus, WNOHANG) == *pid) {
+				status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+				*pid = -1;
+				return status;
+			}
 			usleep(50000);
+		}
 		kill(*pid, SIGKILL);
 		waitpid(*pid, NULL, 0);
 	}
 	*pid = -1;
+	return status;
 }
 
 static bool start_backend(void)
@@ -242,7 +255,7 @@ static int setup(void **state)
 		return -1;
 	closed_port = free_port();
 	proxy_port = free_port();
-	proxy_pid = start_proxy(proxy_port, "1000000");
+	proxy_pid = start_proxy(proxy_port, "1000000", "1000");
 	return proxy_pid > 0 ? 0 : -1;
 }
 
@@ -785,16 +798,53 @@ static void test_bad_input(void **state)
 	response_free(&r);
 }
 
-static void test_rate_limit(void **state)
+/* Opens a WebSocket through port and returns the socket after the 101. */
+static int open_websocket(int port)
 {
-	int port = free_port();
+	char request[512], buf[1024];
+	size_t len = 0;
+	int fd = connect_port(port), n;
+
+	assert_true(fd >= 0);
+	n = snprintf(request, sizeof(request),
+		     "GET /ws HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\nUpgrade: websocket\r\n"
+		     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+		     "Sec-WebSocket-Version: 13\r\n\r\n",
+		     backend_port, public_id);
+	assert_true(send_all(fd, request, (size_t)n));
+	while (!memmem(buf, len, "\r\n\r\n", 4)) {
+		ssize_t got = recv(fd, buf + len, sizeof(buf) - len, 0);
+
+		assert_true(got > 0);
+		len += (size_t)got;
+	}
+	assert_memory_equal(buf, "HTTP/1.1 101", 12);
+	return fd;
+}
+
+/* A second proxy with 5 operations per IP and 1 connection per sandbox. */
+static void test_limits(void **state)
+{
+	int port = free_port(), ws;
 	pid_t pid;
 	struct response r;
+	json_t *json;
 
 	(void)state;
-	pid = start_proxy(port, "3");
+	pid = start_proxy(port, "5", "1");
 	assert_true(pid > 0);
-	for (int i = 0; i < 3; i++) {
+	/* the tunnel holds the sandbox's only connection (operation 1) */
+	ws = open_websocket(port);
+	r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
+		       backend_port, public_id); /* operation 2 */
+	assert_int_equal(r.status, 503);
+	json = body_json(&r);
+	assert_json_string(json, "message", "Too many connections to the sandbox");
+	json_decref(json);
+	response_free(&r);
+	close(ws);
+	usleep(300000); /* the proxy sees the close */
+	for (int i = 0; i < 3; i++) { /* operations 3..5 */
 		r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
 			       backend_port, public_id);
 		assert_int_equal(r.status, 200);
@@ -802,13 +852,61 @@ static void test_rate_limit(void **state)
 	}
 	r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
 		       public_id);
-	stop_process(&pid);
+	assert_int_equal(stop_process(&pid), 0);
 	assert_int_equal(r.status, 429);
-	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Limit: 3\r\n"));
+	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Limit: 5\r\n"));
 	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Remaining: 0\r\n"));
 	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Reset: "));
 	assert_non_null(strcasestr(r.head, "\r\nRetry-After: "));
+	json = body_json(&r);
+	assert_int_equal(json_integer_value(json_object_get(json, "code")), 429);
+	json_decref(json);
 	response_free(&r);
+}
+
+/* Seconds until the proxy closes fd (it sends nothing before), -1 if not
+ * within limit_s. */
+static int seconds_until_closed(int fd, int limit_s)
+{
+	struct timeval tv = { .tv_sec = limit_s };
+	struct timespec start, end;
+	char buf[256];
+	ssize_t n;
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	n = recv(fd, buf, sizeof(buf), 0);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	if (n != 0)
+		return -1;
+	return (int)(end.tv_sec - start.tv_sec);
+}
+
+/* header and idle timeouts are 2 s here (sweep every second) */
+static void test_slow_and_idle_clients(void **state)
+{
+	int slow = connect_port(proxy_port), idle = connect_port(proxy_port);
+	int slow_s, idle_s;
+
+	(void)state;
+	assert_true(slow >= 0 && idle >= 0);
+	assert_true(send_all(slow, "GET / HTTP/1.1\r\nHost: x", 24));
+	slow_s = seconds_until_closed(slow, 8);
+	idle_s = seconds_until_closed(idle, 8);
+	fprintf(stderr, "slow head closed after ~%d s, idle connection after ~%d s more\n", slow_s,
+		idle_s);
+	assert_true(slow_s >= 1 && slow_s <= 4);
+	assert_true(idle_s >= 0 && idle_s <= 4);
+	close(slow);
+	close(idle);
+}
+
+/* Last: SIGTERM stops the proxy cleanly (exit 0; under the sanitizers a
+ * leak report would make it non-zero). */
+static void test_clean_shutdown(void **state)
+{
+	(void)state;
+	assert_int_equal(stop_process(&proxy_pid), 0);
 }
 
 int main(void)
@@ -826,7 +924,9 @@ int main(void)
 		cmocka_unit_test(test_websocket),
 		cmocka_unit_test(test_upload_100mib_streamed),
 		cmocka_unit_test(test_bad_input),
-		cmocka_unit_test(test_rate_limit),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_slow_and_idle_clients),
+		cmocka_unit_test(test_clean_shutdown),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
