@@ -4,6 +4,7 @@
  * "Dead letters": a JSON envelope as the value, the same facts as headers,
  * and the original key as the key. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,16 +16,23 @@
 #include "warren/kafka.h"
 #include "warren/log.h"
 
-/* The original payload: as text when it is valid UTF-8, else base64; at
- * most KAFKA_EVENT_MAX_BYTES of it so the record fits the broker limit. */
-static int add_payload(json_t *envelope, const void *payload, size_t len)
+/* A record must stay far below the producer's message.max.bytes (1e6). */
+#define DLQ_RECORD_MAX (512 * 1024)
+
+/* The original payload, at most KAFKA_EVENT_MAX_BYTES of it: as text when
+ * it is valid UTF-8 (as_text), else base64 (at most 4/3 of the bytes). */
+static int add_payload(json_t *envelope, const void *payload, size_t len, bool as_text)
 {
 	size_t kept = len > KAFKA_EVENT_MAX_BYTES ? KAFKA_EVENT_MAX_BYTES : len;
-	json_t *text = kept ? json_stringn(payload, kept) : json_string("");
+	json_t *text = NULL;
 	unsigned char *base64;
 
+	json_object_del(envelope, "payload");
+	json_object_del(envelope, "payload_base64");
 	json_object_set_new(envelope, "payload_bytes", json_integer((json_int_t)len));
 	json_object_set_new(envelope, "payload_truncated", json_boolean(kept < len));
+	if (as_text)
+		text = kept ? json_stringn(payload, kept) : json_string("");
 	if (text)
 		return json_object_set_new(envelope, "payload", text);
 	base64 = malloc(4 * ((kept + 2) / 3) + 1);
@@ -62,9 +70,16 @@ int kafka__dead_letter(struct kafka_producer *dlq, const char *dlq_topic,
 			     (json_int_t)msg->offset, "key", key ? key : json_null(),
 			     "dead_lettered_at", when);
 	key = NULL; /* stolen by "o" */
-	if (!envelope || add_payload(envelope, msg->payload, msg->len) != 0)
+	if (!envelope || add_payload(envelope, msg->payload, msg->len, true) != 0)
 		goto out;
 	value = json_dumps(envelope, JSON_COMPACT);
+	if (value && strlen(value) > DLQ_RECORD_MAX) {
+		/* Escaping can grow text 6-fold ("\u0001"); base64 cannot. */
+		free(value);
+		value = NULL;
+		if (add_payload(envelope, msg->payload, msg->len, false) == 0)
+			value = json_dumps(envelope, JSON_COMPACT);
+	}
 	if (!value)
 		goto out;
 	snprintf(partition, sizeof(partition), "%d", (int)msg->partition);

@@ -175,6 +175,10 @@ static enum kafka_event_error fail(enum kafka_event_error error, char *reason, s
 		va_start(ap, fmt);
 		vsnprintf(reason, reason_len, fmt, ap);
 		va_end(ap);
+		/* Reasons quote hostile input and end up in logs and headers. */
+		for (char *c = reason; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f)
+				*c = '?';
 	}
 	return error;
 }

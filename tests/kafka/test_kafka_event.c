@@ -197,6 +197,12 @@ static void test_rejection_reasons(void **state)
 	json_object_set_new(root, "type", json_string("explode"));
 	assert_int_equal(decode_json(root), KAFKA_EVENT_ERR_UNKNOWN_TYPE);
 	assert_non_null(strstr(reason, "explode"));
+	/* Hostile text quoted in a reason never carries control characters. */
+	json_object_set_new(root, "type", json_string("evil\nFAKE LOG LINE\r\x1b[2J"));
+	assert_int_equal(decode_json(root), KAFKA_EVENT_ERR_UNKNOWN_TYPE);
+	for (const char *c = reason; *c; c++)
+		assert_true((unsigned char)*c >= 0x20 && *c != 0x7f);
+	assert_non_null(strstr(reason, "evil?FAKE"));
 	json_decref(root);
 
 	/* bad values */

@@ -415,6 +415,59 @@ static void test_pause_covers_later_assignment(void **state)
 	kafka_producer__free(producer);
 }
 
+/* A payload whose JSON escaping would exceed the broker's record limit
+ * (256 KiB of control characters, valid UTF-8) is dead-lettered as base64
+ * instead of blocking the partition. */
+static void test_dead_letter_of_escaping_payload(void **state)
+{
+	struct mock *mock = *state;
+	struct kafka_producer *producer;
+	struct kafka_consumer *consumer, *reader;
+	struct kafka_message msg;
+	struct kafka_event ev, good;
+	size_t len = KAFKA_EVENT_MAX_BYTES;
+	char *payload = malloc(len), err[256];
+	json_error_t json_error;
+	json_t *record;
+
+	assert_non_null(payload);
+	memset(payload, 0x01, len);
+	rd_kafka_mock_topic_create(mock->cluster, "t.escape", 1, 1);
+	rd_kafka_mock_topic_create(mock->cluster, "t.escape.dlq", 1, 1);
+	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	assert_non_null(producer);
+	assert_int_equal(kafka_event__init_command(&good, KAFKA_EVENT_RESUME, "team-1",
+						   "iabcdefghij0123456789", NULL, err,
+						   sizeof(err)),
+			 KAFKA_EVENT_OK);
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.escape", "k", 1, payload, len,
+						      NULL, 0, 10000, NULL),
+			 0);
+	assert_int_equal(kafka_producer__produce_event(producer, "t.escape", &good, 10000, NULL), 0);
+	consumer = consumer_for(mock, "g.escape", "t.escape");
+	assert_int_equal(kafka_consumer__next_event(consumer, producer, "t.escape.dlq", 20000,
+						    &msg, &ev),
+			 1);
+	assert_string_equal(ev.request_id, good.request_id);
+	kafka_message__release(&msg);
+	kafka_event__clear(&ev);
+	reader = consumer_for(mock, "g.escape.dlq", "t.escape.dlq");
+	assert_int_equal(poll_one(reader, 20000, &msg), 1);
+	record = json_loadb(msg.payload, msg.len, 0, &json_error);
+	assert_non_null(record);
+	assert_null(json_object_get(record, "payload"));
+	assert_int_equal(json_string_length(json_object_get(record, "payload_base64")),
+			 4 * ((len + 2) / 3));
+	assert_int_equal(json_integer_value(json_object_get(record, "payload_bytes")), (int)len);
+	json_decref(record);
+	kafka_message__release(&msg);
+	kafka_consumer__free(reader);
+	kafka_consumer__free(consumer);
+	kafka_event__clear(&good);
+	kafka_producer__free(producer);
+	free(payload);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -425,6 +478,7 @@ int main(void)
 		cmocka_unit_test(test_produce_sync_deadline),
 		cmocka_unit_test(test_dead_letter_write_failure),
 		cmocka_unit_test(test_pause_covers_later_assignment),
+		cmocka_unit_test(test_dead_letter_of_escaping_payload),
 	};
 
 	setenv("WARREN_LOG_LEVEL", "warn", 0);
