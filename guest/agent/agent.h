@@ -16,6 +16,7 @@
 
 #define AGENT_DEFAULT_LISTEN   "0.0.0.0:49983"
 #define AGENT_MAX_JSON_BODY    (1024 * 1024)
+#define AGENT_MAX_CONNECTIONS  1024 /* one thread each; the SDK pools <= 210 */
 #define AGENT_MAX_TOKEN        512
 #define AGENT_DEFAULT_USERNAME "user" /* the SDK's default user name */
 #define AGENT_DEFAULT_PATH     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -49,6 +49,8 @@ struct process {
 	bool exited;      /* reaped */
 	int wait_status;
 	bool ended;       /* reaped and all output queued */
+	struct timespec deadline; /* CLOCK_MONOTONIC; tv_sec 0 = none (Connect-Timeout-Ms) */
+	bool deadline_hit;
 	struct subscriber *subscribers;
 };
 
@@ -184,6 +186,38 @@ static bool any_subscriber_full(struct process *process)
 	return false;
 }
 
+/* envd starts a process under the Start call's Connect-Timeout-Ms and
+ * kills it when that expires. Called with process->lock held. */
+static void enforce_deadline(struct process *process)
+{
+	struct timespec now;
+
+	if (process->deadline.tv_sec == 0 || process->deadline_hit || process->exited)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (now.tv_sec < process->deadline.tv_sec ||
+	    (now.tv_sec == process->deadline.tv_sec && now.tv_nsec < process->deadline.tv_nsec))
+		return;
+	process->deadline_hit = true;
+	log_info("process %d: timeout reached, killing its process group", (int)process->pid);
+	kill(-process->pid, SIGKILL);
+}
+
+/* Waits on process->cond at most until the deadline or 1 s (monotonic). */
+static void wait_bounded(struct process *process)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += 1;
+	if (process->deadline.tv_sec && !process->deadline_hit &&
+	    (process->deadline.tv_sec < until.tv_sec ||
+	     (process->deadline.tv_sec == until.tv_sec && process->deadline.tv_nsec < until.tv_nsec)))
+		until = process->deadline;
+	pthread_cond_timedwait(&process->cond, &process->lock, &until);
+	enforce_deadline(process);
+}
+
 /* Queues one read of output to every subscriber, waiting while any of
  * them is full: this is the back-pressure that ends in the child's pipe. */
 static void publish(struct process *process, enum chunk_kind kind, const uint8_t *data,
@@ -194,7 +228,7 @@ static void publish(struct process *process, enum chunk_kind kind, const uint8_t
 
 	pthread_mutex_lock(&process->lock);
 	while (any_subscriber_full(process))
-		pthread_cond_wait(&process->cond, &process->lock);
+		wait_bounded(process);
 	for (subscriber = process->subscribers; subscriber; subscriber = subscriber->next) {
 		chunk = malloc(sizeof(*chunk) + len);
 		if (!chunk)
@@ -225,7 +259,16 @@ static void *pump_thread(void *arg)
 	fds[0] = (struct pollfd){.fd = process->stdout_fd, .events = POLLIN};
 	fds[1] = (struct pollfd){.fd = process->stderr_fd, .events = POLLIN};
 	while (buf && open_count > 0) {
-		if (poll(fds, 2, -1) < 0) {
+		int timeout = -1;
+
+		if (process->deadline.tv_sec) {
+			pthread_mutex_lock(&process->lock);
+			enforce_deadline(process);
+			if (!process->deadline_hit)
+				timeout = 1000;
+			pthread_mutex_unlock(&process->lock);
+		}
+		if (poll(fds, 2, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			break;
@@ -252,7 +295,7 @@ static void *pump_thread(void *arg)
 
 	pthread_mutex_lock(&process->lock);
 	while (!process->exited)
-		pthread_cond_wait(&process->cond, &process->lock);
+		wait_bounded(process);
 	process->ended = true;
 	pthread_cond_broadcast(&process->cond);
 	pthread_mutex_unlock(&process->lock);
@@ -364,8 +407,9 @@ static bool find_executable(const char *cmd, char **envp, char *out, size_t out_
 }
 
 bool process__start(const struct process_config *config, const json_t *config_json,
-		    const char *tag, bool stdin_pipe, const struct agent_user *user,
-		    struct subscriber **subscriber_out, struct rpc_error *err)
+		    const char *tag, bool stdin_pipe, long long timeout_ms,
+		    const struct agent_user *user, struct subscriber **subscriber_out,
+		    struct rpc_error *err)
 {
 	int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, in_pipe[2] = {-1, -1};
 	int status_pipe[2] = {-1, -1}, child_errno = 0, null_fd = -1;
@@ -411,7 +455,22 @@ bool process__start(const struct process_config *config, const json_t *config_js
 	}
 	pthread_mutex_init(&process->lock, NULL);
 	pthread_mutex_init(&process->stdin_lock, NULL);
-	pthread_cond_init(&process->cond, NULL);
+	{
+		pthread_condattr_t cond_attr;
+		pthread_condattr_init(&cond_attr);
+		pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
+		pthread_cond_init(&process->cond, &cond_attr);
+		pthread_condattr_destroy(&cond_attr);
+	}
+	if (timeout_ms > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &process->deadline);
+		process->deadline.tv_sec += timeout_ms / 1000;
+		process->deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
+		if (process->deadline.tv_nsec >= 1000000000L) {
+			process->deadline.tv_sec++;
+			process->deadline.tv_nsec -= 1000000000L;
+		}
+	}
 	process->refs = 1; /* ours until the pump takes over */
 	process->stdin_fd = -1;
 	process->tag = tag ? strdup(tag) : NULL;
@@ -804,7 +863,7 @@ static bool next_frame(struct subscriber *subscriber)
 			subscriber->end_sent = true;
 			return frame_end(subscriber, status);
 		}
-		clock_gettime(CLOCK_REALTIME, &deadline);
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
 		deadline.tv_nsec += STREAM_POLL_MS * 1000000L;
 		if (deadline.tv_nsec >= 1000000000L) {
 			deadline.tv_sec++;

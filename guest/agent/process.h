@@ -21,10 +21,13 @@ struct rpc_error {
 
 /* Starts config as user; on success *subscriber receives the start event
  * and all output. stdin_pipe: give the child a stdin pipe (else /dev/null).
- * config_json is kept for List. False with err filled otherwise. */
+ * timeout_ms > 0: SIGKILL its process group after that long (envd applies
+ * the Start call's Connect-Timeout-Ms so). config_json is kept for List.
+ * False with err filled otherwise. */
 bool process__start(const struct process_config *config, const json_t *config_json,
-		    const char *tag, bool stdin_pipe, const struct agent_user *user,
-		    struct subscriber **subscriber, struct rpc_error *err);
+		    const char *tag, bool stdin_pipe, long long timeout_ms,
+		    const struct agent_user *user, struct subscriber **subscriber,
+		    struct rpc_error *err);
 /* Attaches a new subscriber to a running process (Connect). */
 bool process__connect(const struct process_selector *selector, struct subscriber **subscriber,
 		      struct rpc_error *err);

@@ -210,6 +210,24 @@ static int keepalive_seconds(struct MHD_Connection *connection)
 	return seconds > 3600 ? 3600 : (int)seconds;
 }
 
+/* Connect-Timeout-Ms (Connect protocol: at most 10 digits); 0 = none. */
+static long long connect_timeout_ms(struct MHD_Connection *connection)
+{
+	const char *value = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+							"Connect-Timeout-Ms");
+	long long ms = 0;
+	size_t i;
+
+	if (!value || !*value || strlen(value) > 10)
+		return 0;
+	for (i = 0; value[i]; i++) {
+		if (value[i] < '0' || value[i] > '9')
+			return 0;
+		ms = ms * 10 + (value[i] - '0');
+	}
+	return ms;
+}
+
 static enum MHD_Result process_start(struct MHD_Connection *connection, const json_t *request,
 				     const struct agent_user *user)
 {
@@ -244,7 +262,7 @@ static enum MHD_Result process_start(struct MHD_Connection *connection, const js
 		return stream_error(connection, &err);
 	}
 	if (!process__start(&config, process, json_is_string(tag) ? json_string_value(tag) : NULL,
-			    stdin_pipe, user, &subscriber, &err)) {
+			    stdin_pipe, connect_timeout_ms(connection), user, &subscriber, &err)) {
 		wire__process_config_free(&config);
 		log_info("Start failed: %s", err.message);
 		return stream_error(connection, &err);

@@ -413,6 +413,7 @@ struct MHD_Daemon *server__start(const char *listen)
 				0, NULL, NULL, access_handler, NULL, MHD_OPTION_SOCK_ADDR,
 				(const struct sockaddr *)&address, MHD_OPTION_NOTIFY_COMPLETED,
 				request_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-				(unsigned int)600, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+				(unsigned int)600, MHD_OPTION_CONNECTION_LIMIT,
+				(unsigned int)AGENT_MAX_CONNECTIONS, MHD_OPTION_LISTENING_ADDRESS_REUSE,
 				(unsigned int)1, MHD_OPTION_END);
 }

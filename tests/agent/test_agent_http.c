@@ -576,6 +576,26 @@ static void wait_attached(struct background_stream *stream)
 	fail_msg("stream never started");
 }
 
+/* envd kills a started process when the Start call's Connect-Timeout-Ms
+ * expires (the SDK's commands.run timeoutMs, 60 s by default). */
+static void test_start_timeout_kills(void **state)
+{
+	struct stream_result result;
+	double started = now_ms(), took;
+
+	extra_header = "Connect-Timeout-Ms: 500";
+	stream_call("/process.Process/Start",
+		    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"sleep 100\"]}}", &result, 0,
+		    0, NULL);
+	extra_header = NULL;
+	took = now_ms() - started;
+	assert_true(result.ended);
+	assert_int_equal(result.exit_code, -1);
+	assert_string_equal(result.status_text, "signal: killed");
+	assert_true(took >= 400 && took < 10000);
+	assert_true(pid_gone(result.pid));
+}
+
 static void test_connect_reattaches(void **state)
 {
 	struct background_stream first = {0}, second = {0};
@@ -1024,6 +1044,7 @@ int main(void)
 		cmocka_unit_test(test_start_echo_and_python),
 		cmocka_unit_test(test_stdin_and_close),
 		cmocka_unit_test(test_signal_and_list),
+		cmocka_unit_test(test_start_timeout_kills),
 		cmocka_unit_test(test_connect_reattaches),
 		cmocka_unit_test(test_disconnect_and_backpressure),
 		cmocka_unit_test(test_files_raw_and_multipart),
