@@ -880,10 +880,8 @@ static int vcpu__create(struct vm *vm, uint32_t index, const struct loader_image
 			const struct kvm_cpuid2 *cpuid, char *error, size_t error_size)
 {
 	struct vcpu *vcpu = &vm->vcpus[index];
-	struct {
-		struct kvm_msrs header;
-		struct kvm_msr_entry entries[1];
-	} msrs = { 0 };
+	uint64_t msr_buffer[(sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)) / 8 + 1] = { 0 };
+	struct kvm_msrs *msrs = (struct kvm_msrs *)msr_buffer;
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 	int run_size, result;
@@ -912,10 +910,10 @@ static int vcpu__create(struct vm *vm, uint32_t index, const struct loader_image
 		vm__error(error, error_size, "KVM_SET_CPUID2: %s", strerror(-result));
 		return result;
 	}
-	msrs.header.nmsrs = 1;
-	msrs.entries[0].index = MSR_IA32_MISC_ENABLE;
-	msrs.entries[0].data = MISC_ENABLE_FAST_STRING;
-	if (ioctl(vcpu->fd, KVM_SET_MSRS, &msrs) != 1)
+	msrs->nmsrs = 1;
+	msrs->entries[0].index = MSR_IA32_MISC_ENABLE;
+	msrs->entries[0].data = MISC_ENABLE_FAST_STRING;
+	if (ioctl(vcpu->fd, KVM_SET_MSRS, msrs) != 1)
 		log_warn("vcpu %u: KVM_SET_MSRS(IA32_MISC_ENABLE) not accepted", index);
 	if ((result = vcpu__setup_lapic(vcpu))) {
 		vm__error(error, error_size, "vcpu %u LAPIC: %s", index, strerror(-result));

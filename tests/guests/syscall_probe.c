@@ -11,12 +11,12 @@
 static volatile int progress;
 static volatile uint16_t syscall_cs;
 
+static volatile uint64_t user_sum;
+
 static void user_code(void)
 {
-	volatile uint64_t sum = 0;
-
 	for (uint64_t i = 0; i < 10000000; i++)
-		sum += i;
+		user_sum += i;
 	progress = 1;
 	__asm__ volatile("mov $42, %%eax; syscall" : : : "rax", "rcx", "r11", "memory");
 	progress = 2;
