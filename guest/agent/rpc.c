@@ -203,7 +203,7 @@ static int keepalive_seconds(struct MHD_Connection *connection)
 	long seconds;
 
 	if (!value)
-		return 0;
+		return 90; /* envd's default ping interval */
 	seconds = strtol(value, NULL, 10);
 	if (seconds < 1)
 		return 0;
