@@ -19,6 +19,7 @@ static pthread_t bus_thread;
 static atomic_bool bus_stop;
 static atomic_bool bus_assigned;
 static int64_t bus_produce_timeout_ms = 5000;
+static char bus_group[160], bus_brokers[512];
 
 static void bus__on_assign(const struct kafka_partition *partitions, size_t count, void *opaque)
 {
@@ -74,6 +75,8 @@ int bus__start(const struct api_config *config, int wait_ms, char *err, size_t e
 		return -1;
 	gethostname(hostname, sizeof(hostname) - 1);
 	snprintf(group, sizeof(group), "warren-api-%s-%d", hostname, (int)getpid());
+	snprintf(bus_group, sizeof(bus_group), "%s", group);
+	snprintf(bus_brokers, sizeof(bus_brokers), "%s", config->kafka_brokers);
 	snprintf(client, sizeof(client), "warren-api-%d", (int)getpid());
 	consumer.brokers = config->kafka_brokers;
 	consumer.group_id = group;
@@ -128,10 +131,15 @@ err:
 void bus__stop(void)
 {
 	if (bus_consumer) {
+		char err[256];
+
 		atomic_store(&bus_stop, true);
 		pthread_join(bus_thread, NULL);
 		kafka_consumer__free(bus_consumer);
 		bus_consumer = NULL;
+		/* The group is this process's alone: leave nothing behind. */
+		if (kafka__delete_group(bus_brokers, bus_group, 5000, err, sizeof(err)))
+			log_warn("cannot delete consumer group %s: %s", bus_group, err);
 	}
 	kafka_producer__free(bus_producer);
 	bus_producer = NULL;

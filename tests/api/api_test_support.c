@@ -288,6 +288,13 @@ void test_stack__down(struct test_stack *stack)
 		fake.running = false;
 	}
 	kafka_consumer__free(fake.consumer);
+	if (fake.consumer && brokers && stack->topic_prefix[0]) {
+		char group[160];
+
+		snprintf(group, sizeof(group), "%sfake-worker", stack->topic_prefix);
+		if (kafka__delete_group(brokers, group, 10000, err, sizeof(err)))
+			fprintf(stderr, "cleanup: %s\n", err);
+	}
 	fake.consumer = NULL;
 	kafka_producer__free(fake.producer);
 	fake.producer = NULL;
