@@ -212,6 +212,8 @@ static void kick_and_wait(struct device_fixture *f, unsigned count)
 	event_loop__cancel(f->loop, deadline);
 }
 
+static unsigned loop_entries = 256;
+
 static void create_device(struct device_fixture *f, bool read_only, const char *rate_limiter)
 {
 	struct virtio_blk_options options = {0};
@@ -220,7 +222,7 @@ static void create_device(struct device_fixture *f, bool read_only, const char *
 	int fd;
 
 	f->guest = test_guest__create(GUEST_SIZE);
-	f->loop = event_loop__create(256);
+	f->loop = event_loop__create(loop_entries);
 	assert_non_null(f->loop);
 	strcpy(f->path, "/tmp/warren-blk-XXXXXX");
 	fd = mkstemp(f->path);
@@ -478,6 +480,23 @@ static void test_rate_limited(void **state)
 	assert_true(now_ns() - start < 150 * 1000000ull);
 }
 
+/* A loop with room for only a few operations: requests beyond it wait for
+ * completions instead of failing. */
+static void test_small_event_loop(void **state)
+{
+	struct device_fixture *f = calloc(1, sizeof(*f));
+
+	*state = f;
+	loop_entries = 6; /* notify watch + irq watch + 4 I/Os */
+	create_device(f, false, NULL);
+	loop_entries = 256;
+	for (unsigned i = 0; i < 40; i++)
+		queue_request(f, i, VIRTIO_BLK_T_IN, i * 8, READBACK + 4096 * i, 4096, true);
+	kick_and_wait(f, 40);
+	for (unsigned i = 0; i < 40; i++)
+		assert_int_equal(status_of(f, i), VIRTIO_BLK_S_OK);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest unit[] = {
@@ -490,6 +509,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_write_zeroes, device_teardown),
 		cmocka_unit_test_teardown(test_ring_violation_needs_reset, device_teardown),
 		cmocka_unit_test_teardown(test_rate_limited, device_teardown),
+		cmocka_unit_test_teardown(test_small_event_loop, device_teardown),
 	};
 
 	if (argc > 1 && strcmp(argv[1], "--device") == 0)

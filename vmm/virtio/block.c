@@ -42,6 +42,8 @@ struct virtio_blk {
 
 	struct rate_limiter limiter;
 	int64_t throttle_timer; /* -1 when not waiting */
+	bool loop_full;		/* the event loop refused an operation: retry */
+	bool retry_deferred;
 
 	/* metrics (loop thread) */
 	uint64_t requests, reads, writes, flushes, read_bytes, write_bytes, errors;
@@ -206,6 +208,7 @@ uint8_t virtio_blk__check(const struct virtio_blk_request *request, uint64_t cap
 }
 
 static void blk__process(struct virtio_blk *blk);
+static void blk__retry(void *opaque);
 
 static void slot__free(struct virtio_blk *blk, struct blk_request_slot *slot)
 {
@@ -261,7 +264,8 @@ static bool on_io_done(void *opaque, int32_t result)
 		break;
 	}
 	virtio_mmio__lock(&blk->transport);
-	starved = blk->free_slots == NULL;
+	starved = blk->free_slots == NULL || blk->loop_full;
+	blk->loop_full = false;
 	blk__complete_locked(blk, slot, status, written);
 	slot__free(blk, slot);
 	virtio_mmio__unlock(&blk->transport);
@@ -374,7 +378,16 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 		blk__complete_locked(blk, slot, blk__zero(blk, request), 1);
 		return BLK_DONE;
 	}
-	if (ret < 0) { /* the loop's pool is full: fail this request */
+	if (ret == -EBUSY) {
+		/* The loop's operation pool is full: give the chain back and
+		 * retry after the next completion (or soon, if none of ours is
+		 * in flight). Not an error for the guest. */
+		virtq__unpop(q);
+		blk->requests--;
+		blk->loop_full = true;
+		return BLK_THROTTLED;
+	}
+	if (ret < 0) {
 		blk__complete_locked(blk, slot, VIRTIO_BLK_S_IOERR, 1);
 		return BLK_DONE;
 	}
@@ -416,7 +429,19 @@ static void blk__process(struct virtio_blk *blk)
 		if (result == BLK_THROTTLED)
 			break;
 	}
+	if (blk->loop_full && blk->in_flight == 0 && !blk->retry_deferred &&
+	    event_loop__defer(blk->loop, blk__retry, blk) == 0)
+		blk->retry_deferred = true;
 	virtio_mmio__unlock(&blk->transport);
+}
+
+static void blk__retry(void *opaque)
+{
+	struct virtio_blk *blk = opaque;
+
+	blk->retry_deferred = false;
+	blk->loop_full = false;
+	blk__process(blk);
 }
 
 static void blk__notify(void *opaque)
