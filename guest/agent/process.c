@@ -414,7 +414,7 @@ bool process__start(const struct process_config *config, const json_t *config_js
 	int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, in_pipe[2] = {-1, -1};
 	int status_pipe[2] = {-1, -1}, child_errno = 0, null_fd = -1;
 	char executable[PATH_MAX], cwd[PATH_MAX];
-	char **envp = NULL;
+	char **envp = NULL, **argv = NULL;
 	struct process *process = NULL;
 	struct subscriber *subscriber = NULL;
 	struct stat st;
@@ -437,6 +437,15 @@ bool process__start(const struct process_config *config, const json_t *config_js
 			 config->cmd);
 		goto fail;
 	}
+	/* argv[0] names the program run (busybox picks its applet by it). */
+	argv = calloc(config->argc + 1, sizeof(char *));
+	if (!argv) {
+		snprintf(err->message, sizeof(err->message), "out of memory");
+		goto fail;
+	}
+	memcpy(argv, config->argv, config->argc * sizeof(char *));
+	if (strcmp(executable, config->cmd) != 0 && strchr(config->cmd, '/'))
+		argv[0] = executable;
 	pthread_mutex_lock(&agent.lock);
 	snprintf(cwd, sizeof(cwd), "%s",
 		 config->cwd ? config->cwd
@@ -521,7 +530,7 @@ bool process__start(const struct process_config *config, const json_t *config_js
 		 * /bin/sh fallback, argv[0] must name the shell that runs. */
 		if (strcmp(executable, config->cmd) != 0)
 			config->argv[0] = executable;
-		execve(executable, config->argv, envp);
+		execve(executable, argv, envp);
 child_fail:
 		child_errno = errno;
 		if (write(status_pipe[1], &child_errno, sizeof(child_errno)) < 0)
@@ -585,6 +594,7 @@ child_fail:
 	if (null_fd >= 0)
 		close(null_fd);
 	free_strings(envp);
+	free(argv);
 	*subscriber_out = subscriber;
 	return true;
 fail:
@@ -601,6 +611,7 @@ fail:
 	if (null_fd >= 0)
 		close(null_fd);
 	free_strings(envp);
+	free(argv);
 	process__subscriber_free(subscriber);
 	if (process)
 		process_unref(process);
