@@ -112,6 +112,7 @@ enum MHD_Result files__download(struct MHD_Connection *connection)
 		return agent__error_response(connection, status_for_errno(error),
 					     "error opening file '%s': %s", path, strerror(error));
 	}
+	memset(&st, 0, sizeof(st));
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		if (S_ISDIR(st.st_mode))
