@@ -16,7 +16,11 @@ fi
 if [ ! -f "$SDK_DIR/.complete" ]; then
 	echo "installing e2b@$E2B_SDK_VERSION into $SDK_DIR"
 	mkdir -p "$SDK_DIR"
-	(cd "$SDK_DIR" && npm init -y >/dev/null && npm install --no-audit --no-fund "e2b@$E2B_SDK_VERSION" >/dev/null)
+	if ! (cd "$SDK_DIR" && npm init -y >/dev/null &&
+		npm install --no-audit --no-fund "e2b@$E2B_SDK_VERSION" >/dev/null); then
+		echo "SKIP: cannot install e2b@$E2B_SDK_VERSION from npm (offline?); run scripts/setup"
+		exit 77
+	fi
 	touch "$SDK_DIR/.complete"
 fi
 
