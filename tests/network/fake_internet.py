@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The fake internet's servers (tests/network/netenv.sh). Every answer says
 which local address served it and what Host/SNI it saw:
-  :80   HTTP   -> "ip=<local> host=<Host>"
+  :80   HTTP   -> "ip=<local> host=<Host>" ("GET /hold": no answer, held open)
   :443  HTTPS  -> "ip=<local> host=<Host> sni=<SNI>" (test CA)
   :9000 hold   -> accepts and keeps the connection open until the peer closes
   :9001 sink   -> reads everything, then answers with the byte count
@@ -19,6 +19,10 @@ def http_reply(conn, extra=""):
         if not chunk:
             return
         data += chunk
+    if data.startswith(b"GET /hold "):
+        while conn.recv(4096):  # never answers: a long-lived connection
+            pass
+        return
     host = "-"
     for line in data.split(b"\r\n")[1:]:
         if line.lower().startswith(b"host:"):

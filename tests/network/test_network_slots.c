@@ -14,6 +14,9 @@
 
 #include <cmocka.h>
 
+#include <sys/socket.h>
+
+#include "net_internal.h"
 #include "netenv.h"
 
 #define CYCLES 200
@@ -174,12 +177,49 @@ static void test_pool_free_removes_everything(void **state)
 	assert_int_equal(count_lines("nft list tables | grep warren_host || true"), 0);
 }
 
+
+/* Releasing a slot cuts the proxy's connections of its sandbox. */
+static void test_release_cuts_proxied_connections(void **state)
+{
+	json_t *spec = json_loads("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0, NULL);
+	struct net_policy *policy = net_policy__parse(spec, 0, NULL, 0);
+	static const char request[] = "GET /hold HTTP/1.1\r\nHost: allowed.test\r\n\r\n";
+	struct net_slot_info slot;
+	struct net_slot_counters c;
+	int index, fd;
+
+	(void)state;
+	json_decref(spec);
+	index = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, policy, &slot);
+	net_policy__free(policy);
+	assert_true(index >= 0);
+	fd = netenv__connect_from(slot.netns_path, "192.0.2.10", 80);
+	assert_true(fd >= 0);
+	assert_int_equal(send(fd, request, sizeof(request) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(request) - 1);
+	/* Wait until the proxy has allowed and dialed it. */
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(net_pool__counters(netenv.pool, index, &c), 0);
+		if (c.proxy_allowed == 1)
+			break;
+		usleep(20 * 1000);
+	}
+	assert_int_equal(c.proxy_allowed, 1);
+	usleep(100 * 1000);
+	assert_int_equal(atomic_load(&netenv.pool->proxy_active), 1);
+	assert_int_equal(net_pool__release(netenv.pool, index), 0);
+	for (int i = 0; i < 100 && atomic_load(&netenv.pool->proxy_active) > 0; i++)
+		usleep(20 * 1000);
+	assert_int_equal(atomic_load(&netenv.pool->proxy_active), 0);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_acquire_release_cycles),
 		cmocka_unit_test(test_create_destroy_cycles),
 		cmocka_unit_test(test_on_demand_when_pool_empty),
+		cmocka_unit_test(test_release_cuts_proxied_connections),
 		cmocka_unit_test(test_pool_free_removes_everything),
 	};
 	int rc = netenv__up(2);

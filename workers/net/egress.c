@@ -250,6 +250,40 @@ static void count(struct net_pool *pool, int slot, bool allowed)
 	pthread_mutex_unlock(&pool->lock);
 }
 
+void egress__cut_slot(struct net_pool *pool, int slot)
+{
+	for (struct egress_connection *c = pool->connections; c; c = c->next) {
+		if (c->slot != slot)
+			continue;
+		shutdown(c->client, SHUT_RDWR);
+		if (c->upstream >= 0)
+			shutdown(c->upstream, SHUT_RDWR);
+	}
+}
+
+static void connection_register(struct net_pool *pool, struct egress_connection *entry)
+{
+	pthread_mutex_lock(&pool->lock);
+	entry->prev = NULL;
+	entry->next = pool->connections;
+	if (pool->connections)
+		pool->connections->prev = entry;
+	pool->connections = entry;
+	pthread_mutex_unlock(&pool->lock);
+}
+
+static void connection_unregister(struct net_pool *pool, struct egress_connection *entry)
+{
+	pthread_mutex_lock(&pool->lock);
+	if (entry->prev)
+		entry->prev->next = entry->next;
+	else
+		pool->connections = entry->next;
+	if (entry->next)
+		entry->next->prev = entry->prev;
+	pthread_mutex_unlock(&pool->lock);
+}
+
 static void *connection_thread(void *arg)
 {
 	struct connection *c = arg;
@@ -263,10 +297,17 @@ static void *connection_thread(void *arg)
 	struct in_addr answers[16], target = { 0 };
 	int slot = slot_of(pool, c->peer.sin_addr), upstream = -1, found;
 	int64_t deadline = now_ms() + HEAD_TIMEOUT_MS;
-	bool allowed = false;
+	bool allowed = false, registered = false;
+	struct egress_connection entry = { .client = c->fd, .upstream = -1, .slot = slot };
+	uint64_t generation = 0;
 
 	if (!head || slot < 0)
 		goto out;
+	pthread_mutex_lock(&pool->lock);
+	generation = pool->slots[slot].generation;
+	pthread_mutex_unlock(&pool->lock);
+	connection_register(pool, &entry);
+	registered = true;
 	/* Read until the parser can decide (hostile input: bounded). */
 	while (result == NET_PARSE_NEED_MORE && used < HEAD_MAX) {
 		int64_t left = deadline - now_ms();
@@ -316,9 +357,18 @@ static void *connection_thread(void *arg)
 			write_all(c->fd, bad_gateway_response, sizeof(bad_gateway_response) - 1);
 		goto out;
 	}
+	/* Released while dialing: the sandbox is gone. */
+	pthread_mutex_lock(&pool->lock);
+	entry.upstream = upstream;
+	allowed = pool->slots[slot].generation == generation;
+	pthread_mutex_unlock(&pool->lock);
+	if (!allowed)
+		goto out;
 	write_all(upstream, head, used); /* the bytes already read go first */
 	relay(pool, c->fd, upstream);
 out:
+	if (registered)
+		connection_unregister(pool, &entry);
 	if (upstream >= 0)
 		close(upstream);
 	close(c->fd);

@@ -10,6 +10,13 @@
 
 #include "warren/net.h"
 
+/* A proxied connection, listed so that releasing its slot cuts it. */
+struct egress_connection {
+	int client, upstream; /* upstream -1 until dialed */
+	int slot;
+	struct egress_connection *prev, *next;
+};
+
 struct net_slot {
 	bool exists;   /* namespace and links are there */
 	bool in_use;   /* acquired by a sandbox */
@@ -21,6 +28,7 @@ struct net_slot {
 	struct net_policy *policy;      /* the pool's copy, guarded by the pool lock */
 	struct net_slot_counters base;  /* banked when a policy table was replaced */
 	struct net_slot_counters proxy; /* proxy decisions (proxy_allowed/denied) */
+	uint64_t generation;            /* bumped by every release */
 };
 
 struct net_pool {
@@ -41,6 +49,7 @@ struct net_pool {
 	pthread_t proxy_thread;
 	bool proxy_running;
 	atomic_int proxy_active; /* connection threads alive */
+	struct egress_connection *connections; /* under lock */
 };
 
 void net_pool__slot_names(const struct net_pool *pool, int index, struct net_slot_info *info);
@@ -50,6 +59,8 @@ struct net_policy *net_policy__clone(const struct net_policy *policy);
 /* The egress proxy thread (egress.c). */
 int egress__start(struct net_pool *pool);
 void egress__stop(struct net_pool *pool);
+/* Shuts down every proxied connection of slot (caller holds pool->lock). */
+void egress__cut_slot(struct net_pool *pool, int slot);
 /* Resolves name's A records with the pool's resolver. Count or -1. */
 int egress__resolve(struct in_addr server, uint16_t port, const char *name, struct in_addr *out, int max);
 

@@ -549,6 +549,8 @@ int net_pool__destroy_slot(struct net_pool *pool, int index)
 		free(text);
 	}
 	pthread_mutex_lock(&pool->lock);
+	slot->generation++;
+	egress__cut_slot(pool, index);
 	slot->exists = false;
 	slot->in_use = false;
 	slot->creating = false;
@@ -892,6 +894,11 @@ int net_pool__release(struct net_pool *pool, int index)
 		return -1;
 	slot = &pool->slots[index];
 	net_pool__slot_names(pool, index, &names);
+	/* The proxy's connections of this sandbox end with it. */
+	pthread_mutex_lock(&pool->lock);
+	slot->generation++;
+	egress__cut_slot(pool, index);
+	pthread_mutex_unlock(&pool->lock);
 	/* Quiesce first: every packet in or out of the slot is dropped before
 	 * conntrack sees it, so nothing re-creates entries (here or on the
 	 * host) while they are flushed. Then the tables go. */
