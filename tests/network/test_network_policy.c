@@ -479,6 +479,36 @@ static void test_spoofed_slot_source_dropped(void **state)
 	slot_index = -1;
 }
 
+
+/* The largest accepted policy (1,000 entries per list, overlapping and
+ * duplicate ones included) compiles, applies, and holds. */
+static void test_largest_policy_applies(void **state)
+{
+	json_t *spec = json_object(), *allow = json_array(), *deny = json_array();
+	char message[256], entry[32];
+	struct net_policy *policy;
+
+	(void)state;
+	for (int i = 0; i < NET_POLICY_MAX_ENTRIES; i++) {
+		snprintf(entry, sizeof(entry), "11.0.%d.%d", i / 200, i % 200);
+		json_array_append_new(allow, json_string(i == 999 ? "192.0.2.10" : entry));
+		snprintf(entry, sizeof(entry), i % 3 ? "12.%d.%d.0/24" : "12.%d.0.0/16", i / 250, i % 250);
+		json_array_append_new(deny, json_string(i == 999 ? "192.0.2.0/24" : entry));
+	}
+	json_object_set_new(spec, "allowOut", allow);
+	json_object_set_new(spec, "denyOut", deny);
+	policy = net_policy__parse(spec, 0, message, sizeof(message));
+	json_decref(spec);
+	if (!policy)
+		fail_msg("%s", message);
+	slot_index = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, policy, &slot);
+	net_policy__free(policy);
+	assert_true(slot_index >= 0);
+	expect_connects("192.0.2.10", 9002);  /* allowed inside a denied /24 */
+	expect_refused("192.0.2.11", 9002);
+	expect_connects("198.51.100.10", 9002);
+}
+
 #define T(f) cmocka_unit_test_teardown(f, release)
 
 int main(void)
@@ -504,6 +534,7 @@ int main(void)
 		T(test_counters_bytes),
 		T(test_vm_runtime_forward_path),
 		T(test_spoofed_slot_source_dropped),
+		T(test_largest_policy_applies),
 	};
 	int rc = netenv__up(1);
 
