@@ -274,6 +274,70 @@ static void test_auth(void **state)
 		     "Invalid API key");
 }
 
+static void test_revoked_key_is_401(void **state)
+{
+	struct storage_team team;
+	char key[45], hash[65];
+
+	(void)state;
+	assert_true(test_stack__team(&stack, "team-revoked", "hobby", &team, key));
+	call("GET", "/v2/sandboxes", key, NULL, 200, NULL);
+	tokens__sha256_hex(key, strlen(key), hash);
+	assert_int_equal(storage__api_key_revoke_by_hash(stack.pool, hash, NULL), STORAGE_OK);
+	expect_error("GET", "/v2/sandboxes", key, NULL, 401, "Invalid API key");
+}
+
+/* The lifecycle limit, made small for one team (limits are read with the
+ * key on every request, so an admin's change applies at once). */
+static void test_lifecycle_limit_429(void **state)
+{
+	struct storage_team team;
+	struct http_response response;
+	char key[45], value[32];
+	int ok = 0, limited = 0;
+
+	(void)state;
+	assert_true(test_stack__team(&stack, "team-lifecycle", "hobby", &team, key));
+	assert_int_equal(storage__team_set_limit(stack.pool, team.id, "lifecycle_requests", 5, &team,
+						 NULL),
+			 STORAGE_OK);
+	for (int i = 0; i < 7; i++) {
+		assert_true(http__request(api.port, "GET", "/v2/sandboxes", key, NULL, NULL, &response));
+		if (response.status == 200)
+			ok++;
+		if (response.status == 429) {
+			limited++;
+			assert_non_null(strstr(response.body,
+					       "rate limit exceeded: at most 5 lifecycle API requests per 30 s"));
+			assert_true(http__header(&response, "RateLimit-Limit", value, sizeof(value)));
+			assert_string_equal(value, "5");
+			assert_true(http__header(&response, "Retry-After", value, sizeof(value)));
+			assert_true(atoi(value) >= 1 && atoi(value) <= 6);
+			assert_true(http__header(&response, "RateLimit-Reset", value, sizeof(value)));
+			assert_true(atoi(value) >= 25 && atoi(value) <= 30);
+		}
+		http__response_free(&response);
+	}
+	assert_int_equal(ok, 5);
+	assert_int_equal(limited, 2);
+	/* Each rejection is counted for the admin view. */
+	{
+		struct storage_admin_rejections *rows = NULL;
+		size_t count = 0;
+		int64_t rejections = 0;
+
+		assert_int_equal(storage__admin_rejections(stack.pool, 5, &rows, &count, NULL), STORAGE_OK);
+		for (size_t i = 0; i < count; i++)
+			if (!strcmp(rows[i].team, "team-lifecycle") &&
+			    !strcmp(rows[i].limit_name, "lifecycle_requests"))
+				rejections += rows[i].rejections;
+		free(rows);
+		assert_int_equal(rejections, 2);
+	}
+	/* /health is not a lifecycle request. */
+	call("GET", "/health", NULL, NULL, 200, NULL);
+}
+
 static void test_other_team_gets_404(void **state)
 {
 	char id[IDS_SANDBOX_ID_LEN + 1], path[96], message[160];
@@ -791,6 +855,8 @@ int main(void)
 		cmocka_unit_test(test_sdk2_create_connect_and_metadata),
 		cmocka_unit_test(test_validation_rules_over_http),
 		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_revoked_key_is_401),
+		cmocka_unit_test(test_lifecycle_limit_429),
 		cmocka_unit_test(test_other_team_gets_404),
 		cmocka_unit_test(test_list_pagination_and_filters),
 		cmocka_unit_test(test_timeout_and_refresh_move_end_at),
