@@ -213,6 +213,29 @@ static void test_release_cuts_proxied_connections(void **state)
 	close(fd);
 }
 
+
+/* uplink_interface unset: the pool masquerades toward every non-slot
+ * link, so slots still reach the (fake) internet. Runs after the first
+ * pool was freed. */
+static void test_pool_without_uplink_setting(void **state)
+{
+	struct net_pool_config config = netenv.config;
+	struct net_slot_info slot;
+	int index, fd;
+
+	(void)state;
+	config.uplink_interface = NULL;
+	config.precreate = 0;
+	netenv.pool = net_pool__new(&config);
+	assert_non_null(netenv.pool);
+	index = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, NULL, &slot);
+	assert_true(index >= 0);
+	fd = netenv__connect_from(slot.netns_path, "192.0.2.10", 9002);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(net_pool__release(netenv.pool, index), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -221,6 +244,7 @@ int main(void)
 		cmocka_unit_test(test_on_demand_when_pool_empty),
 		cmocka_unit_test(test_release_cuts_proxied_connections),
 		cmocka_unit_test(test_pool_free_removes_everything),
+		cmocka_unit_test(test_pool_without_uplink_setting),
 	};
 	int rc = netenv__up(2);
 

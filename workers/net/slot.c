@@ -981,9 +981,13 @@ static int host_setup(void *arg)
 	pool->host_nft = nft_context_new(); /* here: in the host namespace */
 	if (!pool->host_nft)
 		return -1;
+	/* Unset uplink_interface: masquerade toward whatever is not a slot. */
 	if (pool->uplink_interface && *pool->uplink_interface)
 		snprintf(uplink_rule, sizeof(uplink_rule), "\t\tip saddr %s oifname \"%s\" masquerade\n",
 			 pool->slot_cidr, pool->uplink_interface);
+	else
+		snprintf(uplink_rule, sizeof(uplink_rule), "\t\tip saddr %s oifname != \"%s*\" masquerade\n",
+			 pool->slot_cidr, pool->link_prefix);
 	/* Slots never reach each other through the host; the proxy ports
 	 * answer slots only; a slot's packets must carry a source routed
 	 * back through its own veth (reverse-path check), so no slot can

@@ -103,7 +103,7 @@ struct net_pool_config {
 	const char *netns_prefix;  /* "warren-slot-" -> /run/netns/warren-slot-N */
 	const char *link_prefix;   /* "wslot" -> host-side veth "wslotN" */
 	const char *slot_cidr;     /* "10.11.0.0/16", one /30 per slot */
-	const char *uplink_interface; /* masquerade toward it; NULL: no NAT */
+	const char *uplink_interface; /* masquerade toward it; NULL: toward any non-slot link */
 	struct in_addr nameserver; /* sandbox_nameserver, 8.8.8.8 */
 	struct in_addr resolver;   /* egress_resolver the proxy asks */
 	uint16_t resolver_port;    /* 53 */
