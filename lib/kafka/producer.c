@@ -133,7 +133,7 @@ struct kafka_producer *kafka_producer__new(const char *brokers, const char *clie
 	    kafka_internal__set(conf, "client.id", client_id, err, err_len) ||
 	    kafka_internal__set(conf, "enable.idempotence", "true", err, err_len) ||
 	    kafka_internal__set(conf, "acks", "all", err, err_len) ||
-	    kafka_internal__set(conf, "linger.ms", "5", err, err_len) ||
+	    kafka_internal__set(conf, "linger.ms", "0", err, err_len) ||
 	    kafka_internal__set(conf, "message.timeout.ms", "60000", err, err_len))
 		goto err;
 	rd_kafka_conf_set_dr_msg_cb(conf, delivery_report);
