@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -383,6 +384,14 @@ static void *accept_thread(void *arg)
 	struct net_pool *pool = arg;
 	pthread_attr_t attr;
 
+	sigset_t pipe_signal;
+
+	/* splice(2) to a closed peer raises SIGPIPE and has no MSG_NOSIGNAL:
+	 * block it here (connection threads inherit the mask) so a sandbox
+	 * closing early can never kill the worker. */
+	sigemptyset(&pipe_signal);
+	sigaddset(&pipe_signal, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_signal, NULL);
 	/* Dialing and resolving happen from the host namespace. */
 	if (setns(pool->host_fd, CLONE_NEWNET) != 0)
 		log_error("egress: cannot enter the host namespace: %s", strerror(errno));
@@ -475,9 +484,10 @@ err:
 	return -1;
 }
 
-void egress__stop(struct net_pool *pool)
+bool egress__stop(struct net_pool *pool)
 {
 	uint64_t one = 1;
+	bool stopped;
 
 	if (pool->stop_fd >= 0 && write(pool->stop_fd, &one, sizeof(one)) < 0)
 		log_warn("egress: stop signal failed: %s", strerror(errno));
@@ -485,9 +495,20 @@ void egress__stop(struct net_pool *pool)
 		pthread_join(pool->proxy_thread, NULL);
 		pool->proxy_running = false;
 	}
-	/* Connection threads see stop_fd readable and leave. */
-	for (int i = 0; i < 5000 && atomic_load(&pool->proxy_active) > 0; i++)
+	/* Connection threads see stop_fd readable and leave; those blocked
+	 * writing to a peer are woken by shutting their sockets down. */
+	pthread_mutex_lock(&pool->lock);
+	for (struct egress_connection *c = pool->connections; c; c = c->next) {
+		shutdown(c->client, SHUT_RDWR);
+		if (c->upstream >= 0)
+			shutdown(c->upstream, SHUT_RDWR);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	for (int i = 0; i < 6000 && atomic_load(&pool->proxy_active) > 0; i++)
 		usleep(1000);
+	stopped = atomic_load(&pool->proxy_active) == 0;
+	if (!stopped)
+		log_error("egress: %d connection threads did not stop", atomic_load(&pool->proxy_active));
 	if (pool->proxy_http_fd >= 0)
 		close(pool->proxy_http_fd);
 	if (pool->proxy_tls_fd >= 0)
@@ -495,4 +516,5 @@ void egress__stop(struct net_pool *pool)
 	if (pool->stop_fd >= 0)
 		close(pool->stop_fd);
 	pool->proxy_http_fd = pool->proxy_tls_fd = pool->stop_fd = -1;
+	return stopped;
 }

@@ -58,7 +58,9 @@ struct net_policy *net_policy__clone(const struct net_policy *policy);
 
 /* The egress proxy thread (egress.c). */
 int egress__start(struct net_pool *pool);
-void egress__stop(struct net_pool *pool);
+/* Stops the proxy; false when connection threads are still running
+ * (the pool must then not be freed). */
+bool egress__stop(struct net_pool *pool);
 /* Shuts down every proxied connection of slot (caller holds pool->lock). */
 void egress__cut_slot(struct net_pool *pool, int slot);
 /* Resolves name's A records with the pool's resolver. Count or -1. */

@@ -1154,10 +1154,11 @@ err:
 void net_pool__free(struct net_pool *pool)
 {
 	struct host_setup_op host = { .pool = pool, .remove = true };
+	bool proxy_stopped;
 
 	if (!pool)
 		return;
-	egress__stop(pool);
+	proxy_stopped = egress__stop(pool);
 	if (pool->slots) {
 		for (unsigned i = 0; i < pool->capacity; i++)
 			if (pool->slots[i].exists)
@@ -1167,6 +1168,8 @@ void net_pool__free(struct net_pool *pool)
 		netns__run(pool->host_fd, host_setup, &host);
 		close(pool->host_fd);
 	}
+	if (!proxy_stopped)
+		return; /* a proxy thread still holds the pool: leak it, never free under it */
 	if (pool->slots)
 		for (unsigned i = 0; i < pool->capacity; i++)
 			pthread_mutex_destroy(&pool->slots[i].nft_lock);
