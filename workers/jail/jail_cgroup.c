@@ -118,9 +118,12 @@ static int make_dir(const char *dir)
 	return 0;
 }
 
-/* v2: controllers must be enabled in every ancestor's subtree_control. */
-static int enable_v2_controllers(const char *dir)
+/* v2: a controller works in a cgroup only when every ancestor enables it
+ * in cgroup.subtree_control: the root, then <parent> (made here if new;
+ * it must hold no process, the v2 "no internal processes" rule). */
+static int enable_v2_controllers(const char *dir, bool need_cpu)
 {
+	static const char *const controllers[] = { "+memory", "+pids", "+cpu" };
 	char parent[PATH_MAX];
 	char *slash;
 	int ret;
@@ -130,10 +133,18 @@ static int enable_v2_controllers(const char *dir)
 	if (!slash)
 		return -EINVAL;
 	*slash = 0;
-	ret = write_file(CGROUP_ROOT, "cgroup.subtree_control", "+memory +cpu +pids");
-	if (ret)
-		return ret;
-	return write_file(parent, "cgroup.subtree_control", "+memory +cpu +pids");
+	if (mkdir(parent, 0755) && errno != EEXIST)
+		return -errno;
+	for (size_t i = 0; i < sizeof(controllers) / sizeof(controllers[0]); i++) {
+		if (!need_cpu && !strcmp(controllers[i], "+cpu"))
+			continue;
+		ret = write_file(CGROUP_ROOT, "cgroup.subtree_control", controllers[i]);
+		if (!ret)
+			ret = write_file(parent, "cgroup.subtree_control", controllers[i]);
+		if (ret)
+			return ret;
+	}
+	return 0;
 }
 
 int jail_cgroup__create(struct jail_cgroup *cgroup, const struct jail_cgroup_limits *limits,
@@ -148,7 +159,7 @@ int jail_cgroup__create(struct jail_cgroup *cgroup, const struct jail_cgroup_lim
 		if (!cgroup->dirs[i][0])
 			continue;
 		if (i == 0 && cgroup->layout == JAIL_CGROUP_V2) {
-			ret = enable_v2_controllers(cgroup->dirs[0]);
+			ret = enable_v2_controllers(cgroup->dirs[0], limits->cpu_millicores != 0);
 			if (ret) {
 				dir = cgroup->dirs[0];
 				step = "enable controllers";
