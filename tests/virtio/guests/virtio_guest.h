@@ -42,7 +42,7 @@ static inline void mmio_write(uint64_t base, uint32_t offset, uint32_t value)
 	*(volatile uint32_t *)(base + offset) = value;
 }
 
-static void guest_fail(const char *why)
+static __attribute__((unused)) void guest_fail(const char *why)
 {
 	guest_puts("FAIL: ");
 	guest_puts(why);
@@ -52,7 +52,7 @@ static void guest_fail(const char *why)
 
 /* Port output from CPL3: IOPL 3 is not honoured on every host (kvm_pvm
  * raises #GP), so the #GP handler (CPL0) emulates `out %al, (%dx)`. */
-static void emulate_port_output(struct interrupt_frame *frame)
+static __attribute__((unused)) void emulate_port_output(struct interrupt_frame *frame)
 {
 	const uint8_t *instruction = (const uint8_t *)frame->rip;
 
@@ -71,7 +71,7 @@ static inline void virtio_guest__enter_user(void (*fn)(void))
 }
 
 /* 3.1.1 driver initialisation up to FEATURES_OK; returns 0 or fails. */
-static void virtio_guest__init(uint64_t base, uint32_t device_id, uint32_t features_low)
+static __attribute__((unused)) void virtio_guest__init(uint64_t base, uint32_t device_id, uint32_t features_low)
 {
 	if (mmio_read(base, 0x000) != 0x74726976 || mmio_read(base, 0x004) != 2)
 		guest_fail("no virtio-mmio v2 device");
@@ -92,7 +92,7 @@ static void virtio_guest__init(uint64_t base, uint32_t device_id, uint32_t featu
 		guest_fail("FEATURES_OK refused");
 }
 
-static void virtio_guest__queue(uint64_t base, unsigned index, struct guest_queue *q)
+static __attribute__((unused)) void virtio_guest__queue(uint64_t base, unsigned index, struct guest_queue *q)
 {
 	mmio_write(base, 0x030, index);
 	if (mmio_read(base, 0x034) < QUEUE_SIZE)
@@ -109,7 +109,7 @@ static void virtio_guest__queue(uint64_t base, unsigned index, struct guest_queu
 		guest_fail("queue not ready");
 }
 
-static void virtio_guest__driver_ok(uint64_t base)
+static __attribute__((unused)) void virtio_guest__driver_ok(uint64_t base)
 {
 	mmio_write(base, 0x070, 1 | 2 | 8 | 4);
 	if ((mmio_read(base, 0x070) & 0x44) != 4)
@@ -117,7 +117,7 @@ static void virtio_guest__driver_ok(uint64_t base)
 }
 
 /* Offers the chain starting at head and notifies. */
-static void virtio_guest__publish(uint64_t base, unsigned index, struct guest_queue *q,
+static __attribute__((unused)) void virtio_guest__publish(uint64_t base, unsigned index, struct guest_queue *q,
 				  uint16_t head)
 {
 	q->avail[2 + (q->avail_idx % QUEUE_SIZE)] = head;
@@ -129,7 +129,7 @@ static void virtio_guest__publish(uint64_t base, unsigned index, struct guest_qu
 }
 
 /* Waits (bounded spin) for the next used element; returns its length. */
-static uint32_t virtio_guest__wait_used(struct guest_queue *q, uint32_t *id)
+static __attribute__((unused)) uint32_t virtio_guest__wait_used(struct guest_queue *q, uint32_t *id)
 {
 	uint32_t *element;
 
