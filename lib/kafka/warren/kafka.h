@@ -47,10 +47,11 @@ const char *kafka__error_string(int kafka_error);
 
 /* ---- admin ---- */
 
-/* Creates topic with partitions partitions (replication factor 1 when
- * replication_factor <= 0 means the broker default) unless it exists, then
- * waits until its metadata shows every partition. 0 when created or
- * already present; -ETIMEDOUT, -EIO otherwise (reason in err). */
+/* Creates topic with partitions partitions and replication_factor copies
+ * (<= 0 means 1) unless it exists, then waits until its metadata shows a
+ * leader for every partition. 0 when created or already present (an
+ * existing topic keeps its partition count); -ETIMEDOUT, -EIO otherwise
+ * (reason in err). */
 int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 			int replication_factor, int timeout_ms, char *err, size_t err_len);
 /* Deletes topic; 0 when deleted or absent. */
