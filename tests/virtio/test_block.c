@@ -477,7 +477,7 @@ static void test_rate_limited(void **state)
 	for (unsigned i = 0; i < 64; i++)
 		queue_request(f, i, VIRTIO_BLK_T_IN, i * 8, READBACK, 512, true);
 	kick_and_wait(f, 64);
-	assert_true(now_ns() - start < 150 * 1000000ull);
+	assert_true(now_ns() - start < 1500 * 1000000ull); /* limited: >= 3.1 s */
 }
 
 /* A loop with room for only a few operations: requests beyond it wait for
