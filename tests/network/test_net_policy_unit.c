@@ -167,7 +167,9 @@ static void test_compile(void **state)
 	assert_non_null(strstr(text, "elements = { ::/0 }"));
 	assert_non_null(strstr(text, "tcp dport 443 dnat ip to 10.11.0.1:3129"));
 	assert_non_null(strstr(text, "ip daddr 8.8.8.8 meta l4proto { tcp, udp } th dport 53"));
-	assert_non_null(strstr(text, "ct count over 2500 goto over_limit"));
+	/* The limit is the slot's (base table), not the replaceable policy's. */
+	assert_null(strstr(text, "ct count"));
+	assert_int_equal(net_policy__connection_limit(p), NET_POLICY_DEFAULT_CONNECTION_LIMIT);
 	/* allowOut is checked before internal ranges and denyOut. */
 	assert_true(strstr(text, "ip daddr @allow_v4 counter") < strstr(text, "ip daddr @internal_v4 goto deny"));
 	assert_true(strstr(text, "ip daddr @internal_v4 goto deny") < strstr(text, "ip daddr @deny_v4 goto deny"));

@@ -315,6 +315,11 @@ static void test_connection_limit(void **state)
 		fds[0] = netenv__connect_from(slot.netns_path, "192.0.2.10", 9000);
 	}
 	assert_true(fds[0] >= 0);
+	/* A live policy replacement neither lifts nor resets the limit. */
+	replace("{\"denyOut\":[\"203.0.113.0/24\"]}");
+	fds[5] = netenv__connect_from(slot.netns_path, "192.0.2.10", 9000);
+	assert_true(fds[5] < 0);
+	assert_true(counters().limit_hits >= 2);
 	for (int i = 0; i < 5; i++)
 		close(fds[i]);
 }

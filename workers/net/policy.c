@@ -412,6 +412,11 @@ void net_policy__free(struct net_policy *policy)
 	free(policy);
 }
 
+uint32_t net_policy__connection_limit(const struct net_policy *policy)
+{
+	return policy ? policy->connection_limit : NET_POLICY_DEFAULT_CONNECTION_LIMIT;
+}
+
 bool net_policy__has_domains(const struct net_policy *policy)
 {
 	return policy && policy->domain_count > 0;
@@ -548,7 +553,7 @@ char *net_policy__compile(const struct net_policy *policy, const struct net_comp
 
 	emit(&t, "table inet warren_policy\ndelete table inet warren_policy\n");
 	emit(&t, "table inet warren_policy {\n");
-	emit(&t, "\tcounter allowed {\n\t}\n\tcounter denied {\n\t}\n\tcounter limit_hits {\n\t}\n");
+	emit(&t, "\tcounter allowed {\n\t}\n\tcounter denied {\n\t}\n");
 	emit(&t, "\tset internal_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
 		 "\t\telements = { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, "
 		 "172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/3 }\n\t}\n");
@@ -576,19 +581,16 @@ char *net_policy__compile(const struct net_policy *policy, const struct net_comp
 	}
 
 	/* The verdict chain every new egress connection walks, from either
-	 * hook. Order is the semantics: established, limit, proxy, allowOut,
+	 * hook. Order is the semantics: established, (limit: base table), proxy, allowOut,
 	 * nameserver, internal ranges, denyOut, accept. */
 	emit(&t, "\tchain deny {\n\t\tcounter name \"denied\"\n"
 		 "\t\tmeta l4proto tcp reject with tcp reset\n"
 		 "\t\treject with icmpx type admin-prohibited\n\t}\n");
-	emit(&t, "\tchain over_limit {\n\t\tcounter name \"limit_hits\"\n"
-		 "\t\tmeta l4proto tcp reject with tcp reset\n"
-		 "\t\treject with icmpx type admin-prohibited\n\t}\n");
+	/* The connection limit is not here: it lives in the slot's base
+	 * table (slot.c), so replacing the policy keeps its count. */
 	emit(&t, "\tchain egress {\n"
 		 "\t\tct state established,related accept\n"
-		 "\t\tct state invalid drop\n"
-		 "\t\tct count over %u goto over_limit\n",
-	     policy->connection_limit);
+		 "\t\tct state invalid drop\n");
 	if (domains)
 		emit(&t, "\t\tct status dnat ip daddr %s tcp dport { %u, %u } accept\n", proxy,
 		     params->proxy_http_port, params->proxy_tls_port);

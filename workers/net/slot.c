@@ -598,7 +598,7 @@ int net_pool__create_slot(struct net_pool *pool)
 /* ---- per-slot tables ---------------------------------------------------- */
 
 /* The runtime's NAT and the byte counters: table inet warren_slot. */
-static char *slot_base_table(const struct net_slot_info *info, enum net_runtime runtime)
+static char *slot_base_table(const struct net_slot_info *info, enum net_runtime runtime, uint32_t limit)
 {
 	char slot[INET_ADDRSTRLEN], *text = NULL;
 
@@ -609,6 +609,18 @@ static char *slot_base_table(const struct net_slot_info *info, enum net_runtime 
 		     "table inet warren_slot {\n"
 		     "\tcounter bytes_in {\n\t}\n"
 		     "\tcounter bytes_out {\n\t}\n"
+		     "\tcounter limit_hits {\n\t}\n"
+		     /* The sandbox's concurrent egress connection limit: one
+		      * ct count list for both paths (vm: forwarded from tap0;
+		      * jail: local output), before the policy (priority 0). */
+		     "\tchain over_limit {\n\t\tcounter name \"limit_hits\"\n"
+		     "\t\tmeta l4proto tcp reject with tcp reset\n"
+		     "\t\treject with icmpx type admin-prohibited\n\t}\n"
+		     "\tchain connection_limit {\n\t\tct count over %u goto over_limit\n\t}\n"
+		     "\tchain connection_limit_forward {\n\t\ttype filter hook forward priority -1; policy accept;\n"
+		     "\t\tiifname \"" TAP_LINK "\" ct state new jump connection_limit\n\t}\n"
+		     "\tchain connection_limit_output {\n\t\ttype filter hook output priority -1; policy accept;\n"
+		     "\t\toifname \"" SLOT_LINK "\" ct state new jump connection_limit\n\t}\n"
 		     "\tchain prerouting {\n\t\ttype nat hook prerouting priority -110; policy accept;\n"
 		     "%s%s%s"
 		     "\t}\n"
@@ -625,7 +637,7 @@ static char *slot_base_table(const struct net_slot_info *info, enum net_runtime 
 		     "\tchain count_out {\n\t\ttype filter hook postrouting priority 300; policy accept;\n"
 		     "\t\toifname \"" SLOT_LINK "\" counter name \"bytes_out\"\n\t}\n"
 		     "}\n",
-		     runtime == NET_RUNTIME_VM ? "\t\tiifname \"" SLOT_LINK "\" ip daddr " : "",
+		     limit, runtime == NET_RUNTIME_VM ? "\t\tiifname \"" SLOT_LINK "\" ip daddr " : "",
 		     runtime == NET_RUNTIME_VM ? slot : "",
 		     runtime == NET_RUNTIME_VM ? " dnat ip to " GUEST_ADDRESS "\n" : "", slot) < 0)
 		return NULL;
@@ -812,7 +824,7 @@ int net_pool__acquire(struct net_pool *pool, enum net_runtime runtime, const str
 		pthread_mutex_unlock(&pool->lock);
 	}
 	net_pool__slot_names(pool, index, &names);
-	base = slot_base_table(&names, runtime);
+	base = slot_base_table(&names, runtime, net_policy__connection_limit(copy));
 	rules = slot_policy_table(pool, &names, copy);
 	if (!base || !rules || asprintf(&text, "%s%s", base, rules) < 0) {
 		text = NULL;
@@ -867,7 +879,7 @@ int net_pool__set_policy(struct net_pool *pool, int index, const struct net_poli
 	/* The policy table's counters restart with the new table: bank them. */
 	if (read_nft_counters(slot, &before) != 0)
 		memset(&before, 0, sizeof(before));
-	before.bytes_in = before.bytes_out = 0; /* warren_slot keeps these */
+	before.bytes_in = before.bytes_out = before.limit_hits = 0; /* warren_slot keeps these */
 	rc = apply_in_slot(slot, rules);
 	free(rules);
 	if (rc != 0) {

@@ -40,6 +40,10 @@ struct net_policy *net_policy__parse(const json_t *spec, uint32_t connection_lim
 struct net_policy *net_policy__default(uint32_t connection_limit);
 void net_policy__free(struct net_policy *policy);
 
+/* The per-sandbox limit of concurrent egress connections. It is installed
+ * with the slot (net_pool__acquire) and kept across policy replacement. */
+uint32_t net_policy__connection_limit(const struct net_policy *policy);
+
 /* True when the policy holds domain entries (80/443 go to the proxy). */
 bool net_policy__has_domains(const struct net_policy *policy);
 
