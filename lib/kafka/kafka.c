@@ -163,6 +163,7 @@ int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 	rd_kafka_event_t *event = NULL;
 	uint64_t deadline = clock__monotonic_ms() + (uint64_t)timeout_ms;
 	char local[256];
+	bool existed = false;
 	rd_kafka_t *rk;
 	int ret = -EIO;
 
@@ -200,8 +201,9 @@ int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 
 		for (size_t i = 0; i < count; i++) {
 			rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
-			if (e != RD_KAFKA_RESP_ERR_NO_ERROR &&
-			    e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+			if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+				existed = true;
+			else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
 				snprintf(err, err_len, "CreateTopics %s: %s", topic,
 					 rd_kafka_topic_result_error_string(results[i])
 						 ? rd_kafka_topic_result_error_string(results[i])
@@ -212,7 +214,8 @@ int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 	}
 	/* The controller answered; wait until the leaders are known too. */
 	while (clock__monotonic_ms() < deadline) {
-		if (topic_ready(rk, topic, partitions) == 1) {
+		/* An existing topic keeps its own partition count. */
+		if (topic_ready(rk, topic, existed ? -1 : partitions) == 1) {
 			ret = 0;
 			goto out;
 		}
