@@ -176,6 +176,51 @@ static struct client_job run_client(const struct net_slot_info *slot, const char
 	return job;
 }
 
+struct parallel_job {
+	const struct net_slot_info *slot;
+	const char *target;
+	bool stream;
+	double seconds;
+	struct client_job result;
+};
+
+static void *parallel_thread(void *arg)
+{
+	struct parallel_job *job = arg;
+
+	job->result = run_client(job->slot, job->target, job->stream, job->seconds);
+	return NULL;
+}
+
+/* n clients at once; connections and bytes summed, the longest elapsed. */
+static struct client_job run_clients(const struct net_slot_info *slot, const char *target, bool stream,
+				     double seconds, int n)
+{
+	struct parallel_job jobs[16];
+	pthread_t threads[16];
+	struct client_job sum = { .target = target, .stream = stream };
+
+	for (int i = 0; i < n && i < 16; i++) {
+		jobs[i] = (struct parallel_job){ .slot = slot, .target = target, .stream = stream, .seconds = seconds };
+		pthread_create(&threads[i], NULL, parallel_thread, &jobs[i]);
+	}
+	for (int i = 0; i < n && i < 16; i++) {
+		pthread_join(threads[i], NULL);
+		sum.connections += jobs[i].result.connections;
+		sum.bytes += jobs[i].result.bytes;
+		sum.failures += jobs[i].result.failures;
+		if (jobs[i].result.elapsed > sum.elapsed)
+			sum.elapsed = jobs[i].result.elapsed;
+	}
+	return sum;
+}
+
+static void print_pair(const char *what, const char *unit, double direct, double proxied)
+{
+	printf("  %-10s direct %8.0f %s   proxied %8.0f %s   ratio %.2f\n", what, direct, unit, proxied, unit,
+	       proxied / direct);
+}
+
 static struct net_policy *policy_from(const char *json)
 {
 	json_t *spec = json_loads(json, 0, NULL);
@@ -258,20 +303,22 @@ int main(int argc, char **argv)
 		return 1;
 	/* The proxied client dials a denied address: the proxy resolves
 	 * bench.test itself. */
-	direct = run_client(&direct_slot, UPSTREAM, false, seconds);
-	proxied = run_client(&proxy_slot, "203.0.113.10", false, seconds);
-	printf("egress, 1 client, sequential HTTP/1.1 requests (one connection each):\n");
-	printf("  direct   %8.0f connections/s (%llu failed)\n", direct.connections / direct.elapsed,
-	       (unsigned long long)direct.failures);
-	printf("  proxied  %8.0f connections/s (%llu failed)   ratio %.2f\n", proxied.connections / proxied.elapsed,
-	       (unsigned long long)proxied.failures,
-	       (proxied.connections / proxied.elapsed) / (direct.connections / direct.elapsed));
-	direct = run_client(&direct_slot, UPSTREAM, true, seconds);
-	proxied = run_client(&proxy_slot, "203.0.113.10", true, seconds);
-	printf("egress, 1 client, %u MiB downloads:\n", STREAM_BYTES >> 20);
-	printf("  direct   %8.0f MB/s\n", direct.bytes / direct.elapsed / 1e6);
-	printf("  proxied  %8.0f MB/s   ratio %.2f\n", proxied.bytes / proxied.elapsed / 1e6,
-	       (proxied.bytes / proxied.elapsed) / (direct.bytes / direct.elapsed));
+	printf("egress, HTTP/1.1 to a C upstream in the fake internet, direct vs through the proxy:\n");
+	for (int clients = 1; clients <= 4; clients *= 4) {
+		char what[32];
+
+		direct = run_clients(&direct_slot, UPSTREAM, false, seconds, clients);
+		proxied = run_clients(&proxy_slot, "203.0.113.10", false, seconds, clients);
+		snprintf(what, sizeof(what), "%d client%s", clients, clients > 1 ? "s" : "");
+		print_pair(what, "conn/s", direct.connections / direct.elapsed, proxied.connections / proxied.elapsed);
+		if (direct.failures || proxied.failures)
+			printf("  (failures: direct %llu, proxied %llu)\n", (unsigned long long)direct.failures,
+			       (unsigned long long)proxied.failures);
+		direct = run_clients(&direct_slot, UPSTREAM, true, seconds, clients);
+		proxied = run_clients(&proxy_slot, "203.0.113.10", true, seconds, clients);
+		print_pair(what, "MB/s  ", direct.bytes / direct.elapsed / 1e6, proxied.bytes / proxied.elapsed / 1e6);
+	}
+	printf("  (conn/s: one request per connection; MB/s: %u MiB downloads)\n", STREAM_BYTES >> 20);
 	net_policy__free(domains);
 	close(listen_fd);
 	netenv__down();
