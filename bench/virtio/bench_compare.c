@@ -7,7 +7,12 @@
  *
  * Usage: bench_compare [build dir]   (default $WARREN_BUILD_DIR or ./build)
  * Env: QEMU (default qemu-system-x86_64). Needs /dev/kvm. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -25,13 +30,22 @@
 
 extern char **environ;
 
-#define CASES 4
+#define CASES 6
 static const char *case_names[CASES] = {"randread qd 1", "randread qd 8", "randread qd 32",
-					"seqwrite-flush64 qd 1"};
+					"seqwrite-flush64 qd 1", "net tx 60-byte frames",
+					"net rx 60-byte frames"};
 
 struct figures {
 	bool ok;
 	double iops[CASES];
+};
+
+/* Net: the flood of frames into the tap once the guest asks for it. */
+struct net_driver {
+	int packet_fd;
+	unsigned ifindex;
+	bool go_seen, flooding;
+	uint64_t flooded;
 };
 
 static void sleep_ms(long ms)
@@ -84,9 +98,18 @@ static void parse_console(const char *console, double hz, struct figures *out)
 					found++;
 				}
 		}
+		if (sscanf(line, "bench %31s frames %llu cycles %llu", name, &ops, &cycles) == 3 &&
+		    cycles > 0) {
+			int index = strcmp(name, "tx") == 0 ? 4 : strcmp(name, "rx") == 0 ? 5 : -1;
+
+			if (index >= 0) {
+				out->iops[index] = (double)ops * hz / (double)cycles;
+				found++;
+			}
+		}
 		line += 6;
 	}
-	out->ok = found == CASES && strstr(console, "bench done") != NULL;
+	out->ok = found >= 1 && strstr(console, "bench done") != NULL;
 }
 
 static char *read_file(const char *path)
@@ -123,8 +146,79 @@ static json_t *request(int fd, const char *line)
 	return response;
 }
 
-static void run_warren(const char *build, const char *guest, const char *image, double hz,
-		       struct figures *out)
+static void net_prepare(struct net_driver *net)
+{
+	struct sockaddr_ll address = {0};
+	struct ifreq request;
+	int fd;
+
+	net->packet_fd = -1;
+	for (int i = 0; i < 500 && !(net->ifindex = if_nametoindex("wbtap0")); i++)
+		sleep_ms(10);
+	if (!net->ifindex)
+		return;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	memset(&request, 0, sizeof(request));
+	snprintf(request.ifr_name, sizeof(request.ifr_name), "wbtap0");
+	if (ioctl(fd, SIOCGIFFLAGS, &request) == 0) {
+		request.ifr_flags |= IFF_UP;
+		ioctl(fd, SIOCSIFFLAGS, &request);
+	}
+	close(fd);
+	net->packet_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(0x88b5));
+	address.sll_family = AF_PACKET;
+	address.sll_protocol = htons(0x88b5);
+	address.sll_ifindex = (int)net->ifindex;
+	bind(net->packet_fd, (struct sockaddr *)&address, sizeof(address));
+}
+
+/* One step: read what the guest sent; send "go" until the guest answers,
+ * a burst of 64 frames once it asked for the flood. */
+static void net_step(struct net_driver *net)
+{
+	static uint8_t frame[60], received[2048];
+	struct sockaddr_ll address = {0};
+	struct mmsghdr messages[64];
+	struct iovec iov = {frame, sizeof(frame)};
+	ssize_t got;
+
+	if (net->packet_fd < 0)
+		return;
+	while ((got = recv(net->packet_fd, received, sizeof(received), 0)) > 0) {
+		net->go_seen = true;
+		if (got >= 19 && memcmp(received + 14, "rx-go", 5) == 0)
+			net->flooding = true;
+	}
+	memset(frame, 0xff, 6);
+	memcpy(frame + 6, "\x02\x00\x00\x00\x00\xfe", 6);
+	frame[12] = 0x88;
+	frame[13] = 0xb5;
+	memcpy(frame + 14, "host", 4);
+	address.sll_family = AF_PACKET;
+	address.sll_ifindex = (int)net->ifindex;
+	address.sll_halen = 6;
+	memset(address.sll_addr, 0xff, 6);
+	if (!net->flooding) {
+		if (!net->go_seen)
+			sendto(net->packet_fd, frame, sizeof(frame), 0, (struct sockaddr *)&address,
+			       sizeof(address));
+		sleep_ms(net->go_seen ? 1 : 10);
+		return;
+	}
+	for (int i = 0; i < 64; i++) {
+		memset(&messages[i], 0, sizeof(messages[i]));
+		messages[i].msg_hdr.msg_name = &address;
+		messages[i].msg_hdr.msg_namelen = sizeof(address);
+		messages[i].msg_hdr.msg_iov = &iov;
+		messages[i].msg_hdr.msg_iovlen = 1;
+	}
+	got = sendmmsg(net->packet_fd, messages, 64, 0);
+	if (got > 0)
+		net->flooded += (uint64_t)got;
+}
+
+static void run_warren(const char *build, const char *guest, const char *device, double hz,
+		       struct figures *out, struct net_driver *net)
 {
 	char vmm[4096], socket_path[108], line[10240];
 	const char *argv[] = {vmm, "--api-socket", socket_path, NULL};
@@ -150,13 +244,21 @@ static void run_warren(const char *build, const char *guest, const char *image, 
 		goto out;
 	snprintf(line, sizeof(line),
 		 "{\"op\":\"configure\",\"config\":{\"kernel\":\"%s\",\"memory_mib\":64,"
-		 "\"vcpus\":1,\"cpu_profile\":\"baseline\",\"devices\":[{\"type\":\"block\","
-		 "\"path\":\"%s\"}]}}",
-		 guest, image);
+		 "\"vcpus\":1,\"cpu_profile\":\"baseline\",\"devices\":[%s]}}",
+		 guest, device);
 	json_decref(request(fd, line));
 	json_decref(request(fd, "{\"op\":\"start\"}"));
+	if (net)
+		net_prepare(net);
 	for (int i = 0; i < 12000; i++) { /* 120 s */
 		const char *state;
+
+		if (net) {
+			for (int j = 0; j < (net->flooding ? 200 : 1); j++)
+				net_step(net);
+			if (!net->flooding)
+				continue; /* net_step sleeps */
+		}
 
 		response = request(fd, "{\"op\":\"state\"}");
 		state = response ? json_string_value(json_object_get(response, "state")) : NULL;
@@ -165,7 +267,8 @@ static void run_warren(const char *build, const char *guest, const char *image, 
 			break;
 		}
 		json_decref(response);
-		sleep_ms(10);
+		if (!net)
+			sleep_ms(10);
 	}
 	response = request(fd, "{\"op\":\"console\",\"bytes\":8000}");
 	if (response && json_string_value(json_object_get(response, "data")))
@@ -185,7 +288,8 @@ out:
 	unlink(socket_path);
 }
 
-static void run_qemu(const char *guest, const char *image, double hz, struct figures *out)
+static void run_qemu(const char *guest, const char *image, double hz, struct figures *out,
+		     struct net_driver *net)
 {
 	const char *qemu = getenv("QEMU") ? getenv("QEMU") : "qemu-system-x86_64";
 	char serial[128], serial_arg[160], drive[512];
@@ -193,8 +297,12 @@ static void run_qemu(const char *guest, const char *image, double hz, struct fig
 			      "64", "-nodefaults", "-no-user-config", "-display", "none", "-serial",
 			      serial_arg, "-kernel", guest, "-device",
 			      "isa-debug-exit,iobase=0x501,iosize=1", "-global",
-			      "virtio-mmio.force-legacy=false", "-drive", drive, "-device",
-			      "virtio-blk-device,drive=d", NULL};
+			      "virtio-mmio.force-legacy=false", net ? "-netdev" : "-drive",
+			      net ? "tap,id=n0,ifname=wbtap0,script=no,downscript=no,vhost=off" : drive,
+			      "-device",
+			      net ? "virtio-net-device,netdev=n0,mac=02:00:00:00:00:02" :
+				    "virtio-blk-device,drive=d",
+			      NULL};
 	char *console;
 	pid_t pid;
 	int status;
@@ -202,13 +310,19 @@ static void run_qemu(const char *guest, const char *image, double hz, struct fig
 	snprintf(serial, sizeof(serial), "/tmp/warren-bench-qemu-%d.log", getpid());
 	snprintf(serial_arg, sizeof(serial_arg), "file:%s", serial);
 	snprintf(drive, sizeof(drive), "id=d,file=%s,format=raw,if=none,cache=writeback,aio=threads",
-		 image);
+		 image ? image : "");
 	if (posix_spawnp(&pid, qemu, NULL, NULL, (char *const *)argv, environ) != 0) {
 		fprintf(stderr, "cannot run %s\n", qemu);
 		return;
 	}
-	for (int i = 0; i < 12000 && waitpid(pid, &status, WNOHANG) == 0; i++)
-		sleep_ms(10);
+	if (net)
+		net_prepare(net);
+	for (int i = 0; i < 120000 && waitpid(pid, &status, WNOHANG) == 0; i++) {
+		if (!net)
+			sleep_ms(10);
+		else
+			net_step(net);
+	}
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	console = read_file(serial);
@@ -225,7 +339,8 @@ int main(int argc, char **argv)
 	const char *build = argc > 1 ? argv[1] : getenv("WARREN_BUILD_DIR") ? getenv("WARREN_BUILD_DIR") : "build";
 	char guest[4096], image[] = "/tmp/warren-bench-compare-XXXXXX";
 	static uint8_t chunk[1 << 20];
-	struct figures warren = {0}, qemu = {0};
+	struct figures warren = {0}, qemu = {0}, warren_net = {0}, qemu_net = {0};
+	char device[512], net_guest[4096];
 	double hz;
 	int fd;
 
@@ -249,15 +364,43 @@ int main(int argc, char **argv)
 	}
 	close(fd);
 	hz = tsc_hz();
-	run_warren(build, guest, image, hz, &warren);
-	run_qemu(guest, image, hz, &qemu);
+	snprintf(device, sizeof(device), "{\"type\":\"block\",\"path\":\"%s\"}", image);
+	run_warren(build, guest, device, hz, &warren, NULL);
+	run_qemu(guest, image, hz, &qemu, NULL);
 	unlink(image);
+
+	/* Net: a tap in a namespace of our own (no route out). */
+	snprintf(net_guest, sizeof(net_guest), "%s/guests/virtio_net_bench_guest.elf", build);
+	if (unshare(CLONE_NEWNET) == 0 && access(net_guest, R_OK) == 0) {
+		struct net_driver net = {0};
+		FILE *sysctl = fopen("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w");
+
+		if (sysctl) {
+			fputs("1", sysctl);
+			fclose(sysctl);
+		}
+		run_warren(build, net_guest,
+			   "{\"type\":\"net\",\"tap\":\"wbtap0\",\"mac\":\"02:00:00:00:00:02\"}",
+			   hz, &warren_net, &net);
+		if (net.packet_fd >= 0)
+			close(net.packet_fd);
+		memset(&net, 0, sizeof(net));
+		sleep_ms(200); /* the tap goes away with warren-vmm */
+		run_qemu(net_guest, NULL, hz, &qemu_net, &net);
+		if (net.packet_fd >= 0)
+			close(net.packet_fd);
+		for (int i = 4; i < CASES; i++) {
+			warren.iops[i] = warren_net.ok ? warren_net.iops[i] : 0;
+			qemu.iops[i] = qemu_net.ok ? qemu_net.iops[i] : 0;
+		}
+	} else {
+		printf("net cases skipped: needs root (a network namespace) and %s\n", net_guest);
+	}
 	printf("virtio-blk, same CPL3 polling guest driver, 64 MiB image in the page cache, TSC %.0f MHz\n",
 	       hz / 1e6);
-	printf("%-24s %12s %12s %8s\n", "case", "warren IOPS", "qemu IOPS", "ratio");
+	printf("%-24s %12s %12s %8s\n", "case (per second)", "warren", "qemu", "ratio");
 	for (int i = 0; i < CASES; i++)
-		printf("%-24s %12.0f %12.0f %8.2f\n", case_names[i], warren.ok ? warren.iops[i] : 0,
-		       qemu.ok ? qemu.iops[i] : 0,
-		       warren.ok && qemu.ok && qemu.iops[i] > 0 ? warren.iops[i] / qemu.iops[i] : 0);
+		printf("%-24s %12.0f %12.0f %8.2f\n", case_names[i], warren.iops[i], qemu.iops[i],
+		       qemu.iops[i] > 0 ? warren.iops[i] / qemu.iops[i] : 0);
 	return warren.ok && qemu.ok ? 0 : 1;
 }
