@@ -121,6 +121,11 @@ char *control__handle_line(struct control *control, const char *line, size_t len
 				free(tail);
 			}
 		}
+	} else if (strcmp(op, "registers") == 0) {
+		json_t *registers = vm__registers_json(vm);
+
+		response = registers ? control__ok(json_pack("{s:o}", "vcpus", registers))
+				     : control__error("VM is not paused");
 	} else if (strcmp(op, "rate_limit") == 0) {
 		const json_t *index = json_object_get(request, "device");
 		json_int_t device = json_is_integer(index) ? json_integer_value(index) : -1;

@@ -28,6 +28,16 @@
 #define CPUID7_EDX_AMX (BIT(22) | BIT(24) | BIT(25))
 /* leaf 7.1 EAX */
 #define CPUID71_EAX_AVX (BIT(4) | BIT(5)) /* AVX-VNNI, AVX512_BF16 */
+/* leaf 0x40000001 EAX (KVM paravirt features, Documentation/virt/kvm/x86/cpuid.rst):
+ * the ones whose guest side issues hypercalls, which never return on kvm_pvm
+ * (an AP's PV send-IPI hung SMP bring-up) */
+#define KVM_FEATURE_PV_UNHALT BIT(7)
+#define KVM_FEATURE_PV_SEND_IPI BIT(11)
+#define KVM_FEATURE_PV_SCHED_YIELD BIT(13)
+#define KVM_FEATURE_HC_MAP_GPA_RANGE BIT(16)
+#define KVM_FEATURES_HYPERCALLS                                                            \
+	(KVM_FEATURE_PV_UNHALT | KVM_FEATURE_PV_SEND_IPI | KVM_FEATURE_PV_SCHED_YIELD |     \
+	 KVM_FEATURE_HC_MAP_GPA_RANGE)
 /* leaf 0x80000001 ECX */
 #define CPUID81_ECX_ABM BIT(5)
 
@@ -75,6 +85,9 @@ static void cpuid__apply_baseline(struct kvm_cpuid_entry2 *entry)
 		break;
 	case 0xd: /* XSAVE state enumeration: gone with XSAVE */
 		entry->eax = entry->ebx = entry->ecx = entry->edx = 0;
+		break;
+	case 0x40000001:
+		entry->eax &= ~KVM_FEATURES_HYPERCALLS;
 		break;
 	case 0x80000001:
 		entry->ecx &= ~CPUID81_ECX_ABM;

@@ -5,7 +5,10 @@
  *            AVX-512, FMA, F16C, PKU, leaf 0xd), SMEP, SMAP, POPCNT/ABM and
  *            reports vendor GenuineIntel. This is what kvm_pvm hosts need
  *            (HOST-NOTES.md: their CPL0 emulator fails on XSAVE, STAC/CLAC,
- *            POPCNT; an AMD vendor string makes Linux run FNCLEX).
+ *            POPCNT; an AMD vendor string makes Linux run FNCLEX). It also
+ *            hides the KVM paravirt features whose guest side makes
+ *            hypercalls (PV unhalt, send-IPI, sched-yield, map-GPA-range):
+ *            hypercalls never return there.
  *  host:     everything KVM supports. */
 #ifndef WARREN_VMM_CPUID_H
 #define WARREN_VMM_CPUID_H

@@ -656,6 +656,33 @@ int vm__resume(struct vm *vm)
 	return 0;
 }
 
+json_t *vm__registers_json(struct vm *vm)
+{
+	json_t *array;
+
+	if (atomic_load(&vm->state) != VM_STATE_PAUSED)
+		return NULL;
+	array = json_array();
+	for (uint32_t i = 0; i < vm->vcpu_count; i++) {
+		struct kvm_regs regs;
+		struct kvm_sregs sregs;
+		struct kvm_mp_state mp_state = { 0 };
+
+		if (ioctl(vm->vcpus[i].fd, KVM_GET_REGS, &regs) < 0 ||
+		    ioctl(vm->vcpus[i].fd, KVM_GET_SREGS, &sregs) < 0)
+			continue;
+		ioctl(vm->vcpus[i].fd, KVM_GET_MP_STATE, &mp_state);
+		json_array_append_new(array,
+				      json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:i, s:i}", "vcpu", (int)i,
+						"rip", (json_int_t)regs.rip, "rsp", (json_int_t)regs.rsp,
+						"rflags", (json_int_t)regs.rflags, "cr0",
+						(json_int_t)sregs.cr0, "cr3", (json_int_t)sregs.cr3,
+						"cs", (int)sregs.cs.selector, "mp_state",
+						(int)mp_state.mp_state));
+	}
+	return array;
+}
+
 /* --- creation ------------------------------------------------------ */
 
 void vm__init(struct vm *vm, struct event_loop *loop)

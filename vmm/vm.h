@@ -161,6 +161,10 @@ void vm__request_stop(struct vm *vm, enum vm_exit_reason reason, int code, const
 /* Pause/resume the vCPUs (loop thread). Returns 0, -EINVAL if not running/paused. */
 int vm__pause(struct vm *vm);
 int vm__resume(struct vm *vm);
+/* New JSON array with each vCPU's rip, rsp, rflags, cr0, cr3, cs (for
+ * debugging a hung guest). Only while paused (the vCPU threads are parked);
+ * NULL otherwise. Loop thread. */
+json_t *vm__registers_json(struct vm *vm);
 /* Frees everything (joins vCPU threads first). */
 void vm__destroy(struct vm *vm);
 

@@ -159,6 +159,16 @@ static void test_control_socket(void **unused)
 	assert_true(ok(response));
 	json_decref(response);
 	assert_string_equal(state_of(session), "paused");
+	response = request(session, "{\"op\":\"registers\"}");
+	assert_true(ok(response));
+	{
+		json_t *vcpu = json_array_get(json_object_get(response, "vcpus"), 0);
+		json_int_t rip = json_integer_value(json_object_get(vcpu, "rip"));
+
+		printf("paused spin guest at rip 0x%llx\n", (unsigned long long)rip);
+		assert_true(rip >= 0x100000 && rip < 0x110000); /* inside the guest image */
+	}
+	json_decref(response);
 	response = request(session, "{\"op\":\"resume\"}");
 	assert_true(ok(response));
 	json_decref(response);
@@ -183,6 +193,9 @@ static void test_control_socket(void **unused)
 	assert_false(ok(response));
 	json_decref(response);
 
+	response = request(session, "{\"op\":\"registers\"}");
+	assert_false(ok(response)); /* only while paused */
+	json_decref(response);
 	response = request(session, "{\"op\":\"stop\"}");
 	assert_true(ok(response));
 	json_decref(response);

@@ -59,6 +59,13 @@ static void test_timer(void **state)
 	assert_int_equal(run.status, 0);
 }
 
+static void test_serial_irq(void **state)
+{
+	boot("serial_irq", "10000");
+	assert_non_null(strstr(run.console, ">123\nserial irq ok"));
+	assert_int_equal(run.status, 0);
+}
+
 static void test_reset(void **state)
 {
 	boot("reset", "10000");
@@ -107,6 +114,7 @@ int main(void)
 		cmocka_unit_test(test_hello_four_vcpus),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_timer),
+		cmocka_unit_test(test_serial_irq),
 		cmocka_unit_test(test_reset),
 		cmocka_unit_test(test_triple_fault),
 		cmocka_unit_test(test_spin_watchdog),

@@ -343,7 +343,7 @@ static void test_initial_registers(void **state)
 	assert_int_equal(sregs.cr3, BOOT_PML4_ADDRESS);
 }
 
-static struct kvm_cpuid_entry2 cpuid_entries[6];
+static struct kvm_cpuid_entry2 cpuid_entries[7];
 
 static void fill_cpuid(void)
 {
@@ -363,6 +363,8 @@ static void fill_cpuid(void)
 	cpuid_entries[4].function = 0x80000001;
 	cpuid_entries[4].ecx = 0xffffffffu;
 	cpuid_entries[5].function = 0xb;
+	cpuid_entries[6].function = 0x40000001;
+	cpuid_entries[6].eax = 0xffffffffu;
 }
 
 static void test_cpuid_profiles(void **state)
@@ -377,7 +379,7 @@ static void test_cpuid_profiles(void **state)
 	assert_false(cpuid__parse_profile(NULL, &profile));
 
 	fill_cpuid();
-	cpuid__apply_profile(cpuid_entries, 6, CPU_PROFILE_BASELINE, 2, 4);
+	cpuid__apply_profile(cpuid_entries, 7, CPU_PROFILE_BASELINE, 2, 4);
 	memcpy(vendor, &cpuid_entries[0].ebx, 4);
 	memcpy(vendor + 4, &cpuid_entries[0].edx, 4);
 	memcpy(vendor + 8, &cpuid_entries[0].ecx, 4);
@@ -397,9 +399,13 @@ static void test_cpuid_profiles(void **state)
 	assert_int_equal(cpuid_entries[3].eax, 0);               /* leaf 0xd gone */
 	assert_int_equal(cpuid_entries[4].ecx & (1u << 5), 0);   /* ABM */
 	assert_int_equal(cpuid_entries[5].edx, 2);               /* x2APIC id */
+	assert_int_equal(cpuid_entries[6].eax & (1u << 11), 0);  /* PV send IPI */
+	assert_int_equal(cpuid_entries[6].eax & (1u << 7), 0);   /* PV unhalt */
+	assert_true(cpuid_entries[6].eax & (1u << 3));           /* kvm-clock kept */
 
 	fill_cpuid();
-	cpuid__apply_profile(cpuid_entries, 6, CPU_PROFILE_HOST, 0, 1);
+	cpuid__apply_profile(cpuid_entries, 7, CPU_PROFILE_HOST, 0, 1);
+	assert_true(cpuid_entries[6].eax & (1u << 11));
 	assert_memory_equal(&cpuid_entries[0].ebx, "Auth", 4);
 	assert_true(cpuid_entries[1].ecx & (1u << 26));
 	assert_true(cpuid_entries[2].ebx & (1u << 20));
