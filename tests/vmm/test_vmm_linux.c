@@ -2,8 +2,9 @@
  * kernel boots under warren-vmm, with a small initramfs and one virtio-blk
  * disk, to "Run /init as init process" on the console within 180 s (about
  * 55-100 s on a kvm_pvm host, where CPL0 is emulated; user space itself
- * cannot run there). The disk must have been probed by virtio_blk (its
- * "[vda]" line, printed once the driver set DRIVER_OK).
+ * cannot run there). Two vCPUs: the MP table path and AP bring-up. The disk
+ * must have been probed by virtio_blk (its "[vda]" line, printed once the
+ * driver set DRIVER_OK).
  * Kernel: env WARREN_GUEST_KERNEL, else guest/kernel/build.sh (cached). */
 #include <errno.h>
 #include <fcntl.h>
@@ -107,7 +108,8 @@ static void test_linux_boots_to_init(void **state)
 	char disk[] = "/tmp/warren-vmm-linux-disk-XXXXXX";
 	char device[256];
 	const char *argv[] = { vmm_test__binary(), "--kernel", kernel_path, "--initrd", initrd,
-			       "--memory", "256", "--cmdline", COMMAND_LINE, "--console", console,
+			       "--memory", "256", "--vcpus", "2", "--cmdline", COMMAND_LINE,
+			       "--console", console,
 			       "--timeout-ms", "240000", "--device", device, NULL };
 	struct timespec start, now;
 	static char text[1 << 20];
@@ -165,6 +167,7 @@ static void test_linux_boots_to_init(void **state)
 	assert_true(found);
 	assert_non_null(strstr(text, "virtio_mmio.device=4K@0xd0000000:5"));
 	assert_non_null(strstr(text, "[vda] 2048 512-byte logical blocks"));
+	assert_non_null(strstr(text, "smp: Brought up 1 node, 2 CPUs"));
 }
 
 int main(void)
