@@ -148,6 +148,7 @@ int main(int argc, char **argv)
 	int option, status = 125;
 
 	log__set_component("vmm");
+	signal(SIGPIPE, SIG_IGN); /* a console reader going away must not kill the VM */
 	vm_config__init(&config);
 	config.console = NULL;
 	while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
