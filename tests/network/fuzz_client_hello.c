@@ -33,7 +33,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size >= 2) {
 		uint16_t id = (uint16_t)(data[0] << 8 | data[1]);
 
-		if (net_parse__dns_answer(data, size, id, answers, 8) > 8)
+		uint32_t ttl;
+
+		if (net_parse__dns_answer(data, size, id, answers, 8, &ttl) > 8)
 			__builtin_trap();
 	}
 	(void)sink;

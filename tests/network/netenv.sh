@@ -47,7 +47,7 @@ up)
 	openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial \
 		-days 2 -extfile "$dir/san.ext" -out "$dir/server.pem" 2>/dev/null
 	ip netns exec "$i" dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts \
-		--bind-interfaces --listen-address=192.0.2.53 --port=53 --user=root --group=root \
+		--bind-interfaces --listen-address=192.0.2.53 --port=53 --user=root --group=root --local-ttl=30 \
 		--pid-file="$dir/dnsmasq.pid" --log-facility="$dir/dnsmasq.log" \
 		--host-record=allowed.test,192.0.2.10 --host-record=other.test,192.0.2.10 \
 		--host-record=sub.example.test,192.0.2.11 --host-record=example.test,192.0.2.11 \

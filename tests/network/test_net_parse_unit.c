@@ -191,15 +191,18 @@ static void test_dns(void **state)
 			0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 10, /* A */
 		};
 		memcpy(answer + n, records, sizeof(records));
-		assert_int_equal(net_parse__dns_answer(answer, (size_t)n + sizeof(records), 0x1234, a, 4), 1);
+		uint32_t ttl = 0;
+
+		assert_int_equal(net_parse__dns_answer(answer, (size_t)n + sizeof(records), 0x1234, a, 4, &ttl), 1);
 		assert_int_equal(a[0].s_addr, htonl(0xc000020a));
+		assert_int_equal(ttl, 60); /* of the A record, not the CNAME */
 		/* Wrong id, truncated everywhere, rcode set: refused. */
-		assert_int_equal(net_parse__dns_answer(answer, (size_t)n + sizeof(records), 0x1235, a, 4), -1);
+		assert_int_equal(net_parse__dns_answer(answer, (size_t)n + sizeof(records), 0x1235, a, 4, NULL), -1);
 		for (size_t i = 0; i < (size_t)n + sizeof(records) - 1; i++)
-			assert_true(net_parse__dns_answer(answer, i, 0x1234, a, 4) <= 0 ||
+			assert_true(net_parse__dns_answer(answer, i, 0x1234, a, 4, NULL) <= 0 ||
 				    i >= (size_t)n + sizeof(records));
 		answer[3] = 0x83;
-		assert_int_equal(net_parse__dns_answer(answer, (size_t)n + sizeof(records), 0x1234, a, 4), -1);
+		assert_int_equal(net_parse__dns_answer(answer, (size_t)n + sizeof(records), 0x1234, a, 4, NULL), -1);
 	}
 	/* A self-referencing label chain ends, bounded. */
 	memset(answer, 0, sizeof(answer));
@@ -208,7 +211,7 @@ static void test_dns(void **state)
 		answer[i] = 1;
 		answer[i + 1] = 'a';
 	}
-	assert_int_equal(net_parse__dns_answer(answer, 500, 0x1234, a, 4), -1);
+	assert_int_equal(net_parse__dns_answer(answer, 500, 0x1234, a, 4, NULL), -1);
 }
 
 int main(void)

@@ -88,7 +88,8 @@ static bool wait_ready(struct net_pool *pool, int fd, short events, int timeout_
 	return n > 0 && !fds[1].revents && fds[0].revents;
 }
 
-int egress__resolve(struct in_addr server, uint16_t port, const char *name, struct in_addr *out, int max)
+int egress__resolve(struct in_addr server, uint16_t port, const char *name, struct in_addr *out, int max,
+		    uint32_t *min_ttl)
 {
 	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = server };
 	uint8_t query[512], answer[1500];
@@ -120,12 +121,64 @@ int egress__resolve(struct in_addr server, uint16_t port, const char *name, stru
 			n = recv(fd, answer, sizeof(answer), 0);
 			if (n <= 0)
 				continue;
-			count = net_parse__dns_answer(answer, (size_t)n, id, out, max);
+			count = net_parse__dns_answer(answer, (size_t)n, id, out, max, min_ttl);
 		}
 	}
 out:
 	close(fd);
 	return count;
+}
+
+/* A small cache of the proxy's own resolutions: name (lower case) -> the
+ * public address it dials, for min(TTL, 60 s); TTL 0 is never cached. */
+#define DNS_CACHE_SIZE 256
+#define DNS_CACHE_MAX_TTL_MS 60000
+
+struct egress_dns_entry {
+	char name[NET_DOMAIN_MAX + 1];
+	struct in_addr address;
+	int64_t expires_ms;
+};
+
+static size_t dns_slot(const char *name)
+{
+	uint32_t hash = 2166136261u; /* FNV-1a */
+
+	for (const char *p = name; *p; p++)
+		hash = (hash ^ (uint8_t)*p) * 16777619u;
+	return hash % DNS_CACHE_SIZE;
+}
+
+static bool dns_cache_get(struct net_pool *pool, const char *name, struct in_addr *address)
+{
+	struct egress_dns_entry *entry;
+	bool hit = false;
+
+	if (!pool->dns_cache)
+		return false;
+	pthread_mutex_lock(&pool->dns_lock);
+	entry = &pool->dns_cache[dns_slot(name)];
+	if (entry->expires_ms > now_ms() && strcmp(entry->name, name) == 0) {
+		*address = entry->address;
+		hit = true;
+	}
+	pthread_mutex_unlock(&pool->dns_lock);
+	return hit;
+}
+
+static void dns_cache_put(struct net_pool *pool, const char *name, struct in_addr address, uint32_t ttl_s)
+{
+	struct egress_dns_entry *entry;
+	int64_t ttl_ms = (int64_t)ttl_s * 1000;
+
+	if (!pool->dns_cache || ttl_s == 0 || strlen(name) > NET_DOMAIN_MAX)
+		return;
+	pthread_mutex_lock(&pool->dns_lock);
+	entry = &pool->dns_cache[dns_slot(name)];
+	snprintf(entry->name, sizeof(entry->name), "%s", name);
+	entry->address = address;
+	entry->expires_ms = now_ms() + (ttl_ms < DNS_CACHE_MAX_TTL_MS ? ttl_ms : DNS_CACHE_MAX_TTL_MS);
+	pthread_mutex_unlock(&pool->dns_lock);
 }
 
 /* Non-blocking connect with a deadline; the socket is blocking again on
@@ -332,15 +385,21 @@ static void *connection_thread(void *arg)
 	if (allowed) {
 		if (name_len > 0 && name[name_len - 1] == '.')
 			name_len--;
-		memcpy(host, name, name_len);
+		for (size_t i = 0; i < name_len; i++)
+			host[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] - 'A' + 'a' : name[i]);
 		host[name_len] = 0;
-		found = egress__resolve(pool->resolver, pool->resolver_port, host, answers, 16);
-		allowed = false;
-		for (int i = 0; i < found; i++) {
-			if (!net_policy__is_internal_v4(answers[i])) {
-				target = answers[i];
-				allowed = true;
-				break;
+		allowed = dns_cache_get(pool, host, &target);
+		if (!allowed) {
+			uint32_t ttl = 0;
+
+			found = egress__resolve(pool->resolver, pool->resolver_port, host, answers, 16, &ttl);
+			for (int i = 0; i < found; i++) {
+				if (!net_policy__is_internal_v4(answers[i])) {
+					target = answers[i];
+					allowed = true;
+					dns_cache_put(pool, host, target, ttl);
+					break;
+				}
 			}
 		}
 		if (!allowed)
@@ -443,7 +502,7 @@ static void *accept_thread(void *arg)
 static int listen_on(uint16_t port)
 {
 	struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(port) };
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	if (fd < 0)
 		return -errno;
@@ -468,6 +527,10 @@ static int open_listeners(void *arg)
 
 int egress__start(struct net_pool *pool)
 {
+	pthread_mutex_init(&pool->dns_lock, NULL);
+	pool->dns_cache = calloc(DNS_CACHE_SIZE, sizeof(*pool->dns_cache));
+	if (!pool->dns_cache)
+		goto err;
 	pool->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (pool->stop_fd < 0)
 		goto err;
@@ -475,9 +538,14 @@ int egress__start(struct net_pool *pool)
 		log_error("egress: cannot listen on ports %u/%u", pool->proxy_http_port, pool->proxy_tls_port);
 		goto err;
 	}
-	if (pthread_create(&pool->proxy_thread, NULL, accept_thread, pool) != 0)
-		goto err;
-	pool->proxy_running = true;
+	/* Several acceptors: one would serialise every connection behind its
+	 * scheduling latency on a busy host. The listeners are non-blocking;
+	 * the losers of a wake-up see EAGAIN. */
+	for (int i = 0; i < EGRESS_ACCEPT_THREADS; i++) {
+		if (pthread_create(&pool->proxy_threads[i], NULL, accept_thread, pool) != 0)
+			goto err;
+		pool->proxy_thread_count++;
+	}
 	return 0;
 err:
 	egress__stop(pool);
@@ -491,10 +559,9 @@ bool egress__stop(struct net_pool *pool)
 
 	if (pool->stop_fd >= 0 && write(pool->stop_fd, &one, sizeof(one)) < 0)
 		log_warn("egress: stop signal failed: %s", strerror(errno));
-	if (pool->proxy_running) {
-		pthread_join(pool->proxy_thread, NULL);
-		pool->proxy_running = false;
-	}
+	for (int i = 0; i < pool->proxy_thread_count; i++)
+		pthread_join(pool->proxy_threads[i], NULL);
+	pool->proxy_thread_count = 0;
 	/* Connection threads see stop_fd readable and leave; those blocked
 	 * writing to a peer are woken by shutting their sockets down. */
 	pthread_mutex_lock(&pool->lock);
@@ -516,5 +583,10 @@ bool egress__stop(struct net_pool *pool)
 	if (pool->stop_fd >= 0)
 		close(pool->stop_fd);
 	pool->proxy_http_fd = pool->proxy_tls_fd = pool->stop_fd = -1;
+	if (stopped && pool->dns_cache) {
+		free(pool->dns_cache);
+		pool->dns_cache = NULL;
+		pthread_mutex_destroy(&pool->dns_lock);
+	}
 	return stopped;
 }

@@ -46,10 +46,13 @@ struct net_pool {
 
 	/* egress proxy */
 	int proxy_http_fd, proxy_tls_fd, stop_fd;
-	pthread_t proxy_thread;
-	bool proxy_running;
+#define EGRESS_ACCEPT_THREADS 4
+	pthread_t proxy_threads[EGRESS_ACCEPT_THREADS];
+	int proxy_thread_count;
 	atomic_int proxy_active; /* connection threads alive */
 	struct egress_connection *connections; /* under lock */
+	struct egress_dns_entry *dns_cache;    /* under dns_lock */
+	pthread_mutex_t dns_lock;
 };
 
 void net_pool__slot_names(const struct net_pool *pool, int index, struct net_slot_info *info);
@@ -63,7 +66,9 @@ int egress__start(struct net_pool *pool);
 bool egress__stop(struct net_pool *pool);
 /* Shuts down every proxied connection of slot (caller holds pool->lock). */
 void egress__cut_slot(struct net_pool *pool, int slot);
-/* Resolves name's A records with the pool's resolver. Count or -1. */
-int egress__resolve(struct in_addr server, uint16_t port, const char *name, struct in_addr *out, int max);
+/* Resolves name's A records with the pool's resolver. Count or -1;
+ * min_ttl (may be NULL) gets the smallest TTL of the answer. */
+int egress__resolve(struct in_addr server, uint16_t port, const char *name, struct in_addr *out, int max,
+		    uint32_t *min_ttl);
 
 #endif

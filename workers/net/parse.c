@@ -274,10 +274,12 @@ static bool skip_name(struct reader *r)
 	return false;
 }
 
-int net_parse__dns_answer(const uint8_t *data, size_t len, uint16_t id, struct in_addr *out, int max)
+int net_parse__dns_answer(const uint8_t *data, size_t len, uint16_t id, struct in_addr *out, int max,
+			  uint32_t *min_ttl)
 {
 	struct reader r = { data, len };
 	size_t got_id, flags, qd, an, count = 0;
+	uint32_t smallest = UINT32_MAX;
 
 	if (!data || !take_u16(&r, &got_id) || !take_u16(&r, &flags) || !take_u16(&r, &qd) ||
 	    !take_u16(&r, &an) || !take(&r, 4, NULL))
@@ -289,13 +291,20 @@ int net_parse__dns_answer(const uint8_t *data, size_t len, uint16_t id, struct i
 			return -1;
 	for (size_t i = 0; i < an; i++) {
 		size_t type, class, rdlength;
-		const uint8_t *rdata;
+		const uint8_t *rdata, *ttl;
 
-		if (!skip_name(&r) || !take_u16(&r, &type) || !take_u16(&r, &class) || !take(&r, 4, NULL) ||
+		if (!skip_name(&r) || !take_u16(&r, &type) || !take_u16(&r, &class) || !take(&r, 4, &ttl) ||
 		    !take_u16(&r, &rdlength) || !take(&r, rdlength, &rdata))
 			return -1;
-		if (type == 1 && class == 1 && rdlength == 4 && (int)count < max)
+		if (type == 1 && class == 1 && rdlength == 4 && (int)count < max) {
+			uint32_t value = (uint32_t)ttl[0] << 24 | (uint32_t)ttl[1] << 16 | (uint32_t)ttl[2] << 8 | ttl[3];
+
 			memcpy(&out[count++], rdata, 4);
+			if (value < smallest)
+				smallest = value;
+		}
 	}
+	if (min_ttl)
+		*min_ttl = count ? smallest : 0;
 	return (int)count;
 }

@@ -86,10 +86,11 @@ enum net_parse_result net_parse__http_host(const uint8_t *data, size_t len, cons
 					   size_t *name_len);
 /* Builds a DNS query for name's A records. Returns its length or -1. */
 int net_parse__dns_query(uint8_t *out, size_t out_size, uint16_t id, const char *name);
-/* Collects up to max A records of a DNS answer to query id. Returns the
- * count (0: none) or -1 when the packet is malformed, an error or not ours. */
+/* Collects up to max A records of a DNS answer to query id, and the
+ * smallest TTL among them in min_ttl (may be NULL). Returns the count
+ * (0: none) or -1 when the packet is malformed, an error or not ours. */
 int net_parse__dns_answer(const uint8_t *data, size_t len, uint16_t id, struct in_addr *out,
-			  int max);
+			  int max, uint32_t *min_ttl);
 
 /* True for addresses a sandbox or the proxy must never reach unless
  * explicitly allowed (10/8, 172.16/12, 192.168/16, 169.254/16, 100.64/10,
