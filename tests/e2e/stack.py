@@ -124,8 +124,9 @@ class Stack:
         if wait:
             self.wait_log(name, "ready:", 60)
 
-    def start_api(self):
-        self.spawn("api", "warren-api")
+    def start_api(self, **env):
+        """env: settings for this process only (e.g. WARREN_PG_URL through a proxy)."""
+        self.spawn("api", "warren-api", **env)
         deadline = time.time() + 60
         while time.time() < deadline:
             try:
