@@ -7,6 +7,7 @@
 
 #include "lookup.h"
 #include "warren/clock.h"
+#include "warren/ids.h"
 #include "warren/log.h"
 #include "warren/storage.h"
 
@@ -184,6 +185,9 @@ enum lookup_status lookup__get(struct lookup *lookup, const char *sandbox_id,
 	enum lookup_status status;
 	struct lookup_route route;
 
+	/* ids warren never makes cost no query and no cache entry */
+	if (!ids__is_sandbox_id(sandbox_id))
+		return LOOKUP_NOT_FOUND;
 	pthread_mutex_lock(&lookup->lock);
 	e = lookup__find(lookup, sandbox_id);
 	if (e && e->cached && e->expires_ms > now_ms) {

@@ -40,7 +40,8 @@ struct lookup_config {
 /* NULL on no memory. pool is borrowed. */
 struct lookup *lookup__create(struct storage_pool *pool, const struct lookup_config *config);
 void lookup__destroy(struct lookup *lookup);
-/* The route of sandbox_id ([a-z0-9]{1,64}), from the cache when fresh. */
+/* The route of sandbox_id ([a-z0-9]{1,64}), from the cache when fresh.
+ * An id not of warren's shape (ids__is_sandbox_id) is NOT_FOUND at once. */
 enum lookup_status lookup__get(struct lookup *lookup, const char *sandbox_id,
 			       struct lookup_route *out);
 /* Counts one more upstream connection to sandbox_id; false (nothing

@@ -77,6 +77,7 @@ struct conn {
 	/* edge-triggered readiness: set by events, cleared by EAGAIN */
 	bool client_in_ready, client_out_ready, upstream_in_ready, upstream_out_ready;
 	bool queued; /* in the worker's ready list (its pump stopped early) */
+	bool pending_head; /* READ_HEAD with pipelined bytes to parse */
 	struct conn *ready_next;
 };
 
@@ -323,6 +324,16 @@ static void conn__touch(struct conn *c)
 static void conn__process_head(struct conn *c);
 static void conn__client_writable(struct conn *c);
 
+/* Puts c on its worker's ready list: pumped before the next epoll_wait. */
+static void conn__queue(struct conn *c)
+{
+	if (!c->queued && !c->dead) {
+		c->queued = true;
+		c->ready_next = c->worker->ready;
+		c->worker->ready = c;
+	}
+}
+
 /* Queues a proxy-made response; the exchange ends when it is written. */
 static void conn__send_error(struct conn *c, const struct route_error *error, bool html,
 			     bool keep_alive)
@@ -357,10 +368,11 @@ static void conn__finish(struct conn *c)
 	c->head_started = buffer__len(&c->in) > 0;
 	c->deadline_ms = clock__monotonic_ms() +
 			 (c->head_started ? s->header_timeout_ms : s->idle_timeout_ms);
-	if (c->head_started)
-		conn__process_head(c);
-	else
-		conn__watch(c);
+	if (c->head_started) {
+		/* parsed by the pump, not here: no recursion per pipelined request */
+		c->pending_head = true;
+		conn__queue(c);
+	}
 }
 
 /* Feeds request body bytes at data[0..len) to the tracker: how many belong
@@ -464,7 +476,7 @@ static bool conn__upstream_head(struct conn *c, const struct http_head *head,
 
 	ok = buffer__append(b, head->method, head->method_len) && buffer__append(b, " ", 1) &&
 	     buffer__append(b, head->target, head->target_len) &&
-	     buffer__append_str(b, " HTTP/1.1\r\n");
+	     buffer__append_str(b, head->version_minor ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
 	for (size_t i = 0; ok && i < head->header_count; i++) {
 		const struct http_header *h = &head->headers[i];
 
@@ -716,6 +728,7 @@ static void conn__client_readable(struct conn *c)
 {
 	struct buffer *b;
 	ssize_t n;
+	size_t want;
 
 	if (c->state == CONN_READ_HEAD)
 		b = &c->in;
@@ -730,7 +743,16 @@ static void conn__client_readable(struct conn *c)
 		conn__watch(c);
 		return;
 	}
-	n = recv(c->client_fd, b->data + b->end, b->cap - b->end, 0);
+	want = b->cap - b->end;
+	if (b == &c->to_up && c->state != CONN_TUNNEL) {
+		/* a body read never takes more than the body (Content-Length) or
+		 * than what `in` can keep of the next request (chunked) */
+		if (c->req_body == HTTP_BODY_LENGTH && want > c->req_remaining)
+			want = (size_t)c->req_remaining;
+		else if (c->req_body == HTTP_BODY_CHUNKED && want > c->in.cap)
+			want = c->in.cap;
+	}
+	n = recv(c->client_fd, b->data + b->end, want, 0);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
 			c->client_in_ready = false;
@@ -765,9 +787,11 @@ static void conn__client_readable(struct conn *c)
 			conn__close(c); /* bad chunked framing mid-stream: nothing to resync */
 			return;
 		}
-		if ((size_t)used < (size_t)n) {
-			/* pipelined bytes after the body: keep them for the next head */
-			buffer__append(&c->in, b->data + b->end + used, (size_t)n - (size_t)used);
+		if ((size_t)used < (size_t)n &&
+		    !buffer__append(&c->in, b->data + b->end + used, (size_t)n - (size_t)used)) {
+			/* pipelined bytes after the body are kept for the next head */
+			conn__close(c);
+			return;
 		}
 		b->end += (size_t)used;
 	} else {
@@ -993,6 +1017,13 @@ static void conn__pump(struct conn *c)
 	for (int round = 0; round < 32; round++) {
 		bool did = false;
 
+		if (c->pending_head && c->state == CONN_READ_HEAD) {
+			c->pending_head = false;
+			conn__process_head(c);
+			did = true;
+		}
+		if (c->dead)
+			return;
 		if (c->upstream_fd >= 0 && c->upstream_out_ready &&
 		    (c->state == CONN_CONNECTING || buffer__len(&c->to_up))) {
 			conn__upstream_writable(c);
@@ -1014,11 +1045,7 @@ static void conn__pump(struct conn *c)
 		if (c->dead || !did)
 			return;
 	}
-	if (!c->queued) {
-		c->queued = true;
-		c->ready_next = c->worker->ready;
-		c->worker->ready = c;
-	}
+	conn__queue(c);
 }
 
 /* ---- timers ---- */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,12 +35,19 @@
 static struct test_db db;
 static bool db_created;
 static struct storage_pool *pool;
-static pid_t backend_pid = -1, proxy_pid = -1;
+static pid_t backend_pid = -1, proxy_pid = -1, extra_proxy_pid = -1;
 static int backend_stdin = -1;
 static int backend_port, agent_port, closed_port, proxy_port;
 static char public_id[32], secure_id[32], masked_id[32], killed_id[32], unknown_id[32];
 
 /* ---- processes ---- */
+
+/* Bytes read from the last connection past the response returned (the
+ * start of the next pipelined one). */
+static char carry[1 << 20];
+static size_t carry_len;
+static int carry_fd = -1;
+
 
 static int free_port(void)
 {
@@ -68,6 +76,7 @@ static int connect_port(int port)
 		close(fd);
 		return -1;
 	}
+	carry_fd = -1; /* a new connection: nothing carried over */
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	return fd;
@@ -83,6 +92,7 @@ static pid_t start_proxy(int port, const char *ops_per_ip, const char *conns_per
 	snprintf(bin, sizeof(bin), "%s/bin/warren-proxy", build ? build : "build");
 	pid = fork();
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
 		setenv("WARREN_PROXY_LISTEN", listen, 1);
 		setenv("WARREN_DOMAIN", DOMAIN, 1);
 		setenv("WARREN_TOKEN_SEED", SEED, 1);
@@ -151,6 +161,7 @@ static bool start_backend(void)
 		return false;
 	backend_pid = fork();
 	if (backend_pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		execlp("python3", "python3", script, "0", "49983", (char *)NULL);
@@ -262,6 +273,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
+	stop_process(&extra_proxy_pid);
 	stop_process(&proxy_pid);
 	if (backend_stdin >= 0)
 		close(backend_stdin);
@@ -304,18 +316,35 @@ static bool send_all(int fd, const void *data, size_t len)
 	return true;
 }
 
+
+/* Makes buf[0..*len) hold at least want bytes. */
+static bool fill(int fd, char *buf, size_t *len, size_t cap, size_t want)
+{
+	while (*len < want) {
+		ssize_t n = recv(fd, buf + *len, cap - *len, 0);
+
+		if (n <= 0)
+			return false;
+		*len += (size_t)n;
+	}
+	return true;
+}
+
 /* Reads one response from fd (Content-Length, chunked or until close). */
 static bool read_response(int fd, bool head_request, struct response *r)
 {
-	static char buf[1 << 20];
-	size_t len = 0;
+	char *buf = carry;
+	size_t len, cap = sizeof(carry) - 1, pos;
 	struct http_head head;
 	enum http_parse_status status;
 
+	if (fd != carry_fd)
+		carry_len = 0;
+	carry_fd = fd;
+	len = carry_len;
+	carry_len = 0;
 	memset(r, 0, sizeof(*r));
 	for (;;) {
-		ssize_t n;
-
 		status = http__parse_response(buf, len, 16384, head_request, &head);
 		if (status == HTTP_PARSE_OK && head.status >= 200)
 			break;
@@ -324,63 +353,48 @@ static bool read_response(int fd, bool head_request, struct response *r)
 			len -= head.head_len;
 			continue;
 		}
-		if (status != HTTP_PARSE_INCOMPLETE)
+		if (status != HTTP_PARSE_INCOMPLETE || !fill(fd, buf, &len, cap, len + 1))
 			return false;
-		n = recv(fd, buf + len, sizeof(buf) - len - 1, 0);
-		if (n <= 0)
-			return false;
-		len += (size_t)n;
 	}
 	r->status = head.status;
 	snprintf(r->head, sizeof(r->head), "%.*s", (int)head.head_len, buf);
-	r->body = malloc(sizeof(buf));
+	r->body = malloc(sizeof(carry));
+	pos = head.head_len;
 	if (head.body == HTTP_BODY_CHUNKED) {
-		/* decode simply: size line, data, CRLF */
-		size_t pos = head.head_len;
-
 		for (;;) {
 			char *line_end;
 			unsigned long size;
 
-			while (!(line_end = memmem(buf + pos, len - pos, "\r\n", 2))) {
-				ssize_t n = recv(fd, buf + len, sizeof(buf) - len - 1, 0);
-
-				if (n <= 0)
+			while (!(line_end = memmem(buf + pos, len - pos, "\r\n", 2)))
+				if (!fill(fd, buf, &len, cap, len + 1))
 					return false;
-				len += (size_t)n;
-			}
 			size = strtoul(buf + pos, NULL, 16);
 			pos = (size_t)(line_end - buf) + 2;
-			while (len < pos + size + 2) {
-				ssize_t n = recv(fd, buf + len, sizeof(buf) - len - 1, 0);
-
-				if (n <= 0)
-					return false;
-				len += (size_t)n;
-			}
+			if (!fill(fd, buf, &len, cap, pos + size + 2))
+				return false;
 			memcpy(r->body + r->body_len, buf + pos, size);
 			r->body_len += size;
 			pos += size + 2;
 			if (size == 0)
 				break;
 		}
-	} else {
-		uint64_t want = head.body == HTTP_BODY_LENGTH ? head.content_length : UINT64_MAX;
-
-		r->body_len = len - head.head_len;
-		memcpy(r->body, buf + head.head_len, r->body_len);
-		while (r->body_len < want && r->body_len < sizeof(buf) - 1) {
-			ssize_t n = recv(fd, r->body + r->body_len, sizeof(buf) - 1 - r->body_len, 0);
-
-			if (n <= 0)
-				break;
-			r->body_len += (size_t)n;
-		}
-		if (want != UINT64_MAX && r->body_len != want)
+	} else if (head.body == HTTP_BODY_LENGTH || head.body == HTTP_BODY_NONE) {
+		if (!fill(fd, buf, &len, cap, pos + head.content_length))
 			return false;
+		memcpy(r->body, buf + pos, head.content_length);
+		r->body_len = head.content_length;
+		pos += head.content_length;
+	} else {
+		while (fill(fd, buf, &len, cap, len + 1))
+			;
+		memcpy(r->body, buf + pos, len - pos);
+		r->body_len = len - pos;
+		pos = len;
 	}
 	r->body[r->body_len] = '\0';
 	r->closed = strcasestr(r->head, "\r\nConnection: close\r\n") != NULL;
+	memmove(carry, buf + pos, len - pos);
+	carry_len = len - pos;
 	return true;
 }
 
@@ -472,6 +486,46 @@ static void test_keep_alive_and_pipelining(void **state)
 	assert_int_equal(r.status, 200);
 	assert_non_null(strstr(r.body, "\"/two\""));
 	response_free(&r);
+	close(fd);
+}
+
+/* A body and the next request in one write; then 300 pipelined refused
+ * requests, each answered on the same connection, in order. */
+static void test_pipelined_after_body_and_errors(void **state)
+{
+	static char request[300 * 128];
+	size_t used = 0;
+	struct response r;
+	int fd = connect_port(proxy_port), n;
+
+	(void)state;
+	assert_true(fd >= 0);
+	n = snprintf(request, sizeof(request),
+		     "POST /upload HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\nContent-Length: 5\r\n\r\n"
+		     "hello"
+		     "GET /after HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
+		     backend_port, public_id, backend_port, public_id);
+	assert_true(send_all(fd, request, (size_t)n));
+	assert_true(read_response(fd, false, &r));
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"received\": 5"));
+	response_free(&r);
+	assert_true(read_response(fd, false, &r));
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"/after\""));
+	response_free(&r);
+
+	for (int i = 0; i < 300; i++)
+		used += (size_t)snprintf(request + used, sizeof(request) - used,
+					 "GET /%d HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", i,
+					 backend_port, unknown_id);
+	assert_true(send_all(fd, request, used));
+	for (int i = 0; i < 300; i++) {
+		assert_true(read_response(fd, false, &r));
+		assert_int_equal(r.status, 502);
+		assert_false(r.closed);
+		response_free(&r);
+	}
 	close(fd);
 }
 
@@ -822,29 +876,49 @@ static int open_websocket(int port)
 	return fd;
 }
 
-/* A second proxy with 5 operations per IP and 1 connection per sandbox. */
-static void test_limits(void **state)
+/* A second proxy with 1 connection per sandbox. */
+static void test_connection_bound(void **state)
 {
-	int port = free_port(), ws;
-	pid_t pid;
+	int port = free_port(), ws, status = 0;
 	struct response r;
 	json_t *json;
 
 	(void)state;
-	pid = start_proxy(port, "5", "1");
-	assert_true(pid > 0);
-	/* the tunnel holds the sandbox's only connection (operation 1) */
+	extra_proxy_pid = start_proxy(port, "1000000", "1");
+	assert_true(extra_proxy_pid > 0);
+	/* the tunnel holds the sandbox's only connection */
 	ws = open_websocket(port);
 	r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
-		       backend_port, public_id); /* operation 2 */
+		       backend_port, public_id);
 	assert_int_equal(r.status, 503);
 	json = body_json(&r);
 	assert_json_string(json, "message", "Too many connections to the sandbox");
 	json_decref(json);
 	response_free(&r);
 	close(ws);
-	usleep(300000); /* the proxy sees the close */
-	for (int i = 0; i < 3; i++) { /* operations 3..5 */
+	/* once the tunnel is gone (both ends closed), the slot is free again */
+	for (int i = 0; i < 50 && status != 200; i++) {
+		usleep(100000);
+		r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
+			       backend_port, public_id);
+		status = r.status;
+		response_free(&r);
+	}
+	assert_int_equal(status, 200);
+	assert_int_equal(stop_process(&extra_proxy_pid), 0);
+}
+
+/* A second proxy with 3 operations per IP. */
+static void test_rate_limit(void **state)
+{
+	int port = free_port();
+	struct response r;
+	json_t *json;
+
+	(void)state;
+	extra_proxy_pid = start_proxy(port, "3", "1000");
+	assert_true(extra_proxy_pid > 0);
+	for (int i = 0; i < 3; i++) {
 		r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
 			       backend_port, public_id);
 		assert_int_equal(r.status, 200);
@@ -852,9 +926,8 @@ static void test_limits(void **state)
 	}
 	r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
 		       public_id);
-	assert_int_equal(stop_process(&pid), 0);
 	assert_int_equal(r.status, 429);
-	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Limit: 5\r\n"));
+	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Limit: 3\r\n"));
 	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Remaining: 0\r\n"));
 	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Reset: "));
 	assert_non_null(strcasestr(r.head, "\r\nRetry-After: "));
@@ -862,6 +935,7 @@ static void test_limits(void **state)
 	assert_int_equal(json_integer_value(json_object_get(json, "code")), 429);
 	json_decref(json);
 	response_free(&r);
+	assert_int_equal(stop_process(&extra_proxy_pid), 0);
 }
 
 /* Seconds until the proxy closes fd (it sends nothing before), -1 if not
@@ -914,6 +988,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_public_200),
 		cmocka_unit_test(test_keep_alive_and_pipelining),
+		cmocka_unit_test(test_pipelined_after_body_and_errors),
 		cmocka_unit_test(test_chunked_response),
 		cmocka_unit_test(test_traffic_token),
 		cmocka_unit_test(test_agent_port_exempt),
@@ -924,7 +999,8 @@ int main(void)
 		cmocka_unit_test(test_websocket),
 		cmocka_unit_test(test_upload_100mib_streamed),
 		cmocka_unit_test(test_bad_input),
-		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_connection_bound),
+		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_slow_and_idle_clients),
 		cmocka_unit_test(test_clean_shutdown),
 	};
