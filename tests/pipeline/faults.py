@@ -9,7 +9,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from stack import BIN, Stack  # noqa: E402,F401
+from stack import BIN, Stack, free_port as stack_free_port  # noqa: E402,F401
 
 ACTIVE = ("starting", "running", "paused", "killing")
 TERMINAL = ("running", "failed", "killed", "timed_out")
