@@ -21,6 +21,7 @@
  * Destroying the loop drops pending operations without calling their
  * callbacks (io_uring_queue_exit cancels them in the kernel). */
 #include "event_loop.h"
+#include "virtio/event_loop_io.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -345,6 +346,29 @@ int event_loop__cancel(struct event_loop *loop, int64_t id)
 	io_uring_sqe_set_data64(sqe, IGNORED_USER_DATA);
 	operation->cancelled = true;
 	return 0;
+}
+
+int event_loop__cancel_io(struct event_loop *loop, void *opaque)
+{
+	int count = 0;
+
+	for (unsigned i = 0; i < loop->operation_count; i++) {
+		struct operation *operation = &loop->operations[i];
+		struct io_uring_sqe *sqe;
+
+		if ((operation->kind != OPERATION_READV && operation->kind != OPERATION_WRITEV &&
+		     operation->kind != OPERATION_FSYNC) ||
+		    operation->opaque != opaque || operation->cancelled)
+			continue;
+		sqe = event_loop__sqe(loop);
+		if (!sqe)
+			return -EBUSY;
+		io_uring_prep_cancel(sqe, operation, 0);
+		io_uring_sqe_set_data64(sqe, IGNORED_USER_DATA);
+		operation->cancelled = true;
+		count++;
+	}
+	return count;
 }
 
 static void event_loop__run_deferred(struct event_loop *loop)

@@ -43,6 +43,7 @@ struct virtio_blk {
 	struct rate_limiter limiter;
 	int64_t throttle_timer; /* -1 when not waiting */
 	bool loop_full;		/* the event loop refused an operation: retry */
+	bool closing;		/* destroyed: freed when the last callback ran */
 	bool retry_deferred;
 
 	/* metrics (loop thread) */
@@ -210,6 +211,24 @@ uint8_t virtio_blk__check(const struct virtio_blk_request *request, uint64_t cap
 static void blk__process(struct virtio_blk *blk);
 static void blk__retry(void *opaque);
 
+static void blk__free(struct virtio_blk *blk)
+{
+	virtio_mmio__uninit(&blk->transport);
+	close(blk->fd);
+	free(blk->slots);
+	free(blk);
+}
+
+/* After destroy: frees the device once no callback of ours is pending. */
+static bool blk__closing(struct virtio_blk *blk)
+{
+	if (!blk->closing)
+		return false;
+	if (blk->in_flight == 0 && blk->throttle_timer < 0 && !blk->retry_deferred)
+		blk__free(blk);
+	return true;
+}
+
 static void slot__free(struct virtio_blk *blk, struct blk_request_slot *slot)
 {
 	slot->next_free = blk->free_slots;
@@ -269,6 +288,8 @@ static bool on_io_done(void *opaque, int32_t result)
 	blk__complete_locked(blk, slot, status, written);
 	slot__free(blk, slot);
 	virtio_mmio__unlock(&blk->transport);
+	if (blk__closing(blk))
+		return false;
 	if (starved)
 		blk__process(blk);
 	return false;
@@ -315,6 +336,8 @@ static bool on_throttle_timer(void *opaque, int32_t result)
 	struct virtio_blk *blk = opaque;
 
 	blk->throttle_timer = -1;
+	if (blk__closing(blk))
+		return false;
 	if (result != -ECANCELED)
 		blk__process(blk);
 	return false;
@@ -441,6 +464,8 @@ static void blk__retry(void *opaque)
 
 	blk->retry_deferred = false;
 	blk->loop_full = false;
+	if (blk__closing(blk))
+		return;
 	blk__process(blk);
 }
 
@@ -584,12 +609,13 @@ void virtio_blk__destroy(struct virtio_blk *blk)
 {
 	if (!blk)
 		return;
+	/* I/O still in flight completes into its callbacks later: the device
+	 * stops now and is freed by the last of them. */
+	blk->closing = true;
 	if (blk->throttle_timer >= 0)
 		event_loop__cancel(blk->loop, blk->throttle_timer);
-	virtio_mmio__uninit(&blk->transport);
-	close(blk->fd);
-	free(blk->slots);
-	free(blk);
+	virtio_mmio__stop(&blk->transport);
+	blk__closing(blk);
 }
 
 struct virtio_mmio *virtio_blk__transport(struct virtio_blk *blk)

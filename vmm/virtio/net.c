@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,11 +12,13 @@
 #include <unistd.h>
 
 #include "event_loop.h"
+#include "event_loop_io.h"
 #include "rate_limiter.h"
 #include "warren/clock.h"
 
 #define NET_DEFAULT_QUEUE_SIZE 256
 #define NET_TX_IN_FLIGHT 64
+#define NET_RX_READS 16 /* reads kept pending on the tap */
 #define NET_RX_ESTIMATE 1514 /* bytes charged per frame before we know its size */
 
 struct net_tx_slot {
@@ -31,12 +32,16 @@ struct virtio_net {
 	struct virtio_mmio transport;
 	struct event_loop *loop;
 	int tap_fd;
-	int64_t tap_watch;
 	uint8_t config[VIRTIO_NET_CONFIG_SIZE];
 
-	struct virtq_chain rx_chain;
-	bool rx_in_flight;
-	uint32_t rx_generation;
+	/* RX: reads pending on the tap, one receive chain each. */
+	struct net_rx_slot {
+		struct virtio_net *net;
+		uint32_t generation;
+		bool in_use;
+		struct virtq_chain chain;
+	} rx_slots[NET_RX_READS];
+	unsigned rx_pending;
 	int64_t rx_timer;
 
 	struct net_tx_slot tx_slots[NET_TX_IN_FLIGHT];
@@ -45,6 +50,7 @@ struct virtio_net {
 	int64_t tx_timer;
 
 	struct rate_limiter rx_limiter, tx_limiter;
+	bool closing; /* destroyed: freed when the last callback ran */
 
 	uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
 	uint64_t rx_dropped, tx_dropped, errors, rx_rate_limited, tx_rate_limited;
@@ -59,7 +65,10 @@ int virtio_net__open_tap(const char *name, char *error, size_t error_size)
 		snprintf(error, error_size, "net: tap name must be 1..%d characters", IFNAMSIZ - 1);
 		return -EINVAL;
 	}
-	fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	/* Blocking on purpose: io_uring then parks pending reads on the tap's
+	 * wait queue instead of failing them with -EAGAIN (whose handling
+	 * would differ between kernels). Tap writes never block. */
+	fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		saved = errno;
 		snprintf(error, error_size, "net: open /dev/net/tun: %s", strerror(saved));
@@ -147,11 +156,26 @@ int virtio_net__parse_mac(const char *text, uint8_t mac[6])
 static void net__rx(struct virtio_net *net);
 static void net__tx(struct virtio_net *net);
 
+/* After destroy: frees the device once no callback of ours is pending. */
+static bool net__closing(struct virtio_net *net)
+{
+	if (!net->closing)
+		return false;
+	if (net->rx_pending == 0 && net->tx_in_flight == 0 && net->rx_timer < 0 &&
+	    net->tx_timer < 0) {
+		virtio_mmio__uninit(&net->transport);
+		free(net);
+	}
+	return true;
+}
+
 static bool on_rx_timer(void *opaque, int32_t result)
 {
 	struct virtio_net *net = opaque;
 
 	net->rx_timer = -1;
+	if (net__closing(net))
+		return false;
 	if (result != -ECANCELED)
 		net__rx(net);
 	return false;
@@ -162,6 +186,8 @@ static bool on_tx_timer(void *opaque, int32_t result)
 	struct virtio_net *net = opaque;
 
 	net->tx_timer = -1;
+	if (net__closing(net))
+		return false;
 	if (result != -ECANCELED)
 		net__tx(net);
 	return false;
@@ -169,38 +195,47 @@ static bool on_tx_timer(void *opaque, int32_t result)
 
 static bool on_rx_done(void *opaque, int32_t result)
 {
-	struct virtio_net *net = opaque;
+	struct net_rx_slot *slot = opaque;
+	struct virtio_net *net = slot->net;
+	struct virtq_chain *chain = &slot->chain;
 	struct virtq *q;
-	bool again = false;
+	bool again = true;
 
 	virtio_mmio__lock(&net->transport);
-	net->rx_in_flight = false;
+	slot->in_use = false;
+	net->rx_pending--;
 	q = virtio_mmio__queue(&net->transport, VIRTIO_NET_RX_QUEUE);
-	if (!q || net->rx_generation != virtio_mmio__generation(&net->transport))
-		goto out; /* reset meanwhile: the frame is dropped */
-	if (result == -EAGAIN) {
-		virtq__unpop(q); /* tap empty: the buffer waits for the next frame */
+	if (!q || slot->generation != virtio_mmio__generation(&net->transport)) {
+		net->rx_dropped += result > 0; /* reset meanwhile: the ring is gone */
 		goto out;
 	}
-	if (result < 0 || !virtio_net__fix_rx_header(&net->rx_chain.iov[0], net->rx_chain.iov_count,
-						     (uint64_t)result)) {
+	if (result < VIRTIO_NET_HDR_SIZE) {
+		/* Cannot give the chain back out of order: return it empty. */
 		net->errors++;
-		virtq__unpop(q);
+		if (result == -ECANCELED || result == -EBADF)
+			again = false;
+		if (virtq__push(q, chain->head, 0) == 0)
+			virtio_mmio__signal_used(&net->transport, VIRTIO_NET_RX_QUEUE);
 		goto out;
 	}
+	virtio_net__fix_rx_header(&chain->iov[chain->readable_count],
+				  chain->iov_count - chain->readable_count, (uint64_t)result);
 	net->rx_packets++;
 	net->rx_bytes += (uint64_t)result - VIRTIO_NET_HDR_SIZE;
-	if (virtq__push(q, net->rx_chain.head, (uint32_t)result) == 0)
+	if (virtq__push(q, chain->head, (uint32_t)result) == 0)
 		virtio_mmio__signal_used(&net->transport, VIRTIO_NET_RX_QUEUE);
-	again = true;
 out:
 	virtio_mmio__unlock(&net->transport);
+	if (net__closing(net))
+		return false;
 	if (again)
 		net__rx(net);
 	return false;
 }
 
-/* Reads the next frame into the next receive chain, if both exist. */
+/* Keeps up to NET_RX_READS reads pending on the (blocking) tap, each into
+ * one receive chain; io_uring completes them as frames arrive, in arrival
+ * order, straight into guest memory. */
 static void net__rx(struct virtio_net *net)
 {
 	uint64_t now = clock__monotonic_ns();
@@ -209,58 +244,62 @@ static void net__rx(struct virtio_net *net)
 
 	virtio_mmio__lock(&net->transport);
 	q = virtio_mmio__queue(&net->transport, VIRTIO_NET_RX_QUEUE);
-	if (!q || net->rx_in_flight || net->rx_timer >= 0)
+	if (!q || net->rx_timer >= 0)
 		goto out;
-	for (;;) {
-		ret = virtq__pop(q, &net->rx_chain);
+	while (net->rx_pending < NET_RX_READS) {
+		struct net_rx_slot *slot = NULL;
+		struct virtq_chain *chain;
+
+		for (unsigned i = 0; i < NET_RX_READS && !slot; i++)
+			if (!net->rx_slots[i].in_use)
+				slot = &net->rx_slots[i];
+		if (!slot)
+			break;
+		chain = &slot->chain;
+		ret = virtq__pop(q, chain);
 		if (ret < 0) {
 			virtio_mmio__needs_reset(&net->transport, q->error);
-			goto out;
-		}
-		if (ret > 0)
 			break;
-		/* No buffers: ask the driver to notify when it adds some. Frames
-		 * wait in the tap's queue (the kernel drops when it overflows). */
-		if (!virtq__set_notification(q, true))
-			goto out;
+		}
+		if (ret == 0) {
+			/* No buffers: ask the driver to notify when it adds some.
+			 * Frames wait in the tap's queue meanwhile. */
+			if (virtq__set_notification(q, true))
+				continue;
+			break;
+		}
+		/* 5.1.6.3: receive buffers are device-writable and hold a header. */
+		if (chain->readable_count != 0 || chain->writable_bytes < VIRTIO_NET_HDR_SIZE) {
+			net->rx_dropped++;
+			net->errors++;
+			if (virtq__push(q, chain->head, 0) == 0)
+				virtio_mmio__signal_used(&net->transport, VIRTIO_NET_RX_QUEUE);
+			continue;
+		}
+		if (!rate_limiter__consume(&net->rx_limiter, NET_RX_ESTIMATE, now)) {
+			virtq__unpop(q);
+			net->rx_rate_limited++;
+			net->rx_timer = event_loop__timer(
+				net->loop, rate_limiter__wait_ns(&net->rx_limiter, NET_RX_ESTIMATE, now),
+				on_rx_timer, net);
+			break;
+		}
+		slot->net = net;
+		slot->generation = virtio_mmio__generation(&net->transport);
+		ret = event_loop__readv(net->loop, net->tap_fd, &chain->iov[chain->readable_count],
+					(int)(chain->iov_count - chain->readable_count), -1,
+					on_rx_done, slot);
+		if (ret < 0) {
+			virtq__unpop(q); /* loop full: retried on the next completion */
+			if (net->rx_pending == 0)
+				net->errors++;
+			break;
+		}
+		slot->in_use = true;
+		net->rx_pending++;
 	}
-	/* 5.1.6.3: receive buffers are device-writable only and must hold a header. */
-	if (net->rx_chain.readable_count != 0 || net->rx_chain.writable_bytes < VIRTIO_NET_HDR_SIZE) {
-		net->rx_dropped++;
-		net->errors++;
-		if (virtq__push(q, net->rx_chain.head, 0) == 0)
-			virtio_mmio__signal_used(&net->transport, VIRTIO_NET_RX_QUEUE);
-		goto out;
-	}
-	if (!rate_limiter__consume(&net->rx_limiter, NET_RX_ESTIMATE, now)) {
-		virtq__unpop(q);
-		net->rx_rate_limited++;
-		net->rx_timer = event_loop__timer(
-			net->loop, rate_limiter__wait_ns(&net->rx_limiter, NET_RX_ESTIMATE, now),
-			on_rx_timer, net);
-		goto out;
-	}
-	net->rx_generation = virtio_mmio__generation(&net->transport);
-	ret = event_loop__readv(net->loop, net->tap_fd, net->rx_chain.iov,
-				(int)net->rx_chain.iov_count, -1, on_rx_done, net);
-	if (ret < 0) {
-		virtq__unpop(q);
-		net->errors++;
-		goto out;
-	}
-	net->rx_in_flight = true;
 out:
 	virtio_mmio__unlock(&net->transport);
-}
-
-static bool on_tap_readable(void *opaque, int32_t result)
-{
-	struct virtio_net *net = opaque;
-
-	if (result < 0)
-		return false;
-	net__rx(net);
-	return true;
 }
 
 static bool on_tx_done(void *opaque, int32_t result)
@@ -288,6 +327,8 @@ static bool on_tx_done(void *opaque, int32_t result)
 	net->tx_free = slot;
 	net->tx_in_flight--;
 	virtio_mmio__unlock(&net->transport);
+	if (net__closing(net))
+		return false;
 	if (was_full)
 		net__tx(net);
 	return false;
@@ -379,13 +420,16 @@ struct virtio_net *virtio_net__create(const struct guest_memory *memory, struct 
 		return NULL;
 	}
 	net->loop = loop;
-	net->tap_watch = -1;
 	net->rx_timer = -1;
 	net->tx_timer = -1;
 	net->tap_fd = options->tap_fd >= 0 ? options->tap_fd :
 					     virtio_net__open_tap(options->tap, error, error_size);
 	if (net->tap_fd < 0)
 		goto err;
+	/* A caller's fd too: pending reads must wait, not fail (see open_tap). */
+	ret = fcntl(net->tap_fd, F_GETFL);
+	if (ret >= 0 && (ret & O_NONBLOCK))
+		fcntl(net->tap_fd, F_SETFL, ret & ~O_NONBLOCK);
 	rate_limiter__init(&net->rx_limiter);
 	rate_limiter__init(&net->tx_limiter);
 	if ((options->rx_rate_limiter &&
@@ -420,12 +464,6 @@ struct virtio_net *virtio_net__create(const struct guest_memory *memory, struct 
 		snprintf(error, error_size, "net: transport: %s", strerror(-ret));
 		goto err;
 	}
-	net->tap_watch = event_loop__watch(loop, net->tap_fd, POLLIN, on_tap_readable, net);
-	if (net->tap_watch < 0) {
-		snprintf(error, error_size, "net: watch tap: %s", strerror((int)-net->tap_watch));
-		virtio_mmio__uninit(&net->transport);
-		goto err;
-	}
 	return net;
 err:
 	if (net->tap_fd >= 0)
@@ -438,15 +476,22 @@ void virtio_net__destroy(struct virtio_net *net)
 {
 	if (!net)
 		return;
-	if (net->tap_watch >= 0)
-		event_loop__cancel(net->loop, net->tap_watch);
+	/* Reads parked on the tap would wait for traffic forever: cancel
+	 * them. The device stops now and is freed by the last callback. */
+	net->closing = true;
 	if (net->rx_timer >= 0)
 		event_loop__cancel(net->loop, net->rx_timer);
 	if (net->tx_timer >= 0)
 		event_loop__cancel(net->loop, net->tx_timer);
-	virtio_mmio__uninit(&net->transport);
+	for (unsigned i = 0; i < NET_RX_READS; i++)
+		if (net->rx_slots[i].in_use)
+			event_loop__cancel_io(net->loop, &net->rx_slots[i]);
+	virtio_mmio__stop(&net->transport);
+	/* Our fd goes now (pending requests hold their own reference), so the
+	 * tap disappears as soon as they are gone. */
 	close(net->tap_fd);
-	free(net);
+	net->tap_fd = -1;
+	net__closing(net);
 }
 
 struct virtio_mmio *virtio_net__transport(struct virtio_net *net)

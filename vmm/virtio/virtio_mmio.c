@@ -133,10 +133,21 @@ int virtio_mmio__init(struct virtio_mmio *t, const struct guest_memory *memory,
 	return 0;
 }
 
+void virtio_mmio__stop(struct virtio_mmio *t)
+{
+	if (t->loop && t->notify_watch >= 0)
+		event_loop__cancel(t->loop, t->notify_watch);
+	t->notify_watch = -1;
+	pthread_mutex_lock(&t->lock);
+	t->status |= VIRTIO_STATUS_FAILED;
+	pthread_mutex_unlock(&t->lock);
+}
+
 void virtio_mmio__uninit(struct virtio_mmio *t)
 {
 	if (t->loop && t->notify_watch >= 0)
 		event_loop__cancel(t->loop, t->notify_watch);
+	t->notify_watch = -1;
 	pthread_mutex_destroy(&t->lock);
 }
 

@@ -139,7 +139,11 @@ extern const struct mmio_bus_ops virtio_mmio_bus_ops;
 int virtio_mmio__init(struct virtio_mmio *t, const struct guest_memory *memory,
 		      struct event_loop *loop, const struct virtio_mmio_device *device,
 		      int notify_fd, int irq_fd);
-/* Cancels the notify watch (loop thread) and frees the lock. */
+/* Loop thread: cancels the notify watch and marks the device FAILED, so
+ * virtio_mmio__queue() returns NULL from now on (device teardown while
+ * I/O is still in flight). */
+void virtio_mmio__stop(struct virtio_mmio *t);
+/* virtio_mmio__stop() if not done, then frees the lock. */
 void virtio_mmio__uninit(struct virtio_mmio *t);
 
 /* Register access (4.2.2). offset is relative to the window; size 1..8. */

@@ -187,9 +187,13 @@ static void user_main(void)
 	while (take_used(&rx, &id))
 		offer(&rx, (uint16_t)id);
 	publish(0, &rx);
-	send_marker();
-	while (!take_used(&rx, &id))
+	/* The host may miss the marker while it drains our TX burst: repeat it
+	 * until the flood starts. */
+	for (uint64_t spins = 0; !take_used(&rx, &id); spins++) {
+		if (spins % 2000000 == 0)
+			send_marker();
 		__asm__ volatile("pause");
+	}
 	offer(&rx, (uint16_t)id);
 	start = rdtsc();
 	while (received < RX_FRAMES) {
