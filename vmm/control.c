@@ -76,10 +76,13 @@ char *control__handle_line(struct control *control, const char *line, size_t len
 			response = control__ok(NULL);
 		}
 	} else if (strcmp(op, "start") == 0) {
-		if (vm__start(vm, error, sizeof(error)) != 0)
+		if (vm__start(vm, error, sizeof(error)) != 0) {
 			response = control__error(error[0] ? error : "start failed");
-		else
+		} else {
 			response = control__ok(NULL);
+			if (control->on_started)
+				control->on_started(control);
+		}
 	} else if (strcmp(op, "pause") == 0) {
 		response = vm__pause(vm) ? control__error("VM is not running") : control__ok(NULL);
 	} else if (strcmp(op, "resume") == 0) {

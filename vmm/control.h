@@ -24,6 +24,7 @@ struct control {
 	struct control_client *clients[CONTROL_MAX_CLIENTS];
 	bool exit_requested; /* an "exit" request was answered */
 	void (*on_exit)(struct control *control); /* called after answering "exit" */
+	void (*on_started)(struct control *control); /* after a successful "start" */
 };
 
 /* Handles one request line; returns the response line (malloc'd, without

@@ -78,6 +78,11 @@ static void vmm__on_control_exit(struct control *control)
 	event_loop__stop(vmm->loop);
 }
 
+static void vmm__on_control_started(struct control *control)
+{
+	vmm__harden((struct vmm *)((char *)control - offsetof(struct vmm, control)));
+}
+
 static bool vmm__watchdog(void *opaque, int32_t result)
 {
 	struct vmm *vmm = opaque;
@@ -230,6 +235,7 @@ int main(int argc, char **argv)
 			goto out_loop;
 		}
 		vmm.control.on_exit = vmm__on_control_exit;
+		vmm.control.on_started = vmm__on_control_started;
 		vmm.have_control = true;
 	}
 	if (config.kernel) {
