@@ -144,7 +144,7 @@ static void test_control_socket(void **unused)
 	json_decref(response);
 	assert_string_equal(state_of(session), "running");
 
-	for (int i = 0; i < 200; i++) { /* the guest prints before it spins */
+	for (int i = 0; i < 1000; i++) { /* the guest prints before it spins */
 		response = request(session, "{\"op\":\"console\",\"bytes\":100}");
 		assert_true(ok(response));
 		if (strstr(json_string_value(json_object_get(response, "data")), "spinning")) {
@@ -152,7 +152,7 @@ static void test_control_socket(void **unused)
 			break;
 		}
 		json_decref(response);
-		assert_true(i < 199);
+		assert_true(i < 999);
 		sleep_ms(10);
 	}
 	response = request(session, "{\"op\":\"pause\"}");
@@ -199,7 +199,7 @@ static void test_control_socket(void **unused)
 	response = request(session, "{\"op\":\"stop\"}");
 	assert_true(ok(response));
 	json_decref(response);
-	for (int i = 0; i < 200 && strcmp(state_of(session), "stopped") != 0; i++)
+	for (int i = 0; i < 1000 && strcmp(state_of(session), "stopped") != 0; i++)
 		sleep_ms(10);
 	response = request(session, "{\"op\":\"state\"}");
 	assert_string_equal(json_string_value(json_object_get(response, "state")), "stopped");
