@@ -60,6 +60,7 @@ void console__flush(struct console *console)
 			break;
 		}
 		done += (size_t)written;
+		console->file_bytes += (uint64_t)written;
 	}
 	console->pending_length = 0;
 	pthread_mutex_unlock(&console->lock);
@@ -80,7 +81,8 @@ void console__put(struct console *console, uint8_t byte)
 	console->ring[console->total % CONSOLE_RING_SIZE] = byte;
 	console->total++;
 	if (console->fd >= 0) {
-		if (console->pending_length < CONSOLE_PENDING_MAX)
+		if (console->pending_length < CONSOLE_PENDING_MAX &&
+		    console->file_bytes + console->pending_length < CONSOLE_FILE_MAX)
 			console->pending[console->pending_length++] = byte;
 		else
 			console->dropped++;

@@ -16,6 +16,9 @@ struct event_loop;
 
 #define CONSOLE_RING_SIZE (64u * 1024u)
 #define CONSOLE_PENDING_MAX (256u * 1024u)
+/* A guest may print forever: at most this much goes to the file; the rest
+ * is dropped (and counted), the ring keeps the latest bytes. */
+#define CONSOLE_FILE_MAX (64ull * 1024 * 1024)
 
 struct console {
 	pthread_mutex_t lock;
@@ -24,6 +27,7 @@ struct console {
 	uint8_t *pending;
 	size_t pending_length;
 	uint64_t dropped;
+	uint64_t file_bytes; /* written to the file so far */
 	bool flush_scheduled;
 	int fd; /* -1: ring only */
 	bool owns_fd;

@@ -366,7 +366,7 @@ static void boot_marker__write(void *opaque, uint64_t offset, const uint8_t *dat
 
 	if (index < VM_MAX_BOOT_MARKERS)
 		vm->boot_markers_ns[index] = now;
-	if (vm->verbose)
+	if (vm->verbose && index < VM_MAX_BOOT_MARKERS) /* a guest may write it forever */
 		log_info("boot marker %u (value %u): %llu ns since process start", index, data[0],
 			 (unsigned long long)now);
 }
