@@ -362,6 +362,7 @@ int main(int argc, char **argv)
 		if (write(fd, chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk))
 			return 1;
 	}
+	fsync(fd); /* neither VMM's first flush should pay for the image's creation */
 	close(fd);
 	hz = tsc_hz();
 	snprintf(device, sizeof(device), "{\"type\":\"block\",\"path\":\"%s\"}", image);
