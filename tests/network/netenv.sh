@@ -21,9 +21,18 @@ down() {
 case "$cmd" in
 down) down "$2" ;;
 reap)
+	# A run is over when its pid is gone or a zombie (kill -0 succeeds on
+	# zombies).
+	alive() { [ -r "/proc/$1/stat" ] && ! sed -E 's/^[0-9]+ \(.*\) //' "/proc/$1/stat" | grep -q '^Z'; }
 	for ns in $(ip netns list | awk '{print $1}' | grep -E '^wn[0-9]+' || true); do
 		pid=$(echo "$ns" | sed -E 's/^wn([0-9]+).*/\1/')
-		if ! kill -0 "$pid" 2>/dev/null; then down "wn$pid"; fi
+		if ! alive "$pid"; then down "wn$pid"; fi
+	done
+	for dir in /tmp/wn[0-9]*; do
+		[ -d "$dir" ] || continue
+		pid=${dir#/tmp/wn}
+		case "$pid" in *[!0-9]*) continue ;; esac
+		if ! alive "$pid"; then rm -rf "$dir"; fi
 	done ;;
 up)
 	p=$2; dir=$3
