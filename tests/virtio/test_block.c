@@ -213,6 +213,7 @@ static void kick_and_wait(struct device_fixture *f, unsigned count)
 }
 
 static unsigned loop_entries = 256;
+static bool direct_io;
 
 static void create_device(struct device_fixture *f, bool read_only, const char *rate_limiter)
 {
@@ -235,6 +236,7 @@ static void create_device(struct device_fixture *f, bool read_only, const char *
 		limiter = json_loads(rate_limiter, 0, NULL);
 	options.path = f->path;
 	options.read_only = read_only;
+	options.direct = direct_io;
 	options.id = "warren-test-disk";
 	options.rate_limiter = limiter;
 	f->blk = virtio_blk__create(&f->guest->memory, f->loop, &options, f->notify_fd, f->irq_fd,
@@ -497,6 +499,36 @@ static void test_small_event_loop(void **state)
 		assert_int_equal(status_of(f, i), VIRTIO_BLK_S_OK);
 }
 
+/* O_DIRECT: aligned guest buffers go straight to the file. */
+static void test_direct_io(void **state)
+{
+	struct device_fixture *f = calloc(1, sizeof(*f));
+	uint8_t block[4096] __attribute__((aligned(4096)));
+	int fd;
+
+	*state = f;
+	direct_io = true;
+	create_device(f, false, NULL);
+	direct_io = false;
+	memset(test_guest__ptr(f->guest, DATA), 0x3c, 4096);
+	queue_request(f, 0, VIRTIO_BLK_T_OUT, 16, DATA, 4096, false);
+	kick_and_wait(f, 1);
+	queue_request(f, 1, VIRTIO_BLK_T_IN, 16, READBACK, 4096, true);
+	kick_and_wait(f, 1);
+	if (status_of(f, 0) == VIRTIO_BLK_S_IOERR) {
+		printf("SKIP: O_DIRECT not supported by the file system of %s\n", f->path);
+		skip();
+	}
+	assert_int_equal(status_of(f, 0), VIRTIO_BLK_S_OK);
+	assert_int_equal(status_of(f, 1), VIRTIO_BLK_S_OK);
+	assert_memory_equal(test_guest__ptr(f->guest, READBACK), test_guest__ptr(f->guest, DATA),
+			    4096);
+	fd = open(f->path, O_RDONLY);
+	assert_int_equal(pread(fd, block, 4096, 16 * 512), 4096);
+	assert_int_equal(block[100], 0x3c);
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest unit[] = {
@@ -510,6 +542,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_ring_violation_needs_reset, device_teardown),
 		cmocka_unit_test_teardown(test_rate_limited, device_teardown),
 		cmocka_unit_test_teardown(test_small_event_loop, device_teardown),
+		cmocka_unit_test_teardown(test_direct_io, device_teardown),
 	};
 
 	if (argc > 1 && strcmp(argv[1], "--device") == 0)
