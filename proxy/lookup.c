@@ -13,6 +13,7 @@
 
 #define LOOKUP_BUCKETS 4096
 #define LOOKUP_SWEEP_AT 65536
+#define LOOKUP_REFRESH_QUEUE 1024
 
 struct lookup_entry {
 	struct lookup_entry *next;
@@ -22,6 +23,7 @@ struct lookup_entry {
 	uint64_t expires_ms;
 	struct lookup_route route;
 	int connections;	/* open upstream connections */
+	bool refreshing;	/* queued for the refresher thread */
 };
 
 struct lookup {
@@ -31,7 +33,60 @@ struct lookup {
 	pthread_mutex_t lock;
 	size_t count;
 	struct lookup_entry *buckets[LOOKUP_BUCKETS];
+	/* refresh-ahead: stale running entries are served while this thread
+	 * reloads them, so a worker thread never waits for the database for
+	 * a sandbox it already knows */
+	pthread_t refresher;
+	bool refresher_started, stopping;
+	pthread_cond_t wake;
+	char queue[LOOKUP_REFRESH_QUEUE][ROUTE_SANDBOX_ID_MAX + 1];
+	size_t queue_head, queue_len;
 };
+
+static enum lookup_status lookup__fetch(struct lookup *lookup, const char *id,
+					struct lookup_route *route);
+static struct lookup_entry *lookup__find(struct lookup *lookup, const char *id);
+
+static void *lookup__refresher(void *arg)
+{
+	struct lookup *lookup = arg;
+	char id[ROUTE_SANDBOX_ID_MAX + 1];
+
+	pthread_mutex_lock(&lookup->lock);
+	for (;;) {
+		struct lookup_route route;
+		enum lookup_status status;
+		struct lookup_entry *e;
+
+		while (!lookup->stopping && !lookup->queue_len)
+			pthread_cond_wait(&lookup->wake, &lookup->lock);
+		if (lookup->stopping)
+			break;
+		memcpy(id, lookup->queue[lookup->queue_head], sizeof(id));
+		lookup->queue_head = (lookup->queue_head + 1) % LOOKUP_REFRESH_QUEUE;
+		lookup->queue_len--;
+		pthread_mutex_unlock(&lookup->lock);
+
+		memset(&route, 0, sizeof(route));
+		status = lookup__fetch(lookup, id, &route);
+
+		pthread_mutex_lock(&lookup->lock);
+		e = lookup__find(lookup, id);
+		if (!e)
+			continue;
+		e->refreshing = false;
+		if (status == LOOKUP_UNAVAILABLE)
+			continue; /* stays stale; the next request asks again */
+		e->cached = true;
+		e->status = status;
+		e->route = route;
+		e->expires_ms = clock__monotonic_ms() + (status == LOOKUP_OK
+								 ? lookup->config.ttl_ms
+								 : lookup->config.negative_ttl_ms);
+	}
+	pthread_mutex_unlock(&lookup->lock);
+	return NULL;
+}
 
 struct lookup *lookup__create(struct storage_pool *pool, const struct lookup_config *config)
 {
@@ -47,6 +102,9 @@ struct lookup *lookup__create(struct storage_pool *pool, const struct lookup_con
 		sizeof(lookup->token_seed) - 1);
 	lookup->config.token_seed = lookup->token_seed;
 	pthread_mutex_init(&lookup->lock, NULL);
+	pthread_cond_init(&lookup->wake, NULL);
+	if (pthread_create(&lookup->refresher, NULL, lookup__refresher, lookup) == 0)
+		lookup->refresher_started = true;
 	return lookup;
 }
 
@@ -54,6 +112,14 @@ void lookup__destroy(struct lookup *lookup)
 {
 	if (!lookup)
 		return;
+	if (lookup->refresher_started) {
+		pthread_mutex_lock(&lookup->lock);
+		lookup->stopping = true;
+		pthread_cond_signal(&lookup->wake);
+		pthread_mutex_unlock(&lookup->lock);
+		pthread_join(lookup->refresher, NULL);
+	}
+	pthread_cond_destroy(&lookup->wake);
 	for (int b = 0; b < LOOKUP_BUCKETS; b++) {
 		struct lookup_entry *e = lookup->buckets[b], *next;
 
@@ -93,7 +159,8 @@ static void lookup__sweep(struct lookup *lookup, uint64_t now_ms)
 		while (*link) {
 			struct lookup_entry *e = *link;
 
-			if (e->connections == 0 && (!e->cached || e->expires_ms <= now_ms)) {
+			if (e->connections == 0 && !e->refreshing &&
+			    (!e->cached || e->expires_ms + lookup->config.stale_ms <= now_ms)) {
 				*link = e->next;
 				free(e);
 				lookup->count--;
@@ -196,6 +263,21 @@ enum lookup_status lookup__get(struct lookup *lookup, const char *sandbox_id,
 			*out = e->route;
 		pthread_mutex_unlock(&lookup->lock);
 		return status;
+	}
+	/* a known running sandbox, a little stale: serve it, refresh behind */
+	if (e && e->cached && e->status == LOOKUP_OK && lookup->refresher_started &&
+	    e->expires_ms + lookup->config.stale_ms > now_ms) {
+		if (!e->refreshing && lookup->queue_len < LOOKUP_REFRESH_QUEUE) {
+			size_t tail = (lookup->queue_head + lookup->queue_len) % LOOKUP_REFRESH_QUEUE;
+
+			memcpy(lookup->queue[tail], e->sandbox_id, sizeof(lookup->queue[tail]));
+			lookup->queue_len++;
+			e->refreshing = true;
+			pthread_cond_signal(&lookup->wake);
+		}
+		*out = e->route;
+		pthread_mutex_unlock(&lookup->lock);
+		return LOOKUP_OK;
 	}
 	pthread_mutex_unlock(&lookup->lock);
 

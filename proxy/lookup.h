@@ -1,7 +1,9 @@
 /* lookup: sandbox id -> where its ports are, from PostgreSQL
  * (storage__sandbox_get_internal) behind a short TTL cache, and the count
  * of open upstream connections per sandbox (the per-sandbox bound).
- * Thread-safe. A miss queries the database on the caller's thread. */
+ * Thread-safe. A miss queries the database on the caller's thread; an
+ * expired running entry is served (up to stale_ms) while a refresher
+ * thread of its own reloads it (refresh-ahead). */
 #ifndef WARREN_PROXY_LOOKUP_H
 #define WARREN_PROXY_LOOKUP_H
 
@@ -33,6 +35,8 @@ struct lookup_route {
 struct lookup_config {
 	uint64_t ttl_ms;	  /* how long a running sandbox is cached */
 	uint64_t negative_ttl_ms; /* how long "not found" is cached */
+	uint64_t stale_ms;	  /* a running entry this far past its TTL is still
+				     served while a background thread reloads it */
 	int max_connections;	  /* per sandbox, >= 1 */
 	const char *token_seed;	  /* for tokens__traffic_token */
 };

@@ -64,6 +64,7 @@ int main(void)
 	lookup_config = (struct lookup_config){
 		.ttl_ms = (uint64_t)config__get_int("proxy_cache_ttl_ms", 2000),
 		.negative_ttl_ms = (uint64_t)config__get_int("proxy_cache_negative_ttl_ms", 1000),
+		.stale_ms = (uint64_t)config__get_int("proxy_cache_stale_ms", 10000),
 		.max_connections = (int)config__get_int("proxy_max_conns_per_sandbox", 1000),
 		.token_seed = seed,
 	};

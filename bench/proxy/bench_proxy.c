@@ -9,6 +9,7 @@
  * BENCH_WRK_THREADS (2), BENCH_PROXY_WORKERS (2: warren-proxy threads and
  * nginx worker_processes). Run: build-<you>/bin/bench_proxy */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -115,12 +116,53 @@ static double parse_latency_ms(const char *text)
 
 struct result {
 	double requests_per_s, p99_ms;
-	long errors; /* non-2xx + socket errors */
+	long errors;	     /* non-2xx + socket errors */
+	long requests;	     /* total in the run */
+	double cpu_us_per_request; /* the proxy's user+system CPU per request */
 };
 
-static bool run_wrk(const char *name, int port, const char *host, const char *token,
-		    struct result *out)
+/* utime + stime (clock ticks) of pid and of its children (nginx workers). */
+static long long cpu_ticks(pid_t pid)
 {
+	long long total = 0;
+	DIR *proc = opendir("/proc");
+	struct dirent *entry;
+
+	if (!proc)
+		return -1;
+	while ((entry = readdir(proc))) {
+		char path[300], stat[1024], *p;
+		long long utime, stime;
+		int ppid, self;
+		FILE *f;
+
+		if (entry->d_name[0] < '0' || entry->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stat", entry->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(stat, sizeof(stat), f)) {
+			fclose(f);
+			continue;
+		}
+		fclose(f);
+		self = atoi(stat);
+		p = strrchr(stat, ')'); /* after the command name */
+		if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &ppid,
+				  &utime, &stime) != 3)
+			continue;
+		if (self == pid || ppid == pid)
+			total += utime + stime;
+	}
+	closedir(proc);
+	return total;
+}
+
+static bool run_wrk(const char *name, int port, pid_t server, const char *host,
+		    const char *token, struct result *out)
+{
+	long long ticks_before = cpu_ticks(server), ticks_after;
 	char command[2048], line[512];
 	FILE *p;
 	const char *seconds = getenv("BENCH_SECONDS"), *connections = getenv("BENCH_CONNECTIONS"),
@@ -148,12 +190,18 @@ static bool run_wrk(const char *name, int port, const char *host, const char *to
 			out->requests_per_s = strtod(s + 13, NULL);
 		else if ((s = strstr(line, " 99%")))
 			out->p99_ms = parse_latency_ms(s + 4 + strspn(s + 4, " \t"));
+		else if (sscanf(line, " %ld requests in", &a) == 1)
+			out->requests = a;
 		else if ((s = strstr(line, "Non-2xx or 3xx responses:")))
 			out->errors += strtol(s + 26, NULL, 10);
 		else if (sscanf(line, " Socket errors: connect %ld, read %ld, write %ld, timeout %ld",
 				&a, &b, &c, &d) == 4)
 			out->errors += a + b + c + d;
 	}
+	ticks_after = cpu_ticks(server);
+	if (out->requests > 0)
+		out->cpu_us_per_request = (double)(ticks_after - ticks_before) * 1e6 /
+					  (double)sysconf(_SC_CLK_TCK) / (double)out->requests;
 	return pclose(p) == 0 && out->requests_per_s > 0;
 }
 
@@ -257,8 +305,8 @@ int main(void)
 		fprintf(stderr, "a server did not start (logs in %s)\n", tmpdir);
 		goto out;
 	}
-	if (!run_wrk("nginx (proxy_pass)", nginx_port, host, token, &nginx_result) ||
-	    !run_wrk("warren-proxy (token check on)", proxy_port, host, token, &proxy_result)) {
+	if (!run_wrk("nginx (proxy_pass)", nginx_port, nginx, host, token, &nginx_result) ||
+	    !run_wrk("warren-proxy (token check on)", proxy_port, proxy, host, token, &proxy_result)) {
 		fprintf(stderr, "wrk failed\n");
 		goto out;
 	}
@@ -267,12 +315,16 @@ int main(void)
 	       getenv("BENCH_SECONDS") ? getenv("BENCH_SECONDS") : "10",
 	       getenv("BENCH_CONNECTIONS") ? getenv("BENCH_CONNECTIONS") : "64",
 	       getenv("BENCH_WRK_THREADS") ? getenv("BENCH_WRK_THREADS") : "2", workers);
-	printf("  nginx        %10.0f req/s  p99 %8.2f ms  errors %ld\n",
-	       nginx_result.requests_per_s, nginx_result.p99_ms, nginx_result.errors);
-	printf("  warren-proxy %10.0f req/s  p99 %8.2f ms  errors %ld\n",
-	       proxy_result.requests_per_s, proxy_result.p99_ms, proxy_result.errors);
-	printf("  ratio warren-proxy/nginx: %.2fx throughput (goal >= 0.90x)\n",
-	       proxy_result.requests_per_s / nginx_result.requests_per_s);
+	printf("  nginx        %10.0f req/s  p99 %8.2f ms  %6.1f us CPU/request  errors %ld\n",
+	       nginx_result.requests_per_s, nginx_result.p99_ms, nginx_result.cpu_us_per_request,
+	       nginx_result.errors);
+	printf("  warren-proxy %10.0f req/s  p99 %8.2f ms  %6.1f us CPU/request  errors %ld\n",
+	       proxy_result.requests_per_s, proxy_result.p99_ms, proxy_result.cpu_us_per_request,
+	       proxy_result.errors);
+	printf("  ratio warren-proxy/nginx: %.2fx throughput (goal >= 0.90x), %.2fx CPU per request\n",
+	       proxy_result.requests_per_s / nginx_result.requests_per_s,
+	       proxy_result.cpu_us_per_request / nginx_result.cpu_us_per_request);
+	printf("  (CPU per request is the steadier figure on a shared machine)\n");
 	rc = proxy_result.errors || nginx_result.errors ? 2 : 0;
 	if (rc)
 		printf("  WARNING: errors during the run; the figures are not comparable\n");

@@ -39,6 +39,7 @@ static pid_t backend_pid = -1, proxy_pid = -1, extra_proxy_pid = -1;
 static int backend_stdin = -1;
 static int backend_port, agent_port, closed_port, proxy_port;
 static char public_id[32], secure_id[32], masked_id[32], killed_id[32], unknown_id[32];
+static char doomed_id[32]; /* running at the start, killed by a test */
 
 /* ---- processes ---- */
 
@@ -259,7 +260,8 @@ static int setup(void **state)
 	if (!add_sandbox(team.id, public_id, true, NULL, false) ||
 	    !add_sandbox(team.id, secure_id, false, NULL, false) ||
 	    !add_sandbox(team.id, masked_id, true, "localhost:${PORT}", false) ||
-	    !add_sandbox(team.id, killed_id, true, NULL, true))
+	    !add_sandbox(team.id, killed_id, true, NULL, true) ||
+	    !add_sandbox(team.id, doomed_id, true, NULL, false))
 		return -1;
 	ids__sandbox_id(unknown_id);
 	if (!start_backend())
@@ -654,6 +656,37 @@ static void test_not_found(void **state)
 	response_free(&r);
 }
 
+/* A cached running sandbox that gets killed stops routing within the TTL
+ * (200 ms here) plus one background refresh. */
+static void test_killed_while_cached(void **state)
+{
+	struct storage_sandbox_transition t = { .sandbox_id = doomed_id,
+						.from = STORAGE_SANDBOX_RUNNING,
+						.to = STORAGE_SANDBOX_KILLED,
+						.slot_index = -1 };
+	struct storage_error err;
+	struct response r;
+	int status = 0, tries = 0;
+
+	(void)state;
+	r = request("GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port, doomed_id);
+	assert_int_equal(r.status, 200);
+	response_free(&r);
+	assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_OK);
+	while (status != 502 && tries++ < 40) {
+		usleep(100000);
+		r = request("GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
+			    doomed_id);
+		status = r.status;
+		if (status == 502)
+			assert_non_null(strstr(r.body, "The sandbox was not found"));
+		response_free(&r);
+	}
+	fprintf(stderr, "killed sandbox unroutable after %d x 100 ms\n", tries);
+	assert_int_equal(status, 502);
+	assert_true(tries <= 10);
+}
+
 static void test_port_closed(void **state)
 {
 	struct response r;
@@ -994,6 +1027,7 @@ int main(void)
 		cmocka_unit_test(test_agent_port_exempt),
 		cmocka_unit_test(test_mask_request_host),
 		cmocka_unit_test(test_not_found),
+		cmocka_unit_test(test_killed_while_cached),
 		cmocka_unit_test(test_port_closed),
 		cmocka_unit_test(test_header_routing),
 		cmocka_unit_test(test_websocket),
