@@ -1,0 +1,113 @@
+/* ratelimit: a GCRA rate limiter whose state lives in PostgreSQL and that
+ * stays fast by leasing batches of tokens (issue 8; docs/ratelimit.md has
+ * the algorithm, the exact over/under-admission bounds and their proof).
+ * Thread-safe: any number of threads may call ratelimit__take on one
+ * limiter; any number of limiters (API instances) may share one database.
+ *
+ * Used by warren-api (producer/limits.c) for the per-team lifecycle and
+ * creation-rate limits; any other key works the same (e.g. a client IP at
+ * warren-proxy): (key, count per window, burst) -> decision. */
+#ifndef WARREN_RATELIMIT_H
+#define WARREN_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct ratelimit;
+
+struct ratelimit_decision {
+	bool allowed;
+	int64_t limit;	       /* requests per window (RateLimit-Limit) */
+	int64_t remaining;     /* estimate after this request (RateLimit-Remaining) */
+	int64_t reset_s;       /* seconds until the burst is full again (RateLimit-Reset) */
+	int64_t retry_after_s; /* denied: seconds until one request conforms (>= 1); else 0 */
+};
+
+/* What a backend's lease did; times are µs of the backend's (server's)
+ * clock. Slot i of the lease is first_us + i * interval_us. */
+struct ratelimit_grant {
+	int64_t granted;
+	int64_t first_us;
+	int64_t tat_us;
+	int64_t now_us;
+};
+
+/* Where the shared GCRA state lives: PostgreSQL (ratelimit__open) or
+ * memory (ratelimit__memory_backend, for tests and single-process use).
+ * Each returns 0 or -1 (the limiter then fails open, see take). */
+struct ratelimit_backend {
+	/* first = greatest(tat, now + lead_us); grants the slots first + i*T
+	 * that are <= now + tau, at most want; tat = first + granted*T. */
+	int (*lease)(void *ctx, const char *key, int64_t want, int64_t interval_us, int64_t tau_us,
+		     int64_t lead_us, struct ratelimit_grant *out);
+	int (*give_back)(void *ctx, const char *key, int64_t count, int64_t interval_us,
+			 int64_t tat_us, bool *returned);
+	int (*record_rejections)(void *ctx, const char *team_id, const char *limit_name,
+				 int64_t count);
+	void (*close)(void *ctx);
+	void *ctx;
+};
+
+struct ratelimit_options {
+	/* Largest lease, as a divisor of the burst: lease <= max(1, burst /
+	 * lease_divisor). 0 -> 20. Bounds the under-admission (docs). */
+	int64_t lease_divisor;
+	/* true: no leases, one backend call per decision (the naive design;
+	 * benchmark baseline). */
+	bool naive;
+	/* PostgreSQL connections (ratelimit__open), 0 -> 2. */
+	int connections;
+	/* Local monotonic clock in µs (tests inject one); NULL -> CLOCK_MONOTONIC. */
+	int64_t (*monotonic_us)(void *ctx);
+	void *clock_ctx;
+};
+
+struct ratelimit_stats {
+	int64_t decisions, allowed, denied;
+	int64_t backend_leases;	    /* lease statements (the PostgreSQL writes) */
+	int64_t tokens_leased;
+	int64_t tokens_expired;	    /* leased, never spent before their slot passed */
+	int64_t tokens_given_back;
+	int64_t backend_errors;
+};
+
+/* A limiter over PostgreSQL at pg_url (rate_limits table, server clock).
+ * options may be NULL. NULL on error (logged). */
+struct ratelimit *ratelimit__open(const char *pg_url, const struct ratelimit_options *options);
+/* A limiter over a given backend (copied; its close is called by
+ * ratelimit__close). options may be NULL. */
+struct ratelimit *ratelimit__open_backend(const struct ratelimit_backend *backend,
+					  const struct ratelimit_options *options);
+/* Gives back unspent leased tokens (when nobody leased after them),
+ * flushes rejection counts, closes. NULL is a no-op. */
+void ratelimit__close(struct ratelimit *limiter);
+/* Closes WITHOUT giving anything back or flushing (a crash, for tests). */
+void ratelimit__abandon(struct ratelimit *limiter);
+
+/* Decides one request of key (1..200 bytes) under `count` requests per
+ * window_ms (GCRA interval window_ms/count) with a burst of `burst` (>= 1)
+ * requests. Fills out. Returns 0, or -1 when the backend failed and the
+ * request was let through (fail open: the API must not stop on a
+ * limiter outage; counted in stats.backend_errors). */
+int ratelimit__take(struct ratelimit *limiter, const char *key, int64_t count, int64_t window_ms,
+		    int64_t burst, struct ratelimit_decision *out);
+
+/* Counts one rejection of limit_name ([a-z_]{1,64}) for team_id (a uuid);
+ * written to PostgreSQL in batches (one statement per team and limit,
+ * at most once a second, and at flush/close). */
+void ratelimit__count_rejection(struct ratelimit *limiter, const char *team_id,
+				const char *limit_name);
+/* Writes pending rejection counts and gives back unspent leases now. */
+void ratelimit__flush(struct ratelimit *limiter);
+
+void ratelimit__stats(struct ratelimit *limiter, struct ratelimit_stats *out);
+
+/* An in-memory backend: one GCRA table on an injectable "server" clock
+ * (server_clock NULL -> CLOCK_MONOTONIC). The same lease rules as the SQL
+ * (docs/ratelimit.md). Free with the limiter (close) or
+ * ratelimit__memory_backend_free when never handed to one. */
+int ratelimit__memory_backend(int64_t (*server_clock_us)(void *ctx), void *clock_ctx,
+			      struct ratelimit_backend *out);
+void ratelimit__memory_backend_free(struct ratelimit_backend *backend);
+
+#endif
