@@ -362,6 +362,11 @@ static void test_allow_internet_access_false(void **state)
 	acquire("{\"allow_internet_access\":false,\"allowOut\":[\"192.0.2.10\"]}", 0);
 	expect_connects("192.0.2.10", 80);
 	expect_refused("192.0.2.11", 80);
+	release(state);
+	/* It satisfies the ALL_TRAFFIC requirement of domain entries. */
+	acquire("{\"allow_internet_access\":false,\"allowOut\":[\"allowed.test\"]}", 0);
+	expect_https("allowed.test", "192.0.2.10", "192.0.2.10");
+	expect_refused("192.0.2.10", 9002);
 }
 
 static void test_counters_bytes(void **state)
