@@ -200,6 +200,9 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	const json_t *spec = command->spec;
 	bool secure = json_util__bool(spec, "secure", true);
 	uint64_t started_ms = clock__monotonic_ms();
+	/* Step timings for the debug line (bench/pipeline reads it). */
+	uint64_t mark_ns = clock__monotonic_ns(), lookup_ns = 0, slot_ns = 0, runtime_ns = 0,
+		 health_ns = 0, init_ns = 0, persist_ns = 0;
 	int failure_code = 500;
 	int rc;
 
@@ -249,6 +252,8 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		goto fail;
 	}
 
+	lookup_ns = clock__monotonic_ns() - mark_ns;
+	mark_ns = clock__monotonic_ns();
 	sandbox = calloc(1, sizeof(*sandbox));
 	if (!sandbox) {
 		snprintf(reason, sizeof(reason), "out of memory");
@@ -278,6 +283,8 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		}
 	}
 
+	slot_ns = clock__monotonic_ns() - mark_ns;
+	mark_ns = clock__monotonic_ns();
 	/* 2. the runtime, told only a hash of the access token */
 	tokens__access_token(worker->token_seed, command->sandbox_id, access_token);
 	if (secure) {
@@ -296,6 +303,8 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	sandbox->instance = runtime__start(worker->runtime, &start, reason, sizeof(reason));
 	if (!sandbox->instance)
 		goto fail;
+	runtime_ns = clock__monotonic_ns() - mark_ns;
+	mark_ns = clock__monotonic_ns();
 
 	/* 3. the agent: healthy, then /init with the derived token */
 	agent_address = worker->agent_address_override;
@@ -311,9 +320,13 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 			 worker->agent_timeout_ms);
 		goto fail;
 	}
+	health_ns = clock__monotonic_ns() - mark_ns;
+	mark_ns = clock__monotonic_ns();
 	if (agent_client__init(agent_address, WORKER_AGENT_PORT, secure ? access_token : NULL,
 			       json_object_get(spec, "env_vars"), NULL, reason, sizeof(reason)))
 		goto fail;
+	init_ns = clock__monotonic_ns() - mark_ns;
+	mark_ns = clock__monotonic_ns();
 
 	/* 4. durable: running, on this host, at this slot */
 	struct storage_sandbox_transition running = {
@@ -349,8 +362,19 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		 command->sandbox_id, command->team_id, row.template_id, sandbox->slot,
 		 slot_address, (unsigned long long)(clock__monotonic_ms() - started_ms));
 	sandbox = NULL;
+	persist_ns = clock__monotonic_ns() - mark_ns;
+	mark_ns = clock__monotonic_ns();
 	rc = worker__finish(worker, command, KAFKA_EVENT_CREATED,
 			    worker__created_result(worker, &row, template_row.agent_version));
+	/* queue: from the command's sent_at (the API's clock) to our start */
+	log_debug("sandbox %s: timing queue=%lld lookup=%.2f slot=%.2f runtime=%.2f "
+		  "health=%.2f init=%.2f persist=%.2f publish=%.2f (ms)",
+		  command->sandbox_id,
+		  (long long)(clock__realtime_ms() - (int64_t)(clock__monotonic_ms() - started_ms) -
+			      command->sent_at_ms),
+		  (double)lookup_ns / 1e6, (double)slot_ns / 1e6, (double)runtime_ns / 1e6,
+		  (double)health_ns / 1e6, (double)init_ns / 1e6, (double)persist_ns / 1e6,
+		  (double)(clock__monotonic_ns() - mark_ns) / 1e6);
 	goto out;
 
 fail:
