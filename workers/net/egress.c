@@ -31,6 +31,7 @@
 #define DIAL_TIMEOUT_MS 5000
 #define DNS_TIMEOUT_MS 2000
 #define SPLICE_CHUNK (64 * 1024)
+#define EGRESS_MAX_CONNECTIONS 8192 /* threads of 256 KiB stack: 2 GiB of address space */
 
 static const char forbidden_response[] = "HTTP/1.1 403 Forbidden\r\n"
 					 "Content-Type: text/plain\r\n"
@@ -481,6 +482,15 @@ static void *accept_thread(void *arg)
 				continue;
 			fd = accept4(fds[i].fd, (struct sockaddr *)&c->peer, &len, SOCK_CLOEXEC);
 			if (fd < 0) {
+				free(c);
+				continue;
+			}
+			/* A global cap on connection threads: past it, new
+			 * connections are closed at once (each sandbox is also
+			 * capped by its connection limit). */
+			if (atomic_load(&pool->proxy_active) >= EGRESS_MAX_CONNECTIONS) {
+				log_warn("egress: %d connections open, refusing more", EGRESS_MAX_CONNECTIONS);
+				close(fd);
 				free(c);
 				continue;
 			}
