@@ -3,10 +3,11 @@
  * CPL3, polling, no interrupts) on the same 64 MiB image in the page
  * cache. The guest times each case with rdtsc; this program converts with
  * the host TSC rate (KVM guests read the host TSC) and prints IOPS and the
- * warren/QEMU ratio from one run of each.
+ * warren/QEMU ratio: medians of ROUNDS (default 3) alternating runs.
  *
  * Usage: bench_compare [build dir]   (default $WARREN_BUILD_DIR or ./build)
- * Env: QEMU (default qemu-system-x86_64). Needs /dev/kvm. */
+ * Env: QEMU (default qemu-system-x86_64), ROUNDS. Needs /dev/kvm; the net
+ * cases need root (a network namespace of its own with the tap). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/if_packet.h>
@@ -110,6 +111,19 @@ static void parse_console(const char *console, double hz, struct figures *out)
 		line += 6;
 	}
 	out->ok = found >= 1 && strstr(console, "bench done") != NULL;
+}
+
+static int compare_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *values, int count)
+{
+	qsort(values, (size_t)count, sizeof(*values), compare_double);
+	return count % 2 ? values[count / 2] : (values[count / 2 - 1] + values[count / 2]) / 2;
 }
 
 static char *read_file(const char *path)
@@ -339,10 +353,15 @@ int main(int argc, char **argv)
 	const char *build = argc > 1 ? argv[1] : getenv("WARREN_BUILD_DIR") ? getenv("WARREN_BUILD_DIR") : "build";
 	char guest[4096], image[] = "/tmp/warren-bench-compare-XXXXXX";
 	static uint8_t chunk[1 << 20];
-	struct figures warren = {0}, qemu = {0}, warren_net = {0}, qemu_net = {0};
+	int rounds = getenv("ROUNDS") ? atoi(getenv("ROUNDS")) : 3;
+	static double samples[2][CASES][16];
 	char device[512], net_guest[4096];
+	bool have_net, all_ok = true;
 	double hz;
 	int fd;
+
+	if (rounds < 1 || rounds > 16)
+		rounds = 3;
 
 	if (access("/dev/kvm", R_OK | W_OK) != 0) {
 		printf("SKIP: /dev/kvm not available\n");
@@ -366,42 +385,57 @@ int main(int argc, char **argv)
 	close(fd);
 	hz = tsc_hz();
 	snprintf(device, sizeof(device), "{\"type\":\"block\",\"path\":\"%s\"}", image);
-	run_warren(build, guest, device, hz, &warren, NULL);
-	run_qemu(guest, image, hz, &qemu, NULL);
-	unlink(image);
-
-	/* Net: a tap in a namespace of our own (no route out). */
 	snprintf(net_guest, sizeof(net_guest), "%s/guests/virtio_net_bench_guest.elf", build);
-	if (unshare(CLONE_NEWNET) == 0 && access(net_guest, R_OK) == 0) {
-		struct net_driver net = {0};
+	have_net = unshare(CLONE_NEWNET) == 0 && access(net_guest, R_OK) == 0;
+	if (have_net) { /* a tap in a namespace of our own (no route out) */
 		FILE *sysctl = fopen("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w");
 
 		if (sysctl) {
 			fputs("1", sysctl);
 			fclose(sysctl);
 		}
-		run_warren(build, net_guest,
-			   "{\"type\":\"net\",\"tap\":\"wbtap0\",\"mac\":\"02:00:00:00:00:02\"}",
-			   hz, &warren_net, &net);
-		if (net.packet_fd >= 0)
-			close(net.packet_fd);
-		memset(&net, 0, sizeof(net));
-		sleep_ms(200); /* the tap goes away with warren-vmm */
-		run_qemu(net_guest, NULL, hz, &qemu_net, &net);
-		if (net.packet_fd >= 0)
-			close(net.packet_fd);
-		for (int i = 4; i < CASES; i++) {
-			warren.iops[i] = warren_net.ok ? warren_net.iops[i] : 0;
-			qemu.iops[i] = qemu_net.ok ? qemu_net.iops[i] : 0;
-		}
 	} else {
 		printf("net cases skipped: needs root (a network namespace) and %s\n", net_guest);
 	}
-	printf("virtio-blk, same CPL3 polling guest driver, 64 MiB image in the page cache, TSC %.0f MHz\n",
-	       hz / 1e6);
+	/* Rounds alternate the two VMMs; the medians are printed. */
+	for (int round = 0; round < rounds; round++) {
+		struct figures warren = {0}, qemu = {0}, warren_net = {0}, qemu_net = {0};
+
+		run_warren(build, guest, device, hz, &warren, NULL);
+		run_qemu(guest, image, hz, &qemu, NULL);
+		if (have_net) {
+			struct net_driver net = {0};
+
+			run_warren(build, net_guest,
+				   "{\"type\":\"net\",\"tap\":\"wbtap0\",\"mac\":\"02:00:00:00:00:02\"}",
+				   hz, &warren_net, &net);
+			if (net.packet_fd >= 0)
+				close(net.packet_fd);
+			memset(&net, 0, sizeof(net));
+			sleep_ms(200); /* the tap goes away with warren-vmm */
+			run_qemu(net_guest, NULL, hz, &qemu_net, &net);
+			if (net.packet_fd >= 0)
+				close(net.packet_fd);
+		}
+		for (int i = 0; i < CASES; i++) {
+			const struct figures *ours = i < 4 ? &warren : &warren_net;
+			const struct figures *theirs = i < 4 ? &qemu : &qemu_net;
+
+			samples[0][i][round] = ours->ok ? ours->iops[i] : 0;
+			samples[1][i][round] = theirs->ok ? theirs->iops[i] : 0;
+		}
+		all_ok = all_ok && warren.ok && qemu.ok;
+	}
+	unlink(image);
+	printf("virtio-blk/net, same CPL3 polling guest driver, 64 MiB image in the page cache, "
+	       "TSC %.0f MHz, median of %d rounds\n",
+	       hz / 1e6, rounds);
 	printf("%-24s %12s %12s %8s\n", "case (per second)", "warren", "qemu", "ratio");
-	for (int i = 0; i < CASES; i++)
-		printf("%-24s %12.0f %12.0f %8.2f\n", case_names[i], warren.iops[i], qemu.iops[i],
-		       qemu.iops[i] > 0 ? warren.iops[i] / qemu.iops[i] : 0);
-	return warren.ok && qemu.ok ? 0 : 1;
+	for (int i = 0; i < CASES; i++) {
+		double ours = median(samples[0][i], rounds), theirs = median(samples[1][i], rounds);
+
+		printf("%-24s %12.0f %12.0f %8.2f\n", case_names[i], ours, theirs,
+		       theirs > 0 ? ours / theirs : 0);
+	}
+	return all_ok ? 0 : 1;
 }
