@@ -63,7 +63,7 @@ struct conn {
 	char sandbox_id[ROUTE_SANDBOX_ID_MAX + 1];
 	uint32_t port;
 	bool acquired; /* counted in lookup__acquire */
-	bool req_keep_alive, req_is_head, req_upgrade, req_html;
+	bool req_keep_alive, req_is_head, req_upgrade, req_html, req_http10;
 	bool req_body_done;
 	enum http_body_kind req_body;
 	uint64_t req_remaining;
@@ -640,6 +640,7 @@ static void conn__process_head(struct conn *c)
 	c->req_is_head = head->method_len == 4 && memcmp(head->method, "HEAD", 4) == 0;
 	c->req_upgrade = head->upgrade;
 	c->req_html = html;
+	c->req_http10 = head->version_minor == 0;
 	c->req_body = head->body;
 	c->req_remaining = head->content_length;
 	c->req_body_done = head->body == HTTP_BODY_NONE;
@@ -868,6 +869,11 @@ static void conn__process_response_head(struct conn *c)
 			c->close_after = head->status != 101 &&
 					 (!c->req_keep_alive || !c->req_body_done ||
 					  head->body == HTTP_BODY_UNTIL_CLOSE);
+		}
+		if (head->status < 200 && head->status != 101 && c->req_http10) {
+			/* no interim responses for an HTTP/1.0 client (RFC 9110 15.2) */
+			c->up_in.start += head->head_len;
+			continue;
 		}
 		c->resp_started = true;
 		if (!conn__client_head(c, head)) {

@@ -531,6 +531,44 @@ static void test_pipelined_after_body_and_errors(void **state)
 	close(fd);
 }
 
+/* HTTP/1.0 without keep-alive: answered, then closed. Expect:
+ * 100-continue: the sandbox's 100 reaches the client before the body. */
+static void test_http10_and_expect_continue(void **state)
+{
+	char request[512], buf[256];
+	struct response r;
+	size_t len = 0;
+	int fd, n;
+
+	(void)state;
+	r = request("GET /echo HTTP/1.0\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
+		    public_id);
+	assert_int_equal(r.status, 200);
+	assert_true(r.closed);
+	response_free(&r);
+
+	fd = connect_port(proxy_port);
+	assert_true(fd >= 0);
+	n = snprintf(request, sizeof(request),
+		     "POST /upload HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\nContent-Length: 4\r\n"
+		     "Expect: 100-continue\r\n\r\n",
+		     backend_port, public_id);
+	assert_true(send_all(fd, request, (size_t)n));
+	while (!memmem(buf, len, "\r\n\r\n", 4)) {
+		ssize_t got = recv(fd, buf + len, sizeof(buf) - len, 0);
+
+		assert_true(got > 0);
+		len += (size_t)got;
+	}
+	assert_memory_equal(buf, "HTTP/1.1 100", 12);
+	assert_true(send_all(fd, "abcd", 4));
+	assert_true(read_response(fd, false, &r));
+	assert_int_equal(r.status, 200);
+	assert_non_null(strstr(r.body, "\"received\": 4"));
+	response_free(&r);
+	close(fd);
+}
+
 static void test_chunked_response(void **state)
 {
 	struct response r;
@@ -1022,6 +1060,7 @@ int main(void)
 		cmocka_unit_test(test_public_200),
 		cmocka_unit_test(test_keep_alive_and_pipelining),
 		cmocka_unit_test(test_pipelined_after_body_and_errors),
+		cmocka_unit_test(test_http10_and_expect_continue),
 		cmocka_unit_test(test_chunked_response),
 		cmocka_unit_test(test_traffic_token),
 		cmocka_unit_test(test_agent_port_exempt),
