@@ -1,6 +1,7 @@
-/* limits: in-process GCRA (generic cell rate algorithm, ITU-T I.371):
- * a flow of one request per interval T may run ahead of schedule by at
- * most tau = T * (burst - 1). Per instance; see limits.h. */
+/* limits: GCRA (generic cell rate algorithm, ITU-T I.371): a flow of one
+ * request per interval T may run ahead of schedule by at most tau = T *
+ * (burst - 1). Shared across instances through lib/ratelimit once
+ * limits__use_shared ran, else in-process; see limits.h. */
 #include <pthread.h>
 #include <search.h>
 #include <stdio.h>
@@ -9,6 +10,65 @@
 
 #include "limits.h"
 #include "warren/clock.h"
+#include "warren/log.h"
+#include "warren/ratelimit.h"
+
+/* The shared limiter, NULL until limits__use_shared opened it. */
+static struct ratelimit *_Atomic limits_shared;
+static pthread_mutex_t limits_shared_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int limits__use_shared(const char *pg_url)
+{
+	struct ratelimit *limiter;
+	int rc = 0;
+
+	pthread_mutex_lock(&limits_shared_lock);
+	if (limits_shared)
+		goto out;
+	limiter = ratelimit__open(pg_url, NULL);
+	if (!limiter) {
+		log_warn("limits: shared rate limiter unavailable, limits are per instance");
+		rc = -1;
+		goto out;
+	}
+	limits_shared = limiter;
+	log_info("limits: shared rate limiter open (PostgreSQL, leased GCRA)");
+out:
+	pthread_mutex_unlock(&limits_shared_lock);
+	return rc;
+}
+
+void limits__close_shared(void)
+{
+	struct ratelimit *limiter;
+
+	pthread_mutex_lock(&limits_shared_lock);
+	limiter = limits_shared;
+	limits_shared = NULL;
+	pthread_mutex_unlock(&limits_shared_lock);
+	ratelimit__close(limiter);
+}
+
+/* Asks the shared limiter; false when there is none (use the fallback). */
+static bool limits__shared_step(const char *kind, const char *team_id, int64_t count,
+				int64_t window_ms, int64_t burst, struct limits_decision *out)
+{
+	struct ratelimit *limiter = limits_shared;
+	struct ratelimit_decision decision;
+	char key[80];
+
+	if (!limiter)
+		return false;
+	snprintf(key, sizeof(key), "%s:%s", kind, team_id);
+	/* On a PostgreSQL outage take fails open (and counts it): the API
+	 * keeps serving, the concurrency limit still holds in PostgreSQL. */
+	ratelimit__take(limiter, key, count, window_ms, burst, &decision);
+	out->allowed = decision.allowed;
+	out->remaining = decision.remaining;
+	out->reset_s = decision.reset_s;
+	out->retry_after_s = decision.retry_after_s;
+	return true;
+}
 
 static int64_t limits__ceil_s(int64_t us)
 {
@@ -104,7 +164,8 @@ void limits__lifecycle(const char *team_id, const struct storage_team_limits *li
 	memset(out, 0, sizeof(*out));
 	out->limit_name = "lifecycle_requests";
 	out->limit = count;
-	limits__step("lifecycle", team_id, window_us / count, count, out);
+	if (!limits__shared_step("lifecycle", team_id, count, window_us / 1000, count, out))
+		limits__step("lifecycle", team_id, window_us / count, count, out);
 	if (!out->allowed)
 		snprintf(out->message, sizeof(out->message),
 			 "rate limit exceeded: at most %d lifecycle API requests per %d s",
@@ -119,7 +180,8 @@ void limits__create(const char *team_id, const struct storage_team_limits *limit
 	memset(out, 0, sizeof(*out));
 	out->limit_name = "creation_rate";
 	out->limit = rate;
-	limits__step("create", team_id, 1000000 / rate, 2 * rate, out);
+	if (!limits__shared_step("create", team_id, rate, 1000, 2 * rate, out))
+		limits__step("create", team_id, 1000000 / rate, 2 * rate, out);
 	if (!out->allowed)
 		snprintf(out->message, sizeof(out->message),
 			 "rate limit exceeded: at most %d sandbox creations per second",

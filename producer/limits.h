@@ -3,11 +3,13 @@
  * also asks limits__create; a denial becomes 429 with RateLimit-Limit,
  * RateLimit-Remaining, RateLimit-Reset and Retry-After headers.
  *
- * For now both are an in-process GCRA over the team's limits: the state
- * is PER API INSTANCE (N instances admit up to N times the limit) until
- * the PostgreSQL-backed limiter of issue 8 replaces the bodies of these
- * two functions. The concurrency limit is not here: it is the atomic
- * admission in PostgreSQL (storage__sandbox_admit). */
+ * Once limits__use_shared has opened the shared limiter (lib/ratelimit:
+ * GCRA state in PostgreSQL, leased tokens; docs/ratelimit.md), both limits
+ * hold across every API instance, with the bounds documented there. Before
+ * that (or when it cannot open) they fall back to an in-process GCRA
+ * whose state is PER INSTANCE (N instances admit up to N times the limit).
+ * The concurrency limit is not here: it is the atomic admission in
+ * PostgreSQL (storage__sandbox_admit). */
 #ifndef WARREN_API_LIMITS_H
 #define WARREN_API_LIMITS_H
 
@@ -44,7 +46,15 @@ void limits__lifecycle(const char *team_id, const struct storage_team_limits *li
 /* The creation-rate limit (creation_rate_per_s, burst 2 x the rate). */
 void limits__create(const char *team_id, const struct storage_team_limits *limits,
 		    struct limits_decision *out);
-/* Forgets every key (tests). */
+/* Forgets every key of the in-process fallback (tests). */
 void limits__reset(void);
+
+/* Opens the shared PostgreSQL limiter on pg_url (warren-api calls it once
+ * its database is reachable). 0 when open (or already open), -1 when not:
+ * logged, and the in-process fallback stays in use. Thread-safe. */
+int limits__use_shared(const char *pg_url);
+/* Gives back unspent leased tokens and closes the shared limiter (at
+ * shutdown, with no request in flight). */
+void limits__close_shared(void);
 
 #endif
