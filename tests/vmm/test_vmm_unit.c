@@ -16,6 +16,8 @@
 #include "control.h"
 #include "cpuid.h"
 #include "loader.h"
+#include "mmio_bus.h"
+#include "serial.h"
 #include "vm.h"
 
 #define MEMORY_SIZE (32ull << 20)
@@ -526,6 +528,116 @@ static void test_console_ring(void **state)
 	free(console);
 }
 
+static char serial_output[64];
+static size_t serial_output_length;
+static int serial_irq_level = -1;
+
+static void capture_output(void *opaque, uint8_t byte)
+{
+	if (serial_output_length + 1 < sizeof(serial_output))
+		serial_output[serial_output_length++] = (char)byte;
+}
+
+static void capture_irq(void *opaque, int level)
+{
+	serial_irq_level = level;
+}
+
+static uint8_t serial_in(struct serial *serial, uint64_t offset)
+{
+	uint8_t value = 0xee;
+
+	serial__ops.read(serial, offset, &value, 1);
+	return value;
+}
+
+static void serial_out(struct serial *serial, uint64_t offset, uint8_t value)
+{
+	serial__ops.write(serial, offset, &value, 1);
+}
+
+static void test_serial_registers(void **state)
+{
+	struct serial serial;
+
+	serial__init(&serial, capture_output, capture_irq, NULL);
+	serial_out(&serial, 0, 'h');
+	serial_out(&serial, 0, 'i');
+	assert_int_equal(serial_output_length, 2);
+	assert_memory_equal(serial_output, "hi", 2);
+	assert_int_equal(serial_in(&serial, 5), 0x60); /* THRE | TEMT, no data */
+	assert_int_equal(serial_in(&serial, 2) & 0x0f, 0x01); /* no interrupt */
+	assert_int_equal(serial_irq_level, -1);
+
+	serial_out(&serial, 1, 0x02); /* IER: THRI -> pending at once */
+	assert_int_equal(serial_irq_level, 1);
+	assert_int_equal(serial_in(&serial, 1), 0x02);
+	assert_int_equal(serial_in(&serial, 2) & 0x0f, 0x02); /* THRI, acknowledged */
+	assert_int_equal(serial_irq_level, 0);
+	assert_int_equal(serial_in(&serial, 2) & 0x0f, 0x01);
+	serial_out(&serial, 0, '!'); /* transmitted: THR empty again */
+	assert_int_equal(serial_irq_level, 1);
+	serial_out(&serial, 1, 0x00);
+	assert_int_equal(serial_irq_level, 0);
+
+	serial_out(&serial, 2, 0x01); /* FCR: FIFO on -> IIR bits 7:6 */
+	assert_int_equal(serial_in(&serial, 2) & 0xc0, 0xc0);
+	serial_out(&serial, 3, 0x80); /* DLAB */
+	serial_out(&serial, 0, 0x01);
+	serial_out(&serial, 1, 0x00);
+	assert_int_equal(serial_in(&serial, 0), 0x01);
+	assert_int_equal(serial_output_length, 3); /* divisor writes are not output */
+	serial_out(&serial, 3, 0x03);
+	serial_out(&serial, 7, 0x5a);
+	assert_int_equal(serial_in(&serial, 7), 0x5a);
+	serial_out(&serial, 4, 0x10 | 0x01); /* loopback, DTR -> DSR */
+	assert_int_equal(serial_in(&serial, 6) & 0x20, 0x20);
+	serial_out(&serial, 0, 'x'); /* loopback: not transmitted */
+	assert_int_equal(serial_output_length, 3);
+	/* hostile sizes/offsets: stays inside the 8 registers */
+	{
+		uint8_t wide[8] = { 0 };
+
+		serial__ops.read(&serial, 6, wide, 8);
+		serial__ops.write(&serial, 7, wide, 8);
+	}
+	pthread_mutex_destroy(&serial.lock);
+}
+
+static int bus_reads;
+
+static void bus_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t size)
+{
+	bus_reads++;
+	data[0] = (uint8_t)offset;
+}
+
+static const struct mmio_bus_ops bus_ops = { .read = bus_read };
+
+static void test_mmio_bus(void **state)
+{
+	struct mmio_bus *bus = mmio_bus__create();
+	uint8_t data[8];
+
+	assert_non_null(bus);
+	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_MEMORY, 0x1000, 0x100, &bus_ops, NULL, "a"), 0);
+	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_MEMORY, 0x10ff, 1, &bus_ops, NULL, "b"), -17);
+	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_PORT, 0x1000, 0x100, &bus_ops, NULL, "c"), 0);
+	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_MEMORY, 0x2000, 0, &bus_ops, NULL, "d"), -22);
+	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_MEMORY, UINT64_MAX - 4, 16, &bus_ops, NULL, "e"), -22);
+	assert_true(mmio_bus__dispatch(bus, MMIO_BUS_MEMORY, 0x1010, data, 4, false));
+	assert_int_equal(data[0], 0x10);
+	assert_int_equal(data[1], 0); /* zero-filled */
+	/* straddling the end of the range: not dispatched, reads all ones */
+	assert_false(mmio_bus__dispatch(bus, MMIO_BUS_MEMORY, 0x10fe, data, 4, false));
+	assert_int_equal(data[0], 0xff);
+	assert_int_equal(data[3], 0xff);
+	assert_false(mmio_bus__dispatch(bus, MMIO_BUS_MEMORY, UINT64_MAX - 1, data, 8, false));
+	assert_true(mmio_bus__dispatch(bus, MMIO_BUS_MEMORY, 0x1000, data, 1, true)); /* no write op */
+	assert_int_equal(bus_reads, 1);
+	mmio_bus__destroy(bus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -540,6 +652,8 @@ int main(void)
 		cmocka_unit_test(test_cpuid_profiles),
 		cmocka_unit_test(test_control_parsing),
 		cmocka_unit_test(test_console_ring),
+		cmocka_unit_test(test_serial_registers),
+		cmocka_unit_test(test_mmio_bus),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
