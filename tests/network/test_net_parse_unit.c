@@ -52,22 +52,22 @@ static void test_sni_valid(void **state)
 {
 	uint8_t hello[2048];
 	size_t len = client_hello(hello, "allowed.test", true);
-	const char *name;
+	char name[NET_SNI_MAX + 1];
 	size_t name_len;
 
 	(void)state;
-	assert_int_equal(net_parse__tls_sni(hello, len, &name, &name_len), NET_PARSE_OK);
+	assert_int_equal(net_parse__tls_sni(hello, len, name, &name_len), NET_PARSE_OK);
 	assert_int_equal(name_len, 12);
 	assert_memory_equal(name, "allowed.test", 12);
 	len = client_hello(hello, NULL, true);
-	assert_int_equal(net_parse__tls_sni(hello, len, &name, &name_len), NET_PARSE_NOT_FOUND);
+	assert_int_equal(net_parse__tls_sni(hello, len, name, &name_len), NET_PARSE_NOT_FOUND);
 }
 
 static void test_sni_truncated_everywhere(void **state)
 {
 	uint8_t hello[2048];
 	size_t len = client_hello(hello, "allowed.test", true);
-	const char *name;
+	char name[NET_SNI_MAX + 1];
 	size_t name_len;
 
 	(void)state;
@@ -76,7 +76,7 @@ static void test_sni_truncated_everywhere(void **state)
 		uint8_t *copy = malloc(i ? i : 1);
 
 		memcpy(copy, hello, i);
-		assert_int_equal(net_parse__tls_sni(copy, i, &name, &name_len), NET_PARSE_NEED_MORE);
+		assert_int_equal(net_parse__tls_sni(copy, i, name, &name_len), NET_PARSE_NEED_MORE);
 		free(copy);
 	}
 }
@@ -85,31 +85,31 @@ static void test_sni_malformed(void **state)
 {
 	uint8_t hello[2048], bad[2048];
 	size_t len = client_hello(hello, "allowed.test", true);
-	const char *name;
+	char name[NET_SNI_MAX + 1];
 	size_t name_len;
 
 	(void)state;
-	assert_int_equal(net_parse__tls_sni((const uint8_t *)"GET / HTTP/1.1\r\n", 16, &name, &name_len),
+	assert_int_equal(net_parse__tls_sni((const uint8_t *)"GET / HTTP/1.1\r\n", 16, name, &name_len),
 			 NET_PARSE_MALFORMED);
 	memcpy(bad, hello, len); bad[0] = 23; /* not handshake */
-	assert_int_equal(net_parse__tls_sni(bad, len, &name, &name_len), NET_PARSE_MALFORMED);
+	assert_int_equal(net_parse__tls_sni(bad, len, name, &name_len), NET_PARSE_MALFORMED);
 	memcpy(bad, hello, len); bad[5] = 2; /* ServerHello */
-	assert_int_equal(net_parse__tls_sni(bad, len, &name, &name_len), NET_PARSE_MALFORMED);
+	assert_int_equal(net_parse__tls_sni(bad, len, name, &name_len), NET_PARSE_MALFORMED);
 	memcpy(bad, hello, len); bad[3] = 0xff; bad[4] = 0xff; /* record > 2^14 */
-	assert_int_equal(net_parse__tls_sni(bad, len, &name, &name_len), NET_PARSE_MALFORMED);
+	assert_int_equal(net_parse__tls_sni(bad, len, name, &name_len), NET_PARSE_MALFORMED);
 	memcpy(bad, hello, len); bad[6] = 0x10; /* handshake longer than record */
-	assert_int_equal(net_parse__tls_sni(bad, len, &name, &name_len), NET_PARSE_MALFORMED);
+	assert_int_equal(net_parse__tls_sni(bad, len, name, &name_len), NET_PARSE_MALFORMED);
 	memcpy(bad, hello, len); bad[9 + 34] = 33; /* session id > 32 */
-	assert_int_equal(net_parse__tls_sni(bad, len, &name, &name_len), NET_PARSE_MALFORMED);
+	assert_int_equal(net_parse__tls_sni(bad, len, name, &name_len), NET_PARSE_MALFORMED);
 	/* Every single-byte corruption: any verdict, but no crash and an
 	 * OK name always lies inside the buffer. */
 	for (size_t i = 0; i < len; i++) {
 		for (int v = 0; v < 256; v += 51) {
 			memcpy(bad, hello, len);
 			bad[i] = (uint8_t)v;
-			if (net_parse__tls_sni(bad, len, &name, &name_len) == NET_PARSE_OK) {
-				assert_true((const uint8_t *)name >= bad);
-				assert_true((const uint8_t *)name + name_len <= bad + len);
+			if (net_parse__tls_sni(bad, len, name, &name_len) == NET_PARSE_OK) {
+				assert_true(name_len >= 1 && name_len <= NET_SNI_MAX);
+				assert_int_equal(strlen(name), name_len);
 			}
 		}
 	}
@@ -119,7 +119,7 @@ static void test_sni_duplicate_extension(void **state)
 {
 	uint8_t hello[2048];
 	size_t len = client_hello(hello, "a.test", false), ext_total;
-	const char *name;
+	char name[NET_SNI_MAX + 1];
 	size_t name_len;
 	/* Append a second server_name extension and fix the lengths. */
 	static const uint8_t second[] = { 0, 0, 0, 11, 0, 9, 0, 0, 6, 'b', '.', 't', 'e', 's', 't' };
@@ -132,7 +132,56 @@ static void test_sni_duplicate_extension(void **state)
 	len += sizeof(second);
 	hello[3] = (uint8_t)((len - 5) >> 8); hello[4] = (uint8_t)(len - 5);
 	hello[7] = (uint8_t)((len - 9) >> 8); hello[8] = (uint8_t)(len - 9);
-	assert_int_equal(net_parse__tls_sni(hello, len, &name, &name_len), NET_PARSE_MALFORMED);
+	assert_int_equal(net_parse__tls_sni(hello, len, name, &name_len), NET_PARSE_MALFORMED);
+}
+
+
+/* Splits the handshake message of a one-record ClientHello into records
+ * of at most chunk bytes. */
+static size_t fragment(const uint8_t *hello, size_t len, size_t chunk, uint8_t *out)
+{
+	size_t n = 0;
+
+	for (size_t at = 5; at < len; at += chunk) {
+		size_t piece = len - at < chunk ? len - at : chunk;
+
+		out[n++] = 22; out[n++] = 3; out[n++] = 1;
+		out[n++] = (uint8_t)(piece >> 8); out[n++] = (uint8_t)piece;
+		memcpy(out + n, hello + at, piece);
+		n += piece;
+	}
+	return n;
+}
+
+static void test_sni_fragmented(void **state)
+{
+	uint8_t hello[2048], split[8192];
+	size_t len = client_hello(hello, "fragmented.example.test", true), n;
+	char name[NET_SNI_MAX + 1];
+	size_t name_len;
+
+	(void)state;
+	for (size_t chunk = 1; chunk <= 64; chunk = chunk * 2 + 1) {
+		n = fragment(hello, len, chunk, split);
+		assert_int_equal(net_parse__tls_sni(split, n, name, &name_len), NET_PARSE_OK);
+		assert_string_equal(name, "fragmented.example.test");
+		/* Every prefix of the fragmented form is "need more". */
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(net_parse__tls_sni(split, i, name, &name_len), NET_PARSE_NEED_MORE);
+	}
+	/* A record of another type in between: refused. */
+	n = fragment(hello, len, 40, split);
+	split[45] = 23;
+	assert_int_equal(net_parse__tls_sni(split, n, name, &name_len), NET_PARSE_MALFORMED);
+	/* Something after the ClientHello in the same record: refused. */
+	memcpy(split, hello, len);
+	split[len] = 1;
+	split[3] = (uint8_t)((len - 4) >> 8); split[4] = (uint8_t)(len - 4);
+	assert_int_equal(net_parse__tls_sni(split, len + 1, name, &name_len), NET_PARSE_MALFORMED);
+	/* Bytes after the last record (early data) are not looked at. */
+	memcpy(split, hello, len);
+	memset(split + len, 0xee, 10);
+	assert_int_equal(net_parse__tls_sni(split, len + 10, name, &name_len), NET_PARSE_OK);
 }
 
 static enum net_parse_result host(const char *request, char *out)
@@ -219,6 +268,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sni_valid),	 cmocka_unit_test(test_sni_truncated_everywhere),
 		cmocka_unit_test(test_sni_malformed),	 cmocka_unit_test(test_sni_duplicate_extension),
+		cmocka_unit_test(test_sni_fragmented),
 		cmocka_unit_test(test_http_host),	 cmocka_unit_test(test_dns),
 	};
 

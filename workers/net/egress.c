@@ -26,7 +26,7 @@
 #include "warren/ids.h"
 #include "warren/log.h"
 
-#define HEAD_MAX (16384 + 5)   /* one TLS record, or an HTTP request head */
+#define HEAD_MAX (32 * 1024) /* a (fragmented) ClientHello, or an HTTP request head */
 #define HEAD_TIMEOUT_MS 10000
 #define DIAL_TIMEOUT_MS 5000
 #define DNS_TIMEOUT_MS 2000
@@ -348,7 +348,7 @@ static void *connection_thread(void *arg)
 	enum net_parse_result result = NET_PARSE_NEED_MORE;
 	const char *name = NULL;
 	size_t name_len = 0;
-	char host[NET_DOMAIN_MAX + 2];
+	char host[NET_DOMAIN_MAX + 2], sni[NET_SNI_MAX + 1];
 	struct in_addr answers[16], target = { 0 };
 	int slot = slot_of(pool, c->peer.sin_addr), upstream = -1, found;
 	int64_t deadline = now_ms() + HEAD_TIMEOUT_MS;
@@ -374,8 +374,12 @@ static void *connection_thread(void *arg)
 		if (n <= 0)
 			goto out;
 		used += (size_t)n;
-		result = c->tls ? net_parse__tls_sni(head, used, &name, &name_len)
-				: net_parse__http_host(head, used, &name, &name_len);
+		if (c->tls) {
+			result = net_parse__tls_sni(head, used, sni, &name_len);
+			name = sni;
+		} else {
+			result = net_parse__http_host(head, used, &name, &name_len);
+		}
 	}
 	if (result == NET_PARSE_OK) {
 		pthread_mutex_lock(&pool->lock);

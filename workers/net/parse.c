@@ -43,16 +43,6 @@ static bool take_u16(struct reader *r, size_t *v)
 	return true;
 }
 
-static bool take_u24(struct reader *r, size_t *v)
-{
-	const uint8_t *b;
-
-	if (!take(r, 3, &b))
-		return false;
-	*v = (size_t)b[0] << 16 | (size_t)b[1] << 8 | b[2];
-	return true;
-}
-
 /* A sub-reader of n bytes taken from r. */
 static bool take_reader(struct reader *r, size_t n, struct reader *sub)
 {
@@ -70,32 +60,13 @@ static bool take_reader(struct reader *r, size_t n, struct reader *sub)
 #define TLS_EXTENSION_SERVER_NAME 0
 #define TLS_MAX_RECORD 16384 /* RFC 8446 5.1: 2^14 */
 
-/* The ClientHello must fit in the first record: proxies that split it are
- * refused (MALFORMED) rather than reassembled. */
-enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, const char **name,
-					 size_t *name_len)
+/* The ClientHello body (after the 4-byte handshake header). */
+static enum net_parse_result client_hello_sni(struct reader hello, char *name, size_t *name_len)
 {
-	struct reader r = { data, len }, hello, extensions;
-	size_t type, major, record_len, hs_type, hs_len, v, ext_len;
+	struct reader extensions;
+	size_t v, ext_len;
 	bool found = false;
 
-	if (!data)
-		return NET_PARSE_MALFORMED;
-	if (len < 5)
-		return len > 0 && data[0] != TLS_RECORD_HANDSHAKE ? NET_PARSE_MALFORMED : NET_PARSE_NEED_MORE;
-	take_u8(&r, &type);
-	take_u8(&r, &major);
-	take_u8(&r, &v);
-	take_u16(&r, &record_len);
-	if (type != TLS_RECORD_HANDSHAKE || major != 3 || record_len == 0 || record_len > TLS_MAX_RECORD)
-		return NET_PARSE_MALFORMED;
-	if (r.left < record_len)
-		return NET_PARSE_NEED_MORE;
-	r.left = record_len;
-	if (!take_u8(&r, &hs_type) || !take_u24(&r, &hs_len) || hs_type != TLS_HANDSHAKE_CLIENT_HELLO)
-		return NET_PARSE_MALFORMED;
-	if (!take_reader(&r, hs_len, &hello))
-		return NET_PARSE_MALFORMED; /* fragmented across records */
 	/* legacy_version, random */
 	if (!take(&hello, 2 + 32, NULL))
 		return NET_PARSE_MALFORMED;
@@ -135,9 +106,10 @@ enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, const 
 				return NET_PARSE_MALFORMED;
 			if (name_type != 0 || found)
 				continue; /* RFC 6066: one host_name */
-			if (host_len == 0 || host_len > 255 || memchr(host, 0, host_len))
+			if (host_len == 0 || host_len > NET_SNI_MAX || memchr(host, 0, host_len))
 				return NET_PARSE_MALFORMED;
-			*name = (const char *)host;
+			memcpy(name, host, host_len);
+			name[host_len] = 0;
 			*name_len = host_len;
 			found = true;
 		}
@@ -145,6 +117,57 @@ enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, const 
 			return NET_PARSE_MALFORMED;
 	}
 	return found ? NET_PARSE_OK : NET_PARSE_NOT_FOUND;
+}
+
+/* The ClientHello may be fragmented over several handshake records
+ * (RFC 8446 5.1); they are reassembled, up to TLS_MAX_RECORD bytes of
+ * handshake message. */
+enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, char name[NET_SNI_MAX + 1],
+					 size_t *name_len)
+{
+	uint8_t handshake[TLS_MAX_RECORD + 4];
+	size_t have = 0, need = 0, pos = 0;
+
+	if (!data || !name || !name_len)
+		return NET_PARSE_MALFORMED;
+	for (;;) {
+		struct reader r = { data + pos, len - pos };
+		size_t type, major, minor, record_len;
+		const uint8_t *payload;
+
+		/* Refuse early what can never become a handshake record. */
+		if (r.left >= 1 && data[pos] != TLS_RECORD_HANDSHAKE)
+			return NET_PARSE_MALFORMED;
+		if (r.left >= 2 && data[pos + 1] != 3)
+			return NET_PARSE_MALFORMED;
+		if (!take_u8(&r, &type) || !take_u8(&r, &major) || !take_u8(&r, &minor) || !take_u16(&r, &record_len))
+			return NET_PARSE_NEED_MORE;
+		if (record_len == 0 || record_len > TLS_MAX_RECORD)
+			return NET_PARSE_MALFORMED;
+		if (!take(&r, record_len, &payload))
+			return NET_PARSE_NEED_MORE;
+		if (have + record_len > sizeof(handshake))
+			return NET_PARSE_MALFORMED; /* larger than we accept */
+		memcpy(handshake + have, payload, record_len);
+		have += record_len;
+		pos += 5 + record_len;
+		if (have >= 4 && need == 0) {
+			if (handshake[0] != TLS_HANDSHAKE_CLIENT_HELLO)
+				return NET_PARSE_MALFORMED;
+			need = 4 + ((size_t)handshake[1] << 16 | (size_t)handshake[2] << 8 | handshake[3]);
+			if (need > sizeof(handshake))
+				return NET_PARSE_MALFORMED;
+		}
+		if (need && have >= need) {
+			struct reader hello = { handshake + 4, need - 4 };
+
+			/* Only the ClientHello may be in the first flight's
+			 * handshake records. */
+			if (have > need)
+				return NET_PARSE_MALFORMED;
+			return client_hello_sni(hello, name, name_len);
+		}
+	}
 }
 
 static bool is_header_space(uint8_t c)

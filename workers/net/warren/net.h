@@ -75,9 +75,12 @@ enum net_parse_result {
 	NET_PARSE_MALFORMED,  /* refuse the connection */
 };
 
-/* Finds the server_name of a TLS ClientHello held in the first len bytes
- * of data (one TLS record). On OK, name and name_len point into data. */
-enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, const char **name,
+#define NET_SNI_MAX 255
+
+/* Finds the server_name of the TLS ClientHello at the start of data (one
+ * or several handshake records, reassembled up to 16 KiB). On OK, the
+ * name is copied NUL-terminated into name and its length set. */
+enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, char name[NET_SNI_MAX + 1],
 					 size_t *name_len);
 /* Finds the Host header (port stripped) of an HTTP/1.x request head in
  * data. NEED_MORE until "\r\n\r\n" is seen; two Host headers are
