@@ -166,6 +166,16 @@ int main(void)
 		log_error("token_seed (WARREN_TOKEN_SEED) must be set, at least 16 characters");
 		return 2;
 	}
+	/* Every sandbox needs its own network namespace: the jail runtime
+	 * refuses to start without one, and sandboxes sharing the host network
+	 * would all bind the agent port (a create could /init another
+	 * sandbox's agent). So slots=false is refused instead of failing
+	 * every create. */
+	if (!config__get_bool("slots", true)) {
+		log_error("slots=false (WARREN_SLOTS) is not supported: every sandbox runs in "
+			  "its own network slot");
+		return 2;
+	}
 	const char *prefix = config__get("kafka_topic_prefix", "");
 	char host_topic[KAFKA_TOPIC_NAME_MAX + 1];
 	if (kafka__host_topic(worker->host_id, host_topic, sizeof(host_topic))) {
@@ -206,16 +216,12 @@ int main(void)
 			goto out;
 		}
 	}
-	if (config__get_bool("slots", true)) {
-		struct net_pool_config net_config;
-		net_pool__config_from_settings(&net_config);
-		worker->net = net_pool__new(&net_config);
-		if (!worker->net) {
-			log_error("the slot pool could not be created");
-			goto out;
-		}
-	} else {
-		log_warn("network slots disabled (WARREN_SLOTS=0): sandboxes share the host network");
+	struct net_pool_config net_config;
+	net_pool__config_from_settings(&net_config);
+	worker->net = net_pool__new(&net_config);
+	if (!worker->net) {
+		log_error("the slot pool could not be created");
+		goto out;
 	}
 	worker__register_templates(worker);
 	if (worker__reconcile(worker))
