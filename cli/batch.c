@@ -10,7 +10,8 @@
  * as rate-limited). With --via-kafka the create commands are produced
  * straight to the commands topic (docs/events/README.md) and the results
  * are read back from the events topic. Ends with a summary: created,
- * failed (by reason), rate-limited, p50/p99 latency; --json prints it as
+ * failed (by reason), rate-limited, p50/p99 latency (of the attempt that
+ * succeeded: 429 waits excluded); --json prints it as
  * one JSON object with one entry per sandbox in "results". */
 #include <ctype.h>
 #include <errno.h>

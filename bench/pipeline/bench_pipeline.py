@@ -105,8 +105,17 @@ def latency_phase(stack, count):
     return columns
 
 
+def machine_busy():
+    """(busy, total) jiffies of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(x) for x in f.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
 def throughput_phase(stack, label, count, concurrency, workers, via_kafka=False):
     before = {name: cpu_seconds(stack.processes[name].pid) for name in workers + ["api"]}
+    busy_before, total_before = machine_busy()
     args = ["create", "--count", str(count), "--template", "minimal", "--concurrency", str(concurrency),
             "--timeout", "600", "--metadata", "phase=" + label]
     if via_kafka:
@@ -114,6 +123,8 @@ def throughput_phase(stack, label, count, concurrency, workers, via_kafka=False)
     result = batch(stack, *args)
     elapsed = result["elapsed_ms"] / 1000
     cpu = {name: (cpu_seconds(stack.processes[name].pid) - before[name]) / elapsed for name in before}
+    busy_after, total_after = machine_busy()
+    cpu["machine"] = (busy_after - busy_before) / max(1, total_after - total_before)
     hosts = stack.psql("SELECT host_id, count(*) FROM sandboxes WHERE metadata->>'phase' = '" + label +
                        "' GROUP BY host_id ORDER BY host_id").replace("\n", ", ")
     row = (label, result["created"], count, result["rate_per_s"], result["p50_ms"], result["p99_ms"],
@@ -165,9 +176,10 @@ def main():
                             stack.prefix + f"warren.host.{second}.commands"], env=stack.env(), capture_output=True)
         print(f"\n## sustained creates (concurrency {args.concurrency}, {args.throughput} per run), "
               f"then batch kill ({kill['rate_per_s']:.1f} kills/s one worker)")
-        print(f"{'run':<14} {'created':>9} {'per s':>6} {'p50 ms':>7} {'p99 ms':>7}  cpu share (of one core)   hosts")
+        print(f"{'run':<14} {'created':>9} {'per s':>6} {'p50 ms':>7} {'p99 ms':>7}  cpu (processes: of one core; machine: of all)   hosts")
         for label, created, count, rate, p50, p99, cpu, hosts in rows:
-            print(f"{label:<14} {created:>4}/{count:<4} {rate:6.1f} {p50:7d} {p99:7d}  {cpu:<24} {hosts}")
+            print(f"{label:<14} {created:>4}/{count:<4} {rate:6.1f} {p50:7d} {p99:7d}  {cpu:<40} {hosts}")
+    print(f"load average now: {open('/proc/loadavg').read().split()[:3]} on {os.cpu_count()} CPUs")
     return 0
 
 
