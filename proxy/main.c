@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#ifdef WARREN_PROXY_KAFKA
+#include "events.h"
+#endif
 #include "limiter.h"
 #include "lookup.h"
 #include "server.h"
@@ -29,6 +32,9 @@ int main(void)
 	struct lookup *lookup = NULL;
 	struct limiter *limiter = NULL;
 	struct proxy_server *server = NULL;
+#ifdef WARREN_PROXY_KAFKA
+	struct proxy_events *events = NULL;
+#endif
 	struct sigaction action;
 	const char *seed;
 	char err[256];
@@ -80,6 +86,13 @@ int main(void)
 		log_error("%s", err);
 		goto out;
 	}
+#ifdef WARREN_PROXY_KAFKA
+	if (config__get_bool("proxy_kafka_events", true)) {
+		events = proxy_events__start(lookup, err, sizeof(err));
+		if (!events)
+			log_warn("events: %s; the cache relies on its TTL", err);
+	}
+#endif
 	running_server = server;
 	memset(&action, 0, sizeof(action));
 	action.sa_handler = proxy__on_signal;
@@ -92,6 +105,9 @@ int main(void)
 	log_info("stopped");
 out:
 	running_server = NULL;
+#ifdef WARREN_PROXY_KAFKA
+	proxy_events__stop(events);
+#endif
 	proxy__destroy(server);
 	limiter__destroy(limiter);
 	lookup__destroy(lookup);

@@ -26,6 +26,7 @@
 #include "http.h"
 #include "storage_test_db.h"
 #include "warren/ids.h"
+#include "warren/kafka.h"
 #include "warren/storage.h"
 #include "warren/tokens.h"
 
@@ -40,6 +41,10 @@ static int backend_stdin = -1;
 static int backend_port, agent_port, closed_port, proxy_port;
 static char public_id[32], secure_id[32], masked_id[32], killed_id[32], unknown_id[32];
 static char doomed_id[32]; /* running at the start, killed by a test */
+static char evicted_id[32]; /* killed by a test, announced by an event */
+static char topic_prefix[64];
+static bool topic_created;
+static const char *kafka_events = "false"; /* the next start_proxy's setting */
 
 /* ---- processes ---- */
 
@@ -101,10 +106,13 @@ static pid_t start_proxy(int port, const char *ops_per_ip, const char *conns_per
 		setenv("WARREN_PROXY_THREADS", "2", 1);
 		setenv("WARREN_PROXY_OPS_PER_IP", ops_per_ip, 1);
 		setenv("WARREN_PROXY_OPS_WINDOW_S", "60", 1);
-		setenv("WARREN_PROXY_CACHE_TTL_MS", "200", 1);
+		if (!getenv("WARREN_PROXY_CACHE_TTL_MS"))
+			setenv("WARREN_PROXY_CACHE_TTL_MS", "200", 1);
 		setenv("WARREN_PROXY_CACHE_NEGATIVE_TTL_MS", "200", 1);
 		setenv("WARREN_PROXY_MAX_CONNS_PER_SANDBOX", conns_per_sandbox, 1);
 		setenv("WARREN_PROXY_HEADER_TIMEOUT_S", "2", 1);
+		setenv("WARREN_PROXY_KAFKA_EVENTS", kafka_events, 1);
+		setenv("WARREN_KAFKA_TOPIC_PREFIX", topic_prefix, 1);
 		setenv("WARREN_PROXY_IDLE_TIMEOUT_S", "2", 1);
 		execl(bin, bin, (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
@@ -261,9 +269,11 @@ static int setup(void **state)
 	    !add_sandbox(team.id, secure_id, false, NULL, false) ||
 	    !add_sandbox(team.id, masked_id, true, "localhost:${PORT}", false) ||
 	    !add_sandbox(team.id, killed_id, true, NULL, true) ||
-	    !add_sandbox(team.id, doomed_id, true, NULL, false))
+	    !add_sandbox(team.id, doomed_id, true, NULL, false) ||
+	    !add_sandbox(team.id, evicted_id, true, NULL, false))
 		return -1;
 	ids__sandbox_id(unknown_id);
+	snprintf(topic_prefix, sizeof(topic_prefix), "proxytest%d%s.", (int)getpid(), unknown_id + 15);
 	if (!start_backend())
 		return -1;
 	closed_port = free_port();
@@ -284,6 +294,12 @@ static int teardown(void **state)
 		storage__pool_close(pool);
 	if (db_created)
 		test_db__drop(&db);
+	if (topic_created) {
+		char topic[256], err[256];
+
+		snprintf(topic, sizeof(topic), "%s%s", topic_prefix, KAFKA_TOPIC_SANDBOX_EVENTS);
+		kafka__delete_topic(kafka__brokers(), topic, 10000, err, sizeof(err));
+	}
 	return 0;
 }
 
@@ -947,6 +963,77 @@ static int open_websocket(int port)
 	return fd;
 }
 
+/* A proxy with a 60 s cache TTL and the events consumer: a sandbox killed
+ * in PostgreSQL keeps routing from the cache until its killed event
+ * arrives, then stops at once. */
+static void test_event_invalidation(void **state)
+{
+	struct storage_sandbox_transition t = { .sandbox_id = evicted_id,
+						.from = STORAGE_SANDBOX_RUNNING,
+						.to = STORAGE_SANDBOX_KILLED,
+						.slot_index = -1 };
+	struct kafka_event command = { 0 }, result = { 0 };
+	struct kafka_producer *producer;
+	struct storage_error err;
+	struct response r;
+	char topic[256], reason[256];
+	int port = free_port(), status = 0, tries = 0;
+
+	(void)state;
+	if (!getenv("WARREN_KAFKA_BROKERS")) {
+		fprintf(stderr, "FAIL: WARREN_KAFKA_BROKERS is not set (scripts/dev-stack env)\n");
+		fail();
+	}
+	snprintf(topic, sizeof(topic), "%s%s", topic_prefix, KAFKA_TOPIC_SANDBOX_EVENTS);
+	assert_int_equal(kafka__create_topic(kafka__brokers(), topic, 1, 1, 20000, reason,
+					     sizeof(reason)),
+			 0);
+	topic_created = true;
+	kafka_events = "true";
+	setenv("WARREN_PROXY_CACHE_TTL_MS", "60000", 1);
+	extra_proxy_pid = start_proxy(port, "1000000", "1000");
+	kafka_events = "false";
+	assert_true(extra_proxy_pid > 0);
+
+	r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
+		       evicted_id);
+	assert_int_equal(r.status, 200);
+	response_free(&r);
+	assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_OK);
+	r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
+		       evicted_id);
+	assert_int_equal(r.status, 200); /* still cached: nothing said otherwise */
+	response_free(&r);
+
+	producer = kafka_producer__new(NULL, NULL, reason, sizeof(reason));
+	assert_non_null(producer);
+	assert_int_equal(kafka_event__init_command(&command, KAFKA_EVENT_KILL,
+						   "00000000-0000-4000-8000-000000000000",
+						   evicted_id, NULL, reason, sizeof(reason)),
+			 KAFKA_EVENT_OK);
+	assert_int_equal(kafka_event__init_result(&result, KAFKA_EVENT_KILLED, &command, "test-host",
+						  NULL, reason, sizeof(reason)),
+			 KAFKA_EVENT_OK);
+	/* the consumer joins its group asynchronously and starts at the latest
+	 * offset: announce again until the proxy has seen it */
+	while (status != 502 && tries++ < 30) {
+		assert_int_equal(kafka_producer__produce_event(producer, topic, &result, 10000, NULL),
+				 0);
+		usleep(500000);
+		r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
+			       backend_port, evicted_id);
+		status = r.status;
+		response_free(&r);
+	}
+	fprintf(stderr, "killed event seen after %d announcement(s)\n", tries);
+	kafka_event__clear(&command);
+	kafka_event__clear(&result);
+	kafka_producer__free(producer);
+	setenv("WARREN_PROXY_CACHE_TTL_MS", "200", 1);
+	assert_int_equal(status, 502);
+	assert_int_equal(stop_process(&extra_proxy_pid), 0);
+}
+
 /* A second proxy with 1 connection per sandbox. */
 static void test_connection_bound(void **state)
 {
@@ -1072,6 +1159,7 @@ int main(void)
 		cmocka_unit_test(test_websocket),
 		cmocka_unit_test(test_upload_100mib_streamed),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_event_invalidation),
 		cmocka_unit_test(test_connection_bound),
 		cmocka_unit_test(test_rate_limit),
 		cmocka_unit_test(test_slow_and_idle_clients),
