@@ -4,6 +4,7 @@
  *              [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]
  *              [--api-socket PATH] [--timeout-ms N] [--device JSON]... [--verbose]
  *   warren-vmm --api-socket PATH [--verbose]   (configure/start over the socket)
+ *   warren-vmm --probe   (can this host's KVM run Linux user space?)
  *
  * With --kernel the VM boots at once and the process exits when it stops,
  * with the status of vm__exit_status(). */
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -44,6 +46,7 @@ static void usage(FILE *out)
 		"                  [--api-socket PATH] [--timeout-ms N] [--device JSON]...\n"
 		"                  [--verbose]\n"
 		"       warren-vmm --api-socket PATH [--verbose]\n"
+		"       warren-vmm --probe\n"
 		"exit status (with --kernel): the guest's debug-exit code (0-99), 100 reset,\n"
 		"101 shutdown (triple fault), 102 watchdog timeout, 103 stopped, 104 internal\n"
 		"error, 125 VMM error\n");
@@ -114,6 +117,100 @@ static bool vmm__signal(void *opaque, int32_t result)
 	return true;
 }
 
+#ifdef WARREN_VMM_HAVE_PROBE
+static void vmm__on_stop_probe(struct vm *vm, void *opaque)
+{
+	event_loop__stop(opaque);
+}
+
+static bool vmm__probe_timeout(void *opaque, int32_t result)
+{
+	if (result == -ETIME)
+		vm__request_stop(opaque, VM_EXIT_WATCHDOG, 0, "probe timed out");
+	return false;
+}
+
+extern const unsigned char syscall_probe_guest[];
+extern const size_t syscall_probe_guest_size;
+
+/* --probe: boots the embedded SYSCALL probe guest (tests/guests/
+ * syscall_probe.c) and prints one JSON line. Exit 0: SYSCALL from CPL3
+ * reaches the guest kernel (hardware KVM: the vm runtime works); 3: it
+ * does not (e.g. kvm_pvm: use the jail runtime); 1: no usable KVM. */
+static int vmm__probe(void)
+{
+	char path[64], error[256] = "";
+	struct vm_config config;
+	struct event_loop *loop = event_loop__create(64);
+	static struct vm vm;
+	uint8_t *tail = NULL;
+	const char *verdict;
+	int memfd = memfd_create("warren-syscall-probe", MFD_CLOEXEC), status = 1;
+	size_t written = 0;
+
+	vm_config__init(&config);
+	while (memfd >= 0 && written < syscall_probe_guest_size) {
+		ssize_t n = write(memfd, syscall_probe_guest + written, syscall_probe_guest_size - written);
+
+		if (n <= 0)
+			break;
+		written += (size_t)n;
+	}
+	if (loop == NULL || memfd < 0 || written != syscall_probe_guest_size) {
+		printf("{\"kvm\":\"unusable\",\"detail\":\"probe setup failed\"}\n");
+		goto out;
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", memfd);
+	config.kernel = strdup(path);
+	config.memory_mib = 16;
+	vm__init(&vm, loop);
+	vm.on_stop = vmm__on_stop_probe;
+	vm.on_stop_opaque = loop;
+	vm__configure(&vm, &config);
+	if (vm__start(&vm, error, sizeof(error)) != 0) {
+		printf("{\"kvm\":\"unusable\",\"detail\":\"%s\"}\n", error);
+		goto out_vm;
+	}
+	event_loop__timer(loop, 10ull * 1000000000ull, vmm__probe_timeout, &vm);
+	event_loop__run(loop);
+	console__tail(&vm.console, 4096, &tail);
+	if (atomic_load(&vm.exit_reason) == VM_EXIT_DEBUG && vm.exit_code == 0) {
+		verdict = "hardware";
+		status = 0;
+	} else {
+		verdict = "limited";
+		status = 3;
+	}
+	{
+		char *line = tail ? strstr((char *)tail, "SYSCALL") : NULL;
+
+		if (line)
+			line[strcspn(line, "\n")] = 0;
+		json_t *result = json_pack("{s:s, s:s, s:s}", "kvm", verdict, "exit_reason",
+					   vm__exit_reason_name(atomic_load(&vm.exit_reason)),
+					   "detail", line ? line : vm.exit_detail);
+		char *text = json_dumps(result, JSON_COMPACT);
+
+		if (text)
+			printf("%s\n", text);
+		else
+			status = 1;
+		free(text);
+		json_decref(result);
+	}
+	free(tail);
+out_vm:
+	vm__destroy(&vm);
+out:
+	vm_config__free(&config);
+	if (loop)
+		event_loop__destroy(loop);
+	if (memfd >= 0)
+		close(memfd);
+	return status;
+}
+#endif
+
 static int parse_u64(const char *text, uint64_t *out)
 {
 	char *end;
@@ -141,6 +238,7 @@ int main(int argc, char **argv)
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "device", required_argument, NULL, 'd' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "probe", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -200,6 +298,14 @@ int main(int argc, char **argv)
 			vmm.timeout_ms = number;
 			break;
 		case 'h': usage(stdout); vm_config__free(&config); return 0;
+		case 'P':
+			vm_config__free(&config);
+#ifdef WARREN_VMM_HAVE_PROBE
+			return vmm__probe();
+#else
+			fprintf(stderr, "warren-vmm: built without the probe guest\n");
+			return 1;
+#endif
 		default: goto bad_usage;
 		}
 	}

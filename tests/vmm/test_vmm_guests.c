@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -107,6 +108,31 @@ static void test_syscall_probe(void **state)
 	}
 }
 
+/* warren-vmm --probe boots the embedded copy of the same guest and prints
+ * one JSON line: "hardware" (exit 0) or "limited" (exit 3). */
+static void test_probe_command(void **state)
+{
+	char command[4200], line[1024] = "";
+	FILE *pipe;
+	int status;
+
+	snprintf(command, sizeof(command), "%s --probe", vmm_test__binary());
+	pipe = popen(command, "r");
+	assert_non_null(pipe);
+	if (fgets(line, sizeof(line), pipe) == NULL)
+		line[0] = 0;
+	status = pclose(pipe);
+	printf("warren-vmm --probe: %s", line);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 0) {
+		assert_non_null(strstr(line, "\"kvm\":\"hardware\""));
+	} else {
+		assert_int_equal(WEXITSTATUS(status), 3);
+		assert_non_null(strstr(line, "\"kvm\":\"limited\""));
+		assert_non_null(strstr(line, "SYSCALL did not reach the guest kernel"));
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -119,6 +145,7 @@ int main(void)
 		cmocka_unit_test(test_triple_fault),
 		cmocka_unit_test(test_spin_watchdog),
 		cmocka_unit_test(test_syscall_probe),
+		cmocka_unit_test(test_probe_command),
 	};
 
 	if (!vmm_test__have_kvm())
