@@ -7,8 +7,10 @@
  *
  * Usage: bench_ratelimit [seconds per run = 3] [threads = 4]
  * Scenarios: "lifecycle" (20,000 per 30 s, burst 20,000: the hobby/pro
- * lifecycle limit hammered past its rate) and "under" (1,000,000 per 1 s,
- * burst 100,000: demand below the limit, nearly every request admitted). */
+ * lifecycle limit hammered past its rate), "high" (1,000,000 per 1 s,
+ * burst 100,000, hammered: mostly admitted) and "paced" (100,000 per 1 s,
+ * burst 100,000; each thread offers 5,000 decisions/s, below the limit:
+ * decisions/s is the offered load unless PostgreSQL caps it). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 struct scenario {
 	const char *name;
 	int64_t count, window_ms, burst;
+	int64_t per_thread_rate; /* decisions/s each thread offers; 0: as fast as it can */
 };
 
 struct run {
@@ -44,10 +47,24 @@ static void *hammer(void *arg)
 	struct run *run = arg;
 	struct ratelimit_decision decision;
 
-	while (now_ns() < run->deadline_ns)
+	int64_t next = now_ns(), gap_ns = run->scenario->per_thread_rate
+						  ? 1000000000 / run->scenario->per_thread_rate
+						  : 0;
+
+	while (now_ns() < run->deadline_ns) {
+		if (gap_ns) {
+			struct timespec until = { next / 1000000000, next % 1000000000 };
+
+			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL);
+			next += gap_ns;
+			ratelimit__take(run->limiter, run->key, run->scenario->count,
+					run->scenario->window_ms, run->scenario->burst, &decision);
+			continue;
+		}
 		for (int i = 0; i < 64; i++)
 			ratelimit__take(run->limiter, run->key, run->scenario->count,
 					run->scenario->window_ms, run->scenario->burst, &decision);
+	}
 	return NULL;
 }
 
@@ -93,8 +110,9 @@ static int run_one(const char *url, const struct scenario *scenario, bool naive,
 int main(int argc, char **argv)
 {
 	static const struct scenario scenarios[] = {
-		{ "lifecycle", 20000, 30000, 20000 },
-		{ "under", 1000000, 1000, 100000 },
+		{ "lifecycle", 20000, 30000, 20000, 0 },
+		{ "high", 1000000, 1000, 100000, 0 },
+		{ "paced", 100000, 1000, 100000, 5000 },
 	};
 	double seconds = argc > 1 ? atof(argv[1]) : 3.0;
 	int threads = argc > 2 ? atoi(argv[2]) : 4, violations = 0, rc = 1, applied;

@@ -233,13 +233,14 @@ static void test_two_instances_and_crash(void **state)
 	int64_t start = f->clock.local_us, allowed = 0, interval_us = 1000, burst = 200;
 
 	for (int step = 0; step < 3000; step++) {
-		struct ratelimit *limiter = step % 2 ? f->b : f->a;
+		struct ratelimit *limiter;
 
 		if (step == 1500) {
 			/* Instance a "crashes" holding a lease it never gives back. */
 			ratelimit__abandon(f->a);
 			f->a = open_on(f, 20);
 		}
+		limiter = step % 2 ? f->b : f->a;
 		f->clock.local_us += step % 7 == 0 ? 3000 : 100;
 		for (int i = 0; i < 3; i++) {
 			assert_int_equal(ratelimit__take(limiter, "shared", 1000, 1000, burst, &d), 0);
