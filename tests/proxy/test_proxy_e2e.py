@@ -40,6 +40,21 @@ def through_proxy(port, host, headers=None, path="/"):
     return response.status, parsed
 
 
+def run_in_sandbox(sandbox_id, access_token, version, _url, stack, command):
+    """Runs command through the npm e2b SDK straight at the agent (as
+    tests/e2e/test_pipeline.py does)."""
+    import subprocess
+    from test_pipeline import SDK_DIR
+    address = stack.psql(f"SELECT host(slot_address) FROM sandboxes WHERE id = '{sandbox_id}'")
+    out = subprocess.run(
+        ["node", os.path.join(os.path.dirname(__file__), "..", "e2e", "sdk_command.cjs")],
+        env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, SANDBOX_ID=sandbox_id, ACCESS_TOKEN=access_token,
+                 ENVD_VERSION=version, SANDBOX_URL=f"http://{address}:49983", COMMAND=command),
+        capture_output=True, text=True, timeout=60)
+    check(out.returncode == 0, "running a command failed:\n" + out.stdout + out.stderr)
+    return out.stdout
+
+
 def main():
     if os.geteuid() != 0:
         print("FAIL: the e2e suite needs root (namespaces, cgroups)")
@@ -64,6 +79,7 @@ def main():
             "network": {"allowPublicTraffic": False}})
         check(status == 201, f"create answered {status}: {body}\n" + stack.log("worker")[-3000:])
         sandbox_id = body["sandboxID"]
+        body_create = body
         token = body.get("trafficAccessToken")
         check(bool(token), f"trafficAccessToken in {body}")
         domain = body.get("domain") or "warren.test"
@@ -81,6 +97,15 @@ def main():
         check(status == 502 and body["message"] == "The sandbox is running but port is not open"
               and body["port"] == 8080 and body["sandboxId"] == sandbox_id,
               f"right token, closed port: {status} {body}")
+
+        # a server in the sandbox (busybox httpd daemonizes), through the proxy
+        out = run_in_sandbox(sandbox_id, body_create["envdAccessToken"], body_create["envdVersion"],
+                             body_create.get("envdUrl"), stack, "busybox httpd -p 8080 -h /etc && echo started")
+        print("in sandbox:", out.strip())
+        status, body = through_proxy(proxy_port, host, {"e2b-traffic-access-token": token},
+                                     path="/hostname")
+        print("GET /hostname through warren-proxy:", status)
+        check(status == 200, f"httpd in the sandbox through the proxy: {status} {body}")
 
         status, body, _ = stack.request("DELETE", f"/sandboxes/{sandbox_id}")
         check(status == 204, f"kill answered {status}: {body}")
