@@ -197,6 +197,17 @@ class Stack:
     def close(self):
         for name in list(self.processes):
             self.kill(name)
+        # A worker that died uncleanly leaves its slots: remove every
+        # namespace and link carrying this stack's prefixes.
+        for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines():
+            name = line.split()[0] if line.split() else ""
+            if name.startswith(self.tag + "-slot-"):
+                subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        link_prefix = "w" + self.tag[-6:]
+        for line in subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout.splitlines():
+            fields = line.split(":")
+            if len(fields) > 1 and fields[1].strip().split("@")[0].startswith(link_prefix):
+                subprocess.run(["ip", "link", "delete", fields[1].strip().split("@")[0]], capture_output=True)
         try:
             self.psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)', database="postgres")
         except subprocess.CalledProcessError:
