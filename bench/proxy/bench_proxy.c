@@ -7,7 +7,9 @@
  * Needs WARREN_PG_URL (scripts/dev-stack env): the sandbox row lives in a
  * throwaway database. Knobs: BENCH_SECONDS (10), BENCH_CONNECTIONS (64),
  * BENCH_WRK_THREADS (2), BENCH_PROXY_WORKERS (2: warren-proxy threads and
- * nginx worker_processes). Run: build-<you>/bin/bench_proxy */
+ * nginx worker_processes), BENCH_ROUNDS (1..9, default 1: rounds alternate
+ * which runs first; the median ratio is printed). Run:
+ * build-<you>/bin/bench_proxy */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -205,6 +207,13 @@ static bool run_wrk(const char *name, int port, pid_t server, const char *host,
 	return pclose(p) == 0 && out->requests_per_s > 0;
 }
 
+static int compare_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
 int main(void)
 {
 	struct test_db db;
@@ -224,12 +233,17 @@ int main(void)
 	const char *build = getenv("WARREN_BUILD_DIR");
 	int backend_port = free_port(), nginx_port = free_port(), proxy_port = free_port();
 	pid_t backend = -1, nginx = -1, proxy = -1;
-	struct result nginx_result, proxy_result;
+	struct result nginx_results[9], proxy_results[9];
+	double ratios[9];
+	int rounds = getenv("BENCH_ROUNDS") ? atoi(getenv("BENCH_ROUNDS")) : 1;
+	bool errors = false;
 	bool existing, db_created = false, tmp_created = false;
 	int rc = 1;
 
 	if (!workers)
 		workers = "2";
+	if (rounds < 1 || rounds > 9)
+		rounds = 1;
 	signal(SIGPIPE, SIG_IGN);
 	if (!test_db__create(&db, "proxybench"))
 		return 1;
@@ -305,27 +319,46 @@ int main(void)
 		fprintf(stderr, "a server did not start (logs in %s)\n", tmpdir);
 		goto out;
 	}
-	if (!run_wrk("nginx (proxy_pass)", nginx_port, nginx, host, token, &nginx_result) ||
-	    !run_wrk("warren-proxy (token check on)", proxy_port, proxy, host, token, &proxy_result)) {
-		fprintf(stderr, "wrk failed\n");
-		goto out;
+	for (int round = 0; round < rounds; round++) {
+		struct result *n = &nginx_results[round], *w = &proxy_results[round];
+		/* alternate the order so neither always runs on a warmer machine */
+		bool ok = round % 2 == 0
+				  ? run_wrk("nginx (proxy_pass)", nginx_port, nginx, host, token, n) &&
+					    run_wrk("warren-proxy (token check on)", proxy_port, proxy,
+						    host, token, w)
+				  : run_wrk("warren-proxy (token check on)", proxy_port, proxy, host,
+					    token, w) &&
+					    run_wrk("nginx (proxy_pass)", nginx_port, nginx, host, token, n);
+
+		if (!ok) {
+			fprintf(stderr, "wrk failed\n");
+			goto out;
+		}
+		ratios[round] = w->requests_per_s / n->requests_per_s;
+		if (n->errors || w->errors)
+			errors = true;
 	}
 	printf("\nproxy benchmark (wrk %ss, %s connections, %s wrk threads, %s proxy workers, "
-	       "loopback, same nginx static backend)\n",
+	       "loopback, same nginx static backend, %d round(s))\n",
 	       getenv("BENCH_SECONDS") ? getenv("BENCH_SECONDS") : "10",
 	       getenv("BENCH_CONNECTIONS") ? getenv("BENCH_CONNECTIONS") : "64",
-	       getenv("BENCH_WRK_THREADS") ? getenv("BENCH_WRK_THREADS") : "2", workers);
-	printf("  nginx        %10.0f req/s  p99 %8.2f ms  %6.1f us CPU/request  errors %ld\n",
-	       nginx_result.requests_per_s, nginx_result.p99_ms, nginx_result.cpu_us_per_request,
-	       nginx_result.errors);
-	printf("  warren-proxy %10.0f req/s  p99 %8.2f ms  %6.1f us CPU/request  errors %ld\n",
-	       proxy_result.requests_per_s, proxy_result.p99_ms, proxy_result.cpu_us_per_request,
-	       proxy_result.errors);
-	printf("  ratio warren-proxy/nginx: %.2fx throughput (goal >= 0.90x), %.2fx CPU per request\n",
-	       proxy_result.requests_per_s / nginx_result.requests_per_s,
-	       proxy_result.cpu_us_per_request / nginx_result.cpu_us_per_request);
+	       getenv("BENCH_WRK_THREADS") ? getenv("BENCH_WRK_THREADS") : "2", workers, rounds);
+	for (int round = 0; round < rounds; round++) {
+		const struct result *n = &nginx_results[round], *w = &proxy_results[round];
+
+		printf("  round %d\n", round + 1);
+		printf("    nginx        %10.0f req/s  p99 %8.2f ms  %6.1f us CPU/request  errors %ld\n",
+		       n->requests_per_s, n->p99_ms, n->cpu_us_per_request, n->errors);
+		printf("    warren-proxy %10.0f req/s  p99 %8.2f ms  %6.1f us CPU/request  errors %ld\n",
+		       w->requests_per_s, w->p99_ms, w->cpu_us_per_request, w->errors);
+		printf("    ratio warren-proxy/nginx: %.2fx throughput (goal >= 0.90x), %.2fx CPU per "
+		       "request\n",
+		       ratios[round], w->cpu_us_per_request / n->cpu_us_per_request);
+	}
+	qsort(ratios, (size_t)rounds, sizeof(ratios[0]), compare_double);
+	printf("  median throughput ratio: %.2fx over %d round(s)\n", ratios[rounds / 2], rounds);
 	printf("  (CPU per request is the steadier figure on a shared machine)\n");
-	rc = proxy_result.errors || nginx_result.errors ? 2 : 0;
+	rc = errors ? 2 : 0;
 	if (rc)
 		printf("  WARNING: errors during the run; the figures are not comparable\n");
 out:
