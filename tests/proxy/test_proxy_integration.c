@@ -418,6 +418,8 @@ static bool read_response(int fd, bool head_request, struct response *r)
 
 /* One request on a new connection to port. */
 static struct response request_on(int port, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static struct response request_on(int port, const char *fmt, ...)
 {
 	char request[16384];
 	struct response r;
