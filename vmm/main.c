@@ -23,6 +23,7 @@
 #include <cap-ng.h>
 
 #include "control.h"
+#include "hardening.h"
 #include "event_loop.h"
 #include "vm.h"
 #include "warren/log.h"
@@ -36,6 +37,7 @@ struct vmm {
 	uint64_t timeout_ms;
 	int signal_fd;
 	bool hardened;
+	bool seccomp; /* install the allow-list after start (default; --no-seccomp) */
 };
 
 static void usage(FILE *out)
@@ -44,7 +46,7 @@ static void usage(FILE *out)
 		"usage: warren-vmm --kernel FILE [--initrd FILE] [--cmdline STRING] [--memory MiB]\n"
 		"                  [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]\n"
 		"                  [--api-socket PATH] [--timeout-ms N] [--device JSON]...\n"
-		"                  [--verbose]\n"
+		"                  [--no-seccomp] [--verbose]\n"
 		"       warren-vmm --api-socket PATH [--verbose]\n"
 		"       warren-vmm --probe\n"
 		"exit status (with --kernel): the guest's debug-exit code (0-99), 100 reset,\n"
@@ -52,8 +54,8 @@ static void usage(FILE *out)
 		"error, 125 VMM error\n");
 }
 
-/* After the VM started nothing needs privileges: drop every capability and
- * forbid gaining new ones (seccomp allow-list: not yet, docs/vmm-design.md). */
+/* After the VM started nothing needs privileges: drop every capability,
+ * forbid gaining new ones and install the seccomp allow-list (hardening.c). */
 static void vmm__harden(struct vmm *vmm)
 {
 	if (vmm->hardened)
@@ -64,6 +66,14 @@ static void vmm__harden(struct vmm *vmm)
 	capng_clear(CAPNG_SELECT_BOTH);
 	if (capng_apply(CAPNG_SELECT_BOTH) != 0)
 		log_debug("capng_apply failed (not privileged?)");
+#ifndef WARREN_VMM_NO_SECCOMP
+	if (vmm->seccomp) {
+		int result = hardening__install_seccomp();
+
+		if (result != 0)
+			log_warn("seccomp filter not installed: %s", strerror(result < 0 ? -result : result));
+	}
+#endif
 }
 
 static void vmm__on_stop(struct vm *vm, void *opaque)
@@ -239,6 +249,7 @@ int main(int argc, char **argv)
 		{ "device", required_argument, NULL, 'd' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "probe", no_argument, NULL, 'P' },
+		{ "no-seccomp", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -251,6 +262,7 @@ int main(int argc, char **argv)
 	int option, status = 125;
 
 	log__set_component("vmm");
+	vmm.seccomp = true;
 	signal(SIGPIPE, SIG_IGN); /* a console reader going away must not kill the VM */
 	vm_config__init(&config);
 	config.console = NULL;
@@ -278,6 +290,7 @@ int main(int argc, char **argv)
 			break;
 		}
 		case 'v': vmm.vm.verbose = true; break;
+		case 'S': vmm.seccomp = false; break;
 		case 'm':
 			if (parse_u64(optarg, &number) || number < 16 || number > VM_MAX_MEMORY_MIB)
 				goto bad_usage;

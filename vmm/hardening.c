@@ -1,0 +1,90 @@
+/* hardening: runtime seccomp allow-list (see hardening.h). What runs after start:
+ * vCPU threads (KVM_RUN, KVM_IRQ_LINE, eventfd writes, futexes, the kick
+ * signal), the event loop (io_uring_enter, reads of eventfd/signalfd, the
+ * control socket, console writes), device backends (through io_uring;
+ * fallocate for discard), and teardown (munmap, close, unlink of the
+ * control socket, exit). */
+#include "hardening.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <linux/kvm.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+static void hardening__violation(int signal_number, siginfo_t *info, void *context)
+{
+	char message[96] = "warren-vmm: seccomp: blocked system call ";
+	size_t length = strlen(message);
+	unsigned number = (unsigned)info->si_syscall;
+	char digits[12];
+	int count = 0;
+
+	do {
+		digits[count++] = (char)('0' + number % 10);
+		number /= 10;
+	} while (number && count < (int)sizeof(digits));
+	while (count > 0 && length + 2 < sizeof(message))
+		message[length++] = digits[--count];
+	message[length++] = '\n';
+	if (write(STDERR_FILENO, message, length) < 0) {
+		/* nothing left to do */
+	}
+	_exit(126);
+}
+
+int hardening__install_seccomp(void)
+{
+	const int allowed[] = {
+		SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
+		SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev),
+		SCMP_SYS(close), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(statx),
+		SCMP_SYS(lseek), SCMP_SYS(fcntl), SCMP_SYS(getsockopt),
+		SCMP_SYS(fallocate), SCMP_SYS(fsync), SCMP_SYS(fdatasync),
+		SCMP_SYS(io_uring_enter), SCMP_SYS(futex), SCMP_SYS(rt_sigreturn),
+		SCMP_SYS(rt_sigprocmask), SCMP_SYS(sigaltstack), SCMP_SYS(tgkill),
+		SCMP_SYS(gettid), SCMP_SYS(getpid), SCMP_SYS(sched_yield),
+		SCMP_SYS(restart_syscall), SCMP_SYS(nanosleep), SCMP_SYS(clock_nanosleep),
+		SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(getrandom),
+		SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(mprotect),
+		SCMP_SYS(madvise), SCMP_SYS(brk), SCMP_SYS(rseq), SCMP_SYS(set_robust_list),
+		SCMP_SYS(accept4), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg),
+		SCMP_SYS(sendmsg), SCMP_SYS(setsockopt), SCMP_SYS(shutdown), SCMP_SYS(unlink),
+		SCMP_SYS(exit), SCMP_SYS(exit_group),
+	};
+	/* ioctl: only what runs after setup */
+	static const unsigned long ioctls[] = {
+		KVM_RUN, KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, KVM_GET_REGS, KVM_GET_SREGS,
+		KVM_GET_MP_STATE, TCGETS,
+	};
+	struct sigaction action = { 0 };
+	scmp_filter_ctx filter;
+	int result = 0;
+
+	tzset(); /* strftime() in the logs would open /etc/localtime later */
+	json_object_seed(0); /* jansson would open /dev/urandom for its first object */
+	action.sa_sigaction = hardening__violation;
+	action.sa_flags = SA_SIGINFO;
+	sigemptyset(&action.sa_mask);
+	if (sigaction(SIGSYS, &action, NULL) < 0)
+		return -errno;
+	filter = seccomp_init(SCMP_ACT_TRAP);
+	if (filter == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]) && result == 0; i++)
+		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, allowed[i], 0);
+	for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]) && result == 0; i++)
+		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+					  SCMP_A1(SCMP_CMP_EQ, ioctls[i]));
+	if (result == 0)
+		result = seccomp_attr_set(filter, SCMP_FLTATR_CTL_TSYNC, 1);
+	if (result == 0)
+		result = seccomp_load(filter);
+	seccomp_release(filter);
+	return result;
+}
