@@ -46,6 +46,8 @@ class Stack:
         self.seed = "e2e-seed-" + self.tag + "-0123456789"
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.egress_http_port = free_port()
+        self.egress_tls_port = free_port()
         self.processes = {}
         self.capacity = capacity
         self.extra_env = extra_env or {}
@@ -70,6 +72,9 @@ class Stack:
             "WARREN_SLOT_LINK_PREFIX": "w" + self.tag[-6:],
             "WARREN_SLOT_CIDR": "10.213.0.0/16",
             "WARREN_SLOT_PRECREATE": "2",
+            # Each stack's worker runs its own egress proxy listeners.
+            "WARREN_EGRESS_PROXY_HTTP_PORT": str(self.egress_http_port),
+            "WARREN_EGRESS_PROXY_TLS_PORT": str(self.egress_tls_port),
             "WARREN_WORKER_GROUP": self.tag + "-workers",
             "WARREN_WORKER_CAPACITY": str(self.capacity),
             "WARREN_KAFKA_SESSION_TIMEOUT_MS": "6000",
