@@ -78,9 +78,13 @@ int hardening__install_seccomp(void)
 		return -ENOMEM;
 	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]) && result == 0; i++)
 		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, allowed[i], 0);
-	for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]) && result == 0; i++)
-		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-					  SCMP_A1(SCMP_CMP_EQ, ioctls[i]));
+	for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]) && result == 0; i++) {
+		const struct scmp_arg_cmp request = {
+			.arg = 1, .op = SCMP_CMP_EQ, .datum_a = ioctls[i], .datum_b = 0
+		};
+
+		result = seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &request);
+	}
 	if (result == 0)
 		result = seccomp_attr_set(filter, SCMP_FLTATR_CTL_TSYNC, 1);
 	if (result == 0)
