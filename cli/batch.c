@@ -238,8 +238,12 @@ static void batch__progress(struct batch_run *run, bool final)
 	for (size_t i = 0; i < 30; i++)
 		bar[i] = i < filled ? '#' : '.';
 	bar[30] = '\0';
-	printf("\r[%s] %zu/%zu  %.1f/s  ETA %.0fs  rate-limited %ld ", bar, run->done, run->count,
-	       rate, eta, run->rate_limited);
+	if (run->done)
+		printf("\r[%s] %zu/%zu  %.1f/s  ETA %.0fs  rate-limited %ld\033[K", bar, run->done,
+		       run->count, rate, eta, run->rate_limited);
+	else
+		printf("\r[%s] %zu/%zu  waiting for the first result  rate-limited %ld\033[K", bar,
+		       run->done, run->count, run->rate_limited);
 	if (final)
 		printf("\n");
 	fflush(stdout);
