@@ -110,11 +110,25 @@ copy_host_file() {
 
 # --- the tree ---------------------------------------------------------
 if [ "$name" = base ]; then
+	# The Debian tree is its own cache stage, keyed by suite, mirror and
+	# packages only: a new agent binary re-runs the cheap layer below,
+	# not debootstrap (minutes).
 	command -v debootstrap >/dev/null || die "debootstrap missing"
-	debootstrap --variant=minbase --include="${base_packages// /,}" \
-		"$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 ||
-		{ tail -n 30 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
-	rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+	stage_key=$(echo "debootstrap-v1 suite=$suite mirror=$mirror packages=$base_packages" |
+		sha256sum | cut -c1-16)
+	stage="$cache_dir/debootstrap-$stage_key"
+	if [ ! -f "$stage/.complete" ]; then
+		rm -rf "$stage.tmp"
+		mkdir -p "$stage.tmp/rootfs"
+		debootstrap --variant=minbase --include="${base_packages// /,}" \
+			"$suite" "$stage.tmp/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
+			{ tail -n 30 "$work/debootstrap.log" >&2; rm -rf "$stage.tmp"; die "debootstrap failed"; }
+		rm -rf "$stage.tmp/rootfs"/var/cache/apt/archives/*.deb "$stage.tmp/rootfs"/var/lib/apt/lists/*
+		touch "$stage.tmp/.complete"
+		rm -rf "$stage"
+		mv "$stage.tmp" "$stage"
+	fi
+	cp -a "$stage/rootfs/." "$root/"
 else
 	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,root,var/tmp,home,mnt}
 	cp "$busybox" "$root/bin/busybox"

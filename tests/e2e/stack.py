@@ -34,7 +34,8 @@ def require_env(name):
 
 
 class Stack:
-    def __init__(self, name="e2e", capacity=32, extra_env=None):
+    def __init__(self, name="e2e", capacity=32, extra_env=None, with_base=False):
+        self.with_base = with_base
         self.tag = name + "".join(random.choices(string.ascii_lowercase + string.digits, k=6))
         self.base_pg = require_env("WARREN_PG_URL")
         self.brokers = require_env("WARREN_KAFKA_BROKERS")
@@ -110,7 +111,9 @@ class Stack:
         self.team_id = self.psql(f"SELECT id FROM teams WHERE name = '{self.tag}'")
         out = self.warren("admin", "key", "create", "--team", self.tag)
         self.api_key = next(w for w in out.split() if w.startswith("e2b_"))
-        self.build_template()
+        self.build_template("minimal")
+        if self.with_base:
+            self.build_template("base")
         if worker:
             self.start_worker()
         if api:

@@ -120,6 +120,17 @@ def test_api_pipeline(stack):
     check(any(e["type"] == "killed" and e["sandbox_id"] == second for e in stack.events()), "killed event")
     check(not os.path.exists(os.path.join(stack.state_dir, second)), "state dir removed after kill")
 
+    # the base template (Debian + python3): a Python one-liner through the agent
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "base", "timeout": 60})
+    check(status == 201, f"base create: {status} {body}")
+    address = sandbox_row(stack, body["sandboxID"])[2]
+    output = run_in_sandbox(stack, body["sandboxID"], body["envdAccessToken"], body["envdVersion"],
+                            address, "python3 -c 'print(6*7)'")
+    check(output.strip() == "42", f"python3 in a base sandbox: {output!r}")
+    print("python3 ran in a base sandbox:", output.strip())
+    status, _, _ = stack.request("DELETE", f"/sandboxes/{body['sandboxID']}")
+    check(status == 204, f"DELETE base -> {status}")
+
     # validation and isolation
     status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "minimal", "network": {
         "allowOut": ["example.com"]}})
@@ -144,7 +155,7 @@ def main():
     if os.geteuid() != 0:
         print("FAIL: the e2e suite needs root (namespaces, cgroups)")
         return 1
-    with Stack("e2e") as stack:
+    with Stack("e2e", with_base=True) as stack:
         stack.start()
         test_api_pipeline(stack)
         test_sdk_pipeline(stack)
