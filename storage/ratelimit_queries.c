@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "warren/clock.h"
 #include "warren/ids.h"
 #include "warren/storage_ratelimit.h"
 
@@ -56,7 +57,21 @@ struct ratelimit_connection {
 	pthread_mutex_t lock;
 	PGconn *conn;
 	bool prepared;
+	int64_t next_reconnect_ms; /* after a failed reconnect: fail fast until then */
 };
+
+/* A limiter must never hold a request for long: connections time out
+ * after 2 s, and a failed reconnect is retried at most once a second. */
+#define RATELIMIT_CONNECT_TIMEOUT "2"
+#define RATELIMIT_RECONNECT_MS 1000
+
+static PGconn *ratelimit__connect(const char *url)
+{
+	const char *keywords[] = { "dbname", "connect_timeout", NULL };
+	const char *values[] = { url, RATELIMIT_CONNECT_TIMEOUT, NULL };
+
+	return PQconnectdbParams(keywords, values, 1);
+}
 
 struct storage_ratelimit {
 	int count;
@@ -104,7 +119,7 @@ struct storage_ratelimit *storage_ratelimit__open(const char *url, int connectio
 
 		pthread_mutex_init(&c->lock, NULL);
 		store->count = i + 1;
-		c->conn = PQconnectdb(url);
+		c->conn = ratelimit__connect(url);
 		if (PQstatus(c->conn) != CONNECTION_OK) {
 			storage__fail(err, STORAGE_ERR_UNAVAILABLE, "rate limit store: %s",
 				      PQerrorMessage(c->conn));
@@ -159,9 +174,16 @@ static PGresult *ratelimit__run(struct storage_ratelimit *store, int id, const c
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (PQstatus(c->conn) != CONNECTION_OK || !c->prepared) {
+			if (clock__monotonic_ms() < (uint64_t)c->next_reconnect_ms) {
+				storage__fail(err, STORAGE_ERR_UNAVAILABLE,
+					      "rate limit store: PostgreSQL unreachable");
+				break;
+			}
 			PQreset(c->conn);
 			c->prepared = false;
 			if (PQstatus(c->conn) != CONNECTION_OK) {
+				c->next_reconnect_ms =
+					(int64_t)clock__monotonic_ms() + RATELIMIT_RECONNECT_MS;
 				storage__fail(err, STORAGE_ERR_UNAVAILABLE, "rate limit store: %s",
 					      PQerrorMessage(c->conn));
 				break;

@@ -332,6 +332,33 @@ static void test_bad_input(void **state)
 	assert_int_equal(d.limit, 1);
 }
 
+static int failing_lease(void *ctx, const char *key, int64_t want, int64_t interval_us,
+			 int64_t tau_us, int64_t lead_us, struct ratelimit_grant *out)
+{
+	(void)ctx, (void)key, (void)want, (void)interval_us, (void)tau_us, (void)lead_us, (void)out;
+	return -1;
+}
+
+/* PostgreSQL down: requests pass (fail open), each one counted. */
+static void test_backend_down_fails_open(void **state)
+{
+	struct ratelimit_backend down = { failing_lease, NULL, NULL, NULL, NULL };
+	struct ratelimit *limiter = ratelimit__open_backend(&down, NULL);
+	struct ratelimit_decision d;
+	struct ratelimit_stats stats;
+
+	(void)state;
+	assert_non_null(limiter);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(ratelimit__take(limiter, "k", 1, 1000, 1, &d), -1);
+		assert_true(d.allowed);
+	}
+	ratelimit__stats(limiter, &stats);
+	assert_int_equal(stats.backend_errors, 5);
+	assert_int_equal(stats.allowed, 5);
+	ratelimit__close(limiter);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -342,6 +369,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_give_back_and_limit_change, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rejections_batched, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+		cmocka_unit_test(test_backend_down_fails_open),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
