@@ -172,6 +172,13 @@ def main():
             rows.append(row)
         finally:
             stack.kill("worker2")
+            stack.kill("worker")
+            for parent in ("warren-" + stack.tag, "warren-" + stack.tag + "-2"):
+                for hierarchy in ("", "unified", "memory", "cpu", "pids", "cpuacct", "cpu,cpuacct"):
+                    try:
+                        os.rmdir(os.path.join("/sys/fs/cgroup", hierarchy, parent))
+                    except OSError:
+                        pass
             subprocess.run([os.path.join(BIN, "warren"), "kafka", "delete-topic",
                             stack.prefix + f"warren.host.{second}.commands"], env=stack.env(), capture_output=True)
         print(f"\n## sustained creates (concurrency {args.concurrency}, {args.throughput} per run), "

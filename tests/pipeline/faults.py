@@ -107,8 +107,19 @@ def check_host_matches(stack, running_ids, slot_limit):
     check(len(netns) <= slot_limit, f"{len(netns)} slot namespaces, more than {slot_limit}")
 
 
+def remove_cgroup_parents(*parents):
+    """rmdir the (empty) cgroup parents the jails were made under."""
+    for parent in parents:
+        for hierarchy in ("", "unified", "memory", "cpu", "pids", "cpuacct", "cpu,cpuacct"):
+            try:
+                os.rmdir(os.path.join("/sys/fs/cgroup", hierarchy, parent))
+            except OSError:
+                pass
+
+
 def check_nothing_left(stack):
     state_dirs, cgroups, netns = host_leftovers(stack)
     check(not state_dirs and not cgroups and not netns,
           f"left on the host after the worker stopped: dirs {sorted(state_dirs)}, "
           f"cgroups {sorted(cgroups)}, namespaces {netns}")
+    remove_cgroup_parents("warren-" + stack.tag)
