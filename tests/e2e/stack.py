@@ -224,6 +224,12 @@ class Stack:
                       f"warren.host.{self.host_id}.commands"):
             subprocess.run([os.path.join(BIN, "warren"), "kafka", "delete-topic", self.prefix + topic],
                            env=self.env(), capture_output=True)
+        # the jails' cgroup parent (left empty in every hierarchy)
+        for hierarchy in ("", "unified", "memory", "cpu", "pids", "cpuacct"):
+            try:
+                os.rmdir(os.path.join("/sys/fs/cgroup", hierarchy, "warren-" + self.tag))
+            except OSError:
+                pass
         if os.environ.get("WARREN_KEEP_TEST_DIR"):
             print("kept", self.work)
         else:
