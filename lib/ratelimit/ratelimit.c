@@ -47,7 +47,8 @@ struct ratelimit {
 	struct ratelimit_key *buckets[RATELIMIT_BUCKETS];
 	pthread_mutex_t rejection_lock;
 	struct ratelimit_rejection rejections[RATELIMIT_REJECTION_SLOTS];
-	int64_t last_flush_local_us;
+	int64_t last_flush_local_us;	/* under rejection_lock */
+	int pending_rejections;		/* __atomic: counts waiting to be written */
 	struct ratelimit_stats stats;	/* updated with __atomic builtins */
 };
 
@@ -118,6 +119,8 @@ out:
 	pthread_mutex_unlock(&limiter->table_lock);
 	return entry;
 }
+
+static void ratelimit__flush_rejections(struct ratelimit *limiter);
 
 static int64_t ratelimit__ceil_s(int64_t us)
 {
@@ -298,6 +301,16 @@ unlock:
 		STAT_ADD(limiter, allowed, 1);
 	else
 		STAT_ADD(limiter, denied, 1);
+	/* Counted rejections do not wait for the next rejection to be written. */
+	if (__atomic_load_n(&limiter->pending_rejections, __ATOMIC_RELAXED)) {
+		bool due;
+
+		pthread_mutex_lock(&limiter->rejection_lock);
+		due = ratelimit__now(limiter) - limiter->last_flush_local_us >= RATELIMIT_FLUSH_US;
+		pthread_mutex_unlock(&limiter->rejection_lock);
+		if (due)
+			ratelimit__flush_rejections(limiter);
+	}
 	return rc;
 }
 
@@ -315,6 +328,7 @@ static void ratelimit__flush_rejections(struct ratelimit *limiter)
 			limiter->rejections[i].team_id[0] = '\0';
 		}
 	limiter->last_flush_local_us = ratelimit__now(limiter);
+	__atomic_store_n(&limiter->pending_rejections, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&limiter->rejection_lock);
 	for (int i = 0; i < used; i++)
 		if (!limiter->backend.record_rejections ||
@@ -346,6 +360,8 @@ void ratelimit__count_rejection(struct ratelimit *limiter, const char *team_id,
 				counted = true;
 			}
 		}
+	if (counted)
+		__atomic_store_n(&limiter->pending_rejections, 1, __ATOMIC_RELAXED);
 	flush = !counted || ratelimit__now(limiter) - limiter->last_flush_local_us >= RATELIMIT_FLUSH_US;
 	pthread_mutex_unlock(&limiter->rejection_lock);
 	if (flush)

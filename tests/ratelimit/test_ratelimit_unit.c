@@ -308,11 +308,22 @@ static void test_rejections_batched(void **state)
 	ratelimit__count_rejection(f->a, team, "creation_rate");
 	assert_int_equal(f->recorder.rejection_calls, 2);
 	assert_int_equal(f->recorder.rejections, 502);
+	/* A pending count is written by the next decision a second later. */
+	ratelimit__count_rejection(f->a, team, "creation_rate");
+	assert_int_equal(f->recorder.rejection_calls, 2);
+	f->clock.local_us += 1000000;
+	{
+		struct ratelimit_decision d;
+
+		assert_int_equal(ratelimit__take(f->a, "other", 10, 1000, 10, &d), 0);
+	}
+	assert_int_equal(f->recorder.rejection_calls, 3);
+	assert_int_equal(f->recorder.rejections, 503);
 	/* Hostile input is ignored, not crashed on. */
 	ratelimit__count_rejection(f->a, NULL, "x");
 	ratelimit__count_rejection(f->a, "0123456789012345678901234567890123456789", "x");
 	ratelimit__flush(f->a);
-	assert_int_equal(f->recorder.rejections, 502);
+	assert_int_equal(f->recorder.rejections, 503);
 }
 
 static void test_bad_input(void **state)

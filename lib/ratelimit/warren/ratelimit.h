@@ -93,8 +93,9 @@ int ratelimit__take(struct ratelimit *limiter, const char *key, int64_t count, i
 		    int64_t burst, struct ratelimit_decision *out);
 
 /* Counts one rejection of limit_name ([a-z_]{1,64}) for team_id (a uuid);
- * written to PostgreSQL in batches (one statement per team and limit,
- * at most once a second, and at flush/close). */
+ * written to PostgreSQL in batches: one statement per team and limit, by
+ * the first count or take at least a second after the last write, and at
+ * flush/close. */
 void ratelimit__count_rejection(struct ratelimit *limiter, const char *team_id,
 				const char *limit_name);
 /* Writes pending rejection counts and gives back unspent leases now. */
