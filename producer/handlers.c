@@ -73,11 +73,8 @@ static void handlers__template_version(struct storage_pool *pool, const char *te
 static void handlers__record_rejection(struct api_request *r, struct storage_pool *pool,
 				       const char *limit_name)
 {
-	struct storage_error e;
-
-	if (storage__rate_limit_record_rejection(pool, r->team.id, limit_name, &e))
-		log_warn("req=%s cannot record a %s rejection: %s", r->request_id, limit_name,
-			 e.message);
+	if (!limits__count_rejection(pool, r->team.id, limit_name))
+		log_warn("req=%s cannot record a %s rejection", r->request_id, limit_name);
 }
 
 /* Starts waiting for a result of r->waiter's request; the caller produced

@@ -200,3 +200,16 @@ void limits__reset(void)
 	limits_root = NULL;
 	pthread_mutex_unlock(&limits_lock);
 }
+
+bool limits__count_rejection(struct storage_pool *pool, const char *team_id,
+			     const char *limit_name)
+{
+	struct ratelimit *shared = limits_shared;
+	struct storage_error e;
+
+	if (shared) {
+		ratelimit__count_rejection(shared, team_id, limit_name);
+		return true;
+	}
+	return pool && storage__rate_limit_record_rejection(pool, team_id, limit_name, &e) == 0;
+}

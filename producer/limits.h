@@ -53,6 +53,12 @@ void limits__reset(void);
  * its database is reachable). 0 when open (or already open), -1 when not:
  * logged, and the in-process fallback stays in use. Thread-safe. */
 int limits__use_shared(const char *pg_url);
+/* Counts one 429 of team_id under limit_name for the admin views: batched
+ * through the shared limiter (one write per team and limit per second)
+ * when it is open, else written at once. Returns true when it was queued
+ * or written. */
+bool limits__count_rejection(struct storage_pool *pool, const char *team_id,
+			     const char *limit_name);
 /* Gives back unspent leased tokens and closes the shared limiter (at
  * shutdown, with no request in flight). */
 void limits__close_shared(void);

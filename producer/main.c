@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "limits.h"
 #include "warren/config.h"
 #include "warren/log.h"
 
@@ -60,5 +61,6 @@ int main(int argc, char **argv)
 	log_info("shutting down");
 	api__server_stop(server);
 	bus__stop();
+	limits__close_shared(); /* gives unspent leased tokens back */
 	return 0;
 }
