@@ -151,6 +151,21 @@ def test_sdk_pipeline(stack):
     check(out.returncode == 0, "SDK pipeline failed:\n" + out.stdout + out.stderr)
 
 
+def test_sdk_rate_limit(stack):
+    """The SDK maps our 429 to RateLimitError (issue 8)."""
+    stack.warren("admin", "team", "set-limit", stack.tag, "lifecycle_requests", "3")
+    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_rate_limit.cjs")],
+                         env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url,
+                                  E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test"),
+                         capture_output=True, text=True, timeout=60)
+    print(out.stdout.strip())
+    check(out.returncode == 0, "SDK RateLimitError test failed:\n" + out.stdout + out.stderr)
+    status, body, headers = stack.request("GET", "/sandboxes")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    check(status == 429 and "retry-after" in lowered and "ratelimit-limit" in lowered,
+          f"429 with headers: {status} {lowered}")
+
+
 def main():
     if os.geteuid() != 0:
         print("FAIL: the e2e suite needs root (namespaces, cgroups)")
@@ -159,6 +174,7 @@ def main():
         stack.start()
         test_api_pipeline(stack)
         test_sdk_pipeline(stack)
+        test_sdk_rate_limit(stack)
         leftover = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         stack.kill("worker")
         left = [l for l in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
