@@ -15,6 +15,9 @@
 # binary's bytes, the busybox binary's bytes and, for `base`, the suite,
 # mirror and package list. Same inputs -> the entry exists -> no-op.
 set -euo pipefail
+# The tree must be readable by the sandbox's unprivileged user whatever
+# the caller's umask is.
+umask 022
 
 name=""
 agent="${WARREN_AGENT_BINARY:-}"
