@@ -376,7 +376,10 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 	snprintf(work, sizeof(work), "%s/work", jail->dir);
 	snprintf(merged, sizeof(merged), "%s/merged", jail->dir);
 	snprintf(console, sizeof(console), "%s/console.log", jail->dir);
-	if (mkdir(upper, 0755) || mkdir(work, 0700) || mkdir(merged, 0755)) {
+	/* chmod too: the overlay's root takes the upper dir's mode, and the
+	 * caller's umask must not make / unreadable to the sandbox's user. */
+	if (mkdir(upper, 0755) || mkdir(work, 0700) || mkdir(merged, 0755) ||
+	    chmod(upper, 0755) || chmod(merged, 0755)) {
 		snprintf(err, err_len, "mkdir in %s: %s", jail->dir, strerror(errno));
 		goto err;
 	}

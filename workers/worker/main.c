@@ -9,6 +9,7 @@
  * nothing is left running unaccounted. Documented in workers/README.md. */
 #include <errno.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,9 @@ int main(void)
 	int exit_code = 1;
 
 	log__set_component("worker");
+	/* Sandboxes get their files' modes from us: never inherit a strict
+	 * umask of whoever started the worker. */
+	umask(022);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
