@@ -50,6 +50,13 @@ struct ratelimit {
 	int64_t last_flush_local_us;	/* under rejection_lock */
 	int pending_rejections;		/* __atomic: counts waiting to be written */
 	struct ratelimit_stats stats;	/* updated with __atomic builtins */
+	/* Writes pending rejection counts once a second even when no take or
+	 * count call comes (an idle instance must not sit on them). */
+	pthread_t flusher;
+	bool flusher_started;
+	bool flusher_stop;		/* under flusher_lock */
+	pthread_mutex_t flusher_lock;
+	pthread_cond_t flusher_wake;
 };
 
 static int64_t ratelimit__default_clock(void *ctx)
@@ -68,6 +75,31 @@ static int64_t ratelimit__now(struct ratelimit *limiter)
 
 #define STAT_ADD(limiter, field, n) __atomic_add_fetch(&(limiter)->stats.field, (n), __ATOMIC_RELAXED)
 
+static void ratelimit__flush_rejections(struct ratelimit *limiter);
+
+/* The flusher thread: every second, the pending rejection counts. */
+static void *ratelimit__flusher_main(void *opaque)
+{
+	struct ratelimit *limiter = opaque;
+
+	pthread_mutex_lock(&limiter->flusher_lock);
+	while (!limiter->flusher_stop) {
+		struct timespec deadline;
+
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += 1;
+		pthread_cond_timedwait(&limiter->flusher_wake, &limiter->flusher_lock, &deadline);
+		if (limiter->flusher_stop)
+			break;
+		pthread_mutex_unlock(&limiter->flusher_lock);
+		if (__atomic_load_n(&limiter->pending_rejections, __ATOMIC_RELAXED))
+			ratelimit__flush_rejections(limiter);
+		pthread_mutex_lock(&limiter->flusher_lock);
+	}
+	pthread_mutex_unlock(&limiter->flusher_lock);
+	return NULL;
+}
+
 struct ratelimit *ratelimit__open_backend(const struct ratelimit_backend *backend,
 					  const struct ratelimit_options *options)
 {
@@ -84,7 +116,11 @@ struct ratelimit *ratelimit__open_backend(const struct ratelimit_backend *backen
 		limiter->options.monotonic_us = ratelimit__default_clock;
 	pthread_mutex_init(&limiter->table_lock, NULL);
 	pthread_mutex_init(&limiter->rejection_lock, NULL);
+	pthread_mutex_init(&limiter->flusher_lock, NULL);
+	pthread_cond_init(&limiter->flusher_wake, NULL);
 	limiter->last_flush_local_us = ratelimit__now(limiter);
+	limiter->flusher_started =
+		pthread_create(&limiter->flusher, NULL, ratelimit__flusher_main, limiter) == 0;
 	return limiter;
 }
 
@@ -120,7 +156,6 @@ out:
 	return entry;
 }
 
-static void ratelimit__flush_rejections(struct ratelimit *limiter);
 
 static int64_t ratelimit__ceil_s(int64_t us)
 {
@@ -394,6 +429,15 @@ void ratelimit__stats(struct ratelimit *limiter, struct ratelimit_stats *out)
 
 static void ratelimit__free(struct ratelimit *limiter)
 {
+	if (limiter->flusher_started) {
+		pthread_mutex_lock(&limiter->flusher_lock);
+		limiter->flusher_stop = true;
+		pthread_cond_signal(&limiter->flusher_wake);
+		pthread_mutex_unlock(&limiter->flusher_lock);
+		pthread_join(limiter->flusher, NULL);
+	}
+	pthread_mutex_destroy(&limiter->flusher_lock);
+	pthread_cond_destroy(&limiter->flusher_wake);
 	for (int b = 0; b < RATELIMIT_BUCKETS; b++) {
 		struct ratelimit_key *entry = limiter->buckets[b], *next;
 
