@@ -18,6 +18,7 @@
 struct runtime_instance {
 	enum runtime_kind kind;
 	struct jail *jail;
+	struct runtime_vm *vm;
 };
 
 const char *runtime__name(enum runtime_kind kind)
@@ -63,10 +64,8 @@ enum runtime_kind runtime__choose(char *reason, size_t reason_len)
 			 "/dev/kvm is %s without VMX/SVM: a Linux guest cannot run user space "
 			 "here (HOST-NOTES.md)",
 			 pvm ? "kvm_pvm" : "present");
-	else
-		snprintf(reason, reason_len,
-			 "hardware KVM present, but the vm runtime is not wired into the worker "
-			 "yet; set runtime=vm to try it");
+	else if (runtime_vm__available(reason, reason_len))
+		return RUNTIME_VM;
 	return RUNTIME_JAIL;
 }
 
@@ -112,10 +111,23 @@ static struct runtime_instance *runtime__start_jail(const struct runtime_start *
 struct runtime_instance *runtime__start(enum runtime_kind kind, const struct runtime_start *spec,
 					char *err, size_t err_len)
 {
+	struct runtime_instance *instance;
+	struct runtime_vm *vm;
+
 	if (kind == RUNTIME_JAIL)
 		return runtime__start_jail(spec, err, err_len);
-	snprintf(err, err_len, "the vm runtime is not available in this worker yet");
-	return NULL;
+	vm = runtime_vm__start(spec, err, err_len);
+	if (!vm)
+		return NULL;
+	instance = calloc(1, sizeof(*instance));
+	if (!instance) {
+		runtime_vm__stop(vm);
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	instance->kind = RUNTIME_VM;
+	instance->vm = vm;
+	return instance;
 }
 
 void runtime__stop(struct runtime_instance *instance)
@@ -124,6 +136,8 @@ void runtime__stop(struct runtime_instance *instance)
 		return;
 	if (instance->jail)
 		jail__destroy(instance->jail);
+	if (instance->vm)
+		runtime_vm__stop(instance->vm);
 	free(instance);
 }
 
@@ -133,7 +147,9 @@ int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_
 	size_t found = 0;
 	int killed = 0;
 
-	if (kind != RUNTIME_JAIL || jail__list_on_host(NULL, NULL, &ids, &found))
+	if (kind == RUNTIME_VM)
+		return runtime_vm__reap_orphans(keep, count);
+	if (jail__list_on_host(NULL, NULL, &ids, &found))
 		return 0;
 	for (size_t i = 0; i < found; i++) {
 		bool kept = false;

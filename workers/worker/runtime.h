@@ -36,4 +36,21 @@ void runtime__stop(struct runtime_instance *instance);
  * started, except those in keep (count ids). Returns how many it killed. */
 int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count);
 
+/* ---- the vm backend (runtime_vm.c; runtime.c dispatches to it) ---- */
+struct runtime_vm;
+/* True when warren-vmm (setting vmm_binary, else next to this binary) and
+ * the guest kernel (setting guest_kernel) exist and `warren-vmm --probe`
+ * says guest user space can run. The reason says which. */
+bool runtime_vm__available(char *reason, size_t reason_len);
+/* Copies the template image into <state_dir>/<id>/, starts warren-vmm in
+ * spec->netns_path (tap0 there) and waits until it reports "running". */
+struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err, size_t err_len);
+/* Asks the VMM to exit (bounded), SIGKILLs its group otherwise, removes
+ * the state dir, frees vm. */
+void runtime_vm__stop(struct runtime_vm *vm);
+/* Kills VMMs listed in <state_dir>/<id>/vmm.json for ids not in keep. */
+int runtime_vm__reap_orphans(const char *const *keep, size_t count);
+/* Where warren-vmm is: 0 with the path in out, or -ENOENT. */
+int runtime_vm__find_vmm(char *out, size_t out_len);
+
 #endif

@@ -1,0 +1,588 @@
+/* runtime_vm: the `vm` runtime. One warren-vmm process per sandbox, in its
+ * own process group, started inside the slot's network namespace so that
+ * it opens that namespace's persistent tap0 (docs/network.md: the guest is
+ * 169.254.0.21 behind tap0, the slot address is DNATed to it). Everything
+ * of a sandbox lives in <state_dir>/<id>/: vmm.json (pid, socket: how a
+ * restarted worker finds orphans), rootfs.ext4 (a private sparse copy of
+ * the template image), console.log, vmm.log and the control socket
+ * vmm.sock (docs/vmm-api.md). */
+#include "runtime.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <linux/close_range.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "warren/config.h"
+#include "warren/ids.h"
+#include "warren/log.h"
+#include "warren/templates.h"
+#include "warren/tokens.h"
+
+extern char **environ;
+
+#define VM_STOP_WAIT_MS 5000
+#define VM_SOCKET_WAIT_MS 5000
+#define VM_IO_TIMEOUT_MS 2000
+
+/* HOST-NOTES.md: what a kvm_pvm host needs on the guest command line. */
+#define VM_BASELINE_CMDLINE "noxsave clearcpuid=smap,smep,popcnt i8042.noaux i8042.nokbd tsc=reliable"
+
+struct runtime_vm {
+	pid_t pid; /* also the process group */
+	char dir[PATH_MAX];
+	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+static const char *runtime_vm__state_root(void)
+{
+	return config__get("state_dir", "/var/lib/warren/sandboxes");
+}
+
+static long long runtime_vm__now_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void runtime_vm__sleep_ms(long ms)
+{
+	struct timespec pause = { ms / 1000, (ms % 1000) * 1000000 };
+
+	nanosleep(&pause, NULL);
+}
+
+int runtime_vm__find_vmm(char *out, size_t out_len)
+{
+	const char *configured = config__get("vmm_binary", NULL);
+	char self[PATH_MAX];
+	ssize_t n;
+	char *slash;
+
+	if (configured) {
+		snprintf(out, out_len, "%s", configured);
+		return access(out, X_OK) == 0 ? 0 : -ENOENT;
+	}
+	/* Next to the running binary (build/bin), or in ../bin of it (tests
+	 * run from build/tests). */
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = 0;
+		slash = strrchr(self, '/');
+		if (slash) {
+			*slash = 0;
+			if ((size_t)snprintf(out, out_len, "%s/warren-vmm", self) < out_len &&
+			    access(out, X_OK) == 0)
+				return 0;
+			if ((size_t)snprintf(out, out_len, "%s/../bin/warren-vmm", self) < out_len &&
+			    access(out, X_OK) == 0)
+				return 0;
+		}
+	}
+	snprintf(out, out_len, "/usr/local/bin/warren-vmm");
+	if (access(out, X_OK) == 0)
+		return 0;
+	snprintf(out, out_len, "/usr/bin/warren-vmm");
+	return access(out, X_OK) == 0 ? 0 : -ENOENT;
+}
+
+/* The guest kernel: setting guest_kernel (WARREN_GUEST_KERNEL). */
+static const char *runtime_vm__kernel(void)
+{
+	return config__get("guest_kernel", NULL);
+}
+
+bool runtime_vm__available(char *reason, size_t reason_len)
+{
+	char vmm[PATH_MAX];
+	const char *kernel = runtime_vm__kernel();
+	int status = 0;
+	pid_t pid;
+	char *argv[] = { vmm, "--probe", NULL };
+	posix_spawn_file_actions_t actions;
+
+	if (runtime_vm__find_vmm(vmm, sizeof(vmm))) {
+		snprintf(reason, reason_len, "warren-vmm not found (setting vmm_binary)");
+		return false;
+	}
+	if (!kernel || access(kernel, R_OK)) {
+		snprintf(reason, reason_len, "no guest kernel (setting guest_kernel: %s)",
+			 kernel ? kernel : "unset");
+		return false;
+	}
+	/* docs/vmm-api.md --probe: exit 0 only when a guest SYSCALL from CPL3
+	 * reaches the guest kernel, i.e. Linux user space can run. */
+	posix_spawn_file_actions_init(&actions);
+	posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+	if (posix_spawn(&pid, vmm, &actions, NULL, argv, environ)) {
+		posix_spawn_file_actions_destroy(&actions);
+		snprintf(reason, reason_len, "cannot run %s --probe", vmm);
+		return false;
+	}
+	posix_spawn_file_actions_destroy(&actions);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		snprintf(reason, reason_len, "%s --probe: guest user space cannot run here (status %d)",
+			 vmm, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		return false;
+	}
+	snprintf(reason, reason_len, "hardware KVM, %s --probe passed, guest kernel %s", vmm, kernel);
+	return true;
+}
+
+static int runtime_vm__remove_entry(const char *path, const struct stat *st, int flag,
+				    struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	if (remove(path) && errno != ENOENT)
+		log_warn("vm runtime: removing %s: %s", path, strerror(errno));
+	return 0;
+}
+
+static void runtime_vm__remove_dir(const char *dir)
+{
+	nftw(dir, runtime_vm__remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* One request line to the control socket, one response line back (each
+ * bounded in time). 0 with the response in out, or -1. */
+static int runtime_vm__request(const char *socket_path, const char *request, char *out,
+			       size_t out_len)
+{
+	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	struct timeval timeout = { VM_IO_TIMEOUT_MS / 1000, (VM_IO_TIMEOUT_MS % 1000) * 1000 };
+	size_t used = 0;
+	ssize_t n;
+	int fd, ret = -1;
+
+	if (strlen(socket_path) >= sizeof(address.sun_path))
+		return -1;
+	strcpy(address.sun_path, socket_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+	if (connect(fd, (struct sockaddr *)&address, sizeof(address)))
+		goto out;
+	if (send(fd, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request) ||
+	    send(fd, "\n", 1, MSG_NOSIGNAL) != 1)
+		goto out;
+	while (used + 1 < out_len) {
+		n = recv(fd, out + used, out_len - 1 - used, 0);
+		if (n <= 0)
+			break;
+		used += (size_t)n;
+		if (memchr(out, '\n', used))
+			break;
+	}
+	out[used] = 0;
+	ret = used > 0 ? 0 : -1;
+out:
+	close(fd);
+	return ret;
+}
+
+/* A locally administered unicast MAC from the sandbox id. */
+static void runtime_vm__mac(const char *id, char out[18])
+{
+	char hex[TOKENS_SHA256_HEX_LEN + 1];
+
+	tokens__sha256_hex(id, strlen(id), hex);
+	snprintf(out, 18, "02:%.2s:%.2s:%.2s:%.2s:%.2s", hex, hex + 2, hex + 4, hex + 6, hex + 8);
+}
+
+/* Copies the template image sparsely (reflink where the filesystem can). */
+static int runtime_vm__copy_image(const char *from, const char *to, char *err, size_t err_len)
+{
+	char *argv[] = { "cp", "--sparse=always", "--reflink=auto", (char *)from, (char *)to, NULL };
+	int status = 0;
+	pid_t pid;
+
+	if (posix_spawnp(&pid, "cp", NULL, NULL, argv, environ)) {
+		snprintf(err, err_len, "cannot run cp");
+		return -1;
+	}
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		snprintf(err, err_len, "copying %s to %s failed", from, to);
+		return -1;
+	}
+	return 0;
+}
+
+static int runtime_vm__write_state(const struct runtime_vm *vm, const char *id, char *err,
+				   size_t err_len)
+{
+	char path[PATH_MAX + 16], tmp[PATH_MAX + 16];
+	json_t *state = json_pack("{s:s, s:I, s:s, s:I}", "id", id, "pid", (json_int_t)vm->pid,
+				  "api_socket", vm->socket_path, "started_at", (json_int_t)time(NULL));
+	int ret = -1;
+
+	snprintf(path, sizeof(path), "%s/vmm.json", vm->dir);
+	snprintf(tmp, sizeof(tmp), "%s/vmm.json.tmp", vm->dir);
+	if (state && json_dump_file(state, tmp, JSON_COMPACT) == 0 && rename(tmp, path) == 0)
+		ret = 0;
+	else
+		snprintf(err, err_len, "writing %s failed", path);
+	json_decref(state);
+	return ret;
+}
+
+/* The guest's command line (the VMM appends virtio_mmio.device=...). */
+static void runtime_vm__cmdline(const struct runtime_start *spec, bool baseline, char *out,
+				size_t out_len)
+{
+	snprintf(out, out_len,
+		 "console=ttyS0 root=/dev/vda rw init=/sbin/init reboot=k panic=-1%s%s%s%s",
+		 baseline ? " " : "", baseline ? VM_BASELINE_CMDLINE : "",
+		 spec->token_hash ? " warren.token_hash=" : "",
+		 spec->token_hash ? spec->token_hash : "");
+}
+
+/* Kills the VMM's process group and reaps the process (it is our child). */
+static void runtime_vm__kill(struct runtime_vm *vm)
+{
+	int status;
+
+	if (vm->pid <= 0)
+		return;
+	kill(-vm->pid, SIGKILL);
+	while (waitpid(vm->pid, &status, 0) < 0 && errno == EINTR)
+		;
+	vm->pid = 0;
+}
+
+/* The VMM process (our child): exited already? */
+static bool runtime_vm__exited(struct runtime_vm *vm, int *status)
+{
+	pid_t got = waitpid(vm->pid, status, WNOHANG);
+
+	if (got == vm->pid || (got < 0 && errno == ECHILD)) {
+		vm->pid = 0;
+		return true;
+	}
+	return false;
+}
+
+static void runtime_vm__log_tail(const struct runtime_vm *vm, char *err, size_t err_len)
+{
+	char path[PATH_MAX + 16], text[512];
+	size_t n = 0, used = strlen(err);
+	FILE *file;
+
+	snprintf(path, sizeof(path), "%s/vmm.log", vm->dir);
+	file = fopen(path, "re");
+	if (!file)
+		return;
+	if (fseek(file, -(long)(sizeof(text) - 1), SEEK_END))
+		rewind(file);
+	n = fread(text, 1, sizeof(text) - 1, file);
+	fclose(file);
+	text[n] = 0;
+	for (size_t i = 0; i < n; i++)
+		if (text[i] == '\n')
+			text[i] = ' ';
+	if (used + 3 < err_len)
+		snprintf(err + used, err_len - used, ": %s", text);
+}
+
+struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err, size_t err_len)
+{
+	struct template_info template_info;
+	struct runtime_vm *vm = NULL;
+	const char *kernel = runtime_vm__kernel();
+	const char *profile;
+	char vmm[PATH_MAX], image[PATH_MAX + 16], console[PATH_MAX + 16], log_path[PATH_MAX + 16];
+	char cmdline[1024], mac[18], memory[16], vcpus[16], response[4096];
+	char *block_json = NULL, *net_json = NULL;
+	json_t *block = NULL, *net = NULL;
+	int error_pipe[2] = { -1, -1 }, netns_fd = -1, status, child_errno = 0;
+	long long deadline;
+	bool baseline;
+
+	if (!spec->sandbox_id || !ids__is_sandbox_id(spec->sandbox_id)) {
+		snprintf(err, err_len, "vm runtime: bad sandbox id");
+		return NULL;
+	}
+	if (!kernel || access(kernel, R_OK)) {
+		snprintf(err, err_len, "vm runtime: no guest kernel (setting guest_kernel)");
+		return NULL;
+	}
+	if (runtime_vm__find_vmm(vmm, sizeof(vmm))) {
+		snprintf(err, err_len, "vm runtime: warren-vmm not found (setting vmm_binary)");
+		return NULL;
+	}
+	if (templates__read(templates__dir(), spec->template_id, &template_info, err, err_len))
+		return NULL;
+	profile = config__get("vm_cpu_profile", NULL);
+	if (!profile)
+		profile = access("/sys/module/kvm_pvm", F_OK) == 0 ? "baseline" : "host";
+	baseline = !strcmp(profile, "baseline");
+
+	vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	if ((size_t)snprintf(vm->dir, sizeof(vm->dir), "%s/%s", runtime_vm__state_root(),
+			     spec->sandbox_id) >= sizeof(vm->dir) ||
+	    (size_t)snprintf(vm->socket_path, sizeof(vm->socket_path), "%s/vmm.sock", vm->dir) >=
+		    sizeof(vm->socket_path)) {
+		snprintf(err, err_len, "vm runtime: state_dir path too long");
+		free(vm);
+		return NULL;
+	}
+	mkdir(runtime_vm__state_root(), 0700);
+	if (mkdir(vm->dir, 0700) && errno != EEXIST) {
+		snprintf(err, err_len, "vm runtime: mkdir %s: %s", vm->dir, strerror(errno));
+		free(vm);
+		return NULL;
+	}
+	snprintf(image, sizeof(image), "%s/rootfs.ext4", vm->dir);
+	snprintf(console, sizeof(console), "%s/console.log", vm->dir);
+	snprintf(log_path, sizeof(log_path), "%s/vmm.log", vm->dir);
+	/* Cost: a full (sparse) copy of the image per sandbox; see README. */
+	if (runtime_vm__copy_image(template_info.image, image, err, err_len))
+		goto err;
+
+	runtime_vm__mac(spec->sandbox_id, mac);
+	block = json_pack("{s:s, s:s, s:b}", "type", "block", "path", image, "read_only", 0);
+	net = json_pack("{s:s, s:s, s:s}", "type", "net", "tap", "tap0", "mac", mac);
+	block_json = block ? json_dumps(block, JSON_COMPACT) : NULL;
+	net_json = net ? json_dumps(net, JSON_COMPACT) : NULL;
+	if (!block_json || !net_json) {
+		snprintf(err, err_len, "out of memory");
+		goto err;
+	}
+	runtime_vm__cmdline(spec, baseline, cmdline, sizeof(cmdline));
+	snprintf(memory, sizeof(memory), "%u", spec->memory_mib ? spec->memory_mib : 128);
+	snprintf(vcpus, sizeof(vcpus), "%u", spec->vcpus ? spec->vcpus : 1);
+	char *argv[] = { vmm,	  "--kernel",	   (char *)kernel, "--cmdline", cmdline,
+			 "--memory", memory,	   "--vcpus",	   vcpus,	"--cpu-profile",
+			 (char *)profile, "--console", console,	   "--api-socket", vm->socket_path,
+			 "--device", block_json,   "--device",	   net_json,	NULL };
+
+	if (spec->netns_path) {
+		netns_fd = open(spec->netns_path, O_RDONLY | O_CLOEXEC);
+		if (netns_fd < 0) {
+			snprintf(err, err_len, "vm runtime: open %s: %s", spec->netns_path,
+				 strerror(errno));
+			goto err;
+		}
+	}
+	int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (log_fd < 0 || pipe2(error_pipe, O_CLOEXEC)) {
+		snprintf(err, err_len, "vm runtime: %s: %s", log_path, strerror(errno));
+		if (log_fd >= 0)
+			close(log_fd);
+		goto err;
+	}
+	vm->pid = fork();
+	if (vm->pid == 0) {
+		/* Child: async-signal-safe calls only. Own process group, the
+		 * slot's network namespace (tap0 is opened there), then exec. */
+		int null_fd = open("/dev/null", O_RDONLY);
+		int code = 0;
+
+		setpgid(0, 0);
+		if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET))
+			code = errno;
+		if (!code && (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 ||
+			      dup2(log_fd, 2) < 0))
+			code = errno;
+		if (!code) {
+			/* Nothing of the worker's (Kafka, database sockets) leaks in. */
+			syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+			execv(vmm, argv);
+			code = errno;
+		}
+		if (write(error_pipe[1], &code, sizeof(code)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(log_fd);
+	close(error_pipe[1]);
+	error_pipe[1] = -1;
+	if (vm->pid < 0) {
+		vm->pid = 0;
+		snprintf(err, err_len, "vm runtime: fork: %s", strerror(errno));
+		goto err;
+	}
+	setpgid(vm->pid, vm->pid); /* also from here: no race with kill(-pid) */
+	if (read(error_pipe[0], &child_errno, sizeof(child_errno)) == sizeof(child_errno)) {
+		snprintf(err, err_len, "vm runtime: entering %s / exec %s: %s",
+			 spec->netns_path ? spec->netns_path : "-", vmm, strerror(child_errno));
+		goto err;
+	}
+	if (runtime_vm__write_state(vm, spec->sandbox_id, err, err_len))
+		goto err;
+	/* Started once the control socket answers "running". */
+	deadline = runtime_vm__now_ms() + VM_SOCKET_WAIT_MS;
+	for (;;) {
+		if (runtime_vm__exited(vm, &status)) {
+			snprintf(err, err_len, "vm runtime: warren-vmm exited at start (status %d)",
+				 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+			runtime_vm__log_tail(vm, err, err_len);
+			goto err;
+		}
+		if (runtime_vm__request(vm->socket_path, "{\"op\":\"state\"}", response,
+					sizeof(response)) == 0 &&
+		    strstr(response, "\"running\""))
+			break;
+		if (runtime_vm__now_ms() > deadline) {
+			snprintf(err, err_len, "vm runtime: warren-vmm not running after %d ms",
+				 VM_SOCKET_WAIT_MS);
+			runtime_vm__log_tail(vm, err, err_len);
+			goto err;
+		}
+		runtime_vm__sleep_ms(20);
+	}
+	log_info("vm runtime: sandbox %s: warren-vmm pid %d in %s (profile %s, %s MiB, %s vcpus)",
+		 spec->sandbox_id, (int)vm->pid, spec->netns_path ? spec->netns_path : "host netns",
+		 profile, memory, vcpus);
+	goto out;
+err:
+	runtime_vm__kill(vm);
+	runtime_vm__remove_dir(vm->dir);
+	free(vm);
+	vm = NULL;
+out:
+	if (netns_fd >= 0)
+		close(netns_fd);
+	if (error_pipe[0] >= 0)
+		close(error_pipe[0]);
+	if (error_pipe[1] >= 0)
+		close(error_pipe[1]);
+	free(block_json);
+	free(net_json);
+	json_decref(block);
+	json_decref(net);
+	return vm;
+}
+
+void runtime_vm__stop(struct runtime_vm *vm)
+{
+	char response[4096];
+	long long deadline;
+	int status;
+
+	if (!vm)
+		return;
+	/* docs/vmm-api.md: "exit" stops a running VM, then the process exits. */
+	if (vm->pid > 0 &&
+	    runtime_vm__request(vm->socket_path, "{\"op\":\"exit\"}", response, sizeof(response)))
+		kill(vm->pid, SIGTERM);
+	deadline = runtime_vm__now_ms() + VM_STOP_WAIT_MS;
+	while (vm->pid > 0 && !runtime_vm__exited(vm, &status)) {
+		if (runtime_vm__now_ms() > deadline) {
+			log_warn("vm runtime: warren-vmm %d did not exit in %d ms: SIGKILL",
+				 (int)vm->pid, VM_STOP_WAIT_MS);
+			runtime_vm__kill(vm);
+			break;
+		}
+		runtime_vm__sleep_ms(20);
+	}
+	/* Anything else left in the group. */
+	runtime_vm__remove_dir(vm->dir);
+	free(vm);
+}
+
+/* True when pid is a live process whose command line holds socket_path
+ * (guards against a recycled pid). */
+static bool runtime_vm__is_our_vmm(pid_t pid, const char *socket_path)
+{
+	char path[64], text[8192];
+	size_t n;
+	FILE *file;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	file = fopen(path, "re");
+	if (!file)
+		return false;
+	n = fread(text, 1, sizeof(text) - 1, file);
+	fclose(file);
+	for (size_t i = 0; i < n; i++)
+		if (text[i] == 0)
+			text[i] = ' ';
+	text[n] = 0;
+	return strstr(text, "warren-vmm") && strstr(text, socket_path);
+}
+
+int runtime_vm__reap_orphans(const char *const *keep, size_t count)
+{
+	const char *root = runtime_vm__state_root();
+	char state_path[PATH_MAX], dir[PATH_MAX];
+	struct dirent *entry;
+	int killed = 0;
+	DIR *listing = opendir(root);
+
+	if (!listing)
+		return 0;
+	while ((entry = readdir(listing))) {
+		json_t *state;
+		json_int_t pid;
+		const char *socket_path;
+		bool kept = false;
+
+		if (!ids__is_sandbox_id(entry->d_name))
+			continue;
+		for (size_t k = 0; k < count && !kept; k++)
+			kept = !strcmp(keep[k], entry->d_name);
+		if (kept)
+			continue;
+		if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", root, entry->d_name) >= sizeof(dir) ||
+		    (size_t)snprintf(state_path, sizeof(state_path), "%s/vmm.json", dir) >=
+			    sizeof(state_path))
+			continue;
+		state = json_load_file(state_path, 0, NULL);
+		if (!state)
+			continue; /* not a vm sandbox (the jail runtime's) */
+		pid = json_integer_value(json_object_get(state, "pid"));
+		socket_path = json_string_value(json_object_get(state, "api_socket"));
+		if (pid > 1 && pid < INT_MAX && socket_path &&
+		    runtime_vm__is_our_vmm((pid_t)pid, socket_path)) {
+			long long deadline = runtime_vm__now_ms() + VM_STOP_WAIT_MS;
+
+			kill(-(pid_t)pid, SIGKILL);
+			kill((pid_t)pid, SIGKILL);
+			while (runtime_vm__is_our_vmm((pid_t)pid, socket_path) &&
+			       runtime_vm__now_ms() < deadline) {
+				/* Our child when this process started it. */
+				waitpid((pid_t)pid, NULL, WNOHANG);
+				runtime_vm__sleep_ms(10);
+			}
+			log_info("orphan vm sandbox %s (warren-vmm %d) of a previous worker stopped",
+				 entry->d_name, (int)pid);
+			killed++;
+		}
+		json_decref(state);
+		runtime_vm__remove_dir(dir);
+	}
+	closedir(listing);
+	return killed;
+}
