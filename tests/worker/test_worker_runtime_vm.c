@@ -269,11 +269,47 @@ static void test_vm_runtime_boots_and_stops(void **state)
 	free(console);
 }
 
+/* A restarted worker: runtime__reap_orphans(RUNTIME_VM) keeps listed ids
+ * and kills the VMM of the others, state dir included. */
+static void test_vm_orphans_are_reaped(void **state)
+{
+	char sandbox_id[IDS_SANDBOX_ID_LEN + 1], dir[512], path[600], err[1024];
+	const char *keep[1];
+	struct runtime_instance *instance;
+	json_t *vmm_json;
+	pid_t pid;
+	(void)state;
+
+	assert_int_equal(ids__sandbox_id(sandbox_id), 0);
+	keep[0] = sandbox_id;
+	struct runtime_start spec = {
+		.sandbox_id = sandbox_id, .template_id = "minimal", .netns_path = netns_path,
+		.token_hash = NULL, .memory_mib = 128, .vcpus = 1,
+	};
+	instance = runtime__start(RUNTIME_VM, &spec, err, sizeof(err));
+	if (!instance)
+		fail_msg("runtime__start(vm): %s", err);
+	snprintf(dir, sizeof(dir), "%s/%s", getenv("WARREN_STATE_DIR"), sandbox_id);
+	snprintf(path, sizeof(path), "%s/vmm.json", dir);
+	vmm_json = json_load_file(path, 0, NULL);
+	assert_non_null(vmm_json);
+	pid = (pid_t)json_integer_value(json_object_get(vmm_json, "pid"));
+	json_decref(vmm_json);
+	assert_int_equal(runtime__reap_orphans(RUNTIME_VM, keep, 1), 0);
+	assert_int_equal(kill(pid, 0), 0);
+	assert_int_equal(runtime__reap_orphans(RUNTIME_VM, NULL, 0), 1);
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(access(dir, F_OK), -1);
+	printf("orphan warren-vmm %d reaped, state dir removed\n", (int)pid);
+	runtime__stop(instance); /* already gone: must not fail */
+}
+
 int main(void)
 {
 	const char *kernel = getenv("WARREN_GUEST_KERNEL");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vm_runtime_boots_and_stops),
+		cmocka_unit_test(test_vm_orphans_are_reaped),
 	};
 	int failed;
 

@@ -494,7 +494,7 @@ void runtime_vm__stop(struct runtime_vm *vm)
 	if (!vm)
 		return;
 	/* docs/vmm-api.md: "exit" stops a running VM, then the process exits. */
-	if (vm->pid > 0 &&
+	if (vm->pid > 0 && !runtime_vm__exited(vm, &status) &&
 	    runtime_vm__request(vm->socket_path, "{\"op\":\"exit\"}", response, sizeof(response)))
 		kill(vm->pid, SIGTERM);
 	deadline = runtime_vm__now_ms() + VM_STOP_WAIT_MS;
@@ -570,10 +570,12 @@ int runtime_vm__reap_orphans(const char *const *keep, size_t count)
 
 			kill(-(pid_t)pid, SIGKILL);
 			kill((pid_t)pid, SIGKILL);
+			/* Our own child (this process started it): reap it now.
+			 * Otherwise (ECHILD) wait for init to. */
+			while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
+				;
 			while (runtime_vm__is_our_vmm((pid_t)pid, socket_path) &&
 			       runtime_vm__now_ms() < deadline) {
-				/* Our child when this process started it. */
-				waitpid((pid_t)pid, NULL, WNOHANG);
 				runtime_vm__sleep_ms(10);
 			}
 			log_info("orphan vm sandbox %s (warren-vmm %d) of a previous worker stopped",
