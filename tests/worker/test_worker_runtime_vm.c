@@ -100,7 +100,12 @@ static json_t *vmm_request(const char *socket_path, const char *request)
 	ssize_t n;
 	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 
-	snprintf(address.sun_path, sizeof(address.sun_path), "%s", socket_path);
+	if (strlen(socket_path) >= sizeof(address.sun_path)) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	memcpy(address.sun_path, socket_path, strlen(socket_path) + 1);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&address, sizeof(address))) {
 		if (fd >= 0)
 			close(fd);

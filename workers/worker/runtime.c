@@ -26,8 +26,7 @@ const char *runtime__name(enum runtime_kind kind)
 	return kind == RUNTIME_VM ? "vm" : "jail";
 }
 
-/* True when /proc/cpuinfo lists vmx or svm (hardware virtualization). */
-static bool runtime__cpu_has_virtualization(void)
+bool runtime__cpu_has_virtualization(void)
 {
 	char line[4096];
 	bool found = false;
