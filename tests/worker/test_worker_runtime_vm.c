@@ -43,7 +43,7 @@ static double now_seconds(void)
 	return (double)now.tv_sec + now.tv_nsec / 1e9;
 }
 
-static int shell(const char *format, ...)
+__attribute__((format(printf, 1, 2))) static int shell(const char *format, ...)
 {
 	char command[4096];
 	va_list args;
