@@ -14,9 +14,7 @@
 
 #include "event_loop.h"
 #include "warren/log.h"
-#ifdef WARREN_VMM_HAVE_VIRTIO_DEVICES
 #include "virtio_devices.h"
-#endif
 
 struct control_client {
 	struct control *control;
@@ -136,16 +134,12 @@ char *control__handle_line(struct control *control, const char *line, size_t len
 		if (device < 0 || (uint64_t)device >= vm->device_count) {
 			response = control__error("\"device\" must be the index of a configured device");
 		} else {
-#ifdef WARREN_VMM_HAVE_VIRTIO_DEVICES
 			if (virtio_device__set_rate_limit(vm->devices[device].opaque,
 							  json_object_get(request, "config"), error,
 							  sizeof(error)) != 0)
 				response = control__error(error[0] ? error : "bad rate limiter");
 			else
 				response = control__ok(NULL);
-#else
-			response = control__error("this build has no virtio devices");
-#endif
 		}
 	} else if (strcmp(op, "exit") == 0) {
 		control->exit_requested = true;
