@@ -228,6 +228,29 @@ int64_t event_loop__watch(struct event_loop *loop, int fd, unsigned poll_mask,
 	return operation__id(loop, operation);
 }
 
+/* Takes an operation record and an SQE for one submission and fills the
+ * fields every submission shares; NULL (nothing held) when either is
+ * exhausted. */
+static struct operation *event_loop__start(struct event_loop *loop, enum operation_kind kind,
+					    int fd, event_loop_callback callback, void *opaque,
+					    struct io_uring_sqe **sqe)
+{
+	struct operation *operation = operation__get(loop);
+
+	if (!operation)
+		return NULL;
+	*sqe = event_loop__sqe(loop);
+	if (!*sqe) {
+		operation__put(loop, operation);
+		return NULL;
+	}
+	operation->kind = kind;
+	operation->fd = fd;
+	operation->callback = callback;
+	operation->opaque = opaque;
+	return operation;
+}
+
 static int event_loop__rw(struct event_loop *loop, enum operation_kind kind, int fd,
 			  const struct iovec *iov, int iovcnt, int64_t offset,
 			  event_loop_callback callback, void *opaque)
@@ -238,18 +261,9 @@ static int event_loop__rw(struct event_loop *loop, enum operation_kind kind, int
 	if (fd < 0 || !callback || iovcnt < 0 || iovcnt > IOV_MAX || (iovcnt && !iov) ||
 	    offset < -1)
 		return -EINVAL;
-	operation = operation__get(loop);
+	operation = event_loop__start(loop, kind, fd, callback, opaque, &sqe);
 	if (!operation)
 		return -EBUSY;
-	sqe = event_loop__sqe(loop);
-	if (!sqe) {
-		operation__put(loop, operation);
-		return -EBUSY;
-	}
-	operation->kind = kind;
-	operation->fd = fd;
-	operation->callback = callback;
-	operation->opaque = opaque;
 	/* offset -1 (as u64) means "current file position" to io_uring. */
 	if (kind == OPERATION_READV)
 		io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, (uint64_t)offset);
@@ -279,18 +293,9 @@ int event_loop__fsync(struct event_loop *loop, int fd, bool datasync,
 
 	if (fd < 0 || !callback)
 		return -EINVAL;
-	operation = operation__get(loop);
+	operation = event_loop__start(loop, OPERATION_FSYNC, fd, callback, opaque, &sqe);
 	if (!operation)
 		return -EBUSY;
-	sqe = event_loop__sqe(loop);
-	if (!sqe) {
-		operation__put(loop, operation);
-		return -EBUSY;
-	}
-	operation->kind = OPERATION_FSYNC;
-	operation->fd = fd;
-	operation->callback = callback;
-	operation->opaque = opaque;
 	io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
 	io_uring_sqe_set_data(sqe, operation);
 	return 0;
@@ -304,18 +309,9 @@ int64_t event_loop__timer(struct event_loop *loop, uint64_t nanoseconds,
 
 	if (!callback)
 		return -EINVAL;
-	operation = operation__get(loop);
+	operation = event_loop__start(loop, OPERATION_TIMER, -1, callback, opaque, &sqe);
 	if (!operation)
 		return -EBUSY;
-	sqe = event_loop__sqe(loop);
-	if (!sqe) {
-		operation__put(loop, operation);
-		return -EBUSY;
-	}
-	operation->kind = OPERATION_TIMER;
-	operation->fd = -1;
-	operation->callback = callback;
-	operation->opaque = opaque;
 	operation->timeout.tv_sec = (long long)(nanoseconds / 1000000000ull);
 	operation->timeout.tv_nsec = (long long)(nanoseconds % 1000000000ull);
 	/* The timespec lives in the record, valid until the CQE arrives. */
@@ -324,12 +320,24 @@ int64_t event_loop__timer(struct event_loop *loop, uint64_t nanoseconds,
 	return operation__id(loop, operation);
 }
 
+/* Asks io_uring to cancel one in-flight operation; its CQE still comes. */
+static int event_loop__cancel_operation(struct event_loop *loop, struct operation *operation)
+{
+	struct io_uring_sqe *sqe = event_loop__sqe(loop);
+
+	if (!sqe)
+		return -EBUSY;
+	io_uring_prep_cancel(sqe, operation, 0);
+	io_uring_sqe_set_data64(sqe, IGNORED_USER_DATA);
+	operation->cancelled = true;
+	return 0;
+}
+
 int event_loop__cancel(struct event_loop *loop, int64_t id)
 {
 	uint64_t index = (uint64_t)id & 0xffffffffu;
 	uint32_t generation = (uint32_t)((uint64_t)id >> 32);
 	struct operation *operation;
-	struct io_uring_sqe *sqe;
 
 	if (id < 0 || index >= loop->operation_count)
 		return -ENOENT;
@@ -339,13 +347,7 @@ int event_loop__cancel(struct event_loop *loop, int64_t id)
 		return -ENOENT;
 	if (operation->cancelled || operation->dropped)
 		return -EALREADY;
-	sqe = event_loop__sqe(loop);
-	if (!sqe)
-		return -EBUSY;
-	io_uring_prep_cancel(sqe, operation, 0);
-	io_uring_sqe_set_data64(sqe, IGNORED_USER_DATA);
-	operation->cancelled = true;
-	return 0;
+	return event_loop__cancel_operation(loop, operation);
 }
 
 int event_loop__cancel_io(struct event_loop *loop, void *opaque)
@@ -354,18 +356,13 @@ int event_loop__cancel_io(struct event_loop *loop, void *opaque)
 
 	for (unsigned i = 0; i < loop->operation_count; i++) {
 		struct operation *operation = &loop->operations[i];
-		struct io_uring_sqe *sqe;
 
 		if ((operation->kind != OPERATION_READV && operation->kind != OPERATION_WRITEV &&
 		     operation->kind != OPERATION_FSYNC) ||
 		    operation->opaque != opaque || operation->cancelled)
 			continue;
-		sqe = event_loop__sqe(loop);
-		if (!sqe)
+		if (event_loop__cancel_operation(loop, operation) != 0)
 			return -EBUSY;
-		io_uring_prep_cancel(sqe, operation, 0);
-		io_uring_sqe_set_data64(sqe, IGNORED_USER_DATA);
-		operation->cancelled = true;
 		count++;
 	}
 	return count;
