@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "agent_client.h"
 #include "warren/clock.h"
@@ -122,7 +123,7 @@ static json_t *worker__created_result(struct worker *worker, const struct storag
 	clock__format_rfc3339(row->end_at, end_at);
 	return json_pack("{s:s, s:s, s:s, s:s}", "template_id", row->template_id, "envd_version",
 			 envd_version && *envd_version ? envd_version : "unknown", "end_at", end_at,
-			 "client_id", worker->host_id);
+			 "client_id", row->host_id[0] ? row->host_id : worker->host_id);
 }
 
 /* ---- create ---- */
@@ -215,8 +216,9 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		failure_code = rc == -EDQUOT ? 429 : 400;
 		goto fail_no_row;
 	}
-	if (row.state == STORAGE_SANDBOX_RUNNING && !strcmp(row.host_id, worker->host_id)) {
-		/* A redelivery of a create we finished: repeat its event. */
+	if (row.state == STORAGE_SANDBOX_RUNNING) {
+		/* A redelivery of a create that was finished (here or, after a
+		 * rebalance, on another host): repeat its event. */
 		if (storage__template_get(worker->storage, row.template_id, &template_row, &err))
 			template_row.agent_version[0] = '\0';
 		rc = worker__finish(worker, command, KAFKA_EVENT_CREATED,
@@ -231,7 +233,7 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 				    worker__failure(command, 409, reason));
 		goto out;
 	}
-	if (strcmp(row.team_id, command->team_id)) {
+	if (strcasecmp(row.team_id, command->team_id)) {
 		snprintf(reason, sizeof(reason), "sandbox belongs to another team");
 		goto fail_no_row;
 	}
