@@ -154,6 +154,41 @@ static int topic_ready(rd_kafka_t *rk, const char *topic, int partitions)
 	return ready;
 }
 
+/* Admin options with both timeouts (the operation timeout only where the
+ * broker-side operation has one). */
+static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_t op,
+					      int timeout_ms, bool operation_timeout)
+{
+	rd_kafka_AdminOptions_t *options = rd_kafka_AdminOptions_new(rk, op);
+	char local[256];
+
+	if (operation_timeout)
+		rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, local,
+							    sizeof(local));
+	rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, local, sizeof(local));
+	return options;
+}
+
+/* Waits for the result event of an admin request on `name`: 0 with *event
+ * set, -ETIMEDOUT with no answer, -EIO when the request as a whole failed
+ * (*event then still set, for the caller to destroy); err says why. */
+static int admin_answer(rd_kafka_queue_t *queue, rd_kafka_event_type_t wanted, int timeout_ms,
+			const char *request, const char *name, rd_kafka_event_t **event,
+			char *err, size_t err_len)
+{
+	*event = admin_wait(queue, wanted, timeout_ms);
+	if (!*event) {
+		snprintf(err, err_len, "%s %s: no answer in %d ms", request, name, timeout_ms);
+		return -ETIMEDOUT;
+	}
+	if (rd_kafka_event_error(*event)) {
+		snprintf(err, err_len, "%s %s: %s", request, name,
+			 rd_kafka_event_error_string(*event));
+		return -EIO;
+	}
+	return 0;
+}
+
 int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 			int replication_factor, int timeout_ms, char *err, size_t err_len)
 {
@@ -165,7 +200,7 @@ int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 	char local[256];
 	bool existed = false;
 	rd_kafka_t *rk;
-	int ret = -EIO;
+	int answered, ret = -EIO;
 
 	if (!topic || partitions <= 0 || strlen(topic) > KAFKA_TOPIC_NAME_MAX)
 		return -EINVAL;
@@ -181,18 +216,12 @@ int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 		goto out;
 	}
 	queue = rd_kafka_queue_new(rk);
-	options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-	rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, local, sizeof(local));
-	rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, local, sizeof(local));
+	options = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout_ms, true);
 	rd_kafka_CreateTopics(rk, &new_topic, 1, options, queue);
-	event = admin_wait(queue, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms);
-	if (!event) {
-		snprintf(err, err_len, "CreateTopics %s: no answer in %d ms", topic, timeout_ms);
-		ret = -ETIMEDOUT;
-		goto out;
-	}
-	if (rd_kafka_event_error(event)) {
-		snprintf(err, err_len, "CreateTopics %s: %s", topic, rd_kafka_event_error_string(event));
+	answered = admin_answer(queue, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms, "CreateTopics",
+				topic, &event, err, err_len);
+	if (answered != 0) {
+		ret = answered;
 		goto out;
 	} else {
 		const rd_kafka_CreateTopics_result_t *result = rd_kafka_event_CreateTopics_result(event);
@@ -244,9 +273,8 @@ int kafka__delete_topic(const char *brokers, const char *topic, int timeout_ms, 
 	rd_kafka_AdminOptions_t *options = NULL;
 	rd_kafka_queue_t *queue = NULL;
 	rd_kafka_event_t *event = NULL;
-	char local[256];
 	rd_kafka_t *rk;
-	int ret = -EIO;
+	int answered, ret = -EIO;
 
 	if (!topic)
 		return -EINVAL;
@@ -255,18 +283,12 @@ int kafka__delete_topic(const char *brokers, const char *topic, int timeout_ms, 
 		return -EINVAL;
 	delete_topic = rd_kafka_DeleteTopic_new(topic);
 	queue = rd_kafka_queue_new(rk);
-	options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
-	rd_kafka_AdminOptions_set_operation_timeout(options, timeout_ms, local, sizeof(local));
-	rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, local, sizeof(local));
+	options = admin_options(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout_ms, true);
 	rd_kafka_DeleteTopics(rk, &delete_topic, 1, options, queue);
-	event = admin_wait(queue, RD_KAFKA_EVENT_DELETETOPICS_RESULT, timeout_ms);
-	if (!event) {
-		snprintf(err, err_len, "DeleteTopics %s: no answer in %d ms", topic, timeout_ms);
-		ret = -ETIMEDOUT;
-		goto out;
-	}
-	if (rd_kafka_event_error(event)) {
-		snprintf(err, err_len, "DeleteTopics %s: %s", topic, rd_kafka_event_error_string(event));
+	answered = admin_answer(queue, RD_KAFKA_EVENT_DELETETOPICS_RESULT, timeout_ms, "DeleteTopics",
+				topic, &event, err, err_len);
+	if (answered != 0) {
+		ret = answered;
 		goto out;
 	} else {
 		const rd_kafka_DeleteTopics_result_t *result = rd_kafka_event_DeleteTopics_result(event);
@@ -303,9 +325,8 @@ int kafka__delete_group(const char *brokers, const char *group, int timeout_ms, 
 	rd_kafka_AdminOptions_t *options = NULL;
 	rd_kafka_queue_t *queue = NULL;
 	rd_kafka_event_t *event = NULL;
-	char local[256];
 	rd_kafka_t *rk;
-	int ret = -EIO;
+	int answered, ret = -EIO;
 
 	if (!group)
 		return -EINVAL;
@@ -314,17 +335,12 @@ int kafka__delete_group(const char *brokers, const char *group, int timeout_ms, 
 		return -EINVAL;
 	delete_group = rd_kafka_DeleteGroup_new(group);
 	queue = rd_kafka_queue_new(rk);
-	options = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETEGROUPS);
-	rd_kafka_AdminOptions_set_request_timeout(options, timeout_ms, local, sizeof(local));
+	options = admin_options(rk, RD_KAFKA_ADMIN_OP_DELETEGROUPS, timeout_ms, false);
 	rd_kafka_DeleteGroups(rk, &delete_group, 1, options, queue);
-	event = admin_wait(queue, RD_KAFKA_EVENT_DELETEGROUPS_RESULT, timeout_ms);
-	if (!event) {
-		snprintf(err, err_len, "DeleteGroups %s: no answer in %d ms", group, timeout_ms);
-		ret = -ETIMEDOUT;
-		goto out;
-	}
-	if (rd_kafka_event_error(event)) {
-		snprintf(err, err_len, "DeleteGroups %s: %s", group, rd_kafka_event_error_string(event));
+	answered = admin_answer(queue, RD_KAFKA_EVENT_DELETEGROUPS_RESULT, timeout_ms, "DeleteGroups",
+				group, &event, err, err_len);
+	if (answered != 0) {
+		ret = answered;
 		goto out;
 	} else {
 		const rd_kafka_DeleteGroups_result_t *result = rd_kafka_event_DeleteGroups_result(event);
