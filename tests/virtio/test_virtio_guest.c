@@ -28,66 +28,8 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "vmm_test_support.h"
 #include "vmm_test_util.h"
-
-extern char **environ;
-
-struct session {
-	pid_t pid;
-	int fd;
-	char path[108];
-	char buffer[262144];
-	size_t length;
-};
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-static int session_open(struct session *session)
-{
-	const char *argv[] = {vmm_test__binary(), "--api-socket", session->path, NULL};
-	struct sockaddr_un address = {.sun_family = AF_UNIX};
-
-	snprintf(session->path, sizeof(session->path), "/tmp/warren-virtio-guest-%d.sock",
-		 getpid());
-	if (posix_spawn(&session->pid, argv[0], NULL, NULL, (char *const *)argv, environ) != 0)
-		return -1;
-	memcpy(address.sun_path, session->path, strlen(session->path) + 1);
-	for (int i = 0; i < 300; i++) {
-		session->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (connect(session->fd, (struct sockaddr *)&address, sizeof(address)) == 0)
-			return 0;
-		close(session->fd);
-		sleep_ms(10);
-	}
-	return -1;
-}
-
-static json_t *request(struct session *session, const char *line)
-{
-	char *newline;
-	json_t *response;
-
-	if (send(session->fd, line, strlen(line), MSG_NOSIGNAL) < 0 ||
-	    send(session->fd, "\n", 1, MSG_NOSIGNAL) < 0)
-		return NULL;
-	while ((newline = memchr(session->buffer, '\n', session->length)) == NULL) {
-		ssize_t got = recv(session->fd, session->buffer + session->length,
-				   sizeof(session->buffer) - session->length, 0);
-
-		if (got <= 0)
-			return NULL;
-		session->length += (size_t)got;
-	}
-	response = json_loadb(session->buffer, (size_t)(newline - session->buffer), 0, NULL);
-	session->length -= (size_t)(newline - session->buffer) + 1;
-	memmove(session->buffer, newline + 1, session->length);
-	return response;
-}
 
 static void print_json(const char *label, const json_t *value)
 {
@@ -97,16 +39,16 @@ static void print_json(const char *label, const json_t *value)
 	free(text);
 }
 
-static void session_close(struct session *session)
+static void session_close(struct vmm_session *session)
 {
-	json_t *response = request(session, "{\"op\":\"exit\"}");
+	json_t *response = vmm_test__request(session, "{\"op\":\"exit\"}");
 	int status;
 
 	json_decref(response);
 	for (int i = 0; i < 200; i++) {
 		if (waitpid(session->pid, &status, WNOHANG) == session->pid)
 			goto out;
-		sleep_ms(10);
+		vmm_test__sleep_ms(10);
 	}
 	kill(session->pid, SIGKILL);
 	waitpid(session->pid, &status, 0);
@@ -117,7 +59,7 @@ out:
 
 static void test_blk_guest(void **unused)
 {
-	struct session *session = calloc(1, sizeof(*session));
+	struct vmm_session *session = calloc(1, sizeof(*session));
 	char image[] = "/tmp/warren-virtio-guest-XXXXXX";
 	char line[2048];
 	uint8_t data[32 * 512];
@@ -128,22 +70,22 @@ static void test_blk_guest(void **unused)
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, 1 << 20), 0);
 	close(fd);
-	assert_int_equal(session_open(session), 0);
+	assert_int_equal(vmm_test__session_open(session, "virtio-guest"), 0);
 	snprintf(line, sizeof(line),
 		 "{\"op\":\"configure\",\"config\":{\"kernel\":\"%s\",\"memory_mib\":32,"
 		 "\"vcpus\":1,\"cpu_profile\":\"baseline\",\"devices\":[{\"type\":\"block\","
 		 "\"path\":\"%s\",\"id\":\"warren-guest-disk\"}]}}",
 		 vmm_test__guest("virtio_blk_guest"), image);
-	response = request(session, line);
+	response = vmm_test__request(session, line);
 	if (!response || !json_is_true(json_object_get(response, "ok")))
 		print_json("configure", response), fail();
 	json_decref(response);
-	response = request(session, "{\"op\":\"start\"}");
+	response = vmm_test__request(session, "{\"op\":\"start\"}");
 	if (!response || !json_is_true(json_object_get(response, "ok")))
 		print_json("start", response), fail();
 	json_decref(response);
 	for (int i = 0; i < 3000; i++) { /* 30 s */
-		state = request(session, "{\"op\":\"state\"}");
+		state = vmm_test__request(session, "{\"op\":\"state\"}");
 		assert_non_null(state);
 		if (i % 100 == 0)
 			print_json("state", state);
@@ -151,9 +93,9 @@ static void test_blk_guest(void **unused)
 			break;
 		json_decref(state);
 		state = NULL;
-		sleep_ms(10);
+		vmm_test__sleep_ms(10);
 	}
-	response = request(session, "{\"op\":\"console\",\"bytes\":4000}");
+	response = vmm_test__request(session, "{\"op\":\"console\",\"bytes\":4000}");
 	console = response ? json_string_value(json_object_get(response, "data")) : NULL;
 	printf("console:\n%s\n", console ? console : "(none)");
 	if (!state)
@@ -165,7 +107,7 @@ static void test_blk_guest(void **unused)
 	assert_non_null(strstr(console, "virtio-blk guest ok"));
 	json_decref(response);
 	json_decref(state);
-	response = request(session, "{\"op\":\"metrics\"}");
+	response = vmm_test__request(session, "{\"op\":\"metrics\"}");
 	print_json("metrics", response);
 	{
 		json_t *device = json_array_get(json_object_get(response, "devices"), 0);
@@ -214,7 +156,7 @@ static int interface_up(const char *name)
  * lives in this test's own network namespace (the VMM inherits it). */
 static void test_net_guest(void **unused)
 {
-	struct session *session = calloc(1, sizeof(*session));
+	struct vmm_session *session = calloc(1, sizeof(*session));
 	struct sockaddr_ll address = {0};
 	uint8_t frame[64] = {0}, received[2048];
 	char line[2048];
@@ -225,22 +167,22 @@ static void test_net_guest(void **unused)
 
 	if (!in_namespace)
 		skip();
-	assert_int_equal(session_open(session), 0);
+	assert_int_equal(vmm_test__session_open(session, "virtio-guest"), 0);
 	snprintf(line, sizeof(line),
 		 "{\"op\":\"configure\",\"config\":{\"kernel\":\"%s\",\"memory_mib\":32,"
 		 "\"vcpus\":1,\"cpu_profile\":\"baseline\",\"devices\":[{\"type\":\"net\","
 		 "\"tap\":\"wvtap0\",\"mac\":\"02:00:00:00:00:02\"}]}}",
 		 vmm_test__guest("virtio_net_guest"));
-	response = request(session, line);
+	response = vmm_test__request(session, line);
 	if (!response || !json_is_true(json_object_get(response, "ok")))
 		print_json("configure", response), fail();
 	json_decref(response);
-	response = request(session, "{\"op\":\"start\"}");
+	response = vmm_test__request(session, "{\"op\":\"start\"}");
 	if (!response || !json_is_true(json_object_get(response, "ok")))
 		print_json("start", response), fail();
 	json_decref(response);
 	for (int i = 0; i < 500 && !(ifindex = if_nametoindex("wvtap0")); i++)
-		sleep_ms(10);
+		vmm_test__sleep_ms(10);
 	assert_true(ifindex > 0);
 	assert_int_equal(interface_up("wvtap0"), 0);
 	packet_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(0x88b5));
@@ -267,20 +209,20 @@ static void test_net_guest(void **unused)
 			if (got >= 27 && memcmp(received + 14, "warren-guest-", 13) == 0 &&
 			    memcmp(received + 6, "\x02\x00\x00\x00\x00\x02", 6) == 0)
 				guest_frames++;
-		state = request(session, "{\"op\":\"state\"}");
+		state = vmm_test__request(session, "{\"op\":\"state\"}");
 		assert_non_null(state);
 		if (strcmp(json_string_value(json_object_get(state, "state")), "stopped") == 0)
 			break;
 		json_decref(state);
 		state = NULL;
-		sleep_ms(20);
+		vmm_test__sleep_ms(20);
 	}
-	sleep_ms(50);
+	vmm_test__sleep_ms(50);
 	while (recv(packet_fd, received, sizeof(received), 0) > 0)
 		if (memcmp(received + 14, "warren-guest-", 13) == 0)
 			guest_frames++;
 	close(packet_fd);
-	response = request(session, "{\"op\":\"console\",\"bytes\":4000}");
+	response = vmm_test__request(session, "{\"op\":\"console\",\"bytes\":4000}");
 	console = response ? json_string_value(json_object_get(response, "data")) : NULL;
 	printf("console:\n%s\n", console ? console : "(none)");
 	if (!state)
@@ -291,7 +233,7 @@ static void test_net_guest(void **unused)
 	assert_non_null(strstr(console, "virtio-net guest ok"));
 	json_decref(response);
 	json_decref(state);
-	response = request(session, "{\"op\":\"metrics\"}");
+	response = vmm_test__request(session, "{\"op\":\"metrics\"}");
 	print_json("metrics", response);
 	{
 		json_t *device = json_array_get(json_object_get(response, "devices"), 0);

@@ -21,65 +21,14 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "vmm_test_support.h"
 #include "vmm_test_util.h"
 
-extern char **environ;
-
-struct session {
-	pid_t pid;
-	int fd;
-	char path[108];
-	char buffer[262144];
-	size_t length;
-};
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-static int session_open(struct session *session)
-{
-	const char *argv[] = { vmm_test__binary(), "--api-socket", session->path, NULL };
-	struct sockaddr_un address = { .sun_family = AF_UNIX };
-
-	snprintf(session->path, sizeof(session->path), "/tmp/warren-vmm-test-%d.sock", getpid());
-	argv[2] = session->path;
-	if (posix_spawn(&session->pid, argv[0], NULL, NULL, (char *const *)argv, environ) != 0)
-		return -1;
-	memcpy(address.sun_path, session->path, strlen(session->path) + 1);
-	for (int i = 0; i < 200; i++) {
-		session->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (connect(session->fd, (struct sockaddr *)&address, sizeof(address)) == 0)
-			return 0;
-		close(session->fd);
-		sleep_ms(10);
-	}
-	return -1;
-}
-
 /* Sends one request line, returns the parsed response (caller decrefs). */
-static json_t *request(struct session *session, const char *line)
+static json_t *request(struct vmm_session *session, const char *line)
 {
-	char *newline;
-	json_t *response;
+	json_t *response = vmm_test__request(session, line);
 
-	if (send(session->fd, line, strlen(line), MSG_NOSIGNAL) < 0 ||
-	    send(session->fd, "\n", 1, MSG_NOSIGNAL) < 0)
-		return NULL;
-	while ((newline = memchr(session->buffer, '\n', session->length)) == NULL) {
-		ssize_t got = recv(session->fd, session->buffer + session->length,
-				   sizeof(session->buffer) - session->length, 0);
-
-		if (got <= 0)
-			return NULL;
-		session->length += (size_t)got;
-	}
-	response = json_loadb(session->buffer, (size_t)(newline - session->buffer), 0, NULL);
-	session->length -= (size_t)(newline - session->buffer) + 1;
-	memmove(session->buffer, newline + 1, session->length);
 	printf("> %s\n< %s\n", line, response ? "(json)" : "(invalid)");
 	return response;
 }
@@ -89,7 +38,7 @@ static bool ok(json_t *response)
 	return response && json_is_true(json_object_get(response, "ok"));
 }
 
-static const char *state_of(struct session *session)
+static const char *state_of(struct vmm_session *session)
 {
 	static char state[32];
 	json_t *response = request(session, "{\"op\":\"state\"}");
@@ -102,12 +51,12 @@ static const char *state_of(struct session *session)
 
 static void test_control_socket(void **unused)
 {
-	struct session *session = calloc(1, sizeof(*session));
+	struct vmm_session *session = calloc(1, sizeof(*session));
 	char line[1024], disk[128];
 	json_t *response, *devices;
 	int status = 0, fd;
 
-	assert_int_equal(session_open(session), 0);
+	assert_int_equal(vmm_test__session_open(session, "vmm-test"), 0);
 
 	/* hostile / malformed requests get an error, the VMM stays up */
 	response = request(session, "not json");
@@ -153,7 +102,7 @@ static void test_control_socket(void **unused)
 		}
 		json_decref(response);
 		assert_true(i < 999);
-		sleep_ms(10);
+		vmm_test__sleep_ms(10);
 	}
 	response = request(session, "{\"op\":\"pause\"}");
 	assert_true(ok(response));
@@ -200,7 +149,7 @@ static void test_control_socket(void **unused)
 	assert_true(ok(response));
 	json_decref(response);
 	for (int i = 0; i < 1000 && strcmp(state_of(session), "stopped") != 0; i++)
-		sleep_ms(10);
+		vmm_test__sleep_ms(10);
 	response = request(session, "{\"op\":\"state\"}");
 	assert_string_equal(json_string_value(json_object_get(response, "state")), "stopped");
 	assert_string_equal(json_string_value(json_object_get(response, "exit_reason")), "stopped");

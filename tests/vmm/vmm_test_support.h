@@ -1,0 +1,28 @@
+/* Control-socket session helpers shared by the warren-vmm integration tests
+ * that drive the VMM over --api-socket (tests/vmm/test_vmm_control.c,
+ * tests/virtio/test_virtio_guest.c). */
+#ifndef WARREN_TEST_VMM_SUPPORT_H
+#define WARREN_TEST_VMM_SUPPORT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+struct vmm_session {
+	pid_t pid;
+	int fd;
+	char path[108];
+	char buffer[262144];
+	size_t length;
+};
+
+void vmm_test__sleep_ms(long ms);
+/* Spawns warren-vmm --api-socket /tmp/warren-<name>-<pid>.sock and connects
+ * to it (up to 3 s). Returns 0, or -1 when it could not spawn or connect. */
+int vmm_test__session_open(struct vmm_session *session, const char *name);
+/* Sends one request line, returns the parsed response line (caller
+ * decrefs), NULL on a closed socket or invalid JSON. */
+json_t *vmm_test__request(struct vmm_session *session, const char *line);
+
+#endif
