@@ -29,6 +29,7 @@
 #include "event_loop.h"
 #include "net.h"
 #include "test_driver.h"
+#include "tap_test_support.h"
 
 #define GUEST_SIZE (4u << 20)
 #define RX_RING 0x10000u
@@ -163,23 +164,6 @@ static void run_until(struct net_fixture *f, unsigned rx, unsigned tx)
 	event_loop__cancel(f->loop, deadline);
 }
 
-static int interface_up(const char *name)
-{
-	struct ifreq request;
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int ret = -1;
-
-	memset(&request, 0, sizeof(request));
-	snprintf(request.ifr_name, sizeof(request.ifr_name), "%s", name);
-	if (fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &request) == 0) {
-		request.ifr_flags |= IFF_UP;
-		ret = ioctl(fd, SIOCSIFFLAGS, &request);
-	}
-	if (fd >= 0)
-		close(fd);
-	return ret;
-}
-
 static int device_setup(void **state)
 {
 	struct net_fixture *f = calloc(1, sizeof(*f));
@@ -198,7 +182,7 @@ static int device_setup(void **state)
 	if (!f->net)
 		fail_msg("create: %s", error);
 	f->t = virtio_net__transport(f->net);
-	assert_int_equal(interface_up("wtap0"), 0);
+	assert_int_equal(test_tap__interface_up("wtap0"), 0);
 	f->ifindex = (int)if_nametoindex("wtap0");
 	assert_true(f->ifindex > 0);
 	f->packet_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETHERTYPE_TEST));

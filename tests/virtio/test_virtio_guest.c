@@ -28,6 +28,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "tap_test_support.h"
 #include "vmm_test_support.h"
 #include "vmm_test_util.h"
 
@@ -135,23 +136,6 @@ static void test_blk_guest(void **unused)
 
 static bool in_namespace;
 
-static int interface_up(const char *name)
-{
-	struct ifreq request;
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	int ret = -1;
-
-	memset(&request, 0, sizeof(request));
-	snprintf(request.ifr_name, sizeof(request.ifr_name), "%s", name);
-	if (fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &request) == 0) {
-		request.ifr_flags |= IFF_UP;
-		ret = ioctl(fd, SIOCSIFFLAGS, &request);
-	}
-	if (fd >= 0)
-		close(fd);
-	return ret;
-}
-
 /* The guest waits for a frame from the host, then sends four; the tap
  * lives in this test's own network namespace (the VMM inherits it). */
 static void test_net_guest(void **unused)
@@ -184,7 +168,7 @@ static void test_net_guest(void **unused)
 	for (int i = 0; i < 500 && !(ifindex = if_nametoindex("wvtap0")); i++)
 		vmm_test__sleep_ms(10);
 	assert_true(ifindex > 0);
-	assert_int_equal(interface_up("wvtap0"), 0);
+	assert_int_equal(test_tap__interface_up("wvtap0"), 0);
 	packet_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(0x88b5));
 	assert_true(packet_fd >= 0);
 	address.sll_family = AF_PACKET;
