@@ -33,6 +33,34 @@ def require_env(name):
     return value
 
 
+_checks = 0
+
+
+def check(condition, what):
+    """Raises AssertionError(what) unless condition; counts the checks that held."""
+    global _checks
+    if not condition:
+        raise AssertionError(what)
+    _checks += 1
+
+
+def check_count():
+    """How many check() calls have held so far in this process."""
+    return _checks
+
+
+def wait_for(predicate, timeout, what, interval=0.1):
+    """Polls predicate every interval s until it returns something truthy (returned),
+    or raises AssertionError after timeout s."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for " + what)
+
+
 class Stack:
     def __init__(self, name="e2e", capacity=32, extra_env=None, with_base=False):
         self.with_base = with_base

@@ -10,31 +10,11 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, SOURCE  # noqa: E402
+from stack import Stack, SOURCE, check, check_count, wait_for  # noqa: E402
 
 SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
 SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
     os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "warren")), "npm-e2b", SDK_VERSION)
-
-checks = 0
-
-
-def check(condition, what):
-    global checks
-    if not condition:
-        raise AssertionError(what)
-    checks += 1
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
-
 
 def sandbox_row(stack, sandbox_id):
     row = stack.psql(f"SELECT state, host_id, coalesce(host(slot_address), ''), "
@@ -180,7 +160,7 @@ def main():
         left = [l for l in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
                 if stack.tag in l]
         check(not left, f"slot namespaces left after the worker stopped: {left} (before: {leftover})")
-    print(f"e2e pipeline: {checks} checks passed")
+    print(f"e2e pipeline: {check_count()} checks passed")
     return 0
 
 

@@ -15,17 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "e2e"))
-from stack import Stack, free_port  # noqa: E402
-
-checks = 0
-
-
-def check(condition, what):
-    global checks
-    if not condition:
-        raise AssertionError(what)
-    checks += 1
-
+from stack import Stack, check, check_count, free_port  # noqa: E402
 
 def through_proxy(port, host, headers=None, path="/"):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
@@ -117,7 +107,7 @@ def main():
             check(time.time() < deadline, f"killed sandbox still answers: {status} {body}")
             time.sleep(0.2)
         check(body["sandboxId"] == sandbox_id, f"not found body: {body}")
-    print(f"proxy e2e: {checks} checks passed")
+    print(f"proxy e2e: {check_count()} checks passed")
     return 0
 
 
