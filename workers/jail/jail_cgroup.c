@@ -100,19 +100,30 @@ static int read_file(const char *dir, const char *file, char *out, size_t out_le
 	return 0;
 }
 
-/* mkdir -p of dir's parent (one level: <hierarchy>/<parent>), then dir. */
-static int make_dir(const char *dir)
+/* Makes dir's parent directory (one level; already there is fine) and
+ * leaves its path in parent. */
+static int make_parent(const char *dir, char *parent, size_t parent_len)
 {
-	char parent[PATH_MAX];
 	char *slash;
 
-	snprintf(parent, sizeof(parent), "%s", dir);
+	snprintf(parent, parent_len, "%s", dir);
 	slash = strrchr(parent, '/');
 	if (!slash)
 		return -EINVAL;
 	*slash = 0;
 	if (mkdir(parent, 0755) && errno != EEXIST)
 		return -errno;
+	return 0;
+}
+
+/* mkdir -p of dir's parent (one level: <hierarchy>/<parent>), then dir. */
+static int make_dir(const char *dir)
+{
+	char parent[PATH_MAX];
+	int ret = make_parent(dir, parent, sizeof(parent));
+
+	if (ret)
+		return ret;
 	if (mkdir(dir, 0755))
 		return -errno;
 	return 0;
@@ -125,16 +136,10 @@ static int enable_v2_controllers(const char *dir, bool need_cpu)
 {
 	static const char *const controllers[] = { "+memory", "+pids", "+cpu" };
 	char parent[PATH_MAX];
-	char *slash;
-	int ret;
+	int ret = make_parent(dir, parent, sizeof(parent));
 
-	snprintf(parent, sizeof(parent), "%s", dir);
-	slash = strrchr(parent, '/');
-	if (!slash)
-		return -EINVAL;
-	*slash = 0;
-	if (mkdir(parent, 0755) && errno != EEXIST)
-		return -errno;
+	if (ret)
+		return ret;
 	for (size_t i = 0; i < sizeof(controllers) / sizeof(controllers[0]); i++) {
 		if (!need_cpu && !strcmp(controllers[i], "+cpu"))
 			continue;
