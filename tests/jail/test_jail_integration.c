@@ -118,15 +118,22 @@ static int group_setup(void **state)
 	return 0;
 }
 
-static int group_teardown(void **state)
+/* Destroys the jail the last test left running, and kills what remains
+ * under its id. */
+static void drop_current(void)
 {
-	(void)state;
 	if (current) {
 		jail__destroy(current);
 		current = NULL;
 	}
 	if (current_id[0])
 		jail__kill_by_id(state_dir, CGROUP_PARENT, current_id);
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	drop_current();
 	if (netns_name[0])
 		jt__run("ip netns delete %s 2>/dev/null", netns_name);
 	/* The cgroup parents made for the test (empty by now). */
@@ -141,12 +148,7 @@ static int group_teardown(void **state)
 static int test_setup(void **state)
 {
 	(void)state;
-	if (current) {
-		jail__destroy(current);
-		current = NULL;
-	}
-	if (current_id[0])
-		jail__kill_by_id(state_dir, CGROUP_PARENT, current_id);
+	drop_current();
 	current_id[0] = 0;
 	return 0;
 }
