@@ -72,6 +72,9 @@ bool agent__token_matches_hash(const char *token);
 /* A copy of the current access token into out; false when none is set. */
 bool agent__current_token(char *out, size_t out_len);
 
+/* True when the client of a streaming response hung up (its socket polls
+ * RDHUP/HUP/ERR); checked between frames. */
+bool agent__peer_closed(struct MHD_Connection *connection);
 /* Queues {"code":status,"message":...} as the response. */
 enum MHD_Result agent__error_response(struct MHD_Connection *connection, unsigned int status,
 				      const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -813,18 +813,6 @@ static bool frame_end(struct subscriber *subscriber, int status)
 	return frame_set(subscriber, 0, json, (size_t)len);
 }
 
-static bool peer_closed(struct MHD_Connection *connection)
-{
-	const union MHD_ConnectionInfo *info =
-		MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-	struct pollfd pfd;
-
-	if (!info)
-		return false;
-	pfd = (struct pollfd){.fd = info->connect_fd, .events = POLLRDHUP};
-	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
 static double seconds_since(const struct timespec *then)
 {
 	struct timespec now;
@@ -883,7 +871,7 @@ static bool next_frame(struct subscriber *subscriber)
 		if (pthread_cond_timedwait(&process->cond, &process->lock, &deadline) != ETIMEDOUT)
 			continue;
 		pthread_mutex_unlock(&process->lock);
-		if (peer_closed(subscriber->connection))
+		if (agent__peer_closed(subscriber->connection))
 			return false;
 		if (subscriber->keepalive_seconds > 0 &&
 		    seconds_since(&subscriber->last_write) >= subscriber->keepalive_seconds) {

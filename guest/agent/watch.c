@@ -184,18 +184,6 @@ static bool drain_events(struct watch *watch)
 	return true;
 }
 
-static bool peer_closed(struct MHD_Connection *connection)
-{
-	const union MHD_ConnectionInfo *info =
-		MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-	struct pollfd pfd;
-
-	if (!info)
-		return false;
-	pfd = (struct pollfd){.fd = info->connect_fd, .events = POLLRDHUP};
-	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
 static ssize_t watch_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct watch *watch = cls;
@@ -223,7 +211,7 @@ static ssize_t watch_read(void *cls, uint64_t pos, char *buf, size_t max)
 				watch->finished = true;
 			continue;
 		}
-		if (peer_closed(watch->connection))
+		if (agent__peer_closed(watch->connection))
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (watch->keepalive_seconds > 0 &&
