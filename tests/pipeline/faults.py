@@ -14,24 +14,19 @@ from stack import BIN, Stack, free_port as stack_free_port  # noqa: E402,F401
 ACTIVE = ("starting", "running", "paused", "killing")
 TERMINAL = ("running", "failed", "killed", "timed_out")
 
-checks = 0
+import stack  # noqa: E402
 
 
 def check(condition, what):
-    global checks
-    if not condition:
-        raise AssertionError(what)
-    checks += 1
+    stack.check(condition, what)
+
+
+def check_count():
+    return stack.check_count()
 
 
 def wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for " + what)
+    return stack.wait_for(predicate, timeout, what, interval=0.2)
 
 
 def require_root():

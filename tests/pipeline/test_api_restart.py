@@ -61,7 +61,7 @@ def main():
         one_round(stack, signal.SIGTERM, "b")
         stack.kill("worker-b")
         faults.check_nothing_left(stack)
-        print(f"API restart: {faults.checks} checks passed")
+        print(f"API restart: {faults.check_count()} checks passed")
     return 0
 
 

@@ -58,7 +58,7 @@ def main():
         check(out.returncode == 2 and "bad value for --count" in out.stderr, f"--count 0: {out.returncode} {out.stderr}")
         stack.kill("worker")
         faults.check_nothing_left(stack)
-        print(f"batch: {faults.checks} checks passed")
+        print(f"batch: {faults.check_count()} checks passed")
     return 0
 
 

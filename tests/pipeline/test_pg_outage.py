@@ -134,7 +134,7 @@ def main():
         stack.kill("api")
         stack.kill("worker")
         faults.check_nothing_left(stack)
-        print(f"PostgreSQL outage: {faults.checks} checks passed")
+        print(f"PostgreSQL outage: {faults.check_count()} checks passed")
     return 0
 
 

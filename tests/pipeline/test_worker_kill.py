@@ -82,7 +82,7 @@ def main():
         # a clean stop leaves nothing
         stack.kill("worker2")
         faults.check_nothing_left(stack)
-        print(f"worker kill: {faults.checks} checks passed in {time.time() - started:.0f} s")
+        print(f"worker kill: {faults.check_count()} checks passed in {time.time() - started:.0f} s")
     return 0
 
 
