@@ -778,7 +778,8 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 				     render__error(405, "method not allowed"), headers);
 	}
 	case API_ROUTE_HEALTH:
-		if (!pool)
+		/* Healthy means able to serve: the database must answer now. */
+		if (!pool || storage__ping(pool, NULL) != STORAGE_OK)
 			return request__error(r, 503, "database unavailable, retry later");
 		return request__json(r, 200, json_pack("{s:s}", "status", "ok"), NULL);
 	default:

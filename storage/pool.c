@@ -378,3 +378,12 @@ int storage__run_exec(struct storage_pool *pool, enum storage_statement_id id,
 	PQclear(res);
 	return STORAGE_OK;
 }
+
+int storage__ping(struct storage_pool *pool, struct storage_error *err)
+{
+	PGresult *result = NULL;
+	int rc = storage__run_row(pool, STMT_PING, NULL, &result, "ping", err);
+
+	PQclear(result);
+	return rc;
+}

@@ -16,6 +16,7 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 		" t.sandbox_operations, t.sandbox_operations_window_s, t.concurrent_sandboxes,"
 		" t.creation_rate_per_s, t.egress_connections, t.max_timeout_s"
 		" FROM tiers t WHERE t.name = $2 RETURNING " TEAM_COLUMNS, 2, false },
+	[STMT_PING] = { "ping", "SELECT 1", 0, true },
 	[STMT_TEAM_GET] = { "team_get",
 		"SELECT " TEAM_COLUMNS " FROM teams WHERE teams.id = $1", 1, true },
 	[STMT_TEAM_GET_BY_NAME] = { "team_get_by_name",

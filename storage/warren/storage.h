@@ -53,6 +53,10 @@ struct storage_pool *storage__pool_open(const char *url, int size, struct storag
 struct storage_pool *storage__pool_open_config(struct storage_error *err);
 /* Closes every connection. Callers must have returned all of them. */
 void storage__pool_close(struct storage_pool *pool);
+/* One round trip (SELECT 1) on a pooled connection, reconnecting like any
+ * statement: STORAGE_OK, or UNAVAILABLE while the server cannot be reached
+ * (health checks). */
+int storage__ping(struct storage_pool *pool, struct storage_error *err);
 
 /* ---- migrations (storage/migrate.c) ---- */
 

@@ -112,9 +112,8 @@ def main():
         check(status == 503, f"create during the outage: {status} {body}")
         status, body, _ = stack.request("GET", f"/sandboxes/{first}")
         check(status == 503, f"GET during the outage: {status} {body}")
-        # Not asserted: /health answers 503 only while the pool was never
-        # opened (producer/handlers.c), not during a later outage.
-        print("/health during the outage:", stack.request("GET", "/health", key="")[0])
+        status, body, _ = stack.request("GET", "/health", key="")
+        check(status == 503, f"/health during the outage: {status} {body}")
         time.sleep(2)  # a real outage lasts; the pool keeps failing fast
         status, _, _ = stack.request("GET", "/sandboxes")
         check(status == 503, f"still 503 two seconds later: {status}")
