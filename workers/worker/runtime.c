@@ -13,6 +13,7 @@
 #include "warren/config.h"
 #include "warren/jail.h"
 #include "warren/log.h"
+#include "warren/runtime_probe.h"
 #include "warren/templates.h"
 
 struct runtime_instance {
@@ -26,46 +27,28 @@ const char *runtime__name(enum runtime_kind kind)
 	return kind == RUNTIME_VM ? "vm" : "jail";
 }
 
-bool runtime__cpu_has_virtualization(void)
-{
-	char line[4096];
-	bool found = false;
-	FILE *cpuinfo = fopen("/proc/cpuinfo", "re");
-
-	if (!cpuinfo)
-		return false;
-	while (!found && fgets(line, sizeof(line), cpuinfo))
-		if (!strncmp(line, "flags", 5) && (strstr(line, " vmx") || strstr(line, " svm")))
-			found = true;
-	fclose(cpuinfo);
-	return found;
-}
-
 enum runtime_kind runtime__choose(char *reason, size_t reason_len)
 {
-	const char *forced = config__get("runtime", "auto");
-	bool kvm = access("/dev/kvm", R_OK | W_OK) == 0;
-	bool pvm = access("/sys/module/kvm_pvm", F_OK) == 0;
-	bool hardware = runtime__cpu_has_virtualization();
+	struct runtime_probe_result probe;
 
-	if (!strcasecmp(forced, "jail")) {
-		snprintf(reason, reason_len, "forced by the runtime setting");
+	/* The host facts and the `runtime` setting: workers/jail's probe. The
+	 * vm runtime additionally needs warren-vmm, a guest kernel and a guest
+	 * that can reach its kernel from user space (warren-vmm --probe). */
+	runtime__probe(NULL, &probe);
+	snprintf(reason, reason_len, "%s", probe.reason);
+	if (probe.choice != RUNTIME_PROBE_VM)
 		return RUNTIME_JAIL;
-	}
-	if (!strcasecmp(forced, "vm")) {
-		snprintf(reason, reason_len, "forced by the runtime setting");
+	if (!strcmp(config__get("runtime", ""), "vm"))
 		return RUNTIME_VM;
-	}
-	if (!kvm)
-		snprintf(reason, reason_len, "no usable /dev/kvm on this host");
-	else if (pvm || !hardware)
-		snprintf(reason, reason_len,
-			 "/dev/kvm is %s without VMX/SVM: a Linux guest cannot run user space "
-			 "here (HOST-NOTES.md)",
-			 pvm ? "kvm_pvm" : "present");
-	else if (runtime_vm__available(reason, reason_len))
-		return RUNTIME_VM;
-	return RUNTIME_JAIL;
+	return runtime_vm__available(reason, reason_len) ? RUNTIME_VM : RUNTIME_JAIL;
+}
+
+bool runtime__host_has_hardware_kvm(void)
+{
+	struct runtime_probe_result probe;
+
+	runtime__probe(NULL, &probe);
+	return probe.have_vmx_or_svm && !probe.kvm_is_pvm;
 }
 
 static struct runtime_instance *runtime__start_jail(const struct runtime_start *spec, char *err,

@@ -50,8 +50,9 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 void runtime_vm__stop(struct runtime_vm *vm);
 /* Kills VMMs listed in <state_dir>/<id>/vmm.json for ids not in keep. */
 int runtime_vm__reap_orphans(const char *const *keep, size_t count);
-/* True when /proc/cpuinfo lists vmx or svm (hardware virtualization). */
-bool runtime__cpu_has_virtualization(void);
+/* True when the host has VMX/SVM and KVM is not kvm_pvm (runtime__probe's
+ * facts): the `host` CPU profile can be used. */
+bool runtime__host_has_hardware_kvm(void);
 /* Where warren-vmm is: 0 with the path in out, or -ENOENT. */
 int runtime_vm__find_vmm(char *out, size_t out_len);
 

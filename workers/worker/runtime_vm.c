@@ -341,9 +341,7 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 		return NULL;
 	profile = config__get("vm_cpu_profile", NULL);
 	if (!profile)
-		profile = access("/sys/module/kvm_pvm", F_OK) && runtime__cpu_has_virtualization()
-				  ? "host"
-				  : "baseline";
+		profile = runtime__host_has_hardware_kvm() ? "host" : "baseline";
 	baseline = !strcmp(profile, "baseline");
 
 	vm = calloc(1, sizeof(*vm));
