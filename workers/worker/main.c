@@ -242,6 +242,7 @@ int main(void)
 	operations.consumer = worker__consumer(host_group, worker->host_topic);
 	if (!creates.consumer || !operations.consumer)
 		goto out;
+	worker__housekeeping(worker); /* the host row exists before any create lands */
 	pthread_create(&creates.thread, NULL, worker__consume, &creates);
 	pthread_create(&operations.thread, NULL, worker__consume, &operations);
 	log_info("ready: host %s, runtime %s, capacity %d, topics %s + %s", worker->host_id,

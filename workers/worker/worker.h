@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "runtime.h"
 #include "warren/kafka.h"
@@ -45,6 +46,7 @@ struct worker {
 	struct live_sandbox *sandboxes;
 	int live_count;
 	atomic_bool stopping;
+	uint64_t last_heartbeat_ms;         /* main thread only (housekeeping) */
 };
 
 /* Handles one decoded command. Returns 0 when its outcome is durable (the
@@ -52,7 +54,8 @@ struct worker {
  * Kafka unavailable: the message is not committed). */
 int worker__handle_command(struct worker *worker, const struct kafka_event *command);
 /* Kills sandboxes whose end_at passed (timed_out events) and refreshes the
- * host's heartbeat. Called every ~200 ms by the housekeeping thread. */
+ * host's heartbeat (at most once a second). Called every ~200 ms by the
+ * main thread. */
 void worker__housekeeping(struct worker *worker);
 /* At start: kills orphans of a previous process, marks lost sandboxes. */
 int worker__reconcile(struct worker *worker);
