@@ -99,7 +99,7 @@ static bool ratelimit__prepare(struct ratelimit_connection *c, struct storage_er
 }
 
 struct storage_ratelimit *storage_ratelimit__open(const char *url, int connections,
-						  struct storage_error *err)
+						  bool connect_later, struct storage_error *err)
 {
 	struct storage_ratelimit *store;
 
@@ -120,6 +120,14 @@ struct storage_ratelimit *storage_ratelimit__open(const char *url, int connectio
 		pthread_mutex_init(&c->lock, NULL);
 		store->count = i + 1;
 		c->conn = ratelimit__connect(url);
+		if (!c->conn) {
+			storage__fail(err, STORAGE_ERR_INTERNAL, "out of memory");
+			goto err;
+		}
+		if (PQstatus(c->conn) != CONNECTION_OK && connect_later) {
+			c->next_reconnect_ms = 0; /* the first statement tries again */
+			continue;
+		}
 		if (PQstatus(c->conn) != CONNECTION_OK) {
 			storage__fail(err, STORAGE_ERR_UNAVAILABLE, "rate limit store: %s",
 				      PQerrorMessage(c->conn));

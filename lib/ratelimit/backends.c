@@ -66,7 +66,8 @@ struct ratelimit *ratelimit__open(const char *pg_url, const struct ratelimit_opt
 	struct ratelimit *limiter;
 	int connections = options && options->connections > 0 ? options->connections : 2;
 
-	backend.ctx = storage_ratelimit__open(pg_url, connections, &err);
+	backend.ctx = storage_ratelimit__open(pg_url, connections,
+					      options && options->connect_later, &err);
 	if (!backend.ctx) {
 		log_error("ratelimit: %s", err.message);
 		return NULL;

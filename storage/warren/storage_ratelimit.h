@@ -25,9 +25,12 @@ struct storage_ratelimit_grant {
 	int64_t now_us;    /* the server's clock_timestamp() in the statement */
 };
 
-/* Opens `connections` (1..16) connections to url. NULL on error (err filled). */
+/* Opens `connections` (1..16) connections to url. NULL on error (err filled).
+ * connect_later: a server that cannot be reached now is no error; each
+ * connection is (re)tried by the statement that needs it (at most once a
+ * second, 2 s connect timeout), which fails until then. */
 struct storage_ratelimit *storage_ratelimit__open(const char *url, int connections,
-						  struct storage_error *err);
+						  bool connect_later, struct storage_error *err);
 /* Closes every connection; no call may be in flight. */
 void storage_ratelimit__close(struct storage_ratelimit *store);
 

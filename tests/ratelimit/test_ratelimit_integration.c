@@ -18,6 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <cmocka.h>
 
 #include "storage_test_db.h"
@@ -426,6 +430,126 @@ static void test_concurrency_exact_and_released(void **state)
 	assert_false(admit_once(team.id, extra));
 }
 
+/* ---- take_nowait: decision latency, and PostgreSQL as a black hole ---- */
+
+static int compare_int64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static int64_t monotonic_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+#define LATENCY_DECISIONS 20000
+
+/* Decides LATENCY_DECISIONS requests of key (1,000 / s, burst 1,000: the
+ * first ~1,000 admitted, then refusals and leases at the refill rate) and
+ * prints p50 / p99 / max of one decision; returns p99 in ns. */
+static int64_t measure(struct ratelimit *limiter, const char *key, bool nowait, const char *what)
+{
+	static int64_t ns[LATENCY_DECISIONS];
+	struct ratelimit_decision d;
+	int allowed = 0;
+
+	for (int i = 0; i < LATENCY_DECISIONS; i++) {
+		int64_t before = monotonic_ns();
+
+		if (nowait)
+			ratelimit__take_nowait(limiter, key, 1000, 1000, 1000, &d);
+		else
+			ratelimit__take(limiter, key, 1000, 1000, 1000, &d);
+		ns[i] = monotonic_ns() - before;
+		allowed += d.allowed;
+		if (i % 100 == 99)
+			usleep(1000); /* ~2 s in all, some of it refilled */
+	}
+	qsort(ns, LATENCY_DECISIONS, sizeof(ns[0]), compare_int64);
+	print_message("%-34s p50 %7.2f us  p99 %8.2f us  max %9.2f us  (%d of %d admitted)\n", what,
+		      ns[LATENCY_DECISIONS / 2] / 1e3, ns[LATENCY_DECISIONS * 99 / 100] / 1e3,
+		      ns[LATENCY_DECISIONS - 1] / 1e3, allowed, LATENCY_DECISIONS);
+	return ns[LATENCY_DECISIONS * 99 / 100];
+}
+
+/* The first decision of 500 new keys (each needs a lease): p99 in ns. */
+static int64_t measure_new_keys(struct ratelimit *limiter, const char *prefix, bool nowait,
+				const char *what)
+{
+	int64_t ns[500];
+	struct ratelimit_decision d;
+	char key[64];
+
+	for (int i = 0; i < 500; i++) {
+		int64_t before;
+
+		snprintf(key, sizeof(key), "%s-%d", prefix, i);
+		before = monotonic_ns();
+		if (nowait)
+			ratelimit__take_nowait(limiter, key, 1000, 1000, 1000, &d);
+		else
+			ratelimit__take(limiter, key, 1000, 1000, 1000, &d);
+		ns[i] = monotonic_ns() - before;
+		assert_true(d.allowed);
+	}
+	qsort(ns, 500, sizeof(ns[0]), compare_int64);
+	print_message("%-34s p50 %7.2f us  p99 %8.2f us  max %9.2f us  (first of 500 new keys)\n",
+		      what, ns[250] / 1e3, ns[495] / 1e3, ns[499] / 1e3);
+	return ns[495];
+}
+
+/* take vs take_nowait on the real PostgreSQL, then take_nowait with its
+ * PostgreSQL a black hole (accepts TCP, never answers: each lease waits
+ * out the 2 s connect timeout on the background thread). */
+static void test_nowait_latency(void **state)
+{
+	struct ratelimit_options lazy = { .connect_later = true };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	struct ratelimit *limiter = ratelimit__open(db.url, NULL), *hole_limiter;
+	int hole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char url[128];
+	int64_t p99;
+
+	(void)state;
+	assert_non_null(limiter);
+	measure_new_keys(limiter, "new-take", false, "take, PostgreSQL up:");
+	p99 = measure_new_keys(limiter, "new-nowait", true, "take_nowait, PostgreSQL up:");
+	assert_true(p99 < 1000000);
+	measure(limiter, "latency-take", false, "take, PostgreSQL up:");
+	p99 = measure(limiter, "latency-nowait", true, "take_nowait, PostgreSQL up:");
+	assert_true(p99 < 1000000);
+	ratelimit__close(limiter);
+
+	assert_true(hole >= 0);
+	assert_int_equal(bind(hole, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(hole, 64), 0);
+	assert_int_equal(getsockname(hole, (struct sockaddr *)&a, &len), 0);
+	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", ntohs(a.sin_port));
+	hole_limiter = ratelimit__open(url, &lazy);
+	assert_non_null(hole_limiter);
+	p99 = measure(hole_limiter, "latency-hole", true, "take_nowait, PostgreSQL black hole:");
+	assert_true(p99 < 1000000);
+	p99 = measure_new_keys(hole_limiter, "new-hole", true, "take_nowait, PostgreSQL black hole:");
+	assert_true(p99 < 1000000);
+	{
+		struct ratelimit_decision d;
+		int64_t before = monotonic_ns();
+
+		/* For contrast: take waits for the lease on the caller's thread. */
+		ratelimit__take(hole_limiter, "hole-take", 1000, 1000, 1000, &d);
+		print_message("take, PostgreSQL black hole: one decision %.0f ms\n",
+			      (monotonic_ns() - before) / 1e6);
+	}
+	ratelimit__abandon(hole_limiter);
+	close(hole);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -435,6 +559,7 @@ int main(void)
 		cmocka_unit_test(test_live_limit_change),
 		cmocka_unit_test(test_rejections_counted),
 		cmocka_unit_test(test_concurrency_exact_and_released),
+		cmocka_unit_test(test_nowait_latency),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

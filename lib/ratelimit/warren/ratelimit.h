@@ -1,12 +1,21 @@
 /* ratelimit: a GCRA rate limiter whose state lives in PostgreSQL and that
  * stays fast by leasing batches of tokens (issue 8; docs/ratelimit.md has
  * the algorithm, the exact over/under-admission bounds and their proof).
- * Thread-safe: any number of threads may call ratelimit__take on one
- * limiter; any number of limiters (API instances) may share one database.
+ * Thread-safe: any number of threads may call ratelimit__take and
+ * ratelimit__take_nowait on one limiter; any number of limiters (API and
+ * proxy instances) may share one database.
  *
- * Used by warren-api (producer/limits.c) for the per-team lifecycle and
- * creation-rate limits; any other key works the same (e.g. a client IP at
- * warren-proxy): (key, count per window, burst) -> decision. */
+ * Two ways to decide:
+ * - ratelimit__take (warren-api, producer/limits.c: per-team lifecycle and
+ *   creation-rate limits) leases on the caller's thread when its local
+ *   lease is spent: one PostgreSQL round trip then, exact GCRA bound.
+ * - ratelimit__take_nowait (warren-proxy, per client IP) never waits for
+ *   PostgreSQL: it decides from tokens already leased, a small credit per
+ *   key, or a local GCRA while PostgreSQL fails; a background thread of
+ *   the limiter does the leases. Bound: floor(D / T) + B + I * c over any
+ *   interval D, I instances, credit c = max(1, floor(B / lease_divisor))
+ *   per key and instance (docs/ratelimit.md, "Non-blocking decisions").
+ * A key is meant to be decided by one of the two only. */
 #ifndef WARREN_RATELIMIT_H
 #define WARREN_RATELIMIT_H
 
@@ -60,6 +69,16 @@ struct ratelimit_options {
 	/* Local monotonic clock in µs (tests inject one); NULL -> CLOCK_MONOTONIC. */
 	int64_t (*monotonic_us)(void *ctx);
 	void *clock_ctx;
+	/* take_nowait: refill requests waiting for the background thread;
+	 * when full, a key keeps deciding on credit / the local GCRA and asks
+	 * again at its next decision (stats.refills_dropped). 0 -> 4096. */
+	int refill_queue;
+	/* Keys held at most (take_nowait: one per client IP); a new key
+	 * beyond it is let through uncounted (stats.keys_refused). 0 -> 1,000,000. */
+	int64_t max_keys;
+	/* ratelimit__open: a PostgreSQL that cannot be reached at open is no
+	 * error; leases fail (fail open / local GCRA) until it can. */
+	bool connect_later;
 };
 
 struct ratelimit_stats {
@@ -69,17 +88,32 @@ struct ratelimit_stats {
 	int64_t tokens_expired;	    /* leased, never spent before their slot passed */
 	int64_t tokens_given_back;
 	int64_t backend_errors;
+	/* take_nowait */
+	int64_t decisions_on_credit;  /* admitted before a lease paid for them (debt) */
+	int64_t decisions_fallback;   /* decided by the local GCRA: PostgreSQL failing */
+	int64_t refills_queued;	      /* leases handed to the background thread */
+	int64_t refills_done;	      /* ... and finished by it (granted or failed) */
+	int64_t refills_dropped;      /* not queued: the queue was full */
+	int64_t debt_forgiven;	      /* credit never paid: key dropped while PostgreSQL failed */
+	int64_t keys;		      /* keys held now */
+	int64_t keys_evicted;	      /* dropped after a whole window idle */
+	int64_t keys_refused;	      /* not stored: max_keys reached (let through) */
 };
 
 /* A limiter over PostgreSQL at pg_url (rate_limits table, server clock).
  * options may be NULL. NULL on error (logged). */
 struct ratelimit *ratelimit__open(const char *pg_url, const struct ratelimit_options *options);
 /* A limiter over a given backend (copied; its close is called by
- * ratelimit__close). options may be NULL. */
+ * ratelimit__close). options may be NULL. A NULL backend (or one without
+ * lease) is a local limiter: every decision is the in-process GCRA of this
+ * instance alone (warren-proxy without a shared limit). */
 struct ratelimit *ratelimit__open_backend(const struct ratelimit_backend *backend,
 					  const struct ratelimit_options *options);
-/* Gives back unspent leased tokens (when nobody leased after them),
- * flushes rejection counts, closes. NULL is a no-op. */
+/* ratelimit__open_backend(NULL, options): this instance's GCRA alone. */
+struct ratelimit *ratelimit__open_local(const struct ratelimit_options *options);
+/* Stops the background thread (queued refills are dropped), gives back
+ * unspent leased tokens (when nobody leased after them), flushes rejection
+ * counts, closes. NULL is a no-op. */
 void ratelimit__close(struct ratelimit *limiter);
 /* Closes WITHOUT giving anything back or flushing (a crash, for tests). */
 void ratelimit__abandon(struct ratelimit *limiter);
@@ -91,6 +125,31 @@ void ratelimit__abandon(struct ratelimit *limiter);
  * limiter outage; counted in stats.backend_errors). */
 int ratelimit__take(struct ratelimit *limiter, const char *key, int64_t count, int64_t window_ms,
 		    int64_t burst, struct ratelimit_decision *out);
+
+/* Decides one request like ratelimit__take, but never calls the backend on
+ * the caller's thread (no PostgreSQL round trip, no connect timeout): an
+ * event loop may call it. In order:
+ * 1. a leased token of key whose slot has not passed: admitted;
+ * 2. the last lease came back short and the next whole lease does not
+ *    conform yet: refused (Retry-After from the shared state);
+ * 3. the backend failed its last lease: the local GCRA of this instance
+ *    decides (at most the configured rate per instance; returns -1);
+ * 4. credit: admitted while key owes fewer than c requests (debt), c =
+ *    max(1, floor(burst / lease_divisor)); the next lease pays the debt
+ *    first with its earliest slots;
+ * 5. otherwise refused with Retry-After 1 (a lease is on its way).
+ * When key's tokens run low (half a lease) or it owes, a lease of debt +
+ * lease size is queued for the background thread (one per key in flight).
+ * A limit change drops key's local tokens (no give-back: that would be a
+ * backend call). Keys idle for max(window, burst * T) are dropped (the
+ * background thread sweeps once a second; a debt is kept until paid unless
+ * the backend is failing). Returns 0, or -1 when decided without the
+ * shared state (3., bad key, max_keys). */
+int ratelimit__take_nowait(struct ratelimit *limiter, const char *key, int64_t count,
+			   int64_t window_ms, int64_t burst, struct ratelimit_decision *out);
+/* Drops the idle take_nowait keys now (the background thread does it once
+ * a second; tests call it with their injected clock). */
+void ratelimit__sweep(struct ratelimit *limiter);
 
 /* Counts one rejection of limit_name ([a-z_]{1,64}) for team_id (a uuid);
  * written to PostgreSQL in batches: one statement per team and limit, by
