@@ -1,34 +1,41 @@
 /* limiter: the per-client-IP sandbox-operations limit of the proxy
- * (E2B-FACTS.md, "Limits": 40,000 per 60 s per IP by default). A GCRA
- * (generic cell rate algorithm) per key, in process, sharded by key hash:
- * each warren-proxy instance counts alone until a shared (PostgreSQL)
- * limiter backs it. Thread-safe. */
+ * (E2B-FACTS.md, "Limits": 40,000 per 60 s per IP by default, burst = the
+ * whole quota). A seam over lib/ratelimit, key "proxy-ip:<ip>":
+ * - shared (pg_url set): the GCRA state lives in PostgreSQL, so every
+ *   warren-proxy instance on that database together holds the bound, plus
+ *   at most c = max(1, limit / 20) credit per instance and IP
+ *   (docs/ratelimit.md, "Non-blocking decisions");
+ * - in process (pg_url NULL): each instance counts alone.
+ * limiter__check never waits for PostgreSQL (ratelimit__take_nowait: no
+ * round trip, no connect timeout), so the epoll threads call it; while
+ * PostgreSQL fails each instance enforces the limit alone. Thread-safe. */
 #ifndef WARREN_PROXY_LIMITER_H
 #define WARREN_PROXY_LIMITER_H
 
-#include <stdbool.h>
 #include <stdint.h>
 
-#define LIMITER_KEY_MAX 63
+#include "warren/ratelimit.h"
 
 struct limiter;
 
-struct limiter_decision {
-	bool allowed;
-	int64_t limit;		/* RateLimit-Limit */
-	int64_t remaining;	/* RateLimit-Remaining after this request */
-	int64_t reset_s;	/* RateLimit-Reset: seconds until the whole quota is back */
-	int64_t retry_after_s;	/* Retry-After when denied (>= 1), else 0 */
+struct limiter_config {
+	int64_t limit;	  /* operations per window per IP, >= 1 */
+	int64_t window_s; /* >= 1 */
+	const char *pg_url; /* shared limit over this PostgreSQL; NULL: in process */
+	/* Local monotonic clock in µs (tests); NULL -> CLOCK_MONOTONIC. */
+	int64_t (*monotonic_us)(void *ctx);
+	void *clock_ctx;
 };
 
-/* A limiter of `limit` operations per window_s seconds per key, with a
- * burst of the whole quota. NULL when limit or window_s < 1 or no memory. */
-struct limiter *limiter__create(int64_t limit, int64_t window_s);
+/* NULL when limit or window_s < 1, no memory, or the shared limiter cannot
+ * be set up (a PostgreSQL that is down is no error: it is tried again by
+ * the limiter's background thread). */
+struct limiter *limiter__create(const struct limiter_config *config);
 void limiter__destroy(struct limiter *limiter);
-/* Counts one operation of key (truncated to LIMITER_KEY_MAX) at now_us
- * (monotonic microseconds; tests drive it). Denied operations are not
- * counted. */
-void limiter__check(struct limiter *limiter, const char *key, uint64_t now_us,
-		    struct limiter_decision *out);
+/* Counts one operation of client_ip (an IP literal) and fills out
+ * (allowed, RateLimit-Limit/Remaining/Reset, Retry-After when refused).
+ * Refused operations are not counted. */
+void limiter__check(struct limiter *limiter, const char *client_ip, struct ratelimit_decision *out);
+void limiter__stats(struct limiter *limiter, struct ratelimit_stats *out);
 
 #endif

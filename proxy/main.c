@@ -35,8 +35,9 @@ int main(void)
 #ifdef WARREN_PROXY_KAFKA
 	struct proxy_events *events = NULL;
 #endif
+	struct limiter_config limiter_config;
 	struct sigaction action;
-	const char *seed;
+	const char *seed, *pg_url;
 	char err[256];
 	int rc = 1;
 
@@ -59,9 +60,8 @@ int main(void)
 		log_error("token_seed must be at least 16 characters");
 		return 1;
 	}
-	pool = storage__pool_open(config__get("pg_url",
-					      "postgresql://postgres@127.0.0.1:55432/postgres"),
-				  (int)config__get_int("pg_pool_size", settings.threads + 1),
+	pg_url = config__get("pg_url", "postgresql://postgres@127.0.0.1:55432/postgres");
+	pool = storage__pool_open(pg_url, (int)config__get_int("pg_pool_size", settings.threads + 1),
 				  &storage_err);
 	if (!pool) {
 		log_error("cannot open the PostgreSQL pool: %s", storage_err.message);
@@ -75,12 +75,24 @@ int main(void)
 		.token_seed = seed,
 	};
 	lookup = lookup__create(pool, &lookup_config);
-	limiter = limiter__create(config__get_int("proxy_ops_per_ip", 40000),
-				  config__get_int("proxy_ops_window_s", 60));
+	/* Shared by every instance on this PostgreSQL unless proxy_ops_shared
+	 * is false (then each instance counts alone). */
+	limiter_config = (struct limiter_config){
+		.limit = config__get_int("proxy_ops_per_ip", 40000),
+		.window_s = config__get_int("proxy_ops_window_s", 60),
+		.pg_url = config__get_bool("proxy_ops_shared", true)
+				  ? config__get("proxy_ops_pg_url", pg_url)
+				  : NULL,
+	};
+	limiter = limiter__create(&limiter_config);
 	if (!lookup || !limiter) {
-		log_error("invalid proxy_ops_per_ip / proxy_ops_window_s, or out of memory");
+		log_error("invalid proxy_ops_per_ip / proxy_ops_window_s / proxy_ops_pg_url, or "
+			  "out of memory");
 		goto out;
 	}
+	log_info("per-IP limit %lld / %lld s, %s", (long long)limiter_config.limit,
+		 (long long)limiter_config.window_s,
+		 limiter_config.pg_url ? "shared through PostgreSQL" : "in process");
 	server = proxy__create(&settings, lookup, limiter, err, sizeof(err));
 	if (!server) {
 		log_error("%s", err);

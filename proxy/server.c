@@ -551,7 +551,7 @@ static void conn__process_head(struct conn *c)
 	struct route_error error = { 0 };
 	struct route_target target;
 	struct lookup_route route;
-	struct limiter_decision decision;
+	struct ratelimit_decision decision;
 	enum http_parse_status status;
 	const char *route_error = NULL;
 	bool html, no_body;
@@ -588,8 +588,7 @@ static void conn__process_head(struct conn *c)
 	c->port = target.port;
 	error.port = target.port;
 	if (server->limiter) {
-		limiter__check(server->limiter, c->client_ip, clock__monotonic_ns() / 1000,
-			       &decision);
+		limiter__check(server->limiter, c->client_ip, &decision);
 		if (!decision.allowed) {
 			error.kind = ROUTE_ERR_RATE_LIMITED;
 			error.limit = decision.limit;

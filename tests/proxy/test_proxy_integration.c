@@ -36,7 +36,7 @@
 static struct test_db db;
 static bool db_created;
 static struct storage_pool *pool;
-static pid_t backend_pid = -1, proxy_pid = -1, extra_proxy_pid = -1;
+static pid_t backend_pid = -1, proxy_pid = -1, extra_proxy_pid = -1, second_proxy_pid = -1;
 static int backend_stdin = -1;
 static int backend_port, agent_port, closed_port, proxy_port;
 static char public_id[32], secure_id[32], masked_id[32], killed_id[32], unknown_id[32];
@@ -45,6 +45,8 @@ static char evicted_id[32]; /* killed by a test, announced by an event */
 static char topic_prefix[64];
 static bool topic_created;
 static const char *kafka_events = "false"; /* the next start_proxy's setting */
+static const char *ops_pg_url;		    /* ... its proxy_ops_pg_url (NULL: pg_url) */
+static in_addr_t client_address = INADDR_LOOPBACK; /* the clients' source (host order) */
 
 /* ---- processes ---- */
 
@@ -76,9 +78,14 @@ static int connect_port(int port)
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct timeval tv = { .tv_sec = 20 };
+	struct sockaddr_in source = { .sin_family = AF_INET,
+				      .sin_addr.s_addr = htonl(client_address) };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+	/* Another loopback source address is another client IP to the proxy. */
+	if ((client_address != INADDR_LOOPBACK &&
+	     bind(fd, (struct sockaddr *)&source, sizeof(source)) < 0) ||
+	    connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
 		close(fd);
 		return -1;
 	}
@@ -114,6 +121,8 @@ static pid_t start_proxy(int port, const char *ops_per_ip, const char *conns_per
 		setenv("WARREN_PROXY_KAFKA_EVENTS", kafka_events, 1);
 		setenv("WARREN_KAFKA_TOPIC_PREFIX", topic_prefix, 1);
 		setenv("WARREN_PROXY_IDLE_TIMEOUT_S", "2", 1);
+		if (ops_pg_url)
+			setenv("WARREN_PROXY_OPS_PG_URL", ops_pg_url, 1);
 		execl(bin, bin, (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
 		_exit(127);
@@ -286,6 +295,7 @@ static int teardown(void **state)
 {
 	(void)state;
 	stop_process(&extra_proxy_pid);
+	stop_process(&second_proxy_pid);
 	stop_process(&proxy_pid);
 	if (backend_stdin >= 0)
 		close(backend_stdin);
@@ -1068,7 +1078,39 @@ static void test_connection_bound(void **state)
 	assert_int_equal(stop_process(&extra_proxy_pid), 0);
 }
 
-/* A second proxy with 3 operations per IP. */
+static int64_t now_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+static int compare_int64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* A 429 of the per-IP limit carries its headers. */
+static void assert_rate_limited(const struct response *r, int limit)
+{
+	char header[64];
+
+	assert_int_equal(r->status, 429);
+	snprintf(header, sizeof(header), "\r\nRateLimit-Limit: %d\r\n", limit);
+	assert_non_null(strcasestr(r->head, header));
+	assert_non_null(strcasestr(r->head, "\r\nRateLimit-Remaining: 0\r\n"));
+	assert_non_null(strcasestr(r->head, "\r\nRateLimit-Reset: "));
+	assert_non_null(strcasestr(r->head, "\r\nRetry-After: "));
+}
+
+/* A second proxy with 3 operations per IP, from a client IP of its own
+ * (127.0.0.4: the limit is shared through PostgreSQL, and the other
+ * proxies of this test count 127.0.0.1 under other limits). 3 are
+ * admitted, a 4th at most on credit (c = 1, a lease was still out), then
+ * 429 with the headers. */
 static void test_rate_limit(void **state)
 {
 	int port = free_port();
@@ -1078,6 +1120,7 @@ static void test_rate_limit(void **state)
 	(void)state;
 	extra_proxy_pid = start_proxy(port, "3", "1000");
 	assert_true(extra_proxy_pid > 0);
+	client_address = INADDR_LOOPBACK + 4;
 	for (int i = 0; i < 3; i++) {
 		r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
 			       backend_port, public_id);
@@ -1086,16 +1129,119 @@ static void test_rate_limit(void **state)
 	}
 	r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
 		       public_id);
-	assert_int_equal(r.status, 429);
-	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Limit: 3\r\n"));
-	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Remaining: 0\r\n"));
-	assert_non_null(strcasestr(r.head, "\r\nRateLimit-Reset: "));
-	assert_non_null(strcasestr(r.head, "\r\nRetry-After: "));
+	if (r.status == 200) {
+		response_free(&r);
+		r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
+			       backend_port, public_id);
+	}
+	client_address = INADDR_LOOPBACK;
+	assert_rate_limited(&r, 3);
 	json = body_json(&r);
 	assert_int_equal(json_integer_value(json_object_get(json, "code")), 429);
 	json_decref(json);
 	response_free(&r);
 	assert_int_equal(stop_process(&extra_proxy_pid), 0);
+}
+
+/* One request to the public sandbox through port: counted in *admitted
+ * (200) or *refused (429 of the per-IP limit, headers checked); returns
+ * its latency in µs. */
+static int64_t limited_request(int port, int limit, int *admitted, int *refused)
+{
+	int64_t before = now_us(), latency;
+	struct response r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
+				       backend_port, public_id);
+
+	latency = now_us() - before;
+	if (r.status == 200) {
+		(*admitted)++;
+	} else {
+		assert_rate_limited(&r, limit);
+		(*refused)++;
+	}
+	response_free(&r);
+	return latency;
+}
+
+/* Two proxies on one PostgreSQL share the per-IP limit (20 / 60 s, burst
+ * 20, credit c = 1 per instance): one client IP (127.0.0.2) alternating
+ * between them for ~1.5 s is admitted at most floor(D / T) + B + 2 c = 22
+ * times in all (docs/ratelimit.md, "Non-blocking decisions"), where two
+ * in-process limiters would admit 40. */
+static void test_rate_limit_shared(void **state)
+{
+	int ports[2] = { free_port(), 0 }, admitted = 0, refused = 0;
+	int64_t start, stop;
+
+	(void)state;
+	extra_proxy_pid = start_proxy(ports[0], "20", "1000");
+	ports[1] = free_port();
+	second_proxy_pid = start_proxy(ports[1], "20", "1000");
+	assert_true(extra_proxy_pid > 0 && second_proxy_pid > 0);
+	client_address = INADDR_LOOPBACK + 1;
+	start = now_us();
+	for (int i = 0; now_us() - start < 1500000; i++)
+		limited_request(ports[i % 2], 20, &admitted, &refused);
+	stop = now_us();
+	client_address = INADDR_LOOPBACK;
+	print_message("shared limit 20 / 60 s, two proxies, %.2f s: %d admitted, %d refused "
+		      "(bound %d)\n",
+		      (double)(stop - start) / 1e6, admitted, refused,
+		      (int)((stop - start) / 3000000) + 20 + 2);
+	assert_true(admitted <= (int)((stop - start) / 3000000) + 20 + 2);
+	assert_true(admitted >= 20 - 3); /* under-admission <= (I + 1) c */
+	assert_true(refused > 0);
+	assert_int_equal(stop_process(&second_proxy_pid), 0);
+	assert_int_equal(stop_process(&extra_proxy_pid), 0);
+}
+
+/* The limiter's PostgreSQL accepts TCP connections and never answers (a
+ * black hole: every lease waits out libpq's 2 s connect timeout). The proxy
+ * still decides at once: p99 of whole requests well under 2 s; 400
+ * requests over ~2 s, and the instance holds the limit (50 / 60 s) on its
+ * own: credit (c = 2) first, then the local GCRA once the lease is out for
+ * 100 ms: at most B + c = 52. */
+static void test_rate_limit_postgres_unreachable(void **state)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int hole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = free_port();
+	int admitted = 0, refused = 0, count = 0;
+	int64_t latencies[400];
+	char url[128];
+
+	(void)state;
+	assert_true(hole >= 0);
+	assert_int_equal(bind(hole, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(hole, 64), 0);
+	assert_int_equal(getsockname(hole, (struct sockaddr *)&a, &len), 0);
+	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres",
+		 ntohs(a.sin_port));
+	ops_pg_url = url;
+	extra_proxy_pid = start_proxy(port, "50", "1000");
+	ops_pg_url = NULL;
+	assert_true(extra_proxy_pid > 0);
+	client_address = INADDR_LOOPBACK + 3;
+	for (; count < 400; count++) {
+		usleep(5000); /* ~2 s in all: the 2 s connect timeout runs out */
+		latencies[count] = limited_request(port, 50, &admitted, &refused);
+	}
+	client_address = INADDR_LOOPBACK;
+	qsort(latencies, (size_t)count, sizeof(latencies[0]), compare_int64);
+	print_message("PostgreSQL black hole: %d requests, %d admitted, %d refused, latency p50 "
+		      "%.2f ms p99 %.2f ms max %.2f ms\n",
+		      count, admitted, refused, latencies[count / 2] / 1e3,
+		      latencies[count * 99 / 100] / 1e3, latencies[count - 1] / 1e3);
+	assert_true(latencies[count * 99 / 100] < 200000);
+	assert_true(admitted <= 52);
+	assert_true(admitted >= 45);
+	{
+		int64_t before = now_us();
+		int status = stop_process(&extra_proxy_pid);
+
+		print_message("stopped in %.2f s, status %d\n", (now_us() - before) / 1e6, status);
+	}
+	close(hole);
 }
 
 /* Seconds until the proxy closes fd (it sends nothing before), -1 if not
@@ -1164,6 +1310,8 @@ int main(void)
 		cmocka_unit_test(test_event_invalidation),
 		cmocka_unit_test(test_connection_bound),
 		cmocka_unit_test(test_rate_limit),
+		cmocka_unit_test(test_rate_limit_shared),
+		cmocka_unit_test(test_rate_limit_postgres_unreachable),
 		cmocka_unit_test(test_slow_and_idle_clients),
 		cmocka_unit_test(test_clean_shutdown),
 	};

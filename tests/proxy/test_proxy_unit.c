@@ -395,41 +395,55 @@ static void test_wants_html(void **state)
 	assert_false(route__wants_html(&head));
 }
 
+static int64_t fake_now(void *ctx)
+{
+	return *(int64_t *)ctx;
+}
+
+/* The in-process limiter (no pg_url): lib/ratelimit's local GCRA. */
 static void test_limiter(void **state)
 {
-	struct limiter *limiter = limiter__create(10, 60);
-	struct limiter_decision d;
-	uint64_t now = 1000000000ull;
+	int64_t now = 1000000000;
+	struct limiter_config config = { .limit = 10, .window_s = 60, .monotonic_us = fake_now,
+					 .clock_ctx = &now };
+	struct limiter *limiter = limiter__create(&config);
+	struct ratelimit_decision d;
+	int64_t start = now;
 
 	(void)state;
 	assert_non_null(limiter);
 	for (int i = 0; i < 10; i++) {
-		limiter__check(limiter, "10.0.0.1", now, &d);
+		limiter__check(limiter, "10.0.0.1", &d);
 		assert_true(d.allowed);
 		assert_int_equal(d.limit, 10);
 		assert_int_equal(d.remaining, 9 - i);
 	}
-	limiter__check(limiter, "10.0.0.1", now, &d);
+	limiter__check(limiter, "10.0.0.1", &d);
 	assert_false(d.allowed);
 	assert_int_equal(d.remaining, 0);
 	assert_int_equal(d.retry_after_s, 6); /* one cell every 6 s */
 	assert_int_equal(d.reset_s, 60);
 	/* another IP is independent */
-	limiter__check(limiter, "10.0.0.2", now, &d);
+	limiter__check(limiter, "10.0.0.2", &d);
 	assert_true(d.allowed);
 	/* one cell comes back after 6 s, not two */
-	limiter__check(limiter, "10.0.0.1", now + 6000000, &d);
+	now = start + 6000000;
+	limiter__check(limiter, "10.0.0.1", &d);
 	assert_true(d.allowed);
-	limiter__check(limiter, "10.0.0.1", now + 6000000, &d);
+	limiter__check(limiter, "10.0.0.1", &d);
 	assert_false(d.allowed);
 	/* the whole quota after the window */
+	now = start + 200000000;
 	for (int i = 0; i < 10; i++) {
-		limiter__check(limiter, "10.0.0.1", now + 200000000, &d);
+		limiter__check(limiter, "10.0.0.1", &d);
 		assert_true(d.allowed);
 	}
 	limiter__destroy(limiter);
-	assert_null(limiter__create(0, 60));
-	assert_null(limiter__create(10, 0));
+	config.limit = 0;
+	assert_null(limiter__create(&config));
+	config.limit = 10;
+	config.window_s = 0;
+	assert_null(limiter__create(&config));
 }
 
 int main(void)
