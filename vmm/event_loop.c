@@ -21,7 +21,6 @@
  * Destroying the loop drops pending operations without calling their
  * callbacks (io_uring_queue_exit cancels them in the kernel). */
 #include "event_loop.h"
-#include "virtio/event_loop_io.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -40,7 +39,9 @@ enum operation_kind {
 	OPERATION_READV,
 	OPERATION_WRITEV,
 	OPERATION_FSYNC,
+	OPERATION_FALLOCATE,
 	OPERATION_TIMER,
+	OPERATION_POLL_ONCE,
 	OPERATION_WAKE, /* internal: the eventfd for stop/defer */
 };
 
@@ -301,6 +302,39 @@ int event_loop__fsync(struct event_loop *loop, int fd, bool datasync,
 	return 0;
 }
 
+int event_loop__fallocate(struct event_loop *loop, int fd, int mode, int64_t offset,
+			  int64_t length, event_loop_callback callback, void *opaque)
+{
+	struct operation *operation;
+	struct io_uring_sqe *sqe;
+
+	if (fd < 0 || !callback || offset < 0 || length <= 0)
+		return -EINVAL;
+	operation = event_loop__start(loop, OPERATION_FALLOCATE, fd, callback, opaque, &sqe);
+	if (!operation)
+		return -EBUSY;
+	io_uring_prep_fallocate(sqe, fd, mode, (uint64_t)offset, (uint64_t)length);
+	io_uring_sqe_set_data(sqe, operation);
+	return 0;
+}
+
+int64_t event_loop__poll_once(struct event_loop *loop, int fd, unsigned poll_mask,
+			      event_loop_callback callback, void *opaque)
+{
+	struct operation *operation;
+	struct io_uring_sqe *sqe;
+
+	if (fd < 0 || !callback)
+		return -EINVAL;
+	operation = event_loop__start(loop, OPERATION_POLL_ONCE, fd, callback, opaque, &sqe);
+	if (!operation)
+		return -EBUSY;
+	operation->poll_mask = poll_mask;
+	io_uring_prep_poll_add(sqe, fd, poll_mask);
+	io_uring_sqe_set_data(sqe, operation);
+	return operation__id(loop, operation);
+}
+
 int64_t event_loop__timer(struct event_loop *loop, uint64_t nanoseconds,
 			  event_loop_callback callback, void *opaque)
 {
@@ -343,29 +377,12 @@ int event_loop__cancel(struct event_loop *loop, int64_t id)
 		return -ENOENT;
 	operation = &loop->operations[index];
 	if (operation->generation != generation ||
-	    (operation->kind != OPERATION_WATCH && operation->kind != OPERATION_TIMER))
+	    (operation->kind != OPERATION_WATCH && operation->kind != OPERATION_TIMER &&
+	     operation->kind != OPERATION_POLL_ONCE))
 		return -ENOENT;
 	if (operation->cancelled || operation->dropped)
 		return -EALREADY;
 	return event_loop__cancel_operation(loop, operation);
-}
-
-int event_loop__cancel_io(struct event_loop *loop, void *opaque)
-{
-	int count = 0;
-
-	for (unsigned i = 0; i < loop->operation_count; i++) {
-		struct operation *operation = &loop->operations[i];
-
-		if ((operation->kind != OPERATION_READV && operation->kind != OPERATION_WRITEV &&
-		     operation->kind != OPERATION_FSYNC) ||
-		    operation->opaque != opaque || operation->cancelled)
-			continue;
-		if (event_loop__cancel_operation(loop, operation) != 0)
-			return -EBUSY;
-		count++;
-	}
-	return count;
 }
 
 static void event_loop__run_deferred(struct event_loop *loop)
@@ -438,13 +455,15 @@ static void event_loop__complete(struct event_loop *loop, struct io_uring_cqe *c
 		}
 		return;
 	case OPERATION_TIMER:
+	case OPERATION_POLL_ONCE:
 		operation->callback(operation->opaque,
 				    operation->cancelled ? -ECANCELED : cqe->res);
 		operation__put(loop, operation);
 		return;
 	case OPERATION_READV:
 	case OPERATION_WRITEV:
-	case OPERATION_FSYNC: {
+	case OPERATION_FSYNC:
+	case OPERATION_FALLOCATE: {
 		event_loop_callback callback = operation->callback;
 		void *opaque = operation->opaque;
 

@@ -36,6 +36,15 @@ int event_loop__writev(struct event_loop *loop, int fd, const struct iovec *iov,
 		       int64_t offset, event_loop_callback callback, void *opaque);
 int event_loop__fsync(struct event_loop *loop, int fd, bool datasync,
 		      event_loop_callback callback, void *opaque);
+/* fallocate(fd, mode, offset, length) on the loop's io_uring (the kernel
+ * runs it on a worker: it may block). 0 once queued, or -errno. */
+int event_loop__fallocate(struct event_loop *loop, int fd, int mode, int64_t offset,
+			  int64_t length, event_loop_callback callback, void *opaque);
+/* One-shot poll: callback once, with the revents when fd became ready for
+ * poll_mask (or -ECANCELED after event_loop__cancel). Returns an id for
+ * event_loop__cancel, or -errno. */
+int64_t event_loop__poll_once(struct event_loop *loop, int fd, unsigned poll_mask,
+			      event_loop_callback callback, void *opaque);
 /* One-shot timer after `nanoseconds`; the callback gets -ETIME when it fired. */
 int64_t event_loop__timer(struct event_loop *loop, uint64_t nanoseconds,
 			  event_loop_callback callback, void *opaque);

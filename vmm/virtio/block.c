@@ -17,6 +17,7 @@
 #include "warren/clock.h"
 
 #define BLOCK_DEFAULT_QUEUE_SIZE 128
+#define BLOCK_INLINE_WRITE_MAX (128u * 1024u) /* larger writes go through io_uring */
 
 struct blk_request_slot {
 	struct virtio_blk *blk;
@@ -31,6 +32,7 @@ struct virtio_blk {
 	struct event_loop *loop;
 	int fd;
 	bool read_only;
+	bool inline_writes; /* buffered image: small writes straight into the page cache */
 	uint64_t capacity_sectors;
 	uint8_t config[VIRTIO_BLK_CONFIG_SIZE];
 	char id[VIRTIO_BLK_ID_BYTES];
@@ -306,13 +308,16 @@ static uint32_t blk__get_id(struct virtio_blk *blk, struct virtio_blk_request *r
 }
 
 /* 5.2.6: DISCARD / WRITE_ZEROES segment { le64 sector; le32 num_sectors;
- * le32 flags }. Synchronous fallocate. */
-static uint8_t blk__zero(struct virtio_blk *blk, struct virtio_blk_request *request)
+ * le32 flags }. Queues the fallocate (punch hole / zero range) on the
+ * loop's io_uring; an empty range completes at once. Returns the status
+ * for an immediate completion, or -1 when the request is in flight. */
+static int blk__zero(struct virtio_blk *blk, struct blk_request_slot *slot)
 {
+	struct virtio_blk_request *request = &slot->request;
 	uint8_t segment[16];
 	uint64_t sector, sectors, end;
 	uint32_t flags;
-	int mode;
+	int mode, ret;
 
 	iov_copy_from(request->data, request->data_count, segment, sizeof(segment));
 	sector = get_le(segment, 8);
@@ -321,25 +326,28 @@ static uint8_t blk__zero(struct virtio_blk *blk, struct virtio_blk_request *requ
 	if ((flags & ~1u) || sectors > VIRTIO_BLK_MAX_ZERO_SECTORS ||
 	    __builtin_add_overflow(sector, sectors, &end) || end > blk->capacity_sectors)
 		return VIRTIO_BLK_S_IOERR;
+	if (!sectors)
+		return VIRTIO_BLK_S_OK;
 	if (request->type == VIRTIO_BLK_T_DISCARD || (flags & 1))
 		mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 	else
 		mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-	if (sectors && fallocate(blk->fd, mode, (off_t)(sector * VIRTIO_BLK_SECTOR_SIZE),
-				 (off_t)(sectors * VIRTIO_BLK_SECTOR_SIZE)) < 0)
-		return VIRTIO_BLK_S_IOERR;
-	return VIRTIO_BLK_S_OK;
+	ret = event_loop__fallocate(blk->loop, blk->fd, mode,
+				    (int64_t)(sector * VIRTIO_BLK_SECTOR_SIZE),
+				    (int64_t)(sectors * VIRTIO_BLK_SECTOR_SIZE), on_io_done, slot);
+	if (ret == -EBUSY)
+		return -EBUSY;
+	return ret < 0 ? VIRTIO_BLK_S_IOERR : -1;
 }
 
 static bool on_throttle_timer(void *opaque, int32_t result)
 {
 	struct virtio_blk *blk = opaque;
 
+	(void)result;
 	blk->throttle_timer = -1;
-	if (blk__closing(blk))
-		return false;
-	if (result != -ECANCELED)
-		blk__process(blk);
+	if (!blk__closing(blk))
+		blk__process(blk); /* expired, or cancelled by a new limit */
 	return false;
 }
 
@@ -386,6 +394,21 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 		break;
 	case VIRTIO_BLK_T_OUT:
 		blk->writes++;
+		if (blk->inline_writes && request->data_bytes <= BLOCK_INLINE_WRITE_MAX) {
+			/* A page-cache copy: cheaper here than a hop to an
+			 * io_uring worker (buffered writes to most file systems
+			 * cannot be issued non-blocking, so io_uring punts them). */
+			ssize_t written = pwritev(blk->fd, request->data, (int)request->data_count,
+						  (off_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE));
+
+			if (written == (ssize_t)request->data_bytes) {
+				blk->write_bytes += (uint64_t)written;
+				blk__complete_locked(blk, slot, VIRTIO_BLK_S_OK, 1);
+			} else {
+				blk__complete_locked(blk, slot, VIRTIO_BLK_S_IOERR, 1);
+			}
+			return BLK_DONE;
+		}
 		ret = event_loop__writev(blk->loop, blk->fd, request->data, (int)request->data_count,
 					 (int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE), on_io_done,
 					 slot);
@@ -398,8 +421,13 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 		blk__complete_locked(blk, slot, VIRTIO_BLK_S_OK, blk__get_id(blk, request));
 		return BLK_DONE;
 	default: /* DISCARD, WRITE_ZEROES (checked above) */
-		blk__complete_locked(blk, slot, blk__zero(blk, request), 1);
-		return BLK_DONE;
+		ret = blk__zero(blk, slot);
+		if (ret >= 0) {
+			blk__complete_locked(blk, slot, (uint8_t)ret, 1);
+			return BLK_DONE;
+		}
+		ret = ret == -EBUSY ? -EBUSY : 0;
+		break;
 	}
 	if (ret == -EBUSY) {
 		/* The loop's operation pool is full: give the chain back and
@@ -510,6 +538,7 @@ struct virtio_blk *virtio_blk__create(const struct guest_memory *memory, struct 
 	blk->throttle_timer = -1;
 	blk->loop = loop;
 	blk->read_only = options->read_only;
+	blk->inline_writes = !options->direct;
 	blk->queue_size = options->queue_size ? options->queue_size : BLOCK_DEFAULT_QUEUE_SIZE;
 	if (blk->queue_size > VIRTQ_MAX_SIZE || (blk->queue_size & (blk->queue_size - 1))) {
 		snprintf(error, error_size, "block: queue_size must be a power of two <= %d",
@@ -631,11 +660,10 @@ int virtio_blk__set_rate_limit(struct virtio_blk *blk, const json_t *config, cha
 
 	if (ret < 0)
 		return ret;
-	if (blk->throttle_timer >= 0) {
-		event_loop__cancel(blk->loop, blk->throttle_timer);
-		blk->throttle_timer = -1;
-	}
-	blk__process(blk);
+	/* A throttled queue resumes from its timer's -ECANCELED callback (the
+	 * timer id stays set until then, so destroy waits for it). */
+	if (blk->throttle_timer < 0 || event_loop__cancel(blk->loop, blk->throttle_timer) < 0)
+		blk__process(blk);
 	return 0;
 }
 
@@ -644,19 +672,17 @@ json_t *virtio_blk__metrics(struct virtio_blk *blk)
 	json_t *metrics;
 
 	virtio_mmio__lock(&blk->transport);
-	metrics = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-			    "s:b, s:o}",
+	metrics = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o}",
 			    "type", "block", "requests", (json_int_t)blk->requests, "reads",
 			    (json_int_t)blk->reads, "writes", (json_int_t)blk->writes, "flushes",
 			    (json_int_t)blk->flushes, "read_bytes", (json_int_t)blk->read_bytes,
 			    "write_bytes", (json_int_t)blk->write_bytes, "errors",
 			    (json_int_t)blk->errors, "rate_limited", (json_int_t)blk->rate_limited,
-			    "needs_reset", (json_int_t)blk->transport.needs_reset_count,
-			    "notifications", (json_int_t)blk->transport.notifications, "interrupts",
-			    (json_int_t)blk->transport.interrupts, "in_flight",
-			    (json_int_t)blk->in_flight, "capacity_sectors",
+			    "in_flight", (json_int_t)blk->in_flight, "capacity_sectors",
 			    (json_int_t)blk->capacity_sectors, "read_only", blk->read_only,
-			    "rate_limiter", rate_limiter__to_json(&blk->limiter));
+			    "inline_writes", blk->inline_writes, "rate_limiter",
+			    rate_limiter__to_json(&blk->limiter));
+	virtio_mmio__add_metrics(&blk->transport, metrics);
 	virtio_mmio__unlock(&blk->transport);
 	return metrics;
 }

@@ -1,11 +1,20 @@
-/* block: virtio-blk (virtio 1.x 5.2) over a raw image file, every byte
- * of I/O through the event loop's io_uring: IN -> readv, OUT -> writev at
- * sector * 512, FLUSH -> fdatasync, GET_ID, DISCARD / WRITE_ZEROES ->
- * fallocate (synchronous on the loop thread: punch-hole / zero-range are
- * metadata operations). All requests popped in one notification are
- * queued before the loop submits, so they go to the kernel in one
- * io_uring_enter. Read-only images offer VIRTIO_BLK_F_RO and fail writes
- * with IOERR. One request queue. */
+/* block: virtio-blk (virtio 1.x 5.2) over a raw image file, its I/O
+ * driven by the event loop's io_uring: IN -> readv, OUT -> writev at
+ * sector * 512, FLUSH -> fdatasync, DISCARD / WRITE_ZEROES -> fallocate
+ * (punch hole / zero range), GET_ID answered at once. All requests popped
+ * in one notification are queued before the loop submits, so they go to
+ * the kernel in one io_uring_enter.
+ *
+ * Buffered images (no O_DIRECT): writes of up to 128 KiB are copied into
+ * the page cache on the loop thread with pwritev() instead: most file
+ * systems cannot take a buffered write non-blocking, so io_uring would
+ * hand each one to a worker thread, a cross-thread hop per write. The
+ * cost is that the loop thread itself may wait when the kernel throttles
+ * dirty pages; that only slows this VM, the one writing. Larger writes and
+ * every O_DIRECT write stay on io_uring.
+ *
+ * Read-only images offer VIRTIO_BLK_F_RO and fail writes with IOERR. One
+ * request queue. */
 #ifndef WARREN_VMM_VIRTIO_BLOCK_H
 #define WARREN_VMM_VIRTIO_BLOCK_H
 

@@ -8,52 +8,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "event_loop.h"
-#include "event_loop_io.h"
 #include "rate_limiter.h"
 #include "warren/clock.h"
 
 #define NET_DEFAULT_QUEUE_SIZE 256
-#define NET_TX_IN_FLIGHT 64
-#define NET_RX_READS 16 /* reads kept pending on the tap */
+#define NET_BATCH 256 /* chains per direction before other events get a turn */
+#define NET_PUBLISH_EVERY 32 /* used elements per used-index update within a batch */
 #define NET_RX_ESTIMATE 1514 /* bytes charged per frame before we know its size */
-
-struct net_tx_slot {
-	struct virtio_net *net;
-	uint32_t generation;
-	struct net_tx_slot *next_free;
-	struct virtq_chain chain;
-};
 
 struct virtio_net {
 	struct virtio_mmio transport;
 	struct event_loop *loop;
 	int tap_fd;
 	uint8_t config[VIRTIO_NET_CONFIG_SIZE];
-
-	/* RX: reads pending on the tap, one receive chain each. */
-	struct net_rx_slot {
-		struct virtio_net *net;
-		uint32_t generation;
-		bool in_use;
-		struct virtq_chain chain;
-	} rx_slots[NET_RX_READS];
-	unsigned rx_pending;
-	int64_t rx_timer;
-
-	struct net_tx_slot tx_slots[NET_TX_IN_FLIGHT];
-	struct net_tx_slot *tx_free;
-	unsigned tx_in_flight;
-	int64_t tx_timer;
+	int64_t tap_poll;	 /* one-shot poll armed on the (empty) tap, or -1 */
+	unsigned tap_offloads;	 /* TUN_F_* last given to TUNSETOFFLOAD */
+	bool rx_deferred, tx_deferred; /* a batch ended early: resumed from the loop */
+	int64_t rx_timer, tx_timer;
+	struct virtq_chain rx_chain, tx_chain; /* scratch, loop thread */
 
 	struct rate_limiter rx_limiter, tx_limiter;
 	bool closing; /* destroyed: freed when the last callback ran */
 
 	uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
 	uint64_t rx_dropped, tx_dropped, errors, rx_rate_limited, tx_rate_limited;
+	uint64_t rx_offload_dropped, tx_header_rejected;
 };
 
 int virtio_net__open_tap(const char *name, char *error, size_t error_size)
@@ -119,25 +104,99 @@ static void iov_write_at(struct iovec *iov, unsigned count, uint64_t offset, con
 	}
 }
 
-bool virtio_net__fix_rx_header(struct iovec *iov, unsigned count, uint64_t length)
+/* Copies the first `bytes` of an iovec array into out; false when shorter. */
+static bool iov_read_front(const struct iovec *iov, unsigned count, uint8_t *out, size_t bytes)
 {
-	/* struct virtio_net_hdr_v1: u8 flags, u8 gso_type, le16 hdr_len,
-	 * le16 gso_size, le16 csum_start, le16 csum_offset, le16 num_buffers */
+	for (unsigned i = 0; i < count && bytes; i++) {
+		size_t n = iov[i].iov_len < bytes ? iov[i].iov_len : bytes;
+
+		memcpy(out, iov[i].iov_base, n);
+		out += n;
+		bytes -= n;
+	}
+	return bytes == 0;
+}
+
+unsigned virtio_net__tap_offloads(uint64_t features)
+{
+	unsigned offloads = 0;
+
+	/* 5.1.3.1: the TSO bits depend on GUEST_CSUM; a driver that sets them
+	 * alone gets no segmentation offload from us. */
+	if (!(features & (1ull << VIRTIO_NET_F_GUEST_CSUM)))
+		return 0;
+	offloads |= TUN_F_CSUM;
+	if (features & (1ull << VIRTIO_NET_F_GUEST_TSO4))
+		offloads |= TUN_F_TSO4;
+	if (features & (1ull << VIRTIO_NET_F_GUEST_TSO6))
+		offloads |= TUN_F_TSO6;
+	return offloads;
+}
+
+/* 5.1.6 struct virtio_net_hdr_v1: u8 flags, u8 gso_type, le16 hdr_len,
+ * le16 gso_size, le16 csum_start, le16 csum_offset, le16 num_buffers. */
+bool virtio_net__fix_rx_header(struct iovec *iov, unsigned count, uint64_t length,
+			       unsigned offloads)
+{
 	static const uint8_t clean[10] = {0};
 	static const uint8_t one[2] = {1, 0};
+	uint8_t header[2];
+	uint8_t gso_type;
 
-	if (length < VIRTIO_NET_HDR_SIZE)
+	if (length < VIRTIO_NET_HDR_SIZE || !iov_read_front(iov, count, header, sizeof(header)))
 		return false;
-	iov_write_at(iov, count, 0, clean, sizeof(clean));
+	gso_type = header[1];
+	if (!(offloads & TUN_F_CSUM)) {
+		/* Nothing negotiated: a partial checksum or a GSO frame (queued
+		 * before the driver changed its features) cannot be delivered;
+		 * DATA_VALID is only advice and is cleared (5.1.6.3.1). */
+		if ((header[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) || gso_type != VIRTIO_NET_HDR_GSO_NONE)
+			return false;
+		iov_write_at(iov, count, 0, clean, sizeof(clean));
+	} else if ((gso_type == VIRTIO_NET_HDR_GSO_TCPV4 && !(offloads & TUN_F_TSO4)) ||
+		   (gso_type == VIRTIO_NET_HDR_GSO_TCPV6 && !(offloads & TUN_F_TSO6)) ||
+		   (gso_type != VIRTIO_NET_HDR_GSO_NONE && gso_type != VIRTIO_NET_HDR_GSO_TCPV4 &&
+		    gso_type != VIRTIO_NET_HDR_GSO_TCPV6)) {
+		return false;
+	}
+	/* 5.1.6.4: without MRG_RXBUF every frame fills exactly one chain. */
 	iov_write_at(iov, count, 10, one, sizeof(one));
 	return true;
 }
 
-bool virtio_net__tx_valid(const struct virtq_chain *chain)
+bool virtio_net__tx_valid(const struct virtq_chain *chain, uint64_t features)
 {
-	return chain->iov_count == chain->readable_count &&
-	       chain->readable_bytes >= VIRTIO_NET_HDR_SIZE + 14 &&
-	       chain->readable_bytes <= VIRTIO_NET_HDR_SIZE + VIRTIO_NET_MAX_FRAME;
+	uint8_t header[6];
+	uint8_t flags, gso_type;
+	uint16_t gso_size;
+
+	if (chain->iov_count != chain->readable_count ||
+	    chain->readable_bytes < VIRTIO_NET_HDR_SIZE + 14 ||
+	    chain->readable_bytes > VIRTIO_NET_HDR_SIZE + VIRTIO_NET_MAX_FRAME ||
+	    !iov_read_front(chain->iov, chain->iov_count, header, sizeof(header)))
+		return false;
+	flags = header[0];
+	gso_type = header[1];
+	gso_size = (uint16_t)(header[4] | header[5] << 8);
+	/* A tiny segment size would have the host cut 64 KiB into tens of
+	 * thousands of packets for one guest request. */
+	if (gso_type != VIRTIO_NET_HDR_GSO_NONE && gso_size < VIRTIO_NET_MIN_GSO_SIZE)
+		return false;
+	/* 5.1.6.2.1: only NEEDS_CSUM, and only when CSUM was negotiated. */
+	if (flags & ~VIRTIO_NET_HDR_F_NEEDS_CSUM)
+		return false;
+	if (flags && !(features & (1ull << VIRTIO_NET_F_CSUM)))
+		return false;
+	switch (gso_type) {
+	case VIRTIO_NET_HDR_GSO_NONE:
+		return true;
+	case VIRTIO_NET_HDR_GSO_TCPV4:
+		return (features & (1ull << VIRTIO_NET_F_HOST_TSO4)) && flags;
+	case VIRTIO_NET_HDR_GSO_TCPV6:
+		return (features & (1ull << VIRTIO_NET_F_HOST_TSO6)) && flags;
+	default: /* UDP, UDP_L4 and ECN were not offered */
+		return false;
+	}
 }
 
 int virtio_net__parse_mac(const char *text, uint8_t mac[6])
@@ -161,8 +220,8 @@ static bool net__closing(struct virtio_net *net)
 {
 	if (!net->closing)
 		return false;
-	if (net->rx_pending == 0 && net->tx_in_flight == 0 && net->rx_timer < 0 &&
-	    net->tx_timer < 0) {
+	if (net->tap_poll < 0 && net->rx_timer < 0 && net->tx_timer < 0 && !net->rx_deferred &&
+	    !net->tx_deferred) {
 		virtio_mmio__uninit(&net->transport);
 		free(net);
 	}
@@ -173,11 +232,10 @@ static bool on_rx_timer(void *opaque, int32_t result)
 {
 	struct virtio_net *net = opaque;
 
+	(void)result;
 	net->rx_timer = -1;
-	if (net__closing(net))
-		return false;
-	if (result != -ECANCELED)
-		net__rx(net);
+	if (!net__closing(net))
+		net__rx(net); /* expired, or cancelled by a new limit */
 	return false;
 }
 
@@ -185,85 +243,89 @@ static bool on_tx_timer(void *opaque, int32_t result)
 {
 	struct virtio_net *net = opaque;
 
+	(void)result;
 	net->tx_timer = -1;
-	if (net__closing(net))
-		return false;
-	if (result != -ECANCELED)
-		net__tx(net);
+	if (!net__closing(net))
+		net__tx(net); /* expired, or cancelled by a new limit */
 	return false;
 }
 
-static bool on_rx_done(void *opaque, int32_t result)
+static void on_rx_deferred(void *opaque)
 {
-	struct net_rx_slot *slot = opaque;
-	struct virtio_net *net = slot->net;
-	struct virtq_chain *chain = &slot->chain;
-	struct virtq *q;
-	bool again = true;
+	struct virtio_net *net = opaque;
 
-	virtio_mmio__lock(&net->transport);
-	slot->in_use = false;
-	net->rx_pending--;
-	q = virtio_mmio__queue(&net->transport, VIRTIO_NET_RX_QUEUE);
-	if (!q || slot->generation != virtio_mmio__generation(&net->transport)) {
-		net->rx_dropped += result > 0; /* reset meanwhile: the ring is gone */
-		goto out;
-	}
-	if (result < VIRTIO_NET_HDR_SIZE) {
-		/* Cannot give the chain back out of order: return it empty. */
-		net->errors++;
-		if (result == -ECANCELED || result == -EBADF)
-			again = false;
-		if (virtq__push(q, chain->head, 0) == 0)
-			virtio_mmio__signal_used(&net->transport, VIRTIO_NET_RX_QUEUE);
-		goto out;
-	}
-	virtio_net__fix_rx_header(&chain->iov[chain->readable_count],
-				  chain->iov_count - chain->readable_count, (uint64_t)result);
-	net->rx_packets++;
-	net->rx_bytes += (uint64_t)result - VIRTIO_NET_HDR_SIZE;
-	if (virtq__push(q, chain->head, (uint32_t)result) == 0)
-		virtio_mmio__signal_used(&net->transport, VIRTIO_NET_RX_QUEUE);
-out:
-	virtio_mmio__unlock(&net->transport);
+	net->rx_deferred = false;
+	if (!net__closing(net))
+		net__rx(net);
+}
+
+static void on_tx_deferred(void *opaque)
+{
+	struct virtio_net *net = opaque;
+
+	net->tx_deferred = false;
+	if (!net__closing(net))
+		net__tx(net);
+}
+
+static bool on_tap_readable(void *opaque, int32_t result)
+{
+	struct virtio_net *net = opaque;
+
+	net->tap_poll = -1;
 	if (net__closing(net))
 		return false;
-	if (again)
-		net__rx(net);
+	if (result < 0 && result != -ECANCELED)
+		net->errors++;
+	net__rx(net);
 	return false;
 }
 
-/* Keeps up to NET_RX_READS reads pending on the (blocking) tap, each into
- * one receive chain; io_uring completes them as frames arrive, in arrival
- * order, straight into guest memory. */
+/* Lock held: the tap hands us only the offloads the driver negotiated. */
+static void net__apply_offloads(struct virtio_net *net)
+{
+	unsigned wanted = virtio_net__tap_offloads(net->transport.driver_features);
+
+	if (!(net->transport.status & VIRTIO_STATUS_FEATURES_OK))
+		wanted = 0;
+	if (wanted == net->tap_offloads)
+		return;
+	if (ioctl(net->tap_fd, TUNSETOFFLOAD, wanted) < 0) {
+		net->errors++;
+		return; /* frames keep their old form; fix_rx_header drops what does not fit */
+	}
+	net->tap_offloads = wanted;
+}
+
+/* RX: on "tap readable" or "guest added buffers", moves frames from the
+ * (non-blocking) tap into receive chains, one readv() straight into guest
+ * memory per frame, until the tap is empty, the guest has no buffers, the
+ * rate limiter says wait, or NET_BATCH frames went by (then the rest is
+ * deferred so TX and the control socket get a turn). One interrupt check
+ * per batch. */
 static void net__rx(struct virtio_net *net)
 {
+	struct virtq_chain *chain = &net->rx_chain;
 	uint64_t now = clock__monotonic_ns();
+	unsigned delivered = 0, budget = NET_BATCH;
 	struct virtq *q;
+	ssize_t n;
 	int ret;
 
 	virtio_mmio__lock(&net->transport);
 	q = virtio_mmio__queue(&net->transport, VIRTIO_NET_RX_QUEUE);
-	if (!q || net->rx_timer >= 0)
+	if (!q || net->rx_timer >= 0 || net->tap_fd < 0)
 		goto out;
-	while (net->rx_pending < NET_RX_READS) {
-		struct net_rx_slot *slot = NULL;
-		struct virtq_chain *chain;
-
-		for (unsigned i = 0; i < NET_RX_READS && !slot; i++)
-			if (!net->rx_slots[i].in_use)
-				slot = &net->rx_slots[i];
-		if (!slot)
-			break;
-		chain = &slot->chain;
+	net__apply_offloads(net);
+	while (budget) {
 		ret = virtq__pop(q, chain);
 		if (ret < 0) {
 			virtio_mmio__needs_reset(&net->transport, q->error);
 			break;
 		}
 		if (ret == 0) {
-			/* No buffers: ask the driver to notify when it adds some.
-			 * Frames wait in the tap's queue meanwhile. */
+			/* No buffers: frames wait in the tap until the driver
+			 * adds some and notifies. */
 			if (virtq__set_notification(q, true))
 				continue;
 			break;
@@ -272,8 +334,8 @@ static void net__rx(struct virtio_net *net)
 		if (chain->readable_count != 0 || chain->writable_bytes < VIRTIO_NET_HDR_SIZE) {
 			net->rx_dropped++;
 			net->errors++;
-			if (virtq__push(q, chain->head, 0) == 0)
-				virtio_mmio__signal_used(&net->transport, VIRTIO_NET_RX_QUEUE);
+			virtq__push(q, chain->head, 0);
+			delivered++;
 			continue;
 		}
 		if (!rate_limiter__consume(&net->rx_limiter, NET_RX_ESTIMATE, now)) {
@@ -284,110 +346,133 @@ static void net__rx(struct virtio_net *net)
 				on_rx_timer, net);
 			break;
 		}
-		slot->net = net;
-		slot->generation = virtio_mmio__generation(&net->transport);
-		ret = event_loop__readv(net->loop, net->tap_fd, &chain->iov[chain->readable_count],
-					(int)(chain->iov_count - chain->readable_count), -1,
-					on_rx_done, slot);
-		if (ret < 0) {
-			virtq__unpop(q); /* loop full: retried on the next completion */
-			if (net->rx_pending == 0)
-				net->errors++;
-			break;
+		n = readv(net->tap_fd, chain->iov, (int)chain->iov_count);
+		if (n < 0) {
+			int saved = errno;
+
+			virtq__unpop(q);
+			rate_limiter__refund(&net->rx_limiter, NET_RX_ESTIMATE, true);
+			if (saved == EAGAIN || saved == EINTR) {
+				/* Empty, with buffers to fill: a one-shot poll says
+				 * when more arrives. (Without buffers nothing is
+				 * armed: the driver's notification restarts us.) */
+				if (net->tap_poll < 0) {
+					net->tap_poll = event_loop__poll_once(
+						net->loop, net->tap_fd, POLLIN, on_tap_readable, net);
+					if (net->tap_poll < 0) {
+						net->tap_poll = -1;
+						net->errors++;
+					}
+				}
+				break;
+			}
+			/* EFAULT/EINVAL: the frame did not fit this chain and is
+			 * gone; the next one may fit. */
+			net->rx_dropped++;
+			net->errors++;
+			budget--;
+			continue;
 		}
-		slot->in_use = true;
-		net->rx_pending++;
+		budget--;
+		if ((uint64_t)n < NET_RX_ESTIMATE)
+			rate_limiter__refund(&net->rx_limiter, NET_RX_ESTIMATE - (uint64_t)n, false);
+		if (!virtio_net__fix_rx_header(chain->iov, chain->iov_count, (uint64_t)n,
+					       net->tap_offloads)) {
+			virtq__unpop(q);
+			net->rx_dropped++;
+			net->rx_offload_dropped++;
+			continue;
+		}
+		net->rx_packets++;
+		net->rx_bytes += (uint64_t)n - VIRTIO_NET_HDR_SIZE;
+		virtq__add_used(q, chain->head, (uint32_t)n);
+		if (++delivered % NET_PUBLISH_EVERY == 0)
+			virtq__publish_used(q);
 	}
+	if (!budget && !net->rx_deferred && event_loop__defer(net->loop, on_rx_deferred, net) == 0)
+		net->rx_deferred = true;
+	virtq__publish_used(q);
 out:
+	if (delivered)
+		virtio_mmio__signal_used(&net->transport, VIRTIO_NET_RX_QUEUE);
 	virtio_mmio__unlock(&net->transport);
 }
 
-static bool on_tx_done(void *opaque, int32_t result)
-{
-	struct net_tx_slot *slot = opaque;
-	struct virtio_net *net = slot->net;
-	bool was_full;
-
-	virtio_mmio__lock(&net->transport);
-	was_full = net->tx_free == NULL;
-	if (result < 0) {
-		net->tx_dropped++;
-	} else {
-		net->tx_packets++;
-		net->tx_bytes += (uint64_t)result > VIRTIO_NET_HDR_SIZE ?
-					 (uint64_t)result - VIRTIO_NET_HDR_SIZE :
-					 0;
-	}
-	if (slot->generation == virtio_mmio__generation(&net->transport) &&
-	    virtio_mmio__queue(&net->transport, VIRTIO_NET_TX_QUEUE)) {
-		if (virtq__push(&net->transport.queues[VIRTIO_NET_TX_QUEUE], slot->chain.head, 0) == 0)
-			virtio_mmio__signal_used(&net->transport, VIRTIO_NET_TX_QUEUE);
-	}
-	slot->next_free = net->tx_free;
-	net->tx_free = slot;
-	net->tx_in_flight--;
-	virtio_mmio__unlock(&net->transport);
-	if (net__closing(net))
-		return false;
-	if (was_full)
-		net__tx(net);
-	return false;
-}
-
-/* Queues one writev per available TX chain (submitted together). */
+/* TX: every available chain becomes one writev() to the tap (tap writes
+ * never block: the frame is queued to the host stack or dropped), up to
+ * NET_BATCH per turn; one interrupt check per batch. */
 static void net__tx(struct virtio_net *net)
 {
+	struct virtq_chain *chain = &net->tx_chain;
 	uint64_t now = clock__monotonic_ns();
+	unsigned completed = 0, budget = NET_BATCH;
 	struct virtq *q;
+	ssize_t n;
 	int ret;
 
 	virtio_mmio__lock(&net->transport);
-	for (;;) {
-		struct net_tx_slot *slot = net->tx_free;
-
-		q = virtio_mmio__queue(&net->transport, VIRTIO_NET_TX_QUEUE);
-		if (!q || !slot || net->tx_timer >= 0)
-			break;
-		virtq__set_notification(q, false);
-		ret = virtq__pop(q, &slot->chain);
+	q = virtio_mmio__queue(&net->transport, VIRTIO_NET_TX_QUEUE);
+	if (!q || net->tx_timer >= 0 || net->tap_fd < 0)
+		goto out;
+	virtq__set_notification(q, false);
+	while (budget) {
+		ret = virtq__pop(q, chain);
 		if (ret < 0) {
 			virtio_mmio__needs_reset(&net->transport, q->error);
 			break;
 		}
 		if (ret == 0) {
-			if (virtq__set_notification(q, true))
+			if (virtq__set_notification(q, true)) {
+				virtq__set_notification(q, false);
 				continue;
+			}
 			break;
 		}
-		if (!virtio_net__tx_valid(&slot->chain)) {
+		if (!virtio_net__tx_valid(chain, net->transport.driver_features)) {
 			net->tx_dropped++;
 			net->errors++;
-			if (virtq__push(q, slot->chain.head, 0) == 0)
-				virtio_mmio__signal_used(&net->transport, VIRTIO_NET_TX_QUEUE);
+			/* Well formed but for features the driver did not take? */
+			net->tx_header_rejected +=
+				virtio_net__tx_valid(chain, VIRTIO_NET_OFFLOAD_FEATURES);
+			virtq__push(q, chain->head, 0);
+			completed++;
+			budget--;
 			continue;
 		}
-		if (!rate_limiter__consume(&net->tx_limiter, slot->chain.readable_bytes, now)) {
+		if (!rate_limiter__consume(&net->tx_limiter, chain->readable_bytes, now)) {
 			virtq__unpop(q);
 			net->tx_rate_limited++;
 			net->tx_timer = event_loop__timer(
 				net->loop,
-				rate_limiter__wait_ns(&net->tx_limiter, slot->chain.readable_bytes, now),
+				rate_limiter__wait_ns(&net->tx_limiter, chain->readable_bytes, now),
 				on_tx_timer, net);
+			virtq__set_notification(q, true);
 			break;
 		}
-		slot->generation = virtio_mmio__generation(&net->transport);
-		ret = event_loop__writev(net->loop, net->tap_fd, slot->chain.iov,
-					 (int)slot->chain.iov_count, -1, on_tx_done, slot);
-		if (ret < 0) {
-			/* The loop's pool is full: drop the frame, as a full NIC would. */
-			net->tx_dropped++;
-			if (virtq__push(q, slot->chain.head, 0) == 0)
-				virtio_mmio__signal_used(&net->transport, VIRTIO_NET_TX_QUEUE);
-			continue;
+		n = writev(net->tap_fd, chain->iov, (int)chain->iov_count);
+		if (n < 0) {
+			net->tx_dropped++; /* the host refused it (e.g. bad GSO header) */
+		} else {
+			net->tx_packets++;
+			net->tx_bytes += (uint64_t)n > VIRTIO_NET_HDR_SIZE ?
+						 (uint64_t)n - VIRTIO_NET_HDR_SIZE :
+						 0;
 		}
-		net->tx_free = slot->next_free;
-		net->tx_in_flight++;
+		virtq__add_used(q, chain->head, 0);
+		if (++completed % NET_PUBLISH_EVERY == 0)
+			virtq__publish_used(q);
+		budget--;
 	}
+	virtq__publish_used(q);
+	if (!budget) {
+		if (!net->tx_deferred && event_loop__defer(net->loop, on_tx_deferred, net) == 0)
+			net->tx_deferred = true;
+		else
+			virtq__set_notification(q, true);
+	}
+out:
+	if (completed)
+		virtio_mmio__signal_used(&net->transport, VIRTIO_NET_TX_QUEUE);
 	virtio_mmio__unlock(&net->transport);
 }
 
@@ -401,7 +486,7 @@ static void net__notify(void *opaque)
 
 static void net__reset(void *opaque)
 {
-	(void)opaque; /* lock held; in-flight I/O is dropped by generation */
+	(void)opaque; /* lock held; nothing is in flight outside the loop thread */
 }
 
 struct virtio_net *virtio_net__create(const struct guest_memory *memory, struct event_loop *loop,
@@ -422,14 +507,23 @@ struct virtio_net *virtio_net__create(const struct guest_memory *memory, struct 
 	net->loop = loop;
 	net->rx_timer = -1;
 	net->tx_timer = -1;
+	net->tap_poll = -1;
 	net->tap_fd = options->tap_fd >= 0 ? options->tap_fd :
 					     virtio_net__open_tap(options->tap, error, error_size);
 	if (net->tap_fd < 0)
 		goto err;
-	/* A caller's fd too: pending reads must wait, not fail (see open_tap). */
+	/* A caller's fd too: reads and writes happen on the loop thread and
+	 * must never wait (see open_tap). */
 	ret = fcntl(net->tap_fd, F_GETFL);
-	if (ret >= 0 && (ret & O_NONBLOCK))
-		fcntl(net->tap_fd, F_SETFL, ret & ~O_NONBLOCK);
+	if (ret < 0 || (!(ret & O_NONBLOCK) && fcntl(net->tap_fd, F_SETFL, ret | O_NONBLOCK) < 0)) {
+		snprintf(error, error_size, "net: tap fd: %s", strerror(errno));
+		goto err;
+	}
+	/* The tap starts with no offloads; the driver's features decide. */
+	if (ioctl(net->tap_fd, TUNSETOFFLOAD, 0) < 0) {
+		snprintf(error, error_size, "net: TUNSETOFFLOAD: %s", strerror(errno));
+		goto err;
+	}
 	rate_limiter__init(&net->rx_limiter);
 	rate_limiter__init(&net->tx_limiter);
 	if ((options->rx_rate_limiter &&
@@ -439,11 +533,6 @@ struct virtio_net *virtio_net__create(const struct guest_memory *memory, struct 
 	     rate_limiter__configure(&net->tx_limiter, options->tx_rate_limiter,
 				     clock__monotonic_ns(), error, error_size) < 0))
 		goto err;
-	for (unsigned i = NET_TX_IN_FLIGHT; i-- > 0;) {
-		net->tx_slots[i].net = net;
-		net->tx_slots[i].next_free = net->tx_free;
-		net->tx_free = &net->tx_slots[i];
-	}
 	/* 5.1.4: mac[6], le16 status, le16 max_virtqueue_pairs */
 	memcpy(net->config, options->mac, 6);
 	net->config[6] = VIRTIO_NET_S_LINK_UP;
@@ -451,7 +540,8 @@ struct virtio_net *virtio_net__create(const struct guest_memory *memory, struct 
 
 	memset(&device, 0, sizeof(device));
 	device.device_id = 1;
-	device.features = (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_STATUS);
+	device.features = (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_STATUS) |
+			  VIRTIO_NET_OFFLOAD_FEATURES;
 	device.queue_count = 2;
 	device.queue_max_size = options->queue_size ? options->queue_size : NET_DEFAULT_QUEUE_SIZE;
 	device.config = net->config;
@@ -476,19 +566,18 @@ void virtio_net__destroy(struct virtio_net *net)
 {
 	if (!net)
 		return;
-	/* Reads parked on the tap would wait for traffic forever: cancel
-	 * them. The device stops now and is freed by the last callback. */
+	/* The device stops now and is freed by the last of its callbacks
+	 * (the tap poll's -ECANCELED, timers, deferred batches). */
 	net->closing = true;
 	if (net->rx_timer >= 0)
 		event_loop__cancel(net->loop, net->rx_timer);
 	if (net->tx_timer >= 0)
 		event_loop__cancel(net->loop, net->tx_timer);
-	for (unsigned i = 0; i < NET_RX_READS; i++)
-		if (net->rx_slots[i].in_use)
-			event_loop__cancel_io(net->loop, &net->rx_slots[i]);
+	if (net->tap_poll >= 0 && event_loop__cancel(net->loop, net->tap_poll) < 0)
+		net->tap_poll = -1;
 	virtio_mmio__stop(&net->transport);
-	/* Our fd goes now (pending requests hold their own reference), so the
-	 * tap disappears as soon as they are gone. */
+	/* Our fd goes now (a poll holds its own reference until it ends),
+	 * so the tap disappears as soon as it is gone. */
 	close(net->tap_fd);
 	net->tap_fd = -1;
 	net__closing(net);
@@ -516,14 +605,12 @@ int virtio_net__set_rate_limit(struct virtio_net *net, const json_t *config, cha
 		return -EINVAL;
 	net->rx_limiter = rx;
 	net->tx_limiter = tx;
-	if (net->rx_timer >= 0) {
+	/* A waiting direction resumes from its timer's -ECANCELED callback
+	 * (the id stays set until then, so destroy waits for it). */
+	if (net->rx_timer >= 0)
 		event_loop__cancel(net->loop, net->rx_timer);
-		net->rx_timer = -1;
-	}
-	if (net->tx_timer >= 0) {
+	if (net->tx_timer >= 0)
 		event_loop__cancel(net->loop, net->tx_timer);
-		net->tx_timer = -1;
-	}
 	net__notify(net);
 	return 0;
 }
@@ -534,17 +621,17 @@ json_t *virtio_net__metrics(struct virtio_net *net)
 
 	virtio_mmio__lock(&net->transport);
 	metrics = json_pack(
-		"{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "type",
+		"{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "type",
 		"net", "rx_packets", (json_int_t)net->rx_packets, "rx_bytes",
 		(json_int_t)net->rx_bytes, "tx_packets", (json_int_t)net->tx_packets, "tx_bytes",
 		(json_int_t)net->tx_bytes, "rx_dropped", (json_int_t)net->rx_dropped, "tx_dropped",
 		(json_int_t)net->tx_dropped, "errors", (json_int_t)net->errors, "rate_limited",
-		(json_int_t)(net->rx_rate_limited + net->tx_rate_limited), "needs_reset",
-		(json_int_t)net->transport.needs_reset_count, "notifications",
-		(json_int_t)net->transport.notifications, "interrupts",
-		(json_int_t)net->transport.interrupts, "tx_in_flight", (json_int_t)net->tx_in_flight,
+		(json_int_t)(net->rx_rate_limited + net->tx_rate_limited), "rx_offload_dropped",
+		(json_int_t)net->rx_offload_dropped, "tx_header_rejected",
+		(json_int_t)net->tx_header_rejected, "tap_offloads", (json_int_t)net->tap_offloads,
 		"rx_rate_limiter", rate_limiter__to_json(&net->rx_limiter), "tx_rate_limiter",
 		rate_limiter__to_json(&net->tx_limiter));
+	virtio_mmio__add_metrics(&net->transport, metrics);
 	virtio_mmio__unlock(&net->transport);
 	return metrics;
 }

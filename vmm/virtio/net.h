@@ -3,18 +3,26 @@
  * (TUNSETVNETHDRSZ), so a chain's bytes are exactly what the tap reads or
  * writes: struct virtio_net_hdr_v1 followed by the Ethernet frame.
  *
- * RX (queue 0): a multishot poll on the tap; on each event the device pops
- * a receive chain and readv()s the next frame straight into the guest's
- * buffers through io_uring (one read in flight, repeated until the tap is
- * empty, -EAGAIN gives the chain back). TX (queue 1): every available chain
- * becomes one writev() to the tap, all of them queued before the loop
- * submits (one io_uring_enter per notification batch).
+ * RX (queue 0): a multishot poll on the (non-blocking) tap; on each event,
+ * and whenever the driver adds buffers, the device pops receive chains and
+ * readv()s frames straight into the guest's buffers until the tap is empty
+ * or the driver runs out of buffers. TX (queue 1): every available chain
+ * becomes one writev() to the tap on the loop thread (tap writes never
+ * block). Both directions work in batches of at most 256 chains, with one
+ * interrupt check per batch, and give the loop back in between.
  *
- * Offloads: none are negotiated. The tap is left without TUNSETOFFLOAD, so
- * the host kernel hands us fully checksummed, unsegmented frames, and the
- * guest must send the same; we clear any flags the tap sets in the RX
- * header (DATA_VALID needs VIRTIO_NET_F_GUEST_CSUM) and set num_buffers = 1
- * (5.1.6.3.1, no MRG_RXBUF). Features offered: MAC, STATUS (link up). */
+ * Offloads (5.1.3): offered CSUM, HOST_TSO4/6 (the guest may send partial
+ * checksums and TCP segments up to 64 KiB, which the host kernel completes)
+ * and GUEST_CSUM, GUEST_TSO4/6 (the tap may hand us the same). What the tap
+ * gives us follows the driver's negotiated features (TUNSETOFFLOAD, applied
+ * on the loop thread before each RX batch; none before FEATURES_OK and
+ * after a reset). Every header is checked against the features: a TX
+ * header with a flag or GSO type the driver did not negotiate drops the
+ * frame (tx_header_rejected); an RX frame whose header does not fit what
+ * the driver negotiated (queued before a change) is dropped
+ * (rx_offload_dropped). No UFO, no ECN, no MRG_RXBUF: without it a Linux
+ * driver that takes GUEST_TSO posts 64 KiB "big packet" chains, and
+ * num_buffers is always 1 (5.1.6.4). */
 #ifndef WARREN_VMM_VIRTIO_NET_H
 #define WARREN_VMM_VIRTIO_NET_H
 
@@ -25,8 +33,24 @@
 #include "virtio_mmio.h"
 #include "virtqueue.h"
 
+#define VIRTIO_NET_F_CSUM 0
+#define VIRTIO_NET_F_GUEST_CSUM 1
 #define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_F_GUEST_TSO4 7
+#define VIRTIO_NET_F_GUEST_TSO6 8
+#define VIRTIO_NET_F_HOST_TSO4 11
+#define VIRTIO_NET_F_HOST_TSO6 12
 #define VIRTIO_NET_F_STATUS 16
+#define VIRTIO_NET_OFFLOAD_FEATURES                                                          \
+	((1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM) |                   \
+	 (1ull << VIRTIO_NET_F_GUEST_TSO4) | (1ull << VIRTIO_NET_F_GUEST_TSO6) |             \
+	 (1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6))
+/* 5.1.6 header flags and GSO types */
+#define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
+#define VIRTIO_NET_HDR_GSO_NONE 0
+#define VIRTIO_NET_HDR_GSO_TCPV4 1
+#define VIRTIO_NET_HDR_GSO_TCPV6 4
+#define VIRTIO_NET_MIN_GSO_SIZE 536 /* smallest TX segment size accepted (IPv4's default MSS) */
 #define VIRTIO_NET_S_LINK_UP 1
 #define VIRTIO_NET_HDR_SIZE 12	/* struct virtio_net_hdr_v1 */
 #define VIRTIO_NET_MAX_FRAME 65550 /* 64 KiB + Ethernet/VLAN header */
@@ -38,15 +62,25 @@
  * 12-byte vnet header, non-blocking. fd or -errno with a reason. */
 int virtio_net__open_tap(const char *name, char *error, size_t error_size);
 
-/* Fixes a received header in place (iov = the chain's writable buffers,
- * holding `length` bytes from the tap): num_buffers = 1, flags and GSO
- * cleared unless the matching offloads were negotiated (never, for now).
- * false when length is shorter than the header. */
-bool virtio_net__fix_rx_header(struct iovec *iov, unsigned count, uint64_t length);
+/* The TUN_F_* offloads the tap may use towards a driver that negotiated
+ * `features` (TSO only together with GUEST_CSUM). */
+unsigned virtio_net__tap_offloads(uint64_t features);
 
-/* True when a TX chain is acceptable: device-readable only, header plus a
- * 14-byte Ethernet header at least, at most VIRTIO_NET_MAX_FRAME more. */
-bool virtio_net__tx_valid(const struct virtq_chain *chain);
+/* Fixes a received header in place (iov = the chain's writable buffers,
+ * holding `length` bytes from the tap whose offloads are `offloads`,
+ * TUN_F_*): num_buffers = 1; without TUN_F_CSUM flags and GSO cleared.
+ * false (drop the frame) when length is shorter than the header or the
+ * header carries a checksum or GSO form outside `offloads`. */
+bool virtio_net__fix_rx_header(struct iovec *iov, unsigned count, uint64_t length,
+			       unsigned offloads);
+
+/* True when a TX chain is acceptable under the negotiated `features`:
+ * device-readable only, header plus a 14-byte Ethernet header at least,
+ * at most VIRTIO_NET_MAX_FRAME more, and a header that uses only what was
+ * negotiated (NEEDS_CSUM with CSUM; GSO TCPv4/v6 with HOST_TSO4/6,
+ * NEEDS_CSUM and a gso_size of at least VIRTIO_NET_MIN_GSO_SIZE; nothing
+ * else). */
+bool virtio_net__tx_valid(const struct virtq_chain *chain, uint64_t features);
 
 /* Parses "02:00:00:00:00:01" into mac. 0 or -EINVAL. */
 int virtio_net__parse_mac(const char *text, uint8_t mac[6]);

@@ -158,6 +158,23 @@ bool rate_limiter__consume(struct rate_limiter *limiter, uint64_t bytes, uint64_
 	return true;
 }
 
+static void token_bucket__refund(struct token_bucket *bucket, uint64_t tokens)
+{
+	if (bucket->size == 0)
+		return;
+	if (tokens >= bucket->size || bucket->budget + (int64_t)tokens >= (int64_t)bucket->size)
+		bucket->budget = (int64_t)bucket->size;
+	else
+		bucket->budget += (int64_t)tokens;
+}
+
+void rate_limiter__refund(struct rate_limiter *limiter, uint64_t bytes, bool operation)
+{
+	token_bucket__refund(&limiter->bandwidth, bytes);
+	if (operation)
+		token_bucket__refund(&limiter->ops, 1);
+}
+
 uint64_t rate_limiter__wait_ns(struct rate_limiter *limiter, uint64_t bytes, uint64_t now_ns)
 {
 	uint64_t a = token_bucket__wait_ns(&limiter->bandwidth, bytes, now_ns);

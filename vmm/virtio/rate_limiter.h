@@ -45,6 +45,11 @@ int rate_limiter__configure(struct rate_limiter *limiter, const json_t *config, 
 			    char *error, size_t error_size);
 /* Takes one operation of `bytes` from both buckets, or nothing. */
 bool rate_limiter__consume(struct rate_limiter *limiter, uint64_t bytes, uint64_t now_ns);
+/* Gives back `bytes` (and one operation when `operation`) taken by a
+ * consume that turned out larger than needed (e.g. RX charges a full frame
+ * before it knows the size). Refunds go to the refilling budget, capped at
+ * the bucket size, never to the one-time burst. */
+void rate_limiter__refund(struct rate_limiter *limiter, uint64_t bytes, bool operation);
 /* Time until rate_limiter__consume(bytes) can succeed. */
 uint64_t rate_limiter__wait_ns(struct rate_limiter *limiter, uint64_t bytes, uint64_t now_ns);
 /* JSON of the current configuration. */

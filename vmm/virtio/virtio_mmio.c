@@ -27,6 +27,20 @@ bool virtio_mmio__has_feature(const struct virtio_mmio *t, unsigned bit)
 	       (t->driver_features & (1ull << bit));
 }
 
+void virtio_mmio__add_metrics(const struct virtio_mmio *t, json_t *metrics)
+{
+	json_object_set_new(metrics, "status", json_integer(t->status));
+	json_object_set_new(metrics, "driver_ok",
+			    json_boolean((t->status & VIRTIO_STATUS_DRIVER_OK) != 0));
+	json_object_set_new(metrics, "features",
+			    json_integer((json_int_t)((t->status & VIRTIO_STATUS_FEATURES_OK) ?
+							      t->driver_features :
+							      0)));
+	json_object_set_new(metrics, "needs_reset", json_integer((json_int_t)t->needs_reset_count));
+	json_object_set_new(metrics, "notifications", json_integer((json_int_t)t->notifications));
+	json_object_set_new(metrics, "interrupts", json_integer((json_int_t)t->interrupts));
+}
+
 uint32_t virtio_mmio__generation(const struct virtio_mmio *t)
 {
 	return t->generation;

@@ -20,6 +20,7 @@
 #ifndef WARREN_VMM_VIRTIO_MMIO_H
 #define WARREN_VMM_VIRTIO_MMIO_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -162,6 +163,10 @@ void virtio_mmio__signal_used(struct virtio_mmio *t, unsigned index);
 /* Lock held. A virtqueue returned -EPROTO: NEEDS_RESET + config interrupt. */
 void virtio_mmio__needs_reset(struct virtio_mmio *t, enum virtq_error error);
 /* Lock held. Negotiated feature bit test. */
+/* Lock held: adds the transport's figures to a device's metrics object:
+ * status (2.1 bits), driver_ok, features (negotiated; 0 before
+ * FEATURES_OK), needs_reset, notifications, interrupts. */
+void virtio_mmio__add_metrics(const struct virtio_mmio *t, json_t *metrics);
 bool virtio_mmio__has_feature(const struct virtio_mmio *t, unsigned bit);
 /* Lock held. Changes with every reset: in-flight work compares it. */
 uint32_t virtio_mmio__generation(const struct virtio_mmio *t);

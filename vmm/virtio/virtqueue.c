@@ -227,7 +227,7 @@ void virtq__unpop(struct virtq *q)
 	}
 }
 
-int virtq__push(struct virtq *q, uint16_t head, uint32_t written)
+int virtq__add_used(struct virtq *q, uint16_t head, uint32_t written)
 {
 	struct virtq_used_elem *element;
 
@@ -240,9 +240,24 @@ int virtq__push(struct virtq *q, uint16_t head, uint32_t written)
 	__atomic_store_n(&element->len, written, __ATOMIC_RELAXED);
 	q->used_idx++;
 	q->in_flight--;
-	/* 2.7.8: the element must be visible before the index that covers it. */
-	__atomic_store_n(used_idx_ptr(q), q->used_idx, __ATOMIC_RELEASE);
 	return 0;
+}
+
+void virtq__publish_used(struct virtq *q)
+{
+	if (!q->ready || q->broken)
+		return;
+	/* 2.7.8: the elements must be visible before the index that covers them. */
+	__atomic_store_n(used_idx_ptr(q), q->used_idx, __ATOMIC_RELEASE);
+}
+
+int virtq__push(struct virtq *q, uint16_t head, uint32_t written)
+{
+	int ret = virtq__add_used(q, head, written);
+
+	if (ret == 0)
+		virtq__publish_used(q);
+	return ret;
 }
 
 /* 2.7.10.1: vring_need_event(event_idx, new_idx, old_idx). */

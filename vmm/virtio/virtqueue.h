@@ -106,6 +106,12 @@ void virtq__unpop(struct virtq *q);
  * buffers (2.7.8, with the write barrier before the index update). */
 int virtq__push(struct virtq *q, uint16_t head, uint32_t written);
 
+/* virtq__push in two steps, for batches: add_used writes the element and
+ * advances the device's used index privately; publish_used makes every
+ * element added so far visible to the driver at once (one index store). */
+int virtq__add_used(struct virtq *q, uint16_t head, uint32_t written);
+void virtq__publish_used(struct virtq *q);
+
 /* After pushes: true when the driver wants an interrupt now (2.7.10 with
  * EVENT_IDX: used_event crossed; else unless VIRTQ_AVAIL_F_NO_INTERRUPT). */
 bool virtq__should_interrupt(struct virtq *q);
