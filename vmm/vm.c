@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1087,6 +1088,13 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 			goto out;
 		}
 		vm->vcpus[i].thread_started = true;
+		{
+			/* "vcpu<N>" in ps, perf and /proc/<pid>/task/<tid>/comm. */
+			char name[16];
+
+			snprintf(name, sizeof(name), "vcpu%u", i);
+			pthread_setname_np(vm->vcpus[i].thread, name);
+		}
 	}
 	result = 0;
 out:
