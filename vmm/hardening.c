@@ -12,6 +12,7 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/if_tun.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <time.h>
@@ -60,7 +61,12 @@ int hardening__install_seccomp(void)
 	/* ioctl: only what runs after setup */
 	static const unsigned long ioctls[] = {
 		KVM_RUN, KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, KVM_GET_REGS, KVM_GET_SREGS,
-		KVM_GET_MP_STATE, TCGETS,
+		KVM_GET_MP_STATE, TCGETS, TUNSETOFFLOAD /* net: follows the driver's features */,
+	};
+	/* Hot paths first in the generated filter (each system call runs it). */
+	static const int hot[] = {
+		SCMP_SYS(ioctl), SCMP_SYS(io_uring_enter), SCMP_SYS(readv), SCMP_SYS(writev),
+		SCMP_SYS(read), SCMP_SYS(pwritev), SCMP_SYS(write),
 	};
 	struct sigaction action = { 0 };
 	scmp_filter_ctx filter;
@@ -85,6 +91,8 @@ int hardening__install_seccomp(void)
 
 		result = seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &request);
 	}
+	for (size_t i = 0; i < sizeof(hot) / sizeof(hot[0]) && result == 0; i++)
+		result = seccomp_syscall_priority(filter, hot[i], (uint8_t)(255 - i));
 	if (result == 0)
 		result = seccomp_attr_set(filter, SCMP_FLTATR_CTL_TSYNC, 1);
 	if (result == 0)
