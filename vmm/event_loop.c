@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 enum operation_kind {
@@ -71,6 +72,13 @@ struct event_loop {
 	struct operation wake;
 	int wake_fd;
 	atomic_bool stop_requested;
+
+	/* Adaptive busy-polling before sleeping (event_loop__set_polling). */
+	uint64_t poll_max_ns, poll_ns;
+	struct {
+		bool (*poller)(void *opaque);
+		void *opaque;
+	} pollers[EVENT_LOOP_MAX_POLLERS];
 
 	pthread_mutex_t deferred_lock;
 	struct deferred_call *deferred; /* ring buffer */
@@ -477,6 +485,72 @@ static void event_loop__complete(struct event_loop *loop, struct io_uring_cqe *c
 	}
 }
 
+void event_loop__set_polling(struct event_loop *loop, uint64_t max_ns)
+{
+	loop->poll_max_ns = max_ns;
+	loop->poll_ns = max_ns / 4;
+}
+
+static uint64_t event_loop__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int event_loop__add_poller(struct event_loop *loop, bool (*poller)(void *opaque), void *opaque)
+{
+	for (int i = 0; i < EVENT_LOOP_MAX_POLLERS; i++)
+		if (!loop->pollers[i].poller) {
+			loop->pollers[i].poller = poller;
+			loop->pollers[i].opaque = opaque;
+			return i;
+		}
+	return -ENOSPC;
+}
+
+void event_loop__remove_poller(struct event_loop *loop, int id)
+{
+	if (id >= 0 && id < EVENT_LOOP_MAX_POLLERS)
+		loop->pollers[id].poller = NULL;
+}
+
+static bool event_loop__run_pollers(struct event_loop *loop)
+{
+	bool found = false;
+
+	for (int i = 0; i < EVENT_LOOP_MAX_POLLERS; i++)
+		if (loop->pollers[i].poller && loop->pollers[i].poller(loop->pollers[i].opaque))
+			found = true;
+	return found;
+}
+
+/* Spins up to poll_ns for a completion or a poller's work before the
+ * caller sleeps; adapts poll_ns (QEMU's AioContext rule): an event that
+ * came while spinning keeps the window; one that came later than the
+ * window but within poll_max_ns doubles it; an idle wait (nothing within
+ * poll_max_ns) halves it. Returns true when there is something to do. */
+static bool event_loop__poll(struct event_loop *loop)
+{
+	uint64_t deadline;
+
+	if (!loop->poll_max_ns)
+		return false;
+	io_uring_submit(&loop->ring);
+	if (io_uring_cq_ready(&loop->ring))
+		return true;
+	deadline = event_loop__now_ns() + loop->poll_ns;
+	while (!io_uring_cq_ready(&loop->ring)) {
+		if (event_loop__run_pollers(loop))
+			return true; /* its submissions go out on the next turn */
+		if (event_loop__now_ns() >= deadline)
+			return false;
+		__builtin_ia32_pause();
+	}
+	return true;
+}
+
 int event_loop__run(struct event_loop *loop)
 {
 	struct io_uring_cqe *cqe;
@@ -484,7 +558,24 @@ int event_loop__run(struct event_loop *loop)
 	int ret;
 
 	for (;;) {
-		ret = io_uring_submit_and_wait(&loop->ring, 1);
+		if (event_loop__poll(loop)) {
+			ret = 0;
+		} else if (loop->poll_max_ns) {
+			uint64_t start = event_loop__now_ns(), waited;
+
+			ret = io_uring_submit_and_wait(&loop->ring, 1);
+			waited = event_loop__now_ns() - start;
+			if (waited <= loop->poll_max_ns) {
+				if (loop->poll_ns < loop->poll_max_ns)
+					loop->poll_ns = loop->poll_ns ? loop->poll_ns * 2 : 1000;
+				if (loop->poll_ns > loop->poll_max_ns)
+					loop->poll_ns = loop->poll_max_ns;
+			} else {
+				loop->poll_ns /= 2;
+			}
+		} else {
+			ret = io_uring_submit_and_wait(&loop->ring, 1);
+		}
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 			return ret;
 		seen = 0;

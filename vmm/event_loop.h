@@ -40,6 +40,17 @@ int event_loop__fsync(struct event_loop *loop, int fd, bool datasync,
  * runs it on a worker: it may block). 0 once queued, or -errno. */
 int event_loop__fallocate(struct event_loop *loop, int fd, int mode, int64_t offset,
 			  int64_t length, event_loop_callback callback, void *opaque);
+/* Busy-polls up to max_ns (adaptive, see event_loop.c) for the next
+ * completion before sleeping in the kernel: trades CPU for wake-up
+ * latency. 0 (the default) never spins. Loop thread or before run. */
+void event_loop__set_polling(struct event_loop *loop, uint64_t max_ns);
+/* While the loop busy-polls (above), it also calls each poller in turn;
+ * a poller looks for work without a system call (e.g. a virtqueue's avail
+ * index) and does it, returning true when it found some. At most
+ * EVENT_LOOP_MAX_POLLERS. Loop thread. add returns an id or -ENOSPC. */
+#define EVENT_LOOP_MAX_POLLERS 16
+int event_loop__add_poller(struct event_loop *loop, bool (*poller)(void *opaque), void *opaque);
+void event_loop__remove_poller(struct event_loop *loop, int id);
 /* One-shot poll: callback once, with the revents when fd became ready for
  * poll_mask (or -ECANCELED after event_loop__cancel). Returns an id for
  * event_loop__cancel, or -errno. */

@@ -46,7 +46,7 @@ static void usage(FILE *out)
 		"usage: warren-vmm --kernel FILE [--initrd FILE] [--cmdline STRING] [--memory MiB]\n"
 		"                  [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]\n"
 		"                  [--api-socket PATH] [--timeout-ms N] [--device JSON]...\n"
-		"                  [--no-seccomp] [--verbose]\n"
+		"                  [--io-poll-us N] [--no-seccomp] [--verbose]\n"
 		"       warren-vmm --api-socket PATH [--verbose]\n"
 		"       warren-vmm --probe\n"
 		"exit status (with --kernel): the guest's debug-exit code (0-99), 100 reset,\n"
@@ -247,6 +247,7 @@ int main(int argc, char **argv)
 		{ "api-socket", required_argument, NULL, 'a' },
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "device", required_argument, NULL, 'd' },
+		{ "io-poll-us", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "probe", no_argument, NULL, 'P' },
 		{ "no-seccomp", no_argument, NULL, 'S' },
@@ -304,6 +305,11 @@ int main(int argc, char **argv)
 		case 'p':
 			if (!cpuid__parse_profile(optarg, &config.cpu_profile))
 				goto bad_usage;
+			break;
+		case 'l':
+			if (parse_u64(optarg, &number) || number > VM_MAX_IO_POLL_US)
+				goto bad_usage;
+			config.io_poll_us = (uint32_t)number;
 			break;
 		case 't':
 			if (parse_u64(optarg, &number))

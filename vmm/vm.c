@@ -122,7 +122,7 @@ int vm_config__from_json(struct vm_config *config, const json_t *object, char *e
 			 size_t error_size)
 {
 	static const char *const known[] = { "kernel", "initrd", "cmdline", "vcpus", "memory_mib",
-					     "cpu_profile", "console", "devices" };
+					     "cpu_profile", "io_poll_us", "console", "devices" };
 	const json_t *value;
 	const char *key;
 	uint64_t number;
@@ -158,6 +158,11 @@ int vm_config__from_json(struct vm_config *config, const json_t *object, char *e
 	if ((result = vm_config__integer(object, "memory_mib", 16, VM_MAX_MEMORY_MIB,
 					 &config->memory_mib, error, error_size)))
 		goto err;
+	number = config->io_poll_us;
+	if ((result = vm_config__integer(object, "io_poll_us", 0, VM_MAX_IO_POLL_US, &number, error,
+					 error_size)))
+		goto err;
+	config->io_poll_us = (uint32_t)number;
 	value = json_object_get(object, "cpu_profile");
 	if (value != NULL && !cpuid__parse_profile(json_string_value(value), &config->cpu_profile)) {
 		vm__error(error, error_size, "\"cpu_profile\" must be \"baseline\" or \"host\"");
@@ -979,6 +984,8 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 		return -EINVAL;
 	}
 	vm->start_ns = clock__monotonic_ns();
+	if (vm->loop)
+		event_loop__set_polling(vm->loop, (uint64_t)vm->config.io_poll_us * 1000u);
 	vm->bus = mmio_bus__create();
 	if (vm->bus == NULL)
 		return -ENOMEM;

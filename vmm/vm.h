@@ -45,15 +45,18 @@ struct vm_config {
 	uint32_t vcpus;
 	uint64_t memory_mib;
 	enum cpu_profile cpu_profile;
+	uint32_t io_poll_us; /* event-loop busy-poll window before sleeping, 0: none */
 	json_t *devices; /* array (owned reference) or NULL */
 };
+
+#define VM_MAX_IO_POLL_US 1000
 
 #define VM_DEFAULT_COMMAND_LINE                                                            \
 	"console=ttyS0 noxsave clearcpuid=smap,smep,popcnt i8042.noaux i8042.nokbd "       \
 	"tsc=reliable reboot=k panic=-1"
 
 /* Fills config from a JSON object {kernel, initrd?, cmdline?, vcpus?,
- * memory_mib?, cpu_profile?, console?, devices?}. Returns 0 or -EINVAL with
+ * memory_mib?, cpu_profile?, io_poll_us?, console?, devices?}. Returns 0 or -EINVAL with
  * a reason in error (the config is then left empty). */
 int vm_config__from_json(struct vm_config *config, const json_t *object, char *error,
 			 size_t error_size);

@@ -56,6 +56,9 @@ struct net_driver {
  * thread pool, io_uring workers, this driver and its flood) on CPU 0.
  * Without it a 2-CPU machine decides by scheduler luck which of three busy
  * threads shares a CPU with the spinning vCPU. */
+/* BENCH_IO_POLL_US=N: warren's io_poll_us and, for the block runs, a QEMU
+ * iothread with poll-max-ns N*1000 (QEMU's polling lives in iothreads). */
+static unsigned io_poll_us;
 static bool pinning, pin_others;
 static int pin_vcpu_cpu;
 
@@ -335,8 +338,8 @@ static void run_warren(const char *build, const char *guest, const char *device,
 		goto out;
 	snprintf(line, sizeof(line),
 		 "{\"op\":\"configure\",\"config\":{\"kernel\":\"%s\",\"memory_mib\":64,"
-		 "\"vcpus\":1,\"cpu_profile\":\"baseline\",\"devices\":[%s]}}",
-		 guest, device);
+		 "\"vcpus\":1,\"cpu_profile\":\"baseline\",\"io_poll_us\":%u,\"devices\":[%s]}}",
+		 guest, io_poll_us, device);
 	json_decref(request(fd, line));
 	json_decref(request(fd, "{\"op\":\"start\"}"));
 	pin_process(pid);
@@ -387,6 +390,7 @@ static void run_qemu(const char *guest, const char *image, double hz, struct fig
 {
 	const char *qemu = getenv("QEMU") ? getenv("QEMU") : "qemu-system-x86_64";
 	char serial[128], serial_arg[160], drive[512];
+	char iothread[96];
 	const char *argv[] = {qemu, "-M", "microvm,x-option-roms=off,rtc=off", "-enable-kvm", "-m",
 			      "64", "-nodefaults", "-no-user-config", "-display", "none", "-serial",
 			      serial_arg, "-kernel", guest, "-device",
@@ -395,12 +399,15 @@ static void run_qemu(const char *guest, const char *image, double hz, struct fig
 			      net ? "tap,id=n0,ifname=wbtap0,script=no,downscript=no,vhost=off" : drive,
 			      "-device",
 			      net ? "virtio-net-device,netdev=n0,mac=02:00:00:00:00:02" :
-				    "virtio-blk-device,drive=d",
-			      NULL};
+			      io_poll_us ? "virtio-blk-device,drive=d,iothread=io0" :
+					   "virtio-blk-device,drive=d",
+			      /* polling runs: QEMU's own adaptive polling lives in iothreads */
+			      io_poll_us && !net ? "-object" : NULL, iothread, NULL};
 	char *console;
 	pid_t pid;
 	int status;
 
+	snprintf(iothread, sizeof(iothread), "iothread,id=io0,poll-max-ns=%u", io_poll_us * 1000u);
 	snprintf(serial, sizeof(serial), "/tmp/warren-bench-qemu-%d.log", getpid());
 	snprintf(serial_arg, sizeof(serial_arg), "file:%s", serial);
 	snprintf(drive, sizeof(drive), "id=d,file=%s,format=raw,if=none,cache=writeback,aio=threads",
@@ -446,6 +453,7 @@ int main(int argc, char **argv)
 
 	if (rounds < 1 || rounds > 16)
 		rounds = 3;
+	io_poll_us = getenv("BENCH_IO_POLL_US") ? (unsigned)atoi(getenv("BENCH_IO_POLL_US")) : 0;
 	pin_vcpu_cpu = (int)sysconf(_SC_NPROCESSORS_ONLN) - 1;
 	pinning = pin_vcpu_cpu >= 1 && !(getenv("BENCH_PIN") && strcmp(getenv("BENCH_PIN"), "0") == 0);
 	pin_others = pinning && getenv("BENCH_PIN") && strcmp(getenv("BENCH_PIN"), "all") == 0;
@@ -521,6 +529,12 @@ int main(int argc, char **argv)
 	printf("virtio-blk/net, same CPL3 polling guest driver, 64 MiB image in the page cache, "
 	       "TSC %.0f MHz, median of %d rounds\n",
 	       hz / 1e6, rounds);
+	if (io_poll_us)
+		printf("polling: warren io_poll_us %u; QEMU virtio-blk in an iothread with poll-max-ns "
+		       "%u (QEMU's net device has no polling)\n",
+		       io_poll_us, io_poll_us * 1000u);
+	else
+		printf("polling: none (warren io_poll_us 0, QEMU main loop; BENCH_IO_POLL_US=N)\n");
 	if (pinning)
 		printf("placement: vCPU thread on CPU %d%s (BENCH_PIN=0: none, BENCH_PIN=all)\n",
 		       pin_vcpu_cpu,

@@ -1,5 +1,6 @@
 /* Unit tests for vmm/event_loop.c: watches, file I/O, fsync, timers,
- * cancel, defer and stop from another thread, bounded pool. */
+ * cancel, defer and stop from another thread, bounded pool, one-shot poll,
+ * fallocate, busy-polling with pollers. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -299,6 +300,126 @@ static void test_bounded_pool(void **unused)
 	event_loop__destroy(loop);
 }
 
+/* --- one-shot poll, fallocate, busy-polling --------------------------------- */
+
+struct once_state {
+	struct event_loop *loop;
+	int calls;
+	int32_t result;
+};
+
+static bool on_once(void *opaque, int32_t result)
+{
+	struct once_state *state = opaque;
+
+	state->calls++;
+	state->result = result;
+	event_loop__stop(state->loop);
+	return true; /* ignored: one-shot */
+}
+
+static void test_poll_once(void **unused)
+{
+	struct once_state state = {0};
+	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	uint64_t one = 1;
+	int64_t id;
+
+	state.loop = event_loop__create(4);
+	assert_true(event_loop__poll_once(state.loop, fd, POLLIN, on_once, &state) >= 0);
+	assert_int_equal(write(fd, &one, sizeof(one)), sizeof(one));
+	assert_int_equal(event_loop__run(state.loop), 0);
+	assert_int_equal(state.calls, 1);
+	assert_true(state.result & POLLIN);
+	/* Still readable, but the poll is gone: a timer ends the next run. */
+	assert_true(event_loop__timer(state.loop, 20 * 1000000ull, on_stop_timer, state.loop) >= 0);
+	assert_int_equal(event_loop__run(state.loop), 0);
+	assert_int_equal(state.calls, 1);
+	/* Cancelled: called once more with -ECANCELED. */
+	assert_int_equal(read(fd, &one, sizeof(one)), sizeof(one));
+	id = event_loop__poll_once(state.loop, fd, POLLIN, on_once, &state);
+	assert_true(id >= 0);
+	assert_int_equal(event_loop__cancel(state.loop, id), 0);
+	assert_int_equal(event_loop__run(state.loop), 0);
+	assert_int_equal(state.calls, 2);
+	assert_int_equal(state.result, -ECANCELED);
+	event_loop__destroy(state.loop);
+	close(fd);
+}
+
+static void test_fallocate_punches_hole(void **unused)
+{
+	char path[] = "/tmp/warren-loop-fallocate-XXXXXX";
+	struct once_state state = {0};
+	uint8_t block[4096];
+	int fd = mkstemp(path);
+
+	memset(block, 0x5a, sizeof(block));
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(write(fd, block, sizeof(block)), sizeof(block));
+	state.loop = event_loop__create(4);
+	assert_int_equal(event_loop__fallocate(state.loop, fd, 0x01 | 0x02 /* KEEP_SIZE|PUNCH_HOLE */,
+					       4096, 8192, on_once, &state),
+			 0);
+	assert_int_equal(event_loop__fallocate(state.loop, fd, 0, -1, 1, on_once, &state), -EINVAL);
+	assert_int_equal(event_loop__run(state.loop), 0);
+	assert_int_equal(state.result, 0);
+	assert_int_equal(pread(fd, block, sizeof(block), 4096), sizeof(block));
+	assert_int_equal(block[0], 0);
+	assert_int_equal(pread(fd, block, sizeof(block), 12288), sizeof(block));
+	assert_int_equal(block[0], 0x5a);
+	assert_int_equal(lseek(fd, 0, SEEK_END), 16384); /* size kept */
+	event_loop__destroy(state.loop);
+	close(fd);
+	unlink(path);
+}
+
+struct poller_state {
+	struct event_loop *loop;
+	int calls, work;
+};
+
+/* "Finds work" on its 100th call, then stops the loop. */
+static bool count_poller(void *opaque)
+{
+	struct poller_state *state = opaque;
+
+	if (++state->calls == 100) {
+		state->work++;
+		event_loop__stop(state->loop);
+		return true;
+	}
+	return false;
+}
+
+static void test_pollers_run_only_while_polling(void **unused)
+{
+	struct poller_state state = {0};
+	int id;
+
+	state.loop = event_loop__create(4);
+	id = event_loop__add_poller(state.loop, count_poller, &state);
+	assert_true(id >= 0);
+	/* Polling off: the loop sleeps, the poller is never called. */
+	assert_true(event_loop__timer(state.loop, 20 * 1000000ull, on_stop_timer, state.loop) >= 0);
+	assert_int_equal(event_loop__run(state.loop), 0);
+	assert_int_equal(state.calls, 0);
+	/* Polling on (200 us window, starts at a quarter): the poller runs while
+	 * the loop waits for the timer, and its work ends the run early. The
+	 * stop request is seen once the loop turns, which the deferred wake of
+	 * event_loop__stop guarantees. */
+	event_loop__set_polling(state.loop, 200 * 1000ull);
+	assert_true(event_loop__timer(state.loop, 5ull * 1000000000ull, on_stop_timer, state.loop) >= 0);
+	assert_int_equal(event_loop__run(state.loop), 0);
+	assert_true(state.calls >= 100);
+	assert_int_equal(state.work, 1);
+	event_loop__remove_poller(state.loop, id);
+	for (int i = 0; i < EVENT_LOOP_MAX_POLLERS; i++)
+		assert_true(event_loop__add_poller(state.loop, count_poller, &state) >= 0);
+	assert_int_equal(event_loop__add_poller(state.loop, count_poller, &state), -ENOSPC);
+	event_loop__destroy(state.loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -309,6 +430,9 @@ int main(void)
 		cmocka_unit_test(test_defer_from_other_thread),
 		cmocka_unit_test(test_stop_from_other_thread),
 		cmocka_unit_test(test_bounded_pool),
+		cmocka_unit_test(test_poll_once),
+		cmocka_unit_test(test_fallocate_punches_hole),
+		cmocka_unit_test(test_pollers_run_only_while_polling),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

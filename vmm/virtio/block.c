@@ -620,6 +620,7 @@ struct virtio_blk *virtio_blk__create(const struct guest_memory *memory, struct 
 	device.notify = blk__notify;
 	device.reset = blk__reset;
 	device.driver_ok = blk__driver_ok;
+	device.polled_queues = 1u << 0;
 	ret = virtio_mmio__init(&blk->transport, memory, loop, &device, notify_fd, irq_fd);
 	if (ret < 0) {
 		snprintf(error, error_size, "block: transport: %s", strerror(-ret));

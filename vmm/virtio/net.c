@@ -549,6 +549,9 @@ struct virtio_net *virtio_net__create(const struct guest_memory *memory, struct 
 	device.opaque = net;
 	device.notify = net__notify;
 	device.reset = net__reset;
+	/* TX only: RX buffers sit available until frames come (the tap's poll
+	 * says when). */
+	device.polled_queues = 1u << VIRTIO_NET_TX_QUEUE;
 	ret = virtio_mmio__init(&net->transport, memory, loop, &device, notify_fd, irq_fd);
 	if (ret < 0) {
 		snprintf(error, error_size, "net: transport: %s", strerror(-ret));

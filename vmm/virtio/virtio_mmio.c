@@ -115,6 +115,23 @@ static bool on_notify(void *opaque, int32_t result)
 	return true;
 }
 
+/* Loop poller: buffers the driver made available on a polled queue are
+ * taken now instead of after its notification crossed the eventfd. */
+static bool virtio_mmio__poll(void *opaque)
+{
+	struct virtio_mmio *t = opaque;
+	bool available = false;
+
+	pthread_mutex_lock(&t->lock);
+	for (unsigned i = 0; i < t->device.queue_count && !available; i++)
+		if ((t->device.polled_queues & (1u << i)) && virtq__has_available(&t->queues[i]))
+			available = true;
+	pthread_mutex_unlock(&t->lock);
+	if (available)
+		t->device.notify(t->device.opaque);
+	return available;
+}
+
 int virtio_mmio__init(struct virtio_mmio *t, const struct guest_memory *memory,
 		      struct event_loop *loop, const struct virtio_mmio_device *device,
 		      int notify_fd, int irq_fd)
@@ -132,14 +149,19 @@ int virtio_mmio__init(struct virtio_mmio *t, const struct guest_memory *memory,
 	t->irq_fd = irq_fd;
 	t->notify_fd = notify_fd;
 	t->notify_watch = -1;
+	t->poller = -1;
 	for (i = 0; i < VIRTIO_MMIO_MAX_QUEUES; i++)
 		virtq__init(&t->queues[i], memory);
 	pthread_mutex_init(&t->lock, NULL);
+	if (loop && device->polled_queues && device->notify)
+		t->poller = event_loop__add_poller(loop, virtio_mmio__poll, t); /* best effort */
 	if (loop && notify_fd >= 0) {
 		t->notify_watch = event_loop__watch(loop, notify_fd, POLLIN, on_notify, t);
 		if (t->notify_watch < 0) {
 			int ret = (int)t->notify_watch;
 
+			if (t->poller >= 0)
+				event_loop__remove_poller(loop, t->poller);
 			pthread_mutex_destroy(&t->lock);
 			return ret;
 		}
@@ -152,6 +174,9 @@ void virtio_mmio__stop(struct virtio_mmio *t)
 	if (t->loop && t->notify_watch >= 0)
 		event_loop__cancel(t->loop, t->notify_watch);
 	t->notify_watch = -1;
+	if (t->loop && t->poller >= 0)
+		event_loop__remove_poller(t->loop, t->poller);
+	t->poller = -1;
 	pthread_mutex_lock(&t->lock);
 	t->status |= VIRTIO_STATUS_FAILED;
 	pthread_mutex_unlock(&t->lock);
@@ -162,6 +187,9 @@ void virtio_mmio__uninit(struct virtio_mmio *t)
 	if (t->loop && t->notify_watch >= 0)
 		event_loop__cancel(t->loop, t->notify_watch);
 	t->notify_watch = -1;
+	if (t->loop && t->poller >= 0)
+		event_loop__remove_poller(t->loop, t->poller);
+	t->poller = -1;
 	pthread_mutex_destroy(&t->lock);
 }
 

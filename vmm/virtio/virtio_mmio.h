@@ -98,6 +98,10 @@ struct virtio_mmio_device {
 	void (*reset)(void *opaque);
 	/* Lock held, any thread: the driver set DRIVER_OK. */
 	void (*driver_ok)(void *opaque);
+	/* Queues (bit per index) whose avail ring the loop may watch while it
+	 * busy-polls (event_loop__set_polling): new buffers there call notify()
+	 * without waiting for the guest's notification. 0: none. */
+	uint32_t polled_queues;
 };
 
 struct virtio_mmio {
@@ -108,6 +112,7 @@ struct virtio_mmio {
 	int irq_fd;
 	int notify_fd;
 	int64_t notify_watch;
+	int poller; /* event_loop__add_poller id, or -1 */
 
 	uint32_t status;
 	uint32_t device_features_sel;

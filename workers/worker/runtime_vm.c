@@ -318,7 +318,7 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	const char *kernel = runtime_vm__kernel();
 	const char *profile;
 	char vmm[PATH_MAX], image[PATH_MAX + 16], console[PATH_MAX + 16], log_path[PATH_MAX + 16];
-	char cmdline[1024], mac[18], memory[16], vcpus[16], response[4096];
+	char cmdline[1024], mac[18], memory[16], vcpus[16], io_poll[24], response[4096];
 	char *block_json = NULL, *net_json = NULL;
 	json_t *block = NULL, *net = NULL;
 	int error_pipe[2] = { -1, -1 }, netns_fd = -1, status, child_errno = 0;
@@ -382,9 +382,14 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	runtime_vm__cmdline(spec, baseline, cmdline, sizeof(cmdline));
 	snprintf(memory, sizeof(memory), "%u", spec->memory_mib ? spec->memory_mib : 128);
 	snprintf(vcpus, sizeof(vcpus), "%u", spec->vcpus ? spec->vcpus : 1);
+	/* vm_io_poll_us: the VMM's I/O thread busy-polls this long before it
+	 * sleeps (lower I/O latency for CPU; docs/vmm-design.md). 0: never. */
+	snprintf(io_poll, sizeof(io_poll), "%lld",
+		 (long long)config__get_int("vm_io_poll_us", 0));
 	char *argv[] = { vmm,	  "--kernel",	   (char *)kernel, "--cmdline", cmdline,
 			 "--memory", memory,	   "--vcpus",	   vcpus,	"--cpu-profile",
 			 (char *)profile, "--console", console,	   "--api-socket", vm->socket_path,
+			 "--io-poll-us", io_poll,
 			 "--device", block_json,   "--device",	   net_json,	NULL };
 
 	if (spec->netns_path) {
