@@ -75,6 +75,10 @@ struct event_loop {
 
 	/* Adaptive busy-polling before sleeping (event_loop__set_polling). */
 	uint64_t poll_max_ns, poll_ns;
+	/* Registered memory (event_loop__register_memory): pieces of <= 1 GiB. */
+	uint8_t *fixed_base;
+	uint64_t fixed_length;
+	unsigned fixed_pieces;
 	struct {
 		bool (*poller)(void *opaque);
 		void *opaque;
@@ -308,6 +312,84 @@ int event_loop__fsync(struct event_loop *loop, int fd, bool datasync,
 	io_uring_prep_fsync(sqe, fd, datasync ? IORING_FSYNC_DATASYNC : 0);
 	io_uring_sqe_set_data(sqe, operation);
 	return 0;
+}
+
+#define FIXED_PIECE (1ull << 30)
+#define FIXED_MAX_PIECES 64
+
+int event_loop__register_memory(struct event_loop *loop, void *base, uint64_t length)
+{
+	struct iovec pieces[FIXED_MAX_PIECES];
+	unsigned count = 0;
+	int ret;
+
+	if (loop->fixed_pieces)
+		return (uint8_t *)base == loop->fixed_base && length == loop->fixed_length ?
+			       -EEXIST :
+			       -EBUSY;
+	if (!base || !length || length > FIXED_PIECE * FIXED_MAX_PIECES)
+		return -EINVAL;
+	for (uint64_t offset = 0; offset < length; offset += FIXED_PIECE, count++) {
+		pieces[count].iov_base = (uint8_t *)base + offset;
+		pieces[count].iov_len = length - offset < FIXED_PIECE ? length - offset : FIXED_PIECE;
+	}
+	ret = io_uring_register_buffers(&loop->ring, pieces, count);
+	if (ret < 0)
+		return ret;
+	loop->fixed_base = base;
+	loop->fixed_length = length;
+	loop->fixed_pieces = count;
+	return 0;
+}
+
+int event_loop__fixed_index(const struct event_loop *loop, const void *address, uint64_t length)
+{
+	uint64_t offset, piece;
+
+	if (!loop->fixed_pieces || (const uint8_t *)address < loop->fixed_base)
+		return -1;
+	offset = (uint64_t)((const uint8_t *)address - loop->fixed_base);
+	if (offset >= loop->fixed_length || length > loop->fixed_length - offset)
+		return -1;
+	piece = offset / FIXED_PIECE;
+	if (length && (offset + length - 1) / FIXED_PIECE != piece)
+		return -1; /* crosses into the next piece */
+	return (int)piece;
+}
+
+static int event_loop__fixed(struct event_loop *loop, enum operation_kind kind, int fd,
+			     void *buffer, uint32_t length, int64_t offset, int index,
+			     event_loop_callback callback, void *opaque)
+{
+	struct operation *operation;
+	struct io_uring_sqe *sqe;
+
+	if (fd < 0 || !callback || offset < 0 || index < 0 ||
+	    (unsigned)index >= loop->fixed_pieces)
+		return -EINVAL;
+	operation = event_loop__start(loop, kind, fd, callback, opaque, &sqe);
+	if (!operation)
+		return -EBUSY;
+	if (kind == OPERATION_READV)
+		io_uring_prep_read_fixed(sqe, fd, buffer, length, (uint64_t)offset, index);
+	else
+		io_uring_prep_write_fixed(sqe, fd, buffer, length, (uint64_t)offset, index);
+	io_uring_sqe_set_data(sqe, operation);
+	return 0;
+}
+
+int event_loop__read_fixed(struct event_loop *loop, int fd, void *buffer, uint32_t length,
+			   int64_t offset, int index, event_loop_callback callback, void *opaque)
+{
+	return event_loop__fixed(loop, OPERATION_READV, fd, buffer, length, offset, index, callback,
+				 opaque);
+}
+
+int event_loop__write_fixed(struct event_loop *loop, int fd, const void *buffer, uint32_t length,
+			    int64_t offset, int index, event_loop_callback callback, void *opaque)
+{
+	return event_loop__fixed(loop, OPERATION_WRITEV, fd, (void *)buffer, length, offset, index,
+				 callback, opaque);
 }
 
 int event_loop__fallocate(struct event_loop *loop, int fd, int mode, int64_t offset,

@@ -51,6 +51,20 @@ void event_loop__set_polling(struct event_loop *loop, uint64_t max_ns);
 #define EVENT_LOOP_MAX_POLLERS 16
 int event_loop__add_poller(struct event_loop *loop, bool (*poller)(void *opaque), void *opaque);
 void event_loop__remove_poller(struct event_loop *loop, int id);
+/* Registers [base, base + length) (guest RAM) with the kernel as fixed
+ * buffers, in pieces of at most 1 GiB (io_uring's limit; the pages are
+ * pinned once), so read_fixed/write_fixed skip the per-I/O page pinning
+ * that O_DIRECT readv/writev pay. Once per loop, before the seccomp
+ * filter: 0, -EEXIST when this range is already registered, or -errno
+ * (callers keep using readv/writev). */
+int event_loop__register_memory(struct event_loop *loop, void *base, uint64_t length);
+/* The registered piece that holds [address, address + length) wholly, or -1. */
+int event_loop__fixed_index(const struct event_loop *loop, const void *address, uint64_t length);
+/* One read/write of a single buffer inside registered piece `index`. */
+int event_loop__read_fixed(struct event_loop *loop, int fd, void *buffer, uint32_t length,
+			   int64_t offset, int index, event_loop_callback callback, void *opaque);
+int event_loop__write_fixed(struct event_loop *loop, int fd, const void *buffer, uint32_t length,
+			    int64_t offset, int index, event_loop_callback callback, void *opaque);
 /* One-shot poll: callback once, with the revents when fd became ready for
  * poll_mask (or -ECANCELED after event_loop__cancel). Returns an id for
  * event_loop__cancel, or -errno. */

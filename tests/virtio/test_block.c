@@ -81,6 +81,20 @@ static void test_parse(void **unused)
 	assert_int_equal(request.data_bytes, 1024);
 	assert_int_equal(request.data_count, 2);
 	assert_ptr_equal(request.status, test_guest__ptr(guest, 0x3000 + 512));
+	free(chain);
+
+	/* The usual layout: the status byte alone in the last buffer, which
+	 * is then not part of the data. */
+	write_header(guest, 0x1000, VIRTIO_BLK_T_IN, 10);
+	{
+		struct test_buffer b[] = {{0x1000, 16, false}, {0x2000, 1024, true},
+					  {0x3000, 1, true}};
+		chain = chain_with(b, 3, guest);
+	}
+	assert_int_equal(virtio_blk__parse(chain, &request), 0);
+	assert_int_equal(request.data_bytes, 1024);
+	assert_int_equal(request.data_count, 1);
+	assert_ptr_equal(request.status, test_guest__ptr(guest, 0x3000));
 	assert_int_equal(virtio_blk__check(&request, 12, false, features), VIRTIO_BLK_S_OK);
 	assert_int_equal(virtio_blk__check(&request, 11, false, features), VIRTIO_BLK_S_IOERR);
 	free(chain);
@@ -507,6 +521,7 @@ static void test_direct_io(void **state)
 {
 	struct device_fixture *f = calloc(1, sizeof(*f));
 	uint8_t block[4096] __attribute__((aligned(4096)));
+	json_t *metrics;
 	int fd;
 
 	*state = f;
@@ -530,6 +545,12 @@ static void test_direct_io(void **state)
 	assert_int_equal(pread(fd, block, 4096, 16 * 512), 4096);
 	assert_int_equal(block[100], 0x3c);
 	close(fd);
+	/* Both went through guest RAM registered once (fixed buffers). */
+	metrics = virtio_blk__metrics(f->blk);
+	assert_true(json_is_true(json_object_get(metrics, "fixed_buffers")));
+	assert_int_equal(json_integer_value(json_object_get(metrics, "fixed_requests")), 2);
+	assert_false(json_is_true(json_object_get(metrics, "inline_writes")));
+	json_decref(metrics);
 }
 
 int main(int argc, char **argv)

@@ -15,6 +15,7 @@
 #include "event_loop.h"
 #include "rate_limiter.h"
 #include "warren/clock.h"
+#include "warren/log.h"
 
 #define BLOCK_DEFAULT_QUEUE_SIZE 128
 #define BLOCK_INLINE_WRITE_MAX (128u * 1024u) /* larger writes go through io_uring */
@@ -33,6 +34,7 @@ struct virtio_blk {
 	int fd;
 	bool read_only;
 	bool inline_writes; /* buffered image: small writes straight into the page cache */
+	bool fixed_buffers; /* O_DIRECT with guest RAM registered: one-segment I/O uses it */
 	uint64_t capacity_sectors;
 	uint8_t config[VIRTIO_BLK_CONFIG_SIZE];
 	char id[VIRTIO_BLK_ID_BYTES];
@@ -50,7 +52,7 @@ struct virtio_blk {
 
 	/* metrics (loop thread) */
 	uint64_t requests, reads, writes, flushes, read_bytes, write_bytes, errors;
-	uint64_t rate_limited;
+	uint64_t rate_limited, fixed_requests;
 };
 
 static void put_le16(uint8_t *p, uint16_t v)
@@ -153,7 +155,9 @@ int virtio_blk__parse(struct virtq_chain *chain, struct virtio_blk_request *requ
 			return -EINVAL;
 		last->iov_len--;
 		request->data = &chain->iov[chain->readable_count];
-		request->data_count = chain->iov_count - chain->readable_count;
+		/* Up to the buffer holding the status byte; without it when
+		 * that was all it held (the usual separate status descriptor). */
+		request->data_count = (unsigned)(last - request->data) + (last->iov_len ? 1 : 0);
 		request->data_bytes = chain->writable_bytes - 1;
 		break;
 	default:
@@ -351,6 +355,20 @@ static bool on_throttle_timer(void *opaque, int32_t result)
 	return false;
 }
 
+/* The registered piece of guest RAM holding a one-buffer data request,
+ * or -1 (not O_DIRECT, not registered, several buffers, or too large). */
+static int blk__fixed_index(struct virtio_blk *blk, const struct virtio_blk_request *request)
+{
+	int index;
+
+	if (!blk->fixed_buffers || request->data_count != 1 || request->data_bytes > UINT32_MAX)
+		return -1;
+	index = event_loop__fixed_index(blk->loop, request->data[0].iov_base, request->data_bytes);
+	if (index >= 0)
+		blk->fixed_requests++;
+	return index;
+}
+
 enum blk_start {
 	BLK_STARTED,   /* I/O queued: the slot belongs to it until on_io_done */
 	BLK_DONE,      /* completed synchronously: free the slot */
@@ -364,7 +382,7 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 	uint64_t features = blk->transport.driver_features;
 	uint64_t now = clock__monotonic_ns();
 	uint8_t status;
-	int ret = 0;
+	int ret = 0, index;
 
 	if (virtio_blk__parse(&slot->chain, request) < 0) {
 		blk__complete_locked(blk, slot, VIRTIO_BLK_S_IOERR, request->status ? 1 : 0);
@@ -388,6 +406,13 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 	switch (request->type) {
 	case VIRTIO_BLK_T_IN:
 		blk->reads++;
+		if ((index = blk__fixed_index(blk, request)) >= 0) {
+			ret = event_loop__read_fixed(blk->loop, blk->fd, request->data[0].iov_base,
+						     (uint32_t)request->data_bytes,
+						     (int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE),
+						     index, on_io_done, slot);
+			break;
+		}
 		ret = event_loop__readv(blk->loop, blk->fd, request->data, (int)request->data_count,
 					(int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE), on_io_done,
 					slot);
@@ -408,6 +433,13 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 				blk__complete_locked(blk, slot, VIRTIO_BLK_S_IOERR, 1);
 			}
 			return BLK_DONE;
+		}
+		if ((index = blk__fixed_index(blk, request)) >= 0) {
+			ret = event_loop__write_fixed(blk->loop, blk->fd, request->data[0].iov_base,
+						      (uint32_t)request->data_bytes,
+						      (int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE),
+						      index, on_io_done, slot);
+			break;
 		}
 		ret = event_loop__writev(blk->loop, blk->fd, request->data, (int)request->data_count,
 					 (int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE), on_io_done,
@@ -575,6 +607,15 @@ struct virtio_blk *virtio_blk__create(const struct guest_memory *memory, struct 
 	/* NUL-padded, not terminated when 20 bytes long (5.2.6.2) */
 	memcpy(blk->id, name, strnlen(name, sizeof(blk->id)));
 
+	if (options->direct && loop && memory) {
+		/* Pin guest RAM once instead of per request (O_DIRECT pins the
+		 * pages it reads into or writes from on every I/O). */
+		ret = event_loop__register_memory(loop, memory->host, memory->size);
+		blk->fixed_buffers = ret == 0 || ret == -EEXIST;
+		if (!blk->fixed_buffers)
+			log_warn("block: cannot register guest memory for O_DIRECT (%s): "
+				 "using readv/writev", strerror(-ret));
+	}
 	rate_limiter__init(&blk->limiter);
 	if (options->rate_limiter &&
 	    rate_limiter__configure(&blk->limiter, options->rate_limiter, clock__monotonic_ns(),
@@ -683,6 +724,8 @@ json_t *virtio_blk__metrics(struct virtio_blk *blk)
 			    (json_int_t)blk->capacity_sectors, "read_only", blk->read_only,
 			    "inline_writes", blk->inline_writes, "rate_limiter",
 			    rate_limiter__to_json(&blk->limiter));
+	json_object_set_new(metrics, "fixed_buffers", json_boolean(blk->fixed_buffers));
+	json_object_set_new(metrics, "fixed_requests", json_integer((json_int_t)blk->fixed_requests));
 	virtio_mmio__add_metrics(&blk->transport, metrics);
 	virtio_mmio__unlock(&blk->transport);
 	return metrics;

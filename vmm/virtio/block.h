@@ -13,6 +13,13 @@
  * dirty pages; that only slows this VM, the one writing. Larger writes and
  * every O_DIRECT write stay on io_uring.
  *
+ * O_DIRECT images: guest RAM is registered with io_uring once (fixed
+ * buffers, pages pinned at creation), and every request whose data is one
+ * buffer goes out as READ_FIXED/WRITE_FIXED instead of readv/writev, which
+ * would pin and unpin the pages on each I/O. Several buffers, or a failed
+ * registration (logged), fall back to readv/writev. Metrics:
+ * fixed_buffers, fixed_requests.
+ *
  * Read-only images offer VIRTIO_BLK_F_RO and fail writes with IOERR. One
  * request queue. */
 #ifndef WARREN_VMM_VIRTIO_BLOCK_H
