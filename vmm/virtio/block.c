@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "event_loop.h"
+#include "iov.h"
 #include "rate_limiter.h"
 #include "warren/clock.h"
 #include "warren/log.h"
@@ -82,50 +83,6 @@ static uint64_t get_le(const uint8_t *p, unsigned n)
 	return v;
 }
 
-/* Drops `bytes` from the front of iov[0..count); returns the first index
- * still holding data (its base advanced). */
-static unsigned iov_skip_front(struct iovec *iov, unsigned count, uint64_t bytes)
-{
-	unsigned i = 0;
-
-	while (i < count && bytes) {
-		if (iov[i].iov_len <= bytes) {
-			bytes -= iov[i].iov_len;
-			iov[i].iov_len = 0;
-			i++;
-		} else {
-			iov[i].iov_base = (uint8_t *)iov[i].iov_base + bytes;
-			iov[i].iov_len -= bytes;
-			bytes = 0;
-		}
-	}
-	while (i < count && iov[i].iov_len == 0)
-		i++;
-	return i;
-}
-
-static void iov_copy_from(const struct iovec *iov, unsigned count, uint8_t *out, size_t bytes)
-{
-	for (unsigned i = 0; i < count && bytes; i++) {
-		size_t n = iov[i].iov_len < bytes ? iov[i].iov_len : bytes;
-
-		memcpy(out, iov[i].iov_base, n);
-		out += n;
-		bytes -= n;
-	}
-}
-
-static void iov_copy_to(const struct iovec *iov, unsigned count, const uint8_t *in, size_t bytes)
-{
-	for (unsigned i = 0; i < count && bytes; i++) {
-		size_t n = iov[i].iov_len < bytes ? iov[i].iov_len : bytes;
-
-		memcpy(iov[i].iov_base, in, n);
-		in += n;
-		bytes -= n;
-	}
-}
-
 /* 5.2.6: struct virtio_blk_req { le32 type; le32 reserved; le64 sector;
  * u8 data[]; u8 status; } — header device-readable, status writable. */
 int virtio_blk__parse(struct virtq_chain *chain, struct virtio_blk_request *request)
@@ -143,7 +100,7 @@ int virtio_blk__parse(struct virtq_chain *chain, struct virtio_blk_request *requ
 	}
 	if (chain->readable_bytes < sizeof(header) || !request->status || !last)
 		return -EINVAL;
-	iov_copy_from(chain->iov, chain->readable_count, header, sizeof(header));
+	iov__read_front(chain->iov, chain->readable_count, header, sizeof(header));
 	request->type = (uint32_t)get_le(header, 4);
 	request->sector = get_le(header + 8, 8);
 
@@ -164,7 +121,7 @@ int virtio_blk__parse(struct virtq_chain *chain, struct virtio_blk_request *requ
 		/* OUT, FLUSH, DISCARD, WRITE_ZEROES, unknown: data readable. */
 		if (chain->writable_bytes != 1)
 			return -EINVAL;
-		first = iov_skip_front(chain->iov, chain->readable_count, sizeof(header));
+		first = iov__skip_front(chain->iov, chain->readable_count, sizeof(header));
 		request->data = &chain->iov[first];
 		request->data_count = chain->readable_count - first;
 		request->data_bytes = chain->readable_bytes - sizeof(header);
@@ -307,7 +264,7 @@ static uint32_t blk__get_id(struct virtio_blk *blk, struct virtio_blk_request *r
 	size_t n = request->data_bytes < VIRTIO_BLK_ID_BYTES ? request->data_bytes :
 							       VIRTIO_BLK_ID_BYTES;
 
-	iov_copy_to(request->data, request->data_count, (const uint8_t *)blk->id, n);
+	iov__write_front(request->data, request->data_count, (const uint8_t *)blk->id, n);
 	return (uint32_t)n + 1;
 }
 
@@ -323,7 +280,7 @@ static int blk__zero(struct virtio_blk *blk, struct blk_request_slot *slot)
 	uint32_t flags;
 	int mode, ret;
 
-	iov_copy_from(request->data, request->data_count, segment, sizeof(segment));
+	iov__read_front(request->data, request->data_count, segment, sizeof(segment));
 	sector = get_le(segment, 8);
 	sectors = get_le(segment + 8, 4);
 	flags = (uint32_t)get_le(segment + 12, 4);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "event_loop.h"
+#include "iov.h"
 #include "rate_limiter.h"
 #include "warren/clock.h"
 
@@ -84,39 +85,6 @@ err:
 	return -saved;
 }
 
-/* Writes `bytes` at `offset` of an iovec array (the header may be split). */
-static void iov_write_at(struct iovec *iov, unsigned count, uint64_t offset, const uint8_t *data,
-			 size_t bytes)
-{
-	for (unsigned i = 0; i < count && bytes; i++) {
-		if (offset >= iov[i].iov_len) {
-			offset -= iov[i].iov_len;
-			continue;
-		}
-		size_t n = iov[i].iov_len - offset;
-
-		if (n > bytes)
-			n = bytes;
-		memcpy((uint8_t *)iov[i].iov_base + offset, data, n);
-		data += n;
-		bytes -= n;
-		offset = 0;
-	}
-}
-
-/* Copies the first `bytes` of an iovec array into out; false when shorter. */
-static bool iov_read_front(const struct iovec *iov, unsigned count, uint8_t *out, size_t bytes)
-{
-	for (unsigned i = 0; i < count && bytes; i++) {
-		size_t n = iov[i].iov_len < bytes ? iov[i].iov_len : bytes;
-
-		memcpy(out, iov[i].iov_base, n);
-		out += n;
-		bytes -= n;
-	}
-	return bytes == 0;
-}
-
 unsigned virtio_net__tap_offloads(uint64_t features)
 {
 	unsigned offloads = 0;
@@ -143,7 +111,7 @@ bool virtio_net__fix_rx_header(struct iovec *iov, unsigned count, uint64_t lengt
 	uint8_t header[2];
 	uint8_t gso_type;
 
-	if (length < VIRTIO_NET_HDR_SIZE || !iov_read_front(iov, count, header, sizeof(header)))
+	if (length < VIRTIO_NET_HDR_SIZE || !iov__read_front(iov, count, header, sizeof(header)))
 		return false;
 	gso_type = header[1];
 	if (!(offloads & TUN_F_CSUM)) {
@@ -152,7 +120,7 @@ bool virtio_net__fix_rx_header(struct iovec *iov, unsigned count, uint64_t lengt
 		 * DATA_VALID is only advice and is cleared (5.1.6.3.1). */
 		if ((header[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) || gso_type != VIRTIO_NET_HDR_GSO_NONE)
 			return false;
-		iov_write_at(iov, count, 0, clean, sizeof(clean));
+		iov__write_at(iov, count, 0, clean, sizeof(clean));
 	} else if ((gso_type == VIRTIO_NET_HDR_GSO_TCPV4 && !(offloads & TUN_F_TSO4)) ||
 		   (gso_type == VIRTIO_NET_HDR_GSO_TCPV6 && !(offloads & TUN_F_TSO6)) ||
 		   (gso_type != VIRTIO_NET_HDR_GSO_NONE && gso_type != VIRTIO_NET_HDR_GSO_TCPV4 &&
@@ -160,7 +128,7 @@ bool virtio_net__fix_rx_header(struct iovec *iov, unsigned count, uint64_t lengt
 		return false;
 	}
 	/* 5.1.6.4: without MRG_RXBUF every frame fills exactly one chain. */
-	iov_write_at(iov, count, 10, one, sizeof(one));
+	iov__write_at(iov, count, 10, one, sizeof(one));
 	return true;
 }
 
@@ -173,7 +141,7 @@ bool virtio_net__tx_valid(const struct virtq_chain *chain, uint64_t features)
 	if (chain->iov_count != chain->readable_count ||
 	    chain->readable_bytes < VIRTIO_NET_HDR_SIZE + 14 ||
 	    chain->readable_bytes > VIRTIO_NET_HDR_SIZE + VIRTIO_NET_MAX_FRAME ||
-	    !iov_read_front(chain->iov, chain->iov_count, header, sizeof(header)))
+	    !iov__read_front(chain->iov, chain->iov_count, header, sizeof(header)))
 		return false;
 	flags = header[0];
 	gso_type = header[1];
