@@ -229,6 +229,7 @@ static void parse_console(const char *console, double hz, struct figures *out)
 
 			if (index >= 0) {
 				out->iops[index] = (double)ops * hz / (double)cycles;
+				out->requests += (double)ops;
 				found++;
 			}
 		}
@@ -511,7 +512,7 @@ int main(int argc, char **argv)
 	char guest[4096], image[] = "/tmp/warren-bench-compare-XXXXXX";
 	static uint8_t chunk[1 << 20];
 	int rounds = getenv("ROUNDS") ? atoi(getenv("ROUNDS")) : 3;
-	static double samples[2][CASES][16], cpu_per_request[2][16];
+	static double samples[2][CASES][16], cpu_per_request[2][16], cpu_per_frame[2][16];
 	char device[512], net_guest[4096];
 	bool have_net, all_ok = true;
 	/* BENCH_ONLY=warren: no QEMU runs (for profiling warren alone). */
@@ -593,6 +594,8 @@ int main(int argc, char **argv)
 		}
 		cpu_per_request[0][round] = warren.requests ? warren.io_cpu_s / warren.requests : 0;
 		cpu_per_request[1][round] = qemu.requests ? qemu.io_cpu_s / qemu.requests : 0;
+		cpu_per_frame[0][round] = warren_net.requests ? warren_net.io_cpu_s / warren_net.requests : 0;
+		cpu_per_frame[1][round] = qemu_net.requests ? qemu_net.io_cpu_s / qemu_net.requests : 0;
 		all_ok = all_ok && warren.ok && (only_warren || qemu.ok);
 	}
 	unlink(image);
@@ -623,8 +626,14 @@ int main(int argc, char **argv)
 
 		printf("%-24s %10.2fus %10.2fus %8.2f\n", "blk CPU/request (I/O)", ours, theirs,
 		       theirs > 0 ? ours / theirs : 0);
-		printf("(CPU of every VMM thread but the vCPU's over the whole block run, all four "
-		       "cases, per request; 10 ms tick resolution)\n");
+		if (have_net) {
+			ours = median(cpu_per_frame[0], rounds) * 1e6;
+			theirs = median(cpu_per_frame[1], rounds) * 1e6;
+			printf("%-24s %10.2fus %10.2fus %8.2f\n", "net CPU/frame (I/O)", ours, theirs,
+			       theirs > 0 ? ours / theirs : 0);
+		}
+		printf("(CPU of every VMM thread but the vCPU's over the whole block or net run, per "
+		       "request or frame; 10 ms tick resolution)\n");
 	}
 	return all_ok ? 0 : 1;
 }
