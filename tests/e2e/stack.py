@@ -21,8 +21,11 @@ BIN = os.path.join(BUILD, "bin")
 
 
 def free_port():
+    # A wildcard bind, as the listeners that get the port make: a port free
+    # on 127.0.0.1 may still be refused to 0.0.0.0 (a TIME-WAIT connection
+    # on another local address holds it).
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("0.0.0.0", 0))
         return s.getsockname()[1]
 
 

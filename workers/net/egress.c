@@ -549,7 +549,10 @@ int egress__start(struct net_pool *pool)
 	if (pool->stop_fd < 0)
 		goto err;
 	if (netns__run(pool->host_fd, open_listeners, pool) != 0) {
-		log_error("egress: cannot listen on ports %u/%u", pool->proxy_http_port, pool->proxy_tls_port);
+		log_error("egress: cannot listen on ports %u/%u: %s / %s", pool->proxy_http_port,
+			  pool->proxy_tls_port,
+			  pool->proxy_http_fd < 0 ? strerror(-pool->proxy_http_fd) : "ok",
+			  pool->proxy_tls_fd < 0 ? strerror(-pool->proxy_tls_fd) : "ok");
 		goto err;
 	}
 	/* Several acceptors: one would serialise every connection behind its
