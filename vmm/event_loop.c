@@ -75,6 +75,7 @@ struct event_loop {
 
 	/* Adaptive busy-polling before sleeping (event_loop__set_polling). */
 	uint64_t poll_max_ns, poll_ns;
+	bool deferred_task_work; /* IORING_SETUP_DEFER_TASKRUN: completions need io_uring_enter */
 	/* Registered memory (event_loop__register_memory): pieces of <= 1 GiB. */
 	uint8_t *fixed_base;
 	uint64_t fixed_length;
@@ -161,8 +162,20 @@ struct event_loop *event_loop__create(unsigned entries)
 	if (!loop)
 		return NULL;
 	loop->wake_fd = -1;
-	/* +1: the internal wake poll; cancel SQEs are not operations. */
-	ret = io_uring_queue_init(entries + 1, &loop->ring, 0);
+	/* +1: the internal wake poll; cancel SQEs are not operations. One
+	 * thread submits and reaps: completions' task work then runs when the
+	 * loop asks for events, without an inter-processor signal per
+	 * completion (DEFER_TASKRUN; kernels before 6.1 get the default). */
+	{
+		struct io_uring_params params = {
+			.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		};
+
+		ret = io_uring_queue_init_params(entries + 1, &loop->ring, &params);
+		loop->deferred_task_work = ret == 0;
+		if (ret == -EINVAL)
+			ret = io_uring_queue_init(entries + 1, &loop->ring, 0);
+	}
 	if (ret < 0) {
 		free(loop);
 		errno = -ret;
@@ -624,6 +637,9 @@ static bool event_loop__poll(struct event_loop *loop)
 		return true;
 	deadline = event_loop__now_ns() + loop->poll_ns;
 	while (!io_uring_cq_ready(&loop->ring)) {
+		if (loop->deferred_task_work && io_uring_get_events(&loop->ring) == 0 &&
+		    io_uring_cq_ready(&loop->ring))
+			break;
 		if (event_loop__run_pollers(loop))
 			return true; /* its submissions go out on the next turn */
 		if (event_loop__now_ns() >= deadline)
