@@ -550,8 +550,12 @@ int main(int argc, char **argv)
 	for (int round = 0; round < rounds; round++) {
 		struct figures warren = {0}, qemu = {0}, warren_net = {0}, qemu_net = {0};
 
+		/* Alternate which VMM goes first: the second one's writes land on
+		 * pages the first one just wrote and flushed. */
+		if (round % 2 == 1 && !only_warren)
+			run_qemu(guest, image, hz, &qemu, NULL);
 		run_warren(build, guest, device, hz, &warren, NULL);
-		if (!only_warren)
+		if (round % 2 == 0 && !only_warren)
 			run_qemu(guest, image, hz, &qemu, NULL);
 		if (have_net) {
 			struct net_driver net = {0};
