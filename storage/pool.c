@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/log.h"
 
@@ -159,13 +160,8 @@ static struct storage_connection *storage__checkout(struct storage_pool *pool,
 	struct storage_connection *found = NULL;
 	struct timespec deadline;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += pool->checkout_timeout_ms / 1000;
-	deadline.tv_nsec += (pool->checkout_timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
+	clock__timespec_after(CLOCK_REALTIME, (uint64_t)pool->checkout_timeout_ms * 1000000u,
+			      &deadline);
 	pthread_mutex_lock(&pool->lock);
 	for (;;) {
 		for (int i = 0; i < pool->size && !found; i++)

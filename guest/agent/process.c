@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "envelope.h"
+#include "warren/clock.h"
 #include "warren/log.h"
 
 #define PUMP_READ_SIZE     (32 * 1024)
@@ -472,13 +473,8 @@ bool process__start(const struct process_config *config, const json_t *config_js
 		pthread_condattr_destroy(&cond_attr);
 	}
 	if (timeout_ms > 0) {
-		clock_gettime(CLOCK_MONOTONIC, &process->deadline);
-		process->deadline.tv_sec += timeout_ms / 1000;
-		process->deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-		if (process->deadline.tv_nsec >= 1000000000L) {
-			process->deadline.tv_sec++;
-			process->deadline.tv_nsec -= 1000000000L;
-		}
+		clock__timespec_after(CLOCK_MONOTONIC, (uint64_t)timeout_ms * 1000000u,
+				      &process->deadline);
 	}
 	process->refs = 1; /* ours until the pump takes over */
 	process->stdin_fd = -1;
@@ -862,12 +858,7 @@ static bool next_frame(struct subscriber *subscriber)
 			subscriber->end_sent = true;
 			return frame_end(subscriber, status);
 		}
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-		deadline.tv_nsec += STREAM_POLL_MS * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
+		clock__timespec_after(CLOCK_MONOTONIC, STREAM_POLL_MS * 1000000ull, &deadline);
 		if (pthread_cond_timedwait(&process->cond, &process->lock, &deadline) != ETIMEDOUT)
 			continue;
 		pthread_mutex_unlock(&process->lock);

@@ -12,6 +12,7 @@
 
 #include "warren/log.h"
 #include "warren/ratelimit.h"
+#include "warren/clock.h"
 
 #define RATELIMIT_BUCKETS 4096
 #define RATELIMIT_KEY_MAX 200
@@ -92,11 +93,8 @@ struct ratelimit {
 
 static int64_t ratelimit__default_clock(void *ctx)
 {
-	struct timespec now;
-
 	(void)ctx;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+	return (int64_t)(clock__monotonic_ns() / 1000u);
 }
 
 static int64_t ratelimit__now(struct ratelimit *limiter)
@@ -144,13 +142,7 @@ static void *ratelimit__background_main(void *opaque)
 			struct timespec deadline;
 			int64_t wait_us = RATELIMIT_TICK_US - (now - last_tick);
 
-			clock_gettime(CLOCK_REALTIME, &deadline);
-			deadline.tv_sec += wait_us / 1000000;
-			deadline.tv_nsec += (wait_us % 1000000) * 1000;
-			if (deadline.tv_nsec >= 1000000000) {
-				deadline.tv_sec++;
-				deadline.tv_nsec -= 1000000000;
-			}
+			clock__timespec_after(CLOCK_REALTIME, (uint64_t)wait_us * 1000u, &deadline);
 			if (!limiter->refill_count && !limiter->background_stop)
 				pthread_cond_timedwait(&limiter->background_wake,
 						       &limiter->background_lock, &deadline);
