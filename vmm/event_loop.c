@@ -21,6 +21,7 @@
  * Destroying the loop drops pending operations without calling their
  * callbacks (io_uring_queue_exit cancels them in the kernel). */
 #include "event_loop.h"
+#include "warren/clock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -31,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 enum operation_kind {
@@ -432,7 +432,6 @@ int64_t event_loop__poll_once(struct event_loop *loop, int fd, unsigned poll_mas
 	operation = event_loop__start(loop, OPERATION_POLL_ONCE, fd, callback, opaque, &sqe);
 	if (!operation)
 		return -EBUSY;
-	operation->poll_mask = poll_mask;
 	io_uring_prep_poll_add(sqe, fd, poll_mask);
 	io_uring_sqe_set_data(sqe, operation);
 	return operation__id(loop, operation);
@@ -586,14 +585,6 @@ void event_loop__set_polling(struct event_loop *loop, uint64_t max_ns)
 	loop->poll_ns = max_ns / 4;
 }
 
-static uint64_t event_loop__now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int event_loop__add_poller(struct event_loop *loop, bool (*poller)(void *opaque), void *opaque)
 {
 	for (int i = 0; i < EVENT_LOOP_MAX_POLLERS; i++)
@@ -635,18 +626,31 @@ static bool event_loop__poll(struct event_loop *loop)
 	io_uring_submit(&loop->ring);
 	if (io_uring_cq_ready(&loop->ring))
 		return true;
-	deadline = event_loop__now_ns() + loop->poll_ns;
+	deadline = clock__monotonic_ns() + loop->poll_ns;
 	while (!io_uring_cq_ready(&loop->ring)) {
 		if (loop->deferred_task_work && io_uring_get_events(&loop->ring) == 0 &&
 		    io_uring_cq_ready(&loop->ring))
 			break;
 		if (event_loop__run_pollers(loop))
 			return true; /* its submissions go out on the next turn */
-		if (event_loop__now_ns() >= deadline)
+		if (clock__monotonic_ns() >= deadline)
 			return false;
 		__builtin_ia32_pause();
 	}
 	return true;
+}
+
+/* After a sleep of waited_ns that polling did not catch: an event just
+ * past the window doubles it (up to poll_max_ns), an idle wait halves it. */
+static void event_loop__adapt_polling(struct event_loop *loop, uint64_t waited_ns)
+{
+	if (waited_ns > loop->poll_max_ns) {
+		loop->poll_ns /= 2;
+		return;
+	}
+	loop->poll_ns = loop->poll_ns ? loop->poll_ns * 2 : 1000;
+	if (loop->poll_ns > loop->poll_max_ns)
+		loop->poll_ns = loop->poll_max_ns;
 }
 
 int event_loop__run(struct event_loop *loop)
@@ -659,18 +663,10 @@ int event_loop__run(struct event_loop *loop)
 		if (event_loop__poll(loop)) {
 			ret = 0;
 		} else if (loop->poll_max_ns) {
-			uint64_t start = event_loop__now_ns(), waited;
+			uint64_t start = clock__monotonic_ns();
 
 			ret = io_uring_submit_and_wait(&loop->ring, 1);
-			waited = event_loop__now_ns() - start;
-			if (waited <= loop->poll_max_ns) {
-				if (loop->poll_ns < loop->poll_max_ns)
-					loop->poll_ns = loop->poll_ns ? loop->poll_ns * 2 : 1000;
-				if (loop->poll_ns > loop->poll_max_ns)
-					loop->poll_ns = loop->poll_max_ns;
-			} else {
-				loop->poll_ns /= 2;
-			}
+			event_loop__adapt_polling(loop, clock__monotonic_ns() - start);
 		} else {
 			ret = io_uring_submit_and_wait(&loop->ring, 1);
 		}
