@@ -270,35 +270,35 @@ static uint32_t blk__get_id(struct virtio_blk *blk, struct virtio_blk_request *r
 
 /* 5.2.6: DISCARD / WRITE_ZEROES segment { le64 sector; le32 num_sectors;
  * le32 flags }. Queues the fallocate (punch hole / zero range) on the
- * loop's io_uring; an empty range completes at once. Returns the status
- * for an immediate completion, or -1 when the request is in flight. */
-static int blk__zero(struct virtio_blk *blk, struct blk_request_slot *slot)
+ * loop's io_uring. Returns 1 with *status when the request is answered at
+ * once (a bad segment, an empty range), else the event loop's answer (0
+ * queued, or -errno). */
+static int blk__zero(struct virtio_blk *blk, struct blk_request_slot *slot, uint8_t *status)
 {
 	struct virtio_blk_request *request = &slot->request;
 	uint8_t segment[16];
 	uint64_t sector, sectors, end;
 	uint32_t flags;
-	int mode, ret;
+	int mode;
 
 	iov__read_front(request->data, request->data_count, segment, sizeof(segment));
 	sector = get_le(segment, 8);
 	sectors = get_le(segment + 8, 4);
 	flags = (uint32_t)get_le(segment + 12, 4);
+	*status = VIRTIO_BLK_S_IOERR;
 	if ((flags & ~1u) || sectors > VIRTIO_BLK_MAX_ZERO_SECTORS ||
 	    __builtin_add_overflow(sector, sectors, &end) || end > blk->capacity_sectors)
-		return VIRTIO_BLK_S_IOERR;
+		return 1;
+	*status = VIRTIO_BLK_S_OK;
 	if (!sectors)
-		return VIRTIO_BLK_S_OK;
+		return 1;
 	if (request->type == VIRTIO_BLK_T_DISCARD || (flags & 1))
 		mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 	else
 		mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-	ret = event_loop__fallocate(blk->loop, blk->fd, mode,
-				    (int64_t)(sector * VIRTIO_BLK_SECTOR_SIZE),
-				    (int64_t)(sectors * VIRTIO_BLK_SECTOR_SIZE), on_io_done, slot);
-	if (ret == -EBUSY)
-		return -EBUSY;
-	return ret < 0 ? VIRTIO_BLK_S_IOERR : -1;
+	return event_loop__fallocate(blk->loop, blk->fd, mode,
+				     (int64_t)(sector * VIRTIO_BLK_SECTOR_SIZE),
+				     (int64_t)(sectors * VIRTIO_BLK_SECTOR_SIZE), on_io_done, slot);
 }
 
 static bool on_throttle_timer(void *opaque, int32_t result)
@@ -312,18 +312,32 @@ static bool on_throttle_timer(void *opaque, int32_t result)
 	return false;
 }
 
-/* The registered piece of guest RAM holding a one-buffer data request,
- * or -1 (not O_DIRECT, not registered, several buffers, or too large). */
-static int blk__fixed_index(struct virtio_blk *blk, const struct virtio_blk_request *request)
+/* Queues the data of an IN (read) or OUT request at byte `offset`: one
+ * READ/WRITE_FIXED when the data is a single buffer of registered guest
+ * RAM (O_DIRECT images), else readv/writev. The event loop's answer. */
+static int blk__queue_data(struct virtio_blk *blk, struct blk_request_slot *slot, bool write,
+			   int64_t offset)
 {
-	int index;
+	struct virtio_blk_request *request = &slot->request;
+	int index = -1, ret;
 
-	if (!blk->fixed_buffers || request->data_count != 1 || request->data_bytes > UINT32_MAX)
-		return -1;
-	index = event_loop__fixed_index(blk->loop, request->data[0].iov_base, request->data_bytes);
-	if (index >= 0)
+	if (blk->fixed_buffers && request->data_count == 1 && request->data_bytes <= UINT32_MAX)
+		index = event_loop__fixed_index(blk->loop, request->data[0].iov_base,
+						request->data_bytes);
+	if (index < 0)
+		return write ? event_loop__writev(blk->loop, blk->fd, request->data,
+						  (int)request->data_count, offset, on_io_done, slot) :
+			       event_loop__readv(blk->loop, blk->fd, request->data,
+						 (int)request->data_count, offset, on_io_done, slot);
+	ret = write ? event_loop__write_fixed(blk->loop, blk->fd, request->data[0].iov_base,
+					      (uint32_t)request->data_bytes, offset, index,
+					      on_io_done, slot) :
+		      event_loop__read_fixed(blk->loop, blk->fd, request->data[0].iov_base,
+					     (uint32_t)request->data_bytes, offset, index,
+					     on_io_done, slot);
+	if (ret == 0)
 		blk->fixed_requests++;
-	return index;
+	return ret;
 }
 
 enum blk_start {
@@ -338,8 +352,9 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 	struct virtio_blk_request *request = &slot->request;
 	uint64_t features = blk->transport.driver_features;
 	uint64_t now = clock__monotonic_ns();
+	int64_t offset;
 	uint8_t status;
-	int ret = 0, index;
+	int ret = 0;
 
 	if (virtio_blk__parse(&slot->chain, request) < 0) {
 		blk__complete_locked(blk, slot, VIRTIO_BLK_S_IOERR, request->status ? 1 : 0);
@@ -360,19 +375,11 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 		return BLK_THROTTLED;
 	}
 	blk->requests++;
+	offset = (int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE); /* range checked above */
 	switch (request->type) {
 	case VIRTIO_BLK_T_IN:
 		blk->reads++;
-		if ((index = blk__fixed_index(blk, request)) >= 0) {
-			ret = event_loop__read_fixed(blk->loop, blk->fd, request->data[0].iov_base,
-						     (uint32_t)request->data_bytes,
-						     (int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE),
-						     index, on_io_done, slot);
-			break;
-		}
-		ret = event_loop__readv(blk->loop, blk->fd, request->data, (int)request->data_count,
-					(int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE), on_io_done,
-					slot);
+		ret = blk__queue_data(blk, slot, false, offset);
 		break;
 	case VIRTIO_BLK_T_OUT:
 		blk->writes++;
@@ -381,7 +388,7 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 			 * io_uring worker (buffered writes to most file systems
 			 * cannot be issued non-blocking, so io_uring punts them). */
 			ssize_t written = pwritev(blk->fd, request->data, (int)request->data_count,
-						  (off_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE));
+						  (off_t)offset);
 
 			if (written == (ssize_t)request->data_bytes) {
 				blk->write_bytes += (uint64_t)written;
@@ -391,16 +398,7 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 			}
 			return BLK_DONE;
 		}
-		if ((index = blk__fixed_index(blk, request)) >= 0) {
-			ret = event_loop__write_fixed(blk->loop, blk->fd, request->data[0].iov_base,
-						      (uint32_t)request->data_bytes,
-						      (int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE),
-						      index, on_io_done, slot);
-			break;
-		}
-		ret = event_loop__writev(blk->loop, blk->fd, request->data, (int)request->data_count,
-					 (int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE), on_io_done,
-					 slot);
+		ret = blk__queue_data(blk, slot, true, offset);
 		break;
 	case VIRTIO_BLK_T_FLUSH:
 		blk->flushes++;
@@ -410,12 +408,11 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 		blk__complete_locked(blk, slot, VIRTIO_BLK_S_OK, blk__get_id(blk, request));
 		return BLK_DONE;
 	default: /* DISCARD, WRITE_ZEROES (checked above) */
-		ret = blk__zero(blk, slot);
-		if (ret >= 0) {
-			blk__complete_locked(blk, slot, (uint8_t)ret, 1);
+		ret = blk__zero(blk, slot, &status);
+		if (ret > 0) {
+			blk__complete_locked(blk, slot, status, 1);
 			return BLK_DONE;
 		}
-		ret = ret == -EBUSY ? -EBUSY : 0;
 		break;
 	}
 	if (ret == -EBUSY) {
