@@ -101,6 +101,22 @@ unsigned virtio_net__tap_offloads(uint64_t features)
 	return offloads;
 }
 
+/* The GSO types we offer (TCPv4, TCPv6; no UDP, no ECN), each only where
+ * its offload is on. */
+static bool net__gso_allowed(uint8_t gso_type, bool tcpv4, bool tcpv6)
+{
+	switch (gso_type) {
+	case VIRTIO_NET_HDR_GSO_NONE:
+		return true;
+	case VIRTIO_NET_HDR_GSO_TCPV4:
+		return tcpv4;
+	case VIRTIO_NET_HDR_GSO_TCPV6:
+		return tcpv6;
+	default:
+		return false;
+	}
+}
+
 /* 5.1.6 struct virtio_net_hdr_v1: u8 flags, u8 gso_type, le16 hdr_len,
  * le16 gso_size, le16 csum_start, le16 csum_offset, le16 num_buffers. */
 bool virtio_net__fix_rx_header(struct iovec *iov, unsigned count, uint64_t length,
@@ -121,10 +137,7 @@ bool virtio_net__fix_rx_header(struct iovec *iov, unsigned count, uint64_t lengt
 		if ((header[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) || gso_type != VIRTIO_NET_HDR_GSO_NONE)
 			return false;
 		iov__write_at(iov, count, 0, clean, sizeof(clean));
-	} else if ((gso_type == VIRTIO_NET_HDR_GSO_TCPV4 && !(offloads & TUN_F_TSO4)) ||
-		   (gso_type == VIRTIO_NET_HDR_GSO_TCPV6 && !(offloads & TUN_F_TSO6)) ||
-		   (gso_type != VIRTIO_NET_HDR_GSO_NONE && gso_type != VIRTIO_NET_HDR_GSO_TCPV4 &&
-		    gso_type != VIRTIO_NET_HDR_GSO_TCPV6)) {
+	} else if (!net__gso_allowed(gso_type, offloads & TUN_F_TSO4, offloads & TUN_F_TSO6)) {
 		return false;
 	}
 	/* 5.1.6.4: without MRG_RXBUF every frame fills exactly one chain. */
@@ -155,16 +168,9 @@ bool virtio_net__tx_valid(const struct virtq_chain *chain, uint64_t features)
 		return false;
 	if (flags && !(features & (1ull << VIRTIO_NET_F_CSUM)))
 		return false;
-	switch (gso_type) {
-	case VIRTIO_NET_HDR_GSO_NONE:
-		return true;
-	case VIRTIO_NET_HDR_GSO_TCPV4:
-		return (features & (1ull << VIRTIO_NET_F_HOST_TSO4)) && flags;
-	case VIRTIO_NET_HDR_GSO_TCPV6:
-		return (features & (1ull << VIRTIO_NET_F_HOST_TSO6)) && flags;
-	default: /* UDP, UDP_L4 and ECN were not offered */
-		return false;
-	}
+	/* A segmented frame also needs the partial checksum (NEEDS_CSUM). */
+	return net__gso_allowed(gso_type, flags && (features & (1ull << VIRTIO_NET_F_HOST_TSO4)),
+				flags && (features & (1ull << VIRTIO_NET_F_HOST_TSO6)));
 }
 
 int virtio_net__parse_mac(const char *text, uint8_t mac[6])
