@@ -52,14 +52,15 @@ struct net_driver {
 	uint64_t flooded;
 };
 
-/* Placement, the same for both VMMs (BENCH_PIN=0 turns it off): the vCPU
- * thread alone on the last CPU, everything else (I/O threads, QEMU's
- * thread pool, io_uring workers, this driver and its flood) on CPU 0.
- * Without it a 2-CPU machine decides by scheduler luck which of three busy
- * threads shares a CPU with the spinning vCPU. */
 /* BENCH_IO_POLL_US=N: warren's io_poll_us and, for the block runs, a QEMU
  * iothread with poll-max-ns N*1000 (QEMU's polling lives in iothreads). */
 static unsigned io_poll_us;
+
+/* Placement, the same for both VMMs (BENCH_PIN=0 turns it off): the vCPU
+ * thread alone on the last CPU; with BENCH_PIN=all everything else (I/O
+ * threads, QEMU's thread pool, io_uring workers, this driver and its
+ * flood) on CPU 0. Without it a 2-CPU machine decides by scheduler luck
+ * which of three busy threads shares a CPU with the spinning vCPU. */
 static bool pinning, pin_others;
 static int pin_vcpu_cpu;
 
@@ -72,16 +73,14 @@ static void pin_task(pid_t tid, int cpu)
 	sched_setaffinity(tid, sizeof(set), &set);
 }
 
-/* true once a vCPU thread ("vcpu0" / QEMU's "CPU 0/KVM") was found and pinned. */
-static bool pin_process(pid_t pid)
+/* Calls visit(tid, vcpu, ctx) for every thread of pid; vcpu: a vCPU thread
+ * (warren's "vcpu<N>", QEMU's "CPU <N>/KVM"). false when pid is gone. */
+static bool for_each_thread(pid_t pid, void (*visit)(pid_t tid, bool vcpu, void *ctx), void *ctx)
 {
 	char path[64], comm[64];
 	struct dirent *entry;
-	bool found = false;
 	DIR *tasks;
 
-	if (!pinning)
-		return true;
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
 	tasks = opendir(path);
 	if (!tasks)
@@ -100,15 +99,70 @@ static bool pin_process(pid_t pid)
 				comm[0] = 0;
 			fclose(file);
 		}
-		if (strncmp(comm, "vcpu", 4) == 0 || strncmp(comm, "CPU ", 4) == 0) {
-			pin_task(tid, pin_vcpu_cpu);
-			found = true;
-		} else if (pin_others) {
-			pin_task(tid, 0);
-		}
+		visit(tid, strncmp(comm, "vcpu", 4) == 0 || strncmp(comm, "CPU ", 4) == 0, ctx);
 	}
 	closedir(tasks);
+	return true;
+}
+
+static void pin_thread(pid_t tid, bool vcpu, void *ctx)
+{
+	bool *found = ctx;
+
+	if (vcpu) {
+		pin_task(tid, pin_vcpu_cpu);
+		*found = true;
+	} else if (pin_others) {
+		pin_task(tid, 0);
+	}
+}
+
+/* true once a vCPU thread was found and pinned (or pinning is off). */
+static bool pin_process(pid_t pid)
+{
+	bool found = false;
+
+	if (!pinning)
+		return true;
+	for_each_thread(pid, pin_thread, &found);
 	return found;
+}
+
+/* utime + stime in seconds from a /proc stat file, -1 when unreadable. */
+static double stat_cpu_s(const char *path)
+{
+	unsigned long long user, system;
+	char line[1024];
+	const char *fields;
+	FILE *file = fopen(path, "r");
+
+	if (!file)
+		return -1;
+	fields = fgets(line, sizeof(line), file) ? strrchr(line, ')') : NULL;
+	fclose(file);
+	if (!fields || sscanf(fields + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			      &user, &system) != 2)
+		return -1;
+	return (double)(user + system) / (double)sysconf(_SC_CLK_TCK);
+}
+
+struct io_cpu {
+	pid_t pid;
+	double seconds;
+};
+
+static void subtract_vcpu(pid_t tid, bool vcpu, void *ctx)
+{
+	struct io_cpu *cpu = ctx;
+	char path[64];
+	double seconds;
+
+	if (!vcpu)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)cpu->pid, (int)tid);
+	seconds = stat_cpu_s(path);
+	if (seconds > 0)
+		cpu->seconds -= seconds;
 }
 
 /* CPU seconds of process pid (threads that exited included) minus its
@@ -116,59 +170,14 @@ static bool pin_process(pid_t pid)
  * Clock-tick resolution (10 ms). -1 when pid is gone. */
 static double io_thread_cpu_s(pid_t pid)
 {
-	char path[64], comm[64], line[1024];
-	double ticks = (double)sysconf(_SC_CLK_TCK), total = 0;
-	struct dirent *entry;
-	DIR *tasks;
+	struct io_cpu cpu = {pid, 0};
+	char path[64];
 
-	for (int pass = 0; pass < 2; pass++) {
-		unsigned long long user, system;
-		const char *fields;
-		FILE *file;
-
-		if (pass == 0) {
-			snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-			file = fopen(path, "r");
-			if (!file || !fgets(line, sizeof(line), file)) {
-				if (file)
-					fclose(file);
-				return -1;
-			}
-			fclose(file);
-			fields = strrchr(line, ')');
-			if (!fields || sscanf(fields + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-					      &user, &system) != 2)
-				return -1;
-			total = (double)(user + system) / ticks;
-			continue;
-		}
-		snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-		tasks = opendir(path);
-		while (tasks && (entry = readdir(tasks)) != NULL) {
-			int tid = atoi(entry->d_name);
-
-			if (tid <= 0)
-				continue;
-			snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, tid);
-			file = fopen(path, "r");
-			if (!file)
-				continue;
-			if (fgets(line, sizeof(line), file) && (fields = strrchr(line, ')')) != NULL &&
-			    sscanf(fields + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-				   &user, &system) == 2) {
-				char *open = strchr(line, '(');
-				size_t length = open ? (size_t)(fields - open - 1) : 0;
-
-				snprintf(comm, sizeof(comm), "%.*s", (int)length, open ? open + 1 : "");
-				if (strncmp(comm, "vcpu", 4) == 0 || strncmp(comm, "CPU ", 4) == 0)
-					total -= (double)(user + system) / ticks;
-			}
-			fclose(file);
-		}
-		if (tasks)
-			closedir(tasks);
-	}
-	return total;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	cpu.seconds = stat_cpu_s(path);
+	if (cpu.seconds < 0 || !for_each_thread(pid, subtract_vcpu, &cpu))
+		return -1;
+	return cpu.seconds;
 }
 
 static void sleep_ms(long ms)
