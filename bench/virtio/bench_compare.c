@@ -25,10 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "vmm_test_support.h"
 
 extern char **environ;
 
@@ -180,13 +181,6 @@ static double io_thread_cpu_s(pid_t pid)
 	return cpu.seconds;
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -202,7 +196,7 @@ static double tsc_hz(void)
 
 	__asm__ volatile("rdtsc" : "=a"(low), "=d"(high));
 	start_tsc = ((uint64_t)high << 32) | low;
-	sleep_ms(300);
+	vmm_test__sleep_ms(300);
 	__asm__ volatile("rdtsc" : "=a"(low), "=d"(high));
 	end_tsc = ((uint64_t)high << 32) | low;
 	return (double)(end_tsc - start_tsc) * 1e9 / (double)(now_ns() - start);
@@ -271,28 +265,6 @@ static char *read_file(const char *path)
 	return text;
 }
 
-static json_t *request(int fd, const char *line)
-{
-	static char buffer[262144];
-	static size_t length;
-	char *newline;
-	json_t *response;
-
-	if (send(fd, line, strlen(line), MSG_NOSIGNAL) < 0 || send(fd, "\n", 1, MSG_NOSIGNAL) < 0)
-		return NULL;
-	while ((newline = memchr(buffer, '\n', length)) == NULL) {
-		ssize_t got = recv(fd, buffer + length, sizeof(buffer) - length, 0);
-
-		if (got <= 0)
-			return NULL;
-		length += (size_t)got;
-	}
-	response = json_loadb(buffer, (size_t)(newline - buffer), 0, NULL);
-	length -= (size_t)(newline - buffer) + 1;
-	memmove(buffer, newline + 1, length);
-	return response;
-}
-
 static void net_prepare(struct net_driver *net)
 {
 	struct sockaddr_ll address = {0};
@@ -301,7 +273,7 @@ static void net_prepare(struct net_driver *net)
 
 	net->packet_fd = -1;
 	for (int i = 0; i < 500 && !(net->ifindex = if_nametoindex("wbtap0")); i++)
-		sleep_ms(10);
+		vmm_test__sleep_ms(10);
 	if (!net->ifindex)
 		return;
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -352,7 +324,7 @@ static void net_step(struct net_driver *net)
 		if (!net->go_seen)
 			sendto(net->packet_fd, frame, sizeof(frame), 0, (struct sockaddr *)&address,
 			       sizeof(address));
-		sleep_ms(net->go_seen ? 1 : 10);
+		vmm_test__sleep_ms(net->go_seen ? 1 : 10);
 		return;
 	}
 	for (int i = 0; i < 64; i++) {
@@ -370,34 +342,25 @@ static void net_step(struct net_driver *net)
 static void run_warren(const char *build, const char *guest, const char *device, double hz,
 		       struct figures *out, struct net_driver *net)
 {
-	char vmm[4096], socket_path[108], line[10240];
-	const char *argv[] = {vmm, "--api-socket", socket_path, NULL};
-	struct sockaddr_un address = {.sun_family = AF_UNIX};
+	static struct vmm_session session; /* large buffer: not on the stack */
+	char vmm[4096], line[10240];
+	const char *argv[] = {vmm, "--api-socket", session.path, NULL};
 	json_t *response;
 	pid_t pid;
-	int fd = -1, status;
+	int status;
 
 	snprintf(vmm, sizeof(vmm), "%s/bin/warren-vmm", build);
-	snprintf(socket_path, sizeof(socket_path), "/tmp/warren-bench-compare-%d.sock", getpid());
+	snprintf(session.path, sizeof(session.path), "/tmp/warren-bench-compare-%d.sock", getpid());
 	if (posix_spawn(&pid, vmm, NULL, NULL, (char *const *)argv, environ) != 0)
 		return;
-	memcpy(address.sun_path, socket_path, strlen(socket_path) + 1);
-	for (int i = 0; i < 300; i++) {
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (connect(fd, (struct sockaddr *)&address, sizeof(address)) == 0)
-			break;
-		close(fd);
-		fd = -1;
-		sleep_ms(10);
-	}
-	if (fd < 0)
+	if (vmm_test__session_connect(&session, session.path, 300) < 0)
 		goto out;
 	snprintf(line, sizeof(line),
 		 "{\"op\":\"configure\",\"config\":{\"kernel\":\"%s\",\"memory_mib\":64,"
 		 "\"vcpus\":1,\"cpu_profile\":\"baseline\",\"io_poll_us\":%u,\"devices\":[%s]}}",
 		 guest, io_poll_us, device);
-	json_decref(request(fd, line));
-	json_decref(request(fd, "{\"op\":\"start\"}"));
+	json_decref(vmm_test__request(&session, line));
+	json_decref(vmm_test__request(&session, "{\"op\":\"start\"}"));
 	pin_process(pid);
 	if (net)
 		net_prepare(net);
@@ -413,7 +376,7 @@ static void run_warren(const char *build, const char *guest, const char *device,
 				continue;
 		}
 
-		response = request(fd, "{\"op\":\"state\"}");
+		response = vmm_test__request(&session, "{\"op\":\"state\"}");
 		state = response ? json_string_value(json_object_get(response, "state")) : NULL;
 		if (!state || strcmp(state, "stopped") == 0) {
 			json_decref(response);
@@ -421,25 +384,25 @@ static void run_warren(const char *build, const char *guest, const char *device,
 		}
 		json_decref(response);
 		if (!net)
-			sleep_ms(10);
+			vmm_test__sleep_ms(10);
 	}
 	out->io_cpu_s = io_thread_cpu_s(pid);
-	response = request(fd, "{\"op\":\"console\",\"bytes\":8000}");
+	response = vmm_test__request(&session, "{\"op\":\"console\",\"bytes\":8000}");
 	if (response && json_string_value(json_object_get(response, "data")))
 		parse_console(json_string_value(json_object_get(response, "data")), hz, out);
 	if (!out->ok && response)
 		fprintf(stderr, "warren console:\n%s\n",
 			json_string_value(json_object_get(response, "data")));
 	json_decref(response);
-	json_decref(request(fd, "{\"op\":\"exit\"}"));
+	json_decref(vmm_test__request(&session, "{\"op\":\"exit\"}"));
 out:
-	if (fd >= 0)
-		close(fd);
+	if (session.fd >= 0)
+		close(session.fd);
 	for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; i++)
-		sleep_ms(10);
+		vmm_test__sleep_ms(10);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
-	unlink(socket_path);
+	unlink(session.path);
 }
 
 static void run_qemu(const char *guest, const char *image, double hz, struct figures *out,
@@ -474,7 +437,7 @@ static void run_qemu(const char *guest, const char *image, double hz, struct fig
 		return;
 	}
 	for (int i = 0; i < 200 && !pin_process(pid); i++)
-		sleep_ms(5);
+		vmm_test__sleep_ms(5);
 	if (net)
 		net_prepare(net);
 	for (int i = 0; i < 120000 && waitpid(pid, &status, WNOHANG) == 0; i++) {
@@ -483,7 +446,7 @@ static void run_qemu(const char *guest, const char *image, double hz, struct fig
 		if (cpu >= 0)
 			out->io_cpu_s = cpu;
 		if (!net)
-			sleep_ms(10);
+			vmm_test__sleep_ms(10);
 		else
 			net_step(net);
 	}
@@ -575,7 +538,7 @@ int main(int argc, char **argv)
 			if (net.packet_fd >= 0)
 				close(net.packet_fd);
 			memset(&net, 0, sizeof(net));
-			sleep_ms(200); /* the tap goes away with warren-vmm */
+			vmm_test__sleep_ms(200); /* the tap goes away with warren-vmm */
 			if (!only_warren)
 				run_qemu(net_guest, NULL, hz, &qemu_net, &net);
 			if (net.packet_fd >= 0)

@@ -21,9 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,6 +29,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "vmm_test_support.h"
 #include "vmm_test_util.h"
 
 extern char **environ;
@@ -43,31 +42,19 @@ extern char **environ;
 static char kernel_path[4096];
 static bool have_net; /* a namespace of our own for the tap */
 
-/* One request on the VMM's control socket; the parsed answer or NULL. */
-static json_t *control_request(const char *socket_path, const char *line)
+/* Replaces *metrics with the VMM's current ones when it answers (connects
+ * on first use: the socket appears once the VMM is up). */
+static void refresh_metrics(struct vmm_session *session, json_t **metrics)
 {
-	struct sockaddr_un address = {.sun_family = AF_UNIX};
-	static char answer[1 << 16];
-	size_t length = 0;
-	json_t *result = NULL;
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	json_t *latest;
 
-	snprintf(address.sun_path, sizeof(address.sun_path), "%s", socket_path);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&address, sizeof(address)) < 0 ||
-	    write(fd, line, strlen(line)) != (ssize_t)strlen(line) || write(fd, "\n", 1) != 1)
-		goto out;
-	while (length < sizeof(answer) - 1 && !memchr(answer, '\n', length)) {
-		ssize_t got = read(fd, answer + length, sizeof(answer) - 1 - length);
-
-		if (got <= 0)
-			break;
-		length += (size_t)got;
+	if (session->fd < 0 && vmm_test__session_connect(session, session->path, 1) < 0)
+		return;
+	latest = vmm_test__request(session, "{\"op\":\"metrics\"}");
+	if (latest) {
+		json_decref(*metrics);
+		*metrics = latest;
 	}
-	result = json_loadb(answer, length, JSON_DISABLE_EOF_CHECK, NULL);
-out:
-	if (fd >= 0)
-		close(fd);
-	return result;
 }
 
 /* Asserts device `index` of the metrics reached DRIVER_OK; its features. */
@@ -157,10 +144,12 @@ static void test_linux_boots_to_init(void **state)
 	char initrd[] = "/tmp/warren-vmm-initrd-XXXXXX";
 	char console[] = "/tmp/warren-vmm-linux-console-XXXXXX";
 	char disk[] = "/tmp/warren-vmm-linux-disk-XXXXXX";
-	char device[256], socket_path[108];
+	static struct vmm_session session_storage = {.fd = -1};
+	struct vmm_session *session = &session_storage; /* large buffer: not on the stack */
+	char device[256];
 	const char *argv[] = { vmm_test__binary(), "--kernel", kernel_path, "--initrd", initrd,
 			       "--memory", "256", "--vcpus", "2", "--cmdline", COMMAND_LINE,
-			       "--console", console, "--api-socket", socket_path,
+			       "--console", console, "--api-socket", session->path,
 			       "--timeout-ms", "240000", "--device", device,
 			       have_net ? "--device" : NULL,
 			       "{\"type\":\"net\",\"tap\":\"wsmoke0\",\"mac\":\"02:00:00:00:00:05\"}",
@@ -185,7 +174,7 @@ static void test_linux_boots_to_init(void **state)
 	assert_int_equal(ftruncate(fd, 1 << 20), 0);
 	close(fd);
 	snprintf(device, sizeof(device), "{\"type\":\"block\",\"path\":\"%s\"}", disk);
-	snprintf(socket_path, sizeof(socket_path), "/tmp/warren-vmm-linux-%d.sock", (int)getpid());
+	snprintf(session->path, sizeof(session->path), "/tmp/warren-vmm-linux-%d.sock", (int)getpid());
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, (char *const *)argv, environ), 0);
 	while (elapsed < BOOT_LIMIT_SECONDS) {
@@ -203,14 +192,7 @@ static void test_linux_boots_to_init(void **state)
 		text[got] = 0;
 		/* Metrics as we go: past "Run /init" the guest may reset (no
 		 * user space on some hosts) and the VMM exit before we ask. */
-		{
-			json_t *latest = control_request(socket_path, "{\"op\":\"metrics\"}");
-
-			if (latest) {
-				json_decref(metrics);
-				metrics = latest;
-			}
-		}
+		refresh_metrics(session, &metrics);
 		if (strstr(text, "Run /init as init process")) {
 			found = true;
 			break;
@@ -220,14 +202,8 @@ static void test_linux_boots_to_init(void **state)
 			break;
 		}
 	}
-	if (pid > 0 && found) {
-		json_t *latest = control_request(socket_path, "{\"op\":\"metrics\"}");
-
-		if (latest) {
-			json_decref(metrics);
-			metrics = latest;
-		}
-	}
+	if (session->fd >= 0)
+		close(session->fd);
 	if (pid > 0) {
 		kill(pid, SIGTERM);
 		waitpid(pid, &status, 0);
@@ -242,7 +218,7 @@ static void test_linux_boots_to_init(void **state)
 	assert_non_null(strstr(text, "virtio_mmio.device=4K@0xd0000000:5"));
 	assert_non_null(strstr(text, "[vda] 2048 512-byte logical blocks"));
 	assert_non_null(strstr(text, "smp: Brought up 1 node, 2 CPUs"));
-	unlink(socket_path);
+	unlink(session->path);
 	assert_non_null(metrics);
 	assert_driver_ok(metrics, 0, "block");
 	if (have_net) {

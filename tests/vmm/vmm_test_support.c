@@ -19,23 +19,34 @@ void vmm_test__sleep_ms(long ms)
 	nanosleep(&ts, NULL);
 }
 
-int vmm_test__session_open(struct vmm_session *session, const char *name)
+int vmm_test__session_connect(struct vmm_session *session, const char *path, int attempts)
 {
-	const char *argv[] = {vmm_test__binary(), "--api-socket", session->path, NULL};
 	struct sockaddr_un address = {.sun_family = AF_UNIX};
 
-	snprintf(session->path, sizeof(session->path), "/tmp/warren-%s-%d.sock", name, getpid());
-	if (posix_spawn(&session->pid, argv[0], NULL, NULL, (char *const *)argv, environ) != 0)
-		return -1;
-	memcpy(address.sun_path, session->path, strlen(session->path) + 1);
-	for (int i = 0; i < 300; i++) {
+	if (path != session->path)
+		snprintf(session->path, sizeof(session->path), "%s", path);
+	snprintf(address.sun_path, sizeof(address.sun_path), "%s", session->path);
+	session->length = 0;
+	for (int i = 0; i < attempts; i++) {
+		if (i)
+			vmm_test__sleep_ms(10);
 		session->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (connect(session->fd, (struct sockaddr *)&address, sizeof(address)) == 0)
 			return 0;
 		close(session->fd);
-		vmm_test__sleep_ms(10);
 	}
+	session->fd = -1;
 	return -1;
+}
+
+int vmm_test__session_open(struct vmm_session *session, const char *name)
+{
+	const char *argv[] = {vmm_test__binary(), "--api-socket", session->path, NULL};
+
+	snprintf(session->path, sizeof(session->path), "/tmp/warren-%s-%d.sock", name, getpid());
+	if (posix_spawn(&session->pid, argv[0], NULL, NULL, (char *const *)argv, environ) != 0)
+		return -1;
+	return vmm_test__session_connect(session, session->path, 300);
 }
 
 json_t *vmm_test__request(struct vmm_session *session, const char *line)
