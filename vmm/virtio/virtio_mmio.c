@@ -169,7 +169,8 @@ int virtio_mmio__init(struct virtio_mmio *t, const struct guest_memory *memory,
 	return 0;
 }
 
-void virtio_mmio__stop(struct virtio_mmio *t)
+/* Loop thread: no more notifications or polling for this transport. */
+static void virtio_mmio__leave_loop(struct virtio_mmio *t)
 {
 	if (t->loop && t->notify_watch >= 0)
 		event_loop__cancel(t->loop, t->notify_watch);
@@ -177,6 +178,11 @@ void virtio_mmio__stop(struct virtio_mmio *t)
 	if (t->loop && t->poller >= 0)
 		event_loop__remove_poller(t->loop, t->poller);
 	t->poller = -1;
+}
+
+void virtio_mmio__stop(struct virtio_mmio *t)
+{
+	virtio_mmio__leave_loop(t);
 	pthread_mutex_lock(&t->lock);
 	t->status |= VIRTIO_STATUS_FAILED;
 	pthread_mutex_unlock(&t->lock);
@@ -184,12 +190,7 @@ void virtio_mmio__stop(struct virtio_mmio *t)
 
 void virtio_mmio__uninit(struct virtio_mmio *t)
 {
-	if (t->loop && t->notify_watch >= 0)
-		event_loop__cancel(t->loop, t->notify_watch);
-	t->notify_watch = -1;
-	if (t->loop && t->poller >= 0)
-		event_loop__remove_poller(t->loop, t->poller);
-	t->poller = -1;
+	virtio_mmio__leave_loop(t);
 	pthread_mutex_destroy(&t->lock);
 }
 
