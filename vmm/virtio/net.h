@@ -3,10 +3,11 @@
  * (TUNSETVNETHDRSZ), so a chain's bytes are exactly what the tap reads or
  * writes: struct virtio_net_hdr_v1 followed by the Ethernet frame.
  *
- * RX (queue 0): a multishot poll on the (non-blocking) tap; on each event,
- * and whenever the driver adds buffers, the device pops receive chains and
+ * RX (queue 0): whenever the driver adds buffers, and when a one-shot poll
+ * on the (non-blocking) tap fires, the device pops receive chains and
  * readv()s frames straight into the guest's buffers until the tap is empty
- * or the driver runs out of buffers. TX (queue 1): every available chain
+ * (then it arms the poll again) or the driver runs out of buffers (then
+ * nothing is armed: its next notification restarts RX). TX (queue 1): every available chain
  * becomes one writev() to the tap on the loop thread (tap writes never
  * block). Both directions work in batches of at most 256 chains, with one
  * interrupt check per batch, and give the loop back in between.
