@@ -1,6 +1,6 @@
 /* `warren template build NAME [--force]` and `warren template list`:
  * builds templates with guest/rootfs/build-template.sh and shows the
- * installed ones (issue 5, "Templates"). */
+ * installed ones (guest/rootfs/README.md). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* handlers: the endpoints of docs/api.md (E2B-FACTS.md, "REST API").
+/* handlers: the endpoints of docs/api.md (docs/e2b-compatibility.md, "REST API").
  * Every query is scoped to the authenticated team: another team's sandbox
  * is the same 404 as a missing one. */
 #include <errno.h>

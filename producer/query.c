@@ -1,4 +1,4 @@
-/* query: list filters (E2B-FACTS.md, "REST API"). */
+/* query: list filters (docs/e2b-compatibility.md, "REST API"). */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>

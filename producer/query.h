@@ -1,4 +1,4 @@
-/* query: the query parameters of the list endpoints (E2B-FACTS.md,
+/* query: the query parameters of the list endpoints (docs/e2b-compatibility.md,
  * GET /sandboxes and GET /v2/sandboxes). Pure; every byte hostile. */
 #ifndef WARREN_API_QUERY_H
 #define WARREN_API_QUERY_H

@@ -1,4 +1,4 @@
-/* render: response bodies (E2B-FACTS.md, "REST API"). */
+/* render: response bodies (docs/e2b-compatibility.md, "REST API"). */
 #include <string.h>
 
 #include "render.h"

@@ -1,5 +1,5 @@
 /* render: the JSON bodies warren-api answers with, in E2B's shapes
- * (E2B-FACTS.md, "REST API"; docs/api.md). Pure: no I/O. */
+ * (docs/e2b-compatibility.md, "REST API"; docs/api.md). Pure: no I/O. */
 #ifndef WARREN_API_RENDER_H
 #define WARREN_API_RENDER_H
 

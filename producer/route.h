@@ -1,5 +1,5 @@
 /* route: maps a method and path to an endpoint of the REST API
- * (E2B-FACTS.md, "REST API"; docs/api.md), including the /v2 paths the
+ * (docs/e2b-compatibility.md, "REST API"; docs/api.md), including the /v2 paths the
  * npm e2b SDK 2.x calls (POST /v2/sandboxes, POST /v2/sandboxes/{id}/connect).
  * Pure. */
 #ifndef WARREN_API_ROUTE_H

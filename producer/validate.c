@@ -1,4 +1,4 @@
-/* validate: POST /sandboxes and friends (E2B-FACTS.md, "REST API",
+/* validate: POST /sandboxes and friends (docs/e2b-compatibility.md, "REST API",
  * Validation; ARCHITECTURE.md, "Sandbox network" for the egress rules). */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -292,7 +292,7 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 	if (out->timeout_s > max_timeout_s)
 		out->timeout_s = max_timeout_s; /* a team max below the 15 s default */
 
-	/* Secure access (an envd token) is the default (issue 5); the e2b SDK
+	/* Secure access (an envd token) is the default (docs/api.md); the e2b SDK
 	 * 2.x does not send the field at all. secure=false is honoured. */
 	if (validate__bool(body, "secure", true, &out->secure, err) ||
 	    validate__bool(body, "allow_internet_access", true, &out->allow_internet_access, err) ||

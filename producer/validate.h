@@ -1,4 +1,4 @@
-/* validate: request bodies of the E2B REST API (E2B-FACTS.md, "REST
+/* validate: request bodies of the E2B REST API (docs/e2b-compatibility.md, "REST
  * API"), checked before anything is stored or produced. Pure functions:
  * no I/O, every field hostile. Each refusal carries the HTTP status and
  * the exact message the client sees (docs/api.md lists them all). */
@@ -17,7 +17,7 @@
 #define API_METADATA_ENTRIES_MAX  64
 #define API_ENV_VARS_MAX	  256
 
-/* The exact messages of E2B-FACTS.md and our own (docs/api.md). */
+/* The exact messages of docs/e2b-compatibility.md and our own (docs/api.md). */
 #define API_MSG_DOMAIN_NEEDS_ALL_TRAFFIC                                                          \
 	"When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out"
 

@@ -1,5 +1,5 @@
 /* limiter: the per-client-IP sandbox-operations limit of the proxy
- * (E2B-FACTS.md, "Limits": 40,000 per 60 s per IP by default, burst = the
+ * (docs/e2b-compatibility.md, "Limits": 40,000 per 60 s per IP by default, burst = the
  * whole quota). A seam over lib/ratelimit, key "proxy-ip:<ip>":
  * - shared (pg_url set): the GCRA state lives in PostgreSQL, so every
  *   warren-proxy instance on that database together holds the bound, plus

@@ -1,5 +1,5 @@
-/* warren-proxy: the public URL front of every sandbox port (issue 9;
- * E2B-FACTS.md, "Public URLs and proxy"). Settings: README.md. */
+/* warren-proxy: the public URL front of every sandbox port (docs/proxy.md;
+ * docs/e2b-compatibility.md, "Public URLs and proxy"). Settings: README.md. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>

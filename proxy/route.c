@@ -1,5 +1,5 @@
 /* route: Host parsing, header routing, Host masks and error bodies
- * (see route.h; E2B-FACTS.md, "Public URLs and proxy"). */
+ * (see route.h; docs/e2b-compatibility.md, "Public URLs and proxy"). */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>

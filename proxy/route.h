@@ -1,4 +1,4 @@
-/* route: which sandbox and port a request is for (E2B-FACTS.md, "Public
+/* route: which sandbox and port a request is for (docs/e2b-compatibility.md, "Public
  * URLs and proxy"), the Host mask, and the error responses in E2B's
  * JSON form (HTML for browser navigations). Pure. */
 #ifndef WARREN_PROXY_ROUTE_H
@@ -68,7 +68,7 @@ struct route_error {
 	int64_t limit, remaining, reset_s, retry_after_s;
 };
 
-/* The message E2B sends for kind (the exact strings of E2B-FACTS.md). */
+/* The message E2B sends for kind (the exact strings of docs/e2b-compatibility.md). */
 const char *route__error_message(const struct route_error *error);
 /* The HTTP status of kind. */
 int route__error_status(enum route_error_kind kind);

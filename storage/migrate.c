@@ -1,4 +1,4 @@
-/* storage migrate: applies migrations/NNNN_name.sql in order (issue 2,
+/* storage migrate: applies migrations/NNNN_name.sql in order (storage/README.md,
  * "Storage and migrations"). Each file runs in its own transaction and is
  * recorded with its sha256 in schema_migrations; an applied file that was
  * changed or removed stops everything; a session advisory lock makes

@@ -1,6 +1,6 @@
 /* bench_network: slot set-up/tear-down times (pre-created vs on demand)
  * and the egress proxy against a direct connection in the same
- * namespaces (issue 6 "Benchmarks"). Runs inside the tests' netenv (root,
+ * namespaces (docs/network.md). Runs inside the tests' netenv (root,
  * namespaces only, no route out). Usage: bench_network [cycles] [seconds]
  * with WARREN_SOURCE_DIR pointing at the source tree. */
 #include <arpa/inet.h>

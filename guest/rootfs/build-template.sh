@@ -1,6 +1,6 @@
 #!/bin/bash
 # build-template.sh: builds a warren template (a root filesystem) and
-# installs it. Issue 5, "Templates"; guest/rootfs/README.md.
+# installs it. See guest/rootfs/README.md.
 #
 #   build-template.sh --name minimal|base [--agent PATH] [--force]
 #                     [--cache-dir DIR] [--templates-dir DIR]

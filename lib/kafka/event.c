@@ -30,7 +30,7 @@ struct field {
 	bool required;
 };
 
-/* E2B's network object, snake_cased (E2B-FACTS.md, POST /sandboxes). */
+/* E2B's network object, snake_cased (docs/e2b-compatibility.md, POST /sandboxes). */
 static const struct field network_fields[] = {
 	{"allow_out", FIELD_STRING_ARRAY, false},
 	{"deny_out", FIELD_STRING_ARRAY, false},

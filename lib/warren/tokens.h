@@ -1,5 +1,5 @@
 /* tokens: hashing, derivation and comparison of every secret warren
- * handles (E2B-FACTS.md, security). Tokens are derived, never stored. */
+ * handles (docs/e2b-compatibility.md, security). Tokens are derived, never stored. */
 #ifndef WARREN_TOKENS_H
 #define WARREN_TOKENS_H
 

@@ -90,7 +90,7 @@ int storage__migrate_status(const char *url, const char *dir, struct storage_mig
 
 enum storage_tier { STORAGE_TIER_HOBBY = 0, STORAGE_TIER_PRO, STORAGE_TIER_ENTERPRISE };
 
-/* The limits of the plan table (E2B-FACTS.md, Limits), per team. */
+/* The limits of the plan table (docs/e2b-compatibility.md, Limits), per team. */
 struct storage_team_limits {
 	int32_t lifecycle_requests;          /* per lifecycle_window_s */
 	int32_t lifecycle_window_s;

@@ -1,5 +1,5 @@
 /* storage_ratelimit: the SQL of the shared GCRA limiter (lib/ratelimit,
- * issue 8) over the rate_limits table of migrations/0001_initial.sql.
+ * docs/ratelimit.md) over the rate_limits table of migrations/0001_initial.sql.
  * Keys are stored as "gcra-us:<key>" and their tat_ms column holds a
  * theoretical arrival time in MICROseconds of the PostgreSQL server's
  * clock (the column is documented as "any single-number state").

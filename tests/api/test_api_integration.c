@@ -1,4 +1,4 @@
-/* Integration tests of warren-api (issue 7, warren-api; E2B-FACTS.md,
+/* Integration tests of warren-api (warren-api; docs/e2b-compatibility.md,
  * "REST API"): the real binary against the dev-stack PostgreSQL (own
  * database, migrated by storage) and Kafka (own topics under a unique
  * kafka_topic_prefix), with an in-process fake worker standing in for

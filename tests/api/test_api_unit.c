@@ -1,5 +1,5 @@
 /* Unit tests of warren-api's pure parts: the validation table of
- * E2B-FACTS.md ("REST API", Validation) with its exact messages, path
+ * docs/e2b-compatibility.md ("REST API", Validation) with its exact messages, path
  * routing, the list query parsers, the JSON response shapes and the GCRA. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -45,7 +45,7 @@ static const struct validation_case validation_cases[] = {
 	  "autoPause is not supported by this runtime (pause is not supported)" },
 	{ "{\"templateID\":\"base\",\"secure\":false,\"network\":{\"allowPublicTraffic\":false}}", 400,
 	  "allowPublicTraffic=false requires secure=true" },
-	/* secure is the default (issue 5), so this one is valid. */
+	/* secure is the default (docs/api.md), so this one is valid. */
 	{ "{\"templateID\":\"base\",\"network\":{\"allowPublicTraffic\":false}}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"secure\":true,\"network\":{\"allowPublicTraffic\":false}}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"example.com\"]}}", 400,

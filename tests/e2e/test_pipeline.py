@@ -132,7 +132,7 @@ def test_sdk_pipeline(stack):
 
 
 def test_sdk_rate_limit(stack):
-    """The SDK maps our 429 to RateLimitError (issue 8)."""
+    """The SDK maps our 429 to RateLimitError (docs/ratelimit.md)."""
     stack.warren("admin", "team", "set-limit", stack.tag, "lifecycle_requests", "3")
     out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_rate_limit.cjs")],
                          env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url,

@@ -1,5 +1,5 @@
 /* Integration tests of the Kafka wrapper against the dev-stack broker
- * (WARREN_KAFKA_BROKERS) and PostgreSQL (WARREN_PG_URL), issue 2:
+ * (WARREN_KAFKA_BROKERS) and PostgreSQL (WARREN_PG_URL):
  *  1. a produced event is consumed exactly once by a group of two;
  *  2. SIGKILL of one member mid-stream: at-least-once delivery plus an
  *     idempotent apply in PostgreSQL gives zero lost, zero double-applied;

@@ -461,7 +461,7 @@ static void *admit_thread(void *arg)
 }
 
 /* 8 threads x 4 attempts over a pool of 2 connections: exactly the limit
- * gets in (E2B-FACTS.md: concurrency counts running + starting). */
+ * gets in (docs/e2b-compatibility.md: concurrency counts running + starting). */
 static void test_admit_concurrency(void **state)
 {
 	struct storage_team team;

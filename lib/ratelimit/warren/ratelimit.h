@@ -1,5 +1,5 @@
 /* ratelimit: a GCRA rate limiter whose state lives in PostgreSQL and that
- * stays fast by leasing batches of tokens (issue 8; docs/ratelimit.md has
+ * stays fast by leasing batches of tokens (docs/ratelimit.md has
  * the algorithm, the exact over/under-admission bounds and their proof).
  * Thread-safe: any number of threads may call ratelimit__take and
  * ratelimit__take_nowait on one limiter; any number of limiters (API and
