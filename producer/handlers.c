@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "api_limits.h"
 #include "query.h"
 #include "request.h"
 #include "warren/clock.h"

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "api.h"
-#include "limits.h"
+#include "api_limits.h"
 #include "warren/config.h"
 #include "warren/log.h"
 

@@ -6,7 +6,7 @@
 #include <microhttpd.h>
 
 #include "api.h"
-#include "limits.h"
+#include "api_limits.h"
 
 enum api_phase {
 	API_PHASE_NEW = 0,  /* headers seen, body not yet complete */

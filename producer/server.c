@@ -105,7 +105,7 @@ static void *server__pool_opener(void *arg)
 		struct storage_pool *pool = storage__pool_open(config->pg_url, config->pg_pool_size, &e);
 
 		if (pool) {
-			/* Rate limits shared by every instance (limits.h). */
+			/* Rate limits shared by every instance (api_limits.h). */
 			limits__use_shared(config->pg_url);
 			atomic_store(&api_pool, pool);
 			log_info("PostgreSQL pool open (%d connections)", config->pg_pool_size);

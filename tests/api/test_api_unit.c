@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "limits.h"
+#include "api_limits.h"
 #include "query.h"
 #include "render.h"
 #include "route.h"

@@ -1,4 +1,4 @@
-/* limits: the rate-limit seam of warren-api (docs/ratelimit.md; docs/e2b-compatibility.md,
+/* api_limits: the rate-limit seam of warren-api (docs/ratelimit.md; docs/e2b-compatibility.md,
  * "Limits"). Every lifecycle request asks limits__lifecycle, every create
  * also asks limits__create; a denial becomes 429 with RateLimit-Limit,
  * RateLimit-Remaining, RateLimit-Reset and Retry-After headers.

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "api_limits.h"
 #include "warren/clock.h"
 #include "warren/log.h"
 #include "warren/ratelimit.h"
