@@ -12,6 +12,7 @@
 #include "warren/clock.h"
 #include "warren/log.h"
 #include "warren/ratelimit.h"
+#include "warren/storage_ratelimit.h"
 
 /* The shared limiter, NULL until limits__use_shared opened it. */
 static struct ratelimit *_Atomic limits_shared;
@@ -25,7 +26,7 @@ int limits__use_shared(const char *pg_url)
 	pthread_mutex_lock(&limits_shared_lock);
 	if (limits_shared)
 		goto out;
-	limiter = ratelimit__open(pg_url, NULL);
+	limiter = storage_ratelimit__open_limiter(pg_url, NULL);
 	if (!limiter) {
 		log_warn("limits: shared rate limiter unavailable, limits are per instance");
 		rc = -1;

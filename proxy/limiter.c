@@ -4,6 +4,7 @@
 
 #include "limiter.h"
 #include "warren/log.h"
+#include "warren/storage_ratelimit.h"
 
 struct limiter {
 	struct ratelimit *ratelimit;
@@ -24,7 +25,7 @@ struct limiter *limiter__create(const struct limiter_config *config)
 		return NULL;
 	limiter->limit = config->limit;
 	limiter->window_ms = config->window_s * 1000;
-	limiter->ratelimit = config->pg_url ? ratelimit__open(config->pg_url, &options)
+	limiter->ratelimit = config->pg_url ? storage_ratelimit__open_limiter(config->pg_url, &options)
 					    : ratelimit__open_local(&options);
 	if (!limiter->ratelimit) {
 		free(limiter);

@@ -19,6 +19,7 @@
 
 #include "storage_test_db.h"
 #include "warren/ratelimit.h"
+#include "warren/storage_ratelimit.h"
 #include "warren/storage.h"
 
 struct scenario {
@@ -78,7 +79,7 @@ static int run_one(const char *url, const struct scenario *scenario, bool naive,
 	pthread_t ids[64];
 	int64_t start, elapsed_ns, interval_us, bound;
 
-	run.limiter = ratelimit__open(url, &options);
+	run.limiter = storage_ratelimit__open_limiter(url, &options);
 	if (!run.limiter)
 		return -1;
 	snprintf(run.key, sizeof(run.key), "bench:%s:%s", scenario->name, naive ? "naive" : "leased");

@@ -1,6 +1,6 @@
-/* ratelimit backends: PostgreSQL (storage/ratelimit_queries.c, the shared
- * state of every API instance) and memory (the same lease rule on an
- * injectable clock, for unit tests and single-process users). */
+/* ratelimit backends: memory (the lease rule of the PostgreSQL backend on
+ * an injectable clock, for unit tests and single-process users). The
+ * PostgreSQL backend lives in storage/ (storage_ratelimit__open_limiter). */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,75 +8,6 @@
 
 #include "warren/log.h"
 #include "warren/ratelimit.h"
-#include "warren/storage_ratelimit.h"
-
-/* ---- PostgreSQL ---- */
-
-static int pg__lease(void *ctx, const char *key, int64_t want, int64_t interval_us, int64_t tau_us,
-		     int64_t lead_us, struct ratelimit_grant *out)
-{
-	struct storage_ratelimit_grant grant;
-	struct storage_error err;
-
-	if (storage_ratelimit__lease(ctx, key, want, interval_us, tau_us, lead_us, &grant, &err)) {
-		log_warn("ratelimit: lease %s: %s", key, err.message);
-		return -1;
-	}
-	out->granted = grant.granted;
-	out->first_us = grant.first_us;
-	out->tat_us = grant.tat_us;
-	out->now_us = grant.now_us;
-	return 0;
-}
-
-static int pg__give_back(void *ctx, const char *key, int64_t count, int64_t interval_us,
-			 int64_t tat_us, bool *returned)
-{
-	struct storage_error err;
-
-	if (storage_ratelimit__give_back(ctx, key, count, interval_us, tat_us, returned, &err)) {
-		log_warn("ratelimit: give back %s: %s", key, err.message);
-		return -1;
-	}
-	return 0;
-}
-
-static int pg__record_rejections(void *ctx, const char *team_id, const char *limit_name,
-				 int64_t count)
-{
-	struct storage_error err;
-
-	if (storage_ratelimit__record_rejections(ctx, team_id, limit_name, count, &err)) {
-		log_warn("ratelimit: rejections of %s: %s", team_id, err.message);
-		return -1;
-	}
-	return 0;
-}
-
-static void pg__close(void *ctx)
-{
-	storage_ratelimit__close(ctx);
-}
-
-struct ratelimit *ratelimit__open(const char *pg_url, const struct ratelimit_options *options)
-{
-	struct ratelimit_backend backend = { pg__lease, pg__give_back, pg__record_rejections,
-					     pg__close, NULL };
-	struct storage_error err;
-	struct ratelimit *limiter;
-	int connections = options && options->connections > 0 ? options->connections : 2;
-
-	backend.ctx = storage_ratelimit__open(pg_url, connections,
-					      options && options->connect_later, &err);
-	if (!backend.ctx) {
-		log_error("ratelimit: %s", err.message);
-		return NULL;
-	}
-	limiter = ratelimit__open_backend(&backend, options);
-	if (!limiter)
-		storage_ratelimit__close(backend.ctx);
-	return limiter;
-}
 
 /* ---- memory ---- */
 
@@ -119,7 +50,7 @@ static struct memory_key *memory__find(struct memory_store *store, const char *k
 	return entry;
 }
 
-/* The lease rule of storage/ratelimit_queries.c, in C. */
+/* The lease rule of storage/ratelimit_queries.c (docs/ratelimit.md), in C. */
 static int memory__lease(void *ctx, const char *key, int64_t want, int64_t interval_us,
 			 int64_t tau_us, int64_t lead_us, struct ratelimit_grant *out)
 {

@@ -4,15 +4,23 @@
  * theoretical arrival time in MICROseconds of the PostgreSQL server's
  * clock (the column is documented as "any single-number state").
  *
- * It keeps its own small set of libpq connections (the storage pool has
- * no public way to run statements it does not own); compiled into
- * warren-ratelimit. Thread-safe. */
+ * storage_ratelimit__open_limiter opens a lib/ratelimit limiter on it
+ * (the PostgreSQL backend, ratelimit_backend.c).
+ *
+ * It keeps its own small set of libpq connections, not the storage pool:
+ * the limiter must never hold a request (docs/ratelimit.md, "Non-blocking
+ * decisions"), and the pool waits up to pg_checkout_timeout_ms for a
+ * connection, connects with libpq's default (no) connect timeout, opens
+ * every connection at start and retries a lost one on every call. These
+ * connections time out after 2 s, may start unconnected (connect_later)
+ * and retry a failed reconnect at most once a second. Thread-safe. */
 #ifndef WARREN_STORAGE_RATELIMIT_H
 #define WARREN_STORAGE_RATELIMIT_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "warren/ratelimit.h"
 #include "warren/storage.h"
 
 struct storage_ratelimit;
@@ -53,5 +61,13 @@ int storage_ratelimit__give_back(struct storage_ratelimit *store, const char *ke
 int storage_ratelimit__record_rejections(struct storage_ratelimit *store, const char *team_id,
 					 const char *limit_name, int64_t count,
 					 struct storage_error *err);
+
+/* A lib/ratelimit limiter whose shared state is PostgreSQL at pg_url
+ * (rate_limits table, server clock): storage_ratelimit__open with
+ * options->connections (0 -> 2) and options->connect_later, as the
+ * limiter's backend. options may be NULL. NULL on error (logged). Close
+ * with ratelimit__close. */
+struct ratelimit *storage_ratelimit__open_limiter(const char *pg_url,
+						  const struct ratelimit_options *options);
 
 #endif

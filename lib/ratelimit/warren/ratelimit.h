@@ -6,7 +6,7 @@
  * proxy instances) may share one database.
  *
  * Two ways to decide:
- * - ratelimit__take (warren-api, producer/limits.c: per-team lifecycle and
+ * - ratelimit__take (warren-api, producer/api_limits.c: per-team lifecycle and
  *   creation-rate limits) leases on the caller's thread when its local
  *   lease is spent: one PostgreSQL round trip then, exact GCRA bound.
  * - ratelimit__take_nowait (warren-proxy, per client IP) never waits for
@@ -41,8 +41,9 @@ struct ratelimit_grant {
 	int64_t now_us;
 };
 
-/* Where the shared GCRA state lives: PostgreSQL (ratelimit__open) or
- * memory (ratelimit__memory_backend, for tests and single-process use).
+/* Where the shared GCRA state lives: PostgreSQL (storage/'s backend,
+ * storage_ratelimit__open_limiter in warren/storage_ratelimit.h) or memory
+ * (ratelimit__memory_backend, for tests and single-process use).
  * Each returns 0 or -1 (the limiter then fails open, see take). */
 struct ratelimit_backend {
 	/* first = greatest(tat, now + lead_us); grants the slots first + i*T
@@ -64,7 +65,7 @@ struct ratelimit_options {
 	/* true: no leases, one backend call per decision (the naive design;
 	 * benchmark baseline). */
 	bool naive;
-	/* PostgreSQL connections (ratelimit__open), 0 -> 2. */
+	/* PostgreSQL connections (storage_ratelimit__open_limiter), 0 -> 2. */
 	int connections;
 	/* Local monotonic clock in µs (tests inject one); NULL -> CLOCK_MONOTONIC. */
 	int64_t (*monotonic_us)(void *ctx);
@@ -76,8 +77,9 @@ struct ratelimit_options {
 	/* Keys held at most (take_nowait: one per client IP); a new key
 	 * beyond it is let through uncounted (stats.keys_refused). 0 -> 1,000,000. */
 	int64_t max_keys;
-	/* ratelimit__open: a PostgreSQL that cannot be reached at open is no
-	 * error; leases fail (fail open / local GCRA) until it can. */
+	/* storage_ratelimit__open_limiter: a PostgreSQL that cannot be
+	 * reached at open is no error; leases fail (fail open / local GCRA)
+	 * until it can. */
 	bool connect_later;
 };
 
@@ -100,9 +102,6 @@ struct ratelimit_stats {
 	int64_t keys_refused;	      /* not stored: max_keys reached (let through) */
 };
 
-/* A limiter over PostgreSQL at pg_url (rate_limits table, server clock).
- * options may be NULL. NULL on error (logged). */
-struct ratelimit *ratelimit__open(const char *pg_url, const struct ratelimit_options *options);
 /* A limiter over a given backend (copied; its close is called by
  * ratelimit__close). options may be NULL. A NULL backend (or one without
  * lease) is a local limiter: every decision is the in-process GCRA of this
