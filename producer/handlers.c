@@ -175,129 +175,221 @@ created:
 	return request__json(r, 201, render__created(&context, &r->sandbox, client_id), NULL);
 }
 
-static enum MHD_Result handlers__create(struct api_request *r, struct storage_pool *pool)
-{
-	struct api_create_request create;
-	struct storage_sandbox_new row = { 0 };
-	struct storage_admission admission = { 0 };
-	struct storage_request known = { 0 };
-	struct storage_template template;
-	struct limits_decision decision;
-	struct api_error error;
-	struct storage_error e;
-	struct kafka_event ev = { 0 };
-	char sandbox_id[IDS_SANDBOX_ID_LEN + 1], reason[256];
-	bool created = false;
+/* A create in progress: the steps below each either pass (true) or answer
+ * the request (false, ctx->ret holds libmicrohttpd's result). */
+struct create_ctx {
+	struct api_request *r;
+	struct storage_pool *pool;
+	struct api_create_request create; /* valid after step 1 */
+	char sandbox_id[IDS_SANDBOX_ID_LEN + 1];
+	struct storage_admission admission;
 	enum MHD_Result ret;
+};
+
+/* Step 1: the body, validated against the team's limits. */
+static bool create__parse(struct create_ctx *ctx)
+{
+	struct api_error error;
 	json_t *body;
 	int rc;
 
-	body = validate__parse_body(r->body, r->body_len, &error);
-	if (!body)
-		return request__error(r, error.status, "%s", error.message);
-	rc = validate__create(body, r->team.limits.max_timeout_s, &create, &error);
+	body = validate__parse_body(ctx->r->body, ctx->r->body_len, &error);
+	if (!body) {
+		ctx->ret = request__error(ctx->r, error.status, "%s", error.message);
+		return false;
+	}
+	rc = validate__create(body, ctx->r->team.limits.max_timeout_s, &ctx->create, &error);
 	json_decref(body);
-	if (rc)
-		return request__error(r, error.status, "%s", error.message);
-
-	limits__create(r->team.id, &r->team.limits, &decision);
-	if (!decision.allowed) {
-		handlers__record_rejection(r, pool, decision.limit_name);
-		ret = request__rate_limited(r, &decision);
-		goto out;
+	if (rc) {
+		ctx->ret = request__error(ctx->r, error.status, "%s", error.message);
+		return false;
 	}
-	rc = storage__template_get(pool, create.template_id, &template, &e);
+	return true;
+}
+
+/* Step 2: the team's creation rate (a 429 is counted as a rejection). */
+static bool create__check_rate(struct create_ctx *ctx)
+{
+	struct limits_decision decision;
+
+	limits__create(ctx->r->team.id, &ctx->r->team.limits, &decision);
+	if (decision.allowed)
+		return true;
+	handlers__record_rejection(ctx->r, ctx->pool, decision.limit_name);
+	ctx->ret = request__rate_limited(ctx->r, &decision);
+	return false;
+}
+
+/* Step 3: the template exists; its agent version is the answer's envdVersion. */
+static bool create__load_template(struct create_ctx *ctx)
+{
+	struct storage_template template;
+	struct storage_error e;
+	int rc;
+
+	rc = storage__template_get(ctx->pool, ctx->create.template_id, &template, &e);
 	if (rc == STORAGE_ERR_NOT_FOUND || rc == STORAGE_ERR_INVALID) {
-		ret = request__error(r, 404, "template '%.128s' not found", create.template_id);
-		goto out;
+		ctx->ret = request__error(ctx->r, 404, "template '%.128s' not found",
+					  ctx->create.template_id);
+		return false;
 	}
 	if (rc) {
-		ret = request__storage_error(r, &e);
-		goto out;
+		ctx->ret = request__storage_error(ctx->r, &e);
+		return false;
 	}
-	snprintf(r->envd_version, sizeof(r->envd_version), "%s", template.agent_version);
+	snprintf(ctx->r->envd_version, sizeof(ctx->r->envd_version), "%s", template.agent_version);
+	return true;
+}
 
-	if (ids__sandbox_id(sandbox_id)) {
-		ret = request__error(r, 500, "cannot generate a sandbox id");
-		goto out;
+/* Step 4: the request row (X-Request-Id) names the sandbox id: a new one,
+ * or the one a replayed request id already chose. */
+static bool create__begin_request(struct create_ctx *ctx)
+{
+	struct api_request *r = ctx->r;
+	struct storage_request known = { 0 };
+	struct storage_error e;
+	bool created = false;
+	int rc;
+
+	if (ids__sandbox_id(ctx->sandbox_id)) {
+		ctx->ret = request__error(r, 500, "cannot generate a sandbox id");
+		return false;
 	}
-	rc = storage__request_begin(pool, r->request_id, r->team.id, "create", sandbox_id, &created,
-				    &known, &e);
+	rc = storage__request_begin(ctx->pool, r->request_id, r->team.id, "create", ctx->sandbox_id,
+				    &created, &known, &e);
 	if (rc == STORAGE_ERR_DUPLICATE) {
-		ret = request__error(r, 409, "request id %s is already used", r->request_id);
-		goto out;
+		ctx->ret = request__error(r, 409, "request id %s is already used", r->request_id);
+		return false;
 	}
 	if (rc) {
-		ret = request__storage_error(r, &e);
-		goto out;
+		ctx->ret = request__storage_error(r, &e);
+		return false;
 	}
 	if (!created && known.sandbox_id[0])
-		snprintf(sandbox_id, sizeof(sandbox_id), "%s", known.sandbox_id);
+		snprintf(ctx->sandbox_id, sizeof(ctx->sandbox_id), "%s", known.sandbox_id);
 	storage__request_clear(&known);
+	return true;
+}
 
-	row.id = sandbox_id;
-	row.team_id = r->team.id;
-	row.template_id = create.template_id;
-	row.request_id = r->request_id;
-	row.timeout_s = create.timeout_s;
-	row.network = create.network;
-	row.metadata = create.metadata;
-	row.secure = create.secure;
-	if (!create.secure)
+/* The 429 of a team at its concurrent-sandbox limit (request row failed). */
+static enum MHD_Result create__concurrency_limited(struct create_ctx *ctx)
+{
+	struct limits_decision concurrency = {
+		.limit_name = "concurrent_sandboxes",
+		.limit = ctx->admission.limit,
+		.remaining = 0,
+		.reset_s = 1,
+		.retry_after_s = 1,
+	};
+
+	snprintf(concurrency.message, sizeof(concurrency.message),
+		 "you have reached the maximum number of concurrent sandboxes (%d)",
+		 ctx->admission.limit);
+	handlers__finish_failed(ctx->pool, ctx->r->request_id, 429, concurrency.message);
+	handlers__record_rejection(ctx->r, ctx->pool, concurrency.limit_name);
+	return request__rate_limited(ctx->r, &concurrency);
+}
+
+/* Step 5: the sandbox row, admitted under the team's concurrency limit in
+ * one statement (r->sandbox holds it after). */
+static bool create__admit(struct create_ctx *ctx)
+{
+	struct api_request *r = ctx->r;
+	const struct api_create_request *c = &ctx->create;
+	struct storage_sandbox_new row = {
+		.id = ctx->sandbox_id,
+		.team_id = r->team.id,
+		.template_id = c->template_id,
+		.request_id = r->request_id,
+		.timeout_s = c->timeout_s,
+		.network = c->network,
+		.metadata = c->metadata,
+		.secure = c->secure,
+		.allow_public_traffic = c->allow_public_traffic,
+		.mask_request_host = c->mask_request_host[0] ? c->mask_request_host : NULL,
+	};
+	struct storage_error e;
+	int rc;
+
+	if (!c->secure)
 		log_warn("req=%s secure=false: sandbox %s's agent accepts requests without an "
-			 "access token (discouraged)", r->request_id, sandbox_id);
-	row.allow_public_traffic = create.allow_public_traffic;
-	row.mask_request_host = create.mask_request_host[0] ? create.mask_request_host : NULL;
-	rc = storage__sandbox_admit(pool, &row, &admission, &r->sandbox, &e);
+			 "access token (discouraged)", r->request_id, ctx->sandbox_id);
+	rc = storage__sandbox_admit(ctx->pool, &row, &ctx->admission, &r->sandbox, &e);
 	if (rc == STORAGE_ERR_DUPLICATE) {
-		ret = request__error(r, 409, "request id %s is already used", r->request_id);
-		goto out;
+		ctx->ret = request__error(r, 409, "request id %s is already used", r->request_id);
+		return false;
 	}
 	if (rc) {
-		ret = request__storage_error(r, &e);
-		goto out;
+		ctx->ret = request__storage_error(r, &e);
+		return false;
 	}
-	if (!admission.admitted) {
-		struct limits_decision concurrency = {
-			.limit_name = "concurrent_sandboxes",
-			.limit = admission.limit,
-			.remaining = 0,
-			.reset_s = 1,
-			.retry_after_s = 1,
-		};
-
-		snprintf(concurrency.message, sizeof(concurrency.message),
-			 "you have reached the maximum number of concurrent sandboxes (%d)",
-			 admission.limit);
-		handlers__finish_failed(pool, r->request_id, 429, concurrency.message);
-		handlers__record_rejection(r, pool, concurrency.limit_name);
-		ret = request__rate_limited(r, &concurrency);
-		goto out;
+	if (!ctx->admission.admitted) {
+		ctx->ret = create__concurrency_limited(ctx);
+		return false;
 	}
 	r->have_sandbox = true;
-	if (admission.existing) {
-		/* A replayed X-Request-Id: answer from the row when it is settled. */
-		log_info("req=%s replay of the create of %s (%s)", r->request_id, r->sandbox.id,
-			 storage__sandbox_state_name(r->sandbox.state));
-		if (r->sandbox.state == STORAGE_SANDBOX_RUNNING) {
-			r->waiter.timed_out = true;
-			ret = handlers__create_answer(r);
-			goto out;
-		}
-		if (r->sandbox.state != STORAGE_SANDBOX_STARTING) {
-			ret = request__error(r, 409, "the sandbox %s of this request is %s",
-					     r->sandbox.id,
-					     storage__sandbox_state_name(r->sandbox.state));
-			goto out;
-		}
-		/* Still starting: produce again (idempotent on request_id). */
+	return true;
+}
+
+/* Step 6: a replayed X-Request-Id is answered from the row when it is
+ * settled; one still starting is produced again (idempotent on request_id). */
+static bool create__settle_replay(struct create_ctx *ctx)
+{
+	struct api_request *r = ctx->r;
+
+	if (!ctx->admission.existing)
+		return true;
+	log_info("req=%s replay of the create of %s (%s)", r->request_id, r->sandbox.id,
+		 storage__sandbox_state_name(r->sandbox.state));
+	if (r->sandbox.state == STORAGE_SANDBOX_RUNNING) {
+		r->waiter.timed_out = true;
+		ctx->ret = handlers__create_answer(r);
+		return false;
 	}
+	if (r->sandbox.state != STORAGE_SANDBOX_STARTING) {
+		ctx->ret = request__error(r, 409, "the sandbox %s of this request is %s", r->sandbox.id,
+					  storage__sandbox_state_name(r->sandbox.state));
+		return false;
+	}
+	return true;
+}
+
+/* A command that could not be queued: the client gets the error and the
+ * rows say why (no lost request). */
+static enum MHD_Result create__produce_failed(struct create_ctx *ctx)
+{
+	struct api_request *r = ctx->r;
+	struct storage_sandbox_transition t = {
+		.sandbox_id = r->sandbox.id,
+		.team_id = r->team.id,
+		.from = STORAGE_SANDBOX_STARTING,
+		.to = STORAGE_SANDBOX_FAILED,
+		.slot_index = -1,
+		.failure_reason = "the create command could not be queued in Kafka",
+	};
+	struct storage_error e;
+
+	waiters__remove(&r->waiter);
+	if (storage__sandbox_transition(ctx->pool, &t, NULL, &e))
+		log_warn("req=%s cannot mark %s failed: %s", r->request_id, r->sandbox.id, e.message);
+	handlers__finish_failed(ctx->pool, r->request_id, 503, "Kafka unavailable");
+	return request__error(r, 503, "cannot queue the request (Kafka unavailable), retry later");
+}
+
+/* Step 7: the create command, produced durably to Kafka after the waiter
+ * for its result is registered (so no result can be missed). */
+static bool create__produce(struct create_ctx *ctx)
+{
+	struct api_request *r = ctx->r;
+	struct kafka_event ev = { 0 };
+	char reason[256];
+	int rc;
 
 	if (kafka_event__init_command(&ev, KAFKA_EVENT_CREATE, r->team.id, r->sandbox.id,
-				      handlers__create_spec(&create), reason,
+				      handlers__create_spec(&ctx->create), reason,
 				      sizeof(reason)) != KAFKA_EVENT_OK) {
-		ret = request__error(r, 500, "cannot build the create command: %s", reason);
-		goto out;
+		ctx->ret = request__error(r, 500, "cannot build the create command: %s", reason);
+		return false;
 	}
 	snprintf(ev.request_id, sizeof(ev.request_id), "%s", r->request_id);
 	handlers__wait_for(r, WANT(KAFKA_EVENT_CREATED) | WANT(KAFKA_EVENT_FAILED),
@@ -307,34 +399,33 @@ static enum MHD_Result handlers__create(struct api_request *r, struct storage_po
 	r->queued_ns = clock__monotonic_ns();
 	kafka_event__clear(&ev);
 	if (rc) {
-		/* Not durably in Kafka: the client gets the error and the row
-		 * says why (no lost request). */
-		struct storage_sandbox_transition t = {
-			.sandbox_id = r->sandbox.id,
-			.team_id = r->team.id,
-			.from = STORAGE_SANDBOX_STARTING,
-			.to = STORAGE_SANDBOX_FAILED,
-			.slot_index = -1,
-			.failure_reason = "the create command could not be queued in Kafka",
-		};
-
-		waiters__remove(&r->waiter);
-		if (storage__sandbox_transition(pool, &t, NULL, &e))
-			log_warn("req=%s cannot mark %s failed: %s", r->request_id, r->sandbox.id,
-				 e.message);
-		handlers__finish_failed(pool, r->request_id, 503, "Kafka unavailable");
-		ret = request__error(r, 503, "cannot queue the request (Kafka unavailable), retry later");
-		goto out;
+		ctx->ret = create__produce_failed(ctx);
+		return false;
 	}
+	return true;
+}
+
+/* POST /sandboxes: the steps above in order, then the answer once the
+ * result is in (the connection is suspended until then when it can be). */
+static enum MHD_Result handlers__create(struct api_request *r, struct storage_pool *pool)
+{
+	struct create_ctx ctx = { .r = r, .pool = pool };
+
+	if (!create__parse(&ctx))
+		return ctx.ret;
+	if (!create__check_rate(&ctx) || !create__load_template(&ctx) ||
+	    !create__begin_request(&ctx) || !create__admit(&ctx) || !create__settle_replay(&ctx) ||
+	    !create__produce(&ctx))
+		goto out;
 	if (waiters__suspend(&r->waiter, r->connection)) {
 		r->phase = API_PHASE_WAITING;
-		ret = MHD_YES;
+		ctx.ret = MHD_YES;
 		goto out;
 	}
-	ret = handlers__create_answer(r);
+	ctx.ret = handlers__create_answer(r);
 out:
-	api_create_request__clear(&create);
-	return ret;
+	api_create_request__clear(&ctx.create);
+	return ctx.ret;
 }
 
 /* ---- GET /sandboxes, GET /v2/sandboxes ---- */
