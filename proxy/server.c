@@ -542,103 +542,124 @@ refused: {
 }
 }
 
-/* READ_HEAD: parse what arrived; start the exchange when a head is whole. */
-static void conn__process_head(struct conn *c)
-{
-	struct proxy_server *server = c->worker->server;
-	const struct proxy_settings *s = &server->settings;
-	struct http_head *head = &c->worker->head;
-	struct route_error error = { 0 };
+/* A request head on its way to an exchange. Each step below either passes
+ * (true) or fills error and returns false: the request is then refused
+ * with that error (conn__refuse). */
+struct head_ctx {
+	struct conn *c;
+	struct proxy_server *server;
+	const struct http_head *head;
 	struct route_target target;
 	struct lookup_route route;
-	struct ratelimit_decision decision;
-	enum http_parse_status status;
+	struct route_error error;
+	bool html;
+	bool no_body; /* a refusal may keep the connection: no body to skip */
+};
+
+/* Step 1: Host and target name a sandbox and a port. */
+static bool head__route(struct head_ctx *ctx)
+{
+	struct conn *c = ctx->c;
 	const char *route_error = NULL;
-	bool html, no_body;
-	ssize_t used;
 
-	status = http__parse_request(c->in.data + c->in.start, buffer__len(&c->in), s->max_head,
-				     head);
-	if (status == HTTP_PARSE_INCOMPLETE) {
-		if (!c->head_started) {
-			c->head_started = true;
-			c->deadline_ms = clock__monotonic_ms() + s->header_timeout_ms;
-		}
-		conn__watch(c);
-		return;
+	if (!route__request(ctx->head, ctx->server->settings.domain, &ctx->target, &route_error)) {
+		ctx->error.kind = ROUTE_ERR_BAD_REQUEST;
+		ctx->error.message = route_error;
+		return false;
 	}
-	if (status != HTTP_PARSE_OK) {
-		error.kind = status == HTTP_PARSE_TOO_LARGE ? ROUTE_ERR_HEAD_TOO_LARGE
-							    : ROUTE_ERR_BAD_REQUEST;
-		error.message = head->error;
-		c->in.start = c->in.end = 0;
-		conn__send_error(c, &error, false, false);
-		return;
-	}
-	html = route__wants_html(head);
-	no_body = head->body == HTTP_BODY_NONE;
-	/* A refused request with a body closes the connection: its body is unread. */
-	if (!route__request(head, s->domain, &target, &route_error)) {
-		error.kind = ROUTE_ERR_BAD_REQUEST;
-		error.message = route_error;
-		goto refuse;
-	}
-	error.sandbox_id = c->sandbox_id;
-	snprintf(c->sandbox_id, sizeof(c->sandbox_id), "%s", target.sandbox_id);
-	c->port = target.port;
-	error.port = target.port;
-	if (server->limiter) {
-		limiter__check(server->limiter, c->client_ip, &decision);
-		if (!decision.allowed) {
-			error.kind = ROUTE_ERR_RATE_LIMITED;
-			error.limit = decision.limit;
-			error.remaining = decision.remaining;
-			error.reset_s = decision.reset_s;
-			error.retry_after_s = decision.retry_after_s;
-			error.sandbox_id = NULL;
-			goto refuse;
-		}
-	}
-	switch (lookup__get(server->lookup, c->sandbox_id, &route)) {
+	snprintf(c->sandbox_id, sizeof(c->sandbox_id), "%s", ctx->target.sandbox_id);
+	c->port = ctx->target.port;
+	ctx->error.sandbox_id = c->sandbox_id;
+	ctx->error.port = ctx->target.port;
+	return true;
+}
+
+/* Step 2: the client IP's rate limit (never waits, docs/ratelimit.md). */
+static bool head__check_rate(struct head_ctx *ctx)
+{
+	struct ratelimit_decision decision;
+
+	if (!ctx->server->limiter)
+		return true;
+	limiter__check(ctx->server->limiter, ctx->c->client_ip, &decision);
+	if (decision.allowed)
+		return true;
+	ctx->error.kind = ROUTE_ERR_RATE_LIMITED;
+	ctx->error.limit = decision.limit;
+	ctx->error.remaining = decision.remaining;
+	ctx->error.reset_s = decision.reset_s;
+	ctx->error.retry_after_s = decision.retry_after_s;
+	ctx->error.sandbox_id = NULL;
+	return false;
+}
+
+/* Step 3: the sandbox's route (cached lookup). */
+static bool head__lookup(struct head_ctx *ctx)
+{
+	switch (lookup__get(ctx->server->lookup, ctx->c->sandbox_id, &ctx->route)) {
 	case LOOKUP_OK:
-		break;
+		return true;
 	case LOOKUP_NOT_FOUND:
-		error.kind = ROUTE_ERR_NOT_FOUND;
-		goto refuse;
+		ctx->error.kind = ROUTE_ERR_NOT_FOUND;
+		return false;
 	case LOOKUP_UNAVAILABLE:
-		error.kind = ROUTE_ERR_UNAVAILABLE;
-		goto refuse;
+	default:
+		ctx->error.kind = ROUTE_ERR_UNAVAILABLE;
+		return false;
 	}
-	/* allowPublicTraffic=false: every port but the agent's needs the token */
-	if (!route.allow_public_traffic && target.port != ROUTE_AGENT_PORT) {
-		const struct http_header *token = http__find_header(head, "e2b-traffic-access-token");
-		char provided[PROXY_TOKEN_MAX + 1];
+}
 
-		if (!token) {
-			error.kind = ROUTE_ERR_TOKEN_MISSING;
-			goto refuse;
-		}
-		if (token->value_len > PROXY_TOKEN_MAX) {
-			error.kind = ROUTE_ERR_TOKEN_INVALID;
-			goto refuse;
-		}
-		memcpy(provided, token->value, token->value_len);
-		provided[token->value_len] = '\0';
-		if (!tokens__equal(provided, route.traffic_token)) {
-			error.kind = ROUTE_ERR_TOKEN_INVALID;
-			goto refuse;
-		}
+/* Step 4: allowPublicTraffic=false: every port but the agent's needs the
+ * traffic access token (compared in constant time). */
+static bool head__check_token(struct head_ctx *ctx)
+{
+	const struct http_header *token;
+	char provided[PROXY_TOKEN_MAX + 1];
+
+	if (ctx->route.allow_public_traffic || ctx->target.port == ROUTE_AGENT_PORT)
+		return true;
+	token = http__find_header(ctx->head, "e2b-traffic-access-token");
+	if (!token) {
+		ctx->error.kind = ROUTE_ERR_TOKEN_MISSING;
+		return false;
 	}
-	if (!lookup__acquire(server->lookup, c->sandbox_id)) {
-		error.kind = ROUTE_ERR_TOO_MANY;
-		goto refuse;
+	if (token->value_len > PROXY_TOKEN_MAX) {
+		ctx->error.kind = ROUTE_ERR_TOKEN_INVALID;
+		return false;
 	}
-	c->acquired = true;
+	memcpy(provided, token->value, token->value_len);
+	provided[token->value_len] = '\0';
+	if (!tokens__equal(provided, ctx->route.traffic_token)) {
+		ctx->error.kind = ROUTE_ERR_TOKEN_INVALID;
+		return false;
+	}
+	return true;
+}
+
+/* Step 5: a connection slot of the sandbox (released by the exchange's end). */
+static bool head__acquire(struct head_ctx *ctx)
+{
+	if (!lookup__acquire(ctx->server->lookup, ctx->c->sandbox_id)) {
+		ctx->error.kind = ROUTE_ERR_TOO_MANY;
+		return false;
+	}
+	ctx->c->acquired = true;
+	return true;
+}
+
+/* Step 6: the exchange's state, and to_up filled with the upstream head,
+ * the body bytes that came with the head and (after an upgrade request)
+ * the new protocol's first bytes. */
+static bool head__start_exchange(struct head_ctx *ctx)
+{
+	struct conn *c = ctx->c;
+	const struct http_head *head = ctx->head;
+	ssize_t used;
 
 	c->req_keep_alive = head->keep_alive;
 	c->req_is_head = head->method_len == 4 && memcmp(head->method, "HEAD", 4) == 0;
 	c->req_upgrade = head->upgrade;
-	c->req_html = html;
+	c->req_html = ctx->html;
 	c->req_http10 = head->version_minor == 0;
 	c->req_body = head->body;
 	c->req_remaining = head->content_length;
@@ -649,54 +670,104 @@ static void conn__process_head(struct conn *c)
 	c->to_up.start = c->to_up.end = 0;
 	c->up_in.start = c->up_in.end = 0;
 	c->to_client.start = c->to_client.end = 0;
-	if (!conn__upstream_head(c, head, &route)) {
-		error.kind = ROUTE_ERR_HEAD_TOO_LARGE;
-		goto refuse;
+	if (!conn__upstream_head(c, head, &ctx->route)) {
+		ctx->error.kind = ROUTE_ERR_HEAD_TOO_LARGE;
+		return false;
 	}
 	c->in.start += head->head_len;
-	/* body bytes that came with the head */
 	used = conn__request_body(c, c->in.data + c->in.start, buffer__len(&c->in));
 	if (used < 0 || !buffer__append(&c->to_up, c->in.data + c->in.start, (size_t)used)) {
-		error.kind = ROUTE_ERR_BAD_REQUEST;
-		error.message = "malformed chunked body";
-		no_body = false;
-		goto refuse;
+		ctx->error.kind = ROUTE_ERR_BAD_REQUEST;
+		ctx->error.message = "malformed chunked body";
+		ctx->no_body = false;
+		return false;
 	}
 	c->in.start += (size_t)used;
 	if (c->req_upgrade && buffer__len(&c->in)) {
-		/* bytes after an upgrade request belong to the new protocol */
-		if (!buffer__append(&c->to_up, c->in.data + c->in.start, buffer__len(&c->in)))
-			goto refuse_overflow;
+		if (!buffer__append(&c->to_up, c->in.data + c->in.start, buffer__len(&c->in))) {
+			ctx->error.kind = ROUTE_ERR_BAD_REQUEST;
+			ctx->error.message = "request too large";
+			ctx->no_body = false;
+			return false;
+		}
 		c->in.start = c->in.end = 0;
 	}
-	if (!conn__connect(c, &route))
+	return true;
+}
+
+/* Answers ctx->error. A refused request with a body closes the connection:
+ * its body is unread. */
+static void conn__refuse(struct head_ctx *ctx)
+{
+	struct conn *c = ctx->c;
+
+	if (c->acquired) {
+		lookup__release(ctx->server->lookup, c->sandbox_id);
+		c->acquired = false;
+	}
+	if (ctx->no_body)
+		c->in.start += ctx->head->head_len;
+	else
+		c->in.start = c->in.end = 0;
+	c->req_keep_alive = ctx->head->keep_alive;
+	c->req_body_done = true;
+	conn__send_error(c, &ctx->error, ctx->html, ctx->no_body && ctx->head->keep_alive);
+}
+
+/* A head that is not whole or not valid: wait for more (header timeout
+ * from its first byte) or answer 400/431. False when there is no head to
+ * route. */
+static bool conn__parse_head(struct conn *c, struct http_head *head)
+{
+	const struct proxy_settings *s = &c->worker->server->settings;
+	struct route_error error = { 0 };
+	enum http_parse_status status;
+
+	status = http__parse_request(c->in.data + c->in.start, buffer__len(&c->in), s->max_head,
+				     head);
+	if (status == HTTP_PARSE_OK)
+		return true;
+	if (status == HTTP_PARSE_INCOMPLETE) {
+		if (!c->head_started) {
+			c->head_started = true;
+			c->deadline_ms = clock__monotonic_ms() + s->header_timeout_ms;
+		}
+		conn__watch(c);
+		return false;
+	}
+	error.kind = status == HTTP_PARSE_TOO_LARGE ? ROUTE_ERR_HEAD_TOO_LARGE : ROUTE_ERR_BAD_REQUEST;
+	error.message = head->error;
+	c->in.start = c->in.end = 0;
+	conn__send_error(c, &error, false, false);
+	return false;
+}
+
+/* READ_HEAD: parse what arrived; start the exchange when a head is whole. */
+static void conn__process_head(struct conn *c)
+{
+	struct http_head *head = &c->worker->head;
+	struct head_ctx ctx = { .c = c, .server = c->worker->server, .head = head };
+
+	if (!conn__parse_head(c, head))
+		return;
+	ctx.html = route__wants_html(head);
+	ctx.no_body = head->body == HTTP_BODY_NONE;
+	if (!head__route(&ctx) || !head__check_rate(&ctx) || !head__lookup(&ctx) ||
+	    !head__check_token(&ctx) || !head__acquire(&ctx) || !head__start_exchange(&ctx)) {
+		conn__refuse(&ctx);
+		return;
+	}
+	if (!conn__connect(c, &ctx.route))
 		return;
 	if (c->state == CONN_PROXYING) {
 		conn__touch(c);
 		if (conn__flush(c->upstream_fd, &c->to_up, &c->upstream_out_ready) < 0) {
-			error.kind = ROUTE_ERR_PORT_CLOSED;
-			conn__send_error(c, &error, html, false);
+			ctx.error.kind = ROUTE_ERR_PORT_CLOSED;
+			conn__send_error(c, &ctx.error, ctx.html, false);
 			return;
 		}
 	}
 	conn__watch(c);
-	return;
-refuse_overflow:
-	error.kind = ROUTE_ERR_BAD_REQUEST;
-	error.message = "request too large";
-	no_body = false;
-refuse:
-	if (c->acquired) {
-		lookup__release(server->lookup, c->sandbox_id);
-		c->acquired = false;
-	}
-	if (no_body)
-		c->in.start += head->head_len;
-	else
-		c->in.start = c->in.end = 0;
-	c->req_keep_alive = head->keep_alive;
-	c->req_body_done = true;
-	conn__send_error(c, &error, html, no_body && head->keep_alive);
 }
 
 /* ---- events ---- */
