@@ -704,137 +704,190 @@ static int batch__resolve_team(const struct batch_options *o, char *team_id, siz
 	return 0;
 }
 
-/* Produces the create commands (at most concurrency waiting for their
- * result) and matches the result events by request_id. */
-static int batch__run_kafka(struct batch_run *run)
-{
-	const struct batch_options *o = run->options;
-	const char *prefix = config__get("kafka_topic_prefix", "");
+/* A batch of creates through Kafka in progress. */
+struct kafka_batch {
+	struct batch_run *run;
 	char commands_topic[KAFKA_TOPIC_NAME_MAX + 1], events_topic[KAFKA_TOPIC_NAME_MAX + 1];
-	char team_id[KAFKA_EVENT_TEAM_ID_MAX + 1], group[96], err[256] = "";
-	struct kafka_producer *producer = NULL;
-	struct kafka_consumer *consumer = NULL;
-	size_t next = 0;
-	long in_flight = 0;
-	int rc = -EIO;
+	char team_id[KAFKA_EVENT_TEAM_ID_MAX + 1], group[96];
+	struct kafka_producer *producer;
+	struct kafka_consumer *consumer;
+	size_t next;	  /* jobs[0..next) were produced */
+	long in_flight;	  /* produced, waiting for their result */
+};
 
-	if (batch__resolve_team(o, team_id, sizeof(team_id)))
-		return -EINVAL;
-	snprintf(commands_topic, sizeof(commands_topic), "%s%s", prefix,
-		 KAFKA_TOPIC_SANDBOX_COMMANDS);
-	snprintf(events_topic, sizeof(events_topic), "%s%s", prefix, KAFKA_TOPIC_SANDBOX_EVENTS);
-	ids__uuid(group + snprintf(group, sizeof(group), "warren-batch-"));
-	struct kafka_consumer_config consumer_config = { .group_id = group,
+/* Ends a job of the batch (its latency counted from its start). */
+static void kafka_batch__finish(struct kafka_batch *b, struct batch_job *job, uint64_t now)
+{
+	if (job->state == BATCH_IN_FLIGHT)
+		b->in_flight--;
+	job->latency_ms = now - job->started_ms;
+	job->state = BATCH_DONE;
+	b->run->done++;
+}
+
+/* The producer, and a consumer of the events topic in a group of its own,
+ * assigned its partitions (results are read from "latest": be assigned
+ * before producing). 0 or -EIO (reported). */
+static int kafka_batch__open(struct kafka_batch *b)
+{
+	const char *prefix = config__get("kafka_topic_prefix", "");
+	struct kafka_consumer_config consumer_config = { .group_id = b->group,
 							 .start_at_latest = true };
-	const char *topics[] = { events_topic };
-	producer = kafka_producer__new(NULL, NULL, err, sizeof(err));
-	consumer = kafka_consumer__new(&consumer_config, err, sizeof(err));
-	if (!producer || !consumer || kafka_consumer__subscribe(consumer, topics, 1)) {
+	const char *topics[] = { b->events_topic };
+	char err[256] = "";
+
+	snprintf(b->commands_topic, sizeof(b->commands_topic), "%s%s", prefix,
+		 KAFKA_TOPIC_SANDBOX_COMMANDS);
+	snprintf(b->events_topic, sizeof(b->events_topic), "%s%s", prefix,
+		 KAFKA_TOPIC_SANDBOX_EVENTS);
+	ids__uuid(b->group + snprintf(b->group, sizeof(b->group), "warren-batch-"));
+	b->producer = kafka_producer__new(NULL, NULL, err, sizeof(err));
+	b->consumer = kafka_consumer__new(&consumer_config, err, sizeof(err));
+	if (!b->producer || !b->consumer || kafka_consumer__subscribe(b->consumer, topics, 1)) {
 		fprintf(stderr, "warren batch: Kafka: %s\n", err[0] ? err : "subscribe failed");
-		goto out;
+		return -EIO;
 	}
-	/* Results are read from "latest": be assigned before producing. */
 	for (uint64_t until = clock__monotonic_ms() + 30000;
-	     kafka_consumer__assignment_count(consumer) <= 0;) {
+	     kafka_consumer__assignment_count(b->consumer) <= 0;) {
 		struct kafka_message msg = { 0 };
+
 		if (clock__monotonic_ms() > until) {
 			fprintf(stderr, "warren batch: no partition of %s assigned in 30 s\n",
-				events_topic);
-			goto out;
+				b->events_topic);
+			return -EIO;
 		}
-		if (kafka_consumer__poll(consumer, 200, &msg) == 1)
+		if (kafka_consumer__poll(b->consumer, 200, &msg) == 1)
 			kafka_message__release(&msg);
 	}
 	for (int i = 0; i < 3; i++) { /* let the "latest" positions resolve */
 		struct kafka_message msg = { 0 };
-		if (kafka_consumer__poll(consumer, 100, &msg) == 1)
+
+		if (kafka_consumer__poll(b->consumer, 100, &msg) == 1)
 			kafka_message__release(&msg);
 	}
+	return 0;
+}
+
+static void kafka_batch__close(struct kafka_batch *b)
+{
+	char err[256];
+
+	kafka_consumer__free(b->consumer);
+	kafka__delete_group(kafka__brokers(), b->group, 5000, err, sizeof(err));
+	kafka_producer__free(b->producer);
+}
+
+/* Produces create commands until concurrency of them wait for a result.
+ * A command that cannot be produced ends its job as failed. 0, or -EINVAL
+ * when the command itself is invalid (reported). */
+static int kafka_batch__produce_more(struct kafka_batch *b)
+{
+	const struct batch_options *o = b->run->options;
+	char reason[256];
+
+	while (b->next < b->run->count && b->in_flight < o->concurrency) {
+		struct batch_job *job = &b->run->jobs[b->next++];
+		struct kafka_event command;
+		json_t *spec = json_pack("{s:s, s:I, s:o}", "template_id", o->template_id,
+					 "timeout_s", (json_int_t)o->timeout_s, "metadata",
+					 batch__metadata_object(o));
+		int produced;
+
+		ids__sandbox_id(job->sandbox_id);
+		if (kafka_event__init_command(&command, KAFKA_EVENT_CREATE, b->team_id,
+					      job->sandbox_id, spec, reason,
+					      sizeof(reason)) != KAFKA_EVENT_OK) {
+			fprintf(stderr, "warren batch: the create command is invalid: %s\n", reason);
+			return -EINVAL;
+		}
+		snprintf(job->request_id, sizeof(job->request_id), "%s", command.request_id);
+		job->attempts = 1;
+		job->started_ms = clock__monotonic_ms();
+		produced = kafka_producer__produce_event(b->producer, b->commands_topic, &command,
+							 10000, NULL);
+		kafka_event__clear(&command);
+		if (produced) {
+			snprintf(job->error, sizeof(job->error), "producing the command failed (%d)",
+				 produced);
+			kafka_batch__finish(b, job, clock__monotonic_ms());
+			continue;
+		}
+		job->state = BATCH_IN_FLIGHT;
+		b->in_flight++;
+	}
+	return 0;
+}
+
+/* Waits up to 100 ms for one event; a created/failed result of one of
+ * our requests ends its job. */
+static void kafka_batch__take_result(struct kafka_batch *b)
+{
+	struct kafka_message msg = { 0 };
+	struct kafka_event result = { 0 };
+	struct batch_job *job;
+	char reason[256];
+
+	if (kafka_consumer__poll(b->consumer, 100, &msg) != 1)
+		goto out;
+	if (kafka_event__decode(msg.payload, msg.len, &result, reason, sizeof(reason)) !=
+	    KAFKA_EVENT_OK)
+		goto out;
+	job = batch__find_request(b->run, result.request_id);
+	if (job && (result.type == KAFKA_EVENT_CREATED || result.type == KAFKA_EVENT_FAILED)) {
+		job->success = result.type == KAFKA_EVENT_CREATED;
+		job->status = job->success ? 201 : (int)json_util__int(result.result, "code", 500);
+		if (!job->success)
+			snprintf(job->error, sizeof(job->error), "failed %d: %s", job->status,
+				 json_util__string(result.result, "message", "failed"));
+		kafka_batch__finish(b, job, clock__monotonic_ms());
+	}
+	kafka_event__clear(&result);
+out:
+	kafka_message__release(&msg);
+}
+
+/* Ends the jobs that waited longer than the deadline for their result. */
+static void kafka_batch__expire(struct kafka_batch *b)
+{
+	uint64_t now = clock__monotonic_ms();
+	long deadline_ms = b->run->options->deadline_ms;
+
+	for (size_t i = 0; i < b->next; i++) {
+		struct batch_job *job = &b->run->jobs[i];
+
+		if (job->state == BATCH_IN_FLIGHT && now - job->started_ms > (uint64_t)deadline_ms) {
+			snprintf(job->error, sizeof(job->error),
+				 "no result within %ld ms (find it with GET /sandboxes/<id>)",
+				 deadline_ms);
+			kafka_batch__finish(b, job, now);
+		}
+	}
+}
+
+/* Produces the create commands (at most concurrency waiting for their
+ * result) and matches the result events by request_id. */
+static int batch__run_kafka(struct batch_run *run)
+{
+	struct kafka_batch b = { .run = run };
+	int rc;
+
+	if (batch__resolve_team(run->options, b.team_id, sizeof(b.team_id)))
+		return -EINVAL;
+	rc = kafka_batch__open(&b);
+	if (rc)
+		goto out;
 	run->started_ms = clock__monotonic_ms();
 	while (run->done < run->count) {
-		uint64_t now;
-		struct kafka_message msg = { 0 };
-		struct kafka_event result = { 0 };
-		char reason[256];
-
-		while (next < run->count && in_flight < o->concurrency) {
-			struct batch_job *job = &run->jobs[next++];
-			struct kafka_event command;
-			json_t *spec = json_pack("{s:s, s:I, s:o}", "template_id", o->template_id,
-						 "timeout_s", (json_int_t)o->timeout_s, "metadata",
-						 batch__metadata_object(o));
-			ids__sandbox_id(job->sandbox_id);
-			if (kafka_event__init_command(&command, KAFKA_EVENT_CREATE, team_id,
-						      job->sandbox_id, spec, reason,
-						      sizeof(reason)) != KAFKA_EVENT_OK) {
-				fprintf(stderr, "warren batch: the create command is invalid: %s\n",
-					reason);
-				goto out;
-			}
-			snprintf(job->request_id, sizeof(job->request_id), "%s",
-				 command.request_id);
-			job->attempts = 1;
-			job->started_ms = clock__monotonic_ms();
-			int produced = kafka_producer__produce_event(producer, commands_topic,
-								     &command, 10000, NULL);
-			kafka_event__clear(&command);
-			if (produced) {
-				job->latency_ms = clock__monotonic_ms() - job->started_ms;
-				snprintf(job->error, sizeof(job->error),
-					 "producing the command failed (%d)", produced);
-				job->state = BATCH_DONE;
-				run->done++;
-				continue;
-			}
-			job->state = BATCH_IN_FLIGHT;
-			in_flight++;
-		}
-		int polled = kafka_consumer__poll(consumer, 100, &msg);
-		if (polled == 1 &&
-		    kafka_event__decode(msg.payload, msg.len, &result, reason, sizeof(reason)) ==
-			    KAFKA_EVENT_OK) {
-			struct batch_job *job = batch__find_request(run, result.request_id);
-			if (job && (result.type == KAFKA_EVENT_CREATED ||
-				    result.type == KAFKA_EVENT_FAILED)) {
-				job->latency_ms = clock__monotonic_ms() - job->started_ms;
-				job->success = result.type == KAFKA_EVENT_CREATED;
-				job->status = job->success ? 201
-							   : (int)json_util__int(result.result,
-										 "code", 500);
-				if (!job->success)
-					snprintf(job->error, sizeof(job->error), "failed %d: %s",
-						 job->status,
-						 json_util__string(result.result, "message",
-								   "failed"));
-				job->state = BATCH_DONE;
-				run->done++;
-				in_flight--;
-			}
-			kafka_event__clear(&result);
-		}
-		kafka_message__release(&msg);
-		now = clock__monotonic_ms();
-		for (size_t i = 0; i < next; i++) {
-			struct batch_job *job = &run->jobs[i];
-			if (job->state == BATCH_IN_FLIGHT &&
-			    now - job->started_ms > (uint64_t)o->deadline_ms) {
-				job->latency_ms = now - job->started_ms;
-				snprintf(job->error, sizeof(job->error),
-					 "no result within %ld ms (find it with GET /sandboxes/<id>)",
-					 o->deadline_ms);
-				job->state = BATCH_DONE;
-				run->done++;
-				in_flight--;
-			}
-		}
+		rc = kafka_batch__produce_more(&b);
+		if (rc)
+			goto out;
+		kafka_batch__take_result(&b);
+		kafka_batch__expire(&b);
 		batch__progress(run, false);
 	}
 	batch__progress(run, true);
-	rc = 0;
 out:
-	kafka_consumer__free(consumer);
-	kafka__delete_group(kafka__brokers(), group, 5000, err, sizeof(err));
-	kafka_producer__free(producer);
+	kafka_batch__close(&b);
 	return rc;
 }
 

@@ -413,19 +413,12 @@ static void produce_events(struct kafka_producer *producer, PGconn *pg, const ch
 		      to - from, (double)(clock__monotonic_ns() - started) / 1e6);
 }
 
-static void test_sigkill_member_mid_stream(void **state)
+/* The stream test's database: applied / deliveries / totals / expected. */
+static void stream_create_database(void)
 {
-	const char *topic = new_topic("stream", STREAM_PARTITIONS);
-	struct kafka_producer *producer;
-	char group[64], sql[256], err[256];
-	bool assigned[MEMBERS] = {false, false};
-	int pipe_fds[2], status, victim = 0, survivor = 1;
-	long long applied, at_kill, victim_applied, redeliveries, applications;
-	uint64_t deadline, killed_at, finished_at;
+	char sql[256];
 	PGconn *admin, *pg;
 
-	(void)state;
-	snprintf(group, sizeof(group), "%s", new_group("stream"));
 	snprintf(database, sizeof(database), "warren_kafka_test_%s", run_id);
 	admin = connect_database(NULL);
 	assert_non_null(admin);
@@ -445,6 +438,16 @@ static void test_sigkill_member_mid_stream(void **state)
 	assert_int_equal(exec_ok(pg, "INSERT INTO totals VALUES (0)"), 0);
 	assert_int_equal(exec_ok(pg, "CREATE TABLE expected (event_id text PRIMARY KEY)"), 0);
 	PQfinish(pg);
+}
+
+/* Forks the MEMBERS consumers (children[]) and waits until each has owned
+ * partitions: the second one's first assignment is the rebalance that
+ * includes both. */
+static void stream_start_members(const char *group, const char *topic)
+{
+	bool assigned[MEMBERS] = {false, false};
+	int pipe_fds[2];
+	uint64_t deadline;
 
 	/* Fork before this process holds any librdkafka handle or threads. */
 	assert_int_equal(rd_kafka_wait_destroyed(10000), 0);
@@ -459,8 +462,6 @@ static void test_sigkill_member_mid_stream(void **state)
 		children[i] = pid;
 	}
 	close(pipe_fds[1]);
-	/* Wait until each member has owned partitions: the second one's first
-	 * assignment is the rebalance that includes both. */
 	deadline = clock__monotonic_ms() + 60000;
 	while (!assigned[0] || !assigned[1]) {
 		struct pollfd readable = {.fd = pipe_fds[0], .events = POLLIN};
@@ -476,15 +477,17 @@ static void test_sigkill_member_mid_stream(void **state)
 			assigned[byte - '0'] = true;
 	}
 	close(pipe_fds[0]);
+}
 
-	pg = connect_database(database);
-	assert_non_null(pg);
-	producer = kafka_producer__new(brokers, NULL, err, sizeof(err));
-	assert_non_null(producer);
-	produce_events(producer, pg, topic, 0, STREAM_EVENTS / 2);
+/* SIGKILLs member victim once it applied 40 events (busy with the first
+ * half). Returns what it had applied; *killed_at: when. */
+static long long stream_kill_when_busy(PGconn *pg, int victim, uint64_t *killed_at)
+{
+	uint64_t deadline = clock__monotonic_ms() + 60000;
+	long long victim_applied;
+	char sql[256];
+	int status;
 
-	/* SIGKILL the victim while it is busy applying the first half. */
-	deadline = clock__monotonic_ms() + 60000;
 	do {
 		assert_true(clock__monotonic_ms() < deadline);
 		usleep(10000);
@@ -492,10 +495,61 @@ static void test_sigkill_member_mid_stream(void **state)
 		victim_applied = query_number(pg, sql);
 	} while (victim_applied < 40);
 	assert_int_equal(kill(children[victim], SIGKILL), 0);
-	killed_at = clock__monotonic_ms();
+	*killed_at = clock__monotonic_ms();
 	assert_int_equal(waitpid(children[victim], &status, 0), children[victim]);
 	children[victim] = 0;
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	return victim_applied;
+}
+
+/* Zero lost, zero double-applied, and the survivor took over every
+ * partition. Returns the redeliveries (rejected by the idempotent insert). */
+static long long stream_check_outcome(PGconn *pg, int survivor)
+{
+	long long redeliveries;
+	char sql[256];
+
+	/* Zero lost: every produced event id is applied. */
+	assert_int_equal(query_number(pg, "SELECT count(*) FROM expected e "
+					  "LEFT JOIN applied a USING (event_id) "
+					  "WHERE a.event_id IS NULL"),
+			 0);
+	assert_int_equal(query_number(pg, "SELECT count(*) FROM applied"), STREAM_EVENTS);
+	/* Zero double-applied: the effect counter moved once per event, and
+	 * every redelivery was a rejected insert. */
+	assert_int_equal(query_number(pg, "SELECT applications FROM totals"), STREAM_EVENTS);
+	assert_int_equal(query_number(pg, "SELECT count(*) FROM deliveries WHERE applied"),
+			 STREAM_EVENTS);
+	redeliveries = query_number(pg, "SELECT count(*) FROM deliveries WHERE NOT applied");
+	assert_true(redeliveries >= 0);
+	/* The survivor took over: it applied events of every partition. */
+	snprintf(sql, sizeof(sql),
+		 "SELECT count(DISTINCT partition) FROM applied WHERE member = %d", survivor);
+	assert_int_equal(query_number(pg, sql), STREAM_PARTITIONS);
+	return redeliveries;
+}
+
+static void test_sigkill_member_mid_stream(void **state)
+{
+	const char *topic = new_topic("stream", STREAM_PARTITIONS);
+	struct kafka_producer *producer;
+	char group[64], err[256];
+	int status, victim = 0, survivor = 1;
+	long long applied, at_kill, victim_applied, redeliveries;
+	uint64_t deadline, killed_at, finished_at;
+	PGconn *pg;
+
+	(void)state;
+	snprintf(group, sizeof(group), "%s", new_group("stream"));
+	stream_create_database();
+	stream_start_members(group, topic);
+
+	pg = connect_database(database);
+	assert_non_null(pg);
+	producer = kafka_producer__new(brokers, NULL, err, sizeof(err));
+	assert_non_null(producer);
+	produce_events(producer, pg, topic, 0, STREAM_EVENTS / 2);
+	victim_applied = stream_kill_when_busy(pg, victim, &killed_at);
 	at_kill = query_number(pg, "SELECT count(*) FROM applied");
 
 	/* The second half lands on every partition, the victim's included. */
@@ -515,24 +569,7 @@ static void test_sigkill_member_mid_stream(void **state)
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 
-	/* Zero lost: every produced event id is applied. */
-	assert_int_equal(query_number(pg, "SELECT count(*) FROM expected e "
-					  "LEFT JOIN applied a USING (event_id) "
-					  "WHERE a.event_id IS NULL"),
-			 0);
-	assert_int_equal(query_number(pg, "SELECT count(*) FROM applied"), STREAM_EVENTS);
-	/* Zero double-applied: the effect counter moved once per event, and
-	 * every redelivery was a rejected insert. */
-	applications = query_number(pg, "SELECT applications FROM totals");
-	assert_int_equal(applications, STREAM_EVENTS);
-	assert_int_equal(query_number(pg, "SELECT count(*) FROM deliveries WHERE applied"),
-			 STREAM_EVENTS);
-	redeliveries = query_number(pg, "SELECT count(*) FROM deliveries WHERE NOT applied");
-	assert_true(redeliveries >= 0);
-	/* The survivor took over: it applied events of every partition. */
-	snprintf(sql, sizeof(sql),
-		 "SELECT count(DISTINCT partition) FROM applied WHERE member = %d", survivor);
-	assert_int_equal(query_number(pg, sql), STREAM_PARTITIONS);
+	redeliveries = stream_check_outcome(pg, survivor);
 	print_message("stream: %d events, %d partitions; victim applied %lld, %lld applied in "
 		      "all at the kill; all applied %.1f s after the kill (session timeout "
 		      "%d ms); redeliveries rejected by the idempotent insert: %lld; lost: 0; "
