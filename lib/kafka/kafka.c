@@ -189,24 +189,82 @@ static int admin_answer(rd_kafka_queue_t *queue, rd_kafka_event_type_t wanted, i
 	return 0;
 }
 
+/* One admin request in flight: its own handle, result queue, options and
+ * (once answered) result event. Opened and closed as one. */
+struct admin_request {
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *queue;
+	rd_kafka_AdminOptions_t *options;
+	rd_kafka_event_t *event;
+};
+
+/* 0, or -EINVAL when no handle could be made (err says why). */
+static int admin_request__open(struct admin_request *a, const char *brokers,
+			       rd_kafka_admin_op_t op, int timeout_ms, bool operation_timeout,
+			       char *err, size_t err_len)
+{
+	*a = (struct admin_request){ 0 };
+	a->rk = admin_handle(brokers, err, err_len);
+	if (!a->rk)
+		return -EINVAL;
+	a->queue = rd_kafka_queue_new(a->rk);
+	a->options = admin_options(a->rk, op, timeout_ms, operation_timeout);
+	return 0;
+}
+
+static void admin_request__close(struct admin_request *a)
+{
+	if (a->event)
+		rd_kafka_event_destroy(a->event);
+	if (a->options)
+		rd_kafka_AdminOptions_destroy(a->options);
+	if (a->queue)
+		rd_kafka_queue_destroy(a->queue);
+	if (a->rk)
+		rd_kafka_destroy(a->rk);
+	*a = (struct admin_request){ 0 };
+}
+
+/* The topic results of a CreateTopics answer: 0 (*existed when the topic
+ * was there already) or -EIO (err says why). */
+static int create_topic__result(rd_kafka_event_t *event, const char *topic, bool *existed,
+				char *err, size_t err_len)
+{
+	const rd_kafka_CreateTopics_result_t *result = rd_kafka_event_CreateTopics_result(event);
+	size_t count = 0;
+	const rd_kafka_topic_result_t **results = rd_kafka_CreateTopics_result_topics(result, &count);
+
+	for (size_t i = 0; i < count; i++) {
+		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
+		const char *why = rd_kafka_topic_result_error_string(results[i]);
+
+		if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
+			*existed = true;
+		else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+			snprintf(err, err_len, "CreateTopics %s: %s", topic,
+				 why ? why : rd_kafka_err2str(e));
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
 int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 			int replication_factor, int timeout_ms, char *err, size_t err_len)
 {
 	rd_kafka_NewTopic_t *new_topic = NULL;
-	rd_kafka_AdminOptions_t *options = NULL;
-	rd_kafka_queue_t *queue = NULL;
-	rd_kafka_event_t *event = NULL;
+	struct admin_request a;
 	uint64_t deadline = clock__monotonic_ms() + (uint64_t)timeout_ms;
 	char local[256];
 	bool existed = false;
-	rd_kafka_t *rk;
-	int answered, ret = -EIO;
+	int ret;
 
 	if (!topic || partitions <= 0 || strlen(topic) > KAFKA_TOPIC_NAME_MAX)
 		return -EINVAL;
-	rk = admin_handle(brokers, err, err_len);
-	if (!rk)
-		return -EINVAL;
+	ret = admin_request__open(&a, brokers, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout_ms, true,
+				  err, err_len);
+	if (ret)
+		return ret;
 	new_topic = rd_kafka_NewTopic_new(topic, partitions,
 					  replication_factor > 0 ? replication_factor : 1, local,
 					  sizeof(local));
@@ -215,157 +273,102 @@ int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 		ret = -EINVAL;
 		goto out;
 	}
-	queue = rd_kafka_queue_new(rk);
-	options = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout_ms, true);
-	rd_kafka_CreateTopics(rk, &new_topic, 1, options, queue);
-	answered = admin_answer(queue, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms, "CreateTopics",
-				topic, &event, err, err_len);
-	if (answered != 0) {
-		ret = answered;
+	rd_kafka_CreateTopics(a.rk, &new_topic, 1, a.options, a.queue);
+	ret = admin_answer(a.queue, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms, "CreateTopics",
+			   topic, &a.event, err, err_len);
+	if (!ret)
+		ret = create_topic__result(a.event, topic, &existed, err, err_len);
+	if (ret)
 		goto out;
-	} else {
-		const rd_kafka_CreateTopics_result_t *result = rd_kafka_event_CreateTopics_result(event);
-		size_t count = 0;
-		const rd_kafka_topic_result_t **results = rd_kafka_CreateTopics_result_topics(result, &count);
-
-		for (size_t i = 0; i < count; i++) {
-			rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
-			if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-				existed = true;
-			else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-				snprintf(err, err_len, "CreateTopics %s: %s", topic,
-					 rd_kafka_topic_result_error_string(results[i])
-						 ? rd_kafka_topic_result_error_string(results[i])
-						 : rd_kafka_err2str(e));
-				goto out;
-			}
-		}
-	}
 	/* The controller answered; wait until the leaders are known too. */
 	while (clock__monotonic_ms() < deadline) {
 		/* An existing topic keeps its own partition count. */
-		if (topic_ready(rk, topic, existed ? -1 : partitions) == 1) {
-			ret = 0;
+		if (topic_ready(a.rk, topic, existed ? -1 : partitions) == 1)
 			goto out;
-		}
 		usleep(100 * 1000);
 	}
 	snprintf(err, err_len, "topic %s: partitions without leaders after %d ms", topic,
 		 timeout_ms);
 	ret = -ETIMEDOUT;
 out:
-	if (event)
-		rd_kafka_event_destroy(event);
-	if (options)
-		rd_kafka_AdminOptions_destroy(options);
 	if (new_topic)
 		rd_kafka_NewTopic_destroy(new_topic);
-	if (queue)
-		rd_kafka_queue_destroy(queue);
-	rd_kafka_destroy(rk);
+	admin_request__close(&a);
 	return ret;
 }
 
 int kafka__delete_topic(const char *brokers, const char *topic, int timeout_ms, char *err,
 			size_t err_len)
 {
-	rd_kafka_DeleteTopic_t *delete_topic = NULL;
-	rd_kafka_AdminOptions_t *options = NULL;
-	rd_kafka_queue_t *queue = NULL;
-	rd_kafka_event_t *event = NULL;
-	rd_kafka_t *rk;
-	int answered, ret = -EIO;
+	rd_kafka_DeleteTopic_t *delete_topic;
+	const rd_kafka_topic_result_t **results;
+	struct admin_request a;
+	size_t count = 0;
+	int ret;
 
 	if (!topic)
 		return -EINVAL;
-	rk = admin_handle(brokers, err, err_len);
-	if (!rk)
-		return -EINVAL;
+	ret = admin_request__open(&a, brokers, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout_ms, true,
+				  err, err_len);
+	if (ret)
+		return ret;
 	delete_topic = rd_kafka_DeleteTopic_new(topic);
-	queue = rd_kafka_queue_new(rk);
-	options = admin_options(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout_ms, true);
-	rd_kafka_DeleteTopics(rk, &delete_topic, 1, options, queue);
-	answered = admin_answer(queue, RD_KAFKA_EVENT_DELETETOPICS_RESULT, timeout_ms, "DeleteTopics",
-				topic, &event, err, err_len);
-	if (answered != 0) {
-		ret = answered;
+	rd_kafka_DeleteTopics(a.rk, &delete_topic, 1, a.options, a.queue);
+	rd_kafka_DeleteTopic_destroy(delete_topic);
+	ret = admin_answer(a.queue, RD_KAFKA_EVENT_DELETETOPICS_RESULT, timeout_ms, "DeleteTopics",
+			   topic, &a.event, err, err_len);
+	if (ret)
 		goto out;
-	} else {
-		const rd_kafka_DeleteTopics_result_t *result = rd_kafka_event_DeleteTopics_result(event);
-		size_t count = 0;
-		const rd_kafka_topic_result_t **results = rd_kafka_DeleteTopics_result_topics(result, &count);
+	results = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(a.event),
+						      &count);
+	for (size_t i = 0; i < count; i++) {
+		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
 
-		for (size_t i = 0; i < count; i++) {
-			rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
-			if (e != RD_KAFKA_RESP_ERR_NO_ERROR &&
-			    e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-				snprintf(err, err_len, "DeleteTopics %s: %s", topic, rd_kafka_err2str(e));
-				goto out;
-			}
+		if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+			snprintf(err, err_len, "DeleteTopics %s: %s", topic, rd_kafka_err2str(e));
+			ret = -EIO;
+			goto out;
 		}
 	}
-	ret = 0;
 out:
-	if (event)
-		rd_kafka_event_destroy(event);
-	if (options)
-		rd_kafka_AdminOptions_destroy(options);
-	if (delete_topic)
-		rd_kafka_DeleteTopic_destroy(delete_topic);
-	if (queue)
-		rd_kafka_queue_destroy(queue);
-	rd_kafka_destroy(rk);
+	admin_request__close(&a);
 	return ret;
 }
 
 int kafka__delete_group(const char *brokers, const char *group, int timeout_ms, char *err,
 			size_t err_len)
 {
-	rd_kafka_DeleteGroup_t *delete_group = NULL;
-	rd_kafka_AdminOptions_t *options = NULL;
-	rd_kafka_queue_t *queue = NULL;
-	rd_kafka_event_t *event = NULL;
-	rd_kafka_t *rk;
-	int answered, ret = -EIO;
+	rd_kafka_DeleteGroup_t *delete_group;
+	const rd_kafka_group_result_t **results;
+	struct admin_request a;
+	size_t count = 0;
+	int ret;
 
 	if (!group)
 		return -EINVAL;
-	rk = admin_handle(brokers, err, err_len);
-	if (!rk)
-		return -EINVAL;
+	ret = admin_request__open(&a, brokers, RD_KAFKA_ADMIN_OP_DELETEGROUPS, timeout_ms, false,
+				  err, err_len);
+	if (ret)
+		return ret;
 	delete_group = rd_kafka_DeleteGroup_new(group);
-	queue = rd_kafka_queue_new(rk);
-	options = admin_options(rk, RD_KAFKA_ADMIN_OP_DELETEGROUPS, timeout_ms, false);
-	rd_kafka_DeleteGroups(rk, &delete_group, 1, options, queue);
-	answered = admin_answer(queue, RD_KAFKA_EVENT_DELETEGROUPS_RESULT, timeout_ms, "DeleteGroups",
-				group, &event, err, err_len);
-	if (answered != 0) {
-		ret = answered;
+	rd_kafka_DeleteGroups(a.rk, &delete_group, 1, a.options, a.queue);
+	rd_kafka_DeleteGroup_destroy(delete_group);
+	ret = admin_answer(a.queue, RD_KAFKA_EVENT_DELETEGROUPS_RESULT, timeout_ms, "DeleteGroups",
+			   group, &a.event, err, err_len);
+	if (ret)
 		goto out;
-	} else {
-		const rd_kafka_DeleteGroups_result_t *result = rd_kafka_event_DeleteGroups_result(event);
-		size_t count = 0;
-		const rd_kafka_group_result_t **results = rd_kafka_DeleteGroups_result_groups(result, &count);
+	results = rd_kafka_DeleteGroups_result_groups(rd_kafka_event_DeleteGroups_result(a.event),
+						      &count);
+	for (size_t i = 0; i < count; i++) {
+		const rd_kafka_error_t *e = rd_kafka_group_result_error(results[i]);
 
-		for (size_t i = 0; i < count; i++) {
-			const rd_kafka_error_t *e = rd_kafka_group_result_error(results[i]);
-			if (e && rd_kafka_error_code(e) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
-				snprintf(err, err_len, "DeleteGroups %s: %s", group,
-					 rd_kafka_error_string(e));
-				goto out;
-			}
+		if (e && rd_kafka_error_code(e) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
+			snprintf(err, err_len, "DeleteGroups %s: %s", group, rd_kafka_error_string(e));
+			ret = -EIO;
+			goto out;
 		}
 	}
-	ret = 0;
 out:
-	if (event)
-		rd_kafka_event_destroy(event);
-	if (options)
-		rd_kafka_AdminOptions_destroy(options);
-	if (delete_group)
-		rd_kafka_DeleteGroup_destroy(delete_group);
-	if (queue)
-		rd_kafka_queue_destroy(queue);
-	rd_kafka_destroy(rk);
+	admin_request__close(&a);
 	return ret;
 }
