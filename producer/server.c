@@ -16,28 +16,22 @@
 #include "warren/ids.h"
 #include "warren/json_util.h"
 #include "warren/log.h"
+#include "warren/net_address.h"
 
 /* ---- configuration ---- */
 
 int api__config_load(struct api_config *c, char *err, size_t err_len)
 {
 	const char *listen = config__get("api_listen", "127.0.0.1:3000");
-	const char *colon = strrchr(listen, ':');
-	char *end;
-	long port;
+	uint16_t port;
 
 	memset(c, 0, sizeof(*c));
-	if (!colon || (size_t)(colon - listen) >= sizeof(c->listen_host) || colon == listen) {
-		snprintf(err, err_len, "api_listen must be host:port, got \"%s\"", listen);
+	if (address__parse_host_port(listen, c->listen_host, sizeof(c->listen_host), &port)) {
+		snprintf(err, err_len, "api_listen must be host:port (port 0..65535), got \"%s\"",
+			 listen);
 		return -1;
 	}
-	memcpy(c->listen_host, listen, (size_t)(colon - listen));
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 0 || port > 65535) {
-		snprintf(err, err_len, "api_listen port is invalid in \"%s\"", listen);
-		return -1;
-	}
-	c->listen_port = (int)port;
+	c->listen_port = port;
 	c->pg_url = config__get("pg_url", "postgresql://postgres@127.0.0.1:55432/postgres");
 	c->pg_pool_size = (int)config__get_int("pg_pool_size", 8);
 	c->kafka_brokers = kafka__brokers();

@@ -18,6 +18,7 @@
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/log.h"
+#include "warren/net_address.h"
 #include "warren/tokens.h"
 
 #define PROXY_BODY_BUFFER (32 * 1024)
@@ -107,22 +108,14 @@ struct proxy_server {
 bool proxy__settings_from_config(struct proxy_settings *s, char *err, size_t err_len)
 {
 	const char *listen = config__get("proxy_listen", "127.0.0.1:3002");
-	const char *colon = strrchr(listen, ':');
-	char *end;
-	long port;
 
 	memset(s, 0, sizeof(*s));
-	if (!colon || (size_t)(colon - listen) >= sizeof(s->listen_host) || colon == listen) {
-		snprintf(err, err_len, "proxy_listen must be HOST:PORT, got \"%s\"", listen);
+	if (address__parse_host_port(listen, s->listen_host, sizeof(s->listen_host),
+				     &s->listen_port)) {
+		snprintf(err, err_len, "proxy_listen must be HOST:PORT (port 0..65535), got \"%s\"",
+			 listen);
 		return false;
 	}
-	memcpy(s->listen_host, listen, (size_t)(colon - listen));
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 0 || port > 65535 || end == colon + 1) {
-		snprintf(err, err_len, "proxy_listen port is invalid in \"%s\"", listen);
-		return false;
-	}
-	s->listen_port = (uint16_t)port;
 	s->domain = config__get("domain", "warren.test");
 	s->forwarded_proto = config__get("proxy_forwarded_proto", "http");
 	s->threads = (int)config__get_int("proxy_threads", 2);

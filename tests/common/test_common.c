@@ -1,15 +1,21 @@
-/* Unit tests of libwarren-common: ids, tokens, config, clock. */
+/* Unit tests of libwarren-common: ids, tokens, config, clock, HOST:PORT
+ * parsing, sibling binaries. */
+#include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "warren/binary_path.h"
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/ids.h"
+#include "warren/net_address.h"
 #include "warren/tokens.h"
 
 static void test_sandbox_id_shape(void **state)
@@ -121,6 +127,75 @@ static void test_clock_format(void **state)
 	assert_true(clock__monotonic_ns() > 0);
 }
 
+static void test_host_port(void **state)
+{
+	char host[16];
+	uint16_t port = 1;
+
+	(void)state;
+	assert_int_equal(address__parse_host_port("127.0.0.1:3000", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "127.0.0.1");
+	assert_int_equal(port, 3000);
+	assert_int_equal(address__parse_host_port("localhost:0", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "localhost");
+	assert_int_equal(port, 0);
+	assert_int_equal(address__parse_host_port("0.0.0.0:65535", host, sizeof(host), &port), 0);
+	assert_int_equal(port, 65535);
+	/* IPv6: the last colon splits; brackets are dropped */
+	assert_int_equal(address__parse_host_port("::1:3002", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 3002);
+	assert_int_equal(address__parse_host_port("[::1]:80", host, sizeof(host), &port), 0);
+	assert_string_equal(host, "::1");
+	assert_int_equal(port, 80);
+}
+
+static void test_host_port_refused(void **state)
+{
+	static const char *const bad[] = {
+		"127.0.0.1",	   /* no port */
+		"127.0.0.1:",	   /* empty port */
+		":3000",	   /* empty host */
+		"[]:3000",	   /* empty bracketed host */
+		"[::1:3000",	   /* unclosed bracket */
+		"::1]:3000",	   /* stray bracket */
+		"host:65536",	   /* out of range */
+		"host:99999999999999999999", /* overflow */
+		"host:-1",	   /* sign */
+		"host:+1",
+		"host: 1",	   /* space */
+		"host:1x",	   /* trailing junk */
+		"a-host-name-too-long-for-16:1",
+		"",
+	};
+	char host[16];
+	uint16_t port;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (address__parse_host_port(bad[i], host, sizeof(host), &port) != -EINVAL)
+			fail_msg("\"%s\" was accepted", bad[i]);
+	assert_int_equal(address__parse_host_port(NULL, host, sizeof(host), &port), -EINVAL);
+}
+
+static void test_sibling_binary(void **state)
+{
+	char self[PATH_MAX], out[PATH_MAX], *name;
+	ssize_t n;
+
+	(void)state;
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	assert_true(n > 0);
+	self[n] = '\0';
+	name = strrchr(self, '/') + 1;
+	/* this test binary is its own sibling */
+	assert_int_equal(binary__find_sibling(name, out, sizeof(out)), 0);
+	assert_string_equal(out, self);
+	assert_int_equal(binary__find_sibling("warren-no-such-binary", out, sizeof(out)), -ENOENT);
+	assert_int_equal(binary__find_sibling("../escape", out, sizeof(out)), -EINVAL);
+	assert_int_equal(binary__find_sibling(name, out, 4), -ENAMETOOLONG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -133,6 +208,9 @@ int main(void)
 		cmocka_unit_test(test_file_signature),
 		cmocka_unit_test(test_config_env_override),
 		cmocka_unit_test(test_clock_format),
+		cmocka_unit_test(test_host_port),
+		cmocka_unit_test(test_host_port_refused),
+		cmocka_unit_test(test_sibling_binary),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

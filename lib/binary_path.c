@@ -1,0 +1,37 @@
+/* binary_path: sibling binaries of the running one (warren/binary_path.h). */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "warren/binary_path.h"
+
+int binary__find_sibling(const char *name, char *out, size_t out_len)
+{
+	static const char *const folders[] = { "", "../bin/" };
+	char self[PATH_MAX];
+	char *slash;
+	ssize_t n;
+	int rc = -ENOENT;
+
+	if (!name || !*name || strchr(name, '/'))
+		return -EINVAL;
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0)
+		return -errno;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = '\0';
+	for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
+		if ((size_t)snprintf(out, out_len, "%s/%s%s", self, folders[i], name) >= out_len) {
+			rc = -ENAMETOOLONG;
+			continue;
+		}
+		if (access(out, X_OK) == 0)
+			return 0;
+	}
+	return rc;
+}
