@@ -39,8 +39,8 @@ struct api_config {
 	char events_topic[KAFKA_TOPIC_NAME_MAX + 1];   /* prefix + warren.sandbox.events */
 };
 
-/* Reads every setting. -1 with a message when one is invalid (e.g. no
- * token_seed outside dev_mode). */
+/* Reads every setting. 0, or -EINVAL with a message in err when one is
+ * invalid (e.g. no token_seed outside dev_mode). */
 int api__config_load(struct api_config *config, char *err, size_t err_len);
 
 /* ---- waiters: HTTP requests suspended until a result event ---- */
@@ -76,7 +76,8 @@ void waiters__cancel_all(void);
 
 /* Starts the producer and the consumer thread of config->events_topic
  * (own group "warren-api-<hostname>-<pid>", from the latest offset) and
- * waits up to wait_ms for its partition assignment. -1 with err. */
+ * waits up to wait_ms for its partition assignment. 0, or -EIO with a
+ * message in err. */
 int bus__start(const struct api_config *config, int wait_ms, char *err, size_t err_len);
 void bus__stop(void);
 /* Produces ev to topic keyed by its sandbox id and waits for the broker's

@@ -72,7 +72,7 @@ int bus__start(const struct api_config *config, int wait_ms, char *err, size_t e
 	bus_produce_timeout_ms = config->produce_timeout_ms;
 	bus_producer = kafka_producer__new(config->kafka_brokers, NULL, err, err_len);
 	if (!bus_producer)
-		return -1;
+		return -EIO;
 	gethostname(hostname, sizeof(hostname) - 1);
 	snprintf(group, sizeof(group), "warren-api-%s-%d", hostname, (int)getpid());
 	snprintf(bus_group, sizeof(bus_group), "%s", group);
@@ -125,7 +125,7 @@ err:
 	bus_consumer = NULL;
 	kafka_producer__free(bus_producer);
 	bus_producer = NULL;
-	return -1;
+	return -EIO;
 }
 
 void bus__stop(void)

@@ -12,6 +12,7 @@
 
 #include "request.h"
 #include "warren/clock.h"
+#include "warren/check.h"
 #include "warren/config.h"
 #include "warren/ids.h"
 #include "warren/json_util.h"
@@ -29,7 +30,7 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 	if (address__parse_host_port(listen, c->listen_host, sizeof(c->listen_host), &port)) {
 		snprintf(err, err_len, "api_listen must be host:port (port 0..65535), got \"%s\"",
 			 listen);
-		return -1;
+		return -EINVAL;
 	}
 	c->listen_port = port;
 	c->pg_url = config__get("pg_url", "postgresql://postgres@127.0.0.1:55432/postgres");
@@ -42,7 +43,7 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 		if (!c->dev_mode) {
 			snprintf(err, err_len,
 				 "token_seed is required (set WARREN_TOKEN_SEED; dev_mode=true allows a fixed development seed)");
-			return -1;
+			return -EINVAL;
 		}
 		c->token_seed = "warren-dev-mode-token-seed";
 		log_warn("dev_mode: using the fixed development token seed; never do this in production");
@@ -50,7 +51,7 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 	if (strlen(c->token_seed) < 16) {
 		/* The same floor as warren-worker: both derive the same tokens. */
 		snprintf(err, err_len, "token_seed must be at least 16 characters");
-		return -1;
+		return -EINVAL;
 	}
 	c->domain = config__get("domain", "");
 	c->create_deadline_ms = config__get_int("create_deadline_ms", 60000);
@@ -65,14 +66,14 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 	if (c->pg_pool_size < 1 || c->http_threads < 1 || c->create_deadline_ms < 1 ||
 	    c->operation_deadline_ms < 1 || c->produce_timeout_ms < 1 || c->max_body_bytes < 1) {
 		snprintf(err, err_len, "a numeric setting is out of range");
-		return -1;
+		return -EINVAL;
 	}
 	if (snprintf(c->commands_topic, sizeof(c->commands_topic), "%s%s", c->topic_prefix,
 		     KAFKA_TOPIC_SANDBOX_COMMANDS) >= (int)sizeof(c->commands_topic) ||
 	    snprintf(c->events_topic, sizeof(c->events_topic), "%s%s", c->topic_prefix,
 		     KAFKA_TOPIC_SANDBOX_EVENTS) >= (int)sizeof(c->events_topic)) {
 		snprintf(err, err_len, "kafka_topic_prefix is too long");
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -211,6 +212,8 @@ static enum MHD_Result request__queue(struct api_request *r, int status, char *t
 	struct MHD_Response *response;
 	enum MHD_Result ret;
 
+	/* every status is the code's own choice (a worker's is clamped first) */
+	CHECK(status >= 100 && status <= 599);
 	response = text ? MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE)
 			: MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	if (!response) {

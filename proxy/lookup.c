@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lookup.h"
+#include "warren/check.h"
 #include "warren/clock.h"
 #include "warren/ids.h"
 #include "warren/log.h"
@@ -321,8 +322,9 @@ void lookup__release(struct lookup *lookup, const char *sandbox_id)
 
 	pthread_mutex_lock(&lookup->lock);
 	e = lookup__find(lookup, sandbox_id);
-	if (e && e->connections > 0)
-		e->connections--;
+	/* acquired: the entry is kept (the sweep skips connected ones) */
+	CHECK(e && e->connections > 0);
+	e->connections--;
 	pthread_mutex_unlock(&lookup->lock);
 }
 

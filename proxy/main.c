@@ -42,7 +42,7 @@ int main(void)
 	int rc = 1;
 
 	log__set_component("proxy");
-	if (!proxy__settings_from_config(&settings, err, sizeof(err))) {
+	if (proxy__settings_from_config(&settings, err, sizeof(err))) {
 		log_error("%s", err);
 		return 1;
 	}

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "route.h"
 #include "server.h"
+#include "warren/check.h"
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/log.h"
@@ -105,7 +106,7 @@ struct proxy_server {
 
 /* ---- settings ---- */
 
-bool proxy__settings_from_config(struct proxy_settings *s, char *err, size_t err_len)
+int proxy__settings_from_config(struct proxy_settings *s, char *err, size_t err_len)
 {
 	const char *listen = config__get("proxy_listen", "127.0.0.1:3002");
 
@@ -114,7 +115,7 @@ bool proxy__settings_from_config(struct proxy_settings *s, char *err, size_t err
 				     &s->listen_port)) {
 		snprintf(err, err_len, "proxy_listen must be HOST:PORT (port 0..65535), got \"%s\"",
 			 listen);
-		return false;
+		return -EINVAL;
 	}
 	s->domain = config__get("domain", "warren.test");
 	s->forwarded_proto = config__get("proxy_forwarded_proto", "http");
@@ -131,15 +132,16 @@ bool proxy__settings_from_config(struct proxy_settings *s, char *err, size_t err
 		snprintf(err, err_len,
 			 "invalid proxy settings (proxy_threads 1..256, proxy_max_head_bytes "
 			 "1024..65536, timeouts and proxy_max_connections > 0)");
-		return false;
+		return -EINVAL;
 	}
-	return true;
+	return 0;
 }
 
 /* ---- buffers ---- */
 
 static size_t buffer__len(const struct buffer *b)
 {
+	CHECK(b->start <= b->end && b->end <= b->cap);
 	return b->end - b->start;
 }
 
@@ -158,6 +160,7 @@ static size_t buffer__space(struct buffer *b)
 
 static bool buffer__append(struct buffer *b, const void *data, size_t len)
 {
+	CHECK(b->start <= b->end && b->end <= b->cap);
 	if (b->cap - b->end < len) {
 		memmove(b->data, b->data + b->start, b->end - b->start);
 		b->end -= b->start;
@@ -1323,12 +1326,13 @@ fail:
 
 int proxy__run(struct proxy_server *server)
 {
-	int started = 0;
+	int started = 0, rc = 0;
 
 	for (int i = 0; i < server->settings.threads; i++) {
-		if (pthread_create(&server->workers[i].thread, NULL, worker__main,
-				   &server->workers[i]) != 0) {
-			log_error("cannot start worker thread %d", i);
+		rc = pthread_create(&server->workers[i].thread, NULL, worker__main,
+				    &server->workers[i]);
+		if (rc) {
+			log_error("cannot start worker thread %d: %s", i, strerror(rc));
 			server->stop = 1;
 			break;
 		}
@@ -1336,7 +1340,7 @@ int proxy__run(struct proxy_server *server)
 	}
 	for (int i = 0; i < started; i++)
 		pthread_join(server->workers[i].thread, NULL);
-	return started == server->settings.threads ? 0 : -1;
+	return -rc;
 }
 
 void proxy__stop(struct proxy_server *server)

@@ -34,8 +34,8 @@ struct proxy_settings {
 
 /* Fills settings from config (proxy_listen, domain, proxy_threads,
  * proxy_*_timeout_*, proxy_max_connections, proxy_max_head_bytes,
- * proxy_forwarded_proto). false with a message in err when invalid. */
-bool proxy__settings_from_config(struct proxy_settings *settings, char *err, size_t err_len);
+ * proxy_forwarded_proto). 0, or -EINVAL with a message in err. */
+int proxy__settings_from_config(struct proxy_settings *settings, char *err, size_t err_len);
 
 struct proxy_server;
 
@@ -43,7 +43,8 @@ struct proxy_server;
  * lookup and limiter are borrowed. NULL with a message in err. */
 struct proxy_server *proxy__create(const struct proxy_settings *settings, struct lookup *lookup,
 				   struct limiter *limiter, char *err, size_t err_len);
-/* Runs the worker threads until proxy__stop; returns 0 or -1. */
+/* Runs the worker threads until proxy__stop; 0, or -errno when a thread
+ * could not start (the started ones are stopped and joined). */
 int proxy__run(struct proxy_server *server);
 /* Asks every worker to stop (async-signal-safe). */
 void proxy__stop(struct proxy_server *server);

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "warren/check.h"
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/log.h"
@@ -44,6 +45,7 @@ int storage__fail(struct storage_error *err, enum storage_status code, const cha
 {
 	va_list ap;
 
+	CHECK(code != STORAGE_OK); /* a failure must never read as success */
 	if (!err)
 		return code;
 	err->code = code;
@@ -185,6 +187,7 @@ static struct storage_connection *storage__checkout(struct storage_pool *pool,
 static void storage__checkin(struct storage_pool *pool, struct storage_connection *connection)
 {
 	pthread_mutex_lock(&pool->lock);
+	CHECK(connection->busy);
 	connection->busy = false;
 	pthread_cond_signal(&pool->available);
 	pthread_mutex_unlock(&pool->lock);
@@ -211,6 +214,7 @@ PGresult *storage__run(struct storage_pool *pool, enum storage_statement_id id,
 	PGresult *result = NULL;
 	ExecStatusType status;
 
+	CHECK(id >= 0 && id < STMT_COUNT);
 	connection = storage__checkout(pool, err);
 	if (!connection)
 		return NULL;

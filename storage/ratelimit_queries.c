@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "warren/check.h"
 #include "warren/clock.h"
 #include "warren/ids.h"
 #include "warren/storage_ratelimit.h"
@@ -161,6 +162,7 @@ static struct ratelimit_connection *ratelimit__checkout(struct storage_ratelimit
 	unsigned start = __atomic_fetch_add(&store->next, 1, __ATOMIC_RELAXED);
 	struct ratelimit_connection *c;
 
+	CHECK(store->count >= 1 && store->count <= RATELIMIT_CONNECTIONS_MAX);
 	for (int i = 0; i < store->count; i++) {
 		c = &store->connections[(start + i) % store->count];
 		if (pthread_mutex_trylock(&c->lock) == 0)
@@ -176,9 +178,12 @@ static struct ratelimit_connection *ratelimit__checkout(struct storage_ratelimit
 static PGresult *ratelimit__run(struct storage_ratelimit *store, int id, const char *const *params,
 				bool retry_safe, struct storage_error *err)
 {
-	struct ratelimit_connection *c = ratelimit__checkout(store);
+	struct ratelimit_connection *c;
 	PGresult *result = NULL;
 	ExecStatusType status;
+
+	CHECK(id >= 0 && id < SQL_COUNT);
+	c = ratelimit__checkout(store);
 
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if (PQstatus(c->conn) != CONNECTION_OK || !c->prepared) {

@@ -1,6 +1,7 @@
 /* ratelimit backends: memory (the lease rule of the PostgreSQL backend on
  * an injectable clock, for unit tests and single-process users). The
  * PostgreSQL backend lives in storage/ (storage_ratelimit__open_limiter). */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,7 +128,7 @@ int ratelimit__memory_backend(int64_t (*server_clock_us)(void *ctx), void *clock
 	struct memory_store *store = calloc(1, sizeof(*store));
 
 	if (!store)
-		return -1;
+		return -ENOMEM;
 	pthread_mutex_init(&store->lock, NULL);
 	store->clock_us = server_clock_us ? server_clock_us : memory__monotonic;
 	store->clock_ctx = clock_ctx;

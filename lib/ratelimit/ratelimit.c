@@ -12,6 +12,7 @@
 
 #include "warren/log.h"
 #include "warren/ratelimit.h"
+#include "warren/check.h"
 #include "warren/clock.h"
 
 #define RATELIMIT_BUCKETS 4096
@@ -570,6 +571,7 @@ int ratelimit__take(struct ratelimit *limiter, const char *key, int64_t count, i
 	server_us = grant.now_us + (ratelimit__now(limiter) - send_local);
 	if (grant.granted > 0) {
 		/* Slot 0 (>= now, <= now + tau) is spent at the statement's time. */
+		CHECK(entry->leases_held > 0);
 		entry->leases[entry->leases_held - 1].next = 1;
 		out->allowed = true;
 	} else {
@@ -653,9 +655,12 @@ static void ratelimit__refill(struct ratelimit *limiter, struct ratelimit_key *e
 		__atomic_store_n(&limiter->backend_failed_until_us, 0, __ATOMIC_RELAXED);
 		ratelimit__install(limiter, entry, &grant, send_local, want);
 		if (paid > 0) {
+			/* paid <= granted: install kept this lease */
+			CHECK(entry->leases_held > 0);
 			entry->leases[entry->leases_held - 1].next = paid;
 			entry->debt -= paid;
 		}
+		CHECK(entry->debt >= 0);
 		server_us = grant.now_us + (ratelimit__now(limiter) - send_local);
 		while (entry->debt > 0 && ratelimit__spend(limiter, entry, server_us))
 			entry->debt--;

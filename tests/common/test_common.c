@@ -1,5 +1,5 @@
 /* Unit tests of libwarren-common: ids, tokens, config, clock, HOST:PORT
- * parsing, sibling binaries. */
+ * parsing, sibling binaries, CHECK. */
 #include <errno.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -7,11 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "warren/binary_path.h"
+#include "warren/check.h"
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/ids.h"
@@ -196,6 +200,48 @@ static void test_sibling_binary(void **state)
 	assert_int_equal(binary__find_sibling(name, out, 4), -ENAMETOOLONG);
 }
 
+static void test_check_passes(void **state)
+{
+	int calls = 0;
+
+	(void)state;
+	CHECK(++calls == 1); /* evaluated exactly once */
+	assert_int_equal(calls, 1);
+}
+
+/* A failed CHECK aborts with file:line and the expression on stderr, in
+ * this release-type build too (NDEBUG does not remove it). */
+static void test_check_fails_loudly(void **state)
+{
+	char out[1024] = "";
+	int fds[2], status;
+	ssize_t n, got = 0;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int zero = 0;
+
+		dup2(fds[1], STDERR_FILENO);
+		signal(SIGABRT, SIG_DFL);
+		CHECK(zero == 1);
+		_exit(0); /* not reached */
+	}
+	close(fds[1]);
+	while ((n = read(fds[0], out + got, sizeof(out) - 1 - (size_t)got)) > 0)
+		got += n;
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGABRT);
+	assert_non_null(strstr(out, "test_common.c:"));
+	assert_non_null(strstr(out, "test_check_fails_loudly"));
+	assert_non_null(strstr(out, "check failed: zero == 1"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -211,6 +257,8 @@ int main(void)
 		cmocka_unit_test(test_host_port),
 		cmocka_unit_test(test_host_port_refused),
 		cmocka_unit_test(test_sibling_binary),
+		cmocka_unit_test(test_check_passes),
+		cmocka_unit_test(test_check_fails_loudly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -164,7 +164,7 @@ void ratelimit__stats(struct ratelimit *limiter, struct ratelimit_stats *out);
 /* An in-memory backend: one GCRA table on an injectable "server" clock
  * (server_clock NULL -> CLOCK_MONOTONIC). The same lease rules as the SQL
  * (docs/ratelimit.md). Free with the limiter (close) or
- * ratelimit__memory_backend_free when never handed to one. */
+ * ratelimit__memory_backend_free when never handed to one. 0 or -ENOMEM. */
 int ratelimit__memory_backend(int64_t (*server_clock_us)(void *ctx), void *clock_ctx,
 			      struct ratelimit_backend *out);
 void ratelimit__memory_backend_free(struct ratelimit_backend *backend);
