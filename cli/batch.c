@@ -797,7 +797,8 @@ static int kafka_batch__produce_more(struct kafka_batch *b)
 		if (kafka_event__init_command(&command, KAFKA_EVENT_CREATE, b->team_id,
 					      job->sandbox_id, spec, reason,
 					      sizeof(reason)) != KAFKA_EVENT_OK) {
-			fprintf(stderr, "warren batch: the create command is invalid: %s\n", reason);
+			fprintf(stderr, "warren batch: the create command is invalid: %s\n",
+				reason);
 			return -EINVAL;
 		}
 		snprintf(job->request_id, sizeof(job->request_id), "%s", command.request_id);
@@ -807,8 +808,8 @@ static int kafka_batch__produce_more(struct kafka_batch *b)
 							 10000, NULL);
 		kafka_event__clear(&command);
 		if (produced) {
-			snprintf(job->error, sizeof(job->error), "producing the command failed (%d)",
-				 produced);
+			snprintf(job->error, sizeof(job->error),
+				 "producing the command failed (%d)", produced);
 			kafka_batch__finish(b, job, clock__monotonic_ms());
 			continue;
 		}
@@ -855,7 +856,8 @@ static void kafka_batch__expire(struct kafka_batch *b)
 	for (size_t i = 0; i < b->next; i++) {
 		struct batch_job *job = &b->run->jobs[i];
 
-		if (job->state == BATCH_IN_FLIGHT && now - job->started_ms > (uint64_t)deadline_ms) {
+		if (job->state == BATCH_IN_FLIGHT &&
+		    now - job->started_ms > (uint64_t)deadline_ms) {
 			snprintf(job->error, sizeof(job->error),
 				 "no result within %ld ms (find it with GET /sandboxes/<id>)",
 				 deadline_ms);

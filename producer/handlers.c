@@ -347,7 +347,8 @@ static bool create__settle_replay(struct create_ctx *ctx)
 		return false;
 	}
 	if (r->sandbox.state != STORAGE_SANDBOX_STARTING) {
-		ctx->ret = request__error(r, 409, "the sandbox %s of this request is %s", r->sandbox.id,
+		ctx->ret = request__error(r, 409, "the sandbox %s of this request is %s",
+					  r->sandbox.id,
 					  storage__sandbox_state_name(r->sandbox.state));
 		return false;
 	}
@@ -371,7 +372,8 @@ static enum MHD_Result create__produce_failed(struct create_ctx *ctx)
 
 	waiters__remove(&r->waiter);
 	if (storage__sandbox_transition(ctx->pool, &t, NULL, &e))
-		log_warn("req=%s cannot mark %s failed: %s", r->request_id, r->sandbox.id, e.message);
+		log_warn("req=%s cannot mark %s failed: %s", r->request_id, r->sandbox.id,
+			 e.message);
 	handlers__finish_failed(ctx->pool, r->request_id, 503, "Kafka unavailable");
 	return request__error(r, 503, "cannot queue the request (Kafka unavailable), retry later");
 }

@@ -25,8 +25,10 @@ struct limiter *limiter__create(const struct limiter_config *config)
 		return NULL;
 	limiter->limit = config->limit;
 	limiter->window_ms = config->window_s * 1000;
-	limiter->ratelimit = config->pg_url ? storage_ratelimit__open_limiter(config->pg_url, &options)
-					    : ratelimit__open_local(&options);
+	if (config->pg_url)
+		limiter->ratelimit = storage_ratelimit__open_limiter(config->pg_url, &options);
+	else
+		limiter->ratelimit = ratelimit__open_local(&options);
 	if (!limiter->ratelimit) {
 		free(limiter);
 		return NULL;

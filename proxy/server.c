@@ -731,7 +731,8 @@ static bool conn__parse_head(struct conn *c, struct http_head *head)
 		conn__watch(c);
 		return false;
 	}
-	error.kind = status == HTTP_PARSE_TOO_LARGE ? ROUTE_ERR_HEAD_TOO_LARGE : ROUTE_ERR_BAD_REQUEST;
+	error.kind = status == HTTP_PARSE_TOO_LARGE ? ROUTE_ERR_HEAD_TOO_LARGE
+						    : ROUTE_ERR_BAD_REQUEST;
 	error.message = head->error;
 	c->in.start = c->in.end = 0;
 	conn__send_error(c, &error, false, false);

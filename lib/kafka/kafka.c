@@ -232,7 +232,8 @@ static int create_topic__result(rd_kafka_event_t *event, const char *topic, bool
 {
 	const rd_kafka_CreateTopics_result_t *result = rd_kafka_event_CreateTopics_result(event);
 	size_t count = 0;
-	const rd_kafka_topic_result_t **results = rd_kafka_CreateTopics_result_topics(result, &count);
+	const rd_kafka_topic_result_t **results =
+		rd_kafka_CreateTopics_result_topics(result, &count);
 
 	for (size_t i = 0; i < count; i++) {
 		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
@@ -324,7 +325,8 @@ int kafka__delete_topic(const char *brokers, const char *topic, int timeout_ms, 
 	for (size_t i = 0; i < count; i++) {
 		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);
 
-		if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+		if (e != RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    e != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
 			snprintf(err, err_len, "DeleteTopics %s: %s", topic, rd_kafka_err2str(e));
 			ret = -EIO;
 			goto out;
@@ -363,7 +365,8 @@ int kafka__delete_group(const char *brokers, const char *group, int timeout_ms, 
 		const rd_kafka_error_t *e = rd_kafka_group_result_error(results[i]);
 
 		if (e && rd_kafka_error_code(e) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
-			snprintf(err, err_len, "DeleteGroups %s: %s", group, rd_kafka_error_string(e));
+			snprintf(err, err_len, "DeleteGroups %s: %s", group,
+				 rd_kafka_error_string(e));
 			ret = -EIO;
 			goto out;
 		}
