@@ -29,6 +29,7 @@ struct net_slot {
 	struct net_slot_counters base;  /* banked when a policy table was replaced */
 	struct net_slot_counters proxy; /* proxy decisions (proxy_allowed/denied) */
 	uint64_t generation;            /* bumped by every release */
+	unsigned proxy_connections;     /* egress proxy connections open now */
 };
 
 struct net_pool {
@@ -50,6 +51,11 @@ struct net_pool {
 	pthread_t proxy_threads[EGRESS_ACCEPT_THREADS];
 	int proxy_thread_count;
 	atomic_int proxy_active; /* connection threads alive */
+	unsigned egress_max, egress_slot_max, egress_idle_s; /* limits (under lock) */
+	/* The never-allow set: built-in, slot range, host addresses and the
+	 * net_never_allow setting; deduplicated, fixed after net_pool__new. */
+	struct cidr *never;
+	size_t never_count;
 	struct egress_connection *connections; /* under lock */
 	struct egress_dns_entry *dns_cache;    /* under dns_lock */
 	pthread_mutex_t dns_lock;
