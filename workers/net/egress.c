@@ -31,7 +31,6 @@
 #define DIAL_TIMEOUT_MS 5000
 #define DNS_TIMEOUT_MS 2000
 #define SPLICE_CHUNK (64 * 1024)
-#define EGRESS_MAX_CONNECTIONS 8192 /* threads of 256 KiB stack: 2 GiB of address space */
 
 static const char forbidden_response[] = "HTTP/1.1 403 Forbidden\r\n"
 					 "Content-Type: text/plain\r\n"
@@ -243,27 +242,193 @@ static bool half_pump(struct half *h)
 	return true;
 }
 
-static void relay(struct net_pool *pool, int client, int upstream)
+/* The client -> upstream direction of a proxied HTTP connection, framed
+ * request by request so that every request on a keep-alive connection is
+ * checked: each head must name the host the connection was allowed for
+ * (the first request's); bodies are skipped by Content-Length or chunk
+ * sizes. Anything else stops the direction: nothing more reaches the
+ * upstream, which finishes its answers and closes. */
+enum framer_state { FRAME_HEAD, FRAME_BODY, FRAME_CHUNK_LINE, FRAME_CHUNK_DATA, FRAME_CHUNK_END,
+		    FRAME_TRAILER, FRAME_STOPPED };
+
+struct framer {
+	enum framer_state state;
+	uint64_t remaining;
+	char host[NET_DOMAIN_MAX + 2]; /* lower case, no trailing dot */
+	size_t host_len;
+	unsigned requests;
+	bool refused; /* a request was refused (not merely the last one) */
+};
+
+static bool same_host(const struct framer *f, const char *name, size_t len)
+{
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len != f->host_len)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+
+		if (c != f->host[i])
+			return false;
+	}
+	return true;
+}
+
+/* Frames what it can of data[0..len) and returns how many bytes, from
+ * the start, may go upstream; the state is FRAME_STOPPED after a refused
+ * request (the bytes of and after it never go). full: data fills the
+ * buffer, so an incomplete head or line is refused, not waited for. */
+static size_t framer__feed(struct framer *f, const uint8_t *data, size_t len, bool full)
+{
+	size_t used = 0;
+
+	while (used < len && f->state != FRAME_STOPPED) {
+		const uint8_t *p = data + used;
+		size_t left = len - used, step = 0;
+		struct net_http_request request;
+		enum net_parse_result rc;
+		uint64_t size;
+
+		switch (f->state) {
+		case FRAME_HEAD:
+			rc = net_parse__http_request(p, left, &request);
+			if (rc == NET_PARSE_NEED_MORE && !full)
+				goto out;
+			if (rc != NET_PARSE_OK || !same_host(f, request.host, request.host_len)) {
+				log_info("egress: request %u on a connection for %s refused (%s)", f->requests + 1,
+					 f->host, rc == NET_PARSE_OK ? "another host" : "malformed");
+				f->state = FRAME_STOPPED;
+				f->refused = true;
+				goto out;
+			}
+			f->requests++;
+			step = request.head_len;
+			f->remaining = request.content_length;
+			f->state = request.last ? FRAME_STOPPED
+				   : request.chunked ? FRAME_CHUNK_LINE
+				   : request.content_length ? FRAME_BODY : FRAME_HEAD;
+			if (request.last) {
+				used += step; /* this request goes; nothing after it */
+				goto out;
+			}
+			break;
+		case FRAME_BODY:
+		case FRAME_CHUNK_DATA:
+			step = left < f->remaining ? left : (size_t)f->remaining;
+			f->remaining -= step;
+			if (f->remaining == 0)
+				f->state = f->state == FRAME_BODY ? FRAME_HEAD : FRAME_CHUNK_END;
+			break;
+		case FRAME_CHUNK_LINE:
+			rc = net_parse__http_chunk_line(p, left, &size, &step);
+			if (rc == NET_PARSE_NEED_MORE && !full)
+				goto out;
+			if (rc != NET_PARSE_OK) {
+				f->state = FRAME_STOPPED;
+				goto out;
+			}
+			f->remaining = size;
+			f->state = size ? FRAME_CHUNK_DATA : FRAME_TRAILER;
+			break;
+		case FRAME_CHUNK_END:
+			if (left < 2)
+				goto out;
+			if (p[0] != '\r' || p[1] != '\n') {
+				f->state = FRAME_STOPPED;
+				goto out;
+			}
+			step = 2;
+			f->state = FRAME_CHUNK_LINE;
+			break;
+		case FRAME_TRAILER: {
+			const uint8_t *eol = memchr(p, '\n', left);
+
+			if (!eol) {
+				if (full)
+					f->state = FRAME_STOPPED;
+				goto out;
+			}
+			step = (size_t)(eol - p) + 1;
+			if (step < 2 || eol[-1] != '\r') {
+				f->state = FRAME_STOPPED;
+				goto out;
+			}
+			if (step == 2)
+				f->state = FRAME_HEAD;
+			break;
+		}
+		case FRAME_STOPPED:
+			break;
+		}
+		used += step;
+	}
+out:
+	return used;
+}
+
+/* Relays client <-> upstream until both directions end, an error, the
+ * proxy stops or idle_ms pass without a byte either way. With a framer
+ * (HTTP), client bytes go through it (buf holds the used bytes already
+ * read, HEAD_MAX in all); without one (TLS) both ways are spliced. */
+static void relay(struct net_pool *pool, int client, int upstream, struct framer *framer, uint8_t *buf,
+		  size_t used, int idle_ms)
 {
 	struct half up = { .from = client, .to = upstream, .pipe = { -1, -1 } };
 	struct half down = { .from = upstream, .to = client, .pipe = { -1, -1 } };
 	bool up_open = true, down_open = true;
+	int64_t last = now_ms();
 
-	if (pipe2(up.pipe, O_CLOEXEC) != 0 || pipe2(down.pipe, O_CLOEXEC) != 0)
+	if ((!framer && pipe2(up.pipe, O_CLOEXEC) != 0) || pipe2(down.pipe, O_CLOEXEC) != 0)
 		goto out;
+	if (framer) {
+		size_t go = framer__feed(framer, buf, used, used == HEAD_MAX);
+
+		write_all(upstream, buf, go);
+		memmove(buf, buf + go, used - go);
+		used -= go;
+		if (framer->state == FRAME_STOPPED) {
+			up_open = false;
+			shutdown(upstream, SHUT_WR);
+		}
+	}
 	while (up_open || down_open) {
 		struct pollfd fds[3] = {
 			{ .fd = up_open ? client : -1, .events = POLLIN },
 			{ .fd = down_open ? upstream : -1, .events = POLLIN },
 			{ .fd = pool->stop_fd, .events = POLLIN },
 		};
-		int n = poll(fds, 3, -1);
+		int64_t left = last + idle_ms - now_ms();
+		int n = left > 0 ? poll(fds, 3, (int)left) : 0;
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 || fds[2].revents)
-			break;
-		if (fds[0].revents && !half_pump(&up)) {
+		if (n <= 0 || fds[2].revents)
+			break; /* error, idle for too long, or stopping */
+		last = now_ms();
+		if (fds[0].revents && framer) {
+			ssize_t got = recv(client, buf + used, HEAD_MAX - used, 0);
+			size_t go;
+
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0) {
+				if (got < 0)
+					break;
+				shutdown(upstream, SHUT_WR);
+				up_open = false;
+			} else {
+				used += (size_t)got;
+				go = framer__feed(framer, buf, used, used == HEAD_MAX);
+				write_all(upstream, buf, go);
+				memmove(buf, buf + go, used - go);
+				used -= go;
+				if (framer->state == FRAME_STOPPED) {
+					shutdown(upstream, SHUT_WR);
+					up_open = false;
+				}
+			}
+		} else if (fds[0].revents && !half_pump(&up)) {
 			if (!up.eof)
 				break; /* error: tear both down */
 			up_open = false;
@@ -339,6 +504,41 @@ static void connection_unregister(struct net_pool *pool, struct egress_connectio
 	pthread_mutex_unlock(&pool->lock);
 }
 
+/* Counts a new connection of slot against the per-slot and the global
+ * cap; false (counted as a proxy refusal) when either is reached or the
+ * source is no slot. */
+static bool egress_admit(struct net_pool *pool, int slot)
+{
+	bool admitted = false;
+	static _Atomic int64_t last_warning_ms;
+
+	if (slot < 0)
+		return false;
+	pthread_mutex_lock(&pool->lock);
+	if (pool->slots[slot].proxy_connections < pool->egress_slot_max &&
+	    (unsigned)atomic_load(&pool->proxy_active) < pool->egress_max) {
+		pool->slots[slot].proxy_connections++;
+		admitted = true;
+	} else if (pool->slots[slot].in_use) {
+		pool->slots[slot].proxy.proxy_denied++;
+		pool->slots[slot].proxy.limit_hits++;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	if (!admitted && now_ms() - atomic_load(&last_warning_ms) > 10000) {
+		atomic_store(&last_warning_ms, now_ms());
+		log_warn("egress: slot %d: connection cap reached (%u per slot, %u in all); refusing", slot,
+			 pool->egress_slot_max, pool->egress_max);
+	}
+	return admitted;
+}
+
+static void egress_release(struct net_pool *pool, int slot)
+{
+	pthread_mutex_lock(&pool->lock);
+	pool->slots[slot].proxy_connections--;
+	pthread_mutex_unlock(&pool->lock);
+}
+
 static void *connection_thread(void *arg)
 {
 	struct connection *c = arg;
@@ -351,7 +551,9 @@ static void *connection_thread(void *arg)
 	char host[NET_DOMAIN_MAX + 2], sni[NET_SNI_MAX + 1];
 	struct in_addr answers[16], target = { 0 };
 	int slot = slot_of(pool, c->peer.sin_addr), upstream = -1, found;
-	int64_t deadline = now_ms() + HEAD_TIMEOUT_MS;
+	int idle_ms = (int)(pool->egress_idle_s > 2000000 ? 2000000000 : pool->egress_idle_s * 1000);
+	int64_t deadline = now_ms() + (idle_ms < HEAD_TIMEOUT_MS ? idle_ms : HEAD_TIMEOUT_MS);
+	struct framer framer = { .state = FRAME_HEAD };
 	bool allowed = false, registered = false;
 	struct egress_connection entry = { .client = c->fd, .upstream = -1, .slot = slot };
 	uint64_t generation = 0;
@@ -399,7 +601,8 @@ static void *connection_thread(void *arg)
 
 			found = egress__resolve(pool->resolver, pool->resolver_port, host, answers, 16, &ttl);
 			for (int i = 0; i < found; i++) {
-				if (!net_policy__is_internal_v4(answers[i])) {
+				if (!net_policy__is_internal_v4(answers[i]) &&
+				    !net_policy__never_allowed(pool->never, pool->never_count, AF_INET, &answers[i])) {
 					target = answers[i];
 					allowed = true;
 					dns_cache_put(pool, host, target, ttl);
@@ -429,11 +632,22 @@ static void *connection_thread(void *arg)
 	pthread_mutex_unlock(&pool->lock);
 	if (!allowed)
 		goto out;
-	write_all(upstream, head, used); /* the bytes already read go first */
-	relay(pool, c->fd, upstream);
+	if (c->tls) {
+		write_all(upstream, head, used); /* the ClientHello read so far goes first */
+		relay(pool, c->fd, upstream, NULL, NULL, 0, idle_ms);
+	} else {
+		/* The first request is framed like the next ones. */
+		memcpy(framer.host, host, name_len + 1);
+		framer.host_len = name_len;
+		relay(pool, c->fd, upstream, &framer, head, used, idle_ms);
+		if (framer.refused)
+			count(pool, slot, false);
+	}
 out:
 	if (registered)
 		connection_unregister(pool, &entry);
+	if (slot >= 0)
+		egress_release(pool, slot);
 	if (upstream >= 0)
 		close(upstream);
 	close(c->fd);
@@ -489,11 +703,10 @@ static void *accept_thread(void *arg)
 				free(c);
 				continue;
 			}
-			/* A global cap on connection threads: past it, new
-			 * connections are closed at once (each sandbox is also
-			 * capped by its connection limit). */
-			if (atomic_load(&pool->proxy_active) >= EGRESS_MAX_CONNECTIONS) {
-				log_warn("egress: %d connections open, refusing more", EGRESS_MAX_CONNECTIONS);
+			/* Caps: per slot, below a global one. Past either, a
+			 * new connection is closed at once, so no sandbox can
+			 * hold the proxy for the others. */
+			if (!egress_admit(pool, slot_of(pool, c->peer.sin_addr))) {
 				close(fd);
 				free(c);
 				continue;
@@ -504,6 +717,7 @@ static void *accept_thread(void *arg)
 			atomic_fetch_add(&pool->proxy_active, 1);
 			if (pthread_create(&thread, &attr, connection_thread, c) != 0) {
 				atomic_fetch_sub(&pool->proxy_active, 1);
+				egress_release(pool, slot_of(pool, c->peer.sin_addr));
 				close(fd);
 				free(c);
 			}

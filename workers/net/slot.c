@@ -505,7 +505,7 @@ int net_pool__create_slot_at(struct net_pool *pool, int index)
 	{
 		char *text = NULL;
 
-		if (asprintf(&text, "add element ip %s slot_marks { \"%s\" : 0x%08x }\n", pool->host_table,
+		if (asprintf(&text, "add element inet %s slot_marks { \"%s\" : 0x%08x }\n", pool->host_table,
 			     info.host_link, SLOT_MARK(index)) < 0 ||
 		    host_nft(pool, text) != 0) {
 			free(text);
@@ -544,7 +544,7 @@ int net_pool__destroy_slot(struct net_pool *pool, int index)
 		char *text = NULL;
 
 		/* Quietly: the element may never have been added. */
-		if (asprintf(&text, "delete element ip %s slot_marks { \"%s\" }\n", pool->host_table,
+		if (asprintf(&text, "delete element inet %s slot_marks { \"%s\" }\n", pool->host_table,
 			     info.host_link) >= 0) {
 			pthread_mutex_lock(&pool->host_nft_lock);
 			if (pool->host_nft)
