@@ -176,9 +176,6 @@ int netenv__up(unsigned precreate)
 		netenv.config.proxy_tls_port = 3129;
 		netenv.config.precreate = precreate;
 		netenv.config.max_slots = 64;
-		netenv.config.egress_max_connections = netenv.egress_max_connections;
-		netenv.config.egress_slot_max_connections = netenv.egress_slot_max_connections;
-		netenv.config.egress_idle_timeout_s = netenv.egress_idle_timeout_s;
 	}
 	netenv.pool = net_pool__new(&netenv.config);
 	if (!netenv.pool) {

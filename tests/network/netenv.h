@@ -18,8 +18,6 @@ struct netenv {
 	char inet_ns[32];
 	struct net_pool *pool;
 	struct net_pool_config config;
-	/* Set before netenv__up to change the pool's settings (0: default). */
-	unsigned egress_max_connections, egress_slot_max_connections, egress_idle_timeout_s;
 };
 
 extern struct netenv netenv;

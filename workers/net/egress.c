@@ -532,6 +532,29 @@ static bool egress_admit(struct net_pool *pool, int slot)
 	return admitted;
 }
 
+static int egress_idle_ms(struct net_pool *pool)
+{
+	unsigned idle_s;
+
+	pthread_mutex_lock(&pool->lock);
+	idle_s = pool->egress_idle_s;
+	pthread_mutex_unlock(&pool->lock);
+	return idle_s > 2000000 ? 2000000000 : (int)idle_s * 1000;
+}
+
+void net_pool__set_egress_limits(struct net_pool *pool, unsigned max_connections,
+				 unsigned slot_max_connections, unsigned idle_timeout_s)
+{
+	pthread_mutex_lock(&pool->lock);
+	if (max_connections)
+		pool->egress_max = max_connections;
+	if (slot_max_connections)
+		pool->egress_slot_max = slot_max_connections;
+	if (idle_timeout_s)
+		pool->egress_idle_s = idle_timeout_s;
+	pthread_mutex_unlock(&pool->lock);
+}
+
 static void egress_release(struct net_pool *pool, int slot)
 {
 	pthread_mutex_lock(&pool->lock);
@@ -551,7 +574,7 @@ static void *connection_thread(void *arg)
 	char host[NET_DOMAIN_MAX + 2], sni[NET_SNI_MAX + 1];
 	struct in_addr answers[16], target = { 0 };
 	int slot = slot_of(pool, c->peer.sin_addr), upstream = -1, found;
-	int idle_ms = (int)(pool->egress_idle_s > 2000000 ? 2000000000 : pool->egress_idle_s * 1000);
+	int idle_ms = egress_idle_ms(pool);
 	int64_t deadline = now_ms() + (idle_ms < HEAD_TIMEOUT_MS ? idle_ms : HEAD_TIMEOUT_MS);
 	struct framer framer = { .state = FRAME_HEAD };
 	bool allowed = false, registered = false;

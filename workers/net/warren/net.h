@@ -216,6 +216,12 @@ struct net_slot_counters {
 	uint64_t bytes_in;
 };
 
+/* Changes the egress proxy's limits (0 keeps a value): connections on
+ * this host, per slot, idle seconds. New connections see them; open ones
+ * keep the idle timeout they started with. */
+void net_pool__set_egress_limits(struct net_pool *pool, unsigned max_connections,
+				 unsigned slot_max_connections, unsigned idle_timeout_s);
+
 /* Reads the slot's counters since acquire. 0 or -1. */
 int net_pool__counters(struct net_pool *pool, int slot, struct net_slot_counters *out);
 
