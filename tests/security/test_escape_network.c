@@ -37,6 +37,10 @@ struct slot {
 
 static struct slot slots[2] = { { .index = -1 }, { .index = -1 } };
 
+/* Listeners a test opened, closed by its teardown even when it fails. */
+static int listeners[8];
+static size_t listener_count;
+
 static void acquire(struct slot *s, const char *spec_json, uint32_t limit)
 {
 	json_t *spec = json_loads(spec_json, 0, NULL);
@@ -65,6 +69,9 @@ static int release(void **state)
 	(void)state;
 	release_one(&slots[0]);
 	release_one(&slots[1]);
+	for (size_t i = 0; i < listener_count; i++)
+		close(listeners[i]);
+	listener_count = 0;
 	return 0;
 }
 
@@ -78,7 +85,7 @@ static int64_t now_ms(void)
 
 /* A TCP connection from inside the slot must not be established (refused
  * by the slot's rules, or dropped by the host: a timeout). */
-static void expect_blocked(const struct slot *s, const char *address, unsigned port)
+static int expect_blocked(const struct slot *s, const char *address, unsigned port)
 {
 	int fd = netenv__connect_from(s->info.netns_path, address, port);
 
@@ -88,6 +95,14 @@ static void expect_blocked(const struct slot *s, const char *address, unsigned p
 		close(fd);
 		fail_msg("%s:%u is reachable from the slot", address, port);
 	}
+	return fd;
+}
+
+/* Refused by the slot's own rules (a reset at once, so the first layer
+ * stopped it; the host's drop would be a timeout). */
+static void expect_refused_by_slot(const struct slot *s, const char *address, unsigned port)
+{
+	assert_int_equal(expect_blocked(s, address, port), -ECONNREFUSED);
 }
 
 /* A listener in the calling thread's namespace (kept open by the caller;
@@ -151,6 +166,8 @@ static int listen_in(const char *netns_path, int family, const char *address, un
 	}
 	if (rc != 0)
 		fail_msg("listen on %s port %u: %s", address, port, strerror(-rc));
+	assert_true(listener_count < sizeof(listeners) / sizeof(listeners[0]));
+	listeners[listener_count++] = op.fd;
 	return op.fd;
 }
 
@@ -167,12 +184,12 @@ static void test_metadata_service_unreachable(void **state)
 	(void)state;
 	for (size_t i = 0; i < 2; i++) {
 		acquire(&slots[0], policies[i], 0);
-		expect_blocked(&slots[0], "169.254.169.254", 80);
-		expect_blocked(&slots[0], "169.254.169.254", 9002);
+		expect_refused_by_slot(&slots[0], "169.254.169.254", 80);
+		expect_refused_by_slot(&slots[0], "169.254.169.254", 9002);
 		release_one(&slots[0]);
 	}
 	acquire(&slots[0], "{\"allowOut\":[\"169.254.169.254\",\"169.254.0.0/16\"]}", 0);
-	expect_blocked(&slots[0], "169.254.169.254", 9002);
+	expect_refused_by_slot(&slots[0], "169.254.169.254", 9002);
 	release_one(&slots[0]);
 	acquire(&slots[0], "{\"allowOut\":[\"metadata.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
 	rc = netenv__capture(out, sizeof(out), "ip netns exec %s curl -sS -m 4 --resolve metadata.test:80:169.254.169.254 "
@@ -188,21 +205,20 @@ static void test_metadata_service_unreachable(void **state)
 static void test_host_postgres_port_unreachable(void **state)
 {
 	char gateway[INET_ADDRSTRLEN];
-	int listener = listen_in(NULL, AF_INET, "0.0.0.0", 5432);
+	listen_in(NULL, AF_INET, "0.0.0.0", 5432);
 
 	(void)state;
 	for (size_t i = 0; i < 2; i++) {
 		acquire(&slots[0], policies[i], 0);
 		inet_ntop(AF_INET, &slots[0].info.host_address, gateway, sizeof(gateway));
-		expect_blocked(&slots[0], "198.18.0.1", 5432);
-		expect_blocked(&slots[0], gateway, 5432);
+		expect_refused_by_slot(&slots[0], "198.18.0.1", 5432);
+		expect_refused_by_slot(&slots[0], gateway, 5432);
 		release_one(&slots[0]);
 	}
 	acquire(&slots[0], "{\"allowOut\":[\"198.18.0.1\",\"10.0.0.0/8\"]}", 0);
 	inet_ntop(AF_INET, &slots[0].info.host_address, gateway, sizeof(gateway));
-	expect_blocked(&slots[0], "198.18.0.1", 5432);
-	expect_blocked(&slots[0], gateway, 5432);
-	close(listener);
+	expect_refused_by_slot(&slots[0], "198.18.0.1", 5432);
+	expect_refused_by_slot(&slots[0], gateway, 5432);
 }
 
 /* Second layer on its own: with the slot's policy table gone (as if the
@@ -211,42 +227,46 @@ static void test_host_postgres_port_unreachable(void **state)
 static void test_host_input_chain_drops_slot(void **state)
 {
 	char gateway[INET_ADDRSTRLEN];
-	int listener = listen_in(NULL, AF_INET, "0.0.0.0", 5432), fd;
+	int fd;
 
 	(void)state;
+	listen_in(NULL, AF_INET, "0.0.0.0", 5432);
 	acquire(&slots[0], ALLOW_ALL, 0);
 	assert_int_equal(netenv__sh("ip netns exec %s nft delete table inet warren_policy", slots[0].info.netns_name), 0);
 	inet_ntop(AF_INET, &slots[0].info.host_address, gateway, sizeof(gateway));
 	expect_blocked(&slots[0], "198.18.0.1", 5432);
 	expect_blocked(&slots[0], gateway, 5432);
 	expect_blocked(&slots[0], "169.254.169.254", 9002); /* host forward: never-allow */
+	{
+		char victim[INET_ADDRSTRLEN];
+		acquire(&slots[1], "{}", 0);
+		inet_ntop(AF_INET, &slots[1].info.slot_address, victim, sizeof(victim));
+		listen_in(slots[1].info.netns_path, AF_INET, victim, 8080);
+		expect_blocked(&slots[0], victim, 8080); /* host forward: slot to slot */
+		}
 	/* The proxy ports stay open to slots. */
 	fd = netenv__connect_from(slots[0].info.netns_path, gateway, netenv.config.proxy_http_port);
 	if (fd < 0)
 		fail_msg("the egress proxy port is closed to the slot: %s", strerror(-fd));
 	close(fd);
-	close(listener);
 }
 
 /* Another sandbox's slot address is unreachable, whatever the policy. */
 static void test_other_slot_unreachable(void **state)
 {
 	char victim[INET_ADDRSTRLEN], spec[256];
-	int listener;
-
 	(void)state;
 	acquire(&slots[1], "{}", 0);
 	inet_ntop(AF_INET, &slots[1].info.slot_address, victim, sizeof(victim));
-	listener = listen_in(slots[1].info.netns_path, AF_INET, victim, 8080);
+	listen_in(slots[1].info.netns_path, AF_INET, victim, 8080);
 	for (size_t i = 0; i < 2; i++) {
 		acquire(&slots[0], policies[i], 0);
-		expect_blocked(&slots[0], victim, 8080);
+		expect_refused_by_slot(&slots[0], victim, 8080);
 		release_one(&slots[0]);
 	}
 	snprintf(spec, sizeof(spec), "{\"allowOut\":[\"%s\",\"10.11.0.0/16\"]}", victim);
 	acquire(&slots[0], spec, 0);
-	expect_blocked(&slots[0], victim, 8080);
-	close(listener);
+	expect_refused_by_slot(&slots[0], victim, 8080);
 }
 
 /* The host's own addresses (uplink, gateway) on an arbitrary port, and the
@@ -254,18 +274,17 @@ static void test_other_slot_unreachable(void **state)
 static void test_host_own_addresses_unreachable(void **state)
 {
 	char gateway[INET_ADDRSTRLEN];
-	int listener = listen_in(NULL, AF_INET, "0.0.0.0", 7000);
+	listen_in(NULL, AF_INET, "0.0.0.0", 7000);
 
 	(void)state;
 	for (size_t i = 0; i < 2; i++) {
 		acquire(&slots[0], policies[i], 0);
 		inet_ntop(AF_INET, &slots[0].info.host_address, gateway, sizeof(gateway));
-		expect_blocked(&slots[0], "198.18.0.1", 7000);
-		expect_blocked(&slots[0], gateway, 7000);
-		expect_blocked(&slots[0], "198.18.0.1", 22);
+		expect_refused_by_slot(&slots[0], "198.18.0.1", 7000);
+		expect_refused_by_slot(&slots[0], gateway, 7000);
+		expect_refused_by_slot(&slots[0], "198.18.0.1", 22);
 		release_one(&slots[0]);
 	}
-	close(listener);
 }
 
 struct connect6_op {
@@ -320,7 +339,6 @@ static void expect_blocked6(const struct slot *s, const char *address, unsigned 
 static void test_ipv6_out_denied(void **state)
 {
 	char inet_path[96];
-	int internet, host;
 
 	(void)state;
 	snprintf(inet_path, sizeof(inet_path), "/run/netns/%s", netenv.inet_ns);
@@ -330,22 +348,25 @@ static void test_ipv6_out_denied(void **state)
 				    "sysctl -qw net.ipv6.conf.all.forwarding=1",
 				    netenv.prefix, netenv.inet_ns, netenv.prefix, netenv.inet_ns),
 			 0);
-	internet = listen_in(inet_path, AF_INET6, "2001:db8:1::2", 9006);
-	host = listen_in(NULL, AF_INET6, "::", 7006);
+	listen_in(inet_path, AF_INET6, "2001:db8:1::2", 9006);
+	listen_in(NULL, AF_INET6, "::", 7006);
 	acquire(&slots[0], ALLOW_ALL, 0);
-	/* Slots come with IPv6 disabled: undo that too (worst case). */
-	assert_int_equal(netenv__sh("ip netns exec %s sysctl -qw net.ipv6.conf.veth0.disable_ipv6=0 && "
-				    "ip -n %s addr replace 2001:db8:2::2/64 dev veth0 nodad && "
-				    "ip addr replace 2001:db8:2::1/64 dev %s nodad && "
-				    "ip -n %s -6 route replace default via 2001:db8:2::1",
-				    slots[0].info.netns_name, slots[0].info.netns_name, slots[0].info.host_link,
-				    slots[0].info.netns_name),
+	/* Slots come with IPv6 disabled and their rules drop link-local and
+	 * multicast (so neighbour discovery): undo the first and pin the
+	 * neighbours, so that only the host's rules stand in the way. */
+	assert_int_equal(netenv__sh("ip netns exec %1$s sysctl -qw net.ipv6.conf.veth0.disable_ipv6=0 && "
+				    "ip -n %1$s addr replace 2001:db8:2::2/64 dev veth0 nodad && "
+				    "ip addr replace 2001:db8:2::1/64 dev %2$s nodad && "
+				    "ip -n %1$s -6 route replace default via 2001:db8:2::1 && "
+				    "ip -n %1$s neigh replace 2001:db8:2::1 dev veth0 nud permanent lladdr "
+				    "$(ip -br link show dev %2$s | awk '{print $3}') && "
+				    "ip neigh replace 2001:db8:2::2 dev %2$s nud permanent lladdr "
+				    "$(ip -n %1$s -br link show dev veth0 | awk '{print $3}')",
+				    slots[0].info.netns_name, slots[0].info.host_link),
 			 0);
 	expect_blocked6(&slots[0], "2001:db8:1::2", 9006);
 	expect_blocked6(&slots[0], "2001:db8:2::1", 7006);
 	expect_blocked6(&slots[0], "2001:db8:1::1", 7006);
-	close(internet);
-	close(host);
 }
 
 /* Reads from fd until EOF, an error or timeout_ms; returns bytes read. */

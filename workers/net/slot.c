@@ -1137,6 +1137,7 @@ static int host_setup(void *arg)
 		if (asprintf(&old, "delete table ip %s\n", pool->host_table) >= 0) {
 			pthread_mutex_lock(&pool->host_nft_lock);
 			nft_run_cmd_from_buffer(pool->host_nft, old);
+			nft_ctx_get_error_buffer(pool->host_nft); /* drain */
 			pthread_mutex_unlock(&pool->host_nft_lock);
 			free(old);
 		}
