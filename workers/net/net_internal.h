@@ -47,10 +47,10 @@ struct net_pool {
 
 	/* egress proxy */
 	int proxy_http_fd, proxy_tls_fd, stop_fd;
-#define EGRESS_ACCEPT_THREADS 4
-	pthread_t proxy_threads[EGRESS_ACCEPT_THREADS];
-	int proxy_thread_count;
-	atomic_int proxy_active; /* connection threads alive */
+#define EGRESS_LOOP_THREADS 2
+	struct egress_loop *proxy_loops; /* EGRESS_LOOP_THREADS event loops */
+	int proxy_thread_count;          /* loops running */
+	atomic_int proxy_active;         /* proxied connections open */
 	unsigned egress_max, egress_slot_max, egress_idle_s; /* limits (under lock) */
 	/* The never-allow set: built-in, slot range, host addresses and the
 	 * net_never_allow setting; deduplicated, fixed after net_pool__new. */
