@@ -395,7 +395,7 @@ static void egress_release(struct net_pool *pool, int slot)
  * connect) -> RELAY (buffer copy both ways; HTTP through the framer).
  * Sockets are non-blocking, epoll is level-triggered; every state has a
  * deadline, checked by a scan of the loop's list every SCAN_MS. */
-#define DOWN_BUFFER (16 * 1024) /* upstream -> sandbox */
+#define DOWN_BUFFER (64 * 1024) /* upstream -> sandbox */
 #define SCAN_MS 200
 #define ACCEPT_BATCH 64
 
