@@ -13,7 +13,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,47 +51,6 @@ static int64_t now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int egress__resolve(struct in_addr server, uint16_t port, const char *name, struct in_addr *out, int max,
-		    uint32_t *min_ttl)
-{
-	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = server };
-	uint8_t query[512], answer[1500];
-	int fd, query_len, count = -1;
-
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0)
-		goto out;
-	for (int attempt = 0; attempt < 2 && count < 0; attempt++) {
-		uint16_t id;
-		int64_t deadline = now_ms() + DNS_TIMEOUT_MS;
-
-		ids__random_bytes(&id, sizeof(id));
-		query_len = net_parse__dns_query(query, sizeof(query), id, name);
-		if (query_len < 0)
-			goto out;
-		if (send(fd, query, (size_t)query_len, 0) != query_len)
-			continue;
-		/* Stray or forged datagrams are skipped until the deadline. */
-		while (count < 0) {
-			struct pollfd p = { .fd = fd, .events = POLLIN };
-			int64_t left = deadline - now_ms();
-			ssize_t n;
-
-			if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-				break;
-			n = recv(fd, answer, sizeof(answer), 0);
-			if (n <= 0)
-				continue;
-			count = net_parse__dns_answer(answer, (size_t)n, id, out, max, min_ttl);
-		}
-	}
-out:
-	close(fd);
-	return count;
 }
 
 /* A small cache of the proxy's own resolutions: name (lower case) -> the

@@ -72,9 +72,5 @@ int egress__start(struct net_pool *pool);
 bool egress__stop(struct net_pool *pool);
 /* Shuts down every proxied connection of slot (caller holds pool->lock). */
 void egress__cut_slot(struct net_pool *pool, int slot);
-/* Resolves name's A records with the pool's resolver. Count or -1;
- * min_ttl (may be NULL) gets the smallest TTL of the answer. */
-int egress__resolve(struct in_addr server, uint16_t port, const char *name, struct in_addr *out, int max,
-		    uint32_t *min_ttl);
 
 #endif
