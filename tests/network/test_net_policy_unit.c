@@ -247,6 +247,29 @@ static void test_cidr_list(void **state)
 	assert_int_equal(list[1].prefix, 0);
 }
 
+static void test_endpoint_host(void **state)
+{
+	char host[64];
+
+	(void)state;
+	assert_int_equal(net_policy__endpoint_host("postgresql://u:p@db.internal:5432/warren?sslmode=require", host,
+						   sizeof(host)), 11);
+	assert_string_equal(host, "db.internal");
+	assert_true(net_policy__endpoint_host("postgres://10.0.3.4/warren", host, sizeof(host)) > 0);
+	assert_string_equal(host, "10.0.3.4");
+	assert_true(net_policy__endpoint_host("postgresql://[fd00::5]:5432/x", host, sizeof(host)) > 0);
+	assert_string_equal(host, "fd00::5");
+	assert_true(net_policy__endpoint_host("host=10.1.1.1 port=5432 dbname=w", host, sizeof(host)) > 0);
+	assert_string_equal(host, "10.1.1.1");
+	assert_true(net_policy__endpoint_host("kafka-1:9092,kafka-2:9092", host, sizeof(host)) > 0);
+	assert_string_equal(host, "kafka-1");
+	assert_int_equal(net_policy__endpoint_host("", host, sizeof(host)), 0);
+	assert_int_equal(net_policy__endpoint_host("postgresql:///db", host, sizeof(host)), 0);
+	assert_int_equal(net_policy__endpoint_host("[fd00::5", host, sizeof(host)), 0);
+	assert_int_equal(net_policy__endpoint_host("averyveryveryveryveryveryveryveryveryveryveryveryverylonghostname:1", host,
+						   sizeof(host)), 0);
+}
+
 static void test_internal_v4(void **state)
 {
 	const char *internal[] = { "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.0.1", "169.254.169.254",
@@ -274,7 +297,8 @@ int main(void)
 		cmocka_unit_test(test_wrong_types),	    cmocka_unit_test(test_domain_matching),
 		cmocka_unit_test(test_compile),
 		cmocka_unit_test(test_compile_never_allow),
-		cmocka_unit_test(test_cidr_list),		    cmocka_unit_test(test_internal_v4),
+		cmocka_unit_test(test_cidr_list),
+		cmocka_unit_test(test_endpoint_host),		    cmocka_unit_test(test_internal_v4),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -500,6 +500,55 @@ static ssize_t internal_allows(const struct net_policy *policy, struct cidr **ou
 	return (ssize_t)count;
 }
 
+size_t net_policy__endpoint_host(const char *endpoint, char *host, size_t size)
+{
+	const char *p = endpoint, *end;
+	size_t len;
+
+	if (!endpoint || !size)
+		return 0;
+	host[0] = 0;
+	if (strstr(p, "://")) {
+		const char *authority = strstr(p, "://") + 3;
+		const char *authority_end = authority + strcspn(authority, "/?#");
+		const char *at = NULL;
+
+		for (const char *q = authority; q < authority_end; q++)
+			if (*q == '@')
+				at = q;
+		p = at ? at + 1 : authority;
+		end = authority_end;
+	} else if (strstr(p, "host=")) {
+		const char *key = strstr(p, "host=");
+
+		if (key != p && key[-1] != ' ')
+			return 0;
+		p = key + 5;
+		end = p + strcspn(p, " ");
+	} else {
+		end = p + strcspn(p, ",/");
+	}
+	if (*p == '[') { /* [v6]:port */
+		const char *close = memchr(p, ']', (size_t)(end - p));
+
+		if (!close)
+			return 0;
+		p++;
+		end = close;
+	} else {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+
+		if (colon)
+			end = colon;
+	}
+	len = (size_t)(end - p);
+	if (len == 0 || len >= size)
+		return 0;
+	memcpy(host, p, len);
+	host[len] = 0;
+	return len;
+}
+
 bool net_policy__never_allowed(const struct cidr *never, size_t never_count, int family,
 			       const void *address)
 {

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <netdb.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -289,6 +290,47 @@ static void format_v4(char *out, size_t size, uint32_t host_order, int prefix)
 
 /* ---- pool --------------------------------------------------------------- */
 
+/* Appends the addresses host resolves to (as "a,b,") to out. */
+static void append_addresses(const char *host, char *out, size_t size)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *found = NULL;
+
+	if (getaddrinfo(host, NULL, &hints, &found) != 0)
+		return;
+	for (struct addrinfo *a = found; a; a = a->ai_next) {
+		char text[INET6_ADDRSTRLEN];
+		const void *address = a->ai_family == AF_INET
+					      ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
+					      : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+		size_t len = strlen(out);
+
+		if ((a->ai_family == AF_INET || a->ai_family == AF_INET6) &&
+		    inet_ntop(a->ai_family, address, text, sizeof(text)))
+			snprintf(out + len, size - len, "%s,", text);
+	}
+	freeaddrinfo(found);
+}
+
+/* net_never_allow plus the addresses of the platform's own PostgreSQL
+ * (pg_url) and Kafka brokers (kafka_brokers): a tenant's allowOut of a
+ * private range must never reach them. Lives until exit. */
+static const char *never_allow_setting(void)
+{
+	static char text[4096];
+	const char *brokers = config__get("kafka_brokers", "");
+	char host[256];
+
+	snprintf(text, sizeof(text), "%s,", config__get("net_never_allow", ""));
+	if (net_policy__endpoint_host(config__get("pg_url", ""), host, sizeof(host)))
+		append_addresses(host, text, sizeof(text));
+	for (const char *p = brokers; *p; p += strcspn(p, ",")) {
+		p += strspn(p, ", ");
+		if (net_policy__endpoint_host(p, host, sizeof(host)))
+			append_addresses(host, text, sizeof(text));
+	}
+	return text;
+}
+
 void net_pool__config_from_settings(struct net_pool_config *config)
 {
 	memset(config, 0, sizeof(*config));
@@ -305,7 +347,7 @@ void net_pool__config_from_settings(struct net_pool_config *config)
 	config->proxy_tls_port = (uint16_t)config__get_int("egress_proxy_tls_port", 3129);
 	config->precreate = (unsigned)config__get_int("slot_precreate", 8);
 	config->max_slots = (unsigned)config__get_int("slot_max", 1024);
-	config->never_allow = config__get("net_never_allow", "");
+	config->never_allow = never_allow_setting();
 	config->egress_max_connections = (unsigned)config__get_int("egress_max_connections", 0);
 	config->egress_slot_max_connections = (unsigned)config__get_int("egress_slot_max_connections", 0);
 	config->egress_idle_timeout_s = (unsigned)config__get_int("egress_idle_timeout_s", 0);
@@ -980,9 +1022,12 @@ static int never_allow_build(struct net_pool *pool, const char *setting)
 	size_t capacity = 64, count = 0;
 	struct ifaddrs *addresses = NULL;
 	const char *bad = NULL;
-	struct cidr *list = calloc(capacity, sizeof(*list));
+	struct cidr *list;
 	int n;
 
+	for (const char *p = setting ? setting : ""; *p; p++)
+		capacity += *p == ',' || *p == ' ';
+	list = calloc(capacity, sizeof(*list));
 	if (!list)
 		return -1;
 	n = cidr__parse_list(CIDR_NEVER_ALLOW_BUILTIN, list, capacity, NULL);

@@ -67,6 +67,12 @@ struct net_compile_params {
 	size_t never_allow_count;
 };
 
+/* The host part of an infrastructure endpoint: a URL ("postgresql://u:p@
+ * host:5432/db"), a libpq "host=... port=..." string or a broker
+ * "host:port" (IPv6 in brackets). Copies it NUL-terminated into host;
+ * returns its length, 0 when there is none or it does not fit. Pure. */
+size_t net_policy__endpoint_host(const char *endpoint, char *host, size_t size);
+
 /* True when address (family AF_INET: 4 bytes, AF_INET6: 16) lies in one
  * of the never_count blocks of never. Pure. */
 bool net_policy__never_allowed(const struct cidr *never, size_t never_count, int family,
@@ -171,7 +177,8 @@ struct net_pool_config {
  * slot_cidr, uplink_interface, sandbox_nameserver, egress_resolver,
  * egress_proxy_http_port, egress_proxy_tls_port, slot_precreate, slot_max,
  * net_never_allow, egress_max_connections, egress_slot_max_connections,
- * egress_idle_timeout_s. */
+ * egress_idle_timeout_s. never_allow also gets the addresses of the
+ * PostgreSQL and Kafka endpoints (pg_url, kafka_brokers), resolved now. */
 void net_pool__config_from_settings(struct net_pool_config *config);
 
 struct net_pool;
