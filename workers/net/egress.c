@@ -1,9 +1,9 @@
 /* egress: the domain-filtering egress proxy (ARCHITECTURE.md "Sandbox
  * network"; design in docs/network.md "Egress proxy").
  *
- * Event-loop threads of the worker, in the host namespace. A slot whose policy has
- * domain entries DNATs its TCP 80 to <host side of its veth>:http_port and
- * 443 to :tls_port. The source address of an accepted connection is the
+ * Event-loop threads of the worker, in the host namespace. A slot whose
+ * policy has domain entries DNATs its TCP 80 to <host side of its
+ * veth>:http_port and 443 to :tls_port. The source address of an accepted connection is the
  * slot address (jail: the process's own; vm: SNAT'ed), which names the slot
  * and so its policy. The proxy reads the HTTP Host header or the TLS SNI
  * without terminating TLS, matches it, resolves the name itself with the
@@ -12,7 +12,6 @@
  * checking every request of a keep-alive HTTP connection. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
