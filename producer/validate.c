@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "validate.h"
+#include "warren/cidr.h"
+#include "warren/config.h"
 
 static int validate__fail(struct api_error *err, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -165,6 +167,29 @@ static int validate__string_map(const json_t *body, const char *key, size_t max_
 	return *out ? 0 : validate__fail(err, 500, "out of memory");
 }
 
+/* True when entry (an IP or CIDR) lies entirely inside one block of the
+ * never-allow set the API knows: CIDR_NEVER_ALLOW_BUILTIN, the slot range
+ * (slot_cidr) and net_never_allow. Such an entry could never take effect
+ * (the worker denies those blocks before allowOut), so it is refused;
+ * broader entries are accepted and never open those blocks. */
+static bool validate__never_allowed(const char *entry)
+{
+	struct cidr c, never[64];
+	int count = cidr__parse_list(CIDR_NEVER_ALLOW_BUILTIN, never, 64, NULL), more;
+
+	if (count < 0 || cidr__parse(entry, &c) != 0)
+		return false;
+	if (cidr__parse(config__get("slot_cidr", "10.11.0.0/16"), &never[count]) == 0)
+		count++;
+	more = cidr__parse_list(config__get("net_never_allow", ""), never + count, 64 - (size_t)count, NULL);
+	if (more > 0)
+		count += more;
+	for (int i = 0; i < count; i++)
+		if (cidr__covers(&never[i], &c))
+			return true;
+	return false;
+}
+
 static int validate__rule_list(const json_t *network, const char *key, bool domains_allowed,
 			       json_t *out, bool *has_domain, bool *has_all_traffic,
 			       struct api_error *err)
@@ -194,6 +219,10 @@ static int validate__rule_list(const json_t *network, const char *key, bool doma
 		if (kind == API_ADDRESS_DOMAIN && !domains_allowed)
 			return validate__fail(err, 400,
 					      "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"" VALIDATE_ECHO "\"",
+					      entry);
+		if (domains_allowed && kind != API_ADDRESS_DOMAIN && validate__never_allowed(entry))
+			return validate__fail(err, 400,
+					      "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, multicast or the platform's own networks): \"" VALIDATE_ECHO "\"",
 					      entry);
 		if (kind == API_ADDRESS_DOMAIN)
 			*has_domain = true;

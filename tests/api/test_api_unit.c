@@ -63,6 +63,18 @@ static const struct validation_case validation_cases[] = {
 	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"bad host\"]}}", 400,
 	  "invalid IP address, CIDR range or domain in allowOut: \"bad host\"" },
 	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"1.1.1.1\",\"2001:db8::/32\"],\"denyOut\":[\"0.0.0.0/0\",\"::/0\"]}}", 0, NULL },
+	/* The never-allow set: entries entirely inside it are refused, broad
+	 * ones accepted (the worker never opens those blocks). */
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"169.254.169.254\"]}}", 400,
+	  "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, multicast or the platform's own networks): \"169.254.169.254\"" },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"127.0.0.1/8\"]}}", 400,
+	  "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, multicast or the platform's own networks): \"127.0.0.1/8\"" },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"10.11.0.5\"]}}", 400,
+	  "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, multicast or the platform's own networks): \"10.11.0.5\"" },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"fe80::1\"]}}", 400,
+	  "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, multicast or the platform's own networks): \"fe80::1\"" },
+	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"0.0.0.0/0\",\"::/0\",\"10.12.0.0/16\"]}}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"169.254.169.254\"]}}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":\"1.1.1.1\"}}", 400,
 	  "network.allowOut must be an array of strings" },
 	{ "{\"templateID\":\"base\",\"network\":{\"denyOut\":[1]}}", 400,

@@ -6,6 +6,9 @@ which local address served it and what Host/SNI it saw:
   :9000 hold   -> accepts and keeps the connection open until the peer closes
   :9001 sink   -> reads everything, then answers with the byte count
   :9002 echo   -> "ok\n" to each connection, then close (connection rate)
+  192.0.2.30:80  keep-alive HTTP: answers every request on a connection and
+                 appends each Host it saw to <dir>/keepalive.log
+169.254.169.254 and 10.99.0.10 serve the same as the documentation addresses.
 """
 import os, socket, ssl, sys, threading
 
@@ -31,7 +34,8 @@ def http_reply(conn, extra=""):
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
 
 # 198.51.100.20 stays free for bench/network's own C servers.
-ADDRESSES = ["192.0.2.10", "192.0.2.11", "192.0.2.20", "198.51.100.10", "203.0.113.10"]
+ADDRESSES = ["192.0.2.10", "192.0.2.11", "192.0.2.20", "198.51.100.10", "203.0.113.10",
+             "169.254.169.254", "10.99.0.10"]
 
 def serve(port, handler):
     for address in ADDRESSES:
@@ -86,6 +90,28 @@ def sink(c):
 def echo(c):
     c.sendall(b"ok\n")
 
+log_lock = threading.Lock()
+
+def keepalive(conn):
+    conn.settimeout(30)
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(4096)
+            if not chunk:
+                return
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        host = "-"
+        for line in head.split(b"\r\n")[1:]:
+            if line.lower().startswith(b"host:"):
+                host = line[5:].strip().decode("latin-1")
+        with log_lock, open(os.path.join(d, "keepalive.log"), "a") as f:
+            f.write(host + "\n")
+        body = ("ip=192.0.2.30 host=%s\n" % host).encode()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+listen("192.0.2.30", 80, keepalive)
 serve(80, http_reply)
 serve(443, https_handler)
 serve(9000, hold)

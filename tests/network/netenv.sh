@@ -44,7 +44,10 @@ up)
 	ip -n "$h" addr add 198.18.0.1/30 dev "u0$p"; ip -n "$h" link set "u0$p" up
 	ip -n "$i" addr add 198.18.0.2/30 dev "u1$p"; ip -n "$i" link set "u1$p" up
 	ip -n "$h" route add default via 198.18.0.2
-	for a in 192.0.2.10 192.0.2.11 192.0.2.20 192.0.2.53 198.51.100.10 198.51.100.20 203.0.113.10; do
+	# 169.254.169.254 stands in for a cloud metadata service, 10.99.0.10
+	# for a private service a tenant may open explicitly.
+	for a in 192.0.2.10 192.0.2.11 192.0.2.20 192.0.2.30 192.0.2.53 198.51.100.10 198.51.100.20 203.0.113.10 \
+		169.254.169.254 10.99.0.10; do
 		ip -n "$i" addr add "$a/32" dev lo
 	done
 	# A test CA and one server certificate for every test name.
@@ -61,7 +64,9 @@ up)
 		--host-record=allowed.test,192.0.2.10 --host-record=other.test,192.0.2.10 \
 		--host-record=sub.example.test,192.0.2.11 --host-record=example.test,192.0.2.11 \
 		--host-record=evil-example.test,192.0.2.11 --host-record=split.test,198.51.100.10 \
-		--host-record=internal.test,10.1.2.3 --host-record=bench.test,198.51.100.20 >"$dir/dnsmasq.out" 2>&1 &
+		--host-record=internal.test,10.1.2.3 --host-record=bench.test,198.51.100.20 \
+		--host-record=keepalive.test,192.0.2.30 --host-record=forbidden.test,192.0.2.30 \
+		--host-record=metadata.test,169.254.169.254 >"$dir/dnsmasq.out" 2>&1 &
 	ip netns exec "$i" python3 "$here/fake_internet.py" "$dir" >"$dir/servers.log" 2>&1 &
 	for _ in $(seq 1 100); do
 		[ -e "$dir/ready" ] && [ -e "$dir/dnsmasq.pid" ] && break

@@ -220,6 +220,76 @@ static void test_http_host(void **state)
 	assert_int_equal(host("\x16\x03\x01\r\n\r\n", out), NET_PARSE_MALFORMED);
 }
 
+static enum net_parse_result request(const char *text, struct net_http_request *out)
+{
+	return net_parse__http_request((const uint8_t *)text, strlen(text), out);
+}
+
+/* Request framing for keep-alive checks: everything two HTTP parsers
+ * could frame differently is refused. */
+static void test_http_request(void **state)
+{
+	struct net_http_request r;
+	const char *malformed[] = {
+		"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: +5\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5 5\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 9999999999999999999\r\n\r\n",
+		"GET http://b.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+		"GET http://a.test@b.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n",
+		"GET b.test:80 HTTP/1.1\r\nHost: a.test\r\n\r\n",
+		"GET  / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+	};
+
+	(void)state;
+	assert_int_equal(request("GET / HTTP/1.1\r\nHost: a.test\r\n\r\nGET", &r), NET_PARSE_OK);
+	assert_int_equal(r.head_len, strlen("GET / HTTP/1.1\r\nHost: a.test\r\n\r\n"));
+	assert_int_equal(r.host_len, 6);
+	assert_false(r.chunked || r.last || r.content_length);
+	assert_int_equal(request("POST /x HTTP/1.1\r\nHost: a.test:8080\r\ncontent-length:  12 \r\n\r\n", &r),
+			 NET_PARSE_OK);
+	assert_int_equal(r.content_length, 12);
+	assert_int_equal(request("POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", &r),
+			 NET_PARSE_OK);
+	assert_int_equal(request("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\nHost: a.test\r\n\r\n", &r),
+			 NET_PARSE_OK);
+	assert_true(r.chunked);
+	assert_int_equal(request("GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n\r\n", &r), NET_PARSE_OK);
+	assert_true(r.last);
+	assert_int_equal(request("CONNECT a.test:443 HTTP/1.1\r\nHost: a.test\r\n\r\n", &r), NET_PARSE_MALFORMED);
+	assert_int_equal(request("GET HTTP://A.test:80/x HTTP/1.1\r\nHost: a.test\r\n\r\n", &r), NET_PARSE_OK);
+	assert_int_equal(request("OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n", &r), NET_PARSE_OK);
+	assert_int_equal(request("GET / HTTP/1.1\r\nHost: a.test\r\n", &r), NET_PARSE_NEED_MORE);
+	for (size_t i = 0; i < sizeof(malformed) / sizeof(*malformed); i++) {
+		if (request(malformed[i], &r) != NET_PARSE_MALFORMED)
+			fail_msg("accepted: %s", malformed[i]);
+	}
+}
+
+static void test_http_chunk_line(void **state)
+{
+	uint64_t size = 0;
+	size_t len = 0;
+
+	(void)state;
+	assert_int_equal(net_parse__http_chunk_line((const uint8_t *)"1A\r\nxx", 6, &size, &len), NET_PARSE_OK);
+	assert_int_equal(size, 26);
+	assert_int_equal(len, 4);
+	assert_int_equal(net_parse__http_chunk_line((const uint8_t *)"0;ext=1\r\n", 9, &size, &len), NET_PARSE_OK);
+	assert_int_equal(size, 0);
+	assert_int_equal(len, 9);
+	assert_int_equal(net_parse__http_chunk_line((const uint8_t *)"1f", 2, &size, &len), NET_PARSE_NEED_MORE);
+	assert_int_equal(net_parse__http_chunk_line((const uint8_t *)"\r\n", 2, &size, &len), NET_PARSE_MALFORMED);
+	assert_int_equal(net_parse__http_chunk_line((const uint8_t *)"1g\r\n", 4, &size, &len), NET_PARSE_MALFORMED);
+	assert_int_equal(net_parse__http_chunk_line((const uint8_t *)" 1\r\n", 4, &size, &len), NET_PARSE_MALFORMED);
+	assert_int_equal(net_parse__http_chunk_line((const uint8_t *)"1\n", 2, &size, &len), NET_PARSE_MALFORMED);
+	assert_int_equal(net_parse__http_chunk_line((const uint8_t *)"ffffffffffffffff\r\n", 18, &size, &len),
+			 NET_PARSE_MALFORMED);
+}
+
 static void test_dns(void **state)
 {
 	uint8_t query[512], answer[512], scratch[512];
@@ -269,7 +339,8 @@ int main(void)
 		cmocka_unit_test(test_sni_valid),	 cmocka_unit_test(test_sni_truncated_everywhere),
 		cmocka_unit_test(test_sni_malformed),	 cmocka_unit_test(test_sni_duplicate_extension),
 		cmocka_unit_test(test_sni_fragmented),
-		cmocka_unit_test(test_http_host),	 cmocka_unit_test(test_dns),
+		cmocka_unit_test(test_http_host),	 cmocka_unit_test(test_http_request),
+		cmocka_unit_test(test_http_chunk_line),	 cmocka_unit_test(test_dns),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

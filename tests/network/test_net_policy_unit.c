@@ -170,9 +170,13 @@ static void test_compile(void **state)
 	/* The limit is the slot's (base table), not the replaceable policy's. */
 	assert_null(strstr(text, "ct count"));
 	assert_int_equal(net_policy__connection_limit(p), NET_POLICY_DEFAULT_CONNECTION_LIMIT);
-	/* allowOut is checked before internal ranges and denyOut. */
-	assert_true(strstr(text, "ip daddr @allow_v4 counter") < strstr(text, "ip daddr @internal_v4 goto deny"));
-	assert_true(strstr(text, "ip daddr @internal_v4 goto deny") < strstr(text, "ip daddr @deny_v4 goto deny"));
+	/* Order: never-allow, allowOut inside internal ranges, internal
+	 * ranges, allowOut, denyOut. */
+	assert_non_null(strstr(text, "ip daddr @never_v4 goto deny"));
+	assert_true(strstr(text, "ip daddr @never_v4 goto deny") < strstr(text, "ip daddr @allow_internal_v4 counter"));
+	assert_true(strstr(text, "ip daddr @allow_internal_v4 counter") < strstr(text, "ip daddr @internal_v4 goto deny"));
+	assert_true(strstr(text, "ip daddr @internal_v4 goto deny") < strstr(text, "ip daddr @allow_v4 counter"));
+	assert_true(strstr(text, "ip daddr @allow_v4 counter") < strstr(text, "ip daddr @deny_v4 goto deny"));
 	/* Both paths: forward (vm, from tap0) and output (jail). */
 	assert_non_null(strstr(text, "iifname \"tap0\" jump egress"));
 	assert_non_null(strstr(text, "type filter hook output priority 0"));
@@ -187,6 +191,83 @@ static void test_compile(void **state)
 	assert_null(strstr(text, "8.8.8.8"));
 	free(text);
 	net_policy__free(p);
+}
+
+/* The never-allow set is compiled first and no allowOut entry opens it;
+ * a broad allow does not open internal ranges, an entry inside one does. */
+static void test_compile_never_allow(void **state)
+{
+	struct net_policy *p = parse("{\"allowOut\":[\"0.0.0.0/0\",\"10.1.0.0/16\",\"169.254.169.254\"]}");
+	struct net_compile_params params = { .proxy_http_port = 3128, .proxy_tls_port = 3129 };
+	struct cidr never[8];
+	int count = cidr__parse_list("169.254.0.0/16, 10.11.0.0/16 ::1 198.18.0.1", never, 8, NULL);
+	const char *internal;
+	char *text;
+
+	(void)state;
+	assert_int_equal(count, 4);
+	params.never_allow = never;
+	params.never_allow_count = (size_t)count;
+	text = net_policy__compile(p, &params);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "set never_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
+				     "\t\telements = { 169.254.0.0/16, 10.11.0.0/16, 198.18.0.1/32 }"));
+	assert_non_null(strstr(text, "set never_v6 {\n\t\ttype ipv6_addr\n\t\tflags interval\n"
+				     "\t\telements = { ::1/128 }"));
+	internal = strstr(text, "set allow_internal_v4 {");
+	assert_non_null(internal);
+	/* 10.1.0.0/16 and 169.254.169.254 lie inside internal ranges; 0/0 does not. */
+	assert_true(strncmp(internal, "set allow_internal_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
+				      "\t\telements = { 10.1.0.0/16, 169.254.169.254/32 }\n", 100) == 0);
+	assert_true(strstr(text, "ip daddr @never_v4 goto deny") < strstr(text, "ip daddr @allow_internal_v4"));
+	free(text);
+	net_policy__free(p);
+
+	assert_true(net_policy__never_allowed(never, 4, AF_INET, &(struct in_addr){ htonl(0xa9fea9fe) }));
+	assert_true(net_policy__never_allowed(never, 4, AF_INET, &(struct in_addr){ htonl(0x0a0b0005) }));
+	assert_false(net_policy__never_allowed(never, 4, AF_INET, &(struct in_addr){ htonl(0x0a0c0005) }));
+	assert_false(net_policy__never_allowed(never, 4, AF_INET, &(struct in_addr){ htonl(0xc000020a) }));
+	assert_true(net_policy__never_allowed(never, 4, AF_INET6, &in6addr_loopback));
+}
+
+static void test_cidr_list(void **state)
+{
+	struct cidr list[8];
+	const char *bad = NULL;
+
+	(void)state;
+	assert_int_equal(cidr__parse_list("", list, 8, NULL), 0);
+	assert_int_equal(cidr__parse_list(CIDR_NEVER_ALLOW_BUILTIN, list, 8, NULL), -1); /* 10 > 8 */
+	assert_int_equal(cidr__parse_list("10.0.0.0/8, nope", list, 8, &bad), -1);
+	assert_string_equal(bad, "nope");
+	assert_int_equal(cidr__parse_list("10.0.0.0/8,10.1.0.0/16 10.0.0.0/8 ::1 ::/0", list, 8, NULL), 5);
+	assert_int_equal(cidr__dedupe(list, 5), 2); /* 10/8 and ::/0 */
+	assert_int_equal(list[0].prefix, 8);
+	assert_int_equal(list[1].family, AF_INET6);
+	assert_int_equal(list[1].prefix, 0);
+}
+
+static void test_endpoint_host(void **state)
+{
+	char host[64];
+
+	(void)state;
+	assert_int_equal(net_policy__endpoint_host("postgresql://u:p@db.internal:5432/warren?sslmode=require", host,
+						   sizeof(host)), 11);
+	assert_string_equal(host, "db.internal");
+	assert_true(net_policy__endpoint_host("postgres://10.0.3.4/warren", host, sizeof(host)) > 0);
+	assert_string_equal(host, "10.0.3.4");
+	assert_true(net_policy__endpoint_host("postgresql://[fd00::5]:5432/x", host, sizeof(host)) > 0);
+	assert_string_equal(host, "fd00::5");
+	assert_true(net_policy__endpoint_host("host=10.1.1.1 port=5432 dbname=w", host, sizeof(host)) > 0);
+	assert_string_equal(host, "10.1.1.1");
+	assert_true(net_policy__endpoint_host("kafka-1:9092,kafka-2:9092", host, sizeof(host)) > 0);
+	assert_string_equal(host, "kafka-1");
+	assert_int_equal(net_policy__endpoint_host("", host, sizeof(host)), 0);
+	assert_int_equal(net_policy__endpoint_host("postgresql:///db", host, sizeof(host)), 0);
+	assert_int_equal(net_policy__endpoint_host("[fd00::5", host, sizeof(host)), 0);
+	assert_int_equal(net_policy__endpoint_host("averyveryveryveryveryveryveryveryveryveryveryveryverylonghostname:1", host,
+						   sizeof(host)), 0);
 }
 
 static void test_internal_v4(void **state)
@@ -214,7 +295,10 @@ int main(void)
 		cmocka_unit_test(test_domain_in_deny),	    cmocka_unit_test(test_domain_without_all_traffic),
 		cmocka_unit_test(test_oversized_lists),	    cmocka_unit_test(test_wildcard_syntax),
 		cmocka_unit_test(test_wrong_types),	    cmocka_unit_test(test_domain_matching),
-		cmocka_unit_test(test_compile),		    cmocka_unit_test(test_internal_v4),
+		cmocka_unit_test(test_compile),
+		cmocka_unit_test(test_compile_never_allow),
+		cmocka_unit_test(test_cidr_list),
+		cmocka_unit_test(test_endpoint_host),		    cmocka_unit_test(test_internal_v4),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

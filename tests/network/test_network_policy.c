@@ -198,8 +198,11 @@ static void test_internal_range_explicitly_allowed(void **state)
 
 	(void)state;
 	acquire("{\"allowOut\":[\"10.0.0.0/8\"]}", 0);
+	expect_connects("10.99.0.10", 9002);
+	/* The slot range (the gateway is in it) is never-allow: no allowOut
+	 * entry opens it. */
 	inet_ntop(AF_INET, &slot.host_address, host, sizeof(host));
-	expect_connects(host, netenv.config.proxy_http_port);
+	expect_refused(host, netenv.config.proxy_http_port);
 }
 
 static void test_domain_http_by_host(void **state)
@@ -480,7 +483,7 @@ static void test_spoofed_slot_source_dropped(void **state)
 			"http://192.0.2.10/ 2>&1", slot.netns_name);
 	assert_null(strstr(out, "ip=192.0.2.10"));
 	/* ...dropped by the host's reverse-path rule, not merely lost. */
-	netenv__capture(out, sizeof(out), "nft list chain ip warren_host_%s guard", netenv.prefix);
+	netenv__capture(out, sizeof(out), "nft list chain inet warren_host_%s guard", netenv.prefix);
 	assert_null(strstr(out, "counter packets 0 "));
 	assert_non_null(strstr(out, "counter packets "));
 	netenv__capture(out, sizeof(out), "ip netns exec %s curl -sS -m 3 http://192.0.2.10/ 2>&1", slot.netns_name);

@@ -1,23 +1,23 @@
 /* egress: the domain-filtering egress proxy (ARCHITECTURE.md "Sandbox
  * network"; design in docs/network.md "Egress proxy").
  *
- * A thread of the worker, in the host namespace. A slot whose policy has
- * domain entries DNATs its TCP 80 to <host side of its veth>:http_port and
- * 443 to :tls_port. The source address of an accepted connection is the
+ * Event-loop threads of the worker, in the host namespace. A slot whose
+ * policy has domain entries DNATs its TCP 80 to <host side of its
+ * veth>:http_port and 443 to :tls_port. The source address of an accepted connection is the
  * slot address (jail: the process's own; vm: SNAT'ed), which names the slot
  * and so its policy. The proxy reads the HTTP Host header or the TLS SNI
  * without terminating TLS, matches it, resolves the name itself with the
  * configured resolver, refuses internal answers, dials the resolved
- * address (never the one the sandbox asked for) and splices both ways. */
+ * address (never the one the sandbox asked for) and relays both ways,
+ * checking every request of a keep-alive HTTP connection. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,8 +30,6 @@
 #define HEAD_TIMEOUT_MS 10000
 #define DIAL_TIMEOUT_MS 5000
 #define DNS_TIMEOUT_MS 2000
-#define SPLICE_CHUNK (64 * 1024)
-#define EGRESS_MAX_CONNECTIONS 8192 /* threads of 256 KiB stack: 2 GiB of address space */
 
 static const char forbidden_response[] = "HTTP/1.1 403 Forbidden\r\n"
 					 "Content-Type: text/plain\r\n"
@@ -46,88 +44,12 @@ static const char bad_gateway_response[] = "HTTP/1.1 502 Bad Gateway\r\n"
 					   "\r\n"
 					   "The upstream could not be dialed";
 
-struct connection {
-	struct net_pool *pool;
-	int fd;
-	bool tls;
-	struct sockaddr_in peer;
-};
-
 static int64_t now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void write_all(int fd, const void *data, size_t len)
-{
-	const char *p = data;
-
-	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-/* Waits for fd to be ready for events; false on timeout or stop. */
-static bool wait_ready(struct net_pool *pool, int fd, short events, int timeout_ms)
-{
-	struct pollfd fds[2] = { { .fd = fd, .events = events }, { .fd = pool->stop_fd, .events = POLLIN } };
-	int n;
-
-	do
-		n = poll(fds, 2, timeout_ms);
-	while (n < 0 && errno == EINTR);
-	return n > 0 && !fds[1].revents && fds[0].revents;
-}
-
-int egress__resolve(struct in_addr server, uint16_t port, const char *name, struct in_addr *out, int max,
-		    uint32_t *min_ttl)
-{
-	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = server };
-	uint8_t query[512], answer[1500];
-	int fd, query_len, count = -1;
-
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0)
-		goto out;
-	for (int attempt = 0; attempt < 2 && count < 0; attempt++) {
-		uint16_t id;
-		int64_t deadline = now_ms() + DNS_TIMEOUT_MS;
-
-		ids__random_bytes(&id, sizeof(id));
-		query_len = net_parse__dns_query(query, sizeof(query), id, name);
-		if (query_len < 0)
-			goto out;
-		if (send(fd, query, (size_t)query_len, 0) != query_len)
-			continue;
-		/* Stray or forged datagrams are skipped until the deadline. */
-		while (count < 0) {
-			struct pollfd p = { .fd = fd, .events = POLLIN };
-			int64_t left = deadline - now_ms();
-			ssize_t n;
-
-			if (left <= 0 || poll(&p, 1, (int)left) <= 0)
-				break;
-			n = recv(fd, answer, sizeof(answer), 0);
-			if (n <= 0)
-				continue;
-			count = net_parse__dns_answer(answer, (size_t)n, id, out, max, min_ttl);
-		}
-	}
-out:
-	close(fd);
-	return count;
 }
 
 /* A small cache of the proxy's own resolutions: name (lower case) -> the
@@ -182,105 +104,129 @@ static void dns_cache_put(struct net_pool *pool, const char *name, struct in_add
 	pthread_mutex_unlock(&pool->dns_lock);
 }
 
-/* Non-blocking connect with a deadline; the socket is blocking again on
- * return. -1 on failure. */
-static int dial(struct net_pool *pool, struct in_addr address, uint16_t port)
-{
-	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = address };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	int error = 0;
-	socklen_t len = sizeof(error);
+/* The client -> upstream direction of a proxied HTTP connection, framed
+ * request by request so that every request on a keep-alive connection is
+ * checked: each head must name the host the connection was allowed for
+ * (the first request's); bodies are skipped by Content-Length or chunk
+ * sizes. Anything else stops the direction: nothing more reaches the
+ * upstream, which finishes its answers and closes. */
+enum framer_state { FRAME_HEAD, FRAME_BODY, FRAME_CHUNK_LINE, FRAME_CHUNK_DATA, FRAME_CHUNK_END,
+		    FRAME_TRAILER, FRAME_STOPPED };
 
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
-		if (errno != EINPROGRESS || !wait_ready(pool, fd, POLLOUT, DIAL_TIMEOUT_MS) ||
-		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error != 0) {
-			close(fd);
-			return -1;
-		}
-	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	return fd;
-}
-
-/* One direction of a relay: socket -> pipe -> socket with splice(2). */
-struct half {
-	int from, to;
-	int pipe[2];
-	size_t in_pipe;
-	bool eof;
+struct framer {
+	enum framer_state state;
+	uint64_t remaining;
+	char host[NET_DOMAIN_MAX + 2]; /* lower case, no trailing dot */
+	size_t host_len;
+	unsigned requests;
+	bool refused; /* a request was refused (not merely the last one) */
 };
 
-/* Moves what is ready; false when this direction is finished or broken. */
-static bool half_pump(struct half *h)
+static bool same_host(const struct framer *f, const char *name, size_t len)
 {
-	if (!h->eof) {
-		ssize_t n = splice(h->from, NULL, h->pipe[1], NULL, SPLICE_CHUNK,
-				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-
-		if (n > 0)
-			h->in_pipe += (size_t)n;
-		else if (n == 0)
-			h->eof = true;
-		else if (errno != EAGAIN && errno != EINTR)
-			return false;
-	}
-	while (h->in_pipe > 0) {
-		ssize_t n = splice(h->pipe[0], NULL, h->to, NULL, h->in_pipe, SPLICE_F_MOVE);
-
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			return false;
-		}
-		h->in_pipe -= (size_t)n;
-	}
-	if (h->eof) {
-		shutdown(h->to, SHUT_WR);
+	if (len > 0 && name[len - 1] == '.')
+		len--;
+	if (len != f->host_len)
 		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+
+		if (c != f->host[i])
+			return false;
 	}
 	return true;
 }
 
-static void relay(struct net_pool *pool, int client, int upstream)
+/* Frames what it can of data[0..len) and returns how many bytes, from
+ * the start, may go upstream; the state is FRAME_STOPPED after a refused
+ * request (the bytes of and after it never go). full: data fills the
+ * buffer, so an incomplete head or line is refused, not waited for. */
+static size_t framer__feed(struct framer *f, const uint8_t *data, size_t len, bool full)
 {
-	struct half up = { .from = client, .to = upstream, .pipe = { -1, -1 } };
-	struct half down = { .from = upstream, .to = client, .pipe = { -1, -1 } };
-	bool up_open = true, down_open = true;
+	size_t used = 0;
 
-	if (pipe2(up.pipe, O_CLOEXEC) != 0 || pipe2(down.pipe, O_CLOEXEC) != 0)
-		goto out;
-	while (up_open || down_open) {
-		struct pollfd fds[3] = {
-			{ .fd = up_open ? client : -1, .events = POLLIN },
-			{ .fd = down_open ? upstream : -1, .events = POLLIN },
-			{ .fd = pool->stop_fd, .events = POLLIN },
-		};
-		int n = poll(fds, 3, -1);
+	while (used < len && f->state != FRAME_STOPPED) {
+		const uint8_t *p = data + used;
+		size_t left = len - used, step = 0;
+		struct net_http_request request;
+		enum net_parse_result rc;
+		uint64_t size;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || fds[2].revents)
+		switch (f->state) {
+		case FRAME_HEAD:
+			rc = net_parse__http_request(p, left, &request);
+			if (rc == NET_PARSE_NEED_MORE && !full)
+				goto out;
+			if (rc != NET_PARSE_OK || !same_host(f, request.host, request.host_len)) {
+				log_info("egress: request %u on a connection for %s refused (%s)", f->requests + 1,
+					 f->host, rc == NET_PARSE_OK ? "another host" : "malformed");
+				f->state = FRAME_STOPPED;
+				f->refused = true;
+				goto out;
+			}
+			f->requests++;
+			step = request.head_len;
+			f->remaining = request.content_length;
+			f->state = request.last ? FRAME_STOPPED
+				   : request.chunked ? FRAME_CHUNK_LINE
+				   : request.content_length ? FRAME_BODY : FRAME_HEAD;
+			if (request.last) {
+				used += step; /* this request goes; nothing after it */
+				goto out;
+			}
 			break;
-		if (fds[0].revents && !half_pump(&up)) {
-			if (!up.eof)
-				break; /* error: tear both down */
-			up_open = false;
+		case FRAME_BODY:
+		case FRAME_CHUNK_DATA:
+			step = left < f->remaining ? left : (size_t)f->remaining;
+			f->remaining -= step;
+			if (f->remaining == 0)
+				f->state = f->state == FRAME_BODY ? FRAME_HEAD : FRAME_CHUNK_END;
+			break;
+		case FRAME_CHUNK_LINE:
+			rc = net_parse__http_chunk_line(p, left, &size, &step);
+			if (rc == NET_PARSE_NEED_MORE && !full)
+				goto out;
+			if (rc != NET_PARSE_OK) {
+				f->state = FRAME_STOPPED;
+				goto out;
+			}
+			f->remaining = size;
+			f->state = size ? FRAME_CHUNK_DATA : FRAME_TRAILER;
+			break;
+		case FRAME_CHUNK_END:
+			if (left < 2)
+				goto out;
+			if (p[0] != '\r' || p[1] != '\n') {
+				f->state = FRAME_STOPPED;
+				goto out;
+			}
+			step = 2;
+			f->state = FRAME_CHUNK_LINE;
+			break;
+		case FRAME_TRAILER: {
+			const uint8_t *eol = memchr(p, '\n', left);
+
+			if (!eol) {
+				if (full)
+					f->state = FRAME_STOPPED;
+				goto out;
+			}
+			step = (size_t)(eol - p) + 1;
+			if (step < 2 || eol[-1] != '\r') {
+				f->state = FRAME_STOPPED;
+				goto out;
+			}
+			if (step == 2)
+				f->state = FRAME_HEAD;
+			break;
 		}
-		if (fds[1].revents && !half_pump(&down)) {
-			if (!down.eof)
-				break;
-			down_open = false;
+		case FRAME_STOPPED:
+			break;
 		}
+		used += step;
 	}
 out:
-	for (int i = 0; i < 2; i++) {
-		if (up.pipe[i] >= 0)
-			close(up.pipe[i]);
-		if (down.pipe[i] >= 0)
-			close(down.pipe[i]);
-	}
+	return used;
 }
 
 /* Which slot a connection belongs to: its source is a slot address. */
@@ -339,177 +285,596 @@ static void connection_unregister(struct net_pool *pool, struct egress_connectio
 	pthread_mutex_unlock(&pool->lock);
 }
 
-static void *connection_thread(void *arg)
+/* Counts a new connection of slot against the per-slot and the global
+ * cap; false (counted as a proxy refusal) when either is reached or the
+ * source is no slot. */
+static bool egress_admit(struct net_pool *pool, int slot)
 {
-	struct connection *c = arg;
-	struct net_pool *pool = c->pool;
-	uint8_t *head = malloc(HEAD_MAX);
-	size_t used = 0;
-	enum net_parse_result result = NET_PARSE_NEED_MORE;
-	const char *name = NULL;
-	size_t name_len = 0;
-	char host[NET_DOMAIN_MAX + 2], sni[NET_SNI_MAX + 1];
-	struct in_addr answers[16], target = { 0 };
-	int slot = slot_of(pool, c->peer.sin_addr), upstream = -1, found;
-	int64_t deadline = now_ms() + HEAD_TIMEOUT_MS;
-	bool allowed = false, registered = false;
-	struct egress_connection entry = { .client = c->fd, .upstream = -1, .slot = slot };
-	uint64_t generation = 0;
+	bool admitted = false;
+	static _Atomic int64_t last_warning_ms;
 
-	if (!head || slot < 0)
-		goto out;
+	if (slot < 0)
+		return false;
 	pthread_mutex_lock(&pool->lock);
-	generation = pool->slots[slot].generation;
+	if (pool->slots[slot].proxy_connections < pool->egress_slot_max &&
+	    (unsigned)atomic_load(&pool->proxy_active) < pool->egress_max) {
+		pool->slots[slot].proxy_connections++;
+		admitted = true;
+	} else if (pool->slots[slot].in_use) {
+		pool->slots[slot].proxy.proxy_denied++;
+		pool->slots[slot].proxy.limit_hits++;
+	}
 	pthread_mutex_unlock(&pool->lock);
-	connection_register(pool, &entry);
-	registered = true;
-	/* Read until the parser can decide (hostile input: bounded). */
-	while (result == NET_PARSE_NEED_MORE && used < HEAD_MAX) {
-		int64_t left = deadline - now_ms();
-		ssize_t n;
-
-		if (left <= 0 || !wait_ready(pool, c->fd, POLLIN, (int)left))
-			goto out;
-		n = recv(c->fd, head + used, HEAD_MAX - used, 0);
-		if (n <= 0)
-			goto out;
-		used += (size_t)n;
-		if (c->tls) {
-			result = net_parse__tls_sni(head, used, sni, &name_len);
-			name = sni;
-		} else {
-			result = net_parse__http_host(head, used, &name, &name_len);
-		}
+	if (!admitted && now_ms() - atomic_load(&last_warning_ms) > 10000) {
+		atomic_store(&last_warning_ms, now_ms());
+		log_warn("egress: slot %d: connection cap reached (%u per slot, %u in all); refusing", slot,
+			 pool->egress_slot_max, pool->egress_max);
 	}
-	if (result == NET_PARSE_OK) {
-		pthread_mutex_lock(&pool->lock);
-		allowed = pool->slots[slot].in_use && net_policy__has_domains(pool->slots[slot].policy) &&
-			  net_policy__domain_allowed(pool->slots[slot].policy, name, name_len);
-		pthread_mutex_unlock(&pool->lock);
-	}
-	if (allowed) {
-		if (name_len > 0 && name[name_len - 1] == '.')
-			name_len--;
-		for (size_t i = 0; i < name_len; i++)
-			host[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] - 'A' + 'a' : name[i]);
-		host[name_len] = 0;
-		allowed = dns_cache_get(pool, host, &target);
-		if (!allowed) {
-			uint32_t ttl = 0;
-
-			found = egress__resolve(pool->resolver, pool->resolver_port, host, answers, 16, &ttl);
-			for (int i = 0; i < found; i++) {
-				if (!net_policy__is_internal_v4(answers[i])) {
-					target = answers[i];
-					allowed = true;
-					dns_cache_put(pool, host, target, ttl);
-					break;
-				}
-			}
-		}
-		if (!allowed)
-			log_info("egress: slot %d: %s resolves to no public address; refused", slot, host);
-	}
-	count(pool, slot, allowed);
-	if (!allowed) {
-		if (!c->tls)
-			write_all(c->fd, forbidden_response, sizeof(forbidden_response) - 1);
-		goto out;
-	}
-	upstream = dial(pool, target, c->tls ? 443 : 80);
-	if (upstream < 0) {
-		if (!c->tls)
-			write_all(c->fd, bad_gateway_response, sizeof(bad_gateway_response) - 1);
-		goto out;
-	}
-	/* Released while dialing: the sandbox is gone. */
-	pthread_mutex_lock(&pool->lock);
-	entry.upstream = upstream;
-	allowed = pool->slots[slot].generation == generation;
-	pthread_mutex_unlock(&pool->lock);
-	if (!allowed)
-		goto out;
-	write_all(upstream, head, used); /* the bytes already read go first */
-	relay(pool, c->fd, upstream);
-out:
-	if (registered)
-		connection_unregister(pool, &entry);
-	if (upstream >= 0)
-		close(upstream);
-	close(c->fd);
-	free(head);
-	free(c);
-	atomic_fetch_sub(&pool->proxy_active, 1);
-	return NULL;
+	return admitted;
 }
 
-static void *accept_thread(void *arg)
+static int egress_idle_ms(struct net_pool *pool)
 {
-	struct net_pool *pool = arg;
-	pthread_attr_t attr;
+	unsigned idle_s;
 
+	pthread_mutex_lock(&pool->lock);
+	idle_s = pool->egress_idle_s;
+	pthread_mutex_unlock(&pool->lock);
+	return idle_s > 2000000 ? 2000000000 : (int)idle_s * 1000;
+}
+
+void net_pool__set_egress_limits(struct net_pool *pool, unsigned max_connections,
+				 unsigned slot_max_connections, unsigned idle_timeout_s)
+{
+	pthread_mutex_lock(&pool->lock);
+	if (max_connections)
+		pool->egress_max = max_connections;
+	if (slot_max_connections)
+		pool->egress_slot_max = slot_max_connections;
+	if (idle_timeout_s)
+		pool->egress_idle_s = idle_timeout_s;
+	pthread_mutex_unlock(&pool->lock);
+}
+
+static void egress_release(struct net_pool *pool, int slot)
+{
+	pthread_mutex_lock(&pool->lock);
+	pool->slots[slot].proxy_connections--;
+	pthread_mutex_unlock(&pool->lock);
+}
+
+/* ---- event loops --------------------------------------------------------
+ * EGRESS_LOOP_THREADS threads, each with its own epoll set holding both
+ * listeners (EPOLLEXCLUSIVE: one loop wakes per connection) and the stop
+ * eventfd. A connection lives in the loop that accepted it, as a state
+ * machine: HEAD (read until the Host / SNI parser decides) -> RESOLVE
+ * (the proxy's own DNS query, non-blocking) -> DIAL (non-blocking
+ * connect) -> RELAY (buffer copy both ways; HTTP through the framer).
+ * Sockets are non-blocking, epoll is level-triggered; every state has a
+ * deadline, checked by a scan of the loop's list every SCAN_MS. */
+#define DOWN_BUFFER (64 * 1024) /* upstream -> sandbox */
+#define SCAN_MS 200
+#define ACCEPT_BATCH 64
+
+enum conn_state { CONN_HEAD, CONN_RESOLVE, CONN_DIAL, CONN_RELAY };
+enum { EP_CLIENT, EP_UPSTREAM, EP_DNS, EP_COUNT };
+
+struct conn;
+struct endpoint {
+	struct conn *conn;
+	int which;
+};
+
+struct egress_loop {
+	struct net_pool *pool;
+	int epoll_fd;
+	pthread_t thread;
+	struct conn *conns;
+	struct conn *dead; /* closed during this batch of events, freed after it */
+};
+
+struct conn {
+	struct net_pool *pool;
+	struct egress_loop *loop;
+	struct conn *prev, *next;       /* the loop's list */
+	struct egress_connection entry; /* the pool's list (egress__cut_slot) */
+	struct endpoint ep[EP_COUNT];
+	uint32_t watched[EP_COUNT];     /* epoll events registered (0: none) */
+	int dns_fd;
+	enum conn_state state;
+	bool tls, closed;
+	int slot, idle_ms, dns_tries;
+	uint64_t generation;
+	int64_t deadline_ms;
+	uint16_t dns_id;
+	char host[NET_DOMAIN_MAX + 2];
+	/* sandbox -> upstream: [0, up_ready) may go, [up_ready, up_used) is
+	 * not framed yet (HTTP). */
+	uint8_t up[HEAD_MAX];
+	size_t up_used, up_ready;
+	bool up_eof, up_stopped, up_done;
+	uint8_t *down;
+	size_t down_used;
+	bool down_eof, down_done;
+	struct framer framer;
+};
+
+static struct endpoint http_listener_mark, tls_listener_mark, stop_mark;
+
+static int conn_fd(const struct conn *c, int which)
+{
+	return which == EP_CLIENT ? c->entry.client : which == EP_UPSTREAM ? c->entry.upstream : c->dns_fd;
+}
+
+/* Sets the epoll events watched on one of c's descriptors. */
+static void conn_watch(struct conn *c, int which, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = &c->ep[which] };
+	int fd = conn_fd(c, which), op;
+
+	if (fd < 0 || events == c->watched[which])
+		return;
+	op = !c->watched[which] ? EPOLL_CTL_ADD : !events ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+	if (epoll_ctl(c->loop->epoll_fd, op, fd, &ev) == 0)
+		c->watched[which] = events;
+}
+
+static void conn_close(struct conn *c)
+{
+	struct net_pool *pool = c->pool;
+
+	connection_unregister(pool, &c->entry);
+	for (int i = 0; i < EP_COUNT; i++)
+		conn_watch(c, i, 0);
+	if (c->dns_fd >= 0)
+		close(c->dns_fd);
+	if (c->entry.upstream >= 0)
+		close(c->entry.upstream);
+	close(c->entry.client);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->loop->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	egress_release(pool, c->slot);
+	free(c->down);
+	c->down = NULL;
+	c->closed = true;
+	c->next = c->loop->dead;
+	c->loop->dead = c;
+	atomic_fetch_sub(&pool->proxy_active, 1);
+}
+
+/* Refuses c: HTTP gets response (best effort, the socket buffer is empty
+ * at this point), then the connection closes. */
+static void conn_refuse(struct conn *c, const char *response, size_t len)
+{
+	if (!c->tls && response)
+		send(c->entry.client, response, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	conn_close(c);
+}
+
+static bool conn_pump(struct conn *c);
+
+static void conn_start_relay(struct conn *c)
+{
+	bool current;
+
+	pthread_mutex_lock(&c->pool->lock);
+	current = c->pool->slots[c->slot].generation == c->generation;
+	pthread_mutex_unlock(&c->pool->lock);
+	c->down = current ? malloc(DOWN_BUFFER) : NULL;
+	if (!c->down) { /* released meanwhile: the sandbox is gone */
+		conn_close(c);
+		return;
+	}
+	count(c->pool, c->slot, true);
+	c->state = CONN_RELAY;
+	c->deadline_ms = now_ms() + c->idle_ms;
+	if (c->tls) {
+		c->up_ready = c->up_used;
+	} else {
+		memcpy(c->framer.host, c->host, sizeof(c->framer.host));
+		c->framer.host_len = strlen(c->host);
+		c->framer.state = FRAME_HEAD;
+	}
+	conn_pump(c); /* the bytes read so far go first */
+}
+
+static void conn_dial(struct conn *c, struct in_addr address)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(c->tls ? 443 : 80),
+				  .sin_addr = address };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0) {
+		conn_refuse(c, bad_gateway_response, sizeof(bad_gateway_response) - 1);
+		return;
+	}
+	pthread_mutex_lock(&c->pool->lock);
+	c->entry.upstream = fd; /* egress__cut_slot may shut it down from now on */
+	pthread_mutex_unlock(&c->pool->lock);
+	conn_watch(c, EP_CLIENT, 0);
+	c->state = CONN_DIAL;
+	c->deadline_ms = now_ms() + DIAL_TIMEOUT_MS;
+	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0)
+		conn_start_relay(c);
+	else if (errno == EINPROGRESS)
+		conn_watch(c, EP_UPSTREAM, EPOLLOUT);
+	else
+		conn_refuse(c, bad_gateway_response, sizeof(bad_gateway_response) - 1);
+}
+
+static void conn_dns_send(struct conn *c)
+{
+	uint8_t query[512];
+	int len;
+
+	ids__random_bytes(&c->dns_id, sizeof(c->dns_id));
+	len = net_parse__dns_query(query, sizeof(query), c->dns_id, c->host);
+	c->dns_tries++;
+	c->deadline_ms = now_ms() + DNS_TIMEOUT_MS;
+	if (len > 0)
+		send(c->dns_fd, query, (size_t)len, MSG_DONTWAIT);
+}
+
+static void conn_resolve(struct conn *c)
+{
+	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(c->pool->resolver_port),
+				  .sin_addr = c->pool->resolver };
+	struct in_addr cached;
+
+	if (dns_cache_get(c->pool, c->host, &cached)) {
+		conn_dial(c, cached);
+		return;
+	}
+	c->dns_fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->dns_fd < 0 || connect(c->dns_fd, (struct sockaddr *)&to, sizeof(to)) != 0) {
+		conn_refuse(c, bad_gateway_response, sizeof(bad_gateway_response) - 1);
+		return;
+	}
+	conn_watch(c, EP_CLIENT, 0);
+	c->state = CONN_RESOLVE;
+	conn_dns_send(c);
+	conn_watch(c, EP_DNS, EPOLLIN);
+}
+
+/* Reads answers until one to our query arrives (stray or forged ones are
+ * skipped); dials its first public address, or refuses. */
+static void conn_on_dns(struct conn *c)
+{
+	uint8_t answer[1500];
+	struct in_addr answers[16];
+	uint32_t ttl = 0;
+	ssize_t n;
+	int found = -1;
+
+	while (found < 0 && (n = recv(c->dns_fd, answer, sizeof(answer), 0)) > 0)
+		found = net_parse__dns_answer(answer, (size_t)n, c->dns_id, answers, 16, &ttl);
+	if (found < 0)
+		return; /* nothing of ours yet */
+	conn_watch(c, EP_DNS, 0);
+	close(c->dns_fd);
+	c->dns_fd = -1;
+	for (int i = 0; i < found; i++) {
+		if (!net_policy__is_internal_v4(answers[i]) &&
+		    !net_policy__never_allowed(c->pool->never, c->pool->never_count, AF_INET, &answers[i])) {
+			dns_cache_put(c->pool, c->host, answers[i], ttl);
+			conn_dial(c, answers[i]);
+			return;
+		}
+	}
+	log_info("egress: slot %d: %s resolves to no public address; refused", c->slot, c->host);
+	count(c->pool, c->slot, false);
+	conn_refuse(c, forbidden_response, sizeof(forbidden_response) - 1);
+}
+
+/* HEAD: reads until the parser decides, then matches the policy. */
+static void conn_on_head(struct conn *c)
+{
+	enum net_parse_result result;
+	const char *name = NULL;
+	char sni[NET_SNI_MAX + 1];
+	size_t name_len = 0;
+	bool allowed = false;
+	ssize_t n = recv(c->entry.client, c->up + c->up_used, HEAD_MAX - c->up_used, 0);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_close(c);
+		return;
+	}
+	c->up_used += (size_t)n;
+	if (c->tls) {
+		result = net_parse__tls_sni(c->up, c->up_used, sni, &name_len);
+		name = sni;
+	} else {
+		result = net_parse__http_host(c->up, c->up_used, &name, &name_len);
+	}
+	if (result == NET_PARSE_NEED_MORE && c->up_used < HEAD_MAX)
+		return;
+	if (result == NET_PARSE_OK) {
+		pthread_mutex_lock(&c->pool->lock);
+		allowed = c->pool->slots[c->slot].in_use && c->pool->slots[c->slot].generation == c->generation &&
+			  net_policy__has_domains(c->pool->slots[c->slot].policy) &&
+			  net_policy__domain_allowed(c->pool->slots[c->slot].policy, name, name_len);
+		pthread_mutex_unlock(&c->pool->lock);
+	}
+	if (!allowed) {
+		count(c->pool, c->slot, false);
+		conn_refuse(c, forbidden_response, sizeof(forbidden_response) - 1);
+		return;
+	}
+	if (name_len > 0 && name[name_len - 1] == '.')
+		name_len--;
+	for (size_t i = 0; i < name_len; i++)
+		c->host[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] - 'A' + 'a' : name[i]);
+	c->host[name_len] = 0;
+	conn_resolve(c);
+}
+
+/* RELAY: moves what it can both ways without blocking, then sets the
+ * events to wait for. Returns false when c was closed. */
+static bool conn_pump(struct conn *c)
+{
+	int client = c->entry.client, upstream = c->entry.upstream;
+	bool moved = false;
+	ssize_t n;
+
+	/* sandbox -> proxy */
+	if (!c->up_eof && !c->up_stopped && c->up_used < HEAD_MAX) {
+		n = recv(client, c->up + c->up_used, HEAD_MAX - c->up_used, 0);
+		if (n > 0) {
+			c->up_used += (size_t)n;
+			moved = true;
+		} else if (n == 0) {
+			c->up_eof = true;
+		} else if (errno != EAGAIN && errno != EINTR) {
+			goto broken;
+		}
+	}
+	if (c->tls) {
+		c->up_ready = c->up_used;
+	} else if (!c->up_stopped && c->up_ready < c->up_used) {
+		c->up_ready += framer__feed(&c->framer, c->up + c->up_ready, c->up_used - c->up_ready,
+					    c->up_used == HEAD_MAX && c->up_ready == 0);
+		if (c->framer.state == FRAME_STOPPED) {
+			c->up_stopped = true;
+			c->up_used = c->up_ready; /* the refused bytes never go */
+			if (c->framer.refused)
+				count(c->pool, c->slot, false);
+		}
+	}
+	/* proxy -> upstream */
+	if (c->up_ready > 0) {
+		n = send(upstream, c->up, c->up_ready, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			memmove(c->up, c->up + n, c->up_used - (size_t)n);
+			c->up_used -= (size_t)n;
+			c->up_ready -= (size_t)n;
+			moved = true;
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			goto broken;
+		}
+	}
+	if (!c->up_done && c->up_ready == 0 && (c->up_eof || c->up_stopped)) {
+		shutdown(upstream, SHUT_WR);
+		c->up_done = true;
+	}
+	/* upstream -> proxy */
+	if (!c->down_eof && c->down_used < DOWN_BUFFER) {
+		n = recv(upstream, c->down + c->down_used, DOWN_BUFFER - c->down_used, 0);
+		if (n > 0) {
+			c->down_used += (size_t)n;
+			moved = true;
+		} else if (n == 0) {
+			c->down_eof = true;
+		} else if (errno != EAGAIN && errno != EINTR) {
+			goto broken;
+		}
+	}
+	/* proxy -> sandbox */
+	if (c->down_used > 0) {
+		n = send(client, c->down, c->down_used, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			memmove(c->down, c->down + n, c->down_used - (size_t)n);
+			c->down_used -= (size_t)n;
+			moved = true;
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			goto broken;
+		}
+	}
+	if (!c->down_done && c->down_eof && c->down_used == 0) {
+		shutdown(client, SHUT_WR);
+		c->down_done = true;
+	}
+	if (c->up_done && c->down_done)
+		goto broken; /* both ways finished */
+	if (moved)
+		c->deadline_ms = now_ms() + c->idle_ms;
+	conn_watch(c, EP_CLIENT,
+		   (!c->up_eof && !c->up_stopped && c->up_used < HEAD_MAX ? EPOLLIN : 0) |
+			   (c->down_used > 0 ? EPOLLOUT : 0));
+	conn_watch(c, EP_UPSTREAM,
+		   (!c->down_eof && c->down_used < DOWN_BUFFER ? EPOLLIN : 0) | (c->up_ready > 0 ? EPOLLOUT : 0));
+	return true;
+broken:
+	conn_close(c);
+	return false;
+}
+
+static void conn_event(struct conn *c, int which, uint32_t events)
+{
+	if (c->closed)
+		return; /* closed by an earlier event of the same batch */
+	if (events & EPOLLERR) {
+		if (c->state == CONN_DIAL)
+			conn_refuse(c, bad_gateway_response, sizeof(bad_gateway_response) - 1);
+		else
+			conn_close(c);
+		return;
+	}
+	switch (c->state) {
+	case CONN_HEAD:
+		conn_on_head(c);
+		return;
+	case CONN_RESOLVE:
+		if (which == EP_DNS)
+			conn_on_dns(c);
+		return;
+	case CONN_DIAL: {
+		int error = 0;
+		socklen_t len = sizeof(error);
+
+		if (getsockopt(c->entry.upstream, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error) {
+			conn_refuse(c, bad_gateway_response, sizeof(bad_gateway_response) - 1);
+			return;
+		}
+		conn_start_relay(c);
+		return;
+	}
+	case CONN_RELAY:
+		break;
+	}
+	/* A peer that hung up entirely can take nothing more. */
+	if ((events & EPOLLHUP) && which == EP_CLIENT) {
+		conn_close(c);
+		return;
+	}
+	conn_pump(c);
+}
+
+static void loop_accept(struct egress_loop *loop, int listen_fd, bool tls)
+{
+	struct net_pool *pool = loop->pool;
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sockaddr_in peer;
+		socklen_t len = sizeof(peer);
+		int fd = accept4(listen_fd, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int slot, idle_ms;
+		struct conn *c;
+
+		if (fd < 0)
+			return; /* EAGAIN: another loop took it, or none left */
+		slot = slot_of(pool, peer.sin_addr);
+		/* Caps: per slot, below a global one. Past either, a new
+		 * connection is closed at once, so no sandbox can hold the
+		 * proxy for the others. */
+		if (!egress_admit(pool, slot)) {
+			close(fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			egress_release(pool, slot);
+			close(fd);
+			continue;
+		}
+		idle_ms = egress_idle_ms(pool);
+		atomic_fetch_add(&pool->proxy_active, 1);
+		*c = (struct conn){ .pool = pool, .loop = loop, .dns_fd = -1, .tls = tls, .slot = slot,
+				    .idle_ms = idle_ms, .state = CONN_HEAD,
+				    .entry = { .client = fd, .upstream = -1, .slot = slot },
+				    .deadline_ms = now_ms() + (idle_ms < HEAD_TIMEOUT_MS ? idle_ms : HEAD_TIMEOUT_MS) };
+		for (int e = 0; e < EP_COUNT; e++)
+			c->ep[e] = (struct endpoint){ .conn = c, .which = e };
+		pthread_mutex_lock(&pool->lock);
+		c->generation = pool->slots[slot].generation;
+		pthread_mutex_unlock(&pool->lock);
+		connection_register(pool, &c->entry);
+		c->next = loop->conns;
+		if (loop->conns)
+			loop->conns->prev = c;
+		loop->conns = c;
+		conn_watch(c, EP_CLIENT, EPOLLIN);
+	}
+}
+
+/* Closes what is past its deadline (a DNS query gets a second try). */
+static void loop_scan(struct egress_loop *loop)
+{
+	int64_t now = now_ms();
+
+	for (struct conn *c = loop->conns, *next; c; c = next) {
+		next = c->next;
+		if (now < c->deadline_ms)
+			continue;
+		if (c->state == CONN_RESOLVE && c->dns_tries < 2) {
+			conn_dns_send(c);
+		} else if (c->state == CONN_RESOLVE) {
+			log_info("egress: slot %d: %s: no DNS answer; refused", c->slot, c->host);
+			count(c->pool, c->slot, false);
+			conn_refuse(c, forbidden_response, sizeof(forbidden_response) - 1);
+		} else if (c->state == CONN_DIAL) {
+			conn_refuse(c, bad_gateway_response, sizeof(bad_gateway_response) - 1);
+		} else {
+			conn_close(c); /* head too slow, or idle */
+		}
+	}
+}
+
+/* Frees the connections closed since the last call. */
+static void loop_bury(struct egress_loop *loop)
+{
+	while (loop->dead) {
+		struct conn *c = loop->dead;
+
+		loop->dead = c->next;
+		free(c);
+	}
+}
+
+static void *loop_thread(void *arg)
+{
+	struct egress_loop *loop = arg;
+	struct net_pool *pool = loop->pool;
+	struct epoll_event events[64];
+	int64_t last_scan = now_ms();
 	sigset_t pipe_signal;
 
-	/* splice(2) to a closed peer raises SIGPIPE and has no MSG_NOSIGNAL:
-	 * block it here (connection threads inherit the mask) so a sandbox
-	 * closing early can never kill the worker. */
+	/* Every send has MSG_NOSIGNAL; SIGPIPE stays blocked all the same. */
 	sigemptyset(&pipe_signal);
 	sigaddset(&pipe_signal, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_signal, NULL);
 	/* Dialing and resolving happen from the host namespace. */
 	if (setns(pool->host_fd, CLONE_NEWNET) != 0)
 		log_error("egress: cannot enter the host namespace: %s", strerror(errno));
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
 	for (;;) {
-		struct pollfd fds[3] = {
-			{ .fd = pool->proxy_http_fd, .events = POLLIN },
-			{ .fd = pool->proxy_tls_fd, .events = POLLIN },
-			{ .fd = pool->stop_fd, .events = POLLIN },
-		};
+		int n = epoll_wait(loop->epoll_fd, events, 64, SCAN_MS);
+		bool stop = false;
 
-		if (poll(fds, 3, -1) < 0 && errno != EINTR)
+		if (n < 0 && errno != EINTR)
 			break;
-		if (fds[2].revents)
-			break;
-		for (int i = 0; i < 2; i++) {
-			struct connection *c;
-			socklen_t len = sizeof(struct sockaddr_in);
-			pthread_t thread;
-			int fd;
+		for (int i = 0; i < n; i++) {
+			struct endpoint *ep = events[i].data.ptr;
 
-			if (!fds[i].revents)
-				continue;
-			c = calloc(1, sizeof(*c));
-			if (!c)
-				continue;
-			fd = accept4(fds[i].fd, (struct sockaddr *)&c->peer, &len, SOCK_CLOEXEC);
-			if (fd < 0) {
-				free(c);
-				continue;
-			}
-			/* A global cap on connection threads: past it, new
-			 * connections are closed at once (each sandbox is also
-			 * capped by its connection limit). */
-			if (atomic_load(&pool->proxy_active) >= EGRESS_MAX_CONNECTIONS) {
-				log_warn("egress: %d connections open, refusing more", EGRESS_MAX_CONNECTIONS);
-				close(fd);
-				free(c);
-				continue;
-			}
-			c->pool = pool;
-			c->fd = fd;
-			c->tls = i == 1;
-			atomic_fetch_add(&pool->proxy_active, 1);
-			if (pthread_create(&thread, &attr, connection_thread, c) != 0) {
-				atomic_fetch_sub(&pool->proxy_active, 1);
-				close(fd);
-				free(c);
-			}
+			if (ep == &stop_mark)
+				stop = true;
+			else if (ep == &http_listener_mark)
+				loop_accept(loop, pool->proxy_http_fd, false);
+			else if (ep == &tls_listener_mark)
+				loop_accept(loop, pool->proxy_tls_fd, true);
 		}
+		if (stop)
+			break;
+		for (int i = 0; i < n; i++) {
+			struct endpoint *ep = events[i].data.ptr;
+
+			if (ep != &stop_mark && ep != &http_listener_mark && ep != &tls_listener_mark)
+				conn_event(ep->conn, ep->which, events[i].events);
+		}
+		if (now_ms() - last_scan >= SCAN_MS) {
+			loop_scan(loop);
+			last_scan = now_ms();
+		}
+		loop_bury(loop);
 	}
-	pthread_attr_destroy(&attr);
+	while (loop->conns)
+		conn_close(loop->conns);
+	loop_bury(loop);
 	return NULL;
 }
 
@@ -543,7 +908,8 @@ int egress__start(struct net_pool *pool)
 {
 	pthread_mutex_init(&pool->dns_lock, NULL);
 	pool->dns_cache = calloc(DNS_CACHE_SIZE, sizeof(*pool->dns_cache));
-	if (!pool->dns_cache)
+	pool->proxy_loops = calloc(EGRESS_LOOP_THREADS, sizeof(*pool->proxy_loops));
+	if (!pool->dns_cache || !pool->proxy_loops)
 		goto err;
 	pool->stop_fd = eventfd(0, EFD_CLOEXEC);
 	if (pool->stop_fd < 0)
@@ -555,12 +921,25 @@ int egress__start(struct net_pool *pool)
 			  pool->proxy_tls_fd < 0 ? strerror(-pool->proxy_tls_fd) : "ok");
 		goto err;
 	}
-	/* Several acceptors: one would serialise every connection behind its
-	 * scheduling latency on a busy host. The listeners are non-blocking;
-	 * the losers of a wake-up see EAGAIN. */
-	for (int i = 0; i < EGRESS_ACCEPT_THREADS; i++) {
-		if (pthread_create(&pool->proxy_threads[i], NULL, accept_thread, pool) != 0)
+	/* One loop per thread; each holds both listeners (EPOLLEXCLUSIVE
+	 * wakes one loop per new connection; the loser of a race sees
+	 * EAGAIN) and the stop eventfd. */
+	for (int i = 0; i < EGRESS_LOOP_THREADS; i++) {
+		struct egress_loop *loop = &pool->proxy_loops[i];
+		struct epoll_event http = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &http_listener_mark };
+		struct epoll_event tls = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &tls_listener_mark };
+		struct epoll_event stop = { .events = EPOLLIN, .data.ptr = &stop_mark };
+
+		loop->pool = pool;
+		loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+		if (loop->epoll_fd < 0 || epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, pool->proxy_http_fd, &http) != 0 ||
+		    epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, pool->proxy_tls_fd, &tls) != 0 ||
+		    epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, pool->stop_fd, &stop) != 0 ||
+		    pthread_create(&loop->thread, NULL, loop_thread, loop) != 0) {
+			if (loop->epoll_fd >= 0)
+				close(loop->epoll_fd);
 			goto err;
+		}
 		pool->proxy_thread_count++;
 	}
 	return 0;
@@ -576,23 +955,15 @@ bool egress__stop(struct net_pool *pool)
 
 	if (pool->stop_fd >= 0 && write(pool->stop_fd, &one, sizeof(one)) < 0)
 		log_warn("egress: stop signal failed: %s", strerror(errno));
-	for (int i = 0; i < pool->proxy_thread_count; i++)
-		pthread_join(pool->proxy_threads[i], NULL);
-	pool->proxy_thread_count = 0;
-	/* Connection threads see stop_fd readable and leave; those blocked
-	 * writing to a peer are woken by shutting their sockets down. */
-	pthread_mutex_lock(&pool->lock);
-	for (struct egress_connection *c = pool->connections; c; c = c->next) {
-		shutdown(c->client, SHUT_RDWR);
-		if (c->upstream >= 0)
-			shutdown(c->upstream, SHUT_RDWR);
+	/* Each loop closes its connections before it returns. */
+	for (int i = 0; i < pool->proxy_thread_count; i++) {
+		pthread_join(pool->proxy_loops[i].thread, NULL);
+		close(pool->proxy_loops[i].epoll_fd);
 	}
-	pthread_mutex_unlock(&pool->lock);
-	for (int i = 0; i < 6000 && atomic_load(&pool->proxy_active) > 0; i++)
-		usleep(1000);
+	pool->proxy_thread_count = 0;
 	stopped = atomic_load(&pool->proxy_active) == 0;
 	if (!stopped)
-		log_error("egress: %d connection threads did not stop", atomic_load(&pool->proxy_active));
+		log_error("egress: %d connections did not stop", atomic_load(&pool->proxy_active));
 	if (pool->proxy_http_fd >= 0)
 		close(pool->proxy_http_fd);
 	if (pool->proxy_tls_fd >= 0)
@@ -600,6 +971,8 @@ bool egress__stop(struct net_pool *pool)
 	if (pool->stop_fd >= 0)
 		close(pool->stop_fd);
 	pool->proxy_http_fd = pool->proxy_tls_fd = pool->stop_fd = -1;
+	free(pool->proxy_loops);
+	pool->proxy_loops = NULL;
 	if (stopped && pool->dns_cache) {
 		free(pool->dns_cache);
 		pool->dns_cache = NULL;

@@ -29,6 +29,7 @@ struct net_slot {
 	struct net_slot_counters base;  /* banked when a policy table was replaced */
 	struct net_slot_counters proxy; /* proxy decisions (proxy_allowed/denied) */
 	uint64_t generation;            /* bumped by every release */
+	unsigned proxy_connections;     /* egress proxy connections open now */
 };
 
 struct net_pool {
@@ -46,10 +47,15 @@ struct net_pool {
 
 	/* egress proxy */
 	int proxy_http_fd, proxy_tls_fd, stop_fd;
-#define EGRESS_ACCEPT_THREADS 4
-	pthread_t proxy_threads[EGRESS_ACCEPT_THREADS];
-	int proxy_thread_count;
-	atomic_int proxy_active; /* connection threads alive */
+#define EGRESS_LOOP_THREADS 2
+	struct egress_loop *proxy_loops; /* EGRESS_LOOP_THREADS event loops */
+	int proxy_thread_count;          /* loops running */
+	atomic_int proxy_active;         /* proxied connections open */
+	unsigned egress_max, egress_slot_max, egress_idle_s; /* limits (under lock) */
+	/* The never-allow set: built-in, slot range, host addresses and the
+	 * net_never_allow setting; deduplicated, fixed after net_pool__new. */
+	struct cidr *never;
+	size_t never_count;
 	struct egress_connection *connections; /* under lock */
 	struct egress_dns_entry *dns_cache;    /* under dns_lock */
 	pthread_mutex_t dns_lock;
@@ -66,9 +72,5 @@ int egress__start(struct net_pool *pool);
 bool egress__stop(struct net_pool *pool);
 /* Shuts down every proxied connection of slot (caller holds pool->lock). */
 void egress__cut_slot(struct net_pool *pool, int slot);
-/* Resolves name's A records with the pool's resolver. Count or -1;
- * min_ttl (may be NULL) gets the smallest TTL of the answer. */
-int egress__resolve(struct in_addr server, uint16_t port, const char *name, struct in_addr *out, int max,
-		    uint32_t *min_ttl);
 
 #endif

@@ -244,6 +244,144 @@ enum net_parse_result net_parse__http_host(const uint8_t *data, size_t len, cons
 	return NET_PARSE_OK;
 }
 
+/* A header's value with surrounding blanks trimmed. */
+static void header_value(const uint8_t *colon, const uint8_t *eol, const uint8_t **value, size_t *len)
+{
+	const uint8_t *v = colon + 1, *end = eol - 1; /* the '\r' */
+
+	while (v < end && is_header_space(*v))
+		v++;
+	while (end > v && is_header_space(end[-1]))
+		end--;
+	*value = v;
+	*len = (size_t)(end - v);
+}
+
+static bool header_is(const uint8_t *p, const uint8_t *colon, const char *name)
+{
+	size_t n = strlen(name);
+
+	return (size_t)(colon - p) == n && strncasecmp((const char *)p, name, n) == 0;
+}
+
+/* The request target: origin form, "*", or absolute form whose host is
+ * the Host header's (servers route by the absolute form's authority). */
+static bool target_ok(const uint8_t *data, const uint8_t *line_end, const struct net_http_request *out)
+{
+	const uint8_t *sp = memchr(data, ' ', (size_t)(line_end - data)), *t, *t_end, *a, *a_end;
+
+	if (!sp)
+		return false;
+	t = sp + 1;
+	t_end = memchr(t, ' ', (size_t)(line_end - t));
+	if (!t_end || t_end == t)
+		return false;
+	if (t[0] == '/' || (t_end - t == 1 && t[0] == '*'))
+		return true;
+	if (t_end - t < 8 || strncasecmp((const char *)t, "http://", 7) != 0)
+		return false;
+	a = t + 7;
+	for (a_end = a; a_end < t_end && *a_end != '/' && *a_end != '?' && *a_end != '#'; a_end++)
+		if (*a_end == '@' || *a_end == '[')
+			return false;
+	{
+		const uint8_t *colon = memchr(a, ':', (size_t)(a_end - a));
+
+		if (colon)
+			a_end = colon;
+	}
+	return (size_t)(a_end - a) == out->host_len &&
+	       strncasecmp((const char *)a, out->host, out->host_len) == 0;
+}
+
+enum net_parse_result net_parse__http_request(const uint8_t *data, size_t len, struct net_http_request *out)
+{
+	enum net_parse_result rc;
+	const uint8_t *line, *end;
+	bool have_length = false, have_coding = false;
+
+	memset(out, 0, sizeof(*out));
+	rc = net_parse__http_host(data, len, &out->host, &out->host_len);
+	if (rc != NET_PARSE_OK)
+		return rc;
+	end = memmem(data, len, "\r\n\r\n", 4);
+	out->head_len = (size_t)(end - data) + 4;
+	line = memchr(data, '\n', out->head_len); /* the request line's end (validated) */
+	if (!target_ok(data, line - 1, out))
+		return NET_PARSE_MALFORMED;
+	if (line - data >= 8 && strncasecmp((const char *)data, "CONNECT ", 8) == 0)
+		out->last = true;
+	for (const uint8_t *p = line + 1; p < end + 2;) {
+		const uint8_t *eol = memchr(p, '\n', (size_t)(end + 2 - p));
+		const uint8_t *colon = memchr(p, ':', (size_t)(eol - p)), *value;
+		size_t value_len;
+
+		/* Lines were validated by net_parse__http_host. */
+		header_value(colon, eol, &value, &value_len);
+		if (header_is(p, colon, "upgrade")) {
+			out->last = true;
+		} else if (header_is(p, colon, "transfer-encoding")) {
+			if (have_coding || value_len != 7 || strncasecmp((const char *)value, "chunked", 7) != 0)
+				return NET_PARSE_MALFORMED;
+			have_coding = out->chunked = true;
+		} else if (header_is(p, colon, "content-length")) {
+			uint64_t n = 0;
+
+			if (value_len == 0 || value_len > 18)
+				return NET_PARSE_MALFORMED;
+			for (size_t i = 0; i < value_len; i++) {
+				if (value[i] < '0' || value[i] > '9')
+					return NET_PARSE_MALFORMED;
+				n = n * 10 + (uint64_t)(value[i] - '0');
+			}
+			if (have_length && n != out->content_length)
+				return NET_PARSE_MALFORMED;
+			have_length = true;
+			out->content_length = n;
+		}
+		p = eol + 1;
+	}
+	if (have_length && have_coding)
+		return NET_PARSE_MALFORMED;
+	return NET_PARSE_OK;
+}
+
+enum net_parse_result net_parse__http_chunk_line(const uint8_t *data, size_t len, uint64_t *size,
+						 size_t *line_len)
+{
+	const uint8_t *eol;
+	uint64_t n = 0;
+	size_t digits = 0;
+
+	if (!data)
+		return NET_PARSE_MALFORMED;
+	eol = memchr(data, '\n', len < 1024 ? len : 1024);
+	if (!eol)
+		return len < 1024 ? NET_PARSE_NEED_MORE : NET_PARSE_MALFORMED;
+	if (eol == data || eol[-1] != '\r')
+		return NET_PARSE_MALFORMED;
+	for (const uint8_t *p = data; p < eol - 1; p++) {
+		int v;
+
+		if (*p == ';')
+			break; /* extensions are forwarded as they are */
+		if (*p >= '0' && *p <= '9')
+			v = *p - '0';
+		else if ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'f')
+			v = (*p | 0x20) - 'a' + 10;
+		else
+			return NET_PARSE_MALFORMED;
+		if (++digits > 15)
+			return NET_PARSE_MALFORMED;
+		n = n * 16 + (uint64_t)v;
+	}
+	if (digits == 0)
+		return NET_PARSE_MALFORMED;
+	*size = n;
+	*line_len = (size_t)(eol - data) + 1;
+	return NET_PARSE_OK;
+}
+
 int net_parse__dns_query(uint8_t *out, size_t out_size, uint16_t id, const char *name)
 {
 	size_t n = 12, name_len = name ? strlen(name) : 0;

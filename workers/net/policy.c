@@ -8,20 +8,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "net_internal.h"
-
-struct cidr {
-	int family; /* AF_INET or AF_INET6 */
-	uint8_t address[16];
-	int prefix;
-};
+#include "warren/cidr.h"
 
 struct net_policy {
 	struct cidr *allow;
 	size_t allow_count;
 	struct cidr *deny;
 	size_t deny_count;
+	struct cidr *allow_internal; /* allow entries inside an internal range */
+	size_t allow_internal_count;
 	char **domains; /* lower case, no trailing dot, "*." kept */
 	size_t domain_count;
 	uint32_t connection_limit;
@@ -70,49 +68,6 @@ static bool looks_like_address(const char *s)
 	return only_digits_and_dots;
 }
 
-static int parse_cidr(const char *s, struct cidr *out)
-{
-	char address[INET6_ADDRSTRLEN + 1];
-	const char *slash = strchr(s, '/');
-	size_t address_len = slash ? (size_t)(slash - s) : strlen(s);
-	int max;
-
-	if (address_len == 0 || address_len >= sizeof(address))
-		return -1;
-	memcpy(address, s, address_len);
-	address[address_len] = 0;
-	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, address, out->address) == 1) {
-		out->family = AF_INET;
-		max = 32;
-	} else if (inet_pton(AF_INET6, address, out->address) == 1) {
-		out->family = AF_INET6;
-		max = 128;
-	} else {
-		return -1;
-	}
-	out->prefix = max;
-	if (slash) {
-		const char *p = slash + 1;
-		int value = 0;
-
-		if (!*p || strlen(p) > 3)
-			return -1;
-		for (; *p; p++) {
-			if (!isdigit((unsigned char)*p))
-				return -1;
-			value = value * 10 + (*p - '0');
-		}
-		if (value > max)
-			return -1;
-		out->prefix = value;
-	}
-	/* Normalise: clear host bits so nft accepts it and duplicates merge. */
-	for (int bit = out->prefix; bit < max; bit++)
-		out->address[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
-	return 0;
-}
-
 /* Domain syntax: an optional leading "*.", then labels of 1..63 bytes of
  * [A-Za-z0-9_-] or any byte >= 0x80 (IDNA compared as bytes), an optional
  * trailing dot, 253 bytes at most. Returns NULL when valid, else why. */
@@ -156,41 +111,6 @@ static const char *domain_error(const char *s)
 static bool cidr_is_all(const struct cidr *c)
 {
 	return c->prefix == 0;
-}
-
-/* True when a covers b (same family, a's prefix no longer, same network). */
-static bool cidr_covers(const struct cidr *a, const struct cidr *b)
-{
-	if (a->family != b->family || a->prefix > b->prefix)
-		return false;
-	for (int bit = 0; bit < a->prefix; bit++) {
-		uint8_t mask = (uint8_t)(0x80u >> (bit % 8));
-
-		if ((a->address[bit / 8] & mask) != (b->address[bit / 8] & mask))
-			return false;
-	}
-	return true;
-}
-
-/* Drops entries covered by another one, so nft interval sets never see
- * overlaps. Quadratic, fine for NET_POLICY_MAX_ENTRIES. */
-static size_t cidr_dedupe(struct cidr *list, size_t count)
-{
-	size_t kept = 0;
-
-	for (size_t i = 0; i < count; i++) {
-		bool covered = false;
-
-		for (size_t j = 0; j < count && !covered; j++) {
-			if (i == j || !cidr_covers(&list[j], &list[i]))
-				continue;
-			/* Equal entries: keep the first one only. */
-			covered = !(cidr_covers(&list[i], &list[j]) && i < j);
-		}
-		if (!covered)
-			list[kept++] = list[i];
-	}
-	return kept;
 }
 
 struct parse_state {
@@ -277,7 +197,7 @@ static int parse_list(struct parse_state *st, const json_t *spec, const char *ke
 		if (strcmp(s, "ALL_TRAFFIC") == 0)
 			s = "0.0.0.0/0";
 		if (looks_like_address(s)) {
-			if (parse_cidr(s, &c) != 0) {
+			if (cidr__parse(s, &c) != 0) {
 				set_message(message, size, "%s[%zu] %s is not a valid IP address or CIDR block",
 					    key, index, printable(s, quoted, sizeof(quoted)));
 				return -1;
@@ -381,10 +301,13 @@ struct net_policy *net_policy__default(uint32_t connection_limit)
 	return p;
 }
 
+static ssize_t internal_allows(const struct net_policy *policy, struct cidr **out);
+
 struct net_policy *net_policy__parse(const json_t *spec, uint32_t connection_limit, char *message,
 				     size_t message_size)
 {
 	struct parse_state st = { 0 };
+	ssize_t internal;
 
 	st.policy = net_policy__default(connection_limit);
 	if (!st.policy) {
@@ -395,8 +318,17 @@ struct net_policy *net_policy__parse(const json_t *spec, uint32_t connection_lim
 		net_policy__free(st.policy);
 		return NULL;
 	}
-	st.policy->allow_count = cidr_dedupe(st.policy->allow, st.policy->allow_count);
-	st.policy->deny_count = cidr_dedupe(st.policy->deny, st.policy->deny_count);
+	/* Before merging: 0.0.0.0/0 covers 10.1.0.0/16, but only the latter
+	 * opens an internal range. */
+	internal = internal_allows(st.policy, &st.policy->allow_internal);
+	if (internal < 0) {
+		set_message(message, message_size, "out of memory");
+		net_policy__free(st.policy);
+		return NULL;
+	}
+	st.policy->allow_internal_count = cidr__dedupe(st.policy->allow_internal, (size_t)internal);
+	st.policy->allow_count = cidr__dedupe(st.policy->allow, st.policy->allow_count);
+	st.policy->deny_count = cidr__dedupe(st.policy->deny, st.policy->deny_count);
 	return st.policy;
 }
 
@@ -409,6 +341,7 @@ void net_policy__free(struct net_policy *policy)
 	free(policy->domains);
 	free(policy->allow);
 	free(policy->deny);
+	free(policy->allow_internal);
 	free(policy);
 }
 
@@ -538,6 +471,93 @@ static void emit_set(struct text *t, const char *name, const struct cidr *list, 
 	emit(t, "\t}\n");
 }
 
+/* Internal ranges: denied unless an allowOut entry lies inside one of
+ * them (the never-allow set is checked before and always wins). */
+#define INTERNAL_V4                                                                                \
+	"0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, "       \
+	"192.168.0.0/16, 224.0.0.0/3"
+#define INTERNAL_V6 "::/128, ::1/128, ::ffff:0:0/96, fc00::/7, fe80::/10, ff00::/8"
+
+/* The allowOut entries that lie entirely inside an internal range, in
+ * *out (caller frees). Their count, or -1 on allocation failure. */
+static ssize_t internal_allows(const struct net_policy *policy, struct cidr **out)
+{
+	struct cidr internal[16];
+	int internal_count = cidr__parse_list(INTERNAL_V4 "," INTERNAL_V6, internal, 16, NULL);
+	size_t count = 0;
+
+	*out = calloc(policy->allow_count + 1, sizeof(**out));
+	if (!*out || internal_count < 0)
+		return -1;
+	for (size_t i = 0; i < policy->allow_count; i++) {
+		for (int j = 0; j < internal_count; j++) {
+			if (cidr__covers(&internal[j], &policy->allow[i])) {
+				(*out)[count++] = policy->allow[i];
+				break;
+			}
+		}
+	}
+	return (ssize_t)count;
+}
+
+size_t net_policy__endpoint_host(const char *endpoint, char *host, size_t size)
+{
+	const char *p = endpoint, *end;
+	size_t len;
+
+	if (!endpoint || !size)
+		return 0;
+	host[0] = 0;
+	if (strstr(p, "://")) {
+		const char *authority = strstr(p, "://") + 3;
+		const char *authority_end = authority + strcspn(authority, "/?#");
+		const char *at = NULL;
+
+		for (const char *q = authority; q < authority_end; q++)
+			if (*q == '@')
+				at = q;
+		p = at ? at + 1 : authority;
+		end = authority_end;
+	} else if (strstr(p, "host=")) {
+		const char *key = strstr(p, "host=");
+
+		if (key != p && key[-1] != ' ')
+			return 0;
+		p = key + 5;
+		end = p + strcspn(p, " ");
+	} else {
+		end = p + strcspn(p, ",/");
+	}
+	if (*p == '[') { /* [v6]:port */
+		const char *close = memchr(p, ']', (size_t)(end - p));
+
+		if (!close)
+			return 0;
+		p++;
+		end = close;
+	} else {
+		const char *colon = memchr(p, ':', (size_t)(end - p));
+
+		if (colon)
+			end = colon;
+	}
+	len = (size_t)(end - p);
+	if (len == 0 || len >= size)
+		return 0;
+	memcpy(host, p, len);
+	host[len] = 0;
+	return len;
+}
+
+bool net_policy__never_allowed(const struct cidr *never, size_t never_count, int family,
+			       const void *address)
+{
+	for (size_t i = 0; i < never_count; i++)
+		if (cidr__contains(&never[i], family, address))
+			return true;
+	return false;
+}
+
 /* One transaction: create-if-missing, delete, recreate. nft applies the
  * whole buffer atomically, so no packet ever sees a half policy
  * (HOST-NOTES.md: every rule line ends with a newline before "}"). */
@@ -554,11 +574,14 @@ char *net_policy__compile(const struct net_policy *policy, const struct net_comp
 	emit(&t, "table inet warren_policy\ndelete table inet warren_policy\n");
 	emit(&t, "table inet warren_policy {\n");
 	emit(&t, "\tcounter allowed {\n\t}\n\tcounter denied {\n\t}\n");
+	emit_set(&t, "never_v4", params->never_allow, params->never_allow_count, AF_INET);
+	emit_set(&t, "never_v6", params->never_allow, params->never_allow_count, AF_INET6);
 	emit(&t, "\tset internal_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
-		 "\t\telements = { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, "
-		 "172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/3 }\n\t}\n");
+		 "\t\telements = { " INTERNAL_V4 " }\n\t}\n");
 	emit(&t, "\tset internal_v6 {\n\t\ttype ipv6_addr\n\t\tflags interval\n"
-		 "\t\telements = { ::/128, ::1/128, ::ffff:0:0/96, fc00::/7, fe80::/10, ff00::/8 }\n\t}\n");
+		 "\t\telements = { " INTERNAL_V6 " }\n\t}\n");
+	emit_set(&t, "allow_internal_v4", policy->allow_internal, policy->allow_internal_count, AF_INET);
+	emit_set(&t, "allow_internal_v6", policy->allow_internal, policy->allow_internal_count, AF_INET6);
 	emit_set(&t, "allow_v4", policy->allow, policy->allow_count, AF_INET);
 	emit_set(&t, "allow_v6", policy->allow, policy->allow_count, AF_INET6);
 	emit_set(&t, "deny_v4", policy->deny, policy->deny_count, AF_INET);
@@ -591,16 +614,23 @@ char *net_policy__compile(const struct net_policy *policy, const struct net_comp
 	emit(&t, "\tchain egress {\n"
 		 "\t\tct state established,related accept\n"
 		 "\t\tct state invalid drop\n");
-	if (domains)
+	if (domains) {
 		emit(&t, "\t\tct status dnat ip daddr %s tcp dport { %u, %u } accept\n", proxy,
 		     params->proxy_http_port, params->proxy_tls_port);
-	emit(&t, "\t\tip daddr @allow_v4 counter name \"allowed\" accept\n"
-		 "\t\tip6 daddr @allow_v6 counter name \"allowed\" accept\n");
-	if (domains)
 		emit(&t, "\t\tip daddr %s meta l4proto { tcp, udp } th dport 53 counter name \"allowed\" accept\n",
 		     nameserver);
-	emit(&t, "\t\tip daddr @internal_v4 goto deny\n"
+	}
+	/* The operator's never-allow set comes before any tenant entry; an
+	 * internal range opens only for allowOut entries inside it, so a
+	 * broad allow (0.0.0.0/0) means "the public internet". */
+	emit(&t, "\t\tip daddr @never_v4 goto deny\n"
+		 "\t\tip6 daddr @never_v6 goto deny\n"
+		 "\t\tip daddr @allow_internal_v4 counter name \"allowed\" accept\n"
+		 "\t\tip6 daddr @allow_internal_v6 counter name \"allowed\" accept\n"
+		 "\t\tip daddr @internal_v4 goto deny\n"
 		 "\t\tip6 daddr @internal_v6 goto deny\n"
+		 "\t\tip daddr @allow_v4 counter name \"allowed\" accept\n"
+		 "\t\tip6 daddr @allow_v6 counter name \"allowed\" accept\n"
 		 "\t\tip daddr @deny_v4 goto deny\n"
 		 "\t\tip6 daddr @deny_v6 goto deny\n"
 		 "\t\tcounter name \"allowed\" accept\n\t}\n");
@@ -640,6 +670,14 @@ struct net_policy *net_policy__clone(const struct net_policy *policy)
 		memcpy(copy->deny, policy->deny, policy->deny_count * sizeof(*copy->deny));
 	copy->allow_count = policy->allow_count;
 	copy->deny_count = policy->deny_count;
+	if (policy->allow_internal_count) {
+		copy->allow_internal = malloc(policy->allow_internal_count * sizeof(*copy->allow_internal));
+		if (!copy->allow_internal)
+			goto err;
+		memcpy(copy->allow_internal, policy->allow_internal,
+		       policy->allow_internal_count * sizeof(*copy->allow_internal));
+		copy->allow_internal_count = policy->allow_internal_count;
+	}
 	for (size_t i = 0; i < policy->domain_count; i++) {
 		copy->domains[i] = strdup(policy->domains[i]);
 		if (!copy->domains[i])

@@ -10,6 +10,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <netdb.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -288,6 +290,47 @@ static void format_v4(char *out, size_t size, uint32_t host_order, int prefix)
 
 /* ---- pool --------------------------------------------------------------- */
 
+/* Appends the addresses host resolves to (as "a,b,") to out. */
+static void append_addresses(const char *host, char *out, size_t size)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *found = NULL;
+
+	if (getaddrinfo(host, NULL, &hints, &found) != 0)
+		return;
+	for (struct addrinfo *a = found; a; a = a->ai_next) {
+		char text[INET6_ADDRSTRLEN];
+		const void *address = a->ai_family == AF_INET
+					      ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
+					      : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+		size_t len = strlen(out);
+
+		if ((a->ai_family == AF_INET || a->ai_family == AF_INET6) &&
+		    inet_ntop(a->ai_family, address, text, sizeof(text)))
+			snprintf(out + len, size - len, "%s,", text);
+	}
+	freeaddrinfo(found);
+}
+
+/* net_never_allow plus the addresses of the platform's own PostgreSQL
+ * (pg_url) and Kafka brokers (kafka_brokers): a tenant's allowOut of a
+ * private range must never reach them. Lives until exit. */
+static const char *never_allow_setting(void)
+{
+	static char text[4096];
+	const char *brokers = config__get("kafka_brokers", "");
+	char host[256];
+
+	snprintf(text, sizeof(text), "%s,", config__get("net_never_allow", ""));
+	if (net_policy__endpoint_host(config__get("pg_url", ""), host, sizeof(host)))
+		append_addresses(host, text, sizeof(text));
+	for (const char *p = brokers; *p; p += strcspn(p, ",")) {
+		p += strspn(p, ", ");
+		if (net_policy__endpoint_host(p, host, sizeof(host)))
+			append_addresses(host, text, sizeof(text));
+	}
+	return text;
+}
+
 void net_pool__config_from_settings(struct net_pool_config *config)
 {
 	memset(config, 0, sizeof(*config));
@@ -304,6 +347,10 @@ void net_pool__config_from_settings(struct net_pool_config *config)
 	config->proxy_tls_port = (uint16_t)config__get_int("egress_proxy_tls_port", 3129);
 	config->precreate = (unsigned)config__get_int("slot_precreate", 8);
 	config->max_slots = (unsigned)config__get_int("slot_max", 1024);
+	config->never_allow = never_allow_setting();
+	config->egress_max_connections = (unsigned)config__get_int("egress_max_connections", 0);
+	config->egress_slot_max_connections = (unsigned)config__get_int("egress_slot_max_connections", 0);
+	config->egress_idle_timeout_s = (unsigned)config__get_int("egress_idle_timeout_s", 0);
 }
 
 void net_pool__slot_names(const struct net_pool *pool, int index, struct net_slot_info *info)
@@ -500,7 +547,7 @@ int net_pool__create_slot_at(struct net_pool *pool, int index)
 	{
 		char *text = NULL;
 
-		if (asprintf(&text, "add element ip %s slot_marks { \"%s\" : 0x%08x }\n", pool->host_table,
+		if (asprintf(&text, "add element inet %s slot_marks { \"%s\" : 0x%08x }\n", pool->host_table,
 			     info.host_link, SLOT_MARK(index)) < 0 ||
 		    host_nft(pool, text) != 0) {
 			free(text);
@@ -539,7 +586,7 @@ int net_pool__destroy_slot(struct net_pool *pool, int index)
 		char *text = NULL;
 
 		/* Quietly: the element may never have been added. */
-		if (asprintf(&text, "delete element ip %s slot_marks { \"%s\" }\n", pool->host_table,
+		if (asprintf(&text, "delete element inet %s slot_marks { \"%s\" }\n", pool->host_table,
 			     info.host_link) >= 0) {
 			pthread_mutex_lock(&pool->host_nft_lock);
 			if (pool->host_nft)
@@ -653,6 +700,8 @@ static char *slot_policy_table(const struct net_pool *pool, const struct net_slo
 		.proxy_tls_port = pool->proxy_tls_port,
 		.nameserver = pool->nameserver,
 		.uplink_link = SLOT_LINK,
+		.never_allow = pool->never,
+		.never_allow_count = pool->never_count,
 	};
 
 	return net_policy__compile(policy, &params);
@@ -965,6 +1014,87 @@ int net_pool__counters(struct net_pool *pool, int index, struct net_slot_counter
 
 /* ---- host namespace ---------------------------------------------------- */
 
+/* The never-allow set: CIDR_NEVER_ALLOW_BUILTIN, the slot range, every
+ * address of the calling thread's namespace (the host's own) and the
+ * never_allow setting, deduplicated into pool->never. 0 or -1 (logged). */
+static int never_allow_build(struct net_pool *pool, const char *setting)
+{
+	size_t capacity = 64, count = 0;
+	struct ifaddrs *addresses = NULL;
+	const char *bad = NULL;
+	struct cidr *list;
+	int n;
+
+	for (const char *p = setting ? setting : ""; *p; p++)
+		capacity += *p == ',' || *p == ' ';
+	list = calloc(capacity, sizeof(*list));
+	if (!list)
+		return -1;
+	n = cidr__parse_list(CIDR_NEVER_ALLOW_BUILTIN, list, capacity, NULL);
+	if (n < 0 || cidr__parse(pool->slot_cidr, &list[n]) != 0)
+		goto err;
+	count = (size_t)n + 1;
+	n = cidr__parse_list(setting, list + count, capacity - count - 1, &bad);
+	if (n < 0) {
+		log_error("net: net_never_allow: '%.40s' is not an address or CIDR block (or too many)", bad);
+		goto err;
+	}
+	count += (size_t)n;
+	if (getifaddrs(&addresses) == 0) {
+		for (struct ifaddrs *a = addresses; a; a = a->ifa_next) {
+			int family = a->ifa_addr ? a->ifa_addr->sa_family : AF_UNSPEC;
+			struct cidr host = { .family = family, .prefix = family == AF_INET ? 32 : 128 };
+
+			if (family != AF_INET && family != AF_INET6)
+				continue;
+			if (family == AF_INET)
+				memcpy(host.address, &((struct sockaddr_in *)a->ifa_addr)->sin_addr, 4);
+			else
+				memcpy(host.address, &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr, 16);
+			if (count == capacity) {
+				struct cidr *grown = realloc(list, capacity * 2 * sizeof(*list));
+
+				if (!grown)
+					goto err;
+				list = grown;
+				capacity *= 2;
+			}
+			list[count++] = host;
+		}
+		freeifaddrs(addresses);
+	}
+	pool->never_count = cidr__dedupe(list, count);
+	pool->never = list;
+	return 0;
+err:
+	free(list);
+	return -1;
+}
+
+/* The IPv4 part of pool->never as an nft "elements = { ... }" line
+ * (empty when none). Caller frees; NULL on allocation failure. */
+static char *never_v4_elements(const struct net_pool *pool)
+{
+	size_t size = 32 + pool->never_count * (INET_ADDRSTRLEN + 6), len = 0;
+	char *text = malloc(size);
+
+	if (!text)
+		return NULL;
+	text[0] = 0;
+	for (size_t i = 0; i < pool->never_count; i++) {
+		char address[INET_ADDRSTRLEN];
+
+		if (pool->never[i].family != AF_INET)
+			continue;
+		inet_ntop(AF_INET, pool->never[i].address, address, sizeof(address));
+		len += (size_t)snprintf(text + len, size - len, "%s%s/%d", len ? ", " : "\t\telements = { ",
+					address, pool->never[i].prefix);
+	}
+	if (len)
+		snprintf(text + len, size - len, " }\n");
+	return text;
+}
+
 struct host_setup_op {
 	struct net_pool *pool;
 	bool remove;
@@ -974,13 +1104,13 @@ static int host_setup(void *arg)
 {
 	struct host_setup_op *op = arg;
 	struct net_pool *pool = op->pool;
-	char *text = NULL, uplink_rule[128] = "";
+	char *text = NULL, *never, uplink_rule[128] = "";
 	int rc;
 
 	if (op->remove) {
 		if (!pool->host_nft)
 			return 0;
-		if (asprintf(&text, "table ip %s\ndelete table ip %s\n", pool->host_table, pool->host_table) < 0)
+		if (asprintf(&text, "table inet %s\ndelete table inet %s\n", pool->host_table, pool->host_table) < 0)
 			return -1;
 		rc = host_nft(pool, text);
 		free(text);
@@ -1000,17 +1130,27 @@ static int host_setup(void *arg)
 	else
 		snprintf(uplink_rule, sizeof(uplink_rule), "\t\tip saddr %s oifname != \"%s*\" masquerade\n",
 			 pool->slot_cidr, pool->link_prefix);
-	/* Slots never reach each other through the host; the proxy ports
-	 * answer slots only; a slot's packets must carry a source routed
-	 * back through its own veth (reverse-path check), so no slot can
-	 * speak as another. */
+	never = never_v4_elements(pool);
+	if (!never)
+		return -1;
+	/* Slots never reach each other through the host, nor the never-allow
+	 * set, nor anything over IPv6; they reach the host itself only on the
+	 * proxy ports (and answers to the host's own connections); the proxy
+	 * ports answer slots only; a slot's packets must carry a source
+	 * routed back through its own veth (reverse-path check), so no slot
+	 * can speak as another. */
 	if (asprintf(&text,
-		     "table ip %1$s\n"
-		     "delete table ip %1$s\n"
-		     "table ip %1$s {\n"
+		     "table inet %1$s\n"
+		     "delete table inet %1$s\n"
+		     "table inet %1$s {\n"
+		     "\tcounter slot_dropped {\n\t}\n"
+		     "\tset never_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n%6$s\t}\n"
 		     "\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n"
-		     "\t\tiifname \"%2$s*\" oifname \"%2$s*\" drop\n"
+		     "\t\tiifname \"%2$s*\" oifname \"%2$s*\" counter name \"slot_dropped\" drop\n"
+		     "\t\tiifname \"%2$s*\" meta nfproto != ipv4 counter name \"slot_dropped\" drop\n"
+		     "\t\tiifname \"%2$s*\" ip daddr @never_v4 counter name \"slot_dropped\" drop\n"
 		     "\t\tiifname \"%2$s*\" accept\n"
+		     "\t\toifname \"%2$s*\" meta nfproto != ipv4 drop\n"
 		     "\t\toifname \"%2$s*\" ct state established,related accept\n\t}\n"
 		     "\tmap slot_marks {\n\t\ttype ifname : mark\n\t}\n"
 		     "\tchain mark_in {\n\t\ttype filter hook prerouting priority 0; policy accept;\n"
@@ -1018,15 +1158,35 @@ static int host_setup(void *arg)
 		     "\tchain mark_out {\n\t\ttype filter hook postrouting priority 0; policy accept;\n"
 		     "\t\tct state new oifname \"%2$s*\" ct mark set oifname map @slot_marks\n\t}\n"
 		     "\tchain guard {\n\t\ttype filter hook prerouting priority -150; policy accept;\n"
+		     "\t\tiifname \"%2$s*\" meta nfproto != ipv4 counter name \"slot_dropped\" drop\n"
 		     "\t\tiifname \"%2$s*\" fib saddr . iif oif missing counter drop\n\t}\n"
 		     "\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n"
-		     "\t\ttcp dport { %3$u, %4$u } iifname != \"%2$s*\" drop\n\t}\n"
+		     "\t\ttcp dport { %3$u, %4$u } iifname != \"%2$s*\" drop\n"
+		     "\t\tiifname \"%2$s*\" ct state established,related accept\n"
+		     "\t\tiifname \"%2$s*\" ct state new meta nfproto ipv4 tcp dport { %3$u, %4$u } accept\n"
+		     "\t\tiifname \"%2$s*\" counter name \"slot_dropped\" drop\n\t}\n"
 		     "\tchain postrouting {\n\t\ttype nat hook postrouting priority 100; policy accept;\n"
 		     "%5$s\t}\n"
 		     "}\n",
 		     pool->host_table, pool->link_prefix, pool->proxy_http_port, pool->proxy_tls_port,
-		     uplink_rule) < 0)
+		     uplink_rule, never) < 0) {
+		free(never);
 		return -1;
+	}
+	free(never);
+	/* An earlier version's "table ip" of the same name goes (the command
+	 * fails when there is none: its outcome is ignored). */
+	{
+		char *old = NULL;
+
+		if (asprintf(&old, "delete table ip %s\n", pool->host_table) >= 0) {
+			pthread_mutex_lock(&pool->host_nft_lock);
+			nft_run_cmd_from_buffer(pool->host_nft, old);
+			nft_ctx_get_error_buffer(pool->host_nft); /* drain */
+			pthread_mutex_unlock(&pool->host_nft_lock);
+			free(old);
+		}
+	}
 	rc = host_nft(pool, text);
 	free(text);
 	if (rc == 0)
@@ -1144,6 +1304,11 @@ struct net_pool *net_pool__new(const struct net_pool_config *config)
 		log_error("net: cannot prepare %s: %s", NETNS_RUN_DIR, strerror(errno));
 		goto err;
 	}
+	if (never_allow_build(pool, config->never_allow) != 0)
+		goto err;
+	pool->egress_max = config->egress_max_connections ? config->egress_max_connections : 16384;
+	pool->egress_slot_max = config->egress_slot_max_connections ? config->egress_slot_max_connections : 1024;
+	pool->egress_idle_s = config->egress_idle_timeout_s ? config->egress_idle_timeout_s : 300;
 	reap_namespaces(pool);
 	netns__run(pool->host_fd, host_reap_links, pool);
 	if (netns__run(pool->host_fd, host_setup, &host) != 0) {
@@ -1190,6 +1355,7 @@ void net_pool__free(struct net_pool *pool)
 	free(pool->link_prefix);
 	free(pool->slot_cidr);
 	free(pool->uplink_interface);
+	free(pool->never);
 	pthread_mutex_destroy(&pool->host_nft_lock);
 	pthread_mutex_destroy(&pool->lock);
 	free(pool);

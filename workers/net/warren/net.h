@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "warren/cidr.h"
+
 /* ---- policy ------------------------------------------------------------ */
 
 #define NET_POLICY_MAX_ENTRIES 1000  /* per list (allowOut, denyOut) */
@@ -59,7 +61,22 @@ struct net_compile_params {
 	uint16_t proxy_tls_port;      /* original port 443 goes here */
 	struct in_addr nameserver;    /* allowed automatically with domains */
 	const char *uplink_link;      /* slot-side veth name ("veth0") */
+	/* The operator's never-allow set (no overlaps: cidr__dedupe), denied
+	 * before any allowOut entry. */
+	const struct cidr *never_allow;
+	size_t never_allow_count;
 };
+
+/* The host part of an infrastructure endpoint: a URL ("postgresql://u:p@
+ * host:5432/db"), a libpq "host=... port=..." string or a broker
+ * "host:port" (IPv6 in brackets). Copies it NUL-terminated into host;
+ * returns its length, 0 when there is none or it does not fit. Pure. */
+size_t net_policy__endpoint_host(const char *endpoint, char *host, size_t size);
+
+/* True when address (family AF_INET: 4 bytes, AF_INET6: 16) lies in one
+ * of the never_count blocks of never. Pure. */
+bool net_policy__never_allowed(const struct cidr *never, size_t never_count, int family,
+			       const void *address);
 
 /* Compiles policy into one nftables transaction that replaces the table
  * "inet warren_policy" atomically (text for nft_run_cmd_from_buffer).
@@ -87,6 +104,31 @@ enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, char n
  * MALFORMED. On OK, name and name_len point into data. */
 enum net_parse_result net_parse__http_host(const uint8_t *data, size_t len, const char **name,
 					   size_t *name_len);
+/* One HTTP/1.x request head, as the egress proxy frames a keep-alive
+ * connection (net_parse__http_request). */
+struct net_http_request {
+	const char *host;     /* Host header value, port stripped (points into data) */
+	size_t host_len;
+	size_t head_len;      /* bytes of the head, final CRLF CRLF included */
+	bool chunked;         /* Transfer-Encoding: chunked */
+	uint64_t content_length; /* body bytes when not chunked (0: none) */
+	bool last;            /* Upgrade or CONNECT: nothing after it is HTTP */
+};
+
+/* Parses the request head at the start of data: the Host (as
+ * net_parse__http_host), the body framing and whether the connection can
+ * carry another request after it. MALFORMED for anything two parsers
+ * could read differently: Content-Length with Transfer-Encoding, a
+ * transfer coding other than "chunked", differing or non-decimal
+ * Content-Length values, a request target in absolute form naming
+ * another host, any target not "/..." or "*" or absolute form. */
+enum net_parse_result net_parse__http_request(const uint8_t *data, size_t len, struct net_http_request *out);
+/* Parses a chunk-size line ("1a;ext\r\n") at the start of data. On OK,
+ * *size is the chunk's size and *line_len the line's length with its
+ * CRLF. NEED_MORE until the CRLF is seen (1 KiB at most). */
+enum net_parse_result net_parse__http_chunk_line(const uint8_t *data, size_t len, uint64_t *size,
+						 size_t *line_len);
+
 /* Builds a DNS query for name's A records. Returns its length or -1. */
 int net_parse__dns_query(uint8_t *out, size_t out_size, uint16_t id, const char *name);
 /* Collects up to max A records of a DNS answer to query id, and the
@@ -119,11 +161,24 @@ struct net_pool_config {
 	uint16_t proxy_tls_port;
 	unsigned precreate;        /* slots created by net_pool__new */
 	unsigned max_slots;        /* cap (also limited by the CIDR) */
+	/* Blocks added to the built-in never-allow set (CIDR_NEVER_ALLOW_BUILTIN,
+	 * the slot range and the host's own addresses): comma-separated
+	 * CIDRs, NULL or "" for none. */
+	const char *never_allow;
+	/* Egress proxy limits, 0 for the default: connections open at once
+	 * on this host, per slot, and seconds a proxied connection may stay
+	 * without a byte either way. */
+	unsigned egress_max_connections;      /* 16384 */
+	unsigned egress_slot_max_connections; /* 1024 */
+	unsigned egress_idle_timeout_s;       /* 300 */
 };
 
 /* Fills config from config__get(): slot_netns_prefix, slot_link_prefix,
  * slot_cidr, uplink_interface, sandbox_nameserver, egress_resolver,
- * egress_proxy_http_port, egress_proxy_tls_port, slot_precreate, slot_max. */
+ * egress_proxy_http_port, egress_proxy_tls_port, slot_precreate, slot_max,
+ * net_never_allow, egress_max_connections, egress_slot_max_connections,
+ * egress_idle_timeout_s. never_allow also gets the addresses of the
+ * PostgreSQL and Kafka endpoints (pg_url, kafka_brokers), resolved now. */
 void net_pool__config_from_settings(struct net_pool_config *config);
 
 struct net_pool;
@@ -167,6 +222,12 @@ struct net_slot_counters {
 	uint64_t bytes_out;           /* bytes leaving the slot (veth, incl. proxied) */
 	uint64_t bytes_in;
 };
+
+/* Changes the egress proxy's limits (0 keeps a value): connections on
+ * this host, per slot, idle seconds. New connections see them; open ones
+ * keep the idle timeout they started with. */
+void net_pool__set_egress_limits(struct net_pool *pool, unsigned max_connections,
+				 unsigned slot_max_connections, unsigned idle_timeout_s);
 
 /* Reads the slot's counters since acquire. 0 or -1. */
 int net_pool__counters(struct net_pool *pool, int slot, struct net_slot_counters *out);
