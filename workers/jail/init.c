@@ -1,22 +1,27 @@
-/* warren-jail-init: PID 1 of a jail. Started by jail__start() in fresh
- * mount/pid/uts/ipc namespaces; finishes the jail from the inside (it is
- * single-threaded and freshly exec'ed, so libseccomp and libcap-ng are
- * safe to use here, unlike in a child of a threaded worker), then runs the
- * agent and reaps every orphan until the agent exits. Issue 5, "Jail
- * runtime"; workers/jail/README.md, "Start sequence".
+/* warren-jail-init: PID 1 of a jail. Started by jail__start() as root of
+ * the sandbox's own user namespace (uid 0 inside = an unprivileged host
+ * uid range), in fresh mount/pid/uts/ipc namespaces and the slot's network
+ * namespace, with the sandbox's state dir as its working directory and the
+ * idmapped template rootfs as a detached mount (--lower-fd). Finishes the
+ * jail from the inside (it is single-threaded and freshly exec'ed, so
+ * libseccomp and libcap-ng are safe to use here, unlike in a child of a
+ * threaded worker), then runs the program and reaps every orphan until the
+ * program exits. workers/jail/README.md, "Start sequence".
  *
- *   warren-jail-init --go-fd N --status-fd N --netns-fd N --hostname H
- *                    --lower DIR --upper DIR --work DIR --merged DIR
+ *   warren-jail-init --status-fd N --lower-fd N --hostname H
  *                    --tmp-size BYTES -- PROGRAM [ARGS...]
  *
- * Status protocol on --status-fd: one line, "ok\n" once PROGRAM was
- * exec'ed, or "error: <step>: <reason>\n" before exiting 127. */
+ * The working directory holds upper/, work/ (the overlay's), lower/ and
+ * merged/ (mount points). Status protocol on --status-fd: one line, "ok\n"
+ * once PROGRAM was exec'ed, or "error: <step>: <reason>\n" before exiting
+ * 127. */
 #include <cap-ng.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,15 +30,14 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "jail_policy.h"
 
 struct init_args {
-	int go_fd, status_fd, netns_fd;
-	const char *hostname, *lower, *upper, *work, *merged;
+	int status_fd, lower_fd;
+	const char *hostname;
 	unsigned long long tmp_size;
 	char **program;
 };
@@ -78,7 +82,7 @@ static int parse_fd(const char *s)
 static int parse_args(int argc, char **argv, struct init_args *args)
 {
 	memset(args, 0, sizeof(*args));
-	args->go_fd = args->status_fd = args->netns_fd = -1;
+	args->status_fd = args->lower_fd = -1;
 	for (int i = 1; i < argc; i++) {
 		const char *flag = argv[i];
 
@@ -92,29 +96,18 @@ static int parse_args(int argc, char **argv, struct init_args *args)
 			return -1;
 		const char *value = argv[++i];
 
-		if (!strcmp(flag, "--go-fd"))
-			args->go_fd = parse_fd(value);
-		else if (!strcmp(flag, "--status-fd"))
+		if (!strcmp(flag, "--status-fd"))
 			args->status_fd = parse_fd(value);
-		else if (!strcmp(flag, "--netns-fd"))
-			args->netns_fd = parse_fd(value);
+		else if (!strcmp(flag, "--lower-fd"))
+			args->lower_fd = parse_fd(value);
 		else if (!strcmp(flag, "--hostname"))
 			args->hostname = value;
-		else if (!strcmp(flag, "--lower"))
-			args->lower = value;
-		else if (!strcmp(flag, "--upper"))
-			args->upper = value;
-		else if (!strcmp(flag, "--work"))
-			args->work = value;
-		else if (!strcmp(flag, "--merged"))
-			args->merged = value;
 		else if (!strcmp(flag, "--tmp-size"))
 			args->tmp_size = strtoull(value, NULL, 10);
 		else
 			return -1;
 	}
-	if (args->go_fd < 0 || args->status_fd < 0 || args->netns_fd < 0 || !args->hostname ||
-	    !args->lower || !args->upper || !args->work || !args->merged || !args->program ||
+	if (args->status_fd < 0 || args->lower_fd < 0 || !args->hostname || !args->program ||
 	    !args->tmp_size || args->program[0][0] != '/')
 		return -1;
 	return 0;
@@ -125,14 +118,14 @@ static int compare_int(const void *a, const void *b)
 	return *(const int *)a - *(const int *)b;
 }
 
-/* Closes every descriptor >= 3 but the three given. */
-static void close_all_except(int a, int b, int c)
+/* Closes every descriptor >= 3 but the two given. */
+static void close_all_except(int a, int b)
 {
-	int keep[3] = { a, b, c };
+	int keep[2] = { a, b };
 	unsigned int from = 3;
 
-	qsort(keep, 3, sizeof(int), compare_int);
-	for (int i = 0; i < 3; i++) {
+	qsort(keep, 2, sizeof(int), compare_int);
+	for (int i = 0; i < 2; i++) {
 		if ((unsigned int)keep[i] > from)
 			syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0);
 		if ((unsigned int)keep[i] + 1 > from)
@@ -148,40 +141,39 @@ static void mount_or_fail(const char *source, const char *target, const char *ty
 		fail(step, errno);
 }
 
-static void make_node(const char *path, unsigned int major_number, unsigned int minor_number)
+/* An empty file or dir at path (paths relative to the new root's
+ * directory) to bind something over. */
+static void make_mount_point(const char *path, bool dir)
 {
-	if (mknod(path, S_IFCHR | 0666, makedev(major_number, minor_number)) ||
-	    chmod(path, 0666)) /* mknod honours the umask */
+	int fd;
+
+	if (dir) {
+		if (mkdir(path, 0755) && errno != EEXIST)
+			fail(path, errno);
+		return;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+	if (fd < 0)
 		fail(path, errno);
+	close(fd);
 }
 
-/* The root: overlay of the template (lower) and the sandbox's upper,
- * fresh /proc, a minimal /dev, /tmp, then pivot_root into it. */
-static void build_root(const struct init_args *args)
+/* /dev: a tmpfs with the host's harmless device nodes bound in (mknod is
+ * not allowed in a user namespace, and a node made here could not be
+ * opened: mounts made in one are nodev), a private devpts and /dev/shm. */
+static void mount_dev(void)
 {
-	char options[3 * PATH_MAX + 64];
+	static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+	char host[32], inside[32];
 
-	/* Nothing mounted here may propagate back to the host. */
-	mount_or_fail(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, "make / private");
-	if ((size_t)snprintf(options, sizeof(options), "lowerdir=%s,upperdir=%s,workdir=%s",
-			     args->lower, args->upper, args->work) >= sizeof(options))
-		fail("overlay options", ENAMETOOLONG);
-	mount_or_fail("overlay", args->merged, "overlay", MS_NOSUID, options, "mount overlay");
-	if (chdir(args->merged))
-		fail("chdir merged", errno);
-	/* Mount points the template may lack (paths relative to merged/). */
-	mkdir("proc", 0555);
-	mkdir("dev", 0755);
-	mkdir("tmp", 01777);
-	mount_or_fail("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "mount /proc");
-	mount_or_fail("dev", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=1m",
+	mount_or_fail("dev", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k",
 		      "mount /dev");
-	make_node("dev/null", 1, 3);
-	make_node("dev/zero", 1, 5);
-	make_node("dev/full", 1, 7);
-	make_node("dev/random", 1, 8);
-	make_node("dev/urandom", 1, 9);
-	make_node("dev/tty", 5, 0);
+	for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+		snprintf(host, sizeof(host), "/dev/%s", nodes[i]);
+		snprintf(inside, sizeof(inside), "dev/%s", nodes[i]);
+		make_mount_point(inside, false);
+		mount_or_fail(host, inside, NULL, MS_BIND, NULL, inside);
+	}
 	if (mkdir("dev/pts", 0755) || mkdir("dev/shm", 01777) || chmod("dev/shm", 01777))
 		fail("mkdir /dev/pts /dev/shm", errno);
 	mount_or_fail("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
@@ -192,6 +184,68 @@ static void build_root(const struct init_args *args)
 	    symlink("/proc/self/fd/0", "dev/stdin") || symlink("/proc/self/fd/1", "dev/stdout") ||
 	    symlink("/proc/self/fd/2", "dev/stderr"))
 		fail("/dev links", errno);
+	/* Nothing more is added to /dev. */
+	mount_or_fail(NULL, "dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
+		      "mode=0755,size=64k", "remount /dev read-only");
+}
+
+/* A fresh procfs, with what a container runtime hides: the kernel's
+ * global knobs read-only, and files and dirs that leak host state or
+ * reach kernel internals covered. A path this kernel lacks is skipped. */
+static void mount_proc(void)
+{
+	static const char *const read_only[] = { "proc/sys", "proc/sysrq-trigger", "proc/irq",
+						 "proc/bus", "proc/fs" };
+	static const char *const masked_files[] = { "proc/kcore", "proc/keys",
+						    "proc/timer_list", "proc/sched_debug",
+						    "proc/latency_stats", "proc/timer_stats" };
+	static const char *const masked_dirs[] = { "proc/acpi", "proc/scsi" };
+	const unsigned long locked = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	struct stat st;
+
+	mount_or_fail("proc", "proc", "proc", locked, NULL, "mount /proc");
+	for (size_t i = 0; i < sizeof(read_only) / sizeof(read_only[0]); i++) {
+		if (lstat(read_only[i], &st))
+			continue;
+		mount_or_fail(read_only[i], read_only[i], NULL, MS_BIND | MS_REC, NULL, read_only[i]);
+		mount_or_fail(NULL, read_only[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked,
+			      NULL, read_only[i]);
+	}
+	for (size_t i = 0; i < sizeof(masked_files) / sizeof(masked_files[0]); i++)
+		if (lstat(masked_files[i], &st) == 0)
+			mount_or_fail("/dev/null", masked_files[i], NULL, MS_BIND, NULL,
+				      masked_files[i]);
+	for (size_t i = 0; i < sizeof(masked_dirs) / sizeof(masked_dirs[0]); i++)
+		if (lstat(masked_dirs[i], &st) == 0)
+			mount_or_fail("masked", masked_dirs[i], "tmpfs", MS_RDONLY | locked,
+				      "mode=0555,size=4k", masked_dirs[i]);
+}
+
+/* The root, from the working directory (the sandbox's state dir): the
+ * idmapped template attached at lower/, overlay of it and upper/ on
+ * merged/, /dev, /proc, /tmp, then pivot_root into it. */
+static void build_root(const struct init_args *args)
+{
+	char options[128];
+
+	/* Nothing mounted here may propagate back to the host. */
+	mount_or_fail(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, "make / private");
+	if (syscall(SYS_move_mount, args->lower_fd, "", AT_FDCWD, "lower",
+		    MOVE_MOUNT_F_EMPTY_PATH))
+		fail("attach the idmapped template", errno);
+	close(args->lower_fd);
+	/* userxattr: overlay's own xattrs in user.*, the trusted.* ones being
+	 * out of reach in a user namespace. */
+	mount_or_fail("overlay", "merged", "overlay", MS_NOSUID | MS_NODEV,
+		      "lowerdir=lower,upperdir=upper,workdir=work,userxattr", "mount overlay");
+	if (chdir("merged"))
+		fail("chdir merged", errno);
+	/* Mount points the template may lack (paths relative to merged/). */
+	mkdir("proc", 0555);
+	mkdir("dev", 0755);
+	mkdir("tmp", 01777);
+	mount_dev();
+	mount_proc();
 	snprintf(options, sizeof(options), "mode=1777,size=%llu", args->tmp_size);
 	mount_or_fail("tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, options, "mount /tmp");
 
@@ -283,7 +337,6 @@ int main(int argc, char **argv)
 {
 	struct init_args args;
 	struct sigaction action;
-	char go;
 	int status;
 
 	if (parse_args(argc, argv, &args)) {
@@ -291,23 +344,18 @@ int main(int argc, char **argv)
 		return 127;
 	}
 	status_fd = args.status_fd;
+	/* Exec'ed from a descriptor: the name would be its number. */
+	prctl(PR_SET_NAME, "warren-jail-init", 0, 0, 0);
 	/* No descriptor of the worker beyond stdio and ours stays open here
 	 * or reaches the program, even one it forgot to mark close-on-exec. */
-	close_all_except(args.go_fd, args.status_fd, args.netns_fd);
+	close_all_except(args.status_fd, args.lower_fd);
 	fcntl(status_fd, F_SETFD, FD_CLOEXEC);
-	fcntl(args.go_fd, F_SETFD, FD_CLOEXEC);
-	fcntl(args.netns_fd, F_SETFD, FD_CLOEXEC);
+	fcntl(args.lower_fd, F_SETFD, FD_CLOEXEC);
 	if (getpid() != 1)
 		fail("not pid 1 of a new pid namespace", EINVAL);
-	/* Wait until the parent has put us into the sandbox's cgroups. */
-	if (read(args.go_fd, &go, 1) != 1)
-		fail("wait for cgroup placement", errno ? errno : EPIPE);
-	close(args.go_fd);
+	/* The parent placed us in the sandbox's cgroups before we ran. */
 	if (unshare(CLONE_NEWCGROUP))
 		fail("unshare cgroup namespace", errno);
-	if (setns(args.netns_fd, CLONE_NEWNET))
-		fail("join network namespace", errno);
-	close(args.netns_fd);
 	build_root(&args);
 	if (sethostname(args.hostname, strlen(args.hostname)))
 		fail("sethostname", errno);

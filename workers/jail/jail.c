@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -25,6 +26,7 @@
 #include <dirent.h>
 
 #include "jail_cgroup.h"
+#include "jail_userns.h"
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/log.h"
@@ -47,6 +49,9 @@ struct jail {
 	bool exited;
 	int wait_status;
 	bool stopped;
+	bool uid_reserved;
+	uint32_t uid_index;     /* the reserved host uid range (jail_userns.h) */
+	uint32_t host_base;     /* host uid/gid of root inside */
 };
 
 static bool id_valid(const char *id)
@@ -277,11 +282,6 @@ static pid_t read_pid_file(const char *dir, unsigned long long *start_time)
 	return (pid_t)pid;
 }
 
-static int make_dir_0700(const char *path)
-{
-	return mkdir(path, 0700) ? -errno : 0;
-}
-
 /* Reads the init's one status line; 0 on "ok", else -1 with err set. */
 static int read_status(int fd, char *err, size_t err_len)
 {
@@ -320,24 +320,253 @@ static int read_status(int fd, char *err, size_t err_len)
 	return -1;
 }
 
+/* The state dir <state_dir>/<id> (mkdir fails on an id in use) with the
+ * overlay's upper and work, the lower and merged mount points, the
+ * console log and init.pid. The dir and the overlay parts belong to the
+ * sandbox's root (host_base) so its init, which has no power over host
+ * ids, can use them; the dir stays 0700 so no other host user can.
+ * 0, -EEXIST when the dir exists (not ours to remove), else -1. */
+static int make_state_dir(struct jail *jail, const char *state_dir, char *err, size_t err_len)
+{
+	static const char *const parts[] = { "upper", "work", "merged", "lower" };
+	char path[PATH_MAX + 16];
+	uid_t root = (uid_t)jail->host_base;
+	int ret;
+
+	if (mkdir(state_dir, 0700) && errno != EEXIST) {
+		snprintf(err, err_len, "mkdir %s: %s", state_dir, strerror(errno));
+		return -1;
+	}
+	if (mkdir(jail->dir, 0700)) {
+		ret = errno == EEXIST ? -EEXIST : -1;
+		snprintf(err, err_len, "mkdir %s: %s", jail->dir, strerror(errno));
+		return ret;
+	}
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", jail->dir, parts[i]);
+		/* chmod too: the overlay's root takes the upper dir's mode, and
+		 * the caller's umask must not make / unreadable inside. */
+		if (mkdir(path, 0755) || chmod(path, strcmp(parts[i], "work") ? 0755 : 0700) ||
+		    chown(path, root, root)) {
+			snprintf(err, err_len, "mkdir %s: %s", path, strerror(errno));
+			return -1;
+		}
+	}
+	if (chown(jail->dir, root, root)) {
+		snprintf(err, err_len, "chown %s: %s", jail->dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* What the child of clone3 needs before it execs the init. */
+struct spawn {
+	int go_socket;  /* receives "g" + the idmapped template; that fd then
+			   takes the socket's number (--lower-fd) */
+	int status_fd, console_fd, null_fd, init_fd;
+	const char *dir; /* the state dir, the init's working directory */
+	const char *const *argv;
+	const char *const *envp;
+};
+
+static void child_fail(int status_fd, const char *message) __attribute__((noreturn));
+static void child_fail(int status_fd, const char *message)
+{
+	if (write(status_fd, message, strlen(message)) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+/* One byte "g" with one descriptor; the descriptor, or -1. */
+static int receive_go(int socket_fd)
+{
+	char byte = 0, control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+			      .msg_controllen = sizeof(control) };
+	struct cmsghdr *cmsg;
+	ssize_t n;
+	int fd;
+
+	do
+		n = recvmsg(socket_fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	cmsg = n == 1 && byte == 'g' ? CMSG_FIRSTHDR(&msg) : NULL;
+	if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(cmsg), sizeof(fd));
+	return fd;
+}
+
+static int send_go(int socket_fd, int fd)
+{
+	char byte = 'g', control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+			      .msg_controllen = sizeof(control) };
+	struct cmsghdr *cmsg;
+
+	memset(control, 0, sizeof(control));
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(fd));
+	return sendmsg(socket_fd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+/* The child: async-signal-safe raw syscalls only (the worker is
+ * multi-threaded; glibc's set*id would wait for threads that are not
+ * there). Waits until the parent placed it in its cgroups and wrote its id
+ * maps, becomes root of its user namespace (no host groups kept), and
+ * execs the init from the jail's state dir. */
+static void child_run(const struct spawn *spawn) __attribute__((noreturn));
+static void child_run(const struct spawn *spawn)
+{
+	int lower_fd;
+
+	lower_fd = receive_go(spawn->go_socket);
+	if (lower_fd < 0)
+		child_fail(spawn->status_fd, "error: parent gave up before the start\n");
+	/* By path, in the new mount namespace (a descriptor from the parent
+	 * would point into the host's), while still host uid 0, the owner of
+	 * the dirs on the way, and with the id maps written (the state dir
+	 * belongs to the sandbox's root). */
+	if (chdir(spawn->dir))
+		child_fail(spawn->status_fd, "error: chdir to the state dir\n");
+	if (dup3(lower_fd, spawn->go_socket, 0) < 0 || close(lower_fd))
+		child_fail(spawn->status_fd, "error: dup of the template mount\n");
+	if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setresgid, 0, 0, 0) ||
+	    syscall(SYS_setresuid, 0, 0, 0))
+		child_fail(spawn->status_fd, "error: become root of the user namespace\n");
+	if (fcntl(spawn->status_fd, F_SETFD, 0) ||
+	    dup2(spawn->null_fd, 0) < 0 || dup2(spawn->console_fd, 1) < 0 ||
+	    dup2(spawn->console_fd, 2) < 0)
+		child_fail(spawn->status_fd, "error: set up the init's descriptors\n");
+	syscall(SYS_execveat, spawn->init_fd, "", spawn->argv, spawn->envp, AT_EMPTY_PATH);
+	child_fail(spawn->status_fd, "error: exec warren-jail-init\n");
+}
+
+/* clone3 into new user, mount, pid, uts and ipc namespaces, from inside
+ * the slot's network namespace: the child inherits it (a process in the
+ * new user namespace could not join a namespace the host owns). Only this
+ * thread enters it, and it is back in its own before this returns. The
+ * pid, or -1 with err set; *pidfd gets the child's pidfd. */
+static long spawn_in_netns(const struct spawn *spawn, int netns_fd, int *pidfd, char *err,
+			   size_t err_len)
+{
+	struct clone_args args;
+	int own_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	long pid;
+
+	if (own_netns < 0 || setns(netns_fd, CLONE_NEWNET)) {
+		snprintf(err, err_len, "enter the network namespace: %s", strerror(errno));
+		if (own_netns >= 0)
+			close(own_netns);
+		return -1;
+	}
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
+		     CLONE_PIDFD;
+	args.pidfd = (uint64_t)(uintptr_t)pidfd;
+	args.exit_signal = SIGCHLD;
+	pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (pid == 0)
+		child_run(spawn);
+	if (pid < 0)
+		snprintf(err, err_len, "clone3: %s", strerror(errno));
+	if (setns(own_netns, CLONE_NEWNET)) {
+		/* Cannot happen to host root; this thread would stay in the slot. */
+		log_error("jail: cannot return to the worker's network namespace: %s",
+			  strerror(errno));
+		abort();
+	}
+	close(own_netns);
+	return pid;
+}
+
+/* Parent side once the child runs: init.pid, cgroups, id maps, the
+ * idmapped template, then "go". 0, or -1 with err set. */
+static int release_child(struct jail *jail, const struct jail_config *config, int go_socket,
+			 char *err, size_t err_len)
+{
+	int ret, tree_fd;
+
+	if ((ret = write_pid_file(jail->dir, jail->pid))) {
+		snprintf(err, err_len, "init.pid: %s", strerror(-ret));
+		return -1;
+	}
+	if (jail_cgroup__attach(&jail->cgroup, jail->pid, err, err_len))
+		return -1;
+	if ((ret = jail_userns__write_maps(jail->pid, jail->host_base))) {
+		snprintf(err, err_len, "uid_map/gid_map: %s", strerror(-ret));
+		return -1;
+	}
+	tree_fd = jail_userns__idmapped_tree(config->rootfs, jail->pid);
+	if (tree_fd < 0) {
+		snprintf(err, err_len,
+			 "idmapped mount of %s: %s (the jail needs idmapped mounts: "
+			 "Linux >= 5.12 and a filesystem that has them, e.g. ext4, xfs, btrfs)",
+			 config->rootfs, strerror(-tree_fd));
+		return -1;
+	}
+	ret = send_go(go_socket, tree_fd);
+	close(tree_fd);
+	if (ret) {
+		snprintf(err, err_len, "jail init gone before start: %s", strerror(-ret));
+		return -1;
+	}
+	return 0;
+}
+
+/* Opens what the child inherits: the netns (checked to be one), the
+ * console log, /dev/null, the state dir and the init binary. */
+static int open_child_files(struct jail *jail, const struct jail_config *config,
+			    const char *init_path, struct spawn *spawn, int *netns_fd, char *err,
+			    size_t err_len)
+{
+	char console[PATH_MAX + 16];
+	struct statfs fs;
+
+	*netns_fd = open(config->netns_path, O_RDONLY | O_CLOEXEC);
+	if (*netns_fd < 0 || fstatfs(*netns_fd, &fs) || fs.f_type != NSFS_MAGIC) {
+		snprintf(err, err_len, "%s is not a network namespace: %s", config->netns_path,
+			 *netns_fd < 0 ? strerror(errno) : "not nsfs");
+		return -1;
+	}
+	snprintf(console, sizeof(console), "%s/console.log", jail->dir);
+	spawn->console_fd = open(console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	spawn->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	spawn->dir = jail->dir;
+	spawn->init_fd = open(init_path, O_PATH | O_CLOEXEC);
+	if (spawn->console_fd < 0 || spawn->null_fd < 0 || spawn->init_fd < 0) {
+		snprintf(err, err_len, "open console/null/state dir/init: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 struct jail *jail__start(const struct jail_config *config, char *err, size_t err_len)
 {
 	const char *state_dir, *cgroup_parent;
-	char init_path[PATH_MAX], upper[PATH_MAX + 16], work[PATH_MAX + 16],
-		merged[PATH_MAX + 16], console[PATH_MAX + 16];
-	char fd_go[16], fd_status[16], fd_netns[16], tmp_size[32];
+	char init_path[PATH_MAX], fd_lower[16], fd_status[16], tmp_size[32];
 	const char *argv[JAIL_ARGV_MAX + 32];
 	const char *default_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 				      "HOME=/root", NULL };
-	int go_pipe[2] = { -1, -1 }, status_pipe[2] = { -1, -1 };
-	int netns_fd = -1, console_fd = -1, null_fd = -1, pidfd = -1;
+	int go[2] = { -1, -1 }, status_pipe[2] = { -1, -1 }, netns_fd = -1;
+	struct spawn spawn = { .console_fd = -1, .null_fd = -1, .init_fd = -1 };
 	struct jail_cgroup_limits limits;
-	struct clone_args args;
 	struct jail *jail = NULL;
-	struct statfs fs;
 	bool dir_made = false, cgroup_made = false;
 	size_t argc = 0;
-	long pid = -1;
+	long pid;
 	int ret;
 
 	if (jail__config_validate(config, err, err_len))
@@ -360,41 +589,18 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 	jail->pidfd = -1;
 	snprintf(jail->id, sizeof(jail->id), "%s", config->id);
 	snprintf(jail->dir, sizeof(jail->dir), "%s/%s", state_dir, config->id);
-
-	/* The state dir: upper and work of the overlay, its mount point, the
-	 * console log and init.pid. mkdir fails on an id already in use. */
-	if (mkdir(state_dir, 0700) && errno != EEXIST) {
-		snprintf(err, err_len, "mkdir %s: %s", state_dir, strerror(errno));
+	if ((ret = jail_userns__reserve(jail->dir, &jail->uid_index, &jail->host_base))) {
+		snprintf(err, err_len, "reserve a host uid range: %s", strerror(-ret));
 		goto err;
 	}
-	if ((ret = make_dir_0700(jail->dir))) {
-		snprintf(err, err_len, "mkdir %s: %s", jail->dir, strerror(-ret));
+	jail->uid_reserved = true;
+	if ((ret = make_state_dir(jail, state_dir, err, err_len))) {
+		dir_made = ret != -EEXIST; /* never remove another sandbox's dir */
 		goto err;
 	}
 	dir_made = true;
-	snprintf(upper, sizeof(upper), "%s/upper", jail->dir);
-	snprintf(work, sizeof(work), "%s/work", jail->dir);
-	snprintf(merged, sizeof(merged), "%s/merged", jail->dir);
-	snprintf(console, sizeof(console), "%s/console.log", jail->dir);
-	/* chmod too: the overlay's root takes the upper dir's mode, and the
-	 * caller's umask must not make / unreadable to the sandbox's user. */
-	if (mkdir(upper, 0755) || mkdir(work, 0700) || mkdir(merged, 0755) ||
-	    chmod(upper, 0755) || chmod(merged, 0755)) {
-		snprintf(err, err_len, "mkdir in %s: %s", jail->dir, strerror(errno));
+	if (open_child_files(jail, config, init_path, &spawn, &netns_fd, err, err_len))
 		goto err;
-	}
-	netns_fd = open(config->netns_path, O_RDONLY | O_CLOEXEC);
-	if (netns_fd < 0 || fstatfs(netns_fd, &fs) || fs.f_type != NSFS_MAGIC) {
-		snprintf(err, err_len, "%s is not a network namespace: %s", config->netns_path,
-			 netns_fd < 0 ? strerror(errno) : "not nsfs");
-		goto err;
-	}
-	console_fd = open(console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (console_fd < 0 || null_fd < 0) {
-		snprintf(err, err_len, "open console/null: %s", strerror(errno));
-		goto err;
-	}
 
 	/* Cgroups with the limits, before anything runs. */
 	if ((ret = jail_cgroup__paths(&jail->cgroup, cgroup_parent, config->id))) {
@@ -408,111 +614,71 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 		goto err;
 	cgroup_made = true;
 
-	if (pipe2(go_pipe, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC)) {
-		snprintf(err, err_len, "pipe: %s", strerror(errno));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) ||
+	    pipe2(status_pipe, O_CLOEXEC)) {
+		snprintf(err, err_len, "socketpair/pipe: %s", strerror(errno));
 		goto err;
 	}
-	snprintf(fd_go, sizeof(fd_go), "%d", go_pipe[0]);
+	snprintf(fd_lower, sizeof(fd_lower), "%d", go[0]);
 	snprintf(fd_status, sizeof(fd_status), "%d", status_pipe[1]);
-	snprintf(fd_netns, sizeof(fd_netns), "%d", netns_fd);
 	snprintf(tmp_size, sizeof(tmp_size), "%llu",
 		 (unsigned long long)(config->tmp_size_bytes ? config->tmp_size_bytes
 							     : config->memory_max_bytes / 2));
-	argv[argc++] = init_path;
-	argv[argc++] = "--go-fd";
-	argv[argc++] = fd_go;
+	argv[argc++] = "warren-jail-init";
 	argv[argc++] = "--status-fd";
 	argv[argc++] = fd_status;
-	argv[argc++] = "--netns-fd";
-	argv[argc++] = fd_netns;
+	argv[argc++] = "--lower-fd";
+	argv[argc++] = fd_lower;
 	argv[argc++] = "--hostname";
 	argv[argc++] = config->id;
-	argv[argc++] = "--lower";
-	argv[argc++] = config->rootfs;
-	argv[argc++] = "--upper";
-	argv[argc++] = upper;
-	argv[argc++] = "--work";
-	argv[argc++] = work;
-	argv[argc++] = "--merged";
-	argv[argc++] = merged;
 	argv[argc++] = "--tmp-size";
 	argv[argc++] = tmp_size;
 	argv[argc++] = "--";
 	for (size_t i = 0; config->argv[i]; i++)
 		argv[argc++] = config->argv[i];
 	argv[argc] = NULL;
+	spawn.go_socket = go[0];
+	spawn.status_fd = status_pipe[1];
+	spawn.argv = argv;
+	spawn.envp = config->envp ? config->envp : default_env;
 
-	/* New mount, pid, uts and ipc namespaces (the cgroup namespace is made
-	 * by the init once it sits in its cgroups; the network one is joined).
-	 * The child runs only async-signal-safe syscalls before exec: the
-	 * worker is multi-threaded. */
-	memset(&args, 0, sizeof(args));
-	args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_PIDFD;
-	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-	args.exit_signal = SIGCHLD;
-	pid = syscall(SYS_clone3, &args, sizeof(args));
-	if (pid == 0) {
-		if (fcntl(go_pipe[0], F_SETFD, 0) || fcntl(status_pipe[1], F_SETFD, 0) ||
-		    fcntl(netns_fd, F_SETFD, 0) || dup2(null_fd, 0) < 0 || dup2(console_fd, 1) < 0 ||
-		    dup2(console_fd, 2) < 0)
-			_exit(126);
-		execve(init_path, (char *const *)argv,
-		       (char *const *)(config->envp ? config->envp : default_env));
-		if (write(status_pipe[1], "error: exec warren-jail-init\n", 29) < 0)
-			_exit(127);
-		_exit(127);
-	}
-	if (pid < 0) {
-		snprintf(err, err_len, "clone3: %s", strerror(errno));
+	pid = spawn_in_netns(&spawn, netns_fd, &jail->pidfd, err, err_len);
+	if (pid < 0)
 		goto err;
-	}
 	jail->pid = (pid_t)pid;
-	jail->pidfd = pidfd;
-	close(go_pipe[0]);
-	go_pipe[0] = -1;
-	close(status_pipe[1]);
-	status_pipe[1] = -1;
-	if ((ret = write_pid_file(jail->dir, jail->pid))) {
-		snprintf(err, err_len, "init.pid: %s", strerror(-ret));
+	close_fd(&go[0]);
+	close_fd(&status_pipe[1]);
+	if (release_child(jail, config, go[1], err, err_len))
 		goto err;
-	}
-	if (jail_cgroup__attach(&jail->cgroup, jail->pid, err, err_len))
-		goto err;
-	if (write(go_pipe[1], "g", 1) != 1) {
-		snprintf(err, err_len, "jail init gone before start: %s", strerror(errno));
-		goto err;
-	}
-	close(go_pipe[1]);
-	go_pipe[1] = -1;
+	close_fd(&go[1]);
 	if (read_status(status_pipe[0], err, err_len))
 		goto err;
-	close(status_pipe[0]);
-	close(netns_fd);
-	close(console_fd);
-	close(null_fd);
-	log_info("jail %s: started, init pid %d", jail->id, (int)jail->pid);
+	close_fd(&status_pipe[0]);
+	close_fd(&netns_fd);
+	close_fd(&spawn.console_fd);
+	close_fd(&spawn.null_fd);
+	close_fd(&spawn.init_fd);
+	log_info("jail %s: started, init pid %d, host uid %u", jail->id, (int)jail->pid,
+		 jail->host_base);
 	return jail;
 err:
 	for (int i = 0; i < 2; i++) {
-		if (go_pipe[i] >= 0)
-			close(go_pipe[i]);
-		if (status_pipe[i] >= 0)
-			close(status_pipe[i]);
+		close_fd(&go[i]);
+		close_fd(&status_pipe[i]);
 	}
-	if (netns_fd >= 0)
-		close(netns_fd);
-	if (console_fd >= 0)
-		close(console_fd);
-	if (null_fd >= 0)
-		close(null_fd);
+	close_fd(&netns_fd);
+	close_fd(&spawn.console_fd);
+	close_fd(&spawn.null_fd);
+	close_fd(&spawn.init_fd);
 	if (jail->pid > 0) {
-		/* Print what the init said on the console before it goes. */
 		jail__stop(jail);
 	} else {
 		if (cgroup_made)
 			jail_cgroup__destroy(&jail->cgroup, STOP_TIMEOUT_MS);
 		if (dir_made)
 			remove_tree(jail->dir);
+		if (jail->uid_reserved)
+			jail_userns__release(jail->uid_index, jail->dir);
 	}
 	if (jail->pidfd >= 0)
 		close(jail->pidfd);
@@ -528,6 +694,11 @@ pid_t jail__pid(const struct jail *jail)
 int jail__pidfd(const struct jail *jail)
 {
 	return jail->pidfd;
+}
+
+uint32_t jail__host_uid(const struct jail *jail)
+{
+	return jail->host_base;
 }
 
 static void reap(struct jail *jail, int options)
@@ -601,10 +772,15 @@ int jail__stop(struct jail *jail)
 		if (step)
 			ret = step;
 	}
-	if (ret)
+	if (ret) {
 		log_warn("jail %s: stop incomplete: %s", jail->id, strerror(-ret));
-	else
+	} else {
 		jail->stopped = true;
+		/* Nothing runs with the range any more: another sandbox may. */
+		if (jail->uid_reserved)
+			jail_userns__release(jail->uid_index, jail->dir);
+		jail->uid_reserved = false;
+	}
 	return ret;
 }
 
@@ -738,5 +914,7 @@ int jail__kill_by_id(const char *state_dir, const char *cgroup_parent, const cha
 		ret = -EBUSY;
 	if (!ret) /* as in jail__stop: only once nothing of it runs */
 		ret = remove_tree(jail.dir);
+	if (!ret)
+		jail_userns__release_owner(jail.dir);
 	return ret;
 }

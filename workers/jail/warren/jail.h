@@ -1,8 +1,10 @@
 /* jail: the `jail` runtime. A sandbox is the agent running as a host
  * process inside the slot's network namespace, with its own mount, pid,
- * uts, ipc and cgroup namespaces, the template's rootfs as a read-only
- * overlay lower with a per-sandbox upper, a cgroup with memory/cpu/pids
- * limits, a reduced capability set, no_new_privs and a seccomp deny-list.
+ * uts, ipc and cgroup namespaces and its own user namespace (root inside
+ * is an unprivileged host uid range), the template's rootfs idmapped as a
+ * read-only overlay lower with a per-sandbox upper, procfs with the
+ * kernel's knobs read-only, a cgroup with memory/cpu/pids limits, a
+ * reduced capability set, no_new_privs and a seccomp filter.
  * Issue 5, "Jail runtime"; ARCHITECTURE.md, "Runtimes";
  * workers/jail/README.md (what this host supports, the exact cap and
  * syscall sets). Needs root on the host. */
@@ -61,6 +63,10 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
  * becomes readable when it exits (for an event loop). */
 pid_t jail__pid(const struct jail *jail);
 int jail__pidfd(const struct jail *jail);
+
+/* The host uid (and gid) that is root inside the sandbox: the first of
+ * its 65536 ids, reserved for it while it lives. */
+uint32_t jail__host_uid(const struct jail *jail);
 
 /* Running or exited; on JAIL_EXITED, *wait_status (if non-NULL) gets the
  * init's wait status. Never blocks. */
