@@ -161,6 +161,16 @@ static void test_seccomp_filter_behaviour(void **state)
 			_exit(15);
 		if (syscall(SYS_bpf, 0, NULL, 0) == 0 || errno != EPERM)
 			_exit(16);
+		/* Not on the allow-list: ENOSYS (a future syscall too). */
+		if (syscall(SYS_chroot, "/") == 0 || errno != ENOSYS)
+			_exit(20);
+		if (syscall(999) == 0 || errno != ENOSYS)
+			_exit(21);
+		if (syscall(SYS_keyctl, 0, 0, 0, 0, 0) == 0 || errno != EPERM)
+			_exit(22);
+		if (syscall(SYS_clone, (unsigned long)CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL,
+			    0) >= 0 || errno != EPERM)
+			_exit(23);
 		/* Allowed: unshare without namespace flags, fork, getpid. */
 		if (unshare(CLONE_FILES) != 0)
 			_exit(17);
