@@ -11,6 +11,7 @@
 #include <linux/magic.h>
 #include <linux/sched.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -419,7 +420,7 @@ static int send_go(int socket_fd, int fd)
  * multi-threaded; glibc's set*id would wait for threads that are not
  * there). Waits until the parent placed it in its cgroups and wrote its id
  * maps, becomes root of its user namespace (no host groups kept), and
- * execs the init from the jail's state dir. */
+ * execs the init; its working dir is the state dir (spawn_thread). */
 static void child_run(const struct spawn *spawn) __attribute__((noreturn));
 static void child_run(const struct spawn *spawn)
 {
@@ -428,12 +429,6 @@ static void child_run(const struct spawn *spawn)
 	lower_fd = receive_go(spawn->go_socket);
 	if (lower_fd < 0)
 		child_fail(spawn->status_fd, "error: parent gave up before the start\n");
-	/* By path, in the new mount namespace (a descriptor from the parent
-	 * would point into the host's), while still host uid 0, the owner of
-	 * the dirs on the way, and with the id maps written (the state dir
-	 * belongs to the sandbox's root). */
-	if (chdir(spawn->dir))
-		child_fail(spawn->status_fd, "error: chdir to the state dir\n");
 	if (dup3(lower_fd, spawn->go_socket, 0) < 0 || close(lower_fd))
 		child_fail(spawn->status_fd, "error: dup of the template mount\n");
 	if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setresgid, 0, 0, 0) ||
@@ -447,42 +442,88 @@ static void child_run(const struct spawn *spawn)
 	child_fail(spawn->status_fd, "error: exec warren-jail-init\n");
 }
 
-/* clone3 into new user, mount, pid, uts and ipc namespaces, from inside
- * the slot's network namespace: the child inherits it (a process in the
- * new user namespace could not join a namespace the host owns). Only this
- * thread enters it, and it is back in its own before this returns. The
- * pid, or -1 with err set; *pidfd gets the child's pidfd. */
-static long spawn_in_netns(const struct spawn *spawn, int netns_fd, int *pidfd, char *err,
-			   size_t err_len)
-{
-	struct clone_args args;
-	int own_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+/* What the spawning thread gets and gives back. */
+struct spawn_call {
+	const struct spawn *spawn;
+	int netns_fd;
+	uint32_t host_base;
+	int pidfd;
 	long pid;
+	char step[48];
+	int error;
+};
 
-	if (own_netns < 0 || setns(netns_fd, CLONE_NEWNET)) {
-		snprintf(err, err_len, "enter the network namespace: %s", strerror(errno));
-		if (own_netns >= 0)
-			close(own_netns);
-		return -1;
+/* A short-lived thread makes the child, so that nothing it changes about
+ * itself reaches the worker's other threads: its own fs (working dir =
+ * the state dir, which the child's new mount namespace inherits, reached
+ * as host root), the slot's network namespace (which the child inherits:
+ * from the new user namespace it could not join one the host owns), and
+ * the effective uid host_base while it clones (raw syscalls: this thread
+ * only), so the user namespace's creator is the sandbox's own host uid and
+ * the kernel's per-user counts (inotify instances, user namespaces, ...)
+ * of everything inside are charged to it, not to host root. */
+static void *spawn_thread(void *opaque)
+{
+	struct spawn_call *call = opaque;
+	struct clone_args args;
+
+	call->pid = -1;
+	if (unshare(CLONE_FS) || chdir(call->spawn->dir)) {
+		snprintf(call->step, sizeof(call->step), "own fs, chdir");
+		goto fail;
+	}
+	if (setns(call->netns_fd, CLONE_NEWNET)) {
+		snprintf(call->step, sizeof(call->step), "enter the network namespace");
+		goto fail;
+	}
+	if (syscall(SYS_setresuid, -1, call->host_base, -1)) {
+		snprintf(call->step, sizeof(call->step), "seteuid");
+		goto fail;
 	}
 	memset(&args, 0, sizeof(args));
 	args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
 		     CLONE_PIDFD;
-	args.pidfd = (uint64_t)(uintptr_t)pidfd;
+	args.pidfd = (uint64_t)(uintptr_t)&call->pidfd;
 	args.exit_signal = SIGCHLD;
-	pid = syscall(SYS_clone3, &args, sizeof(args));
-	if (pid == 0)
-		child_run(spawn);
-	if (pid < 0)
-		snprintf(err, err_len, "clone3: %s", strerror(errno));
-	if (setns(own_netns, CLONE_NEWNET)) {
-		/* Cannot happen to host root; this thread would stay in the slot. */
-		log_error("jail: cannot return to the worker's network namespace: %s",
-			  strerror(errno));
-		abort();
+	call->pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (call->pid == 0)
+		child_run(call->spawn);
+	if (call->pid < 0) {
+		snprintf(call->step, sizeof(call->step), "clone3");
+		goto fail;
 	}
-	close(own_netns);
-	return pid;
+	return NULL;
+fail:
+	call->error = errno;
+	return NULL;
+}
+
+/* clone3 into new user, mount, pid, uts and ipc namespaces (spawn_thread).
+ * The pid, or -1 with err set; *pidfd gets the child's pidfd. */
+static long spawn_in_netns(const struct spawn *spawn, int netns_fd, uint32_t host_base,
+			   int *pidfd, char *err, size_t err_len)
+{
+	struct spawn_call call = { .spawn = spawn, .netns_fd = netns_fd, .host_base = host_base,
+				   .pidfd = -1, .pid = -1 };
+	pthread_attr_t attr;
+	pthread_t thread;
+	int ret;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	ret = pthread_create(&thread, &attr, spawn_thread, &call);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		snprintf(err, err_len, "spawn thread: %s", strerror(ret));
+		return -1;
+	}
+	pthread_join(thread, NULL);
+	if (call.pid < 0) {
+		snprintf(err, err_len, "%s: %s", call.step, strerror(call.error));
+		return -1;
+	}
+	*pidfd = call.pidfd;
+	return call.pid;
 }
 
 /* Parent side once the child runs: init.pid, cgroups, id maps, the
@@ -642,7 +683,7 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 	spawn.argv = argv;
 	spawn.envp = config->envp ? config->envp : default_env;
 
-	pid = spawn_in_netns(&spawn, netns_fd, &jail->pidfd, err, err_len);
+	pid = spawn_in_netns(&spawn, netns_fd, jail->host_base, &jail->pidfd, err, err_len);
 	if (pid < 0)
 		goto err;
 	jail->pid = (pid_t)pid;
