@@ -9,10 +9,12 @@
  * program exits. workers/jail/README.md, "Start sequence".
  *
  *   warren-jail-init --status-fd N --lower-fd N --hostname H
- *                    --tmp-size BYTES -- PROGRAM [ARGS...]
+ *                    --tmp-size BYTES [--disk-size BYTES] -- PROGRAM [ARGS...]
  *
- * The working directory holds upper/, work/ (the overlay's), lower/ and
- * merged/ (mount points). Status protocol on --status-fd: one line, "ok\n"
+ * The working directory holds upper/, work/ (the overlay's), lower/,
+ * merged/ and disk/ (mount points). With --disk-size the overlay's upper
+ * and work live on a tmpfs of that size mounted on disk/ (the quota of the
+ * writable layer, its pages charged to the sandbox's memory cgroup). Status protocol on --status-fd: one line, "ok\n"
  * once PROGRAM was exec'ed, or "error: <step>: <reason>\n" before exiting
  * 127. */
 #include <cap-ng.h>
@@ -39,6 +41,7 @@ struct init_args {
 	int status_fd, lower_fd;
 	const char *hostname;
 	unsigned long long tmp_size;
+	unsigned long long disk_size; /* 0: upper/ and work/ on the state dir's fs */
 	char **program;
 };
 
@@ -102,6 +105,8 @@ static int parse_args(int argc, char **argv, struct init_args *args)
 			args->lower_fd = parse_fd(value);
 		else if (!strcmp(flag, "--hostname"))
 			args->hostname = value;
+		else if (!strcmp(flag, "--disk-size"))
+			args->disk_size = strtoull(value, NULL, 10);
 		else if (!strcmp(flag, "--tmp-size"))
 			args->tmp_size = strtoull(value, NULL, 10);
 		else
@@ -234,10 +239,19 @@ static void build_root(const struct init_args *args)
 		    MOVE_MOUNT_F_EMPTY_PATH))
 		fail("attach the idmapped template", errno);
 	close(args->lower_fd);
+	if (args->disk_size) {
+		snprintf(options, sizeof(options), "mode=0755,size=%llu", args->disk_size);
+		mount_or_fail("disk", "disk", "tmpfs", MS_NOSUID | MS_NODEV, options,
+			      "mount the writable layer's tmpfs");
+		if (mkdir("disk/upper", 0755) || mkdir("disk/work", 0700))
+			fail("mkdir disk/upper disk/work", errno);
+	}
 	/* userxattr: overlay's own xattrs in user.*, the trusted.* ones being
 	 * out of reach in a user namespace. */
 	mount_or_fail("overlay", "merged", "overlay", MS_NOSUID | MS_NODEV,
-		      "lowerdir=lower,upperdir=upper,workdir=work,userxattr", "mount overlay");
+		      args->disk_size ? "lowerdir=lower,upperdir=disk/upper,workdir=disk/work,userxattr"
+				      : "lowerdir=lower,upperdir=upper,workdir=work,userxattr",
+		      "mount overlay");
 	if (chdir("merged"))
 		fail("chdir merged", errno);
 	/* Mount points the template may lack (paths relative to merged/). */

@@ -116,6 +116,10 @@ int jail__config_validate(const struct jail_config *config, char *err, size_t er
 		snprintf(err, err_len, "memory_max_bytes must be at least 4 MiB");
 		return -EINVAL;
 	}
+	if (config->disk_max_bytes && config->disk_max_bytes < 1ULL << 20) {
+		snprintf(err, err_len, "disk_max_bytes must be 0 or at least 1 MiB");
+		return -EINVAL;
+	}
 	if (config->pids_max == 0) {
 		snprintf(err, err_len, "pids_max must be > 0");
 		return -EINVAL;
@@ -329,7 +333,7 @@ static int read_status(int fd, char *err, size_t err_len)
  * 0, -EEXIST when the dir exists (not ours to remove), else -1. */
 static int make_state_dir(struct jail *jail, const char *state_dir, char *err, size_t err_len)
 {
-	static const char *const parts[] = { "upper", "work", "merged", "lower" };
+	static const char *const parts[] = { "upper", "work", "merged", "lower", "disk" };
 	char path[PATH_MAX + 16];
 	uid_t root = (uid_t)jail->host_base;
 	int ret;
@@ -597,7 +601,7 @@ static void close_fd(int *fd)
 struct jail *jail__start(const struct jail_config *config, char *err, size_t err_len)
 {
 	const char *state_dir, *cgroup_parent;
-	char init_path[PATH_MAX], fd_lower[16], fd_status[16], tmp_size[32];
+	char init_path[PATH_MAX], fd_lower[16], fd_status[16], tmp_size[32], disk_size[32];
 	const char *argv[JAIL_ARGV_MAX + 32];
 	const char *default_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 				      "HOME=/root", NULL };
@@ -674,6 +678,12 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 	argv[argc++] = config->id;
 	argv[argc++] = "--tmp-size";
 	argv[argc++] = tmp_size;
+	if (config->disk_max_bytes) {
+		snprintf(disk_size, sizeof(disk_size), "%llu",
+			 (unsigned long long)config->disk_max_bytes);
+		argv[argc++] = "--disk-size";
+		argv[argc++] = disk_size;
+	}
 	argv[argc++] = "--";
 	for (size_t i = 0; config->argv[i]; i++)
 		argv[argc++] = config->argv[i];

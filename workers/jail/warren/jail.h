@@ -35,6 +35,10 @@ struct jail_config {
 	uint32_t cpu_millicores;   /* 1000 = one CPU; 0: no CPU limit */
 	uint32_t pids_max;         /* > 0 */
 	uint64_t tmp_size_bytes;   /* /tmp tmpfs size; 0: memory_max_bytes / 2 */
+	uint64_t disk_max_bytes;   /* writable layer (the overlay's upper) limit: a
+				      tmpfs of this size inside the sandbox, its pages
+				      charged to the sandbox's memory cgroup; 0: the
+				      upper dir on the state dir's filesystem, no limit */
 	const char *const *argv;   /* what to run: argv[0] an absolute path inside the
 				      rootfs; NULL-terminated, < JAIL_ARGV_MAX */
 	const char *const *envp;   /* its environment, NULL-terminated, < JAIL_ENV_MAX;
