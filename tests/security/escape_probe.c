@@ -18,9 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -352,6 +354,53 @@ static int attack_fill_disk(void)
 	return errno == ENOSPC || errno == EDQUOT ? STOPPED : ESCAPED;
 }
 
+/* Writes 256 MiB to stdout (the host's console.log through the init). */
+static int attack_console_flood(void)
+{
+	static char block[1 << 16];
+
+	memset(block, 'x', sizeof(block));
+	block[sizeof(block) - 1] = '\n';
+	for (int i = 0; i < 4096; i++)
+		if (write(1, block, sizeof(block)) != (ssize_t)sizeof(block))
+			return BROKEN;
+	return STOPPED; /* the test measures the file */
+}
+
+/* Three processes spin for 2 s of wall time; prints the CPU seconds they
+ * got together (the test compares it with the sandbox's CPU quota). */
+static int attack_cpu_hog(void)
+{
+	struct timespec start, now, cpu;
+	struct rusage children;
+	pid_t pids[2];
+
+	for (int i = 0; i < 2; i++) {
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			clock_gettime(CLOCK_MONOTONIC, &start);
+			do
+				clock_gettime(CLOCK_MONOTONIC, &now);
+			while (now.tv_sec - start.tv_sec < 2);
+			_exit(0);
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	while (now.tv_sec - start.tv_sec < 2);
+	for (int i = 0; i < 2; i++)
+		waitpid(pids[i], NULL, 0);
+	getrusage(RUSAGE_CHILDREN, &children);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+	printf("cpu hog: %.2f CPU seconds in %ld s\n",
+	       cpu.tv_sec + cpu.tv_nsec / 1e9 + children.ru_utime.tv_sec +
+		       children.ru_utime.tv_usec / 1e6 + children.ru_stime.tv_sec +
+		       children.ru_stime.tv_usec / 1e6,
+	       (long)(now.tv_sec - start.tv_sec));
+	return STOPPED;
+}
+
 /* Takes inotify instances until the kernel refuses, says so, and keeps
  * them until killed. */
 static int attack_inotify_exhaust(void)
@@ -406,6 +455,8 @@ static const struct {
 	{ "fill_disk", attack_fill_disk },
 	{ "inotify_exhaust", attack_inotify_exhaust },
 	{ "inotify_some", attack_inotify_some },
+	{ "console_flood", attack_console_flood },
+	{ "cpu_hog", attack_cpu_hog },
 };
 
 int main(int argc, char **argv)

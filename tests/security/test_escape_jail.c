@@ -33,6 +33,8 @@
 #define PIDS_MAX 48
 #define DISK_MAX (24ULL << 20) /* below MEMORY_MAX: its pages count there too */
 #define BYSTANDER_PORT 8081
+#define CONSOLE_MAX (1ULL << 20)
+#define CPU_MILLICORES 500
 
 static char base_dir[64];
 static char state_dir[128];
@@ -108,7 +110,8 @@ static struct jail *start(const char *id, const char *const *argv, size_t slot)
 	struct jail_config config = {
 		.id = id, .rootfs = rootfs, .netns_path = netns_path, .state_dir = state_dir,
 		.cgroup_parent = CGROUP_PARENT, .memory_max_bytes = MEMORY_MAX,
-		.cpu_millicores = 1000, .pids_max = PIDS_MAX, .disk_max_bytes = DISK_MAX,
+		.cpu_millicores = CPU_MILLICORES, .pids_max = PIDS_MAX, .disk_max_bytes = DISK_MAX,
+		.console_max_bytes = CONSOLE_MAX,
 		.argv = argv,
 	};
 	char err[512];
@@ -120,6 +123,7 @@ static struct jail *start(const char *id, const char *const *argv, size_t slot)
 	return jail;
 }
 
+/* The first out_len - 1 bytes of the sandbox's console.log. */
 static void read_console(const char *id, char *out, size_t out_len)
 {
 	char path[PATH_MAX];
@@ -401,6 +405,54 @@ static void test_escape_fill_disk(void **state)
 		    (double)before.f_bavail * before.f_frsize);
 }
 
+/* 256 MiB printed by the sandbox leave CONSOLE_MAX (and a line saying
+ * so) in the host's console.log. */
+static void test_escape_console_flood(void **state)
+{
+	const char *argv[] = { "/escape-probe", "console_flood", NULL };
+	char path[PATH_MAX], tail[256] = "";
+	struct stat st;
+	struct jail *jail;
+	FILE *f;
+	int status = -1;
+	(void)state;
+
+	jail = start("sec-console-flood", argv, 0);
+	assert_int_equal(jail__wait(jail, 120000), 0);
+	assert_int_equal(jail__state(jail, &status), JAIL_EXITED);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	snprintf(path, sizeof(path), "%s/sec-console-flood/console.log", state_dir);
+	assert_int_equal(stat(path, &st), 0);
+	printf("console.log after 256 MiB of output: %lld bytes\n", (long long)st.st_size);
+	assert_true((uint64_t)st.st_size >= CONSOLE_MAX);
+	assert_true((uint64_t)st.st_size <= CONSOLE_MAX + 200);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	fseek(f, -100, SEEK_END);
+	tail[fread(tail, 1, sizeof(tail) - 1, f)] = 0;
+	fclose(f);
+	assert_non_null(strstr(tail, "console log capped"));
+}
+
+/* Three spinning processes for 2 s get at most the quota (0.5 CPU), with
+ * slack for the period boundaries: never more than 1.6 CPU seconds. */
+static void test_escape_cpu_quota(void **state)
+{
+	char out[4096];
+	double seconds = -1;
+	int status;
+	(void)state;
+
+	status = run_attack("cpu_hog", out, sizeof(out));
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_non_null(strstr(out, "cpu hog: "));
+	assert_int_equal(sscanf(strstr(out, "cpu hog: "), "cpu hog: %lf", &seconds), 1);
+	assert_true(seconds > 0);
+	assert_true(seconds <= 2.0 * CPU_MILLICORES / 1000 + 0.6);
+}
+
 /* One sandbox takes every inotify instance it may; another one, and the
  * host, still get theirs. */
 static void test_escape_inotify_exhaustion(void **state)
@@ -453,6 +505,8 @@ int main(void)
 		cmocka_unit_test_setup(test_escape_memory_bomb, test_setup),
 		cmocka_unit_test_setup(test_escape_fill_disk, test_setup),
 		cmocka_unit_test_setup(test_escape_inotify_exhaustion, test_setup),
+		cmocka_unit_test_setup(test_escape_console_flood, test_setup),
+		cmocka_unit_test_setup(test_escape_cpu_quota, test_setup),
 	};
 	const char *skip = NULL;
 

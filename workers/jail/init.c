@@ -9,7 +9,8 @@
  * program exits. workers/jail/README.md, "Start sequence".
  *
  *   warren-jail-init --status-fd N --lower-fd N --hostname H
- *                    --tmp-size BYTES [--disk-size BYTES] -- PROGRAM [ARGS...]
+ *                    --tmp-size BYTES --console-max BYTES [--disk-size BYTES]
+ *                    -- PROGRAM [ARGS...]
  *
  * The working directory holds upper/, work/ (the overlay's), lower/,
  * merged/ and disk/ (mount points). With --disk-size the overlay's upper
@@ -29,7 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -42,6 +45,7 @@ struct init_args {
 	const char *hostname;
 	unsigned long long tmp_size;
 	unsigned long long disk_size; /* 0: upper/ and work/ on the state dir's fs */
+	unsigned long long console_max; /* bytes of program output kept */
 	char **program;
 };
 
@@ -105,6 +109,8 @@ static int parse_args(int argc, char **argv, struct init_args *args)
 			args->lower_fd = parse_fd(value);
 		else if (!strcmp(flag, "--hostname"))
 			args->hostname = value;
+		else if (!strcmp(flag, "--console-max"))
+			args->console_max = strtoull(value, NULL, 10);
 		else if (!strcmp(flag, "--disk-size"))
 			args->disk_size = strtoull(value, NULL, 10);
 		else if (!strcmp(flag, "--tmp-size"))
@@ -113,7 +119,7 @@ static int parse_args(int argc, char **argv, struct init_args *args)
 			return -1;
 	}
 	if (args->status_fd < 0 || args->lower_fd < 0 || !args->hostname || !args->program ||
-	    !args->tmp_size || args->program[0][0] != '/')
+	    !args->tmp_size || !args->console_max || args->program[0][0] != '/')
 		return -1;
 	return 0;
 }
@@ -310,8 +316,9 @@ static void forward_signal(int signal_number)
 		kill(agent_pid, signal_number);
 }
 
-/* Starts the program; returns once it exec'ed (exec failures are fatal). */
-static pid_t start_program(char **program)
+/* Starts the program with its stdout and stderr on output_fd; returns
+ * once it exec'ed (exec failures are fatal). */
+static pid_t start_program(char **program, int output_fd)
 {
 	int exec_pipe[2];
 	int child_errno = 0;
@@ -329,6 +336,8 @@ static pid_t start_program(char **program)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		setsid();
+		if (dup2(output_fd, 1) < 0 || dup2(output_fd, 2) < 0)
+			_exit(127);
 		execv(program[0], program);
 		child_errno = errno;
 		if (write(exec_pipe[1], &child_errno, sizeof(child_errno)) < 0)
@@ -347,11 +356,74 @@ static pid_t start_program(char **program)
 	return pid;
 }
 
+/* Copies what the sandbox printed to the console log (our stdout, a
+ * host file) until console_max bytes were written, then one line saying
+ * so, then nothing: a sandbox cannot fill the host's disk through it.
+ * 1 after a read, 0 at end of file, -1 when nothing was there. */
+static int relay_output(int output_fd, unsigned long long console_max,
+			 unsigned long long *written)
+{
+	static const char capped[] = "\n[warren-jail-init: console log capped; later output dropped]\n";
+	char buffer[16384];
+	ssize_t n = read(output_fd, buffer, sizeof(buffer));
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return -1;
+	if (n <= 0)
+		return 0;
+	if (*written < console_max) {
+		size_t room = console_max - *written;
+		size_t length = (size_t)n < room ? (size_t)n : room;
+
+		if (write(1, buffer, length) < 0)
+			return 1;
+		*written += length;
+		if (*written >= console_max && write(1, capped, sizeof(capped) - 1) < 0)
+			return 1;
+	}
+	return 1;
+}
+
+/* Relays output and reaps every process until the program exits (the
+ * kernel then kills what is left in the pid namespace); returns the exit
+ * code for the host: the program's, or 128 + the signal that killed it. */
+static int supervise(int output_fd, int signal_fd, unsigned long long console_max)
+{
+	unsigned long long written = 0;
+	bool output_open = true;
+
+	for (;;) {
+		struct pollfd fds[2] = { { .fd = signal_fd, .events = POLLIN },
+					 { .fd = output_open ? output_fd : -1, .events = POLLIN } };
+		struct signalfd_siginfo info;
+		int status;
+		pid_t pid;
+
+		if (poll(fds, 2, -1) < 0 && errno != EINTR)
+			return 127;
+		if (fds[1].revents)
+			output_open = relay_output(output_fd, console_max, &written) != 0;
+		if (!(fds[0].revents & POLLIN) || read(signal_fd, &info, sizeof(info)) <= 0)
+			continue;
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			if (pid != agent_pid)
+				continue;
+			/* What is still in the pipe, without waiting for writers
+			 * the program may have left behind. */
+			fcntl(output_fd, F_SETFL, O_NONBLOCK);
+			while (output_open && relay_output(output_fd, console_max, &written) > 0)
+				;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct init_args args;
 	struct sigaction action;
-	int status;
+	int output[2], signal_fd;
+	sigset_t child_signal;
 
 	if (parse_args(argc, argv, &args)) {
 		fprintf(stderr, "warren-jail-init: bad arguments (started by jail__start only)\n");
@@ -384,21 +456,16 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &action, NULL);
 	sigaction(SIGINT, &action, NULL);
 	sigaction(SIGHUP, &action, NULL);
-	agent_pid = start_program(args.program);
+	sigemptyset(&child_signal);
+	sigaddset(&child_signal, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &child_signal, NULL);
+	signal_fd = signalfd(-1, &child_signal, SFD_CLOEXEC);
+	if (signal_fd < 0 || pipe2(output, O_CLOEXEC))
+		fail("signalfd/pipe", errno);
+	agent_pid = start_program(args.program, output[1]);
+	close(output[1]);
 	report("ok");
 	close(status_fd);
 	status_fd = -1;
-
-	/* Reap everything; leave when the program exits (the kernel then kills
-	 * what is left in the pid namespace). */
-	for (;;) {
-		pid_t pid = waitpid(-1, &status, 0);
-
-		if (pid < 0 && errno == EINTR)
-			continue;
-		if (pid < 0)
-			return 127;
-		if (pid == agent_pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	}
+	return supervise(output[0], signal_fd, args.console_max);
 }

@@ -601,7 +601,8 @@ static void close_fd(int *fd)
 struct jail *jail__start(const struct jail_config *config, char *err, size_t err_len)
 {
 	const char *state_dir, *cgroup_parent;
-	char init_path[PATH_MAX], fd_lower[16], fd_status[16], tmp_size[32], disk_size[32];
+	char init_path[PATH_MAX], fd_lower[16], fd_status[16], tmp_size[32], disk_size[32],
+		console_max[32];
 	const char *argv[JAIL_ARGV_MAX + 32];
 	const char *default_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 				      "HOME=/root", NULL };
@@ -678,6 +679,11 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 	argv[argc++] = config->id;
 	argv[argc++] = "--tmp-size";
 	argv[argc++] = tmp_size;
+	snprintf(console_max, sizeof(console_max), "%llu",
+		 (unsigned long long)(config->console_max_bytes ? config->console_max_bytes
+								: JAIL_CONSOLE_MAX_DEFAULT));
+	argv[argc++] = "--console-max";
+	argv[argc++] = console_max;
 	if (config->disk_max_bytes) {
 		snprintf(disk_size, sizeof(disk_size), "%llu",
 			 (unsigned long long)config->disk_max_bytes);

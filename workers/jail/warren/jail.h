@@ -20,6 +20,7 @@
 #define JAIL_ARGV_MAX 32
 #define JAIL_ENV_MAX 64
 #define JAIL_AGENT_PORT 49983
+#define JAIL_CONSOLE_MAX_DEFAULT (16ULL << 20)
 
 struct jail_config {
 	const char *id;            /* sandbox id: hostname, cgroup and state dir name;
@@ -39,6 +40,9 @@ struct jail_config {
 				      tmpfs of this size inside the sandbox, its pages
 				      charged to the sandbox's memory cgroup; 0: the
 				      upper dir on the state dir's filesystem, no limit */
+	uint64_t console_max_bytes; /* console.log (the program's stdout and stderr,
+				      relayed by the jail's init) keeps this much, then
+				      one line saying so; 0: JAIL_CONSOLE_MAX_DEFAULT */
 	const char *const *argv;   /* what to run: argv[0] an absolute path inside the
 				      rootfs; NULL-terminated, < JAIL_ARGV_MAX */
 	const char *const *envp;   /* its environment, NULL-terminated, < JAIL_ENV_MAX;
