@@ -598,12 +598,53 @@ static void close_fd(int *fd)
 	*fd = -1;
 }
 
+/* warren-jail-init's argv (init.c, header comment) and the strings in it. */
+struct init_args {
+	char fd_lower[16], fd_status[16], tmp_size[32], disk_size[32], console_max[32];
+	const char *argv[JAIL_ARGV_MAX + 32];
+};
+
+static void init_argv(const struct jail_config *config, int lower_fd, int status_fd,
+		      struct init_args *args)
+{
+	size_t argc = 0;
+
+	snprintf(args->fd_lower, sizeof(args->fd_lower), "%d", lower_fd);
+	snprintf(args->fd_status, sizeof(args->fd_status), "%d", status_fd);
+	snprintf(args->tmp_size, sizeof(args->tmp_size), "%llu",
+		 (unsigned long long)(config->tmp_size_bytes ? config->tmp_size_bytes
+							     : config->memory_max_bytes / 2));
+	snprintf(args->console_max, sizeof(args->console_max), "%llu",
+		 (unsigned long long)(config->console_max_bytes ? config->console_max_bytes
+								: JAIL_CONSOLE_MAX_DEFAULT));
+	args->argv[argc++] = "warren-jail-init";
+	args->argv[argc++] = "--status-fd";
+	args->argv[argc++] = args->fd_status;
+	args->argv[argc++] = "--lower-fd";
+	args->argv[argc++] = args->fd_lower;
+	args->argv[argc++] = "--hostname";
+	args->argv[argc++] = config->id;
+	args->argv[argc++] = "--tmp-size";
+	args->argv[argc++] = args->tmp_size;
+	args->argv[argc++] = "--console-max";
+	args->argv[argc++] = args->console_max;
+	if (config->disk_max_bytes) {
+		snprintf(args->disk_size, sizeof(args->disk_size), "%llu",
+			 (unsigned long long)config->disk_max_bytes);
+		args->argv[argc++] = "--disk-size";
+		args->argv[argc++] = args->disk_size;
+	}
+	args->argv[argc++] = "--";
+	for (size_t i = 0; config->argv[i]; i++)
+		args->argv[argc++] = config->argv[i];
+	args->argv[argc] = NULL;
+}
+
 struct jail *jail__start(const struct jail_config *config, char *err, size_t err_len)
 {
 	const char *state_dir, *cgroup_parent;
-	char init_path[PATH_MAX], fd_lower[16], fd_status[16], tmp_size[32], disk_size[32],
-		console_max[32];
-	const char *argv[JAIL_ARGV_MAX + 32];
+	char init_path[PATH_MAX];
+	struct init_args args;
 	const char *default_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 				      "HOME=/root", NULL };
 	int go[2] = { -1, -1 }, status_pipe[2] = { -1, -1 }, netns_fd = -1;
@@ -611,7 +652,6 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 	struct jail_cgroup_limits limits;
 	struct jail *jail = NULL;
 	bool dir_made = false, cgroup_made = false;
-	size_t argc = 0;
 	long pid;
 	int ret;
 
@@ -665,38 +705,10 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 		snprintf(err, err_len, "socketpair/pipe: %s", strerror(errno));
 		goto err;
 	}
-	snprintf(fd_lower, sizeof(fd_lower), "%d", go[0]);
-	snprintf(fd_status, sizeof(fd_status), "%d", status_pipe[1]);
-	snprintf(tmp_size, sizeof(tmp_size), "%llu",
-		 (unsigned long long)(config->tmp_size_bytes ? config->tmp_size_bytes
-							     : config->memory_max_bytes / 2));
-	argv[argc++] = "warren-jail-init";
-	argv[argc++] = "--status-fd";
-	argv[argc++] = fd_status;
-	argv[argc++] = "--lower-fd";
-	argv[argc++] = fd_lower;
-	argv[argc++] = "--hostname";
-	argv[argc++] = config->id;
-	argv[argc++] = "--tmp-size";
-	argv[argc++] = tmp_size;
-	snprintf(console_max, sizeof(console_max), "%llu",
-		 (unsigned long long)(config->console_max_bytes ? config->console_max_bytes
-								: JAIL_CONSOLE_MAX_DEFAULT));
-	argv[argc++] = "--console-max";
-	argv[argc++] = console_max;
-	if (config->disk_max_bytes) {
-		snprintf(disk_size, sizeof(disk_size), "%llu",
-			 (unsigned long long)config->disk_max_bytes);
-		argv[argc++] = "--disk-size";
-		argv[argc++] = disk_size;
-	}
-	argv[argc++] = "--";
-	for (size_t i = 0; config->argv[i]; i++)
-		argv[argc++] = config->argv[i];
-	argv[argc] = NULL;
+	init_argv(config, go[0], status_pipe[1], &args);
 	spawn.go_socket = go[0];
 	spawn.status_fd = status_pipe[1];
-	spawn.argv = argv;
+	spawn.argv = args.argv;
 	spawn.envp = config->envp ? config->envp : default_env;
 
 	pid = spawn_in_netns(&spawn, netns_fd, jail->host_base, &jail->pidfd, err, err_len);
