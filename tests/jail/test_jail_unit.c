@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "jail_policy.h"
+#include "jail_userns.h"
 #include "warren/jail.h"
 #include "warren/runtime_probe.h"
 
@@ -186,6 +187,48 @@ static void test_seccomp_filter_behaviour(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* Host uid ranges: one per live owner, never overlapping, given back on
+ * release (by index or by owner), reused afterwards. */
+static void test_uid_ranges(void **state)
+{
+	char dir[] = "/tmp/warren-uids-XXXXXX", owner[64], command[96];
+	uint32_t index[64], base[64], again_index, again_base;
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	setenv("WARREN_JAIL_UID_DIR", dir, 1);
+	for (int i = 0; i < 64; i++) {
+		snprintf(owner, sizeof(owner), "/state/sandbox-%d", i);
+		assert_int_equal(jail_userns__reserve(owner, &index[i], &base[i]), 0);
+		assert_true(base[i] >= (1u << 30));
+		assert_int_equal((base[i] - (1u << 30)) % JAIL_USERNS_SIZE, 0);
+		for (int j = 0; j < i; j++) {
+			assert_int_not_equal(index[i], index[j]);
+			/* Disjoint: 65536 apart at least. */
+			assert_true(base[i] >= base[j] + JAIL_USERNS_SIZE ||
+				    base[j] >= base[i] + JAIL_USERNS_SIZE);
+		}
+	}
+	/* The same owner asking again gets a second, different range. */
+	assert_int_equal(jail_userns__reserve("/state/sandbox-0", &again_index, &again_base), 0);
+	assert_int_not_equal(again_index, index[0]);
+	jail_userns__release(again_index, "/state/sandbox-0");
+	/* Release by index checks the owner; release by owner finds it. */
+	jail_userns__release(index[1], "/state/someone-else");
+	assert_int_equal(jail_userns__reserve("/state/sandbox-1", &again_index, &again_base), 0);
+	assert_int_not_equal(again_index, index[1]);
+	jail_userns__release_owner("/state/sandbox-1");
+	jail_userns__release(index[0], "/state/sandbox-0");
+	assert_int_equal(jail_userns__reserve("/state/sandbox-0", &again_index, &again_base), 0);
+	assert_int_equal(again_index, index[0]); /* free again: the first candidate */
+	assert_int_equal(again_base, base[0]);
+	assert_int_equal(jail_userns__reserve("/state/sandbox-1", &again_index, &again_base), 0);
+	assert_int_equal(again_index, index[1]);
+	unsetenv("WARREN_JAIL_UID_DIR");
+	snprintf(command, sizeof(command), "rm -rf '%s'", dir);
+	assert_int_equal(system(command), 0);
+}
+
 static void write_file(const char *path, const char *text)
 {
 	FILE *f = fopen(path, "w");
@@ -260,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_policy_tables),
 		cmocka_unit_test(test_seccomp_filter_behaviour),
 		cmocka_unit_test(test_runtime_probe),
+		cmocka_unit_test(test_uid_ranges),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
