@@ -455,6 +455,7 @@ struct spawn_call {
 	long pid;
 	char step[48];
 	int error;
+	bool creator_is_root; /* the fallback of spawn_thread was taken */
 };
 
 /* A short-lived thread makes the child, so that nothing it changes about
@@ -490,6 +491,14 @@ static void *spawn_thread(void *opaque)
 	args.pidfd = (uint64_t)(uintptr_t)&call->pidfd;
 	args.exit_signal = SIGCHLD;
 	call->pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (call->pid < 0 && (errno == EPERM || errno == EACCES) &&
+	    syscall(SYS_setresuid, -1, 0, -1) == 0) {
+		/* Hosts that let only privileged creators make user namespaces
+		 * (kernel.unprivileged_userns_clone=0, AppArmor's restriction):
+		 * host root creates it; only the per-user accounting differs. */
+		call->creator_is_root = true;
+		call->pid = syscall(SYS_clone3, &args, sizeof(args));
+	}
 	if (call->pid == 0)
 		child_run(call->spawn);
 	if (call->pid < 0) {
@@ -522,6 +531,9 @@ static long spawn_in_netns(const struct spawn *spawn, int netns_fd, uint32_t hos
 		return -1;
 	}
 	pthread_join(thread, NULL);
+	if (call.creator_is_root)
+		log_warn("jail: this host lets only root create user namespaces; the "
+			 "sandbox's per-user kernel counts are charged to host root");
 	if (call.pid < 0) {
 		snprintf(err, err_len, "%s: %s", call.step, strerror(call.error));
 		return -1;
