@@ -52,6 +52,8 @@ static const char check_script[] =
 	" echo \"unshare=$(/bin/busybox unshare -U -r true 2>&1; echo rc=$?)\";"
 	" echo \"tmp=$(grep ' /tmp ' /proc/mounts | cut -d' ' -f3)\";"
 	" echo \"devnull=$(echo x > /dev/null && echo ok)\";"
+	" echo \"uid=$(id -u)\";"
+	" if echo x > /proc/sys/kernel/core_pattern; then echo core=written; else echo core=denied; fi;"
 	" } > /report.tmp 2>&1; mv /report.tmp /report; exec \"$@\"";
 
 static bool have_agent(void)
@@ -337,10 +339,20 @@ static void test_jail_isolation(void **state)
 	assert_null(strstr(report, "rc=0)"));
 	assert_non_null(strstr(report, "tmp=tmpfs\n"));
 	assert_non_null(strstr(report, "devnull=ok\n"));
+	assert_non_null(strstr(report, "uid=0\n"));            /* root inside ... */
+	assert_non_null(strstr(report, "core=denied\n"));      /* ... without host power */
 
 	/* From the host: pid 1 inside, caps, no_new_privs, seccomp, limits. */
 	assert_int_equal(jt__status_field(s.pid, "NSpid", value, sizeof(value)), 0);
 	snprintf(expect, sizeof(expect), "%d\t1", (int)s.pid);
+	assert_string_equal(value, expect);
+	/* ... as an unprivileged host uid, the same for every id. */
+	assert_true(jail__host_uid(s.jail) >= 65536);
+	snprintf(expect, sizeof(expect), "%u\t%u\t%u\t%u", jail__host_uid(s.jail),
+		 jail__host_uid(s.jail), jail__host_uid(s.jail), jail__host_uid(s.jail));
+	assert_int_equal(jt__status_field(s.pid, "Uid", value, sizeof(value)), 0);
+	assert_string_equal(value, expect);
+	assert_int_equal(jt__status_field(s.pid, "Gid", value, sizeof(value)), 0);
 	assert_string_equal(value, expect);
 	assert_int_equal(jt__status_field(s.pid, "CapEff", value, sizeof(value)), 0);
 	/* CHOWN(0) DAC_OVERRIDE(1) FOWNER(3) KILL(5) SETGID(6) SETUID(7)

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "jail_policy.h"
+#include "jail_userns.h"
 #include "warren/jail.h"
 #include "warren/runtime_probe.h"
 
@@ -161,6 +162,16 @@ static void test_seccomp_filter_behaviour(void **state)
 			_exit(15);
 		if (syscall(SYS_bpf, 0, NULL, 0) == 0 || errno != EPERM)
 			_exit(16);
+		/* Not on the allow-list: ENOSYS (a future syscall too). */
+		if (syscall(SYS_chroot, "/") == 0 || errno != ENOSYS)
+			_exit(20);
+		if (syscall(999) == 0 || errno != ENOSYS)
+			_exit(21);
+		if (syscall(SYS_keyctl, 0, 0, 0, 0, 0) == 0 || errno != EPERM)
+			_exit(22);
+		if (syscall(SYS_clone, (unsigned long)CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL,
+			    0) >= 0 || errno != EPERM)
+			_exit(23);
 		/* Allowed: unshare without namespace flags, fork, getpid. */
 		if (unshare(CLONE_FILES) != 0)
 			_exit(17);
@@ -174,6 +185,48 @@ static void test_seccomp_filter_behaviour(void **state)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Host uid ranges: one per live owner, never overlapping, given back on
+ * release (by index or by owner), reused afterwards. */
+static void test_uid_ranges(void **state)
+{
+	char dir[] = "/tmp/warren-uids-XXXXXX", owner[64], command[96];
+	uint32_t index[64], base[64], again_index, again_base;
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	setenv("WARREN_JAIL_UID_DIR", dir, 1);
+	for (int i = 0; i < 64; i++) {
+		snprintf(owner, sizeof(owner), "/state/sandbox-%d", i);
+		assert_int_equal(jail_userns__reserve(owner, &index[i], &base[i]), 0);
+		assert_true(base[i] >= (1u << 30));
+		assert_int_equal((base[i] - (1u << 30)) % JAIL_USERNS_SIZE, 0);
+		for (int j = 0; j < i; j++) {
+			assert_int_not_equal(index[i], index[j]);
+			/* Disjoint: 65536 apart at least. */
+			assert_true(base[i] >= base[j] + JAIL_USERNS_SIZE ||
+				    base[j] >= base[i] + JAIL_USERNS_SIZE);
+		}
+	}
+	/* The same owner asking again gets a second, different range. */
+	assert_int_equal(jail_userns__reserve("/state/sandbox-0", &again_index, &again_base), 0);
+	assert_int_not_equal(again_index, index[0]);
+	jail_userns__release(again_index, "/state/sandbox-0");
+	/* Release by index checks the owner; release by owner finds it. */
+	jail_userns__release(index[1], "/state/someone-else");
+	assert_int_equal(jail_userns__reserve("/state/sandbox-1", &again_index, &again_base), 0);
+	assert_int_not_equal(again_index, index[1]);
+	jail_userns__release_owner("/state/sandbox-1");
+	jail_userns__release(index[0], "/state/sandbox-0");
+	assert_int_equal(jail_userns__reserve("/state/sandbox-0", &again_index, &again_base), 0);
+	assert_int_equal(again_index, index[0]); /* free again: the first candidate */
+	assert_int_equal(again_base, base[0]);
+	assert_int_equal(jail_userns__reserve("/state/sandbox-1", &again_index, &again_base), 0);
+	assert_int_equal(again_index, index[1]);
+	unsetenv("WARREN_JAIL_UID_DIR");
+	snprintf(command, sizeof(command), "rm -rf '%s'", dir);
+	assert_int_equal(system(command), 0);
 }
 
 static void write_file(const char *path, const char *text)
@@ -250,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_policy_tables),
 		cmocka_unit_test(test_seccomp_filter_behaviour),
 		cmocka_unit_test(test_runtime_probe),
+		cmocka_unit_test(test_uid_ranges),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,40 +1,51 @@
-/* warren-jail-init: PID 1 of a jail. Started by jail__start() in fresh
- * mount/pid/uts/ipc namespaces; finishes the jail from the inside (it is
- * single-threaded and freshly exec'ed, so libseccomp and libcap-ng are
- * safe to use here, unlike in a child of a threaded worker), then runs the
- * agent and reaps every orphan until the agent exits. Issue 5, "Jail
- * runtime"; workers/jail/README.md, "Start sequence".
+/* warren-jail-init: PID 1 of a jail. Started by jail__start() as root of
+ * the sandbox's own user namespace (uid 0 inside = an unprivileged host
+ * uid range), in fresh mount/pid/uts/ipc namespaces and the slot's network
+ * namespace, with the sandbox's state dir as its working directory and the
+ * idmapped template rootfs as a detached mount (--lower-fd). Finishes the
+ * jail from the inside (it is single-threaded and freshly exec'ed, so
+ * libseccomp and libcap-ng are safe to use here, unlike in a child of a
+ * threaded worker), then runs the program and reaps every orphan until the
+ * program exits. workers/jail/README.md, "Start sequence".
  *
- *   warren-jail-init --go-fd N --status-fd N --netns-fd N --hostname H
- *                    --lower DIR --upper DIR --work DIR --merged DIR
- *                    --tmp-size BYTES -- PROGRAM [ARGS...]
+ *   warren-jail-init --status-fd N --lower-fd N --hostname H
+ *                    --tmp-size BYTES --console-max BYTES [--disk-size BYTES]
+ *                    -- PROGRAM [ARGS...]
  *
- * Status protocol on --status-fd: one line, "ok\n" once PROGRAM was
- * exec'ed, or "error: <step>: <reason>\n" before exiting 127. */
+ * The working directory holds upper/, work/ (the overlay's), lower/,
+ * merged/ and disk/ (mount points). With --disk-size the overlay's upper
+ * and work live on a tmpfs of that size mounted on disk/ (the quota of the
+ * writable layer, its pages charged to the sandbox's memory cgroup). Status protocol on --status-fd: one line, "ok\n"
+ * once PROGRAM was exec'ed, or "error: <step>: <reason>\n" before exiting
+ * 127. */
 #include <cap-ng.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <poll.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "jail_policy.h"
 
 struct init_args {
-	int go_fd, status_fd, netns_fd;
-	const char *hostname, *lower, *upper, *work, *merged;
+	int status_fd, lower_fd;
+	const char *hostname;
 	unsigned long long tmp_size;
+	unsigned long long disk_size; /* 0: upper/ and work/ on the state dir's fs */
+	unsigned long long console_max; /* bytes of program output kept */
 	char **program;
 };
 
@@ -78,7 +89,7 @@ static int parse_fd(const char *s)
 static int parse_args(int argc, char **argv, struct init_args *args)
 {
 	memset(args, 0, sizeof(*args));
-	args->go_fd = args->status_fd = args->netns_fd = -1;
+	args->status_fd = args->lower_fd = -1;
 	for (int i = 1; i < argc; i++) {
 		const char *flag = argv[i];
 
@@ -92,30 +103,23 @@ static int parse_args(int argc, char **argv, struct init_args *args)
 			return -1;
 		const char *value = argv[++i];
 
-		if (!strcmp(flag, "--go-fd"))
-			args->go_fd = parse_fd(value);
-		else if (!strcmp(flag, "--status-fd"))
+		if (!strcmp(flag, "--status-fd"))
 			args->status_fd = parse_fd(value);
-		else if (!strcmp(flag, "--netns-fd"))
-			args->netns_fd = parse_fd(value);
+		else if (!strcmp(flag, "--lower-fd"))
+			args->lower_fd = parse_fd(value);
 		else if (!strcmp(flag, "--hostname"))
 			args->hostname = value;
-		else if (!strcmp(flag, "--lower"))
-			args->lower = value;
-		else if (!strcmp(flag, "--upper"))
-			args->upper = value;
-		else if (!strcmp(flag, "--work"))
-			args->work = value;
-		else if (!strcmp(flag, "--merged"))
-			args->merged = value;
+		else if (!strcmp(flag, "--console-max"))
+			args->console_max = strtoull(value, NULL, 10);
+		else if (!strcmp(flag, "--disk-size"))
+			args->disk_size = strtoull(value, NULL, 10);
 		else if (!strcmp(flag, "--tmp-size"))
 			args->tmp_size = strtoull(value, NULL, 10);
 		else
 			return -1;
 	}
-	if (args->go_fd < 0 || args->status_fd < 0 || args->netns_fd < 0 || !args->hostname ||
-	    !args->lower || !args->upper || !args->work || !args->merged || !args->program ||
-	    !args->tmp_size || args->program[0][0] != '/')
+	if (args->status_fd < 0 || args->lower_fd < 0 || !args->hostname || !args->program ||
+	    !args->tmp_size || !args->console_max || args->program[0][0] != '/')
 		return -1;
 	return 0;
 }
@@ -125,14 +129,14 @@ static int compare_int(const void *a, const void *b)
 	return *(const int *)a - *(const int *)b;
 }
 
-/* Closes every descriptor >= 3 but the three given. */
-static void close_all_except(int a, int b, int c)
+/* Closes every descriptor >= 3 but the two given. */
+static void close_all_except(int a, int b)
 {
-	int keep[3] = { a, b, c };
+	int keep[2] = { a, b };
 	unsigned int from = 3;
 
-	qsort(keep, 3, sizeof(int), compare_int);
-	for (int i = 0; i < 3; i++) {
+	qsort(keep, 2, sizeof(int), compare_int);
+	for (int i = 0; i < 2; i++) {
 		if ((unsigned int)keep[i] > from)
 			syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0);
 		if ((unsigned int)keep[i] + 1 > from)
@@ -148,40 +152,39 @@ static void mount_or_fail(const char *source, const char *target, const char *ty
 		fail(step, errno);
 }
 
-static void make_node(const char *path, unsigned int major_number, unsigned int minor_number)
+/* An empty file or dir at path (paths relative to the new root's
+ * directory) to bind something over. */
+static void make_mount_point(const char *path, bool dir)
 {
-	if (mknod(path, S_IFCHR | 0666, makedev(major_number, minor_number)) ||
-	    chmod(path, 0666)) /* mknod honours the umask */
+	int fd;
+
+	if (dir) {
+		if (mkdir(path, 0755) && errno != EEXIST)
+			fail(path, errno);
+		return;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+	if (fd < 0)
 		fail(path, errno);
+	close(fd);
 }
 
-/* The root: overlay of the template (lower) and the sandbox's upper,
- * fresh /proc, a minimal /dev, /tmp, then pivot_root into it. */
-static void build_root(const struct init_args *args)
+/* /dev: a tmpfs with the host's harmless device nodes bound in (mknod is
+ * not allowed in a user namespace, and a node made here could not be
+ * opened: mounts made in one are nodev), a private devpts and /dev/shm. */
+static void mount_dev(void)
 {
-	char options[3 * PATH_MAX + 64];
+	static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+	char host[32], inside[32];
 
-	/* Nothing mounted here may propagate back to the host. */
-	mount_or_fail(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, "make / private");
-	if ((size_t)snprintf(options, sizeof(options), "lowerdir=%s,upperdir=%s,workdir=%s",
-			     args->lower, args->upper, args->work) >= sizeof(options))
-		fail("overlay options", ENAMETOOLONG);
-	mount_or_fail("overlay", args->merged, "overlay", MS_NOSUID, options, "mount overlay");
-	if (chdir(args->merged))
-		fail("chdir merged", errno);
-	/* Mount points the template may lack (paths relative to merged/). */
-	mkdir("proc", 0555);
-	mkdir("dev", 0755);
-	mkdir("tmp", 01777);
-	mount_or_fail("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, "mount /proc");
-	mount_or_fail("dev", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=1m",
+	mount_or_fail("dev", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k",
 		      "mount /dev");
-	make_node("dev/null", 1, 3);
-	make_node("dev/zero", 1, 5);
-	make_node("dev/full", 1, 7);
-	make_node("dev/random", 1, 8);
-	make_node("dev/urandom", 1, 9);
-	make_node("dev/tty", 5, 0);
+	for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+		snprintf(host, sizeof(host), "/dev/%s", nodes[i]);
+		snprintf(inside, sizeof(inside), "dev/%s", nodes[i]);
+		make_mount_point(inside, false);
+		mount_or_fail(host, inside, NULL, MS_BIND, NULL, inside);
+	}
 	if (mkdir("dev/pts", 0755) || mkdir("dev/shm", 01777) || chmod("dev/shm", 01777))
 		fail("mkdir /dev/pts /dev/shm", errno);
 	mount_or_fail("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
@@ -192,6 +195,77 @@ static void build_root(const struct init_args *args)
 	    symlink("/proc/self/fd/0", "dev/stdin") || symlink("/proc/self/fd/1", "dev/stdout") ||
 	    symlink("/proc/self/fd/2", "dev/stderr"))
 		fail("/dev links", errno);
+	/* Nothing more is added to /dev. */
+	mount_or_fail(NULL, "dev", NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC,
+		      "mode=0755,size=64k", "remount /dev read-only");
+}
+
+/* A fresh procfs, with what a container runtime hides: the kernel's
+ * global knobs read-only, and files and dirs that leak host state or
+ * reach kernel internals covered. A path this kernel lacks is skipped. */
+static void mount_proc(void)
+{
+	static const char *const read_only[] = { "proc/sys", "proc/sysrq-trigger", "proc/irq",
+						 "proc/bus", "proc/fs" };
+	static const char *const masked_files[] = { "proc/kcore", "proc/keys",
+						    "proc/timer_list", "proc/sched_debug",
+						    "proc/latency_stats", "proc/timer_stats" };
+	static const char *const masked_dirs[] = { "proc/acpi", "proc/scsi" };
+	const unsigned long locked = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	struct stat st;
+
+	mount_or_fail("proc", "proc", "proc", locked, NULL, "mount /proc");
+	for (size_t i = 0; i < sizeof(read_only) / sizeof(read_only[0]); i++) {
+		if (lstat(read_only[i], &st))
+			continue;
+		mount_or_fail(read_only[i], read_only[i], NULL, MS_BIND | MS_REC, NULL, read_only[i]);
+		mount_or_fail(NULL, read_only[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked,
+			      NULL, read_only[i]);
+	}
+	for (size_t i = 0; i < sizeof(masked_files) / sizeof(masked_files[0]); i++)
+		if (lstat(masked_files[i], &st) == 0)
+			mount_or_fail("/dev/null", masked_files[i], NULL, MS_BIND, NULL,
+				      masked_files[i]);
+	for (size_t i = 0; i < sizeof(masked_dirs) / sizeof(masked_dirs[0]); i++)
+		if (lstat(masked_dirs[i], &st) == 0)
+			mount_or_fail("masked", masked_dirs[i], "tmpfs", MS_RDONLY | locked,
+				      "mode=0555,size=4k", masked_dirs[i]);
+}
+
+/* The root, from the working directory (the sandbox's state dir): the
+ * idmapped template attached at lower/, overlay of it and upper/ on
+ * merged/, /dev, /proc, /tmp, then pivot_root into it. */
+static void build_root(const struct init_args *args)
+{
+	char options[128];
+
+	/* Nothing mounted here may propagate back to the host. */
+	mount_or_fail(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, "make / private");
+	if (syscall(SYS_move_mount, args->lower_fd, "", AT_FDCWD, "lower",
+		    MOVE_MOUNT_F_EMPTY_PATH))
+		fail("attach the idmapped template", errno);
+	close(args->lower_fd);
+	if (args->disk_size) {
+		snprintf(options, sizeof(options), "mode=0755,size=%llu", args->disk_size);
+		mount_or_fail("disk", "disk", "tmpfs", MS_NOSUID | MS_NODEV, options,
+			      "mount the writable layer's tmpfs");
+		if (mkdir("disk/upper", 0755) || mkdir("disk/work", 0700))
+			fail("mkdir disk/upper disk/work", errno);
+	}
+	/* userxattr: overlay's own xattrs in user.*, the trusted.* ones being
+	 * out of reach in a user namespace. */
+	mount_or_fail("overlay", "merged", "overlay", MS_NOSUID | MS_NODEV,
+		      args->disk_size ? "lowerdir=lower,upperdir=disk/upper,workdir=disk/work,userxattr"
+				      : "lowerdir=lower,upperdir=upper,workdir=work,userxattr",
+		      "mount overlay");
+	if (chdir("merged"))
+		fail("chdir merged", errno);
+	/* Mount points the template may lack (paths relative to merged/). */
+	mkdir("proc", 0555);
+	mkdir("dev", 0755);
+	mkdir("tmp", 01777);
+	mount_dev();
+	mount_proc();
 	snprintf(options, sizeof(options), "mode=1777,size=%llu", args->tmp_size);
 	mount_or_fail("tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, options, "mount /tmp");
 
@@ -242,8 +316,9 @@ static void forward_signal(int signal_number)
 		kill(agent_pid, signal_number);
 }
 
-/* Starts the program; returns once it exec'ed (exec failures are fatal). */
-static pid_t start_program(char **program)
+/* Starts the program with its stdout and stderr on output_fd; returns
+ * once it exec'ed (exec failures are fatal). */
+static pid_t start_program(char **program, int output_fd)
 {
 	int exec_pipe[2];
 	int child_errno = 0;
@@ -261,6 +336,8 @@ static pid_t start_program(char **program)
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		setsid();
+		if (dup2(output_fd, 1) < 0 || dup2(output_fd, 2) < 0)
+			_exit(127);
 		execv(program[0], program);
 		child_errno = errno;
 		if (write(exec_pipe[1], &child_errno, sizeof(child_errno)) < 0)
@@ -279,35 +356,92 @@ static pid_t start_program(char **program)
 	return pid;
 }
 
+/* Copies what the sandbox printed to the console log (our stdout, a
+ * host file) until console_max bytes were written, then one line saying
+ * so, then nothing: a sandbox cannot fill the host's disk through it.
+ * 1 after a read, 0 at end of file, -1 when nothing was there. */
+static int relay_output(int output_fd, unsigned long long console_max,
+			 unsigned long long *written)
+{
+	static const char capped[] = "\n[warren-jail-init: console log capped; later output dropped]\n";
+	char buffer[16384];
+	ssize_t n = read(output_fd, buffer, sizeof(buffer));
+
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return -1;
+	if (n <= 0)
+		return 0;
+	if (*written < console_max) {
+		size_t room = console_max - *written;
+		size_t length = (size_t)n < room ? (size_t)n : room;
+
+		if (write(1, buffer, length) < 0)
+			return 1;
+		*written += length;
+		if (*written >= console_max && write(1, capped, sizeof(capped) - 1) < 0)
+			return 1;
+	}
+	return 1;
+}
+
+/* Relays output and reaps every process until the program exits (the
+ * kernel then kills what is left in the pid namespace); returns the exit
+ * code for the host: the program's, or 128 + the signal that killed it. */
+static int supervise(int output_fd, int signal_fd, unsigned long long console_max)
+{
+	unsigned long long written = 0;
+	bool output_open = true;
+
+	for (;;) {
+		struct pollfd fds[2] = { { .fd = signal_fd, .events = POLLIN },
+					 { .fd = output_open ? output_fd : -1, .events = POLLIN } };
+		struct signalfd_siginfo info;
+		int status;
+		pid_t pid;
+
+		if (poll(fds, 2, -1) < 0 && errno != EINTR)
+			return 127;
+		if (fds[1].revents)
+			output_open = relay_output(output_fd, console_max, &written) != 0;
+		if (!(fds[0].revents & POLLIN) || read(signal_fd, &info, sizeof(info)) <= 0)
+			continue;
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+			if (pid != agent_pid)
+				continue;
+			/* What is still in the pipe, without waiting for writers
+			 * the program may have left behind. */
+			fcntl(output_fd, F_SETFL, O_NONBLOCK);
+			while (output_open && relay_output(output_fd, console_max, &written) > 0)
+				;
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct init_args args;
 	struct sigaction action;
-	char go;
-	int status;
+	int output[2], signal_fd;
+	sigset_t child_signal;
 
 	if (parse_args(argc, argv, &args)) {
 		fprintf(stderr, "warren-jail-init: bad arguments (started by jail__start only)\n");
 		return 127;
 	}
 	status_fd = args.status_fd;
+	/* Exec'ed from a descriptor: the name would be its number. */
+	prctl(PR_SET_NAME, "warren-jail-init", 0, 0, 0);
 	/* No descriptor of the worker beyond stdio and ours stays open here
 	 * or reaches the program, even one it forgot to mark close-on-exec. */
-	close_all_except(args.go_fd, args.status_fd, args.netns_fd);
+	close_all_except(args.status_fd, args.lower_fd);
 	fcntl(status_fd, F_SETFD, FD_CLOEXEC);
-	fcntl(args.go_fd, F_SETFD, FD_CLOEXEC);
-	fcntl(args.netns_fd, F_SETFD, FD_CLOEXEC);
+	fcntl(args.lower_fd, F_SETFD, FD_CLOEXEC);
 	if (getpid() != 1)
 		fail("not pid 1 of a new pid namespace", EINVAL);
-	/* Wait until the parent has put us into the sandbox's cgroups. */
-	if (read(args.go_fd, &go, 1) != 1)
-		fail("wait for cgroup placement", errno ? errno : EPIPE);
-	close(args.go_fd);
+	/* The parent placed us in the sandbox's cgroups before we ran. */
 	if (unshare(CLONE_NEWCGROUP))
 		fail("unshare cgroup namespace", errno);
-	if (setns(args.netns_fd, CLONE_NEWNET))
-		fail("join network namespace", errno);
-	close(args.netns_fd);
 	build_root(&args);
 	if (sethostname(args.hostname, strlen(args.hostname)))
 		fail("sethostname", errno);
@@ -322,21 +456,16 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &action, NULL);
 	sigaction(SIGINT, &action, NULL);
 	sigaction(SIGHUP, &action, NULL);
-	agent_pid = start_program(args.program);
+	sigemptyset(&child_signal);
+	sigaddset(&child_signal, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &child_signal, NULL);
+	signal_fd = signalfd(-1, &child_signal, SFD_CLOEXEC);
+	if (signal_fd < 0 || pipe2(output, O_CLOEXEC))
+		fail("signalfd/pipe", errno);
+	agent_pid = start_program(args.program, output[1]);
+	close(output[1]);
 	report("ok");
 	close(status_fd);
 	status_fd = -1;
-
-	/* Reap everything; leave when the program exits (the kernel then kills
-	 * what is left in the pid namespace). */
-	for (;;) {
-		pid_t pid = waitpid(-1, &status, 0);
-
-		if (pid < 0 && errno == EINTR)
-			continue;
-		if (pid < 0)
-			return 127;
-		if (pid == agent_pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-	}
+	return supervise(output[0], signal_fd, args.console_max);
 }

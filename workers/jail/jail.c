@@ -11,11 +11,13 @@
 #include <linux/magic.h>
 #include <linux/sched.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
@@ -25,6 +27,7 @@
 #include <dirent.h>
 
 #include "jail_cgroup.h"
+#include "jail_userns.h"
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/log.h"
@@ -47,6 +50,9 @@ struct jail {
 	bool exited;
 	int wait_status;
 	bool stopped;
+	bool uid_reserved;
+	uint32_t uid_index;     /* the reserved host uid range (jail_userns.h) */
+	uint32_t host_base;     /* host uid/gid of root inside */
 };
 
 static bool id_valid(const char *id)
@@ -108,6 +114,10 @@ int jail__config_validate(const struct jail_config *config, char *err, size_t er
 	}
 	if (config->memory_max_bytes < 4ULL << 20) {
 		snprintf(err, err_len, "memory_max_bytes must be at least 4 MiB");
+		return -EINVAL;
+	}
+	if (config->disk_max_bytes && config->disk_max_bytes < 1ULL << 20) {
+		snprintf(err, err_len, "disk_max_bytes must be 0 or at least 1 MiB");
 		return -EINVAL;
 	}
 	if (config->pids_max == 0) {
@@ -277,11 +287,6 @@ static pid_t read_pid_file(const char *dir, unsigned long long *start_time)
 	return (pid_t)pid;
 }
 
-static int make_dir_0700(const char *path)
-{
-	return mkdir(path, 0700) ? -errno : 0;
-}
-
 /* Reads the init's one status line; 0 on "ok", else -1 with err set. */
 static int read_status(int fd, char *err, size_t err_len)
 {
@@ -320,24 +325,346 @@ static int read_status(int fd, char *err, size_t err_len)
 	return -1;
 }
 
+/* The state dir <state_dir>/<id> (mkdir fails on an id in use) with the
+ * overlay's upper and work, the lower and merged mount points, the
+ * console log and init.pid. The dir and the overlay parts belong to the
+ * sandbox's root (host_base) so its init, which has no power over host
+ * ids, can use them; the dir stays 0700 so no other host user can.
+ * 0, -EEXIST when the dir exists (not ours to remove), else -1. */
+static int make_state_dir(struct jail *jail, const char *state_dir, char *err, size_t err_len)
+{
+	static const char *const parts[] = { "upper", "work", "merged", "lower", "disk" };
+	char path[PATH_MAX + 16];
+	uid_t root = (uid_t)jail->host_base;
+	int ret;
+
+	if (mkdir(state_dir, 0700) && errno != EEXIST) {
+		snprintf(err, err_len, "mkdir %s: %s", state_dir, strerror(errno));
+		return -1;
+	}
+	if (mkdir(jail->dir, 0700)) {
+		ret = errno == EEXIST ? -EEXIST : -1;
+		snprintf(err, err_len, "mkdir %s: %s", jail->dir, strerror(errno));
+		return ret;
+	}
+	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", jail->dir, parts[i]);
+		/* chmod too: the overlay's root takes the upper dir's mode, and
+		 * the caller's umask must not make / unreadable inside. */
+		if (mkdir(path, 0755) || chmod(path, strcmp(parts[i], "work") ? 0755 : 0700) ||
+		    chown(path, root, root)) {
+			snprintf(err, err_len, "mkdir %s: %s", path, strerror(errno));
+			return -1;
+		}
+	}
+	if (chown(jail->dir, root, root)) {
+		snprintf(err, err_len, "chown %s: %s", jail->dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* What the child of clone3 needs before it execs the init. */
+struct spawn {
+	int go_socket;  /* receives "g" + the idmapped template; that fd then
+			   takes the socket's number (--lower-fd) */
+	int status_fd, console_fd, null_fd, init_fd;
+	const char *dir; /* the state dir, the init's working directory */
+	const char *const *argv;
+	const char *const *envp;
+};
+
+static void child_fail(int status_fd, const char *message) __attribute__((noreturn));
+static void child_fail(int status_fd, const char *message)
+{
+	if (write(status_fd, message, strlen(message)) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+/* One byte "g" with one descriptor; the descriptor, or -1. */
+static int receive_go(int socket_fd)
+{
+	char byte = 0, control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+			      .msg_controllen = sizeof(control) };
+	struct cmsghdr *cmsg;
+	ssize_t n;
+	int fd;
+
+	do
+		n = recvmsg(socket_fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	cmsg = n == 1 && byte == 'g' ? CMSG_FIRSTHDR(&msg) : NULL;
+	if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(cmsg), sizeof(fd));
+	return fd;
+}
+
+static int send_go(int socket_fd, int fd)
+{
+	char byte = 'g', control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
+			      .msg_controllen = sizeof(control) };
+	struct cmsghdr *cmsg;
+
+	memset(control, 0, sizeof(control));
+	cmsg = CMSG_FIRSTHDR(&msg);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(fd));
+	return sendmsg(socket_fd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+/* The child: async-signal-safe raw syscalls only (the worker is
+ * multi-threaded; glibc's set*id would wait for threads that are not
+ * there). Waits until the parent placed it in its cgroups and wrote its id
+ * maps, becomes root of its user namespace (no host groups kept), and
+ * execs the init; its working dir is the state dir (spawn_thread). */
+static void child_run(const struct spawn *spawn) __attribute__((noreturn));
+static void child_run(const struct spawn *spawn)
+{
+	int lower_fd;
+
+	lower_fd = receive_go(spawn->go_socket);
+	if (lower_fd < 0)
+		child_fail(spawn->status_fd, "error: parent gave up before the start\n");
+	if (dup3(lower_fd, spawn->go_socket, 0) < 0 || close(lower_fd))
+		child_fail(spawn->status_fd, "error: dup of the template mount\n");
+	if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setresgid, 0, 0, 0) ||
+	    syscall(SYS_setresuid, 0, 0, 0))
+		child_fail(spawn->status_fd, "error: become root of the user namespace\n");
+	if (fcntl(spawn->status_fd, F_SETFD, 0) ||
+	    dup2(spawn->null_fd, 0) < 0 || dup2(spawn->console_fd, 1) < 0 ||
+	    dup2(spawn->console_fd, 2) < 0)
+		child_fail(spawn->status_fd, "error: set up the init's descriptors\n");
+	syscall(SYS_execveat, spawn->init_fd, "", spawn->argv, spawn->envp, AT_EMPTY_PATH);
+	child_fail(spawn->status_fd, "error: exec warren-jail-init\n");
+}
+
+/* What the spawning thread gets and gives back. */
+struct spawn_call {
+	const struct spawn *spawn;
+	int netns_fd;
+	uint32_t host_base;
+	int pidfd;
+	long pid;
+	char step[48];
+	int error;
+	bool creator_is_root; /* the fallback of spawn_thread was taken */
+};
+
+/* A short-lived thread makes the child, so that nothing it changes about
+ * itself reaches the worker's other threads: its own fs (working dir =
+ * the state dir, which the child's new mount namespace inherits, reached
+ * as host root), the slot's network namespace (which the child inherits:
+ * from the new user namespace it could not join one the host owns), and
+ * the effective uid host_base while it clones (raw syscalls: this thread
+ * only), so the user namespace's creator is the sandbox's own host uid and
+ * the kernel's per-user counts (inotify instances, user namespaces, ...)
+ * of everything inside are charged to it, not to host root. */
+static void *spawn_thread(void *opaque)
+{
+	struct spawn_call *call = opaque;
+	struct clone_args args;
+
+	call->pid = -1;
+	if (unshare(CLONE_FS) || chdir(call->spawn->dir)) {
+		snprintf(call->step, sizeof(call->step), "own fs, chdir");
+		goto fail;
+	}
+	if (setns(call->netns_fd, CLONE_NEWNET)) {
+		snprintf(call->step, sizeof(call->step), "enter the network namespace");
+		goto fail;
+	}
+	if (syscall(SYS_setresuid, -1, call->host_base, -1)) {
+		snprintf(call->step, sizeof(call->step), "seteuid");
+		goto fail;
+	}
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
+		     CLONE_PIDFD;
+	args.pidfd = (uint64_t)(uintptr_t)&call->pidfd;
+	args.exit_signal = SIGCHLD;
+	call->pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (call->pid < 0 && (errno == EPERM || errno == EACCES) &&
+	    syscall(SYS_setresuid, -1, 0, -1) == 0) {
+		/* Hosts that let only privileged creators make user namespaces
+		 * (kernel.unprivileged_userns_clone=0, AppArmor's restriction):
+		 * host root creates it; only the per-user accounting differs. */
+		call->creator_is_root = true;
+		call->pid = syscall(SYS_clone3, &args, sizeof(args));
+	}
+	if (call->pid == 0)
+		child_run(call->spawn);
+	if (call->pid < 0) {
+		snprintf(call->step, sizeof(call->step), "clone3");
+		goto fail;
+	}
+	return NULL;
+fail:
+	call->error = errno;
+	return NULL;
+}
+
+/* clone3 into new user, mount, pid, uts and ipc namespaces (spawn_thread).
+ * The pid, or -1 with err set; *pidfd gets the child's pidfd. */
+static long spawn_in_netns(const struct spawn *spawn, int netns_fd, uint32_t host_base,
+			   int *pidfd, char *err, size_t err_len)
+{
+	struct spawn_call call = { .spawn = spawn, .netns_fd = netns_fd, .host_base = host_base,
+				   .pidfd = -1, .pid = -1 };
+	pthread_attr_t attr;
+	pthread_t thread;
+	int ret;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	ret = pthread_create(&thread, &attr, spawn_thread, &call);
+	pthread_attr_destroy(&attr);
+	if (ret) {
+		snprintf(err, err_len, "spawn thread: %s", strerror(ret));
+		return -1;
+	}
+	pthread_join(thread, NULL);
+	if (call.creator_is_root)
+		log_warn("jail: this host lets only root create user namespaces; the "
+			 "sandbox's per-user kernel counts are charged to host root");
+	if (call.pid < 0) {
+		snprintf(err, err_len, "%s: %s", call.step, strerror(call.error));
+		return -1;
+	}
+	*pidfd = call.pidfd;
+	return call.pid;
+}
+
+/* Parent side once the child runs: init.pid, cgroups, id maps, the
+ * idmapped template, then "go". 0, or -1 with err set. */
+static int release_child(struct jail *jail, const struct jail_config *config, int go_socket,
+			 char *err, size_t err_len)
+{
+	int ret, tree_fd;
+
+	if ((ret = write_pid_file(jail->dir, jail->pid))) {
+		snprintf(err, err_len, "init.pid: %s", strerror(-ret));
+		return -1;
+	}
+	if (jail_cgroup__attach(&jail->cgroup, jail->pid, err, err_len))
+		return -1;
+	if ((ret = jail_userns__write_maps(jail->pid, jail->host_base))) {
+		snprintf(err, err_len, "uid_map/gid_map: %s", strerror(-ret));
+		return -1;
+	}
+	tree_fd = jail_userns__idmapped_tree(config->rootfs, jail->pid);
+	if (tree_fd < 0) {
+		snprintf(err, err_len,
+			 "idmapped mount of %s: %s (the jail needs idmapped mounts: "
+			 "Linux >= 5.12 and a filesystem that has them, e.g. ext4, xfs, btrfs)",
+			 config->rootfs, strerror(-tree_fd));
+		return -1;
+	}
+	ret = send_go(go_socket, tree_fd);
+	close(tree_fd);
+	if (ret) {
+		snprintf(err, err_len, "jail init gone before start: %s", strerror(-ret));
+		return -1;
+	}
+	return 0;
+}
+
+/* Opens what the child inherits: the netns (checked to be one), the
+ * console log, /dev/null, the state dir and the init binary. */
+static int open_child_files(struct jail *jail, const struct jail_config *config,
+			    const char *init_path, struct spawn *spawn, int *netns_fd, char *err,
+			    size_t err_len)
+{
+	char console[PATH_MAX + 16];
+	struct statfs fs;
+
+	*netns_fd = open(config->netns_path, O_RDONLY | O_CLOEXEC);
+	if (*netns_fd < 0 || fstatfs(*netns_fd, &fs) || fs.f_type != NSFS_MAGIC) {
+		snprintf(err, err_len, "%s is not a network namespace: %s", config->netns_path,
+			 *netns_fd < 0 ? strerror(errno) : "not nsfs");
+		return -1;
+	}
+	snprintf(console, sizeof(console), "%s/console.log", jail->dir);
+	spawn->console_fd = open(console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	spawn->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	spawn->dir = jail->dir;
+	spawn->init_fd = open(init_path, O_PATH | O_CLOEXEC);
+	if (spawn->console_fd < 0 || spawn->null_fd < 0 || spawn->init_fd < 0) {
+		snprintf(err, err_len, "open console/null/state dir/init: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* warren-jail-init's argv (init.c, header comment) and the strings in it. */
+struct init_args {
+	char fd_lower[16], fd_status[16], tmp_size[32], disk_size[32], console_max[32];
+	const char *argv[JAIL_ARGV_MAX + 32];
+};
+
+static void init_argv(const struct jail_config *config, int lower_fd, int status_fd,
+		      struct init_args *args)
+{
+	size_t argc = 0;
+
+	snprintf(args->fd_lower, sizeof(args->fd_lower), "%d", lower_fd);
+	snprintf(args->fd_status, sizeof(args->fd_status), "%d", status_fd);
+	snprintf(args->tmp_size, sizeof(args->tmp_size), "%llu",
+		 (unsigned long long)(config->tmp_size_bytes ? config->tmp_size_bytes
+							     : config->memory_max_bytes / 2));
+	snprintf(args->console_max, sizeof(args->console_max), "%llu",
+		 (unsigned long long)(config->console_max_bytes ? config->console_max_bytes
+								: JAIL_CONSOLE_MAX_DEFAULT));
+	args->argv[argc++] = "warren-jail-init";
+	args->argv[argc++] = "--status-fd";
+	args->argv[argc++] = args->fd_status;
+	args->argv[argc++] = "--lower-fd";
+	args->argv[argc++] = args->fd_lower;
+	args->argv[argc++] = "--hostname";
+	args->argv[argc++] = config->id;
+	args->argv[argc++] = "--tmp-size";
+	args->argv[argc++] = args->tmp_size;
+	args->argv[argc++] = "--console-max";
+	args->argv[argc++] = args->console_max;
+	if (config->disk_max_bytes) {
+		snprintf(args->disk_size, sizeof(args->disk_size), "%llu",
+			 (unsigned long long)config->disk_max_bytes);
+		args->argv[argc++] = "--disk-size";
+		args->argv[argc++] = args->disk_size;
+	}
+	args->argv[argc++] = "--";
+	for (size_t i = 0; config->argv[i]; i++)
+		args->argv[argc++] = config->argv[i];
+	args->argv[argc] = NULL;
+}
+
 struct jail *jail__start(const struct jail_config *config, char *err, size_t err_len)
 {
 	const char *state_dir, *cgroup_parent;
-	char init_path[PATH_MAX], upper[PATH_MAX + 16], work[PATH_MAX + 16],
-		merged[PATH_MAX + 16], console[PATH_MAX + 16];
-	char fd_go[16], fd_status[16], fd_netns[16], tmp_size[32];
-	const char *argv[JAIL_ARGV_MAX + 32];
+	char init_path[PATH_MAX];
+	struct init_args args;
 	const char *default_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 				      "HOME=/root", NULL };
-	int go_pipe[2] = { -1, -1 }, status_pipe[2] = { -1, -1 };
-	int netns_fd = -1, console_fd = -1, null_fd = -1, pidfd = -1;
+	int go[2] = { -1, -1 }, status_pipe[2] = { -1, -1 }, netns_fd = -1;
+	struct spawn spawn = { .console_fd = -1, .null_fd = -1, .init_fd = -1 };
 	struct jail_cgroup_limits limits;
-	struct clone_args args;
 	struct jail *jail = NULL;
-	struct statfs fs;
 	bool dir_made = false, cgroup_made = false;
-	size_t argc = 0;
-	long pid = -1;
+	long pid;
 	int ret;
 
 	if (jail__config_validate(config, err, err_len))
@@ -360,41 +687,18 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 	jail->pidfd = -1;
 	snprintf(jail->id, sizeof(jail->id), "%s", config->id);
 	snprintf(jail->dir, sizeof(jail->dir), "%s/%s", state_dir, config->id);
-
-	/* The state dir: upper and work of the overlay, its mount point, the
-	 * console log and init.pid. mkdir fails on an id already in use. */
-	if (mkdir(state_dir, 0700) && errno != EEXIST) {
-		snprintf(err, err_len, "mkdir %s: %s", state_dir, strerror(errno));
+	if ((ret = jail_userns__reserve(jail->dir, &jail->uid_index, &jail->host_base))) {
+		snprintf(err, err_len, "reserve a host uid range: %s", strerror(-ret));
 		goto err;
 	}
-	if ((ret = make_dir_0700(jail->dir))) {
-		snprintf(err, err_len, "mkdir %s: %s", jail->dir, strerror(-ret));
+	jail->uid_reserved = true;
+	if ((ret = make_state_dir(jail, state_dir, err, err_len))) {
+		dir_made = ret != -EEXIST; /* never remove another sandbox's dir */
 		goto err;
 	}
 	dir_made = true;
-	snprintf(upper, sizeof(upper), "%s/upper", jail->dir);
-	snprintf(work, sizeof(work), "%s/work", jail->dir);
-	snprintf(merged, sizeof(merged), "%s/merged", jail->dir);
-	snprintf(console, sizeof(console), "%s/console.log", jail->dir);
-	/* chmod too: the overlay's root takes the upper dir's mode, and the
-	 * caller's umask must not make / unreadable to the sandbox's user. */
-	if (mkdir(upper, 0755) || mkdir(work, 0700) || mkdir(merged, 0755) ||
-	    chmod(upper, 0755) || chmod(merged, 0755)) {
-		snprintf(err, err_len, "mkdir in %s: %s", jail->dir, strerror(errno));
+	if (open_child_files(jail, config, init_path, &spawn, &netns_fd, err, err_len))
 		goto err;
-	}
-	netns_fd = open(config->netns_path, O_RDONLY | O_CLOEXEC);
-	if (netns_fd < 0 || fstatfs(netns_fd, &fs) || fs.f_type != NSFS_MAGIC) {
-		snprintf(err, err_len, "%s is not a network namespace: %s", config->netns_path,
-			 netns_fd < 0 ? strerror(errno) : "not nsfs");
-		goto err;
-	}
-	console_fd = open(console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-	null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (console_fd < 0 || null_fd < 0) {
-		snprintf(err, err_len, "open console/null: %s", strerror(errno));
-		goto err;
-	}
 
 	/* Cgroups with the limits, before anything runs. */
 	if ((ret = jail_cgroup__paths(&jail->cgroup, cgroup_parent, config->id))) {
@@ -408,111 +712,54 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 		goto err;
 	cgroup_made = true;
 
-	if (pipe2(go_pipe, O_CLOEXEC) || pipe2(status_pipe, O_CLOEXEC)) {
-		snprintf(err, err_len, "pipe: %s", strerror(errno));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) ||
+	    pipe2(status_pipe, O_CLOEXEC)) {
+		snprintf(err, err_len, "socketpair/pipe: %s", strerror(errno));
 		goto err;
 	}
-	snprintf(fd_go, sizeof(fd_go), "%d", go_pipe[0]);
-	snprintf(fd_status, sizeof(fd_status), "%d", status_pipe[1]);
-	snprintf(fd_netns, sizeof(fd_netns), "%d", netns_fd);
-	snprintf(tmp_size, sizeof(tmp_size), "%llu",
-		 (unsigned long long)(config->tmp_size_bytes ? config->tmp_size_bytes
-							     : config->memory_max_bytes / 2));
-	argv[argc++] = init_path;
-	argv[argc++] = "--go-fd";
-	argv[argc++] = fd_go;
-	argv[argc++] = "--status-fd";
-	argv[argc++] = fd_status;
-	argv[argc++] = "--netns-fd";
-	argv[argc++] = fd_netns;
-	argv[argc++] = "--hostname";
-	argv[argc++] = config->id;
-	argv[argc++] = "--lower";
-	argv[argc++] = config->rootfs;
-	argv[argc++] = "--upper";
-	argv[argc++] = upper;
-	argv[argc++] = "--work";
-	argv[argc++] = work;
-	argv[argc++] = "--merged";
-	argv[argc++] = merged;
-	argv[argc++] = "--tmp-size";
-	argv[argc++] = tmp_size;
-	argv[argc++] = "--";
-	for (size_t i = 0; config->argv[i]; i++)
-		argv[argc++] = config->argv[i];
-	argv[argc] = NULL;
+	init_argv(config, go[0], status_pipe[1], &args);
+	spawn.go_socket = go[0];
+	spawn.status_fd = status_pipe[1];
+	spawn.argv = args.argv;
+	spawn.envp = config->envp ? config->envp : default_env;
 
-	/* New mount, pid, uts and ipc namespaces (the cgroup namespace is made
-	 * by the init once it sits in its cgroups; the network one is joined).
-	 * The child runs only async-signal-safe syscalls before exec: the
-	 * worker is multi-threaded. */
-	memset(&args, 0, sizeof(args));
-	args.flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_PIDFD;
-	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-	args.exit_signal = SIGCHLD;
-	pid = syscall(SYS_clone3, &args, sizeof(args));
-	if (pid == 0) {
-		if (fcntl(go_pipe[0], F_SETFD, 0) || fcntl(status_pipe[1], F_SETFD, 0) ||
-		    fcntl(netns_fd, F_SETFD, 0) || dup2(null_fd, 0) < 0 || dup2(console_fd, 1) < 0 ||
-		    dup2(console_fd, 2) < 0)
-			_exit(126);
-		execve(init_path, (char *const *)argv,
-		       (char *const *)(config->envp ? config->envp : default_env));
-		if (write(status_pipe[1], "error: exec warren-jail-init\n", 29) < 0)
-			_exit(127);
-		_exit(127);
-	}
-	if (pid < 0) {
-		snprintf(err, err_len, "clone3: %s", strerror(errno));
+	pid = spawn_in_netns(&spawn, netns_fd, jail->host_base, &jail->pidfd, err, err_len);
+	if (pid < 0)
 		goto err;
-	}
 	jail->pid = (pid_t)pid;
-	jail->pidfd = pidfd;
-	close(go_pipe[0]);
-	go_pipe[0] = -1;
-	close(status_pipe[1]);
-	status_pipe[1] = -1;
-	if ((ret = write_pid_file(jail->dir, jail->pid))) {
-		snprintf(err, err_len, "init.pid: %s", strerror(-ret));
+	close_fd(&go[0]);
+	close_fd(&status_pipe[1]);
+	if (release_child(jail, config, go[1], err, err_len))
 		goto err;
-	}
-	if (jail_cgroup__attach(&jail->cgroup, jail->pid, err, err_len))
-		goto err;
-	if (write(go_pipe[1], "g", 1) != 1) {
-		snprintf(err, err_len, "jail init gone before start: %s", strerror(errno));
-		goto err;
-	}
-	close(go_pipe[1]);
-	go_pipe[1] = -1;
+	close_fd(&go[1]);
 	if (read_status(status_pipe[0], err, err_len))
 		goto err;
-	close(status_pipe[0]);
-	close(netns_fd);
-	close(console_fd);
-	close(null_fd);
-	log_info("jail %s: started, init pid %d", jail->id, (int)jail->pid);
+	close_fd(&status_pipe[0]);
+	close_fd(&netns_fd);
+	close_fd(&spawn.console_fd);
+	close_fd(&spawn.null_fd);
+	close_fd(&spawn.init_fd);
+	log_info("jail %s: started, init pid %d, host uid %u", jail->id, (int)jail->pid,
+		 jail->host_base);
 	return jail;
 err:
 	for (int i = 0; i < 2; i++) {
-		if (go_pipe[i] >= 0)
-			close(go_pipe[i]);
-		if (status_pipe[i] >= 0)
-			close(status_pipe[i]);
+		close_fd(&go[i]);
+		close_fd(&status_pipe[i]);
 	}
-	if (netns_fd >= 0)
-		close(netns_fd);
-	if (console_fd >= 0)
-		close(console_fd);
-	if (null_fd >= 0)
-		close(null_fd);
+	close_fd(&netns_fd);
+	close_fd(&spawn.console_fd);
+	close_fd(&spawn.null_fd);
+	close_fd(&spawn.init_fd);
 	if (jail->pid > 0) {
-		/* Print what the init said on the console before it goes. */
 		jail__stop(jail);
 	} else {
 		if (cgroup_made)
 			jail_cgroup__destroy(&jail->cgroup, STOP_TIMEOUT_MS);
 		if (dir_made)
 			remove_tree(jail->dir);
+		if (jail->uid_reserved)
+			jail_userns__release(jail->uid_index, jail->dir);
 	}
 	if (jail->pidfd >= 0)
 		close(jail->pidfd);
@@ -528,6 +775,11 @@ pid_t jail__pid(const struct jail *jail)
 int jail__pidfd(const struct jail *jail)
 {
 	return jail->pidfd;
+}
+
+uint32_t jail__host_uid(const struct jail *jail)
+{
+	return jail->host_base;
 }
 
 static void reap(struct jail *jail, int options)
@@ -601,10 +853,15 @@ int jail__stop(struct jail *jail)
 		if (step)
 			ret = step;
 	}
-	if (ret)
+	if (ret) {
 		log_warn("jail %s: stop incomplete: %s", jail->id, strerror(-ret));
-	else
+	} else {
 		jail->stopped = true;
+		/* Nothing runs with the range any more: another sandbox may. */
+		if (jail->uid_reserved)
+			jail_userns__release(jail->uid_index, jail->dir);
+		jail->uid_reserved = false;
+	}
 	return ret;
 }
 
@@ -738,5 +995,7 @@ int jail__kill_by_id(const char *state_dir, const char *cgroup_parent, const cha
 		ret = -EBUSY;
 	if (!ret) /* as in jail__stop: only once nothing of it runs */
 		ret = remove_tree(jail.dir);
+	if (!ret)
+		jail_userns__release_owner(jail.dir);
 	return ret;
 }

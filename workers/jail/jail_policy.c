@@ -1,5 +1,6 @@
-/* jail_policy: seccomp deny-list and kept capabilities of a jail.
- * workers/jail/README.md, "Seccomp" and "Capabilities". */
+/* jail_policy: seccomp allow-list (with the named denials that answer
+ * EPERM) and kept capabilities of a jail. workers/jail/README.md,
+ * "Seccomp" and "Capabilities". */
 #include "jail_policy.h"
 
 #include <errno.h>
@@ -78,6 +79,63 @@ static const struct jail_syscall_rule syscall_rules[] = {
 	{ "settimeofday", EPERM, -1, 0 },
 };
 
+/* What a sandbox may call: the shape of the default profile container
+ * runtimes ship, written for a sandbox that runs shells, interpreters,
+ * compilers, servers and the agent (threads, epoll, inotify, user
+ * switching). Anything not here and not denied above gets ENOSYS, so a
+ * syscall added by a future kernel is refused until it is reviewed, and
+ * libcs fall back as they do on an older kernel. clone and unshare are
+ * allowed only without namespace flags (jail_policy__seccomp_build). */
+static const char *const allowed_syscalls[] = {
+	"accept", "accept4", "access", "alarm", "arch_prctl", "bind", "brk", "cachestat",
+	"capget", "capset", "chdir", "chmod", "chown", "clock_getres", "clock_gettime",
+	"clock_nanosleep", "close", "close_range", "connect", "copy_file_range", "creat", "dup",
+	"dup2", "dup3", "epoll_create", "epoll_create1", "epoll_ctl", "epoll_pwait",
+	"epoll_pwait2", "epoll_wait", "eventfd", "eventfd2", "execve", "execveat", "exit",
+	"exit_group", "faccessat", "faccessat2", "fadvise64", "fallocate", "fchdir", "fchmod",
+	"fchmodat", "fchmodat2", "fchown", "fchownat", "fcntl", "fdatasync", "fgetxattr",
+	"flistxattr", "flock", "fork", "fremovexattr", "fsetxattr", "fstat", "fstatfs", "fsync",
+	"ftruncate", "futex", "futex_requeue", "futex_wait", "futex_waitv", "futex_wake",
+	"futimesat", "get_mempolicy", "get_robust_list", "get_thread_area", "getcpu", "getcwd",
+	"getdents", "getdents64", "getegid", "geteuid", "getgid", "getgroups", "getitimer",
+	"getpeername", "getpgid", "getpgrp", "getpid", "getppid", "getpriority", "getrandom",
+	"getresgid", "getresuid", "getrlimit", "getrusage", "getsid", "getsockname",
+	"getsockopt", "gettid", "gettimeofday", "getuid", "getxattr", "getxattrat",
+	"inotify_add_watch", "inotify_init", "inotify_init1", "inotify_rm_watch", "io_cancel",
+	"io_destroy", "io_getevents", "io_pgetevents", "io_setup", "io_submit", "ioctl",
+	"ioprio_get", "ioprio_set", "kill", "landlock_add_rule", "landlock_create_ruleset",
+	"landlock_restrict_self", "lchown", "lgetxattr", "link", "linkat", "listen",
+	"listxattr", "listxattrat", "llistxattr", "lremovexattr", "lseek", "lsetxattr", "lstat",
+	"madvise", "map_shadow_stack", "mbind", "membarrier", "memfd_create", "memfd_secret",
+	"mincore", "mkdir", "mkdirat", "mknod", "mknodat", "mlock", "mlock2", "mlockall",
+	"mmap", "mprotect", "mq_getsetattr", "mq_notify", "mq_open", "mq_timedreceive",
+	"mq_timedsend", "mq_unlink", "mremap", "mseal", "msgctl", "msgget", "msgrcv", "msgsnd",
+	"msync", "munlock", "munlockall", "munmap", "nanosleep", "newfstatat", "open", "openat",
+	"openat2", "pause", "personality", "pidfd_getfd", "pidfd_open", "pidfd_send_signal",
+	"pipe", "pipe2", "pkey_alloc", "pkey_free", "pkey_mprotect", "poll", "ppoll", "prctl",
+	"pread64", "preadv", "preadv2", "prlimit64", "process_madvise", "process_mrelease",
+	"process_vm_readv", "process_vm_writev", "pselect6", "ptrace", "pwrite64", "pwritev",
+	"pwritev2", "read", "readahead", "readlink", "readlinkat", "readv", "recvfrom",
+	"recvmmsg", "recvmsg", "remap_file_pages", "removexattr", "removexattrat", "rename",
+	"renameat", "renameat2", "restart_syscall", "rmdir", "rseq", "rt_sigaction",
+	"rt_sigpending", "rt_sigprocmask", "rt_sigqueueinfo", "rt_sigreturn", "rt_sigsuspend",
+	"rt_sigtimedwait", "rt_tgsigqueueinfo", "sched_get_priority_max",
+	"sched_get_priority_min", "sched_getaffinity", "sched_getattr", "sched_getparam",
+	"sched_getscheduler", "sched_rr_get_interval", "sched_setaffinity", "sched_setattr",
+	"sched_setparam", "sched_setscheduler", "sched_yield", "seccomp", "select", "semctl",
+	"semget", "semop", "semtimedop", "sendfile", "sendmmsg", "sendmsg", "sendto",
+	"set_mempolicy", "set_robust_list", "set_thread_area", "set_tid_address", "setfsgid",
+	"setfsuid", "setgid", "setgroups", "setitimer", "setpgid", "setpriority", "setregid",
+	"setresgid", "setresuid", "setreuid", "setrlimit", "setsid", "setsockopt", "setuid",
+	"setxattr", "setxattrat", "shmat", "shmctl", "shmdt", "shmget", "shutdown", "sigaltstack",
+	"signalfd", "signalfd4", "socket", "socketpair", "splice", "stat", "statfs", "statx",
+	"symlink", "symlinkat", "sync", "sync_file_range", "syncfs", "sysinfo", "tee", "tgkill",
+	"time", "timer_create", "timer_delete", "timer_getoverrun", "timer_gettime",
+	"timer_settime", "timerfd_create", "timerfd_gettime", "timerfd_settime", "times",
+	"tkill", "truncate", "umask", "uname", "unlink", "unlinkat", "utime", "utimensat",
+	"utimes", "vfork", "wait4", "waitid", "write", "writev",
+};
+
 /* What the agent needs to run commands as `user` and manage their files
  * and processes; everything else (CAP_SYS_ADMIN, CAP_NET_ADMIN,
  * CAP_SYS_PTRACE, CAP_MKNOD, CAP_SYS_MODULE, ...) is gone, also from the
@@ -98,15 +156,47 @@ const struct jail_syscall_rule *jail_policy__syscall_rules(size_t *count)
 	return syscall_rules;
 }
 
+const char *const *jail_policy__allowed_syscalls(size_t *count)
+{
+	*count = sizeof(allowed_syscalls) / sizeof(allowed_syscalls[0]);
+	return allowed_syscalls;
+}
+
 const int *jail_policy__kept_capabilities(size_t *count)
 {
 	*count = sizeof(kept_capabilities) / sizeof(kept_capabilities[0]);
 	return kept_capabilities;
 }
 
+/* The allow-list; clone and unshare only when no namespace flag is set
+ * (the denials per flag bit answer EPERM otherwise). 0 or -errno. */
+static int add_allowed(scmp_filter_ctx ctx, size_t *added)
+{
+	int ret;
+
+	for (size_t i = 0; i < sizeof(allowed_syscalls) / sizeof(allowed_syscalls[0]); i++) {
+		int nr = seccomp_syscall_resolve_name(allowed_syscalls[i]);
+
+		if (nr == __NR_SCMP_ERROR)
+			continue; /* not in this libseccomp: stays refused */
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+		if (ret)
+			return ret;
+		(*added)++;
+	}
+	ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+			       SCMP_A0(SCMP_CMP_MASKED_EQ, NAMESPACE_FLAGS, 0));
+	if (!ret)
+		ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(unshare), 1,
+				       SCMP_A0(SCMP_CMP_MASKED_EQ, NAMESPACE_FLAGS | CLONE_NEWTIME, 0));
+	if (!ret)
+		*added += 2;
+	return ret;
+}
+
 scmp_filter_ctx jail_policy__seccomp_build(size_t *rules_added, char *err, size_t err_len)
 {
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(ENOSYS));
 	size_t added = 0;
 	int ret;
 
@@ -129,6 +219,10 @@ scmp_filter_ctx jail_policy__seccomp_build(size_t *rules_added, char *err, size_
 
 		if (nr == __NR_SCMP_ERROR)
 			continue; /* not known to this libseccomp: nothing to deny */
+		if (rule->flags_arg < 0 && rule->errno_value == ENOSYS) {
+			added++; /* the default action already answers that */
+			continue;
+		}
 		if (rule->flags_arg < 0) {
 			ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(rule->errno_value), nr, 0);
 			if (ret)
@@ -152,6 +246,11 @@ scmp_filter_ctx jail_policy__seccomp_build(size_t *rules_added, char *err, size_
 		continue;
 rule_failed:
 		snprintf(err, err_len, "seccomp rule for %s: %s", rule->name, strerror(-ret));
+		goto err;
+	}
+	ret = add_allowed(ctx, &added);
+	if (ret) {
+		snprintf(err, err_len, "seccomp allow rules: %s", strerror(-ret));
 		goto err;
 	}
 	*rules_added = added;

@@ -1,4 +1,5 @@
-/* jail_policy: what a jailed sandbox may not do. The seccomp deny-list and
+/* jail_policy: what a jailed sandbox may do. The seccomp allow-list, the
+ * named denials and
  * the capability set the agent keeps, as tables, shared by the library
  * (for tests) and warren-jail-init (which applies them). Issue 5, "Jail
  * runtime"; workers/jail/README.md documents both sets and why. */
@@ -17,14 +18,17 @@ struct jail_syscall_rule {
 	uint64_t flags_mask;
 };
 
-/* The deny-list. *count gets its length. */
+/* The named denials (EPERM, or ENOSYS for clone3). *count gets its length. */
 const struct jail_syscall_rule *jail_policy__syscall_rules(size_t *count);
+
+/* The allow-list (libseccomp names; unknown ones stay refused). */
+const char *const *jail_policy__allowed_syscalls(size_t *count);
 
 /* The capabilities kept (effective, permitted, bounding); *count its length. */
 const int *jail_policy__kept_capabilities(size_t *count);
 
-/* Builds the seccomp filter (default allow, the deny-list, other
- * architectures killed, no_new_privs set on load). NULL with a reason in
+/* Builds the seccomp filter (default ENOSYS, the allow-list, the named
+ * denials, other architectures killed, no_new_privs set on load). NULL with a reason in
  * err on failure; *rules_added gets the number of libseccomp rules. */
 scmp_filter_ctx jail_policy__seccomp_build(size_t *rules_added, char *err, size_t err_len);
 

@@ -1,8 +1,10 @@
 /* jail: the `jail` runtime. A sandbox is the agent running as a host
  * process inside the slot's network namespace, with its own mount, pid,
- * uts, ipc and cgroup namespaces, the template's rootfs as a read-only
- * overlay lower with a per-sandbox upper, a cgroup with memory/cpu/pids
- * limits, a reduced capability set, no_new_privs and a seccomp deny-list.
+ * uts, ipc and cgroup namespaces and its own user namespace (root inside
+ * is an unprivileged host uid range), the template's rootfs idmapped as a
+ * read-only overlay lower with a per-sandbox upper, procfs with the
+ * kernel's knobs read-only, a cgroup with memory/cpu/pids limits, a
+ * reduced capability set, no_new_privs and a seccomp filter.
  * Issue 5, "Jail runtime"; ARCHITECTURE.md, "Runtimes";
  * workers/jail/README.md (what this host supports, the exact cap and
  * syscall sets). Needs root on the host. */
@@ -18,6 +20,7 @@
 #define JAIL_ARGV_MAX 32
 #define JAIL_ENV_MAX 64
 #define JAIL_AGENT_PORT 49983
+#define JAIL_CONSOLE_MAX_DEFAULT (16ULL << 20)
 
 struct jail_config {
 	const char *id;            /* sandbox id: hostname, cgroup and state dir name;
@@ -33,6 +36,13 @@ struct jail_config {
 	uint32_t cpu_millicores;   /* 1000 = one CPU; 0: no CPU limit */
 	uint32_t pids_max;         /* > 0 */
 	uint64_t tmp_size_bytes;   /* /tmp tmpfs size; 0: memory_max_bytes / 2 */
+	uint64_t disk_max_bytes;   /* writable layer (the overlay's upper) limit: a
+				      tmpfs of this size inside the sandbox, its pages
+				      charged to the sandbox's memory cgroup; 0: the
+				      upper dir on the state dir's filesystem, no limit */
+	uint64_t console_max_bytes; /* console.log (the program's stdout and stderr,
+				      relayed by the jail's init) keeps this much, then
+				      one line saying so; 0: JAIL_CONSOLE_MAX_DEFAULT */
 	const char *const *argv;   /* what to run: argv[0] an absolute path inside the
 				      rootfs; NULL-terminated, < JAIL_ARGV_MAX */
 	const char *const *envp;   /* its environment, NULL-terminated, < JAIL_ENV_MAX;
@@ -61,6 +71,10 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
  * becomes readable when it exits (for an event loop). */
 pid_t jail__pid(const struct jail *jail);
 int jail__pidfd(const struct jail *jail);
+
+/* The host uid (and gid) that is root inside the sandbox: the first of
+ * its 65536 ids, reserved for it while it lives. */
+uint32_t jail__host_uid(const struct jail *jail);
 
 /* Running or exited; on JAIL_EXITED, *wait_status (if non-NULL) gets the
  * init's wait status. Never blocks. */
