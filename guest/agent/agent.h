@@ -17,6 +17,9 @@
 #define AGENT_DEFAULT_LISTEN   "0.0.0.0:49983"
 #define AGENT_MAX_JSON_BODY    (1024 * 1024)
 #define AGENT_MAX_CONNECTIONS  1024 /* one thread each; the SDK pools <= 210 */
+#define AGENT_MAX_CONNECTIONS_PER_IP 512 /* one peer never takes them all */
+#define AGENT_IDLE_TIMEOUT_S   60   /* no byte either way for this long: closed */
+#define AGENT_MAX_GROUPS       64
 #define AGENT_MAX_TOKEN        512
 #define AGENT_DEFAULT_USERNAME "user" /* the SDK's default user name */
 #define AGENT_DEFAULT_PATH     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -40,7 +43,7 @@ struct agent_user {
 	uid_t uid;
 	gid_t gid;
 	char home[PATH_MAX];
-	gid_t groups[64];
+	gid_t groups[AGENT_MAX_GROUPS];
 	int group_count;
 };
 
@@ -49,19 +52,25 @@ struct fs_identity {
 	bool switched;
 	uid_t uid;
 	gid_t gid;
+	gid_t groups[AGENT_MAX_GROUPS];
+	int group_count;
 };
 
-/* Resolves name (NULL or "" = the default user from /init, else "user");
- * a name that /etc/passwd lacks falls back to the agent's own user, with a
- * log line. Always fills out. */
-void users__resolve(const char *name, struct agent_user *out);
-/* Makes this thread's file accesses run as user (setfsuid/setfsgid, per
- * thread on Linux) when the agent is root; undo with users__fs_leave. */
+/* Resolves name (NULL or "" = the default user from /init, else "user")
+ * through /etc/passwd into out. False when the name is unknown: the caller
+ * answers 400; there is no fallback identity. */
+bool users__resolve(const char *name, struct agent_user *out);
+/* Makes this thread's file accesses run as user when the agent is root:
+ * supplementary groups (the user's list), fsgid and fsuid, all per thread,
+ * so the kernel checks the user's rights on every path component and
+ * symlink. Undo with users__fs_leave. */
 void users__fs_enter(const struct agent_user *user, struct fs_identity *saved);
 void users__fs_leave(const struct fs_identity *saved);
-/* The user a request acts as: query username, else Basic auth user. */
-void users__for_request(struct MHD_Connection *connection, const char *username,
-			struct agent_user *out);
+/* The user a request acts as: the query username, else (not for a signed
+ * URL, whose user is only its signed username) the Basic auth user, else
+ * the default. False when that user is unknown. */
+bool users__for_request(struct MHD_Connection *connection, const char *username,
+			bool signed_request, struct agent_user *out);
 
 /* True when the request may proceed: its X-Access-Token equals the token
  * from /init (constant time), or no token was set and either none is

@@ -277,7 +277,9 @@ static bool is_get(const char *method)
 	return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 }
 
-/* First call of a request: authenticate and choose how to take its body. */
+/* First call of a request: authenticate and choose how to take its body.
+ * A request refused here (kind REQUEST_DRAIN) is answered at once, before
+ * any of its body is read. */
 static void request_begin(struct MHD_Connection *connection, const char *url, const char *method,
 			  struct request *request)
 {
@@ -293,6 +295,7 @@ static void request_begin(struct MHD_Connection *connection, const char *url, co
 	if (strcmp(url, "/health") == 0 || strcmp(url, "/init") == 0)
 		return;
 	if (strcmp(url, "/files") == 0 && signature) {
+		request->signed_url = true;
 		status = files__check_signature(connection, is_post(method) ? "write" : "read",
 						message, sizeof(message));
 		if (status) {
@@ -308,6 +311,34 @@ static void request_begin(struct MHD_Connection *connection, const char *url, co
 	}
 	if (strcmp(url, "/files") == 0 && is_post(method))
 		files__begin_upload(connection, request);
+}
+
+/* Answers a request refused on its first call, before its body: the
+ * response says Connection: close, and libmicrohttpd, seeing a response
+ * while upload bytes are still due, stops reading and closes after it. */
+static enum MHD_Result request_refuse_now(struct MHD_Connection *connection,
+					  const struct request *request)
+{
+	json_t *body = json_pack("{s:i,s:s}", "code", (int)request->error_status, "message",
+				 request->error_message);
+	struct MHD_Response *response;
+	enum MHD_Result ret;
+	char *text;
+
+	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!text)
+		return MHD_NO;
+	response = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if (!response) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+	ret = MHD_queue_response(connection, request->error_status, response);
+	MHD_destroy_response(response);
+	return ret;
 }
 
 static enum MHD_Result request_finish(struct MHD_Connection *connection, const char *url,
@@ -340,7 +371,7 @@ static enum MHD_Result request_finish(struct MHD_Connection *connection, const c
 	if (strcmp(url, "/files") == 0) {
 		if (!is_get(method))
 			goto not_allowed;
-		return files__download(connection);
+		return files__download(connection, request);
 	}
 	if (rpc__is_rpc_path(url))
 		return rpc__handle(connection, url, request);
@@ -364,6 +395,10 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
 		request->fd = -1;
 		*con_cls = request;
 		request_begin(connection, url, method, request);
+		if (request->kind == REQUEST_DRAIN && request->error_status)
+			return request_refuse_now(connection, request);
+		if (strcmp(url, "/health") == 0) /* needs no body: never wait for one */
+			return request_finish(connection, url, method, request);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -421,12 +456,17 @@ struct MHD_Daemon *server__start(const char *listen)
 		return NULL;
 	}
 	address.sin_port = htons((uint16_t)port);
+	/* A thread per connection: stream responses (process output,
+	 * WatchDir) block in their content readers until the next frame. The
+	 * threads are bounded by the connection caps; idle connections (slow
+	 * headers, stalled bodies, unused keep-alive) go after the timeout. */
 	return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 					MHD_USE_ERROR_LOG,
 				0, NULL, NULL, access_handler, NULL, MHD_OPTION_SOCK_ADDR,
 				(const struct sockaddr *)&address, MHD_OPTION_NOTIFY_COMPLETED,
 				request_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-				(unsigned int)600, MHD_OPTION_CONNECTION_LIMIT,
-				(unsigned int)AGENT_MAX_CONNECTIONS, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-				(unsigned int)1, MHD_OPTION_END);
+				(unsigned int)AGENT_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+				(unsigned int)AGENT_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				(unsigned int)AGENT_MAX_CONNECTIONS_PER_IP,
+				MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
 }
