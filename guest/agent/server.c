@@ -381,6 +381,20 @@ not_allowed:
 				     "method %.16s not allowed on %.200s", method, url);
 }
 
+/* True when the request announces a body (Content-Length > 0 or a
+ * Transfer-Encoding). /health needs none: such a request is answered at
+ * once and its connection closed instead of waiting for the body. A
+ * bodiless one goes the usual way, which keeps its connection alive. */
+static bool declares_body(struct MHD_Connection *connection)
+{
+	const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+							 MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+	return (length && strcmp(length, "0") != 0) ||
+	       MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+					   MHD_HTTP_HEADER_TRANSFER_ENCODING);
+}
+
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection,
 				      const char *url, const char *method, const char *version,
 				      const char *upload_data, size_t *upload_data_size,
@@ -397,8 +411,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
 		request_begin(connection, url, method, request);
 		if (request->kind == REQUEST_DRAIN && request->error_status)
 			return request_refuse_now(connection, request);
-		if (strcmp(url, "/health") == 0) /* needs no body: never wait for one */
-			return request_finish(connection, url, method, request);
+		if (strcmp(url, "/health") == 0 && declares_body(connection))
+			return request_finish(connection, url, method, request); /* and close */
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
