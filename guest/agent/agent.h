@@ -33,6 +33,7 @@ struct agent_state {
 	json_t *env_vars; /* object of strings, from /init */
 	char default_user[64];
 	char default_workdir[PATH_MAX];
+	unsigned int idle_timeout_s; /* set once at start (--idle-timeout) */
 };
 
 extern struct agent_state agent;
@@ -84,6 +85,10 @@ bool agent__current_token(char *out, size_t out_len);
 /* True when the client of a streaming response hung up (its socket polls
  * RDHUP/HUP/ERR); checked between frames. */
 bool agent__peer_closed(struct MHD_Connection *connection);
+/* A stream response starts on connection: no idle timeout while it runs
+ * (its reader blocks until the next frame and notices a peer that went
+ * away); request completion restores the idle timeout. */
+void agent__stream_begins(struct MHD_Connection *connection);
 /* Queues {"code":status,"message":...} as the response. */
 enum MHD_Result agent__error_response(struct MHD_Connection *connection, unsigned int status,
 				      const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -17,7 +17,8 @@
 #include "warren/log.h"
 #include "warren/tokens.h"
 
-struct agent_state agent = {.lock = PTHREAD_MUTEX_INITIALIZER};
+struct agent_state agent = {.lock = PTHREAD_MUTEX_INITIALIZER,
+			    .idle_timeout_s = AGENT_IDLE_TIMEOUT_S};
 
 bool agent__token_matches_hash(const char *token)
 {
@@ -99,6 +100,11 @@ bool agent__peer_closed(struct MHD_Connection *connection)
 		return false;
 	pfd = (struct pollfd){.fd = info->connect_fd, .events = POLLRDHUP};
 	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+void agent__stream_begins(struct MHD_Connection *connection)
+{
+	MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
 }
 
 enum MHD_Result agent__json_response(struct MHD_Connection *connection, unsigned int status,
@@ -438,6 +444,10 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
 {
 	struct request *request = *con_cls;
 
+	/* A stream lifted the idle timeout; the next request on a kept-alive
+	 * connection has it again. */
+	MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
+				  agent.idle_timeout_s);
 	if (!request)
 		return;
 	if (request->post)
@@ -479,7 +489,7 @@ struct MHD_Daemon *server__start(const char *listen)
 				0, NULL, NULL, access_handler, NULL, MHD_OPTION_SOCK_ADDR,
 				(const struct sockaddr *)&address, MHD_OPTION_NOTIFY_COMPLETED,
 				request_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-				(unsigned int)AGENT_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+				agent.idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
 				(unsigned int)AGENT_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 				(unsigned int)AGENT_MAX_CONNECTIONS_PER_IP,
 				MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);

@@ -295,6 +295,7 @@ struct MHD_Response *watch__stream_response(const json_t *request, const struct 
 	watch->connection = connection;
 	watch->keepalive_seconds = keepalive_seconds;
 	clock_gettime(CLOCK_MONOTONIC, &watch->last_write);
+	agent__stream_begins(connection);
 	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, watch_read, watch,
 						     watch_free);
 	if (!response) {

@@ -28,6 +28,7 @@ int agent_port;
 char work_dir[256];
 double health_ms;
 const char *extra_header;
+const char *agent_extra_args[4];
 
 
 size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -305,7 +306,8 @@ int start_agent(void **state)
 		fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd >= 0)
 			dup2(fd, 2);
-		execl(agent, agent, "--listen", listen, "--token-hash", hash, (char *)NULL);
+		execl(agent, agent, "--listen", listen, "--token-hash", hash, agent_extra_args[0],
+		      agent_extra_args[1], agent_extra_args[2], (char *)NULL);
 		_exit(127);
 	}
 	for (attempt = 0; attempt < 2000; attempt++) {

@@ -17,6 +17,7 @@ extern int agent_port;
 extern char work_dir[256]; /* scratch dir, removed by stop_agent */
 extern double health_ms;   /* exec -> first /health answer */
 extern const char *extra_header; /* e.g. "Authorization: Basic ..." for one call */
+extern const char *agent_extra_args[4]; /* more agent flags for start_agent (NULL-ended) */
 
 struct buffer {
 	char *data;

@@ -10,7 +10,9 @@
  *   - an unauthenticated request with a huge declared body is read (or
  *     waited for) before its 401;
  *   - 2,000 slow unauthenticated bodies pin the agent's threads and the
- *     owner's requests stop getting through.
+ *     owner's requests stop getting through;
+ *   - idle connections and stuck headers are never closed (while the
+ *     idle timeout must spare long silent process streams).
  * File tests need root (fsuid switching) and a "nobody" user; otherwise
  * they are skipped with the reason. */
 #include <arpa/inet.h>
@@ -507,6 +509,46 @@ static void test_slow_unauthenticated_bodies(void **state)
 	assert_int_equal(owner.ok, OWNER_REQUESTS);
 }
 
+/* With --idle-timeout 2: an idle kept-alive connection and one stuck in
+ * its headers are closed; a process stream silent for twice as long
+ * (keepalive pings off) is not. */
+static void test_idle_timeouts_spare_streams(void **state)
+{
+	static const char complete[] = "GET /health HTTP/1.1\r\nHost: agent\r\n\r\n";
+	static const char partial[] = "GET /health HTTP/1.1\r\nHost:";
+	struct stream_result stream;
+	char reply[1024];
+	double started;
+	int fd;
+
+	fd = connect_from("127.0.0.1");
+	assert_true(fd >= 0);
+	assert_int_equal(send(fd, complete, sizeof(complete) - 1, MSG_NOSIGNAL),
+			 (ssize_t)sizeof(complete) - 1);
+	started = now_ms();
+	assert_true(read_until_closed(fd, reply, sizeof(reply), 15000));
+	printf("# idle keep-alive connection closed after %.0f ms\n", now_ms() - started);
+	assert_non_null(strstr(reply, "HTTP/1.1 204"));
+	close(fd);
+	fd = connect_from("127.0.0.1");
+	assert_true(fd >= 0);
+	assert_int_equal(send(fd, partial, sizeof(partial) - 1, MSG_NOSIGNAL),
+			 (ssize_t)sizeof(partial) - 1);
+	started = now_ms();
+	assert_true(read_until_closed(fd, reply, sizeof(reply), 15000));
+	printf("# connection stuck in its headers closed after %.0f ms\n", now_ms() - started);
+	close(fd);
+	extra_header = "Keepalive-Ping-Interval: 0";
+	stream_call("/process.Process/Start",
+		    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"sleep 5; echo late\"],\"cwd\":\"/tmp\"}}",
+		    &stream, 0, 0, NULL);
+	extra_header = NULL;
+	assert_int_equal(stream.status, 200);
+	assert_true(stream.ended);
+	assert_int_equal(stream.exit_code, 0);
+	assert_string_equal(stream.out, "late\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -515,8 +557,11 @@ int main(void)
 		cmocka_unit_test(test_unknown_user_is_400),
 		cmocka_unit_test(test_unauthenticated_large_body_gets_401_unread),
 		cmocka_unit_test(test_slow_unauthenticated_bodies),
+		cmocka_unit_test(test_idle_timeouts_spare_streams),
 	};
 
+	agent_extra_args[0] = "--idle-timeout";
+	agent_extra_args[1] = "2";
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return cmocka_run_group_tests(tests, setup, stop_agent);
 }
