@@ -19,6 +19,8 @@
 #define AGENT_MAX_CONNECTIONS  1024 /* one thread each; the SDK pools <= 210 */
 #define AGENT_MAX_CONNECTIONS_PER_IP 512 /* one peer never takes them all */
 #define AGENT_IDLE_TIMEOUT_S   60   /* no byte either way for this long: closed */
+#define AGENT_UNAUTH_INIT_S    10   /* an /init without a valid header token: whole body */
+#define AGENT_UNAUTH_INIT_BODY (64 * 1024)
 #define AGENT_MAX_GROUPS       64
 #define AGENT_MAX_TOKEN        512
 #define AGENT_DEFAULT_USERNAME "user" /* the SDK's default user name */

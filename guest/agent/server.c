@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "warren/clock.h"
 #include "warren/log.h"
 #include "warren/tokens.h"
 
@@ -298,6 +299,13 @@ static void request_begin(struct MHD_Connection *connection, const char *url, co
 
 	request->kind = REQUEST_BODY;
 	request->body_limit = AGENT_MAX_JSON_BODY;
+	if (strcmp(url, "/init") == 0 && !agent__token_ok(token)) {
+		/* Its body carries the token, so it must be read: briefly. */
+		request->body_limit = AGENT_UNAUTH_INIT_BODY;
+		request->body_deadline_ms = clock__monotonic_ms() + AGENT_UNAUTH_INIT_S * 1000;
+		MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
+					  (unsigned int)AGENT_UNAUTH_INIT_S);
+	}
 	if (strcmp(url, "/health") == 0 || strcmp(url, "/init") == 0)
 		return;
 	if (strcmp(url, "/files") == 0 && signature) {
@@ -422,6 +430,11 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
+		if (request->body_deadline_ms && clock__monotonic_ms() > request->body_deadline_ms) {
+			log_debug("unauthenticated body still arriving after %d s: connection dropped",
+				 AGENT_UNAUTH_INIT_S);
+			return MHD_NO;
+		}
 		switch (request->kind) {
 		case REQUEST_BODY:
 			body_append(request, upload_data, *upload_data_size);

@@ -19,6 +19,7 @@ struct request {
 	char *body;
 	size_t body_len, body_cap, body_limit;
 	bool body_too_large;
+	uint64_t body_deadline_ms; /* monotonic; 0 = none. Past it the connection is dropped */
 	/* REQUEST_DRAIN and upload failures: the deferred answer */
 	unsigned int error_status;
 	char error_message[512];

@@ -11,6 +11,8 @@
  *     waited for) before its 401;
  *   - 2,000 slow unauthenticated bodies pin the agent's threads and the
  *     owner's requests stop getting through;
+ *   - an unauthenticated /init body (read to learn the token) trickled
+ *     forever;
  *   - idle connections and stuck headers are never closed (while the
  *     idle timeout must spare long silent process streams).
  * File tests need root (fsuid switching) and a "nobody" user; otherwise
@@ -509,6 +511,37 @@ static void test_slow_unauthenticated_bodies(void **state)
 	assert_int_equal(owner.ok, OWNER_REQUESTS);
 }
 
+/* POST /init must be read before it can be judged (its body carries the
+ * token): without a valid X-Access-Token its body gets 10 s in all. A body
+ * trickled a byte a second (never idle long enough for the idle timeout)
+ * is dropped by then; the agent still takes the owner's /init. */
+static void test_unauthenticated_init_body_is_bounded(void **state)
+{
+	static const char head[] = "POST /init HTTP/1.1\r\nHost: agent\r\n"
+				   "Content-Type: application/json\r\nContent-Length: 60000\r\n"
+				   "\r\n{";
+	bool saw_401 = false, closed = false;
+	double started = now_ms();
+	int fd, i;
+
+	fd = connect_from("127.0.0.2");
+	assert_true(fd >= 0);
+	assert_int_equal(send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(head) - 1);
+	for (i = 0; i < 30 && !closed; i++) {
+		usleep(500000);
+		closed = drain(fd, &saw_401) || send(fd, " ", 1, MSG_NOSIGNAL) < 0;
+	}
+	if (!closed) {
+		usleep(500000);
+		closed = drain(fd, &saw_401);
+	}
+	close(fd);
+	printf("# trickled unauthenticated /init body: dropped after %.0f ms\n", now_ms() - started);
+	assert_true(closed);
+	assert_true(now_ms() - started < 14000);
+	init_default_user("nobody");
+}
+
 /* With --idle-timeout 2: an idle kept-alive connection and one stuck in
  * its headers are closed; a process stream silent for twice as long
  * (keepalive pings off) is not. */
@@ -557,6 +590,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_user_is_400),
 		cmocka_unit_test(test_unauthenticated_large_body_gets_401_unread),
 		cmocka_unit_test(test_slow_unauthenticated_bodies),
+		cmocka_unit_test(test_unauthenticated_init_body_is_bounded),
 		cmocka_unit_test(test_idle_timeouts_spare_streams),
 	};
 
