@@ -277,9 +277,12 @@ static void test_unknown_user_is_400(void **state)
 			 400);
 	json_decref(result);
 	init_default_user("nobody");
-	assert_int_equal(unary("/filesystem.Filesystem/Stat", "{\"path\":\"/\"}", TOKEN, &result),
-			 200);
-	json_decref(result);
+	if (getpwnam("nobody")) {
+		assert_int_equal(unary("/filesystem.Filesystem/Stat", "{\"path\":\"/\"}", TOKEN,
+				       &result),
+				 200);
+		json_decref(result);
+	}
 }
 
 /* A TCP connection to the agent from source address source (127/8). */
@@ -571,6 +574,10 @@ static void test_idle_timeouts_spare_streams(void **state)
 	assert_true(read_until_closed(fd, reply, sizeof(reply), 15000));
 	printf("# connection stuck in its headers closed after %.0f ms\n", now_ms() - started);
 	close(fd);
+	if (!getpwnam("nobody")) {
+		printf("# skipped the silent stream: no 'nobody' user to run it as\n");
+		skip();
+	}
 	extra_header = "Keepalive-Ping-Interval: 0";
 	stream_call("/process.Process/Start",
 		    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"sleep 5; echo late\"],\"cwd\":\"/tmp\"}}",
