@@ -1,5 +1,6 @@
 /* bench_agent: request latency of warren-agent, p50/p99, for GET /health
- * and GET /files of a 1 KiB file (with the access token), with 1 and 32
+ * and GET /files of a 1 KiB file (with the access token; as root, and as
+ * "nobody" when we are root and it exists), with 1 and 32
  * concurrent keep-alive clients (one libcurl handle each), on 127.0.0.1.
  *
  *   build/bin/bench_agent BUILD_DIR [BUILD_DIR...]
@@ -9,6 +10,7 @@
  * run, started and stopped by tests/agent/agent_harness.c. */
 #include <curl/curl.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -92,8 +96,12 @@ static void bench_case(const char *label, const char *path, int clients)
 	}
 	took = now_ms() - started;
 	qsort(all, (size_t)n, sizeof(double), compare_double);
-	printf("%-40s %-14s %3d clients  p50 %7.3f ms  p99 %7.3f ms  %8.0f req/s  failures %d\n",
-	       label, strncmp(path, "/files", 6) == 0 ? "GET /files 1K" : "GET /health", clients,
+	printf("%-28s %-22s %3d clients  p50 %7.3f ms  p99 %7.3f ms  %8.0f req/s  failures %d\n",
+	       label,
+	       strncmp(path, "/files", 6) != 0 ? "GET /health"
+	       : strstr(path, "username=") ? "GET /files 1K (nobody)"
+					   : "GET /files 1K (root)",
+	       clients,
 	       all[n / 2], all[(n * 99) / 100], n / (took / 1e3), failures);
 	free(all);
 	fflush(stdout);
@@ -102,7 +110,8 @@ static void bench_case(const char *label, const char *path, int clients)
 int main(int argc, char **argv)
 {
 	static const int client_counts[] = {1, 32};
-	char path[600], files_path[700], body[800];
+	char path[600], files_path[700], nobody_path[800], body[800];
+	bool as_nobody = geteuid() == 0 && getpwnam("nobody");
 	struct buffer out;
 	int i, c;
 	FILE *f;
@@ -131,9 +140,14 @@ int main(int argc, char **argv)
 			fputc('a' + c % 26, f);
 		fclose(f);
 		snprintf(files_path, sizeof(files_path), "/files?path=%s", path);
+		snprintf(nobody_path, sizeof(nobody_path), "%s&username=nobody", files_path);
+		if (chmod(work_dir, 0755) < 0 || chmod(path, 0644) < 0)
+			return 1;
 		for (c = 0; c < 2; c++) {
 			bench_case(argv[i], "/health", client_counts[c]);
 			bench_case(argv[i], files_path, client_counts[c]);
+			if (as_nobody) /* the user switch: groups, fsgid, fsuid */
+				bench_case(argv[i], nobody_path, client_counts[c]);
 		}
 		if (stop_agent(NULL))
 			return 1;
