@@ -13,6 +13,8 @@
  *     owner's requests stop getting through;
  *   - an unauthenticated /init body (read to learn the token) trickled
  *     forever;
+ *   - a directory tree thousands of levels deep, watched recursively,
+ *     overflows the agent's stack;
  *   - idle connections and stuck headers are never closed (while the
  *     idle timeout must spare long silent process streams).
  * File tests need root (fsuid switching) and a "nobody" user; otherwise
@@ -36,6 +38,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -545,6 +548,42 @@ static void test_unauthenticated_init_body_is_bounded(void **state)
 	init_default_user("nobody");
 }
 
+/* A tree 2,000 levels deep (as a tenant's `mkdir -p` can make) watched
+ * recursively: the agent watches part of it and lives on (unbounded, its
+ * recursion overflowed the connection thread's stack: SIGSEGV). */
+static void test_deep_tree_watch_keeps_agent_alive(void **state)
+{
+	struct background_stream watch = {0};
+	char dir[400], request[600], command[600];
+	struct buffer out;
+	int fd, next, level, status;
+
+	snprintf(dir, sizeof(dir), "%s/deep", work_dir);
+	assert_int_equal(mkdir(dir, 0755), 0);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	for (level = 0; level < 2000; level++) {
+		assert_int_equal(mkdirat(fd, "d", 0755), 0);
+		next = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		close(fd);
+		assert_true(next >= 0);
+		fd = next;
+	}
+	close(fd);
+	snprintf(request, sizeof(request), "{\"path\":\"%s\",\"recursive\":true}", dir);
+	watch.procedure = "/filesystem.Filesystem/WatchDir";
+	background_start(&watch, request);
+	wait_attached(&watch);
+	assert_int_equal(waitpid(agent_pid, &status, WNOHANG), 0); /* still running */
+	assert_int_equal(http("GET", "/health", NULL, NULL, NULL, 0, &out), 204);
+	free(out.data);
+	snprintf(command, sizeof(command), "rm -rf '%s'", dir);
+	assert_int_equal(system(command), 0);
+	pthread_join(watch.thread, NULL);
+	assert_int_equal(watch.result.status, 200);
+	assert_non_null(strstr(watch.result.raw, "{\"start\":{}}"));
+}
+
 /* With --idle-timeout 2: an idle kept-alive connection and one stuck in
  * its headers are closed; a process stream silent for twice as long
  * (keepalive pings off) is not. */
@@ -598,6 +637,7 @@ int main(void)
 		cmocka_unit_test(test_unauthenticated_large_body_gets_401_unread),
 		cmocka_unit_test(test_slow_unauthenticated_bodies),
 		cmocka_unit_test(test_unauthenticated_init_body_is_bounded),
+		cmocka_unit_test(test_deep_tree_watch_keeps_agent_alive),
 		cmocka_unit_test(test_idle_timeouts_spare_streams),
 	};
 
