@@ -17,6 +17,11 @@
 #define AGENT_DEFAULT_LISTEN   "0.0.0.0:49983"
 #define AGENT_MAX_JSON_BODY    (1024 * 1024)
 #define AGENT_MAX_CONNECTIONS  1024 /* one thread each; the SDK pools <= 210 */
+#define AGENT_MAX_CONNECTIONS_PER_IP 512 /* one peer never takes them all */
+#define AGENT_IDLE_TIMEOUT_S   60   /* no byte either way for this long: closed */
+#define AGENT_UNAUTH_INIT_S    10   /* an /init without a valid header token: whole body */
+#define AGENT_UNAUTH_INIT_BODY (64 * 1024)
+#define AGENT_MAX_GROUPS       64
 #define AGENT_MAX_TOKEN        512
 #define AGENT_DEFAULT_USERNAME "user" /* the SDK's default user name */
 #define AGENT_DEFAULT_PATH     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -30,6 +35,7 @@ struct agent_state {
 	json_t *env_vars; /* object of strings, from /init */
 	char default_user[64];
 	char default_workdir[PATH_MAX];
+	unsigned int idle_timeout_s; /* set once at start (--idle-timeout) */
 };
 
 extern struct agent_state agent;
@@ -40,7 +46,7 @@ struct agent_user {
 	uid_t uid;
 	gid_t gid;
 	char home[PATH_MAX];
-	gid_t groups[64];
+	gid_t groups[AGENT_MAX_GROUPS];
 	int group_count;
 };
 
@@ -49,19 +55,25 @@ struct fs_identity {
 	bool switched;
 	uid_t uid;
 	gid_t gid;
+	gid_t groups[AGENT_MAX_GROUPS];
+	int group_count;
 };
 
-/* Resolves name (NULL or "" = the default user from /init, else "user");
- * a name that /etc/passwd lacks falls back to the agent's own user, with a
- * log line. Always fills out. */
-void users__resolve(const char *name, struct agent_user *out);
-/* Makes this thread's file accesses run as user (setfsuid/setfsgid, per
- * thread on Linux) when the agent is root; undo with users__fs_leave. */
+/* Resolves name (NULL or "" = the default user from /init, else "user")
+ * through /etc/passwd into out. False when the name is unknown: the caller
+ * answers 400; there is no fallback identity. */
+bool users__resolve(const char *name, struct agent_user *out);
+/* Makes this thread's file accesses run as user when the agent is root:
+ * supplementary groups (the user's list), fsgid and fsuid, all per thread,
+ * so the kernel checks the user's rights on every path component and
+ * symlink. Undo with users__fs_leave. */
 void users__fs_enter(const struct agent_user *user, struct fs_identity *saved);
 void users__fs_leave(const struct fs_identity *saved);
-/* The user a request acts as: query username, else Basic auth user. */
-void users__for_request(struct MHD_Connection *connection, const char *username,
-			struct agent_user *out);
+/* The user a request acts as: the query username, else (not for a signed
+ * URL, whose user is only its signed username) the Basic auth user, else
+ * the default. False when that user is unknown. */
+bool users__for_request(struct MHD_Connection *connection, const char *username,
+			bool signed_request, struct agent_user *out);
 
 /* True when the request may proceed: its X-Access-Token equals the token
  * from /init (constant time), or no token was set and either none is
@@ -75,6 +87,10 @@ bool agent__current_token(char *out, size_t out_len);
 /* True when the client of a streaming response hung up (its socket polls
  * RDHUP/HUP/ERR); checked between frames. */
 bool agent__peer_closed(struct MHD_Connection *connection);
+/* A stream response starts on connection: no idle timeout while it runs
+ * (its reader blocks until the next frame and notices a peer that went
+ * away); request completion restores the idle timeout. */
+void agent__stream_begins(struct MHD_Connection *connection);
 /* Queues {"code":status,"message":...} as the response. */
 enum MHD_Result agent__error_response(struct MHD_Connection *connection, unsigned int status,
 				      const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -84,7 +84,7 @@ static unsigned int status_for_errno(int error)
 	}
 }
 
-enum MHD_Result files__download(struct MHD_Connection *connection)
+enum MHD_Result files__download(struct MHD_Connection *connection, const struct request *request)
 {
 	const char *raw_path = query(connection, "path");
 	struct agent_user user;
@@ -98,7 +98,10 @@ enum MHD_Result files__download(struct MHD_Connection *connection)
 
 	if (!raw_path || !*raw_path)
 		return agent__error_response(connection, MHD_HTTP_BAD_REQUEST, "path is required");
-	users__for_request(connection, query(connection, "username"), &user);
+	if (!users__for_request(connection, query(connection, "username"), request->signed_url,
+				&user))
+		return agent__error_response(connection, MHD_HTTP_BAD_REQUEST,
+					     "user '%s' does not exist", user.name);
 	if (!paths__resolve(raw_path, user.home, path, sizeof(path)))
 		return agent__error_response(connection, MHD_HTTP_BAD_REQUEST, "invalid path");
 	users__fs_enter(&user, &saved);
@@ -269,7 +272,12 @@ void files__begin_upload(struct MHD_Connection *connection, struct request *requ
 
 	request->kind = REQUEST_DRAIN;
 	request->written = json_array();
-	users__for_request(connection, query(connection, "username"), &request->user);
+	if (!users__for_request(connection, query(connection, "username"), request->signed_url,
+				&request->user)) {
+		request__fail(request, MHD_HTTP_BAD_REQUEST, "user '%s' does not exist",
+			      request->user.name);
+		return;
+	}
 	if (raw_path && *raw_path &&
 	    !paths__resolve(raw_path, request->user.home, request->path, sizeof(request->path))) {
 		request__fail(request, MHD_HTTP_BAD_REQUEST, "invalid path");

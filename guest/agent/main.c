@@ -21,12 +21,14 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: warren-agent [--listen HOST:PORT] [--token-hash sha256:HEX|sha512:HEX]\n"
-		"                    [--version]\n"
+		"                    [--idle-timeout SECONDS] [--version]\n"
 		"  --listen      address to serve envd's API on (default %s)\n"
 		"  --token-hash  hash of the access token the first /init must carry\n"
 		"                (or env WARREN_AGENT_TOKEN_HASH); none = secure=false\n"
+		"  --idle-timeout  close a connection with no traffic either way for this\n"
+		"                long, streams excepted (default %u)\n"
 		"  --version     print the envd-compatible version and exit\n",
-		AGENT_DEFAULT_LISTEN);
+		AGENT_DEFAULT_LISTEN, AGENT_IDLE_TIMEOUT_S);
 }
 
 int main(int argc, char **argv)
@@ -34,6 +36,7 @@ int main(int argc, char **argv)
 	static const struct option options[] = {
 		{"listen", required_argument, NULL, 'l'},
 		{"token-hash", required_argument, NULL, 't'},
+		{"idle-timeout", required_argument, NULL, 'i'},
 		{"version", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -41,6 +44,8 @@ int main(int argc, char **argv)
 	const char *listen = AGENT_DEFAULT_LISTEN, *token_hash = getenv("WARREN_AGENT_TOKEN_HASH");
 	sigset_t signals;
 	siginfo_t info;
+	char *end;
+	long seconds;
 	int option, status;
 	pid_t pid;
 
@@ -52,6 +57,14 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			token_hash = optarg;
+			break;
+		case 'i':
+			seconds = strtol(optarg, &end, 10);
+			if (*end || seconds < 1 || seconds > 86400) {
+				log_error("--idle-timeout: expected 1..86400 seconds");
+				return 2;
+			}
+			agent.idle_timeout_s = (unsigned int)seconds;
 			break;
 		case 'v':
 			printf("%s\n", AGENT_VERSION);

@@ -909,6 +909,7 @@ struct MHD_Response *process__stream_response(struct subscriber *subscriber,
 
 	subscriber->connection = connection;
 	subscriber->keepalive_seconds = keepalive_seconds;
+	agent__stream_begins(connection);
 	clock_gettime(CLOCK_MONOTONIC, &subscriber->last_write);
 	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE,
 						     stream_read, subscriber, stream_free);

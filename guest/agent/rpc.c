@@ -355,7 +355,12 @@ enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
 		return method->kind == RPC_UNARY ? unary_error(connection, 0, &err)
 						 : stream_error(connection, &err);
 	}
-	users__for_request(connection, NULL, &user);
+	if (!users__for_request(connection, NULL, false, &user)) {
+		json_decref(body);
+		err.code = "invalid_argument";
+		snprintf(err.message, sizeof(err.message), "user '%s' does not exist", user.name);
+		return unary_error(connection, MHD_HTTP_BAD_REQUEST, &err);
+	}
 	if (strcmp(url, "/process.Process/Start") == 0) {
 		ret = process_start(connection, body, &user);
 	} else if (strcmp(url, "/process.Process/Connect") == 0) {

@@ -14,10 +14,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "warren/clock.h"
 #include "warren/log.h"
 #include "warren/tokens.h"
 
-struct agent_state agent = {.lock = PTHREAD_MUTEX_INITIALIZER};
+struct agent_state agent = {.lock = PTHREAD_MUTEX_INITIALIZER,
+			    .idle_timeout_s = AGENT_IDLE_TIMEOUT_S};
 
 bool agent__token_matches_hash(const char *token)
 {
@@ -99,6 +101,11 @@ bool agent__peer_closed(struct MHD_Connection *connection)
 		return false;
 	pfd = (struct pollfd){.fd = info->connect_fd, .events = POLLRDHUP};
 	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+void agent__stream_begins(struct MHD_Connection *connection)
+{
+	MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT, (unsigned int)0);
 }
 
 enum MHD_Result agent__json_response(struct MHD_Connection *connection, unsigned int status,
@@ -277,7 +284,9 @@ static bool is_get(const char *method)
 	return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 }
 
-/* First call of a request: authenticate and choose how to take its body. */
+/* First call of a request: authenticate and choose how to take its body.
+ * A request refused here (kind REQUEST_DRAIN) is answered at once, before
+ * any of its body is read. */
 static void request_begin(struct MHD_Connection *connection, const char *url, const char *method,
 			  struct request *request)
 {
@@ -290,9 +299,17 @@ static void request_begin(struct MHD_Connection *connection, const char *url, co
 
 	request->kind = REQUEST_BODY;
 	request->body_limit = AGENT_MAX_JSON_BODY;
+	if (strcmp(url, "/init") == 0 && !agent__token_ok(token)) {
+		/* Its body carries the token, so it must be read: briefly. */
+		request->body_limit = AGENT_UNAUTH_INIT_BODY;
+		request->body_deadline_ms = clock__monotonic_ms() + AGENT_UNAUTH_INIT_S * 1000;
+		MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
+					  (unsigned int)AGENT_UNAUTH_INIT_S);
+	}
 	if (strcmp(url, "/health") == 0 || strcmp(url, "/init") == 0)
 		return;
 	if (strcmp(url, "/files") == 0 && signature) {
+		request->signed_url = true;
 		status = files__check_signature(connection, is_post(method) ? "write" : "read",
 						message, sizeof(message));
 		if (status) {
@@ -308,6 +325,34 @@ static void request_begin(struct MHD_Connection *connection, const char *url, co
 	}
 	if (strcmp(url, "/files") == 0 && is_post(method))
 		files__begin_upload(connection, request);
+}
+
+/* Answers a request refused on its first call, before its body: the
+ * response says Connection: close, and libmicrohttpd, seeing a response
+ * while upload bytes are still due, stops reading and closes after it. */
+static enum MHD_Result request_refuse_now(struct MHD_Connection *connection,
+					  const struct request *request)
+{
+	json_t *body = json_pack("{s:i,s:s}", "code", (int)request->error_status, "message",
+				 request->error_message);
+	struct MHD_Response *response;
+	enum MHD_Result ret;
+	char *text;
+
+	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!text)
+		return MHD_NO;
+	response = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+	if (!response) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+	ret = MHD_queue_response(connection, request->error_status, response);
+	MHD_destroy_response(response);
+	return ret;
 }
 
 static enum MHD_Result request_finish(struct MHD_Connection *connection, const char *url,
@@ -340,7 +385,7 @@ static enum MHD_Result request_finish(struct MHD_Connection *connection, const c
 	if (strcmp(url, "/files") == 0) {
 		if (!is_get(method))
 			goto not_allowed;
-		return files__download(connection);
+		return files__download(connection, request);
 	}
 	if (rpc__is_rpc_path(url))
 		return rpc__handle(connection, url, request);
@@ -348,6 +393,20 @@ static enum MHD_Result request_finish(struct MHD_Connection *connection, const c
 not_allowed:
 	return agent__error_response(connection, MHD_HTTP_METHOD_NOT_ALLOWED,
 				     "method %.16s not allowed on %.200s", method, url);
+}
+
+/* True when the request announces a body (Content-Length > 0 or a
+ * Transfer-Encoding). /health needs none: such a request is answered at
+ * once and its connection closed instead of waiting for the body. A
+ * bodiless one goes the usual way, which keeps its connection alive. */
+static bool declares_body(struct MHD_Connection *connection)
+{
+	const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+							 MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+	return (length && strcmp(length, "0") != 0) ||
+	       MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+					   MHD_HTTP_HEADER_TRANSFER_ENCODING);
 }
 
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection,
@@ -364,9 +423,18 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
 		request->fd = -1;
 		*con_cls = request;
 		request_begin(connection, url, method, request);
+		if (request->kind == REQUEST_DRAIN && request->error_status)
+			return request_refuse_now(connection, request);
+		if (strcmp(url, "/health") == 0 && declares_body(connection))
+			return request_finish(connection, url, method, request); /* and close */
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
+		if (request->body_deadline_ms && clock__monotonic_ms() > request->body_deadline_ms) {
+			log_debug("unauthenticated body still arriving after %d s: connection dropped",
+				 AGENT_UNAUTH_INIT_S);
+			return MHD_NO;
+		}
 		switch (request->kind) {
 		case REQUEST_BODY:
 			body_append(request, upload_data, *upload_data_size);
@@ -389,6 +457,10 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
 {
 	struct request *request = *con_cls;
 
+	/* A stream lifted the idle timeout; the next request on a kept-alive
+	 * connection has it again. */
+	MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
+				  agent.idle_timeout_s);
 	if (!request)
 		return;
 	if (request->post)
@@ -421,12 +493,17 @@ struct MHD_Daemon *server__start(const char *listen)
 		return NULL;
 	}
 	address.sin_port = htons((uint16_t)port);
+	/* A thread per connection: stream responses (process output,
+	 * WatchDir) block in their content readers until the next frame. The
+	 * threads are bounded by the connection caps; idle connections (slow
+	 * headers, stalled bodies, unused keep-alive) go after the timeout. */
 	return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 					MHD_USE_ERROR_LOG,
 				0, NULL, NULL, access_handler, NULL, MHD_OPTION_SOCK_ADDR,
 				(const struct sockaddr *)&address, MHD_OPTION_NOTIFY_COMPLETED,
 				request_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-				(unsigned int)600, MHD_OPTION_CONNECTION_LIMIT,
-				(unsigned int)AGENT_MAX_CONNECTIONS, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-				(unsigned int)1, MHD_OPTION_END);
+				agent.idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+				(unsigned int)AGENT_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+				(unsigned int)AGENT_MAX_CONNECTIONS_PER_IP,
+				MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
 }

@@ -14,10 +14,12 @@ enum request_kind {
 
 struct request {
 	enum request_kind kind;
+	bool signed_url; /* /files with ?signature=: the user is the signed one only */
 	/* REQUEST_BODY */
 	char *body;
 	size_t body_len, body_cap, body_limit;
 	bool body_too_large;
+	uint64_t body_deadline_ms; /* monotonic; 0 = none. Past it the connection is dropped */
 	/* REQUEST_DRAIN and upload failures: the deferred answer */
 	unsigned int error_status;
 	char error_message[512];
@@ -41,7 +43,7 @@ void files__upload_data(struct request *request, const char *data, size_t size);
 /* Answers a finished /files POST. */
 enum MHD_Result files__finish_upload(struct MHD_Connection *connection, struct request *request);
 /* Answers GET /files. */
-enum MHD_Result files__download(struct MHD_Connection *connection);
+enum MHD_Result files__download(struct MHD_Connection *connection, const struct request *request);
 /* Validates ?signature= for operation ("read"/"write"); 0 when valid, else
  * the HTTP status to answer, with a message in message. */
 unsigned int files__check_signature(struct MHD_Connection *connection, const char *operation,

@@ -7,7 +7,9 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/fsuid.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "warren/log.h"
@@ -36,29 +38,7 @@ static bool fill_from_passwd(const struct passwd *pw, struct agent_user *out)
 	return true;
 }
 
-static void fill_self(struct agent_user *out)
-{
-	struct passwd pw, *result = NULL;
-	char buf[4096];
-
-	memset(out, 0, sizeof(*out));
-	if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &result) == 0 && result &&
-	    fill_from_passwd(result, out))
-		return;
-	/* No passwd entry for ourselves (a bare busybox rootfs): uid only. */
-	snprintf(out->name, sizeof(out->name), "%u", (unsigned)geteuid());
-	snprintf(out->home, sizeof(out->home), "/");
-	out->uid = geteuid();
-	out->gid = getegid();
-	out->groups[0] = out->gid;
-	out->group_count = 1;
-}
-
-/* The last unknown name we logged, so the fallback is logged once. */
-static pthread_mutex_t warned_lock = PTHREAD_MUTEX_INITIALIZER;
-static char warned_name[64];
-
-void users__resolve(const char *name, struct agent_user *out)
+bool users__resolve(const char *name, struct agent_user *out)
 {
 	struct passwd pw, *result = NULL;
 	char buf[4096], fallback[64];
@@ -71,38 +51,41 @@ void users__resolve(const char *name, struct agent_user *out)
 		name = fallback;
 	}
 	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", name);
 	if (getpwnam_r(name, &pw, buf, sizeof(buf), &result) == 0 && result &&
 	    fill_from_passwd(result, out))
-		return;
-	fill_self(out);
-	pthread_mutex_lock(&warned_lock);
-	if (strcmp(warned_name, name) == 0) {
-		pthread_mutex_unlock(&warned_lock);
-		return;
-	}
-	snprintf(warned_name, sizeof(warned_name), "%s", name);
-	pthread_mutex_unlock(&warned_lock);
-	log_info("user '%.64s' not in /etc/passwd, acting as the agent's own user '%s' (uid %u)",
-		 name, out->name, (unsigned)out->uid);
+		return true;
+	/* Never another identity (least of all ours, root): the caller
+	 * answers 400. out->name keeps the name for the message. */
+	out->uid = (uid_t)-1;
+	out->gid = (gid_t)-1;
+	return false;
 }
 
-void users__for_request(struct MHD_Connection *connection, const char *username,
-			struct agent_user *out)
+bool users__for_request(struct MHD_Connection *connection, const char *username,
+			bool signed_request, struct agent_user *out)
 {
 	char basic[64];
 	const char *authorization;
 
-	if (username && *username) {
-		users__resolve(username, out);
-		return;
-	}
+	if (username && *username)
+		return users__resolve(username, out);
+	/* A signed URL names its user in the signed parameters; a header the
+	 * URL's holder adds must not choose another one. */
+	if (signed_request)
+		return users__resolve(NULL, out);
 	authorization = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
 						    MHD_HTTP_HEADER_AUTHORIZATION);
-	if (wire__parse_basic_auth_user(authorization, basic, sizeof(basic))) {
-		users__resolve(basic, out);
-		return;
-	}
-	users__resolve(NULL, out);
+	if (wire__parse_basic_auth_user(authorization, basic, sizeof(basic)))
+		return users__resolve(basic, out);
+	return users__resolve(NULL, out);
+}
+
+/* setgroups(2) of the calling thread only: the raw system call, not glibc's
+ * wrapper, which applies it to every thread of the process. */
+static int thread_setgroups(int count, const gid_t *groups)
+{
+	return (int)syscall(SYS_setgroups, (size_t)count, groups);
 }
 
 void users__fs_enter(const struct agent_user *user, struct fs_identity *saved)
@@ -111,6 +94,17 @@ void users__fs_enter(const struct agent_user *user, struct fs_identity *saved)
 	if (geteuid() != 0 || (user->uid == 0 && user->gid == 0))
 		return;
 	saved->switched = true;
+	/* Supplementary groups first (needs CAP_SETGID, which the fsuid
+	 * switch below does not drop). The agent's own groups (root's) must
+	 * not lend the user their rights; the user's own list applies. When
+	 * either step fails the thread keeps no groups at all. */
+	saved->group_count = getgroups(AGENT_MAX_GROUPS, saved->groups);
+	if (saved->group_count < 0 || thread_setgroups(user->group_count, user->groups) < 0) {
+		if (saved->group_count < 0)
+			saved->group_count = 0;
+		if (thread_setgroups(0, NULL) < 0)
+			log_error("cannot drop supplementary groups: %s", strerror(errno));
+	}
 	saved->gid = (gid_t)setfsgid(user->gid);
 	saved->uid = (uid_t)setfsuid(user->uid);
 }
@@ -121,4 +115,5 @@ void users__fs_leave(const struct fs_identity *saved)
 		return;
 	setfsuid(saved->uid);
 	setfsgid(saved->gid);
+	thread_setgroups(saved->group_count, saved->groups);
 }

@@ -77,6 +77,16 @@ static const char *relative_of(struct watch *watch, int wd)
 }
 
 /* Watches dir (relative to root) and, when recursive, everything below. */
+/* Levels of relative below the watched root ("" = 0). */
+static unsigned depth_of(const char *relative)
+{
+	unsigned depth = *relative ? 1 : 0;
+
+	for (; *relative; relative++)
+		depth += *relative == '/';
+	return depth;
+}
+
 static int add_tree(struct watch *watch, const char *relative)
 {
 	char path[PATH_MAX], child[PATH_MAX];
@@ -85,8 +95,11 @@ static int add_tree(struct watch *watch, const char *relative)
 	DIR *handle;
 	int wd;
 
-	if (watch->count >= WATCH_MAX_DIRECTORIES)
-		return 0; /* bounded: deeper trees are watched partially */
+	/* Bounded: larger or deeper trees are watched partially. The depth
+	 * bound keeps this recursion's stack small whatever the tenant made
+	 * (a tree thousands of levels deep would overflow the thread). */
+	if (watch->count >= WATCH_MAX_DIRECTORIES || depth_of(relative) > WATCH_MAX_DEPTH)
+		return 0;
 	if (snprintf(path, sizeof(path), "%s%s%s", watch->root, *relative ? "/" : "", relative) >=
 	    (int)sizeof(path))
 		return ENAMETOOLONG;
@@ -295,6 +308,7 @@ struct MHD_Response *watch__stream_response(const json_t *request, const struct 
 	watch->connection = connection;
 	watch->keepalive_seconds = keepalive_seconds;
 	clock_gettime(CLOCK_MONOTONIC, &watch->last_write);
+	agent__stream_begins(connection);
 	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, watch_read, watch,
 						     watch_free);
 	if (!response) {

@@ -6,6 +6,7 @@
 #include "process.h"
 
 #define WATCH_MAX_DIRECTORIES 8192
+#define WATCH_MAX_DEPTH       128 /* levels below the root; each costs ~8 KiB of stack */
 
 /* The streaming response for a WatchDirRequest, or NULL with err set when
  * the directory can't be watched (the caller answers the error). */

@@ -50,7 +50,7 @@ done
 END=$(date +%s%N)
 curl -fs "http://127.0.0.1:$PORT/health" >/dev/null || { cat "$ROOT/tmp/agent.log"; echo "FAIL: no /health"; exit 1; }
 echo "# chrooted agent answered /health $(( (END - START) / 1000000 )) ms after exec (incl. curl polling)"
-curl -fsS -X POST "http://127.0.0.1:$PORT/init" -d "{\"accessToken\":\"$TOKEN\"}"
+curl -fsS -X POST "http://127.0.0.1:$PORT/init" -d "{\"accessToken\":\"$TOKEN\",\"defaultUser\":\"root\"}"
 
 python3 - "$PORT" "$TOKEN" <<'PY'
 import base64, json, struct, sys, urllib.request

@@ -43,7 +43,7 @@ for _ in $(seq 100); do
 	sleep 0.05
 done
 curl -fsS -X POST "http://127.0.0.1:$PORT/init" -H 'Content-Type: application/json' \
-	-d "{\"accessToken\":\"$TOKEN\",\"envVars\":{\"HOME\":\"$WORK\"}}"
+	-d "{\"accessToken\":\"$TOKEN\",\"defaultUser\":\"root\",\"envVars\":{\"HOME\":\"$WORK\"}}"
 
 status=0
 E2B_SDK_DIR="$SDK_DIR" AGENT_URL="http://127.0.0.1:$PORT" AGENT_TOKEN="$TOKEN" \
