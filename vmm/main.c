@@ -2,7 +2,8 @@
  *
  *   warren-vmm --kernel F [--initrd F] [--cmdline S] [--memory MiB]
  *              [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]
- *              [--api-socket PATH] [--timeout-ms N] [--device JSON]... [--verbose]
+ *              [--api-socket PATH] [--timeout-ms N] [--device JSON]... [--rng]
+ *              [--verbose]
  *   warren-vmm --api-socket PATH [--verbose]   (configure/start over the socket)
  *   warren-vmm --probe   (can this host's KVM run Linux user space?)
  *
@@ -46,7 +47,7 @@ static void usage(FILE *out)
 		"usage: warren-vmm --kernel FILE [--initrd FILE] [--cmdline STRING] [--memory MiB]\n"
 		"                  [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]\n"
 		"                  [--api-socket PATH] [--timeout-ms N] [--device JSON]...\n"
-		"                  [--io-poll-us N] [--no-seccomp] [--verbose]\n"
+		"                  [--io-poll-us N] [--rng] [--no-seccomp] [--verbose]\n"
 		"       warren-vmm --api-socket PATH [--verbose]\n"
 		"       warren-vmm --probe\n"
 		"exit status (with --kernel): the guest's debug-exit code (0-99), 100 reset,\n"
@@ -247,6 +248,7 @@ int main(int argc, char **argv)
 		{ "api-socket", required_argument, NULL, 'a' },
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "device", required_argument, NULL, 'd' },
+		{ "rng", no_argument, NULL, 'r' },
 		{ "io-poll-us", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "probe", no_argument, NULL, 'P' },
@@ -274,9 +276,11 @@ int main(int argc, char **argv)
 		case 'c': free(config.command_line); config.command_line = strdup(optarg); break;
 		case 'o': free(config.console); config.console = strdup(optarg); break;
 		case 'a': api_socket = optarg; break;
+		case 'r': /* --rng: a virtio entropy device with the default limits */
 		case 'd': {
 			/* one element of the "devices" array (docs/vmm-api.md) */
-			json_t *device = json_loads(optarg, JSON_REJECT_DUPLICATES, NULL);
+			json_t *device = option == 'r' ? json_pack("{s:s}", "type", "rng") :
+				json_loads(optarg, JSON_REJECT_DUPLICATES, NULL);
 
 			if (!json_is_object(device) || !json_is_string(json_object_get(device, "type")) ||
 			    (config.devices && json_array_size(config.devices) >= MMIO_BUS_VIRTIO_MAX_DEVICES)) {

@@ -10,14 +10,15 @@
 
 #include "block.h"
 #include "net.h"
+#include "rng.h"
 #include "virtio_mmio.h"
 #include "warren/json_util.h"
 
-enum virtio_device_kind { VIRTIO_DEVICE_BLOCK, VIRTIO_DEVICE_NET };
+enum virtio_device_kind { VIRTIO_DEVICE_BLOCK, VIRTIO_DEVICE_NET, VIRTIO_DEVICE_RNG };
 
 struct virtio_device {
 	enum virtio_device_kind kind;
-	void *device; /* struct virtio_blk / struct virtio_net */
+	void *device; /* struct virtio_blk / virtio_net / virtio_rng */
 	int irq_fd;
 	int notify_fd;
 };
@@ -47,7 +48,7 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 		snprintf(error, error_size, "device: \"type\" is required");
 		return -EINVAL;
 	}
-	if (strcmp(type, "block") && strcmp(type, "net")) {
+	if (strcmp(type, "block") && strcmp(type, "net") && strcmp(type, "rng")) {
 		snprintf(error, error_size, "unknown device type \"%s\"", type);
 		return -EINVAL;
 	}
@@ -98,6 +99,22 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 		}
 		device->device = blk;
 		transport = virtio_blk__transport(blk);
+	} else if (strcmp(type, "rng") == 0) {
+		struct virtio_rng_options options = {
+			.rate_limiter = json_object_get(config, "rate_limiter"),
+			.queue_size = (uint16_t)queue_size,
+		};
+		struct virtio_rng *rng;
+
+		device->kind = VIRTIO_DEVICE_RNG;
+		rng = virtio_rng__create(host->memory, host->loop, &options, device->notify_fd,
+					 device->irq_fd, error, error_size);
+		if (!rng) {
+			ret = -EINVAL;
+			goto err;
+		}
+		device->device = rng;
+		transport = virtio_rng__transport(rng);
 	} else {
 		struct virtio_net_options options = {
 			.tap = json_util__string(config, "tap", NULL),
@@ -159,6 +176,8 @@ int virtio_device__set_rate_limit(void *opaque, const json_t *config, char *erro
 
 	if (device->kind == VIRTIO_DEVICE_BLOCK)
 		return virtio_blk__set_rate_limit(device->device, config, error, error_size);
+	if (device->kind == VIRTIO_DEVICE_RNG)
+		return virtio_rng__set_rate_limit(device->device, config, error, error_size);
 	return virtio_net__set_rate_limit(device->device, config, error, error_size);
 }
 
@@ -168,6 +187,8 @@ json_t *virtio_device__metrics(void *opaque)
 
 	if (device->kind == VIRTIO_DEVICE_BLOCK)
 		return virtio_blk__metrics(device->device);
+	if (device->kind == VIRTIO_DEVICE_RNG)
+		return virtio_rng__metrics(device->device);
 	return virtio_net__metrics(device->device);
 }
 
@@ -177,6 +198,8 @@ struct virtio_mmio *virtio_device__transport(void *opaque)
 
 	if (device->kind == VIRTIO_DEVICE_BLOCK)
 		return virtio_blk__transport(device->device);
+	if (device->kind == VIRTIO_DEVICE_RNG)
+		return virtio_rng__transport(device->device);
 	return virtio_net__transport(device->device);
 }
 
@@ -193,6 +216,8 @@ void virtio_device__destroy(void *opaque)
 		return;
 	if (device->kind == VIRTIO_DEVICE_BLOCK)
 		virtio_blk__destroy(device->device);
+	else if (device->kind == VIRTIO_DEVICE_RNG)
+		virtio_rng__destroy(device->device);
 	else
 		virtio_net__destroy(device->device);
 	close(device->irq_fd);

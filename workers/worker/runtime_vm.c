@@ -389,7 +389,7 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	char *argv[] = { vmm,	  "--kernel",	   (char *)kernel, "--cmdline", cmdline,
 			 "--memory", memory,	   "--vcpus",	   vcpus,	"--cpu-profile",
 			 (char *)profile, "--console", console,	   "--api-socket", vm->socket_path,
-			 "--io-poll-us", io_poll,
+			 "--io-poll-us", io_poll,  "--rng" /* entropy: docs/vmm-design.md */,
 			 "--device", block_json,   "--device",	   net_json,	NULL };
 
 	if (spec->netns_path) {
