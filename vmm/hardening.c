@@ -6,8 +6,13 @@
  * control socket, exit). */
 #include "hardening.h"
 
+#include <cap-ng.h>
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
 #include <linux/kvm.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -99,4 +104,84 @@ int hardening__install_seccomp(void)
 		result = seccomp_load(filter);
 	seccomp_release(filter);
 	return result;
+}
+
+/* "CapEff:\t0000000000000000" style line of a status file: true when the
+ * mask is not zero (or unreadable: fail closed). */
+static bool hardening__mask_set(const char *status, const char *key)
+{
+	const char *line = strstr(status, key);
+
+	if (line == NULL)
+		return true;
+	return strtoull(line + strlen(key), NULL, 16) != 0;
+}
+
+int hardening__check_no_capabilities(char *error, size_t error_size)
+{
+	DIR *tasks = opendir("/proc/self/task");
+	struct dirent *entry;
+	int result = 0;
+
+	if (tasks == NULL) {
+		snprintf(error, error_size, "capabilities: /proc/self/task: %s", strerror(errno));
+		return -errno;
+	}
+	while (result == 0 && (entry = readdir(tasks)) != NULL) {
+		char path[288], status[4096];
+		size_t length;
+		FILE *file;
+
+		if (entry->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", entry->d_name);
+		file = fopen(path, "re");
+		if (file == NULL)
+			continue; /* the thread exited */
+		length = fread(status, 1, sizeof(status) - 1, file);
+		fclose(file);
+		status[length] = 0;
+		/* io_uring's workers ("iou-wrk-", "iou-sqp-") are kernel threads
+		 * doing the ring's I/O; they cannot run our code. */
+		if (strncmp(status, "Name:\tiou-", 10) == 0)
+			continue;
+		if (hardening__mask_set(status, "CapEff:\t") || hardening__mask_set(status, "CapPrm:\t")) {
+			snprintf(error, error_size, "capabilities: thread %s still holds some",
+				 entry->d_name);
+			result = -EPERM;
+		}
+	}
+	closedir(tasks);
+	return result;
+}
+
+int hardening__lock_down(bool seccomp, char *error, size_t error_size)
+{
+	int result;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+		result = -errno;
+		snprintf(error, error_size, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		return result;
+	}
+	capng_clear(CAPNG_SELECT_BOTH);
+	if (capng_apply(CAPNG_SELECT_BOTH) != 0) {
+		/* Without CAP_SETPCAP the bounding set stays as it is; with
+		 * no_new_privs and no execve allowed nothing can raise it. */
+		capng_clear(CAPNG_SELECT_CAPS);
+		if (capng_apply(CAPNG_SELECT_CAPS) != 0) {
+			snprintf(error, error_size, "capabilities: cannot drop them");
+			return -EPERM;
+		}
+	}
+	result = hardening__check_no_capabilities(error, error_size);
+	if (result != 0 || !seccomp)
+		return result;
+	result = hardening__install_seccomp();
+	if (result != 0) {
+		snprintf(error, error_size, "seccomp filter not installed: %s",
+			 strerror(result < 0 ? -result : result));
+		return result < 0 ? result : -result;
+	}
+	return 0;
 }

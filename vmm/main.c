@@ -17,11 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
-
-#include <cap-ng.h>
 
 #include "control.h"
 #include "hardening.h"
@@ -37,8 +34,7 @@ struct vmm {
 	bool one_shot;
 	uint64_t timeout_ms;
 	int signal_fd;
-	bool hardened;
-	bool seccomp; /* install the allow-list after start (default; --no-seccomp) */
+	bool seccomp; /* install the allow-list before the guest runs (default; --no-seccomp) */
 };
 
 static void usage(FILE *out)
@@ -55,26 +51,26 @@ static void usage(FILE *out)
 		"error, 125 VMM error\n");
 }
 
-/* After the VM started nothing needs privileges: drop every capability,
- * forbid gaining new ones and install the seccomp allow-list (hardening.c). */
-static void vmm__harden(struct vmm *vmm)
+/* vm.on_ready: the VM is set up and its vCPU threads wait before their
+ * first KVM_RUN. Nothing needs privileges from here: no_new_privs, every
+ * capability dropped, the seccomp allow-list (hardening.c). Fail closed: a
+ * step that fails stops the start, and the process exits (status 125). */
+static int vmm__lock_down(struct vm *vm, void *opaque, char *error, size_t error_size)
 {
-	if (vmm->hardened)
-		return;
-	vmm->hardened = true;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		log_warn("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
-	capng_clear(CAPNG_SELECT_BOTH);
-	if (capng_apply(CAPNG_SELECT_BOTH) != 0)
-		log_debug("capng_apply failed (not privileged?)");
-#ifndef WARREN_VMM_NO_SECCOMP
-	if (vmm->seccomp) {
-		int result = hardening__install_seccomp();
+	struct vmm *vmm = opaque;
+	bool seccomp = vmm->seccomp;
+	int result;
 
-		if (result != 0)
-			log_warn("seccomp filter not installed: %s", strerror(result < 0 ? -result : result));
-	}
+	(void)vm;
+#ifdef WARREN_VMM_NO_SECCOMP
+	seccomp = false; /* sanitizer/fuzz builds: their runtimes need more */
 #endif
+	result = hardening__lock_down(seccomp, error, error_size);
+	if (result != 0) {
+		log_error("hardening failed, not starting the guest: %s", error);
+		vmm->one_shot = true; /* exit once the VM is down */
+	}
+	return result;
 }
 
 static void vmm__on_stop(struct vm *vm, void *opaque)
@@ -90,11 +86,6 @@ static void vmm__on_control_exit(struct control *control)
 	struct vmm *vmm = (struct vmm *)((char *)control - offsetof(struct vmm, control));
 
 	event_loop__stop(vmm->loop);
-}
-
-static void vmm__on_control_started(struct control *control)
-{
-	vmm__harden((struct vmm *)((char *)control - offsetof(struct vmm, control)));
 }
 
 static bool vmm__watchdog(void *opaque, int32_t result)
@@ -348,6 +339,8 @@ int main(int argc, char **argv)
 	}
 	vmm.vm.on_stop = vmm__on_stop;
 	vmm.vm.on_stop_opaque = &vmm;
+	vmm.vm.on_ready = vmm__lock_down;
+	vmm.vm.on_ready_opaque = &vmm;
 	sigemptyset(&signals);
 	sigaddset(&signals, SIGTERM);
 	sigaddset(&signals, SIGINT);
@@ -364,7 +357,6 @@ int main(int argc, char **argv)
 			goto out_loop;
 		}
 		vmm.control.on_exit = vmm__on_control_exit;
-		vmm.control.on_started = vmm__on_control_started;
 		vmm.have_control = true;
 	}
 	if (config.kernel) {
@@ -375,7 +367,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
 			goto out_control;
 		}
-		vmm__harden(&vmm);
 		if (vmm.timeout_ms)
 			event_loop__timer(vmm.loop, vmm.timeout_ms * 1000000ull, vmm__watchdog, &vmm);
 	}
