@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #include <linux/kvm.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -53,7 +55,7 @@ int hardening__install_seccomp(void)
 		SCMP_SYS(lseek), SCMP_SYS(fcntl), SCMP_SYS(getsockopt),
 		SCMP_SYS(fallocate), SCMP_SYS(fsync), SCMP_SYS(fdatasync),
 		SCMP_SYS(io_uring_enter), SCMP_SYS(futex), SCMP_SYS(rt_sigreturn),
-		SCMP_SYS(rt_sigprocmask), SCMP_SYS(sigaltstack), SCMP_SYS(tgkill),
+		SCMP_SYS(rt_sigprocmask), SCMP_SYS(sigaltstack),
 		SCMP_SYS(gettid), SCMP_SYS(getpid), SCMP_SYS(sched_yield),
 		SCMP_SYS(restart_syscall), SCMP_SYS(nanosleep), SCMP_SYS(clock_nanosleep),
 		SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(getrandom),
@@ -96,6 +98,11 @@ int hardening__install_seccomp(void)
 
 		result = seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &request);
 	}
+	/* tgkill (the vCPU kick) only within this process: never a signal to
+	 * another sandbox's VMM, even one that shares our uid. */
+	if (result == 0)
+		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+					  SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
 	for (size_t i = 0; i < sizeof(hot) / sizeof(hot[0]) && result == 0; i++)
 		result = seccomp_syscall_priority(filter, hot[i], (uint8_t)(255 - i));
 	if (result == 0)
@@ -117,12 +124,32 @@ static bool hardening__mask_set(const char *status, const char *key)
 	return strtoull(line + strlen(key), NULL, 16) != 0;
 }
 
+/* In the VMM's jail (vmm/jail.c) there is no /proc. There the process
+ * switched to a uid other than 0 while single-threaded, so every thread
+ * created since inherited no capability and none can gain one (no uid 0,
+ * no_new_privs): all real, effective and saved uids non-zero and no
+ * capability in this thread is then proof enough. */
+static bool hardening__unprivileged_user(void)
+{
+	struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	uid_t ruid, euid, suid;
+
+	memset(data, 0, sizeof(data));
+	if (getresuid(&ruid, &euid, &suid) != 0 || ruid == 0 || euid == 0 || suid == 0 ||
+	    syscall(SYS_capget, &header, data) != 0)
+		return false;
+	return !data[0].effective && !data[0].permitted && !data[1].effective && !data[1].permitted;
+}
+
 int hardening__check_no_capabilities(char *error, size_t error_size)
 {
 	DIR *tasks = opendir("/proc/self/task");
 	struct dirent *entry;
 	int result = 0;
 
+	if (tasks == NULL && errno == ENOENT && hardening__unprivileged_user())
+		return 0; /* jailed: no /proc, and see hardening__unprivileged_user */
 	if (tasks == NULL) {
 		snprintf(error, error_size, "capabilities: /proc/self/task: %s", strerror(errno));
 		return -errno;

@@ -22,6 +22,7 @@
 
 #include "control.h"
 #include "hardening.h"
+#include "jail.h"
 #include "event_loop.h"
 #include "vm.h"
 #include "warren/log.h"
@@ -44,6 +45,7 @@ static void usage(FILE *out)
 		"                  [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]\n"
 		"                  [--api-socket PATH] [--timeout-ms N] [--device JSON]...\n"
 		"                  [--io-poll-us N] [--rng] [--no-seccomp] [--verbose]\n"
+		"                  [--jail DIR --jail-uid U --jail-gid G [--jail-check]]\n"
 		"       warren-vmm --api-socket PATH [--verbose]\n"
 		"       warren-vmm --probe\n"
 		"exit status (with --kernel): the guest's debug-exit code (0-99), 100 reset,\n"
@@ -71,6 +73,29 @@ static int vmm__lock_down(struct vm *vm, void *opaque, char *error, size_t error
 		vmm->one_shot = true; /* exit once the VM is down */
 	}
 	return result;
+}
+
+/* --jail-check: what a jailed VMM looks like, without KVM (tests): once in
+ * the jail, lock down (seccomp too unless --no-seccomp), print "jailed"
+ * on stdout, then wait for stdin to close and exit 0. The caller inspects
+ * /proc/<pid> meanwhile. */
+static int vmm__jail_check(struct vmm *vmm)
+{
+	char error[256] = "", byte;
+	bool seccomp = vmm->seccomp;
+
+#ifdef WARREN_VMM_NO_SECCOMP
+	seccomp = false;
+#endif
+	if (hardening__lock_down(seccomp, error, sizeof(error)) != 0) {
+		log_error("hardening failed: %s", error);
+		return 125;
+	}
+	if (write(STDOUT_FILENO, "jailed\n", 7) != 7)
+		return 125;
+	while (read(STDIN_FILENO, &byte, 1) > 0)
+		;
+	return 0;
 }
 
 static void vmm__on_stop(struct vm *vm, void *opaque)
@@ -240,6 +265,10 @@ int main(int argc, char **argv)
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "device", required_argument, NULL, 'd' },
 		{ "rng", no_argument, NULL, 'r' },
+		{ "jail", required_argument, NULL, 'J' },
+		{ "jail-uid", required_argument, NULL, 'U' },
+		{ "jail-gid", required_argument, NULL, 'G' },
+		{ "jail-check", no_argument, NULL, 'C' },
 		{ "io-poll-us", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "probe", no_argument, NULL, 'P' },
@@ -248,6 +277,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct vmm vmm; /* large (console ring); not on the stack */
+	struct jail_options jail = { 0 };
+	bool jail_check = false;
 	struct vm_config config;
 	const char *api_socket = NULL;
 	char error[256] = "";
@@ -285,6 +316,20 @@ int main(int argc, char **argv)
 			json_array_append_new(config.devices, device);
 			break;
 		}
+		case 'J': jail.root = optarg; break;
+		case 'U':
+		case 'G': {
+			unsigned id;
+
+			if (jail__parse_id(optarg, &id))
+				goto bad_usage;
+			if (option == 'U')
+				jail.uid = id;
+			else
+				jail.gid = id;
+			break;
+		}
+		case 'C': jail_check = true; break;
 		case 'v': vmm.vm.verbose = true; break;
 		case 'S': vmm.seccomp = false; break;
 		case 'm':
@@ -323,8 +368,21 @@ int main(int argc, char **argv)
 		default: goto bad_usage;
 		}
 	}
-	if (optind != argc || (config.kernel == NULL && api_socket == NULL))
+	if (optind != argc || (config.kernel == NULL && api_socket == NULL && !jail_check) ||
+	    (jail_check && jail.root == NULL) || (jail.root && (!jail.uid || !jail.gid)))
 		goto bad_usage;
+	if (jail.root) {
+		if (jail__enter(&jail, &config, &api_socket, error, sizeof(error)) != 0) {
+			log_error("%s", error);
+			fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
+			status = 125;
+			goto out_config;
+		}
+		if (jail_check) {
+			status = vmm__jail_check(&vmm);
+			goto out_config;
+		}
+	}
 
 	vmm.loop = event_loop__create(256);
 	if (vmm.loop == NULL) {

@@ -184,10 +184,14 @@ int vm_config__from_json(struct vm_config *config, const json_t *object, char *e
 			goto err;
 		}
 		json_array_foreach(value, index, device) {
+			/* "tap_fd" names a descriptor of this process: only the
+			 * VMM's own jail sets it (vmm/jail.c), never a client. */
 			if (!json_is_object(device) ||
-			    !json_is_string(json_object_get(device, "type"))) {
+			    !json_is_string(json_object_get(device, "type")) ||
+			    json_object_get(device, "tap_fd") != NULL) {
 				vm__error(error, error_size,
-					  "devices[%zu] must be an object with a string \"type\"",
+					  "devices[%zu] must be an object with a string \"type\""
+					  " (and no \"tap_fd\")",
 					  index);
 				result = -EINVAL;
 				goto err;

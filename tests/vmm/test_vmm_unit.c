@@ -468,6 +468,11 @@ static void test_control_parsing(void **state)
 	vm__init(control_vm, NULL);
 	control.vm = control_vm;
 	expect_control_error(&control, "", "one JSON object");
+	/* A client may not hand the VMM one of its own descriptors as a tap. */
+	expect_control_error(&control,
+			     "{\"op\":\"configure\",\"config\":{\"kernel\":\"/k\",\"devices\":"
+			     "[{\"type\":\"net\",\"tap_fd\":3,\"mac\":\"02:00:00:00:00:01\"}]}}",
+			     "tap_fd");
 	expect_control_error(&control, "[1,2]", "one JSON object");
 	expect_control_error(&control, "{\"op\":1}", "\"op\"");
 	expect_control_error(&control, "{\"op\":\"x\",\"op\":\"y\"}", "one JSON object");

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "block.h"
@@ -33,6 +35,20 @@ static int queue_size_of(const json_t *config, char *error, size_t error_size)
 		return -EINVAL;
 	}
 	return (int)size;
+}
+
+/* "tap_fd": a tap the VMM opened itself before it dropped its privileges
+ * (vmm/jail.c); only accepted when it is an open /dev/net/tun (10:200)
+ * descriptor. -1 otherwise. */
+static int tap_fd_of(const json_t *config)
+{
+	int64_t fd = json_util__int(config, "tap_fd", -1);
+	struct stat st;
+
+	if (fd < 3 || fd > INT32_MAX || fstat((int)fd, &st) != 0 || !S_ISCHR(st.st_mode) ||
+	    major(st.st_rdev) != 10 || minor(st.st_rdev) != 200)
+		return -1;
+	return (int)fd;
 }
 
 int virtio_devices__create(const struct vmm_device_host *host, const json_t *config,
@@ -118,7 +134,7 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 	} else {
 		struct virtio_net_options options = {
 			.tap = json_util__string(config, "tap", NULL),
-			.tap_fd = -1,
+			.tap_fd = tap_fd_of(config),
 			.rx_rate_limiter = json_object_get(config, "rx_rate_limiter"),
 			.tx_rate_limiter = json_object_get(config, "tx_rate_limiter"),
 			.queue_size = (uint16_t)queue_size,
