@@ -107,6 +107,27 @@ static int jail__bind_file(const char *root, const char *source, const char *nam
 	return 0;
 }
 
+/* A copy-on-write disk's read-only base: bound read-only at /base<N>
+ * unless it is inside the jail already. */
+static int jail__base(const struct jail_options *options, json_t *device, size_t index,
+		      char *error, size_t error_size)
+{
+	const char *base = json_util__string(device, "base", NULL), *inner;
+	char name[32];
+	int result;
+
+	if (jail__inside(options->root, base, &inner)) {
+		json_object_set_new(device, "base", json_string(inner));
+		return 0;
+	}
+	snprintf(name, sizeof(name), "base%zu", index);
+	if ((result = jail__bind_file(options->root, base, name, error, error_size)))
+		return result;
+	snprintf(name, sizeof(name), "/base%zu", index);
+	json_object_set_new(device, "base", json_string(name));
+	return 0;
+}
+
 /* Block and net devices: disks inside the jail (writable ones handed to
  * the jail's user) or bound read-only; taps opened now. */
 static int jail__devices(const struct jail_options *options, json_t *devices, char *error,
@@ -133,6 +154,9 @@ static int jail__devices(const struct jail_options *options, json_t *devices, ch
 		}
 		if (strcmp(type, "block") != 0 || path == NULL)
 			continue;
+		if (json_util__string(device, "base", NULL) &&
+		    (result = jail__base(options, device, index, error, error_size)))
+			return result;
 		if (jail__inside(options->root, path, &inner)) {
 			if (!json_util__bool(device, "read_only", false) &&
 			    chown(path, options->uid, options->gid) != 0) {

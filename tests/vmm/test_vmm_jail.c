@@ -3,8 +3,8 @@
  * waits, so the test can look at the process from outside: its uid/gid
  * and groups, seccomp mode 2, no_new_privs, no capabilities, / = the jail
  * dir holding only dev/kvm (its own node, for its uid), kernel (read-only
- * bind), the sandbox's disk (given to its uid) and a read-only bound
- * disk, the tap opened before the drop (in a network namespace of the
+ * bind), the sandbox's disk (given to its uid), its copy-on-write base and
+ * a read-only disk (both bound read-only), the tap opened before the drop (in a network namespace of the
  * test's own), and the host's mount table untouched. Refusals: a writable
  * disk or a console outside the jail, uid 0. */
 #include <dirent.h>
@@ -140,7 +140,7 @@ static int write_file(const char *path, const char *content, off_t size)
 
 static void test_jail_check(void **unused)
 {
-	char console[200], socket_path[200], block[300], ro_block[300], net[128], text[8192];
+	char console[200], socket_path[200], block[400], ro_block[300], net[128], text[8192];
 	char path[300], line[16] = "";
 	const char *argv[] = { vmm_test__binary(), "--jail", root, "--jail-uid", JAIL_UID,
 			       "--jail-gid", JAIL_UID, "--jail-check", "--kernel", kernel, "--console",
@@ -157,7 +157,8 @@ static void test_jail_check(void **unused)
 	(void)unused;
 	snprintf(console, sizeof(console), "%s/console.log", root);
 	snprintf(socket_path, sizeof(socket_path), "%s/vmm.sock", root);
-	snprintf(block, sizeof(block), "{\"type\":\"block\",\"path\":\"%s\"}", disk);
+	snprintf(block, sizeof(block), "{\"type\":\"block\",\"path\":\"%s\",\"base\":\"%s\"}", disk,
+		 template);
 	snprintf(ro_block, sizeof(ro_block), "{\"type\":\"block\",\"path\":\"%s\",\"read_only\":true}",
 		 template);
 	snprintf(net, sizeof(net), "{\"type\":\"net\",\"tap\":\"%s\",\"mac\":\"02:00:00:00:00:07\"}", TAP);
@@ -187,10 +188,11 @@ static void test_jail_check(void **unused)
 			continue;
 		entries++;
 		assert_true(!strcmp(entry->d_name, "dev") || !strcmp(entry->d_name, "kernel") ||
-			    !strcmp(entry->d_name, "rootfs.ext4") || !strcmp(entry->d_name, "disk2"));
+			    !strcmp(entry->d_name, "rootfs.ext4") || !strcmp(entry->d_name, "disk2") ||
+			    !strcmp(entry->d_name, "base1"));
 	}
 	closedir(listing);
-	assert_int_equal(entries, 4);
+	assert_int_equal(entries, 5);
 	snprintf(path, sizeof(path), "/proc/%d/root/dev/kvm", (int)pid);
 	assert_int_equal(stat(path, &st), 0);
 	assert_true(S_ISCHR(st.st_mode) && major(st.st_rdev) == 10 && minor(st.st_rdev) == 232);
@@ -203,6 +205,9 @@ static void test_jail_check(void **unused)
 	snprintf(path, sizeof(path), "/proc/%d/root/disk2", (int)pid);
 	fd = open(path, O_RDWR);
 	assert_int_equal(fd, -1);
+	assert_int_equal(errno, EROFS);
+	snprintf(path, sizeof(path), "/proc/%d/root/base1", (int)pid); /* copy-on-write base */
+	assert_int_equal(open(path, O_RDWR), -1);
 	assert_int_equal(errno, EROFS);
 	snprintf(path, sizeof(path), "/proc/%d/root/kernel", (int)pid);
 	fd = open(path, O_RDONLY);

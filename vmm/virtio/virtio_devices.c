@@ -98,6 +98,7 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 	if (strcmp(type, "block") == 0) {
 		struct virtio_blk_options options = {
 			.path = json_util__string(config, "path", NULL),
+			.base = json_util__string(config, "base", NULL),
 			.read_only = json_util__bool(config, "read_only", false),
 			.direct = json_util__bool(config, "direct", false),
 			.id = json_util__string(config, "id", NULL),

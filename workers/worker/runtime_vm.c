@@ -4,8 +4,9 @@
  * 169.254.0.21 behind tap0, the slot address is DNATed to it). Everything
  * of a sandbox lives in <state_dir>/<id>/: vmm.json (pid, socket: how a
  * restarted worker finds orphans) and vmm.log (root's), and root/, the
- * VMM's jail (docs/vmm-design.md, "Jail"): rootfs.ext4 (a private sparse
- * copy of the template image), console.log and the control socket
+ * VMM's jail (docs/vmm-design.md, "Jail"): rootfs.ext4 (the sandbox's
+ * copy-on-write overlay over the template image, or with vm_disk_copy a
+ * private sparse copy), console.log and the control socket
  * vmm.sock (docs/vmm-api.md). Jailed (setting vm_jail, default on as
  * root), the VMM runs in a cgroup of its own with limits from the
  * sandbox's memory and vCPUs, pivot_root()ed into root/, as a uid/gid of
@@ -251,6 +252,20 @@ static int runtime_vm__copy_image(const char *from, const char *to, char *err, s
 	return 0;
 }
 
+/* An empty overlay file for the VMM's copy-on-write disk (it writes the
+ * header itself). */
+static int runtime_vm__new_overlay(const char *path, char *err, size_t err_len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0) {
+		snprintf(err, err_len, "vm runtime: creating %s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 static int runtime_vm__write_state(const struct runtime_vm *vm, const char *id, char *err,
 				   size_t err_len)
 {
@@ -418,7 +433,7 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	int error_pipe[2] = { -1, -1 }, go_pipe[2] = { -1, -1 }, netns_fd = -1, status;
 	int child_errno = 0;
 	long long deadline;
-	bool baseline;
+	bool baseline, copy_disk;
 
 	if (!spec->sandbox_id || !ids__is_sandbox_id(spec->sandbox_id)) {
 		snprintf(err, err_len, "vm runtime: bad sandbox id");
@@ -471,12 +486,18 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	snprintf(image, sizeof(image), "%s/rootfs.ext4", vm->root);
 	snprintf(console, sizeof(console), "%s/console.log", vm->root);
 	snprintf(log_path, sizeof(log_path), "%s/vmm.log", vm->dir);
-	/* Cost: a full (sparse) copy of the image per sandbox; see README. */
-	if (runtime_vm__copy_image(template_info.image, image, err, err_len))
+	/* The disk: copy-on-write over the template image (an empty overlay
+	 * file, docs/vmm-design.md "Disks"), or with setting vm_disk_copy a
+	 * full (sparse) copy as before. */
+	copy_disk = config__get_bool("vm_disk_copy", false);
+	if (copy_disk ? runtime_vm__copy_image(template_info.image, image, err, err_len) :
+			runtime_vm__new_overlay(image, err, err_len))
 		goto err;
 
 	runtime_vm__mac(spec->sandbox_id, mac);
-	block = json_pack("{s:s, s:s, s:b}", "type", "block", "path", image, "read_only", 0);
+	block = copy_disk ? json_pack("{s:s, s:s, s:b}", "type", "block", "path", image, "read_only", 0) :
+			    json_pack("{s:s, s:s, s:s}", "type", "block", "path", image, "base",
+				      template_info.image);
 	net = json_pack("{s:s, s:s, s:s}", "type", "net", "tap", "tap0", "mac", mac);
 	block_json = block ? json_dumps(block, JSON_COMPACT) : NULL;
 	net_json = net ? json_dumps(net, JSON_COMPACT) : NULL;
