@@ -355,6 +355,7 @@ static int runtime_vm__jail_uid(struct runtime_vm *vm, const char *id, char *err
 	char hex[TOKENS_SHA256_HEX_LEN + 1], path[PATH_MAX + 16];
 	int64_t base = config__get_int("vm_jail_uid_base", 1500000000);
 	unsigned start, slot;
+	bool failed = false;
 	int ret = -1;
 
 	if (base < 1000 || base + VM_JAIL_UIDS > 4000000000ll) {
@@ -365,7 +366,7 @@ static int runtime_vm__jail_uid(struct runtime_vm *vm, const char *id, char *err
 	hex[8] = 0; /* 32 bits of the hash pick the first slot tried */
 	start = (unsigned)(strtoull(hex, NULL, 16) % VM_JAIL_UIDS);
 	pthread_mutex_lock(&runtime_vm__uid_lock);
-	for (unsigned i = 0; i < VM_JAIL_UIDS && ret; i++) {
+	for (unsigned i = 0; i < VM_JAIL_UIDS && ret && !failed; i++) {
 		DIR *listing = opendir(runtime_vm__state_root());
 		struct dirent *entry;
 		bool used = false;
@@ -386,12 +387,13 @@ static int runtime_vm__jail_uid(struct runtime_vm *vm, const char *id, char *err
 		vm->uid = (unsigned)(base + slot);
 		if (chown(vm->root, vm->uid, vm->uid)) {
 			snprintf(err, err_len, "vm runtime: chown %s: %s", vm->root, strerror(errno));
-			break;
+			failed = true;
+			continue;
 		}
 		ret = 0;
 	}
 	pthread_mutex_unlock(&runtime_vm__uid_lock);
-	if (ret && !err[0])
+	if (ret && !failed)
 		snprintf(err, err_len, "vm runtime: no free jail uid");
 	return ret;
 }
@@ -476,13 +478,13 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 		free(vm);
 		return NULL;
 	}
-	if (vm->jailed && ((mkdir(vm->root, 0700) && errno != EEXIST) ||
-			   runtime_vm__jail_uid(vm, spec->sandbox_id, err, err_len) ||
-			   runtime_vm__make_cgroup(vm, spec, err, err_len))) {
-		if (!err[0])
-			snprintf(err, err_len, "vm runtime: mkdir %s: %s", vm->root, strerror(errno));
+	if (vm->jailed && mkdir(vm->root, 0700) && errno != EEXIST) {
+		snprintf(err, err_len, "vm runtime: mkdir %s: %s", vm->root, strerror(errno));
 		goto err;
 	}
+	if (vm->jailed && (runtime_vm__jail_uid(vm, spec->sandbox_id, err, err_len) ||
+			   runtime_vm__make_cgroup(vm, spec, err, err_len)))
+		goto err;
 	snprintf(image, sizeof(image), "%s/rootfs.ext4", vm->root);
 	snprintf(console, sizeof(console), "%s/console.log", vm->root);
 	snprintf(log_path, sizeof(log_path), "%s/vmm.log", vm->dir);
