@@ -87,12 +87,30 @@ static int jail__rewrite(const char *root, char **path, const char *what, char *
 }
 
 /* Bind-mounts host file `source` read-only at root/name (an empty file is
- * created as the mount point). */
-static int jail__bind_file(const char *root, const char *source, const char *name, char *error,
-			   size_t error_size)
+ * created as the mount point). The jail's user must be able to read it:
+ * said now rather than as an EACCES when the VM starts. */
+static int jail__bind_file(const struct jail_options *options, const char *source,
+			   const char *name, char *error, size_t error_size)
 {
+	const char *root = options->root;
 	char target[4096];
 	int fd, flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	struct stat st;
+
+	if (stat(source, &st) != 0) {
+		snprintf(error, error_size, "jail: %s: %s", source, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(error, error_size, "jail: %s is not a regular file", source);
+		return -EINVAL;
+	}
+	if (!((st.st_uid == options->uid && (st.st_mode & S_IRUSR)) ||
+	      (st.st_gid == options->gid && (st.st_mode & S_IRGRP)) || (st.st_mode & S_IROTH))) {
+		snprintf(error, error_size, "jail: %s (mode %04o) is not readable by uid %u",
+			 source, (unsigned)(st.st_mode & 07777), (unsigned)options->uid);
+		return -EACCES;
+	}
 
 	if ((size_t)snprintf(target, sizeof(target), "%s/%s", root, name) >= sizeof(target))
 		return -ENAMETOOLONG;
@@ -121,7 +139,7 @@ static int jail__base(const struct jail_options *options, json_t *device, size_t
 		return 0;
 	}
 	snprintf(name, sizeof(name), "base%zu", index);
-	if ((result = jail__bind_file(options->root, base, name, error, error_size)))
+	if ((result = jail__bind_file(options, base, name, error, error_size)))
 		return result;
 	snprintf(name, sizeof(name), "/base%zu", index);
 	json_object_set_new(device, "base", json_string(name));
@@ -172,7 +190,7 @@ static int jail__devices(const struct jail_options *options, json_t *devices, ch
 			return -EINVAL;
 		}
 		snprintf(name, sizeof(name), "disk%zu", index);
-		if ((result = jail__bind_file(options->root, path, name, error, error_size)))
+		if ((result = jail__bind_file(options, path, name, error, error_size)))
 			return result;
 		snprintf(name, sizeof(name), "/disk%zu", index);
 		json_object_set_new(device, "path", json_string(name));
@@ -300,10 +318,10 @@ int jail__enter(const struct jail_options *options, struct vm_config *config,
 		return result;
 	if (config->devices && (result = jail__devices(options, config->devices, error, error_size)))
 		return result;
-	if (config->kernel && (result = jail__bind_file(root, config->kernel, "kernel", error,
+	if (config->kernel && (result = jail__bind_file(options, config->kernel, "kernel", error,
 							error_size)))
 		return result;
-	if (config->initrd && (result = jail__bind_file(root, config->initrd, "initrd", error,
+	if (config->initrd && (result = jail__bind_file(options, config->initrd, "initrd", error,
 							error_size)))
 		return result;
 	if ((result = jail__kvm_node(options, error, error_size)))

@@ -260,6 +260,16 @@ static void test_jail_refusals(void **unused)
 	assert_int_equal(run_status(writable_outside), 125);
 	assert_int_equal(run_status(console_outside), 125);
 	assert_int_equal(run_status(uid_zero), 2);
+	/* A kernel the jail's user could not read: refused up front. */
+	assert_int_equal(chmod(kernel, 0600), 0);
+	{
+		const char *unreadable[] = { vmm_test__binary(), "--jail", root, "--jail-uid", JAIL_UID,
+					     "--jail-gid", JAIL_UID, "--jail-check", "--kernel", kernel,
+					     NULL };
+
+		assert_int_equal(run_status(unreadable), 125);
+	}
+	assert_int_equal(chmod(kernel, 0644), 0);
 }
 
 int main(void)
