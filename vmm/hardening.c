@@ -1,9 +1,10 @@
-/* hardening: runtime seccomp allow-list (see hardening.h). What runs after start:
- * vCPU threads (KVM_RUN, KVM_IRQ_LINE, eventfd writes, futexes, the kick
- * signal), the event loop (io_uring_enter, reads of eventfd/signalfd, the
- * control socket, console writes), device backends (through io_uring;
- * fallocate for discard), and teardown (munmap, close, unlink of the
- * control socket, exit). */
+/* hardening: the lock-down (see hardening.h). What runs once it is in
+ * place: vCPU threads (KVM_RUN, KVM_IRQ_LINE, eventfd writes, futexes, the
+ * kick signal to their own process), the event loop (io_uring_enter, reads
+ * of eventfd/signalfd, the control socket, console writes), device
+ * backends (io_uring; fallocate for discard; pread/pwrite of copy-on-write
+ * overlays; getrandom for virtio-rng) and teardown (munmap, close, unlink
+ * of the control socket, exit). */
 #include "hardening.h"
 
 #include <cap-ng.h>
