@@ -3,6 +3,7 @@
  * fallocate, busy-polling with pollers. */
 #include <errno.h>
 #include <fcntl.h>
+#include <liburing.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -443,6 +444,26 @@ static void test_pollers_run_only_while_polling(void **unused)
 	event_loop__destroy(state.loop);
 }
 
+/* The ring refuses operations the loop does not use (seccomp cannot see
+ * them): an openat through it gets -EACCES, a readv still works. */
+static void test_ring_is_restricted(void **unused)
+{
+	struct event_loop *loop = event_loop__create(4);
+	struct io_uring *ring = event_loop__ring(loop);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+	struct io_uring_cqe *cqe;
+
+	(void)unused;
+	assert_non_null(sqe);
+	io_uring_prep_openat(sqe, AT_FDCWD, "/proc/self/status", O_RDONLY, 0);
+	sqe->user_data = 0;
+	assert_true(io_uring_submit(ring) >= 0);
+	assert_int_equal(io_uring_wait_cqe(ring, &cqe), 0);
+	assert_int_equal(cqe->res, -EACCES);
+	io_uring_cqe_seen(ring, cqe);
+	event_loop__destroy(loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -456,6 +477,7 @@ int main(void)
 		cmocka_unit_test(test_poll_once),
 		cmocka_unit_test(test_fallocate_punches_hole),
 		cmocka_unit_test(test_pollers_run_only_while_polling),
+		cmocka_unit_test(test_ring_is_restricted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
