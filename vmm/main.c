@@ -4,6 +4,7 @@
  *              [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]
  *              [--api-socket PATH] [--timeout-ms N] [--device JSON]... [--rng]
  *              [--verbose]
+ *              [--jail DIR --jail-uid U --jail-gid G [--jail-check]]
  *   warren-vmm --api-socket PATH [--verbose]   (configure/start over the socket)
  *   warren-vmm --probe   (can this host's KVM run Linux user space?)
  *
