@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 
 #define PAGE_PRESENT 0x1ull
 #define PAGE_WRITABLE 0x2ull
@@ -100,6 +101,37 @@ uint64_t boot__initrd_address(const struct guest_memory *memory, uint64_t size, 
 	return address;
 }
 
+/* boot.rst "setup_data": one SETUP_RNG_SEED node at BOOT_SETUP_DATA_ADDRESS
+ * (the only node: next = 0), linked from hdr.setup_data. The kernel mixes
+ * the seed into its input pool and credits it (6.1: when
+ * CONFIG_RANDOM_TRUST_BOOTLOADER or random.trust_bootloader=on; later
+ * kernels by default), then zeroes it. 0, or -errno. */
+static int boot__add_rng_seed(struct guest_memory *memory, struct boot_params *params)
+{
+	struct setup_data *node;
+	size_t filled = 0;
+
+	if (params->hdr.version < 0x0209)
+		return 0; /* no setup_data before protocol 2.09 */
+	node = guest_memory__ptr(memory, BOOT_SETUP_DATA_ADDRESS,
+				 sizeof(*node) + BOOT_RNG_SEED_BYTES);
+	if (node == NULL)
+		return -EFAULT;
+	memset(node, 0, sizeof(*node));
+	node->type = SETUP_RNG_SEED;
+	node->len = BOOT_RNG_SEED_BYTES;
+	while (filled < BOOT_RNG_SEED_BYTES) {
+		ssize_t n = getrandom(node->data + filled, BOOT_RNG_SEED_BYTES - filled, 0);
+
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n > 0)
+			filled += (size_t)n;
+	}
+	params->hdr.setup_data = BOOT_SETUP_DATA_ADDRESS;
+	return 0;
+}
+
 int boot__setup_memory(struct guest_memory *memory, const struct loader_image *image,
 		       const struct boot_setup *setup)
 {
@@ -108,6 +140,7 @@ int boot__setup_memory(struct guest_memory *memory, const struct loader_image *i
 	uint8_t *page_tables, *command_line, *gdt_memory, *idt_memory;
 	size_t command_line_length = strlen(setup->command_line);
 	uint32_t command_line_max = BOOT_COMMAND_LINE_MAX;
+	int result;
 
 	if (memory->low_size < BOOT_MIN_MEMORY)
 		return -EINVAL;
@@ -154,6 +187,10 @@ int boot__setup_memory(struct guest_memory *memory, const struct loader_image *i
 		params->ext_ramdisk_size = (uint32_t)(setup->initrd_size >> 32);
 	}
 	boot__build_e820(params, memory);
+	params->hdr.setup_data = 0; /* a bzImage's header may carry a stale value */
+	result = boot__add_rng_seed(memory, params);
+	if (result < 0)
+		return result;
 	if (setup->vcpus > 1) {
 		uint8_t *mp_table = guest_memory__ptr(memory, BOOT_MP_TABLE_ADDRESS, BOOT_MP_TABLE_MAX);
 

@@ -6,6 +6,7 @@
  * Guest-physical layout below 1 MiB (all in RAM, marked usable in e820 only
  * below BOOT_EBDA_START; the kernel may not load below 1 MiB):
  *   0x0500 GDT           0x0520 IDT (empty)
+ *   0x6000 setup_data: SETUP_RNG_SEED (BOOT_RNG_SEED_BYTES from getrandom())
  *   0x7000 boot_params   0x8ff0 initial stack top
  *   0x9000 PML4, 0xa000 PDPT, 0xb000-0xefff four page directories
  *   0x20000 command line (BOOT_COMMAND_LINE_MAX bytes) */
@@ -23,6 +24,8 @@
 
 #define BOOT_GDT_ADDRESS 0x500ull
 #define BOOT_IDT_ADDRESS 0x520ull
+#define BOOT_SETUP_DATA_ADDRESS 0x6000ull
+#define BOOT_RNG_SEED_BYTES 64u /* 512 bits: the guest's crng needs 256 */
 #define BOOT_ZERO_PAGE_ADDRESS 0x7000ull
 #define BOOT_STACK_TOP 0x8ff0ull
 #define BOOT_PML4_ADDRESS 0x9000ull
@@ -69,8 +72,11 @@ struct boot_setup {
 };
 
 /* Writes zero page, command line, GDT, IDT and page tables into guest
- * memory for `image`. Returns 0, or -EINVAL (command line too long,
- * memory smaller than BOOT_MIN_MEMORY) / -EFAULT. */
+ * memory for `image`, and a setup_data SETUP_RNG_SEED of
+ * BOOT_RNG_SEED_BYTES fresh bytes from getrandom() (boot protocol >= 2.09;
+ * the guest's crng is then ready before its first getrandom()). Returns 0,
+ * or -EINVAL (command line too long, memory smaller than BOOT_MIN_MEMORY)
+ * / -EFAULT / -errno of getrandom(). */
 int boot__setup_memory(struct guest_memory *memory, const struct loader_image *image,
 		       const struct boot_setup *setup);
 

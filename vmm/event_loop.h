@@ -20,8 +20,15 @@ struct event_loop;
 /* Returns true to keep a multishot poll armed; ignored for one-shot ops. */
 typedef bool (*event_loop_callback)(void *opaque, int32_t result);
 
-/* Creates a loop with room for `entries` in-flight submissions. NULL on error. */
+/* Creates a loop with room for `entries` in-flight submissions. NULL on
+ * error. Its ring is restricted to the operations below (io_uring
+ * restrictions: poll add/remove, readv/writev, read/write fixed, fsync,
+ * fallocate, timeout, cancel; registering buffers): anything else, e.g. an
+ * openat or a socket, fails with -EACCES, since seccomp cannot filter
+ * what a ring does. */
 struct event_loop *event_loop__create(unsigned entries);
+/* The loop's ring (struct io_uring), for tests of its restrictions. */
+void *event_loop__ring(struct event_loop *loop);
 void event_loop__destroy(struct event_loop *loop);
 
 /* Watches fd for poll_mask (POLLIN...) with a multishot poll; callback per

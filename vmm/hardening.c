@@ -1,13 +1,21 @@
-/* hardening: runtime seccomp allow-list (see hardening.h). What runs after start:
- * vCPU threads (KVM_RUN, KVM_IRQ_LINE, eventfd writes, futexes, the kick
- * signal), the event loop (io_uring_enter, reads of eventfd/signalfd, the
- * control socket, console writes), device backends (through io_uring;
- * fallocate for discard), and teardown (munmap, close, unlink of the
- * control socket, exit). */
+/* hardening: the lock-down (see hardening.h). What runs once it is in
+ * place: vCPU threads (KVM_RUN, KVM_IRQ_LINE, eventfd writes, futexes, the
+ * kick signal to their own process), the event loop (io_uring_enter, reads
+ * of eventfd/signalfd, the control socket, console writes), device
+ * backends (io_uring; fallocate for discard; pread/pwrite of copy-on-write
+ * overlays; getrandom for virtio-rng) and teardown (munmap, close, unlink
+ * of the control socket, exit). */
 #include "hardening.h"
 
+#include <cap-ng.h>
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <linux/capability.h>
 #include <linux/kvm.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -48,7 +56,7 @@ int hardening__install_seccomp(void)
 		SCMP_SYS(lseek), SCMP_SYS(fcntl), SCMP_SYS(getsockopt),
 		SCMP_SYS(fallocate), SCMP_SYS(fsync), SCMP_SYS(fdatasync),
 		SCMP_SYS(io_uring_enter), SCMP_SYS(futex), SCMP_SYS(rt_sigreturn),
-		SCMP_SYS(rt_sigprocmask), SCMP_SYS(sigaltstack), SCMP_SYS(tgkill),
+		SCMP_SYS(rt_sigprocmask), SCMP_SYS(sigaltstack),
 		SCMP_SYS(gettid), SCMP_SYS(getpid), SCMP_SYS(sched_yield),
 		SCMP_SYS(restart_syscall), SCMP_SYS(nanosleep), SCMP_SYS(clock_nanosleep),
 		SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(getrandom),
@@ -91,6 +99,11 @@ int hardening__install_seccomp(void)
 
 		result = seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &request);
 	}
+	/* tgkill (the vCPU kick) only within this process: never a signal to
+	 * another sandbox's VMM, even one that shares our uid. */
+	if (result == 0)
+		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+					  SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
 	for (size_t i = 0; i < sizeof(hot) / sizeof(hot[0]) && result == 0; i++)
 		result = seccomp_syscall_priority(filter, hot[i], (uint8_t)(255 - i));
 	if (result == 0)
@@ -99,4 +112,104 @@ int hardening__install_seccomp(void)
 		result = seccomp_load(filter);
 	seccomp_release(filter);
 	return result;
+}
+
+/* "CapEff:\t0000000000000000" style line of a status file: true when the
+ * mask is not zero (or unreadable: fail closed). */
+static bool hardening__mask_set(const char *status, const char *key)
+{
+	const char *line = strstr(status, key);
+
+	if (line == NULL)
+		return true;
+	return strtoull(line + strlen(key), NULL, 16) != 0;
+}
+
+/* In the VMM's jail (vmm/jail.c) there is no /proc. There the process
+ * switched to a uid other than 0 while single-threaded, so every thread
+ * created since inherited no capability and none can gain one (no uid 0,
+ * no_new_privs): all real, effective and saved uids non-zero and no
+ * capability in this thread is then proof enough. */
+static bool hardening__unprivileged_user(void)
+{
+	struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+	uid_t ruid, euid, suid;
+
+	memset(data, 0, sizeof(data));
+	if (getresuid(&ruid, &euid, &suid) != 0 || ruid == 0 || euid == 0 || suid == 0 ||
+	    syscall(SYS_capget, &header, data) != 0)
+		return false;
+	return !data[0].effective && !data[0].permitted && !data[1].effective && !data[1].permitted;
+}
+
+int hardening__check_no_capabilities(char *error, size_t error_size)
+{
+	DIR *tasks = opendir("/proc/self/task");
+	struct dirent *entry;
+	int result = 0;
+
+	if (tasks == NULL && errno == ENOENT && hardening__unprivileged_user())
+		return 0; /* jailed: no /proc, and see hardening__unprivileged_user */
+	if (tasks == NULL) {
+		snprintf(error, error_size, "capabilities: /proc/self/task: %s", strerror(errno));
+		return -errno;
+	}
+	while (result == 0 && (entry = readdir(tasks)) != NULL) {
+		char path[288], status[4096];
+		size_t length;
+		FILE *file;
+
+		if (entry->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/status", entry->d_name);
+		file = fopen(path, "re");
+		if (file == NULL)
+			continue; /* the thread exited */
+		length = fread(status, 1, sizeof(status) - 1, file);
+		fclose(file);
+		status[length] = 0;
+		/* io_uring's workers ("iou-wrk-", "iou-sqp-") are kernel threads
+		 * doing the ring's I/O; they cannot run our code. */
+		if (strncmp(status, "Name:\tiou-", 10) == 0)
+			continue;
+		if (hardening__mask_set(status, "CapEff:\t") || hardening__mask_set(status, "CapPrm:\t")) {
+			snprintf(error, error_size, "capabilities: thread %s still holds some",
+				 entry->d_name);
+			result = -EPERM;
+		}
+	}
+	closedir(tasks);
+	return result;
+}
+
+int hardening__lock_down(bool seccomp, char *error, size_t error_size)
+{
+	int result;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+		result = -errno;
+		snprintf(error, error_size, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
+		return result;
+	}
+	capng_clear(CAPNG_SELECT_BOTH);
+	if (capng_apply(CAPNG_SELECT_BOTH) != 0) {
+		/* Without CAP_SETPCAP the bounding set stays as it is; with
+		 * no_new_privs and no execve allowed nothing can raise it. */
+		capng_clear(CAPNG_SELECT_CAPS);
+		if (capng_apply(CAPNG_SELECT_CAPS) != 0) {
+			snprintf(error, error_size, "capabilities: cannot drop them");
+			return -EPERM;
+		}
+	}
+	result = hardening__check_no_capabilities(error, error_size);
+	if (result != 0 || !seccomp)
+		return result;
+	result = hardening__install_seccomp();
+	if (result != 0) {
+		snprintf(error, error_size, "seccomp filter not installed: %s",
+			 strerror(result < 0 ? -result : result));
+		return result < 0 ? result : -result;
+	}
+	return 0;
 }

@@ -2,7 +2,9 @@
  *
  *   warren-vmm --kernel F [--initrd F] [--cmdline S] [--memory MiB]
  *              [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]
- *              [--api-socket PATH] [--timeout-ms N] [--device JSON]... [--verbose]
+ *              [--api-socket PATH] [--timeout-ms N] [--device JSON]... [--rng]
+ *              [--verbose]
+ *              [--jail DIR --jail-uid U --jail-gid G [--jail-check]]
  *   warren-vmm --api-socket PATH [--verbose]   (configure/start over the socket)
  *   warren-vmm --probe   (can this host's KVM run Linux user space?)
  *
@@ -16,14 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include <cap-ng.h>
-
 #include "control.h"
 #include "hardening.h"
+#include "jail.h"
 #include "event_loop.h"
 #include "vm.h"
 #include "warren/log.h"
@@ -36,8 +36,7 @@ struct vmm {
 	bool one_shot;
 	uint64_t timeout_ms;
 	int signal_fd;
-	bool hardened;
-	bool seccomp; /* install the allow-list after start (default; --no-seccomp) */
+	bool seccomp; /* install the allow-list before the guest runs (default; --no-seccomp) */
 };
 
 static void usage(FILE *out)
@@ -46,7 +45,8 @@ static void usage(FILE *out)
 		"usage: warren-vmm --kernel FILE [--initrd FILE] [--cmdline STRING] [--memory MiB]\n"
 		"                  [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]\n"
 		"                  [--api-socket PATH] [--timeout-ms N] [--device JSON]...\n"
-		"                  [--io-poll-us N] [--no-seccomp] [--verbose]\n"
+		"                  [--io-poll-us N] [--rng] [--no-seccomp] [--verbose]\n"
+		"                  [--jail DIR --jail-uid U --jail-gid G [--jail-check]]\n"
 		"       warren-vmm --api-socket PATH [--verbose]\n"
 		"       warren-vmm --probe\n"
 		"exit status (with --kernel): the guest's debug-exit code (0-99), 100 reset,\n"
@@ -54,26 +54,49 @@ static void usage(FILE *out)
 		"error, 125 VMM error\n");
 }
 
-/* After the VM started nothing needs privileges: drop every capability,
- * forbid gaining new ones and install the seccomp allow-list (hardening.c). */
-static void vmm__harden(struct vmm *vmm)
+/* vm.on_ready: the VM is set up and its vCPU threads wait before their
+ * first KVM_RUN. Nothing needs privileges from here: no_new_privs, every
+ * capability dropped, the seccomp allow-list (hardening.c). Fail closed: a
+ * step that fails stops the start, and the process exits (status 125). */
+static int vmm__lock_down(struct vm *vm, void *opaque, char *error, size_t error_size)
 {
-	if (vmm->hardened)
-		return;
-	vmm->hardened = true;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		log_warn("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
-	capng_clear(CAPNG_SELECT_BOTH);
-	if (capng_apply(CAPNG_SELECT_BOTH) != 0)
-		log_debug("capng_apply failed (not privileged?)");
-#ifndef WARREN_VMM_NO_SECCOMP
-	if (vmm->seccomp) {
-		int result = hardening__install_seccomp();
+	struct vmm *vmm = opaque;
+	bool seccomp = vmm->seccomp;
+	int result;
 
-		if (result != 0)
-			log_warn("seccomp filter not installed: %s", strerror(result < 0 ? -result : result));
-	}
+	(void)vm;
+#ifdef WARREN_VMM_NO_SECCOMP
+	seccomp = false; /* sanitizer/fuzz builds: their runtimes need more */
 #endif
+	result = hardening__lock_down(seccomp, error, error_size);
+	if (result != 0) {
+		log_error("hardening failed, not starting the guest: %s", error);
+		vmm->one_shot = true; /* exit once the VM is down */
+	}
+	return result;
+}
+
+/* --jail-check: what a jailed VMM looks like, without KVM (tests): once in
+ * the jail, lock down (seccomp too unless --no-seccomp), print "jailed"
+ * on stdout, then wait for stdin to close and exit 0. The caller inspects
+ * /proc/<pid> meanwhile. */
+static int vmm__jail_check(struct vmm *vmm)
+{
+	char error[256] = "", byte;
+	bool seccomp = vmm->seccomp;
+
+#ifdef WARREN_VMM_NO_SECCOMP
+	seccomp = false;
+#endif
+	if (hardening__lock_down(seccomp, error, sizeof(error)) != 0) {
+		log_error("hardening failed: %s", error);
+		return 125;
+	}
+	if (write(STDOUT_FILENO, "jailed\n", 7) != 7)
+		return 125;
+	while (read(STDIN_FILENO, &byte, 1) > 0)
+		;
+	return 0;
 }
 
 static void vmm__on_stop(struct vm *vm, void *opaque)
@@ -89,11 +112,6 @@ static void vmm__on_control_exit(struct control *control)
 	struct vmm *vmm = (struct vmm *)((char *)control - offsetof(struct vmm, control));
 
 	event_loop__stop(vmm->loop);
-}
-
-static void vmm__on_control_started(struct control *control)
-{
-	vmm__harden((struct vmm *)((char *)control - offsetof(struct vmm, control)));
 }
 
 static bool vmm__watchdog(void *opaque, int32_t result)
@@ -247,6 +265,11 @@ int main(int argc, char **argv)
 		{ "api-socket", required_argument, NULL, 'a' },
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "device", required_argument, NULL, 'd' },
+		{ "rng", no_argument, NULL, 'r' },
+		{ "jail", required_argument, NULL, 'J' },
+		{ "jail-uid", required_argument, NULL, 'U' },
+		{ "jail-gid", required_argument, NULL, 'G' },
+		{ "jail-check", no_argument, NULL, 'C' },
 		{ "io-poll-us", required_argument, NULL, 'l' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "probe", no_argument, NULL, 'P' },
@@ -255,6 +278,8 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct vmm vmm; /* large (console ring); not on the stack */
+	struct jail_options jail = { 0 };
+	bool jail_check = false;
 	struct vm_config config;
 	const char *api_socket = NULL;
 	char error[256] = "";
@@ -274,9 +299,11 @@ int main(int argc, char **argv)
 		case 'c': free(config.command_line); config.command_line = strdup(optarg); break;
 		case 'o': free(config.console); config.console = strdup(optarg); break;
 		case 'a': api_socket = optarg; break;
+		case 'r': /* --rng: a virtio entropy device with the default limits */
 		case 'd': {
 			/* one element of the "devices" array (docs/vmm-api.md) */
-			json_t *device = json_loads(optarg, JSON_REJECT_DUPLICATES, NULL);
+			json_t *device = option == 'r' ? json_pack("{s:s}", "type", "rng") :
+				json_loads(optarg, JSON_REJECT_DUPLICATES, NULL);
 
 			if (!json_is_object(device) || !json_is_string(json_object_get(device, "type")) ||
 			    (config.devices && json_array_size(config.devices) >= MMIO_BUS_VIRTIO_MAX_DEVICES)) {
@@ -290,6 +317,20 @@ int main(int argc, char **argv)
 			json_array_append_new(config.devices, device);
 			break;
 		}
+		case 'J': jail.root = optarg; break;
+		case 'U':
+		case 'G': {
+			unsigned id;
+
+			if (jail__parse_id(optarg, &id))
+				goto bad_usage;
+			if (option == 'U')
+				jail.uid = id;
+			else
+				jail.gid = id;
+			break;
+		}
+		case 'C': jail_check = true; break;
 		case 'v': vmm.vm.verbose = true; break;
 		case 'S': vmm.seccomp = false; break;
 		case 'm':
@@ -328,8 +369,21 @@ int main(int argc, char **argv)
 		default: goto bad_usage;
 		}
 	}
-	if (optind != argc || (config.kernel == NULL && api_socket == NULL))
+	if (optind != argc || (config.kernel == NULL && api_socket == NULL && !jail_check) ||
+	    (jail_check && jail.root == NULL) || (jail.root && (!jail.uid || !jail.gid)))
 		goto bad_usage;
+	if (jail.root) {
+		if (jail__enter(&jail, &config, &api_socket, error, sizeof(error)) != 0) {
+			log_error("%s", error);
+			fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
+			status = 125;
+			goto out_config;
+		}
+		if (jail_check) {
+			status = vmm__jail_check(&vmm);
+			goto out_config;
+		}
+	}
 
 	vmm.loop = event_loop__create(256);
 	if (vmm.loop == NULL) {
@@ -344,6 +398,8 @@ int main(int argc, char **argv)
 	}
 	vmm.vm.on_stop = vmm__on_stop;
 	vmm.vm.on_stop_opaque = &vmm;
+	vmm.vm.on_ready = vmm__lock_down;
+	vmm.vm.on_ready_opaque = &vmm;
 	sigemptyset(&signals);
 	sigaddset(&signals, SIGTERM);
 	sigaddset(&signals, SIGINT);
@@ -360,7 +416,6 @@ int main(int argc, char **argv)
 			goto out_loop;
 		}
 		vmm.control.on_exit = vmm__on_control_exit;
-		vmm.control.on_started = vmm__on_control_started;
 		vmm.have_control = true;
 	}
 	if (config.kernel) {
@@ -371,7 +426,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
 			goto out_control;
 		}
-		vmm__harden(&vmm);
 		if (vmm.timeout_ms)
 			event_loop__timer(vmm.loop, vmm.timeout_ms * 1000000ull, vmm__watchdog, &vmm);
 	}

@@ -13,7 +13,10 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/capability.h>
 
 #include <linux/kvm.h>
 
@@ -181,10 +184,14 @@ int vm_config__from_json(struct vm_config *config, const json_t *object, char *e
 			goto err;
 		}
 		json_array_foreach(value, index, device) {
+			/* "tap_fd" names a descriptor of this process: only the
+			 * VMM's own jail sets it (vmm/jail.c), never a client. */
 			if (!json_is_object(device) ||
-			    !json_is_string(json_object_get(device, "type"))) {
+			    !json_is_string(json_object_get(device, "type")) ||
+			    json_object_get(device, "tap_fd") != NULL) {
 				vm__error(error, error_size,
-					  "devices[%zu] must be an object with a string \"type\"",
+					  "devices[%zu] must be an object with a string \"type\""
+					  " (and no \"tap_fd\")",
 					  index);
 				result = -EINVAL;
 				goto err;
@@ -501,6 +508,18 @@ static void vcpu__wait_while_paused(struct vcpu *vcpu)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* Capabilities are per thread: a vCPU thread drops all of its own before
+ * it runs the guest (lowering them is always allowed). */
+static void vcpu__drop_capabilities(void)
+{
+	struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	memset(data, 0, sizeof(data));
+	if (syscall(SYS_capset, &header, data) != 0)
+		log_warn("vcpu: capset: %s", strerror(errno)); /* on_ready's check fails the start */
+}
+
 static void *vcpu__thread(void *opaque)
 {
 	struct vcpu *vcpu = opaque;
@@ -508,6 +527,8 @@ static void *vcpu__thread(void *opaque)
 	struct kvm_run *run = vcpu->run;
 	char detail[128];
 
+	if (vm->on_ready)
+		vcpu__drop_capabilities();
 	for (;;) {
 		__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
 		if (atomic_load(&vm->stopping))
@@ -965,6 +986,8 @@ err:
 	return -errno;
 }
 
+static int vm__lock_down(struct vm *vm, char *error, size_t error_size);
+
 int vm__start(struct vm *vm, char *error, size_t error_size)
 {
 	struct loader_image image;
@@ -1081,6 +1104,8 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 	sigemptyset(&action.sa_mask);
 	sigaction(VCPU_KICK_SIGNAL, &action, NULL);
 	atomic_store(&vm->state, VM_STATE_RUNNING);
+	if (vm->on_ready)
+		atomic_store(&vm->pause_requested, true); /* held until vm__lock_down */
 	for (uint32_t i = 0; i < vm->vcpu_count; i++) {
 		pthread_mutex_lock(&vm->lock);
 		vm->running_vcpus++;
@@ -1103,6 +1128,8 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 			pthread_setname_np(vm->vcpus[i].thread, name);
 		}
 	}
+	if (vm->on_ready && (result = vm__lock_down(vm, error, error_size)))
+		goto out;
 	result = 0;
 out:
 	free(cpuid);
@@ -1113,6 +1140,29 @@ out:
 		atomic_store(&vm->state, VM_STATE_STOPPED), atomic_store(&vm->exit_reason,
 									  VM_EXIT_VMM_ERROR);
 	return result;
+}
+
+/* vm__start with on_ready: waits until every vCPU thread is parked (its
+ * capabilities dropped), runs on_ready, then lets them into the guest, or
+ * stops the VM when on_ready failed. 0 or on_ready's error. */
+static int vm__lock_down(struct vm *vm, char *error, size_t error_size)
+{
+	int result;
+
+	pthread_mutex_lock(&vm->lock);
+	while (vm->paused_vcpus < vm->running_vcpus && !atomic_load(&vm->stopping))
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	result = vm->on_ready(vm, vm->on_ready_opaque, error, error_size);
+	if (result) {
+		vm__request_stop(vm, VM_EXIT_VMM_ERROR, 0, error);
+		return result;
+	}
+	pthread_mutex_lock(&vm->lock);
+	atomic_store(&vm->pause_requested, false);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
 }
 
 void vm__destroy(struct vm *vm)

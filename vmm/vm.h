@@ -143,6 +143,15 @@ struct vm {
 	_Atomic uint32_t boot_marker_count;
 	bool verbose;
 
+	/* Optional, set before vm__start: called on the starting thread once
+	 * the VM is set up and every vCPU thread exists, each having dropped
+	 * its capabilities and waiting before its first KVM_RUN. The VMM locks
+	 * itself down here (no_new_privs, capabilities, seccomp). Non-zero: the
+	 * start fails with the reason in error and the VM stops (exit reason
+	 * vmm-error) without running one guest instruction. */
+	int (*on_ready)(struct vm *vm, void *opaque, char *error, size_t error_size);
+	void *on_ready_opaque;
+
 	/* Called on the loop thread once the VM stopped (all vCPUs joined). */
 	void (*on_stop)(struct vm *vm, void *opaque);
 	void *on_stop_opaque;

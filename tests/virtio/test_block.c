@@ -228,6 +228,7 @@ static void kick_and_wait(struct device_fixture *f, unsigned count)
 
 static unsigned loop_entries = 256;
 static bool direct_io;
+static const char *base_image; /* set: the device is an overlay over it */
 
 static void create_device(struct device_fixture *f, bool read_only, const char *rate_limiter)
 {
@@ -242,7 +243,7 @@ static void create_device(struct device_fixture *f, bool read_only, const char *
 	strcpy(f->path, "/tmp/warren-blk-XXXXXX");
 	fd = mkstemp(f->path);
 	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, DISK_SECTORS * 512ull), 0);
+	assert_int_equal(ftruncate(fd, base_image ? 0 : DISK_SECTORS * 512ull), 0);
 	close(fd);
 	f->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	f->irq_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -251,6 +252,7 @@ static void create_device(struct device_fixture *f, bool read_only, const char *
 	options.path = f->path;
 	options.read_only = read_only;
 	options.direct = direct_io;
+	options.base = base_image;
 	options.id = "warren-test-disk";
 	options.rate_limiter = limiter;
 	f->blk = virtio_blk__create(&f->guest->memory, f->loop, &options, f->notify_fd, f->irq_fd,
@@ -553,6 +555,51 @@ static void test_direct_io(void **state)
 	json_decref(metrics);
 }
 
+/* Copy-on-write over a base image, through the ring: reads see the base,
+ * writes land in the overlay only, WRITE_ZEROES reads back zeros. */
+static void test_overlay_device(void **state)
+{
+	struct device_fixture *f = calloc(1, sizeof(*f));
+	char base[] = "/tmp/warren-blk-base-XXXXXX";
+	static uint8_t pattern[DISK_SECTORS * 512];
+	uint8_t check[4096];
+	json_t *metrics;
+	int fd = mkstemp(base);
+
+	*state = f;
+	assert_true(fd >= 0);
+	for (unsigned i = 0; i < sizeof(pattern); i++)
+		pattern[i] = (uint8_t)(i * 13 + 1);
+	assert_int_equal(write(fd, pattern, sizeof(pattern)), (ssize_t)sizeof(pattern));
+	base_image = base;
+	create_device(f, false, NULL);
+	base_image = NULL;
+	queue_request(f, 0, VIRTIO_BLK_T_IN, 8, READBACK, 4096, true);
+	kick_and_wait(f, 1);
+	assert_int_equal(status_of(f, 0), VIRTIO_BLK_S_OK);
+	assert_memory_equal(test_guest__ptr(f->guest, READBACK), pattern + 4096, 4096);
+	memset(test_guest__ptr(f->guest, DATA), 0x77, 1024);
+	queue_request(f, 1, VIRTIO_BLK_T_OUT, 9, DATA, 1024, false); /* inside a cluster */
+	kick_and_wait(f, 1);
+	queue_request(f, 2, VIRTIO_BLK_T_IN, 8, READBACK, 4096, true);
+	kick_and_wait(f, 1);
+	assert_int_equal(status_of(f, 1), VIRTIO_BLK_S_OK);
+	assert_memory_equal(test_guest__ptr(f->guest, READBACK), pattern + 4096, 512);
+	assert_int_equal(*(uint8_t *)test_guest__ptr(f->guest, READBACK + 512), 0x77);
+	assert_memory_equal(test_guest__ptr(f->guest, READBACK + 1536), pattern + 4096 + 1536,
+			    4096 - 1536);
+	/* The base is untouched. */
+	assert_int_equal(pread(fd, check, sizeof(check), 4096), (ssize_t)sizeof(check));
+	assert_memory_equal(check, pattern + 4096, sizeof(check));
+	metrics = virtio_blk__metrics(f->blk);
+	assert_int_equal(json_integer_value(json_object_get(metrics, "overlay_clusters")), 1);
+	assert_int_equal(json_integer_value(json_object_get(metrics, "capacity_sectors")),
+			 DISK_SECTORS);
+	json_decref(metrics);
+	close(fd);
+	unlink(base);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest unit[] = {
@@ -567,6 +614,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_rate_limited, device_teardown),
 		cmocka_unit_test_teardown(test_small_event_loop, device_teardown),
 		cmocka_unit_test_teardown(test_direct_io, device_teardown),
+		cmocka_unit_test_teardown(test_overlay_device, device_teardown),
 	};
 
 	if (argc > 1 && strcmp(argv[1], "--device") == 0)

@@ -4,8 +4,9 @@
  * virtio-net device, to "Run /init as init process" on the console within
  * 180 s (about 55-100 s on a kvm_pvm host, where CPL0 is emulated; user
  * space itself cannot run there). Two vCPUs: the MP table path and AP
- * bring-up. Then the VMM's metrics (control socket) must show both devices
- * at DRIVER_OK, set by Linux's virtio_blk and virtio_net, and the features
+ * bring-up. Then the VMM's metrics (control socket) must show the devices
+ * at DRIVER_OK, set by Linux's virtio_rng, virtio_blk and virtio_net, the
+ * guest's "crng init done" (boot seed + virtio-rng), and the features
  * Linux negotiated: the disk's "[vda]" line alone shows only the block
  * driver, virtio_net prints nothing while eth0 stays down.
  * Kernel: env WARREN_GUEST_KERNEL, else guest/kernel/build.sh (cached). */
@@ -150,7 +151,7 @@ static void test_linux_boots_to_init(void **state)
 	const char *argv[] = { vmm_test__binary(), "--kernel", kernel_path, "--initrd", initrd,
 			       "--memory", "256", "--vcpus", "2", "--cmdline", COMMAND_LINE,
 			       "--console", console, "--api-socket", session->path,
-			       "--timeout-ms", "240000", "--device", device,
+			       "--timeout-ms", "240000", "--rng", "--device", device,
 			       have_net ? "--device" : NULL,
 			       "{\"type\":\"net\",\"tap\":\"wsmoke0\",\"mac\":\"02:00:00:00:00:05\"}",
 			       NULL };
@@ -202,6 +203,27 @@ static void test_linux_boots_to_init(void **state)
 			break;
 		}
 	}
+	/* Entropy (--rng, boot seed): the guest's crng becomes ready at boot,
+	 * not minutes later. Keep reading the console a little for it. */
+	while (found && pid > 0 && !strstr(text, "crng init done") && elapsed < BOOT_LIMIT_SECONDS) {
+		FILE *file = fopen(console, "r");
+		size_t got = 0;
+
+		if (file) {
+			got = fread(text, 1, sizeof(text) - 1, file);
+			fclose(file);
+		}
+		text[got] = 0;
+		if (strstr(text, "crng init done"))
+			break;
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			pid = -1;
+			break;
+		}
+		sleep(1);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		elapsed = (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
+	}
 	if (session->fd >= 0)
 		close(session->fd);
 	if (pid > 0) {
@@ -219,10 +241,12 @@ static void test_linux_boots_to_init(void **state)
 	assert_non_null(strstr(text, "[vda] 2048 512-byte logical blocks"));
 	assert_non_null(strstr(text, "smp: Brought up 1 node, 2 CPUs"));
 	unlink(session->path);
+	assert_non_null(strstr(text, "crng init done"));
 	assert_non_null(metrics);
-	assert_driver_ok(metrics, 0, "block");
+	assert_driver_ok(metrics, 0, "rng");
+	assert_driver_ok(metrics, 1, "block");
 	if (have_net) {
-		uint64_t features = assert_driver_ok(metrics, 1, "net");
+		uint64_t features = assert_driver_ok(metrics, 2, "net");
 
 		/* Linux takes the checksum and segmentation offloads we offer. */
 		assert_true(features & (1ull << 0));  /* VIRTIO_NET_F_CSUM */

@@ -270,6 +270,26 @@ static void test_e820_and_zero_page(void **state)
 	assert_int_equal(zero_page->e820_entries, 3);
 	assert_int_equal(zero_page->e820_table[2].size, MEMORY_SIZE - 0x100000);
 
+	/* RNG seed: one SETUP_RNG_SEED node of fresh bytes, new on every boot */
+	{
+		struct setup_data *node = (struct setup_data *)(memory.host + BOOT_SETUP_DATA_ADDRESS);
+		uint8_t first[BOOT_RNG_SEED_BYTES];
+		unsigned zeros = 0;
+
+		assert_int_equal(zero_page->hdr.setup_data, BOOT_SETUP_DATA_ADDRESS);
+		assert_int_equal(node->type, SETUP_RNG_SEED);
+		assert_int_equal(node->len, BOOT_RNG_SEED_BYTES);
+		assert_int_equal(node->next, 0);
+		assert_true(BOOT_SETUP_DATA_ADDRESS + sizeof(*node) + BOOT_RNG_SEED_BYTES <=
+			    BOOT_ZERO_PAGE_ADDRESS);
+		for (unsigned i = 0; i < BOOT_RNG_SEED_BYTES; i++)
+			zeros += node->data[i] == 0;
+		assert_true(zeros < BOOT_RNG_SEED_BYTES / 4); /* random, not a zeroed buffer */
+		memcpy(first, node->data, sizeof(first));
+		assert_int_equal(boot__setup_memory(&memory, &out, &boot), 0);
+		assert_memory_not_equal(first, node->data, sizeof(first));
+	}
+
 	/* initrd placement: page aligned, below the limit, above the kernel */
 	assert_int_equal(boot__initrd_address(&memory, 0x1800, 0x200000, 0), MEMORY_SIZE - 0x2000);
 	assert_int_equal(boot__initrd_address(&memory, 0x1000, 0x200000, 0xffffff), 0xfff000);
@@ -448,6 +468,11 @@ static void test_control_parsing(void **state)
 	vm__init(control_vm, NULL);
 	control.vm = control_vm;
 	expect_control_error(&control, "", "one JSON object");
+	/* A client may not hand the VMM one of its own descriptors as a tap. */
+	expect_control_error(&control,
+			     "{\"op\":\"configure\",\"config\":{\"kernel\":\"/k\",\"devices\":"
+			     "[{\"type\":\"net\",\"tap_fd\":3,\"mac\":\"02:00:00:00:00:01\"}]}}",
+			     "tap_fd");
 	expect_control_error(&control, "[1,2]", "one JSON object");
 	expect_control_error(&control, "{\"op\":1}", "\"op\"");
 	expect_control_error(&control, "{\"op\":\"x\",\"op\":\"y\"}", "one JSON object");

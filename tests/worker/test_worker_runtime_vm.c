@@ -126,6 +126,41 @@ static json_t *vmm_request(const char *socket_path, const char *request)
 }
 
 /* True when pid has a tun fd attached to tap0 (fdinfo "iff:\ttap0"). */
+/* The VMM's jail (docs/vmm-design.md): a uid other than 0, seccomp 2, no
+ * capabilities, / = the sandbox's root/ dir, a cgroup named after the
+ * sandbox. */
+static void check_jail(pid_t pid, const char *dir, const char *sandbox_id)
+{
+	char path[600], *status, *cgroup, *uid;
+	struct stat inside, outside;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	status = read_text(path);
+	assert_non_null(status);
+	uid = strstr(status, "\nUid:\t");
+	assert_non_null(uid);
+	assert_true(atol(uid + 6) >= 1000);
+#ifndef WARREN_VMM_NO_SECCOMP /* sanitizer builds of warren-vmm have no filter */
+	assert_non_null(strstr(status, "\nSeccomp:\t2"));
+#endif
+	assert_non_null(strstr(status, "\nNoNewPrivs:\t1"));
+	assert_non_null(strstr(status, "\nCapEff:\t0000000000000000"));
+	snprintf(path, sizeof(path), "/proc/%d/root/rootfs.ext4", (int)pid);
+	assert_int_equal(stat(path, &inside), 0);
+	snprintf(path, sizeof(path), "%s/root/rootfs.ext4", dir);
+	assert_int_equal(stat(path, &outside), 0);
+	assert_int_equal(inside.st_ino, outside.st_ino);
+	assert_int_equal(inside.st_uid, (uid_t)atol(uid + 6));
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	cgroup = read_text(path);
+	assert_non_null(cgroup);
+	assert_non_null(strstr(cgroup, sandbox_id));
+	printf("warren-vmm jailed: uid %ld, seccomp 2, / = %s/root, cgroup %s\n", atol(uid + 6), dir,
+	       sandbox_id);
+	free(status);
+	free(cgroup);
+}
+
 static bool has_tap0(pid_t pid)
 {
 	char path[128];
@@ -209,9 +244,10 @@ static void test_vm_runtime_boots_and_stops(void **state)
 	assert_int_equal(vmm_namespace_stat.st_ino, namespace_stat.st_ino);
 	assert_true(has_tap0(pid));
 	printf("warren-vmm pid %d runs in %s with tap0 attached\n", (int)pid, netns_path);
+	check_jail(pid, dir, sandbox_id);
 
 	/* The console: the disk probed (after DRIVER_OK) and mounted as root. */
-	snprintf(path, sizeof(path), "%s/console.log", dir);
+	snprintf(path, sizeof(path), "%s/root/console.log", dir);
 	while (now_seconds() - started < BOOT_LIMIT_SECONDS) {
 		free(console);
 		console = read_text(path);
@@ -238,7 +274,7 @@ static void test_vm_runtime_boots_and_stops(void **state)
 	printf("root mounted %.1f s after runtime__start\n", booted_at);
 
 	/* Block metrics: the guest read its root disk (queues live only after DRIVER_OK). */
-	snprintf(path, sizeof(path), "%s/vmm.sock", dir);
+	snprintf(path, sizeof(path), "%s/root/vmm.sock", dir);
 	metrics = vmm_request(path, "{\"op\":\"metrics\"}");
 	assert_non_null(metrics);
 	vmm_state = (char *)json_string_value(json_object_get(metrics, "state"));
@@ -248,7 +284,7 @@ static void test_vm_runtime_boots_and_stops(void **state)
 		json_t *devices = json_object_get(metrics, "devices"), *device;
 		size_t index;
 
-		assert_int_equal(json_array_size(devices), 2);
+		assert_int_equal(json_array_size(devices), 3); /* rng, block, net */
 		json_array_foreach(devices, index, device) {
 			json_t *device_metrics = json_object_get(device, "metrics");
 			char *dump = json_dumps(device_metrics, JSON_COMPACT);

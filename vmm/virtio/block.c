@@ -14,6 +14,7 @@
 
 #include "event_loop.h"
 #include "iov.h"
+#include "overlay.h"
 #include "rate_limiter.h"
 #include "warren/clock.h"
 #include "warren/log.h"
@@ -33,6 +34,7 @@ struct virtio_blk {
 	struct virtio_mmio transport;
 	struct event_loop *loop;
 	int fd;
+	struct blk_overlay *overlay; /* copy-on-write over a base image, or NULL */
 	bool read_only;
 	bool inline_writes; /* buffered image: small writes straight into the page cache */
 	bool fixed_buffers; /* O_DIRECT with guest RAM registered: one-segment I/O uses it */
@@ -177,7 +179,9 @@ static void blk__retry(void *opaque);
 static void blk__free(struct virtio_blk *blk)
 {
 	virtio_mmio__uninit(&blk->transport);
-	close(blk->fd);
+	blk_overlay__close(blk->overlay);
+	if (blk->fd >= 0)
+		close(blk->fd);
 	free(blk->slots);
 	free(blk);
 }
@@ -340,6 +344,53 @@ static int blk__queue_data(struct virtio_blk *blk, struct blk_request_slot *slot
 	return ret;
 }
 
+/* A copy-on-write request, served at once (overlay.h). Status byte. */
+static uint8_t blk__overlay_request(struct virtio_blk *blk, struct virtio_blk_request *request,
+				    uint32_t *written)
+{
+	uint64_t offset = request->sector * VIRTIO_BLK_SECTOR_SIZE; /* range checked */
+	uint8_t segment[16];
+	uint64_t sector, sectors, end;
+	int result = 0;
+
+	*written = 1;
+	switch (request->type) {
+	case VIRTIO_BLK_T_IN:
+		blk->reads++;
+		result = blk_overlay__read(blk->overlay, request->data, request->data_count, offset,
+					   request->data_bytes);
+		if (result == 0) {
+			blk->read_bytes += request->data_bytes;
+			*written = (uint32_t)request->data_bytes + 1;
+		}
+		break;
+	case VIRTIO_BLK_T_OUT:
+		blk->writes++;
+		result = blk_overlay__write(blk->overlay, request->data, request->data_count, offset,
+					    request->data_bytes);
+		if (result == 0)
+			blk->write_bytes += request->data_bytes;
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		blk->flushes++;
+		result = blk_overlay__flush(blk->overlay);
+		break;
+	default: /* DISCARD, WRITE_ZEROES (checked): one segment, as blk__zero */
+		iov__read_front(request->data, request->data_count, segment, sizeof(segment));
+		sector = get_le(segment, 8);
+		sectors = get_le(segment + 8, 4);
+		if ((get_le(segment + 12, 4) & ~1u) || sectors > VIRTIO_BLK_MAX_ZERO_SECTORS ||
+		    __builtin_add_overflow(sector, sectors, &end) || end > blk->capacity_sectors)
+			return VIRTIO_BLK_S_IOERR;
+		if (sectors)
+			result = blk_overlay__zero(blk->overlay, sector * VIRTIO_BLK_SECTOR_SIZE,
+						   sectors * VIRTIO_BLK_SECTOR_SIZE,
+						   request->type == VIRTIO_BLK_T_DISCARD);
+		break;
+	}
+	return result == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+}
+
 enum blk_start {
 	BLK_STARTED,   /* I/O queued: the slot belongs to it until on_io_done */
 	BLK_DONE,      /* completed synchronously: free the slot */
@@ -375,6 +426,13 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 		return BLK_THROTTLED;
 	}
 	blk->requests++;
+	if (blk->overlay && request->type != VIRTIO_BLK_T_GET_ID) {
+		uint32_t written;
+
+		status = blk__overlay_request(blk, request, &written);
+		blk__complete_locked(blk, slot, status, written);
+		return BLK_DONE;
+	}
 	offset = (int64_t)(request->sector * VIRTIO_BLK_SECTOR_SIZE); /* range checked above */
 	switch (request->type) {
 	case VIRTIO_BLK_T_IN:
@@ -531,6 +589,18 @@ struct virtio_blk *virtio_blk__create(const struct guest_memory *memory, struct 
 			 VIRTQ_MAX_SIZE);
 		goto err;
 	}
+	if (options->base) {
+		if (options->direct || options->read_only) {
+			snprintf(error, error_size, "block: a base image needs a writable buffered overlay");
+			goto err;
+		}
+		blk->overlay = blk_overlay__open(options->base, options->path, &bytes, error,
+						 error_size);
+		if (!blk->overlay)
+			goto err;
+		blk->inline_writes = false;
+		goto opened;
+	}
 	flags = (options->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
 		(options->direct ? O_DIRECT : 0);
 	blk->fd = open(options->path, flags);
@@ -555,6 +625,7 @@ struct virtio_blk *virtio_blk__create(const struct guest_memory *memory, struct 
 		snprintf(error, error_size, "block: %s is not a file or block device", options->path);
 		goto err;
 	}
+opened:
 	blk->capacity_sectors = bytes / VIRTIO_BLK_SECTOR_SIZE;
 	name = options->id ? options->id : strrchr(options->path, '/');
 	name = name ? (name[0] == '/' ? name + 1 : name) : options->path;
@@ -625,6 +696,7 @@ struct virtio_blk *virtio_blk__create(const struct guest_memory *memory, struct 
 err:
 	if (blk->fd >= 0)
 		close(blk->fd);
+	blk_overlay__close(blk->overlay);
 	free(blk->slots);
 	free(blk);
 	return NULL;
@@ -680,6 +752,9 @@ json_t *virtio_blk__metrics(struct virtio_blk *blk)
 			    rate_limiter__to_json(&blk->limiter));
 	json_object_set_new(metrics, "fixed_buffers", json_boolean(blk->fixed_buffers));
 	json_object_set_new(metrics, "fixed_requests", json_integer((json_int_t)blk->fixed_requests));
+	if (blk->overlay)
+		json_object_set_new(metrics, "overlay_clusters",
+				    json_integer((json_int_t)blk_overlay__clusters(blk->overlay)));
 	virtio_mmio__add_metrics(&blk->transport, metrics);
 	virtio_mmio__unlock(&blk->transport);
 	return metrics;

@@ -21,7 +21,12 @@
  * fixed_buffers, fixed_requests.
  *
  * Read-only images offer VIRTIO_BLK_F_RO and fail writes with IOERR. One
- * request queue. */
+ * request queue.
+ *
+ * Copy-on-write (options.base): the disk is the base image as modified by
+ * the overlay file at options.path (overlay.h); its requests are served
+ * synchronously on the loop thread through the page cache (no O_DIRECT,
+ * no fixed buffers). Metrics add overlay_clusters. */
 #ifndef WARREN_VMM_VIRTIO_BLOCK_H
 #define WARREN_VMM_VIRTIO_BLOCK_H
 
@@ -79,7 +84,8 @@ uint8_t virtio_blk__check(const struct virtio_blk_request *request, uint64_t cap
 			  bool read_only, uint64_t features);
 
 struct virtio_blk_options {
-	const char *path;
+	const char *path;	     /* the image; with base: the overlay (created if missing) */
+	const char *base;	     /* read-only base image: copy-on-write (overlay.h); NULL: none */
 	bool read_only;
 	bool direct;		     /* O_DIRECT (guest buffers must be 512-aligned) */
 	const char *id;		     /* GET_ID serial, <= 20 bytes (default: file name) */

@@ -6,18 +6,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "block.h"
 #include "net.h"
+#include "rng.h"
 #include "virtio_mmio.h"
 #include "warren/json_util.h"
 
-enum virtio_device_kind { VIRTIO_DEVICE_BLOCK, VIRTIO_DEVICE_NET };
+enum virtio_device_kind { VIRTIO_DEVICE_BLOCK, VIRTIO_DEVICE_NET, VIRTIO_DEVICE_RNG };
 
 struct virtio_device {
 	enum virtio_device_kind kind;
-	void *device; /* struct virtio_blk / struct virtio_net */
+	void *device; /* struct virtio_blk / virtio_net / virtio_rng */
 	int irq_fd;
 	int notify_fd;
 };
@@ -34,6 +37,20 @@ static int queue_size_of(const json_t *config, char *error, size_t error_size)
 	return (int)size;
 }
 
+/* "tap_fd": a tap the VMM opened itself before it dropped its privileges
+ * (vmm/jail.c); only accepted when it is an open /dev/net/tun (10:200)
+ * descriptor. -1 otherwise. */
+static int tap_fd_of(const json_t *config)
+{
+	int64_t fd = json_util__int(config, "tap_fd", -1);
+	struct stat st;
+
+	if (fd < 3 || fd > INT32_MAX || fstat((int)fd, &st) != 0 || !S_ISCHR(st.st_mode) ||
+	    major(st.st_rdev) != 10 || minor(st.st_rdev) != 200)
+		return -1;
+	return (int)fd;
+}
+
 int virtio_devices__create(const struct vmm_device_host *host, const json_t *config,
 			   uint64_t mmio_base, uint32_t irq, struct vmm_device *out, char *error,
 			   size_t error_size)
@@ -47,7 +64,7 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 		snprintf(error, error_size, "device: \"type\" is required");
 		return -EINVAL;
 	}
-	if (strcmp(type, "block") && strcmp(type, "net")) {
+	if (strcmp(type, "block") && strcmp(type, "net") && strcmp(type, "rng")) {
 		snprintf(error, error_size, "unknown device type \"%s\"", type);
 		return -EINVAL;
 	}
@@ -81,6 +98,7 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 	if (strcmp(type, "block") == 0) {
 		struct virtio_blk_options options = {
 			.path = json_util__string(config, "path", NULL),
+			.base = json_util__string(config, "base", NULL),
 			.read_only = json_util__bool(config, "read_only", false),
 			.direct = json_util__bool(config, "direct", false),
 			.id = json_util__string(config, "id", NULL),
@@ -98,10 +116,26 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 		}
 		device->device = blk;
 		transport = virtio_blk__transport(blk);
+	} else if (strcmp(type, "rng") == 0) {
+		struct virtio_rng_options options = {
+			.rate_limiter = json_object_get(config, "rate_limiter"),
+			.queue_size = (uint16_t)queue_size,
+		};
+		struct virtio_rng *rng;
+
+		device->kind = VIRTIO_DEVICE_RNG;
+		rng = virtio_rng__create(host->memory, host->loop, &options, device->notify_fd,
+					 device->irq_fd, error, error_size);
+		if (!rng) {
+			ret = -EINVAL;
+			goto err;
+		}
+		device->device = rng;
+		transport = virtio_rng__transport(rng);
 	} else {
 		struct virtio_net_options options = {
 			.tap = json_util__string(config, "tap", NULL),
-			.tap_fd = -1,
+			.tap_fd = tap_fd_of(config),
 			.rx_rate_limiter = json_object_get(config, "rx_rate_limiter"),
 			.tx_rate_limiter = json_object_get(config, "tx_rate_limiter"),
 			.queue_size = (uint16_t)queue_size,
@@ -159,6 +193,8 @@ int virtio_device__set_rate_limit(void *opaque, const json_t *config, char *erro
 
 	if (device->kind == VIRTIO_DEVICE_BLOCK)
 		return virtio_blk__set_rate_limit(device->device, config, error, error_size);
+	if (device->kind == VIRTIO_DEVICE_RNG)
+		return virtio_rng__set_rate_limit(device->device, config, error, error_size);
 	return virtio_net__set_rate_limit(device->device, config, error, error_size);
 }
 
@@ -168,6 +204,8 @@ json_t *virtio_device__metrics(void *opaque)
 
 	if (device->kind == VIRTIO_DEVICE_BLOCK)
 		return virtio_blk__metrics(device->device);
+	if (device->kind == VIRTIO_DEVICE_RNG)
+		return virtio_rng__metrics(device->device);
 	return virtio_net__metrics(device->device);
 }
 
@@ -177,6 +215,8 @@ struct virtio_mmio *virtio_device__transport(void *opaque)
 
 	if (device->kind == VIRTIO_DEVICE_BLOCK)
 		return virtio_blk__transport(device->device);
+	if (device->kind == VIRTIO_DEVICE_RNG)
+		return virtio_rng__transport(device->device);
 	return virtio_net__transport(device->device);
 }
 
@@ -193,6 +233,8 @@ void virtio_device__destroy(void *opaque)
 		return;
 	if (device->kind == VIRTIO_DEVICE_BLOCK)
 		virtio_blk__destroy(device->device);
+	else if (device->kind == VIRTIO_DEVICE_RNG)
+		virtio_rng__destroy(device->device);
 	else
 		virtio_net__destroy(device->device);
 	close(device->irq_fd);

@@ -9,6 +9,10 @@
  *    "rate_limiter": {"bandwidth": {...}, "ops": {...}}}
  *   {"type": "net", "tap": "tap0", "mac": "02:00:00:00:00:01",
  *    "queue_size": 256, "rx_rate_limiter": {...}, "tx_rate_limiter": {...}}
+ *   (or "tap_fd": N instead of "tap": an open /dev/net/tun descriptor of
+ *    the VMM's own, set by its jail; refused on the control socket)
+ *   {"type": "rng", "queue_size": 64, "rate_limiter": {...}}  (entropy,
+ *    see rng.h; without "rate_limiter" the default VIRTIO_RNG_DEFAULT_LIMIT)
  * Rate-limiter JSON: see rate_limiter.h.
  *
  * Without a VM (host->vm_fd < 0, in-process tests and benchmarks) the
@@ -24,7 +28,7 @@
 
 struct virtio_mmio;
 
-/* Loop thread. Block: a rate-limiter object. Net: {"rx": {...}, "tx":
+/* Loop thread. Block, rng: a rate-limiter object. Net: {"rx": {...}, "tx":
  * {...}}. 0, or -EINVAL with a reason in error. */
 int virtio_device__set_rate_limit(void *opaque, const json_t *config, char *error,
 				  size_t error_size);

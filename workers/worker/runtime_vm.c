@@ -3,9 +3,14 @@
  * it opens that namespace's persistent tap0 (docs/network.md: the guest is
  * 169.254.0.21 behind tap0, the slot address is DNATed to it). Everything
  * of a sandbox lives in <state_dir>/<id>/: vmm.json (pid, socket: how a
- * restarted worker finds orphans), rootfs.ext4 (a private sparse copy of
- * the template image), console.log, vmm.log and the control socket
- * vmm.sock (docs/vmm-api.md). */
+ * restarted worker finds orphans) and vmm.log (root's), and root/, the
+ * VMM's jail (docs/vmm-design.md, "Jail"): rootfs.ext4 (the sandbox's
+ * copy-on-write overlay over the template image, or with vm_disk_copy a
+ * private sparse copy), console.log and the control socket
+ * vmm.sock (docs/vmm-api.md). Jailed (setting vm_jail, default on as
+ * root), the VMM runs in a cgroup of its own with limits from the
+ * sandbox's memory and vCPUs, pivot_root()ed into root/, as a uid/gid of
+ * its own (setting vm_jail_uid_base + a free slot derived from the id). */
 #include "runtime.h"
 
 #include <dirent.h>
@@ -29,7 +34,9 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <pthread.h>
 
+#include "jail_cgroup.h"
 #include "warren/config.h"
 #include "warren/ids.h"
 #include "warren/log.h"
@@ -41,6 +48,9 @@ extern char **environ;
 #define VM_STOP_WAIT_MS 5000
 #define VM_SOCKET_WAIT_MS 5000
 #define VM_IO_TIMEOUT_MS 2000
+#define VM_JAIL_UIDS 1000000u	       /* uids per host: base .. base + VM_JAIL_UIDS - 1 */
+#define VM_JAIL_MEMORY_OVERHEAD_MIB 96 /* the VMM itself: rings, page tables, buffers */
+#define VM_JAIL_PIDS_MAX 256	       /* main + vCPUs + io_uring workers */
 
 /* HOST-NOTES.md: what a kvm_pvm host needs on the guest command line. */
 #define VM_BASELINE_CMDLINE "noxsave clearcpuid=smap,smep,popcnt i8042.noaux i8042.nokbd tsc=reliable"
@@ -48,8 +58,15 @@ extern char **environ;
 struct runtime_vm {
 	pid_t pid; /* also the process group */
 	char dir[PATH_MAX];
+	char root[PATH_MAX + 8]; /* the VMM's jail: <dir>/root */
 	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	bool jailed;
+	bool have_cgroup;
+	struct jail_cgroup cgroup;
+	unsigned uid; /* jailed: its uid and gid */
 };
+
+static pthread_mutex_t runtime_vm__uid_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *runtime_vm__state_root(void)
 {
@@ -235,6 +252,20 @@ static int runtime_vm__copy_image(const char *from, const char *to, char *err, s
 	return 0;
 }
 
+/* An empty overlay file for the VMM's copy-on-write disk (it writes the
+ * header itself). */
+static int runtime_vm__new_overlay(const char *path, char *err, size_t err_len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd < 0) {
+		snprintf(err, err_len, "vm runtime: creating %s: %s", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 static int runtime_vm__write_state(const struct runtime_vm *vm, const char *id, char *err,
 				   size_t err_len)
 {
@@ -311,19 +342,100 @@ static void runtime_vm__log_tail(const struct runtime_vm *vm, char *err, size_t 
 		snprintf(err + used, err_len - used, ": %s", text);
 }
 
+static const char *runtime_vm__cgroup_parent(void)
+{
+	return config__get("vm_cgroup_parent", "warren-vm");
+}
+
+/* Picks the jail's uid (= gid) for sandbox id and gives it root/: the
+ * slot derived from the id's hash, or the next one no other sandbox's
+ * jail root is owned by. Under a lock: two starts never pick the same. */
+static int runtime_vm__jail_uid(struct runtime_vm *vm, const char *id, char *err, size_t err_len)
+{
+	char hex[TOKENS_SHA256_HEX_LEN + 1], path[PATH_MAX + 16];
+	int64_t base = config__get_int("vm_jail_uid_base", 1500000000);
+	unsigned start, slot;
+	bool failed = false;
+	int ret = -1;
+
+	if (base < 1000 || base + VM_JAIL_UIDS > 4000000000ll) {
+		snprintf(err, err_len, "vm runtime: bad setting vm_jail_uid_base");
+		return -1;
+	}
+	tokens__sha256_hex(id, strlen(id), hex);
+	hex[8] = 0; /* 32 bits of the hash pick the first slot tried */
+	start = (unsigned)(strtoull(hex, NULL, 16) % VM_JAIL_UIDS);
+	pthread_mutex_lock(&runtime_vm__uid_lock);
+	for (unsigned i = 0; i < VM_JAIL_UIDS && ret && !failed; i++) {
+		DIR *listing = opendir(runtime_vm__state_root());
+		struct dirent *entry;
+		bool used = false;
+
+		slot = (start + i) % VM_JAIL_UIDS;
+		while (listing && !used && (entry = readdir(listing))) {
+			struct stat st;
+
+			if (!ids__is_sandbox_id(entry->d_name) || !strcmp(entry->d_name, id))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s/root", runtime_vm__state_root(), entry->d_name);
+			used = stat(path, &st) == 0 && st.st_uid == (uid_t)(base + slot);
+		}
+		if (listing)
+			closedir(listing);
+		if (used)
+			continue;
+		vm->uid = (unsigned)(base + slot);
+		if (chown(vm->root, vm->uid, vm->uid)) {
+			snprintf(err, err_len, "vm runtime: chown %s: %s", vm->root, strerror(errno));
+			failed = true;
+			continue;
+		}
+		ret = 0;
+	}
+	pthread_mutex_unlock(&runtime_vm__uid_lock);
+	if (ret && !failed)
+		snprintf(err, err_len, "vm runtime: no free jail uid");
+	return ret;
+}
+
+/* The jail's cgroup with the sandbox's limits (memory + the VMM's own
+ * overhead, CPU = vCPUs, pids). */
+static int runtime_vm__make_cgroup(struct runtime_vm *vm, const struct runtime_start *spec,
+				   char *err, size_t err_len)
+{
+	struct jail_cgroup_limits limits = { 0 };
+	uint32_t memory = spec->memory_mib ? spec->memory_mib : 128;
+	uint32_t vcpus = spec->vcpus ? spec->vcpus : 1;
+	int ret = jail_cgroup__paths(&vm->cgroup, runtime_vm__cgroup_parent(), spec->sandbox_id);
+
+	if (ret) {
+		snprintf(err, err_len, "vm runtime: no usable cgroup hierarchy: %s", strerror(-ret));
+		return -1;
+	}
+	limits.memory_max_bytes = ((uint64_t)memory + VM_JAIL_MEMORY_OVERHEAD_MIB) << 20;
+	limits.cpu_millicores = vcpus * 1000;
+	limits.pids_max = VM_JAIL_PIDS_MAX;
+	if (jail_cgroup__create(&vm->cgroup, &limits, err, err_len))
+		return -1;
+	vm->have_cgroup = true;
+	return 0;
+}
+
 struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err, size_t err_len)
 {
 	struct template_info template_info;
 	struct runtime_vm *vm = NULL;
 	const char *kernel = runtime_vm__kernel();
 	const char *profile;
-	char vmm[PATH_MAX], image[PATH_MAX + 16], console[PATH_MAX + 16], log_path[PATH_MAX + 16];
+	char vmm[PATH_MAX], image[PATH_MAX + 32], console[PATH_MAX + 32], log_path[PATH_MAX + 16];
 	char cmdline[1024], mac[18], memory[16], vcpus[16], io_poll[24], response[4096];
+	char jail_uid[16];
 	char *block_json = NULL, *net_json = NULL;
 	json_t *block = NULL, *net = NULL;
-	int error_pipe[2] = { -1, -1 }, netns_fd = -1, status, child_errno = 0;
+	int error_pipe[2] = { -1, -1 }, go_pipe[2] = { -1, -1 }, netns_fd = -1, status;
+	int child_errno = 0;
 	long long deadline;
-	bool baseline;
+	bool baseline, copy_disk;
 
 	if (!spec->sandbox_id || !ids__is_sandbox_id(spec->sandbox_id)) {
 		snprintf(err, err_len, "vm runtime: bad sandbox id");
@@ -349,9 +461,12 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 		snprintf(err, err_len, "out of memory");
 		return NULL;
 	}
+	vm->jailed = config__get_bool("vm_jail", geteuid() == 0);
 	if ((size_t)snprintf(vm->dir, sizeof(vm->dir), "%s/%s", runtime_vm__state_root(),
 			     spec->sandbox_id) >= sizeof(vm->dir) ||
-	    (size_t)snprintf(vm->socket_path, sizeof(vm->socket_path), "%s/vmm.sock", vm->dir) >=
+	    (size_t)snprintf(vm->root, sizeof(vm->root), "%s%s", vm->dir,
+			     vm->jailed ? "/root" : "") >= sizeof(vm->root) ||
+	    (size_t)snprintf(vm->socket_path, sizeof(vm->socket_path), "%s/vmm.sock", vm->root) >=
 		    sizeof(vm->socket_path)) {
 		snprintf(err, err_len, "vm runtime: state_dir path too long");
 		free(vm);
@@ -363,15 +478,28 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 		free(vm);
 		return NULL;
 	}
-	snprintf(image, sizeof(image), "%s/rootfs.ext4", vm->dir);
-	snprintf(console, sizeof(console), "%s/console.log", vm->dir);
+	if (vm->jailed && mkdir(vm->root, 0700) && errno != EEXIST) {
+		snprintf(err, err_len, "vm runtime: mkdir %s: %s", vm->root, strerror(errno));
+		goto err;
+	}
+	if (vm->jailed && (runtime_vm__jail_uid(vm, spec->sandbox_id, err, err_len) ||
+			   runtime_vm__make_cgroup(vm, spec, err, err_len)))
+		goto err;
+	snprintf(image, sizeof(image), "%s/rootfs.ext4", vm->root);
+	snprintf(console, sizeof(console), "%s/console.log", vm->root);
 	snprintf(log_path, sizeof(log_path), "%s/vmm.log", vm->dir);
-	/* Cost: a full (sparse) copy of the image per sandbox; see README. */
-	if (runtime_vm__copy_image(template_info.image, image, err, err_len))
+	/* The disk: copy-on-write over the template image (an empty overlay
+	 * file, docs/vmm-design.md "Disks"), or with setting vm_disk_copy a
+	 * full (sparse) copy as before. */
+	copy_disk = config__get_bool("vm_disk_copy", false);
+	if (copy_disk ? runtime_vm__copy_image(template_info.image, image, err, err_len) :
+			runtime_vm__new_overlay(image, err, err_len))
 		goto err;
 
 	runtime_vm__mac(spec->sandbox_id, mac);
-	block = json_pack("{s:s, s:s, s:b}", "type", "block", "path", image, "read_only", 0);
+	block = copy_disk ? json_pack("{s:s, s:s, s:b}", "type", "block", "path", image, "read_only", 0) :
+			    json_pack("{s:s, s:s, s:s}", "type", "block", "path", image, "base",
+				      template_info.image);
 	net = json_pack("{s:s, s:s, s:s}", "type", "net", "tap", "tap0", "mac", mac);
 	block_json = block ? json_dumps(block, JSON_COMPACT) : NULL;
 	net_json = net ? json_dumps(net, JSON_COMPACT) : NULL;
@@ -386,11 +514,15 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	 * sleeps (lower I/O latency for CPU; docs/vmm-design.md). 0: never. */
 	snprintf(io_poll, sizeof(io_poll), "%lld",
 		 (long long)config__get_int("vm_io_poll_us", 0));
+	snprintf(jail_uid, sizeof(jail_uid), "%u", vm->uid);
 	char *argv[] = { vmm,	  "--kernel",	   (char *)kernel, "--cmdline", cmdline,
 			 "--memory", memory,	   "--vcpus",	   vcpus,	"--cpu-profile",
 			 (char *)profile, "--console", console,	   "--api-socket", vm->socket_path,
-			 "--io-poll-us", io_poll,
-			 "--device", block_json,   "--device",	   net_json,	NULL };
+			 "--io-poll-us", io_poll,  "--rng" /* entropy: docs/vmm-design.md */,
+			 "--device", block_json,   "--device",	   net_json,
+			 /* last: dropped when not jailed */
+			 vm->jailed ? "--jail" : NULL, vm->root, "--jail-uid", jail_uid,
+			 "--jail-gid", jail_uid, NULL };
 
 	if (spec->netns_path) {
 		netns_fd = open(spec->netns_path, O_RDONLY | O_CLOEXEC);
@@ -401,7 +533,7 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 		}
 	}
 	int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (log_fd < 0 || pipe2(error_pipe, O_CLOEXEC)) {
+	if (log_fd < 0 || pipe2(error_pipe, O_CLOEXEC) || pipe2(go_pipe, O_CLOEXEC)) {
 		snprintf(err, err_len, "vm runtime: %s: %s", log_path, strerror(errno));
 		if (log_fd >= 0)
 			close(log_fd);
@@ -413,8 +545,12 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 		 * slot's network namespace (tap0 is opened there), then exec. */
 		int null_fd = open("/dev/null", O_RDONLY);
 		int code = 0;
+		char go;
 
 		setpgid(0, 0);
+		/* Wait until the parent put us in the jail's cgroup. */
+		if (read(go_pipe[0], &go, 1) != 1)
+			_exit(127);
 		if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET))
 			code = errno;
 		if (!code && (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 ||
@@ -439,6 +575,14 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 		goto err;
 	}
 	setpgid(vm->pid, vm->pid); /* also from here: no race with kill(-pid) */
+	close(go_pipe[0]);
+	go_pipe[0] = -1;
+	if (vm->have_cgroup && jail_cgroup__attach(&vm->cgroup, vm->pid, err, err_len))
+		goto err;
+	if (write(go_pipe[1], "g", 1) != 1) {
+		snprintf(err, err_len, "vm runtime: cannot release warren-vmm: %s", strerror(errno));
+		goto err;
+	}
 	if (read(error_pipe[0], &child_errno, sizeof(child_errno)) == sizeof(child_errno)) {
 		snprintf(err, err_len, "vm runtime: entering %s / exec %s: %s",
 			 spec->netns_path ? spec->netns_path : "-", vmm, strerror(child_errno));
@@ -473,10 +617,15 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	goto out;
 err:
 	runtime_vm__kill(vm);
+	if (vm->have_cgroup)
+		jail_cgroup__destroy(&vm->cgroup, VM_STOP_WAIT_MS);
 	runtime_vm__remove_dir(vm->dir);
 	free(vm);
 	vm = NULL;
 out:
+	for (int i = 0; i < 2; i++)
+		if (go_pipe[i] >= 0)
+			close(go_pipe[i]);
 	if (netns_fd >= 0)
 		close(netns_fd);
 	if (error_pipe[0] >= 0)
@@ -512,7 +661,9 @@ void runtime_vm__stop(struct runtime_vm *vm)
 		}
 		runtime_vm__sleep_ms(20);
 	}
-	/* Anything else left in the group. */
+	/* Anything else left in the jail's cgroup, then its files. */
+	if (vm->have_cgroup && jail_cgroup__destroy(&vm->cgroup, VM_STOP_WAIT_MS))
+		log_warn("vm runtime: cgroup of %s not empty after stop", vm->dir);
 	runtime_vm__remove_dir(vm->dir);
 	free(vm);
 }
@@ -588,6 +739,13 @@ int runtime_vm__reap_orphans(const char *const *keep, size_t count)
 			killed++;
 		}
 		json_decref(state);
+		{
+			/* its jail's cgroup, if it had one (a missing one is fine) */
+			struct jail_cgroup cgroup;
+
+			if (jail_cgroup__paths(&cgroup, runtime_vm__cgroup_parent(), entry->d_name) == 0)
+				jail_cgroup__destroy(&cgroup, VM_STOP_WAIT_MS);
+		}
 		runtime_vm__remove_dir(dir);
 	}
 	closedir(listing);
