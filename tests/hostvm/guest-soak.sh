@@ -112,7 +112,8 @@ for i in $(seq 1 "$count"); do
 	hung) hung=$((hung + 1)) ;;
 	*) failed=$((failed + 1)) ;;
 	esac
-	echo "soak: boot $i: $result (init at ${reached:--} s, health at ${healthy:--} s, console idle ${idle} s at the end)"
+	crng=$(grep -o '\[ *[0-9.]*\] random: crng init done' "$console" | head -n 1 | tr -s ' ')
+	echo "soak: boot $i: $result (init at ${reached:--} s, health at ${healthy:--} s, console idle ${idle} s at the end; ${crng:-crng not ready yet})"
 	if [ "$result" != ok ]; then
 		echo "--- console tail of boot $i ---"
 		tail -n 15 "$console"
