@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the nested test host's outer kernel and initramfs from Debian
-# packages only: the newest linux-image-<release>-amd64 apt offers (6.1 on
-# Debian 12, 6.12 on Debian 13), fetched with `apt-get download` and unpacked
+# packages only: the release's linux-image-<version>-amd64 (6.1 on Debian 12,
+# 6.12 on Debian 13), fetched with `apt-get download` and unpacked
 # with `dpkg-deb -x` (never installed), and busybox-static. Cached by content
 # under ${WARREN_CACHE_DIR:-~/.cache/warren}/hostvm/<hash>/ (the hash covers
 # this script, init, the image package's version and busybox's version).
@@ -17,20 +17,28 @@ log() { echo "hostvm/build.sh: $*" >&2; }
 # dependencies once build.sh has added those (resolved from .modinfo below).
 wanted_modules="tun irqbypass kvm ccp kvm-amd virtio_pci virtio_rng 9pnet 9pnet_virtio 9p overlay"
 
-# The newest amd64 image package of the running release's kernel series.
+# The release's own kernel: what its metapackage linux-image-amd64 depends
+# on (6.1.0-NN-amd64 on Debian 12, 6.12.NN+deb13-amd64 on Debian 13; not a
+# backport), else the newest plain image package apt knows.
 pick_image_package() {
-	apt-cache search --names-only '^linux-image-[0-9.]+-[0-9]+-amd64(-unsigned)?$' 2>/dev/null |
-		awk '{print $1}' | sort -V | tail -n 1
+	local pkg
+	pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
+		sed -n 's/^ *Depends: \(linux-image-[^ ]*-amd64\(-unsigned\)\{0,1\}\)$/\1/p' | head -n 1)
+	if [ -z "$pkg" ]; then
+		pkg=$(apt-cache search --names-only '^linux-image-[0-9][0-9a-z.+-]*[0-9]-amd64(-unsigned)?$' 2>/dev/null |
+			awk '{print $1}' | sort -V | tail -n 1)
+	fi
+	echo "$pkg"
 }
 
 image_pkg=${WARREN_HOSTVM_IMAGE_PACKAGE:-$(pick_image_package)}
 [ -n "$image_pkg" ] || { log "no linux-image-*-amd64 package in apt's lists (apt-get update?)"; exit 1; }
 image_version=$(apt-cache policy "$image_pkg" | awk '/Candidate:/ {print $2}')
-busybox=$(command -v busybox || true)
-if [ -z "$busybox" ] || ! file -L "$busybox" 2>/dev/null | grep -q 'statically linked'; then
-	busybox=/bin/busybox
-	[ -x "$busybox" ] && file -L "$busybox" | grep -q 'statically linked' ||
-		{ log "needs a static busybox (apt-get install busybox-static)"; exit 1; }
+# busybox-static's /bin/busybox: ldd refuses a static binary.
+busybox=/bin/busybox
+if [ ! -x "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
+	log "needs a static /bin/busybox (apt-get install busybox-static)"
+	exit 1
 fi
 busybox_version=$(dpkg-query -W -f '${Version}' busybox-static 2>/dev/null || echo unknown)
 
