@@ -23,13 +23,12 @@ fi
 [ $# -gt 0 ] || { echo "usage: nested-test.sh [--timeout S] TEST_BINARY [ARG]..." >&2; exit 2; }
 name=$(basename "$1")
 
-if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then
+source "$here/probe.sh"
+if hostvm_probe; then
 	echo "SKIP: this machine has hardware KVM; $name runs directly (its own ctest entry)"
 	exit 77
 fi
-reason="no /dev/kvm"
-[ -e /dev/kvm ] && reason="/dev/kvm without vmx/svm (kvm_pvm: no guest user space)"
-echo "$reason: running $name in the nested test host (QEMU TCG with emulated SVM)"
+echo "$hostvm_reason: running $name in the nested test host (QEMU TCG with emulated SVM)"
 command -v qemu-system-x86_64 >/dev/null ||
 	{ echo "SKIP: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"; exit 77; }
 if ! "$here/build.sh" >/dev/null; then
