@@ -32,7 +32,15 @@ pick_image_package() {
 }
 
 image_pkg=${WARREN_HOSTVM_IMAGE_PACKAGE:-$(pick_image_package)}
-[ -n "$image_pkg" ] || { log "no linux-image-*-amd64 package in apt's lists (apt-get update?)"; exit 1; }
+if [ -z "$image_pkg" ]; then
+	# No apt lists (offline, cleaned): the newest complete earlier build.
+	previous=$(ls -td "$cache_root"/*/initrd.gz 2>/dev/null | head -n 1)
+	[ -n "$previous" ] || { log "no linux-image-*-amd64 package in apt's lists (apt-get update?)"; exit 1; }
+	log "no image package in apt's lists: using the cached $(dirname "$previous")"
+	echo "$(dirname "$previous")/vmlinuz"
+	echo "$previous"
+	exit 0
+fi
 image_version=$(apt-cache policy "$image_pkg" | awk '/Candidate:/ {print $2}')
 # busybox-static's /bin/busybox: ldd refuses a static binary.
 busybox=/bin/busybox
