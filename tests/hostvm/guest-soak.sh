@@ -4,18 +4,20 @@
 # A boot passes when the console shows the kernel starting init within the
 # limit and, with --agent, when the agent answers /health on 49983 through
 # a tap (169.254.0.22/30 here, the guest 169.254.0.21, as warren-init sets).
-# A boot that stops printing before that is counted as a hang; its console
-# tail is printed. Prints one line per boot and a summary line:
+# A boot that does not reach init within the limit is counted as a hang; one
+# that reaches init but whose agent never answers, or whose VMM exits, as
+# failed. The console tail of either is printed. Prints one line per boot and a summary line:
 #   "soak: N boots, P passed, H hung (...)"
 # Exit 0 only when every boot passed.
 #
 # usage: guest-soak.sh --kernel VMLINUX [--rootfs EXT4] [--count N] [--limit S]
 #          [--vcpus N] [--memory MiB] [--cpu-profile P] [--append "ARGS"] [--agent]
+#          [--stop-on-failure]
 # Without --rootfs the guest gets a one-file initramfs (busybox's sh as
 # /init is not needed: the marker is the kernel's "Run /init").
 set -uo pipefail
 
-kernel= rootfs= count=10 limit=90 vcpus=1 memory=256 profile=host append= agent=0
+kernel= rootfs= count=10 limit=90 vcpus=1 memory=256 profile=host append= agent=0 stop_on_failure=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kernel) kernel=$2; shift 2 ;;
@@ -27,6 +29,7 @@ while [ $# -gt 0 ]; do
 	--cpu-profile) profile=$2; shift 2 ;;
 	--append) append=$2; shift 2 ;;
 	--agent) agent=1; shift ;;
+	--stop-on-failure) stop_on_failure=1; shift ;;
 	*) echo "guest-soak: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -107,6 +110,8 @@ for i in $(seq 1 "$count"); do
 	kill -KILL "$vmm_pid" 2>/dev/null
 	wait "$vmm_pid" 2>/dev/null
 	vmm_pid=
+	# The kernel reached init but the agent never answered: not a hang.
+	[ "$result" = hung ] && [ -n "$reached" ] && result=no-health
 	case $result in
 	ok) passed=$((passed + 1)); boot_times+=("$reached"); [ -n "$healthy" ] && health_times+=("$healthy") ;;
 	hung) hung=$((hung + 1)) ;;
@@ -120,13 +125,14 @@ for i in $(seq 1 "$count"); do
 		echo "--- vmm log ---"
 		tail -n 5 "$work/vmm.$i.log"
 		echo "---"
+		[ "$stop_on_failure" = 1 ] && { count=$i; break; }
 	fi
 done
 summary() { # values...: min/median/max
 	[ $# -gt 0 ] || { echo "-"; return; }
 	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "min %.1f median %.1f max %.1f s", v[1], v[int((NR + 1) / 2)], v[NR] }'
 }
-echo "soak: $count boots, $passed passed, $hung hung, $failed exited early (profile $profile, $vcpus vCPU, append '$append')"
+echo "soak: $count boots, $passed passed, $hung hung, $failed failed otherwise (exited, no /health) (profile $profile, $vcpus vCPU, append '$append')"
 echo "soak: start to \"$marker\": $(summary "${boot_times[@]+"${boot_times[@]}"}")"
 [ "$agent" = 1 ] && echo "soak: start to agent /health: $(summary "${health_times[@]+"${health_times[@]}"}")"
 [ "$passed" = "$count" ]

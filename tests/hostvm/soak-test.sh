@@ -33,7 +33,7 @@ kernel=${WARREN_GUEST_KERNEL:-}
 if [ -z "$kernel" ]; then
 	kernel=$("$source_dir/guest/kernel/build.sh") || { echo "FAIL: no guest kernel (guest/kernel/build.sh failed)"; exit 1; }
 fi
-soak=("$here/guest-soak.sh" --kernel "$kernel" --rootfs "$rootfs" --count "$count" --limit 120 --agent)
+soak=("$here/guest-soak.sh" --kernel "$kernel" --rootfs "$rootfs" --count "$count" --limit 90 --agent --stop-on-failure)
 
 source "$here/probe.sh"
 if hostvm_probe; then
