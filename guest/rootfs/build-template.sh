@@ -194,9 +194,10 @@ cat > "$root/sbin/warren-init" <<'INIT'
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-# No redirection before /dev is mounted: on an image whose /dev is empty,
-# "2>/dev/null" fails and the shell skips the command it belongs to. The
-# kernel may have mounted devtmpfs already (root from a block device).
+# /dev only when not mounted yet: with root on a block device the kernel
+# has mounted devtmpfs there already, a second mount fails, and an empty
+# tmpfs over it left no /dev/null (busybox sh then could not start the
+# agent in the background). No redirection before /dev exists either.
 if ! grep -q '^[^ ]* /dev ' /proc/mounts; then
 	mount -t devtmpfs devtmpfs /dev || {
 		mount -t tmpfs -o mode=0755 dev /dev
