@@ -194,7 +194,19 @@ cat > "$root/sbin/warren-init" <<'INIT'
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev 2>/dev/null || mount -t tmpfs -o mode=0755 dev /dev
+# /dev only when not mounted yet: with root on a block device the kernel
+# has mounted devtmpfs there already, a second mount fails, and an empty
+# tmpfs over it left no /dev/null (busybox sh then could not start the
+# agent in the background). No redirection before /dev exists either.
+if ! grep -q '^[^ ]* /dev ' /proc/mounts; then
+	mount -t devtmpfs devtmpfs /dev || {
+		mount -t tmpfs -o mode=0755 dev /dev
+		mknod -m 0666 /dev/null c 1 3
+		mknod -m 0666 /dev/zero c 1 5
+		mknod -m 0666 /dev/urandom c 1 9
+		mknod -m 0600 /dev/console c 5 1
+	}
+fi
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 [ -e /dev/ptmx ] || ln -s pts/ptmx /dev/ptmx
