@@ -467,6 +467,10 @@ static int slot_inside_create(void *arg)
 	 * count as sandbox traffic) and no IPv6 path around the policy. */
 	write_file("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
 	write_file("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+	/* Every port of the slot is the tenant's: a jail sandbox's root has no
+	 * CAP_NET_BIND_SERVICE in this namespace (the host's user namespace
+	 * owns it), and a server on port 80 is what users start. */
+	write_file("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
 	if ((rc = link_up(sk, "lo", NULL)) < 0 || (rc = link_up(sk, SLOT_LINK, &veth_index)) < 0)
 		goto out;
 	format_v4(cidr, sizeof(cidr), ntohl(op->info->slot_address.s_addr), 30);
