@@ -6,7 +6,8 @@ say() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 # sha256 of the named files' contents (and names), short form.
-content_hash() { (for f in "$@"; do echo "$f"; cat "$f"; done) | sha256sum | cut -c1-16; }
+# Keyed by each file's name and bytes, not its path: every clone shares the cache.
+content_hash() { (for f in "$@"; do basename "$f"; cat "$f"; done) | sha256sum | cut -c1-16; }
 
 # The Kafka jars folder for the checked-in pom (resolved by scripts/setup).
 kafka_jars_dir() { echo "$WARREN_CACHE_DIR/kafka/$(content_hash "$WARREN_ROOT/scripts/kafka-broker.pom.xml")/jars"; }
