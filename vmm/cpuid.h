@@ -4,7 +4,7 @@
  *  baseline: hides XSAVE/OSXSAVE and everything that needs it (AVX, AVX2,
  *            AVX-512, FMA, F16C, PKU, leaf 0xd), SMEP, SMAP, POPCNT/ABM and
  *            reports vendor GenuineIntel. This is what kvm_pvm hosts need
- *            (HOST-NOTES.md: their CPL0 emulator fails on XSAVE, STAC/CLAC,
+ *            (docs/host-requirements.md: their CPL0 emulator fails on XSAVE, STAC/CLAC,
  *            POPCNT; an AMD vendor string makes Linux run FNCLEX). It also
  *            hides the KVM paravirt features whose guest side makes
  *            hypercalls (PV unhalt, send-IPI, sched-yield, map-GPA-range):

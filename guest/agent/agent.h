@@ -1,5 +1,5 @@
 /* agent: shared state and helpers of warren-agent, the in-sandbox daemon
- * that speaks envd's wire protocol (E2B-FACTS.md "Agent"). One process,
+ * that speaks envd's wire protocol (docs/e2b-compatibility.md "Agent"). One process,
  * libmicrohttpd with a thread per connection, a thread per child process
  * pumping its output, and the main thread reaping children (SIGCHLD). */
 #ifndef WARREN_AGENT_AGENT_H

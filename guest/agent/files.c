@@ -2,7 +2,7 @@
  * upload one as application/octet-stream or several as multipart/form-data
  * (part name "file", filename = path when ?path= is absent), creating
  * parent directories; 507 on ENOSPC/EDQUOT. Bodies stream to disk. The
- * optional v1 signature (E2B-FACTS.md "Signed URL") replaces the token. */
+ * optional v1 signature (docs/e2b-compatibility.md "Signed URL") replaces the token. */
 #include "server.h"
 
 #include <errno.h>

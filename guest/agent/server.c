@@ -1,5 +1,5 @@
 /* server: HTTP routing and authentication of warren-agent. Routes (envd's
- * OpenAPI spec plus its Connect services, E2B-FACTS.md "Agent"):
+ * OpenAPI spec plus its Connect services, docs/e2b-compatibility.md "Agent"):
  *   GET /health, POST /init, GET /envs, GET|POST /files,
  *   POST /process.Process/<Method>, POST /filesystem.Filesystem/<Method>. */
 #include "server.h"

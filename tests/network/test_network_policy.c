@@ -1,4 +1,4 @@
-/* The egress policy matrix (issue 6), run from inside a slot as a plain
+/* The egress policy matrix, run from inside a slot as a plain
  * process (the jail runtime's path: OUTPUT hook). Every rule of the
  * semantics has a named test here; docs/network.md lists them. */
 #include <arpa/inet.h>

@@ -1,4 +1,4 @@
-/* Slot lifecycle (issue 6): 200 acquire/release cycles with traffic and
+/* Slot lifecycle: 200 acquire/release cycles with traffic and
  * 200 on-demand create/destroy cycles leave no namespaces, links, rules
  * or conntrack entries behind; a released slot keeps nothing of its last
  * sandbox; the pool cleans up after itself. */

@@ -6,7 +6,7 @@
  * virtio-blk disk ("[vda]", printed after DRIVER_OK), reads it (block
  * metrics) and mounts it as root ("VFS: Mounted root"), then that
  * runtime__stop leaves no process and no state dir. On kvm_pvm hosts
- * (HOST-NOTES.md) the guest's user space cannot run: /health is not
+ * (docs/host-requirements.md) the guest's user space cannot run: /health is not
  * checked here. */
 #include <errno.h>
 #include <setjmp.h>
@@ -297,7 +297,7 @@ static void test_vm_runtime_boots_and_stops(void **state)
 	}
 	assert_true(reads > 0);
 	json_decref(metrics);
-	printf("note: on a kvm_pvm host guest user space cannot run (HOST-NOTES.md): "
+	printf("note: on a kvm_pvm host guest user space cannot run (docs/host-requirements.md): "
 	       "the boot stops after the root mount; /health is not checked\n");
 
 	started = now_seconds();

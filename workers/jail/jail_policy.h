@@ -1,8 +1,8 @@
 /* jail_policy: what a jailed sandbox may do. The seccomp allow-list, the
  * named denials and
  * the capability set the agent keeps, as tables, shared by the library
- * (for tests) and warren-jail-init (which applies them). Issue 5, "Jail
- * runtime"; workers/jail/README.md documents both sets and why. */
+ * (for tests) and warren-jail-init (which applies them).
+ * workers/jail/README.md documents both sets and why. */
 #ifndef WARREN_JAIL_POLICY_H
 #define WARREN_JAIL_POLICY_H
 

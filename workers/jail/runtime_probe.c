@@ -65,7 +65,7 @@ void runtime__probe(const struct runtime_probe_paths *paths, struct runtime_prob
 	else if (out->kvm_is_pvm)
 		snprintf(out->reason, sizeof(out->reason),
 			 "jail: KVM is the kvm_pvm module (nested, cannot run a Linux guest's "
-			 "user space; HOST-NOTES.md)");
+			 "user space; docs/host-requirements.md)");
 	else if (!out->have_vmx_or_svm)
 		snprintf(out->reason, sizeof(out->reason),
 			 "jail: no vmx/svm flag in %s (no hardware virtualization)", cpuinfo);

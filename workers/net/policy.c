@@ -1,5 +1,5 @@
 /* policy: network spec validation, parsing and the nftables compiler.
- * Semantics: ARCHITECTURE.md "Sandbox network", E2B-FACTS.md "REST API"
+ * Semantics: ARCHITECTURE.md "Sandbox network", docs/e2b-compatibility.md "REST API"
  * (validation messages); rule layout in docs/network.md. */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -560,7 +560,7 @@ bool net_policy__never_allowed(const struct cidr *never, size_t never_count, int
 
 /* One transaction: create-if-missing, delete, recreate. nft applies the
  * whole buffer atomically, so no packet ever sees a half policy
- * (HOST-NOTES.md: every rule line ends with a newline before "}"). */
+ * (docs/host-requirements.md, "Networking": every rule line ends with a newline before "}"). */
 char *net_policy__compile(const struct net_policy *policy, const struct net_compile_params *params)
 {
 	struct text t = { 0 };

@@ -1,5 +1,5 @@
 /* runtime: the probe that picks `vm` or `jail`, and the jail backend.
- * HOST-NOTES.md: a host whose /dev/kvm is served by kvm_pvm (no VMX/SVM)
+ * docs/host-requirements.md: a host whose /dev/kvm is served by kvm_pvm (no VMX/SVM)
  * boots a Linux kernel but cannot run its user space, so it gets `jail`. */
 #include "runtime.h"
 

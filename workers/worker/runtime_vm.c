@@ -52,7 +52,7 @@ extern char **environ;
 #define VM_JAIL_MEMORY_OVERHEAD_MIB 96 /* the VMM itself: rings, page tables, buffers */
 #define VM_JAIL_PIDS_MAX 256	       /* main + vCPUs + io_uring workers */
 
-/* HOST-NOTES.md: what a kvm_pvm host needs on the guest command line. */
+/* docs/host-requirements.md: what a kvm_pvm host needs on the guest command line. */
 #define VM_BASELINE_CMDLINE "noxsave clearcpuid=smap,smep,popcnt i8042.noaux i8042.nokbd tsc=reliable"
 
 struct runtime_vm {

@@ -5,7 +5,7 @@
  * read-only overlay lower with a per-sandbox upper, procfs with the
  * kernel's knobs read-only, a cgroup with memory/cpu/pids limits, a
  * reduced capability set, no_new_privs and a seccomp filter.
- * Issue 5, "Jail runtime"; ARCHITECTURE.md, "Runtimes";
+ * workers/jail/README.md; ARCHITECTURE.md, "Runtimes";
  * workers/jail/README.md (what this host supports, the exact cap and
  * syscall sets). Needs root on the host. */
 #ifndef WARREN_JAIL_H

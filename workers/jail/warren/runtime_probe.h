@@ -1,5 +1,5 @@
-/* runtime_probe: which runtime this host can run, `vm` or `jail` (issue 5:
- * "The worker picks vm or jail with a probe at start"; HOST-NOTES.md). */
+/* runtime_probe: which runtime this host can run, `vm` or `jail` (workers/jail/README.md:
+ * "The worker picks vm or jail with a probe at start"; docs/host-requirements.md). */
 #ifndef WARREN_RUNTIME_PROBE_H
 #define WARREN_RUNTIME_PROBE_H
 

@@ -23,7 +23,7 @@
 /* ---- policy ------------------------------------------------------------ */
 
 #define NET_POLICY_MAX_ENTRIES 1000  /* per list (allowOut, denyOut) */
-#define NET_POLICY_DEFAULT_CONNECTION_LIMIT 2500 /* E2B-FACTS.md "Limits" */
+#define NET_POLICY_DEFAULT_CONNECTION_LIMIT 2500 /* docs/e2b-compatibility.md "Limits" */
 #define NET_DOMAIN_MAX 253
 
 struct net_policy;
