@@ -16,6 +16,7 @@
 
 #include "warren/clock.h"
 #include "warren/log.h"
+#include "warren/net_address.h"
 #include "warren/tokens.h"
 
 struct agent_state agent = {.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -477,22 +478,14 @@ struct MHD_Daemon *server__start(const char *listen)
 {
 	struct sockaddr_in address = {.sin_family = AF_INET};
 	char host[64];
-	const char *colon = strrchr(listen, ':');
-	char *end;
-	long port;
+	uint16_t port;
 
-	if (!colon || (size_t)(colon - listen) >= sizeof(host)) {
-		log_error("--listen %s: expected HOST:PORT", listen);
-		return NULL;
-	}
-	memcpy(host, listen, (size_t)(colon - listen));
-	host[colon - listen] = '\0';
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535 || inet_pton(AF_INET, host, &address.sin_addr) != 1) {
+	if (address__parse_host_port(listen, host, sizeof(host), &port) || port == 0 ||
+	    inet_pton(AF_INET, host, &address.sin_addr) != 1) {
 		log_error("--listen %s: expected an IPv4 HOST:PORT", listen);
 		return NULL;
 	}
-	address.sin_port = htons((uint16_t)port);
+	address.sin_port = htons(port);
 	/* A thread per connection: stream responses (process output,
 	 * WatchDir) block in their content readers until the next frame. The
 	 * threads are bounded by the connection caps; idle connections (slow

@@ -28,6 +28,7 @@
 
 #include "jail_cgroup.h"
 #include "jail_userns.h"
+#include "warren/binary_path.h"
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/log.h"
@@ -176,10 +177,6 @@ static int try_init(char *out, size_t out_len, const char *dir, const char *name
 
 static int find_init(const char *configured, char *out, size_t out_len)
 {
-	char self[PATH_MAX];
-	ssize_t n;
-	char *slash;
-
 	if (!configured)
 		configured = config__get("jail_init_path", NULL);
 	if (configured) {
@@ -187,17 +184,8 @@ static int find_init(const char *configured, char *out, size_t out_len)
 			return -ENAMETOOLONG;
 		return access(out, X_OK) == 0 ? 0 : -ENOENT;
 	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n > 0) {
-		self[n] = 0;
-		slash = strrchr(self, '/');
-		if (slash) {
-			*slash = 0;
-			if (try_init(out, out_len, self, "warren-jail-init") == 0 ||
-			    try_init(out, out_len, self, "../bin/warren-jail-init") == 0)
-				return 0;
-		}
-	}
+	if (binary__find_sibling("warren-jail-init", out, out_len) == 0)
+		return 0;
 	if (try_init(out, out_len, "/usr/libexec/warren", "warren-jail-init") == 0)
 		return 0;
 	return try_init(out, out_len, "/usr/local/libexec/warren", "warren-jail-init");

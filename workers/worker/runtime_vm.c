@@ -37,6 +37,8 @@
 #include <pthread.h>
 
 #include "jail_cgroup.h"
+#include "warren/binary_path.h"
+#include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/ids.h"
 #include "warren/log.h"
@@ -73,14 +75,6 @@ static const char *runtime_vm__state_root(void)
 	return config__get("state_dir", "/var/lib/warren/sandboxes");
 }
 
-static long long runtime_vm__now_ms(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 static void runtime_vm__sleep_ms(long ms)
 {
 	struct timespec pause = { ms / 1000, (ms % 1000) * 1000000 };
@@ -91,30 +85,15 @@ static void runtime_vm__sleep_ms(long ms)
 int runtime_vm__find_vmm(char *out, size_t out_len)
 {
 	const char *configured = config__get("vmm_binary", NULL);
-	char self[PATH_MAX];
-	ssize_t n;
-	char *slash;
 
 	if (configured) {
 		snprintf(out, out_len, "%s", configured);
 		return access(out, X_OK) == 0 ? 0 : -ENOENT;
 	}
 	/* Next to the running binary (build/bin), or in ../bin of it (tests
-	 * run from build/tests). */
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n > 0) {
-		self[n] = 0;
-		slash = strrchr(self, '/');
-		if (slash) {
-			*slash = 0;
-			if ((size_t)snprintf(out, out_len, "%s/warren-vmm", self) < out_len &&
-			    access(out, X_OK) == 0)
-				return 0;
-			if ((size_t)snprintf(out, out_len, "%s/../bin/warren-vmm", self) < out_len &&
-			    access(out, X_OK) == 0)
-				return 0;
-		}
-	}
+	 * run from build/tests), then the install locations. */
+	if (binary__find_sibling("warren-vmm", out, out_len) == 0)
+		return 0;
 	snprintf(out, out_len, "/usr/local/bin/warren-vmm");
 	if (access(out, X_OK) == 0)
 		return 0;
@@ -591,7 +570,7 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	if (runtime_vm__write_state(vm, spec->sandbox_id, err, err_len))
 		goto err;
 	/* Started once the control socket answers "running". */
-	deadline = runtime_vm__now_ms() + VM_SOCKET_WAIT_MS;
+	deadline = (long long)clock__monotonic_ms() + VM_SOCKET_WAIT_MS;
 	for (;;) {
 		if (runtime_vm__exited(vm, &status)) {
 			snprintf(err, err_len, "vm runtime: warren-vmm exited at start (status %d)",
@@ -603,7 +582,7 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 					sizeof(response)) == 0 &&
 		    strstr(response, "\"running\""))
 			break;
-		if (runtime_vm__now_ms() > deadline) {
+		if ((long long)clock__monotonic_ms() > deadline) {
 			snprintf(err, err_len, "vm runtime: warren-vmm not running after %d ms",
 				 VM_SOCKET_WAIT_MS);
 			runtime_vm__log_tail(vm, err, err_len);
@@ -651,9 +630,9 @@ void runtime_vm__stop(struct runtime_vm *vm)
 	if (vm->pid > 0 && !runtime_vm__exited(vm, &status) &&
 	    runtime_vm__request(vm->socket_path, "{\"op\":\"exit\"}", response, sizeof(response)))
 		kill(vm->pid, SIGTERM);
-	deadline = runtime_vm__now_ms() + VM_STOP_WAIT_MS;
+	deadline = (long long)clock__monotonic_ms() + VM_STOP_WAIT_MS;
 	while (vm->pid > 0 && !runtime_vm__exited(vm, &status)) {
-		if (runtime_vm__now_ms() > deadline) {
+		if ((long long)clock__monotonic_ms() > deadline) {
 			log_warn("vm runtime: warren-vmm %d did not exit in %d ms: SIGKILL",
 				 (int)vm->pid, VM_STOP_WAIT_MS);
 			runtime_vm__kill(vm);
@@ -722,7 +701,7 @@ int runtime_vm__reap_orphans(const char *const *keep, size_t count)
 		socket_path = json_string_value(json_object_get(state, "api_socket"));
 		if (pid > 1 && pid < INT_MAX && socket_path &&
 		    runtime_vm__is_our_vmm((pid_t)pid, socket_path)) {
-			long long deadline = runtime_vm__now_ms() + VM_STOP_WAIT_MS;
+			long long deadline = (long long)clock__monotonic_ms() + VM_STOP_WAIT_MS;
 
 			kill(-(pid_t)pid, SIGKILL);
 			kill((pid_t)pid, SIGKILL);
@@ -731,7 +710,7 @@ int runtime_vm__reap_orphans(const char *const *keep, size_t count)
 			while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
 				;
 			while (runtime_vm__is_our_vmm((pid_t)pid, socket_path) &&
-			       runtime_vm__now_ms() < deadline) {
+			       (long long)clock__monotonic_ms() < deadline) {
 				runtime_vm__sleep_ms(10);
 			}
 			log_info("orphan vm sandbox %s (warren-vmm %d) of a previous worker stopped",
