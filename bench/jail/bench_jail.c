@@ -61,6 +61,10 @@ static struct jail *start(const char *id, const char *const *argv, char *err, si
 		.memory_max_bytes = 512ULL << 20, .cpu_millicores = 1000, .pids_max = 256,
 		.argv = argv,
 	};
+	const char *disk_mb = getenv("BENCH_JAIL_DISK_MB"); /* the writable layer's quota */
+
+	if (disk_mb)
+		config.disk_max_bytes = strtoull(disk_mb, NULL, 10) << 20;
 
 	return jail__start(&config, err, err_len);
 }

@@ -31,7 +31,7 @@
 #define CGROUP_PARENT "warren-sec-test"
 #define MEMORY_MAX (64ULL << 20)
 #define PIDS_MAX 48
-#define DISK_MAX (24ULL << 20) /* below MEMORY_MAX: its pages count there too */
+#define DISK_MAX (24ULL << 20) /* the writable layer's ext4 image */
 #define BYSTANDER_PORT 8081
 #define CONSOLE_MAX (1ULL << 20)
 #define CPU_MILLICORES 500
@@ -403,6 +403,8 @@ static void test_escape_fill_disk(void **state)
 	/* The sandbox is gone: within 16 MiB of what was free (others write too). */
 	assert_true((double)after.f_bavail * after.f_frsize + (16 << 20) >=
 		    (double)before.f_bavail * before.f_frsize);
+	/* Its image was unmounted from the host with it. */
+	assert_int_equal(jt__run("grep -q ' %s/' /proc/self/mountinfo", base_dir), 1);
 }
 
 /* 256 MiB printed by the sandbox leave CONSOLE_MAX (and a line saying

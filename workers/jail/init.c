@@ -14,8 +14,8 @@
  *
  * The working directory holds upper/, work/ (the overlay's), lower/,
  * merged/ and disk/ (mount points). With --disk-size the overlay's upper
- * and work live on a tmpfs of that size mounted on disk/ (the quota of the
- * writable layer, its pages charged to the sandbox's memory cgroup). Status protocol on --status-fd: one line, "ok\n"
+ * and work are disk/upper and disk/work, on the size-limited image the
+ * host mounted on disk/ (jail_disk.h: the quota of the writable layer). Status protocol on --status-fd: one line, "ok\n"
  * once PROGRAM was exec'ed, or "error: <step>: <reason>\n" before exiting
  * 127. */
 #include <cap-ng.h>
@@ -245,13 +245,6 @@ static void build_root(const struct init_args *args)
 		    MOVE_MOUNT_F_EMPTY_PATH))
 		fail("attach the idmapped template", errno);
 	close(args->lower_fd);
-	if (args->disk_size) {
-		snprintf(options, sizeof(options), "mode=0755,size=%llu", args->disk_size);
-		mount_or_fail("disk", "disk", "tmpfs", MS_NOSUID | MS_NODEV, options,
-			      "mount the writable layer's tmpfs");
-		if (mkdir("disk/upper", 0755) || mkdir("disk/work", 0700))
-			fail("mkdir disk/upper disk/work", errno);
-	}
 	/* userxattr: overlay's own xattrs in user.*, the trusted.* ones being
 	 * out of reach in a user namespace. */
 	mount_or_fail("overlay", "merged", "overlay", MS_NOSUID | MS_NODEV,

@@ -27,6 +27,7 @@
 #include <dirent.h>
 
 #include "jail_cgroup.h"
+#include "jail_disk.h"
 #include "jail_userns.h"
 #include "warren/binary_path.h"
 #include "warren/clock.h"
@@ -685,6 +686,10 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 		goto err;
 	}
 	dir_made = true;
+	if (config->disk_max_bytes &&
+	    jail_disk__create(jail->dir, state_dir, config->disk_max_bytes, (uid_t)jail->host_base,
+			      err, err_len))
+		goto err;
 	if (open_child_files(jail, config, init_path, &spawn, &netns_fd, err, err_len))
 		goto err;
 
@@ -744,7 +749,7 @@ err:
 	} else {
 		if (cgroup_made)
 			jail_cgroup__destroy(&jail->cgroup, STOP_TIMEOUT_MS);
-		if (dir_made)
+		if (dir_made && jail_disk__remove(jail->dir) == 0)
 			remove_tree(jail->dir);
 		if (jail->uid_reserved)
 			jail_userns__release(jail->uid_index, jail->dir);
@@ -837,7 +842,9 @@ int jail__stop(struct jail *jail)
 	 * The upper dir is the sandbox's to shape (symlinks swapped under a
 	 * running rm -rf): it is removed only once nothing there runs. */
 	if (!ret) {
-		step = remove_tree(jail->dir);
+		step = jail_disk__remove(jail->dir);
+		if (!step)
+			step = remove_tree(jail->dir);
 		if (step)
 			ret = step;
 	}
@@ -982,6 +989,8 @@ int jail__kill_by_id(const char *state_dir, const char *cgroup_parent, const cha
 	if (pid > 0 && start_time && process_start_time(pid) == start_time && !ret)
 		ret = -EBUSY;
 	if (!ret) /* as in jail__stop: only once nothing of it runs */
+		ret = jail_disk__remove(jail.dir);
+	if (!ret)
 		ret = remove_tree(jail.dir);
 	if (!ret)
 		jail_userns__release_owner(jail.dir);

@@ -73,9 +73,9 @@ static struct runtime_instance *runtime__start_jail(const struct runtime_start *
 		.memory_max_bytes = (uint64_t)spec->memory_mib << 20,
 		.cpu_millicores = spec->vcpus * 1000,
 		.pids_max = (uint32_t)config__get_int("sandbox_pids_max", 1024),
-		/* The writable layer's quota (a tmpfs charged to the sandbox's
-		 * memory, workers/jail/README.md); 0: none. */
-		.disk_max_bytes = (uint64_t)config__get_int("sandbox_disk_max_mb", 0) << 20,
+		/* The writable layer's quota (a sparse per-sandbox ext4 image,
+		 * workers/jail/README.md): 10 GiB by default; 0: none. */
+		.disk_max_bytes = (uint64_t)config__get_int("sandbox_disk_max_mb", 10240) << 20,
 		.argv = argv,
 		.envp = envp,
 	};
