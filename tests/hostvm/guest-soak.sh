@@ -17,7 +17,7 @@
 # /init is not needed: the marker is the kernel's "Run /init").
 set -uo pipefail
 
-kernel= rootfs= count=10 limit=90 vcpus=1 memory=256 profile=host append= agent=0 stop_on_failure=0
+kernel='' rootfs='' count=10 limit=90 vcpus=1 memory=256 profile=host append='' agent=0 stop_on_failure=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kernel) kernel=$2; shift 2 ;;
@@ -81,7 +81,7 @@ for i in $(seq 1 "$count"); do
 		--cmdline "$base $append" --console "$console" --timeout-ms $(((limit + 30) * 1000)) \
 		"${devices[@]}" >"$work/vmm.$i.log" 2>&1 &
 	vmm_pid=$!
-	reached= healthy= last_size=0 idle=0 result=hung
+	reached='' healthy='' last_size=0 idle=0 result=hung
 	while :; do
 		sleep 0.5
 		now=$(date +%s.%N)

@@ -23,6 +23,7 @@ fi
 [ $# -gt 0 ] || { echo "usage: nested-test.sh [--timeout S] TEST_BINARY [ARG]..." >&2; exit 2; }
 name=$(basename "$1")
 
+# shellcheck source=tests/hostvm/probe.sh
 source "$here/probe.sh"
 if hostvm_probe; then
 	echo "SKIP: this machine has hardware KVM; $name runs directly (its own ctest entry)"

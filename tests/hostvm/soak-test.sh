@@ -35,6 +35,7 @@ if [ -z "$kernel" ]; then
 fi
 soak=("$here/guest-soak.sh" --kernel "$kernel" --rootfs "$rootfs" --count "$count" --limit 90 --agent --stop-on-failure)
 
+# shellcheck source=tests/hostvm/probe.sh
 source "$here/probe.sh"
 if hostvm_probe; then
 	echo "hardware KVM: $count boots directly"
