@@ -22,6 +22,7 @@
 
 #include "block.h"
 #include "event_loop.h"
+#include "test_device.h"
 #include "test_driver.h"
 
 #define GUEST_SIZE (8u << 20)
@@ -169,61 +170,30 @@ struct device_fixture {
 	int notify_fd, irq_fd;
 	char path[64];
 	unsigned expected_used;
-	unsigned used_seen;
-	uint32_t used_len[256];
-	uint16_t used_id[256];
-	bool timed_out;
+	struct test_used_log used;
 };
 
 static bool on_irq(void *opaque, int32_t result)
 {
 	struct device_fixture *f = opaque;
-	uint64_t value;
-	uint32_t id, len;
 
 	if (result < 0)
 		return false;
-	if (read(f->irq_fd, &value, sizeof(value)) < 0)
+	if (!test_mmio__ack_interrupt(f->t, f->irq_fd))
 		return true;
-	test_mmio__write(f->t, VIRTIO_MMIO_INTERRUPT_ACK,
-			 test_mmio__read(f->t, VIRTIO_MMIO_INTERRUPT_STATUS));
-	do {
-		while (test_vring__get_used(f->guest, &f->ring, &id, &len)) {
-			f->used_id[f->used_seen % 256] = (uint16_t)id;
-			f->used_len[f->used_seen % 256] = len;
-			f->used_seen++;
-		}
-		test_vring__set_used_event(f->guest, &f->ring);
-	} while (test_vring__has_used(f->guest, &f->ring));
-	if (f->used_seen >= f->expected_used ||
+	test_used_log__drain(f->guest, &f->ring, &f->used);
+	if (f->used.seen >= f->expected_used ||
 	    (test_mmio__read(f->t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET))
 		event_loop__stop(f->loop);
 	return true;
 }
 
-static bool on_deadline(void *opaque, int32_t result)
-{
-	struct device_fixture *f = opaque;
-
-	if (result == -ETIME) {
-		f->timed_out = true;
-		event_loop__stop(f->loop);
-	}
-	return false;
-}
-
 /* Notifies and runs the loop until `count` more used elements arrived. */
 static void kick_and_wait(struct device_fixture *f, unsigned count)
 {
-	int64_t deadline;
-
-	f->expected_used = f->used_seen + count;
+	f->expected_used = f->used.seen + count;
 	test_mmio__write(f->t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
-	deadline = event_loop__timer(f->loop, 5ull * 1000000000ull, on_deadline, f);
-	assert_true(deadline >= 0);
-	assert_int_equal(event_loop__run(f->loop), 0);
-	assert_false(f->timed_out);
-	event_loop__cancel(f->loop, deadline);
+	assert_false(test_loop__run_timed_out(f->loop, 5ull * 1000000000ull));
 }
 
 static unsigned loop_entries = 256;
@@ -347,7 +317,7 @@ static void test_write_flush_read_verify(void **state)
 				    test_guest__ptr(f->guest, DATA + 4096 * i), 4096);
 	}
 	/* Used length of a read: data + status byte. */
-	assert_int_equal(f->used_len[(f->used_seen - 1) % 256], 4097);
+	assert_int_equal(f->used.len[(f->used.seen - 1) % 256], 4097);
 	/* The image on the host holds the pattern. */
 	fd = open(f->path, O_RDONLY);
 	assert_int_equal(pread(fd, file_block, 4096, sectors[5] * 512ull), 4096);
@@ -453,7 +423,7 @@ static void test_ring_violation_needs_reset(void **state)
 	json_decref(metrics);
 	/* Reset and reinitialise: the device works again. */
 	test_vring__init(f->guest, &f->ring, 128, RING_BASE);
-	f->used_seen = 0;
+	f->used.seen = 0;
 	test_mmio__negotiate(f->t, V1);
 	test_mmio__setup_queue(f->t, 0, &f->ring);
 	test_mmio__driver_ok(f->t);

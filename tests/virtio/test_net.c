@@ -31,6 +31,7 @@
 
 #include "event_loop.h"
 #include "net.h"
+#include "test_device.h"
 #include "test_driver.h"
 #include "tap_test_support.h"
 
@@ -179,52 +180,23 @@ struct net_fixture {
 	struct virtio_mmio *t;
 	struct test_vring rx, tx;
 	int notify_fd, irq_fd, packet_fd, ifindex;
-	unsigned rx_used, tx_used;
+	struct test_used_log rx_log, tx_log;
 	unsigned want_rx, want_tx;
-	uint32_t rx_len[64];
-	uint32_t rx_id[64];
-	bool timed_out;
 };
 
 static bool on_irq(void *opaque, int32_t result)
 {
 	struct net_fixture *f = opaque;
-	uint64_t value;
-	uint32_t id, len;
 
 	if (result < 0)
 		return false;
-	if (read(f->irq_fd, &value, sizeof(value)) < 0)
+	if (!test_mmio__ack_interrupt(f->t, f->irq_fd))
 		return true;
-	test_mmio__write(f->t, VIRTIO_MMIO_INTERRUPT_ACK,
-			 test_mmio__read(f->t, VIRTIO_MMIO_INTERRUPT_STATUS));
-	do {
-		while (test_vring__get_used(f->guest, &f->rx, &id, &len)) {
-			f->rx_id[f->rx_used % 64] = id;
-			f->rx_len[f->rx_used % 64] = len;
-			f->rx_used++;
-		}
-		test_vring__set_used_event(f->guest, &f->rx);
-	} while (test_vring__has_used(f->guest, &f->rx));
-	do {
-		while (test_vring__get_used(f->guest, &f->tx, &id, &len))
-			f->tx_used++;
-		test_vring__set_used_event(f->guest, &f->tx);
-	} while (test_vring__has_used(f->guest, &f->tx));
-	if (f->rx_used >= f->want_rx && f->tx_used >= f->want_tx)
+	test_used_log__drain(f->guest, &f->rx, &f->rx_log);
+	test_used_log__drain(f->guest, &f->tx, &f->tx_log);
+	if (f->rx_log.seen >= f->want_rx && f->tx_log.seen >= f->want_tx)
 		event_loop__stop(f->loop);
 	return true;
-}
-
-static bool on_deadline(void *opaque, int32_t result)
-{
-	struct net_fixture *f = opaque;
-
-	if (result == -ETIME) {
-		f->timed_out = true;
-		event_loop__stop(f->loop);
-	}
-	return false;
 }
 
 static bool on_deadline_stop(void *opaque, int32_t result)
@@ -235,16 +207,11 @@ static bool on_deadline_stop(void *opaque, int32_t result)
 
 static void run_until(struct net_fixture *f, unsigned rx, unsigned tx)
 {
-	int64_t deadline;
-
 	f->want_rx = rx;
 	f->want_tx = tx;
-	if (f->rx_used >= rx && f->tx_used >= tx)
+	if (f->rx_log.seen >= rx && f->tx_log.seen >= tx)
 		return;
-	deadline = event_loop__timer(f->loop, 5ull * 1000000000ull, on_deadline, f);
-	assert_int_equal(event_loop__run(f->loop), 0);
-	assert_false(f->timed_out);
-	event_loop__cancel(f->loop, deadline);
+	assert_false(test_loop__run_timed_out(f->loop, 5ull * 1000000000ull));
 }
 
 static uint64_t setup_offloads; /* offload features the next device_setup negotiates */
@@ -406,14 +373,14 @@ static void test_tap_to_guest(void **state)
 
 	while (ours < 8) {
 		run_until(f, scanned + 1, 0);
-		for (; scanned < f->rx_used; scanned++) {
+		for (; scanned < f->rx_log.seen; scanned++) {
 			uint8_t *buffer =
-				test_guest__ptr(f->guest, RX_BUFFERS + 2048ull * f->rx_id[scanned % 64]);
+				test_guest__ptr(f->guest, RX_BUFFERS + 2048ull * f->rx_log.id[scanned % 256]);
 
 			if (buffer[12 + 12] != (ETHERTYPE_TEST >> 8) ||
 			    buffer[12 + 13] != (ETHERTYPE_TEST & 0xff))
 				continue;
-			assert_int_equal(f->rx_len[scanned % 64], 12 + 14 + 80);
+			assert_int_equal(f->rx_log.len[scanned % 256], 12 + 14 + 80);
 			assert_int_equal(buffer[0], 0);	 /* flags cleared */
 			assert_int_equal(buffer[10], 1); /* num_buffers */
 			assert_int_equal(buffer[12 + 14], (uint8_t)(100 + ours));
@@ -651,9 +618,9 @@ static void check_rx_checksum_form(struct net_fixture *f, bool offloaded)
 	assert_int_equal(sendto(fd, "to-guest", 8, 0, (struct sockaddr *)&to, sizeof(to)), 8);
 	while (!seen) {
 		run_until(f, scanned + 1, 0);
-		for (; scanned < f->rx_used && !seen; scanned++) {
+		for (; scanned < f->rx_log.seen && !seen; scanned++) {
 			uint8_t *header =
-				test_guest__ptr(f->guest, RX_BUFFERS + 2048ull * f->rx_id[scanned % 64]);
+				test_guest__ptr(f->guest, RX_BUFFERS + 2048ull * f->rx_log.id[scanned % 256]);
 			uint8_t *frame = header + 12;
 
 			if (frame[12] != 0x08 || frame[13] != 0x00 || frame[14 + 9] != 17)

@@ -20,6 +20,7 @@
 #include "event_loop.h"
 #include "mmio_bus.h"
 #include "rng.h"
+#include "test_device.h"
 #include "test_driver.h"
 #include "virtio_devices.h"
 
@@ -78,60 +79,30 @@ struct fixture {
 	struct virtio_mmio *t;
 	struct test_vring ring;
 	int notify_fd, irq_fd;
-	unsigned expected_used, used_seen;
-	uint32_t used_len[256];
-	uint16_t used_id[256];
-	bool timed_out;
+	unsigned expected_used;
+	struct test_used_log used;
 };
 
 static bool on_irq(void *opaque, int32_t result)
 {
 	struct fixture *f = opaque;
-	uint64_t value;
-	uint32_t id, len;
 
 	if (result < 0)
 		return false;
-	if (read(f->irq_fd, &value, sizeof(value)) < 0)
+	if (!test_mmio__ack_interrupt(f->t, f->irq_fd))
 		return true;
-	test_mmio__write(f->t, VIRTIO_MMIO_INTERRUPT_ACK,
-			 test_mmio__read(f->t, VIRTIO_MMIO_INTERRUPT_STATUS));
-	do {
-		while (test_vring__get_used(f->guest, &f->ring, &id, &len)) {
-			f->used_id[f->used_seen % 256] = (uint16_t)id;
-			f->used_len[f->used_seen % 256] = len;
-			f->used_seen++;
-		}
-		test_vring__set_used_event(f->guest, &f->ring);
-	} while (test_vring__has_used(f->guest, &f->ring));
-	if (f->used_seen >= f->expected_used ||
+	test_used_log__drain(f->guest, &f->ring, &f->used);
+	if (f->used.seen >= f->expected_used ||
 	    (test_mmio__read(f->t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET))
 		event_loop__stop(f->loop);
 	return true;
 }
 
-static bool on_deadline(void *opaque, int32_t result)
-{
-	struct fixture *f = opaque;
-
-	if (result == -ETIME) {
-		f->timed_out = true;
-		event_loop__stop(f->loop);
-	}
-	return false;
-}
-
 static void kick_and_wait(struct fixture *f, unsigned count)
 {
-	int64_t deadline;
-
-	f->expected_used = f->used_seen + count;
+	f->expected_used = f->used.seen + count;
 	test_mmio__write(f->t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
-	deadline = event_loop__timer(f->loop, 10ull * 1000000000ull, on_deadline, f);
-	assert_true(deadline >= 0);
-	assert_int_equal(event_loop__run(f->loop), 0);
-	assert_false(f->timed_out);
-	event_loop__cancel(f->loop, deadline);
+	assert_false(test_loop__run_timed_out(f->loop, 10ull * 1000000000ull));
 }
 
 static void create_device(struct fixture *f, const char *rate_limiter)
@@ -205,8 +176,8 @@ static void test_device_fills_buffers(void **state)
 		heads[i] = post(f, i, 64, true);
 	kick_and_wait(f, 8);
 	for (unsigned i = 0; i < 8; i++) {
-		assert_int_equal(f->used_id[i], heads[i]);
-		assert_int_equal(f->used_len[i], 64);
+		assert_int_equal(f->used.id[i], heads[i]);
+		assert_int_equal(f->used.len[i], 64);
 		assert_true(zero_bytes(test_guest__ptr(f->guest, DATA + 8192ull * i), 64) < 16);
 	}
 	/* Two requests never see the same bytes. */
@@ -215,14 +186,14 @@ static void test_device_fills_buffers(void **state)
 	/* An 8 KiB buffer gets the per-request cap. */
 	post(f, 0, 8192, true);
 	kick_and_wait(f, 1);
-	assert_int_equal(f->used_len[8], VIRTIO_RNG_MAX_REQUEST_BYTES);
+	assert_int_equal(f->used.len[8], VIRTIO_RNG_MAX_REQUEST_BYTES);
 	assert_int_equal(zero_bytes(test_guest__ptr(f->guest, DATA + VIRTIO_RNG_MAX_REQUEST_BYTES),
 				    8192 - VIRTIO_RNG_MAX_REQUEST_BYTES),
 			 8192 - VIRTIO_RNG_MAX_REQUEST_BYTES);
 	/* A device-readable buffer: returned empty, counted, device still live. */
 	post(f, 1, 64, false);
 	kick_and_wait(f, 1);
-	assert_int_equal(f->used_len[9], 0);
+	assert_int_equal(f->used.len[9], 0);
 	assert_int_equal(zero_bytes(test_guest__ptr(f->guest, DATA + 8192), 64), 64);
 	assert_int_equal(metric(f, "errors"), 1);
 	assert_int_equal(metric(f, "requests"), 10);
@@ -244,13 +215,13 @@ static void test_device_hostile_ring(void **state)
 	assert_int_equal(metric(f, "bytes"), 0);
 	/* Reset and reinitialise: it serves again. */
 	test_vring__init(f->guest, &f->ring, 64, RING_BASE);
-	f->used_seen = 0;
+	f->used.seen = 0;
 	test_mmio__negotiate(f->t, V1);
 	test_mmio__setup_queue(f->t, 0, &f->ring);
 	test_mmio__driver_ok(f->t);
 	post(f, 0, 32, true);
 	kick_and_wait(f, 1);
-	assert_int_equal(f->used_len[0], 32);
+	assert_int_equal(f->used.len[0], 32);
 }
 
 static uint64_t now_ns(void)
@@ -276,7 +247,7 @@ static void test_device_rate_limited(void **state)
 	assert_true(now_ns() - start >= 190 * 1000000ull);
 	assert_true(metric(f, "rate_limited") >= 2);
 	for (unsigned i = 0; i < 6; i++)
-		assert_int_equal(f->used_len[i], 32);
+		assert_int_equal(f->used.len[i], 32);
 }
 
 /* Destroyed while throttled: the timer's callback frees it (no leak under
@@ -294,8 +265,7 @@ static void test_destroy_while_throttled(void **state)
 	virtio_rng__destroy(f->rng);
 	f->rng = NULL;
 	/* Let the cancelled timer's callback run. */
-	event_loop__timer(f->loop, 20 * 1000000ull, on_deadline, f);
-	assert_int_equal(event_loop__run(f->loop), 0);
+	assert_true(test_loop__run_timed_out(f->loop, 20 * 1000000ull));
 }
 
 static void test_factory(void **unused)
