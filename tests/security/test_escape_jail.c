@@ -111,6 +111,7 @@ static struct jail *start(const char *id, const char *const *argv, size_t slot)
 		.id = id, .rootfs = rootfs, .netns_path = netns_path, .state_dir = state_dir,
 		.cgroup_parent = CGROUP_PARENT, .memory_max_bytes = MEMORY_MAX,
 		.cpu_millicores = CPU_MILLICORES, .pids_max = PIDS_MAX, .disk_max_bytes = DISK_MAX,
+		.disk_cache_dir = base_dir,
 		.console_max_bytes = CONSOLE_MAX,
 		.argv = argv,
 	};

@@ -167,6 +167,11 @@ static const char *default_cgroup_parent(void)
 	return config__get("jail_cgroup_parent", "warren");
 }
 
+static const char *default_disk_cache_dir(void)
+{
+	return config__get("jail_disk_cache_dir", "/var/cache/warren/jail-disks");
+}
+
 /* warren-jail-init: the setting, next to the running binary, in ../bin of
  * it (tests run from build/tests), then the install locations. */
 static int try_init(char *out, size_t out_len, const char *dir, const char *name)
@@ -643,7 +648,7 @@ static void init_argv(const struct jail_config *config, int lower_fd, int status
 
 struct jail *jail__start(const struct jail_config *config, char *err, size_t err_len)
 {
-	const char *state_dir, *cgroup_parent;
+	const char *state_dir, *cgroup_parent, *disk_cache_dir;
 	char init_path[PATH_MAX];
 	struct init_args args;
 	const char *default_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -660,8 +665,9 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 		return NULL;
 	state_dir = config->state_dir ? config->state_dir : default_state_dir();
 	cgroup_parent = config->cgroup_parent ? config->cgroup_parent : default_cgroup_parent();
-	if (!path_valid(state_dir) || !id_valid(cgroup_parent)) {
-		snprintf(err, err_len, "bad setting state_dir or jail_cgroup_parent");
+	disk_cache_dir = config->disk_cache_dir ? config->disk_cache_dir : default_disk_cache_dir();
+	if (!path_valid(state_dir) || !path_valid(disk_cache_dir) || !id_valid(cgroup_parent)) {
+		snprintf(err, err_len, "bad setting state_dir, jail_disk_cache_dir or jail_cgroup_parent");
 		return NULL;
 	}
 	if (find_init(config->init_path, init_path, sizeof(init_path))) {
@@ -687,8 +693,8 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 	}
 	dir_made = true;
 	if (config->disk_max_bytes &&
-	    jail_disk__create(jail->dir, state_dir, config->disk_max_bytes, (uid_t)jail->host_base,
-			      err, err_len))
+	    jail_disk__create(jail->dir, disk_cache_dir, config->disk_max_bytes,
+			      (uid_t)jail->host_base, err, err_len))
 		goto err;
 	if (open_child_files(jail, config, init_path, &spawn, &netns_fd, err, err_len))
 		goto err;

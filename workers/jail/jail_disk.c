@@ -17,6 +17,7 @@
 
 #include "jail_disk.h"
 #include "warren/clock.h"
+#include "warren/dirs.h"
 
 extern char **environ;
 
@@ -100,9 +101,9 @@ static int jail_disk__attach(int image_fd, char device_path[32], char *err, size
 }
 
 /* The formatted, never mounted image of size bytes, made once per size
- * and kept in cache_dir as .ext4-<size>.img (a dot name: the state dir's
- * listing of sandboxes skips it); made under a private name and renamed,
- * so concurrent starts never see half an image. Its path in out. */
+ * and kept in cache_dir (made if missing) as .ext4-<size>.img; made under
+ * a private name and renamed, so concurrent starts never see half an
+ * image. Its path in out. */
 static int jail_disk__pristine(const char *cache_dir, uint64_t size, char *out, size_t out_len,
 			       char *err, size_t err_len)
 {
@@ -114,6 +115,10 @@ static int jail_disk__pristine(const char *cache_dir, uint64_t size, char *out, 
 		return -ENAMETOOLONG;
 	if (access(out, R_OK) == 0)
 		return 0;
+	if ((ret = dirs__make(cache_dir, 0700))) {
+		snprintf(err, err_len, "mkdir %s: %s", cache_dir, strerror(-ret));
+		return ret;
+	}
 	snprintf(made, sizeof(made), "%s.%d.%llx", out, (int)getpid(),
 		 (unsigned long long)clock__monotonic_ns());
 	fd = open(made, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);

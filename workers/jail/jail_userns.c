@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "warren/config.h"
+#include "warren/dirs.h"
 
 #ifndef OPEN_TREE_CLONE
 #define OPEN_TREE_CLONE 1
@@ -56,24 +57,6 @@ static uint32_t first_uid(void)
 	return (uint32_t)first;
 }
 
-static int make_dirs(const char *dir)
-{
-	char path[PATH_MAX];
-
-	snprintf(path, sizeof(path), "%s", dir);
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(path, 0755) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(path, 0700) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
-
 /* FNV-1a: where the search for a free range starts, so that concurrent
  * starts rarely race for the same entry (the symlink decides anyway). */
 static uint32_t start_index(const char *owner)
@@ -90,7 +73,7 @@ int jail_userns__reserve(const char *owner, uint32_t *index, uint32_t *host_base
 	const char *dir = reservation_dir();
 	char path[PATH_MAX];
 	uint32_t first = start_index(owner);
-	int ret = make_dirs(dir);
+	int ret = dirs__make(dir, 0700);
 
 	if (ret)
 		return ret;

@@ -37,9 +37,12 @@ struct jail_config {
 	uint32_t pids_max;         /* > 0 */
 	uint64_t tmp_size_bytes;   /* /tmp tmpfs size; 0: memory_max_bytes / 2 */
 	uint64_t disk_max_bytes;   /* writable layer (the overlay's upper) limit: a
-				      tmpfs of this size inside the sandbox, its pages
-				      charged to the sandbox's memory cgroup; 0: the
-				      upper dir on the state dir's filesystem, no limit */
+				      sparse ext4 image of this size, loop-mounted by
+				      the host; 0: the upper dir on the state dir's
+				      filesystem, no limit */
+	const char *disk_cache_dir; /* where the formatted empty images are kept,
+				      one per size; NULL: setting jail_disk_cache_dir,
+				      /var/cache/warren/jail-disks */
 	uint64_t console_max_bytes; /* console.log (the program's stdout and stderr,
 				      relayed by the jail's init) keeps this much, then
 				      one line saying so; 0: JAIL_CONSOLE_MAX_DEFAULT */
