@@ -165,6 +165,8 @@ def vm_phase(stack, proxy_port, work):
         "WARREN_SLOT_CIDR": NESTED_SLOTS, "WARREN_SLOT_PRECREATE": "1", "WARREN_SLOT_MAX": "8",
         "WARREN_SLOT_NETNS_PREFIX": "hvslot-", "WARREN_SLOT_LINK_PREFIX": "hvs",
         "WARREN_WORKER_CAPACITY": "2", "WARREN_AGENT_TIMEOUT_MS": "240000",
+        # one TCG vCPU runs worker, VMM and guest: heartbeats can be late
+        "WARREN_KAFKA_SESSION_TIMEOUT_MS": "30000",
         "WARREN_HOST_ADDRESS": NESTED_ADDR, "WARREN_BUILD_DIR": os.path.dirname(BIN),
     }
     command = [os.path.join(HERE, "run.sh"), "--timeout", str(NESTED_TIMEOUT_S), "--tap", TAP,
@@ -203,6 +205,10 @@ def vm_phase(stack, proxy_port, work):
         wait_for(lambda: stack.psql(f"SELECT running FROM hosts WHERE id = '{nested_id}'") == "0", 30,
                  "the nested host's running count to drop to 0", interval=0.5)
         print("nested worker freed the VMM, state dir and slot:", read_share(share, "status"))
+        console = read_share(share, f"console-{sandbox_id}.log") or ""
+        marks = [line.strip() for line in console.splitlines()
+                 if "crng init done" in line or "Run /sbin/init" in line or "random:" in line]
+        print("guest console:", "; ".join(marks) if marks else "(no console copy)")
 
         with open(os.path.join(share, "stop"), "w"):
             pass

@@ -8,7 +8,8 @@
 #
 # usage: nested-worker.sh SHARE LINK_ADDR/PREFIX PEER_ADDR PORT...
 # Talks to the outer test through SHARE (a run.sh --share folder):
-#   writes worker.log, forward.log; ready ("<uptime s>") once the worker
+#   writes worker.log, forward.log, console-<sandbox>.log (each guest's
+#   console, copied every second while it runs); ready ("<uptime s>") once the worker
 #   logged "ready:"; status ("vmm=N sandboxes=N") every second while it
 #   runs; final ("vmm=N sandboxes=N netns=N exit=N") after it stopped.
 #   Stops the worker (SIGTERM) when SHARE/stop appears.
@@ -63,6 +64,11 @@ say "worker ready at $(uptime_s) s"
 # Until the outer test says stop (or the worker dies): report what runs.
 while [ ! -e "$share/stop" ] && kill -0 "$worker_pid" 2>/dev/null; do
 	put status "vmm=$(count_vmm) sandboxes=$(count_sandboxes)"
+	# each guest's console, kept after its sandbox is gone (crng, boot times)
+	find "$WARREN_STATE_DIR" -maxdepth 3 -name console.log 2>/dev/null | while read -r console; do
+		id=$(echo "${console#"$WARREN_STATE_DIR"/}" | cut -d/ -f1)
+		cp "$console" "$share/console-$id.log" 2>/dev/null
+	done
 	sleep 1
 done
 kill -TERM "$worker_pid" 2>/dev/null
