@@ -76,14 +76,14 @@ def preflight():
         skip("the nested host's kernel and initramfs could not be built:\n" + built.stderr[-2000:])
 
 
-def run_sdk(stack, proxy_port, label):
+def run_sdk(stack, proxy_port, label, timeout_s):
     """The SDK script against this stack; returns its steps {name: record}."""
     env = dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url, E2B_API_KEY=stack.api_key,
                E2B_DOMAIN="warren.test", E2B_SANDBOX_URL=f"http://127.0.0.1:{proxy_port}",
                CREATE_TIMEOUT_MS="300000")
     started = time.time()
     out = subprocess.run(["node", os.path.join(HERE, "sdk_vm.cjs")], env=env,
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=timeout_s)
     print(f"--- SDK ({label}), {time.time() - started:.1f} s\n{out.stdout}{out.stderr}", end="")
     check(out.returncode == 0, f"the SDK script failed against the {label} worker")
     steps = {}
@@ -141,7 +141,7 @@ def port_of(url):
 
 def jail_phase(stack, proxy_port):
     stack.start_worker("worker-jail")
-    steps = run_sdk(stack, proxy_port, "outer jail")
+    steps = run_sdk(stack, proxy_port, "outer jail", 180)
     sandbox_id = steps["create"]["sandboxId"]
     state, host, runtime = sandbox_row(stack, sandbox_id)
     check(host == stack.host_id and runtime == "jail" and state == "killed",
@@ -192,10 +192,15 @@ def vm_phase(stack, proxy_port, work):
         boot_to_ready = time.time() - started
         print(f"nested host: QEMU start to worker ready {boot_to_ready:.1f} s "
               f"(nested uptime {ready_uptime} s)")
-        host_row = stack.psql(f"SELECT runtime, state, address FROM hosts WHERE id = '{nested_id}'")
-        check(host_row.startswith("vm|ready"), f"hosts row of the nested worker: {host_row!r}")
+        def host_row():
+            return stack.psql(f"SELECT runtime, state, address FROM hosts WHERE id = '{nested_id}'")
+        try:
+            wait_for(lambda: host_row().startswith("vm|ready"), 30, "the nested host's row", interval=0.5)
+        except AssertionError:
+            pass
+        check(host_row() == f"vm|ready|{NESTED_ADDR}", f"hosts row of the nested worker: {host_row()!r}")
 
-        steps = run_sdk(stack, proxy_port, "nested vm")
+        steps = run_sdk(stack, proxy_port, "nested vm", 420)
         sandbox_id = steps["create"]["sandboxId"]
         state, host, runtime = sandbox_row(stack, sandbox_id)
         check(host == nested_id and runtime == "vm" and state == "killed",
