@@ -17,9 +17,11 @@ log() { echo "hostvm/build.sh: $*" >&2; }
 # dependencies once build.sh has added those (resolved from .modinfo below).
 # The second line: a network link to the outer machine and what
 # warren-worker's slots need (veth, nftables with NAT, conntrack, fib, reject,
-# ct count), for e2e-vm.sh's nested worker host.
+# ct count), for e2e-vm.sh's nested worker host. crc32c_generic first:
+# libcrc32c (under nf_tables) asks the crypto API for "crc32c" at load time
+# (a soft dependency, not in .modinfo's depends).
 wanted_modules="tun irqbypass kvm ccp kvm-amd virtio_pci virtio_rng 9pnet 9pnet_virtio 9p overlay
-	virtio_net veth nf_tables nft_ct nft_nat nft_masq nft_chain_nat nft_fib_inet nft_fib_ipv4
+	virtio_net veth crc32c_generic nf_tables nft_ct nft_nat nft_masq nft_chain_nat nft_fib_inet nft_fib_ipv4
 	nft_fib_ipv6 nft_reject_inet nft_connlimit nft_log"
 
 # The release's own kernel: what its metapackage linux-image-amd64 depends

@@ -140,7 +140,7 @@ def port_of(url):
 
 
 def jail_phase(stack, proxy_port):
-    stack.start_worker("worker-jail")
+    """The outer jail worker (started first: it creates the stack's topics)."""
     steps = run_sdk(stack, proxy_port, "outer jail", 180)
     sandbox_id = steps["create"]["sandboxId"]
     state, host, runtime = sandbox_row(stack, sandbox_id)
@@ -251,6 +251,7 @@ def main():
             stack.warren("admin", "team", "create", stack.tag, "--tier", "pro")
             out = stack.warren("admin", "key", "create", "--team", stack.tag)
             stack.api_key = next(w for w in out.split() if w.startswith("e2b_"))
+            stack.start_worker("worker-jail")
             stack.start_api()
             proxy_port = free_port()
             stack.spawn("proxy", "warren-proxy", WARREN_PROXY_LISTEN=f"127.0.0.1:{proxy_port}")
