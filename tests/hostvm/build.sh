@@ -15,7 +15,14 @@ log() { echo "hostvm/build.sh: $*" >&2; }
 
 # Modules the nested host loads, in an order that satisfies their
 # dependencies once build.sh has added those (resolved from .modinfo below).
-wanted_modules="tun irqbypass kvm ccp kvm-amd virtio_pci virtio_rng 9pnet 9pnet_virtio 9p overlay"
+# The second line: a network link to the outer machine and what
+# warren-worker's slots need (veth, nftables with NAT, conntrack, fib, reject,
+# ct count, named counters), for e2e-vm.sh's nested worker host. crc32c_generic first:
+# libcrc32c (under nf_tables) asks the crypto API for "crc32c" at load time
+# (a soft dependency, not in .modinfo's depends).
+wanted_modules="tun irqbypass kvm ccp kvm-amd virtio_pci virtio_rng 9pnet 9pnet_virtio 9p overlay
+	virtio_net veth crc32c_generic nf_tables nft_ct nft_nat nft_masq nft_chain_nat nft_fib_inet nft_fib_ipv4
+	nft_fib_ipv6 nft_reject_inet nft_connlimit nft_objref nft_limit nft_quota"
 
 # The release's own kernel: what its metapackage linux-image-amd64 depends
 # on (6.1.0-NN-amd64 on Debian 12, 6.12.NN+deb13-amd64 on Debian 13; not a

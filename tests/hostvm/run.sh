@@ -7,7 +7,12 @@
 # directory, with the WARREN_* variables of this environment. The command's
 # output streams to stdout (the nested host's serial console).
 #
-# usage: run.sh [--timeout SECONDS] [--env NAME=VALUE]... [--log FILE] -- COMMAND [ARG]...
+# usage: run.sh [--timeout SECONDS] [--env NAME=VALUE]... [--log FILE]
+#               [--tap IFNAME] [--share DIR] -- COMMAND [ARG]...
+# --tap: a virtio-net NIC (eth0 inside) on this machine's existing tap IFNAME
+#   (the caller creates it, addresses it and removes it; QEMU runs no script).
+# --share: DIR (existing) is mounted read-write at the same path inside,
+#   without caching, so files written on either side are seen by the other.
 # Exit: the command's status; 124 when the timeout killed QEMU (default
 # 600 s); 125 when the nested host could not run it (build, boot or mount).
 # Env: WARREN_HOSTVM_SMP (default 1), WARREN_HOSTVM_MEMORY_MB (default 3072),
@@ -17,18 +22,22 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 timeout_s=600
 log_file=
+tap=
+share=
 declare -a extra_env=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--timeout) timeout_s=$2; shift 2 ;;
 	--env) extra_env+=("$2"); shift 2 ;;
 	--log) log_file=$2; shift 2 ;;
+	--tap) tap=$2; shift 2 ;;
+	--share) share=$(cd "$2" && pwd) || exit 125; shift 2 ;;
 	--) shift; break ;;
 	-*) echo "run.sh: unknown option $1" >&2; exit 125 ;;
 	*) break ;;
 	esac
 done
-[ $# -gt 0 ] || { echo "usage: run.sh [--timeout S] [--env N=V]... [--log FILE] -- COMMAND [ARG]..." >&2; exit 125; }
+[ $# -gt 0 ] || { echo "usage: run.sh [--timeout S] [--env N=V]... [--log FILE] [--tap IF] [--share DIR] -- COMMAND [ARG]..." >&2; exit 125; }
 
 qemu=$(command -v qemu-system-x86_64) || { echo "run.sh: qemu-system-x86_64 not installed (apt-get install qemu-system-x86)" >&2; exit 125; }
 artifacts=$("$here/build.sh") || { echo "run.sh: building the nested host failed" >&2; exit 125; }
@@ -61,18 +70,31 @@ trap 'exit 130' INT TERM
 } >"$out/job.sh"
 chmod 755 "$out/job.sh"
 
+declare -a extra_devices=()
+share_param=
+if [ -n "$tap" ]; then
+	extra_devices+=(-netdev "tap,id=net0,ifname=$tap,script=no,downscript=no"
+		-device virtio-net-pci,netdev=net0,mac=52:54:00:57:0a:02)
+fi
+if [ -n "$share" ]; then
+	extra_devices+=(-fsdev "local,id=hostshare,path=$share,security_model=none,multidevs=remap"
+		-device virtio-9p-pci,fsdev=hostshare,mount_tag=hostshare)
+	share_param="hostvm.share=$share"
+fi
+
 started=$(date +%s.%N)
 # -smp 1 by default: TCG runs one host thread per vCPU and CPUs are scarce.
 "$qemu" -accel tcg -M q35 -cpu EPYC,+svm,+npt \
 	-m "${WARREN_HOSTVM_MEMORY_MB:-3072}" -smp "${WARREN_HOSTVM_SMP:-1}" \
 	-kernel "$kernel" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 loglevel=4 hostvm.out=$out ${WARREN_HOSTVM_APPEND:-}" \
+	-append "console=ttyS0 panic=-1 loglevel=4 hostvm.out=$out $share_param ${WARREN_HOSTVM_APPEND:-}" \
 	-nodefaults -display none -monitor none -serial stdio -no-reboot \
 	-object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0 \
 	-fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
 	-device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
 	-fsdev local,id=hostout,path="$out",security_model=none,multidevs=remap \
 	-device virtio-9p-pci,fsdev=hostout,mount_tag=hostout \
+	"${extra_devices[@]+"${extra_devices[@]}"}" \
 	</dev/null > >(if [ -n "$log_file" ]; then tee "$log_file"; else cat; fi) \
 	2> >(grep --line-buffered -v "TCG doesn't support requested feature" >&2) &
 qemu_pid=$!

@@ -1,0 +1,282 @@
+"""e2e (labels vm e2e slow hostvm): the nested test host as a SECOND WORKER
+HOST running the vm runtime, served to the unchanged npm e2b SDK.
+
+On this (outer) machine: the dev stack's PostgreSQL and Kafka, warren-api
+and warren-proxy (tests/e2e/stack.py, a database and topic prefix of their
+own). Creates go to one consumer group with no host selection, so the
+worker hosts of this stack take turns, never together:
+  1. jail: an outer warren-worker (runtime jail) serves the SDK script once
+     (the comparison figure), then stops;
+  2. vm: the nested host (run.sh --tap --share) joins over a tap link
+     (10.254.50.1/30 here, .2 inside; nothing else is routed there): its
+     warren-worker (runtime vm, own host id, slots 10.254.52.0/24) reaches
+     PostgreSQL and Kafka through tcp-forward.py on both ends of the link;
+     this machine routes the slot range via the link, so warren-proxy
+     reaches the nested slots. The SDK script runs again; then the test
+     checks the sandbox's row (host, runtime), that the nested worker freed
+     the VMM, state dir and slot, and that the nested host stops cleanly.
+Everything (QEMU, tap, route, forwarders, stack) is removed on exit, also
+on failure. Exit 0 pass, 1 fail, 77 skip (reason printed)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+from stack import Stack, SOURCE, BIN, check, check_count, free_port, wait_for  # noqa: E402
+
+SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
+CACHE = os.environ.get("WARREN_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "warren"))
+SDK_DIR = os.path.join(CACHE, "npm-e2b", SDK_VERSION)
+TAP = os.environ.get("WARREN_HOSTVM_TAP", "hostvm-e2e0")
+OUTER_ADDR, NESTED_ADDR, LINK_PREFIX = "10.254.50.1", "10.254.50.2", 30
+NESTED_SLOTS = "10.254.52.0/24"
+NESTED_TIMEOUT_S = int(os.environ.get("WARREN_HOSTVM_E2E_TIMEOUT", "780"))
+
+
+def skip(reason):
+    print("SKIP:", reason)
+    sys.exit(77)
+
+
+def sh(*args, check_rc=True):
+    return subprocess.run(args, check=check_rc, capture_output=True, text=True)
+
+
+def templates_dir():
+    configured = os.environ.get("WARREN_TEMPLATES_DIR")
+    if configured and os.path.exists(os.path.join(configured, "minimal", "rootfs.ext4")):
+        return configured
+    return os.path.join(CACHE, "test-templates")
+
+
+def preflight():
+    if os.geteuid() != 0:
+        skip("needs root (tap, routes, namespaces)")
+    if not shutil.which("qemu-system-x86_64"):
+        skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    if not os.path.exists(os.path.join(SDK_DIR, "node_modules", "e2b")):
+        skip(f"the npm e2b SDK is not in {SDK_DIR} (scripts/setup)")
+    for binary in ("warren-worker", "warren-api", "warren-proxy", "warren-vmm", "warren"):
+        if not os.access(os.path.join(BIN, binary), os.X_OK):
+            skip(f"{binary} is not built in {BIN}")
+    if not os.path.exists(os.path.join(templates_dir(), "minimal", "rootfs.ext4")):
+        skip(f"no minimal template in {templates_dir()} (scripts/test builds it)")
+    if not os.environ.get("WARREN_PG_URL") or not os.environ.get("WARREN_KAFKA_BROKERS"):
+        skip("WARREN_PG_URL / WARREN_KAFKA_BROKERS unset (eval \"$(scripts/dev-stack env)\")")
+    if sh("ip", "link", "show", TAP, check_rc=False).returncode == 0:
+        skip(f"the link {TAP} exists already (another run of this test?)")
+    built = subprocess.run([os.path.join(HERE, "build.sh")], capture_output=True, text=True)
+    if built.returncode != 0:
+        skip("the nested host's kernel and initramfs could not be built:\n" + built.stderr[-2000:])
+
+
+def run_sdk(stack, proxy_port, label, timeout_s):
+    """The SDK script against this stack; returns its steps {name: record}."""
+    env = dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url, E2B_API_KEY=stack.api_key,
+               E2B_DOMAIN="warren.test", E2B_SANDBOX_URL=f"http://127.0.0.1:{proxy_port}",
+               CREATE_TIMEOUT_MS="300000")
+    started = time.time()
+    out = subprocess.run(["node", os.path.join(HERE, "sdk_vm.cjs")], env=env,
+                         capture_output=True, text=True, timeout=timeout_s)
+    print(f"--- SDK ({label}), {time.time() - started:.1f} s\n{out.stdout}{out.stderr}", end="")
+    check(out.returncode == 0, f"the SDK script failed against the {label} worker")
+    steps = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            steps[record["step"]] = record
+    check(set(steps) == {"create", "commands.run", "files.write+read", "kill"}, f"SDK steps: {list(steps)}")
+    return steps
+
+
+def sandbox_row(stack, sandbox_id):
+    row = stack.psql("SELECT s.state, s.host_id, coalesce(h.runtime, '') FROM sandboxes s "
+                     f"LEFT JOIN hosts h ON h.id = s.host_id WHERE s.id = '{sandbox_id}'")
+    return row.split("|")
+
+
+def read_share(share, name):
+    try:
+        with open(os.path.join(share, name)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+class Link:
+    """The tap to the nested host, its slot route and the outer forwarders."""
+
+    def __init__(self, ports):
+        self.ports = ports
+        self.forwarder = None
+
+    def up(self):
+        sh("ip", "tuntap", "add", "dev", TAP, "mode", "tap")
+        sh("ip", "addr", "add", f"{OUTER_ADDR}/{LINK_PREFIX}", "dev", TAP)
+        sh("ip", "link", "set", TAP, "up")
+        # The nested slots, via the nested host; nothing else goes there.
+        sh("ip", "route", "add", NESTED_SLOTS, "via", NESTED_ADDR, "dev", TAP)
+        pairs = [f"{OUTER_ADDR}:{p}=127.0.0.1:{p}" for p in self.ports]
+        self.forwarder = subprocess.Popen([sys.executable, os.path.join(HERE, "tcp-forward.py"), *pairs],
+                                          stdout=subprocess.PIPE, text=True, start_new_session=True)
+        line = self.forwarder.stdout.readline()
+        check(line.startswith("forwarding"), f"outer forwarder: {line!r}")
+
+    def down(self):
+        if self.forwarder and self.forwarder.poll() is None:
+            self.forwarder.terminate()
+            self.forwarder.wait(10)
+        sh("ip", "link", "delete", TAP, check_rc=False)  # its address and route go with it
+
+
+def port_of(url):
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def jail_phase(stack, proxy_port):
+    """The outer jail worker (started first: it creates the stack's topics)."""
+    steps = run_sdk(stack, proxy_port, "outer jail", 180)
+    sandbox_id = steps["create"]["sandboxId"]
+    state, host, runtime = sandbox_row(stack, sandbox_id)
+    check(host == stack.host_id and runtime == "jail" and state == "killed",
+          f"jail sandbox row: {state} {host} {runtime}")
+    stack.kill("worker-jail")
+    return steps
+
+
+def vm_phase(stack, proxy_port, work):
+    share = os.path.join(work, "share")
+    os.makedirs(share)
+    nested_id = stack.tag + "-nested"
+    kernel = os.environ.get("WARREN_GUEST_KERNEL") or subprocess.run(
+        [os.path.join(SOURCE, "guest/kernel/build.sh")], check=True, capture_output=True, text=True).stdout.strip()
+    pg_port, kafka_port = port_of(stack.base_pg), port_of(stack.brokers)
+    nested_env = {
+        "WARREN_PG_URL": stack.pg_url, "WARREN_KAFKA_BROKERS": stack.brokers,
+        "WARREN_HOST_ID": nested_id, "WARREN_RUNTIME": "vm", "WARREN_GUEST_KERNEL": kernel,
+        "WARREN_TEMPLATES_DIR": os.path.realpath(templates_dir()),
+        "WARREN_STATE_DIR": "/var/lib/warren-hostvm/sandboxes",
+        "WARREN_SLOT_CIDR": NESTED_SLOTS, "WARREN_SLOT_PRECREATE": "1", "WARREN_SLOT_MAX": "8",
+        "WARREN_SLOT_NETNS_PREFIX": "hvslot-", "WARREN_SLOT_LINK_PREFIX": "hvs",
+        "WARREN_WORKER_CAPACITY": "2", "WARREN_AGENT_TIMEOUT_MS": "240000",
+        # one TCG vCPU runs worker, VMM and guest: heartbeats can be late
+        "WARREN_KAFKA_SESSION_TIMEOUT_MS": "30000",
+        "WARREN_HOST_ADDRESS": NESTED_ADDR, "WARREN_BUILD_DIR": os.path.dirname(BIN),
+    }
+    command = [os.path.join(HERE, "run.sh"), "--timeout", str(NESTED_TIMEOUT_S), "--tap", TAP,
+               "--share", share, "--log", os.path.join(work, "nested-console.log")]
+    command += ["--", os.path.join(HERE, "nested-worker.sh"), share, f"{NESTED_ADDR}/{LINK_PREFIX}",
+                OUTER_ADDR, str(pg_port), str(kafka_port)]
+    link = Link([pg_port, kafka_port])
+    nested = None
+    try:
+        link.up()
+        started = time.time()
+        # run.sh hands its WARREN_* variables to the nested host: this
+        # stack's settings (topic prefix, seed, group), then the nested ones.
+        nested = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                  start_new_session=True, env=stack.env(**nested_env))
+        try:
+            wait_for(lambda: read_share(share, "ready") or nested.poll() is not None, 400,
+                     "the nested worker to get ready", interval=0.5)
+        except AssertionError:
+            pass
+        ready_uptime = read_share(share, "ready")
+        check(ready_uptime is not None, "the nested worker got ready (console: nested-console.log)")
+        boot_to_ready = time.time() - started
+        print(f"nested host: QEMU start to worker ready {boot_to_ready:.1f} s "
+              f"(nested uptime {ready_uptime} s)")
+        def host_row():
+            return stack.psql(f"SELECT runtime, state, address FROM hosts WHERE id = '{nested_id}'")
+        try:
+            wait_for(lambda: host_row().startswith("vm|ready"), 30, "the nested host's row", interval=0.5)
+        except AssertionError:
+            pass
+        check(host_row() == f"vm|ready|{NESTED_ADDR}", f"hosts row of the nested worker: {host_row()!r}")
+
+        steps = run_sdk(stack, proxy_port, "nested vm", 420)
+        sandbox_id = steps["create"]["sandboxId"]
+        state, host, runtime = sandbox_row(stack, sandbox_id)
+        check(host == nested_id and runtime == "vm" and state == "killed",
+              f"vm sandbox row: {state} {host} {runtime}")
+        wait_for(lambda: read_share(share, "status") == "vmm=0 sandboxes=0", 60,
+                 "the nested worker to free the VMM and state dir", interval=0.5)
+        wait_for(lambda: stack.psql(f"SELECT running FROM hosts WHERE id = '{nested_id}'") == "0", 30,
+                 "the nested host's running count to drop to 0", interval=0.5)
+        print("nested worker freed the VMM, state dir and slot:", read_share(share, "status"))
+        console = read_share(share, f"console-{sandbox_id}.log") or ""
+        marks = [line.strip() for line in console.splitlines()
+                 if "crng init done" in line or "Run /sbin/init" in line or "random:" in line]
+        print("guest console:", "; ".join(marks) if marks else "(no console copy)")
+
+        with open(os.path.join(share, "stop"), "w"):
+            pass
+        rc = nested.wait(180)
+        final = read_share(share, "final")
+        print(f"nested host stopped: run.sh exit {rc}, {final}")
+        check(rc == 0 and final == "vmm=0 sandboxes=0 netns=0 exit=0", f"nested host end: {rc} {final}")
+        return steps, boot_to_ready
+    finally:
+        if nested and nested.poll() is None:
+            nested.terminate()  # run.sh kills QEMU and removes its folder
+            try:
+                nested.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(nested.pid, 9)
+                nested.wait()
+        link.down()
+        subprocess.run([os.path.join(BIN, "warren"), "kafka", "delete-topic",
+                        f"{stack.prefix}warren.host.{nested_id}.commands"], env=stack.env(), capture_output=True)
+        log = read_share(share, "worker.log")
+        if log and sys.exc_info()[0] is not None:
+            print("--- nested worker log (tail)\n" + log[-6000:])
+
+
+def main():
+    preflight()
+    work = tempfile.mkdtemp(prefix="warren-hostvm-e2e-")
+    try:
+        with Stack("hvm", extra_env={"WARREN_TEMPLATES_DIR": templates_dir(),
+                                     "WARREN_CREATE_DEADLINE_MS": "280000",
+                                     "WARREN_RUNTIME": "jail"}) as stack:
+            # No template build: both workers use the cached templates.
+            stack.psql(f'CREATE DATABASE "{stack.database}"', database="postgres")
+            stack.warren("migrate")
+            stack.warren("admin", "team", "create", stack.tag, "--tier", "pro")
+            out = stack.warren("admin", "key", "create", "--team", stack.tag)
+            stack.api_key = next(w for w in out.split() if w.startswith("e2b_"))
+            stack.start_worker("worker-jail")
+            stack.start_api()
+            proxy_port = free_port()
+            stack.spawn("proxy", "warren-proxy", WARREN_PROXY_LISTEN=f"127.0.0.1:{proxy_port}")
+            wait_for(lambda: subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{proxy_port}"],
+                                            capture_output=True).returncode == 0, 30, "warren-proxy to listen")
+
+            jail = jail_phase(stack, proxy_port)
+            vm, boot_to_ready = vm_phase(stack, proxy_port, work)
+            print("figures: nested host boot to worker ready {:.1f} s; SDK create end to end: "
+                  "vm (nested, TCG) {} ms, jail (outer) {} ms; commands.run vm {} ms, jail {} ms; "
+                  "kill vm {} ms, jail {} ms".format(
+                      boot_to_ready, vm["create"]["ms"], jail["create"]["ms"], vm["commands.run"]["ms"],
+                      jail["commands.run"]["ms"], vm["kill"]["ms"], jail["kill"]["ms"]))
+    finally:
+        if os.environ.get("WARREN_KEEP_TEST_DIR"):
+            print("kept", work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"hostvm e2e: {check_count()} checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except AssertionError as err:
+        print("FAIL:", err)
+        sys.exit(1)
