@@ -102,7 +102,9 @@ class Stack:
             "WARREN_JAIL_CGROUP_PARENT": "warren-" + self.tag,
             "WARREN_SLOT_NETNS_PREFIX": self.tag + "-slot-",
             "WARREN_SLOT_LINK_PREFIX": "w" + self.tag[-6:],
-            "WARREN_SLOT_CIDR": "10.213.0.0/16",
+            # Stacks run side by side (several checkouts on one machine) set
+            # WARREN_TEST_SLOT_CIDR apart so their host routes do not clash.
+            "WARREN_SLOT_CIDR": os.environ.get("WARREN_TEST_SLOT_CIDR", "10.213.0.0/16"),
             "WARREN_SLOT_PRECREATE": "2",
             # Each stack's worker runs its own egress proxy listeners.
             "WARREN_EGRESS_PROXY_HTTP_PORT": str(self.egress_http_port),
