@@ -15,6 +15,7 @@
 #include "warren/ids.h"
 #include "warren/json_util.h"
 #include "warren/log.h"
+#include "warren/templates.h"
 #include "warren/tokens.h"
 #include "worker.h"
 
@@ -127,6 +128,25 @@ static json_t *worker__created_result(struct worker *worker, const struct storag
 }
 
 /* ---- create ---- */
+
+/* A sandbox's vCPUs (jail: CPU time) and memory: its template's
+ * cpu_count/memory_mb when template.json has them, else the settings
+ * sandbox_cpu_count (2) and sandbox_memory_mb (512), the same ones
+ * warren-api reports as cpuCount/memoryMB. */
+static void worker__resources(const char *template_id, uint32_t *vcpus, uint32_t *memory_mib)
+{
+	struct template_info info;
+	char err[256];
+
+	*vcpus = (uint32_t)config__get_int("sandbox_cpu_count", 2);
+	*memory_mib = (uint32_t)config__get_int("sandbox_memory_mb", 512);
+	if (templates__read(templates__dir(), template_id, &info, err, sizeof(err)))
+		return; /* the runtime reports a missing template itself */
+	if (info.cpu_count)
+		*vcpus = info.cpu_count;
+	if (info.memory_mb)
+		*memory_mib = info.memory_mb;
+}
 
 /* The E2B network object of a create/update spec, in net_policy's names. */
 static json_t *worker__policy_spec(const json_t *spec)
@@ -309,9 +329,8 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		.template_id = row.template_id,
 		.netns_path = worker->net ? sandbox->slot_info.netns_path : NULL,
 		.token_hash = secure ? token_hash : NULL,
-		.memory_mib = (uint32_t)config__get_int("sandbox_memory_mib", 512),
-		.vcpus = (uint32_t)config__get_int("sandbox_vcpus", 1),
 	};
+	worker__resources(row.template_id, &start.vcpus, &start.memory_mib);
 	sandbox->instance = runtime__start(worker->runtime, &start, reason, sizeof(reason));
 	if (!sandbox->instance)
 		goto fail;
