@@ -419,11 +419,40 @@ static int send_go(int socket_fd, int fd)
  * there). Waits until the parent placed it in its cgroups and wrote its id
  * maps, becomes root of its user namespace (no host groups kept), and
  * execs the init; its working dir is the state dir (spawn_thread). */
+/* Closes every descriptor but 0-2 and the spawn's own, now rather than at
+ * exec: the worker's listening sockets and the parent ends of other
+ * sandboxes' go sockets (made by other threads) must not outlive a worker
+ * that dies before the go, and with the parent end of our own go socket
+ * closed here, that death is an EOF that ends this child. */
+static void child_close_others(const struct spawn *spawn)
+{
+	int keep[] = { spawn->go_socket, spawn->status_fd, spawn->console_fd, spawn->null_fd,
+		       spawn->init_fd };
+	size_t count = sizeof(keep) / sizeof(keep[0]);
+	unsigned int from = 3;
+
+	for (size_t i = 1; i < count; i++) /* insertion sort: five numbers */
+		for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int swap = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = swap;
+		}
+	for (size_t i = 0; i < count; i++) {
+		if (keep[i] < (int)from)
+			continue;
+		if ((unsigned int)keep[i] > from)
+			syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0);
+		from = (unsigned int)keep[i] + 1;
+	}
+	syscall(SYS_close_range, from, ~0U, 0);
+}
+
 static void child_run(const struct spawn *spawn) __attribute__((noreturn));
 static void child_run(const struct spawn *spawn)
 {
 	int lower_fd;
 
+	child_close_others(spawn);
 	lower_fd = receive_go(spawn->go_socket);
 	if (lower_fd < 0)
 		child_fail(spawn->status_fd, "error: parent gave up before the start\n");
