@@ -25,6 +25,7 @@
 #include "hardening.h"
 #include "jail.h"
 #include "event_loop.h"
+#include "virtio_devices.h"
 #include "vm.h"
 #include "warren/log.h"
 
@@ -396,6 +397,7 @@ int main(int argc, char **argv)
 		vm__init(&vmm.vm, vmm.loop);
 		vmm.vm.verbose = verbose;
 	}
+	vmm.vm.device_types = virtio_device_types;
 	vmm.vm.on_stop = vmm__on_stop;
 	vmm.vm.on_stop_opaque = &vmm;
 	vmm.vm.on_ready = vmm__lock_down;

@@ -862,11 +862,18 @@ static int vm__create_devices(struct vm *vm, char *error, size_t error_size)
 		uint64_t base = MMIO_BUS_VIRTIO_BASE + index * MMIO_BUS_VIRTIO_WINDOW;
 		int result;
 
+		const char *name = json_string_value(json_object_get(device, "type"));
+		const struct vmm_device_type *type = mmio_bus__device_type(vm->device_types, name);
+
 		if (index >= MMIO_BUS_VIRTIO_MAX_DEVICES)
 			return -EINVAL;
+		if (type == NULL) {
+			vm__error(error, error_size, "unknown device type \"%.32s\"",
+				  name ? name : "");
+			return -EINVAL;
+		}
 		memset(out, 0, sizeof(*out));
-		result = virtio_devices__create(&host, device, base, irqs[index], out, error,
-						error_size);
+		result = type->create(&host, device, base, irqs[index], out, error, error_size);
 		if (result)
 			return result;
 		out->mmio_base = base;
