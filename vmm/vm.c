@@ -1194,25 +1194,20 @@ static int vm_start__run(struct vm_start *start)
 
 int vm__start(struct vm *vm, char *error, size_t error_size)
 {
+	static int (*const steps[])(struct vm_start *) = {
+		vm_start__host, vm_start__kvm, vm_start__kernel,
+		vm_start__devices, vm_start__vcpus, vm_start__run,
+	};
 	struct vm_start start = { .vm = vm, .error = error, .error_size = error_size };
-	int result;
+	int result = 0;
 
 	if (atomic_load(&vm->state) != VM_STATE_CONFIGURED) {
 		vm__error(error, error_size, "VM is %s, not configured",
 			  vm__state_name(atomic_load(&vm->state)));
 		return -EINVAL;
 	}
-	result = vm_start__host(&start);
-	if (result == 0)
-		result = vm_start__kvm(&start);
-	if (result == 0)
-		result = vm_start__kernel(&start);
-	if (result == 0)
-		result = vm_start__devices(&start);
-	if (result == 0)
-		result = vm_start__vcpus(&start);
-	if (result == 0)
-		result = vm_start__run(&start);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && result == 0; i++)
+		result = steps[i](&start);
 	free(start.cpuid);
 	free(start.command_line);
 	if (start.kernel)

@@ -719,7 +719,14 @@ static int jail_start__state(struct jail_start *start)
 	return 0;
 }
 
-/* Step 3: the cgroups with the limits, before anything runs. */
+/* Step 3: what the child inherits (open_child_files). */
+static int jail_start__files(struct jail_start *start)
+{
+	return open_child_files(start->jail, start->config, start->init_path, &start->spawn,
+				&start->netns_fd, start->err, start->err_len);
+}
+
+/* Step 4: the cgroups with the limits, before anything runs. */
 static int jail_start__cgroup(struct jail_start *start)
 {
 	const struct jail_config *config = start->config;
@@ -741,7 +748,7 @@ static int jail_start__cgroup(struct jail_start *start)
 	return 0;
 }
 
-/* Step 4: the init's channels (go socket, status pipe), its argv and
+/* Step 5: the init's channels (go socket, status pipe), its argv and
  * environment, and the child itself in its namespaces. */
 static int jail_start__spawn(struct jail_start *start)
 {
@@ -772,7 +779,7 @@ static int jail_start__spawn(struct jail_start *start)
 	return 0;
 }
 
-/* Step 5: lets the child go (release_child) and waits for the init's
+/* Step 6: lets the child go (release_child) and waits for the init's
  * report that the sandbox is up (read_status). */
 static int jail_start__run(struct jail_start *start)
 {
@@ -821,6 +828,10 @@ static void jail_start__undo(struct jail_start *start)
 
 struct jail *jail__start(const struct jail_config *config, char *err, size_t err_len)
 {
+	static int (*const steps[])(struct jail_start *) = {
+		jail_start__settings, jail_start__state, jail_start__files,
+		jail_start__cgroup,   jail_start__spawn, jail_start__run,
+	};
 	struct jail_start start = {
 		.config = config,
 		.err = err,
@@ -830,19 +841,10 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 		.netns_fd = -1,
 		.spawn = { .console_fd = -1, .null_fd = -1, .init_fd = -1 },
 	};
-	int ret = jail_start__settings(&start);
+	int ret = 0;
 
-	if (ret == 0)
-		ret = jail_start__state(&start);
-	if (ret == 0)
-		ret = open_child_files(start.jail, config, start.init_path, &start.spawn,
-				       &start.netns_fd, err, err_len);
-	if (ret == 0)
-		ret = jail_start__cgroup(&start);
-	if (ret == 0)
-		ret = jail_start__spawn(&start);
-	if (ret == 0)
-		ret = jail_start__run(&start);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && ret == 0; i++)
+		ret = steps[i](&start);
 	jail_start__close(&start);
 	if (ret) {
 		jail_start__undo(&start);
