@@ -403,7 +403,8 @@ static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **arg
 		default: return VMM_PARSE_USAGE;
 		}
 	}
-	if (optind != argc || (config->kernel == NULL && vmm->api_socket == NULL && !vmm->jail_check) ||
+	if (optind != argc ||
+	    (config->kernel == NULL && vmm->api_socket == NULL && !vmm->jail_check) ||
 	    (vmm->jail_check && jail->root == NULL) || (jail->root && (!jail->uid || !jail->gid)))
 		return VMM_PARSE_USAGE;
 	return VMM_PARSE_RUN;

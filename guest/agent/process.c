@@ -400,12 +400,15 @@ bool process__working_directory(const struct process_config *config,
 {
 	struct stat st;
 
-	snprintf(out, out_len, "%s",
-		 config->cwd ? config->cwd
-			     : (default_workdir && default_workdir[0] ? default_workdir : user->home));
+	const char *cwd = config->cwd;
+
+	if (!cwd)
+		cwd = default_workdir && default_workdir[0] ? default_workdir : user->home;
+	snprintf(out, out_len, "%s", cwd);
 	if (stat(out, &st) < 0 || !S_ISDIR(st.st_mode)) {
 		err->code = "invalid_argument";
-		snprintf(err->message, sizeof(err->message), "cwd '%.200s' is not a directory", out);
+		snprintf(err->message, sizeof(err->message), "cwd '%.200s' is not a directory",
+			 out);
 		return false;
 	}
 	return true;
@@ -413,7 +416,9 @@ bool process__working_directory(const struct process_config *config,
 
 void process__exec_error(const char *cmd, int child_errno, struct rpc_error *err)
 {
-	err->code = child_errno == ENOENT || child_errno == EACCES ? "invalid_argument" : "internal";
+	bool bad_command = child_errno == ENOENT || child_errno == EACCES;
+
+	err->code = bad_command ? "invalid_argument" : "internal";
 	snprintf(err->message, sizeof(err->message), "failed to start '%.200s': %s", cmd,
 		 strerror(child_errno));
 }
@@ -677,8 +682,9 @@ bool process__start(const struct process_request *request, struct subscriber **s
 		       launch__await_exec(&launch) && launch__pump(&launch);
 
 	if (started) {
-		log_info("started process %d: %s (user %s, cwd %s)", (int)launch.subscriber->process->pid,
-			 launch.executable, request->user->name, launch.cwd);
+		log_info("started process %d: %s (user %s, cwd %s)",
+			 (int)launch.subscriber->process->pid, launch.executable,
+			 request->user->name, launch.cwd);
 		*subscriber = launch.subscriber;
 	}
 	launch__release(&launch, started);
@@ -888,7 +894,9 @@ static enum stream_step subscriber_next(void *opaque, int wait_ms, struct stream
 	clock__timespec_after(CLOCK_MONOTONIC, (uint64_t)wait_ms * 1000000ull, &deadline);
 	pthread_mutex_lock(&process->lock);
 	while (!subscriber->head && !process->ended) {
-		if (pthread_cond_timedwait(&process->cond, &process->lock, &deadline) == ETIMEDOUT) {
+		int waited = pthread_cond_timedwait(&process->cond, &process->lock, &deadline);
+
+		if (waited == ETIMEDOUT) {
 			pthread_mutex_unlock(&process->lock);
 			return STREAM_CONTINUE;
 		}

@@ -160,8 +160,9 @@ static json_t *read_stream(struct stream_source *source)
 
 		assert_int_equal(frame[0], 0);
 		assert_true(offset + ENVELOPE_HEADER_LEN + length <= buffer.length);
-		json_array_append_new(messages, json_loadb((const char *)frame + ENVELOPE_HEADER_LEN,
-							   length, 0, NULL));
+		const char *json = (const char *)frame + ENVELOPE_HEADER_LEN;
+
+		json_array_append_new(messages, json_loadb(json, length, 0, NULL));
 		offset += ENVELOPE_HEADER_LEN + length;
 	}
 	assert_int_equal(offset, buffer.length);
@@ -195,7 +196,8 @@ static void test_start_and_stream(void **state)
 	size_t index, count;
 
 	(void)state;
-	assert_true(start("{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"echo hi; echo oops >&2; exit 3\"]}",
+	assert_true(start("{\"cmd\":\"/bin/sh\","
+			  "\"args\":[\"-c\",\"echo hi; echo oops >&2; exit 3\"]}",
 			  &subscriber, &err));
 	process__stream_source(subscriber, &source);
 	assert_non_null(strstr(source.name, "process "));
@@ -203,19 +205,21 @@ static void test_start_and_stream(void **state)
 	messages = read_stream(&source);
 	count = json_array_size(messages);
 	assert_true(count >= 4);
-	event = json_object_get(json_array_get(messages, 0), "event");
-	assert_true(json_integer_value(json_object_get(json_object_get(event, "start"), "pid")) > 0);
+	event = json_object_get(json_object_get(json_array_get(messages, 0), "event"), "start");
+	assert_true(json_integer_value(json_object_get(event, "pid")) > 0);
 	json_array_foreach(messages, index, event)
 	{
 		json_t *data = json_object_get(json_object_get(event, "event"), "data");
+		const char *out = json_string_value(json_object_get(data, "stdout"));
+		const char *error = json_string_value(json_object_get(data, "stderr"));
 
-		if (json_object_get(data, "stdout"))
-			assert_string_equal(json_string_value(json_object_get(data, "stdout")), "aGkK");
-		if (json_object_get(data, "stderr"))
-			assert_string_equal(json_string_value(json_object_get(data, "stderr")),
-					    "b29wcwo=");
+		if (out)
+			assert_string_equal(out, "aGkK"); /* "hi\n" */
+		if (error)
+			assert_string_equal(error, "b29wcwo="); /* "oops\n" */
 	}
-	event = json_object_get(json_object_get(json_array_get(messages, count - 1), "event"), "end");
+	event = json_object_get(json_array_get(messages, count - 1), "event");
+	event = json_object_get(event, "end");
 	assert_int_equal(json_integer_value(json_object_get(event, "exitCode")), 3);
 	assert_true(json_is_true(json_object_get(event, "exited")));
 	assert_string_equal(json_string_value(json_object_get(event, "status")), "exit status 3");

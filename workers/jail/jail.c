@@ -704,7 +704,8 @@ static int jail_start__state(struct jail_start *start)
 	snprintf(jail->id, sizeof(jail->id), "%s", config->id);
 	snprintf(jail->dir, sizeof(jail->dir), "%s/%s", start->state_dir, config->id);
 	if ((ret = jail_userns__reserve(jail->dir, &jail->uid_index, &jail->host_base))) {
-		snprintf(start->err, start->err_len, "reserve a host uid range: %s", strerror(-ret));
+		snprintf(start->err, start->err_len, "reserve a host uid range: %s",
+			 strerror(-ret));
 		return -1;
 	}
 	jail->uid_reserved = true;
@@ -753,7 +754,9 @@ static int jail_start__cgroup(struct jail_start *start)
 static int jail_start__spawn(struct jail_start *start)
 {
 	static const char *const default_env[] = {
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", NULL
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root",
+		NULL,
 	};
 	const struct jail_config *config = start->config;
 	struct jail *jail = start->jail;
