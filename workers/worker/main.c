@@ -8,6 +8,7 @@
  * then stop every live sandbox and mark it killed ("worker shutdown"), so
  * nothing is left running unaccounted. Documented in workers/README.md. */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -117,12 +118,7 @@ static void *worker__consume(void *opaque)
 		kafka_message__release(&msg);
 		kafka_event__clear(&ev);
 	}
-	if (ct->creates) {
-		/* the creates in hand finish (or are left for redelivery) */
-		create_pool__drain(worker->create_pool);
-		worker->create_pool = NULL;
-	}
-	return NULL;
+	return NULL; /* main drains the create pool once this thread is joined */
 }
 
 static void worker__on_creates_revoked(const struct kafka_partition *partitions, size_t count,
@@ -131,6 +127,48 @@ static void worker__on_creates_revoked(const struct kafka_partition *partitions,
 	struct worker *worker = opaque;
 
 	create_pool__on_revoke(worker->create_pool, partitions, count);
+}
+
+/* The most sandboxes this host takes (live plus being created): the
+ * setting worker_capacity when > 0, else derived from the host (workers/
+ * README.md, "Capacity"): min(slot_max, memory MiB x
+ * worker_memory_overcommit / sandbox_memory_mb, online CPUs x
+ * worker_cpu_overcommit / sandbox_cpu_count), at least 1. */
+static int worker__capacity(void)
+{
+	int64_t configured = config__get_int("worker_capacity", 0);
+	int64_t memory_mb = 0, cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int64_t sandbox_memory = config__get_int("sandbox_memory_mb", 512);
+	int64_t sandbox_cpus = config__get_int("sandbox_cpu_count", 2);
+	int64_t by_slots = config__get_int("slot_max", 1024), by_memory, by_cpu, capacity;
+	char line[256];
+	FILE *meminfo;
+
+	if (configured > 0)
+		return configured > 100000 ? 100000 : (int)configured;
+	meminfo = fopen("/proc/meminfo", "re");
+	while (meminfo && fgets(line, sizeof(line), meminfo))
+		if (sscanf(line, "MemTotal: %" SCNd64 " kB", &memory_mb) == 1) {
+			memory_mb /= 1024;
+			break;
+		}
+	if (meminfo)
+		fclose(meminfo);
+	by_memory = memory_mb * config__get_int("worker_memory_overcommit", 8) /
+		    (sandbox_memory > 0 ? sandbox_memory : 512);
+	by_cpu = (cpus > 0 ? cpus : 1) * config__get_int("worker_cpu_overcommit", 64) /
+		 (sandbox_cpus > 0 ? sandbox_cpus : 1);
+	capacity = by_slots;
+	if (by_memory < capacity)
+		capacity = by_memory;
+	if (by_cpu < capacity)
+		capacity = by_cpu;
+	if (capacity < 1)
+		capacity = 1;
+	log_info("capacity %lld: slots %lld, memory %lld MiB -> %lld, %lld CPUs -> %lld", (long long)capacity,
+		 (long long)by_slots, (long long)memory_mb, (long long)by_memory, (long long)cpus,
+		 (long long)by_cpu);
+	return (int)capacity;
 }
 
 /* Registers this host's installed templates in PostgreSQL, so the API can
@@ -210,7 +248,7 @@ int main(void)
 	gethostname(hostname, sizeof(hostname) - 1);
 	snprintf(worker->host_id, sizeof(worker->host_id), "%s", config__get("host_id", hostname));
 	worker->token_seed = config__get("token_seed", NULL);
-	worker->capacity = (int)config__get_int("worker_capacity", 32);
+	worker->capacity = worker__capacity();
 	/* Creates in flight at once (docs: workers/README.md). */
 	int64_t create_threads = config__get_int("worker_create_concurrency", 16);
 	worker->create_threads = create_threads < 1 ? 1 : create_threads > 256 ? 256 : (size_t)create_threads;
@@ -321,6 +359,10 @@ int main(void)
 	}
 	log_info("shutting down: finishing the commands in hand");
 	pthread_join(creates.thread, NULL);
+	/* the creates in hand finish (or are left for redelivery); the pool
+	 * goes while nothing else reads worker->create_pool */
+	create_pool__drain(worker->create_pool);
+	worker->create_pool = NULL;
 	pthread_join(operations.thread, NULL);
 	worker__stop_all(worker, "worker shutdown");
 	worker__housekeeping(worker);
