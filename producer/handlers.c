@@ -251,9 +251,10 @@ static bool create__load_template(struct create_ctx *ctx)
  * a runtime (metadata warren.runtime) goes to that runtime's create
  * topic, else to the shared one. The hosts table (each worker's heartbeat,
  * every second) answers at once, instead of a 504 after the create
- * deadline: 503 when no host (of that runtime) is ready, 503 with
- * Retry-After when every ready one is full. No host row at all (workers
- * not registered yet) lets the create wait in Kafka as before. */
+ * deadline: 503 with Retry-After when every ready host is full, 503 when
+ * the runtime asked for has no ready host. With no ready host at all (a
+ * worker restarting) the create waits in Kafka, up to the create
+ * deadline, for one to come back. */
 static bool create__place(struct create_ctx *ctx)
 {
 	struct storage_host *hosts = NULL;
@@ -276,9 +277,9 @@ static bool create__place(struct create_ctx *ctx)
 		running += hosts[i].running;
 	}
 	free(hosts);
-	if (!ready && (count || *runtime)) {
-		ctx->ret = request__error(ctx->r, 503, "no worker host%s%s%s is ready",
-					  *runtime ? " with the " : "", runtime, *runtime ? " runtime" : "");
+	if (!ready && *runtime) {
+		ctx->ret = request__error(ctx->r, 503, "no worker host with the %s runtime is ready",
+					  runtime);
 		return false;
 	}
 	if (ready && running >= capacity) {
