@@ -133,7 +133,8 @@ static void worker__on_creates_revoked(const struct kafka_partition *partitions,
  * setting worker_capacity when > 0, else derived from the host (workers/
  * README.md, "Capacity"): min(slot_max, memory MiB x
  * worker_memory_overcommit / sandbox_memory_mb, online CPUs x
- * worker_cpu_overcommit / sandbox_cpu_count), at least 1. */
+ * worker_cpu_overcommit / sandbox_cpu_count), at least 1 (defaults 8
+ * and 256: limits are ceilings, not reservations). */
 static int worker__capacity(void)
 {
 	int64_t configured = config__get_int("worker_capacity", 0);
@@ -156,7 +157,7 @@ static int worker__capacity(void)
 		fclose(meminfo);
 	by_memory = memory_mb * config__get_int("worker_memory_overcommit", 8) /
 		    (sandbox_memory > 0 ? sandbox_memory : 512);
-	by_cpu = (cpus > 0 ? cpus : 1) * config__get_int("worker_cpu_overcommit", 64) /
+	by_cpu = (cpus > 0 ? cpus : 1) * config__get_int("worker_cpu_overcommit", 256) /
 		 (sandbox_cpus > 0 ? sandbox_cpus : 1);
 	capacity = by_slots;
 	if (by_memory < capacity)
