@@ -24,6 +24,7 @@
 #include "warren/log.h"
 #include "warren/templates.h"
 #include "create_pool.h"
+#include "warm_pool.h"
 #include "worker.h"
 
 static struct worker worker_instance;
@@ -345,6 +346,7 @@ int main(void)
 					       worker__run_command, worker);
 	if (!worker->create_pool)
 		goto out;
+	worker->warm_pool = warm_pool__start(worker, config__get("warm_pool", ""));
 	worker__housekeeping(worker); /* the host row exists before any create lands */
 	pthread_create(&creates.thread, NULL, worker__consume, &creates);
 	pthread_create(&operations.thread, NULL, worker__consume, &operations);
@@ -360,11 +362,15 @@ int main(void)
 	}
 	log_info("shutting down: finishing the commands in hand");
 	pthread_join(creates.thread, NULL);
-	/* the creates in hand finish (or are left for redelivery); the pool
-	 * goes while nothing else reads worker->create_pool */
+	/* the warm pool's refill reads the create pool: it stops first; then
+	 * the creates in hand finish (or are left for redelivery), then no
+	 * create can claim a warm sandbox any more and those go */
+	warm_pool__stop_refill(worker->warm_pool);
 	create_pool__drain(worker->create_pool);
 	worker->create_pool = NULL;
 	pthread_join(operations.thread, NULL);
+	warm_pool__stop(worker->warm_pool);
+	worker->warm_pool = NULL;
 	worker__stop_all(worker, "worker shutdown");
 	worker__housekeeping(worker);
 	exit_code = 0;
