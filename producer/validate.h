@@ -38,6 +38,8 @@ struct api_create_request {
 			     allowInternetAccess, maskRequestHost?} */
 	json_t *metadata; /* object of strings */
 	json_t *env_vars; /* object of strings */
+	bool pause_on_timeout; /* autoPause / lifecycle.onTimeout = "pause" */
+	bool auto_resume;      /* autoResume.enabled / lifecycle.autoResume */
 };
 
 enum api_address_kind { API_ADDRESS_INVALID = 0, API_ADDRESS_IP, API_ADDRESS_CIDR, API_ADDRESS_DOMAIN };
