@@ -1,0 +1,112 @@
+"""e2e (labels e2e, lifecycle): pause / resume / connect / onTimeout pause of
+jail sandboxes through the real warren-api, Kafka, warren-worker and
+PostgreSQL with the npm e2b SDK as the client (sdk_pause.cjs), then the
+REST edges (404s, /resume), the events on the results topic, and what a
+worker restart does to a paused sandbox (it ends failed, nothing left)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stack import Stack, check, check_count, wait_for  # noqa: E402
+
+SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
+SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "warren")), "npm-e2b", SDK_VERSION)
+
+
+def state_of(stack, sandbox_id):
+    return stack.psql(f"SELECT state FROM sandboxes WHERE id = '{sandbox_id}'")
+
+
+def cgroup_dirs(stack, sandbox_id):
+    parent = "warren-" + stack.tag
+    return [d for d in (os.path.join("/sys/fs/cgroup", h, parent, sandbox_id)
+                        for h in ("", "unified", "memory", "cpu", "pids")) if os.path.isdir(d)]
+
+
+def freezer_available():
+    return any(os.path.exists(os.path.join(root, "cgroup.freeze")) or
+               os.path.exists(os.path.join(root, "cgroup.controllers"))
+               for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"))
+
+
+def test_sdk(stack):
+    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_pause.cjs")],
+                         env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url,
+                                  E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test",
+                                  WARREN_PG_URL=stack.pg_url, CGROUP_PARENT="warren-" + stack.tag),
+                         capture_output=True, text=True, timeout=240)
+    print(out.stdout.strip())
+    check(out.returncode == 0, "SDK pause scenarios failed:\n" + out.stdout + out.stderr +
+          "\n--- worker\n" + stack.log("worker")[-4000:])
+
+
+def test_rest_edges(stack):
+    status, body, _ = stack.request("POST", "/sandboxes/iaaaaaaaaaaaaaaaaaaaa/pause")
+    check(status == 404, f"pause of an unknown sandbox -> {status} {body}")
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "minimal", "timeout": 60})
+    check(status == 201, f"create: {status} {body}")
+    sandbox_id = body["sandboxID"]
+    status, body, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/resume", {"timeout": 30})
+    check(status == 409, f"resume of a running sandbox -> {status} {body}")
+    started = time.time()
+    status, _, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/pause")
+    check(status == 204, f"pause -> {status}")
+    print(f"figure: REST pause {(time.time() - started) * 1000:.0f} ms")
+    started = time.time()
+    status, body, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/resume", {"timeout": 30})
+    check(status == 201 and body["sandboxID"] == sandbox_id, f"resume -> {status} {body}")
+    print(f"figure: REST resume {(time.time() - started) * 1000:.0f} ms")
+    check(state_of(stack, sandbox_id) == "running", "running after /resume")
+    status, _, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/pause")
+    check(status == 204, f"pause again -> {status}")
+    wait_for(lambda: all(any(e["type"] == t and e["sandbox_id"] == sandbox_id for e in stack.events())
+                         for t in ("paused", "resumed")), 10, "paused and resumed events")
+    host_commands = [e["type"] for e in stack.events(f"warren.host.{stack.host_id}.commands")
+                     if e["sandbox_id"] == sandbox_id]
+    check("pause" in host_commands and "resume" in host_commands,
+          f"pause/resume went over the host topic: {host_commands}")
+    history = stack.psql(f"SELECT string_agg(payload->>'to', ',' ORDER BY id) FROM sandbox_events "
+                         f"WHERE sandbox_id = '{sandbox_id}'")
+    check("pausing,paused,resuming,running,pausing,paused" in history, f"state history: {history}")
+    return sandbox_id
+
+
+def test_worker_restart(stack, paused_id):
+    """A paused jail sandbox does not survive a worker restart: reconcile
+    stops it and ends its row as failed (documented in workers/README.md)."""
+    check(state_of(stack, paused_id) == "paused", "paused before the restart")
+    stack.kill("worker", signal.SIGKILL)
+    stack.start_worker()
+    wait_for(lambda: state_of(stack, paused_id) == "failed", 30, "the paused row to end")
+    reason = stack.psql(f"SELECT failure_reason FROM sandboxes WHERE id = '{paused_id}'")
+    check("paused" in reason, f"failure reason names it: {reason}")
+    wait_for(lambda: not cgroup_dirs(stack, paused_id), 30, "its cgroups to go")
+    check(not os.path.exists(os.path.join(stack.state_dir, paused_id)), "state dir removed")
+    print("worker restart: the paused sandbox ended failed, nothing left")
+
+
+def main():
+    if os.geteuid() != 0:
+        print("FAIL: the e2e suite needs root (namespaces, cgroups)")
+        return 1
+    if not freezer_available():
+        print("SKIP: no cgroup v2 tree on this host (the jail freezer needs one)")
+        return 77
+    if not os.path.isdir(os.path.join(SDK_DIR, "node_modules", "e2b")):
+        print(f"SKIP: the npm e2b SDK is not installed in {SDK_DIR} (scripts/setup installs it)")
+        return 77
+    with Stack("pause") as stack:
+        stack.start()
+        test_sdk(stack)
+        paused_id = test_rest_edges(stack)
+        test_worker_restart(stack, paused_id)
+    print(f"e2e pause: {check_count()} checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
