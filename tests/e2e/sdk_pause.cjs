@@ -76,7 +76,13 @@ async function pauseResume() {
 	let agent = direct(id, sbx);
 	await agent.commands.run('echo kept > /keep.txt', { user: 'root' });
 	await agent.commands.run(`sh -c '${COUNTER}'`, { background: true });
-	await waitFor('the counter', () => readCounter(id) > 2, 20_000);
+	await waitFor('the counter', () => {
+		try {
+			return readCounter(id) > 2;
+		} catch (_) {
+			return false; // not written yet
+		}
+	}, 20_000);
 	console.log('created, file written, counter running:', id);
 
 	let t0 = Date.now();
@@ -142,11 +148,23 @@ async function onTimeoutPause() {
 	await sbx.kill();
 }
 
-// A pause and a kill at the same time end in one terminal state: killed.
-async function pauseKillRace() {
+// A pause and a kill at the same time end in one terminal state: killed,
+// whichever is sent first (and both at once).
+async function pauseKillRace(order) {
 	const sbx = await Sandbox.create('minimal', { timeoutMs: 60_000 });
 	const id = sbx.sandboxId;
-	const [pause, kill] = await Promise.allSettled([sbx.pause(), Sandbox.kill(id)]);
+	let pause, kill;
+	if (order === 'kill first') {
+		const k = Sandbox.kill(id);
+		await sleep(5);
+		[kill, pause] = await Promise.allSettled([k, sbx.pause()]);
+	} else if (order === 'pause first') {
+		const p = sbx.pause();
+		await sleep(5);
+		[pause, kill] = await Promise.allSettled([p, Sandbox.kill(id)]);
+	} else {
+		[pause, kill] = await Promise.allSettled([sbx.pause(), Sandbox.kill(id)]);
+	}
 	assert.equal(kill.status, 'fulfilled', `kill: ${kill.reason}`);
 	if (pause.status === 'rejected')
 		assert.ok(pause.reason instanceof SandboxNotFoundError, `pause: ${pause.reason}`);
@@ -154,13 +172,14 @@ async function pauseKillRace() {
 	assert.equal(cgroupDir(id), null, 'its cgroup is gone');
 	assert.equal(await Sandbox.connect(id).then(() => 'connected', (e) => e.constructor.name),
 		     'SandboxNotFoundError');
-	console.log(`pause racing kill: pause ${pause.status === 'fulfilled' ? pause.value : 'not found'}, ended killed`);
+	console.log(`pause racing kill (${order}): pause ${pause.status === 'fulfilled' ? pause.value : 'not found'}, ended killed`);
 }
 
 (async () => {
 	await pauseResume();
 	await onTimeoutPause();
-	await pauseKillRace();
+	for (const order of ['together', 'kill first', 'pause first'])
+		await pauseKillRace(order);
 })().catch((err) => {
 	console.error('sdk_pause: FAILED', err);
 	process.exit(1);
