@@ -561,8 +561,9 @@ static int worker__state_code(enum storage_sandbox_state state)
 
 /* Pauses a sandbox of this host: running -> pausing (the API usually did
  * it) -> frozen -> paused. A failed freeze is undone (thawed, back to
- * running). 0 when paused (also: already was); -EAGAIN retry later; else
- * the sandbox was not paused, *code and reason say why. */
+ * running). 0 when paused (also: already was); -EAGAIN retry later;
+ * -ESRCH a kill ended it meanwhile; -ENOENT not on this host (or no row);
+ * else not paused. *code and reason say why. */
 static int worker__pause_sandbox(struct worker *worker, const char *sandbox_id, int *code,
 				 char *reason, size_t reason_len)
 {
@@ -604,10 +605,13 @@ static int worker__pause_sandbox(struct worker *worker, const char *sandbox_id, 
 	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED, NULL);
 	if (rc == STORAGE_ERR_UNAVAILABLE)
 		return -EAGAIN; /* frozen; the redelivery freezes again and moves the row */
+	if (rc && worker__row_state(worker, sandbox_id, &state, NULL) == 0 &&
+	    state == STORAGE_SANDBOX_PAUSED)
+		return 0; /* a second pause of it (timeout and command) got there first */
 	if (rc) {
 		/* A kill won the race: it ends the sandbox, the pause has nothing to say. */
 		snprintf(reason, reason_len, "sandbox was ended while pausing");
-		return -ENOENT;
+		return -ESRCH;
 	}
 	return 0;
 }
@@ -664,9 +668,12 @@ static int worker__resume_sandbox(struct worker *worker, const struct kafka_even
 			  &row);
 	if (rc == STORAGE_ERR_UNAVAILABLE)
 		return -EAGAIN; /* thawed; the redelivery thaws again and moves the row */
+	if (rc && worker__row_state(worker, sandbox_id, &state, end_at) == 0 &&
+	    state == STORAGE_SANDBOX_RUNNING)
+		return 0; /* another resume of it got there first */
 	if (rc) {
 		snprintf(reason, reason_len, "sandbox was ended while resuming");
-		return -ENOENT;
+		return -ESRCH;
 	}
 	*end_at = row.end_at;
 	storage__sandbox_clear(&row);
@@ -748,10 +755,12 @@ static bool worker__timeout_pause(struct worker *worker, const struct storage_sa
 
 	if (rc == -EAGAIN)
 		return true;
+	if (rc == -ESRCH)
+		return true; /* a kill ended it meanwhile */
 	if (rc) {
 		log_warn("sandbox %s: the timeout could not pause it (%s); ending it", row->id,
 			 reason);
-		return rc == -ENOENT; /* -ENOENT: already ended by a kill */
+		return false;
 	}
 	log_info("sandbox %s: timed out, paused (onTimeout: pause)", row->id);
 	ids__uuid(command.request_id);
