@@ -79,14 +79,24 @@ def test_worker_restart(stack, paused_id):
     """A paused jail sandbox does not survive a worker restart: reconcile
     stops it and ends its row as failed (documented in workers/README.md)."""
     check(state_of(stack, paused_id) == "paused", "paused before the restart")
+    # A worker killed in the middle of a pause: the API moved the row to
+    # pausing and the command was never handled (it is not produced here).
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "minimal", "timeout": 60})
+    check(status == 201, f"create: {status} {body}")
+    pausing_id = body["sandboxID"]
+    stack.psql(f"UPDATE sandboxes SET state = 'pausing' WHERE id = '{pausing_id}'")
     stack.kill("worker", signal.SIGKILL)
     stack.start_worker()
     wait_for(lambda: state_of(stack, paused_id) == "failed", 30, "the paused row to end")
     reason = stack.psql(f"SELECT failure_reason FROM sandboxes WHERE id = '{paused_id}'")
     check("paused" in reason, f"failure reason names it: {reason}")
-    wait_for(lambda: not cgroup_dirs(stack, paused_id), 30, "its cgroups to go")
-    check(not os.path.exists(os.path.join(stack.state_dir, paused_id)), "state dir removed")
-    print("worker restart: the paused sandbox ended failed, nothing left")
+    wait_for(lambda: state_of(stack, pausing_id) == "failed", 30, "the pausing row to end")
+    for sandbox_id in (paused_id, pausing_id):
+        wait_for(lambda: not cgroup_dirs(stack, sandbox_id), 30, "its cgroups to go")
+        check(not os.path.exists(os.path.join(stack.state_dir, sandbox_id)), "state dir removed")
+    status, _, _ = stack.request("POST", f"/v2/sandboxes/{paused_id}/connect", {"timeout": 30})
+    check(status == 404, f"connect of the lost paused sandbox -> {status}")
+    print("worker restart: the paused and the pausing sandbox ended failed, nothing left")
 
 
 def main():
