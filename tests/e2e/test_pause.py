@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
 from stack import Stack, check, check_count, wait_for  # noqa: E402
@@ -56,10 +57,15 @@ def test_rest_edges(stack):
     status, _, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/pause")
     check(status == 204, f"pause -> {status}")
     print(f"figure: REST pause {(time.time() - started) * 1000:.0f} ms")
+    address = stack.psql(f"SELECT host(slot_address) FROM sandboxes WHERE id = '{sandbox_id}'")
     started = time.time()
     status, body, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/resume", {"timeout": 30})
+    resumed = time.time()
     check(status == 201 and body["sandboxID"] == sandbox_id, f"resume -> {status} {body}")
-    print(f"figure: REST resume {(time.time() - started) * 1000:.0f} ms")
+    with urllib.request.urlopen(f"http://{address}:49983/health", timeout=10) as resp:
+        check(resp.status == 204, f"agent /health after resume: {resp.status}")
+    print(f"figure: REST resume {(resumed - started) * 1000:.0f} ms, "
+          f"agent /health answered {(time.time() - started) * 1000:.0f} ms after the request")
     check(state_of(stack, sandbox_id) == "running", "running after /resume")
     status, _, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/pause")
     check(status == 204, f"pause again -> {status}")
