@@ -16,6 +16,9 @@
 #define API_MSG_NOT_FOUND "Sandbox \"%.64s\" doesn't exist or you don't have access to it"
 
 #define WANT(type) (1u << (type))
+/* A host whose heartbeat (every second) is older than this is not
+ * counted as ready when a create asks for its runtime. */
+#define API_HOST_FRESH_S 30
 
 static bool handlers__visible(enum storage_sandbox_state state)
 {
@@ -114,6 +117,8 @@ static json_t *handlers__create_spec(const struct api_create_request *c)
 			 "secure", c->secure, "allow_internet_access", c->allow_internet_access,
 			 "auto_pause", c->pause_on_timeout, "metadata", c->metadata, "env_vars", c->env_vars,
 			 "network", network);
+	if (spec && c->runtime[0])
+		json_object_set_new(spec, "runtime", json_string(c->runtime));
 	return spec;
 }
 
@@ -183,6 +188,7 @@ struct create_ctx {
 	struct api_create_request create; /* valid after step 1 */
 	char sandbox_id[IDS_SANDBOX_ID_LEN + 1];
 	struct storage_admission admission;
+	char topic[KAFKA_TOPIC_NAME_MAX + 1]; /* where the create goes (step 3b) */
 	enum MHD_Result ret;
 };
 
@@ -238,6 +244,46 @@ static bool create__load_template(struct create_ctx *ctx)
 		return false;
 	}
 	snprintf(ctx->r->envd_version, sizeof(ctx->r->envd_version), "%s", template.agent_version);
+	return true;
+}
+
+/* Step 3b: a create that asks for a runtime (metadata warren.runtime) goes
+ * to that runtime's create topic, and only while a host of that runtime
+ * is ready (heartbeat within API_HOST_FRESH_S): else 503 now, not a 504
+ * after the create deadline. Without one, the shared topic. */
+static bool create__place(struct create_ctx *ctx)
+{
+	struct storage_host *hosts = NULL;
+	struct storage_error e;
+	size_t count = 0;
+	bool found = false;
+	int64_t now_ms = clock__realtime_ms();
+
+	snprintf(ctx->topic, sizeof(ctx->topic), "%s", ctx->r->config->commands_topic);
+	if (!ctx->create.runtime[0])
+		return true;
+	if (storage__host_list(ctx->pool, &hosts, &count, &e)) {
+		ctx->ret = request__storage_error(ctx->r, &e);
+		return false;
+	}
+	for (size_t i = 0; i < count && !found; i++)
+		found = !strcmp(hosts[i].runtime, ctx->create.runtime) &&
+			!strcmp(hosts[i].state, "ready") &&
+			now_ms - hosts[i].heartbeat_at <= API_HOST_FRESH_S * 1000;
+	free(hosts);
+	if (!found) {
+		ctx->ret = request__error(ctx->r, 503, "no worker host with the %s runtime is ready",
+					  ctx->create.runtime);
+		return false;
+	}
+	char runtime_topic[KAFKA_TOPIC_NAME_MAX + 1];
+	if (kafka__runtime_topic(ctx->create.runtime, runtime_topic, sizeof(runtime_topic)) ||
+	    snprintf(ctx->topic, sizeof(ctx->topic), "%s%s", ctx->r->config->topic_prefix,
+		     runtime_topic) >= (int)sizeof(ctx->topic)) {
+		ctx->ret = request__error(ctx->r, 500, "the topic name of runtime %s is too long",
+					  ctx->create.runtime);
+		return false;
+	}
 	return true;
 }
 
@@ -408,7 +454,7 @@ static bool create__produce(struct create_ctx *ctx)
 	handlers__wait_for(r, WANT(KAFKA_EVENT_CREATED) | WANT(KAFKA_EVENT_FAILED),
 			   r->config->create_deadline_ms);
 	r->admitted_ns = clock__monotonic_ns();
-	rc = bus__produce(r->config->commands_topic, &ev);
+	rc = bus__produce(ctx->topic, &ev);
 	r->queued_ns = clock__monotonic_ns();
 	kafka_event__clear(&ev);
 	if (rc) {
@@ -426,7 +472,7 @@ static enum MHD_Result handlers__create(struct api_request *r, struct storage_po
 
 	if (!create__parse(&ctx))
 		return ctx.ret;
-	if (!create__check_rate(&ctx) || !create__load_template(&ctx) ||
+	if (!create__check_rate(&ctx) || !create__load_template(&ctx) || !create__place(&ctx) ||
 	    !create__begin_request(&ctx) || !create__admit(&ctx) || !create__settle_replay(&ctx) ||
 	    !create__produce(&ctx))
 		goto out;

@@ -400,6 +400,14 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 	if (validate__string_map(body, "metadata", API_METADATA_ENTRIES_MAX, &out->metadata, err) ||
 	    validate__string_map(body, "envVars", API_ENV_VARS_MAX, &out->env_vars, err))
 		goto err;
+	/* Placement (docs/api.md, "Placement"): the one metadata key warren
+	 * reads; the SDK has no other field to carry it. */
+	const char *runtime = json_string_value(json_object_get(out->metadata, API_METADATA_RUNTIME));
+	if (runtime && strcmp(runtime, "vm") && strcmp(runtime, "jail")) {
+		validate__fail(err, 400, "metadata " API_METADATA_RUNTIME " must be \"vm\" or \"jail\"");
+		goto err;
+	}
+	snprintf(out->runtime, sizeof(out->runtime), "%s", runtime ? runtime : "");
 	return 0;
 err:
 	api_create_request__clear(out);

@@ -16,6 +16,8 @@
 #define API_MASK_REQUEST_HOST_MAX 255
 #define API_METADATA_ENTRIES_MAX  64
 #define API_ENV_VARS_MAX	  256
+/* The metadata key that asks for worker hosts of one runtime. */
+#define API_METADATA_RUNTIME	  "warren.runtime"
 
 /* The exact messages of docs/e2b-compatibility.md and our own (docs/api.md). */
 #define API_MSG_DOMAIN_NEEDS_ALL_TRAFFIC                                                          \
@@ -38,6 +40,7 @@ struct api_create_request {
 			     allowInternetAccess, maskRequestHost?} */
 	json_t *metadata; /* object of strings */
 	json_t *env_vars; /* object of strings */
+	char runtime[8];  /* metadata "warren.runtime": "vm", "jail" or "" (any host) */
 	bool pause_on_timeout; /* autoPause / lifecycle.onTimeout = "pause" */
 	bool auto_resume;      /* autoResume.enabled / lifecycle.autoResume */
 };

@@ -220,10 +220,13 @@ for word in $(cat /proc/cmdline); do
 	warren.hostname=*) hostname "${word#warren.hostname=}" ;;
 	esac
 done
-ip link set lo up
-ip link set eth0 up
-ip addr add 169.254.0.21/30 dev eth0
-ip route add default via 169.254.0.22 dev eth0
+# iproute2 where the template has it, else busybox's applet (Debian's
+# minbase has neither iproute2 nor busybox's links).
+if command -v ip >/dev/null 2>&1; then ip=ip; else ip="busybox ip"; fi
+$ip link set lo up
+$ip link set eth0 up
+$ip addr add 169.254.0.21/30 dev eth0
+$ip route add default via 169.254.0.22 dev eth0
 if [ -x /usr/local/bin/warren-agent ]; then
 	if [ -n "$token_hash" ]; then
 		/usr/local/bin/warren-agent --listen 0.0.0.0:49983 --token-hash "$token_hash" &

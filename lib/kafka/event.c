@@ -50,6 +50,7 @@ static const struct field create_fields[] = {
 	{"metadata", FIELD_STRING_MAP, false},
 	{"env_vars", FIELD_STRING_MAP, false},
 	{"network", FIELD_NETWORK, false},
+	{"runtime", FIELD_STRING, false},
 	{NULL, 0, false},
 };
 static const struct field no_fields[] = {{NULL, 0, false}};

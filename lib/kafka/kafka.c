@@ -54,6 +54,18 @@ int kafka__host_topic(const char *host, char *out, size_t out_len)
 	return 0;
 }
 
+int kafka__runtime_topic(const char *runtime, char *out, size_t out_len)
+{
+	int n;
+
+	if (!runtime || (strcmp(runtime, "vm") && strcmp(runtime, "jail")))
+		return -EINVAL;
+	n = snprintf(out, out_len, KAFKA_TOPIC_SANDBOX_COMMANDS ".%s", runtime);
+	if (n < 0 || (size_t)n >= out_len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
 const char *kafka__error_string(int kafka_error)
 {
 	return rd_kafka_err2str((rd_kafka_resp_err_t)kafka_error);

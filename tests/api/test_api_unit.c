@@ -95,6 +95,9 @@ static const struct validation_case validation_cases[] = {
 	{ "{\"templateID\":\"base\",\"metadata\":{\"k\":1}}", 400, "metadata.k must be a string" },
 	{ "{\"templateID\":\"base\",\"envVars\":{\"K\":true}}", 400, "envVars.K must be a string" },
 	{ "{\"templateID\":\"base\",\"envVars\":\"A=B\"}", 400, "envVars must be an object of strings" },
+	{ "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"qemu\"}}", 400,
+	  "metadata warren.runtime must be \"vm\" or \"jail\"" },
+	{ "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"vm\"}}", 0, NULL },
 };
 
 static void test_validation_table(void **state)
@@ -143,6 +146,16 @@ static void test_validation_defaults_and_normalisation(void **state)
 			    API_ALL_TRAFFIC);
 	assert_string_equal(request.mask_request_host, "x-${PORT}");
 	assert_int_equal(json_object_size(request.metadata), 0);
+	assert_string_equal(request.runtime, ""); /* any host */
+	api_create_request__clear(&request);
+	json_decref(body);
+
+	/* Placement: the metadata key names the runtime and stays metadata. */
+	text = "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"jail\"}}";
+	body = validate__parse_body(text, strlen(text), &error);
+	assert_int_equal(validate__create(body, 3600, &request, &error), 0);
+	assert_string_equal(request.runtime, "jail");
+	assert_string_equal(json_string_value(json_object_get(request.metadata, "warren.runtime")), "jail");
 	api_create_request__clear(&request);
 	json_decref(body);
 

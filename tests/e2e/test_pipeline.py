@@ -121,6 +121,54 @@ def test_api_pipeline(stack):
     check(status == 404 and "doesn't exist or you don't have access to it" in body["message"], f"404: {body}")
 
 
+def pids_in_cgroup_of(sandbox_id):
+    """Host pids whose cgroup path names the sandbox (its jail's processes)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cgroup") as f:
+                if sandbox_id in f.read():
+                    pids.append(int(entry))
+        except OSError:
+            pass
+    return pids
+
+
+def test_placement_and_supervision(stack):
+    # placement: metadata warren.runtime picks the runtime's create topic
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "minimal", "metadata": {
+        "warren.runtime": "vm"}})
+    check(status == 503 and body["message"] == "no worker host with the vm runtime is ready",
+          f"vm asked with only a jail host: {status} {body}")
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "minimal", "metadata": {
+        "warren.runtime": "qemu"}})
+    check(status == 400 and "warren.runtime" in body["message"], f"bad runtime: {status} {body}")
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "minimal", "timeout": 60,
+                                                           "metadata": {"warren.runtime": "jail"}})
+    check(status == 201, f"jail asked: {status} {body}")
+    sandbox_id = body["sandboxID"]
+    placed = [e for e in stack.events("warren.sandbox.commands.jail") if e["sandbox_id"] == sandbox_id]
+    check(len(placed) == 1 and placed[0]["spec"].get("runtime") == "jail", f"jail topic: {placed}")
+
+    # supervision: the sandbox's processes killed from the host -> failed
+    pids = pids_in_cgroup_of(sandbox_id)
+    check(pids, f"no process in the cgroup of {sandbox_id}")
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    wait_for(lambda: sandbox_row(stack, sandbox_id)[0] == "failed", 15, "the dead sandbox to be marked failed")
+    reason = sandbox_row(stack, sandbox_id)[3]
+    check(reason.startswith("the sandbox's init exited"), f"failure reason: {reason!r}")
+    wait_for(lambda: any(e["type"] == "killed" and e["sandbox_id"] == sandbox_id and
+                         e["result"].get("reason") == reason for e in stack.events()), 10, "killed event")
+    check(not os.path.exists(os.path.join(stack.state_dir, sandbox_id)), "state dir removed after its end")
+    print(f"placement by warren.runtime works; a killed jail init is noticed: {reason}")
+
+
 def test_sdk_pipeline(stack):
     out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_pipeline.cjs")],
                          env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url,
@@ -153,6 +201,7 @@ def main():
     with Stack("e2e", with_base=True) as stack:
         stack.start()
         test_api_pipeline(stack)
+        test_placement_and_supervision(stack)
         test_sdk_pipeline(stack)
         test_sdk_rate_limit(stack)
         leftover = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout

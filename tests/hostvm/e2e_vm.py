@@ -1,24 +1,33 @@
 """e2e (labels vm e2e slow hostvm): the nested test host as a SECOND WORKER
 HOST running the vm runtime, served to the unchanged npm e2b SDK.
 
-On this (outer) machine: the dev stack's PostgreSQL and Kafka, warren-api
-and warren-proxy (tests/e2e/stack.py, a database and topic prefix of their
-own). Creates go to one consumer group with no host selection, so the
-worker hosts of this stack take turns, never together:
-  1. jail: an outer warren-worker (runtime jail) serves the SDK script once
-     (the comparison figure), then stops;
-  2. vm: the nested host (run.sh --tap --share) joins over a tap link
-     (10.254.50.1/30 here, .2 inside; nothing else is routed there): its
-     warren-worker (runtime vm, own host id, slots 10.254.52.0/24) reaches
-     PostgreSQL and Kafka through tcp-forward.py on both ends of the link;
-     this machine routes the slot range via the link, so warren-proxy
-     reaches the nested slots. The SDK script runs again; then the test
-     checks the sandbox's row (host, runtime), that the nested worker freed
-     the VMM, state dir and slot, and that the nested host stops cleanly.
-Everything (QEMU, tap, route, forwarders, stack) is removed on exit, also
-on failure. Exit 0 pass, 1 fail, 77 skip (reason printed)."""
+On this (outer) machine: the dev stack's PostgreSQL and Kafka, warren-api,
+warren-proxy and a warren-worker of the jail runtime (tests/e2e/stack.py, a
+database and topic prefix of their own). The nested host (run.sh --tap
+--share) joins over a tap link (10.254.50.1/30 here, .2 inside; nothing
+else is routed there): its warren-worker (runtime vm, own host id, slots
+10.254.52.0/24) reaches PostgreSQL at this machine's link address (so that
+address is in its never-allow set, as on a real second host) and Kafka
+through tcp-forward.py (the broker advertises 127.0.0.1); this machine
+routes the slot range via the link, so warren-proxy reaches the nested
+slots. Placement is the create's metadata warren.runtime (docs/api.md,
+"Placement"): with both hosts ready,
+  1. a create asking for vm before the nested host is up answers 503;
+  2. vm: the SDK creates a `base` sandbox on the nested host, runs echo and
+     python3, writes and reads a file, reaches a server in the guest through
+     its public URL on warren-proxy here, sees allowOut/denyOut enforced on
+     two addresses of a test namespace inside the nested host, sets a 3 s
+     timeout and sees it gone; the nested worker frees VMM, disk and slot;
+  3. jail: the same SDK script (without the egress targets) on this host;
+  4. a VMM killed with SIGKILL: the sandbox is marked failed, freed;
+  5. the nested worker killed with SIGKILL and restarted: its sandbox is
+     reconciled (failed, the orphan VMM stopped);
+then the nested host stops cleanly. Everything (QEMU, tap, route,
+forwarders, stack) is removed on exit, also on failure.
+Exit 0 pass, 1 fail, 77 skip (reason printed)."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,7 +45,8 @@ SDK_DIR = os.path.join(CACHE, "npm-e2b", SDK_VERSION)
 TAP = os.environ.get("WARREN_HOSTVM_TAP", "hostvm-e2e0")
 OUTER_ADDR, NESTED_ADDR, LINK_PREFIX = "10.254.50.1", "10.254.50.2", 30
 NESTED_SLOTS = "10.254.52.0/24"
-NESTED_TIMEOUT_S = int(os.environ.get("WARREN_HOSTVM_E2E_TIMEOUT", "780"))
+NESTED_TIMEOUT_S = int(os.environ.get("WARREN_HOSTVM_E2E_TIMEOUT", "900"))
+EGRESS_ALLOW, EGRESS_DENY = "198.51.100.2", "198.51.100.3"  # nested-worker.sh serves both
 
 
 def skip(reason):
@@ -65,8 +75,9 @@ def preflight():
     for binary in ("warren-worker", "warren-api", "warren-proxy", "warren-vmm", "warren"):
         if not os.access(os.path.join(BIN, binary), os.X_OK):
             skip(f"{binary} is not built in {BIN}")
-    if not os.path.exists(os.path.join(templates_dir(), "minimal", "rootfs.ext4")):
-        skip(f"no minimal template in {templates_dir()} (scripts/test builds it)")
+    for template in ("minimal", "base"):
+        if not os.path.exists(os.path.join(templates_dir(), template, "rootfs.ext4")):
+            skip(f"no {template} template in {templates_dir()} (scripts/test builds it)")
     if not os.environ.get("WARREN_PG_URL") or not os.environ.get("WARREN_KAFKA_BROKERS"):
         skip("WARREN_PG_URL / WARREN_KAFKA_BROKERS unset (eval \"$(scripts/dev-stack env)\")")
     if sh("ip", "link", "show", TAP, check_rc=False).returncode == 0:
@@ -76,11 +87,11 @@ def preflight():
         skip("the nested host's kernel and initramfs could not be built:\n" + built.stderr[-2000:])
 
 
-def run_sdk(stack, proxy_port, label, timeout_s):
+def run_sdk(stack, proxy_port, label, timeout_s, **settings):
     """The SDK script against this stack; returns its steps {name: record}."""
     env = dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url, E2B_API_KEY=stack.api_key,
                E2B_DOMAIN="warren.test", E2B_SANDBOX_URL=f"http://127.0.0.1:{proxy_port}",
-               CREATE_TIMEOUT_MS="300000")
+               CREATE_TIMEOUT_MS="300000", **settings)
     started = time.time()
     out = subprocess.run(["node", os.path.join(HERE, "sdk_vm.cjs")], env=env,
                          capture_output=True, text=True, timeout=timeout_s)
@@ -91,13 +102,25 @@ def run_sdk(stack, proxy_port, label, timeout_s):
         if line.startswith("{"):
             record = json.loads(line)
             steps[record["step"]] = record
-    check(set(steps) == {"create", "commands.run", "files.write+read", "kill"}, f"SDK steps: {list(steps)}")
+    want = {"create", "commands.run", "files.write+read", settings.get("END", "kill")}
+    if settings.get("PYTHON") == "1":
+        want |= {"python3", "public-url"}
+    if settings.get("EGRESS_ALLOW"):
+        want.add("egress")
+    check(set(steps) == want, f"SDK steps: {sorted(steps)} (want {sorted(want)})")
     return steps
 
 
+def create_rest(stack, template, runtime):
+    """POST /sandboxes asking for runtime; (status, body)."""
+    status, body, _ = stack.request("POST", "/sandboxes", {
+        "templateID": template, "timeout": 600, "metadata": {"warren.runtime": runtime}})
+    return status, body
+
+
 def sandbox_row(stack, sandbox_id):
-    row = stack.psql("SELECT s.state, s.host_id, coalesce(h.runtime, '') FROM sandboxes s "
-                     f"LEFT JOIN hosts h ON h.id = s.host_id WHERE s.id = '{sandbox_id}'")
+    row = stack.psql("SELECT s.state, s.host_id, coalesce(h.runtime, ''), coalesce(s.failure_reason, '') "
+                     f"FROM sandboxes s LEFT JOIN hosts h ON h.id = s.host_id WHERE s.id = '{sandbox_id}'")
     return row.split("|")
 
 
@@ -140,14 +163,54 @@ def port_of(url):
 
 
 def jail_phase(stack, proxy_port):
-    """The outer jail worker (started first: it creates the stack's topics)."""
-    steps = run_sdk(stack, proxy_port, "outer jail", 180)
+    """The same SDK script on the outer jail worker, both hosts ready."""
+    steps = run_sdk(stack, proxy_port, "outer jail", 180, TEMPLATE="base", RUNTIME="jail", PYTHON="1")
     sandbox_id = steps["create"]["sandboxId"]
-    state, host, runtime = sandbox_row(stack, sandbox_id)
+    state, host, runtime, _ = sandbox_row(stack, sandbox_id)
     check(host == stack.host_id and runtime == "jail" and state == "killed",
           f"jail sandbox row: {state} {host} {runtime}")
-    stack.kill("worker-jail")
     return steps
+
+
+def wait_freed(stack, share, nested_id, what):
+    """The nested worker holds no VMM, state dir (disk) or live sandbox."""
+    wait_for(lambda: read_share(share, "status") == "vmm=0 sandboxes=0", 90,
+             f"the nested worker to free the VMM and state dir ({what})", interval=0.5)
+    wait_for(lambda: stack.psql(f"SELECT running FROM hosts WHERE id = '{nested_id}'") == "0", 30,
+             f"the nested host's running count to drop to 0 ({what})", interval=0.5)
+
+
+def request_in_nested(share, name, timeout_s):
+    """Asks nested-worker.sh for name (kill-vmm, crash-worker); waits for name.done."""
+    with open(os.path.join(share, name), "w"):
+        pass
+    wait_for(lambda: read_share(share, name + ".done"), timeout_s, f"the nested host to {name}", interval=0.5)
+
+
+def vm_failures(stack, share, nested_id):
+    """A killed VMM and a crashed worker, each with a running sandbox."""
+    status, body = create_rest(stack, "minimal", "vm")
+    check(status == 201, f"create (vm, for kill-vmm): {status} {body}")
+    killed_vmm = body["sandboxID"]
+    request_in_nested(share, "kill-vmm", 60)
+    wait_for(lambda: sandbox_row(stack, killed_vmm)[0] == "failed", 60,
+             "the sandbox of the killed VMM to be marked failed", interval=0.5)
+    reason = sandbox_row(stack, killed_vmm)[3]
+    check(reason == "warren-vmm exited (signal 9)", f"failure reason of the killed VMM: {reason!r}")
+    wait_freed(stack, share, nested_id, "killed VMM")
+    print(f"killed VMM: sandbox {killed_vmm} failed ({reason}), freed")
+
+    status, body = create_rest(stack, "minimal", "vm")
+    check(status == 201, f"create (vm, for crash-worker): {status} {body}")
+    orphaned = body["sandboxID"]
+    started = time.time()
+    request_in_nested(share, "crash-worker", 240)
+    state, host, _, reason = sandbox_row(stack, orphaned)
+    check(state == "failed" and reason == "lost: the worker restarted" and host == nested_id,
+          f"the crashed worker's sandbox after restart: {state} {host} {reason!r}")
+    wait_freed(stack, share, nested_id, "worker restart")
+    print(f"crashed worker: restarted in {time.time() - started:.1f} s, sandbox {orphaned} "
+          f"reconciled ({reason}), its VMM stopped")
 
 
 def vm_phase(stack, proxy_port, work):
@@ -158,13 +221,18 @@ def vm_phase(stack, proxy_port, work):
         [os.path.join(SOURCE, "guest/kernel/build.sh")], check=True, capture_output=True, text=True).stdout.strip()
     pg_port, kafka_port = port_of(stack.base_pg), port_of(stack.brokers)
     nested_env = {
-        "WARREN_PG_URL": stack.pg_url, "WARREN_KAFKA_BROKERS": stack.brokers,
+        # PostgreSQL at this machine's link address (in the nested host's
+        # never-allow set, like a database on the proxy's machine); Kafka
+        # through the relay, as the broker advertises 127.0.0.1.
+        "WARREN_PG_URL": re.sub(r"@[^:/@]+:", f"@{OUTER_ADDR}:", stack.pg_url, count=1),
+        "WARREN_KAFKA_BROKERS": stack.brokers,
         "WARREN_HOST_ID": nested_id, "WARREN_RUNTIME": "vm", "WARREN_GUEST_KERNEL": kernel,
         "WARREN_TEMPLATES_DIR": os.path.realpath(templates_dir()),
         "WARREN_STATE_DIR": "/var/lib/warren-hostvm/sandboxes",
         "WARREN_SLOT_CIDR": NESTED_SLOTS, "WARREN_SLOT_PRECREATE": "1", "WARREN_SLOT_MAX": "8",
         "WARREN_SLOT_NETNS_PREFIX": "hvslot-", "WARREN_SLOT_LINK_PREFIX": "hvs",
         "WARREN_WORKER_CAPACITY": "2", "WARREN_AGENT_TIMEOUT_MS": "240000",
+        "WARREN_SANDBOX_CPU_COUNT": "1",  # the nested host has one (TCG) CPU
         # one TCG vCPU runs worker, VMM and guest: heartbeats can be late
         "WARREN_KAFKA_SESSION_TIMEOUT_MS": "30000",
         "WARREN_HOST_ADDRESS": NESTED_ADDR, "WARREN_BUILD_DIR": os.path.dirname(BIN),
@@ -172,7 +240,7 @@ def vm_phase(stack, proxy_port, work):
     command = [os.path.join(HERE, "run.sh"), "--timeout", str(NESTED_TIMEOUT_S), "--tap", TAP,
                "--share", share, "--log", os.path.join(work, "nested-console.log")]
     command += ["--", os.path.join(HERE, "nested-worker.sh"), share, f"{NESTED_ADDR}/{LINK_PREFIX}",
-                OUTER_ADDR, str(pg_port), str(kafka_port)]
+                OUTER_ADDR, str(kafka_port)]
     link = Link([pg_port, kafka_port])
     nested = None
     try:
@@ -182,6 +250,10 @@ def vm_phase(stack, proxy_port, work):
         # stack's settings (topic prefix, seed, group), then the nested ones.
         nested = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                   start_new_session=True, env=stack.env(**nested_env))
+        # Placement before the vm host is up: a clear 503, nothing queued.
+        status, body = create_rest(stack, "minimal", "vm")
+        check(status == 503 and "no worker host with the vm runtime" in str(body),
+              f"create asking for vm with no vm host: {status} {body}")
         try:
             wait_for(lambda: read_share(share, "ready") or nested.poll() is not None, 400,
                      "the nested worker to get ready", interval=0.5)
@@ -200,20 +272,21 @@ def vm_phase(stack, proxy_port, work):
             pass
         check(host_row() == f"vm|ready|{NESTED_ADDR}", f"hosts row of the nested worker: {host_row()!r}")
 
-        steps = run_sdk(stack, proxy_port, "nested vm", 420)
+        steps = run_sdk(stack, proxy_port, "nested vm", 480, TEMPLATE="base", RUNTIME="vm", PYTHON="1",
+                        EGRESS_ALLOW=EGRESS_ALLOW, EGRESS_DENY=EGRESS_DENY, END="timeout")
         sandbox_id = steps["create"]["sandboxId"]
-        state, host, runtime = sandbox_row(stack, sandbox_id)
-        check(host == nested_id and runtime == "vm" and state == "killed",
+        state, host, runtime, _ = sandbox_row(stack, sandbox_id)
+        check(host == nested_id and runtime == "vm" and state == "timed_out",
               f"vm sandbox row: {state} {host} {runtime}")
-        wait_for(lambda: read_share(share, "status") == "vmm=0 sandboxes=0", 60,
-                 "the nested worker to free the VMM and state dir", interval=0.5)
-        wait_for(lambda: stack.psql(f"SELECT running FROM hosts WHERE id = '{nested_id}'") == "0", 30,
-                 "the nested host's running count to drop to 0", interval=0.5)
-        print("nested worker freed the VMM, state dir and slot:", read_share(share, "status"))
+        wait_freed(stack, share, nested_id, "timeout")
+        print("nested worker freed the VMM, disk, state dir and slot:", read_share(share, "status"))
         console = read_share(share, f"console-{sandbox_id}.log") or ""
         marks = [line.strip() for line in console.splitlines()
                  if "crng init done" in line or "Run /sbin/init" in line or "random:" in line]
         print("guest console:", "; ".join(marks) if marks else "(no console copy)")
+
+        jail = jail_phase(stack, proxy_port)
+        vm_failures(stack, share, nested_id)
 
         with open(os.path.join(share, "stop"), "w"):
             pass
@@ -221,7 +294,7 @@ def vm_phase(stack, proxy_port, work):
         final = read_share(share, "final")
         print(f"nested host stopped: run.sh exit {rc}, {final}")
         check(rc == 0 and final == "vmm=0 sandboxes=0 netns=0 exit=0", f"nested host end: {rc} {final}")
-        return steps, boot_to_ready
+        return steps, jail, boot_to_ready
     finally:
         if nested and nested.poll() is None:
             nested.terminate()  # run.sh kills QEMU and removes its folder
@@ -258,13 +331,13 @@ def main():
             wait_for(lambda: subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{proxy_port}"],
                                             capture_output=True).returncode == 0, 30, "warren-proxy to listen")
 
-            jail = jail_phase(stack, proxy_port)
-            vm, boot_to_ready = vm_phase(stack, proxy_port, work)
-            print("figures: nested host boot to worker ready {:.1f} s; SDK create end to end: "
+            vm, jail, boot_to_ready = vm_phase(stack, proxy_port, work)
+            print("figures: nested host boot to worker ready {:.1f} s; SDK create end to end (base): "
                   "vm (nested, TCG) {} ms, jail (outer) {} ms; commands.run vm {} ms, jail {} ms; "
-                  "kill vm {} ms, jail {} ms".format(
+                  "public URL ready vm {} ms, jail {} ms; vm timeout to gone {} ms".format(
                       boot_to_ready, vm["create"]["ms"], jail["create"]["ms"], vm["commands.run"]["ms"],
-                      jail["commands.run"]["ms"], vm["kill"]["ms"], jail["kill"]["ms"]))
+                      jail["commands.run"]["ms"], vm["public-url"]["ms"], jail["public-url"]["ms"],
+                      vm["timeout"]["ms"]))
     finally:
         if os.environ.get("WARREN_KEEP_TEST_DIR"):
             print("kept", work)

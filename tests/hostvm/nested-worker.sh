@@ -12,7 +12,13 @@
 #   console, copied every second while it runs); ready ("<uptime s>") once the worker
 #   logged "ready:"; status ("vmm=N sandboxes=N") every second while it
 #   runs; final ("vmm=N sandboxes=N netns=N exit=N") after it stopped.
-#   Stops the worker (SIGTERM) when SHARE/stop appears.
+#   Stops the worker (SIGTERM) when SHARE/stop appears. On request:
+#   SHARE/kill-vmm: SIGKILL every warren-vmm (then kill-vmm.done);
+#   SHARE/crash-worker: SIGKILL the worker, start it again (its VMMs are
+#   orphans now), then crash-worker.done once it logged "ready:" again.
+#   Egress targets: a namespace hvtarget with 198.51.100.2 and .3 (routed
+#   via hvtgt0, 198.51.100.1/29 here), each serving HTTP on port 8000
+#   ("target <address>"); nothing else is reachable through it.
 # Exit: 0 when the worker stopped cleanly and left no VMM, state dir or
 # slot namespace; 1 otherwise; 2 on a bad start.
 set -uo pipefail
@@ -44,25 +50,62 @@ for _ in $(seq 1 100); do
 	sleep 0.2
 done
 
-say "worker starts at $(uptime_s) s (host ${WARREN_HOST_ID:-?})"
-"$WARREN_BUILD_DIR/bin/warren-worker" >"$share/worker.log" 2>&1 &
-worker_pid=$!
-deadline=$((SECONDS + 300))
-until grep -q "ready:" "$share/worker.log" 2>/dev/null; do
-	if ! kill -0 "$worker_pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-		say "the worker did not get ready:"
-		tail -20 "$share/worker.log"
-		kill -TERM "$worker_pid" 2>/dev/null
-		kill "$forward_pid" 2>/dev/null
-		exit 2
-	fi
-	sleep 0.5
+# The egress targets: two addresses in a namespace of their own, each
+# with a small HTTP server that names itself.
+ip netns add hvtarget && ip link add hvtgt0 type veth peer name hvtgt1 &&
+	ip link set hvtgt1 netns hvtarget && ip addr add 198.51.100.1/29 dev hvtgt0 &&
+	ip link set hvtgt0 up &&
+	ip -n hvtarget addr add 198.51.100.2/29 dev hvtgt1 &&
+	ip -n hvtarget addr add 198.51.100.3/29 dev hvtgt1 &&
+	ip -n hvtarget link set hvtgt1 up && ip -n hvtarget link set lo up ||
+	{ say "the egress target namespace could not be made"; exit 2; }
+for target in 198.51.100.2 198.51.100.3; do
+	mkdir -p "/tmp/target-$target" && echo "target $target" >"/tmp/target-$target/index.html"
+	ip netns exec hvtarget python3 -m http.server 8000 --bind "$target" \
+		--directory "/tmp/target-$target" >/dev/null 2>&1 &
 done
+
+# Starts warren-worker and waits for its Nth "ready:" line (N = $1).
+worker_pid=
+start_worker() {
+	say "worker starts at $(uptime_s) s (host ${WARREN_HOST_ID:-?})"
+	"$WARREN_BUILD_DIR/bin/warren-worker" >>"$share/worker.log" 2>&1 &
+	worker_pid=$!
+	local deadline=$((SECONDS + 300))
+	until [ "$(grep -c "ready:" "$share/worker.log" 2>/dev/null)" -ge "$1" ]; do
+		if ! kill -0 "$worker_pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+			say "the worker did not get ready:"
+			tail -20 "$share/worker.log"
+			return 1
+		fi
+		sleep 0.5
+	done
+	say "worker ready at $(uptime_s) s"
+}
+: >"$share/worker.log"
+if ! start_worker 1; then
+	kill -TERM "$worker_pid" 2>/dev/null
+	kill "$forward_pid" 2>/dev/null
+	exit 2
+fi
 put ready "$(uptime_s)"
-say "worker ready at $(uptime_s) s"
 
 # Until the outer test says stop (or the worker dies): report what runs.
 while [ ! -e "$share/stop" ] && kill -0 "$worker_pid" 2>/dev/null; do
+	if [ -e "$share/kill-vmm" ]; then
+		say "SIGKILL to every warren-vmm: $(pgrep -x warren-vmm | tr '\n' ' ')"
+		pkill -KILL -x warren-vmm
+		rm -f "$share/kill-vmm"
+		put kill-vmm.done "$(uptime_s)"
+	fi
+	if [ -e "$share/crash-worker" ]; then
+		say "SIGKILL to the worker (pid $worker_pid), VMMs left: $(count_vmm)"
+		kill -KILL "$worker_pid"
+		wait "$worker_pid" 2>/dev/null
+		rm -f "$share/crash-worker"
+		start_worker "$(($(grep -c "ready:" "$share/worker.log") + 1))" || break
+		put crash-worker.done "$(uptime_s)"
+	fi
 	put status "vmm=$(count_vmm) sandboxes=$(count_sandboxes)"
 	# each guest's console, kept after its sandbox is gone (crng, boot times)
 	find "$WARREN_STATE_DIR" -maxdepth 3 -name console.log 2>/dev/null | while read -r console; do
@@ -82,6 +125,8 @@ for _ in $(seq 1 120); do
 	sleep 0.5
 done
 kill "$forward_pid" 2>/dev/null
+pkill -f "http.server 8000" 2>/dev/null
+ip netns delete hvtarget 2>/dev/null
 final="vmm=$(count_vmm) sandboxes=$(count_sandboxes) netns=$(count_netns) exit=$worker_status"
 put final "$final"
 say "worker stopped: $final"

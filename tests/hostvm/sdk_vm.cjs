@@ -1,11 +1,19 @@
 // The unchanged npm e2b SDK, configured only by E2B_* variables (E2B_API_URL,
 // E2B_API_KEY, E2B_DOMAIN, E2B_SANDBOX_URL = warren-proxy, which routes by the
-// SDK's E2b-Sandbox-Id / E2b-Sandbox-Port headers): create a sandbox, run a
-// command, write and read a file, kill it. Prints one JSON line per step
-// with its duration; exits non-zero on the first failure.
-// Env: E2B_SDK_DIR, TEMPLATE (default minimal), CREATE_TIMEOUT_MS.
+// SDK's E2b-Sandbox-Id / E2b-Sandbox-Port headers, and by Host for public
+// URLs): create a sandbox, run commands, write and read a file, reach a
+// server in the sandbox through its public URL, check the egress policy,
+// then let it time out (or kill it). Prints one JSON line per step with its
+// duration; exits non-zero on the first failure.
+// Env: E2B_SDK_DIR; TEMPLATE (default minimal); RUNTIME (metadata
+// warren.runtime, placement); CREATE_TIMEOUT_MS; PYTHON=1 (the template has
+// python3: print(6*7) and the public URL server); EGRESS_ALLOW /
+// EGRESS_DENY (addresses serving "target <address>" on port 8000: the
+// sandbox is created with allowOut [allow], denyOut [0.0.0.0/0]); END=timeout
+// (setTimeout(3 s), then wait until it is gone) or kill (default).
 'use strict';
 const assert = require('node:assert/strict');
+const http = require('node:http');
 const path = require('node:path');
 const { Sandbox } = require(path.join(process.env.E2B_SDK_DIR, 'node_modules', 'e2b'));
 
@@ -13,15 +21,38 @@ function step(name, started, extra) {
 	console.log(JSON.stringify(Object.assign({ step: name, ms: Date.now() - started }, extra || {})));
 }
 
+// GET / of a public URL host through warren-proxy: {status, body}.
+function getThroughProxy(host) {
+	const proxy = new URL(process.env.E2B_SANDBOX_URL);
+	return new Promise((resolve, reject) => {
+		const request = http.get({ host: proxy.hostname, port: proxy.port, path: '/', headers: { Host: host },
+			timeout: 10_000 }, (response) => {
+			let body = '';
+			response.setEncoding('utf8');
+			response.on('data', (chunk) => { body += chunk; });
+			response.on('end', () => resolve({ status: response.statusCode, body }));
+		});
+		request.on('timeout', () => request.destroy(new Error('timed out')));
+		request.on('error', reject);
+	});
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 (async () => {
 	const createTimeoutMs = Number(process.env.CREATE_TIMEOUT_MS || 300000);
+	const python = process.env.PYTHON === '1';
+	const allow = process.env.EGRESS_ALLOW, deny = process.env.EGRESS_DENY;
+	const metadata = { suite: 'hostvm-e2e' };
+	if (process.env.RUNTIME)
+		metadata['warren.runtime'] = process.env.RUNTIME;
+	const options = { timeoutMs: 600_000, requestTimeoutMs: createTimeoutMs, metadata };
+	if (allow)
+		options.network = { allowOut: [allow], denyOut: ['0.0.0.0/0'] };
+
 	let started = Date.now();
 	// Guest boot under TCG takes tens of seconds: a long request timeout.
-	const sandbox = await Sandbox.create(process.env.TEMPLATE || 'minimal', {
-		timeoutMs: 600_000,
-		requestTimeoutMs: createTimeoutMs,
-		metadata: { suite: 'hostvm-e2e' },
-	});
+	const sandbox = await Sandbox.create(process.env.TEMPLATE || 'minimal', options);
 	assert.match(sandbox.sandboxId, /^i[a-z0-9]{20}$/);
 	step('create', started, { sandboxId: sandbox.sandboxId });
 
@@ -31,6 +62,13 @@ function step(name, started, extra) {
 	assert.match(result.stdout, /^hello-from-warren\n/);
 	step('commands.run', started, { stdout: result.stdout });
 
+	if (python) {
+		started = Date.now();
+		const answer = await sandbox.commands.run("python3 -c 'print(6*7)'", { requestTimeoutMs: 60_000 });
+		assert.equal(answer.stdout, '42\n');
+		step('python3', started);
+	}
+
 	started = Date.now();
 	const text = `written by the e2b SDK into ${sandbox.sandboxId}\n`;
 	await sandbox.files.write('/tmp/hostvm-e2e.txt', text, { requestTimeoutMs: 60_000 });
@@ -38,10 +76,55 @@ function step(name, started, extra) {
 	assert.equal(back, text);
 	step('files.write+read', started);
 
+	if (python) {
+		started = Date.now();
+		await sandbox.files.write('/tmp/www/index.html', `public ${sandbox.sandboxId}\n`);
+		await sandbox.commands.run('python3 -m http.server 8080 --directory /tmp/www', { background: true });
+		const host = sandbox.getHost(8080);
+		assert.equal(host, `8080-${sandbox.sandboxId}.${process.env.E2B_DOMAIN}`);
+		let answer = null;
+		for (let i = 0; i < 120 && !(answer && answer.status === 200); i++) {
+			if (i)
+				await sleep(500);
+			answer = await getThroughProxy(host).catch((err) => ({ status: 0, body: String(err) }));
+		}
+		assert.equal(answer.status, 200, `public URL ${host}: ${answer.status} ${answer.body.slice(0, 200)}`);
+		assert.equal(answer.body, `public ${sandbox.sandboxId}\n`);
+		step('public-url', started, { host });
+	}
+
+	if (allow) {
+		started = Date.now();
+		const fetch = (address) => `python3 -c "import urllib.request as u; ` +
+			`print(u.urlopen('http://${address}:8000/', timeout=10).read().decode().strip())"`;
+		const allowed = await sandbox.commands.run(fetch(allow), { requestTimeoutMs: 60_000 });
+		assert.equal(allowed.stdout, `target ${allow}\n`);
+		let denied = null;
+		try {
+			denied = await sandbox.commands.run(fetch(deny), { requestTimeoutMs: 60_000 });
+		} catch (err) {
+			denied = err; // CommandExitError: the connection was refused
+		}
+		assert.notEqual(denied.exitCode, 0, `denied address answered: ${denied.stdout}`);
+		assert.doesNotMatch(denied.stdout || '', /target/);
+		step('egress', started, { allowed: allow, denied: deny, deniedStderr: (denied.stderr || '').split('\n').slice(-2)[0] });
+	}
+
 	started = Date.now();
-	await sandbox.kill({ requestTimeoutMs: 120_000 });
-	assert.equal(await sandbox.isRunning().catch(() => false), false);
-	step('kill', started);
+	if (process.env.END === 'timeout') {
+		await sandbox.setTimeout(3_000);
+		let running = true;
+		for (let i = 0; i < 120 && running; i++) {
+			await sleep(500);
+			running = await sandbox.isRunning({ requestTimeoutMs: 10_000 }).catch(() => true);
+		}
+		assert.equal(running, false, 'the sandbox still runs after its timeout');
+		step('timeout', started);
+	} else {
+		await sandbox.kill({ requestTimeoutMs: 120_000 });
+		assert.equal(await sandbox.isRunning().catch(() => false), false);
+		step('kill', started);
+	}
 })().catch((err) => {
 	console.error('sdk_vm: FAILED', err);
 	process.exit(1);

@@ -378,6 +378,13 @@ static void test_topic_names(void **state)
 	assert_int_equal(kafka__host_topic("bad/host", topic, sizeof(topic)), -22);
 	assert_int_equal(kafka__host_topic("", topic, sizeof(topic)), -22);
 	assert_int_equal(kafka__host_topic("worker-1", topic, 10), -36);
+	assert_int_equal(kafka__runtime_topic("vm", topic, sizeof(topic)), 0);
+	assert_string_equal(topic, "warren.sandbox.commands.vm");
+	assert_int_equal(kafka__runtime_topic("jail", topic, sizeof(topic)), 0);
+	assert_string_equal(topic, "warren.sandbox.commands.jail");
+	assert_int_equal(kafka__runtime_topic("qemu", topic, sizeof(topic)), -22);
+	assert_int_equal(kafka__runtime_topic(NULL, topic, sizeof(topic)), -22);
+	assert_int_equal(kafka__runtime_topic("vm", topic, 8), -36);
 	assert_string_equal(KAFKA_TOPIC_SANDBOX_COMMANDS, "warren.sandbox.commands");
 	assert_string_equal(KAFKA_TOPIC_DLQ, "warren.sandbox.dlq");
 	assert_int_equal(kafka__client_id("api", id, sizeof(id)), 0);

@@ -1138,7 +1138,11 @@ static int host_setup(void *arg)
 	if (!never)
 		return -1;
 	/* Slots never reach each other through the host, nor the never-allow
-	 * set, nor anything over IPv6; they reach the host itself only on the
+	 * set, nor anything over IPv6 (answers to connections made TO a slot
+	 * pass: warren-proxy may share a machine, hence an address, with
+	 * PostgreSQL or Kafka, which are in the never-allow set; a slot cannot
+	 * open a connection there, so only answers are "established" toward
+	 * it); they reach the host itself only on the
 	 * proxy ports (and answers to the host's own connections); the proxy
 	 * ports answer slots only; a slot's packets must carry a source
 	 * routed back through its own veth (reverse-path check), so no slot
@@ -1152,6 +1156,7 @@ static int host_setup(void *arg)
 		     "\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n"
 		     "\t\tiifname \"%2$s*\" oifname \"%2$s*\" counter name \"slot_dropped\" drop\n"
 		     "\t\tiifname \"%2$s*\" meta nfproto != ipv4 counter name \"slot_dropped\" drop\n"
+		     "\t\tiifname \"%2$s*\" ct state established,related accept\n"
 		     "\t\tiifname \"%2$s*\" ip daddr @never_v4 counter name \"slot_dropped\" drop\n"
 		     "\t\tiifname \"%2$s*\" accept\n"
 		     "\t\toifname \"%2$s*\" meta nfproto != ipv4 drop\n"

@@ -15,6 +15,7 @@
 #include "warren/ids.h"
 #include "warren/json_util.h"
 #include "warren/log.h"
+#include "warren/templates.h"
 #include "warren/tokens.h"
 #include "worker.h"
 
@@ -127,6 +128,25 @@ static json_t *worker__created_result(struct worker *worker, const struct storag
 }
 
 /* ---- create ---- */
+
+/* A sandbox's vCPUs (jail: CPU time) and memory: its template's
+ * cpu_count/memory_mb when template.json has them, else the settings
+ * sandbox_cpu_count (2) and sandbox_memory_mb (512), the same ones
+ * warren-api reports as cpuCount/memoryMB. */
+static void worker__resources(const char *template_id, uint32_t *vcpus, uint32_t *memory_mib)
+{
+	struct template_info info;
+	char err[256];
+
+	*vcpus = (uint32_t)config__get_int("sandbox_cpu_count", 2);
+	*memory_mib = (uint32_t)config__get_int("sandbox_memory_mb", 512);
+	if (templates__read(templates__dir(), template_id, &info, err, sizeof(err)))
+		return; /* the runtime reports a missing template itself */
+	if (info.cpu_count)
+		*vcpus = info.cpu_count;
+	if (info.memory_mb)
+		*memory_mib = info.memory_mb;
+}
 
 /* The E2B network object of a create/update spec, in net_policy's names. */
 static json_t *worker__policy_spec(const json_t *spec)
@@ -243,6 +263,16 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		snprintf(reason, sizeof(reason), "sandbox belongs to another team");
 		goto fail_no_row;
 	}
+	/* A create that asked for a runtime reaches only that runtime's
+	 * topic; one on the wrong host (a producer writing to Kafka directly)
+	 * fails with the reason instead of running elsewhere. */
+	const char *wanted_runtime = json_util__string(spec, "runtime", "");
+	if (*wanted_runtime && strcmp(wanted_runtime, runtime__name(worker->runtime))) {
+		snprintf(reason, sizeof(reason), "the create asks for the %.16s runtime; host %s runs %s",
+			 wanted_runtime, worker->host_id, runtime__name(worker->runtime));
+		failure_code = 503;
+		goto fail;
+	}
 
 	rc = storage__team_get(worker->storage, command->team_id, &team, &err);
 	if (rc == STORAGE_ERR_UNAVAILABLE)
@@ -305,9 +335,8 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		.template_id = row.template_id,
 		.netns_path = worker->net ? sandbox->slot_info.netns_path : NULL,
 		.token_hash = secure ? token_hash : NULL,
-		.memory_mib = (uint32_t)config__get_int("sandbox_memory_mib", 512),
-		.vcpus = (uint32_t)config__get_int("sandbox_vcpus", 1),
 	};
+	worker__resources(row.template_id, &start.vcpus, &start.memory_mib);
 	sandbox->instance = runtime__start(worker->runtime, &start, reason, sizeof(reason));
 	if (!sandbox->instance)
 		goto fail;
@@ -770,6 +799,46 @@ static bool worker__timeout_pause(struct worker *worker, const struct storage_sa
 	return true;
 }
 
+#define WORKER_EXITED_PER_PASS 16
+
+/* Sandboxes whose runtime ended by itself (a VMM killed or crashed, a
+ * jail's init gone) are torn down and their rows marked failed with the
+ * reason; a `killed` result says so on the events topic. */
+static void worker__end_exited(struct worker *worker)
+{
+	struct {
+		char id[IDS_SANDBOX_ID_LEN + 1];
+		char team_id[KAFKA_EVENT_TEAM_ID_MAX + 1];
+		char why[128];
+	} ended[WORKER_EXITED_PER_PASS];
+	size_t count = 0;
+
+	/* Under the lock: a listed sandbox is not being torn down (kill and
+	 * timeout take it off the list first). */
+	pthread_mutex_lock(&worker->lock);
+	for (struct live_sandbox *s = worker->sandboxes; s && count < WORKER_EXITED_PER_PASS; s = s->next) {
+		if (!runtime__exited(s->instance, ended[count].why, sizeof(ended[count].why)))
+			continue;
+		snprintf(ended[count].id, sizeof(ended[count].id), "%s", s->id);
+		snprintf(ended[count].team_id, sizeof(ended[count].team_id), "%s", s->team_id);
+		count++;
+	}
+	pthread_mutex_unlock(&worker->lock);
+	for (size_t i = 0; i < count; i++) {
+		struct kafka_event command = { .version = KAFKA_EVENT_VERSION, .type = KAFKA_EVENT_KILL };
+
+		log_warn("sandbox %s: %s; marked failed", ended[i].id, ended[i].why);
+		if (worker__end_sandbox(worker, ended[i].id, STORAGE_SANDBOX_FAILED, ended[i].why) != 0)
+			continue;
+		ids__uuid(command.request_id);
+		/* same sizes: the record was filled from these fields */
+		memcpy(command.team_id, ended[i].team_id, sizeof(command.team_id));
+		memcpy(command.sandbox_id, ended[i].id, sizeof(command.sandbox_id));
+		worker__publish(worker, &command, KAFKA_EVENT_KILLED,
+				json_pack("{s:s}", "reason", ended[i].why));
+	}
+}
+
 void worker__housekeeping(struct worker *worker)
 {
 	struct storage_sandbox_list expired = { 0 };
@@ -806,6 +875,7 @@ void worker__housekeeping(struct worker *worker)
 	    !atomic_load(&worker->stopping))
 		return;
 	worker->last_heartbeat_ms = clock__monotonic_ms();
+	worker__end_exited(worker);
 	snprintf(host.id, sizeof(host.id), "%s", worker->host_id);
 	snprintf(host.address, sizeof(host.address), "%s", config__get("host_address", "127.0.0.1"));
 	snprintf(host.runtime, sizeof(host.runtime), "%s", runtime__name(worker->runtime));

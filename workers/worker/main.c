@@ -120,7 +120,9 @@ static void worker__register_templates(struct worker *worker)
 	free(templates);
 }
 
-static struct kafka_consumer *worker__consumer(const char *group, const char *topic)
+/* A consumer of group subscribed to topics[0..count). NULL on error (logged). */
+static struct kafka_consumer *worker__consumer(const char *group, const char *const *topics,
+					       size_t count)
 {
 	char err[256];
 	struct kafka_consumer_config config = {
@@ -128,13 +130,12 @@ static struct kafka_consumer *worker__consumer(const char *group, const char *to
 		.session_timeout_ms = (int)config__get_int("kafka_session_timeout_ms", 10000),
 	};
 	struct kafka_consumer *consumer = kafka_consumer__new(&config, err, sizeof(err));
-	const char *topics[] = { topic };
 
 	if (!consumer) {
-		log_error("consumer for %s: %s", topic, err);
+		log_error("consumer for %s: %s", topics[0], err);
 		return NULL;
 	}
-	if (kafka_consumer__subscribe(consumer, topics, 1)) {
+	if (kafka_consumer__subscribe(consumer, topics, count)) {
 		kafka_consumer__free(consumer);
 		return NULL;
 	}
@@ -195,6 +196,10 @@ int main(void)
 
 	worker->runtime = runtime__choose(reason, sizeof(reason));
 	log_warn("RUNTIME: %s — %s", runtime__name(worker->runtime), reason);
+	char runtime_topic[KAFKA_TOPIC_NAME_MAX + 1];
+	if (kafka__runtime_topic(runtime__name(worker->runtime), runtime_topic, sizeof(runtime_topic)))
+		goto out;
+	snprintf(worker->runtime_topic, sizeof(worker->runtime_topic), "%s%s", prefix, runtime_topic);
 
 	worker->storage = storage__pool_open_config(&serr);
 	if (!worker->storage) {
@@ -212,7 +217,8 @@ int main(void)
 		const char *name;
 		int partitions;
 	} topics[] = { { worker->commands_topic, 12 }, { worker->events_topic, 12 },
-		       { worker->dlq_topic, 3 }, { worker->host_topic, 3 } };
+		       { worker->dlq_topic, 3 }, { worker->host_topic, 3 },
+		       { worker->runtime_topic, 12 } };
 	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
 		if (kafka__create_topic(kafka__brokers(), topics[i].name, topics[i].partitions, 0,
 					15000, err, sizeof(err))) {
@@ -235,19 +241,24 @@ int main(void)
 					    .name = "creates", .creates = true };
 	operations = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
 					       .name = "operations" };
+	/* Creates for any host, and those for our runtime only (placement:
+	 * docs/events/README.md). One group: a worker of the other runtime
+	 * subscribes to the shared topic alone and gets no share of ours. */
+	const char *create_topics[] = { worker->commands_topic, worker->runtime_topic };
 	creates.consumer = worker__consumer(config__get("worker_group", "warren-workers"),
-					    worker->commands_topic);
+					    create_topics, 2);
 	char host_group[96];
 	snprintf(host_group, sizeof(host_group), "warren-worker-%.63s", worker->host_id);
-	operations.consumer = worker__consumer(host_group, worker->host_topic);
+	const char *host_topics[] = { worker->host_topic };
+	operations.consumer = worker__consumer(host_group, host_topics, 1);
 	if (!creates.consumer || !operations.consumer)
 		goto out;
 	worker__housekeeping(worker); /* the host row exists before any create lands */
 	pthread_create(&creates.thread, NULL, worker__consume, &creates);
 	pthread_create(&operations.thread, NULL, worker__consume, &operations);
-	log_info("ready: host %s, runtime %s, capacity %d, topics %s + %s", worker->host_id,
+	log_info("ready: host %s, runtime %s, capacity %d, topics %s, %s + %s", worker->host_id,
 		 runtime__name(worker->runtime), worker->capacity, worker->commands_topic,
-		 worker->host_topic);
+		 worker->runtime_topic, worker->host_topic);
 
 	while (!atomic_load(&worker->stopping)) {
 		struct timespec pause = { 0, 200 * 1000 * 1000 };

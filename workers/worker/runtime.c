@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "warren/config.h"
@@ -113,6 +114,37 @@ struct runtime_instance *runtime__start(enum runtime_kind kind, const struct run
 	instance->kind = RUNTIME_VM;
 	instance->vm = vm;
 	return instance;
+}
+
+/* "signal 9" or "status 3" for a wait status. */
+static void runtime__describe_status(int status, char *out, size_t out_len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(out, out_len, "signal %d", WTERMSIG(status));
+	else
+		snprintf(out, out_len, "status %d", WEXITSTATUS(status));
+}
+
+bool runtime__exited(struct runtime_instance *instance, char *why, size_t why_len)
+{
+	char how[32];
+	int status = 0;
+
+	if (!instance)
+		return false;
+	if (instance->vm) {
+		if (!runtime_vm__has_exited(instance->vm, &status))
+			return false;
+		runtime__describe_status(status, how, sizeof(how));
+		snprintf(why, why_len, "warren-vmm exited (%s)", how);
+		return true;
+	}
+	if (instance->jail && jail__state(instance->jail, &status) == JAIL_EXITED) {
+		runtime__describe_status(status, how, sizeof(how));
+		snprintf(why, why_len, "the sandbox's init exited (%s)", how);
+		return true;
+	}
+	return false;
 }
 
 void runtime__stop(struct runtime_instance *instance)

@@ -30,6 +30,10 @@ const char *runtime__name(enum runtime_kind kind);
  * behind). The agent is not yet known to be up: poll its /health. */
 struct runtime_instance *runtime__start(enum runtime_kind kind, const struct runtime_start *spec,
 					char *err, size_t err_len);
+/* True when the sandbox ended by itself (the VMM process or the jail's
+ * init exited): why gets "warren-vmm exited (signal 9)" and the like.
+ * Never blocks; the instance still needs runtime__stop. */
+bool runtime__exited(struct runtime_instance *instance, char *why, size_t why_len);
 /* Stops everything of the sandbox and frees the instance. Idempotent. */
 void runtime__stop(struct runtime_instance *instance);
 /* Pauses (paused=true) or resumes a sandbox in place. jail: freezes or
@@ -51,6 +55,9 @@ bool runtime_vm__available(char *reason, size_t reason_len);
 /* Copies the template image into <state_dir>/<id>/, starts warren-vmm in
  * spec->netns_path (tap0 there) and waits until it reports "running". */
 struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err, size_t err_len);
+/* True when warren-vmm exited by itself (then reaped; *status gets its
+ * wait status). Never blocks. */
+bool runtime_vm__has_exited(struct runtime_vm *vm, int *status);
 /* Asks the VMM to exit (bounded), SIGKILLs its group otherwise, removes
  * the state dir, frees vm. */
 void runtime_vm__stop(struct runtime_vm *vm);

@@ -299,6 +299,14 @@ static bool runtime_vm__exited(struct runtime_vm *vm, int *status)
 	return false;
 }
 
+bool runtime_vm__has_exited(struct runtime_vm *vm, int *status)
+{
+	*status = 0;
+	if (vm->pid <= 0)
+		return true;
+	return runtime_vm__exited(vm, status);
+}
+
 static void runtime_vm__log_tail(const struct runtime_vm *vm, char *err, size_t err_len)
 {
 	char path[PATH_MAX + 16], text[512];

@@ -34,6 +34,7 @@ struct worker {
 	char events_topic[KAFKA_TOPIC_NAME_MAX + 1];
 	char dlq_topic[KAFKA_TOPIC_NAME_MAX + 1];
 	char host_topic[KAFKA_TOPIC_NAME_MAX + 1];
+	char runtime_topic[KAFKA_TOPIC_NAME_MAX + 1]; /* creates for this host's runtime only */
 	const char *token_seed;
 	const char *agent_address_override; /* tests without slots: "127.0.0.1" */
 	enum runtime_kind runtime;

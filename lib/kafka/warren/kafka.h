@@ -42,6 +42,11 @@ int kafka__client_id(const char *role, char *out, size_t out_len);
 /* Writes "warren.host.<host>.commands" into out. host must be 1..63 of
  * [A-Za-z0-9._-]. Returns 0, -EINVAL (bad host) or -ENAMETOOLONG. */
 int kafka__host_topic(const char *host, char *out, size_t out_len);
+/* Writes "warren.sandbox.commands.<runtime>" into out: the create topic
+ * of the workers of one runtime ("vm" or "jail"; creates that ask for a
+ * runtime go there, docs/events/README.md "Placement"). Returns 0,
+ * -EINVAL (not a runtime name) or -ENAMETOOLONG. */
+int kafka__runtime_topic(const char *runtime, char *out, size_t out_len);
 /* The text of a librdkafka error code (delivery and commit errors). */
 const char *kafka__error_string(int kafka_error);
 
