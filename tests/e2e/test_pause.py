@@ -3,12 +3,14 @@ jail sandboxes through the real warren-api, Kafka, warren-worker and
 PostgreSQL with the npm e2b SDK as the client (sdk_pause.cjs), then the
 REST edges (404s, /resume), the events on the results topic, and what a
 worker restart does to a paused sandbox (it ends failed, nothing left)."""
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 from stack import Stack, check, check_count, wait_for  # noqa: E402
@@ -81,6 +83,44 @@ def test_rest_edges(stack):
     return sandbox_id
 
 
+def produce_command(stack, kind, sandbox_id, spec=None):
+    """A command straight to the host topic (as a redelivery would bring it)."""
+    request_id = str(uuid.uuid4())
+    event = {"version": 1, "type": kind, "request_id": request_id, "team_id": stack.team_id,
+             "sandbox_id": sandbox_id, "spec": spec or {},
+             "sent_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+    subprocess.run(["kcat", "-b", stack.brokers, "-P", "-t",
+                    f"{stack.prefix}warren.host.{stack.host_id}.commands", "-k", sandbox_id],
+                   input=json.dumps(event), text=True, check=True, timeout=30)
+    return request_id
+
+
+def result_of(stack, request_id):
+    return wait_for(lambda: next((e for e in stack.events() if e["request_id"] == request_id), None),
+                    20, f"the result of {request_id}")
+
+
+def test_redelivery(stack, sandbox_id):
+    """Commands produced again (Kafka redelivery, a retrying producer) are
+    idempotent: the state does not move twice and the result repeats."""
+    check(state_of(stack, sandbox_id) == "paused", "paused before the redelivery")
+    result = result_of(stack, produce_command(stack, "pause", sandbox_id))
+    check(result["type"] == "paused" and state_of(stack, sandbox_id) == "paused",
+          f"a second pause command: {result}")
+    first = result_of(stack, produce_command(stack, "resume", sandbox_id, {"timeout_s": 60}))
+    second = result_of(stack, produce_command(stack, "resume", sandbox_id, {"timeout_s": 60}))
+    check(first["type"] == "resumed" and second["type"] == "resumed", f"resumes: {first} {second}")
+    check(state_of(stack, sandbox_id) == "running", "running after two resumes")
+    history = stack.psql(f"SELECT count(*) FROM sandbox_events WHERE sandbox_id = '{sandbox_id}' "
+                         f"AND payload->>'to' = 'resuming'")
+    check(history == "2", f"one resuming per real resume (2 in this test): {history}")
+    # A pause produced straight to Kafka (no API compare-and-set first).
+    result = result_of(stack, produce_command(stack, "pause", sandbox_id))
+    check(result["type"] == "paused" and state_of(stack, sandbox_id) == "paused",
+          f"a pause produced straight to Kafka: {result}")
+    print("redelivered pause/resume commands: idempotent")
+
+
 def test_worker_restart(stack, paused_id):
     """A paused jail sandbox does not survive a worker restart: reconcile
     stops it and ends its row as failed (documented in workers/README.md)."""
@@ -119,6 +159,7 @@ def main():
         stack.start()
         test_sdk(stack)
         paused_id = test_rest_edges(stack)
+        test_redelivery(stack, paused_id)
         test_worker_restart(stack, paused_id)
     print(f"e2e pause: {check_count()} checks passed")
     return 0
