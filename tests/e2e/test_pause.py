@@ -3,9 +3,11 @@ jail sandboxes through the real warren-api, Kafka, warren-worker and
 PostgreSQL with the npm e2b SDK as the client (sdk_pause.cjs), then the
 REST edges (404s, /resume), the events on the results topic, and what a
 worker restart does to a paused sandbox (it ends failed, nothing left)."""
+import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +15,7 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, check, check_count, wait_for  # noqa: E402
+from stack import BIN, Stack, check, check_count, free_port, wait_for  # noqa: E402
 
 SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
 SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
@@ -121,6 +123,48 @@ def test_redelivery(stack, sandbox_id):
     print("redelivered pause/resume commands: idempotent")
 
 
+def through_proxy(port, sandbox_id, path="/health"):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", path, headers={"Host": f"49983-{sandbox_id}.warren.test"})
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    return response.status
+
+
+def test_auto_resume(stack):
+    """autoResume: traffic through warren-proxy wakes a sandbox its timeout
+    paused; without autoResume the proxy answers 502 and it stays paused."""
+    if not os.path.exists(os.path.join(BIN, "warren-proxy")):
+        print("SKIP autoResume part: warren-proxy is not built")
+        return
+    port = free_port()
+    stack.spawn("proxy", "warren-proxy", WARREN_PROXY_LISTEN=f"127.0.0.1:{port}")
+    wait_for(lambda: socket.socket().connect_ex(("127.0.0.1", port)) == 0, 30, "warren-proxy to listen")
+    ids = {}
+    for name, auto_resume in (("woken", True), ("asleep", False)):
+        status, body, _ = stack.request("POST", "/sandboxes", {
+            "templateID": "minimal", "timeout": 2, "autoPause": True,
+            "autoResume": {"enabled": auto_resume}})
+        check(status == 201, f"create ({name}): {status} {body}")
+        ids[name] = body["sandboxID"]
+    for name, sandbox_id in ids.items():
+        wait_for(lambda: state_of(stack, sandbox_id) == "paused", 20, f"{name} to pause at its timeout")
+    started = time.time()
+    status = through_proxy(port, ids["woken"])
+    check(status == 204, f"agent /health through the proxy woke it: {status}\n" + stack.log("proxy")[-2000:])
+    check(state_of(stack, ids["woken"]) == "running", "running after the request")
+    print(f"figure: autoResume: first request through warren-proxy answered in "
+          f"{(time.time() - started) * 1000:.0f} ms")
+    status = through_proxy(port, ids["asleep"])
+    check(status == 502, f"no autoResume: the proxy answers {status}")
+    check(state_of(stack, ids["asleep"]) == "paused", "still paused")
+    for sandbox_id in ids.values():
+        stack.request("DELETE", f"/sandboxes/{sandbox_id}")
+    stack.kill("proxy")
+    print("autoResume through warren-proxy ok")
+
+
 def test_worker_restart(stack, paused_id):
     """A paused jail sandbox does not survive a worker restart: reconcile
     stops it and ends its row as failed (documented in workers/README.md)."""
@@ -160,6 +204,7 @@ def main():
         test_sdk(stack)
         paused_id = test_rest_edges(stack)
         test_redelivery(stack, paused_id)
+        test_auto_resume(stack)
         test_worker_restart(stack, paused_id)
     print(f"e2e pause: {check_count()} checks passed")
     return 0
