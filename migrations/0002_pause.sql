@@ -10,8 +10,8 @@ ALTER TABLE sandboxes ADD CONSTRAINT sandboxes_state_check CHECK (state IN
 	 'timed_out', 'failed'));
 
 -- on_timeout: 'kill' (E2B's default) or 'pause' (autoPause: true).
--- auto_resume: E2B's autoResume.enabled, stored and shown (wake-on-traffic
--- is not acted on yet: docs/api.md).
+-- auto_resume: E2B's autoResume.enabled: traffic through warren-proxy wakes
+-- the paused sandbox (docs/api.md).
 ALTER TABLE sandboxes
 	ADD COLUMN on_timeout text NOT NULL DEFAULT 'kill' CHECK (on_timeout IN ('kill', 'pause')),
 	ADD COLUMN auto_resume boolean NOT NULL DEFAULT false;
