@@ -963,6 +963,35 @@ static enum MHD_Result handlers__resume(struct api_request *r, struct storage_po
  * two racing pauses wins; the other is the 409 "already paused"), then
  * the worker freezes it (jail) and answers `paused` (204) or `failed`
  * (its code: 501 for the vm runtime, which cannot pause yet). */
+/* Moves r->sandbox running -> pausing (compare-and-set). False with the
+ * answer queued in *ret when it is not running: 409 when already paused
+ * (or pausing: another pause won), else 400; 404 when gone. */
+static bool handlers__begin_pause(struct api_request *r, struct storage_pool *pool,
+				  const struct storage_sandbox_transition *t, enum MHD_Result *ret)
+{
+	struct storage_error e;
+	int rc = STORAGE_ERR_CONFLICT;
+
+	if (r->sandbox.state == STORAGE_SANDBOX_RUNNING && r->sandbox.host_id[0]) {
+		rc = storage__sandbox_transition(pool, t, NULL, &e);
+		if (rc == STORAGE_OK)
+			return true;
+		if (rc != STORAGE_ERR_CONFLICT) {
+			*ret = request__storage_error(r, &e);
+			return false;
+		}
+		/* It moved meanwhile: answer from the state that won. */
+		if (!handlers__load_sandbox(r, pool, ret))
+			return false;
+	}
+	if (r->sandbox.state == STORAGE_SANDBOX_PAUSED || r->sandbox.state == STORAGE_SANDBOX_PAUSING)
+		*ret = request__error(r, 409, "sandbox %s is already paused", r->sandbox.id);
+	else
+		*ret = request__error(r, 400, "sandbox %s is %s; only a running sandbox can be paused",
+				      r->sandbox.id, storage__sandbox_state_name(r->sandbox.state));
+	return false;
+}
+
 static enum MHD_Result handlers__pause(struct api_request *r, struct storage_pool *pool)
 {
 	struct storage_sandbox_transition t = {
@@ -975,28 +1004,9 @@ static enum MHD_Result handlers__pause(struct api_request *r, struct storage_poo
 	struct storage_error e;
 	enum MHD_Result ret;
 	bool suspended;
-	int rc;
 
-	if (!handlers__load_sandbox(r, pool, &ret))
+	if (!handlers__load_sandbox(r, pool, &ret) || !handlers__begin_pause(r, pool, &t, &ret))
 		return ret;
-	if (r->sandbox.state == STORAGE_SANDBOX_RUNNING && r->sandbox.host_id[0]) {
-		rc = storage__sandbox_transition(pool, &t, NULL, &e);
-		if (rc == STORAGE_ERR_CONFLICT && handlers__load_sandbox(r, pool, &ret))
-			rc = STORAGE_ERR_CONFLICT; /* r->sandbox holds the state that won */
-		else if (rc == STORAGE_ERR_CONFLICT)
-			return ret;
-		else if (rc)
-			return request__storage_error(r, &e);
-	} else {
-		rc = STORAGE_ERR_CONFLICT;
-	}
-	if (rc == STORAGE_ERR_CONFLICT) {
-		if (r->sandbox.state == STORAGE_SANDBOX_PAUSED ||
-		    r->sandbox.state == STORAGE_SANDBOX_PAUSING)
-			return request__error(r, 409, "sandbox %s is already paused", r->sandbox.id);
-		return request__error(r, 400, "sandbox %s is %s; only a running sandbox can be paused",
-				      r->sandbox.id, storage__sandbox_state_name(r->sandbox.state));
-	}
 	ret = handlers__host_command(r, KAFKA_EVENT_PAUSE, NULL,
 				     WANT(KAFKA_EVENT_PAUSED) | WANT(KAFKA_EVENT_FAILED), &suspended);
 	if (suspended)
