@@ -10,7 +10,9 @@ and two workers. Run by hand, as root, with the dev stack's env:
 The split comes from the log lines: the API's per-request line (checks +
 admission, Kafka ack, result wait) and the worker's debug timing line
 (queue = command sent_at -> worker picks it up, lookup, slot, runtime,
-health, init, persist, publish). "result path" = result wait - (queue +
+health, init, persist, publish). The throughput runs: one worker taking
+one create at a time (worker_create_concurrency=1), the same worker with
+its default create pool, two workers, two workers fed through Kafka. "result path" = result wait - (queue +
 worker total): the result event's trip back through Kafka to the API.
 Pipeline overhead = client latency - (runtime + health): everything but
 starting the jail and waiting for its agent to come up."""
@@ -150,7 +152,19 @@ def main():
         latency_phase(stack, args.latency)
 
         rows = []
-        row, kill = throughput_phase(stack, "one-worker", args.throughput, args.concurrency, ["worker"])
+        # The same worker taking one create at a time (the setting
+        # worker_create_concurrency=1: how every worker ran before the
+        # create pool), then the default, in the same run.
+        stack.kill("worker")
+        stack.spawn("worker-serial", "warren-worker", WARREN_WORKER_CREATE_CONCURRENCY="1")
+        stack.wait_log("worker-serial", "ready:", 60)
+        stack.wait_log("worker-serial", "assigned", 30)
+        row, _ = throughput_phase(stack, "one-serial", args.throughput, args.concurrency, ["worker-serial"])
+        rows.append(row)
+        stack.kill("worker-serial")
+        stack.start_worker("worker-pool")  # a log of its own: its own "ready:"
+        stack.wait_log("worker-pool", "assigned", 30)
+        row, kill = throughput_phase(stack, "one-worker", args.throughput, args.concurrency, ["worker-pool"])
         rows.append(row)
         # a second worker: another host id in the same group, its own slots,
         # state dir and cgroup parent (it reaps what it finds in its own)
@@ -165,14 +179,15 @@ def main():
             stack.wait_log("worker2", "ready:", 60)
             stack.wait_log("worker2", "assigned", 30)
             time.sleep(3)  # the first worker's share of the rebalance
-            row, _ = throughput_phase(stack, "two-workers", args.throughput, args.concurrency, ["worker", "worker2"])
+            row, _ = throughput_phase(stack, "two-workers", args.throughput, args.concurrency,
+                                      ["worker-pool", "worker2"])
             rows.append(row)
             row, _ = throughput_phase(stack, "two-via-kafka", args.throughput, args.concurrency,
-                                      ["worker", "worker2"], via_kafka=True)
+                                      ["worker-pool", "worker2"], via_kafka=True)
             rows.append(row)
         finally:
             stack.kill("worker2")
-            stack.kill("worker")
+            stack.kill("worker-pool")
             for parent in ("warren-" + stack.tag, "warren-" + stack.tag + "-2"):
                 for hierarchy in ("", "unified", "memory", "cpu", "pids", "cpuacct", "cpu,cpuacct"):
                     try:

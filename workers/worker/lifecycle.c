@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "agent_client.h"
+#include "create_pool.h"
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/ids.h"
@@ -881,8 +882,11 @@ void worker__housekeeping(struct worker *worker)
 	snprintf(host.runtime, sizeof(host.runtime), "%s", runtime__name(worker->runtime));
 	snprintf(host.state, sizeof(host.state), "%s", atomic_load(&worker->stopping) ? "draining" : "ready");
 	host.capacity = worker->capacity;
+	/* "running": live sandboxes plus creates in hand, what capacity
+	 * bounds (the API's placement reads it). */
+	size_t in_hand = worker->create_pool ? create_pool__pending(worker->create_pool) : 0;
 	pthread_mutex_lock(&worker->lock);
-	host.running = worker->live_count;
+	host.running = worker->live_count + (int32_t)in_hand;
 	pthread_mutex_unlock(&worker->lock);
 	storage__host_heartbeat(worker->storage, &host, &err);
 }

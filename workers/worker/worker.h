@@ -39,6 +39,8 @@ struct worker {
 	const char *agent_address_override; /* tests without slots: "127.0.0.1" */
 	enum runtime_kind runtime;
 	int capacity;
+	size_t create_threads;           /* setting worker_create_concurrency */
+	struct create_pool *create_pool; /* the creates in hand (create_pool.h) */
 	int agent_timeout_ms;
 	struct storage_pool *storage;
 	struct kafka_producer *producer;

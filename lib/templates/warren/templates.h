@@ -1,6 +1,6 @@
 /* templates: the installed templates of this host (root filesystems built
  * by guest/rootfs/build-template.sh) and their metadata (template.json).
- * guest/rootfs/README.md. No SQL here: the storage
+ * guest/rootfs/README.md, lib/README.md. No SQL here: the storage
  * room registers templates from what this API returns. */
 #ifndef WARREN_TEMPLATES_H
 #define WARREN_TEMPLATES_H
