@@ -115,8 +115,8 @@ static json_t *handlers__create_spec(const struct api_create_request *c)
 	spec = json_pack("{s:s, s:i, s:s, s:b, s:b, s:b, s:O, s:O, s:o}", "template_id",
 			 c->template_id, "timeout_s", c->timeout_s, "alias", c->template_id,
 			 "secure", c->secure, "allow_internet_access", c->allow_internet_access,
-			 "auto_pause", c->pause_on_timeout, "metadata", c->metadata, "env_vars", c->env_vars,
-			 "network", network);
+			 "auto_pause", c->pause_on_timeout, "metadata", c->metadata, "env_vars",
+			 c->env_vars, "network", network);
 	if (spec && c->runtime[0])
 		json_object_set_new(spec, "runtime", json_string(c->runtime));
 	return spec;
@@ -904,7 +904,8 @@ static enum MHD_Result handlers__resume_sandbox(struct api_request *r, int32_t s
 		seconds = API_TIMEOUT_DEFAULT_S < r->team.limits.max_timeout_s
 				  ? API_TIMEOUT_DEFAULT_S
 				  : r->team.limits.max_timeout_s;
-	ret = handlers__host_command(r, KAFKA_EVENT_RESUME, json_pack("{s:i}", "timeout_s", seconds),
+	ret = handlers__host_command(r, KAFKA_EVENT_RESUME,
+				     json_pack("{s:i}", "timeout_s", seconds),
 				     WANT(KAFKA_EVENT_RESUMED) | WANT(KAFKA_EVENT_FAILED),
 				     &suspended);
 	if (suspended || r->phase == API_PHASE_ANSWERED)
@@ -997,10 +998,12 @@ static bool handlers__begin_pause(struct api_request *r, struct storage_pool *po
 		if (!handlers__load_sandbox(r, pool, ret))
 			return false;
 	}
-	if (r->sandbox.state == STORAGE_SANDBOX_PAUSED || r->sandbox.state == STORAGE_SANDBOX_PAUSING)
+	if (r->sandbox.state == STORAGE_SANDBOX_PAUSED ||
+	    r->sandbox.state == STORAGE_SANDBOX_PAUSING)
 		*ret = request__error(r, 409, "sandbox %s is already paused", r->sandbox.id);
 	else
-		*ret = request__error(r, 400, "sandbox %s is %s; only a running sandbox can be paused",
+		*ret = request__error(r, 400,
+				      "sandbox %s is %s; only a running sandbox can be paused",
 				      r->sandbox.id, storage__sandbox_state_name(r->sandbox.state));
 	return false;
 }
@@ -1021,7 +1024,8 @@ static enum MHD_Result handlers__pause(struct api_request *r, struct storage_poo
 	if (!handlers__load_sandbox(r, pool, &ret) || !handlers__begin_pause(r, pool, &t, &ret))
 		return ret;
 	ret = handlers__host_command(r, KAFKA_EVENT_PAUSE, NULL,
-				     WANT(KAFKA_EVENT_PAUSED) | WANT(KAFKA_EVENT_FAILED), &suspended);
+				     WANT(KAFKA_EVENT_PAUSED) | WANT(KAFKA_EVENT_FAILED),
+				     &suspended);
 	if (suspended)
 		return ret;
 	if (r->phase == API_PHASE_ANSWERED) {
@@ -1073,9 +1077,11 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 			return handlers__create_answer(r);
 		if (r->route.endpoint == API_ROUTE_CONNECT || r->route.endpoint == API_ROUTE_RESUME)
 			return handlers__resume_answer(r);
-		return handlers__operation_answer(r, r->route.endpoint == API_ROUTE_KILL    ? "kill"
-						     : r->route.endpoint == API_ROUTE_PAUSE ? "pause"
-											    : "network update");
+		if (r->route.endpoint == API_ROUTE_PAUSE)
+			return handlers__operation_answer(r, "pause");
+		return handlers__operation_answer(r, r->route.endpoint == API_ROUTE_KILL
+							     ? "kill"
+							     : "network update");
 	}
 	switch (r->route.endpoint) {
 	case API_ROUTE_NOT_FOUND:

@@ -287,7 +287,8 @@ static int validate__lifecycle(const json_t *body, struct api_create_request *ou
 	if (json_is_object(auto_resume))
 		auto_resume = json_object_get(auto_resume, "enabled");
 	if (auto_resume && !json_is_null(auto_resume) && !json_is_boolean(auto_resume))
-		return validate__fail(err, 400, "autoResume must be a boolean or {enabled: boolean}");
+		return validate__fail(err, 400,
+				      "autoResume must be a boolean or {enabled: boolean}");
 	out->auto_resume = json_is_true(auto_resume);
 	if (lifecycle && !json_is_null(lifecycle)) {
 		if (!json_is_object(lifecycle))
@@ -299,8 +300,8 @@ static int validate__lifecycle(const json_t *body, struct api_create_request *ou
 			const char *action = json_string_value(on_timeout);
 
 			if (!action || (strcmp(action, "pause") && strcmp(action, "kill")))
-				return validate__fail(err, 400,
-						      "lifecycle.onTimeout must be one of: pause, kill");
+				return validate__fail(err, 400, "lifecycle.onTimeout must be "
+							      "one of: pause, kill");
 			out->pause_on_timeout = !strcmp(action, "pause");
 		}
 		if (validate__bool(lifecycle, "autoResume", out->auto_resume, &out->auto_resume,
@@ -308,8 +309,8 @@ static int validate__lifecycle(const json_t *body, struct api_create_request *ou
 			return -1;
 	}
 	if (out->auto_resume && !out->pause_on_timeout)
-		return validate__fail(err, 400,
-				      "autoResume can only be true when onTimeout action is 'pause'");
+		return validate__fail(
+			err, 400, "autoResume can only be true when onTimeout action is 'pause'");
 	return 0;
 }
 

@@ -61,7 +61,8 @@ static void applied_all(char *out, size_t len)
 
 	assert_non_null(handle);
 	while ((entry = readdir(handle)))
-		if (strlen(entry->d_name) > 9 && !strcmp(entry->d_name + strlen(entry->d_name) - 4, ".sql"))
+		if (strlen(entry->d_name) > 9 &&
+		    !strcmp(entry->d_name + strlen(entry->d_name) - 4, ".sql"))
 			count++;
 	closedir(handle);
 	snprintf(out, len, "%d migration(s) applied", count);

@@ -632,7 +632,8 @@ static int worker__pause_sandbox(struct worker *worker, const char *sandbox_id, 
 		*code = rc == -ENOTSUP ? 501 : rc == -ENOENT ? 404 : 500;
 		return rc;
 	}
-	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED, NULL);
+	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED,
+			  NULL);
 	if (rc == STORAGE_ERR_UNAVAILABLE)
 		return -EAGAIN; /* frozen; the redelivery freezes again and moves the row */
 	if (rc && worker__row_state(worker, sandbox_id, &state, NULL) == 0 &&
@@ -796,7 +797,8 @@ static bool worker__timeout_pause(struct worker *worker, const struct storage_sa
 	ids__uuid(command.request_id);
 	snprintf(command.team_id, sizeof(command.team_id), "%s", row->team_id);
 	snprintf(command.sandbox_id, sizeof(command.sandbox_id), "%s", row->id);
-	worker__publish(worker, &command, KAFKA_EVENT_PAUSED, json_pack("{s:s}", "reason", "timeout"));
+	worker__publish(worker, &command, KAFKA_EVENT_PAUSED,
+			json_pack("{s:s}", "reason", "timeout"));
 	return true;
 }
 
