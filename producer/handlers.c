@@ -115,8 +115,8 @@ static json_t *handlers__create_spec(const struct api_create_request *c)
 	spec = json_pack("{s:s, s:i, s:s, s:b, s:b, s:b, s:O, s:O, s:o}", "template_id",
 			 c->template_id, "timeout_s", c->timeout_s, "alias", c->template_id,
 			 "secure", c->secure, "allow_internet_access", c->allow_internet_access,
-			 "auto_pause", 0, "metadata", c->metadata, "env_vars", c->env_vars,
-			 "network", network);
+			 "auto_pause", c->pause_on_timeout, "metadata", c->metadata, "env_vars",
+			 c->env_vars, "network", network);
 	if (spec && c->runtime[0])
 		json_object_set_new(spec, "runtime", json_string(c->runtime));
 	return spec;
@@ -388,6 +388,17 @@ static bool create__admit(struct create_ctx *ctx)
 		return false;
 	}
 	r->have_sandbox = true;
+	/* What a timeout does, stored before the command is produced. */
+	if (!ctx->admission.existing && (c->pause_on_timeout || c->auto_resume)) {
+		rc = storage__sandbox_set_lifecycle(ctx->pool, r->sandbox.id, c->pause_on_timeout,
+						    c->auto_resume, &e);
+		if (rc) {
+			ctx->ret = request__storage_error(r, &e);
+			return false;
+		}
+		r->sandbox.pause_on_timeout = c->pause_on_timeout;
+		r->sandbox.auto_resume = c->auto_resume;
+	}
 	return true;
 }
 
@@ -573,7 +584,9 @@ static enum MHD_Result handlers__list(struct api_request *r, struct storage_pool
 	if (!filter.states)
 		filter.states = STORAGE_STATE_BIT(STORAGE_SANDBOX_STARTING) |
 				STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
-				STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED);
+				STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
+				STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) |
+				STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING);
 	/* v1 answers every match in one body (pages of 100 chained, at most
 	 * 100 pages); v2 answers one page and X-Next-Token. */
 	for (int pages = 0; pages < (v2 ? 1 : 100); pages++) {
@@ -822,36 +835,111 @@ static enum MHD_Result handlers__timeout(struct api_request *r, struct storage_p
 	return request__empty(r, 204);
 }
 
+/* The {timeout?} body of connect and resume: 0 when absent. */
+static bool handlers__resume_timeout(struct api_request *r, int32_t *seconds,
+				     enum MHD_Result *ret)
+{
+	struct api_error error;
+	json_t *body;
+	int rc = 0;
+
+	*seconds = 0;
+	if (r->body_len == 0)
+		return true;
+	body = validate__parse_body(r->body, r->body_len, &error);
+	if (!body) {
+		*ret = request__error(r, error.status, "%s", error.message);
+		return false;
+	}
+	if (json_object_get(body, "timeout") && !json_is_null(json_object_get(body, "timeout")))
+		rc = validate__seconds_field(body, "timeout", 0, r->team.limits.max_timeout_s,
+					     seconds, &error);
+	json_decref(body);
+	if (rc) {
+		*ret = request__error(r, error.status, "%s", error.message);
+		return false;
+	}
+	return true;
+}
+
+/* The sandbox body (as a create answers it) with status. */
+static enum MHD_Result handlers__sandbox_body(struct api_request *r, struct storage_pool *pool,
+					      int status)
+{
+	struct render_context context;
+
+	handlers__template_version(pool, r->sandbox.template_id, r->envd_version);
+	request__render_context(r, r->envd_version, &context);
+	return request__json(r, status, render__created(&context, &r->sandbox, r->sandbox.host_id),
+			     NULL);
+}
+
+/* The answer to a resume (connect of a paused sandbox, or /resume) once
+ * its result is in: 201 with the sandbox, as E2B answers a resume. */
+static enum MHD_Result handlers__resume_answer(struct api_request *r)
+{
+	struct storage_pool *pool = api__pool();
+	struct storage_sandbox fresh;
+	struct storage_error e;
+
+	if (r->waiter.timed_out || r->waiter.result_type == KAFKA_EVENT_FAILED)
+		return handlers__operation_answer(r, "resume");
+	if (pool && storage__sandbox_get(pool, r->team.id, r->sandbox.id, &fresh, &e) ==
+			    STORAGE_OK) {
+		storage__sandbox_clear(&r->sandbox);
+		r->sandbox = fresh;
+	}
+	return pool ? handlers__sandbox_body(r, pool, 201)
+		    : request__error(r, 503, "database unavailable, retry later");
+}
+
+/* Resumes r->sandbox (paused, or on its way to or from it) through its
+ * host's worker, which moves the row (paused -> resuming -> running) and
+ * sets end_at = now + seconds (E2B's default when 0). */
+static enum MHD_Result handlers__resume_sandbox(struct api_request *r, int32_t seconds)
+{
+	enum MHD_Result ret;
+	bool suspended;
+
+	if (seconds <= 0)
+		seconds = API_TIMEOUT_DEFAULT_S < r->team.limits.max_timeout_s
+				  ? API_TIMEOUT_DEFAULT_S
+				  : r->team.limits.max_timeout_s;
+	ret = handlers__host_command(r, KAFKA_EVENT_RESUME,
+				     json_pack("{s:i}", "timeout_s", seconds),
+				     WANT(KAFKA_EVENT_RESUMED) | WANT(KAFKA_EVENT_FAILED),
+				     &suspended);
+	if (suspended || r->phase == API_PHASE_ANSWERED)
+		return ret;
+	return handlers__resume_answer(r);
+}
+
+static bool handlers__is_paused(enum storage_sandbox_state state)
+{
+	return state == STORAGE_SANDBOX_PAUSED || state == STORAGE_SANDBOX_PAUSING ||
+	       state == STORAGE_SANDBOX_RESUMING;
+}
+
 /* POST /sandboxes/{id}/connect and POST /v2/sandboxes/{id}/connect
  * {timeout?}: the SDK's Sandbox.connect. A running sandbox answers 200
  * with the create body (tokens re-derived); timeout, when given, extends
- * end_at to now + timeout (never shortens, capped at the team max).
- * Nothing can be paused, so nothing is resumed here (201 never happens). */
+ * end_at to now + timeout (never shortens, capped at the team max). A
+ * paused one is resumed first (end_at = now + timeout) and answers 201. */
 static enum MHD_Result handlers__connect(struct api_request *r, struct storage_pool *pool)
 {
-	struct render_context context;
-	struct api_error error;
 	struct storage_error e;
 	enum MHD_Result ret;
-	json_t *body = NULL;
 	int32_t seconds = 0;
 	int64_t end_at;
 	bool suspended;
 	int rc = 0;
 
-	if (r->body_len > 0) {
-		body = validate__parse_body(r->body, r->body_len, &error);
-		if (!body)
-			return request__error(r, error.status, "%s", error.message);
-		if (json_object_get(body, "timeout") && !json_is_null(json_object_get(body, "timeout")))
-			rc = validate__seconds_field(body, "timeout", 0, r->team.limits.max_timeout_s,
-						     &seconds, &error);
-		json_decref(body);
-		if (rc)
-			return request__error(r, error.status, "%s", error.message);
-	}
+	if (!handlers__resume_timeout(r, &seconds, &ret))
+		return ret;
 	if (!handlers__load_sandbox(r, pool, &ret))
 		return ret;
+	if (handlers__is_paused(r->sandbox.state) && r->sandbox.host_id[0])
+		return handlers__resume_sandbox(r, seconds);
 	if (r->sandbox.state != STORAGE_SANDBOX_RUNNING)
 		return request__error(r, 409, "sandbox %s is %s, not running", r->sandbox.id,
 				      storage__sandbox_state_name(r->sandbox.state));
@@ -865,19 +953,90 @@ static enum MHD_Result handlers__connect(struct api_request *r, struct storage_p
 			handlers__host_command(r, KAFKA_EVENT_SET_TIMEOUT,
 					       json_pack("{s:i}", "timeout_s", seconds), 0, &suspended);
 	}
-	handlers__template_version(pool, r->sandbox.template_id, r->envd_version);
-	request__render_context(r, r->envd_version, &context);
-	return request__json(r, 200, render__created(&context, &r->sandbox, r->sandbox.host_id),
-			     NULL);
+	return handlers__sandbox_body(r, pool, 200);
+}
+
+/* POST /sandboxes/{id}/resume {timeout?, autoPause?}: E2B's older resume.
+ * 201 with the sandbox; 409 when it is running; 404 when not paused. */
+static enum MHD_Result handlers__resume(struct api_request *r, struct storage_pool *pool)
+{
+	enum MHD_Result ret;
+	int32_t seconds = 0;
+
+	if (!handlers__resume_timeout(r, &seconds, &ret))
+		return ret;
+	if (!handlers__load_sandbox(r, pool, &ret))
+		return ret;
+	if (r->sandbox.state == STORAGE_SANDBOX_RUNNING)
+		return request__error(r, 409, "sandbox %s is already running", r->sandbox.id);
+	if (!handlers__is_paused(r->sandbox.state) || !r->sandbox.host_id[0])
+		return request__error(r, 404, "paused sandbox %.64s not found", r->sandbox.id);
+	return handlers__resume_sandbox(r, seconds);
+}
+
+/* POST /sandboxes/{id}/pause {memory?}: running -> pausing here (one of
+ * two racing pauses wins; the other is the 409 "already paused"), then
+ * the worker freezes it (jail) and answers `paused` (204) or `failed`
+ * (its code: 501 for the vm runtime, which cannot pause yet). */
+/* Moves r->sandbox running -> pausing (compare-and-set). False with the
+ * answer queued in *ret when it is not running: 409 when already paused
+ * (or pausing: another pause won), else 400; 404 when gone. */
+static bool handlers__begin_pause(struct api_request *r, struct storage_pool *pool,
+				  const struct storage_sandbox_transition *t, enum MHD_Result *ret)
+{
+	struct storage_error e;
+	int rc = STORAGE_ERR_CONFLICT;
+
+	if (r->sandbox.state == STORAGE_SANDBOX_RUNNING && r->sandbox.host_id[0]) {
+		rc = storage__sandbox_transition(pool, t, NULL, &e);
+		if (rc == STORAGE_OK)
+			return true;
+		if (rc != STORAGE_ERR_CONFLICT) {
+			*ret = request__storage_error(r, &e);
+			return false;
+		}
+		/* It moved meanwhile: answer from the state that won. */
+		if (!handlers__load_sandbox(r, pool, ret))
+			return false;
+	}
+	if (r->sandbox.state == STORAGE_SANDBOX_PAUSED ||
+	    r->sandbox.state == STORAGE_SANDBOX_PAUSING)
+		*ret = request__error(r, 409, "sandbox %s is already paused", r->sandbox.id);
+	else
+		*ret = request__error(r, 400,
+				      "sandbox %s is %s; only a running sandbox can be paused",
+				      r->sandbox.id, storage__sandbox_state_name(r->sandbox.state));
+	return false;
 }
 
 static enum MHD_Result handlers__pause(struct api_request *r, struct storage_pool *pool)
 {
+	struct storage_sandbox_transition t = {
+		.sandbox_id = r->route.sandbox_id,
+		.team_id = r->team.id,
+		.from = STORAGE_SANDBOX_RUNNING,
+		.to = STORAGE_SANDBOX_PAUSING,
+		.slot_index = -1,
+	};
+	struct storage_error e;
 	enum MHD_Result ret;
+	bool suspended;
 
-	if (!handlers__load_sandbox(r, pool, &ret))
+	if (!handlers__load_sandbox(r, pool, &ret) || !handlers__begin_pause(r, pool, &t, &ret))
 		return ret;
-	return request__error(r, 409, "pause is not supported by this runtime");
+	ret = handlers__host_command(r, KAFKA_EVENT_PAUSE, NULL,
+				     WANT(KAFKA_EVENT_PAUSED) | WANT(KAFKA_EVENT_FAILED),
+				     &suspended);
+	if (suspended)
+		return ret;
+	if (r->phase == API_PHASE_ANSWERED) {
+		/* Not queued: undo pausing, nothing will freeze it. */
+		t.from = STORAGE_SANDBOX_PAUSING;
+		t.to = STORAGE_SANDBOX_RUNNING;
+		storage__sandbox_transition(pool, &t, NULL, &e);
+		return ret;
+	}
+	return handlers__operation_answer(r, "pause");
 }
 
 /* ---- dispatch ---- */
@@ -917,6 +1076,10 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 		r->phase = API_PHASE_NEW;
 		if (r->route.endpoint == API_ROUTE_CREATE)
 			return handlers__create_answer(r);
+		if (r->route.endpoint == API_ROUTE_CONNECT || r->route.endpoint == API_ROUTE_RESUME)
+			return handlers__resume_answer(r);
+		if (r->route.endpoint == API_ROUTE_PAUSE)
+			return handlers__operation_answer(r, "pause");
 		return handlers__operation_answer(r, r->route.endpoint == API_ROUTE_KILL
 							     ? "kill"
 							     : "network update");
@@ -966,6 +1129,8 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 		return handlers__timeout(r, pool, true);
 	case API_ROUTE_PAUSE:
 		return handlers__pause(r, pool);
+	case API_ROUTE_RESUME:
+		return handlers__resume(r, pool);
 	case API_ROUTE_NETWORK:
 		return handlers__network(r, pool);
 	case API_ROUTE_CONNECT:

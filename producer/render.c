@@ -84,6 +84,10 @@ json_t *render__detail(const struct render_context *context, const struct storag
 					 !json_object_get(sandbox->network, "allowInternetAccess")));
 	if (sandbox->network)
 		json_object_set(body, "network", sandbox->network);
+	json_object_set_new(body, "lifecycle",
+			    json_pack("{s:s, s:b}", "onTimeout",
+				      sandbox->pause_on_timeout ? "pause" : "kill", "autoResume",
+				      sandbox->auto_resume));
 	memset(access, 0, sizeof(access));
 	return body;
 }

@@ -16,6 +16,7 @@ static const struct route_action route_actions[] = {
 	{ "/timeout", "POST", API_ROUTE_TIMEOUT },
 	{ "/refreshes", "POST", API_ROUTE_REFRESH },
 	{ "/pause", "POST", API_ROUTE_PAUSE },
+	{ "/resume", "POST", API_ROUTE_RESUME },
 	{ "/network", "PUT", API_ROUTE_NETWORK },
 	{ "/connect", "POST", API_ROUTE_CONNECT },
 };
@@ -116,6 +117,7 @@ const char *route__name(enum api_endpoint endpoint)
 	case API_ROUTE_TIMEOUT: return "timeout";
 	case API_ROUTE_REFRESH: return "refresh";
 	case API_ROUTE_PAUSE: return "pause";
+	case API_ROUTE_RESUME: return "resume";
 	case API_ROUTE_NETWORK: return "network";
 	case API_ROUTE_CONNECT: return "connect";
 	case API_ROUTE_BAD_METHOD: return "bad_method";

@@ -19,6 +19,7 @@ enum api_endpoint {
 	API_ROUTE_TIMEOUT,	 /* POST /sandboxes/{id}/timeout */
 	API_ROUTE_REFRESH,	 /* POST /sandboxes/{id}/refreshes */
 	API_ROUTE_PAUSE,	 /* POST /sandboxes/{id}/pause */
+	API_ROUTE_RESUME,	 /* POST /sandboxes/{id}/resume */
 	API_ROUTE_NETWORK,	 /* PUT /sandboxes/{id}/network */
 	API_ROUTE_CONNECT,	 /* POST /sandboxes/{id}/connect, POST /v2/sandboxes/{id}/connect */
 };

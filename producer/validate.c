@@ -272,6 +272,48 @@ void api_create_request__clear(struct api_create_request *request)
 	memset(request, 0, sizeof(*request));
 }
 
+/* What a timeout does: E2B's autoPause (bool) and autoResume ({enabled}
+ * or a bool), or the SDK's own spelling lifecycle {onTimeout: "pause" |
+ * "kill" | {action}, autoResume}. autoResume needs pause on timeout. */
+static int validate__lifecycle(const json_t *body, struct api_create_request *out,
+			       struct api_error *err)
+{
+	const json_t *lifecycle = json_object_get(body, "lifecycle");
+	const json_t *auto_resume = json_object_get(body, "autoResume");
+	const json_t *on_timeout;
+
+	if (validate__bool(body, "autoPause", false, &out->pause_on_timeout, err))
+		return -1;
+	if (json_is_object(auto_resume))
+		auto_resume = json_object_get(auto_resume, "enabled");
+	if (auto_resume && !json_is_null(auto_resume) && !json_is_boolean(auto_resume))
+		return validate__fail(err, 400,
+				      "autoResume must be a boolean or {enabled: boolean}");
+	out->auto_resume = json_is_true(auto_resume);
+	if (lifecycle && !json_is_null(lifecycle)) {
+		if (!json_is_object(lifecycle))
+			return validate__fail(err, 400, "lifecycle must be an object");
+		on_timeout = json_object_get(lifecycle, "onTimeout");
+		if (json_is_object(on_timeout))
+			on_timeout = json_object_get(on_timeout, "action");
+		if (on_timeout && !json_is_null(on_timeout)) {
+			const char *action = json_string_value(on_timeout);
+
+			if (!action || (strcmp(action, "pause") && strcmp(action, "kill")))
+				return validate__fail(err, 400, "lifecycle.onTimeout must be "
+							      "one of: pause, kill");
+			out->pause_on_timeout = !strcmp(action, "pause");
+		}
+		if (validate__bool(lifecycle, "autoResume", out->auto_resume, &out->auto_resume,
+				   err))
+			return -1;
+	}
+	if (out->auto_resume && !out->pause_on_timeout)
+		return validate__fail(
+			err, 400, "autoResume can only be true when onTimeout action is 'pause'");
+	return 0;
+}
+
 int validate__create(const json_t *body, int32_t max_timeout_s, struct api_create_request *out,
 		     struct api_error *err)
 {
@@ -279,7 +321,6 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 	const json_t *timeout = json_object_get(body, "timeout");
 	const json_t *network = json_object_get(body, "network");
 	const json_t *mask;
-	bool auto_pause = false;
 
 	memset(out, 0, sizeof(*out));
 	if (!json_is_object(body)) {
@@ -325,12 +366,8 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 	 * 2.x does not send the field at all. secure=false is honoured. */
 	if (validate__bool(body, "secure", true, &out->secure, err) ||
 	    validate__bool(body, "allow_internet_access", true, &out->allow_internet_access, err) ||
-	    validate__bool(body, "autoPause", false, &auto_pause, err))
+	    validate__lifecycle(body, out, err))
 		goto err;
-	if (auto_pause) {
-		validate__fail(err, 400, "autoPause is not supported by this runtime (pause is not supported)");
-		goto err;
-	}
 
 	if (network && !json_is_null(network) && !json_is_object(network)) {
 		validate__fail(err, 400, "network must be an object");

@@ -41,6 +41,8 @@ struct api_create_request {
 	json_t *metadata; /* object of strings */
 	json_t *env_vars; /* object of strings */
 	char runtime[8];  /* metadata "warren.runtime": "vm", "jail" or "" (any host) */
+	bool pause_on_timeout; /* autoPause / lifecycle.onTimeout = "pause" */
+	bool auto_resume;      /* autoResume.enabled / lifecycle.autoResume */
 };
 
 enum api_address_kind { API_ADDRESS_INVALID = 0, API_ADDRESS_IP, API_ADDRESS_CIDR, API_ADDRESS_DOMAIN };

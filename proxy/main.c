@@ -72,6 +72,7 @@ int main(void)
 		.negative_ttl_ms = (uint64_t)config__get_int("proxy_cache_negative_ttl_ms", 1000),
 		.stale_ms = (uint64_t)config__get_int("proxy_cache_stale_ms", 10000),
 		.max_connections = (int)config__get_int("proxy_max_conns_per_sandbox", 1000),
+		.wake_timeout_ms = (uint64_t)config__get_int("proxy_auto_resume_wait_ms", 10000),
 		.token_seed = seed,
 	};
 	lookup = lookup__create(pool, &lookup_config);

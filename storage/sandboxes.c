@@ -224,6 +224,24 @@ int storage__sandbox_transition(struct storage_pool *pool, const struct storage_
 			     storage__sandbox_state_name(t->from));
 }
 
+int storage__sandbox_set_lifecycle(struct storage_pool *pool, const char *sandbox_id,
+				   bool pause_on_timeout, bool auto_resume,
+				   struct storage_error *err)
+{
+	const char *params[] = { sandbox_id, pause_on_timeout ? "pause" : "kill",
+				 auto_resume ? "t" : "f" };
+	PGresult *result;
+	int rc;
+
+	if (!ids__is_sandbox_id(sandbox_id))
+		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "sandbox not found");
+	rc = storage__run_row(pool, STMT_SANDBOX_SET_LIFECYCLE, params, &result, "sandbox", err);
+	if (rc)
+		return rc;
+	PQclear(result);
+	return STORAGE_OK;
+}
+
 int storage__sandbox_set_timeout(struct storage_pool *pool, const char *team_id,
 				 const char *sandbox_id, int32_t timeout_s, int64_t *end_at,
 				 struct storage_error *err)

@@ -118,7 +118,11 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 	[STMT_SANDBOX_SET_TIMEOUT] = { "sandbox_set_timeout",
 		"UPDATE sandboxes SET end_at = now() + make_interval(secs => $3::int),"
 		" updated_at = now() WHERE id = $1 AND team_id = $2::uuid"
-		" AND state IN ('starting', 'running', 'paused') RETURNING " MS("end_at"), 3, true },
+		" AND state IN ('starting', 'running', 'paused', 'pausing', 'resuming')"
+		" RETURNING " MS("end_at"), 3, true },
+	[STMT_SANDBOX_SET_LIFECYCLE] = { "sandbox_set_lifecycle",
+		"UPDATE sandboxes SET on_timeout = $2, auto_resume = $3::bool, updated_at = now()"
+		" WHERE id = $1 RETURNING id", 3, true },
 	/* Keyset pagination over (created_at DESC, id DESC); $4 is the last
 	 * row's created_at in microseconds since the epoch (exact). */
 	[STMT_SANDBOX_LIST] = { "sandbox_list",

@@ -91,6 +91,7 @@ static const struct field end_at_fields[] = {
 };
 static const struct field paused_fields[] = {
 	{"snapshot_id", FIELD_STRING, false},
+	{"reason", FIELD_STRING, false}, /* "timeout": paused at end_at */
 	{NULL, 0, false},
 };
 

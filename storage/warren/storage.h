@@ -220,12 +220,16 @@ enum storage_sandbox_state {
 	STORAGE_SANDBOX_KILLED,
 	STORAGE_SANDBOX_TIMED_OUT,
 	STORAGE_SANDBOX_FAILED,
+	/* 0002: the worker is freezing / thawing it (pause, resume) */
+	STORAGE_SANDBOX_PAUSING,
+	STORAGE_SANDBOX_RESUMING,
 	STORAGE_SANDBOX_STATE_COUNT
 };
 #define STORAGE_STATE_BIT(state) (1u << (state))
 #define STORAGE_STATES_ACTIVE                                                                     \
 	(STORAGE_STATE_BIT(STORAGE_SANDBOX_STARTING) | STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) | \
-	 STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) | STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING))
+	 STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) | STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) | \
+	 STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) | STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING))
 #define STORAGE_STATES_ALL ((1u << STORAGE_SANDBOX_STATE_COUNT) - 1)
 
 const char *storage__sandbox_state_name(enum storage_sandbox_state state);
@@ -250,6 +254,8 @@ struct storage_sandbox {
 	bool allow_public_traffic;
 	char mask_request_host[256];
 	char failure_reason[1025];
+	bool pause_on_timeout;   /* on_timeout = 'pause' (0002) */
+	bool auto_resume;
 };
 
 /* Releases the JSON members (the struct itself is the caller's). */
@@ -316,6 +322,12 @@ struct storage_sandbox_transition {
  * rerun reports CONFLICT; reload the row to see the state it is in. */
 int storage__sandbox_transition(struct storage_pool *pool, const struct storage_sandbox_transition *t,
 				struct storage_sandbox *out, struct storage_error *err);
+
+/* Sets what a timeout does to the sandbox (pause instead of kill) and
+ * E2B's autoResume flag. NOT_FOUND when absent. */
+int storage__sandbox_set_lifecycle(struct storage_pool *pool, const char *sandbox_id,
+				   bool pause_on_timeout, bool auto_resume,
+				   struct storage_error *err);
 
 /* Sets end_at = now + timeout_s for a starting/running/paused sandbox of
  * team_id (NOT_FOUND otherwise); *end_at (may be NULL) gets the new value. */

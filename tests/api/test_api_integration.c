@@ -517,8 +517,6 @@ static void test_pause_and_network(void **state)
 
 	(void)state;
 	create(key_a, "{\"templateID\":\"base\"}", id);
-	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
-	expect_error("POST", path, key_a, NULL, 409, "pause is not supported by this runtime");
 	snprintf(path, sizeof(path), "/sandboxes/%s/network", id);
 	call("PUT", path, key_a, "{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}", 204,
 	     NULL);
@@ -527,6 +525,56 @@ static void test_pause_and_network(void **state)
 		     "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"example.com\"");
 	expect_error("PUT", path, key_a, "{\"allowOut\":[\"example.com\"]}", 400,
 		     "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out");
+}
+
+/* Pause and resume through the API with the fake worker (no process is
+ * frozen here; tests/e2e/sdk_pause.cjs does it for real). */
+static void test_pause_resume_connect(void **state)
+{
+	char id[IDS_SANDBOX_ID_LEN + 1], path[128], message[160];
+	struct storage_sandbox row;
+	json_t *body;
+
+	(void)state;
+	create(key_a, "{\"templateID\":\"base\",\"autoPause\":true}", id);
+	snprintf(path, sizeof(path), "/sandboxes/%s/resume", id);
+	expect_error("POST", path, key_a, NULL, 409, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
+	call("POST", path, key_a, "{}", 204, NULL);
+	assert_true(fake_worker__count("pause") >= 1);
+	expect_error("POST", path, key_a, NULL, 409, NULL); /* the SDK's "already paused" */
+	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
+	assert_int_equal(row.state, STORAGE_SANDBOX_PAUSED);
+	assert_true(row.pause_on_timeout);
+	storage__sandbox_clear(&row);
+	snprintf(path, sizeof(path), "/sandboxes/%s", id);
+	body = call("GET", path, key_a, NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(body, "state")), "paused");
+	assert_string_equal(json_string_value(json_object_get(
+				    json_object_get(body, "lifecycle"), "onTimeout")), "pause");
+	json_decref(body);
+	/* Another team sees nothing to pause. */
+	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
+	not_found_message(id, message, sizeof(message));
+	expect_error("POST", path, key_b, NULL, 404, message);
+	/* connect resumes it: 201 with the create body. */
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/connect", id);
+	body = call("POST", path, key_a, "{\"timeout\":120}", 201, NULL);
+	assert_string_equal(json_string_value(json_object_get(body, "sandboxID")), id);
+	json_decref(body);
+	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
+	assert_int_equal(row.state, STORAGE_SANDBOX_RUNNING);
+	assert_true(row.end_at > clock__realtime_ms() + 100 * 1000);
+	storage__sandbox_clear(&row);
+	/* Running again: connect is a plain 200. */
+	json_decref(call("POST", path, key_a, NULL, 200, NULL));
+	/* Kill of a paused sandbox. */
+	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
+	call("POST", path, key_a, NULL, 204, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s", id);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
+	expect_error("POST", path, key_a, NULL, 404, message);
 }
 
 static void test_failed_create_is_reported(void **state)
@@ -931,6 +979,7 @@ int main(void)
 		cmocka_unit_test(test_timeout_and_refresh_move_end_at),
 		cmocka_unit_test(test_kill_then_404),
 		cmocka_unit_test(test_pause_and_network),
+		cmocka_unit_test(test_pause_resume_connect),
 		cmocka_unit_test(test_placement_by_hosts_table),
 		cmocka_unit_test(test_failed_create_is_reported),
 		cmocka_unit_test(test_request_id_is_idempotency_key),

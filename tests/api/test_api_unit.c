@@ -41,8 +41,20 @@ static const struct validation_case validation_cases[] = {
 	{ "{\"templateID\":\"base\",\"timeout\":3600}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"secure\":\"yes\"}", 400, "secure must be a boolean" },
 	{ "{\"templateID\":\"base\",\"allow_internet_access\":1}", 400, "allow_internet_access must be a boolean" },
-	{ "{\"templateID\":\"base\",\"autoPause\":true}", 400,
-	  "autoPause is not supported by this runtime (pause is not supported)" },
+	{ "{\"templateID\":\"base\",\"autoPause\":true}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"autoPause\":true,"
+	  "\"autoResume\":{\"enabled\":true}}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"autoResume\":{\"enabled\":true}}", 400,
+	  "autoResume can only be true when onTimeout action is 'pause'" },
+	{ "{\"templateID\":\"base\",\"autoPause\":\"yes\"}", 400, "autoPause must be a boolean" },
+	{ "{\"templateID\":\"base\",\"autoResume\":{\"enabled\":1}}", 400,
+	  "autoResume must be a boolean or {enabled: boolean}" },
+	{ "{\"templateID\":\"base\",\"lifecycle\":"
+	  "{\"onTimeout\":\"pause\",\"autoResume\":true}}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"lifecycle\":{\"onTimeout\":{\"action\":\"kill\"}}}",
+	  0, NULL },
+	{ "{\"templateID\":\"base\",\"lifecycle\":{\"onTimeout\":\"sleep\"}}", 400,
+	  "lifecycle.onTimeout must be one of: pause, kill" },
 	{ "{\"templateID\":\"base\",\"secure\":false,\"network\":{\"allowPublicTraffic\":false}}", 400,
 	  "allowPublicTraffic=false requires secure=true" },
 	/* secure is the default (docs/api.md), so this one is valid. */
@@ -245,6 +257,9 @@ static void test_routes(void **state)
 	assert_int_equal(route.endpoint, API_ROUTE_REFRESH);
 	route__match("POST", "/sandboxes/iabc/pause", &route);
 	assert_int_equal(route.endpoint, API_ROUTE_PAUSE);
+	route__match("POST", "/sandboxes/iabc/resume", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_RESUME);
+	assert_true(route__is_lifecycle(API_ROUTE_RESUME));
 	route__match("PUT", "/sandboxes/iabc/network", &route);
 	assert_int_equal(route.endpoint, API_ROUTE_NETWORK);
 	route__match("GET", "/sandboxes/iabc/network", &route);

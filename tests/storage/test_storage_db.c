@@ -226,7 +226,8 @@ static void test_idempotent_insert(void **state)
 	make_team("idem-other", STORAGE_TIER_HOBBY, &other);
 	new_sandbox_init(&n, team.id);
 	n.spec.metadata = json_pack("{s:s}", "owner", "alice");
-	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, &first, &err), STORAGE_OK);
+	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, &first, &err),
+			 STORAGE_OK);
 	assert_true(admission.admitted);
 	assert_false(admission.existing);
 	assert_int_equal(admission.active_count, 1);
@@ -239,7 +240,8 @@ static void test_idempotent_insert(void **state)
 
 	/* Redelivered command: same request_id, a new candidate id. */
 	assert_int_equal(ids__sandbox_id(n.id), 0);
-	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, &second, &err), STORAGE_OK);
+	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, &second, &err),
+			 STORAGE_OK);
 	assert_true(admission.admitted);
 	assert_true(admission.existing);
 	assert_string_equal(second.id, first_id);
@@ -289,7 +291,8 @@ static void test_state_transitions(void **state)
 	storage__sandbox_clear(&changed);
 
 	/* The same CAS again: the row is no longer starting. */
-	assert_int_equal(storage__sandbox_transition(pool, &t, &changed, &err), STORAGE_ERR_CONFLICT);
+	assert_int_equal(storage__sandbox_transition(pool, &t, &changed, &err),
+			 STORAGE_ERR_CONFLICT);
 	assert_non_null(strstr(err.message, "running"));
 	/* Not an edge of the state machine: refused by the trigger. */
 	t.from = STORAGE_SANDBOX_RUNNING;
@@ -325,6 +328,89 @@ static void test_state_transitions(void **state)
 			    "killed by user");
 	assert_true(events[1].id > events[0].id);
 	storage__sandbox_events_free(events, count);
+	storage__sandbox_clear(&sandbox);
+}
+
+/* Moves sandbox_id from -> to; the storage code. */
+static int move(const char *sandbox_id, enum storage_sandbox_state from,
+		enum storage_sandbox_state to)
+{
+	struct storage_sandbox_transition t = { .sandbox_id = sandbox_id, .from = from,
+						.to = to, .slot_index = -1 };
+	struct storage_error err;
+
+	return storage__sandbox_transition(pool, &t, NULL, &err);
+}
+
+/* Pause and resume (0002): pausing/paused/resuming, the lifecycle columns,
+ * and a pause racing a kill: whichever compare-and-set comes second finds
+ * the row moved, so the sandbox ends in exactly one state. */
+static void test_pause_states(void **state)
+{
+	struct storage_team team;
+	struct storage_sandbox sandbox, row;
+	struct storage_host host = { .id = "host-p", .address = "10.0.0.2", .runtime = "jail",
+				     .capacity = 8, .running = 0, .state = "ready" };
+	struct storage_sandbox_list list;
+	struct storage_sandbox_filter filter = {
+		.states = STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED),
+	};
+	struct storage_error err;
+	enum storage_sandbox_state parsed;
+
+	(void)state;
+	assert_true(storage__sandbox_state_parse("pausing", &parsed));
+	assert_int_equal(parsed, STORAGE_SANDBOX_PAUSING);
+	assert_string_equal(storage__sandbox_state_name(STORAGE_SANDBOX_RESUMING), "resuming");
+	make_team("pause", STORAGE_TIER_HOBBY, &team);
+	assert_int_equal(storage__host_heartbeat(pool, &host, &err), STORAGE_OK);
+	admit_one(team.id, &sandbox);
+	assert_false(sandbox.pause_on_timeout);
+	assert_int_equal(storage__sandbox_set_lifecycle(pool, sandbox.id, true, true, &err),
+			 STORAGE_OK);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_STARTING, STORAGE_SANDBOX_RUNNING),
+			 STORAGE_OK);
+	assert_int_equal(storage__sandbox_get_internal(pool, sandbox.id, &row, &err), STORAGE_OK);
+	assert_true(row.pause_on_timeout);
+	assert_true(row.auto_resume);
+	storage__sandbox_clear(&row);
+
+	/* pause, resume, pause again */
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_PAUSING),
+			 STORAGE_OK);
+	/* a second pause's compare-and-set loses (the API's 409) */
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_PAUSING),
+			 STORAGE_ERR_CONFLICT);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED),
+			 STORAGE_OK);
+	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
+	assert_int_equal(list.count, 1);
+	assert_string_equal(list.items[0].id, sandbox.id);
+	storage__sandbox_list_free(&list);
+	/* a paused sandbox's end_at can be reset (resume sets it) */
+	assert_int_equal(storage__sandbox_set_timeout(pool, team.id, sandbox.id, 60, NULL, &err),
+			 STORAGE_OK);
+	/* paused -> running directly is not an edge: resume goes through resuming */
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_PAUSED, STORAGE_SANDBOX_RUNNING),
+			 STORAGE_ERR_INVALID);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_PAUSED, STORAGE_SANDBOX_RESUMING),
+			 STORAGE_OK);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_RESUMING, STORAGE_SANDBOX_RUNNING),
+			 STORAGE_OK);
+
+	/* pause racing kill: the kill lands while pausing; the pause's last
+	 * step then conflicts and the sandbox stays killed */
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_PAUSING),
+			 STORAGE_OK);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_KILLED),
+			 STORAGE_OK);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED),
+			 STORAGE_ERR_CONFLICT);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_KILLED, STORAGE_SANDBOX_PAUSED),
+			 STORAGE_ERR_INVALID);
+	assert_int_equal(storage__sandbox_get_internal(pool, sandbox.id, &row, &err), STORAGE_OK);
+	assert_int_equal(row.state, STORAGE_SANDBOX_KILLED);
+	storage__sandbox_clear(&row);
 	storage__sandbox_clear(&sandbox);
 }
 
@@ -723,12 +809,14 @@ static void test_rate_limits_and_admin(void **state)
 	make_team("limiter", STORAGE_TIER_HOBBY, &team);
 	assert_int_equal(storage__rate_limit_load(pool, team.id, &found, &tat, &err), STORAGE_OK);
 	assert_false(found);
-	assert_int_equal(storage__rate_limit_store(pool, team.id, false, 0, 1000, &err), STORAGE_OK);
+	assert_int_equal(storage__rate_limit_store(pool, team.id, false, 0, 1000, &err),
+			 STORAGE_OK);
 	assert_int_equal(storage__rate_limit_store(pool, team.id, false, 0, 1001, &err),
 			 STORAGE_ERR_CONFLICT);
 	assert_int_equal(storage__rate_limit_store(pool, team.id, true, 999, 1002, &err),
 			 STORAGE_ERR_CONFLICT);
-	assert_int_equal(storage__rate_limit_store(pool, team.id, true, 1000, 1003, &err), STORAGE_OK);
+	assert_int_equal(storage__rate_limit_store(pool, team.id, true, 1000, 1003, &err),
+			 STORAGE_OK);
 	assert_int_equal(storage__rate_limit_load(pool, team.id, &found, &tat, &err), STORAGE_OK);
 	assert_true(found);
 	assert_true(tat == 1003);
@@ -811,6 +899,7 @@ int main(void)
 		cmocka_unit_test(test_constraint_errors),
 		cmocka_unit_test(test_idempotent_insert),
 		cmocka_unit_test(test_state_transitions),
+		cmocka_unit_test(test_pause_states),
 		cmocka_unit_test(test_team_isolation),
 		cmocka_unit_test(test_pagination),
 		cmocka_unit_test(test_admit_concurrency),

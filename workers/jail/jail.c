@@ -1002,6 +1002,18 @@ int jail__memory_limit(const struct jail *jail, uint64_t *bytes)
 	return jail_cgroup__memory_limit(&jail->cgroup, bytes);
 }
 
+int jail__freeze(struct jail *jail, bool frozen, int timeout_ms)
+{
+	if (jail->stopped)
+		return -ESRCH;
+	return jail_cgroup__freeze(&jail->cgroup, frozen, timeout_ms);
+}
+
+int jail__frozen(const struct jail *jail, bool *frozen)
+{
+	return jail_cgroup__frozen(&jail->cgroup, frozen);
+}
+
 static int add_id(char ***ids, size_t *count, size_t *capacity, const char *id)
 {
 	for (size_t i = 0; i < *count; i++)

@@ -298,8 +298,14 @@ static void sleep_ms(int ms)
 
 int jail_cgroup__destroy(const struct jail_cgroup *cgroup, int timeout_ms)
 {
-	bool have_kill = cgroup->dirs[0][0] && write_file(cgroup->dirs[0], "cgroup.kill", "1") == 0;
+	bool have_kill;
 	int waited = 0, ret = 0;
+
+	/* A paused (frozen) sandbox is thawed first, so the fallback's
+	 * SIGKILLs are acted on whatever the kernel's freezer semantics. */
+	if (cgroup->dirs[0][0])
+		write_file(cgroup->dirs[0], "cgroup.freeze", "0");
+	have_kill = cgroup->dirs[0][0] && write_file(cgroup->dirs[0], "cgroup.kill", "1") == 0;
 
 	/* Without cgroup.kill: SIGKILL what is listed, again until empty (a
 	 * fork racing the loop lands in the cgroup and is seen next round). */
@@ -350,4 +356,48 @@ int jail_cgroup__memory_limit(const struct jail_cgroup *cgroup, uint64_t *bytes)
 	}
 	*bytes = strtoull(value, NULL, 10);
 	return 0;
+}
+
+/* "frozen 1" in cgroup.events: every process of the cgroup is frozen. */
+static int jail_cgroup__events_frozen(const char *dir, bool *frozen)
+{
+	char events[512];
+	const char *line;
+	int ret = read_file(dir, "cgroup.events", events, sizeof(events));
+
+	if (ret)
+		return ret;
+	line = strstr(events, "frozen ");
+	if (!line)
+		return -ENOTSUP; /* a kernel without the v2 freezer */
+	*frozen = line[7] == '1';
+	return 0;
+}
+
+int jail_cgroup__freeze(const struct jail_cgroup *cgroup, bool frozen, int timeout_ms)
+{
+	bool now = !frozen;
+	int ret, waited = 0;
+
+	if (!cgroup->dirs[0][0])
+		return -ENOTSUP;
+	ret = write_file(cgroup->dirs[0], "cgroup.freeze", frozen ? "1" : "0");
+	if (ret)
+		return ret == -ENOENT ? -ENOTSUP : ret;
+	for (;;) {
+		ret = jail_cgroup__events_frozen(cgroup->dirs[0], &now);
+		if (ret || now == frozen)
+			return ret;
+		if (waited >= timeout_ms)
+			return -ETIMEDOUT;
+		sleep_ms(1);
+		waited += 1;
+	}
+}
+
+int jail_cgroup__frozen(const struct jail_cgroup *cgroup, bool *frozen)
+{
+	if (!cgroup->dirs[0][0])
+		return -ENOTSUP;
+	return jail_cgroup__events_frozen(cgroup->dirs[0], frozen);
 }

@@ -205,6 +205,12 @@ static int worker__ensure_row(struct worker *worker, const struct kafka_event *c
 			 admission.limit);
 		return -EDQUOT;
 	}
+	/* auto_pause: a timeout pauses it instead (E2B's autoPause). */
+	if (json_util__bool(spec, "auto_pause", false) &&
+	    storage__sandbox_set_lifecycle(worker->storage, command->sandbox_id, true,
+					   json_util__bool(spec, "auto_resume", false), &err) ==
+		    STORAGE_OK)
+		row->pause_on_timeout = true;
 	return 0;
 }
 
@@ -483,7 +489,7 @@ static int worker__end_sandbox(struct worker *worker, const char *sandbox_id,
 {
 	static const enum storage_sandbox_state from_states[] = {
 		STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_KILLING, STORAGE_SANDBOX_STARTING,
-		STORAGE_SANDBOX_PAUSED
+		STORAGE_SANDBOX_PAUSED, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_RESUMING
 	};
 	struct storage_error err;
 	int rc = STORAGE_ERR_CONFLICT;
@@ -558,6 +564,223 @@ static int worker__update_network(struct worker *worker, const struct kafka_even
 	return rc;
 }
 
+/* ---- pause, resume (jail: cgroup freeze; vm: not yet) ---- */
+
+/* Freezes (paused) or thaws the live sandbox under the table's lock, so a
+ * kill on another thread cannot free it meanwhile. -ENOENT when it is not
+ * on this host, else runtime__set_paused's answer. */
+static int worker__set_paused(struct worker *worker, const char *sandbox_id, bool paused,
+			      char *reason, size_t reason_len)
+{
+	struct live_sandbox *sandbox;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&worker->lock);
+	sandbox = worker__find_locked(worker, sandbox_id);
+	if (sandbox)
+		rc = runtime__set_paused(sandbox->instance, paused, reason, reason_len);
+	else
+		snprintf(reason, reason_len, "sandbox is not on this host");
+	pthread_mutex_unlock(&worker->lock);
+	return rc;
+}
+
+/* Compare-and-set of the row's state (no team check: this host owns it). */
+static int worker__move(struct worker *worker, const char *sandbox_id,
+			enum storage_sandbox_state from, enum storage_sandbox_state to,
+			struct storage_sandbox *out)
+{
+	struct storage_error err;
+	struct storage_sandbox_transition t = {
+		.sandbox_id = sandbox_id, .from = from, .to = to, .slot_index = -1,
+	};
+
+	return storage__sandbox_transition(worker->storage, &t, out, &err);
+}
+
+/* The row's state now; -EAGAIN (PostgreSQL away) or -ENOENT (no row). */
+static int worker__row_state(struct worker *worker, const char *sandbox_id,
+			     enum storage_sandbox_state *state, int64_t *end_at)
+{
+	struct storage_sandbox row = { 0 };
+	struct storage_error err;
+	int rc = storage__sandbox_get_internal(worker->storage, sandbox_id, &row, &err);
+
+	if (rc)
+		return rc == STORAGE_ERR_UNAVAILABLE ? -EAGAIN : -ENOENT;
+	*state = row.state;
+	if (end_at)
+		*end_at = row.end_at;
+	storage__sandbox_clear(&row);
+	return 0;
+}
+
+/* The HTTP status for a sandbox that cannot be paused or resumed from
+ * state: gone (404) or changing (409). */
+static int worker__state_code(enum storage_sandbox_state state)
+{
+	return (STORAGE_STATES_ACTIVE & STORAGE_STATE_BIT(state)) ? 409 : 404;
+}
+
+/* Pauses a sandbox of this host: running -> pausing (the API usually did
+ * it) -> frozen -> paused. A failed freeze is undone (thawed, back to
+ * running). 0 when paused (also: already was); -EAGAIN retry later;
+ * -ESRCH a kill ended it meanwhile; -ENOENT not on this host (or no row);
+ * else not paused. *code and reason say why. */
+static int worker__pause_sandbox(struct worker *worker, const char *sandbox_id, int *code,
+				 char *reason, size_t reason_len)
+{
+	enum storage_sandbox_state state;
+	char ignored[256];
+	int rc = worker__row_state(worker, sandbox_id, &state, NULL);
+
+	*code = 404;
+	if (rc) {
+		snprintf(reason, reason_len, "sandbox not found");
+		return rc;
+	}
+	if (state == STORAGE_SANDBOX_PAUSED)
+		return 0;
+	if (state == STORAGE_SANDBOX_RUNNING) {
+		rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_RUNNING,
+				  STORAGE_SANDBOX_PAUSING, NULL);
+		if (rc == STORAGE_ERR_UNAVAILABLE)
+			return -EAGAIN;
+		if (rc) {
+			*code = 409;
+			snprintf(reason, reason_len, "sandbox changed state while pausing");
+			return -EBUSY;
+		}
+	} else if (state != STORAGE_SANDBOX_PAUSING) {
+		*code = worker__state_code(state);
+		snprintf(reason, reason_len, "sandbox is %s", storage__sandbox_state_name(state));
+		return -EBUSY;
+	}
+	rc = worker__set_paused(worker, sandbox_id, true, reason, reason_len);
+	if (rc) {
+		worker__set_paused(worker, sandbox_id, false, ignored, sizeof(ignored));
+		if (worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSING,
+				 STORAGE_SANDBOX_RUNNING, NULL) == STORAGE_ERR_UNAVAILABLE)
+			log_warn("sandbox %s: left pausing (PostgreSQL away)", sandbox_id);
+		*code = rc == -ENOTSUP ? 501 : rc == -ENOENT ? 404 : 500;
+		return rc;
+	}
+	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED,
+			  NULL);
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		return -EAGAIN; /* frozen; the redelivery freezes again and moves the row */
+	if (rc && worker__row_state(worker, sandbox_id, &state, NULL) == 0 &&
+	    state == STORAGE_SANDBOX_PAUSED)
+		return 0; /* a second pause of it (timeout and command) got there first */
+	if (rc) {
+		/* A kill won the race: it ends the sandbox, the pause has nothing to say. */
+		snprintf(reason, reason_len, "sandbox was ended while pausing");
+		return -ESRCH;
+	}
+	return 0;
+}
+
+/* Resumes a paused sandbox of this host: paused -> resuming (the API
+ * usually did it) -> thawed -> end_at = now + timeout_s -> running.
+ * 0 running (*end_at set); -EAGAIN retry later; else *code and reason. */
+static int worker__resume_sandbox(struct worker *worker, const struct kafka_event *command,
+				  int *code, char *reason, size_t reason_len, int64_t *end_at)
+{
+	const char *sandbox_id = command->sandbox_id;
+	int32_t timeout_s = (int32_t)json_util__int(command->spec, "timeout_s", 0);
+	struct storage_sandbox row = { 0 };
+	struct storage_error err;
+	enum storage_sandbox_state state;
+	int rc = worker__row_state(worker, sandbox_id, &state, end_at);
+
+	*code = 404;
+	if (rc) {
+		snprintf(reason, reason_len, "sandbox not found");
+		return rc;
+	}
+	if (state == STORAGE_SANDBOX_RUNNING)
+		return 0; /* a redelivery of a resume that finished */
+	if (state == STORAGE_SANDBOX_PAUSED) {
+		rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSED,
+				  STORAGE_SANDBOX_RESUMING, NULL);
+		if (rc == STORAGE_ERR_UNAVAILABLE)
+			return -EAGAIN;
+		if (rc) {
+			*code = 409;
+			snprintf(reason, reason_len, "sandbox changed state while resuming");
+			return -EBUSY;
+		}
+	} else if (state != STORAGE_SANDBOX_RESUMING) {
+		*code = worker__state_code(state);
+		snprintf(reason, reason_len, "sandbox is %s", storage__sandbox_state_name(state));
+		return -EBUSY;
+	}
+	rc = worker__set_paused(worker, sandbox_id, false, reason, reason_len);
+	if (rc) {
+		if (worker__move(worker, sandbox_id, STORAGE_SANDBOX_RESUMING,
+				 STORAGE_SANDBOX_PAUSED, NULL) == STORAGE_ERR_UNAVAILABLE)
+			log_warn("sandbox %s: left resuming (PostgreSQL away)", sandbox_id);
+		*code = rc == -ENOENT ? 404 : 500;
+		return rc;
+	}
+	/* The new deadline before `running`, so expiry never sees the old one. */
+	if (timeout_s > 0 && storage__sandbox_set_timeout(worker->storage, command->team_id,
+							  sandbox_id, timeout_s, NULL, &err) ==
+				     STORAGE_ERR_UNAVAILABLE)
+		return -EAGAIN;
+	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_RESUMING, STORAGE_SANDBOX_RUNNING,
+			  &row);
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		return -EAGAIN; /* thawed; the redelivery thaws again and moves the row */
+	if (rc && worker__row_state(worker, sandbox_id, &state, end_at) == 0 &&
+	    state == STORAGE_SANDBOX_RUNNING)
+		return 0; /* another resume of it got there first */
+	if (rc) {
+		snprintf(reason, reason_len, "sandbox was ended while resuming");
+		return -ESRCH;
+	}
+	*end_at = row.end_at;
+	storage__sandbox_clear(&row);
+	return 0;
+}
+
+static int worker__pause(struct worker *worker, const struct kafka_event *command)
+{
+	char reason[512] = "";
+	int code = 500;
+	int rc = worker__pause_sandbox(worker, command->sandbox_id, &code, reason, sizeof(reason));
+
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc) {
+		log_info("sandbox %s: not paused: %s", command->sandbox_id, reason);
+		return worker__finish(worker, command, KAFKA_EVENT_FAILED,
+				      worker__failure(command, code, reason));
+	}
+	log_info("sandbox %s: paused", command->sandbox_id);
+	return worker__finish(worker, command, KAFKA_EVENT_PAUSED, json_object());
+}
+
+static int worker__resume(struct worker *worker, const struct kafka_event *command)
+{
+	char reason[512] = "", end_at_text[32];
+	int64_t end_at = 0;
+	int code = 500;
+	int rc = worker__resume_sandbox(worker, command, &code, reason, sizeof(reason), &end_at);
+
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc) {
+		log_info("sandbox %s: not resumed: %s", command->sandbox_id, reason);
+		return worker__finish(worker, command, KAFKA_EVENT_FAILED,
+				      worker__failure(command, code, reason));
+	}
+	log_info("sandbox %s: resumed", command->sandbox_id);
+	clock__format_rfc3339(end_at, end_at_text);
+	return worker__finish(worker, command, KAFKA_EVENT_RESUMED,
+			      json_pack("{s:s}", "end_at", end_at_text));
+}
+
 int worker__handle_command(struct worker *worker, const struct kafka_event *command)
 {
 	switch (command->type) {
@@ -572,11 +795,9 @@ int worker__handle_command(struct worker *worker, const struct kafka_event *comm
 	case KAFKA_EVENT_UPDATE_NETWORK:
 		return worker__update_network(worker, command);
 	case KAFKA_EVENT_PAUSE:
+		return worker__pause(worker, command);
 	case KAFKA_EVENT_RESUME:
-		return worker__finish(worker, command, KAFKA_EVENT_FAILED,
-				      worker__failure(command, 409,
-						      "pause and resume are not supported by "
-						      "this runtime yet"));
+		return worker__resume(worker, command);
 	default:
 		log_warn("request %s: %s is not a command; ignored", command->request_id,
 			 kafka_event__type_name(command->type));
@@ -585,6 +806,34 @@ int worker__handle_command(struct worker *worker, const struct kafka_event *comm
 }
 
 /* ---- housekeeping ---- */
+
+/* onTimeout: pause. True when the sandbox was paused (a `paused` event is
+ * published) or must be tried again later; false when it could not be
+ * paused and is to be ended like any other timeout. */
+static bool worker__timeout_pause(struct worker *worker, const struct storage_sandbox *row)
+{
+	struct kafka_event command = { .version = KAFKA_EVENT_VERSION, .type = KAFKA_EVENT_PAUSE };
+	char reason[512] = "";
+	int code;
+	int rc = worker__pause_sandbox(worker, row->id, &code, reason, sizeof(reason));
+
+	if (rc == -EAGAIN)
+		return true;
+	if (rc == -ESRCH)
+		return true; /* a kill ended it meanwhile */
+	if (rc) {
+		log_warn("sandbox %s: the timeout could not pause it (%s); ending it", row->id,
+			 reason);
+		return false;
+	}
+	log_info("sandbox %s: timed out, paused (onTimeout: pause)", row->id);
+	ids__uuid(command.request_id);
+	snprintf(command.team_id, sizeof(command.team_id), "%s", row->team_id);
+	snprintf(command.sandbox_id, sizeof(command.sandbox_id), "%s", row->id);
+	worker__publish(worker, &command, KAFKA_EVENT_PAUSED,
+			json_pack("{s:s}", "reason", "timeout"));
+	return true;
+}
 
 #define WORKER_EXITED_PER_PASS 16
 
@@ -639,6 +888,8 @@ void worker__housekeeping(struct worker *worker)
 			struct kafka_event command = { .version = KAFKA_EVENT_VERSION,
 						       .type = KAFKA_EVENT_KILL };
 
+			if (row->pause_on_timeout && worker__timeout_pause(worker, row))
+				continue; /* paused (or retried on the next round) */
 			if (worker__end_sandbox(worker, row->id, STORAGE_SANDBOX_TIMED_OUT,
 						"timeout") != 0)
 				continue;
@@ -684,12 +935,16 @@ int worker__reconcile(struct worker *worker)
 	/* A previous process of this worker may have left sandboxes running; we
 	 * hold no handles on them, so they are stopped and their rows ended.
 	 * Rows still `starting` are left: their create was not committed and
-	 * Kafka delivers it again. */
+	 * Kafka delivers it again. Paused (and pausing/resuming) jail sandboxes
+	 * end the same way, as failed: their frozen processes died with the
+	 * reap and only ever lived in memory (workers/README.md, "Pause"). */
 	reaped = runtime__reap_orphans(worker->runtime, NULL, 0);
 	if (storage__sandbox_list_by_host(worker->storage, worker->host_id,
 					  STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
 						  STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED),
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) |
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING),
 					  &rows, &err) != STORAGE_OK) {
 		log_error("reconcile: listing this host's sandboxes failed: %s", err.message);
 		return -EAGAIN;
@@ -701,7 +956,9 @@ int worker__reconcile(struct worker *worker)
 			.to = rows.items[i].state == STORAGE_SANDBOX_KILLING ? STORAGE_SANDBOX_KILLED
 									     : STORAGE_SANDBOX_FAILED,
 			.slot_index = -1,
-			.failure_reason = "lost: the worker restarted",
+			.failure_reason = rows.items[i].state == STORAGE_SANDBOX_PAUSED
+						  ? "lost: the worker restarted while it was paused"
+						  : "lost: the worker restarted",
 		};
 		if (storage__sandbox_transition(worker->storage, &t, NULL, &err) == STORAGE_OK)
 			lost++;

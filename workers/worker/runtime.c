@@ -199,6 +199,29 @@ void runtime__stop(struct runtime_instance *instance)
 	free(instance);
 }
 
+int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err,
+			size_t err_len)
+{
+	int timeout_ms = (int)config__get_int("pause_timeout_ms", 5000);
+	int rc;
+
+	if (!instance || !instance->jail) {
+		snprintf(err, err_len, "pause is not supported by the vm runtime yet "
+			 "(no VMM snapshot/restore); only jail sandboxes can be paused");
+		return -ENOTSUP;
+	}
+	rc = jail__freeze(instance->jail, paused, timeout_ms);
+	if (rc == -ENOTSUP)
+		snprintf(err, err_len, "this host has no cgroup v2 freezer for jail sandboxes");
+	else if (rc == -ETIMEDOUT)
+		snprintf(err, err_len, "the sandbox did not %s within %d ms",
+			 paused ? "freeze" : "thaw", timeout_ms);
+	else if (rc)
+		snprintf(err, err_len, "%s failed: %s", paused ? "freezing" : "thawing",
+			 strerror(-rc));
+	return rc;
+}
+
 int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count)
 {
 	char **ids = NULL;

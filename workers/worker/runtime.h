@@ -39,6 +39,12 @@ bool runtime__exited(struct runtime_instance *instance, char *why, size_t why_le
 int runtime__set_hostname(struct runtime_instance *instance, const char *hostname);
 /* Stops everything of the sandbox and frees the instance. Idempotent. */
 void runtime__stop(struct runtime_instance *instance);
+/* Pauses (paused=true) or resumes a sandbox in place. jail: freezes or
+ * thaws its cgroup (memory stays resident, processes and files stay on
+ * this host). vm: -ENOTSUP (no VMM snapshot/restore yet). Idempotent;
+ * 0 or -errno with the reason in err. */
+int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err,
+			size_t err_len);
 /* Kills what is left of sandboxes a previous worker process on this host
  * started, except those in keep (count ids). Returns how many it killed. */
 int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count);

@@ -99,6 +99,15 @@ void jail__destroy(struct jail *jail);
  * cgroup (memory.max on v2, memory.limit_in_bytes on v1). 0 or -errno. */
 int jail__memory_limit(const struct jail *jail, uint64_t *bytes);
 
+/* Pause (frozen=true) or resume: freezes or thaws every process of the
+ * sandbox with the cgroup v2 freezer and waits up to timeout_ms until the
+ * kernel reports it done. Processes, memory and files stay on the host.
+ * Idempotent. 0, -ENOTSUP (no v2 cgroup directory), -ESRCH (stopped),
+ * -ETIMEDOUT or -errno. */
+int jail__freeze(struct jail *jail, bool frozen, int timeout_ms);
+/* Whether the sandbox is frozen now (cgroup.events). 0 or -errno. */
+int jail__frozen(const struct jail *jail, bool *frozen);
+
 /* Reconciliation after a worker restart: the ids of sandboxes with a state
  * dir under state_dir or a cgroup under cgroup_parent (NULL: defaults).
  * *ids is malloc'ed, each id too (jail__free_ids). 0 or -errno. */
