@@ -495,6 +495,15 @@ static enum MHD_Result handlers__list(struct api_request *r, struct storage_pool
 	}
 	filter.metadata = metadata;
 	filter.limit = STORAGE_PAGE_LIMIT_MAX;
+	if (query__template(request__query(r, "template"), &filter.template_id, &error) ||
+	    query__time("startedAfter", request__query(r, "startedAfter"), &filter.started_after_ms,
+			&error) ||
+	    query__time("startedBefore", request__query(r, "startedBefore"),
+			&filter.started_before_ms, &error) ||
+	    query__order(request__query(r, "order"), &filter.ascending, &error)) {
+		ret = request__error(r, error.status, "%s", error.message);
+		goto out;
+	}
 	if (v2) {
 		/* ?state= may repeat and may hold a comma list. */
 		MHD_get_connection_values(r->connection, MHD_GET_ARGUMENT_KIND, handlers__state_arg,
@@ -691,7 +700,7 @@ static enum MHD_Result handlers__network(struct api_request *r, struct storage_p
 	body = validate__parse_body(r->body, r->body_len, &error);
 	if (!body)
 		return request__error(r, error.status, "%s", error.message);
-	if (validate__network_rules(body, true, &rules, &error)) {
+	if (validate__network_update(body, &rules, &error)) {
 		json_decref(body);
 		return request__error(r, error.status, "%s", error.message);
 	}

@@ -291,7 +291,8 @@ int storage__sandbox_list(struct storage_pool *pool, const char *team_id,
 			  const struct storage_sandbox_filter *filter,
 			  struct storage_sandbox_list *out, struct storage_error *err)
 {
-	char states[128], created_us_text[24], limit_text[16];
+	char states[128], created_us_text[24], limit_text[16], after_text[24] = "",
+		before_text[24] = "";
 	char after_id[STORAGE_SANDBOX_ID_LEN + 1] = "";
 	char *metadata = NULL;
 	int64_t created_us = 0;
@@ -316,10 +317,18 @@ int storage__sandbox_list(struct storage_pool *pool, const char *team_id,
 	storage__state_array(filter ? filter->states : 0, states, sizeof(states));
 	snprintf(created_us_text, sizeof(created_us_text), "%lld", (long long)created_us);
 	snprintf(limit_text, sizeof(limit_text), "%d", limit + 1);
+	if (filter && filter->started_after_ms > 0)
+		snprintf(after_text, sizeof(after_text), "%lld", (long long)filter->started_after_ms);
+	if (filter && filter->started_before_ms > 0)
+		snprintf(before_text, sizeof(before_text), "%lld", (long long)filter->started_before_ms);
 	{
 		const char *params[] = { team_id, states, metadata ? metadata : "{}",
 					 paged ? created_us_text : NULL, paged ? after_id : NULL,
-					 limit_text };
+					 limit_text,
+					 filter && filter->template_id ? filter->template_id : NULL,
+					 after_text[0] ? after_text : NULL,
+					 filter && filter->ascending ? "true" : "false",
+					 before_text[0] ? before_text : NULL };
 
 		rc = storage__sandbox_list_run(pool, STMT_SANDBOX_LIST, params, limit, out, err);
 	}

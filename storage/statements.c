@@ -17,6 +17,32 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 		" t.creation_rate_per_s, t.egress_connections, t.max_timeout_s"
 		" FROM tiers t WHERE t.name = $2 RETURNING " TEAM_COLUMNS, 2, false },
 	[STMT_PING] = { "ping", "SELECT 1", 0, true },
+
+	/* ---- sandbox metrics (migrations/0003_sandbox_metrics.sql) ---- */
+	[STMT_METRICS_INSERT] = { "metrics_insert",
+		"INSERT INTO sandbox_metrics (sandbox_id, at, cpu_count, cpu_used_pct, mem_used,"
+		" mem_total, mem_cache, disk_used, disk_total) VALUES ($1,"
+		" 'epoch'::timestamptz + $2::int8 * interval '1 millisecond', $3::int, $4::real,"
+		" $5::int8, $6::int8, $7::int8, $8::int8, $9::int8)"
+		" ON CONFLICT (sandbox_id, at) DO NOTHING", 9, true },
+	[STMT_METRICS_LIST] = { "metrics_list",
+		"SELECT m.sandbox_id, " MS("m.at") ", m.cpu_count, m.cpu_used_pct, m.mem_used,"
+		" m.mem_total, m.mem_cache, m.disk_used, m.disk_total"
+		" FROM sandbox_metrics m JOIN sandboxes s ON s.id = m.sandbox_id"
+		" WHERE m.sandbox_id = $1 AND s.team_id = $2::uuid"
+		" AND m.at >= 'epoch'::timestamptz + $3::int8 * interval '1 millisecond'"
+		" AND m.at <= 'epoch'::timestamptz + $4::int8 * interval '1 millisecond'"
+		" ORDER BY m.at LIMIT $5::int", 5, true },
+	[STMT_METRICS_LATEST] = { "metrics_latest",
+		"SELECT DISTINCT ON (m.sandbox_id) m.sandbox_id, " MS("m.at") ", m.cpu_count,"
+		" m.cpu_used_pct, m.mem_used, m.mem_total, m.mem_cache, m.disk_used, m.disk_total"
+		" FROM sandbox_metrics m JOIN sandboxes s ON s.id = m.sandbox_id"
+		" WHERE s.team_id = $1::uuid AND m.sandbox_id = ANY ($2::text[])"
+		" AND s.state IN ('starting', 'running', 'paused', 'killing')"
+		" ORDER BY m.sandbox_id, m.at DESC", 2, true },
+	[STMT_METRICS_PRUNE] = { "metrics_prune",
+		"DELETE FROM sandbox_metrics WHERE at < now() - $1::int8 * interval '1 second'", 1,
+		true },
 	[STMT_TEAM_GET] = { "team_get",
 		"SELECT " TEAM_COLUMNS " FROM teams WHERE teams.id = $1", 1, true },
 	[STMT_TEAM_GET_BY_NAME] = { "team_get_by_name",
@@ -124,9 +150,15 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 	[STMT_SANDBOX_LIST] = { "sandbox_list",
 		"SELECT " SANDBOX_COLUMNS " FROM sandboxes WHERE team_id = $1::uuid"
 		" AND state = ANY ($2::text[]) AND metadata @> $3::jsonb"
-		" AND ($4::int8 IS NULL OR (created_at, id) <"
+		" AND ($4::int8 IS NULL OR (NOT $9::bool AND (created_at, id) <"
 		"  ('epoch'::timestamptz + $4::int8 * interval '1 microsecond', $5::text))"
-		" ORDER BY created_at DESC, id DESC LIMIT $6::int", 6, true },
+		"  OR ($9::bool AND (created_at, id) >"
+		"  ('epoch'::timestamptz + $4::int8 * interval '1 microsecond', $5::text)))"
+		" AND ($7::text IS NULL OR template_id = $7::text)"
+		" AND ($8::int8 IS NULL OR created_at >= 'epoch'::timestamptz + $8::int8 * interval '1 millisecond')"
+		" AND ($10::int8 IS NULL OR created_at <= 'epoch'::timestamptz + $10::int8 * interval '1 millisecond')"
+		" ORDER BY CASE WHEN $9::bool THEN created_at END, CASE WHEN $9::bool THEN id END,"
+		"  created_at DESC, id DESC LIMIT $6::int", 10, true },
 	[STMT_SANDBOX_COUNT_ACTIVE] = { "sandbox_count_active",
 		"SELECT count(*) FROM sandboxes WHERE team_id = $1::uuid"
 		" AND state IN ('starting', 'running')", 1, true },

@@ -331,6 +331,10 @@ struct storage_sandbox_filter {
 	const json_t *metadata;   /* NULL or an object every result contains (@>) */
 	int limit;                /* 1..100; <= 0 means 100 */
 	const char *page_token;   /* NULL/"" for the first page */
+	const char *template_id;  /* NULL or a template id: only its sandboxes */
+	int64_t started_after_ms; /* > 0: only sandboxes created at or after it */
+	int64_t started_before_ms; /* > 0: only sandboxes created at or before it */
+	bool ascending;           /* oldest first (E2B's order=asc); default newest */
 };
 
 struct storage_sandbox_list {
@@ -339,8 +343,9 @@ struct storage_sandbox_list {
 	char next_token[STORAGE_PAGE_TOKEN_MAX]; /* "" on the last page */
 };
 
-/* A team's sandboxes, newest first, keyset-paginated. INVALID for a bad
- * token or limit > 100. Free with storage__sandbox_list_free. */
+/* A team's sandboxes, newest first (oldest with filter->ascending),
+ * keyset-paginated over (created_at, id); a page token is only valid with
+ * the order it was made for. INVALID for a bad token or limit > 100. Free with storage__sandbox_list_free. */
 int storage__sandbox_list(struct storage_pool *pool, const char *team_id,
 			  const struct storage_sandbox_filter *filter,
 			  struct storage_sandbox_list *out, struct storage_error *err);
@@ -382,6 +387,40 @@ int storage__sandbox_events_list(struct storage_pool *pool, const char *sandbox_
 				 int64_t after_id, int limit, struct storage_sandbox_event **out,
 				 size_t *count, struct storage_error *err);
 void storage__sandbox_events_free(struct storage_sandbox_event *events, size_t count);
+
+/* ---- sandbox metrics (resource samples, a bounded window) ---- */
+
+#define STORAGE_METRICS_LIST_MAX 10000 /* samples one list answers at most */
+
+struct storage_sandbox_metric {
+	char sandbox_id[STORAGE_SANDBOX_ID_LEN + 1];
+	int64_t at;          /* ms since the epoch */
+	int32_t cpu_count;
+	double cpu_used_pct; /* 0..100 * cpu_count */
+	int64_t mem_used, mem_total, mem_cache; /* bytes */
+	int64_t disk_used, disk_total;          /* bytes */
+};
+
+/* Stores one sample (a second one with the same sandbox and time is
+ * ignored). INVALID for a bad id or a negative figure. */
+int storage__sandbox_metric_insert(struct storage_pool *pool,
+				   const struct storage_sandbox_metric *sample,
+				   struct storage_error *err);
+/* Samples of team_id's sandbox taken in [start_ms, end_ms], oldest first,
+ * at most STORAGE_METRICS_LIST_MAX (*out malloc'ed, NULL when none). */
+int storage__sandbox_metrics_list(struct storage_pool *pool, const char *team_id,
+				  const char *sandbox_id, int64_t start_ms, int64_t end_ms,
+				  struct storage_sandbox_metric **out, size_t *count,
+				  struct storage_error *err);
+/* The newest sample of each of ids (count 1..100) that is a live sandbox
+ * of team_id; ids without a sample are left out. */
+int storage__sandbox_metrics_latest(struct storage_pool *pool, const char *team_id,
+				    const char *const *ids, size_t id_count,
+				    struct storage_sandbox_metric **out, size_t *count,
+				    struct storage_error *err);
+/* Deletes samples older than keep_s seconds; *deleted (may be NULL). */
+int storage__sandbox_metrics_prune(struct storage_pool *pool, int64_t keep_s, int64_t *deleted,
+				   struct storage_error *err);
 
 /* ---- requests (idempotency) ---- */
 
