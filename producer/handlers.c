@@ -829,6 +829,79 @@ static enum MHD_Result handlers__pause(struct api_request *r, struct storage_poo
 	return request__error(r, 409, "pause is not supported by this runtime");
 }
 
+/* ---- GET /sandboxes/{id}/metrics, GET /sandboxes/metrics ---- */
+
+/* The samples of one sandbox in [start, end] (Unix seconds; default: its
+ * creation to now), oldest first: the SDK's getMetrics({start, end}). */
+static enum MHD_Result handlers__metrics(struct api_request *r, struct storage_pool *pool)
+{
+	struct storage_sandbox_metric *samples = NULL;
+	int64_t start_s, end_s, start_ms, end_ms;
+	struct api_error error;
+	struct storage_error e;
+	enum MHD_Result ret;
+	json_t *items;
+	size_t count = 0;
+
+	if (query__unix_seconds("start", request__query(r, "start"), &start_s, &error) ||
+	    query__unix_seconds("end", request__query(r, "end"), &end_s, &error))
+		return request__error(r, error.status, "%s", error.message);
+	if (start_s >= 0 && end_s >= 0 && start_s > end_s)
+		return request__error(r, 400, "start must not be after end");
+	if (!handlers__load_sandbox(r, pool, &ret))
+		return ret;
+	start_ms = start_s >= 0 ? start_s * 1000 : r->sandbox.created_at;
+	end_ms = end_s >= 0 ? end_s * 1000 + 999 : clock__realtime_ms();
+	if (storage__sandbox_metrics_list(pool, r->team.id, r->sandbox.id, start_ms, end_ms,
+					  &samples, &count, &e))
+		return request__storage_error(r, &e);
+	items = json_array();
+	for (size_t i = 0; items && i < count; i++)
+		json_array_append_new(items, render__metric(&samples[i]));
+	free(samples);
+	if (!items)
+		return request__error(r, 500, "out of memory");
+	return request__json(r, 200, items, NULL);
+}
+
+/* {"sandboxes": {id: newest SandboxMetric}} for ?sandbox_ids=a,b (the
+ * team's live sandboxes among them that have a sample). */
+static enum MHD_Result handlers__metrics_list(struct api_request *r, struct storage_pool *pool)
+{
+	struct storage_sandbox_metric *samples = NULL;
+	char (*ids)[24] = calloc(STORAGE_PAGE_LIMIT_MAX, sizeof(*ids));
+	const char *id_list[STORAGE_PAGE_LIMIT_MAX];
+	size_t id_count = 0, count = 0;
+	struct api_error error;
+	struct storage_error e;
+	enum MHD_Result ret;
+	json_t *by_id;
+
+	if (!ids)
+		return request__error(r, 500, "out of memory");
+	if (query__sandbox_ids(request__query(r, "sandbox_ids"), ids, STORAGE_PAGE_LIMIT_MAX,
+			       &id_count, &error)) {
+		ret = request__error(r, error.status, "%s", error.message);
+		goto out;
+	}
+	for (size_t i = 0; i < id_count; i++)
+		id_list[i] = ids[i];
+	if (storage__sandbox_metrics_latest(pool, r->team.id, id_list, id_count, &samples, &count,
+					    &e)) {
+		ret = request__storage_error(r, &e);
+		goto out;
+	}
+	by_id = json_object();
+	for (size_t i = 0; by_id && i < count; i++)
+		json_object_set_new(by_id, samples[i].sandbox_id, render__metric(&samples[i]));
+	ret = by_id ? request__json(r, 200, json_pack("{s:o}", "sandboxes", by_id), NULL)
+		    : request__error(r, 500, "out of memory");
+out:
+	free(samples);
+	free(ids);
+	return ret;
+}
+
 /* ---- dispatch ---- */
 
 static bool handlers__authenticate(struct api_request *r, struct storage_pool *pool,
@@ -919,6 +992,14 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 		return handlers__network(r, pool);
 	case API_ROUTE_CONNECT:
 		return handlers__connect(r, pool);
+	case API_ROUTE_METRICS:
+		return handlers__metrics(r, pool);
+	case API_ROUTE_METRICS_LIST:
+		return handlers__metrics_list(r, pool);
+	case API_ROUTE_UNIMPLEMENTED:
+		return request__error(r, 501, "%s is not implemented by warren (%s %.100s)",
+				      r->route.feature ? r->route.feature : "this route", r->method,
+				      r->path);
 	default:
 		return request__error(r, 404, "no such endpoint");
 	}

@@ -443,7 +443,7 @@ static void test_list_pagination_and_filters(void **state)
 	assert_int_equal(json_array_size(list), 5);
 	json_decref(list);
 	expect_error("GET", "/v2/sandboxes?state=bogus", key_c, NULL, 400,
-		     "unknown sandbox state \"bogus\"");
+		     "state must be \"running\" or \"paused\", not \"bogus\"");
 	expect_error("GET", "/v2/sandboxes?limit=101", key_c, NULL, 400,
 		     "limit must be an integer from 1 to 100");
 	expect_error("GET", "/v2/sandboxes?nextToken=garbage", key_c, NULL, 400, "invalid nextToken");
