@@ -252,6 +252,7 @@ int main(void)
 	while (!atomic_load(&worker->stopping)) {
 		struct timespec pause = { 0, 200 * 1000 * 1000 };
 		worker__housekeeping(worker);
+		worker__sample_metrics(worker);
 		nanosleep(&pause, NULL);
 	}
 	log_info("shutting down: finishing the commands in hand");

@@ -20,6 +20,7 @@ struct runtime_instance {
 	enum runtime_kind kind;
 	struct jail *jail;
 	struct runtime_vm *vm;
+	uint32_t vcpus;
 };
 
 const char *runtime__name(enum runtime_kind kind)
@@ -90,6 +91,7 @@ static struct runtime_instance *runtime__start_jail(const struct runtime_start *
 	}
 	instance->kind = RUNTIME_JAIL;
 	instance->jail = jail;
+	instance->vcpus = spec->vcpus;
 	return instance;
 }
 
@@ -112,6 +114,7 @@ struct runtime_instance *runtime__start(enum runtime_kind kind, const struct run
 	}
 	instance->kind = RUNTIME_VM;
 	instance->vm = vm;
+	instance->vcpus = spec->vcpus;
 	return instance;
 }
 
@@ -124,6 +127,29 @@ void runtime__stop(struct runtime_instance *instance)
 	if (instance->vm)
 		runtime_vm__stop(instance->vm);
 	free(instance);
+}
+
+int runtime__usage(const struct runtime_instance *instance, struct runtime_usage *out)
+{
+	struct jail_usage usage;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (!instance)
+		return -EINVAL;
+	if (!instance->jail)
+		return -ENOTSUP;
+	ret = jail__usage(instance->jail, &usage);
+	if (ret)
+		return ret;
+	out->cpu_count = instance->vcpus;
+	out->cpu_usec = usage.cpu_usec;
+	out->mem_used_bytes = usage.mem_used_bytes;
+	out->mem_cache_bytes = usage.mem_cache_bytes;
+	out->mem_total_bytes = usage.mem_limit_bytes;
+	out->disk_used_bytes = usage.disk_used_bytes;
+	out->disk_total_bytes = usage.disk_total_bytes;
+	return 0;
 }
 
 int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count)

@@ -32,6 +32,19 @@ struct runtime_instance *runtime__start(enum runtime_kind kind, const struct run
 					char *err, size_t err_len);
 /* Stops everything of the sandbox and frees the instance. Idempotent. */
 void runtime__stop(struct runtime_instance *instance);
+/* What a sandbox uses now (the worker's metrics samples). */
+struct runtime_usage {
+	uint32_t cpu_count;       /* vCPUs it was given */
+	uint64_t cpu_usec;        /* CPU time consumed since it started (monotonic) */
+	uint64_t mem_used_bytes;  /* excluding page cache */
+	uint64_t mem_cache_bytes;
+	uint64_t mem_total_bytes; /* its memory limit */
+	uint64_t disk_used_bytes, disk_total_bytes; /* writable layer; 0/0 when unknown */
+};
+
+/* Reads the usage of a running sandbox. 0, -ENOTSUP for the vm runtime
+ * (not sampled yet), or -errno. */
+int runtime__usage(const struct runtime_instance *instance, struct runtime_usage *out);
 /* Kills what is left of sandboxes a previous worker process on this host
  * started, except those in keep (count ids). Returns how many it killed. */
 int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count);

@@ -23,6 +23,8 @@ struct live_sandbox {
 	int slot;                        /* -1: none */
 	struct net_slot_info slot_info;
 	struct runtime_instance *instance;
+	uint64_t metrics_cpu_usec;       /* CPU time at the last sample (metrics.c) */
+	int64_t metrics_at_ms;           /* realtime of it; 0: none yet */
 	struct live_sandbox *next;
 };
 
@@ -47,6 +49,7 @@ struct worker {
 	int live_count;
 	atomic_bool stopping;
 	uint64_t last_heartbeat_ms;         /* main thread only (housekeeping) */
+	int64_t last_metrics_prune_ms;      /* main thread only (metrics.c) */
 };
 
 /* Handles one decoded command. Returns 0 when its outcome is durable (the
@@ -59,6 +62,11 @@ int worker__handle_command(struct worker *worker, const struct kafka_event *comm
 void worker__housekeeping(struct worker *worker);
 /* At start: kills orphans of a previous process, marks lost sandboxes. */
 int worker__reconcile(struct worker *worker);
+/* Samples the usage of every live sandbox whose last sample is at least
+ * the setting metrics_interval_ms old (default 5000; 0 turns sampling off)
+ * and stores it in PostgreSQL; once a minute deletes samples older than
+ * metrics_retention_s (default 86400). Main thread only (metrics.c). */
+void worker__sample_metrics(struct worker *worker);
 /* Stops every live sandbox (on shutdown) and marks them killed. */
 void worker__stop_all(struct worker *worker, const char *reason);
 

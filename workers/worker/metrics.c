@@ -1,0 +1,107 @@
+/* metrics: the resource samples behind GET /sandboxes/{id}/metrics. The
+ * main thread reads each live sandbox's usage from its runtime (the jail's
+ * cgroup and disk image) every metrics_interval_ms, turns the CPU time
+ * consumed since the previous sample into a percentage, and stores the
+ * sample; it prunes samples past metrics_retention_s once a minute. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "warren/clock.h"
+#include "warren/config.h"
+#include "warren/log.h"
+#include "worker.h"
+
+#define METRICS_PRUNE_EVERY_MS 60000
+
+/* CPU use between two readings as a percentage of one CPU (0..100 *
+ * cpu_count), as E2B reports it. 0 when the clock did not move. */
+static double metrics__cpu_pct(uint64_t usec_before, uint64_t usec_now, int64_t ms_before,
+			       int64_t ms_now, uint32_t cpu_count)
+{
+	double pct, wall_usec = (double)(ms_now - ms_before) * 1000.0;
+	double cap = 100.0 * (cpu_count ? cpu_count : 1);
+
+	if (ms_now <= ms_before || usec_now < usec_before)
+		return 0;
+	pct = (double)(usec_now - usec_before) * 100.0 / wall_usec;
+	return pct > cap ? cap : pct;
+}
+
+/* Fills one sample of s when it is due (the first reading only sets the
+ * baseline). Called with worker->lock held: s->instance cannot be torn
+ * down meanwhile. true when *out holds a sample to store. */
+static bool metrics__take(struct live_sandbox *s, int64_t now_ms, int64_t interval_ms,
+			  struct storage_sandbox_metric *out)
+{
+	struct runtime_usage usage;
+	bool had_baseline = s->metrics_at_ms > 0;
+
+	if (had_baseline && now_ms - s->metrics_at_ms < interval_ms)
+		return false;
+	if (runtime__usage(s->instance, &usage))
+		return false;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->sandbox_id, sizeof(out->sandbox_id), "%s", s->id);
+	out->at = now_ms;
+	out->cpu_count = (int32_t)usage.cpu_count;
+	out->cpu_used_pct = metrics__cpu_pct(s->metrics_cpu_usec, usage.cpu_usec, s->metrics_at_ms,
+					     now_ms, usage.cpu_count);
+	out->mem_used = (int64_t)(usage.mem_used_bytes & INT64_MAX);
+	out->mem_total = (int64_t)(usage.mem_total_bytes & INT64_MAX);
+	out->mem_cache = (int64_t)(usage.mem_cache_bytes & INT64_MAX);
+	out->disk_used = (int64_t)(usage.disk_used_bytes & INT64_MAX);
+	out->disk_total = (int64_t)(usage.disk_total_bytes & INT64_MAX);
+	s->metrics_cpu_usec = usage.cpu_usec;
+	s->metrics_at_ms = now_ms;
+	return had_baseline;
+}
+
+static void metrics__prune(struct worker *worker, int64_t now_ms)
+{
+	int64_t keep_s = config__get_int("metrics_retention_s", 86400), deleted = 0;
+	struct storage_error err;
+
+	if (now_ms - worker->last_metrics_prune_ms < METRICS_PRUNE_EVERY_MS)
+		return;
+	worker->last_metrics_prune_ms = now_ms;
+	if (storage__sandbox_metrics_prune(worker->storage, keep_s > 0 ? keep_s : 0, &deleted,
+					   &err))
+		log_warn("metrics: pruning samples older than %lld s failed: %s",
+			 (long long)keep_s, err.message);
+	else if (deleted > 0)
+		log_info("metrics: pruned %lld samples older than %lld s", (long long)deleted,
+			 (long long)keep_s);
+}
+
+void worker__sample_metrics(struct worker *worker)
+{
+	int64_t interval_ms = config__get_int("metrics_interval_ms", 5000);
+	int64_t now_ms = clock__realtime_ms();
+	struct storage_sandbox_metric *samples;
+	size_t count = 0, capacity;
+
+	if (interval_ms <= 0 || !worker->storage)
+		return;
+	if (interval_ms < 500)
+		interval_ms = 500;
+	pthread_mutex_lock(&worker->lock);
+	capacity = worker->live_count > 0 ? (size_t)worker->live_count : 0;
+	samples = capacity ? calloc(capacity, sizeof(*samples)) : NULL;
+	for (struct live_sandbox *s = worker->sandboxes; samples && s && count < capacity;
+	     s = s->next)
+		if (metrics__take(s, now_ms, interval_ms, &samples[count]))
+			count++;
+	pthread_mutex_unlock(&worker->lock);
+	for (size_t i = 0; i < count; i++) {
+		struct storage_error err;
+
+		/* A sandbox that ended meanwhile may have no row to refer to
+		 * any more: dropping its last sample is fine. */
+		if (storage__sandbox_metric_insert(worker->storage, &samples[i], &err))
+			log_debug("metrics: sample of %s not stored: %s", samples[i].sandbox_id,
+				  err.message);
+	}
+	free(samples);
+	metrics__prune(worker, now_ms);
+}
