@@ -831,8 +831,8 @@ static enum MHD_Result handlers__pause(struct api_request *r, struct storage_poo
 
 /* ---- GET /sandboxes/{id}/metrics, GET /sandboxes/metrics ---- */
 
-/* The samples of one sandbox in [start, end] (Unix seconds; default: its
- * creation to now), oldest first: the SDK's getMetrics({start, end}). */
+/* The samples of one sandbox in [start, end] (Unix seconds; default: all
+ * that are kept, up to now), oldest first: the SDK's getMetrics({start, end}). */
 static enum MHD_Result handlers__metrics(struct api_request *r, struct storage_pool *pool)
 {
 	struct storage_sandbox_metric *samples = NULL;
@@ -850,7 +850,7 @@ static enum MHD_Result handlers__metrics(struct api_request *r, struct storage_p
 		return request__error(r, 400, "start must not be after end");
 	if (!handlers__load_sandbox(r, pool, &ret))
 		return ret;
-	start_ms = start_s >= 0 ? start_s * 1000 : r->sandbox.created_at;
+	start_ms = start_s >= 0 ? start_s * 1000 : 0;
 	end_ms = end_s >= 0 ? end_s * 1000 + 999 : clock__realtime_ms();
 	if (storage__sandbox_metrics_list(pool, r->team.id, r->sandbox.id, start_ms, end_ms,
 					  &samples, &count, &e))
