@@ -1,0 +1,105 @@
+"""e2e (labels e2e, api): the E2B surface beyond create/kill with the npm e2b
+SDK as the client against the real warren-api, Kafka, warren-worker (jail
+runtime, real slots) and PostgreSQL: getMetrics of a sandbox running a CPU
+loop (the worker's cgroup and disk samples), list filters, a clear 501 for a
+call warren does not implement, and updateNetwork({allowInternetAccess})
+cutting egress.
+
+The egress target is a test server on a documentation address
+(198.51.100.77) inside a namespace this test creates, reached from the host
+through one veth and a /32 route: nothing leaves the machine."""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stack import Stack, check, check_count, wait_for  # noqa: E402
+
+SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
+SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "warren")), "npm-e2b", SDK_VERSION)
+TARGET = "198.51.100.77"
+PORT = 18080
+
+
+def ip(*args, check_rc=True):
+    return subprocess.run(["ip", *args], check=check_rc, capture_output=True, text=True)
+
+
+class TestServer:
+    """A namespace surfi<pid> holding a TCP server on TARGET:PORT, linked to
+    the host by veth surfh<pid> with a /32 route to TARGET only."""
+
+    def __init__(self):
+        pid = os.getpid() % 100000
+        self.ns, self.host_link, self.peer = f"surfi{pid}", f"surfh{pid}", f"surfp{pid}"
+        self.server = None
+
+    def __enter__(self):
+        try:
+            ip("netns", "add", self.ns)
+            ip("link", "add", self.host_link, "type", "veth", "peer", "name", self.peer, "netns", self.ns)
+            ip("addr", "add", "198.51.100.1/32", "dev", self.host_link)
+            ip("link", "set", self.host_link, "up")
+            ip("route", "add", f"{TARGET}/32", "dev", self.host_link)
+            ip("-n", self.ns, "link", "set", "lo", "up")
+            ip("-n", self.ns, "addr", "add", f"{TARGET}/32", "dev", self.peer)
+            ip("-n", self.ns, "link", "set", self.peer, "up")
+            ip("-n", self.ns, "route", "add", "198.51.100.1/32", "dev", self.peer)
+            ip("-n", self.ns, "route", "add", "default", "via", "198.51.100.1", "dev", self.peer, "onlink")
+            self.server = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns, "python3", "-c",
+                 "import socket\n"
+                 f"s = socket.create_server(('{TARGET}', {PORT}))\n"
+                 "while True:\n"
+                 "    c, _ = s.accept(); c.close()\n"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            time.sleep(0.5)
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.server:
+            self.server.kill()
+            self.server.wait()
+        ip("route", "del", f"{TARGET}/32", check_rc=False)
+        ip("link", "del", self.host_link, check_rc=False)
+        ip("netns", "del", self.ns, check_rc=False)
+
+
+def test_sdk_surface(stack):
+    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_surface.cjs")],
+                         env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url,
+                                  E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test",
+                                  WARREN_PG_URL=stack.pg_url, EGRESS_TARGET=f"{TARGET}:{PORT}"),
+                         capture_output=True, text=True, timeout=240)
+    print(out.stdout)
+    check(out.returncode == 0, "SDK surface test failed:\n" + out.stdout + out.stderr)
+    rows = int(stack.psql("SELECT count(*) FROM sandbox_metrics"))
+    check(rows >= 2, f"sandbox_metrics rows: {rows}")
+    status, body, _ = stack.request("GET", "/volumes")
+    check(status == 501 and body["code"] == 501 and "volumes" in body["message"], f"/volumes: {status} {body}")
+    status, body, _ = stack.request("GET", "/no/such/route")
+    check(status == 404, f"unknown route: {status}")
+
+
+def main():
+    if os.geteuid() != 0:
+        print("FAIL: the e2e suite needs root (namespaces, cgroups)")
+        return 1
+    if not os.path.isdir(SDK_DIR):
+        print(f"SKIP: the npm e2b SDK is not installed in {SDK_DIR} (scripts/setup installs it)")
+        return 77
+    with TestServer(), Stack("surf", with_base=True,
+                             extra_env={"WARREN_METRICS_INTERVAL_MS": "1000"}) as stack:
+        stack.start()
+        test_sdk_surface(stack)
+    print(f"e2e surface: {check_count()} checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
