@@ -265,13 +265,14 @@ err:
 }
 
 /* 400 when body carries a field warren does not implement with a value
- * that asks for something (not absent, not null, not an empty object). */
+ * that asks for something (not absent, null, {} or []). */
 static int validate__unsupported(const json_t *body, const char *key, const char *what,
 				 struct api_error *err)
 {
 	const json_t *value = json_object_get(body, key);
 
-	if (!value || json_is_null(value) || (json_is_object(value) && json_object_size(value) == 0))
+	if (!value || json_is_null(value) || (json_is_object(value) && json_object_size(value) == 0) ||
+	    (json_is_array(value) && json_array_size(value) == 0))
 		return 0;
 	return validate__fail(err, 400, "%s is not supported by warren (%s)", key, what);
 }
@@ -364,6 +365,13 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 		validate__fail(err, 400, "network must be an object");
 		goto err;
 	}
+	/* Asked-for features warren lacks are refused, never dropped. */
+	if (validate__unsupported(body, "volumeMounts", "volumes are not implemented", err) ||
+	    validate__unsupported(body, "mcp", "no MCP gateway", err) ||
+	    validate__unsupported(body, "iam", "no workload identity tokens", err) ||
+	    validate__unsupported(network, "rules", "no per-domain request transforms", err) ||
+	    validate__unsupported(network, "egressProxy", "no egress proxy chaining", err))
+		goto err;
 	if (validate__bool(network, "allowPublicTraffic", true, &out->allow_public_traffic, err))
 		goto err;
 	if (!out->allow_public_traffic && !out->secure) {

@@ -25,6 +25,19 @@ struct validation_case {
 };
 
 static const struct validation_case validation_cases[] = {
+	/* What warren does not implement is a 400 naming it (empty is fine). */
+	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 400,
+	  "volumeMounts is not supported by warren (volumes are not implemented)" },
+	{ "{\"templateID\":\"base\",\"volumeMounts\":[]}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"mcp\":{\"github\":{}}}", 400,
+	  "mcp is not supported by warren (no MCP gateway)" },
+	{ "{\"templateID\":\"base\",\"iam\":{\"tokens\":{\"t\":{}}}}", 400,
+	  "iam is not supported by warren (no workload identity tokens)" },
+	{ "{\"templateID\":\"base\",\"network\":{\"rules\":{\"a.example\":[]}}}", 400,
+	  "rules is not supported by warren (no per-domain request transforms)" },
+	{ "{\"templateID\":\"base\",\"network\":{\"egressProxy\":{\"address\":\"x\"}}}", 400,
+	  "egressProxy is not supported by warren (no egress proxy chaining)" },
+	{ "{\"templateID\":\"base\",\"network\":{\"rules\":{}},\"mcp\":null}", 0, NULL },
 	{ "{\"templateID\":\"base\"}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"timeout\":300,\"secure\":true,\"allow_internet_access\":true,"
 	  "\"metadata\":{\"a\":\"b\"},\"envVars\":{\"X\":\"1\"},\"autoPause\":false}",
