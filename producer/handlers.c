@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api_limits.h"
+#include "api_metrics.h"
 #include "query.h"
 #include "request.h"
 #include "warren/clock.h"
@@ -73,6 +74,7 @@ static void handlers__template_version(struct storage_pool *pool, const char *te
 static void handlers__record_rejection(struct api_request *r, struct storage_pool *pool,
 				       const char *limit_name)
 {
+	api_metrics__rejection(limit_name);
 	if (!limits__count_rejection(pool, r->team.id, limit_name))
 		log_warn("req=%s cannot record a %s rejection", r->request_id, limit_name);
 }

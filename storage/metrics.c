@@ -118,3 +118,28 @@ int storage__sandbox_metrics_prune(struct storage_pool *pool, int64_t keep_s, in
 	PQclear(result);
 	return STORAGE_OK;
 }
+
+int storage__sandbox_count_by_state(struct storage_pool *pool,
+				    int64_t counts[STORAGE_SANDBOX_STATE_COUNT],
+				    struct storage_error *err)
+{
+	struct storage_error local;
+	PGresult *result;
+
+	if (!err)
+		err = &local;
+	memset(counts, 0, sizeof(int64_t) * STORAGE_SANDBOX_STATE_COUNT);
+	result = storage__run(pool, STMT_SANDBOX_COUNT_BY_STATE, NULL, err);
+	if (!result)
+		return err->code;
+	for (int i = 0; i < PQntuples(result); i++) {
+		enum storage_sandbox_state state;
+		char name[32];
+
+		storage__text(result, i, 0, name, sizeof(name));
+		if (storage__sandbox_state_parse(name, &state))
+			counts[state] = storage__int(result, i, 1, 0);
+	}
+	PQclear(result);
+	return STORAGE_OK;
+}

@@ -40,6 +40,9 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 		" WHERE s.team_id = $1::uuid AND m.sandbox_id = ANY ($2::text[])"
 		" AND s.state IN ('starting', 'running', 'paused', 'killing')"
 		" ORDER BY m.sandbox_id, m.at DESC", 2, true },
+	[STMT_SANDBOX_COUNT_BY_STATE] = { "sandbox_count_by_state",
+		"SELECT state, count(*) FROM sandboxes WHERE state IN"
+		" ('starting', 'running', 'paused', 'killing') GROUP BY state", 0, true },
 	[STMT_METRICS_PRUNE] = { "metrics_prune",
 		"DELETE FROM sandbox_metrics WHERE at < now() - $1::int8 * interval '1 second'", 1,
 		true },

@@ -418,6 +418,11 @@ int storage__sandbox_metrics_latest(struct storage_pool *pool, const char *team_
 				    const char *const *ids, size_t id_count,
 				    struct storage_sandbox_metric **out, size_t *count,
 				    struct storage_error *err);
+/* Live sandboxes of every team by state (starting, running, paused,
+ * killing; the others stay 0), for the daemons' Prometheus gauges. */
+int storage__sandbox_count_by_state(struct storage_pool *pool,
+				    int64_t counts[STORAGE_SANDBOX_STATE_COUNT],
+				    struct storage_error *err);
 /* Deletes samples older than keep_s seconds; *deleted (may be NULL). */
 int storage__sandbox_metrics_prune(struct storage_pool *pool, int64_t keep_s, int64_t *deleted,
 				   struct storage_error *err);

@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 
 #include "warren/clock.h"
+#include "warren/prom.h"
 #include "warren/config.h"
 #include "warren/log.h"
 #include "warren/templates.h"
@@ -76,7 +77,10 @@ static void *worker__consume(void *opaque)
 		if (rc == 0)
 			continue;
 		for (;;) {
+			uint64_t handled_ns = clock__monotonic_ns();
+
 			rc = worker__handle_command(worker, &ev);
+			worker__metrics_command(kafka_event__type_name(ev.type), rc, handled_ns);
 			if (rc != -EAGAIN || atomic_load(&worker->stopping))
 				break;
 			/* PostgreSQL or Kafka is away: hold the message, try again. */
@@ -228,7 +232,7 @@ int main(void)
 		goto out;
 	}
 	worker__register_templates(worker);
-	if (worker__reconcile(worker))
+	if (worker__reconcile(worker) || worker__metrics_serve(worker))
 		goto out;
 
 	creates = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
@@ -262,6 +266,7 @@ int main(void)
 	worker__housekeeping(worker);
 	exit_code = 0;
 out:
+	prom__stop(); /* its collector reads the pool freed below */
 	kafka_consumer__free(creates.consumer);
 	kafka_consumer__free(operations.consumer);
 	if (worker->net)

@@ -4,12 +4,14 @@
  * consumed since the previous sample into a percentage, and stores the
  * sample; it prunes samples past metrics_retention_s once a minute. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/log.h"
+#include "warren/prom.h"
 #include "worker.h"
 
 #define METRICS_PRUNE_EVERY_MS 60000
@@ -101,7 +103,68 @@ void worker__sample_metrics(struct worker *worker)
 		if (storage__sandbox_metric_insert(worker->storage, &samples[i], &err))
 			log_debug("metrics: sample of %s not stored: %s", samples[i].sandbox_id,
 				  err.message);
+		else
+			prom__counter_add("warren_worker_metric_samples_total",
+					  "Sandbox resource samples stored", NULL, 1);
 	}
 	free(samples);
 	metrics__prune(worker, now_ms);
+}
+
+/* ---- Prometheus (lib/prom): this worker's state at each scrape ---- */
+
+static void metrics__collect(void *arg)
+{
+	struct worker *worker = arg;
+	struct net_pool_stats slots;
+	int live;
+
+	pthread_mutex_lock(&worker->lock);
+	live = worker->live_count;
+	pthread_mutex_unlock(&worker->lock);
+	prom__gauge_set("warren_worker_sandboxes", "Sandboxes this worker runs now", NULL, live);
+	prom__gauge_set("warren_worker_capacity_sandboxes", "Sandboxes this worker may run (setting worker_capacity)",
+			NULL, worker->capacity);
+	if (!worker->net)
+		return;
+	net_pool__stats(worker->net, &slots);
+	prom__gauge_set("warren_worker_slots", "Network slots by state", "state=\"in_use\"",
+			slots.in_use);
+	prom__gauge_set("warren_worker_slots", NULL, "state=\"free\"",
+			slots.existing - slots.in_use);
+	prom__gauge_set("warren_worker_slots_capacity", "Network slots the slot range allows", NULL,
+			slots.capacity);
+	prom__gauge_set("warren_worker_egress_proxy_connections",
+			"Connections open through the egress proxy", NULL, slots.proxy_connections);
+}
+
+int worker__metrics_serve(struct worker *worker)
+{
+	const char *listen = config__get("metrics_listen", "");
+	char err[256];
+	uint16_t port = 0;
+
+	prom__add_collector(metrics__collect, worker);
+	if (!listen[0])
+		return 0;
+	if (prom__serve(listen, &port, err, sizeof(err))) {
+		log_error("%s", err);
+		return -1;
+	}
+	log_info("metrics: GET /metrics on port %u", port);
+	return 0;
+}
+
+void worker__metrics_command(const char *type, int rc, uint64_t started_ns)
+{
+	char labels[96];
+
+	snprintf(labels, sizeof(labels), "type=\"%s\",result=\"%s\"", type,
+		 rc == 0 ? "done" : rc == -EAGAIN ? "retry" : "error");
+	prom__counter_add("warren_worker_commands_total", "Kafka commands handled, by type and result",
+			  labels, 1);
+	snprintf(labels, sizeof(labels), "type=\"%s\"", type);
+	prom__histogram_observe("warren_worker_command_duration_seconds",
+				"Time to handle one command (a create: until the sandbox runs)",
+				labels, (double)(clock__monotonic_ns() - started_ns) / 1e9);
 }

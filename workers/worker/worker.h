@@ -67,6 +67,11 @@ int worker__reconcile(struct worker *worker);
  * and stores it in PostgreSQL; once a minute deletes samples older than
  * metrics_retention_s (default 86400). Main thread only (metrics.c). */
 void worker__sample_metrics(struct worker *worker);
+/* Registers the worker's Prometheus collector and, when the setting
+ * metrics_listen is set, serves GET /metrics there. 0 or -1 (logged). */
+int worker__metrics_serve(struct worker *worker);
+/* Counts one handled command (type name, worker__handle_command's rc). */
+void worker__metrics_command(const char *type, int rc, uint64_t started_ns);
 /* Stops every live sandbox (on shutdown) and marks them killed. */
 void worker__stop_all(struct worker *worker, const char *reason);
 
