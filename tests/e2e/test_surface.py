@@ -12,9 +12,10 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, check, check_count, wait_for  # noqa: E402
+from stack import Stack, check, check_count, free_port  # noqa: E402
 
 SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
 SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
@@ -86,6 +87,45 @@ def test_sdk_surface(stack):
     check(status == 404, f"unknown route: {status}")
 
 
+def test_prometheus(ports):
+    """GET /metrics of warren-api and warren-worker, parsed by the official
+    Prometheus Python client's parser (Debian's python3-prometheus-client)."""
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        # A python3 other than Debian's (pyenv, venv) does not see Debian's
+        # package; the parser is pure Python.
+        sys.path.append("/usr/lib/python3/dist-packages")
+        try:
+            from prometheus_client.parser import text_string_to_metric_families
+        except ImportError:
+            print("SKIP (prometheus part): python3-prometheus-client is not installed")
+            return
+    for name, port, wanted in (("api", ports["api"], ("warren_api_requests_total", "warren_sandboxes",
+                                                      "warren_api_request_duration_seconds")),
+                               ("worker", ports["worker"], ("warren_worker_commands_total", "warren_worker_slots",
+                                                            "warren_worker_metric_samples_total"))):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            check(resp.headers["Content-Type"].startswith("text/plain; version=0.0.4"), f"{name} content type")
+            text = resp.read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        for metric in wanted:
+            base = metric[:-len("_total")] if metric.endswith("_total") else metric
+            check(base in families, f"{name} /metrics has {metric}: {sorted(families)}")
+        if name == "api":
+            creates = [s for s in families["warren_api_requests"].samples
+                       if s.labels.get("endpoint") == "create" and s.labels.get("code") == "201"]
+            check(creates and creates[0].value >= 2, f"api counted the creates: {creates}")
+            buckets = [s for s in families["warren_api_request_duration_seconds"].samples
+                       if s.name.endswith("_bucket")]
+            check(len(buckets) > 10, "api latency histogram buckets")
+        else:
+            done = [s for s in families["warren_worker_commands"].samples
+                    if s.labels.get("type") == "create" and s.labels.get("result") == "done"]
+            check(done and done[0].value >= 2, f"worker counted the creates: {done}")
+        print(f"{name} /metrics: {len(families)} families parsed")
+
+
 def main():
     if os.geteuid() != 0:
         print("FAIL: the e2e suite needs root (namespaces, cgroups)")
@@ -95,8 +135,13 @@ def main():
         return 77
     with TestServer(), Stack("surf", with_base=True,
                              extra_env={"WARREN_METRICS_INTERVAL_MS": "1000"}) as stack:
-        stack.start()
+        ports = {"api": free_port(), "worker": free_port()}
+        stack.start(api=False, worker=False)
+        stack.spawn("worker", "warren-worker", WARREN_METRICS_LISTEN=f"127.0.0.1:{ports['worker']}")
+        stack.wait_log("worker", "ready:", 60)
+        stack.start_api(WARREN_METRICS_LISTEN=f"127.0.0.1:{ports['api']}")
         test_sdk_surface(stack)
+        test_prometheus(ports)
     print(f"e2e surface: {check_count()} checks passed")
     return 0
 
