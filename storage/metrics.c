@@ -1,5 +1,5 @@
 /* storage metrics: resource samples of sandboxes (migrations/
- * 0003_sandbox_metrics.sql), written by the worker that runs them and read
+ * 0003_sandbox_metrics_and_logs.sql), written by the worker that runs them and read
  * team-scoped by warren-api. */
 #include <stdio.h>
 #include <stdlib.h>

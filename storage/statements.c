@@ -18,7 +18,7 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 		" FROM tiers t WHERE t.name = $2 RETURNING " TEAM_COLUMNS, 2, false },
 	[STMT_PING] = { "ping", "SELECT 1", 0, true },
 
-	/* ---- sandbox metrics (migrations/0003_sandbox_metrics.sql) ---- */
+	/* ---- sandbox metrics (migrations/0003_sandbox_metrics_and_logs.sql) ---- */
 	[STMT_METRICS_INSERT] = { "metrics_insert",
 		"INSERT INTO sandbox_metrics (sandbox_id, at, cpu_count, cpu_used_pct, mem_used,"
 		" mem_total, mem_cache, disk_used, disk_total) VALUES ($1,"
@@ -43,6 +43,35 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 	[STMT_SANDBOX_COUNT_BY_STATE] = { "sandbox_count_by_state",
 		"SELECT state, count(*) FROM sandboxes WHERE state IN"
 		" ('starting', 'running', 'paused', 'killing') GROUP BY state", 0, true },
+	/* ---- sandbox logs: stored console lines + lifecycle lines made from
+	 * sandbox_events, merged; $3 cursor (ms), $4 forward, $5 limit, $6
+	 * minimum level, $7 substring (NULL: any) ---- */
+	[STMT_LOGS_APPEND] = { "logs_append",
+		"INSERT INTO sandbox_logs (sandbox_id, at, level, message)"
+		" SELECT $1, 'epoch'::timestamptz + (e->>'at')::int8 * interval '1 millisecond',"
+		" e->>'level', e->>'message' FROM jsonb_array_elements($2::jsonb) e", 2, false },
+	[STMT_LOGS_LIST] = { "logs_list",
+		"WITH s AS (SELECT id FROM sandboxes WHERE id = $1 AND team_id = $2::uuid),"
+		" lines AS ("
+		"  SELECT l.at, l.id, l.level, 'console' AS source, l.message FROM sandbox_logs l, s"
+		"   WHERE l.sandbox_id = s.id"
+		"  UNION ALL"
+		"  SELECT e.at, e.id, CASE WHEN e.payload->>'to' = 'failed' THEN 'error' ELSE 'info' END,"
+		"   'lifecycle', 'sandbox ' || coalesce((e.payload->>'from') || ' -> ', '')"
+		"   || coalesce(e.payload->>'to', e.type) || coalesce(': ' || (e.payload->>'reason'), '')"
+		"   FROM sandbox_events e, s WHERE e.sandbox_id = s.id AND e.type = 'state_changed')"
+		" SELECT " MS("at") ", level, source, message FROM lines"
+		" WHERE (CASE WHEN $4::bool THEN at >= 'epoch'::timestamptz + $3::int8 * interval '1 millisecond'"
+		"  ELSE at <= 'epoch'::timestamptz + $3::int8 * interval '1 millisecond' END)"
+		" AND array_position(ARRAY['debug','info','warn','error'], level)"
+		"  >= array_position(ARRAY['debug','info','warn','error'], $6::text)"
+		" AND ($7::text IS NULL OR strpos(message, $7::text) > 0)"
+		" ORDER BY CASE WHEN $4::bool THEN at END, CASE WHEN $4::bool THEN source END,"
+		"  CASE WHEN $4::bool THEN id END, at DESC, source DESC, id DESC LIMIT $5::int", 7, true },
+	[STMT_LOGS_PRUNE] = { "logs_prune",
+		"DELETE FROM sandbox_logs l USING sandboxes s WHERE l.sandbox_id = s.id"
+		" AND s.state IN ('killed', 'timed_out', 'failed')"
+		" AND s.updated_at < now() - $1::int8 * interval '1 second'", 1, true },
 	[STMT_METRICS_PRUNE] = { "metrics_prune",
 		"DELETE FROM sandbox_metrics WHERE at < now() - $1::int8 * interval '1 second'", 1,
 		true },

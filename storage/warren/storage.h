@@ -427,6 +427,46 @@ int storage__sandbox_count_by_state(struct storage_pool *pool,
 int storage__sandbox_metrics_prune(struct storage_pool *pool, int64_t keep_s, int64_t *deleted,
 				   struct storage_error *err);
 
+/* ---- sandbox logs ---- */
+
+#define STORAGE_LOG_LINE_MAX 4096 /* bytes of one message */
+#define STORAGE_LOGS_LIST_MAX 1000
+
+struct storage_log_line {
+	int64_t at;        /* ms since the epoch */
+	char level[8];     /* debug | info | warn | error */
+	char source[16];   /* console | lifecycle (read only) */
+	char *message;     /* owned by the list (storage__sandbox_logs_free) */
+};
+
+/* Appends count lines (message <= STORAGE_LOG_LINE_MAX bytes; bytes that
+ * are not UTF-8 become '?') of a sandbox. Not rerun after a lost
+ * connection (it would append twice): UNAVAILABLE. */
+int storage__sandbox_logs_append(struct storage_pool *pool, const char *sandbox_id,
+				 const struct storage_log_line *lines, size_t count,
+				 struct storage_error *err);
+
+struct storage_logs_query {
+	int64_t cursor_ms;     /* forward: lines at or after it; backward: at or before */
+	bool forward;
+	int limit;             /* 1..STORAGE_LOGS_LIST_MAX */
+	const char *min_level; /* NULL: debug */
+	const char *search;    /* NULL: any; else a case-sensitive substring */
+};
+
+/* The lines of team_id's sandbox (any state): its console lines and
+ * lifecycle lines ("sandbox running -> killed") from its state changes,
+ * in time order (newest first when backward). Free with
+ * storage__sandbox_logs_free. INVALID for a bad level or limit. */
+int storage__sandbox_logs_list(struct storage_pool *pool, const char *team_id,
+			       const char *sandbox_id, const struct storage_logs_query *query,
+			       struct storage_log_line **out, size_t *count,
+			       struct storage_error *err);
+void storage__sandbox_logs_free(struct storage_log_line *lines, size_t count);
+/* Deletes the lines of sandboxes that ended more than keep_s ago. */
+int storage__sandbox_logs_prune(struct storage_pool *pool, int64_t keep_s, int64_t *deleted,
+				struct storage_error *err);
+
 /* ---- requests (idempotency) ---- */
 
 enum storage_request_status {

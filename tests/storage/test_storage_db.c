@@ -958,6 +958,96 @@ static void test_sandbox_metrics(void **state)
 	free(out);
 }
 
+/* Log lines: console lines stored, lifecycle lines from state changes,
+ * both in time order, filtered by level and substring, team-scoped,
+ * pruned once the sandbox has ended long enough. */
+static void test_sandbox_logs(void **state)
+{
+	struct storage_team team, stranger;
+	struct storage_sandbox sandbox;
+	int64_t now = clock__realtime_ms(), deleted = -1;
+	char hello[] = "hello from the agent", oops[] = "oops: disk full", latin[] = "caf\xe9";
+	struct storage_log_line lines[3] = {
+		{ .at = now + 10, .level = "info", .message = hello },
+		{ .at = now + 20, .level = "error", .message = oops },
+		{ .at = now + 30, .level = "debug", .message = latin },
+	}, *out = NULL;
+	struct storage_logs_query query = { .cursor_ms = 0, .forward = true, .limit = 100 };
+	struct storage_sandbox_transition t;
+	struct storage_error err;
+	size_t count = 0;
+
+	(void)state;
+	make_team("logs", STORAGE_TIER_PRO, &team);
+	make_team("logs-other", STORAGE_TIER_PRO, &stranger);
+	admit_one(team.id, &sandbox);
+	/* Lines after the admission's state change, before the kill below. */
+	usleep(20 * 1000);
+	now = clock__realtime_ms();
+	for (int i = 0; i < 3; i++)
+		lines[i].at = now + 10 * (i + 1);
+	assert_int_equal(storage__sandbox_logs_append(pool, sandbox.id, lines, 3, &err), STORAGE_OK);
+	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
+						    &err),
+			 STORAGE_OK);
+	/* "sandbox starting" (admission) first, then the three lines. */
+	assert_int_equal(count, 4);
+	assert_string_equal(out[0].source, "lifecycle");
+	assert_string_equal(out[0].message, "sandbox starting");
+	assert_string_equal(out[1].message, "hello from the agent");
+	assert_string_equal(out[2].level, "error");
+	assert_string_equal(out[3].message, "caf?"); /* not UTF-8: replaced */
+	assert_int_equal(out[3].at, now + 30);
+	storage__sandbox_logs_free(out, count);
+
+	query = (struct storage_logs_query){ .cursor_ms = now + 1000, .forward = false, .limit = 2,
+					     .min_level = "info" };
+	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
+						    &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 2); /* newest first, debug left out */
+	assert_string_equal(out[0].message, "oops: disk full");
+	assert_string_equal(out[1].message, "hello from the agent");
+	storage__sandbox_logs_free(out, count);
+	query = (struct storage_logs_query){ .forward = true, .limit = 10, .search = "disk" };
+	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
+						    &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 1);
+	storage__sandbox_logs_free(out, count);
+	query = (struct storage_logs_query){ .forward = true, .limit = 10 };
+	assert_int_equal(storage__sandbox_logs_list(pool, stranger.id, sandbox.id, &query, &out,
+						    &count, &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 0);
+	storage__sandbox_logs_free(out, count);
+	query.min_level = "loud";
+	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
+						    &err),
+			 STORAGE_ERR_INVALID);
+	lines[0].level[0] = 'x';
+	assert_int_equal(storage__sandbox_logs_append(pool, sandbox.id, lines, 1, &err),
+			 STORAGE_ERR_INVALID);
+
+	/* Ended: its lines stay until it is older than the retention. */
+	usleep(50 * 1000);
+	t = (struct storage_sandbox_transition){ .sandbox_id = sandbox.id, .team_id = team.id,
+						 .from = STORAGE_SANDBOX_STARTING,
+						 .to = STORAGE_SANDBOX_KILLED, .slot_index = -1 };
+	assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_OK);
+	assert_int_equal(storage__sandbox_logs_prune(pool, 3600, &deleted, &err), STORAGE_OK);
+	assert_int_equal(deleted, 0);
+	query = (struct storage_logs_query){ .forward = true, .limit = 10 };
+	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
+						    &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 5);
+	assert_string_equal(out[4].message, "sandbox starting -> killed");
+	storage__sandbox_logs_free(out, count);
+	assert_int_equal(storage__sandbox_logs_prune(pool, 0, &deleted, &err), STORAGE_OK);
+	assert_int_equal(deleted, 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -969,6 +1059,7 @@ int main(void)
 		cmocka_unit_test(test_pagination),
 		cmocka_unit_test(test_list_order_and_filters),
 		cmocka_unit_test(test_sandbox_metrics),
+		cmocka_unit_test(test_sandbox_logs),
 		cmocka_unit_test(test_admit_concurrency),
 		cmocka_unit_test(test_reconnect),
 		cmocka_unit_test(test_requests),

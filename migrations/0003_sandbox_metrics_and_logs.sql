@@ -16,3 +16,17 @@ CREATE TABLE sandbox_metrics (
 	PRIMARY KEY (sandbox_id, at)
 );
 CREATE INDEX sandbox_metrics_at ON sandbox_metrics (at);
+
+-- Log lines of sandboxes (GET /sandboxes/{id}/logs, /v2/...): what the
+-- sandbox's agent printed (its console), copied by the worker that runs
+-- it, at most sandbox_log_max_lines per sandbox. Lifecycle lines are not
+-- stored here: they are read from sandbox_events. Workers delete the lines
+-- of sandboxes that ended more than sandbox_log_retention_s ago.
+CREATE TABLE sandbox_logs (
+	id bigserial PRIMARY KEY,
+	sandbox_id text NOT NULL REFERENCES sandboxes(id) ON DELETE CASCADE,
+	at timestamptz NOT NULL,
+	level text NOT NULL CHECK (level IN ('debug', 'info', 'warn', 'error')),
+	message text NOT NULL CHECK (length(message) <= 4096)
+);
+CREATE INDEX sandbox_logs_sandbox_at ON sandbox_logs (sandbox_id, at, id);
