@@ -904,6 +904,74 @@ out:
 	return ret;
 }
 
+/* ---- GET /sandboxes/{id}/logs, GET /v2/sandboxes/{id}/logs ---- */
+
+/* The query of either version: v1 ?start=&limit= (forward from start),
+ * v2 ?cursor=&limit=&direction=&level=&search=. 0, or -1 with error. */
+static int handlers__logs_query(struct api_request *r, bool v2, struct storage_logs_query *query,
+				struct api_error *error)
+{
+	int64_t cursor, limit;
+
+	memset(query, 0, sizeof(*query));
+	query->forward = true;
+	if (query__int_range("limit", request__query(r, "limit"), 1, STORAGE_LOGS_LIST_MAX,
+			     STORAGE_LOGS_LIST_MAX, &limit, error))
+		return -1;
+	query->limit = (int)limit;
+	if (!v2)
+		return query__int_range("start", request__query(r, "start"), 0, INT64_MAX / 2, 0,
+					&query->cursor_ms, error);
+	if (query__direction(request__query(r, "direction"), &query->forward, error) ||
+	    query__log_level(request__query(r, "level"), &query->min_level, error) ||
+	    query__int_range("cursor", request__query(r, "cursor"), 0, INT64_MAX / 2, -1, &cursor,
+			     error))
+		return -1;
+	query->cursor_ms = cursor >= 0 ? cursor : query->forward ? 0 : clock__realtime_ms();
+	query->search = request__query(r, "search");
+	if (query->search && strlen(query->search) > 256) {
+		error->status = 400;
+		snprintf(error->message, sizeof(error->message), "search must be at most 256 characters");
+		return -1;
+	}
+	return 0;
+}
+
+/* A sandbox's log lines (its console and its lifecycle), also after it
+ * ended, until the retention removes them. */
+static enum MHD_Result handlers__logs(struct api_request *r, struct storage_pool *pool, bool v2)
+{
+	struct storage_logs_query query;
+	struct storage_log_line *lines = NULL;
+	struct api_error error;
+	struct storage_error e;
+	json_t *entries, *plain, *body;
+	size_t count = 0;
+	int rc;
+
+	if (handlers__logs_query(r, v2, &query, &error))
+		return request__error(r, error.status, "%s", error.message);
+	if (!ids__is_sandbox_id(r->route.sandbox_id))
+		return handlers__not_found(r);
+	rc = storage__sandbox_get(pool, r->team.id, r->route.sandbox_id, NULL, &e);
+	if (rc == STORAGE_ERR_NOT_FOUND)
+		return handlers__not_found(r);
+	if (rc || storage__sandbox_logs_list(pool, r->team.id, r->route.sandbox_id, &query, &lines,
+					     &count, &e))
+		return request__storage_error(r, &e);
+	entries = json_array();
+	plain = v2 ? NULL : json_array();
+	for (size_t i = 0; entries && i < count; i++) {
+		json_array_append_new(entries, render__log_entry(&lines[i]));
+		if (plain)
+			json_array_append_new(plain, render__log_line(&lines[i]));
+	}
+	storage__sandbox_logs_free(lines, count);
+	body = v2 ? json_pack("{s:o}", "logs", entries)
+		  : json_pack("{s:o, s:o}", "logs", plain, "logEntries", entries);
+	return body ? request__json(r, 200, body, NULL) : request__error(r, 500, "out of memory");
+}
+
 /* ---- dispatch ---- */
 
 static bool handlers__authenticate(struct api_request *r, struct storage_pool *pool,
@@ -998,6 +1066,10 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 		return handlers__metrics(r, pool);
 	case API_ROUTE_METRICS_LIST:
 		return handlers__metrics_list(r, pool);
+	case API_ROUTE_LOGS:
+		return handlers__logs(r, pool, false);
+	case API_ROUTE_LOGS_V2:
+		return handlers__logs(r, pool, true);
 	case API_ROUTE_UNIMPLEMENTED:
 		return request__error(r, 501, "%s is not implemented by warren (%s %.100s)",
 				      r->route.feature ? r->route.feature : "this route", r->method,

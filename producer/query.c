@@ -256,3 +256,52 @@ int query__sandbox_ids(const char *value, char (*ids)[24], size_t max, size_t *c
 				   NULL);
 	return 0;
 }
+
+int query__log_level(const char *value, const char **out, struct api_error *err)
+{
+	static const char *const levels[] = { "debug", "info", "warn", "error" };
+
+	*out = NULL;
+	if (!value || !*value)
+		return 0;
+	for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+		if (!strcmp(value, levels[i])) {
+			*out = levels[i];
+			return 0;
+		}
+	}
+	return query__fail(err, "level must be debug, info, warn or error, not", value);
+}
+
+int query__direction(const char *value, bool *forward, struct api_error *err)
+{
+	*forward = true;
+	if (!value || !*value || !strcmp(value, "forward"))
+		return 0;
+	if (!strcmp(value, "backward")) {
+		*forward = false;
+		return 0;
+	}
+	return query__fail(err, "direction must be \"forward\" or \"backward\", not", value);
+}
+
+int query__int_range(const char *name, const char *value, int64_t min, int64_t max,
+		     int64_t fallback, int64_t *out, struct api_error *err)
+{
+	char message[128], *end;
+	long long number;
+
+	*out = fallback;
+	if (!value || !*value)
+		return 0;
+	errno = 0;
+	number = strtoll(value, &end, 10);
+	if (*end || errno || !(isdigit((unsigned char)value[0]) || value[0] == '-') || number < min ||
+	    number > max) {
+		snprintf(message, sizeof(message), "%s must be an integer from %lld to %lld, not", name,
+			 (long long)min, (long long)max);
+		return query__fail(err, message, value);
+	}
+	*out = number;
+	return 0;
+}

@@ -48,6 +48,14 @@ int query__unix_seconds(const char *name, const char *value, int64_t *out_s,
 int query__sandbox_ids(const char *value, char (*ids)[24], size_t max, size_t *count,
 		       struct api_error *err);
 
+/* ?level= of the logs: debug | info | warn | error; absent -> NULL. */
+int query__log_level(const char *value, const char **out, struct api_error *err);
+/* ?direction= of the logs: "forward" | "backward"; absent -> forward. */
+int query__direction(const char *value, bool *forward, struct api_error *err);
+/* An integer parameter within min..max; absent -> fallback. */
+int query__int_range(const char *name, const char *value, int64_t min, int64_t max,
+		     int64_t fallback, int64_t *out, struct api_error *err);
+
 /* Decodes %XX and '+' in place-free fashion into out (size out_len).
  * -1 for a bad escape, an embedded NUL or too long. */
 int query__url_decode(const char *in, size_t in_len, char *out, size_t out_len);

@@ -98,3 +98,16 @@ json_t *render__metric(const struct storage_sandbox_metric *metric)
 			 "memCache", (json_int_t)metric->mem_cache, "diskUsed",
 			 (json_int_t)metric->disk_used, "diskTotal", (json_int_t)metric->disk_total);
 }
+
+json_t *render__log_entry(const struct storage_log_line *line)
+{
+	return json_pack("{s:o, s:s, s:s, s:{s:s}}", "timestamp", render__time(line->at), "level",
+			 line->level, "message", line->message ? line->message : "", "fields",
+			 "source", line->source);
+}
+
+json_t *render__log_line(const struct storage_log_line *line)
+{
+	return json_pack("{s:o, s:s}", "timestamp", render__time(line->at), "line",
+			 line->message ? line->message : "");
+}

@@ -19,6 +19,7 @@ static const struct route_action route_actions[] = {
 	{ "/network", "PUT", API_ROUTE_NETWORK },
 	{ "/connect", "POST", API_ROUTE_CONNECT },
 	{ "/metrics", "GET", API_ROUTE_METRICS },
+	{ "/logs", "GET", API_ROUTE_LOGS },
 };
 
 /* Routes of the E2B API (as the npm e2b SDK 2.x calls them) that warren
@@ -35,8 +36,6 @@ static const struct route_unimplemented route_unimplemented[] = {
 	{ "/sandboxes/*/snapshots", "POST", "snapshots" },
 	{ "/sandboxes/*/resume", "POST",
 	  "POST /sandboxes/{id}/resume (deprecated by E2B; use POST /sandboxes/{id}/connect)" },
-	{ "/sandboxes/*/logs", "GET", "sandbox logs" },
-	{ "/v2/sandboxes/*/logs", "GET", "sandbox logs" },
 	{ "/snapshots", "GET", "snapshots" },
 	{ "/secrets", "GET, POST", "secrets" },
 	{ "/secrets/*", "GET, POST, DELETE", "secrets" },
@@ -145,6 +144,7 @@ void route__match(const char *method, const char *path, struct api_route *out)
 	char clean[256];
 	size_t len = path ? strlen(path) : 0;
 	const char *rest, *slash;
+	bool v2 = false;
 	size_t id_len;
 
 	memset(out, 0, sizeof(*out));
@@ -187,10 +187,11 @@ void route__match(const char *method, const char *path, struct api_route *out)
 		return;
 	}
 	if (!strncmp(clean, "/v2/sandboxes/", 14)) {
-		/* Only connect lives under /v2/sandboxes/{id}. */
+		/* Only connect and logs live under /v2/sandboxes/{id}. */
 		slash = strchr(clean + 14, '/');
-		if (!slash || slash == clean + 14 || strcmp(slash, "/connect"))
+		if (!slash || slash == clean + 14 || (strcmp(slash, "/connect") && strcmp(slash, "/logs")))
 			return;
+		v2 = true;
 		rest = clean + 14;
 	} else if (!strncmp(clean, "/sandboxes/", 11)) {
 		rest = clean + 11;
@@ -210,6 +211,8 @@ void route__match(const char *method, const char *path, struct api_route *out)
 		out->allowed_methods = *rest ? route_actions[i].method : "GET, DELETE";
 		if (!strcmp(route_actions[i].method, method)) {
 			out->endpoint = route_actions[i].endpoint;
+			if (v2 && out->endpoint == API_ROUTE_LOGS)
+				out->endpoint = API_ROUTE_LOGS_V2;
 			return;
 		}
 		out->endpoint = API_ROUTE_BAD_METHOD;
@@ -239,6 +242,8 @@ const char *route__name(enum api_endpoint endpoint)
 	case API_ROUTE_CONNECT: return "connect";
 	case API_ROUTE_METRICS: return "metrics";
 	case API_ROUTE_METRICS_LIST: return "metrics_list";
+	case API_ROUTE_LOGS: return "logs";
+	case API_ROUTE_LOGS_V2: return "logs_v2";
 	case API_ROUTE_UNIMPLEMENTED: return "unimplemented";
 	case API_ROUTE_BAD_METHOD: return "bad_method";
 	case API_ROUTE_NOT_FOUND: break;

@@ -23,6 +23,8 @@ enum api_endpoint {
 	API_ROUTE_CONNECT,	 /* POST /sandboxes/{id}/connect, POST /v2/sandboxes/{id}/connect */
 	API_ROUTE_METRICS,	 /* GET /sandboxes/{id}/metrics */
 	API_ROUTE_METRICS_LIST,	 /* GET /sandboxes/metrics?sandbox_ids=a,b */
+	API_ROUTE_LOGS,		 /* GET /sandboxes/{id}/logs */
+	API_ROUTE_LOGS_V2,	 /* GET /v2/sandboxes/{id}/logs */
 	API_ROUTE_UNIMPLEMENTED, /* a route of the E2B API warren does not build: 501 */
 };
 

@@ -549,8 +549,8 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	error = call("POST", "/sandboxes/iabcdefghij0123456789/snapshots", key_a, "{}", 501, NULL);
 	assert_non_null(strstr(json_string_value(json_object_get(error, "message")), "snapshots"));
 	json_decref(error);
-	expect_error("GET", "/v2/sandboxes/iabcdefghij0123456789/logs", key_a, NULL, 501,
-		     "sandbox logs is not implemented by warren (GET /v2/sandboxes/iabcdefghij0123456789/logs)");
+	expect_error("POST", "/sandboxes/iabcdefghij0123456789/fork", key_a, NULL, 501,
+		     "forking a sandbox is not implemented by warren (POST /sandboxes/iabcdefghij0123456789/fork)");
 	expect_error("GET", "/no/such/thing", key_a, NULL, 404, NULL);
 
 	create(key_a, "{\"templateID\":\"base\",\"metadata\":{\"suite\":\"surface\"}}", a);
@@ -630,6 +630,34 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	call("DELETE", path, key_a, NULL, 204, NULL);
 	snprintf(path, sizeof(path), "/sandboxes/%s", b);
 	call("DELETE", path, key_a, NULL, 204, NULL);
+
+	/* Logs: lifecycle lines, also once the sandbox has ended; other
+	 * teams get the 404; bad parameters are 400. */
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs", a);
+	list = call("GET", path, key_a, NULL, 200, NULL);
+	assert_true(json_array_size(json_object_get(list, "logs")) >= 1);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(list, "logs"), 0), "message")),
+			    "sandbox starting");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(
+				    json_array_get(json_object_get(list, "logs"), 0), "fields"), "source")),
+			    "lifecycle");
+	json_decref(list);
+	snprintf(path, sizeof(path), "/sandboxes/%s/logs?limit=1", a);
+	list = call("GET", path, key_a, NULL, 200, NULL);
+	assert_int_equal(json_array_size(json_object_get(list, "logs")), 1);
+	assert_int_equal(json_array_size(json_object_get(list, "logEntries")), 1);
+	assert_true(json_is_string(json_object_get(json_array_get(json_object_get(list, "logs"), 0), "line")));
+	json_decref(list);
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs?level=error", a);
+	list = call("GET", path, key_a, NULL, 200, NULL);
+	assert_int_equal(json_array_size(json_object_get(list, "logs")), 0);
+	json_decref(list);
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs", a);
+	not_found_message(a, message, sizeof(message));
+	expect_error("GET", path, key_b, NULL, 404, message);
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs?direction=sideways", a);
+	expect_error("GET", path, key_a, NULL, 400, NULL);
 }
 
 static void test_failed_create_is_reported(void **state)

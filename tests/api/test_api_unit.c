@@ -349,7 +349,7 @@ static void test_unimplemented_routes(void **state)
 {
 	static const char *const sdk_routes[][2] = {
 		{ "POST", "/sandboxes/iabc/fork" },	  { "POST", "/sandboxes/iabc/snapshots" },
-		{ "GET", "/sandboxes/iabc/logs" },	  { "GET", "/v2/sandboxes/iabc/logs" },
+		{ "POST", "/sandboxes/iabc/resume" },
 		{ "GET", "/snapshots" },		  { "GET", "/secrets" },
 		{ "DELETE", "/secrets/s1" },		  { "GET", "/teams" },
 		{ "GET", "/teams/t1/metrics" },		  { "GET", "/teams/t1/metrics/max" },
@@ -387,7 +387,16 @@ static void test_unimplemented_routes(void **state)
 	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
 	route__match("GET", "/volumes//", &route);
 	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
-	/* Metrics are implemented. */
+	/* Logs, both versions, and metrics are implemented. */
+	route__match("GET", "/sandboxes/iabc/logs", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_LOGS);
+	route__match("GET", "/v2/sandboxes/iabc/logs", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_LOGS_V2);
+	assert_string_equal(route.sandbox_id, "iabc");
+	route__match("POST", "/v2/sandboxes/iabc/logs", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_BAD_METHOD);
+	route__match("GET", "/v2/sandboxes/iabc/timeout", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
 	route__match("GET", "/sandboxes/iabc/metrics", &route);
 	assert_int_equal(route.endpoint, API_ROUTE_METRICS);
 	assert_string_equal(route.sandbox_id, "iabc");
@@ -470,6 +479,36 @@ static void test_metrics_queries(void **state)
 		used += (size_t)snprintf(many + used, sizeof(many) - used, "%si%020d", i ? "," : "", i);
 	assert_int_equal(query__sandbox_ids(many, ids, 100, &count, &error), -1);
 	assert_string_equal(error.message, "sandbox_ids lists more than 100 sandboxes");
+}
+
+static void test_logs_queries(void **state)
+{
+	struct api_error error;
+	const char *level;
+	bool forward = false;
+	int64_t value = 0;
+
+	(void)state;
+	assert_int_equal(query__log_level(NULL, &level, &error), 0);
+	assert_null(level);
+	assert_int_equal(query__log_level("warn", &level, &error), 0);
+	assert_string_equal(level, "warn");
+	assert_int_equal(query__log_level("WARN", &level, &error), -1);
+	assert_string_equal(error.message, "level must be debug, info, warn or error, not \"WARN\"");
+	assert_int_equal(query__direction(NULL, &forward, &error), 0);
+	assert_true(forward);
+	assert_int_equal(query__direction("backward", &forward, &error), 0);
+	assert_false(forward);
+	assert_int_equal(query__direction("up", &forward, &error), -1);
+	assert_int_equal(query__int_range("limit", NULL, 1, 1000, 1000, &value, &error), 0);
+	assert_int_equal(value, 1000);
+	assert_int_equal(query__int_range("limit", "10", 1, 1000, 1000, &value, &error), 0);
+	assert_int_equal(value, 10);
+	assert_int_equal(query__int_range("limit", "0", 1, 1000, 1000, &value, &error), -1);
+	assert_string_equal(error.message, "limit must be an integer from 1 to 1000, not \"0\"");
+	assert_int_equal(query__int_range("limit", "5e2", 1, 1000, 1000, &value, &error), -1);
+	assert_int_equal(query__int_range("cursor", "99999999999999999999", 0, 1LL << 60, -1, &value,
+					  &error), -1);
 }
 
 static void test_network_update_body(void **state)
@@ -698,6 +737,7 @@ int main(void)
 		cmocka_unit_test(test_list_filter_queries),
 		cmocka_unit_test(test_metrics_queries),
 		cmocka_unit_test(test_network_update_body),
+		cmocka_unit_test(test_logs_queries),
 		cmocka_unit_test(test_metric_shape),
 		cmocka_unit_test(test_gcra_burst_and_refill),
 		cmocka_unit_test(test_gcra_window_quota),

@@ -903,6 +903,13 @@ int jail__usage(const struct jail *jail, struct jail_usage *out)
 	return 0;
 }
 
+int jail__console_path(const struct jail *jail, char *out, size_t out_len)
+{
+	int n = snprintf(out, out_len, "%s/console.log", jail->dir);
+
+	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
+}
+
 int jail__memory_limit(const struct jail *jail, uint64_t *bytes)
 {
 	return jail_cgroup__memory_limit(&jail->cgroup, bytes);

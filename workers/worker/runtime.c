@@ -152,6 +152,15 @@ int runtime__usage(const struct runtime_instance *instance, struct runtime_usage
 	return 0;
 }
 
+int runtime__console_path(const struct runtime_instance *instance, char *out, size_t out_len)
+{
+	if (!instance)
+		return -EINVAL;
+	if (!instance->jail)
+		return -ENOTSUP;
+	return jail__console_path(instance->jail, out, out_len);
+}
+
 int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count)
 {
 	char **ids = NULL;

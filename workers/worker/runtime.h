@@ -45,6 +45,9 @@ struct runtime_usage {
 /* Reads the usage of a running sandbox. 0, -ENOTSUP for the vm runtime
  * (not sampled yet), or -errno. */
 int runtime__usage(const struct runtime_instance *instance, struct runtime_usage *out);
+/* Where the sandbox's console output is (jail: its console.log). 0,
+ * -ENOTSUP for the vm runtime, or -errno. */
+int runtime__console_path(const struct runtime_instance *instance, char *out, size_t out_len);
 /* Kills what is left of sandboxes a previous worker process on this host
  * started, except those in keep (count ids). Returns how many it killed. */
 int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count);

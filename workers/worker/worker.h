@@ -25,6 +25,8 @@ struct live_sandbox {
 	struct runtime_instance *instance;
 	uint64_t metrics_cpu_usec;       /* CPU time at the last sample (metrics.c) */
 	int64_t metrics_at_ms;           /* realtime of it; 0: none yet */
+	uint64_t log_offset;             /* console bytes copied to PostgreSQL (metrics.c) */
+	uint32_t log_lines;              /* lines copied; capped at sandbox_log_max_lines */
 	struct live_sandbox *next;
 };
 
@@ -50,6 +52,7 @@ struct worker {
 	atomic_bool stopping;
 	uint64_t last_heartbeat_ms;         /* main thread only (housekeeping) */
 	int64_t last_metrics_prune_ms;      /* main thread only (metrics.c) */
+	int64_t last_logs_ms;               /* main thread only (metrics.c) */
 };
 
 /* Handles one decoded command. Returns 0 when its outcome is durable (the

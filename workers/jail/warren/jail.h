@@ -113,6 +113,10 @@ struct jail_usage {
  * its disk image. 0 or -errno. */
 int jail__usage(const struct jail *jail, struct jail_usage *out);
 
+/* The host path of the sandbox's console.log (its program's stdout and
+ * stderr, capped at console_max_bytes). 0 or -ENAMETOOLONG. */
+int jail__console_path(const struct jail *jail, char *out, size_t out_len);
+
 /* Reconciliation after a worker restart: the ids of sandboxes with a state
  * dir under state_dir or a cgroup under cgroup_parent (NULL: defaults).
  * *ids is malloc'ed, each id too (jail__free_ids). 0 or -errno. */
