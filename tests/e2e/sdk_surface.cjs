@@ -43,7 +43,7 @@ async function metrics(sbx, direct) {
 	const samples = await sbx.getMetrics();
 	console.log(`getMetrics: ${samples.length} samples, cpuUsedPct ${samples.map((s) => s.cpuUsedPct).join(' ')}`);
 	assert.ok(samples.length >= 2, `at least two samples: ${JSON.stringify(samples)}`);
-	assert.ok(samples.some((s) => s.cpuUsedPct > 20), 'the CPU loop shows');
+	assert.ok(samples.some((s) => s.cpuUsedPct > 5), 'the CPU loop shows (> 5 % even on a loaded host)');
 	for (const s of samples) {
 		assert.ok(s.timestamp instanceof Date && !isNaN(s.timestamp), 'timestamp is a date');
 		assert.equal(s.cpuCount, 1);
@@ -94,12 +94,20 @@ async function unimplemented(sbx) {
 	console.log('unimplemented call ok');
 }
 
+/* A connection that should work gets three tries (a loaded machine). */
+async function connects(direct) {
+	for (let i = 0; i < 3; i++)
+		if (await canConnect(direct))
+			return true;
+	return false;
+}
+
 async function network(sbx, direct) {
-	assert.equal(await canConnect(direct), true, 'egress to the test server before the update');
+	assert.equal(await connects(direct), true, 'egress to the test server before the update');
 	await Sandbox.updateNetwork(sbx.sandboxId, { allowInternetAccess: false });
 	assert.equal(await canConnect(direct), false, 'egress blocked after allowInternetAccess=false');
 	await Sandbox.updateNetwork(sbx.sandboxId, { allowInternetAccess: true });
-	assert.equal(await canConnect(direct), true, 'egress again after allowInternetAccess=true');
+	assert.equal(await connects(direct), true, 'egress again after allowInternetAccess=true');
 	console.log('updateNetwork allowInternetAccess ok');
 }
 

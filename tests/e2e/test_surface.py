@@ -9,6 +9,7 @@ The egress target is a test server on a documentation address
 (198.51.100.77) inside a namespace this test creates, reached from the host
 through one veth and a /32 route: nothing leaves the machine."""
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -56,7 +57,15 @@ class TestServer:
                  "while True:\n"
                  "    c, _ = s.accept(); c.close()\n"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            time.sleep(0.5)
+            deadline = time.time() + 20
+            while True:  # from the host, through the veth: the server is up
+                try:
+                    socket.create_connection((TARGET, PORT), timeout=1).close()
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.2)
         except Exception:
             self.__exit__(None, None, None)
             raise
@@ -81,6 +90,18 @@ def test_sdk_surface(stack):
     check(out.returncode == 0, "SDK surface test failed:\n" + out.stdout + out.stderr)
     rows = int(stack.psql("SELECT count(*) FROM sandbox_metrics"))
     check(rows >= 2, f"sandbox_metrics rows: {rows}")
+    # Logs of the (now killed) base sandbox: its lifecycle and the agent's console.
+    base = stack.psql("SELECT id FROM sandboxes WHERE template_id = 'base'")
+    status, body, _ = stack.request("GET", f"/v2/sandboxes/{base}/logs")
+    check(status == 200, f"v2 logs: {status} {body}")
+    messages = [(e["fields"]["source"], e["message"]) for e in body["logs"]]
+    check(("lifecycle", "sandbox starting -> running") in messages, f"lifecycle lines: {messages[:5]}")
+    check(any(m[1].endswith("-> killed") for m in messages), f"killed line: {messages[-3:]}")
+    check(any(src == "console" and "listening on" in m for src, m in messages),
+          f"the agent's console lines: {messages[:8]}")
+    status, body, _ = stack.request("GET", f"/sandboxes/{base}/logs?limit=2")
+    check(status == 200 and len(body["logs"]) == 2 and "line" in body["logs"][0], f"v1 logs: {body}")
+    print(f"logs of {base}: {len(messages)} lines, e.g. {messages[:3]}")
     status, body, _ = stack.request("GET", "/volumes")
     check(status == 501 and body["code"] == 501 and "volumes" in body["message"], f"/volumes: {status} {body}")
     status, body, _ = stack.request("GET", "/no/such/route")
