@@ -360,6 +360,7 @@ static void conn__finish(struct conn *c)
 	const struct proxy_settings *s = &c->worker->server->settings;
 
 	conn__close_upstream(c);
+	c->request_ns = 0; /* the next answer's latency counts from its own head */
 	if (c->close_after || !c->req_keep_alive || !c->req_body_done) {
 		conn__close(c);
 		return;
