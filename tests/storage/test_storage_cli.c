@@ -53,11 +53,12 @@ static int group_teardown(void **state)
 
 static void test_migrate_and_admin(void **state)
 {
-	char out[8192], key[64], hash[TOKENS_SHA256_HEX_LEN + 1], sql[512], value[128];
+	char out[8192], key[64], hash[TOKENS_SHA256_HEX_LEN + 1], sql[512], value[128], applied[64];
 
 	(void)state;
+	snprintf(applied, sizeof(applied), "%d migration(s) applied", test_db__migration_files());
 	assert_int_equal(warren("migrate", out, sizeof(out)), 0);
-	assert_non_null(strstr(out, "1 migration(s) applied"));
+	assert_non_null(strstr(out, applied));
 	assert_int_equal(warren("migrate", out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "0 migration(s) applied"));
 	assert_int_equal(warren("migrate --status", out, sizeof(out)), 0);
