@@ -91,6 +91,10 @@ async function unimplemented(sbx) {
 		return /501/.test(err.message) && /not implemented by warren/.test(err.message) &&
 			err.name !== 'SandboxNotFoundError';
 	});
+	await assert.rejects(Sandbox.create('base', { volumeMounts: { '/data': 'my-volume' } }), (err) => {
+		console.log('create with volumeMounts ->', err.message);
+		return /400/.test(err.message) && /volumeMounts is not supported/.test(err.message);
+	});
 	console.log('unimplemented call ok');
 }
 

@@ -9,6 +9,7 @@ The egress target is a test server on a documentation address
 (198.51.100.77) inside a namespace this test creates, reached from the host
 through one veth and a /32 route: nothing leaves the machine."""
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -147,6 +148,51 @@ def test_prometheus(ports):
         print(f"{name} /metrics: {len(families)} families parsed")
 
 
+ENVD_PATHS = {"/envs", "/files", "/files/compose", "/health", "/metrics"}  # the agent's, not the API's
+
+
+def sdk_routes():
+    """(method, path) of every REST route the installed SDK knows: the
+    OpenAPI paths of its index.d.ts (the API's block, not the agent's) and
+    the volume content calls of its code."""
+    dist = os.path.join(SDK_DIR, "node_modules", "e2b", "dist")
+    routes, current = set(), None
+    with open(os.path.join(dist, "index.d.ts")) as f:
+        for line in f:
+            m = re.match(r'^  "(/[^"]*)": \{', line)
+            if m:
+                current = m.group(1) if m.group(1) not in ENVD_PATHS else None
+                continue
+            m = re.match(r"^    (get|put|post|delete|patch): \{", line)
+            if m and current:
+                routes.add((m.group(1).upper(), current))
+    with open(os.path.join(dist, "index.js")) as f:
+        for method, path in re.findall(r'\.(GET|POST|PUT|PATCH|DELETE)\("(/volumecontent/[^"]+)"', f.read()):
+            routes.add((method, path))
+    return sorted(routes)
+
+
+def test_route_table(stack):
+    """Every SDK route either works (any answer but "no such endpoint") or
+    answers 501 with an E2B error body naming what is missing. Ids are
+    made up, so nothing is changed."""
+    fake = "iaaaaaaaaaaaaaaaaaaaa"
+    routes = sdk_routes()
+    check(len(routes) > 30, f"SDK routes found: {len(routes)}")
+    unimplemented = []
+    for method, path in routes:
+        concrete = re.sub(r"\{sandboxID\}", fake, path)
+        concrete = re.sub(r"\{[A-Za-z]+\}", "x1", concrete)
+        status, body, _ = stack.request(method, concrete, None if method in ("GET", "DELETE") else {})
+        message = body.get("message", "") if isinstance(body, dict) else ""
+        check(status not in (404, 405) or not message.startswith(("no such endpoint", "method not allowed")),
+              f"{method} {path}: {status} {body}")
+        if status == 501:
+            check(body.get("code") == 501 and "not implemented by warren" in message, f"{method} {path}: {body}")
+            unimplemented.append(f"{method} {path}")
+    print(f"route table: {len(routes)} SDK routes, {len(unimplemented)} answer 501")
+
+
 def main():
     if os.geteuid() != 0:
         print("FAIL: the e2e suite needs root (namespaces, cgroups)")
@@ -163,6 +209,7 @@ def main():
         stack.start_api(WARREN_METRICS_LISTEN=f"127.0.0.1:{ports['api']}")
         test_sdk_surface(stack)
         test_prometheus(ports)
+        test_route_table(stack)
     print(f"e2e surface: {check_count()} checks passed")
     return 0
 
