@@ -636,6 +636,30 @@ static enum MHD_Result handlers__host_command(struct api_request *r, enum kafka_
 	return MHD_YES;
 }
 
+/* After the worker applied a network update: the stored policy follows
+ * (GET /sandboxes/{id} shows it). Best effort: the sandbox runs the new
+ * rules either way. */
+static void handlers__store_network(struct api_request *r)
+{
+	struct storage_pool *pool = api__pool();
+	struct api_error error;
+	struct storage_error e;
+	json_t *body, *rules = NULL;
+
+	body = validate__parse_body(r->body, r->body_len, &error);
+	if (!pool || !body || validate__network_update(body, &rules, &error)) {
+		json_decref(body);
+		return;
+	}
+	json_object_set_new(rules, "allowInternetAccess",
+			    json_boolean(!json_is_false(json_object_get(body, "allow_internet_access"))));
+	if (storage__sandbox_set_network(pool, r->team.id, r->sandbox.id, rules, &e))
+		log_warn("req=%s the network of %s is applied but not stored: %s", r->request_id,
+			 r->sandbox.id, e.message);
+	json_decref(rules);
+	json_decref(body);
+}
+
 /* The answer to a kill or network update once its result (or deadline) is in. */
 static enum MHD_Result handlers__operation_answer(struct api_request *r, const char *what)
 {
@@ -652,6 +676,8 @@ static enum MHD_Result handlers__operation_answer(struct api_request *r, const c
 			code = 500;
 		return request__error(r, code, "%s", message ? message : "the operation failed");
 	}
+	if (r->route.endpoint == API_ROUTE_NETWORK)
+		handlers__store_network(r);
 	return request__empty(r, 204);
 }
 

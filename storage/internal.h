@@ -53,6 +53,7 @@ enum storage_statement_id {
 	STMT_LOGS_APPEND,
 	STMT_LOGS_LIST,
 	STMT_LOGS_PRUNE,
+	STMT_SANDBOX_SET_NETWORK,
 	STMT_COUNT
 };
 

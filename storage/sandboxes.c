@@ -378,3 +378,28 @@ int storage__sandbox_list_expired(struct storage_pool *pool, const char *host_id
 	snprintf(limit_text, sizeof(limit_text), "%d", limit);
 	return storage__sandbox_list_run(pool, STMT_SANDBOX_LIST_EXPIRED, params, 0, out, err);
 }
+
+int storage__sandbox_set_network(struct storage_pool *pool, const char *team_id,
+				 const char *sandbox_id, const json_t *patch,
+				 struct storage_error *err)
+{
+	char *text = NULL;
+	PGresult *result = NULL;
+	int rc;
+
+	if (!ids__is_sandbox_id(sandbox_id) || !ids__is_uuid(team_id))
+		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "sandbox not found");
+	if (!patch)
+		return storage__fail(err, STORAGE_ERR_INVALID, "network patch must be a JSON object");
+	rc = storage__json_param(patch, "network patch", &text, err);
+	if (rc)
+		return rc;
+	{
+		const char *params[] = { sandbox_id, team_id, text };
+
+		rc = storage__run_row(pool, STMT_SANDBOX_SET_NETWORK, params, &result, "sandbox", err);
+	}
+	PQclear(result);
+	free(text);
+	return rc;
+}

@@ -72,6 +72,10 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 		"DELETE FROM sandbox_logs l USING sandboxes s WHERE l.sandbox_id = s.id"
 		" AND s.state IN ('killed', 'timed_out', 'failed')"
 		" AND s.updated_at < now() - $1::int8 * interval '1 second'", 1, true },
+	[STMT_SANDBOX_SET_NETWORK] = { "sandbox_set_network",
+		"UPDATE sandboxes SET network = network || $3::jsonb, updated_at = now()"
+		" WHERE id = $1 AND team_id = $2::uuid AND state IN ('starting', 'running', 'paused')"
+		" RETURNING id", 3, true },
 	[STMT_METRICS_PRUNE] = { "metrics_prune",
 		"DELETE FROM sandbox_metrics WHERE at < now() - $1::int8 * interval '1 second'", 1,
 		true },

@@ -323,6 +323,13 @@ int storage__sandbox_set_timeout(struct storage_pool *pool, const char *team_id,
 				 const char *sandbox_id, int32_t timeout_s, int64_t *end_at,
 				 struct storage_error *err);
 
+/* Merges patch (an object: its top-level keys replace the stored ones)
+ * into sandboxes.network of a starting/running/paused sandbox of team_id
+ * (NOT_FOUND otherwise): a network update the worker applied. */
+int storage__sandbox_set_network(struct storage_pool *pool, const char *team_id,
+				 const char *sandbox_id, const json_t *patch,
+				 struct storage_error *err);
+
 #define STORAGE_PAGE_LIMIT_MAX 100
 #define STORAGE_PAGE_TOKEN_MAX 96
 

@@ -624,6 +624,16 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	 * denyOut ALL_TRAFFIC; what warren lacks is refused. */
 	snprintf(path, sizeof(path), "/sandboxes/%s/network", a);
 	call("PUT", path, key_a, "{\"allow_internet_access\":false}", 204, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s", a);
+	metrics = call("GET", path, key_a, NULL, 200, NULL); /* the stored policy follows */
+	assert_true(json_is_false(json_object_get(metrics, "allowInternetAccess")));
+	assert_string_equal(json_string_value(json_array_get(json_object_get(
+				    json_object_get(metrics, "network"), "denyOut"), 0)),
+			    "0.0.0.0/0");
+	assert_true(json_is_true(json_object_get(json_object_get(metrics, "network"),
+						 "allowPublicTraffic")));
+	json_decref(metrics);
+	snprintf(path, sizeof(path), "/sandboxes/%s/network", a);
 	expect_error("PUT", path, key_a, "{\"egressProxy\":{\"address\":\"192.0.2.1:1080\"}}", 400,
 		     "egressProxy is not supported by warren (no egress proxy chaining)");
 	snprintf(path, sizeof(path), "/sandboxes/%s", a);
