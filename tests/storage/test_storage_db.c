@@ -955,7 +955,8 @@ static void test_sandbox_metrics(void **state)
 						       &err),
 			 STORAGE_OK);
 	assert_int_equal(count, 2);
-	free(out);
+	free(out);	storage__sandbox_clear(&a);
+	storage__sandbox_clear(&b);
 }
 
 /* Log lines: console lines stored, lifecycle lines from state changes,
@@ -1045,7 +1046,7 @@ static void test_sandbox_logs(void **state)
 	assert_string_equal(out[4].message, "sandbox starting -> killed");
 	storage__sandbox_logs_free(out, count);
 	assert_int_equal(storage__sandbox_logs_prune(pool, 0, &deleted, &err), STORAGE_OK);
-	assert_int_equal(deleted, 3);
+	assert_int_equal(deleted, 3);	storage__sandbox_clear(&sandbox);
 }
 
 int main(void)
