@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api_limits.h"
+#include "api_metrics.h"
 #include "query.h"
 #include "request.h"
 #include "warren/clock.h"
@@ -76,6 +77,7 @@ static void handlers__template_version(struct storage_pool *pool, const char *te
 static void handlers__record_rejection(struct api_request *r, struct storage_pool *pool,
 				       const char *limit_name)
 {
+	api_metrics__rejection(limit_name);
 	if (!limits__count_rejection(pool, r->team.id, limit_name))
 		log_warn("req=%s cannot record a %s rejection", r->request_id, limit_name);
 }
@@ -566,6 +568,15 @@ static enum MHD_Result handlers__list(struct api_request *r, struct storage_pool
 	}
 	filter.metadata = metadata;
 	filter.limit = STORAGE_PAGE_LIMIT_MAX;
+	if (query__template(request__query(r, "template"), &filter.template_id, &error) ||
+	    query__time("startedAfter", request__query(r, "startedAfter"), &filter.started_after_ms,
+			&error) ||
+	    query__time("startedBefore", request__query(r, "startedBefore"),
+			&filter.started_before_ms, &error) ||
+	    query__order(request__query(r, "order"), &filter.ascending, &error)) {
+		ret = request__error(r, error.status, "%s", error.message);
+		goto out;
+	}
 	if (v2) {
 		/* ?state= may repeat and may hold a comma list. */
 		MHD_get_connection_values(r->connection, MHD_GET_ARGUMENT_KIND, handlers__state_arg,
@@ -698,6 +709,30 @@ static enum MHD_Result handlers__host_command(struct api_request *r, enum kafka_
 	return MHD_YES;
 }
 
+/* After the worker applied a network update: the stored policy follows
+ * (GET /sandboxes/{id} shows it). Best effort: the sandbox runs the new
+ * rules either way. */
+static void handlers__store_network(struct api_request *r)
+{
+	struct storage_pool *pool = api__pool();
+	struct api_error error;
+	struct storage_error e;
+	json_t *body, *rules = NULL;
+
+	body = validate__parse_body(r->body, r->body_len, &error);
+	if (!pool || !body || validate__network_update(body, &rules, &error)) {
+		json_decref(body);
+		return;
+	}
+	json_object_set_new(rules, "allowInternetAccess",
+			    json_boolean(!json_is_false(json_object_get(body, "allow_internet_access"))));
+	if (storage__sandbox_set_network(pool, r->team.id, r->sandbox.id, rules, &e))
+		log_warn("req=%s the network of %s is applied but not stored: %s", r->request_id,
+			 r->sandbox.id, e.message);
+	json_decref(rules);
+	json_decref(body);
+}
+
 /* The answer to a kill or network update once its result (or deadline) is in. */
 static enum MHD_Result handlers__operation_answer(struct api_request *r, const char *what)
 {
@@ -714,6 +749,8 @@ static enum MHD_Result handlers__operation_answer(struct api_request *r, const c
 			code = 500;
 		return request__error(r, code, "%s", message ? message : "the operation failed");
 	}
+	if (r->route.endpoint == API_ROUTE_NETWORK)
+		handlers__store_network(r);
 	return request__empty(r, 204);
 }
 
@@ -764,7 +801,7 @@ static enum MHD_Result handlers__network(struct api_request *r, struct storage_p
 	body = validate__parse_body(r->body, r->body_len, &error);
 	if (!body)
 		return request__error(r, error.status, "%s", error.message);
-	if (validate__network_rules(body, true, &rules, &error)) {
+	if (validate__network_update(body, &rules, &error)) {
 		json_decref(body);
 		return request__error(r, error.status, "%s", error.message);
 	}
@@ -1039,6 +1076,147 @@ static enum MHD_Result handlers__pause(struct api_request *r, struct storage_poo
 	return handlers__operation_answer(r, "pause");
 }
 
+/* ---- GET /sandboxes/{id}/metrics, GET /sandboxes/metrics ---- */
+
+/* The samples of one sandbox in [start, end] (Unix seconds; default: all
+ * that are kept, up to now), oldest first: the SDK's getMetrics({start, end}). */
+static enum MHD_Result handlers__metrics(struct api_request *r, struct storage_pool *pool)
+{
+	struct storage_sandbox_metric *samples = NULL;
+	int64_t start_s, end_s, start_ms, end_ms;
+	struct api_error error;
+	struct storage_error e;
+	enum MHD_Result ret;
+	json_t *items;
+	size_t count = 0;
+
+	if (query__unix_seconds("start", request__query(r, "start"), &start_s, &error) ||
+	    query__unix_seconds("end", request__query(r, "end"), &end_s, &error))
+		return request__error(r, error.status, "%s", error.message);
+	if (start_s >= 0 && end_s >= 0 && start_s > end_s)
+		return request__error(r, 400, "start must not be after end");
+	if (!handlers__load_sandbox(r, pool, &ret))
+		return ret;
+	start_ms = start_s >= 0 ? start_s * 1000 : 0;
+	end_ms = end_s >= 0 ? end_s * 1000 + 999 : clock__realtime_ms();
+	if (storage__sandbox_metrics_list(pool, r->team.id, r->sandbox.id, start_ms, end_ms,
+					  &samples, &count, &e))
+		return request__storage_error(r, &e);
+	items = json_array();
+	for (size_t i = 0; items && i < count; i++)
+		json_array_append_new(items, render__metric(&samples[i]));
+	free(samples);
+	if (!items)
+		return request__error(r, 500, "out of memory");
+	return request__json(r, 200, items, NULL);
+}
+
+/* {"sandboxes": {id: newest SandboxMetric}} for ?sandbox_ids=a,b (the
+ * team's live sandboxes among them that have a sample). */
+static enum MHD_Result handlers__metrics_list(struct api_request *r, struct storage_pool *pool)
+{
+	struct storage_sandbox_metric *samples = NULL;
+	char (*ids)[24] = calloc(STORAGE_PAGE_LIMIT_MAX, sizeof(*ids));
+	const char *id_list[STORAGE_PAGE_LIMIT_MAX];
+	size_t id_count = 0, count = 0;
+	struct api_error error;
+	struct storage_error e;
+	enum MHD_Result ret;
+	json_t *by_id;
+
+	if (!ids)
+		return request__error(r, 500, "out of memory");
+	if (query__sandbox_ids(request__query(r, "sandbox_ids"), ids, STORAGE_PAGE_LIMIT_MAX,
+			       &id_count, &error)) {
+		ret = request__error(r, error.status, "%s", error.message);
+		goto out;
+	}
+	for (size_t i = 0; i < id_count; i++)
+		id_list[i] = ids[i];
+	if (storage__sandbox_metrics_latest(pool, r->team.id, id_list, id_count, &samples, &count,
+					    &e)) {
+		ret = request__storage_error(r, &e);
+		goto out;
+	}
+	by_id = json_object();
+	for (size_t i = 0; by_id && i < count; i++)
+		json_object_set_new(by_id, samples[i].sandbox_id, render__metric(&samples[i]));
+	ret = by_id ? request__json(r, 200, json_pack("{s:o}", "sandboxes", by_id), NULL)
+		    : request__error(r, 500, "out of memory");
+out:
+	free(samples);
+	free(ids);
+	return ret;
+}
+
+/* ---- GET /sandboxes/{id}/logs, GET /v2/sandboxes/{id}/logs ---- */
+
+/* The query of either version: v1 ?start=&limit= (forward from start),
+ * v2 ?cursor=&limit=&direction=&level=&search=. 0, or -1 with error. */
+static int handlers__logs_query(struct api_request *r, bool v2, struct storage_logs_query *query,
+				struct api_error *error)
+{
+	int64_t cursor, limit;
+
+	memset(query, 0, sizeof(*query));
+	query->forward = true;
+	if (query__int_range("limit", request__query(r, "limit"), 1, STORAGE_LOGS_LIST_MAX,
+			     STORAGE_LOGS_LIST_MAX, &limit, error))
+		return -1;
+	query->limit = (int)limit;
+	if (!v2)
+		return query__int_range("start", request__query(r, "start"), 0, INT64_MAX / 2, 0,
+					&query->cursor_ms, error);
+	if (query__direction(request__query(r, "direction"), &query->forward, error) ||
+	    query__log_level(request__query(r, "level"), &query->min_level, error) ||
+	    query__int_range("cursor", request__query(r, "cursor"), 0, INT64_MAX / 2, -1, &cursor,
+			     error))
+		return -1;
+	query->cursor_ms = cursor >= 0 ? cursor : query->forward ? 0 : clock__realtime_ms();
+	query->search = request__query(r, "search");
+	if (query->search && strlen(query->search) > 256) {
+		error->status = 400;
+		snprintf(error->message, sizeof(error->message), "search must be at most 256 characters");
+		return -1;
+	}
+	return 0;
+}
+
+/* A sandbox's log lines (its console and its lifecycle), also after it
+ * ended, until the retention removes them. */
+static enum MHD_Result handlers__logs(struct api_request *r, struct storage_pool *pool, bool v2)
+{
+	struct storage_logs_query query;
+	struct storage_log_line *lines = NULL;
+	struct api_error error;
+	struct storage_error e;
+	json_t *entries, *plain, *body;
+	size_t count = 0;
+	int rc;
+
+	if (handlers__logs_query(r, v2, &query, &error))
+		return request__error(r, error.status, "%s", error.message);
+	if (!ids__is_sandbox_id(r->route.sandbox_id))
+		return handlers__not_found(r);
+	rc = storage__sandbox_get(pool, r->team.id, r->route.sandbox_id, NULL, &e);
+	if (rc == STORAGE_ERR_NOT_FOUND)
+		return handlers__not_found(r);
+	if (rc || storage__sandbox_logs_list(pool, r->team.id, r->route.sandbox_id, &query, &lines,
+					     &count, &e))
+		return request__storage_error(r, &e);
+	entries = json_array();
+	plain = v2 ? NULL : json_array();
+	for (size_t i = 0; entries && i < count; i++) {
+		json_array_append_new(entries, render__log_entry(&lines[i]));
+		if (plain)
+			json_array_append_new(plain, render__log_line(&lines[i]));
+	}
+	storage__sandbox_logs_free(lines, count);
+	body = v2 ? json_pack("{s:o}", "logs", entries)
+		  : json_pack("{s:o, s:o}", "logs", plain, "logEntries", entries);
+	return body ? request__json(r, 200, body, NULL) : request__error(r, 500, "out of memory");
+}
+
 /* ---- dispatch ---- */
 
 static bool handlers__authenticate(struct api_request *r, struct storage_pool *pool,
@@ -1135,6 +1313,18 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 		return handlers__network(r, pool);
 	case API_ROUTE_CONNECT:
 		return handlers__connect(r, pool);
+	case API_ROUTE_METRICS:
+		return handlers__metrics(r, pool);
+	case API_ROUTE_METRICS_LIST:
+		return handlers__metrics_list(r, pool);
+	case API_ROUTE_LOGS:
+		return handlers__logs(r, pool, false);
+	case API_ROUTE_LOGS_V2:
+		return handlers__logs(r, pool, true);
+	case API_ROUTE_UNIMPLEMENTED:
+		return request__error(r, 501, "%s is not implemented by warren (%s %.100s)",
+				      r->route.feature ? r->route.feature : "this route", r->method,
+				      r->path);
 	default:
 		return request__error(r, 404, "no such endpoint");
 	}

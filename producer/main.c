@@ -8,9 +8,11 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "api_metrics.h"
 #include "api_limits.h"
 #include "warren/config.h"
 #include "warren/log.h"
+#include "warren/prom.h"
 
 static volatile sig_atomic_t main_stop;
 
@@ -45,6 +47,10 @@ int main(int argc, char **argv)
 		log_error("Kafka: %s", err);
 		return 1;
 	}
+	if (api_metrics__start()) {
+		bus__stop();
+		return 1;
+	}
 	server = api__server_start(&config, err, sizeof(err));
 	if (!server) {
 		log_error("%s", err);
@@ -60,6 +66,7 @@ int main(int argc, char **argv)
 		pause();
 	log_info("shutting down");
 	api__server_stop(server);
+	prom__stop();
 	bus__stop();
 	limits__close_shared(); /* gives unspent leased tokens back */
 	return 0;

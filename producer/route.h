@@ -22,6 +22,11 @@ enum api_endpoint {
 	API_ROUTE_RESUME,	 /* POST /sandboxes/{id}/resume */
 	API_ROUTE_NETWORK,	 /* PUT /sandboxes/{id}/network */
 	API_ROUTE_CONNECT,	 /* POST /sandboxes/{id}/connect, POST /v2/sandboxes/{id}/connect */
+	API_ROUTE_METRICS,	 /* GET /sandboxes/{id}/metrics */
+	API_ROUTE_METRICS_LIST,	 /* GET /sandboxes/metrics?sandbox_ids=a,b */
+	API_ROUTE_LOGS,		 /* GET /sandboxes/{id}/logs */
+	API_ROUTE_LOGS_V2,	 /* GET /v2/sandboxes/{id}/logs */
+	API_ROUTE_UNIMPLEMENTED, /* a route of the E2B API warren does not build: 501 */
 };
 
 #define API_ROUTE_ID_MAX 64 /* longer path ids are cut (they are never valid) */
@@ -30,9 +35,13 @@ struct api_route {
 	enum api_endpoint endpoint;
 	char sandbox_id[API_ROUTE_ID_MAX + 1]; /* the {id} segment, "" when none */
 	const char *allowed_methods;	       /* for 405's Allow header */
+	const char *feature;		       /* API_ROUTE_UNIMPLEMENTED: what is missing */
 };
 
-/* Routes method + path (no query string; one trailing '/' tolerated). */
+/* Routes method + path (no query string; one trailing '/' tolerated).
+ * Paths of the E2B API that warren does not implement (docs/api.md) route
+ * to API_ROUTE_UNIMPLEMENTED with out->feature set; paths E2B does not
+ * have stay API_ROUTE_NOT_FOUND. */
 void route__match(const char *method, const char *path, struct api_route *out);
 /* True for endpoints counted by the lifecycle rate limit. */
 bool route__is_lifecycle(enum api_endpoint endpoint);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api_metrics.h"
 #include "request.h"
 #include "warren/clock.h"
 #include "warren/check.h"
@@ -450,6 +451,7 @@ static void server__completed(void *cls, struct MHD_Connection *connection, void
 			 (double)(r->admitted_ns - r->started_ns) / 1e6,
 			 (double)(r->queued_ns - r->admitted_ns) / 1e6,
 			 (double)(r->result_ns - r->queued_ns) / 1e6);
+	api_metrics__request(r->route.endpoint, r->status, r->started_ns);
 	log_info("req=%s %s %s -> %d in %.2f ms%s%s%s%s", r->request_id, r->method, r->path,
 		 r->status, (double)(clock__monotonic_ns() - r->started_ns) / 1e6,
 		 r->team.id[0] ? " team=" : "", r->team.id, timing,

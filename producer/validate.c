@@ -264,6 +264,35 @@ err:
 	return -1;
 }
 
+/* 400 when body carries a field warren does not implement with a value
+ * that asks for something (not absent, null, {} or []). */
+static int validate__unsupported(const json_t *body, const char *key, const char *what,
+				 struct api_error *err)
+{
+	const json_t *value = json_object_get(body, key);
+
+	if (!value || json_is_null(value) || (json_is_object(value) && json_object_size(value) == 0) ||
+	    (json_is_array(value) && json_array_size(value) == 0))
+		return 0;
+	return validate__fail(err, 400, "%s is not supported by warren (%s)", key, what);
+}
+
+int validate__network_update(const json_t *body, json_t **rules, struct api_error *err)
+{
+	bool internet = true;
+
+	*rules = NULL;
+	if (!json_is_object(body))
+		return validate__fail(err, 400, "malformed JSON body: expected a JSON object");
+	if (validate__unsupported(body, "egressProxy", "no egress proxy chaining", err) ||
+	    validate__unsupported(body, "rules", "no per-domain request transforms", err))
+		return -1;
+	/* The SDK sends snake_case here (as in the create body). */
+	if (validate__bool(body, "allow_internet_access", true, &internet, err))
+		return -1;
+	return validate__network_rules(body, internet, rules, err);
+}
+
 void api_create_request__clear(struct api_create_request *request)
 {
 	json_decref(request->network);
@@ -373,6 +402,13 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 		validate__fail(err, 400, "network must be an object");
 		goto err;
 	}
+	/* Asked-for features warren lacks are refused, never dropped. */
+	if (validate__unsupported(body, "volumeMounts", "volumes are not implemented", err) ||
+	    validate__unsupported(body, "mcp", "no MCP gateway", err) ||
+	    validate__unsupported(body, "iam", "no workload identity tokens", err) ||
+	    validate__unsupported(network, "rules", "no per-domain request transforms", err) ||
+	    validate__unsupported(network, "egressProxy", "no egress proxy chaining", err))
+		goto err;
 	if (validate__bool(network, "allowPublicTraffic", true, &out->allow_public_traffic, err))
 		goto err;
 	if (!out->allow_public_traffic && !out->secure) {

@@ -70,6 +70,12 @@ void api_create_request__clear(struct api_create_request *request);
 int validate__network_rules(const json_t *network, bool allow_internet_access, json_t **rules,
 			    struct api_error *err);
 
+/* Validates a PUT /sandboxes/{id}/network body {allowOut[], denyOut[],
+ * allow_internet_access} (the SDK's updateNetwork; omitted lists are
+ * cleared) into *rules as validate__network_rules does. Fields warren does
+ * not implement (egressProxy, non-empty rules) are a 400 naming them. */
+int validate__network_update(const json_t *body, json_t **rules, struct api_error *err);
+
 /* The {timeout} body of POST /sandboxes/{id}/timeout and the {duration} body
  * of /refreshes (field name given): a positive integer number of seconds,
  * capped at max_s. Absent: fallback_s (or 400 when fallback_s <= 0). */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #ifdef WARREN_PROXY_KAFKA
+#include "warren/prom.h"
 #include "events.h"
 #endif
 #include "limiter.h"
@@ -106,6 +107,15 @@ int main(void)
 			log_warn("events: %s; the cache relies on its TTL", err);
 	}
 #endif
+	if (config__get("metrics_listen", "")[0]) {
+		uint16_t metrics_port = 0;
+
+		if (prom__serve(config__get("metrics_listen", ""), &metrics_port, err, sizeof(err))) {
+			log_error("%s", err);
+			goto out;
+		}
+		log_info("metrics: GET /metrics on port %u", metrics_port);
+	}
 	running_server = server;
 	memset(&action, 0, sizeof(action));
 	action.sa_handler = proxy__on_signal;
@@ -117,6 +127,7 @@ int main(void)
 	rc = proxy__run(server) == 0 ? 0 : 1;
 	log_info("stopped");
 out:
+	prom__stop();
 	running_server = NULL;
 #ifdef WARREN_PROXY_KAFKA
 	proxy_events__stop(events);

@@ -401,3 +401,63 @@ int jail_cgroup__frozen(const struct jail_cgroup *cgroup, bool *frozen)
 		return -ENOTSUP;
 	return jail_cgroup__events_frozen(cgroup->dirs[0], frozen);
 }
+
+/* The value of key in a flat-keyed cgroup file ("key value" lines). */
+static int cgroup__stat_value(const char *dir, const char *file, const char *key, uint64_t *out)
+{
+	char text[4096], *line, *save = NULL;
+	size_t key_len = strlen(key);
+	int ret = read_file(dir, file, text, sizeof(text));
+
+	if (ret)
+		return ret;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (!strncmp(line, key, key_len) && line[key_len] == ' ') {
+			*out = strtoull(line + key_len + 1, NULL, 10);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int cgroup__number(const char *dir, const char *file, uint64_t *out)
+{
+	char value[64];
+	int ret = read_file(dir, file, value, sizeof(value));
+
+	if (ret)
+		return ret;
+	*out = strtoull(value, NULL, 10);
+	return 0;
+}
+
+int jail_cgroup__usage(const struct jail_cgroup *cgroup, uint64_t *cpu_usec, uint64_t *mem_used,
+		       uint64_t *mem_cache)
+{
+	uint64_t charged = 0, cache = 0, nanoseconds = 0;
+	int ret = -ENOENT;
+
+	if (cgroup->dirs[0][0])
+		ret = cgroup__stat_value(cgroup->dirs[0], "cpu.stat", "usage_usec", cpu_usec);
+	if (ret && cgroup->layout == JAIL_CGROUP_HYBRID && cgroup->dirs[2][0] &&
+	    cgroup__number(cgroup->dirs[2], "cpuacct.usage", &nanoseconds) == 0) {
+		*cpu_usec = nanoseconds / 1000;
+		ret = 0;
+	}
+	if (ret)
+		return ret;
+	if (cgroup->layout == JAIL_CGROUP_V2) {
+		ret = cgroup__number(cgroup->dirs[0], "memory.current", &charged);
+		if (!ret)
+			ret = cgroup__stat_value(cgroup->dirs[0], "memory.stat", "file", &cache);
+	} else {
+		ret = cgroup__number(cgroup->dirs[1], "memory.usage_in_bytes", &charged);
+		if (!ret)
+			ret = cgroup__stat_value(cgroup->dirs[1], "memory.stat", "cache", &cache);
+	}
+	if (ret)
+		return ret;
+	*mem_cache = cache < charged ? cache : charged;
+	*mem_used = charged - *mem_cache;
+	return 0;
+}

@@ -56,4 +56,13 @@ int jail_cgroup__frozen(const struct jail_cgroup *cgroup, bool *frozen);
 /* The enforced memory limit. 0 or -errno. */
 int jail_cgroup__memory_limit(const struct jail_cgroup *cgroup, uint64_t *bytes);
 
+/* What the sandbox's processes use now: CPU time since the cgroup was made
+ * (cpu.stat usage_usec of the v2 directory, which the kernel keeps with or
+ * without the cpu controller; v1 cpuacct.usage otherwise), memory charged
+ * minus page cache, and page cache (memory.current/memory.stat "file" on
+ * V2, memory.usage_in_bytes/memory.stat "cache" on HYBRID). 0 or -errno
+ * (-ENOENT: no source for CPU time). */
+int jail_cgroup__usage(const struct jail_cgroup *cgroup, uint64_t *cpu_usec, uint64_t *mem_used,
+		       uint64_t *mem_cache);
+
 #endif

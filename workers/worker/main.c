@@ -20,6 +20,7 @@
 #include <curl/curl.h>
 
 #include "warren/clock.h"
+#include "warren/prom.h"
 #include "warren/config.h"
 #include "warren/log.h"
 #include "warren/templates.h"
@@ -53,7 +54,10 @@ static int worker__run_command(void *opaque, const struct kafka_event *command)
 	int rc;
 
 	for (;;) {
+		uint64_t handled_ns = clock__monotonic_ns();
+
 		rc = worker__handle_command(worker, command);
+		worker__metrics_command(kafka_event__type_name(command->type), rc, handled_ns);
 		if (rc != -EAGAIN || atomic_load(&worker->stopping))
 			return rc;
 		log_warn("request %s: dependencies unavailable; retrying", command->request_id);
@@ -323,7 +327,7 @@ int main(void)
 		goto out;
 	}
 	worker__register_templates(worker);
-	if (worker__reconcile(worker))
+	if (worker__reconcile(worker) || worker__metrics_serve(worker))
 		goto out;
 
 	creates = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
@@ -358,6 +362,7 @@ int main(void)
 	while (!atomic_load(&worker->stopping)) {
 		struct timespec pause = { 0, 200 * 1000 * 1000 };
 		worker__housekeeping(worker);
+		worker__sample_metrics(worker);
 		nanosleep(&pause, NULL);
 	}
 	log_info("shutting down: finishing the commands in hand");
@@ -375,6 +380,7 @@ int main(void)
 	worker__housekeeping(worker);
 	exit_code = 0;
 out:
+	prom__stop(); /* its collector reads the pool freed below */
 	create_pool__drain(worker->create_pool); /* set only when start failed after it */
 	kafka_consumer__free(creates.consumer);
 	kafka_consumer__free(operations.consumer);

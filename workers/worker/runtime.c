@@ -24,6 +24,7 @@ struct runtime_instance {
 	enum runtime_kind kind;
 	struct jail *jail;
 	struct runtime_vm *vm;
+	uint32_t vcpus;
 };
 
 const char *runtime__name(enum runtime_kind kind)
@@ -94,6 +95,7 @@ static struct runtime_instance *runtime__start_jail(const struct runtime_start *
 	}
 	instance->kind = RUNTIME_JAIL;
 	instance->jail = jail;
+	instance->vcpus = spec->vcpus;
 	return instance;
 }
 
@@ -116,6 +118,7 @@ struct runtime_instance *runtime__start(enum runtime_kind kind, const struct run
 	}
 	instance->kind = RUNTIME_VM;
 	instance->vm = vm;
+	instance->vcpus = spec->vcpus;
 	return instance;
 }
 
@@ -220,6 +223,38 @@ int runtime__set_paused(struct runtime_instance *instance, bool paused, char *er
 		snprintf(err, err_len, "%s failed: %s", paused ? "freezing" : "thawing",
 			 strerror(-rc));
 	return rc;
+}
+
+int runtime__usage(const struct runtime_instance *instance, struct runtime_usage *out)
+{
+	struct jail_usage usage;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (!instance)
+		return -EINVAL;
+	if (!instance->jail)
+		return -ENOTSUP;
+	ret = jail__usage(instance->jail, &usage);
+	if (ret)
+		return ret;
+	out->cpu_count = instance->vcpus;
+	out->cpu_usec = usage.cpu_usec;
+	out->mem_used_bytes = usage.mem_used_bytes;
+	out->mem_cache_bytes = usage.mem_cache_bytes;
+	out->mem_total_bytes = usage.mem_limit_bytes;
+	out->disk_used_bytes = usage.disk_used_bytes;
+	out->disk_total_bytes = usage.disk_total_bytes;
+	return 0;
+}
+
+int runtime__console_path(const struct runtime_instance *instance, char *out, size_t out_len)
+{
+	if (!instance)
+		return -EINVAL;
+	if (!instance->jail)
+		return -ENOTSUP;
+	return jail__console_path(instance->jail, out, out_len);
 }
 
 int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count)

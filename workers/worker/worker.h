@@ -23,6 +23,10 @@ struct live_sandbox {
 	int slot;                        /* -1: none */
 	struct net_slot_info slot_info;
 	struct runtime_instance *instance;
+	uint64_t metrics_cpu_usec;       /* CPU time at the last sample (metrics.c) */
+	int64_t metrics_at_ms;           /* realtime of it; 0: none yet */
+	uint64_t log_offset;             /* console bytes copied to PostgreSQL (metrics.c) */
+	uint32_t log_lines;              /* lines copied; capped at sandbox_log_max_lines */
 	struct live_sandbox *next;
 };
 
@@ -51,6 +55,8 @@ struct worker {
 	int live_count;
 	atomic_bool stopping;
 	uint64_t last_heartbeat_ms;         /* main thread only (housekeeping) */
+	int64_t last_metrics_prune_ms;      /* main thread only (metrics.c) */
+	int64_t last_logs_ms;               /* main thread only (metrics.c) */
 };
 
 /* Handles one decoded command. Returns 0 when its outcome is durable (the
@@ -66,6 +72,16 @@ void worker__resources(const char *template_id, uint32_t *vcpus, uint32_t *memor
 void worker__housekeeping(struct worker *worker);
 /* At start: kills orphans of a previous process, marks lost sandboxes. */
 int worker__reconcile(struct worker *worker);
+/* Samples the usage of every live sandbox whose last sample is at least
+ * the setting metrics_interval_ms old (default 5000; 0 turns sampling off)
+ * and stores it in PostgreSQL; once a minute deletes samples older than
+ * metrics_retention_s (default 86400). Main thread only (metrics.c). */
+void worker__sample_metrics(struct worker *worker);
+/* Registers the worker's Prometheus collector and, when the setting
+ * metrics_listen is set, serves GET /metrics there. 0 or -1 (logged). */
+int worker__metrics_serve(struct worker *worker);
+/* Counts one handled command (type name, worker__handle_command's rc). */
+void worker__metrics_command(const char *type, int rc, uint64_t started_ns);
 /* Stops every live sandbox (on shutdown) and marks them killed. */
 void worker__stop_all(struct worker *worker, const char *reason);
 

@@ -232,6 +232,15 @@ struct net_slot_counters {
 void net_pool__set_egress_limits(struct net_pool *pool, unsigned max_connections,
 				 unsigned slot_max_connections, unsigned idle_timeout_s);
 
+/* The pool's size now, for the worker's Prometheus gauges. */
+struct net_pool_stats {
+	unsigned capacity;       /* slots the CIDR and slot_max allow */
+	unsigned existing;       /* namespaces made (free + in use) */
+	unsigned in_use;         /* acquired by sandboxes */
+	int proxy_connections;   /* egress proxy connections open */
+};
+void net_pool__stats(struct net_pool *pool, struct net_pool_stats *out);
+
 /* Reads the slot's counters since acquire. 0 or -1. */
 int net_pool__counters(struct net_pool *pool, int slot, struct net_slot_counters *out);
 
