@@ -1,5 +1,7 @@
 #include "warren/log.h"
 
+#include "warren/config.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +25,8 @@ void log__set_level(enum log_level level)
 static int log__configured_level(void)
 {
 	if (log_level < 0) {
-		const char *env = getenv("WARREN_LOG_LEVEL");
+		/* Setting log_level: WARREN_LOG_LEVEL, then the config file. */
+		const char *env = config__get("log_level", NULL);
 		log_level = LOG_LEVEL_INFO;
 		if (env) {
 			if (!strcasecmp(env, "debug"))
