@@ -21,6 +21,7 @@
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/log.h"
+#include "warren/service.h"
 #include "warren/templates.h"
 #include "worker.h"
 
@@ -259,12 +260,14 @@ int main(void)
 	log_info("ready: host %s, runtime %s, capacity %d, topics %s, %s + %s", worker->host_id,
 		 runtime__name(worker->runtime), worker->capacity, worker->commands_topic,
 		 worker->runtime_topic, worker->host_topic);
+	service__notify("READY=1"); /* systemd Type=notify */
 
 	while (!atomic_load(&worker->stopping)) {
 		struct timespec pause = { 0, 200 * 1000 * 1000 };
 		worker__housekeeping(worker);
 		nanosleep(&pause, NULL);
 	}
+	service__notify("STOPPING=1");
 	log_info("shutting down: finishing the commands in hand");
 	pthread_join(creates.thread, NULL);
 	pthread_join(operations.thread, NULL);
