@@ -374,25 +374,25 @@ int config__load(const char *path, char *err, size_t err_len)
 	return 0;
 }
 
+/* The lazy load's outcome: config__get ends the process on a failure,
+ * config__get_soft does not. */
+static int config_lazy_status;
+static char config_lazy_error[1024];
+
 static void config__load_once(void)
 {
-	char err[1024];
-
 	if (__atomic_load_n(&config_loaded, __ATOMIC_ACQUIRE))
 		return;
-	if (config__load(NULL, err, sizeof(err))) {
-		fprintf(stderr, "warren: configuration: %s\n", err);
-		exit(CONFIG_EXIT_STATUS);
-	}
+	config_lazy_status = config__load(NULL, config_lazy_error, sizeof(config_lazy_error));
 }
 
-const char *config__get(const char *name, const char *fallback)
+/* Environment, secrets, file, fallback (the loaded lists as they are). */
+static const char *config__lookup(const char *name, const char *fallback)
 {
 	char env_name[160];
 	const char *env;
 	struct config_entry *found;
 
-	pthread_once(&config_once, config__load_once);
 	config__env_name(name, "", env_name, sizeof(env_name));
 	env = getenv(env_name);
 	if (env && *env)
@@ -401,6 +401,22 @@ const char *config__get(const char *name, const char *fallback)
 	if (!found)
 		found = config__find(__atomic_load_n(&config_file_entries, __ATOMIC_ACQUIRE), name);
 	return found ? found->value : fallback;
+}
+
+const char *config__get(const char *name, const char *fallback)
+{
+	pthread_once(&config_once, config__load_once);
+	if (config_lazy_status && !__atomic_load_n(&config_loaded, __ATOMIC_ACQUIRE)) {
+		fprintf(stderr, "warren: configuration: %s\n", config_lazy_error);
+		exit(CONFIG_EXIT_STATUS);
+	}
+	return config__lookup(name, fallback);
+}
+
+const char *config__get_soft(const char *name, const char *fallback)
+{
+	pthread_once(&config_once, config__load_once);
+	return config__lookup(name, fallback);
 }
 
 int64_t config__get_int(const char *name, int64_t fallback)

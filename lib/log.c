@@ -28,7 +28,7 @@ static int log__configured_level(void)
 {
 	if (log_level < 0) {
 		/* Setting log_level: WARREN_LOG_LEVEL, then the config file. */
-		const char *env = config__get("log_level", NULL);
+		const char *env = config__get_soft("log_level", NULL);
 		log_level = LOG_LEVEL_INFO;
 		if (env) {
 			if (!strcasecmp(env, "debug"))

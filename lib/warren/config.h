@@ -26,6 +26,11 @@
 const char *config__get(const char *name, const char *fallback);
 int64_t config__get_int(const char *name, int64_t fallback);
 bool config__get_bool(const char *name, bool fallback);
+/* config__get for the logger, which every binary links (warren-vmm and
+ * warren-jail-init too, inside jails where the file is out of reach): a
+ * broken or unreadable configuration is not fatal here; the environment
+ * and the defaults still apply. */
+const char *config__get_soft(const char *name, const char *fallback);
 
 enum config_type {
 	CONFIG_STRING,

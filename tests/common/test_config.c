@@ -319,7 +319,7 @@ static void test_every_call_in_table(void **state)
 		return;
 	}
 	assert_int_equal(regcomp(&scan.call,
-				 "config__get(_int|_bool)?\\([[:space:]]*(\"([a-z0-9_]+)\")?",
+				 "config__get(_int|_bool|_soft)?\\([[:space:]]*(\"([a-z0-9_]+)\")?",
 				 REG_EXTENDED),
 			 0);
 	assert_int_equal(nftw(source, scan_file, 32, FTW_PHYS | FTW_ACTIONRETVAL), 0);

@@ -97,7 +97,7 @@ static void test_notify_without_manager(void **state)
 
 /* In a child (the journal check is made once per process): stderr to a
  * file, JOURNAL_STREAM naming it or not; returns the line written. */
-static void log_line_in_child(bool journal, char *out, size_t out_len)
+static void log_line_in_child(bool journal, const char *config, char *out, size_t out_len)
 {
 	char path[] = "/tmp/warren-ship-log-XXXXXX";
 	int fd = mkstemp(path), status;
@@ -116,7 +116,7 @@ static void log_line_in_child(bool journal, char *out, size_t out_len)
 		snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)st.st_dev,
 			 (unsigned long long)st.st_ino + (journal ? 0 : 1));
 		setenv("JOURNAL_STREAM", stream, 1);
-		setenv("WARREN_CONFIG", "", 1);
+		setenv("WARREN_CONFIG", config, 1);
 		log__set_component("shiptest");
 		log_warn("hello %d", 42);
 		_exit(0);
@@ -136,9 +136,13 @@ static void test_log_for_journal(void **state)
 	char line[256];
 
 	(void)state;
-	log_line_in_child(true, line, sizeof(line));
+	log_line_in_child(true, "", line, sizeof(line));
 	assert_string_equal(line, "<4>WARN shiptest: hello 42\n");
-	log_line_in_child(false, line, sizeof(line));
+	/* The logger never ends a process over its configuration (warren-vmm
+	 * logs inside a jail where the file is out of reach). */
+	log_line_in_child(true, "/nonexistent/warren.conf", line, sizeof(line));
+	assert_string_equal(line, "<4>WARN shiptest: hello 42\n");
+	log_line_in_child(false, "", line, sizeof(line));
 	/* Not the journal's stream: the usual time-stamped line. */
 	assert_true(line[0] == '2' && strstr(line, "Z WARN shiptest: hello 42\n"));
 }
