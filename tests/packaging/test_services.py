@@ -3,10 +3,13 @@
 of warren-worker, warren-api and warren-proxy gets its own NOTIFY_SOCKET
 and must send READY=1 only once it serves (the worker after its "ready:"
 line, the API and the proxy when their port answers), then on SIGTERM
-STOPPING=1 and exit 0. The API runs from a configuration file of record
-alone (no WARREN_* settings in its environment), with pg_url and
-token_seed from secret files, and answers an authenticated request.
-Needs the dev stack (WARREN_PG_URL, WARREN_KAFKA_BROKERS) and root."""
+STOPPING=1 and exit 0. The worker runs with only the capabilities its
+unit's CapabilityBoundingSet lists (setpriv --bounding-set) and still
+creates a sandbox, runs a command in it and kills it. The API runs from a
+configuration file of record alone (no WARREN_* settings in its
+environment), with pg_url and token_seed from secret files, and answers
+an authenticated request. Needs the dev stack (WARREN_PG_URL,
+WARREN_KAFKA_BROKERS), root, and for the command node with the e2b SDK."""
 import os
 import signal
 import socket
@@ -17,6 +20,39 @@ import time
 SOURCE = os.environ["WARREN_SOURCE_DIR"]
 sys.path.insert(0, os.path.join(SOURCE, "tests/e2e"))
 from stack import BIN, Stack, check, check_count, free_port  # noqa: E402
+from test_pipeline import run_in_sandbox, sandbox_row  # noqa: E402
+
+
+def unit_capabilities():
+    """The worker unit's CapabilityBoundingSet, as setpriv's list."""
+    unit = os.path.join(SOURCE, "packaging/systemd/warren-worker.service.in")
+    with open(unit) as f:
+        line = next(l for l in f if l.startswith("CapabilityBoundingSet="))
+    names = line.split("=", 1)[1].split()
+    return "-all," + ",".join("+" + n.lower().removeprefix("cap_") for n in names)
+
+
+def start_bounded_worker(stack, sock_path):
+    """warren-worker under the unit's bounding set (what systemd would leave it)."""
+    log = open(os.path.join(stack.work, "worker.log"), "ab")
+    stack.processes["worker"] = subprocess.Popen(
+        ["setpriv", "--bounding-set", unit_capabilities(), "--",
+         os.path.join(BIN, "warren-worker")],
+        env=stack.env(NOTIFY_SOCKET=sock_path), stdout=log, stderr=log, start_new_session=True)
+
+
+def sandbox_round_trip(stack):
+    status, body, _ = stack.request("POST", "/sandboxes",
+                                    {"templateID": "minimal", "timeout": 60, "secure": True})
+    check(status == 201, f"create under the unit's capabilities: {status} {body}\n"
+          + stack.log("worker")[-3000:])
+    sandbox = body["sandboxID"]
+    address = sandbox_row(stack, sandbox)[2]
+    output = run_in_sandbox(stack, sandbox, body["envdAccessToken"], body["envdVersion"],
+                            address, "echo bounded-$((6*7))")
+    check("bounded-42" in output, f"a command runs in it: {output!r}")
+    status, _, _ = stack.request("DELETE", f"/sandboxes/{sandbox}")
+    check(status == 204, f"kill: {status}")
 
 
 def notify_socket(stack, name):
@@ -85,10 +121,16 @@ def main():
     with Stack("ship") as stack:
         stack.start(api=False, worker=False)
         worker_sock, worker_path = notify_socket(stack, "worker")
-        stack.spawn("worker", "warren-worker", NOTIFY_SOCKET=worker_path)
+        start_bounded_worker(stack, worker_path)
         message = receive(worker_sock, 90)
         check(message == "READY=1", f"worker: READY=1 (got {message!r})\n" + stack.log("worker")[-3000:])
         check("ready:" in stack.log("worker"), "worker: READY=1 after its ready: line")
+        with open(f"/proc/{stack.processes['worker'].pid}/status") as f:
+            caps = {k: int(v, 16) for k, v in (l.split(":\t") for l in f if l.startswith("Cap"))}
+        # bit 21 CAP_SYS_ADMIN (listed), 16 CAP_SYS_MODULE and 13 CAP_NET_RAW (not)
+        check(caps["CapEff"] >> 21 & 1 and not caps["CapEff"] >> 16 & 1
+              and not caps["CapBnd"] >> 13 & 1,
+              f"worker: runs with the unit's bounding set (CapEff {caps['CapEff']:#x})")
 
         api_sock, api_path = notify_socket(stack, "api")
         api_from_config_file(stack, api_path)
@@ -100,6 +142,8 @@ def main():
               f"api (settings and secrets from the file) answers GET /sandboxes: {status}")
         status, _, _ = stack.request("GET", "/sandboxes", key="e2b_" + "0" * 40)
         check(status == 401, f"api refuses an unknown key: {status}")
+
+        sandbox_round_trip(stack)
 
         proxy_sock, proxy_path = notify_socket(stack, "proxy")
         proxy_port = free_port()
