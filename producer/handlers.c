@@ -247,41 +247,55 @@ static bool create__load_template(struct create_ctx *ctx)
 	return true;
 }
 
-/* Step 3b: a create that asks for a runtime (metadata warren.runtime) goes
- * to that runtime's create topic, and only while a host of that runtime
- * is ready (heartbeat within API_HOST_FRESH_S): else 503 now, not a 504
- * after the create deadline. Without one, the shared topic. */
+/* Step 3b, placement (docs/api.md, "Placement"): a create that asks for
+ * a runtime (metadata warren.runtime) goes to that runtime's create
+ * topic, else to the shared one. The hosts table (each worker's heartbeat,
+ * every second) answers at once, instead of a 504 after the create
+ * deadline: 503 with Retry-After when every ready host is full, 503 when
+ * the runtime asked for has no ready host. With no ready host at all (a
+ * worker restarting) the create waits in Kafka, up to the create
+ * deadline, for one to come back. */
 static bool create__place(struct create_ctx *ctx)
 {
 	struct storage_host *hosts = NULL;
 	struct storage_error e;
-	size_t count = 0;
-	bool found = false;
-	int64_t now_ms = clock__realtime_ms();
+	size_t count = 0, ready = 0;
+	int64_t capacity = 0, running = 0, now_ms = clock__realtime_ms();
+	const char *runtime = ctx->create.runtime;
 
 	snprintf(ctx->topic, sizeof(ctx->topic), "%s", ctx->r->config->commands_topic);
-	if (!ctx->create.runtime[0])
-		return true;
 	if (storage__host_list(ctx->pool, &hosts, &count, &e)) {
 		ctx->ret = request__storage_error(ctx->r, &e);
 		return false;
 	}
-	for (size_t i = 0; i < count && !found; i++)
-		found = !strcmp(hosts[i].runtime, ctx->create.runtime) &&
-			!strcmp(hosts[i].state, "ready") &&
-			now_ms - hosts[i].heartbeat_at <= API_HOST_FRESH_S * 1000;
+	for (size_t i = 0; i < count; i++) {
+		if ((*runtime && strcmp(hosts[i].runtime, runtime)) || strcmp(hosts[i].state, "ready") ||
+		    now_ms - hosts[i].heartbeat_at > API_HOST_FRESH_S * 1000)
+			continue;
+		ready++;
+		capacity += hosts[i].capacity;
+		running += hosts[i].running;
+	}
 	free(hosts);
-	if (!found) {
+	if (!ready && *runtime) {
 		ctx->ret = request__error(ctx->r, 503, "no worker host with the %s runtime is ready",
-					  ctx->create.runtime);
+					  runtime);
 		return false;
 	}
+	if (ready && running >= capacity) {
+		ctx->ret = request__unavailable(ctx->r, 1,
+						"no worker host has room: %lld of %lld sandboxes on %zu "
+						"host(s); retry later",
+						(long long)running, (long long)capacity, ready);
+		return false;
+	}
+	if (!*runtime)
+		return true;
 	char runtime_topic[KAFKA_TOPIC_NAME_MAX + 1];
-	if (kafka__runtime_topic(ctx->create.runtime, runtime_topic, sizeof(runtime_topic)) ||
+	if (kafka__runtime_topic(runtime, runtime_topic, sizeof(runtime_topic)) ||
 	    snprintf(ctx->topic, sizeof(ctx->topic), "%s%s", ctx->r->config->topic_prefix,
 		     runtime_topic) >= (int)sizeof(ctx->topic)) {
-		ctx->ret = request__error(ctx->r, 500, "the topic name of runtime %s is too long",
-					  ctx->create.runtime);
+		ctx->ret = request__error(ctx->r, 500, "the topic name of runtime %s is too long", runtime);
 		return false;
 	}
 	return true;

@@ -39,6 +39,9 @@ struct api_request {
 };
 
 /* Queues {"code","message"} with status (and X-Request-Id). */
+/* 503 with Retry-After: retry_after_s and the JSON error body of fmt. */
+enum MHD_Result request__unavailable(struct api_request *r, int retry_after_s, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 enum MHD_Result request__error(struct api_request *r, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Queues body (reference stolen; NULL -> 500) with status. headers: NULL

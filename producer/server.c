@@ -262,6 +262,20 @@ enum MHD_Result request__error(struct api_request *r, int status, const char *fm
 	return request__json(r, status, render__error(status, message), NULL);
 }
 
+enum MHD_Result request__unavailable(struct api_request *r, int retry_after_s, const char *fmt, ...)
+{
+	char message[600], retry[24];
+	const char *headers[] = { "Retry-After", retry, NULL };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	snprintf(retry, sizeof(retry), "%d", retry_after_s > 0 ? retry_after_s : 1);
+	log_warn("req=%s %s %s -> 503: %s", r->request_id, r->method, r->path, message);
+	return request__json(r, 503, render__error(503, message), headers);
+}
+
 enum MHD_Result request__empty(struct api_request *r, int status)
 {
 	return request__queue(r, status, NULL, 0, NULL);

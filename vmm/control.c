@@ -14,7 +14,6 @@
 
 #include "event_loop.h"
 #include "warren/log.h"
-#include "virtio_devices.h"
 
 struct control_client {
 	struct control *control;
@@ -133,10 +132,12 @@ char *control__handle_line(struct control *control, const char *line, size_t len
 
 		if (device < 0 || (uint64_t)device >= vm->device_count) {
 			response = control__error("\"device\" must be the index of a configured device");
+		} else if (vm->devices[device].set_rate_limit == NULL) {
+			response = control__error("this device has no rate limiter");
 		} else {
-			if (virtio_device__set_rate_limit(vm->devices[device].opaque,
-							  json_object_get(request, "config"), error,
-							  sizeof(error)) != 0)
+			if (vm->devices[device].set_rate_limit(vm->devices[device].opaque,
+							       json_object_get(request, "config"),
+							       error, sizeof(error)) != 0)
 				response = control__error(error[0] ? error : "bad rate limiter");
 			else
 				response = control__ok(NULL);

@@ -25,19 +25,42 @@
 #include "hardening.h"
 #include "jail.h"
 #include "event_loop.h"
+#include "virtio_devices.h"
 #include "vm.h"
 #include "warren/log.h"
 
+/* One VMM process: what the command line asked for, then what the start
+ * steps built. main() runs the steps in order; vmm__teardown() undoes
+ * whatever of them ran. */
 struct vmm {
+	/* the command line (vmm__parse_arguments) */
+	struct vm_config config; /* --kernel etc.; handed to the VM by vmm__boot */
+	const char *api_socket;
+	struct jail_options jail;
+	bool jail_check;
+	bool verbose;
+	bool seccomp; /* install the allow-list before the guest runs (default; --no-seccomp) */
+	uint64_t timeout_ms;
+
+	/* built by the steps */
 	struct event_loop *loop;
 	struct vm vm;
 	struct control control;
 	bool have_control;
 	bool one_shot;
-	uint64_t timeout_ms;
 	int signal_fd;
-	bool seccomp; /* install the allow-list before the guest runs (default; --no-seccomp) */
 };
+
+/* What vmm__parse_arguments found: go on, or exit with a status. */
+enum vmm_parse {
+	VMM_PARSE_RUN,
+	VMM_PARSE_HELP,  /* --help: exit 0 */
+	VMM_PARSE_PROBE, /* --probe */
+	VMM_PARSE_USAGE, /* bad command line: exit 2 */
+};
+
+#define VMM_STATUS_USAGE 2
+#define VMM_STATUS_ERROR 125 /* the VMM itself failed (docs/vmm-api.md) */
 
 static void usage(FILE *out)
 {
@@ -252,7 +275,64 @@ static int parse_u64(const char *text, uint64_t *out)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* --device JSON / --rng: appends one element of the "devices" array
+ * (docs/vmm-api.md) to vmm->config. 0, or -1 (not a JSON object with a
+ * string "type", or too many devices) with the reason on stderr. */
+static int vmm__add_device(struct vmm *vmm, bool rng, const char *json)
+{
+	json_t *device = rng ? json_pack("{s:s}", "type", "rng")
+			     : json_loads(json, JSON_REJECT_DUPLICATES, NULL);
+	json_t **devices = &vmm->config.devices;
+
+	if (!json_is_object(device) || !json_is_string(json_object_get(device, "type")) ||
+	    (*devices && json_array_size(*devices) >= MMIO_BUS_VIRTIO_MAX_DEVICES)) {
+		json_decref(device);
+		fprintf(stderr, "warren-vmm: --device needs a JSON object with a \"type\" "
+				"(at most %d devices)\n", MMIO_BUS_VIRTIO_MAX_DEVICES);
+		return -1;
+	}
+	if (*devices == NULL)
+		*devices = json_array();
+	json_array_append_new(*devices, device);
+	return 0;
+}
+
+/* The options that take a number (--memory, --vcpus, --io-poll-us,
+ * --timeout-ms): parses `text` into vmm within the option's range. 0, or
+ * -1 when it is not a number or out of range. */
+static int vmm__number_option(struct vmm *vmm, int option, const char *text)
+{
+	uint64_t number;
+
+	if (parse_u64(text, &number))
+		return -1;
+	switch (option) {
+	case 'm':
+		if (number < 16 || number > VM_MAX_MEMORY_MIB)
+			return -1;
+		vmm->config.memory_mib = number;
+		return 0;
+	case 'n':
+		if (number < 1 || number > VM_MAX_VCPUS)
+			return -1;
+		vmm->config.vcpus = (uint32_t)number;
+		return 0;
+	case 'l':
+		if (number > VM_MAX_IO_POLL_US)
+			return -1;
+		vmm->config.io_poll_us = (uint32_t)number;
+		return 0;
+	case 't':
+		vmm->timeout_ms = number;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* Step 1, the command line into vmm (options, config). Error domain: the
+ * usage; VMM_PARSE_USAGE when an option or the combination is wrong. */
+static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **argv)
 {
 	static const struct option options[] = {
 		{ "kernel", required_argument, NULL, 'k' },
@@ -277,189 +357,230 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct vmm vmm; /* large (console ring); not on the stack */
-	struct jail_options jail = { 0 };
-	bool jail_check = false;
-	struct vm_config config;
-	const char *api_socket = NULL;
-	char error[256] = "";
-	sigset_t signals;
-	uint64_t number;
-	int option, status = 125;
+	struct vm_config *config = &vmm->config;
+	struct jail_options *jail = &vmm->jail;
+	unsigned id;
+	int option;
 
-	log__set_component("vmm");
-	vmm.seccomp = true;
-	signal(SIGPIPE, SIG_IGN); /* a console reader going away must not kill the VM */
-	vm_config__init(&config);
-	config.console = NULL;
 	while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		switch (option) {
-		case 'k': free(config.kernel); config.kernel = strdup(optarg); break;
-		case 'i': free(config.initrd); config.initrd = strdup(optarg); break;
-		case 'c': free(config.command_line); config.command_line = strdup(optarg); break;
-		case 'o': free(config.console); config.console = strdup(optarg); break;
-		case 'a': api_socket = optarg; break;
+		case 'k': free(config->kernel); config->kernel = strdup(optarg); break;
+		case 'i': free(config->initrd); config->initrd = strdup(optarg); break;
+		case 'c': free(config->command_line); config->command_line = strdup(optarg); break;
+		case 'o': free(config->console); config->console = strdup(optarg); break;
+		case 'a': vmm->api_socket = optarg; break;
 		case 'r': /* --rng: a virtio entropy device with the default limits */
-		case 'd': {
-			/* one element of the "devices" array (docs/vmm-api.md) */
-			json_t *device = option == 'r' ? json_pack("{s:s}", "type", "rng") :
-				json_loads(optarg, JSON_REJECT_DUPLICATES, NULL);
-
-			if (!json_is_object(device) || !json_is_string(json_object_get(device, "type")) ||
-			    (config.devices && json_array_size(config.devices) >= MMIO_BUS_VIRTIO_MAX_DEVICES)) {
-				json_decref(device);
-				fprintf(stderr, "warren-vmm: --device needs a JSON object with a \"type\" "
-						"(at most %d devices)\n", MMIO_BUS_VIRTIO_MAX_DEVICES);
-				goto bad_usage;
-			}
-			if (config.devices == NULL)
-				config.devices = json_array();
-			json_array_append_new(config.devices, device);
+		case 'd':
+			if (vmm__add_device(vmm, option == 'r', optarg))
+				return VMM_PARSE_USAGE;
 			break;
-		}
-		case 'J': jail.root = optarg; break;
+		case 'J': jail->root = optarg; break;
 		case 'U':
-		case 'G': {
-			unsigned id;
-
+		case 'G':
 			if (jail__parse_id(optarg, &id))
-				goto bad_usage;
+				return VMM_PARSE_USAGE;
 			if (option == 'U')
-				jail.uid = id;
+				jail->uid = id;
 			else
-				jail.gid = id;
+				jail->gid = id;
 			break;
-		}
-		case 'C': jail_check = true; break;
-		case 'v': vmm.vm.verbose = true; break;
-		case 'S': vmm.seccomp = false; break;
+		case 'C': vmm->jail_check = true; break;
+		case 'v': vmm->verbose = true; break;
+		case 'S': vmm->seccomp = false; break;
 		case 'm':
-			if (parse_u64(optarg, &number) || number < 16 || number > VM_MAX_MEMORY_MIB)
-				goto bad_usage;
-			config.memory_mib = number;
-			break;
 		case 'n':
-			if (parse_u64(optarg, &number) || number < 1 || number > VM_MAX_VCPUS)
-				goto bad_usage;
-			config.vcpus = (uint32_t)number;
+		case 'l':
+		case 't':
+			if (vmm__number_option(vmm, option, optarg))
+				return VMM_PARSE_USAGE;
 			break;
 		case 'p':
-			if (!cpuid__parse_profile(optarg, &config.cpu_profile))
-				goto bad_usage;
+			if (!cpuid__parse_profile(optarg, &config->cpu_profile))
+				return VMM_PARSE_USAGE;
 			break;
-		case 'l':
-			if (parse_u64(optarg, &number) || number > VM_MAX_IO_POLL_US)
-				goto bad_usage;
-			config.io_poll_us = (uint32_t)number;
-			break;
-		case 't':
-			if (parse_u64(optarg, &number))
-				goto bad_usage;
-			vmm.timeout_ms = number;
-			break;
-		case 'h': usage(stdout); vm_config__free(&config); return 0;
-		case 'P':
-			vm_config__free(&config);
-#ifdef WARREN_VMM_HAVE_PROBE
-			return vmm__probe();
-#else
-			fprintf(stderr, "warren-vmm: built without the probe guest\n");
-			return 1;
-#endif
-		default: goto bad_usage;
+		case 'h': return VMM_PARSE_HELP;
+		case 'P': return VMM_PARSE_PROBE;
+		default: return VMM_PARSE_USAGE;
 		}
 	}
-	if (optind != argc || (config.kernel == NULL && api_socket == NULL && !jail_check) ||
-	    (jail_check && jail.root == NULL) || (jail.root && (!jail.uid || !jail.gid)))
-		goto bad_usage;
-	if (jail.root) {
-		if (jail__enter(&jail, &config, &api_socket, error, sizeof(error)) != 0) {
-			log_error("%s", error);
-			fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
-			status = 125;
-			goto out_config;
-		}
-		if (jail_check) {
-			status = vmm__jail_check(&vmm);
-			goto out_config;
-		}
-	}
+	if (optind != argc ||
+	    (config->kernel == NULL && vmm->api_socket == NULL && !vmm->jail_check) ||
+	    (vmm->jail_check && jail->root == NULL) || (jail->root && (!jail->uid || !jail->gid)))
+		return VMM_PARSE_USAGE;
+	return VMM_PARSE_RUN;
+}
 
-	vmm.loop = event_loop__create(256);
-	if (vmm.loop == NULL) {
+/* Step 2, --jail: the process confines itself (jail.c) before it creates
+ * anything. Error domain: the jail. 0 to go on; otherwise the process's
+ * exit status (125 when the jail failed; --jail-check's own status). */
+static int vmm__confine(struct vmm *vmm)
+{
+	char error[256] = "";
+
+	if (vmm->jail.root == NULL)
+		return 0;
+	if (jail__enter(&vmm->jail, &vmm->config, &vmm->api_socket, error, sizeof(error)) != 0) {
+		log_error("%s", error);
+		fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
+		return VMM_STATUS_ERROR;
+	}
+	if (vmm->jail_check)
+		return vmm__jail_check(vmm);
+	return 0;
+}
+
+/* Step 3: the event loop, the (empty) VM wired to vmm/virtio's devices and
+ * to the lock-down, and the signals that stop it (SIGTERM, SIGINT, SIGHUP,
+ * through a signalfd on the loop). Error domain: -errno. */
+static int vmm__setup(struct vmm *vmm)
+{
+	sigset_t signals;
+
+	vmm->loop = event_loop__create(256);
+	if (vmm->loop == NULL) {
 		log_error("cannot create the event loop");
-		goto out_config;
+		return -ENOMEM;
 	}
-	{
-		bool verbose = vmm.vm.verbose;
-
-		vm__init(&vmm.vm, vmm.loop);
-		vmm.vm.verbose = verbose;
-	}
-	vmm.vm.on_stop = vmm__on_stop;
-	vmm.vm.on_stop_opaque = &vmm;
-	vmm.vm.on_ready = vmm__lock_down;
-	vmm.vm.on_ready_opaque = &vmm;
+	vm__init(&vmm->vm, vmm->loop);
+	vmm->vm.verbose = vmm->verbose;
+	vmm->vm.device_types = virtio_device_types;
+	vmm->vm.on_stop = vmm__on_stop;
+	vmm->vm.on_stop_opaque = vmm;
+	vmm->vm.on_ready = vmm__lock_down;
+	vmm->vm.on_ready_opaque = vmm;
 	sigemptyset(&signals);
 	sigaddset(&signals, SIGTERM);
 	sigaddset(&signals, SIGINT);
 	sigaddset(&signals, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &signals, NULL); /* vCPU threads inherit the mask */
-	vmm.signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (vmm.signal_fd >= 0)
-		event_loop__watch(vmm.loop, vmm.signal_fd, POLLIN, vmm__signal, &vmm);
-	if (api_socket) {
-		int result = control__open(&vmm.control, &vmm.vm, vmm.loop, api_socket);
+	vmm->signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (vmm->signal_fd >= 0)
+		event_loop__watch(vmm->loop, vmm->signal_fd, POLLIN, vmm__signal, vmm);
+	return 0;
+}
 
-		if (result) {
-			log_error("control socket %s: %s", api_socket, strerror(-result));
-			goto out_loop;
-		}
-		vmm.control.on_exit = vmm__on_control_exit;
-		vmm.have_control = true;
-	}
-	if (config.kernel) {
-		vmm.one_shot = true;
-		vm__configure(&vmm.vm, &config);
-		if (vm__start(&vmm.vm, error, sizeof(error)) != 0) {
-			log_error("cannot start the VM: %s", error);
-			fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
-			goto out_control;
-		}
-		if (vmm.timeout_ms)
-			event_loop__timer(vmm.loop, vmm.timeout_ms * 1000000ull, vmm__watchdog, &vmm);
-	}
-	event_loop__run(vmm.loop);
-	if (atomic_load(&vmm.vm.state) == VM_STATE_RUNNING ||
-	    atomic_load(&vmm.vm.state) == VM_STATE_PAUSED)
-		vm__request_stop(&vmm.vm, VM_EXIT_STOPPED, 0, "VMM exiting");
-	status = atomic_load(&vmm.vm.exit_reason) == VM_EXIT_NONE ? 0 : vm__exit_status(&vmm.vm);
-	if (config.kernel || atomic_load(&vmm.vm.exit_reason) != VM_EXIT_NONE) {
-		fprintf(stderr, "warren-vmm: exit reason=%s code=%d status=%d%s%s\n",
-			vm__exit_reason_name(atomic_load(&vmm.vm.exit_reason)), vmm.vm.exit_code,
-			status, vmm.vm.exit_detail[0] ? " detail=" : "", vmm.vm.exit_detail);
-		if (vmm.vm.verbose) {
-			json_t *metrics = vm__metrics_json(&vmm.vm);
-			char *text = json_dumps(metrics, JSON_COMPACT);
+/* Step 4, --api-socket: listens for control clients (control.c). Error
+ * domain: -errno of control__open. */
+static int vmm__open_control(struct vmm *vmm)
+{
+	int result;
 
-			fprintf(stderr, "warren-vmm: metrics %s\n", text ? text : "{}");
-			free(text);
-			json_decref(metrics);
-		}
+	if (vmm->api_socket == NULL)
+		return 0;
+	result = control__open(&vmm->control, &vmm->vm, vmm->loop, vmm->api_socket);
+	if (result) {
+		log_error("control socket %s: %s", vmm->api_socket, strerror(-result));
+		return result;
 	}
-out_control:
-	if (vmm.have_control)
-		control__close(&vmm.control);
-out_loop:
-	vm__destroy(&vmm.vm);
-	event_loop__destroy(vmm.loop);
-	if (vmm.signal_fd >= 0)
-		close(vmm.signal_fd);
-out_config:
-	vm_config__free(&config);
+	vmm->control.on_exit = vmm__on_control_exit;
+	vmm->have_control = true;
+	return 0;
+}
+
+/* Step 5, --kernel: configures and starts the VM at once (the process exits
+ * when it stops) and arms the --timeout-ms watchdog. Error domain: vm__start's
+ * -errno, its reason logged. */
+static int vmm__boot(struct vmm *vmm)
+{
+	char error[256] = "";
+	int result;
+
+	if (vmm->config.kernel == NULL)
+		return 0;
+	vmm->one_shot = true;
+	vm__configure(&vmm->vm, &vmm->config); /* takes the config, leaves it empty */
+	result = vm__start(&vmm->vm, error, sizeof(error));
+	if (result != 0) {
+		log_error("cannot start the VM: %s", error);
+		fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
+		return result;
+	}
+	if (vmm->timeout_ms)
+		event_loop__timer(vmm->loop, vmm->timeout_ms * 1000000ull, vmm__watchdog, vmm);
+	return 0;
+}
+
+/* Step 6: runs the loop until the VM (one-shot) or the control client ends
+ * it, stops a VM still running and reports how it ended on stderr. Returns
+ * the process's exit status (vm__exit_status; 0 when no VM ran). */
+static int vmm__run(struct vmm *vmm)
+{
+	enum vm_state state;
+	int status;
+
+	event_loop__run(vmm->loop);
+	state = atomic_load(&vmm->vm.state);
+	if (state == VM_STATE_RUNNING || state == VM_STATE_PAUSED)
+		vm__request_stop(&vmm->vm, VM_EXIT_STOPPED, 0, "VMM exiting");
+	if (atomic_load(&vmm->vm.exit_reason) == VM_EXIT_NONE)
+		return 0;
+	status = vm__exit_status(&vmm->vm);
+	fprintf(stderr, "warren-vmm: exit reason=%s code=%d status=%d%s%s\n",
+		vm__exit_reason_name(atomic_load(&vmm->vm.exit_reason)), vmm->vm.exit_code, status,
+		vmm->vm.exit_detail[0] ? " detail=" : "", vmm->vm.exit_detail);
+	if (vmm->vm.verbose) {
+		json_t *metrics = vm__metrics_json(&vmm->vm);
+		char *text = json_dumps(metrics, JSON_COMPACT);
+
+		fprintf(stderr, "warren-vmm: metrics %s\n", text ? text : "{}");
+		free(text);
+		json_decref(metrics);
+	}
 	return status;
-bad_usage:
-	usage(stderr);
-	vm_config__free(&config);
-	return 2;
+}
+
+/* Undoes whatever of steps 3-5 ran (any of them may have failed). */
+static void vmm__teardown(struct vmm *vmm)
+{
+	if (vmm->have_control)
+		control__close(&vmm->control);
+	if (vmm->loop) {
+		vm__destroy(&vmm->vm);
+		event_loop__destroy(vmm->loop);
+	}
+	if (vmm->signal_fd >= 0)
+		close(vmm->signal_fd);
+	vm_config__free(&vmm->config);
+}
+
+int main(int argc, char **argv)
+{
+	static struct vmm vmm; /* large (console ring); not on the stack */
+	int status = VMM_STATUS_ERROR;
+
+	log__set_component("vmm");
+	signal(SIGPIPE, SIG_IGN); /* a console reader going away must not kill the VM */
+	vmm.seccomp = true;
+	vmm.signal_fd = -1;
+	vm_config__init(&vmm.config);
+	vmm.config.console = NULL;
+	switch (vmm__parse_arguments(&vmm, argc, argv)) {
+	case VMM_PARSE_RUN:
+		break;
+	case VMM_PARSE_HELP:
+		usage(stdout);
+		status = 0;
+		goto out;
+	case VMM_PARSE_PROBE:
+#ifdef WARREN_VMM_HAVE_PROBE
+		status = vmm__probe();
+#else
+		fprintf(stderr, "warren-vmm: built without the probe guest\n");
+		status = 1;
+#endif
+		goto out;
+	case VMM_PARSE_USAGE:
+		usage(stderr);
+		status = VMM_STATUS_USAGE;
+		goto out;
+	}
+	if ((status = vmm__confine(&vmm)) != 0 || vmm.jail_check)
+		goto out;
+	status = VMM_STATUS_ERROR;
+	if (vmm__setup(&vmm) || vmm__open_control(&vmm) || vmm__boot(&vmm))
+		goto out;
+	status = vmm__run(&vmm);
+out:
+	vmm__teardown(&vmm);
+	return status;
 }

@@ -137,3 +137,14 @@ int mmio_bus__ioeventfd(int vm_fd, uint64_t address, uint32_t length, bool has_d
 	}
 	return fd;
 }
+
+const struct vmm_device_type *mmio_bus__device_type(const struct vmm_device_type *types,
+						    const char *name)
+{
+	if (types == NULL || name == NULL)
+		return NULL;
+	for (; types->name != NULL; types++)
+		if (strcmp(types->name, name) == 0)
+			return types;
+	return NULL;
+}

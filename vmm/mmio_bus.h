@@ -88,10 +88,13 @@ int mmio_bus__ioeventfd(int vm_fd, uint64_t address, uint32_t length, bool has_d
 /* --- Devices configured through the control socket / CLI ------------------
  *
  * The VMM's configuration carries `devices: [{"type": "block"|"net"|...,
- * ...}]`. At start, for each entry, the VMM calls virtio_devices__create()
- * (implemented in vmm/virtio/, library warren-vmm-io) with the entry, the
- * device's MMIO window and IRQ. The device registers its window on host->bus,
- * sets up its irqfd/ioeventfd and event-loop watches and fills `out`. */
+ * ...}]`. The core knows no device: the binary hands the VM a table of
+ * device types (struct vmm_device_type in vm->device_types; vmm/virtio/
+ * exports virtio_device_types). At start, for each entry, the VM looks its
+ * "type" up in that table and calls the type's create() with the entry, the
+ * device's MMIO window and IRQ. The device registers its window on
+ * host->bus, sets up its irqfd/ioeventfd and event-loop watches and fills
+ * `out`. */
 
 /* What a device may use; all of it outlives the device. */
 struct vmm_device_host {
@@ -111,17 +114,31 @@ struct vmm_device {
 	/* New JSON object with the device's counters (may be NULL). Called on
 	 * the event-loop thread. */
 	json_t *(*metrics)(void *opaque);
+	/* Run-time rate-limit update (the control socket's "rate_limit"); NULL
+	 * when the device has none. Loop thread. 0, or -errno with a reason in
+	 * error[error_size]. */
+	int (*set_rate_limit)(void *opaque, const json_t *config, char *error, size_t error_size);
 	/* Frees the device; called on the event-loop thread after the vCPUs
 	 * stopped. */
 	void (*destroy)(void *opaque);
 };
 
-/* Creates the device described by `config` (one element of `devices`) at
+/* One kind of device the VMM can create from its configuration. create()
+ * builds the device described by `config` (one element of `devices`) at
  * [mmio_base, mmio_base + MMIO_BUS_VIRTIO_WINDOW) with interrupt `irq`.
- * Returns 0, or -errno with a human-readable reason in error[error_size]
- * (e.g. "unknown device type \"foo\"", "block: path is required"). */
-int virtio_devices__create(const struct vmm_device_host *host, const json_t *config,
-			   uint64_t mmio_base, uint32_t irq, struct vmm_device *out, char *error,
-			   size_t error_size);
+ * It returns 0, or -errno with a human-readable reason in
+ * error[error_size] (e.g. "block: path is required"). A table of types
+ * ends with an entry whose name is NULL. */
+struct vmm_device_type {
+	const char *name; /* the config's "type" */
+	int (*create)(const struct vmm_device_host *host, const json_t *config,
+		      uint64_t mmio_base, uint32_t irq, struct vmm_device *out, char *error,
+		      size_t error_size);
+};
+
+/* The entry of `types` (NULL-name terminated, may be NULL) called `name`,
+ * or NULL. */
+const struct vmm_device_type *mmio_bus__device_type(const struct vmm_device_type *types,
+						    const char *name);
 
 #endif

@@ -862,11 +862,18 @@ static int vm__create_devices(struct vm *vm, char *error, size_t error_size)
 		uint64_t base = MMIO_BUS_VIRTIO_BASE + index * MMIO_BUS_VIRTIO_WINDOW;
 		int result;
 
+		const char *name = json_string_value(json_object_get(device, "type"));
+		const struct vmm_device_type *type = mmio_bus__device_type(vm->device_types, name);
+
 		if (index >= MMIO_BUS_VIRTIO_MAX_DEVICES)
 			return -EINVAL;
+		if (type == NULL) {
+			vm__error(error, error_size, "unknown device type \"%.32s\"",
+				  name ? name : "");
+			return -EINVAL;
+		}
 		memset(out, 0, sizeof(*out));
-		result = virtio_devices__create(&host, device, base, irqs[index], out, error,
-						error_size);
+		result = type->create(&host, device, base, irqs[index], out, error, error_size);
 		if (result)
 			return result;
 		out->mmio_base = base;
@@ -988,24 +995,27 @@ err:
 
 static int vm__lock_down(struct vm *vm, char *error, size_t error_size);
 
-int vm__start(struct vm *vm, char *error, size_t error_size)
-{
+/* vm__start's context: the kernel image and boot setup the steps below
+ * build, freed by vm_start__release(). Each step returns 0 or -errno with
+ * a reason in error. */
+struct vm_start {
+	struct vm *vm;
+	char *error;
+	size_t error_size;
 	struct loader_image image;
-	struct boot_setup setup = { 0 };
-	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
-	struct kvm_cpuid2 *cpuid = NULL;
-	struct sigaction action = { 0 };
-	uint64_t identity_map = VM_IDENTITY_MAP_ADDRESS;
-	uint8_t *kernel = NULL;
-	size_t kernel_size = 0;
-	char *command_line = NULL;
+	struct boot_setup setup;
+	uint8_t *kernel;
+	size_t kernel_size;
+	char *command_line;
+	struct kvm_cpuid2 *cpuid;
+};
+
+/* Step 1: the bus and the console, before KVM. */
+static int vm_start__host(struct vm_start *start)
+{
+	struct vm *vm = start->vm;
 	int result;
 
-	if (atomic_load(&vm->state) != VM_STATE_CONFIGURED) {
-		vm__error(error, error_size, "VM is %s, not configured",
-			  vm__state_name(atomic_load(&vm->state)));
-		return -EINVAL;
-	}
 	vm->start_ns = clock__monotonic_ns();
 	if (vm->loop)
 		event_loop__set_polling(vm->loop, (uint64_t)vm->config.io_poll_us * 1000u);
@@ -1014,27 +1024,38 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 		return -ENOMEM;
 	result = console__init(&vm->console, vm->config.console, vm->loop);
 	if (result) {
-		vm__error(error, error_size, "console %s: %s", vm->config.console, strerror(-result));
-		goto out;
+		vm__error(start->error, start->error_size, "console %s: %s", vm->config.console,
+			  strerror(-result));
+		return result;
 	}
 	vm->console_ready = true;
+	return 0;
+}
+
+/* Step 2: the KVM VM, its memory, the in-kernel irqchip and PIT. */
+static int vm_start__kvm(struct vm_start *start)
+{
+	struct vm *vm = start->vm;
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	uint64_t identity_map = VM_IDENTITY_MAP_ADDRESS;
+	int result;
 
 	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (vm->kvm_fd < 0) {
 		result = -errno;
-		vm__error(error, error_size, "/dev/kvm: %s", strerror(errno));
-		goto out;
+		vm__error(start->error, start->error_size, "/dev/kvm: %s", strerror(errno));
+		return result;
 	}
 	if (ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
-		result = -EINVAL;
-		vm__error(error, error_size, "KVM API version is not %d", KVM_API_VERSION);
-		goto out;
+		vm__error(start->error, start->error_size, "KVM API version is not %d",
+			  KVM_API_VERSION);
+		return -EINVAL;
 	}
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
 	if (vm->vm_fd < 0) {
 		result = -errno;
-		vm__error(error, error_size, "KVM_CREATE_VM: %s", strerror(errno));
-		goto out;
+		vm__error(start->error, start->error_size, "KVM_CREATE_VM: %s", strerror(errno));
+		return result;
 	}
 	/* 4.48 KVM_SET_TSS_ADDR, 4.47 KVM_SET_IDENTITY_MAP_ADDR: three pages and
 	 * one page in the MMIO hole, below the BIOS area */
@@ -1043,62 +1064,101 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 		log_debug("vm: TSS/identity map address not set: %s", strerror(errno));
 	/* Memory slots before the irqchip: once an irqchip exists, the first
 	 * slot update waits for an SRCU grace period (~6-8 ms measured here). */
-	if ((result = vm__create_memory(vm, error, error_size)))
-		goto out;
+	if ((result = vm__create_memory(vm, start->error, start->error_size)))
+		return result;
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0 ||
 	    ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
 		result = -errno;
-		vm__error(error, error_size, "KVM_CREATE_IRQCHIP/PIT2: %s", strerror(errno));
-		goto out;
+		vm__error(start->error, start->error_size, "KVM_CREATE_IRQCHIP/PIT2: %s",
+			  strerror(errno));
+		return result;
 	}
+	return 0;
+}
 
-	if ((result = vm__map_file(vm->config.kernel, &kernel, &kernel_size))) {
-		vm__error(error, error_size, "kernel %s: %s", vm->config.kernel, strerror(-result));
-		goto out;
+/* Step 3: the kernel (and initrd) parsed and loaded into guest memory. */
+static int vm_start__kernel(struct vm_start *start)
+{
+	struct vm *vm = start->vm;
+	int result;
+
+	if ((result = vm__map_file(vm->config.kernel, &start->kernel, &start->kernel_size))) {
+		vm__error(start->error, start->error_size, "kernel %s: %s", vm->config.kernel,
+			  strerror(-result));
+		return result;
 	}
-	if ((result = loader__parse(kernel, kernel_size, &vm->memory, &image, error, error_size)))
-		goto out;
-	if ((result = loader__load(&image, kernel, kernel_size, &vm->memory))) {
-		vm__error(error, error_size, "kernel does not fit in guest memory");
-		goto out;
+	if ((result = loader__parse(start->kernel, start->kernel_size, &vm->memory, &start->image,
+				    start->error, start->error_size)))
+		return result;
+	if ((result = loader__load(&start->image, start->kernel, start->kernel_size,
+				   &vm->memory))) {
+		vm__error(start->error, start->error_size, "kernel does not fit in guest memory");
+		return result;
 	}
 	if (vm->config.initrd &&
-	    (result = vm__load_initrd(vm, &image, &setup, error, error_size)))
-		goto out;
+	    (result = vm__load_initrd(vm, &start->image, &start->setup, start->error,
+				      start->error_size)))
+		return result;
+	return 0;
+}
+
+/* Step 4: legacy and configured devices on the bus, then the boot data
+ * (page tables, zero page with the command line that names the devices). */
+static int vm_start__devices(struct vm_start *start)
+{
+	struct vm *vm = start->vm;
+	int result;
 
 	if ((result = vm__register_legacy(vm))) {
-		vm__error(error, error_size, "legacy devices: %s", strerror(-result));
-		goto out;
+		vm__error(start->error, start->error_size, "legacy devices: %s", strerror(-result));
+		return result;
 	}
-	if ((result = vm__create_devices(vm, error, error_size)))
-		goto out;
-	command_line = vm__build_command_line(vm);
-	if (command_line == NULL) {
-		result = -ENOMEM;
-		goto out;
-	}
-	setup.command_line = command_line;
-	setup.vcpus = vm->config.vcpus;
-	if ((result = boot__setup_memory(&vm->memory, &image, &setup))) {
-		vm__error(error, error_size, "boot setup: %s",
+	if ((result = vm__create_devices(vm, start->error, start->error_size)))
+		return result;
+	start->command_line = vm__build_command_line(vm);
+	if (start->command_line == NULL)
+		return -ENOMEM;
+	start->setup.command_line = start->command_line;
+	start->setup.vcpus = vm->config.vcpus;
+	if ((result = boot__setup_memory(&vm->memory, &start->image, &start->setup))) {
+		vm__error(start->error, start->error_size, "boot setup: %s",
 			  result == -EINVAL ? "command line too long or memory too small"
 					    : strerror(-result));
-		goto out;
+		return result;
 	}
 	if (vm->verbose)
 		log_info("vm: %s kernel, entry 0x%llx, command line \"%s\"",
-			 image.kind == LOADER_BZIMAGE ? "bzImage" : "ELF64",
-			 (unsigned long long)image.entry, command_line);
+			 start->image.kind == LOADER_BZIMAGE ? "bzImage" : "ELF64",
+			 (unsigned long long)start->image.entry, start->command_line);
+	return 0;
+}
 
-	cpuid = vm__supported_cpuid(vm->kvm_fd);
-	if (cpuid == NULL) {
-		result = -EINVAL;
-		vm__error(error, error_size, "KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
-		goto out;
+/* Step 5: the vCPUs, with the CPUID of the configured profile. */
+static int vm_start__vcpus(struct vm_start *start)
+{
+	struct vm *vm = start->vm;
+	int result;
+
+	start->cpuid = vm__supported_cpuid(vm->kvm_fd);
+	if (start->cpuid == NULL) {
+		vm__error(start->error, start->error_size, "KVM_GET_SUPPORTED_CPUID: %s",
+			  strerror(errno));
+		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < vm->config.vcpus; i++)
-		if ((result = vcpu__create(vm, i, &image, cpuid, error, error_size)))
-			goto out;
+		if ((result = vcpu__create(vm, i, &start->image, start->cpuid, start->error,
+					   start->error_size)))
+			return result;
+	return 0;
+}
+
+/* Step 6: the VM runs: one thread per vCPU ("vcpu<N>"), held before its
+ * first KVM_RUN until on_ready's lock-down (vm__lock_down) succeeded. */
+static int vm_start__run(struct vm_start *start)
+{
+	struct vm *vm = start->vm;
+	struct sigaction action = { 0 };
+	int result;
 
 	action.sa_handler = vcpu__kick_handler;
 	sigemptyset(&action.sa_mask);
@@ -1107,6 +1167,9 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 	if (vm->on_ready)
 		atomic_store(&vm->pause_requested, true); /* held until vm__lock_down */
 	for (uint32_t i = 0; i < vm->vcpu_count; i++) {
+		/* "vcpu<N>" in ps, perf and /proc/<pid>/task/<tid>/comm. */
+		char name[16];
+
 		pthread_mutex_lock(&vm->lock);
 		vm->running_vcpus++;
 		pthread_mutex_unlock(&vm->lock);
@@ -1116,26 +1179,39 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 			vm->running_vcpus--;
 			pthread_mutex_unlock(&vm->lock);
 			vm__request_stop(vm, VM_EXIT_VMM_ERROR, 0, "cannot start vCPU thread");
-			vm__error(error, error_size, "pthread_create: %s", strerror(-result));
-			goto out;
+			vm__error(start->error, start->error_size, "pthread_create: %s",
+				  strerror(-result));
+			return result;
 		}
 		vm->vcpus[i].thread_started = true;
-		{
-			/* "vcpu<N>" in ps, perf and /proc/<pid>/task/<tid>/comm. */
-			char name[16];
-
-			snprintf(name, sizeof(name), "vcpu%u", i);
-			pthread_setname_np(vm->vcpus[i].thread, name);
-		}
+		snprintf(name, sizeof(name), "vcpu%u", i);
+		pthread_setname_np(vm->vcpus[i].thread, name);
 	}
-	if (vm->on_ready && (result = vm__lock_down(vm, error, error_size)))
-		goto out;
-	result = 0;
-out:
-	free(cpuid);
-	free(command_line);
-	if (kernel)
-		munmap(kernel, kernel_size);
+	if (vm->on_ready)
+		return vm__lock_down(vm, start->error, start->error_size);
+	return 0;
+}
+
+int vm__start(struct vm *vm, char *error, size_t error_size)
+{
+	static int (*const steps[])(struct vm_start *) = {
+		vm_start__host, vm_start__kvm, vm_start__kernel,
+		vm_start__devices, vm_start__vcpus, vm_start__run,
+	};
+	struct vm_start start = { .vm = vm, .error = error, .error_size = error_size };
+	int result = 0;
+
+	if (atomic_load(&vm->state) != VM_STATE_CONFIGURED) {
+		vm__error(error, error_size, "VM is %s, not configured",
+			  vm__state_name(atomic_load(&vm->state)));
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && result == 0; i++)
+		result = steps[i](&start);
+	free(start.cpuid);
+	free(start.command_line);
+	if (start.kernel)
+		munmap(start.kernel, start.kernel_size);
 	if (result && atomic_load(&vm->state) == VM_STATE_CONFIGURED)
 		atomic_store(&vm->state, VM_STATE_STOPPED), atomic_store(&vm->exit_reason,
 									  VM_EXIT_VMM_ERROR);

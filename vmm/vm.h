@@ -120,6 +120,10 @@ struct vm {
 	struct serial serial;
 	struct vcpu vcpus[VM_MAX_VCPUS];
 	uint32_t vcpu_count;
+	/* Set before vm__start by whoever wires the VMM (main.c: vmm/virtio's
+	 * virtio_device_types): the types the config's "devices" may name,
+	 * NULL-name terminated. NULL: a VM without devices. */
+	const struct vmm_device_type *device_types;
 	struct vmm_device devices[MMIO_BUS_VIRTIO_MAX_DEVICES];
 	uint32_t device_count;
 	uint64_t test_register;

@@ -1,13 +1,14 @@
 /* agent: shared state and helpers of warren-agent, the in-sandbox daemon
  * that speaks envd's wire protocol (docs/e2b-compatibility.md "Agent"). One process,
  * libmicrohttpd with a thread per connection, a thread per child process
- * pumping its output, and the main thread reaping children (SIGCHLD). */
+ * pumping its output, and the main thread reaping children (SIGCHLD).
+ * Nothing here knows the HTTP library: its side is server.h (server.c,
+ * rpc.c, files.c, stream.c, users__for_request). */
 #ifndef WARREN_AGENT_AGENT_H
 #define WARREN_AGENT_AGENT_H
 
 #include <jansson.h>
 #include <limits.h>
-#include <microhttpd.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <sys/types.h>
@@ -69,12 +70,6 @@ bool users__resolve(const char *name, struct agent_user *out);
  * symlink. Undo with users__fs_leave. */
 void users__fs_enter(const struct agent_user *user, struct fs_identity *saved);
 void users__fs_leave(const struct fs_identity *saved);
-/* The user a request acts as: the query username, else (not for a signed
- * URL, whose user is only its signed username) the Basic auth user, else
- * the default. False when that user is unknown. */
-bool users__for_request(struct MHD_Connection *connection, const char *username,
-			bool signed_request, struct agent_user *out);
-
 /* True when the request may proceed: its X-Access-Token equals the token
  * from /init (constant time), or no token was set and either none is
  * expected (secure=false) or it hashes to --token-hash. */
@@ -83,22 +78,5 @@ bool agent__token_ok(const char *token_header);
 bool agent__token_matches_hash(const char *token);
 /* A copy of the current access token into out; false when none is set. */
 bool agent__current_token(char *out, size_t out_len);
-
-/* True when the client of a streaming response hung up (its socket polls
- * RDHUP/HUP/ERR); checked between frames. */
-bool agent__peer_closed(struct MHD_Connection *connection);
-/* A stream response starts on connection: no idle timeout while it runs
- * (its reader blocks until the next frame and notices a peer that went
- * away); request completion restores the idle timeout. */
-void agent__stream_begins(struct MHD_Connection *connection);
-/* Queues {"code":status,"message":...} as the response. */
-enum MHD_Result agent__error_response(struct MHD_Connection *connection, unsigned int status,
-				      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Queues value as a JSON response with status (steals the reference). */
-enum MHD_Result agent__json_response(struct MHD_Connection *connection, unsigned int status,
-				     json_t *value);
-/* Queues a response of len bytes from buf (copied) with a Content-Type. */
-enum MHD_Result agent__buffer_response(struct MHD_Connection *connection, unsigned int status,
-				       const char *content_type, const void *buf, size_t len);
 
 #endif

@@ -18,13 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "envelope.h"
 #include "warren/clock.h"
 #include "warren/log.h"
 
 #define PUMP_READ_SIZE     (32 * 1024)
-#define STREAM_BLOCK_SIZE  (64 * 1024)
-#define STREAM_POLL_MS     250
 #define STDIN_WRITE_TIMEOUT_MS 10000
 
 enum chunk_kind { CHUNK_STDOUT = 1, CHUNK_STDERR = 2 };
@@ -60,13 +57,7 @@ struct subscriber {
 	struct process *process;
 	struct output_chunk *head, *tail;
 	size_t queued;
-	/* response state, touched only by the connection thread */
-	bool start_sent, end_sent, finished;
-	uint8_t *pending;
-	size_t pending_len, pending_off;
-	struct MHD_Connection *connection;
-	int keepalive_seconds;
-	struct timespec last_write;
+	bool start_sent; /* touched only by the stream's thread */
 };
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -172,7 +163,6 @@ void process__subscriber_free(struct subscriber *subscriber)
 		next = chunk->next;
 		free(chunk);
 	}
-	free(subscriber->pending);
 	free(subscriber);
 	process_unref(process);
 }
@@ -325,23 +315,22 @@ void process__reaped(pid_t pid, int status)
 	pthread_mutex_unlock(&table_lock);
 }
 
-/* The environment of a child: PATH/HOME/USER/LOGNAME, /init's envVars,
- * then the request's envs (later wins), as a NULL-terminated array. */
-static char **build_environment(const struct process_config *config,
-				const struct agent_user *user)
+char **process__environment(const struct process_config *config, const struct agent_user *user,
+			    const json_t *env_vars)
 {
 	json_t *merged = json_object(), *value;
 	const char *key;
 	char **envp = NULL, *eq;
 	size_t i, count = 0;
 
+	if (!merged)
+		return NULL;
 	json_object_set_new(merged, "PATH", json_string(AGENT_DEFAULT_PATH));
 	json_object_set_new(merged, "HOME", json_string(user->home));
 	json_object_set_new(merged, "USER", json_string(user->name));
 	json_object_set_new(merged, "LOGNAME", json_string(user->name));
-	pthread_mutex_lock(&agent.lock);
-	json_object_update(merged, agent.env_vars);
-	pthread_mutex_unlock(&agent.lock);
+	if (json_is_object(env_vars))
+		json_object_update(merged, (json_t *)env_vars);
 	for (i = 0; i < config->env_count; i++) {
 		eq = strchr(config->envs[i], '=');
 		if (!eq)
@@ -367,7 +356,7 @@ out:
 	return envp;
 }
 
-static void free_strings(char **strings)
+void process__free_strings(char **strings)
 {
 	size_t i;
 
@@ -378,9 +367,7 @@ static void free_strings(char **strings)
 	free(strings);
 }
 
-/* Resolves cmd like exec.LookPath: as is when it has a '/', else through
- * PATH from envp. /bin/bash falls back to /bin/sh for busybox templates. */
-static bool find_executable(const char *cmd, char **envp, char *out, size_t out_len)
+bool process__find_executable(const char *cmd, char **envp, char *out, size_t out_len)
 {
 	const char *path = AGENT_DEFAULT_PATH, *start, *end;
 	size_t i;
@@ -407,211 +394,301 @@ static bool find_executable(const char *cmd, char **envp, char *out, size_t out_
 	return false;
 }
 
-bool process__start(const struct process_config *config, const json_t *config_json,
-		    const char *tag, bool stdin_pipe, long long timeout_ms,
-		    const struct agent_user *user, struct subscriber **subscriber_out,
-		    struct rpc_error *err)
+bool process__working_directory(const struct process_config *config,
+				const struct agent_user *user, const char *default_workdir,
+				char *out, size_t out_len, struct rpc_error *err)
 {
-	int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, in_pipe[2] = {-1, -1};
-	int status_pipe[2] = {-1, -1}, child_errno = 0, null_fd = -1;
-	char executable[PATH_MAX], cwd[PATH_MAX];
-	char **envp = NULL, **argv = NULL;
-	struct process *process = NULL;
-	struct subscriber *subscriber = NULL;
 	struct stat st;
-	pthread_t thread;
-	pthread_attr_t attr;
-	sigset_t all;
-	bool switch_user = geteuid() == 0 && (user->uid != geteuid() || user->gid != getegid());
-	pid_t pid;
-	ssize_t n;
 
-	err->code = "internal";
-	envp = build_environment(config, user);
-	if (!envp) {
-		snprintf(err->message, sizeof(err->message), "out of memory");
-		goto fail;
-	}
-	if (!find_executable(config->cmd, envp, executable, sizeof(executable))) {
-		err->code = "invalid_argument";
-		snprintf(err->message, sizeof(err->message), "executable '%.200s' not found in PATH",
-			 config->cmd);
-		goto fail;
-	}
-	/* argv[0] names the program run (busybox picks its applet by it). */
-	argv = calloc(config->argc + 1, sizeof(char *));
-	if (!argv) {
-		snprintf(err->message, sizeof(err->message), "out of memory");
-		goto fail;
-	}
-	memcpy(argv, config->argv, config->argc * sizeof(char *));
-	if (strcmp(executable, config->cmd) != 0 && strchr(config->cmd, '/'))
-		argv[0] = executable;
-	pthread_mutex_lock(&agent.lock);
-	snprintf(cwd, sizeof(cwd), "%s",
-		 config->cwd ? config->cwd
-			     : (agent.default_workdir[0] ? agent.default_workdir : user->home));
-	pthread_mutex_unlock(&agent.lock);
-	if (stat(cwd, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		err->code = "invalid_argument";
-		snprintf(err->message, sizeof(err->message), "cwd '%.200s' is not a directory", cwd);
-		goto fail;
-	}
+	const char *cwd = config->cwd;
 
-	process = calloc(1, sizeof(*process));
-	if (!process) {
-		snprintf(err->message, sizeof(err->message), "out of memory");
-		goto fail;
+	if (!cwd)
+		cwd = default_workdir && default_workdir[0] ? default_workdir : user->home;
+	snprintf(out, out_len, "%s", cwd);
+	if (stat(out, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		err->code = "invalid_argument";
+		snprintf(err->message, sizeof(err->message), "cwd '%.200s' is not a directory",
+			 out);
+		return false;
 	}
+	return true;
+}
+
+void process__exec_error(const char *cmd, int child_errno, struct rpc_error *err)
+{
+	bool bad_command = child_errno == ENOENT || child_errno == EACCES;
+
+	err->code = bad_command ? "invalid_argument" : "internal";
+	snprintf(err->message, sizeof(err->message), "failed to start '%.200s': %s", cmd,
+		 strerror(child_errno));
+}
+
+/* process__start's context: what the steps below build, in order. Every
+ * step fills err (a Connect code and message) when it fails;
+ * launch__release() undoes what the steps left behind. */
+struct launch {
+	const struct process_request *request;
+	struct rpc_error *err;
+	char executable[PATH_MAX];
+	char cwd[PATH_MAX];
+	char **envp, **argv;
+	int out_pipe[2], err_pipe[2], in_pipe[2], status_pipe[2];
+	int null_fd;
+	struct process *process;
+	struct subscriber *subscriber;
+};
+
+static bool launch__out_of_memory(struct launch *launch)
+{
+	launch->err->code = "internal";
+	snprintf(launch->err->message, sizeof(launch->err->message), "out of memory");
+	return false;
+}
+
+/* Step 1: environment, executable, argv and working directory. */
+static bool launch__command(struct launch *launch)
+{
+	const struct process_request *request = launch->request;
+	const struct process_config *config = request->config;
+
+	launch->envp = process__environment(config, request->user, request->env_vars);
+	if (!launch->envp)
+		return launch__out_of_memory(launch);
+	if (!process__find_executable(config->cmd, launch->envp, launch->executable,
+				      sizeof(launch->executable))) {
+		launch->err->code = "invalid_argument";
+		snprintf(launch->err->message, sizeof(launch->err->message),
+			 "executable '%.200s' not found in PATH", config->cmd);
+		return false;
+	}
+	/* argv[0] names the program run (busybox picks its applet by it):
+	 * after the /bin/bash -> /bin/sh fallback, the shell that runs. */
+	launch->argv = calloc(config->argc + 1, sizeof(char *));
+	if (!launch->argv)
+		return launch__out_of_memory(launch);
+	memcpy(launch->argv, config->argv, config->argc * sizeof(char *));
+	if (strcmp(launch->executable, config->cmd) != 0 && strchr(config->cmd, '/'))
+		launch->argv[0] = launch->executable;
+	return process__working_directory(config, request->user, request->default_workdir,
+					  launch->cwd, sizeof(launch->cwd), launch->err);
+}
+
+/* Step 2: the table entry (not listed yet), holding our reference. */
+static bool launch__record(struct launch *launch)
+{
+	const struct process_request *request = launch->request;
+	struct process *process = calloc(1, sizeof(*process));
+	pthread_condattr_t cond_attr;
+
+	if (!process)
+		return launch__out_of_memory(launch);
 	pthread_mutex_init(&process->lock, NULL);
 	pthread_mutex_init(&process->stdin_lock, NULL);
-	{
-		pthread_condattr_t cond_attr;
-		pthread_condattr_init(&cond_attr);
-		pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
-		pthread_cond_init(&process->cond, &cond_attr);
-		pthread_condattr_destroy(&cond_attr);
-	}
-	if (timeout_ms > 0) {
-		clock__timespec_after(CLOCK_MONOTONIC, (uint64_t)timeout_ms * 1000000u,
+	pthread_condattr_init(&cond_attr);
+	pthread_condattr_setclock(&cond_attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&process->cond, &cond_attr);
+	pthread_condattr_destroy(&cond_attr);
+	if (request->timeout_ms > 0)
+		clock__timespec_after(CLOCK_MONOTONIC, (uint64_t)request->timeout_ms * 1000000u,
 				      &process->deadline);
-	}
 	process->refs = 1; /* ours until the pump takes over */
 	process->stdin_fd = -1;
-	process->tag = tag ? strdup(tag) : NULL;
-	process->config_json = json_deep_copy(config_json);
+	process->stdout_fd = process->stderr_fd = -1;
+	process->tag = request->tag ? strdup(request->tag) : NULL;
+	process->config_json = json_deep_copy(request->config_json);
+	launch->process = process;
+	return true;
+}
 
-	if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0 ||
-	    pipe2(status_pipe, O_CLOEXEC) < 0 || (stdin_pipe && pipe2(in_pipe, O_CLOEXEC) < 0) ||
-	    (!stdin_pipe && (null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)) {
-		snprintf(err->message, sizeof(err->message), "pipe: %s", strerror(errno));
-		goto fail;
+/* Step 3: the child's stdout, stderr, stdin (a pipe or /dev/null) and the
+ * exec-status pipe; the first subscriber. */
+static bool launch__pipes(struct launch *launch)
+{
+	bool stdin_pipe = launch->request->stdin_pipe;
+
+	if (pipe2(launch->out_pipe, O_CLOEXEC) < 0 || pipe2(launch->err_pipe, O_CLOEXEC) < 0 ||
+	    pipe2(launch->status_pipe, O_CLOEXEC) < 0 ||
+	    (stdin_pipe && pipe2(launch->in_pipe, O_CLOEXEC) < 0) ||
+	    (!stdin_pipe && (launch->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)) {
+		launch->err->code = "internal";
+		snprintf(launch->err->message, sizeof(launch->err->message), "pipe: %s",
+			 strerror(errno));
+		return false;
 	}
 	/* stdin is usable as soon as List shows the process (O_CLOEXEC keeps
 	 * this end out of the child). SendInput polls with a timeout. */
-	if (in_pipe[1] >= 0) {
-		fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
-		process->stdin_fd = in_pipe[1];
-		in_pipe[1] = -1;
+	if (launch->in_pipe[1] >= 0) {
+		fcntl(launch->in_pipe[1], F_SETFL, O_NONBLOCK);
+		launch->process->stdin_fd = launch->in_pipe[1];
+		launch->in_pipe[1] = -1;
 	}
-	subscriber = subscriber_attach(process);
-	if (!subscriber) {
-		snprintf(err->message, sizeof(err->message), "out of memory");
-		goto fail;
-	}
+	launch->subscriber = subscriber_attach(launch->process);
+	if (!launch->subscriber)
+		return launch__out_of_memory(launch);
+	return true;
+}
 
-	/* Hold the table lock across fork and insertion so the reaper can't
-	 * miss a child that exits at once. */
+/* In the forked child: only async-signal-safe calls. Never returns; an
+ * exec that fails reports its errno on the status pipe. */
+static void __attribute__((noreturn)) launch__child(const struct launch *launch)
+{
+	const struct agent_user *user = launch->request->user;
+	bool switch_user = geteuid() == 0 && (user->uid != geteuid() || user->gid != getegid());
+	struct sigaction dfl = {.sa_handler = SIG_DFL};
+	sigset_t all;
+	int child_errno;
+
+	for (int i = 1; i < NSIG; i++)
+		sigaction(i, &dfl, NULL);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	setsid(); /* own session and process group */
+	if (dup2(launch->request->stdin_pipe ? launch->in_pipe[0] : launch->null_fd, 0) < 0 ||
+	    dup2(launch->out_pipe[1], 1) < 0 || dup2(launch->err_pipe[1], 2) < 0)
+		goto fail;
+	if (switch_user && (setgroups((size_t)user->group_count, user->groups) < 0 ||
+			    setgid(user->gid) < 0 || setuid(user->uid) < 0))
+		goto fail;
+	if (chdir(launch->cwd) < 0)
+		goto fail;
+	execve(launch->executable, launch->argv, launch->envp);
+fail:
+	child_errno = errno;
+	if (write(launch->status_pipe[1], &child_errno, sizeof(child_errno)) < 0)
+		_exit(126);
+	_exit(127);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* Step 4: fork; the child execs, the parent lists the process. The table
+ * lock is held across fork and insertion so the reaper can't miss a child
+ * that exits at once. */
+static bool launch__fork(struct launch *launch)
+{
+	pid_t pid;
+
 	pthread_mutex_lock(&table_lock);
 	pid = fork();
-	if (pid == 0) {
-		/* Child: only async-signal-safe calls from here on. */
-		struct sigaction dfl = {.sa_handler = SIG_DFL};
-		int i;
-
-		for (i = 1; i < NSIG; i++)
-			sigaction(i, &dfl, NULL);
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		setsid(); /* own session and process group */
-		if (dup2(stdin_pipe ? in_pipe[0] : null_fd, 0) < 0 || dup2(out_pipe[1], 1) < 0 ||
-		    dup2(err_pipe[1], 2) < 0)
-			goto child_fail;
-		if (switch_user && (setgroups((size_t)user->group_count, user->groups) < 0 ||
-				    setgid(user->gid) < 0 || setuid(user->uid) < 0))
-			goto child_fail;
-		if (chdir(cwd) < 0)
-			goto child_fail;
-		/* busybox picks its applet by argv[0]: after the /bin/bash ->
-		 * /bin/sh fallback, argv[0] must name the shell that runs. */
-		if (strcmp(executable, config->cmd) != 0)
-			config->argv[0] = executable;
-		execve(executable, argv, envp);
-child_fail:
-		child_errno = errno;
-		if (write(status_pipe[1], &child_errno, sizeof(child_errno)) < 0)
-			_exit(126);
-		_exit(127);
-	}
+	if (pid == 0)
+		launch__child(launch);
 	if (pid < 0) {
 		pthread_mutex_unlock(&table_lock);
-		snprintf(err->message, sizeof(err->message), "fork: %s", strerror(errno));
-		goto fail;
+		launch->err->code = "internal";
+		snprintf(launch->err->message, sizeof(launch->err->message), "fork: %s",
+			 strerror(errno));
+		return false;
 	}
-	process->pid = pid;
-	process->next = table;
-	table = process;
-	process->refs++; /* the table's */
+	launch->process->pid = pid;
+	launch->process->next = table;
+	table = launch->process;
+	launch->process->refs++; /* the table's */
 	pthread_mutex_unlock(&table_lock);
+	close_fd(&launch->status_pipe[1]);
+	close_fd(&launch->out_pipe[1]);
+	close_fd(&launch->err_pipe[1]);
+	close_fd(&launch->in_pipe[0]);
+	return true;
+}
 
-	close(status_pipe[1]);
-	status_pipe[1] = -1;
-	close(out_pipe[1]);
-	close(err_pipe[1]);
-	out_pipe[1] = err_pipe[1] = -1;
-	if (in_pipe[0] >= 0) {
-		close(in_pipe[0]);
-		in_pipe[0] = -1;
-	}
+/* Step 5: waits for the exec (the status pipe closes) or its failure
+ * (the child's errno arrives); a child that failed is unlisted (the
+ * reaper still collects it). */
+static bool launch__await_exec(struct launch *launch)
+{
+	int child_errno = 0;
+	ssize_t n;
+
 	do
-		n = read(status_pipe[0], &child_errno, sizeof(child_errno));
+		n = read(launch->status_pipe[0], &child_errno, sizeof(child_errno));
 	while (n < 0 && errno == EINTR);
-	if (n > 0) {
-		/* exec failed: the reaper collects the child; unlist it now. */
-		table_remove(process);
-		process_unref(process);
-		err->code = child_errno == ENOENT || child_errno == EACCES ? "invalid_argument"
-									  : "internal";
-		snprintf(err->message, sizeof(err->message), "failed to start '%.200s': %s",
-			 config->cmd, strerror(child_errno));
-		goto fail;
-	}
-	process->stdout_fd = out_pipe[0];
-	process->stderr_fd = err_pipe[0];
-	out_pipe[0] = err_pipe[0] = -1;
+	if (n <= 0)
+		return true;
+	table_remove(launch->process);
+	process_unref(launch->process); /* the table's */
+	process__exec_error(launch->request->config->cmd, child_errno, launch->err);
+	return false;
+}
 
+/* Step 6: the output pump, which takes our reference. Without a pump
+ * nobody would drain the pipes: the child is killed then. */
+static bool launch__pump(struct launch *launch)
+{
+	struct process *process = launch->process;
+	pthread_attr_t attr;
+	pthread_t thread;
+	int result;
+
+	process->stdout_fd = launch->out_pipe[0];
+	process->stderr_fd = launch->err_pipe[0];
+	launch->out_pipe[0] = launch->err_pipe[0] = -1;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&thread, &attr, pump_thread, process) != 0) {
-		/* Without a pump nobody would drain the pipes: kill it. */
-		pthread_attr_destroy(&attr);
-		kill(-pid, SIGKILL);
-		close(process->stdout_fd);
-		close(process->stderr_fd);
-		table_remove(process);
-		process_unref(process);
-		snprintf(err->message, sizeof(err->message), "cannot start output thread");
-		goto fail;
-	}
+	result = pthread_create(&thread, &attr, pump_thread, process);
 	pthread_attr_destroy(&attr);
-	/* our reference now belongs to the pump */
-	log_info("started process %d: %s (user %s, cwd %s)", (int)pid, executable, user->name, cwd);
-	close(status_pipe[0]);
-	if (null_fd >= 0)
-		close(null_fd);
-	free_strings(envp);
-	free(argv);
-	*subscriber_out = subscriber;
-	return true;
-fail:
-	for (int i = 0; i < 2; i++) {
-		if (out_pipe[i] >= 0)
-			close(out_pipe[i]);
-		if (err_pipe[i] >= 0)
-			close(err_pipe[i]);
-		if (in_pipe[i] >= 0)
-			close(in_pipe[i]);
-		if (status_pipe[i] >= 0)
-			close(status_pipe[i]);
+	if (result == 0) {
+		launch->process = NULL; /* the pump's now */
+		return true;
 	}
-	if (null_fd >= 0)
-		close(null_fd);
-	free_strings(envp);
-	free(argv);
-	process__subscriber_free(subscriber);
-	if (process)
-		process_unref(process);
+	kill(-process->pid, SIGKILL);
+	close_fd(&process->stdout_fd);
+	close_fd(&process->stderr_fd);
+	table_remove(process);
+	process_unref(process); /* the table's */
+	launch->err->code = "internal";
+	snprintf(launch->err->message, sizeof(launch->err->message), "cannot start output thread");
 	return false;
+}
+
+/* Frees what the steps left: descriptors and strings always; on failure
+ * (launch->process still ours) the subscriber and the process too. */
+static void launch__release(struct launch *launch, bool started)
+{
+	for (int i = 0; i < 2; i++) {
+		close_fd(&launch->out_pipe[i]);
+		close_fd(&launch->err_pipe[i]);
+		close_fd(&launch->in_pipe[i]);
+		close_fd(&launch->status_pipe[i]);
+	}
+	close_fd(&launch->null_fd);
+	process__free_strings(launch->envp);
+	free(launch->argv);
+	if (started)
+		return;
+	process__subscriber_free(launch->subscriber);
+	if (launch->process)
+		process_unref(launch->process);
+}
+
+bool process__start(const struct process_request *request, struct subscriber **subscriber,
+		    struct rpc_error *err)
+{
+	struct launch launch = {
+		.request = request,
+		.err = err,
+		.out_pipe = {-1, -1},
+		.err_pipe = {-1, -1},
+		.in_pipe = {-1, -1},
+		.status_pipe = {-1, -1},
+		.null_fd = -1,
+	};
+	bool started = launch__command(&launch) && launch__record(&launch) &&
+		       launch__pipes(&launch) && launch__fork(&launch) &&
+		       launch__await_exec(&launch) && launch__pump(&launch);
+
+	if (started) {
+		log_info("started process %d: %s (user %s, cwd %s)",
+			 (int)launch.subscriber->process->pid, launch.executable,
+			 request->user->name, launch.cwd);
+		*subscriber = launch.subscriber;
+	}
+	launch__release(&launch, started);
+	return started;
 }
 
 bool process__connect(const struct process_selector *selector, struct subscriber **subscriber,
@@ -731,24 +808,9 @@ bool process__signal(const struct process_selector *selector, int signal_number,
 	return ok;
 }
 
-/* --- streaming response (Connect "Streaming-Response", JSON codec) --- */
+/* --- a subscriber's messages as a stream source (stream.h) --- */
 
-static bool frame_set(struct subscriber *subscriber, uint8_t flags, const char *json,
-		      size_t len)
-{
-	free(subscriber->pending);
-	subscriber->pending = malloc(ENVELOPE_HEADER_LEN + len);
-	subscriber->pending_off = 0;
-	subscriber->pending_len = 0;
-	if (!subscriber->pending)
-		return false;
-	envelope__write_header(subscriber->pending, flags, (uint32_t)len);
-	memcpy(subscriber->pending + ENVELOPE_HEADER_LEN, json, len);
-	subscriber->pending_len = ENVELOPE_HEADER_LEN + len;
-	return true;
-}
-
-static bool frame_data(struct subscriber *subscriber, const struct output_chunk *chunk)
+static bool message_data(struct stream_buffer *out, const struct output_chunk *chunk)
 {
 	static const char prefix_out[] = "{\"event\":{\"data\":{\"stdout\":\"";
 	static const char prefix_err[] = "{\"event\":{\"data\":{\"stderr\":\"";
@@ -763,7 +825,7 @@ static bool frame_data(struct subscriber *subscriber, const struct output_chunk 
 	memcpy(json, chunk->kind == CHUNK_STDOUT ? prefix_out : prefix_err, sizeof(prefix_out) - 1);
 	wire__base64_encode(chunk->data, chunk->len, json + sizeof(prefix_out) - 1);
 	memcpy(json + sizeof(prefix_out) - 1 + b64, suffix, sizeof(suffix));
-	ok = frame_set(subscriber, 0, json, len);
+	ok = stream_buffer__append(out, 0, json, len);
 	free(json);
 	return ok;
 }
@@ -791,7 +853,7 @@ static const char *signal_description(int signal_number)
 	}
 }
 
-static bool frame_end(struct subscriber *subscriber, int status)
+static bool message_end(struct stream_buffer *out, int status)
 {
 	char json[256];
 	int len;
@@ -806,119 +868,70 @@ static bool frame_end(struct subscriber *subscriber, int status)
 			       "{\"event\":{\"end\":{\"exitCode\":-1,\"exited\":false,"
 			       "\"status\":\"signal: %s\"}}}",
 			       WIFSIGNALED(status) ? signal_description(WTERMSIG(status)) : "unknown");
-	return frame_set(subscriber, 0, json, (size_t)len);
+	return stream_buffer__append(out, 0, json, (size_t)len);
 }
 
-static double seconds_since(const struct timespec *then)
+/* stream_source.next: the start event first, then output as it comes
+ * (waiting at most wait_ms for it), then the end event once the process
+ * was reaped and all its output queued. */
+static enum stream_step subscriber_next(void *opaque, int wait_ms, struct stream_buffer *out)
 {
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - then->tv_sec) + (double)(now.tv_nsec - then->tv_nsec) / 1e9;
-}
-
-/* Produces the next frame into pending; blocks (this is the connection's
- * own thread) until there is one. False when the peer went away. */
-static bool next_frame(struct subscriber *subscriber)
-{
+	struct subscriber *subscriber = opaque;
 	struct process *process = subscriber->process;
 	struct output_chunk *chunk;
 	struct timespec deadline;
 	char json[128];
+	int len, status;
 	bool ok;
-	int len;
 
 	if (!subscriber->start_sent) {
 		subscriber->start_sent = true;
 		len = snprintf(json, sizeof(json), "{\"event\":{\"start\":{\"pid\":%d}}}",
 			       (int)process->pid);
-		return frame_set(subscriber, 0, json, (size_t)len);
+		return stream_buffer__append(out, 0, json, (size_t)len) ? STREAM_CONTINUE
+									 : STREAM_FAILED;
 	}
-	if (subscriber->end_sent) {
-		subscriber->finished = true;
-		return frame_set(subscriber, ENVELOPE_FLAG_END_STREAM, "{}", 2);
-	}
+	clock__timespec_after(CLOCK_MONOTONIC, (uint64_t)wait_ms * 1000000ull, &deadline);
 	pthread_mutex_lock(&process->lock);
-	for (;;) {
-		if (subscriber->head) {
-			chunk = subscriber->head;
-			subscriber->head = chunk->next;
-			if (!subscriber->head)
-				subscriber->tail = NULL;
-			subscriber->queued -= chunk->len;
-			pthread_cond_broadcast(&process->cond);
+	while (!subscriber->head && !process->ended) {
+		int waited = pthread_cond_timedwait(&process->cond, &process->lock, &deadline);
+
+		if (waited == ETIMEDOUT) {
 			pthread_mutex_unlock(&process->lock);
-			ok = frame_data(subscriber, chunk);
-			free(chunk);
-			return ok;
+			return STREAM_CONTINUE;
 		}
-		if (process->ended) {
-			int status = process->wait_status;
-			pthread_mutex_unlock(&process->lock);
-			subscriber->end_sent = true;
-			return frame_end(subscriber, status);
-		}
-		clock__timespec_after(CLOCK_MONOTONIC, STREAM_POLL_MS * 1000000ull, &deadline);
-		if (pthread_cond_timedwait(&process->cond, &process->lock, &deadline) != ETIMEDOUT)
-			continue;
+	}
+	if (subscriber->head) {
+		chunk = subscriber->head;
+		subscriber->head = chunk->next;
+		if (!subscriber->head)
+			subscriber->tail = NULL;
+		subscriber->queued -= chunk->len;
+		pthread_cond_broadcast(&process->cond);
 		pthread_mutex_unlock(&process->lock);
-		if (agent__peer_closed(subscriber->connection))
-			return false;
-		if (subscriber->keepalive_seconds > 0 &&
-		    seconds_since(&subscriber->last_write) >= subscriber->keepalive_seconds) {
-			static const char keepalive[] = "{\"event\":{\"keepalive\":{}}}";
-			return frame_set(subscriber, 0, keepalive, sizeof(keepalive) - 1);
-		}
-		pthread_mutex_lock(&process->lock);
+		ok = message_data(out, chunk);
+		free(chunk);
+		return ok ? STREAM_CONTINUE : STREAM_FAILED;
 	}
+	status = process->wait_status;
+	pthread_mutex_unlock(&process->lock);
+	return message_end(out, status) ? STREAM_END : STREAM_FAILED;
 }
 
-static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+static void subscriber_source_free(void *opaque)
 {
-	struct subscriber *subscriber = cls;
-	size_t n;
-
-	while (subscriber->pending_off >= subscriber->pending_len) {
-		if (subscriber->finished)
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		if (!next_frame(subscriber)) {
-			log_info("stream client of process %d went away",
-				 (int)subscriber->process->pid);
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		}
-	}
-	n = subscriber->pending_len - subscriber->pending_off;
-	if (n > max)
-		n = max;
-	memcpy(buf, subscriber->pending + subscriber->pending_off, n);
-	subscriber->pending_off += n;
-	clock_gettime(CLOCK_MONOTONIC, &subscriber->last_write);
-	return (ssize_t)n;
+	process__subscriber_free(opaque);
 }
 
-static void stream_free(void *cls)
+void process__stream_source(struct subscriber *subscriber, struct stream_source *source)
 {
-	process__subscriber_free(cls);
-}
-
-struct MHD_Response *process__stream_response(struct subscriber *subscriber,
-					      struct MHD_Connection *connection,
-					      int keepalive_seconds)
-{
-	struct MHD_Response *response;
-
-	subscriber->connection = connection;
-	subscriber->keepalive_seconds = keepalive_seconds;
-	agent__stream_begins(connection);
-	clock_gettime(CLOCK_MONOTONIC, &subscriber->last_write);
-	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE,
-						     stream_read, subscriber, stream_free);
-	if (!response) {
-		process__subscriber_free(subscriber);
-		return NULL;
-	}
-	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/connect+json");
-	return response;
+	*source = (struct stream_source){
+		.opaque = subscriber,
+		.next = subscriber_next,
+		.free = subscriber_source_free,
+		.keepalive = "{\"event\":{\"keepalive\":{}}}",
+	};
+	snprintf(source->name, sizeof(source->name), "process %d", (int)subscriber->process->pid);
 }
 
 void process__kill_all(void)

@@ -1,11 +1,14 @@
 /* process: the children the agent runs for process.Process (envd
  * process.proto): a table of running processes, one output pump thread
  * each, per-subscriber bounded output queues (back-pressure reaches the
- * child through its pipes), and the streaming Connect response. */
+ * child through its pipes), and each subscriber's messages as a stream
+ * source (stream.h). No HTTP here: rpc.c decides what a call asks for and
+ * answers it. */
 #ifndef WARREN_AGENT_PROCESS_H
 #define WARREN_AGENT_PROCESS_H
 
 #include "agent.h"
+#include "stream.h"
 
 /* Bytes of output one subscriber may have queued before the pump stops
  * reading the child's pipes (the child then blocks in write). */
@@ -19,25 +22,31 @@ struct rpc_error {
 	char message[512];
 };
 
-/* Starts config as user; on success *subscriber receives the start event
- * and all output. stdin_pipe: give the child a stdin pipe (else /dev/null).
- * timeout_ms > 0: SIGKILL its process group after that long (envd applies
- * the Start call's Connect-Timeout-Ms so). config_json is kept for List.
- * False with err filled otherwise. */
-bool process__start(const struct process_config *config, const json_t *config_json,
-		    const char *tag, bool stdin_pipe, long long timeout_ms,
-		    const struct agent_user *user, struct subscriber **subscriber,
+/* What a Start call asks for, as the caller (rpc.c) decided it. */
+struct process_request {
+	const struct process_config *config;
+	const json_t *config_json; /* kept for List */
+	const char *tag;           /* NULL: none */
+	bool stdin_pipe;           /* give the child a stdin pipe (else /dev/null) */
+	long long timeout_ms;      /* > 0: SIGKILL its process group after that long
+				    * (envd applies the Connect-Timeout-Ms so) */
+	const struct agent_user *user;
+	const json_t *env_vars;      /* /init's envVars (object of strings) or NULL */
+	const char *default_workdir; /* /init's defaultWorkdir; NULL or "": the home */
+};
+
+/* Starts request's command; on success *subscriber receives the start
+ * event and all output. False with err filled otherwise. */
+bool process__start(const struct process_request *request, struct subscriber **subscriber,
 		    struct rpc_error *err);
 /* Attaches a new subscriber to a running process (Connect). */
 bool process__connect(const struct process_selector *selector, struct subscriber **subscriber,
 		      struct rpc_error *err);
 /* Detaches and frees a subscriber that was never given to a response. */
 void process__subscriber_free(struct subscriber *subscriber);
-/* The streaming Connect response (application/connect+json) for a
- * subscriber; keepalive_seconds > 0 adds keepalive events. Owns it. */
-struct MHD_Response *process__stream_response(struct subscriber *subscriber,
-					      struct MHD_Connection *connection,
-					      int keepalive_seconds);
+/* The stream source of a subscriber's messages (start, data, end events;
+ * keepalive event); the source owns the subscriber (freed with it). */
+void process__stream_source(struct subscriber *subscriber, struct stream_source *source);
 /* {"processes":[ProcessInfo...]} */
 json_t *process__list(void);
 bool process__send_input(const struct process_selector *selector, const uint8_t *data,
@@ -50,5 +59,28 @@ void process__reaped(pid_t pid, int status);
 
 /* SIGKILLs the process group of every running process (agent shutdown). */
 void process__kill_all(void);
+
+/* --- the steps of process__start that stand alone (unit-tested) --- */
+
+/* The environment of a child: PATH/HOME/USER/LOGNAME, then env_vars (may
+ * be NULL), then config's envs (later wins), as a NULL-terminated array
+ * of "KEY=VALUE" strings; NULL when out of memory. Free with
+ * process__free_strings. */
+char **process__environment(const struct process_config *config, const struct agent_user *user,
+			    const json_t *env_vars);
+void process__free_strings(char **strings);
+/* Resolves cmd like exec.LookPath: as is when it has a '/', else through
+ * the PATH of envp. /bin/bash falls back to /bin/sh when absent (busybox
+ * templates). False when nothing executable is found. */
+bool process__find_executable(const char *cmd, char **envp, char *out, size_t out_len);
+/* The child's working directory into out: config's cwd, else
+ * default_workdir, else the user's home. False with err
+ * (invalid_argument) when it is not a directory. */
+bool process__working_directory(const struct process_config *config,
+				const struct agent_user *user, const char *default_workdir,
+				char *out, size_t out_len, struct rpc_error *err);
+/* err for an exec that failed with child_errno: invalid_argument for
+ * ENOENT/EACCES (a bad command), internal otherwise. */
+void process__exec_error(const char *cmd, int child_errno, struct rpc_error *err);
 
 #endif

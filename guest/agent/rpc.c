@@ -233,12 +233,13 @@ static enum MHD_Result process_start(struct MHD_Connection *connection, const js
 {
 	struct rpc_error err = {0};
 	struct process_config config;
+	struct process_request start;
 	struct subscriber *subscriber = NULL;
-	struct MHD_Response *response;
+	struct stream_source source;
 	const json_t *process = json_object_get(request, "process");
 	const json_t *tag = json_object_get(request, "tag"), *stdin_value, *pty;
-	bool stdin_pipe = true;
-	enum MHD_Result ret;
+	char default_workdir[PATH_MAX];
+	bool stdin_pipe = true, started;
 
 	pty = json_object_get(request, "pty");
 	if (pty && !json_is_null(pty)) {
@@ -261,19 +262,29 @@ static enum MHD_Result process_start(struct MHD_Connection *connection, const js
 		err.code = "invalid_argument";
 		return stream_error(connection, &err);
 	}
-	if (!process__start(&config, process, json_is_string(tag) ? json_string_value(tag) : NULL,
-			    stdin_pipe, connect_timeout_ms(connection), user, &subscriber, &err)) {
-		wire__process_config_free(&config);
+	start = (struct process_request){
+		.config = &config,
+		.config_json = process,
+		.tag = json_is_string(tag) ? json_string_value(tag) : NULL,
+		.stdin_pipe = stdin_pipe,
+		.timeout_ms = connect_timeout_ms(connection),
+		.user = user,
+		.default_workdir = default_workdir,
+	};
+	/* /init's settings as they are now (a copy: /init may change them). */
+	pthread_mutex_lock(&agent.lock);
+	start.env_vars = json_deep_copy(agent.env_vars);
+	snprintf(default_workdir, sizeof(default_workdir), "%s", agent.default_workdir);
+	pthread_mutex_unlock(&agent.lock);
+	started = process__start(&start, &subscriber, &err);
+	json_decref((json_t *)start.env_vars);
+	wire__process_config_free(&config);
+	if (!started) {
 		log_info("Start failed: %s", err.message);
 		return stream_error(connection, &err);
 	}
-	wire__process_config_free(&config);
-	response = process__stream_response(subscriber, connection, keepalive_seconds(connection));
-	if (!response)
-		return MHD_NO;
-	ret = MHD_queue_response(connection, MHD_HTTP_OK, response);
-	MHD_destroy_response(response);
-	return ret;
+	process__stream_source(subscriber, &source);
+	return (enum MHD_Result)stream__respond(connection, &source, keepalive_seconds(connection));
 }
 
 static enum MHD_Result process_connect(struct MHD_Connection *connection, const json_t *request)
@@ -281,18 +292,13 @@ static enum MHD_Result process_connect(struct MHD_Connection *connection, const 
 	struct rpc_error err = {0};
 	struct process_selector selector;
 	struct subscriber *subscriber = NULL;
-	struct MHD_Response *response;
-	enum MHD_Result ret;
+	struct stream_source source;
 
 	if (!selector_from(request, &selector, &err) ||
 	    !process__connect(&selector, &subscriber, &err))
 		return stream_error(connection, &err);
-	response = process__stream_response(subscriber, connection, keepalive_seconds(connection));
-	if (!response)
-		return MHD_NO;
-	ret = MHD_queue_response(connection, MHD_HTTP_OK, response);
-	MHD_destroy_response(response);
-	return ret;
+	process__stream_source(subscriber, &source);
+	return (enum MHD_Result)stream__respond(connection, &source, keepalive_seconds(connection));
 }
 
 enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
@@ -366,14 +372,13 @@ enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
 	} else if (strcmp(url, "/process.Process/Connect") == 0) {
 		ret = process_connect(connection, body);
 	} else if (strcmp(url, "/filesystem.Filesystem/WatchDir") == 0) {
-		struct MHD_Response *response = watch__stream_response(
-			body, &user, connection, keepalive_seconds(connection), &err);
-		if (!response) {
+		struct stream_source source;
+
+		if (!watch__open(body, &user, &source, &err))
 			ret = stream_error(connection, &err);
-		} else {
-			ret = MHD_queue_response(connection, MHD_HTTP_OK, response);
-			MHD_destroy_response(response);
-		}
+		else
+			ret = (enum MHD_Result)stream__respond(connection, &source,
+							       keepalive_seconds(connection));
 	} else {
 		result = method->unary(body, &user, &err);
 		ret = result ? agent__json_response(connection, MHD_HTTP_OK, result)

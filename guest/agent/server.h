@@ -1,9 +1,37 @@
-/* server: the libmicrohttpd access handler of warren-agent: per-request
- * state, routing, authentication, and the handlers' entry points. */
+/* server: the libmicrohttpd side of warren-agent, the one adapter layer
+ * between the HTTP library and the process/filesystem logic: per-request
+ * state, routing, authentication, the handlers' entry points and the
+ * response helpers. Only server.c, rpc.c, files.c, stream.c and users.c
+ * (users__for_request) include it. */
 #ifndef WARREN_AGENT_SERVER_H
 #define WARREN_AGENT_SERVER_H
 
+#include <microhttpd.h>
+
 #include "agent.h"
+
+/* The user a request acts as: the query username, else (not for a signed
+ * URL, whose user is only its signed username) the Basic auth user, else
+ * the default. False when that user is unknown. */
+bool users__for_request(struct MHD_Connection *connection, const char *username,
+			bool signed_request, struct agent_user *out);
+
+/* True when the client of a streaming response hung up (its socket polls
+ * RDHUP/HUP/ERR); checked between frames. */
+bool agent__peer_closed(struct MHD_Connection *connection);
+/* A stream response starts on connection: no idle timeout while it runs
+ * (its reader blocks until the next frame and notices a peer that went
+ * away); request completion restores the idle timeout. */
+void agent__stream_begins(struct MHD_Connection *connection);
+/* Queues {"code":status,"message":...} as the response. */
+enum MHD_Result agent__error_response(struct MHD_Connection *connection, unsigned int status,
+				      const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Queues value as a JSON response with status (steals the reference). */
+enum MHD_Result agent__json_response(struct MHD_Connection *connection, unsigned int status,
+				     json_t *value);
+/* Queues a response of len bytes from buf (copied) with a Content-Type. */
+enum MHD_Result agent__buffer_response(struct MHD_Connection *connection, unsigned int status,
+				       const char *content_type, const void *buf, size_t len);
 
 enum request_kind {
 	REQUEST_BODY = 1,    /* JSON or Connect body collected in memory (bounded) */

@@ -1,7 +1,7 @@
 /* users: who a request acts as. envd resolves the user from the request
  * (username query, Basic auth) or the /init default, and runs processes
  * and file operations as that user. */
-#include "agent.h"
+#include "server.h"
 
 #include <grp.h>
 #include <pwd.h>

@@ -13,17 +13,14 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "envelope.h"
 #include "paths.h"
 #include "warren/log.h"
 
 #define WATCH_MASK                                                                             \
 	(IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB |          \
 	 IN_DELETE_SELF | IN_ONLYDIR)
-#define WATCH_POLL_MS 250
 
 struct watched_directory {
 	int wd;
@@ -37,34 +34,8 @@ struct watch {
 	struct watched_directory *directories;
 	size_t count, cap;
 	struct agent_user user;
-	struct MHD_Connection *connection;
-	int keepalive_seconds;
-	struct timespec last_write;
-	bool start_sent, finished, end_sent;
-	uint8_t *pending;
-	size_t pending_len, pending_off, pending_cap;
+	bool start_sent, finished;
 };
-
-static bool pending_append(struct watch *watch, uint8_t flags, const char *json, size_t len)
-{
-	size_t need = watch->pending_len + ENVELOPE_HEADER_LEN + len;
-	uint8_t *grown;
-
-	if (need > watch->pending_cap) {
-		size_t cap = watch->pending_cap ? watch->pending_cap : 4096;
-		while (cap < need)
-			cap *= 2;
-		grown = realloc(watch->pending, cap);
-		if (!grown)
-			return false;
-		watch->pending = grown;
-		watch->pending_cap = cap;
-	}
-	envelope__write_header(watch->pending + watch->pending_len, flags, (uint32_t)len);
-	memcpy(watch->pending + watch->pending_len + ENVELOPE_HEADER_LEN, json, len);
-	watch->pending_len = need;
-	return true;
-}
 
 static const char *relative_of(struct watch *watch, int wd)
 {
@@ -153,8 +124,8 @@ static const char *event_type(uint32_t mask)
 	return NULL;
 }
 
-/* Reads the available inotify events into pending frames. */
-static bool drain_events(struct watch *watch)
+/* Reads the available inotify events into messages on out. */
+static bool drain_events(struct watch *watch, struct stream_buffer *out)
 {
 	char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
 	char name[PATH_MAX];
@@ -189,7 +160,7 @@ static bool drain_events(struct watch *watch)
 		text = json_dumps(message, JSON_COMPACT);
 		json_decref(message);
 		if (text)
-			pending_append(watch, 0, text, strlen(text));
+			stream_buffer__append(out, 0, text, strlen(text));
 		free(text);
 		if (event->mask & IN_DELETE_SELF && relative[0] == '\0')
 			watch->finished = true; /* the watched directory is gone */
@@ -197,47 +168,21 @@ static bool drain_events(struct watch *watch)
 	return true;
 }
 
-static ssize_t watch_read(void *cls, uint64_t pos, char *buf, size_t max)
+/* stream_source.next: {"start":{}} first, then the events as they come
+ * (waiting at most wait_ms), until the watched directory is gone. */
+static enum stream_step watch_next(void *opaque, int wait_ms, struct stream_buffer *out)
 {
-	struct watch *watch = cls;
-	struct pollfd pfd;
-	struct timespec now;
-	size_t n;
+	struct watch *watch = opaque;
+	struct pollfd pfd = {.fd = watch->fd, .events = POLLIN};
 
-	while (watch->pending_off >= watch->pending_len) {
-		watch->pending_off = watch->pending_len = 0;
-		if (!watch->start_sent) {
-			watch->start_sent = true;
-			pending_append(watch, 0, "{\"start\":{}}", 12);
-			continue;
-		}
-		if (watch->end_sent)
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		if (watch->finished) {
-			watch->end_sent = true;
-			pending_append(watch, ENVELOPE_FLAG_END_STREAM, "{}", 2);
-			continue;
-		}
-		pfd = (struct pollfd){.fd = watch->fd, .events = POLLIN};
-		if (poll(&pfd, 1, WATCH_POLL_MS) > 0) {
-			if (!drain_events(watch))
-				watch->finished = true;
-			continue;
-		}
-		if (agent__peer_closed(watch->connection))
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (watch->keepalive_seconds > 0 &&
-		    now.tv_sec - watch->last_write.tv_sec >= watch->keepalive_seconds)
-			pending_append(watch, 0, "{\"keepalive\":{}}", 16);
+	if (!watch->start_sent) {
+		watch->start_sent = true;
+		return stream_buffer__append(out, 0, "{\"start\":{}}", 12) ? STREAM_CONTINUE
+									 : STREAM_FAILED;
 	}
-	n = watch->pending_len - watch->pending_off;
-	if (n > max)
-		n = max;
-	memcpy(buf, watch->pending + watch->pending_off, n);
-	watch->pending_off += n;
-	clock_gettime(CLOCK_MONOTONIC, &watch->last_write);
-	return (ssize_t)n;
+	if (!watch->finished && poll(&pfd, 1, wait_ms) > 0 && !drain_events(watch, out))
+		watch->finished = true;
+	return watch->finished ? STREAM_END : STREAM_CONTINUE;
 }
 
 static void watch_free(void *cls)
@@ -250,17 +195,14 @@ static void watch_free(void *cls)
 	for (i = 0; i < watch->count; i++)
 		free(watch->directories[i].relative);
 	free(watch->directories);
-	free(watch->pending);
 	free(watch);
 }
 
-struct MHD_Response *watch__stream_response(const json_t *request, const struct agent_user *user,
-					    struct MHD_Connection *connection,
-					    int keepalive_seconds, struct rpc_error *err)
+bool watch__open(const json_t *request, const struct agent_user *user,
+		 struct stream_source *source, struct rpc_error *err)
 {
 	const json_t *path = json_object_get(request, "path");
 	struct watch *watch = calloc(1, sizeof(*watch));
-	struct MHD_Response *response;
 	struct fs_identity saved;
 	struct stat st;
 	int error;
@@ -268,7 +210,7 @@ struct MHD_Response *watch__stream_response(const json_t *request, const struct 
 	if (!watch) {
 		err->code = "resource_exhausted";
 		snprintf(err->message, sizeof(err->message), "out of memory");
-		return NULL;
+		return false;
 	}
 	watch->fd = -1;
 	if (!json_is_string(path) ||
@@ -305,21 +247,15 @@ struct MHD_Response *watch__stream_response(const json_t *request, const struct 
 			 strerror(error));
 		goto fail;
 	}
-	watch->connection = connection;
-	watch->keepalive_seconds = keepalive_seconds;
-	clock_gettime(CLOCK_MONOTONIC, &watch->last_write);
-	agent__stream_begins(connection);
-	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, watch_read, watch,
-						     watch_free);
-	if (!response) {
-		watch_free(watch);
-		err->code = "internal";
-		snprintf(err->message, sizeof(err->message), "cannot create the response");
-		return NULL;
-	}
-	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/connect+json");
-	return response;
+	*source = (struct stream_source){
+		.opaque = watch,
+		.next = watch_next,
+		.free = watch_free,
+		.keepalive = "{\"keepalive\":{}}",
+	};
+	snprintf(source->name, sizeof(source->name), "watch of %.40s", watch->root);
+	return true;
 fail:
 	watch_free(watch);
-	return NULL;
+	return false;
 }

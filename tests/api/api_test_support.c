@@ -36,7 +36,29 @@ static struct {
 	char events_topic[KAFKA_TOPIC_NAME_MAX + 1];
 	char host_topic[KAFKA_TOPIC_NAME_MAX + 1];
 	atomic_int counts[KAFKA_EVENT_TYPE_COUNT];
+	atomic_bool heartbeat_paused;
 } fake;
+
+void fake_worker__pause_heartbeat(bool paused)
+{
+	atomic_store(&fake.heartbeat_paused, paused);
+}
+
+/* The fake host's row, refreshed each second like a real worker's
+ * (warren-api places creates only on hosts with a fresh heartbeat). */
+static void fake_worker__heartbeat(void)
+{
+	static uint64_t last_ms;
+	struct storage_host host = { .runtime = "jail", .capacity = 10000, .state = "ready",
+				     .address = "127.0.0.1" };
+	struct storage_error e;
+
+	if (atomic_load(&fake.heartbeat_paused) || clock__monotonic_ms() - last_ms < 1000)
+		return;
+	last_ms = clock__monotonic_ms();
+	snprintf(host.id, sizeof(host.id), "%s", fake.stack->host_id);
+	storage__host_heartbeat(fake.stack->pool, &host, &e); /* an outage: next second */
+}
 
 int fake_worker__count(const char *command_type)
 {
@@ -151,6 +173,7 @@ static void *fake_worker__run(void *arg)
 		char reason[256];
 		int rc = kafka_consumer__poll(fake.consumer, 100, &msg);
 
+		fake_worker__heartbeat();
 		if (rc <= 0)
 			continue;
 		if (kafka_event__decode(msg.payload, msg.len, &ev, reason, sizeof(reason)) ==

@@ -548,6 +548,66 @@ static void test_failed_create_is_reported(void **state)
 	PQfinish(conn);
 }
 
+static void sql(const char *statement)
+{
+	PGconn *conn = PQconnectdb(stack.db_url);
+	PGresult *result;
+
+	assert_int_equal(PQstatus(conn), CONNECTION_OK);
+	result = PQexec(conn, statement);
+	if (PQresultStatus(result) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", statement, PQerrorMessage(conn));
+	PQclear(result);
+	PQfinish(conn);
+}
+
+/* Placement from the hosts table (docs/api.md, "Placement"): every ready
+ * host full -> 503 with Retry-After at once; room -> the create goes on;
+ * a runtime no host runs -> 503; no fresh ready host at all -> the create
+ * waits in Kafka for a worker (here the fake one answers it). The fake
+ * worker's own host is set draining (its heartbeat paused meanwhile). */
+static void test_placement_by_hosts_table(void **state)
+{
+	struct http_response response;
+	json_t *created;
+	char path[96], statement[256];
+
+	(void)state;
+	fake_worker__pause_heartbeat(true);
+	usleep(200 * 1000); /* a beat in progress lands first */
+	snprintf(statement, sizeof(statement), "UPDATE hosts SET state = 'draining' WHERE id = '%s'",
+		 stack.host_id);
+	sql(statement);
+	sql("INSERT INTO hosts (id, address, runtime, capacity, running, state) "
+	    "VALUES ('api-test-host', '127.0.0.1', 'jail', 2, 2, 'ready')");
+	assert_true(http__request(api.port, "POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}", NULL,
+				  &response));
+	assert_int_equal(response.status, 503);
+	assert_non_null(strcasestr(response.headers, "Retry-After: 1"));
+	assert_non_null(strstr(response.body, "no worker host has room: 2 of 2 sandboxes on 1 host(s)"));
+	http__response_free(&response);
+
+	sql("UPDATE hosts SET running = 1 WHERE id = 'api-test-host'");
+	created = call("POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}", 201, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s",
+		 json_string_value(json_object_get(created, "sandboxID")));
+	json_decref(created);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+
+	expect_error("POST", "/sandboxes", key_a,
+		     "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"vm\"}}", 503,
+		     "no worker host with the vm runtime is ready");
+	sql("UPDATE hosts SET heartbeat_at = now() - interval '1 hour' WHERE id = 'api-test-host'");
+	created = call("POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}", 201, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s",
+		 json_string_value(json_object_get(created, "sandboxID")));
+	json_decref(created);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+	sql("DELETE FROM hosts WHERE id = 'api-test-host'");
+	fake_worker__pause_heartbeat(false);
+	usleep(1500 * 1000); /* the fake host is ready again */
+}
+
 static void test_request_id_is_idempotency_key(void **state)
 {
 	struct http_response first, second;
@@ -871,6 +931,7 @@ int main(void)
 		cmocka_unit_test(test_timeout_and_refresh_move_end_at),
 		cmocka_unit_test(test_kill_then_404),
 		cmocka_unit_test(test_pause_and_network),
+		cmocka_unit_test(test_placement_by_hosts_table),
 		cmocka_unit_test(test_failed_create_is_reported),
 		cmocka_unit_test(test_request_id_is_idempotency_key),
 		cmocka_unit_test(test_concurrency_limit_21st_is_429),

@@ -232,6 +232,7 @@ def vm_phase(stack, proxy_port, work):
         "WARREN_SLOT_CIDR": NESTED_SLOTS, "WARREN_SLOT_PRECREATE": "1", "WARREN_SLOT_MAX": "8",
         "WARREN_SLOT_NETNS_PREFIX": "hvslot-", "WARREN_SLOT_LINK_PREFIX": "hvs",
         "WARREN_WORKER_CAPACITY": "2", "WARREN_AGENT_TIMEOUT_MS": "240000",
+        "WARREN_SANDBOX_CPU_COUNT": "1",  # the nested host has one (TCG) CPU
         # one TCG vCPU runs worker, VMM and guest: heartbeats can be late
         "WARREN_KAFKA_SESSION_TIMEOUT_MS": "30000",
         "WARREN_HOST_ADDRESS": NESTED_ADDR, "WARREN_BUILD_DIR": os.path.dirname(BIN),

@@ -38,6 +38,15 @@ static void test_parse_valid(void **state)
 	assert_string_equal(info.built_at, "2026-11-26T23:44:03Z");
 	assert_int_equal(info.size, 2068842);
 	assert_int_equal(info.image_size, 35651584);
+	assert_int_equal(info.cpu_count, 0); /* absent: the worker's defaults */
+	assert_int_equal(info.memory_mb, 0);
+
+	assert_int_equal(parse("{\"name\":\"big\",\"agent_version\":\"0.1.0\",\"content_hash\":\"" HASH
+			       "\",\"built_at\":\"t\",\"size\":1,\"cpu_count\":4,\"memory_mb\":2048}",
+			       &info, err, sizeof(err)),
+			 0);
+	assert_int_equal(info.cpu_count, 4);
+	assert_int_equal(info.memory_mb, 2048);
 }
 
 static void test_parse_rejects(void **state)
@@ -60,6 +69,11 @@ static void test_parse_rejects(void **state)
 		"{\"name\":\"../etc\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1}",
 		/* an over-long agent version */
 		"{\"name\":\"m\",\"agent_version\":\"0123456789012345678901234567890123456789012345678901234567890123456789\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1}",
+		/* resources out of range or of the wrong type */
+		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1,\"cpu_count\":0}",
+		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1,\"cpu_count\":65}",
+		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1,\"memory_mb\":32}",
+		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1,\"memory_mb\":\"512\"}",
 		/* duplicate keys */
 		"{\"name\":\"m\",\"name\":\"n\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1}",
 	};

@@ -37,10 +37,14 @@ static void test_create_block(void **unused)
 		 "\"rate_limiter\":{\"ops\":{\"size\":100,\"refill_time\":1000}}}",
 		 path);
 	config = json_loads(config_text, 0, NULL);
-	assert_int_equal(virtio_devices__create(&host, config, MMIO_BUS_VIRTIO_BASE, 5, &device,
-						error, sizeof(error)),
+	/* Created the way the VM does: through the type table the binary hands it. */
+	assert_non_null(mmio_bus__device_type(virtio_device_types, "block"));
+	assert_int_equal(mmio_bus__device_type(virtio_device_types, "block")
+				 ->create(&host, config, MMIO_BUS_VIRTIO_BASE, 5, &device, error,
+					  sizeof(error)),
 			 0);
 	assert_string_equal(device.type, "block");
+	assert_true(device.set_rate_limit == virtio_device__set_rate_limit);
 	assert_int_equal(device.mmio_size, MMIO_BUS_VIRTIO_WINDOW);
 	assert_true(mmio_bus__dispatch(bus, MMIO_BUS_MEMORY, MMIO_BUS_VIRTIO_BASE, data, 4, false));
 	assert_memory_equal(data, "virt", 4);

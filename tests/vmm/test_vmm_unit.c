@@ -1,5 +1,6 @@
 /* Unit: loader (hostile ELF64/bzImage headers), boot_params/e820 layout,
  * page tables, GDT, CPUID profiles, control-socket request parsing. */
+#include <errno.h>
 #include <elf.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -663,6 +664,28 @@ static void test_mmio_bus(void **state)
 	mmio_bus__destroy(bus);
 }
 
+static int fake_create(const struct vmm_device_host *host, const json_t *config, uint64_t base,
+		       uint32_t irq, struct vmm_device *out, char *reason, size_t reason_size)
+{
+	return -ENODEV;
+}
+
+/* The core finds a device's type in the table the binary hands it. */
+static void test_device_types(void **state)
+{
+	static const struct vmm_device_type types[] = {
+		{ .name = "fake", .create = fake_create },
+		{ .name = "other", .create = NULL },
+		{ .name = NULL },
+	};
+
+	assert_ptr_equal(mmio_bus__device_type(types, "fake"), &types[0]);
+	assert_ptr_equal(mmio_bus__device_type(types, "other"), &types[1]);
+	assert_null(mmio_bus__device_type(types, "fak"));
+	assert_null(mmio_bus__device_type(types, NULL));
+	assert_null(mmio_bus__device_type(NULL, "fake"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -679,6 +702,7 @@ int main(void)
 		cmocka_unit_test(test_console_ring),
 		cmocka_unit_test(test_serial_registers),
 		cmocka_unit_test(test_mmio_bus),
+		cmocka_unit_test(test_device_types),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -175,6 +175,7 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 	out->irq = irq;
 	out->opaque = device;
 	out->metrics = virtio_device__metrics;
+	out->set_rate_limit = virtio_device__set_rate_limit;
 	out->destroy = virtio_device__destroy;
 	return 0;
 err:
@@ -241,3 +242,10 @@ void virtio_device__destroy(void *opaque)
 	close(device->notify_fd);
 	free(device);
 }
+
+const struct vmm_device_type virtio_device_types[] = {
+	{ .name = "block", .create = virtio_devices__create },
+	{ .name = "net", .create = virtio_devices__create },
+	{ .name = "rng", .create = virtio_devices__create },
+	{ .name = NULL, .create = NULL },
+};

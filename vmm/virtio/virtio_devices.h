@@ -1,7 +1,8 @@
-/* virtio_devices: the factory the VMM calls for each configured device
- * (virtio_devices__create, declared in mmio_bus.h) and the per-device
- * entry points vmm-core exposes on the control socket. The opaque pointer
- * is struct vmm_device.opaque as filled by virtio_devices__create.
+/* virtio_devices: the virtio device types the VMM binary hands its VM
+ * (virtio_device_types, see struct vmm_device_type in mmio_bus.h), their
+ * factory virtio_devices__create and the per-device entry points. The
+ * opaque pointer is struct vmm_device.opaque as filled by
+ * virtio_devices__create.
  *
  * Device config (one element of the VMM's "devices" array):
  *   {"type": "block", "path": "/img.raw", "read_only": false,
@@ -27,6 +28,19 @@
 #include "mmio_bus.h"
 
 struct virtio_mmio;
+
+/* "block", "net", "rng": each created by virtio_devices__create; ends with
+ * a NULL name. The binary sets vm->device_types to it. */
+extern const struct vmm_device_type virtio_device_types[];
+
+/* Creates the device described by `config` (one element of `devices`) at
+ * [mmio_base, mmio_base + MMIO_BUS_VIRTIO_WINDOW) with interrupt `irq`
+ * and fills `out` (metrics, set_rate_limit, destroy). Returns 0, or -errno
+ * with a human-readable reason in error[error_size] (e.g. "unknown device
+ * type \"foo\"", "block: path is required"). */
+int virtio_devices__create(const struct vmm_device_host *host, const json_t *config,
+			   uint64_t mmio_base, uint32_t irq, struct vmm_device *out, char *error,
+			   size_t error_size);
 
 /* Loop thread. Block, rng: a rate-limiter object. Net: {"rx": {...}, "tx":
  * {...}}. 0, or -EINVAL with a reason in error. */

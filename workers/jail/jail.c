@@ -419,11 +419,40 @@ static int send_go(int socket_fd, int fd)
  * there). Waits until the parent placed it in its cgroups and wrote its id
  * maps, becomes root of its user namespace (no host groups kept), and
  * execs the init; its working dir is the state dir (spawn_thread). */
+/* Closes every descriptor but 0-2 and the spawn's own, now rather than at
+ * exec: the worker's listening sockets and the parent ends of other
+ * sandboxes' go sockets (made by other threads) must not outlive a worker
+ * that dies before the go, and with the parent end of our own go socket
+ * closed here, that death is an EOF that ends this child. */
+static void child_close_others(const struct spawn *spawn)
+{
+	int keep[] = { spawn->go_socket, spawn->status_fd, spawn->console_fd, spawn->null_fd,
+		       spawn->init_fd };
+	size_t count = sizeof(keep) / sizeof(keep[0]);
+	unsigned int from = 3;
+
+	for (size_t i = 1; i < count; i++) /* insertion sort: five numbers */
+		for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int swap = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = swap;
+		}
+	for (size_t i = 0; i < count; i++) {
+		if (keep[i] < (int)from)
+			continue;
+		if ((unsigned int)keep[i] > from)
+			syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0);
+		from = (unsigned int)keep[i] + 1;
+	}
+	syscall(SYS_close_range, from, ~0U, 0);
+}
+
 static void child_run(const struct spawn *spawn) __attribute__((noreturn));
 static void child_run(const struct spawn *spawn)
 {
 	int lower_fd;
 
+	child_close_others(spawn);
 	lower_fd = receive_go(spawn->go_socket);
 	if (lower_fd < 0)
 		child_fail(spawn->status_fd, "error: parent gave up before the start\n");
@@ -646,116 +675,179 @@ static void init_argv(const struct jail_config *config, int lower_fd, int status
 	args->argv[argc] = NULL;
 }
 
-struct jail *jail__start(const struct jail_config *config, char *err, size_t err_len)
-{
+/* jail__start's context: the settings it resolved and what its steps made,
+ * so that jail_start__undo() takes back exactly that. Every step returns 0,
+ * or -1 with a reason in err. */
+struct jail_start {
+	const struct jail_config *config;
+	char *err;
+	size_t err_len;
 	const char *state_dir, *cgroup_parent, *disk_cache_dir;
 	char init_path[PATH_MAX];
 	struct init_args args;
-	const char *default_env[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-				      "HOME=/root", NULL };
-	int go[2] = { -1, -1 }, status_pipe[2] = { -1, -1 }, netns_fd = -1;
-	struct spawn spawn = { .console_fd = -1, .null_fd = -1, .init_fd = -1 };
-	struct jail_cgroup_limits limits;
-	struct jail *jail = NULL;
-	bool dir_made = false, cgroup_made = false;
-	long pid;
+	int go[2], status_pipe[2], netns_fd;
+	struct spawn spawn;
+	struct jail *jail;
+	bool dir_made, cgroup_made;
+};
+
+/* Step 1: the config checked, the settings' defaults, warren-jail-init. */
+static int jail_start__settings(struct jail_start *start)
+{
+	const struct jail_config *config = start->config;
+
+	if (jail__config_validate(config, start->err, start->err_len))
+		return -1;
+	start->state_dir = config->state_dir ? config->state_dir : default_state_dir();
+	start->cgroup_parent = config->cgroup_parent ? config->cgroup_parent
+						     : default_cgroup_parent();
+	start->disk_cache_dir = config->disk_cache_dir ? config->disk_cache_dir
+						       : default_disk_cache_dir();
+	if (!path_valid(start->state_dir) || !path_valid(start->disk_cache_dir) ||
+	    !id_valid(start->cgroup_parent)) {
+		snprintf(start->err, start->err_len,
+			 "bad setting state_dir, jail_disk_cache_dir or jail_cgroup_parent");
+		return -1;
+	}
+	if (find_init(config->init_path, start->init_path, sizeof(start->init_path))) {
+		snprintf(start->err, start->err_len,
+			 "warren-jail-init not found (setting jail_init_path)");
+		return -1;
+	}
+	return 0;
+}
+
+/* Step 2: the jail, its host uid range, its state dir and its disk. */
+static int jail_start__state(struct jail_start *start)
+{
+	const struct jail_config *config = start->config;
+	struct jail *jail = calloc(1, sizeof(*jail));
 	int ret;
 
-	if (jail__config_validate(config, err, err_len))
-		return NULL;
-	state_dir = config->state_dir ? config->state_dir : default_state_dir();
-	cgroup_parent = config->cgroup_parent ? config->cgroup_parent : default_cgroup_parent();
-	disk_cache_dir = config->disk_cache_dir ? config->disk_cache_dir : default_disk_cache_dir();
-	if (!path_valid(state_dir) || !path_valid(disk_cache_dir) || !id_valid(cgroup_parent)) {
-		snprintf(err, err_len, "bad setting state_dir, jail_disk_cache_dir or jail_cgroup_parent");
-		return NULL;
-	}
-	if (find_init(config->init_path, init_path, sizeof(init_path))) {
-		snprintf(err, err_len, "warren-jail-init not found (setting jail_init_path)");
-		return NULL;
-	}
-	jail = calloc(1, sizeof(*jail));
 	if (!jail) {
-		snprintf(err, err_len, "out of memory");
-		return NULL;
+		snprintf(start->err, start->err_len, "out of memory");
+		return -1;
 	}
+	start->jail = jail;
 	jail->pidfd = -1;
 	snprintf(jail->id, sizeof(jail->id), "%s", config->id);
-	snprintf(jail->dir, sizeof(jail->dir), "%s/%s", state_dir, config->id);
+	snprintf(jail->dir, sizeof(jail->dir), "%s/%s", start->state_dir, config->id);
 	if ((ret = jail_userns__reserve(jail->dir, &jail->uid_index, &jail->host_base))) {
-		snprintf(err, err_len, "reserve a host uid range: %s", strerror(-ret));
-		goto err;
+		snprintf(start->err, start->err_len, "reserve a host uid range: %s",
+			 strerror(-ret));
+		return -1;
 	}
 	jail->uid_reserved = true;
-	if ((ret = make_state_dir(jail, state_dir, err, err_len))) {
-		dir_made = ret != -EEXIST; /* never remove another sandbox's dir */
-		goto err;
-	}
-	dir_made = true;
+	ret = make_state_dir(jail, start->state_dir, start->err, start->err_len);
+	start->dir_made = ret != -EEXIST; /* never remove another sandbox's dir */
+	if (ret)
+		return -1;
 	if (config->disk_max_bytes &&
-	    jail_disk__create(jail->dir, disk_cache_dir, config->disk_max_bytes,
-			      (uid_t)jail->host_base, err, err_len))
-		goto err;
-	if (open_child_files(jail, config, init_path, &spawn, &netns_fd, err, err_len))
-		goto err;
+	    jail_disk__create(jail->dir, start->disk_cache_dir, config->disk_max_bytes,
+			      (uid_t)jail->host_base, start->err, start->err_len))
+		return -1;
+	return 0;
+}
 
-	/* Cgroups with the limits, before anything runs. */
-	if ((ret = jail_cgroup__paths(&jail->cgroup, cgroup_parent, config->id))) {
-		snprintf(err, err_len, "no usable cgroup hierarchy: %s", strerror(-ret));
-		goto err;
+/* Step 3: what the child inherits (open_child_files). */
+static int jail_start__files(struct jail_start *start)
+{
+	return open_child_files(start->jail, start->config, start->init_path, &start->spawn,
+				&start->netns_fd, start->err, start->err_len);
+}
+
+/* Step 4: the cgroups with the limits, before anything runs. */
+static int jail_start__cgroup(struct jail_start *start)
+{
+	const struct jail_config *config = start->config;
+	struct jail_cgroup_limits limits = {
+		.memory_max_bytes = config->memory_max_bytes,
+		.cpu_millicores = config->cpu_millicores,
+		.pids_max = config->pids_max,
+	};
+	int ret;
+
+	if ((ret = jail_cgroup__paths(&start->jail->cgroup, start->cgroup_parent, config->id))) {
+		snprintf(start->err, start->err_len, "no usable cgroup hierarchy: %s",
+			 strerror(-ret));
+		return -1;
 	}
-	limits.memory_max_bytes = config->memory_max_bytes;
-	limits.cpu_millicores = config->cpu_millicores;
-	limits.pids_max = config->pids_max;
-	if (jail_cgroup__create(&jail->cgroup, &limits, err, err_len))
-		goto err;
-	cgroup_made = true;
+	if (jail_cgroup__create(&start->jail->cgroup, &limits, start->err, start->err_len))
+		return -1;
+	start->cgroup_made = true;
+	return 0;
+}
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, go) ||
-	    pipe2(status_pipe, O_CLOEXEC)) {
-		snprintf(err, err_len, "socketpair/pipe: %s", strerror(errno));
-		goto err;
+/* Step 5: the init's channels (go socket, status pipe), its argv and
+ * environment, and the child itself in its namespaces. */
+static int jail_start__spawn(struct jail_start *start)
+{
+	static const char *const default_env[] = {
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root",
+		NULL,
+	};
+	const struct jail_config *config = start->config;
+	struct jail *jail = start->jail;
+	long pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, start->go) ||
+	    pipe2(start->status_pipe, O_CLOEXEC)) {
+		snprintf(start->err, start->err_len, "socketpair/pipe: %s", strerror(errno));
+		return -1;
 	}
-	init_argv(config, go[0], status_pipe[1], &args);
-	spawn.go_socket = go[0];
-	spawn.status_fd = status_pipe[1];
-	spawn.argv = args.argv;
-	spawn.envp = config->envp ? config->envp : default_env;
-
-	pid = spawn_in_netns(&spawn, netns_fd, jail->host_base, &jail->pidfd, err, err_len);
+	init_argv(config, start->go[0], start->status_pipe[1], &start->args);
+	start->spawn.go_socket = start->go[0];
+	start->spawn.status_fd = start->status_pipe[1];
+	start->spawn.argv = start->args.argv;
+	start->spawn.envp = config->envp ? config->envp : default_env;
+	pid = spawn_in_netns(&start->spawn, start->netns_fd, jail->host_base, &jail->pidfd,
+			     start->err, start->err_len);
 	if (pid < 0)
-		goto err;
+		return -1;
 	jail->pid = (pid_t)pid;
-	close_fd(&go[0]);
-	close_fd(&status_pipe[1]);
-	if (release_child(jail, config, go[1], err, err_len))
-		goto err;
-	close_fd(&go[1]);
-	if (read_status(status_pipe[0], err, err_len))
-		goto err;
-	close_fd(&status_pipe[0]);
-	close_fd(&netns_fd);
-	close_fd(&spawn.console_fd);
-	close_fd(&spawn.null_fd);
-	close_fd(&spawn.init_fd);
-	log_info("jail %s: started, init pid %d, host uid %u", jail->id, (int)jail->pid,
-		 jail->host_base);
-	return jail;
-err:
+	close_fd(&start->go[0]);
+	close_fd(&start->status_pipe[1]);
+	return 0;
+}
+
+/* Step 6: lets the child go (release_child) and waits for the init's
+ * report that the sandbox is up (read_status). */
+static int jail_start__run(struct jail_start *start)
+{
+	if (release_child(start->jail, start->config, start->go[1], start->err, start->err_len))
+		return -1;
+	close_fd(&start->go[1]);
+	return read_status(start->status_pipe[0], start->err, start->err_len);
+}
+
+/* Closes what the steps opened for the child (always). */
+static void jail_start__close(struct jail_start *start)
+{
 	for (int i = 0; i < 2; i++) {
-		close_fd(&go[i]);
-		close_fd(&status_pipe[i]);
+		close_fd(&start->go[i]);
+		close_fd(&start->status_pipe[i]);
 	}
-	close_fd(&netns_fd);
-	close_fd(&spawn.console_fd);
-	close_fd(&spawn.null_fd);
-	close_fd(&spawn.init_fd);
+	close_fd(&start->netns_fd);
+	close_fd(&start->spawn.console_fd);
+	close_fd(&start->spawn.null_fd);
+	close_fd(&start->spawn.init_fd);
+}
+
+/* After a failed step: stops a child that runs, else takes back the
+ * cgroups, state dir, disk and uid range the steps made; frees the jail. */
+static void jail_start__undo(struct jail_start *start)
+{
+	struct jail *jail = start->jail;
+
+	if (!jail)
+		return;
 	if (jail->pid > 0) {
 		jail__stop(jail);
 	} else {
-		if (cgroup_made)
+		if (start->cgroup_made)
 			jail_cgroup__destroy(&jail->cgroup, STOP_TIMEOUT_MS);
-		if (dir_made && jail_disk__remove(jail->dir) == 0)
+		if (start->dir_made && jail_disk__remove(jail->dir) == 0)
 			remove_tree(jail->dir);
 		if (jail->uid_reserved)
 			jail_userns__release(jail->uid_index, jail->dir);
@@ -763,7 +855,36 @@ err:
 	if (jail->pidfd >= 0)
 		close(jail->pidfd);
 	free(jail);
-	return NULL;
+	start->jail = NULL;
+}
+
+struct jail *jail__start(const struct jail_config *config, char *err, size_t err_len)
+{
+	static int (*const steps[])(struct jail_start *) = {
+		jail_start__settings, jail_start__state, jail_start__files,
+		jail_start__cgroup,   jail_start__spawn, jail_start__run,
+	};
+	struct jail_start start = {
+		.config = config,
+		.err = err,
+		.err_len = err_len,
+		.go = { -1, -1 },
+		.status_pipe = { -1, -1 },
+		.netns_fd = -1,
+		.spawn = { .console_fd = -1, .null_fd = -1, .init_fd = -1 },
+	};
+	int ret = 0;
+
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && ret == 0; i++)
+		ret = steps[i](&start);
+	jail_start__close(&start);
+	if (ret) {
+		jail_start__undo(&start);
+		return NULL;
+	}
+	log_info("jail %s: started, init pid %d, host uid %u", start.jail->id,
+		 (int)start.jail->pid, start.jail->host_base);
+	return start.jail;
 }
 
 pid_t jail__pid(const struct jail *jail)

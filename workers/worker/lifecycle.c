@@ -10,11 +10,14 @@
 #include <strings.h>
 
 #include "agent_client.h"
+#include "create_pool.h"
+#include "warm_pool.h"
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/ids.h"
 #include "warren/json_util.h"
 #include "warren/log.h"
+#include "warren/templates.h"
 #include "warren/tokens.h"
 #include "worker.h"
 
@@ -127,6 +130,25 @@ static json_t *worker__created_result(struct worker *worker, const struct storag
 }
 
 /* ---- create ---- */
+
+/* A sandbox's vCPUs (jail: CPU time) and memory: its template's
+ * cpu_count/memory_mb when template.json has them, else the settings
+ * sandbox_cpu_count (2) and sandbox_memory_mb (512), the same ones
+ * warren-api reports as cpuCount/memoryMB. */
+void worker__resources(const char *template_id, uint32_t *vcpus, uint32_t *memory_mib)
+{
+	struct template_info info;
+	char err[256];
+
+	*vcpus = (uint32_t)config__get_int("sandbox_cpu_count", 2);
+	*memory_mib = (uint32_t)config__get_int("sandbox_memory_mb", 512);
+	if (templates__read(templates__dir(), template_id, &info, err, sizeof(err)))
+		return; /* the runtime reports a missing template itself */
+	if (info.cpu_count)
+		*vcpus = info.cpu_count;
+	if (info.memory_mb)
+		*memory_mib = info.memory_mb;
+}
 
 /* The E2B network object of a create/update spec, in net_policy's names. */
 static json_t *worker__policy_spec(const json_t *spec)
@@ -275,7 +297,8 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	snprintf(sandbox->team_id, sizeof(sandbox->team_id), "%s", command->team_id);
 	sandbox->slot = -1;
 
-	/* 1. the slot and its egress policy */
+	/* 1. the slot and its egress policy: a warm sandbox's slot gets the
+	 * create's policy (warm_pool.h), else a fresh slot */
 	if (worker->net) {
 		policy_spec = worker__policy_spec(spec);
 		policy = net_policy__parse(policy_spec, (uint32_t)team.limits.egress_connections,
@@ -284,6 +307,23 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 			failure_code = 400;
 			goto fail;
 		}
+	}
+	struct warm_sandbox warm;
+	bool claimed = warm_pool__claim(worker->warm_pool, row.template_id,
+					policy ? net_policy__connection_limit(policy) : 0, &warm);
+	if (claimed) {
+		sandbox->slot = warm.slot;
+		sandbox->slot_info = warm.slot_info;
+		sandbox->instance = warm.instance;
+		/* the warm slot has the default policy: only another one is applied */
+		if (worker->net && !net_policy__is_default(policy) &&
+		    net_pool__set_policy(worker->net, sandbox->slot, policy)) {
+			snprintf(reason, sizeof(reason), "applying the egress policy failed");
+			goto fail;
+		}
+		runtime__set_hostname(sandbox->instance, command->sandbox_id);
+		log_debug("sandbox %s: claimed warm sandbox %s", command->sandbox_id, warm.warm_id);
+	} else if (worker->net) {
 		sandbox->slot = net_pool__acquire(worker->net,
 						  worker->runtime == RUNTIME_VM ? NET_RUNTIME_VM
 										: NET_RUNTIME_JAIL,
@@ -309,10 +349,10 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		.template_id = row.template_id,
 		.netns_path = worker->net ? sandbox->slot_info.netns_path : NULL,
 		.token_hash = secure ? token_hash : NULL,
-		.memory_mib = (uint32_t)config__get_int("sandbox_memory_mib", 512),
-		.vcpus = (uint32_t)config__get_int("sandbox_vcpus", 1),
 	};
-	sandbox->instance = runtime__start(worker->runtime, &start, reason, sizeof(reason));
+	worker__resources(row.template_id, &start.vcpus, &start.memory_mib);
+	if (!claimed)
+		sandbox->instance = runtime__start(worker->runtime, &start, reason, sizeof(reason));
 	if (!sandbox->instance)
 		goto fail;
 	runtime_ns = clock__monotonic_ns() - mark_ns;
@@ -326,16 +366,28 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 			  sizeof(slot_address));
 	if (!agent_address)
 		agent_address = slot_address;
-	if (agent_client__wait_healthy(agent_address, WORKER_AGENT_PORT,
-				       clock__monotonic_ms() + (uint64_t)worker->agent_timeout_ms)) {
+	if (!claimed && agent_client__wait_healthy(agent_address, WORKER_AGENT_PORT,
+						   clock__monotonic_ms() +
+							   (uint64_t)worker->agent_timeout_ms)) {
 		snprintf(reason, sizeof(reason), "the agent did not answer within %d ms",
 			 worker->agent_timeout_ms);
 		goto fail;
 	}
 	health_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
-	if (agent_client__init(agent_address, WORKER_AGENT_PORT, secure ? access_token : NULL,
-			       json_object_get(spec, "env_vars"), NULL, reason, sizeof(reason)))
+	/* a warm sandbox learns its name here (started under another id) */
+	json_t *env_vars = json_deep_copy(json_object_get(spec, "env_vars"));
+	if (!json_is_object(env_vars)) {
+		json_decref(env_vars);
+		env_vars = json_object();
+	}
+	if (claimed)
+		json_object_set_new(env_vars, "E2B_SANDBOX_ID", json_string(command->sandbox_id));
+	rc = agent_client__init(agent_address, WORKER_AGENT_PORT, secure ? access_token : NULL,
+				env_vars, NULL, claimed ? command->sandbox_id : NULL, reason,
+				sizeof(reason));
+	json_decref(env_vars);
+	if (rc)
 		goto fail;
 	init_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
@@ -370,9 +422,10 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	worker->sandboxes = sandbox;
 	worker->live_count++;
 	pthread_mutex_unlock(&worker->lock);
-	log_info("sandbox %s: running (team %s, template %s, slot %d at %s) in %llu ms",
+	log_info("sandbox %s: running (team %s, template %s, slot %d at %s%s) in %llu ms",
 		 command->sandbox_id, command->team_id, row.template_id, sandbox->slot,
-		 slot_address, (unsigned long long)(clock__monotonic_ms() - started_ms));
+		 slot_address, claimed ? ", warm" : "",
+		 (unsigned long long)(clock__monotonic_ms() - started_ms));
 	sandbox = NULL;
 	persist_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
@@ -380,13 +433,13 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 			    worker__created_result(worker, &row, template_row.agent_version));
 	/* queue: from the command's sent_at (the API's clock) to our start */
 	log_debug("sandbox %s: timing queue=%lld lookup=%.2f slot=%.2f runtime=%.2f "
-		  "health=%.2f init=%.2f persist=%.2f publish=%.2f (ms)",
+		  "health=%.2f init=%.2f persist=%.2f publish=%.2f (ms)%s",
 		  command->sandbox_id,
 		  (long long)(clock__realtime_ms() - (int64_t)(clock__monotonic_ms() - started_ms) -
 			      command->sent_at_ms),
 		  (double)lookup_ns / 1e6, (double)slot_ns / 1e6, (double)runtime_ns / 1e6,
 		  (double)health_ns / 1e6, (double)init_ns / 1e6, (double)persist_ns / 1e6,
-		  (double)(clock__monotonic_ns() - mark_ns) / 1e6);
+		  (double)(clock__monotonic_ns() - mark_ns) / 1e6, claimed ? " warm" : "");
 	goto out;
 
 fail:
@@ -613,8 +666,11 @@ void worker__housekeeping(struct worker *worker)
 	snprintf(host.runtime, sizeof(host.runtime), "%s", runtime__name(worker->runtime));
 	snprintf(host.state, sizeof(host.state), "%s", atomic_load(&worker->stopping) ? "draining" : "ready");
 	host.capacity = worker->capacity;
+	/* "running": live sandboxes plus creates in hand, what capacity
+	 * bounds (the API's placement reads it). */
+	size_t in_hand = worker->create_pool ? create_pool__pending(worker->create_pool) : 0;
 	pthread_mutex_lock(&worker->lock);
-	host.running = worker->live_count;
+	host.running = worker->live_count + (int32_t)in_hand;
 	pthread_mutex_unlock(&worker->lock);
 	storage__host_heartbeat(worker->storage, &host, &err);
 }

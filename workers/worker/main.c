@@ -8,6 +8,7 @@
  * then stop every live sandbox and mark it killed ("worker shutdown"), so
  * nothing is left running unaccounted. Documented in workers/README.md. */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@
 #include "warren/log.h"
 #include "warren/service.h"
 #include "warren/templates.h"
+#include "create_pool.h"
+#include "warm_pool.h"
 #include "worker.h"
 
 static struct worker worker_instance;
@@ -38,12 +41,52 @@ struct consumer_thread {
 	struct kafka_consumer *consumer;
 	struct kafka_producer *dlq;
 	const char *name;
-	bool creates; /* the shared topic: pause at capacity */
+	bool creates; /* the create topics: a pool of threads, paused at capacity */
 	pthread_t thread;
 };
 
+/* Runs one command until its outcome is durable; while PostgreSQL or
+ * Kafka is away (-EAGAIN) it holds the message and tries again each
+ * second, until the worker stops (then -EAGAIN: not committed). */
+static int worker__run_command(void *opaque, const struct kafka_event *command)
+{
+	struct worker *worker = opaque;
+	int rc;
+
+	for (;;) {
+		rc = worker__handle_command(worker, command);
+		if (rc != -EAGAIN || atomic_load(&worker->stopping))
+			return rc;
+		log_warn("request %s: dependencies unavailable; retrying", command->request_id);
+		sleep(1);
+	}
+}
+
+/* Back-pressure of the create topics: paused while the sandboxes plus the
+ * creates in hand reach capacity, or while twice as many creates as there
+ * are threads are in hand (no point fetching further ahead). */
+static void worker__pace_creates(struct consumer_thread *ct)
+{
+	struct worker *worker = ct->worker;
+	size_t pending = create_pool__pending(worker->create_pool);
+
+	pthread_mutex_lock(&worker->lock);
+	bool full = (size_t)worker->live_count + pending >= (size_t)worker->capacity;
+	pthread_mutex_unlock(&worker->lock);
+	bool hold = full || pending >= 2 * worker->create_threads;
+	if (hold && !kafka_consumer__is_paused(ct->consumer)) {
+		if (full)
+			log_info("at capacity (%d sandboxes): pausing creates", worker->capacity);
+		kafka_consumer__pause(ct->consumer);
+	} else if (!hold && kafka_consumer__is_paused(ct->consumer)) {
+		kafka_consumer__resume(ct->consumer);
+	}
+}
+
 /* Polls one consumer: each valid command is handled and committed once
- * durable; malformed ones go to the DLQ (kafka_consumer__next_event). */
+ * durable; malformed ones go to the DLQ (kafka_consumer__next_event).
+ * Creates go to the create pool (many at once, committed in order);
+ * operations run here, one at a time, in order. */
 static void *worker__consume(void *opaque)
 {
 	struct consumer_thread *ct = opaque;
@@ -54,21 +97,12 @@ static void *worker__consume(void *opaque)
 		struct kafka_event ev = { 0 };
 		int rc;
 
-		if (ct->creates) {
-			pthread_mutex_lock(&worker->lock);
-			bool full = worker->live_count >= worker->capacity;
-			pthread_mutex_unlock(&worker->lock);
-			if (full && !kafka_consumer__is_paused(ct->consumer)) {
-				log_info("at capacity (%d sandboxes): pausing creates",
-					 worker->capacity);
-				kafka_consumer__pause(ct->consumer);
-			} else if (!full && kafka_consumer__is_paused(ct->consumer)) {
-				log_info("below capacity: resuming creates");
-				kafka_consumer__resume(ct->consumer);
-			}
-		}
-		rc = kafka_consumer__next_event(ct->consumer, ct->dlq, worker->dlq_topic, 200, &msg,
-					       &ev);
+		if (ct->creates)
+			worker__pace_creates(ct);
+		rc = kafka_consumer__next_event(ct->consumer, ct->dlq, worker->dlq_topic,
+						ct->creates ? 50 : 200, &msg, &ev);
+		if (ct->creates)
+			create_pool__commit_ready(worker->create_pool);
 		if (rc < 0) {
 			log_error("%s consumer: fatal error; retrying in 1 s", ct->name);
 			sleep(1);
@@ -76,20 +110,68 @@ static void *worker__consume(void *opaque)
 		}
 		if (rc == 0)
 			continue;
-		for (;;) {
-			rc = worker__handle_command(worker, &ev);
-			if (rc != -EAGAIN || atomic_load(&worker->stopping))
-				break;
-			/* PostgreSQL or Kafka is away: hold the message, try again. */
-			log_warn("request %s: dependencies unavailable; retrying", ev.request_id);
-			sleep(1);
+		if (ct->creates) {
+			create_pool__submit(worker->create_pool, &msg, &ev);
+			continue;
 		}
+		rc = worker__run_command(worker, &ev);
 		if (rc != -EAGAIN)
 			kafka_consumer__commit_message(ct->consumer, &msg);
 		kafka_message__release(&msg);
 		kafka_event__clear(&ev);
 	}
-	return NULL;
+	return NULL; /* main drains the create pool once this thread is joined */
+}
+
+static void worker__on_creates_revoked(const struct kafka_partition *partitions, size_t count,
+				       void *opaque)
+{
+	struct worker *worker = opaque;
+
+	create_pool__on_revoke(worker->create_pool, partitions, count);
+}
+
+/* The most sandboxes this host takes (live plus being created): the
+ * setting worker_capacity when > 0, else derived from the host (workers/
+ * README.md, "Capacity"): min(slot_max, memory MiB x
+ * worker_memory_overcommit / sandbox_memory_mb, online CPUs x
+ * worker_cpu_overcommit / sandbox_cpu_count), at least 1 (defaults 8
+ * and 256: limits are ceilings, not reservations). */
+static int worker__capacity(void)
+{
+	int64_t configured = config__get_int("worker_capacity", 0);
+	int64_t memory_mb = 0, cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int64_t sandbox_memory = config__get_int("sandbox_memory_mb", 512);
+	int64_t sandbox_cpus = config__get_int("sandbox_cpu_count", 2);
+	int64_t by_slots = config__get_int("slot_max", 1024), by_memory, by_cpu, capacity;
+	char line[256];
+	FILE *meminfo;
+
+	if (configured > 0)
+		return configured > 100000 ? 100000 : (int)configured;
+	meminfo = fopen("/proc/meminfo", "re");
+	while (meminfo && fgets(line, sizeof(line), meminfo))
+		if (sscanf(line, "MemTotal: %" SCNd64 " kB", &memory_mb) == 1) {
+			memory_mb /= 1024;
+			break;
+		}
+	if (meminfo)
+		fclose(meminfo);
+	by_memory = memory_mb * config__get_int("worker_memory_overcommit", 8) /
+		    (sandbox_memory > 0 ? sandbox_memory : 512);
+	by_cpu = (cpus > 0 ? cpus : 1) * config__get_int("worker_cpu_overcommit", 256) /
+		 (sandbox_cpus > 0 ? sandbox_cpus : 1);
+	capacity = by_slots;
+	if (by_memory < capacity)
+		capacity = by_memory;
+	if (by_cpu < capacity)
+		capacity = by_cpu;
+	if (capacity < 1)
+		capacity = 1;
+	log_info("capacity %lld: slots %lld, memory %lld MiB -> %lld, %lld CPUs -> %lld", (long long)capacity,
+		 (long long)by_slots, (long long)memory_mb, (long long)by_memory, (long long)cpus,
+		 (long long)by_cpu);
+	return (int)capacity;
 }
 
 /* Registers this host's installed templates in PostgreSQL, so the API can
@@ -121,14 +203,18 @@ static void worker__register_templates(struct worker *worker)
 	free(templates);
 }
 
-/* A consumer of group subscribed to topics[0..count). NULL on error (logged). */
+/* A consumer of group subscribed to topics[0..count), with on_revoke
+ * (may be NULL) called with opaque. NULL on error (logged). */
 static struct kafka_consumer *worker__consumer(const char *group, const char *const *topics,
-					       size_t count)
+					       size_t count, kafka_rebalance_fn on_revoke,
+					       void *opaque)
 {
 	char err[256];
 	struct kafka_consumer_config config = {
 		.group_id = group,
 		.session_timeout_ms = (int)config__get_int("kafka_session_timeout_ms", 10000),
+		.on_revoke = on_revoke,
+		.opaque = opaque,
 	};
 	struct kafka_consumer *consumer = kafka_consumer__new(&config, err, sizeof(err));
 
@@ -165,7 +251,10 @@ int main(void)
 	gethostname(hostname, sizeof(hostname) - 1);
 	snprintf(worker->host_id, sizeof(worker->host_id), "%s", config__get("host_id", hostname));
 	worker->token_seed = config__get("token_seed", NULL);
-	worker->capacity = (int)config__get_int("worker_capacity", 32);
+	worker->capacity = worker__capacity();
+	/* Creates in flight at once (docs: workers/README.md). */
+	int64_t create_threads = config__get_int("worker_create_concurrency", 16);
+	worker->create_threads = create_threads < 1 ? 1 : create_threads > 256 ? 256 : (size_t)create_threads;
 	worker->agent_timeout_ms = (int)config__get_int("agent_timeout_ms", 10000);
 	worker->agent_address_override = config__get("agent_address", NULL);
 	if (!worker->token_seed || strlen(worker->token_seed) < 16) {
@@ -247,19 +336,25 @@ int main(void)
 	 * subscribes to the shared topic alone and gets no share of ours. */
 	const char *create_topics[] = { worker->commands_topic, worker->runtime_topic };
 	creates.consumer = worker__consumer(config__get("worker_group", "warren-workers"),
-					    create_topics, 2);
+					    create_topics, 2, worker__on_creates_revoked, worker);
 	char host_group[96];
 	snprintf(host_group, sizeof(host_group), "warren-worker-%.63s", worker->host_id);
 	const char *host_topics[] = { worker->host_topic };
-	operations.consumer = worker__consumer(host_group, host_topics, 1);
+	operations.consumer = worker__consumer(host_group, host_topics, 1, NULL, NULL);
 	if (!creates.consumer || !operations.consumer)
 		goto out;
+	worker->create_pool = create_pool__new(creates.consumer, worker->create_threads,
+					       worker__run_command, worker);
+	if (!worker->create_pool)
+		goto out;
+	worker->warm_pool = warm_pool__start(worker, config__get("warm_pool", ""));
 	worker__housekeeping(worker); /* the host row exists before any create lands */
 	pthread_create(&creates.thread, NULL, worker__consume, &creates);
 	pthread_create(&operations.thread, NULL, worker__consume, &operations);
-	log_info("ready: host %s, runtime %s, capacity %d, topics %s, %s + %s", worker->host_id,
-		 runtime__name(worker->runtime), worker->capacity, worker->commands_topic,
-		 worker->runtime_topic, worker->host_topic);
+	log_info("ready: host %s, runtime %s, capacity %d, %zu creates at once, topics %s, %s + %s",
+		 worker->host_id, runtime__name(worker->runtime), worker->capacity,
+		 worker->create_threads, worker->commands_topic, worker->runtime_topic,
+		 worker->host_topic);
 	service__notify("READY=1"); /* systemd Type=notify */
 
 	while (!atomic_load(&worker->stopping)) {
@@ -270,11 +365,20 @@ int main(void)
 	service__notify("STOPPING=1");
 	log_info("shutting down: finishing the commands in hand");
 	pthread_join(creates.thread, NULL);
+	/* the warm pool's refill reads the create pool: it stops first; then
+	 * the creates in hand finish (or are left for redelivery), then no
+	 * create can claim a warm sandbox any more and those go */
+	warm_pool__stop_refill(worker->warm_pool);
+	create_pool__drain(worker->create_pool);
+	worker->create_pool = NULL;
 	pthread_join(operations.thread, NULL);
+	warm_pool__stop(worker->warm_pool);
+	worker->warm_pool = NULL;
 	worker__stop_all(worker, "worker shutdown");
 	worker__housekeeping(worker);
 	exit_code = 0;
 out:
+	create_pool__drain(worker->create_pool); /* set only when start failed after it */
 	kafka_consumer__free(creates.consumer);
 	kafka_consumer__free(operations.consumer);
 	if (worker->net)

@@ -4,6 +4,9 @@
 #include "runtime.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +117,44 @@ struct runtime_instance *runtime__start(enum runtime_kind kind, const struct run
 	instance->kind = RUNTIME_VM;
 	instance->vm = vm;
 	return instance;
+}
+
+struct hostname_call {
+	int uts_fd;
+	const char *hostname;
+	int error;
+};
+
+/* A short-lived thread: setns moves only the calling thread. */
+static void *runtime__hostname_thread(void *opaque)
+{
+	struct hostname_call *call = opaque;
+
+	if (setns(call->uts_fd, CLONE_NEWUTS) || sethostname(call->hostname, strlen(call->hostname)))
+		call->error = -errno;
+	return NULL;
+}
+
+int runtime__set_hostname(struct runtime_instance *instance, const char *hostname)
+{
+	struct hostname_call call = { .uts_fd = -1, .hostname = hostname };
+	char path[64];
+	pthread_t thread;
+
+	if (!instance || !instance->jail)
+		return 0; /* vm: the agent's /init sets it */
+	snprintf(path, sizeof(path), "/proc/%d/ns/uts", (int)jail__pid(instance->jail));
+	call.uts_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (call.uts_fd < 0)
+		return -errno;
+	if (pthread_create(&thread, NULL, runtime__hostname_thread, &call))
+		call.error = -EAGAIN;
+	else
+		pthread_join(thread, NULL);
+	close(call.uts_fd);
+	if (call.error)
+		log_warn("sandbox host name %s: %s", hostname, strerror(-call.error));
+	return call.error;
 }
 
 /* "signal 9" or "status 3" for a wait status. */

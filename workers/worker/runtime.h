@@ -34,6 +34,9 @@ struct runtime_instance *runtime__start(enum runtime_kind kind, const struct run
  * init exited): why gets "warren-vmm exited (signal 9)" and the like.
  * Never blocks; the instance still needs runtime__stop. */
 bool runtime__exited(struct runtime_instance *instance, char *why, size_t why_len);
+/* Names the sandbox's host name (jail: from the host, in its UTS
+ * namespace; vm: the agent's /init does it). 0 or -errno. */
+int runtime__set_hostname(struct runtime_instance *instance, const char *hostname);
 /* Stops everything of the sandbox and frees the instance. Idempotent. */
 void runtime__stop(struct runtime_instance *instance);
 /* Kills what is left of sandboxes a previous worker process on this host

@@ -39,6 +39,9 @@ struct worker {
 	const char *agent_address_override; /* tests without slots: "127.0.0.1" */
 	enum runtime_kind runtime;
 	int capacity;
+	size_t create_threads;           /* setting worker_create_concurrency */
+	struct create_pool *create_pool; /* the creates in hand (create_pool.h) */
+	struct warm_pool *warm_pool;     /* setting warm_pool; NULL: none (warm_pool.h) */
 	int agent_timeout_ms;
 	struct storage_pool *storage;
 	struct kafka_producer *producer;
@@ -54,6 +57,9 @@ struct worker {
  * offset may be committed), -EAGAIN when it must be retried (PostgreSQL or
  * Kafka unavailable: the message is not committed). */
 int worker__handle_command(struct worker *worker, const struct kafka_event *command);
+/* A sandbox's vCPUs and memory MiB for template_id: its template.json's
+ * cpu_count/memory_mb, else the settings sandbox_cpu_count/_memory_mb. */
+void worker__resources(const char *template_id, uint32_t *vcpus, uint32_t *memory_mib);
 /* Kills sandboxes whose end_at passed (timed_out events) and refreshes the
  * host's heartbeat (at most once a second). Called every ~200 ms by the
  * main thread. */

@@ -41,6 +41,9 @@ struct net_policy *net_policy__parse(const json_t *spec, uint32_t connection_lim
 /* The default policy (everything but internal ranges allowed). */
 struct net_policy *net_policy__default(uint32_t connection_limit);
 void net_policy__free(struct net_policy *policy);
+/* True when policy has no entries (what net_policy__default gives, at any
+ * connection limit): a slot that has the default needs no replacement. */
+bool net_policy__is_default(const struct net_policy *policy);
 
 /* The per-sandbox limit of concurrent egress connections. It is installed
  * with the slot (net_pool__acquire) and kept across policy replacement. */

@@ -107,6 +107,25 @@ static int copy_size_field(const json_t *root, const char *key, bool required, u
 	return 0;
 }
 
+/* An optional integer in [min, max]; absent: 0. */
+static int copy_resource_field(const json_t *root, const char *key, uint32_t min, uint32_t max,
+			       uint32_t *out, char *err, size_t err_len)
+{
+	const json_t *value = json_object_get(root, key);
+
+	*out = 0;
+	if (!value)
+		return 0;
+	if (!json_is_integer(value) || json_integer_value(value) < (json_int_t)min ||
+	    json_integer_value(value) > (json_int_t)max) {
+		snprintf(err, err_len, "template.json: \"%s\" must be an integer in [%u, %u]", key,
+			 min, max);
+		return -EINVAL;
+	}
+	*out = (uint32_t)json_integer_value(value);
+	return 0;
+}
+
 int templates__parse_metadata(const char *text, size_t len, struct template_info *out,
 			      char *err, size_t err_len)
 {
@@ -139,6 +158,11 @@ int templates__parse_metadata(const char *text, size_t len, struct template_info
 		snprintf(err, err_len, "template.json: invalid name");
 		goto out;
 	}
+	if (copy_resource_field(root, "cpu_count", 1, TEMPLATES_CPU_MAX, &out->cpu_count, err,
+				err_len) ||
+	    copy_resource_field(root, "memory_mb", TEMPLATES_MEMORY_MIN_MB, TEMPLATES_MEMORY_MAX_MB,
+				&out->memory_mb, err, err_len))
+		goto out;
 	if (!is_lower_hex(out->content_hash, 64)) {
 		snprintf(err, err_len, "template.json: content_hash is not 64 lower-case hex digits");
 		goto out;

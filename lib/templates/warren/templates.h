@@ -1,6 +1,6 @@
 /* templates: the installed templates of this host (root filesystems built
  * by guest/rootfs/build-template.sh) and their metadata (template.json).
- * guest/rootfs/README.md. No SQL here: the storage
+ * guest/rootfs/README.md, lib/README.md. No SQL here: the storage
  * room registers templates from what this API returns. */
 #ifndef WARREN_TEMPLATES_H
 #define WARREN_TEMPLATES_H
@@ -10,7 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TEMPLATES_NAME_MAX 63
+#define TEMPLATES_NAME_MAX	63
+#define TEMPLATES_CPU_MAX	64
+#define TEMPLATES_MEMORY_MIN_MB 64
+#define TEMPLATES_MEMORY_MAX_MB (1024 * 1024)
 
 struct template_info {
 	char name[TEMPLATES_NAME_MAX + 1];
@@ -19,6 +22,11 @@ struct template_info {
 	char built_at[32];      /* RFC 3339 UTC */
 	uint64_t size;          /* bytes of the rootfs tree */
 	uint64_t image_size;    /* bytes of rootfs.ext4 */
+	/* The resources a sandbox of this template gets (optional
+	 * "cpu_count" 1..TEMPLATES_CPU_MAX, "memory_mb" TEMPLATES_MEMORY_MIN_MB..
+	 * TEMPLATES_MEMORY_MAX_MB); 0: the worker's defaults. */
+	uint32_t cpu_count;
+	uint32_t memory_mb;
 	char dir[PATH_MAX];     /* the cache entry (symlink resolved) */
 	char rootfs[PATH_MAX];  /* dir + "/rootfs": the jail's overlay lower */
 	char image[PATH_MAX];   /* dir + "/rootfs.ext4": the VM's root disk */
