@@ -13,6 +13,7 @@
 #include "warren/config.h"
 #include "warren/log.h"
 #include "warren/prom.h"
+#include "warren/service.h"
 
 static volatile sig_atomic_t main_stop;
 
@@ -62,8 +63,10 @@ int main(int argc, char **argv)
 		 api__server_port(server), config.commands_topic, config.events_topic);
 	printf("warren-api listening on %s:%d\n", config.listen_host, api__server_port(server));
 	fflush(stdout);
+	service__notify("READY=1"); /* systemd Type=notify */
 	while (!main_stop)
 		pause();
+	service__notify("STOPPING=1");
 	log_info("shutting down");
 	api__server_stop(server);
 	prom__stop();

@@ -13,6 +13,7 @@
 #include "server.h"
 #include "warren/config.h"
 #include "warren/log.h"
+#include "warren/service.h"
 #include "warren/storage.h"
 
 static struct proxy_server *running_server;
@@ -124,7 +125,9 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	log_info("listening on %s:%u, domain %s, %d threads", settings.listen_host,
 		 settings.listen_port, settings.domain, settings.threads);
+	service__notify("READY=1"); /* systemd Type=notify */
 	rc = proxy__run(server) == 0 ? 0 : 1;
+	service__notify("STOPPING=1");
 	log_info("stopped");
 out:
 	prom__stop();

@@ -23,6 +23,7 @@
 #include "warren/prom.h"
 #include "warren/config.h"
 #include "warren/log.h"
+#include "warren/service.h"
 #include "warren/templates.h"
 #include "create_pool.h"
 #include "warm_pool.h"
@@ -358,6 +359,7 @@ int main(void)
 		 worker->host_id, runtime__name(worker->runtime), worker->capacity,
 		 worker->create_threads, worker->commands_topic, worker->runtime_topic,
 		 worker->host_topic);
+	service__notify("READY=1"); /* systemd Type=notify */
 
 	while (!atomic_load(&worker->stopping)) {
 		struct timespec pause = { 0, 200 * 1000 * 1000 };
@@ -365,6 +367,7 @@ int main(void)
 		worker__sample_metrics(worker);
 		nanosleep(&pause, NULL);
 	}
+	service__notify("STOPPING=1");
 	log_info("shutting down: finishing the commands in hand");
 	pthread_join(creates.thread, NULL);
 	/* the warm pool's refill reads the create pool: it stops first; then
