@@ -44,6 +44,8 @@ struct config_parse {
 };
 
 static void config__problem(struct config_parse *p, bool error, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void config__problem(struct config_parse *p, bool error, int line, const char *fmt, ...)
 {
 	va_list ap;
 
