@@ -926,6 +926,8 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 	}
 	if (!pool)
 		return request__error(r, 503, "database unavailable, retry later");
+	if (r->route.endpoint == API_ROUTE_TEMPLATE_UPLOAD)
+		return templates_api__upload_finish(r); /* signed URL, no API key */
 	if (!handlers__authenticate(r, pool, &ret))
 		return ret;
 	if (route__is_lifecycle(r->route.endpoint)) {
@@ -957,6 +959,8 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 	case API_ROUTE_CONNECT:
 		return handlers__connect(r, pool);
 	default:
+		if (r->route.endpoint >= API_ROUTE_TEMPLATE_CREATE)
+			return templates_api__dispatch(r, pool);
 		return request__error(r, 404, "no such endpoint");
 	}
 }

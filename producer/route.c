@@ -42,6 +42,8 @@ void route__match(const char *method, const char *path, struct api_route *out)
 	if (len > 1 && clean[len - 1] == '/')
 		clean[--len] = '\0';
 
+	if (templates_route__match(method, clean, out))
+		return;
 	if (!strcmp(clean, "/health")) {
 		route__method(method, "GET", API_ROUTE_HEALTH, "GET", out);
 		return;
@@ -118,6 +120,16 @@ const char *route__name(enum api_endpoint endpoint)
 	case API_ROUTE_PAUSE: return "pause";
 	case API_ROUTE_NETWORK: return "network";
 	case API_ROUTE_CONNECT: return "connect";
+	case API_ROUTE_TEMPLATE_CREATE: return "template_create";
+	case API_ROUTE_TEMPLATE_LIST: return "template_list";
+	case API_ROUTE_TEMPLATE_GET: return "template_get";
+	case API_ROUTE_TEMPLATE_DELETE: return "template_delete";
+	case API_ROUTE_TEMPLATE_ALIAS: return "template_alias";
+	case API_ROUTE_TEMPLATE_FILE: return "template_file";
+	case API_ROUTE_TEMPLATE_UPLOAD: return "template_upload";
+	case API_ROUTE_TEMPLATE_BUILD: return "template_build";
+	case API_ROUTE_TEMPLATE_BUILD_STATUS: return "template_build_status";
+	case API_ROUTE_TEMPLATE_BUILD_LOGS: return "template_build_logs";
 	case API_ROUTE_BAD_METHOD: return "bad_method";
 	case API_ROUTE_NOT_FOUND: break;
 	}
