@@ -16,6 +16,7 @@
 #include "warren/json_util.h"
 #include "warren/log.h"
 #include "warren/templates.h"
+#include "build.h"
 #include "warren/tokens.h"
 #include "worker.h"
 
@@ -353,8 +354,23 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	}
 	health_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
-	if (agent_client__init(agent_address, WORKER_AGENT_PORT, secure ? access_token : NULL,
-			       json_object_get(spec, "env_vars"), NULL, reason, sizeof(reason)))
+	/* A built template's ENV and USER (template.json), the create's
+	 * env vars over them; then its start/ready commands (build.h). */
+	json_t *init_envs;
+	char template_user[64], template_workdir[1025];
+	build__template_defaults(row.template_id, &init_envs, template_user, sizeof(template_user),
+				 template_workdir, sizeof(template_workdir));
+	json_object_update(init_envs, json_object_get(spec, "env_vars"));
+	rc = agent_client__init(agent_address, WORKER_AGENT_PORT, secure ? access_token : NULL,
+				init_envs, template_user[0] ? template_user : NULL, reason,
+				sizeof(reason));
+	json_decref(init_envs);
+	if (rc)
+		goto fail;
+	if (build__sandbox_start_cmd(row.template_id, agent_address, WORKER_AGENT_PORT,
+				     secure ? access_token : NULL,
+				     started_ms + (uint64_t)config__get_int("start_cmd_timeout_ms", 50000),
+				     reason, sizeof(reason)))
 		goto fail;
 	init_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
