@@ -1,0 +1,73 @@
+// The npm e2b SDK's Template builder against warren (unchanged, env vars
+// only): build a template from `base` with runCmd, copy, setEnvs and a
+// start command, print the build logs, then Sandbox.create(alias) and
+// check the marker, the copied file, A=1 and the start command's server;
+// then a template whose runCmd fails must give a BuildError with the
+// step's exit code.
+'use strict';
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+const { Template, Sandbox, waitForURL } = require(path.join(process.env.E2B_SDK_DIR, 'node_modules', 'e2b'));
+
+function slotAddress(sandboxId) {
+	return execFileSync('psql', [process.env.WARREN_PG_URL, '-tAc',
+		`SELECT host(slot_address) FROM sandboxes WHERE id = '${sandboxId}'`]).toString().trim();
+}
+
+(async () => {
+	const alias = process.env.TEMPLATE_ALIAS;
+	const context = fs.mkdtempSync(path.join(os.tmpdir(), 'warren-template-ctx-'));
+	fs.writeFileSync(path.join(context, 'hello.txt'), 'hello from the build context\n');
+	const logs = [];
+	const onBuildLogs = (entry) => { logs.push(String(entry)); console.log('build:', String(entry)); };
+
+	const template = Template({ fileContextPath: context })
+		.fromTemplate(process.env.TEMPLATE_BASE || 'base')
+		.runCmd('echo built > /home/user/marker')
+		.copy('hello.txt', '/home/user/')
+		.setEnvs({ A: '1' })
+		.runCmd('whoami > /home/user/whoami && echo "A is $A" > /home/user/a-at-build')
+		.setStartCmd('python3 -m http.server 8000', waitForURL('http://127.0.0.1:8000/marker'));
+	const started = Date.now();
+	const built = await Template.build(template, alias, { onBuildLogs, cpuCount: 1, memoryMB: 512 });
+	console.log(`BUILD_MS=${Date.now() - started}`);
+	assert.equal(built.templateId, alias);
+	assert.ok(logs.some((l) => l.includes('[1/4] RUN echo built')), 'the step log came through');
+
+	const createStarted = Date.now();
+	const sandbox = await Sandbox.create(alias, { timeoutMs: 60_000 });
+	console.log(`CREATE_MS=${Date.now() - createStarted}`);
+	const direct = new Sandbox({
+		sandboxId: sandbox.sandboxId,
+		envdAccessToken: sandbox.envdAccessToken ?? sandbox.connectionConfig?.accessToken,
+		envdVersion: sandbox.envdApi?.version ?? '0.1.0',
+		sandboxUrl: `http://${slotAddress(sandbox.sandboxId)}:49983`,
+		requestTimeoutMs: 20000,
+	});
+	const run = async (cmd) => (await direct.commands.run(cmd)).stdout;
+	assert.equal(await run('cat /home/user/marker'), 'built\n');
+	assert.equal(await run('cat /home/user/hello.txt'), 'hello from the build context\n');
+	assert.equal(await run('stat -c %U /home/user/hello.txt'), 'user\n');
+	assert.equal(await run('cat /home/user/whoami'), 'user\n');
+	assert.equal(await run('cat /home/user/a-at-build'), 'A is 1\n');
+	assert.equal(await run('echo A=$A'), 'A=1\n');
+	assert.equal(await run('curl -s http://127.0.0.1:8000/marker'), 'built\n');
+	console.log('sandbox of the built template ok');
+	await sandbox.kill();
+
+	const bad = Template().fromTemplate(process.env.TEMPLATE_BASE || 'base')
+		.runCmd('echo about to fail; exit 7');
+	const badLogs = [];
+	await assert.rejects(
+		Template.build(bad, alias + '-bad', { onBuildLogs: (e) => badLogs.push(String(e)) }),
+		(err) => { console.log('failing build:', err.name, err.message); return err.name === 'BuildError' && /exited with code 7/.test(err.message); });
+	assert.ok(badLogs.some((l) => l.includes('about to fail')), 'the failing step output is in the logs');
+	console.log('failing build ok');
+	fs.rmSync(context, { recursive: true, force: true });
+})().catch((err) => {
+	console.error('sdk_template: FAILED', err);
+	process.exit(1);
+});

@@ -1,0 +1,130 @@
+"""e2e (labels e2e, templates): custom templates through the npm e2b SDK's
+Template builder against the real warren-api, Kafka, warren-worker (the
+build runs its steps in jails) and PostgreSQL; then the API's own checks
+(validation, 404/409, list/get/delete) and a build whose worker is
+SIGKILLed mid-build ends in exactly one terminal state."""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stack import Stack, check, check_count, wait_for  # noqa: E402
+
+SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
+SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "warren")), "npm-e2b", SDK_VERSION)
+
+
+def test_sdk_template(stack, alias):
+    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_template.cjs")],
+                         env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url,
+                                  E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test",
+                                  WARREN_PG_URL=stack.pg_url, TEMPLATE_ALIAS=alias),
+                         capture_output=True, text=True, timeout=600)
+    print(out.stdout[-6000:])
+    check(out.returncode == 0, "sdk_template.cjs failed:\n" + out.stdout[-3000:] + out.stderr[-3000:]
+          + "\n--- worker\n" + stack.log("worker")[-4000:])
+    status = stack.psql(f"SELECT status FROM template_builds WHERE template_id = '{alias}'")
+    check(status == "ready", f"build row: {status}")
+    failed = stack.psql(f"SELECT status || '|' || reason_step || '|' || reason FROM template_builds"
+                        f" WHERE template_id = '{alias}-bad'")
+    check(failed.startswith("error|1|") and "code 7" in failed, f"failed build row: {failed}")
+    events = stack.events("warren.template.events")
+    check(any(e["template_id"] == alias and e["status"] == "ready" for e in events), f"events: {events}")
+
+
+def test_api(stack, alias):
+    status, body, _ = stack.request("POST", "/v3/templates", {"name": "Bad Name!"})
+    check(status == 400 and body["code"] == 400, f"bad name -> {status} {body}")
+    status, body, _ = stack.request("POST", "/v3/templates", {"name": "minimal"})
+    check(status == 409, f"installed name -> {status} {body}")
+    status, body, _ = stack.request("POST", "/v3/templates", {"name": alias + "-api", "cpuCount": 999})
+    check(status == 400, f"cpuCount 999 -> {status} {body}")
+    status, body, _ = stack.request("POST", "/v3/templates", {"name": alias + "-api"})
+    check(status == 202 and body["templateID"] == alias + "-api", f"create -> {status} {body}")
+    build = body["buildID"]
+    path = f"/v2/templates/{alias}-api/builds/{build}"
+    status, body, _ = stack.request("POST", path, {"fromImage": "ubuntu:22.04", "steps": []})
+    check(status == 400 and "ubuntu" in body["message"], f"unknown image -> {status} {body}")
+    status, body, _ = stack.request("POST", path, {"fromTemplate": "base", "steps": [{"type": "EXPOSE"}]})
+    check(status == 400 and "EXPOSE" in body["message"], f"bad step -> {status} {body}")
+    status, body, _ = stack.request("POST", path, {"fromTemplate": "base", "steps": [
+        {"type": "COPY", "args": ["a", "/a"], "filesHash": "0" * 64}]})
+    check(status == 400 and "not uploaded" in body["message"], f"missing upload -> {status} {body}")
+    status, body, _ = stack.request("GET", f"/templates/{alias}-api/builds/{build}/status")
+    check(status == 200 and body["status"] == "waiting", f"status -> {status} {body}")
+    status, body, _ = stack.request("GET", f"/templates/{alias}-api/builds/{'0' * 8}-0000-4000-8000-{'0' * 12}/status")
+    check(status == 404, f"unknown build -> {status} {body}")
+    status, body, _ = stack.request("GET", "/templates")
+    check(status == 200 and {t["templateID"] for t in body} >= {alias, alias + "-api"}, f"list -> {status} {body}")
+    status, body, _ = stack.request("GET", f"/templates/{alias}")
+    check(status == 200 and body["builds"][0]["status"] == "ready", f"get -> {status} {body}")
+    status, body, _ = stack.request("GET", f"/templates/aliases/{alias}")
+    check(status == 200 and body["templateID"] == alias, f"alias -> {status} {body}")
+    status, body, _ = stack.request("GET", "/templates/aliases/nope-nope")
+    check(status == 404, f"unknown alias -> {status}")
+    status, _, _ = stack.request("GET", "/templates", key="e2b_" + "0" * 40)
+    check(status == 401, f"bad key -> {status}")
+    status, _, _ = stack.request("PUT", f"/templates/{alias}/files/{'a' * 64}/upload?team={stack.team_id}&signature=00",
+                                 body=b"x")
+    check(status == 403, f"unsigned upload -> {status}")
+    status, _, _ = stack.request("DELETE", f"/templates/{alias}-api")
+    check(status == 204, f"delete -> {status}")
+    status, _, _ = stack.request("GET", f"/templates/{alias}-api")
+    check(status == 404, f"deleted -> {status}")
+
+
+def test_worker_killed_mid_build(stack, alias):
+    """A build whose worker is SIGKILLed mid-step: after a restart it is
+    retried (or failed), never left building."""
+    name = alias + "-kill"
+    status, body, _ = stack.request("POST", "/v3/templates", {"name": name})
+    check(status == 202, f"create -> {status}")
+    build = body["buildID"]
+    status, body, _ = stack.request("POST", f"/v2/templates/{name}/builds/{build}", {
+        "fromTemplate": "minimal", "steps": [{"type": "RUN", "args": ["sleep 4; echo slept > /slept", "root"]}]})
+    check(status == 202, f"start -> {status} {body}")
+    wait_for(lambda: "sleep 4" in stack.psql(
+        f"SELECT string_agg(message, ' ') FROM template_build_logs WHERE build_id = '{build}'"), 60,
+        "the step to start")
+    stack.kill("worker", sig=9)
+    stack.start_worker()
+    final = wait_for(lambda: stack.psql(f"SELECT status FROM template_builds WHERE id = '{build}'")
+                     in ("ready", "error") and
+                     stack.psql(f"SELECT status || '|' || attempts FROM template_builds WHERE id = '{build}'"),
+                     120, "the killed build to end")
+    print("killed build ended:", final)
+    check(final in ("ready|2", "error|3"), f"one terminal state after a retry: {final}")
+    events = [e for e in stack.events("warren.template.events") if e["build_id"] == build]
+    check(len({e["status"] for e in events}) == 1, f"one outcome: {events}")
+
+
+def main():
+    if not shutil.which("node") or not os.path.isdir(SDK_DIR):
+        print(f"SKIP: node or the npm e2b SDK ({SDK_DIR}) is missing")
+        return
+    if os.geteuid() != 0:
+        print("SKIP: the jail runtime needs root")
+        return
+    alias = "e2e-tpl-" + str(int(time.time()))[-6:]
+    uploads = None
+    try:
+        with Stack("tpl", with_base=True) as stack:
+            uploads = os.path.join(stack.work, "uploads")
+            stack.extra_env["WARREN_TEMPLATE_UPLOADS_DIR"] = uploads
+            stack.start()
+            test_sdk_template(stack, alias)
+            test_api(stack, alias)
+            test_worker_killed_mid_build(stack, alias)
+    finally:
+        cache = os.environ.get("WARREN_TEMPLATE_CACHE_DIR", os.path.expanduser("~/.cache/warren/templates"))
+        for entry in glob.glob(os.path.join(cache, alias + "*")) + glob.glob(os.path.join(cache, ".build-*")):
+            shutil.rmtree(entry, ignore_errors=True)
+    print(f"e2e_templates: {check_count()} checks passed")
+
+
+if __name__ == "__main__":
+    main()
