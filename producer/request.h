@@ -39,6 +39,8 @@ struct api_request {
 	char upload_tmp[512];
 	uint64_t upload_len;
 	bool upload_refused;
+	int upload_status;
+	char upload_message[96];
 	/* create timing for the access log (clock__monotonic_ns; 0 = not reached) */
 	uint64_t started_ns, admitted_ns, queued_ns, result_ns;
 };

@@ -392,8 +392,7 @@ static enum MHD_Result server__access(void *cls, struct MHD_Connection *connecti
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
-		if (templates_api__upload_chunk(r, upload_data, n))
-			return templates_api__upload_finish(r);
+		templates_api__upload_chunk(r, upload_data, n);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {

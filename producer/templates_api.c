@@ -183,19 +183,30 @@ static enum MHD_Result templates_api__file(struct api_request *r, struct storage
 	return request__json(r, 201, json_pack("{s:b, s:s}", "present", 0, "url", url), NULL);
 }
 
-/* Checks the signed URL of a PUT: 0, or an error answer queued. */
+/* An upload refused while its body streams in: answered at its end
+ * (libmicrohttpd queues a response only between uploads' chunks). */
+static void upload__refuse(struct api_request *r, int status, const char *message)
+{
+	if (r->upload_refused)
+		return;
+	r->upload_refused = true;
+	r->upload_status = status;
+	snprintf(r->upload_message, sizeof(r->upload_message), "%s", message);
+}
+
+/* Checks the signed URL of a PUT: 0, or -1 (refused). */
 static int upload__authorise(struct api_request *r)
 {
 	const char *team = request__query(r, "team"), *sig = request__query(r, "signature");
 	char want[TOKENS_SHA256_HEX_LEN + 1];
 
 	if (!team || !sig || !ids__is_uuid(team) || !is_hex64(r->route.file_hash)) {
-		request__error(r, 403, "upload URL is not valid");
+		upload__refuse(r, 403, "upload URL is not valid");
 		return -1;
 	}
 	upload_signature(r, team, r->route.file_hash, want);
 	if (!tokens__equal(want, sig)) {
-		request__error(r, 403, "upload URL is not valid");
+		upload__refuse(r, 403, "upload URL is not valid");
 		return -1;
 	}
 	snprintf(r->team.id, sizeof(r->team.id), "%s", team);
@@ -208,12 +219,10 @@ int templates_api__upload_chunk(struct api_request *r, const char *data, size_t 
 	char dir[PATH_MAX];
 
 	if (r->upload_refused)
-		return -1;
+		return 0; /* the rest is discarded */
 	if (r->upload_fd <= 0) {
-		if (upload__authorise(r)) {
-			r->upload_refused = true;
-			return 0; /* answered; the rest is discarded */
-		}
+		if (upload__authorise(r))
+			return 0;
 		snprintf(dir, sizeof(dir), "%s/%s", uploads_dir(), r->team.id);
 		if (dirs__make(dir, 0700) ||
 		    (size_t)snprintf(r->upload_tmp, sizeof(r->upload_tmp), "%s/.%s.%s.part", dir,
@@ -222,15 +231,13 @@ int templates_api__upload_chunk(struct api_request *r, const char *data, size_t 
 					 0600)) < 0) {
 			log_error("template upload: cannot write under %s: %s", dir, strerror(errno));
 			r->upload_fd = 0;
-			r->upload_refused = true;
-			request__error(r, 500, "cannot store the upload");
+			upload__refuse(r, 500, "cannot store the upload");
 			return 0;
 		}
 	}
 	r->upload_len += len;
 	if (r->upload_len > max) {
-		r->upload_refused = true;
-		request__error(r, 413, "upload is larger than %llu bytes", (unsigned long long)max);
+		upload__refuse(r, 413, "upload is larger than template_upload_max_bytes");
 		return 0;
 	}
 	while (len) {
@@ -239,8 +246,7 @@ int templates_api__upload_chunk(struct api_request *r, const char *data, size_t 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			r->upload_refused = true;
-			request__error(r, 507, "cannot store the upload: %s", strerror(errno));
+			upload__refuse(r, 507, "cannot store the upload (disk full?)");
 			return 0;
 		}
 		data += n;
@@ -255,12 +261,10 @@ enum MHD_Result templates_api__upload_finish(struct api_request *r)
 
 	if (r->phase == API_PHASE_ANSWERED)
 		return MHD_YES;
-	if (r->upload_fd <= 0 && upload__authorise(r))
-		return MHD_YES;
-	if (r->upload_fd <= 0 && templates_api__upload_chunk(r, "", 0))
-		return MHD_YES;
-	if (r->phase == API_PHASE_ANSWERED)
-		return MHD_YES;
+	if (r->upload_fd <= 0 && !r->upload_refused)
+		templates_api__upload_chunk(r, "", 0); /* an empty body */
+	if (r->upload_refused)
+		return request__error(r, r->upload_status, "%s", r->upload_message);
 	if (fsync(r->upload_fd) || close(r->upload_fd)) {
 		r->upload_fd = 0;
 		return request__error(r, 507, "cannot store the upload");

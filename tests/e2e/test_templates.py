@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, check, check_count, wait_for  # noqa: E402
+from stack import BIN, Stack, check, check_count, wait_for  # noqa: E402
 
 SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
 SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
@@ -110,9 +110,10 @@ def main():
         print("SKIP: the jail runtime needs root")
         return
     alias = "e2e-tpl-" + str(int(time.time()))[-6:]
-    uploads = None
+    stack_ref = []
     try:
         with Stack("tpl", with_base=True) as stack:
+            stack_ref.append(stack)
             uploads = os.path.join(stack.work, "uploads")
             stack.extra_env["WARREN_TEMPLATE_UPLOADS_DIR"] = uploads
             stack.start()
@@ -121,8 +122,12 @@ def main():
             test_worker_killed_mid_build(stack, alias)
     finally:
         cache = os.environ.get("WARREN_TEMPLATE_CACHE_DIR", os.path.expanduser("~/.cache/warren/templates"))
-        for entry in glob.glob(os.path.join(cache, alias + "*")) + glob.glob(os.path.join(cache, ".build-*")):
+        for entry in glob.glob(os.path.join(cache, alias + "*")):
             shutil.rmtree(entry, ignore_errors=True)
+        if stack_ref:
+            for topic in ("warren.template.builds", "warren.template.events"):
+                subprocess.run([os.path.join(BIN, "warren"), "kafka", "delete-topic", stack_ref[0].prefix + topic],
+                               env=stack_ref[0].env(), capture_output=True)
     print(f"e2e_templates: {check_count()} checks passed")
 
 
