@@ -11,6 +11,7 @@
 #include "request.h"
 #include "warren/clock.h"
 #include "warren/log.h"
+#include "warren/template_builds.h"
 #include "warren/tokens.h"
 
 #define API_MSG_NOT_FOUND "Sandbox \"%.64s\" doesn't exist or you don't have access to it"
@@ -234,6 +235,11 @@ static bool create__load_template(struct create_ctx *ctx)
 	int rc;
 
 	rc = storage__template_get(ctx->pool, ctx->create.template_id, &template, &e);
+	/* a team's own built template is that team's only (docs/templates.md) */
+	if (rc == STORAGE_OK &&
+	    storage__team_template_visible(ctx->pool, ctx->r->team.id, ctx->create.template_id,
+					   &e) == STORAGE_ERR_NOT_FOUND)
+		rc = STORAGE_ERR_NOT_FOUND;
 	if (rc == STORAGE_ERR_NOT_FOUND || rc == STORAGE_ERR_INVALID) {
 		ctx->ret = request__error(ctx->r, 404, "template '%.128s' not found",
 					  ctx->create.template_id);

@@ -308,3 +308,38 @@ int storage__template_alias_lookup(struct storage_pool *pool, const char *team_i
 	PQclear(result);
 	return STORAGE_OK;
 }
+
+int storage__team_template_visible(struct storage_pool *pool, const char *team_id,
+				   const char *template_id, struct storage_error *err)
+{
+	static const char sql[] = "SELECT 1 FROM team_templates WHERE id = $2"
+				  " AND team_id::text IS DISTINCT FROM $1";
+	const char *params[] = { team_id, template_id };
+	int rows = run_count(pool, sql, 2, params, err);
+
+	if (rows < 0)
+		return err ? err->code : STORAGE_ERR_INTERNAL;
+	return rows ? storage__fail(err, STORAGE_ERR_NOT_FOUND, "template not found") : STORAGE_OK;
+}
+
+int storage__team_template_ids(struct storage_pool *pool, json_t **out, struct storage_error *err)
+{
+	static const char sql[] = "SELECT to_json(id) FROM team_templates ORDER BY id";
+	PGresult *result = storage__run_sql(pool, sql, 0, NULL, err);
+
+	if (!result)
+		return err ? err->code : STORAGE_ERR_INTERNAL;
+	*out = json_rows(result);
+	PQclear(result);
+	return *out ? STORAGE_OK : storage__fail(err, STORAGE_ERR_INTERNAL, "out of memory");
+}
+
+int storage__template_forget(struct storage_pool *pool, const char *id, struct storage_error *err)
+{
+	static const char sql[] = "DELETE FROM templates WHERE id = $1 AND NOT EXISTS"
+				  " (SELECT 1 FROM team_templates WHERE id = $1)";
+	const char *params[] = { id };
+
+	return run_count(pool, sql, 1, params, err) < 0 ? (err ? err->code : STORAGE_ERR_INTERNAL)
+							: STORAGE_OK;
+}

@@ -75,6 +75,16 @@ int storage__team_template_get(struct storage_pool *pool, const char *team_id,
 /* Deletes the team's template, its builds and its `templates` row. */
 int storage__team_template_delete(struct storage_pool *pool, const char *team_id,
 				  const char *template_id, struct storage_error *err);
+/* STORAGE_OK when team_id may start sandboxes of template_id (it is not
+ * a team's template, or it is team_id's); NOT_FOUND when another team
+ * owns it. */
+int storage__team_template_visible(struct storage_pool *pool, const char *team_id,
+				   const char *template_id, struct storage_error *err);
+/* The ids of every team template (any team): a JSON array of strings. */
+int storage__team_template_ids(struct storage_pool *pool, json_t **out, struct storage_error *err);
+/* Removes the `templates` row of id unless a team owns that name (a
+ * deleted team template a worker registered again from its disk). */
+int storage__template_forget(struct storage_pool *pool, const char *id, struct storage_error *err);
 /* True (1) when the name is taken by a host-installed template or a
  * team's template; *team_owned tells whether team_id owns it. */
 int storage__template_alias_lookup(struct storage_pool *pool, const char *team_id,

@@ -6,6 +6,7 @@
  * worker died) claims it again, and past template_build_attempts claims
  * the build ends in error, so no build stays "building". */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "warren/ids.h"
 #include "warren/json_util.h"
 #include "warren/log.h"
+#include "warren/templates.h"
 #include "worker.h"
 
 struct builds {
@@ -137,13 +139,61 @@ out:
 	return rc;
 }
 
+/* Removes from this host the built templates whose team template was
+ * deleted (DELETE /templates/{id} only changes PostgreSQL): the
+ * templates_dir link, the cache entry and a `templates` row a restart
+ * registered again. Host-built templates (no build_id) are never touched. */
+static void builds__prune_deleted(struct builds *b)
+{
+	struct template_info *installed = NULL;
+	size_t count = 0;
+	json_t *ids = NULL;
+
+	if (storage__team_template_ids(b->worker->storage, &ids, NULL) ||
+	    templates__list(templates__dir(), &installed, &count))
+		goto out;
+	for (size_t i = 0; i < count; i++) {
+		char path[PATH_MAX + 16], link[PATH_MAX];
+		json_t *meta, *id;
+		bool kept = false;
+		size_t k;
+
+		snprintf(path, sizeof(path), "%s/template.json", installed[i].dir);
+		meta = json_load_file(path, 0, NULL);
+		bool built = json_is_string(json_object_get(meta, "build_id"));
+		json_decref(meta);
+		if (!built)
+			continue;
+		json_array_foreach(ids, k, id)
+			kept = kept || !strcmp(json_string_value(id), installed[i].name);
+		if (kept)
+			continue;
+		snprintf(link, sizeof(link), "%s/%s", templates__dir(), installed[i].name);
+		unlink(link);
+		const char *rm[] = { "rm", "-rf", "--one-file-system", installed[i].dir, NULL };
+		build__spawn_wait(rm);
+		storage__template_forget(b->worker->storage, installed[i].name, NULL);
+		log_info("template %s: deleted by its team, removed from this host", installed[i].name);
+	}
+out:
+	free(installed);
+	json_decref(ids);
+}
+
 static void *builds__loop(void *opaque)
 {
 	struct builds *b = opaque;
+	uint64_t pruned_ms = 0;
 
 	while (!atomic_load(&b->worker->stopping)) {
 		struct kafka_message msg = { 0 };
-		int rc = kafka_consumer__poll(b->consumer, 200, &msg);
+		int rc;
+
+		if (clock__monotonic_ms() - pruned_ms > 60000) {
+			builds__prune_deleted(b);
+			pruned_ms = clock__monotonic_ms();
+		}
+		rc = kafka_consumer__poll(b->consumer, 200, &msg);
 
 		if (rc < 0) {
 			sleep(1);

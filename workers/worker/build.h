@@ -47,6 +47,9 @@ void build__log(struct build_run *run, const char *level, const char *fmt, ...)
 /* Runs every step and installs the result: 0, or -1 with run->reason
  * and run->step set. */
 int build__execute(struct build_run *run);
+/* Runs a host tool (argv[0] looked up in PATH) and waits: 0 when it
+ * exited 0 (build_merge.c). */
+int build__spawn_wait(const char *const *argv);
 /* Moves the overlay upper dir of a finished step into rootfs: whiteouts
  * and opaque dirs applied, owners shifted back by host_uid, overlay
  * xattrs dropped. 0 or -1 (reason in err). */

@@ -28,7 +28,7 @@ static const char *merge_upper, *merge_rootfs;
 static unsigned merge_host_uid;
 static int merge_failed;
 
-static int spawn_wait(const char *const *argv)
+int build__spawn_wait(const char *const *argv)
 {
 	pid_t pid;
 	int status;
@@ -45,7 +45,7 @@ static int remove_tree(const char *path)
 {
 	const char *argv[] = { "rm", "-rf", "--one-file-system", "--", path, NULL };
 
-	return spawn_wait(argv);
+	return build__spawn_wait(argv);
 }
 
 static bool has_xattr(const char *path, const char *name, char *value, size_t len)
@@ -134,7 +134,7 @@ int build__merge_upper(const char *upper, const char *rootfs, unsigned host_uid,
 	}
 	snprintf(source, sizeof(source), "%s/.", upper);
 	snprintf(dest, sizeof(dest), "%s/", rootfs);
-	if (spawn_wait(cp)) {
+	if (build__spawn_wait(cp)) {
 		snprintf(err, err_len, "copying the step's files into the template failed");
 		return -1;
 	}

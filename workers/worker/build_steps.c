@@ -64,20 +64,6 @@ void build__log(struct build_run *run, const char *level, const char *fmt, ...)
 				    run->step[0] ? run->step : NULL, message, NULL);
 }
 
-/* Runs argv (a host tool) and waits: 0 when it exited 0. */
-static int build__spawn(const char *const *argv)
-{
-	pid_t pid;
-	int status;
-
-	if (posix_spawnp(&pid, argv[0], NULL, NULL, (char *const *)argv, environ))
-		return -1;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
-}
-
 /* Opens path inside root without leaving it (symlinks resolved as if root
  * were /). An fd or -1. */
 static int open_in_root(const char *root, const char *path, int flags)
@@ -313,7 +299,7 @@ static int build__stage_upload(struct build_run *run, const char *hash, bool *gz
 	snprintf(source, sizeof(source), "%s/%s/%s.tar",
 		 config__get("template_uploads_dir", "/var/lib/warren/template-uploads"),
 		 run->row->team_id, hash);
-	if (build__spawn(argv) || mkdir(stage, 0700))
+	if (build__spawn_wait(argv) || mkdir(stage, 0700))
 		goto out;
 	in = open(source, O_RDONLY | O_CLOEXEC);
 	out = open_in_root(run->rootfs, "/.warren-copy/files.tar", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW);
@@ -385,7 +371,7 @@ static int build__copy(struct build_run *run, const char *netns, const struct te
 	const char *extra[] = { e_wd, e_src, e_dest, e_owner, e_mode, e_z, NULL };
 	ret = build__jail_step(run, netns, script, "/root", extra);
 	snprintf(stage, sizeof(stage), "%s/.warren-copy", run->rootfs);
-	if (build__spawn(rm) && !ret) {
+	if (build__spawn_wait(rm) && !ret) {
 		snprintf(run->reason, sizeof(run->reason), "step %s: cleanup failed", run->step);
 		ret = -1;
 	}
@@ -498,7 +484,7 @@ static int build__install(struct build_run *run, const struct template_info *bas
 			 (unsigned long long)((size + size / 3) / 1024 + 65536));
 		const char *mkfs[] = { "mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d",
 				       run->rootfs, image, size_arg, NULL };
-		if (build__spawn(mkfs)) {
+		if (build__spawn_wait(mkfs)) {
 			snprintf(run->reason, sizeof(run->reason), "mkfs.ext4 -d failed");
 			return -1;
 		}
@@ -515,7 +501,7 @@ static int build__install(struct build_run *run, const struct template_info *bas
 	snprintf(link_tmp, sizeof(link_tmp), "%s/.%s.%s", templates__dir(), run->row->template_id,
 		 run->row->id);
 	const char *rm_final[] = { "rm", "-rf", "--one-file-system", final, NULL };
-	build__spawn(rm_final); /* an interrupted earlier attempt */
+	build__spawn_wait(rm_final); /* an interrupted earlier attempt */
 	unlink(link_tmp);
 	if (rename(run->work, final) || symlink(final, link_tmp) || rename(link_tmp, link)) {
 		snprintf(run->reason, sizeof(run->reason), "installing into %s failed: %s",
@@ -557,12 +543,12 @@ static int build__prepare(struct build_run *run, const struct template_info *bas
 	unsigned uid, gid;
 	char home[512];
 
-	build__spawn(rm);
+	build__spawn_wait(rm);
 	if (mkdir(run->work, 0755) && errno != EEXIST)
 		return -1;
-	if (build__spawn(link_copy)) {
-		build__spawn(rm);
-		if (mkdir(run->work, 0755) || build__spawn(copy))
+	if (build__spawn_wait(link_copy)) {
+		build__spawn_wait(rm);
+		if (mkdir(run->work, 0755) || build__spawn_wait(copy))
 			return -1;
 	}
 	/* Defaults: the template's own user when it has one (E2B's). */
@@ -631,7 +617,7 @@ out:
 	if (ret) {
 		const char *rm[] = { "rm", "-rf", "--one-file-system", run->work, NULL };
 
-		build__spawn(rm);
+		build__spawn_wait(rm);
 	}
 	return ret;
 }
