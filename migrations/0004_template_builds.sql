@@ -5,14 +5,17 @@
 
 -- One row per custom template: its id is also its name (alias), so
 -- Sandbox.create('<alias>') and Sandbox.create('<templateID>') are the
--- same thing.
+-- same thing. A deleted template keeps its row (deleted_at) because
+-- sandboxes rows keep referring to its `templates` row; the same team can
+-- build the name again.
 CREATE TABLE team_templates (
 	id text PRIMARY KEY CHECK (id ~ '^[a-z0-9_][a-z0-9_-]{0,62}$'),
 	team_id uuid NOT NULL REFERENCES teams(id) ON DELETE CASCADE,
 	cpu_count integer NOT NULL CHECK (cpu_count BETWEEN 1 AND 64),
 	memory_mb integer NOT NULL CHECK (memory_mb BETWEEN 64 AND 1048576),
 	created_at timestamptz NOT NULL DEFAULT now(),
-	updated_at timestamptz NOT NULL DEFAULT now()
+	updated_at timestamptz NOT NULL DEFAULT now(),
+	deleted_at timestamptz
 );
 CREATE INDEX team_templates_team ON team_templates (team_id);
 

@@ -53,7 +53,7 @@ int storage__template_build_create(struct storage_pool *pool, const char *team_i
 		" SELECT $1, $2::uuid, $3::int, $4::int WHERE NOT EXISTS (SELECT 1 FROM templates x"
 		"  WHERE x.id = $1 AND NOT EXISTS (SELECT 1 FROM team_templates y WHERE y.id = $1))"
 		" ON CONFLICT (id) DO UPDATE SET cpu_count = EXCLUDED.cpu_count,"
-		"  memory_mb = EXCLUDED.memory_mb, updated_at = now()"
+		"  memory_mb = EXCLUDED.memory_mb, updated_at = now(), deleted_at = NULL"
 		"  WHERE team_templates.team_id = EXCLUDED.team_id RETURNING id)"
 		" INSERT INTO template_builds (id, template_id, team_id, cpu_count, memory_mb)"
 		" SELECT $5::uuid, t.id, $2::uuid, $3::int, $4::int FROM t RETURNING id";
@@ -237,7 +237,7 @@ int storage__team_template_list(struct storage_pool *pool, const char *team_id, 
 				struct storage_error *err)
 {
 	static const char sql[] = "SELECT " TEMPLATE_JSON " FROM team_templates t"
-				  " WHERE t.team_id::text = $1 ORDER BY t.id";
+				  " WHERE t.team_id::text = $1 AND t.deleted_at IS NULL ORDER BY t.id";
 	const char *params[] = { team_id };
 	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
 
@@ -260,7 +260,8 @@ int storage__team_template_get(struct storage_pool *pool, const char *team_id,
 		"  'updatedAt', to_char(b.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"
 		"  ORDER BY b.created_at DESC) FROM template_builds b WHERE b.template_id = t.id),"
 		"  '[]'::json))"
-		" FROM team_templates t WHERE t.id = $2 AND t.team_id::text = $1";
+		" FROM team_templates t WHERE t.id = $2 AND t.team_id::text = $1"
+		" AND t.deleted_at IS NULL";
 	const char *params[] = { team_id, template_id };
 	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
 
@@ -279,8 +280,10 @@ int storage__team_template_delete(struct storage_pool *pool, const char *team_id
 				  const char *template_id, struct storage_error *err)
 {
 	static const char sql[] =
-		"WITH d AS (DELETE FROM team_templates WHERE id = $2 AND team_id::text = $1"
-		" RETURNING id), x AS (DELETE FROM templates USING d WHERE templates.id = d.id)"
+		"WITH d AS (UPDATE team_templates SET deleted_at = now() WHERE id = $2"
+		" AND team_id::text = $1 AND deleted_at IS NULL RETURNING id),"
+		" x AS (DELETE FROM templates USING d WHERE templates.id = d.id AND NOT EXISTS"
+		"  (SELECT 1 FROM sandboxes s WHERE s.template_id = d.id))"
 		" SELECT id FROM d";
 	const char *params[] = { team_id, template_id };
 	int rows = run_count(pool, sql, 2, params, err);
@@ -297,7 +300,8 @@ int storage__template_alias_lookup(struct storage_pool *pool, const char *team_i
 	static const char sql[] =
 		"SELECT EXISTS (SELECT 1 FROM templates WHERE id = $2)"
 		" OR EXISTS (SELECT 1 FROM team_templates WHERE id = $2),"
-		" EXISTS (SELECT 1 FROM team_templates WHERE id = $2 AND team_id::text = $1)";
+		" EXISTS (SELECT 1 FROM team_templates WHERE id = $2 AND team_id::text = $1"
+		"  AND deleted_at IS NULL)";
 	const char *params[] = { team_id, alias };
 	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
 
@@ -313,7 +317,7 @@ int storage__team_template_visible(struct storage_pool *pool, const char *team_i
 				   const char *template_id, struct storage_error *err)
 {
 	static const char sql[] = "SELECT 1 FROM team_templates WHERE id = $2"
-				  " AND team_id::text IS DISTINCT FROM $1";
+				  " AND (team_id::text IS DISTINCT FROM $1 OR deleted_at IS NOT NULL)";
 	const char *params[] = { team_id, template_id };
 	int rows = run_count(pool, sql, 2, params, err);
 
@@ -324,7 +328,8 @@ int storage__team_template_visible(struct storage_pool *pool, const char *team_i
 
 int storage__team_template_ids(struct storage_pool *pool, json_t **out, struct storage_error *err)
 {
-	static const char sql[] = "SELECT to_json(id) FROM team_templates ORDER BY id";
+	static const char sql[] = "SELECT to_json(id) FROM team_templates WHERE deleted_at IS NULL"
+				  " ORDER BY id";
 	PGresult *result = storage__run_sql(pool, sql, 0, NULL, err);
 
 	if (!result)
@@ -337,9 +342,24 @@ int storage__team_template_ids(struct storage_pool *pool, json_t **out, struct s
 int storage__template_forget(struct storage_pool *pool, const char *id, struct storage_error *err)
 {
 	static const char sql[] = "DELETE FROM templates WHERE id = $1 AND NOT EXISTS"
-				  " (SELECT 1 FROM team_templates WHERE id = $1)";
+				  " (SELECT 1 FROM team_templates WHERE id = $1 AND deleted_at IS NULL)"
+				  " AND NOT EXISTS (SELECT 1 FROM sandboxes WHERE template_id = $1)";
 	const char *params[] = { id };
 
 	return run_count(pool, sql, 1, params, err) < 0 ? (err ? err->code : STORAGE_ERR_INTERNAL)
 							: STORAGE_OK;
+}
+
+int storage__template_in_use(struct storage_pool *pool, const char *id, bool *in_use,
+			     struct storage_error *err)
+{
+	static const char sql[] = "SELECT 1 FROM sandboxes WHERE template_id = $1"
+				  " AND state IN ('starting', 'running', 'paused') LIMIT 1";
+	const char *params[] = { id };
+	int rows = run_count(pool, sql, 1, params, err);
+
+	if (rows < 0)
+		return err ? err->code : STORAGE_ERR_INTERNAL;
+	*in_use = rows > 0;
+	return STORAGE_OK;
 }

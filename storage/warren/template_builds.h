@@ -85,6 +85,9 @@ int storage__team_template_ids(struct storage_pool *pool, json_t **out, struct s
 /* Removes the `templates` row of id unless a team owns that name (a
  * deleted team template a worker registered again from its disk). */
 int storage__template_forget(struct storage_pool *pool, const char *id, struct storage_error *err);
+/* *in_use: a sandbox of template id is starting, running or paused. */
+int storage__template_in_use(struct storage_pool *pool, const char *id, bool *in_use,
+			     struct storage_error *err);
 /* True (1) when the name is taken by a host-installed template or a
  * team's template; *team_owned tells whether team_id owns it. */
 int storage__template_alias_lookup(struct storage_pool *pool, const char *team_id,

@@ -102,6 +102,26 @@ def test_worker_killed_mid_build(stack, alias):
     check(len({e["status"] for e in events}) == 1, f"one outcome: {events}")
 
 
+def test_isolation_and_delete(stack, alias):
+    """Another team cannot start the template; a deleted template leaves
+    the host (the worker prunes it) and its name 404s."""
+    stack.warren("admin", "team", "create", stack.tag + "b", "--tier", "pro")
+    out = stack.warren("admin", "key", "create", "--team", stack.tag + "b")
+    other_key = next(w for w in out.split() if w.startswith("e2b_"))
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": alias, "timeout": 30}, key=other_key)
+    check(status == 404, f"other team's create -> {status} {body}")
+    status, body, _ = stack.request("GET", f"/templates/{alias}", key=other_key)
+    check(status == 404, f"other team's get -> {status}")
+    status, body, _ = stack.request("POST", "/v3/templates", {"name": alias}, key=other_key)
+    check(status == 409, f"other team takes the name -> {status} {body}")
+    status, _, _ = stack.request("DELETE", f"/templates/{alias}")
+    check(status == 204, f"delete built -> {status}")
+    link = os.path.join(stack.templates_dir, alias)
+    wait_for(lambda: not os.path.lexists(link), 60, "the worker to remove the deleted template")
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": alias, "timeout": 30})
+    check(status == 404, f"create of a deleted template -> {status} {body}")
+
+
 def main():
     if not shutil.which("node") or not os.path.isdir(SDK_DIR):
         print(f"SKIP: node or the npm e2b SDK ({SDK_DIR}) is missing")
@@ -116,10 +136,12 @@ def main():
             stack_ref.append(stack)
             uploads = os.path.join(stack.work, "uploads")
             stack.extra_env["WARREN_TEMPLATE_UPLOADS_DIR"] = uploads
+            stack.extra_env["WARREN_TEMPLATE_PRUNE_INTERVAL_MS"] = "1000"
             stack.start()
             test_sdk_template(stack, alias)
             test_api(stack, alias)
             test_worker_killed_mid_build(stack, alias)
+            test_isolation_and_delete(stack, alias)
     finally:
         cache = os.environ.get("WARREN_TEMPLATE_CACHE_DIR", os.path.expanduser("~/.cache/warren/templates"))
         for entry in glob.glob(os.path.join(cache, alias + "*")):

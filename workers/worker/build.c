@@ -166,8 +166,10 @@ static void builds__prune_deleted(struct builds *b)
 			continue;
 		json_array_foreach(ids, k, id)
 			kept = kept || !strcmp(json_string_value(id), installed[i].name);
-		if (kept)
-			continue;
+		bool in_use = true;
+		if (kept || storage__template_in_use(b->worker->storage, installed[i].name, &in_use,
+						     NULL) || in_use)
+			continue; /* its sandboxes keep their tree until they end */
 		snprintf(link, sizeof(link), "%s/%s", templates__dir(), installed[i].name);
 		unlink(link);
 		const char *rm[] = { "rm", "-rf", "--one-file-system", installed[i].dir, NULL };
@@ -189,7 +191,8 @@ static void *builds__loop(void *opaque)
 		struct kafka_message msg = { 0 };
 		int rc;
 
-		if (clock__monotonic_ms() - pruned_ms > 60000) {
+		if (clock__monotonic_ms() - pruned_ms >
+		    (uint64_t)config__get_int("template_prune_interval_ms", 60000)) {
 			builds__prune_deleted(b);
 			pruned_ms = clock__monotonic_ms();
 		}
