@@ -24,18 +24,39 @@ function slotAddress(sandboxId) {
 	const logs = [];
 	const onBuildLogs = (entry) => { logs.push(String(entry)); console.log('build:', String(entry)); };
 
-	const template = Template({ fileContextPath: context })
+	// The alias in a comment keeps the first layer new to this run (cold).
+	const make = (last) => Template({ fileContextPath: context })
 		.fromTemplate(process.env.TEMPLATE_BASE || 'base')
-		.runCmd('echo built > /home/user/marker')
+		.runCmd(`echo built > /home/user/marker # ${alias}`)
 		.copy('hello.txt', '/home/user/')
 		.setEnvs({ A: '1' })
-		.runCmd('whoami > /home/user/whoami && echo "A is $A" > /home/user/a-at-build')
+		.runCmd(last)
 		.setStartCmd('python3 -m http.server 8000', waitForURL('http://127.0.0.1:8000/marker'));
-	const started = Date.now();
-	const built = await Template.build(template, alias, { onBuildLogs, cpuCount: 1, memoryMB: 512 });
-	console.log(`BUILD_MS=${Date.now() - started}`);
+	const last = 'whoami > /home/user/whoami && echo "A is $A" > /home/user/a-at-build';
+	let started = Date.now();
+	const built = await Template.build(make(last + ' && echo one > /home/user/rev'), alias,
+		{ onBuildLogs, cpuCount: 1, memoryMB: 512 });
+	console.log(`BUILD_COLD_MS=${Date.now() - started}`);
 	assert.equal(built.templateId, alias);
-	assert.ok(logs.some((l) => l.includes('[1/4] RUN echo built')), 'the step log came through');
+	assert.ok(logs.some((l) => l.includes('[1/4] RUN echo built') && !l.includes('CACHED')),
+		'the step log came through, not cached');
+
+	// One changed step: the layers before it are reused, it runs.
+	logs.length = 0;
+	started = Date.now();
+	await Template.build(make(last + ' && echo two > /home/user/rev'), alias, { onBuildLogs, cpuCount: 1, memoryMB: 512 });
+	console.log(`BUILD_ONE_CHANGED_MS=${Date.now() - started}`);
+	assert.ok(logs.some((l) => l.includes('CACHED [1/4] RUN echo built')), 'step 1 reused');
+	assert.ok(logs.some((l) => l.includes('CACHED [2/4] COPY hello.txt')), 'step 2 reused');
+	assert.ok(logs.some((l) => l.includes('[4/4] RUN whoami') && !l.includes('CACHED')), 'step 4 ran');
+
+	// Unchanged: every layer reused.
+	logs.length = 0;
+	started = Date.now();
+	await Template.build(make(last + ' && echo two > /home/user/rev'), alias, { onBuildLogs, cpuCount: 1, memoryMB: 512 });
+	console.log(`BUILD_CACHED_MS=${Date.now() - started}`);
+	assert.ok(logs.some((l) => l.includes('CACHED [4/4] RUN whoami')), 'step 4 reused');
+	assert.ok(!logs.some((l) => /\] \[\d\/4\] (RUN|COPY)/.test(l)), 'no step ran');
 
 	const createStarted = Date.now();
 	const sandbox = await Sandbox.create(alias, { timeoutMs: 60_000 });
@@ -53,6 +74,7 @@ function slotAddress(sandboxId) {
 	assert.equal(await run('stat -c %U /home/user/hello.txt'), 'user\n');
 	assert.equal(await run('cat /home/user/whoami'), 'user\n');
 	assert.equal(await run('cat /home/user/a-at-build'), 'A is 1\n');
+	assert.equal(await run('cat /home/user/rev'), 'two\n');
 	assert.equal(await run('echo A=$A'), 'A=1\n');
 	assert.equal(await run('curl -s http://127.0.0.1:8000/marker'), 'built\n');
 	console.log('sandbox of the built template ok');

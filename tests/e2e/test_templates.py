@@ -27,8 +27,8 @@ def test_sdk_template(stack, alias):
     print(out.stdout[-6000:])
     check(out.returncode == 0, "sdk_template.cjs failed:\n" + out.stdout[-3000:] + out.stderr[-3000:]
           + "\n--- worker\n" + stack.log("worker")[-4000:])
-    status = stack.psql(f"SELECT status FROM template_builds WHERE template_id = '{alias}'")
-    check(status == "ready", f"build row: {status}")
+    status = stack.psql(f"SELECT string_agg(status, ',') FROM template_builds WHERE template_id = '{alias}'")
+    check(status == "ready,ready,ready", f"build rows (cold, one step changed, unchanged): {status}")
     failed = stack.psql(f"SELECT status || '|' || reason_step || '|' || reason FROM template_builds"
                         f" WHERE template_id = '{alias}-bad'")
     check(failed.startswith("error|1|") and "code 7" in failed, f"failed build row: {failed}")
@@ -85,7 +85,7 @@ def test_worker_killed_mid_build(stack, alias):
     check(status == 202, f"create -> {status}")
     build = body["buildID"]
     status, body, _ = stack.request("POST", f"/v2/templates/{name}/builds/{build}", {
-        "fromTemplate": "minimal", "steps": [{"type": "RUN", "args": ["sleep 4; echo slept > /slept", "root"]}]})
+        "fromTemplate": "minimal", "steps": [{"type": "RUN", "args": [f"sleep 4; echo {name} > /slept", "root"]}]})
     check(status == 202, f"start -> {status} {body}")
     wait_for(lambda: "sleep 4" in stack.psql(
         f"SELECT string_agg(message, ' ') FROM template_build_logs WHERE build_id = '{build}'"), 60,
@@ -130,6 +130,7 @@ def main():
         print("SKIP: the jail runtime needs root")
         return
     alias = "e2e-tpl-" + str(int(time.time()))[-6:]
+    test_started = time.time()
     stack_ref = []
     try:
         with Stack("tpl", with_base=True) as stack:
@@ -146,6 +147,10 @@ def main():
         cache = os.environ.get("WARREN_TEMPLATE_CACHE_DIR", os.path.expanduser("~/.cache/warren/templates"))
         for entry in glob.glob(os.path.join(cache, alias + "*")):
             shutil.rmtree(entry, ignore_errors=True)
+        # the layers this run made (their keys chain from a step naming the alias)
+        for entry in glob.glob(os.path.join(cache, "layers", "*")):
+            if os.lstat(entry).st_mtime >= test_started - 1:
+                shutil.rmtree(entry, ignore_errors=True)
         if stack_ref:
             for topic in ("warren.template.builds", "warren.template.events"):
                 subprocess.run([os.path.join(BIN, "warren"), "kafka", "delete-topic", stack_ref[0].prefix + topic],

@@ -533,15 +533,29 @@ static int build__install(struct build_run *run, const struct template_info *bas
 	return 0;
 }
 
-/* The base's tree as the new one's start: hard links (same filesystem),
- * else a copy. */
-static int build__prepare(struct build_run *run, const struct template_info *base)
+/* The defaults of a build: the base's own `user` and its home when it
+ * has one (E2B's convention), else root and /. */
+static void build__defaults(struct build_run *run, const struct template_info *base)
 {
-	const char *rm[] = { "rm", "-rf", "--one-file-system", run->work, NULL };
-	const char *link_copy[] = { "cp", "-al", base->rootfs, run->rootfs, NULL };
-	const char *copy[] = { "cp", "-a", base->rootfs, run->rootfs, NULL };
 	unsigned uid, gid;
 	char home[512];
+
+	if (!build__lookup_user(base->rootfs, "user", &uid, &gid, home, sizeof(home))) {
+		snprintf(run->user, sizeof(run->user), "user");
+		snprintf(run->workdir, sizeof(run->workdir), "%s", home);
+	} else {
+		snprintf(run->user, sizeof(run->user), "root");
+		snprintf(run->workdir, sizeof(run->workdir), "/");
+	}
+}
+
+/* The start of the new tree: a hard-link copy (same filesystem; else a
+ * copy) of source (the base's rootfs or a cached layer's). */
+static int build__prepare(struct build_run *run, const char *source)
+{
+	const char *rm[] = { "rm", "-rf", "--one-file-system", run->work, NULL };
+	const char *link_copy[] = { "cp", "-al", source, run->rootfs, NULL };
+	const char *copy[] = { "cp", "-a", source, run->rootfs, NULL };
 
 	build__spawn_wait(rm);
 	if (mkdir(run->work, 0755) && errno != EEXIST)
@@ -551,15 +565,116 @@ static int build__prepare(struct build_run *run, const struct template_info *bas
 		if (mkdir(run->work, 0755) || build__spawn_wait(copy))
 			return -1;
 	}
-	/* Defaults: the template's own user when it has one (E2B's). */
-	if (!build__lookup_user(run->rootfs, "user", &uid, &gid, home, sizeof(home))) {
-		snprintf(run->user, sizeof(run->user), "user");
-		snprintf(run->workdir, sizeof(run->workdir), "%s", home);
-	} else {
-		snprintf(run->user, sizeof(run->user), "root");
-		snprintf(run->workdir, sizeof(run->workdir), "/");
-	}
 	return 0;
+}
+
+/* ---- the layer cache ----
+ * A RUN or COPY step's result tree is kept as a hard-link snapshot under
+ * <template_cache_dir>/layers/<key>/rootfs, key = sha256 of (the parent's
+ * key, the step as posted, the files' hash, the USER/WORKDIR/ENV it runs
+ * with); the chain starts at the base template's content hash. A build
+ * starts from the last step of its unbroken cached prefix. Snapshots are
+ * never written: merges replace files by new inodes. */
+
+static bool build__layer_cache_on(void)
+{
+	return config__get_bool("template_layer_cache", true);
+}
+
+static void layer__path(const char *key, char *out, size_t len)
+{
+	snprintf(out, len, "%s/layers/%s/rootfs", templates__cache_dir(), key);
+}
+
+/* keys[i] for every step (state steps carry their parent's key forward
+ * with their effect folded into the next key). run's user/workdir/envs
+ * are the build's defaults; they are left as they were. */
+static void build__layer_keys(struct build_run *run, const struct template_info *base,
+			      char (*keys)[TOKENS_SHA256_HEX_LEN + 1])
+{
+	char user[sizeof(run->user)], workdir[sizeof(run->workdir)], parent[TOKENS_SHA256_HEX_LEN + 1];
+	json_t *envs = json_deep_copy(run->envs);
+
+	memcpy(user, run->user, sizeof(user));
+	memcpy(workdir, run->workdir, sizeof(workdir));
+	snprintf(parent, sizeof(parent), "%s", base->content_hash);
+	for (size_t i = 0; i < run->plan->step_count; i++) {
+		const struct template_step *step = &run->plan->steps[i];
+		json_t *args = json_array();
+		char *envs_text, *args_text, *seed = NULL;
+
+		if (step->kind != TEMPLATE_STEP_RUN && step->kind != TEMPLATE_STEP_COPY) {
+			build__step(run, NULL, step); /* only changes the state */
+			snprintf(keys[i], TOKENS_SHA256_HEX_LEN + 1, "%s", parent);
+			json_decref(args);
+			continue;
+		}
+		for (size_t a = 0; a < step->arg_count; a++)
+			json_array_append_new(args, json_string(step->args[a]));
+		envs_text = json_dumps(run->envs, JSON_COMPACT | JSON_SORT_KEYS);
+		args_text = json_dumps(args, JSON_COMPACT);
+		if (asprintf(&seed, "warren-layer-v1\n%s\n%s\n%s\n%s\n%s\n%s\n%s", parent,
+			     template_step__name(step->kind), args_text ? args_text : "",
+			     step->files_hash ? step->files_hash : "", run->user, run->workdir,
+			     envs_text ? envs_text : "") >= 0)
+			tokens__sha256_hex(seed, strlen(seed), keys[i]);
+		snprintf(parent, sizeof(parent), "%s", keys[i]);
+		free(seed);
+		free(envs_text);
+		free(args_text);
+		json_decref(args);
+	}
+	memcpy(run->user, user, sizeof(user));
+	memcpy(run->workdir, workdir, sizeof(workdir));
+	json_decref(run->envs);
+	run->envs = envs;
+}
+
+/* The index of the last RUN/COPY step of the cached prefix, or -1. */
+static long build__cached_prefix(const struct build_run *run,
+				 char (*keys)[TOKENS_SHA256_HEX_LEN + 1])
+{
+	char path[PATH_MAX * 3];
+	long last = -1;
+
+	if (!build__layer_cache_on() || run->plan->force)
+		return -1;
+	for (size_t i = 0; i < run->plan->step_count; i++) {
+		const struct template_step *step = &run->plan->steps[i];
+
+		if (step->force)
+			break;
+		if (step->kind != TEMPLATE_STEP_RUN && step->kind != TEMPLATE_STEP_COPY)
+			continue;
+		layer__path(keys[i], path, sizeof(path));
+		if (access(path, F_OK))
+			break;
+		last = (long)i;
+	}
+	return last;
+}
+
+/* Snapshots the tree as layer key (best effort: a failure only costs a
+ * later cache miss). */
+static void build__save_layer(struct build_run *run, const char *key)
+{
+	char dir[PATH_MAX * 3], tmp[PATH_MAX * 3], final[PATH_MAX * 3];
+	const char *cp[] = { "cp", "-al", run->rootfs, tmp, NULL };
+	const char *rm[] = { "rm", "-rf", "--one-file-system", dir, NULL };
+
+	if (!build__layer_cache_on())
+		return;
+	snprintf(final, sizeof(final), "%s/layers/%s", templates__cache_dir(), key);
+	snprintf(dir, sizeof(dir), "%s/layers/.%s.%s", templates__cache_dir(), key, run->row->id);
+	snprintf(tmp, sizeof(tmp), "%s/rootfs", dir);
+	if (!access(final, F_OK))
+		return;
+	build__spawn_wait(rm);
+	snprintf(final, sizeof(final), "%s/layers", templates__cache_dir());
+	mkdir(final, 0700);
+	snprintf(final, sizeof(final), "%s/layers/%s", templates__cache_dir(), key);
+	if (mkdir(dir, 0755) || build__spawn_wait(cp) || rename(dir, final))
+		build__spawn_wait(rm);
 }
 
 int build__execute(struct build_run *run)
@@ -568,8 +683,10 @@ int build__execute(struct build_run *run)
 	struct template_info base;
 	struct net_policy *policy = NULL;
 	struct net_slot_info slot = { 0 };
-	char err[512], what[1024];
+	char err[512], what[1024], source[PATH_MAX * 3];
+	char (*keys)[TOKENS_SHA256_HEX_LEN + 1] = NULL;
 	int slot_index = -1, ret = -1;
+	long cached = -1;
 	uint64_t started = clock__monotonic_ms();
 
 	snprintf(run->step, sizeof(run->step), "base");
@@ -580,12 +697,22 @@ int build__execute(struct build_run *run)
 	}
 	build__log(run, "info", "FROM %s%s%s (template %s)", plan->from_image ? plan->from_image : plan->base,
 		   plan->from_image ? " -> " : "", plan->from_image ? plan->base : "", base.dir);
+	build__defaults(run, &base);
+	keys = calloc(plan->step_count + 1, sizeof(*keys));
+	if (!keys) {
+		snprintf(run->reason, sizeof(run->reason), "out of memory");
+		return -1;
+	}
+	build__layer_keys(run, &base, keys);
+	cached = build__cached_prefix(run, keys);
+	snprintf(source, sizeof(source), "%s", base.rootfs);
+	if (cached >= 0)
+		layer__path(keys[cached], source, sizeof(source));
 	snprintf(run->work, sizeof(run->work), "%s/.build-%s", templates__cache_dir(), run->row->id);
 	snprintf(run->rootfs, sizeof(run->rootfs), "%s/rootfs", run->work);
-	if (build__prepare(run, &base)) {
-		snprintf(run->reason, sizeof(run->reason), "cannot copy the base tree into %s",
-			 run->work);
-		return -1;
+	if (build__prepare(run, source)) {
+		snprintf(run->reason, sizeof(run->reason), "cannot copy %s into %s", source, run->work);
+		goto out;
 	}
 	if (!run->worker->net) {
 		snprintf(run->reason, sizeof(run->reason), "this worker has no network slots");
@@ -598,22 +725,31 @@ int build__execute(struct build_run *run)
 		goto out;
 	}
 	for (size_t i = 0; i < plan->step_count; i++) {
+		const struct template_step *step = &plan->steps[i];
+		bool tree_step = step->kind == TEMPLATE_STEP_RUN || step->kind == TEMPLATE_STEP_COPY;
+
 		snprintf(run->step, sizeof(run->step), "%zu", i + 1);
-		step__describe(&plan->steps[i], what, sizeof(what));
+		step__describe(step, what, sizeof(what));
+		if ((long)i <= cached && tree_step) {
+			build__log(run, "info", "CACHED [%zu/%zu] %s", i + 1, plan->step_count, what);
+			continue;
+		}
 		build__log(run, "info", "[%zu/%zu] %s", i + 1, plan->step_count, what);
-		if (build__step(run, slot.netns_path, &plan->steps[i]))
+		if (build__step(run, slot.netns_path, step))
 			goto out;
+		if (tree_step)
+			build__save_layer(run, keys[i]);
 	}
 	if (build__install(run, &base))
 		goto out;
 	snprintf(run->step, sizeof(run->step), "finalize");
-	build__log(run, "info", "build finished in %.1f s",
-		   (double)(clock__monotonic_ms() - started) / 1000.0);
+	build__log(run, "info", "build finished in %.1f s", (double)(clock__monotonic_ms() - started) / 1000.0);
 	ret = 0;
 out:
 	if (slot_index >= 0)
 		net_pool__release(run->worker->net, slot_index);
 	net_policy__free(policy);
+	free(keys);
 	if (ret) {
 		const char *rm[] = { "rm", "-rf", "--one-file-system", run->work, NULL };
 
