@@ -58,6 +58,10 @@ function slotAddress(sandboxId) {
 	assert.ok(logs.some((l) => l.includes('CACHED [4/4] RUN whoami')), 'step 4 reused');
 	assert.ok(!logs.some((l) => /\] \[\d\/4\] (RUN|COPY)/.test(l)), 'no step ran');
 
+	const baseStarted = Date.now();
+	const plain = await Sandbox.create('base', { timeoutMs: 60_000 });
+	console.log(`CREATE_BASE_MS=${Date.now() - baseStarted}`);
+	await plain.kill();
 	const createStarted = Date.now();
 	const sandbox = await Sandbox.create(alias, { timeoutMs: 60_000 });
 	console.log(`CREATE_MS=${Date.now() - createStarted}`);
