@@ -32,8 +32,9 @@ def test_sdk_template(stack, alias):
     failed = stack.psql(f"SELECT status || '|' || reason_step || '|' || reason FROM template_builds"
                         f" WHERE template_id = '{alias}-bad'")
     check(failed.startswith("error|1|") and "code 7" in failed, f"failed build row: {failed}")
-    events = stack.events("warren.template.events")
-    check(any(e["template_id"] == alias and e["status"] == "ready" for e in events), f"events: {events}")
+    wait_for(lambda: any(e["template_id"] == alias and e["status"] == "ready"
+                         for e in stack.events("warren.template.events")), 30, "a ready event")
+    check(True, "ready event seen")
 
 
 def test_api(stack, alias):
@@ -98,7 +99,8 @@ def test_worker_killed_mid_build(stack, alias):
                      120, "the killed build to end")
     print("killed build ended:", final)
     check(final in ("ready|2", "error|3"), f"one terminal state after a retry: {final}")
-    events = [e for e in stack.events("warren.template.events") if e["build_id"] == build]
+    events = wait_for(lambda: [e for e in stack.events("warren.template.events") if e["build_id"] == build],
+                      30, "the build's outcome event")
     check(len({e["status"] for e in events}) == 1, f"one outcome: {events}")
 
 

@@ -30,8 +30,8 @@ struct builds {
 	pthread_t thread;
 };
 
-/* The outcome on warren.template.events (best effort: the state is in
- * PostgreSQL already). */
+/* The outcome on warren.template.events, acknowledged before the command
+ * is committed (not retried: the state is in PostgreSQL already). */
 static void builds__publish(struct builds *b, const struct storage_template_build *row,
 			    const char *status, const char *reason)
 {
@@ -47,9 +47,10 @@ static void builds__publish(struct builds *b, const struct storage_template_buil
 	if (ev && reason && reason[0])
 		json_object_set_new(ev, "reason", json_string(reason));
 	text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-	if (text)
-		kafka_producer__produce(b->worker->producer, b->events_topic, row->id,
-					strlen(row->id), text, strlen(text), NULL, 0, NULL, NULL);
+	if (text && kafka_producer__produce_sync(b->worker->producer, b->events_topic, row->id,
+						 strlen(row->id), text, strlen(text), NULL, 0,
+						 5000, NULL))
+		log_warn("build %s: its outcome event was not acknowledged", row->id);
 	free(text);
 	json_decref(ev);
 }
