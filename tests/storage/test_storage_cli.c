@@ -57,7 +57,9 @@ static void test_migrate_and_admin(void **state)
 
 	(void)state;
 	assert_int_equal(warren("migrate", out, sizeof(out)), 0);
-	assert_non_null(strstr(out, "1 migration(s) applied"));
+	/* every file of migrations/ (their number grows) */
+	assert_non_null(strstr(out, " migration(s) applied"));
+	assert_null(strstr(out, "0 migration(s) applied"));
 	assert_int_equal(warren("migrate", out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "0 migration(s) applied"));
 	assert_int_equal(warren("migrate --status", out, sizeof(out)), 0);
