@@ -57,9 +57,15 @@ static void test_migrate_and_admin(void **state)
 
 	(void)state;
 	assert_int_equal(warren("migrate", out, sizeof(out)), 0);
-	/* every file of migrations/ (their number grows) */
-	assert_non_null(strstr(out, " migration(s) applied"));
-	assert_null(strstr(out, "0 migration(s) applied"));
+	/* every file of migrations/ (their number grows): at least one */
+	{
+		const char *at = strstr(out, " migration(s) applied");
+
+		assert_non_null(at);
+		while (at > out && at[-1] >= '0' && at[-1] <= '9')
+			at--;
+		assert_true(atoi(at) >= 1);
+	}
 	assert_int_equal(warren("migrate", out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "0 migration(s) applied"));
 	assert_int_equal(warren("migrate --status", out, sizeof(out)), 0);
