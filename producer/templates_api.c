@@ -82,6 +82,28 @@ static bool team_owns(struct api_request *r, struct storage_pool *pool, const ch
 	return true;
 }
 
+/* A new template name counts against the setting team_template_max
+ * (100); a rebuild of one of the team's own does not. True when within;
+ * else the answer (403) is queued in *ret. */
+static bool template_quota_ok(struct api_request *r, struct storage_pool *pool, const char *name,
+			      enum MHD_Result *ret)
+{
+	int64_t max = config__get_int("team_template_max", 100), count = 0;
+	bool exists = false, owned = false;
+	struct storage_error e;
+
+	if (storage__template_alias_lookup(pool, r->team.id, name, &exists, &owned, &e) ||
+	    storage__team_template_count(pool, r->team.id, &count, &e)) {
+		*ret = request__storage_error(r, &e);
+		return false;
+	}
+	if (owned || count < max)
+		return true;
+	*ret = request__error(r, 403, "you have reached the maximum number of templates (%lld)",
+			      (long long)max);
+	return false;
+}
+
 /* POST /v3/templates {name | alias, tags, cpuCount, memoryMB}. */
 static enum MHD_Result templates_api__create(struct api_request *r, struct storage_pool *pool)
 {
@@ -136,6 +158,8 @@ static enum MHD_Result templates_api__create(struct api_request *r, struct stora
 		ret = request__error(r, 500, "internal error");
 		goto out;
 	}
+	if (!template_quota_ok(r, pool, name, &ret))
+		goto out;
 	rc = storage__template_build_create(pool, r->team.id, name, build_id, (int32_t)cpu,
 					    (int32_t)memory, &e);
 	if (rc == STORAGE_ERR_CONFLICT) {
@@ -441,7 +465,10 @@ static enum MHD_Result templates_api__status(struct api_request *r, struct stora
 
 		if (build.reason_step[0])
 			json_object_set_new(reason, "step", json_string(build.reason_step));
-		json_object_set_new(reason, "logEntries", json_array());
+		if (storage__template_build_log_tail(pool, build.id, 20, &tail, NULL))
+			tail = json_array();
+		json_object_set_new(reason, "logEntries", tail);
+		tail = NULL;
 		json_object_set_new(answer, "reason", reason);
 	}
 	ret = request__json(r, 200, answer, NULL);

@@ -363,3 +363,40 @@ int storage__template_in_use(struct storage_pool *pool, const char *id, bool *in
 	*in_use = rows > 0;
 	return STORAGE_OK;
 }
+
+int storage__template_build_log_tail(struct storage_pool *pool, const char *build_id,
+				     int64_t count, json_t **out, struct storage_error *err)
+{
+	static const char sql[] =
+		"SELECT j FROM (SELECT seq, json_strip_nulls(json_build_object('timestamp',"
+		" to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+		" 'level', level, 'message', message, 'step', step)) AS j"
+		" FROM template_build_logs WHERE build_id::text = $1 ORDER BY seq DESC LIMIT $2::int) t"
+		" ORDER BY seq";
+	char n[24];
+	const char *params[] = { build_id, n };
+	PGresult *result;
+
+	snprintf(n, sizeof(n), "%lld", (long long)(count < 1 ? 1 : count));
+	result = storage__run_sql(pool, sql, 2, params, err);
+	if (!result)
+		return err ? err->code : STORAGE_ERR_INTERNAL;
+	*out = json_rows(result);
+	PQclear(result);
+	return *out ? STORAGE_OK : storage__fail(err, STORAGE_ERR_INTERNAL, "out of memory");
+}
+
+int storage__team_template_count(struct storage_pool *pool, const char *team_id, int64_t *count,
+				 struct storage_error *err)
+{
+	static const char sql[] = "SELECT count(*) FROM team_templates WHERE team_id::text = $1"
+				  " AND deleted_at IS NULL";
+	const char *params[] = { team_id };
+	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
+
+	if (!result)
+		return err ? err->code : STORAGE_ERR_INTERNAL;
+	*count = storage__int(result, 0, 0, 0);
+	PQclear(result);
+	return STORAGE_OK;
+}

@@ -65,6 +65,12 @@ int storage__template_build_finish(struct storage_pool *pool, const char *build_
  * {timestamp, level, message, step?}. */
 int storage__template_build_logs(struct storage_pool *pool, const char *build_id, int64_t offset,
 				 int64_t limit, json_t **out, struct storage_error *err);
+/* The last count log lines of a build (oldest first), same shape. */
+int storage__template_build_log_tail(struct storage_pool *pool, const char *build_id,
+				     int64_t count, json_t **out, struct storage_error *err);
+/* How many live (not deleted) templates the team has. */
+int storage__team_template_count(struct storage_pool *pool, const char *team_id, int64_t *count,
+				 struct storage_error *err);
 /* The team's templates as the API's Template objects (JSON array). */
 int storage__team_template_list(struct storage_pool *pool, const char *team_id, json_t **out,
 				struct storage_error *err);
