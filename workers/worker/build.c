@@ -112,6 +112,11 @@ static int builds__handle(struct builds *b, const char *payload, size_t len)
 		goto out;
 	}
 	if (attempts > max_attempts) {
+		char work[PATH_MAX];
+		const char *rm[] = { "rm", "-rf", "--one-file-system", work, NULL };
+
+		snprintf(work, sizeof(work), "%s/.build-%s", templates__cache_dir(), build_id);
+		build__spawn_wait(rm); /* what the interrupted attempts left */
 		snprintf(run.reason, sizeof(run.reason),
 			 "the build was interrupted %d times (its worker stopped); giving up",
 			 attempts - 1);
