@@ -100,7 +100,8 @@ def test_worker_killed_mid_build(stack, alias):
     check(status == 202, f"create -> {status}")
     build = body["buildID"]
     status, body, _ = stack.request("POST", f"/v2/templates/{name}/builds/{build}", {
-        "fromTemplate": "minimal", "steps": [{"type": "RUN", "args": [f"sleep 4; echo {name} > /slept", "root"]}]})
+        "fromTemplate": "minimal", "steps": [{"type": "RUN", "args": [f"sleep 4; echo {name} > /slept", "root"]},
+                                             {"type": "RUN", "args": ["id -u > uid; pwd > pwd"]}]})
     check(status == 202, f"start -> {status} {body}")
     wait_for(lambda: "sleep 4" in stack.psql(
         f"SELECT string_agg(message, ' ') FROM template_build_logs WHERE build_id = '{build}'"), 60,
@@ -113,6 +114,13 @@ def test_worker_killed_mid_build(stack, alias):
                      120, "the killed build to end")
     print("killed build ended:", final)
     check(final in ("ready|2", "error|3"), f"one terminal state after a retry: {final}")
+    if final == "ready|2":
+        # minimal's busybox: a RUN as the default user (uid 1000) in its home
+        home = os.path.join(stack.templates_dir, name, "rootfs", "home", "user")
+        with open(os.path.join(home, "uid")) as f:
+            check(f.read() == "1000\n", "RUN as user on minimal")
+        with open(os.path.join(home, "pwd")) as f:
+            check(f.read() == "/home/user\n", "RUN in the default WORKDIR")
     events = wait_for(lambda: [e for e in stack.events("warren.template.events") if e["build_id"] == build],
                       30, "the build's outcome event")
     check(len({e["status"] for e in events}) == 1, f"one outcome: {events}")

@@ -263,11 +263,14 @@ static int build__run(struct build_run *run, const char *netns, const struct tem
 	static const char script[] =
 		"mkdir -p \"$WARREN_BUILD_WORKDIR\" 2>/dev/null; cd \"$WARREN_BUILD_WORKDIR\" || exit 1\n"
 		"if [ \"$WARREN_BUILD_UID\" = 0 ]; then exec /bin/sh -c \"$WARREN_BUILD_CMD\"; fi\n"
-		"exec setpriv --reuid=\"$WARREN_BUILD_UID\" --regid=\"$WARREN_BUILD_GID\" "
-		"--clear-groups /bin/sh -c \"$WARREN_BUILD_CMD\"\n";
+		"if setpriv --help 2>&1 | grep -q reuid; then\n"
+		"  exec setpriv --reuid=\"$WARREN_BUILD_UID\" --regid=\"$WARREN_BUILD_GID\" "
+		"--clear-groups /bin/sh -c \"$WARREN_BUILD_CMD\"\n"
+		"fi\n" /* busybox's setpriv cannot: its su can */
+		"exec su -s /bin/sh \"$WARREN_BUILD_USER\" -c \"$WARREN_BUILD_CMD\"\n";
 	const char *user = s->arg_count > 1 && s->args[1][0] ? s->args[1] : run->user;
 	unsigned uid, gid;
-	char home[512], e_uid[48], e_gid[48], e_wd[1100], *e_cmd = NULL;
+	char home[512], e_uid[48], e_gid[48], e_wd[1100], e_user[64], *e_cmd = NULL;
 	int ret;
 
 	if (build__lookup_user(run->rootfs, user, &uid, &gid, home, sizeof(home))) {
@@ -278,9 +281,10 @@ static int build__run(struct build_run *run, const char *netns, const struct tem
 	snprintf(e_uid, sizeof(e_uid), "WARREN_BUILD_UID=%u", uid);
 	snprintf(e_gid, sizeof(e_gid), "WARREN_BUILD_GID=%u", gid);
 	snprintf(e_wd, sizeof(e_wd), "WARREN_BUILD_WORKDIR=%s", run->workdir);
+	snprintf(e_user, sizeof(e_user), "WARREN_BUILD_USER=%s", user);
 	if (asprintf(&e_cmd, "WARREN_BUILD_CMD=%s", s->args[0]) < 0)
 		return -1;
-	const char *extra[] = { e_uid, e_gid, e_wd, e_cmd, NULL };
+	const char *extra[] = { e_uid, e_gid, e_wd, e_user, e_cmd, NULL };
 	ret = build__jail_step(run, netns, script, home, extra);
 	free(e_cmd);
 	return ret;
