@@ -251,9 +251,10 @@ int templates_api__upload_chunk(struct api_request *r, const char *data, size_t 
 		if (dirs__make(dir, 0700) ||
 		    (size_t)snprintf(r->upload_tmp, sizeof(r->upload_tmp), "%s/.%s.%s.part", dir,
 				     r->route.file_hash, r->request_id) >= sizeof(r->upload_tmp) ||
-		    (r->upload_fd = open(r->upload_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-					 0600)) < 0) {
-			log_error("template upload: cannot write under %s: %s", dir, strerror(errno));
+		    (r->upload_fd =
+			 open(r->upload_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+			log_error("template upload: cannot write under %s: %s", dir,
+				  strerror(errno));
 			r->upload_fd = 0;
 			upload__refuse(r, 500, "cannot store the upload");
 			return 0;
@@ -314,8 +315,8 @@ void templates_api__request_done(struct api_request *r)
 }
 
 /* Every COPY step's file must have been uploaded: 0, or -1 with err. */
-static int plan__files_present(const struct template_plan *plan, const char *team_id,
-			       char *err, size_t err_len)
+static int plan__files_present(const struct template_plan *plan, const char *team_id, char *err,
+			       size_t err_len)
 {
 	char path[PATH_MAX];
 
@@ -324,8 +325,8 @@ static int plan__files_present(const struct template_plan *plan, const char *tea
 			continue;
 		if (!upload_path(team_id, plan->steps[i].files_hash, path, sizeof(path)) ||
 		    access(path, R_OK)) {
-			snprintf(err, err_len, "steps[%zu]: the files of hash %s were not uploaded", i,
-				 plan->steps[i].files_hash);
+			snprintf(err, err_len, "steps[%zu]: the files of hash %s were not uploaded",
+				 i, plan->steps[i].files_hash);
 			return -1;
 		}
 	}
@@ -367,7 +368,7 @@ static int build__produce(struct api_request *r, const char *build_id, const cha
 static enum MHD_Result templates_api__build(struct api_request *r, struct storage_pool *pool)
 {
 	struct template_plan *plan = calloc(1, sizeof(*plan));
-	struct storage_template_build build = { 0 };
+	struct storage_template_build build = {0};
 	json_error_t jerr;
 	json_t *body = r->body ? json_loadb(r->body, r->body_len, 0, &jerr) : NULL;
 	struct storage_error e;
@@ -380,7 +381,8 @@ static enum MHD_Result templates_api__build(struct api_request *r, struct storag
 		goto out;
 	}
 	rc = storage__template_build_get(pool, r->team.id, r->route.build_id, &build, &e);
-	if (rc == STORAGE_ERR_NOT_FOUND || (!rc && strcmp(build.template_id, r->route.template_id))) {
+	if (rc == STORAGE_ERR_NOT_FOUND ||
+	    (!rc && strcmp(build.template_id, r->route.template_id))) {
 		ret = request__error(r, 404, "build '%.64s' of template '%.64s' not found",
 				     r->route.build_id, r->route.template_id);
 		goto out;
@@ -427,7 +429,7 @@ out:
 static enum MHD_Result templates_api__status(struct api_request *r, struct storage_pool *pool,
 					     bool logs_only)
 {
-	struct storage_template_build build = { 0 };
+	struct storage_template_build build = {0};
 	struct storage_error e;
 	const char *offset_s = request__query(r, logs_only ? "cursor" : "logsOffset");
 	const char *limit_s = request__query(r, "limit");
@@ -455,13 +457,13 @@ static enum MHD_Result templates_api__status(struct api_request *r, struct stora
 		entries = NULL;
 		goto out;
 	}
-	answer = json_pack("{s:s, s:s, s:s, s:o, s:[]}", "templateID", build.template_id,
-			   "buildID", build.id, "status",
-			   template_build__status_name(build.status), "logEntries", entries, "logs");
+	answer = json_pack("{s:s, s:s, s:s, s:o, s:[]}", "templateID", build.template_id, "buildID",
+			   build.id, "status", template_build__status_name(build.status),
+			   "logEntries", entries, "logs");
 	entries = NULL;
 	if (answer && build.status == TEMPLATE_BUILD_ERROR) {
-		json_t *reason = json_pack("{s:s}", "message",
-					   build.reason[0] ? build.reason : "build failed");
+		json_t *reason =
+		    json_pack("{s:s}", "message", build.reason[0] ? build.reason : "build failed");
 
 		if (build.reason_step[0])
 			json_object_set_new(reason, "step", json_string(build.reason_step));
@@ -489,13 +491,15 @@ static enum MHD_Result templates_api__alias(struct api_request *r, struct storag
 					   &e))
 		return request__storage_error(r, &e);
 	if (owned)
-		return request__json(r, 200, json_pack("{s:s, s:b}", "templateID",
-						       r->route.template_id, "public", 0), NULL);
+		return request__json(
+		    r, 200,
+		    json_pack("{s:s, s:b}", "templateID", r->route.template_id, "public", 0), NULL);
 	if (storage__template_get(pool, r->route.template_id, &installed, NULL) == STORAGE_OK &&
 	    exists)
 		/* installed on the hosts and owned by no team: public */
-		return request__json(r, 200, json_pack("{s:s, s:b}", "templateID",
-						       r->route.template_id, "public", 1), NULL);
+		return request__json(
+		    r, 200,
+		    json_pack("{s:s, s:b}", "templateID", r->route.template_id, "public", 1), NULL);
 	if (exists)
 		return request__error(r, 403, "alias '%.64s' belongs to another team",
 				      r->route.template_id);

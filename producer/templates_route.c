@@ -64,7 +64,7 @@ bool templates_route__match(const char *method, const char *path, struct api_rou
 	snprintf(out->template_id, sizeof(out->template_id), "%s", seg[0]);
 	if (n == 1) {
 		out->allowed_methods = "GET, DELETE";
-		out->endpoint = !strcmp(method, "GET")	  ? API_ROUTE_TEMPLATE_GET
+		out->endpoint = !strcmp(method, "GET")	    ? API_ROUTE_TEMPLATE_GET
 				: !strcmp(method, "DELETE") ? API_ROUTE_TEMPLATE_DELETE
 							    : API_ROUTE_BAD_METHOD;
 		return true;

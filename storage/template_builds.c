@@ -7,13 +7,13 @@
 #include "internal.h"
 #include "warren/template_builds.h"
 
-static const char *const status_names[] = { "waiting", "building", "ready", "error" };
+static const char *const status_names[] = {"waiting", "building", "ready", "error"};
 
 const char *template_build__status_name(enum template_build_status status)
 {
 	return status >= TEMPLATE_BUILD_WAITING && status <= TEMPLATE_BUILD_ERROR
-		       ? status_names[status]
-		       : "error";
+		   ? status_names[status]
+		   : "error";
 }
 
 static enum template_build_status status_from_name(const char *name)
@@ -31,8 +31,8 @@ void storage__template_build_clear(struct storage_template_build *build)
 }
 
 /* Runs sql and returns the number of rows (result freed), or -1 with err. */
-static int run_count(struct storage_pool *pool, const char *sql, int n,
-		     const char *const *params, struct storage_error *err)
+static int run_count(struct storage_pool *pool, const char *sql, int n, const char *const *params,
+		     struct storage_error *err)
 {
 	PGresult *result = storage__run_sql(pool, sql, n, params, err);
 	int rows;
@@ -45,20 +45,20 @@ static int run_count(struct storage_pool *pool, const char *sql, int n,
 }
 
 int storage__template_build_create(struct storage_pool *pool, const char *team_id,
-				   const char *template_id, const char *build_id,
-				   int32_t cpu_count, int32_t memory_mb, struct storage_error *err)
+				   const char *template_id, const char *build_id, int32_t cpu_count,
+				   int32_t memory_mb, struct storage_error *err)
 {
 	static const char sql[] =
-		"WITH t AS (INSERT INTO team_templates (id, team_id, cpu_count, memory_mb)"
-		" SELECT $1, $2::uuid, $3::int, $4::int WHERE NOT EXISTS (SELECT 1 FROM templates x"
-		"  WHERE x.id = $1 AND NOT EXISTS (SELECT 1 FROM team_templates y WHERE y.id = $1))"
-		" ON CONFLICT (id) DO UPDATE SET cpu_count = EXCLUDED.cpu_count,"
-		"  memory_mb = EXCLUDED.memory_mb, updated_at = now(), deleted_at = NULL"
-		"  WHERE team_templates.team_id = EXCLUDED.team_id RETURNING id)"
-		" INSERT INTO template_builds (id, template_id, team_id, cpu_count, memory_mb)"
-		" SELECT $5::uuid, t.id, $2::uuid, $3::int, $4::int FROM t RETURNING id";
+	    "WITH t AS (INSERT INTO team_templates (id, team_id, cpu_count, memory_mb)"
+	    " SELECT $1, $2::uuid, $3::int, $4::int WHERE NOT EXISTS (SELECT 1 FROM templates x"
+	    "  WHERE x.id = $1 AND NOT EXISTS (SELECT 1 FROM team_templates y WHERE y.id = $1))"
+	    " ON CONFLICT (id) DO UPDATE SET cpu_count = EXCLUDED.cpu_count,"
+	    "  memory_mb = EXCLUDED.memory_mb, updated_at = now(), deleted_at = NULL"
+	    "  WHERE team_templates.team_id = EXCLUDED.team_id RETURNING id)"
+	    " INSERT INTO template_builds (id, template_id, team_id, cpu_count, memory_mb)"
+	    " SELECT $5::uuid, t.id, $2::uuid, $3::int, $4::int FROM t RETURNING id";
 	char cpu[16], memory[16];
-	const char *params[] = { template_id, team_id, cpu, memory, build_id };
+	const char *params[] = {template_id, team_id, cpu, memory, build_id};
 	int rows;
 
 	snprintf(cpu, sizeof(cpu), "%d", cpu_count);
@@ -77,10 +77,10 @@ int storage__template_build_get(struct storage_pool *pool, const char *team_id,
 				struct storage_error *err)
 {
 	static const char sql[] =
-		"SELECT id, template_id, team_id, status, spec, cpu_count, memory_mb, attempts,"
-		" host_id, reason, reason_step FROM template_builds"
-		" WHERE id::text = $1 AND ($2::text IS NULL OR team_id::text = $2)";
-	const char *params[] = { build_id, team_id };
+	    "SELECT id, template_id, team_id, status, spec, cpu_count, memory_mb, attempts,"
+	    " host_id, reason, reason_step FROM template_builds"
+	    " WHERE id::text = $1 AND ($2::text IS NULL OR team_id::text = $2)";
+	const char *params[] = {build_id, team_id};
 	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
 	char status[16];
 
@@ -108,15 +108,15 @@ int storage__template_build_get(struct storage_pool *pool, const char *team_id,
 }
 
 int storage__template_build_start(struct storage_pool *pool, const char *team_id,
-				  const char *template_id, const char *build_id,
-				  const json_t *spec, struct storage_error *err)
+				  const char *template_id, const char *build_id, const json_t *spec,
+				  struct storage_error *err)
 {
 	static const char sql[] =
-		"UPDATE template_builds SET spec = $4::jsonb, status = 'building', updated_at = now()"
-		" WHERE id::text = $1 AND team_id::text = $2 AND template_id = $3"
-		" AND status = 'waiting' RETURNING id";
+	    "UPDATE template_builds SET spec = $4::jsonb, status = 'building', updated_at = now()"
+	    " WHERE id::text = $1 AND team_id::text = $2 AND template_id = $3"
+	    " AND status = 'waiting' RETURNING id";
 	char *text = json_dumps(spec, JSON_COMPACT);
-	const char *params[] = { build_id, team_id, template_id, text };
+	const char *params[] = {build_id, team_id, template_id, text};
 	int rows;
 
 	if (!text)
@@ -134,9 +134,9 @@ int storage__template_build_claim(struct storage_pool *pool, const char *build_i
 				  const char *host_id, int32_t *attempts, struct storage_error *err)
 {
 	static const char sql[] =
-		"UPDATE template_builds SET attempts = attempts + 1, host_id = $2,"
-		" updated_at = now() WHERE id::text = $1 AND status = 'building' RETURNING attempts";
-	const char *params[] = { build_id, host_id };
+	    "UPDATE template_builds SET attempts = attempts + 1, host_id = $2,"
+	    " updated_at = now() WHERE id::text = $1 AND status = 'building' RETURNING attempts";
+	const char *params[] = {build_id, host_id};
 	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
 
 	if (!result)
@@ -150,18 +150,17 @@ int storage__template_build_claim(struct storage_pool *pool, const char *build_i
 	return STORAGE_OK;
 }
 
-int storage__template_build_log(struct storage_pool *pool, const char *build_id,
-				const char *level, const char *step, const char *message,
-				struct storage_error *err)
+int storage__template_build_log(struct storage_pool *pool, const char *build_id, const char *level,
+				const char *step, const char *message, struct storage_error *err)
 {
 	static const char sql[] =
-		"INSERT INTO template_build_logs (build_id, seq, level, step, message)"
-		" SELECT $1::uuid, coalesce(max(seq) + 1, 0), $2, $3, $4 FROM template_build_logs"
-		" WHERE build_id = $1::uuid";
-	const char *params[] = { build_id, level, step, message };
+	    "INSERT INTO template_build_logs (build_id, seq, level, step, message)"
+	    " SELECT $1::uuid, coalesce(max(seq) + 1, 0), $2, $3, $4 FROM template_build_logs"
+	    " WHERE build_id = $1::uuid";
+	const char *params[] = {build_id, level, step, message};
 
 	return run_count(pool, sql, 4, params, err) < 0 ? (err ? err->code : STORAGE_ERR_INTERNAL)
-							 : STORAGE_OK;
+							: STORAGE_OK;
 }
 
 int storage__template_build_finish(struct storage_pool *pool, const char *build_id,
@@ -169,10 +168,10 @@ int storage__template_build_finish(struct storage_pool *pool, const char *build_
 				   const char *step, struct storage_error *err)
 {
 	static const char sql[] =
-		"UPDATE template_builds SET status = $2, reason = $3, reason_step = $4,"
-		" updated_at = now(), finished_at = now()"
-		" WHERE id::text = $1 AND status = 'building' RETURNING id";
-	const char *params[] = { build_id, template_build__status_name(status), reason, step };
+	    "UPDATE template_builds SET status = $2, reason = $3, reason_step = $4,"
+	    " updated_at = now(), finished_at = now()"
+	    " WHERE id::text = $1 AND status = 'building' RETURNING id";
+	const char *params[] = {build_id, template_build__status_name(status), reason, step};
 	int rows = run_count(pool, sql, 4, params, err);
 
 	if (rows < 0)
@@ -200,13 +199,13 @@ int storage__template_build_logs(struct storage_pool *pool, const char *build_id
 				 int64_t limit, json_t **out, struct storage_error *err)
 {
 	static const char sql[] =
-		"SELECT json_strip_nulls(json_build_object('timestamp',"
-		" to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-		" 'level', level, 'message', message, 'step', step))"
-		" FROM template_build_logs WHERE build_id::text = $1 AND seq >= $2::int"
-		" ORDER BY seq LIMIT $3::int";
+	    "SELECT json_strip_nulls(json_build_object('timestamp',"
+	    " to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+	    " 'level', level, 'message', message, 'step', step))"
+	    " FROM template_build_logs WHERE build_id::text = $1 AND seq >= $2::int"
+	    " ORDER BY seq LIMIT $3::int";
 	char off[24], lim[24];
-	const char *params[] = { build_id, off, lim };
+	const char *params[] = {build_id, off, lim};
 	PGresult *result;
 
 	snprintf(off, sizeof(off), "%lld", (long long)(offset < 0 ? 0 : offset));
@@ -219,26 +218,29 @@ int storage__template_build_logs(struct storage_pool *pool, const char *build_id
 	return *out ? STORAGE_OK : storage__fail(err, STORAGE_ERR_INTERNAL, "out of memory");
 }
 
-#define TEMPLATE_JSON                                                                          \
-	"json_build_object('templateID', t.id, 'buildID', coalesce(("                          \
-	"  SELECT b.id::text FROM template_builds b WHERE b.template_id = t.id"                \
-	"  AND b.status = 'ready' ORDER BY b.created_at DESC LIMIT 1), ''),"                     \
-	" 'buildStatus', coalesce((SELECT b.status FROM template_builds b"                       \
-	"  WHERE b.template_id = t.id ORDER BY b.created_at DESC LIMIT 1), 'waiting'),"          \
-	" 'buildCount', (SELECT count(*) FROM template_builds b WHERE b.template_id = t.id),"   \
-	" 'cpuCount', t.cpu_count, 'memoryMB', t.memory_mb, 'diskSizeMB', 0,"                  \
-	" 'envdVersion', coalesce((SELECT agent_version FROM templates x WHERE x.id = t.id), ''),"\
-	" 'public', false, 'aliases', json_build_array(t.id), 'names', json_build_array(t.id),"  \
-	" 'createdAt', to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
-	" 'updatedAt', to_char(t.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
+#define TEMPLATE_JSON                                                                              \
+	"json_build_object('templateID', t.id, 'buildID', coalesce(("                              \
+	"  SELECT b.id::text FROM template_builds b WHERE b.template_id = t.id"                    \
+	"  AND b.status = 'ready' ORDER BY b.created_at DESC LIMIT 1), ''),"                       \
+	" 'buildStatus', coalesce((SELECT b.status FROM template_builds b"                         \
+	"  WHERE b.template_id = t.id ORDER BY b.created_at DESC LIMIT 1), 'waiting'),"            \
+	" 'buildCount', (SELECT count(*) FROM template_builds b WHERE b.template_id = t.id),"      \
+	" 'cpuCount', t.cpu_count, 'memoryMB', t.memory_mb, 'diskSizeMB', 0,"                      \
+	" 'envdVersion', coalesce((SELECT agent_version FROM templates x WHERE x.id = t.id), '')," \
+	" 'public', false, 'aliases', json_build_array(t.id), 'names', json_build_array(t.id),"    \
+	" 'createdAt', to_char(t.created_at AT TIME ZONE 'UTC', "                                  \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"                                                       \
+	" 'updatedAt', to_char(t.updated_at AT TIME ZONE 'UTC', "                                  \
+	"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"                                                       \
 	" 'lastSpawnedAt', NULL, 'spawnCount', 0, 'createdBy', NULL)"
 
 int storage__team_template_list(struct storage_pool *pool, const char *team_id, json_t **out,
 				struct storage_error *err)
 {
-	static const char sql[] = "SELECT " TEMPLATE_JSON " FROM team_templates t"
-				  " WHERE t.team_id::text = $1 AND t.deleted_at IS NULL ORDER BY t.id";
-	const char *params[] = { team_id };
+	static const char sql[] =
+	    "SELECT " TEMPLATE_JSON " FROM team_templates t"
+	    " WHERE t.team_id::text = $1 AND t.deleted_at IS NULL ORDER BY t.id";
+	const char *params[] = {team_id};
 	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
 
 	if (!result)
@@ -252,17 +254,19 @@ int storage__team_template_get(struct storage_pool *pool, const char *team_id,
 			       const char *template_id, json_t **out, struct storage_error *err)
 {
 	static const char sql[] =
-		"SELECT json_build_object('templateID', t.id, 'public', false,"
-		" 'aliases', json_build_array(t.id), 'names', json_build_array(t.id),"
-		" 'builds', coalesce((SELECT json_agg(json_build_object('buildID', b.id,"
-		"  'status', b.status, 'cpuCount', b.cpu_count, 'memoryMB', b.memory_mb,"
-		"  'createdAt', to_char(b.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-		"  'updatedAt', to_char(b.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"
-		"  ORDER BY b.created_at DESC) FROM template_builds b WHERE b.template_id = t.id),"
-		"  '[]'::json))"
-		" FROM team_templates t WHERE t.id = $2 AND t.team_id::text = $1"
-		" AND t.deleted_at IS NULL";
-	const char *params[] = { team_id, template_id };
+	    "SELECT json_build_object('templateID', t.id, 'public', false,"
+	    " 'aliases', json_build_array(t.id), 'names', json_build_array(t.id),"
+	    " 'builds', coalesce((SELECT json_agg(json_build_object('buildID', b.id,"
+	    "  'status', b.status, 'cpuCount', b.cpu_count, 'memoryMB', b.memory_mb,"
+	    "  'createdAt', to_char(b.created_at AT TIME ZONE 'UTC', "
+	    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
+	    "  'updatedAt', to_char(b.updated_at AT TIME ZONE 'UTC', "
+	    "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"
+	    "  ORDER BY b.created_at DESC) FROM template_builds b WHERE b.template_id = t.id),"
+	    "  '[]'::json))"
+	    " FROM team_templates t WHERE t.id = $2 AND t.team_id::text = $1"
+	    " AND t.deleted_at IS NULL";
+	const char *params[] = {team_id, template_id};
 	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
 
 	if (!result)
@@ -280,12 +284,12 @@ int storage__team_template_delete(struct storage_pool *pool, const char *team_id
 				  const char *template_id, struct storage_error *err)
 {
 	static const char sql[] =
-		"WITH d AS (UPDATE team_templates SET deleted_at = now() WHERE id = $2"
-		" AND team_id::text = $1 AND deleted_at IS NULL RETURNING id),"
-		" x AS (DELETE FROM templates USING d WHERE templates.id = d.id AND NOT EXISTS"
-		"  (SELECT 1 FROM sandboxes s WHERE s.template_id = d.id))"
-		" SELECT id FROM d";
-	const char *params[] = { team_id, template_id };
+	    "WITH d AS (UPDATE team_templates SET deleted_at = now() WHERE id = $2"
+	    " AND team_id::text = $1 AND deleted_at IS NULL RETURNING id),"
+	    " x AS (DELETE FROM templates USING d WHERE templates.id = d.id AND NOT EXISTS"
+	    "  (SELECT 1 FROM sandboxes s WHERE s.template_id = d.id))"
+	    " SELECT id FROM d";
+	const char *params[] = {team_id, template_id};
 	int rows = run_count(pool, sql, 2, params, err);
 
 	if (rows < 0)
@@ -298,11 +302,11 @@ int storage__template_alias_lookup(struct storage_pool *pool, const char *team_i
 				   struct storage_error *err)
 {
 	static const char sql[] =
-		"SELECT EXISTS (SELECT 1 FROM templates WHERE id = $2)"
-		" OR EXISTS (SELECT 1 FROM team_templates WHERE id = $2),"
-		" EXISTS (SELECT 1 FROM team_templates WHERE id = $2 AND team_id::text = $1"
-		"  AND deleted_at IS NULL)";
-	const char *params[] = { team_id, alias };
+	    "SELECT EXISTS (SELECT 1 FROM templates WHERE id = $2)"
+	    " OR EXISTS (SELECT 1 FROM team_templates WHERE id = $2),"
+	    " EXISTS (SELECT 1 FROM team_templates WHERE id = $2 AND team_id::text = $1"
+	    "  AND deleted_at IS NULL)";
+	const char *params[] = {team_id, alias};
 	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
 
 	if (!result)
@@ -316,9 +320,10 @@ int storage__template_alias_lookup(struct storage_pool *pool, const char *team_i
 int storage__team_template_visible(struct storage_pool *pool, const char *team_id,
 				   const char *template_id, struct storage_error *err)
 {
-	static const char sql[] = "SELECT 1 FROM team_templates WHERE id = $2"
-				  " AND (team_id::text IS DISTINCT FROM $1 OR deleted_at IS NOT NULL)";
-	const char *params[] = { team_id, template_id };
+	static const char sql[] =
+	    "SELECT 1 FROM team_templates WHERE id = $2"
+	    " AND (team_id::text IS DISTINCT FROM $1 OR deleted_at IS NOT NULL)";
+	const char *params[] = {team_id, template_id};
 	int rows = run_count(pool, sql, 2, params, err);
 
 	if (rows < 0)
@@ -341,10 +346,11 @@ int storage__team_template_ids(struct storage_pool *pool, json_t **out, struct s
 
 int storage__template_forget(struct storage_pool *pool, const char *id, struct storage_error *err)
 {
-	static const char sql[] = "DELETE FROM templates WHERE id = $1 AND NOT EXISTS"
-				  " (SELECT 1 FROM team_templates WHERE id = $1 AND deleted_at IS NULL)"
-				  " AND NOT EXISTS (SELECT 1 FROM sandboxes WHERE template_id = $1)";
-	const char *params[] = { id };
+	static const char sql[] =
+	    "DELETE FROM templates WHERE id = $1 AND NOT EXISTS"
+	    " (SELECT 1 FROM team_templates WHERE id = $1 AND deleted_at IS NULL)"
+	    " AND NOT EXISTS (SELECT 1 FROM sandboxes WHERE template_id = $1)";
+	const char *params[] = {id};
 
 	return run_count(pool, sql, 1, params, err) < 0 ? (err ? err->code : STORAGE_ERR_INTERNAL)
 							: STORAGE_OK;
@@ -355,7 +361,7 @@ int storage__template_in_use(struct storage_pool *pool, const char *id, bool *in
 {
 	static const char sql[] = "SELECT 1 FROM sandboxes WHERE template_id = $1"
 				  " AND state IN ('starting', 'running', 'paused') LIMIT 1";
-	const char *params[] = { id };
+	const char *params[] = {id};
 	int rows = run_count(pool, sql, 1, params, err);
 
 	if (rows < 0)
@@ -364,17 +370,17 @@ int storage__template_in_use(struct storage_pool *pool, const char *id, bool *in
 	return STORAGE_OK;
 }
 
-int storage__template_build_log_tail(struct storage_pool *pool, const char *build_id,
-				     int64_t count, json_t **out, struct storage_error *err)
+int storage__template_build_log_tail(struct storage_pool *pool, const char *build_id, int64_t count,
+				     json_t **out, struct storage_error *err)
 {
 	static const char sql[] =
-		"SELECT j FROM (SELECT seq, json_strip_nulls(json_build_object('timestamp',"
-		" to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
-		" 'level', level, 'message', message, 'step', step)) AS j"
-		" FROM template_build_logs WHERE build_id::text = $1 ORDER BY seq DESC LIMIT $2::int) t"
-		" ORDER BY seq";
+	    "SELECT j FROM (SELECT seq, json_strip_nulls(json_build_object('timestamp',"
+	    " to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
+	    " 'level', level, 'message', message, 'step', step)) AS j"
+	    " FROM template_build_logs WHERE build_id::text = $1 ORDER BY seq DESC LIMIT $2::int) t"
+	    " ORDER BY seq";
 	char n[24];
-	const char *params[] = { build_id, n };
+	const char *params[] = {build_id, n};
 	PGresult *result;
 
 	snprintf(n, sizeof(n), "%lld", (long long)(count < 1 ? 1 : count));
@@ -391,7 +397,7 @@ int storage__team_template_count(struct storage_pool *pool, const char *team_id,
 {
 	static const char sql[] = "SELECT count(*) FROM team_templates WHERE team_id::text = $1"
 				  " AND deleted_at IS NULL";
-	const char *params[] = { team_id };
+	const char *params[] = {team_id};
 	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
 
 	if (!result)

@@ -8,7 +8,7 @@
 
 #include "warren/templates.h"
 
-static const char *const step_names[] = { "RUN", "COPY", "ENV", "WORKDIR", "USER" };
+static const char *const step_names[] = {"RUN", "COPY", "ENV", "WORKDIR", "USER"};
 
 const char *template_step__name(enum template_step_kind kind)
 {
@@ -48,7 +48,7 @@ bool template_step__env_name_valid(const char *name)
 
 const char *template_plan__image_base(const char *image)
 {
-	static const char *const prefixes[] = { "e2bdev/base", "debian:", "python:" };
+	static const char *const prefixes[] = {"e2bdev/base", "debian:", "python:"};
 
 	if (!image)
 		return NULL;
@@ -94,8 +94,7 @@ static bool is_clean_path(const char *s, bool absolute)
 }
 
 /* Validates the args of one step against its kind. 0 or -EINVAL. */
-static int step__check(const struct template_step *step, size_t index, char *err,
-		       size_t err_len)
+static int step__check(const struct template_step *step, size_t index, char *err, size_t err_len)
 {
 	const char **a = (const char **)step->args;
 	size_t n = step->arg_count;
@@ -145,12 +144,14 @@ static int step__parse(const json_t *item, size_t index, struct template_step *s
 		       size_t err_len)
 {
 	const json_t *type = json_object_get(item, "type"), *args = json_object_get(item, "args");
-	const json_t *hash = json_object_get(item, "filesHash"), *force = json_object_get(item, "force");
+	const json_t *hash = json_object_get(item, "filesHash"),
+		     *force = json_object_get(item, "force");
 	size_t i;
 
 	memset(step, 0, sizeof(*step));
 	if (!json_is_object(item) || !json_is_string(type)) {
-		snprintf(err, err_len, "steps[%zu]: an object with a string type is required", index);
+		snprintf(err, err_len, "steps[%zu]: an object with a string type is required",
+			 index);
 		return -EINVAL;
 	}
 	for (i = 0; i <= TEMPLATE_STEP_USER; i++)
@@ -167,14 +168,17 @@ static int step__parse(const json_t *item, size_t index, struct template_step *s
 		return -EINVAL;
 	}
 	if (json_array_size(args) > TEMPLATE_STEP_ARGS_MAX) {
-		snprintf(err, err_len, "steps[%zu]: more than %d args", index, TEMPLATE_STEP_ARGS_MAX);
+		snprintf(err, err_len, "steps[%zu]: more than %d args", index,
+			 TEMPLATE_STEP_ARGS_MAX);
 		return -EINVAL;
 	}
 	for (i = 0; i < json_array_size(args); i++) {
 		const json_t *arg = json_array_get(args, i);
 
-		if (!json_is_string(arg) || strlen(json_string_value(arg)) != json_string_length(arg)) {
-			snprintf(err, err_len, "steps[%zu]: args must be strings without NUL", index);
+		if (!json_is_string(arg) ||
+		    strlen(json_string_value(arg)) != json_string_length(arg)) {
+			snprintf(err, err_len, "steps[%zu]: args must be strings without NUL",
+				 index);
 			return -EINVAL;
 		}
 		step->args[step->arg_count++] = json_string_value(arg);
@@ -204,8 +208,7 @@ static int optional_string(const json_t *spec, const char *key, size_t max, cons
 	return 0;
 }
 
-int template_plan__parse(const json_t *spec, struct template_plan *plan, char *err,
-			 size_t err_len)
+int template_plan__parse(const json_t *spec, struct template_plan *plan, char *err, size_t err_len)
 {
 	const char *from_template, *base;
 	const json_t *steps;

@@ -37,8 +37,8 @@ void storage__template_build_clear(struct storage_template_build *build);
  * owns it already) and a new build of it in status waiting. CONFLICT when
  * another team owns the name or it is a host-installed template. */
 int storage__template_build_create(struct storage_pool *pool, const char *team_id,
-				   const char *template_id, const char *build_id,
-				   int32_t cpu_count, int32_t memory_mb, struct storage_error *err);
+				   const char *template_id, const char *build_id, int32_t cpu_count,
+				   int32_t memory_mb, struct storage_error *err);
 /* The build (team_id NULL: any team, for workers). NOT_FOUND otherwise. */
 int storage__template_build_get(struct storage_pool *pool, const char *team_id,
 				const char *build_id, struct storage_template_build *out,
@@ -46,16 +46,16 @@ int storage__template_build_get(struct storage_pool *pool, const char *team_id,
 /* waiting -> building with the steps (spec). CONFLICT when it is not
  * waiting (already started: the caller decides whether that is a retry). */
 int storage__template_build_start(struct storage_pool *pool, const char *team_id,
-				  const char *template_id, const char *build_id,
-				  const json_t *spec, struct storage_error *err);
+				  const char *template_id, const char *build_id, const json_t *spec,
+				  struct storage_error *err);
 /* A worker takes a building build: attempts + 1, host recorded. *attempts
  * gets the new count. CONFLICT when it is not building (finished). */
 int storage__template_build_claim(struct storage_pool *pool, const char *build_id,
-				  const char *host_id, int32_t *attempts, struct storage_error *err);
+				  const char *host_id, int32_t *attempts,
+				  struct storage_error *err);
 /* Appends one log line (level debug|info|warn|error, step may be NULL). */
-int storage__template_build_log(struct storage_pool *pool, const char *build_id,
-				const char *level, const char *step, const char *message,
-				struct storage_error *err);
+int storage__template_build_log(struct storage_pool *pool, const char *build_id, const char *level,
+				const char *step, const char *message, struct storage_error *err);
 /* building -> ready or error (reason, step may be NULL). CONFLICT when it
  * was not building. */
 int storage__template_build_finish(struct storage_pool *pool, const char *build_id,
@@ -66,8 +66,8 @@ int storage__template_build_finish(struct storage_pool *pool, const char *build_
 int storage__template_build_logs(struct storage_pool *pool, const char *build_id, int64_t offset,
 				 int64_t limit, json_t **out, struct storage_error *err);
 /* The last count log lines of a build (oldest first), same shape. */
-int storage__template_build_log_tail(struct storage_pool *pool, const char *build_id,
-				     int64_t count, json_t **out, struct storage_error *err);
+int storage__template_build_log_tail(struct storage_pool *pool, const char *build_id, int64_t count,
+				     json_t **out, struct storage_error *err);
 /* How many live (not deleted) templates the team has. */
 int storage__team_template_count(struct storage_pool *pool, const char *team_id, int64_t *count,
 				 struct storage_error *err);

@@ -21,49 +21,54 @@ struct plan_case {
 };
 
 static const struct plan_case plan_cases[] = {
-	{ "{\"fromTemplate\":\"base\",\"steps\":[]}", NULL },
-	{ "{\"fromTemplate\":\"base\",\"startCmd\":\"python3 -m http.server\",\"readyCmd\":\"true\","
-	  "\"force\":false,\"steps\":[{\"type\":\"RUN\",\"args\":[\"echo hi\"],\"force\":false},"
-	  "{\"type\":\"RUN\",\"args\":[\"apt-get update\",\"root\"]},"
-	  "{\"type\":\"COPY\",\"args\":[\"a.txt\",\"/home/user/\",\"\",\"\"],\"filesHash\":\"" HASH "\"},"
-	  "{\"type\":\"COPY\",\"args\":[\"dir\",\"app\",\"user\",\"0755\"],\"filesHash\":\"" HASH "\"},"
-	  "{\"type\":\"ENV\",\"args\":[\"A\",\"1\",\"B_2\",\"x y\"]},"
-	  "{\"type\":\"WORKDIR\",\"args\":[\"/app\"]},{\"type\":\"USER\",\"args\":[\"root\"]}]}",
-	  NULL },
-	{ "{\"fromImage\":\"e2bdev/base\",\"steps\":[]}", NULL },
-	{ "{\"fromImage\":\"debian:bookworm\"}", NULL },
-	{ "{\"fromImage\":\"python:3.12\"}", NULL },
-	{ "[]", "JSON object" },
-	{ "{}", "exactly one of fromImage or fromTemplate" },
-	{ "{\"fromTemplate\":\"base\",\"fromImage\":\"debian:12\"}", "exactly one" },
-	{ "{\"fromImage\":\"ubuntu:22.04\"}", "'ubuntu:22.04' is not supported" },
-	{ "{\"fromImage\":\"e2bdev/basement\"}", "not supported" },
-	{ "{\"fromTemplate\":\"../etc\"}", "not a template name" },
-	{ "{\"fromImage\":\"debian:12\",\"fromImageRegistry\":{\"type\":\"registry\"}}", "fromImageRegistry" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":{}}", "steps must be an array" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"EXPOSE\",\"args\":[\"80\"]}]}",
-	  "unsupported step type 'EXPOSE'" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"args\":[]}]}", "string type" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"RUN\",\"args\":[]}]}",
-	  "steps[0]: invalid arguments for RUN" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"RUN\",\"args\":[\"x\",\"bad user\"]}]}",
-	  "invalid arguments for RUN" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"RUN\",\"args\":[1]}]}", "strings" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"COPY\",\"args\":[\"a\",\"/a\"]}]}",
-	  "COPY needs filesHash" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"COPY\",\"args\":[\"a\",\"/a\"],"
-	  "\"filesHash\":\"ABC\"}]}", "COPY needs filesHash" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"COPY\",\"args\":[\"a\",\"/a\",\"\",\"999\"],"
-	  "\"filesHash\":\"" HASH "\"}]}", "invalid arguments for COPY" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"ENV\",\"args\":[\"A\"]}]}",
-	  "invalid arguments for ENV" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"ENV\",\"args\":[\"1A\",\"x\"]}]}",
-	  "invalid arguments for ENV" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"USER\",\"args\":[\"a\",\"b\"]}]}",
-	  "invalid arguments for USER" },
-	{ "{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"WORKDIR\",\"args\":[\"a\\nb\"]}]}",
-	  "invalid arguments for WORKDIR" },
-	{ "{\"fromTemplate\":\"base\",\"startCmd\":5}", "startCmd must be a string" },
+    {"{\"fromTemplate\":\"base\",\"steps\":[]}", NULL},
+    {"{\"fromTemplate\":\"base\",\"startCmd\":\"python3 -m http.server\",\"readyCmd\":\"true\","
+     "\"force\":false,\"steps\":[{\"type\":\"RUN\",\"args\":[\"echo hi\"],\"force\":false},"
+     "{\"type\":\"RUN\",\"args\":[\"apt-get update\",\"root\"]},"
+     "{\"type\":\"COPY\",\"args\":[\"a.txt\",\"/home/user/\",\"\",\"\"],\"filesHash\":\"" HASH
+     "\"},"
+     "{\"type\":\"COPY\",\"args\":[\"dir\",\"app\",\"user\",\"0755\"],\"filesHash\":\"" HASH "\"},"
+     "{\"type\":\"ENV\",\"args\":[\"A\",\"1\",\"B_2\",\"x y\"]},"
+     "{\"type\":\"WORKDIR\",\"args\":[\"/app\"]},{\"type\":\"USER\",\"args\":[\"root\"]}]}",
+     NULL},
+    {"{\"fromImage\":\"e2bdev/base\",\"steps\":[]}", NULL},
+    {"{\"fromImage\":\"debian:bookworm\"}", NULL},
+    {"{\"fromImage\":\"python:3.12\"}", NULL},
+    {"[]", "JSON object"},
+    {"{}", "exactly one of fromImage or fromTemplate"},
+    {"{\"fromTemplate\":\"base\",\"fromImage\":\"debian:12\"}", "exactly one"},
+    {"{\"fromImage\":\"ubuntu:22.04\"}", "'ubuntu:22.04' is not supported"},
+    {"{\"fromImage\":\"e2bdev/basement\"}", "not supported"},
+    {"{\"fromTemplate\":\"../etc\"}", "not a template name"},
+    {"{\"fromImage\":\"debian:12\",\"fromImageRegistry\":{\"type\":\"registry\"}}",
+     "fromImageRegistry"},
+    {"{\"fromTemplate\":\"base\",\"steps\":{}}", "steps must be an array"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"EXPOSE\",\"args\":[\"80\"]}]}",
+     "unsupported step type 'EXPOSE'"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"args\":[]}]}", "string type"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"RUN\",\"args\":[]}]}",
+     "steps[0]: invalid arguments for RUN"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"RUN\",\"args\":[\"x\",\"bad user\"]}]}",
+     "invalid arguments for RUN"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"RUN\",\"args\":[1]}]}", "strings"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"COPY\",\"args\":[\"a\",\"/a\"]}]}",
+     "COPY needs filesHash"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"COPY\",\"args\":[\"a\",\"/a\"],"
+     "\"filesHash\":\"ABC\"}]}",
+     "COPY needs filesHash"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"COPY\",\"args\":[\"a\",\"/"
+     "a\",\"\",\"999\"],"
+     "\"filesHash\":\"" HASH "\"}]}",
+     "invalid arguments for COPY"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"ENV\",\"args\":[\"A\"]}]}",
+     "invalid arguments for ENV"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"ENV\",\"args\":[\"1A\",\"x\"]}]}",
+     "invalid arguments for ENV"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"USER\",\"args\":[\"a\",\"b\"]}]}",
+     "invalid arguments for USER"},
+    {"{\"fromTemplate\":\"base\",\"steps\":[{\"type\":\"WORKDIR\",\"args\":[\"a\\nb\"]}]}",
+     "invalid arguments for WORKDIR"},
+    {"{\"fromTemplate\":\"base\",\"startCmd\":5}", "startCmd must be a string"},
 };
 
 static void test_plan_cases(void **state)
@@ -85,8 +90,8 @@ static void test_plan_cases(void **state)
 				fail_msg("case %zu should be valid: %s", i, err);
 		} else {
 			if (!rc || !strstr(err, plan_cases[i].error))
-				fail_msg("case %zu: want '%s', got rc %d '%s'", i, plan_cases[i].error, rc,
-					 err);
+				fail_msg("case %zu: want '%s', got rc %d '%s'", i,
+					 plan_cases[i].error, rc, err);
 		}
 		json_decref(body);
 	}
@@ -146,24 +151,24 @@ struct route_case {
 };
 
 static const struct route_case route_cases[] = {
-	{ "POST", "/v3/templates", API_ROUTE_TEMPLATE_CREATE, "", "", "" },
-	{ "GET", "/v3/templates", API_ROUTE_BAD_METHOD, "", "", "" },
-	{ "GET", "/templates", API_ROUTE_TEMPLATE_LIST, "", "", "" },
-	{ "GET", "/templates/", API_ROUTE_TEMPLATE_LIST, "", "", "" },
-	{ "GET", "/templates/my-t", API_ROUTE_TEMPLATE_GET, "my-t", "", "" },
-	{ "DELETE", "/templates/my-t", API_ROUTE_TEMPLATE_DELETE, "my-t", "", "" },
-	{ "PUT", "/templates/my-t", API_ROUTE_BAD_METHOD, "my-t", "", "" },
-	{ "GET", "/templates/aliases/my-t", API_ROUTE_TEMPLATE_ALIAS, "my-t", "", "" },
-	{ "GET", "/templates/t/files/abc", API_ROUTE_TEMPLATE_FILE, "t", "", "abc" },
-	{ "PUT", "/templates/t/files/abc/upload", API_ROUTE_TEMPLATE_UPLOAD, "t", "", "abc" },
-	{ "POST", "/v2/templates/t/builds/b1", API_ROUTE_TEMPLATE_BUILD, "t", "b1", "" },
-	{ "GET", "/templates/t/builds/b1/status", API_ROUTE_TEMPLATE_BUILD_STATUS, "t", "b1", "" },
-	{ "GET", "/templates/t/builds/b1/logs", API_ROUTE_TEMPLATE_BUILD_LOGS, "t", "b1", "" },
-	{ "GET", "/templates/t/builds/b1/other", API_ROUTE_NOT_FOUND, "", "", "" },
-	{ "GET", "/templates/t/files/abc/nope", API_ROUTE_NOT_FOUND, "", "", "" },
-	{ "GET", "/templates//x", API_ROUTE_NOT_FOUND, "", "", "" },
-	{ "POST", "/v2/templates/t/other/b1", API_ROUTE_NOT_FOUND, "", "", "" },
-	{ "GET", "/health", API_ROUTE_HEALTH, "", "", "" },
+    {"POST", "/v3/templates", API_ROUTE_TEMPLATE_CREATE, "", "", ""},
+    {"GET", "/v3/templates", API_ROUTE_BAD_METHOD, "", "", ""},
+    {"GET", "/templates", API_ROUTE_TEMPLATE_LIST, "", "", ""},
+    {"GET", "/templates/", API_ROUTE_TEMPLATE_LIST, "", "", ""},
+    {"GET", "/templates/my-t", API_ROUTE_TEMPLATE_GET, "my-t", "", ""},
+    {"DELETE", "/templates/my-t", API_ROUTE_TEMPLATE_DELETE, "my-t", "", ""},
+    {"PUT", "/templates/my-t", API_ROUTE_BAD_METHOD, "my-t", "", ""},
+    {"GET", "/templates/aliases/my-t", API_ROUTE_TEMPLATE_ALIAS, "my-t", "", ""},
+    {"GET", "/templates/t/files/abc", API_ROUTE_TEMPLATE_FILE, "t", "", "abc"},
+    {"PUT", "/templates/t/files/abc/upload", API_ROUTE_TEMPLATE_UPLOAD, "t", "", "abc"},
+    {"POST", "/v2/templates/t/builds/b1", API_ROUTE_TEMPLATE_BUILD, "t", "b1", ""},
+    {"GET", "/templates/t/builds/b1/status", API_ROUTE_TEMPLATE_BUILD_STATUS, "t", "b1", ""},
+    {"GET", "/templates/t/builds/b1/logs", API_ROUTE_TEMPLATE_BUILD_LOGS, "t", "b1", ""},
+    {"GET", "/templates/t/builds/b1/other", API_ROUTE_NOT_FOUND, "", "", ""},
+    {"GET", "/templates/t/files/abc/nope", API_ROUTE_NOT_FOUND, "", "", ""},
+    {"GET", "/templates//x", API_ROUTE_NOT_FOUND, "", "", ""},
+    {"POST", "/v2/templates/t/other/b1", API_ROUTE_NOT_FOUND, "", "", ""},
+    {"GET", "/health", API_ROUTE_HEALTH, "", "", ""},
 };
 
 static void test_routes(void **state)
@@ -188,10 +193,10 @@ static void test_routes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_plan_cases),
-		cmocka_unit_test(test_plan_fields),
-		cmocka_unit_test(test_names),
-		cmocka_unit_test(test_routes),
+	    cmocka_unit_test(test_plan_cases),
+	    cmocka_unit_test(test_plan_fields),
+	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_routes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

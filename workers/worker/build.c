@@ -47,9 +47,9 @@ static void builds__publish(struct builds *b, const struct storage_template_buil
 	if (ev && reason && reason[0])
 		json_object_set_new(ev, "reason", json_string(reason));
 	text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-	if (text && kafka_producer__produce_sync(b->worker->producer, b->events_topic, row->id,
-						 strlen(row->id), text, strlen(text), NULL, 0,
-						 5000, NULL))
+	if (text &&
+	    kafka_producer__produce_sync(b->worker->producer, b->events_topic, row->id,
+					 strlen(row->id), text, strlen(text), NULL, 0, 5000, NULL))
 		log_warn("build %s: its outcome event was not acknowledged", row->id);
 	free(text);
 	json_decref(ev);
@@ -63,10 +63,9 @@ static int builds__finish(struct builds *b, struct build_run *run, bool ok)
 
 	if (!ok)
 		build__log(run, "error", "build failed: %s", run->reason);
-	rc = storage__template_build_finish(b->worker->storage, run->row->id,
-					    ok ? TEMPLATE_BUILD_READY : TEMPLATE_BUILD_ERROR,
-					    ok ? NULL : run->reason,
-					    ok ? NULL : (run->step[0] ? run->step : NULL), &e);
+	rc = storage__template_build_finish(
+	    b->worker->storage, run->row->id, ok ? TEMPLATE_BUILD_READY : TEMPLATE_BUILD_ERROR,
+	    ok ? NULL : run->reason, ok ? NULL : (run->step[0] ? run->step : NULL), &e);
 	if (rc == STORAGE_ERR_UNAVAILABLE)
 		return -EAGAIN;
 	if (rc)
@@ -80,8 +79,8 @@ static int builds__finish(struct builds *b, struct build_run *run, bool ok)
 static int builds__handle(struct builds *b, const char *payload, size_t len)
 {
 	struct worker *worker = b->worker;
-	struct storage_template_build row = { 0 };
-	struct build_run run = { .worker = worker, .row = &row };
+	struct storage_template_build row = {0};
+	struct build_run run = {.worker = worker, .row = &row};
 	struct template_plan *plan = NULL;
 	struct storage_error e;
 	json_error_t jerr;
@@ -103,17 +102,19 @@ static int builds__handle(struct builds *b, const char *payload, size_t len)
 	}
 	if (row.status != TEMPLATE_BUILD_BUILDING) {
 		if (row.status != TEMPLATE_BUILD_WAITING)
-			builds__publish(b, &row, template_build__status_name(row.status), row.reason);
+			builds__publish(b, &row, template_build__status_name(row.status),
+					row.reason);
 		goto out;
 	}
-	rc = storage__template_build_claim(worker->storage, build_id, worker->host_id, &attempts, &e);
+	rc = storage__template_build_claim(worker->storage, build_id, worker->host_id, &attempts,
+					   &e);
 	if (rc) {
 		rc = rc == STORAGE_ERR_UNAVAILABLE ? -EAGAIN : 0;
 		goto out;
 	}
 	if (attempts > max_attempts) {
 		char work[PATH_MAX];
-		const char *rm[] = { "rm", "-rf", "--one-file-system", work, NULL };
+		const char *rm[] = {"rm", "-rf", "--one-file-system", work, NULL};
 
 		snprintf(work, sizeof(work), "%s/.build-%s", templates__cache_dir(), build_id);
 		build__spawn_wait(rm); /* what the interrupted attempts left */
@@ -124,14 +125,16 @@ static int builds__handle(struct builds *b, const char *payload, size_t len)
 		goto out;
 	}
 	if (attempts > 1)
-		build__log(&run, "warn", "retrying: attempt %d of %lld (an earlier one was interrupted)",
+		build__log(&run, "warn",
+			   "retrying: attempt %d of %lld (an earlier one was interrupted)",
 			   attempts, (long long)max_attempts);
 	build__log(&run, "info", "building template %s on host %s", row.template_id,
 		   worker->host_id);
 	plan = calloc(1, sizeof(*plan));
 	run.envs = json_object();
 	if (!plan || !run.envs || template_plan__parse(row.spec, plan, err, sizeof(err))) {
-		snprintf(run.reason, sizeof(run.reason), "invalid build: %s", plan ? err : "no memory");
+		snprintf(run.reason, sizeof(run.reason), "invalid build: %s",
+			 plan ? err : "no memory");
 		rc = builds__finish(b, &run, false);
 		goto out;
 	}
@@ -170,18 +173,21 @@ static void builds__prune_deleted(struct builds *b)
 		json_decref(meta);
 		if (!built)
 			continue;
-		json_array_foreach(ids, k, id)
-			kept = kept || !strcmp(json_string_value(id), installed[i].name);
+		json_array_foreach(ids, k, id) kept =
+		    kept || !strcmp(json_string_value(id), installed[i].name);
 		bool in_use = true;
-		if (kept || storage__template_in_use(b->worker->storage, installed[i].name, &in_use,
-						     NULL) || in_use)
+		if (kept ||
+		    storage__template_in_use(b->worker->storage, installed[i].name, &in_use,
+					     NULL) ||
+		    in_use)
 			continue; /* its sandboxes keep their tree until they end */
 		snprintf(link, sizeof(link), "%s/%s", templates__dir(), installed[i].name);
 		unlink(link);
-		const char *rm[] = { "rm", "-rf", "--one-file-system", installed[i].dir, NULL };
+		const char *rm[] = {"rm", "-rf", "--one-file-system", installed[i].dir, NULL};
 		build__spawn_wait(rm);
 		storage__template_forget(b->worker->storage, installed[i].name, NULL);
-		log_info("template %s: deleted by its team, removed from this host", installed[i].name);
+		log_info("template %s: deleted by its team, removed from this host",
+			 installed[i].name);
 	}
 out:
 	free(installed);
@@ -194,7 +200,7 @@ static void *builds__loop(void *opaque)
 	uint64_t pruned_ms = 0;
 
 	while (!atomic_load(&b->worker->stopping)) {
-		struct kafka_message msg = { 0 };
+		struct kafka_message msg = {0};
 		int rc;
 
 		if (clock__monotonic_ms() - pruned_ms >
@@ -239,12 +245,12 @@ struct builds *builds__start(struct worker *worker)
 	}
 	/* A build may take long: the group must not think we died. */
 	struct kafka_consumer_config config = {
-		.group_id = config__get("builder_group", "warren-builders"),
-		.session_timeout_ms = (int)config__get_int("kafka_session_timeout_ms", 10000),
-		.max_poll_interval_ms =
-			(int)config__get_int("template_build_max_poll_ms", 6 * 3600 * 1000),
+	    .group_id = config__get("builder_group", "warren-builders"),
+	    .session_timeout_ms = (int)config__get_int("kafka_session_timeout_ms", 10000),
+	    .max_poll_interval_ms =
+		(int)config__get_int("template_build_max_poll_ms", 6 * 3600 * 1000),
 	};
-	const char *topics[] = { b->topic };
+	const char *topics[] = {b->topic};
 	b->consumer = kafka_consumer__new(&config, err, sizeof(err));
 	if (!b->consumer || kafka_consumer__subscribe(b->consumer, topics, 1) ||
 	    pthread_create(&b->thread, NULL, builds__loop, b)) {

@@ -32,18 +32,18 @@ struct build_run {
 	struct worker *worker;
 	const struct storage_template_build *row;
 	const struct template_plan *plan;
-	char user[33];		/* the current USER */
-	char workdir[1025];	/* the current WORKDIR */
-	json_t *envs;		/* ENV so far: object of strings */
-	char work[8192];	/* the entry being built (renamed when done) */
-	char rootfs[8300];	/* work + "/rootfs" */
-	char step[24];		/* "1".. the step being run, "base", "finalize" */
-	char reason[1024];	/* why it failed */
+	char user[33];	    /* the current USER */
+	char workdir[1025]; /* the current WORKDIR */
+	json_t *envs;	    /* ENV so far: object of strings */
+	char work[8192];    /* the entry being built (renamed when done) */
+	char rootfs[8300];  /* work + "/rootfs" */
+	char step[24];	    /* "1".. the step being run, "base", "finalize" */
+	char reason[1024];  /* why it failed */
 };
 
 /* Appends one log line of the build (also to the worker's log). */
 void build__log(struct build_run *run, const char *level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Runs every step and installs the result: 0, or -1 with run->reason
  * and run->step set. */
 int build__execute(struct build_run *run);
@@ -64,7 +64,7 @@ int build__sandbox_start_cmd(const char *template_id, const char *agent_address,
 			     size_t err_len);
 /* The template's envs/user/workdir (template.json) for /init; *envs is a
  * new object (maybe empty), user/workdir "" when unset. */
-void build__template_defaults(const char *template_id, json_t **envs, char *user,
-			      size_t user_len, char *workdir, size_t workdir_len);
+void build__template_defaults(const char *template_id, json_t **envs, char *user, size_t user_len,
+			      char *workdir, size_t workdir_len);
 
 #endif

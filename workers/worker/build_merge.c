@@ -43,7 +43,7 @@ int build__spawn_wait(const char *const *argv)
 
 static int remove_tree(const char *path)
 {
-	const char *argv[] = { "rm", "-rf", "--one-file-system", "--", path, NULL };
+	const char *argv[] = {"rm", "-rf", "--one-file-system", "--", path, NULL};
 
 	return build__spawn_wait(argv);
 }
@@ -94,8 +94,8 @@ static int merge__visit(const char *path, const struct stat *st, int type, struc
 		return 0;
 	}
 	if (S_ISDIR(st->st_mode)) {
-		bool opaque = has_xattr(path, "user.overlay.opaque", value, sizeof(value)) &&
-			      value[0] == 'y';
+		bool opaque =
+		    has_xattr(path, "user.overlay.opaque", value, sizeof(value)) && value[0] == 'y';
 
 		if (target_exists && (opaque || !S_ISDIR(tst.st_mode)) && remove_tree(target))
 			merge_failed = 1;
@@ -106,8 +106,8 @@ static int merge__visit(const char *path, const struct stat *st, int type, struc
 owner:
 	if (st->st_uid >= merge_host_uid && st->st_uid < merge_host_uid + 65536u) {
 		gid_t gid = st->st_gid >= merge_host_uid && st->st_gid < merge_host_uid + 65536u
-				    ? st->st_gid - merge_host_uid
-				    : st->st_gid;
+				? st->st_gid - merge_host_uid
+				: st->st_gid;
 
 		if (lchown(path, st->st_uid - merge_host_uid, gid))
 			merge_failed = 1;
@@ -122,7 +122,7 @@ int build__merge_upper(const char *upper, const char *rootfs, unsigned host_uid,
 		       size_t err_len)
 {
 	char source[PATH_MAX + 4], dest[PATH_MAX + 4];
-	const char *cp[] = { "cp", "-a", "--remove-destination", source, dest, NULL };
+	const char *cp[] = {"cp", "-a", "--remove-destination", source, dest, NULL};
 
 	merge_upper = upper;
 	merge_rootfs = rootfs;

@@ -81,7 +81,7 @@ static int agent__run(const char *address, int port, const char *token, const ch
 				    "args", "-c", script, "sh", arg1 ? arg1 : "");
 	char *text = request ? json_dumps(request, JSON_COMPACT) : NULL;
 	struct curl_slist *headers = NULL;
-	struct body response = { 0 };
+	struct body response = {0};
 	char url[128], token_header[160];
 	unsigned char *framed = NULL;
 	size_t len = text ? strlen(text) : 0;
@@ -136,8 +136,8 @@ static json_t *template_json(const char *template_id)
 	return json_load_file(path, 0, NULL);
 }
 
-void build__template_defaults(const char *template_id, json_t **envs, char *user,
-			      size_t user_len, char *workdir, size_t workdir_len)
+void build__template_defaults(const char *template_id, json_t **envs, char *user, size_t user_len,
+			      char *workdir, size_t workdir_len)
 {
 	json_t *meta = template_json(template_id);
 	const json_t *e = json_object_get(meta, "envs");
@@ -146,9 +146,8 @@ void build__template_defaults(const char *template_id, json_t **envs, char *user
 
 	*envs = json_object();
 	user[0] = workdir[0] = '\0';
-	json_object_foreach((json_t *)e, key, value)
-		if (json_is_string(value))
-			json_object_set(*envs, key, value);
+	json_object_foreach((json_t *)e, key, value) if (json_is_string(value))
+	    json_object_set(*envs, key, value);
 	if (json_is_string(json_object_get(meta, "user")))
 		snprintf(user, user_len, "%s", json_string_value(json_object_get(meta, "user")));
 	if (json_is_string(json_object_get(meta, "workdir")))
@@ -162,12 +161,12 @@ int build__sandbox_start_cmd(const char *template_id, const char *agent_address,
 			     size_t err_len)
 {
 	static const char detach[] =
-		"( exec /bin/sh -c \"$1\" ) </dev/null >>/tmp/warren-start-cmd.log 2>&1 &";
+	    "( exec /bin/sh -c \"$1\" ) </dev/null >>/tmp/warren-start-cmd.log 2>&1 &";
 	json_t *meta = template_json(template_id);
 	const char *start = json_string_value(json_object_get(meta, "start_cmd"));
 	const char *ready = json_string_value(json_object_get(meta, "ready_cmd"));
 	uint64_t begun = clock__monotonic_ms();
-	struct timespec pause = { 0, 500 * 1000 * 1000 };
+	struct timespec pause = {0, 500 * 1000 * 1000};
 	int ret = 0, code;
 
 	if (!start && !ready)

@@ -68,8 +68,8 @@ void build__log(struct build_run *run, const char *level, const char *fmt, ...)
  * were /). An fd or -1. */
 static int open_in_root(const char *root, const char *path, int flags)
 {
-	struct open_how how = { .flags = (uint64_t)flags | O_CLOEXEC,
-				.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+	struct open_how how = {.flags = (uint64_t)flags | O_CLOEXEC,
+			       .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
 	int root_fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC), fd;
 
 	if (root_fd < 0)
@@ -95,7 +95,7 @@ static int build__lookup_user(const char *rootfs, const char *user, unsigned *ui
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f)) {
-		char *fields[7] = { 0 }, *save = NULL, *p = line;
+		char *fields[7] = {0}, *save = NULL, *p = line;
 		int n = 0;
 
 		line[strcspn(line, "\n")] = '\0';
@@ -118,17 +118,19 @@ static int build__lookup_user(const char *rootfs, const char *user, unsigned *ui
 
 /* The envp of a step's jail: PATH, HOME, the template's ENV, then extra
  * (NULL-terminated). Strings are malloc'ed into out (free_env). */
-static int build__env(struct build_run *run, const char *home, const char *const *extra,
-		      char **out, size_t out_len)
+static int build__env(struct build_run *run, const char *home, const char *const *extra, char **out,
+		      size_t out_len)
 {
 	const char *key;
 	json_t *value;
 	size_t n = 0;
 
-	if (asprintf(&out[n++], "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") < 0 ||
+	if (asprintf(&out[n++],
+		     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") < 0 ||
 	    asprintf(&out[n++], "HOME=%s", home) < 0)
 		return -1;
-	json_object_foreach(run->envs, key, value) {
+	json_object_foreach(run->envs, key, value)
+	{
 		if (n + 1 >= out_len)
 			return -1;
 		if (asprintf(&out[n++], "%s=%s", key, json_string_value(value)) < 0)
@@ -151,8 +153,7 @@ static void free_env(char **env)
 
 /* Copies the new bytes of console.log (from *offset) into the build log,
  * line by line (a partial last line waits unless flush). */
-static void build__pump_console(struct build_run *run, const char *path, off_t *offset,
-				bool flush)
+static void build__pump_console(struct build_run *run, const char *path, off_t *offset, bool flush)
 {
 	char buffer[8192];
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -191,8 +192,8 @@ static int build__jail_step(struct build_run *run, const char *netns, const char
 {
 	const char *state_dir = config__get("state_dir", "/var/lib/warren/sandboxes");
 	char id[64], dir[PATH_MAX * 3], console[PATH_MAX * 3], upper[PATH_MAX * 3], err[512];
-	char *envp[JAIL_ENV_MAX] = { 0 };
-	const char *argv[] = { "/bin/sh", "-c", script, NULL };
+	char *envp[JAIL_ENV_MAX] = {0};
+	const char *argv[] = {"/bin/sh", "-c", script, NULL};
 	int64_t timeout_ms = config__get_int("template_build_step_timeout_s", 1800) * 1000;
 	uint64_t started = clock__monotonic_ms();
 	struct jail *jail = NULL;
@@ -210,22 +211,22 @@ static int build__jail_step(struct build_run *run, const char *netns, const char
 		goto out;
 	}
 	struct jail_config config = {
-		.id = id,
-		.rootfs = run->rootfs,
-		.netns_path = netns,
-		.state_dir = state_dir,
-		.memory_max_bytes = (uint64_t)(run->row->memory_mb < 512 ? 512 : run->row->memory_mb)
-				    << 20,
-		.cpu_millicores = (uint32_t)run->row->cpu_count * 1000,
-		.pids_max = 4096,
-		.disk_max_bytes = 0,
-		.argv = argv,
-		.envp = (const char *const *)envp,
+	    .id = id,
+	    .rootfs = run->rootfs,
+	    .netns_path = netns,
+	    .state_dir = state_dir,
+	    .memory_max_bytes = (uint64_t)(run->row->memory_mb < 512 ? 512 : run->row->memory_mb)
+				<< 20,
+	    .cpu_millicores = (uint32_t)run->row->cpu_count * 1000,
+	    .pids_max = 4096,
+	    .disk_max_bytes = 0,
+	    .argv = argv,
+	    .envp = (const char *const *)envp,
 	};
 	jail = jail__start(&config, err, sizeof(err));
 	if (!jail) {
-		snprintf(run->reason, sizeof(run->reason), "step %s: the build jail did not start: %s",
-			 run->step, err);
+		snprintf(run->reason, sizeof(run->reason),
+			 "step %s: the build jail did not start: %s", run->step, err);
 		goto out;
 	}
 	while (jail__wait(jail, 300) == -ETIMEDOUT) {
@@ -261,13 +262,14 @@ out:
 static int build__run(struct build_run *run, const char *netns, const struct template_step *s)
 {
 	static const char script[] =
-		"mkdir -p \"$WARREN_BUILD_WORKDIR\" 2>/dev/null; cd \"$WARREN_BUILD_WORKDIR\" || exit 1\n"
-		"if [ \"$WARREN_BUILD_UID\" = 0 ]; then exec /bin/sh -c \"$WARREN_BUILD_CMD\"; fi\n"
-		"if setpriv --help 2>&1 | grep -q reuid; then\n"
-		"  exec setpriv --reuid=\"$WARREN_BUILD_UID\" --regid=\"$WARREN_BUILD_GID\" "
-		"--clear-groups /bin/sh -c \"$WARREN_BUILD_CMD\"\n"
-		"fi\n" /* busybox's setpriv cannot: its su can */
-		"exec su -s /bin/sh \"$WARREN_BUILD_USER\" -c \"$WARREN_BUILD_CMD\"\n";
+	    "mkdir -p \"$WARREN_BUILD_WORKDIR\" 2>/dev/null; cd \"$WARREN_BUILD_WORKDIR\" || exit "
+	    "1\n"
+	    "if [ \"$WARREN_BUILD_UID\" = 0 ]; then exec /bin/sh -c \"$WARREN_BUILD_CMD\"; fi\n"
+	    "if setpriv --help 2>&1 | grep -q reuid; then\n"
+	    "  exec setpriv --reuid=\"$WARREN_BUILD_UID\" --regid=\"$WARREN_BUILD_GID\" "
+	    "--clear-groups /bin/sh -c \"$WARREN_BUILD_CMD\"\n"
+	    "fi\n" /* busybox's setpriv cannot: its su can */
+	    "exec su -s /bin/sh \"$WARREN_BUILD_USER\" -c \"$WARREN_BUILD_CMD\"\n";
 	const char *user = s->arg_count > 1 && s->args[1][0] ? s->args[1] : run->user;
 	unsigned uid, gid;
 	char home[512], e_uid[48], e_gid[48], e_wd[1100], e_user[64], *e_cmd = NULL;
@@ -284,7 +286,7 @@ static int build__run(struct build_run *run, const char *netns, const struct tem
 	snprintf(e_user, sizeof(e_user), "WARREN_BUILD_USER=%s", user);
 	if (asprintf(&e_cmd, "WARREN_BUILD_CMD=%s", s->args[0]) < 0)
 		return -1;
-	const char *extra[] = { e_uid, e_gid, e_wd, e_user, e_cmd, NULL };
+	const char *extra[] = {e_uid, e_gid, e_wd, e_user, e_cmd, NULL};
 	ret = build__jail_step(run, netns, script, home, extra);
 	free(e_cmd);
 	return ret;
@@ -295,7 +297,7 @@ static int build__run(struct build_run *run, const char *netns, const struct tem
 static int build__stage_upload(struct build_run *run, const char *hash, bool *gzip)
 {
 	char stage[PATH_MAX * 3], source[PATH_MAX * 3], buffer[65536];
-	const char *argv[] = { "rm", "-rf", "--one-file-system", stage, NULL };
+	const char *argv[] = {"rm", "-rf", "--one-file-system", stage, NULL};
 	int in = -1, out = -1, ret = -1;
 	ssize_t n;
 
@@ -306,7 +308,8 @@ static int build__stage_upload(struct build_run *run, const char *hash, bool *gz
 	if (build__spawn_wait(argv) || mkdir(stage, 0700))
 		goto out;
 	in = open(source, O_RDONLY | O_CLOEXEC);
-	out = open_in_root(run->rootfs, "/.warren-copy/files.tar", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW);
+	out = open_in_root(run->rootfs, "/.warren-copy/files.tar",
+			   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW);
 	if (in < 0 || out < 0)
 		goto out;
 	*gzip = false;
@@ -335,27 +338,30 @@ out:
 static int build__copy(struct build_run *run, const char *netns, const struct template_step *s)
 {
 	static const char script[] =
-		"set -e\n"
-		"mkdir -p /tmp/.warren-copy && tar -x${WARREN_COPY_Z}f /.warren-copy/files.tar -C /tmp/.warren-copy\n"
-		"mkdir -p \"$WARREN_BUILD_WORKDIR\"; cd \"$WARREN_BUILD_WORKDIR\"\n"
-		"dest=\"$WARREN_COPY_DEST\"; case \"$dest\" in /*) ;; *) dest=\"$PWD/$dest\";; esac\n"
-		"cd /tmp/.warren-copy; found=0\n"
-		"for m in $WARREN_COPY_SRC; do\n"
-		"  [ -e \"$m\" ] || [ -L \"$m\" ] || continue; found=1\n"
-		"  if [ -d \"$m\" ] && [ ! -L \"$m\" ]; then mkdir -p \"$dest\"; cp -a \"$m\"/. \"$dest\"/; t=\"$dest\"\n"
-		"  else case \"$dest\" in */) mkdir -p \"$dest\"; t=\"$dest$(basename \"$m\")\";;\n"
-		"    *) if [ -d \"$dest\" ]; then t=\"$dest/$(basename \"$m\")\"; else mkdir -p \"$(dirname \"$dest\")\"; t=\"$dest\"; fi;; esac\n"
-		"    cp -a \"$m\" \"$t\"; fi\n"
-		"  chown -R \"$WARREN_COPY_OWNER\" \"$t\"\n"
-		"  if [ -n \"$WARREN_COPY_MODE\" ]; then chmod -R \"$WARREN_COPY_MODE\" \"$t\"; fi\n"
-		"  echo \"copied $m -> $t\"\n"
-		"done\n"
-		"[ $found = 1 ] || { echo \"COPY: nothing matches $WARREN_COPY_SRC\" >&2; exit 1; }\n";
+	    "set -e\n"
+	    "mkdir -p /tmp/.warren-copy && tar -x${WARREN_COPY_Z}f /.warren-copy/files.tar -C "
+	    "/tmp/.warren-copy\n"
+	    "mkdir -p \"$WARREN_BUILD_WORKDIR\"; cd \"$WARREN_BUILD_WORKDIR\"\n"
+	    "dest=\"$WARREN_COPY_DEST\"; case \"$dest\" in /*) ;; *) dest=\"$PWD/$dest\";; esac\n"
+	    "cd /tmp/.warren-copy; found=0\n"
+	    "for m in $WARREN_COPY_SRC; do\n"
+	    "  [ -e \"$m\" ] || [ -L \"$m\" ] || continue; found=1\n"
+	    "  if [ -d \"$m\" ] && [ ! -L \"$m\" ]; then mkdir -p \"$dest\"; cp -a \"$m\"/. "
+	    "\"$dest\"/; t=\"$dest\"\n"
+	    "  else case \"$dest\" in */) mkdir -p \"$dest\"; t=\"$dest$(basename \"$m\")\";;\n"
+	    "    *) if [ -d \"$dest\" ]; then t=\"$dest/$(basename \"$m\")\"; else mkdir -p "
+	    "\"$(dirname \"$dest\")\"; t=\"$dest\"; fi;; esac\n"
+	    "    cp -a \"$m\" \"$t\"; fi\n"
+	    "  chown -R \"$WARREN_COPY_OWNER\" \"$t\"\n"
+	    "  if [ -n \"$WARREN_COPY_MODE\" ]; then chmod -R \"$WARREN_COPY_MODE\" \"$t\"; fi\n"
+	    "  echo \"copied $m -> $t\"\n"
+	    "done\n"
+	    "[ $found = 1 ] || { echo \"COPY: nothing matches $WARREN_COPY_SRC\" >&2; exit 1; }\n";
 	const char *user = s->arg_count > 2 && s->args[2][0] ? s->args[2] : run->user;
 	unsigned uid, gid;
 	char home[512], e_wd[1100], e_src[1100], e_dest[1100], e_owner[64], e_mode[32], e_z[16];
 	char stage[PATH_MAX * 3];
-	const char *rm[] = { "rm", "-rf", "--one-file-system", stage, NULL };
+	const char *rm[] = {"rm", "-rf", "--one-file-system", stage, NULL};
 	bool gzip = false;
 	int ret;
 
@@ -372,7 +378,7 @@ static int build__copy(struct build_run *run, const char *netns, const struct te
 	snprintf(e_owner, sizeof(e_owner), "WARREN_COPY_OWNER=%u:%u", uid, gid);
 	snprintf(e_mode, sizeof(e_mode), "WARREN_COPY_MODE=%s", s->arg_count > 3 ? s->args[3] : "");
 	snprintf(e_z, sizeof(e_z), "WARREN_COPY_Z=%s", gzip ? "z" : "");
-	const char *extra[] = { e_wd, e_src, e_dest, e_owner, e_mode, e_z, NULL };
+	const char *extra[] = {e_wd, e_src, e_dest, e_owner, e_mode, e_z, NULL};
 	ret = build__jail_step(run, netns, script, "/root", extra);
 	snprintf(stage, sizeof(stage), "%s/.warren-copy", run->rootfs);
 	if (build__spawn_wait(rm) && !ret) {
@@ -432,17 +438,18 @@ static int build__write_metadata(struct build_run *run, const struct template_in
 	json_t *meta;
 	int ret = -1;
 
-	if (!spec_text || asprintf(&seed, "%s %s %s", run->row->id, base->content_hash, spec_text) < 0)
+	if (!spec_text ||
+	    asprintf(&seed, "%s %s %s", run->row->id, base->content_hash, spec_text) < 0)
 		goto out;
 	tokens__sha256_hex(seed, strlen(seed), hash);
 	clock__format_rfc3339(clock__realtime_ms(), built_at);
-	meta = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:i, s:s, s:s, s:O, s:s, s:s}",
-			 "name", run->row->template_id, "agent_version", base->agent_version,
-			 "content_hash", hash, "built_at", built_at, "size", (json_int_t)size,
-			 "image_size", (json_int_t)image_size, "cpu_count", run->row->cpu_count,
-			 "memory_mb", run->row->memory_mb, "base", base->name, "build_id",
-			 run->row->id, "envs", run->envs, "user", run->user, "workdir",
-			 run->workdir);
+	meta =
+	    json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:i, s:i, s:s, s:s, s:O, s:s, s:s}", "name",
+		      run->row->template_id, "agent_version", base->agent_version, "content_hash",
+		      hash, "built_at", built_at, "size", (json_int_t)size, "image_size",
+		      (json_int_t)image_size, "cpu_count", run->row->cpu_count, "memory_mb",
+		      run->row->memory_mb, "base", base->name, "build_id", run->row->id, "envs",
+		      run->envs, "user", run->user, "workdir", run->workdir);
 	if (meta && run->plan->start_cmd)
 		json_object_set_new(meta, "start_cmd", json_string(run->plan->start_cmd));
 	if (meta && run->plan->ready_cmd)
@@ -475,8 +482,9 @@ static uint64_t tree_size(const char *dir)
  * templates_dir/<name> link swapped to it, the `templates` row. */
 static int build__install(struct build_run *run, const struct template_info *base)
 {
-	char image[PATH_MAX * 3], size_arg[32], final[PATH_MAX * 3], link_tmp[PATH_MAX * 3], link[PATH_MAX * 3];
-	struct storage_template row = { 0 };
+	char image[PATH_MAX * 3], size_arg[32], final[PATH_MAX * 3], link_tmp[PATH_MAX * 3],
+	    link[PATH_MAX * 3];
+	struct storage_template row = {0};
 	struct storage_error e;
 	struct stat st;
 	uint64_t size = tree_size(run->rootfs), image_size = 0;
@@ -486,8 +494,8 @@ static int build__install(struct build_run *run, const struct template_info *bas
 	if (config__get_bool("template_build_image", true)) {
 		snprintf(size_arg, sizeof(size_arg), "%lluk",
 			 (unsigned long long)((size + size / 3) / 1024 + 65536));
-		const char *mkfs[] = { "mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d",
-				       run->rootfs, image, size_arg, NULL };
+		const char *mkfs[] = {"mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d",
+				      run->rootfs, image, size_arg, NULL};
 		if (build__spawn_wait(mkfs)) {
 			snprintf(run->reason, sizeof(run->reason), "mkfs.ext4 -d failed");
 			return -1;
@@ -504,7 +512,7 @@ static int build__install(struct build_run *run, const struct template_info *bas
 	snprintf(link, sizeof(link), "%s/%s", templates__dir(), run->row->template_id);
 	snprintf(link_tmp, sizeof(link_tmp), "%s/.%s.%s", templates__dir(), run->row->template_id,
 		 run->row->id);
-	const char *rm_final[] = { "rm", "-rf", "--one-file-system", final, NULL };
+	const char *rm_final[] = {"rm", "-rf", "--one-file-system", final, NULL};
 	build__spawn_wait(rm_final); /* an interrupted earlier attempt */
 	unlink(link_tmp);
 	if (rename(run->work, final) || symlink(final, link_tmp) || rename(link_tmp, link)) {
@@ -520,9 +528,10 @@ static int build__install(struct build_run *run, const struct template_info *bas
 		struct template_info mine;
 		char err[256];
 
-		if (templates__read(templates__dir(), run->row->template_id, &mine, err, sizeof(err))) {
-			snprintf(run->reason, sizeof(run->reason), "the result does not read back: %s",
-				 err);
+		if (templates__read(templates__dir(), run->row->template_id, &mine, err,
+				    sizeof(err))) {
+			snprintf(run->reason, sizeof(run->reason),
+				 "the result does not read back: %s", err);
 			return -1;
 		}
 		snprintf(row.content_hash, sizeof(row.content_hash), "%s", mine.content_hash);
@@ -557,9 +566,9 @@ static void build__defaults(struct build_run *run, const struct template_info *b
  * copy) of source (the base's rootfs or a cached layer's). */
 static int build__prepare(struct build_run *run, const char *source)
 {
-	const char *rm[] = { "rm", "-rf", "--one-file-system", run->work, NULL };
-	const char *link_copy[] = { "cp", "-al", source, run->rootfs, NULL };
-	const char *copy[] = { "cp", "-a", source, run->rootfs, NULL };
+	const char *rm[] = {"rm", "-rf", "--one-file-system", run->work, NULL};
+	const char *link_copy[] = {"cp", "-al", source, run->rootfs, NULL};
+	const char *copy[] = {"cp", "-a", source, run->rootfs, NULL};
 
 	build__spawn_wait(rm);
 	if (mkdir(run->work, 0755) && errno != EEXIST)
@@ -596,7 +605,8 @@ static void layer__path(const char *key, char *out, size_t len)
 static void build__layer_keys(struct build_run *run, const struct template_info *base,
 			      char (*keys)[TOKENS_SHA256_HEX_LEN + 1])
 {
-	char user[sizeof(run->user)], workdir[sizeof(run->workdir)], parent[TOKENS_SHA256_HEX_LEN + 1];
+	char user[sizeof(run->user)], workdir[sizeof(run->workdir)],
+	    parent[TOKENS_SHA256_HEX_LEN + 1];
 	json_t *envs = json_deep_copy(run->envs);
 
 	memcpy(user, run->user, sizeof(user));
@@ -663,8 +673,8 @@ static long build__cached_prefix(const struct build_run *run,
 static void build__save_layer(struct build_run *run, const char *key)
 {
 	char dir[PATH_MAX * 3], tmp[PATH_MAX * 3], final[PATH_MAX * 3];
-	const char *cp[] = { "cp", "-al", run->rootfs, tmp, NULL };
-	const char *rm[] = { "rm", "-rf", "--one-file-system", dir, NULL };
+	const char *cp[] = {"cp", "-al", run->rootfs, tmp, NULL};
+	const char *rm[] = {"rm", "-rf", "--one-file-system", dir, NULL};
 
 	if (!build__layer_cache_on())
 		return;
@@ -686,21 +696,22 @@ int build__execute(struct build_run *run)
 	const struct template_plan *plan = run->plan;
 	struct template_info base;
 	struct net_policy *policy = NULL;
-	struct net_slot_info slot = { 0 };
+	struct net_slot_info slot = {0};
 	char err[512], what[1024], source[PATH_MAX * 3];
-	char (*keys)[TOKENS_SHA256_HEX_LEN + 1] = NULL;
+	char(*keys)[TOKENS_SHA256_HEX_LEN + 1] = NULL;
 	int slot_index = -1, ret = -1;
 	long cached = -1;
 	uint64_t started = clock__monotonic_ms();
 
 	snprintf(run->step, sizeof(run->step), "base");
 	if (templates__read(templates__dir(), plan->base, &base, err, sizeof(err))) {
-		snprintf(run->reason, sizeof(run->reason), "base template '%s' is not installed: %s",
-			 plan->base, err);
+		snprintf(run->reason, sizeof(run->reason),
+			 "base template '%s' is not installed: %s", plan->base, err);
 		return -1;
 	}
-	build__log(run, "info", "FROM %s%s%s (template %s)", plan->from_image ? plan->from_image : plan->base,
-		   plan->from_image ? " -> " : "", plan->from_image ? plan->base : "", base.dir);
+	build__log(run, "info", "FROM %s%s%s (template %s)",
+		   plan->from_image ? plan->from_image : plan->base, plan->from_image ? " -> " : "",
+		   plan->from_image ? plan->base : "", base.dir);
 	build__defaults(run, &base);
 	keys = calloc(plan->step_count + 1, sizeof(*keys));
 	if (!keys) {
@@ -712,10 +723,12 @@ int build__execute(struct build_run *run)
 	snprintf(source, sizeof(source), "%s", base.rootfs);
 	if (cached >= 0)
 		layer__path(keys[cached], source, sizeof(source));
-	snprintf(run->work, sizeof(run->work), "%s/.build-%s", templates__cache_dir(), run->row->id);
+	snprintf(run->work, sizeof(run->work), "%s/.build-%s", templates__cache_dir(),
+		 run->row->id);
 	snprintf(run->rootfs, sizeof(run->rootfs), "%s/rootfs", run->work);
 	if (build__prepare(run, source)) {
-		snprintf(run->reason, sizeof(run->reason), "cannot copy %s into %s", source, run->work);
+		snprintf(run->reason, sizeof(run->reason), "cannot copy %s into %s", source,
+			 run->work);
 		goto out;
 	}
 	if (!run->worker->net) {
@@ -723,19 +736,22 @@ int build__execute(struct build_run *run)
 		goto out;
 	}
 	policy = net_policy__default(2500);
-	slot_index = policy ? net_pool__acquire(run->worker->net, NET_RUNTIME_JAIL, policy, &slot) : -1;
+	slot_index =
+	    policy ? net_pool__acquire(run->worker->net, NET_RUNTIME_JAIL, policy, &slot) : -1;
 	if (slot_index < 0) {
 		snprintf(run->reason, sizeof(run->reason), "no network slot for the build");
 		goto out;
 	}
 	for (size_t i = 0; i < plan->step_count; i++) {
 		const struct template_step *step = &plan->steps[i];
-		bool tree_step = step->kind == TEMPLATE_STEP_RUN || step->kind == TEMPLATE_STEP_COPY;
+		bool tree_step =
+		    step->kind == TEMPLATE_STEP_RUN || step->kind == TEMPLATE_STEP_COPY;
 
 		snprintf(run->step, sizeof(run->step), "%zu", i + 1);
 		step__describe(step, what, sizeof(what));
 		if ((long)i <= cached && tree_step) {
-			build__log(run, "info", "CACHED [%zu/%zu] %s", i + 1, plan->step_count, what);
+			build__log(run, "info", "CACHED [%zu/%zu] %s", i + 1, plan->step_count,
+				   what);
 			continue;
 		}
 		build__log(run, "info", "[%zu/%zu] %s", i + 1, plan->step_count, what);
@@ -747,7 +763,8 @@ int build__execute(struct build_run *run)
 	if (build__install(run, &base))
 		goto out;
 	snprintf(run->step, sizeof(run->step), "finalize");
-	build__log(run, "info", "build finished in %.1f s", (double)(clock__monotonic_ms() - started) / 1000.0);
+	build__log(run, "info", "build finished in %.1f s",
+		   (double)(clock__monotonic_ms() - started) / 1000.0);
 	ret = 0;
 out:
 	if (slot_index >= 0)
@@ -755,7 +772,7 @@ out:
 	net_policy__free(policy);
 	free(keys);
 	if (ret) {
-		const char *rm[] = { "rm", "-rf", "--one-file-system", run->work, NULL };
+		const char *rm[] = {"rm", "-rf", "--one-file-system", run->work, NULL};
 
 		build__spawn_wait(rm);
 	}

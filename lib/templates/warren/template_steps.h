@@ -32,10 +32,10 @@ struct template_step {
 };
 
 struct template_plan {
-	char base[64];         /* the installed template the build starts from */
+	char base[64];		/* the installed template the build starts from */
 	const char *from_image; /* as posted, NULL for fromTemplate */
-	const char *start_cmd; /* NULL when none */
-	const char *ready_cmd; /* NULL when none */
+	const char *start_cmd;	/* NULL when none */
+	const char *ready_cmd;	/* NULL when none */
 	bool force;
 	size_t step_count;
 	struct template_step steps[TEMPLATE_STEPS_MAX];
@@ -43,8 +43,7 @@ struct template_plan {
 
 /* Parses and validates spec into plan. 0, or -EINVAL with a message fit
  * for a 400 answer in err. */
-int template_plan__parse(const json_t *spec, struct template_plan *plan, char *err,
-			 size_t err_len);
+int template_plan__parse(const json_t *spec, struct template_plan *plan, char *err, size_t err_len);
 /* The installed template an image reference maps to ("base"), or NULL
  * when this deployment cannot build from it. */
 const char *template_plan__image_base(const char *image);
