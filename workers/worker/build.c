@@ -139,7 +139,15 @@ static int builds__handle(struct builds *b, const char *payload, size_t len)
 		goto out;
 	}
 	run.plan = plan;
-	rc = builds__finish(b, &run, build__execute(&run) == 0);
+	rc = build__execute(&run);
+	if (rc && run.interrupted) {
+		/* not committed: the group gives it to another worker (or to us
+		 * after the restart), which claims it again */
+		log_warn("build %s: interrupted by the worker's shutdown", build_id);
+		rc = -EAGAIN;
+		goto out;
+	}
+	rc = builds__finish(b, &run, rc == 0);
 out:
 	json_decref(run.envs);
 	free(plan);

@@ -39,6 +39,7 @@ struct build_run {
 	char rootfs[8300];  /* work + "/rootfs" */
 	char step[24];	    /* "1".. the step being run, "base", "finalize" */
 	char reason[1024];  /* why it failed */
+	bool interrupted;   /* the worker is stopping: the build is left for a retry */
 };
 
 /* Appends one log line of the build (also to the worker's log). */

@@ -237,6 +237,11 @@ static int build__jail_step(struct build_run *run, const char *netns, const char
 				 (long long)(timeout_ms / 1000));
 			goto out;
 		}
+		if (atomic_load(&run->worker->stopping)) {
+			snprintf(run->reason, sizeof(run->reason), "the worker is stopping");
+			run->interrupted = true;
+			goto out;
+		}
 	}
 	build__pump_console(run, console, &offset, true);
 	jail__state(jail, &status);
