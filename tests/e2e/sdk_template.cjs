@@ -58,6 +58,12 @@ function slotAddress(sandboxId) {
 	assert.ok(logs.some((l) => l.includes('CACHED [4/4] RUN whoami')), 'step 4 reused');
 	assert.ok(!logs.some((l) => /\] \[\d\/4\] (RUN|COPY)/.test(l)), 'no step ran');
 
+	// skipCache: every step runs again.
+	logs.length = 0;
+	await Template.build(make(last + ' && echo two > /home/user/rev'), alias,
+		{ onBuildLogs, cpuCount: 1, memoryMB: 512, skipCache: true });
+	assert.ok(!logs.some((l) => l.includes('CACHED')), 'skipCache reuses nothing');
+
 	const baseStarted = Date.now();
 	const plain = await Sandbox.create('base', { timeoutMs: 60_000 });
 	console.log(`CREATE_BASE_MS=${Date.now() - baseStarted}`);

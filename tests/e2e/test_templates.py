@@ -28,7 +28,7 @@ def test_sdk_template(stack, alias):
     check(out.returncode == 0, "sdk_template.cjs failed:\n" + out.stdout[-3000:] + out.stderr[-3000:]
           + "\n--- worker\n" + stack.log("worker")[-4000:])
     status = stack.psql(f"SELECT string_agg(status, ',') FROM template_builds WHERE template_id = '{alias}'")
-    check(status == "ready,ready,ready", f"build rows (cold, one step changed, unchanged): {status}")
+    check(status == "ready,ready,ready,ready", f"build rows (cold, one step changed, unchanged, skipCache): {status}")
     failed = stack.psql(f"SELECT status || '|' || reason_step || '|' || reason FROM template_builds"
                         f" WHERE template_id = '{alias}-bad'")
     check(failed.startswith("error|1|") and "code 7" in failed, f"failed build row: {failed}")
