@@ -64,6 +64,13 @@ function slotAddress(sandboxId) {
 		{ onBuildLogs, cpuCount: 1, memoryMB: 512, skipCache: true });
 	assert.ok(!logs.some((l) => l.includes('CACHED')), 'skipCache reuses nothing');
 
+	// A Dockerfile (the SDK turns it into steps; FROM debian:* is `base`).
+	const dockerfile = Template({ fileContextPath: context }).fromDockerfile(
+		'FROM debian:bookworm\nRUN echo from-dockerfile > /df\nWORKDIR /app\n' +
+		'COPY hello.txt .\nENV X=1\nRUN echo "$X $(whoami)" > /app/x\n');
+	await Template.build(dockerfile, alias + '-df', { onBuildLogs: (e) => console.log('df:', String(e)) });
+	console.log('Dockerfile build ok');
+
 	const baseStarted = Date.now();
 	const plain = await Sandbox.create('base', { timeoutMs: 60_000 });
 	console.log(`CREATE_BASE_MS=${Date.now() - baseStarted}`);

@@ -32,6 +32,11 @@ def test_sdk_template(stack, alias):
     failed = stack.psql(f"SELECT status || '|' || reason_step || '|' || reason FROM template_builds"
                         f" WHERE template_id = '{alias}-bad'")
     check(failed.startswith("error|1|") and "code 7" in failed, f"failed build row: {failed}")
+    df = os.path.join(stack.templates_dir, alias + "-df", "rootfs")
+    for rel, want in (("df", "from-dockerfile\n"), ("app/hello.txt", "hello from the build context\n"),
+                      ("app/x", "1 root\n")):
+        with open(os.path.join(df, rel)) as f:
+            check(f.read() == want, f"Dockerfile build: /{rel}")
     bad_build = stack.psql(f"SELECT id FROM template_builds WHERE template_id = '{alias}-bad'")
     status, body, _ = stack.request("GET", f"/templates/{alias}-bad/builds/{bad_build}/status")
     check(status == 200 and body["status"] == "error" and body["reason"]["step"] == "1"
@@ -79,11 +84,11 @@ def test_api(stack, alias):
     check(status == 403, f"unsigned upload -> {status}")
     status, _, _ = stack.request("DELETE", f"/templates/{alias}-api")
     check(status == 204, f"delete -> {status}")
-    # team_template_max is 3 in this stack: alias and alias-bad exist
+    # team_template_max is 4 in this stack: alias, alias-bad and alias-df exist
     status, body, _ = stack.request("POST", "/v3/templates", {"name": alias + "-q1"})
     check(status == 202, f"third template -> {status} {body}")
     status, body, _ = stack.request("POST", "/v3/templates", {"name": alias + "-q2"})
-    check(status == 403 and "maximum number of templates (3)" in body["message"], f"over quota -> {status} {body}")
+    check(status == 403 and "maximum number of templates (4)" in body["message"], f"over quota -> {status} {body}")
     status, body, _ = stack.request("POST", "/v3/templates", {"name": alias})
     check(status == 202, f"a rebuild of an own template is not a new one -> {status} {body}")
     status, _, _ = stack.request("DELETE", f"/templates/{alias}-q1")
@@ -162,7 +167,7 @@ def main():
             uploads = os.path.join(stack.work, "uploads")
             stack.extra_env["WARREN_TEMPLATE_UPLOADS_DIR"] = uploads
             stack.extra_env["WARREN_TEMPLATE_PRUNE_INTERVAL_MS"] = "1000"
-            stack.extra_env["WARREN_TEAM_TEMPLATE_MAX"] = "3"
+            stack.extra_env["WARREN_TEAM_TEMPLATE_MAX"] = "4"
             stack.start()
             test_sdk_template(stack, alias)
             test_api(stack, alias)
