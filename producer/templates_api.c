@@ -400,6 +400,12 @@ static enum MHD_Result templates_api__build(struct api_request *r, struct storag
 		ret = request__error(r, 400, "a template cannot be built from itself");
 		goto out;
 	}
+	/* the base: installed, and not another team's own template */
+	if (storage__template_get(pool, plan->base, NULL, NULL) != STORAGE_OK ||
+	    storage__team_template_visible(pool, r->team.id, plan->base, NULL) != STORAGE_OK) {
+		ret = request__error(r, 400, "base template '%s' not found", plan->base);
+		goto out;
+	}
 	rc = storage__template_build_start(pool, r->team.id, r->route.template_id,
 					   r->route.build_id, body, &e);
 	if (rc == STORAGE_ERR_CONFLICT) {

@@ -143,6 +143,11 @@ def test_isolation_and_delete(stack, alias):
     check(status == 404, f"other team's get -> {status}")
     status, body, _ = stack.request("POST", "/v3/templates", {"name": alias}, key=other_key)
     check(status == 409, f"other team takes the name -> {status} {body}")
+    status, body, _ = stack.request("POST", "/v3/templates", {"name": alias + "-steal"}, key=other_key)
+    check(status == 202, f"other team's own template -> {status} {body}")
+    status, body, _ = stack.request("POST", f"/v2/templates/{alias}-steal/builds/{body['buildID']}",
+                                    {"fromTemplate": alias, "steps": []}, key=other_key)
+    check(status == 400 and "not found" in body["message"], f"building from another team's template -> {status} {body}")
     status, _, _ = stack.request("DELETE", f"/templates/{alias}")
     check(status == 204, f"delete built -> {status}")
     link = os.path.join(stack.templates_dir, alias)

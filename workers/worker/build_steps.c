@@ -430,7 +430,8 @@ static void step__describe(const struct template_step *s, char *out, size_t len)
 	size_t used = (size_t)snprintf(out, len, "%s", template_step__name(s->kind));
 
 	for (size_t i = 0; i < s->arg_count && used < len; i++)
-		used += (size_t)snprintf(out + used, len - used, " %s", s->args[i]);
+		if (s->args[i][0])
+			used += (size_t)snprintf(out + used, len - used, " %s", s->args[i]);
 }
 
 /* template.json of the result. 0 or -1. */
