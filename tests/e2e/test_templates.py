@@ -24,7 +24,8 @@ def test_sdk_template(stack, alias):
                                   E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test",
                                   WARREN_PG_URL=stack.pg_url, TEMPLATE_ALIAS=alias),
                          capture_output=True, text=True, timeout=600)
-    print(out.stdout[-6000:])
+    print("\n".join(l for l in out.stdout.splitlines() if "_MS=" in l or not l.startswith(("build:", "df:"))))
+    print(out.stdout[-3000:])
     check(out.returncode == 0, "sdk_template.cjs failed:\n" + out.stdout[-3000:] + out.stderr[-3000:]
           + "\n--- worker\n" + stack.log("worker")[-4000:])
     status = stack.psql(f"SELECT string_agg(status, ',') FROM template_builds WHERE template_id = '{alias}'")
