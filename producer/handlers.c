@@ -12,6 +12,7 @@
 #include "request.h"
 #include "warren/clock.h"
 #include "warren/log.h"
+#include "warren/template_builds.h"
 #include "warren/tokens.h"
 
 #define API_MSG_NOT_FOUND "Sandbox \"%.64s\" doesn't exist or you don't have access to it"
@@ -236,6 +237,11 @@ static bool create__load_template(struct create_ctx *ctx)
 	int rc;
 
 	rc = storage__template_get(ctx->pool, ctx->create.template_id, &template, &e);
+	/* a team's own built template is that team's only (docs/templates.md) */
+	if (rc == STORAGE_OK &&
+	    storage__team_template_visible(ctx->pool, ctx->r->team.id, ctx->create.template_id,
+					   &e) == STORAGE_ERR_NOT_FOUND)
+		rc = STORAGE_ERR_NOT_FOUND;
 	if (rc == STORAGE_ERR_NOT_FOUND || rc == STORAGE_ERR_INVALID) {
 		ctx->ret = request__error(ctx->r, 404, "template '%.128s' not found",
 					  ctx->create.template_id);
@@ -1281,6 +1287,8 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 	}
 	if (!pool)
 		return request__error(r, 503, "database unavailable, retry later");
+	if (r->route.endpoint == API_ROUTE_TEMPLATE_UPLOAD)
+		return templates_api__upload_finish(r); /* signed URL, no API key */
 	if (!handlers__authenticate(r, pool, &ret))
 		return ret;
 	if (route__is_lifecycle(r->route.endpoint)) {
@@ -1326,6 +1334,8 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 				      r->route.feature ? r->route.feature : "this route", r->method,
 				      r->path);
 	default:
+		if (r->route.endpoint >= API_ROUTE_TEMPLATE_CREATE)
+			return templates_api__dispatch(r, pool);
 		return request__error(r, 404, "no such endpoint");
 	}
 }

@@ -42,21 +42,10 @@ static const struct route_unimplemented route_unimplemented[] = {
 	{ "/teams/*/metrics", "GET", "team metrics" },
 	{ "/teams/*/metrics/max", "GET", "team metrics" },
 	{ "/templates/tags", "POST, DELETE", "template tags" },
-	{ "/templates/aliases/*", "GET", "template aliases" },
-	{ "/templates", "GET", "the template API (templates are built with the warren CLI)" },
-	{ "/templates/*", "GET, DELETE, PATCH",
-	  "the template API (templates are built with the warren CLI)" },
+	{ "/templates/*", "PATCH", "updating a template (publish state)" },
 	{ "/templates/*/tags", "GET", "template tags" },
-	{ "/templates/*/files/*", "GET", "template builds (templates are built with the warren CLI)" },
-	{ "/templates/*/builds/*/logs", "GET",
-	  "template builds (templates are built with the warren CLI)" },
-	{ "/templates/*/builds/*/status", "GET",
-	  "template builds (templates are built with the warren CLI)" },
-	{ "/v2/templates", "GET", "the template API (templates are built with the warren CLI)" },
-	{ "/v2/templates/*", "PATCH", "the template API (templates are built with the warren CLI)" },
-	{ "/v2/templates/*/builds/*", "POST",
-	  "template builds (templates are built with the warren CLI)" },
-	{ "/v3/templates", "POST", "template builds (templates are built with the warren CLI)" },
+	{ "/v2/templates", "GET", "the v2 template list (use GET /templates)" },
+	{ "/v2/templates/*", "PATCH", "updating a template (publish state)" },
 	{ "/volumes", "GET, POST", "volumes" },
 	{ "/volumes/*", "GET, DELETE", "volumes" },
 	{ "/volumecontent/*/dir", "GET, POST", "volumes" },
@@ -104,7 +93,8 @@ static bool route__method_listed(const char *list, const char *method)
 
 /* Looks clean up in route_unimplemented: 501 for a listed method, 405 for
  * another method of a listed path. false when the path is not there. */
-static bool route__unimplemented(const char *method, const char *clean, struct api_route *out)
+static bool route__unimplemented(const char *method, const char *clean, bool listed_only,
+				 struct api_route *out)
 {
 	const struct route_unimplemented *first = NULL;
 
@@ -123,7 +113,7 @@ static bool route__unimplemented(const char *method, const char *clean, struct a
 		if (!first)
 			first = entry;
 	}
-	if (!first)
+	if (!first || listed_only)
 		return false;
 	out->endpoint = API_ROUTE_BAD_METHOD;
 	out->allowed_methods = first->methods;
@@ -154,7 +144,11 @@ void route__match(const char *method, const char *path, struct api_route *out)
 	if (len > 1 && clean[len - 1] == '/')
 		clean[--len] = '\0';
 
-	if (route__unimplemented(method, clean, out))
+	/* 501 for a method warren lacks on a path it may know (PATCH
+	 * /templates/{id}), then the template routes, then 501/405 */
+	if (route__unimplemented(method, clean, true, out) ||
+	    templates_route__match(method, clean, out) ||
+	    route__unimplemented(method, clean, false, out))
 		return;
 	if (!strcmp(clean, "/sandboxes/metrics")) {
 		route__method(method, "GET", API_ROUTE_METRICS_LIST, "GET", out);
@@ -245,6 +239,16 @@ const char *route__name(enum api_endpoint endpoint)
 	case API_ROUTE_LOGS: return "logs";
 	case API_ROUTE_LOGS_V2: return "logs_v2";
 	case API_ROUTE_UNIMPLEMENTED: return "unimplemented";
+	case API_ROUTE_TEMPLATE_CREATE: return "template_create";
+	case API_ROUTE_TEMPLATE_LIST: return "template_list";
+	case API_ROUTE_TEMPLATE_GET: return "template_get";
+	case API_ROUTE_TEMPLATE_DELETE: return "template_delete";
+	case API_ROUTE_TEMPLATE_ALIAS: return "template_alias";
+	case API_ROUTE_TEMPLATE_FILE: return "template_file";
+	case API_ROUTE_TEMPLATE_UPLOAD: return "template_upload";
+	case API_ROUTE_TEMPLATE_BUILD: return "template_build";
+	case API_ROUTE_TEMPLATE_BUILD_STATUS: return "template_build_status";
+	case API_ROUTE_TEMPLATE_BUILD_LOGS: return "template_build_logs";
 	case API_ROUTE_BAD_METHOD: return "bad_method";
 	case API_ROUTE_NOT_FOUND: break;
 	}

@@ -390,6 +390,8 @@ static enum MHD_Result server__access(void *cls, struct MHD_Connection *connecti
 			return MHD_NO;
 		*con_cls = r;
 		length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Content-Length");
+		if (r->route.endpoint == API_ROUTE_TEMPLATE_UPLOAD)
+			return MHD_YES; /* streamed to a file, its own limit */
 		if (length && strtoull(length, NULL, 10) > server->config.max_body_bytes) {
 			r->body_too_large = true;
 			return request__error(r, 413, "request body is larger than %zu bytes",
@@ -399,6 +401,13 @@ static enum MHD_Result server__access(void *cls, struct MHD_Connection *connecti
 	}
 	if (r->phase == API_PHASE_ANSWERED) {
 		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (*upload_data_size && r->route.endpoint == API_ROUTE_TEMPLATE_UPLOAD) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		templates_api__upload_chunk(r, upload_data, n);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -442,6 +451,7 @@ static void server__completed(void *cls, struct MHD_Connection *connection, void
 		return;
 	waiters__remove(&r->waiter);
 	json_decref(r->waiter.result);
+	templates_api__request_done(r);
 	if (r->have_sandbox)
 		storage__sandbox_clear(&r->sandbox);
 	timing[0] = '\0';

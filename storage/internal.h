@@ -78,6 +78,12 @@ extern const struct storage_statement storage_statements[STMT_COUNT];
 PGresult *storage__run(struct storage_pool *pool, enum storage_statement_id id,
 		       const char *const *params, struct storage_error *err);
 
+/* Runs one SQL text with parameters (unprepared; for the rooms' own
+ * statement files that keep the shared table above small). Not retried
+ * after a lost connection. Same result contract as storage__run. */
+PGresult *storage__run_sql(struct storage_pool *pool, const char *sql, int param_count,
+			   const char *const *params, struct storage_error *err);
+
 /* Fills err (may be NULL) and returns code. printf-style message. */
 int storage__fail(struct storage_error *err, enum storage_status code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -18,6 +18,7 @@
 #include "warren/json_util.h"
 #include "warren/log.h"
 #include "warren/templates.h"
+#include "build.h"
 #include "warren/tokens.h"
 #include "worker.h"
 
@@ -381,19 +382,27 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	}
 	health_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
-	/* a warm sandbox learns its name here (started under another id) */
-	json_t *env_vars = json_deep_copy(json_object_get(spec, "env_vars"));
-	if (!json_is_object(env_vars)) {
-		json_decref(env_vars);
-		env_vars = json_object();
-	}
+	/* A built template's ENV and USER (template.json), the create's
+	 * env vars over them; a warm sandbox also learns its name here
+	 * (started under another id); then the template's start/ready
+	 * commands (build.h). */
+	json_t *init_envs;
+	char template_user[64], template_workdir[1025];
+	build__template_defaults(row.template_id, &init_envs, template_user, sizeof(template_user),
+				 template_workdir, sizeof(template_workdir));
+	json_object_update(init_envs, json_object_get(spec, "env_vars"));
 	if (claimed)
-		json_object_set_new(env_vars, "E2B_SANDBOX_ID", json_string(command->sandbox_id));
+		json_object_set_new(init_envs, "E2B_SANDBOX_ID", json_string(command->sandbox_id));
 	rc = agent_client__init(agent_address, WORKER_AGENT_PORT, secure ? access_token : NULL,
-				env_vars, NULL, claimed ? command->sandbox_id : NULL, reason,
-				sizeof(reason));
-	json_decref(env_vars);
+				init_envs, template_user[0] ? template_user : NULL,
+				claimed ? command->sandbox_id : NULL, reason, sizeof(reason));
+	json_decref(init_envs);
 	if (rc)
+		goto fail;
+	if (build__sandbox_start_cmd(row.template_id, agent_address, WORKER_AGENT_PORT,
+				     secure ? access_token : NULL,
+				     started_ms + (uint64_t)config__get_int("start_cmd_timeout_ms", 50000),
+				     reason, sizeof(reason)))
 		goto fail;
 	init_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();

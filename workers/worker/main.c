@@ -25,6 +25,7 @@
 #include "warren/log.h"
 #include "warren/service.h"
 #include "warren/templates.h"
+#include "build.h"
 #include "create_pool.h"
 #include "warm_pool.h"
 #include "worker.h"
@@ -238,6 +239,7 @@ int main(void)
 	struct worker *worker = &worker_instance;
 	struct storage_error serr;
 	struct consumer_thread creates = { 0 }, operations = { 0 };
+	struct builds *builds = NULL;
 	char reason[512], err[256], hostname[64] = "localhost";
 	struct sigaction sa = { .sa_handler = worker__on_signal };
 	int exit_code = 1;
@@ -355,6 +357,8 @@ int main(void)
 	worker__housekeeping(worker); /* the host row exists before any create lands */
 	pthread_create(&creates.thread, NULL, worker__consume, &creates);
 	pthread_create(&operations.thread, NULL, worker__consume, &operations);
+	if (config__get_bool("template_builds", true))
+		builds = builds__start(worker); /* template builds (build.h) */
 	log_info("ready: host %s, runtime %s, capacity %d, %zu creates at once, topics %s, %s + %s",
 		 worker->host_id, runtime__name(worker->runtime), worker->capacity,
 		 worker->create_threads, worker->commands_topic, worker->runtime_topic,
@@ -377,6 +381,7 @@ int main(void)
 	create_pool__drain(worker->create_pool);
 	worker->create_pool = NULL;
 	pthread_join(operations.thread, NULL);
+	builds__stop(builds);
 	warm_pool__stop(worker->warm_pool);
 	worker->warm_pool = NULL;
 	worker__stop_all(worker, "worker shutdown");
