@@ -325,6 +325,46 @@ static int config__load_env(struct config_entry **secrets, char *err, size_t err
 	return 0;
 }
 
+/* names_owned: the file's entries own their names; the secrets' names are
+ * the table's. */
+static void config__free_entries(struct config_entry *list, bool names_owned)
+{
+	while (list) {
+		struct config_entry *next = list->next;
+
+		if (names_owned)
+			free(list->name);
+		free(list->value);
+		free(list);
+		list = next;
+	}
+}
+
+/* Lists a reload replaced: a reader may still hold their strings, so they
+ * stay, reachable from here, until exit. */
+struct config_retired {
+	struct config_entry *list;
+	struct config_retired *next;
+};
+static struct config_retired *config_retired;
+static pthread_mutex_t config_retired_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void config__retire(struct config_entry *list)
+{
+	struct config_retired *node;
+
+	if (!list)
+		return;
+	node = malloc(sizeof(*node));
+	if (!node)
+		return; /* kept anyway: never freed under a reader */
+	node->list = list;
+	pthread_mutex_lock(&config_retired_lock);
+	node->next = config_retired;
+	config_retired = node;
+	pthread_mutex_unlock(&config_retired_lock);
+}
+
 int config__load(const char *path, char *err, size_t err_len)
 {
 	struct config_parse parse = { .strict = false };
@@ -342,8 +382,10 @@ int config__load(const char *path, char *err, size_t err_len)
 		}
 	}
 	ret = config__load_env(&secrets, err, err_len);
-	if (ret)
+	if (ret) {
+		config__free_entries(secrets, false);
 		return ret;
+	}
 	if (*path) {
 		parse.path = path;
 		parse.report = open_memstream(&problems, &problems_len);
@@ -368,10 +410,13 @@ int config__load(const char *path, char *err, size_t err_len)
 		}
 	}
 	free(problems);
-	if (ret)
+	if (ret) {
+		config__free_entries(secrets, false);
+		config__free_entries(parse.entries, true);
 		return ret;
-	__atomic_store_n(&config_env_secrets, secrets, __ATOMIC_RELEASE);
-	__atomic_store_n(&config_file_entries, parse.entries, __ATOMIC_RELEASE);
+	}
+	config__retire(__atomic_exchange_n(&config_env_secrets, secrets, __ATOMIC_ACQ_REL));
+	config__retire(__atomic_exchange_n(&config_file_entries, parse.entries, __ATOMIC_ACQ_REL));
 	__atomic_store_n(&config_loaded, true, __ATOMIC_RELEASE);
 	return 0;
 }
