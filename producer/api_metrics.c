@@ -39,19 +39,8 @@ static void api_metrics__collect(void *arg)
 
 int api_metrics__start(void)
 {
-	const char *listen = config__get("metrics_listen", "");
-	char err[256];
-	uint16_t port = 0;
-
 	prom__add_collector(api_metrics__collect, NULL);
-	if (!listen[0])
-		return 0;
-	if (prom__serve(listen, &port, err, sizeof(err))) {
-		log_error("%s", err);
-		return -1;
-	}
-	log_info("metrics: GET /metrics on port %u", port);
-	return 0;
+	return prom__serve_from_settings();
 }
 
 void api_metrics__request(int endpoint, int status, uint64_t started_ns)

@@ -108,15 +108,8 @@ int main(void)
 			log_warn("events: %s; the cache relies on its TTL", err);
 	}
 #endif
-	if (config__get("metrics_listen", "")[0]) {
-		uint16_t metrics_port = 0;
-
-		if (prom__serve(config__get("metrics_listen", ""), &metrics_port, err, sizeof(err))) {
-			log_error("%s", err);
-			goto out;
-		}
-		log_info("metrics: GET /metrics on port %u", metrics_port);
-	}
+	if (prom__serve_from_settings())
+		goto out;
 	running_server = server;
 	memset(&action, 0, sizeof(action));
 	action.sa_handler = proxy__on_signal;

@@ -102,6 +102,10 @@ int storage__run_row(struct storage_pool *pool, enum storage_statement_id id,
 		     struct storage_error *err);
 /* storage__run decoding every row into a new array of elem_size items
  * (caller frees *out; NULL when empty). */
+/* Runs a prune statement whose one parameter is keep_s (seconds, >= 0);
+ * *deleted (may be NULL) gets the rows it removed. A storage status. */
+int storage__run_prune(struct storage_pool *pool, enum storage_statement_id statement, int64_t keep_s,
+		       int64_t *deleted, struct storage_error *err);
 int storage__run_list(struct storage_pool *pool, enum storage_statement_id id,
 		      const char *const *params, size_t elem_size,
 		      void (*decode)(const PGresult *result, int row, void *item), void **out,

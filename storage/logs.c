@@ -115,21 +115,5 @@ void storage__sandbox_logs_free(struct storage_log_line *lines, size_t count)
 int storage__sandbox_logs_prune(struct storage_pool *pool, int64_t keep_s, int64_t *deleted,
 				struct storage_error *err)
 {
-	char keep[24];
-	const char *params[] = { keep };
-	struct storage_error local;
-	PGresult *result;
-
-	if (!err)
-		err = &local;
-	if (keep_s < 0)
-		return storage__fail(err, STORAGE_ERR_INVALID, "keep_s must be >= 0");
-	snprintf(keep, sizeof(keep), "%lld", (long long)keep_s);
-	result = storage__run(pool, STMT_LOGS_PRUNE, params, err);
-	if (!result)
-		return err->code;
-	if (deleted)
-		*deleted = strtoll(PQcmdTuples(result), NULL, 10);
-	PQclear(result);
-	return STORAGE_OK;
+	return storage__run_prune(pool, STMT_LOGS_PRUNE, keep_s, deleted, err);
 }

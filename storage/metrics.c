@@ -100,23 +100,7 @@ int storage__sandbox_metrics_latest(struct storage_pool *pool, const char *team_
 int storage__sandbox_metrics_prune(struct storage_pool *pool, int64_t keep_s, int64_t *deleted,
 				   struct storage_error *err)
 {
-	char keep[24];
-	const char *params[] = { keep };
-	struct storage_error local;
-	PGresult *result;
-
-	if (!err)
-		err = &local;
-	if (keep_s < 0)
-		return storage__fail(err, STORAGE_ERR_INVALID, "keep_s must be >= 0");
-	snprintf(keep, sizeof(keep), "%lld", (long long)keep_s);
-	result = storage__run(pool, STMT_METRICS_PRUNE, params, err);
-	if (!result)
-		return err->code;
-	if (deleted)
-		*deleted = strtoll(PQcmdTuples(result), NULL, 10);
-	PQclear(result);
-	return STORAGE_OK;
+	return storage__run_prune(pool, STMT_METRICS_PRUNE, keep_s, deleted, err);
 }
 
 int storage__sandbox_count_by_state(struct storage_pool *pool,

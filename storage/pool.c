@@ -419,3 +419,25 @@ int storage__ping(struct storage_pool *pool, struct storage_error *err)
 	PQclear(result);
 	return rc;
 }
+
+int storage__run_prune(struct storage_pool *pool, enum storage_statement_id statement, int64_t keep_s,
+		       int64_t *deleted, struct storage_error *err)
+{
+	char keep[24];
+	const char *params[] = { keep };
+	struct storage_error local;
+	PGresult *result;
+
+	if (!err)
+		err = &local;
+	if (keep_s < 0)
+		return storage__fail(err, STORAGE_ERR_INVALID, "keep_s must be >= 0");
+	snprintf(keep, sizeof(keep), "%lld", (long long)keep_s);
+	result = storage__run(pool, statement, params, err);
+	if (!result)
+		return err->code;
+	if (deleted)
+		*deleted = strtoll(PQcmdTuples(result), NULL, 10);
+	PQclear(result);
+	return STORAGE_OK;
+}

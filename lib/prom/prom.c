@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+
+#include "warren/config.h"
+#include "warren/log.h"
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -308,6 +311,22 @@ int prom__serve(const char *listen, uint16_t *port_out, char *err, size_t err_le
 	}
 	if (port_out)
 		*port_out = info ? info->port : port;
+	return 0;
+}
+
+int prom__serve_from_settings(void)
+{
+	const char *listen = config__get("metrics_listen", "");
+	char err[256];
+	uint16_t port = 0;
+
+	if (!listen[0])
+		return 0;
+	if (prom__serve(listen, &port, err, sizeof(err))) {
+		log_error("%s", err);
+		return -1;
+	}
+	log_info("metrics: GET /metrics on port %u", port);
 	return 0;
 }
 

@@ -283,19 +283,8 @@ static void metrics__collect(void *arg)
 
 int worker__metrics_serve(struct worker *worker)
 {
-	const char *listen = config__get("metrics_listen", "");
-	char err[256];
-	uint16_t port = 0;
-
 	prom__add_collector(metrics__collect, worker);
-	if (!listen[0])
-		return 0;
-	if (prom__serve(listen, &port, err, sizeof(err))) {
-		log_error("%s", err);
-		return -1;
-	}
-	log_info("metrics: GET /metrics on port %u", port);
-	return 0;
+	return prom__serve_from_settings();
 }
 
 void worker__metrics_command(const char *type, int rc, uint64_t started_ns)

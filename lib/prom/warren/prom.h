@@ -42,6 +42,9 @@ char *prom__render(void);
 int prom__serve(const char *listen, uint16_t *port_out, char *err, size_t err_len);
 /* Stops the listener (idempotent). */
 void prom__stop(void);
+/* prom__serve on the setting metrics_listen, logged; empty: nothing (0).
+ * 0, or -1 with the reason logged. */
+int prom__serve_from_settings(void);
 
 /* Forgets every family and collector (tests). */
 void prom__reset(void);
