@@ -47,7 +47,7 @@ async function metrics(sbx, direct) {
 	for (const s of samples) {
 		assert.ok(s.timestamp instanceof Date && !isNaN(s.timestamp), 'timestamp is a date');
 		assert.equal(s.cpuCount, 2); // sandbox_cpu_count, what the API reports too
-		assert.ok(s.cpuUsedPct >= 0 && s.cpuUsedPct <= 100, `cpuUsedPct ${s.cpuUsedPct}`);
+		assert.ok(s.cpuUsedPct >= 0 && s.cpuUsedPct <= 100 * s.cpuCount, `cpuUsedPct ${s.cpuUsedPct}`);
 		assert.ok(s.memUsed > 0 && s.memUsed <= s.memTotal, `memUsed ${s.memUsed} of ${s.memTotal}`);
 		assert.equal(s.memTotal, 512 * 1024 * 1024);
 		assert.ok(s.diskTotal > 0 && s.diskUsed > 0 && s.diskUsed < s.diskTotal, `disk ${s.diskUsed}/${s.diskTotal}`);
