@@ -59,6 +59,8 @@ static const struct config_setting config_table[] = {
 	  "address the proxy reaches this host's sandboxes at (recorded in hosts)" },
 	{ "host_id", CONFIG_STRING, 1, 64, NULL, "the host name", "", "worker", 0,
 	  "this worker host's id (Kafka topic alphabet; names warren.host.<id>.commands)" },
+	{ "host_lost_after_s", CONFIG_INT, 1, 86400, NULL, "30", "s", "worker", 0,
+	  "a host whose heartbeat is older than this is declared lost (its sandboxes failed)" },
 	{ "jail_cgroup_parent", CONFIG_STRING, 1, 255, NULL, "warren", "", "worker", 0,
 	  "cgroup (under the worker's delegated subtree) that holds the jails" },
 	{ "jail_disk_cache_dir", CONFIG_PATH, 0, 0, NULL, "/var/cache/warren/jail-disks", "", "worker", 0,

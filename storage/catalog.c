@@ -240,6 +240,41 @@ int storage__host_heartbeat(struct storage_pool *pool, const struct storage_host
 	return storage__run_exec(pool, STMT_HOST_HEARTBEAT, params, err);
 }
 
+int storage__host_heartbeat_was(struct storage_pool *pool, const struct storage_host *host,
+				char *previous, size_t previous_len, struct storage_error *err)
+{
+	char capacity[16], running[16];
+	const char *params[] = { host->id, host->address, host->runtime, capacity, running,
+				 host->state };
+	PGresult *result;
+	int rc;
+
+	snprintf(capacity, sizeof(capacity), "%d", host->capacity);
+	snprintf(running, sizeof(running), "%d", host->running);
+	rc = storage__run_row(pool, STMT_HOST_HEARTBEAT_WAS, params, &result, "host", err);
+	if (rc)
+		return rc;
+	storage__text(result, 0, 0, previous, previous_len);
+	PQclear(result);
+	return STORAGE_OK;
+}
+
+static void host_id_decode(const PGresult *result, int row, void *item)
+{
+	storage__text(result, row, 0, (char *)item, 65);
+}
+
+int storage__hosts_declare_lost(struct storage_pool *pool, int64_t after_s, char (**ids)[65],
+				size_t *count, struct storage_error *err)
+{
+	char after[24];
+	const char *params[] = { after };
+
+	snprintf(after, sizeof(after), "%lld", (long long)(after_s > 0 ? after_s : 1));
+	return storage__run_list(pool, STMT_HOST_DECLARE_LOST, params, sizeof(**ids),
+				 host_id_decode, (void **)ids, count, err);
+}
+
 int storage__host_list(struct storage_pool *pool, struct storage_host **out, size_t *count,
 		       struct storage_error *err)
 {

@@ -147,6 +147,19 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 		" state = EXCLUDED.state, heartbeat_at = now()", 6, true },
 	[STMT_HOST_LIST] = { "host_list",
 		"SELECT " HOST_COLUMNS " FROM hosts ORDER BY id", 0, true },
+	/* not retried: a second run would find nothing, and say nothing */
+	[STMT_HOST_DECLARE_LOST] = { "host_declare_lost",
+		"UPDATE hosts SET state = 'down' WHERE state <> 'down'"
+		" AND heartbeat_at < now() - $1::int8 * interval '1 second' RETURNING id", 1, false },
+	/* the heartbeat, answering the state the row had before it */
+	[STMT_HOST_HEARTBEAT_WAS] = { "host_heartbeat_was",
+		"WITH before AS (SELECT state FROM hosts WHERE id = $1)"
+		" INSERT INTO hosts (id, address, runtime, capacity, running, state)"
+		" VALUES ($1, $2, $3, $4::int, $5::int, $6) ON CONFLICT (id) DO UPDATE SET"
+		" address = EXCLUDED.address, runtime = EXCLUDED.runtime,"
+		" capacity = EXCLUDED.capacity, running = EXCLUDED.running,"
+		" state = EXCLUDED.state, heartbeat_at = now()"
+		" RETURNING coalesce((SELECT state FROM before), '')", 6, true },
 
 	/* ---- sandboxes ---- */
 	/* Admission and idempotency live in warren_sandbox_admit (0001). */

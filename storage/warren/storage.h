@@ -206,6 +206,16 @@ struct storage_host {
  * state; heartbeat_at = now). */
 int storage__host_heartbeat(struct storage_pool *pool, const struct storage_host *host,
 			    struct storage_error *err);
+/* The heartbeat (as storage__host_heartbeat) answering in previous the
+ * row's state before it ("" for a new row): "down" means other hosts
+ * declared this one lost meanwhile. */
+int storage__host_heartbeat_was(struct storage_pool *pool, const struct storage_host *host,
+				char *previous, size_t previous_len, struct storage_error *err);
+/* Marks `down` every host not down whose heartbeat is older than
+ * after_s seconds; *ids (caller frees) gets their ids, *count how many.
+ * Concurrent callers each get a host once at most (one UPDATE). */
+int storage__hosts_declare_lost(struct storage_pool *pool, int64_t after_s, char (**ids)[65],
+				size_t *count, struct storage_error *err);
 /* Every host by id; the caller frees *out. */
 int storage__host_list(struct storage_pool *pool, struct storage_host **out, size_t *count,
 		       struct storage_error *err);

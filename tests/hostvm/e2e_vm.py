@@ -317,6 +317,9 @@ def main():
     try:
         with Stack("hvm", extra_env={"WARREN_TEMPLATES_DIR": templates_dir(),
                                      "WARREN_CREATE_DEADLINE_MS": "280000",
+                                     # one TCG vCPU can starve the nested
+                                     # worker's heartbeat for a while
+                                     "WARREN_HOST_LOST_AFTER_S": "300",
                                      "WARREN_RUNTIME": "jail"}) as stack:
             # No template build: both workers use the cached templates.
             stack.psql(f'CREATE DATABASE "{stack.database}"', database="postgres")

@@ -846,6 +846,8 @@ static bool worker__timeout_pause(struct worker *worker, const struct storage_sa
 
 #define WORKER_EXITED_PER_PASS 16
 
+static void worker__declare_lost_hosts(struct worker *worker);
+
 /* Sandboxes whose runtime ended by itself (a VMM killed or crashed, a
  * jail's init gone) are torn down and their rows marked failed with the
  * reason; a `killed` result says so on the events topic. */
@@ -932,14 +934,98 @@ void worker__housekeeping(struct worker *worker)
 	pthread_mutex_lock(&worker->lock);
 	host.running = worker->live_count + (int32_t)in_hand;
 	pthread_mutex_unlock(&worker->lock);
-	storage__host_heartbeat(worker->storage, &host, &err);
+	char previous[16] = "";
+	if (storage__host_heartbeat_was(worker->storage, &host, previous, sizeof(previous), &err) ==
+		    STORAGE_OK &&
+	    !strcmp(previous, "down")) {
+		/* Declared lost while we did not beat (a pause, a partition):
+		 * our sandboxes' rows are failed already; what still runs here
+		 * would be unaccounted for, so it stops. */
+		log_warn("this host was declared lost (no heartbeat for host_lost_after_s): "
+			 "stopping the sandboxes it still runs");
+		worker__stop_all(worker, "lost: this host was declared lost");
+	}
+	worker__declare_lost_hosts(worker);
+}
+
+/* Ends the rows of host_id's active sandboxes (killing -> killed, the
+ * others -> failed with reason, paused ones with paused_reason), with a
+ * `killed` result each when publish. How many, or -1 when PostgreSQL
+ * could not list them. */
+static int worker__end_host_rows(struct worker *worker, const char *host_id, const char *reason,
+				 const char *paused_reason, bool publish)
+{
+	struct storage_sandbox_list rows = { 0 };
+	struct storage_error err;
+	int ended = 0;
+
+	if (storage__sandbox_list_by_host(worker->storage, host_id,
+					  STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) |
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) |
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING),
+					  &rows, &err) != STORAGE_OK)
+		return -1;
+	for (size_t i = 0; i < rows.count; i++) {
+		const struct storage_sandbox *row = &rows.items[i];
+		const char *why = row->state == STORAGE_SANDBOX_PAUSED ? paused_reason : reason;
+		struct storage_sandbox_transition t = {
+			.sandbox_id = row->id,
+			.from = row->state,
+			.to = row->state == STORAGE_SANDBOX_KILLING ? STORAGE_SANDBOX_KILLED
+								    : STORAGE_SANDBOX_FAILED,
+			.slot_index = -1,
+			.failure_reason = why,
+		};
+		if (storage__sandbox_transition(worker->storage, &t, NULL, &err) != STORAGE_OK)
+			continue;
+		ended++;
+		if (publish) {
+			struct kafka_event command = { .version = KAFKA_EVENT_VERSION,
+						       .type = KAFKA_EVENT_KILL };
+			ids__uuid(command.request_id);
+			snprintf(command.team_id, sizeof(command.team_id), "%s", row->team_id);
+			snprintf(command.sandbox_id, sizeof(command.sandbox_id), "%s", row->id);
+			worker__publish(worker, &command, KAFKA_EVENT_KILLED,
+					json_pack("{s:s}", "reason", why));
+		}
+	}
+	storage__sandbox_list_free(&rows);
+	return ended;
+}
+
+/* Other hosts that stopped heartbeating for host_lost_after_s (30 s):
+ * declared `down` (one UPDATE: one worker wins each), their sandboxes
+ * failed "lost: host <id> stopped heartbeating" with a `killed` result.
+ * Every 5 s. A host declared lost that comes back stops what it still
+ * runs (worker__housekeeping). */
+static void worker__declare_lost_hosts(struct worker *worker)
+{
+	char (*ids)[65] = NULL, reason[160];
+	struct storage_error err;
+	size_t count = 0;
+
+	if (worker->last_lost_sweep_ms && clock__monotonic_ms() - worker->last_lost_sweep_ms < 5000)
+		return;
+	worker->last_lost_sweep_ms = clock__monotonic_ms();
+	if (storage__hosts_declare_lost(worker->storage, config__get_int("host_lost_after_s", 30), &ids,
+					&count, &err) != STORAGE_OK)
+		return;
+	for (size_t i = 0; i < count; i++) {
+		if (!strcmp(ids[i], worker->host_id))
+			continue; /* ourselves, late: the heartbeat below says so */
+		snprintf(reason, sizeof(reason), "lost: host %s stopped heartbeating", ids[i]);
+		int ended = worker__end_host_rows(worker, ids[i], reason, reason, true);
+		log_warn("host %s stopped heartbeating: declared lost, %d sandbox(es) marked failed",
+			 ids[i], ended < 0 ? 0 : ended);
+	}
+	free(ids);
 }
 
 int worker__reconcile(struct worker *worker)
 {
-	struct storage_sandbox_list rows = { 0 };
-	struct storage_error err;
-	int reaped, lost = 0;
+	int reaped, lost;
 
 	/* A previous process of this worker may have left sandboxes running; we
 	 * hold no handles on them, so they are stopped and their rows ended.
@@ -948,31 +1034,12 @@ int worker__reconcile(struct worker *worker)
 	 * end the same way, as failed: their frozen processes died with the
 	 * reap and only ever lived in memory (workers/README.md, "Pause"). */
 	reaped = runtime__reap_orphans(worker->runtime, NULL, 0);
-	if (storage__sandbox_list_by_host(worker->storage, worker->host_id,
-					  STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING),
-					  &rows, &err) != STORAGE_OK) {
-		log_error("reconcile: listing this host's sandboxes failed: %s", err.message);
+	lost = worker__end_host_rows(worker, worker->host_id, "lost: the worker restarted",
+				     "lost: the worker restarted while it was paused", false);
+	if (lost < 0) {
+		log_error("reconcile: listing this host's sandboxes failed");
 		return -EAGAIN;
 	}
-	for (size_t i = 0; i < rows.count; i++) {
-		struct storage_sandbox_transition t = {
-			.sandbox_id = rows.items[i].id,
-			.from = rows.items[i].state,
-			.to = rows.items[i].state == STORAGE_SANDBOX_KILLING ? STORAGE_SANDBOX_KILLED
-									     : STORAGE_SANDBOX_FAILED,
-			.slot_index = -1,
-			.failure_reason = rows.items[i].state == STORAGE_SANDBOX_PAUSED
-						  ? "lost: the worker restarted while it was paused"
-						  : "lost: the worker restarted",
-		};
-		if (storage__sandbox_transition(worker->storage, &t, NULL, &err) == STORAGE_OK)
-			lost++;
-	}
-	storage__sandbox_list_free(&rows);
 	log_info("reconcile: %d orphan sandbox(es) stopped, %d row(s) marked lost", reaped, lost);
 	return 0;
 }

@@ -46,6 +46,7 @@ struct worker {
 	size_t create_threads;           /* setting worker_create_concurrency */
 	struct create_pool *create_pool; /* the creates in hand (create_pool.h) */
 	struct warm_pool *warm_pool;     /* setting warm_pool; NULL: none (warm_pool.h) */
+	uint64_t last_lost_sweep_ms;     /* housekeeping: other hosts declared lost */
 	int agent_timeout_ms;
 	struct storage_pool *storage;
 	struct kafka_producer *producer;
