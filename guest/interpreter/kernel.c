@@ -466,33 +466,40 @@ static int send_execute(struct kernel *k, const char *code, bool silent, char ms
 	return ret;
 }
 
+void kernel__execute_clear(struct execution *e)
+{
+	free(e->code);
+	free(e->restore_code);
+	e->code = e->restore_code = NULL;
+}
+
 int kernel__execute_begin(struct kernel *k, const char *code, const json_t *env_vars, struct execution *e)
 {
 	bool with_env = json_is_object(env_vars) && json_object_size(env_vars) > 0;
-	int ret = -1;
 
 	memset(e, 0, sizeof(*e));
 	e->kernel = k;
 	e->client_fd = -1;
-	if (with_env) {
-		char *set = env_code(env_vars, false);
-
-		ret = set ? send_execute(k, set, true, NULL) : -1;
-		free(set);
-		if (ret)
-			return -1;
-	}
-	if (send_execute(k, code, false, e->msg_id))
+	e->code = strdup(code);
+	if (!e->code)
 		return -1;
 	if (with_env) {
-		char *restore = env_code(env_vars, true);
+		char *set = env_code(env_vars, false);
+		int ret;
 
-		ret = restore ? send_execute(k, restore, true, NULL) : -1;
-		free(restore);
+		e->restore_code = env_code(env_vars, true);
+		ret = set && e->restore_code ? send_execute(k, set, true, NULL) : -1;
+		free(set);
 		if (ret)
-			return -1;
+			goto fail;
 	}
+	e->attempts = 1;
+	if (send_execute(k, code, false, e->msg_id))
+		goto fail;
 	return 0;
+fail:
+	kernel__execute_clear(e);
+	return -1;
 }
 
 /* One iopub message of our execution: its line, within the output budget. */
@@ -556,13 +563,71 @@ static bool client_gone(struct execution *e, short revents)
 	return false;
 }
 
+/* An execute_reply on shell. A request the kernel aborted (it does so to
+ * requests queued behind a failed or interrupted cell) is sent again. */
+static void handle_reply(struct execution *e, const struct jmsg *msg)
+{
+	const char *status = json_string_value(json_object_get(msg->content, "status"));
+	bool aborted = status && !strcmp(status, "aborted");
+
+	if (!strcmp(msg->parent_msg_id, e->msg_id)) {
+		if (aborted && e->attempts < 3 && send_execute(e->kernel, e->code, false, e->msg_id) == 0) {
+			e->attempts++;
+			e->idle = false;
+			return;
+		}
+		e->reply = true;
+		e->reply_at_ms = now_ms();
+		e->execution_count = json_integer_value(json_object_get(msg->content, "execution_count"));
+	} else if (e->restore_id[0] && !strcmp(msg->parent_msg_id, e->restore_id)) {
+		if (aborted && e->restore_attempts < 3 &&
+		    send_execute(e->kernel, e->restore_code, true, e->restore_id) == 0) {
+			e->restore_attempts++;
+			return;
+		}
+		e->restored = true;
+	}
+}
+
+/* Reads what the kernel sent; no waiting. */
+static void drain(struct execution *e, struct line_buffer *out)
+{
+	struct kernel *k = e->kernel;
+	struct jmsg msg;
+
+	while (kernel__recv(k, k->iopub, &msg) >= 0) {
+		if (out && msg.msg_type[0] && !strcmp(msg.parent_msg_id, e->msg_id))
+			handle_iopub(e, &msg, out);
+		jmsg__clear(&msg);
+	}
+	while (kernel__recv(k, k->shell, &msg) >= 0) {
+		if (!strcmp(msg.msg_type, "execute_reply"))
+			handle_reply(e, &msg);
+		jmsg__clear(&msg);
+	}
+}
+
+/* After the cell: the env restore, when there is one, and its reply. */
+static bool restore_finished(struct execution *e)
+{
+	if (!e->restore_code || e->restored)
+		return true;
+	if (!e->restore_id[0]) {
+		e->restore_attempts = 1;
+		e->restore_at_ms = now_ms();
+		if (send_execute(e->kernel, e->restore_code, true, e->restore_id))
+			return true;
+		return false;
+	}
+	return now_ms() - e->restore_at_ms > KERNEL_IDLE_GRACE_MS * 5;
+}
+
 int kernel__execute_step(struct execution *e, int wait_ms, struct line_buffer *out)
 {
 	int client_fd = e->client_fd;
 	struct kernel *k = e->kernel;
 	zmq_pollitem_t items[3] = { { k->shell, 0, ZMQ_POLLIN, 0 }, { k->iopub, 0, ZMQ_POLLIN, 0 },
 				    { NULL, client_fd, ZMQ_POLLIN, 0 } };
-	struct jmsg msg;
 
 	if (e->done)
 		return 0;
@@ -570,21 +635,8 @@ int kernel__execute_step(struct execution *e, int wait_ms, struct line_buffer *o
 		return -1;
 	if (client_gone(e, items[2].revents))
 		return -1;
-	while (kernel__recv(k, k->iopub, &msg) >= 0) {
-		if (msg.msg_type[0] && !strcmp(msg.parent_msg_id, e->msg_id))
-			handle_iopub(e, &msg, out);
-		jmsg__clear(&msg);
-	}
-	while (kernel__recv(k, k->shell, &msg) >= 0) {
-		if (msg.msg_type[0] && !strcmp(msg.parent_msg_id, e->msg_id) &&
-		    !strcmp(msg.msg_type, "execute_reply")) {
-			e->reply = true;
-			e->reply_at_ms = now_ms();
-			e->execution_count = json_integer_value(json_object_get(msg.content, "execution_count"));
-		}
-		jmsg__clear(&msg);
-	}
-	if (e->reply && (e->idle || now_ms() - e->reply_at_ms > KERNEL_IDLE_GRACE_MS)) {
+	drain(e, out);
+	if (e->reply && (e->idle || now_ms() - e->reply_at_ms > KERNEL_IDLE_GRACE_MS) && restore_finished(e)) {
 		finish(e, out);
 		return 0;
 	}
@@ -596,4 +648,26 @@ int kernel__execute_step(struct execution *e, int wait_ms, struct line_buffer *o
 		return 0;
 	}
 	return 1;
+}
+
+int kernel__execute_abandon(struct execution *e)
+{
+	struct kernel *k = e->kernel;
+	long long deadline = now_ms() + 5000;
+
+	if (e->done)
+		return 0;
+	kernel__interrupt(k);
+	e->client_fd = -1;
+	while (now_ms() < deadline && kernel__alive(k)) {
+		zmq_pollitem_t items[2] = { { k->shell, 0, ZMQ_POLLIN, 0 }, { k->iopub, 0, ZMQ_POLLIN, 0 } };
+
+		if (zmq_poll(items, 2, 200) < 0 && errno != EINTR)
+			break;
+		e->attempts = 3; /* an interrupted cell is not sent again */
+		drain(e, NULL);
+		if (e->reply && restore_finished(e))
+			return 0;
+	}
+	return -1;
 }

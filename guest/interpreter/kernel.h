@@ -50,10 +50,15 @@ int kernel__interrupt(struct kernel *k);
 
 struct execution {
 	struct kernel *kernel;
-	char msg_id[40];
-	bool reply, idle, done, dead, truncated;
+	char *code;              /* kept to resend a request the kernel aborted */
+	char *restore_code;      /* env_vars: run after the cell; NULL: none */
+	char msg_id[40];         /* the cell's execute_request */
+	char restore_id[40];     /* the env restore's, once sent */
+	int attempts, restore_attempts;
+	bool reply, idle, done, dead, truncated, restored;
 	long long execution_count;
 	long long reply_at_ms;   /* monotonic, when execute_reply arrived */
+	long long restore_at_ms; /* when the restore was sent */
 	size_t output_bytes;
 	int client_fd;           /* watched for a hang-up; -1: not watched */
 };
@@ -76,5 +81,11 @@ int kernel__execute_begin(struct kernel *k, const char *code, const json_t *env_
  * the client went away (the caller interrupts). A dead kernel ends the
  * execution with an error line (e->dead set). */
 int kernel__execute_step(struct execution *e, int wait_ms, struct line_buffer *out);
+/* The client left before the end: interrupts the cell and waits (a few
+ * seconds) for its reply, so the next cell is not aborted by the kernel;
+ * returns -1 when the kernel did not answer (the caller restarts it). */
+int kernel__execute_abandon(struct execution *e);
+/* Frees what the execution holds (not the kernel). */
+void kernel__execute_clear(struct execution *e);
 
 #endif

@@ -128,10 +128,13 @@ static void stream_free(void *cls)
 	struct stream *s = cls;
 	char err[256];
 
-	if (!s->execution.done)
-		kernel__interrupt(&s->context->kernel);
+	if (!s->execution.done && kernel__execute_abandon(&s->execution)) {
+		log_warn("the interrupted cell did not end; restarting the kernel");
+		s->execution.dead = true;
+	}
 	if (s->execution.dead && contexts__restart_acquired(s->context, err, sizeof(err)))
 		log_error("restart after a dead kernel failed: %s", err);
+	kernel__execute_clear(&s->execution);
 	contexts__release(s->context);
 	contexts__put(s->context);
 	line_buffer__free(&s->out);
