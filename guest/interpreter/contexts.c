@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "requests.h"
 #include "warren/ids.h"
 #include "warren/log.h"
 
@@ -19,11 +20,6 @@ static struct {
 void contexts__init(const struct contexts_config *config)
 {
 	registry.config = *config;
-}
-
-static bool language_supported(const char *language)
-{
-	return !language || !strcmp(language, "python") || !strcmp(language, "python3");
 }
 
 static int start_kernel(struct context *c, char *err, size_t err_len)
@@ -41,7 +37,7 @@ struct context *contexts__create(const char *language, const char *cwd, bool is_
 	struct stat st;
 	int slot = -1;
 
-	if (!language_supported(language)) {
+	if (!requests__language_supported(language)) {
 		*status = 400;
 		snprintf(err, err_len, "language '%.32s' is not supported here (python only)", language);
 		return NULL;

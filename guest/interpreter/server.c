@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "contexts.h"
+#include "requests.h"
 #include "warren/log.h"
 #include "warren/net_address.h"
 #include "warren/tokens.h"
@@ -141,64 +142,41 @@ static void stream_free(void *cls)
 	free(s);
 }
 
-static const char *optional_string(json_t *body, const char *key, bool *bad)
-{
-	json_t *value = json_object_get(body, key);
-
-	if (!value || json_is_null(value))
-		return NULL;
-	if (!json_is_string(value)) {
-		*bad = true;
-		return NULL;
-	}
-	return json_string_value(value);
-}
-
 /* POST /execute {code, context_id?, language?, env_vars?}. */
-static enum MHD_Result handle_execute(struct MHD_Connection *connection, json_t *body)
+static enum MHD_Result handle_execute(struct MHD_Connection *connection, const char *data, size_t len)
 {
-	bool bad = false;
-	const char *code = optional_string(body, "code", &bad);
-	const char *context_id = optional_string(body, "context_id", &bad);
-	const char *language = optional_string(body, "language", &bad);
-	json_t *env_vars = json_object_get(body, "env_vars"), *value;
+	struct execute_request request;
 	const union MHD_ConnectionInfo *info;
 	struct MHD_Response *response;
 	struct stream *s;
 	char err[256];
-	const char *key;
 	enum MHD_Result ret;
+	int status = requests__execute(data, len, &request, err, sizeof(err));
 
-	if (bad || !code)
-		return reply_error(connection, 400, "code must be a string; context_id, language strings");
-	if (context_id && language)
-		return reply_error(connection, 400, "give context_id or language, not both");
-	if (env_vars && !json_is_null(env_vars)) {
-		if (!json_is_object(env_vars))
-			return reply_error(connection, 400, "env_vars must be an object of strings");
-		json_object_foreach(env_vars, key, value)
-			if (!json_is_string(value) || !key[0] || strchr(key, '='))
-				return reply_error(connection, 400, "env_vars must be an object of strings");
-	}
-	if (language && strcmp(language, "python") && strcmp(language, "python3")) {
-		snprintf(err, sizeof(err), "language '%.32s' is not supported here (python only)", language);
-		return reply_error(connection, 400, err);
-	}
+	if (status)
+		return reply_error(connection, (unsigned int)status, err);
 	s = calloc(1, sizeof(*s));
-	if (!s)
+	if (!s) {
+		requests__execute_clear(&request);
 		return reply_error(connection, 500, "out of memory");
-	s->context = contexts__get(context_id);
+	}
+	s->context = contexts__get(request.context_id);
 	if (!s->context) {
+		snprintf(err, sizeof(err), "context %.64s not found",
+			 request.context_id ? request.context_id : "default");
+		requests__execute_clear(&request);
 		free(s);
-		snprintf(err, sizeof(err), "context %.64s not found", context_id ? context_id : "default");
 		return reply_error(connection, 404, err);
 	}
 	if (contexts__acquire(s->context, err, sizeof(err))) {
+		requests__execute_clear(&request);
 		contexts__put(s->context);
 		free(s);
 		return reply_error(connection, 500, err);
 	}
-	if (kernel__execute_begin(&s->context->kernel, code, env_vars, &s->execution)) {
+	status = kernel__execute_begin(&s->context->kernel, request.code, request.env_vars, &s->execution);
+	requests__execute_clear(&request);
+	if (status) {
 		s->execution.done = true;
 		stream_free(s);
 		return reply_error(connection, 500, "cannot send the code to the kernel");
@@ -217,19 +195,19 @@ static enum MHD_Result handle_execute(struct MHD_Connection *connection, json_t 
 }
 
 /* POST /contexts {language?, cwd?}. */
-static enum MHD_Result handle_create_context(struct MHD_Connection *connection, json_t *body)
+static enum MHD_Result handle_create_context(struct MHD_Connection *connection, const char *data, size_t len)
 {
-	bool bad = false;
-	const char *language = optional_string(body, "language", &bad);
-	const char *cwd = optional_string(body, "cwd", &bad);
+	struct context_request request;
 	struct context *c;
 	char err[256];
-	int status = 500;
+	int status = requests__context(data, len, &request, err, sizeof(err));
 	json_t *described;
 
-	if (bad)
-		return reply_error(connection, 400, "language and cwd must be strings");
-	c = contexts__create(language, cwd, false, &status, err, sizeof(err));
+	if (status)
+		return reply_error(connection, (unsigned int)status, err);
+	status = 500;
+	c = contexts__create(request.language, request.cwd, false, &status, err, sizeof(err));
+	requests__context_clear(&request);
 	if (!c)
 		return reply_error(connection, (unsigned int)status, err);
 	described = contexts__describe(c);
@@ -281,7 +259,7 @@ static enum MHD_Result handle_context(struct MHD_Connection *connection, const c
 }
 
 static enum MHD_Result route(struct MHD_Connection *connection, const char *url, const char *method,
-			     json_t *body)
+			     const char *data, size_t len)
 {
 	const char *token = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Access-Token");
 
@@ -293,12 +271,12 @@ static enum MHD_Result route(struct MHD_Connection *connection, const char *url,
 		return reply_error(connection, 401, "invalid or missing X-Access-Token");
 	if (!strcmp(url, "/execute"))
 		return strcmp(method, "POST") ? reply_error(connection, 405, "method not allowed")
-					      : handle_execute(connection, body);
+					      : handle_execute(connection, data, len);
 	if (!strcmp(url, "/contexts")) {
 		if (!strcmp(method, "GET"))
 			return reply_json(connection, 200, contexts__list());
 		if (!strcmp(method, "POST"))
-			return handle_create_context(connection, body);
+			return handle_create_context(connection, data, len);
 		return reply_error(connection, 405, "method not allowed");
 	}
 	if (!strncmp(url, "/contexts/", 10))
@@ -312,8 +290,6 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
 {
 	struct request *request = *con_cls;
 	size_t limit = !strcmp(url, "/execute") ? SERVER_MAX_BODY : SERVER_MAX_SMALL_BODY;
-	json_t *body = NULL;
-	enum MHD_Result ret;
 
 	if (!request) {
 		request = calloc(1, sizeof(*request));
@@ -339,20 +315,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
 	}
 	if (request->too_large)
 		return reply_error(connection, 413, "request body too large");
-	if (request->len) {
-		json_error_t jerr;
-
-		body = json_loadb(request->body, request->len, JSON_REJECT_DUPLICATES, &jerr);
-		if (!json_is_object(body)) {
-			json_decref(body);
-			return reply_error(connection, 400, "the body must be a JSON object");
-		}
-	} else {
-		body = json_object();
-	}
-	ret = route(connection, url, method, body);
-	json_decref(body);
-	return ret;
+	return route(connection, url, method, request->body ? request->body : "", request->len);
 }
 
 static void request_completed(void *cls, struct MHD_Connection *connection, void **con_cls,

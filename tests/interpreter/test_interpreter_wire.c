@@ -11,6 +11,7 @@
 
 #include "jmsg.h"
 #include "outputs.h"
+#include "requests.h"
 
 static const char *recorded_key = "5d1e7c3b-recorded-key";
 static const char *recorded[4] = {
@@ -207,6 +208,48 @@ static void test_outputs_error_and_framing(void **state)
 	assert_null(outputs__serialize(NULL));
 }
 
+static int execute_status(const char *body)
+{
+	struct execute_request r;
+	char err[128];
+	int status = requests__execute(body, strlen(body), &r, err, sizeof(err));
+
+	if (status == 0)
+		requests__execute_clear(&r);
+	return status;
+}
+
+static void test_requests_execute(void **state)
+{
+	struct execute_request r;
+	struct context_request c;
+	char err[128];
+	const char *ok = "{\"code\":\"x\",\"context_id\":null,\"language\":\"python\",\"env_vars\":{\"A\":\"1\"}}";
+
+	assert_int_equal(requests__execute(ok, strlen(ok), &r, err, sizeof(err)), 0);
+	assert_string_equal(r.code, "x");
+	assert_null(r.context_id);
+	assert_string_equal(r.language, "python");
+	assert_string_equal(json_string_value(json_object_get(r.env_vars, "A")), "1");
+	requests__execute_clear(&r);
+	assert_int_equal(execute_status("{\"code\":\"x\",\"env_vars\":{}}"), 0);
+	assert_int_equal(execute_status(""), 400);                       /* no code */
+	assert_int_equal(execute_status("{\"code\":1}"), 400);
+	assert_int_equal(execute_status("[\"code\"]"), 400);
+	assert_int_equal(execute_status("{\"code\":\"x\""), 400);       /* truncated */
+	assert_int_equal(execute_status("{\"code\":\"x\",\"code\":\"y\"}"), 400); /* duplicate */
+	assert_int_equal(execute_status("{\"code\":\"x\",\"language\":\"r\"}"), 400);
+	assert_int_equal(execute_status("{\"code\":\"x\",\"language\":\"python\",\"context_id\":\"c\"}"), 400);
+	assert_int_equal(execute_status("{\"code\":\"x\",\"env_vars\":{\"A=B\":\"1\"}}"), 400);
+	assert_int_equal(execute_status("{\"code\":\"x\",\"env_vars\":{\"A\":1}}"), 400);
+	assert_int_equal(execute_status("{\"code\":\"x\",\"env_vars\":[]}"), 400);
+	assert_int_equal(execute_status("{\"code\":\"a\\u0000b\"}"), 400); /* embedded NUL */
+	assert_int_equal(requests__context("", 0, &c, err, sizeof(err)), 0);
+	assert_null(c.language);
+	requests__context_clear(&c);
+	assert_int_equal(requests__context("{\"cwd\":5}", 9, &c, err, sizeof(err)), 400);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -217,6 +260,7 @@ int main(void)
 		cmocka_unit_test(test_outputs_stream_and_status),
 		cmocka_unit_test(test_outputs_results),
 		cmocka_unit_test(test_outputs_error_and_framing),
+		cmocka_unit_test(test_requests_execute),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
