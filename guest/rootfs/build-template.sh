@@ -144,19 +144,44 @@ if [ "$debian" = 1 ]; then
 	# packages only: a new agent binary re-runs the cheap layer below,
 	# not debootstrap (minutes).
 	command -v debootstrap >/dev/null || die "debootstrap missing"
-	stage_key=$(echo "debootstrap-v1 suite=$suite mirror=$mirror packages=$packages" |
+	stage_key=$(echo "debootstrap-v1 suite=$suite mirror=$mirror packages=$base_packages" |
 		sha256sum | cut -c1-16)
 	stage="$cache_dir/debootstrap-$stage_key"
 	if [ ! -f "$stage/.complete" ]; then
 		rm -rf "$stage.tmp"
 		mkdir -p "$stage.tmp/rootfs"
-		debootstrap --variant=minbase --include="${packages// /,}" \
+		debootstrap --variant=minbase --include="${base_packages// /,}" \
 			"$suite" "$stage.tmp/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 ||
 			{ tail -n 30 "$work/debootstrap.log" >&2; rm -rf "$stage.tmp"; die "debootstrap failed"; }
 		rm -rf "$stage.tmp/rootfs"/var/cache/apt/archives/*.deb "$stage.tmp/rootfs"/var/lib/apt/lists/*
 		touch "$stage.tmp/.complete"
 		rm -rf "$stage"
 		mv "$stage.tmp" "$stage"
+	fi
+	# code-interpreter-v1: base's tree + apt-get install in a chroot (its
+	# own cached stage; debootstrap --include of these packages fails to
+	# configure python3-zmq in its first pass).
+	if [ "$name" = code-interpreter-v1 ]; then
+		ci_key=$(echo "interpreter-v1 base=$stage_key packages=$interpreter_packages" |
+			sha256sum | cut -c1-16)
+		ci_stage="$cache_dir/interpreter-$ci_key"
+		if [ ! -f "$ci_stage/.complete" ]; then
+			rm -rf "$ci_stage.tmp"
+			mkdir -p "$ci_stage.tmp"
+			cp -a "$stage/rootfs" "$ci_stage.tmp/rootfs"
+			rm -f "$ci_stage.tmp/rootfs/etc/resolv.conf"
+			cp -L /etc/resolv.conf "$ci_stage.tmp/rootfs/etc/resolv.conf"
+			{ chroot "$ci_stage.tmp/rootfs" apt-get update &&
+				DEBIAN_FRONTEND=noninteractive chroot "$ci_stage.tmp/rootfs" \
+					apt-get install -y --no-install-recommends $interpreter_packages; } \
+				>"$work/apt.log" 2>&1 ||
+				{ tail -n 30 "$work/apt.log" >&2; rm -rf "$ci_stage.tmp"; die "apt-get install in the chroot failed"; }
+			rm -rf "$ci_stage.tmp/rootfs"/var/cache/apt/archives/*.deb "$ci_stage.tmp/rootfs"/var/lib/apt/lists/*
+			touch "$ci_stage.tmp/.complete"
+			rm -rf "$ci_stage"
+			mv "$ci_stage.tmp" "$ci_stage"
+		fi
+		stage="$ci_stage"
 	fi
 	cp -a "$stage/rootfs/." "$root/"
 else
@@ -328,7 +353,7 @@ J
 
 rm -rf "$entry.old"
 [ -e "$entry" ] && mv "$entry" "$entry.old"
-rm -f "$work/debootstrap.log"
+rm -f "$work/debootstrap.log" "$work/apt.log"
 mv "$work" "$entry"
 trap - EXIT
 rm -rf "$entry.old"
