@@ -4,6 +4,7 @@
 'use strict';
 const assert = require('node:assert/strict');
 const path = require('node:path');
+const fs = require('node:fs');
 const { execFileSync } = require('node:child_process');
 const { Sandbox } = require(path.join(process.env.E2B_CI_DIR, 'node_modules', '@e2b/code-interpreter'));
 
@@ -66,6 +67,12 @@ function slotAddress(sandboxId) {
 		await assert.rejects(sbx.runCode('while True: pass', { timeoutMs: 2000 }), (e) => e.name === 'TimeoutError');
 		assert.equal((await sbx.runCode('x + 2')).text, '43');
 		console.log('timeout interrupts the loop; the context still works');
+	} catch (err) {
+		// The sandbox's console (agent + interpreter logs) explains most failures.
+		const log = path.join(process.env.WARREN_STATE_DIR ?? '', created.sandboxId, 'console.log');
+		if (fs.existsSync(log))
+			console.error('--- sandbox console.log\n' + fs.readFileSync(log, 'utf8').slice(-4000));
+		throw err;
 	} finally {
 		await created.kill();
 	}

@@ -35,7 +35,7 @@ def main():
         out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_code_interpreter.cjs")],
                              env=dict(os.environ, E2B_CI_DIR=CI_DIR, E2B_API_URL=stack.api_url,
                                       E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test",
-                                      WARREN_PG_URL=stack.pg_url),
+                                      WARREN_PG_URL=stack.pg_url, WARREN_STATE_DIR=stack.state_dir),
                              capture_output=True, text=True, timeout=300)
         print(out.stdout)
         check(out.returncode == 0, "@e2b/code-interpreter e2e failed:\n" + out.stdout + out.stderr)
