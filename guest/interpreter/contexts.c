@@ -78,16 +78,15 @@ struct context *contexts__create(const char *language, const char *cwd, bool is_
 		snprintf(err, err_len, "at most %d contexts", CONTEXTS_MAX);
 		return NULL;
 	}
+	if (is_default)
+		return c; /* registered and busy: the caller starts its kernel */
 	if (start_kernel(c, err, err_len)) {
 		log_error("context %s: %s", c->id, err);
-		if (!is_default) {
-			contexts__release(c);
-			contexts__remove(c);
-			contexts__put(c);
-			*status = 500;
-			return NULL;
-		}
-		/* The default context stays: its next use retries the start. */
+		contexts__release(c);
+		contexts__remove(c);
+		contexts__put(c);
+		*status = 500;
+		return NULL;
 	}
 	return c;
 }
@@ -128,7 +127,7 @@ void contexts__put(struct context *c)
 
 int contexts__restart_acquired(struct context *c, char *err, size_t err_len)
 {
-	log_info("restarting the kernel of context %s", c->id);
+	log_info("%s the kernel of context %s", c->kernel.pid > 0 ? "restarting" : "starting", c->id);
 	kernel__stop(&c->kernel);
 	return start_kernel(c, err, err_len);
 }

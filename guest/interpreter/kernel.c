@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -214,10 +213,6 @@ static void start_child(const struct kernel_options *o, const char *dir, const s
 		setenv("USER", pw->pw_name, 1);
 	}
 	if (chdir(o->cwd) && chdir("/"))
-		_exit(126);
-	/* The kernel dies with the server, however the server ends. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-	if (getppid() == 1)
 		_exit(126);
 	setenv("PWD", o->cwd, 1);
 	if (!getenv("MPLBACKEND"))

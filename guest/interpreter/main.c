@@ -89,21 +89,24 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
-	/* Listen first, then start the default kernel: a request that comes
-	 * while it starts waits for it (the context is busy until ready). */
+	/* The default context is registered (busy) before the port opens and
+	 * its kernel started after: a request that comes meanwhile waits for
+	 * it instead of failing. */
+	default_context = contexts__create("python", cwd, true, &status, err, sizeof(err));
+	if (!default_context) {
+		log_error("default context: %s", err);
+		return 1;
+	}
 	if (server__start(&server_config)) {
 		log_error("cannot listen on %s", server_config.listen);
 		return 1;
 	}
 	log_info("warren-interpreter %s listening on %s (kernels as %s, cwd %s)", INTERPRETER_VERSION,
 		 server_config.listen, user ? user : "this user", cwd);
-	default_context = contexts__create("python", cwd, true, &status, err, sizeof(err));
-	if (default_context) {
-		contexts__release(default_context);
-		contexts__put(default_context);
-	} else {
-		log_error("default context: %s", err);
-	}
+	if (contexts__restart_acquired(default_context, err, sizeof(err)))
+		log_error("default context: %s (retried at its first use)", err);
+	contexts__release(default_context);
+	contexts__put(default_context);
 	while (!stopping)
 		pause();
 	log_info("signal %d: stopping", (int)stopping);

@@ -350,8 +350,7 @@ int server__start(const struct server_config *config)
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0, NULL,
 		NULL, access_handler, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&address,
 		MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
-		(unsigned int)SERVER_MAX_CONNECTIONS, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-		MHD_OPTION_END);
+		(unsigned int)SERVER_MAX_CONNECTIONS, MHD_OPTION_END);
 	return server.daemon ? 0 : -1;
 }
 

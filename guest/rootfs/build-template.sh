@@ -265,6 +265,13 @@ if [ -n "$hash" ]; then
 else
 	/usr/local/bin/warren-interpreter &
 fi
+# Port 49999 (C34F) listening before the agent starts, so a sandbox whose
+# agent answers also accepts runCode (its first call waits for the kernel).
+tries=0
+while [ $tries -lt 100 ] && ! grep -q ':C34F 00000000:0000 0A' /proc/net/tcp 2>/dev/null; do
+	sleep 0.05
+	tries=$((tries + 1))
+done
 exec /usr/local/bin/warren-agent.bin "$@"
 LAUNCH
 	chmod 0755 "$root/usr/local/bin/warren-agent"
