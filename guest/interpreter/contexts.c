@@ -58,6 +58,7 @@ struct context *contexts__create(const char *language, const char *cwd, bool is_
 	}
 	snprintf(c->language, sizeof(c->language), "python");
 	snprintf(c->cwd, sizeof(c->cwd), "%s", cwd);
+	kernel__init(&c->kernel);
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->turn, NULL);
 	c->busy = true;

@@ -175,8 +175,15 @@ static void remove_dir(const char *dir)
 	rmdir(dir);
 }
 
+void kernel__init(struct kernel *k)
+{
+	memset(k, 0, sizeof(*k));
+	pthread_mutex_init(&k->control_lock, NULL);
+}
+
 void kernel__stop(struct kernel *k)
 {
+	pthread_mutex_lock(&k->control_lock);
 	close_sockets(k);
 	if (k->pid > 0) {
 		kill(-k->pid, SIGKILL);
@@ -184,6 +191,7 @@ void kernel__stop(struct kernel *k)
 		waitpid(k->pid, NULL, 0);
 		k->pid = 0;
 	}
+	pthread_mutex_unlock(&k->control_lock);
 	remove_dir(k->dir);
 	k->dir[0] = '\0';
 }
@@ -362,8 +370,11 @@ int kernel__start(struct kernel *k, void *zctx, const struct kernel_options *o, 
 	struct passwd *pw = NULL;
 	long long started = now_ms();
 
-	memset(k, 0, sizeof(*k));
-	pthread_mutex_init(&k->control_lock, NULL);
+	/* Everything but control_lock (kernel__init's, shared with threads
+	 * that may be interrupting the previous kernel of this context). */
+	k->pid = 0;
+	k->dir[0] = k->key[0] = k->session[0] = '\0';
+	k->shell = k->iopub = k->control = NULL;
 	if (o->user && geteuid() == 0) {
 		pw = getpwnam(o->user);
 		if (!pw) {

@@ -31,6 +31,8 @@ struct kernel {
 	pthread_mutex_t control_lock;    /* control socket: interrupts come from any thread */
 };
 
+/* Once per struct kernel, before its first start. */
+void kernel__init(struct kernel *k);
 /* Starts a kernel and waits until it answers kernel_info_request and its
  * iopub stream flows. zctx is the process's ZeroMQ context. Returns 0, or
  * -1 with a reason in err (the process and directory are cleaned up). */
