@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -70,12 +71,15 @@ class Server:
         return status, lines, text
 
     def close(self):
+        """Stops the server; its exit status (a sanitizer build reports
+        leaks and errors through it)."""
         self.process.terminate()
         try:
-            self.process.wait(10)
+            return self.process.wait(20)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+            return None
 
 
 def of_type(lines, kind):
@@ -93,11 +97,14 @@ def main():
     try:
         run(server)
     finally:
-        server.close()
+        status = server.close()
+        check(status == 0, f"server exits 0 on SIGTERM (got {status})")
         if FAILURES:
             server.log.flush()
             sys.stdout.write(open(os.path.join(workdir, "interpreter.log")).read()[-4000:])
     print(f"{len(FAILURES)} failure(s)")
+    if not FAILURES:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 1 if FAILURES else 0
 
 
