@@ -98,7 +98,7 @@ out:
 static int kernel__recv(struct kernel *k, void *socket, struct jmsg *out)
 {
 	zmq_msg_t parts[KERNEL_MAX_FRAMES];
-	struct jmsg_frame frames[KERNEL_MAX_FRAMES];
+	struct jmsg_frame frames[KERNEL_MAX_FRAMES] = { { NULL, 0 } };
 	size_t count = 0;
 	int more = 1, ret = -1;
 	size_t more_len = sizeof(more);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "contexts.h"
 #include "requests.h"
@@ -35,7 +36,21 @@ struct stream {
 	struct context *context;
 	struct execution execution;
 	struct line_buffer out;
+	long long last_write_ms;
 };
+
+/* A cell silent this long gets a keepalive line (ignored by the SDK): a
+ * write is how a client gone behind a proxy is noticed (the proxy then
+ * closes our side), so its cell is interrupted. */
+#define SERVER_KEEPALIVE_MS 1000
+
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 bool server__token_ok(const char *token)
 {
@@ -114,7 +129,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 			log_info("client left during an execution; interrupting");
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		}
+		if (s->out.len == 0 && monotonic_ms() - s->last_write_ms >= SERVER_KEEPALIVE_MS)
+			line_buffer__append(&s->out, strdup("{\"type\":\"keepalive\"}\n"));
 	}
+	s->last_write_ms = monotonic_ms();
 	if (max > s->out.len - s->out.sent)
 		max = s->out.len - s->out.sent;
 	memcpy(buf, s->out.data + s->out.sent, max);
@@ -129,6 +147,9 @@ static void stream_free(void *cls)
 	struct stream *s = cls;
 	char err[256];
 
+	log_info("execute: %s (reply %d, idle %d, %zu bytes out, %d tries)",
+		 s->execution.done ? "done" : "client left", s->execution.reply, s->execution.idle,
+		 s->execution.output_bytes, s->execution.attempts);
 	if (!s->execution.done && kernel__execute_abandon(&s->execution)) {
 		log_warn("the interrupted cell did not end; restarting the kernel");
 		s->execution.dead = true;
@@ -174,6 +195,7 @@ static enum MHD_Result handle_execute(struct MHD_Connection *connection, const c
 		free(s);
 		return reply_error(connection, 500, err);
 	}
+	log_info("execute: context %s, %zu bytes of code", s->context->id, strlen(request.code));
 	status = kernel__execute_begin(&s->context->kernel, request.code, request.env_vars, &s->execution);
 	requests__execute_clear(&request);
 	if (status) {
@@ -183,6 +205,7 @@ static enum MHD_Result handle_execute(struct MHD_Connection *connection, const c
 	}
 	info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
 	s->execution.client_fd = info ? info->connect_fd : -1;
+	s->last_write_ms = monotonic_ms();
 	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s, stream_free);
 	if (!response) {
 		stream_free(s);
@@ -292,6 +315,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
 	size_t limit = !strcmp(url, "/execute") ? SERVER_MAX_BODY : SERVER_MAX_SMALL_BODY;
 
 	if (!request) {
+		log_info("%s %s", method, url);
 		request = calloc(1, sizeof(*request));
 		if (!request)
 			return MHD_NO;

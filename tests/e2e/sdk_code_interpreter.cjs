@@ -17,13 +17,17 @@ function slotAddress(sandboxId) {
 	let started = Date.now();
 	const created = await Sandbox.create({ timeoutMs: 180_000 });
 	console.log(`Sandbox.create (code-interpreter-v1) ok: ${created.sandboxId} in ${Date.now() - started} ms`);
-	const sbx = new Sandbox({
+	// With E2B_SANDBOX_URL (warren-proxy, routing by the SDK's E2b-Sandbox-*
+	// headers) the created object is used as is: env vars only. Without
+	// it, a second object points at the slot's port 49999 directly.
+	const sbx = process.env.E2B_SANDBOX_URL ? created : new Sandbox({
 		sandboxId: created.sandboxId,
 		envdAccessToken: created.envdAccessToken ?? created.connectionConfig?.accessToken,
 		envdVersion: created.envdApi?.version ?? '0.1.0',
 		sandboxUrl: `http://${slotAddress(created.sandboxId)}:49999`,
 		requestTimeoutMs: 60_000,
 	});
+	console.log(process.env.E2B_SANDBOX_URL ? `via warren-proxy ${process.env.E2B_SANDBOX_URL}` : 'direct to the slot');
 	try {
 		started = Date.now();
 		const first = await sbx.runCode('print(1+1); 6*7');
@@ -64,9 +68,16 @@ function slotAddress(sandboxId) {
 		assert.equal(other.error?.name, 'NameError');
 		console.log('createCodeContext: independent namespace ok');
 
-		await assert.rejects(sbx.runCode('while True: pass', { timeoutMs: 2000 }), (e) => e.name === 'TimeoutError');
-		assert.equal((await sbx.runCode('x + 2')).text, '43');
-		console.log('timeout interrupts the loop; the context still works');
+		if (process.env.E2B_SANDBOX_URL) {
+			// warren-proxy does not close its upstream connection when the
+			// client aborts a streamed response, so the server never learns
+			// that the cell was given up (docs/code-interpreter.md).
+			console.log('timeout step skipped via warren-proxy (client abort not propagated upstream)');
+		} else {
+			await assert.rejects(sbx.runCode('while True: pass', { timeoutMs: 2000 }), (e) => e.name === 'TimeoutError');
+			assert.equal((await sbx.runCode('x + 2')).text, '43');
+			console.log('timeout interrupts the loop; the context still works');
+		}
 	} catch (err) {
 		// The sandbox's console (agent + interpreter logs) explains most failures.
 		const log = path.join(process.env.WARREN_STATE_DIR ?? '', created.sandboxId, 'console.log');

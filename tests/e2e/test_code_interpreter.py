@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import BIN, Stack, check  # noqa: E402
+from stack import BIN, Stack, check, free_port, wait_for  # noqa: E402
 
 CI_VERSION = os.environ.get("E2B_CODE_INTERPRETER_VERSION", "2.8.0")
 CACHE = os.environ.get("WARREN_CACHE_DIR", os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "warren"))
@@ -32,13 +32,24 @@ def main():
         stack.build_template("code-interpreter-v1")
         stack.start_worker()
         stack.start_api()
-        out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_code_interpreter.cjs")],
-                             env=dict(os.environ, E2B_CI_DIR=CI_DIR, E2B_API_URL=stack.api_url,
-                                      E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test",
-                                      WARREN_PG_URL=stack.pg_url, WARREN_STATE_DIR=stack.state_dir),
-                             capture_output=True, text=True, timeout=300)
-        print(out.stdout)
-        check(out.returncode == 0, "@e2b/code-interpreter e2e failed:\n" + out.stdout + out.stderr)
+        proxy_port = None
+        if os.access(os.path.join(BIN, "warren-proxy"), os.X_OK):
+            proxy_port = free_port()
+            stack.spawn("proxy", "warren-proxy", WARREN_PROXY_LISTEN=f"127.0.0.1:{proxy_port}")
+            wait_for(lambda: subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{proxy_port}"],
+                                            capture_output=True).returncode == 0, 30, "warren-proxy to listen")
+        # Direct to the slot, then (when warren-proxy is built) env vars only.
+        for via_proxy in ([False, True] if proxy_port else [False]):
+            env = dict(os.environ, E2B_CI_DIR=CI_DIR, E2B_API_URL=stack.api_url, E2B_API_KEY=stack.api_key,
+                       E2B_DOMAIN="warren.test", WARREN_PG_URL=stack.pg_url, WARREN_STATE_DIR=stack.state_dir)
+            if via_proxy:
+                env["E2B_SANDBOX_URL"] = f"http://127.0.0.1:{proxy_port}"
+            out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_code_interpreter.cjs")],
+                                 env=env, capture_output=True, text=True, timeout=300)
+            print(out.stdout)
+            check(out.returncode == 0, "@e2b/code-interpreter e2e failed:\n" + out.stdout + out.stderr)
+        if not proxy_port:
+            print("warren-proxy not built: the env-vars-only run (E2B_SANDBOX_URL) was not made")
     print("e2e code interpreter: ok")
     return 0
 
