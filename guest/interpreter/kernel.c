@@ -205,6 +205,10 @@ static void start_child(const struct kernel_options *o, const char *dir, const s
 	int fd;
 
 	setsid();
+	/* Nothing of the server's but stdio: not a client connection accepted
+	 * by another thread just before the fork (its response would never
+	 * end while the kernel held it), not ZeroMQ's internals. */
+	close_range(3, ~0U, 0);
 	snprintf(log_path, sizeof(log_path), "%s/kernel.log", dir);
 	fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd >= 0) {
