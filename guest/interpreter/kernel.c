@@ -517,11 +517,41 @@ fail:
 	return -1;
 }
 
+/* A stream line whose text alone would pass the output budget keeps the
+ * part that fits (cut on a UTF-8 character boundary); the caller then
+ * drops it whole only when even that does not fit, and says so. */
+static bool cut_stream_text(json_t *line, size_t used)
+{
+	json_t *text = json_object_get(line, "text");
+	size_t len = json_string_length(text), room;
+	const char *value = json_string_value(text);
+
+	if (!value || used + len + 64 <= EXECUTION_OUTPUT_MAX)
+		return false;
+	room = used + 4096 < EXECUTION_OUTPUT_MAX ? EXECUTION_OUTPUT_MAX - used - 4096 : 0;
+	if (room >= len)
+		return false;
+	while (room > 0 && ((unsigned char)value[room] & 0xc0) == 0x80)
+		room--;
+	json_object_set_new(line, "text", json_stringn(value, room));
+	return true;
+}
+
+static void append_truncation_marker(struct execution *e, struct line_buffer *out)
+{
+	if (e->truncated)
+		return;
+	e->truncated = true;
+	line_buffer__append(out, outputs__serialize(json_pack("{s:s, s:s}", "type", "stderr", "text",
+							      "\n[warren: output truncated, over 16 MiB]\n")));
+}
+
 /* One iopub message of our execution: its line, within the output budget. */
 static void handle_iopub(struct execution *e, const struct jmsg *msg, struct line_buffer *out)
 {
 	json_t *line;
 	char *text;
+	bool cut;
 
 	if (!strcmp(msg->msg_type, "status")) {
 		const char *state = json_string_value(json_object_get(msg->content, "execution_state"));
@@ -533,23 +563,19 @@ static void handle_iopub(struct execution *e, const struct jmsg *msg, struct lin
 	line = outputs__from_iopub(msg->msg_type, msg->content);
 	if (!line)
 		return;
+	cut = !e->truncated && !strcmp(msg->msg_type, "stream") && cut_stream_text(line, e->output_bytes);
 	text = outputs__serialize(line);
 	if (!text)
 		return;
 	if (strncmp(text, "{\"type\":\"error\"", 15) && e->output_bytes + strlen(text) > EXECUTION_OUTPUT_MAX) {
 		free(text);
-		if (!e->truncated) {
-			char *marker;
-
-			e->truncated = true;
-			marker = outputs__serialize(json_pack("{s:s, s:s}", "type", "stderr", "text",
-							      "\n[warren: output truncated, over 16 MiB]\n"));
-			line_buffer__append(out, marker);
-		}
+		append_truncation_marker(e, out);
 		return;
 	}
 	e->output_bytes += strlen(text);
 	line_buffer__append(out, text);
+	if (cut)
+		append_truncation_marker(e, out);
 }
 
 static void finish(struct execution *e, struct line_buffer *out)
