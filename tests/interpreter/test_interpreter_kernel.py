@@ -34,6 +34,13 @@ def free_port():
         return s.getsockname()[1]
 
 
+def die_with_parent():
+    """The server gets SIGTERM when this test dies (a ctest timeout kills
+    the test, not its children); it then stops its kernels."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+
+
 class Server:
     def __init__(self, binary, workdir):
         self.port = free_port()
@@ -43,7 +50,7 @@ class Server:
         self.process = subprocess.Popen(
             [binary, "--listen", f"127.0.0.1:{self.port}", "--token-hash", token_hash,
              "--cwd", workdir, "--python", PYTHON, "--runtime-dir", workdir],
-            stdout=self.log, stderr=self.log, start_new_session=True)
+            stdout=self.log, stderr=self.log, preexec_fn=die_with_parent)
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
