@@ -7,7 +7,8 @@
  *
  * Through the API (default): POST /sandboxes with C requests in flight
  * (curl multi); a 429 waits for its Retry-After and is sent again (counted
- * as rate-limited). With --via-kafka the create commands are produced
+ * as rate-limited), and so does a 503 that carries one (no worker host has
+ * room: counted as no room). With --via-kafka the create commands are produced
  * straight to the commands topic (docs/events/README.md) and the results
  * are read back from the events topic. Ends with a summary: created,
  * failed (by reason), rate-limited, p50/p99 latency (of the attempt that
@@ -83,6 +84,7 @@ struct batch_run {
 	size_t count;
 	size_t done;
 	long rate_limited;
+	long no_room; /* 503 with Retry-After: every worker host full, retried */
 	uint64_t started_ms;
 	bool progress; /* stdout is a terminal */
 };
@@ -341,10 +343,11 @@ static int batch__summary(struct batch_run *run)
 	uint64_t p99 = batch__percentile(latencies, succeeded, 99);
 
 	if (run->options->json) {
-		summary = json_pack("{s:s, s:i, s:i, s:i, s:O, s:I, s:I, s:I, s:I, s:f, s:s, s:O}",
+		summary = json_pack("{s:s, s:i, s:i, s:i, s:O, s:I, s:I, s:I, s:I, s:I, s:f, s:s, s:O}",
 				    "action", run->options->action, "requested", (int)run->count,
 				    verb, (int)succeeded, "failed", (int)failed, "failures",
 				    failures, "rate_limited", (json_int_t)run->rate_limited,
+				    "no_room", (json_int_t)run->no_room,
 				    "p50_ms", (json_int_t)p50, "p99_ms", (json_int_t)p99,
 				    "elapsed_ms", (json_int_t)elapsed_ms, "rate_per_s", rate, "via",
 				    run->options->via_kafka ? "kafka" : "api", "results", results);
@@ -364,6 +367,7 @@ static int batch__summary(struct batch_run *run)
 			printf("  %lld  %s\n", (long long)json_integer_value(reason_count),
 			       reason_key);
 		printf("rate-limited (429, retried): %ld\n", run->rate_limited);
+		printf("no room (503, retried): %ld\n", run->no_room);
 		if (succeeded)
 			printf("latency: p50 %llu ms, p99 %llu ms\n", (unsigned long long)p50,
 			       (unsigned long long)p99);
@@ -485,8 +489,13 @@ static void batch__finish_transfer(struct batch_run *run, CURLM *multi, struct b
 	if (result != CURLE_OK) {
 		snprintf(job->error, sizeof(job->error), "transport: %s",
 			 curl_easy_strerror(result));
-	} else if (status == 429) {
-		run->rate_limited++;
+	} else if (status == 429 || (status == 503 && job->retry_after_s > 0)) {
+		/* 429: a rate limit; 503 with Retry-After: no worker host has
+		 * room right now (docs/api.md, "Placement"). Both: wait, resend. */
+		if (status == 429)
+			run->rate_limited++;
+		else
+			run->no_room++;
 		job->ready_at_ms = clock__monotonic_ms() +
 				   (uint64_t)(job->retry_after_s ? job->retry_after_s : 1) * 1000;
 		job->state = BATCH_WAITING;

@@ -34,6 +34,10 @@ int main(int argc, char **argv)
 		return cli__usage(stderr);
 	if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
 		return cli__usage(stdout);
+	if (!strcmp(argv[1], "--version")) {
+		printf("warren %s\n", WARREN_VERSION);
+		return 0;
+	}
 	for (struct cli_command *c = cli_commands; c; c = c->next)
 		if (!strcmp(c->name, argv[1]))
 			return c->run(argc - 1, argv + 1);

@@ -1,12 +1,16 @@
 /* `warren migrate [--status]`: applies migrations/NNNN_name.sql in order
  * (storage__migrate), or lists which are applied. Connects with config
  * pg_url (WARREN_PG_URL); the folder is config migrations_dir
- * (WARREN_MIGRATIONS_DIR), else the source tree's or /usr/share/warren's. */
+ * (WARREN_MIGRATIONS_DIR), else the install's (<prefix>/share/warren/
+ * migrations beside this binary's bin/), else the source tree's or
+ * /usr/share/warren's (storage__migrations_dir). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "warren/binary_path.h"
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/storage.h"
@@ -42,17 +46,32 @@ static int cli_migrate__status(const char *url, const char *dir)
 	return bad ? 1 : 0;
 }
 
+static const char *cli_migrate__dir(void)
+{
+	static char installed[PATH_MAX];
+
+	if (!config__get("migrations_dir", NULL) &&
+	    binary__find_data("migrations", installed, sizeof(installed)) == 0)
+		return installed;
+	return storage__migrations_dir();
+}
+
 static int cli_migrate__run(int argc, char **argv)
 {
-	const char *url = config__get("pg_url", NULL);
-	const char *dir = storage__migrations_dir();
+	const char *url, *dir;
 	struct storage_error err;
 	int applied;
 
+	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+		printf("usage: warren migrate [--status]\nmigrations in %s\n", cli_migrate__dir());
+		return 0;
+	}
 	if (argc > 2 || (argc == 2 && strcmp(argv[1], "--status"))) {
 		fprintf(stderr, "usage: warren migrate [--status]\n");
 		return 2;
 	}
+	url = config__get("pg_url", NULL);
+	dir = cli_migrate__dir();
 	if (!url) {
 		fprintf(stderr, "warren migrate: set pg_url (WARREN_PG_URL)\n");
 		return 1;

@@ -1,5 +1,7 @@
 /* `warren up|down|status`: the whole stack on this machine (scripts/stack
- * does the orchestration; this finds it and runs it). */
+ * does the orchestration; this finds it and runs it): WARREN_SOURCE_DIR's,
+ * else the install's (<prefix>/share/warren/scripts/stack, with the
+ * binaries next to this one), else the source tree this was built from. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,13 +9,21 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "warren/binary_path.h"
 
 static int cli_up__exec(const char *verb)
 {
-	char script[PATH_MAX];
+	char script[PATH_MAX], self[PATH_MAX];
 	const char *source = getenv("WARREN_SOURCE_DIR");
 
-	snprintf(script, sizeof(script), "%s/scripts/stack", source ? source : WARREN_SOURCE_DIR);
+	if (source || binary__find_data("scripts/stack", script, sizeof(script))) {
+		snprintf(script, sizeof(script), "%s/scripts/stack",
+			 source ? source : WARREN_SOURCE_DIR);
+	} else if (binary__find_sibling("warren", self, sizeof(self)) == 0) {
+		/* Installed: scripts/stack runs the binaries of this install. */
+		*strrchr(self, '/') = '\0';
+		setenv("WARREN_BIN_DIR", self, 0);
+	}
 	execl("/bin/bash", "bash", script, verb, (char *)NULL);
 	perror("warren: running scripts/stack");
 	return 1;

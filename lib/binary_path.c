@@ -2,14 +2,22 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "warren/binary_path.h"
 
+#ifndef WARREN_BIN_TO_LIBEXEC
+#define WARREN_BIN_TO_LIBEXEC "../libexec/warren"
+#endif
+#ifndef WARREN_BIN_TO_DATA
+#define WARREN_BIN_TO_DATA "../share/warren"
+#endif
+
 int binary__find_sibling(const char *name, char *out, size_t out_len)
 {
-	static const char *const folders[] = { "", "../bin/" };
+	static const char *const folders[] = { "", "../bin/", WARREN_BIN_TO_LIBEXEC "/" };
 	char self[PATH_MAX];
 	char *slash;
 	ssize_t n;
@@ -34,4 +42,30 @@ int binary__find_sibling(const char *name, char *out, size_t out_len)
 			return 0;
 	}
 	return rc;
+}
+
+int binary__find_data(const char *relative, char *out, size_t out_len)
+{
+	char self[PATH_MAX];
+	char *slash;
+	ssize_t n;
+
+	if (!relative || !*relative || relative[0] == '/')
+		return -EINVAL;
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n < 0)
+		return -errno;
+	self[n] = '\0';
+	slash = strrchr(self, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = '\0';
+	if ((size_t)snprintf(out, out_len, "%s/%s/%s", self, WARREN_BIN_TO_DATA, relative) >=
+	    out_len)
+		return -ENAMETOOLONG;
+	if (!realpath(out, self)) /* also: it exists */
+		return -ENOENT;
+	if ((size_t)snprintf(out, out_len, "%s", self) >= out_len)
+		return -ENAMETOOLONG;
+	return 0;
 }

@@ -1,9 +1,13 @@
 #include "warren/log.h"
 
+#include "warren/config.h"
+
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,7 +27,8 @@ void log__set_level(enum log_level level)
 static int log__configured_level(void)
 {
 	if (log_level < 0) {
-		const char *env = getenv("WARREN_LOG_LEVEL");
+		/* Setting log_level: WARREN_LOG_LEVEL, then the config file. */
+		const char *env = config__get_soft("log_level", NULL);
 		log_level = LOG_LEVEL_INFO;
 		if (env) {
 			if (!strcasecmp(env, "debug"))
@@ -35,6 +40,24 @@ static int log__configured_level(void)
 		}
 	}
 	return log_level;
+}
+
+/* True when stderr is the journal's stream (systemd sets JOURNAL_STREAM to
+ * its "device:inode"; a redirected stderr no longer matches). */
+static bool log__to_journal(void)
+{
+	static int journal = -1;
+
+	if (journal < 0) {
+		const char *stream = getenv("JOURNAL_STREAM");
+		unsigned long long device, inode;
+		struct stat st;
+
+		journal = stream && sscanf(stream, "%llu:%llu", &device, &inode) == 2 &&
+			  fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == device &&
+			  (unsigned long long)st.st_ino == inode;
+	}
+	return journal;
 }
 
 int log__enabled(enum log_level level)
@@ -53,11 +76,20 @@ void log__vwrite(enum log_level level, const char *fmt, va_list ap)
 
 	if (!log__enabled(level))
 		return;
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	used = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	n = snprintf(line + used, sizeof(line) - used, ".%03ldZ %s %s: ", now.tv_nsec / 1000000L,
-		     names[level], log_component);
+	if (log__to_journal()) {
+		/* journald stamps the time itself; "<N>" is the line's priority. */
+		static const int priorities[] = { 7, 6, 4, 3 };
+
+		used = 0;
+		n = snprintf(line, sizeof(line), "<%d>%s %s: ", priorities[level], names[level],
+			     log_component);
+	} else {
+		clock_gettime(CLOCK_REALTIME, &now);
+		gmtime_r(&now.tv_sec, &tm);
+		used = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+		n = snprintf(line + used, sizeof(line) - used, ".%03ldZ %s %s: ",
+			     now.tv_nsec / 1000000L, names[level], log_component);
+	}
 	if (n > 0)
 		used += (size_t)n;
 	n = vsnprintf(line + used, sizeof(line) - used, fmt, ap);

@@ -85,6 +85,9 @@ void bus__stop(void);
 int bus__produce(const char *topic, const struct kafka_event *ev);
 /* Produces without waiting (best effort); 0 when queued. */
 int bus__produce_async(const char *topic, const struct kafka_event *ev);
+/* Produces a JSON payload that is not a sandbox event (template builds,
+ * docs/templates.md) keyed by key, waiting for the acknowledgement. */
+int bus__produce_raw(const char *topic, const char *key, const char *payload);
 /* The host topic of host_id with the prefix; 0 or -EINVAL. */
 int bus__host_topic(const struct api_config *config, const char *host_id, char *out, size_t len);
 

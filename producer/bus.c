@@ -190,3 +190,16 @@ int bus__host_topic(const struct api_config *config, const char *host_id, char *
 		return -ENAMETOOLONG;
 	return 0;
 }
+
+int bus__produce_raw(const char *topic, const char *key, const char *payload)
+{
+	struct kafka_delivery delivery = { 0 };
+	int rc = kafka_producer__produce_sync(bus_producer, topic, key, strlen(key), payload,
+					      strlen(payload), NULL, 0,
+					      (int)bus_produce_timeout_ms, &delivery);
+
+	if (rc)
+		log_warn("producing to %s (key %s) failed: %s", topic, key,
+			 rc == -EIO ? kafka__error_string(delivery.error) : strerror(-rc));
+	return rc;
+}

@@ -7,10 +7,12 @@
 #include <string.h>
 
 #include "api_limits.h"
+#include "api_metrics.h"
 #include "query.h"
 #include "request.h"
 #include "warren/clock.h"
 #include "warren/log.h"
+#include "warren/template_builds.h"
 #include "warren/tokens.h"
 
 #define API_MSG_NOT_FOUND "Sandbox \"%.64s\" doesn't exist or you don't have access to it"
@@ -76,6 +78,7 @@ static void handlers__template_version(struct storage_pool *pool, const char *te
 static void handlers__record_rejection(struct api_request *r, struct storage_pool *pool,
 				       const char *limit_name)
 {
+	api_metrics__rejection(limit_name);
 	if (!limits__count_rejection(pool, r->team.id, limit_name))
 		log_warn("req=%s cannot record a %s rejection", r->request_id, limit_name);
 }
@@ -115,8 +118,8 @@ static json_t *handlers__create_spec(const struct api_create_request *c)
 	spec = json_pack("{s:s, s:i, s:s, s:b, s:b, s:b, s:O, s:O, s:o}", "template_id",
 			 c->template_id, "timeout_s", c->timeout_s, "alias", c->template_id,
 			 "secure", c->secure, "allow_internet_access", c->allow_internet_access,
-			 "auto_pause", 0, "metadata", c->metadata, "env_vars", c->env_vars,
-			 "network", network);
+			 "auto_pause", c->pause_on_timeout, "metadata", c->metadata, "env_vars",
+			 c->env_vars, "network", network);
 	if (spec && c->runtime[0])
 		json_object_set_new(spec, "runtime", json_string(c->runtime));
 	return spec;
@@ -234,6 +237,11 @@ static bool create__load_template(struct create_ctx *ctx)
 	int rc;
 
 	rc = storage__template_get(ctx->pool, ctx->create.template_id, &template, &e);
+	/* a team's own built template is that team's only (docs/templates.md) */
+	if (rc == STORAGE_OK &&
+	    storage__team_template_visible(ctx->pool, ctx->r->team.id, ctx->create.template_id,
+					   &e) == STORAGE_ERR_NOT_FOUND)
+		rc = STORAGE_ERR_NOT_FOUND;
 	if (rc == STORAGE_ERR_NOT_FOUND || rc == STORAGE_ERR_INVALID) {
 		ctx->ret = request__error(ctx->r, 404, "template '%.128s' not found",
 					  ctx->create.template_id);
@@ -247,41 +255,55 @@ static bool create__load_template(struct create_ctx *ctx)
 	return true;
 }
 
-/* Step 3b: a create that asks for a runtime (metadata warren.runtime) goes
- * to that runtime's create topic, and only while a host of that runtime
- * is ready (heartbeat within API_HOST_FRESH_S): else 503 now, not a 504
- * after the create deadline. Without one, the shared topic. */
+/* Step 3b, placement (docs/api.md, "Placement"): a create that asks for
+ * a runtime (metadata warren.runtime) goes to that runtime's create
+ * topic, else to the shared one. The hosts table (each worker's heartbeat,
+ * every second) answers at once, instead of a 504 after the create
+ * deadline: 503 with Retry-After when every ready host is full, 503 when
+ * the runtime asked for has no ready host. With no ready host at all (a
+ * worker restarting) the create waits in Kafka, up to the create
+ * deadline, for one to come back. */
 static bool create__place(struct create_ctx *ctx)
 {
 	struct storage_host *hosts = NULL;
 	struct storage_error e;
-	size_t count = 0;
-	bool found = false;
-	int64_t now_ms = clock__realtime_ms();
+	size_t count = 0, ready = 0;
+	int64_t capacity = 0, running = 0, now_ms = clock__realtime_ms();
+	const char *runtime = ctx->create.runtime;
 
 	snprintf(ctx->topic, sizeof(ctx->topic), "%s", ctx->r->config->commands_topic);
-	if (!ctx->create.runtime[0])
-		return true;
 	if (storage__host_list(ctx->pool, &hosts, &count, &e)) {
 		ctx->ret = request__storage_error(ctx->r, &e);
 		return false;
 	}
-	for (size_t i = 0; i < count && !found; i++)
-		found = !strcmp(hosts[i].runtime, ctx->create.runtime) &&
-			!strcmp(hosts[i].state, "ready") &&
-			now_ms - hosts[i].heartbeat_at <= API_HOST_FRESH_S * 1000;
+	for (size_t i = 0; i < count; i++) {
+		if ((*runtime && strcmp(hosts[i].runtime, runtime)) || strcmp(hosts[i].state, "ready") ||
+		    now_ms - hosts[i].heartbeat_at > API_HOST_FRESH_S * 1000)
+			continue;
+		ready++;
+		capacity += hosts[i].capacity;
+		running += hosts[i].running;
+	}
 	free(hosts);
-	if (!found) {
+	if (!ready && *runtime) {
 		ctx->ret = request__error(ctx->r, 503, "no worker host with the %s runtime is ready",
-					  ctx->create.runtime);
+					  runtime);
 		return false;
 	}
+	if (ready && running >= capacity) {
+		ctx->ret = request__unavailable(ctx->r, 1,
+						"no worker host has room: %lld of %lld sandboxes on %zu "
+						"host(s); retry later",
+						(long long)running, (long long)capacity, ready);
+		return false;
+	}
+	if (!*runtime)
+		return true;
 	char runtime_topic[KAFKA_TOPIC_NAME_MAX + 1];
-	if (kafka__runtime_topic(ctx->create.runtime, runtime_topic, sizeof(runtime_topic)) ||
+	if (kafka__runtime_topic(runtime, runtime_topic, sizeof(runtime_topic)) ||
 	    snprintf(ctx->topic, sizeof(ctx->topic), "%s%s", ctx->r->config->topic_prefix,
 		     runtime_topic) >= (int)sizeof(ctx->topic)) {
-		ctx->ret = request__error(ctx->r, 500, "the topic name of runtime %s is too long",
-					  ctx->create.runtime);
+		ctx->ret = request__error(ctx->r, 500, "the topic name of runtime %s is too long", runtime);
 		return false;
 	}
 	return true;
@@ -374,6 +396,17 @@ static bool create__admit(struct create_ctx *ctx)
 		return false;
 	}
 	r->have_sandbox = true;
+	/* What a timeout does, stored before the command is produced. */
+	if (!ctx->admission.existing && (c->pause_on_timeout || c->auto_resume)) {
+		rc = storage__sandbox_set_lifecycle(ctx->pool, r->sandbox.id, c->pause_on_timeout,
+						    c->auto_resume, &e);
+		if (rc) {
+			ctx->ret = request__storage_error(r, &e);
+			return false;
+		}
+		r->sandbox.pause_on_timeout = c->pause_on_timeout;
+		r->sandbox.auto_resume = c->auto_resume;
+	}
 	return true;
 }
 
@@ -541,6 +574,15 @@ static enum MHD_Result handlers__list(struct api_request *r, struct storage_pool
 	}
 	filter.metadata = metadata;
 	filter.limit = STORAGE_PAGE_LIMIT_MAX;
+	if (query__template(request__query(r, "template"), &filter.template_id, &error) ||
+	    query__time("startedAfter", request__query(r, "startedAfter"), &filter.started_after_ms,
+			&error) ||
+	    query__time("startedBefore", request__query(r, "startedBefore"),
+			&filter.started_before_ms, &error) ||
+	    query__order(request__query(r, "order"), &filter.ascending, &error)) {
+		ret = request__error(r, error.status, "%s", error.message);
+		goto out;
+	}
 	if (v2) {
 		/* ?state= may repeat and may hold a comma list. */
 		MHD_get_connection_values(r->connection, MHD_GET_ARGUMENT_KIND, handlers__state_arg,
@@ -559,7 +601,9 @@ static enum MHD_Result handlers__list(struct api_request *r, struct storage_pool
 	if (!filter.states)
 		filter.states = STORAGE_STATE_BIT(STORAGE_SANDBOX_STARTING) |
 				STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
-				STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED);
+				STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
+				STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) |
+				STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING);
 	/* v1 answers every match in one body (pages of 100 chained, at most
 	 * 100 pages); v2 answers one page and X-Next-Token. */
 	for (int pages = 0; pages < (v2 ? 1 : 100); pages++) {
@@ -671,6 +715,30 @@ static enum MHD_Result handlers__host_command(struct api_request *r, enum kafka_
 	return MHD_YES;
 }
 
+/* After the worker applied a network update: the stored policy follows
+ * (GET /sandboxes/{id} shows it). Best effort: the sandbox runs the new
+ * rules either way. */
+static void handlers__store_network(struct api_request *r)
+{
+	struct storage_pool *pool = api__pool();
+	struct api_error error;
+	struct storage_error e;
+	json_t *body, *rules = NULL;
+
+	body = validate__parse_body(r->body, r->body_len, &error);
+	if (!pool || !body || validate__network_update(body, &rules, &error)) {
+		json_decref(body);
+		return;
+	}
+	json_object_set_new(rules, "allowInternetAccess",
+			    json_boolean(!json_is_false(json_object_get(body, "allow_internet_access"))));
+	if (storage__sandbox_set_network(pool, r->team.id, r->sandbox.id, rules, &e))
+		log_warn("req=%s the network of %s is applied but not stored: %s", r->request_id,
+			 r->sandbox.id, e.message);
+	json_decref(rules);
+	json_decref(body);
+}
+
 /* The answer to a kill or network update once its result (or deadline) is in. */
 static enum MHD_Result handlers__operation_answer(struct api_request *r, const char *what)
 {
@@ -687,6 +755,8 @@ static enum MHD_Result handlers__operation_answer(struct api_request *r, const c
 			code = 500;
 		return request__error(r, code, "%s", message ? message : "the operation failed");
 	}
+	if (r->route.endpoint == API_ROUTE_NETWORK)
+		handlers__store_network(r);
 	return request__empty(r, 204);
 }
 
@@ -737,7 +807,7 @@ static enum MHD_Result handlers__network(struct api_request *r, struct storage_p
 	body = validate__parse_body(r->body, r->body_len, &error);
 	if (!body)
 		return request__error(r, error.status, "%s", error.message);
-	if (validate__network_rules(body, true, &rules, &error)) {
+	if (validate__network_update(body, &rules, &error)) {
 		json_decref(body);
 		return request__error(r, error.status, "%s", error.message);
 	}
@@ -808,36 +878,111 @@ static enum MHD_Result handlers__timeout(struct api_request *r, struct storage_p
 	return request__empty(r, 204);
 }
 
+/* The {timeout?} body of connect and resume: 0 when absent. */
+static bool handlers__resume_timeout(struct api_request *r, int32_t *seconds,
+				     enum MHD_Result *ret)
+{
+	struct api_error error;
+	json_t *body;
+	int rc = 0;
+
+	*seconds = 0;
+	if (r->body_len == 0)
+		return true;
+	body = validate__parse_body(r->body, r->body_len, &error);
+	if (!body) {
+		*ret = request__error(r, error.status, "%s", error.message);
+		return false;
+	}
+	if (json_object_get(body, "timeout") && !json_is_null(json_object_get(body, "timeout")))
+		rc = validate__seconds_field(body, "timeout", 0, r->team.limits.max_timeout_s,
+					     seconds, &error);
+	json_decref(body);
+	if (rc) {
+		*ret = request__error(r, error.status, "%s", error.message);
+		return false;
+	}
+	return true;
+}
+
+/* The sandbox body (as a create answers it) with status. */
+static enum MHD_Result handlers__sandbox_body(struct api_request *r, struct storage_pool *pool,
+					      int status)
+{
+	struct render_context context;
+
+	handlers__template_version(pool, r->sandbox.template_id, r->envd_version);
+	request__render_context(r, r->envd_version, &context);
+	return request__json(r, status, render__created(&context, &r->sandbox, r->sandbox.host_id),
+			     NULL);
+}
+
+/* The answer to a resume (connect of a paused sandbox, or /resume) once
+ * its result is in: 201 with the sandbox, as E2B answers a resume. */
+static enum MHD_Result handlers__resume_answer(struct api_request *r)
+{
+	struct storage_pool *pool = api__pool();
+	struct storage_sandbox fresh;
+	struct storage_error e;
+
+	if (r->waiter.timed_out || r->waiter.result_type == KAFKA_EVENT_FAILED)
+		return handlers__operation_answer(r, "resume");
+	if (pool && storage__sandbox_get(pool, r->team.id, r->sandbox.id, &fresh, &e) ==
+			    STORAGE_OK) {
+		storage__sandbox_clear(&r->sandbox);
+		r->sandbox = fresh;
+	}
+	return pool ? handlers__sandbox_body(r, pool, 201)
+		    : request__error(r, 503, "database unavailable, retry later");
+}
+
+/* Resumes r->sandbox (paused, or on its way to or from it) through its
+ * host's worker, which moves the row (paused -> resuming -> running) and
+ * sets end_at = now + seconds (E2B's default when 0). */
+static enum MHD_Result handlers__resume_sandbox(struct api_request *r, int32_t seconds)
+{
+	enum MHD_Result ret;
+	bool suspended;
+
+	if (seconds <= 0)
+		seconds = API_TIMEOUT_DEFAULT_S < r->team.limits.max_timeout_s
+				  ? API_TIMEOUT_DEFAULT_S
+				  : r->team.limits.max_timeout_s;
+	ret = handlers__host_command(r, KAFKA_EVENT_RESUME,
+				     json_pack("{s:i}", "timeout_s", seconds),
+				     WANT(KAFKA_EVENT_RESUMED) | WANT(KAFKA_EVENT_FAILED),
+				     &suspended);
+	if (suspended || r->phase == API_PHASE_ANSWERED)
+		return ret;
+	return handlers__resume_answer(r);
+}
+
+static bool handlers__is_paused(enum storage_sandbox_state state)
+{
+	return state == STORAGE_SANDBOX_PAUSED || state == STORAGE_SANDBOX_PAUSING ||
+	       state == STORAGE_SANDBOX_RESUMING;
+}
+
 /* POST /sandboxes/{id}/connect and POST /v2/sandboxes/{id}/connect
  * {timeout?}: the SDK's Sandbox.connect. A running sandbox answers 200
  * with the create body (tokens re-derived); timeout, when given, extends
- * end_at to now + timeout (never shortens, capped at the team max).
- * Nothing can be paused, so nothing is resumed here (201 never happens). */
+ * end_at to now + timeout (never shortens, capped at the team max). A
+ * paused one is resumed first (end_at = now + timeout) and answers 201. */
 static enum MHD_Result handlers__connect(struct api_request *r, struct storage_pool *pool)
 {
-	struct render_context context;
-	struct api_error error;
 	struct storage_error e;
 	enum MHD_Result ret;
-	json_t *body = NULL;
 	int32_t seconds = 0;
 	int64_t end_at;
 	bool suspended;
 	int rc = 0;
 
-	if (r->body_len > 0) {
-		body = validate__parse_body(r->body, r->body_len, &error);
-		if (!body)
-			return request__error(r, error.status, "%s", error.message);
-		if (json_object_get(body, "timeout") && !json_is_null(json_object_get(body, "timeout")))
-			rc = validate__seconds_field(body, "timeout", 0, r->team.limits.max_timeout_s,
-						     &seconds, &error);
-		json_decref(body);
-		if (rc)
-			return request__error(r, error.status, "%s", error.message);
-	}
+	if (!handlers__resume_timeout(r, &seconds, &ret))
+		return ret;
 	if (!handlers__load_sandbox(r, pool, &ret))
 		return ret;
+	if (handlers__is_paused(r->sandbox.state) && r->sandbox.host_id[0])
+		return handlers__resume_sandbox(r, seconds);
 	if (r->sandbox.state != STORAGE_SANDBOX_RUNNING)
 		return request__error(r, 409, "sandbox %s is %s, not running", r->sandbox.id,
 				      storage__sandbox_state_name(r->sandbox.state));
@@ -851,19 +996,231 @@ static enum MHD_Result handlers__connect(struct api_request *r, struct storage_p
 			handlers__host_command(r, KAFKA_EVENT_SET_TIMEOUT,
 					       json_pack("{s:i}", "timeout_s", seconds), 0, &suspended);
 	}
-	handlers__template_version(pool, r->sandbox.template_id, r->envd_version);
-	request__render_context(r, r->envd_version, &context);
-	return request__json(r, 200, render__created(&context, &r->sandbox, r->sandbox.host_id),
-			     NULL);
+	return handlers__sandbox_body(r, pool, 200);
+}
+
+/* POST /sandboxes/{id}/resume {timeout?, autoPause?}: E2B's older resume.
+ * 201 with the sandbox; 409 when it is running; 404 when not paused. */
+static enum MHD_Result handlers__resume(struct api_request *r, struct storage_pool *pool)
+{
+	enum MHD_Result ret;
+	int32_t seconds = 0;
+
+	if (!handlers__resume_timeout(r, &seconds, &ret))
+		return ret;
+	if (!handlers__load_sandbox(r, pool, &ret))
+		return ret;
+	if (r->sandbox.state == STORAGE_SANDBOX_RUNNING)
+		return request__error(r, 409, "sandbox %s is already running", r->sandbox.id);
+	if (!handlers__is_paused(r->sandbox.state) || !r->sandbox.host_id[0])
+		return request__error(r, 404, "paused sandbox %.64s not found", r->sandbox.id);
+	return handlers__resume_sandbox(r, seconds);
+}
+
+/* POST /sandboxes/{id}/pause {memory?}: running -> pausing here (one of
+ * two racing pauses wins; the other is the 409 "already paused"), then
+ * the worker freezes it (jail) and answers `paused` (204) or `failed`
+ * (its code: 501 for the vm runtime, which cannot pause yet). */
+/* Moves r->sandbox running -> pausing (compare-and-set). False with the
+ * answer queued in *ret when it is not running: 409 when already paused
+ * (or pausing: another pause won), else 400; 404 when gone. */
+static bool handlers__begin_pause(struct api_request *r, struct storage_pool *pool,
+				  const struct storage_sandbox_transition *t, enum MHD_Result *ret)
+{
+	struct storage_error e;
+	int rc = STORAGE_ERR_CONFLICT;
+
+	if (r->sandbox.state == STORAGE_SANDBOX_RUNNING && r->sandbox.host_id[0]) {
+		rc = storage__sandbox_transition(pool, t, NULL, &e);
+		if (rc == STORAGE_OK)
+			return true;
+		if (rc != STORAGE_ERR_CONFLICT) {
+			*ret = request__storage_error(r, &e);
+			return false;
+		}
+		/* It moved meanwhile: answer from the state that won. */
+		if (!handlers__load_sandbox(r, pool, ret))
+			return false;
+	}
+	if (r->sandbox.state == STORAGE_SANDBOX_PAUSED ||
+	    r->sandbox.state == STORAGE_SANDBOX_PAUSING)
+		*ret = request__error(r, 409, "sandbox %s is already paused", r->sandbox.id);
+	else
+		*ret = request__error(r, 400,
+				      "sandbox %s is %s; only a running sandbox can be paused",
+				      r->sandbox.id, storage__sandbox_state_name(r->sandbox.state));
+	return false;
 }
 
 static enum MHD_Result handlers__pause(struct api_request *r, struct storage_pool *pool)
 {
+	struct storage_sandbox_transition t = {
+		.sandbox_id = r->route.sandbox_id,
+		.team_id = r->team.id,
+		.from = STORAGE_SANDBOX_RUNNING,
+		.to = STORAGE_SANDBOX_PAUSING,
+		.slot_index = -1,
+	};
+	struct storage_error e;
 	enum MHD_Result ret;
+	bool suspended;
 
+	if (!handlers__load_sandbox(r, pool, &ret) || !handlers__begin_pause(r, pool, &t, &ret))
+		return ret;
+	ret = handlers__host_command(r, KAFKA_EVENT_PAUSE, NULL,
+				     WANT(KAFKA_EVENT_PAUSED) | WANT(KAFKA_EVENT_FAILED),
+				     &suspended);
+	if (suspended)
+		return ret;
+	if (r->phase == API_PHASE_ANSWERED) {
+		/* Not queued: undo pausing, nothing will freeze it. */
+		t.from = STORAGE_SANDBOX_PAUSING;
+		t.to = STORAGE_SANDBOX_RUNNING;
+		storage__sandbox_transition(pool, &t, NULL, &e);
+		return ret;
+	}
+	return handlers__operation_answer(r, "pause");
+}
+
+/* ---- GET /sandboxes/{id}/metrics, GET /sandboxes/metrics ---- */
+
+/* The samples of one sandbox in [start, end] (Unix seconds; default: all
+ * that are kept, up to now), oldest first: the SDK's getMetrics({start, end}). */
+static enum MHD_Result handlers__metrics(struct api_request *r, struct storage_pool *pool)
+{
+	struct storage_sandbox_metric *samples = NULL;
+	int64_t start_s, end_s, start_ms, end_ms;
+	struct api_error error;
+	struct storage_error e;
+	enum MHD_Result ret;
+	json_t *items;
+	size_t count = 0;
+
+	if (query__unix_seconds("start", request__query(r, "start"), &start_s, &error) ||
+	    query__unix_seconds("end", request__query(r, "end"), &end_s, &error))
+		return request__error(r, error.status, "%s", error.message);
+	if (start_s >= 0 && end_s >= 0 && start_s > end_s)
+		return request__error(r, 400, "start must not be after end");
 	if (!handlers__load_sandbox(r, pool, &ret))
 		return ret;
-	return request__error(r, 409, "pause is not supported by this runtime");
+	start_ms = start_s >= 0 ? start_s * 1000 : 0;
+	end_ms = end_s >= 0 ? end_s * 1000 + 999 : clock__realtime_ms();
+	if (storage__sandbox_metrics_list(pool, r->team.id, r->sandbox.id, start_ms, end_ms,
+					  &samples, &count, &e))
+		return request__storage_error(r, &e);
+	items = json_array();
+	for (size_t i = 0; items && i < count; i++)
+		json_array_append_new(items, render__metric(&samples[i]));
+	free(samples);
+	if (!items)
+		return request__error(r, 500, "out of memory");
+	return request__json(r, 200, items, NULL);
+}
+
+/* {"sandboxes": {id: newest SandboxMetric}} for ?sandbox_ids=a,b (the
+ * team's live sandboxes among them that have a sample). */
+static enum MHD_Result handlers__metrics_list(struct api_request *r, struct storage_pool *pool)
+{
+	struct storage_sandbox_metric *samples = NULL;
+	char (*ids)[24] = calloc(STORAGE_PAGE_LIMIT_MAX, sizeof(*ids));
+	const char *id_list[STORAGE_PAGE_LIMIT_MAX];
+	size_t id_count = 0, count = 0;
+	struct api_error error;
+	struct storage_error e;
+	enum MHD_Result ret;
+	json_t *by_id;
+
+	if (!ids)
+		return request__error(r, 500, "out of memory");
+	if (query__sandbox_ids(request__query(r, "sandbox_ids"), ids, STORAGE_PAGE_LIMIT_MAX,
+			       &id_count, &error)) {
+		ret = request__error(r, error.status, "%s", error.message);
+		goto out;
+	}
+	for (size_t i = 0; i < id_count; i++)
+		id_list[i] = ids[i];
+	if (storage__sandbox_metrics_latest(pool, r->team.id, id_list, id_count, &samples, &count,
+					    &e)) {
+		ret = request__storage_error(r, &e);
+		goto out;
+	}
+	by_id = json_object();
+	for (size_t i = 0; by_id && i < count; i++)
+		json_object_set_new(by_id, samples[i].sandbox_id, render__metric(&samples[i]));
+	ret = by_id ? request__json(r, 200, json_pack("{s:o}", "sandboxes", by_id), NULL)
+		    : request__error(r, 500, "out of memory");
+out:
+	free(samples);
+	free(ids);
+	return ret;
+}
+
+/* ---- GET /sandboxes/{id}/logs, GET /v2/sandboxes/{id}/logs ---- */
+
+/* The query of either version: v1 ?start=&limit= (forward from start),
+ * v2 ?cursor=&limit=&direction=&level=&search=. 0, or -1 with error. */
+static int handlers__logs_query(struct api_request *r, bool v2, struct storage_logs_query *query,
+				struct api_error *error)
+{
+	int64_t cursor, limit;
+
+	memset(query, 0, sizeof(*query));
+	query->forward = true;
+	if (query__int_range("limit", request__query(r, "limit"), 1, STORAGE_LOGS_LIST_MAX,
+			     STORAGE_LOGS_LIST_MAX, &limit, error))
+		return -1;
+	query->limit = (int)limit;
+	if (!v2)
+		return query__int_range("start", request__query(r, "start"), 0, INT64_MAX / 2, 0,
+					&query->cursor_ms, error);
+	if (query__direction(request__query(r, "direction"), &query->forward, error) ||
+	    query__log_level(request__query(r, "level"), &query->min_level, error) ||
+	    query__int_range("cursor", request__query(r, "cursor"), 0, INT64_MAX / 2, -1, &cursor,
+			     error))
+		return -1;
+	query->cursor_ms = cursor >= 0 ? cursor : query->forward ? 0 : clock__realtime_ms();
+	query->search = request__query(r, "search");
+	if (query->search && strlen(query->search) > 256) {
+		error->status = 400;
+		snprintf(error->message, sizeof(error->message), "search must be at most 256 characters");
+		return -1;
+	}
+	return 0;
+}
+
+/* A sandbox's log lines (its console and its lifecycle), also after it
+ * ended, until the retention removes them. */
+static enum MHD_Result handlers__logs(struct api_request *r, struct storage_pool *pool, bool v2)
+{
+	struct storage_logs_query query;
+	struct storage_log_line *lines = NULL;
+	struct api_error error;
+	struct storage_error e;
+	json_t *entries, *plain, *body;
+	size_t count = 0;
+	int rc;
+
+	if (handlers__logs_query(r, v2, &query, &error))
+		return request__error(r, error.status, "%s", error.message);
+	if (!ids__is_sandbox_id(r->route.sandbox_id))
+		return handlers__not_found(r);
+	rc = storage__sandbox_get(pool, r->team.id, r->route.sandbox_id, NULL, &e);
+	if (rc == STORAGE_ERR_NOT_FOUND)
+		return handlers__not_found(r);
+	if (rc || storage__sandbox_logs_list(pool, r->team.id, r->route.sandbox_id, &query, &lines,
+					     &count, &e))
+		return request__storage_error(r, &e);
+	entries = json_array();
+	plain = v2 ? NULL : json_array();
+	for (size_t i = 0; entries && i < count; i++) {
+		json_array_append_new(entries, render__log_entry(&lines[i]));
+		if (plain)
+			json_array_append_new(plain, render__log_line(&lines[i]));
+	}
+	storage__sandbox_logs_free(lines, count);
+	body = v2 ? json_pack("{s:o}", "logs", entries)
+		  : json_pack("{s:o, s:o}", "logs", plain, "logEntries", entries);
+	return body ? request__json(r, 200, body, NULL) : request__error(r, 500, "out of memory");
 }
 
 /* ---- dispatch ---- */
@@ -903,6 +1260,10 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 		r->phase = API_PHASE_NEW;
 		if (r->route.endpoint == API_ROUTE_CREATE)
 			return handlers__create_answer(r);
+		if (r->route.endpoint == API_ROUTE_CONNECT || r->route.endpoint == API_ROUTE_RESUME)
+			return handlers__resume_answer(r);
+		if (r->route.endpoint == API_ROUTE_PAUSE)
+			return handlers__operation_answer(r, "pause");
 		return handlers__operation_answer(r, r->route.endpoint == API_ROUTE_KILL
 							     ? "kill"
 							     : "network update");
@@ -926,6 +1287,8 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 	}
 	if (!pool)
 		return request__error(r, 503, "database unavailable, retry later");
+	if (r->route.endpoint == API_ROUTE_TEMPLATE_UPLOAD)
+		return templates_api__upload_finish(r); /* signed URL, no API key */
 	if (!handlers__authenticate(r, pool, &ret))
 		return ret;
 	if (route__is_lifecycle(r->route.endpoint)) {
@@ -952,11 +1315,27 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 		return handlers__timeout(r, pool, true);
 	case API_ROUTE_PAUSE:
 		return handlers__pause(r, pool);
+	case API_ROUTE_RESUME:
+		return handlers__resume(r, pool);
 	case API_ROUTE_NETWORK:
 		return handlers__network(r, pool);
 	case API_ROUTE_CONNECT:
 		return handlers__connect(r, pool);
+	case API_ROUTE_METRICS:
+		return handlers__metrics(r, pool);
+	case API_ROUTE_METRICS_LIST:
+		return handlers__metrics_list(r, pool);
+	case API_ROUTE_LOGS:
+		return handlers__logs(r, pool, false);
+	case API_ROUTE_LOGS_V2:
+		return handlers__logs(r, pool, true);
+	case API_ROUTE_UNIMPLEMENTED:
+		return request__error(r, 501, "%s is not implemented by warren (%s %.100s)",
+				      r->route.feature ? r->route.feature : "this route", r->method,
+				      r->path);
 	default:
+		if (r->route.endpoint >= API_ROUTE_TEMPLATE_CREATE)
+			return templates_api__dispatch(r, pool);
 		return request__error(r, 404, "no such endpoint");
 	}
 }

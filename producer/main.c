@@ -8,9 +8,12 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "api_metrics.h"
 #include "api_limits.h"
 #include "warren/config.h"
 #include "warren/log.h"
+#include "warren/prom.h"
+#include "warren/service.h"
 
 static volatile sig_atomic_t main_stop;
 
@@ -45,6 +48,10 @@ int main(int argc, char **argv)
 		log_error("Kafka: %s", err);
 		return 1;
 	}
+	if (api_metrics__start()) {
+		bus__stop();
+		return 1;
+	}
 	server = api__server_start(&config, err, sizeof(err));
 	if (!server) {
 		log_error("%s", err);
@@ -56,10 +63,13 @@ int main(int argc, char **argv)
 		 api__server_port(server), config.commands_topic, config.events_topic);
 	printf("warren-api listening on %s:%d\n", config.listen_host, api__server_port(server));
 	fflush(stdout);
+	service__notify("READY=1"); /* systemd Type=notify */
 	while (!main_stop)
 		pause();
+	service__notify("STOPPING=1");
 	log_info("shutting down");
 	api__server_stop(server);
+	prom__stop();
 	bus__stop();
 	limits__close_shared(); /* gives unspent leased tokens back */
 	return 0;

@@ -84,6 +84,34 @@ json_t *render__detail(const struct render_context *context, const struct storag
 					 !json_object_get(sandbox->network, "allowInternetAccess")));
 	if (sandbox->network)
 		json_object_set(body, "network", sandbox->network);
+	json_object_set_new(body, "lifecycle",
+			    json_pack("{s:s, s:b}", "onTimeout",
+				      sandbox->pause_on_timeout ? "pause" : "kill", "autoResume",
+				      sandbox->auto_resume));
 	memset(access, 0, sizeof(access));
 	return body;
+}
+
+json_t *render__metric(const struct storage_sandbox_metric *metric)
+{
+	return json_pack("{s:o, s:I, s:i, s:f, s:I, s:I, s:I, s:I, s:I}", "timestamp",
+			 render__time(metric->at), "timestampUnix", (json_int_t)(metric->at / 1000),
+			 "cpuCount", (int)metric->cpu_count, "cpuUsedPct",
+			 (double)((int64_t)(metric->cpu_used_pct * 100 + 0.5)) / 100.0, "memUsed",
+			 (json_int_t)metric->mem_used, "memTotal", (json_int_t)metric->mem_total,
+			 "memCache", (json_int_t)metric->mem_cache, "diskUsed",
+			 (json_int_t)metric->disk_used, "diskTotal", (json_int_t)metric->disk_total);
+}
+
+json_t *render__log_entry(const struct storage_log_line *line)
+{
+	return json_pack("{s:o, s:s, s:s, s:{s:s}}", "timestamp", render__time(line->at), "level",
+			 line->level, "message", line->message ? line->message : "", "fields",
+			 "source", line->source);
+}
+
+json_t *render__log_line(const struct storage_log_line *line)
+{
+	return json_pack("{s:o, s:s}", "timestamp", render__time(line->at), "line",
+			 line->message ? line->message : "");
 }

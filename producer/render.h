@@ -30,6 +30,14 @@ json_t *render__listed(const struct render_context *context, const struct storag
 /* GET /sandboxes/{id} (SandboxDetail: the listed fields plus
  * envdAccessToken and domain). */
 json_t *render__detail(const struct render_context *context, const struct storage_sandbox *sandbox);
+/* One SandboxMetric: timestamp (RFC 3339), timestampUnix (seconds),
+ * cpuCount, cpuUsedPct, memUsed, memTotal, memCache, diskUsed, diskTotal
+ * (bytes). */
+json_t *render__metric(const struct storage_sandbox_metric *metric);
+/* One SandboxLogEntry: timestamp, level, message, fields {source}. */
+json_t *render__log_entry(const struct storage_log_line *line);
+/* One SandboxLog (the deprecated v1 shape): timestamp, line. */
+json_t *render__log_line(const struct storage_log_line *line);
 /* The state name clients see: E2B's "running" / "paused", and ours for
  * the others ("starting", "killing", ...). */
 const char *render__state(enum storage_sandbox_state state);

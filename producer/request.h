@@ -34,11 +34,21 @@ struct api_request {
 	bool have_sandbox;
 	char envd_version[65];
 	int status; /* the status answered, for the access log */
+	/* PUT of a template file (templates_api.c): streamed to a temp file */
+	int upload_fd; /* 0: not opened (fds 0..2 are never ours) */
+	char upload_tmp[512];
+	uint64_t upload_len;
+	bool upload_refused;
+	int upload_status;
+	char upload_message[96];
 	/* create timing for the access log (clock__monotonic_ns; 0 = not reached) */
 	uint64_t started_ns, admitted_ns, queued_ns, result_ns;
 };
 
 /* Queues {"code","message"} with status (and X-Request-Id). */
+/* 503 with Retry-After: retry_after_s and the JSON error body of fmt. */
+enum MHD_Result request__unavailable(struct api_request *r, int retry_after_s, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 enum MHD_Result request__error(struct api_request *r, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Queues body (reference stolen; NULL -> 500) with status. headers: NULL
@@ -56,6 +66,14 @@ const char *request__query(struct api_request *r, const char *name);
 /* The render context of this request (envd_version may be NULL). */
 void request__render_context(const struct api_request *r, const char *envd_version,
 			     struct render_context *out);
+
+/* Template endpoints (templates_api.c). dispatch: authenticated; upload:
+ * the signed PUT (no API key), chunk takes body bytes as they arrive
+ * (0, or -1 to stop reading), done releases what a request left. */
+enum MHD_Result templates_api__dispatch(struct api_request *r, struct storage_pool *pool);
+enum MHD_Result templates_api__upload_finish(struct api_request *r);
+int templates_api__upload_chunk(struct api_request *r, const char *data, size_t len);
+void templates_api__request_done(struct api_request *r);
 
 /* Runs the endpoint of r->route (authenticated, limits checked). Called
  * with the complete body; again after a suspension (phase WAITING). */

@@ -16,9 +16,110 @@ static const struct route_action route_actions[] = {
 	{ "/timeout", "POST", API_ROUTE_TIMEOUT },
 	{ "/refreshes", "POST", API_ROUTE_REFRESH },
 	{ "/pause", "POST", API_ROUTE_PAUSE },
+	{ "/resume", "POST", API_ROUTE_RESUME },
 	{ "/network", "PUT", API_ROUTE_NETWORK },
 	{ "/connect", "POST", API_ROUTE_CONNECT },
+	{ "/metrics", "GET", API_ROUTE_METRICS },
+	{ "/logs", "GET", API_ROUTE_LOGS },
 };
+
+/* Routes of the E2B API (as the npm e2b SDK 2.x calls them) that warren
+ * does not implement: they answer 501 naming the feature, never a 404 the
+ * SDK would read as "sandbox not found". '*' is one path segment. */
+struct route_unimplemented {
+	const char *pattern;
+	const char *methods; /* ", "-separated */
+	const char *feature;
+};
+
+static const struct route_unimplemented route_unimplemented[] = {
+	{ "/sandboxes/*/fork", "POST", "forking a sandbox" },
+	{ "/sandboxes/*/snapshots", "POST", "snapshots" },
+	{ "/snapshots", "GET", "snapshots" },
+	{ "/secrets", "GET, POST", "secrets" },
+	{ "/secrets/*", "GET, POST, DELETE", "secrets" },
+	{ "/teams", "GET", "the teams API" },
+	{ "/teams/*/metrics", "GET", "team metrics" },
+	{ "/teams/*/metrics/max", "GET", "team metrics" },
+	{ "/templates/tags", "POST, DELETE", "template tags" },
+	{ "/templates/*", "PATCH", "updating a template (publish state)" },
+	{ "/templates/*/tags", "GET", "template tags" },
+	{ "/v2/templates", "GET", "the v2 template list (use GET /templates)" },
+	{ "/v2/templates/*", "PATCH", "updating a template (publish state)" },
+	{ "/volumes", "GET, POST", "volumes" },
+	{ "/volumes/*", "GET, DELETE", "volumes" },
+	{ "/volumecontent/*/dir", "GET, POST", "volumes" },
+	{ "/volumecontent/*/path", "GET, PATCH, DELETE", "volumes" },
+	{ "/volumecontent/*/file", "GET, PUT", "volumes" },
+};
+
+/* True when path matches pattern segment by segment ('*' = one non-empty
+ * segment). Pure. */
+static bool route__pattern_matches(const char *pattern, const char *path)
+{
+	while (*pattern && *path) {
+		if (*pattern == '*') {
+			const char *end = strchr(path, '/');
+			size_t len = end ? (size_t)(end - path) : strlen(path);
+
+			if (len == 0)
+				return false;
+			pattern++;
+			path += len;
+			continue;
+		}
+		if (*pattern != *path)
+			return false;
+		pattern++;
+		path++;
+	}
+	return !*pattern && !*path;
+}
+
+/* True when method is one of the ", "-separated names of list. Pure. */
+static bool route__method_listed(const char *list, const char *method)
+{
+	size_t len = strlen(method);
+
+	while (list && *list) {
+		if (!strncmp(list, method, len) && (list[len] == ',' || list[len] == '\0'))
+			return true;
+		list = strchr(list, ',');
+		if (list)
+			list += 2;
+	}
+	return false;
+}
+
+/* Looks clean up in route_unimplemented: 501 for a listed method, 405 for
+ * another method of a listed path. false when the path is not there. */
+static bool route__unimplemented(const char *method, const char *clean, bool listed_only,
+				 struct api_route *out)
+{
+	const struct route_unimplemented *first = NULL;
+
+	for (size_t i = 0; i < sizeof(route_unimplemented) / sizeof(route_unimplemented[0]); i++) {
+		const struct route_unimplemented *entry = &route_unimplemented[i];
+
+		if (!route__pattern_matches(entry->pattern, clean))
+			continue;
+		if (route__method_listed(entry->methods, method)) {
+			out->endpoint = API_ROUTE_UNIMPLEMENTED;
+			out->feature = entry->feature;
+			out->allowed_methods = entry->methods;
+			out->sandbox_id[0] = '\0';
+			return true;
+		}
+		if (!first)
+			first = entry;
+	}
+	if (!first || listed_only)
+		return false;
+	out->endpoint = API_ROUTE_BAD_METHOD;
+	out->allowed_methods = first->methods;
+	out->sandbox_id[0] = '\0';
+	return true;
+}
 
 static void route__method(const char *method, const char *want, enum api_endpoint endpoint,
 			  const char *allowed, struct api_route *out)
@@ -32,6 +133,7 @@ void route__match(const char *method, const char *path, struct api_route *out)
 	char clean[256];
 	size_t len = path ? strlen(path) : 0;
 	const char *rest, *slash;
+	bool v2 = false;
 	size_t id_len;
 
 	memset(out, 0, sizeof(*out));
@@ -42,6 +144,16 @@ void route__match(const char *method, const char *path, struct api_route *out)
 	if (len > 1 && clean[len - 1] == '/')
 		clean[--len] = '\0';
 
+	/* 501 for a method warren lacks on a path it may know (PATCH
+	 * /templates/{id}), then the template routes, then 501/405 */
+	if (route__unimplemented(method, clean, true, out) ||
+	    templates_route__match(method, clean, out) ||
+	    route__unimplemented(method, clean, false, out))
+		return;
+	if (!strcmp(clean, "/sandboxes/metrics")) {
+		route__method(method, "GET", API_ROUTE_METRICS_LIST, "GET", out);
+		return;
+	}
 	if (!strcmp(clean, "/health")) {
 		route__method(method, "GET", API_ROUTE_HEALTH, "GET", out);
 		return;
@@ -68,10 +180,11 @@ void route__match(const char *method, const char *path, struct api_route *out)
 		return;
 	}
 	if (!strncmp(clean, "/v2/sandboxes/", 14)) {
-		/* Only connect lives under /v2/sandboxes/{id}. */
+		/* Only connect and logs live under /v2/sandboxes/{id}. */
 		slash = strchr(clean + 14, '/');
-		if (!slash || slash == clean + 14 || strcmp(slash, "/connect"))
+		if (!slash || slash == clean + 14 || (strcmp(slash, "/connect") && strcmp(slash, "/logs")))
 			return;
+		v2 = true;
 		rest = clean + 14;
 	} else if (!strncmp(clean, "/sandboxes/", 11)) {
 		rest = clean + 11;
@@ -91,6 +204,8 @@ void route__match(const char *method, const char *path, struct api_route *out)
 		out->allowed_methods = *rest ? route_actions[i].method : "GET, DELETE";
 		if (!strcmp(route_actions[i].method, method)) {
 			out->endpoint = route_actions[i].endpoint;
+			if (v2 && out->endpoint == API_ROUTE_LOGS)
+				out->endpoint = API_ROUTE_LOGS_V2;
 			return;
 		}
 		out->endpoint = API_ROUTE_BAD_METHOD;
@@ -116,8 +231,24 @@ const char *route__name(enum api_endpoint endpoint)
 	case API_ROUTE_TIMEOUT: return "timeout";
 	case API_ROUTE_REFRESH: return "refresh";
 	case API_ROUTE_PAUSE: return "pause";
+	case API_ROUTE_RESUME: return "resume";
 	case API_ROUTE_NETWORK: return "network";
 	case API_ROUTE_CONNECT: return "connect";
+	case API_ROUTE_METRICS: return "metrics";
+	case API_ROUTE_METRICS_LIST: return "metrics_list";
+	case API_ROUTE_LOGS: return "logs";
+	case API_ROUTE_LOGS_V2: return "logs_v2";
+	case API_ROUTE_UNIMPLEMENTED: return "unimplemented";
+	case API_ROUTE_TEMPLATE_CREATE: return "template_create";
+	case API_ROUTE_TEMPLATE_LIST: return "template_list";
+	case API_ROUTE_TEMPLATE_GET: return "template_get";
+	case API_ROUTE_TEMPLATE_DELETE: return "template_delete";
+	case API_ROUTE_TEMPLATE_ALIAS: return "template_alias";
+	case API_ROUTE_TEMPLATE_FILE: return "template_file";
+	case API_ROUTE_TEMPLATE_UPLOAD: return "template_upload";
+	case API_ROUTE_TEMPLATE_BUILD: return "template_build";
+	case API_ROUTE_TEMPLATE_BUILD_STATUS: return "template_build_status";
+	case API_ROUTE_TEMPLATE_BUILD_LOGS: return "template_build_logs";
 	case API_ROUTE_BAD_METHOD: return "bad_method";
 	case API_ROUTE_NOT_FOUND: break;
 	}

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api_metrics.h"
 #include "request.h"
 #include "warren/clock.h"
 #include "warren/check.h"
@@ -262,6 +263,20 @@ enum MHD_Result request__error(struct api_request *r, int status, const char *fm
 	return request__json(r, status, render__error(status, message), NULL);
 }
 
+enum MHD_Result request__unavailable(struct api_request *r, int retry_after_s, const char *fmt, ...)
+{
+	char message[600], retry[24];
+	const char *headers[] = { "Retry-After", retry, NULL };
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	snprintf(retry, sizeof(retry), "%d", retry_after_s > 0 ? retry_after_s : 1);
+	log_warn("req=%s %s %s -> 503: %s", r->request_id, r->method, r->path, message);
+	return request__json(r, 503, render__error(503, message), headers);
+}
+
 enum MHD_Result request__empty(struct api_request *r, int status)
 {
 	return request__queue(r, status, NULL, 0, NULL);
@@ -375,6 +390,8 @@ static enum MHD_Result server__access(void *cls, struct MHD_Connection *connecti
 			return MHD_NO;
 		*con_cls = r;
 		length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Content-Length");
+		if (r->route.endpoint == API_ROUTE_TEMPLATE_UPLOAD)
+			return MHD_YES; /* streamed to a file, its own limit */
 		if (length && strtoull(length, NULL, 10) > server->config.max_body_bytes) {
 			r->body_too_large = true;
 			return request__error(r, 413, "request body is larger than %zu bytes",
@@ -384,6 +401,13 @@ static enum MHD_Result server__access(void *cls, struct MHD_Connection *connecti
 	}
 	if (r->phase == API_PHASE_ANSWERED) {
 		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (*upload_data_size && r->route.endpoint == API_ROUTE_TEMPLATE_UPLOAD) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		templates_api__upload_chunk(r, upload_data, n);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -427,6 +451,7 @@ static void server__completed(void *cls, struct MHD_Connection *connection, void
 		return;
 	waiters__remove(&r->waiter);
 	json_decref(r->waiter.result);
+	templates_api__request_done(r);
 	if (r->have_sandbox)
 		storage__sandbox_clear(&r->sandbox);
 	timing[0] = '\0';
@@ -436,6 +461,7 @@ static void server__completed(void *cls, struct MHD_Connection *connection, void
 			 (double)(r->admitted_ns - r->started_ns) / 1e6,
 			 (double)(r->queued_ns - r->admitted_ns) / 1e6,
 			 (double)(r->result_ns - r->queued_ns) / 1e6);
+	api_metrics__request(r->route.endpoint, r->status, r->started_ns);
 	log_info("req=%s %s %s -> %d in %.2f ms%s%s%s%s", r->request_id, r->method, r->path,
 		 r->status, (double)(clock__monotonic_ns() - r->started_ns) / 1e6,
 		 r->team.id[0] ? " team=" : "", r->team.id, timing,

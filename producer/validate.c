@@ -264,12 +264,83 @@ err:
 	return -1;
 }
 
+/* 400 when body carries a field warren does not implement with a value
+ * that asks for something (not absent, null, {} or []). */
+static int validate__unsupported(const json_t *body, const char *key, const char *what,
+				 struct api_error *err)
+{
+	const json_t *value = json_object_get(body, key);
+
+	if (!value || json_is_null(value) || (json_is_object(value) && json_object_size(value) == 0) ||
+	    (json_is_array(value) && json_array_size(value) == 0))
+		return 0;
+	return validate__fail(err, 400, "%s is not supported by warren (%s)", key, what);
+}
+
+int validate__network_update(const json_t *body, json_t **rules, struct api_error *err)
+{
+	bool internet = true;
+
+	*rules = NULL;
+	if (!json_is_object(body))
+		return validate__fail(err, 400, "malformed JSON body: expected a JSON object");
+	if (validate__unsupported(body, "egressProxy", "no egress proxy chaining", err) ||
+	    validate__unsupported(body, "rules", "no per-domain request transforms", err))
+		return -1;
+	/* The SDK sends snake_case here (as in the create body). */
+	if (validate__bool(body, "allow_internet_access", true, &internet, err))
+		return -1;
+	return validate__network_rules(body, internet, rules, err);
+}
+
 void api_create_request__clear(struct api_create_request *request)
 {
 	json_decref(request->network);
 	json_decref(request->metadata);
 	json_decref(request->env_vars);
 	memset(request, 0, sizeof(*request));
+}
+
+/* What a timeout does: E2B's autoPause (bool) and autoResume ({enabled}
+ * or a bool), or the SDK's own spelling lifecycle {onTimeout: "pause" |
+ * "kill" | {action}, autoResume}. autoResume needs pause on timeout. */
+static int validate__lifecycle(const json_t *body, struct api_create_request *out,
+			       struct api_error *err)
+{
+	const json_t *lifecycle = json_object_get(body, "lifecycle");
+	const json_t *auto_resume = json_object_get(body, "autoResume");
+	const json_t *on_timeout;
+
+	if (validate__bool(body, "autoPause", false, &out->pause_on_timeout, err))
+		return -1;
+	if (json_is_object(auto_resume))
+		auto_resume = json_object_get(auto_resume, "enabled");
+	if (auto_resume && !json_is_null(auto_resume) && !json_is_boolean(auto_resume))
+		return validate__fail(err, 400,
+				      "autoResume must be a boolean or {enabled: boolean}");
+	out->auto_resume = json_is_true(auto_resume);
+	if (lifecycle && !json_is_null(lifecycle)) {
+		if (!json_is_object(lifecycle))
+			return validate__fail(err, 400, "lifecycle must be an object");
+		on_timeout = json_object_get(lifecycle, "onTimeout");
+		if (json_is_object(on_timeout))
+			on_timeout = json_object_get(on_timeout, "action");
+		if (on_timeout && !json_is_null(on_timeout)) {
+			const char *action = json_string_value(on_timeout);
+
+			if (!action || (strcmp(action, "pause") && strcmp(action, "kill")))
+				return validate__fail(err, 400, "lifecycle.onTimeout must be "
+							      "one of: pause, kill");
+			out->pause_on_timeout = !strcmp(action, "pause");
+		}
+		if (validate__bool(lifecycle, "autoResume", out->auto_resume, &out->auto_resume,
+				   err))
+			return -1;
+	}
+	if (out->auto_resume && !out->pause_on_timeout)
+		return validate__fail(
+			err, 400, "autoResume can only be true when onTimeout action is 'pause'");
+	return 0;
 }
 
 int validate__create(const json_t *body, int32_t max_timeout_s, struct api_create_request *out,
@@ -279,7 +350,6 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 	const json_t *timeout = json_object_get(body, "timeout");
 	const json_t *network = json_object_get(body, "network");
 	const json_t *mask;
-	bool auto_pause = false;
 
 	memset(out, 0, sizeof(*out));
 	if (!json_is_object(body)) {
@@ -325,17 +395,20 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 	 * 2.x does not send the field at all. secure=false is honoured. */
 	if (validate__bool(body, "secure", true, &out->secure, err) ||
 	    validate__bool(body, "allow_internet_access", true, &out->allow_internet_access, err) ||
-	    validate__bool(body, "autoPause", false, &auto_pause, err))
+	    validate__lifecycle(body, out, err))
 		goto err;
-	if (auto_pause) {
-		validate__fail(err, 400, "autoPause is not supported by this runtime (pause is not supported)");
-		goto err;
-	}
 
 	if (network && !json_is_null(network) && !json_is_object(network)) {
 		validate__fail(err, 400, "network must be an object");
 		goto err;
 	}
+	/* Asked-for features warren lacks are refused, never dropped. */
+	if (validate__unsupported(body, "volumeMounts", "volumes are not implemented", err) ||
+	    validate__unsupported(body, "mcp", "no MCP gateway", err) ||
+	    validate__unsupported(body, "iam", "no workload identity tokens", err) ||
+	    validate__unsupported(network, "rules", "no per-domain request transforms", err) ||
+	    validate__unsupported(network, "egressProxy", "no egress proxy chaining", err))
+		goto err;
 	if (validate__bool(network, "allowPublicTraffic", true, &out->allow_public_traffic, err))
 		goto err;
 	if (!out->allow_public_traffic && !out->secure) {

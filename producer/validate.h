@@ -41,6 +41,8 @@ struct api_create_request {
 	json_t *metadata; /* object of strings */
 	json_t *env_vars; /* object of strings */
 	char runtime[8];  /* metadata "warren.runtime": "vm", "jail" or "" (any host) */
+	bool pause_on_timeout; /* autoPause / lifecycle.onTimeout = "pause" */
+	bool auto_resume;      /* autoResume.enabled / lifecycle.autoResume */
 };
 
 enum api_address_kind { API_ADDRESS_INVALID = 0, API_ADDRESS_IP, API_ADDRESS_CIDR, API_ADDRESS_DOMAIN };
@@ -67,6 +69,12 @@ void api_create_request__clear(struct api_create_request *request);
  * allow_internet_access is false) into *rules (new object). 0 or -1. */
 int validate__network_rules(const json_t *network, bool allow_internet_access, json_t **rules,
 			    struct api_error *err);
+
+/* Validates a PUT /sandboxes/{id}/network body {allowOut[], denyOut[],
+ * allow_internet_access} (the SDK's updateNetwork; omitted lists are
+ * cleared) into *rules as validate__network_rules does. Fields warren does
+ * not implement (egressProxy, non-empty rules) are a 400 naming them. */
+int validate__network_update(const json_t *body, json_t **rules, struct api_error *err);
 
 /* The {timeout} body of POST /sandboxes/{id}/timeout and the {duration} body
  * of /refreshes (field name given): a positive integer number of seconds,

@@ -1,4 +1,5 @@
 /* events: result-event consumer invalidating the sandbox cache (see events.h). */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 struct proxy_events {
 	struct lookup *lookup;
 	struct kafka_consumer *consumer;
+	struct kafka_producer *producer; /* autoResume's resume commands; NULL: none */
 	pthread_t thread;
 	volatile int stop;
 	char group[128];
@@ -48,6 +50,38 @@ static void *proxy_events__main(void *arg)
 		kafka_message__release(&msg);
 	}
 	return NULL;
+}
+
+/* lookup_wake_fn: a `resume` command to the sandbox's host topic, with
+ * end_at = now + proxy_auto_resume_timeout_s (default 300). */
+static int proxy_events__wake(void *opaque, const char *sandbox_id, const char *team_id,
+			      const char *host_id)
+{
+	struct proxy_events *events = opaque;
+	struct kafka_event ev = { 0 };
+	char host_topic[KAFKA_TOPIC_NAME_MAX + 1], topic[KAFKA_TOPIC_NAME_MAX + 1], reason[256];
+	json_t *spec = json_pack("{s:i}", "timeout_s",
+				 (int)config__get_int("proxy_auto_resume_timeout_s", 300));
+	int rc;
+
+	if (kafka__host_topic(host_id, host_topic, sizeof(host_topic)) ||
+	    snprintf(topic, sizeof(topic), "%s%s", config__get("kafka_topic_prefix", ""),
+		     host_topic) >= (int)sizeof(topic)) {
+		json_decref(spec);
+		return -EINVAL;
+	}
+	if (kafka_event__init_command(&ev, KAFKA_EVENT_RESUME, team_id, sandbox_id, spec, reason,
+				      sizeof(reason)) != KAFKA_EVENT_OK) {
+		log_warn("sandbox %s: cannot build a resume command: %s", sandbox_id, reason);
+		return -EINVAL;
+	}
+	rc = kafka_producer__produce_event(events->producer, topic, &ev, 5000, NULL);
+	kafka_event__clear(&ev);
+	if (rc)
+		log_warn("sandbox %s: the autoResume command was not queued (%d)", sandbox_id, rc);
+	else
+		log_info("sandbox %s: paused, autoResume: resume requested", sandbox_id);
+	return rc;
 }
 
 struct proxy_events *proxy_events__start(struct lookup *lookup, char *err, size_t err_len)
@@ -86,6 +120,11 @@ struct proxy_events *proxy_events__start(struct lookup *lookup, char *err, size_
 		goto fail;
 	}
 	log_info("events: invalidating the cache from %s (group %s)", topic, events->group);
+	events->producer = kafka_producer__new(NULL, NULL, err, err_len);
+	if (events->producer)
+		lookup__set_waker(lookup, proxy_events__wake, events);
+	else
+		log_warn("events: no Kafka producer (%s): autoResume does not wake sandboxes", err);
 	return events;
 fail:
 	kafka_consumer__free(events->consumer);
@@ -99,8 +138,10 @@ void proxy_events__stop(struct proxy_events *events)
 
 	if (!events)
 		return;
+	lookup__set_waker(events->lookup, NULL, NULL);
 	events->stop = 1;
 	pthread_join(events->thread, NULL);
+	kafka_producer__free(events->producer);
 	kafka_consumer__free(events->consumer);
 	if (kafka__delete_group(kafka__brokers(), events->group, 5000, err, sizeof(err)) < 0)
 		log_debug("events: group %s not deleted: %s", events->group, err);

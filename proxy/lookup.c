@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lookup.h"
 #include "warren/check.h"
@@ -40,12 +41,14 @@ struct lookup {
 	pthread_t refresher;
 	bool refresher_started, stopping;
 	pthread_cond_t wake;
+	lookup_wake_fn waker;       /* autoResume (lookup__set_waker), NULL: none */
+	void *waker_opaque;
 	char queue[LOOKUP_REFRESH_QUEUE][ROUTE_SANDBOX_ID_MAX + 1];
 	size_t queue_head, queue_len;
 };
 
 static enum lookup_status lookup__fetch(struct lookup *lookup, const char *id,
-					struct lookup_route *route);
+					struct lookup_route *route, bool may_wake);
 static struct lookup_entry *lookup__find(struct lookup *lookup, const char *id);
 
 static void *lookup__refresher(void *arg)
@@ -69,7 +72,7 @@ static void *lookup__refresher(void *arg)
 		pthread_mutex_unlock(&lookup->lock);
 
 		memset(&route, 0, sizeof(route));
-		status = lookup__fetch(lookup, id, &route);
+		status = lookup__fetch(lookup, id, &route, false);
 
 		pthread_mutex_lock(&lookup->lock);
 		e = lookup__find(lookup, id);
@@ -212,9 +215,52 @@ static bool lookup__parse_address(const char *text, struct lookup_route *route)
 	return false;
 }
 
-/* Asks PostgreSQL; no lock held. */
+/* E2B's autoResume: asks the paused sandbox's worker to resume it and
+ * waits on this thread (as a cache miss waits for its query) until the
+ * row says running, at most wake_timeout_ms. True with *row reloaded
+ * when it runs. */
+static bool lookup__wake(struct lookup *lookup, struct storage_sandbox *row)
+{
+	char id[STORAGE_SANDBOX_ID_LEN + 1];
+	uint64_t deadline = clock__monotonic_ms() + lookup->config.wake_timeout_ms;
+	struct storage_error err;
+	lookup_wake_fn waker;
+	void *opaque;
+
+	pthread_mutex_lock(&lookup->lock);
+	waker = lookup->waker;
+	opaque = lookup->waker_opaque;
+	pthread_mutex_unlock(&lookup->lock);
+	if (!waker || !row->host_id[0] || waker(opaque, row->id, row->team_id, row->host_id))
+		return false;
+	snprintf(id, sizeof(id), "%s", row->id);
+	while (clock__monotonic_ms() < deadline) {
+		usleep(5000);
+		storage__sandbox_clear(row);
+		if (storage__sandbox_get_internal(lookup->pool, id, row, &err))
+			return false;
+		if (row->state == STORAGE_SANDBOX_RUNNING)
+			return true;
+		if (row->state != STORAGE_SANDBOX_PAUSED && row->state != STORAGE_SANDBOX_RESUMING)
+			return false;
+	}
+	log_warn("sandbox %s: not resumed within %llu ms (autoResume)", id,
+		 (unsigned long long)lookup->config.wake_timeout_ms);
+	return false;
+}
+
+void lookup__set_waker(struct lookup *lookup, lookup_wake_fn waker, void *opaque)
+{
+	pthread_mutex_lock(&lookup->lock);
+	lookup->waker = waker;
+	lookup->waker_opaque = opaque;
+	pthread_mutex_unlock(&lookup->lock);
+}
+
+/* Asks PostgreSQL; no lock held. may_wake: a request is waiting (not the
+ * refresher), so a paused sandbox with autoResume is woken. */
 static enum lookup_status lookup__fetch(struct lookup *lookup, const char *id,
-					struct lookup_route *route)
+					struct lookup_route *route, bool may_wake)
 {
 	struct storage_sandbox row;
 	struct storage_error err;
@@ -229,6 +275,9 @@ static enum lookup_status lookup__fetch(struct lookup *lookup, const char *id,
 		log_warn("sandbox %s lookup failed: %s", id, err.message);
 		return LOOKUP_UNAVAILABLE;
 	}
+	if (may_wake && row.state == STORAGE_SANDBOX_PAUSED && row.auto_resume &&
+	    !lookup__wake(lookup, &row))
+		goto out;
 	if (row.state != STORAGE_SANDBOX_RUNNING || !row.slot_address[0])
 		goto out;
 	if (!lookup__parse_address(row.slot_address, route)) {
@@ -283,7 +332,7 @@ enum lookup_status lookup__get(struct lookup *lookup, const char *sandbox_id,
 	pthread_mutex_unlock(&lookup->lock);
 
 	memset(&route, 0, sizeof(route));
-	status = lookup__fetch(lookup, sandbox_id, &route);
+	status = lookup__fetch(lookup, sandbox_id, &route, true);
 	if (status == LOOKUP_UNAVAILABLE)
 		return status;
 	pthread_mutex_lock(&lookup->lock);

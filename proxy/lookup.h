@@ -39,7 +39,13 @@ struct lookup_config {
 				     served while a background thread reloads it */
 	int max_connections;	  /* per sandbox, >= 1 */
 	const char *token_seed;	  /* for tokens__traffic_token */
+	uint64_t wake_timeout_ms; /* how long a request waits for an autoResume */
 };
+
+/* Sends the worker on host_id a resume command for sandbox_id (E2B's
+ * autoResume: traffic wakes a paused sandbox). 0 when it was queued. */
+typedef int (*lookup_wake_fn)(void *opaque, const char *sandbox_id, const char *team_id,
+			      const char *host_id);
 
 /* NULL on no memory. pool is borrowed. */
 struct lookup *lookup__create(struct storage_pool *pool, const struct lookup_config *config);
@@ -53,6 +59,10 @@ enum lookup_status lookup__get(struct lookup *lookup, const char *sandbox_id,
 bool lookup__acquire(struct lookup *lookup, const char *sandbox_id);
 /* Undoes one lookup__acquire. */
 void lookup__release(struct lookup *lookup, const char *sandbox_id);
+/* Installs the autoResume waker (NULL: none): a request for a paused
+ * sandbox whose row has auto_resume calls it, then waits up to
+ * wake_timeout_ms (on the request's thread) until the sandbox runs. */
+void lookup__set_waker(struct lookup *lookup, lookup_wake_fn waker, void *opaque);
 /* Forgets the cached row of sandbox_id (e.g. on a state-change event). */
 void lookup__invalidate(struct lookup *lookup, const char *sandbox_id);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #ifdef WARREN_PROXY_KAFKA
+#include "warren/prom.h"
 #include "events.h"
 #endif
 #include "limiter.h"
@@ -12,6 +13,7 @@
 #include "server.h"
 #include "warren/config.h"
 #include "warren/log.h"
+#include "warren/service.h"
 #include "warren/storage.h"
 
 static struct proxy_server *running_server;
@@ -72,6 +74,7 @@ int main(void)
 		.negative_ttl_ms = (uint64_t)config__get_int("proxy_cache_negative_ttl_ms", 1000),
 		.stale_ms = (uint64_t)config__get_int("proxy_cache_stale_ms", 10000),
 		.max_connections = (int)config__get_int("proxy_max_conns_per_sandbox", 1000),
+		.wake_timeout_ms = (uint64_t)config__get_int("proxy_auto_resume_wait_ms", 10000),
 		.token_seed = seed,
 	};
 	lookup = lookup__create(pool, &lookup_config);
@@ -105,6 +108,15 @@ int main(void)
 			log_warn("events: %s; the cache relies on its TTL", err);
 	}
 #endif
+	if (config__get("metrics_listen", "")[0]) {
+		uint16_t metrics_port = 0;
+
+		if (prom__serve(config__get("metrics_listen", ""), &metrics_port, err, sizeof(err))) {
+			log_error("%s", err);
+			goto out;
+		}
+		log_info("metrics: GET /metrics on port %u", metrics_port);
+	}
 	running_server = server;
 	memset(&action, 0, sizeof(action));
 	action.sa_handler = proxy__on_signal;
@@ -113,9 +125,12 @@ int main(void)
 	signal(SIGPIPE, SIG_IGN);
 	log_info("listening on %s:%u, domain %s, %d threads", settings.listen_host,
 		 settings.listen_port, settings.domain, settings.threads);
+	service__notify("READY=1"); /* systemd Type=notify */
 	rc = proxy__run(server) == 0 ? 0 : 1;
+	service__notify("STOPPING=1");
 	log_info("stopped");
 out:
+	prom__stop();
 	running_server = NULL;
 #ifdef WARREN_PROXY_KAFKA
 	proxy_events__stop(events);

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "warren/prom.h"
 #include "http.h"
 #include "route.h"
 #include "server.h"
@@ -46,6 +47,7 @@ enum conn_state {
 struct worker;
 
 struct conn {
+	uint64_t request_ns; /* the current request's head was parsed (metrics) */
 	struct conn *prev, *next;
 	struct worker *worker;
 	int client_fd, upstream_fd;
@@ -181,6 +183,7 @@ static bool buffer__append_str(struct buffer *b, const char *s)
 /* ---- connection lifetime ---- */
 
 static void conn__watch(struct conn *c);
+static void proxy_metrics__answered(int status, uint64_t request_ns);
 
 static void conn__close_upstream(struct conn *c)
 {
@@ -338,6 +341,7 @@ static void conn__send_error(struct conn *c, const struct route_error *error, bo
 	size_t len;
 
 	conn__close_upstream(c);
+	proxy_metrics__answered(route__error_status(error->kind), c->request_ns);
 	len = route__render_error(error, html, keep_alive, response, sizeof(response));
 	c->close_after = !keep_alive;
 	c->state = CONN_ERROR_WRITE;
@@ -356,6 +360,7 @@ static void conn__finish(struct conn *c)
 	const struct proxy_settings *s = &c->worker->server->settings;
 
 	conn__close_upstream(c);
+	c->request_ns = 0; /* the next answer's latency counts from its own head */
 	if (c->close_after || !c->req_keep_alive || !c->req_body_done) {
 		conn__close(c);
 		return;
@@ -580,6 +585,8 @@ static bool head__check_rate(struct head_ctx *ctx)
 	limiter__check(ctx->server->limiter, ctx->c->client_ip, &decision);
 	if (decision.allowed)
 		return true;
+	prom__counter_add("warren_proxy_rate_limit_rejections_total",
+			  "Requests refused with 429 by the per-client-IP limit", NULL, 1);
 	ctx->error.kind = ROUTE_ERR_RATE_LIMITED;
 	ctx->error.limit = decision.limit;
 	ctx->error.remaining = decision.remaining;
@@ -747,6 +754,7 @@ static void conn__process_head(struct conn *c)
 
 	if (!conn__parse_head(c, head))
 		return;
+	c->request_ns = clock__monotonic_ns();
 	ctx.html = route__wants_html(head);
 	ctx.no_body = head->body == HTTP_BODY_NONE;
 	if (!head__route(&ctx) || !head__check_rate(&ctx) || !head__lookup(&ctx) ||
@@ -765,6 +773,22 @@ static void conn__process_head(struct conn *c)
 		}
 	}
 	conn__watch(c);
+}
+
+/* Counts one answer (the proxy's own or the sandbox's response head) and
+ * the time from the request head to it. */
+static void proxy_metrics__answered(int status, uint64_t request_ns)
+{
+	char labels[32];
+
+	snprintf(labels, sizeof(labels), "code=\"%d\"", status);
+	prom__counter_add("warren_proxy_requests_total",
+			  "Requests answered, by status (the proxy's errors and the sandboxes' responses)",
+			  labels, 1);
+	if (request_ns)
+		prom__histogram_observe("warren_proxy_response_seconds",
+					"Time from a request's head to its response head", NULL,
+					(double)(clock__monotonic_ns() - request_ns) / 1e9);
 }
 
 /* ---- events ---- */
@@ -942,6 +966,8 @@ static void conn__process_response_head(struct conn *c)
 			c->up_in.start += head->head_len;
 			continue;
 		}
+		if (head->status >= 200 || head->status == 101)
+			proxy_metrics__answered(head->status, c->request_ns);
 		c->resp_started = true;
 		if (!conn__client_head(c, head)) {
 			conn__send_error(c, &error, c->req_html, false);

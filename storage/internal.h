@@ -29,6 +29,7 @@ enum storage_statement_id {
 	STMT_SANDBOX_GET_INTERNAL,
 	STMT_SANDBOX_TRANSITION,
 	STMT_SANDBOX_SET_TIMEOUT,
+	STMT_SANDBOX_SET_LIFECYCLE,
 	STMT_SANDBOX_LIST,
 	STMT_SANDBOX_COUNT_ACTIVE,
 	STMT_SANDBOX_LIST_BY_HOST,
@@ -45,6 +46,15 @@ enum storage_statement_id {
 	STMT_ADMIN_RUNNING,
 	STMT_ADMIN_REJECTIONS,
 	STMT_PING,
+	STMT_METRICS_INSERT,
+	STMT_METRICS_LIST,
+	STMT_METRICS_LATEST,
+	STMT_METRICS_PRUNE,
+	STMT_SANDBOX_COUNT_BY_STATE,
+	STMT_LOGS_APPEND,
+	STMT_LOGS_LIST,
+	STMT_LOGS_PRUNE,
+	STMT_SANDBOX_SET_NETWORK,
 	STMT_COUNT
 };
 
@@ -67,6 +77,12 @@ extern const struct storage_statement storage_statements[STMT_COUNT];
  * filled. params[i] NULL is SQL NULL. */
 PGresult *storage__run(struct storage_pool *pool, enum storage_statement_id id,
 		       const char *const *params, struct storage_error *err);
+
+/* Runs one SQL text with parameters (unprepared; for the rooms' own
+ * statement files that keep the shared table above small). Not retried
+ * after a lost connection. Same result contract as storage__run. */
+PGresult *storage__run_sql(struct storage_pool *pool, const char *sql, int param_count,
+			   const char *const *params, struct storage_error *err);
 
 /* Fills err (may be NULL) and returns code. printf-style message. */
 int storage__fail(struct storage_error *err, enum storage_status code, const char *fmt, ...)

@@ -95,6 +95,7 @@ bool storage__limit_name_valid(const char *name)
 
 static const char *const storage_state_names[STORAGE_SANDBOX_STATE_COUNT] = {
 	"starting", "running", "paused", "killing", "killed", "timed_out", "failed",
+	"pausing", "resuming",
 };
 
 const char *storage__sandbox_state_name(enum storage_sandbox_state state)

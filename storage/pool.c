@@ -269,6 +269,38 @@ out:
 	return result;
 }
 
+PGresult *storage__run_sql(struct storage_pool *pool, const char *sql, int param_count,
+			   const char *const *params, struct storage_error *err)
+{
+	struct storage_connection *connection = storage__checkout(pool, err);
+	PGresult *result = NULL;
+	ExecStatusType status;
+
+	if (!connection)
+		return NULL;
+	if (PQstatus(connection->conn) != CONNECTION_OK && !storage__reset(connection)) {
+		storage__fail(err, STORAGE_ERR_UNAVAILABLE, "PostgreSQL unavailable: %s",
+			      PQerrorMessage(connection->conn));
+		goto out;
+	}
+	result = PQexecParams(connection->conn, sql, param_count, NULL, params, NULL, NULL, 0);
+	status = PQresultStatus(result);
+	if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+		storage__ok(err);
+		goto out;
+	}
+	storage__fail_result(err, result, connection->conn);
+	if (PQstatus(connection->conn) == CONNECTION_BAD && err) {
+		err->code = STORAGE_ERR_UNAVAILABLE;
+		storage__reset(connection);
+	}
+	PQclear(result);
+	result = NULL;
+out:
+	storage__checkin(pool, connection);
+	return result;
+}
+
 /* ---- row decoding ---- */
 
 void storage__text(const PGresult *result, int row, int column, char *out, size_t size)

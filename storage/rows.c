@@ -88,6 +88,13 @@ void storage__sandbox_from_row(const PGresult *result, int row, struct storage_s
 	out->allow_public_traffic = storage__bool(result, row, 15);
 	storage__text(result, row, 16, out->mask_request_host, sizeof(out->mask_request_host));
 	storage__text(result, row, 17, out->failure_reason, sizeof(out->failure_reason));
+	if (PQnfields(result) > 20) { /* 0002's lifecycle columns */
+		char on_timeout[16];
+
+		storage__text(result, row, 19, on_timeout, sizeof(on_timeout));
+		out->pause_on_timeout = !strcmp(on_timeout, "pause");
+		out->auto_resume = storage__bool(result, row, 20);
+	}
 }
 
 void storage__request_from_row(const PGresult *result, int row, struct storage_request *out)

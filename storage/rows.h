@@ -31,7 +31,7 @@
 	STORAGE_SQL_MS("started_at") ", " STORAGE_SQL_MS("end_at") ", "                   \
 	STORAGE_SQL_MS("updated_at") ", network, metadata, secure, allow_public_traffic," \
 	" mask_request_host, failure_reason,"                                             \
-	" (extract(epoch from created_at) * 1000000)::int8"
+	" (extract(epoch from created_at) * 1000000)::int8, on_timeout, auto_resume"
 #define SANDBOX_COLUMN_CREATED_US 18
 
 #define REQUEST_COLUMNS                                                                   \

@@ -224,6 +224,24 @@ int storage__sandbox_transition(struct storage_pool *pool, const struct storage_
 			     storage__sandbox_state_name(t->from));
 }
 
+int storage__sandbox_set_lifecycle(struct storage_pool *pool, const char *sandbox_id,
+				   bool pause_on_timeout, bool auto_resume,
+				   struct storage_error *err)
+{
+	const char *params[] = { sandbox_id, pause_on_timeout ? "pause" : "kill",
+				 auto_resume ? "t" : "f" };
+	PGresult *result;
+	int rc;
+
+	if (!ids__is_sandbox_id(sandbox_id))
+		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "sandbox not found");
+	rc = storage__run_row(pool, STMT_SANDBOX_SET_LIFECYCLE, params, &result, "sandbox", err);
+	if (rc)
+		return rc;
+	PQclear(result);
+	return STORAGE_OK;
+}
+
 int storage__sandbox_set_timeout(struct storage_pool *pool, const char *team_id,
 				 const char *sandbox_id, int32_t timeout_s, int64_t *end_at,
 				 struct storage_error *err)
@@ -291,7 +309,8 @@ int storage__sandbox_list(struct storage_pool *pool, const char *team_id,
 			  const struct storage_sandbox_filter *filter,
 			  struct storage_sandbox_list *out, struct storage_error *err)
 {
-	char states[128], created_us_text[24], limit_text[16];
+	char states[128], created_us_text[24], limit_text[16], after_text[24] = "",
+		before_text[24] = "";
 	char after_id[STORAGE_SANDBOX_ID_LEN + 1] = "";
 	char *metadata = NULL;
 	int64_t created_us = 0;
@@ -316,10 +335,18 @@ int storage__sandbox_list(struct storage_pool *pool, const char *team_id,
 	storage__state_array(filter ? filter->states : 0, states, sizeof(states));
 	snprintf(created_us_text, sizeof(created_us_text), "%lld", (long long)created_us);
 	snprintf(limit_text, sizeof(limit_text), "%d", limit + 1);
+	if (filter && filter->started_after_ms > 0)
+		snprintf(after_text, sizeof(after_text), "%lld", (long long)filter->started_after_ms);
+	if (filter && filter->started_before_ms > 0)
+		snprintf(before_text, sizeof(before_text), "%lld", (long long)filter->started_before_ms);
 	{
 		const char *params[] = { team_id, states, metadata ? metadata : "{}",
 					 paged ? created_us_text : NULL, paged ? after_id : NULL,
-					 limit_text };
+					 limit_text,
+					 filter && filter->template_id ? filter->template_id : NULL,
+					 after_text[0] ? after_text : NULL,
+					 filter && filter->ascending ? "true" : "false",
+					 before_text[0] ? before_text : NULL };
 
 		rc = storage__sandbox_list_run(pool, STMT_SANDBOX_LIST, params, limit, out, err);
 	}
@@ -368,4 +395,29 @@ int storage__sandbox_list_expired(struct storage_pool *pool, const char *host_id
 		return storage__fail(err, STORAGE_ERR_INVALID, "host id and a limit of 1..1000 required");
 	snprintf(limit_text, sizeof(limit_text), "%d", limit);
 	return storage__sandbox_list_run(pool, STMT_SANDBOX_LIST_EXPIRED, params, 0, out, err);
+}
+
+int storage__sandbox_set_network(struct storage_pool *pool, const char *team_id,
+				 const char *sandbox_id, const json_t *patch,
+				 struct storage_error *err)
+{
+	char *text = NULL;
+	PGresult *result = NULL;
+	int rc;
+
+	if (!ids__is_sandbox_id(sandbox_id) || !ids__is_uuid(team_id))
+		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "sandbox not found");
+	if (!patch)
+		return storage__fail(err, STORAGE_ERR_INVALID, "network patch must be a JSON object");
+	rc = storage__json_param(patch, "network patch", &text, err);
+	if (rc)
+		return rc;
+	{
+		const char *params[] = { sandbox_id, team_id, text };
+
+		rc = storage__run_row(pool, STMT_SANDBOX_SET_NETWORK, params, &result, "sandbox", err);
+	}
+	PQclear(result);
+	free(text);
+	return rc;
 }

@@ -17,6 +17,68 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 		" t.creation_rate_per_s, t.egress_connections, t.max_timeout_s"
 		" FROM tiers t WHERE t.name = $2 RETURNING " TEAM_COLUMNS, 2, false },
 	[STMT_PING] = { "ping", "SELECT 1", 0, true },
+
+	/* ---- sandbox metrics (migrations/0003_sandbox_metrics_and_logs.sql) ---- */
+	[STMT_METRICS_INSERT] = { "metrics_insert",
+		"INSERT INTO sandbox_metrics (sandbox_id, at, cpu_count, cpu_used_pct, mem_used,"
+		" mem_total, mem_cache, disk_used, disk_total) VALUES ($1,"
+		" 'epoch'::timestamptz + $2::int8 * interval '1 millisecond', $3::int, $4::real,"
+		" $5::int8, $6::int8, $7::int8, $8::int8, $9::int8)"
+		" ON CONFLICT (sandbox_id, at) DO NOTHING", 9, true },
+	[STMT_METRICS_LIST] = { "metrics_list",
+		"SELECT m.sandbox_id, " MS("m.at") ", m.cpu_count, m.cpu_used_pct, m.mem_used,"
+		" m.mem_total, m.mem_cache, m.disk_used, m.disk_total"
+		" FROM sandbox_metrics m JOIN sandboxes s ON s.id = m.sandbox_id"
+		" WHERE m.sandbox_id = $1 AND s.team_id = $2::uuid"
+		" AND m.at >= 'epoch'::timestamptz + $3::int8 * interval '1 millisecond'"
+		" AND m.at <= 'epoch'::timestamptz + $4::int8 * interval '1 millisecond'"
+		" ORDER BY m.at LIMIT $5::int", 5, true },
+	[STMT_METRICS_LATEST] = { "metrics_latest",
+		"SELECT DISTINCT ON (m.sandbox_id) m.sandbox_id, " MS("m.at") ", m.cpu_count,"
+		" m.cpu_used_pct, m.mem_used, m.mem_total, m.mem_cache, m.disk_used, m.disk_total"
+		" FROM sandbox_metrics m JOIN sandboxes s ON s.id = m.sandbox_id"
+		" WHERE s.team_id = $1::uuid AND m.sandbox_id = ANY ($2::text[])"
+		" AND s.state IN ('starting', 'running', 'paused', 'killing')"
+		" ORDER BY m.sandbox_id, m.at DESC", 2, true },
+	[STMT_SANDBOX_COUNT_BY_STATE] = { "sandbox_count_by_state",
+		"SELECT state, count(*) FROM sandboxes WHERE state IN"
+		" ('starting', 'running', 'paused', 'killing') GROUP BY state", 0, true },
+	/* ---- sandbox logs: stored console lines + lifecycle lines made from
+	 * sandbox_events, merged; $3 cursor (ms), $4 forward, $5 limit, $6
+	 * minimum level, $7 substring (NULL: any) ---- */
+	[STMT_LOGS_APPEND] = { "logs_append",
+		"INSERT INTO sandbox_logs (sandbox_id, at, level, message)"
+		" SELECT $1, 'epoch'::timestamptz + (e->>'at')::int8 * interval '1 millisecond',"
+		" e->>'level', e->>'message' FROM jsonb_array_elements($2::jsonb) e", 2, false },
+	[STMT_LOGS_LIST] = { "logs_list",
+		"WITH s AS (SELECT id FROM sandboxes WHERE id = $1 AND team_id = $2::uuid),"
+		" lines AS ("
+		"  SELECT l.at, l.id, l.level, 'console' AS source, l.message FROM sandbox_logs l, s"
+		"   WHERE l.sandbox_id = s.id"
+		"  UNION ALL"
+		"  SELECT e.at, e.id, CASE WHEN e.payload->>'to' = 'failed' THEN 'error' ELSE 'info' END,"
+		"   'lifecycle', 'sandbox ' || coalesce((e.payload->>'from') || ' -> ', '')"
+		"   || coalesce(e.payload->>'to', e.type) || coalesce(': ' || (e.payload->>'reason'), '')"
+		"   FROM sandbox_events e, s WHERE e.sandbox_id = s.id AND e.type = 'state_changed')"
+		" SELECT " MS("at") ", level, source, message FROM lines"
+		" WHERE (CASE WHEN $4::bool THEN at >= 'epoch'::timestamptz + $3::int8 * interval '1 millisecond'"
+		"  ELSE at <= 'epoch'::timestamptz + $3::int8 * interval '1 millisecond' END)"
+		" AND array_position(ARRAY['debug','info','warn','error'], level)"
+		"  >= array_position(ARRAY['debug','info','warn','error'], $6::text)"
+		" AND ($7::text IS NULL OR strpos(message, $7::text) > 0)"
+		" ORDER BY CASE WHEN $4::bool THEN at END, CASE WHEN $4::bool THEN source END,"
+		"  CASE WHEN $4::bool THEN id END, at DESC, source DESC, id DESC LIMIT $5::int", 7, true },
+	[STMT_LOGS_PRUNE] = { "logs_prune",
+		"DELETE FROM sandbox_logs l USING sandboxes s WHERE l.sandbox_id = s.id"
+		" AND s.state IN ('killed', 'timed_out', 'failed')"
+		" AND s.updated_at < now() - $1::int8 * interval '1 second'", 1, true },
+	[STMT_SANDBOX_SET_NETWORK] = { "sandbox_set_network",
+		"UPDATE sandboxes SET network = network || $3::jsonb, updated_at = now()"
+		" WHERE id = $1 AND team_id = $2::uuid AND state IN ('starting', 'running', 'paused')"
+		" RETURNING id", 3, true },
+	[STMT_METRICS_PRUNE] = { "metrics_prune",
+		"DELETE FROM sandbox_metrics WHERE at < now() - $1::int8 * interval '1 second'", 1,
+		true },
 	[STMT_TEAM_GET] = { "team_get",
 		"SELECT " TEAM_COLUMNS " FROM teams WHERE teams.id = $1", 1, true },
 	[STMT_TEAM_GET_BY_NAME] = { "team_get_by_name",
@@ -118,15 +180,25 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 	[STMT_SANDBOX_SET_TIMEOUT] = { "sandbox_set_timeout",
 		"UPDATE sandboxes SET end_at = now() + make_interval(secs => $3::int),"
 		" updated_at = now() WHERE id = $1 AND team_id = $2::uuid"
-		" AND state IN ('starting', 'running', 'paused') RETURNING " MS("end_at"), 3, true },
+		" AND state IN ('starting', 'running', 'paused', 'pausing', 'resuming')"
+		" RETURNING " MS("end_at"), 3, true },
+	[STMT_SANDBOX_SET_LIFECYCLE] = { "sandbox_set_lifecycle",
+		"UPDATE sandboxes SET on_timeout = $2, auto_resume = $3::bool, updated_at = now()"
+		" WHERE id = $1 RETURNING id", 3, true },
 	/* Keyset pagination over (created_at DESC, id DESC); $4 is the last
 	 * row's created_at in microseconds since the epoch (exact). */
 	[STMT_SANDBOX_LIST] = { "sandbox_list",
 		"SELECT " SANDBOX_COLUMNS " FROM sandboxes WHERE team_id = $1::uuid"
 		" AND state = ANY ($2::text[]) AND metadata @> $3::jsonb"
-		" AND ($4::int8 IS NULL OR (created_at, id) <"
+		" AND ($4::int8 IS NULL OR (NOT $9::bool AND (created_at, id) <"
 		"  ('epoch'::timestamptz + $4::int8 * interval '1 microsecond', $5::text))"
-		" ORDER BY created_at DESC, id DESC LIMIT $6::int", 6, true },
+		"  OR ($9::bool AND (created_at, id) >"
+		"  ('epoch'::timestamptz + $4::int8 * interval '1 microsecond', $5::text)))"
+		" AND ($7::text IS NULL OR template_id = $7::text)"
+		" AND ($8::int8 IS NULL OR created_at >= 'epoch'::timestamptz + $8::int8 * interval '1 millisecond')"
+		" AND ($10::int8 IS NULL OR created_at <= 'epoch'::timestamptz + $10::int8 * interval '1 millisecond')"
+		" ORDER BY CASE WHEN $9::bool THEN created_at END, CASE WHEN $9::bool THEN id END,"
+		"  created_at DESC, id DESC LIMIT $6::int", 10, true },
 	[STMT_SANDBOX_COUNT_ACTIVE] = { "sandbox_count_active",
 		"SELECT count(*) FROM sandboxes WHERE team_id = $1::uuid"
 		" AND state IN ('starting', 'running')", 1, true },

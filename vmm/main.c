@@ -27,6 +27,7 @@
 #include "event_loop.h"
 #include "virtio_devices.h"
 #include "vm.h"
+#include "warren/config.h"
 #include "warren/log.h"
 
 /* One VMM process: what the command line asked for, then what the start
@@ -549,6 +550,10 @@ int main(int argc, char **argv)
 	int status = VMM_STATUS_ERROR;
 
 	log__set_component("vmm");
+	/* The settings (environment, /etc/warren/warren.conf) are read now,
+	 * while files can still be opened: the first log line may come after
+	 * the lock-down (seccomp refuses openat then) or inside the jail. */
+	(void)config__get_soft("log_level", NULL);
 	signal(SIGPIPE, SIG_IGN); /* a console reader going away must not kill the VM */
 	vmm.seccomp = true;
 	vmm.signal_fd = -1;

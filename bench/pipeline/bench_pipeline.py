@@ -61,11 +61,12 @@ def cpu_seconds(pid):
         return 0.0
 
 
-def latency_phase(stack, count):
+def latency_phase(stack, count, worker_name="worker", label="latency"):
     result = batch(stack, "create", "--count", str(count), "--template", "minimal", "--concurrency", "1",
-                   "--timeout", "600", "--metadata", "phase=latency")
+                   "--timeout", "600", "--metadata", "phase=" + label)
     api = {m.group(1): [float(x) for x in m.groups()[1:]] for m in API_LINE.finditer(stack.log("api"))}
-    worker = {m.group(1): [float(x) for x in m.groups()[1:]] for m in WORKER_LINE.finditer(stack.log("worker"))}
+    worker = {m.group(1): [float(x) for x in m.groups()[1:]]
+              for m in WORKER_LINE.finditer(stack.log(worker_name))}
     columns = {name: [] for name in ("client", "api checks+admission", "kafka produce ack",
                                      "kafka command queue", "worker lookup (db)", "worker slot",
                                      "runtime start (jail)", "agent health wait", "agent /init",
@@ -91,7 +92,8 @@ def latency_phase(stack, count):
         columns["result path to API"].append(max(0.0, wait - queue - worker_total))
         columns["pipeline overhead"].append(r["latency_ms"] - runtime - health)
     samples = len(columns["client"])
-    print(f"\n## create latency, sequential (concurrency 1), {samples} of {count} creates matched in the logs")
+    print(f"\n## create latency ({label}), sequential (concurrency 1), {samples} of {count} creates matched "
+          f"in the logs")
     print(f"{'step':<24} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'share':>6}")
     client_mean = statistics.mean(columns["client"]) if samples else 1
     for name, values in columns.items():
@@ -103,8 +105,19 @@ def latency_phase(stack, count):
     if samples:
         print(f"pipeline overhead p50 {percentile(columns['pipeline overhead'], 50):.1f} ms "
               f"(goal < 50 ms): {'met' if percentile(columns['pipeline overhead'], 50) < 50 else 'NOT met'}")
-    batch(stack, "kill", "--metadata", "phase=latency", "--concurrency", "8")
+    batch(stack, "kill", "--metadata", "phase=" + label, "--concurrency", "8")
     return columns
+
+
+def wait_warm_full(stack, name, want, timeout=300):
+    """Until the worker's last "warm pool: minimal ready N/want" has N = want."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = re.findall(r"warm pool: minimal ready (\d+)/", stack.log(name))
+        if found and int(found[-1]) == want:
+            return
+        time.sleep(0.5)
+    raise SystemExit(f"{name}: the warm pool did not fill to {want}")
 
 
 def machine_busy():
@@ -140,6 +153,7 @@ def main():
     parser.add_argument("--latency", type=int, default=40, help="sequential creates for the latency split")
     parser.add_argument("--throughput", type=int, default=60, help="creates per throughput run")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--warm", type=int, default=32, help="warm pool size for the warm runs (0: none)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (namespaces, cgroups)")
@@ -166,6 +180,23 @@ def main():
         stack.wait_log("worker-pool", "assigned", 30)
         row, kill = throughput_phase(stack, "one-worker", args.throughput, args.concurrency, ["worker-pool"])
         rows.append(row)
+        if args.warm:
+            # The same worker with a warm pool of minimal sandboxes: the
+            # sequential latency (each create claims one; the pool refills
+            # between creates), then the sustained run (the pool drains,
+            # then creates are cold while it refills).
+            stack.kill("worker-pool")
+            stack.spawn("worker-warm", "warren-worker", WARREN_WARM_POOL=f"minimal:{args.warm}")
+            wait_warm_full(stack, "worker-warm", args.warm)
+            latency_phase(stack, args.latency, "worker-warm", "warm-latency")
+            wait_warm_full(stack, "worker-warm", args.warm)
+            row, _ = throughput_phase(stack, "one-warm", args.throughput, args.concurrency, ["worker-warm"])
+            rows.append(row)
+            stack.kill("worker-warm")
+            stack.spawn("worker-pool2", "warren-worker")
+            stack.wait_log("worker-pool2", "assigned", 60)
+            for name in ("worker-pool",):
+                stack.processes[name] = stack.processes.pop("worker-pool2")
         # a second worker: another host id in the same group, its own slots,
         # state dir and cgroup parent (it reaps what it finds in its own)
         second = stack.tag + "-host2"

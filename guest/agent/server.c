@@ -5,6 +5,7 @@
 #include "server.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <openssl/evp.h>
 #include <poll.h>
@@ -177,6 +178,19 @@ static void body_append(struct request *request, const char *data, size_t size)
 	request->body[request->body_len] = '\0';
 }
 
+/* A host name of 1..63 letters, digits, '-' and '.'. */
+static bool agent__hostname_valid(const char *name)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > 63)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)name[i]) && name[i] != '-' && name[i] != '.')
+			return false;
+	return true;
+}
+
 /* POST /init: the orchestrator hands over the access token, env vars and
  * defaults. Only a token hashing to --token-hash is accepted, and once one
  * is set only the same token may call /init again. */
@@ -251,6 +265,12 @@ static enum MHD_Result handle_init(struct MHD_Connection *connection, struct req
 	    json_string_length(user) < sizeof(agent.default_user))
 		snprintf(agent.default_user, sizeof(agent.default_user), "%s",
 			 json_string_value(user));
+	/* warren's own member: a sandbox started ahead of its create (a warm
+	 * pool's) learns its name here (docs/agent.md, "/init"). */
+	value = json_object_get(body, "hostname");
+	if (json_is_string(value) && agent__hostname_valid(json_string_value(value)) &&
+	    sethostname(json_string_value(value), json_string_length(value)))
+		log_warn("/init: sethostname: %s", strerror(errno));
 	workdir = json_object_get(body, "defaultWorkdir");
 	if (json_is_string(workdir) && json_string_length(workdir) > 0 &&
 	    json_string_length(workdir) < sizeof(agent.default_workdir))

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "warren/binary_path.h"
 #include "warren/config.h"
 #include "warren/log.h"
 
@@ -308,15 +310,30 @@ const char *templates__agent_binary(void)
 {
 	const char *configured = config__get("agent_binary", NULL);
 
+	static char sibling[PATH_MAX];
+
 	if (configured && configured[0])
 		return access(configured, X_OK) == 0 ? configured : NULL;
+	/* Next to this binary, or in the install's libexec/warren. */
+	if (binary__find_sibling("warren-agent", sibling, sizeof(sibling)) == 0)
+		return sibling;
 	return access(WARREN_AGENT_DEFAULT_PATH, X_OK) == 0 ? WARREN_AGENT_DEFAULT_PATH : NULL;
+}
+
+/* build-template.sh: the install's (share/warren/guest/rootfs), else the
+ * source tree's this was built from. */
+static const char *templates__default_builder(void)
+{
+	static char installed[PATH_MAX];
+
+	if (binary__find_data("guest/rootfs/build-template.sh", installed, sizeof(installed)) == 0)
+		return installed;
+	return WARREN_ROOTFS_SOURCE_DIR "/build-template.sh";
 }
 
 int templates__build(const char *name, bool force)
 {
-	const char *builder = config__get("template_builder",
-					  WARREN_ROOTFS_SOURCE_DIR "/build-template.sh");
+	const char *builder = config__get("template_builder", templates__default_builder());
 	const char *agent = templates__agent_binary();
 	const char *argv[12];
 	size_t argc = 0;

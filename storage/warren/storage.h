@@ -220,12 +220,16 @@ enum storage_sandbox_state {
 	STORAGE_SANDBOX_KILLED,
 	STORAGE_SANDBOX_TIMED_OUT,
 	STORAGE_SANDBOX_FAILED,
+	/* 0002: the worker is freezing / thawing it (pause, resume) */
+	STORAGE_SANDBOX_PAUSING,
+	STORAGE_SANDBOX_RESUMING,
 	STORAGE_SANDBOX_STATE_COUNT
 };
 #define STORAGE_STATE_BIT(state) (1u << (state))
 #define STORAGE_STATES_ACTIVE                                                                     \
 	(STORAGE_STATE_BIT(STORAGE_SANDBOX_STARTING) | STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) | \
-	 STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) | STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING))
+	 STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) | STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) | \
+	 STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) | STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING))
 #define STORAGE_STATES_ALL ((1u << STORAGE_SANDBOX_STATE_COUNT) - 1)
 
 const char *storage__sandbox_state_name(enum storage_sandbox_state state);
@@ -250,6 +254,8 @@ struct storage_sandbox {
 	bool allow_public_traffic;
 	char mask_request_host[256];
 	char failure_reason[1025];
+	bool pause_on_timeout;   /* on_timeout = 'pause' (0002) */
+	bool auto_resume;
 };
 
 /* Releases the JSON members (the struct itself is the caller's). */
@@ -317,10 +323,23 @@ struct storage_sandbox_transition {
 int storage__sandbox_transition(struct storage_pool *pool, const struct storage_sandbox_transition *t,
 				struct storage_sandbox *out, struct storage_error *err);
 
+/* Sets what a timeout does to the sandbox (pause instead of kill) and
+ * E2B's autoResume flag. NOT_FOUND when absent. */
+int storage__sandbox_set_lifecycle(struct storage_pool *pool, const char *sandbox_id,
+				   bool pause_on_timeout, bool auto_resume,
+				   struct storage_error *err);
+
 /* Sets end_at = now + timeout_s for a starting/running/paused sandbox of
  * team_id (NOT_FOUND otherwise); *end_at (may be NULL) gets the new value. */
 int storage__sandbox_set_timeout(struct storage_pool *pool, const char *team_id,
 				 const char *sandbox_id, int32_t timeout_s, int64_t *end_at,
+				 struct storage_error *err);
+
+/* Merges patch (an object: its top-level keys replace the stored ones)
+ * into sandboxes.network of a starting/running/paused sandbox of team_id
+ * (NOT_FOUND otherwise): a network update the worker applied. */
+int storage__sandbox_set_network(struct storage_pool *pool, const char *team_id,
+				 const char *sandbox_id, const json_t *patch,
 				 struct storage_error *err);
 
 #define STORAGE_PAGE_LIMIT_MAX 100
@@ -331,6 +350,10 @@ struct storage_sandbox_filter {
 	const json_t *metadata;   /* NULL or an object every result contains (@>) */
 	int limit;                /* 1..100; <= 0 means 100 */
 	const char *page_token;   /* NULL/"" for the first page */
+	const char *template_id;  /* NULL or a template id: only its sandboxes */
+	int64_t started_after_ms; /* > 0: only sandboxes created at or after it */
+	int64_t started_before_ms; /* > 0: only sandboxes created at or before it */
+	bool ascending;           /* oldest first (E2B's order=asc); default newest */
 };
 
 struct storage_sandbox_list {
@@ -339,8 +362,9 @@ struct storage_sandbox_list {
 	char next_token[STORAGE_PAGE_TOKEN_MAX]; /* "" on the last page */
 };
 
-/* A team's sandboxes, newest first, keyset-paginated. INVALID for a bad
- * token or limit > 100. Free with storage__sandbox_list_free. */
+/* A team's sandboxes, newest first (oldest with filter->ascending),
+ * keyset-paginated over (created_at, id); a page token is only valid with
+ * the order it was made for. INVALID for a bad token or limit > 100. Free with storage__sandbox_list_free. */
 int storage__sandbox_list(struct storage_pool *pool, const char *team_id,
 			  const struct storage_sandbox_filter *filter,
 			  struct storage_sandbox_list *out, struct storage_error *err);
@@ -382,6 +406,85 @@ int storage__sandbox_events_list(struct storage_pool *pool, const char *sandbox_
 				 int64_t after_id, int limit, struct storage_sandbox_event **out,
 				 size_t *count, struct storage_error *err);
 void storage__sandbox_events_free(struct storage_sandbox_event *events, size_t count);
+
+/* ---- sandbox metrics (resource samples, a bounded window) ---- */
+
+#define STORAGE_METRICS_LIST_MAX 10000 /* samples one list answers at most */
+
+struct storage_sandbox_metric {
+	char sandbox_id[STORAGE_SANDBOX_ID_LEN + 1];
+	int64_t at;          /* ms since the epoch */
+	int32_t cpu_count;
+	double cpu_used_pct; /* 0..100 * cpu_count */
+	int64_t mem_used, mem_total, mem_cache; /* bytes */
+	int64_t disk_used, disk_total;          /* bytes */
+};
+
+/* Stores one sample (a second one with the same sandbox and time is
+ * ignored). INVALID for a bad id or a negative figure. */
+int storage__sandbox_metric_insert(struct storage_pool *pool,
+				   const struct storage_sandbox_metric *sample,
+				   struct storage_error *err);
+/* Samples of team_id's sandbox taken in [start_ms, end_ms], oldest first,
+ * at most STORAGE_METRICS_LIST_MAX (*out malloc'ed, NULL when none). */
+int storage__sandbox_metrics_list(struct storage_pool *pool, const char *team_id,
+				  const char *sandbox_id, int64_t start_ms, int64_t end_ms,
+				  struct storage_sandbox_metric **out, size_t *count,
+				  struct storage_error *err);
+/* The newest sample of each of ids (count 1..100) that is a live sandbox
+ * of team_id; ids without a sample are left out. */
+int storage__sandbox_metrics_latest(struct storage_pool *pool, const char *team_id,
+				    const char *const *ids, size_t id_count,
+				    struct storage_sandbox_metric **out, size_t *count,
+				    struct storage_error *err);
+/* Live sandboxes of every team by state (starting, running, paused,
+ * killing; the others stay 0), for the daemons' Prometheus gauges. */
+int storage__sandbox_count_by_state(struct storage_pool *pool,
+				    int64_t counts[STORAGE_SANDBOX_STATE_COUNT],
+				    struct storage_error *err);
+/* Deletes samples older than keep_s seconds; *deleted (may be NULL). */
+int storage__sandbox_metrics_prune(struct storage_pool *pool, int64_t keep_s, int64_t *deleted,
+				   struct storage_error *err);
+
+/* ---- sandbox logs ---- */
+
+#define STORAGE_LOG_LINE_MAX 4096 /* bytes of one message */
+#define STORAGE_LOGS_LIST_MAX 1000
+
+struct storage_log_line {
+	int64_t at;        /* ms since the epoch */
+	char level[8];     /* debug | info | warn | error */
+	char source[16];   /* console | lifecycle (read only) */
+	char *message;     /* owned by the list (storage__sandbox_logs_free) */
+};
+
+/* Appends count lines (message <= STORAGE_LOG_LINE_MAX bytes; bytes that
+ * are not UTF-8 become '?') of a sandbox. Not rerun after a lost
+ * connection (it would append twice): UNAVAILABLE. */
+int storage__sandbox_logs_append(struct storage_pool *pool, const char *sandbox_id,
+				 const struct storage_log_line *lines, size_t count,
+				 struct storage_error *err);
+
+struct storage_logs_query {
+	int64_t cursor_ms;     /* forward: lines at or after it; backward: at or before */
+	bool forward;
+	int limit;             /* 1..STORAGE_LOGS_LIST_MAX */
+	const char *min_level; /* NULL: debug */
+	const char *search;    /* NULL: any; else a case-sensitive substring */
+};
+
+/* The lines of team_id's sandbox (any state): its console lines and
+ * lifecycle lines ("sandbox running -> killed") from its state changes,
+ * in time order (newest first when backward). Free with
+ * storage__sandbox_logs_free. INVALID for a bad level or limit. */
+int storage__sandbox_logs_list(struct storage_pool *pool, const char *team_id,
+			       const char *sandbox_id, const struct storage_logs_query *query,
+			       struct storage_log_line **out, size_t *count,
+			       struct storage_error *err);
+void storage__sandbox_logs_free(struct storage_log_line *lines, size_t count);
+/* Deletes the lines of sandboxes that ended more than keep_s ago. */
+int storage__sandbox_logs_prune(struct storage_pool *pool, int64_t keep_s, int64_t *deleted,
+				struct storage_error *err);
 
 /* ---- requests (idempotency) ---- */
 

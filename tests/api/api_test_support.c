@@ -36,7 +36,29 @@ static struct {
 	char events_topic[KAFKA_TOPIC_NAME_MAX + 1];
 	char host_topic[KAFKA_TOPIC_NAME_MAX + 1];
 	atomic_int counts[KAFKA_EVENT_TYPE_COUNT];
+	atomic_bool heartbeat_paused;
 } fake;
+
+void fake_worker__pause_heartbeat(bool paused)
+{
+	atomic_store(&fake.heartbeat_paused, paused);
+}
+
+/* The fake host's row, refreshed each second like a real worker's
+ * (warren-api places creates only on hosts with a fresh heartbeat). */
+static void fake_worker__heartbeat(void)
+{
+	static uint64_t last_ms;
+	struct storage_host host = { .runtime = "jail", .capacity = 10000, .state = "ready",
+				     .address = "127.0.0.1" };
+	struct storage_error e;
+
+	if (atomic_load(&fake.heartbeat_paused) || clock__monotonic_ms() - last_ms < 1000)
+		return;
+	last_ms = clock__monotonic_ms();
+	snprintf(host.id, sizeof(host.id), "%s", fake.stack->host_id);
+	storage__host_heartbeat(fake.stack->pool, &host, &e); /* an outage: next second */
+}
 
 int fake_worker__count(const char *command_type)
 {
@@ -135,11 +157,57 @@ static void fake_worker__kill(const struct kafka_event *command)
 	struct storage_error e;
 	int rc = storage__sandbox_transition(fake.stack->pool, &t, NULL, &e);
 
+	if (rc == STORAGE_ERR_CONFLICT) { /* a paused one */
+		t.from = STORAGE_SANDBOX_PAUSED;
+		rc = storage__sandbox_transition(fake.stack->pool, &t, NULL, &e);
+	}
 	if (rc && rc != STORAGE_ERR_CONFLICT) {
 		fake_worker__fail(command, 500, e.message);
 		return;
 	}
 	fake_worker__answer(command, KAFKA_EVENT_KILLED, json_pack("{s:s}", "reason", "api"));
+}
+
+/* A pause: pausing (set by the API) -> paused, then `paused`. A resume:
+ * paused -> resuming -> running, then `resumed`. No process to freeze. */
+static void fake_worker__pause_or_resume(const struct kafka_event *command, bool pause)
+{
+	static const enum storage_sandbox_state pause_path[] = { STORAGE_SANDBOX_PAUSING,
+								 STORAGE_SANDBOX_PAUSED };
+	static const enum storage_sandbox_state resume_path[] = { STORAGE_SANDBOX_PAUSED,
+								  STORAGE_SANDBOX_RESUMING,
+								  STORAGE_SANDBOX_RUNNING };
+	const enum storage_sandbox_state *path = pause ? pause_path : resume_path;
+	size_t steps = pause ? 1 : 2;
+	struct storage_sandbox row = { 0 };
+	struct storage_error e;
+	char end_at[32];
+
+	for (size_t i = 0; i < steps; i++) {
+		struct storage_sandbox_transition t = {
+			.sandbox_id = command->sandbox_id, .from = path[i], .to = path[i + 1],
+			.slot_index = -1,
+		};
+		if (storage__sandbox_transition(fake.stack->pool, &t, NULL, &e)) {
+			fake_worker__fail(command, 409, e.message);
+			return;
+		}
+	}
+	if (pause) {
+		fake_worker__answer(command, KAFKA_EVENT_PAUSED, json_object());
+		return;
+	}
+	storage__sandbox_set_timeout(fake.stack->pool, command->team_id, command->sandbox_id,
+				     (int32_t)json_integer_value(json_object_get(command->spec,
+										 "timeout_s")),
+				     NULL, &e);
+	if (storage__sandbox_get_internal(fake.stack->pool, command->sandbox_id, &row, &e)) {
+		fake_worker__fail(command, 500, e.message);
+		return;
+	}
+	clock__format_rfc3339(row.end_at, end_at);
+	storage__sandbox_clear(&row);
+	fake_worker__answer(command, KAFKA_EVENT_RESUMED, json_pack("{s:s}", "end_at", end_at));
 }
 
 static void *fake_worker__run(void *arg)
@@ -151,6 +219,7 @@ static void *fake_worker__run(void *arg)
 		char reason[256];
 		int rc = kafka_consumer__poll(fake.consumer, 100, &msg);
 
+		fake_worker__heartbeat();
 		if (rc <= 0)
 			continue;
 		if (kafka_event__decode(msg.payload, msg.len, &ev, reason, sizeof(reason)) ==
@@ -162,6 +231,10 @@ static void *fake_worker__run(void *arg)
 				break;
 			case KAFKA_EVENT_KILL:
 				fake_worker__kill(&ev);
+				break;
+			case KAFKA_EVENT_PAUSE:
+			case KAFKA_EVENT_RESUME:
+				fake_worker__pause_or_resume(&ev, ev.type == KAFKA_EVENT_PAUSE);
 				break;
 			case KAFKA_EVENT_UPDATE_NETWORK:
 				fake_worker__answer(&ev, KAFKA_EVENT_NETWORK_UPDATED,

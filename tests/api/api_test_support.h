@@ -34,6 +34,8 @@ bool test_stack__team(struct test_stack *stack, const char *name, const char *ti
 
 /* Counters of what the fake worker saw. */
 int fake_worker__count(const char *command_type);
+/* Stops (true) or restarts the fake host's heartbeat (its hosts row). */
+void fake_worker__pause_heartbeat(bool paused);
 
 struct test_api {
 	pid_t pid;

@@ -443,7 +443,7 @@ static void test_list_pagination_and_filters(void **state)
 	assert_int_equal(json_array_size(list), 5);
 	json_decref(list);
 	expect_error("GET", "/v2/sandboxes?state=bogus", key_c, NULL, 400,
-		     "unknown sandbox state \"bogus\"");
+		     "state must be \"running\" or \"paused\", not \"bogus\"");
 	expect_error("GET", "/v2/sandboxes?limit=101", key_c, NULL, 400,
 		     "limit must be an integer from 1 to 100");
 	expect_error("GET", "/v2/sandboxes?nextToken=garbage", key_c, NULL, 400, "invalid nextToken");
@@ -517,8 +517,6 @@ static void test_pause_and_network(void **state)
 
 	(void)state;
 	create(key_a, "{\"templateID\":\"base\"}", id);
-	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
-	expect_error("POST", path, key_a, NULL, 409, "pause is not supported by this runtime");
 	snprintf(path, sizeof(path), "/sandboxes/%s/network", id);
 	call("PUT", path, key_a, "{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}", 204,
 	     NULL);
@@ -527,6 +525,197 @@ static void test_pause_and_network(void **state)
 		     "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"example.com\"");
 	expect_error("PUT", path, key_a, "{\"allowOut\":[\"example.com\"]}", 400,
 		     "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out");
+}
+
+/* Pause and resume through the API with the fake worker (no process is
+ * frozen here; tests/e2e/sdk_pause.cjs does it for real). */
+static void test_pause_resume_connect(void **state)
+{
+	char id[IDS_SANDBOX_ID_LEN + 1], path[128], message[160];
+	struct storage_sandbox row;
+	json_t *body;
+
+	(void)state;
+	create(key_a, "{\"templateID\":\"base\",\"autoPause\":true}", id);
+	snprintf(path, sizeof(path), "/sandboxes/%s/resume", id);
+	expect_error("POST", path, key_a, NULL, 409, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
+	call("POST", path, key_a, "{}", 204, NULL);
+	assert_true(fake_worker__count("pause") >= 1);
+	expect_error("POST", path, key_a, NULL, 409, NULL); /* the SDK's "already paused" */
+	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
+	assert_int_equal(row.state, STORAGE_SANDBOX_PAUSED);
+	assert_true(row.pause_on_timeout);
+	storage__sandbox_clear(&row);
+	snprintf(path, sizeof(path), "/sandboxes/%s", id);
+	body = call("GET", path, key_a, NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(body, "state")), "paused");
+	assert_string_equal(json_string_value(json_object_get(
+				    json_object_get(body, "lifecycle"), "onTimeout")), "pause");
+	json_decref(body);
+	/* Another team sees nothing to pause. */
+	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
+	not_found_message(id, message, sizeof(message));
+	expect_error("POST", path, key_b, NULL, 404, message);
+	/* connect resumes it: 201 with the create body. */
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/connect", id);
+	body = call("POST", path, key_a, "{\"timeout\":120}", 201, NULL);
+	assert_string_equal(json_string_value(json_object_get(body, "sandboxID")), id);
+	json_decref(body);
+	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
+	assert_int_equal(row.state, STORAGE_SANDBOX_RUNNING);
+	assert_true(row.end_at > clock__realtime_ms() + 100 * 1000);
+	storage__sandbox_clear(&row);
+	/* Running again: connect is a plain 200. */
+	json_decref(call("POST", path, key_a, NULL, 200, NULL));
+	/* Kill of a paused sandbox. */
+	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
+	call("POST", path, key_a, NULL, 204, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s", id);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
+	expect_error("POST", path, key_a, NULL, 404, message);
+}
+
+/* The E2B surface beyond create/kill: 501 for routes warren lacks (after
+ * auth), list filters, metrics, network update fields. */
+static void test_unimplemented_filters_and_metrics(void **state)
+{
+	char a[IDS_SANDBOX_ID_LEN + 1], b[IDS_SANDBOX_ID_LEN + 1], path[160];
+	struct storage_sandbox_metric sample = { .cpu_count = 1, .cpu_used_pct = 42.5,
+						 .mem_used = 1 << 20, .mem_total = 512 << 20,
+						 .disk_total = 1 << 30 };
+	int64_t now_s = clock__realtime_ms() / 1000;
+	json_t *list, *metrics, *error;
+	char message[256];
+
+	(void)state;
+	/* Unauthenticated: 401 first, as for every route. */
+	expect_error("GET", "/volumes", NULL, NULL, 401, NULL);
+	expect_error("GET", "/volumes", key_a, NULL, 501,
+		     "volumes is not implemented by warren (GET /volumes)");
+	error = call("POST", "/sandboxes/iabcdefghij0123456789/snapshots", key_a, "{}", 501, NULL);
+	assert_non_null(strstr(json_string_value(json_object_get(error, "message")), "snapshots"));
+	json_decref(error);
+	expect_error("POST", "/sandboxes/iabcdefghij0123456789/fork", key_a, NULL, 501,
+		     "forking a sandbox is not implemented by warren (POST /sandboxes/iabcdefghij0123456789/fork)");
+	expect_error("GET", "/no/such/thing", key_a, NULL, 404, NULL);
+
+	create(key_a, "{\"templateID\":\"base\",\"metadata\":{\"suite\":\"surface\"}}", a);
+	create(key_a, "{\"templateID\":\"base\",\"metadata\":{\"suite\":\"surface\"}}", b);
+	/* order=asc: a first; desc (default): b first. */
+	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface&order=asc&template=base", key_a,
+		    NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 2);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), a);
+	json_decref(list);
+	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface", key_a, NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), b);
+	json_decref(list);
+	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface&template=minimal", key_a, NULL, 200,
+		    NULL);
+	assert_int_equal(json_array_size(list), 0);
+	json_decref(list);
+	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface&startedAfter=2999-01-01T00%3A00%3A00.000Z",
+		    key_a, NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 0);
+	json_decref(list);
+	list = call("GET", "/sandboxes?metadata=suite%3Dsurface&startedAfter=2020-01-01T00%3A00%3A00Z",
+		    key_a, NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 2);
+	json_decref(list);
+	expect_error("GET", "/v2/sandboxes?order=sideways", key_a, NULL, 400,
+		     "order must be \"asc\" or \"desc\", not \"sideways\"");
+	expect_error("GET", "/v2/sandboxes?startedAfter=today", key_a, NULL, 400, NULL);
+	expect_error("GET", "/v2/sandboxes?template=NO%20WAY", key_a, NULL, 400, NULL);
+	expect_error("GET", "/v2/sandboxes?state=killed", key_a, NULL, 400, NULL);
+
+	/* Metrics: what the worker stored, in E2B's shape. */
+	for (int i = 0; i < 3; i++) {
+		snprintf(sample.sandbox_id, sizeof(sample.sandbox_id), "%s", a);
+		sample.at = (now_s - 10 + 5 * i) * 1000;
+		assert_int_equal(storage__sandbox_metric_insert(stack.pool, &sample, NULL), STORAGE_OK);
+	}
+	snprintf(path, sizeof(path), "/sandboxes/%s/metrics", a);
+	metrics = call("GET", path, key_a, NULL, 200, NULL);
+	assert_int_equal(json_array_size(metrics), 3);
+	assert_true(json_real_value(json_object_get(json_array_get(metrics, 0), "cpuUsedPct")) > 42);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(metrics, 2), "timestampUnix")),
+			 now_s);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(metrics, 0), "memTotal")),
+			 512 << 20);
+	assert_true(json_is_string(json_object_get(json_array_get(metrics, 0), "timestamp")));
+	json_decref(metrics);
+	snprintf(path, sizeof(path), "/sandboxes/%s/metrics?start=%lld&end=%lld", a,
+		 (long long)(now_s - 6), (long long)now_s);
+	metrics = call("GET", path, key_a, NULL, 200, NULL);
+	assert_int_equal(json_array_size(metrics), 2);
+	json_decref(metrics);
+	snprintf(path, sizeof(path), "/sandboxes/%s/metrics?start=abc", a);
+	expect_error("GET", path, key_a, NULL, 400, "start must be a Unix time in seconds, not \"abc\"");
+	snprintf(path, sizeof(path), "/sandboxes/%s/metrics", a);
+	not_found_message(a, message, sizeof(message));
+	expect_error("GET", path, key_b, NULL, 404, message); /* another team's */
+	snprintf(path, sizeof(path), "/sandboxes/metrics?sandbox_ids=%s,%s", a, b);
+	metrics = call("GET", path, key_a, NULL, 200, NULL);
+	assert_int_equal(json_object_size(json_object_get(metrics, "sandboxes")), 1);
+	assert_int_equal(json_integer_value(json_object_get(
+				 json_object_get(json_object_get(metrics, "sandboxes"), a), "timestampUnix")),
+			 now_s);
+	json_decref(metrics);
+	metrics = call("GET", path, key_b, NULL, 200, NULL);
+	assert_int_equal(json_object_size(json_object_get(metrics, "sandboxes")), 0);
+	json_decref(metrics);
+	expect_error("GET", "/sandboxes/metrics", key_a, NULL, 400, NULL);
+
+	/* Network update: allow_internet_access reaches the worker as
+	 * denyOut ALL_TRAFFIC; what warren lacks is refused. */
+	snprintf(path, sizeof(path), "/sandboxes/%s/network", a);
+	call("PUT", path, key_a, "{\"allow_internet_access\":false}", 204, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s", a);
+	metrics = call("GET", path, key_a, NULL, 200, NULL); /* the stored policy follows */
+	assert_true(json_is_false(json_object_get(metrics, "allowInternetAccess")));
+	assert_string_equal(json_string_value(json_array_get(json_object_get(
+				    json_object_get(metrics, "network"), "denyOut"), 0)),
+			    "0.0.0.0/0");
+	assert_true(json_is_true(json_object_get(json_object_get(metrics, "network"),
+						 "allowPublicTraffic")));
+	json_decref(metrics);
+	snprintf(path, sizeof(path), "/sandboxes/%s/network", a);
+	expect_error("PUT", path, key_a, "{\"egressProxy\":{\"address\":\"192.0.2.1:1080\"}}", 400,
+		     "egressProxy is not supported by warren (no egress proxy chaining)");
+	snprintf(path, sizeof(path), "/sandboxes/%s", a);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s", b);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+
+	/* Logs: lifecycle lines, also once the sandbox has ended; other
+	 * teams get the 404; bad parameters are 400. */
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs", a);
+	list = call("GET", path, key_a, NULL, 200, NULL);
+	assert_true(json_array_size(json_object_get(list, "logs")) >= 1);
+	assert_string_equal(json_string_value(json_object_get(
+				    json_array_get(json_object_get(list, "logs"), 0), "message")),
+			    "sandbox starting");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(
+				    json_array_get(json_object_get(list, "logs"), 0), "fields"), "source")),
+			    "lifecycle");
+	json_decref(list);
+	snprintf(path, sizeof(path), "/sandboxes/%s/logs?limit=1", a);
+	list = call("GET", path, key_a, NULL, 200, NULL);
+	assert_int_equal(json_array_size(json_object_get(list, "logs")), 1);
+	assert_int_equal(json_array_size(json_object_get(list, "logEntries")), 1);
+	assert_true(json_is_string(json_object_get(json_array_get(json_object_get(list, "logs"), 0), "line")));
+	json_decref(list);
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs?level=error", a);
+	list = call("GET", path, key_a, NULL, 200, NULL);
+	assert_int_equal(json_array_size(json_object_get(list, "logs")), 0);
+	json_decref(list);
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs", a);
+	not_found_message(a, message, sizeof(message));
+	expect_error("GET", path, key_b, NULL, 404, message);
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs?direction=sideways", a);
+	expect_error("GET", path, key_a, NULL, 400, NULL);
 }
 
 static void test_failed_create_is_reported(void **state)
@@ -546,6 +735,66 @@ static void test_failed_create_is_reported(void **state)
 	assert_string_equal(PQgetvalue(result, 0, 0), "1");
 	PQclear(result);
 	PQfinish(conn);
+}
+
+static void sql(const char *statement)
+{
+	PGconn *conn = PQconnectdb(stack.db_url);
+	PGresult *result;
+
+	assert_int_equal(PQstatus(conn), CONNECTION_OK);
+	result = PQexec(conn, statement);
+	if (PQresultStatus(result) != PGRES_COMMAND_OK)
+		fail_msg("%s: %s", statement, PQerrorMessage(conn));
+	PQclear(result);
+	PQfinish(conn);
+}
+
+/* Placement from the hosts table (docs/api.md, "Placement"): every ready
+ * host full -> 503 with Retry-After at once; room -> the create goes on;
+ * a runtime no host runs -> 503; no fresh ready host at all -> the create
+ * waits in Kafka for a worker (here the fake one answers it). The fake
+ * worker's own host is set draining (its heartbeat paused meanwhile). */
+static void test_placement_by_hosts_table(void **state)
+{
+	struct http_response response;
+	json_t *created;
+	char path[96], statement[256];
+
+	(void)state;
+	fake_worker__pause_heartbeat(true);
+	usleep(200 * 1000); /* a beat in progress lands first */
+	snprintf(statement, sizeof(statement), "UPDATE hosts SET state = 'draining' WHERE id = '%s'",
+		 stack.host_id);
+	sql(statement);
+	sql("INSERT INTO hosts (id, address, runtime, capacity, running, state) "
+	    "VALUES ('api-test-host', '127.0.0.1', 'jail', 2, 2, 'ready')");
+	assert_true(http__request(api.port, "POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}", NULL,
+				  &response));
+	assert_int_equal(response.status, 503);
+	assert_non_null(strcasestr(response.headers, "Retry-After: 1"));
+	assert_non_null(strstr(response.body, "no worker host has room: 2 of 2 sandboxes on 1 host(s)"));
+	http__response_free(&response);
+
+	sql("UPDATE hosts SET running = 1 WHERE id = 'api-test-host'");
+	created = call("POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}", 201, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s",
+		 json_string_value(json_object_get(created, "sandboxID")));
+	json_decref(created);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+
+	expect_error("POST", "/sandboxes", key_a,
+		     "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"vm\"}}", 503,
+		     "no worker host with the vm runtime is ready");
+	sql("UPDATE hosts SET heartbeat_at = now() - interval '1 hour' WHERE id = 'api-test-host'");
+	created = call("POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}", 201, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s",
+		 json_string_value(json_object_get(created, "sandboxID")));
+	json_decref(created);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+	sql("DELETE FROM hosts WHERE id = 'api-test-host'");
+	fake_worker__pause_heartbeat(false);
+	usleep(1500 * 1000); /* the fake host is ready again */
 }
 
 static void test_request_id_is_idempotency_key(void **state)
@@ -871,6 +1120,9 @@ int main(void)
 		cmocka_unit_test(test_timeout_and_refresh_move_end_at),
 		cmocka_unit_test(test_kill_then_404),
 		cmocka_unit_test(test_pause_and_network),
+		cmocka_unit_test(test_pause_resume_connect),
+		cmocka_unit_test(test_placement_by_hosts_table),
+		cmocka_unit_test(test_unimplemented_filters_and_metrics),
 		cmocka_unit_test(test_failed_create_is_reported),
 		cmocka_unit_test(test_request_id_is_idempotency_key),
 		cmocka_unit_test(test_concurrency_limit_21st_is_429),

@@ -25,6 +25,19 @@ struct validation_case {
 };
 
 static const struct validation_case validation_cases[] = {
+	/* What warren does not implement is a 400 naming it (empty is fine). */
+	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 400,
+	  "volumeMounts is not supported by warren (volumes are not implemented)" },
+	{ "{\"templateID\":\"base\",\"volumeMounts\":[]}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"mcp\":{\"github\":{}}}", 400,
+	  "mcp is not supported by warren (no MCP gateway)" },
+	{ "{\"templateID\":\"base\",\"iam\":{\"tokens\":{\"t\":{}}}}", 400,
+	  "iam is not supported by warren (no workload identity tokens)" },
+	{ "{\"templateID\":\"base\",\"network\":{\"rules\":{\"a.example\":[]}}}", 400,
+	  "rules is not supported by warren (no per-domain request transforms)" },
+	{ "{\"templateID\":\"base\",\"network\":{\"egressProxy\":{\"address\":\"x\"}}}", 400,
+	  "egressProxy is not supported by warren (no egress proxy chaining)" },
+	{ "{\"templateID\":\"base\",\"network\":{\"rules\":{}},\"mcp\":null}", 0, NULL },
 	{ "{\"templateID\":\"base\"}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"timeout\":300,\"secure\":true,\"allow_internet_access\":true,"
 	  "\"metadata\":{\"a\":\"b\"},\"envVars\":{\"X\":\"1\"},\"autoPause\":false}",
@@ -41,8 +54,20 @@ static const struct validation_case validation_cases[] = {
 	{ "{\"templateID\":\"base\",\"timeout\":3600}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"secure\":\"yes\"}", 400, "secure must be a boolean" },
 	{ "{\"templateID\":\"base\",\"allow_internet_access\":1}", 400, "allow_internet_access must be a boolean" },
-	{ "{\"templateID\":\"base\",\"autoPause\":true}", 400,
-	  "autoPause is not supported by this runtime (pause is not supported)" },
+	{ "{\"templateID\":\"base\",\"autoPause\":true}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"autoPause\":true,"
+	  "\"autoResume\":{\"enabled\":true}}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"autoResume\":{\"enabled\":true}}", 400,
+	  "autoResume can only be true when onTimeout action is 'pause'" },
+	{ "{\"templateID\":\"base\",\"autoPause\":\"yes\"}", 400, "autoPause must be a boolean" },
+	{ "{\"templateID\":\"base\",\"autoResume\":{\"enabled\":1}}", 400,
+	  "autoResume must be a boolean or {enabled: boolean}" },
+	{ "{\"templateID\":\"base\",\"lifecycle\":"
+	  "{\"onTimeout\":\"pause\",\"autoResume\":true}}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"lifecycle\":{\"onTimeout\":{\"action\":\"kill\"}}}",
+	  0, NULL },
+	{ "{\"templateID\":\"base\",\"lifecycle\":{\"onTimeout\":\"sleep\"}}", 400,
+	  "lifecycle.onTimeout must be one of: pause, kill" },
 	{ "{\"templateID\":\"base\",\"secure\":false,\"network\":{\"allowPublicTraffic\":false}}", 400,
 	  "allowPublicTraffic=false requires secure=true" },
 	/* secure is the default (docs/api.md), so this one is valid. */
@@ -245,6 +270,9 @@ static void test_routes(void **state)
 	assert_int_equal(route.endpoint, API_ROUTE_REFRESH);
 	route__match("POST", "/sandboxes/iabc/pause", &route);
 	assert_int_equal(route.endpoint, API_ROUTE_PAUSE);
+	route__match("POST", "/sandboxes/iabc/resume", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_RESUME);
+	assert_true(route__is_lifecycle(API_ROUTE_RESUME));
 	route__match("PUT", "/sandboxes/iabc/network", &route);
 	assert_int_equal(route.endpoint, API_ROUTE_NETWORK);
 	route__match("GET", "/sandboxes/iabc/network", &route);
@@ -325,12 +353,14 @@ static void test_states_and_limit(void **state)
 
 	(void)state;
 	assert_int_equal(query__states("running,paused", &mask, &error), 0);
-	assert_int_equal(query__states("starting", &mask, &error), 0);
 	assert_int_equal(mask, STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
-				       STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
-				       STORAGE_STATE_BIT(STORAGE_SANDBOX_STARTING));
+				       STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED));
+	/* E2B's list knows running and paused only; our other names are 400. */
+	assert_int_equal(query__states("starting", &mask, &error), -1);
+	assert_int_equal(query__states("killed", &mask, &error), -1);
+	assert_int_equal(error.status, 400);
 	assert_int_equal(query__states("running,bogus", &mask, &error), -1);
-	assert_string_equal(error.message, "unknown sandbox state \"bogus\"");
+	assert_string_equal(error.message, "state must be \"running\" or \"paused\", not \"bogus\"");
 	assert_int_equal(query__limit(NULL, &limit, &error), 0);
 	assert_int_equal(limit, 100);
 	assert_int_equal(query__limit("7", &limit, &error), 0);
@@ -339,6 +369,233 @@ static void test_states_and_limit(void **state)
 	assert_int_equal(query__limit("0", &limit, &error), -1);
 	assert_int_equal(query__limit("-1", &limit, &error), -1);
 	assert_int_equal(query__limit("5x", &limit, &error), -1);
+}
+
+/* ---- routes warren does not implement, list filters, metrics ---- */
+
+static void test_unimplemented_routes(void **state)
+{
+	static const char *const sdk_routes[][2] = {
+		{ "POST", "/sandboxes/iabc/fork" },	  { "POST", "/sandboxes/iabc/snapshots" },
+		{ "GET", "/snapshots" },		  { "GET", "/secrets" },
+		{ "DELETE", "/secrets/s1" },		  { "GET", "/teams" },
+		{ "GET", "/teams/t1/metrics" },		  { "GET", "/teams/t1/metrics/max" },
+		{ "PATCH", "/templates/base" },		  { "GET", "/templates/base/tags" },
+		{ "POST", "/templates/tags" },		  { "GET", "/v2/templates" },
+		{ "PATCH", "/v2/templates/base" },
+		{ "GET", "/volumes" },			  { "POST", "/volumes" },
+		{ "DELETE", "/volumes/v1" },		  { "GET", "/volumecontent/v1/dir" },
+		{ "PATCH", "/volumecontent/v1/path" },	  { "PUT", "/volumecontent/v1/file" },
+	};
+	struct api_route route;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sdk_routes) / sizeof(sdk_routes[0]); i++) {
+		route__match(sdk_routes[i][0], sdk_routes[i][1], &route);
+		if (route.endpoint != API_ROUTE_UNIMPLEMENTED)
+			fail_msg("%s %s routes to %d, not 501", sdk_routes[i][0], sdk_routes[i][1],
+				 route.endpoint);
+		assert_non_null(route.feature);
+		assert_true(strlen(route.feature) > 0);
+	}
+	route__match("GET", "/volumes/v1", &route);
+	assert_string_equal(route.feature, "volumes");
+	/* Known path, method E2B does not have: 405 with what it allows. */
+	route__match("PUT", "/volumes", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_BAD_METHOD);
+	assert_string_equal(route.allowed_methods, "GET, POST");
+	/* Paths E2B does not have stay 404. */
+	route__match("GET", "/volumes/v1/extra", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
+	route__match("GET", "/nothing", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
+	route__match("GET", "/volumes//", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
+	/* Logs, both versions, and metrics are implemented. */
+	route__match("GET", "/sandboxes/iabc/logs", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_LOGS);
+	route__match("GET", "/v2/sandboxes/iabc/logs", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_LOGS_V2);
+	assert_string_equal(route.sandbox_id, "iabc");
+	route__match("POST", "/v2/sandboxes/iabc/logs", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_BAD_METHOD);
+	route__match("GET", "/v2/sandboxes/iabc/timeout", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
+	route__match("GET", "/sandboxes/iabc/metrics", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_METRICS);
+	assert_string_equal(route.sandbox_id, "iabc");
+	route__match("GET", "/sandboxes/metrics", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_METRICS_LIST);
+	route__match("POST", "/sandboxes/metrics", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_BAD_METHOD);
+	assert_false(route__is_lifecycle(API_ROUTE_UNIMPLEMENTED));
+}
+
+static void test_list_filter_queries(void **state)
+{
+	struct api_error error;
+	const char *template;
+	bool ascending = true;
+	int64_t ms = -1;
+
+	(void)state;
+	assert_int_equal(query__order(NULL, &ascending, &error), 0);
+	assert_false(ascending);
+	assert_int_equal(query__order("asc", &ascending, &error), 0);
+	assert_true(ascending);
+	assert_int_equal(query__order("desc", &ascending, &error), 0);
+	assert_false(ascending);
+	assert_int_equal(query__order("up", &ascending, &error), -1);
+	assert_int_equal(error.status, 400);
+	assert_string_equal(error.message, "order must be \"asc\" or \"desc\", not \"up\"");
+
+	assert_int_equal(query__time("startedAfter", NULL, &ms, &error), 0);
+	assert_int_equal(ms, 0);
+	/* What the SDK sends: Date.toISOString(). */
+	assert_int_equal(query__time("startedAfter", "2026-01-31T12:00:00.250Z", &ms, &error), 0);
+	assert_int_equal(ms, 1769860800250LL);
+	assert_int_equal(query__time("startedAfter", "2026-01-31T13:00:00+01:00", &ms, &error), 0);
+	assert_int_equal(ms, 1769860800000LL);
+	assert_int_equal(query__time("startedAfter", "yesterday", &ms, &error), -1);
+	assert_int_equal(error.status, 400);
+	assert_non_null(strstr(error.message, "startedAfter must be an RFC 3339 time"));
+	assert_int_equal(query__time("startedBefore", "2026-13-01T00:00:00Z", &ms, &error), -1);
+
+	assert_int_equal(query__template(NULL, &template, &error), 0);
+	assert_null(template);
+	assert_int_equal(query__template("", &template, &error), 0);
+	assert_null(template);
+	assert_int_equal(query__template("base-2.x_y", &template, &error), 0);
+	assert_string_equal(template, "base-2.x_y");
+	assert_int_equal(query__template("Base", &template, &error), -1);
+	assert_int_equal(query__template("-x", &template, &error), -1);
+	assert_int_equal(query__template("a'b", &template, &error), -1);
+}
+
+static void test_metrics_queries(void **state)
+{
+	char ids[100][24];
+	struct api_error error;
+	size_t count = 0;
+	int64_t seconds = 0;
+	char many[101 * 23];
+	size_t used = 0;
+
+	(void)state;
+	assert_int_equal(query__unix_seconds("start", NULL, &seconds, &error), 0);
+	assert_int_equal(seconds, -1);
+	assert_int_equal(query__unix_seconds("start", "1769860800", &seconds, &error), 0);
+	assert_int_equal(seconds, 1769860800LL);
+	assert_int_equal(query__unix_seconds("start", "-5", &seconds, &error), -1);
+	assert_int_equal(query__unix_seconds("end", "12x", &seconds, &error), -1);
+	assert_string_equal(error.message, "end must be a Unix time in seconds, not \"12x\"");
+	assert_int_equal(query__unix_seconds("end", "99999999999999999999", &seconds, &error), -1);
+
+	assert_int_equal(query__sandbox_ids("iabcdefghij0123456789,iabcdefghij0123456788,"
+					    "iabcdefghij0123456789", ids, 100, &count, &error), 0);
+	assert_int_equal(count, 2);
+	assert_string_equal(ids[1], "iabcdefghij0123456788");
+	assert_int_equal(query__sandbox_ids(NULL, ids, 100, &count, &error), -1);
+	assert_int_equal(query__sandbox_ids(",", ids, 100, &count, &error), -1);
+	assert_int_equal(query__sandbox_ids("nope", ids, 100, &count, &error), -1);
+	assert_int_equal(query__sandbox_ids("iabcdefghij0123456789x", ids, 100, &count, &error), -1);
+	for (int i = 0; i < 101; i++)
+		used += (size_t)snprintf(many + used, sizeof(many) - used, "%si%020d", i ? "," : "", i);
+	assert_int_equal(query__sandbox_ids(many, ids, 100, &count, &error), -1);
+	assert_string_equal(error.message, "sandbox_ids lists more than 100 sandboxes");
+}
+
+static void test_logs_queries(void **state)
+{
+	struct api_error error;
+	const char *level;
+	bool forward = false;
+	int64_t value = 0;
+
+	(void)state;
+	assert_int_equal(query__log_level(NULL, &level, &error), 0);
+	assert_null(level);
+	assert_int_equal(query__log_level("warn", &level, &error), 0);
+	assert_string_equal(level, "warn");
+	assert_int_equal(query__log_level("WARN", &level, &error), -1);
+	assert_string_equal(error.message, "level must be debug, info, warn or error, not \"WARN\"");
+	assert_int_equal(query__direction(NULL, &forward, &error), 0);
+	assert_true(forward);
+	assert_int_equal(query__direction("backward", &forward, &error), 0);
+	assert_false(forward);
+	assert_int_equal(query__direction("up", &forward, &error), -1);
+	assert_int_equal(query__int_range("limit", NULL, 1, 1000, 1000, &value, &error), 0);
+	assert_int_equal(value, 1000);
+	assert_int_equal(query__int_range("limit", "10", 1, 1000, 1000, &value, &error), 0);
+	assert_int_equal(value, 10);
+	assert_int_equal(query__int_range("limit", "0", 1, 1000, 1000, &value, &error), -1);
+	assert_string_equal(error.message, "limit must be an integer from 1 to 1000, not \"0\"");
+	assert_int_equal(query__int_range("limit", "5e2", 1, 1000, 1000, &value, &error), -1);
+	assert_int_equal(query__int_range("cursor", "99999999999999999999", 0, 1LL << 60, -1, &value,
+					  &error), -1);
+}
+
+static void test_network_update_body(void **state)
+{
+	struct api_error error;
+	json_t *body, *rules = NULL;
+
+	(void)state;
+	/* allow_internet_access=false (the SDK's snake_case) is denyOut ALL_TRAFFIC. */
+	body = json_loads("{\"allow_internet_access\":false,\"allowOut\":[\"192.0.2.1\"]}", 0, NULL);
+	assert_int_equal(validate__network_update(body, &rules, &error), 0);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(rules, "denyOut"), 0)),
+			    API_ALL_TRAFFIC);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(rules, "allowOut"), 0)),
+			    "192.0.2.1");
+	json_decref(rules);
+	json_decref(body);
+	/* Absent: internet stays open; omitted lists are cleared. */
+	body = json_loads("{}", 0, NULL);
+	assert_int_equal(validate__network_update(body, &rules, &error), 0);
+	assert_int_equal(json_array_size(json_object_get(rules, "denyOut")), 0);
+	json_decref(rules);
+	json_decref(body);
+	body = json_loads("{\"allow_internet_access\":\"no\"}", 0, NULL);
+	assert_int_equal(validate__network_update(body, &rules, &error), -1);
+	assert_string_equal(error.message, "allow_internet_access must be a boolean");
+	json_decref(body);
+	/* What warren does not implement is refused, never dropped. */
+	body = json_loads("{\"egressProxy\":{\"address\":\"192.0.2.1:1080\"}}", 0, NULL);
+	assert_int_equal(validate__network_update(body, &rules, &error), -1);
+	assert_int_equal(error.status, 400);
+	assert_non_null(strstr(error.message, "egressProxy is not supported"));
+	json_decref(body);
+	body = json_loads("{\"rules\":{\"api.example.com\":[{}]}}", 0, NULL);
+	assert_int_equal(validate__network_update(body, &rules, &error), -1);
+	assert_non_null(strstr(error.message, "rules is not supported"));
+	json_decref(body);
+	body = json_loads("{\"rules\":{}}", 0, NULL);
+	assert_int_equal(validate__network_update(body, &rules, &error), 0);
+	json_decref(rules);
+	json_decref(body);
+}
+
+static void test_metric_shape(void **state)
+{
+	struct storage_sandbox_metric metric = {
+		.sandbox_id = "iabcdefghij0123456789", .at = 1769860800250LL, .cpu_count = 2,
+		.cpu_used_pct = 37.126, .mem_used = 1 << 20, .mem_total = 512 << 20,
+		.mem_cache = 4096, .disk_used = 8192, .disk_total = 1LL << 33,
+	};
+	json_t *json = render__metric(&metric);
+
+	(void)state;
+	assert_string_equal(json_string_value(json_object_get(json, "timestamp")),
+			    "2026-01-31T12:00:00.250Z");
+	assert_int_equal(json_integer_value(json_object_get(json, "timestampUnix")), 1769860800LL);
+	assert_int_equal(json_integer_value(json_object_get(json, "cpuCount")), 2);
+	assert_true(json_real_value(json_object_get(json, "cpuUsedPct")) > 37.12);
+	assert_true(json_real_value(json_object_get(json, "cpuUsedPct")) < 37.14);
+	assert_int_equal(json_integer_value(json_object_get(json, "memTotal")), 512 << 20);
+	assert_int_equal(json_integer_value(json_object_get(json, "diskTotal")), 1LL << 33);
+	assert_int_equal(json_integer_value(json_object_get(json, "memCache")), 4096);
+	json_decref(json);
 }
 
 /* ---- response shapes ---- */
@@ -500,6 +757,12 @@ int main(void)
 		cmocka_unit_test(test_metadata_query),
 		cmocka_unit_test(test_states_and_limit),
 		cmocka_unit_test(test_render_shapes),
+		cmocka_unit_test(test_unimplemented_routes),
+		cmocka_unit_test(test_list_filter_queries),
+		cmocka_unit_test(test_metrics_queries),
+		cmocka_unit_test(test_network_update_body),
+		cmocka_unit_test(test_logs_queries),
+		cmocka_unit_test(test_metric_shape),
 		cmocka_unit_test(test_gcra_burst_and_refill),
 		cmocka_unit_test(test_gcra_window_quota),
 		cmocka_unit_test(test_limits_per_team),

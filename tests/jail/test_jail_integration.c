@@ -644,6 +644,94 @@ static void test_jail_memory_limit_enforced(void **state)
 	current = NULL;
 }
 
+/* The counter a paused-sandbox test reads: /count in the overlay upper
+ * (-1 when not written yet). */
+static long read_counter(const char *id)
+{
+	char path[PATH_MAX], text[32] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s/upper/count", state_dir, id);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (!fgets(text, sizeof(text), f))
+		text[0] = 0;
+	fclose(f);
+	return text[0] ? strtol(text, NULL, 10) : -1;
+}
+
+/* Waits up to timeout_ms until the counter is above floor; its value. */
+static long wait_counter_above(const char *id, long floor, int timeout_ms)
+{
+	long value = read_counter(id);
+
+	for (int waited = 0; value <= floor && waited < timeout_ms; waited += 20) {
+		usleep(20000);
+		value = read_counter(id);
+	}
+	return value;
+}
+
+/* Pause = the cgroup v2 freezer: a process counting in the sandbox makes
+ * no progress while frozen, continues from where it stopped once thawed;
+ * both are idempotent; a paused sandbox can be stopped (kill). */
+static void test_jail_pause_freezes_processes(void **state)
+{
+	const char *argv[] = { "/bin/sh", "-c",
+			       "i=0; while :; do i=$((i+1)); echo $i > /count.tmp; "
+			       "mv /count.tmp /count; sleep 0.02; done", NULL };
+	char err[512];
+	struct started s;
+	long before, during, after;
+	bool frozen = false;
+	uint64_t t0, freeze_us, thaw_us;
+	int rc;
+	(void)state;
+
+	if (start_jail("jt-pause", argv, &s, err, sizeof(err)))
+		fail_msg("jail__start: %s", err);
+	assert_true(wait_counter_above("jt-pause", 2, 20000) > 2);
+	t0 = clock__monotonic_ns();
+	rc = jail__freeze(s.jail, true, 5000);
+	freeze_us = (clock__monotonic_ns() - t0) / 1000;
+	if (rc == -ENOTSUP) {
+		jail__destroy(s.jail);
+		current = NULL;
+		printf("SKIP: this host has no cgroup v2 directory for the jail (no freezer)\n");
+		skip();
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(jail__frozen(s.jail, &frozen), 0);
+	assert_true(frozen);
+	assert_int_equal(jail__state(s.jail, NULL), JAIL_RUNNING);
+	before = read_counter("jt-pause");
+	usleep(600 * 1000); /* ~30 increments if it were running */
+	during = read_counter("jt-pause");
+	printf("paused in %llu us; counter %ld, 600 ms later %ld\n",
+	       (unsigned long long)freeze_us, before, during);
+	assert_int_equal(before, during);
+	assert_int_equal(jail__freeze(s.jail, true, 5000), 0); /* again: no-op */
+
+	t0 = clock__monotonic_ns();
+	assert_int_equal(jail__freeze(s.jail, false, 5000), 0);
+	thaw_us = (clock__monotonic_ns() - t0) / 1000;
+	assert_int_equal(jail__frozen(s.jail, &frozen), 0);
+	assert_false(frozen);
+	after = wait_counter_above("jt-pause", during, 20000);
+	printf("resumed in %llu us; counter went on to %ld\n", (unsigned long long)thaw_us, after);
+	assert_true(after > during);
+	/* It continued, not restarted: the shell kept its memory. */
+	assert_true(after < during + 1000);
+
+	/* Kill while paused: stop thaws and kills, nothing is left. */
+	assert_int_equal(jail__freeze(s.jail, true, 5000), 0);
+	assert_int_equal(jail__stop(s.jail), 0);
+	assert_nothing_left("jt-pause", &s);
+	jail__destroy(s.jail);
+	current = NULL;
+}
+
 /* The VM runtime's init (/sbin/init of the template) without a VM: run as
  * PID 1 of fresh mount/pid/uts namespaces (util-linux unshare + chroot) in
  * the test's netns with a veth named eth0; it must mount its filesystems,
@@ -718,6 +806,7 @@ int main(void)
 		cmocka_unit_test_setup(test_jail_memory_limit_enforced, test_setup),
 		cmocka_unit_test_setup(test_vm_init_script_in_namespaces, test_setup),
 		cmocka_unit_test_setup(test_jail_cycles, test_setup),
+		cmocka_unit_test_setup(test_jail_pause_freezes_processes, test_setup),
 	};
 	const char *skip = NULL;
 

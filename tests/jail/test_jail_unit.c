@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "jail_cgroup.h"
 #include "jail_policy.h"
 #include "jail_userns.h"
 #include "warren/jail.h"
@@ -295,6 +296,64 @@ static void test_runtime_probe(void **state)
 	assert_int_equal(system(command), 0);
 }
 
+/* Writes text to dir/file (the test's fake cgroup files). */
+static void write_fake(const char *dir, const char *file, const char *text)
+{
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* The freezer over a fake cgroup directory: what is written to
+ * cgroup.freeze, how cgroup.events is read, and the refusals (no v2
+ * directory, a kernel without the freezer, a freeze that never lands). */
+static void test_cgroup_freeze_files(void **state)
+{
+	char dir[] = "/tmp/warren-freeze-XXXXXX", path[PATH_MAX], value[8] = "";
+	struct jail_cgroup cgroup = { .layout = JAIL_CGROUP_HYBRID };
+	bool frozen = false;
+	FILE *f;
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	/* No v2 directory (a v1-only host): no freezer. */
+	assert_int_equal(jail_cgroup__freeze(&cgroup, true, 10), -ENOTSUP);
+	assert_int_equal(jail_cgroup__frozen(&cgroup, &frozen), -ENOTSUP);
+	snprintf(cgroup.dirs[0], sizeof(cgroup.dirs[0]), "%s", dir);
+	/* No cgroup.freeze file: -ENOTSUP too. */
+	assert_int_equal(jail_cgroup__freeze(&cgroup, true, 10), -ENOTSUP);
+
+	write_fake(dir, "cgroup.freeze", "0\n");
+	write_fake(dir, "cgroup.events", "populated 1\nfrozen 1\n");
+	assert_int_equal(jail_cgroup__freeze(&cgroup, true, 10), 0);
+	snprintf(path, sizeof(path), "%s/cgroup.freeze", dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(value, sizeof(value), f));
+	fclose(f);
+	assert_int_equal(value[0], '1'); /* written in place, not truncated */
+	assert_int_equal(jail_cgroup__frozen(&cgroup, &frozen), 0);
+	assert_true(frozen);
+	/* The kernel never reports it thawed: bounded by the timeout. */
+	assert_int_equal(jail_cgroup__freeze(&cgroup, false, 20), -ETIMEDOUT);
+	write_fake(dir, "cgroup.events", "populated 1\nfrozen 0\n");
+	assert_int_equal(jail_cgroup__freeze(&cgroup, false, 20), 0);
+	/* cgroup.events without a frozen line: a kernel without the freezer. */
+	write_fake(dir, "cgroup.events", "populated 1\n");
+	assert_int_equal(jail_cgroup__freeze(&cgroup, true, 20), -ENOTSUP);
+
+	snprintf(path, sizeof(path), "%s/cgroup.freeze", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/cgroup.events", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +363,7 @@ int main(void)
 		cmocka_unit_test(test_seccomp_filter_behaviour),
 		cmocka_unit_test(test_runtime_probe),
 		cmocka_unit_test(test_uid_ranges),
+		cmocka_unit_test(test_cgroup_freeze_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -123,6 +123,28 @@ static struct net_policy *parse(const char *json)
 	return p;
 }
 
+static void test_is_default(void **state)
+{
+	struct net_policy *p;
+
+	(void)state;
+	p = net_policy__default(7);
+	assert_true(net_policy__is_default(p));
+	net_policy__free(p);
+	p = parse("{}");
+	assert_true(net_policy__is_default(p));
+	net_policy__free(p);
+	p = parse("{\"denyOut\":[\"192.0.2.1\"]}");
+	assert_false(net_policy__is_default(p));
+	net_policy__free(p);
+	p = parse("{\"allowOut\":[\"10.1.2.3\"]}"); /* an internal allow */
+	assert_false(net_policy__is_default(p));
+	net_policy__free(p);
+	p = parse("{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}");
+	assert_false(net_policy__is_default(p));
+	net_policy__free(p);
+}
+
 static void test_domain_matching(void **state)
 {
 	struct net_policy *p = parse("{\"allowOut\":[\"Example.COM\",\"*.suffix.test\",\"b\\u00fccher.de\"],"
@@ -295,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_domain_in_deny),	    cmocka_unit_test(test_domain_without_all_traffic),
 		cmocka_unit_test(test_oversized_lists),	    cmocka_unit_test(test_wildcard_syntax),
 		cmocka_unit_test(test_wrong_types),	    cmocka_unit_test(test_domain_matching),
+		cmocka_unit_test(test_is_default),
 		cmocka_unit_test(test_compile),
 		cmocka_unit_test(test_compile_never_allow),
 		cmocka_unit_test(test_cidr_list),

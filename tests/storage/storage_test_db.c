@@ -1,4 +1,5 @@
 /* Test helper: per-binary throwaway databases (see storage_test_db.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -170,4 +171,19 @@ const char *test_db__migrations_dir(void)
 
 	snprintf(dir, sizeof(dir), "%s/migrations", source ? source : ".");
 	return dir;
+}
+
+int test_db__migration_files(void)
+{
+	DIR *handle = opendir(test_db__migrations_dir());
+	struct dirent *entry;
+	int count = 0;
+
+	if (!handle)
+		return -1;
+	while ((entry = readdir(handle)))
+		if (strlen(entry->d_name) > 9 && !strcmp(entry->d_name + strlen(entry->d_name) - 4, ".sql"))
+			count++;
+	closedir(handle);
+	return count;
 }

@@ -23,5 +23,7 @@ void test_db__drop(struct test_db *db);
 bool test_db__sql(const struct test_db *db, const char *sql, char *out, size_t out_size);
 /* The source tree's migrations folder (WARREN_SOURCE_DIR/migrations). */
 const char *test_db__migrations_dir(void);
+/* How many NNNN_name.sql files that folder holds (what a fresh migrate applies). */
+int test_db__migration_files(void);
 
 #endif

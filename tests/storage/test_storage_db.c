@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "storage_test_db.h"
+#include "warren/clock.h"
 #include "warren/ids.h"
 #include "warren/storage.h"
 #include "warren/tokens.h"
@@ -226,7 +227,8 @@ static void test_idempotent_insert(void **state)
 	make_team("idem-other", STORAGE_TIER_HOBBY, &other);
 	new_sandbox_init(&n, team.id);
 	n.spec.metadata = json_pack("{s:s}", "owner", "alice");
-	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, &first, &err), STORAGE_OK);
+	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, &first, &err),
+			 STORAGE_OK);
 	assert_true(admission.admitted);
 	assert_false(admission.existing);
 	assert_int_equal(admission.active_count, 1);
@@ -239,7 +241,8 @@ static void test_idempotent_insert(void **state)
 
 	/* Redelivered command: same request_id, a new candidate id. */
 	assert_int_equal(ids__sandbox_id(n.id), 0);
-	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, &second, &err), STORAGE_OK);
+	assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, &second, &err),
+			 STORAGE_OK);
 	assert_true(admission.admitted);
 	assert_true(admission.existing);
 	assert_string_equal(second.id, first_id);
@@ -289,7 +292,8 @@ static void test_state_transitions(void **state)
 	storage__sandbox_clear(&changed);
 
 	/* The same CAS again: the row is no longer starting. */
-	assert_int_equal(storage__sandbox_transition(pool, &t, &changed, &err), STORAGE_ERR_CONFLICT);
+	assert_int_equal(storage__sandbox_transition(pool, &t, &changed, &err),
+			 STORAGE_ERR_CONFLICT);
 	assert_non_null(strstr(err.message, "running"));
 	/* Not an edge of the state machine: refused by the trigger. */
 	t.from = STORAGE_SANDBOX_RUNNING;
@@ -325,6 +329,89 @@ static void test_state_transitions(void **state)
 			    "killed by user");
 	assert_true(events[1].id > events[0].id);
 	storage__sandbox_events_free(events, count);
+	storage__sandbox_clear(&sandbox);
+}
+
+/* Moves sandbox_id from -> to; the storage code. */
+static int move(const char *sandbox_id, enum storage_sandbox_state from,
+		enum storage_sandbox_state to)
+{
+	struct storage_sandbox_transition t = { .sandbox_id = sandbox_id, .from = from,
+						.to = to, .slot_index = -1 };
+	struct storage_error err;
+
+	return storage__sandbox_transition(pool, &t, NULL, &err);
+}
+
+/* Pause and resume (0002): pausing/paused/resuming, the lifecycle columns,
+ * and a pause racing a kill: whichever compare-and-set comes second finds
+ * the row moved, so the sandbox ends in exactly one state. */
+static void test_pause_states(void **state)
+{
+	struct storage_team team;
+	struct storage_sandbox sandbox, row;
+	struct storage_host host = { .id = "host-p", .address = "10.0.0.2", .runtime = "jail",
+				     .capacity = 8, .running = 0, .state = "ready" };
+	struct storage_sandbox_list list;
+	struct storage_sandbox_filter filter = {
+		.states = STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED),
+	};
+	struct storage_error err;
+	enum storage_sandbox_state parsed;
+
+	(void)state;
+	assert_true(storage__sandbox_state_parse("pausing", &parsed));
+	assert_int_equal(parsed, STORAGE_SANDBOX_PAUSING);
+	assert_string_equal(storage__sandbox_state_name(STORAGE_SANDBOX_RESUMING), "resuming");
+	make_team("pause", STORAGE_TIER_HOBBY, &team);
+	assert_int_equal(storage__host_heartbeat(pool, &host, &err), STORAGE_OK);
+	admit_one(team.id, &sandbox);
+	assert_false(sandbox.pause_on_timeout);
+	assert_int_equal(storage__sandbox_set_lifecycle(pool, sandbox.id, true, true, &err),
+			 STORAGE_OK);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_STARTING, STORAGE_SANDBOX_RUNNING),
+			 STORAGE_OK);
+	assert_int_equal(storage__sandbox_get_internal(pool, sandbox.id, &row, &err), STORAGE_OK);
+	assert_true(row.pause_on_timeout);
+	assert_true(row.auto_resume);
+	storage__sandbox_clear(&row);
+
+	/* pause, resume, pause again */
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_PAUSING),
+			 STORAGE_OK);
+	/* a second pause's compare-and-set loses (the API's 409) */
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_PAUSING),
+			 STORAGE_ERR_CONFLICT);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED),
+			 STORAGE_OK);
+	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
+	assert_int_equal(list.count, 1);
+	assert_string_equal(list.items[0].id, sandbox.id);
+	storage__sandbox_list_free(&list);
+	/* a paused sandbox's end_at can be reset (resume sets it) */
+	assert_int_equal(storage__sandbox_set_timeout(pool, team.id, sandbox.id, 60, NULL, &err),
+			 STORAGE_OK);
+	/* paused -> running directly is not an edge: resume goes through resuming */
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_PAUSED, STORAGE_SANDBOX_RUNNING),
+			 STORAGE_ERR_INVALID);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_PAUSED, STORAGE_SANDBOX_RESUMING),
+			 STORAGE_OK);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_RESUMING, STORAGE_SANDBOX_RUNNING),
+			 STORAGE_OK);
+
+	/* pause racing kill: the kill lands while pausing; the pause's last
+	 * step then conflicts and the sandbox stays killed */
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_PAUSING),
+			 STORAGE_OK);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_KILLED),
+			 STORAGE_OK);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED),
+			 STORAGE_ERR_CONFLICT);
+	assert_int_equal(move(sandbox.id, STORAGE_SANDBOX_KILLED, STORAGE_SANDBOX_PAUSED),
+			 STORAGE_ERR_INVALID);
+	assert_int_equal(storage__sandbox_get_internal(pool, sandbox.id, &row, &err), STORAGE_OK);
+	assert_int_equal(row.state, STORAGE_SANDBOX_KILLED);
+	storage__sandbox_clear(&row);
 	storage__sandbox_clear(&sandbox);
 }
 
@@ -723,12 +810,14 @@ static void test_rate_limits_and_admin(void **state)
 	make_team("limiter", STORAGE_TIER_HOBBY, &team);
 	assert_int_equal(storage__rate_limit_load(pool, team.id, &found, &tat, &err), STORAGE_OK);
 	assert_false(found);
-	assert_int_equal(storage__rate_limit_store(pool, team.id, false, 0, 1000, &err), STORAGE_OK);
+	assert_int_equal(storage__rate_limit_store(pool, team.id, false, 0, 1000, &err),
+			 STORAGE_OK);
 	assert_int_equal(storage__rate_limit_store(pool, team.id, false, 0, 1001, &err),
 			 STORAGE_ERR_CONFLICT);
 	assert_int_equal(storage__rate_limit_store(pool, team.id, true, 999, 1002, &err),
 			 STORAGE_ERR_CONFLICT);
-	assert_int_equal(storage__rate_limit_store(pool, team.id, true, 1000, 1003, &err), STORAGE_OK);
+	assert_int_equal(storage__rate_limit_store(pool, team.id, true, 1000, 1003, &err),
+			 STORAGE_OK);
 	assert_int_equal(storage__rate_limit_load(pool, team.id, &found, &tat, &err), STORAGE_OK);
 	assert_true(found);
 	assert_true(tat == 1003);
@@ -804,6 +893,250 @@ static void test_timings(void **state)
 	       "sandbox_get %.3f ms/call (1000 sequential)\n", admit_ms, get_ms);
 }
 
+/* order=asc pages oldest first; template and startedAfter/Before filters. */
+static void test_list_order_and_filters(void **state)
+{
+	struct storage_team team;
+	struct storage_sandbox_list list;
+	struct storage_sandbox_filter filter = { .limit = 4, .ascending = true };
+	struct storage_template other = { .id = "other-tpl", .agent_version = "0.1.0",
+					  .image_path = "/var/lib/warren/other.img" };
+	struct storage_error err;
+	char token[STORAGE_PAGE_TOKEN_MAX] = "";
+	int64_t previous = 0, middle = 0;
+	size_t total = 0;
+
+	(void)state;
+	tokens__sha256_hex("other", 5, other.content_hash);
+	assert_int_equal(storage__template_upsert(pool, &other, &err), STORAGE_OK);
+	make_team("order", STORAGE_TIER_PRO, &team);
+	for (int i = 0; i < 10; i++) {
+		struct new_sandbox n;
+		struct storage_admission admission;
+
+		new_sandbox_init(&n, team.id);
+		if (i >= 7)
+			n.spec.template_id = other.id;
+		assert_int_equal(storage__sandbox_admit(pool, &n.spec, &admission, NULL, &err),
+				 STORAGE_OK);
+	}
+	do {
+		filter.page_token = token;
+		assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err),
+				 STORAGE_OK);
+		for (size_t i = 0; i < list.count; i++) {
+			assert_true(list.items[i].created_at >= previous); /* oldest first */
+			previous = list.items[i].created_at;
+			if (++total == 5)
+				middle = previous;
+		}
+		memcpy(token, list.next_token, sizeof(token));
+		storage__sandbox_list_free(&list);
+	} while (token[0]);
+	assert_int_equal(total, 10);
+
+	filter = (struct storage_sandbox_filter){ .template_id = "other-tpl" };
+	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
+	assert_int_equal(list.count, 3);
+	assert_string_equal(list.items[0].template_id, "other-tpl");
+	storage__sandbox_list_free(&list);
+	filter = (struct storage_sandbox_filter){ .template_id = "nope" };
+	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
+	assert_int_equal(list.count, 0);
+	storage__sandbox_list_free(&list);
+
+	/* created_at is kept in microseconds: a bound at the fifth one's
+	 * millisecond keeps at least the last five (created after it). */
+	filter = (struct storage_sandbox_filter){ .started_after_ms = middle };
+	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
+	assert_true(list.count >= 5 && list.count <= 10);
+	for (size_t i = 0; i < list.count; i++)
+		assert_true(list.items[i].created_at >= middle);
+	storage__sandbox_list_free(&list);
+	filter = (struct storage_sandbox_filter){ .started_after_ms = clock__realtime_ms() + 60000 };
+	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
+	assert_int_equal(list.count, 0);
+	storage__sandbox_list_free(&list);
+	filter = (struct storage_sandbox_filter){ .started_before_ms = 1000 };
+	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
+	assert_int_equal(list.count, 0);
+	storage__sandbox_list_free(&list);
+}
+
+/* Metric samples: stored, read back by time range and team only, the
+ * newest per sandbox, pruned by age. */
+static void test_sandbox_metrics(void **state)
+{
+	struct storage_team team, stranger;
+	struct storage_sandbox a, b;
+	struct storage_sandbox_metric sample = { .cpu_count = 2, .mem_total = 512 << 20,
+						 .disk_total = 1 << 30 }, *out = NULL;
+	struct storage_error err;
+	int64_t now = clock__realtime_ms(), deleted = -1;
+	const char *ids[2];
+	size_t count = 0;
+
+	(void)state;
+	make_team("metrics", STORAGE_TIER_PRO, &team);
+	make_team("metrics-other", STORAGE_TIER_PRO, &stranger);
+	admit_one(team.id, &a);
+	admit_one(team.id, &b);
+	for (int i = 0; i < 5; i++) {
+		snprintf(sample.sandbox_id, sizeof(sample.sandbox_id), "%s", a.id);
+		sample.at = now - (4 - i) * 5000;
+		sample.cpu_used_pct = 10.0 * i;
+		sample.mem_used = (int64_t)i << 20;
+		assert_int_equal(storage__sandbox_metric_insert(pool, &sample, &err), STORAGE_OK);
+	}
+	/* The same instant again is ignored (a retried insert). */
+	assert_int_equal(storage__sandbox_metric_insert(pool, &sample, &err), STORAGE_OK);
+	snprintf(sample.sandbox_id, sizeof(sample.sandbox_id), "%s", b.id);
+	sample.at = now - 1000;
+	assert_int_equal(storage__sandbox_metric_insert(pool, &sample, &err), STORAGE_OK);
+	sample.mem_used = -1;
+	assert_int_equal(storage__sandbox_metric_insert(pool, &sample, &err), STORAGE_ERR_INVALID);
+
+	assert_int_equal(storage__sandbox_metrics_list(pool, team.id, a.id, now - 60000, now, &out,
+						       &count, &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 5);
+	assert_int_equal(out[0].at, now - 20000);
+	assert_int_equal(out[4].at, now);
+	assert_true(out[4].cpu_used_pct > 39.9 && out[4].cpu_used_pct < 40.1);
+	assert_int_equal(out[3].mem_used, 3 << 20);
+	assert_int_equal(out[3].cpu_count, 2);
+	assert_int_equal(out[3].disk_total, 1 << 30);
+	free(out);
+	assert_int_equal(storage__sandbox_metrics_list(pool, team.id, a.id, now - 12000, now - 4000,
+						       &out, &count, &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 2);
+	free(out);
+	/* Another team sees nothing. */
+	assert_int_equal(storage__sandbox_metrics_list(pool, stranger.id, a.id, 0, now, &out, &count,
+						       &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 0);
+	free(out);
+
+	ids[0] = a.id;
+	ids[1] = b.id;
+	assert_int_equal(storage__sandbox_metrics_latest(pool, team.id, ids, 2, &out, &count, &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 2);
+	for (size_t i = 0; i < count; i++)
+		assert_int_equal(out[i].at, strcmp(out[i].sandbox_id, a.id) ? now - 1000 : now);
+	free(out);
+	assert_int_equal(storage__sandbox_metrics_latest(pool, stranger.id, ids, 2, &out, &count,
+							 &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 0);
+	free(out);
+	ids[1] = "x'); DROP TABLE sandbox_metrics; --";
+	assert_int_equal(storage__sandbox_metrics_latest(pool, team.id, ids, 2, &out, &count, &err),
+			 STORAGE_ERR_INVALID);
+
+	/* Keep 10 s: the three older samples of a go. */
+	assert_int_equal(storage__sandbox_metrics_prune(pool, 10, &deleted, &err), STORAGE_OK);
+	assert_true(deleted >= 3);
+	assert_int_equal(storage__sandbox_metrics_list(pool, team.id, a.id, 0, now, &out, &count,
+						       &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 2);
+	free(out);	storage__sandbox_clear(&a);
+	storage__sandbox_clear(&b);
+}
+
+/* Log lines: console lines stored, lifecycle lines from state changes,
+ * both in time order, filtered by level and substring, team-scoped,
+ * pruned once the sandbox has ended long enough. */
+static void test_sandbox_logs(void **state)
+{
+	struct storage_team team, stranger;
+	struct storage_sandbox sandbox;
+	int64_t now = clock__realtime_ms(), deleted = -1;
+	char hello[] = "hello from the agent", oops[] = "oops: disk full", latin[] = "caf\xe9";
+	struct storage_log_line lines[3] = {
+		{ .at = now + 10, .level = "info", .message = hello },
+		{ .at = now + 20, .level = "error", .message = oops },
+		{ .at = now + 30, .level = "debug", .message = latin },
+	}, *out = NULL;
+	struct storage_logs_query query = { .cursor_ms = 0, .forward = true, .limit = 100 };
+	struct storage_sandbox_transition t;
+	struct storage_error err;
+	size_t count = 0;
+
+	(void)state;
+	make_team("logs", STORAGE_TIER_PRO, &team);
+	make_team("logs-other", STORAGE_TIER_PRO, &stranger);
+	admit_one(team.id, &sandbox);
+	/* Lines after the admission's state change, before the kill below. */
+	usleep(20 * 1000);
+	now = clock__realtime_ms();
+	for (int i = 0; i < 3; i++)
+		lines[i].at = now + 10 * (i + 1);
+	assert_int_equal(storage__sandbox_logs_append(pool, sandbox.id, lines, 3, &err), STORAGE_OK);
+	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
+						    &err),
+			 STORAGE_OK);
+	/* "sandbox starting" (admission) first, then the three lines. */
+	assert_int_equal(count, 4);
+	assert_string_equal(out[0].source, "lifecycle");
+	assert_string_equal(out[0].message, "sandbox starting");
+	assert_string_equal(out[1].message, "hello from the agent");
+	assert_string_equal(out[2].level, "error");
+	assert_string_equal(out[3].message, "caf?"); /* not UTF-8: replaced */
+	assert_int_equal(out[3].at, now + 30);
+	storage__sandbox_logs_free(out, count);
+
+	query = (struct storage_logs_query){ .cursor_ms = now + 1000, .forward = false, .limit = 2,
+					     .min_level = "info" };
+	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
+						    &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 2); /* newest first, debug left out */
+	assert_string_equal(out[0].message, "oops: disk full");
+	assert_string_equal(out[1].message, "hello from the agent");
+	storage__sandbox_logs_free(out, count);
+	query = (struct storage_logs_query){ .forward = true, .limit = 10, .search = "disk" };
+	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
+						    &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 1);
+	storage__sandbox_logs_free(out, count);
+	query = (struct storage_logs_query){ .forward = true, .limit = 10 };
+	assert_int_equal(storage__sandbox_logs_list(pool, stranger.id, sandbox.id, &query, &out,
+						    &count, &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 0);
+	storage__sandbox_logs_free(out, count);
+	query.min_level = "loud";
+	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
+						    &err),
+			 STORAGE_ERR_INVALID);
+	lines[0].level[0] = 'x';
+	assert_int_equal(storage__sandbox_logs_append(pool, sandbox.id, lines, 1, &err),
+			 STORAGE_ERR_INVALID);
+
+	/* Ended: its lines stay until it is older than the retention. */
+	usleep(50 * 1000);
+	t = (struct storage_sandbox_transition){ .sandbox_id = sandbox.id, .team_id = team.id,
+						 .from = STORAGE_SANDBOX_STARTING,
+						 .to = STORAGE_SANDBOX_KILLED, .slot_index = -1 };
+	assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_OK);
+	assert_int_equal(storage__sandbox_logs_prune(pool, 3600, &deleted, &err), STORAGE_OK);
+	assert_int_equal(deleted, 0);
+	query = (struct storage_logs_query){ .forward = true, .limit = 10 };
+	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
+						    &err),
+			 STORAGE_OK);
+	assert_int_equal(count, 5);
+	assert_string_equal(out[4].message, "sandbox starting -> killed");
+	storage__sandbox_logs_free(out, count);
+	assert_int_equal(storage__sandbox_logs_prune(pool, 0, &deleted, &err), STORAGE_OK);
+	assert_int_equal(deleted, 3);	storage__sandbox_clear(&sandbox);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -811,8 +1144,12 @@ int main(void)
 		cmocka_unit_test(test_constraint_errors),
 		cmocka_unit_test(test_idempotent_insert),
 		cmocka_unit_test(test_state_transitions),
+		cmocka_unit_test(test_pause_states),
 		cmocka_unit_test(test_team_isolation),
 		cmocka_unit_test(test_pagination),
+		cmocka_unit_test(test_list_order_and_filters),
+		cmocka_unit_test(test_sandbox_metrics),
+		cmocka_unit_test(test_sandbox_logs),
 		cmocka_unit_test(test_admit_concurrency),
 		cmocka_unit_test(test_reconnect),
 		cmocka_unit_test(test_requests),

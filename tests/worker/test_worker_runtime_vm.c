@@ -272,6 +272,9 @@ static void test_vm_runtime_boots_and_stops(void **state)
 			printf("console: no virtio_net line (the driver prints none at probe)\n");
 	}
 	printf("root mounted %.1f s after runtime__start\n", booted_at);
+	/* Pause is not built for vm (no VMM snapshot/restore): a clear refusal. */
+	assert_int_equal(runtime__set_paused(instance, true, err, sizeof(err)), -ENOTSUP);
+	assert_non_null(strstr(err, "not supported by the vm runtime"));
 
 	/* Block metrics: the guest read its root disk (queues live only after DRIVER_OK). */
 	snprintf(path, sizeof(path), "%s/root/vmm.sock", dir);

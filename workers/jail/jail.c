@@ -997,9 +997,55 @@ void jail__destroy(struct jail *jail)
 	free(jail);
 }
 
+int jail__usage(const struct jail *jail, struct jail_usage *out)
+{
+	char disk[PATH_MAX + 8];
+	struct stat dir_stat, disk_stat;
+	struct statfs fs;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (jail->stopped)
+		return -ESRCH;
+	ret = jail_cgroup__usage(&jail->cgroup, &out->cpu_usec, &out->mem_used_bytes,
+				 &out->mem_cache_bytes);
+	if (ret)
+		return ret;
+	ret = jail_cgroup__memory_limit(&jail->cgroup, &out->mem_limit_bytes);
+	if (ret)
+		return ret;
+	/* The image is mounted on <dir>/disk: a different device than <dir>. */
+	snprintf(disk, sizeof(disk), "%s/disk", jail->dir);
+	if (stat(jail->dir, &dir_stat) || stat(disk, &disk_stat) ||
+	    dir_stat.st_dev == disk_stat.st_dev || statfs(disk, &fs))
+		return 0;
+	out->disk_total_bytes = (uint64_t)fs.f_blocks * (uint64_t)fs.f_bsize;
+	out->disk_used_bytes = (uint64_t)(fs.f_blocks - fs.f_bfree) * (uint64_t)fs.f_bsize;
+	return 0;
+}
+
+int jail__console_path(const struct jail *jail, char *out, size_t out_len)
+{
+	int n = snprintf(out, out_len, "%s/console.log", jail->dir);
+
+	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
+}
+
 int jail__memory_limit(const struct jail *jail, uint64_t *bytes)
 {
 	return jail_cgroup__memory_limit(&jail->cgroup, bytes);
+}
+
+int jail__freeze(struct jail *jail, bool frozen, int timeout_ms)
+{
+	if (jail->stopped)
+		return -ESRCH;
+	return jail_cgroup__freeze(&jail->cgroup, frozen, timeout_ms);
+}
+
+int jail__frozen(const struct jail *jail, bool *frozen)
+{
+	return jail_cgroup__frozen(&jail->cgroup, frozen);
 }
 
 static int add_id(char ***ids, size_t *count, size_t *capacity, const char *id)

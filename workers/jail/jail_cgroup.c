@@ -298,8 +298,14 @@ static void sleep_ms(int ms)
 
 int jail_cgroup__destroy(const struct jail_cgroup *cgroup, int timeout_ms)
 {
-	bool have_kill = cgroup->dirs[0][0] && write_file(cgroup->dirs[0], "cgroup.kill", "1") == 0;
+	bool have_kill;
 	int waited = 0, ret = 0;
+
+	/* A paused (frozen) sandbox is thawed first, so the fallback's
+	 * SIGKILLs are acted on whatever the kernel's freezer semantics. */
+	if (cgroup->dirs[0][0])
+		write_file(cgroup->dirs[0], "cgroup.freeze", "0");
+	have_kill = cgroup->dirs[0][0] && write_file(cgroup->dirs[0], "cgroup.kill", "1") == 0;
 
 	/* Without cgroup.kill: SIGKILL what is listed, again until empty (a
 	 * fork racing the loop lands in the cgroup and is seen next round). */
@@ -349,5 +355,109 @@ int jail_cgroup__memory_limit(const struct jail_cgroup *cgroup, uint64_t *bytes)
 		return 0;
 	}
 	*bytes = strtoull(value, NULL, 10);
+	return 0;
+}
+
+/* "frozen 1" in cgroup.events: every process of the cgroup is frozen. */
+static int jail_cgroup__events_frozen(const char *dir, bool *frozen)
+{
+	char events[512];
+	const char *line;
+	int ret = read_file(dir, "cgroup.events", events, sizeof(events));
+
+	if (ret)
+		return ret;
+	line = strstr(events, "frozen ");
+	if (!line)
+		return -ENOTSUP; /* a kernel without the v2 freezer */
+	*frozen = line[7] == '1';
+	return 0;
+}
+
+int jail_cgroup__freeze(const struct jail_cgroup *cgroup, bool frozen, int timeout_ms)
+{
+	bool now = !frozen;
+	int ret, waited = 0;
+
+	if (!cgroup->dirs[0][0])
+		return -ENOTSUP;
+	ret = write_file(cgroup->dirs[0], "cgroup.freeze", frozen ? "1" : "0");
+	if (ret)
+		return ret == -ENOENT ? -ENOTSUP : ret;
+	for (;;) {
+		ret = jail_cgroup__events_frozen(cgroup->dirs[0], &now);
+		if (ret || now == frozen)
+			return ret;
+		if (waited >= timeout_ms)
+			return -ETIMEDOUT;
+		sleep_ms(1);
+		waited += 1;
+	}
+}
+
+int jail_cgroup__frozen(const struct jail_cgroup *cgroup, bool *frozen)
+{
+	if (!cgroup->dirs[0][0])
+		return -ENOTSUP;
+	return jail_cgroup__events_frozen(cgroup->dirs[0], frozen);
+}
+
+/* The value of key in a flat-keyed cgroup file ("key value" lines). */
+static int cgroup__stat_value(const char *dir, const char *file, const char *key, uint64_t *out)
+{
+	char text[4096], *line, *save = NULL;
+	size_t key_len = strlen(key);
+	int ret = read_file(dir, file, text, sizeof(text));
+
+	if (ret)
+		return ret;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (!strncmp(line, key, key_len) && line[key_len] == ' ') {
+			*out = strtoull(line + key_len + 1, NULL, 10);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int cgroup__number(const char *dir, const char *file, uint64_t *out)
+{
+	char value[64];
+	int ret = read_file(dir, file, value, sizeof(value));
+
+	if (ret)
+		return ret;
+	*out = strtoull(value, NULL, 10);
+	return 0;
+}
+
+int jail_cgroup__usage(const struct jail_cgroup *cgroup, uint64_t *cpu_usec, uint64_t *mem_used,
+		       uint64_t *mem_cache)
+{
+	uint64_t charged = 0, cache = 0, nanoseconds = 0;
+	int ret = -ENOENT;
+
+	if (cgroup->dirs[0][0])
+		ret = cgroup__stat_value(cgroup->dirs[0], "cpu.stat", "usage_usec", cpu_usec);
+	if (ret && cgroup->layout == JAIL_CGROUP_HYBRID && cgroup->dirs[2][0] &&
+	    cgroup__number(cgroup->dirs[2], "cpuacct.usage", &nanoseconds) == 0) {
+		*cpu_usec = nanoseconds / 1000;
+		ret = 0;
+	}
+	if (ret)
+		return ret;
+	if (cgroup->layout == JAIL_CGROUP_V2) {
+		ret = cgroup__number(cgroup->dirs[0], "memory.current", &charged);
+		if (!ret)
+			ret = cgroup__stat_value(cgroup->dirs[0], "memory.stat", "file", &cache);
+	} else {
+		ret = cgroup__number(cgroup->dirs[1], "memory.usage_in_bytes", &charged);
+		if (!ret)
+			ret = cgroup__stat_value(cgroup->dirs[1], "memory.stat", "cache", &cache);
+	}
+	if (ret)
+		return ret;
+	*mem_cache = cache < charged ? cache : charged;
+	*mem_used = charged - *mem_cache;
 	return 0;
 }

@@ -46,7 +46,23 @@ int jail_cgroup__attach(const struct jail_cgroup *cgroup, pid_t pid, char *err, 
 int jail_cgroup__destroy(const struct jail_cgroup *cgroup, int timeout_ms);
 /* True when the cgroup has no process left (a missing dir is empty). */
 bool jail_cgroup__empty(const struct jail_cgroup *cgroup);
+/* Freezes (frozen=true) or thaws every process of the cgroup with the v2
+ * freezer (cgroup.freeze of dirs[0]: the v2 directory, or the unified
+ * tree's on HYBRID) and waits up to timeout_ms until cgroup.events agrees.
+ * 0, -ENOTSUP (no v2 directory: no freezer we use), -ETIMEDOUT or -errno. */
+int jail_cgroup__freeze(const struct jail_cgroup *cgroup, bool frozen, int timeout_ms);
+/* Whether every process of the cgroup is frozen now. 0 or -errno. */
+int jail_cgroup__frozen(const struct jail_cgroup *cgroup, bool *frozen);
 /* The enforced memory limit. 0 or -errno. */
 int jail_cgroup__memory_limit(const struct jail_cgroup *cgroup, uint64_t *bytes);
+
+/* What the sandbox's processes use now: CPU time since the cgroup was made
+ * (cpu.stat usage_usec of the v2 directory, which the kernel keeps with or
+ * without the cpu controller; v1 cpuacct.usage otherwise), memory charged
+ * minus page cache, and page cache (memory.current/memory.stat "file" on
+ * V2, memory.usage_in_bytes/memory.stat "cache" on HYBRID). 0 or -errno
+ * (-ENOENT: no source for CPU time). */
+int jail_cgroup__usage(const struct jail_cgroup *cgroup, uint64_t *cpu_usec, uint64_t *mem_used,
+		       uint64_t *mem_cache);
 
 #endif

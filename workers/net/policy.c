@@ -301,6 +301,12 @@ struct net_policy *net_policy__default(uint32_t connection_limit)
 	return p;
 }
 
+bool net_policy__is_default(const struct net_policy *policy)
+{
+	return !policy->allow_count && !policy->deny_count && !policy->allow_internal_count &&
+	       !policy->domain_count;
+}
+
 static ssize_t internal_allows(const struct net_policy *policy, struct cidr **out);
 
 struct net_policy *net_policy__parse(const json_t *spec, uint32_t connection_limit, char *message,

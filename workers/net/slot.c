@@ -1369,3 +1369,16 @@ void net_pool__free(struct net_pool *pool)
 	pthread_mutex_destroy(&pool->lock);
 	free(pool);
 }
+
+void net_pool__stats(struct net_pool *pool, struct net_pool_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&pool->lock);
+	out->capacity = pool->capacity;
+	for (unsigned i = 0; i < pool->capacity; i++) {
+		out->existing += pool->slots[i].exists;
+		out->in_use += pool->slots[i].in_use;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	out->proxy_connections = atomic_load(&pool->proxy_active);
+}

@@ -73,8 +73,8 @@ int agent_client__wait_healthy(const char *address, int port, uint64_t deadline_
 }
 
 int agent_client__init(const char *address, int port, const char *access_token,
-		       const json_t *env_vars, const char *default_user, char *err,
-		       size_t err_len)
+		       const json_t *env_vars, const char *default_user, const char *hostname,
+		       char *err, size_t err_len)
 {
 	char url[128];
 	char *body = NULL;
@@ -89,6 +89,8 @@ int agent_client__init(const char *address, int port, const char *access_token,
 			    env_vars ? json_deep_copy(env_vars) : json_object());
 	if (default_user)
 		json_object_set_new(request, "defaultUser", json_string(default_user));
+	if (hostname)
+		json_object_set_new(request, "hostname", json_string(hostname));
 	json_object_set_new(request, "timestamp", json_integer(clock__realtime_ms()));
 	body = json_util__dump(request);
 	status = body ? agent_client__request(url, body, 5000, access_token) : -1;

@@ -12,11 +12,13 @@
  * CLOCK_MONOTONIC). Returns 0 when healthy, -ETIMEDOUT otherwise. */
 int agent_client__wait_healthy(const char *address, int port, uint64_t deadline_ms);
 
-/* POST /init {accessToken, envVars, defaultUser, defaultWorkdir, timestamp}.
+/* POST /init {accessToken, envVars, defaultUser, hostname, timestamp}.
  * access_token may be NULL (secure=false). env_vars is a JSON object of
- * strings or NULL. Returns 0 on 2xx, else -EPROTO with the reason in err. */
+ * strings or NULL; default_user and hostname may be NULL (hostname: a
+ * sandbox started before its create learns its name). Returns 0 on 2xx,
+ * else -EPROTO with the reason in err. */
 int agent_client__init(const char *address, int port, const char *access_token,
-		       const json_t *env_vars, const char *default_user, char *err,
-		       size_t err_len);
+		       const json_t *env_vars, const char *default_user, const char *hostname,
+		       char *err, size_t err_len);
 
 #endif

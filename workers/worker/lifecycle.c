@@ -10,12 +10,15 @@
 #include <strings.h>
 
 #include "agent_client.h"
+#include "create_pool.h"
+#include "warm_pool.h"
 #include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/ids.h"
 #include "warren/json_util.h"
 #include "warren/log.h"
 #include "warren/templates.h"
+#include "build.h"
 #include "warren/tokens.h"
 #include "worker.h"
 
@@ -133,7 +136,7 @@ static json_t *worker__created_result(struct worker *worker, const struct storag
  * cpu_count/memory_mb when template.json has them, else the settings
  * sandbox_cpu_count (2) and sandbox_memory_mb (512), the same ones
  * warren-api reports as cpuCount/memoryMB. */
-static void worker__resources(const char *template_id, uint32_t *vcpus, uint32_t *memory_mib)
+void worker__resources(const char *template_id, uint32_t *vcpus, uint32_t *memory_mib)
 {
 	struct template_info info;
 	char err[256];
@@ -203,6 +206,12 @@ static int worker__ensure_row(struct worker *worker, const struct kafka_event *c
 			 admission.limit);
 		return -EDQUOT;
 	}
+	/* auto_pause: a timeout pauses it instead (E2B's autoPause). */
+	if (json_util__bool(spec, "auto_pause", false) &&
+	    storage__sandbox_set_lifecycle(worker->storage, command->sandbox_id, true,
+					   json_util__bool(spec, "auto_resume", false), &err) ==
+		    STORAGE_OK)
+		row->pause_on_timeout = true;
 	return 0;
 }
 
@@ -295,7 +304,8 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	snprintf(sandbox->team_id, sizeof(sandbox->team_id), "%s", command->team_id);
 	sandbox->slot = -1;
 
-	/* 1. the slot and its egress policy */
+	/* 1. the slot and its egress policy: a warm sandbox's slot gets the
+	 * create's policy (warm_pool.h), else a fresh slot */
 	if (worker->net) {
 		policy_spec = worker__policy_spec(spec);
 		policy = net_policy__parse(policy_spec, (uint32_t)team.limits.egress_connections,
@@ -304,6 +314,23 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 			failure_code = 400;
 			goto fail;
 		}
+	}
+	struct warm_sandbox warm;
+	bool claimed = warm_pool__claim(worker->warm_pool, row.template_id,
+					policy ? net_policy__connection_limit(policy) : 0, &warm);
+	if (claimed) {
+		sandbox->slot = warm.slot;
+		sandbox->slot_info = warm.slot_info;
+		sandbox->instance = warm.instance;
+		/* the warm slot has the default policy: only another one is applied */
+		if (worker->net && !net_policy__is_default(policy) &&
+		    net_pool__set_policy(worker->net, sandbox->slot, policy)) {
+			snprintf(reason, sizeof(reason), "applying the egress policy failed");
+			goto fail;
+		}
+		runtime__set_hostname(sandbox->instance, command->sandbox_id);
+		log_debug("sandbox %s: claimed warm sandbox %s", command->sandbox_id, warm.warm_id);
+	} else if (worker->net) {
 		sandbox->slot = net_pool__acquire(worker->net,
 						  worker->runtime == RUNTIME_VM ? NET_RUNTIME_VM
 										: NET_RUNTIME_JAIL,
@@ -331,7 +358,8 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		.token_hash = secure ? token_hash : NULL,
 	};
 	worker__resources(row.template_id, &start.vcpus, &start.memory_mib);
-	sandbox->instance = runtime__start(worker->runtime, &start, reason, sizeof(reason));
+	if (!claimed)
+		sandbox->instance = runtime__start(worker->runtime, &start, reason, sizeof(reason));
 	if (!sandbox->instance)
 		goto fail;
 	runtime_ns = clock__monotonic_ns() - mark_ns;
@@ -345,16 +373,36 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 			  sizeof(slot_address));
 	if (!agent_address)
 		agent_address = slot_address;
-	if (agent_client__wait_healthy(agent_address, WORKER_AGENT_PORT,
-				       clock__monotonic_ms() + (uint64_t)worker->agent_timeout_ms)) {
+	if (!claimed && agent_client__wait_healthy(agent_address, WORKER_AGENT_PORT,
+						   clock__monotonic_ms() +
+							   (uint64_t)worker->agent_timeout_ms)) {
 		snprintf(reason, sizeof(reason), "the agent did not answer within %d ms",
 			 worker->agent_timeout_ms);
 		goto fail;
 	}
 	health_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
-	if (agent_client__init(agent_address, WORKER_AGENT_PORT, secure ? access_token : NULL,
-			       json_object_get(spec, "env_vars"), NULL, reason, sizeof(reason)))
+	/* A built template's ENV and USER (template.json), the create's
+	 * env vars over them; a warm sandbox also learns its name here
+	 * (started under another id); then the template's start/ready
+	 * commands (build.h). */
+	json_t *init_envs;
+	char template_user[64], template_workdir[1025];
+	build__template_defaults(row.template_id, &init_envs, template_user, sizeof(template_user),
+				 template_workdir, sizeof(template_workdir));
+	json_object_update(init_envs, json_object_get(spec, "env_vars"));
+	if (claimed)
+		json_object_set_new(init_envs, "E2B_SANDBOX_ID", json_string(command->sandbox_id));
+	rc = agent_client__init(agent_address, WORKER_AGENT_PORT, secure ? access_token : NULL,
+				init_envs, template_user[0] ? template_user : NULL,
+				claimed ? command->sandbox_id : NULL, reason, sizeof(reason));
+	json_decref(init_envs);
+	if (rc)
+		goto fail;
+	if (build__sandbox_start_cmd(row.template_id, agent_address, WORKER_AGENT_PORT,
+				     secure ? access_token : NULL,
+				     started_ms + (uint64_t)config__get_int("start_cmd_timeout_ms", 50000),
+				     reason, sizeof(reason)))
 		goto fail;
 	init_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
@@ -389,9 +437,10 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	worker->sandboxes = sandbox;
 	worker->live_count++;
 	pthread_mutex_unlock(&worker->lock);
-	log_info("sandbox %s: running (team %s, template %s, slot %d at %s) in %llu ms",
+	log_info("sandbox %s: running (team %s, template %s, slot %d at %s%s) in %llu ms",
 		 command->sandbox_id, command->team_id, row.template_id, sandbox->slot,
-		 slot_address, (unsigned long long)(clock__monotonic_ms() - started_ms));
+		 slot_address, claimed ? ", warm" : "",
+		 (unsigned long long)(clock__monotonic_ms() - started_ms));
 	sandbox = NULL;
 	persist_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
@@ -399,13 +448,13 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 			    worker__created_result(worker, &row, template_row.agent_version));
 	/* queue: from the command's sent_at (the API's clock) to our start */
 	log_debug("sandbox %s: timing queue=%lld lookup=%.2f slot=%.2f runtime=%.2f "
-		  "health=%.2f init=%.2f persist=%.2f publish=%.2f (ms)",
+		  "health=%.2f init=%.2f persist=%.2f publish=%.2f (ms)%s",
 		  command->sandbox_id,
 		  (long long)(clock__realtime_ms() - (int64_t)(clock__monotonic_ms() - started_ms) -
 			      command->sent_at_ms),
 		  (double)lookup_ns / 1e6, (double)slot_ns / 1e6, (double)runtime_ns / 1e6,
 		  (double)health_ns / 1e6, (double)init_ns / 1e6, (double)persist_ns / 1e6,
-		  (double)(clock__monotonic_ns() - mark_ns) / 1e6);
+		  (double)(clock__monotonic_ns() - mark_ns) / 1e6, claimed ? " warm" : "");
 	goto out;
 
 fail:
@@ -449,7 +498,7 @@ static int worker__end_sandbox(struct worker *worker, const char *sandbox_id,
 {
 	static const enum storage_sandbox_state from_states[] = {
 		STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_KILLING, STORAGE_SANDBOX_STARTING,
-		STORAGE_SANDBOX_PAUSED
+		STORAGE_SANDBOX_PAUSED, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_RESUMING
 	};
 	struct storage_error err;
 	int rc = STORAGE_ERR_CONFLICT;
@@ -524,6 +573,223 @@ static int worker__update_network(struct worker *worker, const struct kafka_even
 	return rc;
 }
 
+/* ---- pause, resume (jail: cgroup freeze; vm: not yet) ---- */
+
+/* Freezes (paused) or thaws the live sandbox under the table's lock, so a
+ * kill on another thread cannot free it meanwhile. -ENOENT when it is not
+ * on this host, else runtime__set_paused's answer. */
+static int worker__set_paused(struct worker *worker, const char *sandbox_id, bool paused,
+			      char *reason, size_t reason_len)
+{
+	struct live_sandbox *sandbox;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&worker->lock);
+	sandbox = worker__find_locked(worker, sandbox_id);
+	if (sandbox)
+		rc = runtime__set_paused(sandbox->instance, paused, reason, reason_len);
+	else
+		snprintf(reason, reason_len, "sandbox is not on this host");
+	pthread_mutex_unlock(&worker->lock);
+	return rc;
+}
+
+/* Compare-and-set of the row's state (no team check: this host owns it). */
+static int worker__move(struct worker *worker, const char *sandbox_id,
+			enum storage_sandbox_state from, enum storage_sandbox_state to,
+			struct storage_sandbox *out)
+{
+	struct storage_error err;
+	struct storage_sandbox_transition t = {
+		.sandbox_id = sandbox_id, .from = from, .to = to, .slot_index = -1,
+	};
+
+	return storage__sandbox_transition(worker->storage, &t, out, &err);
+}
+
+/* The row's state now; -EAGAIN (PostgreSQL away) or -ENOENT (no row). */
+static int worker__row_state(struct worker *worker, const char *sandbox_id,
+			     enum storage_sandbox_state *state, int64_t *end_at)
+{
+	struct storage_sandbox row = { 0 };
+	struct storage_error err;
+	int rc = storage__sandbox_get_internal(worker->storage, sandbox_id, &row, &err);
+
+	if (rc)
+		return rc == STORAGE_ERR_UNAVAILABLE ? -EAGAIN : -ENOENT;
+	*state = row.state;
+	if (end_at)
+		*end_at = row.end_at;
+	storage__sandbox_clear(&row);
+	return 0;
+}
+
+/* The HTTP status for a sandbox that cannot be paused or resumed from
+ * state: gone (404) or changing (409). */
+static int worker__state_code(enum storage_sandbox_state state)
+{
+	return (STORAGE_STATES_ACTIVE & STORAGE_STATE_BIT(state)) ? 409 : 404;
+}
+
+/* Pauses a sandbox of this host: running -> pausing (the API usually did
+ * it) -> frozen -> paused. A failed freeze is undone (thawed, back to
+ * running). 0 when paused (also: already was); -EAGAIN retry later;
+ * -ESRCH a kill ended it meanwhile; -ENOENT not on this host (or no row);
+ * else not paused. *code and reason say why. */
+static int worker__pause_sandbox(struct worker *worker, const char *sandbox_id, int *code,
+				 char *reason, size_t reason_len)
+{
+	enum storage_sandbox_state state;
+	char ignored[256];
+	int rc = worker__row_state(worker, sandbox_id, &state, NULL);
+
+	*code = 404;
+	if (rc) {
+		snprintf(reason, reason_len, "sandbox not found");
+		return rc;
+	}
+	if (state == STORAGE_SANDBOX_PAUSED)
+		return 0;
+	if (state == STORAGE_SANDBOX_RUNNING) {
+		rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_RUNNING,
+				  STORAGE_SANDBOX_PAUSING, NULL);
+		if (rc == STORAGE_ERR_UNAVAILABLE)
+			return -EAGAIN;
+		if (rc) {
+			*code = 409;
+			snprintf(reason, reason_len, "sandbox changed state while pausing");
+			return -EBUSY;
+		}
+	} else if (state != STORAGE_SANDBOX_PAUSING) {
+		*code = worker__state_code(state);
+		snprintf(reason, reason_len, "sandbox is %s", storage__sandbox_state_name(state));
+		return -EBUSY;
+	}
+	rc = worker__set_paused(worker, sandbox_id, true, reason, reason_len);
+	if (rc) {
+		worker__set_paused(worker, sandbox_id, false, ignored, sizeof(ignored));
+		if (worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSING,
+				 STORAGE_SANDBOX_RUNNING, NULL) == STORAGE_ERR_UNAVAILABLE)
+			log_warn("sandbox %s: left pausing (PostgreSQL away)", sandbox_id);
+		*code = rc == -ENOTSUP ? 501 : rc == -ENOENT ? 404 : 500;
+		return rc;
+	}
+	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED,
+			  NULL);
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		return -EAGAIN; /* frozen; the redelivery freezes again and moves the row */
+	if (rc && worker__row_state(worker, sandbox_id, &state, NULL) == 0 &&
+	    state == STORAGE_SANDBOX_PAUSED)
+		return 0; /* a second pause of it (timeout and command) got there first */
+	if (rc) {
+		/* A kill won the race: it ends the sandbox, the pause has nothing to say. */
+		snprintf(reason, reason_len, "sandbox was ended while pausing");
+		return -ESRCH;
+	}
+	return 0;
+}
+
+/* Resumes a paused sandbox of this host: paused -> resuming (the API
+ * usually did it) -> thawed -> end_at = now + timeout_s -> running.
+ * 0 running (*end_at set); -EAGAIN retry later; else *code and reason. */
+static int worker__resume_sandbox(struct worker *worker, const struct kafka_event *command,
+				  int *code, char *reason, size_t reason_len, int64_t *end_at)
+{
+	const char *sandbox_id = command->sandbox_id;
+	int32_t timeout_s = (int32_t)json_util__int(command->spec, "timeout_s", 0);
+	struct storage_sandbox row = { 0 };
+	struct storage_error err;
+	enum storage_sandbox_state state;
+	int rc = worker__row_state(worker, sandbox_id, &state, end_at);
+
+	*code = 404;
+	if (rc) {
+		snprintf(reason, reason_len, "sandbox not found");
+		return rc;
+	}
+	if (state == STORAGE_SANDBOX_RUNNING)
+		return 0; /* a redelivery of a resume that finished */
+	if (state == STORAGE_SANDBOX_PAUSED) {
+		rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSED,
+				  STORAGE_SANDBOX_RESUMING, NULL);
+		if (rc == STORAGE_ERR_UNAVAILABLE)
+			return -EAGAIN;
+		if (rc) {
+			*code = 409;
+			snprintf(reason, reason_len, "sandbox changed state while resuming");
+			return -EBUSY;
+		}
+	} else if (state != STORAGE_SANDBOX_RESUMING) {
+		*code = worker__state_code(state);
+		snprintf(reason, reason_len, "sandbox is %s", storage__sandbox_state_name(state));
+		return -EBUSY;
+	}
+	rc = worker__set_paused(worker, sandbox_id, false, reason, reason_len);
+	if (rc) {
+		if (worker__move(worker, sandbox_id, STORAGE_SANDBOX_RESUMING,
+				 STORAGE_SANDBOX_PAUSED, NULL) == STORAGE_ERR_UNAVAILABLE)
+			log_warn("sandbox %s: left resuming (PostgreSQL away)", sandbox_id);
+		*code = rc == -ENOENT ? 404 : 500;
+		return rc;
+	}
+	/* The new deadline before `running`, so expiry never sees the old one. */
+	if (timeout_s > 0 && storage__sandbox_set_timeout(worker->storage, command->team_id,
+							  sandbox_id, timeout_s, NULL, &err) ==
+				     STORAGE_ERR_UNAVAILABLE)
+		return -EAGAIN;
+	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_RESUMING, STORAGE_SANDBOX_RUNNING,
+			  &row);
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		return -EAGAIN; /* thawed; the redelivery thaws again and moves the row */
+	if (rc && worker__row_state(worker, sandbox_id, &state, end_at) == 0 &&
+	    state == STORAGE_SANDBOX_RUNNING)
+		return 0; /* another resume of it got there first */
+	if (rc) {
+		snprintf(reason, reason_len, "sandbox was ended while resuming");
+		return -ESRCH;
+	}
+	*end_at = row.end_at;
+	storage__sandbox_clear(&row);
+	return 0;
+}
+
+static int worker__pause(struct worker *worker, const struct kafka_event *command)
+{
+	char reason[512] = "";
+	int code = 500;
+	int rc = worker__pause_sandbox(worker, command->sandbox_id, &code, reason, sizeof(reason));
+
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc) {
+		log_info("sandbox %s: not paused: %s", command->sandbox_id, reason);
+		return worker__finish(worker, command, KAFKA_EVENT_FAILED,
+				      worker__failure(command, code, reason));
+	}
+	log_info("sandbox %s: paused", command->sandbox_id);
+	return worker__finish(worker, command, KAFKA_EVENT_PAUSED, json_object());
+}
+
+static int worker__resume(struct worker *worker, const struct kafka_event *command)
+{
+	char reason[512] = "", end_at_text[32];
+	int64_t end_at = 0;
+	int code = 500;
+	int rc = worker__resume_sandbox(worker, command, &code, reason, sizeof(reason), &end_at);
+
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc) {
+		log_info("sandbox %s: not resumed: %s", command->sandbox_id, reason);
+		return worker__finish(worker, command, KAFKA_EVENT_FAILED,
+				      worker__failure(command, code, reason));
+	}
+	log_info("sandbox %s: resumed", command->sandbox_id);
+	clock__format_rfc3339(end_at, end_at_text);
+	return worker__finish(worker, command, KAFKA_EVENT_RESUMED,
+			      json_pack("{s:s}", "end_at", end_at_text));
+}
+
 int worker__handle_command(struct worker *worker, const struct kafka_event *command)
 {
 	switch (command->type) {
@@ -538,11 +804,9 @@ int worker__handle_command(struct worker *worker, const struct kafka_event *comm
 	case KAFKA_EVENT_UPDATE_NETWORK:
 		return worker__update_network(worker, command);
 	case KAFKA_EVENT_PAUSE:
+		return worker__pause(worker, command);
 	case KAFKA_EVENT_RESUME:
-		return worker__finish(worker, command, KAFKA_EVENT_FAILED,
-				      worker__failure(command, 409,
-						      "pause and resume are not supported by "
-						      "this runtime yet"));
+		return worker__resume(worker, command);
 	default:
 		log_warn("request %s: %s is not a command; ignored", command->request_id,
 			 kafka_event__type_name(command->type));
@@ -551,6 +815,34 @@ int worker__handle_command(struct worker *worker, const struct kafka_event *comm
 }
 
 /* ---- housekeeping ---- */
+
+/* onTimeout: pause. True when the sandbox was paused (a `paused` event is
+ * published) or must be tried again later; false when it could not be
+ * paused and is to be ended like any other timeout. */
+static bool worker__timeout_pause(struct worker *worker, const struct storage_sandbox *row)
+{
+	struct kafka_event command = { .version = KAFKA_EVENT_VERSION, .type = KAFKA_EVENT_PAUSE };
+	char reason[512] = "";
+	int code;
+	int rc = worker__pause_sandbox(worker, row->id, &code, reason, sizeof(reason));
+
+	if (rc == -EAGAIN)
+		return true;
+	if (rc == -ESRCH)
+		return true; /* a kill ended it meanwhile */
+	if (rc) {
+		log_warn("sandbox %s: the timeout could not pause it (%s); ending it", row->id,
+			 reason);
+		return false;
+	}
+	log_info("sandbox %s: timed out, paused (onTimeout: pause)", row->id);
+	ids__uuid(command.request_id);
+	snprintf(command.team_id, sizeof(command.team_id), "%s", row->team_id);
+	snprintf(command.sandbox_id, sizeof(command.sandbox_id), "%s", row->id);
+	worker__publish(worker, &command, KAFKA_EVENT_PAUSED,
+			json_pack("{s:s}", "reason", "timeout"));
+	return true;
+}
 
 #define WORKER_EXITED_PER_PASS 16
 
@@ -605,6 +897,8 @@ void worker__housekeeping(struct worker *worker)
 			struct kafka_event command = { .version = KAFKA_EVENT_VERSION,
 						       .type = KAFKA_EVENT_KILL };
 
+			if (row->pause_on_timeout && worker__timeout_pause(worker, row))
+				continue; /* paused (or retried on the next round) */
 			if (worker__end_sandbox(worker, row->id, STORAGE_SANDBOX_TIMED_OUT,
 						"timeout") != 0)
 				continue;
@@ -632,8 +926,11 @@ void worker__housekeeping(struct worker *worker)
 	snprintf(host.runtime, sizeof(host.runtime), "%s", runtime__name(worker->runtime));
 	snprintf(host.state, sizeof(host.state), "%s", atomic_load(&worker->stopping) ? "draining" : "ready");
 	host.capacity = worker->capacity;
+	/* "running": live sandboxes plus creates in hand, what capacity
+	 * bounds (the API's placement reads it). */
+	size_t in_hand = worker->create_pool ? create_pool__pending(worker->create_pool) : 0;
 	pthread_mutex_lock(&worker->lock);
-	host.running = worker->live_count;
+	host.running = worker->live_count + (int32_t)in_hand;
 	pthread_mutex_unlock(&worker->lock);
 	storage__host_heartbeat(worker->storage, &host, &err);
 }
@@ -647,12 +944,16 @@ int worker__reconcile(struct worker *worker)
 	/* A previous process of this worker may have left sandboxes running; we
 	 * hold no handles on them, so they are stopped and their rows ended.
 	 * Rows still `starting` are left: their create was not committed and
-	 * Kafka delivers it again. */
+	 * Kafka delivers it again. Paused (and pausing/resuming) jail sandboxes
+	 * end the same way, as failed: their frozen processes died with the
+	 * reap and only ever lived in memory (workers/README.md, "Pause"). */
 	reaped = runtime__reap_orphans(worker->runtime, NULL, 0);
 	if (storage__sandbox_list_by_host(worker->storage, worker->host_id,
 					  STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
 						  STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED),
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) |
+						  STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING),
 					  &rows, &err) != STORAGE_OK) {
 		log_error("reconcile: listing this host's sandboxes failed: %s", err.message);
 		return -EAGAIN;
@@ -664,7 +965,9 @@ int worker__reconcile(struct worker *worker)
 			.to = rows.items[i].state == STORAGE_SANDBOX_KILLING ? STORAGE_SANDBOX_KILLED
 									     : STORAGE_SANDBOX_FAILED,
 			.slot_index = -1,
-			.failure_reason = "lost: the worker restarted",
+			.failure_reason = rows.items[i].state == STORAGE_SANDBOX_PAUSED
+						  ? "lost: the worker restarted while it was paused"
+						  : "lost: the worker restarted",
 		};
 		if (storage__sandbox_transition(worker->storage, &t, NULL, &err) == STORAGE_OK)
 			lost++;

@@ -8,6 +8,7 @@
  * then stop every live sandbox and mark it killed ("worker shutdown"), so
  * nothing is left running unaccounted. Documented in workers/README.md. */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -19,10 +20,14 @@
 #include <curl/curl.h>
 
 #include "warren/clock.h"
+#include "warren/prom.h"
 #include "warren/config.h"
 #include "warren/log.h"
+#include "warren/service.h"
 #include "warren/templates.h"
+#include "build.h"
 #include "create_pool.h"
+#include "warm_pool.h"
 #include "worker.h"
 
 static struct worker worker_instance;
@@ -51,7 +56,10 @@ static int worker__run_command(void *opaque, const struct kafka_event *command)
 	int rc;
 
 	for (;;) {
+		uint64_t handled_ns = clock__monotonic_ns();
+
 		rc = worker__handle_command(worker, command);
+		worker__metrics_command(kafka_event__type_name(command->type), rc, handled_ns);
 		if (rc != -EAGAIN || atomic_load(&worker->stopping))
 			return rc;
 		log_warn("request %s: dependencies unavailable; retrying", command->request_id);
@@ -117,12 +125,7 @@ static void *worker__consume(void *opaque)
 		kafka_message__release(&msg);
 		kafka_event__clear(&ev);
 	}
-	if (ct->creates) {
-		/* the creates in hand finish (or are left for redelivery) */
-		create_pool__drain(worker->create_pool);
-		worker->create_pool = NULL;
-	}
-	return NULL;
+	return NULL; /* main drains the create pool once this thread is joined */
 }
 
 static void worker__on_creates_revoked(const struct kafka_partition *partitions, size_t count,
@@ -131,6 +134,49 @@ static void worker__on_creates_revoked(const struct kafka_partition *partitions,
 	struct worker *worker = opaque;
 
 	create_pool__on_revoke(worker->create_pool, partitions, count);
+}
+
+/* The most sandboxes this host takes (live plus being created): the
+ * setting worker_capacity when > 0, else derived from the host (workers/
+ * README.md, "Capacity"): min(slot_max, memory MiB x
+ * worker_memory_overcommit / sandbox_memory_mb, online CPUs x
+ * worker_cpu_overcommit / sandbox_cpu_count), at least 1 (defaults 8
+ * and 256: limits are ceilings, not reservations). */
+static int worker__capacity(void)
+{
+	int64_t configured = config__get_int("worker_capacity", 0);
+	int64_t memory_mb = 0, cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int64_t sandbox_memory = config__get_int("sandbox_memory_mb", 512);
+	int64_t sandbox_cpus = config__get_int("sandbox_cpu_count", 2);
+	int64_t by_slots = config__get_int("slot_max", 1024), by_memory, by_cpu, capacity;
+	char line[256];
+	FILE *meminfo;
+
+	if (configured > 0)
+		return configured > 100000 ? 100000 : (int)configured;
+	meminfo = fopen("/proc/meminfo", "re");
+	while (meminfo && fgets(line, sizeof(line), meminfo))
+		if (sscanf(line, "MemTotal: %" SCNd64 " kB", &memory_mb) == 1) {
+			memory_mb /= 1024;
+			break;
+		}
+	if (meminfo)
+		fclose(meminfo);
+	by_memory = memory_mb * config__get_int("worker_memory_overcommit", 8) /
+		    (sandbox_memory > 0 ? sandbox_memory : 512);
+	by_cpu = (cpus > 0 ? cpus : 1) * config__get_int("worker_cpu_overcommit", 256) /
+		 (sandbox_cpus > 0 ? sandbox_cpus : 1);
+	capacity = by_slots;
+	if (by_memory < capacity)
+		capacity = by_memory;
+	if (by_cpu < capacity)
+		capacity = by_cpu;
+	if (capacity < 1)
+		capacity = 1;
+	log_info("capacity %lld: slots %lld, memory %lld MiB -> %lld, %lld CPUs -> %lld", (long long)capacity,
+		 (long long)by_slots, (long long)memory_mb, (long long)by_memory, (long long)cpus,
+		 (long long)by_cpu);
+	return (int)capacity;
 }
 
 /* Registers this host's installed templates in PostgreSQL, so the API can
@@ -193,6 +239,7 @@ int main(void)
 	struct worker *worker = &worker_instance;
 	struct storage_error serr;
 	struct consumer_thread creates = { 0 }, operations = { 0 };
+	struct builds *builds = NULL;
 	char reason[512], err[256], hostname[64] = "localhost";
 	struct sigaction sa = { .sa_handler = worker__on_signal };
 	int exit_code = 1;
@@ -210,7 +257,7 @@ int main(void)
 	gethostname(hostname, sizeof(hostname) - 1);
 	snprintf(worker->host_id, sizeof(worker->host_id), "%s", config__get("host_id", hostname));
 	worker->token_seed = config__get("token_seed", NULL);
-	worker->capacity = (int)config__get_int("worker_capacity", 32);
+	worker->capacity = worker__capacity();
 	/* Creates in flight at once (docs: workers/README.md). */
 	int64_t create_threads = config__get_int("worker_create_concurrency", 16);
 	worker->create_threads = create_threads < 1 ? 1 : create_threads > 256 ? 256 : (size_t)create_threads;
@@ -283,7 +330,7 @@ int main(void)
 		goto out;
 	}
 	worker__register_templates(worker);
-	if (worker__reconcile(worker))
+	if (worker__reconcile(worker) || worker__metrics_serve(worker))
 		goto out;
 
 	creates = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
@@ -306,26 +353,42 @@ int main(void)
 					       worker__run_command, worker);
 	if (!worker->create_pool)
 		goto out;
+	worker->warm_pool = warm_pool__start(worker, config__get("warm_pool", ""));
 	worker__housekeeping(worker); /* the host row exists before any create lands */
 	pthread_create(&creates.thread, NULL, worker__consume, &creates);
 	pthread_create(&operations.thread, NULL, worker__consume, &operations);
+	if (config__get_bool("template_builds", true))
+		builds = builds__start(worker); /* template builds (build.h) */
 	log_info("ready: host %s, runtime %s, capacity %d, %zu creates at once, topics %s, %s + %s",
 		 worker->host_id, runtime__name(worker->runtime), worker->capacity,
 		 worker->create_threads, worker->commands_topic, worker->runtime_topic,
 		 worker->host_topic);
+	service__notify("READY=1"); /* systemd Type=notify */
 
 	while (!atomic_load(&worker->stopping)) {
 		struct timespec pause = { 0, 200 * 1000 * 1000 };
 		worker__housekeeping(worker);
+		worker__sample_metrics(worker);
 		nanosleep(&pause, NULL);
 	}
+	service__notify("STOPPING=1");
 	log_info("shutting down: finishing the commands in hand");
 	pthread_join(creates.thread, NULL);
+	/* the warm pool's refill reads the create pool: it stops first; then
+	 * the creates in hand finish (or are left for redelivery), then no
+	 * create can claim a warm sandbox any more and those go */
+	warm_pool__stop_refill(worker->warm_pool);
+	create_pool__drain(worker->create_pool);
+	worker->create_pool = NULL;
 	pthread_join(operations.thread, NULL);
+	builds__stop(builds);
+	warm_pool__stop(worker->warm_pool);
+	worker->warm_pool = NULL;
 	worker__stop_all(worker, "worker shutdown");
 	worker__housekeeping(worker);
 	exit_code = 0;
 out:
+	prom__stop(); /* its collector reads the pool freed below */
 	create_pool__drain(worker->create_pool); /* set only when start failed after it */
 	kafka_consumer__free(creates.consumer);
 	kafka_consumer__free(operations.consumer);

@@ -4,6 +4,9 @@
 #include "runtime.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +24,7 @@ struct runtime_instance {
 	enum runtime_kind kind;
 	struct jail *jail;
 	struct runtime_vm *vm;
+	uint32_t vcpus;
 };
 
 const char *runtime__name(enum runtime_kind kind)
@@ -91,6 +95,7 @@ static struct runtime_instance *runtime__start_jail(const struct runtime_start *
 	}
 	instance->kind = RUNTIME_JAIL;
 	instance->jail = jail;
+	instance->vcpus = spec->vcpus;
 	return instance;
 }
 
@@ -113,7 +118,46 @@ struct runtime_instance *runtime__start(enum runtime_kind kind, const struct run
 	}
 	instance->kind = RUNTIME_VM;
 	instance->vm = vm;
+	instance->vcpus = spec->vcpus;
 	return instance;
+}
+
+struct hostname_call {
+	int uts_fd;
+	const char *hostname;
+	int error;
+};
+
+/* A short-lived thread: setns moves only the calling thread. */
+static void *runtime__hostname_thread(void *opaque)
+{
+	struct hostname_call *call = opaque;
+
+	if (setns(call->uts_fd, CLONE_NEWUTS) || sethostname(call->hostname, strlen(call->hostname)))
+		call->error = -errno;
+	return NULL;
+}
+
+int runtime__set_hostname(struct runtime_instance *instance, const char *hostname)
+{
+	struct hostname_call call = { .uts_fd = -1, .hostname = hostname };
+	char path[64];
+	pthread_t thread;
+
+	if (!instance || !instance->jail)
+		return 0; /* vm: the agent's /init sets it */
+	snprintf(path, sizeof(path), "/proc/%d/ns/uts", (int)jail__pid(instance->jail));
+	call.uts_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (call.uts_fd < 0)
+		return -errno;
+	if (pthread_create(&thread, NULL, runtime__hostname_thread, &call))
+		call.error = -EAGAIN;
+	else
+		pthread_join(thread, NULL);
+	close(call.uts_fd);
+	if (call.error)
+		log_warn("sandbox host name %s: %s", hostname, strerror(-call.error));
+	return call.error;
 }
 
 /* "signal 9" or "status 3" for a wait status. */
@@ -156,6 +200,61 @@ void runtime__stop(struct runtime_instance *instance)
 	if (instance->vm)
 		runtime_vm__stop(instance->vm);
 	free(instance);
+}
+
+int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err,
+			size_t err_len)
+{
+	int timeout_ms = (int)config__get_int("pause_timeout_ms", 5000);
+	int rc;
+
+	if (!instance || !instance->jail) {
+		snprintf(err, err_len, "pause is not supported by the vm runtime yet "
+			 "(no VMM snapshot/restore); only jail sandboxes can be paused");
+		return -ENOTSUP;
+	}
+	rc = jail__freeze(instance->jail, paused, timeout_ms);
+	if (rc == -ENOTSUP)
+		snprintf(err, err_len, "this host has no cgroup v2 freezer for jail sandboxes");
+	else if (rc == -ETIMEDOUT)
+		snprintf(err, err_len, "the sandbox did not %s within %d ms",
+			 paused ? "freeze" : "thaw", timeout_ms);
+	else if (rc)
+		snprintf(err, err_len, "%s failed: %s", paused ? "freezing" : "thawing",
+			 strerror(-rc));
+	return rc;
+}
+
+int runtime__usage(const struct runtime_instance *instance, struct runtime_usage *out)
+{
+	struct jail_usage usage;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (!instance)
+		return -EINVAL;
+	if (!instance->jail)
+		return -ENOTSUP;
+	ret = jail__usage(instance->jail, &usage);
+	if (ret)
+		return ret;
+	out->cpu_count = instance->vcpus;
+	out->cpu_usec = usage.cpu_usec;
+	out->mem_used_bytes = usage.mem_used_bytes;
+	out->mem_cache_bytes = usage.mem_cache_bytes;
+	out->mem_total_bytes = usage.mem_limit_bytes;
+	out->disk_used_bytes = usage.disk_used_bytes;
+	out->disk_total_bytes = usage.disk_total_bytes;
+	return 0;
+}
+
+int runtime__console_path(const struct runtime_instance *instance, char *out, size_t out_len)
+{
+	if (!instance)
+		return -EINVAL;
+	if (!instance->jail)
+		return -ENOTSUP;
+	return jail__console_path(instance->jail, out, out_len);
 }
 
 int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count)

@@ -34,8 +34,33 @@ struct runtime_instance *runtime__start(enum runtime_kind kind, const struct run
  * init exited): why gets "warren-vmm exited (signal 9)" and the like.
  * Never blocks; the instance still needs runtime__stop. */
 bool runtime__exited(struct runtime_instance *instance, char *why, size_t why_len);
+/* Names the sandbox's host name (jail: from the host, in its UTS
+ * namespace; vm: the agent's /init does it). 0 or -errno. */
+int runtime__set_hostname(struct runtime_instance *instance, const char *hostname);
 /* Stops everything of the sandbox and frees the instance. Idempotent. */
 void runtime__stop(struct runtime_instance *instance);
+/* Pauses (paused=true) or resumes a sandbox in place. jail: freezes or
+ * thaws its cgroup (memory stays resident, processes and files stay on
+ * this host). vm: -ENOTSUP (no VMM snapshot/restore yet). Idempotent;
+ * 0 or -errno with the reason in err. */
+int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err,
+			size_t err_len);
+/* What a sandbox uses now (the worker's metrics samples). */
+struct runtime_usage {
+	uint32_t cpu_count;       /* vCPUs it was given */
+	uint64_t cpu_usec;        /* CPU time consumed since it started (monotonic) */
+	uint64_t mem_used_bytes;  /* excluding page cache */
+	uint64_t mem_cache_bytes;
+	uint64_t mem_total_bytes; /* its memory limit */
+	uint64_t disk_used_bytes, disk_total_bytes; /* writable layer; 0/0 when unknown */
+};
+
+/* Reads the usage of a running sandbox. 0, -ENOTSUP for the vm runtime
+ * (not sampled yet), or -errno. */
+int runtime__usage(const struct runtime_instance *instance, struct runtime_usage *out);
+/* Where the sandbox's console output is (jail: its console.log). 0,
+ * -ENOTSUP for the vm runtime, or -errno. */
+int runtime__console_path(const struct runtime_instance *instance, char *out, size_t out_len);
 /* Kills what is left of sandboxes a previous worker process on this host
  * started, except those in keep (count ids). Returns how many it killed. */
 int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count);

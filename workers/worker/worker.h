@@ -23,6 +23,10 @@ struct live_sandbox {
 	int slot;                        /* -1: none */
 	struct net_slot_info slot_info;
 	struct runtime_instance *instance;
+	uint64_t metrics_cpu_usec;       /* CPU time at the last sample (metrics.c) */
+	int64_t metrics_at_ms;           /* realtime of it; 0: none yet */
+	uint64_t log_offset;             /* console bytes copied to PostgreSQL (metrics.c) */
+	uint32_t log_lines;              /* lines copied; capped at sandbox_log_max_lines */
 	struct live_sandbox *next;
 };
 
@@ -41,6 +45,7 @@ struct worker {
 	int capacity;
 	size_t create_threads;           /* setting worker_create_concurrency */
 	struct create_pool *create_pool; /* the creates in hand (create_pool.h) */
+	struct warm_pool *warm_pool;     /* setting warm_pool; NULL: none (warm_pool.h) */
 	int agent_timeout_ms;
 	struct storage_pool *storage;
 	struct kafka_producer *producer;
@@ -50,18 +55,33 @@ struct worker {
 	int live_count;
 	atomic_bool stopping;
 	uint64_t last_heartbeat_ms;         /* main thread only (housekeeping) */
+	int64_t last_metrics_prune_ms;      /* main thread only (metrics.c) */
+	int64_t last_logs_ms;               /* main thread only (metrics.c) */
 };
 
 /* Handles one decoded command. Returns 0 when its outcome is durable (the
  * offset may be committed), -EAGAIN when it must be retried (PostgreSQL or
  * Kafka unavailable: the message is not committed). */
 int worker__handle_command(struct worker *worker, const struct kafka_event *command);
+/* A sandbox's vCPUs and memory MiB for template_id: its template.json's
+ * cpu_count/memory_mb, else the settings sandbox_cpu_count/_memory_mb. */
+void worker__resources(const char *template_id, uint32_t *vcpus, uint32_t *memory_mib);
 /* Kills sandboxes whose end_at passed (timed_out events) and refreshes the
  * host's heartbeat (at most once a second). Called every ~200 ms by the
  * main thread. */
 void worker__housekeeping(struct worker *worker);
 /* At start: kills orphans of a previous process, marks lost sandboxes. */
 int worker__reconcile(struct worker *worker);
+/* Samples the usage of every live sandbox whose last sample is at least
+ * the setting metrics_interval_ms old (default 5000; 0 turns sampling off)
+ * and stores it in PostgreSQL; once a minute deletes samples older than
+ * metrics_retention_s (default 86400). Main thread only (metrics.c). */
+void worker__sample_metrics(struct worker *worker);
+/* Registers the worker's Prometheus collector and, when the setting
+ * metrics_listen is set, serves GET /metrics there. 0 or -1 (logged). */
+int worker__metrics_serve(struct worker *worker);
+/* Counts one handled command (type name, worker__handle_command's rc). */
+void worker__metrics_command(const char *type, int rc, uint64_t started_ns);
 /* Stops every live sandbox (on shutdown) and marks them killed. */
 void worker__stop_all(struct worker *worker, const char *reason);
 

@@ -99,6 +99,32 @@ void jail__destroy(struct jail *jail);
  * cgroup (memory.max on v2, memory.limit_in_bytes on v1). 0 or -errno. */
 int jail__memory_limit(const struct jail *jail, uint64_t *bytes);
 
+/* Pause (frozen=true) or resume: freezes or thaws every process of the
+ * sandbox with the cgroup v2 freezer and waits up to timeout_ms until the
+ * kernel reports it done. Processes, memory and files stay on the host.
+ * Idempotent. 0, -ENOTSUP (no v2 cgroup directory), -ESRCH (stopped),
+ * -ETIMEDOUT or -errno. */
+int jail__freeze(struct jail *jail, bool frozen, int timeout_ms);
+/* Whether the sandbox is frozen now (cgroup.events). 0 or -errno. */
+int jail__frozen(const struct jail *jail, bool *frozen);
+/* What a running sandbox uses (workers/jail/README.md, "Usage"). */
+struct jail_usage {
+	uint64_t cpu_usec;        /* CPU time of all its processes since it started */
+	uint64_t mem_used_bytes;  /* memory charged to its cgroup minus page cache */
+	uint64_t mem_cache_bytes; /* page cache charged to it */
+	uint64_t mem_limit_bytes; /* the enforced limit */
+	uint64_t disk_used_bytes; /* its writable layer's image: used and size; */
+	uint64_t disk_total_bytes; /* both 0 without an image (disk_max_bytes 0) */
+};
+
+/* Reads the figures above from the sandbox's cgroup and the filesystem of
+ * its disk image. 0 or -errno. */
+int jail__usage(const struct jail *jail, struct jail_usage *out);
+
+/* The host path of the sandbox's console.log (its program's stdout and
+ * stderr, capped at console_max_bytes). 0 or -ENAMETOOLONG. */
+int jail__console_path(const struct jail *jail, char *out, size_t out_len);
+
 /* Reconciliation after a worker restart: the ids of sandboxes with a state
  * dir under state_dir or a cgroup under cgroup_parent (NULL: defaults).
  * *ids is malloc'ed, each id too (jail__free_ids). 0 or -errno. */

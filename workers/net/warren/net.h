@@ -41,6 +41,9 @@ struct net_policy *net_policy__parse(const json_t *spec, uint32_t connection_lim
 /* The default policy (everything but internal ranges allowed). */
 struct net_policy *net_policy__default(uint32_t connection_limit);
 void net_policy__free(struct net_policy *policy);
+/* True when policy has no entries (what net_policy__default gives, at any
+ * connection limit): a slot that has the default needs no replacement. */
+bool net_policy__is_default(const struct net_policy *policy);
 
 /* The per-sandbox limit of concurrent egress connections. It is installed
  * with the slot (net_pool__acquire) and kept across policy replacement. */
@@ -228,6 +231,15 @@ struct net_slot_counters {
  * keep the idle timeout they started with. */
 void net_pool__set_egress_limits(struct net_pool *pool, unsigned max_connections,
 				 unsigned slot_max_connections, unsigned idle_timeout_s);
+
+/* The pool's size now, for the worker's Prometheus gauges. */
+struct net_pool_stats {
+	unsigned capacity;       /* slots the CIDR and slot_max allow */
+	unsigned existing;       /* namespaces made (free + in use) */
+	unsigned in_use;         /* acquired by sandboxes */
+	int proxy_connections;   /* egress proxy connections open */
+};
+void net_pool__stats(struct net_pool *pool, struct net_pool_stats *out);
 
 /* Reads the slot's counters since acquire. 0 or -1. */
 int net_pool__counters(struct net_pool *pool, int slot, struct net_slot_counters *out);

@@ -1,0 +1,15 @@
+/* api_metrics: warren-api's Prometheus metrics (lib/prom). */
+#ifndef WARREN_API_METRICS_H
+#define WARREN_API_METRICS_H
+
+#include <stdint.h>
+
+/* Registers the collectors and, when the setting metrics_listen is set,
+ * serves GET /metrics there. 0, or -1 (logged) when it cannot listen. */
+int api_metrics__start(void);
+/* One answered request: endpoint is an enum api_endpoint. */
+void api_metrics__request(int endpoint, int status, uint64_t started_ns);
+/* One 429 (limit_name as in the rejection counts). */
+void api_metrics__rejection(const char *limit_name);
+
+#endif
