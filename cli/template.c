@@ -15,7 +15,9 @@ static int usage(void)
 	fprintf(stderr, "usage: warren template build NAME [--force]\n"
 			"       warren template list\n"
 			"NAME: minimal (busybox + agent, seconds) or base (Debian minbase +\n"
-			"python3, curl: minutes, cached by content hash)\n");
+			"python3, curl: minutes, cached by content hash) or\n"
+			"code-interpreter-v1 (base + Jupyter kernel, numpy, pandas, matplotlib\n"
+			"and warren-interpreter; docs/code-interpreter.md)\n");
 	return 2;
 }
 
@@ -34,8 +36,9 @@ static int template_build(int argc, char **argv)
 	}
 	if (!name || !templates__name_valid(name))
 		return usage();
-	if (strcmp(name, "minimal") != 0 && strcmp(name, "base") != 0) {
-		fprintf(stderr, "warren template: unknown template %s (minimal or base)\n", name);
+	if (strcmp(name, "minimal") != 0 && strcmp(name, "base") != 0 &&
+	    strcmp(name, "code-interpreter-v1") != 0) {
+		fprintf(stderr, "warren template: unknown template %s (minimal, base or code-interpreter-v1)\n", name);
 		return 2;
 	}
 	return templates__build(name, force) == 0 ? 0 : 1;

@@ -2,7 +2,8 @@
 # build-template.sh: builds a warren template (a root filesystem) and
 # installs it. See guest/rootfs/README.md.
 #
-#   build-template.sh --name minimal|base [--agent PATH] [--force]
+#   build-template.sh --name minimal|base|code-interpreter-v1 [--agent PATH]
+#                     [--interpreter PATH] [--force]
 #                     [--cache-dir DIR] [--templates-dir DIR]
 #
 # Output, in the cache entry CACHE_DIR/<name>-<hash>/:
@@ -12,8 +13,9 @@
 # and TEMPLATES_DIR/<name> -> that entry (a symlink, replaced atomically).
 #
 # The hash is a sha256 over this script, the template name, the agent
-# binary's bytes, the busybox binary's bytes and, for `base`, the suite,
-# mirror and package list. Same inputs -> the entry exists -> no-op.
+# binary's bytes, the busybox binary's bytes and, for `base` and
+# `code-interpreter-v1`, the suite, mirror and package list (and the
+# interpreter binary's bytes for the latter). Same inputs -> the entry exists -> no-op.
 set -euo pipefail
 # The tree must be readable by the sandbox's unprivileged user whatever
 # the caller's umask is.
@@ -26,6 +28,9 @@ cache_dir="${WARREN_TEMPLATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/warren/t
 templates_dir="${WARREN_TEMPLATES_DIR:-/var/lib/warren/templates}"
 busybox=/bin/busybox
 base_packages="busybox python3 curl ca-certificates"
+# code-interpreter-v1: base + Jupyter's Python kernel and the data stack.
+interpreter_packages="python3-ipykernel python3-numpy python3-pandas python3-matplotlib"
+interpreter="${WARREN_INTERPRETER_BINARY:-}"
 
 die() { echo "build-template: $*" >&2; exit 1; }
 
@@ -33,6 +38,7 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--name) name="$2"; shift 2 ;;
 	--agent) agent="$2"; shift 2 ;;
+	--interpreter) interpreter="$2"; shift 2 ;;
 	--force) force=1; shift ;;
 	--cache-dir) cache_dir="$2"; shift 2 ;;
 	--templates-dir) templates_dir="$2"; shift 2 ;;
@@ -41,9 +47,25 @@ while [ $# -gt 0 ]; do
 done
 
 case "$name" in
-minimal|base) ;;
-*) die "--name must be minimal or base (got '$name')" ;;
+minimal|base|code-interpreter-v1) ;;
+*) die "--name must be minimal, base or code-interpreter-v1 (got '$name')" ;;
 esac
+# code-interpreter-v1: a Debian tree (like base) with more packages and
+# warren-interpreter (default: next to the agent binary).
+debian=0
+packages="$base_packages"
+if [ "$name" = base ] || [ "$name" = code-interpreter-v1 ]; then debian=1; fi
+if [ "$name" = code-interpreter-v1 ]; then
+	packages="$base_packages $interpreter_packages"
+	if [ -z "$interpreter" ] && [ -n "$agent" ]; then
+		interpreter="$(dirname "$agent")/warren-interpreter"
+	fi
+	[ -n "$interpreter" ] && [ -x "$interpreter" ] ||
+		die "code-interpreter-v1 needs --interpreter PATH (warren-interpreter; built when libzmq3-dev is installed)"
+	[ -n "$agent" ] || die "code-interpreter-v1 needs --agent PATH"
+else
+	interpreter=""
+fi
 [ -x "$busybox" ] || die "$busybox missing (Debian package busybox-static)"
 if [ -n "$agent" ] && [ ! -x "$agent" ]; then
 	die "agent binary $agent is not an executable file"
@@ -53,7 +75,7 @@ fi
 # first Debian URI of the apt sources (deb822 .sources or one-line lists).
 suite=""
 mirror=""
-if [ "$name" = base ]; then
+if [ "$debian" = 1 ]; then
 	suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
 	[ -n "$suite" ] || die "no VERSION_CODENAME in /etc/os-release"
 	mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
@@ -72,7 +94,12 @@ hash=$({
 	sha256sum < "$script_self"
 	if [ -n "$agent" ]; then sha256sum < "$agent"; else echo "no-agent"; fi
 	sha256sum < "$busybox"
-	echo "suite=$suite mirror=$mirror packages=$base_packages"
+	if [ -n "$interpreter" ]; then sha256sum < "$interpreter"; fi
+	if [ "$name" = code-interpreter-v1 ]; then
+		echo "suite=$suite mirror=$mirror packages=$packages"
+	else
+		echo "suite=$suite mirror=$mirror packages=$base_packages"
+	fi
 } | sha256sum | cut -c1-64)
 short="${hash:0:16}"
 entry="$cache_dir/$name-$short"
@@ -112,7 +139,7 @@ copy_host_file() {
 }
 
 # --- the tree ---------------------------------------------------------
-if [ "$name" = base ]; then
+if [ "$debian" = 1 ]; then
 	# The Debian tree is its own cache stage, keyed by suite, mirror and
 	# packages only: a new agent binary re-runs the cheap layer below,
 	# not debootstrap (minutes).
@@ -130,6 +157,31 @@ if [ "$name" = base ]; then
 		touch "$stage.tmp/.complete"
 		rm -rf "$stage"
 		mv "$stage.tmp" "$stage"
+	fi
+	# code-interpreter-v1: base's tree + apt-get install in a chroot (its
+	# own cached stage; debootstrap --include of these packages fails to
+	# configure python3-zmq in its first pass).
+	if [ "$name" = code-interpreter-v1 ]; then
+		ci_key=$(echo "interpreter-v1 base=$stage_key packages=$interpreter_packages" |
+			sha256sum | cut -c1-16)
+		ci_stage="$cache_dir/interpreter-$ci_key"
+		if [ ! -f "$ci_stage/.complete" ]; then
+			rm -rf "$ci_stage.tmp"
+			mkdir -p "$ci_stage.tmp"
+			cp -a "$stage/rootfs" "$ci_stage.tmp/rootfs"
+			rm -f "$ci_stage.tmp/rootfs/etc/resolv.conf"
+			cp -L /etc/resolv.conf "$ci_stage.tmp/rootfs/etc/resolv.conf"
+			{ chroot "$ci_stage.tmp/rootfs" apt-get update &&
+				DEBIAN_FRONTEND=noninteractive chroot "$ci_stage.tmp/rootfs" \
+					apt-get install -y --no-install-recommends $interpreter_packages; } \
+				>"$work/apt.log" 2>&1 ||
+				{ tail -n 30 "$work/apt.log" >&2; rm -rf "$ci_stage.tmp"; die "apt-get install in the chroot failed"; }
+			rm -rf "$ci_stage.tmp/rootfs"/var/cache/apt/archives/*.deb "$ci_stage.tmp/rootfs"/var/lib/apt/lists/*
+			touch "$ci_stage.tmp/.complete"
+			rm -rf "$ci_stage"
+			mv "$ci_stage.tmp" "$ci_stage"
+		fi
+		stage="$ci_stage"
 	fi
 	cp -a "$stage/rootfs/." "$root/"
 else
@@ -183,6 +235,46 @@ if [ -n "$agent" ]; then
 		ldd "$agent" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' |
 			while read -r lib; do copy_host_file "$lib"; done
 	fi
+fi
+
+# code-interpreter-v1: warren-interpreter (port 49999) and its libraries;
+# /usr/local/bin/warren-agent becomes a small launcher that starts the
+# interpreter with the agent's --token-hash, then execs the real agent
+# (warren-agent.bin). Both runtimes start /usr/local/bin/warren-agent (the
+# jail as its program, the VM from warren-init), so one launcher serves
+# both. guest/interpreter/README.md.
+if [ -n "$interpreter" ]; then
+	cp "$interpreter" "$root/usr/local/bin/warren-interpreter"
+	chmod 0755 "$root/usr/local/bin/warren-interpreter"
+	if ldd "$interpreter" >/dev/null 2>&1; then
+		ldd "$interpreter" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' |
+			while read -r lib; do copy_host_file "$lib"; done
+	fi
+	mv "$root/usr/local/bin/warren-agent" "$root/usr/local/bin/warren-agent.bin"
+	cat > "$root/usr/local/bin/warren-agent" <<'LAUNCH'
+#!/bin/sh
+# code-interpreter-v1: warren-interpreter next to the agent, same token hash.
+hash=""
+prev=""
+for arg in "$@"; do
+	[ "$prev" = --token-hash ] && hash="$arg"
+	prev="$arg"
+done
+if [ -n "$hash" ]; then
+	/usr/local/bin/warren-interpreter --token-hash "$hash" &
+else
+	/usr/local/bin/warren-interpreter &
+fi
+# Port 49999 (C34F) listening before the agent starts, so a sandbox whose
+# agent answers also accepts runCode (its first call waits for the kernel).
+tries=0
+while [ $tries -lt 100 ] && ! grep -q ':C34F 00000000:0000 0A' /proc/net/tcp 2>/dev/null; do
+	sleep 0.05
+	tries=$((tries + 1))
+done
+exec /usr/local/bin/warren-agent.bin "$@"
+LAUNCH
+	chmod 0755 "$root/usr/local/bin/warren-agent"
 fi
 
 # Init for the VM runtime (PID 1): proc/sys/dev, eth0 169.254.0.21/30 via
@@ -268,7 +360,7 @@ J
 
 rm -rf "$entry.old"
 [ -e "$entry" ] && mv "$entry" "$entry.old"
-rm -f "$work/debootstrap.log"
+rm -f "$work/debootstrap.log" "$work/apt.log"
 mv "$work" "$entry"
 trap - EXIT
 rm -rf "$entry.old"
