@@ -73,10 +73,13 @@ chmod 755 "$out/job.sh"
 declare -a extra_devices=()
 share_param=
 if [ -n "$tap" ]; then
+	# QEMU's own option syntax: the commas are one argument's separators.
+	# shellcheck disable=SC2054
 	extra_devices+=(-netdev "tap,id=net0,ifname=$tap,script=no,downscript=no"
 		-device virtio-net-pci,netdev=net0,mac=52:54:00:57:0a:02)
 fi
 if [ -n "$share" ]; then
+	# shellcheck disable=SC2054
 	extra_devices+=(-fsdev "local,id=hostshare,path=$share,security_model=none,multidevs=remap"
 		-device virtio-9p-pci,fsdev=hostshare,mount_tag=hostshare)
 	share_param="hostvm.share=$share"
