@@ -15,24 +15,33 @@
 #define WARREN_BIN_TO_DATA "../share/warren"
 #endif
 
+/* The folder of the running binary into dir (PATH_MAX). 0 or -errno. */
+static int binary__self_dir(char dir[PATH_MAX])
+{
+	ssize_t n = readlink("/proc/self/exe", dir, PATH_MAX - 1);
+	char *slash;
+
+	if (n < 0)
+		return -errno;
+	dir[n] = '\0';
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return -ENOENT;
+	*slash = '\0';
+	return 0;
+}
+
 int binary__find_sibling(const char *name, char *out, size_t out_len)
 {
 	static const char *const folders[] = { "", "../bin/", WARREN_BIN_TO_LIBEXEC "/" };
 	char self[PATH_MAX];
-	char *slash;
-	ssize_t n;
-	int rc = -ENOENT;
+	int rc;
 
 	if (!name || !*name || strchr(name, '/'))
 		return -EINVAL;
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n < 0)
-		return -errno;
-	self[n] = '\0';
-	slash = strrchr(self, '/');
-	if (!slash)
-		return -ENOENT;
-	*slash = '\0';
+	if ((rc = binary__self_dir(self)))
+		return rc;
+	rc = -ENOENT;
 	for (size_t i = 0; i < sizeof(folders) / sizeof(folders[0]); i++) {
 		if ((size_t)snprintf(out, out_len, "%s/%s%s", self, folders[i], name) >= out_len) {
 			rc = -ENAMETOOLONG;
@@ -47,19 +56,12 @@ int binary__find_sibling(const char *name, char *out, size_t out_len)
 int binary__find_data(const char *relative, char *out, size_t out_len)
 {
 	char self[PATH_MAX];
-	char *slash;
-	ssize_t n;
+	int rc;
 
 	if (!relative || !*relative || relative[0] == '/')
 		return -EINVAL;
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n < 0)
-		return -errno;
-	self[n] = '\0';
-	slash = strrchr(self, '/');
-	if (!slash)
-		return -ENOENT;
-	*slash = '\0';
+	if ((rc = binary__self_dir(self)))
+		return rc;
 	if ((size_t)snprintf(out, out_len, "%s/%s/%s", self, WARREN_BIN_TO_DATA, relative) >=
 	    out_len)
 		return -ENAMETOOLONG;
