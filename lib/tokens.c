@@ -90,3 +90,18 @@ void tokens__file_signature(const char *path, const char *operation, const char 
 	b64[n] = '\0';
 	snprintf(out, out_len, "v1_%s", b64);
 }
+
+bool tokens__digest_matches(const char *token, bool sha512, const char *hex)
+{
+	unsigned char digest[EVP_MAX_MD_SIZE];
+	unsigned int digest_len = 0;
+	char computed[2 * EVP_MAX_MD_SIZE + 1];
+
+	if (!token || !EVP_Digest(token, strlen(token), digest, &digest_len,
+				  sha512 ? EVP_sha512() : EVP_sha256(), NULL))
+		return false;
+	for (unsigned int i = 0; i < digest_len; i++)
+		snprintf(computed + 2 * i, 3, "%02x", digest[i]);
+	computed[2 * digest_len] = '\0';
+	return tokens__equal(computed, hex);
+}

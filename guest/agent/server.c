@@ -25,29 +25,11 @@ struct agent_state agent = {.lock = PTHREAD_MUTEX_INITIALIZER,
 
 bool agent__token_matches_hash(const char *token)
 {
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	unsigned int digest_len = 0, i;
-	char hex[2 * EVP_MAX_MD_SIZE + 1];
-	const EVP_MD *md;
-
-	if (!token)
+	if (agent.token_hash.algorithm != TOKEN_HASH_SHA256 &&
+	    agent.token_hash.algorithm != TOKEN_HASH_SHA512)
 		return false;
-	switch (agent.token_hash.algorithm) {
-	case TOKEN_HASH_SHA256:
-		md = EVP_sha256();
-		break;
-	case TOKEN_HASH_SHA512:
-		md = EVP_sha512();
-		break;
-	default:
-		return false;
-	}
-	if (!EVP_Digest(token, strlen(token), digest, &digest_len, md, NULL))
-		return false;
-	for (i = 0; i < digest_len; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-	hex[2 * digest_len] = '\0';
-	return tokens__equal(hex, agent.token_hash.hex);
+	return tokens__digest_matches(token, agent.token_hash.algorithm == TOKEN_HASH_SHA512,
+				      agent.token_hash.hex);
 }
 
 bool agent__token_ok(const char *token_header)

@@ -54,28 +54,17 @@ static long long monotonic_ms(void)
 
 bool server__token_ok(const char *token)
 {
-	unsigned char digest[EVP_MAX_MD_SIZE];
-	unsigned int digest_len = 0;
-	char hex[2 * EVP_MAX_MD_SIZE + 1];
-	const EVP_MD *md;
-
 	switch (server.config.token_hash.algorithm) {
 	case TOKEN_HASH_NONE:
 		return true; /* secure=false: open, like the agent */
 	case TOKEN_HASH_SHA256:
-		md = EVP_sha256();
-		break;
 	case TOKEN_HASH_SHA512:
-		md = EVP_sha512();
-		break;
+		return tokens__digest_matches(token,
+					      server.config.token_hash.algorithm == TOKEN_HASH_SHA512,
+					      server.config.token_hash.hex);
 	default:
 		return false;
 	}
-	if (!token || !EVP_Digest(token, strlen(token), digest, &digest_len, md, NULL))
-		return false;
-	for (unsigned int i = 0; i < digest_len; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-	return tokens__equal(hex, server.config.token_hash.hex);
 }
 
 static enum MHD_Result reply(struct MHD_Connection *connection, unsigned int status,

@@ -23,6 +23,10 @@ void tokens__traffic_token(const char *seed, const char *sandbox_id,
 /* Constant-time equality of two NUL-terminated strings (time depends only
  * on the length of b, the secret side's length leaks nothing beyond it). */
 bool tokens__equal(const char *a, const char *b);
+/* True when the SHA-256 (sha512: SHA-512) of token, in lower-case hex,
+ * equals hex (compared in constant time): an agent's --token-hash check.
+ * NULL token: false. */
+bool tokens__digest_matches(const char *token, bool sha512, const char *hex);
 /* envd v1 file-URL signature: "v1_" + base64(sha256(path:op:user:token[:exp])),
  * standard alphabet without padding. expiration < 0 means none. out >= 64. */
 void tokens__file_signature(const char *path, const char *operation, const char *username,
