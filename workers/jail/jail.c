@@ -26,7 +26,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
-#include "jail_cgroup.h"
+#include "warren/jail_cgroup.h"
 #include "jail_disk.h"
 #include "jail_userns.h"
 #include "warren/binary_path.h"
