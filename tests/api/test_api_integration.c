@@ -281,7 +281,7 @@ static void test_revoked_key_is_401(void **state)
 
 	(void)state;
 	assert_true(test_stack__team(&stack, "team-revoked", "hobby", &team, key));
-	call("GET", "/v2/sandboxes", key, NULL, 200, NULL);
+	json_decref(call("GET", "/v2/sandboxes", key, NULL, 200, NULL));
 	tokens__sha256_hex(key, strlen(key), hash);
 	assert_int_equal(storage__api_key_revoke_by_hash(stack.pool, hash, NULL), STORAGE_OK);
 	expect_error("GET", "/v2/sandboxes", key, NULL, 401, "Invalid API key");
@@ -344,7 +344,7 @@ static void test_lifecycle_limit_429(void **state)
 		assert_int_equal(rejections, 2);
 	}
 	/* /health is not a lifecycle request. */
-	call("GET", "/health", NULL, NULL, 200, NULL);
+	json_decref(call("GET", "/health", NULL, NULL, 200, NULL));
 }
 
 static void test_other_team_gets_404(void **state)
@@ -450,7 +450,7 @@ static void test_list_pagination_and_filters(void **state)
 	/* clean up for the concurrency test */
 	for (int k = 0; k < 5; k++) {
 		snprintf(path, sizeof(path), "/sandboxes/%s", ids[k]);
-		call("DELETE", path, key_c, NULL, 204, NULL);
+		json_decref(call("DELETE", path, key_c, NULL, 204, NULL));
 	}
 }
 
@@ -464,12 +464,12 @@ static void test_timeout_and_refresh_move_end_at(void **state)
 	create(key_a, "{\"templateID\":\"base\",\"timeout\":30}", id);
 	snprintf(path, sizeof(path), "/sandboxes/%s/timeout", id);
 	before = clock__realtime_ms();
-	call("POST", path, key_a, "{\"timeout\":600}", 204, NULL);
+	json_decref(call("POST", path, key_a, "{\"timeout\":600}", 204, NULL));
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
 	assert_true(row.end_at >= before + 599000 && row.end_at <= clock__realtime_ms() + 601000);
 	storage__sandbox_clear(&row);
 	/* Shorter is allowed for /timeout (TTL from now). */
-	call("POST", path, key_a, "{\"timeout\":20}", 204, NULL);
+	json_decref(call("POST", path, key_a, "{\"timeout\":20}", 204, NULL));
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
 	assert_true(row.end_at <= clock__realtime_ms() + 21000);
 	storage__sandbox_clear(&row);
@@ -479,12 +479,12 @@ static void test_timeout_and_refresh_move_end_at(void **state)
 
 	snprintf(path, sizeof(path), "/sandboxes/%s/refreshes", id);
 	before = clock__realtime_ms();
-	call("POST", path, key_a, "{\"duration\":1000}", 204, NULL);
+	json_decref(call("POST", path, key_a, "{\"duration\":1000}", 204, NULL));
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
 	assert_true(row.end_at >= before + 999000);
 	storage__sandbox_clear(&row);
 	/* A refresh never shortens. */
-	call("POST", path, key_a, NULL, 204, NULL);
+	json_decref(call("POST", path, key_a, NULL, 204, NULL));
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
 	assert_true(row.end_at >= before + 999000);
 	storage__sandbox_clear(&row);
@@ -502,7 +502,7 @@ static void test_kill_then_404(void **state)
 	(void)state;
 	create(key_a, "{\"templateID\":\"base\"}", id);
 	snprintf(path, sizeof(path), "/sandboxes/%s", id);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
 	assert_int_equal(row.state, STORAGE_SANDBOX_KILLED);
 	storage__sandbox_clear(&row);
@@ -518,8 +518,8 @@ static void test_pause_and_network(void **state)
 	(void)state;
 	create(key_a, "{\"templateID\":\"base\"}", id);
 	snprintf(path, sizeof(path), "/sandboxes/%s/network", id);
-	call("PUT", path, key_a, "{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}", 204,
-	     NULL);
+	json_decref(call("PUT", path, key_a, "{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}", 204,
+	     NULL));
 	assert_true(fake_worker__count("update_network") >= 1);
 	expect_error("PUT", path, key_a, "{\"denyOut\":[\"example.com\"]}", 400,
 		     "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"example.com\"");
@@ -540,7 +540,7 @@ static void test_pause_resume_connect(void **state)
 	snprintf(path, sizeof(path), "/sandboxes/%s/resume", id);
 	expect_error("POST", path, key_a, NULL, 409, NULL);
 	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
-	call("POST", path, key_a, "{}", 204, NULL);
+	json_decref(call("POST", path, key_a, "{}", 204, NULL));
 	assert_true(fake_worker__count("pause") >= 1);
 	expect_error("POST", path, key_a, NULL, 409, NULL); /* the SDK's "already paused" */
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
@@ -570,9 +570,9 @@ static void test_pause_resume_connect(void **state)
 	json_decref(call("POST", path, key_a, NULL, 200, NULL));
 	/* Kill of a paused sandbox. */
 	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
-	call("POST", path, key_a, NULL, 204, NULL);
+	json_decref(call("POST", path, key_a, NULL, 204, NULL));
 	snprintf(path, sizeof(path), "/sandboxes/%s", id);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
 	expect_error("POST", path, key_a, NULL, 404, message);
 }
@@ -671,7 +671,7 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	/* Network update: allow_internet_access reaches the worker as
 	 * denyOut ALL_TRAFFIC; what warren lacks is refused. */
 	snprintf(path, sizeof(path), "/sandboxes/%s/network", a);
-	call("PUT", path, key_a, "{\"allow_internet_access\":false}", 204, NULL);
+	json_decref(call("PUT", path, key_a, "{\"allow_internet_access\":false}", 204, NULL));
 	snprintf(path, sizeof(path), "/sandboxes/%s", a);
 	metrics = call("GET", path, key_a, NULL, 200, NULL); /* the stored policy follows */
 	assert_true(json_is_false(json_object_get(metrics, "allowInternetAccess")));
@@ -685,9 +685,9 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	expect_error("PUT", path, key_a, "{\"egressProxy\":{\"address\":\"192.0.2.1:1080\"}}", 400,
 		     "egressProxy is not supported by warren (no egress proxy chaining)");
 	snprintf(path, sizeof(path), "/sandboxes/%s", a);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 	snprintf(path, sizeof(path), "/sandboxes/%s", b);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 
 	/* Logs: lifecycle lines, also once the sandbox has ended; other
 	 * teams get the 404; bad parameters are 400. */
@@ -781,7 +781,7 @@ static void test_placement_by_hosts_table(void **state)
 	snprintf(path, sizeof(path), "/sandboxes/%s",
 		 json_string_value(json_object_get(created, "sandboxID")));
 	json_decref(created);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 
 	expect_error("POST", "/sandboxes", key_a,
 		     "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"vm\"}}", 503,
@@ -791,7 +791,7 @@ static void test_placement_by_hosts_table(void **state)
 	snprintf(path, sizeof(path), "/sandboxes/%s",
 		 json_string_value(json_object_get(created, "sandboxID")));
 	json_decref(created);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 	sql("DELETE FROM hosts WHERE id = 'api-test-host'");
 	fake_worker__pause_heartbeat(false);
 	usleep(1500 * 1000); /* the fake host is ready again */
@@ -852,7 +852,7 @@ static void test_concurrency_limit_21st_is_429(void **state)
 	http__response_free(&response);
 	/* A kill frees the slot at once. */
 	snprintf(path, sizeof(path), "/sandboxes/%s", ids[0]);
-	call("DELETE", path, key_c, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_c, NULL, 204, NULL));
 	create(key_c, "{\"templateID\":\"base\"}", ids[0]);
 }
 
@@ -916,7 +916,7 @@ static void test_create_deadline_answers_504_and_get_finds_it(void **state)
 	assert_string_equal(json_string_value(json_object_get(error, "state")), "starting");
 	json_decref(error);
 	/* A starting sandbox that no host holds yet is killed in place. */
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 }
 
 struct silent_create {

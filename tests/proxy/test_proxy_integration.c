@@ -1227,10 +1227,14 @@ static void test_rate_limit_postgres_unreachable(void **state)
 	ops_pg_url = NULL;
 	assert_true(extra_proxy_pid > 0);
 	client_address = INADDR_LOOPBACK + 3;
+	int64_t loop_started = now_us();
 	for (; count < 400; count++) {
 		usleep(5000); /* ~2 s in all: the 2 s connect timeout runs out */
 		latencies[count] = limited_request(port, 50, &admitted, &refused);
 	}
+	/* The bucket refills 50 per 60 s while the loop runs: a slower run (a
+	 * sanitizer build, a loaded host) may admit that many more. */
+	int refilled = (int)((now_us() - loop_started) * 50 / 60000000) + 1;
 	client_address = INADDR_LOOPBACK;
 	qsort(latencies, (size_t)count, sizeof(latencies[0]), compare_int64);
 	print_message("PostgreSQL black hole: %d requests, %d admitted, %d refused, latency p50 "
@@ -1238,7 +1242,7 @@ static void test_rate_limit_postgres_unreachable(void **state)
 		      count, admitted, refused, latencies[count / 2] / 1e3,
 		      latencies[count * 99 / 100] / 1e3, latencies[count - 1] / 1e3);
 	assert_true(latencies[count * 99 / 100] < 200000);
-	assert_true(admitted <= 52);
+	assert_true(admitted <= 52 + refilled);
 	assert_true(admitted >= 45);
 	{
 		int64_t before = now_us();
