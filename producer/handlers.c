@@ -1333,6 +1333,11 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 		return request__error(r, 501, "%s is not implemented by warren (%s %.100s)",
 				      r->route.feature ? r->route.feature : "this route", r->method,
 				      r->path);
+	case API_ROUTE_VOLUME_CREATE:
+	case API_ROUTE_VOLUME_LIST:
+	case API_ROUTE_VOLUME_GET:
+	case API_ROUTE_VOLUME_DELETE:
+		return volumes_api__dispatch(r, pool);
 	default:
 		if (r->route.endpoint >= API_ROUTE_TEMPLATE_CREATE)
 			return templates_api__dispatch(r, pool);
