@@ -28,6 +28,14 @@ struct api_error {
 	char message[512]; /* the "message" of the JSON error body */
 };
 
+#define API_VOLUME_MOUNTS_MAX	8    /* volumeMounts entries per create */
+#define API_VOLUME_PATH_MAX	255  /* a mount path's length */
+
+struct api_volume_mount {
+	char name[64];			     /* the team's volume name */
+	char path[API_VOLUME_PATH_MAX + 1];  /* absolute, normalised */
+};
+
 /* A validated POST /sandboxes body. Owned JSON members: api_create_request__clear. */
 struct api_create_request {
 	char template_id[129];
@@ -43,6 +51,8 @@ struct api_create_request {
 	char runtime[8];  /* metadata "warren.runtime": "vm", "jail" or "" (any host) */
 	bool pause_on_timeout; /* autoPause / lifecycle.onTimeout = "pause" */
 	bool auto_resume;      /* autoResume.enabled / lifecycle.autoResume */
+	struct api_volume_mount volume_mounts[API_VOLUME_MOUNTS_MAX]; /* volumeMounts */
+	int volume_mount_count;
 };
 
 enum api_address_kind { API_ADDRESS_INVALID = 0, API_ADDRESS_IP, API_ADDRESS_CIDR, API_ADDRESS_DOMAIN };
@@ -84,14 +94,6 @@ int validate__seconds_field(const json_t *body, const char *field, int32_t fallb
 
 
 /* ---- volumes (validate_volumes.c, docs/volumes.md) ---- */
-
-#define API_VOLUME_MOUNTS_MAX	8    /* volumeMounts entries per create */
-#define API_VOLUME_PATH_MAX	255  /* a mount path's length */
-
-struct api_volume_mount {
-	char name[64];			     /* the team's volume name */
-	char path[API_VOLUME_PATH_MAX + 1];  /* absolute, normalised */
-};
 
 /* The POST /volumes body {name}: 0 and name (a valid volume name) filled,
  * or -1 with err (400 naming the problem). */

@@ -25,9 +25,11 @@ struct validation_case {
 };
 
 static const struct validation_case validation_cases[] = {
+	/* volumeMounts (docs/volumes.md): checked here, claimed at create. */
+	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/proc/x\"}]}", 400,
+	  "volume mount path '/proc/x' is under /proc" },
 	/* What warren does not implement is a 400 naming it (empty is fine). */
-	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 400,
-	  "volumeMounts is not supported by warren (volumes are not implemented)" },
 	{ "{\"templateID\":\"base\",\"volumeMounts\":[]}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"mcp\":{\"github\":{}}}", 400,
 	  "mcp is not supported by warren (no MCP gateway)" },
