@@ -437,6 +437,43 @@ static bool create__settle_replay(struct create_ctx *ctx)
 	return true;
 }
 
+/* Step 4b: every volume of volumeMounts is the team's and free now (400
+ * unknown, 409 held by another live sandbox than this request's), checked
+ * before the sandbox row is made (the request row ends failed); step 6b's
+ * claim settles a race with another create. */
+static bool create__check_volumes(struct create_ctx *ctx)
+{
+	const struct api_create_request *c = &ctx->create;
+	struct storage_volume volume;
+	struct storage_error e;
+	char message[512];
+	int rc, status;
+
+	for (int i = 0; i < c->volume_mount_count; i++) {
+		rc = storage__volume_get_by_name(ctx->pool, ctx->r->team.id, c->volume_mounts[i].name,
+						 &volume, &e);
+		if (rc && rc != STORAGE_ERR_NOT_FOUND) {
+			ctx->ret = request__storage_error(ctx->r, &e);
+			return false;
+		}
+		if (rc == STORAGE_ERR_NOT_FOUND) {
+			status = 400;
+			snprintf(message, sizeof(message), "%s", e.message);
+		} else if (volume.in_use && strcmp(volume.sandbox_id, ctx->sandbox_id)) {
+			status = 409;
+			snprintf(message, sizeof(message),
+				 "volume '%s' is in use by sandbox %s (one writer at a time)",
+				 volume.name, volume.sandbox_id);
+		} else {
+			continue;
+		}
+		handlers__finish_failed(ctx->pool, ctx->r->request_id, status, message);
+		ctx->ret = request__error(ctx->r, status, "%s", message);
+		return false;
+	}
+	return true;
+}
+
 /* Step 6b: the volumes of volumeMounts claimed for this sandbox (one
  * writer at a time, docs/volumes.md). A volume the team lacks is a 400, one
  * another live sandbox holds a 409; either way the sandbox row ends failed
@@ -537,7 +574,8 @@ static enum MHD_Result handlers__create(struct api_request *r, struct storage_po
 	if (!create__parse(&ctx))
 		return ctx.ret;
 	if (!create__check_rate(&ctx) || !create__load_template(&ctx) || !create__place(&ctx) ||
-	    !create__begin_request(&ctx) || !create__admit(&ctx) || !create__settle_replay(&ctx) ||
+	    !create__begin_request(&ctx) || !create__check_volumes(&ctx) || !create__admit(&ctx) ||
+	    !create__settle_replay(&ctx) ||
 	    !create__claim_volumes(&ctx) || !create__produce(&ctx))
 		goto out;
 	if (waiters__suspend(&r->waiter, r->connection)) {

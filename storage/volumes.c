@@ -182,6 +182,25 @@ int storage__volume_get(struct storage_pool *pool, const char *team_id, const ch
 	return STORAGE_OK;
 }
 
+int storage__volume_get_by_name(struct storage_pool *pool, const char *team_id, const char *name,
+				struct storage_volume *out, struct storage_error *err)
+{
+	static const char sql[] = "SELECT " VOLUME_COLUMNS " FROM volumes v"
+				  " WHERE v.team_id::text = $1 AND v.name = $2";
+	const char *params[] = { team_id, name };
+	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
+
+	if (!result)
+		return err ? err->code : STORAGE_ERR_INTERNAL;
+	if (PQntuples(result) != 1) {
+		PQclear(result);
+		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "volume '%s' not found", name);
+	}
+	volume__decode(result, 0, out);
+	PQclear(result);
+	return STORAGE_OK;
+}
+
 int storage__volume_delete(struct storage_pool *pool, const char *team_id, const char *volume_id,
 			   struct storage_error *err)
 {

@@ -55,6 +55,9 @@ int storage__volume_list(struct storage_pool *pool, const char *team_id, json_t 
 /* One of the team's volumes (team_id NULL: any team, internal). */
 int storage__volume_get(struct storage_pool *pool, const char *team_id, const char *volume_id,
 			struct storage_volume *out, struct storage_error *err);
+/* The team's volume called name. NOT_FOUND when the team has none. */
+int storage__volume_get_by_name(struct storage_pool *pool, const char *team_id, const char *name,
+				struct storage_volume *out, struct storage_error *err);
 /* Deletes the team's volume. NOT_FOUND, or CONFLICT while it is in use. */
 int storage__volume_delete(struct storage_pool *pool, const char *team_id, const char *volume_id,
 			   struct storage_error *err);
