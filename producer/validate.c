@@ -446,6 +446,10 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 		goto err;
 	}
 	snprintf(out->runtime, sizeof(out->runtime), "%s", runtime ? runtime : "");
+	if (out->volume_mount_count && !strcmp(out->runtime, "vm")) {
+		validate__fail(err, 400, "volumeMounts need the jail runtime (docs/volumes.md)");
+		goto err;
+	}
 	return 0;
 err:
 	api_create_request__clear(out);

@@ -29,6 +29,9 @@ static const struct validation_case validation_cases[] = {
 	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/proc/x\"}]}", 400,
 	  "volume mount path '/proc/x' is under /proc" },
+	{ "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"vm\"},"
+	  "\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 400,
+	  "volumeMounts need the jail runtime (docs/volumes.md)" },
 	/* What warren does not implement is a 400 naming it (empty is fine). */
 	{ "{\"templateID\":\"base\",\"volumeMounts\":[]}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"mcp\":{\"github\":{}}}", 400,
