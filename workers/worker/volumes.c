@@ -4,9 +4,12 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "warren/config.h"
@@ -14,6 +17,9 @@
 #include "warren/jail.h"
 #include "warren/log.h"
 #include "warren/volumes.h"
+
+/* A half-made image older than this is a leftover of a crash. */
+#define WORKER_VOLUMES_HALF_MADE_S 600
 
 static const char *worker_volumes__dir(void)
 {
@@ -100,7 +106,14 @@ int worker_volumes__sweep(struct worker *worker)
 		memcpy(id, name, STORAGE_VOLUME_ID_LEN);
 		id[STORAGE_VOLUME_ID_LEN] = '\0';
 		half_made = name[STORAGE_VOLUME_ID_LEN + 4] != '\0'; /* <image>.<pid>.<n> */
-		if (!half_made) {
+		if (half_made) {
+			/* one a create thread may be making right now is left alone */
+			struct stat st;
+
+			if (fstatat(dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) ||
+			    time(NULL) - st.st_mtime < WORKER_VOLUMES_HALF_MADE_S)
+				continue;
+		} else {
 			int rc = storage__volume_get(worker->storage, NULL, id, &volume, &err);
 
 			if (rc != STORAGE_ERR_NOT_FOUND)

@@ -25,8 +25,9 @@ struct worker_volumes {
  * -errno with the reason otherwise. */
 int worker_volumes__prepare(struct worker *worker, const char *sandbox_id,
 			    struct worker_volumes *out, char *reason, size_t reason_len);
-/* Deletes the images (and half-made ones) of volumes that have no row any
- * more (deleted through the API). Returns how many it removed. */
+/* Deletes the images of volumes that have no row any more (deleted
+ * through the API), and half-made images older than 10 minutes (a crash's
+ * leftovers). Returns how many it removed. */
 int worker_volumes__sweep(struct worker *worker);
 
 #endif
