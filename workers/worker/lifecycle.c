@@ -216,6 +216,34 @@ static int worker__ensure_row(struct worker *worker, const struct kafka_event *c
 	return 0;
 }
 
+/* The volumes the API claimed for a create whose spec says volume_mounts
+ * (docs/volumes.md): jail only; their images are made here on first use.
+ * 0 (out->count 0 when none), -EAGAIN (PostgreSQL away), or -1 with the
+ * reason and the failure's HTTP code. */
+static int worker__create_volumes(struct worker *worker, const struct kafka_event *command,
+				  struct worker_volumes *out, int *failure_code, char *reason,
+				  size_t reason_len)
+{
+	int rc;
+
+	if (json_integer_value(json_object_get(command->spec, "volume_mounts")) <= 0)
+		return 0;
+	if (worker->runtime == RUNTIME_VM) {
+		snprintf(reason, reason_len, "volumes need the jail runtime; host %s runs vm "
+			 "(docs/volumes.md)", worker->host_id);
+		*failure_code = 400;
+		return -1;
+	}
+	rc = worker_volumes__prepare(worker, command->sandbox_id, out, reason, reason_len);
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc) {
+		*failure_code = rc == -EXDEV ? 503 : 500;
+		return -1;
+	}
+	return 0;
+}
+
 static int worker__create(struct worker *worker, const struct kafka_event *command)
 {
 	struct storage_sandbox row = { 0 };
@@ -294,25 +322,12 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		goto fail;
 	}
 
-	/* The volumes the API claimed (docs/volumes.md): jail only; their
-	 * images are made here on first use. */
 	struct worker_volumes volumes = { 0 };
-	if (json_integer_value(json_object_get(spec, "volume_mounts")) > 0) {
-		if (worker->runtime == RUNTIME_VM) {
-			snprintf(reason, sizeof(reason), "volumes need the jail runtime; host %s runs "
-				 "vm (docs/volumes.md)", worker->host_id);
-			failure_code = 400;
-			goto fail;
-		}
-		rc = worker_volumes__prepare(worker, command->sandbox_id, &volumes, reason,
-					     sizeof(reason));
-		if (rc == -EAGAIN)
-			goto retry;
-		if (rc) {
-			failure_code = rc == -EXDEV ? 503 : 500;
-			goto fail;
-		}
-	}
+	rc = worker__create_volumes(worker, command, &volumes, &failure_code, reason, sizeof(reason));
+	if (rc == -EAGAIN)
+		goto retry;
+	if (rc)
+		goto fail;
 
 	lookup_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
