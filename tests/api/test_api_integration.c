@@ -630,7 +630,9 @@ static void test_volumes_api(void **state)
 	assert_int_equal(storage__volume_claim(stack.pool, team_b.id, "nope", other, "/data", NULL,
 					       &e),
 			 STORAGE_ERR_NOT_FOUND);
-	call("DELETE", path, key_a, NULL, 409, NULL);
+	got = call("DELETE", path, key_a, NULL, 409, NULL);
+	assert_non_null(strstr(json_string_value(json_object_get(got, "message")), "is mounted by sandbox"));
+	json_decref(got);
 	snprintf(path, sizeof(path), "/sandboxes/%s", sandbox);
 	call("DELETE", path, key_a, NULL, 204, NULL);
 	/* the sandbox ended: the volume is free for the next one */
