@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "api_test_support.h"
+#include "warren/volumes.h"
 #include "warren/clock.h"
 #include "warren/ids.h"
 #include "warren/kafka.h"
@@ -577,6 +578,85 @@ static void test_pause_resume_connect(void **state)
 	expect_error("POST", path, key_a, NULL, 404, message);
 }
 
+/* The /volumes API (docs/volumes.md): create, list, get, delete per team,
+ * duplicate names, the count quota, and one writer at a time (a claim by a
+ * live sandbox blocks a second claim and the delete until it ends). */
+static void test_volumes_api(void **state)
+{
+	char sandbox[IDS_SANDBOX_ID_LEN + 1], other[IDS_SANDBOX_ID_LEN + 1], path[160], id[64];
+	struct storage_volume volume;
+	struct storage_error e;
+	json_t *created, *list, *got;
+	int made = 1;
+
+	(void)state;
+	expect_error("POST", "/volumes", key_a, "{\"name\":\"../x\"}", 400, NULL);
+	expect_error("POST", "/volumes", key_a, "{}", 400, "name is required (a string)");
+	created = call("POST", "/volumes", key_a, "{\"name\":\"data\"}", 201, NULL);
+	assert_string_equal(json_string_value(json_object_get(created, "name")), "data");
+	assert_true(json_is_string(json_object_get(created, "token")));
+	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(created, "volumeID")));
+	assert_true(storage__volume_id_valid(id));
+	json_decref(created);
+	expect_error("POST", "/volumes", key_a, "{\"name\":\"data\"}", 409,
+		     "volume 'data' already exists");
+	/* another team may use the name; it never sees team A's volume */
+	json_decref(call("POST", "/volumes", key_b, "{\"name\":\"data\"}", 201, NULL));
+	snprintf(path, sizeof(path), "/volumes/%s", id);
+	got = call("GET", path, key_a, NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(got, "volumeID")), id);
+	json_decref(got);
+	expect_error("GET", path, key_b, NULL, 404, NULL);
+	expect_error("DELETE", path, key_b, NULL, 404, NULL);
+	expect_error("GET", "/volumes/vol_doesnotexist00000000", key_a, NULL, 404,
+		     "volume vol_doesnotexist00000000 not found");
+	list = call("GET", "/volumes", key_a, NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "name")),
+			    "data");
+	json_decref(list);
+
+	/* one writer: a live sandbox's claim blocks another and the delete */
+	create(key_a, "{\"templateID\":\"base\"}", sandbox);
+	create(key_a, "{\"templateID\":\"base\"}", other);
+	assert_int_equal(storage__volume_claim(stack.pool, team_a.id, "data", sandbox, "/data",
+					       &volume, &e),
+			 STORAGE_OK);
+	assert_true(volume.in_use);
+	assert_int_equal(storage__volume_claim(stack.pool, team_a.id, "data", other, "/data", NULL,
+					       &e),
+			 STORAGE_ERR_CONFLICT);
+	assert_non_null(strstr(e.message, sandbox));
+	assert_int_equal(storage__volume_claim(stack.pool, team_b.id, "nope", other, "/data", NULL,
+					       &e),
+			 STORAGE_ERR_NOT_FOUND);
+	got = call("DELETE", path, key_a, NULL, 409, NULL);
+	assert_non_null(strstr(json_string_value(json_object_get(got, "message")), "is mounted by sandbox"));
+	json_decref(got);
+	snprintf(path, sizeof(path), "/sandboxes/%s", sandbox);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+	/* the sandbox ended: the volume is free for the next one */
+	assert_int_equal(storage__volume_claim(stack.pool, team_a.id, "data", other, "/data", NULL,
+					       &e),
+			 STORAGE_OK);
+	assert_int_equal(storage__volume_release_internal(stack.pool, other, &e), STORAGE_OK);
+	snprintf(path, sizeof(path), "/volumes/%s", id);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+	expect_error("GET", path, key_a, NULL, 404, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s", other);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+
+	/* the count quota (volume_quota_count, 20 by default): the 21st is a 403 */
+	for (made = 0; made < 20; made++) {
+		char body[64];
+
+		snprintf(body, sizeof(body), "{\"name\":\"q%d\"}", made);
+		json_decref(call("POST", "/volumes", key_c, body, 201, NULL));
+	}
+	expect_error("POST", "/volumes", key_c, "{\"name\":\"q20\"}", 403,
+		     "volume quota exceeded: the team has 20 of 20 volumes");
+}
+
 /* The E2B surface beyond create/kill: 501 for routes warren lacks (after
  * auth), list filters, metrics, network update fields. */
 static void test_unimplemented_filters_and_metrics(void **state)
@@ -592,8 +672,7 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	(void)state;
 	/* Unauthenticated: 401 first, as for every route. */
 	expect_error("GET", "/volumes", NULL, NULL, 401, NULL);
-	expect_error("GET", "/volumes", key_a, NULL, 501,
-		     "volumes is not implemented by warren (GET /volumes)");
+	expect_error("GET", "/volumecontent/vol_x/dir", key_a, NULL, 501, NULL);
 	error = call("POST", "/sandboxes/iabcdefghij0123456789/snapshots", key_a, "{}", 501, NULL);
 	assert_non_null(strstr(json_string_value(json_object_get(error, "message")), "snapshots"));
 	json_decref(error);
@@ -1123,6 +1202,7 @@ int main(void)
 		cmocka_unit_test(test_pause_resume_connect),
 		cmocka_unit_test(test_placement_by_hosts_table),
 		cmocka_unit_test(test_unimplemented_filters_and_metrics),
+		cmocka_unit_test(test_volumes_api),
 		cmocka_unit_test(test_failed_create_is_reported),
 		cmocka_unit_test(test_request_id_is_idempotency_key),
 		cmocka_unit_test(test_concurrency_limit_21st_is_429),
