@@ -1,14 +1,13 @@
 #!/usr/bin/env python3
-"""The first runCode after the server starts, many times over: each round
-starts warren-interpreter, connects the moment port listens (while the
-default kernel is being forked) and sends /execute on that connection,
-twice: with `Connection: close` (as warren-proxy sends upstream: the
-body then ends when the connection closes) and keep-alive (chunked). Every
-answer must end, with the result, within the deadline. A kernel that
-inherited the accepted connection kept the close-delimited answer open
-for ever (the server had logged the execution as done): the intermittent
-first-call timeout of the e2e test. Usage: test_interpreter_first_call.py
-BINARY [ROUNDS]. Skips (77) without ipykernel."""
+"""The first runCode after the server starts, several times over: each
+round starts warren-interpreter, connects the moment the port listens
+(while the default kernel is being forked and started) and sends /execute
+on that connection, and a second one: with `Connection: close` (as
+warren-proxy sends upstream: the answer then ends when the connection
+closes, so a kernel that inherited the connection would keep it open for
+ever) and keep-alive (chunked). Every answer must end, with the result,
+within the deadline. Usage: test_interpreter_first_call.py BINARY
+[ROUNDS]. Skips (77) without ipykernel."""
 import json
 import os
 import shutil
