@@ -2,7 +2,10 @@
 """End to end: the npm @e2b/code-interpreter package (unchanged, env vars
 only) against a warren stack: Sandbox.create() with its default template
 code-interpreter-v1 (built here by guest/rootfs/build-template.sh, Debian +
-ipykernel, cached), then runCode through warren-interpreter in the sandbox.
+ipykernel, cached), then runCode through warren-interpreter in the sandbox: direct to the
+slot, then env vars only through warren-proxy, then WARREN_CI_ROUNDS
+(default 3) rounds of create + first runCode (WARREN_CI_ROUNDS_ONLY=1:
+only those, a loop for diagnosis).
 Needs root, the dev stack (WARREN_PG_URL, WARREN_KAFKA_BROKERS), the npm
 package (scripts/setup) and warren-interpreter (libzmq3-dev); exits 77
 (skip) when one is missing."""
