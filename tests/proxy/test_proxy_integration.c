@@ -609,6 +609,41 @@ static void test_chunked_response(void **state)
 	response_free(&r);
 }
 
+/* A client that gives up on a streamed answer (closes mid-body) gets the
+ * upstream connection closed too, although the upstream stays silent
+ * (nothing to write to the gone client would reveal it). */
+static void test_client_abort_closes_upstream(void **state)
+{
+	char buf[512], tag[32];
+	bool closed = false;
+	ssize_t n;
+	int fd;
+
+	(void)state;
+	snprintf(tag, sizeof(tag), "abort-%d", getpid());
+	fd = connect_port(proxy_port);
+	assert_true(fd >= 0);
+	n = snprintf(buf, sizeof(buf), "GET /silent/%s HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
+		     tag, backend_port, public_id);
+	assert_true(send_all(fd, buf, (size_t)n));
+	n = recv(fd, buf, sizeof(buf) - 1, 0); /* the head and the first chunk */
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "HTTP/1.1 200"));
+	close(fd);
+	for (int i = 0; i < 100 && !closed; i++) {
+		struct response r;
+
+		usleep(100000);
+		r = request("GET /closed/%s HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", tag,
+			    backend_port, public_id);
+		assert_int_equal(r.status, 200);
+		closed = strstr(r.body, "\"closed\": true") != NULL;
+		response_free(&r);
+	}
+	assert_true(closed);
+}
+
 static void test_traffic_token(void **state)
 {
 	char token[TOKENS_SHA256_HEX_LEN + 1];
@@ -1306,6 +1341,7 @@ int main(void)
 		cmocka_unit_test(test_pipelined_after_body_and_errors),
 		cmocka_unit_test(test_http10_and_expect_continue),
 		cmocka_unit_test(test_chunked_response),
+		cmocka_unit_test(test_client_abort_closes_upstream),
 		cmocka_unit_test(test_traffic_token),
 		cmocka_unit_test(test_agent_port_exempt),
 		cmocka_unit_test(test_mask_request_host),
