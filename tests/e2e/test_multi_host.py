@@ -120,11 +120,20 @@ class Host:
         subprocess.run([os.path.join(BIN, "warren"), "kafka", "delete-topic",
                         f"{self.stack.prefix}warren.host.{self.host_id}.commands"],
                        env=self.stack.env(), capture_output=True)
+        # A worker killed before it could clean up leaves its sandboxes'
+        # disk mounts (its restart would reconcile them): unmount them.
+        state_dir = os.path.join(self.stack.work, f"sandboxes{self.index}") + "/"
+        with open("/proc/self/mounts") as mounts:
+            targets = [line.split()[1] for line in mounts if line.split()[1].startswith(state_dir)]
+        for target in sorted(targets, reverse=True):
+            subprocess.run(["umount", "-l", target], capture_output=True)
         for hierarchy in ("", "unified", "memory", "cpu", "pids", "cpuacct"):
-            try:
-                os.rmdir(os.path.join("/sys/fs/cgroup", hierarchy, self.cgroup_parent))
-            except OSError:
-                pass
+            top = os.path.join("/sys/fs/cgroup", hierarchy, self.cgroup_parent)
+            for directory, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+                try:
+                    os.rmdir(directory)
+                except OSError:
+                    pass
 
 
 def create(stack, timeout=300):
@@ -212,8 +221,9 @@ def run(stack, hosts, proxy_port):
     check(not failed, f"{len(failed)} of 20 creates failed after the host loss, first: {failed[:1]}")
     batch_spread = hosts_of(stack, [b["sandboxID"] for _, b in batch])
     check(lost.host_id not in batch_spread, f"nothing placed on the lost host: {batch_spread}")
+    handed = sum(stack.log(h.log_name).count("create handed to host") for h in hosts[:2])
     print(f"batch of 20 after the loss: done in {time.time() - started:.1f} s ({latency(batch)}) on "
-          f"{sorted(h[-5:] for h in batch_spread)}")
+          f"{sorted(h[-5:] for h in batch_spread)}; {handed} create(s) handed on by a full host")
 
     # 4. the lost host comes back: it stops the sandboxes it still ran
     lost.start_worker(wait=False)

@@ -27,6 +27,7 @@
 #include "warren/templates.h"
 #include "build.h"
 #include "create_pool.h"
+#include "handoff.h"
 #include "warm_pool.h"
 #include "worker.h"
 
@@ -68,8 +69,9 @@ static int worker__run_command(void *opaque, const struct kafka_event *command)
 }
 
 /* Back-pressure of the create topics: paused while the sandboxes plus the
- * creates in hand reach capacity, or while twice as many creates as there
- * are threads are in hand (no point fetching further ahead). */
+ * creates in hand reach capacity and no other host has room (else the
+ * creates taken go there, handoff.h), or while twice as many creates as
+ * there are threads are in hand (no point fetching further ahead). */
 static void worker__pace_creates(struct consumer_thread *ct)
 {
 	struct worker *worker = ct->worker;
@@ -78,6 +80,8 @@ static void worker__pace_creates(struct consumer_thread *ct)
 	pthread_mutex_lock(&worker->lock);
 	bool full = (size_t)worker->live_count + pending >= (size_t)worker->capacity;
 	pthread_mutex_unlock(&worker->lock);
+	if (full && handoff__room_elsewhere(worker))
+		full = false;
 	bool hold = full || pending >= 2 * worker->create_threads;
 	if (hold && !kafka_consumer__is_paused(ct->consumer)) {
 		if (full)
@@ -92,6 +96,24 @@ static void worker__pace_creates(struct consumer_thread *ct)
  * durable; malformed ones go to the DLQ (kafka_consumer__next_event).
  * Creates go to the create pool (many at once, committed in order);
  * operations run here, one at a time, in order. */
+/* The create pool's handler: a create that finds this host full goes to a
+ * host with room (handoff.h); otherwise it runs here, counted while it
+ * runs. */
+static int worker__run_create(void *opaque, const struct kafka_event *command)
+{
+	struct worker *worker = opaque;
+	int rc;
+
+	if (command->type != KAFKA_EVENT_CREATE)
+		return worker__run_command(opaque, command);
+	if (handoff__should_forward(worker) && handoff__forward(worker, command) == 0)
+		return 0;
+	handoff__started(worker);
+	rc = worker__run_command(opaque, command);
+	handoff__finished(worker);
+	return rc;
+}
+
 static void *worker__consume(void *opaque)
 {
 	struct consumer_thread *ct = opaque;
@@ -253,6 +275,7 @@ int main(void)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_init(&worker->lock, NULL);
+	pthread_mutex_init(&worker->handoff_lock, NULL);
 
 	gethostname(hostname, sizeof(hostname) - 1);
 	snprintf(worker->host_id, sizeof(worker->host_id), "%s", config__get("host_id", hostname));
@@ -350,7 +373,7 @@ int main(void)
 	if (!creates.consumer || !operations.consumer)
 		goto out;
 	worker->create_pool = create_pool__new(creates.consumer, worker->create_threads,
-					       worker__run_command, worker);
+					       worker__run_create, worker);
 	if (!worker->create_pool)
 		goto out;
 	worker->warm_pool = warm_pool__start(worker, config__get("warm_pool", ""));

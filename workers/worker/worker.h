@@ -51,9 +51,13 @@ struct worker {
 	struct storage_pool *storage;
 	struct kafka_producer *producer;
 	struct net_pool *net;               /* NULL when slots are disabled */
-	pthread_mutex_t lock;               /* guards sandboxes and live_count */
+	pthread_mutex_t lock;               /* guards sandboxes, live_count, creates_running */
 	struct live_sandbox *sandboxes;
 	int live_count;
+	int creates_running;                /* creates of the create topics running here (handoff.h) */
+	pthread_mutex_t handoff_lock;       /* guards the two below (handoff.c) */
+	uint64_t handoff_checked_ms;        /* when the hosts table was last asked */
+	bool handoff_room;                  /* its answer: another host has room */
 	atomic_bool stopping;
 	uint64_t last_heartbeat_ms;         /* main thread only (housekeeping) */
 	int64_t last_metrics_prune_ms;      /* main thread only (metrics.c) */
