@@ -57,17 +57,18 @@ static json_t *process_send_input(const json_t *request, const struct agent_user
 	long len;
 	json_t *result = NULL;
 
+	bool to_pty;
+
 	if (!selector_from(request, &selector, err))
 		return NULL;
 	data = json_object_get(input, "stdin");
-	if (!data && json_object_get(input, "pty")) {
-		err->code = "failed_precondition";
-		snprintf(err->message, sizeof(err->message), "process has no pty");
-		return NULL;
-	}
+	to_pty = !data;
+	if (to_pty)
+		data = json_object_get(input, "pty");
 	if (!json_is_string(data)) {
 		err->code = "invalid_argument";
-		snprintf(err->message, sizeof(err->message), "input.stdin must be base64 bytes");
+		snprintf(err->message, sizeof(err->message),
+			 "input.stdin or input.pty must be base64 bytes");
 		return NULL;
 	}
 	bytes = malloc(json_string_length(data) + 1);
@@ -81,11 +82,51 @@ static json_t *process_send_input(const json_t *request, const struct agent_user
 	if (len < 0) {
 		err->code = "invalid_argument";
 		snprintf(err->message, sizeof(err->message), "input.stdin is not valid base64");
-	} else if (process__send_input(&selector, bytes, (size_t)len, err)) {
+	} else if (process__send_input(&selector, bytes, (size_t)len, to_pty, err)) {
 		result = json_object();
 	}
 	free(bytes);
 	return result;
+}
+
+/* A PTY's {"size":{"cols","rows"}} into cols/rows: each 1..PROCESS_PTY_MAX_SIZE. */
+static bool pty_size_from(const json_t *pty, unsigned short *cols, unsigned short *rows,
+			  struct rpc_error *err)
+{
+	const json_t *size = json_object_get(pty, "size");
+	const json_t *cols_value = json_object_get(size, "cols");
+	const json_t *rows_value = json_object_get(size, "rows");
+
+	if (!json_is_integer(cols_value) || !json_is_integer(rows_value) ||
+	    json_integer_value(cols_value) < 1 ||
+	    json_integer_value(cols_value) > PROCESS_PTY_MAX_SIZE ||
+	    json_integer_value(rows_value) < 1 ||
+	    json_integer_value(rows_value) > PROCESS_PTY_MAX_SIZE) {
+		err->code = "invalid_argument";
+		snprintf(err->message, sizeof(err->message),
+			 "pty.size needs cols and rows of 1-%d", PROCESS_PTY_MAX_SIZE);
+		return false;
+	}
+	*cols = (unsigned short)json_integer_value(cols_value);
+	*rows = (unsigned short)json_integer_value(rows_value);
+	return true;
+}
+
+/* Update: only resizes a PTY (the request's only field besides the process). */
+static json_t *process_update(const json_t *request, const struct agent_user *user,
+			      struct rpc_error *err)
+{
+	struct process_selector selector;
+	const json_t *pty = json_object_get(request, "pty");
+	unsigned short cols, rows;
+
+	if (!selector_from(request, &selector, err))
+		return NULL;
+	if (!pty || json_is_null(pty))
+		return json_object(); /* nothing to change */
+	if (!pty_size_from(pty, &cols, &rows, err))
+		return NULL;
+	return process__resize(&selector, cols, rows, err) ? json_object() : NULL;
 }
 
 static json_t *process_close_stdin(const json_t *request, const struct agent_user *user,
@@ -123,7 +164,7 @@ static const struct rpc_method methods[] = {
 	{"/process.Process/SendInput", RPC_UNARY, process_send_input, true},
 	{"/process.Process/SendSignal", RPC_UNARY, process_send_signal, true},
 	{"/process.Process/CloseStdin", RPC_UNARY, process_close_stdin, true},
-	{"/process.Process/Update", RPC_UNARY, NULL, false},      /* PTY resize: no PTYs */
+	{"/process.Process/Update", RPC_UNARY, process_update, true},
 	{"/process.Process/StreamInput", RPC_UNARY, NULL, false}, /* client streaming */
 	{"/filesystem.Filesystem/Stat", RPC_UNARY, filesystem__stat, true},
 	{"/filesystem.Filesystem/MakeDir", RPC_UNARY, filesystem__make_dir, true},
@@ -240,13 +281,11 @@ static enum MHD_Result process_start(struct MHD_Connection *connection, const js
 	const json_t *tag = json_object_get(request, "tag"), *stdin_value, *pty;
 	char default_workdir[PATH_MAX];
 	bool stdin_pipe = true, started;
+	unsigned short cols = 0, rows = 0;
 
 	pty = json_object_get(request, "pty");
-	if (pty && !json_is_null(pty)) {
-		err.code = "unimplemented";
-		snprintf(err.message, sizeof(err.message), "PTY sessions are not supported");
+	if (pty && !json_is_null(pty) && !pty_size_from(pty, &cols, &rows, &err))
 		return stream_error(connection, &err);
-	}
 	if (tag && !json_is_null(tag) &&
 	    (!json_is_string(tag) || json_string_length(tag) == 0 || json_string_length(tag) > 255 ||
 	     strlen(json_string_value(tag)) != json_string_length(tag))) {
@@ -267,6 +306,9 @@ static enum MHD_Result process_start(struct MHD_Connection *connection, const js
 		.config_json = process,
 		.tag = json_is_string(tag) ? json_string_value(tag) : NULL,
 		.stdin_pipe = stdin_pipe,
+		.pty = pty && !json_is_null(pty),
+		.pty_cols = cols,
+		.pty_rows = rows,
 		.timeout_ms = connect_timeout_ms(connection),
 		.user = user,
 		.default_workdir = default_workdir,

@@ -52,6 +52,41 @@ async function main() {
 	await assert.rejects(sleeper.wait(), CommandExitError);
 	console.log('commands.list/kill ok');
 
+	// PTY: resize then `stty size`, an interactive `read`, kill.
+	let screen = '';
+	const decoder = new TextDecoder();
+	const until = async (what, ms = 10000) => {
+		for (let waited = 0; !screen.includes(what); waited += 20) {
+			if (waited > ms) throw new Error(`pty: no ${JSON.stringify(what)} in ${JSON.stringify(screen)}`);
+			await new Promise((r) => setTimeout(r, 20));
+		}
+	};
+	const terminal = await sandbox.pty.create({
+		cols: 80, rows: 24, cwd: work,
+		envs: { PS1: 'pty$ ' },
+		onData: (data) => { screen += decoder.decode(data, { stream: true }); },
+	});
+	await sandbox.pty.resize(terminal.pid, { cols: 120, rows: 40 });
+	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('stty size\n'));
+	await until('40 120');
+	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('read x; echo got:$x\n'));
+	await new Promise((r) => setTimeout(r, 200));
+	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('typed\n'));
+	await until('got:typed');
+	// Round trip of one keystroke through the terminal's echo.
+	const before = screen.length;
+	const sent = process.hrtime.bigint();
+	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('#'));
+	for (const start = Date.now(); !screen.slice(before).includes('#') && Date.now() - start < 10000;)
+		await new Promise((r) => setImmediate(r));
+	assert.ok(screen.slice(before).includes('#'), 'the terminal echoes input');
+	console.log(`pty echo round trip ${Number(process.hrtime.bigint() - sent) / 1e6} ms`);
+	await assert.rejects(sandbox.pty.resize(terminal.pid, { cols: 0, rows: 40 }));
+	assert.equal(await sandbox.pty.kill(terminal.pid), true);
+	const ended = await terminal.wait().then((r) => r, (e) => e);
+	assert.equal(ended.exitCode, -1, String(ended));
+	console.log('pty.create/resize/sendInput/kill ok');
+
 	const file = path.join(work, 'sdk', 'hello.txt');
 	const info = await sandbox.files.write(file, 'hello from the sdk');
 	assert.equal(info.path, file);
