@@ -13,6 +13,7 @@
 #include "agent_version.h"
 #include "process.h"
 #include "server.h"
+#include "watch.h"
 #include "warren/log.h"
 
 static struct MHD_Daemon *daemon_handle;
@@ -128,6 +129,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	process__kill_all();
+	watch__remove_all();
 	/* Streams may be blocked in their connection threads: exit without
 	 * waiting for them (the kernel closes the sockets). */
 	_exit(0);

@@ -172,9 +172,9 @@ static const struct rpc_method methods[] = {
 	{"/filesystem.Filesystem/ListDir", RPC_UNARY, filesystem__list_dir, true},
 	{"/filesystem.Filesystem/Remove", RPC_UNARY, filesystem__remove, true},
 	{"/filesystem.Filesystem/WatchDir", RPC_SERVER_STREAM, NULL, true},
-	{"/filesystem.Filesystem/CreateWatcher", RPC_UNARY, NULL, false},
-	{"/filesystem.Filesystem/GetWatcherEvents", RPC_UNARY, NULL, false},
-	{"/filesystem.Filesystem/RemoveWatcher", RPC_UNARY, NULL, false},
+	{"/filesystem.Filesystem/CreateWatcher", RPC_UNARY, watch__create_watcher, true},
+	{"/filesystem.Filesystem/GetWatcherEvents", RPC_UNARY, watch__get_watcher_events, true},
+	{"/filesystem.Filesystem/RemoveWatcher", RPC_UNARY, watch__remove_watcher, true},
 };
 
 bool rpc__is_rpc_path(const char *url)

@@ -136,6 +136,7 @@ async function main() {
 	await handle.stop();
 	const seen = events.map((e) => `${e.type}:${e.name}`);
 	assert.ok(seen.includes('create:sub/w.txt'), seen.join(','));
+	assert.ok(seen.includes('write:sub/w.txt'), seen.join(','));
 	assert.ok(seen.includes('remove:sub/w.txt'), seen.join(','));
 	console.log('files.watchDir ok');
 
