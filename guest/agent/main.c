@@ -22,14 +22,16 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: warren-agent [--listen HOST:PORT] [--token-hash sha256:HEX|sha512:HEX]\n"
-		"                    [--idle-timeout SECONDS] [--version]\n"
+		"                    [--idle-timeout SECONDS] [--gzip-limit BYTES] [--version]\n"
 		"  --listen      address to serve envd's API on (default %s)\n"
 		"  --token-hash  hash of the access token the first /init must carry\n"
 		"                (or env WARREN_AGENT_TOKEN_HASH); none = secure=false\n"
 		"  --idle-timeout  close a connection with no traffic either way for this\n"
 		"                long, streams excepted (default %u)\n"
+		"  --gzip-limit  most bytes a gzip upload may decode to (default %llu)\n"
 		"  --version     print the envd-compatible version and exit\n",
-		AGENT_DEFAULT_LISTEN, AGENT_IDLE_TIMEOUT_S);
+		AGENT_DEFAULT_LISTEN, AGENT_IDLE_TIMEOUT_S,
+		(unsigned long long)AGENT_MAX_GUNZIP_UPLOAD);
 }
 
 int main(int argc, char **argv)
@@ -38,6 +40,7 @@ int main(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"token-hash", required_argument, NULL, 't'},
 		{"idle-timeout", required_argument, NULL, 'i'},
+		{"gzip-limit", required_argument, NULL, 'g'},
 		{"version", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -66,6 +69,14 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			agent.idle_timeout_s = (unsigned int)seconds;
+			break;
+		case 'g':
+			errno = 0;
+			agent.gunzip_limit = strtoull(optarg, &end, 10);
+			if (errno || *end || optarg[0] == '-' || agent.gunzip_limit == 0) {
+				log_error("--gzip-limit: expected a number of bytes > 0");
+				return 2;
+			}
 			break;
 		case 'v':
 			printf("%s\n", AGENT_VERSION);

@@ -13,6 +13,7 @@
 
 #include "envelope.h"
 #include "filesystem.h"
+#include "gunzip.h"
 #include "process.h"
 #include "watch.h"
 #include "warren/log.h"
@@ -343,13 +344,48 @@ static enum MHD_Result process_connect(struct MHD_Connection *connection, const 
 	return (enum MHD_Result)stream__respond(connection, &source, keepalive_seconds(connection));
 }
 
+/* A request message compressed with encoding (the Content-Encoding of a
+ * unary call, the Connect-Content-Encoding of a stream; NULL = none) into
+ * *decoded (malloc'ed, NULL when it was not compressed). Decoded messages
+ * are bounded like plain ones. False with err otherwise. */
+static bool decode_message(const char *encoding, bool compressed, const uint8_t *message,
+			   size_t message_len, uint8_t **decoded, size_t *decoded_len,
+			   struct rpc_error *err)
+{
+	enum gunzip_result result;
+
+	*decoded = NULL;
+	if (!compressed)
+		return true;
+	if (!encoding || strcasecmp(encoding, "gzip") != 0) {
+		err->code = encoding && strcasecmp(encoding, "identity") != 0 ? "unimplemented"
+									      : "invalid_argument";
+		snprintf(err->message, sizeof(err->message),
+			 "compressed message with encoding '%.32s' (only gzip is supported)",
+			 encoding ? encoding : "identity");
+		return false;
+	}
+	result = gunzip__buffer(message, message_len, AGENT_MAX_JSON_BODY, decoded, decoded_len);
+	if (result == GUNZIP_OK)
+		return true;
+	err->code = result == GUNZIP_TOO_LARGE ? "resource_exhausted" : "invalid_argument";
+	snprintf(err->message, sizeof(err->message), "%s (at most %d bytes decoded)",
+		 gunzip__strerror(result), AGENT_MAX_JSON_BODY);
+	return false;
+}
+
 enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
 			    struct request *request)
 {
 	const char *content_type = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
 								 MHD_HTTP_HEADER_CONTENT_TYPE);
+	const char *encoding = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_ENCODING);
 	const struct rpc_method *method = NULL;
 	struct rpc_error err = {0};
+	uint8_t *decoded = NULL;
+	size_t decoded_len = 0;
+	bool compressed = false;
 	struct agent_user user;
 	const uint8_t *message = (const uint8_t *)"{}";
 	size_t message_len = 2, i;
@@ -378,6 +414,10 @@ enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
 			message = (const uint8_t *)request->body;
 			message_len = request->body_len;
 		}
+		compressed = encoding && strcasecmp(encoding, "identity") != 0;
+		if (!decode_message(encoding, compressed, message, message_len, &decoded,
+				    &decoded_len, &err))
+			return unary_error(connection, 0, &err);
 	} else {
 		if (!wire__content_type_is(content_type, "application/connect+json")) {
 			err.code = "unknown";
@@ -387,14 +427,24 @@ enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
 		}
 		envelope = envelope__parse_single((const uint8_t *)request->body, request->body_len,
 						  AGENT_MAX_JSON_BODY, &message, &message_len);
-		if (envelope != ENVELOPE_OK) {
-			err.code = envelope == ENVELOPE_COMPRESSED ? "unimplemented" : "invalid_argument";
+		if (envelope != ENVELOPE_OK && envelope != ENVELOPE_COMPRESSED) {
+			err.code = "invalid_argument";
 			snprintf(err.message, sizeof(err.message), "%s",
 				 envelope__strerror(envelope));
 			return stream_error(connection, &err);
 		}
+		encoding = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+						       "Connect-Content-Encoding");
+		if (!decode_message(encoding, envelope == ENVELOPE_COMPRESSED, message,
+				    message_len, &decoded, &decoded_len, &err))
+			return stream_error(connection, &err);
+	}
+	if (decoded) {
+		message = decoded;
+		message_len = decoded_len;
 	}
 	body = json_loadb((const char *)message, message_len, 0, &json_error);
+	free(decoded);
 	if (!json_is_object(body)) {
 		json_decref(body);
 		err.code = "invalid_argument";

@@ -140,6 +140,15 @@ async function main() {
 	assert.ok(seen.includes('remove:sub/w.txt'), seen.join(','));
 	console.log('files.watchDir ok');
 
+	// gzip both ways: Content-Encoding on the upload, Accept-Encoding on the read.
+	const zipped = path.join(work, 'sdk', 'zipped.txt');
+	const text = 'compress me '.repeat(10000);
+	await sandbox.files.write(zipped, text, { gzip: true });
+	assert.equal(await sandbox.files.read(zipped, { gzip: true }), text);
+	const plain = await sandbox.commands.run(`wc -c < ${zipped}`);
+	assert.equal(plain.stdout.trim(), String(text.length));
+	console.log('files.write/read with gzip ok');
+
 	const url = await sandbox.downloadUrl(raw, { useSignatureExpiration: 60 });
 	const response = await fetch(url);
 	assert.equal(response.status, 200);

@@ -25,13 +25,14 @@ def free_port():
 
 
 class Agent:
-    def __init__(self, binary, work):
+    def __init__(self, binary, work, extra_args=()):
         self.token = secrets.token_hex(32)
         digest = hashlib.sha256(self.token.encode()).hexdigest()
         self.port = free_port()
         self.log = open(os.path.join(work, "agent.log"), "w+")
         self.proc = subprocess.Popen(
-            [binary, "--listen", f"127.0.0.1:{self.port}", "--token-hash", f"sha256:{digest}"],
+            [binary, "--listen", f"127.0.0.1:{self.port}", "--token-hash", f"sha256:{digest}",
+             *extra_args],
             stderr=self.log)
         for _ in range(200):
             try:
