@@ -1,6 +1,6 @@
 /* Unit tests of warren-agent's pure parsers: Connect envelopes, the proto3
  * JSON decoders, base64, Basic auth, --token-hash, path resolution, gzip
- * decoding and Accept-Encoding. */
+ * decoding and Accept-Encoding, /proc/net/tcp lines. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,6 +14,7 @@
 
 #include "envelope.h"
 #include "gunzip.h"
+#include "listeners.h"
 #include "paths.h"
 #include "wire.h"
 
@@ -119,6 +120,49 @@ static void test_accepts_gzip(void **state)
 	assert_false(wire__accepts_gzip("gzip;q=0"));
 	assert_false(wire__accepts_gzip("gzip; q=0.000, deflate"));
 	assert_false(wire__accepts_gzip("gzipped, deflate"));
+}
+
+static void test_listeners(void **state)
+{
+	struct tcp_listener listener;
+
+	assert_false(listeners__parse_line("  sl  local_address rem_address   st tx_queue "
+					   "rx_queue tr tm->when retrnsmt   uid  timeout inode\n",
+					   AF_INET, &listener));
+	assert_true(listeners__parse_line(
+		"   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000"
+		"     0        0 5732001 1 000000005f6a0aa8 100 0 0 10 0\n",
+		AF_INET, &listener));
+	assert_int_equal(listener.port, 8000);
+	assert_int_equal(listener.inode, 5732001);
+	assert_int_equal(((uint8_t *)&listener.addr4)[0], 127);
+	assert_int_equal(((uint8_t *)&listener.addr4)[3], 1);
+	assert_true(listeners__is_loopback(&listener));
+	/* 0.0.0.0: not loopback; an established socket (01): not a listener */
+	assert_true(listeners__parse_line("   1: 00000000:07E8 00000000:0000 0A 00000000:00000000 "
+					  "00:00000000 00000000     0        0 1083 1 0 100 0 0 10 0",
+					  AF_INET, &listener));
+	assert_false(listeners__is_loopback(&listener));
+	assert_false(listeners__parse_line("   2: 0100007F:1F40 0100007F:C350 01 00000000:00000000 "
+					   "00:00000000 00000000     0        0 77 1 0 100 0 0 10 0",
+					   AF_INET, &listener));
+	/* ::1 and ::ffff:127.0.0.1 */
+	assert_true(listeners__parse_line(
+		"   0: 00000000000000000000000001000000:1F41 00000000000000000000000000000000:0000 0A "
+		"00000000:00000000 00:00000000 00000000     0        0 99 1 0 100 0 0 10 0",
+		AF_INET6, &listener));
+	assert_int_equal(listener.port, 8001);
+	assert_true(listeners__is_loopback(&listener));
+	assert_true(listeners__parse_line(
+		"   1: 0000000000000000FFFF00000100007F:EB47 00000000000000000000000000000000:0000 0A "
+		"00000000:00000000 00:00000000 00000000     0        0 5673852 1 0 100 0 0 10 0",
+		AF_INET6, &listener));
+	assert_true(listeners__is_loopback(&listener));
+	/* truncated or garbled lines */
+	assert_false(listeners__parse_line("   0: 0100007F:1F40", AF_INET, &listener));
+	assert_false(listeners__parse_line("   0: 0100007G:1F40 00000000:0000 0A 0:0 0:0 0 0 0 1",
+					   AF_INET, &listener));
+	assert_false(listeners__parse_line("", AF_INET, &listener));
 }
 
 static void test_base64(void **state)
@@ -262,6 +306,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_envelope),       cmocka_unit_test(test_base64),
 		cmocka_unit_test(test_gunzip),         cmocka_unit_test(test_accepts_gzip),
+		cmocka_unit_test(test_listeners),
 		cmocka_unit_test(test_process_config), cmocka_unit_test(test_selector_and_signal),
 		cmocka_unit_test(test_headers_and_flags), cmocka_unit_test(test_paths),
 	};
