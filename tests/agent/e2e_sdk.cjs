@@ -69,8 +69,10 @@ async function main() {
 	await sandbox.pty.resize(terminal.pid, { cols: 120, rows: 40 });
 	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('stty size\n'));
 	await until('40 120');
-	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('read x; echo got:$x\n'));
-	await new Promise((r) => setTimeout(r, 200));
+	// Typed once `read` prompts: input typed while readline still holds
+	// the line can be lost (as on any terminal).
+	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('p=ready; read -p "$p> " x; echo got:$x\n'));
+	await until('ready> ');
 	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('typed\n'));
 	await until('got:typed');
 	// Round trip of one keystroke through the terminal's echo.

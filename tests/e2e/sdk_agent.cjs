@@ -30,8 +30,10 @@ async function pty(sbx) {
 	await sbx.pty.resize(terminal.pid, { cols: 120, rows: 40 });
 	await sbx.pty.sendInput(terminal.pid, encode('stty size\n'));
 	await until('40 120');
-	await sbx.pty.sendInput(terminal.pid, encode('read x; echo got:$x\n'));
-	await sleep(300);
+	// Typed only once `read` prints its prompt: input typed while
+	// readline still holds the line can be lost (as on any terminal).
+	await sbx.pty.sendInput(terminal.pid, encode('p=ready; read -p "$p> " x; echo got:$x\n'));
+	await until('ready> ');
 	await sbx.pty.sendInput(terminal.pid, encode('typed\n'));
 	await until('got:typed');
 	const times = [];
