@@ -40,7 +40,7 @@ ip netns exec "$NS" "$AGENT" --listen 0.0.0.0:49983 2>"$WORK/agent.log" &
 PIDS+=($!)
 ip netns exec "$NS" python3 -m http.server --bind 127.0.0.1 8000 --directory "$WORK" >/dev/null 2>&1 &
 SERVER4=$!
-PIDS+=($SERVER4)
+PIDS+=("$SERVER4")
 ip netns exec "$NS" python3 -m http.server --bind ::1 8001 --directory "$WORK" >/dev/null 2>&1 &
 PIDS+=($!)
 ip netns exec "$NS" python3 -m http.server --bind 0.0.0.0 8002 --directory "$WORK" >/dev/null 2>&1 &
@@ -54,8 +54,8 @@ fail() {
 }
 # Reachable within a few scans (1 s each).
 wait_for() {
-	local url=$1 i
-	for i in $(seq 100); do
+	local url=$1
+	for _ in $(seq 100); do
 		if out=$(in_ns curl -fsS --max-time 2 "$url" 2>/dev/null); then
 			printf '%s' "$out"
 			return 0
@@ -88,7 +88,7 @@ grep -q "forwarding port 49983" "$WORK/agent.log" && fail "the agent's own port 
 
 kill "$SERVER4"
 wait "$SERVER4" 2>/dev/null || true
-for i in $(seq 100); do
+for _ in $(seq 100); do
 	grep -q "port 8000: loopback listener gone" "$WORK/agent.log" && break
 	sleep 0.1
 done
