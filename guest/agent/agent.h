@@ -37,6 +37,7 @@ struct agent_state {
 	char default_user[64];
 	char default_workdir[PATH_MAX];
 	unsigned int idle_timeout_s; /* set once at start (--idle-timeout) */
+	unsigned long long gunzip_limit; /* set once at start (--gzip-limit) */
 };
 
 extern struct agent_state agent;

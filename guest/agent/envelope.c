@@ -12,9 +12,7 @@ enum envelope_result envelope__parse_single(const uint8_t *buf, size_t len, size
 	flags = buf[0];
 	length = (uint32_t)buf[1] << 24 | (uint32_t)buf[2] << 16 | (uint32_t)buf[3] << 8 |
 		 (uint32_t)buf[4];
-	if (flags & ENVELOPE_FLAG_COMPRESSED)
-		return ENVELOPE_COMPRESSED;
-	if (flags != 0)
+	if (flags & ~ENVELOPE_FLAG_COMPRESSED)
 		return ENVELOPE_BAD_FLAGS;
 	if (length > max_message)
 		return ENVELOPE_TOO_LARGE;
@@ -24,7 +22,7 @@ enum envelope_result envelope__parse_single(const uint8_t *buf, size_t len, size
 		return ENVELOPE_TRAILING;
 	*message = buf + ENVELOPE_HEADER_LEN;
 	*message_len = length;
-	return ENVELOPE_OK;
+	return flags & ENVELOPE_FLAG_COMPRESSED ? ENVELOPE_COMPRESSED : ENVELOPE_OK;
 }
 
 void envelope__write_header(uint8_t out[ENVELOPE_HEADER_LEN], uint8_t flags, uint32_t len)
@@ -46,7 +44,7 @@ const char *envelope__strerror(enum envelope_result result)
 	case ENVELOPE_TOO_LARGE:
 		return "message larger than the limit";
 	case ENVELOPE_COMPRESSED:
-		return "compressed messages are not supported";
+		return "compressed message";
 	case ENVELOPE_TRAILING:
 		return "more than one message in a unary-input stream";
 	case ENVELOPE_BAD_FLAGS:

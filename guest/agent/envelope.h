@@ -15,13 +15,15 @@ enum envelope_result {
 	ENVELOPE_OK = 0,
 	ENVELOPE_TRUNCATED,   /* fewer bytes than the header or the length say */
 	ENVELOPE_TOO_LARGE,   /* length above the caller's limit */
-	ENVELOPE_COMPRESSED,  /* compressed flag set: we negotiate no compression */
+	ENVELOPE_COMPRESSED,  /* a valid frame with the compressed flag: *message is
+			       * set, compressed with the request's Connect-Content-Encoding */
 	ENVELOPE_TRAILING,    /* bytes after the single message */
 	ENVELOPE_BAD_FLAGS,   /* unknown flag bits or an end-stream frame as request */
 };
 
-/* Parses exactly one uncompressed request message from buf/len into
- * *message (pointing into buf) and *message_len; anything else is an error. */
+/* Parses exactly one request message from buf/len into *message
+ * (pointing into buf) and *message_len: ENVELOPE_OK, or ENVELOPE_COMPRESSED
+ * for a compressed one (the caller decodes it); anything else is an error. */
 enum envelope_result envelope__parse_single(const uint8_t *buf, size_t len, size_t max_message,
 					    const uint8_t **message, size_t *message_len);
 /* Writes the 5-byte header for a message of len bytes with flags to out. */

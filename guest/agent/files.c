@@ -13,12 +13,14 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "paths.h"
 #include "warren/log.h"
 #include "warren/tokens.h"
 
 #define UPLOAD_POST_BUFFER (64 * 1024)
+#define GZIP_READ_SIZE     (64 * 1024)
 
 static const char *query(struct MHD_Connection *connection, const char *name)
 {
@@ -84,6 +86,81 @@ static unsigned int status_for_errno(int error)
 	}
 }
 
+/* A download sent gzip-encoded: the file read and deflated as the
+ * response goes out (level 1: the sandbox's CPU is the tenant's). */
+struct gzip_download {
+	int fd;
+	z_stream zs;
+	bool input_done, finished;
+	uint8_t in[GZIP_READ_SIZE];
+};
+
+/* libmicrohttpd's content reader: the next deflated bytes into buf. */
+static ssize_t gzip_download_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct gzip_download *download = cls;
+	ssize_t n;
+	int status;
+
+	(void)pos;
+	if (download->finished)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	download->zs.next_out = (Bytef *)buf;
+	download->zs.avail_out = (uInt)max;
+	while (download->zs.avail_out == max && !download->finished) {
+		if (download->zs.avail_in == 0 && !download->input_done) {
+			n = read(download->fd, download->in, sizeof(download->in));
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return MHD_CONTENT_READER_END_WITH_ERROR;
+			download->input_done = n == 0;
+			download->zs.next_in = download->in;
+			download->zs.avail_in = (uInt)n;
+		}
+		status = deflate(&download->zs, download->input_done ? Z_FINISH : Z_NO_FLUSH);
+		if (status == Z_STREAM_END)
+			download->finished = true;
+		else if (status != Z_OK && status != Z_BUF_ERROR)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
+	return (ssize_t)(max - download->zs.avail_out);
+}
+
+static void gzip_download_free(void *cls)
+{
+	struct gzip_download *download = cls;
+
+	deflateEnd(&download->zs);
+	close(download->fd);
+	free(download);
+}
+
+/* A response deflating fd (taken: closed with the response, or now on failure). */
+static struct MHD_Response *gzip_download_response(int fd)
+{
+	struct gzip_download *download = calloc(1, sizeof(*download));
+	struct MHD_Response *response;
+
+	/* 16 + MAX_WBITS: a gzip header and trailer. */
+	if (!download || deflateInit2(&download->zs, 1, Z_DEFLATED, 16 + MAX_WBITS, 8,
+				      Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(download);
+		close(fd);
+		return NULL;
+	}
+	download->fd = fd;
+	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, GZIP_READ_SIZE,
+						     gzip_download_read, download,
+						     gzip_download_free);
+	if (!response) {
+		gzip_download_free(download);
+		return NULL;
+	}
+	MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+	return response;
+}
+
 enum MHD_Result files__download(struct MHD_Connection *connection, const struct request *request)
 {
 	const char *raw_path = query(connection, "path");
@@ -95,6 +172,7 @@ enum MHD_Result files__download(struct MHD_Connection *connection, const struct 
 	enum MHD_Result ret;
 	size_t i;
 	int fd, error;
+	bool gzip;
 
 	if (!raw_path || !*raw_path)
 		return agent__error_response(connection, MHD_HTTP_BAD_REQUEST, "path is required");
@@ -124,11 +202,20 @@ enum MHD_Result files__download(struct MHD_Connection *connection, const struct 
 		return agent__error_response(connection, MHD_HTTP_BAD_REQUEST,
 					     "path '%s' is not a regular file", path);
 	}
-	response = MHD_create_response_from_fd64((uint64_t)st.st_size, fd); /* owns fd */
-	if (!response) {
-		close(fd);
-		return MHD_NO;
+	gzip = wire__accepts_gzip(MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+							      MHD_HTTP_HEADER_ACCEPT_ENCODING));
+	if (gzip) {
+		response = gzip_download_response(fd); /* owns fd */
+		if (!response)
+			return MHD_NO;
+	} else {
+		response = MHD_create_response_from_fd64((uint64_t)st.st_size, fd); /* owns fd */
+		if (!response) {
+			close(fd);
+			return MHD_NO;
+		}
 	}
+	MHD_add_response_header(response, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
 	snprintf(disposition, sizeof(disposition), "attachment; filename=\"%s\"",
 		 paths__basename(path));
 	for (i = strlen("attachment; filename=\""); disposition[i + 1]; i++)
@@ -283,9 +370,16 @@ void files__begin_upload(struct MHD_Connection *connection, struct request *requ
 		request__fail(request, MHD_HTTP_BAD_REQUEST, "invalid path");
 		return;
 	}
-	if (encoding && strcasecmp(encoding, "identity") != 0) {
-		request__fail(request, MHD_HTTP_BAD_REQUEST,
-			      "Content-Encoding %.32s is not supported", encoding);
+	if (encoding && strcasecmp(encoding, "gzip") == 0) {
+		request->gunzip = gunzip__new(agent.gunzip_limit);
+		if (!request->gunzip) {
+			request__fail(request, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+			return;
+		}
+	} else if (encoding && strcasecmp(encoding, "identity") != 0) {
+		request__fail(request, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
+			      "Content-Encoding %.32s is not supported (gzip or identity)",
+			      encoding);
 		return;
 	}
 	if (wire__content_type_is(content_type, "application/octet-stream")) {
@@ -312,7 +406,43 @@ void files__begin_upload(struct MHD_Connection *connection, struct request *requ
 		      "Content-Type must be multipart/form-data or application/octet-stream");
 }
 
+/* gunzip_sink of a gzip upload: the decoded bytes go where plain ones go. */
+static bool upload_decoded(void *context, const uint8_t *data, size_t size)
+{
+	struct request *request = context;
+
+	files__upload_plain(request, (const char *)data, size);
+	return !request->error_status;
+}
+
+/* The answer for a gzip upload that failed to decode (413 for a bomb). */
+static void fail_gunzip(struct request *request, enum gunzip_result result)
+{
+	if (result == GUNZIP_SINK)
+		return; /* the write's own error stands */
+	if (result == GUNZIP_TOO_LARGE)
+		request__fail(request, MHD_HTTP_CONTENT_TOO_LARGE,
+			      "gzip body decodes to more than %llu bytes", agent.gunzip_limit);
+	else
+		request__fail(request, MHD_HTTP_BAD_REQUEST, "Content-Encoding gzip: %s",
+			      gunzip__strerror(result));
+}
+
 void files__upload_data(struct request *request, const char *data, size_t size)
+{
+	enum gunzip_result result;
+
+	if (request->error_status || !request->gunzip) {
+		files__upload_plain(request, data, size);
+		return;
+	}
+	result = gunzip__feed(request->gunzip, (const uint8_t *)data, size, upload_decoded,
+			      request);
+	if (result != GUNZIP_OK)
+		fail_gunzip(request, result);
+}
+
+void files__upload_plain(struct request *request, const char *data, size_t size)
 {
 	if (request->error_status)
 		return;
@@ -327,7 +457,11 @@ void files__upload_data(struct request *request, const char *data, size_t size)
 enum MHD_Result files__finish_upload(struct MHD_Connection *connection, struct request *request)
 {
 	json_t *written;
+	enum gunzip_result result;
 
+	if (request->gunzip && !request->error_status &&
+	    (result = gunzip__finish(request->gunzip)) != GUNZIP_OK)
+		fail_gunzip(request, result);
 	if (request->post) {
 		if (MHD_destroy_post_processor(request->post) != MHD_YES)
 			request__fail(request, MHD_HTTP_BAD_REQUEST, "truncated multipart body");

@@ -11,8 +11,10 @@
 #include <unistd.h>
 
 #include "agent_version.h"
+#include "forward.h"
 #include "process.h"
 #include "server.h"
+#include "watch.h"
 #include "warren/log.h"
 
 static struct MHD_Daemon *daemon_handle;
@@ -21,14 +23,28 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"usage: warren-agent [--listen HOST:PORT] [--token-hash sha256:HEX|sha512:HEX]\n"
-		"                    [--idle-timeout SECONDS] [--version]\n"
+		"                    [--idle-timeout SECONDS] [--gzip-limit BYTES]\n"
+		"                    [--forward-loopback|--no-forward-loopback] [--version]\n"
 		"  --listen      address to serve envd's API on (default %s)\n"
 		"  --token-hash  hash of the access token the first /init must carry\n"
 		"                (or env WARREN_AGENT_TOKEN_HASH); none = secure=false\n"
 		"  --idle-timeout  close a connection with no traffic either way for this\n"
 		"                long, streams excepted (default %u)\n"
+		"  --gzip-limit  most bytes a gzip upload may decode to (default %llu)\n"
+		"  --forward-loopback  make servers listening only on 127.0.0.1 / ::1\n"
+		"                reachable at this namespace's other addresses (default:\n"
+		"                on when --listen is 0.0.0.0, i.e. in a sandbox)\n"
 		"  --version     print the envd-compatible version and exit\n",
-		AGENT_DEFAULT_LISTEN, AGENT_IDLE_TIMEOUT_S);
+		AGENT_DEFAULT_LISTEN, AGENT_IDLE_TIMEOUT_S,
+		(unsigned long long)AGENT_MAX_GUNZIP_UPLOAD);
+}
+
+/* The port of a "HOST:PORT" the server accepted (0 if none). */
+static uint16_t listen_port(const char *listen)
+{
+	const char *colon = strrchr(listen, ':');
+
+	return colon ? (uint16_t)strtoul(colon + 1, NULL, 10) : 0;
 }
 
 int main(int argc, char **argv)
@@ -37,6 +53,9 @@ int main(int argc, char **argv)
 		{"listen", required_argument, NULL, 'l'},
 		{"token-hash", required_argument, NULL, 't'},
 		{"idle-timeout", required_argument, NULL, 'i'},
+		{"gzip-limit", required_argument, NULL, 'g'},
+		{"forward-loopback", no_argument, NULL, 'f'},
+		{"no-forward-loopback", no_argument, NULL, 'n'},
 		{"version", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -46,6 +65,7 @@ int main(int argc, char **argv)
 	siginfo_t info;
 	char *end;
 	long seconds;
+	int forward_loopback = -1; /* -1: when listening on 0.0.0.0 */
 	int option, status;
 	pid_t pid;
 
@@ -65,6 +85,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			agent.idle_timeout_s = (unsigned int)seconds;
+			break;
+		case 'g':
+			errno = 0;
+			agent.gunzip_limit = strtoull(optarg, &end, 10);
+			if (errno || *end || optarg[0] == '-' || agent.gunzip_limit == 0) {
+				log_error("--gzip-limit: expected a number of bytes > 0");
+				return 2;
+			}
+			break;
+		case 'f':
+		case 'n':
+			forward_loopback = option == 'f' ? 1 : 0;
 			break;
 		case 'v':
 			printf("%s\n", AGENT_VERSION);
@@ -108,6 +140,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_info("warren-agent %s listening on %s", AGENT_VERSION, listen);
+	if (forward_loopback < 0)
+		forward_loopback = strncmp(listen, "0.0.0.0:", 8) == 0;
+	if (forward_loopback && !forward__start(listen_port(listen)))
+		log_warn("cannot start the loopback forwarder: %s", strerror(errno));
 
 	for (;;) {
 		if (sigwaitinfo(&signals, &info) < 0) {
@@ -128,6 +164,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	process__kill_all();
+	watch__remove_all();
 	/* Streams may be blocked in their connection threads: exit without
 	 * waiting for them (the kernel closes the sockets). */
 	_exit(0);

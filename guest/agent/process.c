@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -24,7 +25,7 @@
 #define PUMP_READ_SIZE     (32 * 1024)
 #define STDIN_WRITE_TIMEOUT_MS 10000
 
-enum chunk_kind { CHUNK_STDOUT = 1, CHUNK_STDERR = 2 };
+enum chunk_kind { CHUNK_STDOUT = 1, CHUNK_STDERR = 2, CHUNK_PTY = 3 };
 
 struct output_chunk {
 	struct output_chunk *next;
@@ -44,6 +45,7 @@ struct process {
 	pthread_mutex_t stdin_lock;
 	int stdin_fd;
 	int stdout_fd, stderr_fd;
+	int pty_fd;       /* the PTY's master, kept for resizes; -1 = no PTY */
 	bool exited;      /* reaped */
 	int wait_status;
 	bool ended;       /* reaped and all output queued */
@@ -74,6 +76,8 @@ static void process_unref(struct process *process)
 		return;
 	if (process->stdin_fd >= 0)
 		close(process->stdin_fd);
+	if (process->pty_fd >= 0)
+		close(process->pty_fd);
 	json_decref(process->config_json);
 	free(process->tag);
 	pthread_mutex_destroy(&process->lock);
@@ -244,11 +248,12 @@ static void *pump_thread(void *arg)
 	struct process *process = arg;
 	struct pollfd fds[2];
 	uint8_t *buf = malloc(PUMP_READ_SIZE);
-	int open_count = 2, i;
+	int open_count = 0, i;
 	ssize_t n;
 
 	fds[0] = (struct pollfd){.fd = process->stdout_fd, .events = POLLIN};
 	fds[1] = (struct pollfd){.fd = process->stderr_fd, .events = POLLIN};
+	open_count = (fds[0].fd >= 0) + (fds[1].fd >= 0); /* a PTY has one */
 	while (buf && open_count > 0) {
 		int timeout = -1;
 
@@ -270,13 +275,17 @@ static void *pump_thread(void *arg)
 			n = read(fds[i].fd, buf, PUMP_READ_SIZE);
 			if (n < 0 && (errno == EINTR || errno == EAGAIN))
 				continue;
+			/* A PTY's master reads EIO once no slave is open. */
 			if (n <= 0) {
 				close(fds[i].fd);
 				fds[i].fd = -1;
 				open_count--;
 				continue;
 			}
-			publish(process, i == 0 ? CHUNK_STDOUT : CHUNK_STDERR, buf, (size_t)n);
+			publish(process,
+				process->pty_fd >= 0 ? CHUNK_PTY
+						     : (i == 0 ? CHUNK_STDOUT : CHUNK_STDERR),
+				buf, (size_t)n);
 		}
 	}
 	for (i = 0; i < 2; i++)
@@ -494,25 +503,58 @@ static bool launch__record(struct launch *launch)
 	process->refs = 1; /* ours until the pump takes over */
 	process->stdin_fd = -1;
 	process->stdout_fd = process->stderr_fd = -1;
+	process->pty_fd = -1;
 	process->tag = request->tag ? strdup(request->tag) : NULL;
 	process->config_json = json_deep_copy(request->config_json);
 	launch->process = process;
 	return true;
 }
 
-/* Step 3: the child's stdout, stderr, stdin (a pipe or /dev/null) and the
- * exec-status pipe; the first subscriber. */
+/* Step 3 for a PTY: out_pipe holds the master (read end) and the slave
+ * (the child's stdin, stdout and stderr), both close-on-exec and the
+ * slave no controlling terminal of ours; the process keeps two more
+ * copies of the master: one to write input (non-blocking), one to resize. */
+static bool launch__pty(struct launch *launch)
+{
+	struct winsize size = {.ws_row = launch->request->pty_rows,
+			       .ws_col = launch->request->pty_cols};
+	struct process *process = launch->process;
+	char slave_name[64];
+	int master;
+
+	master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	launch->out_pipe[0] = master;
+	if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
+	    ptsname_r(master, slave_name, sizeof(slave_name)) != 0 ||
+	    ioctl(master, TIOCSWINSZ, &size) < 0)
+		return false;
+	launch->out_pipe[1] = open(slave_name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	process->stdin_fd = fcntl(master, F_DUPFD_CLOEXEC, 0);
+	process->pty_fd = fcntl(master, F_DUPFD_CLOEXEC, 0);
+	if (launch->out_pipe[1] < 0 || process->stdin_fd < 0 || process->pty_fd < 0)
+		return false;
+	/* Shared with the pump's copy (one open file): it polls before reading. */
+	fcntl(master, F_SETFL, fcntl(master, F_GETFL) | O_NONBLOCK);
+	return true;
+}
+
+/* Step 3: the child's stdout, stderr, stdin (a pipe or /dev/null; or a
+ * PTY) and the exec-status pipe; the first subscriber. */
 static bool launch__pipes(struct launch *launch)
 {
-	bool stdin_pipe = launch->request->stdin_pipe;
+	bool stdin_pipe = launch->request->stdin_pipe && !launch->request->pty;
+	bool pty = launch->request->pty;
 
-	if (pipe2(launch->out_pipe, O_CLOEXEC) < 0 || pipe2(launch->err_pipe, O_CLOEXEC) < 0 ||
+	if ((pty && !launch__pty(launch)) ||
+	    (!pty && (pipe2(launch->out_pipe, O_CLOEXEC) < 0 ||
+		      pipe2(launch->err_pipe, O_CLOEXEC) < 0)) ||
 	    pipe2(launch->status_pipe, O_CLOEXEC) < 0 ||
 	    (stdin_pipe && pipe2(launch->in_pipe, O_CLOEXEC) < 0) ||
-	    (!stdin_pipe && (launch->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)) {
+	    (!stdin_pipe && !pty &&
+	     (launch->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)) {
 		launch->err->code = "internal";
-		snprintf(launch->err->message, sizeof(launch->err->message), "pipe: %s",
-			 strerror(errno));
+		snprintf(launch->err->message, sizeof(launch->err->message), "%s: %s",
+			 pty ? "pty" : "pipe", strerror(errno));
 		return false;
 	}
 	/* stdin is usable as soon as List shows the process (O_CLOEXEC keeps
@@ -543,9 +585,15 @@ static void __attribute__((noreturn)) launch__child(const struct launch *launch)
 	sigemptyset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 	setsid(); /* own session and process group */
-	if (dup2(launch->request->stdin_pipe ? launch->in_pipe[0] : launch->null_fd, 0) < 0 ||
-	    dup2(launch->out_pipe[1], 1) < 0 || dup2(launch->err_pipe[1], 2) < 0)
+	if (launch->request->pty) {
+		/* The terminal on all three, and as the session's controlling one. */
+		if (dup2(launch->out_pipe[1], 0) < 0 || dup2(launch->out_pipe[1], 1) < 0 ||
+		    dup2(launch->out_pipe[1], 2) < 0 || ioctl(0, TIOCSCTTY, 0) < 0)
+			goto fail;
+	} else if (dup2(launch->request->stdin_pipe ? launch->in_pipe[0] : launch->null_fd, 0) < 0 ||
+		   dup2(launch->out_pipe[1], 1) < 0 || dup2(launch->err_pipe[1], 2) < 0) {
 		goto fail;
+	}
 	if (switch_user && (setgroups((size_t)user->group_count, user->groups) < 0 ||
 			    setgid(user->gid) < 0 || setuid(user->uid) < 0))
 		goto fail;
@@ -726,7 +774,7 @@ json_t *process__list(void)
 }
 
 bool process__send_input(const struct process_selector *selector, const uint8_t *data,
-			 size_t len, struct rpc_error *err)
+			 size_t len, bool to_pty, struct rpc_error *err)
 {
 	struct process *process = process_find(selector, err);
 	struct pollfd pfd;
@@ -736,6 +784,12 @@ bool process__send_input(const struct process_selector *selector, const uint8_t 
 	if (!process)
 		return false;
 	pthread_mutex_lock(&process->stdin_lock);
+	if (to_pty && process->pty_fd < 0) {
+		err->code = "failed_precondition";
+		snprintf(err->message, sizeof(err->message), "process %d has no pty",
+			 (int)process->pid);
+		goto out;
+	}
 	if (process->stdin_fd < 0) {
 		err->code = "failed_precondition";
 		snprintf(err->message, sizeof(err->message),
@@ -769,6 +823,29 @@ bool process__send_input(const struct process_selector *selector, const uint8_t 
 	ok = true;
 out:
 	pthread_mutex_unlock(&process->stdin_lock);
+	process_unref(process);
+	return ok;
+}
+
+bool process__resize(const struct process_selector *selector, unsigned short cols,
+		     unsigned short rows, struct rpc_error *err)
+{
+	struct process *process = process_find(selector, err);
+	struct winsize size = {.ws_row = rows, .ws_col = cols};
+	bool ok = false;
+
+	if (!process)
+		return false;
+	if (process->pty_fd < 0) {
+		err->code = "failed_precondition";
+		snprintf(err->message, sizeof(err->message), "process %d has no pty",
+			 (int)process->pid);
+	} else if (ioctl(process->pty_fd, TIOCSWINSZ, &size) < 0) {
+		err->code = "internal";
+		snprintf(err->message, sizeof(err->message), "resize: %s", strerror(errno));
+	} else {
+		ok = true;
+	}
 	process_unref(process);
 	return ok;
 }
@@ -812,19 +889,23 @@ bool process__signal(const struct process_selector *selector, int signal_number,
 
 static bool message_data(struct stream_buffer *out, const struct output_chunk *chunk)
 {
-	static const char prefix_out[] = "{\"event\":{\"data\":{\"stdout\":\"";
-	static const char prefix_err[] = "{\"event\":{\"data\":{\"stderr\":\"";
+	static const char *const prefixes[] = {
+		[CHUNK_STDOUT] = "{\"event\":{\"data\":{\"stdout\":\"",
+		[CHUNK_STDERR] = "{\"event\":{\"data\":{\"stderr\":\"",
+		[CHUNK_PTY] = "{\"event\":{\"data\":{\"pty\":\"",
+	};
 	static const char suffix[] = "\"}}}";
-	size_t b64 = 4 * ((chunk->len + 2) / 3);
-	size_t len = sizeof(prefix_out) - 1 + b64 + sizeof(suffix) - 1;
+	const char *prefix = prefixes[chunk->kind];
+	size_t prefix_len = strlen(prefix), b64 = 4 * ((chunk->len + 2) / 3);
+	size_t len = prefix_len + b64 + sizeof(suffix) - 1;
 	char *json = malloc(len + 1);
 	bool ok;
 
 	if (!json)
 		return false;
-	memcpy(json, chunk->kind == CHUNK_STDOUT ? prefix_out : prefix_err, sizeof(prefix_out) - 1);
-	wire__base64_encode(chunk->data, chunk->len, json + sizeof(prefix_out) - 1);
-	memcpy(json + sizeof(prefix_out) - 1 + b64, suffix, sizeof(suffix));
+	memcpy(json, prefix, prefix_len);
+	wire__base64_encode(chunk->data, chunk->len, json + prefix_len);
+	memcpy(json + prefix_len + b64, suffix, sizeof(suffix));
 	ok = stream_buffer__append(out, 0, json, len);
 	free(json);
 	return ok;

@@ -14,6 +14,9 @@
  * reading the child's pipes (the child then blocks in write). */
 #define PROCESS_SUBSCRIBER_QUEUE_LIMIT (1024 * 1024)
 
+/* Largest PTY width or height accepted (columns, rows). */
+#define PROCESS_PTY_MAX_SIZE 4096
+
 struct subscriber;
 
 /* Connect error: code is a Connect code string ("not_found"...). */
@@ -28,6 +31,8 @@ struct process_request {
 	const json_t *config_json; /* kept for List */
 	const char *tag;           /* NULL: none */
 	bool stdin_pipe;           /* give the child a stdin pipe (else /dev/null) */
+	bool pty;                  /* run on a pseudo-terminal (stdin_pipe ignored) */
+	unsigned short pty_cols, pty_rows; /* its size when pty (1..PROCESS_PTY_MAX_SIZE) */
 	long long timeout_ms;      /* > 0: SIGKILL its process group after that long
 				    * (envd applies the Connect-Timeout-Ms so) */
 	const struct agent_user *user;
@@ -49,8 +54,15 @@ void process__subscriber_free(struct subscriber *subscriber);
 void process__stream_source(struct subscriber *subscriber, struct stream_source *source);
 /* {"processes":[ProcessInfo...]} */
 json_t *process__list(void);
+/* Writes data to the process's stdin pipe or, for a PTY process, its
+ * terminal. to_pty (the input's "pty" field) on a process without a
+ * PTY is failed_precondition. */
 bool process__send_input(const struct process_selector *selector, const uint8_t *data,
-			 size_t len, struct rpc_error *err);
+			 size_t len, bool to_pty, struct rpc_error *err);
+/* Sets the terminal size of a PTY process (TIOCSWINSZ: its foreground
+ * group gets SIGWINCH); failed_precondition when it has no PTY. */
+bool process__resize(const struct process_selector *selector, unsigned short cols,
+		     unsigned short rows, struct rpc_error *err);
 bool process__close_stdin(const struct process_selector *selector, struct rpc_error *err);
 bool process__signal(const struct process_selector *selector, int signal_number,
 		     struct rpc_error *err);

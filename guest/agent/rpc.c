@@ -13,6 +13,7 @@
 
 #include "envelope.h"
 #include "filesystem.h"
+#include "gunzip.h"
 #include "process.h"
 #include "watch.h"
 #include "warren/log.h"
@@ -57,17 +58,18 @@ static json_t *process_send_input(const json_t *request, const struct agent_user
 	long len;
 	json_t *result = NULL;
 
+	bool to_pty;
+
 	if (!selector_from(request, &selector, err))
 		return NULL;
 	data = json_object_get(input, "stdin");
-	if (!data && json_object_get(input, "pty")) {
-		err->code = "failed_precondition";
-		snprintf(err->message, sizeof(err->message), "process has no pty");
-		return NULL;
-	}
+	to_pty = !data;
+	if (to_pty)
+		data = json_object_get(input, "pty");
 	if (!json_is_string(data)) {
 		err->code = "invalid_argument";
-		snprintf(err->message, sizeof(err->message), "input.stdin must be base64 bytes");
+		snprintf(err->message, sizeof(err->message),
+			 "input.stdin or input.pty must be base64 bytes");
 		return NULL;
 	}
 	bytes = malloc(json_string_length(data) + 1);
@@ -81,11 +83,51 @@ static json_t *process_send_input(const json_t *request, const struct agent_user
 	if (len < 0) {
 		err->code = "invalid_argument";
 		snprintf(err->message, sizeof(err->message), "input.stdin is not valid base64");
-	} else if (process__send_input(&selector, bytes, (size_t)len, err)) {
+	} else if (process__send_input(&selector, bytes, (size_t)len, to_pty, err)) {
 		result = json_object();
 	}
 	free(bytes);
 	return result;
+}
+
+/* A PTY's {"size":{"cols","rows"}} into cols/rows: each 1..PROCESS_PTY_MAX_SIZE. */
+static bool pty_size_from(const json_t *pty, unsigned short *cols, unsigned short *rows,
+			  struct rpc_error *err)
+{
+	const json_t *size = json_object_get(pty, "size");
+	const json_t *cols_value = json_object_get(size, "cols");
+	const json_t *rows_value = json_object_get(size, "rows");
+
+	if (!json_is_integer(cols_value) || !json_is_integer(rows_value) ||
+	    json_integer_value(cols_value) < 1 ||
+	    json_integer_value(cols_value) > PROCESS_PTY_MAX_SIZE ||
+	    json_integer_value(rows_value) < 1 ||
+	    json_integer_value(rows_value) > PROCESS_PTY_MAX_SIZE) {
+		err->code = "invalid_argument";
+		snprintf(err->message, sizeof(err->message),
+			 "pty.size needs cols and rows of 1-%d", PROCESS_PTY_MAX_SIZE);
+		return false;
+	}
+	*cols = (unsigned short)json_integer_value(cols_value);
+	*rows = (unsigned short)json_integer_value(rows_value);
+	return true;
+}
+
+/* Update: only resizes a PTY (the request's only field besides the process). */
+static json_t *process_update(const json_t *request, const struct agent_user *user,
+			      struct rpc_error *err)
+{
+	struct process_selector selector;
+	const json_t *pty = json_object_get(request, "pty");
+	unsigned short cols, rows;
+
+	if (!selector_from(request, &selector, err))
+		return NULL;
+	if (!pty || json_is_null(pty))
+		return json_object(); /* nothing to change */
+	if (!pty_size_from(pty, &cols, &rows, err))
+		return NULL;
+	return process__resize(&selector, cols, rows, err) ? json_object() : NULL;
 }
 
 static json_t *process_close_stdin(const json_t *request, const struct agent_user *user,
@@ -123,7 +165,7 @@ static const struct rpc_method methods[] = {
 	{"/process.Process/SendInput", RPC_UNARY, process_send_input, true},
 	{"/process.Process/SendSignal", RPC_UNARY, process_send_signal, true},
 	{"/process.Process/CloseStdin", RPC_UNARY, process_close_stdin, true},
-	{"/process.Process/Update", RPC_UNARY, NULL, false},      /* PTY resize: no PTYs */
+	{"/process.Process/Update", RPC_UNARY, process_update, true},
 	{"/process.Process/StreamInput", RPC_UNARY, NULL, false}, /* client streaming */
 	{"/filesystem.Filesystem/Stat", RPC_UNARY, filesystem__stat, true},
 	{"/filesystem.Filesystem/MakeDir", RPC_UNARY, filesystem__make_dir, true},
@@ -131,9 +173,9 @@ static const struct rpc_method methods[] = {
 	{"/filesystem.Filesystem/ListDir", RPC_UNARY, filesystem__list_dir, true},
 	{"/filesystem.Filesystem/Remove", RPC_UNARY, filesystem__remove, true},
 	{"/filesystem.Filesystem/WatchDir", RPC_SERVER_STREAM, NULL, true},
-	{"/filesystem.Filesystem/CreateWatcher", RPC_UNARY, NULL, false},
-	{"/filesystem.Filesystem/GetWatcherEvents", RPC_UNARY, NULL, false},
-	{"/filesystem.Filesystem/RemoveWatcher", RPC_UNARY, NULL, false},
+	{"/filesystem.Filesystem/CreateWatcher", RPC_UNARY, watch__create_watcher, true},
+	{"/filesystem.Filesystem/GetWatcherEvents", RPC_UNARY, watch__get_watcher_events, true},
+	{"/filesystem.Filesystem/RemoveWatcher", RPC_UNARY, watch__remove_watcher, true},
 };
 
 bool rpc__is_rpc_path(const char *url)
@@ -240,13 +282,11 @@ static enum MHD_Result process_start(struct MHD_Connection *connection, const js
 	const json_t *tag = json_object_get(request, "tag"), *stdin_value, *pty;
 	char default_workdir[PATH_MAX];
 	bool stdin_pipe = true, started;
+	unsigned short cols = 0, rows = 0;
 
 	pty = json_object_get(request, "pty");
-	if (pty && !json_is_null(pty)) {
-		err.code = "unimplemented";
-		snprintf(err.message, sizeof(err.message), "PTY sessions are not supported");
+	if (pty && !json_is_null(pty) && !pty_size_from(pty, &cols, &rows, &err))
 		return stream_error(connection, &err);
-	}
 	if (tag && !json_is_null(tag) &&
 	    (!json_is_string(tag) || json_string_length(tag) == 0 || json_string_length(tag) > 255 ||
 	     strlen(json_string_value(tag)) != json_string_length(tag))) {
@@ -267,6 +307,9 @@ static enum MHD_Result process_start(struct MHD_Connection *connection, const js
 		.config_json = process,
 		.tag = json_is_string(tag) ? json_string_value(tag) : NULL,
 		.stdin_pipe = stdin_pipe,
+		.pty = pty && !json_is_null(pty),
+		.pty_cols = cols,
+		.pty_rows = rows,
 		.timeout_ms = connect_timeout_ms(connection),
 		.user = user,
 		.default_workdir = default_workdir,
@@ -301,13 +344,48 @@ static enum MHD_Result process_connect(struct MHD_Connection *connection, const 
 	return (enum MHD_Result)stream__respond(connection, &source, keepalive_seconds(connection));
 }
 
+/* A request message compressed with encoding (the Content-Encoding of a
+ * unary call, the Connect-Content-Encoding of a stream; NULL = none) into
+ * *decoded (malloc'ed, NULL when it was not compressed). Decoded messages
+ * are bounded like plain ones. False with err otherwise. */
+static bool decode_message(const char *encoding, bool compressed, const uint8_t *message,
+			   size_t message_len, uint8_t **decoded, size_t *decoded_len,
+			   struct rpc_error *err)
+{
+	enum gunzip_result result;
+
+	*decoded = NULL;
+	if (!compressed)
+		return true;
+	if (!encoding || strcasecmp(encoding, "gzip") != 0) {
+		err->code = encoding && strcasecmp(encoding, "identity") != 0 ? "unimplemented"
+									      : "invalid_argument";
+		snprintf(err->message, sizeof(err->message),
+			 "compressed message with encoding '%.32s' (only gzip is supported)",
+			 encoding ? encoding : "identity");
+		return false;
+	}
+	result = gunzip__buffer(message, message_len, AGENT_MAX_JSON_BODY, decoded, decoded_len);
+	if (result == GUNZIP_OK)
+		return true;
+	err->code = result == GUNZIP_TOO_LARGE ? "resource_exhausted" : "invalid_argument";
+	snprintf(err->message, sizeof(err->message), "%s (at most %d bytes decoded)",
+		 gunzip__strerror(result), AGENT_MAX_JSON_BODY);
+	return false;
+}
+
 enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
 			    struct request *request)
 {
 	const char *content_type = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
 								 MHD_HTTP_HEADER_CONTENT_TYPE);
+	const char *encoding = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_ENCODING);
 	const struct rpc_method *method = NULL;
 	struct rpc_error err = {0};
+	uint8_t *decoded = NULL;
+	size_t decoded_len = 0;
+	bool compressed = false;
 	struct agent_user user;
 	const uint8_t *message = (const uint8_t *)"{}";
 	size_t message_len = 2, i;
@@ -336,6 +414,10 @@ enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
 			message = (const uint8_t *)request->body;
 			message_len = request->body_len;
 		}
+		compressed = encoding && strcasecmp(encoding, "identity") != 0;
+		if (!decode_message(encoding, compressed, message, message_len, &decoded,
+				    &decoded_len, &err))
+			return unary_error(connection, 0, &err);
 	} else {
 		if (!wire__content_type_is(content_type, "application/connect+json")) {
 			err.code = "unknown";
@@ -345,14 +427,24 @@ enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
 		}
 		envelope = envelope__parse_single((const uint8_t *)request->body, request->body_len,
 						  AGENT_MAX_JSON_BODY, &message, &message_len);
-		if (envelope != ENVELOPE_OK) {
-			err.code = envelope == ENVELOPE_COMPRESSED ? "unimplemented" : "invalid_argument";
+		if (envelope != ENVELOPE_OK && envelope != ENVELOPE_COMPRESSED) {
+			err.code = "invalid_argument";
 			snprintf(err.message, sizeof(err.message), "%s",
 				 envelope__strerror(envelope));
 			return stream_error(connection, &err);
 		}
+		encoding = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+						       "Connect-Content-Encoding");
+		if (!decode_message(encoding, envelope == ENVELOPE_COMPRESSED, message,
+				    message_len, &decoded, &decoded_len, &err))
+			return stream_error(connection, &err);
+	}
+	if (decoded) {
+		message = decoded;
+		message_len = decoded_len;
 	}
 	body = json_loadb((const char *)message, message_len, 0, &json_error);
+	free(decoded);
 	if (!json_is_object(body)) {
 		json_decref(body);
 		err.code = "invalid_argument";

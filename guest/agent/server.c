@@ -21,7 +21,8 @@
 #include "warren/tokens.h"
 
 struct agent_state agent = {.lock = PTHREAD_MUTEX_INITIALIZER,
-			    .idle_timeout_s = AGENT_IDLE_TIMEOUT_S};
+			    .idle_timeout_s = AGENT_IDLE_TIMEOUT_S,
+			    .gunzip_limit = AGENT_MAX_GUNZIP_UPLOAD};
 
 bool agent__token_matches_hash(const char *token)
 {
@@ -471,6 +472,7 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
 	if (request->fd >= 0)
 		close(request->fd);
 	json_decref(request->written);
+	gunzip__free(request->gunzip);
 	free(request->body);
 	free(request);
 	*con_cls = NULL;

@@ -9,6 +9,10 @@
 #include <microhttpd.h>
 
 #include "agent.h"
+#include "gunzip.h"
+
+/* Decoded bytes one gzip upload (Content-Encoding: gzip) may write. */
+#define AGENT_MAX_GUNZIP_UPLOAD (1024ull * 1024 * 1024)
 
 /* The user a request acts as: the query username, else (not for a signed
  * URL, whose user is only its signed username) the Basic auth user, else
@@ -58,6 +62,7 @@ struct request {
 	char current_file[PATH_MAX];
 	json_t *written; /* array of {name,type,path} */
 	struct MHD_PostProcessor *post;
+	struct gunzip *gunzip; /* Content-Encoding: gzip: the body is decoded first */
 };
 
 /* Sets the deferred error of a request (first one wins). */
@@ -66,8 +71,10 @@ void request__fail(struct request *request, unsigned int status, const char *fmt
 
 /* /files (files.c): called on the first call of a request to prepare it. */
 void files__begin_upload(struct MHD_Connection *connection, struct request *request);
-/* Consumes upload bytes of a /files POST. */
+/* Consumes upload bytes of a /files POST (decoding gzip first). */
 void files__upload_data(struct request *request, const char *data, size_t size);
+/* Consumes decoded upload bytes: to the file or the multipart parser. */
+void files__upload_plain(struct request *request, const char *data, size_t size);
 /* Answers a finished /files POST. */
 enum MHD_Result files__finish_upload(struct MHD_Connection *connection, struct request *request);
 /* Answers GET /files. */

@@ -345,3 +345,53 @@ bool wire__content_type_is(const char *header, const char *type)
 		header++;
 	return *header == '\0' || *header == ';';
 }
+
+/* One Accept-Encoding element [start, end): does it accept gzip? "gzip" or
+ * "x-gzip" or "*", and no q of zero among its parameters. */
+static bool element_accepts_gzip(const char *start, const char *end)
+{
+	const char *name_end = start, *param;
+	size_t len;
+
+	while (start < end && (*start == ' ' || *start == '\t'))
+		start++;
+	for (name_end = start; name_end < end && *name_end != ';' && *name_end != ' ' &&
+			       *name_end != '\t';
+	     name_end++)
+		;
+	len = (size_t)(name_end - start);
+	if (!((len == 4 && strncasecmp(start, "gzip", 4) == 0) ||
+	      (len == 6 && strncasecmp(start, "x-gzip", 6) == 0) || (len == 1 && *start == '*')))
+		return false;
+	for (param = name_end; param < end; param++) {
+		if (*param != ';')
+			continue;
+		param++;
+		while (param < end && (*param == ' ' || *param == '\t'))
+			param++;
+		if (end - param >= 2 && (param[0] == 'q' || param[0] == 'Q') && param[1] == '=') {
+			/* q=0, q=0.0, q=0.000: refused; anything else accepts */
+			const char *digit = param + 2;
+			bool zero = digit < end && *digit == '0';
+
+			for (digit++; zero && digit < end && *digit != ';' && *digit != ' '; digit++)
+				zero = *digit == '0' || *digit == '.';
+			return !zero;
+		}
+	}
+	return true;
+}
+
+bool wire__accepts_gzip(const char *header)
+{
+	const char *start, *comma;
+
+	if (!header)
+		return false;
+	for (start = header; *start; start = *comma ? comma + 1 : comma) {
+		comma = strchrnul(start, ',');
+		if (element_accepts_gzip(start, comma))
+			return true;
+	}
+	return false;
+}

@@ -61,5 +61,8 @@ bool wire__parse_token_hash(const char *text, struct token_hash *out);
 /* True when the media type of a Content-Type header equals type
  * (case-insensitive, parameters such as "; charset=utf-8" ignored). */
 bool wire__content_type_is(const char *header, const char *type);
+/* True when an Accept-Encoding header accepts gzip ("gzip", "x-gzip" or
+ * "*" without q=0); NULL or absent: false. */
+bool wire__accepts_gzip(const char *header);
 
 #endif

@@ -52,6 +52,43 @@ async function main() {
 	await assert.rejects(sleeper.wait(), CommandExitError);
 	console.log('commands.list/kill ok');
 
+	// PTY: resize then `stty size`, an interactive `read`, kill.
+	let screen = '';
+	const decoder = new TextDecoder();
+	const until = async (what, ms = 10000) => {
+		for (let waited = 0; !screen.includes(what); waited += 20) {
+			if (waited > ms) throw new Error(`pty: no ${JSON.stringify(what)} in ${JSON.stringify(screen)}`);
+			await new Promise((r) => setTimeout(r, 20));
+		}
+	};
+	const terminal = await sandbox.pty.create({
+		cols: 80, rows: 24, cwd: work,
+		envs: { PS1: 'pty$ ' },
+		onData: (data) => { screen += decoder.decode(data, { stream: true }); },
+	});
+	await sandbox.pty.resize(terminal.pid, { cols: 120, rows: 40 });
+	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('stty size\n'));
+	await until('40 120');
+	// Typed once `read` prompts: input typed while readline still holds
+	// the line can be lost (as on any terminal).
+	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('p=ready; read -p "$p> " x; echo got:$x\n'));
+	await until('ready> ');
+	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('typed\n'));
+	await until('got:typed');
+	// Round trip of one keystroke through the terminal's echo.
+	const before = screen.length;
+	const sent = process.hrtime.bigint();
+	await sandbox.pty.sendInput(terminal.pid, new TextEncoder().encode('#'));
+	for (const start = Date.now(); !screen.slice(before).includes('#') && Date.now() - start < 10000;)
+		await new Promise((r) => setImmediate(r));
+	assert.ok(screen.slice(before).includes('#'), 'the terminal echoes input');
+	console.log(`pty echo round trip ${Number(process.hrtime.bigint() - sent) / 1e6} ms`);
+	await assert.rejects(sandbox.pty.resize(terminal.pid, { cols: 0, rows: 40 }));
+	assert.equal(await sandbox.pty.kill(terminal.pid), true);
+	const ended = await terminal.wait().then((r) => r, (e) => e);
+	assert.equal(ended.exitCode, -1, String(ended));
+	console.log('pty.create/resize/sendInput/kill ok');
+
 	const file = path.join(work, 'sdk', 'hello.txt');
 	const info = await sandbox.files.write(file, 'hello from the sdk');
 	assert.equal(info.path, file);
@@ -101,8 +138,18 @@ async function main() {
 	await handle.stop();
 	const seen = events.map((e) => `${e.type}:${e.name}`);
 	assert.ok(seen.includes('create:sub/w.txt'), seen.join(','));
+	assert.ok(seen.includes('write:sub/w.txt'), seen.join(','));
 	assert.ok(seen.includes('remove:sub/w.txt'), seen.join(','));
 	console.log('files.watchDir ok');
+
+	// gzip both ways: Content-Encoding on the upload, Accept-Encoding on the read.
+	const zipped = path.join(work, 'sdk', 'zipped.txt');
+	const text = 'compress me '.repeat(10000);
+	await sandbox.files.write(zipped, text, { gzip: true });
+	assert.equal(await sandbox.files.read(zipped, { gzip: true }), text);
+	const plain = await sandbox.commands.run(`wc -c < ${zipped}`);
+	assert.equal(plain.stdout.trim(), String(text.length));
+	console.log('files.write/read with gzip ok');
 
 	const url = await sandbox.downloadUrl(raw, { useSignatureExpiration: 60 });
 	const response = await fetch(url);

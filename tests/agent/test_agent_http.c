@@ -532,9 +532,24 @@ static void test_bad_input(void **state)
 	assert_int_equal(unary("/no.Such/Method", "{}", TOKEN, &result), 404);
 	assert_string_equal(json_string_value(json_object_get(result, "code")), "unimplemented");
 	json_decref(result);
-	assert_int_equal(unary("/process.Process/Update", "{}", TOKEN, &result), 501);
+	assert_int_equal(unary("/process.Process/StreamInput", "{}", TOKEN, &result), 501);
 	assert_string_equal(json_string_value(json_object_get(result, "code")), "unimplemented");
 	json_decref(result);
+	/* PTY sizes are bounded; resizing a process that isn't there */
+	assert_int_equal(unary("/process.Process/Update",
+			       "{\"process\":{\"pid\":999999},\"pty\":{\"size\":{\"cols\":0,\"rows\":9}}}",
+			       TOKEN, &result),
+			 400);
+	json_decref(result);
+	assert_int_equal(unary("/process.Process/Update",
+			       "{\"process\":{\"pid\":999999},\"pty\":{\"size\":{\"cols\":80,\"rows\":24}}}",
+			       TOKEN, &result),
+			 404);
+	json_decref(result);
+	stream_call("/process.Process/Start",
+		    "{\"process\":{\"cmd\":\"true\"},\"pty\":{\"size\":{\"cols\":99999,\"rows\":9}}}",
+		    &stream, 0, 0, NULL);
+	assert_string_equal(stream.error_code, "invalid_argument");
 	/* binary protobuf is not spoken: 415 */
 	assert_int_equal(http("POST", "/process.Process/List", TOKEN, "application/proto", "", 0,
 			      &out),
@@ -564,7 +579,8 @@ static void test_bad_input(void **state)
 			 200);
 	memset(&stream, 0, sizeof(stream));
 	parse_frames(out.data, out.len, &stream);
-	assert_string_equal(stream.error_code, "unimplemented");
+	/* compressed flag without a Connect-Content-Encoding */
+	assert_string_equal(stream.error_code, "invalid_argument");
 	free(out.data);
 	stream_call("/process.Process/Start", "{\"process\":{\"cmd\":[1]}}", &stream, 0, 0, NULL);
 	assert_string_equal(stream.error_code, "invalid_argument");

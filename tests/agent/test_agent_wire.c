@@ -1,15 +1,20 @@
 /* Unit tests of warren-agent's pure parsers: Connect envelopes, the proto3
- * JSON decoders, base64, Basic auth, --token-hash, path resolution. */
+ * JSON decoders, base64, Basic auth, --token-hash, path resolution, gzip
+ * decoding and Accept-Encoding, /proc/net/tcp lines. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include <cmocka.h>
 
 #include "envelope.h"
+#include "gunzip.h"
+#include "listeners.h"
 #include "paths.h"
 #include "wire.h"
 
@@ -35,6 +40,129 @@ static void test_envelope(void **state)
 	envelope__write_header(frame, 0, 0xffffffffu);
 	assert_int_equal(envelope__parse_single(frame, 7, SIZE_MAX, &message, &len),
 			 ENVELOPE_TRUNCATED);
+}
+
+/* gzip of len bytes of data (optionally twice, as two members). */
+static size_t gzip_of(const void *data, size_t len, uint8_t *out, size_t cap)
+{
+	z_stream zs = {0};
+
+	assert_int_equal(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY),
+			 Z_OK);
+	zs.next_in = (Bytef *)data;
+	zs.avail_in = (uInt)len;
+	zs.next_out = out;
+	zs.avail_out = (uInt)cap;
+	assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
+	deflateEnd(&zs);
+	return cap - zs.avail_out;
+}
+
+static bool count_sink(void *context, const uint8_t *data, size_t len)
+{
+	(void)data;
+	*(size_t *)context += len;
+	return true;
+}
+
+static void test_gunzip(void **state)
+{
+	static uint8_t zeros[4 * 1024 * 1024], packed[64 * 1024];
+	uint8_t two[256], *out;
+	size_t len, out_len, counted = 0, i;
+	struct gunzip *gunzip;
+
+	len = gzip_of("hello", 5, two, sizeof(two));
+	len += gzip_of(" world", 6, two + len, sizeof(two) - len);
+	assert_int_equal(gunzip__buffer(two, len, 100, &out, &out_len), GUNZIP_OK);
+	assert_int_equal(out_len, 11);
+	assert_string_equal((char *)out, "hello world"); /* NUL-terminated */
+	free(out);
+	assert_int_equal(gunzip__buffer(two, len, 10, &out, &out_len), GUNZIP_TOO_LARGE);
+	assert_int_equal(gunzip__buffer(two, len - 1, 100, &out, &out_len), GUNZIP_TRUNCATED);
+	assert_int_equal(gunzip__buffer((const uint8_t *)"plain", 5, 100, &out, &out_len),
+			 GUNZIP_CORRUPT);
+	assert_int_equal(gunzip__buffer(two, 0, 100, &out, &out_len), GUNZIP_TRUNCATED);
+	memcpy(two + len, "xy", 2); /* garbage after a member */
+	assert_int_equal(gunzip__buffer(two, len + 2, 100, &out, &out_len), GUNZIP_CORRUPT);
+
+	/* A bomb fed a byte at a time stops at the bound, having handed out
+	 * no more than it. */
+	len = gzip_of(zeros, sizeof(zeros), packed, sizeof(packed));
+	assert_true(len < 8192);
+	gunzip = gunzip__new(1024 * 1024);
+	for (i = 0; i < len; i++)
+		if (gunzip__feed(gunzip, packed + i, 1, count_sink, &counted) != GUNZIP_OK)
+			break;
+	assert_true(i < len);
+	assert_int_equal(gunzip__feed(gunzip, packed, 1, count_sink, &counted), GUNZIP_TOO_LARGE);
+	assert_true(counted <= 1024 * 1024);
+	gunzip__free(gunzip);
+	/* The same, whole, within a bound that fits */
+	gunzip = gunzip__new(sizeof(zeros));
+	counted = 0;
+	assert_int_equal(gunzip__feed(gunzip, packed, len, count_sink, &counted), GUNZIP_OK);
+	assert_int_equal(gunzip__finish(gunzip), GUNZIP_OK);
+	assert_int_equal(counted, sizeof(zeros));
+	gunzip__free(gunzip);
+}
+
+static void test_accepts_gzip(void **state)
+{
+	assert_true(wire__accepts_gzip("gzip"));
+	assert_true(wire__accepts_gzip("gzip, deflate"));
+	assert_true(wire__accepts_gzip("deflate, GZIP;q=0.5"));
+	assert_true(wire__accepts_gzip("br, *"));
+	assert_true(wire__accepts_gzip("x-gzip"));
+	assert_false(wire__accepts_gzip(NULL));
+	assert_false(wire__accepts_gzip(""));
+	assert_false(wire__accepts_gzip("identity"));
+	assert_false(wire__accepts_gzip("gzip;q=0"));
+	assert_false(wire__accepts_gzip("gzip; q=0.000, deflate"));
+	assert_false(wire__accepts_gzip("gzipped, deflate"));
+}
+
+static void test_listeners(void **state)
+{
+	struct tcp_listener listener;
+
+	assert_false(listeners__parse_line("  sl  local_address rem_address   st tx_queue "
+					   "rx_queue tr tm->when retrnsmt   uid  timeout inode\n",
+					   AF_INET, &listener));
+	assert_true(listeners__parse_line(
+		"   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000"
+		"     0        0 5732001 1 000000005f6a0aa8 100 0 0 10 0\n",
+		AF_INET, &listener));
+	assert_int_equal(listener.port, 8000);
+	assert_int_equal(listener.inode, 5732001);
+	assert_int_equal(((uint8_t *)&listener.addr4)[0], 127);
+	assert_int_equal(((uint8_t *)&listener.addr4)[3], 1);
+	assert_true(listeners__is_loopback(&listener));
+	/* 0.0.0.0: not loopback; an established socket (01): not a listener */
+	assert_true(listeners__parse_line("   1: 00000000:07E8 00000000:0000 0A 00000000:00000000 "
+					  "00:00000000 00000000     0        0 1083 1 0 100 0 0 10 0",
+					  AF_INET, &listener));
+	assert_false(listeners__is_loopback(&listener));
+	assert_false(listeners__parse_line("   2: 0100007F:1F40 0100007F:C350 01 00000000:00000000 "
+					   "00:00000000 00000000     0        0 77 1 0 100 0 0 10 0",
+					   AF_INET, &listener));
+	/* ::1 and ::ffff:127.0.0.1 */
+	assert_true(listeners__parse_line(
+		"   0: 00000000000000000000000001000000:1F41 00000000000000000000000000000000:0000 0A "
+		"00000000:00000000 00:00000000 00000000     0        0 99 1 0 100 0 0 10 0",
+		AF_INET6, &listener));
+	assert_int_equal(listener.port, 8001);
+	assert_true(listeners__is_loopback(&listener));
+	assert_true(listeners__parse_line(
+		"   1: 0000000000000000FFFF00000100007F:EB47 00000000000000000000000000000000:0000 0A "
+		"00000000:00000000 00:00000000 00000000     0        0 5673852 1 0 100 0 0 10 0",
+		AF_INET6, &listener));
+	assert_true(listeners__is_loopback(&listener));
+	/* truncated or garbled lines */
+	assert_false(listeners__parse_line("   0: 0100007F:1F40", AF_INET, &listener));
+	assert_false(listeners__parse_line("   0: 0100007G:1F40 00000000:0000 0A 0:0 0:0 0 0 0 1",
+					   AF_INET, &listener));
+	assert_false(listeners__parse_line("", AF_INET, &listener));
 }
 
 static void test_base64(void **state)
@@ -177,6 +305,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_envelope),       cmocka_unit_test(test_base64),
+		cmocka_unit_test(test_gunzip),         cmocka_unit_test(test_accepts_gzip),
+		cmocka_unit_test(test_listeners),
 		cmocka_unit_test(test_process_config), cmocka_unit_test(test_selector_and_signal),
 		cmocka_unit_test(test_headers_and_flags), cmocka_unit_test(test_paths),
 	};

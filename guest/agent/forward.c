@@ -1,0 +1,517 @@
+/* forward: loopback listeners made reachable at the sandbox address, see
+ * forward.h. Everything runs on one thread around one epoll: listening
+ * sockets (one per port and address), and per relayed connection its two
+ * sockets with one bounded buffer per direction (a full buffer stops
+ * reading that side: back-pressure). Connections that end during a batch
+ * of events are freed after it (later events of the batch may name them). */
+#include "forward.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "listeners.h"
+#include "warren/log.h"
+
+#define MAX_LISTENERS_READ 65536 /* lines of /proc/net/tcp{,6} looked at */
+
+enum handle_kind { HANDLE_LISTENER, HANDLE_CLIENT, HANDLE_SERVER };
+
+/* What an epoll event's data.ptr points to. */
+struct handle {
+	enum handle_kind kind;
+	void *owner; /* struct forward or struct connection */
+};
+
+struct forward {
+	struct forward *next;
+	uint16_t port;
+	struct sockaddr_storage target; /* the loopback listener */
+	socklen_t target_len;
+	int count;
+	int fds[FORWARD_MAX_ADDRESSES];
+	struct in_addr addresses[FORWARD_MAX_ADDRESSES];
+	unsigned long inodes[FORWARD_MAX_ADDRESSES];
+	struct handle handles[FORWARD_MAX_ADDRESSES];
+	bool seen; /* still wanted by the current scan */
+};
+
+struct direction {
+	uint8_t buf[FORWARD_RELAY_BUFFER];
+	size_t len, off;
+	bool eof, shut;
+};
+
+struct connection {
+	struct connection *next;
+	int client_fd, server_fd;
+	bool connecting, dead;
+	struct direction up;   /* client -> loopback server */
+	struct direction down; /* loopback server -> client */
+	struct handle client_handle, server_handle;
+};
+
+static int epoll_fd = -1;
+static uint16_t own_port;
+static struct forward *forwards;
+static size_t forward_count;
+static struct connection *connections;
+static size_t connection_count;
+
+/* --- relaying --- */
+
+static void connection_close(struct connection *connection)
+{
+	if (connection->dead)
+		return;
+	connection->dead = true;
+	epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection->client_fd, NULL);
+	epoll_ctl(epoll_fd, EPOLL_CTL_DEL, connection->server_fd, NULL);
+	close(connection->client_fd);
+	close(connection->server_fd);
+}
+
+/* Moves what it can one way: reads `from` when the buffer is empty,
+ * writes the buffer to `to`, passes the end on. True when anything moved. */
+static bool direction_pump(struct connection *connection, struct direction *direction,
+			   int from, int to)
+{
+	bool progress = false;
+	ssize_t n;
+
+	if (direction->len == 0 && !direction->eof) {
+		n = recv(from, direction->buf, sizeof(direction->buf), 0);
+		if (n > 0) {
+			direction->len = (size_t)n;
+			direction->off = 0;
+			progress = true;
+		} else if (n == 0) {
+			direction->eof = progress = true;
+		} else if (errno != EAGAIN && errno != EINTR) {
+			connection_close(connection);
+			return false;
+		}
+	}
+	if (direction->len > direction->off) {
+		n = send(to, direction->buf + direction->off, direction->len - direction->off,
+			 MSG_NOSIGNAL);
+		if (n > 0) {
+			direction->off += (size_t)n;
+			if (direction->off == direction->len)
+				direction->len = direction->off = 0;
+			progress = true;
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			connection_close(connection);
+			return false;
+		}
+	}
+	if (direction->eof && direction->len == 0 && !direction->shut) {
+		shutdown(to, SHUT_WR);
+		direction->shut = progress = true;
+	}
+	return progress;
+}
+
+/* Each socket's interest from the buffers' state. */
+static void connection_watch(struct connection *connection)
+{
+	struct epoll_event client = {.data.ptr = &connection->client_handle};
+	struct epoll_event server = {.data.ptr = &connection->server_handle};
+
+	if (connection->up.len == 0 && !connection->up.eof)
+		client.events |= EPOLLIN;
+	if (connection->down.len > 0)
+		client.events |= EPOLLOUT;
+	if (connection->connecting) {
+		server.events = EPOLLOUT;
+	} else {
+		if (connection->down.len == 0 && !connection->down.eof)
+			server.events |= EPOLLIN;
+		if (connection->up.len > 0)
+			server.events |= EPOLLOUT;
+	}
+	epoll_ctl(epoll_fd, EPOLL_CTL_MOD, connection->client_fd, &client);
+	epoll_ctl(epoll_fd, EPOLL_CTL_MOD, connection->server_fd, &server);
+}
+
+/* An event on one of a connection's sockets. */
+static void connection_event(struct connection *connection, bool server_side, uint32_t events)
+{
+	bool progress, any = false;
+	int error = 0;
+	socklen_t len = sizeof(error);
+
+	if (connection->dead)
+		return;
+	if (server_side && connection->connecting) {
+		if (getsockopt(connection->server_fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0 ||
+		    error) {
+			connection_close(connection); /* the loopback server refused */
+			return;
+		}
+		connection->connecting = false;
+	}
+	do {
+		progress = direction_pump(connection, &connection->up, connection->client_fd,
+					  connection->server_fd);
+		if (!connection->dead && !connection->connecting)
+			progress |= direction_pump(connection, &connection->down,
+						   connection->server_fd, connection->client_fd);
+		any |= progress;
+	} while (progress && !connection->dead);
+	if (connection->dead)
+		return;
+	/* Both ways ended; or an error or hang-up nothing can be done about. */
+	if ((connection->up.shut && connection->down.shut) || (events & EPOLLERR) ||
+	    ((events & EPOLLHUP) && !any)) {
+		connection_close(connection);
+		return;
+	}
+	connection_watch(connection);
+}
+
+static bool register_fd(int fd, struct handle *handle, uint32_t events)
+{
+	struct epoll_event event = {.events = events, .data.ptr = handle};
+
+	return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) == 0;
+}
+
+/* A client accepted on forward's listener: connects to the loopback
+ * listener and relays. */
+static void connection_open(struct forward *forward, int client_fd)
+{
+	struct connection *connection = NULL;
+	int server_fd;
+
+	if (connection_count >= FORWARD_MAX_CONNECTIONS) {
+		close(client_fd);
+		return;
+	}
+	server_fd = socket(forward->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (server_fd < 0 || !(connection = calloc(1, sizeof(*connection))))
+		goto fail;
+	connection->client_fd = client_fd;
+	connection->server_fd = server_fd;
+	connection->client_handle = (struct handle){HANDLE_CLIENT, connection};
+	connection->server_handle = (struct handle){HANDLE_SERVER, connection};
+	if (connect(server_fd, (struct sockaddr *)&forward->target, forward->target_len) < 0) {
+		if (errno != EINPROGRESS)
+			goto fail;
+		connection->connecting = true;
+	}
+	if (!register_fd(client_fd, &connection->client_handle, EPOLLIN))
+		goto fail;
+	if (!register_fd(server_fd, &connection->server_handle,
+			 connection->connecting ? EPOLLOUT : EPOLLIN)) {
+		epoll_ctl(epoll_fd, EPOLL_CTL_DEL, client_fd, NULL);
+		goto fail;
+	}
+	connection->next = connections;
+	connections = connection;
+	connection_count++;
+	return;
+fail:
+	free(connection);
+	if (server_fd >= 0)
+		close(server_fd);
+	close(client_fd);
+}
+
+static void listener_event(struct forward *forward, int fd)
+{
+	int client_fd, accepted;
+
+	for (accepted = 0; accepted < 64; accepted++) {
+		client_fd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (client_fd < 0)
+			return;
+		connection_open(forward, client_fd);
+	}
+}
+
+/* Frees the connections closed during the last batch of events. */
+static void connections_reap(void)
+{
+	struct connection **link = &connections, *connection;
+
+	while ((connection = *link)) {
+		if (!connection->dead) {
+			link = &connection->next;
+			continue;
+		}
+		*link = connection->next;
+		connection_count--;
+		free(connection);
+	}
+}
+
+/* --- which ports to forward --- */
+
+/* The LISTEN sockets of one /proc/net file appended to list. */
+static void read_listeners(const char *path, int family, struct tcp_listener **list,
+			   size_t *count, size_t *cap)
+{
+	FILE *file = fopen(path, "re");
+	char line[512];
+	struct tcp_listener listener, *grown;
+
+	if (!file)
+		return;
+	while (*count < MAX_LISTENERS_READ && fgets(line, sizeof(line), file)) {
+		if (!listeners__parse_line(line, family, &listener))
+			continue;
+		if (*count == *cap) {
+			*cap = *cap ? *cap * 2 : 64;
+			grown = realloc(*list, *cap * sizeof(**list));
+			if (!grown)
+				break;
+			*list = grown;
+		}
+		(*list)[(*count)++] = listener;
+	}
+	fclose(file);
+}
+
+static bool is_own_listener(unsigned long inode)
+{
+	const struct forward *forward;
+	int i;
+
+	for (forward = forwards; forward; forward = forward->next)
+		for (i = 0; i < forward->count; i++)
+			if (forward->inodes[i] == inode)
+				return true;
+	return false;
+}
+
+/* True when port has a loopback listener and no other (ours aside): then
+ * *target is where to relay (the first loopback listener seen). */
+static bool port_wanted(const struct tcp_listener *list, size_t count, uint16_t port,
+			const struct tcp_listener **target)
+{
+	size_t i;
+
+	*target = NULL;
+	for (i = 0; i < count; i++) {
+		if (list[i].port != port || is_own_listener(list[i].inode))
+			continue;
+		if (!listeners__is_loopback(&list[i]))
+			return false; /* reachable already, or someone else's */
+		if (!*target)
+			*target = &list[i];
+	}
+	return *target != NULL;
+}
+
+static struct forward *forward_find(uint16_t port)
+{
+	struct forward *forward;
+
+	for (forward = forwards; forward; forward = forward->next)
+		if (forward->port == port)
+			return forward;
+	return NULL;
+}
+
+static struct forward *forward_new(const struct tcp_listener *target)
+{
+	struct forward *forward = calloc(1, sizeof(*forward));
+	struct sockaddr_in *in4 = (struct sockaddr_in *)&forward->target;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&forward->target;
+
+	if (!forward)
+		return NULL;
+	forward->port = target->port;
+	if (target->family == AF_INET) {
+		*in4 = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(target->port),
+					    .sin_addr = target->addr4};
+		forward->target_len = sizeof(*in4);
+	} else {
+		*in6 = (struct sockaddr_in6){.sin6_family = AF_INET6,
+					     .sin6_port = htons(target->port),
+					     .sin6_addr = target->addr6};
+		forward->target_len = sizeof(*in6);
+	}
+	forward->next = forwards;
+	forwards = forward;
+	forward_count++;
+	log_info("forwarding port %u to its loopback listener", target->port);
+	return forward;
+}
+
+static void forward_free(struct forward *forward)
+{
+	int i;
+
+	for (i = 0; i < forward->count; i++) {
+		epoll_ctl(epoll_fd, EPOLL_CTL_DEL, forward->fds[i], NULL);
+		close(forward->fds[i]);
+	}
+	log_info("port %u: loopback listener gone, forward stopped", forward->port);
+	free(forward);
+}
+
+/* Listens on forward's port at address unless it does already. */
+static void forward_bind(struct forward *forward, struct in_addr address)
+{
+	struct sockaddr_in bind_to = {.sin_family = AF_INET, .sin_port = htons(forward->port),
+				      .sin_addr = address};
+	struct stat st;
+	int fd, one = 1, i;
+
+	for (i = 0; i < forward->count; i++)
+		if (forward->addresses[i].s_addr == address.s_addr)
+			return;
+	if (forward->count == FORWARD_MAX_ADDRESSES)
+		return;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	i = forward->count;
+	forward->handles[i] = (struct handle){HANDLE_LISTENER, forward};
+	if (bind(fd, (struct sockaddr *)&bind_to, sizeof(bind_to)) < 0 || listen(fd, 128) < 0 ||
+	    fstat(fd, &st) < 0 || !register_fd(fd, &forward->handles[i], EPOLLIN)) {
+		close(fd); /* taken at that address: tried again at the next scan */
+		return;
+	}
+	forward->fds[i] = fd;
+	forward->addresses[i] = address;
+	forward->inodes[i] = (unsigned long)st.st_ino;
+	forward->count++;
+}
+
+/* The namespace's non-loopback IPv4 addresses (interfaces up). */
+static int own_addresses(struct in_addr *out, int max)
+{
+	struct ifaddrs *list, *entry;
+	int count = 0;
+
+	if (getifaddrs(&list) < 0)
+		return 0;
+	for (entry = list; entry && count < max; entry = entry->ifa_next) {
+		if (!entry->ifa_addr || entry->ifa_addr->sa_family != AF_INET ||
+		    (entry->ifa_flags & IFF_LOOPBACK) || !(entry->ifa_flags & IFF_UP))
+			continue;
+		out[count++] = ((struct sockaddr_in *)entry->ifa_addr)->sin_addr;
+	}
+	freeifaddrs(list);
+	return count;
+}
+
+/* One scan: forwards for new loopback-only ports, none for those gone. */
+static void forward_scan(void)
+{
+	struct tcp_listener *list = NULL;
+	const struct tcp_listener *target;
+	struct in_addr addresses[FORWARD_MAX_ADDRESSES];
+	struct forward *forward, **link;
+	size_t count = 0, cap = 0, i;
+	int address_count = own_addresses(addresses, FORWARD_MAX_ADDRESSES), a;
+
+	read_listeners("/proc/net/tcp", AF_INET, &list, &count, &cap);
+	read_listeners("/proc/net/tcp6", AF_INET6, &list, &count, &cap);
+	for (forward = forwards; forward; forward = forward->next)
+		forward->seen = false;
+	for (i = 0; i < count; i++) {
+		if (list[i].port == own_port || !listeners__is_loopback(&list[i]))
+			continue;
+		forward = forward_find(list[i].port);
+		if (forward && forward->seen)
+			continue;
+		if (!port_wanted(list, count, list[i].port, &target))
+			continue;
+		if (!forward && forward_count < FORWARD_MAX_PORTS)
+			forward = forward_new(target);
+		if (forward)
+			forward->seen = true;
+	}
+	for (link = &forwards; (forward = *link);) {
+		if (!forward->seen) {
+			*link = forward->next;
+			forward_count--;
+			forward_free(forward);
+			continue;
+		}
+		for (a = 0; a < address_count; a++)
+			forward_bind(forward, addresses[a]);
+		link = &forward->next;
+	}
+	free(list);
+}
+
+static long long now_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void *forward_thread(void *unused)
+{
+	struct epoll_event events[64];
+	struct handle *handle;
+	long long next_scan = 0, now;
+	int n, i;
+
+	(void)unused;
+	for (;;) {
+		now = now_ms();
+		if (now >= next_scan) {
+			forward_scan();
+			next_scan = now + FORWARD_SCAN_MS;
+		}
+		n = epoll_wait(epoll_fd, events, 64, (int)(next_scan - now));
+		if (n < 0 && errno != EINTR) {
+			log_error("forwarder: epoll_wait: %s", strerror(errno));
+			return NULL;
+		}
+		for (i = 0; i < n; i++) {
+			handle = events[i].data.ptr;
+			if (handle->kind == HANDLE_LISTENER) {
+				struct forward *forward = handle->owner;
+
+				listener_event(forward, forward->fds[handle - forward->handles]);
+			} else {
+				connection_event(handle->owner, handle->kind == HANDLE_SERVER,
+						 events[i].events);
+			}
+		}
+		connections_reap();
+	}
+}
+
+bool forward__start(uint16_t agent_port)
+{
+	pthread_attr_t attr;
+	pthread_t thread;
+	int result;
+
+	own_port = agent_port;
+	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (epoll_fd < 0)
+		return false;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	result = pthread_create(&thread, &attr, forward_thread, NULL);
+	pthread_attr_destroy(&attr);
+	if (result != 0) {
+		close(epoll_fd);
+		epoll_fd = -1;
+		return false;
+	}
+	return true;
+}
