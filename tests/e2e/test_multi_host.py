@@ -8,8 +8,9 @@ worker hosts"). Checks:
   2. a public URL to a sandbox on each host answers through the one proxy
      (busybox httpd in the sandbox);
   3. one host's worker SIGKILLed: its sandboxes become `failed` ("lost")
-     within host_lost_after_s plus the sweep, and a batch of 20 creates
-     still completes, on the other two;
+     within host_lost_after_s plus the sweep, and a batch filling the room
+     left (up to 20) still completes, on the other two, a full host handing
+     its creates to the other; with both full, a create gets a 503 at once;
   4. the lost host's worker restarted: it learns it was declared lost and
      stops what it still ran (nothing left behind).
 Each host namespace reaches PostgreSQL and Kafka on the outer loopback
@@ -30,7 +31,7 @@ from stack import BIN, SOURCE, Stack, check, check_count, free_port, wait_for  #
 from test_pipeline import run_in_sandbox, sandbox_row  # noqa: E402
 
 HOSTS = 3
-CAPACITY = 25
+CAPACITY = 30
 FORWARDER = os.path.join(SOURCE, "tests", "hostvm", "tcp-forward.py")
 SLOT_BASE = int(os.environ.get("WARREN_TEST_MULTIHOST_SLOTS", "205"))
 
@@ -214,15 +215,30 @@ def run(stack, hosts, proxy_port):
     check(reason == f"lost: host {lost.host_id} stopped heartbeating", f"reason: {reason!r}")
     print(f"host SIGKILLed: its {len(lost_ids)} sandboxes failed ('lost') {lost_s:.1f} s later "
           "(bound 3 s + 5 s sweep)")
+    # the batch fills what room the other two have (at most 20)
+    live = int(stack.psql("SELECT count(*) FROM sandboxes WHERE state = 'running' AND host_id IN (" +
+                          ",".join(f"'{h.host_id}'" for h in hosts[:2]) + ")"))
+    room = 2 * CAPACITY - live
+    size = min(20, room)
+    check(size >= 5, f"room for a batch on the two hosts left: {room}")
     started = time.time()
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
-        batch = list(pool.map(lambda _: create(stack, 60), range(20)))
+        batch = list(pool.map(lambda _: create(stack, 60), range(size)))
     failed = [(s, b) for s, b in batch if s != 201]
-    check(not failed, f"{len(failed)} of 20 creates failed after the host loss, first: {failed[:1]}")
+    check(not failed, f"{len(failed)} of {size} creates failed after the host loss, first: {failed[:1]}")
     batch_spread = hosts_of(stack, [b["sandboxID"] for _, b in batch])
     check(lost.host_id not in batch_spread, f"nothing placed on the lost host: {batch_spread}")
     handed = sum(stack.log(h.log_name).count("create handed to host") for h in hosts[:2])
-    print(f"batch of 20 after the loss: done in {time.time() - started:.1f} s ({latency(batch)}) on "
+    if size == room:
+        # both hosts full now: once their heartbeats (every second) say so,
+        # the next create is told so at once
+        time.sleep(2.5)
+        before = time.time()
+        status, body = create(stack, 60)
+        check(status == 503 and "no worker host has room" in body.get("message", "") and
+              time.time() - before < 5, f"a create with every host full: {status} {body}")
+        print(f"with every host full: 503 in {time.time() - before:.2f} s: {body['message']}")
+    print(f"batch of {size} after the loss: done in {time.time() - started:.1f} s ({latency(batch)}) on "
           f"{sorted(h[-5:] for h in batch_spread)}; {handed} create(s) handed on by a full host")
 
     # 4. the lost host comes back: it stops the sandboxes it still ran
