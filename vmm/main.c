@@ -37,6 +37,7 @@ struct vmm {
 	/* the command line (vmm__parse_arguments) */
 	struct vm_config config; /* --kernel etc.; handed to the VM by vmm__boot */
 	const char *api_socket;
+	const char *restore; /* --restore: start from this snapshot, not by booting */
 	struct jail_options jail;
 	bool jail_check;
 	bool verbose;
@@ -70,6 +71,7 @@ static void usage(FILE *out)
 		"                  [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]\n"
 		"                  [--api-socket PATH] [--timeout-ms N] [--device JSON]...\n"
 		"                  [--io-poll-us N] [--rng] [--no-seccomp] [--verbose]\n"
+		"                  [--restore SNAPSHOT]\n"
 		"                  [--jail DIR --jail-uid U --jail-gid G [--jail-check]]\n"
 		"       warren-vmm --api-socket PATH [--verbose]\n"
 		"       warren-vmm --probe\n"
@@ -355,6 +357,7 @@ static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **arg
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "probe", no_argument, NULL, 'P' },
 		{ "no-seccomp", no_argument, NULL, 'S' },
+		{ "restore", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -388,6 +391,7 @@ static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **arg
 		case 'C': vmm->jail_check = true; break;
 		case 'v': vmm->verbose = true; break;
 		case 'S': vmm->seccomp = false; break;
+		case 'R': vmm->restore = optarg; break;
 		case 'm':
 		case 'n':
 		case 'l':
@@ -406,7 +410,8 @@ static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **arg
 	}
 	if (optind != argc ||
 	    (config->kernel == NULL && vmm->api_socket == NULL && !vmm->jail_check) ||
-	    (vmm->jail_check && jail->root == NULL) || (jail->root && (!jail->uid || !jail->gid)))
+	    (vmm->jail_check && jail->root == NULL) || (jail->root && (!jail->uid || !jail->gid)) ||
+	    (vmm->restore && config->kernel == NULL))
 		return VMM_PARSE_USAGE;
 	return VMM_PARSE_RUN;
 }
@@ -490,9 +495,12 @@ static int vmm__boot(struct vmm *vmm)
 		return 0;
 	vmm->one_shot = true;
 	vm__configure(&vmm->vm, &vmm->config); /* takes the config, leaves it empty */
-	result = vm__start(&vmm->vm, error, sizeof(error));
+	result = vmm->restore ? vm__prepare_restore(&vmm->vm, vmm->restore, error, sizeof(error))
+			      : 0;
+	if (result == 0)
+		result = vm__start(&vmm->vm, error, sizeof(error));
 	if (result != 0) {
-		log_error("cannot start the VM: %s", error);
+		log_error("cannot %s the VM: %s", vmm->restore ? "restore" : "start", error);
 		fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
 		return result;
 	}

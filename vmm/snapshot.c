@@ -605,7 +605,8 @@ int snapshot__write_file(const char *path, const struct snapshot_state *state, c
 		result = -ENOMEM;
 		goto out;
 	}
-	fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	unlink(temporary); /* created anew: the VMM's seccomp allows only O_EXCL */
+	fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0 || (result = write_all(fd, data, size)) || fsync(fd) < 0 ||
 	    rename(temporary, path) < 0) {
 		result = result ? result : -errno;
@@ -772,7 +773,8 @@ int snapshot__write_memory(const struct guest_memory *memory, const char *path,
 	int result;
 
 	memset(stats, 0, sizeof(*stats));
-	writer.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	unlink(path);
+	writer.fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (writer.fd < 0 || ftruncate(writer.fd, (off_t)memory->size) < 0) {
 		result = -errno;
 		snapshot__error(error, error_size, "%s: %s", path, strerror(errno));

@@ -23,6 +23,7 @@
 #include "boot.h"
 #include "event_loop.h"
 #include "loader.h"
+#include "vm_snapshot.h"
 #include "warren/clock.h"
 #include "warren/log.h"
 
@@ -744,6 +745,13 @@ static int vm__create_memory(struct vm *vm, char *error, size_t error_size)
 	uint64_t size = vm->config.memory_mib << 20;
 	struct kvm_userspace_memory_region region = { 0 };
 
+	if (vm->restore) {
+		int result = vm_snapshot__map_memory(vm, error, error_size);
+
+		if (result)
+			return result;
+		goto regions;
+	}
 	vm->memory.size = size;
 	vm->memory.low_size = size < GUEST_MEMORY_LOW_LIMIT ? size : GUEST_MEMORY_LOW_LIMIT;
 	vm->memory.memfd = memfd_create("warren-guest-ram", MFD_CLOEXEC);
@@ -759,6 +767,7 @@ static int vm__create_memory(struct vm *vm, char *error, size_t error_size)
 		return -ENOMEM;
 	}
 	madvise(vm->memory.host, size, MADV_DONTDUMP);
+regions:
 	region.slot = 0;
 	region.guest_phys_addr = 0;
 	region.memory_size = vm->memory.low_size;
@@ -980,8 +989,8 @@ static int vcpu__create(struct vm *vm, uint32_t index, const struct loader_image
 		vm__error(error, error_size, "vcpu %u LAPIC: %s", index, strerror(-result));
 		return result;
 	}
-	if (index != 0)
-		return 0; /* application processors wait for INIT/SIPI */
+	if (index != 0 || vm->restore)
+		return 0; /* APs wait for INIT/SIPI; a restore sets every vCPU later */
 	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
 		goto err;
 	boot__initial_registers(image, &regs, &sregs);
@@ -1082,6 +1091,8 @@ static int vm_start__kernel(struct vm_start *start)
 	struct vm *vm = start->vm;
 	int result;
 
+	if (vm->restore)
+		return 0; /* the kernel is in the restored memory */
 	if ((result = vm__map_file(vm->config.kernel, &start->kernel, &start->kernel_size))) {
 		vm__error(start->error, start->error_size, "kernel %s: %s", vm->config.kernel,
 			  strerror(-result));
@@ -1115,6 +1126,8 @@ static int vm_start__devices(struct vm_start *start)
 	}
 	if ((result = vm__create_devices(vm, start->error, start->error_size)))
 		return result;
+	if (vm->restore)
+		return vm_snapshot__restore_devices(vm, start->error, start->error_size);
 	start->command_line = vm__build_command_line(vm);
 	if (start->command_line == NULL)
 		return -ENOMEM;
@@ -1149,6 +1162,8 @@ static int vm_start__vcpus(struct vm_start *start)
 		if ((result = vcpu__create(vm, i, &start->image, start->cpuid, start->error,
 					   start->error_size)))
 			return result;
+	if (vm->restore)
+		return vm_snapshot__restore_state(vm, start->error, start->error_size);
 	return 0;
 }
 
@@ -1210,6 +1225,7 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 		result = steps[i](&start);
 	free(start.cpuid);
 	free(start.command_line);
+	vm_snapshot__release(vm); /* restored (or failed): not needed any more */
 	if (start.kernel)
 		munmap(start.kernel, start.kernel_size);
 	if (result && atomic_load(&vm->state) == VM_STATE_CONFIGURED)
@@ -1272,6 +1288,7 @@ void vm__destroy(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	mmio_bus__destroy(vm->bus);
+	vm_snapshot__release(vm);
 	vm_config__free(&vm->config);
 	memset(&vm->memory, 0, sizeof(vm->memory));
 	vm->memory.memfd = vm->vm_fd = vm->kvm_fd = -1;
