@@ -68,6 +68,7 @@ int hardening__install_seccomp(void)
 		SCMP_SYS(exit), SCMP_SYS(exit_group),
 		/* a snapshot (vm_snapshot.c) writes new files: its ring, sizes, rename */
 		SCMP_SYS(io_uring_setup), SCMP_SYS(ftruncate), SCMP_SYS(rename),
+		SCMP_SYS(renameat), SCMP_SYS(renameat2),
 	};
 	/* ioctl: only what runs after setup */
 	static const unsigned long ioctls[] = {

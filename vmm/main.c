@@ -24,9 +24,11 @@
 #include "control.h"
 #include "hardening.h"
 #include "jail.h"
+#include "snapshot.h"
 #include "event_loop.h"
 #include "virtio_devices.h"
 #include "vm.h"
+#include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/log.h"
 
@@ -94,6 +96,8 @@ static int vmm__lock_down(struct vm *vm, void *opaque, char *error, size_t error
 #ifdef WARREN_VMM_NO_SECCOMP
 	seccomp = false; /* sanitizer/fuzz builds: their runtimes need more */
 #endif
+	if (snapshot__init() != 0) /* the checksum's library, before files are forbidden */
+		log_warn("snapshots: SHA-256 unavailable");
 	result = hardening__lock_down(seccomp, error, error_size);
 	if (result != 0) {
 		log_error("hardening failed, not starting the guest: %s", error);
@@ -499,6 +503,10 @@ static int vmm__boot(struct vmm *vmm)
 			      : 0;
 	if (result == 0)
 		result = vm__start(&vmm->vm, error, sizeof(error));
+	if (result == 0 && vmm->restore)
+		log_info("vm restored from %s: running %.1f ms after the process started",
+			 vmm->restore,
+			 (double)(clock__monotonic_ns() - vm__process_start_ns()) / 1e6);
 	if (result != 0) {
 		log_error("cannot %s the VM: %s", vmm->restore ? "restore" : "start", error);
 		fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");

@@ -46,6 +46,8 @@ enum record_type {
 
 static void snapshot__error(char *error, size_t error_size, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+static int snapshot__digest(const uint8_t *header, const uint8_t *state, size_t state_size,
+			    uint8_t digest[SHA256_DIGEST_LENGTH]);
 
 static void snapshot__error(char *error, size_t error_size, const char *fmt, ...)
 {
@@ -56,6 +58,14 @@ static void snapshot__error(char *error, size_t error_size, const char *fmt, ...
 	va_start(ap, fmt);
 	vsnprintf(error, error_size, fmt, ap);
 	va_end(ap);
+}
+
+int snapshot__init(void)
+{
+	uint8_t header[SNAPSHOT_HEADER_SIZE] = { 0 };
+	uint8_t digest[SHA256_DIGEST_LENGTH];
+
+	return snapshot__digest(header, header, 0, digest);
 }
 
 struct snapshot_state *snapshot__alloc(void)

@@ -110,6 +110,11 @@ struct snapshot_state {
 	struct snapshot_device devices[SNAPSHOT_MAX_DEVICES];
 };
 
+/* Loads what the checksum needs (OpenSSL's providers read their config
+ * files on first use): call before a seccomp lock-down that forbids
+ * opening files. 0 or -EIO. */
+int snapshot__init(void);
+
 /* A zeroed state on the heap (it is large: ~2 MiB with 64 vCPUs), or NULL. */
 struct snapshot_state *snapshot__alloc(void);
 void snapshot__free(struct snapshot_state *state);
