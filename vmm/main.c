@@ -429,6 +429,10 @@ static int vmm__confine(struct vmm *vmm)
 
 	if (vmm->jail.root == NULL)
 		return 0;
+	if (vmm->restore && !jail__path_inside(vmm->jail.root, vmm->restore, &vmm->restore)) {
+		log_error("jail: the snapshot %s is not inside %s", vmm->restore, vmm->jail.root);
+		return VMM_STATUS_ERROR;
+	}
 	if (jail__enter(&vmm->jail, &vmm->config, &vmm->api_socket, error, sizeof(error)) != 0) {
 		log_error("%s", error);
 		fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");

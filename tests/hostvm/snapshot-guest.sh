@@ -17,16 +17,17 @@
 #      crash: a flipped byte (checksum), a truncated state file, a short
 #      memory file, a restore configured with another memory size.
 # Prints "snapshot-figures: ..." lines (sizes, times; TCG: context only).
-# usage: snapshot-guest.sh --kernel VMLINUX [--memory MiB]... [--pattern MiB]
+# usage: snapshot-guest.sh --kernel VMLINUX [--memory MiB]... [--pattern MiB] [--vcpus N]
 set -uo pipefail
 
-kernel='' pattern=16 limit=240
+kernel='' pattern=16 limit=240 vcpus=1
 declare -a memories=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--kernel) kernel=$2; shift 2 ;;
 	--memory) memories+=("$2"); shift 2 ;;
 	--pattern) pattern=$2; shift 2 ;;
+	--vcpus) vcpus=$2; shift 2 ;;
 	--limit) limit=$2; shift 2 ;;
 	*) echo "snapshot-guest: unknown argument $1" >&2; exit 2 ;;
 	esac
@@ -112,7 +113,7 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # vmm_args MiB CONSOLE SOCKET: sets args, the command line both runs share.
 vmm_args() {
-	args=(--kernel "$kernel" --initrd "$work/initrd" --memory "$1" --cpu-profile host
+	args=(--kernel "$kernel" --initrd "$work/initrd" --memory "$1" --vcpus "$vcpus" --cpu-profile host
 		--cmdline "console=ttyS0 reboot=k panic=-1 tsc=reliable pattern_mib=$pattern"
 		--console "$2" --api-socket "$3")
 }
