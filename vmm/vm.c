@@ -1031,7 +1031,7 @@ static int vm_start__host(struct vm_start *start)
 	vm->bus = mmio_bus__create();
 	if (vm->bus == NULL)
 		return -ENOMEM;
-	result = console__init(&vm->console, vm->config.console, vm->loop);
+	result = console__init(&vm->console, vm->config.console, vm->loop, vm->restore != NULL);
 	if (result) {
 		vm__error(start->error, start->error_size, "console %s: %s", vm->config.console,
 			  strerror(-result));
