@@ -509,6 +509,18 @@ static void vcpu__wait_while_paused(struct vcpu *vcpu)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* After an I/O or MMIO exit the instruction completes only on the next
+ * KVM_RUN: enter with immediate_exit set, so KVM completes it and returns
+ * at once without running the guest. A paused vCPU's state is then
+ * consistent for a snapshot (KVM API, "immediate_exit"). */
+static void vcpu__complete_pending(struct vcpu *vcpu)
+{
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (ioctl(vcpu->fd, KVM_RUN, 0) == 0 || errno != EINTR)
+		log_debug("vcpu %u: completing the last exit: %s", vcpu->index, strerror(errno));
+	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+}
+
 /* Capabilities are per thread: a vCPU thread drops all of its own before
  * it runs the guest (lowering them is always allowed). */
 static void vcpu__drop_capabilities(void)
@@ -526,6 +538,7 @@ static void *vcpu__thread(void *opaque)
 	struct vcpu *vcpu = opaque;
 	struct vm *vm = vcpu->vm;
 	struct kvm_run *run = vcpu->run;
+	bool pending_completion = false; /* the last exit was I/O: KVM finishes it on entry */
 	char detail[128];
 
 	if (vm->on_ready)
@@ -535,6 +548,9 @@ static void *vcpu__thread(void *opaque)
 		if (atomic_load(&vm->stopping))
 			break;
 		if (atomic_load(&vm->pause_requested)) {
+			if (pending_completion)
+				vcpu__complete_pending(vcpu);
+			pending_completion = false;
 			vcpu__wait_while_paused(vcpu);
 			continue;
 		}
@@ -548,6 +564,8 @@ static void *vcpu__thread(void *opaque)
 			vm__request_stop(vm, VM_EXIT_VMM_ERROR, 0, detail);
 			break;
 		}
+		pending_completion = run->exit_reason == KVM_EXIT_IO ||
+				     run->exit_reason == KVM_EXIT_MMIO;
 		switch (run->exit_reason) {
 		case KVM_EXIT_IO:
 			atomic_fetch_add(&vm->exits[VM_COUNT_IO], 1);
