@@ -13,7 +13,8 @@
 #   3. a new warren-vmm --restore: the guest goes on (TICK last+1 ok, never
 #      FAIL, no second boot), its uptime continues, the VMM answers
 #      "state" running;
-#   4. (first size only) refused, exit 125 with a clear reason, never a
+#   4. (first size only) the restored guest saved and restored again;
+#   5. (first size only) refused, exit 125 with a clear reason, never a
 #      crash: a flipped byte (checksum), a truncated state file, a short
 #      memory file, a restore configured with another memory size.
 # Prints "snapshot-figures: ..." lines (sizes, times; TCG: context only).
@@ -118,6 +119,41 @@ vmm_args() {
 		--console "$2" --api-socket "$3")
 }
 
+# take_snapshot SOCKET PATH: snapshot of the paused VM into reply; while a
+# device is busy, the VM runs a moment and is paused again.
+take_snapshot() {
+	for _ in $(seq 1 50); do
+		reply=$(ctl "$1" "{\"op\":\"snapshot\",\"path\":\"$2\"}")
+		[[ $reply == *busy* ]] || break
+		ctl "$1" '{"op":"resume"}' >/dev/null # let the request finish
+		sleep 0.2
+		ctl "$1" '{"op":"pause"}' >/dev/null
+	done
+}
+
+# second_cycle MiB DIR DISK: the restored guest (socket DIR/sock.2) is
+# saved again (its memory now a private mapping of the first memory file)
+# and restored from that second snapshot.
+second_cycle() {
+	local mib=$1 dir=$2 disk=$3 last
+	ctl "$dir/sock.2" '{"op":"pause"}' >/dev/null
+	take_snapshot "$dir/sock.2" "$dir/snap2"
+	[[ $reply == *memory_bytes_written* ]] || { fail "$mib MiB: second snapshot: $reply"; return; }
+	kill -KILL "$vmm_pid"
+	wait "$vmm_pid" 2>/dev/null
+	last=$(grep -oE '^TICK [0-9]+ ok' "$dir/console.2" | tail -n 1 | cut -d' ' -f2)
+	vmm_args "$mib" "$dir/console.3" "$dir/sock.3"
+	"$vmm" "${args[@]}" --device "$disk" --restore "$dir/snap2" >"$dir/vmm.3.log" 2>&1 &
+	vmm_pid=$!
+	if wait_for "$dir/console.3" "^TICK $((last + 2)) ok" "$limit" &&
+		! grep -q 'FAIL\|PATTERN' "$dir/console.3"; then
+		echo "second cycle: restored from a snapshot of a restored guest, TICK $last -> $((last + 2)) ok"
+	else
+		fail "$mib MiB: the guest did not go on after a second snapshot"
+		tail -n 20 "$dir/console.3" "$dir/vmm.3.log"
+	fi
+}
+
 run_size() {
 	local mib=$1 dir=$work/m$1 reply last t0 t1 restored_ms uptime_before uptime_after
 	mkdir -p "$dir"
@@ -136,13 +172,7 @@ run_size() {
 	reply=$(ctl "$dir/sock.1" '{"op":"pause"}')
 	[[ $reply == *'"ok": true'* || $reply == *'"ok":true'* ]] || { fail "pause: $reply"; return; }
 	t0=$(now_ms)
-	for _ in $(seq 1 50); do
-		reply=$(ctl "$dir/sock.1" "{\"op\":\"snapshot\",\"path\":\"$dir/snap\"}")
-		[[ $reply == *busy* ]] || break
-		ctl "$dir/sock.1" '{"op":"resume"}' >/dev/null # let the request finish
-		sleep 0.2
-		ctl "$dir/sock.1" '{"op":"pause"}' >/dev/null
-	done
+	take_snapshot "$dir/sock.1" "$dir/snap"
 	t1=$(now_ms)
 	echo "snapshot reply: $reply"
 	if [[ $reply != *memory_bytes_written* ]]; then
@@ -193,6 +223,7 @@ print("wrote %d of %d bytes of RAM in %d writes, memory %.1f ms, whole op in the
 	restored_ms=$(grep -o 'running [0-9.]* ms' "$dir/vmm.2.log" | awk '{print $2}')
 	echo "snapshot-figures: guest ${mib} MiB: restore: VMM start to guest running ${restored_ms:-?} ms;" \
 		"to the next TICK on the console $((t1 - t0)) ms; uptime $uptime_before -> $uptime_after s"
+	[ "$mib" = "${memories[0]}" ] && second_cycle "$mib" "$dir" "$disk"
 	kill -KILL "$vmm_pid"
 	wait "$vmm_pid" 2>/dev/null
 	vmm_pid=
