@@ -20,4 +20,11 @@ void cli__register(struct cli_command *command);
 		cli__register(&cli_command_##ident);                                       \
 	}
 
+/* The settings file `warren up` wrote (<WARREN_HOME or /var/lib/warren>/
+ * warren.conf, cli/up.c) becomes WARREN_CONFIG when nothing else
+ * configures this process: WARREN_CONFIG and WARREN_PG_URL unset and no
+ * /etc/warren/warren.conf. So `warren admin ...` finds the stack that
+ * `warren up` started. */
+void cli_up__use_stack_settings(void);
+
 #endif

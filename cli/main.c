@@ -38,6 +38,7 @@ int main(int argc, char **argv)
 		printf("warren %s\n", WARREN_VERSION);
 		return 0;
 	}
+	cli_up__use_stack_settings();
 	for (struct cli_command *c = cli_commands; c; c = c->next)
 		if (!strcmp(c->name, argv[1]))
 			return c->run(argc - 1, argv + 1);

@@ -1,7 +1,9 @@
 /* `warren up|down|status`: the whole stack on this machine (scripts/stack
  * does the orchestration; this finds it and runs it): WARREN_SOURCE_DIR's,
  * else the install's (<prefix>/share/warren/scripts/stack, with the
- * binaries next to this one), else the source tree this was built from. */
+ * binaries next to this one), else the source tree this was built from.
+ * `up` leaves the stack's settings in <WARREN_HOME>/warren.conf, which the
+ * other subcommands use when nothing else configures them. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,22 @@
 
 #include "cli.h"
 #include "warren/binary_path.h"
+#include "warren/config.h"
+
+void cli_up__use_stack_settings(void)
+{
+	const char *home = getenv("WARREN_HOME");
+	char path[PATH_MAX];
+
+	if (getenv("WARREN_CONFIG") || getenv("WARREN_PG_URL") ||
+	    access(CONFIG_DEFAULT_PATH, F_OK) == 0)
+		return;
+	if (snprintf(path, sizeof(path), "%s/warren.conf", home && *home ? home : "/var/lib/warren") >=
+	    (int)sizeof(path))
+		return;
+	if (access(path, R_OK) == 0)
+		setenv("WARREN_CONFIG", path, 1);
+}
 
 static int cli_up__exec(const char *verb)
 {

@@ -2,6 +2,8 @@
 
 #include "warren/config.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +14,32 @@
 #include <unistd.h>
 
 static const char *log_component = "warren";
-static int log_level = -1;
+/* Read by every thread that logs: set once (log__load_settings, under
+ * pthread_once) and by log__set_level, so an atomic. */
+static _Atomic int log_level = LOG_LEVEL_INFO;
+static pthread_once_t log_settings_once = PTHREAD_ONCE_INIT;
+static bool log_journal;
+
+/* Reads the log_level setting (WARREN_LOG_LEVEL, then the config file) and
+ * whether stderr is the journal's stream (systemd sets JOURNAL_STREAM to
+ * its "device:inode"; a redirected stderr no longer matches). Runs once. */
+static void log__load_settings(void)
+{
+	const char *level = config__get_soft("log_level", NULL);
+	const char *stream = getenv("JOURNAL_STREAM");
+	unsigned long long device, inode;
+	struct stat st;
+
+	if (level && !strcasecmp(level, "debug"))
+		atomic_store(&log_level, LOG_LEVEL_DEBUG);
+	else if (level && !strcasecmp(level, "warn"))
+		atomic_store(&log_level, LOG_LEVEL_WARN);
+	else if (level && !strcasecmp(level, "error"))
+		atomic_store(&log_level, LOG_LEVEL_ERROR);
+	log_journal = stream && sscanf(stream, "%llu:%llu", &device, &inode) == 2 &&
+		      fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == device &&
+		      (unsigned long long)st.st_ino == inode;
+}
 
 void log__set_component(const char *component)
 {
@@ -21,43 +48,20 @@ void log__set_component(const char *component)
 
 void log__set_level(enum log_level level)
 {
-	log_level = (int)level;
+	pthread_once(&log_settings_once, log__load_settings);
+	atomic_store(&log_level, (int)level);
 }
 
 static int log__configured_level(void)
 {
-	if (log_level < 0) {
-		/* Setting log_level: WARREN_LOG_LEVEL, then the config file. */
-		const char *env = config__get_soft("log_level", NULL);
-		log_level = LOG_LEVEL_INFO;
-		if (env) {
-			if (!strcasecmp(env, "debug"))
-				log_level = LOG_LEVEL_DEBUG;
-			else if (!strcasecmp(env, "warn"))
-				log_level = LOG_LEVEL_WARN;
-			else if (!strcasecmp(env, "error"))
-				log_level = LOG_LEVEL_ERROR;
-		}
-	}
-	return log_level;
+	pthread_once(&log_settings_once, log__load_settings);
+	return atomic_load(&log_level);
 }
 
-/* True when stderr is the journal's stream (systemd sets JOURNAL_STREAM to
- * its "device:inode"; a redirected stderr no longer matches). */
 static bool log__to_journal(void)
 {
-	static int journal = -1;
-
-	if (journal < 0) {
-		const char *stream = getenv("JOURNAL_STREAM");
-		unsigned long long device, inode;
-		struct stat st;
-
-		journal = stream && sscanf(stream, "%llu:%llu", &device, &inode) == 2 &&
-			  fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == device &&
-			  (unsigned long long)st.st_ino == inode;
-	}
-	return journal;
+	pthread_once(&log_settings_once, log__load_settings);
+	return log_journal;
 }
 
 int log__enabled(enum log_level level)

@@ -35,6 +35,9 @@ struct api_config {
 	int http_threads;	       /* [api_threads] default 8 */
 	int cpu_count, memory_mb, disk_mb; /* [sandbox_cpu_count] 2, [sandbox_memory_mb] 512,
 					      [sandbox_disk_mb] 1024 */
+	int64_t volume_size_mb;	       /* [volume_size_mb] 1024: every new volume's size */
+	int64_t volume_quota_count;    /* [volume_quota_count] 20 volumes per team */
+	int64_t volume_quota_mb;       /* [volume_quota_mb] 20480 MiB per team */
 	char commands_topic[KAFKA_TOPIC_NAME_MAX + 1]; /* prefix + warren.sandbox.commands */
 	char events_topic[KAFKA_TOPIC_NAME_MAX + 1];   /* prefix + warren.sandbox.events */
 };

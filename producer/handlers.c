@@ -10,6 +10,7 @@
 #include "api_metrics.h"
 #include "query.h"
 #include "request.h"
+#include "warren/volumes.h"
 #include "warren/clock.h"
 #include "warren/log.h"
 #include "warren/template_builds.h"
@@ -122,6 +123,8 @@ static json_t *handlers__create_spec(const struct api_create_request *c)
 			 c->env_vars, "network", network);
 	if (spec && c->runtime[0])
 		json_object_set_new(spec, "runtime", json_string(c->runtime));
+	if (spec && c->volume_mount_count)
+		json_object_set_new(spec, "volume_mounts", json_integer(c->volume_mount_count));
 	return spec;
 }
 
@@ -434,6 +437,82 @@ static bool create__settle_replay(struct create_ctx *ctx)
 	return true;
 }
 
+/* Step 4b: every volume of volumeMounts is the team's and free now (400
+ * unknown, 409 held by another live sandbox than this request's), checked
+ * before the sandbox row is made (the request row ends failed); step 6b's
+ * claim settles a race with another create. */
+static bool create__check_volumes(struct create_ctx *ctx)
+{
+	const struct api_create_request *c = &ctx->create;
+	struct storage_volume volume;
+	struct storage_error e;
+	char message[512];
+	int rc, status;
+
+	for (int i = 0; i < c->volume_mount_count; i++) {
+		rc = storage__volume_get_by_name(ctx->pool, ctx->r->team.id, c->volume_mounts[i].name,
+						 &volume, &e);
+		if (rc && rc != STORAGE_ERR_NOT_FOUND) {
+			ctx->ret = request__storage_error(ctx->r, &e);
+			return false;
+		}
+		if (rc == STORAGE_ERR_NOT_FOUND) {
+			status = 400;
+			snprintf(message, sizeof(message), "%s", e.message);
+		} else if (volume.in_use && strcmp(volume.sandbox_id, ctx->sandbox_id)) {
+			status = 409;
+			snprintf(message, sizeof(message),
+				 "volume '%s' is in use by sandbox %s (one writer at a time)",
+				 volume.name, volume.sandbox_id);
+		} else {
+			continue;
+		}
+		handlers__finish_failed(ctx->pool, ctx->r->request_id, status, message);
+		ctx->ret = request__error(ctx->r, status, "%s", message);
+		return false;
+	}
+	return true;
+}
+
+/* Step 6b: the volumes of volumeMounts claimed for this sandbox (one
+ * writer at a time, docs/volumes.md). A volume the team lacks is a 400, one
+ * another live sandbox holds a 409; either way the sandbox row ends failed
+ * (which also drops the claims it made) and the request row says why. */
+static bool create__claim_volumes(struct create_ctx *ctx)
+{
+	struct api_request *r = ctx->r;
+	const struct api_create_request *c = &ctx->create;
+	struct storage_sandbox_transition failed = {
+		.sandbox_id = r->sandbox.id,
+		.team_id = r->team.id,
+		.from = STORAGE_SANDBOX_STARTING,
+		.to = STORAGE_SANDBOX_FAILED,
+		.slot_index = -1,
+	};
+	struct storage_error e;
+	char message[512];
+	int rc = STORAGE_OK, status;
+
+	for (int i = 0; i < c->volume_mount_count && rc == STORAGE_OK; i++)
+		rc = storage__volume_claim(ctx->pool, r->team.id, c->volume_mounts[i].name,
+					   r->sandbox.id, c->volume_mounts[i].path, NULL, &e);
+	if (rc == STORAGE_OK)
+		return true;
+	if (rc != STORAGE_ERR_NOT_FOUND && rc != STORAGE_ERR_CONFLICT) {
+		ctx->ret = request__storage_error(r, &e);
+		return false;
+	}
+	status = rc == STORAGE_ERR_NOT_FOUND ? 400 : 409;
+	snprintf(message, sizeof(message), "%s", e.message);
+	failed.failure_reason = message;
+	if (storage__sandbox_transition(ctx->pool, &failed, NULL, &e))
+		log_warn("req=%s cannot mark %s failed: %s", r->request_id, r->sandbox.id,
+			 e.message);
+	handlers__finish_failed(ctx->pool, r->request_id, status, message);
+	ctx->ret = request__error(r, status, "%s", message);
+	return false;
+}
+
 /* A command that could not be queued: the client gets the error and the
  * rows say why (no lost request). */
 static enum MHD_Result create__produce_failed(struct create_ctx *ctx)
@@ -495,8 +574,9 @@ static enum MHD_Result handlers__create(struct api_request *r, struct storage_po
 	if (!create__parse(&ctx))
 		return ctx.ret;
 	if (!create__check_rate(&ctx) || !create__load_template(&ctx) || !create__place(&ctx) ||
-	    !create__begin_request(&ctx) || !create__admit(&ctx) || !create__settle_replay(&ctx) ||
-	    !create__produce(&ctx))
+	    !create__begin_request(&ctx) || !create__check_volumes(&ctx) || !create__admit(&ctx) ||
+	    !create__settle_replay(&ctx) ||
+	    !create__claim_volumes(&ctx) || !create__produce(&ctx))
 		goto out;
 	if (waiters__suspend(&r->waiter, r->connection)) {
 		r->phase = API_PHASE_WAITING;
@@ -1333,6 +1413,11 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 		return request__error(r, 501, "%s is not implemented by warren (%s %.100s)",
 				      r->route.feature ? r->route.feature : "this route", r->method,
 				      r->path);
+	case API_ROUTE_VOLUME_CREATE:
+	case API_ROUTE_VOLUME_LIST:
+	case API_ROUTE_VOLUME_GET:
+	case API_ROUTE_VOLUME_DELETE:
+		return volumes_api__dispatch(r, pool);
 	default:
 		if (r->route.endpoint >= API_ROUTE_TEMPLATE_CREATE)
 			return templates_api__dispatch(r, pool);

@@ -75,6 +75,9 @@ enum MHD_Result templates_api__upload_finish(struct api_request *r);
 int templates_api__upload_chunk(struct api_request *r, const char *data, size_t len);
 void templates_api__request_done(struct api_request *r);
 
+/* Volume endpoints (volumes_api.c, docs/volumes.md); authenticated. */
+enum MHD_Result volumes_api__dispatch(struct api_request *r, struct storage_pool *pool);
+
 /* Runs the endpoint of r->route (authenticated, limits checked). Called
  * with the complete body; again after a suspension (phase WAITING). */
 enum MHD_Result handlers__dispatch(struct api_request *r);

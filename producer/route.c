@@ -46,11 +46,12 @@ static const struct route_unimplemented route_unimplemented[] = {
 	{ "/templates/*/tags", "GET", "template tags" },
 	{ "/v2/templates", "GET", "the v2 template list (use GET /templates)" },
 	{ "/v2/templates/*", "PATCH", "updating a template (publish state)" },
-	{ "/volumes", "GET, POST", "volumes" },
-	{ "/volumes/*", "GET, DELETE", "volumes" },
-	{ "/volumecontent/*/dir", "GET, POST", "volumes" },
-	{ "/volumecontent/*/path", "GET, PATCH, DELETE", "volumes" },
-	{ "/volumecontent/*/file", "GET, PUT", "volumes" },
+	{ "/volumecontent/*/dir", "GET, POST",
+	  "the volume content API (read and write a volume's files from a sandbox that mounts it)" },
+	{ "/volumecontent/*/path", "GET, PATCH, DELETE",
+	  "the volume content API (read and write a volume's files from a sandbox that mounts it)" },
+	{ "/volumecontent/*/file", "GET, PUT",
+	  "the volume content API (read and write a volume's files from a sandbox that mounts it)" },
 };
 
 /* True when path matches pattern segment by segment ('*' = one non-empty
@@ -128,6 +129,33 @@ static void route__method(const char *method, const char *want, enum api_endpoin
 	out->allowed_methods = allowed;
 }
 
+bool route__volumes(const char *method, const char *path, struct api_route *out)
+{
+	const char *id;
+	size_t len;
+
+	if (!strcmp(path, "/volumes")) {
+		out->allowed_methods = "GET, POST";
+		out->endpoint = !strcmp(method, "GET")	  ? API_ROUTE_VOLUME_LIST
+				: !strcmp(method, "POST") ? API_ROUTE_VOLUME_CREATE
+							  : API_ROUTE_BAD_METHOD;
+		return true;
+	}
+	if (strncmp(path, "/volumes/", 9))
+		return false;
+	id = path + 9;
+	len = strlen(id);
+	if (len == 0 || strchr(id, '/'))
+		return false;
+	snprintf(out->volume_id, sizeof(out->volume_id), "%.*s",
+		 (int)(len > API_ROUTE_ID_MAX ? API_ROUTE_ID_MAX : len), id);
+	out->allowed_methods = "GET, DELETE";
+	out->endpoint = !strcmp(method, "GET")	    ? API_ROUTE_VOLUME_GET
+			: !strcmp(method, "DELETE") ? API_ROUTE_VOLUME_DELETE
+						    : API_ROUTE_BAD_METHOD;
+	return true;
+}
+
 void route__match(const char *method, const char *path, struct api_route *out)
 {
 	char clean[256];
@@ -147,7 +175,7 @@ void route__match(const char *method, const char *path, struct api_route *out)
 	/* 501 for a method warren lacks on a path it may know (PATCH
 	 * /templates/{id}), then the template routes, then 501/405 */
 	if (route__unimplemented(method, clean, true, out) ||
-	    templates_route__match(method, clean, out) ||
+	    templates_route__match(method, clean, out) || route__volumes(method, clean, out) ||
 	    route__unimplemented(method, clean, false, out))
 		return;
 	if (!strcmp(clean, "/sandboxes/metrics")) {
@@ -249,6 +277,10 @@ const char *route__name(enum api_endpoint endpoint)
 	case API_ROUTE_TEMPLATE_BUILD: return "template_build";
 	case API_ROUTE_TEMPLATE_BUILD_STATUS: return "template_build_status";
 	case API_ROUTE_TEMPLATE_BUILD_LOGS: return "template_build_logs";
+	case API_ROUTE_VOLUME_CREATE: return "volume_create";
+	case API_ROUTE_VOLUME_LIST: return "volume_list";
+	case API_ROUTE_VOLUME_GET: return "volume_get";
+	case API_ROUTE_VOLUME_DELETE: return "volume_delete";
 	case API_ROUTE_BAD_METHOD: return "bad_method";
 	case API_ROUTE_NOT_FOUND: break;
 	}

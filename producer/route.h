@@ -38,6 +38,11 @@ enum api_endpoint {
 	API_ROUTE_TEMPLATE_BUILD,	 /* POST /v2/templates/{id}/builds/{buildID} */
 	API_ROUTE_TEMPLATE_BUILD_STATUS, /* GET /templates/{id}/builds/{buildID}/status */
 	API_ROUTE_TEMPLATE_BUILD_LOGS,	 /* GET /templates/{id}/builds/{buildID}/logs */
+	/* volumes (volumes_api.c, docs/volumes.md) */
+	API_ROUTE_VOLUME_CREATE, /* POST /volumes */
+	API_ROUTE_VOLUME_LIST,	 /* GET /volumes */
+	API_ROUTE_VOLUME_GET,	 /* GET /volumes/{volumeID} */
+	API_ROUTE_VOLUME_DELETE, /* DELETE /volumes/{volumeID} */
 };
 
 #define API_ROUTE_ID_MAX 64 /* longer path ids are cut (they are never valid) */
@@ -51,11 +56,15 @@ struct api_route {
 	char template_id[API_ROUTE_ID_MAX + 1];
 	char build_id[API_ROUTE_ID_MAX + 1];
 	char file_hash[API_ROUTE_ID_MAX + 1];
+	char volume_id[API_ROUTE_ID_MAX + 1]; /* volume routes: the {volumeID} */
 };
 
 /* Matches the template paths (templates_route.c); false when path is not
  * one of them (then route__match goes on). */
 bool templates_route__match(const char *method, const char *path, struct api_route *out);
+
+/* Matches /volumes and /volumes/{volumeID}; false for other paths. */
+bool route__volumes(const char *method, const char *path, struct api_route *out);
 
 /* Routes method + path (no query string; one trailing '/' tolerated).
  * Paths of the E2B API that warren does not implement (docs/api.md) route

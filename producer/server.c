@@ -64,6 +64,9 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 	c->cpu_count = (int)config__get_int("sandbox_cpu_count", 2);
 	c->memory_mb = (int)config__get_int("sandbox_memory_mb", 512);
 	c->disk_mb = (int)config__get_int("sandbox_disk_mb", 1024);
+	c->volume_size_mb = config__get_int("volume_size_mb", 1024);
+	c->volume_quota_count = config__get_int("volume_quota_count", 20);
+	c->volume_quota_mb = config__get_int("volume_quota_mb", 20480);
 	if (c->pg_pool_size < 1 || c->http_threads < 1 || c->create_deadline_ms < 1 ||
 	    c->operation_deadline_ms < 1 || c->produce_timeout_ms < 1 || c->max_body_bytes < 1) {
 		snprintf(err, err_len, "a numeric setting is out of range");

@@ -403,7 +403,8 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 		goto err;
 	}
 	/* Asked-for features warren lacks are refused, never dropped. */
-	if (validate__unsupported(body, "volumeMounts", "volumes are not implemented", err) ||
+	if (validate__volume_mounts(json_object_get(body, "volumeMounts"), out->volume_mounts,
+				    &out->volume_mount_count, err) ||
 	    validate__unsupported(body, "mcp", "no MCP gateway", err) ||
 	    validate__unsupported(body, "iam", "no workload identity tokens", err) ||
 	    validate__unsupported(network, "rules", "no per-domain request transforms", err) ||
@@ -445,6 +446,10 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 		goto err;
 	}
 	snprintf(out->runtime, sizeof(out->runtime), "%s", runtime ? runtime : "");
+	if (out->volume_mount_count && !strcmp(out->runtime, "vm")) {
+		validate__fail(err, 400, "volumeMounts need the jail runtime (docs/volumes.md)");
+		goto err;
+	}
 	return 0;
 err:
 	api_create_request__clear(out);

@@ -28,6 +28,14 @@ struct api_error {
 	char message[512]; /* the "message" of the JSON error body */
 };
 
+#define API_VOLUME_MOUNTS_MAX	8    /* volumeMounts entries per create */
+#define API_VOLUME_PATH_MAX	255  /* a mount path's length */
+
+struct api_volume_mount {
+	char name[64];			     /* the team's volume name */
+	char path[API_VOLUME_PATH_MAX + 1];  /* absolute, normalised */
+};
+
 /* A validated POST /sandboxes body. Owned JSON members: api_create_request__clear. */
 struct api_create_request {
 	char template_id[129];
@@ -43,6 +51,8 @@ struct api_create_request {
 	char runtime[8];  /* metadata "warren.runtime": "vm", "jail" or "" (any host) */
 	bool pause_on_timeout; /* autoPause / lifecycle.onTimeout = "pause" */
 	bool auto_resume;      /* autoResume.enabled / lifecycle.autoResume */
+	struct api_volume_mount volume_mounts[API_VOLUME_MOUNTS_MAX]; /* volumeMounts */
+	int volume_mount_count;
 };
 
 enum api_address_kind { API_ADDRESS_INVALID = 0, API_ADDRESS_IP, API_ADDRESS_CIDR, API_ADDRESS_DOMAIN };
@@ -81,5 +91,21 @@ int validate__network_update(const json_t *body, json_t **rules, struct api_erro
  * capped at max_s. Absent: fallback_s (or 400 when fallback_s <= 0). */
 int validate__seconds_field(const json_t *body, const char *field, int32_t fallback_s,
 			    int32_t max_s, int32_t *out, struct api_error *err);
+
+
+/* ---- volumes (validate_volumes.c, docs/volumes.md) ---- */
+
+/* The POST /volumes body {name}: 0 and name (a valid volume name) filled,
+ * or -1 with err (400 naming the problem). */
+int validate__volume_create(const json_t *body, char name[64], struct api_error *err);
+/* A mount path inside the sandbox: absolute, segments of [A-Za-z0-9._-]
+ * but never "." or "..", no empty segment, not "/" and not under /proc,
+ * /sys or /dev. 0, or -1 with err (400). */
+int validate__mount_path(const char *path, struct api_error *err);
+/* The create's volumeMounts [{name, path}] (absent or null: none): at most
+ * API_VOLUME_MOUNTS_MAX, each valid, no path twice or inside another, no
+ * volume twice. 0 with *count filled, or -1 with err (400). */
+int validate__volume_mounts(const json_t *mounts, struct api_volume_mount out[API_VOLUME_MOUNTS_MAX],
+			    int *count, struct api_error *err);
 
 #endif

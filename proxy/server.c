@@ -82,6 +82,7 @@ struct conn {
 	bool client_in_ready, client_out_ready, upstream_in_ready, upstream_out_ready;
 	bool queued; /* in the worker's ready list (its pump stopped early) */
 	bool pending_head; /* READ_HEAD with pipelined bytes to parse */
+	bool client_hup; /* the client's side signalled a hang-up, not yet checked */
 	struct conn *ready_next;
 };
 
@@ -1108,6 +1109,28 @@ static void conn__upstream_writable(struct conn *c)
 	conn__watch(c);
 }
 
+/* A client that hung up while its answer is relayed (a streamed answer it
+ * gave up on, a timeout abort) gets its upstream connection closed now,
+ * so the sandbox's server sees the abort too, instead of when a later
+ * write to the client fails (never, for a silent stream). Bytes still
+ * queued before the hang-up (a pipelined request) mean it is still there.
+ * True when c was closed. */
+static bool conn__client_gone(struct conn *c)
+{
+	char byte;
+	ssize_t n;
+
+	if (!c->client_hup || !c->req_body_done ||
+	    (c->state != CONN_PROXYING && c->state != CONN_CONNECTING))
+		return false;
+	c->client_hup = false;
+	n = recv(c->client_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+		return false;
+	conn__close(c);
+	return true;
+}
+
 /* Does every I/O the readiness flags and the state allow, a bounded
  * number of rounds (fairness); a connection with more to do is queued to
  * be pumped again before the next epoll_wait, as an edge never repeats. */
@@ -1116,6 +1139,8 @@ static void conn__pump(struct conn *c)
 	for (int round = 0; round < 32; round++) {
 		bool did = false;
 
+		if (conn__client_gone(c))
+			return;
 		if (c->pending_head && c->state == CONN_READ_HEAD) {
 			c->pending_head = false;
 			conn__process_head(c);
@@ -1267,6 +1292,8 @@ static void *worker__main(void *arg)
 			if (c->dead)
 				continue;
 			if (tag == TAG_CLIENT) {
+				if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+					c->client_hup = true;
 				if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 					c->client_in_ready = true;
 				if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -197,10 +198,11 @@ void kernel__stop(struct kernel *k)
 }
 
 /* The child: its own session (process group = pid, what interrupts
- * signal), the kernel user, the cwd, output to kernel.log, then exec. */
+ * signal), the kernel user, the cwd, output to kernel.log, then exec
+ * (with the start-up file, when there is one). */
 static void start_child(const struct kernel_options *o, const char *dir, const struct passwd *pw)
 {
-	char file[300], log_path[300];
+	char file[300], log_path[300], startup[PATH_MAX + 32];
 	const char *python = o->python ? o->python : "/usr/bin/python3";
 	int fd;
 
@@ -230,6 +232,9 @@ static void start_child(const struct kernel_options *o, const char *dir, const s
 	if (!getenv("MPLBACKEND"))
 		setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline", 1);
 	snprintf(file, sizeof(file), "%s/connection.json", dir);
+	if (o->startup && snprintf(startup, sizeof(startup), "--IPKernelApp.exec_files=%s",
+				   o->startup) < (int)sizeof(startup))
+		execlp(python, python, "-m", "ipykernel_launcher", "-f", file, startup, (char *)NULL);
 	execlp(python, python, "-m", "ipykernel_launcher", "-f", file, (char *)NULL);
 	_exit(127);
 }

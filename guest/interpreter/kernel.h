@@ -19,6 +19,7 @@ struct kernel_options {
 	const char *cwd;         /* the kernel's working directory */
 	const char *user;        /* run the kernel as this user when we are root; NULL: as us */
 	const char *runtime_dir; /* parent of the private socket directory ("/tmp" if NULL) */
+	const char *startup;     /* a Python file the kernel runs at start (charts); NULL: none */
 	int start_timeout_ms;    /* until kernel_info_reply and iopub flow */
 };
 

@@ -2,6 +2,7 @@
  * (port 49999): runs code in Jupyter kernels for @e2b/code-interpreter.
  * guest/interpreter/README.md, docs/code-interpreter.md. */
 #include <getopt.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include "contexts.h"
 #include "server.h"
+#include "warren/binary_path.h"
 #include "warren/log.h"
 
 #define INTERPRETER_VERSION "0.1.0"
@@ -21,14 +23,17 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: warren-interpreter [--listen HOST:PORT] [--token-hash sha256:HEX|sha512:HEX]\n"
 		"                          [--cwd DIR] [--kernel-user NAME] [--python PATH]\n"
-		"                          [--runtime-dir DIR] [--version]\n"
+		"                          [--runtime-dir DIR] [--startup FILE] [--version]\n"
 		"  --listen       address of the HTTP API (default 0.0.0.0:49999)\n"
 		"  --token-hash   hash of the sandbox access token (env WARREN_AGENT_TOKEN_HASH);\n"
 		"                 none = open (secure=false)\n"
 		"  --cwd          default working directory of the kernels (default /home/user)\n"
 		"  --python       the kernels' python (default /usr/bin/python3)\n"
 		"  --kernel-user  run kernels as this user when started as root (default: user,\n"
-		"                 when it exists)\n");
+		"                 when it exists)\n"
+		"  --startup      Python file every kernel runs at start (matplotlib charts as\n"
+		"                 data); default: share/warren/interpreter/ipython_startup.py\n"
+		"                 of this install, when there\n");
 }
 
 static volatile sig_atomic_t stopping;
@@ -44,7 +49,8 @@ int main(int argc, char **argv)
 		{ "listen", required_argument, NULL, 'l' },   { "token-hash", required_argument, NULL, 't' },
 		{ "cwd", required_argument, NULL, 'c' },      { "kernel-user", required_argument, NULL, 'u' },
 		{ "python", required_argument, NULL, 'p' },   { "runtime-dir", required_argument, NULL, 'r' },
-		{ "version", no_argument, NULL, 'V' },        { "help", no_argument, NULL, 'h' },
+		{ "startup", required_argument, NULL, 's' },  { "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct server_config server_config = { .listen = "0.0.0.0:49999" };
@@ -52,7 +58,7 @@ int main(int argc, char **argv)
 	const char *token_hash = getenv("WARREN_AGENT_TOKEN_HASH");
 	const char *cwd = "/home/user", *user = NULL;
 	struct context *default_context;
-	char err[256];
+	char err[256], startup[PATH_MAX];
 	int opt, status;
 
 	log__set_component("interpreter");
@@ -65,6 +71,7 @@ int main(int argc, char **argv)
 		case 'u': user = optarg; break;
 		case 'p': contexts_config.kernel.python = optarg; break;
 		case 'r': contexts_config.kernel.runtime_dir = optarg; break;
+		case 's': contexts_config.kernel.startup = optarg; break;
 		case 'V': printf("warren-interpreter %s\n", INTERPRETER_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -78,6 +85,9 @@ int main(int argc, char **argv)
 		user = "user";
 	if (access(cwd, X_OK))
 		cwd = "/";
+	if (!contexts_config.kernel.startup &&
+	    !binary__find_data("interpreter/ipython_startup.py", startup, sizeof(startup)))
+		contexts_config.kernel.startup = startup;
 	contexts_config.kernel.cwd = cwd;
 	contexts_config.kernel.user = user;
 	contexts_config.zctx = zmq_ctx_new();
@@ -101,8 +111,9 @@ int main(int argc, char **argv)
 		log_error("cannot listen on %s", server_config.listen);
 		return 1;
 	}
-	log_info("warren-interpreter %s listening on %s (kernels as %s, cwd %s)", INTERPRETER_VERSION,
-		 server_config.listen, user ? user : "this user", cwd);
+	log_info("warren-interpreter %s listening on %s (kernels as %s, cwd %s, start-up file %s)",
+		 INTERPRETER_VERSION, server_config.listen, user ? user : "this user", cwd,
+		 contexts_config.kernel.startup ? contexts_config.kernel.startup : "none");
 	if (contexts__restart_acquired(default_context, err, sizeof(err)))
 		log_error("default context: %s (retried at its first use)", err);
 	contexts__release(default_context);

@@ -12,6 +12,9 @@ static const struct {
 	{ "image/png", "png" },		     { "image/jpeg", "jpeg" },
 	{ "application/pdf", "pdf" },	     { "text/latex", "latex" },
 	{ "application/json", "json" },	     { "application/javascript", "javascript" },
+	/* what the kernels' start-up file (ipython_startup.py) makes of a
+	 * matplotlib figure: the package's Result.chart */
+	{ "application/vnd.warren.chart+json", "chart" },
 };
 
 json_t *outputs__result(const json_t *data, bool is_main_result)

@@ -63,6 +63,9 @@ if [ "$name" = code-interpreter-v1 ]; then
 	[ -n "$interpreter" ] && [ -x "$interpreter" ] ||
 		die "code-interpreter-v1 needs --interpreter PATH (warren-interpreter; built when libzmq3-dev is installed)"
 	[ -n "$agent" ] || die "code-interpreter-v1 needs --agent PATH"
+	# The kernels' IPython start-up file (matplotlib charts as data).
+	interpreter_startup="$(dirname "$(readlink -f "$0")")/../interpreter/ipython_startup.py"
+	[ -f "$interpreter_startup" ] || die "$interpreter_startup missing"
 else
 	interpreter=""
 fi
@@ -94,7 +97,10 @@ hash=$({
 	sha256sum < "$script_self"
 	if [ -n "$agent" ]; then sha256sum < "$agent"; else echo "no-agent"; fi
 	sha256sum < "$busybox"
-	if [ -n "$interpreter" ]; then sha256sum < "$interpreter"; fi
+	if [ -n "$interpreter" ]; then
+		sha256sum < "$interpreter"
+		sha256sum < "$interpreter_startup"
+	fi
 	if [ "$name" = code-interpreter-v1 ]; then
 		echo "suite=$suite mirror=$mirror packages=$packages"
 	else
@@ -246,6 +252,9 @@ fi
 if [ -n "$interpreter" ]; then
 	cp "$interpreter" "$root/usr/local/bin/warren-interpreter"
 	chmod 0755 "$root/usr/local/bin/warren-interpreter"
+	# found by the server as share/warren/... of its install prefix
+	mkdir -p "$root/usr/local/share/warren/interpreter"
+	install -m 0644 "$interpreter_startup" "$root/usr/local/share/warren/interpreter/ipython_startup.py"
 	if ldd "$interpreter" >/dev/null 2>&1; then
 		ldd "$interpreter" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^\//) print $i }' |
 			while read -r lib; do copy_host_file "$lib"; done

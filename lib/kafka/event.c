@@ -51,6 +51,7 @@ static const struct field create_fields[] = {
 	{"env_vars", FIELD_STRING_MAP, false},
 	{"network", FIELD_NETWORK, false},
 	{"runtime", FIELD_STRING, false},
+	{"volume_mounts", FIELD_POSITIVE_INT, false},
 	{NULL, 0, false},
 };
 static const struct field no_fields[] = {{NULL, 0, false}};

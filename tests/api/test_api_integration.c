@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "api_test_support.h"
+#include "warren/volumes.h"
 #include "warren/clock.h"
 #include "warren/ids.h"
 #include "warren/kafka.h"
@@ -281,7 +282,7 @@ static void test_revoked_key_is_401(void **state)
 
 	(void)state;
 	assert_true(test_stack__team(&stack, "team-revoked", "hobby", &team, key));
-	call("GET", "/v2/sandboxes", key, NULL, 200, NULL);
+	json_decref(call("GET", "/v2/sandboxes", key, NULL, 200, NULL));
 	tokens__sha256_hex(key, strlen(key), hash);
 	assert_int_equal(storage__api_key_revoke_by_hash(stack.pool, hash, NULL), STORAGE_OK);
 	expect_error("GET", "/v2/sandboxes", key, NULL, 401, "Invalid API key");
@@ -344,7 +345,7 @@ static void test_lifecycle_limit_429(void **state)
 		assert_int_equal(rejections, 2);
 	}
 	/* /health is not a lifecycle request. */
-	call("GET", "/health", NULL, NULL, 200, NULL);
+	json_decref(call("GET", "/health", NULL, NULL, 200, NULL));
 }
 
 static void test_other_team_gets_404(void **state)
@@ -450,7 +451,7 @@ static void test_list_pagination_and_filters(void **state)
 	/* clean up for the concurrency test */
 	for (int k = 0; k < 5; k++) {
 		snprintf(path, sizeof(path), "/sandboxes/%s", ids[k]);
-		call("DELETE", path, key_c, NULL, 204, NULL);
+		json_decref(call("DELETE", path, key_c, NULL, 204, NULL));
 	}
 }
 
@@ -464,12 +465,12 @@ static void test_timeout_and_refresh_move_end_at(void **state)
 	create(key_a, "{\"templateID\":\"base\",\"timeout\":30}", id);
 	snprintf(path, sizeof(path), "/sandboxes/%s/timeout", id);
 	before = clock__realtime_ms();
-	call("POST", path, key_a, "{\"timeout\":600}", 204, NULL);
+	json_decref(call("POST", path, key_a, "{\"timeout\":600}", 204, NULL));
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
 	assert_true(row.end_at >= before + 599000 && row.end_at <= clock__realtime_ms() + 601000);
 	storage__sandbox_clear(&row);
 	/* Shorter is allowed for /timeout (TTL from now). */
-	call("POST", path, key_a, "{\"timeout\":20}", 204, NULL);
+	json_decref(call("POST", path, key_a, "{\"timeout\":20}", 204, NULL));
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
 	assert_true(row.end_at <= clock__realtime_ms() + 21000);
 	storage__sandbox_clear(&row);
@@ -479,12 +480,12 @@ static void test_timeout_and_refresh_move_end_at(void **state)
 
 	snprintf(path, sizeof(path), "/sandboxes/%s/refreshes", id);
 	before = clock__realtime_ms();
-	call("POST", path, key_a, "{\"duration\":1000}", 204, NULL);
+	json_decref(call("POST", path, key_a, "{\"duration\":1000}", 204, NULL));
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
 	assert_true(row.end_at >= before + 999000);
 	storage__sandbox_clear(&row);
 	/* A refresh never shortens. */
-	call("POST", path, key_a, NULL, 204, NULL);
+	json_decref(call("POST", path, key_a, NULL, 204, NULL));
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
 	assert_true(row.end_at >= before + 999000);
 	storage__sandbox_clear(&row);
@@ -502,7 +503,7 @@ static void test_kill_then_404(void **state)
 	(void)state;
 	create(key_a, "{\"templateID\":\"base\"}", id);
 	snprintf(path, sizeof(path), "/sandboxes/%s", id);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
 	assert_int_equal(row.state, STORAGE_SANDBOX_KILLED);
 	storage__sandbox_clear(&row);
@@ -518,8 +519,8 @@ static void test_pause_and_network(void **state)
 	(void)state;
 	create(key_a, "{\"templateID\":\"base\"}", id);
 	snprintf(path, sizeof(path), "/sandboxes/%s/network", id);
-	call("PUT", path, key_a, "{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}", 204,
-	     NULL);
+	json_decref(call("PUT", path, key_a, "{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}", 204,
+	     NULL));
 	assert_true(fake_worker__count("update_network") >= 1);
 	expect_error("PUT", path, key_a, "{\"denyOut\":[\"example.com\"]}", 400,
 		     "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"example.com\"");
@@ -540,7 +541,7 @@ static void test_pause_resume_connect(void **state)
 	snprintf(path, sizeof(path), "/sandboxes/%s/resume", id);
 	expect_error("POST", path, key_a, NULL, 409, NULL);
 	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
-	call("POST", path, key_a, "{}", 204, NULL);
+	json_decref(call("POST", path, key_a, "{}", 204, NULL));
 	assert_true(fake_worker__count("pause") >= 1);
 	expect_error("POST", path, key_a, NULL, 409, NULL); /* the SDK's "already paused" */
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
@@ -570,11 +571,90 @@ static void test_pause_resume_connect(void **state)
 	json_decref(call("POST", path, key_a, NULL, 200, NULL));
 	/* Kill of a paused sandbox. */
 	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
-	call("POST", path, key_a, NULL, 204, NULL);
+	json_decref(call("POST", path, key_a, NULL, 204, NULL));
 	snprintf(path, sizeof(path), "/sandboxes/%s", id);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
 	expect_error("POST", path, key_a, NULL, 404, message);
+}
+
+/* The /volumes API (docs/volumes.md): create, list, get, delete per team,
+ * duplicate names, the count quota, and one writer at a time (a claim by a
+ * live sandbox blocks a second claim and the delete until it ends). */
+static void test_volumes_api(void **state)
+{
+	char sandbox[IDS_SANDBOX_ID_LEN + 1], other[IDS_SANDBOX_ID_LEN + 1], path[160], id[64];
+	struct storage_volume volume;
+	struct storage_error e;
+	json_t *created, *list, *got;
+	int made = 1;
+
+	(void)state;
+	expect_error("POST", "/volumes", key_a, "{\"name\":\"../x\"}", 400, NULL);
+	expect_error("POST", "/volumes", key_a, "{}", 400, "name is required (a string)");
+	created = call("POST", "/volumes", key_a, "{\"name\":\"data\"}", 201, NULL);
+	assert_string_equal(json_string_value(json_object_get(created, "name")), "data");
+	assert_true(json_is_string(json_object_get(created, "token")));
+	snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(created, "volumeID")));
+	assert_true(storage__volume_id_valid(id));
+	json_decref(created);
+	expect_error("POST", "/volumes", key_a, "{\"name\":\"data\"}", 409,
+		     "volume 'data' already exists");
+	/* another team may use the name; it never sees team A's volume */
+	json_decref(call("POST", "/volumes", key_b, "{\"name\":\"data\"}", 201, NULL));
+	snprintf(path, sizeof(path), "/volumes/%s", id);
+	got = call("GET", path, key_a, NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(got, "volumeID")), id);
+	json_decref(got);
+	expect_error("GET", path, key_b, NULL, 404, NULL);
+	expect_error("DELETE", path, key_b, NULL, 404, NULL);
+	expect_error("GET", "/volumes/vol_doesnotexist00000000", key_a, NULL, 404,
+		     "volume vol_doesnotexist00000000 not found");
+	list = call("GET", "/volumes", key_a, NULL, 200, NULL);
+	assert_int_equal(json_array_size(list), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "name")),
+			    "data");
+	json_decref(list);
+
+	/* one writer: a live sandbox's claim blocks another and the delete */
+	create(key_a, "{\"templateID\":\"base\"}", sandbox);
+	create(key_a, "{\"templateID\":\"base\"}", other);
+	assert_int_equal(storage__volume_claim(stack.pool, team_a.id, "data", sandbox, "/data",
+					       &volume, &e),
+			 STORAGE_OK);
+	assert_true(volume.in_use);
+	assert_int_equal(storage__volume_claim(stack.pool, team_a.id, "data", other, "/data", NULL,
+					       &e),
+			 STORAGE_ERR_CONFLICT);
+	assert_non_null(strstr(e.message, sandbox));
+	assert_int_equal(storage__volume_claim(stack.pool, team_b.id, "nope", other, "/data", NULL,
+					       &e),
+			 STORAGE_ERR_NOT_FOUND);
+	got = call("DELETE", path, key_a, NULL, 409, NULL);
+	assert_non_null(strstr(json_string_value(json_object_get(got, "message")), "is mounted by sandbox"));
+	json_decref(got);
+	snprintf(path, sizeof(path), "/sandboxes/%s", sandbox);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+	/* the sandbox ended: the volume is free for the next one */
+	assert_int_equal(storage__volume_claim(stack.pool, team_a.id, "data", other, "/data", NULL,
+					       &e),
+			 STORAGE_OK);
+	assert_int_equal(storage__volume_release_internal(stack.pool, other, &e), STORAGE_OK);
+	snprintf(path, sizeof(path), "/volumes/%s", id);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+	expect_error("GET", path, key_a, NULL, 404, NULL);
+	snprintf(path, sizeof(path), "/sandboxes/%s", other);
+	call("DELETE", path, key_a, NULL, 204, NULL);
+
+	/* the count quota (volume_quota_count, 20 by default): the 21st is a 403 */
+	for (made = 0; made < 20; made++) {
+		char body[64];
+
+		snprintf(body, sizeof(body), "{\"name\":\"q%d\"}", made);
+		json_decref(call("POST", "/volumes", key_c, body, 201, NULL));
+	}
+	expect_error("POST", "/volumes", key_c, "{\"name\":\"q20\"}", 403,
+		     "volume quota exceeded: the team has 20 of 20 volumes");
 }
 
 /* The E2B surface beyond create/kill: 501 for routes warren lacks (after
@@ -592,8 +672,7 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	(void)state;
 	/* Unauthenticated: 401 first, as for every route. */
 	expect_error("GET", "/volumes", NULL, NULL, 401, NULL);
-	expect_error("GET", "/volumes", key_a, NULL, 501,
-		     "volumes is not implemented by warren (GET /volumes)");
+	expect_error("GET", "/volumecontent/vol_x/dir", key_a, NULL, 501, NULL);
 	error = call("POST", "/sandboxes/iabcdefghij0123456789/snapshots", key_a, "{}", 501, NULL);
 	assert_non_null(strstr(json_string_value(json_object_get(error, "message")), "snapshots"));
 	json_decref(error);
@@ -671,7 +750,7 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	/* Network update: allow_internet_access reaches the worker as
 	 * denyOut ALL_TRAFFIC; what warren lacks is refused. */
 	snprintf(path, sizeof(path), "/sandboxes/%s/network", a);
-	call("PUT", path, key_a, "{\"allow_internet_access\":false}", 204, NULL);
+	json_decref(call("PUT", path, key_a, "{\"allow_internet_access\":false}", 204, NULL));
 	snprintf(path, sizeof(path), "/sandboxes/%s", a);
 	metrics = call("GET", path, key_a, NULL, 200, NULL); /* the stored policy follows */
 	assert_true(json_is_false(json_object_get(metrics, "allowInternetAccess")));
@@ -685,9 +764,9 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	expect_error("PUT", path, key_a, "{\"egressProxy\":{\"address\":\"192.0.2.1:1080\"}}", 400,
 		     "egressProxy is not supported by warren (no egress proxy chaining)");
 	snprintf(path, sizeof(path), "/sandboxes/%s", a);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 	snprintf(path, sizeof(path), "/sandboxes/%s", b);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 
 	/* Logs: lifecycle lines, also once the sandbox has ended; other
 	 * teams get the 404; bad parameters are 400. */
@@ -781,7 +860,7 @@ static void test_placement_by_hosts_table(void **state)
 	snprintf(path, sizeof(path), "/sandboxes/%s",
 		 json_string_value(json_object_get(created, "sandboxID")));
 	json_decref(created);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 
 	expect_error("POST", "/sandboxes", key_a,
 		     "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"vm\"}}", 503,
@@ -791,7 +870,7 @@ static void test_placement_by_hosts_table(void **state)
 	snprintf(path, sizeof(path), "/sandboxes/%s",
 		 json_string_value(json_object_get(created, "sandboxID")));
 	json_decref(created);
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 	sql("DELETE FROM hosts WHERE id = 'api-test-host'");
 	fake_worker__pause_heartbeat(false);
 	usleep(1500 * 1000); /* the fake host is ready again */
@@ -852,7 +931,7 @@ static void test_concurrency_limit_21st_is_429(void **state)
 	http__response_free(&response);
 	/* A kill frees the slot at once. */
 	snprintf(path, sizeof(path), "/sandboxes/%s", ids[0]);
-	call("DELETE", path, key_c, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_c, NULL, 204, NULL));
 	create(key_c, "{\"templateID\":\"base\"}", ids[0]);
 }
 
@@ -916,7 +995,7 @@ static void test_create_deadline_answers_504_and_get_finds_it(void **state)
 	assert_string_equal(json_string_value(json_object_get(error, "state")), "starting");
 	json_decref(error);
 	/* A starting sandbox that no host holds yet is killed in place. */
-	call("DELETE", path, key_a, NULL, 204, NULL);
+	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 }
 
 struct silent_create {
@@ -1123,6 +1202,7 @@ int main(void)
 		cmocka_unit_test(test_pause_resume_connect),
 		cmocka_unit_test(test_placement_by_hosts_table),
 		cmocka_unit_test(test_unimplemented_filters_and_metrics),
+		cmocka_unit_test(test_volumes_api),
 		cmocka_unit_test(test_failed_create_is_reported),
 		cmocka_unit_test(test_request_id_is_idempotency_key),
 		cmocka_unit_test(test_concurrency_limit_21st_is_429),

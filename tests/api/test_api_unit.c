@@ -25,9 +25,14 @@ struct validation_case {
 };
 
 static const struct validation_case validation_cases[] = {
+	/* volumeMounts (docs/volumes.md): checked here, claimed at create. */
+	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 0, NULL },
+	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/proc/x\"}]}", 400,
+	  "volume mount path '/proc/x' is under /proc" },
+	{ "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"vm\"},"
+	  "\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 400,
+	  "volumeMounts need the jail runtime (docs/volumes.md)" },
 	/* What warren does not implement is a 400 naming it (empty is fine). */
-	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 400,
-	  "volumeMounts is not supported by warren (volumes are not implemented)" },
 	{ "{\"templateID\":\"base\",\"volumeMounts\":[]}", 0, NULL },
 	{ "{\"templateID\":\"base\",\"mcp\":{\"github\":{}}}", 400,
 	  "mcp is not supported by warren (no MCP gateway)" },
@@ -383,8 +388,7 @@ static void test_unimplemented_routes(void **state)
 		{ "PATCH", "/templates/base" },		  { "GET", "/templates/base/tags" },
 		{ "POST", "/templates/tags" },		  { "GET", "/v2/templates" },
 		{ "PATCH", "/v2/templates/base" },
-		{ "GET", "/volumes" },			  { "POST", "/volumes" },
-		{ "DELETE", "/volumes/v1" },		  { "GET", "/volumecontent/v1/dir" },
+		{ "GET", "/volumecontent/v1/dir" },
 		{ "PATCH", "/volumecontent/v1/path" },	  { "PUT", "/volumecontent/v1/file" },
 	};
 	struct api_route route;
@@ -398,8 +402,8 @@ static void test_unimplemented_routes(void **state)
 		assert_non_null(route.feature);
 		assert_true(strlen(route.feature) > 0);
 	}
-	route__match("GET", "/volumes/v1", &route);
-	assert_string_equal(route.feature, "volumes");
+	route__match("GET", "/volumecontent/v1/file", &route);
+	assert_non_null(strstr(route.feature, "volume content"));
 	/* Known path, method E2B does not have: 405 with what it allows. */
 	route__match("PUT", "/volumes", &route);
 	assert_int_equal(route.endpoint, API_ROUTE_BAD_METHOD);

@@ -41,23 +41,29 @@ function slotAddress(sandboxId) {
 		assert.equal((await sbx.runCode('x + 1')).text, '42');
 		console.log('state kept between calls ok');
 
+		// Flushed prints: one callback each, in the order printed.
 		const seen = [];
-		await sbx.runCode("import sys\nprint('a')\nprint('b', file=sys.stderr)\nprint('c')", {
+		await sbx.runCode("import sys\nfor i in range(2):\n    print(f'o{i}', flush=True)\n" +
+			"    print(f'e{i}', file=sys.stderr, flush=True)", {
 			onStdout: (m) => seen.push('out:' + m.line), onStderr: (m) => seen.push('err:' + m.line),
 		});
-		assert.ok(seen.includes('err:b\n') && seen.join('').replace('err:b\n', '').includes('a'), JSON.stringify(seen));
-		console.log('stdout/stderr callbacks ok:', JSON.stringify(seen));
+		assert.deepEqual(seen, ['out:o0\n', 'err:e0\n', 'out:o1\n', 'err:e1\n']);
+		console.log('stdout/stderr callbacks in order ok:', JSON.stringify(seen));
 
 		const failed = await sbx.runCode('1/0');
 		assert.equal(failed.error.name, 'ZeroDivisionError');
 		assert.match(failed.error.traceback, /ZeroDivisionError/);
 		console.log('ExecutionError ok:', failed.error.name, failed.error.value);
 
-		const plot = await sbx.runCode('import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()');
+		const plot = await sbx.runCode("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [4, 1, 9], label='v')\n" +
+			"plt.title('T')\nplt.show()");
 		const png = plot.results.find((r) => r.png);
 		assert.ok(png, JSON.stringify(plot.results.map((r) => r.formats())));
 		assert.deepEqual([...Buffer.from(png.png, 'base64').subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-		console.log('matplotlib PNG ok');
+		assert.equal(png.chart?.type, 'line', JSON.stringify(png.chart));
+		assert.equal(png.chart.title, 'T');
+		assert.deepEqual(png.chart.elements, [{ label: 'v', points: [[1, 4], [2, 1], [3, 9]] }]);
+		console.log('matplotlib PNG and Result.chart ok:', png.chart.type, JSON.stringify(png.chart.elements));
 
 		const frame = await sbx.runCode("import pandas as pd\npd.DataFrame({'a': [1, 2]})");
 		assert.match(frame.results[0].html, /<table/);
@@ -68,16 +74,16 @@ function slotAddress(sandboxId) {
 		assert.equal(other.error?.name, 'NameError');
 		console.log('createCodeContext: independent namespace ok');
 
-		if (process.env.E2B_SANDBOX_URL) {
-			// warren-proxy does not close its upstream connection when the
-			// client aborts a streamed response, so the server never learns
-			// that the cell was given up (docs/code-interpreter.md).
-			console.log('timeout step skipped via warren-proxy (client abort not propagated upstream)');
-		} else {
-			await assert.rejects(sbx.runCode('while True: pass', { timeoutMs: 2000 }), (e) => e.name === 'TimeoutError');
-			assert.equal((await sbx.runCode('x + 2')).text, '43');
-			console.log('timeout interrupts the loop; the context still works');
-		}
+		await assert.rejects(sbx.runCode('while True: pass', { timeoutMs: 2000 }), (e) => e.name === 'TimeoutError');
+		assert.equal((await sbx.runCode('x + 2')).text, '43');
+		console.log('timeout interrupts the loop; the context still works');
+
+		// Bad input: the SDK's errors for a 4xx.
+		await assert.rejects(sbx.runCode('1', { language: 'cobol' }),
+			(e) => e.name === 'SandboxError' && /^400/.test(e.message), 'unknown language');
+		await assert.rejects(sbx.runCode('1', { context: { id: 'no-such-context', language: 'python', cwd: '/' } }),
+			(e) => e.name === 'NotFoundError' && /not found/.test(e.message), 'unknown context');
+		console.log('unknown language -> SandboxError 400, unknown context -> NotFoundError ok');
 	} catch (err) {
 		// The sandbox's console (agent + interpreter logs) explains most failures.
 		const log = path.join(process.env.WARREN_STATE_DIR ?? '', created.sandboxId, 'console.log');

@@ -99,6 +99,7 @@ class Stack:
             "WARREN_HOST_ID": self.host_id,
             "WARREN_TEMPLATES_DIR": self.templates_dir,
             "WARREN_STATE_DIR": self.state_dir,
+            "WARREN_VOLUMES_DIR": os.path.join(self.work, "volumes"),
             "WARREN_JAIL_CGROUP_PARENT": "warren-" + self.tag,
             "WARREN_SLOT_NETNS_PREFIX": self.tag + "-slot-",
             "WARREN_SLOT_LINK_PREFIX": "w" + self.tag[-6:],

@@ -2,7 +2,10 @@
 """End to end: the npm @e2b/code-interpreter package (unchanged, env vars
 only) against a warren stack: Sandbox.create() with its default template
 code-interpreter-v1 (built here by guest/rootfs/build-template.sh, Debian +
-ipykernel, cached), then runCode through warren-interpreter in the sandbox.
+ipykernel, cached), then runCode through warren-interpreter in the sandbox: direct to the
+slot, then env vars only through warren-proxy, then WARREN_CI_ROUNDS
+(default 3) rounds of create + first runCode (WARREN_CI_ROUNDS_ONLY=1:
+only those, a loop for diagnosis).
 Needs root, the dev stack (WARREN_PG_URL, WARREN_KAFKA_BROKERS), the npm
 package (scripts/setup) and warren-interpreter (libzmq3-dev); exits 77
 (skip) when one is missing."""
@@ -39,7 +42,9 @@ def main():
             wait_for(lambda: subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{proxy_port}"],
                                             capture_output=True).returncode == 0, 30, "warren-proxy to listen")
         # Direct to the slot, then (when warren-proxy is built) env vars only.
-        for via_proxy in ([False, True] if proxy_port else [False]):
+        # WARREN_CI_ROUNDS_ONLY=1: only the first-call rounds (a loop to
+        # diagnose with).
+        for via_proxy in ([] if os.environ.get("WARREN_CI_ROUNDS_ONLY") else [False, True] if proxy_port else [False]):
             env = dict(os.environ, E2B_CI_DIR=CI_DIR, E2B_API_URL=stack.api_url, E2B_API_KEY=stack.api_key,
                        E2B_DOMAIN="warren.test", WARREN_PG_URL=stack.pg_url, WARREN_STATE_DIR=stack.state_dir)
             if via_proxy:
@@ -48,6 +53,17 @@ def main():
                                  env=env, capture_output=True, text=True, timeout=300)
             print(out.stdout)
             check(out.returncode == 0, "@e2b/code-interpreter e2e failed:\n" + out.stdout + out.stderr)
+        # The first runCode after create, several rounds (WARREN_CI_ROUNDS,
+        # default 3), through warren-proxy when built.
+        env = dict(os.environ, E2B_CI_DIR=CI_DIR, E2B_API_URL=stack.api_url, E2B_API_KEY=stack.api_key,
+                   E2B_DOMAIN="warren.test", WARREN_STATE_DIR=stack.state_dir)
+        if proxy_port:
+            env["E2B_SANDBOX_URL"] = f"http://127.0.0.1:{proxy_port}"
+        rounds = int(os.environ.get("WARREN_CI_ROUNDS", "3"))
+        out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_code_interpreter_first_call.cjs")],
+                             env=env, capture_output=True, text=True, timeout=120 + 60 * rounds)
+        print(out.stdout)
+        check(out.returncode == 0, "first-call rounds failed:\n" + out.stdout + out.stderr)
         if not proxy_port:
             print("warren-proxy not built: the env-vars-only run (E2B_SANDBOX_URL) was not made")
     print("e2e code interpreter: ok")

@@ -18,6 +18,8 @@ import urllib.error
 import urllib.request
 
 PYTHON = "/usr/bin/python3"
+STARTUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "guest", "interpreter",
+                       "ipython_startup.py")
 TOKEN = "interp-test-token-0123456789"
 FAILURES = []
 
@@ -49,7 +51,7 @@ class Server:
         self.log = open(os.path.join(workdir, "interpreter.log"), "wb")
         self.process = subprocess.Popen(
             [binary, "--listen", f"127.0.0.1:{self.port}", "--token-hash", token_hash,
-             "--cwd", workdir, "--python", PYTHON, "--runtime-dir", workdir],
+             "--cwd", workdir, "--python", PYTHON, "--runtime-dir", workdir, "--startup", STARTUP],
             stdout=self.log, stderr=self.log, preexec_fn=die_with_parent)
         deadline = time.time() + 10
         while time.time() < deadline:
@@ -131,6 +133,12 @@ def run(server):
     out = "".join(l["text"] for l in of_type(lines, "stdout"))
     err = "".join(l["text"] for l in of_type(lines, "stderr"))
     check(out == "one\nthree\n" and err == "two\n", f"stdout/stderr lines ({out!r}, {err!r})")
+    # Flushed prints arrive as separate lines, in the order printed.
+    status, lines, _ = server.execute("import sys\nfor i in range(3):\n    print(f'o{i}', flush=True)\n"
+                                      "    print(f'e{i}', file=sys.stderr, flush=True)")
+    order = [(l["type"], l["text"]) for l in lines if l["type"] in ("stdout", "stderr")]
+    check(order == [(kind, f"{kind[3]}{i}\n") for i in range(3) for kind in ("stdout", "stderr")],
+          f"stdout/stderr interleaved in order ({order})")
 
     status, lines, _ = server.execute("1/0")
     errors = of_type(lines, "error")
@@ -139,10 +147,30 @@ def run(server):
           "exception -> error name/value/traceback")
 
     status, lines, _ = server.execute(
-        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [4, 1, 9])\nplt.show()")
+        "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [4, 1, 9], label='v')\nplt.title('T')\n"
+        "plt.xlabel('time (s)')\nplt.show()")
     pngs = [l for l in of_type(lines, "result") if "png" in l]
     check(len(pngs) == 1 and base64.b64decode(pngs[0]["png"]).startswith(b"\x89PNG\r\n\x1a\n")
           and pngs[0]["is_main_result"] is False, "matplotlib plot -> PNG display result")
+    chart = pngs[0].get("chart", {}) if pngs else {}
+    check(chart.get("type") == "line" and chart.get("title") == "T" and chart.get("x_label") == "time (s)"
+          and chart.get("x_unit") == "s" and chart.get("x_scale") == "linear"
+          and chart.get("elements") == [{"label": "v", "points": [[1, 4], [2, 1], [3, 9]]}],
+          f"matplotlib plot -> chart data next to the PNG ({json.dumps(chart)[:300]})")
+    status, lines, _ = server.execute(
+        "import matplotlib.pyplot as plt\nfig, axes = plt.subplots(1, 2)\n"
+        "axes[0].bar(['a', 'b'], [3, 5])\naxes[1].pie([1, 3], labels=['p', 'q'])\nplt.show()")
+    charts = [l.get("chart") for l in of_type(lines, "result") if "png" in l]
+    chart = charts[0] if charts and charts[0] else {}
+    check(chart.get("type") == "superchart"
+          and [c["type"] for c in chart.get("elements", [])] == ["bar", "pie"]
+          and chart["elements"][0]["elements"] == [{"label": "a", "value": "3", "group": "Series 0"},
+                                                   {"label": "b", "value": "5", "group": "Series 0"}]
+          and [e["label"] for e in chart["elements"][1]["elements"]] == ["p", "q"]
+          and [round(e["angle"]) for e in chart["elements"][1]["elements"]] == [90, 270],
+          f"bar + pie subplots -> superchart ({json.dumps(chart)[:300]})")
+    status, lines, _ = server.execute("_warren_install_chart_formatter")
+    check([e["name"] for e in of_type(lines, "error")] == ["NameError"], "the start-up file leaves no names")
 
     status, lines, _ = server.execute("import os; os.environ.get('WARREN_T')", env_vars={"WARREN_T": "v1"})
     check([l.get("text") for l in of_type(lines, "result")] == ["'v1'"], "env_vars visible in the cell")
@@ -196,12 +224,19 @@ def run(server):
     check([l.get("text") for l in of_type(lines, "result")] == ["43"],
           f"after an interrupted loop the context still works ({time.time() - started:.1f} s)")
 
-    # Big output is bounded.
-    status, lines, _ = server.execute("for i in range(300):\n    print('y' * 100000)")
+    # Big output is bounded: 100 MB printed, 16 MiB kept, then the marker;
+    # the server keeps working.
+    started = time.time()
+    status, lines, _ = server.execute("for i in range(1000):\n    print('y' * 100000)")
     total = sum(len(l["text"]) for l in of_type(lines, "stdout"))
-    check(status == 200 and 1024 * 1024 < total <= 17 * 1024 * 1024
-          and "truncated" in "".join(l["text"] for l in of_type(lines, "stderr")),
-          f"30 MB of prints truncated ({total} bytes kept)")
+    markers = [l["text"] for l in of_type(lines, "stderr")]
+    check(status == 200 and 15 * 1024 * 1024 < total <= 16 * 1024 * 1024
+          and markers == ["\n[warren: output truncated, over 16 MiB]\n"]
+          and lines[-1] == {"type": "end_of_execution"},
+          f"100 MB of prints truncated with a marker ({total} bytes kept, {markers}, "
+          f"{time.time() - started:.1f} s)")
+    status, lines, _ = server.execute("'still here'")
+    check([l.get("text") for l in of_type(lines, "result")] == ["'still here'"], "answers after 100 MB")
 
     # A kernel that dies: an error now, a fresh kernel next time.
     status, lines, _ = server.execute("import os; os._exit(3)")

@@ -176,6 +176,28 @@ static void test_outputs_results(void **state)
 	json_decref(content);
 }
 
+/* A matplotlib figure as ipykernel sends it with the start-up file's
+ * formatter: the chart object lands under `chart` (Result.chart). */
+static void test_outputs_chart(void **state)
+{
+	json_t *content = parse("{\"data\":{\"text/plain\":\"<Figure size 640x480 with 1 Axes>\","
+				"\"image/png\":\"iVBORw0KGgo=\",\"application/vnd.warren.chart+json\":"
+				"{\"type\":\"line\",\"title\":\"T\",\"elements\":[{\"label\":\"v\","
+				"\"points\":[[1,4],[2,1]]}]}},\"metadata\":{}}");
+	json_t *line = outputs__from_iopub("display_data", content), *chart;
+
+	assert_non_null(line);
+	chart = json_object_get(line, "chart");
+	assert_true(json_is_object(chart));
+	assert_string_equal(json_string_value(json_object_get(chart, "type")), "line");
+	assert_string_equal(json_string_value(json_object_get(chart, "title")), "T");
+	assert_int_equal(json_array_size(json_object_get(chart, "elements")), 1);
+	assert_null(json_object_get(line, "application/vnd.warren.chart+json"));
+	assert_string_equal(json_string_value(json_object_get(line, "png")), "iVBORw0KGgo=");
+	json_decref(line);
+	json_decref(content);
+}
+
 static void test_outputs_error_and_framing(void **state)
 {
 	json_t *content = parse("{\"ename\":\"ZeroDivisionError\",\"evalue\":\"division by zero\","
@@ -259,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_encode_decode_roundtrip),
 		cmocka_unit_test(test_outputs_stream_and_status),
 		cmocka_unit_test(test_outputs_results),
+		cmocka_unit_test(test_outputs_chart),
 		cmocka_unit_test(test_outputs_error_and_framing),
 		cmocka_unit_test(test_requests_execute),
 	};

@@ -794,6 +794,114 @@ static void test_vm_init_script_in_namespaces(void **state)
 	assert_int_equal(jt__run("test -z \"$(ip netns pids %s)\"", netns_name), 0);
 }
 
+/* Starts a jail running the shell script with one volume (docs/volumes.md). */
+static struct jail *start_with_volume(const char *id, const char *script, const char *image,
+				      const char *path, int wait_ms, char *err, size_t err_len)
+{
+	const char *argv[] = { "/bin/sh", "-c", script, NULL };
+	struct jail_volume volume = { .image = image, .path = path };
+	struct jail_config config = {
+		.id = id, .rootfs = template.rootfs, .netns_path = netns_path,
+		.state_dir = state_dir, .cgroup_parent = CGROUP_PARENT,
+		.memory_max_bytes = MEMORY_MAX, .pids_max = 128, .argv = argv,
+		.volumes = &volume, .volume_count = 1, .volume_wait_ms = wait_ms,
+	};
+
+	snprintf(current_id, sizeof(current_id), "%s", id);
+	return jail__start(&config, err, err_len);
+}
+
+/* Runs script in a jail with the volume at path; returns its exit status
+ * after stopping it (nothing left behind). */
+static int run_with_volume(const char *id, const char *script, const char *image,
+			   const char *path)
+{
+	char err[512];
+	int status = 0;
+	struct started s = { 0 };
+
+	s.jail = start_with_volume(id, script, image, path, 5000, err, sizeof(err));
+	if (!s.jail)
+		fail_msg("jail__start with a volume: %s", err);
+	current = s.jail;
+	s.pid = jail__pid(s.jail);
+	s.pid_ns = jt__pid_ns_inode(s.pid);
+	assert_int_equal(jail__wait(s.jail, 20000), 0);
+	assert_int_equal(jail__state(s.jail, &status), JAIL_EXITED);
+	assert_int_equal(jail__stop(s.jail), 0);
+	assert_nothing_left(id, &s);
+	jail__destroy(s.jail);
+	current = NULL;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+/* Volumes: data written by one jail is read by the next (at another path),
+ * owned by the sandbox's root inside although each jail has its own host
+ * uid range (idmapped mount); the image is size-limited; a second mount
+ * of an image in use is refused until the first jail is gone; bad mount
+ * paths are refused. */
+static void test_jail_volumes(void **state)
+{
+	char image[PATH_MAX], err[512];
+	struct jail *first, *second;
+	struct stat st;
+	struct jail_config bad = { 0 };
+	struct jail_volume escape = { .image = "/tmp/x.img", .path = "/data/../etc" };
+	(void)state;
+
+	snprintf(image, sizeof(image), "%s/vol_test.img", base_dir);
+	assert_int_equal(jail__volume_make(image, 32ULL << 20, err, sizeof(err)), 0);
+	assert_int_equal(stat(image, &st), 0);
+	assert_int_equal(st.st_size, 32LL << 20);
+	assert_true(st.st_blocks * 512 < 16LL << 20); /* sparse */
+	assert_int_equal(jail__volume_make(image, 32ULL << 20, err, sizeof(err)), 0); /* kept */
+
+	assert_int_equal(run_with_volume("jt-vol-a",
+					 "set -e; test \"$(ls -A /data)\" = ''; "
+					 "echo hello > /data/f; mkdir /data/d; "
+					 "test \"$(stat -c %u /data/f)\" = 0; "
+					 "test \"$(stat -c %a /data)\" = 777; "
+					 "if dd if=/dev/zero of=/data/big bs=1M count=64 2>/dev/null; "
+					 "then exit 4; fi; rm /data/big",
+					 image, "/data"),
+			 0);
+	assert_int_equal(run_with_volume("jt-vol-b",
+					 "set -e; test \"$(cat /mnt/v/f)\" = hello; "
+					 "test -d /mnt/v/d; test \"$(stat -c %u /mnt/v/f)\" = 0; "
+					 "echo again >> /mnt/v/f",
+					 image, "/mnt/v"),
+			 0);
+
+	/* one mount at a time on this host */
+	first = start_with_volume("jt-vol-c", "sleep 30", image, "/data", 100, err, sizeof(err));
+	if (!first)
+		fail_msg("jail__start: %s", err);
+	current = first;
+	second = start_with_volume("jt-vol-d", "exit 0", image, "/data", 100, err, sizeof(err));
+	assert_null(second);
+	assert_non_null(strstr(err, "mounted by another sandbox"));
+	jail__destroy(first);
+	current = NULL;
+	assert_int_equal(run_with_volume("jt-vol-e", "test \"$(cat /data/f)\" = \"$(printf 'hello\\nagain')\"",
+					 image, "/data"),
+			 0);
+
+	/* the jail checks mount paths itself */
+	bad.id = "jt-vol-bad";
+	bad.rootfs = template.rootfs;
+	bad.netns_path = netns_path;
+	bad.memory_max_bytes = MEMORY_MAX;
+	bad.pids_max = 1;
+	bad.argv = (const char *const[]){ "/bin/true", NULL };
+	bad.volumes = &escape;
+	bad.volume_count = 1;
+	assert_int_equal(jail__config_validate(&bad, err, sizeof(err)), -EINVAL);
+	escape.path = "/";
+	assert_int_equal(jail__config_validate(&bad, err, sizeof(err)), -EINVAL);
+	escape.path = "/data";
+	assert_int_equal(jail__config_validate(&bad, err, sizeof(err)), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -807,6 +915,7 @@ int main(void)
 		cmocka_unit_test_setup(test_vm_init_script_in_namespaces, test_setup),
 		cmocka_unit_test_setup(test_jail_cycles, test_setup),
 		cmocka_unit_test_setup(test_jail_pause_freezes_processes, test_setup),
+		cmocka_unit_test_setup(test_jail_volumes, test_setup),
 	};
 	const char *skip = NULL;
 
@@ -826,5 +935,8 @@ int main(void)
 		printf("SKIP: %s\n", skip);
 		return 77;
 	}
+	/* WARREN_TEST_FILTER=test_jail_volumes runs one test (by hand). */
+	if (getenv("WARREN_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("WARREN_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "jail_cgroup.h"
+#include "warren/jail_cgroup.h"
 #include "jail_policy.h"
 #include "jail_userns.h"
 #include "warren/jail.h"

@@ -213,6 +213,43 @@ static void test_release_cuts_proxied_connections(void **state)
 	close(fd);
 }
 
+/* Two pools on one machine (two workers, two test stacks), both with a
+ * slot 0: releasing the other pool's slot 0 leaves this pool's slot 0
+ * connections (their host conntrack entries) alone. With a mark made of
+ * the slot index only, the other release flushed them too, and a live
+ * connection's packets were then dropped by the host as new ones. */
+static void test_release_spares_other_pools(void **state)
+{
+	struct net_pool_config config = netenv.config;
+	char link_prefix[16], netns_prefix[32];
+	struct net_slot_info mine, theirs;
+	struct net_pool *other;
+	int index, other_index, fd;
+
+	(void)state;
+	snprintf(link_prefix, sizeof(link_prefix), "wo%d", (int)(getpid() % 100000));
+	snprintf(netns_prefix, sizeof(netns_prefix), "%ss", link_prefix);
+	config.link_prefix = link_prefix;
+	config.netns_prefix = netns_prefix;
+	config.slot_cidr = "10.12.0.0/16";
+	config.proxy_http_port = netenv.config.proxy_http_port + 10; /* its own egress proxy */
+	config.proxy_tls_port = netenv.config.proxy_tls_port + 10;
+	config.precreate = 0;
+	other = net_pool__new(&config);
+	assert_non_null(other);
+	index = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, NULL, &mine);
+	other_index = net_pool__acquire(other, NET_RUNTIME_JAIL, NULL, &theirs);
+	assert_int_equal(index, other_index); /* the same slot number in both */
+	fd = netenv__connect_from(mine.netns_path, "192.0.2.10", 9002);
+	assert_true(fd >= 0);
+	assert_true(host_conntrack_for(mine.slot_address) > 0);
+	assert_int_equal(net_pool__release(other, other_index), 0);
+	assert_true(host_conntrack_for(mine.slot_address) > 0);
+	close(fd);
+	assert_int_equal(net_pool__release(netenv.pool, index), 0);
+	assert_int_equal(host_conntrack_for(mine.slot_address), 0);
+	net_pool__free(other);
+}
 
 /* uplink_interface unset: the pool masquerades toward every non-slot
  * link, so slots still reach the (fake) internet. Runs after the first
@@ -243,6 +280,7 @@ int main(void)
 		cmocka_unit_test(test_create_destroy_cycles),
 		cmocka_unit_test(test_on_demand_when_pool_empty),
 		cmocka_unit_test(test_release_cuts_proxied_connections),
+		cmocka_unit_test(test_release_spares_other_pools),
 		cmocka_unit_test(test_pool_free_removes_everything),
 		cmocka_unit_test(test_pool_without_uplink_setting),
 	};

@@ -6,6 +6,9 @@
                      answers {"received": N}
   GET  /ws           WebSocket (RFC 6455) echo of text/binary frames
   GET  /chunked      a chunked response
+  GET  /silent/TAG    a chunked response that sends one chunk, then stays
+                     silent until its connection is closed (at most 60 s)
+  GET  /closed/TAG    {"closed": true} once /silent/TAG saw its close
 Prints "READY <port>..." once listening (-1 for a port it could not bind). Usage: backend.py PORT..."""
 import base64
 import hashlib
@@ -16,6 +19,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+CLOSED = set()  # tags of /silent streams whose connection was closed
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -35,6 +39,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
             return self._websocket()
+        if self.path.startswith("/silent/"):
+            return self._silent(self.path[len("/silent/"):])
+        if self.path.startswith("/closed/"):
+            return self._json(200, {"closed": self.path[len("/closed/"):] in CLOSED})
         if self.path == "/chunked":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")
@@ -83,6 +91,21 @@ class Handler(BaseHTTPRequestHandler):
                 received += len(piece)
                 left -= len(piece)
         self._json(200, {"received": received, "sha256": digest.hexdigest()})
+
+    def _silent(self, tag):
+        self.send_response(200)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"6\r\nstart\n\r\n")
+        self.wfile.flush()
+        self.connection.settimeout(60)
+        try:
+            gone = self.connection.recv(1) == b""
+        except OSError:
+            gone = True
+        if gone:
+            CLOSED.add(tag)
+        self.close_connection = True
 
     def _websocket(self):
         key = self.headers.get("Sec-WebSocket-Key", "")

@@ -609,6 +609,41 @@ static void test_chunked_response(void **state)
 	response_free(&r);
 }
 
+/* A client that gives up on a streamed answer (closes mid-body) gets the
+ * upstream connection closed too, although the upstream stays silent
+ * (nothing to write to the gone client would reveal it). */
+static void test_client_abort_closes_upstream(void **state)
+{
+	char buf[512], tag[32];
+	bool closed = false;
+	ssize_t n;
+	int fd;
+
+	(void)state;
+	snprintf(tag, sizeof(tag), "abort-%d", getpid());
+	fd = connect_port(proxy_port);
+	assert_true(fd >= 0);
+	n = snprintf(buf, sizeof(buf), "GET /silent/%s HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
+		     tag, backend_port, public_id);
+	assert_true(send_all(fd, buf, (size_t)n));
+	n = recv(fd, buf, sizeof(buf) - 1, 0); /* the head and the first chunk */
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "HTTP/1.1 200"));
+	close(fd);
+	for (int i = 0; i < 100 && !closed; i++) {
+		struct response r;
+
+		usleep(100000);
+		r = request("GET /closed/%s HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", tag,
+			    backend_port, public_id);
+		assert_int_equal(r.status, 200);
+		closed = strstr(r.body, "\"closed\": true") != NULL;
+		response_free(&r);
+	}
+	assert_true(closed);
+}
+
 static void test_traffic_token(void **state)
 {
 	char token[TOKENS_SHA256_HEX_LEN + 1];
@@ -1227,10 +1262,14 @@ static void test_rate_limit_postgres_unreachable(void **state)
 	ops_pg_url = NULL;
 	assert_true(extra_proxy_pid > 0);
 	client_address = INADDR_LOOPBACK + 3;
+	int64_t loop_started = now_us();
 	for (; count < 400; count++) {
 		usleep(5000); /* ~2 s in all: the 2 s connect timeout runs out */
 		latencies[count] = limited_request(port, 50, &admitted, &refused);
 	}
+	/* The bucket refills 50 per 60 s while the loop runs: a slower run (a
+	 * sanitizer build, a loaded host) may admit that many more. */
+	int refilled = (int)((now_us() - loop_started) * 50 / 60000000) + 1;
 	client_address = INADDR_LOOPBACK;
 	qsort(latencies, (size_t)count, sizeof(latencies[0]), compare_int64);
 	print_message("PostgreSQL black hole: %d requests, %d admitted, %d refused, latency p50 "
@@ -1238,7 +1277,7 @@ static void test_rate_limit_postgres_unreachable(void **state)
 		      count, admitted, refused, latencies[count / 2] / 1e3,
 		      latencies[count * 99 / 100] / 1e3, latencies[count - 1] / 1e3);
 	assert_true(latencies[count * 99 / 100] < 200000);
-	assert_true(admitted <= 52);
+	assert_true(admitted <= 52 + refilled);
 	assert_true(admitted >= 45);
 	{
 		int64_t before = now_us();
@@ -1302,6 +1341,7 @@ int main(void)
 		cmocka_unit_test(test_pipelined_after_body_and_errors),
 		cmocka_unit_test(test_http10_and_expect_continue),
 		cmocka_unit_test(test_chunked_response),
+		cmocka_unit_test(test_client_abort_closes_upstream),
 		cmocka_unit_test(test_traffic_token),
 		cmocka_unit_test(test_agent_port_exempt),
 		cmocka_unit_test(test_mask_request_host),

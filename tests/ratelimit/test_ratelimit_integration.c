@@ -507,6 +507,16 @@ static int64_t measure_new_keys(struct ratelimit *limiter, const char *prefix, b
 	return ns[495];
 }
 
+/* take_nowait never waits on PostgreSQL: its p99 stays far below the 2 s
+ * connect timeout a waiting call would pay. 1 ms in a plain build; the
+ * sanitizer builds (TSan serialises threads, ASan slows every call) get
+ * 20 ms, still two orders of magnitude below that wait. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define NOWAIT_P99_BOUND_NS 20000000
+#else
+#define NOWAIT_P99_BOUND_NS 1000000
+#endif
+
 /* take vs take_nowait on the real PostgreSQL, then take_nowait with its
  * PostgreSQL a black hole (accepts TCP, never answers: each lease waits
  * out the 2 s connect timeout on the background thread). */
@@ -524,10 +534,10 @@ static void test_nowait_latency(void **state)
 	assert_non_null(limiter);
 	measure_new_keys(limiter, "new-take", false, "take, PostgreSQL up:");
 	p99 = measure_new_keys(limiter, "new-nowait", true, "take_nowait, PostgreSQL up:");
-	assert_true(p99 < 1000000);
+	assert_true(p99 < NOWAIT_P99_BOUND_NS);
 	measure(limiter, "latency-take", false, "take, PostgreSQL up:");
 	p99 = measure(limiter, "latency-nowait", true, "take_nowait, PostgreSQL up:");
-	assert_true(p99 < 1000000);
+	assert_true(p99 < NOWAIT_P99_BOUND_NS);
 	ratelimit__close(limiter);
 
 	assert_true(hole >= 0);
@@ -538,9 +548,9 @@ static void test_nowait_latency(void **state)
 	hole_limiter = storage_ratelimit__open_limiter(url, &lazy);
 	assert_non_null(hole_limiter);
 	p99 = measure(hole_limiter, "latency-hole", true, "take_nowait, PostgreSQL black hole:");
-	assert_true(p99 < 1000000);
+	assert_true(p99 < NOWAIT_P99_BOUND_NS);
 	p99 = measure_new_keys(hole_limiter, "new-hole", true, "take_nowait, PostgreSQL black hole:");
-	assert_true(p99 < 1000000);
+	assert_true(p99 < NOWAIT_P99_BOUND_NS);
 	{
 		struct ratelimit_decision d;
 		int64_t before = monotonic_ns();

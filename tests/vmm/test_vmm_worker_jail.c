@@ -20,7 +20,7 @@
 
 #include <cmocka.h>
 
-#include "jail_cgroup.h"
+#include "warren/jail_cgroup.h"
 #include "runtime.h"
 #include "warren/ids.h"
 

@@ -10,12 +10,15 @@
  *
  *   warren-jail-init --status-fd N --lower-fd N --hostname H
  *                    --tmp-size BYTES --console-max BYTES [--disk-size BYTES]
- *                    -- PROGRAM [ARGS...]
+ *                    [--volume FD:PATH]... -- PROGRAM [ARGS...]
  *
  * The working directory holds upper/, work/ (the overlay's), lower/,
  * merged/ and disk/ (mount points). With --disk-size the overlay's upper
  * and work are disk/upper and disk/work, on the size-limited image the
- * host mounted on disk/ (jail_disk.h: the quota of the writable layer). Status protocol on --status-fd: one line, "ok\n"
+ * host mounted on disk/ (jail_disk.h: the quota of the writable layer).
+ * Each --volume is a detached, idmapped read-write mount of a volume on
+ * descriptor FD, attached at PATH of the new root (directories made as
+ * needed, symlinks refused; docs/volumes.md). Status protocol on --status-fd: one line, "ok\n"
  * once PROGRAM was exec'ed, or "error: <step>: <reason>\n" before exiting
  * 127. */
 #include <cap-ng.h>
@@ -47,6 +50,9 @@ struct init_args {
 	unsigned long long disk_size; /* 0: upper/ and work/ on the state dir's fs */
 	unsigned long long console_max; /* bytes of program output kept */
 	char **program;
+	int volume_count;
+	int volume_fd[8];
+	const char *volume_path[8]; /* absolute, checked by jail__config_validate */
 };
 
 static int status_fd = -1;
@@ -115,7 +121,16 @@ static int parse_args(int argc, char **argv, struct init_args *args)
 			args->disk_size = strtoull(value, NULL, 10);
 		else if (!strcmp(flag, "--tmp-size"))
 			args->tmp_size = strtoull(value, NULL, 10);
-		else
+		else if (!strcmp(flag, "--volume") && args->volume_count < 8 && strchr(value, ':') &&
+			 strchr(value, ':')[1] == '/') {
+			char *end;
+			long fd = strtol(value, &end, 10);
+
+			if (end == value || *end != ':' || fd < 3 || fd > INT_MAX)
+				return -1;
+			args->volume_fd[args->volume_count] = (int)fd;
+			args->volume_path[args->volume_count++] = end + 1;
+		} else
 			return -1;
 	}
 	if (args->status_fd < 0 || args->lower_fd < 0 || !args->hostname || !args->program ||
@@ -129,14 +144,13 @@ static int compare_int(const void *a, const void *b)
 	return *(const int *)a - *(const int *)b;
 }
 
-/* Closes every descriptor >= 3 but the two given. */
-static void close_all_except(int a, int b)
+/* Closes every descriptor >= 3 but the count in keep (sorted here). */
+static void close_all_except(int *keep, int count)
 {
-	int keep[2] = { a, b };
 	unsigned int from = 3;
 
-	qsort(keep, 2, sizeof(int), compare_int);
-	for (int i = 0; i < 2; i++) {
+	qsort(keep, (size_t)count, sizeof(int), compare_int);
+	for (int i = 0; i < count; i++) {
 		if ((unsigned int)keep[i] > from)
 			syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0);
 		if ((unsigned int)keep[i] + 1 > from)
@@ -232,6 +246,41 @@ static void mount_proc(void)
 				      "mode=0555,size=4k", masked_dirs[i]);
 }
 
+/* Attaches the detached volume mount fd at path (absolute, relative to the
+ * new root = the working directory), making missing directories (0755,
+ * root's) one component at a time without following a symlink. */
+static void attach_volume(int fd, const char *path)
+{
+	char component[256];
+	int dir = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC), next;
+
+	if (dir < 0)
+		fail("open the new root", errno);
+	for (const char *seg = path + 1; *seg;) {
+		size_t n = strcspn(seg, "/");
+
+		if (n == 0 || n >= sizeof(component))
+			fail("volume path", EINVAL);
+		memcpy(component, seg, n);
+		component[n] = '\0';
+		if (mkdirat(dir, component, 0755) && errno != EEXIST)
+			fail("make a volume's mount point", errno);
+		next = openat(dir, component, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0)
+			fail("open a volume's mount point (no symlinks)", errno);
+		close(dir);
+		dir = next;
+		seg += n;
+		if (*seg == '/')
+			seg++;
+	}
+	if (syscall(SYS_move_mount, fd, "", dir, "",
+		    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH))
+		fail("attach a volume", errno);
+	close(fd);
+	close(dir);
+}
+
 /* The root, from the working directory (the sandbox's state dir): the
  * idmapped template attached at lower/, overlay of it and upper/ on
  * merged/, /dev, /proc, /tmp, then pivot_root into it. */
@@ -261,6 +310,8 @@ static void build_root(const struct init_args *args)
 	mount_proc();
 	snprintf(options, sizeof(options), "mode=1777,size=%llu", args->tmp_size);
 	mount_or_fail("tmp", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, options, "mount /tmp");
+	for (int i = 0; i < args->volume_count; i++)
+		attach_volume(args->volume_fd[i], args->volume_path[i]);
 
 	/* pivot_root(".", "."): the old root ends up stacked under the new
 	 * one and is detached right away (pivot_root(2), NOTES). */
@@ -427,7 +478,13 @@ int main(int argc, char **argv)
 	prctl(PR_SET_NAME, "warren-jail-init", 0, 0, 0);
 	/* No descriptor of the worker beyond stdio and ours stays open here
 	 * or reaches the program, even one it forgot to mark close-on-exec. */
-	close_all_except(args.status_fd, args.lower_fd);
+	int keep[2 + 8] = { args.status_fd, args.lower_fd };
+
+	for (int i = 0; i < args.volume_count; i++) {
+		keep[2 + i] = args.volume_fd[i];
+		fcntl(args.volume_fd[i], F_SETFD, FD_CLOEXEC);
+	}
+	close_all_except(keep, 2 + args.volume_count);
 	fcntl(status_fd, F_SETFD, FD_CLOEXEC);
 	fcntl(args.lower_fd, F_SETFD, FD_CLOEXEC);
 	if (getpid() != 1)

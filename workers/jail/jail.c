@@ -26,7 +26,7 @@
 #include <unistd.h>
 #include <dirent.h>
 
-#include "jail_cgroup.h"
+#include "warren/jail_cgroup.h"
 #include "jail_disk.h"
 #include "jail_userns.h"
 #include "warren/binary_path.h"
@@ -79,6 +79,28 @@ static bool path_valid(const char *path)
 	return path && path[0] == '/' && strlen(path) < PATH_MAX - 128 && !strpbrk(path, ",:\\\n");
 }
 
+/* A volume's path inside the sandbox: absolute, segments of [A-Za-z0-9._-]
+ * that are never "." or "..", not "/", at most 255 characters. */
+static bool volume_path_valid(const char *path)
+{
+	size_t len = path ? strlen(path) : 0;
+
+	if (len < 2 || len > 255 || path[0] != '/' || path[len - 1] == '/')
+		return false;
+	for (const char *seg = path + 1; *seg;) {
+		size_t n = strspn(seg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				       "0123456789._-");
+
+		if (n == 0 || (seg[n] != '/' && seg[n] != '\0') || !strncmp(seg, ".", n) ||
+		    !strncmp(seg, "..", n))
+			return false;
+		seg += n;
+		if (*seg == '/')
+			seg++;
+	}
+	return true;
+}
+
 static size_t vector_length(const char *const *vector, size_t limit)
 {
 	size_t n = 0;
@@ -86,6 +108,15 @@ static size_t vector_length(const char *const *vector, size_t limit)
 	while (vector[n] && n < limit)
 		n++;
 	return n;
+}
+
+int jail__volume_make(const char *image, uint64_t size, char *err, size_t err_len)
+{
+	if (!path_valid(image) || size < 16ULL << 20) {
+		snprintf(err, err_len, "bad volume image path or size");
+		return -EINVAL;
+	}
+	return jail_disk__volume_make(image, size, err, err_len);
 }
 
 int jail__config_validate(const struct jail_config *config, char *err, size_t err_len)
@@ -126,6 +157,16 @@ int jail__config_validate(const struct jail_config *config, char *err, size_t er
 		snprintf(err, err_len, "pids_max must be > 0");
 		return -EINVAL;
 	}
+	if (config->volume_count > JAIL_VOLUMES_MAX || (config->volume_count && !config->volumes)) {
+		snprintf(err, err_len, "at most %d volumes", JAIL_VOLUMES_MAX);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < config->volume_count; i++)
+		if (!path_valid(config->volumes[i].image) ||
+		    !volume_path_valid(config->volumes[i].path)) {
+			snprintf(err, err_len, "volume %zu: bad image path or mount path", i);
+			return -EINVAL;
+		}
 	if (config->cpu_millicores > 1024 * 1000) {
 		snprintf(err, err_len, "cpu_millicores out of range");
 		return -EINVAL;
@@ -363,6 +404,8 @@ struct spawn {
 	int go_socket;  /* receives "g" + the idmapped template; that fd then
 			   takes the socket's number (--lower-fd) */
 	int status_fd, console_fd, null_fd, init_fd;
+	int volume_count;   /* volume mounts that follow the template in the go */
+	int volume_fd_base; /* volume i takes this number + i (--volume) */
 	const char *dir; /* the state dir, the init's working directory */
 	const char *const *argv;
 	const char *const *envp;
@@ -376,41 +419,43 @@ static void child_fail(int status_fd, const char *message)
 	_exit(127);
 }
 
-/* One byte "g" with one descriptor; the descriptor, or -1. */
-static int receive_go(int socket_fd)
+#define GO_FDS_MAX (1 + JAIL_VOLUMES_MAX) /* the template, then the volumes */
+
+/* One byte "g" with count descriptors (the template's first); 0, or -1. */
+static int receive_go(int socket_fd, int fds[GO_FDS_MAX], int count)
 {
-	char byte = 0, control[CMSG_SPACE(sizeof(int))];
+	char byte = 0, control[CMSG_SPACE(sizeof(int) * GO_FDS_MAX)];
 	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
 			      .msg_controllen = sizeof(control) };
 	struct cmsghdr *cmsg;
 	ssize_t n;
-	int fd;
 
 	do
 		n = recvmsg(socket_fd, &msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	cmsg = n == 1 && byte == 'g' ? CMSG_FIRSTHDR(&msg) : NULL;
-	if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+	if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS ||
+	    cmsg->cmsg_len != CMSG_LEN(sizeof(int) * (size_t)count))
 		return -1;
-	memcpy(&fd, CMSG_DATA(cmsg), sizeof(fd));
-	return fd;
+	memcpy(fds, CMSG_DATA(cmsg), sizeof(int) * (size_t)count);
+	return 0;
 }
 
-static int send_go(int socket_fd, int fd)
+static int send_go(int socket_fd, const int *fds, int count)
 {
-	char byte = 'g', control[CMSG_SPACE(sizeof(int))];
+	char byte = 'g', control[CMSG_SPACE(sizeof(int) * GO_FDS_MAX)];
 	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-			      .msg_controllen = sizeof(control) };
+			      .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)count) };
 	struct cmsghdr *cmsg;
 
 	memset(control, 0, sizeof(control));
 	cmsg = CMSG_FIRSTHDR(&msg);
 	cmsg->cmsg_level = SOL_SOCKET;
 	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &fd, sizeof(fd));
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)count);
+	memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * (size_t)count);
 	return sendmsg(socket_fd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
 }
 
@@ -450,14 +495,18 @@ static void child_close_others(const struct spawn *spawn)
 static void child_run(const struct spawn *spawn) __attribute__((noreturn));
 static void child_run(const struct spawn *spawn)
 {
-	int lower_fd;
+	int fds[GO_FDS_MAX], lower_fd;
 
 	child_close_others(spawn);
-	lower_fd = receive_go(spawn->go_socket);
-	if (lower_fd < 0)
+	if (receive_go(spawn->go_socket, fds, 1 + spawn->volume_count))
 		child_fail(spawn->status_fd, "error: parent gave up before the start\n");
+	lower_fd = fds[0];
 	if (dup3(lower_fd, spawn->go_socket, 0) < 0 || close(lower_fd))
 		child_fail(spawn->status_fd, "error: dup of the template mount\n");
+	/* volume_fd_base lies above every number the received fds can have */
+	for (int i = 0; i < spawn->volume_count; i++)
+		if (dup3(fds[1 + i], spawn->volume_fd_base + i, 0) < 0 || close(fds[1 + i]))
+			child_fail(spawn->status_fd, "error: dup of a volume mount\n");
 	if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setresgid, 0, 0, 0) ||
 	    syscall(SYS_setresuid, 0, 0, 0))
 		child_fail(spawn->status_fd, "error: become root of the user namespace\n");
@@ -570,7 +619,9 @@ static long spawn_in_netns(const struct spawn *spawn, int netns_fd, uint32_t hos
 static int release_child(struct jail *jail, const struct jail_config *config, int go_socket,
 			 char *err, size_t err_len)
 {
-	int ret, tree_fd;
+	int ret, fds[GO_FDS_MAX], count = 0;
+	bool sending = false;
+	char mount_point[PATH_MAX + 16];
 
 	if ((ret = write_pid_file(jail->dir, jail->pid))) {
 		snprintf(err, err_len, "init.pid: %s", strerror(-ret));
@@ -582,21 +633,32 @@ static int release_child(struct jail *jail, const struct jail_config *config, in
 		snprintf(err, err_len, "uid_map/gid_map: %s", strerror(-ret));
 		return -1;
 	}
-	tree_fd = jail_userns__idmapped_tree(config->rootfs, jail->pid);
-	if (tree_fd < 0) {
+	fds[count] = jail_userns__idmapped_tree(config->rootfs, jail->pid);
+	if (fds[count] < 0) {
 		snprintf(err, err_len,
 			 "idmapped mount of %s: %s (the jail needs idmapped mounts: "
 			 "Linux >= 5.12 and a filesystem that has them, e.g. ext4, xfs, btrfs)",
-			 config->rootfs, strerror(-tree_fd));
+			 config->rootfs, strerror(-fds[count]));
 		return -1;
 	}
-	ret = send_go(go_socket, tree_fd);
-	close(tree_fd);
-	if (ret) {
+	for (count = 1; count <= (int)config->volume_count; count++) {
+		snprintf(mount_point, sizeof(mount_point), "%s/vol%d", jail->dir, count - 1);
+		fds[count] = jail_userns__idmapped_volume(mount_point, jail->pid);
+		if (fds[count] < 0) {
+			snprintf(err, err_len, "idmapped mount of volume %s: %s",
+				 config->volumes[count - 1].image, strerror(-fds[count]));
+			ret = fds[count];
+			goto out;
+		}
+	}
+	sending = true;
+	ret = send_go(go_socket, fds, count);
+out:
+	for (int i = 0; i < count; i++)
+		close(fds[i]);
+	if (ret && sending)
 		snprintf(err, err_len, "jail init gone before start: %s", strerror(-ret));
-		return -1;
-	}
-	return 0;
+	return ret ? -1 : 0;
 }
 
 /* Opens what the child inherits: the netns (checked to be one), the
@@ -636,11 +698,12 @@ static void close_fd(int *fd)
 /* warren-jail-init's argv (init.c, header comment) and the strings in it. */
 struct init_args {
 	char fd_lower[16], fd_status[16], tmp_size[32], disk_size[32], console_max[32];
-	const char *argv[JAIL_ARGV_MAX + 32];
+	char volume[JAIL_VOLUMES_MAX][16 + 256]; /* "FD:PATH" */
+	const char *argv[JAIL_ARGV_MAX + 32 + 2 * JAIL_VOLUMES_MAX];
 };
 
 static void init_argv(const struct jail_config *config, int lower_fd, int status_fd,
-		      struct init_args *args)
+		      int volume_fd_base, struct init_args *args)
 {
 	size_t argc = 0;
 
@@ -668,6 +731,12 @@ static void init_argv(const struct jail_config *config, int lower_fd, int status
 			 (unsigned long long)config->disk_max_bytes);
 		args->argv[argc++] = "--disk-size";
 		args->argv[argc++] = args->disk_size;
+	}
+	for (size_t i = 0; i < config->volume_count; i++) {
+		snprintf(args->volume[i], sizeof(args->volume[i]), "%d:%s",
+			 volume_fd_base + (int)i, config->volumes[i].path);
+		args->argv[argc++] = "--volume";
+		args->argv[argc++] = args->volume[i];
 	}
 	args->argv[argc++] = "--";
 	for (size_t i = 0; config->argv[i]; i++)
@@ -746,6 +815,14 @@ static int jail_start__state(struct jail_start *start)
 	    jail_disk__create(jail->dir, start->disk_cache_dir, config->disk_max_bytes,
 			      (uid_t)jail->host_base, start->err, start->err_len))
 		return -1;
+	for (size_t i = 0; i < config->volume_count; i++) {
+		char mount_point[PATH_MAX + 32];
+
+		snprintf(mount_point, sizeof(mount_point), "%s/vol%zu", jail->dir, i);
+		if (jail_disk__volume_mount(config->volumes[i].image, mount_point,
+					    config->volume_wait_ms, start->err, start->err_len))
+			return -1;
+	}
 	return 0;
 }
 
@@ -796,7 +873,21 @@ static int jail_start__spawn(struct jail_start *start)
 		snprintf(start->err, start->err_len, "socketpair/pipe: %s", strerror(errno));
 		return -1;
 	}
-	init_argv(config, start->go[0], start->status_pipe[1], &start->args);
+	/* Above every descriptor the child keeps, plus room for the received
+	 * ones (they take the lowest free numbers): see child_run. */
+	start->spawn.volume_count = (int)config->volume_count;
+	start->spawn.volume_fd_base = start->go[0];
+	if (start->status_pipe[1] > start->spawn.volume_fd_base)
+		start->spawn.volume_fd_base = start->status_pipe[1];
+	if (start->spawn.console_fd > start->spawn.volume_fd_base)
+		start->spawn.volume_fd_base = start->spawn.console_fd;
+	if (start->spawn.null_fd > start->spawn.volume_fd_base)
+		start->spawn.volume_fd_base = start->spawn.null_fd;
+	if (start->spawn.init_fd > start->spawn.volume_fd_base)
+		start->spawn.volume_fd_base = start->spawn.init_fd;
+	start->spawn.volume_fd_base += 2 + GO_FDS_MAX;
+	init_argv(config, start->go[0], start->status_pipe[1], start->spawn.volume_fd_base,
+		  &start->args);
 	start->spawn.go_socket = start->go[0];
 	start->spawn.status_fd = start->status_pipe[1];
 	start->spawn.argv = start->args.argv;

@@ -1,5 +1,5 @@
 /* jail_cgroup: cgroup v2 or hybrid v1 limits for a jail. jail_cgroup.h. */
-#include "jail_cgroup.h"
+#include "warren/jail_cgroup.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -8,11 +8,13 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "jail_disk.h"
@@ -22,6 +24,7 @@
 extern char **environ;
 
 #define JAIL_DISK_LOOP_TRIES 16
+#define JAIL_DISK_VOLUMES_MAX 8 /* = JAIL_VOLUMES_MAX (warren/jail.h) */
 
 /* mkfs.ext4 on image: no journal (the layer dies with the sandbox), no
  * reserved blocks, the inode tables left for lazy init (never run: the
@@ -242,10 +245,136 @@ int jail_disk__remove(const char *dir)
 {
 	char mount_point[PATH_MAX];
 
-	if ((size_t)snprintf(mount_point, sizeof(mount_point), "%s/disk", dir) >= sizeof(mount_point))
-		return -ENAMETOOLONG;
-	/* EINVAL: not a mount point (no quota, or already gone). */
-	if (umount2(mount_point, MNT_DETACH | UMOUNT_NOFOLLOW) && errno != EINVAL && errno != ENOENT)
-		return -errno;
+	for (int i = -1; i < JAIL_DISK_VOLUMES_MAX; i++) {
+		int n = i < 0 ? snprintf(mount_point, sizeof(mount_point), "%s/disk", dir)
+			      : snprintf(mount_point, sizeof(mount_point), "%s/vol%d", dir, i);
+
+		if ((size_t)n >= sizeof(mount_point))
+			return -ENAMETOOLONG;
+		/* EINVAL: not a mount point (no quota, or already gone). */
+		if (umount2(mount_point, MNT_DETACH | UMOUNT_NOFOLLOW) && errno != EINVAL &&
+		    errno != ENOENT)
+			return -errno;
+	}
 	return 0;
+}
+
+/* Runs argv (a tool of e2fsprogs) and waits: 0, or -EIO with err. */
+static int jail_disk__run(const char *const *argv, char *err, size_t err_len)
+{
+	posix_spawn_file_actions_t actions;
+	pid_t pid;
+	int status, ret;
+
+	/* debugfs prints its banner on stderr: the status says enough */
+	posix_spawn_file_actions_init(&actions);
+	posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+	ret = posix_spawnp(&pid, argv[0], &actions, NULL, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&actions);
+	if (ret) {
+		snprintf(err, err_len, "run %s: %s", argv[0], strerror(ret));
+		return -ret;
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR) {
+			snprintf(err, err_len, "wait for %s: %s", argv[0], strerror(errno));
+			return -errno;
+		}
+	if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+		snprintf(err, err_len, "%s failed (status %d)", argv[0], status);
+		return -EIO;
+	}
+	return 0;
+}
+
+int jail_disk__volume_make(const char *image, uint64_t size, char *err, size_t err_len)
+{
+	char made[PATH_MAX + 48];
+	const char *mkfs[] = { "mkfs.ext4", "-q", "-F", "-m", "0", "-E",
+			       "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0",
+			       made, NULL };
+	const char *mode[] = { "debugfs", "-w", "-R", "sif / mode 040777", made, NULL };
+	const char *lost[] = { "debugfs", "-w", "-R", "rmdir lost+found", made, NULL };
+	int fd, ret;
+
+	if (access(image, F_OK) == 0)
+		return 0;
+	snprintf(made, sizeof(made), "%s.%d.%llx", image, (int)getpid(),
+		 (unsigned long long)clock__monotonic_ns());
+	fd = open(made, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 || ftruncate(fd, (off_t)size)) {
+		ret = -errno;
+		snprintf(err, err_len, "create %s: %s", made, strerror(errno));
+		goto out;
+	}
+	if ((ret = jail_disk__run(mkfs, err, err_len)) || (ret = jail_disk__run(mode, err, err_len)) ||
+	    (ret = jail_disk__run(lost, err, err_len)))
+		goto out;
+	if (fsync(fd) || rename(made, image)) {
+		ret = -errno;
+		snprintf(err, err_len, "rename %s: %s", made, strerror(errno));
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	if (ret)
+		unlink(made);
+	return ret;
+}
+
+/* Takes the image's exclusive flock, retrying for up to wait_ms while
+ * another mount of it (a sandbox still being torn down) holds it. */
+static int jail_disk__volume_lock(int fd, const char *image, int wait_ms, char *err,
+				  size_t err_len)
+{
+	for (int waited = 0;; waited += 20) {
+		struct timespec pause = { 0, 20 * 1000000 };
+
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK || waited >= wait_ms)
+			break;
+		nanosleep(&pause, NULL);
+	}
+	snprintf(err, err_len, "volume image %s is mounted by another sandbox on this host", image);
+	return -EBUSY;
+}
+
+int jail_disk__volume_mount(const char *image, const char *mount_point, int wait_ms, char *err,
+			    size_t err_len)
+{
+	char device_path[32];
+	int fd, device = -1, ret;
+
+	fd = open(image, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(err, err_len, "open volume image %s: %s", image, strerror(errno));
+		return ret;
+	}
+	if ((ret = jail_disk__volume_lock(fd, image, wait_ms, err, err_len)))
+		goto out;
+	if (mkdir(mount_point, 0700) && errno != EEXIST) {
+		ret = -errno;
+		snprintf(err, err_len, "mkdir %s: %s", mount_point, strerror(errno));
+		goto out;
+	}
+	/* The loop device keeps this open file (and so its flock) until the
+	 * filesystem's last mount goes. */
+	device = jail_disk__attach(fd, device_path, err, err_len);
+	if (device < 0) {
+		ret = device;
+		goto out;
+	}
+	if (mount(device_path, mount_point, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, NULL)) {
+		ret = -errno;
+		snprintf(err, err_len, "mount volume image %s: %s", image, strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (device >= 0)
+		close(device);
+	close(fd);
+	return ret;
 }

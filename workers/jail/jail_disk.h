@@ -21,8 +21,26 @@
 int jail_disk__create(const char *dir, const char *cache_dir, uint64_t size, uid_t owner,
 		      char *err, size_t err_len);
 
-/* Unmounts dir/disk if something is mounted there (idempotent; the loop
- * device goes with the last user of the mount). 0 or -errno. */
+/* Unmounts dir/disk and the volumes' dir/vol<N> if something is mounted
+ * there (idempotent; the loop device goes with the last user of the
+ * mount). 0 or -errno. */
 int jail_disk__remove(const char *dir);
+
+/* ---- volumes (docs/volumes.md) ---- */
+
+/* Makes image (absent) a sparse ext4 image of size bytes with a journal,
+ * its root directory 0777 and owned by 0:0 (the sandbox's root once
+ * idmapped), no lost+found. Made under a private name and renamed, so a
+ * crash never leaves half an image. 0 (also when it exists) or -errno. */
+int jail_disk__volume_make(const char *image, uint64_t size, char *err, size_t err_len);
+
+/* Mounts image read-write (nosuid, nodev, noatime) on mount_point (made
+ * if absent) through an autocleared loop device, with an exclusive flock
+ * on the image held by the loop device for as long as the filesystem is
+ * mounted anywhere: a second mount of the same image on this host waits
+ * up to wait_ms for the first to go, then fails with -EBUSY. 0 or -errno
+ * with err filled; nothing left mounted on failure. */
+int jail_disk__volume_mount(const char *image, const char *mount_point, int wait_ms, char *err,
+			    size_t err_len);
 
 #endif

@@ -158,9 +158,23 @@ int jail_userns__write_maps(pid_t pid, uint32_t host_base)
 	return ret;
 }
 
+static int jail_userns__idmapped(const char *rootfs, pid_t pid, uint64_t flags);
+
 int jail_userns__idmapped_tree(const char *rootfs, pid_t pid)
 {
-	struct idmap_attr attr = { .attr_set = ATTR_IDMAP | ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV };
+	return jail_userns__idmapped(rootfs, pid, ATTR_RDONLY);
+}
+
+int jail_userns__idmapped_volume(const char *path, pid_t pid)
+{
+	return jail_userns__idmapped(path, pid, 0);
+}
+
+/* A detached recursive clone of rootfs, idmapped through pid's user
+ * namespace, nosuid, nodev and flags. Its fd or -errno. */
+static int jail_userns__idmapped(const char *rootfs, pid_t pid, uint64_t flags)
+{
+	struct idmap_attr attr = { .attr_set = ATTR_IDMAP | ATTR_NOSUID | ATTR_NODEV | flags };
 	char path[64];
 	int userns_fd, tree_fd, ret;
 

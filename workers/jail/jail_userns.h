@@ -33,5 +33,8 @@ int jail_userns__write_maps(pid_t pid, uint32_t host_base);
  * Returns the mount fd (O_CLOEXEC), or -errno (-ENOSYS / -EINVAL when the
  * kernel or the filesystem has no idmapped mounts). */
 int jail_userns__idmapped_tree(const char *rootfs, pid_t pid);
+/* The same for a volume mounted at path: a detached, idmapped clone of it,
+ * read-write (nosuid, nodev). Its fd or -errno. */
+int jail_userns__idmapped_volume(const char *path, pid_t pid);
 
 #endif

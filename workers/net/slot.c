@@ -44,8 +44,14 @@
 #define TAP_LINK "tap0"
 #define TAP_ADDRESS "169.254.0.22/30"
 #define GUEST_ADDRESS "169.254.0.21"
-/* Host conntrack mark of slot N's connections ('W' in the top byte). */
-#define SLOT_MARK(index) (0x57000000u | (uint32_t)(index))
+/* Host conntrack mark of a slot's connections: 'W' in the top byte, the
+ * low 24 bits of the slot's host address below it. Unique on the host,
+ * not just in this pool: several pools (workers, test stacks) on one
+ * machine have disjoint slot ranges, and a release flushes every host
+ * entry carrying its mark, so a mark shared with another pool's slot
+ * (the slot index alone) cut that slot's live connections, e.g. a
+ * proxied request whose answer was then dropped as a new packet. */
+#define SLOT_MARK(pool, index) (0x57000000u | (((pool)->base + 4u * (uint32_t)(index) + 1) & 0xffffffu))
 
 
 /* ---- namespaces ---------------------------------------------------------- */
@@ -552,7 +558,7 @@ int net_pool__create_slot_at(struct net_pool *pool, int index)
 		char *text = NULL;
 
 		if (asprintf(&text, "add element inet %s slot_marks { \"%s\" : 0x%08x }\n", pool->host_table,
-			     info.host_link, SLOT_MARK(index)) < 0 ||
+			     info.host_link, SLOT_MARK(pool, index)) < 0 ||
 		    host_nft(pool, text) != 0) {
 			free(text);
 			net_pool__destroy_slot(pool, index);
@@ -952,7 +958,7 @@ int net_pool__release(struct net_pool *pool, int index)
 {
 	struct net_slot_info names;
 	struct net_slot *slot;
-	uint32_t mark = SLOT_MARK(index);
+	uint32_t mark = SLOT_MARK(pool, index);
 	int rc;
 
 	if (index < 0 || (unsigned)index >= pool->capacity || !pool->slots[index].in_use)

@@ -20,6 +20,7 @@
 #include "warren/templates.h"
 #include "build.h"
 #include "warren/tokens.h"
+#include "volumes.h"
 #include "worker.h"
 
 #define RESULT_TIMEOUT_MS 10000
@@ -215,6 +216,34 @@ static int worker__ensure_row(struct worker *worker, const struct kafka_event *c
 	return 0;
 }
 
+/* The volumes the API claimed for a create whose spec says volume_mounts
+ * (docs/volumes.md): jail only; their images are made here on first use.
+ * 0 (out->count 0 when none), -EAGAIN (PostgreSQL away), or -1 with the
+ * reason and the failure's HTTP code. */
+static int worker__create_volumes(struct worker *worker, const struct kafka_event *command,
+				  struct worker_volumes *out, int *failure_code, char *reason,
+				  size_t reason_len)
+{
+	int rc;
+
+	if (json_integer_value(json_object_get(command->spec, "volume_mounts")) <= 0)
+		return 0;
+	if (worker->runtime == RUNTIME_VM) {
+		snprintf(reason, reason_len, "volumes need the jail runtime; host %s runs vm "
+			 "(docs/volumes.md)", worker->host_id);
+		*failure_code = 400;
+		return -1;
+	}
+	rc = worker_volumes__prepare(worker, command->sandbox_id, out, reason, reason_len);
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc) {
+		*failure_code = rc == -EXDEV ? 503 : 500;
+		return -1;
+	}
+	return 0;
+}
+
 static int worker__create(struct worker *worker, const struct kafka_event *command)
 {
 	struct storage_sandbox row = { 0 };
@@ -293,6 +322,13 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		goto fail;
 	}
 
+	struct worker_volumes volumes = { 0 };
+	rc = worker__create_volumes(worker, command, &volumes, &failure_code, reason, sizeof(reason));
+	if (rc == -EAGAIN)
+		goto retry;
+	if (rc)
+		goto fail;
+
 	lookup_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
 	sandbox = calloc(1, sizeof(*sandbox));
@@ -316,7 +352,9 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		}
 	}
 	struct warm_sandbox warm;
-	bool claimed = warm_pool__claim(worker->warm_pool, row.template_id,
+	/* a warm sandbox started without volumes: one that mounts some starts fresh */
+	bool claimed = !volumes.count &&
+		       warm_pool__claim(worker->warm_pool, row.template_id,
 					policy ? net_policy__connection_limit(policy) : 0, &warm);
 	if (claimed) {
 		sandbox->slot = warm.slot;
@@ -356,6 +394,8 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		.template_id = row.template_id,
 		.netns_path = worker->net ? sandbox->slot_info.netns_path : NULL,
 		.token_hash = secure ? token_hash : NULL,
+		.volumes = volumes.mounts,
+		.volume_count = volumes.count,
 	};
 	worker__resources(row.template_id, &start.vcpus, &start.memory_mib);
 	if (!claimed)
@@ -916,6 +956,12 @@ void worker__housekeeping(struct worker *worker)
 		storage__sandbox_list_free(&expired);
 	}
 
+	/* Images of volumes deleted through the API: once a minute. */
+	if (clock__monotonic_ms() - worker->last_volume_sweep_ms >= 60000) {
+		worker->last_volume_sweep_ms = clock__monotonic_ms();
+		worker_volumes__sweep(worker);
+	}
+
 	/* Expiry needs the 200 ms cadence; the host row needs a beat a second. */
 	if (worker->last_heartbeat_ms &&
 	    clock__monotonic_ms() - worker->last_heartbeat_ms < 1000 &&
@@ -1041,6 +1087,8 @@ int worker__reconcile(struct worker *worker)
 		return -EAGAIN;
 	}
 	log_info("reconcile: %d orphan sandbox(es) stopped, %d row(s) marked lost", reaped, lost);
+	/* after the reap: no mount of a deleted volume's image is left */
+	worker_volumes__sweep(worker);
 	return 0;
 }
 

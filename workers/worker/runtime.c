@@ -65,8 +65,17 @@ static struct runtime_instance *runtime__start_jail(const struct runtime_start *
 	char hostname_env[96];
 	const char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			       "HOME=/root", hostname_env, NULL };
+	struct jail_volume volumes[JAIL_VOLUMES_MAX];
 	struct jail *jail;
 
+	if (spec->volume_count > JAIL_VOLUMES_MAX) {
+		snprintf(err, err_len, "at most %d volumes", JAIL_VOLUMES_MAX);
+		return NULL;
+	}
+	for (size_t i = 0; i < spec->volume_count; i++) {
+		volumes[i].image = spec->volumes[i].image;
+		volumes[i].path = spec->volumes[i].path;
+	}
 	if (templates__read(templates__dir(), spec->template_id, &template_info, err, err_len))
 		return NULL;
 	snprintf(hostname_env, sizeof(hostname_env), "E2B_SANDBOX_ID=%s", spec->sandbox_id);
@@ -83,6 +92,10 @@ static struct runtime_instance *runtime__start_jail(const struct runtime_start *
 		.disk_max_bytes = (uint64_t)config__get_int("sandbox_disk_max_mb", 10240) << 20,
 		.argv = argv,
 		.envp = envp,
+		.volumes = volumes,
+		.volume_count = spec->volume_count,
+		/* a previous sandbox of the volume may still be tearing down */
+		.volume_wait_ms = 5000,
 	};
 	jail = jail__start(&config, err, err_len);
 	if (!jail)
@@ -107,6 +120,11 @@ struct runtime_instance *runtime__start(enum runtime_kind kind, const struct run
 
 	if (kind == RUNTIME_JAIL)
 		return runtime__start_jail(spec, err, err_len);
+	if (spec->volume_count) {
+		snprintf(err, err_len, "volumes need the jail runtime; the vm runtime has no "
+				       "volume disks yet (docs/volumes.md)");
+		return NULL;
+	}
 	vm = runtime_vm__start(spec, err, err_len);
 	if (!vm)
 		return NULL;

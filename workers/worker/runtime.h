@@ -11,6 +11,13 @@
 
 enum runtime_kind { RUNTIME_JAIL = 0, RUNTIME_VM };
 
+/* A volume to mount (docs/volumes.md): the image on this host and the
+ * path inside the sandbox (validated by the API, again by the jail). */
+struct runtime_volume {
+	const char *image;
+	const char *path;
+};
+
 struct runtime_start {
 	const char *sandbox_id;
 	const char *template_id;
@@ -18,6 +25,8 @@ struct runtime_start {
 	const char *token_hash;       /* "sha256:<hex>" or NULL (secure=false) */
 	uint32_t memory_mib;
 	uint32_t vcpus;
+	const struct runtime_volume *volumes; /* jail only; the vm runtime refuses them */
+	size_t volume_count;
 };
 
 struct runtime_instance;

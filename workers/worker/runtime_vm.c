@@ -36,7 +36,7 @@
 #include <jansson.h>
 #include <pthread.h>
 
-#include "jail_cgroup.h"
+#include "warren/jail_cgroup.h"
 #include "warren/binary_path.h"
 #include "warren/clock.h"
 #include "warren/config.h"

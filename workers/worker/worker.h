@@ -58,6 +58,7 @@ struct worker {
 	uint64_t last_heartbeat_ms;         /* main thread only (housekeeping) */
 	int64_t last_metrics_prune_ms;      /* main thread only (metrics.c) */
 	int64_t last_logs_ms;               /* main thread only (metrics.c) */
+	uint64_t last_volume_sweep_ms;      /* main thread only (volumes.c) */
 };
 
 /* Handles one decoded command. Returns 0 when its outcome is durable (the

@@ -19,6 +19,16 @@
 #define JAIL_ID_MAX 63
 #define JAIL_ARGV_MAX 32
 #define JAIL_ENV_MAX 64
+#define JAIL_VOLUMES_MAX 8
+
+/* A volume (docs/volumes.md): an ext4 image file the host loop-mounts on
+ * <state dir>/vol<N> and the jail sees read-write at path, idmapped like
+ * the template (on-disk uid 0 is the sandbox's root). */
+struct jail_volume {
+	const char *image; /* absolute host path of the image */
+	const char *path;  /* absolute path inside the sandbox: segments of
+			      [A-Za-z0-9._-], no "." or "..", not "/" */
+};
 #define JAIL_AGENT_PORT 49983
 #define JAIL_CONSOLE_MAX_DEFAULT (16ULL << 20)
 
@@ -50,11 +60,20 @@ struct jail_config {
 				      rootfs; NULL-terminated, < JAIL_ARGV_MAX */
 	const char *const *envp;   /* its environment, NULL-terminated, < JAIL_ENV_MAX;
 				      NULL: PATH, HOME=/root only */
+	const struct jail_volume *volumes; /* mounted read-write; NULL when none */
+	size_t volume_count;		   /* <= JAIL_VOLUMES_MAX */
+	int volume_wait_ms;		   /* how long a volume another sandbox of this
+					      host still holds is waited for */
 };
 
 enum jail_state { JAIL_RUNNING = 0, JAIL_EXITED };
 
 struct jail;
+
+/* Makes image (absent) a volume's sparse ext4 image of size bytes, its
+ * root directory 0777 and owned by the sandbox's root (docs/volumes.md).
+ * 0 (also when it exists) or -errno with err filled. */
+int jail__volume_make(const char *image, uint64_t size, char *err, size_t err_len);
 
 /* Checks a configuration without touching the system: 0, or -EINVAL with
  * the first problem written to err. */
