@@ -225,6 +225,8 @@ static const struct config_setting config_table[] = {
 	  "run each warren-vmm in its own jail (chroot, uid, namespaces)" },
 	{ "vm_jail_uid_base", CONFIG_INT, 0, 4000000000, NULL, "1500000000", "", "worker", 0,
 	  "first host uid of the jailed VMMs" },
+	{ "vm_snapshot_timeout_ms", CONFIG_INT, 1000, 3600000, NULL, "120000", "ms", "worker", 0,
+	  "how long warren-vmm may take to write a vm sandbox's snapshot when it is paused" },
 	{ "vmm_binary", CONFIG_PATH, 0, 0, NULL, "warren-vmm next to the worker, else /usr/bin", "", "worker", 0,
 	  "the VMM binary" },
 	{ "volume_quota_count", CONFIG_INT, 0, 1000000, NULL, "20", "", "api", 0,

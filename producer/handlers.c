@@ -1099,8 +1099,8 @@ static enum MHD_Result handlers__resume(struct api_request *r, struct storage_po
 
 /* POST /sandboxes/{id}/pause {memory?}: running -> pausing here (one of
  * two racing pauses wins; the other is the 409 "already paused"), then
- * the worker freezes it (jail) and answers `paused` (204) or `failed`
- * (its code: 501 for the vm runtime, which cannot pause yet). */
+ * the worker freezes it (jail) or snapshots and stops its VMM (vm) and
+ * answers `paused` (204) or `failed` (its code). */
 /* Moves r->sandbox running -> pausing (compare-and-set). False with the
  * answer queued in *ret when it is not running: 409 when already paused
  * (or pausing: another pause won), else 400; 404 when gone. */

@@ -10,7 +10,8 @@
 #include "event_loop.h"
 #include "warren/clock.h"
 
-int console__init(struct console *console, const char *path, struct event_loop *loop)
+int console__init(struct console *console, const char *path, struct event_loop *loop,
+		  bool append)
 {
 	memset(console, 0, sizeof(*console));
 	pthread_mutex_init(&console->lock, NULL);
@@ -25,7 +26,9 @@ int console__init(struct console *console, const char *path, struct event_loop *
 		console->fd = STDOUT_FILENO;
 		return 0;
 	}
-	console->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+	console->fd = open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_CLOEXEC |
+				   O_NOFOLLOW,
+			   0640);
 	if (console->fd < 0)
 		return -errno;
 	console->owns_fd = true;

@@ -36,8 +36,10 @@ struct console {
 };
 
 /* Opens the console. path NULL: ring only; "-": standard output; else a
- * file created/truncated. Returns 0 or -errno. */
-int console__init(struct console *console, const char *path, struct event_loop *loop);
+ * file created/truncated (append: created or appended to, as a restored
+ * VM goes on with its console). Returns 0 or -errno. */
+int console__init(struct console *console, const char *path, struct event_loop *loop,
+		  bool append);
 void console__destroy(struct console *console);
 
 /* Appends one byte (any thread). */

@@ -44,6 +44,32 @@ static char *control__ok(json_t *object)
 	return control__reply(object);
 }
 
+/* "snapshot" {path}: saves the paused VM; "restore" {path}: builds the
+ * configured VM from a snapshot and runs it (instead of "start"). */
+static char *control__snapshot_op(struct control *control, const json_t *request,
+				  bool restore)
+{
+	const json_t *value = json_object_get(request, "path");
+	const char *path = json_string_value(value);
+	char error[320] = "";
+	json_t *info = NULL;
+
+	if (path == NULL || path[0] == 0 || json_string_length(value) >= 4096 ||
+	    strlen(path) != json_string_length(value))
+		return control__error("\"path\" must be a non-empty string without NUL");
+	if (!restore) {
+		if (vm__snapshot(control->vm, path, &info, error, sizeof(error)) != 0)
+			return control__error(error[0] ? error : "snapshot failed");
+		return control__ok(info);
+	}
+	if (vm__prepare_restore(control->vm, path, error, sizeof(error)) != 0 ||
+	    vm__start(control->vm, error, sizeof(error)) != 0)
+		return control__error(error[0] ? error : "restore failed");
+	if (control->on_started)
+		control->on_started(control);
+	return control__ok(NULL);
+}
+
 char *control__handle_line(struct control *control, const char *line, size_t length)
 {
 	struct vm *vm = control->vm;
@@ -142,6 +168,8 @@ char *control__handle_line(struct control *control, const char *line, size_t len
 			else
 				response = control__ok(NULL);
 		}
+	} else if (strcmp(op, "snapshot") == 0 || strcmp(op, "restore") == 0) {
+		response = control__snapshot_op(control, request, strcmp(op, "restore") == 0);
 	} else if (strcmp(op, "exit") == 0) {
 		control->exit_requested = true;
 		response = control__ok(vm__state_json(vm));

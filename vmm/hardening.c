@@ -10,6 +10,7 @@
 #include <cap-ng.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,11 +66,18 @@ int hardening__install_seccomp(void)
 		SCMP_SYS(accept4), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg),
 		SCMP_SYS(sendmsg), SCMP_SYS(setsockopt), SCMP_SYS(shutdown), SCMP_SYS(unlink),
 		SCMP_SYS(exit), SCMP_SYS(exit_group),
+		/* a snapshot (vm_snapshot.c) writes new files: its ring, sizes, rename */
+		SCMP_SYS(io_uring_setup), SCMP_SYS(ftruncate), SCMP_SYS(rename),
+		SCMP_SYS(renameat), SCMP_SYS(renameat2),
 	};
 	/* ioctl: only what runs after setup */
 	static const unsigned long ioctls[] = {
 		KVM_RUN, KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, KVM_GET_REGS, KVM_GET_SREGS,
 		KVM_GET_MP_STATE, TCGETS, TUNSETOFFLOAD /* net: follows the driver's features */,
+		/* a snapshot reads the state (only reads: a restore is before this) */
+		KVM_GET_FPU, KVM_GET_XSAVE, KVM_GET_XCRS, KVM_GET_LAPIC, KVM_GET_VCPU_EVENTS,
+		KVM_GET_DEBUGREGS, KVM_GET_MSRS, KVM_GET_MSR_INDEX_LIST, KVM_GET_IRQCHIP,
+		KVM_GET_PIT2, KVM_GET_CLOCK,
 	};
 	/* Hot paths first in the generated filter (each system call runs it). */
 	static const int hot[] = {
@@ -99,6 +107,12 @@ int hardening__install_seccomp(void)
 
 		result = seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &request);
 	}
+	/* open only to create a new file (O_CREAT|O_EXCL: a snapshot's files),
+	 * never to open an existing one */
+	if (result == 0)
+		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+					  SCMP_A2(SCMP_CMP_MASKED_EQ, O_CREAT | O_EXCL,
+						  O_CREAT | O_EXCL));
 	/* tgkill (the vCPU kick) only within this process: never a signal to
 	 * another sandbox's VMM, even one that shares our uid. */
 	if (result == 0)

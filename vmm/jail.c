@@ -65,6 +65,11 @@ static bool jail__inside(const char *root, const char *path, const char **inner)
 	return true;
 }
 
+bool jail__path_inside(const char *root, const char *path, const char **inner)
+{
+	return jail__inside(root, path, inner);
+}
+
 /* Rewrites *path (owned, malloc'ed) to its place inside the jail. */
 static int jail__rewrite(const char *root, char **path, const char *what, char *error,
 			 size_t error_size)

@@ -24,6 +24,7 @@
 #ifndef WARREN_VMM_JAIL_H
 #define WARREN_VMM_JAIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -40,6 +41,11 @@ struct jail_options {
  * then: it may be half-way in). */
 int jail__enter(const struct jail_options *options, struct vm_config *config,
 		const char **api_socket, char *error, size_t error_size);
+
+/* True when `path` names something inside the jail `root` (taken
+ * literally: no "..", no symlinks); *inner is then the path as the jailed
+ * process sees it (a pointer into path). */
+bool jail__path_inside(const char *root, const char *path, const char **inner);
 
 /* Parses a uid/gid argument: 1 .. 2^32-2. 0 or -EINVAL. */
 int jail__parse_id(const char *text, unsigned *out);

@@ -24,9 +24,11 @@
 #include "control.h"
 #include "hardening.h"
 #include "jail.h"
+#include "snapshot.h"
 #include "event_loop.h"
 #include "virtio_devices.h"
 #include "vm.h"
+#include "warren/clock.h"
 #include "warren/config.h"
 #include "warren/log.h"
 
@@ -37,6 +39,7 @@ struct vmm {
 	/* the command line (vmm__parse_arguments) */
 	struct vm_config config; /* --kernel etc.; handed to the VM by vmm__boot */
 	const char *api_socket;
+	const char *restore; /* --restore: start from this snapshot, not by booting */
 	struct jail_options jail;
 	bool jail_check;
 	bool verbose;
@@ -70,6 +73,7 @@ static void usage(FILE *out)
 		"                  [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]\n"
 		"                  [--api-socket PATH] [--timeout-ms N] [--device JSON]...\n"
 		"                  [--io-poll-us N] [--rng] [--no-seccomp] [--verbose]\n"
+		"                  [--restore SNAPSHOT]\n"
 		"                  [--jail DIR --jail-uid U --jail-gid G [--jail-check]]\n"
 		"       warren-vmm --api-socket PATH [--verbose]\n"
 		"       warren-vmm --probe\n"
@@ -92,6 +96,8 @@ static int vmm__lock_down(struct vm *vm, void *opaque, char *error, size_t error
 #ifdef WARREN_VMM_NO_SECCOMP
 	seccomp = false; /* sanitizer/fuzz builds: their runtimes need more */
 #endif
+	if (snapshot__init() != 0) /* the checksum's library, before files are forbidden */
+		log_warn("snapshots: SHA-256 unavailable");
 	result = hardening__lock_down(seccomp, error, error_size);
 	if (result != 0) {
 		log_error("hardening failed, not starting the guest: %s", error);
@@ -355,6 +361,7 @@ static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **arg
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "probe", no_argument, NULL, 'P' },
 		{ "no-seccomp", no_argument, NULL, 'S' },
+		{ "restore", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -388,6 +395,7 @@ static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **arg
 		case 'C': vmm->jail_check = true; break;
 		case 'v': vmm->verbose = true; break;
 		case 'S': vmm->seccomp = false; break;
+		case 'R': vmm->restore = optarg; break;
 		case 'm':
 		case 'n':
 		case 'l':
@@ -406,7 +414,8 @@ static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **arg
 	}
 	if (optind != argc ||
 	    (config->kernel == NULL && vmm->api_socket == NULL && !vmm->jail_check) ||
-	    (vmm->jail_check && jail->root == NULL) || (jail->root && (!jail->uid || !jail->gid)))
+	    (vmm->jail_check && jail->root == NULL) || (jail->root && (!jail->uid || !jail->gid)) ||
+	    (vmm->restore && config->kernel == NULL))
 		return VMM_PARSE_USAGE;
 	return VMM_PARSE_RUN;
 }
@@ -420,6 +429,10 @@ static int vmm__confine(struct vmm *vmm)
 
 	if (vmm->jail.root == NULL)
 		return 0;
+	if (vmm->restore && !jail__path_inside(vmm->jail.root, vmm->restore, &vmm->restore)) {
+		log_error("jail: the snapshot %s is not inside %s", vmm->restore, vmm->jail.root);
+		return VMM_STATUS_ERROR;
+	}
 	if (jail__enter(&vmm->jail, &vmm->config, &vmm->api_socket, error, sizeof(error)) != 0) {
 		log_error("%s", error);
 		fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
@@ -490,9 +503,16 @@ static int vmm__boot(struct vmm *vmm)
 		return 0;
 	vmm->one_shot = true;
 	vm__configure(&vmm->vm, &vmm->config); /* takes the config, leaves it empty */
-	result = vm__start(&vmm->vm, error, sizeof(error));
+	result = vmm->restore ? vm__prepare_restore(&vmm->vm, vmm->restore, error, sizeof(error))
+			      : 0;
+	if (result == 0)
+		result = vm__start(&vmm->vm, error, sizeof(error));
+	if (result == 0 && vmm->restore)
+		log_info("vm restored from %s: running %.1f ms after the process started",
+			 vmm->restore,
+			 (double)(clock__monotonic_ns() - vm__process_start_ns()) / 1e6);
 	if (result != 0) {
-		log_error("cannot start the VM: %s", error);
+		log_error("cannot %s the VM: %s", vmm->restore ? "restore" : "start", error);
 		fprintf(stderr, "warren-vmm: exit reason=vmm-error code=0 status=125\n");
 		return result;
 	}

@@ -118,6 +118,15 @@ struct vmm_device {
 	 * when the device has none. Loop thread. 0, or -errno with a reason in
 	 * error[error_size]. */
 	int (*set_rate_limit)(void *opaque, const json_t *config, char *error, size_t error_size);
+	/* Snapshot (loop thread, vCPUs paused): the device's state into
+	 * data[0..capacity), *size set; -EBUSY with a reason while requests
+	 * are in flight (retry later). NULL: the device cannot be saved. */
+	int (*save)(void *opaque, uint8_t *data, size_t capacity, size_t *size, char *error,
+		    size_t error_size);
+	/* Restore into the freshly created device, before the vCPUs run. The
+	 * data is hostile (a file): checked. 0 or -EINVAL with a reason. */
+	int (*restore)(void *opaque, const uint8_t *data, size_t size, char *error,
+		       size_t error_size);
 	/* Frees the device; called on the event-loop thread after the vCPUs
 	 * stopped. */
 	void (*destroy)(void *opaque);

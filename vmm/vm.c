@@ -23,6 +23,7 @@
 #include "boot.h"
 #include "event_loop.h"
 #include "loader.h"
+#include "vm_snapshot.h"
 #include "warren/clock.h"
 #include "warren/log.h"
 
@@ -508,6 +509,18 @@ static void vcpu__wait_while_paused(struct vcpu *vcpu)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* After an I/O or MMIO exit the instruction completes only on the next
+ * KVM_RUN: enter with immediate_exit set, so KVM completes it and returns
+ * at once without running the guest. A paused vCPU's state is then
+ * consistent for a snapshot (KVM API, "immediate_exit"). */
+static void vcpu__complete_pending(struct vcpu *vcpu)
+{
+	__atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+	if (ioctl(vcpu->fd, KVM_RUN, 0) == 0 || errno != EINTR)
+		log_debug("vcpu %u: completing the last exit: %s", vcpu->index, strerror(errno));
+	__atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+}
+
 /* Capabilities are per thread: a vCPU thread drops all of its own before
  * it runs the guest (lowering them is always allowed). */
 static void vcpu__drop_capabilities(void)
@@ -525,6 +538,7 @@ static void *vcpu__thread(void *opaque)
 	struct vcpu *vcpu = opaque;
 	struct vm *vm = vcpu->vm;
 	struct kvm_run *run = vcpu->run;
+	bool pending_completion = false; /* the last exit was I/O: KVM finishes it on entry */
 	char detail[128];
 
 	if (vm->on_ready)
@@ -534,6 +548,9 @@ static void *vcpu__thread(void *opaque)
 		if (atomic_load(&vm->stopping))
 			break;
 		if (atomic_load(&vm->pause_requested)) {
+			if (pending_completion)
+				vcpu__complete_pending(vcpu);
+			pending_completion = false;
 			vcpu__wait_while_paused(vcpu);
 			continue;
 		}
@@ -547,6 +564,8 @@ static void *vcpu__thread(void *opaque)
 			vm__request_stop(vm, VM_EXIT_VMM_ERROR, 0, detail);
 			break;
 		}
+		pending_completion = run->exit_reason == KVM_EXIT_IO ||
+				     run->exit_reason == KVM_EXIT_MMIO;
 		switch (run->exit_reason) {
 		case KVM_EXIT_IO:
 			atomic_fetch_add(&vm->exits[VM_COUNT_IO], 1);
@@ -744,6 +763,13 @@ static int vm__create_memory(struct vm *vm, char *error, size_t error_size)
 	uint64_t size = vm->config.memory_mib << 20;
 	struct kvm_userspace_memory_region region = { 0 };
 
+	if (vm->restore) {
+		int result = vm_snapshot__map_memory(vm, error, error_size);
+
+		if (result)
+			return result;
+		goto regions;
+	}
 	vm->memory.size = size;
 	vm->memory.low_size = size < GUEST_MEMORY_LOW_LIMIT ? size : GUEST_MEMORY_LOW_LIMIT;
 	vm->memory.memfd = memfd_create("warren-guest-ram", MFD_CLOEXEC);
@@ -759,6 +785,7 @@ static int vm__create_memory(struct vm *vm, char *error, size_t error_size)
 		return -ENOMEM;
 	}
 	madvise(vm->memory.host, size, MADV_DONTDUMP);
+regions:
 	region.slot = 0;
 	region.guest_phys_addr = 0;
 	region.memory_size = vm->memory.low_size;
@@ -980,8 +1007,8 @@ static int vcpu__create(struct vm *vm, uint32_t index, const struct loader_image
 		vm__error(error, error_size, "vcpu %u LAPIC: %s", index, strerror(-result));
 		return result;
 	}
-	if (index != 0)
-		return 0; /* application processors wait for INIT/SIPI */
+	if (index != 0 || vm->restore)
+		return 0; /* APs wait for INIT/SIPI; a restore sets every vCPU later */
 	if (ioctl(vcpu->fd, KVM_GET_SREGS, &sregs) < 0)
 		goto err;
 	boot__initial_registers(image, &regs, &sregs);
@@ -1022,7 +1049,7 @@ static int vm_start__host(struct vm_start *start)
 	vm->bus = mmio_bus__create();
 	if (vm->bus == NULL)
 		return -ENOMEM;
-	result = console__init(&vm->console, vm->config.console, vm->loop);
+	result = console__init(&vm->console, vm->config.console, vm->loop, vm->restore != NULL);
 	if (result) {
 		vm__error(start->error, start->error_size, "console %s: %s", vm->config.console,
 			  strerror(-result));
@@ -1082,6 +1109,8 @@ static int vm_start__kernel(struct vm_start *start)
 	struct vm *vm = start->vm;
 	int result;
 
+	if (vm->restore)
+		return 0; /* the kernel is in the restored memory */
 	if ((result = vm__map_file(vm->config.kernel, &start->kernel, &start->kernel_size))) {
 		vm__error(start->error, start->error_size, "kernel %s: %s", vm->config.kernel,
 			  strerror(-result));
@@ -1115,6 +1144,8 @@ static int vm_start__devices(struct vm_start *start)
 	}
 	if ((result = vm__create_devices(vm, start->error, start->error_size)))
 		return result;
+	if (vm->restore)
+		return vm_snapshot__restore_devices(vm, start->error, start->error_size);
 	start->command_line = vm__build_command_line(vm);
 	if (start->command_line == NULL)
 		return -ENOMEM;
@@ -1149,6 +1180,8 @@ static int vm_start__vcpus(struct vm_start *start)
 		if ((result = vcpu__create(vm, i, &start->image, start->cpuid, start->error,
 					   start->error_size)))
 			return result;
+	if (vm->restore)
+		return vm_snapshot__restore_state(vm, start->error, start->error_size);
 	return 0;
 }
 
@@ -1210,6 +1243,7 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 		result = steps[i](&start);
 	free(start.cpuid);
 	free(start.command_line);
+	vm_snapshot__release(vm); /* restored (or failed): not needed any more */
 	if (start.kernel)
 		munmap(start.kernel, start.kernel_size);
 	if (result && atomic_load(&vm->state) == VM_STATE_CONFIGURED)
@@ -1272,6 +1306,7 @@ void vm__destroy(struct vm *vm)
 	if (vm->kvm_fd >= 0)
 		close(vm->kvm_fd);
 	mmio_bus__destroy(vm->bus);
+	vm_snapshot__release(vm);
 	vm_config__free(&vm->config);
 	memset(&vm->memory, 0, sizeof(vm->memory));
 	vm->memory.memfd = vm->vm_fd = vm->kvm_fd = -1;

@@ -26,6 +26,7 @@
 #include "serial.h"
 
 struct event_loop;
+struct snapshot_state;
 
 #define VM_PORT_BOOT_MARKER 0x3f0
 #define VM_PORT_DEBUG_EXIT 0x501
@@ -156,6 +157,11 @@ struct vm {
 	int (*on_ready)(struct vm *vm, void *opaque, char *error, size_t error_size);
 	void *on_ready_opaque;
 
+	/* Set by vm__prepare_restore: vm__start builds the VM from this
+	 * snapshot instead of booting the kernel. Owned by the VM. */
+	struct snapshot_state *restore;
+	char *restore_memory_path;
+
 	/* Called on the loop thread once the VM stopped (all vCPUs joined). */
 	void (*on_stop)(struct vm *vm, void *opaque);
 	void *on_stop_opaque;
@@ -177,6 +183,19 @@ void vm__request_stop(struct vm *vm, enum vm_exit_reason reason, int code, const
 /* Pause/resume the vCPUs (loop thread). Returns 0, -EINVAL if not running/paused. */
 int vm__pause(struct vm *vm);
 int vm__resume(struct vm *vm);
+/* Saves a paused VM to the state file `path` and its guest RAM to
+ * "<path>.mem" (sparse; see snapshot.h). The VM stays paused. *info: a new
+ * JSON object with sizes and times. 0, -EINVAL (not paused), -EBUSY (a
+ * device has requests in flight: retry) or -errno, with a reason. Loop
+ * thread. */
+int vm__snapshot(struct vm *vm, const char *path, json_t **info, char *error,
+		 size_t error_size);
+/* Reads and checks the snapshot at `path` against the configured VM
+ * (vCPUs, memory, CPU profile, device types in order); the next vm__start
+ * then restores it (guest RAM mapped private from "<path>.mem", vCPU,
+ * VM and device state set) instead of booting. Only when configured.
+ * 0 or -errno with a reason. */
+int vm__prepare_restore(struct vm *vm, const char *path, char *error, size_t error_size);
 /* New JSON array with each vCPU's rip, rsp, rflags, cr0, cr3, cs (for
  * debugging a hung guest). Only while paused (the vCPU threads are parked);
  * NULL otherwise. Loop thread. */

@@ -107,6 +107,8 @@ def run_sdk(stack, proxy_port, label, timeout_s, **settings):
         want |= {"python3", "public-url"}
     if settings.get("EGRESS_ALLOW"):
         want.add("egress")
+    if settings.get("PAUSE") == "1":
+        want.add("pause-resume")
     check(set(steps) == want, f"SDK steps: {sorted(steps)} (want {sorted(want)})")
     return steps
 
@@ -273,7 +275,8 @@ def vm_phase(stack, proxy_port, work):
         check(host_row() == f"vm|ready|{NESTED_ADDR}", f"hosts row of the nested worker: {host_row()!r}")
 
         steps = run_sdk(stack, proxy_port, "nested vm", 480, TEMPLATE="base", RUNTIME="vm", PYTHON="1",
-                        EGRESS_ALLOW=EGRESS_ALLOW, EGRESS_DENY=EGRESS_DENY, END="timeout")
+                        EGRESS_ALLOW=EGRESS_ALLOW, EGRESS_DENY=EGRESS_DENY, END="timeout",
+                        PAUSE="1")
         sandbox_id = steps["create"]["sandboxId"]
         state, host, runtime, _ = sandbox_row(stack, sandbox_id)
         check(host == nested_id and runtime == "vm" and state == "timed_out",

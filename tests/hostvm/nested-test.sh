@@ -38,7 +38,8 @@ if ! "$here/build.sh" >/dev/null; then
 fi
 
 declare -a env_args=()
-if [ "$name" = test_vmm_linux ] && [ -z "${WARREN_GUEST_KERNEL:-}" ]; then
+if { [ "$name" = test_vmm_linux ] || [ "$name" = test_worker_runtime_vm ]; } &&
+	[ -z "${WARREN_GUEST_KERNEL:-}" ]; then
 	if kernel=$("$source_dir/guest/kernel/build.sh"); then
 		env_args=(--env "WARREN_GUEST_KERNEL=$kernel")
 	else
@@ -47,8 +48,15 @@ if [ "$name" = test_vmm_linux ] && [ -z "${WARREN_GUEST_KERNEL:-}" ]; then
 	fi
 fi
 
+declare -a command=("$@")
+if [ "$name" = test_worker_runtime_vm ]; then
+	# the worker puts each jailed VMM in a cgroup: cgroup2 as on a worker host
+	# shellcheck disable=SC2016 # $@ is expanded by the inner shell
+	command=(sh -c 'mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup; exec "$@"' sh "$@")
+fi
+
 started=$SECONDS
-"$here/run.sh" --timeout "$timeout_s" "${env_args[@]+"${env_args[@]}"}" -- "$@"
+"$here/run.sh" --timeout "$timeout_s" "${env_args[@]+"${env_args[@]}"}" -- "${command[@]}"
 status=$?
 echo "nested-test: $name exit $status after $((SECONDS - started)) s (nested host boot included)"
 case $status in

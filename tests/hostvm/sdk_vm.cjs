@@ -10,7 +10,9 @@
 // python3: print(6*7) and the public URL server); EGRESS_ALLOW /
 // EGRESS_DENY (addresses serving "target <address>" on port 8000: the
 // sandbox is created with allowOut [allow], denyOut [0.0.0.0/0]); END=timeout
-// (setTimeout(3 s), then wait until it is gone) or kill (default).
+// (setTimeout(3 s), then wait until it is gone) or kill (default); PAUSE=1:
+// a counting background process, pause() -> true (again: false), getInfo
+// paused, Sandbox.connect -> the file is there and the counter goes on.
 'use strict';
 const assert = require('node:assert/strict');
 const http = require('node:http');
@@ -108,6 +110,39 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 		assert.notEqual(denied.exitCode, 0, `denied address answered: ${denied.stdout}`);
 		assert.doesNotMatch(denied.stdout || '', /target/);
 		step('egress', started, { allowed: allow, denied: deny, deniedStderr: (denied.stderr || '').split('\n').slice(-2)[0] });
+	}
+
+	if (process.env.PAUSE === '1') {
+		// pause() saves the guest (warren-vmm snapshot) and stops its VMM;
+		// connect() restores it: the file is there, the counter goes on.
+		started = Date.now();
+		const id = sandbox.sandboxId;
+		const count = async (sbx) => Number((await sbx.commands.run('cat /tmp/count',
+			{ requestTimeoutMs: 60_000 })).stdout.trim());
+		await sandbox.commands.run("sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done'",
+			{ background: true, requestTimeoutMs: 60_000 });
+		let before = 0;
+		for (let i = 0; i < 60 && before < 3; i++) {
+			await sleep(500);
+			before = await count(sandbox).catch(() => 0);
+		}
+		assert.ok(before >= 3, `the counter did not start: ${before}`);
+		let t0 = Date.now();
+		assert.equal(await sandbox.pause({ requestTimeoutMs: 300_000 }), true);
+		const pauseMs = Date.now() - t0;
+		assert.equal((await Sandbox.getInfo(id)).state, 'paused');
+		assert.equal(await sandbox.pause({ requestTimeoutMs: 300_000 }), false, 'a second pause() is false');
+		t0 = Date.now();
+		const resumed = await Sandbox.connect(id, { timeoutMs: 600_000, requestTimeoutMs: 300_000 });
+		const connectMs = Date.now() - t0;
+		assert.equal((await Sandbox.getInfo(id)).state, 'running');
+		assert.equal(await resumed.files.read('/tmp/hostvm-e2e.txt', { requestTimeoutMs: 60_000 }), text);
+		const after = await count(resumed);
+		assert.ok(after >= before && after < before + 600, `counter ${before} -> ${after}: not continued`);
+		await sleep(2000);
+		const later = await count(resumed);
+		assert.ok(later > after, `the counter stopped after the resume: ${after} -> ${later}`);
+		step('pause-resume', started, { pauseMs, connectMs, before, after, later });
 	}
 
 	started = Date.now();

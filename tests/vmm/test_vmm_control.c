@@ -52,7 +52,7 @@ static const char *state_of(struct vmm_session *session)
 static void test_control_socket(void **unused)
 {
 	struct vmm_session *session = calloc(1, sizeof(*session));
-	char line[1024], disk[128];
+	char line[1024], disk[128], snapshot[128], memory_file[160];
 	json_t *response, *devices;
 	int status = 0, fd;
 
@@ -104,10 +104,32 @@ static void test_control_socket(void **unused)
 		assert_true(i < 999);
 		vmm_test__sleep_ms(10);
 	}
+	snprintf(snapshot, sizeof(snapshot), "/tmp/warren-control-snapshot-%d", (int)getpid());
+	snprintf(line, sizeof(line), "{\"op\":\"snapshot\",\"path\":\"%s\"}", snapshot);
+	response = request(session, line);
+	assert_false(ok(response)); /* running: pause first */
+	assert_non_null(strstr(json_string_value(json_object_get(response, "error")), "pause"));
+	json_decref(response);
 	response = request(session, "{\"op\":\"pause\"}");
 	assert_true(ok(response));
 	json_decref(response);
 	assert_string_equal(state_of(session), "paused");
+	/* a paused VM is saved: the state file and the sparse memory file */
+	response = request(session, line);
+	assert_true(ok(response));
+	assert_int_equal(json_integer_value(json_object_get(response, "memory_bytes")), 32 << 20);
+	assert_true(json_integer_value(json_object_get(response, "memory_bytes_written")) > 0);
+	assert_true(json_integer_value(json_object_get(response, "memory_bytes_written")) <
+		    (16 << 20)); /* only what the guest touched */
+	json_decref(response);
+	assert_int_equal(access(snapshot, R_OK), 0);
+	snprintf(memory_file, sizeof(memory_file), "%s.mem", snapshot);
+	assert_int_equal(access(memory_file, R_OK), 0);
+	unlink(snapshot);
+	unlink(memory_file);
+	response = request(session, "{\"op\":\"snapshot\",\"path\":\"\"}");
+	assert_false(ok(response));
+	json_decref(response);
 	response = request(session, "{\"op\":\"registers\"}");
 	assert_true(ok(response));
 	{

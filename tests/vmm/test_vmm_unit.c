@@ -540,7 +540,7 @@ static void test_console_ring(void **state)
 	uint8_t *tail;
 	size_t count;
 
-	assert_int_equal(console__init(console, NULL, NULL), 0);
+	assert_int_equal(console__init(console, NULL, NULL, false), 0);
 	for (unsigned i = 0; i < CONSOLE_RING_SIZE + 10; i++)
 		console__put(console, (uint8_t)('a' + i % 26));
 	count = console__tail(console, 5, &tail);

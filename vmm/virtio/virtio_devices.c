@@ -176,6 +176,8 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 	out->opaque = device;
 	out->metrics = virtio_device__metrics;
 	out->set_rate_limit = virtio_device__set_rate_limit;
+	out->save = virtio_device__save;
+	out->restore = virtio_device__restore;
 	out->destroy = virtio_device__destroy;
 	return 0;
 err:
@@ -219,6 +221,20 @@ struct virtio_mmio *virtio_device__transport(void *opaque)
 	if (device->kind == VIRTIO_DEVICE_RNG)
 		return virtio_rng__transport(device->device);
 	return virtio_net__transport(device->device);
+}
+
+int virtio_device__save(void *opaque, uint8_t *data, size_t capacity, size_t *size,
+		       char *error, size_t error_size)
+{
+	return virtio_mmio__save(virtio_device__transport(opaque), data, capacity, size, error,
+				 error_size);
+}
+
+int virtio_device__restore(void *opaque, const uint8_t *data, size_t size, char *error,
+			   size_t error_size)
+{
+	return virtio_mmio__restore(virtio_device__transport(opaque), data, size, error,
+				    error_size);
 }
 
 int virtio_device__irq_fd(void *opaque)

@@ -52,6 +52,14 @@ json_t *virtio_device__metrics(void *opaque);
 void virtio_device__destroy(void *opaque);
 /* The device's transport (its MMIO handlers take it as opaque). */
 struct virtio_mmio *virtio_device__transport(void *opaque);
+/* Snapshot/restore of the device: its virtio-mmio transport (registers,
+ * feature bits, queues and their indexes; see virtio_mmio__save). Block
+ * and net keep no other guest-visible state: their config space comes
+ * from the configuration (disk size, MAC), which a restore repeats. */
+int virtio_device__save(void *opaque, uint8_t *data, size_t capacity, size_t *size,
+		       char *error, size_t error_size);
+int virtio_device__restore(void *opaque, const uint8_t *data, size_t size, char *error,
+			   size_t error_size);
 /* The fds the device signals/watches (tests drive them without KVM). */
 int virtio_device__irq_fd(void *opaque);
 

@@ -434,3 +434,142 @@ void virtio_mmio__write(void *opaque, uint64_t offset, const uint8_t *data, uint
 	}
 	pthread_mutex_unlock(&t->lock);
 }
+
+/* --- snapshot ---------------------------------------------------------- */
+
+/* The saved transport, version 1 (little endian, fixed layout). */
+struct virtio_mmio_saved_queue {
+	uint64_t desc, driver, device;
+	uint16_t num, last_avail_idx, used_idx, signalled_used;
+	uint8_t ready, signalled_used_valid, reserved[6];
+};
+
+struct virtio_mmio_saved {
+	uint32_t version;
+	uint32_t device_id;
+	uint32_t queue_count;
+	uint32_t status;
+	uint32_t device_features_sel, driver_features_sel;
+	uint32_t queue_sel, interrupt_status;
+	uint32_t config_generation, reserved;
+	uint64_t driver_features;
+	struct virtio_mmio_saved_queue queues[VIRTIO_MMIO_MAX_QUEUES];
+};
+
+_Static_assert(sizeof(struct virtio_mmio_saved) == 48 + 40 * VIRTIO_MMIO_MAX_QUEUES,
+	       "saved transport layout");
+
+int virtio_mmio__save(struct virtio_mmio *t, uint8_t *data, size_t capacity, size_t *size,
+		      char *error, size_t error_size)
+{
+	struct virtio_mmio_saved saved = { .version = 1 };
+	int result = 0;
+
+	if (capacity < sizeof(saved))
+		return -ENOSPC;
+	pthread_mutex_lock(&t->lock);
+	for (unsigned i = 0; i < t->device.queue_count; i++)
+		if (t->queues[i].ready && t->queues[i].in_flight) {
+			snprintf(error, error_size,
+				 "device busy: %u requests in flight on queue %u (retry)",
+				 t->queues[i].in_flight, i);
+			result = -EBUSY;
+			goto out;
+		}
+	saved.device_id = t->device.device_id;
+	saved.queue_count = t->device.queue_count;
+	saved.status = t->status;
+	saved.device_features_sel = t->device_features_sel;
+	saved.driver_features_sel = t->driver_features_sel;
+	saved.queue_sel = t->queue_sel;
+	saved.interrupt_status = t->interrupt_status;
+	saved.config_generation = t->config_generation;
+	saved.driver_features = t->driver_features;
+	for (unsigned i = 0; i < t->device.queue_count; i++) {
+		const struct virtq *q = &t->queues[i];
+		struct virtio_mmio_saved_queue *out = &saved.queues[i];
+
+		out->desc = t->queue_regs[i].desc;
+		out->driver = t->queue_regs[i].driver;
+		out->device = t->queue_regs[i].device;
+		out->num = t->queue_regs[i].num;
+		out->ready = q->ready && !q->broken;
+		out->last_avail_idx = q->last_avail_idx;
+		out->used_idx = q->used_idx;
+		out->signalled_used = q->signalled_used;
+		out->signalled_used_valid = q->signalled_used_valid;
+	}
+	memcpy(data, &saved, sizeof(saved));
+	*size = sizeof(saved);
+out:
+	pthread_mutex_unlock(&t->lock);
+	return result;
+}
+
+/* Lock held: puts one saved queue back; its rings are checked again
+ * (virtq__enable) since the saved addresses are hostile. */
+static int virtio_mmio__restore_queue(struct virtio_mmio *t, unsigned index,
+				      const struct virtio_mmio_saved_queue *saved)
+{
+	struct virtq *q = &t->queues[index];
+
+	t->queue_regs[index].desc = saved->desc;
+	t->queue_regs[index].driver = saved->driver;
+	t->queue_regs[index].device = saved->device;
+	t->queue_regs[index].num = saved->num;
+	if (!saved->ready)
+		return 0;
+	if (virtq__enable(q, saved->num, t->device.queue_max_size, saved->desc, saved->driver,
+			  saved->device, virtio_mmio__has_feature(t, VIRTIO_F_EVENT_IDX),
+			  virtio_mmio__has_feature(t, VIRTIO_F_INDIRECT_DESC)) < 0)
+		return -EINVAL;
+	q->last_avail_idx = saved->last_avail_idx;
+	q->used_idx = saved->used_idx;
+	q->signalled_used = saved->signalled_used;
+	q->signalled_used_valid = saved->signalled_used_valid != 0;
+	return 0;
+}
+
+int virtio_mmio__restore(struct virtio_mmio *t, const uint8_t *data, size_t size, char *error,
+			 size_t error_size)
+{
+	struct virtio_mmio_saved saved;
+	int result = 0;
+
+	if (size != sizeof(saved)) {
+		snprintf(error, error_size, "virtio state is %zu bytes, expected %zu", size,
+			 sizeof(saved));
+		return -EINVAL;
+	}
+	memcpy(&saved, data, sizeof(saved));
+	pthread_mutex_lock(&t->lock);
+	if (saved.version != 1 || saved.device_id != t->device.device_id ||
+	    saved.queue_count != t->device.queue_count ||
+	    saved.queue_sel >= VIRTIO_MMIO_MAX_QUEUES || saved.device_features_sel > 1 ||
+	    saved.driver_features_sel > 1 || (saved.driver_features & ~offered_features(t)) ||
+	    (saved.status & ~0xffu)) {
+		snprintf(error, error_size, "virtio state does not match this device");
+		result = -EINVAL;
+		goto out;
+	}
+	t->status = saved.status;
+	t->device_features_sel = saved.device_features_sel;
+	t->driver_features_sel = saved.driver_features_sel;
+	t->queue_sel = saved.queue_sel;
+	t->interrupt_status = saved.interrupt_status & (VIRTIO_INTERRUPT_USED |
+							VIRTIO_INTERRUPT_CONFIG);
+	t->config_generation = saved.config_generation;
+	t->driver_features = saved.driver_features;
+	for (unsigned i = 0; i < t->device.queue_count && result == 0; i++)
+		if ((result = virtio_mmio__restore_queue(t, i, &saved.queues[i])))
+			snprintf(error, error_size, "virtio queue %u: bad saved ring", i);
+	if (result == 0 && (t->status & VIRTIO_STATUS_DRIVER_OK) &&
+	    !(t->status & VIRTIO_STATUS_DEVICE_NEEDS_RESET) && t->device.driver_ok)
+		t->device.driver_ok(t->device.opaque);
+out:
+	pthread_mutex_unlock(&t->lock);
+	/* buffers the driver queued before the snapshot: look at them now */
+	if (result == 0 && t->device.notify && (t->status & VIRTIO_STATUS_DRIVER_OK))
+		t->device.notify(t->device.opaque);
+	return result;
+}

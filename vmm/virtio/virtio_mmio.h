@@ -173,6 +173,18 @@ void virtio_mmio__needs_reset(struct virtio_mmio *t, enum virtq_error error);
  * FEATURES_OK), needs_reset, notifications, interrupts. */
 void virtio_mmio__add_metrics(const struct virtio_mmio *t, json_t *metrics);
 bool virtio_mmio__has_feature(const struct virtio_mmio *t, unsigned bit);
+/* Snapshot (loop thread, vCPUs paused): the transport's registers and
+ * queue state (ring addresses, sizes, ready, the device's avail/used
+ * indexes) into data[0..capacity) (*size set). -EBUSY with a reason while
+ * a queue has requests in flight (the caller retries), -ENOSPC. */
+int virtio_mmio__save(struct virtio_mmio *t, uint8_t *data, size_t capacity, size_t *size,
+		      char *error, size_t error_size);
+/* Restore into a freshly initialised transport of the same device: every
+ * value is checked (hostile file); the rings are validated again; then
+ * driver_ok() and notify() run as after the driver's own start. 0 or
+ * -EINVAL with a reason. */
+int virtio_mmio__restore(struct virtio_mmio *t, const uint8_t *data, size_t size, char *error,
+			 size_t error_size);
 /* Lock held. Changes with every reset: in-flight work compares it. */
 uint32_t virtio_mmio__generation(const struct virtio_mmio *t);
 

@@ -226,9 +226,10 @@ int runtime__set_paused(struct runtime_instance *instance, bool paused, char *er
 	int timeout_ms = (int)config__get_int("pause_timeout_ms", 5000);
 	int rc;
 
+	if (instance && instance->vm)
+		return runtime_vm__set_paused(instance->vm, paused, err, err_len);
 	if (!instance || !instance->jail) {
-		snprintf(err, err_len, "pause is not supported by the vm runtime yet "
-			 "(no VMM snapshot/restore); only jail sandboxes can be paused");
+		snprintf(err, err_len, "no sandbox to pause");
 		return -ENOTSUP;
 	}
 	rc = jail__freeze(instance->jail, paused, timeout_ms);

@@ -48,10 +48,11 @@ bool runtime__exited(struct runtime_instance *instance, char *why, size_t why_le
 int runtime__set_hostname(struct runtime_instance *instance, const char *hostname);
 /* Stops everything of the sandbox and frees the instance. Idempotent. */
 void runtime__stop(struct runtime_instance *instance);
-/* Pauses (paused=true) or resumes a sandbox in place. jail: freezes or
- * thaws its cgroup (memory stays resident, processes and files stay on
- * this host). vm: -ENOTSUP (no VMM snapshot/restore yet). Idempotent;
- * 0 or -errno with the reason in err. */
+/* Pauses (paused=true) or resumes a sandbox. jail: freezes or thaws its
+ * cgroup (memory stays resident, processes and files stay on this host).
+ * vm: pause saves the VM (warren-vmm snapshot) into its state dir and
+ * stops the VMM; resume starts a VMM that restores it. Idempotent; 0 or
+ * -errno with the reason in err. */
 int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err,
 			size_t err_len);
 /* What a sandbox uses now (the worker's metrics samples). */
@@ -89,6 +90,12 @@ bool runtime_vm__has_exited(struct runtime_vm *vm, int *status);
 /* Asks the VMM to exit (bounded), SIGKILLs its group otherwise, removes
  * the state dir, frees vm. */
 void runtime_vm__stop(struct runtime_vm *vm);
+/* Pause: snapshot (root/snapshot, root/snapshot.mem) and stop the VMM;
+ * resume: a new VMM with --restore, then the snapshot files are removed.
+ * A failed pause leaves the VM running; a failed resume leaves it paused
+ * (its snapshot kept). runtime_vm__stop of a paused one removes the
+ * snapshot with the state dir. 0 or -EIO/-ENOMEM with the reason. */
+int runtime_vm__set_paused(struct runtime_vm *vm, bool paused, char *err, size_t err_len);
 /* Kills VMMs listed in <state_dir>/<id>/vmm.json for ids not in keep. */
 int runtime_vm__reap_orphans(const char *const *keep, size_t count);
 /* True when the host has VMX/SVM and KVM is not kvm_pvm (runtime__probe's

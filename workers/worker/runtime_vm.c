@@ -66,6 +66,10 @@ struct runtime_vm {
 	bool have_cgroup;
 	struct jail_cgroup cgroup;
 	unsigned uid; /* jailed: its uid and gid */
+	char id[64];      /* the sandbox id */
+	char **argv;      /* the VMM's command line, kept for a restore */
+	char *netns_path; /* NULL: the host's */
+	bool paused;      /* snapshotted and stopped: no VMM until resumed */
 };
 
 static pthread_mutex_t runtime_vm__uid_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -164,12 +168,12 @@ static void runtime_vm__remove_dir(const char *dir)
 }
 
 /* One request line to the control socket, one response line back (each
- * bounded in time). 0 with the response in out, or -1. */
-static int runtime_vm__request(const char *socket_path, const char *request, char *out,
-			       size_t out_len)
+ * bounded by timeout_ms). 0 with the response in out, or -1. */
+static int runtime_vm__request_within(const char *socket_path, const char *request, char *out,
+				      size_t out_len, int timeout_ms)
 {
 	struct sockaddr_un address = { .sun_family = AF_UNIX };
-	struct timeval timeout = { VM_IO_TIMEOUT_MS / 1000, (VM_IO_TIMEOUT_MS % 1000) * 1000 };
+	struct timeval timeout = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
 	size_t used = 0;
 	ssize_t n;
 	int fd, ret = -1;
@@ -200,6 +204,12 @@ static int runtime_vm__request(const char *socket_path, const char *request, cha
 out:
 	close(fd);
 	return ret;
+}
+
+static int runtime_vm__request(const char *socket_path, const char *request, char *out,
+			       size_t out_len)
+{
+	return runtime_vm__request_within(socket_path, request, out, out_len, VM_IO_TIMEOUT_MS);
 }
 
 /* A locally administered unicast MAC from the sandbox id. */
@@ -302,6 +312,8 @@ static bool runtime_vm__exited(struct runtime_vm *vm, int *status)
 bool runtime_vm__has_exited(struct runtime_vm *vm, int *status)
 {
 	*status = 0;
+	if (vm->paused)
+		return false; /* stopped on purpose: its snapshot waits for a resume */
 	if (vm->pid <= 0)
 		return true;
 	return runtime_vm__exited(vm, status);
@@ -408,20 +420,162 @@ static int runtime_vm__make_cgroup(struct runtime_vm *vm, const struct runtime_s
 	return 0;
 }
 
+/* A deep copy of a NULL-terminated argv, or NULL. */
+static char **runtime_vm__copy_argv(char *const argv[])
+{
+	size_t count = 0;
+	char **copy;
+
+	while (argv[count])
+		count++;
+	copy = calloc(count + 1, sizeof(*copy));
+	for (size_t i = 0; copy && i < count; i++)
+		if (!(copy[i] = strdup(argv[i]))) {
+			for (size_t j = 0; j < i; j++)
+				free(copy[j]);
+			free(copy);
+			return NULL;
+		}
+	return copy;
+}
+
+static void runtime_vm__free(struct runtime_vm *vm)
+{
+	for (size_t i = 0; vm->argv && vm->argv[i]; i++)
+		free(vm->argv[i]);
+	free(vm->argv);
+	free(vm->netns_path);
+	free(vm);
+}
+
+/* Starts warren-vmm with argv (NULL-terminated; argv[0] the binary) in
+ * vm->netns_path, in the jail's cgroup, its output to <dir>/vmm.log
+ * (appended when append), and waits until it answers "running". 0, or -1
+ * with the reason in err (the VMM killed; the state dir is kept). */
+static int runtime_vm__spawn(struct runtime_vm *vm, char *const argv[], bool append, char *err,
+			     size_t err_len)
+{
+	char log_path[PATH_MAX + 16], response[4096];
+	int error_pipe[2] = { -1, -1 }, go_pipe[2] = { -1, -1 }, netns_fd = -1, status;
+	int child_errno = 0, ret = -1;
+	long long deadline;
+
+	snprintf(log_path, sizeof(log_path), "%s/vmm.log", vm->dir);
+	if (vm->netns_path) {
+		netns_fd = open(vm->netns_path, O_RDONLY | O_CLOEXEC);
+		if (netns_fd < 0) {
+			snprintf(err, err_len, "vm runtime: open %s: %s", vm->netns_path,
+				 strerror(errno));
+			goto out;
+		}
+	}
+	int log_fd = open(log_path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_CLOEXEC,
+			  0600);
+	if (log_fd < 0 || pipe2(error_pipe, O_CLOEXEC) || pipe2(go_pipe, O_CLOEXEC)) {
+		snprintf(err, err_len, "vm runtime: %s: %s", log_path, strerror(errno));
+		if (log_fd >= 0)
+			close(log_fd);
+		goto out;
+	}
+	vm->pid = fork();
+	if (vm->pid == 0) {
+		/* Child: async-signal-safe calls only. Own process group, the
+		 * slot's network namespace (tap0 is opened there), then exec. */
+		int null_fd = open("/dev/null", O_RDONLY);
+		int code = 0;
+		char go;
+
+		setpgid(0, 0);
+		/* Wait until the parent put us in the jail's cgroup. */
+		if (read(go_pipe[0], &go, 1) != 1)
+			_exit(127);
+		if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET))
+			code = errno;
+		if (!code && (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 ||
+			      dup2(log_fd, 2) < 0))
+			code = errno;
+		if (!code) {
+			/* Nothing of the worker's (Kafka, database sockets) leaks in. */
+			syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+			execv(argv[0], argv);
+			code = errno;
+		}
+		if (write(error_pipe[1], &code, sizeof(code)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(log_fd);
+	close(error_pipe[1]);
+	error_pipe[1] = -1;
+	if (vm->pid < 0) {
+		vm->pid = 0;
+		snprintf(err, err_len, "vm runtime: fork: %s", strerror(errno));
+		goto out;
+	}
+	setpgid(vm->pid, vm->pid); /* also from here: no race with kill(-pid) */
+	close(go_pipe[0]);
+	go_pipe[0] = -1;
+	if (vm->have_cgroup && jail_cgroup__attach(&vm->cgroup, vm->pid, err, err_len))
+		goto out;
+	if (write(go_pipe[1], "g", 1) != 1) {
+		snprintf(err, err_len, "vm runtime: cannot release warren-vmm: %s", strerror(errno));
+		goto out;
+	}
+	if (read(error_pipe[0], &child_errno, sizeof(child_errno)) == sizeof(child_errno)) {
+		snprintf(err, err_len, "vm runtime: entering %s / exec %s: %s",
+			 vm->netns_path ? vm->netns_path : "-", argv[0], strerror(child_errno));
+		goto out;
+	}
+	if (runtime_vm__write_state(vm, vm->id, err, err_len))
+		goto out;
+	/* Started once the control socket answers "running". */
+	deadline = (long long)clock__monotonic_ms() + VM_SOCKET_WAIT_MS;
+	for (;;) {
+		if (runtime_vm__exited(vm, &status)) {
+			snprintf(err, err_len, "vm runtime: warren-vmm exited at start (status %d)",
+				 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+			runtime_vm__log_tail(vm, err, err_len);
+			goto out;
+		}
+		if (runtime_vm__request(vm->socket_path, "{\"op\":\"state\"}", response,
+					sizeof(response)) == 0 &&
+		    strstr(response, "\"running\""))
+			break;
+		if ((long long)clock__monotonic_ms() > deadline) {
+			snprintf(err, err_len, "vm runtime: warren-vmm not running after %d ms",
+				 VM_SOCKET_WAIT_MS);
+			runtime_vm__log_tail(vm, err, err_len);
+			goto out;
+		}
+		runtime_vm__sleep_ms(20);
+	}
+	ret = 0;
+out:
+	if (ret)
+		runtime_vm__kill(vm);
+	for (int i = 0; i < 2; i++)
+		if (go_pipe[i] >= 0)
+			close(go_pipe[i]);
+	if (netns_fd >= 0)
+		close(netns_fd);
+	if (error_pipe[0] >= 0)
+		close(error_pipe[0]);
+	if (error_pipe[1] >= 0)
+		close(error_pipe[1]);
+	return ret;
+}
+
 struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err, size_t err_len)
 {
 	struct template_info template_info;
 	struct runtime_vm *vm = NULL;
 	const char *kernel = runtime_vm__kernel();
 	const char *profile;
-	char vmm[PATH_MAX], image[PATH_MAX + 32], console[PATH_MAX + 32], log_path[PATH_MAX + 16];
-	char cmdline[1024], mac[18], memory[16], vcpus[16], io_poll[24], response[4096];
+	char vmm[PATH_MAX], image[PATH_MAX + 32], console[PATH_MAX + 32];
+	char cmdline[1024], mac[18], memory[16], vcpus[16], io_poll[24];
 	char jail_uid[16];
 	char *block_json = NULL, *net_json = NULL;
 	json_t *block = NULL, *net = NULL;
-	int error_pipe[2] = { -1, -1 }, go_pipe[2] = { -1, -1 }, netns_fd = -1, status;
-	int child_errno = 0;
-	long long deadline;
 	bool baseline, copy_disk;
 
 	if (!spec->sandbox_id || !ids__is_sandbox_id(spec->sandbox_id)) {
@@ -474,7 +628,6 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 		goto err;
 	snprintf(image, sizeof(image), "%s/rootfs.ext4", vm->root);
 	snprintf(console, sizeof(console), "%s/console.log", vm->root);
-	snprintf(log_path, sizeof(log_path), "%s/vmm.log", vm->dir);
 	/* The disk: copy-on-write over the template image (an empty overlay
 	 * file, docs/vmm-design.md "Disks"), or with setting vm_disk_copy a
 	 * full (sparse) copy as before. */
@@ -511,93 +664,14 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 			 vm->jailed ? "--jail" : NULL, vm->root, "--jail-uid", jail_uid,
 			 "--jail-gid", jail_uid, NULL };
 
-	if (spec->netns_path) {
-		netns_fd = open(spec->netns_path, O_RDONLY | O_CLOEXEC);
-		if (netns_fd < 0) {
-			snprintf(err, err_len, "vm runtime: open %s: %s", spec->netns_path,
-				 strerror(errno));
-			goto err;
-		}
-	}
-	int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (log_fd < 0 || pipe2(error_pipe, O_CLOEXEC) || pipe2(go_pipe, O_CLOEXEC)) {
-		snprintf(err, err_len, "vm runtime: %s: %s", log_path, strerror(errno));
-		if (log_fd >= 0)
-			close(log_fd);
+	vm->argv = runtime_vm__copy_argv(argv);
+	if ((spec->netns_path && !(vm->netns_path = strdup(spec->netns_path))) || !vm->argv) {
+		snprintf(err, err_len, "out of memory");
 		goto err;
 	}
-	vm->pid = fork();
-	if (vm->pid == 0) {
-		/* Child: async-signal-safe calls only. Own process group, the
-		 * slot's network namespace (tap0 is opened there), then exec. */
-		int null_fd = open("/dev/null", O_RDONLY);
-		int code = 0;
-		char go;
-
-		setpgid(0, 0);
-		/* Wait until the parent put us in the jail's cgroup. */
-		if (read(go_pipe[0], &go, 1) != 1)
-			_exit(127);
-		if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET))
-			code = errno;
-		if (!code && (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 ||
-			      dup2(log_fd, 2) < 0))
-			code = errno;
-		if (!code) {
-			/* Nothing of the worker's (Kafka, database sockets) leaks in. */
-			syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-			execv(vmm, argv);
-			code = errno;
-		}
-		if (write(error_pipe[1], &code, sizeof(code)) < 0)
-			_exit(127);
-		_exit(127);
-	}
-	close(log_fd);
-	close(error_pipe[1]);
-	error_pipe[1] = -1;
-	if (vm->pid < 0) {
-		vm->pid = 0;
-		snprintf(err, err_len, "vm runtime: fork: %s", strerror(errno));
+	snprintf(vm->id, sizeof(vm->id), "%s", spec->sandbox_id);
+	if (runtime_vm__spawn(vm, vm->argv, false, err, err_len))
 		goto err;
-	}
-	setpgid(vm->pid, vm->pid); /* also from here: no race with kill(-pid) */
-	close(go_pipe[0]);
-	go_pipe[0] = -1;
-	if (vm->have_cgroup && jail_cgroup__attach(&vm->cgroup, vm->pid, err, err_len))
-		goto err;
-	if (write(go_pipe[1], "g", 1) != 1) {
-		snprintf(err, err_len, "vm runtime: cannot release warren-vmm: %s", strerror(errno));
-		goto err;
-	}
-	if (read(error_pipe[0], &child_errno, sizeof(child_errno)) == sizeof(child_errno)) {
-		snprintf(err, err_len, "vm runtime: entering %s / exec %s: %s",
-			 spec->netns_path ? spec->netns_path : "-", vmm, strerror(child_errno));
-		goto err;
-	}
-	if (runtime_vm__write_state(vm, spec->sandbox_id, err, err_len))
-		goto err;
-	/* Started once the control socket answers "running". */
-	deadline = (long long)clock__monotonic_ms() + VM_SOCKET_WAIT_MS;
-	for (;;) {
-		if (runtime_vm__exited(vm, &status)) {
-			snprintf(err, err_len, "vm runtime: warren-vmm exited at start (status %d)",
-				 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-			runtime_vm__log_tail(vm, err, err_len);
-			goto err;
-		}
-		if (runtime_vm__request(vm->socket_path, "{\"op\":\"state\"}", response,
-					sizeof(response)) == 0 &&
-		    strstr(response, "\"running\""))
-			break;
-		if ((long long)clock__monotonic_ms() > deadline) {
-			snprintf(err, err_len, "vm runtime: warren-vmm not running after %d ms",
-				 VM_SOCKET_WAIT_MS);
-			runtime_vm__log_tail(vm, err, err_len);
-			goto err;
-		}
-		runtime_vm__sleep_ms(20);
-	}
 	log_info("vm runtime: sandbox %s: warren-vmm pid %d in %s (profile %s, %s MiB, %s vcpus)",
 		 spec->sandbox_id, (int)vm->pid, spec->netns_path ? spec->netns_path : "host netns",
 		 profile, memory, vcpus);
@@ -607,18 +681,9 @@ err:
 	if (vm->have_cgroup)
 		jail_cgroup__destroy(&vm->cgroup, VM_STOP_WAIT_MS);
 	runtime_vm__remove_dir(vm->dir);
-	free(vm);
+	runtime_vm__free(vm);
 	vm = NULL;
 out:
-	for (int i = 0; i < 2; i++)
-		if (go_pipe[i] >= 0)
-			close(go_pipe[i]);
-	if (netns_fd >= 0)
-		close(netns_fd);
-	if (error_pipe[0] >= 0)
-		close(error_pipe[0]);
-	if (error_pipe[1] >= 0)
-		close(error_pipe[1]);
 	free(block_json);
 	free(net_json);
 	json_decref(block);
@@ -651,8 +716,8 @@ void runtime_vm__stop(struct runtime_vm *vm)
 	/* Anything else left in the jail's cgroup, then its files. */
 	if (vm->have_cgroup && jail_cgroup__destroy(&vm->cgroup, VM_STOP_WAIT_MS))
 		log_warn("vm runtime: cgroup of %s not empty after stop", vm->dir);
-	runtime_vm__remove_dir(vm->dir);
-	free(vm);
+	runtime_vm__remove_dir(vm->dir); /* a paused one's snapshot files too */
+	runtime_vm__free(vm);
 }
 
 /* True when pid is a live process whose command line holds socket_path
@@ -737,4 +802,137 @@ int runtime_vm__reap_orphans(const char *const *keep, size_t count)
 	}
 	closedir(listing);
 	return killed;
+}
+
+/* ---- pause and resume: snapshot, stop, restore (docs/vmm-snapshot.md) ---- */
+
+#define VM_SNAPSHOT_PATH (PATH_MAX + 32) /* root/ + "/snapshot" */
+
+/* The snapshot's state file: as the worker sees it (host) and as the VMM
+ * does (inside its jail, where root/ is /). */
+static void runtime_vm__snapshot_paths(const struct runtime_vm *vm, char *host, size_t host_len,
+				       char *inner, size_t inner_len)
+{
+	snprintf(host, host_len, "%s/snapshot", vm->root);
+	snprintf(inner, inner_len, "%s", vm->jailed ? "/snapshot" : host);
+}
+
+static bool runtime_vm__ok(const char *response)
+{
+	return strstr(response, "\"ok\":true") || strstr(response, "\"ok\": true");
+}
+
+/* Pauses the VMM and saves the VM; a snapshot refused while a device has
+ * requests in flight is retried after a short run. 0 (the VM paused and
+ * saved) or -EIO with the reason (the VM is running again). */
+static int runtime_vm__save(struct runtime_vm *vm, const char *inner, char *response,
+			    size_t response_len, char *err, size_t err_len)
+{
+	int timeout_ms = (int)config__get_int("vm_snapshot_timeout_ms", 120000);
+	char *request = NULL;
+	json_t *object = json_pack("{s:s, s:s}", "op", "snapshot", "path", inner);
+
+	request = object ? json_dumps(object, JSON_COMPACT) : NULL;
+	json_decref(object);
+	if (!request) {
+		snprintf(err, err_len, "out of memory");
+		return -EIO;
+	}
+	for (int attempt = 0; attempt < 100; attempt++) {
+		response[0] = 0;
+		if (runtime_vm__request(vm->socket_path, "{\"op\":\"pause\"}", response,
+					response_len) ||
+		    !runtime_vm__ok(response) ||
+		    runtime_vm__request_within(vm->socket_path, request, response, response_len,
+					       timeout_ms) ||
+		    !runtime_vm__ok(response)) {
+			/* running again: in flight I/O completes, or the pause is undone */
+			runtime_vm__request(vm->socket_path, "{\"op\":\"resume\"}", err, err_len);
+			if (strstr(response, "device busy")) {
+				runtime_vm__sleep_ms(5);
+				continue;
+			}
+			break;
+		}
+		free(request);
+		return 0;
+	}
+	free(request);
+	snprintf(err, err_len, "vm runtime: snapshot failed: %.400s",
+		 response[0] ? response : "no answer from warren-vmm");
+	return -EIO;
+}
+
+/* Pause: save the VM to root/snapshot{,.mem}, then stop the VMM. The
+ * sandbox's files (disk overlay, snapshot) stay in its state dir. */
+static int runtime_vm__pause(struct runtime_vm *vm, char *err, size_t err_len)
+{
+	char host[VM_SNAPSHOT_PATH], inner[VM_SNAPSHOT_PATH], response[4096];
+	long long started = (long long)clock__monotonic_ms(), deadline;
+	int status;
+
+	if (vm->pid <= 0) {
+		snprintf(err, err_len, "vm runtime: warren-vmm is not running");
+		return -EIO;
+	}
+	runtime_vm__snapshot_paths(vm, host, sizeof(host), inner, sizeof(inner));
+	if (runtime_vm__save(vm, inner, response, sizeof(response), err, err_len))
+		return -EIO;
+	vm->paused = true; /* from here an exit of the VMM is ours */
+	if (runtime_vm__request(vm->socket_path, "{\"op\":\"exit\"}", err, err_len))
+		kill(vm->pid, SIGTERM);
+	deadline = (long long)clock__monotonic_ms() + VM_STOP_WAIT_MS;
+	while (vm->pid > 0 && !runtime_vm__exited(vm, &status)) {
+		if ((long long)clock__monotonic_ms() > deadline) {
+			runtime_vm__kill(vm);
+			break;
+		}
+		runtime_vm__sleep_ms(10);
+	}
+	log_info("vm runtime: sandbox %s: paused to %s in %lld ms (%.200s)", vm->id, host,
+		 (long long)clock__monotonic_ms() - started, response);
+	return 0;
+}
+
+/* Resume: a new warren-vmm restores the snapshot (same command line plus
+ * --restore); then the snapshot files go (the memory stays mapped). */
+static int runtime_vm__resume(struct runtime_vm *vm, char *err, size_t err_len)
+{
+	char host[VM_SNAPSHOT_PATH], inner[VM_SNAPSHOT_PATH], memory[VM_SNAPSHOT_PATH + 8];
+	long long started = (long long)clock__monotonic_ms();
+	size_t count = 0;
+	char **argv;
+	int ret;
+
+	runtime_vm__snapshot_paths(vm, host, sizeof(host), inner, sizeof(inner));
+	while (vm->argv[count])
+		count++;
+	argv = calloc(count + 3, sizeof(*argv));
+	if (!argv) {
+		snprintf(err, err_len, "out of memory");
+		return -ENOMEM;
+	}
+	argv[0] = vm->argv[0];
+	argv[1] = "--restore";
+	argv[2] = host; /* warren-vmm maps it into its jail */
+	for (size_t i = 1; i < count; i++)
+		argv[i + 2] = vm->argv[i];
+	ret = runtime_vm__spawn(vm, argv, true, err, err_len);
+	free(argv);
+	if (ret)
+		return -EIO; /* still paused: the snapshot is kept for another try */
+	vm->paused = false;
+	snprintf(memory, sizeof(memory), "%s.mem", host);
+	unlink(host);
+	unlink(memory);
+	log_info("vm runtime: sandbox %s: resumed from its snapshot in %lld ms", vm->id,
+		 (long long)clock__monotonic_ms() - started);
+	return 0;
+}
+
+int runtime_vm__set_paused(struct runtime_vm *vm, bool paused, char *err, size_t err_len)
+{
+	if (paused == vm->paused)
+		return 0;
+	return paused ? runtime_vm__pause(vm, err, err_len) : runtime_vm__resume(vm, err, err_len);
 }
