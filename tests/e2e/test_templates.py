@@ -59,8 +59,11 @@ def test_api(stack, alias):
     check(status == 202 and body["templateID"] == alias + "-api", f"create -> {status} {body}")
     build = body["buildID"]
     path = f"/v2/templates/{alias}-api/builds/{build}"
-    status, body, _ = stack.request("POST", path, {"fromImage": "ubuntu:22.04", "steps": []})
-    check(status == 400 and "ubuntu" in body["message"], f"unknown image -> {status} {body}")
+    status, body, _ = stack.request("POST", path, {"fromImage": "not an image!", "steps": []})
+    check(status == 400 and "not an image reference" in body["message"], f"bad image -> {status} {body}")
+    status, body, _ = stack.request("POST", path, {"fromImage": "ubuntu:22.04", "fromImageRegistry": {
+        "type": "aws", "awsAccessKeyId": "x", "awsSecretAccessKey": "y", "awsRegion": "z"}, "steps": []})
+    check(status == 400 and "AWS" in body["message"], f"aws registry -> {status} {body}")
     status, body, _ = stack.request("POST", path, {"fromTemplate": "base", "steps": [{"type": "EXPOSE"}]})
     check(status == 400 and "EXPOSE" in body["message"], f"bad step -> {status} {body}")
     status, body, _ = stack.request("POST", path, {"fromTemplate": "base", "steps": [

@@ -439,7 +439,12 @@ static int build__write_metadata(struct build_run *run, const struct template_in
 				 uint64_t size, uint64_t image_size)
 {
 	char path[PATH_MAX * 3], built_at[32], hash[TOKENS_SHA256_HEX_LEN + 1];
-	char *spec_text = json_dumps(run->row->spec, JSON_COMPACT | JSON_SORT_KEYS);
+	json_t *spec = json_deep_copy(run->row->spec);
+	char *spec_text;
+
+	json_object_del(spec, "fromImageRegistry"); /* no credentials in the hash */
+	spec_text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(spec);
 	char *seed = NULL;
 	json_t *meta;
 	int ret = -1;
@@ -710,14 +715,20 @@ int build__execute(struct build_run *run)
 	uint64_t started = clock__monotonic_ms();
 
 	snprintf(run->step, sizeof(run->step), "base");
-	if (templates__read(templates__dir(), plan->base, &base, err, sizeof(err))) {
+	if (plan->oci) {
+		build__log(run, "info", "FROM %s (OCI image)", plan->from_image);
+		if (build__oci_base(run, &base))
+			return -1;
+	} else if (templates__read(templates__dir(), plan->base, &base, err, sizeof(err))) {
 		snprintf(run->reason, sizeof(run->reason),
 			 "base template '%s' is not installed: %s", plan->base, err);
 		return -1;
+	} else {
+		build__log(run, "info", "FROM %s%s%s (template %s)",
+			   plan->from_image ? plan->from_image : plan->base,
+			   plan->from_image ? " -> " : "", plan->from_image ? plan->base : "",
+			   base.dir);
 	}
-	build__log(run, "info", "FROM %s%s%s (template %s)",
-		   plan->from_image ? plan->from_image : plan->base, plan->from_image ? " -> " : "",
-		   plan->from_image ? plan->base : "", base.dir);
 	build__defaults(run, &base);
 	keys = calloc(plan->step_count + 1, sizeof(*keys));
 	if (!keys) {
