@@ -221,7 +221,16 @@ static const char *oci__last_line(char *output)
 	while (len && (output[len - 1] == '\n' || output[len - 1] == '\r'))
 		output[--len] = '\0';
 	line = strrchr(output, '\n');
-	return line ? line + 1 : output;
+	line = line ? line + 1 : output;
+	/* skopeo's logrus line: time="..." level=fatal msg="<the reason>" */
+	char *msg = strstr(line, "msg=\"");
+	if (msg) {
+		len = strlen(msg + 5);
+		if (len && msg[5 + len - 1] == '"')
+			msg[5 + len - 1] = '\0';
+		line = msg + 5;
+	}
+	return line;
 }
 
 /* skopeo copy docker://ref oci:<layout>:img. 0, or -1 with the reason. */

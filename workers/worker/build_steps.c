@@ -116,6 +116,20 @@ static int build__lookup_user(const char *rootfs, const char *user, unsigned *ui
 	return ret;
 }
 
+/* build__lookup_user, with root known without /etc/passwd (images built
+ * FROM scratch often have none). */
+static int build__lookup_user_or_root(const char *rootfs, const char *user, unsigned *uid,
+				      unsigned *gid, char *home, size_t home_len)
+{
+	if (!build__lookup_user(rootfs, user, uid, gid, home, home_len))
+		return 0;
+	if (strcmp(user, "root") && strcmp(user, "0"))
+		return -1;
+	*uid = *gid = 0;
+	snprintf(home, home_len, "/root");
+	return 0;
+}
+
 /* The envp of a step's jail: PATH, HOME, the template's ENV, then extra
  * (NULL-terminated). Strings are malloc'ed into out (free_env). */
 static int build__env(struct build_run *run, const char *home, const char *const *extra, char **out,
@@ -280,7 +294,7 @@ static int build__run(struct build_run *run, const char *netns, const struct tem
 	char home[512], e_uid[48], e_gid[48], e_wd[1100], e_user[64], *e_cmd = NULL;
 	int ret;
 
-	if (build__lookup_user(run->rootfs, user, &uid, &gid, home, sizeof(home))) {
+	if (build__lookup_user_or_root(run->rootfs, user, &uid, &gid, home, sizeof(home))) {
 		snprintf(run->reason, sizeof(run->reason), "step %s: no user '%s' in the template",
 			 run->step, user);
 		return -1;
@@ -370,7 +384,7 @@ static int build__copy(struct build_run *run, const char *netns, const struct te
 	bool gzip = false;
 	int ret;
 
-	if (build__lookup_user(run->rootfs, user, &uid, &gid, home, sizeof(home))) {
+	if (build__lookup_user_or_root(run->rootfs, user, &uid, &gid, home, sizeof(home))) {
 		snprintf(run->reason, sizeof(run->reason), "step %s: no user '%s' in the template",
 			 run->step, user);
 		return -1;
