@@ -47,7 +47,9 @@ function direct(sandbox) {
 
 	// The same image again: its unpacked tree and the RUN layer are reused.
 	logs.length = 0;
+	started = Date.now();
 	await Template.build(make(), alias, { onBuildLogs, cpuCount: 1, memoryMB: 512 });
+	console.log(`BUILD_OCI_CACHED_MS=${Date.now() - started}`);
 	assert.ok(logs.some((l) => l.includes('its tree is cached')), 'the image tree was reused');
 	assert.ok(logs.some((l) => l.includes('CACHED [1/1] RUN echo ok')), 'the RUN layer was reused');
 

@@ -96,6 +96,7 @@ def test_oci_template(stack, alias, image):
                                   WARREN_PG_URL=stack.pg_url, TEMPLATE_ALIAS=alias, OCI_IMAGE=image, OCI_USER=USER,
                                   OCI_PASSWORD=PASSWORD),
                          capture_output=True, text=True, timeout=600)
+    print("\n".join(l for l in out.stdout.splitlines() if "_MS=" in l))
     print(out.stdout[-4000:])
     check(out.returncode == 0 and "OCI_TEMPLATE_OK" in out.stdout,
           "sdk_template_oci.cjs failed:\n" + out.stdout[-3000:] + out.stderr[-3000:]
