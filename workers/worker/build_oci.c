@@ -385,6 +385,7 @@ int build__oci_base(struct build_run *run, struct template_info *base)
 	snprintf(entry, sizeof(entry), "%s/oci/%s", templates__cache_dir(), base->content_hash);
 	if (!access(entry, F_OK)) {
 		build__log(run, "info", "image sha256:%s: its tree is cached", hex);
+		utimensat(AT_FDCWD, entry, NULL, 0); /* used: prune keeps it */
 	} else {
 		build__log(run, "info", "image sha256:%s: unpacking", hex);
 		if (oci__unpack(run, pull_dir, entry, &minimal, timeout_ms))

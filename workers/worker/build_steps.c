@@ -669,6 +669,15 @@ static void build__layer_keys(struct build_run *run, const struct template_info 
 	run->envs = envs;
 }
 
+/* The folder of path (into out). */
+static const char *dirname_of(const char *path, char *out, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+
+	snprintf(out, len, "%.*s", slash ? (int)(slash - path) : 0, path);
+	return out;
+}
+
 /* The index of the last RUN/COPY step of the cached prefix, or -1. */
 static long build__cached_prefix(const struct build_run *run,
 				 char (*keys)[TOKENS_SHA256_HEX_LEN + 1])
@@ -752,8 +761,10 @@ int build__execute(struct build_run *run)
 	build__layer_keys(run, &base, keys);
 	cached = build__cached_prefix(run, keys);
 	snprintf(source, sizeof(source), "%s", base.rootfs);
-	if (cached >= 0)
+	if (cached >= 0) {
 		layer__path(keys[cached], source, sizeof(source));
+		utimensat(AT_FDCWD, dirname_of(source, what, sizeof(what)), NULL, 0);
+	} /* used: `warren template prune` keeps it */
 	snprintf(run->work, sizeof(run->work), "%s/.build-%s", templates__cache_dir(),
 		 run->row->id);
 	snprintf(run->rootfs, sizeof(run->rootfs), "%s/rootfs", run->work);
