@@ -4,11 +4,13 @@ plain HTTP, a throwaway config and storage in a temp dir), makes a tiny
 busybox image itself (umoci), pushes it (skopeo), and the npm e2b SDK
 builds `fromImage(ref, credentials).runCmd('echo ok > /marker')` and runs
 it; wrong credentials and an unknown tag give failed builds with the
-registry's reason. The registry and its dirs are removed even on failure."""
+registry's reason; a device node in the image is dropped. The registry
+and its dirs are removed even on failure."""
 import glob
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -74,6 +76,8 @@ def push_image(work, address):
     shutil.copy2("/bin/busybox", os.path.join(root, "bin", "busybox"))
     for applet in ("sh", "echo", "cat", "id", "ls", "true", "mkdir", "rm", "env", "sleep"):
         os.symlink("busybox", os.path.join(root, "bin", applet))
+    os.makedirs(os.path.join(root, "dev"), exist_ok=True)
+    os.mknod(os.path.join(root, "dev", "evil-mem"), 0o666 | stat.S_IFCHR, os.makedev(1, 1))
     with open(os.path.join(root, "etc", "passwd"), "w") as f:
         f.write("root:x:0:0:root:/root:/bin/sh\n")
     with open(os.path.join(root, "etc", "group"), "w") as f:
@@ -116,6 +120,10 @@ def test_oci_template(stack, alias, image):
     check(kept == "0", f"finished builds keep no password ({kept} do)")
     cache = os.environ.get("WARREN_TEMPLATE_CACHE_DIR", os.path.expanduser("~/.cache/warren/templates"))
     check(not glob.glob(os.path.join(cache, "oci", ".pull-*", "auth.json")), "no authfile left")
+    check(not os.path.lexists(os.path.join(stack.templates_dir, alias, "rootfs", "dev", "evil-mem")),
+          "the image's device node was dropped")
+    check(os.path.isfile(os.path.join(stack.templates_dir, alias, "rootfs", "usr", "local", "lib",
+                                      "warren-agent", "warren-agent.bin")), "the agent in its own folder")
     meta = json.load(open(os.path.join(stack.templates_dir, alias, "template.json")))
     check(meta["base"] == "oci" and meta["user"] == "root", f"template.json: {meta}")
 

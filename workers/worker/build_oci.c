@@ -31,7 +31,8 @@ extern char **environ;
 
 #define OCI_OUTPUT_MAX 4096
 
-/* Adds the agent of the `minimal` template ($1: its rootfs) to the tree
+/* Removes the image's device nodes, then adds the agent of the `minimal`
+ * template ($1: its rootfs) to the tree
  * $2, with its libraries and a static busybox ($3) in a folder of its own
  * so the image's libc is never replaced; /usr/local/bin/warren-agent
  * becomes a launcher through that folder's loader. Symlinks or files on
@@ -39,6 +40,8 @@ extern char **environ;
 static const char inject_script[] =
     "set -eu\n"
     "src=$1 dst=$2 bb=$3\n"
+    /* no device nodes of the image's choosing (its /dev is the runtime's) */
+    "find \"$dst\" -xdev \\( -type b -o -type c \\) -exec rm -f {} +\n"
     "for p in usr usr/local usr/local/bin usr/local/lib; do\n"
     "  if [ -L \"$dst/$p\" ] || { [ -e \"$dst/$p\" ] && [ ! -d \"$dst/$p\" ]; }; then\n"
     "    rm -f \"$dst/$p\"; fi\n"
