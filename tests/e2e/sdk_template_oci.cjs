@@ -41,8 +41,8 @@ function direct(sandbox) {
 	console.log(`CREATE_OCI_MS=${Date.now() - started}`);
 	const agent = direct(sandbox);
 	assert.equal(await agent.files.read('/marker'), 'ok\n');
-	const run = await agent.commands.run('cat /marker; id -u');
-	assert.equal(run.stdout, 'ok\n0\n');
+	const run = await agent.commands.run('cat /marker; id -u; echo "$FOO"');
+	assert.equal(run.stdout, 'ok\n0\nfrom-image\n');
 	await sandbox.kill();
 
 	// The same image again: its unpacked tree and the RUN layer are reused.

@@ -83,6 +83,9 @@ def push_image(work, address):
     with open(os.path.join(root, "etc", "group"), "w") as f:
         f.write("root:x:0:\n")
     subprocess.run(["umoci", "repack", "--image", layout + ":img", bundle], check=True)
+    subprocess.run(["umoci", "config", "--image", layout + ":img", "--config.env", "FOO=from-image",
+                    "--config.env", "PATH=/nope", "--config.workingdir", "/srv", "--config.user", "root"],
+                   check=True)
     auth = os.path.join(work, "push-auth.json")
     import base64
     with open(os.open(auth, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
@@ -126,6 +129,8 @@ def test_oci_template(stack, alias, image):
                                       "warren-agent", "warren-agent.bin")), "the agent in its own folder")
     meta = json.load(open(os.path.join(stack.templates_dir, alias, "template.json")))
     check(meta["base"] == "oci" and meta["user"] == "root", f"template.json: {meta}")
+    check(meta["workdir"] == "/srv" and meta["envs"].get("FOO") == "from-image" and "PATH" not in meta["envs"],
+          f"the image's config (ENV but PATH, WORKDIR) are the template's defaults: {meta}")
 
 
 def main():

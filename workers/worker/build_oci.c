@@ -307,6 +307,46 @@ static int oci__digest(const char *pull_dir, char *hex, size_t len)
 	return ret;
 }
 
+/* A blob of the layout as JSON (digest "sha256:<hex>"), or NULL. */
+static json_t *oci__blob(const char *pull_dir, const char *digest)
+{
+	char path[PATH_MAX + 128];
+
+	if (!digest || strncmp(digest, "sha256:", 7) || strlen(digest) != 71 ||
+	    strspn(digest + 7, "0123456789abcdef") != 64)
+		return NULL;
+	snprintf(path, sizeof(path), "%s/layout/blobs/sha256/%s", pull_dir, digest + 7);
+	return json_load_file(path, 0, NULL);
+}
+
+/* The image config's "config" object (Env, WorkingDir, User, ...) saved
+ * as <entry>/image-config.json ({} when the image has none). 0 or -1. */
+static int oci__save_config(const char *pull_dir, const char *entry)
+{
+	char path[PATH_MAX + 128], digest[72];
+	json_t *manifest, *config = NULL;
+	int ret = -1;
+
+	if (oci__digest(pull_dir, digest + 7, sizeof(digest) - 7))
+		return -1;
+	memcpy(digest, "sha256:", 7);
+	manifest = oci__blob(pull_dir, digest);
+	config = oci__blob(pull_dir, json_string_value(json_object_get(
+					 json_object_get(manifest, "config"), "digest")));
+	if (config) {
+		json_t *inner = json_object_get(config, "config"), *empty = json_object();
+
+		snprintf(path, sizeof(path), "%s/image-config.json", entry);
+		ret = json_dump_file(json_is_object(inner) ? inner : empty, path, JSON_COMPACT)
+			  ? -1
+			  : 0;
+		json_decref(empty);
+	}
+	json_decref(manifest);
+	json_decref(config);
+	return ret;
+}
+
 /* umoci raw unpack + the agent, into <oci>/.unpack-<build>, renamed to
  * entry. 0, or -1 with the reason. */
 static int oci__unpack(struct build_run *run, const char *pull_dir, const char *entry,
@@ -330,6 +370,11 @@ static int oci__unpack(struct build_run *run, const char *pull_dir, const char *
 		goto out;
 	}
 	chmod(rootfs, 0755);
+	if (oci__save_config(pull_dir, tmp)) {
+		snprintf(run->reason, sizeof(run->reason), "image '%.200s' has no readable config",
+			 run->plan->from_image);
+		goto out;
+	}
 	const char *inject[] = {"sh",	  "-c", inject_script, "warren-oci-inject", minimal->rootfs,
 				rootfs, "/bin/busybox", NULL};
 	if (oci__run(inject, 120000, output, sizeof(output))) {
@@ -382,7 +427,7 @@ int build__oci_base(struct build_run *run, struct template_info *base)
 		goto out;
 	}
 	/* the agent's template is part of the key: a new agent, a new tree */
-	snprintf(seed, sizeof(seed), "warren-oci-v1 %s %s", hex, minimal.content_hash);
+	snprintf(seed, sizeof(seed), "warren-oci-v2 %s %s", hex, minimal.content_hash);
 	memset(base, 0, sizeof(*base));
 	tokens__sha256_hex(seed, strlen(seed), base->content_hash);
 	snprintf(entry, sizeof(entry), "%s/oci/%s", templates__cache_dir(), base->content_hash);

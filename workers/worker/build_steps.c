@@ -587,6 +587,52 @@ static void build__defaults(struct build_run *run, const struct template_info *b
 	}
 }
 
+/* An OCI image's own Env (PATH aside: steps and sandboxes get ours),
+ * WorkingDir and User (when the tree knows that user) become the build's
+ * defaults, as the image's ENV/WORKDIR/USER would. Values that are not
+ * usable are skipped with a warning in the log. */
+static void build__image_config(struct build_run *run, const struct template_info *base)
+{
+	char path[PATH_MAX + 32], user[64], home[512];
+	json_t *config, *value;
+	const char *text;
+	unsigned uid, gid;
+	size_t i;
+
+	snprintf(path, sizeof(path), "%.4000s/image-config.json", base->dir);
+	config = json_load_file(path, 0, NULL);
+	json_array_foreach(json_object_get(config, "Env"), i, value)
+	{
+		const char *pair = json_string_value(value), *eq = pair ? strchr(pair, '=') : NULL;
+		char name[129];
+
+		if (!eq || eq - pair > 128)
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - pair), pair);
+		if (!template_step__env_name_valid(name) || !strcmp(name, "PATH") ||
+		    strchr(eq + 1, '\n') || json_object_size(run->envs) >= BUILD_ENV_MAX) {
+			build__log(run, "warn", "image ENV %.128s: not used", name);
+			continue;
+		}
+		json_object_set_new(run->envs, name, json_string(eq + 1));
+	}
+	text = json_string_value(json_object_get(config, "WorkingDir"));
+	if (text && text[0] == '/' && strlen(text) < sizeof(run->workdir) && !strchr(text, '\n'))
+		snprintf(run->workdir, sizeof(run->workdir), "%s", text);
+	text = json_string_value(json_object_get(config, "User"));
+	if (text && text[0]) {
+		snprintf(user, sizeof(user), "%.*s", (int)strcspn(text, ":"), text);
+		if (template_step__user_valid(user) &&
+		    !build__lookup_user_or_root(base->rootfs, user, &uid, &gid, home, sizeof(home)))
+			snprintf(run->user, sizeof(run->user), "%s", user);
+		else
+			build__log(run, "warn", "image USER %.64s: not in the image, not used", text);
+	}
+	build__log(run, "info", "image config: USER %s, WORKDIR %s, %zu ENV", run->user,
+		   run->workdir, json_object_size(run->envs));
+	json_decref(config);
+}
+
 /* The start of the new tree: a hard-link copy (same filesystem; else a
  * copy) of source (the base's rootfs or a cached layer's). */
 static int build__prepare(struct build_run *run, const char *source)
@@ -753,6 +799,8 @@ int build__execute(struct build_run *run)
 			   base.dir);
 	}
 	build__defaults(run, &base);
+	if (plan->oci)
+		build__image_config(run, &base);
 	keys = calloc(plan->step_count + 1, sizeof(*keys));
 	if (!keys) {
 		snprintf(run->reason, sizeof(run->reason), "out of memory");
