@@ -66,9 +66,11 @@ static const char inject_script[] =
     "chmod 0755 \"$d\"/* \"$dst/usr/local/bin/warren-agent\"\n";
 
 /* Runs argv with stdout+stderr captured into out (the last
- * OCI_OUTPUT_MAX bytes), killed after timeout_ms. The exit status (0..255),
- * or -1 when it could not run or was killed. */
-static int oci__run(const char *const *argv, uint64_t timeout_ms, char *out, size_t out_len)
+ * OCI_OUTPUT_MAX bytes), killed after timeout_ms or when the worker
+ * stops (run->interrupted set: the build is left for a retry). The exit
+ * status (0..255), or -1 when it could not run or was killed. */
+static int oci__run(struct build_run *run, const char *const *argv, uint64_t timeout_ms, char *out,
+		    size_t out_len)
 {
 	posix_spawn_file_actions_t actions;
 	uint64_t deadline = clock__monotonic_ms() + timeout_ms;
@@ -97,11 +99,13 @@ static int oci__run(const char *const *argv, uint64_t timeout_ms, char *out, siz
 		uint64_t now = clock__monotonic_ms();
 		ssize_t n;
 
-		if (now >= deadline) {
+		if (atomic_load(&run->worker->stopping))
+			run->interrupted = true;
+		if (now >= deadline || run->interrupted) {
 			kill(pid, SIGKILL);
 			break;
 		}
-		if (poll(&pfd, 1, (int)(deadline - now > 1000 ? 1000 : deadline - now)) <= 0)
+		if (poll(&pfd, 1, (int)(deadline - now > 200 ? 200 : deadline - now)) <= 0)
 			continue;
 		n = read(pipefd[0], chunk, sizeof(chunk));
 		if (n <= 0)
@@ -272,7 +276,7 @@ static int oci__pull(struct build_run *run, const char *pull_dir, uint64_t timeo
 	argv[n] = NULL;
 	build__log(run, "info", "pulling %s from %s%s", plan->from_image, registry,
 		   oci__insecure(registry) ? " (insecure: TLS not verified)" : "");
-	rc = oci__run(argv, timeout_ms, output, sizeof(output));
+	rc = oci__run(run, argv, timeout_ms, output, sizeof(output));
 	unlink(authfile);
 	if (rc) {
 		const char *why = oci__last_line(output);
@@ -364,7 +368,7 @@ static int oci__unpack(struct build_run *run, const char *pull_dir, const char *
 	if (mkdir(tmp, 0700))
 		goto out;
 	const char *unpack[] = {"umoci", "raw", "unpack", "--image", image, rootfs, NULL};
-	if (oci__run(unpack, timeout_ms, output, sizeof(output))) {
+	if (oci__run(run, unpack, timeout_ms, output, sizeof(output))) {
 		snprintf(run->reason, sizeof(run->reason), "unpacking image '%.200s' failed: %.600s",
 			 run->plan->from_image, oci__last_line(output));
 		goto out;
@@ -377,7 +381,7 @@ static int oci__unpack(struct build_run *run, const char *pull_dir, const char *
 	}
 	const char *inject[] = {"sh",	  "-c", inject_script, "warren-oci-inject", minimal->rootfs,
 				rootfs, "/bin/busybox", NULL};
-	if (oci__run(inject, 120000, output, sizeof(output))) {
+	if (oci__run(run, inject, 120000, output, sizeof(output))) {
 		snprintf(run->reason, sizeof(run->reason),
 			 "adding the agent to image '%.200s' failed: %.600s", run->plan->from_image,
 			 oci__last_line(output));
