@@ -62,7 +62,8 @@ static const char inject_script[] =
     "if [ -n \"$loader\" ]; then\n"
     "  run=\"$l/$loader --library-path $l $l/warren-agent.bin\"\n"
     "else run=\"$l/warren-agent.bin\"; fi\n"
-    "printf '#!%s/busybox sh\\nexec %s \"$@\"\\n' \"$l\" \"$run\" > \"$dst/usr/local/bin/warren-agent\"\n"
+    "printf '#!%s/busybox sh\\nexec %s \"$@\"\\n' \"$l\" \"$run\" > "
+    "\"$dst/usr/local/bin/warren-agent\"\n"
     "chmod 0755 \"$d\"/* \"$dst/usr/local/bin/warren-agent\"\n";
 
 /* Runs argv with stdout+stderr captured into out (the last
@@ -341,9 +342,8 @@ static int oci__save_config(const char *pull_dir, const char *entry)
 		json_t *inner = json_object_get(config, "config"), *empty = json_object();
 
 		snprintf(path, sizeof(path), "%s/image-config.json", entry);
-		ret = json_dump_file(json_is_object(inner) ? inner : empty, path, JSON_COMPACT)
-			  ? -1
-			  : 0;
+		ret = json_dump_file(json_is_object(inner) ? inner : empty, path, JSON_COMPACT) ? -1
+												: 0;
 		json_decref(empty);
 	}
 	json_decref(manifest);
@@ -369,8 +369,9 @@ static int oci__unpack(struct build_run *run, const char *pull_dir, const char *
 		goto out;
 	const char *unpack[] = {"umoci", "raw", "unpack", "--image", image, rootfs, NULL};
 	if (oci__run(run, unpack, timeout_ms, output, sizeof(output))) {
-		snprintf(run->reason, sizeof(run->reason), "unpacking image '%.200s' failed: %.600s",
-			 run->plan->from_image, oci__last_line(output));
+		snprintf(run->reason, sizeof(run->reason),
+			 "unpacking image '%.200s' failed: %.600s", run->plan->from_image,
+			 oci__last_line(output));
 		goto out;
 	}
 	chmod(rootfs, 0755);
@@ -379,8 +380,9 @@ static int oci__unpack(struct build_run *run, const char *pull_dir, const char *
 			 run->plan->from_image);
 		goto out;
 	}
-	const char *inject[] = {"sh",	  "-c", inject_script, "warren-oci-inject", minimal->rootfs,
-				rootfs, "/bin/busybox", NULL};
+	const char *inject[] = {
+	    "sh",   "-c",	    inject_script, "warren-oci-inject", minimal->rootfs,
+	    rootfs, "/bin/busybox", NULL};
 	if (oci__run(run, inject, 120000, output, sizeof(output))) {
 		snprintf(run->reason, sizeof(run->reason),
 			 "adding the agent to image '%.200s' failed: %.600s", run->plan->from_image,
@@ -400,8 +402,7 @@ out:
 
 int build__oci_base(struct build_run *run, struct template_info *base)
 {
-	uint64_t timeout_ms =
-	    (uint64_t)config__get_int("template_registry_timeout_s", 600) * 1000;
+	uint64_t timeout_ms = (uint64_t)config__get_int("template_registry_timeout_s", 600) * 1000;
 	char pull_dir[PATH_MAX], entry[PATH_MAX + 80], hex[65], err[256], seed[256];
 	const char *rm[] = {"rm", "-rf", "--one-file-system", pull_dir, NULL};
 	struct template_info minimal;
@@ -410,7 +411,8 @@ int build__oci_base(struct build_run *run, struct template_info *base)
 	snprintf(run->step, sizeof(run->step), "base");
 	if (templates__read(templates__dir(), "minimal", &minimal, err, sizeof(err))) {
 		snprintf(run->reason, sizeof(run->reason),
-			 "fromImage needs the 'minimal' template on the worker (its agent): %s", err);
+			 "fromImage needs the 'minimal' template on the worker (its agent): %s",
+			 err);
 		return -1;
 	}
 	snprintf(entry, sizeof(entry), "%s/oci", templates__cache_dir());
@@ -427,7 +429,8 @@ int build__oci_base(struct build_run *run, struct template_info *base)
 	if (oci__pull(run, pull_dir, timeout_ms))
 		goto out;
 	if (oci__digest(pull_dir, hex, sizeof(hex))) {
-		snprintf(run->reason, sizeof(run->reason), "the pulled image has no manifest digest");
+		snprintf(run->reason, sizeof(run->reason),
+			 "the pulled image has no manifest digest");
 		goto out;
 	}
 	/* the agent's template is part of the key: a new agent, a new tree */
