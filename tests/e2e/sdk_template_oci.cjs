@@ -64,6 +64,19 @@ function direct(sandbox) {
 		.runCmd('true'), alias + '-badauth', /pulling image .* failed: .*(unauthorized|authentication required)/);
 	await fails(Template().fromImage(image.replace(/:[^:/]+$/, ':no-such-tag'), credentials).runCmd('true'),
 		alias + '-unknown', /pulling image .* failed: .*manifest unknown/);
+	// A Debian image (the test's debootstrap tree), when the test made one.
+	if (process.env.OCI_DEBIAN_IMAGE) {
+		started = Date.now();
+		await Template.build(Template().fromImage(process.env.OCI_DEBIAN_IMAGE, credentials)
+			.runCmd('echo ok > /marker && apt-get --version | head -n1 > /apt'), alias + '-deb',
+			{ onBuildLogs, cpuCount: 1, memoryMB: 512 });
+		console.log(`BUILD_OCI_DEBIAN_COLD_MS=${Date.now() - started}`);
+		const deb = await Sandbox.create(alias + '-deb', { timeoutMs: 60_000 });
+		const debAgent = direct(deb);
+		const out = await debAgent.commands.run('cat /marker /apt; test -s /etc/debian_version && echo debian');
+		assert.match(out.stdout, /^ok\napt \d[^\n]*\ndebian\n$/);
+		await deb.kill();
+	}
 	console.log('OCI_TEMPLATE_OK');
 })().catch((err) => {
 	console.error('FAIL:', err && err.stack ? err.stack : err);

@@ -4,8 +4,10 @@ plain HTTP, a throwaway config and storage in a temp dir), makes a tiny
 busybox image itself (umoci), pushes it (skopeo), and the npm e2b SDK
 builds `fromImage(ref, credentials).runCmd('echo ok > /marker')` and runs
 it; wrong credentials and an unknown tag give failed builds with the
-registry's reason; a device node in the image is dropped. The registry
-and its dirs are removed even on failure."""
+registry's reason; a device node in the image is dropped. When the
+debootstrap tree of guest/rootfs is cached, a Debian image made from it
+is built and run too. The registry and its dirs are removed even on
+failure."""
 import glob
 import json
 import os
@@ -23,6 +25,8 @@ SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
 SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
     os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "warren")), "npm-e2b", SDK_VERSION)
 USER, PASSWORD = "oci-tester", "s3cret-oci-pw-4711"
+CACHE = os.environ.get("WARREN_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "warren"))
 TOOLS = ("docker-registry", "skopeo", "umoci", "htpasswd", "node")
 
 
@@ -96,12 +100,33 @@ def push_image(work, address):
     return f"{address}/test/img:1"
 
 
-def test_oci_template(stack, alias, image):
+def push_debian_image(work, address):
+    """The cached debootstrap tree (guest/rootfs's minbase stage, a tar),
+    packed with umoci and pushed as <address>/test/debian:1; None when no
+    tree is cached here."""
+    trees = sorted(glob.glob(os.path.join(CACHE, "debootstrap", "*-minbase-*.tar")))
+    if not trees:
+        print("no cached debootstrap tree: the busybox image only")
+        return None
+    layout, bundle = os.path.join(work, "deb-layout"), os.path.join(work, "deb-bundle")
+    subprocess.run(["umoci", "init", "--layout", layout], check=True)
+    subprocess.run(["umoci", "new", "--image", layout + ":img"], check=True)
+    subprocess.run(["umoci", "unpack", "--image", layout + ":img", bundle], check=True)
+    subprocess.run(["tar", "-xf", trees[-1], "-C", os.path.join(bundle, "rootfs")], check=True)
+    subprocess.run(["umoci", "repack", "--image", layout + ":img", bundle], check=True)
+    shutil.rmtree(bundle)
+    subprocess.run(["skopeo", "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false",
+                    "--dest-authfile", os.path.join(work, "push-auth.json"), "oci:" + layout + ":img",
+                    f"docker://{address}/test/debian:1"], check=True)
+    return f"{address}/test/debian:1"
+
+
+def test_oci_template(stack, alias, image, debian_image):
     out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_template_oci.cjs")],
                          env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url,
                                   E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test",
                                   WARREN_PG_URL=stack.pg_url, TEMPLATE_ALIAS=alias, OCI_IMAGE=image, OCI_USER=USER,
-                                  OCI_PASSWORD=PASSWORD),
+                                  OCI_PASSWORD=PASSWORD, OCI_DEBIAN_IMAGE=debian_image or ""),
                          capture_output=True, text=True, timeout=600)
     print("\n".join(l for l in out.stdout.splitlines() if "_MS=" in l))
     print(out.stdout[-4000:])
@@ -110,8 +135,10 @@ def test_oci_template(stack, alias, image):
           + "\n--- worker\n" + stack.log("worker")[-4000:])
     rows = stack.psql("SELECT string_agg(template_id || '=' || status, ',' ORDER BY created_at)"
                       f" FROM template_builds WHERE template_id LIKE '{alias}%'")
-    check(rows == f"{alias}=ready,{alias}=ready,{alias}-badauth=error,{alias}-unknown=error",
-          f"build rows: {rows}")
+    want = f"{alias}=ready,{alias}=ready,{alias}-badauth=error,{alias}-unknown=error"
+    if debian_image:
+        want += f",{alias}-deb=ready"
+    check(rows == want, f"build rows: {rows}")
     # nothing half-registered: the failed builds installed nothing
     for name in (alias + "-badauth", alias + "-unknown"):
         check(not os.path.lexists(os.path.join(stack.templates_dir, name)), f"{name} not installed")
@@ -149,12 +176,13 @@ def main():
     try:
         registry, address = start_registry(work)
         image = push_image(work, address)
+        debian_image = push_debian_image(work, address)
         with Stack("oci") as stack:
             stack_ref.append(stack)
             stack.extra_env["WARREN_TEMPLATE_REGISTRY_INSECURE"] = address
             stack.extra_env["WARREN_TEMPLATE_UPLOADS_DIR"] = os.path.join(stack.work, "uploads")
             stack.start()
-            test_oci_template(stack, alias, image)
+            test_oci_template(stack, alias, image, debian_image)
     finally:
         if registry:
             registry.kill()
