@@ -380,9 +380,11 @@ static int oci__unpack(struct build_run *run, const char *pull_dir, const char *
 			 run->plan->from_image);
 		goto out;
 	}
-	const char *inject[] = {
-	    "sh",   "-c",	    inject_script, "warren-oci-inject", minimal->rootfs,
-	    rootfs, "/bin/busybox", NULL};
+	char bb[PATH_MAX + 16];
+
+	snprintf(bb, sizeof(bb), "%.4000s/bin/busybox", minimal->rootfs); /* minimal's: static */
+	const char *inject[] = {"sh",	"-c", inject_script, "warren-oci-inject", minimal->rootfs,
+				rootfs, bb,   NULL};
 	if (oci__run(run, inject, 120000, output, sizeof(output))) {
 		snprintf(run->reason, sizeof(run->reason),
 			 "adding the agent to image '%.200s' failed: %.600s", run->plan->from_image,
