@@ -41,7 +41,7 @@ def start_registry(work):
     with open(os.path.join(work, "config.yml"), "w") as f:
         f.write(f"""version: 0.1
 log:
-  level: warn
+  level: info
 storage:
   filesystem:
     rootdirectory: {work}/data
@@ -154,6 +154,10 @@ def test_oci_template(stack, alias, image, debian_image):
           "the image's device node was dropped")
     check(os.path.isfile(os.path.join(stack.templates_dir, alias, "rootfs", "usr", "local", "lib",
                                       "warren-agent", "warren-agent.bin")), "the agent in its own folder")
+    # the second build of the image found its layer in the host's blob store
+    with open(stack.registry_log) as f:
+        gets = sum(1 for line in f if "GET /v2/test/img/blobs/" in line)
+    check(1 <= gets <= 3, f"blob downloads of test/img: {gets} (4 without the shared blob store)")
     meta = json.load(open(os.path.join(stack.templates_dir, alias, "template.json")))
     check(meta["base"] == "oci" and meta["user"] == "root", f"template.json: {meta}")
     check(meta["workdir"] == "/srv" and meta["envs"].get("FOO") == "from-image" and "PATH" not in meta["envs"],
@@ -179,6 +183,7 @@ def main():
         debian_image = push_debian_image(work, address)
         with Stack("oci") as stack:
             stack_ref.append(stack)
+            stack.registry_log = os.path.join(work, "registry.log")
             stack.extra_env["WARREN_TEMPLATE_REGISTRY_INSECURE"] = address
             stack.extra_env["WARREN_TEMPLATE_UPLOADS_DIR"] = os.path.join(stack.work, "uploads")
             stack.start()
@@ -191,7 +196,11 @@ def main():
         cache = os.environ.get("WARREN_TEMPLATE_CACHE_DIR", os.path.expanduser("~/.cache/warren/templates"))
         for entry in glob.glob(os.path.join(cache, alias + "*")):
             shutil.rmtree(entry, ignore_errors=True)
-        for entry in glob.glob(os.path.join(cache, "layers", "*")) + glob.glob(os.path.join(cache, "oci", "*")):
+        for blob in glob.glob(os.path.join(cache, "oci", "blobs", "sha256", "*")):
+            if os.lstat(blob).st_mtime >= test_started - 1:
+                os.unlink(blob)  # this run's blobs (another run's cost it a download at most)
+        for entry in glob.glob(os.path.join(cache, "layers", "*")) + [
+                e for e in glob.glob(os.path.join(cache, "oci", "*")) if os.path.basename(e) != "blobs"]:
             if os.lstat(entry).st_mtime >= test_started - 1:
                 shutil.rmtree(entry, ignore_errors=True)
         if stack_ref:

@@ -291,6 +291,37 @@ static int oci__pull(struct build_run *run, const char *pull_dir, uint64_t timeo
 	return 0;
 }
 
+/* The host's blob store, <template_cache_dir>/oci/blobs/sha256: blobs
+ * are content-addressed and never written in place (skopeo writes a temp
+ * file and renames it after checking its digest), so hard links share
+ * them. Before a pull (back=false) the store is linked into the build's
+ * layout, where skopeo finds what it already has and does not download
+ * it; after (back=true) the new blobs are linked into the store. Best
+ * effort: a failure only costs a download. */
+static void oci__blobs_share(const char *pull_dir, bool back)
+{
+	char store[PATH_MAX], mine[PATH_MAX + 32];
+
+	snprintf(store, sizeof(store), "%s/oci/blobs/sha256", templates__cache_dir());
+	snprintf(mine, sizeof(mine), "%s/layout/blobs/sha256", pull_dir);
+	const char *mkdir_p[] = {"mkdir", "-p", back ? store : mine, NULL};
+	const char *link[] = {"sh",
+			      "-c",
+			      "cp -aln -- \"$1\"/. \"$2\"/ 2>/dev/null",
+			      "oci-blobs",
+			      back ? mine : store,
+			      back ? store : mine,
+			      NULL};
+
+	if (build__spawn_wait(mkdir_p) || access(back ? mine : store, F_OK))
+		return;
+	build__spawn_wait(link);
+	if (back) { /* used: `warren template prune` keeps the store */
+		snprintf(store, sizeof(store), "%s/oci/blobs", templates__cache_dir());
+		utimensat(AT_FDCWD, store, NULL, 0);
+	}
+}
+
 /* The manifest digest's hex (64) of the pulled layout. 0 or -1. */
 static int oci__digest(const char *pull_dir, char *hex, size_t len)
 {
@@ -428,8 +459,10 @@ int build__oci_base(struct build_run *run, struct template_info *base)
 			 strerror(errno));
 		return -1;
 	}
+	oci__blobs_share(pull_dir, false);
 	if (oci__pull(run, pull_dir, timeout_ms))
 		goto out;
+	oci__blobs_share(pull_dir, true);
 	if (oci__digest(pull_dir, hex, sizeof(hex))) {
 		snprintf(run->reason, sizeof(run->reason),
 			 "the pulled image has no manifest digest");
