@@ -4,7 +4,9 @@ plain HTTP, a throwaway config and storage in a temp dir), makes a tiny
 busybox image itself (umoci), pushes it (skopeo), and the npm e2b SDK
 builds `fromImage(ref, credentials).runCmd('echo ok > /marker')` and runs
 it; wrong credentials and an unknown tag give failed builds with the
-registry's reason; a device node in the image is dropped. When the
+registry's reason, and so does the plain-HTTP registry once it is no
+longer in template_registry_insecure; a device node in the image is
+dropped. When the
 debootstrap tree of guest/rootfs is cached, a Debian image made from it
 is built and run too. The registry and its dirs are removed even on
 failure."""
@@ -164,6 +166,28 @@ def test_oci_template(stack, alias, image, debian_image):
           f"the image's config (ENV but PATH, WORKDIR) are the template's defaults: {meta}")
 
 
+def test_tls_required(stack, alias, image):
+    """Without template_registry_insecure, the plain-HTTP registry is
+    refused (TLS verified): a failed build saying so, nothing installed."""
+    stack.kill("worker")
+    del stack.extra_env["WARREN_TEMPLATE_REGISTRY_INSECURE"]
+    stack.start_worker()
+    name = alias + "-tls"
+    status, body, _ = stack.request("POST", "/v3/templates", {"name": name})
+    check(status == 202, f"create -> {status} {body}")
+    build = body["buildID"]
+    status, body, _ = stack.request("POST", f"/v2/templates/{name}/builds/{build}", {
+        "fromImage": image, "fromImageRegistry": {"type": "registry", "username": USER, "password": PASSWORD},
+        "steps": [{"type": "RUN", "args": ["true"]}]})
+    check(status == 202, f"start -> {status} {body}")
+    final = wait_for(lambda: (lambda b: b if b[1]["status"] in ("ready", "error") else None)(
+        stack.request("GET", f"/templates/{name}/builds/{build}/status")), 120, "the build to end")
+    body = final[1]
+    check(body["status"] == "error" and "HTTP response to HTTPS client" in body["reason"]["message"],
+          f"plain HTTP without the insecure setting: {body.get('reason')}")
+    check(not os.path.lexists(os.path.join(stack.templates_dir, name)), "nothing installed")
+
+
 def main():
     missing = [t for t in TOOLS if not shutil.which(t)]
     if missing or not os.path.isdir(SDK_DIR):
@@ -188,6 +212,7 @@ def main():
             stack.extra_env["WARREN_TEMPLATE_UPLOADS_DIR"] = os.path.join(stack.work, "uploads")
             stack.start()
             test_oci_template(stack, alias, image, debian_image)
+            test_tls_required(stack, alias, image)
     finally:
         if registry:
             registry.kill()
