@@ -396,13 +396,14 @@ static enum MHD_Result templates_api__build(struct api_request *r, struct storag
 		ret = request__error(r, 400, "%s", err);
 		goto out;
 	}
-	if (!strcmp(plan->base, r->route.template_id)) {
+	if (!plan->oci && !strcmp(plan->base, r->route.template_id)) {
 		ret = request__error(r, 400, "a template cannot be built from itself");
 		goto out;
 	}
 	/* the base: installed, and not another team's own template */
-	if (storage__template_get(pool, plan->base, NULL, NULL) != STORAGE_OK ||
-	    storage__team_template_visible(pool, r->team.id, plan->base, NULL) != STORAGE_OK) {
+	if (!plan->oci &&
+	    (storage__template_get(pool, plan->base, NULL, NULL) != STORAGE_OK ||
+	     storage__team_template_visible(pool, r->team.id, plan->base, NULL) != STORAGE_OK)) {
 		ret = request__error(r, 400, "base template '%s' not found", plan->base);
 		goto out;
 	}

@@ -169,7 +169,8 @@ int storage__template_build_finish(struct storage_pool *pool, const char *build_
 {
 	static const char sql[] =
 	    "UPDATE template_builds SET status = $2, reason = $3, reason_step = $4,"
-	    " updated_at = now(), finished_at = now()"
+	    " updated_at = now(), finished_at = now(),"
+	    " spec = spec #- '{fromImageRegistry,password}'" /* not kept past the build */
 	    " WHERE id::text = $1 AND status = 'building' RETURNING id";
 	const char *params[] = {build_id, template_build__status_name(status), reason, step};
 	int rows = run_count(pool, sql, 4, params, err);

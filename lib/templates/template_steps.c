@@ -62,6 +62,66 @@ const char *template_plan__image_base(const char *image)
 	return NULL;
 }
 
+bool template_plan__image_ref_valid(const char *image)
+{
+	size_t len = image ? strlen(image) : 0;
+
+	if (len == 0 || len > 255 || !((image[0] >= 'a' && image[0] <= 'z') ||
+				      (image[0] >= 'A' && image[0] <= 'Z') ||
+				      (image[0] >= '0' && image[0] <= '9')))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = image[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-' || c == '/' || c == ':' || c == '@'))
+			return false;
+	}
+	return !strstr(image, "//") && image[len - 1] != '/' && image[len - 1] != ':';
+}
+
+/* A string without NUL bytes, or NULL. */
+static const char *string_or_null(const json_t *v)
+{
+	return json_is_string(v) && strlen(json_string_value(v)) == json_string_length(v)
+		   ? json_string_value(v)
+		   : NULL;
+}
+
+/* fromImageRegistry: null/absent, or {type: "registry", username,
+ * password} (the SDK's fromImage credentials). AWS/GCP registries are
+ * refused. */
+static int registry__parse(const json_t *spec, struct template_plan *plan, char *err,
+			   size_t err_len)
+{
+	const json_t *reg = json_object_get(spec, "fromImageRegistry");
+	const char *type;
+
+	if (!reg || json_is_null(reg))
+		return 0;
+	type = string_or_null(json_object_get(reg, "type"));
+	if (!json_is_object(reg) || !type || strcmp(type, "registry")) {
+		snprintf(err, err_len,
+			 "fromImageRegistry: only {type: \"registry\", username, password} is "
+			 "supported (no AWS/GCP registries)");
+		return -EINVAL;
+	}
+	if (!plan->from_image) {
+		snprintf(err, err_len, "fromImageRegistry needs fromImage");
+		return -EINVAL;
+	}
+	plan->registry_username = string_or_null(json_object_get(reg, "username"));
+	plan->registry_password = string_or_null(json_object_get(reg, "password"));
+	if (!plan->registry_username || !plan->registry_password ||
+	    strlen(plan->registry_username) > 256 || strlen(plan->registry_password) > 4096 ||
+	    strchr(plan->registry_username, ':')) {
+		snprintf(err, err_len,
+			 "fromImageRegistry needs a username (no ':') and a password, both strings");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static bool is_hex64(const char *s)
 {
 	if (!s || strlen(s) != 64)
@@ -227,11 +287,8 @@ int template_plan__parse(const json_t *spec, struct template_plan *plan, char *e
 		snprintf(err, err_len, "exactly one of fromImage or fromTemplate must be given");
 		return -EINVAL;
 	}
-	if (json_object_get(spec, "fromImageRegistry") &&
-	    !json_is_null(json_object_get(spec, "fromImageRegistry"))) {
-		snprintf(err, err_len, "fromImageRegistry (registry credentials) is not supported");
+	if (registry__parse(spec, plan, err, err_len))
 		return -EINVAL;
-	}
 	if (from_template) {
 		if (!templates__name_valid(from_template)) {
 			snprintf(err, err_len, "fromTemplate '%.64s' is not a template name",
@@ -239,13 +296,16 @@ int template_plan__parse(const json_t *spec, struct template_plan *plan, char *e
 			return -EINVAL;
 		}
 		base = from_template;
-	} else if (!(base = template_plan__image_base(plan->from_image))) {
-		snprintf(err, err_len,
-			 "fromImage '%.200s' is not supported: this deployment builds from "
-			 "installed templates (fromTemplate) and maps e2bdev/base, debian:* and "
-			 "python:* to the 'base' template",
-			 plan->from_image);
-		return -EINVAL;
+	} else if (plan->registry_username || !(base = template_plan__image_base(plan->from_image))) {
+		if (!template_plan__image_ref_valid(plan->from_image)) {
+			snprintf(err, err_len,
+				 "fromImage '%.200s' is not an image reference "
+				 "([registry/]name[:tag][@sha256:digest])",
+				 plan->from_image);
+			return -EINVAL;
+		}
+		plan->oci = true;
+		base = "";
 	}
 	snprintf(plan->base, sizeof(plan->base), "%s", base);
 	plan->force = json_is_true(json_object_get(spec, "force"));

@@ -37,8 +37,23 @@ static const struct plan_case plan_cases[] = {
     {"[]", "JSON object"},
     {"{}", "exactly one of fromImage or fromTemplate"},
     {"{\"fromTemplate\":\"base\",\"fromImage\":\"debian:12\"}", "exactly one"},
-    {"{\"fromImage\":\"ubuntu:22.04\"}", "'ubuntu:22.04' is not supported"},
-    {"{\"fromImage\":\"e2bdev/basement\"}", "not supported"},
+    {"{\"fromImage\":\"ubuntu:22.04\"}", NULL},
+    {"{\"fromImage\":\"e2bdev/basement\"}", NULL},
+    {"{\"fromImage\":\"127.0.0.1:5000/test/img@sha256:" HASH "\"}", NULL},
+    {"{\"fromImage\":\"registry.example/a/b:1\",\"fromImageRegistry\":{\"type\":\"registry\","
+     "\"username\":\"u\",\"password\":\"p\"}}",
+     NULL},
+    {"{\"fromImage\":\"bad image!\"}", "is not an image reference"},
+    {"{\"fromImage\":\"-x/y\"}", "is not an image reference"},
+    {"{\"fromImage\":\"a//b\"}", "is not an image reference"},
+    {"{\"fromImage\":\"a/b:\"}", "is not an image reference"},
+    {"{\"fromImage\":\"a\",\"fromImageRegistry\":{\"type\":\"aws\"}}", "no AWS/GCP"},
+    {"{\"fromImage\":\"a\",\"fromImageRegistry\":{\"type\":\"registry\",\"username\":\"a:b\","
+     "\"password\":\"p\"}}",
+     "needs a username"},
+    {"{\"fromTemplate\":\"base\",\"fromImageRegistry\":{\"type\":\"registry\",\"username\":\"u\","
+     "\"password\":\"p\"}}",
+     "needs fromImage"},
     {"{\"fromTemplate\":\"../etc\"}", "not a template name"},
     {"{\"fromImage\":\"debian:12\",\"fromImageRegistry\":{\"type\":\"registry\"}}",
      "fromImageRegistry"},
@@ -124,6 +139,24 @@ static void test_plan_fields(void **state)
 	assert_string_equal(plan->base, "base");
 	assert_string_equal(plan->from_image, "e2bdev/base:latest");
 	json_decref(body);
+	assert_false(plan->oci);
+	json_decref(body);
+	/* any other image is pulled from its registry, with its credentials */
+	body = json_loads("{\"fromImage\":\"127.0.0.1:5000/t/img:1\",\"fromImageRegistry\":"
+			  "{\"type\":\"registry\",\"username\":\"u\",\"password\":\"p\"}}",
+			  0, NULL);
+	assert_int_equal(template_plan__parse(body, plan, err, sizeof(err)), 0);
+	assert_true(plan->oci);
+	assert_string_equal(plan->base, "");
+	assert_string_equal(plan->registry_username, "u");
+	assert_string_equal(plan->registry_password, "p");
+	json_decref(body);
+	/* credentials with a mapped image: pulled too (the user asked for it) */
+	body = json_loads("{\"fromImage\":\"debian:12\",\"fromImageRegistry\":"
+			  "{\"type\":\"registry\",\"username\":\"u\",\"password\":\"p\"}}",
+			  0, NULL);
+	assert_int_equal(template_plan__parse(body, plan, err, sizeof(err)), 0);
+	assert_true(plan->oci);
 	assert_null(template_plan__image_base("alpine:3"));
 	assert_null(template_plan__image_base(NULL));
 	free(plan);

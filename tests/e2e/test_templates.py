@@ -59,8 +59,16 @@ def test_api(stack, alias):
     check(status == 202 and body["templateID"] == alias + "-api", f"create -> {status} {body}")
     build = body["buildID"]
     path = f"/v2/templates/{alias}-api/builds/{build}"
-    status, body, _ = stack.request("POST", path, {"fromImage": "ubuntu:22.04", "steps": []})
-    check(status == 400 and "ubuntu" in body["message"], f"unknown image -> {status} {body}")
+    status, body, _ = stack.request("POST", path, {"fromImage": "not an image!", "steps": []})
+    check(status == 400 and "not an image reference" in body["message"], f"bad image -> {status} {body}")
+    status, body, _ = stack.request("POST", path, {"fromImage": "ubuntu:22.04", "fromImageRegistry": {
+        "type": "aws", "awsAccessKeyId": "x", "awsSecretAccessKey": "y", "awsRegion": "z"}, "steps": []})
+    check(status == 400 and "AWS" in body["message"], f"aws registry -> {status} {body}")
+    status, body, _ = stack.request("POST", path, {"fromTemplate": "no-such-base", "steps": []})
+    check(status == 400 and "no-such-base" in body["message"] and "not found" in body["message"],
+          f"unknown base template -> {status} {body}")
+    status, body, _ = stack.request("GET", f"/templates/{alias}-api/files/not-a-hash")
+    check(status == 400, f"malformed files hash -> {status} {body}")
     status, body, _ = stack.request("POST", path, {"fromTemplate": "base", "steps": [{"type": "EXPOSE"}]})
     check(status == 400 and "EXPOSE" in body["message"], f"bad step -> {status} {body}")
     status, body, _ = stack.request("POST", path, {"fromTemplate": "base", "steps": [
@@ -90,6 +98,12 @@ def test_api(stack, alias):
     check(status == 202, f"third template -> {status} {body}")
     status, body, _ = stack.request("POST", "/v3/templates", {"name": alias + "-q2"})
     check(status == 403 and "maximum number of templates (4)" in body["message"], f"over quota -> {status} {body}")
+    status, body, _ = stack.request("GET", "/templates")
+    check(status == 200 and alias + "-q2" not in {t["templateID"] for t in body}, "over quota: nothing registered")
+    # a failed build registers nothing: no link on the host, no sandbox of it
+    check(not os.path.lexists(os.path.join(stack.templates_dir, alias + "-bad")), "failed build not installed")
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": alias + "-bad", "timeout": 30})
+    check(status in (400, 404), f"create of a template whose only build failed -> {status} {body}")
     status, body, _ = stack.request("POST", "/v3/templates", {"name": alias})
     check(status == 202, f"a rebuild of an own template is not a new one -> {status} {body}")
     status, _, _ = stack.request("DELETE", f"/templates/{alias}-q1")

@@ -118,6 +118,10 @@ static int builds__handle(struct builds *b, const char *payload, size_t len)
 
 		snprintf(work, sizeof(work), "%s/.build-%s", templates__cache_dir(), build_id);
 		build__spawn_wait(rm); /* what the interrupted attempts left */
+		snprintf(work, sizeof(work), "%s/oci/.pull-%s", templates__cache_dir(), build_id);
+		build__spawn_wait(rm); /* with a registry authfile, maybe */
+		snprintf(work, sizeof(work), "%s/oci/.unpack-%s", templates__cache_dir(), build_id);
+		build__spawn_wait(rm);
 		snprintf(run.reason, sizeof(run.reason),
 			 "the build was interrupted %d times (its worker stopped); giving up",
 			 attempts - 1);

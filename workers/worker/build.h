@@ -14,6 +14,7 @@
 
 #include "warren/template_builds.h"
 #include "warren/template_steps.h"
+#include "warren/templates.h"
 
 struct worker;
 struct builds;
@@ -48,6 +49,11 @@ void build__log(struct build_run *run, const char *level, const char *fmt, ...)
 /* Runs every step and installs the result: 0, or -1 with run->reason
  * and run->step set. */
 int build__execute(struct build_run *run);
+/* fromImage of a registry: pulls and unpacks the image (cached by its
+ * manifest digest) with the agent added, and fills base as a template
+ * (name "oci", content_hash, rootfs). 0, or -1 with run->reason
+ * (build_oci.c). */
+int build__oci_base(struct build_run *run, struct template_info *base);
 /* Runs a host tool (argv[0] looked up in PATH) and waits: 0 when it
  * exited 0 (build_merge.c). */
 int build__spawn_wait(const char *const *argv);

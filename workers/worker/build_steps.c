@@ -116,6 +116,20 @@ static int build__lookup_user(const char *rootfs, const char *user, unsigned *ui
 	return ret;
 }
 
+/* build__lookup_user, with root known without /etc/passwd (images built
+ * FROM scratch often have none). */
+static int build__lookup_user_or_root(const char *rootfs, const char *user, unsigned *uid,
+				      unsigned *gid, char *home, size_t home_len)
+{
+	if (!build__lookup_user(rootfs, user, uid, gid, home, home_len))
+		return 0;
+	if (strcmp(user, "root") && strcmp(user, "0"))
+		return -1;
+	*uid = *gid = 0;
+	snprintf(home, home_len, "/root");
+	return 0;
+}
+
 /* The envp of a step's jail: PATH, HOME, the template's ENV, then extra
  * (NULL-terminated). Strings are malloc'ed into out (free_env). */
 static int build__env(struct build_run *run, const char *home, const char *const *extra, char **out,
@@ -280,7 +294,7 @@ static int build__run(struct build_run *run, const char *netns, const struct tem
 	char home[512], e_uid[48], e_gid[48], e_wd[1100], e_user[64], *e_cmd = NULL;
 	int ret;
 
-	if (build__lookup_user(run->rootfs, user, &uid, &gid, home, sizeof(home))) {
+	if (build__lookup_user_or_root(run->rootfs, user, &uid, &gid, home, sizeof(home))) {
 		snprintf(run->reason, sizeof(run->reason), "step %s: no user '%s' in the template",
 			 run->step, user);
 		return -1;
@@ -370,7 +384,7 @@ static int build__copy(struct build_run *run, const char *netns, const struct te
 	bool gzip = false;
 	int ret;
 
-	if (build__lookup_user(run->rootfs, user, &uid, &gid, home, sizeof(home))) {
+	if (build__lookup_user_or_root(run->rootfs, user, &uid, &gid, home, sizeof(home))) {
 		snprintf(run->reason, sizeof(run->reason), "step %s: no user '%s' in the template",
 			 run->step, user);
 		return -1;
@@ -439,7 +453,12 @@ static int build__write_metadata(struct build_run *run, const struct template_in
 				 uint64_t size, uint64_t image_size)
 {
 	char path[PATH_MAX * 3], built_at[32], hash[TOKENS_SHA256_HEX_LEN + 1];
-	char *spec_text = json_dumps(run->row->spec, JSON_COMPACT | JSON_SORT_KEYS);
+	json_t *spec = json_deep_copy(run->row->spec);
+	char *spec_text;
+
+	json_object_del(spec, "fromImageRegistry"); /* no credentials in the hash */
+	spec_text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(spec);
 	char *seed = NULL;
 	json_t *meta;
 	int ret = -1;
@@ -568,6 +587,52 @@ static void build__defaults(struct build_run *run, const struct template_info *b
 	}
 }
 
+/* An OCI image's own Env (PATH aside: steps and sandboxes get ours),
+ * WorkingDir and User (when the tree knows that user) become the build's
+ * defaults, as the image's ENV/WORKDIR/USER would. Values that are not
+ * usable are skipped with a warning in the log. */
+static void build__image_config(struct build_run *run, const struct template_info *base)
+{
+	char path[PATH_MAX + 32], user[64], home[512];
+	json_t *config, *value;
+	const char *text;
+	unsigned uid, gid;
+	size_t i;
+
+	snprintf(path, sizeof(path), "%.4000s/image-config.json", base->dir);
+	config = json_load_file(path, 0, NULL);
+	json_array_foreach(json_object_get(config, "Env"), i, value)
+	{
+		const char *pair = json_string_value(value), *eq = pair ? strchr(pair, '=') : NULL;
+		char name[129];
+
+		if (!eq || eq - pair > 128)
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - pair), pair);
+		if (!template_step__env_name_valid(name) || !strcmp(name, "PATH") ||
+		    strchr(eq + 1, '\n') || json_object_size(run->envs) >= BUILD_ENV_MAX) {
+			build__log(run, "warn", "image ENV %.128s: not used", name);
+			continue;
+		}
+		json_object_set_new(run->envs, name, json_string(eq + 1));
+	}
+	text = json_string_value(json_object_get(config, "WorkingDir"));
+	if (text && text[0] == '/' && strlen(text) < sizeof(run->workdir) && !strchr(text, '\n'))
+		snprintf(run->workdir, sizeof(run->workdir), "%s", text);
+	text = json_string_value(json_object_get(config, "User"));
+	if (text && text[0]) {
+		snprintf(user, sizeof(user), "%.*s", (int)strcspn(text, ":"), text);
+		if (template_step__user_valid(user) &&
+		    !build__lookup_user_or_root(base->rootfs, user, &uid, &gid, home, sizeof(home)))
+			snprintf(run->user, sizeof(run->user), "%s", user);
+		else
+			build__log(run, "warn", "image USER %.64s: not in the image, not used", text);
+	}
+	build__log(run, "info", "image config: USER %s, WORKDIR %s, %zu ENV", run->user,
+		   run->workdir, json_object_size(run->envs));
+	json_decref(config);
+}
+
 /* The start of the new tree: a hard-link copy (same filesystem; else a
  * copy) of source (the base's rootfs or a cached layer's). */
 static int build__prepare(struct build_run *run, const char *source)
@@ -650,6 +715,15 @@ static void build__layer_keys(struct build_run *run, const struct template_info 
 	run->envs = envs;
 }
 
+/* The folder of path (into out). */
+static const char *dirname_of(const char *path, char *out, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+
+	snprintf(out, len, "%.*s", slash ? (int)(slash - path) : 0, path);
+	return out;
+}
+
 /* The index of the last RUN/COPY step of the cached prefix, or -1. */
 static long build__cached_prefix(const struct build_run *run,
 				 char (*keys)[TOKENS_SHA256_HEX_LEN + 1])
@@ -710,15 +784,23 @@ int build__execute(struct build_run *run)
 	uint64_t started = clock__monotonic_ms();
 
 	snprintf(run->step, sizeof(run->step), "base");
-	if (templates__read(templates__dir(), plan->base, &base, err, sizeof(err))) {
+	if (plan->oci) {
+		build__log(run, "info", "FROM %s (OCI image)", plan->from_image);
+		if (build__oci_base(run, &base))
+			return -1;
+	} else if (templates__read(templates__dir(), plan->base, &base, err, sizeof(err))) {
 		snprintf(run->reason, sizeof(run->reason),
 			 "base template '%s' is not installed: %s", plan->base, err);
 		return -1;
+	} else {
+		build__log(run, "info", "FROM %s%s%s (template %s)",
+			   plan->from_image ? plan->from_image : plan->base,
+			   plan->from_image ? " -> " : "", plan->from_image ? plan->base : "",
+			   base.dir);
 	}
-	build__log(run, "info", "FROM %s%s%s (template %s)",
-		   plan->from_image ? plan->from_image : plan->base, plan->from_image ? " -> " : "",
-		   plan->from_image ? plan->base : "", base.dir);
 	build__defaults(run, &base);
+	if (plan->oci)
+		build__image_config(run, &base);
 	keys = calloc(plan->step_count + 1, sizeof(*keys));
 	if (!keys) {
 		snprintf(run->reason, sizeof(run->reason), "out of memory");
@@ -727,8 +809,10 @@ int build__execute(struct build_run *run)
 	build__layer_keys(run, &base, keys);
 	cached = build__cached_prefix(run, keys);
 	snprintf(source, sizeof(source), "%s", base.rootfs);
-	if (cached >= 0)
+	if (cached >= 0) {
 		layer__path(keys[cached], source, sizeof(source));
+		utimensat(AT_FDCWD, dirname_of(source, what, sizeof(what)), NULL, 0);
+	} /* used: `warren template prune` keeps it */
 	snprintf(run->work, sizeof(run->work), "%s/.build-%s", templates__cache_dir(),
 		 run->row->id);
 	snprintf(run->rootfs, sizeof(run->rootfs), "%s/rootfs", run->work);

@@ -32,8 +32,11 @@ struct template_step {
 };
 
 struct template_plan {
-	char base[64];		/* the installed template the build starts from */
+	char base[64];		/* the installed template the build starts from ("" for oci) */
 	const char *from_image; /* as posted, NULL for fromTemplate */
+	bool oci;		/* from_image is pulled from its registry (not a mapped one) */
+	const char *registry_username; /* fromImageRegistry credentials, or NULL */
+	const char *registry_password;
 	const char *start_cmd;	/* NULL when none */
 	const char *ready_cmd;	/* NULL when none */
 	bool force;
@@ -47,6 +50,10 @@ int template_plan__parse(const json_t *spec, struct template_plan *plan, char *e
 /* The installed template an image reference maps to ("base"), or NULL
  * when this deployment cannot build from it. */
 const char *template_plan__image_base(const char *image);
+/* True for a syntactically acceptable image reference: 1..255 of
+ * [A-Za-z0-9._/:@-], starting with a letter or digit, no "//", not ending
+ * in '/' or ':'. The registry decides the rest. */
+bool template_plan__image_ref_valid(const char *image);
 /* The step's wire name ("RUN", "COPY", ...). */
 const char *template_step__name(enum template_step_kind kind);
 /* True for a user name we accept in USER/RUN/COPY: 1..32 of
