@@ -244,289 +244,413 @@ static int worker__create_volumes(struct worker *worker, const struct kafka_even
 	return 0;
 }
 
-static int worker__create(struct worker *worker, const struct kafka_event *command)
-{
-	struct storage_sandbox row = { 0 };
+/* ---- create, in steps (workers/README.md, "Create") ----
+ * Each step reads and fills the create's context and answers how to go
+ * on; worker__create runs them in order and ends the create in one place. */
+
+enum create_outcome {
+	CREATE_NEXT = 0,    /* go on with the next step */
+	CREATE_DONE,        /* the outcome is published already (ctx->rc) */
+	CREATE_FAIL,        /* move the row to failed, publish ctx->reason */
+	CREATE_FAIL_NO_ROW, /* publish ctx->reason; there is no row of ours to move */
+	CREATE_RETRY,       /* PostgreSQL or Kafka away: not committed, -EAGAIN */
+};
+
+enum create_timing { TIME_CHECK, TIME_LOOKUP, TIME_SLOT, TIME_RUNTIME, TIME_HEALTH, TIME_INIT,
+		     TIME_PERSIST, TIME_COUNT };
+
+struct create_ctx {
+	struct worker *worker;
+	const struct kafka_event *command;
+	const json_t *spec;
+	bool secure;
+	struct storage_sandbox row;
 	struct storage_team team;
 	struct storage_template template_row;
-	struct storage_error err;
-	struct live_sandbox *sandbox = NULL;
-	struct net_policy *policy = NULL;
-	json_t *policy_spec = NULL;
-	char reason[1024] = "";
-	char access_token[TOKENS_SHA256_HEX_LEN + 1], token_hash[80];
+	struct worker_volumes volumes;
+	struct live_sandbox *sandbox; /* ours until it is in the live list */
+	struct net_policy *policy;
+	json_t *policy_spec;
+	bool claimed; /* a warm sandbox (warm_pool.h) */
+	char access_token[TOKENS_SHA256_HEX_LEN + 1];
+	char token_hash[80];
+	char slot_address[INET_ADDRSTRLEN];
 	const char *agent_address;
-	const json_t *spec = command->spec;
-	bool secure = json_util__bool(spec, "secure", true);
-	uint64_t started_ms = clock__monotonic_ms();
-	/* Step timings for the debug line (bench/pipeline reads it). */
-	uint64_t mark_ns = clock__monotonic_ns(), lookup_ns = 0, slot_ns = 0, runtime_ns = 0,
-		 health_ns = 0, init_ns = 0, persist_ns = 0;
-	int failure_code = 500;
+	char reason[1024];
+	int failure_code;
 	int rc;
+	uint64_t started_ms;
+	uint64_t step_ns[TIME_COUNT]; /* for the timing debug line (bench/pipeline reads it) */
+};
 
-	rc = worker__ensure_row(worker, command, &row, reason, sizeof(reason));
+/* The row: admitted here when the command came straight to Kafka; a
+ * redelivery of a finished create repeats its event; a create that is no
+ * longer starting, of another team or for another runtime ends here. */
+static enum create_outcome create__check_row(struct create_ctx *ctx)
+{
+	struct worker *worker = ctx->worker;
+	const struct kafka_event *command = ctx->command;
+	struct storage_error err;
+	int rc = worker__ensure_row(worker, command, &ctx->row, ctx->reason, sizeof(ctx->reason));
+
 	if (rc == -EAGAIN)
-		return rc;
+		return CREATE_RETRY;
 	if (rc) {
-		if (!reason[0])
-			snprintf(reason, sizeof(reason), "sandbox lookup failed");
-		failure_code = rc == -EDQUOT ? 429 : 400;
-		goto fail_no_row;
+		if (!ctx->reason[0])
+			snprintf(ctx->reason, sizeof(ctx->reason), "sandbox lookup failed");
+		ctx->failure_code = rc == -EDQUOT ? 429 : 400;
+		return CREATE_FAIL_NO_ROW;
 	}
-	if (row.state == STORAGE_SANDBOX_RUNNING) {
+	if (ctx->row.state == STORAGE_SANDBOX_RUNNING) {
 		/* A redelivery of a create that was finished (here or, after a
 		 * rebalance, on another host): repeat its event. */
-		if (storage__template_get(worker->storage, row.template_id, &template_row, &err))
-			template_row.agent_version[0] = '\0';
-		rc = worker__finish(worker, command, KAFKA_EVENT_CREATED,
-				    worker__created_result(worker, &row, template_row.agent_version));
-		goto out;
+		if (storage__template_get(worker->storage, ctx->row.template_id, &ctx->template_row,
+					  &err))
+			ctx->template_row.agent_version[0] = '\0';
+		ctx->rc = worker__finish(worker, command, KAFKA_EVENT_CREATED,
+					 worker__created_result(worker, &ctx->row,
+								ctx->template_row.agent_version));
+		return CREATE_DONE;
 	}
-	if (row.state != STORAGE_SANDBOX_STARTING) {
+	if (ctx->row.state != STORAGE_SANDBOX_STARTING) {
 		/* Killed (or failed) before we got to it: nothing to start. */
-		snprintf(reason, sizeof(reason), "sandbox is %s, not starting",
-			 storage__sandbox_state_name(row.state));
-		rc = worker__finish(worker, command, KAFKA_EVENT_FAILED,
-				    worker__failure(command, 409, reason));
-		goto out;
+		snprintf(ctx->reason, sizeof(ctx->reason), "sandbox is %s, not starting",
+			 storage__sandbox_state_name(ctx->row.state));
+		ctx->rc = worker__finish(worker, command, KAFKA_EVENT_FAILED,
+					 worker__failure(command, 409, ctx->reason));
+		return CREATE_DONE;
 	}
-	if (strcasecmp(row.team_id, command->team_id)) {
-		snprintf(reason, sizeof(reason), "sandbox belongs to another team");
-		goto fail_no_row;
+	if (strcasecmp(ctx->row.team_id, command->team_id)) {
+		snprintf(ctx->reason, sizeof(ctx->reason), "sandbox belongs to another team");
+		return CREATE_FAIL_NO_ROW;
 	}
 	/* A create that asked for a runtime reaches only that runtime's
 	 * topic; one on the wrong host (a producer writing to Kafka directly)
 	 * fails with the reason instead of running elsewhere. */
-	const char *wanted_runtime = json_util__string(spec, "runtime", "");
+	const char *wanted_runtime = json_util__string(ctx->spec, "runtime", "");
 	if (*wanted_runtime && strcmp(wanted_runtime, runtime__name(worker->runtime))) {
-		snprintf(reason, sizeof(reason), "the create asks for the %.16s runtime; host %s runs %s",
-			 wanted_runtime, worker->host_id, runtime__name(worker->runtime));
-		failure_code = 503;
-		goto fail;
+		snprintf(ctx->reason, sizeof(ctx->reason),
+			 "the create asks for the %.16s runtime; host %s runs %s", wanted_runtime,
+			 worker->host_id, runtime__name(worker->runtime));
+		ctx->failure_code = 503;
+		return CREATE_FAIL;
 	}
+	return CREATE_NEXT;
+}
 
-	rc = storage__team_get(worker->storage, command->team_id, &team, &err);
-	if (rc == STORAGE_ERR_UNAVAILABLE)
-		goto retry;
-	if (rc) {
-		snprintf(reason, sizeof(reason), "unknown team");
-		goto fail;
-	}
-	rc = storage__template_get(worker->storage, row.template_id, &template_row, &err);
-	if (rc == STORAGE_ERR_UNAVAILABLE)
-		goto retry;
-	if (rc) {
-		snprintf(reason, sizeof(reason), "unknown template \"%s\"", row.template_id);
-		failure_code = 400;
-		goto fail;
-	}
+/* The team (its limits), the template and the volumes the API claimed. */
+static enum create_outcome create__lookup(struct create_ctx *ctx)
+{
+	struct storage_error err;
+	int rc = storage__team_get(ctx->worker->storage, ctx->command->team_id, &ctx->team, &err);
 
-	struct worker_volumes volumes = { 0 };
-	rc = worker__create_volumes(worker, command, &volumes, &failure_code, reason, sizeof(reason));
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		return CREATE_RETRY;
+	if (rc) {
+		snprintf(ctx->reason, sizeof(ctx->reason), "unknown team");
+		return CREATE_FAIL;
+	}
+	rc = storage__template_get(ctx->worker->storage, ctx->row.template_id, &ctx->template_row,
+				   &err);
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		return CREATE_RETRY;
+	if (rc) {
+		snprintf(ctx->reason, sizeof(ctx->reason), "unknown template \"%s\"",
+			 ctx->row.template_id);
+		ctx->failure_code = 400;
+		return CREATE_FAIL;
+	}
+	rc = worker__create_volumes(ctx->worker, ctx->command, &ctx->volumes, &ctx->failure_code,
+				    ctx->reason, sizeof(ctx->reason));
 	if (rc == -EAGAIN)
-		goto retry;
-	if (rc)
-		goto fail;
+		return CREATE_RETRY;
+	return rc ? CREATE_FAIL : CREATE_NEXT;
+}
 
-	lookup_ns = clock__monotonic_ns() - mark_ns;
-	mark_ns = clock__monotonic_ns();
-	sandbox = calloc(1, sizeof(*sandbox));
+/* The slot and its egress policy: a warm sandbox's slot gets the create's
+ * policy (warm_pool.h), else a fresh slot. */
+static enum create_outcome create__acquire_slot(struct create_ctx *ctx)
+{
+	struct worker *worker = ctx->worker;
+	struct live_sandbox *sandbox = calloc(1, sizeof(*sandbox));
+	struct warm_sandbox warm;
+
 	if (!sandbox) {
-		snprintf(reason, sizeof(reason), "out of memory");
-		goto fail;
+		snprintf(ctx->reason, sizeof(ctx->reason), "out of memory");
+		return CREATE_FAIL;
 	}
-	snprintf(sandbox->id, sizeof(sandbox->id), "%s", command->sandbox_id);
-	snprintf(sandbox->team_id, sizeof(sandbox->team_id), "%s", command->team_id);
+	ctx->sandbox = sandbox;
+	snprintf(sandbox->id, sizeof(sandbox->id), "%s", ctx->command->sandbox_id);
+	snprintf(sandbox->team_id, sizeof(sandbox->team_id), "%s", ctx->command->team_id);
 	sandbox->slot = -1;
-
-	/* 1. the slot and its egress policy: a warm sandbox's slot gets the
-	 * create's policy (warm_pool.h), else a fresh slot */
 	if (worker->net) {
-		policy_spec = worker__policy_spec(spec);
-		policy = net_policy__parse(policy_spec, (uint32_t)team.limits.egress_connections,
-					   reason, sizeof(reason));
-		if (!policy) {
-			failure_code = 400;
-			goto fail;
+		ctx->policy_spec = worker__policy_spec(ctx->spec);
+		ctx->policy = net_policy__parse(ctx->policy_spec,
+						(uint32_t)ctx->team.limits.egress_connections,
+						ctx->reason, sizeof(ctx->reason));
+		if (!ctx->policy) {
+			ctx->failure_code = 400;
+			return CREATE_FAIL;
 		}
 	}
-	struct warm_sandbox warm;
 	/* a warm sandbox started without volumes: one that mounts some starts fresh */
-	bool claimed = !volumes.count &&
-		       warm_pool__claim(worker->warm_pool, row.template_id,
-					policy ? net_policy__connection_limit(policy) : 0, &warm);
-	if (claimed) {
+	ctx->claimed = !ctx->volumes.count &&
+		       warm_pool__claim(worker->warm_pool, ctx->row.template_id,
+					ctx->policy ? net_policy__connection_limit(ctx->policy) : 0,
+					&warm);
+	if (ctx->claimed) {
 		sandbox->slot = warm.slot;
 		sandbox->slot_info = warm.slot_info;
 		sandbox->instance = warm.instance;
 		/* the warm slot has the default policy: only another one is applied */
-		if (worker->net && !net_policy__is_default(policy) &&
-		    net_pool__set_policy(worker->net, sandbox->slot, policy)) {
-			snprintf(reason, sizeof(reason), "applying the egress policy failed");
-			goto fail;
+		if (worker->net && !net_policy__is_default(ctx->policy) &&
+		    net_pool__set_policy(worker->net, sandbox->slot, ctx->policy)) {
+			snprintf(ctx->reason, sizeof(ctx->reason), "applying the egress policy failed");
+			return CREATE_FAIL;
 		}
-		runtime__set_hostname(sandbox->instance, command->sandbox_id);
-		log_debug("sandbox %s: claimed warm sandbox %s", command->sandbox_id, warm.warm_id);
+		runtime__set_hostname(sandbox->instance, ctx->command->sandbox_id);
+		log_debug("sandbox %s: claimed warm sandbox %s", ctx->command->sandbox_id,
+			  warm.warm_id);
 	} else if (worker->net) {
 		sandbox->slot = net_pool__acquire(worker->net,
 						  worker->runtime == RUNTIME_VM ? NET_RUNTIME_VM
 										: NET_RUNTIME_JAIL,
-						  policy, &sandbox->slot_info);
+						  ctx->policy, &sandbox->slot_info);
 		if (sandbox->slot < 0) {
-			snprintf(reason, sizeof(reason), "no network slot available");
-			failure_code = 507;
-			goto fail;
+			snprintf(ctx->reason, sizeof(ctx->reason), "no network slot available");
+			ctx->failure_code = 507;
+			return CREATE_FAIL;
 		}
 	}
-
-	slot_ns = clock__monotonic_ns() - mark_ns;
-	mark_ns = clock__monotonic_ns();
-	/* 2. the runtime, told only a hash of the access token */
-	tokens__access_token(worker->token_seed, command->sandbox_id, access_token);
-	if (secure) {
-		char hex[TOKENS_SHA256_HEX_LEN + 1];
-		tokens__sha256_hex(access_token, strlen(access_token), hex);
-		snprintf(token_hash, sizeof(token_hash), "sha256:%s", hex);
-	}
-	struct runtime_start start = {
-		.sandbox_id = command->sandbox_id,
-		.template_id = row.template_id,
-		.netns_path = worker->net ? sandbox->slot_info.netns_path : NULL,
-		.token_hash = secure ? token_hash : NULL,
-		.volumes = volumes.mounts,
-		.volume_count = volumes.count,
-	};
-	worker__resources(row.template_id, &start.vcpus, &start.memory_mib);
-	if (!claimed)
-		sandbox->instance = runtime__start(worker->runtime, &start, reason, sizeof(reason));
-	if (!sandbox->instance)
-		goto fail;
-	runtime_ns = clock__monotonic_ns() - mark_ns;
-	mark_ns = clock__monotonic_ns();
-
-	/* 3. the agent: healthy, then /init with the derived token */
-	agent_address = worker->agent_address_override;
-	char slot_address[INET_ADDRSTRLEN] = "127.0.0.1";
 	if (worker->net)
-		inet_ntop(AF_INET, &sandbox->slot_info.slot_address, slot_address,
-			  sizeof(slot_address));
-	if (!agent_address)
-		agent_address = slot_address;
-	if (!claimed && agent_client__wait_healthy(agent_address, WORKER_AGENT_PORT,
-						   clock__monotonic_ms() +
-							   (uint64_t)worker->agent_timeout_ms)) {
-		snprintf(reason, sizeof(reason), "the agent did not answer within %d ms",
-			 worker->agent_timeout_ms);
-		goto fail;
+		inet_ntop(AF_INET, &sandbox->slot_info.slot_address, ctx->slot_address,
+			  sizeof(ctx->slot_address));
+	ctx->agent_address = worker->agent_address_override ? worker->agent_address_override
+							    : ctx->slot_address;
+	return CREATE_NEXT;
+}
+
+/* The runtime (a warm sandbox has one already), told only a hash of the
+ * access token. */
+static enum create_outcome create__start_runtime(struct create_ctx *ctx)
+{
+	struct worker *worker = ctx->worker;
+
+	tokens__access_token(worker->token_seed, ctx->command->sandbox_id, ctx->access_token);
+	if (ctx->secure) {
+		char hex[TOKENS_SHA256_HEX_LEN + 1];
+
+		tokens__sha256_hex(ctx->access_token, strlen(ctx->access_token), hex);
+		snprintf(ctx->token_hash, sizeof(ctx->token_hash), "sha256:%s", hex);
 	}
-	health_ns = clock__monotonic_ns() - mark_ns;
-	mark_ns = clock__monotonic_ns();
-	/* A built template's ENV and USER (template.json), the create's
-	 * env vars over them; a warm sandbox also learns its name here
-	 * (started under another id); then the template's start/ready
-	 * commands (build.h). */
-	json_t *init_envs;
+	if (ctx->claimed)
+		return CREATE_NEXT;
+	struct runtime_start start = {
+		.sandbox_id = ctx->command->sandbox_id,
+		.template_id = ctx->row.template_id,
+		.netns_path = worker->net ? ctx->sandbox->slot_info.netns_path : NULL,
+		.token_hash = ctx->secure ? ctx->token_hash : NULL,
+		.volumes = ctx->volumes.mounts,
+		.volume_count = ctx->volumes.count,
+	};
+	worker__resources(ctx->row.template_id, &start.vcpus, &start.memory_mib);
+	ctx->sandbox->instance =
+		runtime__start(worker->runtime, &start, ctx->reason, sizeof(ctx->reason));
+	return ctx->sandbox->instance ? CREATE_NEXT : CREATE_FAIL;
+}
+
+/* The agent answers /health (a warm sandbox's answered already). */
+static enum create_outcome create__wait_agent(struct create_ctx *ctx)
+{
+	int timeout_ms = ctx->worker->agent_timeout_ms;
+
+	if (ctx->claimed || !agent_client__wait_healthy(ctx->agent_address, WORKER_AGENT_PORT,
+							 clock__monotonic_ms() + (uint64_t)timeout_ms))
+		return CREATE_NEXT;
+	snprintf(ctx->reason, sizeof(ctx->reason), "the agent did not answer within %d ms",
+		 timeout_ms);
+	return CREATE_FAIL;
+}
+
+/* /init with the derived token: a built template's ENV and USER
+ * (template.json), the create's env vars over them; a warm sandbox also
+ * learns its name here (started under another id); then the template's
+ * start/ready commands (build.h). */
+static enum create_outcome create__init_agent(struct create_ctx *ctx)
+{
+	const char *token = ctx->secure ? ctx->access_token : NULL;
 	char template_user[64], template_workdir[1025];
-	build__template_defaults(row.template_id, &init_envs, template_user, sizeof(template_user),
-				 template_workdir, sizeof(template_workdir));
-	json_object_update(init_envs, json_object_get(spec, "env_vars"));
-	if (claimed)
-		json_object_set_new(init_envs, "E2B_SANDBOX_ID", json_string(command->sandbox_id));
-	rc = agent_client__init(agent_address, WORKER_AGENT_PORT, secure ? access_token : NULL,
-				init_envs, template_user[0] ? template_user : NULL,
-				claimed ? command->sandbox_id : NULL, reason, sizeof(reason));
+	json_t *init_envs;
+	int rc;
+
+	build__template_defaults(ctx->row.template_id, &init_envs, template_user,
+				 sizeof(template_user), template_workdir, sizeof(template_workdir));
+	json_object_update(init_envs, json_object_get(ctx->spec, "env_vars"));
+	if (ctx->claimed)
+		json_object_set_new(init_envs, "E2B_SANDBOX_ID",
+				    json_string(ctx->command->sandbox_id));
+	rc = agent_client__init(ctx->agent_address, WORKER_AGENT_PORT, token, init_envs,
+				template_user[0] ? template_user : NULL,
+				ctx->claimed ? ctx->command->sandbox_id : NULL, ctx->reason,
+				sizeof(ctx->reason));
 	json_decref(init_envs);
 	if (rc)
-		goto fail;
-	if (build__sandbox_start_cmd(row.template_id, agent_address, WORKER_AGENT_PORT,
-				     secure ? access_token : NULL,
-				     started_ms + (uint64_t)config__get_int("start_cmd_timeout_ms", 50000),
-				     reason, sizeof(reason)))
-		goto fail;
-	init_ns = clock__monotonic_ns() - mark_ns;
-	mark_ns = clock__monotonic_ns();
+		return CREATE_FAIL;
+	if (build__sandbox_start_cmd(ctx->row.template_id, ctx->agent_address, WORKER_AGENT_PORT,
+				     token,
+				     ctx->started_ms +
+					     (uint64_t)config__get_int("start_cmd_timeout_ms", 50000),
+				     ctx->reason, sizeof(ctx->reason)))
+		return CREATE_FAIL;
+	return CREATE_NEXT;
+}
 
-	/* 4. durable: running, on this host, at this slot */
+/* Durable: running, on this host, at this slot; then the sandbox joins the
+ * live list (no longer ours to tear down). */
+static enum create_outcome create__persist(struct create_ctx *ctx)
+{
+	struct worker *worker = ctx->worker;
+	struct storage_error err;
 	struct storage_sandbox_transition running = {
-		.sandbox_id = command->sandbox_id,
+		.sandbox_id = ctx->command->sandbox_id,
 		.from = STORAGE_SANDBOX_STARTING,
 		.to = STORAGE_SANDBOX_RUNNING,
 		.host_id = worker->host_id,
-		.slot_index = sandbox->slot,
-		.slot_address = slot_address,
+		.slot_index = ctx->sandbox->slot,
+		.slot_address = ctx->slot_address,
 	};
-	storage__sandbox_clear(&row);
-	rc = storage__sandbox_transition(worker->storage, &running, &row, &err);
-	if (rc == STORAGE_ERR_UNAVAILABLE) {
-		worker__teardown(worker, sandbox);
-		sandbox = NULL;
-		goto retry;
-	}
+	int rc;
+
+	storage__sandbox_clear(&ctx->row);
+	rc = storage__sandbox_transition(worker->storage, &running, &ctx->row, &err);
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		return CREATE_RETRY;
 	if (rc) {
-		snprintf(reason, sizeof(reason), "the sandbox changed state while starting: %s",
-			 err.message);
-		worker__teardown(worker, sandbox);
-		sandbox = NULL;
-		rc = worker__finish(worker, command, KAFKA_EVENT_FAILED,
-				    worker__failure(command, 409, reason));
-		goto out;
+		snprintf(ctx->reason, sizeof(ctx->reason),
+			 "the sandbox changed state while starting: %s", err.message);
+		worker__teardown(worker, ctx->sandbox);
+		ctx->sandbox = NULL;
+		ctx->rc = worker__finish(worker, ctx->command, KAFKA_EVENT_FAILED,
+					 worker__failure(ctx->command, 409, ctx->reason));
+		return CREATE_DONE;
 	}
 	pthread_mutex_lock(&worker->lock);
-	sandbox->next = worker->sandboxes;
-	worker->sandboxes = sandbox;
+	ctx->sandbox->next = worker->sandboxes;
+	worker->sandboxes = ctx->sandbox;
 	worker->live_count++;
 	pthread_mutex_unlock(&worker->lock);
 	log_info("sandbox %s: running (team %s, template %s, slot %d at %s%s) in %llu ms",
-		 command->sandbox_id, command->team_id, row.template_id, sandbox->slot,
-		 slot_address, claimed ? ", warm" : "",
-		 (unsigned long long)(clock__monotonic_ms() - started_ms));
-	sandbox = NULL;
-	persist_ns = clock__monotonic_ns() - mark_ns;
-	mark_ns = clock__monotonic_ns();
-	rc = worker__finish(worker, command, KAFKA_EVENT_CREATED,
-			    worker__created_result(worker, &row, template_row.agent_version));
-	/* queue: from the command's sent_at (the API's clock) to our start */
+		 ctx->command->sandbox_id, ctx->command->team_id, ctx->row.template_id,
+		 ctx->sandbox->slot, ctx->slot_address, ctx->claimed ? ", warm" : "",
+		 (unsigned long long)(clock__monotonic_ms() - ctx->started_ms));
+	ctx->sandbox = NULL;
+	return CREATE_NEXT;
+}
+
+/* The created event, and the step timings as a debug line (queue: from
+ * the command's sent_at, the API's clock, to our start). */
+static int create__publish(struct create_ctx *ctx)
+{
+	uint64_t mark_ns = clock__monotonic_ns();
+	int rc = worker__finish(ctx->worker, ctx->command, KAFKA_EVENT_CREATED,
+				worker__created_result(ctx->worker, &ctx->row,
+						       ctx->template_row.agent_version));
+	const uint64_t *t = ctx->step_ns;
+
 	log_debug("sandbox %s: timing queue=%lld lookup=%.2f slot=%.2f runtime=%.2f "
 		  "health=%.2f init=%.2f persist=%.2f publish=%.2f (ms)%s",
-		  command->sandbox_id,
-		  (long long)(clock__realtime_ms() - (int64_t)(clock__monotonic_ms() - started_ms) -
-			      command->sent_at_ms),
-		  (double)lookup_ns / 1e6, (double)slot_ns / 1e6, (double)runtime_ns / 1e6,
-		  (double)health_ns / 1e6, (double)init_ns / 1e6, (double)persist_ns / 1e6,
-		  (double)(clock__monotonic_ns() - mark_ns) / 1e6, claimed ? " warm" : "");
-	goto out;
+		  ctx->command->sandbox_id,
+		  (long long)(clock__realtime_ms() -
+			      (int64_t)(clock__monotonic_ms() - ctx->started_ms) -
+			      ctx->command->sent_at_ms),
+		  (double)(t[TIME_CHECK] + t[TIME_LOOKUP]) / 1e6, (double)t[TIME_SLOT] / 1e6,
+		  (double)t[TIME_RUNTIME] / 1e6, (double)t[TIME_HEALTH] / 1e6,
+		  (double)t[TIME_INIT] / 1e6, (double)t[TIME_PERSIST] / 1e6,
+		  (double)(clock__monotonic_ns() - mark_ns) / 1e6, ctx->claimed ? " warm" : "");
+	return rc;
+}
 
-fail:
-	worker__teardown(worker, sandbox);
-	sandbox = NULL;
-	{
+/* A create that failed: whatever it started is torn down, the row (when
+ * move_row) becomes failed with the reason, and the failure is published.
+ * -EAGAIN when PostgreSQL went away before the row was moved. */
+static int create__fail(struct create_ctx *ctx, bool move_row)
+{
+	struct storage_error err;
+
+	worker__teardown(ctx->worker, ctx->sandbox);
+	ctx->sandbox = NULL;
+	if (move_row) {
 		struct storage_sandbox_transition failed = {
-			.sandbox_id = command->sandbox_id,
+			.sandbox_id = ctx->command->sandbox_id,
 			.from = STORAGE_SANDBOX_STARTING,
 			.to = STORAGE_SANDBOX_FAILED,
-			.host_id = worker->host_id,
+			.host_id = ctx->worker->host_id,
 			.slot_index = -1,
-			.failure_reason = reason,
+			.failure_reason = ctx->reason,
 		};
-		rc = storage__sandbox_transition(worker->storage, &failed, NULL, &err);
-		if (rc == STORAGE_ERR_UNAVAILABLE)
-			goto retry;
+		if (storage__sandbox_transition(ctx->worker->storage, &failed, NULL, &err) ==
+		    STORAGE_ERR_UNAVAILABLE)
+			return -EAGAIN;
 	}
-fail_no_row:
-	log_warn("sandbox %s: create failed: %s", command->sandbox_id, reason);
-	rc = worker__finish(worker, command, KAFKA_EVENT_FAILED,
-			    worker__failure(command, failure_code, reason));
-	goto out;
-retry:
-	worker__teardown(worker, sandbox);
-	sandbox = NULL;
-	rc = -EAGAIN;
-out:
-	storage__sandbox_clear(&row);
-	net_policy__free(policy);
-	json_decref(policy_spec);
-	return rc;
+	log_warn("sandbox %s: create failed: %s", ctx->command->sandbox_id, ctx->reason);
+	return worker__finish(ctx->worker, ctx->command, KAFKA_EVENT_FAILED,
+			      worker__failure(ctx->command, ctx->failure_code, ctx->reason));
+}
+
+/* Runs the steps of a create in order and ends it in one of the ways
+ * enum create_outcome names. Returns as worker__handle_command does. */
+static int worker__create(struct worker *worker, const struct kafka_event *command)
+{
+	static enum create_outcome (*const steps[TIME_COUNT])(struct create_ctx *) = {
+		[TIME_CHECK] = create__check_row,     [TIME_LOOKUP] = create__lookup,
+		[TIME_SLOT] = create__acquire_slot,   [TIME_RUNTIME] = create__start_runtime,
+		[TIME_HEALTH] = create__wait_agent,   [TIME_INIT] = create__init_agent,
+		[TIME_PERSIST] = create__persist,
+	};
+	struct create_ctx ctx = {
+		.worker = worker,
+		.command = command,
+		.spec = command->spec,
+		.secure = json_util__bool(command->spec, "secure", true),
+		.slot_address = "127.0.0.1",
+		.agent_address = worker->agent_address_override,
+		.failure_code = 500,
+		.started_ms = clock__monotonic_ms(),
+	};
+	enum create_outcome outcome = CREATE_NEXT;
+	uint64_t mark_ns = clock__monotonic_ns();
+
+	if (!ctx.agent_address)
+		ctx.agent_address = ctx.slot_address;
+	for (size_t i = 0; i < TIME_COUNT && outcome == CREATE_NEXT; i++) {
+		uint64_t now_ns;
+
+		outcome = steps[i](&ctx);
+		now_ns = clock__monotonic_ns();
+		ctx.step_ns[i] = now_ns - mark_ns;
+		mark_ns = now_ns;
+	}
+	switch (outcome) {
+	case CREATE_NEXT:
+		ctx.rc = create__publish(&ctx);
+		break;
+	case CREATE_DONE:
+		break;
+	case CREATE_FAIL:
+	case CREATE_FAIL_NO_ROW:
+		/* -EAGAIN when PostgreSQL went away before the row was failed */
+		ctx.rc = create__fail(&ctx, outcome == CREATE_FAIL);
+		break;
+	case CREATE_RETRY:
+		worker__teardown(worker, ctx.sandbox);
+		ctx.sandbox = NULL;
+		ctx.rc = -EAGAIN;
+		break;
+	}
+	storage__sandbox_clear(&ctx.row);
+	net_policy__free(ctx.policy);
+	json_decref(ctx.policy_spec);
+	return ctx.rc;
 }
 
 /* ---- kill, timeouts, network updates ---- */
