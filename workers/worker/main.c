@@ -256,26 +256,13 @@ static struct kafka_consumer *worker__consumer(const char *group, const char *co
 	return consumer;
 }
 
-int main(void)
+/* Settings read once at start: host id, token seed, capacity, create
+ * concurrency, the topic names and the runtime. 0, or the exit status. */
+static int worker__load_settings(struct worker *worker)
 {
-	struct worker *worker = &worker_instance;
-	struct storage_error serr;
-	struct consumer_thread creates = { 0 }, operations = { 0 };
-	struct builds *builds = NULL;
-	char reason[512], err[256], hostname[64] = "localhost";
-	struct sigaction sa = { .sa_handler = worker__on_signal };
-	int exit_code = 1;
-
-	log__set_component("worker");
-	/* Sandboxes get their files' modes from us: never inherit a strict
-	 * umask of whoever started the worker. */
-	umask(022);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	pthread_mutex_init(&worker->lock, NULL);
-	pthread_mutex_init(&worker->handoff_lock, NULL);
+	char hostname[64] = "localhost", reason[512], host_topic[KAFKA_TOPIC_NAME_MAX + 1];
+	char runtime_topic[KAFKA_TOPIC_NAME_MAX + 1];
+	const char *prefix = config__get("kafka_topic_prefix", "");
 
 	gethostname(hostname, sizeof(hostname) - 1);
 	snprintf(worker->host_id, sizeof(worker->host_id), "%s", config__get("host_id", hostname));
@@ -300,8 +287,6 @@ int main(void)
 			  "its own network slot");
 		return 2;
 	}
-	const char *prefix = config__get("kafka_topic_prefix", "");
-	char host_topic[KAFKA_TOPIC_NAME_MAX + 1];
 	if (kafka__host_topic(worker->host_id, host_topic, sizeof(host_topic))) {
 		log_error("host_id \"%s\" is not usable in a topic name", worker->host_id);
 		return 2;
@@ -315,20 +300,29 @@ int main(void)
 
 	worker->runtime = runtime__choose(reason, sizeof(reason));
 	log_warn("RUNTIME: %s — %s", runtime__name(worker->runtime), reason);
-	char runtime_topic[KAFKA_TOPIC_NAME_MAX + 1];
 	if (kafka__runtime_topic(runtime__name(worker->runtime), runtime_topic, sizeof(runtime_topic)))
-		goto out;
+		return 1;
 	snprintf(worker->runtime_topic, sizeof(worker->runtime_topic), "%s%s", prefix, runtime_topic);
+	return 0;
+}
+
+/* PostgreSQL, the Kafka producer and topics, the slot pool, the installed
+ * templates, what a previous process left (reconcile) and /metrics.
+ * 0 or -1 (logged). */
+static int worker__open_services(struct worker *worker)
+{
+	struct storage_error serr;
+	char err[256];
 
 	worker->storage = storage__pool_open_config(&serr);
 	if (!worker->storage) {
 		log_error("PostgreSQL: %s", serr.message);
-		goto out;
+		return -1;
 	}
 	worker->producer = kafka_producer__new(NULL, NULL, err, sizeof(err));
 	if (!worker->producer) {
 		log_error("Kafka producer: %s", err);
-		goto out;
+		return -1;
 	}
 	/* The contract topics (created by the deployment; made here too when
 	 * absent, so a fresh stack or a test prefix works) and our host topic. */
@@ -342,7 +336,7 @@ int main(void)
 		if (kafka__create_topic(kafka__brokers(), topics[i].name, topics[i].partitions, 0,
 					15000, err, sizeof(err))) {
 			log_error("topic %s: %s", topics[i].name, err);
-			goto out;
+			return -1;
 		}
 	}
 	struct net_pool_config net_config;
@@ -350,31 +344,84 @@ int main(void)
 	worker->net = net_pool__new(&net_config);
 	if (!worker->net) {
 		log_error("the slot pool could not be created");
-		goto out;
+		return -1;
 	}
 	worker__register_templates(worker);
-	if (worker__reconcile(worker) || worker__metrics_serve(worker))
-		goto out;
+	return worker__reconcile(worker) || worker__metrics_serve(worker) ? -1 : 0;
+}
 
-	creates = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
-					    .name = "creates", .creates = true };
-	operations = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
-					       .name = "operations" };
-	/* Creates for any host, and those for our runtime only (placement:
-	 * docs/events/README.md). One group: a worker of the other runtime
-	 * subscribes to the shared topic alone and gets no share of ours. */
+/* The two consumers: creates for any host and for our runtime (one group:
+ * a worker of the other runtime subscribes to the shared topic alone and
+ * gets no share of ours; placement: docs/events/README.md), and this
+ * host's own topic; then the create pool. 0 or -1. */
+static int worker__open_consumers(struct worker *worker, struct consumer_thread *creates,
+				  struct consumer_thread *operations)
+{
 	const char *create_topics[] = { worker->commands_topic, worker->runtime_topic };
-	creates.consumer = worker__consumer(config__get("worker_group", "warren-workers"),
-					    create_topics, 2, worker__on_creates_revoked, worker);
-	char host_group[96];
-	snprintf(host_group, sizeof(host_group), "warren-worker-%.63s", worker->host_id);
 	const char *host_topics[] = { worker->host_topic };
-	operations.consumer = worker__consumer(host_group, host_topics, 1, NULL, NULL);
-	if (!creates.consumer || !operations.consumer)
-		goto out;
-	worker->create_pool = create_pool__new(creates.consumer, worker->create_threads,
+	char host_group[96];
+
+	*creates = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
+					     .name = "creates", .creates = true };
+	*operations = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
+						.name = "operations" };
+	creates->consumer = worker__consumer(config__get("worker_group", "warren-workers"),
+					     create_topics, 2, worker__on_creates_revoked, worker);
+	snprintf(host_group, sizeof(host_group), "warren-worker-%.63s", worker->host_id);
+	operations->consumer = worker__consumer(host_group, host_topics, 1, NULL, NULL);
+	if (!creates->consumer || !operations->consumer)
+		return -1;
+	worker->create_pool = create_pool__new(creates->consumer, worker->create_threads,
 					       worker__run_create, worker);
-	if (!worker->create_pool)
+	return worker->create_pool ? 0 : -1;
+}
+
+/* Graceful stop: the creates in hand finish (or are left for redelivery),
+ * then builds, the warm pool and every live sandbox. */
+static void worker__shutdown(struct worker *worker, struct consumer_thread *creates,
+			     struct consumer_thread *operations, struct builds *builds)
+{
+	service__notify("STOPPING=1");
+	log_info("shutting down: finishing the commands in hand");
+	pthread_join(creates->thread, NULL);
+	/* the warm pool's refill reads the create pool: it stops first; then
+	 * the creates in hand finish (or are left for redelivery), then no
+	 * create can claim a warm sandbox any more and those go */
+	warm_pool__stop_refill(worker->warm_pool);
+	create_pool__drain(worker->create_pool);
+	worker->create_pool = NULL;
+	pthread_join(operations->thread, NULL);
+	builds__stop(builds);
+	warm_pool__stop(worker->warm_pool);
+	worker->warm_pool = NULL;
+	worker__stop_all(worker, "worker shutdown");
+	worker__housekeeping(worker);
+}
+
+int main(void)
+{
+	struct worker *worker = &worker_instance;
+	struct consumer_thread creates = { 0 }, operations = { 0 };
+	struct builds *builds = NULL;
+	struct sigaction sa = { .sa_handler = worker__on_signal };
+	int exit_code = 1, settings;
+
+	log__set_component("worker");
+	/* Sandboxes get their files' modes from us: never inherit a strict
+	 * umask of whoever started the worker. */
+	umask(022);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	pthread_mutex_init(&worker->lock, NULL);
+	pthread_mutex_init(&worker->handoff_lock, NULL);
+
+	settings = worker__load_settings(worker);
+	if (settings == 2)
+		return 2;
+	if (settings || worker__open_services(worker) ||
+	    worker__open_consumers(worker, &creates, &operations))
 		goto out;
 	worker->warm_pool = warm_pool__start(worker, config__get("warm_pool", ""));
 	worker__housekeeping(worker); /* the host row exists before any create lands */
@@ -394,21 +441,7 @@ int main(void)
 		worker__sample_metrics(worker);
 		nanosleep(&pause, NULL);
 	}
-	service__notify("STOPPING=1");
-	log_info("shutting down: finishing the commands in hand");
-	pthread_join(creates.thread, NULL);
-	/* the warm pool's refill reads the create pool: it stops first; then
-	 * the creates in hand finish (or are left for redelivery), then no
-	 * create can claim a warm sandbox any more and those go */
-	warm_pool__stop_refill(worker->warm_pool);
-	create_pool__drain(worker->create_pool);
-	worker->create_pool = NULL;
-	pthread_join(operations.thread, NULL);
-	builds__stop(builds);
-	warm_pool__stop(worker->warm_pool);
-	worker->warm_pool = NULL;
-	worker__stop_all(worker, "worker shutdown");
-	worker__housekeeping(worker);
+	worker__shutdown(worker, &creates, &operations, builds);
 	exit_code = 0;
 out:
 	prom__stop(); /* its collector reads the pool freed below */
