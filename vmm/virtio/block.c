@@ -558,16 +558,78 @@ static void blk__driver_ok(void *opaque)
 	(void)opaque;
 }
 
+/* Opens the device's backing: a copy-on-write overlay over a base image,
+ * else the file or block device itself; its size in *bytes. 0 or -1 with
+ * the reason in error. */
+static int blk__open_backing(struct virtio_blk *blk, const struct virtio_blk_options *options,
+			     uint64_t *bytes, char *error, size_t error_size)
+{
+	struct stat st;
+	int flags;
+
+	if (options->base) {
+		if (options->direct || options->read_only) {
+			snprintf(error, error_size, "block: a base image needs a writable buffered overlay");
+			return -1;
+		}
+		blk->overlay = blk_overlay__open(options->base, options->path, bytes, error,
+						 error_size);
+		if (!blk->overlay)
+			return -1;
+		blk->inline_writes = false;
+		return 0;
+	}
+	flags = (options->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+		(options->direct ? O_DIRECT : 0);
+	blk->fd = open(options->path, flags);
+	if (blk->fd < 0) {
+		snprintf(error, error_size, "block: cannot open %s: %s", options->path,
+			 strerror(errno));
+		return -1;
+	}
+	if (fstat(blk->fd, &st) < 0) {
+		snprintf(error, error_size, "block: stat %s: %s", options->path, strerror(errno));
+		return -1;
+	}
+	if (S_ISBLK(st.st_mode)) {
+		if (ioctl(blk->fd, BLKGETSIZE64, bytes) < 0) {
+			snprintf(error, error_size, "block: size of %s: %s", options->path,
+				 strerror(errno));
+			return -1;
+		}
+	} else if (S_ISREG(st.st_mode)) {
+		*bytes = (uint64_t)st.st_size;
+	} else {
+		snprintf(error, error_size, "block: %s is not a file or block device", options->path);
+		return -1;
+	}
+	return 0;
+}
+
+/* The device configuration space (5.2.4). */
+static void blk__fill_config(struct virtio_blk *blk)
+{
+	put_le64(blk->config + 0, blk->capacity_sectors);
+	put_le32(blk->config + 12, VIRTQ_MAX_CHAIN - 2); /* seg_max: header and status */
+	put_le32(blk->config + 20, VIRTIO_BLK_SECTOR_SIZE);
+	put_le16(blk->config + 34, 1); /* num_queues */
+	put_le32(blk->config + 36, VIRTIO_BLK_MAX_ZERO_SECTORS);
+	put_le32(blk->config + 40, 1);
+	put_le32(blk->config + 44, 1);
+	put_le32(blk->config + 48, VIRTIO_BLK_MAX_ZERO_SECTORS);
+	put_le32(blk->config + 52, 1);
+	blk->config[56] = 1; /* write_zeroes_may_unmap */
+}
+
 struct virtio_blk *virtio_blk__create(const struct guest_memory *memory, struct event_loop *loop,
 				      const struct virtio_blk_options *options, int notify_fd,
 				      int irq_fd, char *error, size_t error_size)
 {
 	struct virtio_blk *blk;
 	struct virtio_mmio_device device;
-	struct stat st;
-	uint64_t bytes;
+	uint64_t bytes = 0;
 	const char *name;
-	int flags, ret;
+	int ret;
 
 	if (!options->path || !*options->path) {
 		snprintf(error, error_size, "block: path is required");
@@ -589,43 +651,8 @@ struct virtio_blk *virtio_blk__create(const struct guest_memory *memory, struct 
 			 VIRTQ_MAX_SIZE);
 		goto err;
 	}
-	if (options->base) {
-		if (options->direct || options->read_only) {
-			snprintf(error, error_size, "block: a base image needs a writable buffered overlay");
-			goto err;
-		}
-		blk->overlay = blk_overlay__open(options->base, options->path, &bytes, error,
-						 error_size);
-		if (!blk->overlay)
-			goto err;
-		blk->inline_writes = false;
-		goto opened;
-	}
-	flags = (options->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
-		(options->direct ? O_DIRECT : 0);
-	blk->fd = open(options->path, flags);
-	if (blk->fd < 0) {
-		snprintf(error, error_size, "block: cannot open %s: %s", options->path,
-			 strerror(errno));
+	if (blk__open_backing(blk, options, &bytes, error, error_size))
 		goto err;
-	}
-	if (fstat(blk->fd, &st) < 0) {
-		snprintf(error, error_size, "block: stat %s: %s", options->path, strerror(errno));
-		goto err;
-	}
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(blk->fd, BLKGETSIZE64, &bytes) < 0) {
-			snprintf(error, error_size, "block: size of %s: %s", options->path,
-				 strerror(errno));
-			goto err;
-		}
-	} else if (S_ISREG(st.st_mode)) {
-		bytes = (uint64_t)st.st_size;
-	} else {
-		snprintf(error, error_size, "block: %s is not a file or block device", options->path);
-		goto err;
-	}
-opened:
 	blk->capacity_sectors = bytes / VIRTIO_BLK_SECTOR_SIZE;
 	name = options->id ? options->id : strrchr(options->path, '/');
 	name = name ? (name[0] == '/' ? name + 1 : name) : options->path;
@@ -659,17 +686,7 @@ opened:
 	}
 	blk->in_flight = 0;
 
-	/* 5.2.4 config layout */
-	put_le64(blk->config + 0, blk->capacity_sectors);
-	put_le32(blk->config + 12, VIRTQ_MAX_CHAIN - 2); /* seg_max: header and status */
-	put_le32(blk->config + 20, VIRTIO_BLK_SECTOR_SIZE);
-	put_le16(blk->config + 34, 1); /* num_queues */
-	put_le32(blk->config + 36, VIRTIO_BLK_MAX_ZERO_SECTORS);
-	put_le32(blk->config + 40, 1);
-	put_le32(blk->config + 44, 1);
-	put_le32(blk->config + 48, VIRTIO_BLK_MAX_ZERO_SECTORS);
-	put_le32(blk->config + 52, 1);
-	blk->config[56] = 1; /* write_zeroes_may_unmap */
+	blk__fill_config(blk);
 
 	memset(&device, 0, sizeof(device));
 	device.device_id = 2;
