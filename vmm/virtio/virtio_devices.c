@@ -51,6 +51,75 @@ static int tap_fd_of(const json_t *config)
 	return (int)fd;
 }
 
+/* The device of each type over device's eventfds: device->kind and
+ * ->device set, its transport returned; NULL with the reason in error. */
+static struct virtio_mmio *virtio_devices__create_block(const struct vmm_device_host *host,
+							const json_t *config, int queue_size,
+							struct virtio_device *device, char *error,
+							size_t error_size)
+{
+	struct virtio_blk_options options = {
+		.path = json_util__string(config, "path", NULL),
+		.base = json_util__string(config, "base", NULL),
+		.read_only = json_util__bool(config, "read_only", false),
+		.direct = json_util__bool(config, "direct", false),
+		.id = json_util__string(config, "id", NULL),
+		.rate_limiter = json_object_get(config, "rate_limiter"),
+		.queue_size = (uint16_t)queue_size,
+	};
+	struct virtio_blk *blk = virtio_blk__create(host->memory, host->loop, &options,
+						    device->notify_fd, device->irq_fd, error,
+						    error_size);
+
+	device->kind = VIRTIO_DEVICE_BLOCK;
+	device->device = blk;
+	return blk ? virtio_blk__transport(blk) : NULL;
+}
+
+static struct virtio_mmio *virtio_devices__create_rng(const struct vmm_device_host *host,
+						      const json_t *config, int queue_size,
+						      struct virtio_device *device, char *error,
+						      size_t error_size)
+{
+	struct virtio_rng_options options = {
+		.rate_limiter = json_object_get(config, "rate_limiter"),
+		.queue_size = (uint16_t)queue_size,
+	};
+	struct virtio_rng *rng = virtio_rng__create(host->memory, host->loop, &options,
+						    device->notify_fd, device->irq_fd, error,
+						    error_size);
+
+	device->kind = VIRTIO_DEVICE_RNG;
+	device->device = rng;
+	return rng ? virtio_rng__transport(rng) : NULL;
+}
+
+static struct virtio_mmio *virtio_devices__create_net(const struct vmm_device_host *host,
+						      const json_t *config, int queue_size,
+						      struct virtio_device *device, char *error,
+						      size_t error_size)
+{
+	struct virtio_net_options options = {
+		.tap = json_util__string(config, "tap", NULL),
+		.tap_fd = tap_fd_of(config),
+		.rx_rate_limiter = json_object_get(config, "rx_rate_limiter"),
+		.tx_rate_limiter = json_object_get(config, "tx_rate_limiter"),
+		.queue_size = (uint16_t)queue_size,
+	};
+	const char *mac = json_util__string(config, "mac", NULL);
+	struct virtio_net *net;
+
+	device->kind = VIRTIO_DEVICE_NET;
+	if (!mac || virtio_net__parse_mac(mac, options.mac) < 0) {
+		snprintf(error, error_size, "net: \"mac\" (aa:bb:cc:dd:ee:ff) is required");
+		return NULL;
+	}
+	net = virtio_net__create(host->memory, host->loop, &options, device->notify_fd,
+				 device->irq_fd, error, error_size);
+	device->device = net;
+	return net ? virtio_net__transport(net) : NULL;
+}
+
 int virtio_devices__create(const struct vmm_device_host *host, const json_t *config,
 			   uint64_t mmio_base, uint32_t irq, struct vmm_device *out, char *error,
 			   size_t error_size)
@@ -95,68 +164,18 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 		goto err;
 	}
 
-	if (strcmp(type, "block") == 0) {
-		struct virtio_blk_options options = {
-			.path = json_util__string(config, "path", NULL),
-			.base = json_util__string(config, "base", NULL),
-			.read_only = json_util__bool(config, "read_only", false),
-			.direct = json_util__bool(config, "direct", false),
-			.id = json_util__string(config, "id", NULL),
-			.rate_limiter = json_object_get(config, "rate_limiter"),
-			.queue_size = (uint16_t)queue_size,
-		};
-		struct virtio_blk *blk;
-
-		device->kind = VIRTIO_DEVICE_BLOCK;
-		blk = virtio_blk__create(host->memory, host->loop, &options, device->notify_fd,
-					 device->irq_fd, error, error_size);
-		if (!blk) {
-			ret = -EINVAL;
-			goto err;
-		}
-		device->device = blk;
-		transport = virtio_blk__transport(blk);
-	} else if (strcmp(type, "rng") == 0) {
-		struct virtio_rng_options options = {
-			.rate_limiter = json_object_get(config, "rate_limiter"),
-			.queue_size = (uint16_t)queue_size,
-		};
-		struct virtio_rng *rng;
-
-		device->kind = VIRTIO_DEVICE_RNG;
-		rng = virtio_rng__create(host->memory, host->loop, &options, device->notify_fd,
-					 device->irq_fd, error, error_size);
-		if (!rng) {
-			ret = -EINVAL;
-			goto err;
-		}
-		device->device = rng;
-		transport = virtio_rng__transport(rng);
-	} else {
-		struct virtio_net_options options = {
-			.tap = json_util__string(config, "tap", NULL),
-			.tap_fd = tap_fd_of(config),
-			.rx_rate_limiter = json_object_get(config, "rx_rate_limiter"),
-			.tx_rate_limiter = json_object_get(config, "tx_rate_limiter"),
-			.queue_size = (uint16_t)queue_size,
-		};
-		const char *mac = json_util__string(config, "mac", NULL);
-		struct virtio_net *net;
-
-		device->kind = VIRTIO_DEVICE_NET;
-		if (!mac || virtio_net__parse_mac(mac, options.mac) < 0) {
-			snprintf(error, error_size, "net: \"mac\" (aa:bb:cc:dd:ee:ff) is required");
-			ret = -EINVAL;
-			goto err;
-		}
-		net = virtio_net__create(host->memory, host->loop, &options, device->notify_fd,
-					 device->irq_fd, error, error_size);
-		if (!net) {
-			ret = -EINVAL;
-			goto err;
-		}
-		device->device = net;
-		transport = virtio_net__transport(net);
+	if (strcmp(type, "block") == 0)
+		transport = virtio_devices__create_block(host, config, queue_size, device, error,
+							 error_size);
+	else if (strcmp(type, "rng") == 0)
+		transport = virtio_devices__create_rng(host, config, queue_size, device, error,
+						       error_size);
+	else
+		transport = virtio_devices__create_net(host, config, queue_size, device, error,
+						       error_size);
+	if (!transport) {
+		ret = -EINVAL;
+		goto err;
 	}
 	if (host->bus) {
 		ret = mmio_bus__register(host->bus, MMIO_BUS_MEMORY, mmio_base, MMIO_BUS_VIRTIO_WINDOW,
