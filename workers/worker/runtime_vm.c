@@ -565,6 +565,50 @@ out:
 	return ret;
 }
 
+/* What a start needs before anything is made: a sane sandbox id, the guest
+ * kernel, warren-vmm (its path in vmm) and the template's metadata.
+ * 0 or -1 with the reason in err. */
+static int runtime_vm__preflight(const struct runtime_start *spec, const char *kernel, char *vmm,
+				 size_t vmm_len, struct template_info *template_info, char *err,
+				 size_t err_len)
+{
+	if (!spec->sandbox_id || !ids__is_sandbox_id(spec->sandbox_id)) {
+		snprintf(err, err_len, "vm runtime: bad sandbox id");
+		return -1;
+	}
+	if (!kernel || access(kernel, R_OK)) {
+		snprintf(err, err_len, "vm runtime: no guest kernel (setting guest_kernel)");
+		return -1;
+	}
+	if (runtime_vm__find_vmm(vmm, vmm_len)) {
+		snprintf(err, err_len, "vm runtime: warren-vmm not found (setting vmm_binary)");
+		return -1;
+	}
+	return templates__read(templates__dir(), spec->template_id, template_info, err, err_len)
+		       ? -1
+		       : 0;
+}
+
+/* The --device arguments: the disk (an overlay over base, or with base
+ * NULL a writable copy at image) and the net device on tap0 with the
+ * sandbox's MAC. 0 (both malloc'ed) or -1 (out of memory). */
+static int runtime_vm__device_args(const char *sandbox_id, const char *image, const char *base,
+				   char **block_json, char **net_json)
+{
+	char mac[18];
+	json_t *block, *net;
+
+	runtime_vm__mac(sandbox_id, mac);
+	block = base ? json_pack("{s:s, s:s, s:s}", "type", "block", "path", image, "base", base)
+		     : json_pack("{s:s, s:s, s:b}", "type", "block", "path", image, "read_only", 0);
+	net = json_pack("{s:s, s:s, s:s}", "type", "net", "tap", "tap0", "mac", mac);
+	*block_json = block ? json_dumps(block, JSON_COMPACT) : NULL;
+	*net_json = net ? json_dumps(net, JSON_COMPACT) : NULL;
+	json_decref(block);
+	json_decref(net);
+	return *block_json && *net_json ? 0 : -1;
+}
+
 struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err, size_t err_len)
 {
 	struct template_info template_info;
@@ -572,25 +616,12 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	const char *kernel = runtime_vm__kernel();
 	const char *profile;
 	char vmm[PATH_MAX], image[PATH_MAX + 32], console[PATH_MAX + 32];
-	char cmdline[1024], mac[18], memory[16], vcpus[16], io_poll[24];
+	char cmdline[1024], memory[16], vcpus[16], io_poll[24];
 	char jail_uid[16];
 	char *block_json = NULL, *net_json = NULL;
-	json_t *block = NULL, *net = NULL;
 	bool baseline, copy_disk;
 
-	if (!spec->sandbox_id || !ids__is_sandbox_id(spec->sandbox_id)) {
-		snprintf(err, err_len, "vm runtime: bad sandbox id");
-		return NULL;
-	}
-	if (!kernel || access(kernel, R_OK)) {
-		snprintf(err, err_len, "vm runtime: no guest kernel (setting guest_kernel)");
-		return NULL;
-	}
-	if (runtime_vm__find_vmm(vmm, sizeof(vmm))) {
-		snprintf(err, err_len, "vm runtime: warren-vmm not found (setting vmm_binary)");
-		return NULL;
-	}
-	if (templates__read(templates__dir(), spec->template_id, &template_info, err, err_len))
+	if (runtime_vm__preflight(spec, kernel, vmm, sizeof(vmm), &template_info, err, err_len))
 		return NULL;
 	profile = config__get("vm_cpu_profile", NULL);
 	if (!profile)
@@ -636,14 +667,8 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 			runtime_vm__new_overlay(image, err, err_len))
 		goto err;
 
-	runtime_vm__mac(spec->sandbox_id, mac);
-	block = copy_disk ? json_pack("{s:s, s:s, s:b}", "type", "block", "path", image, "read_only", 0) :
-			    json_pack("{s:s, s:s, s:s}", "type", "block", "path", image, "base",
-				      template_info.image);
-	net = json_pack("{s:s, s:s, s:s}", "type", "net", "tap", "tap0", "mac", mac);
-	block_json = block ? json_dumps(block, JSON_COMPACT) : NULL;
-	net_json = net ? json_dumps(net, JSON_COMPACT) : NULL;
-	if (!block_json || !net_json) {
+	if (runtime_vm__device_args(spec->sandbox_id, image, copy_disk ? NULL : template_info.image,
+				    &block_json, &net_json)) {
 		snprintf(err, err_len, "out of memory");
 		goto err;
 	}
@@ -686,8 +711,6 @@ err:
 out:
 	free(block_json);
 	free(net_json);
-	json_decref(block);
-	json_decref(net);
 	return vm;
 }
 
