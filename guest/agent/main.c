@@ -47,6 +47,33 @@ static uint16_t listen_port(const char *listen)
 	return colon ? (uint16_t)strtoul(colon + 1, NULL, 10) : 0;
 }
 
+/* The main thread's loop: reaps children (and, as PID 1, orphans) on
+ * SIGCHLD, ignores SIGHUP, returns on SIGTERM/SIGINT. */
+static void agent__wait_for_stop(const sigset_t *signals)
+{
+	siginfo_t info;
+	int status;
+	pid_t pid;
+
+	for (;;) {
+		if (sigwaitinfo(signals, &info) < 0) {
+			if (errno == EINTR)
+				continue;
+			log_error("sigwaitinfo: %s", strerror(errno));
+			return;
+		}
+		if (info.si_signo == SIGCHLD) {
+			while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+				process__reaped(pid, status);
+			continue;
+		}
+		if (info.si_signo == SIGHUP)
+			continue;
+		log_info("signal %d: stopping, killing running processes", info.si_signo);
+		return;
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -62,12 +89,10 @@ int main(int argc, char **argv)
 	};
 	const char *listen = AGENT_DEFAULT_LISTEN, *token_hash = getenv("WARREN_AGENT_TOKEN_HASH");
 	sigset_t signals;
-	siginfo_t info;
 	char *end;
 	long seconds;
 	int forward_loopback = -1; /* -1: when listening on 0.0.0.0 */
-	int option, status;
-	pid_t pid;
+	int option;
 
 	log__set_component("agent");
 	while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -145,24 +170,7 @@ int main(int argc, char **argv)
 	if (forward_loopback && !forward__start(listen_port(listen)))
 		log_warn("cannot start the loopback forwarder: %s", strerror(errno));
 
-	for (;;) {
-		if (sigwaitinfo(&signals, &info) < 0) {
-			if (errno == EINTR)
-				continue;
-			log_error("sigwaitinfo: %s", strerror(errno));
-			break;
-		}
-		if (info.si_signo == SIGCHLD) {
-			/* Reap everything: our children and, as PID 1, orphans. */
-			while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-				process__reaped(pid, status);
-			continue;
-		}
-		if (info.si_signo == SIGHUP)
-			continue;
-		log_info("signal %d: stopping, killing running processes", info.si_signo);
-		break;
-	}
+	agent__wait_for_stop(&signals);
 	process__kill_all();
 	watch__remove_all();
 	/* Streams may be blocked in their connection threads: exit without
