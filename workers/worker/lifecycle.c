@@ -115,8 +115,8 @@ static int worker__finish(struct worker *worker, const struct kafka_event *comma
  * HTTP status the API should answer with, and the reason. */
 static json_t *worker__failure(const struct kafka_event *command, int code, const char *reason)
 {
-	return json_pack("{s:s, s:i, s:s}", "command", kafka_event__type_name(command->type), "code",
-			 code, "message", reason && *reason ? reason : "failed");
+	return json_pack("{s:s, s:i, s:s}", "command", kafka_event__type_name(command->type),
+			 "code", code, "message", reason && *reason ? reason : "failed");
 }
 
 /* A `created` result (docs/events/created.schema.json). */
@@ -179,16 +179,16 @@ static int worker__ensure_row(struct worker *worker, const struct kafka_event *c
 	const json_t *spec = command->spec;
 	const json_t *network = json_object_get(spec, "network");
 	struct storage_sandbox_new fresh = {
-		.id = command->sandbox_id,
-		.team_id = command->team_id,
-		.template_id = json_util__string(spec, "template_id", ""),
-		.request_id = command->request_id,
-		.timeout_s = (int32_t)json_util__int(spec, "timeout_s", 15),
-		.network = network,
-		.metadata = json_object_get(spec, "metadata"),
-		.secure = json_util__bool(spec, "secure", true),
-		.allow_public_traffic = json_util__bool(network, "allow_public_traffic", true),
-		.mask_request_host = json_util__string(network, "mask_request_host", NULL),
+	    .id = command->sandbox_id,
+	    .team_id = command->team_id,
+	    .template_id = json_util__string(spec, "template_id", ""),
+	    .request_id = command->request_id,
+	    .timeout_s = (int32_t)json_util__int(spec, "timeout_s", 15),
+	    .network = network,
+	    .metadata = json_object_get(spec, "metadata"),
+	    .secure = json_util__bool(spec, "secure", true),
+	    .allow_public_traffic = json_util__bool(network, "allow_public_traffic", true),
+	    .mask_request_host = json_util__string(network, "mask_request_host", NULL),
 	};
 	int rc = storage__sandbox_get_internal(worker->storage, command->sandbox_id, row, &err);
 
@@ -210,8 +210,8 @@ static int worker__ensure_row(struct worker *worker, const struct kafka_event *c
 	/* auto_pause: a timeout pauses it instead (E2B's autoPause). */
 	if (json_util__bool(spec, "auto_pause", false) &&
 	    storage__sandbox_set_lifecycle(worker->storage, command->sandbox_id, true,
-					   json_util__bool(spec, "auto_resume", false), &err) ==
-		    STORAGE_OK)
+					   json_util__bool(spec, "auto_resume", false),
+					   &err) == STORAGE_OK)
 		row->pause_on_timeout = true;
 	return 0;
 }
@@ -229,8 +229,10 @@ static int worker__create_volumes(struct worker *worker, const struct kafka_even
 	if (json_integer_value(json_object_get(command->spec, "volume_mounts")) <= 0)
 		return 0;
 	if (worker->runtime == RUNTIME_VM) {
-		snprintf(reason, reason_len, "volumes need the jail runtime; host %s runs vm "
-			 "(docs/volumes.md)", worker->host_id);
+		snprintf(reason, reason_len,
+			 "volumes need the jail runtime; host %s runs vm "
+			 "(docs/volumes.md)",
+			 worker->host_id);
 		*failure_code = 400;
 		return -1;
 	}
@@ -250,14 +252,22 @@ static int worker__create_volumes(struct worker *worker, const struct kafka_even
 
 enum create_outcome {
 	CREATE_NEXT = 0,    /* go on with the next step */
-	CREATE_DONE,        /* the outcome is published already (ctx->rc) */
-	CREATE_FAIL,        /* move the row to failed, publish ctx->reason */
+	CREATE_DONE,	    /* the outcome is published already (ctx->rc) */
+	CREATE_FAIL,	    /* move the row to failed, publish ctx->reason */
 	CREATE_FAIL_NO_ROW, /* publish ctx->reason; there is no row of ours to move */
-	CREATE_RETRY,       /* PostgreSQL or Kafka away: not committed, -EAGAIN */
+	CREATE_RETRY,	    /* PostgreSQL or Kafka away: not committed, -EAGAIN */
 };
 
-enum create_timing { TIME_CHECK, TIME_LOOKUP, TIME_SLOT, TIME_RUNTIME, TIME_HEALTH, TIME_INIT,
-		     TIME_PERSIST, TIME_COUNT };
+enum create_timing {
+	TIME_CHECK,
+	TIME_LOOKUP,
+	TIME_SLOT,
+	TIME_RUNTIME,
+	TIME_HEALTH,
+	TIME_INIT,
+	TIME_PERSIST,
+	TIME_COUNT
+};
 
 struct create_ctx {
 	struct worker *worker;
@@ -307,9 +317,9 @@ static enum create_outcome create__check_row(struct create_ctx *ctx)
 		if (storage__template_get(worker->storage, ctx->row.template_id, &ctx->template_row,
 					  &err))
 			ctx->template_row.agent_version[0] = '\0';
-		ctx->rc = worker__finish(worker, command, KAFKA_EVENT_CREATED,
-					 worker__created_result(worker, &ctx->row,
-								ctx->template_row.agent_version));
+		ctx->rc = worker__finish(
+		    worker, command, KAFKA_EVENT_CREATED,
+		    worker__created_result(worker, &ctx->row, ctx->template_row.agent_version));
 		return CREATE_DONE;
 	}
 	if (ctx->row.state != STORAGE_SANDBOX_STARTING) {
@@ -394,10 +404,10 @@ static enum create_outcome create__acquire_slot(struct create_ctx *ctx)
 		}
 	}
 	/* a warm sandbox started without volumes: one that mounts some starts fresh */
-	ctx->claimed = !ctx->volumes.count &&
-		       warm_pool__claim(worker->warm_pool, ctx->row.template_id,
-					ctx->policy ? net_policy__connection_limit(ctx->policy) : 0,
-					&warm);
+	ctx->claimed =
+	    !ctx->volumes.count &&
+	    warm_pool__claim(worker->warm_pool, ctx->row.template_id,
+			     ctx->policy ? net_policy__connection_limit(ctx->policy) : 0, &warm);
 	if (ctx->claimed) {
 		sandbox->slot = warm.slot;
 		sandbox->slot_info = warm.slot_info;
@@ -405,17 +415,17 @@ static enum create_outcome create__acquire_slot(struct create_ctx *ctx)
 		/* the warm slot has the default policy: only another one is applied */
 		if (worker->net && !net_policy__is_default(ctx->policy) &&
 		    net_pool__set_policy(worker->net, sandbox->slot, ctx->policy)) {
-			snprintf(ctx->reason, sizeof(ctx->reason), "applying the egress policy failed");
+			snprintf(ctx->reason, sizeof(ctx->reason),
+				 "applying the egress policy failed");
 			return CREATE_FAIL;
 		}
 		runtime__set_hostname(sandbox->instance, ctx->command->sandbox_id);
 		log_debug("sandbox %s: claimed warm sandbox %s", ctx->command->sandbox_id,
 			  warm.warm_id);
 	} else if (worker->net) {
-		sandbox->slot = net_pool__acquire(worker->net,
-						  worker->runtime == RUNTIME_VM ? NET_RUNTIME_VM
-										: NET_RUNTIME_JAIL,
-						  ctx->policy, &sandbox->slot_info);
+		sandbox->slot = net_pool__acquire(
+		    worker->net, worker->runtime == RUNTIME_VM ? NET_RUNTIME_VM : NET_RUNTIME_JAIL,
+		    ctx->policy, &sandbox->slot_info);
 		if (sandbox->slot < 0) {
 			snprintf(ctx->reason, sizeof(ctx->reason), "no network slot available");
 			ctx->failure_code = 507;
@@ -425,8 +435,8 @@ static enum create_outcome create__acquire_slot(struct create_ctx *ctx)
 	if (worker->net)
 		inet_ntop(AF_INET, &sandbox->slot_info.slot_address, ctx->slot_address,
 			  sizeof(ctx->slot_address));
-	ctx->agent_address = worker->agent_address_override ? worker->agent_address_override
-							    : ctx->slot_address;
+	ctx->agent_address =
+	    worker->agent_address_override ? worker->agent_address_override : ctx->slot_address;
 	return CREATE_NEXT;
 }
 
@@ -446,16 +456,16 @@ static enum create_outcome create__start_runtime(struct create_ctx *ctx)
 	if (ctx->claimed)
 		return CREATE_NEXT;
 	struct runtime_start start = {
-		.sandbox_id = ctx->command->sandbox_id,
-		.template_id = ctx->row.template_id,
-		.netns_path = worker->net ? ctx->sandbox->slot_info.netns_path : NULL,
-		.token_hash = ctx->secure ? ctx->token_hash : NULL,
-		.volumes = ctx->volumes.mounts,
-		.volume_count = ctx->volumes.count,
+	    .sandbox_id = ctx->command->sandbox_id,
+	    .template_id = ctx->row.template_id,
+	    .netns_path = worker->net ? ctx->sandbox->slot_info.netns_path : NULL,
+	    .token_hash = ctx->secure ? ctx->token_hash : NULL,
+	    .volumes = ctx->volumes.mounts,
+	    .volume_count = ctx->volumes.count,
 	};
 	worker__resources(ctx->row.template_id, &start.vcpus, &start.memory_mib);
 	ctx->sandbox->instance =
-		runtime__start(worker->runtime, &start, ctx->reason, sizeof(ctx->reason));
+	    runtime__start(worker->runtime, &start, ctx->reason, sizeof(ctx->reason));
 	return ctx->sandbox->instance ? CREATE_NEXT : CREATE_FAIL;
 }
 
@@ -464,8 +474,9 @@ static enum create_outcome create__wait_agent(struct create_ctx *ctx)
 {
 	int timeout_ms = ctx->worker->agent_timeout_ms;
 
-	if (ctx->claimed || !agent_client__wait_healthy(ctx->agent_address, WORKER_AGENT_PORT,
-							 clock__monotonic_ms() + (uint64_t)timeout_ms))
+	if (ctx->claimed ||
+	    !agent_client__wait_healthy(ctx->agent_address, WORKER_AGENT_PORT,
+					clock__monotonic_ms() + (uint64_t)timeout_ms))
 		return CREATE_NEXT;
 	snprintf(ctx->reason, sizeof(ctx->reason), "the agent did not answer within %d ms",
 		 timeout_ms);
@@ -496,11 +507,10 @@ static enum create_outcome create__init_agent(struct create_ctx *ctx)
 	json_decref(init_envs);
 	if (rc)
 		return CREATE_FAIL;
-	if (build__sandbox_start_cmd(ctx->row.template_id, ctx->agent_address, WORKER_AGENT_PORT,
-				     token,
-				     ctx->started_ms +
-					     (uint64_t)config__get_int("start_cmd_timeout_ms", 50000),
-				     ctx->reason, sizeof(ctx->reason)))
+	if (build__sandbox_start_cmd(
+		ctx->row.template_id, ctx->agent_address, WORKER_AGENT_PORT, token,
+		ctx->started_ms + (uint64_t)config__get_int("start_cmd_timeout_ms", 50000),
+		ctx->reason, sizeof(ctx->reason)))
 		return CREATE_FAIL;
 	return CREATE_NEXT;
 }
@@ -512,12 +522,12 @@ static enum create_outcome create__persist(struct create_ctx *ctx)
 	struct worker *worker = ctx->worker;
 	struct storage_error err;
 	struct storage_sandbox_transition running = {
-		.sandbox_id = ctx->command->sandbox_id,
-		.from = STORAGE_SANDBOX_STARTING,
-		.to = STORAGE_SANDBOX_RUNNING,
-		.host_id = worker->host_id,
-		.slot_index = ctx->sandbox->slot,
-		.slot_address = ctx->slot_address,
+	    .sandbox_id = ctx->command->sandbox_id,
+	    .from = STORAGE_SANDBOX_STARTING,
+	    .to = STORAGE_SANDBOX_RUNNING,
+	    .host_id = worker->host_id,
+	    .slot_index = ctx->sandbox->slot,
+	    .slot_address = ctx->slot_address,
 	};
 	int rc;
 
@@ -552,9 +562,9 @@ static enum create_outcome create__persist(struct create_ctx *ctx)
 static int create__publish(struct create_ctx *ctx)
 {
 	uint64_t mark_ns = clock__monotonic_ns();
-	int rc = worker__finish(ctx->worker, ctx->command, KAFKA_EVENT_CREATED,
-				worker__created_result(ctx->worker, &ctx->row,
-						       ctx->template_row.agent_version));
+	int rc = worker__finish(
+	    ctx->worker, ctx->command, KAFKA_EVENT_CREATED,
+	    worker__created_result(ctx->worker, &ctx->row, ctx->template_row.agent_version));
 	const uint64_t *t = ctx->step_ns;
 
 	log_debug("sandbox %s: timing queue=%lld lookup=%.2f slot=%.2f runtime=%.2f "
@@ -581,12 +591,12 @@ static int create__fail(struct create_ctx *ctx, bool move_row)
 	ctx->sandbox = NULL;
 	if (move_row) {
 		struct storage_sandbox_transition failed = {
-			.sandbox_id = ctx->command->sandbox_id,
-			.from = STORAGE_SANDBOX_STARTING,
-			.to = STORAGE_SANDBOX_FAILED,
-			.host_id = ctx->worker->host_id,
-			.slot_index = -1,
-			.failure_reason = ctx->reason,
+		    .sandbox_id = ctx->command->sandbox_id,
+		    .from = STORAGE_SANDBOX_STARTING,
+		    .to = STORAGE_SANDBOX_FAILED,
+		    .host_id = ctx->worker->host_id,
+		    .slot_index = -1,
+		    .failure_reason = ctx->reason,
 		};
 		if (storage__sandbox_transition(ctx->worker->storage, &failed, NULL, &err) ==
 		    STORAGE_ERR_UNAVAILABLE)
@@ -602,20 +612,20 @@ static int create__fail(struct create_ctx *ctx, bool move_row)
 static int worker__create(struct worker *worker, const struct kafka_event *command)
 {
 	static enum create_outcome (*const steps[TIME_COUNT])(struct create_ctx *) = {
-		[TIME_CHECK] = create__check_row,     [TIME_LOOKUP] = create__lookup,
-		[TIME_SLOT] = create__acquire_slot,   [TIME_RUNTIME] = create__start_runtime,
-		[TIME_HEALTH] = create__wait_agent,   [TIME_INIT] = create__init_agent,
-		[TIME_PERSIST] = create__persist,
+	    [TIME_CHECK] = create__check_row,	[TIME_LOOKUP] = create__lookup,
+	    [TIME_SLOT] = create__acquire_slot, [TIME_RUNTIME] = create__start_runtime,
+	    [TIME_HEALTH] = create__wait_agent, [TIME_INIT] = create__init_agent,
+	    [TIME_PERSIST] = create__persist,
 	};
 	struct create_ctx ctx = {
-		.worker = worker,
-		.command = command,
-		.spec = command->spec,
-		.secure = json_util__bool(command->spec, "secure", true),
-		.slot_address = "127.0.0.1",
-		.agent_address = worker->agent_address_override,
-		.failure_code = 500,
-		.started_ms = clock__monotonic_ms(),
+	    .worker = worker,
+	    .command = command,
+	    .spec = command->spec,
+	    .secure = json_util__bool(command->spec, "secure", true),
+	    .slot_address = "127.0.0.1",
+	    .agent_address = worker->agent_address_override,
+	    .failure_code = 500,
+	    .started_ms = clock__monotonic_ms(),
 	};
 	enum create_outcome outcome = CREATE_NEXT;
 	uint64_t mark_ns = clock__monotonic_ns();
@@ -661,20 +671,19 @@ static int worker__end_sandbox(struct worker *worker, const char *sandbox_id,
 			       enum storage_sandbox_state to, const char *reason)
 {
 	static const enum storage_sandbox_state from_states[] = {
-		STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_KILLING, STORAGE_SANDBOX_STARTING,
-		STORAGE_SANDBOX_PAUSED, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_RESUMING
-	};
+	    STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_KILLING, STORAGE_SANDBOX_STARTING,
+	    STORAGE_SANDBOX_PAUSED,  STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_RESUMING};
 	struct storage_error err;
 	int rc = STORAGE_ERR_CONFLICT;
 
 	worker__teardown(worker, worker__take(worker, sandbox_id));
 	for (size_t i = 0; i < sizeof(from_states) / sizeof(from_states[0]); i++) {
 		struct storage_sandbox_transition t = {
-			.sandbox_id = sandbox_id,
-			.from = from_states[i],
-			.to = to,
-			.slot_index = -1,
-			.failure_reason = reason,
+		    .sandbox_id = sandbox_id,
+		    .from = from_states[i],
+		    .to = to,
+		    .slot_index = -1,
+		    .failure_reason = reason,
 		};
 		if (to == STORAGE_SANDBOX_TIMED_OUT && from_states[i] != STORAGE_SANDBOX_RUNNING)
 			t.to = STORAGE_SANDBOX_KILLED;
@@ -694,8 +703,9 @@ static int worker__kill(struct worker *worker, const struct kafka_event *command
 	if (rc == -EAGAIN)
 		return rc;
 	log_info("sandbox %s: killed", command->sandbox_id);
-	return worker__finish(worker, command, KAFKA_EVENT_KILLED,
-			      json_pack("{s:s}", "reason", rc == -ENOENT ? "already ended" : "killed"));
+	return worker__finish(
+	    worker, command, KAFKA_EVENT_KILLED,
+	    json_pack("{s:s}", "reason", rc == -ENOENT ? "already ended" : "killed"));
 }
 
 static int worker__update_network(struct worker *worker, const struct kafka_event *command)
@@ -765,7 +775,10 @@ static int worker__move(struct worker *worker, const char *sandbox_id,
 {
 	struct storage_error err;
 	struct storage_sandbox_transition t = {
-		.sandbox_id = sandbox_id, .from = from, .to = to, .slot_index = -1,
+	    .sandbox_id = sandbox_id,
+	    .from = from,
+	    .to = to,
+	    .slot_index = -1,
 	};
 
 	return storage__sandbox_transition(worker->storage, &t, out, &err);
@@ -775,7 +788,7 @@ static int worker__move(struct worker *worker, const char *sandbox_id,
 static int worker__row_state(struct worker *worker, const char *sandbox_id,
 			     enum storage_sandbox_state *state, int64_t *end_at)
 {
-	struct storage_sandbox row = { 0 };
+	struct storage_sandbox row = {0};
 	struct storage_error err;
 	int rc = storage__sandbox_get_internal(worker->storage, sandbox_id, &row, &err);
 
@@ -838,8 +851,8 @@ static int worker__pause_sandbox(struct worker *worker, const char *sandbox_id, 
 		*code = rc == -ENOTSUP ? 501 : rc == -ENOENT ? 404 : 500;
 		return rc;
 	}
-	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED,
-			  NULL);
+	rc =
+	    worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED, NULL);
 	if (rc == STORAGE_ERR_UNAVAILABLE)
 		return -EAGAIN; /* frozen; the redelivery freezes again and moves the row */
 	if (rc && worker__row_state(worker, sandbox_id, &state, NULL) == 0 &&
@@ -861,7 +874,7 @@ static int worker__resume_sandbox(struct worker *worker, const struct kafka_even
 {
 	const char *sandbox_id = command->sandbox_id;
 	int32_t timeout_s = (int32_t)json_util__int(command->spec, "timeout_s", 0);
-	struct storage_sandbox row = { 0 };
+	struct storage_sandbox row = {0};
 	struct storage_error err;
 	enum storage_sandbox_state state;
 	int rc = worker__row_state(worker, sandbox_id, &state, end_at);
@@ -897,9 +910,9 @@ static int worker__resume_sandbox(struct worker *worker, const struct kafka_even
 		return rc;
 	}
 	/* The new deadline before `running`, so expiry never sees the old one. */
-	if (timeout_s > 0 && storage__sandbox_set_timeout(worker->storage, command->team_id,
-							  sandbox_id, timeout_s, NULL, &err) ==
-				     STORAGE_ERR_UNAVAILABLE)
+	if (timeout_s > 0 &&
+	    storage__sandbox_set_timeout(worker->storage, command->team_id, sandbox_id, timeout_s,
+					 NULL, &err) == STORAGE_ERR_UNAVAILABLE)
 		return -EAGAIN;
 	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_RESUMING, STORAGE_SANDBOX_RUNNING,
 			  &row);
@@ -985,7 +998,7 @@ int worker__handle_command(struct worker *worker, const struct kafka_event *comm
  * paused and is to be ended like any other timeout. */
 static bool worker__timeout_pause(struct worker *worker, const struct storage_sandbox *row)
 {
-	struct kafka_event command = { .version = KAFKA_EVENT_VERSION, .type = KAFKA_EVENT_PAUSE };
+	struct kafka_event command = {.version = KAFKA_EVENT_VERSION, .type = KAFKA_EVENT_PAUSE};
 	char reason[512] = "";
 	int code;
 	int rc = worker__pause_sandbox(worker, row->id, &code, reason, sizeof(reason));
@@ -1027,7 +1040,8 @@ static void worker__end_exited(struct worker *worker)
 	/* Under the lock: a listed sandbox is not being torn down (kill and
 	 * timeout take it off the list first). */
 	pthread_mutex_lock(&worker->lock);
-	for (struct live_sandbox *s = worker->sandboxes; s && count < WORKER_EXITED_PER_PASS; s = s->next) {
+	for (struct live_sandbox *s = worker->sandboxes; s && count < WORKER_EXITED_PER_PASS;
+	     s = s->next) {
 		if (!runtime__exited(s->instance, ended[count].why, sizeof(ended[count].why)))
 			continue;
 		snprintf(ended[count].id, sizeof(ended[count].id), "%s", s->id);
@@ -1036,10 +1050,12 @@ static void worker__end_exited(struct worker *worker)
 	}
 	pthread_mutex_unlock(&worker->lock);
 	for (size_t i = 0; i < count; i++) {
-		struct kafka_event command = { .version = KAFKA_EVENT_VERSION, .type = KAFKA_EVENT_KILL };
+		struct kafka_event command = {.version = KAFKA_EVENT_VERSION,
+					      .type = KAFKA_EVENT_KILL};
 
 		log_warn("sandbox %s: %s; marked failed", ended[i].id, ended[i].why);
-		if (worker__end_sandbox(worker, ended[i].id, STORAGE_SANDBOX_FAILED, ended[i].why) != 0)
+		if (worker__end_sandbox(worker, ended[i].id, STORAGE_SANDBOX_FAILED,
+					ended[i].why) != 0)
 			continue;
 		ids__uuid(command.request_id);
 		/* same sizes: the record was filled from these fields */
@@ -1052,16 +1068,16 @@ static void worker__end_exited(struct worker *worker)
 
 void worker__housekeeping(struct worker *worker)
 {
-	struct storage_sandbox_list expired = { 0 };
+	struct storage_sandbox_list expired = {0};
 	struct storage_error err;
-	struct storage_host host = { 0 };
+	struct storage_host host = {0};
 
-	if (storage__sandbox_list_expired(worker->storage, worker->host_id, 100, &expired,
-					  &err) == STORAGE_OK) {
+	if (storage__sandbox_list_expired(worker->storage, worker->host_id, 100, &expired, &err) ==
+	    STORAGE_OK) {
 		for (size_t i = 0; i < expired.count; i++) {
 			const struct storage_sandbox *row = &expired.items[i];
-			struct kafka_event command = { .version = KAFKA_EVENT_VERSION,
-						       .type = KAFKA_EVENT_KILL };
+			struct kafka_event command = {.version = KAFKA_EVENT_VERSION,
+						      .type = KAFKA_EVENT_KILL};
 
 			if (row->pause_on_timeout && worker__timeout_pause(worker, row))
 				continue; /* paused (or retried on the next round) */
@@ -1087,16 +1103,17 @@ void worker__housekeeping(struct worker *worker)
 	}
 
 	/* Expiry needs the 200 ms cadence; the host row needs a beat a second. */
-	if (worker->last_heartbeat_ms &&
-	    clock__monotonic_ms() - worker->last_heartbeat_ms < 1000 &&
+	if (worker->last_heartbeat_ms && clock__monotonic_ms() - worker->last_heartbeat_ms < 1000 &&
 	    !atomic_load(&worker->stopping))
 		return;
 	worker->last_heartbeat_ms = clock__monotonic_ms();
 	worker__end_exited(worker);
 	snprintf(host.id, sizeof(host.id), "%s", worker->host_id);
-	snprintf(host.address, sizeof(host.address), "%s", config__get("host_address", "127.0.0.1"));
+	snprintf(host.address, sizeof(host.address), "%s",
+		 config__get("host_address", "127.0.0.1"));
 	snprintf(host.runtime, sizeof(host.runtime), "%s", runtime__name(worker->runtime));
-	snprintf(host.state, sizeof(host.state), "%s", atomic_load(&worker->stopping) ? "draining" : "ready");
+	snprintf(host.state, sizeof(host.state), "%s",
+		 atomic_load(&worker->stopping) ? "draining" : "ready");
 	host.capacity = worker->capacity;
 	/* "running": live sandboxes plus creates in hand, what capacity
 	 * bounds (the API's placement reads it). */
@@ -1106,7 +1123,7 @@ void worker__housekeeping(struct worker *worker)
 	pthread_mutex_unlock(&worker->lock);
 	char previous[16] = "";
 	if (storage__host_heartbeat_was(worker->storage, &host, previous, sizeof(previous), &err) ==
-		    STORAGE_OK &&
+		STORAGE_OK &&
 	    !strcmp(previous, "down")) {
 		/* Declared lost while we did not beat (a pause, a partition):
 		 * our sandboxes' rows are failed already; what still runs here
@@ -1125,35 +1142,35 @@ void worker__housekeeping(struct worker *worker)
 static int worker__end_host_rows(struct worker *worker, const char *host_id, const char *reason,
 				 const char *paused_reason, bool publish)
 {
-	struct storage_sandbox_list rows = { 0 };
+	struct storage_sandbox_list rows = {0};
 	struct storage_error err;
 	int ended = 0;
 
 	if (storage__sandbox_list_by_host(worker->storage, host_id,
 					  STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING),
+					      STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) |
+					      STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
+					      STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) |
+					      STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING),
 					  &rows, &err) != STORAGE_OK)
 		return -1;
 	for (size_t i = 0; i < rows.count; i++) {
 		const struct storage_sandbox *row = &rows.items[i];
 		const char *why = row->state == STORAGE_SANDBOX_PAUSED ? paused_reason : reason;
 		struct storage_sandbox_transition t = {
-			.sandbox_id = row->id,
-			.from = row->state,
-			.to = row->state == STORAGE_SANDBOX_KILLING ? STORAGE_SANDBOX_KILLED
-								    : STORAGE_SANDBOX_FAILED,
-			.slot_index = -1,
-			.failure_reason = why,
+		    .sandbox_id = row->id,
+		    .from = row->state,
+		    .to = row->state == STORAGE_SANDBOX_KILLING ? STORAGE_SANDBOX_KILLED
+								: STORAGE_SANDBOX_FAILED,
+		    .slot_index = -1,
+		    .failure_reason = why,
 		};
 		if (storage__sandbox_transition(worker->storage, &t, NULL, &err) != STORAGE_OK)
 			continue;
 		ended++;
 		if (publish) {
-			struct kafka_event command = { .version = KAFKA_EVENT_VERSION,
-						       .type = KAFKA_EVENT_KILL };
+			struct kafka_event command = {.version = KAFKA_EVENT_VERSION,
+						      .type = KAFKA_EVENT_KILL};
 			ids__uuid(command.request_id);
 			snprintf(command.team_id, sizeof(command.team_id), "%s", row->team_id);
 			snprintf(command.sandbox_id, sizeof(command.sandbox_id), "%s", row->id);
@@ -1172,23 +1189,24 @@ static int worker__end_host_rows(struct worker *worker, const char *host_id, con
  * runs (worker__housekeeping). */
 static void worker__declare_lost_hosts(struct worker *worker)
 {
-	char (*ids)[65] = NULL, reason[160];
+	char(*ids)[65] = NULL, reason[160];
 	struct storage_error err;
 	size_t count = 0;
 
 	if (worker->last_lost_sweep_ms && clock__monotonic_ms() - worker->last_lost_sweep_ms < 5000)
 		return;
 	worker->last_lost_sweep_ms = clock__monotonic_ms();
-	if (storage__hosts_declare_lost(worker->storage, config__get_int("host_lost_after_s", 30), &ids,
-					&count, &err) != STORAGE_OK)
+	if (storage__hosts_declare_lost(worker->storage, config__get_int("host_lost_after_s", 30),
+					&ids, &count, &err) != STORAGE_OK)
 		return;
 	for (size_t i = 0; i < count; i++) {
 		if (!strcmp(ids[i], worker->host_id))
 			continue; /* ourselves, late: the heartbeat below says so */
 		snprintf(reason, sizeof(reason), "lost: host %s stopped heartbeating", ids[i]);
 		int ended = worker__end_host_rows(worker, ids[i], reason, reason, true);
-		log_warn("host %s stopped heartbeating: declared lost, %d sandbox(es) marked failed",
-			 ids[i], ended < 0 ? 0 : ended);
+		log_warn(
+		    "host %s stopped heartbeating: declared lost, %d sandbox(es) marked failed",
+		    ids[i], ended < 0 ? 0 : ended);
 	}
 	free(ids);
 }

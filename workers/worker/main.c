@@ -120,8 +120,8 @@ static void *worker__consume(void *opaque)
 	struct worker *worker = ct->worker;
 
 	while (!atomic_load(&worker->stopping)) {
-		struct kafka_message msg = { 0 };
-		struct kafka_event ev = { 0 };
+		struct kafka_message msg = {0};
+		struct kafka_event ev = {0};
 		int rc;
 
 		if (ct->creates)
@@ -195,9 +195,9 @@ static int worker__capacity(void)
 		capacity = by_cpu;
 	if (capacity < 1)
 		capacity = 1;
-	log_info("capacity %lld: slots %lld, memory %lld MiB -> %lld, %lld CPUs -> %lld", (long long)capacity,
-		 (long long)by_slots, (long long)memory_mb, (long long)by_memory, (long long)cpus,
-		 (long long)by_cpu);
+	log_info("capacity %lld: slots %lld, memory %lld MiB -> %lld, %lld CPUs -> %lld",
+		 (long long)capacity, (long long)by_slots, (long long)memory_mb,
+		 (long long)by_memory, (long long)cpus, (long long)by_cpu);
 	return (int)capacity;
 }
 
@@ -213,7 +213,7 @@ static void worker__register_templates(struct worker *worker)
 		return;
 	}
 	for (size_t i = 0; i < count; i++) {
-		struct storage_template row = { 0 };
+		struct storage_template row = {0};
 		struct storage_error err;
 
 		snprintf(row.id, sizeof(row.id), "%s", templates[i].name);
@@ -238,10 +238,10 @@ static struct kafka_consumer *worker__consumer(const char *group, const char *co
 {
 	char err[256];
 	struct kafka_consumer_config config = {
-		.group_id = group,
-		.session_timeout_ms = (int)config__get_int("kafka_session_timeout_ms", 10000),
-		.on_revoke = on_revoke,
-		.opaque = opaque,
+	    .group_id = group,
+	    .session_timeout_ms = (int)config__get_int("kafka_session_timeout_ms", 10000),
+	    .on_revoke = on_revoke,
+	    .opaque = opaque,
 	};
 	struct kafka_consumer *consumer = kafka_consumer__new(&config, err, sizeof(err));
 
@@ -270,7 +270,9 @@ static int worker__load_settings(struct worker *worker)
 	worker->capacity = worker__capacity();
 	/* Creates in flight at once (docs: workers/README.md). */
 	int64_t create_threads = config__get_int("worker_create_concurrency", 16);
-	worker->create_threads = create_threads < 1 ? 1 : create_threads > 256 ? 256 : (size_t)create_threads;
+	worker->create_threads = create_threads < 1	? 1
+				 : create_threads > 256 ? 256
+							: (size_t)create_threads;
 	worker->agent_timeout_ms = (int)config__get_int("agent_timeout_ms", 10000);
 	worker->agent_address_override = config__get("agent_address", NULL);
 	if (!worker->token_seed || strlen(worker->token_seed) < 16) {
@@ -300,9 +302,11 @@ static int worker__load_settings(struct worker *worker)
 
 	worker->runtime = runtime__choose(reason, sizeof(reason));
 	log_warn("RUNTIME: %s — %s", runtime__name(worker->runtime), reason);
-	if (kafka__runtime_topic(runtime__name(worker->runtime), runtime_topic, sizeof(runtime_topic)))
+	if (kafka__runtime_topic(runtime__name(worker->runtime), runtime_topic,
+				 sizeof(runtime_topic)))
 		return 1;
-	snprintf(worker->runtime_topic, sizeof(worker->runtime_topic), "%s%s", prefix, runtime_topic);
+	snprintf(worker->runtime_topic, sizeof(worker->runtime_topic), "%s%s", prefix,
+		 runtime_topic);
 	return 0;
 }
 
@@ -329,9 +333,11 @@ static int worker__open_services(struct worker *worker)
 	const struct {
 		const char *name;
 		int partitions;
-	} topics[] = { { worker->commands_topic, 12 }, { worker->events_topic, 12 },
-		       { worker->dlq_topic, 3 }, { worker->host_topic, 3 },
-		       { worker->runtime_topic, 12 } };
+	} topics[] = {{worker->commands_topic, 12},
+		      {worker->events_topic, 12},
+		      {worker->dlq_topic, 3},
+		      {worker->host_topic, 3},
+		      {worker->runtime_topic, 12}};
 	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
 		if (kafka__create_topic(kafka__brokers(), topics[i].name, topics[i].partitions, 0,
 					15000, err, sizeof(err))) {
@@ -357,22 +363,22 @@ static int worker__open_services(struct worker *worker)
 static int worker__open_consumers(struct worker *worker, struct consumer_thread *creates,
 				  struct consumer_thread *operations)
 {
-	const char *create_topics[] = { worker->commands_topic, worker->runtime_topic };
-	const char *host_topics[] = { worker->host_topic };
+	const char *create_topics[] = {worker->commands_topic, worker->runtime_topic};
+	const char *host_topics[] = {worker->host_topic};
 	char host_group[96];
 
-	*creates = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
-					     .name = "creates", .creates = true };
-	*operations = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
-						.name = "operations" };
+	*creates = (struct consumer_thread){
+	    .worker = worker, .dlq = worker->producer, .name = "creates", .creates = true};
+	*operations = (struct consumer_thread){
+	    .worker = worker, .dlq = worker->producer, .name = "operations"};
 	creates->consumer = worker__consumer(config__get("worker_group", "warren-workers"),
 					     create_topics, 2, worker__on_creates_revoked, worker);
 	snprintf(host_group, sizeof(host_group), "warren-worker-%.63s", worker->host_id);
 	operations->consumer = worker__consumer(host_group, host_topics, 1, NULL, NULL);
 	if (!creates->consumer || !operations->consumer)
 		return -1;
-	worker->create_pool = create_pool__new(creates->consumer, worker->create_threads,
-					       worker__run_create, worker);
+	worker->create_pool =
+	    create_pool__new(creates->consumer, worker->create_threads, worker__run_create, worker);
 	return worker->create_pool ? 0 : -1;
 }
 
@@ -401,9 +407,9 @@ static void worker__shutdown(struct worker *worker, struct consumer_thread *crea
 int main(void)
 {
 	struct worker *worker = &worker_instance;
-	struct consumer_thread creates = { 0 }, operations = { 0 };
+	struct consumer_thread creates = {0}, operations = {0};
 	struct builds *builds = NULL;
-	struct sigaction sa = { .sa_handler = worker__on_signal };
+	struct sigaction sa = {.sa_handler = worker__on_signal};
 	int exit_code = 1, settings;
 
 	log__set_component("worker");
@@ -436,7 +442,7 @@ int main(void)
 	service__notify("READY=1"); /* systemd Type=notify */
 
 	while (!atomic_load(&worker->stopping)) {
-		struct timespec pause = { 0, 200 * 1000 * 1000 };
+		struct timespec pause = {0, 200 * 1000 * 1000};
 		worker__housekeeping(worker);
 		worker__sample_metrics(worker);
 		nanosleep(&pause, NULL);
@@ -444,7 +450,7 @@ int main(void)
 	worker__shutdown(worker, &creates, &operations, builds);
 	exit_code = 0;
 out:
-	prom__stop(); /* its collector reads the pool freed below */
+	prom__stop();				 /* its collector reads the pool freed below */
 	create_pool__drain(worker->create_pool); /* set only when start failed after it */
 	kafka_consumer__free(creates.consumer);
 	kafka_consumer__free(operations.consumer);
