@@ -138,7 +138,6 @@ static void test_plan_fields(void **state)
 	assert_int_equal(template_plan__parse(body, plan, err, sizeof(err)), 0);
 	assert_string_equal(plan->base, "base");
 	assert_string_equal(plan->from_image, "e2bdev/base:latest");
-	json_decref(body);
 	assert_false(plan->oci);
 	json_decref(body);
 	/* any other image is pulled from its registry, with its credentials */
