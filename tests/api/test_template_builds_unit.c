@@ -156,6 +156,7 @@ static void test_plan_fields(void **state)
 			  0, NULL);
 	assert_int_equal(template_plan__parse(body, plan, err, sizeof(err)), 0);
 	assert_true(plan->oci);
+	json_decref(body);
 	assert_null(template_plan__image_base("alpine:3"));
 	assert_null(template_plan__image_base(NULL));
 	free(plan);
