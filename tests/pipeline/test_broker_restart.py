@@ -15,6 +15,7 @@ answers seen during the outage and the p50/p99 create latency."""
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -142,8 +143,10 @@ def check_answers(results, killed, back):
     during = {}
     for _, status, body, started, ended in results:
         if ended >= killed and started <= back:
-            key = f"{status} {body.get('message', '')[:60]}" if status != 201 else "201"
+            message = re.sub(r"sandbox \w+|/sandboxes/\w+", "sandbox <id>", body.get("message", ""))
+            key = f"{status} {message[:70]}" if status != 201 else "201"
             during[key] = during.get(key, 0) + 1
+    check(during, "requests of the batch were in flight during the outage")
     latencies = [ended - started for _, _, _, started, ended in results]
     print("answers of the requests in flight during the outage:")
     for key, count in sorted(during.items()):
