@@ -72,6 +72,26 @@ int storage__template_build_create(struct storage_pool *pool, const char *team_i
 	return STORAGE_OK;
 }
 
+int storage__template_build_host_internal(struct storage_pool *pool, const char *template_id,
+					  char *host_out, size_t host_len,
+					  struct storage_error *err)
+{
+	static const char sql[] =
+	    "SELECT host_id FROM template_builds"
+	    " WHERE template_id = $1 AND status = 'ready' AND host_id IS NOT NULL"
+	    " ORDER BY finished_at DESC NULLS LAST LIMIT 1";
+	const char *params[] = {template_id};
+	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
+
+	if (!result)
+		return err ? err->code : STORAGE_ERR_INTERNAL;
+	host_out[0] = '\0';
+	if (PQntuples(result) == 1)
+		storage__text(result, 0, 0, host_out, host_len);
+	PQclear(result);
+	return STORAGE_OK;
+}
+
 int storage__template_build_get(struct storage_pool *pool, const char *team_id,
 				const char *build_id, struct storage_template_build *out,
 				struct storage_error *err)

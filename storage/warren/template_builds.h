@@ -40,6 +40,11 @@ int storage__template_build_create(struct storage_pool *pool, const char *team_i
 				   const char *template_id, const char *build_id, int32_t cpu_count,
 				   int32_t memory_mb, struct storage_error *err);
 /* The build (team_id NULL: any team, for workers). NOT_FOUND otherwise. */
+/* The host that built and installed template_id's newest ready build, in
+ * host_out ("" when no ready build names one). Internal: any team. */
+int storage__template_build_host_internal(struct storage_pool *pool, const char *template_id,
+					  char *host_out, size_t host_len,
+					  struct storage_error *err);
 int storage__template_build_get(struct storage_pool *pool, const char *team_id,
 				const char *build_id, struct storage_template_build *out,
 				struct storage_error *err);

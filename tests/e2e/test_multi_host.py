@@ -6,7 +6,8 @@ worker hosts"). Checks:
   1. 60 creates at once are spread over the three hosts, none above its
      capacity, every one running;
   2. a public URL to a sandbox on each host answers through the one proxy
-     (busybox httpd in the sandbox);
+     (busybox httpd in the sandbox); creates mounting a volume all run on
+     the host holding it (handed there by whichever host took them);
   3. one host's worker SIGKILLed: its sandboxes become `failed` ("lost")
      within host_lost_after_s plus the sweep, and a batch filling the room
      left (up to 20) still completes, on the other two, a full host handing
@@ -201,6 +202,23 @@ def run(stack, hosts, proxy_port):
         check(status == 200 and page.decode().strip() == host.host_id,
               f"public URL of a sandbox on {host.host_id}: {status} {page[:200]!r}")
     print("public URL through the one proxy: a sandbox on each of the 3 hosts answered")
+
+    # 2b. data locality: a volume lives on the host that first mounted it;
+    # every later create that mounts it is handed to that host, whichever
+    # worker's partition it lands on
+    status, body, _ = stack.request("POST", "/volumes", {"name": "shared"})
+    check(status == 201, f"volume create: {status} {body}")
+    homes = []
+    for round_number in range(6):
+        status, body, _ = stack.request("POST", "/sandboxes", {
+            "templateID": "minimal", "timeout": 60, "volumeMounts": [{"name": "shared", "path": "/data"}]})
+        check(status == 201, f"create {round_number} with the volume: {status} {body}")
+        homes.append(sandbox_row(stack, body["sandboxID"])[1])
+        status, _, _ = stack.request("DELETE", f"/sandboxes/{body['sandboxID']}")
+        check(status == 204, f"kill {round_number}: {status}")
+    check(len(set(homes)) == 1, f"creates with the volume ran on one host: {homes}")
+    handed = sum(stack.log(h.log_name).count("its volume is on host") for h in hosts)
+    print(f"6 creates mounting one volume: all on {homes[0][-5:]}, {handed} handed there by another host")
 
     # 3. one host SIGKILLed: lost within the bound, creates go on elsewhere
     lost = hosts[2]

@@ -50,8 +50,9 @@
 #define SLOW_CLIENTS   2000
 #define SLOW_ROUNDS    3 /* one body byte per client per round */
 #define OWNER_REQUESTS 20
-#define OWNER_BOUND_MS 10000 /* each owner request pair, under attack (sanitizer builds, busy CI)  \
-			      */
+#define OWNER_BOUND_MS                                                                             \
+	10000 /* each owner request pair, under attack (sanitizer builds, busy CI)                 \
+	       */
 
 static char open_dir[400];   /* 0777: nobody may write here */
 static char root_dir[400];   /* root 0755: nobody may not */

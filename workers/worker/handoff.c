@@ -11,7 +11,11 @@
 #include "warren/config.h"
 #include "warren/kafka.h"
 #include "warren/log.h"
+#include "warren/json_util.h"
 #include "warren/storage.h"
+#include "warren/template_builds.h"
+#include "warren/templates.h"
+#include "warren/volumes.h"
 #include "worker.h"
 
 /* A host counts as ready for a handoff when it beat within this bound
@@ -86,14 +90,12 @@ bool handoff__room_elsewhere(struct worker *worker)
 	return room;
 }
 
-int handoff__forward(struct worker *worker, const struct kafka_event *command)
+int handoff__forward_to(struct worker *worker, const struct kafka_event *command, const char *host)
 {
-	char host[sizeof(((struct storage_host *)0)->id)], host_topic[KAFKA_TOPIC_NAME_MAX + 1];
-	char topic[KAFKA_TOPIC_NAME_MAX + 1];
+	char host_topic[KAFKA_TOPIC_NAME_MAX + 1], topic[KAFKA_TOPIC_NAME_MAX + 1];
 	int rc;
 
-	if (!handoff__pick(worker, host, sizeof(host)) ||
-	    kafka__host_topic(host, host_topic, sizeof(host_topic)))
+	if (kafka__host_topic(host, host_topic, sizeof(host_topic)))
 		return -EAGAIN;
 	snprintf(topic, sizeof(topic), "%s%s", config__get("kafka_topic_prefix", ""), host_topic);
 	rc = kafka_producer__produce_event(worker->producer, topic, command,
@@ -103,7 +105,70 @@ int handoff__forward(struct worker *worker, const struct kafka_event *command)
 			 command->sandbox_id, host, rc);
 		return -EAGAIN;
 	}
+	return 0;
+}
+
+int handoff__forward(struct worker *worker, const struct kafka_event *command)
+{
+	char host[sizeof(((struct storage_host *)0)->id)];
+
+	if (!handoff__pick(worker, host, sizeof(host)) ||
+	    handoff__forward_to(worker, command, host))
+		return -EAGAIN;
 	log_info("sandbox %s: at capacity (%d); create handed to host %s", command->sandbox_id,
 		 worker->capacity, host);
 	return 0;
+}
+
+/* Whether host is ready, of this runtime and beating (hosts table). */
+static bool handoff__host_ready(struct worker *worker, const char *host)
+{
+	struct storage_host *hosts = NULL;
+	struct storage_error err;
+	size_t count = 0;
+	int64_t now_ms = clock__realtime_ms();
+	bool ready = false;
+
+	if (storage__host_list(worker->storage, &hosts, &count, &err))
+		return false;
+	for (size_t i = 0; i < count && !ready; i++)
+		ready = !strcmp(hosts[i].id, host) && !strcmp(hosts[i].state, "ready") &&
+			!strcmp(hosts[i].runtime, runtime__name(worker->runtime)) &&
+			now_ms - hosts[i].heartbeat_at <= HANDOFF_FRESH_MS;
+	free(hosts);
+	return ready;
+}
+
+bool handoff__home_host(struct worker *worker, const struct kafka_event *command, char *out,
+			size_t out_len)
+{
+	const char *template_id = json_util__string(command->spec, "template_id", "");
+	struct storage_volume *volumes = NULL;
+	struct storage_error err;
+	struct template_info info;
+	char reason[256];
+	size_t count = 0;
+	bool by_volume;
+
+	out[0] = '\0';
+	if (json_integer_value(json_object_get(command->spec, "volume_mounts")) > 0 &&
+	    storage__volume_list_by_sandbox_internal(worker->storage, command->sandbox_id, &volumes,
+						     &count, &err) == STORAGE_OK) {
+		for (size_t i = 0; i < count && !out[0]; i++)
+			if (volumes[i].host_id[0] && strcmp(volumes[i].host_id, worker->host_id))
+				snprintf(out, out_len, "%s", volumes[i].host_id);
+		free(volumes);
+	}
+	by_volume = out[0] != '\0';
+	if (!out[0] && *template_id &&
+	    templates__read(templates__dir(), template_id, &info, reason, sizeof(reason)) &&
+	    storage__template_build_host_internal(worker->storage, template_id, out, out_len,
+						  &err) == STORAGE_OK &&
+	    !strcmp(out, worker->host_id))
+		out[0] = '\0';
+	if (!out[0] || !handoff__host_ready(worker, out))
+		return false;
+	log_info("sandbox %s: its %s is on host %s; create handed there", command->sandbox_id,
+		 by_volume ? "volume" : "template", out);
+	return true;
 }

@@ -26,6 +26,16 @@ void handoff__finished(struct worker *worker);
  * 0 once the broker has it (the caller's offset may be committed),
  * -EAGAIN when no host has room any more or Kafka did not take it. */
 int handoff__forward(struct worker *worker, const struct kafka_event *command);
+/* The host a create belongs on because of its data, when that is not this
+ * one: the host holding a volume it mounts (docs/volumes.md), or, when its
+ * template is not installed here, the host that built it
+ * (docs/templates.md). True with the host id in out when that host is
+ * ready; false to run the create here (where it fails with its reason
+ * when the data is missing). */
+bool handoff__home_host(struct worker *worker, const struct kafka_event *command, char *out,
+			size_t out_len);
+/* Produces command to host's topic. 0 once the broker has it, else -EAGAIN. */
+int handoff__forward_to(struct worker *worker, const struct kafka_event *command, const char *host);
 /* For the create consumer's back-pressure: at capacity, keep taking
  * creates only while another host has room (checked at most once a
  * second against the hosts table). */

@@ -104,8 +104,13 @@ static int worker__run_create(void *opaque, const struct kafka_event *command)
 	struct worker *worker = opaque;
 	int rc;
 
+	char home[sizeof(((struct storage_host *)0)->id)];
+
 	if (command->type != KAFKA_EVENT_CREATE)
 		return worker__run_command(opaque, command);
+	if (handoff__home_host(worker, command, home, sizeof(home)) &&
+	    handoff__forward_to(worker, command, home) == 0)
+		return 0;
 	if (handoff__should_forward(worker) && handoff__forward(worker, command) == 0)
 		return 0;
 	handoff__started(worker);
