@@ -164,23 +164,33 @@ static void volume__decode(const PGresult *result, int row, struct storage_volum
 	    "v") ", "                                                                              \
 		 "v.mount_path, v.host_id"
 
-int storage__volume_get(struct storage_pool *pool, const char *team_id, const char *volume_id,
-			struct storage_volume *out, struct storage_error *err)
+/* Runs a query for at most one volume row into out; STORAGE_ERR_NOT_FOUND
+ * with "volume <what> not found" when there is none. */
+static int volume__query_one(struct storage_pool *pool, const char *sql, const char *const *params,
+			     const char *what, struct storage_volume *out,
+			     struct storage_error *err)
 {
-	static const char sql[] = "SELECT " VOLUME_COLUMNS " FROM volumes v WHERE v.id = $1"
-				  " AND ($2::text IS NULL OR v.team_id::text = $2)";
-	const char *params[] = {volume_id, team_id};
 	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
 
 	if (!result)
 		return err ? err->code : STORAGE_ERR_INTERNAL;
 	if (PQntuples(result) != 1) {
 		PQclear(result);
-		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "volume %s not found", volume_id);
+		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "volume %s not found", what);
 	}
 	volume__decode(result, 0, out);
 	PQclear(result);
 	return STORAGE_OK;
+}
+
+int storage__volume_get(struct storage_pool *pool, const char *team_id, const char *volume_id,
+			struct storage_volume *out, struct storage_error *err)
+{
+	static const char sql[] = "SELECT " VOLUME_COLUMNS " FROM volumes v WHERE v.id = $1"
+				  " AND ($2::text IS NULL OR v.team_id::text = $2)";
+	const char *params[] = {volume_id, team_id};
+
+	return volume__query_one(pool, sql, params, volume_id, out, err);
 }
 
 int storage__volume_get_by_name(struct storage_pool *pool, const char *team_id, const char *name,
@@ -189,17 +199,10 @@ int storage__volume_get_by_name(struct storage_pool *pool, const char *team_id, 
 	static const char sql[] = "SELECT " VOLUME_COLUMNS " FROM volumes v"
 				  " WHERE v.team_id::text = $1 AND v.name = $2";
 	const char *params[] = {team_id, name};
-	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
+	char quoted[STORAGE_VOLUME_NAME_MAX + 3];
 
-	if (!result)
-		return err ? err->code : STORAGE_ERR_INTERNAL;
-	if (PQntuples(result) != 1) {
-		PQclear(result);
-		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "volume '%s' not found", name);
-	}
-	volume__decode(result, 0, out);
-	PQclear(result);
-	return STORAGE_OK;
+	snprintf(quoted, sizeof(quoted), "'%s'", name);
+	return volume__query_one(pool, sql, params, quoted, out, err);
 }
 
 int storage__volume_delete(struct storage_pool *pool, const char *team_id, const char *volume_id,
