@@ -167,6 +167,8 @@ static const struct config_setting config_table[] = {
 	  "nameserver written into sandboxes' resolv.conf" },
 	{ "sandbox_pids_max", CONFIG_INT, 1, 4194304, NULL, "1024", "", "worker", 0,
 	  "processes per sandbox (pids cgroup)" },
+	{ "snapshot_quota_mb", CONFIG_INT, 0, 1073741824, NULL, "10240", "MiB", "api", 0,
+	  "storage one team's snapshots may hold on worker hosts (createSnapshot; docs/api.md)" },
 	{ "slot_cidr", CONFIG_CIDR, 0, 0, NULL, "10.11.0.0/16", "", "api, worker", 0,
 	  "address range of the network slots (sandboxes); never reachable from a sandbox" },
 	{ "slot_link_prefix", CONFIG_STRING, 1, 9, NULL, "wslot", "", "worker", 0,
