@@ -72,6 +72,7 @@ static const struct field snapshot_fields[] = {
 	{"snapshot_id", FIELD_STRING, true},
 	{"template_id", FIELD_STRING, true},
 	{"max_bytes", FIELD_POSITIVE_INT, false}, /* the team's quota left */
+	{"name", FIELD_STRING, false},
 	{NULL, 0, false},
 };
 static const struct field snapshotted_fields[] = {
