@@ -1,0 +1,75 @@
+"""e2e (labels e2e, lifecycle, jail): createSnapshot / listSnapshots of jail
+sandboxes through the real warren-api, Kafka, warren-worker and PostgreSQL
+with the npm e2b SDK as the client (sdk_snapshot.cjs), then the REST edges:
+another team's sandbox is a 404, the team quota refuses the next snapshot
+once its snapshots hold snapshot_quota_mb, and the snapshot's files are on
+the worker's templates dir."""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from stack import Stack, check, check_count  # noqa: E402
+
+SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
+SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
+    os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "warren")), "npm-e2b", SDK_VERSION)
+
+
+def test_sdk(stack):
+    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_snapshot.cjs")],
+                         env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url,
+                                  E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test",
+                                  WARREN_PG_URL=stack.pg_url),
+                         capture_output=True, text=True, timeout=240)
+    print(out.stdout.strip())
+    check(out.returncode == 0, "SDK snapshot scenarios failed:\n" + out.stdout + out.stderr +
+          "\n--- worker\n" + stack.log("worker")[-4000:] + "\n--- api\n" + stack.log("api")[-3000:])
+
+
+def test_rest_edges(stack):
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "minimal", "timeout": 60})
+    check(status == 201, f"create: {status} {body}")
+    sandbox_id = body["sandboxID"]
+    # another team: 404, as for a sandbox that does not exist
+    stack.warren("admin", "team", "create", stack.tag + "-other", "--tier", "pro")
+    out = stack.warren("admin", "key", "create", "--team", stack.tag + "-other")
+    other_key = next(w for w in out.split() if w.startswith("e2b_"))
+    status, body, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/snapshots", {}, key=other_key)
+    check(status == 404, f"snapshot of another team's sandbox -> {status} {body}")
+    status, body, _ = stack.request("GET", "/snapshots", key=other_key)
+    check(status == 200 and body == [], f"the other team lists nothing: {status} {body}")
+    status, body, _ = stack.request("POST", "/sandboxes/iaaaaaaaaaaaaaaaaaaaa/snapshots", {})
+    check(status == 404, f"snapshot of an unknown sandbox -> {status} {body}")
+    status, body, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/snapshots", {"name": 7})
+    check(status == 400, f"a name that is not a string -> {status} {body}")
+    # a snapshot's files live on the worker as an installed template
+    status, body, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/snapshots", {})
+    check(status == 201 and body["snapshotID"].startswith("snap-"), f"snapshot: {status} {body}")
+    snapshot_id = body["snapshotID"]
+    check(os.path.isfile(os.path.join(stack.templates_dir, snapshot_id, "template.json")),
+          "the snapshot is installed in the worker's templates dir")
+    # the team's snapshots now hold more than the quota: the next one is refused up front
+    stack.psql(f"UPDATE snapshots SET bytes = 3 * 1024 * 1024 WHERE id = '{snapshot_id}'")
+    status, body, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/snapshots", {})
+    check(status == 403 and "quota" in body.get("message", ""), f"over the quota -> {status} {body}")
+    stack.request("DELETE", f"/sandboxes/{sandbox_id}")
+
+
+def main():
+    if os.geteuid() != 0:
+        print("FAIL: the e2e suite needs root (namespaces, cgroups)")
+        return 1
+    if not os.path.isdir(os.path.join(SDK_DIR, "node_modules", "e2b")):
+        print(f"SKIP: the npm e2b SDK is not installed in {SDK_DIR} (scripts/setup installs it)")
+        return 77
+    with Stack("snap", extra_env={"WARREN_SNAPSHOT_QUOTA_MB": "2"}) as stack:
+        stack.start()
+        test_sdk(stack)
+        test_rest_edges(stack)
+    print(f"e2e snapshots: {check_count()} checks passed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
