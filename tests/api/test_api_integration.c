@@ -666,7 +666,7 @@ static void test_unimplemented_filters_and_metrics(void **state)
 						 .mem_used = 1 << 20, .mem_total = 512 << 20,
 						 .disk_total = 1 << 30 };
 	int64_t now_s = clock__realtime_ms() / 1000;
-	json_t *list, *metrics, *error;
+	json_t *list, *metrics;
 	char message[256];
 
 	(void)state;
