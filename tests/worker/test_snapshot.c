@@ -121,6 +121,19 @@ static void test_capture(void **state)
 	assert_int_equal(templates__read(templates, "snap-1", &snap, err, sizeof(err)), 0);
 	assert_string_equal(snap.name, "snap-1");
 	assert_string_not_equal(snap.content_hash, source.base.content_hash);
+	snprintf(p, sizeof(p), "%.400s/template.json", snap.dir);
+	{
+		char meta[4096] = "";
+
+		f = fopen(p, "r");
+		assert_non_null(f);
+		assert_true(fread(meta, 1, sizeof(meta) - 1, f) > 0);
+		fclose(f);
+		/* the base's user kept; a build_id so the prune of deleted team
+		 * templates takes it once deleted */
+		assert_non_null(strstr(meta, "\"user\": \"user\""));
+		assert_non_null(strstr(meta, "\"build_id\": \"snap-1\""));
+	}
 
 	snprintf(p, sizeof(p), "%.400s/home/user/note.txt", snap.rootfs);
 	f = fopen(p, "r");

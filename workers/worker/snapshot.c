@@ -66,7 +66,9 @@ static int snapshot__write_metadata(const struct template_info *base, const char
 	json_object_set_new(meta, "size", json_integer((json_int_t)(base->size + bytes)));
 	json_object_set_new(meta, "image_size", json_integer(0));
 	json_object_set_new(meta, "snapshot_bytes", json_integer((json_int_t)bytes));
-	json_object_del(meta, "build_id");
+	/* a build_id marks a team's template: the worker's prune removes it
+	 * from this host once its team deleted it and no sandbox uses it */
+	json_object_set_new(meta, "build_id", json_string(name));
 	snprintf(path, sizeof(path), "%.4000s/template.json", work);
 	ret = json_dump_file(meta, path, JSON_INDENT(2) | JSON_SORT_KEYS) ? -1 : 0;
 out:
