@@ -3,8 +3,8 @@
  * layer: the snapshot reads back with templates__read, holds the file the
  * sandbox wrote (owner shifted back from the host uid range) and not the
  * one it removed, shares the base's untouched files by hard link, leaves
- * the live layer and the base as they were, counts its own bytes, refuses
- * a name in use, and snapshot__remove takes it away. Needs root (chown,
+ * the live layer and the base as they were, counts its own bytes, replaces
+ * a half-done earlier tree, refuses a name in use, and snapshot__remove takes it away. Needs root (chown,
  * mknod): skipped otherwise. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -116,8 +116,13 @@ static void test_capture(void **state)
 	source.templates_dir = templates;
 	source.cache_dir = cache;
 
+	/* the tree of an attempt that died before its link is replaced */
+	make_dirs("cache/snap-1/rootfs");
+	write_file("cache/snap-1/rootfs/junk", "half done");
 	assert_int_equal(snapshot__capture(&source, "snap-1", &bytes, err, sizeof(err)), 0);
 	assert_int_equal(bytes, 5);
+	at(p, "cache/snap-1/rootfs/junk");
+	assert_int_not_equal(access(p, F_OK), 0);
 	assert_int_equal(templates__read(templates, "snap-1", &snap, err, sizeof(err)), 0);
 	assert_string_equal(snap.name, "snap-1");
 	assert_string_not_equal(snap.content_hash, source.base.content_hash);

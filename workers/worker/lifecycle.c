@@ -858,6 +858,23 @@ static int worker__snapshot_hold(struct worker *worker, const char *sandbox_id, 
 	return rc;
 }
 
+/* 0 when snapshot_id is registered for the command's team already (a
+ * redelivered command), 1 when not, -EAGAIN when PostgreSQL is away. */
+static int worker__snapshot_done(struct worker *worker, const struct kafka_event *command,
+				 const char *snapshot_id)
+{
+	struct storage_error err;
+	json_t *list = NULL;
+	int rc = storage__snapshot_list(worker->storage, command->team_id, NULL, snapshot_id,
+					&list, &err);
+
+	if (rc)
+		return rc == STORAGE_ERR_UNAVAILABLE ? -EAGAIN : 1;
+	rc = json_array_size(list) ? 0 : 1;
+	json_decref(list);
+	return rc;
+}
+
 /* Captures and registers the snapshot of a running or paused sandbox;
  * a running one is frozen for the copy and thawed after. 0, -EAGAIN, or
  * *code and reason. */
@@ -888,6 +905,11 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 		rc = -EBUSY;
 		goto out;
 	}
+	rc = worker__snapshot_done(worker, command, snapshot_id);
+	if (rc <= 0)
+		goto out; /* a redelivery of a snapshot that finished, or PostgreSQL away */
+	/* an earlier attempt that died before registering it */
+	snapshot__remove(source.templates_dir, snapshot_id);
 	rc = templates__read(source.templates_dir, row.template_id, &source.base, reason,
 			     reason_len);
 	if (rc) {

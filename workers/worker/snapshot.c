@@ -97,11 +97,13 @@ int snapshot__capture(const struct snapshot_source *source, const char *name,
 	snprintf(link_tmp, sizeof(link_tmp), "%.2000s/.%s.snapshot", source->templates_dir, name);
 	snprintf(rootfs, sizeof(rootfs), "%s/rootfs", work);
 	snprintf(upper, sizeof(upper), "%s/upper", work);
-	if (!access(link, F_OK) || !access(final, F_OK)) {
+	if (!access(link, F_OK)) {
 		snprintf(err, err_len, "template %s exists", name);
 		return -1;
 	}
+	const char *rm_final[] = {"rm", "-rf", "--one-file-system", final, NULL};
 	build__spawn_wait(rm_work); /* an interrupted earlier attempt */
+	build__spawn_wait(rm_final);
 	if (mkdir(work, 0755)) {
 		snprintf(err, err_len, "mkdir %s: %s", work, strerror(errno));
 		return -1;

@@ -22,8 +22,9 @@ struct snapshot_source {
  * the base rootfs with a copy of upper merged in (owners shifted back,
  * whiteouts applied; upper itself is only read), and the base's
  * template.json renamed. *bytes: the snapshot's own storage (its layer).
- * 0, or -1 with err filled (-1 also when name is installed); nothing is
- * left behind on failure. Freeze the sandbox around it for a consistent
+ * 0, or -1 with err filled (-1 also when templates_dir/<name> exists); a
+ * tree of an interrupted earlier attempt is replaced; nothing is left
+ * behind on failure. Freeze the sandbox around it for a consistent
  * copy. */
 int snapshot__capture(const struct snapshot_source *source, const char *name,
 		      uint64_t *bytes, char *err, size_t err_len);
