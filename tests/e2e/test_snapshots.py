@@ -3,13 +3,17 @@ sandboxes through the real warren-api, Kafka, warren-worker and PostgreSQL
 with the npm e2b SDK as the client (sdk_snapshot.cjs), then the REST edges:
 another team's sandbox is a 404, the team quota refuses the next snapshot
 once its snapshots hold snapshot_quota_mb, and the snapshot's files are on
-the worker's templates dir."""
+the worker's templates dir; a paused sandbox is snapshotted and stays paused;
+the same snapshot command twice makes one snapshot."""
+import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, check, check_count  # noqa: E402
+from stack import Stack, check, check_count, wait_for  # noqa: E402
 
 SDK_VERSION = os.environ.get("E2B_SDK_VERSION", "2.51.0")
 SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
@@ -25,6 +29,23 @@ def test_sdk(stack):
     print(out.stdout.strip())
     check(out.returncode == 0, "SDK snapshot scenarios failed:\n" + out.stdout + out.stderr +
           "\n--- worker\n" + stack.log("worker")[-4000:] + "\n--- api\n" + stack.log("api")[-3000:])
+
+
+def produce_command(stack, kind, sandbox_id, spec):
+    """A command straight to the host topic (as a redelivery would bring it)."""
+    request_id = str(uuid.uuid4())
+    event = {"version": 1, "type": kind, "request_id": request_id, "team_id": stack.team_id,
+             "sandbox_id": sandbox_id, "spec": spec,
+             "sent_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+    subprocess.run(["kcat", "-b", stack.brokers, "-P", "-t",
+                    f"{stack.prefix}warren.host.{stack.host_id}.commands", "-k", sandbox_id],
+                   input=json.dumps(event), text=True, check=True, timeout=30)
+    return request_id
+
+
+def result_of(stack, request_id):
+    return wait_for(lambda: next((e for e in stack.events() if e["request_id"] == request_id), None),
+                    30, f"the result of {request_id}")
 
 
 def test_rest_edges(stack):
@@ -49,11 +70,28 @@ def test_rest_edges(stack):
     snapshot_id = body["snapshotID"]
     check(os.path.isfile(os.path.join(stack.templates_dir, snapshot_id, "template.json")),
           "the snapshot is installed in the worker's templates dir")
+    # a paused sandbox can be snapshotted and stays paused
+    status, body, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/pause")
+    check(status == 204, f"pause: {status} {body}")
+    status, body, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/snapshots", {"name": "paused"})
+    check(status == 201 and body["names"][1:] == ["paused"], f"snapshot of a paused sandbox: {status} {body}")
+    check(stack.psql(f"SELECT state FROM sandboxes WHERE id = '{sandbox_id}'") == "paused",
+          "still paused after the snapshot")
+    # the same snapshot command twice (a redelivery, a retrying producer):
+    # one snapshot, both answered snapshotted
+    spec = {"snapshot_id": "snap-redelivered", "template_id": "minimal"}
+    first = result_of(stack, produce_command(stack, "snapshot", sandbox_id, spec))
+    second = result_of(stack, produce_command(stack, "snapshot", sandbox_id, spec))
+    check(first["type"] == "snapshotted" and second["type"] == "snapshotted" and
+          second["result"]["snapshot_id"] == "snap-redelivered", f"redelivered: {first} {second}")
+    check(stack.psql("SELECT count(*) FROM snapshots WHERE id = 'snap-redelivered'") == "1",
+          "one snapshot for two commands")
     # the team's snapshots now hold more than the quota: the next one is refused up front
     stack.psql(f"UPDATE snapshots SET bytes = 3 * 1024 * 1024 WHERE id = '{snapshot_id}'")
     status, body, _ = stack.request("POST", f"/sandboxes/{sandbox_id}/snapshots", {})
     check(status == 403 and "quota" in body.get("message", ""), f"over the quota -> {status} {body}")
     stack.request("DELETE", f"/sandboxes/{sandbox_id}")
+    print("REST: another team 404, bad name 400, paused sandbox, redelivery, quota 403")
 
 
 def main():
