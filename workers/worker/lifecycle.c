@@ -924,19 +924,24 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 	}
 	source.upper = upper;
 	*code = 500;
-	rc = snapshot__capture(&source, snapshot_id, &captured, reason, reason_len);
+	captured = snapshot__layer_bytes(upper); /* refused before any copy when too big */
+	if (max_bytes > 0 && (int64_t)captured > max_bytes)
+		rc = -EDQUOT;
+	else
+		rc = snapshot__capture(&source, snapshot_id, &captured, reason, reason_len);
 	if (was_running && worker__row_state(worker, row.id, &row.state, NULL) == 0 &&
 	    row.state == STORAGE_SANDBOX_RUNNING)
 		worker__snapshot_hold(worker, row.id, false, NULL, 0, NULL, ignored,
 				      sizeof(ignored));
-	if (rc)
+	if (rc && rc != -EDQUOT)
 		goto out;
 	if (max_bytes > 0 && (int64_t)captured > max_bytes) {
-		snapshot__remove(source.templates_dir, snapshot_id);
+		if (!rc)
+			snapshot__remove(source.templates_dir, snapshot_id);
 		*code = 403;
 		snprintf(reason, reason_len,
 			 "snapshot storage quota exceeded: this snapshot holds %llu bytes, the team "
-			 "has %lld left (setting snapshot_quota_bytes)",
+			 "has %lld left (setting snapshot_quota_mb)",
 			 (unsigned long long)captured, (long long)max_bytes);
 		rc = -EDQUOT;
 		goto out;

@@ -8,6 +8,7 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,14 +33,16 @@ static int snapshot__count(const char *path, const struct stat *st, int type, st
 	return 0;
 }
 
-/* Bytes of the regular files and symlinks under dir (the snapshot's own
- * storage: the base's files are hard links and not counted). */
-static uint64_t snapshot__layer_bytes(const char *dir)
+uint64_t snapshot__layer_bytes(const char *dir)
 {
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	uint64_t bytes;
+
+	pthread_mutex_lock(&lock);
 	snapshot_bytes = 0;
-	if (nftw(dir, snapshot__count, 64, FTW_PHYS))
-		return 0;
-	return snapshot_bytes;
+	bytes = nftw(dir, snapshot__count, 64, FTW_PHYS) ? 0 : snapshot_bytes;
+	pthread_mutex_unlock(&lock);
+	return bytes;
 }
 
 /* template.json of the snapshot: the base's, with its own name, base,

@@ -29,6 +29,10 @@ struct snapshot_source {
 int snapshot__capture(const struct snapshot_source *source, const char *name,
 		      uint64_t *bytes, char *err, size_t err_len);
 
+/* Bytes of the regular files and symlinks under dir, not following links
+ * (a writable layer: what its snapshot would hold); 0 when unreadable. */
+uint64_t snapshot__layer_bytes(const char *dir);
+
 /* Removes templates_dir/<name> and the tree it points to. 0, -ENOENT,
  * -EINVAL (bad name) or -EIO. */
 int snapshot__remove(const char *templates_dir, const char *name);
