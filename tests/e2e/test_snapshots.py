@@ -4,9 +4,13 @@ with the npm e2b SDK as the client (sdk_snapshot.cjs), then the REST edges:
 another team's sandbox is a 404, the team quota refuses the next snapshot
 once its snapshots hold snapshot_quota_mb, and the snapshot's files are on
 the worker's templates dir; a paused sandbox is snapshotted and stays paused;
-the same snapshot command twice makes one snapshot."""
+the same snapshot command twice makes one snapshot; a restarted worker does
+not register a snapshot that was never registered."""
+import glob
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -79,12 +83,13 @@ def test_rest_edges(stack):
           "still paused after the snapshot")
     # the same snapshot command twice (a redelivery, a retrying producer):
     # one snapshot, both answered snapshotted
-    spec = {"snapshot_id": "snap-redelivered", "template_id": "minimal"}
+    redelivered = "snap-redelivered-" + stack.tag
+    spec = {"snapshot_id": redelivered, "template_id": "minimal"}
     first = result_of(stack, produce_command(stack, "snapshot", sandbox_id, spec))
     second = result_of(stack, produce_command(stack, "snapshot", sandbox_id, spec))
     check(first["type"] == "snapshotted" and second["type"] == "snapshotted" and
-          second["result"]["snapshot_id"] == "snap-redelivered", f"redelivered: {first} {second}")
-    check(stack.psql("SELECT count(*) FROM snapshots WHERE id = 'snap-redelivered'") == "1",
+          second["result"]["snapshot_id"] == redelivered, f"redelivered: {first} {second}")
+    check(stack.psql(f"SELECT count(*) FROM snapshots WHERE id = '{redelivered}'") == "1",
           "one snapshot for two commands")
     # the team's snapshots now hold more than the quota: the next one is refused up front
     stack.psql(f"UPDATE snapshots SET bytes = 3 * 1024 * 1024 WHERE id = '{snapshot_id}'")
@@ -92,6 +97,42 @@ def test_rest_edges(stack):
     check(status == 403 and "quota" in body.get("message", ""), f"over the quota -> {status} {body}")
     stack.request("DELETE", f"/sandboxes/{sandbox_id}")
     print("REST: another team 404, bad name 400, paused sandbox, redelivery, quota 403")
+    return snapshot_id
+
+
+def test_worker_restart(stack, snapshot_id):
+    """A snapshot installed on the host but never registered (its worker
+    died in between) is not registered by the restarted worker (it would
+    be a template of no team: every team could start it) and is pruned;
+    a registered one still starts sandboxes."""
+    source = os.path.realpath(os.path.join(stack.templates_dir, snapshot_id))
+    orphan = "snap-orphan-" + stack.tag
+    tree = os.path.join(os.path.dirname(source), orphan)
+    subprocess.run(["cp", "-a", source, tree], check=True)
+    with open(os.path.join(tree, "template.json")) as f:
+        meta = json.load(f)
+    meta["name"] = orphan
+    with open(os.path.join(tree, "template.json"), "w") as f:
+        json.dump(meta, f)
+    os.symlink(tree, os.path.join(stack.templates_dir, orphan))
+    stack.kill("worker", signal.SIGKILL)
+    stack.start_worker()
+    check(stack.psql(f"SELECT count(*) FROM templates WHERE id = '{orphan}'") == "0",
+          "an unregistered snapshot is not registered at start")
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": orphan, "timeout": 30})
+    check(status == 404, f"nobody can start the orphan: {status} {body}")
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": snapshot_id, "timeout": 30})
+    check(status == 201, f"the registered snapshot starts after the restart: {status} {body}")
+    stack.request("DELETE", f"/sandboxes/{body['sandboxID']}")
+    print("worker restart: orphan not registered, registered snapshot starts")
+
+
+def remove_trees(stack):
+    """The snapshot trees live in the shared template cache: take ours out."""
+    for link in glob.glob(os.path.join(stack.templates_dir, "snap-*")):
+        target = os.path.realpath(link)
+        if os.path.basename(target).startswith("snap-") and os.path.isdir(target):
+            shutil.rmtree(target, ignore_errors=True)
 
 
 def main():
@@ -102,9 +143,13 @@ def main():
         print(f"SKIP: the npm e2b SDK is not installed in {SDK_DIR} (scripts/setup installs it)")
         return 77
     with Stack("snap", extra_env={"WARREN_SNAPSHOT_QUOTA_MB": "2"}) as stack:
-        stack.start()
-        test_sdk(stack)
-        test_rest_edges(stack)
+        try:
+            stack.start()
+            test_sdk(stack)
+            snapshot_id = test_rest_edges(stack)
+            test_worker_restart(stack, snapshot_id)
+        finally:
+            remove_trees(stack)
     print(f"e2e snapshots: {check_count()} checks passed")
     return 0
 
