@@ -15,18 +15,17 @@
 
 static void cli_admin__usage(FILE *out)
 {
-	fprintf(out,
-		"usage:\n"
-		"  warren admin team create NAME [--tier hobby|pro|enterprise]\n"
-		"  warren admin team list\n"
-		"  warren admin team set-tier TEAM hobby|pro|enterprise\n"
-		"  warren admin team set-limit TEAM LIMIT VALUE\n"
-		"  warren admin key create --team TEAM\n"
-		"  warren admin key list --team TEAM\n"
-		"  warren admin key revoke KEY_ID|e2b_...\n"
-		"  warren admin sandboxes\n"
-		"  warren admin rejections [--minutes N]\n"
-		"LIMIT is one of:");
+	fprintf(out, "usage:\n"
+		     "  warren admin team create NAME [--tier hobby|pro|enterprise]\n"
+		     "  warren admin team list\n"
+		     "  warren admin team set-tier TEAM hobby|pro|enterprise\n"
+		     "  warren admin team set-limit TEAM LIMIT VALUE\n"
+		     "  warren admin key create --team TEAM\n"
+		     "  warren admin key list --team TEAM\n"
+		     "  warren admin key revoke KEY_ID|e2b_...\n"
+		     "  warren admin sandboxes\n"
+		     "  warren admin rejections [--minutes N]\n"
+		     "LIMIT is one of:");
 	for (size_t i = 0; storage_limit_names[i]; i++)
 		fprintf(out, " %s", storage_limit_names[i]);
 	fprintf(out, "\n");
@@ -60,7 +59,8 @@ static void cli_admin__print_team(const struct storage_team *team)
 {
 	const struct storage_team_limits *l = &team->limits;
 
-	printf("team %s\n  id %s\n  tier %s\n", team->name, team->id, storage__tier_name(team->tier));
+	printf("team %s\n  id %s\n  tier %s\n", team->name, team->id,
+	       storage__tier_name(team->tier));
 	printf("  lifecycle_requests %d / lifecycle_window_s %d\n", l->lifecycle_requests,
 	       l->lifecycle_window_s);
 	printf("  sandbox_operations %d / sandbox_operations_window_s %d (per client IP)\n",
@@ -116,7 +116,8 @@ static int cli_admin__team(struct storage_pool *pool, int argc, char **argv)
 		       "MAX_TTL");
 		for (size_t i = 0; i < count; i++)
 			printf("%-36s  %-24s %-10s %6d %6d %8d\n", teams[i].id, teams[i].name,
-			       storage__tier_name(teams[i].tier), teams[i].limits.concurrent_sandboxes,
+			       storage__tier_name(teams[i].tier),
+			       teams[i].limits.concurrent_sandboxes,
 			       teams[i].limits.creation_rate_per_s, teams[i].limits.max_timeout_s);
 		free(teams);
 		return 0;
@@ -144,7 +145,8 @@ static int cli_admin__team(struct storage_pool *pool, int argc, char **argv)
 			return 2;
 		}
 		if (!cli_admin__parse_int(argv[3], 1, INT32_MAX, &value)) {
-			fprintf(stderr, "warren admin: VALUE must be an integer in 1..%d\n", INT32_MAX);
+			fprintf(stderr, "warren admin: VALUE must be an integer in 1..%d\n",
+				INT32_MAX);
 			return 2;
 		}
 		if (cli_admin__find_team(pool, argv[1], &team))

@@ -34,7 +34,7 @@
 #include "warren/kafka_event.h"
 #include "warren/storage.h"
 
-#define BATCH_MAX_COUNT 100000
+#define BATCH_MAX_COUNT	   100000
 #define BATCH_MAX_METADATA 64
 #define BATCH_RESPONSE_MAX (1 << 20)
 
@@ -122,12 +122,12 @@ static bool batch__parse_long(const char *text, long min, long max, long *out)
 static int batch__parse(int argc, char **argv, struct batch_options *o)
 {
 	*o = (struct batch_options){
-		.count = 1,
-		.concurrency = 4,
-		.timeout_s = 300,
-		.deadline_ms = 60000,
-		.api_url = config__get("api_url", "http://127.0.0.1:3000"),
-		.api_key = getenv("E2B_API_KEY"),
+	    .count = 1,
+	    .concurrency = 4,
+	    .timeout_s = 300,
+	    .deadline_ms = 60000,
+	    .api_url = config__get("api_url", "http://127.0.0.1:3000"),
+	    .api_key = getenv("E2B_API_KEY"),
 	};
 	if (argc < 2 || (strcmp(argv[1], "create") && strcmp(argv[1], "kill")))
 		return -EINVAL;
@@ -180,7 +180,7 @@ static int batch__parse(int argc, char **argv, struct batch_options *o)
 		if (takes_value)
 			i++;
 		continue;
-bad_value:
+	bad_value:
 		fprintf(stderr, "warren batch: bad value for %s: %s\n", arg, value);
 		return -EINVAL;
 	}
@@ -197,7 +197,8 @@ bad_value:
 		return -EINVAL;
 	}
 	if (o->via_kafka && !o->team_name && !o->team_id) {
-		fprintf(stderr, "warren batch create --via-kafka: --team or --team-id is required\n");
+		fprintf(stderr,
+			"warren batch create --via-kafka: --team or --team-id is required\n");
 		return -EINVAL;
 	}
 	if (!o->via_kafka && (!o->api_key || !*o->api_key)) {
@@ -329,9 +330,9 @@ static int batch__summary(struct batch_run *run)
 			json_t *previous;
 			batch__normalize_reason(job->error, reason, sizeof(reason));
 			previous = json_object_get(failures, reason);
-			json_object_set_new(failures, reason,
-					    json_integer(previous ? json_integer_value(previous) + 1
-								  : 1));
+			json_object_set_new(
+			    failures, reason,
+			    json_integer(previous ? json_integer_value(previous) + 1 : 1));
 			json_object_set_new(entry, "error", json_string(job->error));
 			failed++;
 		}
@@ -343,14 +344,14 @@ static int batch__summary(struct batch_run *run)
 	uint64_t p99 = batch__percentile(latencies, succeeded, 99);
 
 	if (run->options->json) {
-		summary = json_pack("{s:s, s:i, s:i, s:i, s:O, s:I, s:I, s:I, s:I, s:I, s:f, s:s, s:O}",
-				    "action", run->options->action, "requested", (int)run->count,
-				    verb, (int)succeeded, "failed", (int)failed, "failures",
-				    failures, "rate_limited", (json_int_t)run->rate_limited,
-				    "no_room", (json_int_t)run->no_room,
-				    "p50_ms", (json_int_t)p50, "p99_ms", (json_int_t)p99,
-				    "elapsed_ms", (json_int_t)elapsed_ms, "rate_per_s", rate, "via",
-				    run->options->via_kafka ? "kafka" : "api", "results", results);
+		summary = json_pack(
+		    "{s:s, s:i, s:i, s:i, s:O, s:I, s:I, s:I, s:I, s:I, s:f, s:s, s:O}", "action",
+		    run->options->action, "requested", (int)run->count, verb, (int)succeeded,
+		    "failed", (int)failed, "failures", failures, "rate_limited",
+		    (json_int_t)run->rate_limited, "no_room", (json_int_t)run->no_room, "p50_ms",
+		    (json_int_t)p50, "p99_ms", (json_int_t)p99, "elapsed_ms",
+		    (json_int_t)elapsed_ms, "rate_per_s", rate, "via",
+		    run->options->via_kafka ? "kafka" : "api", "results", results);
 		if (summary) {
 			char *text = json_dumps(summary, JSON_COMPACT);
 			if (text)
@@ -364,8 +365,7 @@ static int batch__summary(struct batch_run *run)
 		       run->options->via_kafka ? " via Kafka" : "");
 		printf("failed: %zu\n", failed);
 		json_object_foreach(failures, reason_key, reason_count)
-			printf("  %lld  %s\n", (long long)json_integer_value(reason_count),
-			       reason_key);
+		    printf("  %lld  %s\n", (long long)json_integer_value(reason_count), reason_key);
 		printf("rate-limited (429, retried): %ld\n", run->rate_limited);
 		printf("no room (503, retried): %ld\n", run->no_room);
 		if (succeeded)
@@ -442,9 +442,9 @@ static int batch__start_transfer(struct batch_run *run, CURLM *multi, struct bat
 	if (!job->easy)
 		return -ENOMEM;
 	if (create) {
-		json_t *body = json_pack("{s:s, s:I, s:o}", "templateID", o->template_id, "timeout",
-					 (json_int_t)o->timeout_s, "metadata",
-					 batch__metadata_object(o));
+		json_t *body =
+		    json_pack("{s:s, s:I, s:o}", "templateID", o->template_id, "timeout",
+			      (json_int_t)o->timeout_s, "metadata", batch__metadata_object(o));
 		job->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
 		json_decref(body);
 		if (!job->body)
@@ -517,8 +517,8 @@ static void batch__finish_transfer(struct batch_run *run, CURLM *multi, struct b
 		if (create)
 			snprintf(job->sandbox_id, sizeof(job->sandbox_id), "%s",
 				 ids__is_sandbox_id(json_util__string(body, "sandboxID", ""))
-					 ? json_util__string(body, "sandboxID", "")
-					 : "");
+				     ? json_util__string(body, "sandboxID", "")
+				     : "");
 		json_decref(body);
 	}
 	job->state = BATCH_DONE;
@@ -603,7 +603,7 @@ static int batch__list_matching(const struct batch_options *o, char ***ids_out, 
 	}
 	char *encoded = curl_easy_escape(easy, query, 0);
 	for (int page = 0; page < 1000; page++) {
-		struct batch_job response = { 0 };
+		struct batch_job response = {0};
 		struct curl_slist *headers = NULL;
 		char url[4096], header[160];
 		long status = 0;
@@ -625,9 +625,8 @@ static int batch__list_matching(const struct batch_options *o, char ***ids_out, 
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 		struct curl_header *token_header = NULL;
 		next_token[0] = '\0';
-		if (result == CURLE_OK &&
-		    curl_easy_header(easy, "X-Next-Token", 0, CURLH_HEADER, -1, &token_header) ==
-			    CURLHE_OK) {
+		if (result == CURLE_OK && curl_easy_header(easy, "X-Next-Token", 0, CURLH_HEADER,
+							   -1, &token_header) == CURLHE_OK) {
 			char *escaped = curl_easy_escape(easy, token_header->value, 0);
 			if (escaped)
 				snprintf(next_token, sizeof(next_token), "%s", escaped);
@@ -643,7 +642,8 @@ static int batch__list_matching(const struct batch_options *o, char ***ids_out, 
 		}
 		list = json_loads(response.response ? response.response : "", 0, NULL);
 		free(response.response);
-		json_array_foreach(list, index, item) {
+		json_array_foreach(list, index, item)
+		{
 			const char *id = json_util__string(item, "sandboxID", "");
 			char **grown;
 			if (!ids__is_sandbox_id(id))
@@ -720,8 +720,8 @@ struct kafka_batch {
 	char team_id[KAFKA_EVENT_TEAM_ID_MAX + 1], group[96];
 	struct kafka_producer *producer;
 	struct kafka_consumer *consumer;
-	size_t next;	  /* jobs[0..next) were produced */
-	long in_flight;	  /* produced, waiting for their result */
+	size_t next;	/* jobs[0..next) were produced */
+	long in_flight; /* produced, waiting for their result */
 };
 
 /* Ends a job of the batch (its latency counted from its start). */
@@ -740,9 +740,9 @@ static void kafka_batch__finish(struct kafka_batch *b, struct batch_job *job, ui
 static int kafka_batch__open(struct kafka_batch *b)
 {
 	const char *prefix = config__get("kafka_topic_prefix", "");
-	struct kafka_consumer_config consumer_config = { .group_id = b->group,
-							 .start_at_latest = true };
-	const char *topics[] = { b->events_topic };
+	struct kafka_consumer_config consumer_config = {.group_id = b->group,
+							.start_at_latest = true};
+	const char *topics[] = {b->events_topic};
 	char err[256] = "";
 
 	snprintf(b->commands_topic, sizeof(b->commands_topic), "%s%s", prefix,
@@ -758,7 +758,7 @@ static int kafka_batch__open(struct kafka_batch *b)
 	}
 	for (uint64_t until = clock__monotonic_ms() + 30000;
 	     kafka_consumer__assignment_count(b->consumer) <= 0;) {
-		struct kafka_message msg = { 0 };
+		struct kafka_message msg = {0};
 
 		if (clock__monotonic_ms() > until) {
 			fprintf(stderr, "warren batch: no partition of %s assigned in 30 s\n",
@@ -769,7 +769,7 @@ static int kafka_batch__open(struct kafka_batch *b)
 			kafka_message__release(&msg);
 	}
 	for (int i = 0; i < 3; i++) { /* let the "latest" positions resolve */
-		struct kafka_message msg = { 0 };
+		struct kafka_message msg = {0};
 
 		if (kafka_consumer__poll(b->consumer, 100, &msg) == 1)
 			kafka_message__release(&msg);
@@ -797,9 +797,9 @@ static int kafka_batch__produce_more(struct kafka_batch *b)
 	while (b->next < b->run->count && b->in_flight < o->concurrency) {
 		struct batch_job *job = &b->run->jobs[b->next++];
 		struct kafka_event command;
-		json_t *spec = json_pack("{s:s, s:I, s:o}", "template_id", o->template_id,
-					 "timeout_s", (json_int_t)o->timeout_s, "metadata",
-					 batch__metadata_object(o));
+		json_t *spec =
+		    json_pack("{s:s, s:I, s:o}", "template_id", o->template_id, "timeout_s",
+			      (json_int_t)o->timeout_s, "metadata", batch__metadata_object(o));
 		int produced;
 
 		ids__sandbox_id(job->sandbox_id);
@@ -832,8 +832,8 @@ static int kafka_batch__produce_more(struct kafka_batch *b)
  * our requests ends its job. */
 static void kafka_batch__take_result(struct kafka_batch *b)
 {
-	struct kafka_message msg = { 0 };
-	struct kafka_event result = { 0 };
+	struct kafka_message msg = {0};
+	struct kafka_event result = {0};
 	struct batch_job *job;
 	char reason[256];
 
@@ -879,7 +879,7 @@ static void kafka_batch__expire(struct kafka_batch *b)
  * result) and matches the result events by request_id. */
 static int batch__run_kafka(struct batch_run *run)
 {
-	struct kafka_batch b = { .run = run };
+	struct kafka_batch b = {.run = run};
 	int rc;
 
 	if (batch__resolve_team(run->options, b.team_id, sizeof(b.team_id)))
@@ -907,7 +907,7 @@ out:
 static int cli_batch__run(int argc, char **argv)
 {
 	struct batch_options options;
-	struct batch_run run = { 0 };
+	struct batch_run run = {0};
 	char **ids = NULL;
 	int rc;
 

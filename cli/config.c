@@ -38,8 +38,9 @@ static int cli_config__run(int argc, char **argv)
 		config__write_markdown(stdout);
 		return 0;
 	}
-	fprintf(stderr, "usage: warren config check [FILE]   validate a configuration file\n"
-			"       warren config doc            print the settings table (Markdown)\n");
+	fprintf(stderr,
+		"usage: warren config check [FILE]   validate a configuration file\n"
+		"       warren config doc            print the settings table (Markdown)\n");
 	return 2;
 }
 

@@ -34,7 +34,7 @@ static int cli_migrate__status(const char *url, const char *dir)
 		if (statuses[i].applied) {
 			clock__format_rfc3339(statuses[i].applied_at, when);
 			state = statuses[i].missing_file ? "MISSING FILE"
-				: statuses[i].modified   ? "MODIFIED"
+				: statuses[i].modified	 ? "MODIFIED"
 							 : "applied";
 		}
 		pending += !statuses[i].applied;
@@ -86,5 +86,4 @@ static int cli_migrate__run(int argc, char **argv)
 	return 0;
 }
 
-CLI_COMMAND(migrate, "migrate", "apply database migrations (--status: list them)",
-	    cli_migrate__run)
+CLI_COMMAND(migrate, "migrate", "apply database migrations (--status: list them)", cli_migrate__run)

@@ -46,7 +46,10 @@ static int template_build(int argc, char **argv)
 		return usage();
 	if (strcmp(name, "minimal") != 0 && strcmp(name, "base") != 0 &&
 	    strcmp(name, "code-interpreter-v1") != 0) {
-		fprintf(stderr, "warren template: unknown template %s (minimal, base or code-interpreter-v1)\n", name);
+		fprintf(
+		    stderr,
+		    "warren template: unknown template %s (minimal, base or code-interpreter-v1)\n",
+		    name);
 		return 2;
 	}
 	return templates__build(name, force) == 0 ? 0 : 1;
@@ -149,7 +152,8 @@ static int template_prune(int argc, char **argv)
 	ret = prune_dir("layers", cutoff, dry_run, &removed) |
 	      prune_dir("oci", cutoff, dry_run, &removed);
 	printf("%u entr%s %s (%s, unused for %ld day%s)\n", removed, removed == 1 ? "y" : "ies",
-	       dry_run ? "to remove" : "removed", templates__cache_dir(), days, days == 1 ? "" : "s");
+	       dry_run ? "to remove" : "removed", templates__cache_dir(), days,
+	       days == 1 ? "" : "s");
 	return ret;
 }
 

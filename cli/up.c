@@ -22,8 +22,8 @@ void cli_up__use_stack_settings(void)
 	if (getenv("WARREN_CONFIG") || getenv("WARREN_PG_URL") ||
 	    access(CONFIG_DEFAULT_PATH, F_OK) == 0)
 		return;
-	if (snprintf(path, sizeof(path), "%s/warren.conf", home && *home ? home : "/var/lib/warren") >=
-	    (int)sizeof(path))
+	if (snprintf(path, sizeof(path), "%s/warren.conf",
+		     home && *home ? home : "/var/lib/warren") >= (int)sizeof(path))
 		return;
 	if (access(path, R_OK) == 0)
 		setenv("WARREN_CONFIG", path, 1);

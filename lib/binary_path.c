@@ -33,7 +33,7 @@ static int binary__self_dir(char dir[PATH_MAX])
 
 int binary__find_sibling(const char *name, char *out, size_t out_len)
 {
-	static const char *const folders[] = { "", "../bin/", WARREN_BIN_TO_LIBEXEC "/" };
+	static const char *const folders[] = {"", "../bin/", WARREN_BIN_TO_LIBEXEC "/"};
 	char self[PATH_MAX];
 	int rc;
 

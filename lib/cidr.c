@@ -63,7 +63,7 @@ bool cidr__covers(const struct cidr *a, const struct cidr *b)
 
 bool cidr__contains(const struct cidr *c, int family, const void *address)
 {
-	struct cidr host = { .family = family, .prefix = family == AF_INET ? 32 : 128 };
+	struct cidr host = {.family = family, .prefix = family == AF_INET ? 32 : 128};
 
 	memcpy(host.address, address, family == AF_INET ? 4 : 16);
 	return cidr__covers(c, &host);

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CONFIG_LINE_MAX 4096
+#define CONFIG_LINE_MAX	  4096
 #define CONFIG_SECRET_MAX 65536
 
 struct config_entry {
@@ -37,14 +37,14 @@ static bool config_loaded; /* by config__load: the lazy load is not needed */
 struct config_parse {
 	const char *path;
 	FILE *report;
-	bool strict;	/* unknown keys are errors (config check), else warnings */
+	bool strict; /* unknown keys are errors (config check), else warnings */
 	bool world_readable;
 	int errors;
 	struct config_entry *entries;
 };
 
 static void config__problem(struct config_parse *p, bool error, int line, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static void config__problem(struct config_parse *p, bool error, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -83,8 +83,8 @@ static void config__env_name(const char *name, const char *suffix, char *out, si
 
 int config__parse_bool(const char *value, bool *out)
 {
-	static const char *const yes[] = { "1", "true", "yes", "on" };
-	static const char *const no[] = { "0", "false", "no", "off" };
+	static const char *const yes[] = {"1", "true", "yes", "on"};
+	static const char *const no[] = {"0", "false", "no", "off"};
 
 	for (size_t i = 0; i < 4; i++) {
 		if (!strcasecmp(value, yes[i]) || !strcasecmp(value, no[i])) {
@@ -108,8 +108,8 @@ static int config__read_secret(const char *path, char **out, bool *world_readabl
 	int fd = -1, ret = 0;
 
 	if (path[0] != '/' && !(credentials && credentials[0] == '/')) {
-		snprintf(err, err_len, "secret file '%s' is relative and CREDENTIALS_DIRECTORY is unset",
-			 path);
+		snprintf(err, err_len,
+			 "secret file '%s' is relative and CREDENTIALS_DIRECTORY is unset", path);
 		return -EINVAL;
 	}
 	snprintf(full, sizeof(full), "%s%s%s", path[0] == '/' ? "" : credentials,
@@ -132,7 +132,7 @@ static int config__read_secret(const char *path, char **out, bool *world_readabl
 		snprintf(err, err_len, "out of memory");
 		goto out;
 	}
-	for (ssize_t n = 1; n > 0 && got < st.st_size; got += n > 0 ? n : 0)
+	for (ssize_t n = 1; n > 0 && got<st.st_size; got += n> 0 ? n : 0)
 		n = read(fd, text + got, (size_t)(st.st_size - got));
 	text[got] = '\0';
 	while (got > 0 && (text[got - 1] == '\n' || text[got - 1] == '\r'))
@@ -199,7 +199,8 @@ static void config__parse_setting(struct config_parse *p, int line, const char *
 		const char *near = config__suggest(name);
 
 		config__problem(p, p->strict, line, "unknown setting '%s'%s%s%s", name,
-				near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+				near ? " (did you mean '" : "", near ? near : "",
+				near ? "'?)" : "");
 		if (!p->strict && !config__find(p->entries, name))
 			config__add(p, line, name, strdup(value)); /* read by name as before */
 		return;
@@ -215,17 +216,20 @@ static void config__parse_setting(struct config_parse *p, int line, const char *
 			return;
 		}
 		if (secret_world_readable)
-			config__problem(p, false, line, "%s: %s is readable by every user", name, value);
+			config__problem(p, false, line, "%s: %s is readable by every user", name,
+					value);
 	} else {
 		stored = strdup(value);
 		if (s->flags & CONFIG_SECRET && p->world_readable)
-			config__problem(p, false, line,
-					"secret %s is inline in a file every user can read (use %s_file)",
-					s->name, s->name);
+			config__problem(
+			    p, false, line,
+			    "secret %s is inline in a file every user can read (use %s_file)",
+			    s->name, s->name);
 		if (s->type == CONFIG_PATH && value[0] && value[0] != '/')
 			config__problem(p, false, line, "%s: relative path '%s'", s->name, value);
 		if (value[0] == '"' || value[0] == '\'')
-			config__problem(p, false, line, "%s: quotes are part of the value", s->name);
+			config__problem(p, false, line, "%s: quotes are part of the value",
+					s->name);
 	}
 	if (stored && config__validate(s, stored, why, sizeof(why))) {
 		config__problem(p, true, line, "%s", why);
@@ -270,8 +274,10 @@ static int config__parse_file(struct config_parse *p)
 		}
 		*eq = '\0';
 		name = config__trim(text);
-		if (!*name || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name)) {
-			config__problem(p, true, number, "bad setting name '%s' (a-z, 0-9, _)", name);
+		if (!*name ||
+		    strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name)) {
+			config__problem(p, true, number, "bad setting name '%s' (a-z, 0-9, _)",
+					name);
 			continue;
 		}
 		config__parse_setting(p, number, name, config__trim(eq + 1));
@@ -367,7 +373,7 @@ static void config__retire(struct config_entry *list)
 
 int config__load(const char *path, char *err, size_t err_len)
 {
-	struct config_parse parse = { .strict = false };
+	struct config_parse parse = {.strict = false};
 	struct config_entry *secrets = NULL;
 	char *problems = NULL;
 	size_t problems_len = 0;
@@ -490,7 +496,7 @@ bool config__get_bool(const char *name, bool fallback)
 
 int config__check_file(const char *path, FILE *out)
 {
-	struct config_parse parse = { .path = path, .report = out, .strict = true };
+	struct config_parse parse = {.path = path, .report = out, .strict = true};
 	int ret = config__parse_file(&parse);
 
 	for (struct config_entry *e = parse.entries, *next; e; e = next) {

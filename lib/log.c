@@ -71,7 +71,7 @@ int log__enabled(enum log_level level)
 
 void log__vwrite(enum log_level level, const char *fmt, va_list ap)
 {
-	static const char *names[] = { "DEBUG", "INFO", "WARN", "ERROR" };
+	static const char *names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
 	char line[2048];
 	struct timespec now;
 	struct tm tm;
@@ -82,7 +82,7 @@ void log__vwrite(enum log_level level, const char *fmt, va_list ap)
 		return;
 	if (log__to_journal()) {
 		/* journald stamps the time itself; "<N>" is the line's priority. */
-		static const int priorities[] = { 7, 6, 4, 3 };
+		static const int priorities[] = {7, 6, 4, 3};
 
 		used = 0;
 		n = snprintf(line, sizeof(line), "<%d>%s %s: ", priorities[level], names[level],
@@ -91,8 +91,9 @@ void log__vwrite(enum log_level level, const char *fmt, va_list ap)
 		clock_gettime(CLOCK_REALTIME, &now);
 		gmtime_r(&now.tv_sec, &tm);
 		used = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-		n = snprintf(line + used, sizeof(line) - used, ".%03ldZ %s %s: ",
-			     now.tv_nsec / 1000000L, names[level], log_component);
+		n = snprintf(line + used, sizeof(line) - used,
+			     ".%03ldZ %s %s: ", now.tv_nsec / 1000000L, names[level],
+			     log_component);
 	}
 	if (n > 0)
 		used += (size_t)n;

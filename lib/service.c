@@ -12,7 +12,7 @@
 int service__notify(const char *state)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
-	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	struct sockaddr_un address = {.sun_family = AF_UNIX};
 	size_t path_len;
 	socklen_t address_len;
 	ssize_t sent;

@@ -31,8 +31,8 @@ void tokens__hmac_sha256_hex(const char *key, const char *message,
 	uint8_t digest[EVP_MAX_MD_SIZE];
 	unsigned int digest_len = 0;
 
-	HMAC(EVP_sha256(), key, (int)strlen(key), (const uint8_t *)message, strlen(message),
-	     digest, &digest_len);
+	HMAC(EVP_sha256(), key, (int)strlen(key), (const uint8_t *)message, strlen(message), digest,
+	     &digest_len);
 	tokens__to_hex(digest, digest_len, out);
 }
 

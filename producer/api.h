@@ -18,26 +18,26 @@
 
 /* Settings (docs/api.md, "Configuration"); config__get names in brackets. */
 struct api_config {
-	char listen_host[64];	   /* [api_listen] host part, default 127.0.0.1 */
-	int listen_port;	   /* [api_listen] port part, default 3000 (0: any) */
-	const char *pg_url;	   /* [pg_url] */
-	int pg_pool_size;	   /* [pg_pool_size] default 8 */
-	const char *kafka_brokers; /* [kafka_brokers] */
-	const char *topic_prefix;  /* [kafka_topic_prefix] default "" */
-	const char *token_seed;	   /* [token_seed] required unless dev_mode */
-	bool dev_mode;		   /* [dev_mode] */
-	const char *domain;	   /* [domain] default "" (JSON null) */
-	int64_t create_deadline_ms;    /* [create_deadline_ms] default 60000 */
-	int64_t operation_deadline_ms; /* [operation_deadline_ms] default 15000 */
-	int64_t produce_timeout_ms;    /* [kafka_produce_timeout_ms] default 5000 */
-	int64_t pg_start_wait_ms;      /* [pg_start_wait_ms] default 10000 */
-	size_t max_body_bytes;	       /* [api_max_body_bytes] default 1 MiB */
-	int http_threads;	       /* [api_threads] default 8 */
+	char listen_host[64];		   /* [api_listen] host part, default 127.0.0.1 */
+	int listen_port;		   /* [api_listen] port part, default 3000 (0: any) */
+	const char *pg_url;		   /* [pg_url] */
+	int pg_pool_size;		   /* [pg_pool_size] default 8 */
+	const char *kafka_brokers;	   /* [kafka_brokers] */
+	const char *topic_prefix;	   /* [kafka_topic_prefix] default "" */
+	const char *token_seed;		   /* [token_seed] required unless dev_mode */
+	bool dev_mode;			   /* [dev_mode] */
+	const char *domain;		   /* [domain] default "" (JSON null) */
+	int64_t create_deadline_ms;	   /* [create_deadline_ms] default 60000 */
+	int64_t operation_deadline_ms;	   /* [operation_deadline_ms] default 15000 */
+	int64_t produce_timeout_ms;	   /* [kafka_produce_timeout_ms] default 5000 */
+	int64_t pg_start_wait_ms;	   /* [pg_start_wait_ms] default 10000 */
+	size_t max_body_bytes;		   /* [api_max_body_bytes] default 1 MiB */
+	int http_threads;		   /* [api_threads] default 8 */
 	int cpu_count, memory_mb, disk_mb; /* [sandbox_cpu_count] 2, [sandbox_memory_mb] 512,
 					      [sandbox_disk_mb] 1024 */
-	int64_t volume_size_mb;	       /* [volume_size_mb] 1024: every new volume's size */
-	int64_t volume_quota_count;    /* [volume_quota_count] 20 volumes per team */
-	int64_t volume_quota_mb;       /* [volume_quota_mb] 20480 MiB per team */
+	int64_t volume_size_mb;		   /* [volume_size_mb] 1024: every new volume's size */
+	int64_t volume_quota_count;	   /* [volume_quota_count] 20 volumes per team */
+	int64_t volume_quota_mb;	   /* [volume_quota_mb] 20480 MiB per team */
 	char commands_topic[KAFKA_TOPIC_NAME_MAX + 1]; /* prefix + warren.sandbox.commands */
 	char events_topic[KAFKA_TOPIC_NAME_MAX + 1];   /* prefix + warren.sandbox.events */
 };
@@ -50,13 +50,13 @@ int api__config_load(struct api_config *config, char *err, size_t err_len);
 
 struct api_waiter {
 	char request_id[IDS_UUID_LEN + 1];
-	uint32_t want;			  /* bit (1u << kafka_event_type) of accepted results */
-	int64_t deadline_ms;		  /* clock__monotonic_ms */
-	void *connection;		  /* struct MHD_Connection * to resume */
+	uint32_t want;	     /* bit (1u << kafka_event_type) of accepted results */
+	int64_t deadline_ms; /* clock__monotonic_ms */
+	void *connection;    /* struct MHD_Connection * to resume */
 	bool suspended, done, timed_out;
 	enum kafka_event_type result_type;
 	char host_id[KAFKA_EVENT_HOST_ID_MAX + 1];
-	json_t *result;			  /* owned */
+	json_t *result; /* owned */
 	struct api_waiter *next;
 };
 

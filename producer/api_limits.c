@@ -122,8 +122,8 @@ static int limits__compare(const void *a, const void *b)
 	return strcmp(((const struct limits_entry *)a)->key, ((const struct limits_entry *)b)->key);
 }
 
-static void limits__step(const char *kind, const char *team_id, int64_t interval_us,
-			 int64_t burst, struct limits_decision *out)
+static void limits__step(const char *kind, const char *team_id, int64_t interval_us, int64_t burst,
+			 struct limits_decision *out)
 {
 	struct limits_entry probe, *entry = NULL, **found;
 
@@ -159,8 +159,8 @@ void limits__lifecycle(const char *team_id, const struct storage_team_limits *li
 		       struct limits_decision *out)
 {
 	int64_t count = limits->lifecycle_requests > 0 ? limits->lifecycle_requests : 1;
-	int64_t window_us = (int64_t)(limits->lifecycle_window_s > 0 ? limits->lifecycle_window_s : 1) *
-			    1000000;
+	int64_t window_us =
+	    (int64_t)(limits->lifecycle_window_s > 0 ? limits->lifecycle_window_s : 1) * 1000000;
 
 	memset(out, 0, sizeof(*out));
 	out->limit_name = "lifecycle_requests";
@@ -202,8 +202,7 @@ void limits__reset(void)
 	pthread_mutex_unlock(&limits_lock);
 }
 
-bool limits__count_rejection(struct storage_pool *pool, const char *team_id,
-			     const char *limit_name)
+bool limits__count_rejection(struct storage_pool *pool, const char *team_id, const char *limit_name)
 {
 	struct ratelimit *shared = limits_shared;
 	struct storage_error e;

@@ -17,8 +17,10 @@
 static void api_metrics__collect(void *arg)
 {
 	static const enum storage_sandbox_state live[] = {
-		STORAGE_SANDBOX_STARTING, STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_PAUSED,
-		STORAGE_SANDBOX_KILLING,
+	    STORAGE_SANDBOX_STARTING,
+	    STORAGE_SANDBOX_RUNNING,
+	    STORAGE_SANDBOX_PAUSED,
+	    STORAGE_SANDBOX_KILLING,
 	};
 	int64_t counts[STORAGE_SANDBOX_STATE_COUNT];
 	struct storage_pool *pool = api__pool();
@@ -31,7 +33,8 @@ static void api_metrics__collect(void *arg)
 		return;
 	prom__gauge_set("warren_api_database_up", NULL, NULL, 1);
 	for (size_t i = 0; i < sizeof(live) / sizeof(live[0]); i++) {
-		snprintf(labels, sizeof(labels), "state=\"%s\"", storage__sandbox_state_name(live[i]));
+		snprintf(labels, sizeof(labels), "state=\"%s\"",
+			 storage__sandbox_state_name(live[i]));
 		prom__gauge_set("warren_sandboxes", "Live sandboxes of every team by state", labels,
 				(double)counts[live[i]]);
 	}
@@ -49,8 +52,8 @@ void api_metrics__request(int endpoint, int status, uint64_t started_ns)
 	char labels[96];
 
 	snprintf(labels, sizeof(labels), "endpoint=\"%s\",code=\"%d\"", name, status);
-	prom__counter_add("warren_api_requests_total", "HTTP requests answered, by endpoint and status",
-			  labels, 1);
+	prom__counter_add("warren_api_requests_total",
+			  "HTTP requests answered, by endpoint and status", labels, 1);
 	snprintf(labels, sizeof(labels), "endpoint=\"%s\"", name);
 	prom__histogram_observe("warren_api_request_duration_seconds",
 				"Time from the request's arrival to its completion", labels,

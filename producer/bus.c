@@ -32,7 +32,7 @@ static void bus__on_assign(const struct kafka_partition *partitions, size_t coun
 static void *bus__consume(void *arg)
 {
 	while (!atomic_load(&bus_stop)) {
-		struct kafka_message msg = { 0 };
+		struct kafka_message msg = {0};
 		struct kafka_event ev;
 		char reason[256];
 		int rc = kafka_consumer__poll(bus_consumer, 100, &msg);
@@ -65,8 +65,8 @@ static void *bus__consume(void *arg)
 int bus__start(const struct api_config *config, int wait_ms, char *err, size_t err_len)
 {
 	char hostname[64] = "host", group[160], client[200];
-	const char *topics[1] = { config->events_topic };
-	struct kafka_consumer_config consumer = { 0 };
+	const char *topics[1] = {config->events_topic};
+	struct kafka_consumer_config consumer = {0};
 	int64_t deadline;
 
 	bus_produce_timeout_ms = config->produce_timeout_ms;
@@ -95,13 +95,13 @@ int bus__start(const struct api_config *config, int wait_ms, char *err, size_t e
 	 * before that would be missed by a consumer starting at "latest". */
 	deadline = (int64_t)clock__monotonic_ms() + wait_ms;
 	while (!atomic_load(&bus_assigned) && (int64_t)clock__monotonic_ms() < deadline) {
-		struct kafka_message msg = { 0 };
+		struct kafka_message msg = {0};
 		struct kafka_event ev;
 		char reason[64];
 
 		if (kafka_consumer__poll(bus_consumer, 100, &msg) == 1) {
-			if (kafka_event__decode(msg.payload, msg.len, &ev, reason, sizeof(reason)) ==
-			    KAFKA_EVENT_OK) {
+			if (kafka_event__decode(msg.payload, msg.len, &ev, reason,
+						sizeof(reason)) == KAFKA_EVENT_OK) {
 				waiters__deliver(&ev);
 				kafka_event__clear(&ev);
 			}
@@ -109,7 +109,8 @@ int bus__start(const struct api_config *config, int wait_ms, char *err, size_t e
 		}
 	}
 	if (!atomic_load(&bus_assigned)) {
-		snprintf(err, err_len, "no partition of %s assigned within %d ms (does the topic exist?)",
+		snprintf(err, err_len,
+			 "no partition of %s assigned within %d ms (does the topic exist?)",
 			 config->events_topic, wait_ms);
 		goto err;
 	}
@@ -148,7 +149,7 @@ void bus__stop(void)
 
 int bus__produce(const char *topic, const struct kafka_event *ev)
 {
-	struct kafka_delivery delivery = { 0 };
+	struct kafka_delivery delivery = {0};
 	int rc = kafka_producer__produce_event(bus_producer, topic, ev, (int)bus_produce_timeout_ms,
 					       &delivery);
 
@@ -193,10 +194,10 @@ int bus__host_topic(const struct api_config *config, const char *host_id, char *
 
 int bus__produce_raw(const char *topic, const char *key, const char *payload)
 {
-	struct kafka_delivery delivery = { 0 };
+	struct kafka_delivery delivery = {0};
 	int rc = kafka_producer__produce_sync(bus_producer, topic, key, strlen(key), payload,
-					      strlen(payload), NULL, 0,
-					      (int)bus_produce_timeout_ms, &delivery);
+					      strlen(payload), NULL, 0, (int)bus_produce_timeout_ms,
+					      &delivery);
 
 	if (rc)
 		log_warn("producing to %s (key %s) failed: %s", topic, key,

@@ -148,24 +148,26 @@ static enum MHD_Result handlers__create_answer(struct api_request *r)
 		struct storage_sandbox fresh;
 
 		if (pool && storage__sandbox_get(pool, r->team.id, r->sandbox.id, &fresh, &e) ==
-				    STORAGE_OK) {
+				STORAGE_OK) {
 			storage__sandbox_clear(&r->sandbox);
 			r->sandbox = fresh;
 		}
 		if (r->sandbox.state == STORAGE_SANDBOX_RUNNING)
 			goto created;
 		if (r->sandbox.state == STORAGE_SANDBOX_FAILED)
-			return request__error(r, 500, "sandbox %s failed to start: %s", r->sandbox.id,
-					      r->sandbox.failure_reason[0] ? r->sandbox.failure_reason
-									   : "unknown reason");
-		return request__error(r, 504,
-				      "sandbox %s is still starting after %lld ms; find it with GET /sandboxes/%s",
-				      r->sandbox.id, (long long)r->config->create_deadline_ms,
-				      r->sandbox.id);
+			return request__error(
+			    r, 500, "sandbox %s failed to start: %s", r->sandbox.id,
+			    r->sandbox.failure_reason[0] ? r->sandbox.failure_reason
+							 : "unknown reason");
+		return request__error(
+		    r, 504,
+		    "sandbox %s is still starting after %lld ms; find it with GET /sandboxes/%s",
+		    r->sandbox.id, (long long)r->config->create_deadline_ms, r->sandbox.id);
 	}
 	if (r->waiter.result_type == KAFKA_EVENT_FAILED) {
 		int code = (int)json_integer_value(json_object_get(r->waiter.result, "code"));
-		const char *message = json_string_value(json_object_get(r->waiter.result, "message"));
+		const char *message =
+		    json_string_value(json_object_get(r->waiter.result, "message"));
 
 		if (pool)
 			storage__request_finish(pool, r->request_id, STORAGE_REQUEST_FAILED,
@@ -283,7 +285,8 @@ static bool create__place(struct create_ctx *ctx)
 		return false;
 	}
 	for (size_t i = 0; i < count; i++) {
-		if ((*runtime && strcmp(hosts[i].runtime, runtime)) || strcmp(hosts[i].state, "ready") ||
+		if ((*runtime && strcmp(hosts[i].runtime, runtime)) ||
+		    strcmp(hosts[i].state, "ready") ||
 		    now_ms - hosts[i].heartbeat_at > API_HOST_FRESH_S * 1000)
 			continue;
 		ready++;
@@ -292,15 +295,16 @@ static bool create__place(struct create_ctx *ctx)
 	}
 	free(hosts);
 	if (!ready && *runtime) {
-		ctx->ret = request__error(ctx->r, 503, "no worker host with the %s runtime is ready",
-					  runtime);
+		ctx->ret = request__error(ctx->r, 503,
+					  "no worker host with the %s runtime is ready", runtime);
 		return false;
 	}
 	if (ready && running >= capacity) {
-		ctx->ret = request__unavailable(ctx->r, 1,
-						"no worker host has room: %lld of %lld sandboxes on %zu "
-						"host(s); retry later",
-						(long long)running, (long long)capacity, ready);
+		ctx->ret =
+		    request__unavailable(ctx->r, 1,
+					 "no worker host has room: %lld of %lld sandboxes on %zu "
+					 "host(s); retry later",
+					 (long long)running, (long long)capacity, ready);
 		return false;
 	}
 	if (!*runtime)
@@ -309,7 +313,8 @@ static bool create__place(struct create_ctx *ctx)
 	if (kafka__runtime_topic(runtime, runtime_topic, sizeof(runtime_topic)) ||
 	    snprintf(ctx->topic, sizeof(ctx->topic), "%s%s", ctx->r->config->topic_prefix,
 		     runtime_topic) >= (int)sizeof(ctx->topic)) {
-		ctx->ret = request__error(ctx->r, 500, "the topic name of runtime %s is too long", runtime);
+		ctx->ret = request__error(ctx->r, 500, "the topic name of runtime %s is too long",
+					  runtime);
 		return false;
 	}
 	return true;
@@ -320,7 +325,7 @@ static bool create__place(struct create_ctx *ctx)
 static bool create__begin_request(struct create_ctx *ctx)
 {
 	struct api_request *r = ctx->r;
-	struct storage_request known = { 0 };
+	struct storage_request known = {0};
 	struct storage_error e;
 	bool created = false;
 	int rc;
@@ -349,11 +354,11 @@ static bool create__begin_request(struct create_ctx *ctx)
 static enum MHD_Result create__concurrency_limited(struct create_ctx *ctx)
 {
 	struct limits_decision concurrency = {
-		.limit_name = "concurrent_sandboxes",
-		.limit = ctx->admission.limit,
-		.remaining = 0,
-		.reset_s = 1,
-		.retry_after_s = 1,
+	    .limit_name = "concurrent_sandboxes",
+	    .limit = ctx->admission.limit,
+	    .remaining = 0,
+	    .reset_s = 1,
+	    .retry_after_s = 1,
 	};
 
 	snprintf(concurrency.message, sizeof(concurrency.message),
@@ -371,23 +376,24 @@ static bool create__admit(struct create_ctx *ctx)
 	struct api_request *r = ctx->r;
 	const struct api_create_request *c = &ctx->create;
 	struct storage_sandbox_new row = {
-		.id = ctx->sandbox_id,
-		.team_id = r->team.id,
-		.template_id = c->template_id,
-		.request_id = r->request_id,
-		.timeout_s = c->timeout_s,
-		.network = c->network,
-		.metadata = c->metadata,
-		.secure = c->secure,
-		.allow_public_traffic = c->allow_public_traffic,
-		.mask_request_host = c->mask_request_host[0] ? c->mask_request_host : NULL,
+	    .id = ctx->sandbox_id,
+	    .team_id = r->team.id,
+	    .template_id = c->template_id,
+	    .request_id = r->request_id,
+	    .timeout_s = c->timeout_s,
+	    .network = c->network,
+	    .metadata = c->metadata,
+	    .secure = c->secure,
+	    .allow_public_traffic = c->allow_public_traffic,
+	    .mask_request_host = c->mask_request_host[0] ? c->mask_request_host : NULL,
 	};
 	struct storage_error e;
 	int rc;
 
 	if (!c->secure)
 		log_warn("req=%s secure=false: sandbox %s's agent accepts requests without an "
-			 "access token (discouraged)", r->request_id, ctx->sandbox_id);
+			 "access token (discouraged)",
+			 r->request_id, ctx->sandbox_id);
 	rc = storage__sandbox_admit(ctx->pool, &row, &ctx->admission, &r->sandbox, &e);
 	if (rc == STORAGE_ERR_DUPLICATE) {
 		ctx->ret = request__error(r, 409, "request id %s is already used", r->request_id);
@@ -432,9 +438,9 @@ static bool create__settle_replay(struct create_ctx *ctx)
 		return false;
 	}
 	if (r->sandbox.state != STORAGE_SANDBOX_STARTING) {
-		ctx->ret = request__error(r, 409, "the sandbox %s of this request is %s",
-					  r->sandbox.id,
-					  storage__sandbox_state_name(r->sandbox.state));
+		ctx->ret =
+		    request__error(r, 409, "the sandbox %s of this request is %s", r->sandbox.id,
+				   storage__sandbox_state_name(r->sandbox.state));
 		return false;
 	}
 	return true;
@@ -453,8 +459,8 @@ static bool create__check_volumes(struct create_ctx *ctx)
 	int rc, status;
 
 	for (int i = 0; i < c->volume_mount_count; i++) {
-		rc = storage__volume_get_by_name(ctx->pool, ctx->r->team.id, c->volume_mounts[i].name,
-						 &volume, &e);
+		rc = storage__volume_get_by_name(ctx->pool, ctx->r->team.id,
+						 c->volume_mounts[i].name, &volume, &e);
 		if (rc && rc != STORAGE_ERR_NOT_FOUND) {
 			ctx->ret = request__storage_error(ctx->r, &e);
 			return false;
@@ -486,11 +492,11 @@ static bool create__claim_volumes(struct create_ctx *ctx)
 	struct api_request *r = ctx->r;
 	const struct api_create_request *c = &ctx->create;
 	struct storage_sandbox_transition failed = {
-		.sandbox_id = r->sandbox.id,
-		.team_id = r->team.id,
-		.from = STORAGE_SANDBOX_STARTING,
-		.to = STORAGE_SANDBOX_FAILED,
-		.slot_index = -1,
+	    .sandbox_id = r->sandbox.id,
+	    .team_id = r->team.id,
+	    .from = STORAGE_SANDBOX_STARTING,
+	    .to = STORAGE_SANDBOX_FAILED,
+	    .slot_index = -1,
 	};
 	struct storage_error e;
 	char message[512];
@@ -522,12 +528,12 @@ static enum MHD_Result create__produce_failed(struct create_ctx *ctx)
 {
 	struct api_request *r = ctx->r;
 	struct storage_sandbox_transition t = {
-		.sandbox_id = r->sandbox.id,
-		.team_id = r->team.id,
-		.from = STORAGE_SANDBOX_STARTING,
-		.to = STORAGE_SANDBOX_FAILED,
-		.slot_index = -1,
-		.failure_reason = "the create command could not be queued in Kafka",
+	    .sandbox_id = r->sandbox.id,
+	    .team_id = r->team.id,
+	    .from = STORAGE_SANDBOX_STARTING,
+	    .to = STORAGE_SANDBOX_FAILED,
+	    .slot_index = -1,
+	    .failure_reason = "the create command could not be queued in Kafka",
 	};
 	struct storage_error e;
 
@@ -544,7 +550,7 @@ static enum MHD_Result create__produce_failed(struct create_ctx *ctx)
 static bool create__produce(struct create_ctx *ctx)
 {
 	struct api_request *r = ctx->r;
-	struct kafka_event ev = { 0 };
+	struct kafka_event ev = {0};
 	char reason[256];
 	int rc;
 
@@ -572,14 +578,13 @@ static bool create__produce(struct create_ctx *ctx)
  * result is in (the connection is suspended until then when it can be). */
 static enum MHD_Result handlers__create(struct api_request *r, struct storage_pool *pool)
 {
-	struct create_ctx ctx = { .r = r, .pool = pool };
+	struct create_ctx ctx = {.r = r, .pool = pool};
 
 	if (!create__parse(&ctx))
 		return ctx.ret;
 	if (!create__check_rate(&ctx) || !create__load_template(&ctx) || !create__place(&ctx) ||
 	    !create__begin_request(&ctx) || !create__check_volumes(&ctx) || !create__admit(&ctx) ||
-	    !create__settle_replay(&ctx) ||
-	    !create__claim_volumes(&ctx) || !create__produce(&ctx))
+	    !create__settle_replay(&ctx) || !create__claim_volumes(&ctx) || !create__produce(&ctx))
 		goto out;
 	if (waiters__suspend(&r->waiter, r->connection)) {
 		r->phase = API_PHASE_WAITING;
@@ -634,16 +639,16 @@ static enum MHD_Result handlers__state_arg(void *cls, enum MHD_ValueKind kind, c
 
 static enum MHD_Result handlers__list(struct api_request *r, struct storage_pool *pool, bool v2)
 {
-	struct storage_sandbox_filter filter = { 0 };
-	struct storage_sandbox_list page = { 0 };
+	struct storage_sandbox_filter filter = {0};
+	struct storage_sandbox_list page = {0};
 	struct handlers_versions *versions = calloc(1, sizeof(*versions));
-	struct handlers_state_args states = { 0 };
+	struct handlers_state_args states = {0};
 	struct render_context context;
 	struct api_error error;
 	struct storage_error e;
 	json_t *metadata = NULL, *items = json_array();
 	char next_token[STORAGE_PAGE_TOKEN_MAX] = "", total[16];
-	const char *headers[5] = { NULL };
+	const char *headers[5] = {NULL};
 	int32_t running = 0;
 	enum MHD_Result ret;
 
@@ -702,8 +707,8 @@ static enum MHD_Result handlers__list(struct api_request *r, struct storage_pool
 		}
 		for (size_t i = 0; i < page.count; i++) {
 			request__render_context(
-				r, handlers__version_of(versions, pool, page.items[i].template_id),
-				&context);
+			    r, handlers__version_of(versions, pool, page.items[i].template_id),
+			    &context);
 			json_array_append_new(items, render__listed(&context, &page.items[i]));
 		}
 		snprintf(next_token, sizeof(next_token), "%s", page.next_token);
@@ -758,7 +763,7 @@ static enum MHD_Result handlers__get(struct api_request *r, struct storage_pool 
 static enum MHD_Result handlers__host_command(struct api_request *r, enum kafka_event_type type,
 					      json_t *spec, uint32_t want, bool *suspended)
 {
-	struct kafka_event ev = { 0 };
+	struct kafka_event ev = {0};
 	char topic[KAFKA_TOPIC_NAME_MAX + 1], reason[256];
 	int rc;
 
@@ -789,7 +794,8 @@ static enum MHD_Result handlers__host_command(struct api_request *r, enum kafka_
 	kafka_event__clear(&ev);
 	if (rc) {
 		waiters__remove(&r->waiter);
-		return request__error(r, 503, "cannot queue the request (Kafka unavailable), retry later");
+		return request__error(r, 503,
+				      "cannot queue the request (Kafka unavailable), retry later");
 	}
 	if (waiters__suspend(&r->waiter, r->connection)) {
 		r->phase = API_PHASE_WAITING;
@@ -813,8 +819,9 @@ static void handlers__store_network(struct api_request *r)
 		json_decref(body);
 		return;
 	}
-	json_object_set_new(rules, "allowInternetAccess",
-			    json_boolean(!json_is_false(json_object_get(body, "allow_internet_access"))));
+	json_object_set_new(
+	    rules, "allowInternetAccess",
+	    json_boolean(!json_is_false(json_object_get(body, "allow_internet_access"))));
 	if (storage__sandbox_set_network(pool, r->team.id, r->sandbox.id, rules, &e))
 		log_warn("req=%s the network of %s is applied but not stored: %s", r->request_id,
 			 r->sandbox.id, e.message);
@@ -826,11 +833,13 @@ static void handlers__store_network(struct api_request *r)
 static enum MHD_Result handlers__operation_answer(struct api_request *r, const char *what)
 {
 	if (r->waiter.timed_out)
-		return request__error(r, 504, "the worker did not confirm the %s of sandbox %s within %lld ms",
-				      what, r->sandbox.id, (long long)r->config->operation_deadline_ms);
+		return request__error(
+		    r, 504, "the worker did not confirm the %s of sandbox %s within %lld ms", what,
+		    r->sandbox.id, (long long)r->config->operation_deadline_ms);
 	if (r->waiter.result_type == KAFKA_EVENT_FAILED) {
 		int code = (int)json_integer_value(json_object_get(r->waiter.result, "code"));
-		const char *message = json_string_value(json_object_get(r->waiter.result, "message"));
+		const char *message =
+		    json_string_value(json_object_get(r->waiter.result, "message"));
 
 		if (code == 404)
 			return handlers__not_found(r);
@@ -855,11 +864,11 @@ static enum MHD_Result handlers__kill(struct api_request *r, struct storage_pool
 		/* Not placed on a host yet: no worker holds it, end it here
 		 * (the worker that picks up the create finds it killed). */
 		struct storage_sandbox_transition t = {
-			.sandbox_id = r->sandbox.id,
-			.team_id = r->team.id,
-			.from = r->sandbox.state,
-			.to = STORAGE_SANDBOX_KILLED,
-			.slot_index = -1,
+		    .sandbox_id = r->sandbox.id,
+		    .team_id = r->team.id,
+		    .from = r->sandbox.state,
+		    .to = STORAGE_SANDBOX_KILLED,
+		    .slot_index = -1,
 		};
 		int rc = storage__sandbox_transition(pool, &t, NULL, &e);
 
@@ -871,10 +880,12 @@ static enum MHD_Result handlers__kill(struct api_request *r, struct storage_pool
 		if (!handlers__load_sandbox(r, pool, &ret))
 			return ret;
 		if (!r->sandbox.host_id[0])
-			return request__error(r, 409, "sandbox %s is changing state, retry", r->sandbox.id);
+			return request__error(r, 409, "sandbox %s is changing state, retry",
+					      r->sandbox.id);
 	}
-	ret = handlers__host_command(r, KAFKA_EVENT_KILL, NULL,
-				     WANT(KAFKA_EVENT_KILLED) | WANT(KAFKA_EVENT_FAILED), &suspended);
+	ret =
+	    handlers__host_command(r, KAFKA_EVENT_KILL, NULL,
+				   WANT(KAFKA_EVENT_KILLED) | WANT(KAFKA_EVENT_FAILED), &suspended);
 	if (suspended || r->phase == API_PHASE_ANSWERED)
 		return ret;
 	return handlers__operation_answer(r, "kill");
@@ -904,8 +915,9 @@ static enum MHD_Result handlers__network(struct api_request *r, struct storage_p
 		return request__error(r, 409, "sandbox %s is still starting; retry when it runs",
 				      r->sandbox.id);
 	}
-	spec = json_pack("{s:{s:O, s:O}}", "network", "allow_out", json_object_get(rules, "allowOut"),
-			 "deny_out", json_object_get(rules, "denyOut"));
+	spec =
+	    json_pack("{s:{s:O, s:O}}", "network", "allow_out", json_object_get(rules, "allowOut"),
+		      "deny_out", json_object_get(rules, "denyOut"));
 	json_decref(rules);
 	ret = handlers__host_command(r, KAFKA_EVENT_UPDATE_NETWORK, spec,
 				     WANT(KAFKA_EVENT_NETWORK_UPDATED) | WANT(KAFKA_EVENT_FAILED),
@@ -934,13 +946,13 @@ static enum MHD_Result handlers__timeout(struct api_request *r, struct storage_p
 			return request__error(r, error.status, "%s", error.message);
 	}
 	/* E2B: /refreshes takes a duration of at most 3600 s (default 15). */
-	rc = refresh ? validate__seconds_field(body, "duration", API_TIMEOUT_DEFAULT_S,
-					       r->team.limits.max_timeout_s < 3600
-						       ? r->team.limits.max_timeout_s
-						       : 3600,
-					       &seconds, &error)
-		     : validate__seconds_field(body, "timeout", 0, r->team.limits.max_timeout_s,
-					       &seconds, &error);
+	rc = refresh
+		 ? validate__seconds_field(
+		       body, "duration", API_TIMEOUT_DEFAULT_S,
+		       r->team.limits.max_timeout_s < 3600 ? r->team.limits.max_timeout_s : 3600,
+		       &seconds, &error)
+		 : validate__seconds_field(body, "timeout", 0, r->team.limits.max_timeout_s,
+					   &seconds, &error);
 	json_decref(body);
 	if (rc)
 		return request__error(r, error.status, "%s", error.message);
@@ -962,8 +974,7 @@ static enum MHD_Result handlers__timeout(struct api_request *r, struct storage_p
 }
 
 /* The {timeout?} body of connect and resume: 0 when absent. */
-static bool handlers__resume_timeout(struct api_request *r, int32_t *seconds,
-				     enum MHD_Result *ret)
+static bool handlers__resume_timeout(struct api_request *r, int32_t *seconds, enum MHD_Result *ret)
 {
 	struct api_error error;
 	json_t *body;
@@ -1010,8 +1021,8 @@ static enum MHD_Result handlers__resume_answer(struct api_request *r)
 
 	if (r->waiter.timed_out || r->waiter.result_type == KAFKA_EVENT_FAILED)
 		return handlers__operation_answer(r, "resume");
-	if (pool && storage__sandbox_get(pool, r->team.id, r->sandbox.id, &fresh, &e) ==
-			    STORAGE_OK) {
+	if (pool &&
+	    storage__sandbox_get(pool, r->team.id, r->sandbox.id, &fresh, &e) == STORAGE_OK) {
 		storage__sandbox_clear(&r->sandbox);
 		r->sandbox = fresh;
 	}
@@ -1029,12 +1040,11 @@ static enum MHD_Result handlers__resume_sandbox(struct api_request *r, int32_t s
 
 	if (seconds <= 0)
 		seconds = API_TIMEOUT_DEFAULT_S < r->team.limits.max_timeout_s
-				  ? API_TIMEOUT_DEFAULT_S
-				  : r->team.limits.max_timeout_s;
-	ret = handlers__host_command(r, KAFKA_EVENT_RESUME,
-				     json_pack("{s:i}", "timeout_s", seconds),
-				     WANT(KAFKA_EVENT_RESUMED) | WANT(KAFKA_EVENT_FAILED),
-				     &suspended);
+			      ? API_TIMEOUT_DEFAULT_S
+			      : r->team.limits.max_timeout_s;
+	ret = handlers__host_command(
+	    r, KAFKA_EVENT_RESUME, json_pack("{s:i}", "timeout_s", seconds),
+	    WANT(KAFKA_EVENT_RESUMED) | WANT(KAFKA_EVENT_FAILED), &suspended);
 	if (suspended || r->phase == API_PHASE_ANSWERED)
 		return ret;
 	return handlers__resume_answer(r);
@@ -1070,14 +1080,16 @@ static enum MHD_Result handlers__connect(struct api_request *r, struct storage_p
 		return request__error(r, 409, "sandbox %s is %s, not running", r->sandbox.id,
 				      storage__sandbox_state_name(r->sandbox.state));
 	if (seconds > 0 && r->sandbox.end_at < clock__realtime_ms() + (int64_t)seconds * 1000) {
-		rc = storage__sandbox_set_timeout(pool, r->team.id, r->sandbox.id, seconds, &end_at, &e);
+		rc = storage__sandbox_set_timeout(pool, r->team.id, r->sandbox.id, seconds, &end_at,
+						  &e);
 		if (rc == STORAGE_ERR_NOT_FOUND)
 			return handlers__not_found(r);
 		if (rc)
 			return request__storage_error(r, &e);
 		if (r->sandbox.host_id[0])
 			handlers__host_command(r, KAFKA_EVENT_SET_TIMEOUT,
-					       json_pack("{s:i}", "timeout_s", seconds), 0, &suspended);
+					       json_pack("{s:i}", "timeout_s", seconds), 0,
+					       &suspended);
 	}
 	return handlers__sandbox_body(r, pool, 200);
 }
@@ -1129,20 +1141,20 @@ static bool handlers__begin_pause(struct api_request *r, struct storage_pool *po
 	    r->sandbox.state == STORAGE_SANDBOX_PAUSING)
 		*ret = request__error(r, 409, "sandbox %s is already paused", r->sandbox.id);
 	else
-		*ret = request__error(r, 400,
-				      "sandbox %s is %s; only a running sandbox can be paused",
-				      r->sandbox.id, storage__sandbox_state_name(r->sandbox.state));
+		*ret =
+		    request__error(r, 400, "sandbox %s is %s; only a running sandbox can be paused",
+				   r->sandbox.id, storage__sandbox_state_name(r->sandbox.state));
 	return false;
 }
 
 static enum MHD_Result handlers__pause(struct api_request *r, struct storage_pool *pool)
 {
 	struct storage_sandbox_transition t = {
-		.sandbox_id = r->route.sandbox_id,
-		.team_id = r->team.id,
-		.from = STORAGE_SANDBOX_RUNNING,
-		.to = STORAGE_SANDBOX_PAUSING,
-		.slot_index = -1,
+	    .sandbox_id = r->route.sandbox_id,
+	    .team_id = r->team.id,
+	    .from = STORAGE_SANDBOX_RUNNING,
+	    .to = STORAGE_SANDBOX_PAUSING,
+	    .slot_index = -1,
 	};
 	struct storage_error e;
 	enum MHD_Result ret;
@@ -1150,9 +1162,9 @@ static enum MHD_Result handlers__pause(struct api_request *r, struct storage_poo
 
 	if (!handlers__load_sandbox(r, pool, &ret) || !handlers__begin_pause(r, pool, &t, &ret))
 		return ret;
-	ret = handlers__host_command(r, KAFKA_EVENT_PAUSE, NULL,
-				     WANT(KAFKA_EVENT_PAUSED) | WANT(KAFKA_EVENT_FAILED),
-				     &suspended);
+	ret =
+	    handlers__host_command(r, KAFKA_EVENT_PAUSE, NULL,
+				   WANT(KAFKA_EVENT_PAUSED) | WANT(KAFKA_EVENT_FAILED), &suspended);
 	if (suspended)
 		return ret;
 	if (r->phase == API_PHASE_ANSWERED) {
@@ -1210,7 +1222,8 @@ static int handlers__snapshot_name(struct api_request *r, json_t **name, enum MH
 			ok = text[i] >= 0x20 && text[i] < 0x7f;
 		if (!ok) {
 			json_decref(body);
-			*ret = request__error(r, 400, "name must be 1-128 printable ASCII characters");
+			*ret =
+			    request__error(r, 400, "name must be 1-128 printable ASCII characters");
 			return -1;
 		}
 		*name = json_string(text);
@@ -1222,8 +1235,7 @@ static int handlers__snapshot_name(struct api_request *r, json_t **name, enum MH
 /* POST /sandboxes/{id}/snapshots {name?}: a running or paused sandbox's
  * files as a new template of the team, captured by its host's worker.
  * 403 when the team's snapshots already hold snapshot_quota_mb. */
-static enum MHD_Result handlers__snapshot_create(struct api_request *r,
-						 struct storage_pool *pool)
+static enum MHD_Result handlers__snapshot_create(struct api_request *r, struct storage_pool *pool)
 {
 	int64_t quota = config__get_int("snapshot_quota_mb", 10240) * 1024 * 1024, used = 0;
 	char id[IDS_SANDBOX_ID_LEN + 8], sandbox_part[IDS_SANDBOX_ID_LEN + 1];
@@ -1236,18 +1248,20 @@ static enum MHD_Result handlers__snapshot_create(struct api_request *r,
 		return ret;
 	if (r->sandbox.state != STORAGE_SANDBOX_RUNNING &&
 	    r->sandbox.state != STORAGE_SANDBOX_PAUSED)
-		return request__error(r, 409, "sandbox %s is %s; only a running or paused sandbox "
-				      "can be snapshotted", r->sandbox.id,
-				      storage__sandbox_state_name(r->sandbox.state));
+		return request__error(r, 409,
+				      "sandbox %s is %s; only a running or paused sandbox "
+				      "can be snapshotted",
+				      r->sandbox.id, storage__sandbox_state_name(r->sandbox.state));
 	if (!r->sandbox.host_id[0])
 		return request__error(r, 409, "sandbox %s is still starting", r->sandbox.id);
 	if (storage__snapshot_team_bytes(pool, r->team.id, &used, &e))
 		return request__storage_error(r, &e);
 	if (used >= quota)
-		return request__error(r, 403, "snapshot storage quota exceeded: the team's snapshots "
+		return request__error(r, 403,
+				      "snapshot storage quota exceeded: the team's snapshots "
 				      "hold %lld of %lld bytes (setting snapshot_quota_mb); delete "
-				      "one with DELETE /templates/{id}", (long long)used,
-				      (long long)quota);
+				      "one with DELETE /templates/{id}",
+				      (long long)used, (long long)quota);
 	if (handlers__snapshot_name(r, &name, &ret))
 		return ret;
 	if (ids__sandbox_id(sandbox_part)) {
@@ -1320,7 +1334,7 @@ static enum MHD_Result handlers__metrics(struct api_request *r, struct storage_p
 static enum MHD_Result handlers__metrics_list(struct api_request *r, struct storage_pool *pool)
 {
 	struct storage_sandbox_metric *samples = NULL;
-	char (*ids)[24] = calloc(STORAGE_PAGE_LIMIT_MAX, sizeof(*ids));
+	char(*ids)[24] = calloc(STORAGE_PAGE_LIMIT_MAX, sizeof(*ids));
 	const char *id_list[STORAGE_PAGE_LIMIT_MAX];
 	size_t id_count = 0, count = 0;
 	struct api_error error;
@@ -1380,7 +1394,8 @@ static int handlers__logs_query(struct api_request *r, bool v2, struct storage_l
 	query->search = request__query(r, "search");
 	if (query->search && strlen(query->search) > 256) {
 		error->status = 400;
-		snprintf(error->message, sizeof(error->message), "search must be at most 256 characters");
+		snprintf(error->message, sizeof(error->message),
+			 "search must be at most 256 characters");
 		return -1;
 	}
 	return 0;
@@ -1464,18 +1479,16 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 			return handlers__operation_answer(r, "pause");
 		if (r->route.endpoint == API_ROUTE_SNAPSHOT_CREATE)
 			return handlers__snapshot_answer(r);
-		return handlers__operation_answer(r, r->route.endpoint == API_ROUTE_KILL
-							     ? "kill"
-							     : "network update");
+		return handlers__operation_answer(
+		    r, r->route.endpoint == API_ROUTE_KILL ? "kill" : "network update");
 	}
 	switch (r->route.endpoint) {
 	case API_ROUTE_NOT_FOUND:
 		return request__error(r, 404, "no such endpoint: %s %.100s", r->method, r->path);
 	case API_ROUTE_BAD_METHOD: {
-		const char *headers[] = { "Allow", r->route.allowed_methods, NULL };
+		const char *headers[] = {"Allow", r->route.allowed_methods, NULL};
 
-		return request__json(r, 405,
-				     render__error(405, "method not allowed"), headers);
+		return request__json(r, 405, render__error(405, "method not allowed"), headers);
 	}
 	case API_ROUTE_HEALTH:
 		/* Healthy means able to serve: the database must answer now. */

@@ -27,7 +27,7 @@ int main(int argc, char **argv)
 {
 	struct api_config config;
 	struct api_server *server;
-	struct sigaction action = { .sa_handler = main__on_signal };
+	struct sigaction action = {.sa_handler = main__on_signal};
 	char err[512];
 
 	log__set_component("api");

@@ -80,8 +80,8 @@ int query__metadata(const char *value, json_t **out, struct api_error *err)
 			goto next;
 		if (!equals || equals == pair) {
 			json_decref(filter);
-			return query__fail(err, "metadata filter must be key=value pairs joined by '&'",
-					   NULL);
+			return query__fail(
+			    err, "metadata filter must be key=value pairs joined by '&'", NULL);
 		}
 		/* Two layers, as the SDK encodes them: encodeURIComponent of
 		 * each key and value, then URLSearchParams of the pairs. */
@@ -95,7 +95,7 @@ int query__metadata(const char *value, json_t **out, struct api_error *err)
 					   NULL);
 		}
 		json_object_set_new(filter, key, json_string(text));
-next:
+	next:
 		pair = end ? end + 1 : NULL;
 	}
 	if (json_object_size(filter) == 0) {
@@ -126,8 +126,8 @@ int query__states(const char *value, uint32_t *mask, struct api_error *err)
 			/* E2B's list knows two states; the others are ours. */
 			if ((strcmp(name, "running") && strcmp(name, "paused")) ||
 			    !storage__sandbox_state_parse(name, &state))
-				return query__fail(err, "state must be \"running\" or \"paused\", not",
-						   name);
+				return query__fail(
+				    err, "state must be \"running\" or \"paused\", not", name);
 			*mask |= STORAGE_STATE_BIT(state);
 		}
 		item = end ? end + 1 : NULL;
@@ -145,7 +145,8 @@ int query__limit(const char *value, int *out, struct api_error *err)
 		return 0;
 	}
 	limit = strtol(value, &end, 10);
-	if (*end || !isdigit((unsigned char)value[0]) || limit < 1 || limit > STORAGE_PAGE_LIMIT_MAX)
+	if (*end || !isdigit((unsigned char)value[0]) || limit < 1 ||
+	    limit > STORAGE_PAGE_LIMIT_MAX)
 		return query__fail(err, "limit must be an integer from 1 to 100", NULL);
 	*out = (int)limit;
 	return 0;
@@ -172,8 +173,8 @@ int query__time(const char *name, const char *value, int64_t *out_ms, struct api
 		return 0;
 	if (clock__parse_rfc3339(value, out_ms) && *out_ms > 0)
 		return 0;
-	snprintf(message, sizeof(message), "%s must be an RFC 3339 time (2026-01-31T12:00:00Z), not",
-		 name);
+	snprintf(message, sizeof(message),
+		 "%s must be an RFC 3339 time (2026-01-31T12:00:00Z), not", name);
 	return query__fail(err, message, value);
 }
 
@@ -190,15 +191,15 @@ int query__template(const char *value, const char **out, struct api_error *err)
 		unsigned char c = (unsigned char)value[i];
 
 		if (!(islower(c) || isdigit(c) || ((c == '.' || c == '_' || c == '-') && i > 0)))
-			return query__fail(err, "template must be a template id ([a-z0-9][a-z0-9._-]*), not",
-					   value);
+			return query__fail(
+			    err, "template must be a template id ([a-z0-9][a-z0-9._-]*), not",
+			    value);
 	}
 	*out = value;
 	return 0;
 }
 
-int query__unix_seconds(const char *name, const char *value, int64_t *out_s,
-			struct api_error *err)
+int query__unix_seconds(const char *name, const char *value, int64_t *out_s, struct api_error *err)
 {
 	char message[96], *end;
 	long long seconds;
@@ -223,8 +224,8 @@ int query__sandbox_ids(const char *value, char (*ids)[24], size_t max, size_t *c
 
 	*count = 0;
 	if (!value || !*value)
-		return query__fail(err, "sandbox_ids is required (a comma-separated list of sandbox ids)",
-				   NULL);
+		return query__fail(
+		    err, "sandbox_ids is required (a comma-separated list of sandbox ids)", NULL);
 	while (item) {
 		const char *end = strchr(item, ',');
 		size_t len = end ? (size_t)(end - item) : strlen(item);
@@ -233,33 +234,36 @@ int query__sandbox_ids(const char *value, char (*ids)[24], size_t max, size_t *c
 
 		if (len > 0) {
 			if (len > IDS_SANDBOX_ID_LEN) {
-				return query__fail(err, "sandbox_ids holds something that is not a sandbox id",
-						   NULL);
+				return query__fail(
+				    err, "sandbox_ids holds something that is not a sandbox id",
+				    NULL);
 			}
 			memcpy(id, item, len);
 			id[len] = '\0';
 			if (!ids__is_sandbox_id(id))
-				return query__fail(err, "sandbox_ids holds something that is not a sandbox id:",
-						   id);
+				return query__fail(
+				    err,
+				    "sandbox_ids holds something that is not a sandbox id:", id);
 			for (size_t i = 0; i < *count; i++)
 				seen = seen || !strcmp(ids[i], id);
 			if (!seen) {
 				if (*count >= max)
-					return query__fail(err, "sandbox_ids lists more than 100 sandboxes", NULL);
+					return query__fail(
+					    err, "sandbox_ids lists more than 100 sandboxes", NULL);
 				snprintf(ids[(*count)++], 24, "%s", id);
 			}
 		}
 		item = end ? end + 1 : NULL;
 	}
 	if (*count == 0)
-		return query__fail(err, "sandbox_ids is required (a comma-separated list of sandbox ids)",
-				   NULL);
+		return query__fail(
+		    err, "sandbox_ids is required (a comma-separated list of sandbox ids)", NULL);
 	return 0;
 }
 
 int query__log_level(const char *value, const char **out, struct api_error *err)
 {
-	static const char *const levels[] = { "debug", "info", "warn", "error" };
+	static const char *const levels[] = {"debug", "info", "warn", "error"};
 
 	*out = NULL;
 	if (!value || !*value)
@@ -296,10 +300,10 @@ int query__int_range(const char *name, const char *value, int64_t min, int64_t m
 		return 0;
 	errno = 0;
 	number = strtoll(value, &end, 10);
-	if (*end || errno || !(isdigit((unsigned char)value[0]) || value[0] == '-') || number < min ||
-	    number > max) {
-		snprintf(message, sizeof(message), "%s must be an integer from %lld to %lld, not", name,
-			 (long long)min, (long long)max);
+	if (*end || errno || !(isdigit((unsigned char)value[0]) || value[0] == '-') ||
+	    number < min || number > max) {
+		snprintf(message, sizeof(message), "%s must be an integer from %lld to %lld, not",
+			 name, (long long)min, (long long)max);
 		return query__fail(err, message, value);
 	}
 	*out = number;

@@ -39,8 +39,7 @@ int query__template(const char *value, const char **out, struct api_error *err);
 
 /* ?start= / ?end= of the metrics endpoint: Unix seconds (0 ..
  * 253402300799); absent -> *out_s = -1. 0, or -1 with err (400). */
-int query__unix_seconds(const char *name, const char *value, int64_t *out_s,
-			struct api_error *err);
+int query__unix_seconds(const char *name, const char *value, int64_t *out_s, struct api_error *err);
 
 /* ?sandbox_ids= of GET /sandboxes/metrics: a comma list of 1..100 ids
  * (duplicates dropped); each must look like a sandbox id. Writes up to

@@ -55,15 +55,15 @@ json_t *render__listed(const struct render_context *context, const struct storag
 {
 	json_t *metadata = sandbox->metadata ? json_incref(sandbox->metadata) : json_object();
 
-	return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:o, s:s, s:s}",
-			 "sandboxID", sandbox->id, "templateID", sandbox->template_id, "alias",
-			 sandbox->template_id, "clientID", sandbox->host_id, "startedAt",
-			 render__time(sandbox->started_at >= 0 ? sandbox->started_at
-							       : sandbox->created_at),
-			 "endAt", render__time(sandbox->end_at), "cpuCount", context->cpu_count,
-			 "memoryMB", context->memory_mb, "diskSizeMB", context->disk_mb,
-			 "metadata", metadata, "state", render__state(sandbox->state),
-			 "envdVersion", context->envd_version ? context->envd_version : "");
+	return json_pack(
+	    "{s:s, s:s, s:s, s:s, s:o, s:o, s:i, s:i, s:i, s:o, s:s, s:s}", "sandboxID",
+	    sandbox->id, "templateID", sandbox->template_id, "alias", sandbox->template_id,
+	    "clientID", sandbox->host_id, "startedAt",
+	    render__time(sandbox->started_at >= 0 ? sandbox->started_at : sandbox->created_at),
+	    "endAt", render__time(sandbox->end_at), "cpuCount", context->cpu_count, "memoryMB",
+	    context->memory_mb, "diskSizeMB", context->disk_mb, "metadata", metadata, "state",
+	    render__state(sandbox->state), "envdVersion",
+	    context->envd_version ? context->envd_version : "");
 }
 
 json_t *render__detail(const struct render_context *context, const struct storage_sandbox *sandbox)
@@ -77,11 +77,11 @@ json_t *render__detail(const struct render_context *context, const struct storag
 	json_object_set_new(body, "envdAccessToken",
 			    sandbox->secure ? json_string(access) : json_null());
 	json_object_set_new(body, "domain", render__nullable(context->domain));
-	json_object_set_new(body, "allowInternetAccess",
-			    json_boolean(!sandbox->network ||
-					 json_is_true(json_object_get(sandbox->network,
-								      "allowInternetAccess")) ||
-					 !json_object_get(sandbox->network, "allowInternetAccess")));
+	json_object_set_new(
+	    body, "allowInternetAccess",
+	    json_boolean(!sandbox->network ||
+			 json_is_true(json_object_get(sandbox->network, "allowInternetAccess")) ||
+			 !json_object_get(sandbox->network, "allowInternetAccess")));
 	if (sandbox->network)
 		json_object_set(body, "network", sandbox->network);
 	json_object_set_new(body, "lifecycle",
@@ -94,13 +94,13 @@ json_t *render__detail(const struct render_context *context, const struct storag
 
 json_t *render__metric(const struct storage_sandbox_metric *metric)
 {
-	return json_pack("{s:o, s:I, s:i, s:f, s:I, s:I, s:I, s:I, s:I}", "timestamp",
-			 render__time(metric->at), "timestampUnix", (json_int_t)(metric->at / 1000),
-			 "cpuCount", (int)metric->cpu_count, "cpuUsedPct",
-			 (double)((int64_t)(metric->cpu_used_pct * 100 + 0.5)) / 100.0, "memUsed",
-			 (json_int_t)metric->mem_used, "memTotal", (json_int_t)metric->mem_total,
-			 "memCache", (json_int_t)metric->mem_cache, "diskUsed",
-			 (json_int_t)metric->disk_used, "diskTotal", (json_int_t)metric->disk_total);
+	return json_pack(
+	    "{s:o, s:I, s:i, s:f, s:I, s:I, s:I, s:I, s:I}", "timestamp", render__time(metric->at),
+	    "timestampUnix", (json_int_t)(metric->at / 1000), "cpuCount", (int)metric->cpu_count,
+	    "cpuUsedPct", (double)((int64_t)(metric->cpu_used_pct * 100 + 0.5)) / 100.0, "memUsed",
+	    (json_int_t)metric->mem_used, "memTotal", (json_int_t)metric->mem_total, "memCache",
+	    (json_int_t)metric->mem_cache, "diskUsed", (json_int_t)metric->disk_used, "diskTotal",
+	    (json_int_t)metric->disk_total);
 }
 
 json_t *render__log_entry(const struct storage_log_line *line)

@@ -48,9 +48,9 @@ struct api_request {
 /* Queues {"code","message"} with status (and X-Request-Id). */
 /* 503 with Retry-After: retry_after_s and the JSON error body of fmt. */
 enum MHD_Result request__unavailable(struct api_request *r, int retry_after_s, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 enum MHD_Result request__error(struct api_request *r, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Queues body (reference stolen; NULL -> 500) with status. headers: NULL
  * or a NULL-terminated list of name, value pairs. */
 enum MHD_Result request__json(struct api_request *r, int status, json_t *body,

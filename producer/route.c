@@ -11,17 +11,17 @@ struct route_action {
 };
 
 static const struct route_action route_actions[] = {
-	{ "", "GET", API_ROUTE_GET },
-	{ "", "DELETE", API_ROUTE_KILL },
-	{ "/timeout", "POST", API_ROUTE_TIMEOUT },
-	{ "/refreshes", "POST", API_ROUTE_REFRESH },
-	{ "/pause", "POST", API_ROUTE_PAUSE },
-	{ "/resume", "POST", API_ROUTE_RESUME },
-	{ "/network", "PUT", API_ROUTE_NETWORK },
-	{ "/connect", "POST", API_ROUTE_CONNECT },
-	{ "/metrics", "GET", API_ROUTE_METRICS },
-	{ "/logs", "GET", API_ROUTE_LOGS },
-	{ "/snapshots", "POST", API_ROUTE_SNAPSHOT_CREATE },
+    {"", "GET", API_ROUTE_GET},
+    {"", "DELETE", API_ROUTE_KILL},
+    {"/timeout", "POST", API_ROUTE_TIMEOUT},
+    {"/refreshes", "POST", API_ROUTE_REFRESH},
+    {"/pause", "POST", API_ROUTE_PAUSE},
+    {"/resume", "POST", API_ROUTE_RESUME},
+    {"/network", "PUT", API_ROUTE_NETWORK},
+    {"/connect", "POST", API_ROUTE_CONNECT},
+    {"/metrics", "GET", API_ROUTE_METRICS},
+    {"/logs", "GET", API_ROUTE_LOGS},
+    {"/snapshots", "POST", API_ROUTE_SNAPSHOT_CREATE},
 };
 
 /* Routes of the E2B API (as the npm e2b SDK 2.x calls them) that warren
@@ -34,23 +34,23 @@ struct route_unimplemented {
 };
 
 static const struct route_unimplemented route_unimplemented[] = {
-	{ "/sandboxes/*/fork", "POST", "forking a sandbox" },
-	{ "/secrets", "GET, POST", "secrets" },
-	{ "/secrets/*", "GET, POST, DELETE", "secrets" },
-	{ "/teams", "GET", "the teams API" },
-	{ "/teams/*/metrics", "GET", "team metrics" },
-	{ "/teams/*/metrics/max", "GET", "team metrics" },
-	{ "/templates/tags", "POST, DELETE", "template tags" },
-	{ "/templates/*", "PATCH", "updating a template (publish state)" },
-	{ "/templates/*/tags", "GET", "template tags" },
-	{ "/v2/templates", "GET", "the v2 template list (use GET /templates)" },
-	{ "/v2/templates/*", "PATCH", "updating a template (publish state)" },
-	{ "/volumecontent/*/dir", "GET, POST",
-	  "the volume content API (read and write a volume's files from a sandbox that mounts it)" },
-	{ "/volumecontent/*/path", "GET, PATCH, DELETE",
-	  "the volume content API (read and write a volume's files from a sandbox that mounts it)" },
-	{ "/volumecontent/*/file", "GET, PUT",
-	  "the volume content API (read and write a volume's files from a sandbox that mounts it)" },
+    {"/sandboxes/*/fork", "POST", "forking a sandbox"},
+    {"/secrets", "GET, POST", "secrets"},
+    {"/secrets/*", "GET, POST, DELETE", "secrets"},
+    {"/teams", "GET", "the teams API"},
+    {"/teams/*/metrics", "GET", "team metrics"},
+    {"/teams/*/metrics/max", "GET", "team metrics"},
+    {"/templates/tags", "POST, DELETE", "template tags"},
+    {"/templates/*", "PATCH", "updating a template (publish state)"},
+    {"/templates/*/tags", "GET", "template tags"},
+    {"/v2/templates", "GET", "the v2 template list (use GET /templates)"},
+    {"/v2/templates/*", "PATCH", "updating a template (publish state)"},
+    {"/volumecontent/*/dir", "GET, POST",
+     "the volume content API (read and write a volume's files from a sandbox that mounts it)"},
+    {"/volumecontent/*/path", "GET, PATCH, DELETE",
+     "the volume content API (read and write a volume's files from a sandbox that mounts it)"},
+    {"/volumecontent/*/file", "GET, PUT",
+     "the volume content API (read and write a volume's files from a sandbox that mounts it)"},
 };
 
 /* True when path matches pattern segment by segment ('*' = one non-empty
@@ -213,7 +213,8 @@ void route__match(const char *method, const char *path, struct api_route *out)
 	if (!strncmp(clean, "/v2/sandboxes/", 14)) {
 		/* Only connect and logs live under /v2/sandboxes/{id}. */
 		slash = strchr(clean + 14, '/');
-		if (!slash || slash == clean + 14 || (strcmp(slash, "/connect") && strcmp(slash, "/logs")))
+		if (!slash || slash == clean + 14 ||
+		    (strcmp(slash, "/connect") && strcmp(slash, "/logs")))
 			return;
 		v2 = true;
 		rest = clean + 14;
@@ -253,41 +254,76 @@ bool route__is_lifecycle(enum api_endpoint endpoint)
 const char *route__name(enum api_endpoint endpoint)
 {
 	switch (endpoint) {
-	case API_ROUTE_HEALTH: return "health";
-	case API_ROUTE_CREATE: return "create";
-	case API_ROUTE_LIST_V1: return "list";
-	case API_ROUTE_LIST_V2: return "list_v2";
-	case API_ROUTE_GET: return "get";
-	case API_ROUTE_KILL: return "kill";
-	case API_ROUTE_TIMEOUT: return "timeout";
-	case API_ROUTE_REFRESH: return "refresh";
-	case API_ROUTE_PAUSE: return "pause";
-	case API_ROUTE_RESUME: return "resume";
-	case API_ROUTE_NETWORK: return "network";
-	case API_ROUTE_CONNECT: return "connect";
-	case API_ROUTE_METRICS: return "metrics";
-	case API_ROUTE_METRICS_LIST: return "metrics_list";
-	case API_ROUTE_LOGS: return "logs";
-	case API_ROUTE_LOGS_V2: return "logs_v2";
-	case API_ROUTE_UNIMPLEMENTED: return "unimplemented";
-	case API_ROUTE_TEMPLATE_CREATE: return "template_create";
-	case API_ROUTE_TEMPLATE_LIST: return "template_list";
-	case API_ROUTE_TEMPLATE_GET: return "template_get";
-	case API_ROUTE_TEMPLATE_DELETE: return "template_delete";
-	case API_ROUTE_TEMPLATE_ALIAS: return "template_alias";
-	case API_ROUTE_TEMPLATE_FILE: return "template_file";
-	case API_ROUTE_TEMPLATE_UPLOAD: return "template_upload";
-	case API_ROUTE_TEMPLATE_BUILD: return "template_build";
-	case API_ROUTE_TEMPLATE_BUILD_STATUS: return "template_build_status";
-	case API_ROUTE_TEMPLATE_BUILD_LOGS: return "template_build_logs";
-	case API_ROUTE_VOLUME_CREATE: return "volume_create";
-	case API_ROUTE_VOLUME_LIST: return "volume_list";
-	case API_ROUTE_VOLUME_GET: return "volume_get";
-	case API_ROUTE_VOLUME_DELETE: return "volume_delete";
-	case API_ROUTE_SNAPSHOT_CREATE: return "snapshot_create";
-	case API_ROUTE_SNAPSHOT_LIST: return "snapshot_list";
-	case API_ROUTE_BAD_METHOD: return "bad_method";
-	case API_ROUTE_NOT_FOUND: break;
+	case API_ROUTE_HEALTH:
+		return "health";
+	case API_ROUTE_CREATE:
+		return "create";
+	case API_ROUTE_LIST_V1:
+		return "list";
+	case API_ROUTE_LIST_V2:
+		return "list_v2";
+	case API_ROUTE_GET:
+		return "get";
+	case API_ROUTE_KILL:
+		return "kill";
+	case API_ROUTE_TIMEOUT:
+		return "timeout";
+	case API_ROUTE_REFRESH:
+		return "refresh";
+	case API_ROUTE_PAUSE:
+		return "pause";
+	case API_ROUTE_RESUME:
+		return "resume";
+	case API_ROUTE_NETWORK:
+		return "network";
+	case API_ROUTE_CONNECT:
+		return "connect";
+	case API_ROUTE_METRICS:
+		return "metrics";
+	case API_ROUTE_METRICS_LIST:
+		return "metrics_list";
+	case API_ROUTE_LOGS:
+		return "logs";
+	case API_ROUTE_LOGS_V2:
+		return "logs_v2";
+	case API_ROUTE_UNIMPLEMENTED:
+		return "unimplemented";
+	case API_ROUTE_TEMPLATE_CREATE:
+		return "template_create";
+	case API_ROUTE_TEMPLATE_LIST:
+		return "template_list";
+	case API_ROUTE_TEMPLATE_GET:
+		return "template_get";
+	case API_ROUTE_TEMPLATE_DELETE:
+		return "template_delete";
+	case API_ROUTE_TEMPLATE_ALIAS:
+		return "template_alias";
+	case API_ROUTE_TEMPLATE_FILE:
+		return "template_file";
+	case API_ROUTE_TEMPLATE_UPLOAD:
+		return "template_upload";
+	case API_ROUTE_TEMPLATE_BUILD:
+		return "template_build";
+	case API_ROUTE_TEMPLATE_BUILD_STATUS:
+		return "template_build_status";
+	case API_ROUTE_TEMPLATE_BUILD_LOGS:
+		return "template_build_logs";
+	case API_ROUTE_VOLUME_CREATE:
+		return "volume_create";
+	case API_ROUTE_VOLUME_LIST:
+		return "volume_list";
+	case API_ROUTE_VOLUME_GET:
+		return "volume_get";
+	case API_ROUTE_VOLUME_DELETE:
+		return "volume_delete";
+	case API_ROUTE_SNAPSHOT_CREATE:
+		return "snapshot_create";
+	case API_ROUTE_SNAPSHOT_LIST:
+		return "snapshot_list";
+	case API_ROUTE_BAD_METHOD:
+		return "bad_method";
+	case API_ROUTE_NOT_FOUND:
+		break;
 	}
 	return "not_found";
 }

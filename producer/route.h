@@ -9,7 +9,7 @@
 
 enum api_endpoint {
 	API_ROUTE_NOT_FOUND = 0, /* no such path: 404 */
-	API_ROUTE_BAD_METHOD,    /* known path, other method: 405 */
+	API_ROUTE_BAD_METHOD,	 /* known path, other method: 405 */
 	API_ROUTE_HEALTH,	 /* GET /health (no auth) */
 	API_ROUTE_CREATE,	 /* POST /sandboxes */
 	API_ROUTE_LIST_V1,	 /* GET /sandboxes */

@@ -43,11 +43,13 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 	if (!c->token_seed || !*c->token_seed) {
 		if (!c->dev_mode) {
 			snprintf(err, err_len,
-				 "token_seed is required (set WARREN_TOKEN_SEED; dev_mode=true allows a fixed development seed)");
+				 "token_seed is required (set WARREN_TOKEN_SEED; dev_mode=true "
+				 "allows a fixed development seed)");
 			return -EINVAL;
 		}
 		c->token_seed = "warren-dev-mode-token-seed";
-		log_warn("dev_mode: using the fixed development token seed; never do this in production");
+		log_warn("dev_mode: using the fixed development token seed; never do this in "
+			 "production");
 	}
 	if (strlen(c->token_seed) < 16) {
 		/* The same floor as warren-worker: both derive the same tokens. */
@@ -101,7 +103,8 @@ static void *server__pool_opener(void *arg)
 
 	while (!atomic_load(&api_pool_stop)) {
 		struct storage_error e;
-		struct storage_pool *pool = storage__pool_open(config->pg_url, config->pg_pool_size, &e);
+		struct storage_pool *pool =
+		    storage__pool_open(config->pg_url, config->pg_pool_size, &e);
 
 		if (pool) {
 			/* Rate limits shared by every instance (api_limits.h). */
@@ -111,7 +114,8 @@ static void *server__pool_opener(void *arg)
 			return NULL;
 		}
 		if (clock__monotonic_ms() - (uint64_t)last_log > 10000) {
-			log_warn("PostgreSQL unreachable, answering 503 until it is: %s", e.message);
+			log_warn("PostgreSQL unreachable, answering 503 until it is: %s",
+				 e.message);
 			last_log = (int64_t)clock__monotonic_ms();
 		}
 		for (int i = 0; i < 10 && !atomic_load(&api_pool_stop); i++)
@@ -262,14 +266,15 @@ enum MHD_Result request__error(struct api_request *r, int status, const char *fm
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
 	if (status >= 500)
-		log_warn("req=%s %s %s -> %d: %s", r->request_id, r->method, r->path, status, message);
+		log_warn("req=%s %s %s -> %d: %s", r->request_id, r->method, r->path, status,
+			 message);
 	return request__json(r, status, render__error(status, message), NULL);
 }
 
 enum MHD_Result request__unavailable(struct api_request *r, int retry_after_s, const char *fmt, ...)
 {
 	char message[600], retry[24];
-	const char *headers[] = { "Retry-After", retry, NULL };
+	const char *headers[] = {"Retry-After", retry, NULL};
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -288,13 +293,21 @@ enum MHD_Result request__empty(struct api_request *r, int status)
 enum MHD_Result request__rate_limited(struct api_request *r, const struct limits_decision *d)
 {
 	char limit[24], remaining[24], reset[24], retry[24];
-	const char *headers[] = { "RateLimit-Limit", limit, "RateLimit-Remaining", remaining,
-				  "RateLimit-Reset", reset, "Retry-After", retry, NULL };
+	const char *headers[] = {"RateLimit-Limit",
+				 limit,
+				 "RateLimit-Remaining",
+				 remaining,
+				 "RateLimit-Reset",
+				 reset,
+				 "Retry-After",
+				 retry,
+				 NULL};
 
 	snprintf(limit, sizeof(limit), "%lld", (long long)d->limit);
 	snprintf(remaining, sizeof(remaining), "%lld", (long long)d->remaining);
 	snprintf(reset, sizeof(reset), "%lld", (long long)d->reset_s);
-	snprintf(retry, sizeof(retry), "%lld", (long long)(d->retry_after_s > 0 ? d->retry_after_s : 1));
+	snprintf(retry, sizeof(retry), "%lld",
+		 (long long)(d->retry_after_s > 0 ? d->retry_after_s : 1));
 	log_info("req=%s team=%s 429 %s: %s", r->request_id, r->team.id, d->limit_name, d->message);
 	return request__json(r, 429, render__error(429, d->message), headers);
 }
@@ -365,9 +378,9 @@ static struct api_request *server__new_request(struct api_server *server,
 	client_id = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Request-Id");
 	if (client_id && ids__is_uuid(client_id)) {
 		for (size_t i = 0; i <= IDS_UUID_LEN; i++)
-			r->request_id[i] = (char)(client_id[i] >= 'A' && client_id[i] <= 'F'
-							  ? client_id[i] + 32
-							  : client_id[i]);
+			r->request_id[i] =
+			    (char)(client_id[i] >= 'A' && client_id[i] <= 'F' ? client_id[i] + 32
+									      : client_id[i]);
 		r->request_id_from_client = true;
 	} else if (ids__uuid(r->request_id)) {
 		free(r);
@@ -377,8 +390,8 @@ static struct api_request *server__new_request(struct api_server *server,
 	return r;
 }
 
-static enum MHD_Result server__access(void *cls, struct MHD_Connection *connection,
-				      const char *url, const char *method, const char *version,
+static enum MHD_Result server__access(void *cls, struct MHD_Connection *connection, const char *url,
+				      const char *method, const char *version,
 				      const char *upload_data, size_t *upload_data_size,
 				      void **con_cls)
 {
@@ -477,7 +490,7 @@ static void server__completed(void *cls, struct MHD_Connection *connection, void
 struct api_server *api__server_start(const struct api_config *config, char *err, size_t err_len)
 {
 	struct api_server *server = calloc(1, sizeof(*server));
-	struct sockaddr_in address = { .sin_family = AF_INET };
+	struct sockaddr_in address = {.sin_family = AF_INET};
 	const union MHD_DaemonInfo *info;
 
 	if (!server) {
@@ -502,14 +515,13 @@ struct api_server *api__server_start(const struct api_config *config, char *err,
 	for (int64_t waited = 0; !api__pool() && waited < config->pg_start_wait_ms; waited += 20)
 		usleep(20 * 1000);
 	server->daemon = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
-			MHD_USE_ERROR_LOG,
-		0, NULL, NULL, server__access, server, MHD_OPTION_SOCK_ADDR, &address,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)config->http_threads,
-		MHD_OPTION_NOTIFY_COMPLETED, server__completed, server,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)120,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
+		MHD_USE_ERROR_LOG,
+	    0, NULL, NULL, server__access, server, MHD_OPTION_SOCK_ADDR, &address,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)config->http_threads,
+	    MHD_OPTION_NOTIFY_COMPLETED, server__completed, server, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
 	if (!server->daemon) {
 		snprintf(err, err_len, "cannot listen on %s:%d: %s", config->listen_host,
 			 config->listen_port, strerror(errno));

@@ -12,7 +12,7 @@
 #include "warren/config.h"
 
 static int validate__fail(struct api_error *err, int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int validate__fail(struct api_error *err, int status, const char *fmt, ...)
 {
@@ -112,8 +112,8 @@ json_t *validate__parse_body(const char *body, size_t len, struct api_error *err
 	}
 	value = json_loadb(body, len, JSON_REJECT_DUPLICATES, &json_error);
 	if (!value) {
-		validate__fail(err, 400, "malformed JSON body: %s (line %d, column %d)", json_error.text,
-			       json_error.line, json_error.column);
+		validate__fail(err, 400, "malformed JSON body: %s (line %d, column %d)",
+			       json_error.text, json_error.line, json_error.column);
 		return NULL;
 	}
 	if (!json_is_object(value)) {
@@ -156,12 +156,13 @@ static int validate__string_map(const json_t *body, const char *key, size_t max_
 		return validate__fail(err, 400, "%s must be an object of strings", key);
 	if (json_object_size(value) > max_entries)
 		return validate__fail(err, 400, "%s has more than %zu entries", key, max_entries);
-	json_object_foreach((json_t *)value, name, item) {
+	json_object_foreach((json_t *)value, name, item)
+	{
 		if (!*name || strlen(name) > 256)
 			return validate__fail(err, 400, "%s keys must be 1 to 256 characters", key);
 		if (!json_is_string(item))
-			return validate__fail(err, 400, "%s." VALIDATE_ECHO " must be a string", key,
-					      name);
+			return validate__fail(err, 400, "%s." VALIDATE_ECHO " must be a string",
+					      key, name);
 	}
 	*out = json_deep_copy(value);
 	return *out ? 0 : validate__fail(err, 500, "out of memory");
@@ -181,7 +182,8 @@ static bool validate__never_allowed(const char *entry)
 		return false;
 	if (cidr__parse(config__get("slot_cidr", "10.11.0.0/16"), &never[count]) == 0)
 		count++;
-	more = cidr__parse_list(config__get("net_never_allow", ""), never + count, 64 - (size_t)count, NULL);
+	more = cidr__parse_list(config__get("net_never_allow", ""), never + count,
+				64 - (size_t)count, NULL);
 	if (more > 0)
 		count += more;
 	for (int i = 0; i < count; i++)
@@ -205,24 +207,31 @@ static int validate__rule_list(const json_t *network, const char *key, bool doma
 	if (json_array_size(list) > API_NETWORK_RULES_MAX)
 		return validate__fail(err, 400, "network.%s has more than %d entries", key,
 				      API_NETWORK_RULES_MAX);
-	json_array_foreach(list, index, item) {
+	json_array_foreach(list, index, item)
+	{
 		const char *entry = json_string_value(item);
 		enum api_address_kind kind;
 
 		if (!entry)
-			return validate__fail(err, 400, "network.%s must be an array of strings", key);
+			return validate__fail(err, 400, "network.%s must be an array of strings",
+					      key);
 		kind = validate__address(entry);
 		if (kind == API_ADDRESS_INVALID)
-			return validate__fail(err, 400,
-					      "invalid IP address, CIDR range or domain in %s: \"" VALIDATE_ECHO "\"",
-					      key, entry);
+			return validate__fail(
+			    err, 400,
+			    "invalid IP address, CIDR range or domain in %s: \"" VALIDATE_ECHO "\"",
+			    key, entry);
 		if (kind == API_ADDRESS_DOMAIN && !domains_allowed)
 			return validate__fail(err, 400,
-					      "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"" VALIDATE_ECHO "\"",
+					      "domains are not accepted in deny out, only IP "
+					      "addresses and CIDR ranges: \"" VALIDATE_ECHO "\"",
 					      entry);
 		if (domains_allowed && kind != API_ADDRESS_DOMAIN && validate__never_allowed(entry))
 			return validate__fail(err, 400,
-					      "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, multicast or the platform's own networks): \"" VALIDATE_ECHO "\"",
+					      "address in allowOut is never reachable from a "
+					      "sandbox (loopback, link-local, metadata, multicast "
+					      "or the platform's own networks): \"" VALIDATE_ECHO
+					      "\"",
 					      entry);
 		if (kind == API_ADDRESS_DOMAIN)
 			*has_domain = true;
@@ -271,7 +280,8 @@ static int validate__unsupported(const json_t *body, const char *key, const char
 {
 	const json_t *value = json_object_get(body, key);
 
-	if (!value || json_is_null(value) || (json_is_object(value) && json_object_size(value) == 0) ||
+	if (!value || json_is_null(value) ||
+	    (json_is_object(value) && json_object_size(value) == 0) ||
 	    (json_is_array(value) && json_array_size(value) == 0))
 		return 0;
 	return validate__fail(err, 400, "%s is not supported by warren (%s)", key, what);
@@ -329,8 +339,9 @@ static int validate__lifecycle(const json_t *body, struct api_create_request *ou
 			const char *action = json_string_value(on_timeout);
 
 			if (!action || (strcmp(action, "pause") && strcmp(action, "kill")))
-				return validate__fail(err, 400, "lifecycle.onTimeout must be "
-							      "one of: pause, kill");
+				return validate__fail(err, 400,
+						      "lifecycle.onTimeout must be "
+						      "one of: pause, kill");
 			out->pause_on_timeout = !strcmp(action, "pause");
 		}
 		if (validate__bool(lifecycle, "autoResume", out->auto_resume, &out->auto_resume,
@@ -339,7 +350,7 @@ static int validate__lifecycle(const json_t *body, struct api_create_request *ou
 	}
 	if (out->auto_resume && !out->pause_on_timeout)
 		return validate__fail(
-			err, 400, "autoResume can only be true when onTimeout action is 'pause'");
+		    err, 400, "autoResume can only be true when onTimeout action is 'pause'");
 	return 0;
 }
 
@@ -362,7 +373,8 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 	}
 	if (!json_is_string(template) || json_string_length(template) == 0 ||
 	    json_string_length(template) >= sizeof(out->template_id)) {
-		validate__fail(err, 400, "templateID must be a non-empty string of at most %zu characters",
+		validate__fail(err, 400,
+			       "templateID must be a non-empty string of at most %zu characters",
 			       sizeof(out->template_id) - 1);
 		goto err;
 	}
@@ -419,8 +431,10 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 	mask = json_object_get(network, "maskRequestHost");
 	if (mask && !json_is_null(mask)) {
 		if (!json_is_string(mask) || json_string_length(mask) > API_MASK_REQUEST_HOST_MAX) {
-			validate__fail(err, 400, "network.maskRequestHost must be a string of at most %d characters",
-				       API_MASK_REQUEST_HOST_MAX);
+			validate__fail(
+			    err, 400,
+			    "network.maskRequestHost must be a string of at most %d characters",
+			    API_MASK_REQUEST_HOST_MAX);
 			goto err;
 		}
 		snprintf(out->mask_request_host, sizeof(out->mask_request_host), "%s",
@@ -428,7 +442,8 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 	}
 	if (validate__network_rules(network, out->allow_internet_access, &out->network, err))
 		goto err;
-	json_object_set_new(out->network, "allowPublicTraffic", json_boolean(out->allow_public_traffic));
+	json_object_set_new(out->network, "allowPublicTraffic",
+			    json_boolean(out->allow_public_traffic));
 	json_object_set_new(out->network, "allowInternetAccess",
 			    json_boolean(out->allow_internet_access));
 	if (out->mask_request_host[0])
@@ -440,9 +455,11 @@ int validate__create(const json_t *body, int32_t max_timeout_s, struct api_creat
 		goto err;
 	/* Placement (docs/api.md, "Placement"): the one metadata key warren
 	 * reads; the SDK has no other field to carry it. */
-	const char *runtime = json_string_value(json_object_get(out->metadata, API_METADATA_RUNTIME));
+	const char *runtime =
+	    json_string_value(json_object_get(out->metadata, API_METADATA_RUNTIME));
 	if (runtime && strcmp(runtime, "vm") && strcmp(runtime, "jail")) {
-		validate__fail(err, 400, "metadata " API_METADATA_RUNTIME " must be \"vm\" or \"jail\"");
+		validate__fail(err, 400,
+			       "metadata " API_METADATA_RUNTIME " must be \"vm\" or \"jail\"");
 		goto err;
 	}
 	snprintf(out->runtime, sizeof(out->runtime), "%s", runtime ? runtime : "");

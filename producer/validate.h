@@ -10,17 +10,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define API_TIMEOUT_DEFAULT_S	  15   /* E2B: the API's default when absent */
-#define API_NETWORK_RULES_MAX	  256  /* entries per allowOut / denyOut */
+#define API_TIMEOUT_DEFAULT_S	  15  /* E2B: the API's default when absent */
+#define API_NETWORK_RULES_MAX	  256 /* entries per allowOut / denyOut */
 #define API_ALL_TRAFFIC		  "0.0.0.0/0"
 #define API_MASK_REQUEST_HOST_MAX 255
 #define API_METADATA_ENTRIES_MAX  64
 #define API_ENV_VARS_MAX	  256
 /* The metadata key that asks for worker hosts of one runtime. */
-#define API_METADATA_RUNTIME	  "warren.runtime"
+#define API_METADATA_RUNTIME "warren.runtime"
 
 /* The exact messages of docs/e2b-compatibility.md and our own (docs/api.md). */
-#define API_MSG_DOMAIN_NEEDS_ALL_TRAFFIC                                                          \
+#define API_MSG_DOMAIN_NEEDS_ALL_TRAFFIC                                                           \
 	"When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out"
 
 struct api_error {
@@ -28,12 +28,12 @@ struct api_error {
 	char message[512]; /* the "message" of the JSON error body */
 };
 
-#define API_VOLUME_MOUNTS_MAX	8    /* volumeMounts entries per create */
-#define API_VOLUME_PATH_MAX	255  /* a mount path's length */
+#define API_VOLUME_MOUNTS_MAX 8	  /* volumeMounts entries per create */
+#define API_VOLUME_PATH_MAX   255 /* a mount path's length */
 
 struct api_volume_mount {
-	char name[64];			     /* the team's volume name */
-	char path[API_VOLUME_PATH_MAX + 1];  /* absolute, normalised */
+	char name[64];			    /* the team's volume name */
+	char path[API_VOLUME_PATH_MAX + 1]; /* absolute, normalised */
 };
 
 /* A validated POST /sandboxes body. Owned JSON members: api_create_request__clear. */
@@ -44,18 +44,23 @@ struct api_create_request {
 	bool allow_internet_access;
 	bool allow_public_traffic;
 	char mask_request_host[API_MASK_REQUEST_HOST_MAX + 1]; /* "" when none */
-	json_t *network;  /* normalised egress policy: {allowOut, denyOut, allowPublicTraffic,
-			     allowInternetAccess, maskRequestHost?} */
-	json_t *metadata; /* object of strings */
-	json_t *env_vars; /* object of strings */
-	char runtime[8];  /* metadata "warren.runtime": "vm", "jail" or "" (any host) */
+	json_t *network;       /* normalised egress policy: {allowOut, denyOut, allowPublicTraffic,
+				  allowInternetAccess, maskRequestHost?} */
+	json_t *metadata;      /* object of strings */
+	json_t *env_vars;      /* object of strings */
+	char runtime[8];       /* metadata "warren.runtime": "vm", "jail" or "" (any host) */
 	bool pause_on_timeout; /* autoPause / lifecycle.onTimeout = "pause" */
 	bool auto_resume;      /* autoResume.enabled / lifecycle.autoResume */
 	struct api_volume_mount volume_mounts[API_VOLUME_MOUNTS_MAX]; /* volumeMounts */
 	int volume_mount_count;
 };
 
-enum api_address_kind { API_ADDRESS_INVALID = 0, API_ADDRESS_IP, API_ADDRESS_CIDR, API_ADDRESS_DOMAIN };
+enum api_address_kind {
+	API_ADDRESS_INVALID = 0,
+	API_ADDRESS_IP,
+	API_ADDRESS_CIDR,
+	API_ADDRESS_DOMAIN
+};
 
 /* Classifies one allowOut/denyOut entry: an IPv4/IPv6 address, a CIDR
  * range (prefix within the family's width), a domain name (exact or
@@ -92,7 +97,6 @@ int validate__network_update(const json_t *body, json_t **rules, struct api_erro
 int validate__seconds_field(const json_t *body, const char *field, int32_t fallback_s,
 			    int32_t max_s, int32_t *out, struct api_error *err);
 
-
 /* ---- volumes (validate_volumes.c, docs/volumes.md) ---- */
 
 /* The POST /volumes body {name}: 0 and name (a valid volume name) filled,
@@ -105,7 +109,8 @@ int validate__mount_path(const char *path, struct api_error *err);
 /* The create's volumeMounts [{name, path}] (absent or null: none): at most
  * API_VOLUME_MOUNTS_MAX, each valid, no path twice or inside another, no
  * volume twice. 0 with *count filled, or -1 with err (400). */
-int validate__volume_mounts(const json_t *mounts, struct api_volume_mount out[API_VOLUME_MOUNTS_MAX],
-			    int *count, struct api_error *err);
+int validate__volume_mounts(const json_t *mounts,
+			    struct api_volume_mount out[API_VOLUME_MOUNTS_MAX], int *count,
+			    struct api_error *err);
 
 #endif

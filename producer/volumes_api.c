@@ -21,8 +21,8 @@ static json_t *volumes_api__render(const char *id, const char *name)
 static enum MHD_Result volumes_api__create(struct api_request *r, struct storage_pool *pool)
 {
 	struct storage_volume_quota quota = {
-		.max_count = r->config->volume_quota_count,
-		.max_bytes = r->config->volume_quota_mb << 20,
+	    .max_count = r->config->volume_quota_count,
+	    .max_bytes = r->config->volume_quota_mb << 20,
 	};
 	char name[64], id[STORAGE_VOLUME_ID_LEN + 1];
 	struct api_error error;
@@ -100,8 +100,7 @@ static enum MHD_Result volumes_api__delete(struct api_request *r, struct storage
 		return request__error(r, 409, "%s", e.message);
 	if (rc)
 		return request__storage_error(r, &e);
-	log_info("req=%s team=%s volume %s deleted", r->request_id, r->team.id,
-		 r->route.volume_id);
+	log_info("req=%s team=%s volume %s deleted", r->request_id, r->team.id, r->route.volume_id);
 	return request__empty(r, 204);
 }
 

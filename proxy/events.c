@@ -26,8 +26,8 @@ static void *proxy_events__main(void *arg)
 	struct proxy_events *events = arg;
 
 	while (!events->stop) {
-		struct kafka_message msg = { 0 };
-		struct kafka_event ev = { 0 };
+		struct kafka_message msg = {0};
+		struct kafka_event ev = {0};
 		char reason[256];
 		int rc = kafka_consumer__poll(events->consumer, 500, &msg);
 
@@ -40,7 +40,7 @@ static void *proxy_events__main(void *arg)
 		/* the proxy owns nothing on this topic: a bad message is ignored here
 		 * (its consumers of record dead-letter it) */
 		if (kafka_event__decode(msg.payload, msg.len, &ev, reason, sizeof(reason)) ==
-			    KAFKA_EVENT_OK &&
+			KAFKA_EVENT_OK &&
 		    !kafka_event__is_command(ev.type) && ev.sandbox_id[0]) {
 			lookup__invalidate(events->lookup, ev.sandbox_id);
 			log_debug("events: %s %s: cache entry dropped",
@@ -58,7 +58,7 @@ static int proxy_events__wake(void *opaque, const char *sandbox_id, const char *
 			      const char *host_id)
 {
 	struct proxy_events *events = opaque;
-	struct kafka_event ev = { 0 };
+	struct kafka_event ev = {0};
 	char host_topic[KAFKA_TOPIC_NAME_MAX + 1], topic[KAFKA_TOPIC_NAME_MAX + 1], reason[256];
 	json_t *spec = json_pack("{s:i}", "timeout_s",
 				 (int)config__get_int("proxy_auto_resume_timeout_s", 300));
@@ -87,9 +87,9 @@ static int proxy_events__wake(void *opaque, const char *sandbox_id, const char *
 struct proxy_events *proxy_events__start(struct lookup *lookup, char *err, size_t err_len)
 {
 	struct proxy_events *events = calloc(1, sizeof(*events));
-	struct kafka_consumer_config config = { 0 };
+	struct kafka_consumer_config config = {0};
 	char topic[KAFKA_TOPIC_NAME_MAX + 1], suffix[9], host[64] = "host";
-	const char *topics[1] = { topic };
+	const char *topics[1] = {topic};
 	unsigned char random_bytes[4];
 
 	if (!events) {

@@ -93,7 +93,8 @@ static enum http_parse_status http__parse_fields(const char *p, const char *end,
 		value = colon + 1;
 		for (const char *c = value; c < line_end; c++) {
 			if (!http__is_value_char((unsigned char)*c)) {
-				head->error = *c == '\n' ? "bare LF in header" : "control character in header";
+				head->error = *c == '\n' ? "bare LF in header"
+							 : "control character in header";
 				return HTTP_PARSE_ERROR;
 			}
 		}
@@ -162,8 +163,10 @@ static enum http_parse_status http__framing(struct http_head *head, bool is_requ
 			head->host_index = (int)i;
 		} else if (http__header_is(h, "connection")) {
 			connection_close |= http__list_has_token(h->value, h->value_len, "close");
-			connection_keep_alive |= http__list_has_token(h->value, h->value_len, "keep-alive");
-			connection_upgrade |= http__list_has_token(h->value, h->value_len, "upgrade");
+			connection_keep_alive |=
+			    http__list_has_token(h->value, h->value_len, "keep-alive");
+			connection_upgrade |=
+			    http__list_has_token(h->value, h->value_len, "upgrade");
 		} else if (http__header_is(h, "upgrade")) {
 			has_upgrade = true;
 		}
@@ -200,10 +203,11 @@ static enum http_parse_status http__framing(struct http_head *head, bool is_requ
 			while (last < transfer_encoding->value + transfer_encoding->value_len &&
 			       (*last == ' ' || *last == '\t'))
 				last++;
-			last_len = (size_t)(transfer_encoding->value + transfer_encoding->value_len - last);
+			last_len = (size_t)(transfer_encoding->value +
+					    transfer_encoding->value_len - last);
 			head->body = last_len == 7 && strncasecmp(last, "chunked", 7) == 0
-					     ? HTTP_BODY_CHUNKED
-					     : HTTP_BODY_UNTIL_CLOSE;
+					 ? HTTP_BODY_CHUNKED
+					 : HTTP_BODY_UNTIL_CLOSE;
 			return HTTP_PARSE_OK;
 		}
 		head->body = HTTP_BODY_CHUNKED;
@@ -314,9 +318,10 @@ enum http_parse_status http__parse_response(const char *buf, size_t len, size_t 
 	    !http__parse_version(p, &head->version_minor) || p[8] != ' ' || p[12] != ' ' ||
 	    p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9') {
 		/* allow "HTTP/1.1 200" without the SP and reason */
-		if (!(line_end && line_end - p == 12 && http__parse_version(p, &head->version_minor) &&
-		      p[8] == ' ' && p[9] >= '1' && p[9] <= '5' && p[10] >= '0' && p[10] <= '9' &&
-		      p[11] >= '0' && p[11] <= '9')) {
+		if (!(line_end && line_end - p == 12 &&
+		      http__parse_version(p, &head->version_minor) && p[8] == ' ' && p[9] >= '1' &&
+		      p[9] <= '5' && p[10] >= '0' && p[10] <= '9' && p[11] >= '0' &&
+		      p[11] <= '9')) {
 			head->error = "malformed status line";
 			return HTTP_PARSE_ERROR;
 		}
@@ -346,8 +351,8 @@ enum http_parse_status http__parse_response(const char *buf, size_t len, size_t 
 /* ---- chunked, RFC 9112 section 7.1 ---- */
 
 enum {
-	CHUNK_SIZE = 0,	 /* hex digits */
-	CHUNK_EXT,	 /* ";..." up to CR */
+	CHUNK_SIZE = 0, /* hex digits */
+	CHUNK_EXT,	/* ";..." up to CR */
 	CHUNK_SIZE_LF,
 	CHUNK_DATA,
 	CHUNK_DATA_CR,
@@ -359,8 +364,8 @@ enum {
 	CHUNK_DONE,
 };
 
-#define CHUNK_MAX_DIGITS 15
-#define CHUNK_MAX_LINE 4096
+#define CHUNK_MAX_DIGITS   15
+#define CHUNK_MAX_LINE	   4096
 #define CHUNK_MAX_TRAILERS 16384
 
 void http__chunked_init(struct http_chunked *chunked)

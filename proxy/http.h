@@ -14,21 +14,21 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define HTTP_MAX_HEADERS 100
+#define HTTP_MAX_HEADERS	100
 #define HTTP_MAX_CONTENT_LENGTH (1ull << 53)
 
 enum http_parse_status {
-	HTTP_PARSE_OK = 0,	   /* a complete head; head->head_len bytes */
-	HTTP_PARSE_INCOMPLETE,	   /* need more bytes */
-	HTTP_PARSE_ERROR,	   /* malformed or ambiguous: 400 (or 502 for a response) */
-	HTTP_PARSE_TOO_LARGE,	   /* no end of head within max_head bytes: 431 */
+	HTTP_PARSE_OK = 0,     /* a complete head; head->head_len bytes */
+	HTTP_PARSE_INCOMPLETE, /* need more bytes */
+	HTTP_PARSE_ERROR,      /* malformed or ambiguous: 400 (or 502 for a response) */
+	HTTP_PARSE_TOO_LARGE,  /* no end of head within max_head bytes: 431 */
 };
 
 enum http_body_kind {
 	HTTP_BODY_NONE = 0,
-	HTTP_BODY_LENGTH,	/* head->content_length bytes */
-	HTTP_BODY_CHUNKED,	/* tracked by struct http_chunked */
-	HTTP_BODY_UNTIL_CLOSE,	/* responses only: ends when the server closes */
+	HTTP_BODY_LENGTH,      /* head->content_length bytes */
+	HTTP_BODY_CHUNKED,     /* tracked by struct http_chunked */
+	HTTP_BODY_UNTIL_CLOSE, /* responses only: ends when the server closes */
 };
 
 struct http_header {
@@ -56,10 +56,10 @@ struct http_head {
 
 	enum http_body_kind body;
 	uint64_t content_length;
-	bool keep_alive;      /* the peer allows another message on this connection */
-	bool upgrade;	      /* Connection: upgrade with an Upgrade header */
-	int host_index;	      /* index of the Host header, -1 when absent */
-	const char *error;    /* why, on HTTP_PARSE_ERROR / TOO_LARGE */
+	bool keep_alive;   /* the peer allows another message on this connection */
+	bool upgrade;	   /* Connection: upgrade with an Upgrade header */
+	int host_index;	   /* index of the Host header, -1 when absent */
+	const char *error; /* why, on HTTP_PARSE_ERROR / TOO_LARGE */
 };
 
 /* Parses a request head at the start of buf[0..len). Leading empty lines

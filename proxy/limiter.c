@@ -13,9 +13,9 @@ struct limiter {
 
 struct limiter *limiter__create(const struct limiter_config *config)
 {
-	struct ratelimit_options options = { .monotonic_us = config->monotonic_us,
-					     .clock_ctx = config->clock_ctx,
-					     .connect_later = true };
+	struct ratelimit_options options = {.monotonic_us = config->monotonic_us,
+					    .clock_ctx = config->clock_ctx,
+					    .connect_later = true};
 	struct limiter *limiter;
 
 	if (config->limit < 1 || config->window_s < 1)

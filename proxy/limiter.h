@@ -19,8 +19,8 @@
 struct limiter;
 
 struct limiter_config {
-	int64_t limit;	  /* operations per window per IP, >= 1 */
-	int64_t window_s; /* >= 1 */
+	int64_t limit;	    /* operations per window per IP, >= 1 */
+	int64_t window_s;   /* >= 1 */
 	const char *pg_url; /* shared limit over this PostgreSQL; NULL: in process */
 	/* Local monotonic clock in µs (tests); NULL -> CLOCK_MONOTONIC. */
 	int64_t (*monotonic_us)(void *ctx);

@@ -13,19 +13,19 @@
 #include "warren/log.h"
 #include "warren/storage.h"
 
-#define LOOKUP_BUCKETS 4096
-#define LOOKUP_SWEEP_AT 65536
+#define LOOKUP_BUCKETS	     4096
+#define LOOKUP_SWEEP_AT	     65536
 #define LOOKUP_REFRESH_QUEUE 1024
 
 struct lookup_entry {
 	struct lookup_entry *next;
 	char sandbox_id[ROUTE_SANDBOX_ID_MAX + 1];
-	bool cached;		/* status/route hold a fetched answer */
+	bool cached; /* status/route hold a fetched answer */
 	enum lookup_status status;
 	uint64_t expires_ms;
 	struct lookup_route route;
-	int connections;	/* open upstream connections */
-	bool refreshing;	/* queued for the refresher thread */
+	int connections; /* open upstream connections */
+	bool refreshing; /* queued for the refresher thread */
 };
 
 struct lookup {
@@ -41,7 +41,7 @@ struct lookup {
 	pthread_t refresher;
 	bool refresher_started, stopping;
 	pthread_cond_t wake;
-	lookup_wake_fn waker;       /* autoResume (lookup__set_waker), NULL: none */
+	lookup_wake_fn waker; /* autoResume (lookup__set_waker), NULL: none */
 	void *waker_opaque;
 	char queue[LOOKUP_REFRESH_QUEUE][ROUTE_SANDBOX_ID_MAX + 1];
 	size_t queue_head, queue_len;
@@ -84,9 +84,9 @@ static void *lookup__refresher(void *arg)
 		e->cached = true;
 		e->status = status;
 		e->route = route;
-		e->expires_ms = clock__monotonic_ms() + (status == LOOKUP_OK
-								 ? lookup->config.ttl_ms
-								 : lookup->config.negative_ttl_ms);
+		e->expires_ms =
+		    clock__monotonic_ms() +
+		    (status == LOOKUP_OK ? lookup->config.ttl_ms : lookup->config.negative_ttl_ms);
 	}
 	pthread_mutex_unlock(&lookup->lock);
 	return NULL;
@@ -318,7 +318,8 @@ enum lookup_status lookup__get(struct lookup *lookup, const char *sandbox_id,
 	if (e && e->cached && e->status == LOOKUP_OK && lookup->refresher_started &&
 	    e->expires_ms + lookup->config.stale_ms > now_ms) {
 		if (!e->refreshing && lookup->queue_len < LOOKUP_REFRESH_QUEUE) {
-			size_t tail = (lookup->queue_head + lookup->queue_len) % LOOKUP_REFRESH_QUEUE;
+			size_t tail =
+			    (lookup->queue_head + lookup->queue_len) % LOOKUP_REFRESH_QUEUE;
 
 			memcpy(lookup->queue[tail], e->sandbox_id, sizeof(lookup->queue[tail]));
 			lookup->queue_len++;

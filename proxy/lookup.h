@@ -19,9 +19,9 @@ struct storage_pool;
 struct lookup;
 
 enum lookup_status {
-	LOOKUP_OK = 0,	     /* a running sandbox */
-	LOOKUP_NOT_FOUND,    /* unknown, or not running (killed, paused, starting...) */
-	LOOKUP_UNAVAILABLE,  /* the database did not answer */
+	LOOKUP_OK = 0,	    /* a running sandbox */
+	LOOKUP_NOT_FOUND,   /* unknown, or not running (killed, paused, starting...) */
+	LOOKUP_UNAVAILABLE, /* the database did not answer */
 };
 
 struct lookup_route {

@@ -51,8 +51,9 @@ int main(void)
 	seed = config__get("token_seed", NULL);
 	if (!seed || !*seed) {
 		if (!config__get_bool("dev_mode", false)) {
-			log_error("token_seed is required (set WARREN_TOKEN_SEED; dev_mode=true allows "
-				  "a fixed development seed)");
+			log_error(
+			    "token_seed is required (set WARREN_TOKEN_SEED; dev_mode=true allows "
+			    "a fixed development seed)");
 			return 1;
 		}
 		seed = "warren-dev-mode-token-seed";
@@ -63,29 +64,29 @@ int main(void)
 		return 1;
 	}
 	pg_url = config__get("pg_url", "postgresql://postgres@127.0.0.1:55432/postgres");
-	pool = storage__pool_open(pg_url, (int)config__get_int("pg_pool_size", settings.threads + 1),
-				  &storage_err);
+	pool = storage__pool_open(
+	    pg_url, (int)config__get_int("pg_pool_size", settings.threads + 1), &storage_err);
 	if (!pool) {
 		log_error("cannot open the PostgreSQL pool: %s", storage_err.message);
 		goto out;
 	}
 	lookup_config = (struct lookup_config){
-		.ttl_ms = (uint64_t)config__get_int("proxy_cache_ttl_ms", 2000),
-		.negative_ttl_ms = (uint64_t)config__get_int("proxy_cache_negative_ttl_ms", 1000),
-		.stale_ms = (uint64_t)config__get_int("proxy_cache_stale_ms", 10000),
-		.max_connections = (int)config__get_int("proxy_max_conns_per_sandbox", 1000),
-		.wake_timeout_ms = (uint64_t)config__get_int("proxy_auto_resume_wait_ms", 10000),
-		.token_seed = seed,
+	    .ttl_ms = (uint64_t)config__get_int("proxy_cache_ttl_ms", 2000),
+	    .negative_ttl_ms = (uint64_t)config__get_int("proxy_cache_negative_ttl_ms", 1000),
+	    .stale_ms = (uint64_t)config__get_int("proxy_cache_stale_ms", 10000),
+	    .max_connections = (int)config__get_int("proxy_max_conns_per_sandbox", 1000),
+	    .wake_timeout_ms = (uint64_t)config__get_int("proxy_auto_resume_wait_ms", 10000),
+	    .token_seed = seed,
 	};
 	lookup = lookup__create(pool, &lookup_config);
 	/* Shared by every instance on this PostgreSQL unless proxy_ops_shared
 	 * is false (then each instance counts alone). */
 	limiter_config = (struct limiter_config){
-		.limit = config__get_int("proxy_ops_per_ip", 40000),
-		.window_s = config__get_int("proxy_ops_window_s", 60),
-		.pg_url = config__get_bool("proxy_ops_shared", true)
-				  ? config__get("proxy_ops_pg_url", pg_url)
-				  : NULL,
+	    .limit = config__get_int("proxy_ops_per_ip", 40000),
+	    .window_s = config__get_int("proxy_ops_window_s", 60),
+	    .pg_url = config__get_bool("proxy_ops_shared", true)
+			  ? config__get("proxy_ops_pg_url", pg_url)
+			  : NULL,
 	};
 	limiter = limiter__create(&limiter_config);
 	if (!lookup || !limiter) {

@@ -93,8 +93,7 @@ enum route_status route__parse_host(const char *host, size_t len, const char *do
 	return ROUTE_OK;
 }
 
-bool route__from_headers(const struct http_head *head, struct route_target *out,
-			 const char **error)
+bool route__from_headers(const struct http_head *head, struct route_target *out, const char **error)
 {
 	const struct http_header *id = http__find_header(head, "e2b-sandbox-id");
 	const struct http_header *port = http__find_header(head, "e2b-sandbox-port");
@@ -281,11 +280,10 @@ static size_t route__escape(char *out, size_t used, size_t size, const char *s, 
 	return used;
 }
 
-#define ROUTE_APPEND(...)                                                                   \
-	do {                                                                                \
-		used += (size_t)snprintf(body + used, used < sizeof(body) ? sizeof(body) - used \
-									  : 0,              \
-					 __VA_ARGS__);                                      \
+#define ROUTE_APPEND(...)                                                                          \
+	do {                                                                                       \
+		used += (size_t)snprintf(                                                          \
+		    body + used, used < sizeof(body) ? sizeof(body) - used : 0, __VA_ARGS__);      \
 	} while (0)
 
 size_t route__render_error(const struct route_error *error, bool html, bool keep_alive, char *out,
@@ -298,9 +296,10 @@ size_t route__render_error(const struct route_error *error, bool html, bool keep
 	int n;
 
 	if (html) {
-		ROUTE_APPEND("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>%d %s</title>"
-			     "</head><body><h1>%d %s</h1><p>",
-			     status, route__reason(status), status, route__reason(status));
+		ROUTE_APPEND(
+		    "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>%d %s</title>"
+		    "</head><body><h1>%d %s</h1><p>",
+		    status, route__reason(status), status, route__reason(status));
 		used = route__escape(body, used, sizeof(body), message, false);
 		ROUTE_APPEND("</p>");
 		if (error->sandbox_id) {

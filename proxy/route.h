@@ -11,7 +11,7 @@
 #include "http.h"
 
 #define ROUTE_SANDBOX_ID_MAX 64
-#define ROUTE_AGENT_PORT 49983
+#define ROUTE_AGENT_PORT     49983
 
 enum route_status {
 	ROUTE_OK = 0,
@@ -63,7 +63,7 @@ struct route_error {
 	enum route_error_kind kind;
 	const char *sandbox_id; /* may be NULL */
 	uint32_t port;
-	const char *message;	/* BAD_REQUEST only; NULL: "Invalid request" */
+	const char *message; /* BAD_REQUEST only; NULL: "Invalid request" */
 	/* RATE_LIMITED */
 	int64_t limit, remaining, reset_s, retry_after_s;
 };

@@ -23,10 +23,10 @@
 #include "warren/net_address.h"
 #include "warren/tokens.h"
 
-#define PROXY_BODY_BUFFER (32 * 1024)
-#define PROXY_EVENTS 256
+#define PROXY_BODY_BUFFER  (32 * 1024)
+#define PROXY_EVENTS	   256
 #define PROXY_ACCEPT_BATCH 64
-#define PROXY_TOKEN_MAX 256
+#define PROXY_TOKEN_MAX	   256
 
 /* epoll_data.u64 = pointer | tag */
 enum { TAG_LISTENER = 0, TAG_CLIENT = 1, TAG_UPSTREAM = 2 };
@@ -80,9 +80,9 @@ struct conn {
 	bool client_eof, upstream_eof;
 	/* edge-triggered readiness: set by events, cleared by EAGAIN */
 	bool client_in_ready, client_out_ready, upstream_in_ready, upstream_out_ready;
-	bool queued; /* in the worker's ready list (its pump stopped early) */
+	bool queued;	   /* in the worker's ready list (its pump stopped early) */
 	bool pending_head; /* READ_HEAD with pipelined bytes to parse */
-	bool client_hup; /* the client's side signalled a hang-up, not yet checked */
+	bool client_hup;   /* the client's side signalled a hang-up, not yet checked */
 	struct conn *ready_next;
 };
 
@@ -94,8 +94,8 @@ struct worker {
 	int epoll_fd, listen_fd;
 	struct conn *conns; /* every live connection, for the timer sweep */
 	int connection_count;
-	struct conn *dead; /* freed after the current batch of events */
-	struct conn *ready; /* to pump again before the next wait */
+	struct conn *dead;     /* freed after the current batch of events */
+	struct conn *ready;    /* to pump again before the next wait */
 	struct http_head head; /* scratch, too big for the stack of every call */
 };
 
@@ -241,11 +241,11 @@ static struct conn *conn__new(struct worker *w, int fd, const struct sockaddr_st
 	c->worker = w;
 	c->client_fd = fd;
 	c->upstream_fd = -1;
-	c->in = (struct buffer){ block, 0, 0, in_cap };
-	c->up_in = (struct buffer){ block + in_cap, 0, 0, in_cap };
-	c->to_up = (struct buffer){ block + 2 * in_cap, 0, 0, PROXY_BODY_BUFFER };
+	c->in = (struct buffer){block, 0, 0, in_cap};
+	c->up_in = (struct buffer){block + in_cap, 0, 0, in_cap};
+	c->to_up = (struct buffer){block + 2 * in_cap, 0, 0, PROXY_BODY_BUFFER};
 	c->to_client =
-		(struct buffer){ block + 2 * in_cap + PROXY_BODY_BUFFER, 0, 0, PROXY_BODY_BUFFER };
+	    (struct buffer){block + 2 * in_cap + PROXY_BODY_BUFFER, 0, 0, PROXY_BODY_BUFFER};
 	if (peer->ss_family == AF_INET6)
 		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)peer)->sin6_addr, c->client_ip,
 			  sizeof(c->client_ip));
@@ -277,8 +277,8 @@ static void conn__watch(struct conn *c)
 
 static bool conn__client_wants_read(const struct conn *c)
 {
-	bool body_open = (c->state == CONN_CONNECTING || c->state == CONN_PROXYING) &&
-			 !c->req_body_done;
+	bool body_open =
+	    (c->state == CONN_CONNECTING || c->state == CONN_PROXYING) && !c->req_body_done;
 
 	return (c->state == CONN_READ_HEAD && buffer__len(&c->in) < c->in.cap) ||
 	       (body_open && buffer__len(&c->to_up) < c->to_up.cap) ||
@@ -368,8 +368,8 @@ static void conn__finish(struct conn *c)
 	}
 	c->state = CONN_READ_HEAD;
 	c->head_started = buffer__len(&c->in) > 0;
-	c->deadline_ms = clock__monotonic_ms() +
-			 (c->head_started ? s->header_timeout_ms : s->idle_timeout_ms);
+	c->deadline_ms =
+	    clock__monotonic_ms() + (c->head_started ? s->header_timeout_ms : s->idle_timeout_ms);
 	if (c->head_started) {
 		/* parsed by the pump, not here: no recursion per pipelined request */
 		c->pending_head = true;
@@ -448,8 +448,8 @@ static bool conn__nominated(const struct http_head *head, const struct http_head
 
 static bool conn__hop_by_hop(const struct http_header *h)
 {
-	static const char *const names[] = { "connection", "keep-alive", "proxy-connection",
-					     "te", "trailer", "upgrade", NULL };
+	static const char *const names[] = {
+	    "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", NULL};
 
 	for (int i = 0; names[i]; i++)
 		if (http__header_is(h, names[i]))
@@ -470,7 +470,7 @@ static bool conn__upstream_head(struct conn *c, const struct http_head *head,
 {
 	const struct proxy_settings *s = &c->worker->server->settings;
 	const struct http_header *host =
-		head->host_index >= 0 ? &head->headers[head->host_index] : NULL;
+	    head->host_index >= 0 ? &head->headers[head->host_index] : NULL;
 	const struct http_header *upgrade = http__find_header(head, "upgrade");
 	struct buffer *b = &c->to_up;
 	char masked[300];
@@ -483,7 +483,8 @@ static bool conn__upstream_head(struct conn *c, const struct http_head *head,
 		const struct http_header *h = &head->headers[i];
 
 		if (conn__hop_by_hop(h) || http__header_is(h, "host") ||
-		    http__header_is(h, "x-forwarded-for") || http__header_is(h, "x-forwarded-host") ||
+		    http__header_is(h, "x-forwarded-for") ||
+		    http__header_is(h, "x-forwarded-host") ||
 		    http__header_is(h, "x-forwarded-proto") || conn__nominated(head, h))
 			continue;
 		ok = buffer__append(b, h->name, h->name_len) && buffer__append(b, ": ", 2) &&
@@ -531,13 +532,13 @@ static bool conn__connect(struct conn *c, const struct lookup_route *route)
 	}
 	if (errno == EINPROGRESS) {
 		c->state = CONN_CONNECTING;
-		c->deadline_ms = clock__monotonic_ms() + c->worker->server->settings.connect_timeout_ms;
+		c->deadline_ms =
+		    clock__monotonic_ms() + c->worker->server->settings.connect_timeout_ms;
 		return true;
 	}
-refused: {
-	struct route_error error = { .kind = ROUTE_ERR_PORT_CLOSED,
-				     .sandbox_id = c->sandbox_id,
-				     .port = c->port };
+refused : {
+	struct route_error error = {
+	    .kind = ROUTE_ERR_PORT_CLOSED, .sandbox_id = c->sandbox_id, .port = c->port};
 
 	conn__send_error(c, &error, c->req_html, c->req_body_done && c->req_keep_alive);
 	return false;
@@ -724,11 +725,11 @@ static void conn__refuse(struct head_ctx *ctx)
 static bool conn__parse_head(struct conn *c, struct http_head *head)
 {
 	const struct proxy_settings *s = &c->worker->server->settings;
-	struct route_error error = { 0 };
+	struct route_error error = {0};
 	enum http_parse_status status;
 
-	status = http__parse_request(c->in.data + c->in.start, buffer__len(&c->in), s->max_head,
-				     head);
+	status =
+	    http__parse_request(c->in.data + c->in.start, buffer__len(&c->in), s->max_head, head);
 	if (status == HTTP_PARSE_OK)
 		return true;
 	if (status == HTTP_PARSE_INCOMPLETE) {
@@ -739,8 +740,8 @@ static bool conn__parse_head(struct conn *c, struct http_head *head)
 		conn__watch(c);
 		return false;
 	}
-	error.kind = status == HTTP_PARSE_TOO_LARGE ? ROUTE_ERR_HEAD_TOO_LARGE
-						    : ROUTE_ERR_BAD_REQUEST;
+	error.kind =
+	    status == HTTP_PARSE_TOO_LARGE ? ROUTE_ERR_HEAD_TOO_LARGE : ROUTE_ERR_BAD_REQUEST;
 	error.message = head->error;
 	c->in.start = c->in.end = 0;
 	conn__send_error(c, &error, false, false);
@@ -751,7 +752,7 @@ static bool conn__parse_head(struct conn *c, struct http_head *head)
 static void conn__process_head(struct conn *c)
 {
 	struct http_head *head = &c->worker->head;
-	struct head_ctx ctx = { .c = c, .server = c->worker->server, .head = head };
+	struct head_ctx ctx = {.c = c, .server = c->worker->server, .head = head};
 
 	if (!conn__parse_head(c, head))
 		return;
@@ -783,9 +784,10 @@ static void proxy_metrics__answered(int status, uint64_t request_ns)
 	char labels[32];
 
 	snprintf(labels, sizeof(labels), "code=\"%d\"", status);
-	prom__counter_add("warren_proxy_requests_total",
-			  "Requests answered, by status (the proxy's errors and the sandboxes' responses)",
-			  labels, 1);
+	prom__counter_add(
+	    "warren_proxy_requests_total",
+	    "Requests answered, by status (the proxy's errors and the sandboxes' responses)",
+	    labels, 1);
 	if (request_ns)
 		prom__histogram_observe("warren_proxy_response_seconds",
 					"Time from a request's head to its response head", NULL,
@@ -890,7 +892,8 @@ static void conn__client_readable(struct conn *c)
 	} else {
 		b->end += (size_t)n;
 	}
-	if (c->state != CONN_CONNECTING && conn__flush(c->upstream_fd, b, &c->upstream_out_ready) < 0) {
+	if (c->state != CONN_CONNECTING &&
+	    conn__flush(c->upstream_fd, b, &c->upstream_out_ready) < 0) {
 		conn__close(c);
 		return;
 	}
@@ -931,12 +934,12 @@ static bool conn__client_head(struct conn *c, const struct http_head *head)
 static void conn__process_response_head(struct conn *c)
 {
 	struct http_head *head = &c->worker->head;
-	struct route_error error = { .kind = ROUTE_ERR_BAD_GATEWAY, .sandbox_id = c->sandbox_id };
+	struct route_error error = {.kind = ROUTE_ERR_BAD_GATEWAY, .sandbox_id = c->sandbox_id};
 
 	for (;;) {
 		enum http_parse_status status =
-			http__parse_response(c->up_in.data + c->up_in.start, buffer__len(&c->up_in),
-					     c->up_in.cap, c->req_is_head, head);
+		    http__parse_response(c->up_in.data + c->up_in.start, buffer__len(&c->up_in),
+					 c->up_in.cap, c->req_is_head, head);
 		ssize_t used;
 
 		if (status == HTTP_PARSE_INCOMPLETE && c->upstream_eof)
@@ -958,9 +961,9 @@ static void conn__process_response_head(struct conn *c)
 			return;
 		}
 		if (head->status >= 200 || head->status == 101) {
-			c->close_after = head->status != 101 &&
-					 (!c->req_keep_alive || !c->req_body_done ||
-					  head->body == HTTP_BODY_UNTIL_CLOSE);
+			c->close_after =
+			    head->status != 101 && (!c->req_keep_alive || !c->req_body_done ||
+						    head->body == HTTP_BODY_UNTIL_CLOSE);
 		}
 		if (head->status < 200 && head->status != 101 && c->req_http10) {
 			/* no interim responses for an HTTP/1.0 client (RFC 9110 15.2) */
@@ -993,10 +996,10 @@ static void conn__process_response_head(struct conn *c)
 		c->resp_remaining = head->content_length;
 		c->resp_body_done = head->body == HTTP_BODY_NONE;
 		http__chunked_init(&c->resp_chunked);
-		used = conn__response_body(c, c->up_in.data + c->up_in.start,
-					   buffer__len(&c->up_in));
-		if (used < 0 || !buffer__append(&c->to_client, c->up_in.data + c->up_in.start,
-						(size_t)used)) {
+		used =
+		    conn__response_body(c, c->up_in.data + c->up_in.start, buffer__len(&c->up_in));
+		if (used < 0 ||
+		    !buffer__append(&c->to_client, c->up_in.data + c->up_in.start, (size_t)used)) {
 			conn__close(c);
 			return;
 		}
@@ -1084,9 +1087,9 @@ static void conn__upstream_writable(struct conn *c)
 
 		getsockopt(c->upstream_fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
 		if (so_error) {
-			struct route_error error = { .kind = ROUTE_ERR_PORT_CLOSED,
-						     .sandbox_id = c->sandbox_id,
-						     .port = c->port };
+			struct route_error error = {.kind = ROUTE_ERR_PORT_CLOSED,
+						    .sandbox_id = c->sandbox_id,
+						    .port = c->port};
 
 			conn__send_error(c, &error, c->req_html,
 					 c->req_body_done && c->req_keep_alive);
@@ -1097,8 +1100,8 @@ static void conn__upstream_writable(struct conn *c)
 	conn__touch(c);
 	if (conn__flush(c->upstream_fd, &c->to_up, &c->upstream_out_ready) < 0) {
 		if (!c->resp_started) {
-			struct route_error error = { .kind = ROUTE_ERR_BAD_GATEWAY,
-						     .sandbox_id = c->sandbox_id };
+			struct route_error error = {.kind = ROUTE_ERR_BAD_GATEWAY,
+						    .sandbox_id = c->sandbox_id};
 
 			conn__send_error(c, &error, c->req_html, false);
 		} else {
@@ -1182,10 +1185,11 @@ static void worker__sweep(struct worker *w, uint64_t now_ms)
 		next = c->next;
 		if (c->dead || c->deadline_ms > now_ms)
 			continue;
-		if ((c->state == CONN_CONNECTING || c->state == CONN_PROXYING) && !c->resp_started) {
-			struct route_error error = { .kind = ROUTE_ERR_TIMEOUT,
-						     .sandbox_id = c->sandbox_id,
-						     .port = c->port };
+		if ((c->state == CONN_CONNECTING || c->state == CONN_PROXYING) &&
+		    !c->resp_started) {
+			struct route_error error = {.kind = ROUTE_ERR_TIMEOUT,
+						    .sandbox_id = c->sandbox_id,
+						    .port = c->port};
 
 			conn__send_error(c, &error, c->req_html, false);
 			/* a client that does not read gets closed next sweep */
@@ -1216,7 +1220,8 @@ static int worker__listen(struct worker *w, char *err, size_t err_len)
 		((struct sockaddr_in6 *)&address)->sin6_port = htons(s->listen_port);
 		address_len = sizeof(struct sockaddr_in6);
 	} else {
-		snprintf(err, err_len, "proxy_listen host '%s' is not an IP address", s->listen_host);
+		snprintf(err, err_len, "proxy_listen host '%s' is not an IP address",
+			 s->listen_host);
 		return -1;
 	}
 	fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1359,7 +1364,7 @@ struct proxy_server *proxy__create(const struct proxy_settings *settings, struct
 	}
 	for (int i = 0; i < settings->threads; i++) {
 		struct worker *w = &server->workers[i];
-		struct epoll_event ev = { .events = EPOLLIN };
+		struct epoll_event ev = {.events = EPOLLIN};
 
 		w->server = server;
 		w->listen_fd = -1;

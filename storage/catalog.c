@@ -45,7 +45,7 @@ static int storage__team_one(struct storage_pool *pool, enum storage_statement_i
 int storage__team_create(struct storage_pool *pool, const char *name, enum storage_tier tier,
 			 struct storage_team *out, struct storage_error *err)
 {
-	const char *params[] = { name, storage__tier_name(tier) };
+	const char *params[] = {name, storage__tier_name(tier)};
 	int rc;
 
 	if (!name)
@@ -59,17 +59,17 @@ int storage__team_create(struct storage_pool *pool, const char *name, enum stora
 int storage__team_get(struct storage_pool *pool, const char *team_id, struct storage_team *out,
 		      struct storage_error *err)
 {
-	const char *params[] = { team_id };
+	const char *params[] = {team_id};
 
 	if (!ids__is_uuid(team_id))
 		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "team not found");
 	return storage__team_one(pool, STMT_TEAM_GET, params, out, err);
 }
 
-int storage__team_get_by_name(struct storage_pool *pool, const char *name,
-			      struct storage_team *out, struct storage_error *err)
+int storage__team_get_by_name(struct storage_pool *pool, const char *name, struct storage_team *out,
+			      struct storage_error *err)
 {
-	const char *params[] = { name };
+	const char *params[] = {name};
 
 	if (!name)
 		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "team not found");
@@ -86,7 +86,7 @@ int storage__team_list(struct storage_pool *pool, struct storage_team **out, siz
 int storage__team_set_tier(struct storage_pool *pool, const char *team_id, enum storage_tier tier,
 			   struct storage_team *out, struct storage_error *err)
 {
-	const char *params[] = { team_id, storage__tier_name(tier) };
+	const char *params[] = {team_id, storage__tier_name(tier)};
 
 	if (!ids__is_uuid(team_id))
 		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "team not found");
@@ -97,7 +97,7 @@ int storage__team_set_limit(struct storage_pool *pool, const char *team_id, cons
 			    int32_t value, struct storage_team *out, struct storage_error *err)
 {
 	char value_text[16];
-	const char *params[] = { team_id, limit_name, value_text };
+	const char *params[] = {team_id, limit_name, value_text};
 
 	if (!storage__limit_name_valid(limit_name))
 		return storage__fail(err, STORAGE_ERR_INVALID, "unknown limit '%s'",
@@ -116,7 +116,7 @@ int storage__api_key_create(struct storage_pool *pool, const char *team_id, cons
 			    const char *prefix, struct storage_api_key *out,
 			    struct storage_error *err)
 {
-	const char *params[] = { team_id, key_hash, prefix };
+	const char *params[] = {team_id, key_hash, prefix};
 	PGresult *result;
 	int rc;
 
@@ -136,7 +136,7 @@ int storage__api_key_create(struct storage_pool *pool, const char *team_id, cons
 int storage__api_key_authenticate(struct storage_pool *pool, const char *key_hash,
 				  struct storage_team *team, struct storage_error *err)
 {
-	const char *params[] = { key_hash };
+	const char *params[] = {key_hash};
 	int rc;
 
 	if (!key_hash)
@@ -150,7 +150,7 @@ int storage__api_key_authenticate(struct storage_pool *pool, const char *key_has
 static int storage__api_key_revoke_with(struct storage_pool *pool, enum storage_statement_id id,
 					const char *value, struct storage_error *err)
 {
-	const char *params[] = { value };
+	const char *params[] = {value};
 	PGresult *result;
 	int rc = storage__run_row(pool, id, params, &result, "active api key", err);
 
@@ -179,7 +179,7 @@ int storage__api_key_revoke_by_hash(struct storage_pool *pool, const char *key_h
 int storage__api_key_list(struct storage_pool *pool, const char *team_id,
 			  struct storage_api_key **out, size_t *count, struct storage_error *err)
 {
-	const char *params[] = { team_id };
+	const char *params[] = {team_id};
 
 	if (!ids__is_uuid(team_id)) {
 		*out = NULL;
@@ -195,8 +195,8 @@ int storage__api_key_list(struct storage_pool *pool, const char *team_id,
 int storage__template_upsert(struct storage_pool *pool, const struct storage_template *template_in,
 			     struct storage_error *err)
 {
-	const char *params[] = { template_in->id, template_in->agent_version,
-				 template_in->image_path, template_in->content_hash };
+	const char *params[] = {template_in->id, template_in->agent_version,
+				template_in->image_path, template_in->content_hash};
 
 	return storage__run_exec(pool, STMT_TEMPLATE_UPSERT, params, err);
 }
@@ -204,7 +204,7 @@ int storage__template_upsert(struct storage_pool *pool, const struct storage_tem
 int storage__template_get(struct storage_pool *pool, const char *id, struct storage_template *out,
 			  struct storage_error *err)
 {
-	const char *params[] = { id };
+	const char *params[] = {id};
 	PGresult *result;
 	int rc;
 
@@ -232,8 +232,8 @@ int storage__host_heartbeat(struct storage_pool *pool, const struct storage_host
 			    struct storage_error *err)
 {
 	char capacity[16], running[16];
-	const char *params[] = { host->id, host->address, host->runtime, capacity, running,
-				 host->state[0] ? host->state : "ready" };
+	const char *params[] = {host->id, host->address, host->runtime,
+				capacity, running,	 host->state[0] ? host->state : "ready"};
 
 	snprintf(capacity, sizeof(capacity), "%d", host->capacity);
 	snprintf(running, sizeof(running), "%d", host->running);
@@ -244,8 +244,8 @@ int storage__host_heartbeat_was(struct storage_pool *pool, const struct storage_
 				char *previous, size_t previous_len, struct storage_error *err)
 {
 	char capacity[16], running[16];
-	const char *params[] = { host->id, host->address, host->runtime, capacity, running,
-				 host->state };
+	const char *params[] = {host->id, host->address, host->runtime,
+				capacity, running,	 host->state};
 	PGresult *result;
 	int rc;
 
@@ -268,7 +268,7 @@ int storage__hosts_declare_lost(struct storage_pool *pool, int64_t after_s, char
 				size_t *count, struct storage_error *err)
 {
 	char after[24];
-	const char *params[] = { after };
+	const char *params[] = {after};
 
 	snprintf(after, sizeof(after), "%lld", (long long)(after_s > 0 ? after_s : 1));
 	return storage__run_list(pool, STMT_HOST_DECLARE_LOST, params, sizeof(**ids),

@@ -88,7 +88,7 @@ PGresult *storage__run_sql(struct storage_pool *pool, const char *sql, int param
 
 /* Fills err (may be NULL) and returns code. printf-style message. */
 int storage__fail(struct storage_error *err, enum storage_status code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Fills err from a failed libpq result (SQLSTATE mapped, message kept). */
 int storage__fail_result(struct storage_error *err, const PGresult *result, PGconn *conn);
 /* Clears err to STORAGE_OK. */
@@ -106,8 +106,8 @@ int storage__run_row(struct storage_pool *pool, enum storage_statement_id id,
  * (caller frees *out; NULL when empty). */
 /* Runs a prune statement whose one parameter is keep_s (seconds, >= 0);
  * *deleted (may be NULL) gets the rows it removed. A storage status. */
-int storage__run_prune(struct storage_pool *pool, enum storage_statement_id statement, int64_t keep_s,
-		       int64_t *deleted, struct storage_error *err);
+int storage__run_prune(struct storage_pool *pool, enum storage_statement_id statement,
+		       int64_t keep_s, int64_t *deleted, struct storage_error *err);
 int storage__run_list(struct storage_pool *pool, enum storage_statement_id id,
 		      const char *const *params, size_t elem_size,
 		      void (*decode)(const PGresult *result, int row, void *item), void **out,

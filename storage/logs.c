@@ -55,16 +55,16 @@ int storage__sandbox_logs_append(struct storage_pool *pool, const char *sandbox_
 			json_decref(array);
 			return storage__fail(err, STORAGE_ERR_INVALID, "bad log line");
 		}
-		json_array_append_new(array, json_pack("{s:I, s:s, s:o}", "at",
-						       (json_int_t)lines[i].at, "level",
-						       lines[i].level, "message", message));
+		json_array_append_new(array,
+				      json_pack("{s:I, s:s, s:o}", "at", (json_int_t)lines[i].at,
+						"level", lines[i].level, "message", message));
 	}
 	text = array ? json_dumps(array, JSON_COMPACT) : NULL;
 	json_decref(array);
 	if (!text)
 		return storage__fail(err, STORAGE_ERR_INTERNAL, "out of memory");
 	{
-		const char *params[] = { sandbox_id, text };
+		const char *params[] = {sandbox_id, text};
 
 		rc = storage__run_exec(pool, STMT_LOGS_APPEND, params, err);
 	}
@@ -89,9 +89,13 @@ int storage__sandbox_logs_list(struct storage_pool *pool, const char *team_id,
 {
 	char cursor[24], limit[16];
 	const char *level = query->min_level ? query->min_level : "debug";
-	const char *params[] = { sandbox_id, team_id, cursor, query->forward ? "true" : "false",
-				 limit, level, query->search && query->search[0] ? query->search
-										  : NULL };
+	const char *params[] = {sandbox_id,
+				team_id,
+				cursor,
+				query->forward ? "true" : "false",
+				limit,
+				level,
+				query->search && query->search[0] ? query->search : NULL};
 
 	*out = NULL;
 	*count = 0;

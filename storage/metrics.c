@@ -29,10 +29,10 @@ int storage__sandbox_metric_insert(struct storage_pool *pool,
 				   struct storage_error *err)
 {
 	char at[24], cpus[16], pct[32], numbers[5][24];
-	const int64_t figures[5] = { sample->mem_used, sample->mem_total, sample->mem_cache,
-				     sample->disk_used, sample->disk_total };
-	const char *params[] = { sample->sandbox_id, at, cpus, pct, numbers[0], numbers[1],
-				 numbers[2], numbers[3], numbers[4] };
+	const int64_t figures[5] = {sample->mem_used, sample->mem_total, sample->mem_cache,
+				    sample->disk_used, sample->disk_total};
+	const char *params[] = {sample->sandbox_id, at,		cpus,	    pct,       numbers[0],
+				numbers[1],	    numbers[2], numbers[3], numbers[4]};
 
 	if (!ids__is_sandbox_id(sample->sandbox_id))
 		return storage__fail(err, STORAGE_ERR_INVALID, "bad sandbox id");
@@ -56,7 +56,7 @@ int storage__sandbox_metrics_list(struct storage_pool *pool, const char *team_id
 				  struct storage_error *err)
 {
 	char start[24], end[24], limit[16];
-	const char *params[] = { sandbox_id, team_id, start, end, limit };
+	const char *params[] = {sandbox_id, team_id, start, end, limit};
 
 	*out = NULL;
 	*count = 0;
@@ -75,7 +75,7 @@ int storage__sandbox_metrics_latest(struct storage_pool *pool, const char *team_
 				    struct storage_error *err)
 {
 	char array[100 * (STORAGE_SANDBOX_ID_LEN + 1) + 3];
-	const char *params[] = { team_id, array };
+	const char *params[] = {team_id, array};
 	size_t used = 0;
 
 	*out = NULL;

@@ -118,8 +118,8 @@ static int migration__scan(const char *dir, struct migration_file **out, size_t 
 	int rc = STORAGE_OK;
 
 	if (!handle)
-		return storage__fail(err, STORAGE_ERR_INVALID, "cannot open migrations folder %s: %s",
-				     dir, strerror(errno));
+		return storage__fail(err, STORAGE_ERR_INVALID,
+				     "cannot open migrations folder %s: %s", dir, strerror(errno));
 	while ((entry = readdir(handle))) {
 		char path[4096];
 		size_t len;
@@ -145,8 +145,8 @@ static int migration__scan(const char *dir, struct migration_file **out, size_t 
 		memset(&files[used], 0, sizeof(files[used]));
 		files[used].version = version;
 		if (strlen(entry->d_name) >= sizeof(files[used].name)) {
-			rc = storage__fail(err, STORAGE_ERR_INVALID, "migration file name too long: %s",
-					   entry->d_name);
+			rc = storage__fail(err, STORAGE_ERR_INVALID,
+					   "migration file name too long: %s", entry->d_name);
 			goto out;
 		}
 		memcpy(files[used].name, entry->d_name, strlen(entry->d_name) + 1);
@@ -191,7 +191,8 @@ static PGconn *migration__connect(const char *url, struct storage_error *err)
 	PGconn *conn;
 
 	if (!url || !*url) {
-		storage__fail(err, STORAGE_ERR_INVALID, "no PostgreSQL url (set pg_url / WARREN_PG_URL)");
+		storage__fail(err, STORAGE_ERR_INVALID,
+			      "no PostgreSQL url (set pg_url / WARREN_PG_URL)");
 		return NULL;
 	}
 	conn = PQconnectdb(url);
@@ -244,8 +245,8 @@ static int migration__applied(PGconn *conn, struct migration_applied **out, size
 
 	*out = NULL;
 	*count = 0;
-	result = PQexec(conn, "SELECT version, name, sha256, " STORAGE_SQL_MS("applied_at")
-			      " FROM schema_migrations ORDER BY version");
+	result = PQexec(conn, "SELECT version, name, sha256, " STORAGE_SQL_MS(
+				  "applied_at") " FROM schema_migrations ORDER BY version");
 	if (PQresultStatus(result) != PGRES_TUPLES_OK) {
 		const char *sqlstate = PQresultErrorField(result, PG_DIAG_SQLSTATE);
 		int rc = STORAGE_OK;
@@ -296,7 +297,7 @@ static int migration__apply(PGconn *conn, const struct migration_file *file,
 			    struct storage_error *err)
 {
 	char version[16];
-	const char *params[] = { version, file->name, file->sha256 };
+	const char *params[] = {version, file->name, file->sha256};
 	PGresult *result;
 	int rc;
 
@@ -347,8 +348,8 @@ int storage__migrate(const char *url, const char *dir, int *applied_count,
 	}
 	/* Concurrent `warren migrate` runs queue here; the later ones then
 	 * find every file applied. */
-	rc = migration__exec(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")",
-			     "advisory lock", err);
+	rc = migration__exec(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", "advisory lock",
+			     err);
 	if (rc)
 		goto out;
 	locked = true;
@@ -366,7 +367,7 @@ int storage__migrate(const char *url, const char *dir, int *applied_count,
 		goto out;
 	for (size_t i = 0; i < applied_rows; i++) {
 		const struct migration_file *file =
-			migration__find(files, file_count, applied[i].version);
+		    migration__find(files, file_count, applied[i].version);
 
 		if (!file) {
 			rc = storage__fail(err, STORAGE_ERR_CONFLICT,
@@ -375,11 +376,12 @@ int storage__migrate(const char *url, const char *dir, int *applied_count,
 			goto out;
 		}
 		if (strcmp(file->sha256, applied[i].sha256)) {
-			rc = storage__fail(err, STORAGE_ERR_CONFLICT,
-					   "migration %s/%s was modified after it was applied "
-					   "(sha256 now %.12s..., applied %.12s...); restore it and "
-					   "add a new migration instead",
-					   dir, file->name, file->sha256, applied[i].sha256);
+			rc =
+			    storage__fail(err, STORAGE_ERR_CONFLICT,
+					  "migration %s/%s was modified after it was applied "
+					  "(sha256 now %.12s..., applied %.12s...); restore it and "
+					  "add a new migration instead",
+					  dir, file->name, file->sha256, applied[i].sha256);
 			goto out;
 		}
 	}
@@ -395,7 +397,8 @@ int storage__migrate(const char *url, const char *dir, int *applied_count,
 	storage__ok(err);
 out:
 	if (locked)
-		migration__exec(conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", NULL, NULL);
+		migration__exec(conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", NULL,
+				NULL);
 	if (conn)
 		PQfinish(conn);
 	if (applied_count)

@@ -29,8 +29,7 @@ enum storage_status storage__status_from_sqlstate(const char *sqlstate)
 		return STORAGE_ERR_UNAVAILABLE; /* admin/crash shutdown, cannot connect now */
 	if (!strncmp(sqlstate, "53", 2))
 		return STORAGE_ERR_UNAVAILABLE; /* insufficient resources */
-	if (!strcmp(sqlstate, "40001") || !strcmp(sqlstate, "40P01") ||
-	    !strcmp(sqlstate, "55P03"))
+	if (!strcmp(sqlstate, "40001") || !strcmp(sqlstate, "40P01") || !strcmp(sqlstate, "55P03"))
 		return STORAGE_ERR_UNAVAILABLE; /* serialization, deadlock, lock timeout: retry */
 	return STORAGE_ERR_INTERNAL;
 }
@@ -58,7 +57,7 @@ const char *storage__status_name(enum storage_status status)
 	return "unknown";
 }
 
-static const char *const storage_tier_names[] = { "hobby", "pro", "enterprise" };
+static const char *const storage_tier_names[] = {"hobby", "pro", "enterprise"};
 
 const char *storage__tier_name(enum storage_tier tier)
 {
@@ -80,9 +79,9 @@ bool storage__tier_parse(const char *name, enum storage_tier *tier)
 }
 
 const char *const storage_limit_names[] = {
-	"lifecycle_requests",   "lifecycle_window_s",  "sandbox_operations",
-	"sandbox_operations_window_s", "concurrent_sandboxes", "creation_rate_per_s",
-	"egress_connections",   "max_timeout_s",       NULL,
+    "lifecycle_requests",	   "lifecycle_window_s",   "sandbox_operations",
+    "sandbox_operations_window_s", "concurrent_sandboxes", "creation_rate_per_s",
+    "egress_connections",	   "max_timeout_s",	   NULL,
 };
 
 bool storage__limit_name_valid(const char *name)
@@ -94,8 +93,8 @@ bool storage__limit_name_valid(const char *name)
 }
 
 static const char *const storage_state_names[STORAGE_SANDBOX_STATE_COUNT] = {
-	"starting", "running", "paused", "killing", "killed", "timed_out", "failed",
-	"pausing", "resuming",
+    "starting",	 "running", "paused",  "killing",  "killed",
+    "timed_out", "failed",  "pausing", "resuming",
 };
 
 const char *storage__sandbox_state_name(enum storage_sandbox_state state)
@@ -130,7 +129,8 @@ void storage__page_token_encode(int64_t created_us, const char *sandbox_id, char
 		return;
 	}
 	/* 4 * ceil(63 / 3) = 84 < STORAGE_PAGE_TOKEN_MAX */
-	encoded_len = EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)plain, plain_len);
+	encoded_len =
+	    EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)plain, plain_len);
 	while (encoded_len > 0 && out[encoded_len - 1] == '=')
 		encoded_len--;
 	out[encoded_len] = '\0';

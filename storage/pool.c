@@ -99,7 +99,8 @@ struct storage_pool *storage__pool_open(const char *url, int size, struct storag
 	struct storage_pool *pool;
 
 	if (!url || !*url) {
-		storage__fail(err, STORAGE_ERR_INVALID, "no PostgreSQL url (set pg_url / WARREN_PG_URL)");
+		storage__fail(err, STORAGE_ERR_INVALID,
+			      "no PostgreSQL url (set pg_url / WARREN_PG_URL)");
 		return NULL;
 	}
 	if (size < 1 || size > 1024) {
@@ -420,11 +421,11 @@ int storage__ping(struct storage_pool *pool, struct storage_error *err)
 	return rc;
 }
 
-int storage__run_prune(struct storage_pool *pool, enum storage_statement_id statement, int64_t keep_s,
-		       int64_t *deleted, struct storage_error *err)
+int storage__run_prune(struct storage_pool *pool, enum storage_statement_id statement,
+		       int64_t keep_s, int64_t *deleted, struct storage_error *err)
 {
 	char keep[24];
-	const char *params[] = { keep };
+	const char *params[] = {keep};
 	struct storage_error local;
 	PGresult *result;
 

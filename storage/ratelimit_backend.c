@@ -54,14 +54,14 @@ static void pg__close(void *ctx)
 struct ratelimit *storage_ratelimit__open_limiter(const char *pg_url,
 						  const struct ratelimit_options *options)
 {
-	struct ratelimit_backend backend = { pg__lease, pg__give_back, pg__record_rejections,
-					     pg__close, NULL };
+	struct ratelimit_backend backend = {pg__lease, pg__give_back, pg__record_rejections,
+					    pg__close, NULL};
 	struct storage_error err;
 	struct ratelimit *limiter;
 	int connections = options && options->connections > 0 ? options->connections : 2;
 
-	backend.ctx = storage_ratelimit__open(pg_url, connections,
-					      options && options->connect_later, &err);
+	backend.ctx =
+	    storage_ratelimit__open(pg_url, connections, options && options->connect_later, &err);
 	if (!backend.ctx) {
 		log_error("ratelimit: %s", err.message);
 		return NULL;

@@ -15,42 +15,42 @@
 #include "warren/storage_ratelimit.h"
 
 #define RATELIMIT_CONNECTIONS_MAX 16
-#define RATELIMIT_KEY_PREFIX "gcra-us:"
+#define RATELIMIT_KEY_PREFIX	  "gcra-us:"
 
 /* GCRA lease (docs/ratelimit.md, "Lease"): the row is locked FOR UPDATE
  * (READ COMMITTED re-reads the newest version after a wait), tokens are
  * counted against the server's clock, and the new tat written. */
 static const char ratelimit_sql_lease[] =
-	"WITH clock AS (SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::int8 AS now_us),"
-	" current_row AS (SELECT r.key, greatest(r.tat_ms, c.now_us + $5::int8) AS first_us, c.now_us"
-	"  FROM rate_limits r, clock c WHERE r.key = $1 FOR UPDATE OF r),"
-	" decided AS (SELECT key, first_us, now_us,"
-	"  CASE WHEN first_us - $4::int8 > now_us THEN 0::int8"
-	"  ELSE least($2::int8, (now_us + $4::int8 - first_us) / $3::int8 + 1) END AS granted"
-	"  FROM current_row)"
-	" UPDATE rate_limits r SET tat_ms = d.first_us + d.granted * $3::int8, updated_at = now()"
-	" FROM decided d WHERE r.key = d.key"
-	" RETURNING d.granted, d.first_us, r.tat_ms, d.now_us";
+    "WITH clock AS (SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::int8 AS now_us),"
+    " current_row AS (SELECT r.key, greatest(r.tat_ms, c.now_us + $5::int8) AS first_us, c.now_us"
+    "  FROM rate_limits r, clock c WHERE r.key = $1 FOR UPDATE OF r),"
+    " decided AS (SELECT key, first_us, now_us,"
+    "  CASE WHEN first_us - $4::int8 > now_us THEN 0::int8"
+    "  ELSE least($2::int8, (now_us + $4::int8 - first_us) / $3::int8 + 1) END AS granted"
+    "  FROM current_row)"
+    " UPDATE rate_limits r SET tat_ms = d.first_us + d.granted * $3::int8, updated_at = now()"
+    " FROM decided d WHERE r.key = d.key"
+    " RETURNING d.granted, d.first_us, r.tat_ms, d.now_us";
 static const char ratelimit_sql_create[] =
-	"INSERT INTO rate_limits (key, tat_ms) VALUES ($1, 0) ON CONFLICT (key) DO NOTHING";
+    "INSERT INTO rate_limits (key, tat_ms) VALUES ($1, 0) ON CONFLICT (key) DO NOTHING";
 static const char ratelimit_sql_give_back[] =
-	"UPDATE rate_limits SET tat_ms = tat_ms - $2::int8 * $3::int8, updated_at = now()"
-	" WHERE key = $1 AND tat_ms = $4::int8 RETURNING tat_ms";
+    "UPDATE rate_limits SET tat_ms = tat_ms - $2::int8 * $3::int8, updated_at = now()"
+    " WHERE key = $1 AND tat_ms = $4::int8 RETURNING tat_ms";
 static const char ratelimit_sql_rejections[] =
-	"INSERT INTO rate_limit_rejections (team_id, limit_name, minute, count)"
-	" VALUES ($1::uuid, $2, date_trunc('minute', now()), $3::int8)"
-	" ON CONFLICT (team_id, limit_name, minute)"
-	" DO UPDATE SET count = rate_limit_rejections.count + EXCLUDED.count";
+    "INSERT INTO rate_limit_rejections (team_id, limit_name, minute, count)"
+    " VALUES ($1::uuid, $2, date_trunc('minute', now()), $3::int8)"
+    " ON CONFLICT (team_id, limit_name, minute)"
+    " DO UPDATE SET count = rate_limit_rejections.count + EXCLUDED.count";
 
 static const struct {
 	const char *name;
 	const char *sql;
 	int params;
 } ratelimit_statements[] = {
-	{ "ratelimit_lease", ratelimit_sql_lease, 5 },
-	{ "ratelimit_create", ratelimit_sql_create, 1 },
-	{ "ratelimit_give_back", ratelimit_sql_give_back, 4 },
-	{ "ratelimit_rejections", ratelimit_sql_rejections, 3 },
+    {"ratelimit_lease", ratelimit_sql_lease, 5},
+    {"ratelimit_create", ratelimit_sql_create, 1},
+    {"ratelimit_give_back", ratelimit_sql_give_back, 4},
+    {"ratelimit_rejections", ratelimit_sql_rejections, 3},
 };
 enum { SQL_LEASE, SQL_CREATE, SQL_GIVE_BACK, SQL_REJECTIONS, SQL_COUNT };
 
@@ -64,12 +64,12 @@ struct ratelimit_connection {
 /* A limiter must never hold a request for long: connections time out
  * after 2 s, and a failed reconnect is retried at most once a second. */
 #define RATELIMIT_CONNECT_TIMEOUT "2"
-#define RATELIMIT_RECONNECT_MS 1000
+#define RATELIMIT_RECONNECT_MS	  1000
 
 static PGconn *ratelimit__connect(const char *url)
 {
-	const char *keywords[] = { "dbname", "connect_timeout", NULL };
-	const char *values[] = { url, RATELIMIT_CONNECT_TIMEOUT, NULL };
+	const char *keywords[] = {"dbname", "connect_timeout", NULL};
+	const char *values[] = {url, RATELIMIT_CONNECT_TIMEOUT, NULL};
 
 	return PQconnectdbParams(keywords, values, 1);
 }
@@ -84,9 +84,9 @@ struct storage_ratelimit {
 static bool ratelimit__prepare(struct ratelimit_connection *c, struct storage_error *err)
 {
 	for (int i = 0; i < SQL_COUNT; i++) {
-		PGresult *result = PQprepare(c->conn, ratelimit_statements[i].name,
-					     ratelimit_statements[i].sql,
-					     ratelimit_statements[i].params, NULL);
+		PGresult *result =
+		    PQprepare(c->conn, ratelimit_statements[i].name, ratelimit_statements[i].sql,
+			      ratelimit_statements[i].params, NULL);
 
 		if (PQresultStatus(result) != PGRES_COMMAND_OK) {
 			storage__fail_result(err, result, c->conn);
@@ -196,7 +196,7 @@ static PGresult *ratelimit__run(struct storage_ratelimit *store, int id, const c
 			c->prepared = false;
 			if (PQstatus(c->conn) != CONNECTION_OK) {
 				c->next_reconnect_ms =
-					(int64_t)clock__monotonic_ms() + RATELIMIT_RECONNECT_MS;
+				    (int64_t)clock__monotonic_ms() + RATELIMIT_RECONNECT_MS;
 				storage__fail(err, STORAGE_ERR_UNAVAILABLE, "rate limit store: %s",
 					      PQerrorMessage(c->conn));
 				break;
@@ -239,7 +239,7 @@ int storage_ratelimit__lease(struct storage_ratelimit *store, const char *key, i
 			     struct storage_ratelimit_grant *out, struct storage_error *err)
 {
 	char stored_key[300], want_text[24], interval_text[24], tau_text[24], lead_text[24];
-	const char *params[] = { stored_key, want_text, interval_text, tau_text, lead_text };
+	const char *params[] = {stored_key, want_text, interval_text, tau_text, lead_text};
 	PGresult *result;
 
 	if (!ratelimit__key(key, stored_key, sizeof(stored_key), err))
@@ -278,7 +278,7 @@ int storage_ratelimit__give_back(struct storage_ratelimit *store, const char *ke
 				 struct storage_error *err)
 {
 	char stored_key[300], count_text[24], interval_text[24], tat_text[24];
-	const char *params[] = { stored_key, count_text, interval_text, tat_text };
+	const char *params[] = {stored_key, count_text, interval_text, tat_text};
 	PGresult *result;
 
 	*returned = false;
@@ -302,13 +302,14 @@ int storage_ratelimit__record_rejections(struct storage_ratelimit *store, const 
 					 struct storage_error *err)
 {
 	char count_text[24];
-	const char *params[] = { team_id, limit_name, count_text };
+	const char *params[] = {team_id, limit_name, count_text};
 	PGresult *result;
 
 	if (!ids__is_uuid(team_id))
 		return storage__fail(err, STORAGE_ERR_NOT_FOUND_REF, "team not found");
 	if (!limit_name || count < 1)
-		return storage__fail(err, STORAGE_ERR_INVALID, "limit name and count >= 1 required");
+		return storage__fail(err, STORAGE_ERR_INVALID,
+				     "limit name and count >= 1 required");
 	snprintf(count_text, sizeof(count_text), "%lld", (long long)count);
 	result = ratelimit__run(store, SQL_REJECTIONS, params, false, err);
 	if (!result)

@@ -27,10 +27,11 @@ int storage__sandbox_event_append(struct storage_pool *pool, const char *sandbox
 			return storage__fail(err, STORAGE_ERR_INVALID, "payload must be an object");
 		payload_text = json_dumps(payload, JSON_COMPACT);
 		if (!payload_text)
-			return storage__fail(err, STORAGE_ERR_INVALID, "payload cannot be serialized");
+			return storage__fail(err, STORAGE_ERR_INVALID,
+					     "payload cannot be serialized");
 	}
 	{
-		const char *params[] = { sandbox_id, type, payload_text };
+		const char *params[] = {sandbox_id, type, payload_text};
 
 		rc = storage__run_row(pool, STMT_EVENT_APPEND, params, &result, "event", err);
 	}
@@ -58,7 +59,7 @@ int storage__sandbox_events_list(struct storage_pool *pool, const char *sandbox_
 				 size_t *count, struct storage_error *err)
 {
 	char after[24], limit_text[16];
-	const char *params[] = { sandbox_id, after, limit_text };
+	const char *params[] = {sandbox_id, after, limit_text};
 
 	*out = NULL;
 	*count = 0;
@@ -93,7 +94,7 @@ int storage__request_begin(struct storage_pool *pool, const char *request_id, co
 			   const char *type, const char *sandbox_id, bool *created,
 			   struct storage_request *out, struct storage_error *err)
 {
-	const char *params[] = { request_id, team_id, type, sandbox_id };
+	const char *params[] = {request_id, team_id, type, sandbox_id};
 	struct storage_request request;
 	PGresult *result = NULL;
 	int rc = STORAGE_ERR_NOT_FOUND;
@@ -129,7 +130,7 @@ int storage__request_begin(struct storage_pool *pool, const char *request_id, co
 int storage__request_get(struct storage_pool *pool, const char *request_id,
 			 struct storage_request *out, struct storage_error *err)
 {
-	const char *params[] = { request_id };
+	const char *params[] = {request_id};
 	PGresult *result;
 	int rc;
 
@@ -160,10 +161,11 @@ int storage__request_finish(struct storage_pool *pool, const char *request_id,
 	if (result_json) {
 		result_text = json_dumps(result_json, JSON_COMPACT | JSON_ENCODE_ANY);
 		if (!result_text)
-			return storage__fail(err, STORAGE_ERR_INVALID, "result cannot be serialized");
+			return storage__fail(err, STORAGE_ERR_INVALID,
+					     "result cannot be serialized");
 	}
 	{
-		const char *params[] = { request_id, status_name, result_text };
+		const char *params[] = {request_id, status_name, result_text};
 
 		rc = storage__run_row(pool, STMT_REQUEST_FINISH, params, &result, "request", err);
 	}
@@ -186,7 +188,7 @@ int storage__request_finish(struct storage_pool *pool, const char *request_id,
 int storage__rate_limit_load(struct storage_pool *pool, const char *key, bool *found,
 			     int64_t *tat_ms, struct storage_error *err)
 {
-	const char *params[] = { key };
+	const char *params[] = {key};
 	PGresult *result;
 	int rc;
 
@@ -220,11 +222,11 @@ int storage__rate_limit_store(struct storage_pool *pool, const char *key, bool e
 	snprintf(expected, sizeof(expected), "%lld", (long long)expected_tat_ms);
 	snprintf(value, sizeof(value), "%lld", (long long)new_tat_ms);
 	if (expected_found) {
-		const char *params[] = { key, expected, value };
+		const char *params[] = {key, expected, value};
 
 		rc = storage__run_row(pool, STMT_RATE_LIMIT_UPDATE, params, &result, "key", err);
 	} else {
-		const char *params[] = { key, value };
+		const char *params[] = {key, value};
 
 		rc = storage__run_row(pool, STMT_RATE_LIMIT_INSERT, params, &result, "key", err);
 	}
@@ -239,7 +241,7 @@ int storage__rate_limit_store(struct storage_pool *pool, const char *key, bool e
 int storage__rate_limit_record_rejection(struct storage_pool *pool, const char *team_id,
 					 const char *limit_name, struct storage_error *err)
 {
-	const char *params[] = { team_id, limit_name };
+	const char *params[] = {team_id, limit_name};
 
 	if (!ids__is_uuid(team_id))
 		return storage__fail(err, STORAGE_ERR_NOT_FOUND_REF, "team not found");
@@ -287,7 +289,7 @@ int storage__admin_rejections(struct storage_pool *pool, int minutes,
 			      struct storage_error *err)
 {
 	char minutes_text[16];
-	const char *params[] = { minutes_text };
+	const char *params[] = {minutes_text};
 
 	if (minutes < 1 || minutes > 525600)
 		return storage__fail(err, STORAGE_ERR_INVALID, "minutes must be 1..525600");

@@ -57,8 +57,9 @@ static void storage__state_array(uint32_t states, char *out, size_t size)
 	for (int i = 0; i < STORAGE_SANDBOX_STATE_COUNT && used < size; i++) {
 		if (!(states & STORAGE_STATE_BIT(i)))
 			continue;
-		used += (size_t)snprintf(out + used, size - used, "%s%s", used > 1 ? "," : "",
-					 storage__sandbox_state_name((enum storage_sandbox_state)i));
+		used +=
+		    (size_t)snprintf(out + used, size - used, "%s%s", used > 1 ? "," : "",
+				     storage__sandbox_state_name((enum storage_sandbox_state)i));
 	}
 	if (used < size)
 		snprintf(out + used, size - used, "}");
@@ -82,7 +83,7 @@ static int storage__sandbox_one(struct storage_pool *pool, enum storage_statemen
 int storage__sandbox_get(struct storage_pool *pool, const char *team_id, const char *sandbox_id,
 			 struct storage_sandbox *out, struct storage_error *err)
 {
-	const char *params[] = { sandbox_id, team_id };
+	const char *params[] = {sandbox_id, team_id};
 
 	if (!ids__is_sandbox_id(sandbox_id) || !ids__is_uuid(team_id))
 		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "sandbox not found");
@@ -92,7 +93,7 @@ int storage__sandbox_get(struct storage_pool *pool, const char *team_id, const c
 int storage__sandbox_get_internal(struct storage_pool *pool, const char *sandbox_id,
 				  struct storage_sandbox *out, struct storage_error *err)
 {
-	const char *params[] = { sandbox_id };
+	const char *params[] = {sandbox_id};
 
 	if (!ids__is_sandbox_id(sandbox_id))
 		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "sandbox not found");
@@ -104,7 +105,8 @@ static int storage__sandbox_admit_with(struct storage_pool *pool,
 				       struct storage_admission *admission,
 				       struct storage_sandbox *out, struct storage_error *err)
 {
-	char timeout[16], *network = NULL, *metadata = NULL, admitted_id[STORAGE_SANDBOX_ID_LEN + 1];
+	char timeout[16], *network = NULL, *metadata = NULL,
+			  admitted_id[STORAGE_SANDBOX_ID_LEN + 1];
 	PGresult *result = NULL;
 	struct storage_admission local;
 	int rc;
@@ -135,11 +137,17 @@ static int storage__sandbox_admit_with(struct storage_pool *pool,
 		goto out;
 	snprintf(timeout, sizeof(timeout), "%d", sandbox->timeout_s);
 	{
-		const char *params[] = { sandbox->id, sandbox->team_id, sandbox->template_id,
-					 sandbox->request_id, timeout, network, metadata,
-					 sandbox->secure ? "t" : "f",
-					 sandbox->allow_public_traffic ? "t" : "f",
-					 sandbox->mask_request_host, enforce ? "t" : "f" };
+		const char *params[] = {sandbox->id,
+					sandbox->team_id,
+					sandbox->template_id,
+					sandbox->request_id,
+					timeout,
+					network,
+					metadata,
+					sandbox->secure ? "t" : "f",
+					sandbox->allow_public_traffic ? "t" : "f",
+					sandbox->mask_request_host,
+					enforce ? "t" : "f"};
 
 		rc = storage__run_row(pool, STMT_SANDBOX_ADMIT, params, &result, "admission", err);
 	}
@@ -179,18 +187,19 @@ int storage__sandbox_insert(struct storage_pool *pool, const struct storage_sand
 	return rc;
 }
 
-int storage__sandbox_transition(struct storage_pool *pool, const struct storage_sandbox_transition *t,
+int storage__sandbox_transition(struct storage_pool *pool,
+				const struct storage_sandbox_transition *t,
 				struct storage_sandbox *out, struct storage_error *err)
 {
 	char slot_index[16];
-	const char *params[] = { t->sandbox_id,
-				 storage__sandbox_state_name(t->from),
-				 storage__sandbox_state_name(t->to),
-				 t->host_id,
-				 t->slot_index >= 0 ? slot_index : NULL,
-				 t->slot_address,
-				 t->failure_reason,
-				 t->team_id };
+	const char *params[] = {t->sandbox_id,
+				storage__sandbox_state_name(t->from),
+				storage__sandbox_state_name(t->to),
+				t->host_id,
+				t->slot_index >= 0 ? slot_index : NULL,
+				t->slot_address,
+				t->failure_reason,
+				t->team_id};
 	struct storage_sandbox current;
 	struct storage_error local;
 	PGresult *result;
@@ -228,8 +237,8 @@ int storage__sandbox_set_lifecycle(struct storage_pool *pool, const char *sandbo
 				   bool pause_on_timeout, bool auto_resume,
 				   struct storage_error *err)
 {
-	const char *params[] = { sandbox_id, pause_on_timeout ? "pause" : "kill",
-				 auto_resume ? "t" : "f" };
+	const char *params[] = {sandbox_id, pause_on_timeout ? "pause" : "kill",
+				auto_resume ? "t" : "f"};
 	PGresult *result;
 	int rc;
 
@@ -247,7 +256,7 @@ int storage__sandbox_set_timeout(struct storage_pool *pool, const char *team_id,
 				 struct storage_error *err)
 {
 	char timeout[16];
-	const char *params[] = { sandbox_id, team_id, timeout };
+	const char *params[] = {sandbox_id, team_id, timeout};
 	PGresult *result;
 	int rc;
 
@@ -288,8 +297,8 @@ static int storage__sandbox_list_run(struct storage_pool *pool, enum storage_sta
 		rows = page_limit;
 		storage__text(result, rows - 1, 0, last_id, sizeof(last_id));
 		storage__page_token_encode(
-			storage__int(result, rows - 1, SANDBOX_COLUMN_CREATED_US, 0), last_id,
-			out->next_token);
+		    storage__int(result, rows - 1, SANDBOX_COLUMN_CREATED_US, 0), last_id,
+		    out->next_token);
 	}
 	if (rows > 0) {
 		out->items = calloc((size_t)rows, sizeof(*out->items));
@@ -310,7 +319,7 @@ int storage__sandbox_list(struct storage_pool *pool, const char *team_id,
 			  struct storage_sandbox_list *out, struct storage_error *err)
 {
 	char states[128], created_us_text[24], limit_text[16], after_text[24] = "",
-		before_text[24] = "";
+							       before_text[24] = "";
 	char after_id[STORAGE_SANDBOX_ID_LEN + 1] = "";
 	char *metadata = NULL;
 	int64_t created_us = 0;
@@ -329,24 +338,30 @@ int storage__sandbox_list(struct storage_pool *pool, const char *team_id,
 			return storage__fail(err, STORAGE_ERR_INVALID, "bad page token");
 		paged = true;
 	}
-	rc = storage__json_param(filter ? filter->metadata : NULL, "metadata filter", &metadata, err);
+	rc = storage__json_param(filter ? filter->metadata : NULL, "metadata filter", &metadata,
+				 err);
 	if (rc)
 		return rc;
 	storage__state_array(filter ? filter->states : 0, states, sizeof(states));
 	snprintf(created_us_text, sizeof(created_us_text), "%lld", (long long)created_us);
 	snprintf(limit_text, sizeof(limit_text), "%d", limit + 1);
 	if (filter && filter->started_after_ms > 0)
-		snprintf(after_text, sizeof(after_text), "%lld", (long long)filter->started_after_ms);
+		snprintf(after_text, sizeof(after_text), "%lld",
+			 (long long)filter->started_after_ms);
 	if (filter && filter->started_before_ms > 0)
-		snprintf(before_text, sizeof(before_text), "%lld", (long long)filter->started_before_ms);
+		snprintf(before_text, sizeof(before_text), "%lld",
+			 (long long)filter->started_before_ms);
 	{
-		const char *params[] = { team_id, states, metadata ? metadata : "{}",
-					 paged ? created_us_text : NULL, paged ? after_id : NULL,
-					 limit_text,
-					 filter && filter->template_id ? filter->template_id : NULL,
-					 after_text[0] ? after_text : NULL,
-					 filter && filter->ascending ? "true" : "false",
-					 before_text[0] ? before_text : NULL };
+		const char *params[] = {team_id,
+					states,
+					metadata ? metadata : "{}",
+					paged ? created_us_text : NULL,
+					paged ? after_id : NULL,
+					limit_text,
+					filter && filter->template_id ? filter->template_id : NULL,
+					after_text[0] ? after_text : NULL,
+					filter && filter->ascending ? "true" : "false",
+					before_text[0] ? before_text : NULL};
 
 		rc = storage__sandbox_list_run(pool, STMT_SANDBOX_LIST, params, limit, out, err);
 	}
@@ -357,7 +372,7 @@ int storage__sandbox_list(struct storage_pool *pool, const char *team_id,
 int storage__sandbox_count_active(struct storage_pool *pool, const char *team_id, int32_t *count,
 				  struct storage_error *err)
 {
-	const char *params[] = { team_id };
+	const char *params[] = {team_id};
 	PGresult *result;
 	int rc;
 
@@ -375,7 +390,7 @@ int storage__sandbox_list_by_host(struct storage_pool *pool, const char *host_id
 				  struct storage_sandbox_list *out, struct storage_error *err)
 {
 	char state_array[128];
-	const char *params[] = { host_id, state_array };
+	const char *params[] = {host_id, state_array};
 
 	memset(out, 0, sizeof(*out));
 	if (!host_id)
@@ -388,11 +403,12 @@ int storage__sandbox_list_expired(struct storage_pool *pool, const char *host_id
 				  struct storage_sandbox_list *out, struct storage_error *err)
 {
 	char limit_text[16];
-	const char *params[] = { host_id, limit_text };
+	const char *params[] = {host_id, limit_text};
 
 	memset(out, 0, sizeof(*out));
 	if (!host_id || limit < 1 || limit > 1000)
-		return storage__fail(err, STORAGE_ERR_INVALID, "host id and a limit of 1..1000 required");
+		return storage__fail(err, STORAGE_ERR_INVALID,
+				     "host id and a limit of 1..1000 required");
 	snprintf(limit_text, sizeof(limit_text), "%d", limit);
 	return storage__sandbox_list_run(pool, STMT_SANDBOX_LIST_EXPIRED, params, 0, out, err);
 }
@@ -408,14 +424,16 @@ int storage__sandbox_set_network(struct storage_pool *pool, const char *team_id,
 	if (!ids__is_sandbox_id(sandbox_id) || !ids__is_uuid(team_id))
 		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "sandbox not found");
 	if (!patch)
-		return storage__fail(err, STORAGE_ERR_INVALID, "network patch must be a JSON object");
+		return storage__fail(err, STORAGE_ERR_INVALID,
+				     "network patch must be a JSON object");
 	rc = storage__json_param(patch, "network patch", &text, err);
 	if (rc)
 		return rc;
 	{
-		const char *params[] = { sandbox_id, team_id, text };
+		const char *params[] = {sandbox_id, team_id, text};
 
-		rc = storage__run_row(pool, STMT_SANDBOX_SET_NETWORK, params, &result, "sandbox", err);
+		rc = storage__run_row(pool, STMT_SANDBOX_SET_NETWORK, params, &result, "sandbox",
+				      err);
 	}
 	PQclear(result);
 	free(text);

@@ -19,10 +19,16 @@ int storage__snapshot_register(struct storage_pool *pool, const struct storage_s
 	    " SELECT tt.id, $2::uuid, $3, NULLIF($4, ''), NULLIF($5, ''), $11::bigint"
 	    " FROM tt, t";
 	char cpu[16], mem[16], bytes[24];
-	const char *params[] = {snap->id, snap->team_id, snap->sandbox_id,
-				snap->name ? snap->name : "", snap->host_id ? snap->host_id : "",
-				cpu, mem, snap->template_row->agent_version,
-				snap->template_row->image_path, snap->template_row->content_hash,
+	const char *params[] = {snap->id,
+				snap->team_id,
+				snap->sandbox_id,
+				snap->name ? snap->name : "",
+				snap->host_id ? snap->host_id : "",
+				cpu,
+				mem,
+				snap->template_row->agent_version,
+				snap->template_row->image_path,
+				snap->template_row->content_hash,
 				bytes};
 	PGresult *result;
 
@@ -53,9 +59,8 @@ int storage__snapshot_team_bytes(struct storage_pool *pool, const char *team_id,
 	return STORAGE_OK;
 }
 
-int storage__snapshot_list(struct storage_pool *pool, const char *team_id,
-			   const char *sandbox_id, const char *name, json_t **out,
-			   struct storage_error *err)
+int storage__snapshot_list(struct storage_pool *pool, const char *team_id, const char *sandbox_id,
+			   const char *name, json_t **out, struct storage_error *err)
 {
 	static const char sql[] =
 	    "SELECT COALESCE(json_agg(json_build_object('snapshotID', s.id, 'names',"

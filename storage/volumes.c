@@ -13,8 +13,8 @@
 /* The states in which a sandbox holds its volumes (SQL list). */
 #define VOLUME_LIVE_STATES "('starting', 'running', 'pausing', 'paused', 'resuming', 'killing')"
 /* SQL: true when the volume row v is held by a live sandbox. */
-#define VOLUME_IN_USE(v)                                                                      \
-	"(" v ".sandbox_id IS NOT NULL AND EXISTS (SELECT 1 FROM sandboxes s WHERE s.id = " v \
+#define VOLUME_IN_USE(v)                                                                           \
+	"(" v ".sandbox_id IS NOT NULL AND EXISTS (SELECT 1 FROM sandboxes s WHERE s.id = " v      \
 	".sandbox_id AND s.state IN " VOLUME_LIVE_STATES "))"
 
 int storage__volume_new_id(char out[STORAGE_VOLUME_ID_LEN + 1])
@@ -50,8 +50,8 @@ bool storage__volume_name_valid(const char *name)
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		char c = name[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			     (c >= '0' && c <= '9');
+		bool alnum =
+		    (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 
 		if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-')))
 			return false;
@@ -75,7 +75,7 @@ static int volume__usage(struct storage_pool *pool, const char *team_id, int64_t
 {
 	static const char sql[] = "SELECT count(*), coalesce(sum(size_bytes), 0)::int8 FROM volumes"
 				  " WHERE team_id::text = $1";
-	const char *params[] = { team_id };
+	const char *params[] = {team_id};
 	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
 
 	if (!result)
@@ -97,7 +97,7 @@ int storage__volume_create(struct storage_pool *pool, const char *team_id, const
 	    " AND (SELECT coalesce(sum(size_bytes), 0) FROM volumes WHERE team_id = $2::uuid)"
 	    "  + $4::int8 <= $6::int8 RETURNING id";
 	char size[24], max_count[24], max_bytes[24];
-	const char *params[] = { id, team_id, name, size, max_count, max_bytes };
+	const char *params[] = {id, team_id, name, size, max_count, max_bytes};
 	int64_t count = 0, bytes = 0;
 	PGresult *result;
 	int rows, rc;
@@ -133,7 +133,7 @@ int storage__volume_list(struct storage_pool *pool, const char *team_id, json_t 
 	static const char sql[] =
 	    "SELECT coalesce(json_agg(json_build_object('volumeID', id, 'name', name)"
 	    " ORDER BY created_at, id), '[]')::text FROM volumes WHERE team_id::text = $1";
-	const char *params[] = { team_id };
+	const char *params[] = {team_id};
 	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
 	json_error_t parse;
 
@@ -159,16 +159,17 @@ static void volume__decode(const PGresult *result, int row, struct storage_volum
 	storage__text(result, row, 7, out->host_id, sizeof(out->host_id));
 }
 
-#define VOLUME_COLUMNS                                                                      \
-	"v.id, v.team_id::text, v.name, v.size_bytes, v.sandbox_id, " VOLUME_IN_USE("v") ", " \
-	"v.mount_path, v.host_id"
+#define VOLUME_COLUMNS                                                                             \
+	"v.id, v.team_id::text, v.name, v.size_bytes, v.sandbox_id, " VOLUME_IN_USE(               \
+	    "v") ", "                                                                              \
+		 "v.mount_path, v.host_id"
 
 int storage__volume_get(struct storage_pool *pool, const char *team_id, const char *volume_id,
 			struct storage_volume *out, struct storage_error *err)
 {
 	static const char sql[] = "SELECT " VOLUME_COLUMNS " FROM volumes v WHERE v.id = $1"
 				  " AND ($2::text IS NULL OR v.team_id::text = $2)";
-	const char *params[] = { volume_id, team_id };
+	const char *params[] = {volume_id, team_id};
 	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
 
 	if (!result)
@@ -187,7 +188,7 @@ int storage__volume_get_by_name(struct storage_pool *pool, const char *team_id, 
 {
 	static const char sql[] = "SELECT " VOLUME_COLUMNS " FROM volumes v"
 				  " WHERE v.team_id::text = $1 AND v.name = $2";
-	const char *params[] = { team_id, name };
+	const char *params[] = {team_id, name};
 	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
 
 	if (!result)
@@ -206,7 +207,7 @@ int storage__volume_delete(struct storage_pool *pool, const char *team_id, const
 {
 	static const char sql[] = "DELETE FROM volumes v WHERE v.id = $1 AND v.team_id::text = $2"
 				  " AND NOT " VOLUME_IN_USE("v") " RETURNING v.id";
-	const char *params[] = { volume_id, team_id };
+	const char *params[] = {volume_id, team_id};
 	struct storage_volume volume;
 	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
 	int rows, rc;
@@ -232,11 +233,12 @@ int storage__volume_claim(struct storage_pool *pool, const char *team_id, const 
 	static const char sql[] =
 	    "UPDATE volumes v SET sandbox_id = $3, mount_path = $4"
 	    " WHERE v.team_id::text = $1 AND v.name = $2"
-	    " AND (v.sandbox_id IS NULL OR v.sandbox_id = $3 OR NOT " VOLUME_IN_USE("v") ")"
-	    " RETURNING " VOLUME_COLUMNS;
+	    " AND (v.sandbox_id IS NULL OR v.sandbox_id = $3 OR NOT " VOLUME_IN_USE(
+		"v") ")"
+		     " RETURNING " VOLUME_COLUMNS;
 	static const char holder_sql[] =
 	    "SELECT v.sandbox_id FROM volumes v WHERE v.team_id::text = $1 AND v.name = $2";
-	const char *params[] = { team_id, name, sandbox_id, mount_path };
+	const char *params[] = {team_id, name, sandbox_id, mount_path};
 	struct storage_volume volume;
 	char holder[65] = "";
 	PGresult *result = storage__run_sql(pool, sql, 4, params, err);
@@ -268,7 +270,7 @@ int storage__volume_release_internal(struct storage_pool *pool, const char *sand
 {
 	static const char sql[] = "UPDATE volumes SET sandbox_id = NULL, mount_path = NULL"
 				  " WHERE sandbox_id = $1 RETURNING id";
-	const char *params[] = { sandbox_id };
+	const char *params[] = {sandbox_id};
 	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
 
 	if (!result)
@@ -283,7 +285,7 @@ int storage__volume_list_by_sandbox_internal(struct storage_pool *pool, const ch
 {
 	static const char sql[] = "SELECT " VOLUME_COLUMNS " FROM volumes v WHERE v.sandbox_id = $1"
 				  " ORDER BY v.mount_path, v.id";
-	const char *params[] = { sandbox_id };
+	const char *params[] = {sandbox_id};
 	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
 	int rows;
 
@@ -310,7 +312,7 @@ int storage__volume_set_host_internal(struct storage_pool *pool, const char *vol
 				      const char *host_id, struct storage_error *err)
 {
 	static const char sql[] = "UPDATE volumes SET host_id = $2 WHERE id = $1 RETURNING id";
-	const char *params[] = { volume_id, host_id };
+	const char *params[] = {volume_id, host_id};
 	PGresult *result = storage__run_sql(pool, sql, 2, params, err);
 	int rows;
 
@@ -318,7 +320,7 @@ int storage__volume_set_host_internal(struct storage_pool *pool, const char *vol
 		return err ? err->code : STORAGE_ERR_INTERNAL;
 	rows = PQntuples(result);
 	PQclear(result);
-	return rows == 1 ? STORAGE_OK
-			 : storage__fail(err, STORAGE_ERR_NOT_FOUND, "volume %s not found",
-					 volume_id);
+	return rows == 1
+		   ? STORAGE_OK
+		   : storage__fail(err, STORAGE_ERR_NOT_FOUND, "volume %s not found", volume_id);
 }

@@ -7,19 +7,19 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define PAGE_PRESENT 0x1ull
-#define PAGE_WRITABLE 0x2ull
-#define PAGE_USER 0x4ull
+#define PAGE_PRESENT	  0x1ull
+#define PAGE_WRITABLE	  0x2ull
+#define PAGE_USER	  0x4ull
 #define PAGE_SIZE_2M_FLAG 0x80ull
-#define TABLE_FLAGS (PAGE_PRESENT | PAGE_WRITABLE | PAGE_USER)
+#define TABLE_FLAGS	  (PAGE_PRESENT | PAGE_WRITABLE | PAGE_USER)
 
-#define CR0_PE 0x1ull
-#define CR0_MP 0x2ull
-#define CR0_ET 0x10ull
-#define CR0_NE 0x20ull
-#define CR0_WP 0x10000ull
-#define CR0_PG 0x80000000ull
-#define CR4_PAE 0x20ull
+#define CR0_PE	 0x1ull
+#define CR0_MP	 0x2ull
+#define CR0_ET	 0x10ull
+#define CR0_NE	 0x20ull
+#define CR0_WP	 0x10000ull
+#define CR0_PG	 0x80000000ull
+#define CR4_PAE	 0x20ull
 #define EFER_SCE 0x1ull
 #define EFER_LME 0x100ull
 #define EFER_LMA 0x400ull
@@ -57,7 +57,7 @@ void boot__build_gdt(uint64_t gdt[BOOT_GDT_ENTRIES])
 	gdt[1] = 0;
 	gdt[2] = gdt_entry(0xa, 0x9b, 0, 0xfffff); /* code: L=1, G=1, present, ring 0 */
 	gdt[3] = gdt_entry(0xc, 0x93, 0, 0xfffff); /* data: D/B=1, G=1 */
-	gdt[4] = gdt_entry(0x0, 0x8b, 0, 0x67);    /* 64-bit TSS (busy), upper half 0 */
+	gdt[4] = gdt_entry(0x0, 0x8b, 0, 0x67);	   /* 64-bit TSS (busy), upper half 0 */
 	gdt[5] = 0;
 }
 
@@ -77,9 +77,11 @@ unsigned boot__build_e820(struct boot_params *params, const struct guest_memory 
 {
 	params->e820_entries = 0;
 	e820_add(params, 0, BOOT_EBDA_START, 1 /* E820_TYPE_RAM */);
-	e820_add(params, BOOT_EBDA_START, BOOT_HIGH_MEMORY_START - BOOT_EBDA_START, 2 /* reserved */);
+	e820_add(params, BOOT_EBDA_START, BOOT_HIGH_MEMORY_START - BOOT_EBDA_START,
+		 2 /* reserved */);
 	if (memory->low_size > BOOT_HIGH_MEMORY_START)
-		e820_add(params, BOOT_HIGH_MEMORY_START, memory->low_size - BOOT_HIGH_MEMORY_START, 1);
+		e820_add(params, BOOT_HIGH_MEMORY_START, memory->low_size - BOOT_HIGH_MEMORY_START,
+			 1);
 	if (memory->size > memory->low_size)
 		e820_add(params, GUEST_MEMORY_HIGH_BASE, memory->size - memory->low_size, 1);
 	return params->e820_entries;
@@ -113,8 +115,8 @@ static int boot__add_rng_seed(struct guest_memory *memory, struct boot_params *p
 
 	if (params->hdr.version < 0x0209)
 		return 0; /* no setup_data before protocol 2.09 */
-	node = guest_memory__ptr(memory, BOOT_SETUP_DATA_ADDRESS,
-				 sizeof(*node) + BOOT_RNG_SEED_BYTES);
+	node =
+	    guest_memory__ptr(memory, BOOT_SETUP_DATA_ADDRESS, sizeof(*node) + BOOT_RNG_SEED_BYTES);
 	if (node == NULL)
 		return -EFAULT;
 	memset(node, 0, sizeof(*node));
@@ -151,8 +153,8 @@ int boot__setup_memory(struct guest_memory *memory, const struct loader_image *i
 		return -EINVAL;
 
 	params = guest_memory__ptr(memory, BOOT_ZERO_PAGE_ADDRESS, sizeof(*params));
-	page_tables = guest_memory__ptr(memory, BOOT_PML4_ADDRESS,
-					BOOT_PAGE_TABLES_END - BOOT_PML4_ADDRESS);
+	page_tables =
+	    guest_memory__ptr(memory, BOOT_PML4_ADDRESS, BOOT_PAGE_TABLES_END - BOOT_PML4_ADDRESS);
 	command_line = guest_memory__ptr(memory, BOOT_COMMAND_LINE_ADDRESS, BOOT_COMMAND_LINE_MAX);
 	gdt_memory = guest_memory__ptr(memory, BOOT_GDT_ADDRESS, sizeof(gdt));
 	idt_memory = guest_memory__ptr(memory, BOOT_IDT_ADDRESS, 8);
@@ -192,7 +194,8 @@ int boot__setup_memory(struct guest_memory *memory, const struct loader_image *i
 	if (result < 0)
 		return result;
 	if (setup->vcpus > 1) {
-		uint8_t *mp_table = guest_memory__ptr(memory, BOOT_MP_TABLE_ADDRESS, BOOT_MP_TABLE_MAX);
+		uint8_t *mp_table =
+		    guest_memory__ptr(memory, BOOT_MP_TABLE_ADDRESS, BOOT_MP_TABLE_MAX);
 
 		if (mp_table == NULL || boot__build_mp_table(mp_table, setup->vcpus) == 0)
 			return -EINVAL;
@@ -276,12 +279,12 @@ size_t boot__build_mp_table(uint8_t *table, uint32_t vcpus)
 	/* configuration table entries */
 	entry = config + 44;
 	for (uint32_t i = 0; i < vcpus; i++, entries++, entry += 20) {
-		entry[0] = 0;                    /* processor */
-		entry[1] = (uint8_t)i;           /* local APIC id */
-		entry[2] = 0x14;                 /* local APIC version */
-		entry[3] = i == 0 ? 0x3 : 0x1;   /* enabled, BSP */
-		put32(entry + 4, 0x600);         /* family 6 */
-		put32(entry + 8, 0x201);         /* FPU, APIC */
+		entry[0] = 0;		       /* processor */
+		entry[1] = (uint8_t)i;	       /* local APIC id */
+		entry[2] = 0x14;	       /* local APIC version */
+		entry[3] = i == 0 ? 0x3 : 0x1; /* enabled, BSP */
+		put32(entry + 4, 0x600);       /* family 6 */
+		put32(entry + 8, 0x201);       /* FPU, APIC */
 	}
 	entry[0] = 1; /* bus 0: ISA */
 	entry[1] = 0;
@@ -294,16 +297,16 @@ size_t boot__build_mp_table(uint8_t *table, uint32_t vcpus)
 	put32(entry + 4, BOOT_IOAPIC_ADDRESS);
 	entry += 8, entries++;
 	for (uint8_t irq = 0; irq < 16; irq++, entry += 8, entries++) {
-		entry[0] = 3; /* I/O interrupt assignment */
-		entry[1] = 0; /* INT */
+		entry[0] = 3;	     /* I/O interrupt assignment */
+		entry[1] = 0;	     /* INT */
 		put16(entry + 2, 0); /* conforms to the bus */
-		entry[4] = 0;        /* bus 0 */
+		entry[4] = 0;	     /* bus 0 */
 		entry[5] = irq;
 		entry[6] = (uint8_t)vcpus; /* IOAPIC id */
-		entry[7] = irq;            /* pin */
+		entry[7] = irq;		   /* pin */
 	}
 	for (uint8_t lint = 0; lint < 2; lint++, entry += 8, entries++) {
-		entry[0] = 4;                 /* local interrupt assignment */
+		entry[0] = 4;		      /* local interrupt assignment */
 		entry[1] = lint == 0 ? 3 : 1; /* ExtINT, NMI */
 		put16(entry + 2, 0);
 		entry[4] = 0;

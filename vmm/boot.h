@@ -22,27 +22,27 @@
 #include "guest_memory.h"
 #include "loader.h"
 
-#define BOOT_GDT_ADDRESS 0x500ull
-#define BOOT_IDT_ADDRESS 0x520ull
-#define BOOT_SETUP_DATA_ADDRESS 0x6000ull
-#define BOOT_RNG_SEED_BYTES 64u /* 512 bits: the guest's crng needs 256 */
-#define BOOT_ZERO_PAGE_ADDRESS 0x7000ull
-#define BOOT_STACK_TOP 0x8ff0ull
-#define BOOT_PML4_ADDRESS 0x9000ull
-#define BOOT_PDPT_ADDRESS 0xa000ull
-#define BOOT_PD_ADDRESS 0xb000ull /* four pages: 4 GiB with 2 MiB pages */
-#define BOOT_PAGE_TABLES_END 0xf000ull
+#define BOOT_GDT_ADDRESS	  0x500ull
+#define BOOT_IDT_ADDRESS	  0x520ull
+#define BOOT_SETUP_DATA_ADDRESS	  0x6000ull
+#define BOOT_RNG_SEED_BYTES	  64u /* 512 bits: the guest's crng needs 256 */
+#define BOOT_ZERO_PAGE_ADDRESS	  0x7000ull
+#define BOOT_STACK_TOP		  0x8ff0ull
+#define BOOT_PML4_ADDRESS	  0x9000ull
+#define BOOT_PDPT_ADDRESS	  0xa000ull
+#define BOOT_PD_ADDRESS		  0xb000ull /* four pages: 4 GiB with 2 MiB pages */
+#define BOOT_PAGE_TABLES_END	  0xf000ull
 #define BOOT_COMMAND_LINE_ADDRESS 0x20000ull
-#define BOOT_COMMAND_LINE_MAX 4096u /* including the NUL */
-#define BOOT_EBDA_START 0x9fc00ull
-#define BOOT_HIGH_MEMORY_START 0x100000ull
-#define BOOT_MIN_MEMORY (8ull << 20)
+#define BOOT_COMMAND_LINE_MAX	  4096u /* including the NUL */
+#define BOOT_EBDA_START		  0x9fc00ull
+#define BOOT_HIGH_MEMORY_START	  0x100000ull
+#define BOOT_MIN_MEMORY		  (8ull << 20)
 
 /* GDT selectors (boot.rst: __BOOT_CS 0x10, __BOOT_DS 0x18) */
 #define BOOT_CODE_SELECTOR 0x10
 #define BOOT_DATA_SELECTOR 0x18
-#define BOOT_TSS_SELECTOR 0x20
-#define BOOT_GDT_ENTRIES 6 /* null, null, code64, data, tss (two slots) */
+#define BOOT_TSS_SELECTOR  0x20
+#define BOOT_GDT_ENTRIES   6 /* null, null, code64, data, tss (two slots) */
 
 /* Writes the identity map of [0, 4 GiB) with 2 MiB pages (present, writable,
  * user) into the six pages at page_tables (which is guest-physical
@@ -81,9 +81,9 @@ int boot__setup_memory(struct guest_memory *memory, const struct loader_image *i
 		       const struct boot_setup *setup);
 
 #define BOOT_MP_TABLE_ADDRESS 0xf0000ull /* in the reserved BIOS area */
-#define BOOT_MP_TABLE_MAX 0x1000u
-#define BOOT_IOAPIC_ADDRESS 0xfec00000u
-#define BOOT_LAPIC_ADDRESS 0xfee00000u
+#define BOOT_MP_TABLE_MAX     0x1000u
+#define BOOT_IOAPIC_ADDRESS   0xfec00000u
+#define BOOT_LAPIC_ADDRESS    0xfee00000u
 
 /* Writes an Intel MultiProcessor Specification 1.4 table for `vcpus`
  * processors (APIC ids 0..vcpus-1, 0 the BSP), one ISA bus, the IOAPIC

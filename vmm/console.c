@@ -10,8 +10,7 @@
 #include "event_loop.h"
 #include "warren/clock.h"
 
-int console__init(struct console *console, const char *path, struct event_loop *loop,
-		  bool append)
+int console__init(struct console *console, const char *path, struct event_loop *loop, bool append)
 {
 	memset(console, 0, sizeof(*console));
 	pthread_mutex_init(&console->lock, NULL);
@@ -26,9 +25,9 @@ int console__init(struct console *console, const char *path, struct event_loop *
 		console->fd = STDOUT_FILENO;
 		return 0;
 	}
-	console->fd = open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_CLOEXEC |
-				   O_NOFOLLOW,
-			   0640);
+	console->fd =
+	    open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_CLOEXEC | O_NOFOLLOW,
+		 0640);
 	if (console->fd < 0)
 		return -errno;
 	console->owns_fd = true;
@@ -53,8 +52,8 @@ void console__flush(struct console *console)
 	pthread_mutex_lock(&console->lock);
 	console->flush_scheduled = false;
 	while (console->fd >= 0 && done < console->pending_length) {
-		ssize_t written = write(console->fd, console->pending + done,
-					console->pending_length - done);
+		ssize_t written =
+		    write(console->fd, console->pending + done, console->pending_length - done);
 
 		if (written < 0 && errno == EINTR)
 			continue;

@@ -14,7 +14,7 @@
 
 struct event_loop;
 
-#define CONSOLE_RING_SIZE (64u * 1024u)
+#define CONSOLE_RING_SIZE   (64u * 1024u)
 #define CONSOLE_PENDING_MAX (256u * 1024u)
 /* A guest may print forever: at most this much goes to the file; the rest
  * is dropped (and counted), the ring keeps the latest bytes. */
@@ -32,14 +32,13 @@ struct console {
 	int fd; /* -1: ring only */
 	bool owns_fd;
 	struct event_loop *loop; /* NULL: write synchronously */
-	uint64_t first_byte_ns;  /* monotonic time of the first byte, 0 before */
+	uint64_t first_byte_ns;	 /* monotonic time of the first byte, 0 before */
 };
 
 /* Opens the console. path NULL: ring only; "-": standard output; else a
  * file created/truncated (append: created or appended to, as a restored
  * VM goes on with its console). Returns 0 or -errno. */
-int console__init(struct console *console, const char *path, struct event_loop *loop,
-		  bool append);
+int console__init(struct console *console, const char *path, struct event_loop *loop, bool append);
 void console__destroy(struct console *console);
 
 /* Appends one byte (any thread). */

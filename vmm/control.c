@@ -46,8 +46,7 @@ static char *control__ok(json_t *object)
 
 /* "snapshot" {path}: saves the paused VM; "restore" {path}: builds the
  * configured VM from a snapshot and runs it (instead of "start"). */
-static char *control__snapshot_op(struct control *control, const json_t *request,
-				  bool restore)
+static char *control__snapshot_op(struct control *control, const json_t *request, bool restore)
 {
 	const json_t *value = json_object_get(request, "path");
 	const char *path = json_string_value(value);
@@ -116,7 +115,8 @@ char *control__handle_line(struct control *control, const char *line, size_t len
 		if (state != VM_STATE_RUNNING && state != VM_STATE_PAUSED) {
 			response = control__error("VM is not running");
 		} else {
-			vm__request_stop(vm, VM_EXIT_STOPPED, 0, "stop requested on the control socket");
+			vm__request_stop(vm, VM_EXIT_STOPPED, 0,
+					 "stop requested on the control socket");
 			response = control__ok(NULL);
 		}
 	} else if (strcmp(op, "state") == 0) {
@@ -141,9 +141,10 @@ char *control__handle_line(struct control *control, const char *line, size_t len
 				/* bytes from the guest: not necessarily UTF-8 */
 				for (size_t i = 0; i < count; i++)
 					if (tail[i] >= 0x80 || (tail[i] < 0x20 && tail[i] != '\n' &&
-								 tail[i] != '\t' && tail[i] != '\r'))
+								tail[i] != '\t' && tail[i] != '\r'))
 						tail[i] = '?';
-				response = control__ok(json_pack("{s:s%}", "data", (char *)tail, count));
+				response =
+				    control__ok(json_pack("{s:s%}", "data", (char *)tail, count));
 				free(tail);
 			}
 		}
@@ -157,7 +158,8 @@ char *control__handle_line(struct control *control, const char *line, size_t len
 		json_int_t device = json_is_integer(index) ? json_integer_value(index) : -1;
 
 		if (device < 0 || (uint64_t)device >= vm->device_count) {
-			response = control__error("\"device\" must be the index of a configured device");
+			response =
+			    control__error("\"device\" must be the index of a configured device");
 		} else if (vm->devices[device].set_rate_limit == NULL) {
 			response = control__error("this device has no rate limiter");
 		} else {
@@ -263,7 +265,7 @@ static bool control__listener_readable(void *opaque, int32_t result)
 {
 	struct control *control = opaque;
 	struct control_client *client;
-	struct timeval timeout = { .tv_sec = 1 };
+	struct timeval timeout = {.tv_sec = 1};
 	int fd, slot = -1;
 
 	if (result < 0)
@@ -283,8 +285,8 @@ static bool control__listener_readable(void *opaque, int32_t result)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
 	client->control = control;
 	client->fd = fd;
-	client->watch = event_loop__watch(control->loop, fd, POLLIN, control__client_readable,
-					  client);
+	client->watch =
+	    event_loop__watch(control->loop, fd, POLLIN, control__client_readable, client);
 	if (client->watch < 0) {
 		close(fd);
 		free(client);
@@ -294,10 +296,9 @@ static bool control__listener_readable(void *opaque, int32_t result)
 	return true;
 }
 
-int control__open(struct control *control, struct vm *vm, struct event_loop *loop,
-		  const char *path)
+int control__open(struct control *control, struct vm *vm, struct event_loop *loop, const char *path)
 {
-	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	struct sockaddr_un address = {.sun_family = AF_UNIX};
 	int64_t watch;
 	int result;
 

@@ -10,7 +10,7 @@
 
 #include "vm.h"
 
-#define CONTROL_MAX_LINE (64u * 1024u)
+#define CONTROL_MAX_LINE    (64u * 1024u)
 #define CONTROL_MAX_CLIENTS 16
 
 struct event_loop;
@@ -22,8 +22,8 @@ struct control {
 	int listen_fd;
 	char path[108];
 	struct control_client *clients[CONTROL_MAX_CLIENTS];
-	bool exit_requested; /* an "exit" request was answered */
-	void (*on_exit)(struct control *control); /* called after answering "exit" */
+	bool exit_requested;			     /* an "exit" request was answered */
+	void (*on_exit)(struct control *control);    /* called after answering "exit" */
 	void (*on_started)(struct control *control); /* after a successful "start" */
 };
 

@@ -7,36 +7,37 @@
 #define BIT(n) (1u << (n))
 
 /* leaf 1 ECX */
-#define CPUID1_ECX_FMA BIT(12)
-#define CPUID1_ECX_POPCNT BIT(23)
-#define CPUID1_ECX_XSAVE BIT(26)
-#define CPUID1_ECX_OSXSAVE BIT(27)
-#define CPUID1_ECX_AVX BIT(28)
-#define CPUID1_ECX_F16C BIT(29)
+#define CPUID1_ECX_FMA	      BIT(12)
+#define CPUID1_ECX_POPCNT     BIT(23)
+#define CPUID1_ECX_XSAVE      BIT(26)
+#define CPUID1_ECX_OSXSAVE    BIT(27)
+#define CPUID1_ECX_AVX	      BIT(28)
+#define CPUID1_ECX_F16C	      BIT(29)
 #define CPUID1_ECX_HYPERVISOR BIT(31)
 /* leaf 7.0 EBX */
 #define CPUID7_EBX_AVX2 BIT(5)
 #define CPUID7_EBX_SMEP BIT(7)
 #define CPUID7_EBX_SMAP BIT(20)
-#define CPUID7_EBX_AVX512 (BIT(16) | BIT(17) | BIT(21) | BIT(26) | BIT(27) | BIT(28) | BIT(30) | BIT(31))
+#define CPUID7_EBX_AVX512                                                                          \
+	(BIT(16) | BIT(17) | BIT(21) | BIT(26) | BIT(27) | BIT(28) | BIT(30) | BIT(31))
 /* leaf 7.0 ECX */
 #define CPUID7_ECX_AVX512 (BIT(1) | BIT(6) | BIT(11) | BIT(12) | BIT(14))
-#define CPUID7_ECX_PKU (BIT(3) | BIT(4))
-#define CPUID7_ECX_VAES (BIT(9) | BIT(10)) /* VAES, VPCLMULQDQ: AVX encodings */
+#define CPUID7_ECX_PKU	  (BIT(3) | BIT(4))
+#define CPUID7_ECX_VAES	  (BIT(9) | BIT(10)) /* VAES, VPCLMULQDQ: AVX encodings */
 /* leaf 7.0 EDX */
 #define CPUID7_EDX_AVX512 (BIT(2) | BIT(3) | BIT(8) | BIT(23))
-#define CPUID7_EDX_AMX (BIT(22) | BIT(24) | BIT(25))
+#define CPUID7_EDX_AMX	  (BIT(22) | BIT(24) | BIT(25))
 /* leaf 7.1 EAX */
 #define CPUID71_EAX_AVX (BIT(4) | BIT(5)) /* AVX-VNNI, AVX512_BF16 */
 /* leaf 0x40000001 EAX (KVM paravirt features, Documentation/virt/kvm/x86/cpuid.rst):
  * the ones whose guest side issues hypercalls, which never return on kvm_pvm
  * (an AP's PV send-IPI hung SMP bring-up) */
-#define KVM_FEATURE_PV_UNHALT BIT(7)
-#define KVM_FEATURE_PV_SEND_IPI BIT(11)
-#define KVM_FEATURE_PV_SCHED_YIELD BIT(13)
+#define KVM_FEATURE_PV_UNHALT	     BIT(7)
+#define KVM_FEATURE_PV_SEND_IPI	     BIT(11)
+#define KVM_FEATURE_PV_SCHED_YIELD   BIT(13)
 #define KVM_FEATURE_HC_MAP_GPA_RANGE BIT(16)
-#define KVM_FEATURES_HYPERCALLS                                                            \
-	(KVM_FEATURE_PV_UNHALT | KVM_FEATURE_PV_SEND_IPI | KVM_FEATURE_PV_SCHED_YIELD |     \
+#define KVM_FEATURES_HYPERCALLS                                                                    \
+	(KVM_FEATURE_PV_UNHALT | KVM_FEATURE_PV_SEND_IPI | KVM_FEATURE_PV_SCHED_YIELD |            \
 	 KVM_FEATURE_HC_MAP_GPA_RANGE)
 /* leaf 0x80000001 ECX */
 #define CPUID81_ECX_ABM BIT(5)
@@ -97,8 +98,8 @@ static void cpuid__apply_baseline(struct kvm_cpuid_entry2 *entry)
 	}
 }
 
-void cpuid__apply_profile(struct kvm_cpuid_entry2 *entries, uint32_t count, enum cpu_profile profile,
-			  uint32_t vcpu_index, uint32_t vcpu_count)
+void cpuid__apply_profile(struct kvm_cpuid_entry2 *entries, uint32_t count,
+			  enum cpu_profile profile, uint32_t vcpu_index, uint32_t vcpu_count)
 {
 	for (uint32_t i = 0; i < count; i++) {
 		struct kvm_cpuid_entry2 *entry = &entries[i];

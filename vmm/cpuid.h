@@ -30,7 +30,7 @@ const char *cpuid__profile_name(enum cpu_profile profile);
 /* Rewrites entries[0..count) in place for vCPU `vcpu_index` of `vcpu_count`:
  * applies `profile`, sets the APIC ids (leaf 1 EBX, leaf 0xb/0x1f EDX) and
  * the hypervisor bit. Leaves it removes get all registers zeroed. */
-void cpuid__apply_profile(struct kvm_cpuid_entry2 *entries, uint32_t count, enum cpu_profile profile,
-			  uint32_t vcpu_index, uint32_t vcpu_count);
+void cpuid__apply_profile(struct kvm_cpuid_entry2 *entries, uint32_t count,
+			  enum cpu_profile profile, uint32_t vcpu_index, uint32_t vcpu_count);
 
 #endif

@@ -94,7 +94,7 @@ struct event_loop {
 };
 
 #define DEFERRED_MIN_CAPACITY 256u
-#define IGNORED_USER_DATA 0ull /* cancel/remove SQEs: their CQE is dropped */
+#define IGNORED_USER_DATA     0ull /* cancel/remove SQEs: their CQE is dropped */
 
 static struct operation *operation__get(struct event_loop *loop)
 {
@@ -159,12 +159,13 @@ static int event_loop__arm_poll(struct event_loop *loop, struct operation *opera
 static int event_loop__restrict(struct io_uring *ring)
 {
 	static const uint8_t operations[] = {
-		IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE, IORING_OP_READV, IORING_OP_WRITEV,
-		IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED, IORING_OP_FSYNC, IORING_OP_FALLOCATE,
-		IORING_OP_TIMEOUT, IORING_OP_ASYNC_CANCEL,
+	    IORING_OP_POLL_ADD,	  IORING_OP_POLL_REMOVE,  IORING_OP_READV, IORING_OP_WRITEV,
+	    IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED,  IORING_OP_FSYNC, IORING_OP_FALLOCATE,
+	    IORING_OP_TIMEOUT,	  IORING_OP_ASYNC_CANCEL,
 	};
 	static const uint8_t register_operations[] = {
-		IORING_REGISTER_BUFFERS, IORING_UNREGISTER_BUFFERS,
+	    IORING_REGISTER_BUFFERS,
+	    IORING_UNREGISTER_BUFFERS,
 	};
 	struct io_uring_restriction restrictions[sizeof(operations) + sizeof(register_operations)];
 	unsigned count = 0;
@@ -182,7 +183,8 @@ static int event_loop__restrict(struct io_uring *ring)
 	 * helpers but does not export them. */
 	if (syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_RESTRICTIONS,
 		    restrictions, count) < 0 ||
-	    syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+	    syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) <
+		0)
 		return -errno;
 	return 0;
 }
@@ -205,8 +207,8 @@ struct event_loop *event_loop__create(unsigned entries)
 	 * completion (DEFER_TASKRUN; kernels before 6.1 get the default). */
 	{
 		struct io_uring_params params = {
-			.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-				 IORING_SETUP_R_DISABLED,
+		    .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+			     IORING_SETUP_R_DISABLED,
 		};
 
 		ret = io_uring_queue_init_params(entries + 1, &loop->ring, &params);
@@ -311,8 +313,8 @@ int64_t event_loop__watch(struct event_loop *loop, int fd, unsigned poll_mask,
  * fields every submission shares; NULL (nothing held) when either is
  * exhausted. */
 static struct operation *event_loop__start(struct event_loop *loop, enum operation_kind kind,
-					    int fd, event_loop_callback callback, void *opaque,
-					    struct io_uring_sqe **sqe)
+					   int fd, event_loop_callback callback, void *opaque,
+					   struct io_uring_sqe **sqe)
 {
 	struct operation *operation = operation__get(loop);
 
@@ -364,8 +366,8 @@ int event_loop__writev(struct event_loop *loop, int fd, const struct iovec *iov,
 	return event_loop__rw(loop, OPERATION_WRITEV, fd, iov, iovcnt, offset, callback, opaque);
 }
 
-int event_loop__fsync(struct event_loop *loop, int fd, bool datasync,
-		      event_loop_callback callback, void *opaque)
+int event_loop__fsync(struct event_loop *loop, int fd, bool datasync, event_loop_callback callback,
+		      void *opaque)
 {
 	struct operation *operation;
 	struct io_uring_sqe *sqe;
@@ -380,7 +382,7 @@ int event_loop__fsync(struct event_loop *loop, int fd, bool datasync,
 	return 0;
 }
 
-#define FIXED_PIECE (1ull << 30)
+#define FIXED_PIECE	 (1ull << 30)
 #define FIXED_MAX_PIECES 64
 
 int event_loop__register_memory(struct event_loop *loop, void *base, uint64_t length)
@@ -390,14 +392,14 @@ int event_loop__register_memory(struct event_loop *loop, void *base, uint64_t le
 	int ret;
 
 	if (loop->fixed_pieces)
-		return (uint8_t *)base == loop->fixed_base && length == loop->fixed_length ?
-			       -EEXIST :
-			       -EBUSY;
+		return (uint8_t *)base == loop->fixed_base && length == loop->fixed_length ? -EEXIST
+											   : -EBUSY;
 	if (!base || !length || length > FIXED_PIECE * FIXED_MAX_PIECES)
 		return -EINVAL;
 	for (uint64_t offset = 0; offset < length; offset += FIXED_PIECE, count++) {
 		pieces[count].iov_base = (uint8_t *)base + offset;
-		pieces[count].iov_len = length - offset < FIXED_PIECE ? length - offset : FIXED_PIECE;
+		pieces[count].iov_len =
+		    length - offset < FIXED_PIECE ? length - offset : FIXED_PIECE;
 	}
 	ret = io_uring_register_buffers(&loop->ring, pieces, count);
 	if (ret < 0)
@@ -430,8 +432,7 @@ static int event_loop__fixed(struct event_loop *loop, enum operation_kind kind, 
 	struct operation *operation;
 	struct io_uring_sqe *sqe;
 
-	if (fd < 0 || !callback || offset < 0 || index < 0 ||
-	    (unsigned)index >= loop->fixed_pieces)
+	if (fd < 0 || !callback || offset < 0 || index < 0 || (unsigned)index >= loop->fixed_pieces)
 		return -EINVAL;
 	operation = event_loop__start(loop, kind, fd, callback, opaque, &sqe);
 	if (!operation)
@@ -458,8 +459,8 @@ int event_loop__write_fixed(struct event_loop *loop, int fd, const void *buffer,
 				 callback, opaque);
 }
 
-int event_loop__fallocate(struct event_loop *loop, int fd, int mode, int64_t offset,
-			  int64_t length, event_loop_callback callback, void *opaque)
+int event_loop__fallocate(struct event_loop *loop, int fd, int mode, int64_t offset, int64_t length,
+			  event_loop_callback callback, void *opaque)
 {
 	struct operation *operation;
 	struct io_uring_sqe *sqe;
@@ -592,7 +593,8 @@ static void event_loop__complete(struct event_loop *loop, struct io_uring_cqe *c
 				struct io_uring_sqe *sqe = event_loop__sqe(loop);
 
 				if (sqe) {
-					io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)operation);
+					io_uring_prep_poll_remove(sqe,
+								  (uint64_t)(uintptr_t)operation);
 					io_uring_sqe_set_data64(sqe, IGNORED_USER_DATA);
 				}
 				return; /* freed when the final CQE arrives */

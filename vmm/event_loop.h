@@ -41,12 +41,12 @@ int event_loop__readv(struct event_loop *loop, int fd, const struct iovec *iov, 
 		      int64_t offset, event_loop_callback callback, void *opaque);
 int event_loop__writev(struct event_loop *loop, int fd, const struct iovec *iov, int iovcnt,
 		       int64_t offset, event_loop_callback callback, void *opaque);
-int event_loop__fsync(struct event_loop *loop, int fd, bool datasync,
-		      event_loop_callback callback, void *opaque);
+int event_loop__fsync(struct event_loop *loop, int fd, bool datasync, event_loop_callback callback,
+		      void *opaque);
 /* fallocate(fd, mode, offset, length) on the loop's io_uring (the kernel
  * runs it on a worker: it may block). 0 once queued, or -errno. */
-int event_loop__fallocate(struct event_loop *loop, int fd, int mode, int64_t offset,
-			  int64_t length, event_loop_callback callback, void *opaque);
+int event_loop__fallocate(struct event_loop *loop, int fd, int mode, int64_t offset, int64_t length,
+			  event_loop_callback callback, void *opaque);
 /* Busy-polls up to max_ns (adaptive, see event_loop.c) for the next
  * completion before sleeping in the kernel: trades CPU for wake-up
  * latency. 0 (the default) never spins. Loop thread or before run. */

@@ -12,21 +12,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define GUEST_MEMORY_LOW_LIMIT (3ull << 30)  /* MMIO hole starts here */
+#define GUEST_MEMORY_LOW_LIMIT (3ull << 30) /* MMIO hole starts here */
 #define GUEST_MEMORY_HIGH_BASE (4ull << 30)
 
 struct guest_memory {
-	uint8_t *host;     /* mapping of all guest RAM: low region then high */
-	uint64_t size;     /* total RAM bytes */
+	uint8_t *host;	   /* mapping of all guest RAM: low region then high */
+	uint64_t size;	   /* total RAM bytes */
 	uint64_t low_size; /* bytes mapped at guest-physical 0 */
-	int memfd;         /* backing memfd (-1 for anonymous) */
+	int memfd;	   /* backing memfd (-1 for anonymous) */
 };
 
 /* Host pointer for the guest-physical range [gpa, gpa + len), or NULL when
  * any byte of it is outside RAM, the range wraps, or it straddles the MMIO
  * hole. len may be 0 (then gpa itself must be inside RAM or at its end). */
-static inline void *guest_memory__ptr(const struct guest_memory *memory, uint64_t gpa,
-				      uint64_t len)
+static inline void *guest_memory__ptr(const struct guest_memory *memory, uint64_t gpa, uint64_t len)
 {
 	uint64_t end;
 

@@ -51,44 +51,96 @@ static void hardening__violation(int signal_number, siginfo_t *info, void *conte
 int hardening__install_seccomp(void)
 {
 	const int allowed[] = {
-		SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev),
-		SCMP_SYS(pread64), SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev),
-		SCMP_SYS(close), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(statx),
-		SCMP_SYS(lseek), SCMP_SYS(fcntl), SCMP_SYS(getsockopt),
-		SCMP_SYS(fallocate), SCMP_SYS(fsync), SCMP_SYS(fdatasync),
-		SCMP_SYS(io_uring_enter), SCMP_SYS(futex), SCMP_SYS(rt_sigreturn),
-		SCMP_SYS(rt_sigprocmask), SCMP_SYS(sigaltstack),
-		SCMP_SYS(gettid), SCMP_SYS(getpid), SCMP_SYS(sched_yield),
-		SCMP_SYS(restart_syscall), SCMP_SYS(nanosleep), SCMP_SYS(clock_nanosleep),
-		SCMP_SYS(clock_gettime), SCMP_SYS(gettimeofday), SCMP_SYS(getrandom),
-		SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(mprotect),
-		SCMP_SYS(madvise), SCMP_SYS(brk), SCMP_SYS(rseq), SCMP_SYS(set_robust_list),
-		SCMP_SYS(accept4), SCMP_SYS(recvfrom), SCMP_SYS(sendto), SCMP_SYS(recvmsg),
-		SCMP_SYS(sendmsg), SCMP_SYS(setsockopt), SCMP_SYS(shutdown), SCMP_SYS(unlink),
-		SCMP_SYS(exit), SCMP_SYS(exit_group),
-		/* a snapshot (vm_snapshot.c) writes new files: its ring, sizes, rename */
-		SCMP_SYS(io_uring_setup), SCMP_SYS(ftruncate), SCMP_SYS(rename),
-		SCMP_SYS(renameat), SCMP_SYS(renameat2),
+	    SCMP_SYS(read),
+	    SCMP_SYS(write),
+	    SCMP_SYS(readv),
+	    SCMP_SYS(writev),
+	    SCMP_SYS(pread64),
+	    SCMP_SYS(pwrite64),
+	    SCMP_SYS(preadv),
+	    SCMP_SYS(pwritev),
+	    SCMP_SYS(close),
+	    SCMP_SYS(fstat),
+	    SCMP_SYS(newfstatat),
+	    SCMP_SYS(statx),
+	    SCMP_SYS(lseek),
+	    SCMP_SYS(fcntl),
+	    SCMP_SYS(getsockopt),
+	    SCMP_SYS(fallocate),
+	    SCMP_SYS(fsync),
+	    SCMP_SYS(fdatasync),
+	    SCMP_SYS(io_uring_enter),
+	    SCMP_SYS(futex),
+	    SCMP_SYS(rt_sigreturn),
+	    SCMP_SYS(rt_sigprocmask),
+	    SCMP_SYS(sigaltstack),
+	    SCMP_SYS(gettid),
+	    SCMP_SYS(getpid),
+	    SCMP_SYS(sched_yield),
+	    SCMP_SYS(restart_syscall),
+	    SCMP_SYS(nanosleep),
+	    SCMP_SYS(clock_nanosleep),
+	    SCMP_SYS(clock_gettime),
+	    SCMP_SYS(gettimeofday),
+	    SCMP_SYS(getrandom),
+	    SCMP_SYS(mmap),
+	    SCMP_SYS(munmap),
+	    SCMP_SYS(mremap),
+	    SCMP_SYS(mprotect),
+	    SCMP_SYS(madvise),
+	    SCMP_SYS(brk),
+	    SCMP_SYS(rseq),
+	    SCMP_SYS(set_robust_list),
+	    SCMP_SYS(accept4),
+	    SCMP_SYS(recvfrom),
+	    SCMP_SYS(sendto),
+	    SCMP_SYS(recvmsg),
+	    SCMP_SYS(sendmsg),
+	    SCMP_SYS(setsockopt),
+	    SCMP_SYS(shutdown),
+	    SCMP_SYS(unlink),
+	    SCMP_SYS(exit),
+	    SCMP_SYS(exit_group),
+	    /* a snapshot (vm_snapshot.c) writes new files: its ring, sizes, rename */
+	    SCMP_SYS(io_uring_setup),
+	    SCMP_SYS(ftruncate),
+	    SCMP_SYS(rename),
+	    SCMP_SYS(renameat),
+	    SCMP_SYS(renameat2),
 	};
 	/* ioctl: only what runs after setup */
 	static const unsigned long ioctls[] = {
-		KVM_RUN, KVM_IRQ_LINE, KVM_IRQ_LINE_STATUS, KVM_GET_REGS, KVM_GET_SREGS,
-		KVM_GET_MP_STATE, TCGETS, TUNSETOFFLOAD /* net: follows the driver's features */,
-		/* a snapshot reads the state (only reads: a restore is before this) */
-		KVM_GET_FPU, KVM_GET_XSAVE, KVM_GET_XCRS, KVM_GET_LAPIC, KVM_GET_VCPU_EVENTS,
-		KVM_GET_DEBUGREGS, KVM_GET_MSRS, KVM_GET_MSR_INDEX_LIST, KVM_GET_IRQCHIP,
-		KVM_GET_PIT2, KVM_GET_CLOCK,
+	    KVM_RUN,
+	    KVM_IRQ_LINE,
+	    KVM_IRQ_LINE_STATUS,
+	    KVM_GET_REGS,
+	    KVM_GET_SREGS,
+	    KVM_GET_MP_STATE,
+	    TCGETS,
+	    TUNSETOFFLOAD /* net: follows the driver's features */,
+	    /* a snapshot reads the state (only reads: a restore is before this) */
+	    KVM_GET_FPU,
+	    KVM_GET_XSAVE,
+	    KVM_GET_XCRS,
+	    KVM_GET_LAPIC,
+	    KVM_GET_VCPU_EVENTS,
+	    KVM_GET_DEBUGREGS,
+	    KVM_GET_MSRS,
+	    KVM_GET_MSR_INDEX_LIST,
+	    KVM_GET_IRQCHIP,
+	    KVM_GET_PIT2,
+	    KVM_GET_CLOCK,
 	};
 	/* Hot paths first in the generated filter (each system call runs it). */
 	static const int hot[] = {
-		SCMP_SYS(ioctl), SCMP_SYS(io_uring_enter), SCMP_SYS(readv), SCMP_SYS(writev),
-		SCMP_SYS(read), SCMP_SYS(pwritev), SCMP_SYS(write),
+	    SCMP_SYS(ioctl), SCMP_SYS(io_uring_enter), SCMP_SYS(readv), SCMP_SYS(writev),
+	    SCMP_SYS(read),  SCMP_SYS(pwritev),	       SCMP_SYS(write),
 	};
-	struct sigaction action = { 0 };
+	struct sigaction action = {0};
 	scmp_filter_ctx filter;
 	int result = 0;
 
-	tzset(); /* strftime() in the logs would open /etc/localtime later */
+	tzset();	     /* strftime() in the logs would open /etc/localtime later */
 	json_object_seed(0); /* jansson would open /dev/urandom for its first object */
 	action.sa_sigaction = hardening__violation;
 	action.sa_flags = SA_SIGINFO;
@@ -102,17 +154,17 @@ int hardening__install_seccomp(void)
 		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, allowed[i], 0);
 	for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]) && result == 0; i++) {
 		const struct scmp_arg_cmp request = {
-			.arg = 1, .op = SCMP_CMP_EQ, .datum_a = ioctls[i], .datum_b = 0
-		};
+		    .arg = 1, .op = SCMP_CMP_EQ, .datum_a = ioctls[i], .datum_b = 0};
 
-		result = seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &request);
+		result =
+		    seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &request);
 	}
 	/* open only to create a new file (O_CREAT|O_EXCL: a snapshot's files),
 	 * never to open an existing one */
 	if (result == 0)
-		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
-					  SCMP_A2(SCMP_CMP_MASKED_EQ, O_CREAT | O_EXCL,
-						  O_CREAT | O_EXCL));
+		result = seccomp_rule_add(
+		    filter, SCMP_ACT_ALLOW, SCMP_SYS(openat), 1,
+		    SCMP_A2(SCMP_CMP_MASKED_EQ, O_CREAT | O_EXCL, O_CREAT | O_EXCL));
 	/* tgkill (the vCPU kick) only within this process: never a signal to
 	 * another sandbox's VMM, even one that shares our uid. */
 	if (result == 0)
@@ -146,7 +198,7 @@ static bool hardening__mask_set(const char *status, const char *key)
  * capability in this thread is then proof enough. */
 static bool hardening__unprivileged_user(void)
 {
-	struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
 	uid_t ruid, euid, suid;
 
@@ -187,7 +239,8 @@ int hardening__check_no_capabilities(char *error, size_t error_size)
 		 * doing the ring's I/O; they cannot run our code. */
 		if (strncmp(status, "Name:\tiou-", 10) == 0)
 			continue;
-		if (hardening__mask_set(status, "CapEff:\t") || hardening__mask_set(status, "CapPrm:\t")) {
+		if (hardening__mask_set(status, "CapEff:\t") ||
+		    hardening__mask_set(status, "CapPrm:\t")) {
 			snprintf(error, error_size, "capabilities: thread %s still holds some",
 				 entry->d_name);
 			result = -EPERM;

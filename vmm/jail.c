@@ -94,8 +94,8 @@ static int jail__rewrite(const char *root, char **path, const char *what, char *
 /* Bind-mounts host file `source` read-only at root/name (an empty file is
  * created as the mount point). The jail's user must be able to read it:
  * said now rather than as an EACCES when the VM starts. */
-static int jail__bind_file(const struct jail_options *options, const char *source,
-			   const char *name, char *error, size_t error_size)
+static int jail__bind_file(const struct jail_options *options, const char *source, const char *name,
+			   char *error, size_t error_size)
 {
 	const char *root = options->root;
 	char target[4096];
@@ -124,7 +124,8 @@ static int jail__bind_file(const struct jail_options *options, const char *sourc
 	    mount(NULL, target, NULL, flags, NULL) != 0) {
 		int saved = errno;
 
-		snprintf(error, error_size, "jail: bind %s at %s: %s", source, target, strerror(saved));
+		snprintf(error, error_size, "jail: bind %s at %s: %s", source, target,
+			 strerror(saved));
 		return -saved;
 	}
 	return 0;
@@ -132,8 +133,8 @@ static int jail__bind_file(const struct jail_options *options, const char *sourc
 
 /* A copy-on-write disk's read-only base: bound read-only at /base<N>
  * unless it is inside the jail already. */
-static int jail__base(const struct jail_options *options, json_t *device, size_t index,
-		      char *error, size_t error_size)
+static int jail__base(const struct jail_options *options, json_t *device, size_t index, char *error,
+		      size_t error_size)
 {
 	const char *base = json_util__string(device, "base", NULL), *inner;
 	char name[32];
@@ -159,7 +160,8 @@ static int jail__devices(const struct jail_options *options, json_t *devices, ch
 	size_t index;
 	json_t *device;
 
-	json_array_foreach(devices, index, device) {
+	json_array_foreach(devices, index, device)
+	{
 		const char *type = json_util__string(device, "type", "");
 		const char *path = json_util__string(device, "path", NULL);
 		const char *inner;
@@ -183,15 +185,16 @@ static int jail__devices(const struct jail_options *options, json_t *devices, ch
 		if (jail__inside(options->root, path, &inner)) {
 			if (!json_util__bool(device, "read_only", false) &&
 			    chown(path, options->uid, options->gid) != 0) {
-				snprintf(error, error_size, "jail: chown %s: %s", path, strerror(errno));
+				snprintf(error, error_size, "jail: chown %s: %s", path,
+					 strerror(errno));
 				return -errno;
 			}
 			json_object_set_new(device, "path", json_string(inner));
 			continue;
 		}
 		if (!json_util__bool(device, "read_only", false)) {
-			snprintf(error, error_size, "jail: writable disk %s must be inside %s", path,
-				 options->root);
+			snprintf(error, error_size, "jail: writable disk %s must be inside %s",
+				 path, options->root);
 			return -EINVAL;
 		}
 		snprintf(name, sizeof(name), "disk%zu", index);
@@ -264,7 +267,7 @@ fail:
 /* To uid:gid with no groups; checks that no capability is left. */
 static int jail__drop_user(const struct jail_options *options, char *error, size_t error_size)
 {
-	struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
 	uid_t ruid, euid, suid;
 
@@ -276,8 +279,8 @@ static int jail__drop_user(const struct jail_options *options, char *error, size
 	}
 	memset(data, 0, sizeof(data));
 	if (getresuid(&ruid, &euid, &suid) != 0 || ruid != options->uid || euid != options->uid ||
-	    suid != options->uid || syscall(SYS_capget, &header, data) != 0 ||
-	    data[0].effective || data[0].permitted || data[1].effective || data[1].permitted) {
+	    suid != options->uid || syscall(SYS_capget, &header, data) != 0 || data[0].effective ||
+	    data[0].permitted || data[1].effective || data[1].permitted) {
 		snprintf(error, error_size, "jail: still privileged after the uid change");
 		return -EPERM;
 	}
@@ -299,8 +302,10 @@ int jail__enter(const struct jail_options *options, struct vm_config *config,
 	int result;
 
 	if (root == NULL || root[0] != '/' || strlen(root) < 2 || root[strlen(root) - 1] == '/' ||
-	    stat(root, &st) != 0 || !S_ISDIR(st.st_mode) || options->uid == 0 || options->gid == 0) {
-		snprintf(error, error_size, "jail: needs an absolute directory and a uid/gid other than 0");
+	    stat(root, &st) != 0 || !S_ISDIR(st.st_mode) || options->uid == 0 ||
+	    options->gid == 0) {
+		snprintf(error, error_size,
+			 "jail: needs an absolute directory and a uid/gid other than 0");
 		return -EINVAL;
 	}
 	if (jail__threads() != 1) {
@@ -311,7 +316,8 @@ int jail__enter(const struct jail_options *options, struct vm_config *config,
 		const char *inner;
 
 		if (!jail__inside(root, *api_socket, &inner)) {
-			snprintf(error, error_size, "jail: the control socket must be inside %s", root);
+			snprintf(error, error_size, "jail: the control socket must be inside %s",
+				 root);
 			return -EINVAL;
 		}
 		snprintf(socket_inside, sizeof(socket_inside), "%s", inner);
@@ -321,13 +327,14 @@ int jail__enter(const struct jail_options *options, struct vm_config *config,
 	/* From here every mount is in our own namespace. */
 	if ((result = jail__pivot(root, error, error_size)))
 		return result;
-	if (config->devices && (result = jail__devices(options, config->devices, error, error_size)))
+	if (config->devices &&
+	    (result = jail__devices(options, config->devices, error, error_size)))
 		return result;
-	if (config->kernel && (result = jail__bind_file(options, config->kernel, "kernel", error,
-							error_size)))
+	if (config->kernel &&
+	    (result = jail__bind_file(options, config->kernel, "kernel", error, error_size)))
 		return result;
-	if (config->initrd && (result = jail__bind_file(options, config->initrd, "initrd", error,
-							error_size)))
+	if (config->initrd &&
+	    (result = jail__bind_file(options, config->initrd, "initrd", error, error_size)))
 		return result;
 	if ((result = jail__kvm_node(options, error, error_size)))
 		return result;

@@ -13,8 +13,8 @@
  *      onto itself (nosuid, noexec) and lays it out: /kernel and /initrd
  *      bind-mounted read-only, read-only disks outside DIR bind-mounted
  *      read-only at /disk<N>, copy-on-write bases at /base<N>, writable
- *      disks (and overlays) must already be inside DIR (given to U:G), /dev/kvm a fresh node owned by U:G (mode 0600);
- *      console and control socket paths must be inside DIR;
+ *      disks (and overlays) must already be inside DIR (given to U:G), /dev/kvm a fresh node owned
+ * by U:G (mode 0600); console and control socket paths must be inside DIR;
  *   4. pivot_root()s into DIR and detaches the old root;
  *   5. drops to U:G with no supplementary groups (every capability goes
  *      with uid 0), marks itself not dumpable, and checks it holds none.

@@ -9,7 +9,7 @@
 #include <string.h>
 
 static int loader__fail(char *error, size_t error_size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int loader__fail(char *error, size_t error_size, const char *fmt, ...)
 {
@@ -30,7 +30,8 @@ static uint16_t read16(const uint8_t *p)
 
 static uint32_t read32(const uint8_t *p)
 {
-	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+	       ((uint32_t)p[3] << 24);
 }
 
 /* Guest range [address, address + length) is RAM and above the VMM's area. */
@@ -82,18 +83,20 @@ static int loader__parse_elf(const uint8_t *data, size_t size, const struct gues
 		if (ph.p_type != PT_LOAD || ph.p_memsz == 0)
 			continue;
 		if (image->segment_count == LOADER_MAX_SEGMENTS)
-			return loader__fail(error, error_size, "ELF: more than %d loadable segments",
+			return loader__fail(error, error_size,
+					    "ELF: more than %d loadable segments",
 					    LOADER_MAX_SEGMENTS);
 		if (ph.p_filesz > ph.p_memsz)
 			return loader__fail(error, error_size,
 					    "ELF: segment %u file size exceeds memory size", i);
 		if (ph.p_offset > size || ph.p_filesz > size - ph.p_offset)
-			return loader__fail(error, error_size, "ELF: segment %u beyond end of file", i);
+			return loader__fail(error, error_size, "ELF: segment %u beyond end of file",
+					    i);
 		if (__builtin_add_overflow(ph.p_paddr, ph.p_memsz, &end) ||
 		    loader__check_range(memory, ph.p_paddr, ph.p_memsz) != 0)
 			return loader__fail(error, error_size,
-					    "ELF: segment %u [0x%llx, +0x%llx) beyond guest memory", i,
-					    (unsigned long long)ph.p_paddr,
+					    "ELF: segment %u [0x%llx, +0x%llx) beyond guest memory",
+					    i, (unsigned long long)ph.p_paddr,
 					    (unsigned long long)ph.p_memsz);
 		for (uint32_t j = 0; j < image->segment_count; j++) {
 			const struct loader_segment *other = &image->segments[j];
@@ -124,20 +127,21 @@ static int loader__parse_elf(const uint8_t *data, size_t size, const struct gues
 }
 
 /* Documentation/x86/boot.rst, "THE REAL-MODE KERNEL HEADER". */
-#define BZIMAGE_SETUP_SECTS 0x1f1
-#define BZIMAGE_BOOT_FLAG 0x1fe
-#define BZIMAGE_HEADER 0x202
-#define BZIMAGE_VERSION 0x206
-#define BZIMAGE_LOADFLAGS 0x211
+#define BZIMAGE_SETUP_SECTS	0x1f1
+#define BZIMAGE_BOOT_FLAG	0x1fe
+#define BZIMAGE_HEADER		0x202
+#define BZIMAGE_VERSION		0x206
+#define BZIMAGE_LOADFLAGS	0x211
 #define BZIMAGE_INITRD_ADDR_MAX 0x22c
-#define BZIMAGE_XLOADFLAGS 0x236
-#define BZIMAGE_CMDLINE_SIZE 0x238
-#define BZIMAGE_INIT_SIZE 0x260
-#define BZIMAGE_XLF_KERNEL_64 0x1
-#define BZIMAGE_LOADED_HIGH 0x1
+#define BZIMAGE_XLOADFLAGS	0x236
+#define BZIMAGE_CMDLINE_SIZE	0x238
+#define BZIMAGE_INIT_SIZE	0x260
+#define BZIMAGE_XLF_KERNEL_64	0x1
+#define BZIMAGE_LOADED_HIGH	0x1
 
-static int loader__parse_bzimage(const uint8_t *data, size_t size, const struct guest_memory *memory,
-				 struct loader_image *image, char *error, size_t error_size)
+static int loader__parse_bzimage(const uint8_t *data, size_t size,
+				 const struct guest_memory *memory, struct loader_image *image,
+				 char *error, size_t error_size)
 {
 	unsigned setup_sects;
 	uint64_t setup_size, kernel_size, init_size, span;
@@ -146,9 +150,10 @@ static int loader__parse_bzimage(const uint8_t *data, size_t size, const struct 
 		return loader__fail(error, error_size, "bzImage: truncated setup header");
 	image->protocol_version = read16(data + BZIMAGE_VERSION);
 	if (image->protocol_version < 0x20c)
-		return loader__fail(error, error_size,
-				    "bzImage: boot protocol %u.%u too old (need 2.12 for 64-bit entry)",
-				    image->protocol_version >> 8, image->protocol_version & 0xff);
+		return loader__fail(
+		    error, error_size,
+		    "bzImage: boot protocol %u.%u too old (need 2.12 for 64-bit entry)",
+		    image->protocol_version >> 8, image->protocol_version & 0xff);
 	if (!(data[BZIMAGE_LOADFLAGS] & BZIMAGE_LOADED_HIGH))
 		return loader__fail(error, error_size, "bzImage: not a bzImage (zImage loads low)");
 	if (!(read16(data + BZIMAGE_XLOADFLAGS) & BZIMAGE_XLF_KERNEL_64))
@@ -165,17 +170,17 @@ static int loader__parse_bzimage(const uint8_t *data, size_t size, const struct 
 	init_size = read32(data + BZIMAGE_INIT_SIZE);
 	span = init_size > kernel_size ? init_size : kernel_size;
 	if (loader__check_range(memory, LOADER_BZIMAGE_ADDRESS, span) != 0)
-		return loader__fail(error, error_size,
-				    "bzImage: kernel needs 0x%llx bytes at 0x%llx, beyond guest memory",
-				    (unsigned long long)span,
-				    (unsigned long long)LOADER_BZIMAGE_ADDRESS);
+		return loader__fail(
+		    error, error_size,
+		    "bzImage: kernel needs 0x%llx bytes at 0x%llx, beyond guest memory",
+		    (unsigned long long)span, (unsigned long long)LOADER_BZIMAGE_ADDRESS);
 	image->kind = LOADER_BZIMAGE;
 	image->segment_count = 1;
 	image->segments[0] = (struct loader_segment){
-		.file_offset = setup_size,
-		.file_size = kernel_size,
-		.address = LOADER_BZIMAGE_ADDRESS,
-		.memory_size = kernel_size,
+	    .file_offset = setup_size,
+	    .file_size = kernel_size,
+	    .address = LOADER_BZIMAGE_ADDRESS,
+	    .memory_size = kernel_size,
 	};
 	image->end = LOADER_BZIMAGE_ADDRESS + span;
 	image->entry = LOADER_BZIMAGE_ADDRESS + 0x200;

@@ -18,12 +18,12 @@
 #define LOADER_MAX_SEGMENTS 16
 /* Guest-physical memory below this is the VMM's (zero page, page tables,
  * GDT, command line); a kernel may not load there. */
-#define LOADER_MIN_ADDRESS 0x100000ull
+#define LOADER_MIN_ADDRESS     0x100000ull
 #define LOADER_BZIMAGE_ADDRESS 0x100000ull
 /* Bytes of a bzImage's setup header copied into boot_params (0x1f1 up to
  * the end of the 2.15 header). */
 #define LOADER_SETUP_HEADER_OFFSET 0x1f1
-#define LOADER_SETUP_HEADER_END 0x268
+#define LOADER_SETUP_HEADER_END	   0x268
 
 enum loader_kind {
 	LOADER_ELF64 = 1,

@@ -58,7 +58,7 @@ struct vmm {
 /* What vmm__parse_arguments found: go on, or exit with a status. */
 enum vmm_parse {
 	VMM_PARSE_RUN,
-	VMM_PARSE_HELP,  /* --help: exit 0 */
+	VMM_PARSE_HELP,	 /* --help: exit 0 */
 	VMM_PARSE_PROBE, /* --probe */
 	VMM_PARSE_USAGE, /* bad command line: exit 2 */
 };
@@ -68,18 +68,19 @@ enum vmm_parse {
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: warren-vmm --kernel FILE [--initrd FILE] [--cmdline STRING] [--memory MiB]\n"
-		"                  [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]\n"
-		"                  [--api-socket PATH] [--timeout-ms N] [--device JSON]...\n"
-		"                  [--io-poll-us N] [--rng] [--no-seccomp] [--verbose]\n"
-		"                  [--restore SNAPSHOT]\n"
-		"                  [--jail DIR --jail-uid U --jail-gid G [--jail-check]]\n"
-		"       warren-vmm --api-socket PATH [--verbose]\n"
-		"       warren-vmm --probe\n"
-		"exit status (with --kernel): the guest's debug-exit code (0-99), 100 reset,\n"
-		"101 shutdown (triple fault), 102 watchdog timeout, 103 stopped, 104 internal\n"
-		"error, 125 VMM error\n");
+	fprintf(
+	    out,
+	    "usage: warren-vmm --kernel FILE [--initrd FILE] [--cmdline STRING] [--memory MiB]\n"
+	    "                  [--vcpus N] [--cpu-profile baseline|host] [--console FILE|-]\n"
+	    "                  [--api-socket PATH] [--timeout-ms N] [--device JSON]...\n"
+	    "                  [--io-poll-us N] [--rng] [--no-seccomp] [--verbose]\n"
+	    "                  [--restore SNAPSHOT]\n"
+	    "                  [--jail DIR --jail-uid U --jail-gid G [--jail-check]]\n"
+	    "       warren-vmm --api-socket PATH [--verbose]\n"
+	    "       warren-vmm --probe\n"
+	    "exit status (with --kernel): the guest's debug-exit code (0-99), 100 reset,\n"
+	    "101 shutdown (triple fault), 102 watchdog timeout, 103 stopped, 104 internal\n"
+	    "error, 125 VMM error\n");
 }
 
 /* vm.on_ready: the VM is set up and its vCPU threads wait before their
@@ -208,7 +209,8 @@ static int vmm__probe(void)
 
 	vm_config__init(&config);
 	while (memfd >= 0 && written < syscall_probe_guest_size) {
-		ssize_t n = write(memfd, syscall_probe_guest + written, syscall_probe_guest_size - written);
+		ssize_t n =
+		    write(memfd, syscall_probe_guest + written, syscall_probe_guest_size - written);
 
 		if (n <= 0)
 			break;
@@ -294,8 +296,10 @@ static int vmm__add_device(struct vmm *vmm, bool rng, const char *json)
 	if (!json_is_object(device) || !json_is_string(json_object_get(device, "type")) ||
 	    (*devices && json_array_size(*devices) >= MMIO_BUS_VIRTIO_MAX_DEVICES)) {
 		json_decref(device);
-		fprintf(stderr, "warren-vmm: --device needs a JSON object with a \"type\" "
-				"(at most %d devices)\n", MMIO_BUS_VIRTIO_MAX_DEVICES);
+		fprintf(stderr,
+			"warren-vmm: --device needs a JSON object with a \"type\" "
+			"(at most %d devices)\n",
+			MMIO_BUS_VIRTIO_MAX_DEVICES);
 		return -1;
 	}
 	if (*devices == NULL)
@@ -342,28 +346,28 @@ static int vmm__number_option(struct vmm *vmm, int option, const char *text)
 static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "kernel", required_argument, NULL, 'k' },
-		{ "initrd", required_argument, NULL, 'i' },
-		{ "cmdline", required_argument, NULL, 'c' },
-		{ "memory", required_argument, NULL, 'm' },
-		{ "vcpus", required_argument, NULL, 'n' },
-		{ "cpu-profile", required_argument, NULL, 'p' },
-		{ "console", required_argument, NULL, 'o' },
-		{ "api-socket", required_argument, NULL, 'a' },
-		{ "timeout-ms", required_argument, NULL, 't' },
-		{ "device", required_argument, NULL, 'd' },
-		{ "rng", no_argument, NULL, 'r' },
-		{ "jail", required_argument, NULL, 'J' },
-		{ "jail-uid", required_argument, NULL, 'U' },
-		{ "jail-gid", required_argument, NULL, 'G' },
-		{ "jail-check", no_argument, NULL, 'C' },
-		{ "io-poll-us", required_argument, NULL, 'l' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "probe", no_argument, NULL, 'P' },
-		{ "no-seccomp", no_argument, NULL, 'S' },
-		{ "restore", required_argument, NULL, 'R' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"kernel", required_argument, NULL, 'k'},
+	    {"initrd", required_argument, NULL, 'i'},
+	    {"cmdline", required_argument, NULL, 'c'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"vcpus", required_argument, NULL, 'n'},
+	    {"cpu-profile", required_argument, NULL, 'p'},
+	    {"console", required_argument, NULL, 'o'},
+	    {"api-socket", required_argument, NULL, 'a'},
+	    {"timeout-ms", required_argument, NULL, 't'},
+	    {"device", required_argument, NULL, 'd'},
+	    {"rng", no_argument, NULL, 'r'},
+	    {"jail", required_argument, NULL, 'J'},
+	    {"jail-uid", required_argument, NULL, 'U'},
+	    {"jail-gid", required_argument, NULL, 'G'},
+	    {"jail-check", no_argument, NULL, 'C'},
+	    {"io-poll-us", required_argument, NULL, 'l'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"probe", no_argument, NULL, 'P'},
+	    {"no-seccomp", no_argument, NULL, 'S'},
+	    {"restore", required_argument, NULL, 'R'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct vm_config *config = &vmm->config;
 	struct jail_options *jail = &vmm->jail;
@@ -372,17 +376,33 @@ static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **arg
 
 	while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		switch (option) {
-		case 'k': free(config->kernel); config->kernel = strdup(optarg); break;
-		case 'i': free(config->initrd); config->initrd = strdup(optarg); break;
-		case 'c': free(config->command_line); config->command_line = strdup(optarg); break;
-		case 'o': free(config->console); config->console = strdup(optarg); break;
-		case 'a': vmm->api_socket = optarg; break;
+		case 'k':
+			free(config->kernel);
+			config->kernel = strdup(optarg);
+			break;
+		case 'i':
+			free(config->initrd);
+			config->initrd = strdup(optarg);
+			break;
+		case 'c':
+			free(config->command_line);
+			config->command_line = strdup(optarg);
+			break;
+		case 'o':
+			free(config->console);
+			config->console = strdup(optarg);
+			break;
+		case 'a':
+			vmm->api_socket = optarg;
+			break;
 		case 'r': /* --rng: a virtio entropy device with the default limits */
 		case 'd':
 			if (vmm__add_device(vmm, option == 'r', optarg))
 				return VMM_PARSE_USAGE;
 			break;
-		case 'J': jail->root = optarg; break;
+		case 'J':
+			jail->root = optarg;
+			break;
 		case 'U':
 		case 'G':
 			if (jail__parse_id(optarg, &id))
@@ -392,10 +412,18 @@ static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **arg
 			else
 				jail->gid = id;
 			break;
-		case 'C': vmm->jail_check = true; break;
-		case 'v': vmm->verbose = true; break;
-		case 'S': vmm->seccomp = false; break;
-		case 'R': vmm->restore = optarg; break;
+		case 'C':
+			vmm->jail_check = true;
+			break;
+		case 'v':
+			vmm->verbose = true;
+			break;
+		case 'S':
+			vmm->seccomp = false;
+			break;
+		case 'R':
+			vmm->restore = optarg;
+			break;
 		case 'm':
 		case 'n':
 		case 'l':
@@ -407,9 +435,12 @@ static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **arg
 			if (!cpuid__parse_profile(optarg, &config->cpu_profile))
 				return VMM_PARSE_USAGE;
 			break;
-		case 'h': return VMM_PARSE_HELP;
-		case 'P': return VMM_PARSE_PROBE;
-		default: return VMM_PARSE_USAGE;
+		case 'h':
+			return VMM_PARSE_HELP;
+		case 'P':
+			return VMM_PARSE_PROBE;
+		default:
+			return VMM_PARSE_USAGE;
 		}
 	}
 	if (optind != argc ||
@@ -503,8 +534,8 @@ static int vmm__boot(struct vmm *vmm)
 		return 0;
 	vmm->one_shot = true;
 	vm__configure(&vmm->vm, &vmm->config); /* takes the config, leaves it empty */
-	result = vmm->restore ? vm__prepare_restore(&vmm->vm, vmm->restore, error, sizeof(error))
-			      : 0;
+	result =
+	    vmm->restore ? vm__prepare_restore(&vmm->vm, vmm->restore, error, sizeof(error)) : 0;
 	if (result == 0)
 		result = vm__start(&vmm->vm, error, sizeof(error));
 	if (result == 0 && vmm->restore)

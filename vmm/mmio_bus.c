@@ -51,7 +51,8 @@ int mmio_bus__register(struct mmio_bus *bus, enum mmio_bus_space space, uint64_t
 	for (unsigned i = 0; i < bus->count; i++) {
 		const struct mmio_bus_range *other = &bus->ranges[i];
 
-		if (other->space == space && base < other->base + other->length && other->base < end)
+		if (other->space == space && base < other->base + other->length &&
+		    other->base < end)
 			return -EEXIST;
 	}
 	if (bus->count == MMIO_BUS_MAX_RANGES)
@@ -95,7 +96,7 @@ bool mmio_bus__dispatch(struct mmio_bus *bus, enum mmio_bus_space space, uint64_
 
 int mmio_bus__irqfd(int vm_fd, uint32_t gsi)
 {
-	struct kvm_irqfd request = { 0 };
+	struct kvm_irqfd request = {0};
 	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 
 	if (fd < 0)
@@ -114,7 +115,7 @@ int mmio_bus__irqfd(int vm_fd, uint32_t gsi)
 int mmio_bus__ioeventfd(int vm_fd, uint64_t address, uint32_t length, bool has_datamatch,
 			uint64_t datamatch)
 {
-	struct kvm_ioeventfd request = { 0 };
+	struct kvm_ioeventfd request = {0};
 	int fd;
 
 	if (length != 1 && length != 2 && length != 4 && length != 8)

@@ -34,12 +34,15 @@
 
 struct event_loop;
 
-#define MMIO_BUS_VIRTIO_BASE 0xd0000000ull
-#define MMIO_BUS_VIRTIO_WINDOW 0x1000ull
+#define MMIO_BUS_VIRTIO_BASE	    0xd0000000ull
+#define MMIO_BUS_VIRTIO_WINDOW	    0x1000ull
 #define MMIO_BUS_VIRTIO_MAX_DEVICES 8
 /* GSIs for virtio devices, in order; 0 timer, 1 keyboard, 2 cascade, 4 COM1,
  * 8 RTC, 12 mouse, 14/15 IDE are left alone. */
-#define MMIO_BUS_VIRTIO_IRQS { 5, 6, 7, 9, 10, 11, 3, 13 }
+#define MMIO_BUS_VIRTIO_IRQS                                                                       \
+	{                                                                                          \
+		5, 6, 7, 9, 10, 11, 3, 13                                                          \
+	}
 
 enum mmio_bus_space {
 	MMIO_BUS_MEMORY = 0, /* guest-physical MMIO (KVM_EXIT_MMIO) */
@@ -106,7 +109,7 @@ struct vmm_device_host {
 
 /* One created device as the VMM keeps it. */
 struct vmm_device {
-	char type[16];      /* copy of the config's "type" */
+	char type[16];	    /* copy of the config's "type" */
 	uint64_t mmio_base; /* window given by the VMM */
 	uint64_t mmio_size;
 	uint32_t irq;
@@ -140,9 +143,8 @@ struct vmm_device {
  * ends with an entry whose name is NULL. */
 struct vmm_device_type {
 	const char *name; /* the config's "type" */
-	int (*create)(const struct vmm_device_host *host, const json_t *config,
-		      uint64_t mmio_base, uint32_t irq, struct vmm_device *out, char *error,
-		      size_t error_size);
+	int (*create)(const struct vmm_device_host *host, const json_t *config, uint64_t mmio_base,
+		      uint32_t irq, struct vmm_device *out, char *error, size_t error_size);
 };
 
 /* The entry of `types` (NULL-name terminated, may be NULL) called `name`,

@@ -5,32 +5,32 @@
 #include <string.h>
 
 #define REG_DATA 0 /* RBR/THR, DLL when DLAB */
-#define REG_IER 1  /* DLM when DLAB */
-#define REG_IIR 2  /* FCR on write */
-#define REG_LCR 3
-#define REG_MCR 4
-#define REG_LSR 5
-#define REG_MSR 6
-#define REG_SCR 7
+#define REG_IER	 1 /* DLM when DLAB */
+#define REG_IIR	 2 /* FCR on write */
+#define REG_LCR	 3
+#define REG_MCR	 4
+#define REG_LSR	 5
+#define REG_MSR	 6
+#define REG_SCR	 7
 
-#define LCR_DLAB 0x80
-#define IER_RDI 0x01
-#define IER_THRI 0x02
+#define LCR_DLAB	 0x80
+#define IER_RDI		 0x01
+#define IER_THRI	 0x02
 #define IIR_NO_INTERRUPT 0x01
-#define IIR_THRI 0x02
+#define IIR_THRI	 0x02
 #define IIR_FIFO_ENABLED 0xc0
-#define FCR_ENABLE_FIFO 0x01
-#define LSR_THRE 0x20
-#define LSR_TEMT 0x40
-#define MCR_DTR 0x01
-#define MCR_RTS 0x02
-#define MCR_OUT1 0x04
-#define MCR_OUT2 0x08
-#define MCR_LOOP 0x10
-#define MSR_CTS 0x10
-#define MSR_DSR 0x20
-#define MSR_RI 0x40
-#define MSR_DCD 0x80
+#define FCR_ENABLE_FIFO	 0x01
+#define LSR_THRE	 0x20
+#define LSR_TEMT	 0x40
+#define MCR_DTR		 0x01
+#define MCR_RTS		 0x02
+#define MCR_OUT1	 0x04
+#define MCR_OUT2	 0x08
+#define MCR_LOOP	 0x10
+#define MSR_CTS		 0x10
+#define MSR_DSR		 0x20
+#define MSR_RI		 0x40
+#define MSR_DCD		 0x80
 
 void serial__init(struct serial *serial, void (*output)(void *opaque, uint8_t byte),
 		  void (*set_irq)(void *opaque, int level), void *opaque)
@@ -166,6 +166,6 @@ static void serial__write(void *opaque, uint64_t offset, const uint8_t *data, ui
 }
 
 const struct mmio_bus_ops serial__ops = {
-	.read = serial__read,
-	.write = serial__write,
+    .read = serial__read,
+    .write = serial__write,
 };

@@ -11,7 +11,7 @@
 #include "mmio_bus.h"
 
 #define SERIAL_COM1_BASE 0x3f8
-#define SERIAL_COM1_IRQ 4
+#define SERIAL_COM1_IRQ	 4
 
 struct serial {
 	pthread_mutex_t lock;

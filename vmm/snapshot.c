@@ -26,10 +26,10 @@
 #include <openssl/sha.h>
 
 #define HEADER_DIGEST_OFFSET 96
-#define RECORD_HEAD_SIZE 16
-#define PAGE_SIZE_BYTES 4096ull
-#define MEMORY_CHUNK (1ull << 20)
-#define MEMORY_QUEUE_DEPTH 32
+#define RECORD_HEAD_SIZE     16
+#define PAGE_SIZE_BYTES	     4096ull
+#define MEMORY_CHUNK	     (1ull << 20)
+#define MEMORY_QUEUE_DEPTH   32
 
 enum record_type {
 	RECORD_MACHINE = 1,
@@ -45,7 +45,7 @@ enum record_type {
 #define DEVICE_RECORD_FIXED (SNAPSHOT_DEVICE_TYPE_SIZE + 16)
 
 static void snapshot__error(char *error, size_t error_size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static int snapshot__digest(const uint8_t *header, const uint8_t *state, size_t state_size,
 			    uint8_t digest[SHA256_DIGEST_LENGTH]);
 
@@ -62,7 +62,7 @@ static void snapshot__error(char *error, size_t error_size, const char *fmt, ...
 
 int snapshot__init(void)
 {
-	uint8_t header[SNAPSHOT_HEADER_SIZE] = { 0 };
+	uint8_t header[SNAPSHOT_HEADER_SIZE] = {0};
 	uint8_t digest[SHA256_DIGEST_LENGTH];
 
 	return snapshot__digest(header, header, 0, digest);
@@ -141,8 +141,8 @@ static uint64_t get_u64(const uint8_t *at)
 
 /* Appends one record whose payload is head[0..head_size) then
  * tail[0..tail_size) (tail may be NULL). */
-static int encoder__record(struct encoder *encoder, uint32_t type, uint32_t index,
-			   const void *head, size_t head_size, const void *tail, size_t tail_size)
+static int encoder__record(struct encoder *encoder, uint32_t type, uint32_t index, const void *head,
+			   size_t head_size, const void *tail, size_t tail_size)
 {
 	size_t length = head_size + tail_size;
 	size_t padded = (length + 7) & ~(size_t)7;
@@ -167,25 +167,42 @@ static int encoder__record(struct encoder *encoder, uint32_t type, uint32_t inde
 static void *vcpu__part(struct snapshot_vcpu *vcpu, unsigned bit, size_t *size)
 {
 	switch (1u << bit) {
-	case SNAPSHOT_VCPU_REGS: *size = sizeof(vcpu->regs); return &vcpu->regs;
-	case SNAPSHOT_VCPU_SREGS: *size = sizeof(vcpu->sregs); return &vcpu->sregs;
-	case SNAPSHOT_VCPU_FPU: *size = sizeof(vcpu->fpu); return &vcpu->fpu;
-	case SNAPSHOT_VCPU_XSAVE: *size = sizeof(vcpu->xsave); return vcpu->xsave;
-	case SNAPSHOT_VCPU_XCRS: *size = sizeof(vcpu->xcrs); return &vcpu->xcrs;
+	case SNAPSHOT_VCPU_REGS:
+		*size = sizeof(vcpu->regs);
+		return &vcpu->regs;
+	case SNAPSHOT_VCPU_SREGS:
+		*size = sizeof(vcpu->sregs);
+		return &vcpu->sregs;
+	case SNAPSHOT_VCPU_FPU:
+		*size = sizeof(vcpu->fpu);
+		return &vcpu->fpu;
+	case SNAPSHOT_VCPU_XSAVE:
+		*size = sizeof(vcpu->xsave);
+		return vcpu->xsave;
+	case SNAPSHOT_VCPU_XCRS:
+		*size = sizeof(vcpu->xcrs);
+		return &vcpu->xcrs;
 	case SNAPSHOT_VCPU_MSRS:
 		*size = (size_t)vcpu->msr_count * sizeof(vcpu->msrs[0]);
 		return vcpu->msrs;
-	case SNAPSHOT_VCPU_LAPIC: *size = sizeof(vcpu->lapic); return &vcpu->lapic;
-	case SNAPSHOT_VCPU_EVENTS: *size = sizeof(vcpu->events); return &vcpu->events;
-	case SNAPSHOT_VCPU_MP_STATE: *size = sizeof(vcpu->mp_state); return &vcpu->mp_state;
-	case SNAPSHOT_VCPU_DEBUGREGS: *size = sizeof(vcpu->debugregs); return &vcpu->debugregs;
+	case SNAPSHOT_VCPU_LAPIC:
+		*size = sizeof(vcpu->lapic);
+		return &vcpu->lapic;
+	case SNAPSHOT_VCPU_EVENTS:
+		*size = sizeof(vcpu->events);
+		return &vcpu->events;
+	case SNAPSHOT_VCPU_MP_STATE:
+		*size = sizeof(vcpu->mp_state);
+		return &vcpu->mp_state;
+	case SNAPSHOT_VCPU_DEBUGREGS:
+		*size = sizeof(vcpu->debugregs);
+		return &vcpu->debugregs;
 	}
 	*size = 0;
 	return NULL;
 }
 
-static int encoder__vcpu(struct encoder *encoder, const struct snapshot_vcpu *vcpu,
-			 uint32_t index)
+static int encoder__vcpu(struct encoder *encoder, const struct snapshot_vcpu *vcpu, uint32_t index)
 {
 	int result = 0;
 
@@ -196,8 +213,8 @@ static int encoder__vcpu(struct encoder *encoder, const struct snapshot_vcpu *vc
 		if (!(vcpu->present & (1u << bit)))
 			continue;
 		part = vcpu__part((struct snapshot_vcpu *)vcpu, bit, &size);
-		result = encoder__record(encoder, RECORD_VCPU_FIRST + bit, index, part, size, NULL,
-					 0);
+		result =
+		    encoder__record(encoder, RECORD_VCPU_FIRST + bit, index, part, size, NULL, 0);
 	}
 	return result;
 }
@@ -205,7 +222,7 @@ static int encoder__vcpu(struct encoder *encoder, const struct snapshot_vcpu *vc
 static int encoder__device(struct encoder *encoder, const struct snapshot_device *device,
 			   uint32_t index)
 {
-	uint8_t head[DEVICE_RECORD_FIXED] = { 0 };
+	uint8_t head[DEVICE_RECORD_FIXED] = {0};
 
 	if (device->size > SNAPSHOT_MAX_DEVICE_STATE ||
 	    memchr(device->type, 0, SNAPSHOT_DEVICE_TYPE_SIZE) == NULL)
@@ -250,7 +267,7 @@ static int snapshot__check_counts(const struct snapshot_state *state)
 
 int snapshot__encode(const struct snapshot_state *state, uint8_t **out, size_t *out_size)
 {
-	struct encoder encoder = { 0 };
+	struct encoder encoder = {0};
 	uint8_t *header;
 	int result;
 
@@ -308,8 +325,8 @@ struct decoder {
 	struct snapshot_state *state;
 	uint32_t vcpu_count, device_count;
 	bool have_machine, have_clock, have_pit, have_serial;
-	uint8_t have_irqchip;   /* bit per chip */
-	uint64_t have_device;   /* bit per device */
+	uint8_t have_irqchip; /* bit per chip */
+	uint64_t have_device; /* bit per device */
 	char *error;
 	size_t error_size;
 };
@@ -463,8 +480,8 @@ static int decoder__header(struct decoder *decoder, const uint8_t *data, size_t 
 	if (size < SNAPSHOT_HEADER_SIZE || memcmp(data, SNAPSHOT_MAGIC, 8) != 0) {
 		snapshot__error(decoder->error, decoder->error_size, "%s",
 				size < 8 || memcmp(data, SNAPSHOT_MAGIC, 8) != 0
-					? "not a warren-vmm snapshot (bad magic)"
-					: "snapshot truncated inside its header");
+				    ? "not a warren-vmm snapshot (bad magic)"
+				    : "snapshot truncated inside its header");
 		return -EINVAL;
 	}
 	version = get_u32(data + 8);
@@ -511,8 +528,8 @@ static int decoder__complete(struct decoder *decoder)
 
 	if (!decoder->have_machine || !decoder->have_clock || !decoder->have_pit ||
 	    !decoder->have_serial || decoder->have_irqchip != 7 ||
-	    decoder->have_device != (decoder->device_count == 64 ? ~0ull
-								 : (1ull << decoder->device_count) - 1)) {
+	    decoder->have_device !=
+		(decoder->device_count == 64 ? ~0ull : (1ull << decoder->device_count) - 1)) {
 		snapshot__error(decoder->error, decoder->error_size,
 				"snapshot lacks VM or device state");
 		return -EINVAL;
@@ -520,9 +537,9 @@ static int decoder__complete(struct decoder *decoder)
 	if (machine->vcpus != decoder->vcpu_count || machine->memory_size == 0 ||
 	    machine->memory_size % PAGE_SIZE_BYTES != 0 ||
 	    machine->memory_size > (uint64_t)256 << 30 ||
-	    machine->memory_low_size !=
-		    (machine->memory_size < GUEST_MEMORY_LOW_LIMIT ? machine->memory_size
-								   : GUEST_MEMORY_LOW_LIMIT)) {
+	    machine->memory_low_size != (machine->memory_size < GUEST_MEMORY_LOW_LIMIT
+					     ? machine->memory_size
+					     : GUEST_MEMORY_LOW_LIMIT)) {
 		snapshot__error(decoder->error, decoder->error_size,
 				"snapshot machine record is inconsistent");
 		return -EINVAL;
@@ -538,10 +555,10 @@ static int decoder__complete(struct decoder *decoder)
 	return 0;
 }
 
-int snapshot__decode(const uint8_t *data, size_t size, struct snapshot_state *state,
-		     char *error, size_t error_size)
+int snapshot__decode(const uint8_t *data, size_t size, struct snapshot_state *state, char *error,
+		     size_t error_size)
 {
-	struct decoder decoder = { .state = state, .error = error, .error_size = error_size };
+	struct decoder decoder = {.state = state, .error = error, .error_size = error_size};
 	uint32_t records = 0, seen = 0;
 	size_t offset = SNAPSHOT_HEADER_SIZE;
 	int result;
@@ -561,8 +578,7 @@ int snapshot__decode(const uint8_t *data, size_t size, struct snapshot_state *st
 		index = get_u32(data + offset + 4);
 		length = get_u32(data + offset + 8);
 		padded = ((size_t)length + 7) & ~(size_t)7;
-		if (get_u32(data + offset + 12) != 0 ||
-		    padded > size - offset - RECORD_HEAD_SIZE) {
+		if (get_u32(data + offset + 12) != 0 || padded > size - offset - RECORD_HEAD_SIZE) {
 			snapshot__error(error, error_size, "bad record at offset %zu", offset);
 			return -EINVAL;
 		}
@@ -707,8 +723,8 @@ static int memory_writer__reap(struct memory_writer *writer, unsigned wait_for)
 }
 
 /* Queues the write of data[0..length) at file offset, in chunks. */
-static int memory_writer__extent(struct memory_writer *writer, const uint8_t *data,
-				 uint64_t offset, uint64_t length)
+static int memory_writer__extent(struct memory_writer *writer, const uint8_t *data, uint64_t offset,
+				 uint64_t length)
 {
 	while (length > 0 && writer->result == 0) {
 		uint64_t chunk = length < MEMORY_CHUNK ? length : MEMORY_CHUNK;
@@ -778,7 +794,7 @@ static int memory_writer__all(struct memory_writer *writer, const struct guest_m
 int snapshot__write_memory(const struct guest_memory *memory, const char *path,
 			   struct snapshot_memory_stats *stats, char *error, size_t error_size)
 {
-	struct memory_writer writer = { .fd = -1, .stats = stats };
+	struct memory_writer writer = {.fd = -1, .stats = stats};
 	bool ring = false;
 	int result;
 

@@ -24,14 +24,14 @@
 
 #include "guest_memory.h"
 
-#define SNAPSHOT_MAGIC "WRNSNAP\0"
-#define SNAPSHOT_VERSION 1
-#define SNAPSHOT_HEADER_SIZE 128
-#define SNAPSHOT_MAX_VCPUS 64
-#define SNAPSHOT_MAX_DEVICES 8
-#define SNAPSHOT_MAX_MSRS 256
+#define SNAPSHOT_MAGIC		  "WRNSNAP\0"
+#define SNAPSHOT_VERSION	  1
+#define SNAPSHOT_HEADER_SIZE	  128
+#define SNAPSHOT_MAX_VCPUS	  64
+#define SNAPSHOT_MAX_DEVICES	  8
+#define SNAPSHOT_MAX_MSRS	  256
 #define SNAPSHOT_MAX_DEVICE_STATE 1024
-#define SNAPSHOT_MAX_STATE_SIZE (64u << 20)
+#define SNAPSHOT_MAX_STATE_SIZE	  (64u << 20)
 #define SNAPSHOT_DEVICE_TYPE_SIZE 16
 
 /* The parts of one vCPU's state; a vCPU record set must hold them all. */
@@ -48,9 +48,9 @@ enum snapshot_vcpu_part {
 	SNAPSHOT_VCPU_DEBUGREGS = 1u << 9,
 };
 
-#define SNAPSHOT_VCPU_REQUIRED                                                                   \
-	(SNAPSHOT_VCPU_REGS | SNAPSHOT_VCPU_SREGS | SNAPSHOT_VCPU_FPU | SNAPSHOT_VCPU_MSRS |      \
-	 SNAPSHOT_VCPU_LAPIC | SNAPSHOT_VCPU_EVENTS | SNAPSHOT_VCPU_MP_STATE |                   \
+#define SNAPSHOT_VCPU_REQUIRED                                                                     \
+	(SNAPSHOT_VCPU_REGS | SNAPSHOT_VCPU_SREGS | SNAPSHOT_VCPU_FPU | SNAPSHOT_VCPU_MSRS |       \
+	 SNAPSHOT_VCPU_LAPIC | SNAPSHOT_VCPU_EVENTS | SNAPSHOT_VCPU_MP_STATE |                     \
 	 SNAPSHOT_VCPU_DEBUGREGS)
 
 struct snapshot_vcpu {
@@ -74,7 +74,7 @@ struct snapshot_vcpu {
 struct snapshot_serial {
 	uint8_t ier, lcr, mcr, scr, fcr, divisor_low, divisor_high;
 	uint8_t thr_empty_pending; /* 0 or 1 */
-	uint8_t irq_level;         /* 0 or 1 */
+	uint8_t irq_level;	   /* 0 or 1 */
 	uint8_t reserved[7];
 };
 
@@ -127,8 +127,8 @@ int snapshot__encode(const struct snapshot_state *state, uint8_t **out, size_t *
 /* Parses data[0..size) into *state (zeroed first). 0, or -EINVAL /
  * -EPROTO (wrong version) / -EBADMSG (checksum) with the reason in
  * error[error_size]; *state is then unusable. Never reads outside data. */
-int snapshot__decode(const uint8_t *data, size_t size, struct snapshot_state *state,
-		     char *error, size_t error_size);
+int snapshot__decode(const uint8_t *data, size_t size, struct snapshot_state *state, char *error,
+		     size_t error_size);
 
 /* The state file: written to path (via path.tmp, fsync, rename) or read
  * and decoded (at most SNAPSHOT_MAX_STATE_SIZE bytes). 0 or -errno with a
@@ -141,7 +141,7 @@ int snapshot__read_file(const char *path, struct snapshot_state *state, char *er
 /* What writing guest memory did. */
 struct snapshot_memory_stats {
 	uint64_t bytes_written; /* data written (holes skipped) */
-	uint64_t extents;       /* write requests submitted */
+	uint64_t extents;	/* write requests submitted */
 };
 
 /* Writes guest RAM (memory->host, memory->size bytes) to a new sparse file

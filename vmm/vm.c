@@ -27,13 +27,13 @@
 #include "warren/clock.h"
 #include "warren/log.h"
 
-#define VCPU_KICK_SIGNAL (SIGRTMIN + 1)
-#define MSR_IA32_MISC_ENABLE 0x1a0
+#define VCPU_KICK_SIGNAL	(SIGRTMIN + 1)
+#define MSR_IA32_MISC_ENABLE	0x1a0
 #define MISC_ENABLE_FAST_STRING 0x1ull
-#define LAPIC_LVT_LINT0 0x350
-#define LAPIC_LVT_LINT1 0x360
-#define LAPIC_MODE_NMI 0x4
-#define LAPIC_MODE_EXTINT 0x7
+#define LAPIC_LVT_LINT0		0x350
+#define LAPIC_LVT_LINT1		0x360
+#define LAPIC_MODE_NMI		0x4
+#define LAPIC_MODE_EXTINT	0x7
 
 static uint64_t process_start_ns;
 
@@ -48,7 +48,7 @@ uint64_t vm__process_start_ns(void)
 }
 
 static void vm__error(char *error, size_t error_size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void vm__error(char *error, size_t error_size, const char *fmt, ...)
 {
@@ -125,8 +125,9 @@ static int vm_config__integer(const json_t *object, const char *key, uint64_t mi
 int vm_config__from_json(struct vm_config *config, const json_t *object, char *error,
 			 size_t error_size)
 {
-	static const char *const known[] = { "kernel", "initrd", "cmdline", "vcpus", "memory_mib",
-					     "cpu_profile", "io_poll_us", "console", "devices" };
+	static const char *const known[] = {"kernel",	  "initrd",	"cmdline",
+					    "vcpus",	  "memory_mib", "cpu_profile",
+					    "io_poll_us", "console",	"devices"};
 	const json_t *value;
 	const char *key;
 	uint64_t number;
@@ -137,7 +138,8 @@ int vm_config__from_json(struct vm_config *config, const json_t *object, char *e
 		vm__error(error, error_size, "configuration must be an object");
 		return -EINVAL;
 	}
-	json_object_foreach((json_t *)object, key, value) {
+	json_object_foreach((json_t *)object, key, value)
+	{
 		bool found = false;
 
 		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
@@ -147,16 +149,18 @@ int vm_config__from_json(struct vm_config *config, const json_t *object, char *e
 			return -EINVAL;
 		}
 	}
-	if ((result = vm_config__string(object, "kernel", &config->kernel, true, error, error_size)) ||
-	    (result = vm_config__string(object, "initrd", &config->initrd, false, error, error_size)) ||
+	if ((result =
+		 vm_config__string(object, "kernel", &config->kernel, true, error, error_size)) ||
+	    (result =
+		 vm_config__string(object, "initrd", &config->initrd, false, error, error_size)) ||
 	    (result = vm_config__string(object, "cmdline", &config->command_line, false, error,
 					error_size)) ||
-	    (result = vm_config__string(object, "console", &config->console, false, error,
-					error_size)))
+	    (result =
+		 vm_config__string(object, "console", &config->console, false, error, error_size)))
 		goto err;
 	number = config->vcpus;
-	if ((result = vm_config__integer(object, "vcpus", 1, VM_MAX_VCPUS, &number, error,
-					 error_size)))
+	if ((result =
+		 vm_config__integer(object, "vcpus", 1, VM_MAX_VCPUS, &number, error, error_size)))
 		goto err;
 	config->vcpus = (uint32_t)number;
 	if ((result = vm_config__integer(object, "memory_mib", 16, VM_MAX_MEMORY_MIB,
@@ -168,7 +172,8 @@ int vm_config__from_json(struct vm_config *config, const json_t *object, char *e
 		goto err;
 	config->io_poll_us = (uint32_t)number;
 	value = json_object_get(object, "cpu_profile");
-	if (value != NULL && !cpuid__parse_profile(json_string_value(value), &config->cpu_profile)) {
+	if (value != NULL &&
+	    !cpuid__parse_profile(json_string_value(value), &config->cpu_profile)) {
 		vm__error(error, error_size, "\"cpu_profile\" must be \"baseline\" or \"host\"");
 		result = -EINVAL;
 		goto err;
@@ -184,7 +189,8 @@ int vm_config__from_json(struct vm_config *config, const json_t *object, char *e
 			result = -EINVAL;
 			goto err;
 		}
-		json_array_foreach(value, index, device) {
+		json_array_foreach(value, index, device)
+		{
 			/* "tap_fd" names a descriptor of this process: only the
 			 * VMM's own jail sets it (vmm/jail.c), never a client. */
 			if (!json_is_object(device) ||
@@ -211,11 +217,16 @@ err:
 const char *vm__state_name(enum vm_state state)
 {
 	switch (state) {
-	case VM_STATE_EMPTY: return "empty";
-	case VM_STATE_CONFIGURED: return "configured";
-	case VM_STATE_RUNNING: return "running";
-	case VM_STATE_PAUSED: return "paused";
-	case VM_STATE_STOPPED: return "stopped";
+	case VM_STATE_EMPTY:
+		return "empty";
+	case VM_STATE_CONFIGURED:
+		return "configured";
+	case VM_STATE_RUNNING:
+		return "running";
+	case VM_STATE_PAUSED:
+		return "paused";
+	case VM_STATE_STOPPED:
+		return "stopped";
 	}
 	return "unknown";
 }
@@ -223,43 +234,58 @@ const char *vm__state_name(enum vm_state state)
 const char *vm__exit_reason_name(enum vm_exit_reason reason)
 {
 	switch (reason) {
-	case VM_EXIT_NONE: return "none";
-	case VM_EXIT_DEBUG: return "debug-exit";
-	case VM_EXIT_RESET: return "reset";
-	case VM_EXIT_SHUTDOWN: return "shutdown";
-	case VM_EXIT_WATCHDOG: return "watchdog";
-	case VM_EXIT_STOPPED: return "stopped";
-	case VM_EXIT_INTERNAL_ERROR: return "internal-error";
-	case VM_EXIT_VMM_ERROR: return "vmm-error";
+	case VM_EXIT_NONE:
+		return "none";
+	case VM_EXIT_DEBUG:
+		return "debug-exit";
+	case VM_EXIT_RESET:
+		return "reset";
+	case VM_EXIT_SHUTDOWN:
+		return "shutdown";
+	case VM_EXIT_WATCHDOG:
+		return "watchdog";
+	case VM_EXIT_STOPPED:
+		return "stopped";
+	case VM_EXIT_INTERNAL_ERROR:
+		return "internal-error";
+	case VM_EXIT_VMM_ERROR:
+		return "vmm-error";
 	}
 	return "unknown";
 }
 
 static const char *const exit_counter_names[VM_COUNT_MAX] = {
-	[VM_COUNT_IO] = "io",
-	[VM_COUNT_IO_UNHANDLED] = "io_unhandled",
-	[VM_COUNT_MMIO] = "mmio",
-	[VM_COUNT_MMIO_UNHANDLED] = "mmio_unhandled",
-	[VM_COUNT_HLT] = "hlt",
-	[VM_COUNT_SHUTDOWN] = "shutdown",
-	[VM_COUNT_INTR] = "intr",
-	[VM_COUNT_SYSTEM_EVENT] = "system_event",
-	[VM_COUNT_INTERNAL_ERROR] = "internal_error",
-	[VM_COUNT_FAIL_ENTRY] = "fail_entry",
-	[VM_COUNT_OTHER] = "other",
+    [VM_COUNT_IO] = "io",
+    [VM_COUNT_IO_UNHANDLED] = "io_unhandled",
+    [VM_COUNT_MMIO] = "mmio",
+    [VM_COUNT_MMIO_UNHANDLED] = "mmio_unhandled",
+    [VM_COUNT_HLT] = "hlt",
+    [VM_COUNT_SHUTDOWN] = "shutdown",
+    [VM_COUNT_INTR] = "intr",
+    [VM_COUNT_SYSTEM_EVENT] = "system_event",
+    [VM_COUNT_INTERNAL_ERROR] = "internal_error",
+    [VM_COUNT_FAIL_ENTRY] = "fail_entry",
+    [VM_COUNT_OTHER] = "other",
 };
 
 int vm__exit_status(const struct vm *vm)
 {
 	switch ((enum vm_exit_reason)atomic_load(&vm->exit_reason)) {
-	case VM_EXIT_DEBUG: return vm->exit_code > 99 ? 99 : vm->exit_code;
-	case VM_EXIT_RESET: return 100;
-	case VM_EXIT_SHUTDOWN: return 101;
-	case VM_EXIT_WATCHDOG: return 102;
-	case VM_EXIT_STOPPED: return 103;
-	case VM_EXIT_INTERNAL_ERROR: return 104;
+	case VM_EXIT_DEBUG:
+		return vm->exit_code > 99 ? 99 : vm->exit_code;
+	case VM_EXIT_RESET:
+		return 100;
+	case VM_EXIT_SHUTDOWN:
+		return 101;
+	case VM_EXIT_WATCHDOG:
+		return 102;
+	case VM_EXIT_STOPPED:
+		return 103;
+	case VM_EXIT_INTERNAL_ERROR:
+		return 104;
 	case VM_EXIT_NONE:
-	case VM_EXIT_VMM_ERROR: return 125;
+	case VM_EXIT_VMM_ERROR:
+		return 125;
 	}
 	return 125;
 }
@@ -272,7 +298,8 @@ json_t *vm__state_json(struct vm *vm)
 	json_object_set_new(object, "state", json_string(vm__state_name(atomic_load(&vm->state))));
 	if (reason != VM_EXIT_NONE) {
 		pthread_mutex_lock(&vm->lock);
-		json_object_set_new(object, "exit_reason", json_string(vm__exit_reason_name(reason)));
+		json_object_set_new(object, "exit_reason",
+				    json_string(vm__exit_reason_name(reason)));
 		if (reason == VM_EXIT_DEBUG)
 			json_object_set_new(object, "exit_code", json_integer(vm->exit_code));
 		if (vm->exit_detail[0])
@@ -306,7 +333,8 @@ json_t *vm__metrics_json(struct vm *vm)
 	if (vm->console_ready) {
 		pthread_mutex_lock(&vm->console.lock);
 		json_object_set_new(console, "bytes", json_integer((json_int_t)vm->console.total));
-		json_object_set_new(console, "dropped", json_integer((json_int_t)vm->console.dropped));
+		json_object_set_new(console, "dropped",
+				    json_integer((json_int_t)vm->console.dropped));
 		if (vm->console.first_byte_ns)
 			json_object_set_new(console, "first_byte_since_process_ns",
 					    json_integer((json_int_t)(vm->console.first_byte_ns -
@@ -344,7 +372,7 @@ static void vm__serial_output(void *opaque, uint8_t byte)
 static void vm__serial_irq(void *opaque, int level)
 {
 	struct vm *vm = opaque;
-	struct kvm_irq_level irq = { .irq = SERIAL_COM1_IRQ, .level = (uint32_t)level };
+	struct kvm_irq_level irq = {.irq = SERIAL_COM1_IRQ, .level = (uint32_t)level};
 
 	ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq);
 }
@@ -363,14 +391,14 @@ static void i8042__write(void *opaque, uint64_t offset, const uint8_t *data, uin
 		vm__request_stop(vm, VM_EXIT_RESET, 0, "i8042 reset (0xfe to port 0x64)");
 }
 
-static const struct mmio_bus_ops i8042__ops = { .read = i8042__read, .write = i8042__write };
+static const struct mmio_bus_ops i8042__ops = {.read = i8042__read, .write = i8042__write};
 
 static void debug_exit__write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t size)
 {
 	vm__request_stop(opaque, VM_EXIT_DEBUG, data[0], NULL);
 }
 
-static const struct mmio_bus_ops debug_exit__ops = { .write = debug_exit__write };
+static const struct mmio_bus_ops debug_exit__ops = {.write = debug_exit__write};
 
 static void boot_marker__write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t size)
 {
@@ -385,7 +413,7 @@ static void boot_marker__write(void *opaque, uint64_t offset, const uint8_t *dat
 			 (unsigned long long)now);
 }
 
-static const struct mmio_bus_ops boot_marker__ops = { .write = boot_marker__write };
+static const struct mmio_bus_ops boot_marker__ops = {.write = boot_marker__write};
 
 /* Test register: stores the last write, reads its complement (so a guest
  * can tell a real round trip from plain memory). */
@@ -416,12 +444,12 @@ static void test_register__write(void *opaque, uint64_t offset, const uint8_t *d
 	pthread_mutex_unlock(&vm->test_lock);
 }
 
-static const struct mmio_bus_ops test_register__ops = { .read = test_register__read,
-							.write = test_register__write };
+static const struct mmio_bus_ops test_register__ops = {.read = test_register__read,
+						       .write = test_register__write};
 
 /* Ports whose reads are 0 and writes ignored: CMOS/RTC (0x70/0x71, read 0
  * so Linux's update-in-progress poll ends) and POST code 0x80 (io_delay). */
-static const struct mmio_bus_ops sink__ops = { 0 };
+static const struct mmio_bus_ops sink__ops = {0};
 
 static int vm__register_legacy(struct vm *vm)
 {
@@ -430,8 +458,8 @@ static int vm__register_legacy(struct vm *vm)
 	serial__init(&vm->serial, vm__serial_output, vm__serial_irq, vm);
 	if ((result = mmio_bus__register(vm->bus, MMIO_BUS_PORT, SERIAL_COM1_BASE, 8, &serial__ops,
 					 &vm->serial, "serial")) ||
-	    (result = mmio_bus__register(vm->bus, MMIO_BUS_PORT, 0x60, 5, &i8042__ops, vm,
-					 "i8042")) ||
+	    (result =
+		 mmio_bus__register(vm->bus, MMIO_BUS_PORT, 0x60, 5, &i8042__ops, vm, "i8042")) ||
 	    (result = mmio_bus__register(vm->bus, MMIO_BUS_PORT, VM_PORT_DEBUG_EXIT, 1,
 					 &debug_exit__ops, vm, "debug-exit")) ||
 	    (result = mmio_bus__register(vm->bus, MMIO_BUS_PORT, VM_PORT_BOOT_MARKER, 1,
@@ -440,7 +468,8 @@ static int vm__register_legacy(struct vm *vm)
 					 &test_register__ops, vm, "test-register")) ||
 	    (result = mmio_bus__register(vm->bus, MMIO_BUS_MEMORY, VM_TEST_MMIO_BASE, 0x1000,
 					 &test_register__ops, vm, "test-register")) ||
-	    (result = mmio_bus__register(vm->bus, MMIO_BUS_PORT, 0x70, 2, &sink__ops, vm, "cmos")) ||
+	    (result =
+		 mmio_bus__register(vm->bus, MMIO_BUS_PORT, 0x70, 2, &sink__ops, vm, "cmos")) ||
 	    (result = mmio_bus__register(vm->bus, MMIO_BUS_PORT, 0x80, 1, &sink__ops, vm, "post")))
 		return result;
 	return 0;
@@ -525,12 +554,13 @@ static void vcpu__complete_pending(struct vcpu *vcpu)
  * it runs the guest (lowering them is always allowed). */
 static void vcpu__drop_capabilities(void)
 {
-	struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
 
 	memset(data, 0, sizeof(data));
 	if (syscall(SYS_capset, &header, data) != 0)
-		log_warn("vcpu: capset: %s", strerror(errno)); /* on_ready's check fails the start */
+		log_warn("vcpu: capset: %s",
+			 strerror(errno)); /* on_ready's check fails the start */
 }
 
 static void *vcpu__thread(void *opaque)
@@ -564,8 +594,8 @@ static void *vcpu__thread(void *opaque)
 			vm__request_stop(vm, VM_EXIT_VMM_ERROR, 0, detail);
 			break;
 		}
-		pending_completion = run->exit_reason == KVM_EXIT_IO ||
-				     run->exit_reason == KVM_EXIT_MMIO;
+		pending_completion =
+		    run->exit_reason == KVM_EXIT_IO || run->exit_reason == KVM_EXIT_MMIO;
 		switch (run->exit_reason) {
 		case KVM_EXIT_IO:
 			atomic_fetch_add(&vm->exits[VM_COUNT_IO], 1);
@@ -595,11 +625,12 @@ static void *vcpu__thread(void *opaque)
 			break;
 		case KVM_EXIT_INTERNAL_ERROR:
 			atomic_fetch_add(&vm->exits[VM_COUNT_INTERNAL_ERROR], 1);
-			snprintf(detail, sizeof(detail), "vcpu %u: KVM internal error, suberror %u%s",
-				 vcpu->index, run->internal.suberror,
+			snprintf(detail, sizeof(detail),
+				 "vcpu %u: KVM internal error, suberror %u%s", vcpu->index,
+				 run->internal.suberror,
 				 run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
-					 ? " (emulation failure)"
-					 : "");
+				     ? " (emulation failure)"
+				     : "");
 			vm__request_stop(vm, VM_EXIT_INTERNAL_ERROR, 0, detail);
 			break;
 		case KVM_EXIT_FAIL_ENTRY:
@@ -712,19 +743,18 @@ json_t *vm__registers_json(struct vm *vm)
 	for (uint32_t i = 0; i < vm->vcpu_count; i++) {
 		struct kvm_regs regs;
 		struct kvm_sregs sregs;
-		struct kvm_mp_state mp_state = { 0 };
+		struct kvm_mp_state mp_state = {0};
 
 		if (ioctl(vm->vcpus[i].fd, KVM_GET_REGS, &regs) < 0 ||
 		    ioctl(vm->vcpus[i].fd, KVM_GET_SREGS, &sregs) < 0)
 			continue;
 		ioctl(vm->vcpus[i].fd, KVM_GET_MP_STATE, &mp_state);
-		json_array_append_new(array,
-				      json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:i, s:i}", "vcpu", (int)i,
-						"rip", (json_int_t)regs.rip, "rsp", (json_int_t)regs.rsp,
-						"rflags", (json_int_t)regs.rflags, "cr0",
-						(json_int_t)sregs.cr0, "cr3", (json_int_t)sregs.cr3,
-						"cs", (int)sregs.cs.selector, "mp_state",
-						(int)mp_state.mp_state));
+		json_array_append_new(
+		    array, json_pack("{s:i, s:I, s:I, s:I, s:I, s:I, s:i, s:i}", "vcpu", (int)i,
+				     "rip", (json_int_t)regs.rip, "rsp", (json_int_t)regs.rsp,
+				     "rflags", (json_int_t)regs.rflags, "cr0",
+				     (json_int_t)sregs.cr0, "cr3", (json_int_t)sregs.cr3, "cs",
+				     (int)sregs.cs.selector, "mp_state", (int)mp_state.mp_state));
 	}
 	return array;
 }
@@ -761,7 +791,7 @@ int vm__configure(struct vm *vm, struct vm_config *config)
 static int vm__create_memory(struct vm *vm, char *error, size_t error_size)
 {
 	uint64_t size = vm->config.memory_mib << 20;
-	struct kvm_userspace_memory_region region = { 0 };
+	struct kvm_userspace_memory_region region = {0};
 
 	if (vm->restore) {
 		int result = vm_snapshot__map_memory(vm, error, error_size);
@@ -796,7 +826,8 @@ regions:
 		region.slot = 1;
 		region.guest_phys_addr = GUEST_MEMORY_HIGH_BASE;
 		region.memory_size = size - vm->memory.low_size;
-		region.userspace_addr = (uint64_t)(uintptr_t)(vm->memory.host + vm->memory.low_size);
+		region.userspace_addr =
+		    (uint64_t)(uintptr_t)(vm->memory.host + vm->memory.low_size);
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
 			goto err;
 	}
@@ -827,12 +858,13 @@ static int vm__map_file(const char *path, uint8_t **data, size_t *size)
 	return 0;
 }
 
-static int vm__load_initrd(struct vm *vm, const struct loader_image *image, struct boot_setup *setup,
-			   char *error, size_t error_size)
+static int vm__load_initrd(struct vm *vm, const struct loader_image *image,
+			   struct boot_setup *setup, char *error, size_t error_size)
 {
 	uint8_t *data;
 	size_t size;
-	uint64_t address_max = image->kind == LOADER_BZIMAGE ? image->initrd_address_max : 0x7fffffff;
+	uint64_t address_max =
+	    image->kind == LOADER_BZIMAGE ? image->initrd_address_max : 0x7fffffff;
 	void *target;
 	int result = vm__map_file(vm->config.initrd, &data, &size);
 
@@ -844,7 +876,8 @@ static int vm__load_initrd(struct vm *vm, const struct loader_image *image, stru
 	target = setup->initrd_address ? guest_memory__ptr(&vm->memory, setup->initrd_address, size)
 				       : NULL;
 	if (target == NULL) {
-		vm__error(error, error_size, "initrd of %zu bytes does not fit in guest memory", size);
+		vm__error(error, error_size, "initrd of %zu bytes does not fit in guest memory",
+			  size);
 		munmap(data, size);
 		return -EINVAL;
 	}
@@ -856,7 +889,8 @@ static int vm__load_initrd(struct vm *vm, const struct loader_image *image, stru
 
 static char *vm__build_command_line(struct vm *vm)
 {
-	const char *base = vm->config.command_line ? vm->config.command_line : VM_DEFAULT_COMMAND_LINE;
+	const char *base =
+	    vm->config.command_line ? vm->config.command_line : VM_DEFAULT_COMMAND_LINE;
 	size_t capacity = strlen(base) + 1 + vm->device_count * 64;
 	char *line = malloc(capacity);
 	size_t used;
@@ -865,11 +899,10 @@ static char *vm__build_command_line(struct vm *vm)
 		return NULL;
 	used = (size_t)snprintf(line, capacity, "%s", base);
 	for (uint32_t i = 0; i < vm->device_count && used < capacity; i++)
-		used += (size_t)snprintf(line + used, capacity - used,
-					 " virtio_mmio.device=%lluK@0x%llx:%u",
-					 (unsigned long long)(vm->devices[i].mmio_size >> 10),
-					 (unsigned long long)vm->devices[i].mmio_base,
-					 vm->devices[i].irq);
+		used += (size_t)snprintf(
+		    line + used, capacity - used, " virtio_mmio.device=%lluK@0x%llx:%u",
+		    (unsigned long long)(vm->devices[i].mmio_size >> 10),
+		    (unsigned long long)vm->devices[i].mmio_base, vm->devices[i].irq);
 	return line;
 }
 
@@ -877,14 +910,14 @@ static int vm__create_devices(struct vm *vm, char *error, size_t error_size)
 {
 	static const uint32_t irqs[MMIO_BUS_VIRTIO_MAX_DEVICES] = MMIO_BUS_VIRTIO_IRQS;
 	struct vmm_device_host host = {
-		.vm_fd = vm->vm_fd, .memory = &vm->memory, .loop = vm->loop, .bus = vm->bus
-	};
+	    .vm_fd = vm->vm_fd, .memory = &vm->memory, .loop = vm->loop, .bus = vm->bus};
 	size_t index;
 	json_t *device;
 
 	if (vm->config.devices == NULL)
 		return 0;
-	json_array_foreach(vm->config.devices, index, device) {
+	json_array_foreach(vm->config.devices, index, device)
+	{
 		struct vmm_device *out = &vm->devices[vm->device_count];
 		uint64_t base = MMIO_BUS_VIRTIO_BASE + index * MMIO_BUS_VIRTIO_WINDOW;
 		int result;
@@ -933,7 +966,7 @@ static struct kvm_cpuid2 *vm__supported_cpuid(int kvm_fd)
 {
 	for (uint32_t entries = 128; entries <= 4096; entries *= 2) {
 		struct kvm_cpuid2 *cpuid =
-			calloc(1, sizeof(*cpuid) + entries * sizeof(struct kvm_cpuid_entry2));
+		    calloc(1, sizeof(*cpuid) + entries * sizeof(struct kvm_cpuid_entry2));
 
 		if (cpuid == NULL)
 			return NULL;
@@ -968,7 +1001,7 @@ static int vcpu__create(struct vm *vm, uint32_t index, const struct loader_image
 			const struct kvm_cpuid2 *cpuid, char *error, size_t error_size)
 {
 	struct vcpu *vcpu = &vm->vcpus[index];
-	uint64_t msr_buffer[(sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)) / 8 + 1] = { 0 };
+	uint64_t msr_buffer[(sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)) / 8 + 1] = {0};
 	struct kvm_msrs *msrs = (struct kvm_msrs *)msr_buffer;
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
@@ -1063,7 +1096,7 @@ static int vm_start__host(struct vm_start *start)
 static int vm_start__kvm(struct vm_start *start)
 {
 	struct vm *vm = start->vm;
-	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	uint64_t identity_map = VM_IDENTITY_MAP_ADDRESS;
 	int result;
 
@@ -1119,14 +1152,13 @@ static int vm_start__kernel(struct vm_start *start)
 	if ((result = loader__parse(start->kernel, start->kernel_size, &vm->memory, &start->image,
 				    start->error, start->error_size)))
 		return result;
-	if ((result = loader__load(&start->image, start->kernel, start->kernel_size,
-				   &vm->memory))) {
+	if ((result =
+		 loader__load(&start->image, start->kernel, start->kernel_size, &vm->memory))) {
 		vm__error(start->error, start->error_size, "kernel does not fit in guest memory");
 		return result;
 	}
-	if (vm->config.initrd &&
-	    (result = vm__load_initrd(vm, &start->image, &start->setup, start->error,
-				      start->error_size)))
+	if (vm->config.initrd && (result = vm__load_initrd(vm, &start->image, &start->setup,
+							   start->error, start->error_size)))
 		return result;
 	return 0;
 }
@@ -1190,7 +1222,7 @@ static int vm_start__vcpus(struct vm_start *start)
 static int vm_start__run(struct vm_start *start)
 {
 	struct vm *vm = start->vm;
-	struct sigaction action = { 0 };
+	struct sigaction action = {0};
 	int result;
 
 	action.sa_handler = vcpu__kick_handler;
@@ -1228,10 +1260,10 @@ static int vm_start__run(struct vm_start *start)
 int vm__start(struct vm *vm, char *error, size_t error_size)
 {
 	static int (*const steps[])(struct vm_start *) = {
-		vm_start__host, vm_start__kvm, vm_start__kernel,
-		vm_start__devices, vm_start__vcpus, vm_start__run,
+	    vm_start__host,    vm_start__kvm,	vm_start__kernel,
+	    vm_start__devices, vm_start__vcpus, vm_start__run,
 	};
-	struct vm_start start = { .vm = vm, .error = error, .error_size = error_size };
+	struct vm_start start = {.vm = vm, .error = error, .error_size = error_size};
 	int result = 0;
 
 	if (atomic_load(&vm->state) != VM_STATE_CONFIGURED) {
@@ -1247,8 +1279,8 @@ int vm__start(struct vm *vm, char *error, size_t error_size)
 	if (start.kernel)
 		munmap(start.kernel, start.kernel_size);
 	if (result && atomic_load(&vm->state) == VM_STATE_CONFIGURED)
-		atomic_store(&vm->state, VM_STATE_STOPPED), atomic_store(&vm->exit_reason,
-									  VM_EXIT_VMM_ERROR);
+		atomic_store(&vm->state, VM_STATE_STOPPED),
+		    atomic_store(&vm->exit_reason, VM_EXIT_VMM_ERROR);
 	return result;
 }
 

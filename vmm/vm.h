@@ -28,32 +28,32 @@
 struct event_loop;
 struct snapshot_state;
 
-#define VM_PORT_BOOT_MARKER 0x3f0
-#define VM_PORT_DEBUG_EXIT 0x501
-#define VM_PORT_TEST 0x508
-#define VM_TEST_MMIO_BASE 0xfeb00000ull
-#define VM_MAX_VCPUS 64
-#define VM_MAX_MEMORY_MIB (256u * 1024u)
-#define VM_MAX_BOOT_MARKERS 16
-#define VM_TSS_ADDRESS 0xfffbd000ull
+#define VM_PORT_BOOT_MARKER	0x3f0
+#define VM_PORT_DEBUG_EXIT	0x501
+#define VM_PORT_TEST		0x508
+#define VM_TEST_MMIO_BASE	0xfeb00000ull
+#define VM_MAX_VCPUS		64
+#define VM_MAX_MEMORY_MIB	(256u * 1024u)
+#define VM_MAX_BOOT_MARKERS	16
+#define VM_TSS_ADDRESS		0xfffbd000ull
 #define VM_IDENTITY_MAP_ADDRESS 0xfffbc000ull
 
 struct vm_config {
 	char *kernel;
-	char *initrd;       /* NULL: none */
+	char *initrd;	    /* NULL: none */
 	char *command_line; /* NULL: VM_DEFAULT_COMMAND_LINE */
-	char *console;      /* NULL: ring only; "-": stdout; else a file */
+	char *console;	    /* NULL: ring only; "-": stdout; else a file */
 	uint32_t vcpus;
 	uint64_t memory_mib;
 	enum cpu_profile cpu_profile;
 	uint32_t io_poll_us; /* event-loop busy-poll window before sleeping, 0: none */
-	json_t *devices; /* array (owned reference) or NULL */
+	json_t *devices;     /* array (owned reference) or NULL */
 };
 
 #define VM_MAX_IO_POLL_US 1000
 
-#define VM_DEFAULT_COMMAND_LINE                                                            \
-	"console=ttyS0 noxsave clearcpuid=smap,smep,popcnt i8042.noaux i8042.nokbd "       \
+#define VM_DEFAULT_COMMAND_LINE                                                                    \
+	"console=ttyS0 noxsave clearcpuid=smap,smep,popcnt i8042.noaux i8042.nokbd "               \
 	"tsc=reliable reboot=k panic=-1"
 
 /* Fills config from a JSON object {kernel, initrd?, cmdline?, vcpus?,
@@ -74,13 +74,13 @@ enum vm_state {
 
 enum vm_exit_reason {
 	VM_EXIT_NONE = 0,
-	VM_EXIT_DEBUG,          /* guest wrote the debug-exit port */
-	VM_EXIT_RESET,          /* i8042 reset / KVM system reset */
-	VM_EXIT_SHUTDOWN,       /* triple fault (KVM_EXIT_SHUTDOWN) or system off */
-	VM_EXIT_WATCHDOG,       /* --timeout-ms elapsed */
-	VM_EXIT_STOPPED,        /* stop request (control socket, signal) */
+	VM_EXIT_DEBUG,		/* guest wrote the debug-exit port */
+	VM_EXIT_RESET,		/* i8042 reset / KVM system reset */
+	VM_EXIT_SHUTDOWN,	/* triple fault (KVM_EXIT_SHUTDOWN) or system off */
+	VM_EXIT_WATCHDOG,	/* --timeout-ms elapsed */
+	VM_EXIT_STOPPED,	/* stop request (control socket, signal) */
 	VM_EXIT_INTERNAL_ERROR, /* KVM internal error / entry failure */
-	VM_EXIT_VMM_ERROR,      /* a KVM ioctl failed */
+	VM_EXIT_VMM_ERROR,	/* a KVM ioctl failed */
 };
 
 /* Counted vCPU exits, by KVM exit reason. */
@@ -134,7 +134,7 @@ struct vm {
 	pthread_cond_t cond;
 	_Atomic int state;
 	_Atomic int exit_reason;
-	int exit_code;  /* debug-exit value */
+	int exit_code; /* debug-exit value */
 	char exit_detail[128];
 	atomic_bool stopping;
 	atomic_bool pause_requested;
@@ -143,7 +143,7 @@ struct vm {
 	bool stop_handled;
 
 	_Atomic uint64_t exits[VM_COUNT_MAX];
-	uint64_t start_ns; /* monotonic, when vm__start began */
+	uint64_t start_ns;			       /* monotonic, when vm__start began */
 	uint64_t boot_markers_ns[VM_MAX_BOOT_MARKERS]; /* since process start */
 	_Atomic uint32_t boot_marker_count;
 	bool verbose;
@@ -188,8 +188,7 @@ int vm__resume(struct vm *vm);
  * JSON object with sizes and times. 0, -EINVAL (not paused), -EBUSY (a
  * device has requests in flight: retry) or -errno, with a reason. Loop
  * thread. */
-int vm__snapshot(struct vm *vm, const char *path, json_t **info, char *error,
-		 size_t error_size);
+int vm__snapshot(struct vm *vm, const char *path, json_t **info, char *error, size_t error_size);
 /* Reads and checks the snapshot at `path` against the configured VM
  * (vCPUs, memory, CPU profile, device types in order); the next vm__start
  * then restores it (guest RAM mapped private from "<path>.mem", vCPU,

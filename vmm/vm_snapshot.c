@@ -17,7 +17,7 @@
 #include "warren/log.h"
 
 static void vm_snapshot__error(char *error, size_t error_size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void vm_snapshot__error(char *error, size_t error_size, const char *fmt, ...)
 {
@@ -37,7 +37,7 @@ static void vm_snapshot__error(char *error, size_t error_size, const char *fmt, 
  * not). At most SNAPSHOT_MAX_MSRS. */
 static int vcpu__save_msrs(struct vm *vm, int vcpu_fd, struct snapshot_vcpu *out)
 {
-	struct kvm_msr_list probe = { .nmsrs = 0 };
+	struct kvm_msr_list probe = {.nmsrs = 0};
 	struct kvm_msr_list *list = NULL;
 	struct kvm_msrs *msrs = NULL;
 	uint32_t next = 0;
@@ -66,7 +66,7 @@ static int vcpu__save_msrs(struct vm *vm, int vcpu_fd, struct snapshot_vcpu *out
 			count = SNAPSHOT_MAX_MSRS - out->msr_count;
 		msrs->nmsrs = count;
 		for (uint32_t i = 0; i < count; i++)
-			msrs->entries[i] = (struct kvm_msr_entry){ .index = list->indices[next + i] };
+			msrs->entries[i] = (struct kvm_msr_entry){.index = list->indices[next + i]};
 		read = ioctl(vcpu_fd, KVM_GET_MSRS, msrs);
 		if (read < 0) {
 			result = -errno;
@@ -75,7 +75,8 @@ static int vcpu__save_msrs(struct vm *vm, int vcpu_fd, struct snapshot_vcpu *out
 		memcpy(&out->msrs[out->msr_count], msrs->entries,
 		       (size_t)read * sizeof(struct kvm_msr_entry));
 		out->msr_count += (uint32_t)read;
-		next += (uint32_t)read + ((uint32_t)read < count ? 1 : 0); /* skip the refused one */
+		next +=
+		    (uint32_t)read + ((uint32_t)read < count ? 1 : 0); /* skip the refused one */
 	}
 out:
 	free(list);
@@ -92,15 +93,15 @@ static int vcpu__save(struct vm *vm, struct vcpu *vcpu, struct snapshot_vcpu *ou
 		uint32_t part;
 		bool optional;
 	} reads[] = {
-		{ KVM_GET_REGS, &out->regs, SNAPSHOT_VCPU_REGS, false },
-		{ KVM_GET_SREGS, &out->sregs, SNAPSHOT_VCPU_SREGS, false },
-		{ KVM_GET_FPU, &out->fpu, SNAPSHOT_VCPU_FPU, false },
-		{ KVM_GET_XSAVE, out->xsave, SNAPSHOT_VCPU_XSAVE, true },
-		{ KVM_GET_XCRS, &out->xcrs, SNAPSHOT_VCPU_XCRS, true },
-		{ KVM_GET_LAPIC, &out->lapic, SNAPSHOT_VCPU_LAPIC, false },
-		{ KVM_GET_VCPU_EVENTS, &out->events, SNAPSHOT_VCPU_EVENTS, false },
-		{ KVM_GET_MP_STATE, &out->mp_state, SNAPSHOT_VCPU_MP_STATE, false },
-		{ KVM_GET_DEBUGREGS, &out->debugregs, SNAPSHOT_VCPU_DEBUGREGS, false },
+	    {KVM_GET_REGS, &out->regs, SNAPSHOT_VCPU_REGS, false},
+	    {KVM_GET_SREGS, &out->sregs, SNAPSHOT_VCPU_SREGS, false},
+	    {KVM_GET_FPU, &out->fpu, SNAPSHOT_VCPU_FPU, false},
+	    {KVM_GET_XSAVE, out->xsave, SNAPSHOT_VCPU_XSAVE, true},
+	    {KVM_GET_XCRS, &out->xcrs, SNAPSHOT_VCPU_XCRS, true},
+	    {KVM_GET_LAPIC, &out->lapic, SNAPSHOT_VCPU_LAPIC, false},
+	    {KVM_GET_VCPU_EVENTS, &out->events, SNAPSHOT_VCPU_EVENTS, false},
+	    {KVM_GET_MP_STATE, &out->mp_state, SNAPSHOT_VCPU_MP_STATE, false},
+	    {KVM_GET_DEBUGREGS, &out->debugregs, SNAPSHOT_VCPU_DEBUGREGS, false},
 	};
 	int result;
 
@@ -136,11 +137,15 @@ static int vm_snapshot__save_vm(struct vm *vm, struct snapshot_state *state, cha
 		goto err;
 	pthread_mutex_lock(&vm->serial.lock);
 	state->serial = (struct snapshot_serial){
-		.ier = vm->serial.ier, .lcr = vm->serial.lcr, .mcr = vm->serial.mcr,
-		.scr = vm->serial.scr, .fcr = vm->serial.fcr,
-		.divisor_low = vm->serial.divisor_low, .divisor_high = vm->serial.divisor_high,
-		.thr_empty_pending = vm->serial.thr_empty_pending != 0,
-		.irq_level = vm->serial.irq_level != 0,
+	    .ier = vm->serial.ier,
+	    .lcr = vm->serial.lcr,
+	    .mcr = vm->serial.mcr,
+	    .scr = vm->serial.scr,
+	    .fcr = vm->serial.fcr,
+	    .divisor_low = vm->serial.divisor_low,
+	    .divisor_high = vm->serial.divisor_high,
+	    .thr_empty_pending = vm->serial.thr_empty_pending != 0,
+	    .irq_level = vm->serial.irq_level != 0,
 	};
 	pthread_mutex_unlock(&vm->serial.lock);
 	return 0;
@@ -177,11 +182,10 @@ static int vm_snapshot__save_devices(struct vm *vm, struct snapshot_state *state
 	return 0;
 }
 
-int vm__snapshot(struct vm *vm, const char *path, json_t **info, char *error,
-		 size_t error_size)
+int vm__snapshot(struct vm *vm, const char *path, json_t **info, char *error, size_t error_size)
 {
 	struct snapshot_state *state = NULL;
-	struct snapshot_memory_stats stats = { 0 };
+	struct snapshot_memory_stats stats = {0};
 	uint64_t started = clock__monotonic_ns(), memory_ns = 0;
 	char *memory_path = NULL;
 	int result;
@@ -199,8 +203,10 @@ int vm__snapshot(struct vm *vm, const char *path, json_t **info, char *error,
 		goto out;
 	}
 	state->machine = (struct snapshot_machine){
-		.vcpus = vm->vcpu_count, .cpu_profile = (uint32_t)vm->config.cpu_profile,
-		.memory_size = vm->memory.size, .memory_low_size = vm->memory.low_size,
+	    .vcpus = vm->vcpu_count,
+	    .cpu_profile = (uint32_t)vm->config.cpu_profile,
+	    .memory_size = vm->memory.size,
+	    .memory_low_size = vm->memory.low_size,
 	};
 	state->vcpu_count = vm->vcpu_count;
 	/* devices first: a busy one stops the snapshot before anything is written */
@@ -213,8 +219,7 @@ int vm__snapshot(struct vm *vm, const char *path, json_t **info, char *error,
 	memory_ns = clock__monotonic_ns();
 	unlink(path); /* the state file goes last: a crash leaves no valid pair */
 	unlink(memory_path);
-	if ((result = snapshot__write_memory(&vm->memory, memory_path, &stats, error,
-					     error_size)))
+	if ((result = snapshot__write_memory(&vm->memory, memory_path, &stats, error, error_size)))
 		goto out;
 	memory_ns = clock__monotonic_ns() - memory_ns;
 	state->machine.memory_bytes_written = stats.bytes_written;
@@ -225,8 +230,8 @@ int vm__snapshot(struct vm *vm, const char *path, json_t **info, char *error,
 	*info = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "path", path, "memory_path",
 			  memory_path, "memory_bytes", (json_int_t)vm->memory.size,
 			  "memory_bytes_written", (json_int_t)stats.bytes_written, "memory_writes",
-			  (json_int_t)stats.extents, "memory_ns", (json_int_t)memory_ns,
-			  "total_ns", (json_int_t)(clock__monotonic_ns() - started));
+			  (json_int_t)stats.extents, "memory_ns", (json_int_t)memory_ns, "total_ns",
+			  (json_int_t)(clock__monotonic_ns() - started));
 out:
 	free(memory_path);
 	snapshot__free(state);
@@ -252,18 +257,19 @@ int vm__prepare_restore(struct vm *vm, const char *path, char *error, size_t err
 	    machine->memory_size != vm->config.memory_mib << 20 ||
 	    machine->cpu_profile != (uint32_t)vm->config.cpu_profile ||
 	    state->device_count != device_count) {
-		vm_snapshot__error(error, error_size,
-				   "snapshot of %u vCPUs, %llu MiB, CPU profile %u, %u devices; the "
-				   "VM is configured with %u, %llu, %u, %zu",
-				   machine->vcpus, (unsigned long long)(machine->memory_size >> 20),
-				   machine->cpu_profile, state->device_count, vm->config.vcpus,
-				   (unsigned long long)vm->config.memory_mib,
-				   (unsigned)vm->config.cpu_profile, device_count);
+		vm_snapshot__error(
+		    error, error_size,
+		    "snapshot of %u vCPUs, %llu MiB, CPU profile %u, %u devices; the "
+		    "VM is configured with %u, %llu, %u, %zu",
+		    machine->vcpus, (unsigned long long)(machine->memory_size >> 20),
+		    machine->cpu_profile, state->device_count, vm->config.vcpus,
+		    (unsigned long long)vm->config.memory_mib, (unsigned)vm->config.cpu_profile,
+		    device_count);
 		goto err;
 	}
 	for (uint32_t i = 0; i < state->device_count; i++) {
 		const char *type = json_string_value(
-			json_object_get(json_array_get(vm->config.devices, i), "type"));
+		    json_object_get(json_array_get(vm->config.devices, i), "type"));
 
 		if (type == NULL || strcmp(type, state->devices[i].type) != 0) {
 			vm_snapshot__error(error, error_size,
@@ -309,8 +315,8 @@ int vm_snapshot__restore_devices(struct vm *vm, char *error, size_t error_size)
 		if (device->restore == NULL || saved->mmio_base != device->mmio_base ||
 		    saved->irq != device->irq) {
 			vm_snapshot__error(error, error_size,
-					   "device %u (%s) cannot be restored at this window/IRQ", i,
-					   device->type);
+					   "device %u (%s) cannot be restored at this window/IRQ",
+					   i, device->type);
 			return -EINVAL;
 		}
 		result = device->restore(device->opaque, saved->data, saved->size, reason,
@@ -328,8 +334,8 @@ int vm_snapshot__restore_devices(struct vm *vm, char *error, size_t error_size)
  * skip that one (logged) and go on. */
 static void vcpu__restore_msrs(struct vcpu *vcpu, const struct snapshot_vcpu *saved)
 {
-	uint64_t buffer[(sizeof(struct kvm_msrs) +
-			 SNAPSHOT_MAX_MSRS * sizeof(struct kvm_msr_entry)) / 8 + 1];
+	uint64_t buffer
+	    [(sizeof(struct kvm_msrs) + SNAPSHOT_MAX_MSRS * sizeof(struct kvm_msr_entry)) / 8 + 1];
 	struct kvm_msrs *msrs = (struct kvm_msrs *)buffer;
 	uint32_t next = 0, refused = 0;
 
@@ -362,16 +368,16 @@ static int vcpu__restore(struct vcpu *vcpu, const struct snapshot_vcpu *saved, c
 		const void *source;
 		uint32_t part;
 	} writes[] = {
-		{ KVM_SET_SREGS, &saved->sregs, SNAPSHOT_VCPU_SREGS },
-		{ KVM_SET_REGS, &saved->regs, SNAPSHOT_VCPU_REGS },
-		{ KVM_SET_FPU, &saved->fpu, SNAPSHOT_VCPU_FPU },
-		{ KVM_SET_XSAVE, saved->xsave, SNAPSHOT_VCPU_XSAVE },
-		{ KVM_SET_XCRS, &saved->xcrs, SNAPSHOT_VCPU_XCRS },
-		{ KVM_SET_LAPIC, &saved->lapic, SNAPSHOT_VCPU_LAPIC },
-		{ 0, NULL, SNAPSHOT_VCPU_MSRS },
-		{ KVM_SET_MP_STATE, &saved->mp_state, SNAPSHOT_VCPU_MP_STATE },
-		{ KVM_SET_VCPU_EVENTS, &saved->events, SNAPSHOT_VCPU_EVENTS },
-		{ KVM_SET_DEBUGREGS, &saved->debugregs, SNAPSHOT_VCPU_DEBUGREGS },
+	    {KVM_SET_SREGS, &saved->sregs, SNAPSHOT_VCPU_SREGS},
+	    {KVM_SET_REGS, &saved->regs, SNAPSHOT_VCPU_REGS},
+	    {KVM_SET_FPU, &saved->fpu, SNAPSHOT_VCPU_FPU},
+	    {KVM_SET_XSAVE, saved->xsave, SNAPSHOT_VCPU_XSAVE},
+	    {KVM_SET_XCRS, &saved->xcrs, SNAPSHOT_VCPU_XCRS},
+	    {KVM_SET_LAPIC, &saved->lapic, SNAPSHOT_VCPU_LAPIC},
+	    {0, NULL, SNAPSHOT_VCPU_MSRS},
+	    {KVM_SET_MP_STATE, &saved->mp_state, SNAPSHOT_VCPU_MP_STATE},
+	    {KVM_SET_VCPU_EVENTS, &saved->events, SNAPSHOT_VCPU_EVENTS},
+	    {KVM_SET_DEBUGREGS, &saved->debugregs, SNAPSHOT_VCPU_DEBUGREGS},
 	};
 
 	for (size_t i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
@@ -395,7 +401,7 @@ static int vcpu__restore(struct vcpu *vcpu, const struct snapshot_vcpu *saved, c
 int vm_snapshot__restore_state(struct vm *vm, char *error, size_t error_size)
 {
 	const struct snapshot_state *state = vm->restore;
-	struct kvm_clock_data clock = { .clock = state->clock.clock };
+	struct kvm_clock_data clock = {.clock = state->clock.clock};
 	int result;
 
 	for (uint32_t chip = 0; chip < 3; chip++)

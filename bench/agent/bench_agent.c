@@ -85,8 +85,8 @@ static void bench_case(const char *label, const char *path, int clients)
 	double *all = calloc(REQUESTS_TOTAL, sizeof(double)), started = now_ms(), took;
 
 	for (i = 0; i < clients; i++) {
-		client[i] = (struct client){.path = path, .requests = per,
-					    .latencies_ms = all + (size_t)i * (size_t)per};
+		client[i] = (struct client){
+		    .path = path, .requests = per, .latencies_ms = all + (size_t)i * (size_t)per};
 		pthread_create(&client[i].thread, NULL, client_run, &client[i]);
 	}
 	for (i = 0; i < clients; i++) {
@@ -99,10 +99,9 @@ static void bench_case(const char *label, const char *path, int clients)
 	printf("%-28s %-22s %3d clients  p50 %7.3f ms  p99 %7.3f ms  %8.0f req/s  failures %d\n",
 	       label,
 	       strncmp(path, "/files", 6) != 0 ? "GET /health"
-	       : strstr(path, "username=") ? "GET /files 1K (nobody)"
-					   : "GET /files 1K (root)",
-	       clients,
-	       all[n / 2], all[(n * 99) / 100], n / (took / 1e3), failures);
+	       : strstr(path, "username=")     ? "GET /files 1K (nobody)"
+					       : "GET /files 1K (root)",
+	       clients, all[n / 2], all[(n * 99) / 100], n / (took / 1e3), failures);
 	free(all);
 	fflush(stdout);
 }
@@ -128,8 +127,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "cannot start %s/bin/warren-agent\n", argv[i]);
 			return 1;
 		}
-		snprintf(body, sizeof(body), "{\"accessToken\":\"%s\",\"defaultUser\":\"root\"}", TOKEN);
-		if (http("POST", "/init", NULL, "application/json", body, strlen(body), &out) != 204)
+		snprintf(body, sizeof(body), "{\"accessToken\":\"%s\",\"defaultUser\":\"root\"}",
+			 TOKEN);
+		if (http("POST", "/init", NULL, "application/json", body, strlen(body), &out) !=
+		    204)
 			return 1;
 		free(out.data);
 		snprintf(path, sizeof(path), "%s/small.bin", work_dir);

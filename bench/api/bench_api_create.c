@@ -4,7 +4,8 @@
  * pipeline (no runtime start: the fake worker answers at once).
  *
  *   eval "$(scripts/dev-stack env)"
- *   WARREN_SOURCE_DIR=$PWD WARREN_BUILD_DIR=$PWD/build build/bin/bench_api_create [count] [concurrency...]
+ *   WARREN_SOURCE_DIR=$PWD WARREN_BUILD_DIR=$PWD/build build/bin/bench_api_create [count]
+ * [concurrency...]
  *
  * Prints, per concurrency level, p50/p99/max latency and creates/s. */
 #include <curl/curl.h>
@@ -55,8 +56,8 @@ static int bench__compare(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	static const char *const env[] = { "WARREN_API_THREADS=8", "WARREN_PG_POOL_SIZE=8", NULL };
-	int default_levels[] = { 1, 8, 32 };
+	static const char *const env[] = {"WARREN_API_THREADS=8", "WARREN_PG_POOL_SIZE=8", NULL};
+	int default_levels[] = {1, 8, 32};
 	struct test_stack stack;
 	struct storage_team team;
 	int rc = 1;
@@ -71,8 +72,10 @@ int main(int argc, char **argv)
 	if (!latency_ms || !test_stack__up(&stack, "apibench"))
 		return 1;
 	if (!test_stack__team(&stack, "bench", "enterprise", &team, key) ||
-	    storage__team_set_limit(stack.pool, team.id, "creation_rate_per_s", 1000000, &team, NULL) ||
-	    storage__team_set_limit(stack.pool, team.id, "concurrent_sandboxes", 1000000, &team, NULL) ||
+	    storage__team_set_limit(stack.pool, team.id, "creation_rate_per_s", 1000000, &team,
+				    NULL) ||
+	    storage__team_set_limit(stack.pool, team.id, "concurrent_sandboxes", 1000000, &team,
+				    NULL) ||
 	    !test_api__start(&api, &stack, NULL, env))
 		goto out;
 	{
@@ -80,8 +83,8 @@ int main(int argc, char **argv)
 		struct http_response response;
 
 		for (int i = 0; i < 5; i++) {
-			http__request(api.port, "POST", "/sandboxes", key, "{\"templateID\":\"base\"}",
-				      NULL, &response);
+			http__request(api.port, "POST", "/sandboxes", key,
+				      "{\"templateID\":\"base\"}", NULL, &response);
 			http__response_free(&response);
 		}
 	}
@@ -102,7 +105,8 @@ int main(int argc, char **argv)
 			pthread_join(threads[t], NULL);
 		seconds = (double)(clock__monotonic_ns() - start) / 1e9;
 		qsort(latency_ms, (size_t)total, sizeof(*latency_ms), bench__compare);
-		printf("creates=%d concurrency=%d: p50 %.2f ms, p99 %.2f ms, max %.2f ms, %.0f creates/s, %d failed\n",
+		printf("creates=%d concurrency=%d: p50 %.2f ms, p99 %.2f ms, max %.2f ms, %.0f "
+		       "creates/s, %d failed\n",
 		       total, concurrency, latency_ms[total / 2], latency_ms[total * 99 / 100],
 		       latency_ms[total - 1], total / seconds, atomic_load(&failures));
 		fflush(stdout);

@@ -32,7 +32,7 @@
 #include "warren/jail.h"
 #include "warren/templates.h"
 
-#define MAX_RUNS 200
+#define MAX_RUNS      200
 #define CGROUP_PARENT "warren-bench"
 
 static char base_dir[64], state_dir[128], netns_name[64], netns_path[128];
@@ -56,10 +56,15 @@ static void print_figure(const char *what, uint64_t *us, int runs)
 static struct jail *start(const char *id, const char *const *argv, char *err, size_t err_len)
 {
 	struct jail_config config = {
-		.id = id, .rootfs = template.rootfs, .netns_path = netns_path,
-		.state_dir = state_dir, .cgroup_parent = CGROUP_PARENT,
-		.memory_max_bytes = 512ULL << 20, .cpu_millicores = 1000, .pids_max = 256,
-		.argv = argv,
+	    .id = id,
+	    .rootfs = template.rootfs,
+	    .netns_path = netns_path,
+	    .state_dir = state_dir,
+	    .cgroup_parent = CGROUP_PARENT,
+	    .memory_max_bytes = 512ULL << 20,
+	    .cpu_millicores = 1000,
+	    .pids_max = 256,
+	    .argv = argv,
 	};
 	const char *disk_mb = getenv("BENCH_JAIL_DISK_MB"); /* the writable layer's quota */
 
@@ -72,7 +77,7 @@ static struct jail *start(const char *id, const char *const *argv, char *err, si
 /* jail__start -> the program's output is in console.log and it exited. */
 static int jail_first_output(int run, uint64_t *us)
 {
-	const char *argv[] = { "/bin/busybox", "echo", "ready", NULL };
+	const char *argv[] = {"/bin/busybox", "echo", "ready", NULL};
 	char id[32], err[512], path[PATH_MAX], text[64] = "";
 	uint64_t t0 = clock__monotonic_ns();
 	struct jail *jail;
@@ -191,8 +196,8 @@ static int setup(void)
 	const char *templates_dir = getenv("WARREN_TEMPLATES_DIR");
 	char err[256];
 
-	if (!templates_dir || templates__read(templates_dir, "minimal", &template, err,
-					      sizeof(err))) {
+	if (!templates_dir ||
+	    templates__read(templates_dir, "minimal", &template, err, sizeof(err))) {
 		fprintf(stderr, "bench_jail: the minimal template in WARREN_TEMPLATES_DIR: %s\n",
 			templates_dir ? err : "not set");
 		return -1;

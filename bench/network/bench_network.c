@@ -17,7 +17,7 @@
 
 #include "netenv.h"
 
-#define UPSTREAM "198.51.100.20" /* bench.test in the fake internet's DNS */
+#define UPSTREAM     "198.51.100.20" /* bench.test in the fake internet's DNS */
 #define STREAM_BYTES (64u << 20)
 
 static double now_s(void)
@@ -49,14 +49,15 @@ static int listen_fd = -1;
 
 static int open_listener(void *arg)
 {
-	struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(80) };
+	struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(80)};
 	int one = 1;
 
 	(void)arg;
 	inet_pton(AF_INET, UPSTREAM, &address.sin_addr);
 	listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(listen_fd, (struct sockaddr *)&address, sizeof(address)) != 0 || listen(listen_fd, 1024) != 0)
+	if (bind(listen_fd, (struct sockaddr *)&address, sizeof(address)) != 0 ||
+	    listen(listen_fd, 1024) != 0)
 		return -errno;
 	return 0;
 }
@@ -126,7 +127,7 @@ struct client_job {
 
 static int one_request(const struct client_job *job, uint64_t *bytes)
 {
-	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(80) };
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(80)};
 	char buffer[1 << 16];
 	const char *request = job->stream ? "GET /stream HTTP/1.1\r\nHost: bench.test\r\n\r\n"
 					  : "GET / HTTP/1.1\r\nHost: bench.test\r\n\r\n";
@@ -165,10 +166,10 @@ static int client_inside(void *arg)
 	return 0;
 }
 
-static struct client_job run_client(const struct net_slot_info *slot, const char *target, bool stream,
-				    double seconds)
+static struct client_job run_client(const struct net_slot_info *slot, const char *target,
+				    bool stream, double seconds)
 {
-	struct client_job job = { .target = target, .stream = stream, .seconds = seconds };
+	struct client_job job = {.target = target, .stream = stream, .seconds = seconds};
 	int ns = open(slot->netns_path, O_RDONLY | O_CLOEXEC);
 
 	netns__run(ns, client_inside, &job);
@@ -193,15 +194,16 @@ static void *parallel_thread(void *arg)
 }
 
 /* n clients (64 at most) at once; connections and bytes summed, the longest elapsed. */
-static struct client_job run_clients(const struct net_slot_info *slot, const char *target, bool stream,
-				     double seconds, int n)
+static struct client_job run_clients(const struct net_slot_info *slot, const char *target,
+				     bool stream, double seconds, int n)
 {
 	struct parallel_job jobs[64];
 	pthread_t threads[64];
-	struct client_job sum = { .target = target, .stream = stream };
+	struct client_job sum = {.target = target, .stream = stream};
 
 	for (int i = 0; i < n && i < 64; i++) {
-		jobs[i] = (struct parallel_job){ .slot = slot, .target = target, .stream = stream, .seconds = seconds };
+		jobs[i] = (struct parallel_job){
+		    .slot = slot, .target = target, .stream = stream, .seconds = seconds};
 		pthread_create(&threads[i], NULL, parallel_thread, &jobs[i]);
 	}
 	for (int i = 0; i < n && i < 64; i++) {
@@ -217,8 +219,8 @@ static struct client_job run_clients(const struct net_slot_info *slot, const cha
 
 static void print_pair(const char *what, const char *unit, double direct, double proxied)
 {
-	printf("  %-10s direct %8.0f %s   proxied %8.0f %s   ratio %.2f\n", what, direct, unit, proxied, unit,
-	       proxied / direct);
+	printf("  %-10s direct %8.0f %s   proxied %8.0f %s   ratio %.2f\n", what, direct, unit,
+	       proxied, unit, proxied / direct);
 }
 
 static struct net_policy *policy_from(const char *json)
@@ -235,7 +237,8 @@ int main(int argc, char **argv)
 	int cycles = argc > 1 ? atoi(argv[1]) : 100;
 	double seconds = argc > 2 ? atof(argv[2]) : 3.0;
 	double *acquire_times, *release_times, *create_times, *destroy_times;
-	struct net_policy *domains = policy_from("{\"allowOut\":[\"bench.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}");
+	struct net_policy *domains =
+	    policy_from("{\"allowOut\":[\"bench.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}");
 	struct net_slot_info direct_slot, proxy_slot;
 	struct client_job direct, proxied;
 	pthread_t upstream;
@@ -269,7 +272,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < cycles; i++) {
 		struct net_slot_info slot;
 		double t0 = now_s(), t1;
-		int held = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, domains, &slot); /* the precreated one */
+		int held = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, domains,
+					     &slot); /* the precreated one */
 		int index;
 
 		t0 = now_s();
@@ -303,24 +307,29 @@ int main(int argc, char **argv)
 		return 1;
 	/* The proxied client dials a denied address: the proxy resolves
 	 * bench.test itself. */
-	printf("egress, HTTP/1.1 to a C upstream in the fake internet, direct vs through the proxy:\n");
+	printf("egress, HTTP/1.1 to a C upstream in the fake internet, direct vs through the "
+	       "proxy:\n");
 	for (size_t step = 0; step < 3; step++) {
-		static const int client_counts[] = { 1, 4, 64 };
+		static const int client_counts[] = {1, 4, 64};
 		int clients = client_counts[step];
 		char what[32];
 
 		direct = run_clients(&direct_slot, UPSTREAM, false, seconds, clients);
 		proxied = run_clients(&proxy_slot, "203.0.113.10", false, seconds, clients);
 		snprintf(what, sizeof(what), "%d client%s", clients, clients > 1 ? "s" : "");
-		print_pair(what, "conn/s", direct.connections / direct.elapsed, proxied.connections / proxied.elapsed);
+		print_pair(what, "conn/s", direct.connections / direct.elapsed,
+			   proxied.connections / proxied.elapsed);
 		if (direct.failures || proxied.failures)
-			printf("  (failures: direct %llu, proxied %llu)\n", (unsigned long long)direct.failures,
+			printf("  (failures: direct %llu, proxied %llu)\n",
+			       (unsigned long long)direct.failures,
 			       (unsigned long long)proxied.failures);
 		direct = run_clients(&direct_slot, UPSTREAM, true, seconds, clients);
 		proxied = run_clients(&proxy_slot, "203.0.113.10", true, seconds, clients);
-		print_pair(what, "MB/s  ", direct.bytes / direct.elapsed / 1e6, proxied.bytes / proxied.elapsed / 1e6);
+		print_pair(what, "MB/s  ", direct.bytes / direct.elapsed / 1e6,
+			   proxied.bytes / proxied.elapsed / 1e6);
 	}
-	printf("  (conn/s: one request per connection; MB/s: %u MiB downloads)\n", STREAM_BYTES >> 20);
+	printf("  (conn/s: one request per connection; MB/s: %u MiB downloads)\n",
+	       STREAM_BYTES >> 20);
 	net_policy__free(domains);
 	close(listen_fd);
 	netenv__down();

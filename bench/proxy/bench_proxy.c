@@ -34,7 +34,7 @@ static char tmpdir[] = "/tmp/warren-proxy-bench-XXXXXX";
 
 static int free_port(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
 
@@ -48,8 +48,9 @@ static int free_port(void)
 static bool wait_port(int port)
 {
 	for (int i = 0; i < 100; i++) {
-		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		struct sockaddr_in a = {.sin_family = AF_INET,
+					.sin_port = htons((uint16_t)port),
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
 		int rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
 
@@ -118,8 +119,8 @@ static double parse_latency_ms(const char *text)
 
 struct result {
 	double requests_per_s, p99_ms;
-	long errors;	     /* non-2xx + socket errors */
-	long requests;	     /* total in the run */
+	long errors;		   /* non-2xx + socket errors */
+	long requests;		   /* total in the run */
 	double cpu_us_per_request; /* the proxy's user+system CPU per request */
 };
 
@@ -151,8 +152,8 @@ static long long cpu_ticks(pid_t pid)
 		fclose(f);
 		self = atoi(stat);
 		p = strrchr(stat, ')'); /* after the command name */
-		if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &ppid,
-				  &utime, &stime) != 3)
+		if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld",
+				 &ppid, &utime, &stime) != 3)
 			continue;
 		if (self == pid || ppid == pid)
 			total += utime + stime;
@@ -161,8 +162,8 @@ static long long cpu_ticks(pid_t pid)
 	return total;
 }
 
-static bool run_wrk(const char *name, int port, pid_t server, const char *host,
-		    const char *token, struct result *out)
+static bool run_wrk(const char *name, int port, pid_t server, const char *host, const char *token,
+		    struct result *out)
 {
 	long long ticks_before = cpu_ticks(server), ticks_after;
 	char command[2048], line[512];
@@ -196,8 +197,9 @@ static bool run_wrk(const char *name, int port, pid_t server, const char *host,
 			out->requests = a;
 		else if ((s = strstr(line, "Non-2xx or 3xx responses:")))
 			out->errors += strtol(s + 26, NULL, 10);
-		else if (sscanf(line, " Socket errors: connect %ld, read %ld, write %ld, timeout %ld",
-				&a, &b, &c, &d) == 4)
+		else if (sscanf(line,
+				" Socket errors: connect %ld, read %ld, write %ld, timeout %ld", &a,
+				&b, &c, &d) == 4)
 			out->errors += a + b + c + d;
 	}
 	ticks_after = cpu_ticks(server);
@@ -221,11 +223,12 @@ int main(void)
 	struct storage_pool *pool = NULL;
 	struct storage_team team;
 	struct storage_template template_row = {
-		.id = "base", .agent_version = "bench", .image_path = "/nonexistent",
-		.content_hash = "0000000000000000000000000000000000000000000000000000000000000000"
-	};
-	struct storage_sandbox_new sandbox = { 0 };
-	struct storage_sandbox_transition t = { 0 };
+	    .id = "base",
+	    .agent_version = "bench",
+	    .image_path = "/nonexistent",
+	    .content_hash = "0000000000000000000000000000000000000000000000000000000000000000"};
+	struct storage_sandbox_new sandbox = {0};
+	struct storage_sandbox_transition t = {0};
 	struct storage_sandbox row;
 	char id[32], request_id[40], token[TOKENS_SHA256_HEX_LEN + 1], host[128];
 	char text[2048], path[512], listen_env[64], pg_env[2100], threads_env[64];
@@ -257,14 +260,18 @@ int main(void)
 	}
 	ids__sandbox_id(id);
 	ids__uuid(request_id);
-	sandbox = (struct storage_sandbox_new){ .id = id, .team_id = team.id, .template_id = "base",
-						.request_id = request_id, .timeout_s = 3600,
-						.secure = true, .allow_public_traffic = false };
-	t = (struct storage_sandbox_transition){ .sandbox_id = id,
-						 .from = STORAGE_SANDBOX_STARTING,
-						 .to = STORAGE_SANDBOX_RUNNING,
-						 .slot_index = 1,
-						 .slot_address = "127.0.0.1" };
+	sandbox = (struct storage_sandbox_new){.id = id,
+					       .team_id = team.id,
+					       .template_id = "base",
+					       .request_id = request_id,
+					       .timeout_s = 3600,
+					       .secure = true,
+					       .allow_public_traffic = false};
+	t = (struct storage_sandbox_transition){.sandbox_id = id,
+						.from = STORAGE_SANDBOX_STARTING,
+						.to = STORAGE_SANDBOX_RUNNING,
+						.slot_index = 1,
+						.slot_address = "127.0.0.1"};
 	if (storage__sandbox_insert(pool, &sandbox, &existing, &row, &err) ||
 	    (storage__sandbox_clear(&row), storage__sandbox_transition(pool, &t, NULL, &err))) {
 		fprintf(stderr, "sandbox: %s\n", err.message);
@@ -279,12 +286,14 @@ int main(void)
 	chmod(tmpdir, 0755); /* nginx workers may run as nobody */
 	snprintf(path, sizeof(path), "%s/www", tmpdir);
 	mkdir(path, 0755);
-	write_file("www/index.html", "<html><body>hello from the backend, 64 bytes</body></html>\n");
-	snprintf(text, sizeof(text),
-		 "daemon off; worker_processes 1; pid %s/backend.pid; error_log %s/backend.log warn;\n"
-		 "events { worker_connections 4096; }\n"
-		 "http { access_log off; server { listen 127.0.0.1:%d; root %s/www; } }\n",
-		 tmpdir, tmpdir, backend_port, tmpdir);
+	write_file("www/index.html",
+		   "<html><body>hello from the backend, 64 bytes</body></html>\n");
+	snprintf(
+	    text, sizeof(text),
+	    "daemon off; worker_processes 1; pid %s/backend.pid; error_log %s/backend.log warn;\n"
+	    "events { worker_connections 4096; }\n"
+	    "http { access_log off; server { listen 127.0.0.1:%d; root %s/www; } }\n",
+	    tmpdir, tmpdir, backend_port, tmpdir);
 	write_file("backend.conf", text);
 	snprintf(text, sizeof(text),
 		 "daemon off; worker_processes %s; pid %s/proxy.pid; error_log %s/proxy.log warn;\n"
@@ -296,17 +305,22 @@ int main(void)
 
 	{
 		char backend_conf[600], proxy_conf[600];
-		char *backend_argv[] = { "nginx", "-p", tmpdir, "-c", backend_conf, NULL };
-		char *nginx_argv[] = { "nginx", "-p", tmpdir, "-c", proxy_conf, NULL };
+		char *backend_argv[] = {"nginx", "-p", tmpdir, "-c", backend_conf, NULL};
+		char *nginx_argv[] = {"nginx", "-p", tmpdir, "-c", proxy_conf, NULL};
 		char proxy_bin[1024];
-		char *proxy_argv[] = { proxy_bin, NULL };
-		char *proxy_env[] = { listen_env, pg_env, threads_env,
-				      "WARREN_TOKEN_SEED=" SEED, "WARREN_DOMAIN=warren.test",
-				      "WARREN_PROXY_OPS_PER_IP=1000000000", NULL };
+		char *proxy_argv[] = {proxy_bin, NULL};
+		char *proxy_env[] = {listen_env,
+				     pg_env,
+				     threads_env,
+				     "WARREN_TOKEN_SEED=" SEED,
+				     "WARREN_DOMAIN=warren.test",
+				     "WARREN_PROXY_OPS_PER_IP=1000000000",
+				     NULL};
 
 		snprintf(backend_conf, sizeof(backend_conf), "%s/backend.conf", tmpdir);
 		snprintf(proxy_conf, sizeof(proxy_conf), "%s/nginx-proxy.conf", tmpdir);
-		snprintf(proxy_bin, sizeof(proxy_bin), "%s/bin/warren-proxy", build ? build : "build");
+		snprintf(proxy_bin, sizeof(proxy_bin), "%s/bin/warren-proxy",
+			 build ? build : "build");
 		snprintf(listen_env, sizeof(listen_env), "WARREN_PROXY_LISTEN=127.0.0.1:%d",
 			 proxy_port);
 		snprintf(pg_env, sizeof(pg_env), "WARREN_PG_URL=%s", db.url);
@@ -322,13 +336,14 @@ int main(void)
 	for (int round = 0; round < rounds; round++) {
 		struct result *n = &nginx_results[round], *w = &proxy_results[round];
 		/* alternate the order so neither always runs on a warmer machine */
-		bool ok = round % 2 == 0
-				  ? run_wrk("nginx (proxy_pass)", nginx_port, nginx, host, token, n) &&
-					    run_wrk("warren-proxy (token check on)", proxy_port, proxy,
-						    host, token, w)
-				  : run_wrk("warren-proxy (token check on)", proxy_port, proxy, host,
-					    token, w) &&
-					    run_wrk("nginx (proxy_pass)", nginx_port, nginx, host, token, n);
+		bool ok =
+		    round % 2 == 0
+			? run_wrk("nginx (proxy_pass)", nginx_port, nginx, host, token, n) &&
+			      run_wrk("warren-proxy (token check on)", proxy_port, proxy, host,
+				      token, w)
+			: run_wrk("warren-proxy (token check on)", proxy_port, proxy, host, token,
+				  w) &&
+			      run_wrk("nginx (proxy_pass)", nginx_port, nginx, host, token, n);
 
 		if (!ok) {
 			fprintf(stderr, "wrk failed\n");
@@ -347,13 +362,16 @@ int main(void)
 		const struct result *n = &nginx_results[round], *w = &proxy_results[round];
 
 		printf("  round %d\n", round + 1);
-		printf("    nginx        %10.0f req/s  p99 %8.2f ms  %6.1f us CPU/request  errors %ld\n",
+		printf("    nginx        %10.0f req/s  p99 %8.2f ms  %6.1f us CPU/request  errors "
+		       "%ld\n",
 		       n->requests_per_s, n->p99_ms, n->cpu_us_per_request, n->errors);
-		printf("    warren-proxy %10.0f req/s  p99 %8.2f ms  %6.1f us CPU/request  errors %ld\n",
+		printf("    warren-proxy %10.0f req/s  p99 %8.2f ms  %6.1f us CPU/request  errors "
+		       "%ld\n",
 		       w->requests_per_s, w->p99_ms, w->cpu_us_per_request, w->errors);
-		printf("    ratio warren-proxy/nginx: %.2fx throughput (goal >= 0.90x), %.2fx CPU per "
-		       "request\n",
-		       ratios[round], w->cpu_us_per_request / n->cpu_us_per_request);
+		printf(
+		    "    ratio warren-proxy/nginx: %.2fx throughput (goal >= 0.90x), %.2fx CPU per "
+		    "request\n",
+		    ratios[round], w->cpu_us_per_request / n->cpu_us_per_request);
 	}
 	qsort(ratios, (size_t)rounds, sizeof(ratios[0]), compare_double);
 	printf("  median throughput ratio: %.2fx over %d round(s)\n", ratios[rounds / 2], rounds);

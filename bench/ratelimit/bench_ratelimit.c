@@ -49,12 +49,12 @@ static void *hammer(void *arg)
 	struct ratelimit_decision decision;
 
 	int64_t next = now_ns(), gap_ns = run->scenario->per_thread_rate
-						  ? 1000000000 / run->scenario->per_thread_rate
-						  : 0;
+					      ? 1000000000 / run->scenario->per_thread_rate
+					      : 0;
 
 	while (now_ns() < run->deadline_ns) {
 		if (gap_ns) {
-			struct timespec until = { next / 1000000000, next % 1000000000 };
+			struct timespec until = {next / 1000000000, next % 1000000000};
 
 			clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL);
 			next += gap_ns;
@@ -69,20 +69,20 @@ static void *hammer(void *arg)
 	return NULL;
 }
 
-
 static int run_one(const char *url, const struct scenario *scenario, bool naive, double seconds,
 		   int threads, int *violations)
 {
-	struct ratelimit_options options = { .naive = naive, .connections = 2 };
+	struct ratelimit_options options = {.naive = naive, .connections = 2};
 	struct ratelimit_stats stats;
-	struct run run = { .scenario = scenario };
+	struct run run = {.scenario = scenario};
 	pthread_t ids[64];
 	int64_t start, elapsed_ns, interval_us, bound;
 
 	run.limiter = storage_ratelimit__open_limiter(url, &options);
 	if (!run.limiter)
 		return -1;
-	snprintf(run.key, sizeof(run.key), "bench:%s:%s", scenario->name, naive ? "naive" : "leased");
+	snprintf(run.key, sizeof(run.key), "bench:%s:%s", scenario->name,
+		 naive ? "naive" : "leased");
 	start = now_ns();
 	run.deadline_ns = start + (int64_t)(seconds * 1e9);
 	for (int i = 0; i < threads; i++)
@@ -111,9 +111,9 @@ static int run_one(const char *url, const struct scenario *scenario, bool naive,
 int main(int argc, char **argv)
 {
 	static const struct scenario scenarios[] = {
-		{ "lifecycle", 20000, 30000, 20000, 0 },
-		{ "high", 1000000, 1000, 100000, 0 },
-		{ "paced", 100000, 1000, 100000, 5000 },
+	    {"lifecycle", 20000, 30000, 20000, 0},
+	    {"high", 1000000, 1000, 100000, 0},
+	    {"paced", 100000, 1000, 100000, 5000},
 	};
 	double seconds = argc > 1 ? atof(argv[1]) : 3.0;
 	int threads = argc > 2 ? atoi(argv[2]) : 4, violations = 0, rc = 1, applied;

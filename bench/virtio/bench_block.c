@@ -27,13 +27,13 @@
 #include "event_loop.h"
 #include "test_driver.h"
 
-#define GUEST_SIZE (16u << 20)
-#define RING_BASE 0x10000u
-#define RING_SIZE 128u
-#define HEADERS 0x100000u
-#define STATUS 0x180000u
-#define DATA 0x200000u
-#define IMAGE_BYTES (256ull << 20)
+#define GUEST_SIZE    (16u << 20)
+#define RING_BASE     0x10000u
+#define RING_SIZE     128u
+#define HEADERS	      0x100000u
+#define STATUS	      0x180000u
+#define DATA	      0x200000u
+#define IMAGE_BYTES   (256ull << 20)
 #define IMAGE_SECTORS (IMAGE_BYTES / 512)
 
 enum mode { RANDOM_READ, SEQUENTIAL_WRITE };
@@ -91,10 +91,10 @@ static void submit(struct bench *b, unsigned slot, uint32_t type, uint64_t secto
 	memcpy(header + 8, &sector, 8);
 	desc[0] = (struct virtq_desc){HEADERS + 16 * slot, 16, VIRTQ_DESC_F_NEXT,
 				      (uint16_t)(with_data ? head + 1 : head + 2)};
-	desc[1] = (struct virtq_desc){DATA + 4096ull * slot, 4096,
-				      (uint16_t)(VIRTQ_DESC_F_NEXT |
-						 (type == VIRTIO_BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0)),
-				      (uint16_t)(head + 2)};
+	desc[1] = (struct virtq_desc){
+	    DATA + 4096ull * slot, 4096,
+	    (uint16_t)(VIRTQ_DESC_F_NEXT | (type == VIRTIO_BLK_T_IN ? VIRTQ_DESC_F_WRITE : 0)),
+	    (uint16_t)(head + 2)};
 	desc[2] = (struct virtq_desc){STATUS + slot, 1, VIRTQ_DESC_F_WRITE, 0};
 	test_vring__publish(b->guest, &b->ring, head);
 }
@@ -226,8 +226,9 @@ int main(int argc, char **argv)
 	b.t = virtio_blk__transport(b.blk);
 	event_loop__watch(b.loop, b.irq_fd, POLLIN, on_irq, &b);
 	test_vring__init(b.guest, &b.ring, RING_SIZE, RING_BASE);
-	if (!(test_mmio__negotiate(b.t, (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_F_EVENT_IDX) |
-						(1ull << VIRTIO_BLK_F_FLUSH)) &
+	if (!(test_mmio__negotiate(b.t, (1ull << VIRTIO_F_VERSION_1) |
+					    (1ull << VIRTIO_F_EVENT_IDX) |
+					    (1ull << VIRTIO_BLK_F_FLUSH)) &
 	      VIRTIO_STATUS_FEATURES_OK)) {
 		fprintf(stderr, "bench_block: feature negotiation failed\n");
 		return 1;

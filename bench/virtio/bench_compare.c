@@ -34,9 +34,9 @@
 extern char **environ;
 
 #define CASES 6
-static const char *case_names[CASES] = {"randread qd 1", "randread qd 8", "randread qd 32",
-					"seqwrite-flush64 qd 1", "net tx 60-byte frames",
-					"net rx 60-byte frames"};
+static const char *case_names[CASES] = {"randread qd 1",	 "randread qd 8",
+					"randread qd 32",	 "seqwrite-flush64 qd 1",
+					"net tx 60-byte frames", "net rx 60-byte frames"};
 
 struct figures {
 	bool ok;
@@ -411,18 +411,17 @@ static void run_qemu(const char *guest, const char *image, double hz, struct fig
 	const char *qemu = getenv("QEMU") ? getenv("QEMU") : "qemu-system-x86_64";
 	char serial[128], serial_arg[160], drive[512];
 	char iothread[96];
-	const char *argv[] = {qemu, "-M", "microvm,x-option-roms=off,rtc=off", "-enable-kvm", "-m",
-			      "64", "-nodefaults", "-no-user-config", "-display", "none", "-serial",
-			      serial_arg, "-kernel", guest, "-device",
-			      "isa-debug-exit,iobase=0x501,iosize=1", "-global",
-			      "virtio-mmio.force-legacy=false", net ? "-netdev" : "-drive",
-			      net ? "tap,id=n0,ifname=wbtap0,script=no,downscript=no,vhost=off" : drive,
-			      "-device",
-			      net ? "virtio-net-device,netdev=n0,mac=02:00:00:00:00:02" :
-			      io_poll_us ? "virtio-blk-device,drive=d,iothread=io0" :
-					   "virtio-blk-device,drive=d",
-			      /* polling runs: QEMU's own adaptive polling lives in iothreads */
-			      io_poll_us && !net ? "-object" : NULL, iothread, NULL};
+	const char *argv[] = {
+	    qemu, "-M", "microvm,x-option-roms=off,rtc=off", "-enable-kvm", "-m", "64",
+	    "-nodefaults", "-no-user-config", "-display", "none", "-serial", serial_arg, "-kernel",
+	    guest, "-device", "isa-debug-exit,iobase=0x501,iosize=1", "-global",
+	    "virtio-mmio.force-legacy=false", net ? "-netdev" : "-drive",
+	    net ? "tap,id=n0,ifname=wbtap0,script=no,downscript=no,vhost=off" : drive, "-device",
+	    net		 ? "virtio-net-device,netdev=n0,mac=02:00:00:00:00:02"
+	    : io_poll_us ? "virtio-blk-device,drive=d,iothread=io0"
+			 : "virtio-blk-device,drive=d",
+	    /* polling runs: QEMU's own adaptive polling lives in iothreads */
+	    io_poll_us && !net ? "-object" : NULL, iothread, NULL};
 	char *console;
 	pid_t pid;
 	int status;
@@ -430,8 +429,8 @@ static void run_qemu(const char *guest, const char *image, double hz, struct fig
 	snprintf(iothread, sizeof(iothread), "iothread,id=io0,poll-max-ns=%u", io_poll_us * 1000u);
 	snprintf(serial, sizeof(serial), "/tmp/warren-bench-qemu-%d.log", getpid());
 	snprintf(serial_arg, sizeof(serial_arg), "file:%s", serial);
-	snprintf(drive, sizeof(drive), "id=d,file=%s,format=raw,if=none,cache=writeback,aio=threads",
-		 image ? image : "");
+	snprintf(drive, sizeof(drive),
+		 "id=d,file=%s,format=raw,if=none,cache=writeback,aio=threads", image ? image : "");
 	if (posix_spawnp(&pid, qemu, NULL, NULL, (char *const *)argv, environ) != 0) {
 		fprintf(stderr, "cannot run %s\n", qemu);
 		return;
@@ -463,7 +462,9 @@ static void run_qemu(const char *guest, const char *image, double hz, struct fig
 
 int main(int argc, char **argv)
 {
-	const char *build = argc > 1 ? argv[1] : getenv("WARREN_BUILD_DIR") ? getenv("WARREN_BUILD_DIR") : "build";
+	const char *build = argc > 1			 ? argv[1]
+			    : getenv("WARREN_BUILD_DIR") ? getenv("WARREN_BUILD_DIR")
+							 : "build";
 	char guest[4096], image[] = "/tmp/warren-bench-compare-XXXXXX";
 	static uint8_t chunk[1 << 20];
 	int rounds = getenv("ROUNDS") ? atoi(getenv("ROUNDS")) : 3;
@@ -479,7 +480,8 @@ int main(int argc, char **argv)
 		rounds = 3;
 	io_poll_us = getenv("BENCH_IO_POLL_US") ? (unsigned)atoi(getenv("BENCH_IO_POLL_US")) : 0;
 	pin_vcpu_cpu = (int)sysconf(_SC_NPROCESSORS_ONLN) - 1;
-	pinning = pin_vcpu_cpu >= 1 && !(getenv("BENCH_PIN") && strcmp(getenv("BENCH_PIN"), "0") == 0);
+	pinning =
+	    pin_vcpu_cpu >= 1 && !(getenv("BENCH_PIN") && strcmp(getenv("BENCH_PIN"), "0") == 0);
 	pin_others = pinning && getenv("BENCH_PIN") && strcmp(getenv("BENCH_PIN"), "all") == 0;
 	if (pin_others)
 		pin_task(0, 0);
@@ -532,9 +534,10 @@ int main(int argc, char **argv)
 		if (have_net) {
 			struct net_driver net = {0};
 
-			run_warren(build, net_guest,
-				   "{\"type\":\"net\",\"tap\":\"wbtap0\",\"mac\":\"02:00:00:00:00:02\"}",
-				   hz, &warren_net, &net);
+			run_warren(
+			    build, net_guest,
+			    "{\"type\":\"net\",\"tap\":\"wbtap0\",\"mac\":\"02:00:00:00:00:02\"}",
+			    hz, &warren_net, &net);
 			if (net.packet_fd >= 0)
 				close(net.packet_fd);
 			memset(&net, 0, sizeof(net));
@@ -553,8 +556,10 @@ int main(int argc, char **argv)
 		}
 		cpu_per_request[0][round] = warren.requests ? warren.io_cpu_s / warren.requests : 0;
 		cpu_per_request[1][round] = qemu.requests ? qemu.io_cpu_s / qemu.requests : 0;
-		cpu_per_frame[0][round] = warren_net.requests ? warren_net.io_cpu_s / warren_net.requests : 0;
-		cpu_per_frame[1][round] = qemu_net.requests ? qemu_net.io_cpu_s / qemu_net.requests : 0;
+		cpu_per_frame[0][round] =
+		    warren_net.requests ? warren_net.io_cpu_s / warren_net.requests : 0;
+		cpu_per_frame[1][round] =
+		    qemu_net.requests ? qemu_net.io_cpu_s / qemu_net.requests : 0;
 		all_ok = all_ok && warren.ok && (only_warren || qemu.ok);
 	}
 	unlink(image);
@@ -562,7 +567,8 @@ int main(int argc, char **argv)
 	       "TSC %.0f MHz, median of %d rounds\n",
 	       hz / 1e6, rounds);
 	if (io_poll_us)
-		printf("polling: warren io_poll_us %u; QEMU virtio-blk in an iothread with poll-max-ns "
+		printf("polling: warren io_poll_us %u; QEMU virtio-blk in an iothread with "
+		       "poll-max-ns "
 		       "%u (QEMU's net device has no polling)\n",
 		       io_poll_us, io_poll_us * 1000u);
 	else
@@ -570,8 +576,8 @@ int main(int argc, char **argv)
 	if (pinning)
 		printf("placement: vCPU thread on CPU %d%s (BENCH_PIN=0: none, BENCH_PIN=all)\n",
 		       pin_vcpu_cpu,
-		       pin_others ? ", every other thread of both VMMs and the driver on CPU 0" :
-				    ", the other threads where the scheduler puts them");
+		       pin_others ? ", every other thread of both VMMs and the driver on CPU 0"
+				  : ", the other threads where the scheduler puts them");
 	printf("%-24s %12s %12s %8s\n", "case (per second)", "warren", "qemu", "ratio");
 	for (int i = 0; i < CASES; i++) {
 		double ours = median(samples[0][i], rounds), theirs = median(samples[1][i], rounds);
@@ -588,11 +594,12 @@ int main(int argc, char **argv)
 		if (have_net) {
 			ours = median(cpu_per_frame[0], rounds) * 1e6;
 			theirs = median(cpu_per_frame[1], rounds) * 1e6;
-			printf("%-24s %10.2fus %10.2fus %8.2f\n", "net CPU/frame (I/O)", ours, theirs,
-			       theirs > 0 ? ours / theirs : 0);
+			printf("%-24s %10.2fus %10.2fus %8.2f\n", "net CPU/frame (I/O)", ours,
+			       theirs, theirs > 0 ? ours / theirs : 0);
 		}
-		printf("(CPU of every VMM thread but the vCPU's over the whole block or net run, per "
-		       "request or frame; 10 ms tick resolution)\n");
+		printf(
+		    "(CPU of every VMM thread but the vCPU's over the whole block or net run, per "
+		    "request or frame; 10 ms tick resolution)\n");
 	}
 	return all_ok ? 0 : 1;
 }

@@ -90,7 +90,7 @@ static int wait_for(int fd, const char *needle, double start, double *first_ms, 
 	*first_ms = -1;
 	text[0] = 0;
 	while (length + 1 < size) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
 		ssize_t got;
 
 		if (poll(&pfd, 1, 10000) <= 0)
@@ -120,7 +120,7 @@ static void drain(int fd, char *text, size_t size)
 
 static struct result run_boot(const char *const *argv, int is_warren)
 {
-	struct result result = { -1, -1, 0 };
+	struct result result = {-1, -1, 0};
 	char out[4096], err[8192] = "";
 	double start = now_ms();
 	int out_fd, err_fd, status;
@@ -176,7 +176,7 @@ static int run_memory(const char *const *argv, struct memory_figures *figures)
 	double first;
 	int out_fd, err_fd, status, result = -1;
 	pid_t pid = spawn(argv, &out_fd, &err_fd);
-	struct timespec settle = { 0, 300 * 1000000L };
+	struct timespec settle = {0, 300 * 1000000L};
 
 	if (pid < 0)
 		return -1;
@@ -195,8 +195,10 @@ static int run_memory(const char *const *argv, struct memory_figures *figures)
 int main(int argc, char **argv)
 {
 	int runs = argc > 1 ? atoi(argv[1]) : 7;
-	const char *vmm = getenv("WARREN_VMM") ? getenv("WARREN_VMM") : WARREN_BUILD_DIR "/bin/warren-vmm";
-	const char *guests = getenv("WARREN_GUESTS") ? getenv("WARREN_GUESTS") : WARREN_BUILD_DIR "/guests";
+	const char *vmm =
+	    getenv("WARREN_VMM") ? getenv("WARREN_VMM") : WARREN_BUILD_DIR "/bin/warren-vmm";
+	const char *guests =
+	    getenv("WARREN_GUESTS") ? getenv("WARREN_GUESTS") : WARREN_BUILD_DIR "/guests";
 	const char *qemu = getenv("QEMU") ? getenv("QEMU") : "qemu-system-x86_64";
 	char hello[4096], idle[4096];
 	double ours[64], theirs[64], markers[64];
@@ -212,13 +214,24 @@ int main(int argc, char **argv)
 		return 77;
 	}
 	{
-		const char *warren_boot[] = { vmm, "--kernel", hello, "--memory", "64", "--console",
-					      "-", "--verbose", NULL };
-		const char *qemu_boot[] = { qemu, "-M", "microvm,x-option-roms=off,rtc=off",
-					    "-enable-kvm", "-m", "64", "-nodefaults",
-					    "-no-user-config", "-nographic", "-serial", "stdio",
-					    "-kernel", hello, "-device",
-					    "isa-debug-exit,iobase=0x501,iosize=1", NULL };
+		const char *warren_boot[] = {vmm,	  "--kernel", hello,	   "--memory", "64",
+					     "--console", "-",	      "--verbose", NULL};
+		const char *qemu_boot[] = {qemu,
+					   "-M",
+					   "microvm,x-option-roms=off,rtc=off",
+					   "-enable-kvm",
+					   "-m",
+					   "64",
+					   "-nodefaults",
+					   "-no-user-config",
+					   "-nographic",
+					   "-serial",
+					   "stdio",
+					   "-kernel",
+					   hello,
+					   "-device",
+					   "isa-debug-exit,iobase=0x501,iosize=1",
+					   NULL};
 
 		for (int i = 0; i < runs; i++) {
 			struct result a = run_boot(warren_boot, 1);
@@ -237,37 +250,51 @@ int main(int argc, char **argv)
 	printf("  qemu       %8.2f ms  (%d ok; -M microvm, PVH entry of the same ELF)\n",
 	       median(theirs, theirs_count), theirs_count);
 	if (ours_count && theirs_count)
-		printf("  ratio warren/qemu %.3f\n", median(ours, ours_count) / median(theirs, theirs_count));
-	printf("  warren-vmm boot marker (first guest instruction, since its process start): %.2f ms\n",
+		printf("  ratio warren/qemu %.3f\n",
+		       median(ours, ours_count) / median(theirs, theirs_count));
+	printf("  warren-vmm boot marker (first guest instruction, since its process start): %.2f "
+	       "ms\n",
 	       median(markers, marker_count));
 
 	{
-		const char *warren_idle[] = { vmm, "--kernel", idle, "--memory", "64", "--console",
-					      "-", NULL };
-		const char *qemu_idle[] = { qemu, "-M",
-					    "microvm,x-option-roms=off,rtc=off,memory-backend=ram",
-					    "-object", "memory-backend-memfd,id=ram,size=64M",
-					    "-enable-kvm", "-m", "64", "-nodefaults",
-					    "-no-user-config", "-nographic", "-serial", "stdio",
-					    "-kernel", idle, NULL };
+		const char *warren_idle[] = {vmm,  "--kernel",	idle, "--memory",
+					     "64", "--console", "-",  NULL};
+		const char *qemu_idle[] = {qemu,
+					   "-M",
+					   "microvm,x-option-roms=off,rtc=off,memory-backend=ram",
+					   "-object",
+					   "memory-backend-memfd,id=ram,size=64M",
+					   "-enable-kvm",
+					   "-m",
+					   "64",
+					   "-nodefaults",
+					   "-no-user-config",
+					   "-nographic",
+					   "-serial",
+					   "stdio",
+					   "-kernel",
+					   idle,
+					   NULL};
 		int a = run_memory(warren_idle, &our_memory);
 		int b = run_memory(qemu_idle, &qemu_memory);
 
 		printf("memory overhead, VmRSS - RssShmem (guest RAM), idle.elf with 64 MiB:\n");
 		if (a == 0)
-			printf("  warren-vmm %7.2f MiB  (rss %ld KiB: anon %ld, file %ld, guest %ld)\n",
+			printf("  warren-vmm %7.2f MiB  (rss %ld KiB: anon %ld, file %ld, guest "
+			       "%ld)\n",
 			       (our_memory.rss_kib - our_memory.shmem_kib) / 1024.0,
 			       our_memory.rss_kib, our_memory.anon_kib, our_memory.file_kib,
 			       our_memory.shmem_kib);
 		if (b == 0)
-			printf("  qemu       %7.2f MiB  (rss %ld KiB: anon %ld, file %ld, guest %ld)\n",
+			printf("  qemu       %7.2f MiB  (rss %ld KiB: anon %ld, file %ld, guest "
+			       "%ld)\n",
 			       (qemu_memory.rss_kib - qemu_memory.shmem_kib) / 1024.0,
 			       qemu_memory.rss_kib, qemu_memory.anon_kib, qemu_memory.file_kib,
 			       qemu_memory.shmem_kib);
 		if (a == 0 && b == 0)
 			printf("  ratio warren/qemu %.3f\n",
 			       (double)(our_memory.rss_kib - our_memory.shmem_kib) /
-				       (double)(qemu_memory.rss_kib - qemu_memory.shmem_kib));
+				   (double)(qemu_memory.rss_kib - qemu_memory.shmem_kib));
 	}
 	return 0;
 }

@@ -15,17 +15,17 @@
 
 #include "wire.h"
 
-#define AGENT_DEFAULT_LISTEN   "0.0.0.0:49983"
-#define AGENT_MAX_JSON_BODY    (1024 * 1024)
-#define AGENT_MAX_CONNECTIONS  1024 /* one thread each; the SDK pools <= 210 */
-#define AGENT_MAX_CONNECTIONS_PER_IP 512 /* one peer never takes them all */
-#define AGENT_IDLE_TIMEOUT_S   60   /* no byte either way for this long: closed */
-#define AGENT_UNAUTH_INIT_S    10   /* an /init without a valid header token: whole body */
-#define AGENT_UNAUTH_INIT_BODY (64 * 1024)
-#define AGENT_MAX_GROUPS       64
-#define AGENT_MAX_TOKEN        512
-#define AGENT_DEFAULT_USERNAME "user" /* the SDK's default user name */
-#define AGENT_DEFAULT_PATH     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define AGENT_DEFAULT_LISTEN	     "0.0.0.0:49983"
+#define AGENT_MAX_JSON_BODY	     (1024 * 1024)
+#define AGENT_MAX_CONNECTIONS	     1024 /* one thread each; the SDK pools <= 210 */
+#define AGENT_MAX_CONNECTIONS_PER_IP 512  /* one peer never takes them all */
+#define AGENT_IDLE_TIMEOUT_S	     60	  /* no byte either way for this long: closed */
+#define AGENT_UNAUTH_INIT_S	     10	  /* an /init without a valid header token: whole body */
+#define AGENT_UNAUTH_INIT_BODY	     (64 * 1024)
+#define AGENT_MAX_GROUPS	     64
+#define AGENT_MAX_TOKEN		     512
+#define AGENT_DEFAULT_USERNAME	     "user" /* the SDK's default user name */
+#define AGENT_DEFAULT_PATH	     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 /* Everything /init may change, under lock. */
 struct agent_state {
@@ -36,7 +36,7 @@ struct agent_state {
 	json_t *env_vars; /* object of strings, from /init */
 	char default_user[64];
 	char default_workdir[PATH_MAX];
-	unsigned int idle_timeout_s; /* set once at start (--idle-timeout) */
+	unsigned int idle_timeout_s;	 /* set once at start (--idle-timeout) */
 	unsigned long long gunzip_limit; /* set once at start (--gzip-limit) */
 };
 

@@ -7,18 +7,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ENVELOPE_HEADER_LEN      5
+#define ENVELOPE_HEADER_LEN	 5
 #define ENVELOPE_FLAG_COMPRESSED 0x01
 #define ENVELOPE_FLAG_END_STREAM 0x02
 
 enum envelope_result {
 	ENVELOPE_OK = 0,
-	ENVELOPE_TRUNCATED,   /* fewer bytes than the header or the length say */
-	ENVELOPE_TOO_LARGE,   /* length above the caller's limit */
-	ENVELOPE_COMPRESSED,  /* a valid frame with the compressed flag: *message is
-			       * set, compressed with the request's Connect-Content-Encoding */
-	ENVELOPE_TRAILING,    /* bytes after the single message */
-	ENVELOPE_BAD_FLAGS,   /* unknown flag bits or an end-stream frame as request */
+	ENVELOPE_TRUNCATED,  /* fewer bytes than the header or the length say */
+	ENVELOPE_TOO_LARGE,  /* length above the caller's limit */
+	ENVELOPE_COMPRESSED, /* a valid frame with the compressed flag: *message is
+			      * set, compressed with the request's Connect-Content-Encoding */
+	ENVELOPE_TRAILING,   /* bytes after the single message */
+	ENVELOPE_BAD_FLAGS,  /* unknown flag bits or an end-stream frame as request */
 };
 
 /* Parses exactly one request message from buf/len into *message

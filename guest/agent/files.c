@@ -20,7 +20,7 @@
 #include "warren/tokens.h"
 
 #define UPLOAD_POST_BUFFER (64 * 1024)
-#define GZIP_READ_SIZE     (64 * 1024)
+#define GZIP_READ_SIZE	   (64 * 1024)
 
 static const char *query(struct MHD_Connection *connection, const char *name)
 {
@@ -40,7 +40,8 @@ unsigned int files__check_signature(struct MHD_Connection *connection, const cha
 	if (!agent__current_token(token, sizeof(token))) {
 		if (agent.token_hash.algorithm == TOKEN_HASH_NONE)
 			return 0; /* secure=false and no token: nothing to sign with */
-		snprintf(message, message_len, "sandbox is not initialised, signatures are invalid");
+		snprintf(message, message_len,
+			 "sandbox is not initialised, signatures are invalid");
 		return MHD_HTTP_UNAUTHORIZED;
 	}
 	if (expiration_text && *expiration_text) {
@@ -150,9 +151,8 @@ static struct MHD_Response *gzip_download_response(int fd)
 		return NULL;
 	}
 	download->fd = fd;
-	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, GZIP_READ_SIZE,
-						     gzip_download_read, download,
-						     gzip_download_free);
+	response = MHD_create_response_from_callback(
+	    MHD_SIZE_UNKNOWN, GZIP_READ_SIZE, gzip_download_read, download, gzip_download_free);
 	if (!response) {
 		gzip_download_free(download);
 		return NULL;
@@ -352,10 +352,10 @@ static enum MHD_Result form_iterator(void *cls, enum MHD_ValueKind kind, const c
 void files__begin_upload(struct MHD_Connection *connection, struct request *request)
 {
 	const char *raw_path = query(connection, "path");
-	const char *content_type = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-								 MHD_HTTP_HEADER_CONTENT_TYPE);
+	const char *content_type =
+	    MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 	const char *encoding = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_ENCODING);
+							   MHD_HTTP_HEADER_CONTENT_ENCODING);
 
 	request->kind = REQUEST_DRAIN;
 	request->written = json_array();
@@ -436,8 +436,8 @@ void files__upload_data(struct request *request, const char *data, size_t size)
 		files__upload_plain(request, data, size);
 		return;
 	}
-	result = gunzip__feed(request->gunzip, (const uint8_t *)data, size, upload_decoded,
-			      request);
+	result =
+	    gunzip__feed(request->gunzip, (const uint8_t *)data, size, upload_decoded, request);
 	if (result != GUNZIP_OK)
 		fail_gunzip(request, result);
 }

@@ -58,7 +58,8 @@ static bool request_path(const json_t *request, const char *key, const struct ag
 {
 	const json_t *value = json_object_get(request, key);
 
-	if (!json_is_string(value) || strlen(json_string_value(value)) != json_string_length(value) ||
+	if (!json_is_string(value) ||
+	    strlen(json_string_value(value)) != json_string_length(value) ||
 	    !paths__resolve(json_string_value(value), user->home, out, out_len)) {
 		err->code = "invalid_argument";
 		snprintf(err->message, sizeof(err->message), "%s must be a non-empty path", key);
@@ -72,8 +73,13 @@ static void permissions_string(mode_t mode, char out[11])
 	static const char rwx[] = "rwxrwxrwx";
 	int i;
 
-	out[0] = S_ISDIR(mode) ? 'd' : S_ISLNK(mode) ? 'L' : S_ISFIFO(mode) ? 'p'
-		 : S_ISSOCK(mode) ? 'S' : S_ISCHR(mode) ? 'c' : S_ISBLK(mode) ? 'D' : '-';
+	out[0] = S_ISDIR(mode)	  ? 'd'
+		 : S_ISLNK(mode)  ? 'L'
+		 : S_ISFIFO(mode) ? 'p'
+		 : S_ISSOCK(mode) ? 'S'
+		 : S_ISCHR(mode)  ? 'c'
+		 : S_ISBLK(mode)  ? 'D'
+				  : '-';
 	for (i = 0; i < 9; i++)
 		out[i + 1] = (mode & (1u << (8 - i))) ? rwx[i] : '-';
 	out[10] = '\0';

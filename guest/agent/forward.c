@@ -84,8 +84,8 @@ static void connection_close(struct connection *connection)
 
 /* Moves what it can one way: reads `from` when the buffer is empty,
  * writes the buffer to `to`, passes the end on. True when anything moved. */
-static bool direction_pump(struct connection *connection, struct direction *direction,
-			   int from, int to)
+static bool direction_pump(struct connection *connection, struct direction *direction, int from,
+			   int to)
 {
 	bool progress = false;
 	ssize_t n;
@@ -199,7 +199,8 @@ static void connection_open(struct forward *forward, int client_fd)
 		close(client_fd);
 		return;
 	}
-	server_fd = socket(forward->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	server_fd =
+	    socket(forward->target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (server_fd < 0 || !(connection = calloc(1, sizeof(*connection))))
 		goto fail;
 	connection->client_fd = client_fd;
@@ -260,8 +261,8 @@ static void connections_reap(void)
 /* --- which ports to forward --- */
 
 /* The LISTEN sockets of one /proc/net file appended to list. */
-static void read_listeners(const char *path, int family, struct tcp_listener **list,
-			   size_t *count, size_t *cap)
+static void read_listeners(const char *path, int family, struct tcp_listener **list, size_t *count,
+			   size_t *cap)
 {
 	FILE *file = fopen(path, "re");
 	char line[512];
@@ -335,7 +336,8 @@ static struct forward *forward_new(const struct tcp_listener *target)
 		return NULL;
 	forward->port = target->port;
 	if (target->family == AF_INET) {
-		*in4 = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(target->port),
+		*in4 = (struct sockaddr_in){.sin_family = AF_INET,
+					    .sin_port = htons(target->port),
 					    .sin_addr = target->addr4};
 		forward->target_len = sizeof(*in4);
 	} else {
@@ -366,8 +368,8 @@ static void forward_free(struct forward *forward)
 /* Listens on forward's port at address unless it does already. */
 static void forward_bind(struct forward *forward, struct in_addr address)
 {
-	struct sockaddr_in bind_to = {.sin_family = AF_INET, .sin_port = htons(forward->port),
-				      .sin_addr = address};
+	struct sockaddr_in bind_to = {
+	    .sin_family = AF_INET, .sin_port = htons(forward->port), .sin_addr = address};
 	struct stat st;
 	int fd, one = 1, i;
 

@@ -12,11 +12,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define FORWARD_SCAN_MS         1000
-#define FORWARD_MAX_PORTS       256   /* forwarded ports at once */
-#define FORWARD_MAX_CONNECTIONS 1024  /* relayed connections at once */
-#define FORWARD_MAX_ADDRESSES   8     /* addresses listened on per port */
-#define FORWARD_RELAY_BUFFER    (16 * 1024) /* per direction of a connection */
+#define FORWARD_SCAN_MS		1000
+#define FORWARD_MAX_PORTS	256	    /* forwarded ports at once */
+#define FORWARD_MAX_CONNECTIONS 1024	    /* relayed connections at once */
+#define FORWARD_MAX_ADDRESSES	8	    /* addresses listened on per port */
+#define FORWARD_RELAY_BUFFER	(16 * 1024) /* per direction of a connection */
 
 /* Starts the forwarder thread; agent_port (the agent's own) is never
  * forwarded. False when the thread or its epoll can't be made. */

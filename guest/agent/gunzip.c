@@ -11,8 +11,8 @@ struct gunzip {
 	z_stream zs;
 	uint64_t max_output, output;
 	enum gunzip_result failed; /* sticky */
-	bool in_member;            /* inside a member (started, not ended) */
-	unsigned long members;     /* members decoded to their end */
+	bool in_member;		   /* inside a member (started, not ended) */
+	unsigned long members;	   /* members decoded to their end */
 	uint8_t out[GUNZIP_CHUNK];
 };
 
@@ -83,7 +83,8 @@ enum gunzip_result gunzip__feed(struct gunzip *gunzip, const uint8_t *in, size_t
 		gunzip->in_member = status == Z_OK;
 		gunzip->members += status == Z_STREAM_END;
 		/* A member ended; another may follow (gzip -c a b > c). */
-		if (result == GUNZIP_OK && status == Z_STREAM_END && inflateReset(&gunzip->zs) != Z_OK)
+		if (result == GUNZIP_OK && status == Z_STREAM_END &&
+		    inflateReset(&gunzip->zs) != Z_OK)
 			result = GUNZIP_CORRUPT;
 	}
 	gunzip->failed = result;
@@ -127,8 +128,8 @@ static bool append(void *context, const uint8_t *data, size_t len)
 	return true;
 }
 
-enum gunzip_result gunzip__buffer(const uint8_t *in, size_t len, uint64_t max_output,
-				  uint8_t **out, size_t *out_len)
+enum gunzip_result gunzip__buffer(const uint8_t *in, size_t len, uint64_t max_output, uint8_t **out,
+				  size_t *out_len)
 {
 	struct gunzip *gunzip = gunzip__new(max_output);
 	struct growing buffer = {0};

@@ -14,10 +14,10 @@
 enum gunzip_result {
 	GUNZIP_OK = 0,
 	GUNZIP_TOO_LARGE, /* decoded bytes above the limit */
-	GUNZIP_CORRUPT,   /* not gzip, bad checksum, garbage after a member */
+	GUNZIP_CORRUPT,	  /* not gzip, bad checksum, garbage after a member */
 	GUNZIP_TRUNCATED, /* the input ended inside a member (gunzip__finish) */
 	GUNZIP_NO_MEMORY,
-	GUNZIP_SINK,      /* the sink refused (its own error stands) */
+	GUNZIP_SINK, /* the sink refused (its own error stands) */
 };
 
 /* Receives decoded bytes; false stops the decoding (GUNZIP_SINK). */
@@ -41,8 +41,8 @@ uint64_t gunzip__output_size(const struct gunzip *gunzip);
 
 /* Decodes a whole buffer into a new malloc'ed one (*out, *out_len; a NUL
  * follows the bytes), at most max_output bytes. */
-enum gunzip_result gunzip__buffer(const uint8_t *in, size_t len, uint64_t max_output,
-				  uint8_t **out, size_t *out_len);
+enum gunzip_result gunzip__buffer(const uint8_t *in, size_t len, uint64_t max_output, uint8_t **out,
+				  size_t *out_len);
 /* A short English description of a result, for error messages. */
 const char *gunzip__strerror(enum gunzip_result result);
 

@@ -10,9 +10,9 @@
 #include <netinet/in.h>
 
 struct tcp_listener {
-	int family;             /* AF_INET or AF_INET6 */
-	struct in_addr addr4;   /* AF_INET */
-	struct in6_addr addr6;  /* AF_INET6 */
+	int family;	       /* AF_INET or AF_INET6 */
+	struct in_addr addr4;  /* AF_INET */
+	struct in6_addr addr6; /* AF_INET6 */
 	uint16_t port;
 	unsigned long inode;
 };

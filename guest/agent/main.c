@@ -50,15 +50,15 @@ static uint16_t listen_port(const char *listen)
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{"listen", required_argument, NULL, 'l'},
-		{"token-hash", required_argument, NULL, 't'},
-		{"idle-timeout", required_argument, NULL, 'i'},
-		{"gzip-limit", required_argument, NULL, 'g'},
-		{"forward-loopback", no_argument, NULL, 'f'},
-		{"no-forward-loopback", no_argument, NULL, 'n'},
-		{"version", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"token-hash", required_argument, NULL, 't'},
+	    {"idle-timeout", required_argument, NULL, 'i'},
+	    {"gzip-limit", required_argument, NULL, 'g'},
+	    {"forward-loopback", no_argument, NULL, 'f'},
+	    {"no-forward-loopback", no_argument, NULL, 'n'},
+	    {"version", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *listen = AGENT_DEFAULT_LISTEN, *token_hash = getenv("WARREN_AGENT_TOKEN_HASH");
 	sigset_t signals;

@@ -22,7 +22,7 @@
 #include "warren/clock.h"
 #include "warren/log.h"
 
-#define PUMP_READ_SIZE     (32 * 1024)
+#define PUMP_READ_SIZE	       (32 * 1024)
 #define STDIN_WRITE_TIMEOUT_MS 10000
 
 enum chunk_kind { CHUNK_STDOUT = 1, CHUNK_STDERR = 2, CHUNK_PTY = 3 };
@@ -45,10 +45,10 @@ struct process {
 	pthread_mutex_t stdin_lock;
 	int stdin_fd;
 	int stdout_fd, stderr_fd;
-	int pty_fd;       /* the PTY's master, kept for resizes; -1 = no PTY */
-	bool exited;      /* reaped */
+	int pty_fd;  /* the PTY's master, kept for resizes; -1 = no PTY */
+	bool exited; /* reaped */
 	int wait_status;
-	bool ended;       /* reaped and all output queued */
+	bool ended;		  /* reaped and all output queued */
 	struct timespec deadline; /* CLOCK_MONOTONIC; tv_sec 0 = none (Connect-Timeout-Ms) */
 	bool deadline_hit;
 	struct subscriber *subscribers;
@@ -87,8 +87,7 @@ static void process_unref(struct process *process)
 }
 
 /* Finds a running process by selector and takes a reference. */
-static struct process *process_find(const struct process_selector *selector,
-				    struct rpc_error *err)
+static struct process *process_find(const struct process_selector *selector, struct rpc_error *err)
 {
 	struct process *process;
 
@@ -107,11 +106,11 @@ static struct process *process_find(const struct process_selector *selector,
 	if (!process) {
 		err->code = "not_found";
 		if (selector->has_pid)
-			snprintf(err->message, sizeof(err->message), "process with pid %u not found",
-				 selector->pid);
+			snprintf(err->message, sizeof(err->message),
+				 "process with pid %u not found", selector->pid);
 		else
-			snprintf(err->message, sizeof(err->message), "process with tag %s not found",
-				 selector->tag);
+			snprintf(err->message, sizeof(err->message),
+				 "process with tag %s not found", selector->tag);
 	}
 	return process;
 }
@@ -207,7 +206,8 @@ static void wait_bounded(struct process *process)
 	until.tv_sec += 1;
 	if (process->deadline.tv_sec && !process->deadline_hit &&
 	    (process->deadline.tv_sec < until.tv_sec ||
-	     (process->deadline.tv_sec == until.tv_sec && process->deadline.tv_nsec < until.tv_nsec)))
+	     (process->deadline.tv_sec == until.tv_sec &&
+	      process->deadline.tv_nsec < until.tv_nsec)))
 		until = process->deadline;
 	pthread_cond_timedwait(&process->cond, &process->lock, &until);
 	enforce_deadline(process);
@@ -215,8 +215,7 @@ static void wait_bounded(struct process *process)
 
 /* Queues one read of output to every subscriber, waiting while any of
  * them is full: this is the back-pressure that ends in the child's pipe. */
-static void publish(struct process *process, enum chunk_kind kind, const uint8_t *data,
-		    size_t len)
+static void publish(struct process *process, enum chunk_kind kind, const uint8_t *data, size_t len)
 {
 	struct subscriber *subscriber;
 	struct output_chunk *chunk;
@@ -396,16 +395,16 @@ bool process__find_executable(const char *cmd, char **envp, char *out, size_t ou
 		if (end == start)
 			continue;
 		if (snprintf(out, out_len, "%.*s/%s", (int)(end - start), start, cmd) <
-			    (int)out_len &&
+			(int)out_len &&
 		    access(out, X_OK) == 0)
 			return true;
 	}
 	return false;
 }
 
-bool process__working_directory(const struct process_config *config,
-				const struct agent_user *user, const char *default_workdir,
-				char *out, size_t out_len, struct rpc_error *err)
+bool process__working_directory(const struct process_config *config, const struct agent_user *user,
+				const char *default_workdir, char *out, size_t out_len,
+				struct rpc_error *err)
 {
 	struct stat st;
 
@@ -546,8 +545,8 @@ static bool launch__pipes(struct launch *launch)
 	bool pty = launch->request->pty;
 
 	if ((pty && !launch__pty(launch)) ||
-	    (!pty && (pipe2(launch->out_pipe, O_CLOEXEC) < 0 ||
-		      pipe2(launch->err_pipe, O_CLOEXEC) < 0)) ||
+	    (!pty &&
+	     (pipe2(launch->out_pipe, O_CLOEXEC) < 0 || pipe2(launch->err_pipe, O_CLOEXEC) < 0)) ||
 	    pipe2(launch->status_pipe, O_CLOEXEC) < 0 ||
 	    (stdin_pipe && pipe2(launch->in_pipe, O_CLOEXEC) < 0) ||
 	    (!stdin_pipe && !pty &&
@@ -590,7 +589,8 @@ static void __attribute__((noreturn)) launch__child(const struct launch *launch)
 		if (dup2(launch->out_pipe[1], 0) < 0 || dup2(launch->out_pipe[1], 1) < 0 ||
 		    dup2(launch->out_pipe[1], 2) < 0 || ioctl(0, TIOCSCTTY, 0) < 0)
 			goto fail;
-	} else if (dup2(launch->request->stdin_pipe ? launch->in_pipe[0] : launch->null_fd, 0) < 0 ||
+	} else if (dup2(launch->request->stdin_pipe ? launch->in_pipe[0] : launch->null_fd, 0) <
+		       0 ||
 		   dup2(launch->out_pipe[1], 1) < 0 || dup2(launch->err_pipe[1], 2) < 0) {
 		goto fail;
 	}
@@ -717,13 +717,13 @@ bool process__start(const struct process_request *request, struct subscriber **s
 		    struct rpc_error *err)
 {
 	struct launch launch = {
-		.request = request,
-		.err = err,
-		.out_pipe = {-1, -1},
-		.err_pipe = {-1, -1},
-		.in_pipe = {-1, -1},
-		.status_pipe = {-1, -1},
-		.null_fd = -1,
+	    .request = request,
+	    .err = err,
+	    .out_pipe = {-1, -1},
+	    .err_pipe = {-1, -1},
+	    .in_pipe = {-1, -1},
+	    .status_pipe = {-1, -1},
+	    .null_fd = -1,
 	};
 	bool started = launch__command(&launch) && launch__record(&launch) &&
 		       launch__pipes(&launch) && launch__fork(&launch) &&
@@ -773,8 +773,8 @@ json_t *process__list(void)
 	return json_pack("{s:o}", "processes", processes);
 }
 
-bool process__send_input(const struct process_selector *selector, const uint8_t *data,
-			 size_t len, bool to_pty, struct rpc_error *err)
+bool process__send_input(const struct process_selector *selector, const uint8_t *data, size_t len,
+			 bool to_pty, struct rpc_error *err)
 {
 	struct process *process = process_find(selector, err);
 	struct pollfd pfd;
@@ -890,9 +890,9 @@ bool process__signal(const struct process_selector *selector, int signal_number,
 static bool message_data(struct stream_buffer *out, const struct output_chunk *chunk)
 {
 	static const char *const prefixes[] = {
-		[CHUNK_STDOUT] = "{\"event\":{\"data\":{\"stdout\":\"",
-		[CHUNK_STDERR] = "{\"event\":{\"data\":{\"stderr\":\"",
-		[CHUNK_PTY] = "{\"event\":{\"data\":{\"pty\":\"",
+	    [CHUNK_STDOUT] = "{\"event\":{\"data\":{\"stdout\":\"",
+	    [CHUNK_STDERR] = "{\"event\":{\"data\":{\"stderr\":\"",
+	    [CHUNK_PTY] = "{\"event\":{\"data\":{\"pty\":\"",
 	};
 	static const char suffix[] = "\"}}}";
 	const char *prefix = prefixes[chunk->kind];
@@ -948,7 +948,8 @@ static bool message_end(struct stream_buffer *out, int status)
 		len = snprintf(json, sizeof(json),
 			       "{\"event\":{\"end\":{\"exitCode\":-1,\"exited\":false,"
 			       "\"status\":\"signal: %s\"}}}",
-			       WIFSIGNALED(status) ? signal_description(WTERMSIG(status)) : "unknown");
+			       WIFSIGNALED(status) ? signal_description(WTERMSIG(status))
+						   : "unknown");
 	return stream_buffer__append(out, 0, json, (size_t)len);
 }
 
@@ -970,7 +971,7 @@ static enum stream_step subscriber_next(void *opaque, int wait_ms, struct stream
 		len = snprintf(json, sizeof(json), "{\"event\":{\"start\":{\"pid\":%d}}}",
 			       (int)process->pid);
 		return stream_buffer__append(out, 0, json, (size_t)len) ? STREAM_CONTINUE
-									 : STREAM_FAILED;
+									: STREAM_FAILED;
 	}
 	clock__timespec_after(CLOCK_MONOTONIC, (uint64_t)wait_ms * 1000000ull, &deadline);
 	pthread_mutex_lock(&process->lock);
@@ -1007,10 +1008,10 @@ static void subscriber_source_free(void *opaque)
 void process__stream_source(struct subscriber *subscriber, struct stream_source *source)
 {
 	*source = (struct stream_source){
-		.opaque = subscriber,
-		.next = subscriber_next,
-		.free = subscriber_source_free,
-		.keepalive = "{\"event\":{\"keepalive\":{}}}",
+	    .opaque = subscriber,
+	    .next = subscriber_next,
+	    .free = subscriber_source_free,
+	    .keepalive = "{\"event\":{\"keepalive\":{}}}",
 	};
 	snprintf(source->name, sizeof(source->name), "process %d", (int)subscriber->process->pid);
 }

@@ -28,15 +28,15 @@ struct rpc_error {
 /* What a Start call asks for, as the caller (rpc.c) decided it. */
 struct process_request {
 	const struct process_config *config;
-	const json_t *config_json; /* kept for List */
-	const char *tag;           /* NULL: none */
-	bool stdin_pipe;           /* give the child a stdin pipe (else /dev/null) */
-	bool pty;                  /* run on a pseudo-terminal (stdin_pipe ignored) */
+	const json_t *config_json;	   /* kept for List */
+	const char *tag;		   /* NULL: none */
+	bool stdin_pipe;		   /* give the child a stdin pipe (else /dev/null) */
+	bool pty;			   /* run on a pseudo-terminal (stdin_pipe ignored) */
 	unsigned short pty_cols, pty_rows; /* its size when pty (1..PROCESS_PTY_MAX_SIZE) */
-	long long timeout_ms;      /* > 0: SIGKILL its process group after that long
-				    * (envd applies the Connect-Timeout-Ms so) */
+	long long timeout_ms;		   /* > 0: SIGKILL its process group after that long
+					    * (envd applies the Connect-Timeout-Ms so) */
 	const struct agent_user *user;
-	const json_t *env_vars;      /* /init's envVars (object of strings) or NULL */
+	const json_t *env_vars;	     /* /init's envVars (object of strings) or NULL */
 	const char *default_workdir; /* /init's defaultWorkdir; NULL or "": the home */
 };
 
@@ -57,8 +57,8 @@ json_t *process__list(void);
 /* Writes data to the process's stdin pipe or, for a PTY process, its
  * terminal. to_pty (the input's "pty" field) on a process without a
  * PTY is failed_precondition. */
-bool process__send_input(const struct process_selector *selector, const uint8_t *data,
-			 size_t len, bool to_pty, struct rpc_error *err);
+bool process__send_input(const struct process_selector *selector, const uint8_t *data, size_t len,
+			 bool to_pty, struct rpc_error *err);
 /* Sets the terminal size of a PTY process (TIOCSWINSZ: its foreground
  * group gets SIGWINCH); failed_precondition when it has no PTY. */
 bool process__resize(const struct process_selector *selector, unsigned short cols,
@@ -88,9 +88,9 @@ bool process__find_executable(const char *cmd, char **envp, char *out, size_t ou
 /* The child's working directory into out: config's cwd, else
  * default_workdir, else the user's home. False with err
  * (invalid_argument) when it is not a directory. */
-bool process__working_directory(const struct process_config *config,
-				const struct agent_user *user, const char *default_workdir,
-				char *out, size_t out_len, struct rpc_error *err);
+bool process__working_directory(const struct process_config *config, const struct agent_user *user,
+				const char *default_workdir, char *out, size_t out_len,
+				struct rpc_error *err);
 /* err for an exec that failed with child_errno: invalid_argument for
  * ENOENT/EACCES (a bad command), internal otherwise. */
 void process__exec_error(const char *cmd, int child_errno, struct rpc_error *err);

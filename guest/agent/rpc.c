@@ -104,8 +104,8 @@ static bool pty_size_from(const json_t *pty, unsigned short *cols, unsigned shor
 	    json_integer_value(rows_value) < 1 ||
 	    json_integer_value(rows_value) > PROCESS_PTY_MAX_SIZE) {
 		err->code = "invalid_argument";
-		snprintf(err->message, sizeof(err->message),
-			 "pty.size needs cols and rows of 1-%d", PROCESS_PTY_MAX_SIZE);
+		snprintf(err->message, sizeof(err->message), "pty.size needs cols and rows of 1-%d",
+			 PROCESS_PTY_MAX_SIZE);
 		return false;
 	}
 	*cols = (unsigned short)json_integer_value(cols_value);
@@ -159,23 +159,23 @@ static json_t *process_send_signal(const json_t *request, const struct agent_use
 }
 
 static const struct rpc_method methods[] = {
-	{"/process.Process/List", RPC_UNARY, process_list, true},
-	{"/process.Process/Start", RPC_SERVER_STREAM, NULL, true},
-	{"/process.Process/Connect", RPC_SERVER_STREAM, NULL, true},
-	{"/process.Process/SendInput", RPC_UNARY, process_send_input, true},
-	{"/process.Process/SendSignal", RPC_UNARY, process_send_signal, true},
-	{"/process.Process/CloseStdin", RPC_UNARY, process_close_stdin, true},
-	{"/process.Process/Update", RPC_UNARY, process_update, true},
-	{"/process.Process/StreamInput", RPC_UNARY, NULL, false}, /* client streaming */
-	{"/filesystem.Filesystem/Stat", RPC_UNARY, filesystem__stat, true},
-	{"/filesystem.Filesystem/MakeDir", RPC_UNARY, filesystem__make_dir, true},
-	{"/filesystem.Filesystem/Move", RPC_UNARY, filesystem__move, true},
-	{"/filesystem.Filesystem/ListDir", RPC_UNARY, filesystem__list_dir, true},
-	{"/filesystem.Filesystem/Remove", RPC_UNARY, filesystem__remove, true},
-	{"/filesystem.Filesystem/WatchDir", RPC_SERVER_STREAM, NULL, true},
-	{"/filesystem.Filesystem/CreateWatcher", RPC_UNARY, watch__create_watcher, true},
-	{"/filesystem.Filesystem/GetWatcherEvents", RPC_UNARY, watch__get_watcher_events, true},
-	{"/filesystem.Filesystem/RemoveWatcher", RPC_UNARY, watch__remove_watcher, true},
+    {"/process.Process/List", RPC_UNARY, process_list, true},
+    {"/process.Process/Start", RPC_SERVER_STREAM, NULL, true},
+    {"/process.Process/Connect", RPC_SERVER_STREAM, NULL, true},
+    {"/process.Process/SendInput", RPC_UNARY, process_send_input, true},
+    {"/process.Process/SendSignal", RPC_UNARY, process_send_signal, true},
+    {"/process.Process/CloseStdin", RPC_UNARY, process_close_stdin, true},
+    {"/process.Process/Update", RPC_UNARY, process_update, true},
+    {"/process.Process/StreamInput", RPC_UNARY, NULL, false}, /* client streaming */
+    {"/filesystem.Filesystem/Stat", RPC_UNARY, filesystem__stat, true},
+    {"/filesystem.Filesystem/MakeDir", RPC_UNARY, filesystem__make_dir, true},
+    {"/filesystem.Filesystem/Move", RPC_UNARY, filesystem__move, true},
+    {"/filesystem.Filesystem/ListDir", RPC_UNARY, filesystem__list_dir, true},
+    {"/filesystem.Filesystem/Remove", RPC_UNARY, filesystem__remove, true},
+    {"/filesystem.Filesystem/WatchDir", RPC_SERVER_STREAM, NULL, true},
+    {"/filesystem.Filesystem/CreateWatcher", RPC_UNARY, watch__create_watcher, true},
+    {"/filesystem.Filesystem/GetWatcherEvents", RPC_UNARY, watch__get_watcher_events, true},
+    {"/filesystem.Filesystem/RemoveWatcher", RPC_UNARY, watch__remove_watcher, true},
 };
 
 bool rpc__is_rpc_path(const char *url)
@@ -193,12 +193,22 @@ static unsigned int http_status_for(const char *code)
 		const char *code;
 		unsigned int status;
 	} table[] = {
-		{"canceled", 499},         {"unknown", 500},           {"invalid_argument", 400},
-		{"deadline_exceeded", 504}, {"not_found", 404},         {"already_exists", 409},
-		{"permission_denied", 403}, {"resource_exhausted", 429}, {"failed_precondition", 400},
-		{"aborted", 409},           {"out_of_range", 400},      {"unimplemented", 501},
-		{"internal", 500},          {"unavailable", 503},       {"data_loss", 500},
-		{"unauthenticated", 401},
+	    {"canceled", 499},
+	    {"unknown", 500},
+	    {"invalid_argument", 400},
+	    {"deadline_exceeded", 504},
+	    {"not_found", 404},
+	    {"already_exists", 409},
+	    {"permission_denied", 403},
+	    {"resource_exhausted", 429},
+	    {"failed_precondition", 400},
+	    {"aborted", 409},
+	    {"out_of_range", 400},
+	    {"unimplemented", 501},
+	    {"internal", 500},
+	    {"unavailable", 503},
+	    {"data_loss", 500},
+	    {"unauthenticated", 401},
 	};
 	size_t i;
 
@@ -211,16 +221,16 @@ static unsigned int http_status_for(const char *code)
 static enum MHD_Result unary_error(struct MHD_Connection *connection, unsigned int status,
 				   const struct rpc_error *err)
 {
-	return agent__json_response(connection, status ? status : http_status_for(err->code),
-				    json_pack("{s:s,s:s}", "code", err->code, "message",
-					      err->message));
+	return agent__json_response(
+	    connection, status ? status : http_status_for(err->code),
+	    json_pack("{s:s,s:s}", "code", err->code, "message", err->message));
 }
 
 /* A whole streaming response that is only an end-stream frame with error. */
 static enum MHD_Result stream_error(struct MHD_Connection *connection, const struct rpc_error *err)
 {
-	json_t *end = json_pack("{s:{s:s,s:s}}", "error", "code", err->code, "message",
-				err->message);
+	json_t *end =
+	    json_pack("{s:{s:s,s:s}}", "error", "code", err->code, "message", err->message);
 	char *text = json_dumps(end, JSON_COMPACT);
 	size_t len = text ? strlen(text) : 0;
 	uint8_t *frame = malloc(ENVELOPE_HEADER_LEN + len);
@@ -240,8 +250,8 @@ static enum MHD_Result stream_error(struct MHD_Connection *connection, const str
 
 static int keepalive_seconds(struct MHD_Connection *connection)
 {
-	const char *value = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-							"Keepalive-Ping-Interval");
+	const char *value =
+	    MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Keepalive-Ping-Interval");
 	long seconds;
 
 	if (!value)
@@ -255,8 +265,8 @@ static int keepalive_seconds(struct MHD_Connection *connection)
 /* Connect-Timeout-Ms (Connect protocol: at most 10 digits); 0 = none. */
 static long long connect_timeout_ms(struct MHD_Connection *connection)
 {
-	const char *value = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-							"Connect-Timeout-Ms");
+	const char *value =
+	    MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Connect-Timeout-Ms");
 	long long ms = 0;
 	size_t i;
 
@@ -288,7 +298,8 @@ static enum MHD_Result process_start(struct MHD_Connection *connection, const js
 	if (pty && !json_is_null(pty) && !pty_size_from(pty, &cols, &rows, &err))
 		return stream_error(connection, &err);
 	if (tag && !json_is_null(tag) &&
-	    (!json_is_string(tag) || json_string_length(tag) == 0 || json_string_length(tag) > 255 ||
+	    (!json_is_string(tag) || json_string_length(tag) == 0 ||
+	     json_string_length(tag) > 255 ||
 	     strlen(json_string_value(tag)) != json_string_length(tag))) {
 		err.code = "invalid_argument";
 		snprintf(err.message, sizeof(err.message), "tag must be a string of 1-255 bytes");
@@ -303,16 +314,16 @@ static enum MHD_Result process_start(struct MHD_Connection *connection, const js
 		return stream_error(connection, &err);
 	}
 	start = (struct process_request){
-		.config = &config,
-		.config_json = process,
-		.tag = json_is_string(tag) ? json_string_value(tag) : NULL,
-		.stdin_pipe = stdin_pipe,
-		.pty = pty && !json_is_null(pty),
-		.pty_cols = cols,
-		.pty_rows = rows,
-		.timeout_ms = connect_timeout_ms(connection),
-		.user = user,
-		.default_workdir = default_workdir,
+	    .config = &config,
+	    .config_json = process,
+	    .tag = json_is_string(tag) ? json_string_value(tag) : NULL,
+	    .stdin_pipe = stdin_pipe,
+	    .pty = pty && !json_is_null(pty),
+	    .pty_cols = cols,
+	    .pty_rows = rows,
+	    .timeout_ms = connect_timeout_ms(connection),
+	    .user = user,
+	    .default_workdir = default_workdir,
 	};
 	/* /init's settings as they are now (a copy: /init may change them). */
 	pthread_mutex_lock(&agent.lock);
@@ -377,10 +388,10 @@ static bool decode_message(const char *encoding, bool compressed, const uint8_t 
 enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
 			    struct request *request)
 {
-	const char *content_type = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-								 MHD_HTTP_HEADER_CONTENT_TYPE);
+	const char *content_type =
+	    MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 	const char *encoding = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-							     MHD_HTTP_HEADER_CONTENT_ENCODING);
+							   MHD_HTTP_HEADER_CONTENT_ENCODING);
 	const struct rpc_method *method = NULL;
 	struct rpc_error err = {0};
 	uint8_t *decoded = NULL;
@@ -435,8 +446,8 @@ enum MHD_Result rpc__handle(struct MHD_Connection *connection, const char *url,
 		}
 		encoding = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
 						       "Connect-Content-Encoding");
-		if (!decode_message(encoding, envelope == ENVELOPE_COMPRESSED, message,
-				    message_len, &decoded, &decoded_len, &err))
+		if (!decode_message(encoding, envelope == ENVELOPE_COMPRESSED, message, message_len,
+				    &decoded, &decoded_len, &err))
 			return stream_error(connection, &err);
 	}
 	if (decoded) {

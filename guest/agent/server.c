@@ -79,7 +79,7 @@ enum MHD_Result agent__buffer_response(struct MHD_Connection *connection, unsign
 bool agent__peer_closed(struct MHD_Connection *connection)
 {
 	const union MHD_ConnectionInfo *info =
-		MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+	    MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
 	struct pollfd pfd;
 
 	if (!info)
@@ -116,8 +116,8 @@ enum MHD_Result agent__error_response(struct MHD_Connection *connection, unsigne
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
-	return agent__json_response(connection, status,
-				    json_pack("{s:i,s:s}", "code", (int)status, "message", message));
+	return agent__json_response(
+	    connection, status, json_pack("{s:i,s:s}", "code", (int)status, "message", message));
 }
 
 void request__fail(struct request *request, unsigned int status, const char *fmt, ...)
@@ -179,8 +179,8 @@ static bool agent__hostname_valid(const char *name)
  * is set only the same token may call /init again. */
 static enum MHD_Result handle_init(struct MHD_Connection *connection, struct request *request)
 {
-	const char *header = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-							 "X-Access-Token");
+	const char *header =
+	    MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Access-Token");
 	const char *access_token = NULL, *key;
 	json_t *body = NULL, *value, *env_vars, *user, *workdir;
 	json_error_t error;
@@ -285,7 +285,8 @@ static bool is_post(const char *method)
 
 static bool is_get(const char *method)
 {
-	return strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+	return strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+	       strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
 }
 
 /* First call of a request: authenticate and choose how to take its body.
@@ -294,10 +295,10 @@ static bool is_get(const char *method)
 static void request_begin(struct MHD_Connection *connection, const char *url, const char *method,
 			  struct request *request)
 {
-	const char *token = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-							"X-Access-Token");
-	const char *signature = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND,
-							    "signature");
+	const char *token =
+	    MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Access-Token");
+	const char *signature =
+	    MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "signature");
 	char message[256];
 	unsigned int status;
 
@@ -413,8 +414,8 @@ static bool declares_body(struct MHD_Connection *connection)
 					   MHD_HTTP_HEADER_TRANSFER_ENCODING);
 }
 
-static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection,
-				      const char *url, const char *method, const char *version,
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection, const char *url,
+				      const char *method, const char *version,
 				      const char *upload_data, size_t *upload_data_size,
 				      void **con_cls)
 {
@@ -434,9 +435,11 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connecti
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
-		if (request->body_deadline_ms && clock__monotonic_ms() > request->body_deadline_ms) {
-			log_debug("unauthenticated body still arriving after %d s: connection dropped",
-				 AGENT_UNAUTH_INIT_S);
+		if (request->body_deadline_ms &&
+		    clock__monotonic_ms() > request->body_deadline_ms) {
+			log_debug(
+			    "unauthenticated body still arriving after %d s: connection dropped",
+			    AGENT_UNAUTH_INIT_S);
 			return MHD_NO;
 		}
 		switch (request->kind) {
@@ -463,8 +466,7 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
 
 	/* A stream lifted the idle timeout; the next request on a kept-alive
 	 * connection has it again. */
-	MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
-				  agent.idle_timeout_s);
+	MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT, agent.idle_timeout_s);
 	if (!request)
 		return;
 	if (request->post)
@@ -494,13 +496,12 @@ struct MHD_Daemon *server__start(const char *listen)
 	 * WatchDir) block in their content readers until the next frame. The
 	 * threads are bounded by the connection caps; idle connections (slow
 	 * headers, stalled bodies, unused keep-alive) go after the timeout. */
-	return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-					MHD_USE_ERROR_LOG,
-				0, NULL, NULL, access_handler, NULL, MHD_OPTION_SOCK_ADDR,
-				(const struct sockaddr *)&address, MHD_OPTION_NOTIFY_COMPLETED,
-				request_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-				agent.idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-				(unsigned int)AGENT_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-				(unsigned int)AGENT_MAX_CONNECTIONS_PER_IP,
-				MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
+	return MHD_start_daemon(
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
+	    NULL, NULL, access_handler, NULL, MHD_OPTION_SOCK_ADDR,
+	    (const struct sockaddr *)&address, MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+	    MHD_OPTION_CONNECTION_TIMEOUT, agent.idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned int)AGENT_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned int)AGENT_MAX_CONNECTIONS_PER_IP, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+	    (unsigned int)1, MHD_OPTION_END);
 }

@@ -41,7 +41,7 @@ enum request_kind {
 	REQUEST_BODY = 1,    /* JSON or Connect body collected in memory (bounded) */
 	REQUEST_UPLOAD_RAW,  /* POST /files application/octet-stream, streamed to disk */
 	REQUEST_UPLOAD_FORM, /* POST /files multipart/form-data, streamed to disk */
-	REQUEST_DRAIN,       /* rejected early: body discarded, error answered at the end */
+	REQUEST_DRAIN,	     /* rejected early: body discarded, error answered at the end */
 };
 
 struct request {
@@ -67,7 +67,7 @@ struct request {
 
 /* Sets the deferred error of a request (first one wins). */
 void request__fail(struct request *request, unsigned int status, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* /files (files.c): called on the first call of a request to prepare it. */
 void files__begin_upload(struct MHD_Connection *connection, struct request *request);

@@ -12,7 +12,7 @@
 #include "warren/log.h"
 
 #define STREAM_BLOCK_SIZE (64 * 1024)
-#define STREAM_POLL_MS    250 /* how often an idle stream checks its client */
+#define STREAM_POLL_MS	  250 /* how often an idle stream checks its client */
 
 struct stream {
 	struct stream_source source;
@@ -52,7 +52,7 @@ static bool stream__refill(struct stream *stream)
 	}
 	if (stream->keepalive_seconds > 0 && stream->source.keepalive &&
 	    clock__monotonic_ns() - stream->last_write_ns >=
-		    (uint64_t)stream->keepalive_seconds * 1000000000ull)
+		(uint64_t)stream->keepalive_seconds * 1000000000ull)
 		return stream_buffer__append(buffer, 0, stream->source.keepalive,
 					     strlen(stream->source.keepalive));
 	return true;

@@ -26,8 +26,8 @@ void stream_buffer__free(struct stream_buffer *buffer);
 
 enum stream_step {
 	STREAM_CONTINUE, /* call next() again (having appended nothing is fine) */
-	STREAM_END,      /* no more messages: what was appended, then end-stream */
-	STREAM_FAILED,   /* end the response with an error, nothing more sent */
+	STREAM_END,	 /* no more messages: what was appended, then end-stream */
+	STREAM_FAILED,	 /* end the response with an error, nothing more sent */
 };
 
 /* One server stream's producer. next() appends zero or more messages to
@@ -39,7 +39,7 @@ struct stream_source {
 	enum stream_step (*next)(void *opaque, int wait_ms, struct stream_buffer *out);
 	void (*free)(void *opaque);
 	const char *keepalive; /* the message sent after keepalive_seconds idle */
-	char name[64];         /* "process 42": for the log when the client goes away */
+	char name[64];	       /* "process 42": for the log when the client goes away */
 };
 
 struct MHD_Connection;

@@ -74,8 +74,8 @@ bool users__for_request(struct MHD_Connection *connection, const char *username,
 	 * URL's holder adds must not choose another one. */
 	if (signed_request)
 		return users__resolve(NULL, out);
-	authorization = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
-						    MHD_HTTP_HEADER_AUTHORIZATION);
+	authorization =
+	    MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
 	if (wire__parse_basic_auth_user(authorization, basic, sizeof(basic)))
 		return users__resolve(basic, out);
 	return users__resolve(NULL, out);

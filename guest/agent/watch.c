@@ -20,8 +20,8 @@
 #include "paths.h"
 #include "warren/log.h"
 
-#define WATCH_MASK                                                                             \
-	(IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB |          \
+#define WATCH_MASK                                                                                 \
+	(IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_DELETE | IN_MOVED_FROM | IN_ATTRIB |             \
 	 IN_DELETE_SELF | IN_ONLYDIR)
 
 struct watched_directory {
@@ -194,7 +194,7 @@ static enum stream_step watch_next(void *opaque, int wait_ms, struct stream_buff
 	if (!watch->start_sent) {
 		watch->start_sent = true;
 		return stream_buffer__append(out, 0, "{\"start\":{}}", 12) ? STREAM_CONTINUE
-									 : STREAM_FAILED;
+									   : STREAM_FAILED;
 	}
 	if (!watch->finished && poll(&pfd, 1, wait_ms) > 0) {
 		struct fs_identity saved;
@@ -238,9 +238,9 @@ static struct watch *watch_create(const json_t *request, const struct agent_user
 		return NULL;
 	}
 	watch->fd = -1;
-	if (!json_is_string(path) ||
-	    strlen(json_string_value(path)) != json_string_length(path) ||
-	    !paths__resolve(json_string_value(path), user->home, watch->root, sizeof(watch->root))) {
+	if (!json_is_string(path) || strlen(json_string_value(path)) != json_string_length(path) ||
+	    !paths__resolve(json_string_value(path), user->home, watch->root,
+			    sizeof(watch->root))) {
 		err->code = "invalid_argument";
 		snprintf(err->message, sizeof(err->message), "path must be a non-empty path");
 		goto fail;
@@ -278,18 +278,18 @@ fail:
 	return NULL;
 }
 
-bool watch__open(const json_t *request, const struct agent_user *user,
-		 struct stream_source *source, struct rpc_error *err)
+bool watch__open(const json_t *request, const struct agent_user *user, struct stream_source *source,
+		 struct rpc_error *err)
 {
 	struct watch *watch = watch_create(request, user, err);
 
 	if (!watch)
 		return false;
 	*source = (struct stream_source){
-		.opaque = watch,
-		.next = watch_next,
-		.free = watch_free,
-		.keepalive = "{\"keepalive\":{}}",
+	    .opaque = watch,
+	    .next = watch_next,
+	    .free = watch_free,
+	    .keepalive = "{\"keepalive\":{}}",
 	};
 	snprintf(source->name, sizeof(source->name), "watch of %.40s", watch->root);
 	return true;

@@ -7,23 +7,23 @@
 #include "process.h"
 
 #define WATCH_MAX_DIRECTORIES 8192
-#define WATCH_MAX_DEPTH       128 /* levels below the root; each costs ~8 KiB of stack */
+#define WATCH_MAX_DEPTH	      128 /* levels below the root; each costs ~8 KiB of stack */
 
 /* Starts watching what a WatchDirRequest names, as user, and fills
  * source with its messages (stream.h; the source owns the watch). False
  * with err set when the directory can't be watched (the caller answers
  * the error). */
-bool watch__open(const json_t *request, const struct agent_user *user,
-		 struct stream_source *source, struct rpc_error *err);
+bool watch__open(const json_t *request, const struct agent_user *user, struct stream_source *source,
+		 struct rpc_error *err);
 
 /* CreateWatcher / GetWatcherEvents / RemoveWatcher: the same watch kept
  * by id; its events are queued as they happen (at most
  * WATCHER_QUEUE_LIMIT not fetched: later ones are dropped and logged) and
  * handed over, oldest first, by GetWatcherEvents. At most WATCHER_MAX
  * watchers at once. Unary handlers of rpc.c's table. */
-#define WATCHER_MAX         64
+#define WATCHER_MAX	    64
 #define WATCHER_QUEUE_LIMIT 4096
-#define WATCHER_ID_LEN      32 /* hex digits */
+#define WATCHER_ID_LEN	    32 /* hex digits */
 
 /* {"watcherId"} for {"path","recursive"}. */
 json_t *watch__create_watcher(const json_t *request, const struct agent_user *user,

@@ -12,7 +12,8 @@
 
 static bool string_is_clean(const json_t *value)
 {
-	return json_is_string(value) && strlen(json_string_value(value)) == json_string_length(value);
+	return json_is_string(value) &&
+	       strlen(json_string_value(value)) == json_string_length(value);
 }
 
 void wire__process_config_free(struct process_config *config)
@@ -167,7 +168,8 @@ bool wire__parse_selector(const json_t *object, struct process_selector *out, ch
 	if (tag) {
 		if (!string_is_clean(tag) || json_string_length(tag) == 0 ||
 		    json_string_length(tag) >= sizeof(out->tag)) {
-			snprintf(err, err_len, "process selector tag must be a string of 1-255 bytes");
+			snprintf(err, err_len,
+				 "process selector tag must be a string of 1-255 bytes");
 			return false;
 		}
 		memcpy(out->tag, json_string_value(tag), json_string_length(tag) + 1);
@@ -246,7 +248,7 @@ long wire__base64_decode(const char *text, size_t text_len, uint8_t *out, size_t
 void wire__base64_encode(const uint8_t *data, size_t len, char *out)
 {
 	static const char alphabet[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t i, o = 0;
 	uint32_t triple;
 
@@ -355,8 +357,8 @@ static bool element_accepts_gzip(const char *start, const char *end)
 
 	while (start < end && (*start == ' ' || *start == '\t'))
 		start++;
-	for (name_end = start; name_end < end && *name_end != ';' && *name_end != ' ' &&
-			       *name_end != '\t';
+	for (name_end = start;
+	     name_end < end && *name_end != ';' && *name_end != ' ' && *name_end != '\t';
 	     name_end++)
 		;
 	len = (size_t)(name_end - start);
@@ -374,7 +376,8 @@ static bool element_accepts_gzip(const char *start, const char *end)
 			const char *digit = param + 2;
 			bool zero = digit < end && *digit == '0';
 
-			for (digit++; zero && digit < end && *digit != ';' && *digit != ' '; digit++)
+			for (digit++; zero && digit < end && *digit != ';' && *digit != ' ';
+			     digit++)
 				zero = *digit == '0' || *digit == '.';
 			return !zero;
 		}

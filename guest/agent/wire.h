@@ -16,11 +16,11 @@
 /* process.ProcessConfig {cmd, args[], envs{}, cwd?} decoded for execve. */
 struct process_config {
 	char *cmd;
-	char **argv;      /* argv[0] = cmd, NULL-terminated */
+	char **argv; /* argv[0] = cmd, NULL-terminated */
 	size_t argc;
-	char **envs;      /* "KEY=VALUE", NULL-terminated */
+	char **envs; /* "KEY=VALUE", NULL-terminated */
 	size_t env_count;
-	char *cwd;        /* NULL when absent or empty */
+	char *cwd; /* NULL when absent or empty */
 };
 
 /* process.ProcessSelector: oneof pid (uint32) | tag (string). */

@@ -15,7 +15,7 @@ static struct {
 	struct contexts_config config;
 	struct context *table[CONTEXTS_MAX];
 	struct context *default_context;
-} registry = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} registry = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 void contexts__init(const struct contexts_config *config)
 {
@@ -30,8 +30,8 @@ static int start_kernel(struct context *c, char *err, size_t err_len)
 	return kernel__start(&c->kernel, registry.config.zctx, &options, err, err_len);
 }
 
-struct context *contexts__create(const char *language, const char *cwd, bool is_default, int *status,
-				 char *err, size_t err_len)
+struct context *contexts__create(const char *language, const char *cwd, bool is_default,
+				 int *status, char *err, size_t err_len)
 {
 	struct context *c;
 	struct stat st;
@@ -39,12 +39,14 @@ struct context *contexts__create(const char *language, const char *cwd, bool is_
 
 	if (!requests__language_supported(language)) {
 		*status = 400;
-		snprintf(err, err_len, "language '%.32s' is not supported here (python only)", language);
+		snprintf(err, err_len, "language '%.32s' is not supported here (python only)",
+			 language);
 		return NULL;
 	}
 	if (!cwd)
 		cwd = registry.config.kernel.cwd;
-	if (cwd[0] != '/' || strlen(cwd) >= sizeof(c->cwd) || stat(cwd, &st) || !S_ISDIR(st.st_mode)) {
+	if (cwd[0] != '/' || strlen(cwd) >= sizeof(c->cwd) || stat(cwd, &st) ||
+	    !S_ISDIR(st.st_mode)) {
 		*status = 400;
 		snprintf(err, err_len, "cwd must be an existing absolute directory");
 		return NULL;
@@ -128,7 +130,8 @@ void contexts__put(struct context *c)
 
 int contexts__restart_acquired(struct context *c, char *err, size_t err_len)
 {
-	log_info("%s the kernel of context %s", c->kernel.pid > 0 ? "restarting" : "starting", c->id);
+	log_info("%s the kernel of context %s", c->kernel.pid > 0 ? "restarting" : "starting",
+		 c->id);
 	kernel__stop(&c->kernel);
 	return start_kernel(c, err, err_len);
 }

@@ -37,8 +37,8 @@ void contexts__init(const struct contexts_config *config);
  * the caller starts it with contexts__restart_acquired). Returns it
  * acquired (busy, one ref) or NULL with an HTTP status and reason: 400 bad
  * language/cwd, 429 too many, 500 kernel failed. */
-struct context *contexts__create(const char *language, const char *cwd, bool is_default, int *status,
-				 char *err, size_t err_len);
+struct context *contexts__create(const char *language, const char *cwd, bool is_default,
+				 int *status, char *err, size_t err_len);
 /* Finds a context by id (NULL id: the default one) and takes a reference. */
 struct context *contexts__get(const char *id);
 void contexts__put(struct context *c);

@@ -68,8 +68,9 @@ int jmsg__encode(const char *key, const char *session, const char *msg_id, const
 	gmtime_r(&now.tv_sec, &tm);
 	snprintf(date, sizeof(date), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
 		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, now.tv_nsec / 1000);
-	header = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "msg_id", msg_id, "session", session,
-			   "username", "warren", "date", date, "msg_type", msg_type, "version", "5.3");
+	header =
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "msg_id", msg_id, "session", session,
+		      "username", "warren", "date", date, "msg_type", msg_type, "version", "5.3");
 	if (!header)
 		return -1;
 	out->parts[0] = json_dumps(header, JSON_COMPACT);
@@ -105,13 +106,14 @@ int jmsg__decode(const char *key, const struct jmsg_frame *frames, size_t count,
 {
 	static const size_t delimiter_len = sizeof(JMSG_DELIMITER) - 1;
 	char expected[JMSG_SIG_HEX_LEN + 1], got[JMSG_SIG_HEX_LEN + 1];
-	json_t **slots[4] = { &out->header, &out->parent_header, &out->metadata, &out->content };
+	json_t **slots[4] = {&out->header, &out->parent_header, &out->metadata, &out->content};
 	size_t d;
 	const char *text;
 
 	memset(out, 0, sizeof(*out));
 	for (d = 0; d < count; d++)
-		if (frames[d].len == delimiter_len && !memcmp(frames[d].data, JMSG_DELIMITER, delimiter_len))
+		if (frames[d].len == delimiter_len &&
+		    !memcmp(frames[d].data, JMSG_DELIMITER, delimiter_len))
 			break;
 	if (d == count || count - d < 6) {
 		snprintf(err, err_len, "no delimiter or fewer than 5 frames after it");
@@ -132,7 +134,8 @@ int jmsg__decode(const char *key, const struct jmsg_frame *frames, size_t count,
 	for (int i = 0; i < 4; i++) {
 		json_error_t jerr;
 
-		*slots[i] = json_loadb(frames[d + 2 + i].data, frames[d + 2 + i].len, JSON_REJECT_DUPLICATES, &jerr);
+		*slots[i] = json_loadb(frames[d + 2 + i].data, frames[d + 2 + i].len,
+				       JSON_REJECT_DUPLICATES, &jerr);
 		if (!json_is_object(*slots[i])) {
 			snprintf(err, err_len, "part %d is not a JSON object", i);
 			goto fail;

@@ -10,10 +10,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define JMSG_DELIMITER "<IDS|MSG>"
+#define JMSG_DELIMITER	 "<IDS|MSG>"
 #define JMSG_SIG_HEX_LEN 64
-#define JMSG_ID_MAX 128
-#define JMSG_TYPE_MAX 64
+#define JMSG_ID_MAX	 128
+#define JMSG_TYPE_MAX	 64
 
 /* One received or outgoing frame. */
 struct jmsg_frame {
@@ -24,8 +24,8 @@ struct jmsg_frame {
 /* A decoded message. The json_t fields are owned (jmsg__clear frees them). */
 struct jmsg {
 	json_t *header, *parent_header, *metadata, *content;
-	char msg_type[JMSG_TYPE_MAX];      /* header.msg_type */
-	char parent_msg_id[JMSG_ID_MAX];   /* parent_header.msg_id, "" if none */
+	char msg_type[JMSG_TYPE_MAX];	 /* header.msg_type */
+	char parent_msg_id[JMSG_ID_MAX]; /* parent_header.msg_id, "" if none */
 };
 
 /* The four JSON frames of an outgoing message and their signature; every

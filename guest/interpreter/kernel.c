@@ -22,7 +22,7 @@
 #include "warren/ids.h"
 #include "warren/log.h"
 
-#define KERNEL_MAX_FRAMES 32
+#define KERNEL_MAX_FRAMES  32
 #define KERNEL_MAX_MESSAGE (64LL << 20)
 /* After execute_reply, how long to wait for status idle on iopub (a lost
  * iopub message must not hang the call). */
@@ -83,7 +83,8 @@ static int kernel__send(struct kernel *k, void *socket, const char *msg_type, js
 	    zmq_send(socket, encoded.signature, strlen(encoded.signature), ZMQ_SNDMORE) < 0)
 		goto out;
 	for (int i = 0; i < 4; i++)
-		if (zmq_send(socket, encoded.parts[i], strlen(encoded.parts[i]), i < 3 ? ZMQ_SNDMORE : 0) < 0)
+		if (zmq_send(socket, encoded.parts[i], strlen(encoded.parts[i]),
+			     i < 3 ? ZMQ_SNDMORE : 0) < 0)
 			goto out;
 	if (msg_id)
 		snprintf(msg_id, 40, "%s", id);
@@ -99,7 +100,7 @@ out:
 static int kernel__recv(struct kernel *k, void *socket, struct jmsg *out)
 {
 	zmq_msg_t parts[KERNEL_MAX_FRAMES];
-	struct jmsg_frame frames[KERNEL_MAX_FRAMES] = { { NULL, 0 } };
+	struct jmsg_frame frames[KERNEL_MAX_FRAMES] = {{NULL, 0}};
 	size_t count = 0;
 	int more = 1, ret = -1;
 	size_t more_len = sizeof(more);
@@ -149,7 +150,7 @@ bool kernel__alive(struct kernel *k)
 
 static void close_sockets(struct kernel *k)
 {
-	void **sockets[3] = { &k->shell, &k->iopub, &k->control };
+	void **sockets[3] = {&k->shell, &k->iopub, &k->control};
 
 	for (int i = 0; i < 3; i++) {
 		if (*sockets[i]) {
@@ -164,7 +165,8 @@ static void close_sockets(struct kernel *k)
 
 static void remove_dir(const char *dir)
 {
-	static const char *names[] = { "connection.json", "kernel.log", "k-1", "k-2", "k-3", "k-4", "k-5" };
+	static const char *names[] = {
+	    "connection.json", "kernel.log", "k-1", "k-2", "k-3", "k-4", "k-5"};
 	char path[300];
 
 	if (!dir[0])
@@ -234,21 +236,23 @@ static void start_child(const struct kernel_options *o, const char *dir, const s
 	snprintf(file, sizeof(file), "%s/connection.json", dir);
 	if (o->startup && snprintf(startup, sizeof(startup), "--IPKernelApp.exec_files=%s",
 				   o->startup) < (int)sizeof(startup))
-		execlp(python, python, "-m", "ipykernel_launcher", "-f", file, startup, (char *)NULL);
+		execlp(python, python, "-m", "ipykernel_launcher", "-f", file, startup,
+		       (char *)NULL);
 	execlp(python, python, "-m", "ipykernel_launcher", "-f", file, (char *)NULL);
 	_exit(127);
 }
 
 /* The private directory and the connection file in it. */
-static int write_connection(struct kernel *k, const struct kernel_options *o, const struct passwd *pw,
-			    char *err, size_t err_len)
+static int write_connection(struct kernel *k, const struct kernel_options *o,
+			    const struct passwd *pw, char *err, size_t err_len)
 {
 	unsigned char raw[32];
 	char path[300], ip[300];
 	json_t *conn;
 	int ret = -1;
 
-	snprintf(k->dir, sizeof(k->dir), "%s/warren-kernel-XXXXXX", o->runtime_dir ? o->runtime_dir : "/tmp");
+	snprintf(k->dir, sizeof(k->dir), "%s/warren-kernel-XXXXXX",
+		 o->runtime_dir ? o->runtime_dir : "/tmp");
 	if (!mkdtemp(k->dir)) {
 		snprintf(err, err_len, "mkdtemp %s: %s", k->dir, strerror(errno));
 		k->dir[0] = '\0';
@@ -260,9 +264,9 @@ static int write_connection(struct kernel *k, const struct kernel_options *o, co
 		snprintf(k->key + 2 * i, 3, "%02x", raw[i]);
 	snprintf(ip, sizeof(ip), "%s/k", k->dir);
 	conn = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s, s:s, s:s}", "transport", "ipc",
-			 "ip", ip, "shell_port", 1, "iopub_port", 2, "stdin_port", 3, "control_port", 4,
-			 "hb_port", 5, "key", k->key, "signature_scheme", "hmac-sha256", "kernel_name",
-			 "python3");
+			 "ip", ip, "shell_port", 1, "iopub_port", 2, "stdin_port", 3,
+			 "control_port", 4, "hb_port", 5, "key", k->key, "signature_scheme",
+			 "hmac-sha256", "kernel_name", "python3");
 	snprintf(path, sizeof(path), "%s/connection.json", k->dir);
 	if (!conn || json_dump_file(conn, path, JSON_COMPACT)) {
 		json_decref(conn);
@@ -309,7 +313,8 @@ static int wait_ready(struct kernel *k, int timeout_ms, char *err, size_t err_le
 	bool shell_ok = false, iopub_ok = false;
 
 	while (!(shell_ok && iopub_ok)) {
-		zmq_pollitem_t items[2] = { { k->shell, 0, ZMQ_POLLIN, 0 }, { k->iopub, 0, ZMQ_POLLIN, 0 } };
+		zmq_pollitem_t items[2] = {{k->shell, 0, ZMQ_POLLIN, 0},
+					   {k->iopub, 0, ZMQ_POLLIN, 0}};
 		struct jmsg msg;
 
 		if (now_ms() > deadline) {
@@ -322,7 +327,8 @@ static int wait_ready(struct kernel *k, int timeout_ms, char *err, size_t err_le
 		}
 		if (now_ms() >= next_probe) {
 			if (kernel__send(k, k->shell, "kernel_info_request", NULL, NULL)) {
-				snprintf(err, err_len, "send kernel_info_request: %s", zmq_strerror(errno));
+				snprintf(err, err_len, "send kernel_info_request: %s",
+					 zmq_strerror(errno));
 				return -1;
 			}
 			next_probe = now_ms() + 500;
@@ -340,13 +346,15 @@ static int wait_ready(struct kernel *k, int timeout_ms, char *err, size_t err_le
 	}
 	/* Drain what the probes left behind so executions start clean. */
 	for (;;) {
-		zmq_pollitem_t items[2] = { { k->shell, 0, ZMQ_POLLIN, 0 }, { k->iopub, 0, ZMQ_POLLIN, 0 } };
+		zmq_pollitem_t items[2] = {{k->shell, 0, ZMQ_POLLIN, 0},
+					   {k->iopub, 0, ZMQ_POLLIN, 0}};
 		struct jmsg msg;
 
 		if (zmq_poll(items, 2, 50) <= 0)
 			break;
 		for (int i = 0; i < 2; i++)
-			if ((items[i].revents & ZMQ_POLLIN) && kernel__recv(k, items[i].socket, &msg) == 0)
+			if ((items[i].revents & ZMQ_POLLIN) &&
+			    kernel__recv(k, items[i].socket, &msg) == 0)
 				jmsg__clear(&msg);
 	}
 	return 0;
@@ -374,7 +382,8 @@ static void append_log_tail(const char *dir, char *err, size_t err_len)
 		snprintf(err + used, err_len - used, ": %s", tail);
 }
 
-int kernel__start(struct kernel *k, void *zctx, const struct kernel_options *o, char *err, size_t err_len)
+int kernel__start(struct kernel *k, void *zctx, const struct kernel_options *o, char *err,
+		  size_t err_len)
 {
 	struct passwd *pw = NULL;
 	long long started = now_ms();
@@ -427,7 +436,7 @@ int kernel__interrupt(struct kernel *k)
 	pthread_mutex_lock(&k->control_lock);
 	if (!k->control || k->pid <= 0)
 		goto out;
-	item = (zmq_pollitem_t){ k->control, 0, ZMQ_POLLIN, 0 };
+	item = (zmq_pollitem_t){k->control, 0, ZMQ_POLLIN, 0};
 	if (kernel__send(k, k->control, "interrupt_request", NULL, msg_id) == 0) {
 		long long deadline = now_ms() + 1000;
 
@@ -460,12 +469,16 @@ static char *env_code(const json_t *env_vars, bool restore)
 	if (!values)
 		return NULL;
 	if (!restore) {
-		if (asprintf(&code, "import os as __w_os\n__w_saved_env = {__k: __w_os.environ.get(__k) for __k in %s}\n"
-				    "__w_os.environ.update(%s)\n", values, values) < 0)
+		if (asprintf(&code,
+			     "import os as __w_os\n__w_saved_env = {__k: __w_os.environ.get(__k) "
+			     "for __k in %s}\n"
+			     "__w_os.environ.update(%s)\n",
+			     values, values) < 0)
 			code = NULL;
 	} else if (asprintf(&code, "for __k, __v in __w_saved_env.items():\n"
-			    "    (__w_os.environ.pop(__k, None) if __v is None else __w_os.environ.__setitem__(__k, __v))\n"
-			    "del __w_saved_env, __k, __v\n") < 0) {
+				   "    (__w_os.environ.pop(__k, None) if __v is None else "
+				   "__w_os.environ.__setitem__(__k, __v))\n"
+				   "del __w_saved_env, __k, __v\n") < 0) {
 		code = NULL;
 	}
 	free(values);
@@ -474,9 +487,9 @@ static char *env_code(const json_t *env_vars, bool restore)
 
 static int send_execute(struct kernel *k, const char *code, bool silent, char msg_id[40])
 {
-	json_t *content = json_pack("{s:s, s:b, s:b, s:{}, s:b, s:b}", "code", code, "silent", silent,
-				    "store_history", !silent, "user_expressions", "allow_stdin", 0,
-				    "stop_on_error", !silent);
+	json_t *content = json_pack("{s:s, s:b, s:b, s:{}, s:b, s:b}", "code", code, "silent",
+				    silent, "store_history", !silent, "user_expressions",
+				    "allow_stdin", 0, "stop_on_error", !silent);
 	int ret;
 
 	if (!content)
@@ -493,7 +506,8 @@ void kernel__execute_clear(struct execution *e)
 	e->code = e->restore_code = NULL;
 }
 
-int kernel__execute_begin(struct kernel *k, const char *code, const json_t *env_vars, struct execution *e)
+int kernel__execute_begin(struct kernel *k, const char *code, const json_t *env_vars,
+			  struct execution *e)
 {
 	bool with_env = json_is_object(env_vars) && json_object_size(env_vars) > 0;
 
@@ -547,8 +561,9 @@ static void append_truncation_marker(struct execution *e, struct line_buffer *ou
 	if (e->truncated)
 		return;
 	e->truncated = true;
-	line_buffer__append(out, outputs__serialize(json_pack("{s:s, s:s}", "type", "stderr", "text",
-							      "\n[warren: output truncated, over 16 MiB]\n")));
+	line_buffer__append(
+	    out, outputs__serialize(json_pack("{s:s, s:s}", "type", "stderr", "text",
+					      "\n[warren: output truncated, over 16 MiB]\n")));
 }
 
 /* One iopub message of our execution: its line, within the output budget. */
@@ -559,7 +574,8 @@ static void handle_iopub(struct execution *e, const struct jmsg *msg, struct lin
 	bool cut;
 
 	if (!strcmp(msg->msg_type, "status")) {
-		const char *state = json_string_value(json_object_get(msg->content, "execution_state"));
+		const char *state =
+		    json_string_value(json_object_get(msg->content, "execution_state"));
 
 		if (state && !strcmp(state, "idle"))
 			e->idle = true;
@@ -568,11 +584,13 @@ static void handle_iopub(struct execution *e, const struct jmsg *msg, struct lin
 	line = outputs__from_iopub(msg->msg_type, msg->content);
 	if (!line)
 		return;
-	cut = !e->truncated && !strcmp(msg->msg_type, "stream") && cut_stream_text(line, e->output_bytes);
+	cut = !e->truncated && !strcmp(msg->msg_type, "stream") &&
+	      cut_stream_text(line, e->output_bytes);
 	text = outputs__serialize(line);
 	if (!text)
 		return;
-	if (strncmp(text, "{\"type\":\"error\"", 15) && e->output_bytes + strlen(text) > EXECUTION_OUTPUT_MAX) {
+	if (strncmp(text, "{\"type\":\"error\"", 15) &&
+	    e->output_bytes + strlen(text) > EXECUTION_OUTPUT_MAX) {
 		free(text);
 		append_truncation_marker(e, out);
 		return;
@@ -586,7 +604,8 @@ static void handle_iopub(struct execution *e, const struct jmsg *msg, struct lin
 static void finish(struct execution *e, struct line_buffer *out)
 {
 	if (e->reply)
-		line_buffer__append(out, outputs__serialize(outputs__execution_count(e->execution_count)));
+		line_buffer__append(
+		    out, outputs__serialize(outputs__execution_count(e->execution_count)));
 	line_buffer__append(out, outputs__serialize(outputs__end()));
 	e->done = true;
 }
@@ -617,14 +636,16 @@ static void handle_reply(struct execution *e, const struct jmsg *msg)
 	bool aborted = status && !strcmp(status, "aborted");
 
 	if (!strcmp(msg->parent_msg_id, e->msg_id)) {
-		if (aborted && e->attempts < 3 && send_execute(e->kernel, e->code, false, e->msg_id) == 0) {
+		if (aborted && e->attempts < 3 &&
+		    send_execute(e->kernel, e->code, false, e->msg_id) == 0) {
 			e->attempts++;
 			e->idle = false;
 			return;
 		}
 		e->reply = true;
 		e->reply_at_ms = now_ms();
-		e->execution_count = json_integer_value(json_object_get(msg->content, "execution_count"));
+		e->execution_count =
+		    json_integer_value(json_object_get(msg->content, "execution_count"));
 	} else if (e->restore_id[0] && !strcmp(msg->parent_msg_id, e->restore_id)) {
 		if (aborted && e->restore_attempts < 3 &&
 		    send_execute(e->kernel, e->restore_code, true, e->restore_id) == 0) {
@@ -672,8 +693,9 @@ int kernel__execute_step(struct execution *e, int wait_ms, struct line_buffer *o
 {
 	int client_fd = e->client_fd;
 	struct kernel *k = e->kernel;
-	zmq_pollitem_t items[3] = { { k->shell, 0, ZMQ_POLLIN, 0 }, { k->iopub, 0, ZMQ_POLLIN, 0 },
-				    { NULL, client_fd, ZMQ_POLLIN, 0 } };
+	zmq_pollitem_t items[3] = {{k->shell, 0, ZMQ_POLLIN, 0},
+				   {k->iopub, 0, ZMQ_POLLIN, 0},
+				   {NULL, client_fd, ZMQ_POLLIN, 0}};
 
 	if (e->done)
 		return 0;
@@ -682,14 +704,18 @@ int kernel__execute_step(struct execution *e, int wait_ms, struct line_buffer *o
 	if (client_gone(e, items[2].revents))
 		return -1;
 	drain(e, out);
-	if (e->reply && (e->idle || now_ms() - e->reply_at_ms > KERNEL_IDLE_GRACE_MS) && restore_finished(e)) {
+	if (e->reply && (e->idle || now_ms() - e->reply_at_ms > KERNEL_IDLE_GRACE_MS) &&
+	    restore_finished(e)) {
 		finish(e, out);
 		return 0;
 	}
 	if (!kernel__alive(k)) {
 		e->dead = true;
 		line_buffer__append(out, outputs__serialize(outputs__error(
-			"DeadKernelError", "the kernel died while executing this code; it was restarted and its state is lost", NULL)));
+					     "DeadKernelError",
+					     "the kernel died while executing this code; it was "
+					     "restarted and its state is lost",
+					     NULL)));
 		finish(e, out);
 		return 0;
 	}
@@ -706,7 +732,8 @@ int kernel__execute_abandon(struct execution *e)
 	kernel__interrupt(k);
 	e->client_fd = -1;
 	while (now_ms() < deadline && kernel__alive(k)) {
-		zmq_pollitem_t items[2] = { { k->shell, 0, ZMQ_POLLIN, 0 }, { k->iopub, 0, ZMQ_POLLIN, 0 } };
+		zmq_pollitem_t items[2] = {{k->shell, 0, ZMQ_POLLIN, 0},
+					   {k->iopub, 0, ZMQ_POLLIN, 0}};
 
 		if (zmq_poll(items, 2, 200) < 0 && errno != EINTR)
 			break;

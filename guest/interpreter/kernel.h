@@ -15,21 +15,21 @@
 #include "jmsg.h"
 
 struct kernel_options {
-	const char *python;      /* interpreter to run, "python3" if NULL */
-	const char *cwd;         /* the kernel's working directory */
-	const char *user;        /* run the kernel as this user when we are root; NULL: as us */
+	const char *python;	 /* interpreter to run, "python3" if NULL */
+	const char *cwd;	 /* the kernel's working directory */
+	const char *user;	 /* run the kernel as this user when we are root; NULL: as us */
 	const char *runtime_dir; /* parent of the private socket directory ("/tmp" if NULL) */
-	const char *startup;     /* a Python file the kernel runs at start (charts); NULL: none */
-	int start_timeout_ms;    /* until kernel_info_reply and iopub flow */
+	const char *startup;	 /* a Python file the kernel runs at start (charts); NULL: none */
+	int start_timeout_ms;	 /* until kernel_info_reply and iopub flow */
 };
 
 struct kernel {
-	pid_t pid;                       /* 0: not running */
-	char dir[256];                   /* private directory: connection file, sockets, log */
+	pid_t pid;     /* 0: not running */
+	char dir[256]; /* private directory: connection file, sockets, log */
 	char key[65];
 	char session[40];
 	void *shell, *iopub, *control;
-	pthread_mutex_t control_lock;    /* control socket: interrupts come from any thread */
+	pthread_mutex_t control_lock; /* control socket: interrupts come from any thread */
 };
 
 /* Once per struct kernel, before its first start. */
@@ -53,17 +53,17 @@ int kernel__interrupt(struct kernel *k);
 
 struct execution {
 	struct kernel *kernel;
-	char *code;              /* kept to resend a request the kernel aborted */
-	char *restore_code;      /* env_vars: run after the cell; NULL: none */
-	char msg_id[40];         /* the cell's execute_request */
-	char restore_id[40];     /* the env restore's, once sent */
+	char *code;	     /* kept to resend a request the kernel aborted */
+	char *restore_code;  /* env_vars: run after the cell; NULL: none */
+	char msg_id[40];     /* the cell's execute_request */
+	char restore_id[40]; /* the env restore's, once sent */
 	int attempts, restore_attempts;
 	bool reply, idle, done, dead, truncated, restored;
 	long long execution_count;
-	long long reply_at_ms;   /* monotonic, when execute_reply arrived */
+	long long reply_at_ms;	 /* monotonic, when execute_reply arrived */
 	long long restore_at_ms; /* when the restore was sent */
 	size_t output_bytes;
-	int client_fd;           /* watched for a hang-up; -1: not watched */
+	int client_fd; /* watched for a hang-up; -1: not watched */
 };
 
 /* A growable byte buffer of NDJSON lines waiting to be sent. */
@@ -79,8 +79,8 @@ void line_buffer__free(struct line_buffer *b);
 int kernel__execute_begin(struct kernel *k, const char *code, const json_t *env_vars,
 			  struct execution *e);
 /* Waits up to wait_ms for the kernel (and watches e->client_fd for a
- * hang-up; a client that sends bytes instead is no longer watched), appending the NDJSON lines produced to out. Returns 1:
- * more to come, 0: the execution ended (end_of_execution appended), -1:
+ * hang-up; a client that sends bytes instead is no longer watched), appending the NDJSON lines
+ * produced to out. Returns 1: more to come, 0: the execution ended (end_of_execution appended), -1:
  * the client went away (the caller interrupts). A dead kernel ends the
  * execution with an error line (e->dead set). */
 int kernel__execute_step(struct execution *e, int wait_ms, struct line_buffer *out);

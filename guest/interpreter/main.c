@@ -20,20 +20,21 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"usage: warren-interpreter [--listen HOST:PORT] [--token-hash sha256:HEX|sha512:HEX]\n"
-		"                          [--cwd DIR] [--kernel-user NAME] [--python PATH]\n"
-		"                          [--runtime-dir DIR] [--startup FILE] [--version]\n"
-		"  --listen       address of the HTTP API (default 0.0.0.0:49999)\n"
-		"  --token-hash   hash of the sandbox access token (env WARREN_AGENT_TOKEN_HASH);\n"
-		"                 none = open (secure=false)\n"
-		"  --cwd          default working directory of the kernels (default /home/user)\n"
-		"  --python       the kernels' python (default /usr/bin/python3)\n"
-		"  --kernel-user  run kernels as this user when started as root (default: user,\n"
-		"                 when it exists)\n"
-		"  --startup      Python file every kernel runs at start (matplotlib charts as\n"
-		"                 data); default: share/warren/interpreter/ipython_startup.py\n"
-		"                 of this install, when there\n");
+	fprintf(
+	    out,
+	    "usage: warren-interpreter [--listen HOST:PORT] [--token-hash sha256:HEX|sha512:HEX]\n"
+	    "                          [--cwd DIR] [--kernel-user NAME] [--python PATH]\n"
+	    "                          [--runtime-dir DIR] [--startup FILE] [--version]\n"
+	    "  --listen       address of the HTTP API (default 0.0.0.0:49999)\n"
+	    "  --token-hash   hash of the sandbox access token (env WARREN_AGENT_TOKEN_HASH);\n"
+	    "                 none = open (secure=false)\n"
+	    "  --cwd          default working directory of the kernels (default /home/user)\n"
+	    "  --python       the kernels' python (default /usr/bin/python3)\n"
+	    "  --kernel-user  run kernels as this user when started as root (default: user,\n"
+	    "                 when it exists)\n"
+	    "  --startup      Python file every kernel runs at start (matplotlib charts as\n"
+	    "                 data); default: share/warren/interpreter/ipython_startup.py\n"
+	    "                 of this install, when there\n");
 }
 
 static volatile sig_atomic_t stopping;
@@ -46,15 +47,19 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
-		{ "listen", required_argument, NULL, 'l' },   { "token-hash", required_argument, NULL, 't' },
-		{ "cwd", required_argument, NULL, 'c' },      { "kernel-user", required_argument, NULL, 'u' },
-		{ "python", required_argument, NULL, 'p' },   { "runtime-dir", required_argument, NULL, 'r' },
-		{ "startup", required_argument, NULL, 's' },  { "version", no_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"listen", required_argument, NULL, 'l'},
+	    {"token-hash", required_argument, NULL, 't'},
+	    {"cwd", required_argument, NULL, 'c'},
+	    {"kernel-user", required_argument, NULL, 'u'},
+	    {"python", required_argument, NULL, 'p'},
+	    {"runtime-dir", required_argument, NULL, 'r'},
+	    {"startup", required_argument, NULL, 's'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct server_config server_config = { .listen = "0.0.0.0:49999" };
-	struct contexts_config contexts_config = { 0 };
+	struct server_config server_config = {.listen = "0.0.0.0:49999"};
+	struct contexts_config contexts_config = {0};
 	const char *token_hash = getenv("WARREN_AGENT_TOKEN_HASH");
 	const char *cwd = "/home/user", *user = NULL;
 	struct context *default_context;
@@ -65,19 +70,40 @@ int main(int argc, char **argv)
 	contexts_config.kernel.start_timeout_ms = 60000;
 	while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		switch (opt) {
-		case 'l': server_config.listen = optarg; break;
-		case 't': token_hash = optarg; break;
-		case 'c': cwd = optarg; break;
-		case 'u': user = optarg; break;
-		case 'p': contexts_config.kernel.python = optarg; break;
-		case 'r': contexts_config.kernel.runtime_dir = optarg; break;
-		case 's': contexts_config.kernel.startup = optarg; break;
-		case 'V': printf("warren-interpreter %s\n", INTERPRETER_VERSION); return 0;
-		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		case 'l':
+			server_config.listen = optarg;
+			break;
+		case 't':
+			token_hash = optarg;
+			break;
+		case 'c':
+			cwd = optarg;
+			break;
+		case 'u':
+			user = optarg;
+			break;
+		case 'p':
+			contexts_config.kernel.python = optarg;
+			break;
+		case 'r':
+			contexts_config.kernel.runtime_dir = optarg;
+			break;
+		case 's':
+			contexts_config.kernel.startup = optarg;
+			break;
+		case 'V':
+			printf("warren-interpreter %s\n", INTERPRETER_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
 		}
 	}
-	if (token_hash && *token_hash && !wire__parse_token_hash(token_hash, &server_config.token_hash)) {
+	if (token_hash && *token_hash &&
+	    !wire__parse_token_hash(token_hash, &server_config.token_hash)) {
 		log_error("--token-hash: expected sha256:<64 hex> or sha512:<128 hex>");
 		return 2;
 	}

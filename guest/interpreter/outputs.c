@@ -7,14 +7,19 @@
 static const struct {
 	const char *mime, *key;
 } mime_keys[] = {
-	{ "text/plain", "text" },	     { "text/html", "html" },
-	{ "text/markdown", "markdown" },     { "image/svg+xml", "svg" },
-	{ "image/png", "png" },		     { "image/jpeg", "jpeg" },
-	{ "application/pdf", "pdf" },	     { "text/latex", "latex" },
-	{ "application/json", "json" },	     { "application/javascript", "javascript" },
-	/* what the kernels' start-up file (ipython_startup.py) makes of a
-	 * matplotlib figure: the package's Result.chart */
-	{ "application/vnd.warren.chart+json", "chart" },
+    {"text/plain", "text"},
+    {"text/html", "html"},
+    {"text/markdown", "markdown"},
+    {"image/svg+xml", "svg"},
+    {"image/png", "png"},
+    {"image/jpeg", "jpeg"},
+    {"application/pdf", "pdf"},
+    {"text/latex", "latex"},
+    {"application/json", "json"},
+    {"application/javascript", "javascript"},
+    /* what the kernels' start-up file (ipython_startup.py) makes of a
+     * matplotlib figure: the package's Result.chart */
+    {"application/vnd.warren.chart+json", "chart"},
 };
 
 json_t *outputs__result(const json_t *data, bool is_main_result)
@@ -26,7 +31,8 @@ json_t *outputs__result(const json_t *data, bool is_main_result)
 	if (!line)
 		return NULL;
 	if (json_is_object(data)) {
-		json_object_foreach((json_t *)data, mime, value) {
+		json_object_foreach((json_t *)data, mime, value)
+		{
 			const char *key = mime;
 
 			for (size_t i = 0; i < sizeof(mime_keys) / sizeof(mime_keys[0]); i++)
@@ -48,13 +54,13 @@ json_t *outputs__error(const char *name, const char *value, const json_t *traceb
 	char *joined;
 
 	if (json_is_array(traceback))
-		json_array_foreach(traceback, index, frame)
-			total += json_string_length(frame) + 1;
+		json_array_foreach(traceback, index, frame) total += json_string_length(frame) + 1;
 	joined = calloc(1, total);
 	if (!joined)
 		return NULL;
 	if (json_is_array(traceback)) {
-		json_array_foreach(traceback, index, frame) {
+		json_array_foreach(traceback, index, frame)
+		{
 			if (!json_is_string(frame))
 				continue;
 			if (joined[0])
@@ -76,7 +82,8 @@ json_t *outputs__from_iopub(const char *msg_type, const json_t *content)
 		const char *name = json_string_value(json_object_get(content, "name"));
 		json_t *text = json_object_get(content, "text");
 
-		if (!name || !json_is_string(text) || (strcmp(name, "stdout") && strcmp(name, "stderr")))
+		if (!name || !json_is_string(text) ||
+		    (strcmp(name, "stdout") && strcmp(name, "stderr")))
 			return NULL;
 		return json_pack("{s:s, s:O}", "type", name, "text", text);
 	}

@@ -29,7 +29,8 @@ static const char *optional_string(json_t *body, const char *key, bool *bad)
 
 	if (!value || json_is_null(value))
 		return NULL;
-	if (!json_is_string(value) || strlen(json_string_value(value)) != json_string_length(value)) {
+	if (!json_is_string(value) ||
+	    strlen(json_string_value(value)) != json_string_length(value)) {
 		*bad = true;
 		return NULL;
 	}
@@ -41,7 +42,8 @@ int requests__language_supported(const char *language)
 	return !language || !strcmp(language, "python") || !strcmp(language, "python3");
 }
 
-int requests__execute(const char *data, size_t len, struct execute_request *out, char *err, size_t err_len)
+int requests__execute(const char *data, size_t len, struct execute_request *out, char *err,
+		      size_t err_len)
 {
 	bool bad = false;
 	const char *key;
@@ -63,17 +65,18 @@ int requests__execute(const char *data, size_t len, struct execute_request *out,
 		goto fail;
 	}
 	if (!requests__language_supported(out->language)) {
-		snprintf(err, err_len, "language '%.32s' is not supported here (python only)", out->language);
+		snprintf(err, err_len, "language '%.32s' is not supported here (python only)",
+			 out->language);
 		goto fail;
 	}
 	env = json_object_get(out->body, "env_vars");
 	if (env && !json_is_null(env)) {
 		if (!json_is_object(env))
 			goto bad_env;
-		json_object_foreach(env, key, value)
-			if (!json_is_string(value) || !key[0] || strchr(key, '=') ||
-			    strlen(json_string_value(value)) != json_string_length(value))
-				goto bad_env;
+		json_object_foreach(
+		    env, key, value) if (!json_is_string(value) || !key[0] || strchr(key, '=') ||
+					 strlen(json_string_value(value)) !=
+					     json_string_length(value)) goto bad_env;
 		if (json_object_size(env))
 			out->env_vars = env;
 	}
@@ -85,7 +88,8 @@ fail:
 	return 400;
 }
 
-int requests__context(const char *data, size_t len, struct context_request *out, char *err, size_t err_len)
+int requests__context(const char *data, size_t len, struct context_request *out, char *err,
+		      size_t err_len)
 {
 	bool bad = false;
 

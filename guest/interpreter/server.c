@@ -15,10 +15,10 @@
 #include "warren/net_address.h"
 #include "warren/tokens.h"
 
-#define SERVER_MAX_BODY (16u << 20)     /* /execute: code up to 16 MiB */
-#define SERVER_MAX_SMALL_BODY (64u << 10)
+#define SERVER_MAX_BODY	       (16u << 20) /* /execute: code up to 16 MiB */
+#define SERVER_MAX_SMALL_BODY  (64u << 10)
 #define SERVER_MAX_CONNECTIONS 64
-#define SERVER_STEP_MS 200
+#define SERVER_STEP_MS	       200
 
 static struct {
 	struct server_config config;
@@ -59,9 +59,9 @@ bool server__token_ok(const char *token)
 		return true; /* secure=false: open, like the agent */
 	case TOKEN_HASH_SHA256:
 	case TOKEN_HASH_SHA512:
-		return tokens__digest_matches(token,
-					      server.config.token_hash.algorithm == TOKEN_HASH_SHA512,
-					      server.config.token_hash.hex);
+		return tokens__digest_matches(
+		    token, server.config.token_hash.algorithm == TOKEN_HASH_SHA512,
+		    server.config.token_hash.hex);
 	default:
 		return false;
 	}
@@ -71,7 +71,7 @@ static enum MHD_Result reply(struct MHD_Connection *connection, unsigned int sta
 			     const char *type, const char *body)
 {
 	struct MHD_Response *response =
-		MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+	    MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
 	enum MHD_Result ret;
 
 	if (!response)
@@ -90,7 +90,8 @@ static enum MHD_Result reply_error(struct MHD_Connection *connection, unsigned i
 	return reply(connection, status, "text/plain; charset=utf-8", message);
 }
 
-static enum MHD_Result reply_json(struct MHD_Connection *connection, unsigned int status, json_t *value)
+static enum MHD_Result reply_json(struct MHD_Connection *connection, unsigned int status,
+				  json_t *value)
 {
 	char *text = value ? json_dumps(value, JSON_COMPACT) : NULL;
 	enum MHD_Result ret;
@@ -153,7 +154,8 @@ static void stream_free(void *cls)
 }
 
 /* POST /execute {code, context_id?, language?, env_vars?}. */
-static enum MHD_Result handle_execute(struct MHD_Connection *connection, const char *data, size_t len)
+static enum MHD_Result handle_execute(struct MHD_Connection *connection, const char *data,
+				      size_t len)
 {
 	struct execute_request request;
 	const union MHD_ConnectionInfo *info;
@@ -185,7 +187,8 @@ static enum MHD_Result handle_execute(struct MHD_Connection *connection, const c
 		return reply_error(connection, 500, err);
 	}
 	log_info("execute: context %s, %zu bytes of code", s->context->id, strlen(request.code));
-	status = kernel__execute_begin(&s->context->kernel, request.code, request.env_vars, &s->execution);
+	status = kernel__execute_begin(&s->context->kernel, request.code, request.env_vars,
+				       &s->execution);
 	requests__execute_clear(&request);
 	if (status) {
 		s->execution.done = true;
@@ -195,7 +198,8 @@ static enum MHD_Result handle_execute(struct MHD_Connection *connection, const c
 	info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
 	s->execution.client_fd = info ? info->connect_fd : -1;
 	s->last_write_ms = monotonic_ms();
-	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s, stream_free);
+	response = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64 * 1024, stream_read, s,
+						     stream_free);
 	if (!response) {
 		stream_free(s);
 		return MHD_NO;
@@ -207,7 +211,8 @@ static enum MHD_Result handle_execute(struct MHD_Connection *connection, const c
 }
 
 /* POST /contexts {language?, cwd?}. */
-static enum MHD_Result handle_create_context(struct MHD_Connection *connection, const char *data, size_t len)
+static enum MHD_Result handle_create_context(struct MHD_Connection *connection, const char *data,
+					     size_t len)
 {
 	struct context_request request;
 	struct context *c;
@@ -253,16 +258,20 @@ static enum MHD_Result handle_context(struct MHD_Connection *connection, const c
 	} else if (action && !strcmp(action, "/restart") && !strcmp(method, "POST")) {
 		kernel__interrupt(&c->kernel); /* a running cell must not block the restart */
 		if (contexts__acquire(c, err, sizeof(err)) == 0) {
-			int rc = kernel__alive(&c->kernel) ? contexts__restart_acquired(c, err, sizeof(err)) : 0;
+			int rc = kernel__alive(&c->kernel)
+				     ? contexts__restart_acquired(c, err, sizeof(err))
+				     : 0;
 
 			contexts__release(c);
-			ret = rc ? reply_error(connection, 500, err) : reply(connection, 204, "text/plain", "");
+			ret = rc ? reply_error(connection, 500, err)
+				 : reply(connection, 204, "text/plain", "");
 		} else {
 			ret = reply_error(connection, 500, err);
 		}
 	} else if (action && !strcmp(action, "/interrupt") && !strcmp(method, "POST")) {
-		ret = kernel__interrupt(&c->kernel) ? reply_error(connection, 500, "interrupt failed")
-						    : reply(connection, 204, "text/plain", "");
+		ret = kernel__interrupt(&c->kernel)
+			  ? reply_error(connection, 500, "interrupt failed")
+			  : reply(connection, 204, "text/plain", "");
 	} else {
 		ret = reply_error(connection, 405, "method not allowed");
 	}
@@ -273,13 +282,15 @@ static enum MHD_Result handle_context(struct MHD_Connection *connection, const c
 static enum MHD_Result route(struct MHD_Connection *connection, const char *url, const char *method,
 			     const char *data, size_t len)
 {
-	const char *token = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Access-Token");
+	const char *token =
+	    MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Access-Token");
 
 	if (!strcmp(url, "/health"))
 		return reply(connection, 200, "text/plain", "OK");
 	/* The SDK sends the access token with /execute only; context calls
 	 * are checked when they carry one (docs/code-interpreter.md). */
-	if ((token || !strcmp(url, "/execute") || strstr(url, "/interrupt")) && !server__token_ok(token))
+	if ((token || !strcmp(url, "/execute") || strstr(url, "/interrupt")) &&
+	    !server__token_ok(token))
 		return reply_error(connection, 401, "invalid or missing X-Access-Token");
 	if (!strcmp(url, "/execute"))
 		return strcmp(method, "POST") ? reply_error(connection, 405, "method not allowed")
@@ -297,8 +308,9 @@ static enum MHD_Result route(struct MHD_Connection *connection, const char *url,
 }
 
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *connection, const char *url,
-				      const char *method, const char *version, const char *upload_data,
-				      size_t *upload_data_size, void **con_cls)
+				      const char *method, const char *version,
+				      const char *upload_data, size_t *upload_data_size,
+				      void **con_cls)
 {
 	struct request *request = *con_cls;
 	size_t limit = !strcmp(url, "/execute") ? SERVER_MAX_BODY : SERVER_MAX_SMALL_BODY;
@@ -345,7 +357,7 @@ static void request_completed(void *cls, struct MHD_Connection *connection, void
 
 int server__start(const struct server_config *config)
 {
-	struct sockaddr_in address = { .sin_family = AF_INET };
+	struct sockaddr_in address = {.sin_family = AF_INET};
 	char host[64];
 	uint16_t port;
 
@@ -360,10 +372,10 @@ int server__start(const struct server_config *config)
 	 * until the kernel's next output. No connection timeout: a cell may
 	 * run as long as the client waits (its hang-up interrupts it). */
 	server.daemon = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0, NULL,
-		NULL, access_handler, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)&address,
-		MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
-		(unsigned int)SERVER_MAX_CONNECTIONS, MHD_OPTION_END);
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG, 0,
+	    NULL, NULL, access_handler, NULL, MHD_OPTION_SOCK_ADDR,
+	    (const struct sockaddr *)&address, MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)SERVER_MAX_CONNECTIONS, MHD_OPTION_END);
 	return server.daemon ? 0 : -1;
 }
 

@@ -10,8 +10,8 @@
 #include "wire.h" /* struct token_hash (the agent's parser) */
 
 struct server_config {
-	const char *listen;            /* "HOST:PORT" */
-	struct token_hash token_hash;  /* TOKEN_HASH_NONE: open (secure=false) */
+	const char *listen;	      /* "HOST:PORT" */
+	struct token_hash token_hash; /* TOKEN_HASH_NONE: open (secure=false) */
 };
 
 /* Starts the HTTP daemon (its own threads). Returns 0 or -1. */

@@ -115,8 +115,8 @@ struct kafka_consumer *kafka_consumer__new(const struct kafka_consumer_config *c
 	rd_kafka_conf_t *conf = NULL;
 	char number[32], default_id[128], local[256];
 	int session = config && config->session_timeout_ms > 0 ? config->session_timeout_ms : 10000;
-	int max_poll = config && config->max_poll_interval_ms > 0 ? config->max_poll_interval_ms
-								  : 300000;
+	int max_poll =
+	    config && config->max_poll_interval_ms > 0 ? config->max_poll_interval_ms : 300000;
 
 	if (!config || !config->group_id || !*config->group_id) {
 		snprintf(err, err_len, "a group_id is required");
@@ -208,8 +208,7 @@ int kafka_consumer__subscribe(struct kafka_consumer *consumer, const char *const
 	return 0;
 }
 
-int kafka_consumer__poll(struct kafka_consumer *consumer, int timeout_ms,
-			 struct kafka_message *msg)
+int kafka_consumer__poll(struct kafka_consumer *consumer, int timeout_ms, struct kafka_message *msg)
 {
 	rd_kafka_message_t *message;
 
@@ -249,8 +248,8 @@ void kafka_message__release(struct kafka_message *msg)
 	memset(msg, 0, sizeof(*msg));
 }
 
-int kafka_message__header(const struct kafka_message *msg, const char *name,
-			  const void **value, size_t *len)
+int kafka_message__header(const struct kafka_message *msg, const char *name, const void **value,
+			  size_t *len)
 {
 	rd_kafka_headers_t *headers = NULL;
 
@@ -272,7 +271,7 @@ int kafka_consumer__mark_done(struct kafka_consumer *consumer, const struct kafk
 		return -EINVAL;
 	list = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(list, msg->topic, msg->partition)->offset =
-		msg->offset + 1;
+	    msg->offset + 1;
 	error = rd_kafka_offsets_store(consumer->rk, list);
 	if (error == RD_KAFKA_RESP_ERR_NO_ERROR)
 		error = list->elems[0].err;
@@ -292,8 +291,7 @@ int kafka_consumer__commit(struct kafka_consumer *consumer)
 	return commit_stored(consumer->rk);
 }
 
-int kafka_consumer__commit_message(struct kafka_consumer *consumer,
-				   const struct kafka_message *msg)
+int kafka_consumer__commit_message(struct kafka_consumer *consumer, const struct kafka_message *msg)
 {
 	int ret = kafka_consumer__mark_done(consumer, msg);
 
@@ -345,8 +343,8 @@ int kafka_consumer__assignment_count(struct kafka_consumer *consumer)
 	return count;
 }
 
-int kafka_consumer__committed(struct kafka_consumer *consumer, const char *topic,
-			      int32_t partition, int timeout_ms, int64_t *offset)
+int kafka_consumer__committed(struct kafka_consumer *consumer, const char *topic, int32_t partition,
+			      int timeout_ms, int64_t *offset)
 {
 	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_resp_err_t error;
@@ -370,7 +368,8 @@ static void rewind_to(struct kafka_consumer *consumer, const struct kafka_messag
 	error = rd_kafka_seek_partitions(consumer->rk, list, 5000);
 	if (error) {
 		log_error("kafka consumer: seek back to %s/%d@%lld: %s", msg->topic,
-			  (int)msg->partition, (long long)msg->offset, rd_kafka_error_string(error));
+			  (int)msg->partition, (long long)msg->offset,
+			  rd_kafka_error_string(error));
 		rd_kafka_error_destroy(error);
 	}
 	rd_kafka_topic_partition_list_destroy(list);
@@ -401,8 +400,9 @@ int kafka_consumer__next_event(struct kafka_consumer *consumer, struct kafka_pro
 			 kafka_event__error_name(error), reason);
 		ret = dlq ? kafka__dead_letter(dlq, dlq_topic, msg, error, reason, 10000) : -EINVAL;
 		if (ret != 0) {
-			log_error("kafka consumer: dead-letter write failed (%d); will retry %s/%d@%lld",
-				  ret, msg->topic, (int)msg->partition, (long long)msg->offset);
+			log_error(
+			    "kafka consumer: dead-letter write failed (%d); will retry %s/%d@%lld",
+			    ret, msg->topic, (int)msg->partition, (long long)msg->offset);
 			rewind_to(consumer, msg);
 			kafka_message__release(msg);
 			return -EIO;

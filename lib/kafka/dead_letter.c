@@ -63,12 +63,11 @@ int kafka__dead_letter(struct kafka_producer *dlq, const char *dlq_topic,
 	clock__format_rfc3339(clock__realtime_ms(), when);
 	if (msg->key)
 		key = json_stringn(msg->key, msg->key_len);
-	envelope = json_pack("{s:i, s:s, s:s, s:s, s:{s:s, s:i, s:I}, s:o, s:s}", "version",
-			     KAFKA_EVENT_VERSION, "type", "dead_letter", "reason_code",
-			     kafka_event__error_name(error), "reason", reason, "source", "topic",
-			     msg->topic, "partition", (int)msg->partition, "offset",
-			     (json_int_t)msg->offset, "key", key ? key : json_null(),
-			     "dead_lettered_at", when);
+	envelope = json_pack(
+	    "{s:i, s:s, s:s, s:s, s:{s:s, s:i, s:I}, s:o, s:s}", "version", KAFKA_EVENT_VERSION,
+	    "type", "dead_letter", "reason_code", kafka_event__error_name(error), "reason", reason,
+	    "source", "topic", msg->topic, "partition", (int)msg->partition, "offset",
+	    (json_int_t)msg->offset, "key", key ? key : json_null(), "dead_lettered_at", when);
 	key = NULL; /* stolen by "o" */
 	if (!envelope || add_payload(envelope, msg->payload, msg->len, true) != 0)
 		goto out;
@@ -87,16 +86,15 @@ int kafka__dead_letter(struct kafka_producer *dlq, const char *dlq_topic,
 	{
 		const char *code = kafka_event__error_name(error);
 		const struct kafka_header headers[] = {
-			{KAFKA_DLQ_HEADER_REASON_CODE, code, strlen(code)},
-			{KAFKA_DLQ_HEADER_REASON, reason, strlen(reason)},
-			{KAFKA_DLQ_HEADER_SOURCE_TOPIC, msg->topic, strlen(msg->topic)},
-			{KAFKA_DLQ_HEADER_SOURCE_PARTITION, partition, strlen(partition)},
-			{KAFKA_DLQ_HEADER_SOURCE_OFFSET, offset, strlen(offset)},
+		    {KAFKA_DLQ_HEADER_REASON_CODE, code, strlen(code)},
+		    {KAFKA_DLQ_HEADER_REASON, reason, strlen(reason)},
+		    {KAFKA_DLQ_HEADER_SOURCE_TOPIC, msg->topic, strlen(msg->topic)},
+		    {KAFKA_DLQ_HEADER_SOURCE_PARTITION, partition, strlen(partition)},
+		    {KAFKA_DLQ_HEADER_SOURCE_OFFSET, offset, strlen(offset)},
 		};
-		ret = kafka_producer__produce_sync(dlq, dlq_topic, msg->key, msg->key_len, value,
-						   strlen(value), headers,
-						   sizeof(headers) / sizeof(headers[0]), timeout_ms,
-						   &delivery);
+		ret = kafka_producer__produce_sync(
+		    dlq, dlq_topic, msg->key, msg->key_len, value, strlen(value), headers,
+		    sizeof(headers) / sizeof(headers[0]), timeout_ms, &delivery);
 	}
 	if (ret == 0)
 		log_info("kafka: dead-lettered %s/%d@%lld to %s/%d@%lld (%s)", msg->topic,

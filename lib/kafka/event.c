@@ -32,114 +32,111 @@ struct field {
 
 /* E2B's network object, snake_cased (docs/e2b-compatibility.md, POST /sandboxes). */
 static const struct field network_fields[] = {
-	{"allow_out", FIELD_STRING_ARRAY, false},
-	{"deny_out", FIELD_STRING_ARRAY, false},
-	{"allow_public_traffic", FIELD_BOOL, false},
-	{"mask_request_host", FIELD_STRING, false},
-	{NULL, 0, false},
+    {"allow_out", FIELD_STRING_ARRAY, false},
+    {"deny_out", FIELD_STRING_ARRAY, false},
+    {"allow_public_traffic", FIELD_BOOL, false},
+    {"mask_request_host", FIELD_STRING, false},
+    {NULL, 0, false},
 };
 
 /* docs/events/create.schema.json, "spec" */
 static const struct field create_fields[] = {
-	{"template_id", FIELD_STRING, true},
-	{"timeout_s", FIELD_POSITIVE_INT, true},
-	{"alias", FIELD_STRING, false},
-	{"secure", FIELD_BOOL, false},
-	{"allow_internet_access", FIELD_BOOL, false},
-	{"auto_pause", FIELD_BOOL, false},
-	{"metadata", FIELD_STRING_MAP, false},
-	{"env_vars", FIELD_STRING_MAP, false},
-	{"network", FIELD_NETWORK, false},
-	{"runtime", FIELD_STRING, false},
-	{"volume_mounts", FIELD_POSITIVE_INT, false},
-	{NULL, 0, false},
+    {"template_id", FIELD_STRING, true},
+    {"timeout_s", FIELD_POSITIVE_INT, true},
+    {"alias", FIELD_STRING, false},
+    {"secure", FIELD_BOOL, false},
+    {"allow_internet_access", FIELD_BOOL, false},
+    {"auto_pause", FIELD_BOOL, false},
+    {"metadata", FIELD_STRING_MAP, false},
+    {"env_vars", FIELD_STRING_MAP, false},
+    {"network", FIELD_NETWORK, false},
+    {"runtime", FIELD_STRING, false},
+    {"volume_mounts", FIELD_POSITIVE_INT, false},
+    {NULL, 0, false},
 };
 static const struct field no_fields[] = {{NULL, 0, false}};
 static const struct field set_timeout_fields[] = {
-	{"timeout_s", FIELD_POSITIVE_INT, true},
-	{NULL, 0, false},
+    {"timeout_s", FIELD_POSITIVE_INT, true},
+    {NULL, 0, false},
 };
 static const struct field update_network_fields[] = {
-	{"network", FIELD_NETWORK, true},
-	{NULL, 0, false},
+    {"network", FIELD_NETWORK, true},
+    {NULL, 0, false},
 };
 static const struct field resume_fields[] = {
-	{"timeout_s", FIELD_POSITIVE_INT, false},
-	{"auto_pause", FIELD_BOOL, false},
-	{NULL, 0, false},
+    {"timeout_s", FIELD_POSITIVE_INT, false},
+    {"auto_pause", FIELD_BOOL, false},
+    {NULL, 0, false},
 };
 static const struct field snapshot_fields[] = {
-	{"snapshot_id", FIELD_STRING, true},
-	{"template_id", FIELD_STRING, true},
-	{"max_bytes", FIELD_POSITIVE_INT, false}, /* the team's quota left */
-	{"name", FIELD_STRING, false},
-	{NULL, 0, false},
+    {"snapshot_id", FIELD_STRING, true},
+    {"template_id", FIELD_STRING, true},
+    {"max_bytes", FIELD_POSITIVE_INT, false}, /* the team's quota left */
+    {"name", FIELD_STRING, false},
+    {NULL, 0, false},
 };
 static const struct field snapshotted_fields[] = {
-	{"snapshot_id", FIELD_STRING, true},
-	{"bytes", FIELD_POSITIVE_INT, false},
-	{NULL, 0, false},
+    {"snapshot_id", FIELD_STRING, true},
+    {"bytes", FIELD_POSITIVE_INT, false},
+    {NULL, 0, false},
 };
 static const struct field created_fields[] = {
-	{"template_id", FIELD_STRING, true},
-	{"envd_version", FIELD_STRING, true},
-	{"end_at", FIELD_TIME, true},
-	{"alias", FIELD_STRING, false},
-	{"client_id", FIELD_STRING, false},
-	{NULL, 0, false},
+    {"template_id", FIELD_STRING, true}, {"envd_version", FIELD_STRING, true},
+    {"end_at", FIELD_TIME, true},	 {"alias", FIELD_STRING, false},
+    {"client_id", FIELD_STRING, false},	 {NULL, 0, false},
 };
 static const struct field failed_fields[] = {
-	{"command", FIELD_COMMAND_NAME, true},
-	{"code", FIELD_HTTP_CODE, true},
-	{"message", FIELD_STRING, true},
-	{NULL, 0, false},
+    {"command", FIELD_COMMAND_NAME, true},
+    {"code", FIELD_HTTP_CODE, true},
+    {"message", FIELD_STRING, true},
+    {NULL, 0, false},
 };
 static const struct field killed_fields[] = {
-	{"reason", FIELD_STRING, false},
-	{NULL, 0, false},
+    {"reason", FIELD_STRING, false},
+    {NULL, 0, false},
 };
 static const struct field end_at_fields[] = {
-	{"end_at", FIELD_TIME, true},
-	{NULL, 0, false},
+    {"end_at", FIELD_TIME, true},
+    {NULL, 0, false},
 };
 static const struct field paused_fields[] = {
-	{"snapshot_id", FIELD_STRING, false},
-	{"reason", FIELD_STRING, false}, /* "timeout": paused at end_at */
-	{NULL, 0, false},
+    {"snapshot_id", FIELD_STRING, false},
+    {"reason", FIELD_STRING, false}, /* "timeout": paused at end_at */
+    {NULL, 0, false},
 };
 
 static const struct {
 	const char *name;
 	const struct field *fields; /* of "spec" (commands) or "result" (results) */
 } event_types[KAFKA_EVENT_TYPE_COUNT] = {
-	[KAFKA_EVENT_UNKNOWN] = {"unknown", no_fields},
-	[KAFKA_EVENT_CREATE] = {"create", create_fields},
-	[KAFKA_EVENT_KILL] = {"kill", no_fields},
-	[KAFKA_EVENT_SET_TIMEOUT] = {"set_timeout", set_timeout_fields},
-	[KAFKA_EVENT_UPDATE_NETWORK] = {"update_network", update_network_fields},
-	[KAFKA_EVENT_PAUSE] = {"pause", no_fields},
-	[KAFKA_EVENT_RESUME] = {"resume", resume_fields},
-	[KAFKA_EVENT_SNAPSHOT] = {"snapshot", snapshot_fields},
-	[KAFKA_EVENT_CREATED] = {"created", created_fields},
-	[KAFKA_EVENT_FAILED] = {"failed", failed_fields},
-	[KAFKA_EVENT_KILLED] = {"killed", killed_fields},
-	[KAFKA_EVENT_TIMED_OUT] = {"timed_out", end_at_fields},
-	[KAFKA_EVENT_PAUSED] = {"paused", paused_fields},
-	[KAFKA_EVENT_RESUMED] = {"resumed", end_at_fields},
-	[KAFKA_EVENT_NETWORK_UPDATED] = {"network_updated", update_network_fields},
-	[KAFKA_EVENT_SNAPSHOTTED] = {"snapshotted", snapshotted_fields},
+    [KAFKA_EVENT_UNKNOWN] = {"unknown", no_fields},
+    [KAFKA_EVENT_CREATE] = {"create", create_fields},
+    [KAFKA_EVENT_KILL] = {"kill", no_fields},
+    [KAFKA_EVENT_SET_TIMEOUT] = {"set_timeout", set_timeout_fields},
+    [KAFKA_EVENT_UPDATE_NETWORK] = {"update_network", update_network_fields},
+    [KAFKA_EVENT_PAUSE] = {"pause", no_fields},
+    [KAFKA_EVENT_RESUME] = {"resume", resume_fields},
+    [KAFKA_EVENT_SNAPSHOT] = {"snapshot", snapshot_fields},
+    [KAFKA_EVENT_CREATED] = {"created", created_fields},
+    [KAFKA_EVENT_FAILED] = {"failed", failed_fields},
+    [KAFKA_EVENT_KILLED] = {"killed", killed_fields},
+    [KAFKA_EVENT_TIMED_OUT] = {"timed_out", end_at_fields},
+    [KAFKA_EVENT_PAUSED] = {"paused", paused_fields},
+    [KAFKA_EVENT_RESUMED] = {"resumed", end_at_fields},
+    [KAFKA_EVENT_NETWORK_UPDATED] = {"network_updated", update_network_fields},
+    [KAFKA_EVENT_SNAPSHOTTED] = {"snapshotted", snapshotted_fields},
 };
 
 static const char *const error_names[] = {
-	[KAFKA_EVENT_OK] = "ok",
-	[KAFKA_EVENT_ERR_OVERSIZED] = "oversized",
-	[KAFKA_EVENT_ERR_NOT_JSON] = "not_json",
-	[KAFKA_EVENT_ERR_NOT_OBJECT] = "not_object",
-	[KAFKA_EVENT_ERR_MISSING_FIELD] = "missing_field",
-	[KAFKA_EVENT_ERR_WRONG_TYPE] = "wrong_type",
-	[KAFKA_EVENT_ERR_BAD_VALUE] = "bad_value",
-	[KAFKA_EVENT_ERR_UNKNOWN_VERSION] = "unknown_version",
-	[KAFKA_EVENT_ERR_UNKNOWN_TYPE] = "unknown_type",
+    [KAFKA_EVENT_OK] = "ok",
+    [KAFKA_EVENT_ERR_OVERSIZED] = "oversized",
+    [KAFKA_EVENT_ERR_NOT_JSON] = "not_json",
+    [KAFKA_EVENT_ERR_NOT_OBJECT] = "not_object",
+    [KAFKA_EVENT_ERR_MISSING_FIELD] = "missing_field",
+    [KAFKA_EVENT_ERR_WRONG_TYPE] = "wrong_type",
+    [KAFKA_EVENT_ERR_BAD_VALUE] = "bad_value",
+    [KAFKA_EVENT_ERR_UNKNOWN_VERSION] = "unknown_version",
+    [KAFKA_EVENT_ERR_UNKNOWN_TYPE] = "unknown_type",
 };
 
 const char *kafka_event__type_name(enum kafka_event_type type)
@@ -268,8 +265,7 @@ static enum kafka_event_error validate_field(const json_t *value, const struct f
 		{
 			if (!json_is_string(item))
 				return fail(KAFKA_EVENT_ERR_WRONG_TYPE, reason, reason_len,
-					    "field \"%s%s\" must hold strings only", path,
-					    f->name);
+					    "field \"%s%s\" must hold strings only", path, f->name);
 		}
 		return KAFKA_EVENT_OK;
 	case FIELD_TIME:
@@ -332,8 +328,8 @@ static enum kafka_event_error envelope_string(const json_t *root, const char *na
 	if (!json_is_string(value))
 		return fail(KAFKA_EVENT_ERR_WRONG_TYPE, reason, reason_len,
 			    "field \"%s\" has the wrong type", name);
-	if (json_string_length(value) >= out_len || strlen(json_string_value(value)) !=
-							    json_string_length(value))
+	if (json_string_length(value) >= out_len ||
+	    strlen(json_string_value(value)) != json_string_length(value))
 		return fail(KAFKA_EVENT_ERR_BAD_VALUE, reason, reason_len,
 			    "field \"%s\" is too long or holds NUL", name);
 	memcpy(out, json_string_value(value), json_string_length(value) + 1);
@@ -442,9 +438,8 @@ static enum kafka_event_error validate_root(const json_t *root, struct kafka_eve
 	return KAFKA_EVENT_OK;
 }
 
-enum kafka_event_error kafka_event__decode(const void *payload, size_t len,
-					   struct kafka_event *ev, char *reason,
-					   size_t reason_len)
+enum kafka_event_error kafka_event__decode(const void *payload, size_t len, struct kafka_event *ev,
+					   char *reason, size_t reason_len)
 {
 	enum kafka_event_error error;
 	json_error_t json_error;
@@ -482,9 +477,9 @@ char *kafka_event__encode(const struct kafka_event *ev, enum kafka_event_error *
 	}
 	body = command ? ev->spec : ev->result;
 	root = json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:O}", "version", ev->version, "type",
-			 kafka_event__type_name(ev->type), "request_id", ev->request_id,
-			 "team_id", ev->team_id, "sandbox_id", ev->sandbox_id, "sent_at",
-			 ev->sent_at, command ? "spec" : "result", body ? body : json_null());
+			 kafka_event__type_name(ev->type), "request_id", ev->request_id, "team_id",
+			 ev->team_id, "sandbox_id", ev->sandbox_id, "sent_at", ev->sent_at,
+			 command ? "spec" : "result", body ? body : json_null());
 	if (!root) {
 		error = fail(KAFKA_EVENT_ERR_BAD_VALUE, reason, reason_len,
 			     "cannot build the JSON object (invalid UTF-8 in a field?)");
@@ -532,8 +527,7 @@ static void stamp_now(struct kafka_event *ev)
 	clock__format_rfc3339(ev->sent_at_ms, ev->sent_at);
 }
 
-enum kafka_event_error kafka_event__init_command(struct kafka_event *ev,
-						 enum kafka_event_type type,
+enum kafka_event_error kafka_event__init_command(struct kafka_event *ev, enum kafka_event_type type,
 						 const char *team_id, const char *sandbox_id,
 						 json_t *spec, char *reason, size_t reason_len)
 {
@@ -566,11 +560,10 @@ err:
 	return error;
 }
 
-enum kafka_event_error kafka_event__init_result(struct kafka_event *ev,
-						enum kafka_event_type type,
+enum kafka_event_error kafka_event__init_result(struct kafka_event *ev, enum kafka_event_type type,
 						const struct kafka_event *command,
-						const char *host_id, json_t *result,
-						char *reason, size_t reason_len)
+						const char *host_id, json_t *result, char *reason,
+						size_t reason_len)
 {
 	enum kafka_event_error error;
 	char *text;

@@ -84,8 +84,7 @@ int kafka_internal__set(rd_kafka_conf_t *conf, const char *name, const char *val
 	return 0;
 }
 
-void kafka_internal__log_cb(const rd_kafka_t *rk, int level, const char *facility,
-			    const char *buf)
+void kafka_internal__log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
 {
 	/* syslog levels: 0-3 error, 4 warning, 5-6 info, 7 debug */
 	if (level <= 3)
@@ -185,8 +184,8 @@ static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_
  * set, -ETIMEDOUT with no answer, -EIO when the request as a whole failed
  * (*event then still set, for the caller to destroy); err says why. */
 static int admin_answer(rd_kafka_queue_t *queue, rd_kafka_event_type_t wanted, int timeout_ms,
-			const char *request, const char *name, rd_kafka_event_t **event,
-			char *err, size_t err_len)
+			const char *request, const char *name, rd_kafka_event_t **event, char *err,
+			size_t err_len)
 {
 	*event = admin_wait(queue, wanted, timeout_ms);
 	if (!*event) {
@@ -211,11 +210,10 @@ struct admin_request {
 };
 
 /* 0, or -EINVAL when no handle could be made (err says why). */
-static int admin_request__open(struct admin_request *a, const char *brokers,
-			       rd_kafka_admin_op_t op, int timeout_ms, bool operation_timeout,
-			       char *err, size_t err_len)
+static int admin_request__open(struct admin_request *a, const char *brokers, rd_kafka_admin_op_t op,
+			       int timeout_ms, bool operation_timeout, char *err, size_t err_len)
 {
-	*a = (struct admin_request){ 0 };
+	*a = (struct admin_request){0};
 	a->rk = admin_handle(brokers, err, err_len);
 	if (!a->rk)
 		return -EINVAL;
@@ -234,7 +232,7 @@ static void admin_request__close(struct admin_request *a)
 		rd_kafka_queue_destroy(a->queue);
 	if (a->rk)
 		rd_kafka_destroy(a->rk);
-	*a = (struct admin_request){ 0 };
+	*a = (struct admin_request){0};
 }
 
 /* The topic results of a CreateTopics answer: 0 (*existed when the topic
@@ -245,7 +243,7 @@ static int create_topic__result(rd_kafka_event_t *event, const char *topic, bool
 	const rd_kafka_CreateTopics_result_t *result = rd_kafka_event_CreateTopics_result(event);
 	size_t count = 0;
 	const rd_kafka_topic_result_t **results =
-		rd_kafka_CreateTopics_result_topics(result, &count);
+	    rd_kafka_CreateTopics_result_topics(result, &count);
 
 	for (size_t i = 0; i < count; i++) {
 		rd_kafka_resp_err_t e = rd_kafka_topic_result_error(results[i]);

@@ -10,7 +10,6 @@
 int kafka_internal__set(rd_kafka_conf_t *conf, const char *name, const char *value, char *err,
 			size_t err_len);
 /* Routes librdkafka's log lines into warren's log. */
-void kafka_internal__log_cb(const rd_kafka_t *rk, int level, const char *facility,
-			    const char *buf);
+void kafka_internal__log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *buf);
 
 #endif

@@ -76,10 +76,10 @@ static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *message, v
 {
 	struct pending *pending = message->_private;
 	struct kafka_delivery delivery = {
-		.error = message->err,
-		.topic = message->rkt ? rd_kafka_topic_name(message->rkt) : "",
-		.partition = message->partition,
-		.offset = message->offset,
+	    .error = message->err,
+	    .topic = message->rkt ? rd_kafka_topic_name(message->rkt) : "",
+	    .partition = message->partition,
+	    .offset = message->offset,
 	};
 
 	if (message->err)
@@ -113,8 +113,8 @@ static void *delivery_thread(void *arg)
 	return NULL;
 }
 
-struct kafka_producer *kafka_producer__new(const char *brokers, const char *client_id,
-					   char *err, size_t err_len)
+struct kafka_producer *kafka_producer__new(const char *brokers, const char *client_id, char *err,
+					   size_t err_len)
 {
 	struct kafka_producer *producer = calloc(1, sizeof(*producer));
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -196,8 +196,8 @@ static int map_produce_error(rd_kafka_resp_err_t error)
 	}
 }
 
-int kafka_producer__produce(struct kafka_producer *producer, const char *topic,
-			    const void *key, size_t key_len, const void *payload, size_t len,
+int kafka_producer__produce(struct kafka_producer *producer, const char *topic, const void *key,
+			    size_t key_len, const void *payload, size_t len,
 			    const struct kafka_header *headers, size_t header_count,
 			    kafka_delivery_fn done, void *opaque)
 {
@@ -220,12 +220,10 @@ int kafka_producer__produce(struct kafka_producer *producer, const char *topic,
 			rd_kafka_header_add(rd_headers, headers[i].name, -1, headers[i].value,
 					    (ssize_t)headers[i].len);
 	}
-	error = rd_kafka_producev(producer->rk, RD_KAFKA_V_TOPIC(topic),
-				  RD_KAFKA_V_KEY(key, key ? key_len : 0),
-				  RD_KAFKA_V_VALUE((void *)payload, len),
-				  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-				  RD_KAFKA_V_HEADERS(rd_headers), RD_KAFKA_V_OPAQUE(pending),
-				  RD_KAFKA_V_END);
+	error = rd_kafka_producev(
+	    producer->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? key_len : 0),
+	    RD_KAFKA_V_VALUE((void *)payload, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_HEADERS(rd_headers), RD_KAFKA_V_OPAQUE(pending), RD_KAFKA_V_END);
 	if (error) {
 		/* On failure the headers and the opaque stay ours. */
 		if (rd_headers)
@@ -240,10 +238,9 @@ int kafka_producer__produce(struct kafka_producer *producer, const char *topic,
 }
 
 int kafka_producer__produce_sync(struct kafka_producer *producer, const char *topic,
-				 const void *key, size_t key_len, const void *payload,
-				 size_t len, const struct kafka_header *headers,
-				 size_t header_count, int timeout_ms,
-				 struct kafka_delivery *out)
+				 const void *key, size_t key_len, const void *payload, size_t len,
+				 const struct kafka_header *headers, size_t header_count,
+				 int timeout_ms, struct kafka_delivery *out)
 {
 	uint64_t deadline_ns = clock__monotonic_ns() + (uint64_t)timeout_ms * 1000000ull;
 	struct sync_wait *wait = calloc(1, sizeof(*wait));
@@ -306,9 +303,8 @@ int kafka_producer__produce_event(struct kafka_producer *producer, const char *t
 			 kafka_event__type_name(ev->type), reason);
 		return -EINVAL;
 	}
-	ret = kafka_producer__produce_sync(producer, topic, ev->sandbox_id,
-					   strlen(ev->sandbox_id), text, strlen(text), NULL, 0,
-					   timeout_ms, out);
+	ret = kafka_producer__produce_sync(producer, topic, ev->sandbox_id, strlen(ev->sandbox_id),
+					   text, strlen(text), NULL, 0, timeout_ms, out);
 	free(text);
 	return ret;
 }

@@ -18,14 +18,14 @@
 
 #include "warren/net_address.h"
 
-#define PROM_FAMILIES_MAX 64
-#define PROM_SERIES_MAX 512
+#define PROM_FAMILIES_MAX   64
+#define PROM_SERIES_MAX	    512
 #define PROM_COLLECTORS_MAX 8
 
 enum prom_type { PROM_COUNTER, PROM_GAUGE, PROM_HISTOGRAM };
 
-static const double prom_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-				       0.25,  0.5,    1,     2.5,  5,     10,   30 };
+static const double prom_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+				      0.25,  0.5,    1,	    2.5,  5,	 10,   30};
 #define PROM_BUCKETS (sizeof(prom_buckets) / sizeof(prom_buckets[0]))
 
 struct prom_series {
@@ -53,7 +53,7 @@ static struct {
 	} collectors[PROM_COLLECTORS_MAX];
 	size_t collector_count;
 	struct MHD_Daemon *daemon;
-} prom = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} prom = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* The series of name+labels, made on first use. Called locked; NULL when
  * the name has another type or a table is full. */
@@ -118,8 +118,7 @@ void prom__gauge_set(const char *name, const char *help, const char *labels, dou
 	pthread_mutex_unlock(&prom.lock);
 }
 
-void prom__histogram_observe(const char *name, const char *help, const char *labels,
-			     double value)
+void prom__histogram_observe(const char *name, const char *help, const char *labels, double value)
 {
 	struct prom_series *series;
 
@@ -188,7 +187,7 @@ static void prom__head(FILE *out, const char *name, const char *suffix, const ch
 
 static void prom__render_family(FILE *out, const struct prom_family *family)
 {
-	static const char *const types[] = { "counter", "gauge", "histogram" };
+	static const char *const types[] = {"counter", "gauge", "histogram"};
 
 	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", family->name, family->help, family->name,
 		types[family->type]);
@@ -272,13 +271,14 @@ static enum MHD_Result prom__answer(void *cls, struct MHD_Connection *connection
 	if (status != MHD_HTTP_OK)
 		response = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
 	else
-		response = MHD_create_response_from_buffer(strlen(text), text,
-							   MHD_RESPMEM_MUST_FREE);
+		response =
+		    MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
 	if (!response) {
 		free(text);
 		return MHD_NO;
 	}
-	MHD_add_response_header(response, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	MHD_add_response_header(response, "Content-Type",
+				"text/plain; version=0.0.4; charset=utf-8");
 	ret = MHD_queue_response(connection, status, response);
 	MHD_destroy_response(response);
 	return ret;
@@ -286,14 +286,15 @@ static enum MHD_Result prom__answer(void *cls, struct MHD_Connection *connection
 
 int prom__serve(const char *listen, uint16_t *port_out, char *err, size_t err_len)
 {
-	struct sockaddr_in address = { .sin_family = AF_INET };
+	struct sockaddr_in address = {.sin_family = AF_INET};
 	const union MHD_DaemonInfo *info;
 	char host[64];
 	uint16_t port;
 
 	if (!listen || address__parse_host_port(listen, host, sizeof(host), &port) ||
 	    inet_pton(AF_INET, host, &address.sin_addr) != 1) {
-		snprintf(err, err_len, "metrics_listen \"%s\" is not IPV4:PORT", listen ? listen : "");
+		snprintf(err, err_len, "metrics_listen \"%s\" is not IPV4:PORT",
+			 listen ? listen : "");
 		return -EINVAL;
 	}
 	address.sin_port = htons(port);

@@ -132,8 +132,8 @@ int ratelimit__memory_backend(int64_t (*server_clock_us)(void *ctx), void *clock
 	pthread_mutex_init(&store->lock, NULL);
 	store->clock_us = server_clock_us ? server_clock_us : memory__monotonic;
 	store->clock_ctx = clock_ctx;
-	*out = (struct ratelimit_backend){ memory__lease, memory__give_back,
-					   memory__record_rejections, memory__close, store };
+	*out = (struct ratelimit_backend){memory__lease, memory__give_back,
+					  memory__record_rejections, memory__close, store};
 	return 0;
 }
 

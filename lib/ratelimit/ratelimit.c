@@ -15,15 +15,15 @@
 #include "warren/check.h"
 #include "warren/clock.h"
 
-#define RATELIMIT_BUCKETS 4096
-#define RATELIMIT_KEY_MAX 200
+#define RATELIMIT_BUCKETS	  4096
+#define RATELIMIT_KEY_MAX	  200
 #define RATELIMIT_REJECTION_SLOTS 64
-#define RATELIMIT_FLUSH_US 1000000
-#define RATELIMIT_TICK_US 1000000	  /* background: sweep and flush cadence */
-#define RATELIMIT_RETRY_US 1000000	  /* take_nowait: a failed key leases again after */
-#define RATELIMIT_SLOW_US 100000	  /* take_nowait: a lease out longer is taken as failing */
-#define RATELIMIT_REFILL_QUEUE 4096
-#define RATELIMIT_MAX_KEYS 1000000
+#define RATELIMIT_FLUSH_US	  1000000
+#define RATELIMIT_TICK_US	  1000000 /* background: sweep and flush cadence */
+#define RATELIMIT_RETRY_US	  1000000 /* take_nowait: a failed key leases again after */
+#define RATELIMIT_SLOW_US	  100000  /* take_nowait: a lease out longer is taken as failing */
+#define RATELIMIT_REFILL_QUEUE	  4096
+#define RATELIMIT_MAX_KEYS	  1000000
 
 /* Slots first_us + i * interval_us of one lease, i in [next, count). */
 struct ratelimit_lease {
@@ -33,16 +33,16 @@ struct ratelimit_lease {
 struct ratelimit_key {
 	struct ratelimit_key *next_in_bucket;
 	pthread_mutex_t lock;
-	int users;		 /* decisions between lookup and unlock (under table_lock / atomic) */
+	int users; /* decisions between lookup and unlock (under table_lock / atomic) */
 	int64_t interval_us, tau_us, idle_us;
 	/* Leases in slot order, [0] spent first. take holds one; take_nowait
 	 * may hold the next one while [0] runs out. */
 	struct ratelimit_lease leases[2];
 	int leases_held;
-	int64_t last_granted;	 /* tokens of the last lease (0: none or failed) */
-	int64_t last_tat_us;	 /* the shared tat after our last lease */
-	int64_t lease_expired;	 /* slots that passed unspent since the last lease */
-	int64_t lease_size;	 /* adaptive: 1, doubled while busy, capped */
+	int64_t last_granted;  /* tokens of the last lease (0: none or failed) */
+	int64_t last_tat_us;   /* the shared tat after our last lease */
+	int64_t lease_expired; /* slots that passed unspent since the last lease */
+	int64_t lease_size;    /* adaptive: 1, doubled while busy, capped */
 	bool anchored;
 	/* server time ~= anchor_server_us + (local - anchor_local_us), >= the truth */
 	int64_t anchor_server_us, anchor_local_us;
@@ -50,13 +50,13 @@ struct ratelimit_key {
 	bool denied_valid;
 	/* take_nowait */
 	bool nowait;
-	int64_t cap;		 /* largest lease and the credit (both c) */
-	int64_t debt;		 /* admitted on credit, not yet paid with a slot */
-	bool refill_queued;	 /* in the queue or being leased: not evicted */
+	int64_t cap;		       /* largest lease and the credit (both c) */
+	int64_t debt;		       /* admitted on credit, not yet paid with a slot */
+	bool refill_queued;	       /* in the queue or being leased: not evicted */
 	int64_t refill_since_local_us; /* ... since */
-	bool backend_failed;	 /* the last lease of this key failed */
-	int64_t retry_local_us;	 /* ... and is tried again from then */
-	int64_t fallback_tat_us; /* local GCRA (local clock), charged by every admission */
+	bool backend_failed;	       /* the last lease of this key failed */
+	int64_t retry_local_us;	       /* ... and is tried again from then */
+	int64_t fallback_tat_us;       /* local GCRA (local clock), charged by every admission */
 	int64_t last_used_local_us;
 	char key[];
 };
@@ -74,18 +74,18 @@ struct ratelimit {
 	struct ratelimit_key *buckets[RATELIMIT_BUCKETS];
 	pthread_mutex_t rejection_lock;
 	struct ratelimit_rejection rejections[RATELIMIT_REJECTION_SLOTS];
-	int64_t last_flush_local_us;	/* under rejection_lock */
-	int pending_rejections;		/* __atomic: counts waiting to be written */
-	struct ratelimit_stats stats;	/* updated with __atomic builtins */
+	int64_t last_flush_local_us;  /* under rejection_lock */
+	int pending_rejections;	      /* __atomic: counts waiting to be written */
+	struct ratelimit_stats stats; /* updated with __atomic builtins */
 	/* The background thread: take_nowait's leases (the refill queue), and
 	 * once a second the pending rejection counts (an idle instance must
 	 * not sit on them) and the idle-key sweep. */
 	pthread_t background;
 	bool background_started;
-	bool background_stop;		/* under background_lock */
+	bool background_stop; /* under background_lock */
 	pthread_mutex_t background_lock;
 	pthread_cond_t background_wake;
-	struct ratelimit_key **refills;	/* ring under background_lock */
+	struct ratelimit_key **refills; /* ring under background_lock */
 	int refill_head, refill_count;
 	/* take_nowait: a lease failed; until then (local clock) keys without
 	 * tokens use the local GCRA instead of credit (__atomic). */
@@ -103,7 +103,8 @@ static int64_t ratelimit__now(struct ratelimit *limiter)
 	return limiter->options.monotonic_us(limiter->options.clock_ctx);
 }
 
-#define STAT_ADD(limiter, field, n) __atomic_add_fetch(&(limiter)->stats.field, (n), __ATOMIC_RELAXED)
+#define STAT_ADD(limiter, field, n)                                                                \
+	__atomic_add_fetch(&(limiter)->stats.field, (n), __ATOMIC_RELAXED)
 
 static void ratelimit__flush_rejections(struct ratelimit *limiter);
 static void ratelimit__refill(struct ratelimit *limiter, struct ratelimit_key *entry);
@@ -122,7 +123,8 @@ static void *ratelimit__background_main(void *opaque)
 		if (limiter->refill_count > 0) {
 			struct ratelimit_key *entry = limiter->refills[limiter->refill_head];
 
-			limiter->refill_head = (limiter->refill_head + 1) % limiter->options.refill_queue;
+			limiter->refill_head =
+			    (limiter->refill_head + 1) % limiter->options.refill_queue;
 			limiter->refill_count--;
 			pthread_mutex_unlock(&limiter->background_lock);
 			ratelimit__refill(limiter, entry);
@@ -182,8 +184,8 @@ struct ratelimit *ratelimit__open_backend(const struct ratelimit_backend *backen
 	pthread_mutex_init(&limiter->background_lock, NULL);
 	pthread_cond_init(&limiter->background_wake, NULL);
 	limiter->last_flush_local_us = ratelimit__now(limiter);
-	limiter->background_started = pthread_create(&limiter->background, NULL,
-						     ratelimit__background_main, limiter) == 0;
+	limiter->background_started =
+	    pthread_create(&limiter->background, NULL, ratelimit__background_main, limiter) == 0;
 	return limiter;
 }
 
@@ -271,8 +273,8 @@ static void ratelimit__params(const struct ratelimit *limiter, int64_t count, in
 		out->cap = 1;
 	/* Idle this long, the GCRA is full again and every leased slot passed. */
 	out->idle_us = window_ms * 1000 > out->tau_us + out->interval_us
-			       ? window_ms * 1000
-			       : out->tau_us + out->interval_us;
+			   ? window_ms * 1000
+			   : out->tau_us + out->interval_us;
 }
 
 /* One exact GCRA decision (virtual scheduling) on *tat_us at now_us:
@@ -397,7 +399,8 @@ static int64_t ratelimit__plan_lease(struct ratelimit_key *entry, int64_t cap, i
 	if (cap > 1) {
 		lead_us = cap * entry->interval_us;
 		if (lead_us > entry->tau_us - (entry->lease_size + extra - 1) * entry->interval_us)
-			lead_us = entry->tau_us - (entry->lease_size + extra - 1) * entry->interval_us;
+			lead_us =
+			    entry->tau_us - (entry->lease_size + extra - 1) * entry->interval_us;
 		if (lead_us < 0)
 			lead_us = 0;
 	}
@@ -411,7 +414,8 @@ static int64_t ratelimit__plan_lease(struct ratelimit_key *entry, int64_t cap, i
  * lease conforms, the slot after ours + (n-1)*T - tau; no slot is lost
  * meanwhile, docs "Lease sizing"). entry locked. */
 static void ratelimit__install(struct ratelimit *limiter, struct ratelimit_key *entry,
-			       const struct ratelimit_grant *grant, int64_t send_local, int64_t want)
+			       const struct ratelimit_grant *grant, int64_t send_local,
+			       int64_t want)
 {
 	STAT_ADD(limiter, tokens_leased, grant->granted);
 	entry->anchored = true;
@@ -427,13 +431,12 @@ static void ratelimit__install(struct ratelimit *limiter, struct ratelimit_key *
 			entry->leases_held = 1;
 		}
 		entry->leases[entry->leases_held++] = (struct ratelimit_lease){
-			.first_us = grant->first_us, .count = grant->granted, .tat_us = grant->tat_us
-		};
+		    .first_us = grant->first_us, .count = grant->granted, .tat_us = grant->tat_us};
 	}
 	entry->denied_valid = grant->granted < want && !limiter->options.naive;
 	entry->denied_until_local_us =
-		send_local + (grant->tat_us + (entry->lease_size - 1) * entry->interval_us -
-			      entry->tau_us - grant->now_us);
+	    send_local + (grant->tat_us + (entry->lease_size - 1) * entry->interval_us -
+			  entry->tau_us - grant->now_us);
 }
 
 /* Fills the estimates of out from entry at server time server_us. */
@@ -459,9 +462,8 @@ static void ratelimit__refuse(const struct ratelimit_key *entry, int64_t now_loc
 {
 	out->allowed = false;
 	out->remaining = 0;
-	out->retry_after_s = entry->denied_valid
-				     ? ratelimit__ceil_s(entry->denied_until_local_us - now_local)
-				     : 1;
+	out->retry_after_s =
+	    entry->denied_valid ? ratelimit__ceil_s(entry->denied_until_local_us - now_local) : 1;
 	if (out->retry_after_s < 1)
 		out->retry_after_s = 1;
 }
@@ -649,7 +651,8 @@ static void ratelimit__refill(struct ratelimit *limiter, struct ratelimit_key *e
 		__atomic_store_n(&limiter->backend_failed_until_us, entry->retry_local_us,
 				 __ATOMIC_RELAXED);
 	} else if (entry->interval_us == interval_us && entry->tau_us == tau_us) {
-		int64_t server_us, paid = grant.granted < debt_at_send ? grant.granted : debt_at_send;
+		int64_t server_us,
+		    paid = grant.granted < debt_at_send ? grant.granted : debt_at_send;
 
 		entry->backend_failed = false;
 		__atomic_store_n(&limiter->backend_failed_until_us, 0, __ATOMIC_RELAXED);
@@ -714,7 +717,8 @@ int ratelimit__take_nowait(struct ratelimit *limiter, const char *key, int64_t c
 	 * longer than 100 ms): this instance's own GCRA. */
 	if (local || entry->backend_failed ||
 	    now_local < __atomic_load_n(&limiter->backend_failed_until_us, __ATOMIC_RELAXED) ||
-	    (entry->refill_queued && now_local - entry->refill_since_local_us > RATELIMIT_SLOW_US)) {
+	    (entry->refill_queued &&
+	     now_local - entry->refill_since_local_us > RATELIMIT_SLOW_US)) {
 		if (!local)
 			STAT_ADD(limiter, decisions_fallback, 1);
 		ratelimit__gcra(&entry->fallback_tat_us, now_local, params.interval_us,
@@ -743,9 +747,9 @@ int ratelimit__take_nowait(struct ratelimit *limiter, const char *key, int64_t c
 admitted:
 	/* The local GCRA counts every admission, so an outage starting now
 	 * continues from this instance's recent traffic. */
-	entry->fallback_tat_us = (entry->fallback_tat_us > now_local ? entry->fallback_tat_us
-								      : now_local) +
-				 params.interval_us;
+	entry->fallback_tat_us =
+	    (entry->fallback_tat_us > now_local ? entry->fallback_tat_us : now_local) +
+	    params.interval_us;
 unlock:
 	if (!local && !entry->refill_queued && entry->leases_held < 2 &&
 	    !(entry->denied_valid && now_local < entry->denied_until_local_us) &&
@@ -861,7 +865,8 @@ void ratelimit__count_rejection(struct ratelimit *limiter, const char *team_id,
 		}
 	if (counted)
 		__atomic_store_n(&limiter->pending_rejections, 1, __ATOMIC_RELAXED);
-	flush = !counted || ratelimit__now(limiter) - limiter->last_flush_local_us >= RATELIMIT_FLUSH_US;
+	flush = !counted ||
+		ratelimit__now(limiter) - limiter->last_flush_local_us >= RATELIMIT_FLUSH_US;
 	pthread_mutex_unlock(&limiter->rejection_lock);
 	if (flush)
 		ratelimit__flush_rejections(limiter);

@@ -66,9 +66,9 @@ bool template_plan__image_ref_valid(const char *image)
 {
 	size_t len = image ? strlen(image) : 0;
 
-	if (len == 0 || len > 255 || !((image[0] >= 'a' && image[0] <= 'z') ||
-				      (image[0] >= 'A' && image[0] <= 'Z') ||
-				      (image[0] >= '0' && image[0] <= '9')))
+	if (len == 0 || len > 255 ||
+	    !((image[0] >= 'a' && image[0] <= 'z') || (image[0] >= 'A' && image[0] <= 'Z') ||
+	      (image[0] >= '0' && image[0] <= '9')))
 		return false;
 	for (size_t i = 0; i < len; i++) {
 		char c = image[i];
@@ -115,8 +115,9 @@ static int registry__parse(const json_t *spec, struct template_plan *plan, char 
 	if (!plan->registry_username || !plan->registry_password ||
 	    strlen(plan->registry_username) > 256 || strlen(plan->registry_password) > 4096 ||
 	    strchr(plan->registry_username, ':')) {
-		snprintf(err, err_len,
-			 "fromImageRegistry needs a username (no ':') and a password, both strings");
+		snprintf(
+		    err, err_len,
+		    "fromImageRegistry needs a username (no ':') and a password, both strings");
 		return -EINVAL;
 	}
 	return 0;
@@ -296,7 +297,8 @@ int template_plan__parse(const json_t *spec, struct template_plan *plan, char *e
 			return -EINVAL;
 		}
 		base = from_template;
-	} else if (plan->registry_username || !(base = template_plan__image_base(plan->from_image))) {
+	} else if (plan->registry_username ||
+		   !(base = template_plan__image_base(plan->from_image))) {
 		if (!template_plan__image_ref_valid(plan->from_image)) {
 			snprintf(err, err_len,
 				 "fromImage '%.200s' is not an image reference "

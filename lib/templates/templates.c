@@ -126,8 +126,8 @@ static int copy_resource_field(const json_t *root, const char *key, uint32_t min
 	return 0;
 }
 
-int templates__parse_metadata(const char *text, size_t len, struct template_info *out,
-			      char *err, size_t err_len)
+int templates__parse_metadata(const char *text, size_t len, struct template_info *out, char *err,
+			      size_t err_len)
 {
 	json_error_t json_error;
 	json_t *root = NULL;
@@ -164,7 +164,8 @@ int templates__parse_metadata(const char *text, size_t len, struct template_info
 				&out->memory_mb, err, err_len))
 		goto out;
 	if (!is_lower_hex(out->content_hash, 64)) {
-		snprintf(err, err_len, "template.json: content_hash is not 64 lower-case hex digits");
+		snprintf(err, err_len,
+			 "template.json: content_hash is not 64 lower-case hex digits");
 		goto out;
 	}
 	ret = 0;
@@ -248,9 +249,9 @@ int templates__read(const char *templates_dir, const char *name, struct template
 		goto out;
 	}
 	if ((size_t)snprintf(out->rootfs, sizeof(out->rootfs), "%s/rootfs", out->dir) >=
-		    sizeof(out->rootfs) ||
+		sizeof(out->rootfs) ||
 	    (size_t)snprintf(out->image, sizeof(out->image), "%s/rootfs.ext4", out->dir) >=
-		    sizeof(out->image)) {
+		sizeof(out->image)) {
 		snprintf(err, err_len, "template path too long");
 		ret = -ENAMETOOLONG;
 	}
@@ -357,7 +358,8 @@ int templates__build(const char *name, bool force)
 	argv[argc] = NULL;
 	if (!agent)
 		log_warn("template %s: no agent binary (setting agent_binary, or build "
-			 "warren-agent): the template gets none", name);
+			 "warren-agent): the template gets none",
+			 name);
 	ret = posix_spawn(&pid, argv[0], NULL, NULL, (char *const *)argv, environ);
 	if (ret) {
 		log_error("template %s: cannot run %s: %s", name, builder, strerror(ret));

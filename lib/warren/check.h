@@ -11,7 +11,6 @@
 _Noreturn void check__fail(const char *file, int line, const char *function,
 			   const char *expression);
 
-#define CHECK(expr)                                                                     \
-	((expr) ? (void)0 : check__fail(__FILE__, __LINE__, __func__, #expr))
+#define CHECK(expr) ((expr) ? (void)0 : check__fail(__FILE__, __LINE__, __func__, #expr))
 
 #endif

@@ -65,8 +65,7 @@ const struct config_setting *config__setting(const char *name);
 /* The known setting closest to name (edit distance <= 3), or NULL. */
 const char *config__suggest(const char *name);
 /* 0 when value is valid for setting s, else -EINVAL with why in err. */
-int config__validate(const struct config_setting *s, const char *value, char *err,
-		     size_t err_len);
+int config__validate(const struct config_setting *s, const char *value, char *err, size_t err_len);
 
 /* 1/0, true/false, yes/no, on/off (any case): 0 and *out, else -EINVAL. */
 int config__parse_bool(const char *value, bool *out);

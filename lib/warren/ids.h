@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 #define IDS_SANDBOX_ID_LEN 21 /* "i" + 20 of [a-z0-9] */
-#define IDS_UUID_LEN 36
+#define IDS_UUID_LEN	   36
 
 /* Fills buf with n random bytes (getrandom). Returns 0 or -errno. */
 int ids__random_bytes(void *buf, size_t n);

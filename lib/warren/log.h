@@ -13,9 +13,14 @@ void log__set_component(const char *component);
 void log__set_level(enum log_level level);
 int log__enabled(enum log_level level);
 void log__write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void log__vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+void log__vwrite(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
-#define log_debug(...) do { if (log__enabled(LOG_LEVEL_DEBUG)) log__write(LOG_LEVEL_DEBUG, __VA_ARGS__); } while (0)
+#define log_debug(...)                                                                             \
+	do {                                                                                       \
+		if (log__enabled(LOG_LEVEL_DEBUG))                                                 \
+			log__write(LOG_LEVEL_DEBUG, __VA_ARGS__);                                  \
+	} while (0)
 #define log_info(...)  log__write(LOG_LEVEL_INFO, __VA_ARGS__)
 #define log_warn(...)  log__write(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_error(...) log__write(LOG_LEVEL_ERROR, __VA_ARGS__)

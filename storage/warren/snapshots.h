@@ -10,13 +10,13 @@
 #include "warren/storage.h"
 
 struct storage_snapshot {
-	const char *id;          /* the new template id */
+	const char *id; /* the new template id */
 	const char *team_id;
-	const char *sandbox_id;  /* its source */
-	const char *name;        /* the caller's name, or NULL */
-	const char *host_id;     /* the host whose templates_dir holds it */
+	const char *sandbox_id; /* its source */
+	const char *name;	/* the caller's name, or NULL */
+	const char *host_id;	/* the host whose templates_dir holds it */
 	int32_t cpu_count, memory_mb;
-	int64_t bytes;           /* its own storage (the base's files are shared) */
+	int64_t bytes; /* its own storage (the base's files are shared) */
 	const struct storage_template *template_row; /* the `templates` row */
 };
 
@@ -33,8 +33,7 @@ int storage__snapshot_team_bytes(struct storage_pool *pool, const char *team_id,
 /* The team's live snapshots, newest first, as E2B's list answers them:
  * [{"snapshotID", "names": [id, name?]}]; only those of sandbox_id when
  * it is not NULL, only those named name when it is not NULL. */
-int storage__snapshot_list(struct storage_pool *pool, const char *team_id,
-			   const char *sandbox_id, const char *name, json_t **out,
-			   struct storage_error *err);
+int storage__snapshot_list(struct storage_pool *pool, const char *team_id, const char *sandbox_id,
+			   const char *name, json_t **out, struct storage_error *err);
 
 #endif

@@ -21,13 +21,13 @@
 
 enum storage_status {
 	STORAGE_OK = 0,
-	STORAGE_ERR_NOT_FOUND,     /* no such row (or another team's) */
-	STORAGE_ERR_DUPLICATE,     /* unique_violation (23505) */
+	STORAGE_ERR_NOT_FOUND,	   /* no such row (or another team's) */
+	STORAGE_ERR_DUPLICATE,	   /* unique_violation (23505) */
 	STORAGE_ERR_NOT_FOUND_REF, /* foreign_key_violation (23503): a referenced row is missing */
-	STORAGE_ERR_INVALID,       /* check/not-null violation, bad input (23514, 23502, 22xxx) */
-	STORAGE_ERR_CONFLICT,      /* compare-and-set lost: the row is not in the expected state */
+	STORAGE_ERR_INVALID,	   /* check/not-null violation, bad input (23514, 23502, 22xxx) */
+	STORAGE_ERR_CONFLICT,	   /* compare-and-set lost: the row is not in the expected state */
 	STORAGE_ERR_UNAVAILABLE,   /* connection failure, server shutting down (08xxx, 57P0x) */
-	STORAGE_ERR_INTERNAL,      /* anything else (a bug, a server error) */
+	STORAGE_ERR_INTERNAL,	   /* anything else (a bug, a server error) */
 };
 
 struct storage_error {
@@ -67,9 +67,9 @@ const char *storage__migrations_dir(void);
 
 struct storage_migration_status {
 	int version;
-	char name[128];     /* file name, e.g. "0001_initial.sql" */
+	char name[128]; /* file name, e.g. "0001_initial.sql" */
 	bool applied;
-	bool modified;      /* applied, but the file's sha256 differs */
+	bool modified;	    /* applied, but the file's sha256 differs */
 	bool missing_file;  /* applied, but no file in the folder */
 	int64_t applied_at; /* ms, -1 when pending */
 };
@@ -92,17 +92,17 @@ enum storage_tier { STORAGE_TIER_HOBBY = 0, STORAGE_TIER_PRO, STORAGE_TIER_ENTER
 
 /* The limits of the plan table (docs/e2b-compatibility.md, Limits), per team. */
 struct storage_team_limits {
-	int32_t lifecycle_requests;          /* per lifecycle_window_s */
+	int32_t lifecycle_requests; /* per lifecycle_window_s */
 	int32_t lifecycle_window_s;
-	int32_t sandbox_operations;          /* per client IP, per sandbox_operations_window_s */
+	int32_t sandbox_operations; /* per client IP, per sandbox_operations_window_s */
 	int32_t sandbox_operations_window_s;
-	int32_t concurrent_sandboxes;        /* starting + running */
+	int32_t concurrent_sandboxes; /* starting + running */
 	int32_t creation_rate_per_s;
-	int32_t egress_connections;          /* per sandbox */
-	int32_t max_timeout_s;               /* longest sandbox timeout */
+	int32_t egress_connections; /* per sandbox */
+	int32_t max_timeout_s;	    /* longest sandbox timeout */
 };
 
-#define STORAGE_UUID_LEN 36
+#define STORAGE_UUID_LEN      36
 #define STORAGE_TEAM_NAME_MAX 63
 
 struct storage_team {
@@ -131,8 +131,8 @@ int storage__team_create(struct storage_pool *pool, const char *name, enum stora
 			 struct storage_team *out, struct storage_error *err);
 int storage__team_get(struct storage_pool *pool, const char *team_id, struct storage_team *out,
 		      struct storage_error *err);
-int storage__team_get_by_name(struct storage_pool *pool, const char *name,
-			      struct storage_team *out, struct storage_error *err);
+int storage__team_get_by_name(struct storage_pool *pool, const char *name, struct storage_team *out,
+			      struct storage_error *err);
 /* Every team by name; the caller frees *out. */
 int storage__team_list(struct storage_pool *pool, struct storage_team **out, size_t *count,
 		       struct storage_error *err);
@@ -193,12 +193,12 @@ int storage__template_list(struct storage_pool *pool, struct storage_template **
 /* ---- hosts ---- */
 
 struct storage_host {
-	char id[65];      /* [A-Za-z0-9._-]{1,64} */
+	char id[65]; /* [A-Za-z0-9._-]{1,64} */
 	char address[256];
-	char runtime[8];  /* "vm" | "jail" */
+	char runtime[8]; /* "vm" | "jail" */
 	int32_t capacity;
 	int32_t running;
-	char state[16];   /* "ready" | "draining" | "down" */
+	char state[16]; /* "ready" | "draining" | "down" */
 	int64_t registered_at, heartbeat_at;
 };
 
@@ -236,10 +236,11 @@ enum storage_sandbox_state {
 	STORAGE_SANDBOX_STATE_COUNT
 };
 #define STORAGE_STATE_BIT(state) (1u << (state))
-#define STORAGE_STATES_ACTIVE                                                                     \
-	(STORAGE_STATE_BIT(STORAGE_SANDBOX_STARTING) | STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) | \
-	 STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) | STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) | \
-	 STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) | STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING))
+#define STORAGE_STATES_ACTIVE                                                                      \
+	(STORAGE_STATE_BIT(STORAGE_SANDBOX_STARTING) |                                             \
+	 STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) | STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |  \
+	 STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) | STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) | \
+	 STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING))
 #define STORAGE_STATES_ALL ((1u << STORAGE_SANDBOX_STATE_COUNT) - 1)
 
 const char *storage__sandbox_state_name(enum storage_sandbox_state state);
@@ -254,17 +255,17 @@ struct storage_sandbox {
 	char template_id[129];
 	char request_id[STORAGE_UUID_LEN + 1];
 	enum storage_sandbox_state state;
-	char host_id[65];        /* "" when unassigned */
-	int32_t slot_index;      /* -1 when unassigned */
-	char slot_address[64];   /* "" when unassigned */
+	char host_id[65];      /* "" when unassigned */
+	int32_t slot_index;    /* -1 when unassigned */
+	char slot_address[64]; /* "" when unassigned */
 	int64_t created_at, started_at, end_at, updated_at;
-	json_t *network;         /* object, owned: storage__sandbox_clear */
-	json_t *metadata;        /* object, owned: storage__sandbox_clear */
+	json_t *network;  /* object, owned: storage__sandbox_clear */
+	json_t *metadata; /* object, owned: storage__sandbox_clear */
 	bool secure;
 	bool allow_public_traffic;
 	char mask_request_host[256];
 	char failure_reason[1025];
-	bool pause_on_timeout;   /* on_timeout = 'pause' (0002) */
+	bool pause_on_timeout; /* on_timeout = 'pause' (0002) */
 	bool auto_resume;
 };
 
@@ -273,11 +274,11 @@ void storage__sandbox_clear(struct storage_sandbox *sandbox);
 
 /* What a create request stores. network and metadata may be NULL ({}). */
 struct storage_sandbox_new {
-	const char *id;          /* ids__sandbox_id */
+	const char *id; /* ids__sandbox_id */
 	const char *team_id;
 	const char *template_id;
-	const char *request_id;  /* the idempotency key */
-	int32_t timeout_s;       /* end_at = now + timeout_s */
+	const char *request_id; /* the idempotency key */
+	int32_t timeout_s;	/* end_at = now + timeout_s */
 	const json_t *network;
 	const json_t *metadata;
 	bool secure;
@@ -286,10 +287,10 @@ struct storage_sandbox_new {
 };
 
 struct storage_admission {
-	bool admitted;        /* the sandbox row exists (new or existing) */
-	bool existing;        /* the request_id was already known: out is that row */
+	bool admitted;	      /* the sandbox row exists (new or existing) */
+	bool existing;	      /* the request_id was already known: out is that row */
 	int32_t active_count; /* starting + running of the team, this one included when admitted */
-	int32_t limit;        /* the team's concurrent_sandboxes */
+	int32_t limit;	      /* the team's concurrent_sandboxes */
 };
 
 /* Admits and inserts a new sandbox in state starting if the team's
@@ -316,10 +317,10 @@ int storage__sandbox_get_internal(struct storage_pool *pool, const char *sandbox
  * keep the row's value. */
 struct storage_sandbox_transition {
 	const char *sandbox_id;
-	const char *team_id;     /* NULL: internal caller, no team check */
+	const char *team_id; /* NULL: internal caller, no team check */
 	enum storage_sandbox_state from, to;
 	const char *host_id;
-	int32_t slot_index;      /* -1: keep */
+	int32_t slot_index; /* -1: keep */
 	const char *slot_address;
 	const char *failure_reason;
 };
@@ -330,7 +331,8 @@ struct storage_sandbox_transition {
  * appends a state_changed event in the same statement. out may be NULL.
  * Rerun once after a lost connection: if the lost run had committed, the
  * rerun reports CONFLICT; reload the row to see the state it is in. */
-int storage__sandbox_transition(struct storage_pool *pool, const struct storage_sandbox_transition *t,
+int storage__sandbox_transition(struct storage_pool *pool,
+				const struct storage_sandbox_transition *t,
 				struct storage_sandbox *out, struct storage_error *err);
 
 /* Sets what a timeout does to the sandbox (pause instead of kill) and
@@ -356,14 +358,14 @@ int storage__sandbox_set_network(struct storage_pool *pool, const char *team_id,
 #define STORAGE_PAGE_TOKEN_MAX 96
 
 struct storage_sandbox_filter {
-	uint32_t states;          /* STORAGE_STATE_BIT mask; 0 = all */
-	const json_t *metadata;   /* NULL or an object every result contains (@>) */
-	int limit;                /* 1..100; <= 0 means 100 */
-	const char *page_token;   /* NULL/"" for the first page */
-	const char *template_id;  /* NULL or a template id: only its sandboxes */
-	int64_t started_after_ms; /* > 0: only sandboxes created at or after it */
+	uint32_t states;	   /* STORAGE_STATE_BIT mask; 0 = all */
+	const json_t *metadata;	   /* NULL or an object every result contains (@>) */
+	int limit;		   /* 1..100; <= 0 means 100 */
+	const char *page_token;	   /* NULL/"" for the first page */
+	const char *template_id;   /* NULL or a template id: only its sandboxes */
+	int64_t started_after_ms;  /* > 0: only sandboxes created at or after it */
 	int64_t started_before_ms; /* > 0: only sandboxes created at or before it */
-	bool ascending;           /* oldest first (E2B's order=asc); default newest */
+	bool ascending;		   /* oldest first (E2B's order=asc); default newest */
 };
 
 struct storage_sandbox_list {
@@ -374,7 +376,8 @@ struct storage_sandbox_list {
 
 /* A team's sandboxes, newest first (oldest with filter->ascending),
  * keyset-paginated over (created_at, id); a page token is only valid with
- * the order it was made for. INVALID for a bad token or limit > 100. Free with storage__sandbox_list_free. */
+ * the order it was made for. INVALID for a bad token or limit > 100. Free with
+ * storage__sandbox_list_free. */
 int storage__sandbox_list(struct storage_pool *pool, const char *team_id,
 			  const struct storage_sandbox_filter *filter,
 			  struct storage_sandbox_list *out, struct storage_error *err);
@@ -423,11 +426,11 @@ void storage__sandbox_events_free(struct storage_sandbox_event *events, size_t c
 
 struct storage_sandbox_metric {
 	char sandbox_id[STORAGE_SANDBOX_ID_LEN + 1];
-	int64_t at;          /* ms since the epoch */
+	int64_t at; /* ms since the epoch */
 	int32_t cpu_count;
-	double cpu_used_pct; /* 0..100 * cpu_count */
+	double cpu_used_pct;			/* 0..100 * cpu_count */
 	int64_t mem_used, mem_total, mem_cache; /* bytes */
-	int64_t disk_used, disk_total;          /* bytes */
+	int64_t disk_used, disk_total;		/* bytes */
 };
 
 /* Stores one sample (a second one with the same sandbox and time is
@@ -458,14 +461,14 @@ int storage__sandbox_metrics_prune(struct storage_pool *pool, int64_t keep_s, in
 
 /* ---- sandbox logs ---- */
 
-#define STORAGE_LOG_LINE_MAX 4096 /* bytes of one message */
+#define STORAGE_LOG_LINE_MAX  4096 /* bytes of one message */
 #define STORAGE_LOGS_LIST_MAX 1000
 
 struct storage_log_line {
-	int64_t at;        /* ms since the epoch */
-	char level[8];     /* debug | info | warn | error */
-	char source[16];   /* console | lifecycle (read only) */
-	char *message;     /* owned by the list (storage__sandbox_logs_free) */
+	int64_t at;	 /* ms since the epoch */
+	char level[8];	 /* debug | info | warn | error */
+	char source[16]; /* console | lifecycle (read only) */
+	char *message;	 /* owned by the list (storage__sandbox_logs_free) */
 };
 
 /* Appends count lines (message <= STORAGE_LOG_LINE_MAX bytes; bytes that
@@ -476,9 +479,9 @@ int storage__sandbox_logs_append(struct storage_pool *pool, const char *sandbox_
 				 struct storage_error *err);
 
 struct storage_logs_query {
-	int64_t cursor_ms;     /* forward: lines at or after it; backward: at or before */
+	int64_t cursor_ms; /* forward: lines at or after it; backward: at or before */
 	bool forward;
-	int limit;             /* 1..STORAGE_LOGS_LIST_MAX */
+	int limit;	       /* 1..STORAGE_LOGS_LIST_MAX */
 	const char *min_level; /* NULL: debug */
 	const char *search;    /* NULL: any; else a case-sensitive substring */
 };

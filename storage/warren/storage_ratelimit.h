@@ -27,10 +27,10 @@ struct storage_ratelimit;
 
 /* What one lease statement did. Times are µs of the server's clock. */
 struct storage_ratelimit_grant {
-	int64_t granted;   /* 0..want slots reserved */
-	int64_t first_us;  /* slot of the first granted token: greatest(old tat, now + lead) */
-	int64_t tat_us;    /* the new theoretical arrival time */
-	int64_t now_us;    /* the server's clock_timestamp() in the statement */
+	int64_t granted;  /* 0..want slots reserved */
+	int64_t first_us; /* slot of the first granted token: greatest(old tat, now + lead) */
+	int64_t tat_us;	  /* the new theoretical arrival time */
+	int64_t now_us;	  /* the server's clock_timestamp() in the statement */
 };
 
 /* Opens `connections` (1..16) connections to url. NULL on error (err filled).

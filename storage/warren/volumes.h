@@ -12,7 +12,7 @@
 
 #include "warren/storage.h"
 
-#define STORAGE_VOLUME_ID_LEN 24 /* "vol_" + 20 of [a-z0-9] */
+#define STORAGE_VOLUME_ID_LEN	24 /* "vol_" + 20 of [a-z0-9] */
 #define STORAGE_VOLUME_NAME_MAX 63
 #define STORAGE_VOLUME_PATH_MAX 1024
 

@@ -30,7 +30,6 @@ double health_ms;
 const char *extra_header;
 const char *agent_extra_args[4];
 
-
 size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
 	struct buffer *buffer = userdata;
@@ -100,7 +99,6 @@ long unary(const char *procedure, const char *json, const char *token, json_t **
 	return status;
 }
 
-
 void parse_frames(const char *data, size_t len, struct stream_result *result)
 {
 	size_t off = 0;
@@ -108,7 +106,8 @@ void parse_frames(const char *data, size_t len, struct stream_result *result)
 
 	while (len - off >= ENVELOPE_HEADER_LEN) {
 		const uint8_t *p = (const uint8_t *)data + off;
-		uint32_t n = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+		uint32_t n =
+		    (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
 		json_t *message, *event, *value;
 
 		if (len - off - ENVELOPE_HEADER_LEN < n)
@@ -124,7 +123,8 @@ void parse_frames(const char *data, size_t len, struct stream_result *result)
 		} else {
 			event = json_object_get(message, "event");
 			if ((value = json_object_get(event, "start")))
-				result->pid = (int)json_integer_value(json_object_get(value, "pid"));
+				result->pid =
+				    (int)json_integer_value(json_object_get(value, "pid"));
 			if ((value = json_object_get(event, "data"))) {
 				json_t *out = json_object_get(value, "stdout");
 				json_t *err = json_object_get(value, "stderr");
@@ -145,7 +145,7 @@ void parse_frames(const char *data, size_t len, struct stream_result *result)
 			if ((value = json_object_get(event, "end"))) {
 				result->ended = true;
 				result->exit_code =
-					(int)json_integer_value(json_object_get(value, "exitCode"));
+				    (int)json_integer_value(json_object_get(value, "exitCode"));
 				result->exited = json_is_true(json_object_get(value, "exited"));
 				snprintf(result->status_text, sizeof(result->status_text), "%s",
 					 json_string_value(json_object_get(value, "status")));
@@ -206,13 +206,13 @@ void stream_call(const char *procedure, const char *json, struct stream_result *
 	free(frame);
 }
 
-
 static void *background_stream_run(void *arg)
 {
 	struct background_stream *stream = arg;
 
-	stream_call(stream->procedure ? stream->procedure : "/process.Process/Start", stream->request,
-		    &stream->result, stream->abort_after, stream->delay_ms, &stream->attached);
+	stream_call(stream->procedure ? stream->procedure : "/process.Process/Start",
+		    stream->request, &stream->result, stream->abort_after, stream->delay_ms,
+		    &stream->attached);
 	return NULL;
 }
 
@@ -264,7 +264,8 @@ bool pid_gone(int pid)
 
 int free_port(void)
 {
-	struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in address = {.sin_family = AF_INET,
+				      .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(address);
 	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
 
@@ -388,9 +389,9 @@ void signed_query_user(char *out, size_t out_len, const char *path, const char *
 		}
 		escaped[o] = '\0';
 		if (expiration >= 0)
-			used = (size_t)snprintf(out, out_len,
-						"/files?path=%s&signature=%s&signature_expiration=%lld",
-						path, escaped, expiration);
+			used = (size_t)snprintf(
+			    out, out_len, "/files?path=%s&signature=%s&signature_expiration=%lld",
+			    path, escaped, expiration);
 		else
 			used = (size_t)snprintf(out, out_len, "/files?path=%s&signature=%s", path,
 						escaped);
@@ -398,4 +399,3 @@ void signed_query_user(char *out, size_t out_len, const char *path, const char *
 			snprintf(out + used, out_len - used, "%s", user_arg);
 	}
 }
-

@@ -14,9 +14,9 @@
 
 extern pid_t agent_pid;
 extern int agent_port;
-extern char work_dir[256]; /* scratch dir, removed by stop_agent */
-extern double health_ms;   /* exec -> first /health answer */
-extern const char *extra_header; /* e.g. "Authorization: Basic ..." for one call */
+extern char work_dir[256];		/* scratch dir, removed by stop_agent */
+extern double health_ms;		/* exec -> first /health answer */
+extern const char *extra_header;	/* e.g. "Authorization: Basic ..." for one call */
 extern const char *agent_extra_args[4]; /* more agent flags for start_agent (NULL-ended) */
 
 struct buffer {
@@ -24,7 +24,7 @@ struct buffer {
 	size_t len;
 	size_t abort_after; /* 0 = never: abort the transfer once len exceeds it */
 	unsigned delay_ms;  /* sleep on the first chunk (a slow client) */
-	int *attached;      /* set to 1 once the first bytes arrived */
+	int *attached;	    /* set to 1 once the first bytes arrived */
 };
 
 struct stream_result {

@@ -73,13 +73,13 @@ static void test_health_and_init(void **state)
 static void test_everything_needs_the_token(void **state)
 {
 	static const char *const procedures[] = {
-		"/process.Process/List",         "/process.Process/Start",
-		"/process.Process/Connect",      "/process.Process/SendInput",
-		"/process.Process/SendSignal",   "/process.Process/CloseStdin",
-		"/process.Process/Update",       "/filesystem.Filesystem/Stat",
-		"/filesystem.Filesystem/MakeDir", "/filesystem.Filesystem/Move",
-		"/filesystem.Filesystem/ListDir", "/filesystem.Filesystem/Remove",
-		"/filesystem.Filesystem/WatchDir", "/no.Such/Method",
+	    "/process.Process/List",	       "/process.Process/Start",
+	    "/process.Process/Connect",	       "/process.Process/SendInput",
+	    "/process.Process/SendSignal",     "/process.Process/CloseStdin",
+	    "/process.Process/Update",	       "/filesystem.Filesystem/Stat",
+	    "/filesystem.Filesystem/MakeDir",  "/filesystem.Filesystem/Move",
+	    "/filesystem.Filesystem/ListDir",  "/filesystem.Filesystem/Remove",
+	    "/filesystem.Filesystem/WatchDir", "/no.Such/Method",
 	};
 	const char *const tokens[] = {NULL, "wrong-token"};
 	struct buffer out;
@@ -95,9 +95,8 @@ static void test_everything_needs_the_token(void **state)
 		}
 		assert_int_equal(http("GET", "/envs", tokens[t], NULL, NULL, 0, &out), 401);
 		free(out.data);
-		assert_int_equal(http("GET", "/files?path=/etc/hostname", tokens[t], NULL, NULL, 0,
-				      &out),
-				 401);
+		assert_int_equal(
+		    http("GET", "/files?path=/etc/hostname", tokens[t], NULL, NULL, 0, &out), 401);
 		free(out.data);
 		assert_int_equal(http("POST", "/files?path=/tmp/x", tokens[t],
 				      "application/octet-stream", "x", 1, &out),
@@ -153,7 +152,8 @@ static void test_stdin_and_close(void **state)
 	char request[256];
 	int pid;
 
-	background_start(&stream, "{\"process\":{\"cmd\":\"cat\"},\"tag\":\"cat-test\",\"stdin\":true}");
+	background_start(&stream,
+			 "{\"process\":{\"cmd\":\"cat\"},\"tag\":\"cat-test\",\"stdin\":true}");
 	pid = pid_of_tag("cat-test");
 	/* "ping\n" in base64 */
 	snprintf(request, sizeof(request),
@@ -194,8 +194,8 @@ static void test_signal_and_list(void **state)
 		free(text);
 	}
 	json_decref(result);
-	snprintf(request, sizeof(request), "{\"process\":{\"pid\":%d},\"signal\":\"SIGNAL_SIGKILL\"}",
-		 pid);
+	snprintf(request, sizeof(request),
+		 "{\"process\":{\"pid\":%d},\"signal\":\"SIGNAL_SIGKILL\"}", pid);
 	assert_int_equal(unary("/process.Process/SendSignal", request, TOKEN, &result), 200);
 	json_decref(result);
 	pthread_join(stream.thread, NULL);
@@ -222,8 +222,8 @@ static void test_start_timeout_kills(void **state)
 
 	extra_header = "Connect-Timeout-Ms: 500";
 	stream_call("/process.Process/Start",
-		    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"sleep 100\"]}}", &result, 0,
-		    0, NULL);
+		    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"sleep 100\"]}}", &result,
+		    0, 0, NULL);
 	extra_header = NULL;
 	took = now_ms() - started;
 	assert_true(result.ended);
@@ -243,9 +243,10 @@ static void test_connect_reattaches(void **state)
 	/* The first client leaves right after the start event; envd keeps the
 	 * process running, and Connect re-attaches to its output. */
 	first.abort_after = 1;
-	background_start(&first, "{\"process\":{\"cmd\":\"/bin/bash\",\"args\":[\"-l\",\"-c\","
-				 "\"while read l; do echo got $l; [ $l = stop ] && exit 0; done\"]},"
-				 "\"tag\":\"reattach\",\"stdin\":true}");
+	background_start(&first,
+			 "{\"process\":{\"cmd\":\"/bin/bash\",\"args\":[\"-l\",\"-c\","
+			 "\"while read l; do echo got $l; [ $l = stop ] && exit 0; done\"]},"
+			 "\"tag\":\"reattach\",\"stdin\":true}");
 	pid = pid_of_tag("reattach");
 	pthread_join(first.thread, NULL);
 	second.procedure = "/process.Process/Connect";
@@ -307,8 +308,8 @@ static void test_disconnect_and_backpressure(void **state)
 	/* The agent is not blocked and the process still runs (envd keeps it). */
 	assert_int_equal(http("GET", "/health", NULL, NULL, NULL, 0, &out), 204);
 	free(out.data);
-	snprintf(request, sizeof(request), "{\"process\":{\"pid\":%d},\"signal\":\"SIGNAL_SIGKILL\"}",
-		 pid);
+	snprintf(request, sizeof(request),
+		 "{\"process\":{\"pid\":%d},\"signal\":\"SIGNAL_SIGKILL\"}", pid);
 	assert_int_equal(unary("/process.Process/SendSignal", request, TOKEN, &result), 200);
 	json_decref(result);
 	assert_true(pid_gone(pid)); /* reaped, no zombie */
@@ -338,8 +339,8 @@ static void test_files_raw_and_multipart(void **state)
 
 	snprintf(path, sizeof(path), "%s/raw/dir/file.txt", work_dir);
 	snprintf(query, sizeof(query), "/files?path=%s", path);
-	assert_int_equal(http("POST", query, TOKEN, "application/octet-stream", "raw body", 8, &out),
-			 200);
+	assert_int_equal(
+	    http("POST", query, TOKEN, "application/octet-stream", "raw body", 8, &out), 200);
 	assert_non_null(strstr(out.data, "\"type\":\"file\""));
 	assert_non_null(strstr(out.data, path));
 	free(out.data);
@@ -440,7 +441,8 @@ static void test_signed_urls(void **state)
 		char *p = strstr(query, "signed.txt");
 		char swapped[900];
 		*p = '\0';
-		snprintf(swapped, sizeof(swapped), "%sother.txt%s", query, p + strlen("signed.txt"));
+		snprintf(swapped, sizeof(swapped), "%sother.txt%s", query,
+			 p + strlen("signed.txt"));
 		assert_int_equal(http("GET", swapped, NULL, NULL, NULL, 0, &out), 401);
 		free(out.data);
 	}
@@ -462,8 +464,9 @@ static void test_filesystem_service(void **state)
 	snprintf(dir, sizeof(dir), "%s/fs/a/b", work_dir);
 	snprintf(request, sizeof(request), "{\"path\":\"%s\"}", dir);
 	assert_int_equal(unary("/filesystem.Filesystem/MakeDir", request, TOKEN, &result), 200);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(result, "entry"), "type")),
-			    "FILE_TYPE_DIRECTORY");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(result, "entry"), "type")),
+	    "FILE_TYPE_DIRECTORY");
 	json_decref(result);
 	assert_int_equal(unary("/filesystem.Filesystem/MakeDir", request, TOKEN, &result), 409);
 	assert_string_equal(json_string_value(json_object_get(result, "code")), "already_exists");
@@ -488,8 +491,8 @@ static void test_filesystem_service(void **state)
 	snprintf(request, sizeof(request), "{\"source\":\"%s/fs/a/f.txt\",\"destination\":\"%s\"}",
 		 work_dir, moved);
 	assert_int_equal(unary("/filesystem.Filesystem/Move", request, TOKEN, &result), 200);
-	assert_string_equal(json_string_value(json_object_get(json_object_get(result, "entry"), "path")),
-			    moved);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(result, "entry"), "path")), moved);
 	json_decref(result);
 
 	snprintf(request, sizeof(request), "{\"path\":\"%s/fs\",\"depth\":3}", work_dir);
@@ -499,7 +502,8 @@ static void test_filesystem_service(void **state)
 		if (strcmp(json_string_value(json_object_get(entry, "path")), moved) == 0)
 			saw_file = true;
 	}
-	assert_int_equal(json_array_size(json_object_get(result, "entries")), 3); /* a, a/b, g.txt */
+	assert_int_equal(json_array_size(json_object_get(result, "entries")),
+			 3); /* a, a/b, g.txt */
 	assert_true(saw_file);
 	json_decref(result);
 	snprintf(request, sizeof(request), "{\"path\":\"%s/fs\",\"depth\":1}", work_dir);
@@ -536,24 +540,26 @@ static void test_bad_input(void **state)
 	assert_string_equal(json_string_value(json_object_get(result, "code")), "unimplemented");
 	json_decref(result);
 	/* PTY sizes are bounded; resizing a process that isn't there */
-	assert_int_equal(unary("/process.Process/Update",
-			       "{\"process\":{\"pid\":999999},\"pty\":{\"size\":{\"cols\":0,\"rows\":9}}}",
-			       TOKEN, &result),
-			 400);
+	assert_int_equal(
+	    unary("/process.Process/Update",
+		  "{\"process\":{\"pid\":999999},\"pty\":{\"size\":{\"cols\":0,\"rows\":9}}}",
+		  TOKEN, &result),
+	    400);
 	json_decref(result);
-	assert_int_equal(unary("/process.Process/Update",
-			       "{\"process\":{\"pid\":999999},\"pty\":{\"size\":{\"cols\":80,\"rows\":24}}}",
-			       TOKEN, &result),
-			 404);
+	assert_int_equal(
+	    unary("/process.Process/Update",
+		  "{\"process\":{\"pid\":999999},\"pty\":{\"size\":{\"cols\":80,\"rows\":24}}}",
+		  TOKEN, &result),
+	    404);
 	json_decref(result);
-	stream_call("/process.Process/Start",
-		    "{\"process\":{\"cmd\":\"true\"},\"pty\":{\"size\":{\"cols\":99999,\"rows\":9}}}",
-		    &stream, 0, 0, NULL);
+	stream_call(
+	    "/process.Process/Start",
+	    "{\"process\":{\"cmd\":\"true\"},\"pty\":{\"size\":{\"cols\":99999,\"rows\":9}}}",
+	    &stream, 0, 0, NULL);
 	assert_string_equal(stream.error_code, "invalid_argument");
 	/* binary protobuf is not spoken: 415 */
-	assert_int_equal(http("POST", "/process.Process/List", TOKEN, "application/proto", "", 0,
-			      &out),
-			 415);
+	assert_int_equal(
+	    http("POST", "/process.Process/List", TOKEN, "application/proto", "", 0, &out), 415);
 	free(out.data);
 	/* a body over 1 MiB */
 	big = malloc(2 * 1024 * 1024);
@@ -584,7 +590,8 @@ static void test_bad_input(void **state)
 	free(out.data);
 	stream_call("/process.Process/Start", "{\"process\":{\"cmd\":[1]}}", &stream, 0, 0, NULL);
 	assert_string_equal(stream.error_code, "invalid_argument");
-	stream_call("/process.Process/Connect", "{\"process\":{\"pid\":999999}}", &stream, 0, 0, NULL);
+	stream_call("/process.Process/Connect", "{\"process\":{\"pid\":999999}}", &stream, 0, 0,
+		    NULL);
 	assert_string_equal(stream.error_code, "not_found");
 	/* the agent is still fine */
 	assert_int_equal(http("GET", "/health", NULL, NULL, NULL, 0, &out), 204);
@@ -614,7 +621,8 @@ static void test_watch_dir(void **state)
 	assert_int_equal(watch.result.status, 200);
 	assert_non_null(strstr(watch.result.raw, "{\"start\":{}}"));
 	assert_non_null(
-		strstr(watch.result.raw, "{\"filesystem\":{\"name\":\"f.txt\",\"type\":\"EVENT_TYPE_CREATE\"}}"));
+	    strstr(watch.result.raw,
+		   "{\"filesystem\":{\"name\":\"f.txt\",\"type\":\"EVENT_TYPE_CREATE\"}}"));
 	assert_non_null(strstr(watch.result.raw, "EVENT_TYPE_REMOVE"));
 	assert_true(watch.result.end_stream);
 	assert_string_equal(watch.result.error_code, "");
@@ -633,10 +641,11 @@ static void test_other_user(void **state)
 		skip();
 	}
 	extra_header = "Authorization: Basic bm9ib2R5Og=="; /* "nobody:" as the SDK sends it */
-	stream_call("/process.Process/Start",
-		    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"id -u; id -g; echo $USER\"],"
-		    "\"cwd\":\"/tmp\"}}",
-		    &result, 0, 0, NULL);
+	stream_call(
+	    "/process.Process/Start",
+	    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"id -u; id -g; echo $USER\"],"
+	    "\"cwd\":\"/tmp\"}}",
+	    &result, 0, 0, NULL);
 	extra_header = NULL;
 	assert_true(result.ended);
 	assert_string_equal(result.out, "65534\n65534\nnobody\n");
@@ -655,7 +664,8 @@ static void test_other_user(void **state)
 	assert_int_equal(mkdir(dir, 0777), 0);
 	assert_int_equal(chmod(dir, 0777), 0);
 	snprintf(query, sizeof(query), "/files?path=%s/mine.txt&username=nobody", dir);
-	assert_int_equal(http("POST", query, TOKEN, "application/octet-stream", "mine", 4, &out), 200);
+	assert_int_equal(http("POST", query, TOKEN, "application/octet-stream", "mine", 4, &out),
+			 200);
 	free(out.data);
 	snprintf(dir, sizeof(dir), "%s/open/mine.txt", work_dir);
 	assert_int_equal(stat(dir, &st), 0);
@@ -665,20 +675,20 @@ static void test_other_user(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_health_and_init),
-		cmocka_unit_test(test_everything_needs_the_token),
-		cmocka_unit_test(test_start_echo_and_python),
-		cmocka_unit_test(test_stdin_and_close),
-		cmocka_unit_test(test_signal_and_list),
-		cmocka_unit_test(test_start_timeout_kills),
-		cmocka_unit_test(test_connect_reattaches),
-		cmocka_unit_test(test_disconnect_and_backpressure),
-		cmocka_unit_test(test_files_raw_and_multipart),
-		cmocka_unit_test(test_signed_urls),
-		cmocka_unit_test(test_filesystem_service),
-		cmocka_unit_test(test_bad_input),
-		cmocka_unit_test(test_watch_dir),
-		cmocka_unit_test(test_other_user),
+	    cmocka_unit_test(test_health_and_init),
+	    cmocka_unit_test(test_everything_needs_the_token),
+	    cmocka_unit_test(test_start_echo_and_python),
+	    cmocka_unit_test(test_stdin_and_close),
+	    cmocka_unit_test(test_signal_and_list),
+	    cmocka_unit_test(test_start_timeout_kills),
+	    cmocka_unit_test(test_connect_reattaches),
+	    cmocka_unit_test(test_disconnect_and_backpressure),
+	    cmocka_unit_test(test_files_raw_and_multipart),
+	    cmocka_unit_test(test_signed_urls),
+	    cmocka_unit_test(test_filesystem_service),
+	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_watch_dir),
+	    cmocka_unit_test(test_other_user),
 	};
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);

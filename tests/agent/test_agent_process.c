@@ -269,10 +269,10 @@ static void test_stream_buffer(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_environment),      cmocka_unit_test(test_find_executable),
-		cmocka_unit_test(test_working_directory), cmocka_unit_test(test_exec_error),
-		cmocka_unit_test(test_start_and_stream), cmocka_unit_test(test_start_errors),
-		cmocka_unit_test(test_stream_buffer),
+	    cmocka_unit_test(test_environment),	      cmocka_unit_test(test_find_executable),
+	    cmocka_unit_test(test_working_directory), cmocka_unit_test(test_exec_error),
+	    cmocka_unit_test(test_start_and_stream),  cmocka_unit_test(test_start_errors),
+	    cmocka_unit_test(test_stream_buffer),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);

@@ -34,7 +34,8 @@ static void test_envelope(void **state)
 	assert_int_equal(envelope__parse_single(frame, 8, 100, &message, &len), ENVELOPE_TRAILING);
 	assert_int_equal(envelope__parse_single(frame, 7, 1, &message, &len), ENVELOPE_TOO_LARGE);
 	frame[0] = ENVELOPE_FLAG_COMPRESSED;
-	assert_int_equal(envelope__parse_single(frame, 7, 100, &message, &len), ENVELOPE_COMPRESSED);
+	assert_int_equal(envelope__parse_single(frame, 7, 100, &message, &len),
+			 ENVELOPE_COMPRESSED);
 	frame[0] = ENVELOPE_FLAG_END_STREAM;
 	assert_int_equal(envelope__parse_single(frame, 7, 100, &message, &len), ENVELOPE_BAD_FLAGS);
 	envelope__write_header(frame, 0, 0xffffffffu);
@@ -130,33 +131,35 @@ static void test_listeners(void **state)
 					   "rx_queue tr tm->when retrnsmt   uid  timeout inode\n",
 					   AF_INET, &listener));
 	assert_true(listeners__parse_line(
-		"   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000"
-		"     0        0 5732001 1 000000005f6a0aa8 100 0 0 10 0\n",
-		AF_INET, &listener));
+	    "   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000"
+	    "     0        0 5732001 1 000000005f6a0aa8 100 0 0 10 0\n",
+	    AF_INET, &listener));
 	assert_int_equal(listener.port, 8000);
 	assert_int_equal(listener.inode, 5732001);
 	assert_int_equal(((uint8_t *)&listener.addr4)[0], 127);
 	assert_int_equal(((uint8_t *)&listener.addr4)[3], 1);
 	assert_true(listeners__is_loopback(&listener));
 	/* 0.0.0.0: not loopback; an established socket (01): not a listener */
-	assert_true(listeners__parse_line("   1: 00000000:07E8 00000000:0000 0A 00000000:00000000 "
-					  "00:00000000 00000000     0        0 1083 1 0 100 0 0 10 0",
-					  AF_INET, &listener));
+	assert_true(
+	    listeners__parse_line("   1: 00000000:07E8 00000000:0000 0A 00000000:00000000 "
+				  "00:00000000 00000000     0        0 1083 1 0 100 0 0 10 0",
+				  AF_INET, &listener));
 	assert_false(listeners__is_loopback(&listener));
-	assert_false(listeners__parse_line("   2: 0100007F:1F40 0100007F:C350 01 00000000:00000000 "
-					   "00:00000000 00000000     0        0 77 1 0 100 0 0 10 0",
-					   AF_INET, &listener));
+	assert_false(
+	    listeners__parse_line("   2: 0100007F:1F40 0100007F:C350 01 00000000:00000000 "
+				  "00:00000000 00000000     0        0 77 1 0 100 0 0 10 0",
+				  AF_INET, &listener));
 	/* ::1 and ::ffff:127.0.0.1 */
 	assert_true(listeners__parse_line(
-		"   0: 00000000000000000000000001000000:1F41 00000000000000000000000000000000:0000 0A "
-		"00000000:00000000 00:00000000 00000000     0        0 99 1 0 100 0 0 10 0",
-		AF_INET6, &listener));
+	    "   0: 00000000000000000000000001000000:1F41 00000000000000000000000000000000:0000 0A "
+	    "00000000:00000000 00:00000000 00000000     0        0 99 1 0 100 0 0 10 0",
+	    AF_INET6, &listener));
 	assert_int_equal(listener.port, 8001);
 	assert_true(listeners__is_loopback(&listener));
 	assert_true(listeners__parse_line(
-		"   1: 0000000000000000FFFF00000100007F:EB47 00000000000000000000000000000000:0000 0A "
-		"00000000:00000000 00:00000000 00000000     0        0 5673852 1 0 100 0 0 10 0",
-		AF_INET6, &listener));
+	    "   1: 0000000000000000FFFF00000100007F:EB47 00000000000000000000000000000000:0000 0A "
+	    "00000000:00000000 00:00000000 00000000     0        0 5673852 1 0 100 0 0 10 0",
+	    AF_INET6, &listener));
 	assert_true(listeners__is_loopback(&listener));
 	/* truncated or garbled lines */
 	assert_false(listeners__parse_line("   0: 0100007F:1F40", AF_INET, &listener));
@@ -177,7 +180,7 @@ static void test_base64(void **state)
 	assert_int_equal(wire__base64_decode("ZXJyCg==", 8, out, sizeof(out)), 4);
 	assert_memory_equal(out, "err\n", 4);
 	assert_int_equal(wire__base64_decode("ZXJyCg", 6, out, sizeof(out)), 4); /* no padding */
-	assert_int_equal(wire__base64_decode("-_8", 3, out, sizeof(out)), 2);     /* url-safe */
+	assert_int_equal(wire__base64_decode("-_8", 3, out, sizeof(out)), 2);	 /* url-safe */
 	assert_int_equal(out[0], 0xfb);
 	assert_int_equal(wire__base64_decode("Z", 1, out, sizeof(out)), -1);
 	assert_int_equal(wire__base64_decode("Z!==", 4, out, sizeof(out)), -1);
@@ -265,7 +268,7 @@ static void test_headers_and_flags(void **state)
 	assert_false(wire__parse_basic_auth_user(NULL, user, sizeof(user)));
 
 	assert_true(wire__parse_token_hash(
-		"sha256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789", &hash));
+	    "sha256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789", &hash));
 	assert_int_equal(hash.algorithm, TOKEN_HASH_SHA256);
 	assert_string_equal(hash.hex,
 			    "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
@@ -295,8 +298,9 @@ static void test_paths(void **state)
 	assert_string_equal(out, "/");
 	assert_false(paths__resolve("", "/home/user", out, sizeof(out)));
 	assert_false(paths__resolve("a\nb", "/", out, sizeof(out)));
-	assert_false(paths__resolve("/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-				    "/", out, sizeof(out)));
+	assert_false(
+	    paths__resolve("/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+			   "/", out, sizeof(out)));
 	assert_string_equal(paths__basename("/a/b.txt"), "b.txt");
 	assert_string_equal(paths__basename("/"), "/");
 }
@@ -304,11 +308,15 @@ static void test_paths(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_envelope),       cmocka_unit_test(test_base64),
-		cmocka_unit_test(test_gunzip),         cmocka_unit_test(test_accepts_gzip),
-		cmocka_unit_test(test_listeners),
-		cmocka_unit_test(test_process_config), cmocka_unit_test(test_selector_and_signal),
-		cmocka_unit_test(test_headers_and_flags), cmocka_unit_test(test_paths),
+	    cmocka_unit_test(test_envelope),
+	    cmocka_unit_test(test_base64),
+	    cmocka_unit_test(test_gunzip),
+	    cmocka_unit_test(test_accepts_gzip),
+	    cmocka_unit_test(test_listeners),
+	    cmocka_unit_test(test_process_config),
+	    cmocka_unit_test(test_selector_and_signal),
+	    cmocka_unit_test(test_headers_and_flags),
+	    cmocka_unit_test(test_paths),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

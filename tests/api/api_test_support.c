@@ -49,8 +49,8 @@ void fake_worker__pause_heartbeat(bool paused)
 static void fake_worker__heartbeat(void)
 {
 	static uint64_t last_ms;
-	struct storage_host host = { .runtime = "jail", .capacity = 10000, .state = "ready",
-				     .address = "127.0.0.1" };
+	struct storage_host host = {
+	    .runtime = "jail", .capacity = 10000, .state = "ready", .address = "127.0.0.1"};
 	struct storage_error e;
 
 	if (atomic_load(&fake.heartbeat_paused) || clock__monotonic_ms() - last_ms < 1000)
@@ -68,7 +68,7 @@ int fake_worker__count(const char *command_type)
 static void fake_worker__answer(const struct kafka_event *command, enum kafka_event_type type,
 				json_t *result)
 {
-	struct kafka_event ev = { 0 };
+	struct kafka_event ev = {0};
 	char reason[256], *payload;
 
 	if (kafka_event__init_result(&ev, type, command, fake.stack->host_id, result, reason,
@@ -80,10 +80,9 @@ static void fake_worker__answer(const struct kafka_event *command, enum kafka_ev
 	/* Queued without waiting for the ack (a slow ack must not serialise
 	 * the fake worker); kafka_producer__free flushes at the end. */
 	payload = kafka_event__encode(&ev, NULL, reason, sizeof(reason));
-	if (!payload ||
-	    kafka_producer__produce(fake.producer, fake.events_topic, ev.sandbox_id,
-				    strlen(ev.sandbox_id), payload, strlen(payload), NULL, 0, NULL,
-				    NULL))
+	if (!payload || kafka_producer__produce(fake.producer, fake.events_topic, ev.sandbox_id,
+						strlen(ev.sandbox_id), payload, strlen(payload),
+						NULL, 0, NULL, NULL))
 		fprintf(stderr, "fake worker: producing %s failed\n", kafka_event__type_name(type));
 	free(payload);
 	kafka_event__clear(&ev);
@@ -93,8 +92,8 @@ static void fake_worker__fail(const struct kafka_event *command, int code, const
 {
 	fake_worker__answer(command, KAFKA_EVENT_FAILED,
 			    json_pack("{s:s, s:i, s:s}", "command",
-				      kafka_event__type_name(command->type), "code", code, "message",
-				      message));
+				      kafka_event__type_name(command->type), "code", code,
+				      "message", message));
 }
 
 /* A create: starting -> running through storage, then `created` (or the
@@ -102,17 +101,17 @@ static void fake_worker__fail(const struct kafka_event *command, int code, const
 static void fake_worker__create(const struct kafka_event *command)
 {
 	struct storage_pool *pool = fake.stack->pool;
-	struct storage_sandbox row = { 0 };
+	struct storage_sandbox row = {0};
 	struct storage_error e;
-	const char *behaviour = json_string_value(
-		json_object_get(json_object_get(command->spec, "metadata"), "fake"));
+	const char *behaviour =
+	    json_string_value(json_object_get(json_object_get(command->spec, "metadata"), "fake"));
 	struct storage_sandbox_transition t = {
-		.sandbox_id = command->sandbox_id,
-		.from = STORAGE_SANDBOX_STARTING,
-		.to = STORAGE_SANDBOX_RUNNING,
-		.host_id = fake.stack->host_id,
-		.slot_index = 0,
-		.slot_address = "10.11.0.2",
+	    .sandbox_id = command->sandbox_id,
+	    .from = STORAGE_SANDBOX_STARTING,
+	    .to = STORAGE_SANDBOX_RUNNING,
+	    .host_id = fake.stack->host_id,
+	    .slot_index = 0,
+	    .slot_address = "10.11.0.2",
 	};
 	char end_at[32];
 	int rc;
@@ -149,10 +148,10 @@ static void fake_worker__create(const struct kafka_event *command)
 static void fake_worker__kill(const struct kafka_event *command)
 {
 	struct storage_sandbox_transition t = {
-		.sandbox_id = command->sandbox_id,
-		.from = STORAGE_SANDBOX_RUNNING,
-		.to = STORAGE_SANDBOX_KILLED,
-		.slot_index = -1,
+	    .sandbox_id = command->sandbox_id,
+	    .from = STORAGE_SANDBOX_RUNNING,
+	    .to = STORAGE_SANDBOX_KILLED,
+	    .slot_index = -1,
 	};
 	struct storage_error e;
 	int rc = storage__sandbox_transition(fake.stack->pool, &t, NULL, &e);
@@ -172,21 +171,22 @@ static void fake_worker__kill(const struct kafka_event *command)
  * paused -> resuming -> running, then `resumed`. No process to freeze. */
 static void fake_worker__pause_or_resume(const struct kafka_event *command, bool pause)
 {
-	static const enum storage_sandbox_state pause_path[] = { STORAGE_SANDBOX_PAUSING,
-								 STORAGE_SANDBOX_PAUSED };
-	static const enum storage_sandbox_state resume_path[] = { STORAGE_SANDBOX_PAUSED,
-								  STORAGE_SANDBOX_RESUMING,
-								  STORAGE_SANDBOX_RUNNING };
+	static const enum storage_sandbox_state pause_path[] = {STORAGE_SANDBOX_PAUSING,
+								STORAGE_SANDBOX_PAUSED};
+	static const enum storage_sandbox_state resume_path[] = {
+	    STORAGE_SANDBOX_PAUSED, STORAGE_SANDBOX_RESUMING, STORAGE_SANDBOX_RUNNING};
 	const enum storage_sandbox_state *path = pause ? pause_path : resume_path;
 	size_t steps = pause ? 1 : 2;
-	struct storage_sandbox row = { 0 };
+	struct storage_sandbox row = {0};
 	struct storage_error e;
 	char end_at[32];
 
 	for (size_t i = 0; i < steps; i++) {
 		struct storage_sandbox_transition t = {
-			.sandbox_id = command->sandbox_id, .from = path[i], .to = path[i + 1],
-			.slot_index = -1,
+		    .sandbox_id = command->sandbox_id,
+		    .from = path[i],
+		    .to = path[i + 1],
+		    .slot_index = -1,
 		};
 		if (storage__sandbox_transition(fake.stack->pool, &t, NULL, &e)) {
 			fake_worker__fail(command, 409, e.message);
@@ -197,10 +197,9 @@ static void fake_worker__pause_or_resume(const struct kafka_event *command, bool
 		fake_worker__answer(command, KAFKA_EVENT_PAUSED, json_object());
 		return;
 	}
-	storage__sandbox_set_timeout(fake.stack->pool, command->team_id, command->sandbox_id,
-				     (int32_t)json_integer_value(json_object_get(command->spec,
-										 "timeout_s")),
-				     NULL, &e);
+	storage__sandbox_set_timeout(
+	    fake.stack->pool, command->team_id, command->sandbox_id,
+	    (int32_t)json_integer_value(json_object_get(command->spec, "timeout_s")), NULL, &e);
 	if (storage__sandbox_get_internal(fake.stack->pool, command->sandbox_id, &row, &e)) {
 		fake_worker__fail(command, 500, e.message);
 		return;
@@ -214,7 +213,7 @@ static void *fake_worker__run(void *arg)
 {
 	(void)arg;
 	while (!atomic_load(&fake.stop)) {
-		struct kafka_message msg = { 0 };
+		struct kafka_message msg = {0};
 		struct kafka_event ev;
 		char reason[256];
 		int rc = kafka_consumer__poll(fake.consumer, 100, &msg);
@@ -261,7 +260,8 @@ static const char *test_stack__brokers(void)
 	const char *brokers = getenv("WARREN_KAFKA_BROKERS");
 
 	if (!brokers || !*brokers) {
-		fprintf(stderr, "FAIL: WARREN_KAFKA_BROKERS is not set; run eval \"$(scripts/dev-stack env)\"\n");
+		fprintf(stderr, "FAIL: WARREN_KAFKA_BROKERS is not set; run eval "
+				"\"$(scripts/dev-stack env)\"\n");
 		return NULL;
 	}
 	return brokers;
@@ -271,11 +271,11 @@ bool test_stack__up(struct test_stack *stack, const char *tag)
 {
 	struct test_db db;
 	struct storage_error e;
-	struct storage_template template = { .id = "base", .agent_version = "0.2.0",
-					     .image_path = "/nonexistent/base.img" };
-	struct storage_host host = { .runtime = "jail", .capacity = 10000, .state = "ready",
-				     .address = "127.0.0.1" };
-	struct kafka_consumer_config consumer = { 0 };
+	struct storage_template template = {
+	    .id = "base", .agent_version = "0.2.0", .image_path = "/nonexistent/base.img"};
+	struct storage_host host = {
+	    .runtime = "jail", .capacity = 10000, .state = "ready", .address = "127.0.0.1"};
+	struct kafka_consumer_config consumer = {0};
 	const char *brokers = test_stack__brokers();
 	const char *topics[2];
 	char err[512], group[160], host_topic[128];
@@ -337,7 +337,8 @@ bool test_stack__up(struct test_stack *stack, const char *tag)
 	fake.consumer = kafka_consumer__new(&consumer, err, sizeof(err));
 	topics[0] = fake.commands_topic;
 	topics[1] = fake.host_topic;
-	if (!fake.producer || !fake.consumer || kafka_consumer__subscribe(fake.consumer, topics, 2)) {
+	if (!fake.producer || !fake.consumer ||
+	    kafka_consumer__subscribe(fake.consumer, topics, 2)) {
 		fprintf(stderr, "fake worker: %s\n", err);
 		goto err;
 	}
@@ -372,10 +373,11 @@ void test_stack__down(struct test_stack *stack)
 	kafka_producer__free(fake.producer);
 	fake.producer = NULL;
 	if (brokers && stack->topic_prefix[0]) {
-		const char *topics[] = { fake.commands_topic, fake.events_topic, fake.host_topic };
+		const char *topics[] = {fake.commands_topic, fake.events_topic, fake.host_topic};
 
 		for (size_t i = 0; i < 3; i++)
-			if (topics[i][0] && kafka__delete_topic(brokers, topics[i], 30000, err, sizeof(err)))
+			if (topics[i][0] &&
+			    kafka__delete_topic(brokers, topics[i], 30000, err, sizeof(err)))
 				fprintf(stderr, "cleanup: %s\n", err);
 		stack->topic_prefix[0] = '\0';
 	}
@@ -384,7 +386,7 @@ void test_stack__down(struct test_stack *stack)
 		stack->pool = NULL;
 	}
 	if (stack->db_name[0]) {
-		struct test_db db = { 0 };
+		struct test_db db = {0};
 
 		snprintf(db.name, sizeof(db.name), "%s", stack->db_name);
 		test_db__drop(&db);
@@ -400,7 +402,8 @@ bool test_stack__team(struct test_stack *stack, const char *name, const char *ti
 	struct storage_api_key api_key;
 	char hash[TOKENS_SHA256_HEX_LEN + 1], prefix[9];
 
-	if (!storage__tier_parse(tier, &t) || storage__team_create(stack->pool, name, t, team, &e)) {
+	if (!storage__tier_parse(tier, &t) ||
+	    storage__team_create(stack->pool, name, t, team, &e)) {
 		fprintf(stderr, "team %s: %s\n", name, e.message);
 		return false;
 	}
@@ -434,10 +437,15 @@ bool test_api__start(struct test_api *api, const struct test_stack *stack, const
 	/* The environment is built before fork: the child of a threaded
 	 * process may only call async-signal-safe functions before exec. */
 	{
-		static const char *const overridden[] = { "WARREN_PG_URL=", "WARREN_KAFKA_TOPIC_PREFIX=",
-							  "WARREN_TOKEN_SEED=", "WARREN_DOMAIN=",
-							  "WARREN_API_LISTEN=", "WARREN_API_THREADS=",
-							  "WARREN_PG_POOL_SIZE=", "WARREN_CONFIG=", NULL };
+		static const char *const overridden[] = {"WARREN_PG_URL=",
+							 "WARREN_KAFKA_TOPIC_PREFIX=",
+							 "WARREN_TOKEN_SEED=",
+							 "WARREN_DOMAIN=",
+							 "WARREN_API_LISTEN=",
+							 "WARREN_API_THREADS=",
+							 "WARREN_PG_POOL_SIZE=",
+							 "WARREN_CONFIG=",
+							 NULL};
 		extern char **environ;
 		size_t count = 0, n = 0;
 		char **env, *pg_env = NULL, *prefix_env = NULL;
@@ -458,14 +466,16 @@ bool test_api__start(struct test_api *api, const struct test_stack *stack, const
 			for (size_t k = 0; extra_env && extra_env[k]; k++) {
 				const char *eq = strchr(extra_env[k], '=');
 
-				if (eq && !strncmp(environ[i], extra_env[k], (size_t)(eq - extra_env[k] + 1)))
+				if (eq && !strncmp(environ[i], extra_env[k],
+						   (size_t)(eq - extra_env[k] + 1)))
 					skip = true;
 			}
 			if (!skip)
 				env[n++] = environ[i];
 		}
 		if (asprintf(&pg_env, "WARREN_PG_URL=%s", pg_url ? pg_url : stack->db_url) < 0 ||
-		    asprintf(&prefix_env, "WARREN_KAFKA_TOPIC_PREFIX=%s", stack->topic_prefix) < 0) {
+		    asprintf(&prefix_env, "WARREN_KAFKA_TOPIC_PREFIX=%s", stack->topic_prefix) <
+			0) {
 			free(env);
 			return false;
 		}
@@ -490,7 +500,7 @@ bool test_api__start(struct test_api *api, const struct test_stack *stack, const
 		}
 		api->pid = fork();
 		if (api->pid == 0) {
-			char *const argv[] = { binary, NULL };
+			char *const argv[] = {binary, NULL};
 
 			dup2(out[1], 1);
 			execve(binary, argv, env);
@@ -584,7 +594,7 @@ bool http__request(int port, const char *method, const char *path, const char *k
 {
 	CURL *curl = curl_easy_init();
 	struct curl_slist *headers = NULL;
-	struct http_buffer buffer = { 0 };
+	struct http_buffer buffer = {0};
 	char url[1024], header[256];
 	CURLcode rc;
 
@@ -670,7 +680,7 @@ struct tcp_forwarder {
 
 static int tcp_forwarder__listen(int port)
 {
-	struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -685,7 +695,7 @@ static int tcp_forwarder__listen(int port)
 
 static int tcp_forwarder__connect(int port)
 {
-	struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -708,13 +718,14 @@ static void *tcp_forwarder__run(void *arg)
 
 		pthread_mutex_lock(&f->lock);
 		if (f->listener >= 0) {
-			fds[n] = (struct pollfd){ .fd = f->listener, .events = POLLIN };
+			fds[n] = (struct pollfd){.fd = f->listener, .events = POLLIN};
 			index[n++] = -1;
 		}
 		for (int i = 0; i < FORWARDER_MAX; i++)
 			for (int side = 0; side < 2; side++)
 				if (f->pairs[i][side] >= 0) {
-					fds[n] = (struct pollfd){ .fd = f->pairs[i][side], .events = POLLIN };
+					fds[n] = (struct pollfd){.fd = f->pairs[i][side],
+								 .events = POLLIN};
 					index[n++] = i * 2 + side;
 				}
 		pthread_mutex_unlock(&f->lock);

@@ -19,7 +19,7 @@ struct test_stack {
 	char db_name[64];
 	char db_url[2048];
 	char topic_prefix[64];
-	char host_id[64];   /* the fake worker's host */
+	char host_id[64]; /* the fake worker's host */
 	struct storage_pool *pool;
 };
 
@@ -52,7 +52,7 @@ int test_api__stop(struct test_api *api);
 
 struct http_response {
 	long status;
-	char *body;	  /* NUL-terminated, owned */
+	char *body; /* NUL-terminated, owned */
 	char headers[4096];
 };
 

@@ -142,7 +142,8 @@ static void test_create_returns_ready_sandbox_with_tokens(void **state)
 	assert_string_equal(json_string_value(json_object_get(created, "clientID")), stack.host_id);
 	assert_string_equal(json_string_value(json_object_get(created, "envdVersion")), "0.2.0");
 	assert_string_equal(json_string_value(json_object_get(created, "envdAccessToken")), access);
-	assert_string_equal(json_string_value(json_object_get(created, "trafficAccessToken")), traffic);
+	assert_string_equal(json_string_value(json_object_get(created, "trafficAccessToken")),
+			    traffic);
 	assert_string_equal(json_string_value(json_object_get(created, "domain")), TEST_API_DOMAIN);
 
 	/* PostgreSQL has it running (the worker's write), tokens are not stored. */
@@ -158,8 +159,8 @@ static void test_create_returns_ready_sandbox_with_tokens(void **state)
 	detail = call("GET", path, key_a, NULL, 200, NULL);
 	assert_string_equal(json_string_value(json_object_get(detail, "sandboxID")), id);
 	assert_string_equal(json_string_value(json_object_get(detail, "state")), "running");
-	assert_string_equal(json_string_value(json_object_get(json_object_get(detail, "metadata"), "app")),
-			    "one");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(detail, "metadata"), "app")), "one");
 	assert_string_equal(json_string_value(json_object_get(detail, "envdAccessToken")), access);
 	assert_non_null(json_object_get(detail, "endAt"));
 	assert_non_null(json_object_get(detail, "cpuCount"));
@@ -189,10 +190,11 @@ static void test_sdk2_create_connect_and_metadata(void **state)
 	struct storage_sandbox row;
 
 	(void)state;
-	created = call("POST", "/v2/sandboxes", key_a,
-		       "{\"templateID\":\"base\",\"timeout\":300,\"metadata\":{\"sdk key\":\"100%\"},"
-		       "\"mcp\":null,\"autoResume\":{\"enabled\":false}}",
-		       201, NULL);
+	created =
+	    call("POST", "/v2/sandboxes", key_a,
+		 "{\"templateID\":\"base\",\"timeout\":300,\"metadata\":{\"sdk key\":\"100%\"},"
+		 "\"mcp\":null,\"autoResume\":{\"enabled\":false}}",
+		 201, NULL);
 	id = json_string_value(json_object_get(created, "sandboxID"));
 	tokens__access_token(TEST_API_SEED, id, access);
 	assert_string_equal(json_string_value(json_object_get(created, "envdAccessToken")), access);
@@ -201,7 +203,8 @@ static void test_sdk2_create_connect_and_metadata(void **state)
 	snprintf(path, sizeof(path), "/v2/sandboxes/%s/connect", id);
 	connected = call("POST", path, key_a, "{\"timeout\":900}", 200, NULL);
 	assert_string_equal(json_string_value(json_object_get(connected, "sandboxID")), id);
-	assert_string_equal(json_string_value(json_object_get(connected, "envdAccessToken")), access);
+	assert_string_equal(json_string_value(json_object_get(connected, "envdAccessToken")),
+			    access);
 	assert_string_equal(json_string_value(json_object_get(connected, "envdVersion")), "0.2.0");
 	json_decref(connected);
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
@@ -212,10 +215,12 @@ static void test_sdk2_create_connect_and_metadata(void **state)
 	json_decref(connected);
 
 	/* {"sdk key": "100%"} as SandboxPaginator sends it. */
-	list = call("GET", "/v2/sandboxes?metadata=sdk%252520key%3D100%252525&state=running&limit=10",
-		    key_a, NULL, 200, NULL);
+	list =
+	    call("GET", "/v2/sandboxes?metadata=sdk%252520key%3D100%252525&state=running&limit=10",
+		 key_a, NULL, 200, NULL);
 	assert_int_equal(json_array_size(list), 1);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), id);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), id);
 	json_decref(list);
 	json_decref(created);
 }
@@ -228,24 +233,28 @@ static void test_validation_rules_over_http(void **state)
 	expect_error("POST", "/sandboxes", key_a, "{}", 400, "templateID is required");
 	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":\"base\",\"timeout\":0}", 400,
 		     "timeout must be greater than 0 seconds");
-	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":\"base\",\"timeout\":86401}", 400,
-		     "Timeout cannot be greater than 24 hours");
+	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":\"base\",\"timeout\":86401}",
+		     400, "Timeout cannot be greater than 24 hours");
 	expect_error("POST", "/sandboxes", key_b, "{\"templateID\":\"base\",\"timeout\":3601}", 400,
 		     "Timeout cannot be greater than 1 hours");
-	expect_error("POST", "/sandboxes", key_a,
-		     "{\"templateID\":\"base\",\"secure\":false,\"network\":{\"allowPublicTraffic\":false}}",
-		     400, "allowPublicTraffic=false requires secure=true");
+	expect_error(
+	    "POST", "/sandboxes", key_a,
+	    "{\"templateID\":\"base\",\"secure\":false,\"network\":{\"allowPublicTraffic\":false}}",
+	    400, "allowPublicTraffic=false requires secure=true");
 	expect_error("POST", "/sandboxes", key_a,
 		     "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"example.com\"]}}", 400,
-		     "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out");
+		     "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' "
+		     "in deny out");
 	expect_error("POST", "/sandboxes", key_a,
 		     "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"example.com\"]}}", 400,
-		     "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"example.com\"");
+		     "domains are not accepted in deny out, only IP addresses and CIDR ranges: "
+		     "\"example.com\"");
 	expect_error("POST", "/sandboxes", key_a,
 		     "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"300.1.1.1/8\"]}}", 400,
 		     "invalid IP address, CIDR range or domain in denyOut: \"300.1.1.1/8\"");
-	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":\"base\",\"metadata\":{\"a\":1}}",
-		     400, "metadata.a must be a string");
+	expect_error("POST", "/sandboxes", key_a,
+		     "{\"templateID\":\"base\",\"metadata\":{\"a\":1}}", 400,
+		     "metadata.a must be a string");
 	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":\"base\",\"envVars\":[]}", 400,
 		     "envVars must be an object of strings");
 	expect_error("POST", "/sandboxes", key_a, "{\"templateID\":", 400, NULL);
@@ -259,7 +268,8 @@ static void test_validation_rules_over_http(void **state)
 	big[0] = '{';
 	big[2 * 1024 * 1024 - 1] = '}';
 	big[2 * 1024 * 1024] = '\0';
-	expect_error("POST", "/sandboxes", key_a, big, 413, "request body is larger than 1048576 bytes");
+	expect_error("POST", "/sandboxes", key_a, big, 413,
+		     "request body is larger than 1048576 bytes");
 	free(big);
 	expect_error("PATCH", "/sandboxes", key_a, NULL, 405, "method not allowed");
 	expect_error("GET", "/nothing", key_a, NULL, 404, NULL);
@@ -299,22 +309,26 @@ static void test_lifecycle_limit_429(void **state)
 
 	(void)state;
 	assert_true(test_stack__team(&stack, "team-lifecycle", "hobby", &team, key));
-	assert_int_equal(storage__team_set_limit(stack.pool, team.id, "lifecycle_requests", 5, &team,
-						 NULL),
-			 STORAGE_OK);
+	assert_int_equal(
+	    storage__team_set_limit(stack.pool, team.id, "lifecycle_requests", 5, &team, NULL),
+	    STORAGE_OK);
 	for (int i = 0; i < 7; i++) {
-		assert_true(http__request(api.port, "GET", "/v2/sandboxes", key, NULL, NULL, &response));
+		assert_true(
+		    http__request(api.port, "GET", "/v2/sandboxes", key, NULL, NULL, &response));
 		if (response.status == 200)
 			ok++;
 		if (response.status == 429) {
 			limited++;
-			assert_non_null(strstr(response.body,
-					       "rate limit exceeded: at most 5 lifecycle API requests per 30 s"));
-			assert_true(http__header(&response, "RateLimit-Limit", value, sizeof(value)));
+			assert_non_null(strstr(
+			    response.body,
+			    "rate limit exceeded: at most 5 lifecycle API requests per 30 s"));
+			assert_true(
+			    http__header(&response, "RateLimit-Limit", value, sizeof(value)));
 			assert_string_equal(value, "5");
 			assert_true(http__header(&response, "Retry-After", value, sizeof(value)));
 			assert_true(atoi(value) >= 1 && atoi(value) <= 6);
-			assert_true(http__header(&response, "RateLimit-Reset", value, sizeof(value)));
+			assert_true(
+			    http__header(&response, "RateLimit-Reset", value, sizeof(value)));
 			assert_true(atoi(value) >= 25 && atoi(value) <= 30);
 		}
 		http__response_free(&response);
@@ -334,8 +348,9 @@ static void test_lifecycle_limit_429(void **state)
 			if (attempt)
 				usleep(100 * 1000);
 			rejections = 0;
-			assert_int_equal(storage__admin_rejections(stack.pool, 5, &rows, &count, NULL),
-					 STORAGE_OK);
+			assert_int_equal(
+			    storage__admin_rejections(stack.pool, 5, &rows, &count, NULL),
+			    STORAGE_OK);
 			for (size_t i = 0; i < count; i++)
 				if (!strcmp(rows[i].team, "team-lifecycle") &&
 				    !strcmp(rows[i].limit_name, "lifecycle_requests"))
@@ -370,8 +385,8 @@ static void test_other_team_gets_404(void **state)
 		size_t i;
 		json_t *item;
 
-		json_array_foreach(list, i, item)
-			assert_string_not_equal(json_string_value(json_object_get(item, "sandboxID")), id);
+		json_array_foreach(list, i, item) assert_string_not_equal(
+		    json_string_value(json_object_get(item, "sandboxID")), id);
 		json_decref(list);
 	}
 	not_found_message("inotasandbox", message, sizeof(message));
@@ -388,18 +403,19 @@ static void test_list_pagination_and_filters(void **state)
 
 	(void)state;
 	for (int k = 0; k < 5; k++)
-		create(key_c, k < 3 ? "{\"templateID\":\"base\",\"metadata\":{\"group\":\"x y\",\"n\":\"1\"}}"
-				    : "{\"templateID\":\"base\",\"metadata\":{\"group\":\"other\"}}",
-		       ids[k]);
+		create(
+		    key_c,
+		    k < 3 ? "{\"templateID\":\"base\",\"metadata\":{\"group\":\"x y\",\"n\":\"1\"}}"
+			  : "{\"templateID\":\"base\",\"metadata\":{\"group\":\"other\"}}",
+		    ids[k]);
 	/* v1: everything running, E2B's ListedSandbox shape. */
 	list = call("GET", "/sandboxes", key_c, NULL, 200, NULL);
 	assert_int_equal(json_array_size(list), 5);
 	item = json_array_get(list, 0);
 	assert_string_equal(json_string_value(json_object_get(item, "sandboxID")), ids[4]);
-	for (const char *const *field = (const char *const[]){ "sandboxID", "templateID", "alias",
-							      "clientID", "startedAt", "endAt",
-							      "cpuCount", "memoryMB", "metadata",
-							      "state", NULL };
+	for (const char *const *field =
+		 (const char *const[]){"sandboxID", "templateID", "alias", "clientID", "startedAt",
+				       "endAt", "cpuCount", "memoryMB", "metadata", "state", NULL};
 	     *field; field++)
 		if (!json_object_get(item, *field))
 			fail_msg("listed sandbox lacks %s", *field);
@@ -424,11 +440,11 @@ static void test_list_pagination_and_filters(void **state)
 	assert_int_equal(seen, 5);
 
 	/* metadata filter as the SDK sends it: urlencode("group=x%20y&n=1"). */
-	list = call("GET", "/v2/sandboxes?metadata=group%3Dx%2520y%26n%3D1", key_c, NULL, 200, NULL);
+	list =
+	    call("GET", "/v2/sandboxes?metadata=group%3Dx%2520y%26n%3D1", key_c, NULL, 200, NULL);
 	assert_int_equal(json_array_size(list), 3);
-	json_array_foreach(list, i, item)
-		assert_string_equal(json_string_value(json_object_get(json_object_get(item, "metadata"), "group")),
-				    "x y");
+	json_array_foreach(list, i, item) assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(item, "metadata"), "group")), "x y");
 	json_decref(list);
 	list = call("GET", "/sandboxes?metadata=group%3Dother", key_c, NULL, 200, NULL);
 	assert_int_equal(json_array_size(list), 2);
@@ -447,7 +463,8 @@ static void test_list_pagination_and_filters(void **state)
 		     "state must be \"running\" or \"paused\", not \"bogus\"");
 	expect_error("GET", "/v2/sandboxes?limit=101", key_c, NULL, 400,
 		     "limit must be an integer from 1 to 100");
-	expect_error("GET", "/v2/sandboxes?nextToken=garbage", key_c, NULL, 400, "invalid nextToken");
+	expect_error("GET", "/v2/sandboxes?nextToken=garbage", key_c, NULL, 400,
+		     "invalid nextToken");
 	/* clean up for the concurrency test */
 	for (int k = 0; k < 5; k++) {
 		snprintf(path, sizeof(path), "/sandboxes/%s", ids[k]);
@@ -474,7 +491,8 @@ static void test_timeout_and_refresh_move_end_at(void **state)
 	assert_int_equal(storage__sandbox_get(stack.pool, team_a.id, id, &row, NULL), STORAGE_OK);
 	assert_true(row.end_at <= clock__realtime_ms() + 21000);
 	storage__sandbox_clear(&row);
-	expect_error("POST", path, key_a, "{\"timeout\":0}", 400, "timeout must be greater than 0 seconds");
+	expect_error("POST", path, key_a, "{\"timeout\":0}", 400,
+		     "timeout must be greater than 0 seconds");
 	expect_error("POST", path, key_a, "{}", 400, "timeout is required");
 	expect_error("POST", path, key_a, "{bad", 400, NULL);
 
@@ -519,13 +537,16 @@ static void test_pause_and_network(void **state)
 	(void)state;
 	create(key_a, "{\"templateID\":\"base\"}", id);
 	snprintf(path, sizeof(path), "/sandboxes/%s/network", id);
-	json_decref(call("PUT", path, key_a, "{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}", 204,
-	     NULL));
+	json_decref(call("PUT", path, key_a,
+			 "{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}", 204,
+			 NULL));
 	assert_true(fake_worker__count("update_network") >= 1);
 	expect_error("PUT", path, key_a, "{\"denyOut\":[\"example.com\"]}", 400,
-		     "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"example.com\"");
+		     "domains are not accepted in deny out, only IP addresses and CIDR ranges: "
+		     "\"example.com\"");
 	expect_error("PUT", path, key_a, "{\"allowOut\":[\"example.com\"]}", 400,
-		     "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out");
+		     "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' "
+		     "in deny out");
 }
 
 /* Pause and resume through the API with the fake worker (no process is
@@ -551,8 +572,9 @@ static void test_pause_resume_connect(void **state)
 	snprintf(path, sizeof(path), "/sandboxes/%s", id);
 	body = call("GET", path, key_a, NULL, 200, NULL);
 	assert_string_equal(json_string_value(json_object_get(body, "state")), "paused");
-	assert_string_equal(json_string_value(json_object_get(
-				    json_object_get(body, "lifecycle"), "onTimeout")), "pause");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(body, "lifecycle"), "onTimeout")),
+	    "pause");
 	json_decref(body);
 	/* Another team sees nothing to pause. */
 	snprintf(path, sizeof(path), "/sandboxes/%s/pause", id);
@@ -619,26 +641,27 @@ static void test_volumes_api(void **state)
 	/* one writer: a live sandbox's claim blocks another and the delete */
 	create(key_a, "{\"templateID\":\"base\"}", sandbox);
 	create(key_a, "{\"templateID\":\"base\"}", other);
-	assert_int_equal(storage__volume_claim(stack.pool, team_a.id, "data", sandbox, "/data",
-					       &volume, &e),
-			 STORAGE_OK);
+	assert_int_equal(
+	    storage__volume_claim(stack.pool, team_a.id, "data", sandbox, "/data", &volume, &e),
+	    STORAGE_OK);
 	assert_true(volume.in_use);
-	assert_int_equal(storage__volume_claim(stack.pool, team_a.id, "data", other, "/data", NULL,
-					       &e),
-			 STORAGE_ERR_CONFLICT);
+	assert_int_equal(
+	    storage__volume_claim(stack.pool, team_a.id, "data", other, "/data", NULL, &e),
+	    STORAGE_ERR_CONFLICT);
 	assert_non_null(strstr(e.message, sandbox));
-	assert_int_equal(storage__volume_claim(stack.pool, team_b.id, "nope", other, "/data", NULL,
-					       &e),
-			 STORAGE_ERR_NOT_FOUND);
+	assert_int_equal(
+	    storage__volume_claim(stack.pool, team_b.id, "nope", other, "/data", NULL, &e),
+	    STORAGE_ERR_NOT_FOUND);
 	got = call("DELETE", path, key_a, NULL, 409, NULL);
-	assert_non_null(strstr(json_string_value(json_object_get(got, "message")), "is mounted by sandbox"));
+	assert_non_null(
+	    strstr(json_string_value(json_object_get(got, "message")), "is mounted by sandbox"));
 	json_decref(got);
 	snprintf(path, sizeof(path), "/sandboxes/%s", sandbox);
 	call("DELETE", path, key_a, NULL, 204, NULL);
 	/* the sandbox ended: the volume is free for the next one */
-	assert_int_equal(storage__volume_claim(stack.pool, team_a.id, "data", other, "/data", NULL,
-					       &e),
-			 STORAGE_OK);
+	assert_int_equal(
+	    storage__volume_claim(stack.pool, team_a.id, "data", other, "/data", NULL, &e),
+	    STORAGE_OK);
 	assert_int_equal(storage__volume_release_internal(stack.pool, other, &e), STORAGE_OK);
 	snprintf(path, sizeof(path), "/volumes/%s", id);
 	call("DELETE", path, key_a, NULL, 204, NULL);
@@ -662,9 +685,11 @@ static void test_volumes_api(void **state)
 static void test_unimplemented_filters_and_metrics(void **state)
 {
 	char a[IDS_SANDBOX_ID_LEN + 1], b[IDS_SANDBOX_ID_LEN + 1], path[160];
-	struct storage_sandbox_metric sample = { .cpu_count = 1, .cpu_used_pct = 42.5,
-						 .mem_used = 1 << 20, .mem_total = 512 << 20,
-						 .disk_total = 1 << 30 };
+	struct storage_sandbox_metric sample = {.cpu_count = 1,
+						.cpu_used_pct = 42.5,
+						.mem_used = 1 << 20,
+						.mem_total = 512 << 20,
+						.disk_total = 1 << 30};
 	int64_t now_s = clock__realtime_ms() / 1000;
 	json_t *list, *metrics;
 	char message[256];
@@ -680,7 +705,8 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	assert_int_equal(json_array_size(list), 0);
 	json_decref(list);
 	expect_error("POST", "/sandboxes/iabcdefghij0123456789/fork", key_a, NULL, 501,
-		     "forking a sandbox is not implemented by warren (POST /sandboxes/iabcdefghij0123456789/fork)");
+		     "forking a sandbox is not implemented by warren (POST "
+		     "/sandboxes/iabcdefghij0123456789/fork)");
 	expect_error("GET", "/no/such/thing", key_a, NULL, 404, NULL);
 
 	create(key_a, "{\"templateID\":\"base\",\"metadata\":{\"suite\":\"surface\"}}", a);
@@ -689,21 +715,26 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface&order=asc&template=base", key_a,
 		    NULL, 200, NULL);
 	assert_int_equal(json_array_size(list), 2);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), a);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), a);
 	json_decref(list);
 	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface", key_a, NULL, 200, NULL);
-	assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), b);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), b);
 	json_decref(list);
-	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface&template=minimal", key_a, NULL, 200,
-		    NULL);
+	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface&template=minimal", key_a, NULL,
+		    200, NULL);
 	assert_int_equal(json_array_size(list), 0);
 	json_decref(list);
-	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface&startedAfter=2999-01-01T00%3A00%3A00.000Z",
-		    key_a, NULL, 200, NULL);
+	list =
+	    call("GET",
+		 "/v2/sandboxes?metadata=suite%3Dsurface&startedAfter=2999-01-01T00%3A00%3A00.000Z",
+		 key_a, NULL, 200, NULL);
 	assert_int_equal(json_array_size(list), 0);
 	json_decref(list);
-	list = call("GET", "/sandboxes?metadata=suite%3Dsurface&startedAfter=2020-01-01T00%3A00%3A00Z",
-		    key_a, NULL, 200, NULL);
+	list =
+	    call("GET", "/sandboxes?metadata=suite%3Dsurface&startedAfter=2020-01-01T00%3A00%3A00Z",
+		 key_a, NULL, 200, NULL);
 	assert_int_equal(json_array_size(list), 2);
 	json_decref(list);
 	expect_error("GET", "/v2/sandboxes?order=sideways", key_a, NULL, 400,
@@ -716,16 +747,19 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	for (int i = 0; i < 3; i++) {
 		snprintf(sample.sandbox_id, sizeof(sample.sandbox_id), "%s", a);
 		sample.at = (now_s - 10 + 5 * i) * 1000;
-		assert_int_equal(storage__sandbox_metric_insert(stack.pool, &sample, NULL), STORAGE_OK);
+		assert_int_equal(storage__sandbox_metric_insert(stack.pool, &sample, NULL),
+				 STORAGE_OK);
 	}
 	snprintf(path, sizeof(path), "/sandboxes/%s/metrics", a);
 	metrics = call("GET", path, key_a, NULL, 200, NULL);
 	assert_int_equal(json_array_size(metrics), 3);
-	assert_true(json_real_value(json_object_get(json_array_get(metrics, 0), "cpuUsedPct")) > 42);
-	assert_int_equal(json_integer_value(json_object_get(json_array_get(metrics, 2), "timestampUnix")),
-			 now_s);
-	assert_int_equal(json_integer_value(json_object_get(json_array_get(metrics, 0), "memTotal")),
-			 512 << 20);
+	assert_true(json_real_value(json_object_get(json_array_get(metrics, 0), "cpuUsedPct")) >
+		    42);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_array_get(metrics, 2), "timestampUnix")),
+	    now_s);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_array_get(metrics, 0), "memTotal")), 512 << 20);
 	assert_true(json_is_string(json_object_get(json_array_get(metrics, 0), "timestamp")));
 	json_decref(metrics);
 	snprintf(path, sizeof(path), "/sandboxes/%s/metrics?start=%lld&end=%lld", a,
@@ -734,16 +768,18 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	assert_int_equal(json_array_size(metrics), 2);
 	json_decref(metrics);
 	snprintf(path, sizeof(path), "/sandboxes/%s/metrics?start=abc", a);
-	expect_error("GET", path, key_a, NULL, 400, "start must be a Unix time in seconds, not \"abc\"");
+	expect_error("GET", path, key_a, NULL, 400,
+		     "start must be a Unix time in seconds, not \"abc\"");
 	snprintf(path, sizeof(path), "/sandboxes/%s/metrics", a);
 	not_found_message(a, message, sizeof(message));
 	expect_error("GET", path, key_b, NULL, 404, message); /* another team's */
 	snprintf(path, sizeof(path), "/sandboxes/metrics?sandbox_ids=%s,%s", a, b);
 	metrics = call("GET", path, key_a, NULL, 200, NULL);
 	assert_int_equal(json_object_size(json_object_get(metrics, "sandboxes")), 1);
-	assert_int_equal(json_integer_value(json_object_get(
-				 json_object_get(json_object_get(metrics, "sandboxes"), a), "timestampUnix")),
-			 now_s);
+	assert_int_equal(
+	    json_integer_value(json_object_get(
+		json_object_get(json_object_get(metrics, "sandboxes"), a), "timestampUnix")),
+	    now_s);
 	json_decref(metrics);
 	metrics = call("GET", path, key_b, NULL, 200, NULL);
 	assert_int_equal(json_object_size(json_object_get(metrics, "sandboxes")), 0);
@@ -757,11 +793,12 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	snprintf(path, sizeof(path), "/sandboxes/%s", a);
 	metrics = call("GET", path, key_a, NULL, 200, NULL); /* the stored policy follows */
 	assert_true(json_is_false(json_object_get(metrics, "allowInternetAccess")));
-	assert_string_equal(json_string_value(json_array_get(json_object_get(
-				    json_object_get(metrics, "network"), "denyOut"), 0)),
-			    "0.0.0.0/0");
-	assert_true(json_is_true(json_object_get(json_object_get(metrics, "network"),
-						 "allowPublicTraffic")));
+	assert_string_equal(
+	    json_string_value(
+		json_array_get(json_object_get(json_object_get(metrics, "network"), "denyOut"), 0)),
+	    "0.0.0.0/0");
+	assert_true(json_is_true(
+	    json_object_get(json_object_get(metrics, "network"), "allowPublicTraffic")));
 	json_decref(metrics);
 	snprintf(path, sizeof(path), "/sandboxes/%s/network", a);
 	expect_error("PUT", path, key_a, "{\"egressProxy\":{\"address\":\"192.0.2.1:1080\"}}", 400,
@@ -777,17 +814,20 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	list = call("GET", path, key_a, NULL, 200, NULL);
 	assert_true(json_array_size(json_object_get(list, "logs")) >= 1);
 	assert_string_equal(json_string_value(json_object_get(
-				    json_array_get(json_object_get(list, "logs"), 0), "message")),
+				json_array_get(json_object_get(list, "logs"), 0), "message")),
 			    "sandbox starting");
-	assert_string_equal(json_string_value(json_object_get(json_object_get(
-				    json_array_get(json_object_get(list, "logs"), 0), "fields"), "source")),
-			    "lifecycle");
+	assert_string_equal(
+	    json_string_value(json_object_get(
+		json_object_get(json_array_get(json_object_get(list, "logs"), 0), "fields"),
+		"source")),
+	    "lifecycle");
 	json_decref(list);
 	snprintf(path, sizeof(path), "/sandboxes/%s/logs?limit=1", a);
 	list = call("GET", path, key_a, NULL, 200, NULL);
 	assert_int_equal(json_array_size(json_object_get(list, "logs")), 1);
 	assert_int_equal(json_array_size(json_object_get(list, "logEntries")), 1);
-	assert_true(json_is_string(json_object_get(json_array_get(json_object_get(list, "logs"), 0), "line")));
+	assert_true(json_is_string(
+	    json_object_get(json_array_get(json_object_get(list, "logs"), 0), "line")));
 	json_decref(list);
 	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs?level=error", a);
 	list = call("GET", path, key_a, NULL, 200, NULL);
@@ -807,7 +847,8 @@ static void test_failed_create_is_reported(void **state)
 
 	(void)state;
 	expect_error("POST", "/sandboxes", key_a,
-		     "{\"templateID\":\"base\",\"metadata\":{\"fake\":\"fail\"}}", 500, "fake failure");
+		     "{\"templateID\":\"base\",\"metadata\":{\"fake\":\"fail\"}}", 500,
+		     "fake failure");
 	/* The request row is finished as failed (read-only check from the test). */
 	conn = PQconnectdb(stack.db_url);
 	assert_int_equal(PQstatus(conn), CONNECTION_OK);
@@ -846,16 +887,17 @@ static void test_placement_by_hosts_table(void **state)
 	(void)state;
 	fake_worker__pause_heartbeat(true);
 	usleep(200 * 1000); /* a beat in progress lands first */
-	snprintf(statement, sizeof(statement), "UPDATE hosts SET state = 'draining' WHERE id = '%s'",
-		 stack.host_id);
+	snprintf(statement, sizeof(statement),
+		 "UPDATE hosts SET state = 'draining' WHERE id = '%s'", stack.host_id);
 	sql(statement);
 	sql("INSERT INTO hosts (id, address, runtime, capacity, running, state) "
 	    "VALUES ('api-test-host', '127.0.0.1', 'jail', 2, 2, 'ready')");
-	assert_true(http__request(api.port, "POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}", NULL,
-				  &response));
+	assert_true(http__request(api.port, "POST", "/sandboxes", key_a,
+				  "{\"templateID\":\"base\"}", NULL, &response));
 	assert_int_equal(response.status, 503);
 	assert_non_null(strcasestr(response.headers, "Retry-After: 1"));
-	assert_non_null(strstr(response.body, "no worker host has room: 2 of 2 sandboxes on 1 host(s)"));
+	assert_non_null(
+	    strstr(response.body, "no worker host has room: 2 of 2 sandboxes on 1 host(s)"));
 	http__response_free(&response);
 
 	sql("UPDATE hosts SET running = 1 WHERE id = 'api-test-host'");
@@ -887,13 +929,13 @@ static void test_request_id_is_idempotency_key(void **state)
 
 	(void)state;
 	ids__uuid(request_id);
-	assert_true(http__request(api.port, "POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}",
-				  request_id, &first));
+	assert_true(http__request(api.port, "POST", "/sandboxes", key_a,
+				  "{\"templateID\":\"base\"}", request_id, &first));
 	assert_int_equal(first.status, 201);
 	assert_true(http__header(&first, "X-Request-Id", echoed, sizeof(echoed)));
 	assert_string_equal(echoed, request_id);
-	assert_true(http__request(api.port, "POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}",
-				  request_id, &second));
+	assert_true(http__request(api.port, "POST", "/sandboxes", key_a,
+				  "{\"templateID\":\"base\"}", request_id, &second));
 	assert_int_equal(second.status, 201);
 	a = json_loads(first.body, 0, NULL);
 	b = json_loads(second.body, 0, NULL);
@@ -904,8 +946,8 @@ static void test_request_id_is_idempotency_key(void **state)
 	http__response_free(&first);
 	http__response_free(&second);
 	/* Another team cannot reuse it. */
-	assert_true(http__request(api.port, "POST", "/sandboxes", key_b, "{\"templateID\":\"base\"}",
-				  request_id, &second));
+	assert_true(http__request(api.port, "POST", "/sandboxes", key_b,
+				  "{\"templateID\":\"base\"}", request_id, &second));
 	assert_int_equal(second.status, 409);
 	http__response_free(&second);
 }
@@ -955,13 +997,16 @@ static void test_creation_rate_limit(void **state)
 			created++;
 		if (response.status == 429) {
 			limited++;
-			assert_non_null(strstr(response.body,
-					       "rate limit exceeded: at most 1 sandbox creations per second"));
-			assert_true(http__header(&response, "RateLimit-Limit", value, sizeof(value)));
+			assert_non_null(
+			    strstr(response.body,
+				   "rate limit exceeded: at most 1 sandbox creations per second"));
+			assert_true(
+			    http__header(&response, "RateLimit-Limit", value, sizeof(value)));
 			assert_string_equal(value, "1");
 			assert_true(http__header(&response, "Retry-After", value, sizeof(value)));
 			assert_string_equal(value, "1");
-			assert_true(http__header(&response, "RateLimit-Remaining", value, sizeof(value)));
+			assert_true(
+			    http__header(&response, "RateLimit-Remaining", value, sizeof(value)));
 			assert_string_equal(value, "0");
 		}
 		http__response_free(&response);
@@ -972,7 +1017,7 @@ static void test_creation_rate_limit(void **state)
 
 static void test_create_deadline_answers_504_and_get_finds_it(void **state)
 {
-	static const char *const env[] = { "WARREN_CREATE_DEADLINE_MS=300", NULL };
+	static const char *const env[] = {"WARREN_CREATE_DEADLINE_MS=300", NULL};
 	struct test_api second;
 	struct http_response response;
 	json_t *error;
@@ -982,8 +1027,8 @@ static void test_create_deadline_answers_504_and_get_finds_it(void **state)
 	(void)state;
 	assert_true(test_api__start(&second, &stack, NULL, env));
 	assert_true(http__request(second.port, "POST", "/sandboxes", key_a,
-				  "{\"templateID\":\"base\",\"metadata\":{\"fake\":\"silent\"}}", NULL,
-				  &response));
+				  "{\"templateID\":\"base\",\"metadata\":{\"fake\":\"silent\"}}",
+				  NULL, &response));
 	assert_int_equal(test_api__stop(&second), 0);
 	assert_int_equal(response.status, 504);
 	error = json_loads(response.body, 0, NULL);
@@ -1024,8 +1069,8 @@ static void *silent_create_run(void *arg)
  * threads and 6 creates waiting for results, /health still answers. */
 static void test_waiting_creates_hold_no_thread(void **state)
 {
-	static const char *const env[] = { "WARREN_API_THREADS=2", "WARREN_CREATE_DEADLINE_MS=3000",
-					   NULL };
+	static const char *const env[] = {"WARREN_API_THREADS=2", "WARREN_CREATE_DEADLINE_MS=3000",
+					  NULL};
 	struct silent_create creates[6];
 	struct test_api second;
 	struct http_response response;
@@ -1035,8 +1080,9 @@ static void test_waiting_creates_hold_no_thread(void **state)
 	(void)state;
 	assert_true(test_api__start(&second, &stack, NULL, env));
 	for (int i = 0; i < 6; i++) {
-		creates[i] = (struct silent_create){ .port = second.port };
-		assert_int_equal(pthread_create(&creates[i].thread, NULL, silent_create_run, &creates[i]), 0);
+		creates[i] = (struct silent_create){.port = second.port};
+		assert_int_equal(
+		    pthread_create(&creates[i].thread, NULL, silent_create_run, &creates[i]), 0);
 	}
 	usleep(800 * 1000);
 	health_ms = 0;
@@ -1044,7 +1090,8 @@ static void test_waiting_creates_hold_no_thread(void **state)
 		double ms;
 
 		start = clock__monotonic_ns();
-		assert_true(http__request(second.port, "GET", "/health", NULL, NULL, NULL, &response));
+		assert_true(
+		    http__request(second.port, "GET", "/health", NULL, NULL, NULL, &response));
 		ms = (double)(clock__monotonic_ns() - start) / 1e6;
 		printf("health %d: %.1f ms\n", i, ms);
 		health_ms = ms > health_ms ? ms : health_ms;
@@ -1088,12 +1135,13 @@ static void test_postgres_outage_503_then_recovery(void **state)
 	assert_int_equal(status, 200);
 
 	tcp_forwarder__cut(forwarder);
-	assert_true(http__request(second.port, "GET", "/v2/sandboxes", key_a, NULL, NULL, &response));
+	assert_true(
+	    http__request(second.port, "GET", "/v2/sandboxes", key_a, NULL, NULL, &response));
 	assert_int_equal(response.status, 503);
 	assert_non_null(strstr(response.body, "\"code\":503"));
 	http__response_free(&response);
-	assert_true(http__request(second.port, "POST", "/sandboxes", key_a, "{\"templateID\":\"base\"}",
-				  NULL, &response));
+	assert_true(http__request(second.port, "POST", "/sandboxes", key_a,
+				  "{\"templateID\":\"base\"}", NULL, &response));
 	assert_int_equal(response.status, 503);
 	http__response_free(&response);
 
@@ -1119,7 +1167,7 @@ static void test_kafka_produce_failure_503_and_row_failed(void **state)
 {
 	const char *brokers = getenv("WARREN_KAFKA_BROKERS");
 	char prefix[96], topic[KAFKA_TOPIC_NAME_MAX + 1], prefix_env[160], err[256];
-	const char *env[] = { prefix_env, "WARREN_KAFKA_PRODUCE_TIMEOUT_MS=1000", NULL };
+	const char *env[] = {prefix_env, "WARREN_KAFKA_PRODUCE_TIMEOUT_MS=1000", NULL};
 	struct test_api second;
 	PGconn *conn;
 	PGresult *result;
@@ -1139,16 +1187,17 @@ static void test_kafka_produce_failure_503_and_row_failed(void **state)
 		assert_true(http__request(second.port, "POST", "/sandboxes", key_a,
 					  "{\"templateID\":\"base\"}", NULL, &response));
 		assert_int_equal(response.status, 503);
-		assert_non_null(strstr(response.body,
-				       "cannot queue the request (Kafka unavailable), retry later"));
+		assert_non_null(strstr(
+		    response.body, "cannot queue the request (Kafka unavailable), retry later"));
 		http__response_free(&response);
 	}
 	assert_int_equal(test_api__stop(&second), 0);
 	kafka__delete_topic(brokers, topic, 30000, err, sizeof(err));
 	conn = PQconnectdb(stack.db_url);
-	result = PQexec(conn, "SELECT count(*) FROM sandboxes s JOIN requests r USING (request_id) "
-			      "WHERE s.state = 'failed' AND r.status = 'failed' AND "
-			      "s.failure_reason = 'the create command could not be queued in Kafka'");
+	result =
+	    PQexec(conn, "SELECT count(*) FROM sandboxes s JOIN requests r USING (request_id) "
+			 "WHERE s.state = 'failed' AND r.status = 'failed' AND "
+			 "s.failure_reason = 'the create command could not be queued in Kafka'");
 	assert_int_equal(PQresultStatus(result), PGRES_TUPLES_OK);
 	assert_string_equal(PQgetvalue(result, 0, 0), "1");
 	PQclear(result);
@@ -1173,9 +1222,9 @@ static void test_create_latency(void **state)
 	for (int i = 0; i < CREATES; i++) {
 		uint64_t start = clock__monotonic_ns();
 
-		assert_true(http__request(api.port, "POST", "/sandboxes", key_a,
-					  "{\"templateID\":\"base\",\"metadata\":{\"bench\":\"1\"}}",
-					  NULL, &response));
+		assert_true(http__request(
+		    api.port, "POST", "/sandboxes", key_a,
+		    "{\"templateID\":\"base\",\"metadata\":{\"bench\":\"1\"}}", NULL, &response));
 		latency[i] = (double)(clock__monotonic_ns() - start) / 1e6;
 		if (response.status != 201)
 			fail_msg("create %d: %ld %s", i, response.status, response.body);
@@ -1190,31 +1239,31 @@ static void test_create_latency(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_create_returns_ready_sandbox_with_tokens),
-		cmocka_unit_test(test_create_public_has_null_tokens),
-		cmocka_unit_test(test_sdk2_create_connect_and_metadata),
-		cmocka_unit_test(test_validation_rules_over_http),
-		cmocka_unit_test(test_auth),
-		cmocka_unit_test(test_revoked_key_is_401),
-		cmocka_unit_test(test_lifecycle_limit_429),
-		cmocka_unit_test(test_other_team_gets_404),
-		cmocka_unit_test(test_list_pagination_and_filters),
-		cmocka_unit_test(test_timeout_and_refresh_move_end_at),
-		cmocka_unit_test(test_kill_then_404),
-		cmocka_unit_test(test_pause_and_network),
-		cmocka_unit_test(test_pause_resume_connect),
-		cmocka_unit_test(test_placement_by_hosts_table),
-		cmocka_unit_test(test_unimplemented_filters_and_metrics),
-		cmocka_unit_test(test_volumes_api),
-		cmocka_unit_test(test_failed_create_is_reported),
-		cmocka_unit_test(test_request_id_is_idempotency_key),
-		cmocka_unit_test(test_concurrency_limit_21st_is_429),
-		cmocka_unit_test(test_creation_rate_limit),
-		cmocka_unit_test(test_create_deadline_answers_504_and_get_finds_it),
-		cmocka_unit_test(test_waiting_creates_hold_no_thread),
-		cmocka_unit_test(test_postgres_outage_503_then_recovery),
-		cmocka_unit_test(test_kafka_produce_failure_503_and_row_failed),
-		cmocka_unit_test(test_create_latency),
+	    cmocka_unit_test(test_create_returns_ready_sandbox_with_tokens),
+	    cmocka_unit_test(test_create_public_has_null_tokens),
+	    cmocka_unit_test(test_sdk2_create_connect_and_metadata),
+	    cmocka_unit_test(test_validation_rules_over_http),
+	    cmocka_unit_test(test_auth),
+	    cmocka_unit_test(test_revoked_key_is_401),
+	    cmocka_unit_test(test_lifecycle_limit_429),
+	    cmocka_unit_test(test_other_team_gets_404),
+	    cmocka_unit_test(test_list_pagination_and_filters),
+	    cmocka_unit_test(test_timeout_and_refresh_move_end_at),
+	    cmocka_unit_test(test_kill_then_404),
+	    cmocka_unit_test(test_pause_and_network),
+	    cmocka_unit_test(test_pause_resume_connect),
+	    cmocka_unit_test(test_placement_by_hosts_table),
+	    cmocka_unit_test(test_unimplemented_filters_and_metrics),
+	    cmocka_unit_test(test_volumes_api),
+	    cmocka_unit_test(test_failed_create_is_reported),
+	    cmocka_unit_test(test_request_id_is_idempotency_key),
+	    cmocka_unit_test(test_concurrency_limit_21st_is_429),
+	    cmocka_unit_test(test_creation_rate_limit),
+	    cmocka_unit_test(test_create_deadline_answers_504_and_get_finds_it),
+	    cmocka_unit_test(test_waiting_creates_hold_no_thread),
+	    cmocka_unit_test(test_postgres_outage_503_then_recovery),
+	    cmocka_unit_test(test_kafka_produce_failure_503_and_row_failed),
+	    cmocka_unit_test(test_create_latency),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -25,100 +25,120 @@ struct validation_case {
 };
 
 static const struct validation_case validation_cases[] = {
-	/* volumeMounts (docs/volumes.md): checked here, claimed at create. */
-	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/proc/x\"}]}", 400,
-	  "volume mount path '/proc/x' is under /proc" },
-	{ "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"vm\"},"
-	  "\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 400,
-	  "volumeMounts need the jail runtime (docs/volumes.md)" },
-	/* What warren does not implement is a 400 naming it (empty is fine). */
-	{ "{\"templateID\":\"base\",\"volumeMounts\":[]}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"mcp\":{\"github\":{}}}", 400,
-	  "mcp is not supported by warren (no MCP gateway)" },
-	{ "{\"templateID\":\"base\",\"iam\":{\"tokens\":{\"t\":{}}}}", 400,
-	  "iam is not supported by warren (no workload identity tokens)" },
-	{ "{\"templateID\":\"base\",\"network\":{\"rules\":{\"a.example\":[]}}}", 400,
-	  "rules is not supported by warren (no per-domain request transforms)" },
-	{ "{\"templateID\":\"base\",\"network\":{\"egressProxy\":{\"address\":\"x\"}}}", 400,
-	  "egressProxy is not supported by warren (no egress proxy chaining)" },
-	{ "{\"templateID\":\"base\",\"network\":{\"rules\":{}},\"mcp\":null}", 0, NULL },
-	{ "{\"templateID\":\"base\"}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"timeout\":300,\"secure\":true,\"allow_internet_access\":true,"
-	  "\"metadata\":{\"a\":\"b\"},\"envVars\":{\"X\":\"1\"},\"autoPause\":false}",
-	  0, NULL },
-	{ "{}", 400, "templateID is required" },
-	{ "{\"templateID\":null}", 400, "templateID is required" },
-	{ "{\"templateID\":42}", 400, "templateID must be a non-empty string of at most 128 characters" },
-	{ "{\"templateID\":\"\"}", 400, "templateID must be a non-empty string of at most 128 characters" },
-	{ "{\"templateID\":\"base\",\"timeout\":0}", 400, "timeout must be greater than 0 seconds" },
-	{ "{\"templateID\":\"base\",\"timeout\":-5}", 400, "timeout must be greater than 0 seconds" },
-	{ "{\"templateID\":\"base\",\"timeout\":\"60\"}", 400, "timeout must be an integer number of seconds" },
-	{ "{\"templateID\":\"base\",\"timeout\":1.5}", 400, "timeout must be an integer number of seconds" },
-	{ "{\"templateID\":\"base\",\"timeout\":3601}", 400, "Timeout cannot be greater than 1 hours" },
-	{ "{\"templateID\":\"base\",\"timeout\":3600}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"secure\":\"yes\"}", 400, "secure must be a boolean" },
-	{ "{\"templateID\":\"base\",\"allow_internet_access\":1}", 400, "allow_internet_access must be a boolean" },
-	{ "{\"templateID\":\"base\",\"autoPause\":true}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"autoPause\":true,"
-	  "\"autoResume\":{\"enabled\":true}}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"autoResume\":{\"enabled\":true}}", 400,
-	  "autoResume can only be true when onTimeout action is 'pause'" },
-	{ "{\"templateID\":\"base\",\"autoPause\":\"yes\"}", 400, "autoPause must be a boolean" },
-	{ "{\"templateID\":\"base\",\"autoResume\":{\"enabled\":1}}", 400,
-	  "autoResume must be a boolean or {enabled: boolean}" },
-	{ "{\"templateID\":\"base\",\"lifecycle\":"
-	  "{\"onTimeout\":\"pause\",\"autoResume\":true}}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"lifecycle\":{\"onTimeout\":{\"action\":\"kill\"}}}",
-	  0, NULL },
-	{ "{\"templateID\":\"base\",\"lifecycle\":{\"onTimeout\":\"sleep\"}}", 400,
-	  "lifecycle.onTimeout must be one of: pause, kill" },
-	{ "{\"templateID\":\"base\",\"secure\":false,\"network\":{\"allowPublicTraffic\":false}}", 400,
-	  "allowPublicTraffic=false requires secure=true" },
-	/* secure is the default (docs/api.md), so this one is valid. */
-	{ "{\"templateID\":\"base\",\"network\":{\"allowPublicTraffic\":false}}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"secure\":true,\"network\":{\"allowPublicTraffic\":false}}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"example.com\"]}}", 400,
-	  "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out" },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"*.example.com\"],\"denyOut\":[\"10.0.0.0/8\"]}}", 400,
-	  "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out" },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/0\"]}}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"allow_internet_access\":false,\"network\":{\"allowOut\":[\"example.com\"]}}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"example.com\"]}}", 400,
-	  "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"example.com\"" },
-	{ "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"10.0.0.0/33\"]}}", 400,
-	  "invalid IP address, CIDR range or domain in denyOut: \"10.0.0.0/33\"" },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"1.2.3.999\"]}}", 400,
-	  "invalid IP address, CIDR range or domain in allowOut: \"1.2.3.999\"" },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"bad host\"]}}", 400,
-	  "invalid IP address, CIDR range or domain in allowOut: \"bad host\"" },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"1.1.1.1\",\"2001:db8::/32\"],\"denyOut\":[\"0.0.0.0/0\",\"::/0\"]}}", 0, NULL },
-	/* The never-allow set: entries entirely inside it are refused, broad
-	 * ones accepted (the worker never opens those blocks). */
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"169.254.169.254\"]}}", 400,
-	  "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, multicast or the platform's own networks): \"169.254.169.254\"" },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"127.0.0.1/8\"]}}", 400,
-	  "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, multicast or the platform's own networks): \"127.0.0.1/8\"" },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"10.11.0.5\"]}}", 400,
-	  "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, multicast or the platform's own networks): \"10.11.0.5\"" },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"fe80::1\"]}}", 400,
-	  "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, multicast or the platform's own networks): \"fe80::1\"" },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"0.0.0.0/0\",\"::/0\",\"10.12.0.0/16\"]}}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"169.254.169.254\"]}}", 0, NULL },
-	{ "{\"templateID\":\"base\",\"network\":{\"allowOut\":\"1.1.1.1\"}}", 400,
-	  "network.allowOut must be an array of strings" },
-	{ "{\"templateID\":\"base\",\"network\":{\"denyOut\":[1]}}", 400,
-	  "network.denyOut must be an array of strings" },
-	{ "{\"templateID\":\"base\",\"network\":[]}", 400, "network must be an object" },
-	{ "{\"templateID\":\"base\",\"network\":{\"maskRequestHost\":7}}", 400,
-	  "network.maskRequestHost must be a string of at most 255 characters" },
-	{ "{\"templateID\":\"base\",\"metadata\":[]}", 400, "metadata must be an object of strings" },
-	{ "{\"templateID\":\"base\",\"metadata\":{\"k\":1}}", 400, "metadata.k must be a string" },
-	{ "{\"templateID\":\"base\",\"envVars\":{\"K\":true}}", 400, "envVars.K must be a string" },
-	{ "{\"templateID\":\"base\",\"envVars\":\"A=B\"}", 400, "envVars must be an object of strings" },
-	{ "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"qemu\"}}", 400,
-	  "metadata warren.runtime must be \"vm\" or \"jail\"" },
-	{ "{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"vm\"}}", 0, NULL },
+    /* volumeMounts (docs/volumes.md): checked here, claimed at create. */
+    {"{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}", 0, NULL},
+    {"{\"templateID\":\"base\",\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/proc/x\"}]}", 400,
+     "volume mount path '/proc/x' is under /proc"},
+    {"{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"vm\"},"
+     "\"volumeMounts\":[{\"name\":\"v\",\"path\":\"/data\"}]}",
+     400, "volumeMounts need the jail runtime (docs/volumes.md)"},
+    /* What warren does not implement is a 400 naming it (empty is fine). */
+    {"{\"templateID\":\"base\",\"volumeMounts\":[]}", 0, NULL},
+    {"{\"templateID\":\"base\",\"mcp\":{\"github\":{}}}", 400,
+     "mcp is not supported by warren (no MCP gateway)"},
+    {"{\"templateID\":\"base\",\"iam\":{\"tokens\":{\"t\":{}}}}", 400,
+     "iam is not supported by warren (no workload identity tokens)"},
+    {"{\"templateID\":\"base\",\"network\":{\"rules\":{\"a.example\":[]}}}", 400,
+     "rules is not supported by warren (no per-domain request transforms)"},
+    {"{\"templateID\":\"base\",\"network\":{\"egressProxy\":{\"address\":\"x\"}}}", 400,
+     "egressProxy is not supported by warren (no egress proxy chaining)"},
+    {"{\"templateID\":\"base\",\"network\":{\"rules\":{}},\"mcp\":null}", 0, NULL},
+    {"{\"templateID\":\"base\"}", 0, NULL},
+    {"{\"templateID\":\"base\",\"timeout\":300,\"secure\":true,\"allow_internet_access\":true,"
+     "\"metadata\":{\"a\":\"b\"},\"envVars\":{\"X\":\"1\"},\"autoPause\":false}",
+     0, NULL},
+    {"{}", 400, "templateID is required"},
+    {"{\"templateID\":null}", 400, "templateID is required"},
+    {"{\"templateID\":42}", 400, "templateID must be a non-empty string of at most 128 characters"},
+    {"{\"templateID\":\"\"}", 400,
+     "templateID must be a non-empty string of at most 128 characters"},
+    {"{\"templateID\":\"base\",\"timeout\":0}", 400, "timeout must be greater than 0 seconds"},
+    {"{\"templateID\":\"base\",\"timeout\":-5}", 400, "timeout must be greater than 0 seconds"},
+    {"{\"templateID\":\"base\",\"timeout\":\"60\"}", 400,
+     "timeout must be an integer number of seconds"},
+    {"{\"templateID\":\"base\",\"timeout\":1.5}", 400,
+     "timeout must be an integer number of seconds"},
+    {"{\"templateID\":\"base\",\"timeout\":3601}", 400, "Timeout cannot be greater than 1 hours"},
+    {"{\"templateID\":\"base\",\"timeout\":3600}", 0, NULL},
+    {"{\"templateID\":\"base\",\"secure\":\"yes\"}", 400, "secure must be a boolean"},
+    {"{\"templateID\":\"base\",\"allow_internet_access\":1}", 400,
+     "allow_internet_access must be a boolean"},
+    {"{\"templateID\":\"base\",\"autoPause\":true}", 0, NULL},
+    {"{\"templateID\":\"base\",\"autoPause\":true,"
+     "\"autoResume\":{\"enabled\":true}}",
+     0, NULL},
+    {"{\"templateID\":\"base\",\"autoResume\":{\"enabled\":true}}", 400,
+     "autoResume can only be true when onTimeout action is 'pause'"},
+    {"{\"templateID\":\"base\",\"autoPause\":\"yes\"}", 400, "autoPause must be a boolean"},
+    {"{\"templateID\":\"base\",\"autoResume\":{\"enabled\":1}}", 400,
+     "autoResume must be a boolean or {enabled: boolean}"},
+    {"{\"templateID\":\"base\",\"lifecycle\":"
+     "{\"onTimeout\":\"pause\",\"autoResume\":true}}",
+     0, NULL},
+    {"{\"templateID\":\"base\",\"lifecycle\":{\"onTimeout\":{\"action\":\"kill\"}}}", 0, NULL},
+    {"{\"templateID\":\"base\",\"lifecycle\":{\"onTimeout\":\"sleep\"}}", 400,
+     "lifecycle.onTimeout must be one of: pause, kill"},
+    {"{\"templateID\":\"base\",\"secure\":false,\"network\":{\"allowPublicTraffic\":false}}", 400,
+     "allowPublicTraffic=false requires secure=true"},
+    /* secure is the default (docs/api.md), so this one is valid. */
+    {"{\"templateID\":\"base\",\"network\":{\"allowPublicTraffic\":false}}", 0, NULL},
+    {"{\"templateID\":\"base\",\"secure\":true,\"network\":{\"allowPublicTraffic\":false}}", 0,
+     NULL},
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"example.com\"]}}", 400,
+     "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out"},
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"*.example.com\"],\"denyOut\":[\"10.0.0."
+     "0/8\"]}}",
+     400,
+     "When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out"},
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"example.com\"],\"denyOut\":[\"0.0.0.0/"
+     "0\"]}}",
+     0, NULL},
+    {"{\"templateID\":\"base\",\"allow_internet_access\":false,\"network\":{\"allowOut\":["
+     "\"example.com\"]}}",
+     0, NULL},
+    {"{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"example.com\"]}}", 400,
+     "domains are not accepted in deny out, only IP addresses and CIDR ranges: \"example.com\""},
+    {"{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"10.0.0.0/33\"]}}", 400,
+     "invalid IP address, CIDR range or domain in denyOut: \"10.0.0.0/33\""},
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"1.2.3.999\"]}}", 400,
+     "invalid IP address, CIDR range or domain in allowOut: \"1.2.3.999\""},
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"bad host\"]}}", 400,
+     "invalid IP address, CIDR range or domain in allowOut: \"bad host\""},
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"1.1.1.1\",\"2001:db8::/"
+     "32\"],\"denyOut\":[\"0.0.0.0/0\",\"::/0\"]}}",
+     0, NULL},
+    /* The never-allow set: entries entirely inside it are refused, broad
+     * ones accepted (the worker never opens those blocks). */
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"169.254.169.254\"]}}", 400,
+     "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, "
+     "multicast or the platform's own networks): \"169.254.169.254\""},
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"127.0.0.1/8\"]}}", 400,
+     "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, "
+     "multicast or the platform's own networks): \"127.0.0.1/8\""},
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"10.11.0.5\"]}}", 400,
+     "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, "
+     "multicast or the platform's own networks): \"10.11.0.5\""},
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"fe80::1\"]}}", 400,
+     "address in allowOut is never reachable from a sandbox (loopback, link-local, metadata, "
+     "multicast or the platform's own networks): \"fe80::1\""},
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":[\"0.0.0.0/0\",\"::/0\",\"10.12.0.0/"
+     "16\"]}}",
+     0, NULL},
+    {"{\"templateID\":\"base\",\"network\":{\"denyOut\":[\"169.254.169.254\"]}}", 0, NULL},
+    {"{\"templateID\":\"base\",\"network\":{\"allowOut\":\"1.1.1.1\"}}", 400,
+     "network.allowOut must be an array of strings"},
+    {"{\"templateID\":\"base\",\"network\":{\"denyOut\":[1]}}", 400,
+     "network.denyOut must be an array of strings"},
+    {"{\"templateID\":\"base\",\"network\":[]}", 400, "network must be an object"},
+    {"{\"templateID\":\"base\",\"network\":{\"maskRequestHost\":7}}", 400,
+     "network.maskRequestHost must be a string of at most 255 characters"},
+    {"{\"templateID\":\"base\",\"metadata\":[]}", 400, "metadata must be an object of strings"},
+    {"{\"templateID\":\"base\",\"metadata\":{\"k\":1}}", 400, "metadata.k must be a string"},
+    {"{\"templateID\":\"base\",\"envVars\":{\"K\":true}}", 400, "envVars.K must be a string"},
+    {"{\"templateID\":\"base\",\"envVars\":\"A=B\"}", 400, "envVars must be an object of strings"},
+    {"{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"qemu\"}}", 400,
+     "metadata warren.runtime must be \"vm\" or \"jail\""},
+    {"{\"templateID\":\"base\",\"metadata\":{\"warren.runtime\":\"vm\"}}", 0, NULL},
 };
 
 static void test_validation_table(void **state)
@@ -127,7 +147,7 @@ static void test_validation_table(void **state)
 	for (size_t i = 0; i < sizeof(validation_cases) / sizeof(validation_cases[0]); i++) {
 		const struct validation_case *c = &validation_cases[i];
 		struct api_create_request request;
-		struct api_error error = { 0 };
+		struct api_error error = {0};
 		json_t *body = validate__parse_body(c->body, strlen(c->body), &error);
 		int rc;
 
@@ -152,8 +172,9 @@ static void test_validation_defaults_and_normalisation(void **state)
 {
 	struct api_create_request request;
 	struct api_error error;
-	const char *text = "{\"templateID\":\"base\",\"allow_internet_access\":false,"
-			   "\"network\":{\"allowOut\":[\"api.example.com\"],\"maskRequestHost\":\"x-${PORT}\"}}";
+	const char *text =
+	    "{\"templateID\":\"base\",\"allow_internet_access\":false,"
+	    "\"network\":{\"allowOut\":[\"api.example.com\"],\"maskRequestHost\":\"x-${PORT}\"}}";
 	json_t *body = validate__parse_body(text, strlen(text), &error);
 
 	(void)state;
@@ -163,8 +184,9 @@ static void test_validation_defaults_and_normalisation(void **state)
 	assert_true(request.allow_public_traffic);
 	assert_false(request.allow_internet_access);
 	/* allow_internet_access=false equals denyOut=[ALL_TRAFFIC]. */
-	assert_string_equal(json_string_value(json_array_get(json_object_get(request.network, "denyOut"), 0)),
-			    API_ALL_TRAFFIC);
+	assert_string_equal(
+	    json_string_value(json_array_get(json_object_get(request.network, "denyOut"), 0)),
+	    API_ALL_TRAFFIC);
 	assert_string_equal(request.mask_request_host, "x-${PORT}");
 	assert_int_equal(json_object_size(request.metadata), 0);
 	assert_string_equal(request.runtime, ""); /* any host */
@@ -176,7 +198,8 @@ static void test_validation_defaults_and_normalisation(void **state)
 	body = validate__parse_body(text, strlen(text), &error);
 	assert_int_equal(validate__create(body, 3600, &request, &error), 0);
 	assert_string_equal(request.runtime, "jail");
-	assert_string_equal(json_string_value(json_object_get(request.metadata, "warren.runtime")), "jail");
+	assert_string_equal(json_string_value(json_object_get(request.metadata, "warren.runtime")),
+			    "jail");
 	api_create_request__clear(&request);
 	json_decref(body);
 
@@ -359,13 +382,14 @@ static void test_states_and_limit(void **state)
 	(void)state;
 	assert_int_equal(query__states("running,paused", &mask, &error), 0);
 	assert_int_equal(mask, STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
-				       STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED));
+				   STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED));
 	/* E2B's list knows running and paused only; our other names are 400. */
 	assert_int_equal(query__states("starting", &mask, &error), -1);
 	assert_int_equal(query__states("killed", &mask, &error), -1);
 	assert_int_equal(error.status, 400);
 	assert_int_equal(query__states("running,bogus", &mask, &error), -1);
-	assert_string_equal(error.message, "state must be \"running\" or \"paused\", not \"bogus\"");
+	assert_string_equal(error.message,
+			    "state must be \"running\" or \"paused\", not \"bogus\"");
 	assert_int_equal(query__limit(NULL, &limit, &error), 0);
 	assert_int_equal(limit, 100);
 	assert_int_equal(query__limit("7", &limit, &error), 0);
@@ -381,14 +405,13 @@ static void test_states_and_limit(void **state)
 static void test_unimplemented_routes(void **state)
 {
 	static const char *const sdk_routes[][2] = {
-		{ "POST", "/sandboxes/iabc/fork" },	  { "GET", "/secrets" },
-		{ "DELETE", "/secrets/s1" },		  { "GET", "/teams" },
-		{ "GET", "/teams/t1/metrics" },		  { "GET", "/teams/t1/metrics/max" },
-		{ "PATCH", "/templates/base" },		  { "GET", "/templates/base/tags" },
-		{ "POST", "/templates/tags" },		  { "GET", "/v2/templates" },
-		{ "PATCH", "/v2/templates/base" },
-		{ "GET", "/volumecontent/v1/dir" },
-		{ "PATCH", "/volumecontent/v1/path" },	  { "PUT", "/volumecontent/v1/file" },
+	    {"POST", "/sandboxes/iabc/fork"},	 {"GET", "/secrets"},
+	    {"DELETE", "/secrets/s1"},		 {"GET", "/teams"},
+	    {"GET", "/teams/t1/metrics"},	 {"GET", "/teams/t1/metrics/max"},
+	    {"PATCH", "/templates/base"},	 {"GET", "/templates/base/tags"},
+	    {"POST", "/templates/tags"},	 {"GET", "/v2/templates"},
+	    {"PATCH", "/v2/templates/base"},	 {"GET", "/volumecontent/v1/dir"},
+	    {"PATCH", "/volumecontent/v1/path"}, {"PUT", "/volumecontent/v1/file"},
 	};
 	struct api_route route;
 
@@ -503,15 +526,19 @@ static void test_metrics_queries(void **state)
 	assert_int_equal(query__unix_seconds("end", "99999999999999999999", &seconds, &error), -1);
 
 	assert_int_equal(query__sandbox_ids("iabcdefghij0123456789,iabcdefghij0123456788,"
-					    "iabcdefghij0123456789", ids, 100, &count, &error), 0);
+					    "iabcdefghij0123456789",
+					    ids, 100, &count, &error),
+			 0);
 	assert_int_equal(count, 2);
 	assert_string_equal(ids[1], "iabcdefghij0123456788");
 	assert_int_equal(query__sandbox_ids(NULL, ids, 100, &count, &error), -1);
 	assert_int_equal(query__sandbox_ids(",", ids, 100, &count, &error), -1);
 	assert_int_equal(query__sandbox_ids("nope", ids, 100, &count, &error), -1);
-	assert_int_equal(query__sandbox_ids("iabcdefghij0123456789x", ids, 100, &count, &error), -1);
+	assert_int_equal(query__sandbox_ids("iabcdefghij0123456789x", ids, 100, &count, &error),
+			 -1);
 	for (int i = 0; i < 101; i++)
-		used += (size_t)snprintf(many + used, sizeof(many) - used, "%si%020d", i ? "," : "", i);
+		used +=
+		    (size_t)snprintf(many + used, sizeof(many) - used, "%si%020d", i ? "," : "", i);
 	assert_int_equal(query__sandbox_ids(many, ids, 100, &count, &error), -1);
 	assert_string_equal(error.message, "sandbox_ids lists more than 100 sandboxes");
 }
@@ -529,7 +556,8 @@ static void test_logs_queries(void **state)
 	assert_int_equal(query__log_level("warn", &level, &error), 0);
 	assert_string_equal(level, "warn");
 	assert_int_equal(query__log_level("WARN", &level, &error), -1);
-	assert_string_equal(error.message, "level must be debug, info, warn or error, not \"WARN\"");
+	assert_string_equal(error.message,
+			    "level must be debug, info, warn or error, not \"WARN\"");
 	assert_int_equal(query__direction(NULL, &forward, &error), 0);
 	assert_true(forward);
 	assert_int_equal(query__direction("backward", &forward, &error), 0);
@@ -542,8 +570,9 @@ static void test_logs_queries(void **state)
 	assert_int_equal(query__int_range("limit", "0", 1, 1000, 1000, &value, &error), -1);
 	assert_string_equal(error.message, "limit must be an integer from 1 to 1000, not \"0\"");
 	assert_int_equal(query__int_range("limit", "5e2", 1, 1000, 1000, &value, &error), -1);
-	assert_int_equal(query__int_range("cursor", "99999999999999999999", 0, 1LL << 60, -1, &value,
-					  &error), -1);
+	assert_int_equal(
+	    query__int_range("cursor", "99999999999999999999", 0, 1LL << 60, -1, &value, &error),
+	    -1);
 }
 
 static void test_network_update_body(void **state)
@@ -553,12 +582,13 @@ static void test_network_update_body(void **state)
 
 	(void)state;
 	/* allow_internet_access=false (the SDK's snake_case) is denyOut ALL_TRAFFIC. */
-	body = json_loads("{\"allow_internet_access\":false,\"allowOut\":[\"192.0.2.1\"]}", 0, NULL);
+	body =
+	    json_loads("{\"allow_internet_access\":false,\"allowOut\":[\"192.0.2.1\"]}", 0, NULL);
 	assert_int_equal(validate__network_update(body, &rules, &error), 0);
 	assert_string_equal(json_string_value(json_array_get(json_object_get(rules, "denyOut"), 0)),
 			    API_ALL_TRAFFIC);
-	assert_string_equal(json_string_value(json_array_get(json_object_get(rules, "allowOut"), 0)),
-			    "192.0.2.1");
+	assert_string_equal(
+	    json_string_value(json_array_get(json_object_get(rules, "allowOut"), 0)), "192.0.2.1");
 	json_decref(rules);
 	json_decref(body);
 	/* Absent: internet stays open; omitted lists are cleared. */
@@ -590,9 +620,15 @@ static void test_network_update_body(void **state)
 static void test_metric_shape(void **state)
 {
 	struct storage_sandbox_metric metric = {
-		.sandbox_id = "iabcdefghij0123456789", .at = 1769860800250LL, .cpu_count = 2,
-		.cpu_used_pct = 37.126, .mem_used = 1 << 20, .mem_total = 512 << 20,
-		.mem_cache = 4096, .disk_used = 8192, .disk_total = 1LL << 33,
+	    .sandbox_id = "iabcdefghij0123456789",
+	    .at = 1769860800250LL,
+	    .cpu_count = 2,
+	    .cpu_used_pct = 37.126,
+	    .mem_used = 1 << 20,
+	    .mem_total = 512 << 20,
+	    .mem_cache = 4096,
+	    .disk_used = 8192,
+	    .disk_total = 1LL << 33,
 	};
 	json_t *json = render__metric(&metric);
 
@@ -613,13 +649,21 @@ static void test_metric_shape(void **state)
 
 static void test_render_shapes(void **state)
 {
-	struct render_context context = { .token_seed = "seed", .domain = "warren.test",
-					   .envd_version = "0.2.0", .cpu_count = 2,
-					   .memory_mb = 512, .disk_mb = 1024 };
-	struct storage_sandbox sandbox = { .id = "iabcdefghij0123456789", .template_id = "base",
-					   .host_id = "host-1", .state = STORAGE_SANDBOX_RUNNING,
-					   .started_at = 1000, .end_at = 16000, .created_at = 900,
-					   .secure = true, .allow_public_traffic = false };
+	struct render_context context = {.token_seed = "seed",
+					 .domain = "warren.test",
+					 .envd_version = "0.2.0",
+					 .cpu_count = 2,
+					 .memory_mb = 512,
+					 .disk_mb = 1024};
+	struct storage_sandbox sandbox = {.id = "iabcdefghij0123456789",
+					  .template_id = "base",
+					  .host_id = "host-1",
+					  .state = STORAGE_SANDBOX_RUNNING,
+					  .started_at = 1000,
+					  .end_at = 16000,
+					  .created_at = 900,
+					  .secure = true,
+					  .allow_public_traffic = false};
 	char access[65], traffic[65];
 	json_t *body;
 
@@ -634,7 +678,8 @@ static void test_render_shapes(void **state)
 	assert_string_equal(json_string_value(json_object_get(body, "clientID")), "host-1");
 	assert_string_equal(json_string_value(json_object_get(body, "envdVersion")), "0.2.0");
 	assert_string_equal(json_string_value(json_object_get(body, "envdAccessToken")), access);
-	assert_string_equal(json_string_value(json_object_get(body, "trafficAccessToken")), traffic);
+	assert_string_equal(json_string_value(json_object_get(body, "trafficAccessToken")),
+			    traffic);
 	assert_string_equal(json_string_value(json_object_get(body, "domain")), "warren.test");
 	json_decref(body);
 
@@ -649,8 +694,10 @@ static void test_render_shapes(void **state)
 	json_decref(body);
 
 	body = render__listed(&context, &sandbox);
-	assert_string_equal(json_string_value(json_object_get(body, "startedAt")), "1970-01-01T00:00:01.000Z");
-	assert_string_equal(json_string_value(json_object_get(body, "endAt")), "1970-01-01T00:00:16.000Z");
+	assert_string_equal(json_string_value(json_object_get(body, "startedAt")),
+			    "1970-01-01T00:00:01.000Z");
+	assert_string_equal(json_string_value(json_object_get(body, "endAt")),
+			    "1970-01-01T00:00:16.000Z");
 	assert_int_equal(json_integer_value(json_object_get(body, "cpuCount")), 2);
 	assert_int_equal(json_integer_value(json_object_get(body, "memoryMB")), 512);
 	assert_string_equal(json_string_value(json_object_get(body, "state")), "running");
@@ -674,7 +721,7 @@ static void test_render_shapes(void **state)
 
 static void test_gcra_burst_and_refill(void **state)
 {
-	struct limits_gcra gcra = { 0 };
+	struct limits_gcra gcra = {0};
 	struct limits_decision d;
 	int64_t now = 1000000000;
 
@@ -708,7 +755,7 @@ static void test_gcra_burst_and_refill(void **state)
 
 static void test_gcra_window_quota(void **state)
 {
-	struct limits_gcra gcra = { 0 };
+	struct limits_gcra gcra = {0};
 	struct limits_decision d;
 	int64_t now = 5000000, interval = 30000000 / 20000;
 	int allowed = 0;
@@ -732,8 +779,8 @@ static void test_gcra_window_quota(void **state)
 
 static void test_limits_per_team(void **state)
 {
-	struct storage_team_limits hobby = { .lifecycle_requests = 20000, .lifecycle_window_s = 30,
-					     .creation_rate_per_s = 1 };
+	struct storage_team_limits hobby = {
+	    .lifecycle_requests = 20000, .lifecycle_window_s = 30, .creation_rate_per_s = 1};
 	struct limits_decision d;
 
 	(void)state;
@@ -745,7 +792,8 @@ static void test_limits_per_team(void **state)
 	assert_true(d.allowed);
 	limits__create("team-a", &hobby, &d);
 	assert_false(d.allowed);
-	assert_string_equal(d.message, "rate limit exceeded: at most 1 sandbox creations per second");
+	assert_string_equal(d.message,
+			    "rate limit exceeded: at most 1 sandbox creations per second");
 	/* Another team has its own budget. */
 	limits__create("team-b", &hobby, &d);
 	assert_true(d.allowed);
@@ -759,24 +807,24 @@ static void test_limits_per_team(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_validation_table),
-		cmocka_unit_test(test_validation_defaults_and_normalisation),
-		cmocka_unit_test(test_parse_body),
-		cmocka_unit_test(test_address_kinds),
-		cmocka_unit_test(test_seconds_field),
-		cmocka_unit_test(test_routes),
-		cmocka_unit_test(test_metadata_query),
-		cmocka_unit_test(test_states_and_limit),
-		cmocka_unit_test(test_render_shapes),
-		cmocka_unit_test(test_unimplemented_routes),
-		cmocka_unit_test(test_list_filter_queries),
-		cmocka_unit_test(test_metrics_queries),
-		cmocka_unit_test(test_network_update_body),
-		cmocka_unit_test(test_logs_queries),
-		cmocka_unit_test(test_metric_shape),
-		cmocka_unit_test(test_gcra_burst_and_refill),
-		cmocka_unit_test(test_gcra_window_quota),
-		cmocka_unit_test(test_limits_per_team),
+	    cmocka_unit_test(test_validation_table),
+	    cmocka_unit_test(test_validation_defaults_and_normalisation),
+	    cmocka_unit_test(test_parse_body),
+	    cmocka_unit_test(test_address_kinds),
+	    cmocka_unit_test(test_seconds_field),
+	    cmocka_unit_test(test_routes),
+	    cmocka_unit_test(test_metadata_query),
+	    cmocka_unit_test(test_states_and_limit),
+	    cmocka_unit_test(test_render_shapes),
+	    cmocka_unit_test(test_unimplemented_routes),
+	    cmocka_unit_test(test_list_filter_queries),
+	    cmocka_unit_test(test_metrics_queries),
+	    cmocka_unit_test(test_network_update_body),
+	    cmocka_unit_test(test_logs_queries),
+	    cmocka_unit_test(test_metric_shape),
+	    cmocka_unit_test(test_gcra_burst_and_refill),
+	    cmocka_unit_test(test_gcra_window_quota),
+	    cmocka_unit_test(test_limits_per_team),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,7 +47,7 @@ static void expect_create(const char *text, const char *message)
 {
 	json_error_t jerr;
 	json_t *body = json_loads(text, 0, &jerr);
-	struct api_error err = { 0 };
+	struct api_error err = {0};
 	char name[64] = "";
 	int rc = validate__volume_create(body, name, &err);
 
@@ -74,18 +74,19 @@ static void test_create_body(void **state)
 	expect_create("{\"name\":\"-x\"}", "starting with a letter or digit");
 	expect_create("{\"name\":\"a/b\"}", "[A-Za-z0-9_.-]");
 	expect_create("{\"name\":\"../etc\"}", "name must be");
-	expect_create("{\"name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
-		      "name must be"); /* 64 */
+	expect_create(
+	    "{\"name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+	    "name must be"); /* 64 */
 	expect_create("[]", "JSON object");
 }
 
 static void test_mount_paths(void **state)
 {
-	static const char *const good[] = { "/data", "/home/user/work", "/mnt/v-1_2.x", "/tmp/x" };
+	static const char *const good[] = {"/data", "/home/user/work", "/mnt/v-1_2.x", "/tmp/x"};
 	static const char *const bad[] = {
-		"", "/", "data", "/data/", "//data", "/data//x", "/a/../etc", "/a/./b", "/..",
-		"/proc", "/proc/self", "/sys/x", "/dev", "/dev/shm", "/data x", "/data\n", "/a;b",
-		"/\xc3\xa9",
+	    "",		 "/",	     "data",	"/data/",  "//data",	 "/data//x",
+	    "/a/../etc", "/a/./b",   "/..",	"/proc",   "/proc/self", "/sys/x",
+	    "/dev",	 "/dev/shm", "/data x", "/data\n", "/a;b",	 "/\xc3\xa9",
 	};
 	struct api_error err;
 
@@ -146,24 +147,28 @@ static void test_volume_mounts(void **state)
 	assert_int_equal(mounts_of("[{\"name\":\"a\",\"path\":\"/x/../y\"}]", mounts, &count, &err),
 			 -1);
 	assert_non_null(strstr(err.message, "'..'"));
-	assert_int_equal(mounts_of("[{\"name\":\"a\",\"path\":\"/x\"},{\"name\":\"a\",\"path\":\"/y\"}]",
-				   mounts, &count, &err),
-			 -1);
+	assert_int_equal(
+	    mounts_of("[{\"name\":\"a\",\"path\":\"/x\"},{\"name\":\"a\",\"path\":\"/y\"}]", mounts,
+		      &count, &err),
+	    -1);
 	assert_non_null(strstr(err.message, "mounted twice"));
-	assert_int_equal(mounts_of("[{\"name\":\"a\",\"path\":\"/x/y\"},{\"name\":\"b\",\"path\":\"/x\"}]",
-				   mounts, &count, &err),
-			 -1);
+	assert_int_equal(
+	    mounts_of("[{\"name\":\"a\",\"path\":\"/x/y\"},{\"name\":\"b\",\"path\":\"/x\"}]",
+		      mounts, &count, &err),
+	    -1);
 	assert_non_null(strstr(err.message, "overlap"));
-	assert_int_equal(mounts_of("[{\"name\":\"a\",\"path\":\"/x\"},{\"name\":\"b\",\"path\":\"/xy\"}]",
-				   mounts, &count, &err),
-			 0);
-	assert_int_equal(mounts_of("[{\"name\":\"a\",\"path\":\"/a\"},{\"name\":\"b\",\"path\":\"/b\"},"
-				   "{\"name\":\"c\",\"path\":\"/c\"},{\"name\":\"d\",\"path\":\"/d\"},"
-				   "{\"name\":\"e\",\"path\":\"/e\"},{\"name\":\"f\",\"path\":\"/f\"},"
-				   "{\"name\":\"g\",\"path\":\"/g\"},{\"name\":\"h\",\"path\":\"/h\"},"
-				   "{\"name\":\"i\",\"path\":\"/i\"}]",
-				   mounts, &count, &err),
-			 -1);
+	assert_int_equal(
+	    mounts_of("[{\"name\":\"a\",\"path\":\"/x\"},{\"name\":\"b\",\"path\":\"/xy\"}]",
+		      mounts, &count, &err),
+	    0);
+	assert_int_equal(
+	    mounts_of("[{\"name\":\"a\",\"path\":\"/a\"},{\"name\":\"b\",\"path\":\"/b\"},"
+		      "{\"name\":\"c\",\"path\":\"/c\"},{\"name\":\"d\",\"path\":\"/d\"},"
+		      "{\"name\":\"e\",\"path\":\"/e\"},{\"name\":\"f\",\"path\":\"/f\"},"
+		      "{\"name\":\"g\",\"path\":\"/g\"},{\"name\":\"h\",\"path\":\"/h\"},"
+		      "{\"name\":\"i\",\"path\":\"/i\"}]",
+		      mounts, &count, &err),
+	    -1);
 	assert_non_null(strstr(err.message, "at most 8"));
 }
 
@@ -188,11 +193,11 @@ static void test_ids_and_names(void **state)
 
 static void test_quota(void **state)
 {
-	struct storage_volume_quota quota = { .max_count = 2, .max_bytes = 3 << 20 };
+	struct storage_volume_quota quota = {.max_count = 2, .max_bytes = 3 << 20};
 
 	(void)state;
 	assert_true(storage__volume_quota_allows(&quota, 0, 0, 1 << 20));
-	assert_true(storage__volume_quota_allows(&quota, 1, 2 << 20, 1 << 20)); /* exactly full */
+	assert_true(storage__volume_quota_allows(&quota, 1, 2 << 20, 1 << 20));	 /* exactly full */
 	assert_false(storage__volume_quota_allows(&quota, 2, 0, 1 << 20));	 /* count */
 	assert_false(storage__volume_quota_allows(&quota, 1, 2 << 20, 2 << 20)); /* bytes */
 	assert_false(storage__volume_quota_allows(&quota, 0, 0, 4 << 20));	 /* one too big */
@@ -210,8 +215,8 @@ static void test_quota(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_routes),	   cmocka_unit_test(test_create_body),
-	    cmocka_unit_test(test_mount_paths),	   cmocka_unit_test(test_volume_mounts),
+	    cmocka_unit_test(test_routes),	  cmocka_unit_test(test_create_body),
+	    cmocka_unit_test(test_mount_paths),	  cmocka_unit_test(test_volume_mounts),
 	    cmocka_unit_test(test_ids_and_names), cmocka_unit_test(test_quota),
 	};
 

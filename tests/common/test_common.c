@@ -65,10 +65,12 @@ static void test_sha256_and_hmac_vectors(void **state)
 
 	(void)state;
 	tokens__sha256_hex("abc", 3, hex);
-	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_string_equal(hex,
+			    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	/* RFC 4231 test case 2. */
 	tokens__hmac_sha256_hex("Jefe", "what do ya want for nothing?", hex);
-	assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+	assert_string_equal(hex,
+			    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
 static void test_derived_tokens_differ(void **state)
@@ -157,20 +159,20 @@ static void test_host_port(void **state)
 static void test_host_port_refused(void **state)
 {
 	static const char *const bad[] = {
-		"127.0.0.1",	   /* no port */
-		"127.0.0.1:",	   /* empty port */
-		":3000",	   /* empty host */
-		"[]:3000",	   /* empty bracketed host */
-		"[::1:3000",	   /* unclosed bracket */
-		"::1]:3000",	   /* stray bracket */
-		"host:65536",	   /* out of range */
-		"host:99999999999999999999", /* overflow */
-		"host:-1",	   /* sign */
-		"host:+1",
-		"host: 1",	   /* space */
-		"host:1x",	   /* trailing junk */
-		"a-host-name-too-long-for-16:1",
-		"",
+	    "127.0.0.1",		 /* no port */
+	    "127.0.0.1:",		 /* empty port */
+	    ":3000",			 /* empty host */
+	    "[]:3000",			 /* empty bracketed host */
+	    "[::1:3000",		 /* unclosed bracket */
+	    "::1]:3000",		 /* stray bracket */
+	    "host:65536",		 /* out of range */
+	    "host:99999999999999999999", /* overflow */
+	    "host:-1",			 /* sign */
+	    "host:+1",
+	    "host: 1", /* space */
+	    "host:1x", /* trailing junk */
+	    "a-host-name-too-long-for-16:1",
+	    "",
 	};
 	char host[16];
 	uint16_t port;
@@ -245,20 +247,20 @@ static void test_check_fails_loudly(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sandbox_id_shape),
-		cmocka_unit_test(test_uuid_shape),
-		cmocka_unit_test(test_api_key_shape),
-		cmocka_unit_test(test_sha256_and_hmac_vectors),
-		cmocka_unit_test(test_derived_tokens_differ),
-		cmocka_unit_test(test_constant_time_equal),
-		cmocka_unit_test(test_file_signature),
-		cmocka_unit_test(test_config_env_override),
-		cmocka_unit_test(test_clock_format),
-		cmocka_unit_test(test_host_port),
-		cmocka_unit_test(test_host_port_refused),
-		cmocka_unit_test(test_sibling_binary),
-		cmocka_unit_test(test_check_passes),
-		cmocka_unit_test(test_check_fails_loudly),
+	    cmocka_unit_test(test_sandbox_id_shape),
+	    cmocka_unit_test(test_uuid_shape),
+	    cmocka_unit_test(test_api_key_shape),
+	    cmocka_unit_test(test_sha256_and_hmac_vectors),
+	    cmocka_unit_test(test_derived_tokens_differ),
+	    cmocka_unit_test(test_constant_time_equal),
+	    cmocka_unit_test(test_file_signature),
+	    cmocka_unit_test(test_config_env_override),
+	    cmocka_unit_test(test_clock_format),
+	    cmocka_unit_test(test_host_port),
+	    cmocka_unit_test(test_host_port_refused),
+	    cmocka_unit_test(test_sibling_binary),
+	    cmocka_unit_test(test_check_passes),
+	    cmocka_unit_test(test_check_fails_loudly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

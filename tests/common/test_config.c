@@ -56,10 +56,11 @@ static int check_text(const char *text, char *report, size_t report_len)
 static void test_precedence(void **state)
 {
 	char err[512];
-	const char *path = write_file("p.conf",
-				      "# a comment\n\n  api_threads = 5  \n"
-				      "domain=file.example\nkafka_topic_prefix = a=b # not a comment\n",
-				      0600);
+	const char *path =
+	    write_file("p.conf",
+		       "# a comment\n\n  api_threads = 5  \n"
+		       "domain=file.example\nkafka_topic_prefix = a=b # not a comment\n",
+		       0600);
 
 	(void)state;
 	unsetenv("WARREN_API_THREADS");
@@ -71,7 +72,7 @@ static void test_precedence(void **state)
 	assert_int_equal(config__get_int("proxy_threads", 2), 2); /* default */
 	setenv("WARREN_API_THREADS", "7", 1);
 	assert_int_equal(config__get_int("api_threads", 8), 7); /* environment wins */
-	setenv("WARREN_API_THREADS", "", 1);			 /* empty: unset */
+	setenv("WARREN_API_THREADS", "", 1);			/* empty: unset */
 	assert_int_equal(config__get_int("api_threads", 8), 5);
 	unsetenv("WARREN_API_THREADS");
 }
@@ -84,9 +85,9 @@ static void test_load_errors(void **state)
 	snprintf(missing, sizeof(missing), "%s/missing.conf", test_dir);
 	assert_int_equal(config__load(missing, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "missing.conf"));
-	assert_int_equal(config__load(write_file("bad.conf", "api_threads = lots\n", 0600), err,
-				      sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+	    config__load(write_file("bad.conf", "api_threads = lots\n", 0600), err, sizeof(err)),
+	    -EINVAL);
 	assert_non_null(strstr(err, ":1: error: api_threads"));
 	/* A bad environment value is refused as well. */
 	setenv("WARREN_SLOT_CIDR", "10.0.0.0/99", 1);
@@ -100,9 +101,8 @@ static void test_load_errors(void **state)
 	assert_int_equal(config__load(NULL, err, sizeof(err)), -ENOENT);
 	unsetenv("WARREN_CONFIG");
 	/* Unknown settings are read (by name) but do not stop a service. */
-	assert_int_equal(config__load(write_file("u.conf", "no_such_setting = 1\n", 0600), err,
-				      sizeof(err)),
-			 0);
+	assert_int_equal(
+	    config__load(write_file("u.conf", "no_such_setting = 1\n", 0600), err, sizeof(err)), 0);
 	assert_string_equal(config__get("no_such_setting", "x"), "1");
 }
 
@@ -125,14 +125,14 @@ static void test_secret_files(void **state)
 	unsetenv("WARREN_TOKEN_SEED_FILE");
 	/* Relative: inside $CREDENTIALS_DIRECTORY (systemd LoadCredential=). */
 	setenv("CREDENTIALS_DIRECTORY", test_dir, 1);
-	assert_int_equal(config__load(write_file("s.conf", "token_seed_file = seed\n", 0600), err,
-				      sizeof(err)),
-			 0);
+	assert_int_equal(
+	    config__load(write_file("s.conf", "token_seed_file = seed\n", 0600), err, sizeof(err)),
+	    0);
 	assert_string_equal(config__get("token_seed", NULL), "0123456789abcdefXYZ");
 	unsetenv("CREDENTIALS_DIRECTORY");
-	assert_int_equal(config__load(write_file("s.conf", "token_seed_file = seed\n", 0600), err,
-				      sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+	    config__load(write_file("s.conf", "token_seed_file = seed\n", 0600), err, sizeof(err)),
+	    -EINVAL);
 	assert_non_null(strstr(err, "relative"));
 	/* Two lines, or too short for the setting: refused. */
 	write_file("seed", "0123456789abcdef\nsecond line\n", 0600);
@@ -168,8 +168,8 @@ static void test_check_unknown_key(void **state)
 	char report[4096];
 
 	(void)state;
-	assert_int_equal(check_text("api_thread = 4\nzzzzzzzzzzzzzzzz = 1\n", report, sizeof(report)),
-			 2);
+	assert_int_equal(
+	    check_text("api_thread = 4\nzzzzzzzzzzzzzzzz = 1\n", report, sizeof(report)), 2);
 	assert_non_null(strstr(report, ":1: error: unknown setting 'api_thread' (did you mean "
 				       "'api_threads'?)"));
 	assert_non_null(strstr(report, ":2: error: unknown setting 'zzzzzzzzzzzzzzzz'\n"));
@@ -201,7 +201,8 @@ static void test_check_malformed(void **state)
 	assert_non_null(strstr(report, ":1: error: expected 'name = value'"));
 	assert_non_null(strstr(report, ":2: error: bad setting name 'Bad-Name'"));
 	assert_non_null(strstr(report, ":4: error: pg_pool_size: '4x' is not a whole number"));
-	assert_non_null(strstr(report, ":5: error: proxy_max_head_bytes: 100 is outside 1024..65536"));
+	assert_non_null(
+	    strstr(report, ":5: error: proxy_max_head_bytes: 100 is outside 1024..65536"));
 	assert_non_null(strstr(report, ":10: error: runtime: 'docker' is not one of vm|jail"));
 	assert_non_null(strstr(report, ":13: error: api_threads is set twice"));
 	assert_non_null(strstr(report, ":14: error: domain_file is not a secret"));
@@ -238,7 +239,8 @@ static void test_table_shape(void **state)
 		char err[256];
 
 		if (i)
-			assert_true(strcmp(table[i - 1].name, table[i].name) < 0); /* sorted, unique */
+			assert_true(strcmp(table[i - 1].name, table[i].name) <
+				    0); /* sorted, unique */
 		assert_non_null(table[i].doc);
 		assert_true(strlen(table[i].doc) > 5);
 		assert_non_null(table[i].unit);
@@ -248,7 +250,8 @@ static void test_table_shape(void **state)
 
 			assert_true(table[i].min <= table[i].max);
 			snprintf(text, sizeof(text), "%lld", (long long)table[i].max + 1);
-			assert_int_equal(config__validate(&table[i], text, err, sizeof(err)), -EINVAL);
+			assert_int_equal(config__validate(&table[i], text, err, sizeof(err)),
+					 -EINVAL);
 		}
 		assert_ptr_equal(config__setting(table[i].name), &table[i]);
 	}
@@ -275,7 +278,8 @@ static int scan_file(const char *path, const struct stat *st, int type, struct F
 	if (type == FTW_D && (!strncmp(base, "build", 5) || !strcmp(base, "tests") ||
 			      !strcmp(base, ".git") || !strcmp(base, "node_modules")))
 		return FTW_SKIP_SUBTREE;
-	if (type != FTW_F || len < 3 || (strcmp(base + len - 2, ".c") && strcmp(base + len - 2, ".h")))
+	if (type != FTW_F || len < 3 ||
+	    (strcmp(base + len - 2, ".c") && strcmp(base + len - 2, ".h")))
 		return FTW_CONTINUE;
 	if (!strcmp(base, "config.c") || !strcmp(base, "config.h"))
 		return FTW_CONTINUE; /* the implementation itself */
@@ -296,10 +300,12 @@ static int scan_file(const char *path, const struct stat *st, int type, struct F
 					 path);
 			continue;
 		}
-		snprintf(name, sizeof(name), "%.*s", (int)(m[3].rm_eo - m[3].rm_so), at + m[3].rm_so);
+		snprintf(name, sizeof(name), "%.*s", (int)(m[3].rm_eo - m[3].rm_so),
+			 at + m[3].rm_so);
 		if (!config__setting(name))
 			snprintf(scan.unknown + strlen(scan.unknown),
-				 sizeof(scan.unknown) - strlen(scan.unknown), "%s (%s) ", name, path);
+				 sizeof(scan.unknown) - strlen(scan.unknown), "%s (%s) ", name,
+				 path);
 		if (scan.count < 256)
 			snprintf(scan.names[scan.count++], 64, "%s", name);
 	}
@@ -342,7 +348,7 @@ static void test_every_call_in_table(void **state)
 }
 
 #define DOC_BEGIN "<!-- settings: generated by `warren config doc`, checked by test_config -->\n"
-#define DOC_END "<!-- end of settings -->\n"
+#define DOC_END	  "<!-- end of settings -->\n"
 
 static void test_doc_matches_table(void **state)
 {
@@ -391,11 +397,11 @@ static int teardown_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_precedence),	   cmocka_unit_test(test_load_errors),
-		cmocka_unit_test(test_secret_files),	   cmocka_unit_test(test_check_good),
-		cmocka_unit_test(test_check_unknown_key),  cmocka_unit_test(test_check_malformed),
-		cmocka_unit_test(test_check_warnings),	   cmocka_unit_test(test_table_shape),
-		cmocka_unit_test(test_every_call_in_table), cmocka_unit_test(test_doc_matches_table),
+	    cmocka_unit_test(test_precedence),		cmocka_unit_test(test_load_errors),
+	    cmocka_unit_test(test_secret_files),	cmocka_unit_test(test_check_good),
+	    cmocka_unit_test(test_check_unknown_key),	cmocka_unit_test(test_check_malformed),
+	    cmocka_unit_test(test_check_warnings),	cmocka_unit_test(test_table_shape),
+	    cmocka_unit_test(test_every_call_in_table), cmocka_unit_test(test_doc_matches_table),
 	};
 
 	if (!mkdtemp(test_dir))

@@ -36,7 +36,7 @@ static void test_render(void **state)
 	prom__counter_add("test_requests_total", NULL, "code=\"200\"", 1);
 	prom__counter_add("test_requests_total", NULL, "code=\"404\"", 1);
 	prom__counter_add("test_requests_total", NULL, "code=\"500\"", -1); /* refused */
-	prom__gauge_set("test_requests_total", NULL, NULL, 5);             /* other type: ignored */
+	prom__gauge_set("test_requests_total", NULL, NULL, 5); /* other type: ignored */
 	prom__histogram_observe("test_seconds", "Durations", "op=\"a\"", 0.003);
 	prom__histogram_observe("test_seconds", NULL, "op=\"a\"", 2);
 	prom__histogram_observe("test_seconds", NULL, "op=\"a\"", 100);
@@ -44,7 +44,8 @@ static void test_render(void **state)
 	text = prom__render();
 	assert_non_null(text);
 	assert_int_equal(collected, 1);
-	assert_non_null(strstr(text, "# HELP test_requests_total Requests\n# TYPE test_requests_total counter\n"));
+	assert_non_null(strstr(
+	    text, "# HELP test_requests_total Requests\n# TYPE test_requests_total counter\n"));
 	assert_non_null(strstr(text, "test_requests_total{code=\"200\"} 3\n"));
 	assert_non_null(strstr(text, "test_requests_total{code=\"404\"} 1\n"));
 	assert_null(strstr(text, "code=\"500\""));
@@ -70,7 +71,7 @@ static void test_render(void **state)
 
 static void test_listener(void **state)
 {
-	struct sockaddr_in address = { .sin_family = AF_INET };
+	struct sockaddr_in address = {.sin_family = AF_INET};
 	char err[128], response[4096];
 	uint16_t port = 0;
 	ssize_t got, total = 0;
@@ -102,8 +103,8 @@ static void test_listener(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_render),
-		cmocka_unit_test(test_listener),
+	    cmocka_unit_test(test_render),
+	    cmocka_unit_test(test_listener),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

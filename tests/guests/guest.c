@@ -98,7 +98,9 @@ void guest_setup(void)
 	pointer.base = (uint64_t)gdt;
 	__asm__ volatile("lgdt %0" : : "m"(pointer));
 	__asm__ volatile("pushq %0; leaq 1f(%%rip), %%rax; pushq %%rax; lretq; 1:"
-			 : : "i"(KERNEL_CS) : "rax", "memory");
+			 :
+			 : "i"(KERNEL_CS)
+			 : "rax", "memory");
 	__asm__ volatile("mov %0, %%ds; mov %0, %%es; mov %0, %%ss" : : "r"(KERNEL_DS));
 	__asm__ volatile("ltr %0" : : "r"((uint16_t)TSS_SELECTOR));
 
@@ -122,11 +124,11 @@ void guest_enter_user(void (*fn)(void))
 {
 	uint64_t user_rsp = (uint64_t)(user_stack + sizeof(user_stack) - 8);
 
-	__asm__ volatile("pushq %0\n\t"   /* SS */
-			 "pushq %1\n\t"   /* RSP */
-			 "pushq %2\n\t"   /* RFLAGS: IOPL 3, IF 0 */
-			 "pushq %3\n\t"   /* CS */
-			 "pushq %4\n\t"   /* RIP */
+	__asm__ volatile("pushq %0\n\t" /* SS */
+			 "pushq %1\n\t" /* RSP */
+			 "pushq %2\n\t" /* RFLAGS: IOPL 3, IF 0 */
+			 "pushq %3\n\t" /* CS */
+			 "pushq %4\n\t" /* RIP */
 			 "iretq"
 			 :
 			 : "i"(USER_DS | 3), "r"(user_rsp), "i"(0x3002), "i"(USER_CS | 3),
@@ -135,9 +137,9 @@ void guest_enter_user(void (*fn)(void))
 	__builtin_unreachable();
 }
 
-#define MSR_EFER 0xc0000080u
-#define MSR_STAR 0xc0000081u
-#define MSR_LSTAR 0xc0000082u
+#define MSR_EFER   0xc0000080u
+#define MSR_STAR   0xc0000081u
+#define MSR_LSTAR  0xc0000082u
 #define MSR_SFMASK 0xc0000084u
 
 void guest_enable_syscall(void)

@@ -6,21 +6,21 @@
 
 #include <stdint.h>
 
-#define GUEST_PASS 0
-#define GUEST_FAIL 1
-#define GUEST_SYSCALL_NOT_REACHED 2
+#define GUEST_PASS		   0
+#define GUEST_FAIL		   1
+#define GUEST_SYSCALL_NOT_REACHED  2
 #define GUEST_UNEXPECTED_EXCEPTION 3
 
-#define PORT_COM1 0x3f8
+#define PORT_COM1	0x3f8
 #define PORT_DEBUG_EXIT 0x501
-#define PORT_TEST 0x508
-#define TEST_MMIO_BASE 0xfeb00000ul
+#define PORT_TEST	0x508
+#define TEST_MMIO_BASE	0xfeb00000ul
 
 /* GDT selectors set up by guest_setup() */
-#define KERNEL_CS 0x08
-#define KERNEL_DS 0x10
-#define USER_DS 0x18
-#define USER_CS 0x20
+#define KERNEL_CS    0x08
+#define KERNEL_DS    0x10
+#define USER_DS	     0x18
+#define USER_CS	     0x20
 #define TSS_SELECTOR 0x28
 
 struct interrupt_frame {

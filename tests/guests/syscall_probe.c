@@ -45,8 +45,9 @@ static void exception(struct interrupt_frame *frame)
 	if (progress == 2) {
 		guest_puts("SYSCALL did not reach the guest kernel: it fell through at CPL3\n");
 	} else if (progress == 3) {
-		guest_puts("SYSCALL did not reach the guest kernel: it jumped to LSTAR but stayed at "
-			   "CPL3, cs ");
+		guest_puts(
+		    "SYSCALL did not reach the guest kernel: it jumped to LSTAR but stayed at "
+		    "CPL3, cs ");
 		guest_put_hex(syscall_cs);
 		guest_puts("\n");
 	} else {

@@ -7,7 +7,7 @@ void guest_main(void)
 	struct {
 		uint16_t limit;
 		uint64_t base;
-	} __attribute__((packed)) empty = { 0, 0 };
+	} __attribute__((packed)) empty = {0, 0};
 
 	guest_puts("triple faulting\n");
 	__asm__ volatile("lidt %0" : : "m"(empty));

@@ -15,25 +15,27 @@
 
 static const char *recorded_key = "5d1e7c3b-recorded-key";
 static const char *recorded[4] = {
-	"{\"msg_id\":\"a1b2c3d4-0001\",\"msg_type\":\"execute_result\",\"username\":\"user\","
-	"\"session\":\"s-1\",\"date\":\"2026-12-04T02:37:43.100000Z\",\"version\":\"5.3\"}",
-	"{\"msg_id\":\"req-42\",\"msg_type\":\"execute_request\",\"username\":\"warren\","
-	"\"session\":\"c-1\",\"date\":\"2026-12-04T02:37:43.000000Z\",\"version\":\"5.3\"}",
-	"{}",
-	"{\"data\":{\"text/plain\":\"42\",\"text/html\":\"<b>42</b>\"},\"metadata\":{},\"execution_count\":3}",
+    "{\"msg_id\":\"a1b2c3d4-0001\",\"msg_type\":\"execute_result\",\"username\":\"user\","
+    "\"session\":\"s-1\",\"date\":\"2026-12-04T02:37:43.100000Z\",\"version\":\"5.3\"}",
+    "{\"msg_id\":\"req-42\",\"msg_type\":\"execute_request\",\"username\":\"warren\","
+    "\"session\":\"c-1\",\"date\":\"2026-12-04T02:37:43.000000Z\",\"version\":\"5.3\"}",
+    "{}",
+    "{\"data\":{\"text/plain\":\"42\",\"text/html\":\"<b>42</"
+    "b>\"},\"metadata\":{},\"execution_count\":3}",
 };
 /* hmac.new(key, h + p + m + c, sha256).hexdigest() */
-static const char *recorded_sig = "88853bbea8d6a1c867de1e2a606c4009c907bab390df026e22136e913838b82c";
+static const char *recorded_sig =
+    "88853bbea8d6a1c867de1e2a606c4009c907bab390df026e22136e913838b82c";
 
 static size_t recorded_frames(struct jmsg_frame frames[8], const char *sig)
 {
 	size_t n = 0;
 
-	frames[n++] = (struct jmsg_frame){ "router-identity", 15 };
-	frames[n++] = (struct jmsg_frame){ JMSG_DELIMITER, strlen(JMSG_DELIMITER) };
-	frames[n++] = (struct jmsg_frame){ sig, strlen(sig) };
+	frames[n++] = (struct jmsg_frame){"router-identity", 15};
+	frames[n++] = (struct jmsg_frame){JMSG_DELIMITER, strlen(JMSG_DELIMITER)};
+	frames[n++] = (struct jmsg_frame){sig, strlen(sig)};
 	for (int i = 0; i < 4; i++)
-		frames[n++] = (struct jmsg_frame){ recorded[i], strlen(recorded[i]) };
+		frames[n++] = (struct jmsg_frame){recorded[i], strlen(recorded[i])};
 	return n;
 }
 
@@ -43,7 +45,7 @@ static void test_sign_matches_python_hmac(void **state)
 	char sig[JMSG_SIG_HEX_LEN + 1];
 
 	for (int i = 0; i < 4; i++)
-		parts[i] = (struct jmsg_frame){ recorded[i], strlen(recorded[i]) };
+		parts[i] = (struct jmsg_frame){recorded[i], strlen(recorded[i])};
 	assert_int_equal(jmsg__sign(recorded_key, parts, sig), 0);
 	assert_string_equal(sig, recorded_sig);
 	assert_int_equal(jmsg__sign("", parts, sig), 0);
@@ -83,21 +85,21 @@ static void test_decode_rejects_bad_input(void **state)
 	assert_int_equal(jmsg__decode(recorded_key, frames, n, &msg, err, sizeof(err)), -1);
 	/* No delimiter. */
 	n = recorded_frames(frames, recorded_sig);
-	frames[1] = (struct jmsg_frame){ "<IDS|MSX>", 9 };
+	frames[1] = (struct jmsg_frame){"<IDS|MSX>", 9};
 	assert_int_equal(jmsg__decode(recorded_key, frames, n, &msg, err, sizeof(err)), -1);
 	/* Too few frames after it. */
 	n = recorded_frames(frames, recorded_sig);
 	assert_int_equal(jmsg__decode(recorded_key, frames, n - 1, &msg, err, sizeof(err)), -1);
 	/* Unsigned mode: a content that is not an object, then a header without msg_type. */
 	n = recorded_frames(frames, "");
-	frames[6] = (struct jmsg_frame){ "[1,2]", 5 };
+	frames[6] = (struct jmsg_frame){"[1,2]", 5};
 	assert_int_equal(jmsg__decode("", frames, n, &msg, err, sizeof(err)), -1);
 	n = recorded_frames(frames, "");
-	frames[3] = (struct jmsg_frame){ "{\"msg_id\":\"x\"}", 14 };
+	frames[3] = (struct jmsg_frame){"{\"msg_id\":\"x\"}", 14};
 	assert_int_equal(jmsg__decode("", frames, n, &msg, err, sizeof(err)), -1);
 	/* Truncated JSON. */
 	n = recorded_frames(frames, "");
-	frames[3] = (struct jmsg_frame){ recorded[0], 20 };
+	frames[3] = (struct jmsg_frame){recorded[0], 20};
 	assert_int_equal(jmsg__decode("", frames, n, &msg, err, sizeof(err)), -1);
 }
 
@@ -109,12 +111,13 @@ static void test_encode_decode_roundtrip(void **state)
 	struct jmsg msg;
 	char err[128];
 
-	assert_int_equal(jmsg__encode("k3y", "session-1", "msg-1", "execute_request", content, &encoded), 0);
+	assert_int_equal(
+	    jmsg__encode("k3y", "session-1", "msg-1", "execute_request", content, &encoded), 0);
 	assert_int_equal(strlen(encoded.signature), JMSG_SIG_HEX_LEN);
-	frames[0] = (struct jmsg_frame){ JMSG_DELIMITER, strlen(JMSG_DELIMITER) };
-	frames[1] = (struct jmsg_frame){ encoded.signature, strlen(encoded.signature) };
+	frames[0] = (struct jmsg_frame){JMSG_DELIMITER, strlen(JMSG_DELIMITER)};
+	frames[1] = (struct jmsg_frame){encoded.signature, strlen(encoded.signature)};
 	for (int i = 0; i < 4; i++)
-		frames[2 + i] = (struct jmsg_frame){ encoded.parts[i], strlen(encoded.parts[i]) };
+		frames[2 + i] = (struct jmsg_frame){encoded.parts[i], strlen(encoded.parts[i])};
 	assert_int_equal(jmsg__decode("k3y", frames, 6, &msg, err, sizeof(err)), 0);
 	assert_string_equal(msg.msg_type, "execute_request");
 	assert_string_equal(json_string_value(json_object_get(msg.header, "msg_id")), "msg-1");
@@ -155,9 +158,10 @@ static void test_outputs_stream_and_status(void **state)
 
 static void test_outputs_results(void **state)
 {
-	json_t *content = parse("{\"data\":{\"text/plain\":\"42\",\"text/html\":\"<b>42</b>\","
-				"\"image/png\":\"iVBORw0KGgo=\",\"application/json\":{\"a\":1},"
-				"\"application/vnd.custom\":\"x\",\"type\":\"evil\"},\"execution_count\":3}");
+	json_t *content =
+	    parse("{\"data\":{\"text/plain\":\"42\",\"text/html\":\"<b>42</b>\","
+		  "\"image/png\":\"iVBORw0KGgo=\",\"application/json\":{\"a\":1},"
+		  "\"application/vnd.custom\":\"x\",\"type\":\"evil\"},\"execution_count\":3}");
 	json_t *line = outputs__from_iopub("execute_result", content);
 
 	assert_non_null(line);
@@ -165,8 +169,10 @@ static void test_outputs_results(void **state)
 	assert_string_equal(json_string_value(json_object_get(line, "text")), "42");
 	assert_string_equal(json_string_value(json_object_get(line, "html")), "<b>42</b>");
 	assert_string_equal(json_string_value(json_object_get(line, "png")), "iVBORw0KGgo=");
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(line, "json"), "a")), 1);
-	assert_string_equal(json_string_value(json_object_get(line, "application/vnd.custom")), "x");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(line, "json"), "a")),
+			 1);
+	assert_string_equal(json_string_value(json_object_get(line, "application/vnd.custom")),
+			    "x");
 	assert_true(json_is_true(json_object_get(line, "is_main_result")));
 	json_decref(line);
 	line = outputs__from_iopub("display_data", content);
@@ -180,10 +186,11 @@ static void test_outputs_results(void **state)
  * formatter: the chart object lands under `chart` (Result.chart). */
 static void test_outputs_chart(void **state)
 {
-	json_t *content = parse("{\"data\":{\"text/plain\":\"<Figure size 640x480 with 1 Axes>\","
-				"\"image/png\":\"iVBORw0KGgo=\",\"application/vnd.warren.chart+json\":"
-				"{\"type\":\"line\",\"title\":\"T\",\"elements\":[{\"label\":\"v\","
-				"\"points\":[[1,4],[2,1]]}]}},\"metadata\":{}}");
+	json_t *content =
+	    parse("{\"data\":{\"text/plain\":\"<Figure size 640x480 with 1 Axes>\","
+		  "\"image/png\":\"iVBORw0KGgo=\",\"application/vnd.warren.chart+json\":"
+		  "{\"type\":\"line\",\"title\":\"T\",\"elements\":[{\"label\":\"v\","
+		  "\"points\":[[1,4],[2,1]]}]}},\"metadata\":{}}");
 	json_t *line = outputs__from_iopub("display_data", content), *chart;
 
 	assert_non_null(line);
@@ -207,7 +214,8 @@ static void test_outputs_error_and_framing(void **state)
 
 	assert_string_equal(json_string_value(json_object_get(line, "name")), "ZeroDivisionError");
 	assert_string_equal(json_string_value(json_object_get(line, "value")), "division by zero");
-	assert_string_equal(json_string_value(json_object_get(line, "traceback")), "frame 1\nframe 2");
+	assert_string_equal(json_string_value(json_object_get(line, "traceback")),
+			    "frame 1\nframe 2");
 	json_decref(line);
 	json_decref(content);
 	line = outputs__error(NULL, NULL, NULL);
@@ -246,7 +254,8 @@ static void test_requests_execute(void **state)
 	struct execute_request r;
 	struct context_request c;
 	char err[128];
-	const char *ok = "{\"code\":\"x\",\"context_id\":null,\"language\":\"python\",\"env_vars\":{\"A\":\"1\"}}";
+	const char *ok = "{\"code\":\"x\",\"context_id\":null,\"language\":\"python\",\"env_vars\":"
+			 "{\"A\":\"1\"}}";
 
 	assert_int_equal(requests__execute(ok, strlen(ok), &r, err, sizeof(err)), 0);
 	assert_string_equal(r.code, "x");
@@ -255,13 +264,14 @@ static void test_requests_execute(void **state)
 	assert_string_equal(json_string_value(json_object_get(r.env_vars, "A")), "1");
 	requests__execute_clear(&r);
 	assert_int_equal(execute_status("{\"code\":\"x\",\"env_vars\":{}}"), 0);
-	assert_int_equal(execute_status(""), 400);                       /* no code */
+	assert_int_equal(execute_status(""), 400); /* no code */
 	assert_int_equal(execute_status("{\"code\":1}"), 400);
 	assert_int_equal(execute_status("[\"code\"]"), 400);
-	assert_int_equal(execute_status("{\"code\":\"x\""), 400);       /* truncated */
+	assert_int_equal(execute_status("{\"code\":\"x\""), 400);		  /* truncated */
 	assert_int_equal(execute_status("{\"code\":\"x\",\"code\":\"y\"}"), 400); /* duplicate */
 	assert_int_equal(execute_status("{\"code\":\"x\",\"language\":\"r\"}"), 400);
-	assert_int_equal(execute_status("{\"code\":\"x\",\"language\":\"python\",\"context_id\":\"c\"}"), 400);
+	assert_int_equal(
+	    execute_status("{\"code\":\"x\",\"language\":\"python\",\"context_id\":\"c\"}"), 400);
 	assert_int_equal(execute_status("{\"code\":\"x\",\"env_vars\":{\"A=B\":\"1\"}}"), 400);
 	assert_int_equal(execute_status("{\"code\":\"x\",\"env_vars\":{\"A\":1}}"), 400);
 	assert_int_equal(execute_status("{\"code\":\"x\",\"env_vars\":[]}"), 400);
@@ -275,15 +285,15 @@ static void test_requests_execute(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sign_matches_python_hmac),
-		cmocka_unit_test(test_decode_recorded),
-		cmocka_unit_test(test_decode_rejects_bad_input),
-		cmocka_unit_test(test_encode_decode_roundtrip),
-		cmocka_unit_test(test_outputs_stream_and_status),
-		cmocka_unit_test(test_outputs_results),
-		cmocka_unit_test(test_outputs_chart),
-		cmocka_unit_test(test_outputs_error_and_framing),
-		cmocka_unit_test(test_requests_execute),
+	    cmocka_unit_test(test_sign_matches_python_hmac),
+	    cmocka_unit_test(test_decode_recorded),
+	    cmocka_unit_test(test_decode_rejects_bad_input),
+	    cmocka_unit_test(test_encode_decode_roundtrip),
+	    cmocka_unit_test(test_outputs_stream_and_status),
+	    cmocka_unit_test(test_outputs_results),
+	    cmocka_unit_test(test_outputs_chart),
+	    cmocka_unit_test(test_outputs_error_and_framing),
+	    cmocka_unit_test(test_requests_execute),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

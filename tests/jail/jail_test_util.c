@@ -35,10 +35,10 @@ int jt__run(const char *fmt, ...)
 
 static int http_get_once(int port, const char *path)
 {
-	struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	char request[512], response[256];
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct timeval timeout = { 2, 0 };
+	struct timeval timeout = {2, 0};
 	size_t used = 0;
 	int status = -1;
 
@@ -87,7 +87,7 @@ int jt__http_get_in_netns(const char *netns_path, int port, const char *path, in
 			status = http_get_once(port, path);
 			if (status > 0)
 				break;
-			struct timespec ts = { 0, 2000000 };
+			struct timespec ts = {0, 2000000};
 			nanosleep(&ts, NULL);
 		} while (clock__monotonic_ms() < deadline);
 		if (write(result_pipe[1], &status, sizeof(status)) < 0)
@@ -212,8 +212,8 @@ int jt__status_field(pid_t pid, const char *field, char *out, size_t out_len)
 static int request_once(int port, const char *method, const char *path, const char *headers,
 			const void *body, size_t body_len, char *out, size_t out_len)
 {
-	struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-	struct timeval timeout = { 10, 0 };
+	struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	struct timeval timeout = {10, 0};
 	char head[2048];
 	size_t used = 0;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

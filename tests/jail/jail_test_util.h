@@ -25,8 +25,6 @@ bool jt__mountinfo_mentions(const char *needle);
 /* Reads /proc/<pid>/status field (e.g. "CapEff") into out. */
 int jt__status_field(pid_t pid, const char *field, char *out, size_t out_len);
 
-
-
 /* One HTTP/1.1 request (Connection: close) to 127.0.0.1:port from inside
  * netns_path; headers is "Name: value\r\n"... or NULL. The whole response
  * (head and body, truncated to out_len - 1, NUL bytes shown as '.') goes

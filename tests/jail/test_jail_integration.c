@@ -27,8 +27,8 @@
 #include "warren/tokens.h"
 
 #define CGROUP_PARENT "warren-test"
-#define MEMORY_MAX (256ULL << 20)
-#define CYCLES 20
+#define MEMORY_MAX    (256ULL << 20)
+#define CYCLES	      20
 
 static char base_dir[64];
 static char state_dir[128];
@@ -43,18 +43,18 @@ static char current_id[64];
 /* The checks the sandbox runs on itself, written to /report (the overlay
  * upper, readable from the host), then the agent or busybox httpd. */
 static const char check_script[] =
-	"{ echo \"pid=$$\"; echo \"init=$(cat /proc/1/comm)\"; echo \"hostname=$(hostname)\";"
-	" echo \"etc_hostname=$(cat /etc/hostname)\";"
-	" if [ -e /proc/$TEST_PID ]; then echo see_test=yes; else echo see_test=no; fi;"
-	" if [ -d /work ]; then echo host_root=yes; else echo host_root=no; fi;"
-	" echo \"procs=$(ls -d /proc/[0-9]* | wc -l)\";"
-	" /bin/busybox mount -t tmpfs x /mnt 2>/dev/null; echo \"mount_rc=$?\";"
-	" echo \"unshare=$(/bin/busybox unshare -U -r true 2>&1; echo rc=$?)\";"
-	" echo \"tmp=$(grep ' /tmp ' /proc/mounts | cut -d' ' -f3)\";"
-	" echo \"devnull=$(echo x > /dev/null && echo ok)\";"
-	" echo \"uid=$(id -u)\";"
-	" if echo x > /proc/sys/kernel/core_pattern; then echo core=written; else echo core=denied; fi;"
-	" } > /report.tmp 2>&1; mv /report.tmp /report; exec \"$@\"";
+    "{ echo \"pid=$$\"; echo \"init=$(cat /proc/1/comm)\"; echo \"hostname=$(hostname)\";"
+    " echo \"etc_hostname=$(cat /etc/hostname)\";"
+    " if [ -e /proc/$TEST_PID ]; then echo see_test=yes; else echo see_test=no; fi;"
+    " if [ -d /work ]; then echo host_root=yes; else echo host_root=no; fi;"
+    " echo \"procs=$(ls -d /proc/[0-9]* | wc -l)\";"
+    " /bin/busybox mount -t tmpfs x /mnt 2>/dev/null; echo \"mount_rc=$?\";"
+    " echo \"unshare=$(/bin/busybox unshare -U -r true 2>&1; echo rc=$?)\";"
+    " echo \"tmp=$(grep ' /tmp ' /proc/mounts | cut -d' ' -f3)\";"
+    " echo \"devnull=$(echo x > /dev/null && echo ok)\";"
+    " echo \"uid=$(id -u)\";"
+    " if echo x > /proc/sys/kernel/core_pattern; then echo core=written; else echo core=denied; fi;"
+    " } > /report.tmp 2>&1; mv /report.tmp /report; exec \"$@\"";
 
 static bool have_agent(void)
 {
@@ -171,19 +171,19 @@ static int start_jail(const char *id, const char *const *argv, struct started *o
 	static char test_pid_env[32];
 	const char *agent_argv[6];
 	const char *default_argv[JAIL_ARGV_MAX];
-	const char *envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/root",
-			       test_pid_env, NULL };
+	const char *envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/root",
+			      test_pid_env, NULL};
 	struct jail_config config = {
-		.id = id,
-		.rootfs = template.rootfs,
-		.netns_path = netns_path,
-		.state_dir = state_dir,
-		.cgroup_parent = CGROUP_PARENT,
-		.memory_max_bytes = MEMORY_MAX,
-		.cpu_millicores = 500,
-		.pids_max = 128,
-		.argv = argv,
-		.envp = envp,
+	    .id = id,
+	    .rootfs = template.rootfs,
+	    .netns_path = netns_path,
+	    .state_dir = state_dir,
+	    .cgroup_parent = CGROUP_PARENT,
+	    .memory_max_bytes = MEMORY_MAX,
+	    .cpu_millicores = 500,
+	    .pids_max = 128,
+	    .argv = argv,
+	    .envp = envp,
 	};
 	uint64_t t0;
 	size_t n = 0;
@@ -221,7 +221,8 @@ static int start_jail(const char *id, const char *const *argv, struct started *o
 	out->pid = jail__pid(out->jail);
 	out->pid_ns = jt__pid_ns_inode(out->pid);
 	if (!argv) {
-		out->http_status = jt__http_get_in_netns(netns_path, JAIL_AGENT_PORT, "/health", 20000);
+		out->http_status =
+		    jt__http_get_in_netns(netns_path, JAIL_AGENT_PORT, "/health", 20000);
 		out->start_to_answer_us = (clock__monotonic_ns() - t0) / 1000;
 	}
 	return 0;
@@ -232,7 +233,7 @@ static void assert_nothing_left(const char *id, const struct started *s)
 {
 	char path[PATH_MAX];
 	struct stat st;
-	static const char *const hierarchies[] = { "", "unified/", "memory/", "cpu/", "pids/" };
+	static const char *const hierarchies[] = {"", "unified/", "memory/", "cpu/", "pids/"};
 
 	assert_int_equal(jt__processes_in_pid_ns(s->pid_ns), 0);
 	assert_int_equal(kill(s->pid, 0), -1);
@@ -287,11 +288,12 @@ static void check_cpu_and_pids_limits(const char *id)
 		assert_string_equal(value, "50000 100000");
 		snprintf(path, sizeof(path), "/sys/fs/cgroup/" CGROUP_PARENT "/%s/pids.max", id);
 	} else {
-		snprintf(path, sizeof(path), "/sys/fs/cgroup/cpu/" CGROUP_PARENT "/%s/cpu.cfs_quota_us",
-			 id);
+		snprintf(path, sizeof(path),
+			 "/sys/fs/cgroup/cpu/" CGROUP_PARENT "/%s/cpu.cfs_quota_us", id);
 		read_text(path, value, sizeof(value));
 		assert_string_equal(value, "50000");
-		snprintf(path, sizeof(path), "/sys/fs/cgroup/pids/" CGROUP_PARENT "/%s/pids.max", id);
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/pids/" CGROUP_PARENT "/%s/pids.max",
+			 id);
 	}
 	read_text(path, value, sizeof(value));
 	assert_string_equal(value, "128");
@@ -327,7 +329,7 @@ static void test_jail_isolation(void **state)
 
 	read_report(id, report, sizeof(report));
 	printf("inside the jail:\n%s", report);
-	assert_non_null(strstr(report, "pid=2\n"));             /* sh is pid 2 ... */
+	assert_non_null(strstr(report, "pid=2\n"));		 /* sh is pid 2 ... */
 	assert_non_null(strstr(report, "init=warren-jail-ini")); /* ... under our init */
 	snprintf(expect, sizeof(expect), "hostname=%s\n", id);
 	assert_non_null(strstr(report, expect));
@@ -339,8 +341,8 @@ static void test_jail_isolation(void **state)
 	assert_null(strstr(report, "rc=0)"));
 	assert_non_null(strstr(report, "tmp=tmpfs\n"));
 	assert_non_null(strstr(report, "devnull=ok\n"));
-	assert_non_null(strstr(report, "uid=0\n"));            /* root inside ... */
-	assert_non_null(strstr(report, "core=denied\n"));      /* ... without host power */
+	assert_non_null(strstr(report, "uid=0\n"));	  /* root inside ... */
+	assert_non_null(strstr(report, "core=denied\n")); /* ... without host power */
 
 	/* From the host: pid 1 inside, caps, no_new_privs, seccomp, limits. */
 	assert_int_equal(jt__status_field(s.pid, "NSpid", value, sizeof(value)), 0);
@@ -443,7 +445,7 @@ static void test_jail_kill_by_id(void **state)
 /* A program that does not exist: a clear error, nothing left behind. */
 static void test_jail_bad_program(void **state)
 {
-	const char *argv[] = { "/no/such/program", NULL };
+	const char *argv[] = {"/no/such/program", NULL};
 	char err[512] = "", path[PATH_MAX];
 	struct started s;
 	struct stat st;
@@ -461,7 +463,7 @@ static void test_jail_bad_program(void **state)
 /* The program's exit is the jail's exit; its status comes through. */
 static void test_jail_exit_status(void **state)
 {
-	const char *argv[] = { "/bin/sh", "-c", "sleep 0.1; exit 7", NULL };
+	const char *argv[] = {"/bin/sh", "-c", "sleep 0.1; exit 7", NULL};
 	char err[512];
 	struct started s;
 	int status = 0;
@@ -512,17 +514,23 @@ static void collect_stdout(const char *response, char *out, size_t out_len)
 static void test_jail_agent_runs_command_as_user(void **state)
 {
 	const char *argv[6];
-	const char *envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", NULL };
+	const char *envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", NULL};
 	const char *id = "jt-agent";
 	struct jail_config config = {
-		.id = id, .rootfs = template.rootfs, .netns_path = netns_path,
-		.state_dir = state_dir, .cgroup_parent = CGROUP_PARENT,
-		.memory_max_bytes = MEMORY_MAX, .pids_max = 128, .argv = argv, .envp = envp,
+	    .id = id,
+	    .rootfs = template.rootfs,
+	    .netns_path = netns_path,
+	    .state_dir = state_dir,
+	    .cgroup_parent = CGROUP_PARENT,
+	    .memory_max_bytes = MEMORY_MAX,
+	    .pids_max = 128,
+	    .argv = argv,
+	    .envp = envp,
 	};
 	static const char init_body[] = "{\"accessToken\":\"test-access-token\","
 					"\"defaultUser\":\"user\"}";
 	static const char start_json[] =
-		"{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"id -u; id -un; pwd\"]}}";
+	    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"id -u; id -un; pwd\"]}}";
 	unsigned char frame[256];
 	char err[512], response[8192], stdout_text[256];
 	size_t len = strlen(start_json);
@@ -555,19 +563,19 @@ static void test_jail_agent_runs_command_as_user(void **state)
 	frame[3] = (unsigned char)(len >> 8);
 	frame[4] = (unsigned char)len;
 	memcpy(frame + 5, start_json, len);
-	assert_int_equal(jt__http_request_in_netns(
-				 netns_path, JAIL_AGENT_PORT, "POST", "/process.Process/Start",
-				 "X-Access-Token: test-access-token\r\n"
-				 "Content-Type: application/connect+json\r\n"
-				 "Connect-Protocol-Version: 1\r\n",
-				 frame, 5 + len, response, sizeof(response)),
+	assert_int_equal(jt__http_request_in_netns(netns_path, JAIL_AGENT_PORT, "POST",
+						   "/process.Process/Start",
+						   "X-Access-Token: test-access-token\r\n"
+						   "Content-Type: application/connect+json\r\n"
+						   "Connect-Protocol-Version: 1\r\n",
+						   frame, 5 + len, response, sizeof(response)),
 			 200);
 	/* stdout "1000\nuser\n/home/user\n": base64 in data events, chunked as
 	 * the pipe reads happened to go. */
 	collect_stdout(response, stdout_text, sizeof(stdout_text));
 	if (strcmp(stdout_text, "1000\nuser\n/home/user\n") != 0)
-		fail_msg("stdout \"%s\", expected `1000 user /home/user`; answer:\n%s",
-			 stdout_text, response);
+		fail_msg("stdout \"%s\", expected `1000 user /home/user`; answer:\n%s", stdout_text,
+			 response);
 	assert_non_null(strstr(response, "\"exitCode\":0"));
 	assert_int_equal(jail__stop(jail), 0);
 	jail__destroy(jail);
@@ -581,15 +589,19 @@ static void test_jail_base_template_python(void **state)
 {
 	struct template_info base;
 	char err[512], path[PATH_MAX], output[256] = "";
-	const char *argv[] = { "/bin/sh", "-c",
-			       "python3 -c 'import os; os.setgroups([]); os.setgid(1000); "
-			       "os.setuid(1000); print(os.getuid(), 6 * 7)' > /python.out 2>&1",
-			       NULL };
+	const char *argv[] = {"/bin/sh", "-c",
+			      "python3 -c 'import os; os.setgroups([]); os.setgid(1000); "
+			      "os.setuid(1000); print(os.getuid(), 6 * 7)' > /python.out 2>&1",
+			      NULL};
 	const char *id = "jt-base";
 	struct jail_config config = {
-		.id = id, .netns_path = netns_path, .state_dir = state_dir,
-		.cgroup_parent = CGROUP_PARENT, .memory_max_bytes = MEMORY_MAX,
-		.pids_max = 128, .argv = argv,
+	    .id = id,
+	    .netns_path = netns_path,
+	    .state_dir = state_dir,
+	    .cgroup_parent = CGROUP_PARENT,
+	    .memory_max_bytes = MEMORY_MAX,
+	    .pids_max = 128,
+	    .argv = argv,
 	};
 	struct jail *jail;
 	FILE *f;
@@ -623,8 +635,10 @@ static void test_jail_base_template_python(void **state)
 static void test_jail_memory_limit_enforced(void **state)
 {
 	/* busybox tail keeps the whole last line: 400 MiB without a newline. */
-	const char *argv[] = { "/bin/sh", "-c", "head -c 400m /dev/zero | tail -n 1 >/dev/null; "
-			       "exit $?", NULL };
+	const char *argv[] = {"/bin/sh", "-c",
+			      "head -c 400m /dev/zero | tail -n 1 >/dev/null; "
+			      "exit $?",
+			      NULL};
 	char err[512];
 	struct started s;
 	int status = 0;
@@ -678,9 +692,10 @@ static long wait_counter_above(const char *id, long floor, int timeout_ms)
  * both are idempotent; a paused sandbox can be stopped (kill). */
 static void test_jail_pause_freezes_processes(void **state)
 {
-	const char *argv[] = { "/bin/sh", "-c",
-			       "i=0; while :; do i=$((i+1)); echo $i > /count.tmp; "
-			       "mv /count.tmp /count; sleep 0.02; done", NULL };
+	const char *argv[] = {"/bin/sh", "-c",
+			      "i=0; while :; do i=$((i+1)); echo $i > /count.tmp; "
+			      "mv /count.tmp /count; sleep 0.02; done",
+			      NULL};
 	char err[512];
 	struct started s;
 	long before, during, after;
@@ -708,8 +723,8 @@ static void test_jail_pause_freezes_processes(void **state)
 	before = read_counter("jt-pause");
 	usleep(600 * 1000); /* ~30 increments if it were running */
 	during = read_counter("jt-pause");
-	printf("paused in %llu us; counter %ld, 600 ms later %ld\n",
-	       (unsigned long long)freeze_us, before, during);
+	printf("paused in %llu us; counter %ld, 600 ms later %ld\n", (unsigned long long)freeze_us,
+	       before, during);
 	assert_int_equal(before, during);
 	assert_int_equal(jail__freeze(s.jail, true, 5000), 0); /* again: no-op */
 
@@ -798,13 +813,20 @@ static void test_vm_init_script_in_namespaces(void **state)
 static struct jail *start_with_volume(const char *id, const char *script, const char *image,
 				      const char *path, int wait_ms, char *err, size_t err_len)
 {
-	const char *argv[] = { "/bin/sh", "-c", script, NULL };
-	struct jail_volume volume = { .image = image, .path = path };
+	const char *argv[] = {"/bin/sh", "-c", script, NULL};
+	struct jail_volume volume = {.image = image, .path = path};
 	struct jail_config config = {
-		.id = id, .rootfs = template.rootfs, .netns_path = netns_path,
-		.state_dir = state_dir, .cgroup_parent = CGROUP_PARENT,
-		.memory_max_bytes = MEMORY_MAX, .pids_max = 128, .argv = argv,
-		.volumes = &volume, .volume_count = 1, .volume_wait_ms = wait_ms,
+	    .id = id,
+	    .rootfs = template.rootfs,
+	    .netns_path = netns_path,
+	    .state_dir = state_dir,
+	    .cgroup_parent = CGROUP_PARENT,
+	    .memory_max_bytes = MEMORY_MAX,
+	    .pids_max = 128,
+	    .argv = argv,
+	    .volumes = &volume,
+	    .volume_count = 1,
+	    .volume_wait_ms = wait_ms,
 	};
 
 	snprintf(current_id, sizeof(current_id), "%s", id);
@@ -813,12 +835,11 @@ static struct jail *start_with_volume(const char *id, const char *script, const 
 
 /* Runs script in a jail with the volume at path; returns its exit status
  * after stopping it (nothing left behind). */
-static int run_with_volume(const char *id, const char *script, const char *image,
-			   const char *path)
+static int run_with_volume(const char *id, const char *script, const char *image, const char *path)
 {
 	char err[512];
 	int status = 0;
-	struct started s = { 0 };
+	struct started s = {0};
 
 	s.jail = start_with_volume(id, script, image, path, 5000, err, sizeof(err));
 	if (!s.jail)
@@ -845,26 +866,27 @@ static void test_jail_volumes(void **state)
 	char image[PATH_MAX], err[512];
 	struct jail *first, *second;
 	struct stat st;
-	struct jail_config bad = { 0 };
-	struct jail_volume escape = { .image = "/tmp/x.img", .path = "/data/../etc" };
+	struct jail_config bad = {0};
+	struct jail_volume escape = {.image = "/tmp/x.img", .path = "/data/../etc"};
 	(void)state;
 
 	snprintf(image, sizeof(image), "%s/vol_test.img", base_dir);
 	assert_int_equal(jail__volume_make(image, 32ULL << 20, err, sizeof(err)), 0);
 	assert_int_equal(stat(image, &st), 0);
 	assert_int_equal(st.st_size, 32LL << 20);
-	assert_true(st.st_blocks * 512 < 16LL << 20); /* sparse */
+	assert_true(st.st_blocks * 512 < 16LL << 20);				      /* sparse */
 	assert_int_equal(jail__volume_make(image, 32ULL << 20, err, sizeof(err)), 0); /* kept */
 
-	assert_int_equal(run_with_volume("jt-vol-a",
-					 "set -e; test \"$(ls -A /data)\" = ''; "
-					 "echo hello > /data/f; mkdir /data/d; "
-					 "test \"$(stat -c %u /data/f)\" = 0; "
-					 "test \"$(stat -c %a /data)\" = 777; "
-					 "if dd if=/dev/zero of=/data/big bs=1M count=64 2>/dev/null; "
-					 "then exit 4; fi; rm /data/big",
-					 image, "/data"),
-			 0);
+	assert_int_equal(
+	    run_with_volume("jt-vol-a",
+			    "set -e; test \"$(ls -A /data)\" = ''; "
+			    "echo hello > /data/f; mkdir /data/d; "
+			    "test \"$(stat -c %u /data/f)\" = 0; "
+			    "test \"$(stat -c %a /data)\" = 777; "
+			    "if dd if=/dev/zero of=/data/big bs=1M count=64 2>/dev/null; "
+			    "then exit 4; fi; rm /data/big",
+			    image, "/data"),
+	    0);
 	assert_int_equal(run_with_volume("jt-vol-b",
 					 "set -e; test \"$(cat /mnt/v/f)\" = hello; "
 					 "test -d /mnt/v/d; test \"$(stat -c %u /mnt/v/f)\" = 0; "
@@ -882,7 +904,8 @@ static void test_jail_volumes(void **state)
 	assert_non_null(strstr(err, "mounted by another sandbox"));
 	jail__destroy(first);
 	current = NULL;
-	assert_int_equal(run_with_volume("jt-vol-e", "test \"$(cat /data/f)\" = \"$(printf 'hello\\nagain')\"",
+	assert_int_equal(run_with_volume("jt-vol-e",
+					 "test \"$(cat /data/f)\" = \"$(printf 'hello\\nagain')\"",
 					 image, "/data"),
 			 0);
 
@@ -892,7 +915,7 @@ static void test_jail_volumes(void **state)
 	bad.netns_path = netns_path;
 	bad.memory_max_bytes = MEMORY_MAX;
 	bad.pids_max = 1;
-	bad.argv = (const char *const[]){ "/bin/true", NULL };
+	bad.argv = (const char *const[]){"/bin/true", NULL};
 	bad.volumes = &escape;
 	bad.volume_count = 1;
 	assert_int_equal(jail__config_validate(&bad, err, sizeof(err)), -EINVAL);
@@ -905,17 +928,17 @@ static void test_jail_volumes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_jail_isolation, test_setup),
-		cmocka_unit_test_setup(test_jail_bad_program, test_setup),
-		cmocka_unit_test_setup(test_jail_exit_status, test_setup),
-		cmocka_unit_test_setup(test_jail_kill_by_id, test_setup),
-		cmocka_unit_test_setup(test_jail_agent_runs_command_as_user, test_setup),
-		cmocka_unit_test_setup(test_jail_base_template_python, test_setup),
-		cmocka_unit_test_setup(test_jail_memory_limit_enforced, test_setup),
-		cmocka_unit_test_setup(test_vm_init_script_in_namespaces, test_setup),
-		cmocka_unit_test_setup(test_jail_cycles, test_setup),
-		cmocka_unit_test_setup(test_jail_pause_freezes_processes, test_setup),
-		cmocka_unit_test_setup(test_jail_volumes, test_setup),
+	    cmocka_unit_test_setup(test_jail_isolation, test_setup),
+	    cmocka_unit_test_setup(test_jail_bad_program, test_setup),
+	    cmocka_unit_test_setup(test_jail_exit_status, test_setup),
+	    cmocka_unit_test_setup(test_jail_kill_by_id, test_setup),
+	    cmocka_unit_test_setup(test_jail_agent_runs_command_as_user, test_setup),
+	    cmocka_unit_test_setup(test_jail_base_template_python, test_setup),
+	    cmocka_unit_test_setup(test_jail_memory_limit_enforced, test_setup),
+	    cmocka_unit_test_setup(test_vm_init_script_in_namespaces, test_setup),
+	    cmocka_unit_test_setup(test_jail_cycles, test_setup),
+	    cmocka_unit_test_setup(test_jail_pause_freezes_processes, test_setup),
+	    cmocka_unit_test_setup(test_jail_volumes, test_setup),
 	};
 	const char *skip = NULL;
 

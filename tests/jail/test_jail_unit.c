@@ -23,18 +23,18 @@
 #include "warren/jail.h"
 #include "warren/runtime_probe.h"
 
-static const char *const good_argv[] = { "/bin/sh", "-c", "true", NULL };
+static const char *const good_argv[] = {"/bin/sh", "-c", "true", NULL};
 
 static struct jail_config good_config(void)
 {
 	struct jail_config config = {
-		.id = "i0123456789abcdefghij",
-		.rootfs = "/var/lib/warren/templates/minimal/rootfs",
-		.netns_path = "/run/netns/slot0",
-		.memory_max_bytes = 512ULL << 20,
-		.cpu_millicores = 1000,
-		.pids_max = 256,
-		.argv = good_argv,
+	    .id = "i0123456789abcdefghij",
+	    .rootfs = "/var/lib/warren/templates/minimal/rootfs",
+	    .netns_path = "/run/netns/slot0",
+	    .memory_max_bytes = 512ULL << 20,
+	    .cpu_millicores = 1000,
+	    .pids_max = 256,
+	    .argv = good_argv,
 	};
 	return config;
 }
@@ -49,8 +49,8 @@ static void expect_invalid(const struct jail_config *config)
 
 static void test_config_validate(void **state)
 {
-	static const char *const relative_argv[] = { "sh", NULL };
-	static const char *const empty_argv[] = { NULL };
+	static const char *const relative_argv[] = {"sh", NULL};
+	static const char *const empty_argv[] = {NULL};
 	const char *long_argv[JAIL_ARGV_MAX + 1];
 	struct jail_config config = good_config();
 	char err[256];
@@ -58,31 +58,67 @@ static void test_config_validate(void **state)
 
 	assert_int_equal(jail__config_validate(&config, err, sizeof(err)), 0);
 	expect_invalid(NULL);
-	config = good_config(); config.id = NULL; expect_invalid(&config);
-	config = good_config(); config.id = ""; expect_invalid(&config);
-	config = good_config(); config.id = "../etc"; expect_invalid(&config);
-	config = good_config(); config.id = "a/b"; expect_invalid(&config);
-	config = good_config(); config.id = "-rf"; expect_invalid(&config);
+	config = good_config();
+	config.id = NULL;
+	expect_invalid(&config);
+	config = good_config();
+	config.id = "";
+	expect_invalid(&config);
+	config = good_config();
+	config.id = "../etc";
+	expect_invalid(&config);
+	config = good_config();
+	config.id = "a/b";
+	expect_invalid(&config);
+	config = good_config();
+	config.id = "-rf";
+	expect_invalid(&config);
 	config = good_config();
 	config.id = "a1234567890123456789012345678901234567890123456789012345678901234";
 	expect_invalid(&config);
 	/* Overlay option separators in paths would inject mount options. */
-	config = good_config(); config.rootfs = "/a,upperdir=/etc"; expect_invalid(&config);
-	config = good_config(); config.rootfs = "/a:/b"; expect_invalid(&config);
-	config = good_config(); config.rootfs = "relative"; expect_invalid(&config);
-	config = good_config(); config.state_dir = "/x,y"; expect_invalid(&config);
-	config = good_config(); config.netns_path = NULL; expect_invalid(&config);
-	config = good_config(); config.cgroup_parent = "a/b"; expect_invalid(&config);
-	config = good_config(); config.memory_max_bytes = 0; expect_invalid(&config);
-	config = good_config(); config.pids_max = 0; expect_invalid(&config);
-	config = good_config(); config.cpu_millicores = 2000000; expect_invalid(&config);
-	config = good_config(); config.argv = NULL; expect_invalid(&config);
-	config = good_config(); config.argv = relative_argv; expect_invalid(&config);
-	config = good_config(); config.argv = empty_argv; expect_invalid(&config);
+	config = good_config();
+	config.rootfs = "/a,upperdir=/etc";
+	expect_invalid(&config);
+	config = good_config();
+	config.rootfs = "/a:/b";
+	expect_invalid(&config);
+	config = good_config();
+	config.rootfs = "relative";
+	expect_invalid(&config);
+	config = good_config();
+	config.state_dir = "/x,y";
+	expect_invalid(&config);
+	config = good_config();
+	config.netns_path = NULL;
+	expect_invalid(&config);
+	config = good_config();
+	config.cgroup_parent = "a/b";
+	expect_invalid(&config);
+	config = good_config();
+	config.memory_max_bytes = 0;
+	expect_invalid(&config);
+	config = good_config();
+	config.pids_max = 0;
+	expect_invalid(&config);
+	config = good_config();
+	config.cpu_millicores = 2000000;
+	expect_invalid(&config);
+	config = good_config();
+	config.argv = NULL;
+	expect_invalid(&config);
+	config = good_config();
+	config.argv = relative_argv;
+	expect_invalid(&config);
+	config = good_config();
+	config.argv = empty_argv;
+	expect_invalid(&config);
 	for (int i = 0; i < JAIL_ARGV_MAX; i++)
 		long_argv[i] = "/bin/true";
 	long_argv[JAIL_ARGV_MAX] = NULL;
-	config = good_config(); config.argv = long_argv; expect_invalid(&config);
+	config = good_config();
+	config.argv = long_argv;
+	expect_invalid(&config);
 }
 
 static void test_agent_argv(void **state)
@@ -171,7 +207,8 @@ static void test_seccomp_filter_behaviour(void **state)
 		if (syscall(SYS_keyctl, 0, 0, 0, 0, 0) == 0 || errno != EPERM)
 			_exit(22);
 		if (syscall(SYS_clone, (unsigned long)CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL,
-			    0) >= 0 || errno != EPERM)
+			    0) >= 0 ||
+		    errno != EPERM)
 			_exit(23);
 		/* Allowed: unshare without namespace flags, fork, getpid. */
 		if (unshare(CLONE_FILES) != 0)
@@ -260,22 +297,22 @@ static void test_runtime_probe(void **state)
 	write_file(cpuinfo_plain, "processor\t: 0\nflags\t\t: fpu vme sse2 vmxnet\n");
 	write_file(pvm, "");
 
-	paths = (struct runtime_probe_paths){ kvm, cpuinfo_virt, absent };
+	paths = (struct runtime_probe_paths){kvm, cpuinfo_virt, absent};
 	runtime__probe(&paths, &result);
 	assert_int_equal(result.choice, RUNTIME_PROBE_VM);
 	assert_true(result.have_dev_kvm && result.have_vmx_or_svm && !result.kvm_is_pvm);
 
-	paths = (struct runtime_probe_paths){ kvm, cpuinfo_virt, pvm };
+	paths = (struct runtime_probe_paths){kvm, cpuinfo_virt, pvm};
 	runtime__probe(&paths, &result);
 	assert_int_equal(result.choice, RUNTIME_PROBE_JAIL);
 	assert_non_null(strstr(result.reason, "kvm_pvm"));
 
-	paths = (struct runtime_probe_paths){ kvm, cpuinfo_plain, absent };
+	paths = (struct runtime_probe_paths){kvm, cpuinfo_plain, absent};
 	runtime__probe(&paths, &result);
 	assert_int_equal(result.choice, RUNTIME_PROBE_JAIL);
 	assert_non_null(strstr(result.reason, "vmx/svm"));
 
-	paths = (struct runtime_probe_paths){ absent, cpuinfo_virt, absent };
+	paths = (struct runtime_probe_paths){absent, cpuinfo_virt, absent};
 	runtime__probe(&paths, &result);
 	assert_int_equal(result.choice, RUNTIME_PROBE_JAIL);
 	assert_false(result.have_dev_kvm);
@@ -315,7 +352,7 @@ static void write_fake(const char *dir, const char *file, const char *text)
 static void test_cgroup_freeze_files(void **state)
 {
 	char dir[] = "/tmp/warren-freeze-XXXXXX", path[PATH_MAX], value[8] = "";
-	struct jail_cgroup cgroup = { .layout = JAIL_CGROUP_HYBRID };
+	struct jail_cgroup cgroup = {.layout = JAIL_CGROUP_HYBRID};
 	bool frozen = false;
 	FILE *f;
 	(void)state;
@@ -357,13 +394,13 @@ static void test_cgroup_freeze_files(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_config_validate),
-		cmocka_unit_test(test_agent_argv),
-		cmocka_unit_test(test_policy_tables),
-		cmocka_unit_test(test_seccomp_filter_behaviour),
-		cmocka_unit_test(test_runtime_probe),
-		cmocka_unit_test(test_uid_ranges),
-		cmocka_unit_test(test_cgroup_freeze_files),
+	    cmocka_unit_test(test_config_validate),
+	    cmocka_unit_test(test_agent_argv),
+	    cmocka_unit_test(test_policy_tables),
+	    cmocka_unit_test(test_seccomp_filter_behaviour),
+	    cmocka_unit_test(test_runtime_probe),
+	    cmocka_unit_test(test_uid_ranges),
+	    cmocka_unit_test(test_cgroup_freeze_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

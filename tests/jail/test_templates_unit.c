@@ -27,11 +27,12 @@ static void test_parse_valid(void **state)
 	char err[256] = "";
 	(void)state;
 
-	assert_int_equal(parse("{\"name\":\"minimal\",\"agent_version\":\"0.1.0\",\"content_hash\":\"" HASH
-			       "\",\"built_at\":\"2026-11-26T23:44:03Z\",\"size\":2068842,"
-			       "\"image_size\":35651584,\"extra\":[1]}",
-			       &info, err, sizeof(err)),
-			 0);
+	assert_int_equal(
+	    parse("{\"name\":\"minimal\",\"agent_version\":\"0.1.0\",\"content_hash\":\"" HASH
+		  "\",\"built_at\":\"2026-11-26T23:44:03Z\",\"size\":2068842,"
+		  "\"image_size\":35651584,\"extra\":[1]}",
+		  &info, err, sizeof(err)),
+	    0);
 	assert_string_equal(info.name, "minimal");
 	assert_string_equal(info.agent_version, "0.1.0");
 	assert_string_equal(info.content_hash, HASH);
@@ -41,10 +42,11 @@ static void test_parse_valid(void **state)
 	assert_int_equal(info.cpu_count, 0); /* absent: the worker's defaults */
 	assert_int_equal(info.memory_mb, 0);
 
-	assert_int_equal(parse("{\"name\":\"big\",\"agent_version\":\"0.1.0\",\"content_hash\":\"" HASH
-			       "\",\"built_at\":\"t\",\"size\":1,\"cpu_count\":4,\"memory_mb\":2048}",
-			       &info, err, sizeof(err)),
-			 0);
+	assert_int_equal(
+	    parse("{\"name\":\"big\",\"agent_version\":\"0.1.0\",\"content_hash\":\"" HASH
+		  "\",\"built_at\":\"t\",\"size\":1,\"cpu_count\":4,\"memory_mb\":2048}",
+		  &info, err, sizeof(err)),
+	    0);
 	assert_int_equal(info.cpu_count, 4);
 	assert_int_equal(info.memory_mb, 2048);
 }
@@ -52,30 +54,44 @@ static void test_parse_valid(void **state)
 static void test_parse_rejects(void **state)
 {
 	static const char *const bad[] = {
-		"",
-		"[]",
-		"{",
-		"\"minimal\"",
-		/* missing fields */
-		"{\"name\":\"minimal\"}",
-		/* wrong types */
-		"{\"name\":1,\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1}",
-		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":\"1\"}",
-		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":-1}",
-		/* bad hash: short, upper case */
-		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"abc\",\"built_at\":\"t\",\"size\":1}",
-		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"B7A1A3DA1DB23B07F6FBE2106231E2A1DFBF74A599A880044B9FA4F03CF311AE\",\"built_at\":\"t\",\"size\":1}",
-		/* hostile name */
-		"{\"name\":\"../etc\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1}",
-		/* an over-long agent version */
-		"{\"name\":\"m\",\"agent_version\":\"0123456789012345678901234567890123456789012345678901234567890123456789\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1}",
-		/* resources out of range or of the wrong type */
-		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1,\"cpu_count\":0}",
-		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1,\"cpu_count\":65}",
-		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1,\"memory_mb\":32}",
-		"{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1,\"memory_mb\":\"512\"}",
-		/* duplicate keys */
-		"{\"name\":\"m\",\"name\":\"n\",\"agent_version\":\"x\",\"content_hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1}",
+	    "",
+	    "[]",
+	    "{",
+	    "\"minimal\"",
+	    /* missing fields */
+	    "{\"name\":\"minimal\"}",
+	    /* wrong types */
+	    "{\"name\":1,\"agent_version\":\"x\",\"content_hash\":\"" HASH
+	    "\",\"built_at\":\"t\",\"size\":1}",
+	    "{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH
+	    "\",\"built_at\":\"t\",\"size\":\"1\"}",
+	    "{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH
+	    "\",\"built_at\":\"t\",\"size\":-1}",
+	    /* bad hash: short, upper case */
+	    "{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"abc\",\"built_at\":\"t\","
+	    "\"size\":1}",
+	    "{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":"
+	    "\"B7A1A3DA1DB23B07F6FBE2106231E2A1DFBF74A599A880044B9FA4F03CF311AE\",\"built_at\":"
+	    "\"t\",\"size\":1}",
+	    /* hostile name */
+	    "{\"name\":\"../etc\",\"agent_version\":\"x\",\"content_hash\":\"" HASH
+	    "\",\"built_at\":\"t\",\"size\":1}",
+	    /* an over-long agent version */
+	    "{\"name\":\"m\",\"agent_version\":"
+	    "\"0123456789012345678901234567890123456789012345678901234567890123456789\",\"content_"
+	    "hash\":\"" HASH "\",\"built_at\":\"t\",\"size\":1}",
+	    /* resources out of range or of the wrong type */
+	    "{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH
+	    "\",\"built_at\":\"t\",\"size\":1,\"cpu_count\":0}",
+	    "{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH
+	    "\",\"built_at\":\"t\",\"size\":1,\"cpu_count\":65}",
+	    "{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH
+	    "\",\"built_at\":\"t\",\"size\":1,\"memory_mb\":32}",
+	    "{\"name\":\"m\",\"agent_version\":\"x\",\"content_hash\":\"" HASH
+	    "\",\"built_at\":\"t\",\"size\":1,\"memory_mb\":\"512\"}",
+	    /* duplicate keys */
+	    "{\"name\":\"m\",\"name\":\"n\",\"agent_version\":\"x\",\"content_hash\":\"" HASH
+	    "\",\"built_at\":\"t\",\"size\":1}",
 	};
 	struct template_info info;
 	char err[256];
@@ -87,8 +103,9 @@ static void test_parse_rejects(void **state)
 		assert_true(err[0] != 0);
 	}
 	/* Not NUL-terminated input: the length bounds the read. */
-	assert_int_equal(templates__parse_metadata("{\"name\":\"m\"}XXXX", 12, &info, err, sizeof(err)),
-			 -EINVAL);
+	assert_int_equal(
+	    templates__parse_metadata("{\"name\":\"m\"}XXXX", 12, &info, err, sizeof(err)),
+	    -EINVAL);
 }
 
 static void test_names(void **state)
@@ -104,7 +121,7 @@ static void test_names(void **state)
 	assert_false(templates__name_valid("a/b"));
 	assert_false(templates__name_valid("Upper"));
 	assert_false(templates__name_valid(
-		"a123456789012345678901234567890123456789012345678901234567890123"));
+	    "a123456789012345678901234567890123456789012345678901234567890123"));
 }
 
 /* templates__read and templates__list over a fake installed tree. */
@@ -151,10 +168,10 @@ static void test_read_and_list(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_valid),
-		cmocka_unit_test(test_parse_rejects),
-		cmocka_unit_test(test_names),
-		cmocka_unit_test(test_read_and_list),
+	    cmocka_unit_test(test_parse_valid),
+	    cmocka_unit_test(test_parse_rejects),
+	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_read_and_list),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,10 +14,10 @@
 #include "warren/ids.h"
 #include "warren/kafka.h"
 
-static const char *const all_types[] = {"create",	   "kill",	 "set_timeout", "update_network",
-				       "pause",	   "resume",	 "snapshot",	"created",
-				       "failed",	   "killed",	 "timed_out",	"paused",
-				       "resumed",	   "network_updated", "snapshotted"};
+static const char *const all_types[] = {
+    "create",	 "kill",     "set_timeout", "update_network",  "pause",
+    "resume",	 "snapshot", "created",	    "failed",	       "killed",
+    "timed_out", "paused",   "resumed",	    "network_updated", "snapshotted"};
 #define TYPE_COUNT (sizeof(all_types) / sizeof(all_types[0]))
 
 static char reason[KAFKA_EVENT_REASON_MAX];
@@ -66,10 +66,10 @@ static void test_command_round_trip(void **state)
 {
 	struct kafka_event ev, back;
 	char sandbox_id[IDS_SANDBOX_ID_LEN + 1];
-	json_t *spec = json_pack("{s:s, s:i, s:b, s:{s:s}, s:{s:[s], s:[s]}}", "template_id",
-				 "base", "timeout_s", 300, "secure", 1, "env_vars", "LANG",
-				 "C.UTF-8", "network", "allow_out", "example.com", "deny_out",
-				 "0.0.0.0/0");
+	json_t *spec =
+	    json_pack("{s:s, s:i, s:b, s:{s:s}, s:{s:[s], s:[s]}}", "template_id", "base",
+		      "timeout_s", 300, "secure", 1, "env_vars", "LANG", "C.UTF-8", "network",
+		      "allow_out", "example.com", "deny_out", "0.0.0.0/0");
 	char *text;
 
 	(void)state;
@@ -107,12 +107,12 @@ static void test_result_round_trip(void **state)
 						   "iabcdefghij0123456789", NULL, reason,
 						   sizeof(reason)),
 			 KAFKA_EVENT_OK);
-	assert_int_equal(kafka_event__init_result(
-				 &result, KAFKA_EVENT_FAILED, &command, "worker-1",
-				 json_pack("{s:s, s:i, s:s}", "command", "kill", "code", 404,
-					   "message", "no such sandbox"),
-				 reason, sizeof(reason)),
-			 KAFKA_EVENT_OK);
+	assert_int_equal(
+	    kafka_event__init_result(&result, KAFKA_EVENT_FAILED, &command, "worker-1",
+				     json_pack("{s:s, s:i, s:s}", "command", "kill", "code", 404,
+					       "message", "no such sandbox"),
+				     reason, sizeof(reason)),
+	    KAFKA_EVENT_OK);
 	text = kafka_event__encode(&result, NULL, reason, sizeof(reason));
 	assert_non_null(text);
 	assert_int_equal(kafka_event__decode(text, strlen(text), &back, reason, sizeof(reason)),
@@ -129,16 +129,14 @@ static void test_result_round_trip(void **state)
 	kafka_event__clear(&command);
 
 	/* A result's own fields are validated as well. */
-	assert_int_equal(kafka_event__init_command(&command, KAFKA_EVENT_CREATE, "team-1",
-						   "iabcdefghij0123456789",
-						   json_pack("{s:s, s:i}", "template_id", "base",
-							     "timeout_s", 5),
-						   reason, sizeof(reason)),
+	assert_int_equal(kafka_event__init_command(
+			     &command, KAFKA_EVENT_CREATE, "team-1", "iabcdefghij0123456789",
+			     json_pack("{s:s, s:i}", "template_id", "base", "timeout_s", 5), reason,
+			     sizeof(reason)),
 			 KAFKA_EVENT_OK);
-	assert_int_equal(kafka_event__init_result(&result, KAFKA_EVENT_CREATED, &command,
-						  "worker-1",
-						  json_pack("{s:s}", "template_id", "base"), reason,
-						  sizeof(reason)),
+	assert_int_equal(kafka_event__init_result(
+			     &result, KAFKA_EVENT_CREATED, &command, "worker-1",
+			     json_pack("{s:s}", "template_id", "base"), reason, sizeof(reason)),
 			 KAFKA_EVENT_ERR_MISSING_FIELD);
 	assert_non_null(strstr(reason, "result.envd_version"));
 	assert_int_equal(kafka_event__init_result(&result, KAFKA_EVENT_CREATED, &command,
@@ -209,7 +207,8 @@ static void test_rejection_reasons(void **state)
 	root = valid_create();
 	json_object_set_new(root, "request_id", json_string("not-a-uuid"));
 	assert_int_equal(decode_json(root), KAFKA_EVENT_ERR_BAD_VALUE);
-	json_object_set_new(root, "request_id", json_string("6f1c2b9e-3d4a-4c5b-9e8f-0a1b2c3d4e5f"));
+	json_object_set_new(root, "request_id",
+			    json_string("6f1c2b9e-3d4a-4c5b-9e8f-0a1b2c3d4e5f"));
 	json_object_set_new(root, "sandbox_id", json_string("../../etc"));
 	assert_int_equal(decode_json(root), KAFKA_EVENT_ERR_BAD_VALUE);
 	json_object_set_new(root, "sandbox_id", json_string("iabcdefghij0123456789"));
@@ -250,30 +249,30 @@ static void test_encode_refuses_invalid(void **state)
 	enum kafka_event_error error;
 
 	(void)state;
-	assert_int_equal(kafka_event__init_command(&ev, KAFKA_EVENT_SET_TIMEOUT, "team-1",
-						   "not-a-sandbox", json_pack("{s:i}", "timeout_s", 10),
-						   reason, sizeof(reason)),
-			 KAFKA_EVENT_ERR_BAD_VALUE);
+	assert_int_equal(
+	    kafka_event__init_command(&ev, KAFKA_EVENT_SET_TIMEOUT, "team-1", "not-a-sandbox",
+				      json_pack("{s:i}", "timeout_s", 10), reason, sizeof(reason)),
+	    KAFKA_EVENT_ERR_BAD_VALUE);
 	assert_null(ev.spec);
 	assert_int_equal(kafka_event__init_command(&ev, KAFKA_EVENT_CREATED, "team-1",
 						   "iabcdefghij0123456789", NULL, reason,
 						   sizeof(reason)),
 			 KAFKA_EVENT_ERR_UNKNOWN_TYPE);
-	assert_int_equal(kafka_event__init_command(&ev, KAFKA_EVENT_SET_TIMEOUT, "team-1",
-						   "iabcdefghij0123456789",
-						   json_pack("{s:i}", "timeout_s", 10), reason,
-						   sizeof(reason)),
+	assert_int_equal(kafka_event__init_command(
+			     &ev, KAFKA_EVENT_SET_TIMEOUT, "team-1", "iabcdefghij0123456789",
+			     json_pack("{s:i}", "timeout_s", 10), reason, sizeof(reason)),
 			 KAFKA_EVENT_OK);
 	ev.version = 7;
 	assert_null(kafka_event__encode(&ev, &error, reason, sizeof(reason)));
 	assert_int_equal(error, KAFKA_EVENT_ERR_UNKNOWN_VERSION);
 	kafka_event__clear(&ev);
 	/* Too-long identifiers are refused, not truncated. */
-	assert_int_equal(kafka_event__init_command(
-				 &ev, KAFKA_EVENT_KILL,
-				 "team-0123456789012345678901234567890123456789012345678901234567890123456789",
-				 "iabcdefghij0123456789", NULL, reason, sizeof(reason)),
-			 KAFKA_EVENT_ERR_BAD_VALUE);
+	assert_int_equal(
+	    kafka_event__init_command(
+		&ev, KAFKA_EVENT_KILL,
+		"team-0123456789012345678901234567890123456789012345678901234567890123456789",
+		"iabcdefghij0123456789", NULL, reason, sizeof(reason)),
+	    KAFKA_EVENT_ERR_BAD_VALUE);
 }
 
 static json_t *wrong_value_for(const json_t *property)
@@ -317,21 +316,23 @@ static void test_schema_files_agree(void **state)
 		if (!schema)
 			fail_msg("%s: %s", path, error.text);
 		assert_int_equal(kafka_event__type_from_name(all_types[t]), (int)t + 1);
-		assert_string_equal(kafka_event__type_name(kafka_event__type_from_name(all_types[t])),
-				    all_types[t]);
+		assert_string_equal(
+		    kafka_event__type_name(kafka_event__type_from_name(all_types[t])),
+		    all_types[t]);
 		example = json_array_get(json_object_get(schema, "examples"), 0);
 		assert_non_null(example);
 		if (decode_json(example) != KAFKA_EVENT_OK)
 			fail_msg("%s: example refused: %s", path, reason);
 		body_name = kafka_event__is_command(kafka_event__type_from_name(all_types[t]))
-				    ? "spec"
-				    : "result";
+				? "spec"
+				: "result";
 		json_array_foreach(json_object_get(schema, "required"), i, value)
 		{
 			json_t *copy = json_deep_copy(example);
 			json_object_del(copy, json_string_value(value));
 			if (decode_json(copy) != KAFKA_EVENT_ERR_MISSING_FIELD)
-				fail_msg("%s: dropping %s not refused", path, json_string_value(value));
+				fail_msg("%s: dropping %s not refused", path,
+					 json_string_value(value));
 			json_decref(copy);
 			checked_required++;
 		}
@@ -396,12 +397,12 @@ static void test_topic_names(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_command_round_trip),
-		cmocka_unit_test(test_result_round_trip),
-		cmocka_unit_test(test_rejection_reasons),
-		cmocka_unit_test(test_encode_refuses_invalid),
-		cmocka_unit_test(test_schema_files_agree),
-		cmocka_unit_test(test_topic_names),
+	    cmocka_unit_test(test_command_round_trip),
+	    cmocka_unit_test(test_result_round_trip),
+	    cmocka_unit_test(test_rejection_reasons),
+	    cmocka_unit_test(test_encode_refuses_invalid),
+	    cmocka_unit_test(test_schema_files_agree),
+	    cmocka_unit_test(test_topic_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

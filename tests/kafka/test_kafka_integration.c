@@ -104,11 +104,11 @@ static struct kafka_consumer *member(const char *group, const char *topic,
 				     kafka_rebalance_fn on_assign, void *opaque)
 {
 	struct kafka_consumer_config config = {
-		.brokers = brokers,
-		.group_id = group,
-		.session_timeout_ms = SESSION_TIMEOUT_MS,
-		.on_assign = on_assign,
-		.opaque = opaque,
+	    .brokers = brokers,
+	    .group_id = group,
+	    .session_timeout_ms = SESSION_TIMEOUT_MS,
+	    .on_assign = on_assign,
+	    .opaque = opaque,
 	};
 	char err[256];
 	struct kafka_consumer *consumer = kafka_consumer__new(&config, err, sizeof(err));
@@ -127,10 +127,10 @@ static void make_create_event(struct kafka_event *ev)
 	char sandbox_id[IDS_SANDBOX_ID_LEN + 1], reason[KAFKA_EVENT_REASON_MAX];
 
 	assert_int_equal(ids__sandbox_id(sandbox_id), 0);
-	if (kafka_event__init_command(ev, KAFKA_EVENT_CREATE, "team-test", sandbox_id,
-				      json_pack("{s:s, s:i}", "template_id", "base", "timeout_s",
-						60),
-				      reason, sizeof(reason)) != KAFKA_EVENT_OK)
+	if (kafka_event__init_command(
+		ev, KAFKA_EVENT_CREATE, "team-test", sandbox_id,
+		json_pack("{s:s, s:i}", "template_id", "base", "timeout_s", 60), reason,
+		sizeof(reason)) != KAFKA_EVENT_OK)
 		fail_msg("event: %s", reason);
 }
 
@@ -175,9 +175,9 @@ static void test_group_of_two_consumes_once(void **state)
 			if (ret == 0)
 				continue;
 			received[i]++;
-			assert_int_equal(kafka_event__decode(msg.payload, msg.len, &got, reason,
-							     sizeof(reason)),
-					 KAFKA_EVENT_OK);
+			assert_int_equal(
+			    kafka_event__decode(msg.payload, msg.len, &got, reason, sizeof(reason)),
+			    KAFKA_EVENT_OK);
 			assert_string_equal(got.request_id, ev.request_id);
 			assert_memory_equal(msg.key, ev.sandbox_id, strlen(ev.sandbox_id));
 			kafka_event__clear(&got);
@@ -240,7 +240,8 @@ static long long query_number(PGconn *pg, const char *sql)
 	PGresult *res = PQexec(pg, sql);
 	long long value = -1;
 
-	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    !PQgetisnull(res, 0, 0))
 		value = atoll(PQgetvalue(res, 0, 0));
 	else
 		fprintf(stderr, "%s: %s", sql, PQerrorMessage(pg));
@@ -378,8 +379,8 @@ static void stream_delivered(const struct kafka_delivery *delivery, void *opaque
 		atomic_fetch_add(&stream_errors, 1);
 }
 
-static void produce_events(struct kafka_producer *producer, PGconn *pg, const char *topic,
-			   int from, int to)
+static void produce_events(struct kafka_producer *producer, PGconn *pg, const char *topic, int from,
+			   int to)
 {
 	uint64_t started = clock__monotonic_ns();
 
@@ -431,9 +432,10 @@ static void stream_create_database(void)
 				     "member int NOT NULL, partition int NOT NULL, "
 				     "applied_at timestamptz NOT NULL DEFAULT clock_timestamp())"),
 			 0);
-	assert_int_equal(exec_ok(pg, "CREATE TABLE deliveries (id bigserial PRIMARY KEY, "
-				     "event_id text NOT NULL, member int NOT NULL, applied bool NOT NULL)"),
-			 0);
+	assert_int_equal(
+	    exec_ok(pg, "CREATE TABLE deliveries (id bigserial PRIMARY KEY, "
+			"event_id text NOT NULL, member int NOT NULL, applied bool NOT NULL)"),
+	    0);
 	assert_int_equal(exec_ok(pg, "CREATE TABLE totals (applications bigint NOT NULL)"), 0);
 	assert_int_equal(exec_ok(pg, "INSERT INTO totals VALUES (0)"), 0);
 	assert_int_equal(exec_ok(pg, "CREATE TABLE expected (event_id text PRIMARY KEY)"), 0);
@@ -491,7 +493,8 @@ static long long stream_kill_when_busy(PGconn *pg, int victim, uint64_t *killed_
 	do {
 		assert_true(clock__monotonic_ms() < deadline);
 		usleep(10000);
-		snprintf(sql, sizeof(sql), "SELECT count(*) FROM applied WHERE member = %d", victim);
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM applied WHERE member = %d",
+			 victim);
 		victim_applied = query_number(pg, sql);
 	} while (victim_applied < 40);
 	assert_int_equal(kill(children[victim], SIGKILL), 0);
@@ -575,8 +578,7 @@ static void test_sigkill_member_mid_stream(void **state)
 		      "%d ms); redeliveries rejected by the idempotent insert: %lld; lost: 0; "
 		      "double-applied: 0\n",
 		      STREAM_EVENTS, STREAM_PARTITIONS, victim_applied, at_kill,
-		      (double)(finished_at - killed_at) / 1000.0, SESSION_TIMEOUT_MS,
-		      redeliveries);
+		      (double)(finished_at - killed_at) / 1000.0, SESSION_TIMEOUT_MS, redeliveries);
 	PQfinish(pg);
 }
 
@@ -607,9 +609,9 @@ static void test_revoke_commits_marked(void **state)
 {
 	const char *topic = new_topic("revoke", 1);
 	struct kafka_consumer_config config = {
-		.brokers = brokers,
-		.session_timeout_ms = SESSION_TIMEOUT_MS,
-		.on_revoke = count_revoke,
+	    .brokers = brokers,
+	    .session_timeout_ms = SESSION_TIMEOUT_MS,
+	    .on_revoke = count_revoke,
 	};
 	struct kafka_producer *producer;
 	struct kafka_consumer *first, *second;
@@ -671,9 +673,10 @@ static void test_bad_events_go_to_dead_letter(void **state)
 	const char *topic = new_topic("bad", 1);
 	const char *dlq_topic = new_topic("dlq", 1);
 	const char *unknown_version =
-		"{\"version\":2,\"type\":\"kill\",\"request_id\":\"6f1c2b9e-3d4a-4c5b-9e8f-0a1b2c3d4e5f\","
-		"\"team_id\":\"t\",\"sandbox_id\":\"iabcdefghij0123456789\",\"spec\":{},"
-		"\"sent_at\":\"2026-11-26T23:59:00Z\"}";
+	    "{\"version\":2,\"type\":\"kill\",\"request_id\":\"6f1c2b9e-3d4a-4c5b-9e8f-"
+	    "0a1b2c3d4e5f\","
+	    "\"team_id\":\"t\",\"sandbox_id\":\"iabcdefghij0123456789\",\"spec\":{},"
+	    "\"sent_at\":\"2026-11-26T23:59:00Z\"}";
 	const char *expected_codes[2] = {"not_json", "unknown_version"};
 	struct kafka_producer *producer;
 	struct kafka_consumer *consumer, *reader;
@@ -698,9 +701,8 @@ static void test_bad_events_go_to_dead_letter(void **state)
 
 	consumer = member(group, topic, NULL, NULL);
 	assert_non_null(consumer);
-	assert_int_equal(kafka_consumer__next_event(consumer, producer, dlq_topic, 30000, &msg,
-						    &ev),
-			 1);
+	assert_int_equal(
+	    kafka_consumer__next_event(consumer, producer, dlq_topic, 30000, &msg, &ev), 1);
 	assert_int_equal(msg.offset, 2);
 	assert_string_equal(ev.request_id, good.request_id);
 	assert_int_equal(kafka_consumer__committed(consumer, topic, 0, 10000, &committed), 0);
@@ -731,17 +733,16 @@ static void test_bad_events_go_to_dead_letter(void **state)
 		assert_string_equal(json_string_value(json_object_get(record, "reason_code")),
 				    expected_codes[i]);
 		assert_true(strlen(json_string_value(json_object_get(record, "reason"))) > 0);
-		assert_string_equal(json_string_value(json_object_get(
-					    json_object_get(record, "source"), "topic")),
-				    topic);
-		assert_int_equal(json_integer_value(json_object_get(
-					 json_object_get(record, "source"), "offset")),
+		assert_string_equal(
+		    json_string_value(json_object_get(json_object_get(record, "source"), "topic")),
+		    topic);
+		assert_int_equal(json_integer_value(
+				     json_object_get(json_object_get(record, "source"), "offset")),
 				 i);
 		assert_string_equal(json_string_value(json_object_get(record, "payload")),
 				    i == 0 ? "{\"version\":1," : unknown_version);
-		assert_int_equal(kafka_message__header(&msg, KAFKA_DLQ_HEADER_REASON_CODE, &value,
-						       &len),
-				 0);
+		assert_int_equal(
+		    kafka_message__header(&msg, KAFKA_DLQ_HEADER_REASON_CODE, &value, &len), 0);
 		assert_int_equal(len, strlen(expected_codes[i]));
 		assert_memory_equal(value, expected_codes[i], len);
 		print_message("dead letter %d: %s\n", i,
@@ -757,10 +758,10 @@ static void test_bad_events_go_to_dead_letter(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_group_of_two_consumes_once, teardown),
-		cmocka_unit_test_teardown(test_sigkill_member_mid_stream, teardown),
-		cmocka_unit_test_teardown(test_bad_events_go_to_dead_letter, teardown),
-		cmocka_unit_test_teardown(test_revoke_commits_marked, teardown),
+	    cmocka_unit_test_teardown(test_group_of_two_consumes_once, teardown),
+	    cmocka_unit_test_teardown(test_sigkill_member_mid_stream, teardown),
+	    cmocka_unit_test_teardown(test_bad_events_go_to_dead_letter, teardown),
+	    cmocka_unit_test_teardown(test_revoke_commits_marked, teardown),
 	};
 	unsigned char random[4];
 

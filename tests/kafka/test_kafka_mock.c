@@ -52,13 +52,12 @@ static int mock_teardown(void **state)
 	return 0;
 }
 
-static struct kafka_consumer *consumer_for(struct mock *mock, const char *group,
-					   const char *topic)
+static struct kafka_consumer *consumer_for(struct mock *mock, const char *group, const char *topic)
 {
 	struct kafka_consumer_config config = {
-		.brokers = mock->brokers,
-		.group_id = group,
-		.session_timeout_ms = 6000,
+	    .brokers = mock->brokers,
+	    .group_id = group,
+	    .session_timeout_ms = 6000,
 	};
 	char err[256];
 	struct kafka_consumer *consumer = kafka_consumer__new(&config, err, sizeof(err));
@@ -153,8 +152,8 @@ static void test_consume_and_commit(void **state)
 	assert_int_equal(kafka_producer__produce_sync(producer, "t.commit", "key-1", 5, "first", 5,
 						      &header, 1, 10000, NULL),
 			 0);
-	assert_int_equal(kafka_producer__produce_sync(producer, "t.commit", "key-1", 5, "second",
-						      6, NULL, 0, 10000, NULL),
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.commit", "key-1", 5, "second", 6,
+						      NULL, 0, 10000, NULL),
 			 0);
 	consumer = consumer_for(mock, "g.commit", "t.commit");
 	assert_int_equal(poll_one(consumer, 20000, &msg), 1);
@@ -206,8 +205,7 @@ static void test_dead_letter_path(void **state)
 	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	assert_int_equal(kafka_event__init_command(&good, KAFKA_EVENT_KILL, "team-1",
-						   "iabcdefghij0123456789", NULL, err,
-						   sizeof(err)),
+						   "iabcdefghij0123456789", NULL, err, sizeof(err)),
 			 KAFKA_EVENT_OK);
 	assert_int_equal(kafka_producer__produce_sync(producer, "t.events", "k", 1, "\x01\xffjunk",
 						      6, NULL, 0, 10000, NULL),
@@ -215,7 +213,8 @@ static void test_dead_letter_path(void **state)
 	assert_int_equal(kafka_producer__produce_sync(producer, "t.events", "k", 1, bad_version,
 						      strlen(bad_version), NULL, 0, 10000, NULL),
 			 0);
-	assert_int_equal(kafka_producer__produce_event(producer, "t.events", &good, 10000, NULL), 0);
+	assert_int_equal(kafka_producer__produce_event(producer, "t.events", &good, 10000, NULL),
+			 0);
 
 	consumer = consumer_for(mock, "g.events", "t.events");
 	assert_int_equal(kafka_consumer__next_event(consumer, producer, "t.dlq", 20000, &msg, &ev),
@@ -240,22 +239,22 @@ static void test_dead_letter_path(void **state)
 		assert_int_equal(poll_one(dlq_reader, 20000, &msg), 1);
 		record = json_loadb(msg.payload, msg.len, 0, &json_error);
 		assert_non_null(record);
-		assert_string_equal(json_string_value(json_object_get(record, "type")), "dead_letter");
-		assert_int_equal(json_integer_value(json_object_get(
-					 json_object_get(record, "source"), "offset")),
+		assert_string_equal(json_string_value(json_object_get(record, "type")),
+				    "dead_letter");
+		assert_int_equal(json_integer_value(
+				     json_object_get(json_object_get(record, "source"), "offset")),
 				 i);
-		assert_string_equal(json_string_value(json_object_get(
-					    json_object_get(record, "source"), "topic")),
-				    "t.events");
-		assert_int_equal(kafka_message__header(&msg, KAFKA_DLQ_HEADER_REASON_CODE, &value,
-						       &len),
-				 0);
+		assert_string_equal(
+		    json_string_value(json_object_get(json_object_get(record, "source"), "topic")),
+		    "t.events");
+		assert_int_equal(
+		    kafka_message__header(&msg, KAFKA_DLQ_HEADER_REASON_CODE, &value, &len), 0);
 		if (i == 0) {
 			/* not UTF-8: kept as base64 */
 			assert_memory_equal(value, "not_json", len);
-			assert_string_equal(json_string_value(json_object_get(record,
-									      "payload_base64")),
-					    "Af9qdW5r");
+			assert_string_equal(
+			    json_string_value(json_object_get(record, "payload_base64")),
+			    "Af9qdW5r");
 		} else {
 			assert_memory_equal(value, "unknown_version", len);
 			assert_string_equal(json_string_value(json_object_get(record, "payload")),
@@ -263,9 +262,8 @@ static void test_dead_letter_path(void **state)
 			assert_non_null(strstr(json_string_value(json_object_get(record, "reason")),
 					       "version 9"));
 		}
-		assert_int_equal(kafka_message__header(&msg, KAFKA_DLQ_HEADER_SOURCE_OFFSET, &value,
-						       &len),
-				 0);
+		assert_int_equal(
+		    kafka_message__header(&msg, KAFKA_DLQ_HEADER_SOURCE_OFFSET, &value, &len), 0);
 		text = strndup(value, len);
 		assert_int_equal(atoi(text), i);
 		free(text);
@@ -295,9 +293,9 @@ static void test_pause_resume(void **state)
 	assert_int_equal(kafka_consumer__assignment_count(consumer), 2);
 	assert_int_equal(kafka_consumer__pause(consumer), 0);
 	assert_true(kafka_consumer__is_paused(consumer));
-	assert_int_equal(kafka_producer__produce_sync(producer, "t.pause", "a", 1, "x", 1, NULL, 0,
-						      10000, NULL),
-			 0);
+	assert_int_equal(
+	    kafka_producer__produce_sync(producer, "t.pause", "a", 1, "x", 1, NULL, 0, 10000, NULL),
+	    0);
 	/* Paused: polling keeps the membership but fetches nothing. */
 	assert_int_equal(poll_one(consumer, 1500, &msg), 0);
 	assert_int_equal(kafka_consumer__resume(consumer), 0);
@@ -355,8 +353,7 @@ static void test_dead_letter_write_failure(void **state)
 	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	assert_int_equal(kafka_event__init_command(&good, KAFKA_EVENT_PAUSE, "team-1",
-						   "iabcdefghij0123456789", NULL, err,
-						   sizeof(err)),
+						   "iabcdefghij0123456789", NULL, err, sizeof(err)),
 			 KAFKA_EVENT_OK);
 	assert_int_equal(kafka_producer__produce_sync(producer, "t.dlqfail", "k", 1, "nope", 4,
 						      NULL, 0, 10000, NULL),
@@ -368,14 +365,13 @@ static void test_dead_letter_write_failure(void **state)
 	/* The next Produce request (ApiKey 0), the DLQ write, fails for good. */
 	rd_kafka_mock_push_request_errors(mock->cluster, 0, 1,
 					  RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
-	assert_int_equal(kafka_consumer__next_event(consumer, producer, "t.dlqfail.dlq", 20000,
-						    &msg, &ev),
-			 -EIO);
+	assert_int_equal(
+	    kafka_consumer__next_event(consumer, producer, "t.dlqfail.dlq", 20000, &msg, &ev),
+	    -EIO);
 	assert_int_equal(kafka_consumer__committed(consumer, "t.dlqfail", 0, 5000, &committed), 0);
 	assert_true(committed < 0);
-	assert_int_equal(kafka_consumer__next_event(consumer, producer, "t.dlqfail.dlq", 20000,
-						    &msg, &ev),
-			 1);
+	assert_int_equal(
+	    kafka_consumer__next_event(consumer, producer, "t.dlqfail.dlq", 20000, &msg, &ev), 1);
 	assert_int_equal(msg.offset, 1);
 	assert_string_equal(ev.request_id, good.request_id);
 	assert_int_equal(kafka_consumer__committed(consumer, "t.dlqfail", 0, 5000, &committed), 0);
@@ -437,17 +433,16 @@ static void test_dead_letter_of_escaping_payload(void **state)
 	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	assert_int_equal(kafka_event__init_command(&good, KAFKA_EVENT_RESUME, "team-1",
-						   "iabcdefghij0123456789", NULL, err,
-						   sizeof(err)),
+						   "iabcdefghij0123456789", NULL, err, sizeof(err)),
 			 KAFKA_EVENT_OK);
 	assert_int_equal(kafka_producer__produce_sync(producer, "t.escape", "k", 1, payload, len,
 						      NULL, 0, 10000, NULL),
 			 0);
-	assert_int_equal(kafka_producer__produce_event(producer, "t.escape", &good, 10000, NULL), 0);
+	assert_int_equal(kafka_producer__produce_event(producer, "t.escape", &good, 10000, NULL),
+			 0);
 	consumer = consumer_for(mock, "g.escape", "t.escape");
-	assert_int_equal(kafka_consumer__next_event(consumer, producer, "t.escape.dlq", 20000,
-						    &msg, &ev),
-			 1);
+	assert_int_equal(
+	    kafka_consumer__next_event(consumer, producer, "t.escape.dlq", 20000, &msg, &ev), 1);
 	assert_string_equal(ev.request_id, good.request_id);
 	kafka_message__release(&msg);
 	kafka_event__clear(&ev);
@@ -471,14 +466,14 @@ static void test_dead_letter_of_escaping_payload(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_produce_delivery_reports),
-		cmocka_unit_test(test_consume_and_commit),
-		cmocka_unit_test(test_dead_letter_path),
-		cmocka_unit_test(test_pause_resume),
-		cmocka_unit_test(test_produce_sync_deadline),
-		cmocka_unit_test(test_dead_letter_write_failure),
-		cmocka_unit_test(test_pause_covers_later_assignment),
-		cmocka_unit_test(test_dead_letter_of_escaping_payload),
+	    cmocka_unit_test(test_produce_delivery_reports),
+	    cmocka_unit_test(test_consume_and_commit),
+	    cmocka_unit_test(test_dead_letter_path),
+	    cmocka_unit_test(test_pause_resume),
+	    cmocka_unit_test(test_produce_sync_deadline),
+	    cmocka_unit_test(test_dead_letter_write_failure),
+	    cmocka_unit_test(test_pause_covers_later_assignment),
+	    cmocka_unit_test(test_dead_letter_of_escaping_payload),
 	};
 
 	setenv("WARREN_LOG_LEVEL", "warn", 0);

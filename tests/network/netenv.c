@@ -19,7 +19,8 @@ struct netenv netenv;
 static bool netenv_created;
 static int original_netns_fd = -1;
 
-static int vrun(char *out, size_t size, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+static int vrun(char *out, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 static int vrun(char *out, size_t size, const char *fmt, va_list ap)
 {
 	char *command = NULL;
@@ -110,7 +111,7 @@ static bool have(const char *tool)
 
 int netenv__up(unsigned precreate)
 {
-	const char *tools[] = { "ip", "dnsmasq", "python3", "curl", "openssl", "conntrack" };
+	const char *tools[] = {"ip", "dnsmasq", "python3", "curl", "openssl", "conntrack"};
 	int host_fd;
 
 	if (geteuid() != 0) {
@@ -200,7 +201,7 @@ static int connect_inside(void *arg)
 	if (fd < 0)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&op->to, sizeof(op->to)) != 0) {
-		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		struct pollfd p = {.fd = fd, .events = POLLOUT};
 
 		if (errno != EINPROGRESS) {
 			error = errno;
@@ -221,7 +222,8 @@ static int connect_inside(void *arg)
 
 int netenv__connect_from(const char *netns_path, const char *address, unsigned port)
 {
-	struct connect_op op = { .to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) }, .fd = -1 };
+	struct connect_op op = {.to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)},
+				.fd = -1};
 	int ns = open(netns_path, O_RDONLY | O_CLOEXEC), rc;
 
 	if (ns < 0)

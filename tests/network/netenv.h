@@ -12,8 +12,8 @@
 #include "warren/net.h"
 
 struct netenv {
-	char prefix[16];   /* wn<pid>: every name of this run starts with it */
-	char dir[128];     /* CA, logs */
+	char prefix[16]; /* wn<pid>: every name of this run starts with it */
+	char dir[128];	 /* CA, logs */
 	char host_ns[32];
 	char inet_ns[32];
 	struct net_pool *pool;
@@ -30,7 +30,8 @@ void netenv__down(void);
 /* Runs a shell command; returns its exit status (-1 on failure to run). */
 int netenv__sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Runs a shell command, captures up to size-1 bytes of stdout+stderr. */
-int netenv__capture(char *out, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int netenv__capture(char *out, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Connects from inside the namespace at netns_path to address:port
  * (2 s timeout). Returns the socket or -errno. */
 int netenv__connect_from(const char *netns_path, const char *address, unsigned port);

@@ -69,8 +69,10 @@ static int curl(char *out, size_t size, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
-	rc = netenv__capture(out, size, "ip netns exec %s curl -sS -m 4 --connect-timeout 2 --cacert %s/ca.pem %s 2>&1",
-			     slot.netns_name, netenv.dir, args);
+	rc = netenv__capture(
+	    out, size,
+	    "ip netns exec %s curl -sS -m 4 --connect-timeout 2 --cacert %s/ca.pem %s 2>&1",
+	    slot.netns_name, netenv.dir, args);
 	printf("  [%s] curl %s -> %d %s", slot.netns_name, args, rc, out);
 	if (!strchr(out, '\n'))
 		printf("\n");
@@ -82,7 +84,8 @@ static void expect_http(const char *name, const char *address, const char *serve
 {
 	char out[1024], expect[128];
 
-	assert_int_equal(curl(out, sizeof(out), "--resolve %s:80:%s http://%s/", name, address, name), 0);
+	assert_int_equal(
+	    curl(out, sizeof(out), "--resolve %s:80:%s http://%s/", name, address, name), 0);
 	snprintf(expect, sizeof(expect), "ip=%s host=%s", served_by, name);
 	assert_non_null(strstr(out, expect));
 }
@@ -91,7 +94,8 @@ static void expect_https(const char *name, const char *address, const char *serv
 {
 	char out[1024], expect[160];
 
-	assert_int_equal(curl(out, sizeof(out), "--resolve %s:443:%s https://%s/", name, address, name), 0);
+	assert_int_equal(
+	    curl(out, sizeof(out), "--resolve %s:443:%s https://%s/", name, address, name), 0);
 	snprintf(expect, sizeof(expect), "ip=%s host=%s sni=%s", served_by, name, name);
 	assert_non_null(strstr(out, expect));
 }
@@ -214,7 +218,8 @@ static void test_domain_http_by_host(void **state)
 	expect_http("allowed.test", "192.0.2.10", "192.0.2.10");
 	expect_http("ALLOWED.TEST.", "192.0.2.10", "192.0.2.10"); /* case, trailing dot */
 	/* Another name on the same IP: 403 from the proxy. */
-	assert_int_equal(curl(out, sizeof(out), "--resolve other.test:80:192.0.2.10 http://other.test/"), 0);
+	assert_int_equal(
+	    curl(out, sizeof(out), "--resolve other.test:80:192.0.2.10 http://other.test/"), 0);
 	assert_non_null(strstr(out, "blocked by the network policy"));
 	/* Other ports are judged by CIDR rules only: denied. */
 	expect_refused("192.0.2.10", 9002);
@@ -229,7 +234,8 @@ static void test_domain_https_by_sni(void **state)
 	(void)state;
 	acquire("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
 	expect_https("allowed.test", "192.0.2.10", "192.0.2.10");
-	assert_int_not_equal(curl(out, sizeof(out), "--resolve other.test:443:192.0.2.10 https://other.test/"), 0);
+	assert_int_not_equal(
+	    curl(out, sizeof(out), "--resolve other.test:443:192.0.2.10 https://other.test/"), 0);
 	assert_null(strstr(out, "ip="));
 }
 
@@ -241,11 +247,17 @@ static void test_wildcard_suffix(void **state)
 	acquire("{\"allowOut\":[\"*.example.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
 	expect_https("sub.example.test", "192.0.2.11", "192.0.2.11");
 	expect_http("sub.example.test", "192.0.2.11", "192.0.2.11");
-	assert_int_not_equal(curl(out, sizeof(out), "--resolve example.test:443:192.0.2.11 https://example.test/"), 0);
 	assert_int_not_equal(
-		curl(out, sizeof(out), "--resolve evil-example.test:443:192.0.2.11 https://evil-example.test/"), 0);
-	assert_int_equal(curl(out, sizeof(out), "--resolve evil-example.test:80:192.0.2.11 http://evil-example.test/"),
-			 0);
+	    curl(out, sizeof(out), "--resolve example.test:443:192.0.2.11 https://example.test/"),
+	    0);
+	assert_int_not_equal(
+	    curl(out, sizeof(out),
+		 "--resolve evil-example.test:443:192.0.2.11 https://evil-example.test/"),
+	    0);
+	assert_int_equal(
+	    curl(out, sizeof(out),
+		 "--resolve evil-example.test:80:192.0.2.11 http://evil-example.test/"),
+	    0);
 	assert_non_null(strstr(out, "blocked by the network policy"));
 }
 
@@ -266,9 +278,13 @@ static void test_proxy_refuses_internal_answer(void **state)
 
 	(void)state;
 	acquire("{\"allowOut\":[\"internal.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
-	assert_int_equal(curl(out, sizeof(out), "--resolve internal.test:80:192.0.2.10 http://internal.test/"), 0);
+	assert_int_equal(
+	    curl(out, sizeof(out), "--resolve internal.test:80:192.0.2.10 http://internal.test/"),
+	    0);
 	assert_non_null(strstr(out, "blocked by the network policy"));
-	assert_int_not_equal(curl(out, sizeof(out), "--resolve internal.test:443:192.0.2.10 https://internal.test/"), 0);
+	assert_int_not_equal(
+	    curl(out, sizeof(out), "--resolve internal.test:443:192.0.2.10 https://internal.test/"),
+	    0);
 }
 
 static void test_nameserver_allowed_with_domains(void **state)
@@ -279,19 +295,23 @@ static void test_nameserver_allowed_with_domains(void **state)
 	(void)state;
 	acquire("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
 	/* DNS from inside the slot to the configured nameserver works. */
-	ns = netenv__capture(NULL, 0,
-			     "ip netns exec %s python3 -c \"import socket;s=socket.socket(2,2);s.settimeout(2);"
-			     "s.sendto(b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x07allowed\\x04test"
-			     "\\x00\\x00\\x01\\x00\\x01',('192.0.2.53',53));s.recv(512)\"",
-			     slot.netns_name);
+	ns = netenv__capture(
+	    NULL, 0,
+	    "ip netns exec %s python3 -c \"import socket;s=socket.socket(2,2);s.settimeout(2);"
+	    "s.sendto(b'"
+	    "\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x07allowed\\x04test"
+	    "\\x00\\x00\\x01\\x00\\x01',('192.0.2.53',53));s.recv(512)\"",
+	    slot.netns_name);
 	assert_int_equal(ns, 0);
 	release(state);
 	acquire("{\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
-	ns = netenv__capture(NULL, 0,
-			     "ip netns exec %s python3 -c \"import socket;s=socket.socket(2,2);s.settimeout(1);"
-			     "s.sendto(b'\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x07allowed\\x04test"
-			     "\\x00\\x00\\x01\\x00\\x01',('192.0.2.53',53));s.recv(512)\" 2>/dev/null",
-			     slot.netns_name);
+	ns = netenv__capture(
+	    NULL, 0,
+	    "ip netns exec %s python3 -c \"import socket;s=socket.socket(2,2);s.settimeout(1);"
+	    "s.sendto(b'"
+	    "\\x12\\x34\\x01\\x00\\x00\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x07allowed\\x04test"
+	    "\\x00\\x00\\x01\\x00\\x01',('192.0.2.53',53));s.recv(512)\" 2>/dev/null",
+	    slot.netns_name);
 	assert_int_not_equal(ns, 0);
 	(void)answers;
 }
@@ -329,7 +349,7 @@ static void test_connection_limit(void **state)
 
 static void test_live_replacement(void **state)
 {
-	char reply[64] = { 0 };
+	char reply[64] = {0};
 	ssize_t n;
 	int old;
 
@@ -384,7 +404,6 @@ static void test_counters_bytes(void **state)
 	assert_true(c.bytes_in > 0);
 }
 
-
 /* The vm runtime's path: the guest's traffic enters from tap0 and is
  * FORWARDED (prerouting redirect, forward filter, SNAT to the slot
  * address), and the host reaches the guest at the slot address (DNAT).
@@ -409,23 +428,29 @@ static void test_vm_runtime_forward_path(void **state)
 	slot_index = net_pool__acquire(netenv.pool, NET_RUNTIME_VM, NULL, &slot);
 	assert_true(slot_index >= 0);
 	inet_ntop(AF_INET, &slot.slot_address, slot_address, sizeof(slot_address));
-	rc = netenv__sh("ip netns add %1$s && ip -n %2$s link del tap0 && "
-			"ip -n %2$s link add tap0 type veth peer name eth0 netns %1$s && "
-			"ip -n %2$s addr add 169.254.0.22/30 dev tap0 && ip -n %2$s link set tap0 up && "
-			"ip -n %1$s link set lo up && ip -n %1$s addr add 169.254.0.21/30 dev eth0 && "
-			"ip -n %1$s link set eth0 up && ip -n %1$s route add default via 169.254.0.22",
-			guest, slot.netns_name);
+	rc = netenv__sh(
+	    "ip netns add %1$s && ip -n %2$s link del tap0 && "
+	    "ip -n %2$s link add tap0 type veth peer name eth0 netns %1$s && "
+	    "ip -n %2$s addr add 169.254.0.22/30 dev tap0 && ip -n %2$s link set tap0 up && "
+	    "ip -n %1$s link set lo up && ip -n %1$s addr add 169.254.0.21/30 dev eth0 && "
+	    "ip -n %1$s link set eth0 up && ip -n %1$s route add default via 169.254.0.22",
+	    guest, slot.netns_name);
 	assert_int_equal(rc, 0);
 	/* Default policy: the guest reaches the internet, SNATed. */
 	snprintf(command, sizeof(command), "curl -sS -m 4 http://192.0.2.10/");
 	run_in_guest(guest, command, out, sizeof(out));
 	assert_non_null(strstr(out, "ip=192.0.2.10"));
 	/* Inbound: the host reaches a guest port at the slot address. */
-	netenv__sh("ip netns exec %s python3 -m http.server --bind 169.254.0.21 8000 >/dev/null 2>&1 & "
-		   "for i in $(seq 1 50); do ip netns exec %s sh -c 'exec 3<>/dev/tcp/169.254.0.21/8000' "
-		   "2>/dev/null && break; sleep 0.05; done", guest, guest);
-	assert_int_equal(netenv__capture(out, sizeof(out), "curl -sS -m 4 -o /dev/null -w '%%{http_code}' http://%s:8000/",
-					 slot_address), 0);
+	netenv__sh(
+	    "ip netns exec %s python3 -m http.server --bind 169.254.0.21 8000 >/dev/null 2>&1 & "
+	    "for i in $(seq 1 50); do ip netns exec %s sh -c 'exec 3<>/dev/tcp/169.254.0.21/8000' "
+	    "2>/dev/null && break; sleep 0.05; done",
+	    guest, guest);
+	assert_int_equal(
+	    netenv__capture(out, sizeof(out),
+			    "curl -sS -m 4 -o /dev/null -w '%%{http_code}' http://%s:8000/",
+			    slot_address),
+	    0);
 	assert_string_equal(out, "200");
 	/* Deny ALL: forwarded traffic refused. */
 	spec = json_loads("{\"denyOut\":[\"ALL_TRAFFIC\"]}", 0, NULL);
@@ -433,23 +458,27 @@ static void test_vm_runtime_forward_path(void **state)
 	json_decref(spec);
 	assert_int_equal(net_pool__set_policy(netenv.pool, slot_index, policy), 0);
 	net_policy__free(policy);
-	run_in_guest(guest, "curl -sS -m 4 --connect-timeout 2 http://192.0.2.10/", out, sizeof(out));
+	run_in_guest(guest, "curl -sS -m 4 --connect-timeout 2 http://192.0.2.10/", out,
+		     sizeof(out));
 	assert_null(strstr(out, "ip=192.0.2.10"));
 	assert_true(counters().denied_connections >= 1);
 	/* Domains: prerouting redirects the guest's 443 to the proxy, which
 	 * knows the slot by the SNATed source. */
-	spec = json_loads("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0, NULL);
+	spec =
+	    json_loads("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0, NULL);
 	policy = net_policy__parse(spec, 0, NULL, 0);
 	json_decref(spec);
 	assert_int_equal(net_pool__set_policy(netenv.pool, slot_index, policy), 0);
 	net_policy__free(policy);
 	snprintf(command, sizeof(command),
-		 "curl -sS -m 4 --cacert %s/ca.pem --resolve allowed.test:443:192.0.2.10 https://allowed.test/",
+		 "curl -sS -m 4 --cacert %s/ca.pem --resolve allowed.test:443:192.0.2.10 "
+		 "https://allowed.test/",
 		 netenv.dir);
 	run_in_guest(guest, command, out, sizeof(out));
 	assert_non_null(strstr(out, "ip=192.0.2.10 host=allowed.test sni=allowed.test"));
 	snprintf(command, sizeof(command),
-		 "curl -sS -m 4 --cacert %s/ca.pem --resolve other.test:443:192.0.2.10 https://other.test/",
+		 "curl -sS -m 4 --cacert %s/ca.pem --resolve other.test:443:192.0.2.10 "
+		 "https://other.test/",
 		 netenv.dir);
 	run_in_guest(guest, command, out, sizeof(out));
 	assert_null(strstr(out, "ip="));
@@ -458,8 +487,9 @@ static void test_vm_runtime_forward_path(void **state)
 	/* A guest speaking as another address is dropped at tap0. */
 	replace("{}");
 	netenv__sh("ip -n %s addr add 10.11.0.6/32 dev eth0", guest);
-	run_in_guest(guest, "curl -sS -m 3 --connect-timeout 2 --interface 10.11.0.6 http://192.0.2.10/", out,
-		     sizeof(out));
+	run_in_guest(guest,
+		     "curl -sS -m 3 --connect-timeout 2 --interface 10.11.0.6 http://192.0.2.10/",
+		     out, sizeof(out));
 	assert_null(strstr(out, "ip=192.0.2.10"));
 	run_in_guest(guest, "curl -sS -m 3 http://192.0.2.10/", out, sizeof(out));
 	assert_non_null(strstr(out, "ip=192.0.2.10"));
@@ -467,7 +497,6 @@ static void test_vm_runtime_forward_path(void **state)
 	assert_int_equal(net_pool__destroy_slot(netenv.pool, slot_index), 0);
 	slot_index = -1;
 }
-
 
 /* A slot whose process speaks as another slot's address is dropped by
  * the host's reverse-path check. The slot is destroyed afterwards (its
@@ -478,20 +507,24 @@ static void test_spoofed_slot_source_dropped(void **state)
 
 	(void)state;
 	acquire("{}", 0);
-	assert_int_equal(netenv__sh("ip -n %s addr add 10.11.0.10/32 dev veth0", slot.netns_name), 0);
-	netenv__capture(out, sizeof(out), "ip netns exec %s curl -sS -m 3 --connect-timeout 2 --interface 10.11.0.10 "
-			"http://192.0.2.10/ 2>&1", slot.netns_name);
+	assert_int_equal(netenv__sh("ip -n %s addr add 10.11.0.10/32 dev veth0", slot.netns_name),
+			 0);
+	netenv__capture(out, sizeof(out),
+			"ip netns exec %s curl -sS -m 3 --connect-timeout 2 --interface 10.11.0.10 "
+			"http://192.0.2.10/ 2>&1",
+			slot.netns_name);
 	assert_null(strstr(out, "ip=192.0.2.10"));
 	/* ...dropped by the host's reverse-path rule, not merely lost. */
-	netenv__capture(out, sizeof(out), "nft list chain inet warren_host_%s guard", netenv.prefix);
+	netenv__capture(out, sizeof(out), "nft list chain inet warren_host_%s guard",
+			netenv.prefix);
 	assert_null(strstr(out, "counter packets 0 "));
 	assert_non_null(strstr(out, "counter packets "));
-	netenv__capture(out, sizeof(out), "ip netns exec %s curl -sS -m 3 http://192.0.2.10/ 2>&1", slot.netns_name);
+	netenv__capture(out, sizeof(out), "ip netns exec %s curl -sS -m 3 http://192.0.2.10/ 2>&1",
+			slot.netns_name);
 	assert_non_null(strstr(out, "ip=192.0.2.10"));
 	assert_int_equal(net_pool__destroy_slot(netenv.pool, slot_index), 0);
 	slot_index = -1;
 }
-
 
 /* The largest accepted policy (1,000 entries per list, overlapping and
  * duplicate ones included) compiles, applies, and holds. */
@@ -505,7 +538,8 @@ static void test_largest_policy_applies(void **state)
 	for (int i = 0; i < NET_POLICY_MAX_ENTRIES; i++) {
 		snprintf(entry, sizeof(entry), "11.0.%d.%d", i / 200, i % 200);
 		json_array_append_new(allow, json_string(i == 999 ? "192.0.2.10" : entry));
-		snprintf(entry, sizeof(entry), i % 3 ? "12.%d.%d.0/24" : "12.%d.0.0/16", i / 250, i % 250);
+		snprintf(entry, sizeof(entry), i % 3 ? "12.%d.%d.0/24" : "12.%d.0.0/16", i / 250,
+			 i % 250);
 		json_array_append_new(deny, json_string(i == 999 ? "192.0.2.0/24" : entry));
 	}
 	json_object_set_new(spec, "allowOut", allow);
@@ -517,7 +551,7 @@ static void test_largest_policy_applies(void **state)
 	slot_index = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, policy, &slot);
 	net_policy__free(policy);
 	assert_true(slot_index >= 0);
-	expect_connects("192.0.2.10", 9002);  /* allowed inside a denied /24 */
+	expect_connects("192.0.2.10", 9002); /* allowed inside a denied /24 */
 	expect_refused("192.0.2.11", 9002);
 	expect_connects("198.51.100.10", 9002);
 }
@@ -527,27 +561,27 @@ static void test_largest_policy_applies(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_default_allows_internet),
-		T(test_deny_all_traffic),
-		T(test_deny_all_cidr_form),
-		T(test_deny_one_ip),
-		T(test_allow_beats_deny_ip),
-		T(test_allow_beats_deny_cidr),
-		T(test_internal_ranges_denied),
-		T(test_internal_range_explicitly_allowed),
-		T(test_domain_http_by_host),
-		T(test_domain_https_by_sni),
-		T(test_wildcard_suffix),
-		T(test_proxy_dials_resolved_not_guest_address),
-		T(test_proxy_refuses_internal_answer),
-		T(test_nameserver_allowed_with_domains),
-		T(test_connection_limit),
-		T(test_live_replacement),
-		T(test_allow_internet_access_false),
-		T(test_counters_bytes),
-		T(test_vm_runtime_forward_path),
-		T(test_spoofed_slot_source_dropped),
-		T(test_largest_policy_applies),
+	    T(test_default_allows_internet),
+	    T(test_deny_all_traffic),
+	    T(test_deny_all_cidr_form),
+	    T(test_deny_one_ip),
+	    T(test_allow_beats_deny_ip),
+	    T(test_allow_beats_deny_cidr),
+	    T(test_internal_ranges_denied),
+	    T(test_internal_range_explicitly_allowed),
+	    T(test_domain_http_by_host),
+	    T(test_domain_https_by_sni),
+	    T(test_wildcard_suffix),
+	    T(test_proxy_dials_resolved_not_guest_address),
+	    T(test_proxy_refuses_internal_answer),
+	    T(test_nameserver_allowed_with_domains),
+	    T(test_connection_limit),
+	    T(test_live_replacement),
+	    T(test_allow_internet_access_false),
+	    T(test_counters_bytes),
+	    T(test_vm_runtime_forward_path),
+	    T(test_spoofed_slot_source_dropped),
+	    T(test_largest_policy_applies),
 	};
 	int rc = netenv__up(1);
 

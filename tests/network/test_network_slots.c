@@ -78,7 +78,8 @@ static int host_conntrack_for(struct in_addr address)
 static void test_acquire_release_cycles(void **state)
 {
 	int links_before = host_links(), namespaces_before = namespaces_with_prefix();
-	json_t *spec = json_loads("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0, NULL);
+	json_t *spec =
+	    json_loads("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0, NULL);
 	struct net_policy *domains = net_policy__parse(spec, 0, NULL, 0);
 
 	(void)state;
@@ -87,7 +88,8 @@ static void test_acquire_release_cycles(void **state)
 	for (int i = 0; i < CYCLES; i++) {
 		struct net_slot_info slot;
 		struct net_slot_counters c;
-		int index = net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, i % 2 ? domains : NULL, &slot);
+		int index =
+		    net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, i % 2 ? domains : NULL, &slot);
 		int fd;
 
 		assert_true(index >= 0);
@@ -110,7 +112,8 @@ static void test_acquire_release_cycles(void **state)
 		if (i % 50 == 0 || i == CYCLES - 1) {
 			assert_int_equal(conntrack_count(slot.netns_name), 0);
 			assert_int_equal(host_conntrack_for(slot.slot_address), 0);
-			assert_int_equal(count_lines("ip netns exec %s nft list ruleset", slot.netns_name), 0);
+			assert_int_equal(
+			    count_lines("ip netns exec %s nft list ruleset", slot.netns_name), 0);
 		}
 	}
 	net_policy__free(domains);
@@ -149,7 +152,8 @@ static void test_on_demand_when_pool_empty(void **state)
 	assert_true(ia >= 0 && ib >= 0 && ic >= 0);
 	assert_true(ia != ib && ib != ic && ia != ic);
 	assert_int_not_equal(a.slot_address.s_addr, c.slot_address.s_addr);
-	assert_int_equal(count_lines("ip -n %s -br addr show tap0 | grep -c 169.254.0.22/30", c.netns_name), 1);
+	assert_int_equal(
+	    count_lines("ip -n %s -br addr show tap0 | grep -c 169.254.0.22/30", c.netns_name), 1);
 	{
 		int fd = netenv__connect_from(c.netns_path, "192.0.2.10", 9002);
 
@@ -157,8 +161,10 @@ static void test_on_demand_when_pool_empty(void **state)
 		close(fd);
 	}
 	/* vm runtime: the slot address is DNATed to the guest. */
-	assert_int_equal(count_lines("ip netns exec %s nft list chain inet warren_slot prerouting | grep -c 'dnat ip to 169.254.0.21'",
-				     a.netns_name), 1);
+	assert_int_equal(count_lines("ip netns exec %s nft list chain inet warren_slot prerouting "
+				     "| grep -c 'dnat ip to 169.254.0.21'",
+				     a.netns_name),
+			 1);
 	assert_int_equal(net_pool__release(netenv.pool, ia), 0);
 	assert_int_equal(net_pool__release(netenv.pool, ib), 0);
 	assert_int_equal(net_pool__release(netenv.pool, ic), 0);
@@ -177,11 +183,11 @@ static void test_pool_free_removes_everything(void **state)
 	assert_int_equal(count_lines("nft list tables | grep warren_host || true"), 0);
 }
 
-
 /* Releasing a slot cuts the proxy's connections of its sandbox. */
 static void test_release_cuts_proxied_connections(void **state)
 {
-	json_t *spec = json_loads("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0, NULL);
+	json_t *spec =
+	    json_loads("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0, NULL);
 	struct net_policy *policy = net_policy__parse(spec, 0, NULL, 0);
 	static const char request[] = "GET /hold HTTP/1.1\r\nHost: allowed.test\r\n\r\n";
 	struct net_slot_info slot;
@@ -195,7 +201,8 @@ static void test_release_cuts_proxied_connections(void **state)
 	assert_true(index >= 0);
 	fd = netenv__connect_from(slot.netns_path, "192.0.2.10", 80);
 	assert_true(fd >= 0);
-	assert_int_equal(send(fd, request, sizeof(request) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(request) - 1);
+	assert_int_equal(send(fd, request, sizeof(request) - 1, MSG_NOSIGNAL),
+			 (ssize_t)sizeof(request) - 1);
 	/* Wait until the proxy has allowed and dialed it. */
 	for (int i = 0; i < 100; i++) {
 		assert_int_equal(net_pool__counters(netenv.pool, index, &c), 0);
@@ -276,13 +283,13 @@ static void test_pool_without_uplink_setting(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_acquire_release_cycles),
-		cmocka_unit_test(test_create_destroy_cycles),
-		cmocka_unit_test(test_on_demand_when_pool_empty),
-		cmocka_unit_test(test_release_cuts_proxied_connections),
-		cmocka_unit_test(test_release_spares_other_pools),
-		cmocka_unit_test(test_pool_free_removes_everything),
-		cmocka_unit_test(test_pool_without_uplink_setting),
+	    cmocka_unit_test(test_acquire_release_cycles),
+	    cmocka_unit_test(test_create_destroy_cycles),
+	    cmocka_unit_test(test_on_demand_when_pool_empty),
+	    cmocka_unit_test(test_release_cuts_proxied_connections),
+	    cmocka_unit_test(test_release_spares_other_pools),
+	    cmocka_unit_test(test_pool_free_removes_everything),
+	    cmocka_unit_test(test_pool_without_uplink_setting),
 	};
 	int rc = netenv__up(2);
 

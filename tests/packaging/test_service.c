@@ -24,7 +24,7 @@
 /* A datagram socket bound at name (a path, or "@..." abstract). */
 static int listen_at(const char *name)
 {
-	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	struct sockaddr_un address = {.sun_family = AF_UNIX};
 	size_t len = strlen(name);
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
@@ -150,10 +150,10 @@ static void test_log_for_journal(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_notify_path_socket),
-		cmocka_unit_test(test_notify_abstract_socket),
-		cmocka_unit_test(test_notify_without_manager),
-		cmocka_unit_test(test_log_for_journal),
+	    cmocka_unit_test(test_notify_path_socket),
+	    cmocka_unit_test(test_notify_abstract_socket),
+	    cmocka_unit_test(test_notify_without_manager),
+	    cmocka_unit_test(test_log_for_journal),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

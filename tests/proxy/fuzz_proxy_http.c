@@ -55,7 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct http_chunked one, two;
 		bool done_one = false, done_two = false;
 		size_t split = size ? data[0] % (size + 1) : 0;
-		ssize_t a = (http__chunked_init(&one), http__chunked_feed(&one, buf, size, &done_one));
+		ssize_t a =
+		    (http__chunked_init(&one), http__chunked_feed(&one, buf, size, &done_one));
 		ssize_t b, c = 0;
 
 		http__chunked_init(&two);
@@ -76,8 +77,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (strchr(out, '\r') || strchr(out, '\n') || strchr(out, ' ')))
 			abort();
 		{
-			struct route_error e = { .kind = (enum route_error_kind)(size % 11),
-						 .sandbox_id = text, .message = text, .port = 1 };
+			struct route_error e = {.kind = (enum route_error_kind)(size % 11),
+						.sandbox_id = text,
+						.message = text,
+						.port = 1};
 
 			(void)route__render_error(&e, size & 1, size & 2, out, sizeof(out));
 		}

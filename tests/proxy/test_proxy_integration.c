@@ -30,7 +30,7 @@
 #include "warren/storage.h"
 #include "warren/tokens.h"
 
-#define SEED "proxy-test-seed-0123456789"
+#define SEED   "proxy-test-seed-0123456789"
 #define DOMAIN "warren.test"
 
 static struct test_db db;
@@ -40,12 +40,12 @@ static pid_t backend_pid = -1, proxy_pid = -1, extra_proxy_pid = -1, second_prox
 static int backend_stdin = -1;
 static int backend_port, agent_port, closed_port, proxy_port;
 static char public_id[32], secure_id[32], masked_id[32], killed_id[32], unknown_id[32];
-static char doomed_id[32]; /* running at the start, killed by a test */
+static char doomed_id[32];  /* running at the start, killed by a test */
 static char evicted_id[32]; /* killed by a test, announced by an event */
 static char topic_prefix[64];
 static bool topic_created;
-static const char *kafka_events = "false"; /* the next start_proxy's setting */
-static const char *ops_pg_url;		    /* ... its proxy_ops_pg_url (NULL: pg_url) */
+static const char *kafka_events = "false";	   /* the next start_proxy's setting */
+static const char *ops_pg_url;			   /* ... its proxy_ops_pg_url (NULL: pg_url) */
 static in_addr_t client_address = INADDR_LOOPBACK; /* the clients' source (host order) */
 
 /* ---- processes ---- */
@@ -56,10 +56,9 @@ static char carry[1 << 20];
 static size_t carry_len;
 static int carry_fd = -1;
 
-
 static int free_port(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
 
@@ -75,11 +74,12 @@ static int free_port(void)
 
 static int connect_port(int port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	struct timeval tv = { .tv_sec = 20 };
-	struct sockaddr_in source = { .sin_family = AF_INET,
-				      .sin_addr.s_addr = htonl(client_address) };
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 20};
+	struct sockaddr_in source = {.sin_family = AF_INET,
+				     .sin_addr.s_addr = htonl(client_address)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	/* Another loopback source address is another client IP to the proxy. */
@@ -205,8 +205,8 @@ static bool start_backend(void)
 static bool add_sandbox(const char *team_id, char *id_out, bool allow_public, const char *mask,
 			bool kill_it)
 {
-	struct storage_sandbox_new sandbox = { 0 };
-	struct storage_sandbox_transition t = { 0 };
+	struct storage_sandbox_new sandbox = {0};
+	struct storage_sandbox_transition t = {0};
 	struct storage_sandbox row;
 	struct storage_error err;
 	char request_id[IDS_UUID_LEN + 1];
@@ -253,9 +253,11 @@ static int setup(void **state)
 {
 	struct storage_error err;
 	struct storage_team team;
-	struct storage_template template_row = { .id = "base", .agent_version = "test",
-						 .image_path = "/nonexistent",
-						 .content_hash = "0000000000000000000000000000000000000000000000000000000000000000" };
+	struct storage_template template_row = {
+	    .id = "base",
+	    .agent_version = "test",
+	    .image_path = "/nonexistent",
+	    .content_hash = "0000000000000000000000000000000000000000000000000000000000000000"};
 
 	(void)state;
 	signal(SIGPIPE, SIG_IGN);
@@ -282,7 +284,8 @@ static int setup(void **state)
 	    !add_sandbox(team.id, evicted_id, true, NULL, false))
 		return -1;
 	ids__sandbox_id(unknown_id);
-	snprintf(topic_prefix, sizeof(topic_prefix), "proxytest%d%s.", (int)getpid(), unknown_id + 15);
+	snprintf(topic_prefix, sizeof(topic_prefix), "proxytest%d%s.", (int)getpid(),
+		 unknown_id + 15);
 	if (!start_backend())
 		return -1;
 	closed_port = free_port();
@@ -343,7 +346,6 @@ static bool send_all(int fd, const void *data, size_t len)
 	}
 	return true;
 }
-
 
 /* Makes buf[0..*len) hold at least want bytes. */
 static bool fill(int fd, char *buf, size_t *len, size_t cap, size_t want)
@@ -428,7 +430,7 @@ static bool read_response(int fd, bool head_request, struct response *r)
 
 /* One request on a new connection to port. */
 static struct response request_on(int port, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 static struct response request_on(int port, const char *fmt, ...)
 {
 	char request[16384];
@@ -651,7 +653,8 @@ static void test_traffic_token(void **state)
 	json_t *json;
 
 	(void)state;
-	r = request("GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port, secure_id);
+	r = request("GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
+		    secure_id);
 	assert_int_equal(r.status, 403);
 	json = body_json(&r);
 	assert_json_string(json, "message",
@@ -693,7 +696,8 @@ static void test_agent_port_exempt(void **state)
 	json_t *json;
 
 	(void)state;
-	r = request("GET /echo HTTP/1.1\r\nHost: 49983-%s." DOMAIN "\r\nX-Access-Token: agent-tok\r\n\r\n",
+	r = request("GET /echo HTTP/1.1\r\nHost: 49983-%s." DOMAIN
+		    "\r\nX-Access-Token: agent-tok\r\n\r\n",
 		    secure_id);
 	assert_int_not_equal(r.status, 403);
 	if (agent_port == 49983) {
@@ -761,16 +765,17 @@ static void test_not_found(void **state)
  * (200 ms here) plus one background refresh. */
 static void test_killed_while_cached(void **state)
 {
-	struct storage_sandbox_transition t = { .sandbox_id = doomed_id,
-						.from = STORAGE_SANDBOX_RUNNING,
-						.to = STORAGE_SANDBOX_KILLED,
-						.slot_index = -1 };
+	struct storage_sandbox_transition t = {.sandbox_id = doomed_id,
+					       .from = STORAGE_SANDBOX_RUNNING,
+					       .to = STORAGE_SANDBOX_KILLED,
+					       .slot_index = -1};
 	struct storage_error err;
 	struct response r;
 	int status = 0, tries = 0;
 
 	(void)state;
-	r = request("GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port, doomed_id);
+	r = request("GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
+		    doomed_id);
 	assert_int_equal(r.status, 200);
 	response_free(&r);
 	assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_OK);
@@ -829,8 +834,8 @@ static void test_header_routing(void **state)
 static void test_websocket(void **state)
 {
 	char request[512], buf[256];
-	const unsigned char frame[] = { 0x81, 0x85, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2, 'l' ^ 3,
-					'l' ^ 4, 'o' ^ 1 };
+	const unsigned char frame[] = {0x81,	0x85,	 1,	  2,	   3,	   4,
+				       'h' ^ 1, 'e' ^ 2, 'l' ^ 3, 'l' ^ 4, 'o' ^ 1};
 	size_t len = 0;
 	int fd = connect_port(proxy_port), n;
 	char *end;
@@ -899,7 +904,8 @@ static void test_upload_100mib_streamed(void **state)
 	for (size_t i = 0; i < sizeof(block); i++)
 		block[i] = (char)('a' + i % 26);
 	n = snprintf(head, sizeof(head),
-		     "POST /upload HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\nContent-Length: %zu\r\n\r\n",
+		     "POST /upload HTTP/1.1\r\nHost: %d-%s." DOMAIN
+		     "\r\nContent-Length: %zu\r\n\r\n",
 		     backend_port, public_id, total);
 	assert_true(send_all(fd, head, (size_t)n));
 	while (sent < total) {
@@ -943,13 +949,10 @@ static void test_upload_100mib_streamed(void **state)
 static void test_bad_input(void **state)
 {
 	/* prefix, suffix around the sandbox id */
-	static const char *const hosts[][2] = { { "0-", "." DOMAIN },
-						{ "65536-", "." DOMAIN },
-						{ "99999999-", "." DOMAIN },
-						{ "abc-", "." DOMAIN },
-						{ "8080-", "_x." DOMAIN },
-						{ "8080-a.", "." DOMAIN },
-						{ NULL, NULL } };
+	static const char *const hosts[][2] = {
+	    {"0-", "." DOMAIN},	  {"65536-", "." DOMAIN},  {"99999999-", "." DOMAIN},
+	    {"abc-", "." DOMAIN}, {"8080-", "_x." DOMAIN}, {"8080-a.", "." DOMAIN},
+	    {NULL, NULL}};
 	struct response r;
 
 	(void)state;
@@ -1015,11 +1018,11 @@ static int open_websocket(int port)
  * arrives, then stops at once. */
 static void test_event_invalidation(void **state)
 {
-	struct storage_sandbox_transition t = { .sandbox_id = evicted_id,
-						.from = STORAGE_SANDBOX_RUNNING,
-						.to = STORAGE_SANDBOX_KILLED,
-						.slot_index = -1 };
-	struct kafka_event command = { 0 }, result = { 0 };
+	struct storage_sandbox_transition t = {.sandbox_id = evicted_id,
+					       .from = STORAGE_SANDBOX_RUNNING,
+					       .to = STORAGE_SANDBOX_KILLED,
+					       .slot_index = -1};
+	struct kafka_event command = {0}, result = {0};
 	struct kafka_producer *producer;
 	struct storage_error err;
 	struct response r;
@@ -1032,9 +1035,8 @@ static void test_event_invalidation(void **state)
 		fail();
 	}
 	snprintf(topic, sizeof(topic), "%s%s", topic_prefix, KAFKA_TOPIC_SANDBOX_EVENTS);
-	assert_int_equal(kafka__create_topic(kafka__brokers(), topic, 1, 1, 20000, reason,
-					     sizeof(reason)),
-			 0);
+	assert_int_equal(
+	    kafka__create_topic(kafka__brokers(), topic, 1, 1, 20000, reason, sizeof(reason)), 0);
 	topic_created = true;
 	kafka_events = "true";
 	setenv("WARREN_PROXY_CACHE_TTL_MS", "60000", 1);
@@ -1058,14 +1060,14 @@ static void test_event_invalidation(void **state)
 						   "00000000-0000-4000-8000-000000000000",
 						   evicted_id, NULL, reason, sizeof(reason)),
 			 KAFKA_EVENT_OK);
-	assert_int_equal(kafka_event__init_result(&result, KAFKA_EVENT_KILLED, &command, "test-host",
-						  NULL, reason, sizeof(reason)),
+	assert_int_equal(kafka_event__init_result(&result, KAFKA_EVENT_KILLED, &command,
+						  "test-host", NULL, reason, sizeof(reason)),
 			 KAFKA_EVENT_OK);
 	/* the consumer joins its group asynchronously and starts at the latest
 	 * offset: announce again until the proxy has seen it */
 	while (status != 502 && tries++ < 30) {
-		assert_int_equal(kafka_producer__produce_event(producer, topic, &result, 10000, NULL),
-				 0);
+		assert_int_equal(
+		    kafka_producer__produce_event(producer, topic, &result, 10000, NULL), 0);
 		usleep(500000);
 		r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
 			       backend_port, evicted_id);
@@ -1093,8 +1095,8 @@ static void test_connection_bound(void **state)
 	assert_true(extra_proxy_pid > 0);
 	/* the tunnel holds the sandbox's only connection */
 	ws = open_websocket(port);
-	r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n",
-		       backend_port, public_id);
+	r = request_on(port, "GET /echo HTTP/1.1\r\nHost: %d-%s." DOMAIN "\r\n\r\n", backend_port,
+		       public_id);
 	assert_int_equal(r.status, 503);
 	json = body_json(&r);
 	assert_json_string(json, "message", "Too many connections to the sandbox");
@@ -1205,7 +1207,7 @@ static int64_t limited_request(int port, int limit, int *admitted, int *refused)
  * in-process limiters would admit 40. */
 static void test_rate_limit_shared(void **state)
 {
-	int ports[2] = { free_port(), 0 }, admitted = 0, refused = 0;
+	int ports[2] = {free_port(), 0}, admitted = 0, refused = 0;
 	int64_t start, stop;
 
 	(void)state;
@@ -1243,7 +1245,7 @@ static void test_rate_limit_shared(void **state)
  * 100 ms: at most B + c = 52. */
 static void test_rate_limit_postgres_unreachable(void **state)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	int hole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = free_port();
 	int admitted = 0, refused = 0, count = 0;
@@ -1292,7 +1294,7 @@ static void test_rate_limit_postgres_unreachable(void **state)
  * within limit_s. */
 static int seconds_until_closed(int fd, int limit_s)
 {
-	struct timeval tv = { .tv_sec = limit_s };
+	struct timeval tv = {.tv_sec = limit_s};
 	struct timespec start, end;
 	char buf[256];
 	ssize_t n;
@@ -1336,29 +1338,29 @@ static void test_clean_shutdown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_public_200),
-		cmocka_unit_test(test_keep_alive_and_pipelining),
-		cmocka_unit_test(test_pipelined_after_body_and_errors),
-		cmocka_unit_test(test_http10_and_expect_continue),
-		cmocka_unit_test(test_chunked_response),
-		cmocka_unit_test(test_client_abort_closes_upstream),
-		cmocka_unit_test(test_traffic_token),
-		cmocka_unit_test(test_agent_port_exempt),
-		cmocka_unit_test(test_mask_request_host),
-		cmocka_unit_test(test_not_found),
-		cmocka_unit_test(test_killed_while_cached),
-		cmocka_unit_test(test_port_closed),
-		cmocka_unit_test(test_header_routing),
-		cmocka_unit_test(test_websocket),
-		cmocka_unit_test(test_upload_100mib_streamed),
-		cmocka_unit_test(test_bad_input),
-		cmocka_unit_test(test_event_invalidation),
-		cmocka_unit_test(test_connection_bound),
-		cmocka_unit_test(test_rate_limit),
-		cmocka_unit_test(test_rate_limit_shared),
-		cmocka_unit_test(test_rate_limit_postgres_unreachable),
-		cmocka_unit_test(test_slow_and_idle_clients),
-		cmocka_unit_test(test_clean_shutdown),
+	    cmocka_unit_test(test_public_200),
+	    cmocka_unit_test(test_keep_alive_and_pipelining),
+	    cmocka_unit_test(test_pipelined_after_body_and_errors),
+	    cmocka_unit_test(test_http10_and_expect_continue),
+	    cmocka_unit_test(test_chunked_response),
+	    cmocka_unit_test(test_client_abort_closes_upstream),
+	    cmocka_unit_test(test_traffic_token),
+	    cmocka_unit_test(test_agent_port_exempt),
+	    cmocka_unit_test(test_mask_request_host),
+	    cmocka_unit_test(test_not_found),
+	    cmocka_unit_test(test_killed_while_cached),
+	    cmocka_unit_test(test_port_closed),
+	    cmocka_unit_test(test_header_routing),
+	    cmocka_unit_test(test_websocket),
+	    cmocka_unit_test(test_upload_100mib_streamed),
+	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_event_invalidation),
+	    cmocka_unit_test(test_connection_bound),
+	    cmocka_unit_test(test_rate_limit),
+	    cmocka_unit_test(test_rate_limit_shared),
+	    cmocka_unit_test(test_rate_limit_postgres_unreachable),
+	    cmocka_unit_test(test_slow_and_idle_clients),
+	    cmocka_unit_test(test_clean_shutdown),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -72,41 +72,42 @@ static void test_parse_framing(void **state)
 static void test_parse_smuggling(void **state)
 {
 	static const char *const bad[] = {
-		/* CL + TE */
-		"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
-		/* two CLs, even equal ones; a CL list */
-		"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4, 4\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +4\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n",
-		/* TE variants */
-		"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-		"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n",
-		"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
-		/* whitespace before the colon, obs-fold */
-		"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\tb\r\n\r\n",
-		/* bare LF / CR, NUL, controls */
-		"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01z\r\n\r\n",
-		/* Host: none in 1.1, two */
-		"GET / HTTP/1.1\r\n\r\n",
-		"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-		/* request line */
-		"GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
-		"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
-		"GET / HTTP/1.1 \r\nHost: h\r\n\r\n",
-		"G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
-		"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
-		"GET / http/1.1\r\nHost: h\r\n\r\n",
-		": / HTTP/1.1\r\nHost: h\r\n\r\n",
-		"GET / HTTP/1.1\r\n: empty-name\r\nHost: h\r\n\r\n",
-		NULL,
+	    /* CL + TE */
+	    "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
+	    /* two CLs, even equal ones; a CL list */
+	    "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4, 4\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +4\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n",
+	    /* TE variants */
+	    "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+	    "x\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+	    "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n",
+	    "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+	    /* whitespace before the colon, obs-fold */
+	    "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n",
+	    "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n",
+	    "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\tb\r\n\r\n",
+	    /* bare LF / CR, NUL, controls */
+	    "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n",
+	    "GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n",
+	    "GET / HTTP/1.1\r\nHost: h\r\nX: a\x01z\r\n\r\n",
+	    /* Host: none in 1.1, two */
+	    "GET / HTTP/1.1\r\n\r\n",
+	    "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+	    /* request line */
+	    "GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
+	    "GET / HTTP/2.0\r\nHost: h\r\n\r\n",
+	    "GET / HTTP/1.1 \r\nHost: h\r\n\r\n",
+	    "G(T / HTTP/1.1\r\nHost: h\r\n\r\n",
+	    "GET /a b HTTP/1.1\r\nHost: h\r\n\r\n",
+	    "GET / http/1.1\r\nHost: h\r\n\r\n",
+	    ": / HTTP/1.1\r\nHost: h\r\n\r\n",
+	    "GET / HTTP/1.1\r\n: empty-name\r\nHost: h\r\n\r\n",
+	    NULL,
 	};
 
 	(void)state;
@@ -205,15 +206,15 @@ static void test_chunked(void **state)
 	done = false;
 	(void)total;
 	static const char *const bad[] = {
-		"zz\r\nhello\r\n0\r\n\r\n",	     /* not hex */
-		"\r\n",				     /* no digits */
-		"5 \r\nhello\r\n0\r\n\r\n",	     /* space after the size */
-		"-5\r\nhello\r\n0\r\n\r\n",	     /* sign */
-		"5\nhello\r\n0\r\n\r\n",	     /* bare LF */
-		"5\r\nhelloXX0\r\n\r\n",	     /* no CRLF after data */
-		"10000000000000000\r\n",	     /* 17 digits: overflow */
-		"0\r\n folded: x\r\n\r\n",	     /* a trailer starting with SP */
-		NULL,
+	    "zz\r\nhello\r\n0\r\n\r\n", /* not hex */
+	    "\r\n",			/* no digits */
+	    "5 \r\nhello\r\n0\r\n\r\n", /* space after the size */
+	    "-5\r\nhello\r\n0\r\n\r\n", /* sign */
+	    "5\nhello\r\n0\r\n\r\n",	/* bare LF */
+	    "5\r\nhelloXX0\r\n\r\n",	/* no CRLF after data */
+	    "10000000000000000\r\n",	/* 17 digits: overflow */
+	    "0\r\n folded: x\r\n\r\n",	/* a trailer starting with SP */
+	    NULL,
 	};
 	for (int i = 0; bad[i]; i++) {
 		if (feed_all(bad[i], &done) != -1)
@@ -239,11 +240,10 @@ static void test_host_parsing(void **state)
 	assert_int_equal(route__parse_host("1-a.warren.test", 15, "warren.test", &t), ROUTE_OK);
 	assert_int_equal(route__parse_host("65535-a.warren.test", 19, "warren.test", &t), ROUTE_OK);
 	static const char *const bad[] = {
-		"0-abc.warren.test",	   "65536-abc.warren.test", "08080-abc.warren.test",
-		"8080abc.warren.test",	   "-abc.warren.test",	    "8080-.warren.test",
-		"8080-ab_c.warren.test",   "x.8080-abc.warren.test", "8080-abc.warren.test:x",
-		"8080-a-b.warren.test",	   "123456-abc.warren.test",
-		NULL,
+	    "0-abc.warren.test",     "65536-abc.warren.test",  "08080-abc.warren.test",
+	    "8080abc.warren.test",   "-abc.warren.test",       "8080-.warren.test",
+	    "8080-ab_c.warren.test", "x.8080-abc.warren.test", "8080-abc.warren.test:x",
+	    "8080-a-b.warren.test",  "123456-abc.warren.test", NULL,
 	};
 	for (int i = 0; bad[i]; i++) {
 		if (route__parse_host(bad[i], strlen(bad[i]), "warren.test", &t) != ROUTE_BAD_HOST)
@@ -251,9 +251,9 @@ static void test_host_parsing(void **state)
 		assert_int_equal(route__parse_host(bad[i], strlen(bad[i]), "warren.test", &t),
 				 ROUTE_BAD_HOST);
 	}
-	static const char *const other[] = { "localhost", "localhost:3002", "127.0.0.1:3002",
-					     "[::1]:3002", "example.com", "warren.test",
-					     "8080-abc.warren.testx", NULL };
+	static const char *const other[] = {
+	    "localhost",   "localhost:3002", "127.0.0.1:3002",	      "[::1]:3002",
+	    "example.com", "warren.test",    "8080-abc.warren.testx", NULL};
 	for (int i = 0; other[i]; i++)
 		assert_int_equal(route__parse_host(other[i], strlen(other[i]), "warren.test", &t),
 				 ROUTE_NOT_UNDER_DOMAIN);
@@ -321,7 +321,7 @@ static json_t *render_json(const struct route_error *error, int *status)
 
 static void test_error_bodies(void **state)
 {
-	struct route_error e = { .kind = ROUTE_ERR_NOT_FOUND, .sandbox_id = "iabc", .port = 8080 };
+	struct route_error e = {.kind = ROUTE_ERR_NOT_FOUND, .sandbox_id = "iabc", .port = 8080};
 	char response[4096];
 	json_t *json;
 	int status;
@@ -359,14 +359,17 @@ static void test_error_bodies(void **state)
 			    "header 'e2b-traffic-access-token' is invalid");
 	json_decref(json);
 
-	e = (struct route_error){ .kind = ROUTE_ERR_BAD_REQUEST, .message = "bad \"quote\"" };
+	e = (struct route_error){.kind = ROUTE_ERR_BAD_REQUEST, .message = "bad \"quote\""};
 	json = render_json(&e, &status);
 	assert_int_equal(status, 400);
 	assert_string_equal(json_string_value(json_object_get(json, "message")), "bad \"quote\"");
 	json_decref(json);
 
-	e = (struct route_error){ .kind = ROUTE_ERR_RATE_LIMITED, .limit = 10, .remaining = 0,
-				  .reset_s = 60, .retry_after_s = 6 };
+	e = (struct route_error){.kind = ROUTE_ERR_RATE_LIMITED,
+				 .limit = 10,
+				 .remaining = 0,
+				 .reset_s = 60,
+				 .retry_after_s = 6};
 	assert_true(route__render_error(&e, false, false, response, sizeof(response)) > 0);
 	assert_non_null(strstr(response, "HTTP/1.1 429 "));
 	assert_non_null(strstr(response, "\r\nRateLimit-Limit: 10\r\n"));
@@ -376,7 +379,7 @@ static void test_error_bodies(void **state)
 	assert_non_null(strstr(response, "\r\nConnection: close\r\n"));
 
 	/* HTML escapes what it shows */
-	e = (struct route_error){ .kind = ROUTE_ERR_BAD_REQUEST, .message = "<script>" };
+	e = (struct route_error){.kind = ROUTE_ERR_BAD_REQUEST, .message = "<script>"};
 	assert_true(route__render_error(&e, true, true, response, sizeof(response)) > 0);
 	assert_non_null(strstr(response, "Content-Type: text/html"));
 	assert_non_null(strstr(response, "&lt;script&gt;"));
@@ -386,9 +389,10 @@ static void test_error_bodies(void **state)
 static void test_wants_html(void **state)
 {
 	(void)state;
-	assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h\r\nAccept: text/html,application/xhtml+xml"
-			       "\r\n\r\n"),
-			 HTTP_PARSE_OK);
+	assert_int_equal(
+	    parse("GET / HTTP/1.1\r\nHost: h\r\nAccept: text/html,application/xhtml+xml"
+		  "\r\n\r\n"),
+	    HTTP_PARSE_OK);
 	assert_true(route__wants_html(&head));
 	assert_int_equal(parse("GET / HTTP/1.1\r\nHost: h\r\nAccept: application/json\r\n\r\n"),
 			 HTTP_PARSE_OK);
@@ -404,8 +408,8 @@ static int64_t fake_now(void *ctx)
 static void test_limiter(void **state)
 {
 	int64_t now = 1000000000;
-	struct limiter_config config = { .limit = 10, .window_s = 60, .monotonic_us = fake_now,
-					 .clock_ctx = &now };
+	struct limiter_config config = {
+	    .limit = 10, .window_s = 60, .monotonic_us = fake_now, .clock_ctx = &now};
 	struct limiter *limiter = limiter__create(&config);
 	struct ratelimit_decision d;
 	int64_t start = now;
@@ -449,12 +453,18 @@ static void test_limiter(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_simple),	cmocka_unit_test(test_parse_framing),
-		cmocka_unit_test(test_parse_smuggling), cmocka_unit_test(test_parse_too_large),
-		cmocka_unit_test(test_parse_response),	cmocka_unit_test(test_chunked),
-		cmocka_unit_test(test_host_parsing),	cmocka_unit_test(test_header_routing),
-		cmocka_unit_test(test_mask),		cmocka_unit_test(test_error_bodies),
-		cmocka_unit_test(test_wants_html),	cmocka_unit_test(test_limiter),
+	    cmocka_unit_test(test_parse_simple),
+	    cmocka_unit_test(test_parse_framing),
+	    cmocka_unit_test(test_parse_smuggling),
+	    cmocka_unit_test(test_parse_too_large),
+	    cmocka_unit_test(test_parse_response),
+	    cmocka_unit_test(test_chunked),
+	    cmocka_unit_test(test_host_parsing),
+	    cmocka_unit_test(test_header_routing),
+	    cmocka_unit_test(test_mask),
+	    cmocka_unit_test(test_error_bodies),
+	    cmocka_unit_test(test_wants_html),
+	    cmocka_unit_test(test_limiter),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

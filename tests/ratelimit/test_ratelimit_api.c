@@ -89,7 +89,8 @@ static void test_creation_rate_two_instances(void **state)
 			created++;
 		if (response.status == 429) {
 			limited++;
-			assert_non_null(strstr(response.body, "at most 1 sandbox creations per second"));
+			assert_non_null(
+			    strstr(response.body, "at most 1 sandbox creations per second"));
 			check_429_headers(&response, "1");
 		}
 		http__response_free(&response);
@@ -106,9 +107,9 @@ static void test_creation_rate_two_instances(void **state)
 	 * over (at most 2 s ahead; the new tolerance is 1.95 s): one second
 	 * later about 20 tokens conform, so six creates in a row pass where
 	 * 1/s (burst 2) would refuse at least three of them. */
-	assert_int_equal(storage__team_set_limit(stack.pool, team.id, "creation_rate_per_s", 20,
-						 &team, NULL),
-			 STORAGE_OK);
+	assert_int_equal(
+	    storage__team_set_limit(stack.pool, team.id, "creation_rate_per_s", 20, &team, NULL),
+	    STORAGE_OK);
 	sleep(1);
 	created = limited = 0;
 	for (int i = 0; i < 6; i++) {
@@ -136,9 +137,9 @@ static void test_lifecycle_two_instances(void **state)
 
 	(void)state;
 	assert_true(test_stack__team(&stack, "rl-lifecycle", "hobby", &team, key));
-	assert_int_equal(storage__team_set_limit(stack.pool, team.id, "lifecycle_requests", 10, &team,
-						 NULL),
-			 STORAGE_OK);
+	assert_int_equal(
+	    storage__team_set_limit(stack.pool, team.id, "lifecycle_requests", 10, &team, NULL),
+	    STORAGE_OK);
 	start = monotonic_ms();
 	for (int i = 0; i < 30; i++) {
 		assert_true(http__request(apis[i % 2].port, "GET", "/v2/sandboxes", key, NULL, NULL,
@@ -163,8 +164,8 @@ static void test_lifecycle_two_instances(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_creation_rate_two_instances),
-		cmocka_unit_test(test_lifecycle_two_instances),
+	    cmocka_unit_test(test_creation_rate_two_instances),
+	    cmocka_unit_test(test_lifecycle_two_instances),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

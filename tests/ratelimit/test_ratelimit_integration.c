@@ -36,8 +36,8 @@ static struct storage_pool *pool_a, *pool_b;
 
 static int group_setup(void **state)
 {
-	struct storage_template template_in = { .id = "base", .agent_version = "0.1.0",
-						.image_path = "/var/lib/warren/base.img" };
+	struct storage_template template_in = {
+	    .id = "base", .agent_version = "0.1.0", .image_path = "/var/lib/warren/base.img"};
 	struct storage_error err;
 	int applied;
 
@@ -81,9 +81,9 @@ static int64_t server_now_us(void)
 {
 	char value[32];
 
-	assert_true(test_db__sql(&db,
-				 "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::int8",
-				 value, sizeof(value)));
+	assert_true(
+	    test_db__sql(&db, "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::int8",
+			 value, sizeof(value)));
 	return strtoll(value, NULL, 10);
 }
 
@@ -110,9 +110,9 @@ static void make_team(const char *tag, struct storage_team *team)
 
 /* ---- two instances hammering one key ---- */
 
-#define HAMMER_COUNT 2000	/* per second: T = 500 µs */
-#define HAMMER_BURST 2000	/* cap = 100 per lease */
-#define HAMMER_CAP (HAMMER_BURST / 20)
+#define HAMMER_COUNT 2000 /* per second: T = 500 µs */
+#define HAMMER_BURST 2000 /* cap = 100 per lease */
+#define HAMMER_CAP   (HAMMER_BURST / 20)
 
 struct hammer {
 	struct ratelimit *limiter;
@@ -127,7 +127,8 @@ static void *hammer_thread(void *arg)
 	struct ratelimit_decision d;
 
 	while (monotonic_ms() < h->stop_at_ms) {
-		if (ratelimit__take(h->limiter, h->key, HAMMER_COUNT, 1000, HAMMER_BURST, &d) == 0 &&
+		if (ratelimit__take(h->limiter, h->key, HAMMER_COUNT, 1000, HAMMER_BURST, &d) ==
+			0 &&
 		    d.allowed)
 			h->allowed++;
 	}
@@ -146,8 +147,9 @@ static int64_t hammer_run(struct ratelimit **limiters, const char *key, int64_t 
 
 	start_us = server_now_us();
 	for (int i = 0; i < 6; i++) {
-		h[i] = (struct hammer){ .limiter = limiters[i % 2], .key = key,
-					.stop_at_ms = now + (crash && i % 2 == 0 ? ms / 2 : ms) };
+		h[i] = (struct hammer){.limiter = limiters[i % 2],
+				       .key = key,
+				       .stop_at_ms = now + (crash && i % 2 == 0 ? ms / 2 : ms)};
 		assert_int_equal(pthread_create(&ids[i], NULL, hammer_thread, &h[i]), 0);
 	}
 	for (int i = 0; i < 6; i++) {
@@ -277,9 +279,9 @@ static void test_live_limit_change(void **state)
 	}
 	assert_int_equal(allowed, 2);
 	assert_true(d.retry_after_s >= 1);
-	assert_int_equal(storage__team_set_limit(pool_b, team.id, "creation_rate_per_s", 50, &edited,
-						 &err),
-			 STORAGE_OK);
+	assert_int_equal(
+	    storage__team_set_limit(pool_b, team.id, "creation_rate_per_s", 50, &edited, &err),
+	    STORAGE_OK);
 	assert_int_equal(storage__team_get(pool_a, team.id, &team, &err), STORAGE_OK);
 	assert_int_equal(team.limits.creation_rate_per_s, 50);
 	/* The stored state carries over (tat ~ now + 2 s, new tolerance 99 x
@@ -341,10 +343,12 @@ static void *admit_thread(void *arg)
 
 	for (int i = 0; i < 15; i++) {
 		char id[IDS_SANDBOX_ID_LEN + 1], request_id[IDS_UUID_LEN + 1];
-		struct storage_sandbox_new spec = { .id = id, .team_id = a->team_id,
-						    .template_id = "base", .request_id = request_id,
-						    .timeout_s = 300,
-						    .allow_public_traffic = true };
+		struct storage_sandbox_new spec = {.id = id,
+						   .team_id = a->team_id,
+						   .template_id = "base",
+						   .request_id = request_id,
+						   .timeout_s = 300,
+						   .allow_public_traffic = true};
 		struct storage_admission admission;
 		struct storage_error err;
 
@@ -366,8 +370,8 @@ static void *admit_thread(void *arg)
 static void finish(const char *sandbox_id, enum storage_sandbox_state from,
 		   enum storage_sandbox_state to)
 {
-	struct storage_sandbox_transition t = { .sandbox_id = sandbox_id, .from = from, .to = to,
-						.slot_index = -1 };
+	struct storage_sandbox_transition t = {
+	    .sandbox_id = sandbox_id, .from = from, .to = to, .slot_index = -1};
 	struct storage_error err;
 
 	assert_int_equal(storage__sandbox_transition(pool_a, &t, NULL, &err), STORAGE_OK);
@@ -376,9 +380,12 @@ static void finish(const char *sandbox_id, enum storage_sandbox_state from,
 static bool admit_once(const char *team_id, char *id_out)
 {
 	char request_id[IDS_UUID_LEN + 1];
-	struct storage_sandbox_new spec = { .id = id_out, .team_id = team_id, .template_id = "base",
-					    .request_id = request_id, .timeout_s = 300,
-						    .allow_public_traffic = true };
+	struct storage_sandbox_new spec = {.id = id_out,
+					   .team_id = team_id,
+					   .template_id = "base",
+					   .request_id = request_id,
+					   .timeout_s = 300,
+					   .allow_public_traffic = true};
 	struct storage_admission admission;
 	struct storage_error err;
 
@@ -395,14 +402,14 @@ static void test_concurrency_exact_and_released(void **state)
 	pthread_t ids[4];
 	char extra[IDS_SANDBOX_ID_LEN + 1];
 	int admitted = 0;
-	const char *first[4] = { NULL };
+	const char *first[4] = {NULL};
 
 	(void)state;
 	make_team("concurrency", &team);
 	assert_int_equal(team.limits.concurrent_sandboxes, 20);
 	for (int i = 0; i < 4; i++) {
-		admitters[i] = (struct admitter){ .pool = i % 2 ? pool_b : pool_a,
-						  .team_id = team.id };
+		admitters[i] =
+		    (struct admitter){.pool = i % 2 ? pool_b : pool_a, .team_id = team.id};
 		assert_int_equal(pthread_create(&ids[i], NULL, admit_thread, &admitters[i]), 0);
 	}
 	for (int i = 0; i < 4; i++) {
@@ -522,8 +529,8 @@ static int64_t measure_new_keys(struct ratelimit *limiter, const char *prefix, b
  * out the 2 s connect timeout on the background thread). */
 static void test_nowait_latency(void **state)
 {
-	struct ratelimit_options lazy = { .connect_later = true };
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct ratelimit_options lazy = {.connect_later = true};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	struct ratelimit *limiter = storage_ratelimit__open_limiter(db.url, NULL), *hole_limiter;
 	int hole = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -544,12 +551,14 @@ static void test_nowait_latency(void **state)
 	assert_int_equal(bind(hole, (struct sockaddr *)&a, sizeof(a)), 0);
 	assert_int_equal(listen(hole, 64), 0);
 	assert_int_equal(getsockname(hole, (struct sockaddr *)&a, &len), 0);
-	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", ntohs(a.sin_port));
+	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres",
+		 ntohs(a.sin_port));
 	hole_limiter = storage_ratelimit__open_limiter(url, &lazy);
 	assert_non_null(hole_limiter);
 	p99 = measure(hole_limiter, "latency-hole", true, "take_nowait, PostgreSQL black hole:");
 	assert_true(p99 < NOWAIT_P99_BOUND_NS);
-	p99 = measure_new_keys(hole_limiter, "new-hole", true, "take_nowait, PostgreSQL black hole:");
+	p99 =
+	    measure_new_keys(hole_limiter, "new-hole", true, "take_nowait, PostgreSQL black hole:");
 	assert_true(p99 < NOWAIT_P99_BOUND_NS);
 	{
 		struct ratelimit_decision d;
@@ -567,13 +576,13 @@ static void test_nowait_latency(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_two_instances_bound),
-		cmocka_unit_test(test_crash_never_over_admits),
-		cmocka_unit_test(test_give_back),
-		cmocka_unit_test(test_live_limit_change),
-		cmocka_unit_test(test_rejections_counted),
-		cmocka_unit_test(test_concurrency_exact_and_released),
-		cmocka_unit_test(test_nowait_latency),
+	    cmocka_unit_test(test_two_instances_bound),
+	    cmocka_unit_test(test_crash_never_over_admits),
+	    cmocka_unit_test(test_give_back),
+	    cmocka_unit_test(test_live_limit_change),
+	    cmocka_unit_test(test_rejections_counted),
+	    cmocka_unit_test(test_concurrency_exact_and_released),
+	    cmocka_unit_test(test_nowait_latency),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

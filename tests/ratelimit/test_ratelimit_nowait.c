@@ -112,10 +112,10 @@ struct fixture {
 
 static struct ratelimit *open_on(struct fixture *f, int refill_queue)
 {
-	struct ratelimit_backend backend = { gated_lease, gated_give_back, NULL, gated_close,
-					     &f->gated };
-	struct ratelimit_options options = { .monotonic_us = fake_clock,
-					     .refill_queue = refill_queue };
+	struct ratelimit_backend backend = {gated_lease, gated_give_back, NULL, gated_close,
+					    &f->gated};
+	struct ratelimit_options options = {.monotonic_us = fake_clock,
+					    .refill_queue = refill_queue};
 
 	return ratelimit__open_backend(&backend, &options);
 }
@@ -422,7 +422,7 @@ static void test_idle_keys_evicted(void **state)
 /* A local limiter (no backend) is this instance's exact GCRA. */
 static void test_local_limiter(void **state)
 {
-	struct ratelimit_options options = { .monotonic_us = fake_clock };
+	struct ratelimit_options options = {.monotonic_us = fake_clock};
 	struct ratelimit *local = ratelimit__open_local(&options);
 	struct ratelimit_decision d;
 	int allowed = 0;
@@ -446,12 +446,12 @@ static void test_local_limiter(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_blocked_backend_does_not_block, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refill_queue_full, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_two_instances_bound, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_outage_local_gcra, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_idle_keys_evicted, setup, teardown),
-		cmocka_unit_test(test_local_limiter),
+	    cmocka_unit_test_setup_teardown(test_blocked_backend_does_not_block, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refill_queue_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_instances_bound, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outage_local_gcra, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_idle_keys_evicted, setup, teardown),
+	    cmocka_unit_test(test_local_limiter),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

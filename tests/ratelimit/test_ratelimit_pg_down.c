@@ -26,7 +26,7 @@ static char url[128];
  * refused at once. */
 static int group_setup(void **state)
 {
-	struct sockaddr_in address = { .sin_family = AF_INET };
+	struct sockaddr_in address = {.sin_family = AF_INET};
 	socklen_t len = sizeof(address);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
@@ -43,7 +43,7 @@ static int group_setup(void **state)
 
 static void test_open_needs_server_unless_connect_later(void **state)
 {
-	struct ratelimit_options later = { .connect_later = true };
+	struct ratelimit_options later = {.connect_later = true};
 	struct ratelimit *limiter;
 
 	(void)state;
@@ -55,7 +55,7 @@ static void test_open_needs_server_unless_connect_later(void **state)
 
 static void test_take_fails_open(void **state)
 {
-	struct ratelimit_options later = { .connect_later = true };
+	struct ratelimit_options later = {.connect_later = true};
 	struct ratelimit *limiter = storage_ratelimit__open_limiter(url, &later);
 	struct ratelimit_decision decision;
 	struct ratelimit_stats stats;
@@ -63,7 +63,8 @@ static void test_take_fails_open(void **state)
 	(void)state;
 	assert_non_null(limiter);
 	for (int i = 0; i < 5; i++) {
-		assert_int_equal(ratelimit__take(limiter, "down:take", 10, 1000, 10, &decision), -1);
+		assert_int_equal(ratelimit__take(limiter, "down:take", 10, 1000, 10, &decision),
+				 -1);
 		assert_true(decision.allowed);
 	}
 	ratelimit__stats(limiter, &stats);
@@ -75,7 +76,7 @@ static void test_take_fails_open(void **state)
  * backend failing, the local GCRA decides (burst 3: a 4th is refused). */
 static void test_take_nowait_decides_locally(void **state)
 {
-	struct ratelimit_options later = { .connect_later = true };
+	struct ratelimit_options later = {.connect_later = true};
 	struct ratelimit *limiter = storage_ratelimit__open_limiter(url, &later);
 	struct ratelimit_decision decision;
 	struct ratelimit_stats stats;
@@ -85,7 +86,8 @@ static void test_take_nowait_decides_locally(void **state)
 	(void)state;
 	assert_non_null(limiter);
 	/* let the background thread's first lease fail */
-	for (int i = 0; i < 200 && (ratelimit__stats(limiter, &stats), !stats.backend_errors); i++) {
+	for (int i = 0; i < 200 && (ratelimit__stats(limiter, &stats), !stats.backend_errors);
+	     i++) {
 		ratelimit__take_nowait(limiter, "down:warm", 3, 60000, 3, &decision);
 		usleep(10000);
 	}
@@ -119,9 +121,9 @@ static void test_take_nowait_decides_locally(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_open_needs_server_unless_connect_later),
-		cmocka_unit_test(test_take_fails_open),
-		cmocka_unit_test(test_take_nowait_decides_locally),
+	    cmocka_unit_test(test_open_needs_server_unless_connect_later),
+	    cmocka_unit_test(test_take_fails_open),
+	    cmocka_unit_test(test_take_nowait_decides_locally),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);

@@ -80,11 +80,10 @@ struct fixture {
 
 static struct ratelimit *open_on(struct fixture *f, int64_t lease_divisor)
 {
-	struct ratelimit_backend backend = { rec_lease, rec_give_back, rec_rejections, rec_close,
-					     &f->recorder };
-	struct ratelimit_options options = { .lease_divisor = lease_divisor,
-					     .monotonic_us = fake_local,
-					     .clock_ctx = &f->clock };
+	struct ratelimit_backend backend = {rec_lease, rec_give_back, rec_rejections, rec_close,
+					    &f->recorder};
+	struct ratelimit_options options = {
+	    .lease_divisor = lease_divisor, .monotonic_us = fake_local, .clock_ctx = &f->clock};
 
 	return ratelimit__open_backend(&backend, &options);
 }
@@ -243,7 +242,8 @@ static void test_two_instances_and_crash(void **state)
 		limiter = step % 2 ? f->b : f->a;
 		f->clock.local_us += step % 7 == 0 ? 3000 : 100;
 		for (int i = 0; i < 3; i++) {
-			assert_int_equal(ratelimit__take(limiter, "shared", 1000, 1000, burst, &d), 0);
+			assert_int_equal(ratelimit__take(limiter, "shared", 1000, 1000, burst, &d),
+					 0);
 			allowed += d.allowed;
 		}
 	}
@@ -353,7 +353,7 @@ static int failing_lease(void *ctx, const char *key, int64_t want, int64_t inter
 /* PostgreSQL down: requests pass (fail open), each one counted. */
 static void test_backend_down_fails_open(void **state)
 {
-	struct ratelimit_backend down = { failing_lease, NULL, NULL, NULL, NULL };
+	struct ratelimit_backend down = {failing_lease, NULL, NULL, NULL, NULL};
 	struct ratelimit *limiter = ratelimit__open_backend(&down, NULL);
 	struct ratelimit_decision d;
 	struct ratelimit_stats stats;
@@ -373,14 +373,14 @@ static void test_backend_down_fails_open(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_burst_edges_refill, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_clock_jumps, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lease_sizing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_two_instances_and_crash, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_give_back_and_limit_change, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rejections_batched, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
-		cmocka_unit_test(test_backend_down_fails_open),
+	    cmocka_unit_test_setup_teardown(test_burst_edges_refill, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_clock_jumps, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lease_sizing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_instances_and_crash, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_give_back_and_limit_change, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rejections_batched, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+	    cmocka_unit_test(test_backend_down_fails_open),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,7 +31,7 @@
 
 #define STOPPED 0
 #define ESCAPED 1
-#define BROKEN 2
+#define BROKEN	2
 
 /* A syscall's result: stopped when it failed. */
 static int expect_failure(const char *what, long result)
@@ -109,8 +109,8 @@ static int attack_proc_sys_write(void)
 /* Files that show host state to anyone who reads them must read empty. */
 static int attack_proc_masked(void)
 {
-	static const char *const files[] = { "/proc/timer_list", "/proc/keys",
-					     "/proc/sched_debug", "/proc/kcore" };
+	static const char *const files[] = {"/proc/timer_list", "/proc/keys", "/proc/sched_debug",
+					    "/proc/kcore"};
 	int result = STOPPED;
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -159,7 +159,8 @@ static int attack_mknod_block(void)
 	fd = open("/tmp/disk", O_RDONLY);
 	if (fd < 0)
 		return expect_failure("open the block device", -1);
-	return expect_failure("read the block device", read(fd, buffer, sizeof(buffer)) > 0 ? 1 : -1);
+	return expect_failure("read the block device",
+			      read(fd, buffer, sizeof(buffer)) > 0 ? 1 : -1);
 }
 
 static int attack_keyctl(void)
@@ -180,7 +181,8 @@ static int attack_bpf(void)
 	attr.key_size = 4;
 	attr.value_size = 4;
 	attr.max_entries = 1;
-	return expect_failure("bpf(MAP_CREATE)", syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof(attr)));
+	return expect_failure("bpf(MAP_CREATE)",
+			      syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof(attr)));
 }
 
 static int attack_perf_event_open(void)
@@ -208,7 +210,7 @@ static int attack_kexec_load(void)
 
 static int attack_init_module(void)
 {
-	static const char image[64] = { 0x7f, 'E', 'L', 'F' };
+	static const char image[64] = {0x7f, 'E', 'L', 'F'};
 	int fd = open("/bin/busybox", O_RDONLY | O_CLOEXEC);
 
 	if (expect_failure("init_module", syscall(SYS_init_module, image, sizeof(image), "")) !=
@@ -227,20 +229,20 @@ static int attack_open_by_handle_at(void)
 		unsigned int handle_bytes;
 		int handle_type;
 		unsigned char f_handle[8];
-	} handle = { 8, 1, { 2, 0, 0, 0, 0, 0, 0, 0 } };
+	} handle = {8, 1, {2, 0, 0, 0, 0, 0, 0, 0}};
 	int root = open("/", O_RDONLY | O_DIRECTORY);
 	struct {
 		unsigned int handle_bytes;
 		int handle_type;
 		unsigned char f_handle[128];
-	} named = { 128, 0, { 0 } };
+	} named = {128, 0, {0}};
 	int mount_id;
 
 	if (expect_failure("name_to_handle_at", syscall(SYS_name_to_handle_at, AT_FDCWD, "/",
-							  &named, &mount_id, 0)) != STOPPED)
+							&named, &mount_id, 0)) != STOPPED)
 		return ESCAPED;
-	return expect_failure("open_by_handle_at", syscall(SYS_open_by_handle_at, root, &handle,
-							   O_RDONLY));
+	return expect_failure("open_by_handle_at",
+			      syscall(SYS_open_by_handle_at, root, &handle, O_RDONLY));
 }
 
 static int attack_ptrace_init(void)
@@ -283,8 +285,8 @@ static int attack_userns_mount(void)
 	}
 	if (expect_failure("unshare(NEWUSER|NEWNS)", -1) != STOPPED)
 		return ESCAPED;
-	return expect_failure("clone(NEWUSER)", syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL,
-							 NULL, NULL, 0));
+	return expect_failure("clone(NEWUSER)",
+			      syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, 0));
 }
 
 /* Forks until the kernel says no; every child waits. Stopped when fork
@@ -395,8 +397,8 @@ static int attack_cpu_hog(void)
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
 	printf("cpu hog: %.2f CPU seconds in %ld s\n",
 	       cpu.tv_sec + cpu.tv_nsec / 1e9 + children.ru_utime.tv_sec +
-		       children.ru_utime.tv_usec / 1e6 + children.ru_stime.tv_sec +
-		       children.ru_stime.tv_usec / 1e6,
+		   children.ru_utime.tv_usec / 1e6 + children.ru_stime.tv_sec +
+		   children.ru_stime.tv_usec / 1e6,
 	       (long)(now.tv_sec - start.tv_sec));
 	return STOPPED;
 }
@@ -433,30 +435,30 @@ static const struct {
 	const char *name;
 	int (*run)(void);
 } attacks[] = {
-	{ "core_pattern", attack_core_pattern },
-	{ "modprobe", attack_modprobe },
-	{ "sysrq", attack_sysrq },
-	{ "drop_caches", attack_drop_caches },
-	{ "proc_sys_write", attack_proc_sys_write },
-	{ "proc_masked", attack_proc_masked },
-	{ "mknod_block", attack_mknod_block },
-	{ "keyctl", attack_keyctl },
-	{ "bpf", attack_bpf },
-	{ "perf_event_open", attack_perf_event_open },
-	{ "userfaultfd", attack_userfaultfd },
-	{ "kexec_load", attack_kexec_load },
-	{ "init_module", attack_init_module },
-	{ "open_by_handle_at", attack_open_by_handle_at },
-	{ "ptrace_init", attack_ptrace_init },
-	{ "ptrace_agent", attack_ptrace_agent },
-	{ "userns_mount", attack_userns_mount },
-	{ "fork_bomb", attack_fork_bomb },
-	{ "memory_bomb", attack_memory_bomb },
-	{ "fill_disk", attack_fill_disk },
-	{ "inotify_exhaust", attack_inotify_exhaust },
-	{ "inotify_some", attack_inotify_some },
-	{ "console_flood", attack_console_flood },
-	{ "cpu_hog", attack_cpu_hog },
+    {"core_pattern", attack_core_pattern},
+    {"modprobe", attack_modprobe},
+    {"sysrq", attack_sysrq},
+    {"drop_caches", attack_drop_caches},
+    {"proc_sys_write", attack_proc_sys_write},
+    {"proc_masked", attack_proc_masked},
+    {"mknod_block", attack_mknod_block},
+    {"keyctl", attack_keyctl},
+    {"bpf", attack_bpf},
+    {"perf_event_open", attack_perf_event_open},
+    {"userfaultfd", attack_userfaultfd},
+    {"kexec_load", attack_kexec_load},
+    {"init_module", attack_init_module},
+    {"open_by_handle_at", attack_open_by_handle_at},
+    {"ptrace_init", attack_ptrace_init},
+    {"ptrace_agent", attack_ptrace_agent},
+    {"userns_mount", attack_userns_mount},
+    {"fork_bomb", attack_fork_bomb},
+    {"memory_bomb", attack_memory_bomb},
+    {"fill_disk", attack_fill_disk},
+    {"inotify_exhaust", attack_inotify_exhaust},
+    {"inotify_some", attack_inotify_some},
+    {"console_flood", attack_console_flood},
+    {"cpu_hog", attack_cpu_hog},
 };
 
 int main(int argc, char **argv)

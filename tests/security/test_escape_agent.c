@@ -45,12 +45,14 @@
 
 #include "agent_harness.h"
 
-#define NOBODY_UID      65534
-#define BASIC_ROOT      "Authorization: Basic cm9vdDo=" /* "root:" */
-#define SLOW_CLIENTS    2000
-#define SLOW_ROUNDS     3    /* one body byte per client per round */
-#define OWNER_REQUESTS  20
-#define OWNER_BOUND_MS  10000 /* each owner request pair, under attack (sanitizer builds, busy CI) */
+#define NOBODY_UID     65534
+#define BASIC_ROOT     "Authorization: Basic cm9vdDo=" /* "root:" */
+#define SLOW_CLIENTS   2000
+#define SLOW_ROUNDS    3 /* one body byte per client per round */
+#define OWNER_REQUESTS 20
+#define OWNER_BOUND_MS                                                                             \
+	10000 /* each owner request pair, under attack (sanitizer builds, busy CI)                 \
+	       */
 
 static char open_dir[400];   /* 0777: nobody may write here */
 static char root_dir[400];   /* root 0755: nobody may not */
@@ -141,12 +143,14 @@ static void test_signed_url_with_basic_root_header(void **state)
 	snprintf(path, sizeof(path), "%s/planted", root_dir);
 	signed_query(query, sizeof(query), path, "write", -1);
 	extra_header = BASIC_ROOT;
-	assert_int_equal(http("POST", query, NULL, "application/octet-stream", "pwn", 3, &out), 403);
+	assert_int_equal(http("POST", query, NULL, "application/octet-stream", "pwn", 3, &out),
+			 403);
 	free(out.data);
 	assert_int_not_equal(access(path, F_OK), 0);
 	/* over a root-owned file: refused, unchanged */
 	signed_query(query, sizeof(query), root_file, "write", -1);
-	assert_int_equal(http("POST", query, NULL, "application/octet-stream", "pwn", 3, &out), 403);
+	assert_int_equal(http("POST", query, NULL, "application/octet-stream", "pwn", 3, &out),
+			 403);
 	free(out.data);
 	assert_file_is(root_file, "original");
 	/* where nobody may write: done, as nobody */
@@ -193,20 +197,23 @@ static void test_upload_symlink_swap(void **state)
 	unlink(link);
 	assert_int_equal(symlink(root_file, link), 0);
 	snprintf(query, sizeof(query), "/files?path=%s", link);
-	assert_int_equal(http("POST", query, TOKEN, "application/octet-stream", "pwn", 3, &out), 403);
+	assert_int_equal(http("POST", query, TOKEN, "application/octet-stream", "pwn", 3, &out),
+			 403);
 	free(out.data);
 	assert_file_is(root_file, "original");
 	/* a directory on the way: open/dirlink -> root-only */
 	snprintf(link, sizeof(link), "%s/dirlink", open_dir);
 	assert_int_equal(symlink(root_dir, link), 0);
 	snprintf(query, sizeof(query), "/files?path=%s/new.txt", link);
-	assert_int_equal(http("POST", query, TOKEN, "application/octet-stream", "pwn", 3, &out), 403);
+	assert_int_equal(http("POST", query, TOKEN, "application/octet-stream", "pwn", 3, &out),
+			 403);
 	free(out.data);
 	snprintf(path, sizeof(path), "%s/new.txt", root_dir);
 	assert_int_not_equal(access(path, F_OK), 0);
 	/* root's group 0 (held by the agent) must not lend group-write */
 	snprintf(query, sizeof(query), "/files?path=%s", group_file);
-	assert_int_equal(http("POST", query, TOKEN, "application/octet-stream", "pwn", 3, &out), 403);
+	assert_int_equal(http("POST", query, TOKEN, "application/octet-stream", "pwn", 3, &out),
+			 403);
 	free(out.data);
 	assert_file_is(group_file, "original");
 	/* a read through a symlink to /etc/shadow (root:shadow 0640) */
@@ -229,7 +236,8 @@ static void test_upload_symlink_swap(void **state)
 		 "POST /files?path=%s HTTP/1.1\r\nHost: agent\r\nX-Access-Token: %s\r\n"
 		 "Content-Type: application/octet-stream\r\nContent-Length: 6\r\n\r\npwn",
 		 path, TOKEN);
-	assert_int_equal(send(fd, headers, strlen(headers), MSG_NOSIGNAL), (ssize_t)strlen(headers));
+	assert_int_equal(send(fd, headers, strlen(headers), MSG_NOSIGNAL),
+			 (ssize_t)strlen(headers));
 	for (n = 0; n < 500 && stat(path, &st) != 0; n++)
 		usleep(10000);
 	assert_int_equal(stat(path, &st), 0); /* the agent opened its target */
@@ -269,8 +277,8 @@ static void test_unknown_user_is_400(void **state)
 	assert_string_equal(json_string_value(json_object_get(result, "code")), "invalid_argument");
 	json_decref(result);
 	stream_call("/process.Process/Start",
-		    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"id -u\"]}}", &stream, 0, 0,
-		    NULL);
+		    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"id -u\"]}}", &stream, 0,
+		    0, NULL);
 	extra_header = NULL;
 	assert_int_equal(stream.status, 400);
 	assert_int_equal(stream.pid, 0);
@@ -281,9 +289,8 @@ static void test_unknown_user_is_400(void **state)
 	json_decref(result);
 	init_default_user("nobody");
 	if (getpwnam("nobody")) {
-		assert_int_equal(unary("/filesystem.Filesystem/Stat", "{\"path\":\"/\"}", TOKEN,
-				       &result),
-				 200);
+		assert_int_equal(
+		    unary("/filesystem.Filesystem/Stat", "{\"path\":\"/\"}", TOKEN, &result), 200);
 		json_decref(result);
 	}
 }
@@ -355,14 +362,14 @@ static bool read_until_closed(int fd, char *reply, size_t size, int timeout_ms)
 static void test_unauthenticated_large_body_gets_401_unread(void **state)
 {
 	static const char *const requests[] = {
-		"POST /process.Process/List HTTP/1.1\r\nHost: agent\r\n"
-		"Content-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n",
-		"POST /process.Process/Start HTTP/1.1\r\nHost: agent\r\nX-Access-Token: wrong\r\n"
-		"Content-Type: application/connect+json\r\nContent-Length: 1073741824\r\n\r\n",
-		"POST /files?path=/tmp/x&signature=v1_invalid HTTP/1.1\r\nHost: agent\r\n"
-		"Content-Type: application/octet-stream\r\nContent-Length: 1073741824\r\n\r\n",
-		"POST /files?path=/tmp/x HTTP/1.1\r\nHost: agent\r\nExpect: 100-continue\r\n"
-		"Content-Type: application/octet-stream\r\nContent-Length: 1073741824\r\n\r\n",
+	    "POST /process.Process/List HTTP/1.1\r\nHost: agent\r\n"
+	    "Content-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n",
+	    "POST /process.Process/Start HTTP/1.1\r\nHost: agent\r\nX-Access-Token: wrong\r\n"
+	    "Content-Type: application/connect+json\r\nContent-Length: 1073741824\r\n\r\n",
+	    "POST /files?path=/tmp/x&signature=v1_invalid HTTP/1.1\r\nHost: agent\r\n"
+	    "Content-Type: application/octet-stream\r\nContent-Length: 1073741824\r\n\r\n",
+	    "POST /files?path=/tmp/x HTTP/1.1\r\nHost: agent\r\nExpect: 100-continue\r\n"
+	    "Content-Type: application/octet-stream\r\nContent-Length: 1073741824\r\n\r\n",
 	};
 	char reply[4096];
 	size_t i;
@@ -542,7 +549,8 @@ static void test_unauthenticated_init_body_is_bounded(void **state)
 		closed = drain(fd, &saw_401);
 	}
 	close(fd);
-	printf("# trickled unauthenticated /init body: dropped after %.0f ms\n", now_ms() - started);
+	printf("# trickled unauthenticated /init body: dropped after %.0f ms\n",
+	       now_ms() - started);
 	assert_true(closed);
 	assert_true(now_ms() - started < 14000);
 	init_default_user("nobody");
@@ -619,7 +627,8 @@ static void test_idle_timeouts_spare_streams(void **state)
 	}
 	extra_header = "Keepalive-Ping-Interval: 0";
 	stream_call("/process.Process/Start",
-		    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"sleep 5; echo late\"],\"cwd\":\"/tmp\"}}",
+		    "{\"process\":{\"cmd\":\"/bin/sh\",\"args\":[\"-c\",\"sleep 5; echo "
+		    "late\"],\"cwd\":\"/tmp\"}}",
 		    &stream, 0, 0, NULL);
 	extra_header = NULL;
 	assert_int_equal(stream.status, 200);
@@ -631,14 +640,14 @@ static void test_idle_timeouts_spare_streams(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_signed_url_with_basic_root_header),
-		cmocka_unit_test(test_upload_symlink_swap),
-		cmocka_unit_test(test_unknown_user_is_400),
-		cmocka_unit_test(test_unauthenticated_large_body_gets_401_unread),
-		cmocka_unit_test(test_slow_unauthenticated_bodies),
-		cmocka_unit_test(test_unauthenticated_init_body_is_bounded),
-		cmocka_unit_test(test_deep_tree_watch_keeps_agent_alive),
-		cmocka_unit_test(test_idle_timeouts_spare_streams),
+	    cmocka_unit_test(test_signed_url_with_basic_root_header),
+	    cmocka_unit_test(test_upload_symlink_swap),
+	    cmocka_unit_test(test_unknown_user_is_400),
+	    cmocka_unit_test(test_unauthenticated_large_body_gets_401_unread),
+	    cmocka_unit_test(test_slow_unauthenticated_bodies),
+	    cmocka_unit_test(test_unauthenticated_init_body_is_bounded),
+	    cmocka_unit_test(test_deep_tree_watch_keeps_agent_alive),
+	    cmocka_unit_test(test_idle_timeouts_spare_streams),
 	};
 
 	agent_extra_args[0] = "--idle-timeout";

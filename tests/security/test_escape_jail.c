@@ -28,12 +28,12 @@
 #include "warren/jail.h"
 #include "warren/templates.h"
 
-#define CGROUP_PARENT "warren-sec-test"
-#define MEMORY_MAX (64ULL << 20)
-#define PIDS_MAX 48
-#define DISK_MAX (24ULL << 20) /* the writable layer's ext4 image */
+#define CGROUP_PARENT  "warren-sec-test"
+#define MEMORY_MAX     (64ULL << 20)
+#define PIDS_MAX       48
+#define DISK_MAX       (24ULL << 20) /* the writable layer's ext4 image */
 #define BYSTANDER_PORT 8081
-#define CONSOLE_MAX (1ULL << 20)
+#define CONSOLE_MAX    (1ULL << 20)
 #define CPU_MILLICORES 500
 
 static char base_dir[64];
@@ -108,12 +108,18 @@ static int group_teardown(void **state)
 static struct jail *start(const char *id, const char *const *argv, size_t slot)
 {
 	struct jail_config config = {
-		.id = id, .rootfs = rootfs, .netns_path = netns_path, .state_dir = state_dir,
-		.cgroup_parent = CGROUP_PARENT, .memory_max_bytes = MEMORY_MAX,
-		.cpu_millicores = CPU_MILLICORES, .pids_max = PIDS_MAX, .disk_max_bytes = DISK_MAX,
-		.disk_cache_dir = base_dir,
-		.console_max_bytes = CONSOLE_MAX,
-		.argv = argv,
+	    .id = id,
+	    .rootfs = rootfs,
+	    .netns_path = netns_path,
+	    .state_dir = state_dir,
+	    .cgroup_parent = CGROUP_PARENT,
+	    .memory_max_bytes = MEMORY_MAX,
+	    .cpu_millicores = CPU_MILLICORES,
+	    .pids_max = PIDS_MAX,
+	    .disk_max_bytes = DISK_MAX,
+	    .disk_cache_dir = base_dir,
+	    .console_max_bytes = CONSOLE_MAX,
+	    .argv = argv,
 	};
 	char err[512];
 	struct jail *jail = jail__start(&config, err, sizeof(err));
@@ -146,7 +152,7 @@ static void read_console(const char *id, char *out, size_t out_len)
  * a signal killed it), its output in out. */
 static int run_attack(const char *attack, char *out, size_t out_len)
 {
-	const char *argv[] = { "/escape-probe", attack, NULL };
+	const char *argv[] = {"/escape-probe", attack, NULL};
 	char id[64];
 	int status = -1;
 	struct jail *jail;
@@ -327,7 +333,7 @@ static void test_escape_userns_then_mount(void **state)
  * that got out of every namespace would still be nobody on the host. */
 static void test_escape_host_uid_unprivileged(void **state)
 {
-	const char *argv[] = { "/bin/sh", "-c", "sleep 30", NULL };
+	const char *argv[] = {"/bin/sh", "-c", "sleep 30", NULL};
 	struct jail *jail;
 	char value[128], expect[128];
 	(void)state;
@@ -353,7 +359,8 @@ static void test_escape_fork_bomb(void **state)
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 	assert_int_equal(sscanf(strstr(out, "stopped after") ? strstr(out, "stopped after") : "",
-				"stopped after %d", &made), 1);
+				"stopped after %d", &made),
+			 1);
 	assert_true(made > 0 && made < PIDS_MAX);
 	child = fork();
 	assert_true(child >= 0);
@@ -367,7 +374,7 @@ static void test_escape_fork_bomb(void **state)
 static void test_escape_memory_bomb(void **state)
 {
 	char port[16], out[4096];
-	const char *bystander_argv[] = { "/bin/busybox", "httpd", "-f", "-p", port, "-h", "/", NULL };
+	const char *bystander_argv[] = {"/bin/busybox", "httpd", "-f", "-p", port, "-h", "/", NULL};
 	int status;
 	(void)state;
 
@@ -412,7 +419,7 @@ static void test_escape_fill_disk(void **state)
  * so) in the host's console.log. */
 static void test_escape_console_flood(void **state)
 {
-	const char *argv[] = { "/escape-probe", "console_flood", NULL };
+	const char *argv[] = {"/escape-probe", "console_flood", NULL};
 	char path[PATH_MAX], tail[256] = "";
 	struct stat st;
 	struct jail *jail;
@@ -460,7 +467,7 @@ static void test_escape_cpu_quota(void **state)
  * host, still get theirs. */
 static void test_escape_inotify_exhaustion(void **state)
 {
-	const char *hog_argv[] = { "/escape-probe", "inotify_exhaust", NULL };
+	const char *hog_argv[] = {"/escape-probe", "inotify_exhaust", NULL};
 	char out[4096];
 	int fd;
 	(void)state;
@@ -483,33 +490,33 @@ static void test_escape_inotify_exhaustion(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_escape_core_pattern, test_setup),
-		cmocka_unit_test_setup(test_escape_modprobe, test_setup),
-		cmocka_unit_test_setup(test_escape_sysrq_trigger, test_setup),
-		cmocka_unit_test_setup(test_escape_drop_caches, test_setup),
-		cmocka_unit_test_setup(test_escape_proc_sys_read_only, test_setup),
-		cmocka_unit_test_setup(test_escape_proc_masked_files, test_setup),
-		cmocka_unit_test_setup(test_escape_mount_proc, test_setup),
-		cmocka_unit_test_setup(test_escape_mount_sysfs, test_setup),
-		cmocka_unit_test_setup(test_escape_mount_tmpfs, test_setup),
-		cmocka_unit_test_setup(test_escape_mknod_block_device, test_setup),
-		cmocka_unit_test_setup(test_escape_keyctl, test_setup),
-		cmocka_unit_test_setup(test_escape_bpf, test_setup),
-		cmocka_unit_test_setup(test_escape_perf_event_open, test_setup),
-		cmocka_unit_test_setup(test_escape_userfaultfd, test_setup),
-		cmocka_unit_test_setup(test_escape_kexec_load, test_setup),
-		cmocka_unit_test_setup(test_escape_init_module, test_setup),
-		cmocka_unit_test_setup(test_escape_open_by_handle_at, test_setup),
-		cmocka_unit_test_setup(test_escape_ptrace_init, test_setup),
-		cmocka_unit_test_setup(test_escape_ptrace_agent, test_setup),
-		cmocka_unit_test_setup(test_escape_userns_then_mount, test_setup),
-		cmocka_unit_test_setup(test_escape_host_uid_unprivileged, test_setup),
-		cmocka_unit_test_setup(test_escape_fork_bomb, test_setup),
-		cmocka_unit_test_setup(test_escape_memory_bomb, test_setup),
-		cmocka_unit_test_setup(test_escape_fill_disk, test_setup),
-		cmocka_unit_test_setup(test_escape_inotify_exhaustion, test_setup),
-		cmocka_unit_test_setup(test_escape_console_flood, test_setup),
-		cmocka_unit_test_setup(test_escape_cpu_quota, test_setup),
+	    cmocka_unit_test_setup(test_escape_core_pattern, test_setup),
+	    cmocka_unit_test_setup(test_escape_modprobe, test_setup),
+	    cmocka_unit_test_setup(test_escape_sysrq_trigger, test_setup),
+	    cmocka_unit_test_setup(test_escape_drop_caches, test_setup),
+	    cmocka_unit_test_setup(test_escape_proc_sys_read_only, test_setup),
+	    cmocka_unit_test_setup(test_escape_proc_masked_files, test_setup),
+	    cmocka_unit_test_setup(test_escape_mount_proc, test_setup),
+	    cmocka_unit_test_setup(test_escape_mount_sysfs, test_setup),
+	    cmocka_unit_test_setup(test_escape_mount_tmpfs, test_setup),
+	    cmocka_unit_test_setup(test_escape_mknod_block_device, test_setup),
+	    cmocka_unit_test_setup(test_escape_keyctl, test_setup),
+	    cmocka_unit_test_setup(test_escape_bpf, test_setup),
+	    cmocka_unit_test_setup(test_escape_perf_event_open, test_setup),
+	    cmocka_unit_test_setup(test_escape_userfaultfd, test_setup),
+	    cmocka_unit_test_setup(test_escape_kexec_load, test_setup),
+	    cmocka_unit_test_setup(test_escape_init_module, test_setup),
+	    cmocka_unit_test_setup(test_escape_open_by_handle_at, test_setup),
+	    cmocka_unit_test_setup(test_escape_ptrace_init, test_setup),
+	    cmocka_unit_test_setup(test_escape_ptrace_agent, test_setup),
+	    cmocka_unit_test_setup(test_escape_userns_then_mount, test_setup),
+	    cmocka_unit_test_setup(test_escape_host_uid_unprivileged, test_setup),
+	    cmocka_unit_test_setup(test_escape_fork_bomb, test_setup),
+	    cmocka_unit_test_setup(test_escape_memory_bomb, test_setup),
+	    cmocka_unit_test_setup(test_escape_fill_disk, test_setup),
+	    cmocka_unit_test_setup(test_escape_inotify_exhaustion, test_setup),
+	    cmocka_unit_test_setup(test_escape_console_flood, test_setup),
+	    cmocka_unit_test_setup(test_escape_cpu_quota, test_setup),
 	};
 	const char *skip = NULL;
 
@@ -519,7 +526,8 @@ int main(void)
 	else if (!getenv("WARREN_BUILD_DIR") || !getenv("WARREN_SOURCE_DIR"))
 		skip = "WARREN_BUILD_DIR / WARREN_SOURCE_DIR not set (run through ctest)";
 	else if (!getenv("WARREN_TEMPLATES_DIR"))
-		skip = "WARREN_TEMPLATES_DIR not set (scripts/test builds the minimal template there)";
+		skip =
+		    "WARREN_TEMPLATES_DIR not set (scripts/test builds the minimal template there)";
 	else if (jt__run("grep -qw overlay /proc/filesystems") != 0)
 		skip = "no overlayfs in this kernel";
 	else if (jt__run("command -v ip >/dev/null") != 0)

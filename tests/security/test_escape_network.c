@@ -28,14 +28,14 @@
 
 #define ALLOW_ALL "{\"allowOut\":[\"0.0.0.0/0\",\"::/0\"]}"
 
-static const char *const policies[] = { "{}", ALLOW_ALL };
+static const char *const policies[] = {"{}", ALLOW_ALL};
 
 struct slot {
 	int index;
 	struct net_slot_info info;
 };
 
-static struct slot slots[2] = { { .index = -1 }, { .index = -1 } };
+static struct slot slots[2] = {{.index = -1}, {.index = -1}};
 
 /* Listeners a test opened, closed by its teardown even when it fails. */
 static int listeners[8];
@@ -117,7 +117,7 @@ struct listen_op {
 static int listen_here(void *arg)
 {
 	struct listen_op *op = arg;
-	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_storage ss = {0};
 	socklen_t len;
 	int one = 1;
 
@@ -153,7 +153,7 @@ static int listen_here(void *arg)
 /* A listener inside the namespace at netns_path (NULL: here). */
 static int listen_in(const char *netns_path, int family, const char *address, unsigned port)
 {
-	struct listen_op op = { .family = family, .address = address, .port = port, .fd = -1 };
+	struct listen_op op = {.family = family, .address = address, .port = port, .fd = -1};
 	int ns, rc;
 
 	if (!netns_path) {
@@ -192,9 +192,11 @@ static void test_metadata_service_unreachable(void **state)
 	expect_refused_by_slot(&slots[0], "169.254.169.254", 9002);
 	release_one(&slots[0]);
 	acquire(&slots[0], "{\"allowOut\":[\"metadata.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
-	rc = netenv__capture(out, sizeof(out), "ip netns exec %s curl -sS -m 4 --resolve metadata.test:80:169.254.169.254 "
-			     "http://metadata.test/ 2>&1",
-			     slots[0].info.netns_name);
+	rc = netenv__capture(
+	    out, sizeof(out),
+	    "ip netns exec %s curl -sS -m 4 --resolve metadata.test:80:169.254.169.254 "
+	    "http://metadata.test/ 2>&1",
+	    slots[0].info.netns_name);
 	printf("  curl http://metadata.test/ -> %d %s\n", rc, out);
 	assert_non_null(strstr(out, "blocked by the network policy"));
 	assert_null(strstr(out, "ip=169.254.169.254"));
@@ -232,7 +234,9 @@ static void test_host_input_chain_drops_slot(void **state)
 	(void)state;
 	listen_in(NULL, AF_INET, "0.0.0.0", 5432);
 	acquire(&slots[0], ALLOW_ALL, 0);
-	assert_int_equal(netenv__sh("ip netns exec %s nft delete table inet warren_policy", slots[0].info.netns_name), 0);
+	assert_int_equal(netenv__sh("ip netns exec %s nft delete table inet warren_policy",
+				    slots[0].info.netns_name),
+			 0);
 	inet_ntop(AF_INET, &slots[0].info.host_address, gateway, sizeof(gateway));
 	expect_blocked(&slots[0], "198.18.0.1", 5432);
 	expect_blocked(&slots[0], gateway, 5432);
@@ -243,7 +247,7 @@ static void test_host_input_chain_drops_slot(void **state)
 		inet_ntop(AF_INET, &slots[1].info.slot_address, victim, sizeof(victim));
 		listen_in(slots[1].info.netns_path, AF_INET, victim, 8080);
 		expect_blocked(&slots[0], victim, 8080); /* host forward: slot to slot */
-		}
+	}
 	/* The proxy ports stay open to slots. */
 	fd = netenv__connect_from(slots[0].info.netns_path, gateway, netenv.config.proxy_http_port);
 	if (fd < 0)
@@ -296,10 +300,10 @@ struct connect6_op {
 static int connect6_here(void *arg)
 {
 	struct connect6_op *op = arg;
-	struct sockaddr_in6 to = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)op->port) };
+	struct sockaddr_in6 to = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)op->port)};
 	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), error = 0;
 	socklen_t len = sizeof(error);
-	struct pollfd p = { .events = POLLOUT };
+	struct pollfd p = {.events = POLLOUT};
 
 	if (fd < 0)
 		return -errno;
@@ -320,7 +324,7 @@ static int connect6_here(void *arg)
 
 static void expect_blocked6(const struct slot *s, const char *address, unsigned port)
 {
-	struct connect6_op op = { .address = address, .port = port };
+	struct connect6_op op = {.address = address, .port = port};
 	int ns = open(s->info.netns_path, O_RDONLY | O_CLOEXEC);
 
 	assert_true(ns >= 0);
@@ -354,16 +358,17 @@ static void test_ipv6_out_denied(void **state)
 	/* Slots come with IPv6 disabled and their rules drop link-local and
 	 * multicast (so neighbour discovery): undo the first and pin the
 	 * neighbours, so that only the host's rules stand in the way. */
-	assert_int_equal(netenv__sh("ip netns exec %1$s sysctl -qw net.ipv6.conf.veth0.disable_ipv6=0 && "
-				    "ip -n %1$s addr replace 2001:db8:2::2/64 dev veth0 nodad && "
-				    "ip addr replace 2001:db8:2::1/64 dev %2$s nodad && "
-				    "ip -n %1$s -6 route replace default via 2001:db8:2::1 && "
-				    "ip -n %1$s neigh replace 2001:db8:2::1 dev veth0 nud permanent lladdr "
-				    "$(ip -br link show dev %2$s | awk '{print $3}') && "
-				    "ip neigh replace 2001:db8:2::2 dev %2$s nud permanent lladdr "
-				    "$(ip -n %1$s -br link show dev veth0 | awk '{print $3}')",
-				    slots[0].info.netns_name, slots[0].info.host_link),
-			 0);
+	assert_int_equal(
+	    netenv__sh("ip netns exec %1$s sysctl -qw net.ipv6.conf.veth0.disable_ipv6=0 && "
+		       "ip -n %1$s addr replace 2001:db8:2::2/64 dev veth0 nodad && "
+		       "ip addr replace 2001:db8:2::1/64 dev %2$s nodad && "
+		       "ip -n %1$s -6 route replace default via 2001:db8:2::1 && "
+		       "ip -n %1$s neigh replace 2001:db8:2::1 dev veth0 nud permanent lladdr "
+		       "$(ip -br link show dev %2$s | awk '{print $3}') && "
+		       "ip neigh replace 2001:db8:2::2 dev %2$s nud permanent lladdr "
+		       "$(ip -n %1$s -br link show dev veth0 | awk '{print $3}')",
+		       slots[0].info.netns_name, slots[0].info.host_link),
+	    0);
 	expect_blocked6(&slots[0], "2001:db8:1::2", 9006);
 	expect_blocked6(&slots[0], "2001:db8:2::1", 7006);
 	expect_blocked6(&slots[0], "2001:db8:1::1", 7006);
@@ -376,7 +381,7 @@ static size_t read_until_closed(int fd, char *out, size_t size, int timeout_ms)
 	int64_t deadline = now_ms() + timeout_ms;
 
 	while (used + 1 < size) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		int64_t left = deadline - now_ms();
 		ssize_t n;
 
@@ -417,7 +422,7 @@ static void keepalive_exchange(const char *first, const char *second, char *out,
 	assert_int_equal(send(fd, first, strlen(first), MSG_NOSIGNAL), (ssize_t)strlen(first));
 	if (second) {
 		char reply[512];
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 
 		/* The first answer arrives, then the second request follows on
 		 * the same connection. */
@@ -450,8 +455,8 @@ static void test_egress_keepalive_forbidden_host(void **state)
 			   NULL, out, sizeof(out));
 	assert_non_null(strstr(out, "host=keepalive.test"));
 	assert_null(strstr(out, "forbidden"));
-	keepalive_exchange("GET http://forbidden.test/ HTTP/1.1\r\nHost: keepalive.test\r\n\r\n", NULL, out,
-			   sizeof(out));
+	keepalive_exchange("GET http://forbidden.test/ HTTP/1.1\r\nHost: keepalive.test\r\n\r\n",
+			   NULL, out, sizeof(out));
 	assert_null(strstr(out, "200 OK"));
 	/* A body that hides a request behind a Content-Length the proxy and
 	 * server could read differently is refused before anything goes. */
@@ -480,11 +485,11 @@ static int flood_here(void *arg)
 {
 	static const char hold[] = "GET /hold HTTP/1.1\r\nHost: allowed.test\r\n\r\n";
 	struct flood_op *op = arg;
-	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(80) };
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(80)};
 
 	inet_pton(AF_INET, "192.0.2.10", &to.sin_addr);
 	for (unsigned i = 0; i < op->count; i++) {
-		struct timeval timeout = { .tv_sec = 2 };
+		struct timeval timeout = {.tv_sec = 2};
 		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 		if (fd < 0)
@@ -502,9 +507,11 @@ static int flood_here(void *arg)
 
 static int curl_allowed(const struct slot *s, char *out, size_t size)
 {
-	int rc = netenv__capture(out, size, "ip netns exec %s curl -sS -m 6 --resolve allowed.test:80:192.0.2.10 "
-				 "http://allowed.test/ 2>&1",
-				 s->info.netns_name);
+	int rc =
+	    netenv__capture(out, size,
+			    "ip netns exec %s curl -sS -m 6 --resolve allowed.test:80:192.0.2.10 "
+			    "http://allowed.test/ 2>&1",
+			    s->info.netns_name);
 
 	printf("  [%s] curl http://allowed.test/ -> %d %s\n", s->info.netns_name, rc, out);
 	return rc;
@@ -516,7 +523,7 @@ static int curl_allowed(const struct slot *s, char *out, size_t size)
 static void test_egress_slot_cap_no_starvation(void **state)
 {
 	const char *spec = "{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}";
-	struct flood_op op = { .count = 2600 };
+	struct flood_op op = {.count = 2600};
 	struct net_slot_counters c;
 	char out[512];
 	int ns;
@@ -560,7 +567,8 @@ static void test_egress_idle_connection_closed(void **state)
 	quiet = netenv__connect_from(slots[0].info.netns_path, "192.0.2.10", 80);
 	waiting = netenv__connect_from(slots[0].info.netns_path, "192.0.2.10", 80);
 	assert_true(quiet >= 0 && waiting >= 0);
-	assert_int_equal(send(waiting, hold, sizeof(hold) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(hold) - 1);
+	assert_int_equal(send(waiting, hold, sizeof(hold) - 1, MSG_NOSIGNAL),
+			 (ssize_t)sizeof(hold) - 1);
 	start = now_ms();
 	read_until_closed(waiting, out, sizeof(out), 12000);
 	printf("  held request closed after %lld ms\n", (long long)(now_ms() - start));
@@ -577,15 +585,11 @@ static void test_egress_idle_connection_closed(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_metadata_service_unreachable),
-		T(test_host_postgres_port_unreachable),
-		T(test_host_input_chain_drops_slot),
-		T(test_other_slot_unreachable),
-		T(test_host_own_addresses_unreachable),
-		T(test_ipv6_out_denied),
-		T(test_egress_keepalive_forbidden_host),
-		T(test_egress_slot_cap_no_starvation),
-		T(test_egress_idle_connection_closed),
+	    T(test_metadata_service_unreachable),    T(test_host_postgres_port_unreachable),
+	    T(test_host_input_chain_drops_slot),     T(test_other_slot_unreachable),
+	    T(test_host_own_addresses_unreachable),  T(test_ipv6_out_denied),
+	    T(test_egress_keepalive_forbidden_host), T(test_egress_slot_cap_no_starvation),
+	    T(test_egress_idle_connection_closed),
 	};
 	struct rlimit files;
 	int rc;

@@ -15,8 +15,9 @@ const char *test_db__server_url(void)
 	const char *url = getenv("WARREN_PG_URL");
 
 	if (!url || !*url) {
-		fprintf(stderr, "FAIL: WARREN_PG_URL is not set; run eval \"$(scripts/dev-stack env)\" "
-				"after scripts/dev-stack up\n");
+		fprintf(stderr,
+			"FAIL: WARREN_PG_URL is not set; run eval \"$(scripts/dev-stack env)\" "
+			"after scripts/dev-stack up\n");
 		return NULL;
 	}
 	return url;
@@ -87,8 +88,9 @@ static void test_db__drop_stale(const char *server)
 
 	if (PQstatus(conn) != CONNECTION_OK)
 		goto out;
-	result = PQexec(conn, "SELECT datname, substring(datname from '^warren_test_[a-z]+_([0-9]+)_')"
-			      " FROM pg_database WHERE datname ~ '^warren_test_[a-z]+_[0-9]+_[0-9a-f]{8}$'");
+	result = PQexec(
+	    conn, "SELECT datname, substring(datname from '^warren_test_[a-z]+_([0-9]+)_')"
+		  " FROM pg_database WHERE datname ~ '^warren_test_[a-z]+_[0-9]+_[0-9a-f]{8}$'");
 	for (int i = 0; PQresultStatus(result) == PGRES_TUPLES_OK && i < PQntuples(result); i++) {
 		long pid = strtol(PQgetvalue(result, i, 1), NULL, 10);
 		char sql[256];
@@ -182,7 +184,8 @@ int test_db__migration_files(void)
 	if (!handle)
 		return -1;
 	while ((entry = readdir(handle)))
-		if (strlen(entry->d_name) > 9 && !strcmp(entry->d_name + strlen(entry->d_name) - 4, ".sql"))
+		if (strlen(entry->d_name) > 9 &&
+		    !strcmp(entry->d_name + strlen(entry->d_name) - 4, ".sql"))
 			count++;
 	closedir(handle);
 	return count;

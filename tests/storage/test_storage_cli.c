@@ -86,25 +86,27 @@ static void test_migrate_and_admin(void **state)
 	assert_int_equal(warren("admin team create clitest --tier pro", out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "concurrent_sandboxes 100"));
 	assert_int_not_equal(warren("admin team create clitest 2>/dev/null", out, sizeof(out)), 0);
-	assert_int_equal(warren("admin team set-limit clitest concurrent_sandboxes 300", out,
-				sizeof(out)), 0);
+	assert_int_equal(
+	    warren("admin team set-limit clitest concurrent_sandboxes 300", out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "concurrent_sandboxes 300"));
 	assert_int_equal(warren("admin team list", out, sizeof(out)), 0);
 	assert_non_null(strstr(out, "clitest"));
 
-	assert_int_equal(warren("admin key create --team clitest 2>/dev/null", out, sizeof(out)), 0);
+	assert_int_equal(warren("admin key create --team clitest 2>/dev/null", out, sizeof(out)),
+			 0);
 	assert_int_equal(sscanf(out, "%63s", key), 1);
 	assert_int_equal(strlen(key), 44);
 	assert_memory_equal(key, "e2b_", 4);
 	tokens__sha256_hex(key, strlen(key), hash);
 	snprintf(sql, sizeof(sql),
 		 "SELECT count(*) FROM api_keys k JOIN teams t ON t.id = k.team_id"
-		 " WHERE t.name = 'clitest' AND k.key_hash = '%s'", hash);
+		 " WHERE t.name = 'clitest' AND k.key_hash = '%s'",
+		 hash);
 	assert_true(test_db__sql(&db, sql, value, sizeof(value)));
 	assert_string_equal(value, "1");
 	/* The key itself is nowhere in the table. */
-	snprintf(sql, sizeof(sql),
-		 "SELECT count(*) FROM api_keys k WHERE k::text LIKE '%%%s%%'", key + 4);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM api_keys k WHERE k::text LIKE '%%%s%%'",
+		 key + 4);
 	assert_true(test_db__sql(&db, sql, value, sizeof(value)));
 	assert_string_equal(value, "0");
 
@@ -112,14 +114,16 @@ static void test_migrate_and_admin(void **state)
 	assert_non_null(strstr(out, "clitest"));
 	snprintf(sql, sizeof(sql), "admin key revoke %s", key);
 	assert_int_equal(warren(sql, out, sizeof(out)), 0);
-	assert_int_not_equal(warren("admin key revoke 00000000-0000-4000-8000-000000000000 2>/dev/null",
-				    out, sizeof(out)), 0);
+	assert_int_not_equal(
+	    warren("admin key revoke 00000000-0000-4000-8000-000000000000 2>/dev/null", out,
+		   sizeof(out)),
+	    0);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_migrate_and_admin),
+	    cmocka_unit_test(test_migrate_and_admin),
 	};
 
 	if (!test_db__server_url())

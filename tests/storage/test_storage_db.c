@@ -29,8 +29,8 @@ static const char *template_id = "base";
 static int group_setup(void **state)
 {
 	struct storage_error err;
-	struct storage_template template_in = { .agent_version = "0.1.0",
-						.image_path = "/var/lib/warren/base.img" };
+	struct storage_template template_in = {.agent_version = "0.1.0",
+					       .image_path = "/var/lib/warren/base.img"};
 	int applied;
 
 	(void)state;
@@ -136,21 +136,24 @@ static void test_teams_and_limits(void **state)
 	assert_int_equal(again.limits.creation_rate_per_s, 5);
 	assert_int_equal(again.limits.max_timeout_s, 86400);
 
-	assert_int_equal(storage__team_set_limit(pool, team.id, "concurrent_sandboxes", 1100, &again,
-						 &err), STORAGE_OK);
+	assert_int_equal(
+	    storage__team_set_limit(pool, team.id, "concurrent_sandboxes", 1100, &again, &err),
+	    STORAGE_OK);
 	assert_int_equal(again.limits.concurrent_sandboxes, 1100);
 	assert_int_equal(again.limits.creation_rate_per_s, 5);
 	/* Above the pro add-on maximum: the CHECK refuses it. */
-	assert_int_equal(storage__team_set_limit(pool, team.id, "concurrent_sandboxes", 1101, &again,
-						 &err), STORAGE_ERR_INVALID);
+	assert_int_equal(
+	    storage__team_set_limit(pool, team.id, "concurrent_sandboxes", 1101, &again, &err),
+	    STORAGE_ERR_INVALID);
 	assert_string_equal(err.sqlstate, "23514");
 	assert_int_equal(storage__team_set_limit(pool, team.id, "no_such_limit", 5, &again, &err),
 			 STORAGE_ERR_INVALID);
 
 	assert_int_equal(storage__team_get_by_name(pool, team.name, &again, &err), STORAGE_OK);
 	assert_string_equal(again.id, team.id);
-	assert_int_equal(storage__team_get(pool, "00000000-0000-4000-8000-000000000000", &again,
-					   &err), STORAGE_ERR_NOT_FOUND);
+	assert_int_equal(
+	    storage__team_get(pool, "00000000-0000-4000-8000-000000000000", &again, &err),
+	    STORAGE_ERR_NOT_FOUND);
 	assert_int_equal(storage__team_list(pool, &teams, &count, &err), STORAGE_OK);
 	for (size_t i = 0; i < count; i++)
 		seen |= !strcmp(teams[i].id, team.id);
@@ -181,7 +184,8 @@ static void test_constraint_errors(void **state)
 	/* foreign_key_violation -> NOT_FOUND_REF */
 	tokens__sha256_hex("k", 1, hash);
 	assert_int_equal(storage__api_key_create(pool, "00000000-0000-4000-8000-000000000000", hash,
-						 "e2b_x", &key, &err), STORAGE_ERR_NOT_FOUND_REF);
+						 "e2b_x", &key, &err),
+			 STORAGE_ERR_NOT_FOUND_REF);
 	assert_string_equal(err.sqlstate, "23503");
 	new_sandbox_init(&n, team.id);
 	n.spec.template_id = "no-such-template";
@@ -203,7 +207,8 @@ static void test_constraint_errors(void **state)
 		 sandbox.id);
 	assert_true(test_db__sql(&db, sql, value, sizeof(value)));
 	assert_string_equal(value, "1");
-	snprintf(sql, sizeof(sql), "DELETE FROM sandbox_events WHERE sandbox_id = '%s'", sandbox.id);
+	snprintf(sql, sizeof(sql), "DELETE FROM sandbox_events WHERE sandbox_id = '%s'",
+		 sandbox.id);
 	assert_false(test_db__sql(&db, sql, NULL, 0));
 	snprintf(sql, sizeof(sql), "UPDATE sandbox_events SET type = 'x' WHERE sandbox_id = '%s'",
 		 sandbox.id);
@@ -264,8 +269,12 @@ static void test_state_transitions(void **state)
 {
 	struct storage_team team;
 	struct storage_sandbox sandbox, changed;
-	struct storage_host host = { .id = "host-a", .address = "10.0.0.1", .runtime = "jail",
-				     .capacity = 8, .running = 0, .state = "ready" };
+	struct storage_host host = {.id = "host-a",
+				    .address = "10.0.0.1",
+				    .runtime = "jail",
+				    .capacity = 8,
+				    .running = 0,
+				    .state = "ready"};
 	struct storage_sandbox_event *events;
 	struct storage_error err;
 	size_t count;
@@ -279,9 +288,13 @@ static void test_state_transitions(void **state)
 	assert_int_equal(sandbox.slot_index, -1);
 
 	struct storage_sandbox_transition t = {
-		.sandbox_id = sandbox.id, .team_id = NULL, .from = STORAGE_SANDBOX_STARTING,
-		.to = STORAGE_SANDBOX_RUNNING, .host_id = "host-a", .slot_index = 3,
-		.slot_address = "10.11.0.3",
+	    .sandbox_id = sandbox.id,
+	    .team_id = NULL,
+	    .from = STORAGE_SANDBOX_STARTING,
+	    .to = STORAGE_SANDBOX_RUNNING,
+	    .host_id = "host-a",
+	    .slot_index = 3,
+	    .slot_address = "10.11.0.3",
 	};
 	assert_int_equal(storage__sandbox_transition(pool, &t, &changed, &err), STORAGE_OK);
 	assert_int_equal(changed.state, STORAGE_SANDBOX_RUNNING);
@@ -300,9 +313,11 @@ static void test_state_transitions(void **state)
 	t.to = STORAGE_SANDBOX_STARTING;
 	assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_ERR_INVALID);
 	/* running -> killing -> killed, with a reason; keeps host and slot. */
-	struct storage_sandbox_transition kill = { .sandbox_id = sandbox.id, .team_id = team.id,
-						   .from = STORAGE_SANDBOX_RUNNING,
-						   .to = STORAGE_SANDBOX_KILLING, .slot_index = -1 };
+	struct storage_sandbox_transition kill = {.sandbox_id = sandbox.id,
+						  .team_id = team.id,
+						  .from = STORAGE_SANDBOX_RUNNING,
+						  .to = STORAGE_SANDBOX_KILLING,
+						  .slot_index = -1};
 	assert_int_equal(storage__sandbox_transition(pool, &kill, NULL, &err), STORAGE_OK);
 	kill.from = STORAGE_SANDBOX_KILLING;
 	kill.to = STORAGE_SANDBOX_KILLED;
@@ -318,11 +333,13 @@ static void test_state_transitions(void **state)
 	assert_int_equal(storage__sandbox_transition(pool, &kill, NULL, &err), STORAGE_ERR_INVALID);
 
 	/* Every change is in the history, in order. */
-	assert_int_equal(storage__sandbox_events_list(pool, sandbox.id, 0, 100, &events, &count, &err),
-			 STORAGE_OK);
+	assert_int_equal(
+	    storage__sandbox_events_list(pool, sandbox.id, 0, 100, &events, &count, &err),
+	    STORAGE_OK);
 	assert_int_equal(count, 4);
 	assert_string_equal(events[0].type, "state_changed");
-	assert_string_equal(json_string_value(json_object_get(events[0].payload, "to")), "starting");
+	assert_string_equal(json_string_value(json_object_get(events[0].payload, "to")),
+			    "starting");
 	assert_string_equal(json_string_value(json_object_get(events[1].payload, "to")), "running");
 	assert_string_equal(json_string_value(json_object_get(events[3].payload, "to")), "killed");
 	assert_string_equal(json_string_value(json_object_get(events[3].payload, "reason")),
@@ -336,8 +353,8 @@ static void test_state_transitions(void **state)
 static int move(const char *sandbox_id, enum storage_sandbox_state from,
 		enum storage_sandbox_state to)
 {
-	struct storage_sandbox_transition t = { .sandbox_id = sandbox_id, .from = from,
-						.to = to, .slot_index = -1 };
+	struct storage_sandbox_transition t = {
+	    .sandbox_id = sandbox_id, .from = from, .to = to, .slot_index = -1};
 	struct storage_error err;
 
 	return storage__sandbox_transition(pool, &t, NULL, &err);
@@ -350,11 +367,15 @@ static void test_pause_states(void **state)
 {
 	struct storage_team team;
 	struct storage_sandbox sandbox, row;
-	struct storage_host host = { .id = "host-p", .address = "10.0.0.2", .runtime = "jail",
-				     .capacity = 8, .running = 0, .state = "ready" };
+	struct storage_host host = {.id = "host-p",
+				    .address = "10.0.0.2",
+				    .runtime = "jail",
+				    .capacity = 8,
+				    .running = 0,
+				    .state = "ready"};
 	struct storage_sandbox_list list;
 	struct storage_sandbox_filter filter = {
-		.states = STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED),
+	    .states = STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED),
 	};
 	struct storage_error err;
 	enum storage_sandbox_state parsed;
@@ -436,12 +457,15 @@ static void test_team_isolation(void **state)
 			 STORAGE_ERR_NOT_FOUND);
 	assert_int_equal(storage__sandbox_get(pool, mine.id, "'; DROP TABLE x; --", &got, &err),
 			 STORAGE_ERR_NOT_FOUND);
-	struct storage_sandbox_transition t = { .sandbox_id = sandbox.id, .team_id = theirs.id,
-						.from = STORAGE_SANDBOX_STARTING,
-						.to = STORAGE_SANDBOX_KILLED, .slot_index = -1 };
+	struct storage_sandbox_transition t = {.sandbox_id = sandbox.id,
+					       .team_id = theirs.id,
+					       .from = STORAGE_SANDBOX_STARTING,
+					       .to = STORAGE_SANDBOX_KILLED,
+					       .slot_index = -1};
 	assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_ERR_NOT_FOUND);
-	assert_int_equal(storage__sandbox_set_timeout(pool, theirs.id, sandbox.id, 60, &end_at, &err),
-			 STORAGE_ERR_NOT_FOUND);
+	assert_int_equal(
+	    storage__sandbox_set_timeout(pool, theirs.id, sandbox.id, 60, &end_at, &err),
+	    STORAGE_ERR_NOT_FOUND);
 	assert_int_equal(storage__sandbox_list(pool, theirs.id, NULL, &list, &err), STORAGE_OK);
 	assert_int_equal(list.count, 0);
 	storage__sandbox_list_free(&list);
@@ -459,7 +483,7 @@ static void test_pagination(void **state)
 {
 	struct storage_team team;
 	struct storage_sandbox_list list;
-	struct storage_sandbox_filter filter = { .limit = 10 };
+	struct storage_sandbox_filter filter = {.limit = 10};
 	struct storage_error err;
 	char seen[25][IDS_SANDBOX_ID_LEN + 1], token[STORAGE_PAGE_TOKEN_MAX] = "";
 	size_t total = 0;
@@ -489,7 +513,8 @@ static void test_pagination(void **state)
 			assert_true(total < 25);
 			memcpy(seen[total++], list.items[i].id, IDS_SANDBOX_ID_LEN + 1);
 			if (i > 0) /* newest first */
-				assert_true(list.items[i].created_at <= list.items[i - 1].created_at);
+				assert_true(list.items[i].created_at <=
+					    list.items[i - 1].created_at);
 		}
 		memcpy(token, list.next_token, sizeof(token));
 		assert_int_equal(list.count, pages < 3 ? 10 : 5);
@@ -499,20 +524,21 @@ static void test_pagination(void **state)
 	assert_int_equal(total, 25);
 
 	/* Metadata and state filters. */
-	filter = (struct storage_sandbox_filter){ .metadata = tagged, .limit = 100 };
+	filter = (struct storage_sandbox_filter){.metadata = tagged, .limit = 100};
 	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
 	assert_int_equal(list.count, 12);
 	assert_string_equal(list.next_token, "");
 	storage__sandbox_list_free(&list);
-	filter = (struct storage_sandbox_filter){ .states = STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) };
+	filter =
+	    (struct storage_sandbox_filter){.states = STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING)};
 	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
 	assert_int_equal(list.count, 0);
 	storage__sandbox_list_free(&list);
 	/* Hostile input. */
-	filter = (struct storage_sandbox_filter){ .limit = 101 };
+	filter = (struct storage_sandbox_filter){.limit = 101};
 	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err),
 			 STORAGE_ERR_INVALID);
-	filter = (struct storage_sandbox_filter){ .page_token = "not a token" };
+	filter = (struct storage_sandbox_filter){.page_token = "not a token"};
 	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err),
 			 STORAGE_ERR_INVALID);
 	json_decref(tagged);
@@ -560,10 +586,11 @@ static void test_admit_concurrency(void **state)
 
 	(void)state;
 	make_team("admit", STORAGE_TIER_HOBBY, &team);
-	assert_int_equal(storage__team_set_limit(pool, team.id, "concurrent_sandboxes", 5, &team,
-						 &err), STORAGE_OK);
+	assert_int_equal(
+	    storage__team_set_limit(pool, team.id, "concurrent_sandboxes", 5, &team, &err),
+	    STORAGE_OK);
 	for (int i = 0; i < 8; i++) {
-		workers[i] = (struct admit_worker){ .team_id = team.id };
+		workers[i] = (struct admit_worker){.team_id = team.id};
 		assert_int_equal(pthread_create(&threads[i], NULL, admit_thread, &workers[i]), 0);
 	}
 	for (int i = 0; i < 8; i++) {
@@ -586,12 +613,14 @@ static void terminate_pool_backends(void)
 
 	snprintf(sql, sizeof(sql),
 		 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-		 " WHERE datname = '%s' AND pid <> pg_backend_pid()", db.name);
+		 " WHERE datname = '%s' AND pid <> pg_backend_pid()",
+		 db.name);
 	assert_true(test_db__sql(&db, sql, value, sizeof(value)));
 	assert_true(atoi(value) >= 1);
 	snprintf(sql, sizeof(sql),
 		 "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s'"
-		 " AND pid <> pg_backend_pid()", db.name);
+		 " AND pid <> pg_backend_pid()",
+		 db.name);
 	for (int i = 0; i < 100; i++) {
 		assert_true(test_db__sql(&db, sql, value, sizeof(value)));
 		if (!strcmp(value, "0"))
@@ -646,9 +675,9 @@ static void test_reconnect(void **state)
 		pthread_t threads[4];
 
 		for (int i = 0; i < 4; i++) {
-			readers[i] = (struct reader){ .team_id = team.id };
-			assert_int_equal(pthread_create(&threads[i], NULL, reader_thread, &readers[i]),
-					 0);
+			readers[i] = (struct reader){.team_id = team.id};
+			assert_int_equal(
+			    pthread_create(&threads[i], NULL, reader_thread, &readers[i]), 0);
 		}
 		for (int i = 0; i < 4; i++) {
 			pthread_join(threads[i], NULL);
@@ -656,16 +685,18 @@ static void test_reconnect(void **state)
 		}
 	}
 	/* Prepared on the (sequentially reused) first connection... */
-	assert_int_equal(storage__sandbox_event_append(pool, sandbox.id, "probe", NULL, &event_id,
-						       &err), STORAGE_OK);
+	assert_int_equal(
+	    storage__sandbox_event_append(pool, sandbox.id, "probe", NULL, &event_id, &err),
+	    STORAGE_OK);
 	terminate_pool_backends();
 	/* ...an append that was sent is not rerun (it could append twice):
 	 * UNAVAILABLE, and the connection is already reset for the next call. */
 	int rc = storage__sandbox_event_append(pool, sandbox.id, "probe", NULL, &event_id, &err);
 	assert_int_equal(rc, STORAGE_ERR_UNAVAILABLE);
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(storage__sandbox_event_append(pool, sandbox.id, "probe", NULL,
-							       &event_id, &err), STORAGE_OK);
+		assert_int_equal(
+		    storage__sandbox_event_append(pool, sandbox.id, "probe", NULL, &event_id, &err),
+		    STORAGE_OK);
 	storage__sandbox_clear(&sandbox);
 }
 
@@ -683,30 +714,36 @@ static void test_requests(void **state)
 	make_team("requests-other", STORAGE_TIER_HOBBY, &other);
 	assert_int_equal(ids__uuid(request_id), 0);
 	assert_int_equal(storage__request_begin(pool, request_id, team.id, "create", NULL, &created,
-						&request, &err), STORAGE_OK);
+						&request, &err),
+			 STORAGE_OK);
 	assert_true(created);
 	assert_int_equal(request.status, STORAGE_REQUEST_PENDING);
 	assert_null(request.result);
 	storage__request_clear(&request);
 	assert_int_equal(storage__request_begin(pool, request_id, team.id, "create", NULL, &created,
-						&request, &err), STORAGE_OK);
+						&request, &err),
+			 STORAGE_OK);
 	assert_false(created);
 	storage__request_clear(&request);
-	assert_int_equal(storage__request_begin(pool, request_id, other.id, "create", NULL, &created,
-						NULL, &err), STORAGE_ERR_DUPLICATE);
+	assert_int_equal(storage__request_begin(pool, request_id, other.id, "create", NULL,
+						&created, NULL, &err),
+			 STORAGE_ERR_DUPLICATE);
 
-	assert_int_equal(storage__request_finish(pool, request_id, STORAGE_REQUEST_DONE, result, &err),
-			 STORAGE_OK);
-	assert_int_equal(storage__request_finish(pool, request_id, STORAGE_REQUEST_FAILED, NULL, &err),
-			 STORAGE_ERR_CONFLICT);
+	assert_int_equal(
+	    storage__request_finish(pool, request_id, STORAGE_REQUEST_DONE, result, &err),
+	    STORAGE_OK);
+	assert_int_equal(
+	    storage__request_finish(pool, request_id, STORAGE_REQUEST_FAILED, NULL, &err),
+	    STORAGE_ERR_CONFLICT);
 	assert_int_equal(storage__request_get(pool, request_id, &request, &err), STORAGE_OK);
 	assert_int_equal(request.status, STORAGE_REQUEST_DONE);
 	assert_true(request.finished_at >= request.created_at);
 	assert_true(json_equal(request.result, result));
 	storage__request_clear(&request);
 	assert_int_equal(ids__uuid(request_id), 0);
-	assert_int_equal(storage__request_finish(pool, request_id, STORAGE_REQUEST_DONE, NULL, &err),
-			 STORAGE_ERR_NOT_FOUND);
+	assert_int_equal(
+	    storage__request_finish(pool, request_id, STORAGE_REQUEST_DONE, NULL, &err),
+	    STORAGE_ERR_NOT_FOUND);
 	json_decref(result);
 }
 
@@ -743,8 +780,11 @@ static void test_hosts_and_expiry(void **state)
 {
 	struct storage_team team;
 	struct storage_sandbox a, b;
-	struct storage_host host = { .id = "host-expiry", .address = "10.0.0.2", .runtime = "vm",
-				     .capacity = 4 }, *hosts;
+	struct storage_host host = {.id = "host-expiry",
+				    .address = "10.0.0.2",
+				    .runtime = "vm",
+				    .capacity = 4},
+			    *hosts;
 	struct storage_sandbox_list list;
 	struct storage_error err;
 	char sql[256];
@@ -774,8 +814,11 @@ static void test_hosts_and_expiry(void **state)
 	admit_one(team.id, &b);
 	for (int i = 0; i < 2; i++) {
 		struct storage_sandbox_transition t = {
-			.sandbox_id = i ? b.id : a.id, .from = STORAGE_SANDBOX_STARTING,
-			.to = STORAGE_SANDBOX_RUNNING, .host_id = "host-expiry", .slot_index = i,
+		    .sandbox_id = i ? b.id : a.id,
+		    .from = STORAGE_SANDBOX_STARTING,
+		    .to = STORAGE_SANDBOX_RUNNING,
+		    .host_id = "host-expiry",
+		    .slot_index = i,
 		};
 		assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_OK);
 	}
@@ -787,8 +830,9 @@ static void test_hosts_and_expiry(void **state)
 	assert_int_equal(list.count, 1);
 	assert_string_equal(list.items[0].id, a.id);
 	storage__sandbox_list_free(&list);
-	assert_int_equal(storage__sandbox_list_by_host(pool, "host-expiry", STORAGE_STATES_ACTIVE,
-						       &list, &err), STORAGE_OK);
+	assert_int_equal(
+	    storage__sandbox_list_by_host(pool, "host-expiry", STORAGE_STATES_ACTIVE, &list, &err),
+	    STORAGE_OK);
 	assert_int_equal(list.count, 2);
 	storage__sandbox_list_free(&list);
 	storage__sandbox_clear(&a);
@@ -822,10 +866,12 @@ static void test_rate_limits_and_admin(void **state)
 	assert_true(found);
 	assert_true(tat == 1003);
 
-	assert_int_equal(storage__rate_limit_record_rejection(pool, team.id, "concurrent_sandboxes",
-							      &err), STORAGE_OK);
-	assert_int_equal(storage__rate_limit_record_rejection(pool, team.id, "concurrent_sandboxes",
-							      &err), STORAGE_OK);
+	assert_int_equal(
+	    storage__rate_limit_record_rejection(pool, team.id, "concurrent_sandboxes", &err),
+	    STORAGE_OK);
+	assert_int_equal(
+	    storage__rate_limit_record_rejection(pool, team.id, "concurrent_sandboxes", &err),
+	    STORAGE_OK);
 	assert_int_equal(storage__admin_rejections(pool, 5, &rejections, &count, &err), STORAGE_OK);
 	for (size_t i = 0; i < count; i++) {
 		if (strcmp(rejections[i].team, team.name))
@@ -879,7 +925,8 @@ static void test_timings(void **state)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	admit_ms = ((double)(end.tv_sec - start.tv_sec) * 1e3 +
-		    (double)(end.tv_nsec - start.tv_nsec) / 1e6) / 200;
+		    (double)(end.tv_nsec - start.tv_nsec) / 1e6) /
+		   200;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (int i = 0; i < 1000; i++) {
 		assert_int_equal(storage__sandbox_get(pool, team.id, ids[i % 200], &sandbox, &err),
@@ -888,9 +935,11 @@ static void test_timings(void **state)
 	}
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	get_ms = ((double)(end.tv_sec - start.tv_sec) * 1e3 +
-		  (double)(end.tv_nsec - start.tv_nsec) / 1e6) / 1000;
+		  (double)(end.tv_nsec - start.tv_nsec) / 1e6) /
+		 1000;
 	printf("timing: sandbox_admit %.3f ms/call (200 sequential, 200 active in the team), "
-	       "sandbox_get %.3f ms/call (1000 sequential)\n", admit_ms, get_ms);
+	       "sandbox_get %.3f ms/call (1000 sequential)\n",
+	       admit_ms, get_ms);
 }
 
 /* order=asc pages oldest first; template and startedAfter/Before filters. */
@@ -898,9 +947,9 @@ static void test_list_order_and_filters(void **state)
 {
 	struct storage_team team;
 	struct storage_sandbox_list list;
-	struct storage_sandbox_filter filter = { .limit = 4, .ascending = true };
-	struct storage_template other = { .id = "other-tpl", .agent_version = "0.1.0",
-					  .image_path = "/var/lib/warren/other.img" };
+	struct storage_sandbox_filter filter = {.limit = 4, .ascending = true};
+	struct storage_template other = {
+	    .id = "other-tpl", .agent_version = "0.1.0", .image_path = "/var/lib/warren/other.img"};
 	struct storage_error err;
 	char token[STORAGE_PAGE_TOKEN_MAX] = "";
 	int64_t previous = 0, middle = 0;
@@ -935,29 +984,29 @@ static void test_list_order_and_filters(void **state)
 	} while (token[0]);
 	assert_int_equal(total, 10);
 
-	filter = (struct storage_sandbox_filter){ .template_id = "other-tpl" };
+	filter = (struct storage_sandbox_filter){.template_id = "other-tpl"};
 	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
 	assert_int_equal(list.count, 3);
 	assert_string_equal(list.items[0].template_id, "other-tpl");
 	storage__sandbox_list_free(&list);
-	filter = (struct storage_sandbox_filter){ .template_id = "nope" };
+	filter = (struct storage_sandbox_filter){.template_id = "nope"};
 	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
 	assert_int_equal(list.count, 0);
 	storage__sandbox_list_free(&list);
 
 	/* created_at is kept in microseconds: a bound at the fifth one's
 	 * millisecond keeps at least the last five (created after it). */
-	filter = (struct storage_sandbox_filter){ .started_after_ms = middle };
+	filter = (struct storage_sandbox_filter){.started_after_ms = middle};
 	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
 	assert_true(list.count >= 5 && list.count <= 10);
 	for (size_t i = 0; i < list.count; i++)
 		assert_true(list.items[i].created_at >= middle);
 	storage__sandbox_list_free(&list);
-	filter = (struct storage_sandbox_filter){ .started_after_ms = clock__realtime_ms() + 60000 };
+	filter = (struct storage_sandbox_filter){.started_after_ms = clock__realtime_ms() + 60000};
 	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
 	assert_int_equal(list.count, 0);
 	storage__sandbox_list_free(&list);
-	filter = (struct storage_sandbox_filter){ .started_before_ms = 1000 };
+	filter = (struct storage_sandbox_filter){.started_before_ms = 1000};
 	assert_int_equal(storage__sandbox_list(pool, team.id, &filter, &list, &err), STORAGE_OK);
 	assert_int_equal(list.count, 0);
 	storage__sandbox_list_free(&list);
@@ -969,8 +1018,10 @@ static void test_sandbox_metrics(void **state)
 {
 	struct storage_team team, stranger;
 	struct storage_sandbox a, b;
-	struct storage_sandbox_metric sample = { .cpu_count = 2, .mem_total = 512 << 20,
-						 .disk_total = 1 << 30 }, *out = NULL;
+	struct storage_sandbox_metric sample = {.cpu_count = 2,
+						.mem_total = 512 << 20,
+						.disk_total = 1 << 30},
+				      *out = NULL;
 	struct storage_error err;
 	int64_t now = clock__realtime_ms(), deleted = -1;
 	const char *ids[2];
@@ -1013,9 +1064,9 @@ static void test_sandbox_metrics(void **state)
 	assert_int_equal(count, 2);
 	free(out);
 	/* Another team sees nothing. */
-	assert_int_equal(storage__sandbox_metrics_list(pool, stranger.id, a.id, 0, now, &out, &count,
-						       &err),
-			 STORAGE_OK);
+	assert_int_equal(
+	    storage__sandbox_metrics_list(pool, stranger.id, a.id, 0, now, &out, &count, &err),
+	    STORAGE_OK);
 	assert_int_equal(count, 0);
 	free(out);
 
@@ -1027,9 +1078,9 @@ static void test_sandbox_metrics(void **state)
 	for (size_t i = 0; i < count; i++)
 		assert_int_equal(out[i].at, strcmp(out[i].sandbox_id, a.id) ? now - 1000 : now);
 	free(out);
-	assert_int_equal(storage__sandbox_metrics_latest(pool, stranger.id, ids, 2, &out, &count,
-							 &err),
-			 STORAGE_OK);
+	assert_int_equal(
+	    storage__sandbox_metrics_latest(pool, stranger.id, ids, 2, &out, &count, &err),
+	    STORAGE_OK);
 	assert_int_equal(count, 0);
 	free(out);
 	ids[1] = "x'); DROP TABLE sandbox_metrics; --";
@@ -1039,11 +1090,12 @@ static void test_sandbox_metrics(void **state)
 	/* Keep 10 s: the three older samples of a go. */
 	assert_int_equal(storage__sandbox_metrics_prune(pool, 10, &deleted, &err), STORAGE_OK);
 	assert_true(deleted >= 3);
-	assert_int_equal(storage__sandbox_metrics_list(pool, team.id, a.id, 0, now, &out, &count,
-						       &err),
-			 STORAGE_OK);
+	assert_int_equal(
+	    storage__sandbox_metrics_list(pool, team.id, a.id, 0, now, &out, &count, &err),
+	    STORAGE_OK);
 	assert_int_equal(count, 2);
-	free(out);	storage__sandbox_clear(&a);
+	free(out);
+	storage__sandbox_clear(&a);
 	storage__sandbox_clear(&b);
 }
 
@@ -1056,12 +1108,14 @@ static void test_sandbox_logs(void **state)
 	struct storage_sandbox sandbox;
 	int64_t now = clock__realtime_ms(), deleted = -1;
 	char hello[] = "hello from the agent", oops[] = "oops: disk full", latin[] = "caf\xe9";
-	struct storage_log_line lines[3] = {
-		{ .at = now + 10, .level = "info", .message = hello },
-		{ .at = now + 20, .level = "error", .message = oops },
-		{ .at = now + 30, .level = "debug", .message = latin },
-	}, *out = NULL;
-	struct storage_logs_query query = { .cursor_ms = 0, .forward = true, .limit = 100 };
+	struct storage_log_line lines[3] =
+	    {
+		{.at = now + 10, .level = "info", .message = hello},
+		{.at = now + 20, .level = "error", .message = oops},
+		{.at = now + 30, .level = "debug", .message = latin},
+	    },
+				*out = NULL;
+	struct storage_logs_query query = {.cursor_ms = 0, .forward = true, .limit = 100};
 	struct storage_sandbox_transition t;
 	struct storage_error err;
 	size_t count = 0;
@@ -1075,10 +1129,11 @@ static void test_sandbox_logs(void **state)
 	now = clock__realtime_ms();
 	for (int i = 0; i < 3; i++)
 		lines[i].at = now + 10 * (i + 1);
-	assert_int_equal(storage__sandbox_logs_append(pool, sandbox.id, lines, 3, &err), STORAGE_OK);
-	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
-						    &err),
+	assert_int_equal(storage__sandbox_logs_append(pool, sandbox.id, lines, 3, &err),
 			 STORAGE_OK);
+	assert_int_equal(
+	    storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count, &err),
+	    STORAGE_OK);
 	/* "sandbox starting" (admission) first, then the three lines. */
 	assert_int_equal(count, 4);
 	assert_string_equal(out[0].source, "lifecycle");
@@ -1089,74 +1144,69 @@ static void test_sandbox_logs(void **state)
 	assert_int_equal(out[3].at, now + 30);
 	storage__sandbox_logs_free(out, count);
 
-	query = (struct storage_logs_query){ .cursor_ms = now + 1000, .forward = false, .limit = 2,
-					     .min_level = "info" };
-	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
-						    &err),
-			 STORAGE_OK);
+	query = (struct storage_logs_query){
+	    .cursor_ms = now + 1000, .forward = false, .limit = 2, .min_level = "info"};
+	assert_int_equal(
+	    storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count, &err),
+	    STORAGE_OK);
 	assert_int_equal(count, 2); /* newest first, debug left out */
 	assert_string_equal(out[0].message, "oops: disk full");
 	assert_string_equal(out[1].message, "hello from the agent");
 	storage__sandbox_logs_free(out, count);
-	query = (struct storage_logs_query){ .forward = true, .limit = 10, .search = "disk" };
-	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
-						    &err),
-			 STORAGE_OK);
+	query = (struct storage_logs_query){.forward = true, .limit = 10, .search = "disk"};
+	assert_int_equal(
+	    storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count, &err),
+	    STORAGE_OK);
 	assert_int_equal(count, 1);
 	storage__sandbox_logs_free(out, count);
-	query = (struct storage_logs_query){ .forward = true, .limit = 10 };
-	assert_int_equal(storage__sandbox_logs_list(pool, stranger.id, sandbox.id, &query, &out,
-						    &count, &err),
-			 STORAGE_OK);
+	query = (struct storage_logs_query){.forward = true, .limit = 10};
+	assert_int_equal(
+	    storage__sandbox_logs_list(pool, stranger.id, sandbox.id, &query, &out, &count, &err),
+	    STORAGE_OK);
 	assert_int_equal(count, 0);
 	storage__sandbox_logs_free(out, count);
 	query.min_level = "loud";
-	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
-						    &err),
-			 STORAGE_ERR_INVALID);
+	assert_int_equal(
+	    storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count, &err),
+	    STORAGE_ERR_INVALID);
 	lines[0].level[0] = 'x';
 	assert_int_equal(storage__sandbox_logs_append(pool, sandbox.id, lines, 1, &err),
 			 STORAGE_ERR_INVALID);
 
 	/* Ended: its lines stay until it is older than the retention. */
 	usleep(50 * 1000);
-	t = (struct storage_sandbox_transition){ .sandbox_id = sandbox.id, .team_id = team.id,
-						 .from = STORAGE_SANDBOX_STARTING,
-						 .to = STORAGE_SANDBOX_KILLED, .slot_index = -1 };
+	t = (struct storage_sandbox_transition){.sandbox_id = sandbox.id,
+						.team_id = team.id,
+						.from = STORAGE_SANDBOX_STARTING,
+						.to = STORAGE_SANDBOX_KILLED,
+						.slot_index = -1};
 	assert_int_equal(storage__sandbox_transition(pool, &t, NULL, &err), STORAGE_OK);
 	assert_int_equal(storage__sandbox_logs_prune(pool, 3600, &deleted, &err), STORAGE_OK);
 	assert_int_equal(deleted, 0);
-	query = (struct storage_logs_query){ .forward = true, .limit = 10 };
-	assert_int_equal(storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count,
-						    &err),
-			 STORAGE_OK);
+	query = (struct storage_logs_query){.forward = true, .limit = 10};
+	assert_int_equal(
+	    storage__sandbox_logs_list(pool, team.id, sandbox.id, &query, &out, &count, &err),
+	    STORAGE_OK);
 	assert_int_equal(count, 5);
 	assert_string_equal(out[4].message, "sandbox starting -> killed");
 	storage__sandbox_logs_free(out, count);
 	assert_int_equal(storage__sandbox_logs_prune(pool, 0, &deleted, &err), STORAGE_OK);
-	assert_int_equal(deleted, 3);	storage__sandbox_clear(&sandbox);
+	assert_int_equal(deleted, 3);
+	storage__sandbox_clear(&sandbox);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_teams_and_limits),
-		cmocka_unit_test(test_constraint_errors),
-		cmocka_unit_test(test_idempotent_insert),
-		cmocka_unit_test(test_state_transitions),
-		cmocka_unit_test(test_pause_states),
-		cmocka_unit_test(test_team_isolation),
-		cmocka_unit_test(test_pagination),
-		cmocka_unit_test(test_list_order_and_filters),
-		cmocka_unit_test(test_sandbox_metrics),
-		cmocka_unit_test(test_sandbox_logs),
-		cmocka_unit_test(test_admit_concurrency),
-		cmocka_unit_test(test_reconnect),
-		cmocka_unit_test(test_requests),
-		cmocka_unit_test(test_api_keys),
-		cmocka_unit_test(test_hosts_and_expiry),
-		cmocka_unit_test(test_rate_limits_and_admin),
-		cmocka_unit_test(test_timings),
+	    cmocka_unit_test(test_teams_and_limits),  cmocka_unit_test(test_constraint_errors),
+	    cmocka_unit_test(test_idempotent_insert), cmocka_unit_test(test_state_transitions),
+	    cmocka_unit_test(test_pause_states),      cmocka_unit_test(test_team_isolation),
+	    cmocka_unit_test(test_pagination),	      cmocka_unit_test(test_list_order_and_filters),
+	    cmocka_unit_test(test_sandbox_metrics),   cmocka_unit_test(test_sandbox_logs),
+	    cmocka_unit_test(test_admit_concurrency), cmocka_unit_test(test_reconnect),
+	    cmocka_unit_test(test_requests),	      cmocka_unit_test(test_api_keys),
+	    cmocka_unit_test(test_hosts_and_expiry),  cmocka_unit_test(test_rate_limits_and_admin),
+	    cmocka_unit_test(test_timings),
 	};
 
 	if (!test_db__server_url())

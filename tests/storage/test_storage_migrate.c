@@ -25,7 +25,8 @@ static int count_migration_files(const char *dir)
 
 	assert_non_null(handle);
 	while ((entry = readdir(handle)))
-		if (strlen(entry->d_name) > 9 && !strcmp(entry->d_name + strlen(entry->d_name) - 4, ".sql"))
+		if (strlen(entry->d_name) > 9 &&
+		    !strcmp(entry->d_name + strlen(entry->d_name) - 4, ".sql"))
 			count++;
 	closedir(handle);
 	return count;
@@ -123,8 +124,9 @@ static void test_apply_then_noop(void **state)
 	char value[64];
 
 	assert_true(files >= 1);
-	assert_int_equal(storage__migrate_status(db->url, test_db__migrations_dir(), &statuses,
-						 &count, &err), STORAGE_OK);
+	assert_int_equal(
+	    storage__migrate_status(db->url, test_db__migrations_dir(), &statuses, &count, &err),
+	    STORAGE_OK);
 	assert_int_equal(count, (size_t)files);
 	assert_false(statuses[0].applied);
 	free(statuses);
@@ -132,7 +134,8 @@ static void test_apply_then_noop(void **state)
 	assert_int_equal(storage__migrate(db->url, test_db__migrations_dir(), &applied, &err),
 			 STORAGE_OK);
 	assert_int_equal(applied, files);
-	assert_true(test_db__sql(db, "SELECT count(*) FROM schema_migrations", value, sizeof(value)));
+	assert_true(
+	    test_db__sql(db, "SELECT count(*) FROM schema_migrations", value, sizeof(value)));
 	assert_int_equal(atoi(value), files);
 	assert_true(test_db__sql(db, "SELECT count(*) FROM tiers", value, sizeof(value)));
 	assert_string_equal(value, "3");
@@ -140,8 +143,9 @@ static void test_apply_then_noop(void **state)
 	assert_int_equal(storage__migrate(db->url, test_db__migrations_dir(), &applied, &err),
 			 STORAGE_OK);
 	assert_int_equal(applied, 0);
-	assert_int_equal(storage__migrate_status(db->url, test_db__migrations_dir(), &statuses,
-						 &count, &err), STORAGE_OK);
+	assert_int_equal(
+	    storage__migrate_status(db->url, test_db__migrations_dir(), &statuses, &count, &err),
+	    STORAGE_OK);
 	for (size_t i = 0; i < count; i++) {
 		assert_true(statuses[i].applied);
 		assert_false(statuses[i].modified);
@@ -197,9 +201,11 @@ static void test_failing_file_rolls_back(void **state)
 	assert_int_not_equal(storage__migrate(db->url, dir.path, &applied, &err), STORAGE_OK);
 	assert_int_equal(applied, 1); /* 0001 went in, 0002 did not */
 	assert_non_null(strstr(err.message, "0002_broken.sql"));
-	assert_true(test_db__sql(db, "SELECT count(*) FROM schema_migrations", value, sizeof(value)));
+	assert_true(
+	    test_db__sql(db, "SELECT count(*) FROM schema_migrations", value, sizeof(value)));
 	assert_string_equal(value, "1");
-	assert_true(test_db__sql(db, "SELECT to_regclass('half_done') IS NULL", value, sizeof(value)));
+	assert_true(
+	    test_db__sql(db, "SELECT to_regclass('half_done') IS NULL", value, sizeof(value)));
 	assert_string_equal(value, "t");
 
 	/* Fixed, it applies; the run after that has nothing to do. */
@@ -237,7 +243,7 @@ static void test_concurrent_migrate(void **state)
 	char value[64];
 
 	for (int i = 0; i < 4; i++) {
-		races[i] = (struct race){ .url = db->url };
+		races[i] = (struct race){.url = db->url};
 		assert_int_equal(pthread_create(&threads[i], NULL, race_thread, &races[i]), 0);
 	}
 	for (int i = 0; i < 4; i++) {
@@ -248,17 +254,18 @@ static void test_concurrent_migrate(void **state)
 		total += races[i].applied;
 	}
 	assert_int_equal(total, files);
-	assert_true(test_db__sql(db, "SELECT count(*) FROM schema_migrations", value, sizeof(value)));
+	assert_true(
+	    test_db__sql(db, "SELECT count(*) FROM schema_migrations", value, sizeof(value)));
 	assert_int_equal(atoi(value), files);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_apply_then_noop, db_setup, db_teardown),
-		cmocka_unit_test_setup_teardown(test_modified_file_refused, db_setup, db_teardown),
-		cmocka_unit_test_setup_teardown(test_failing_file_rolls_back, db_setup, db_teardown),
-		cmocka_unit_test_setup_teardown(test_concurrent_migrate, db_setup, db_teardown),
+	    cmocka_unit_test_setup_teardown(test_apply_then_noop, db_setup, db_teardown),
+	    cmocka_unit_test_setup_teardown(test_modified_file_refused, db_setup, db_teardown),
+	    cmocka_unit_test_setup_teardown(test_failing_file_rolls_back, db_setup, db_teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_migrate, db_setup, db_teardown),
 	};
 
 	if (!test_db__server_url())

@@ -63,7 +63,7 @@ static void test_page_token_round_trip(void **state)
 	const char *id = "iabcdefghij0123456789";
 	char token[STORAGE_PAGE_TOKEN_MAX], decoded_id[STORAGE_SANDBOX_ID_LEN + 1];
 	int64_t created_us = 0;
-	const int64_t values[] = { 0, 1, 1795650000123456LL, INT64_MAX };
+	const int64_t values[] = {0, 1, 1795650000123456LL, INT64_MAX};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
@@ -98,16 +98,16 @@ static void test_page_token_rejects_garbage(void **state)
 	assert_false(storage__page_token_decode(token, &created_us, id));
 	/* base64url("99999999999999999999.iabcdefghij0123456789") */
 	assert_false(storage__page_token_decode(
-		"OTk5OTk5OTk5OTk5OTk5OTk5OTkuaWFiY2RlZmdoaWowMTIzNDU2Nzg5", &created_us, id));
+	    "OTk5OTk5OTk5OTk5OTk5OTk5OTkuaWFiY2RlZmdoaWowMTIzNDU2Nzg5", &created_us, id));
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sqlstate_mapping),
-		cmocka_unit_test(test_names),
-		cmocka_unit_test(test_page_token_round_trip),
-		cmocka_unit_test(test_page_token_rejects_garbage),
+	    cmocka_unit_test(test_sqlstate_mapping),
+	    cmocka_unit_test(test_names),
+	    cmocka_unit_test(test_page_token_round_trip),
+	    cmocka_unit_test(test_page_token_rejects_garbage),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,8 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(guest, data + 9, size - 9 < GUEST_SIZE ? size - 9 : GUEST_SIZE);
 	memcpy(&capacity, data, 8);
-	memory = (struct guest_memory){.host = guest, .size = GUEST_SIZE, .low_size = GUEST_SIZE,
-				       .memfd = -1};
+	memory = (struct guest_memory){
+	    .host = guest, .size = GUEST_SIZE, .low_size = GUEST_SIZE, .memfd = -1};
 	/* Rings: descriptors at 0 (8 x 16 bytes), avail at 0x80, used at 0x100. */
 	avail = (uint16_t *)(guest + 0x80);
 	avail[0] = 0;
@@ -52,8 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			total += request.data[i].iov_len;
 		}
-		if (total != request.data_bytes || !request.status ||
-		    request.status < guest || request.status >= guest + GUEST_SIZE)
+		if (total != request.data_bytes || !request.status || request.status < guest ||
+		    request.status >= guest + GUEST_SIZE)
 			abort();
 		*request.status = status;
 		if (status == VIRTIO_BLK_S_OK &&

@@ -30,8 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(guest, data + 4, size - 4 < GUEST_SIZE ? size - 4 : GUEST_SIZE);
 	memcpy(&cap, data, 4);
 	cap %= 2 * VIRTIO_RNG_MAX_REQUEST_BYTES;
-	memory = (struct guest_memory){.host = guest, .size = GUEST_SIZE, .low_size = GUEST_SIZE,
-				       .memfd = -1};
+	memory = (struct guest_memory){
+	    .host = guest, .size = GUEST_SIZE, .low_size = GUEST_SIZE, .memfd = -1};
 	avail = (uint16_t *)(guest + 0x80);
 	avail[0] = 0;
 	avail[1] = 1;

@@ -31,8 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!guest)
 		return 0;
 	memcpy(guest, data + 8, size - 8 < GUEST_SIZE ? size - 8 : GUEST_SIZE);
-	memory = (struct guest_memory){.host = guest, .size = GUEST_SIZE, .low_size = GUEST_SIZE,
-				       .memfd = -1};
+	memory = (struct guest_memory){
+	    .host = guest, .size = GUEST_SIZE, .low_size = GUEST_SIZE, .memfd = -1};
 	virtq__init(&q, &memory);
 	queue_size = (uint16_t)(1u << (data[0] % 11)); /* 1..1024 */
 	if (virtq__enable(&q, queue_size, VIRTQ_MAX_SIZE, (uint64_t)le16(data + 1) * 16,

@@ -25,14 +25,14 @@
 #include "test_device.h"
 #include "test_driver.h"
 
-#define GUEST_SIZE (8u << 20)
-#define RING_BASE 0x10000u
-#define HEADERS 0x100000u  /* 16 bytes per request slot */
-#define STATUS 0x180000u   /* 1 byte per slot */
-#define DATA 0x200000u	   /* 4 KiB per slot, 1 MiB */
-#define READBACK 0x400000u /* 4 KiB per slot */
-#define DISK_SECTORS 8192u /* 4 MiB image */
-#define V1 (1ull << VIRTIO_F_VERSION_1)
+#define GUEST_SIZE   (8u << 20)
+#define RING_BASE    0x10000u
+#define HEADERS	     0x100000u /* 16 bytes per request slot */
+#define STATUS	     0x180000u /* 1 byte per slot */
+#define DATA	     0x200000u /* 4 KiB per slot, 1 MiB */
+#define READBACK     0x400000u /* 4 KiB per slot */
+#define DISK_SECTORS 8192u     /* 4 MiB image */
+#define V1	     (1ull << VIRTIO_F_VERSION_1)
 
 static struct virtq_chain *chain_with(const struct test_buffer *buffers, unsigned n,
 				      struct test_guest *guest)
@@ -72,8 +72,10 @@ static void test_parse(void **unused)
 	/* Read of 2 sectors split over two buffers, header split too. */
 	write_header(guest, 0x1000, VIRTIO_BLK_T_IN, 10);
 	{
-		struct test_buffer b[] = {{0x1000, 8, false}, {0x1008, 8, false},
-					  {0x2000, 512, true}, {0x3000, 513, true}};
+		struct test_buffer b[] = {{0x1000, 8, false},
+					  {0x1008, 8, false},
+					  {0x2000, 512, true},
+					  {0x3000, 513, true}};
 		chain = chain_with(b, 4, guest);
 	}
 	assert_int_equal(virtio_blk__parse(chain, &request), 0);
@@ -88,8 +90,8 @@ static void test_parse(void **unused)
 	 * is then not part of the data. */
 	write_header(guest, 0x1000, VIRTIO_BLK_T_IN, 10);
 	{
-		struct test_buffer b[] = {{0x1000, 16, false}, {0x2000, 1024, true},
-					  {0x3000, 1, true}};
+		struct test_buffer b[] = {
+		    {0x1000, 16, false}, {0x2000, 1024, true}, {0x3000, 1, true}};
 		chain = chain_with(b, 3, guest);
 	}
 	assert_int_equal(virtio_blk__parse(chain, &request), 0);
@@ -110,11 +112,13 @@ static void test_parse(void **unused)
 	assert_int_equal(request.data_bytes, 1024);
 	assert_ptr_equal(request.data[0].iov_base, test_guest__ptr(guest, 0x1010));
 	/* sector + 2 wraps: refused, not overflowed */
-	assert_int_equal(virtio_blk__check(&request, UINT64_MAX, false, features), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(virtio_blk__check(&request, UINT64_MAX, false, features),
+			 VIRTIO_BLK_S_IOERR);
 	request.sector = 0;
 	assert_int_equal(virtio_blk__check(&request, 100, false, features), VIRTIO_BLK_S_OK);
-	assert_int_equal(virtio_blk__check(&request, 100, true, features), VIRTIO_BLK_S_IOERR); /* RO */
-	request.data_bytes = 1000; /* partial sector */
+	assert_int_equal(virtio_blk__check(&request, 100, true, features),
+			 VIRTIO_BLK_S_IOERR); /* RO */
+	request.data_bytes = 1000;	      /* partial sector */
 	assert_int_equal(virtio_blk__check(&request, 100, false, features), VIRTIO_BLK_S_IOERR);
 	request.type = 99;
 	assert_int_equal(virtio_blk__check(&request, 100, false, features), VIRTIO_BLK_S_UNSUPP);
@@ -143,7 +147,8 @@ static void test_parse(void **unused)
 	/* A write whose data is device-writable. */
 	write_header(guest, 0x1000, VIRTIO_BLK_T_OUT, 0);
 	{
-		struct test_buffer b[] = {{0x1000, 16, false}, {0x2000, 512, true}, {0x4000, 1, true}};
+		struct test_buffer b[] = {
+		    {0x1000, 16, false}, {0x2000, 512, true}, {0x4000, 1, true}};
 		chain = chain_with(b, 3, guest);
 	}
 	assert_int_equal(virtio_blk__parse(chain, &request), -EINVAL);
@@ -233,11 +238,11 @@ static void create_device(struct device_fixture *f, bool read_only, const char *
 	f->t = virtio_blk__transport(f->blk);
 	assert_true(event_loop__watch(f->loop, f->irq_fd, POLLIN, on_irq, f) >= 0);
 	test_vring__init(f->guest, &f->ring, 128, RING_BASE);
-	assert_true(test_mmio__negotiate(f->t, V1 | (1ull << VIRTIO_F_EVENT_IDX) |
-						       (1ull << VIRTIO_F_INDIRECT_DESC) |
-						       (1ull << VIRTIO_BLK_F_FLUSH) |
-						       (read_only ? (1ull << VIRTIO_BLK_F_RO) :
-								    (1ull << VIRTIO_BLK_F_WRITE_ZEROES))) &
+	assert_true(test_mmio__negotiate(
+			f->t, V1 | (1ull << VIRTIO_F_EVENT_IDX) | (1ull << VIRTIO_F_INDIRECT_DESC) |
+				  (1ull << VIRTIO_BLK_F_FLUSH) |
+				  (read_only ? (1ull << VIRTIO_BLK_F_RO)
+					     : (1ull << VIRTIO_BLK_F_WRITE_ZEROES))) &
 		    VIRTIO_STATUS_FEATURES_OK);
 	test_mmio__setup_queue(f->t, 0, &f->ring);
 	test_mmio__driver_ok(f->t);
@@ -263,7 +268,8 @@ static int device_teardown(void **state)
 
 /* Queues request `slot` (no notify). data_len 0: no data buffer. */
 static uint16_t queue_request(struct device_fixture *f, unsigned slot, uint32_t type,
-			      uint64_t sector, uint64_t data_gpa, uint32_t data_len, bool data_writable)
+			      uint64_t sector, uint64_t data_gpa, uint32_t data_len,
+			      bool data_writable)
 {
 	struct test_buffer b[3];
 	unsigned n = 0;
@@ -340,8 +346,8 @@ static void test_bad_requests(void **state)
 	*state = f;
 	create_device(f, false, NULL);
 	queue_request(f, 0, VIRTIO_BLK_T_IN, DISK_SECTORS - 1, DATA, 4096, true); /* past the end */
-	queue_request(f, 1, VIRTIO_BLK_T_OUT, 0, DATA, 100, false);		  /* partial sector */
-	queue_request(f, 2, 77, 0, 0, 0, false);				  /* unknown type */
+	queue_request(f, 1, VIRTIO_BLK_T_OUT, 0, DATA, 100, false); /* partial sector */
+	queue_request(f, 2, 77, 0, 0, 0, false);		    /* unknown type */
 	queue_request(f, 3, VIRTIO_BLK_T_GET_ID, 0, READBACK, 20, true);
 	queue_request(f, 4, VIRTIO_BLK_T_IN, DISK_SECTORS - 8, DATA, 4096, true); /* last 4 KiB */
 	kick_and_wait(f, 5);
@@ -415,7 +421,7 @@ static void test_ring_violation_needs_reset(void **state)
 	*state = f;
 	create_device(f, false, NULL);
 	test_vring__publish(f->guest, &f->ring, 4000); /* head out of range */
-	kick_and_wait(f, 1); /* stops on NEEDS_RESET (config interrupt) */
+	kick_and_wait(f, 1);			       /* stops on NEEDS_RESET (config interrupt) */
 	assert_true(test_mmio__read(f->t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 	assert_true(test_mmio__read(f->t, VIRTIO_MMIO_INTERRUPT_STATUS) == 0); /* acked by on_irq */
 	metrics = virtio_blk__metrics(f->blk);
@@ -573,18 +579,18 @@ static void test_overlay_device(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest unit[] = {
-		cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_parse),
 	};
 	const struct CMUnitTest device[] = {
-		cmocka_unit_test_teardown(test_write_flush_read_verify, device_teardown),
-		cmocka_unit_test_teardown(test_bad_requests, device_teardown),
-		cmocka_unit_test_teardown(test_read_only, device_teardown),
-		cmocka_unit_test_teardown(test_write_zeroes, device_teardown),
-		cmocka_unit_test_teardown(test_ring_violation_needs_reset, device_teardown),
-		cmocka_unit_test_teardown(test_rate_limited, device_teardown),
-		cmocka_unit_test_teardown(test_small_event_loop, device_teardown),
-		cmocka_unit_test_teardown(test_direct_io, device_teardown),
-		cmocka_unit_test_teardown(test_overlay_device, device_teardown),
+	    cmocka_unit_test_teardown(test_write_flush_read_verify, device_teardown),
+	    cmocka_unit_test_teardown(test_bad_requests, device_teardown),
+	    cmocka_unit_test_teardown(test_read_only, device_teardown),
+	    cmocka_unit_test_teardown(test_write_zeroes, device_teardown),
+	    cmocka_unit_test_teardown(test_ring_violation_needs_reset, device_teardown),
+	    cmocka_unit_test_teardown(test_rate_limited, device_teardown),
+	    cmocka_unit_test_teardown(test_small_event_loop, device_teardown),
+	    cmocka_unit_test_teardown(test_direct_io, device_teardown),
+	    cmocka_unit_test_teardown(test_overlay_device, device_teardown),
 	};
 
 	if (argc > 1 && strcmp(argv[1], "--device") == 0)

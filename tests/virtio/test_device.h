@@ -69,7 +69,7 @@ static inline bool test_deadline__fired(void *opaque, int32_t result)
  * (the loop was then stopped by the deadline). Asserting is the caller's. */
 static inline bool test_loop__run_timed_out(struct event_loop *loop, uint64_t timeout_ns)
 {
-	struct test_deadline deadline = { loop, false };
+	struct test_deadline deadline = {loop, false};
 	int64_t timer = event_loop__timer(loop, timeout_ns, test_deadline__fired, &deadline);
 
 	if (timer < 0 || event_loop__run(loop) != 0)

@@ -76,8 +76,8 @@ static inline void test_vring__init(struct test_guest *guest, struct test_vring 
 	memset(test_guest__ptr(guest, base), 0, (size_t)(ring->used + 6 + 8ull * size - base));
 }
 
-static inline struct virtq_desc *test_vring__desc(struct test_guest *guest,
-						  struct test_vring *ring, uint16_t index)
+static inline struct virtq_desc *test_vring__desc(struct test_guest *guest, struct test_vring *ring,
+						  uint16_t index)
 {
 	return (struct virtq_desc *)test_guest__ptr(guest, ring->desc + 16ull * index);
 }
@@ -137,7 +137,7 @@ static inline bool test_vring__get_used(struct test_guest *guest, struct test_vr
 	if (idx == ring->used_seen)
 		return false;
 	element = (struct virtq_used_elem *)test_guest__ptr(
-		guest, ring->used + 4 + 8ull * (ring->used_seen % ring->size));
+	    guest, ring->used + 4 + 8ull * (ring->used_seen % ring->size));
 	*id = element->id;
 	*len = element->len;
 	ring->used_seen++;
@@ -192,7 +192,7 @@ static inline uint32_t test_mmio__negotiate(struct virtio_mmio *t, uint64_t feat
 	test_mmio__write(t, VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
 	test_mmio__write(t, VIRTIO_MMIO_STATUS,
 			 VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-				 VIRTIO_STATUS_FEATURES_OK);
+			     VIRTIO_STATUS_FEATURES_OK);
 	return test_mmio__read(t, VIRTIO_MMIO_STATUS);
 }
 
@@ -215,7 +215,7 @@ static inline void test_mmio__driver_ok(struct virtio_mmio *t)
 {
 	test_mmio__write(t, VIRTIO_MMIO_STATUS,
 			 VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-				 VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+			     VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
 }
 
 #endif

@@ -94,9 +94,8 @@ static bool on_fsync(void *opaque, int32_t result)
 
 	state->fsync_result = result;
 	state->in_iov[0] = (struct iovec){state->in, 11};
-	assert_int_equal(event_loop__readv(state->loop, state->fd, state->in_iov, 1, 4096, on_read,
-					   state),
-			 0);
+	assert_int_equal(
+	    event_loop__readv(state->loop, state->fd, state->in_iov, 1, 4096, on_read, state), 0);
 	return false;
 }
 
@@ -122,9 +121,8 @@ static void test_file_write_fsync_read(void **unused)
 	memcpy(state.out, "hello world", 11);
 	state.out_iov[0] = (struct iovec){state.out, 6};
 	state.out_iov[1] = (struct iovec){state.out + 6, 5};
-	assert_int_equal(event_loop__writev(state.loop, state.fd, state.out_iov, 2, 4096, on_write,
-					    &state),
-			 0);
+	assert_int_equal(
+	    event_loop__writev(state.loop, state.fd, state.out_iov, 2, 4096, on_write, &state), 0);
 	assert_int_equal(event_loop__run(state.loop), 0);
 	assert_int_equal(state.write_result, 11);
 	assert_int_equal(state.fsync_result, 0);
@@ -358,8 +356,9 @@ static void test_fallocate_punches_hole(void **unused)
 	for (int i = 0; i < 4; i++)
 		assert_int_equal(write(fd, block, sizeof(block)), sizeof(block));
 	state.loop = event_loop__create(4);
-	assert_int_equal(event_loop__fallocate(state.loop, fd, 0x01 | 0x02 /* KEEP_SIZE|PUNCH_HOLE */,
-					       4096, 8192, on_once, &state),
+	assert_int_equal(event_loop__fallocate(state.loop, fd,
+					       0x01 | 0x02 /* KEEP_SIZE|PUNCH_HOLE */, 4096, 8192,
+					       on_once, &state),
 			 0);
 	assert_int_equal(event_loop__fallocate(state.loop, fd, 0, -1, 1, on_once, &state), -EINVAL);
 	assert_int_equal(event_loop__run(state.loop), 0);
@@ -424,7 +423,8 @@ static void test_pollers_run_only_while_polling(void **unused)
 	 * before the 5 s stop timer. The stop request is seen once the loop
 	 * turns, which the deferred wake of event_loop__stop guarantees. */
 	event_loop__set_polling(state.loop, 200 * 1000ull);
-	assert_true(event_loop__timer(state.loop, 5ull * 1000000000ull, on_stop_timer, state.loop) >= 0);
+	assert_true(
+	    event_loop__timer(state.loop, 5ull * 1000000000ull, on_stop_timer, state.loop) >= 0);
 	assert_true(event_loop__timer(state.loop, 1000000ull, on_tick, &state) >= 0);
 	assert_int_equal(event_loop__run(state.loop), 0);
 	assert_true(state.calls >= 100);
@@ -439,16 +439,16 @@ static void test_pollers_run_only_while_polling(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_watch_fires_per_event),
-		cmocka_unit_test(test_file_write_fsync_read),
-		cmocka_unit_test(test_timer_fires),
-		cmocka_unit_test(test_cancel_timer_and_watch),
-		cmocka_unit_test(test_defer_from_other_thread),
-		cmocka_unit_test(test_stop_from_other_thread),
-		cmocka_unit_test(test_bounded_pool),
-		cmocka_unit_test(test_poll_once),
-		cmocka_unit_test(test_fallocate_punches_hole),
-		cmocka_unit_test(test_pollers_run_only_while_polling),
+	    cmocka_unit_test(test_watch_fires_per_event),
+	    cmocka_unit_test(test_file_write_fsync_read),
+	    cmocka_unit_test(test_timer_fires),
+	    cmocka_unit_test(test_cancel_timer_and_watch),
+	    cmocka_unit_test(test_defer_from_other_thread),
+	    cmocka_unit_test(test_stop_from_other_thread),
+	    cmocka_unit_test(test_bounded_pool),
+	    cmocka_unit_test(test_poll_once),
+	    cmocka_unit_test(test_fallocate_punches_hole),
+	    cmocka_unit_test(test_pollers_run_only_while_polling),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,13 +35,13 @@
 #include "test_driver.h"
 #include "tap_test_support.h"
 
-#define GUEST_SIZE (4u << 20)
-#define RX_RING 0x10000u
-#define TX_RING 0x30000u
-#define RX_BUFFERS 0x100000u /* 2 KiB each */
-#define TX_BUFFERS 0x200000u
+#define GUEST_SIZE     (4u << 20)
+#define RX_RING	       0x10000u
+#define TX_RING	       0x30000u
+#define RX_BUFFERS     0x100000u /* 2 KiB each */
+#define TX_BUFFERS     0x200000u
 #define ETHERTYPE_TEST 0x88b5 /* IEEE local experimental */
-#define V1 (1ull << VIRTIO_F_VERSION_1)
+#define V1	       (1ull << VIRTIO_F_VERSION_1)
 
 #define OFFLOADS_ALL (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
 
@@ -237,7 +237,8 @@ static int device_setup(void **state)
 	assert_int_equal(test_tap__interface_up("wtap0"), 0);
 	f->ifindex = (int)if_nametoindex("wtap0");
 	assert_true(f->ifindex > 0);
-	f->packet_fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETHERTYPE_TEST));
+	f->packet_fd =
+	    socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETHERTYPE_TEST));
 	assert_true(f->packet_fd >= 0);
 	address.sll_family = AF_PACKET;
 	address.sll_protocol = htons(ETHERTYPE_TEST);
@@ -248,7 +249,7 @@ static int device_setup(void **state)
 	test_vring__init(f->guest, &f->rx, 64, RX_RING);
 	test_vring__init(f->guest, &f->tx, 64, TX_RING);
 	assert_true(test_mmio__negotiate(f->t, V1 | (1ull << VIRTIO_F_EVENT_IDX) |
-						       (1ull << VIRTIO_NET_F_MAC) | setup_offloads) &
+						   (1ull << VIRTIO_NET_F_MAC) | setup_offloads) &
 		    VIRTIO_STATUS_FEATURES_OK);
 	test_mmio__setup_queue(f->t, VIRTIO_NET_RX_QUEUE, &f->rx);
 	test_mmio__setup_queue(f->t, VIRTIO_NET_TX_QUEUE, &f->tx);
@@ -315,7 +316,8 @@ static void test_guest_to_tap(void **state)
 	for (unsigned i = 0; i < 20; i++) {
 		uint64_t header = TX_BUFFERS + 4096 * i;
 		size_t length = make_frame(test_guest__ptr(f->guest, header + 64), i, 50 + i);
-		struct test_buffer b[2] = {{header, 12, false}, {header + 64, (uint32_t)length, false}};
+		struct test_buffer b[2] = {{header, 12, false},
+					   {header + 64, (uint32_t)length, false}};
 
 		memset(test_guest__ptr(f->guest, header), 0, 12);
 		test_vring__add_chain(f->guest, &f->tx, b, 2, true);
@@ -374,8 +376,8 @@ static void test_tap_to_guest(void **state)
 	while (ours < 8) {
 		run_until(f, scanned + 1, 0);
 		for (; scanned < f->rx_log.seen; scanned++) {
-			uint8_t *buffer =
-				test_guest__ptr(f->guest, RX_BUFFERS + 2048ull * f->rx_log.id[scanned % 256]);
+			uint8_t *buffer = test_guest__ptr(
+			    f->guest, RX_BUFFERS + 2048ull * f->rx_log.id[scanned % 256]);
 
 			if (buffer[12 + 12] != (ETHERTYPE_TEST >> 8) ||
 			    buffer[12 + 13] != (ETHERTYPE_TEST & 0xff))
@@ -410,7 +412,7 @@ static void test_bad_tx_chain_dropped(void **state)
 
 /* --- offloads, end to end through the host stack -------------------------- */
 
-#define HOST_IP 0x0a000001u  /* 10.0.0.1 on the tap */
+#define HOST_IP	 0x0a000001u /* 10.0.0.1 on the tap */
 #define GUEST_IP 0x0a000002u /* 10.0.0.2 behind it */
 #define UDP_PORT 5555
 
@@ -472,7 +474,8 @@ static size_t make_udp_frame(uint8_t *at, bool partial, uint16_t checksum)
 {
 	static const char payload[] = "offload-test";
 	uint8_t *frame = at + 12, *ip = frame + 14, *udp = ip + 20;
-	uint16_t udp_length = (uint16_t)(8 + sizeof(payload)), ip_length = (uint16_t)(20 + udp_length);
+	uint16_t udp_length = (uint16_t)(8 + sizeof(payload)),
+		 ip_length = (uint16_t)(20 + udp_length);
 	uint8_t pseudo[12];
 
 	memset(at, 0, 12 + 14 + ip_length);
@@ -570,7 +573,7 @@ static void test_tx_checksum_offload(void **state)
 	assert_int_equal(json_integer_value(json_object_get(metrics, "tx_packets")), 2);
 	assert_true(json_is_true(json_object_get(metrics, "driver_ok")));
 	assert_int_equal(json_integer_value(json_object_get(metrics, "features")) &
-				 (json_int_t)VIRTIO_NET_OFFLOAD_FEATURES,
+			     (json_int_t)VIRTIO_NET_OFFLOAD_FEATURES,
 			 (json_int_t)VIRTIO_NET_OFFLOAD_FEATURES);
 	json_decref(metrics);
 	close(fd);
@@ -619,8 +622,8 @@ static void check_rx_checksum_form(struct net_fixture *f, bool offloaded)
 	while (!seen) {
 		run_until(f, scanned + 1, 0);
 		for (; scanned < f->rx_log.seen && !seen; scanned++) {
-			uint8_t *header =
-				test_guest__ptr(f->guest, RX_BUFFERS + 2048ull * f->rx_log.id[scanned % 256]);
+			uint8_t *header = test_guest__ptr(
+			    f->guest, RX_BUFFERS + 2048ull * f->rx_log.id[scanned % 256]);
 			uint8_t *frame = header + 12;
 
 			if (frame[12] != 0x08 || frame[13] != 0x00 || frame[14 + 9] != 17)
@@ -658,33 +661,31 @@ static void test_rx_without_offload(void **state)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest unit[] = {
-		cmocka_unit_test(test_fix_rx_header),
-		cmocka_unit_test(test_rx_header_offloads),
-		cmocka_unit_test(test_tap_offloads),
-		cmocka_unit_test(test_tx_valid),
-		cmocka_unit_test(test_parse_mac),
+	    cmocka_unit_test(test_fix_rx_header), cmocka_unit_test(test_rx_header_offloads),
+	    cmocka_unit_test(test_tap_offloads),  cmocka_unit_test(test_tx_valid),
+	    cmocka_unit_test(test_parse_mac),
 	};
 	const struct CMUnitTest device[] = {
-		cmocka_unit_test_setup_teardown(test_config_space, device_setup, device_teardown),
-		cmocka_unit_test_setup_teardown(test_guest_to_tap, device_setup, device_teardown),
-		cmocka_unit_test_setup_teardown(test_tap_to_guest, device_setup, device_teardown),
-		cmocka_unit_test_setup_teardown(test_bad_tx_chain_dropped, device_setup,
-						device_teardown),
-		cmocka_unit_test_setup_teardown(test_tx_checksum_offload, offload_setup,
-						device_teardown),
-		cmocka_unit_test_setup_teardown(test_tx_offload_not_negotiated, device_setup,
-						device_teardown),
-		cmocka_unit_test_setup_teardown(test_rx_checksum_offload, offload_setup,
-						device_teardown),
-		cmocka_unit_test_setup_teardown(test_rx_without_offload, device_setup,
-						device_teardown),
+	    cmocka_unit_test_setup_teardown(test_config_space, device_setup, device_teardown),
+	    cmocka_unit_test_setup_teardown(test_guest_to_tap, device_setup, device_teardown),
+	    cmocka_unit_test_setup_teardown(test_tap_to_guest, device_setup, device_teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_tx_chain_dropped, device_setup,
+					    device_teardown),
+	    cmocka_unit_test_setup_teardown(test_tx_checksum_offload, offload_setup,
+					    device_teardown),
+	    cmocka_unit_test_setup_teardown(test_tx_offload_not_negotiated, device_setup,
+					    device_teardown),
+	    cmocka_unit_test_setup_teardown(test_rx_checksum_offload, offload_setup,
+					    device_teardown),
+	    cmocka_unit_test_setup_teardown(test_rx_without_offload, device_setup, device_teardown),
 	};
 
 	if (argc > 1 && strcmp(argv[1], "--device") == 0) {
 		/* Our own namespace: no route out, gone when we exit. */
 		if (unshare(CLONE_NEWNET) < 0) {
-			printf("SKIP: cannot create a network namespace (%s): needs CAP_SYS_ADMIN\n",
-			       strerror(errno));
+			printf(
+			    "SKIP: cannot create a network namespace (%s): needs CAP_SYS_ADMIN\n",
+			    strerror(errno));
 			return 77;
 		}
 		/* Keep IPv6 autoconf chatter off the test link. */

@@ -64,8 +64,8 @@ static struct blk_overlay *open_overlay(void)
 {
 	char error[256];
 	uint64_t capacity = 0;
-	struct blk_overlay *overlay = blk_overlay__open(base_path, overlay_path, &capacity, error,
-							sizeof(error));
+	struct blk_overlay *overlay =
+	    blk_overlay__open(base_path, overlay_path, &capacity, error, sizeof(error));
 
 	if (!overlay)
 		fail_msg("open: %s", error);
@@ -76,8 +76,8 @@ static struct blk_overlay *open_overlay(void)
 /* The whole disk read through the overlay equals the model. */
 static void assert_matches(struct blk_overlay *overlay)
 {
-	struct iovec iov[3] = { { scratch, 1000 }, { scratch + 1000, 5000 },
-				{ scratch + 6000, DISK - 6000 } };
+	struct iovec iov[3] = {
+	    {scratch, 1000}, {scratch + 1000, 5000}, {scratch + 6000, DISK - 6000}};
 
 	memset(scratch, 0xa5, sizeof(scratch));
 	assert_int_equal(blk_overlay__read(overlay, iov, 3, 0, DISK), 0);
@@ -93,7 +93,8 @@ static void test_model(void **unused)
 
 	(void)unused;
 	fd = open(base_path, O_RDONLY);
-	assert_int_equal(pread(fd, base_before, sizeof(base_before), 4096 * 3), sizeof(base_before));
+	assert_int_equal(pread(fd, base_before, sizeof(base_before), 4096 * 3),
+			 sizeof(base_before));
 	overlay = open_overlay();
 	assert_int_equal(blk_overlay__clusters(overlay), 0);
 	assert_matches(overlay);
@@ -104,9 +105,10 @@ static void test_model(void **unused)
 		unsigned kind = (unsigned)(next_random() % 8);
 
 		if (kind < 6) { /* write, split over three iovecs at odd places */
-			uint64_t cut1 = next_random() % (bytes + 1), cut2 = cut1 + next_random() % (bytes - cut1 + 1);
-			struct iovec iov[3] = { { data, cut1 }, { data + cut1, cut2 - cut1 },
-						{ data + cut2, bytes - cut2 } };
+			uint64_t cut1 = next_random() % (bytes + 1),
+				 cut2 = cut1 + next_random() % (bytes - cut1 + 1);
+			struct iovec iov[3] = {
+			    {data, cut1}, {data + cut1, cut2 - cut1}, {data + cut2, bytes - cut2}};
 
 			for (uint64_t i = 0; i < bytes; i++)
 				data[i] = (uint8_t)next_random();
@@ -149,7 +151,7 @@ static void test_copy_up_and_allocation(void **unused)
 {
 	struct blk_overlay *overlay;
 	uint8_t data[512], cluster[OVERLAY_CLUSTER];
-	struct iovec iov = { data, sizeof(data) }, whole = { cluster, sizeof(cluster) };
+	struct iovec iov = {data, sizeof(data)}, whole = {cluster, sizeof(cluster)};
 	struct stat st;
 
 	(void)unused;
@@ -173,7 +175,8 @@ static void test_copy_up_and_allocation(void **unused)
 	assert_memory_equal(cluster + 1536, reference + 20 * 4096 + 1536, 4096 - 1536);
 	/* 64 KiB written: the overlay holds about that, not the disk. */
 	for (unsigned i = 0; i < 16; i++)
-		assert_int_equal(blk_overlay__write(overlay, &whole, 1, (100 + i) * 4096ull, 4096), 0);
+		assert_int_equal(blk_overlay__write(overlay, &whole, 1, (100 + i) * 4096ull, 4096),
+				 0);
 	assert_int_equal(blk_overlay__flush(overlay), 0);
 	assert_int_equal(stat(overlay_path, &st), 0);
 	printf("after 17 clusters written: %lld bytes allocated (base %u)\n",
@@ -194,8 +197,8 @@ static void test_foreign_overlay_refused(void **unused)
 	close(fd);
 	assert_null(blk_overlay__open(other, overlay_path, &capacity, error, sizeof(error)));
 	assert_non_null(strstr(error, "does not belong"));
-	assert_null(blk_overlay__open("/nonexistent/base", overlay_path, &capacity, error,
-				      sizeof(error)));
+	assert_null(
+	    blk_overlay__open("/nonexistent/base", overlay_path, &capacity, error, sizeof(error)));
 	unlink(other);
 }
 
@@ -206,7 +209,7 @@ static int measure(const char *base, unsigned mib)
 {
 	char path[] = "/tmp/warren-overlay-measure-XXXXXX", error[256];
 	static uint8_t block[4096];
-	struct iovec iov = { block, sizeof(block) };
+	struct iovec iov = {block, sizeof(block)};
 	struct blk_overlay *overlay;
 	uint64_t capacity = 0, blocks;
 	struct stat st, base_st;
@@ -241,9 +244,9 @@ static int measure(const char *base, unsigned mib)
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_model),
-		cmocka_unit_test(test_copy_up_and_allocation),
-		cmocka_unit_test(test_foreign_overlay_refused),
+	    cmocka_unit_test(test_model),
+	    cmocka_unit_test(test_copy_up_and_allocation),
+	    cmocka_unit_test(test_foreign_overlay_refused),
 	};
 
 	if (argc >= 3 && strcmp(argv[1], "--measure") == 0)

@@ -70,20 +70,21 @@ static void test_configure_and_update(void **unused)
 	struct rate_limiter limiter;
 	char error[128];
 	json_error_t json_error;
-	json_t *config = json_loads("{\"bandwidth\":{\"size\":8192,\"refill_time\":100},"
-				    "\"ops\":{\"size\":2,\"one_time_burst\":1,\"refill_time\":1000}}",
-				    0, &json_error);
+	json_t *config =
+	    json_loads("{\"bandwidth\":{\"size\":8192,\"refill_time\":100},"
+		       "\"ops\":{\"size\":2,\"one_time_burst\":1,\"refill_time\":1000}}",
+		       0, &json_error);
 	json_t *bad = json_loads("{\"ops\":{\"size\":-1,\"refill_time\":1}}", 0, &json_error);
 	json_t *bad_refill = json_loads("{\"ops\":{\"size\":5}}", 0, &json_error);
 	json_t *shown;
 
 	rate_limiter__init(&limiter);
 	assert_int_equal(rate_limiter__configure(&limiter, config, 0, error, sizeof(error)), 0);
-	assert_true(rate_limiter__consume(&limiter, 4096, 0));  /* op from the burst */
+	assert_true(rate_limiter__consume(&limiter, 4096, 0)); /* op from the burst */
 	assert_true(rate_limiter__consume(&limiter, 4096, 0));
 	assert_true(rate_limiter__consume(&limiter, 0, 0));
-	assert_false(rate_limiter__consume(&limiter, 0, 0));    /* ops exhausted */
-	assert_int_equal(limiter.bandwidth.budget, 0);	       /* all or nothing: not charged */
+	assert_false(rate_limiter__consume(&limiter, 0, 0)); /* ops exhausted */
+	assert_int_equal(limiter.bandwidth.budget, 0);	     /* all or nothing: not charged */
 	assert_true(rate_limiter__wait_ns(&limiter, 4096, 0) >= 500 * MS);
 	assert_int_equal(rate_limiter__configure(&limiter, bad, 0, error, sizeof(error)), -EINVAL);
 	assert_non_null(strstr(error, "ops.size"));
@@ -91,8 +92,8 @@ static void test_configure_and_update(void **unused)
 			 -EINVAL);
 	assert_int_equal(limiter.ops.size, 2); /* unchanged on error */
 	shown = rate_limiter__to_json(&limiter);
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(shown, "bandwidth"), "size")),
-			 8192);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_object_get(shown, "bandwidth"), "size")), 8192);
 	json_decref(shown);
 	/* Update at run time: to unlimited. */
 	json_decref(config);
@@ -107,11 +108,9 @@ static void test_configure_and_update(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_refill_and_burst),
-		cmocka_unit_test(test_one_time_burst),
-		cmocka_unit_test(test_oversized_request),
-		cmocka_unit_test(test_unlimited),
-		cmocka_unit_test(test_configure_and_update),
+	    cmocka_unit_test(test_refill_and_burst),	 cmocka_unit_test(test_one_time_burst),
+	    cmocka_unit_test(test_oversized_request),	 cmocka_unit_test(test_unlimited),
+	    cmocka_unit_test(test_configure_and_update),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

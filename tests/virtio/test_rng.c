@@ -25,9 +25,9 @@
 #include "virtio_devices.h"
 
 #define GUEST_SIZE (4u << 20)
-#define RING_BASE 0x10000u
-#define DATA 0x100000u /* 8 KiB per slot */
-#define V1 (1ull << VIRTIO_F_VERSION_1)
+#define RING_BASE  0x10000u
+#define DATA	   0x100000u /* 8 KiB per slot */
+#define V1	   (1ull << VIRTIO_F_VERSION_1)
 
 static unsigned zero_bytes(const uint8_t *p, size_t n)
 {
@@ -181,8 +181,8 @@ static void test_device_fills_buffers(void **state)
 		assert_true(zero_bytes(test_guest__ptr(f->guest, DATA + 8192ull * i), 64) < 16);
 	}
 	/* Two requests never see the same bytes. */
-	assert_memory_not_equal(test_guest__ptr(f->guest, DATA), test_guest__ptr(f->guest, DATA + 8192),
-				64);
+	assert_memory_not_equal(test_guest__ptr(f->guest, DATA),
+				test_guest__ptr(f->guest, DATA + 8192), 64);
 	/* An 8 KiB buffer gets the per-request cap. */
 	post(f, 0, 8192, true);
 	kick_and_wait(f, 1);
@@ -273,7 +273,8 @@ static void test_factory(void **unused)
 	struct test_guest *guest = test_guest__create(1 << 20);
 	struct event_loop *loop = event_loop__create(64);
 	struct mmio_bus *bus = mmio_bus__create();
-	struct vmm_device_host host = {.vm_fd = -1, .memory = &guest->memory, .loop = loop, .bus = bus};
+	struct vmm_device_host host = {
+	    .vm_fd = -1, .memory = &guest->memory, .loop = loop, .bus = bus};
 	struct vmm_device device;
 	char error[256];
 	uint8_t data[4] = {0};
@@ -284,26 +285,29 @@ static void test_factory(void **unused)
 						error, sizeof(error)),
 			 0);
 	assert_string_equal(device.type, "rng");
-	assert_true(mmio_bus__dispatch(bus, MMIO_BUS_MEMORY, MMIO_BUS_VIRTIO_BASE + 8, data, 4, false));
+	assert_true(
+	    mmio_bus__dispatch(bus, MMIO_BUS_MEMORY, MMIO_BUS_VIRTIO_BASE + 8, data, 4, false));
 	assert_int_equal(data[0], VIRTIO_ID_RNG);
 	/* Without "rate_limiter": the default limits, not unlimited. */
 	metrics = device.metrics(device.opaque);
 	assert_string_equal(json_string_value(json_object_get(metrics, "type")), "rng");
-	assert_int_equal(json_integer_value(json_object_get(
-				 json_object_get(json_object_get(metrics, "rate_limiter"), "bandwidth"),
-				 "size")),
-			 65536);
+	assert_int_equal(
+	    json_integer_value(json_object_get(
+		json_object_get(json_object_get(metrics, "rate_limiter"), "bandwidth"), "size")),
+	    65536);
 	json_decref(metrics);
 	device.destroy(device.opaque);
 	json_decref(config);
 	bad = json_loads("{\"type\":\"rng\",\"queue_size\":3}", 0, NULL);
-	assert_true(virtio_devices__create(&host, bad, MMIO_BUS_VIRTIO_BASE + MMIO_BUS_VIRTIO_WINDOW,
-					   6, &device, error, sizeof(error)) < 0);
+	assert_true(virtio_devices__create(&host, bad,
+					   MMIO_BUS_VIRTIO_BASE + MMIO_BUS_VIRTIO_WINDOW, 6,
+					   &device, error, sizeof(error)) < 0);
 	assert_non_null(strstr(error, "power of two"));
 	json_decref(bad);
 	bad = json_loads("{\"type\":\"rng\",\"rate_limiter\":{\"ops\":{\"size\":\"x\"}}}", 0, NULL);
-	assert_true(virtio_devices__create(&host, bad, MMIO_BUS_VIRTIO_BASE + MMIO_BUS_VIRTIO_WINDOW,
-					   6, &device, error, sizeof(error)) < 0);
+	assert_true(virtio_devices__create(&host, bad,
+					   MMIO_BUS_VIRTIO_BASE + MMIO_BUS_VIRTIO_WINDOW, 6,
+					   &device, error, sizeof(error)) < 0);
 	json_decref(bad);
 	mmio_bus__destroy(bus);
 	event_loop__destroy(loop);
@@ -313,12 +317,12 @@ static void test_factory(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fill),
-		cmocka_unit_test_teardown(test_device_fills_buffers, teardown),
-		cmocka_unit_test_teardown(test_device_hostile_ring, teardown),
-		cmocka_unit_test_teardown(test_device_rate_limited, teardown),
-		cmocka_unit_test_teardown(test_destroy_while_throttled, teardown),
-		cmocka_unit_test(test_factory),
+	    cmocka_unit_test(test_fill),
+	    cmocka_unit_test_teardown(test_device_fills_buffers, teardown),
+	    cmocka_unit_test_teardown(test_device_hostile_ring, teardown),
+	    cmocka_unit_test_teardown(test_device_rate_limited, teardown),
+	    cmocka_unit_test_teardown(test_destroy_while_throttled, teardown),
+	    cmocka_unit_test(test_factory),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

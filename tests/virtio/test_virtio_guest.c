@@ -236,8 +236,8 @@ static void test_net_guest(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_blk_guest),
-		cmocka_unit_test(test_net_guest),
+	    cmocka_unit_test(test_blk_guest),
+	    cmocka_unit_test(test_net_guest),
 	};
 	FILE *sysctl;
 

@@ -39,15 +39,15 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct virtio_mmio_device device = {
-		.device_id = 2,
-		.features = 1ull << 5,
-		.queue_count = 1,
-		.queue_max_size = 64,
-		.config = f->config,
-		.config_size = sizeof(f->config),
-		.opaque = f,
-		.reset = on_reset,
-		.driver_ok = on_driver_ok,
+	    .device_id = 2,
+	    .features = 1ull << 5,
+	    .queue_count = 1,
+	    .queue_max_size = 64,
+	    .config = f->config,
+	    .config_size = sizeof(f->config),
+	    .opaque = f,
+	    .reset = on_reset,
+	    .driver_ok = on_driver_ok,
 	};
 
 	for (unsigned i = 0; i < sizeof(f->config); i++)
@@ -55,9 +55,8 @@ static int setup(void **state)
 	f->guest = test_guest__create(1 << 20);
 	f->irq_fd = eventfd(0, EFD_NONBLOCK);
 	f->notify_fd = eventfd(0, EFD_NONBLOCK);
-	assert_int_equal(virtio_mmio__init(&f->t, &f->guest->memory, NULL, &device, f->notify_fd,
-					   f->irq_fd),
-			 0);
+	assert_int_equal(
+	    virtio_mmio__init(&f->t, &f->guest->memory, NULL, &device, f->notify_fd, f->irq_fd), 0);
 	test_vring__init(f->guest, &f->ring, 16, 0x10000);
 	*state = f;
 	return 0;
@@ -131,9 +130,10 @@ static void test_negotiation(void **state)
 	assert_int_equal(test_mmio__read(&f->t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DRIVER_OK, 0);
 	assert_int_equal(f->driver_oks, 0);
 	/* A good set sticks and can no longer change. */
-	assert_int_equal(test_mmio__negotiate(&f->t, V1 | (1ull << 5) | (1ull << VIRTIO_F_EVENT_IDX)) &
-				 VIRTIO_STATUS_FEATURES_OK,
-			 VIRTIO_STATUS_FEATURES_OK);
+	assert_int_equal(
+	    test_mmio__negotiate(&f->t, V1 | (1ull << 5) | (1ull << VIRTIO_F_EVENT_IDX)) &
+		VIRTIO_STATUS_FEATURES_OK,
+	    VIRTIO_STATUS_FEATURES_OK);
 	assert_true(virtio_mmio__has_feature(&f->t, VIRTIO_F_EVENT_IDX));
 	assert_false(virtio_mmio__has_feature(&f->t, VIRTIO_F_INDIRECT_DESC));
 	test_mmio__write(&f->t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
@@ -180,7 +180,8 @@ static void test_bad_queue_size_needs_reset(void **state)
 	test_mmio__setup_queue(&f->t, 0, &bad);
 	assert_int_equal(test_mmio__read(&f->t, VIRTIO_MMIO_QUEUE_READY), 0);
 	assert_true(test_mmio__read(&f->t, VIRTIO_MMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
-	assert_int_equal(test_mmio__read(&f->t, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_INTERRUPT_CONFIG,
+	assert_int_equal(test_mmio__read(&f->t, VIRTIO_MMIO_INTERRUPT_STATUS) &
+			     VIRTIO_INTERRUPT_CONFIG,
 			 VIRTIO_INTERRUPT_CONFIG);
 	assert_int_equal(irq_count(f), 1);
 	assert_int_equal(f->t.needs_reset_count, 1);
@@ -247,7 +248,8 @@ static void test_interrupt_and_notify(void **state)
 	virtio_mmio__signal_used(&f->t, 0);
 	virtio_mmio__unlock(&f->t);
 	assert_int_equal(irq_count(f), 1);
-	assert_int_equal(test_mmio__read(&f->t, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_INTERRUPT_USED);
+	assert_int_equal(test_mmio__read(&f->t, VIRTIO_MMIO_INTERRUPT_STATUS),
+			 VIRTIO_INTERRUPT_USED);
 	test_mmio__write(&f->t, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_INTERRUPT_USED);
 	assert_int_equal(test_mmio__read(&f->t, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
 	/* A ring violation: NEEDS_RESET, config interrupt, queue unusable. */
@@ -258,7 +260,8 @@ static void test_interrupt_and_notify(void **state)
 	virtio_mmio__needs_reset(&f->t, q->error);
 	assert_null(virtio_mmio__queue(&f->t, 0));
 	virtio_mmio__unlock(&f->t);
-	assert_int_equal(test_mmio__read(&f->t, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_INTERRUPT_CONFIG);
+	assert_int_equal(test_mmio__read(&f->t, VIRTIO_MMIO_INTERRUPT_STATUS),
+			 VIRTIO_INTERRUPT_CONFIG);
 	assert_int_equal(f->t.last_error, VIRTQ_ERROR_HEAD);
 	free(chain);
 }
@@ -266,13 +269,13 @@ static void test_interrupt_and_notify(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_identification, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_negotiation, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_queue_size_needs_reset, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_queue_registers_locked_while_ready, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_interrupt_and_notify, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_identification, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_negotiation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_queue_size_needs_reset, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_queue_registers_locked_while_ready, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_interrupt_and_notify, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

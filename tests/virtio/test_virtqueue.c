@@ -12,8 +12,8 @@
 #include "virtqueue.h"
 
 #define GUEST_SIZE (1u << 20)
-#define RING_BASE 0x10000u
-#define DATA_BASE 0x40000u
+#define RING_BASE  0x10000u
+#define DATA_BASE  0x40000u
 
 struct fixture {
 	struct test_guest *guest;
@@ -29,8 +29,8 @@ static int setup_size(void **state, uint16_t size)
 	f->guest = test_guest__create(GUEST_SIZE);
 	test_vring__init(f->guest, &f->ring, size, RING_BASE);
 	virtq__init(&f->q, &f->guest->memory);
-	assert_int_equal(virtq__enable(&f->q, size, 1024, f->ring.desc, f->ring.avail,
-				       f->ring.used, false, true),
+	assert_int_equal(virtq__enable(&f->q, size, 1024, f->ring.desc, f->ring.avail, f->ring.used,
+				       false, true),
 			 0);
 	*state = f;
 	return 0;
@@ -61,11 +61,11 @@ static void test_enable_validation(void **state)
 	struct virtq q;
 
 	virtq__init(&q, &f->guest->memory);
-	assert_int_equal(virtq__enable(&q, 12, 256, RING_BASE, RING_BASE + 0x1000, RING_BASE + 0x2000,
-				       false, false),
+	assert_int_equal(virtq__enable(&q, 12, 256, RING_BASE, RING_BASE + 0x1000,
+				       RING_BASE + 0x2000, false, false),
 			 -EINVAL); /* not a power of two */
-	assert_int_equal(virtq__enable(&q, 0, 256, RING_BASE, RING_BASE + 0x1000, RING_BASE + 0x2000,
-				       false, false),
+	assert_int_equal(virtq__enable(&q, 0, 256, RING_BASE, RING_BASE + 0x1000,
+				       RING_BASE + 0x2000, false, false),
 			 -EINVAL);
 	assert_int_equal(virtq__enable(&q, 512, 256, RING_BASE, RING_BASE + 0x1000,
 				       RING_BASE + 0x2000, false, false),
@@ -85,9 +85,9 @@ static void test_enable_validation(void **state)
 	assert_int_equal(virtq__enable(&q, 16, 256, RING_BASE, RING_BASE + 0x1000,
 				       0xfffffffffffffff0ull, false, false),
 			 -EINVAL); /* wraps */
-	assert_int_equal(virtq__enable(&q, 16, 256, RING_BASE, 3ull << 30, RING_BASE + 0x2000,
-				       false, false),
-			 -EINVAL); /* MMIO hole */
+	assert_int_equal(
+	    virtq__enable(&q, 16, 256, RING_BASE, 3ull << 30, RING_BASE + 0x2000, false, false),
+	    -EINVAL); /* MMIO hole */
 	assert_false(q.ready);
 	assert_int_equal(q.error, VIRTQ_ERROR_RING);
 	assert_int_equal(virtq__pop(&q, &f->chain), 0); /* not ready: nothing */
@@ -97,7 +97,7 @@ static void test_pop_push(void **state)
 {
 	struct fixture *f = *state;
 	struct test_buffer buffers[3] = {
-		{DATA_BASE, 16, false}, {DATA_BASE + 100, 8, false}, {DATA_BASE + 200, 512, true}};
+	    {DATA_BASE, 16, false}, {DATA_BASE + 100, 8, false}, {DATA_BASE + 200, 512, true}};
 	uint32_t id, len;
 	uint16_t head;
 
@@ -214,7 +214,7 @@ static void test_next_out_of_range(void **state)
 	struct fixture *f = *state;
 
 	*test_vring__desc(f->guest, &f->ring, 0) =
-		(struct virtq_desc){DATA_BASE, 8, VIRTQ_DESC_F_NEXT, 300};
+	    (struct virtq_desc){DATA_BASE, 8, VIRTQ_DESC_F_NEXT, 300};
 	test_vring__publish(f->guest, &f->ring, 0);
 	expect_broken(f, VIRTQ_ERROR_DESCRIPTOR);
 }
@@ -246,18 +246,17 @@ static void write_table(struct fixture *f, uint64_t table, unsigned n, bool last
 	struct virtq_desc *entries = test_guest__ptr(f->guest, table);
 
 	for (unsigned i = 0; i < n; i++)
-		entries[i] = (struct virtq_desc){DATA_BASE + 64 * i, 64,
-						 (uint16_t)((i + 1 < n ? VIRTQ_DESC_F_NEXT : 0) |
-							    (last_writable && i + 1 == n ?
-								     VIRTQ_DESC_F_WRITE :
-								     0)),
-						 (uint16_t)(i + 1)};
+		entries[i] = (struct virtq_desc){
+		    DATA_BASE + 64 * i, 64,
+		    (uint16_t)((i + 1 < n ? VIRTQ_DESC_F_NEXT : 0) |
+			       (last_writable && i + 1 == n ? VIRTQ_DESC_F_WRITE : 0)),
+		    (uint16_t)(i + 1)};
 }
 
 static void publish_indirect(struct fixture *f, uint64_t table, uint32_t len, uint16_t flags)
 {
 	*test_vring__desc(f->guest, &f->ring, 3) =
-		(struct virtq_desc){table, len, (uint16_t)(VIRTQ_DESC_F_INDIRECT | flags), 0};
+	    (struct virtq_desc){table, len, (uint16_t)(VIRTQ_DESC_F_INDIRECT | flags), 0};
 	test_vring__publish(f->guest, &f->ring, 3);
 }
 
@@ -336,9 +335,9 @@ static void test_indirect_after_direct(void **state)
 
 	write_table(f, 0x80000, 3, false);
 	*test_vring__desc(f->guest, &f->ring, 0) =
-		(struct virtq_desc){DATA_BASE, 8, VIRTQ_DESC_F_NEXT, 3};
+	    (struct virtq_desc){DATA_BASE, 8, VIRTQ_DESC_F_NEXT, 3};
 	*test_vring__desc(f->guest, &f->ring, 3) =
-		(struct virtq_desc){0x80000, 48, VIRTQ_DESC_F_INDIRECT, 0};
+	    (struct virtq_desc){0x80000, 48, VIRTQ_DESC_F_INDIRECT, 0};
 	test_vring__publish(f->guest, &f->ring, 0);
 	expect_broken(f, VIRTQ_ERROR_INDIRECT);
 }
@@ -409,7 +408,7 @@ static void test_event_idx(void **state)
 	uint16_t *avail = test_vring__avail(f->guest, &f->ring);
 	uint16_t *used_event = &avail[2 + f->ring.size];
 	uint16_t *avail_event =
-		(uint16_t *)test_guest__ptr(f->guest, f->ring.used + 4 + 8ull * f->ring.size);
+	    (uint16_t *)test_guest__ptr(f->guest, f->ring.used + 4 + 8ull * f->ring.size);
 
 	f->q.event_idx = true;
 	for (int i = 0; i < 6; i++)
@@ -419,7 +418,7 @@ static void test_event_idx(void **state)
 	assert_int_equal(virtq__pop(&f->q, &f->chain), 1);
 	assert_int_equal(virtq__push(&f->q, f->chain.head, 1), 0);
 	assert_true(virtq__should_interrupt(&f->q)); /* used 1, event 0 crossed */
-	*used_event = 3; /* interrupt me when used idx passes 3 */
+	*used_event = 3;			     /* interrupt me when used idx passes 3 */
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(virtq__pop(&f->q, &f->chain), 1);
 		assert_int_equal(virtq__push(&f->q, f->chain.head, 1), 0);
@@ -443,31 +442,31 @@ static void test_event_idx(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_enable_validation, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pop_push, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_many_wraparound, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unpop, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_avail_index_jump, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_head_out_of_range, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_outside_memory, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_buffer_wraps, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_chain_loop, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_next_out_of_range, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_readable_after_writable, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_over_long_direct_chain, setup_big, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_ok, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_bad_size, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_zero_size, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_too_big, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_outside_memory, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_nested, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_with_next, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_after_direct, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_loop, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_next_out_of_table, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_not_negotiated, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_interrupt_suppression_flags, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_enable_validation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pop_push, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_wraparound, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unpop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_avail_index_jump, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_head_out_of_range, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_buffer_outside_memory, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_buffer_wraps, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_chain_loop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_next_out_of_range, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_readable_after_writable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_over_long_direct_chain, setup_big, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_ok, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_bad_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_zero_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_too_big, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_outside_memory, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_nested, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_with_next, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_after_direct, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_loop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_next_out_of_table, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_not_negotiated, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_interrupt_suppression_flags, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

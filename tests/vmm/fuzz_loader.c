@@ -13,7 +13,7 @@
 #include "loader.h"
 
 #define GUEST_SIZE (32u << 20)
-#define MAX_IMAGE (64u * 1024u)
+#define MAX_IMAGE  (64u * 1024u)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -37,7 +37,7 @@ static size_t build_image(const uint8_t *data, size_t size)
 		return size;
 	}
 	if (mode == 1) {
-		Elf64_Ehdr header = { 0 };
+		Elf64_Ehdr header = {0};
 
 		memcpy(header.e_ident, ELFMAG, SELFMAG);
 		header.e_ident[EI_CLASS] = ELFCLASS64;
@@ -72,7 +72,7 @@ static size_t build_image(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct loader_image parsed;
-	struct boot_setup setup = { .command_line = "console=ttyS0" };
+	struct boot_setup setup = {.command_line = "console=ttyS0"};
 	char error[256];
 	size_t image_size;
 

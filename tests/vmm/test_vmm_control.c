@@ -65,7 +65,8 @@ static void test_control_socket(void **unused)
 	response = request(session, "{\"op\":\"start\"}");
 	assert_false(ok(response)); /* not configured */
 	json_decref(response);
-	response = request(session, "{\"op\":\"configure\",\"config\":{\"kernel\":\"x\",\"bogus\":1}}");
+	response =
+	    request(session, "{\"op\":\"configure\",\"config\":{\"kernel\":\"x\",\"bogus\":1}}");
 	assert_false(ok(response));
 	assert_non_null(strstr(json_string_value(json_object_get(response, "error")), "bogus"));
 	json_decref(response);
@@ -147,7 +148,8 @@ static void test_control_socket(void **unused)
 
 	response = request(session, "{\"op\":\"metrics\"}");
 	assert_true(ok(response));
-	assert_true(json_integer_value(json_object_get(json_object_get(response, "exits"), "io")) > 0);
+	assert_true(json_integer_value(json_object_get(json_object_get(response, "exits"), "io")) >
+		    0);
 	assert_int_equal(json_array_size(json_object_get(response, "boot_markers_ns")), 1);
 	devices = json_object_get(response, "devices");
 	assert_int_equal(json_array_size(devices), 1);
@@ -193,7 +195,7 @@ static void test_control_socket(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_control_socket),
+	    cmocka_unit_test(test_control_socket),
 	};
 
 	if (!vmm_test__have_kvm())

@@ -17,8 +17,8 @@ static struct vmm_run run;
 
 static void boot(const char *guest, const char *timeout_ms)
 {
-	const char *args[] = { "--kernel", vmm_test__guest(guest), "--memory", "64",
-			       "--timeout-ms", timeout_ms, NULL };
+	const char *args[] = {
+	    "--kernel", vmm_test__guest(guest), "--memory", "64", "--timeout-ms", timeout_ms, NULL};
 
 	assert_int_equal(vmm_test__run(args, &run), 0);
 	printf("%s: status %d in %.3f s\n  console: %s\n  stderr: %s\n", guest, run.status,
@@ -37,8 +37,8 @@ static void test_hello(void **state)
  * the BSP runs the guest and the VM stops cleanly with all threads. */
 static void test_hello_four_vcpus(void **state)
 {
-	const char *args[] = { "--kernel", vmm_test__guest("hello"), "--vcpus", "4",
-			       "--timeout-ms", "10000", NULL };
+	const char *args[] = {
+	    "--kernel", vmm_test__guest("hello"), "--vcpus", "4", "--timeout-ms", "10000", NULL};
 
 	assert_int_equal(vmm_test__run(args, &run), 0);
 	printf("hello, 4 vCPUs: status %d in %.3f s\n", run.status, run.seconds);
@@ -136,16 +136,11 @@ static void test_probe_command(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hello),
-		cmocka_unit_test(test_hello_four_vcpus),
-		cmocka_unit_test(test_roundtrip),
-		cmocka_unit_test(test_timer),
-		cmocka_unit_test(test_serial_irq),
-		cmocka_unit_test(test_reset),
-		cmocka_unit_test(test_triple_fault),
-		cmocka_unit_test(test_spin_watchdog),
-		cmocka_unit_test(test_syscall_probe),
-		cmocka_unit_test(test_probe_command),
+	    cmocka_unit_test(test_hello),	  cmocka_unit_test(test_hello_four_vcpus),
+	    cmocka_unit_test(test_roundtrip),	  cmocka_unit_test(test_timer),
+	    cmocka_unit_test(test_serial_irq),	  cmocka_unit_test(test_reset),
+	    cmocka_unit_test(test_triple_fault),  cmocka_unit_test(test_spin_watchdog),
+	    cmocka_unit_test(test_syscall_probe), cmocka_unit_test(test_probe_command),
 	};
 
 	if (!vmm_test__have_kvm())

@@ -86,7 +86,8 @@ static void test_lock_down(void **unused)
 	pid = fork();
 	if (pid == 0) {
 		char error[256] = "", status[4096];
-		int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC); /* open is blocked later */
+		int fd =
+		    open("/proc/self/status", O_RDONLY | O_CLOEXEC); /* open is blocked later */
 		ssize_t length;
 
 		if (fd < 0 || hardening__lock_down(true, error, sizeof(error)) != 0)
@@ -97,7 +98,8 @@ static void test_lock_down(void **unused)
 		status[length] = 0;
 		if (status_field(status, "Seccomp:\t", 10) != 2 ||
 		    status_field(status, "NoNewPrivs:\t", 10) != 1 ||
-		    status_field(status, "CapEff:\t", 16) != 0 || status_field(status, "CapPrm:\t", 16) != 0)
+		    status_field(status, "CapEff:\t", 16) != 0 ||
+		    status_field(status, "CapPrm:\t", 16) != 0)
 			_exit(4);
 		/* Outside the allow-list: the SIGSYS handler exits 126. */
 		if (socket(AF_INET, SOCK_STREAM, 0) >= 0)
@@ -177,8 +179,8 @@ static void test_vmm_fails_closed(void **unused)
 	pid = fork();
 	if (pid == 0) {
 		static struct vmm_run run;
-		const char *args[] = { "--kernel", vmm_test__guest("hello"), "--timeout-ms", "10000",
-				       NULL };
+		const char *args[] = {"--kernel", vmm_test__guest("hello"), "--timeout-ms", "10000",
+				      NULL};
 
 		if (refuse_seccomp() != 0 || vmm_test__run(args, &run) != 0)
 			_exit(2);
@@ -187,7 +189,8 @@ static void test_vmm_fails_closed(void **unused)
 			_exit(3);
 		if (strstr(run.stderr_text, "hardening failed") == NULL)
 			_exit(4);
-		_exit(strstr(run.console, "hello from warren guest") ? 5 : 0); /* no guest code ran */
+		_exit(strstr(run.console, "hello from warren guest") ? 5
+								     : 0); /* no guest code ran */
 	}
 	assert_int_equal(child_status(pid), 0);
 }
@@ -234,8 +237,9 @@ static int check_tasks(pid_t pid)
 static void test_running_vmm_is_locked_down(void **unused)
 {
 	char console[] = "/tmp/warren-vmm-harden-console-XXXXXX";
-	const char *argv[] = { vmm_test__binary(), "--kernel", vmm_test__guest("spin"), "--vcpus", "2",
-			       "--console", console, "--timeout-ms", "20000", NULL };
+	const char *argv[] = {
+	    vmm_test__binary(), "--kernel", vmm_test__guest("spin"), "--vcpus", "2",
+	    "--console",	console,    "--timeout-ms",	     "20000",	NULL};
 	char text[4096];
 	int fd, threads = 0;
 	pid_t pid;
@@ -268,11 +272,11 @@ static void test_running_vmm_is_locked_down(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_lock_down),
-		cmocka_unit_test(test_fails_without_seccomp),
-		cmocka_unit_test(test_fails_while_a_thread_holds_capabilities),
-		cmocka_unit_test(test_vmm_fails_closed),
-		cmocka_unit_test(test_running_vmm_is_locked_down),
+	    cmocka_unit_test(test_lock_down),
+	    cmocka_unit_test(test_fails_without_seccomp),
+	    cmocka_unit_test(test_fails_while_a_thread_holds_capabilities),
+	    cmocka_unit_test(test_vmm_fails_closed),
+	    cmocka_unit_test(test_running_vmm_is_locked_down),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,9 +4,9 @@
  * and groups, seccomp mode 2, no_new_privs, no capabilities, / = the jail
  * dir holding only dev/kvm (its own node, for its uid), kernel (read-only
  * bind), the sandbox's disk (given to its uid), its copy-on-write base and
- * a read-only disk (both bound read-only), the tap opened before the drop (in a network namespace of the
- * test's own), and the host's mount table untouched. Refusals: a writable
- * disk or a console outside the jail, uid 0. */
+ * a read-only disk (both bound read-only), the tap opened before the drop (in a network namespace
+ * of the test's own), and the host's mount table untouched. Refusals: a writable disk or a console
+ * outside the jail, uid 0. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -104,7 +104,8 @@ static pid_t spawn(const char *const *argv, int *stdin_fd, int *stdout_fd)
 	posix_spawn_file_actions_adddup2(&actions, out[1], 1);
 	posix_spawn_file_actions_addclose(&actions, in[1]);
 	posix_spawn_file_actions_addclose(&actions, out[0]);
-	assert_int_equal(posix_spawn(&pid, argv[0], &actions, NULL, (char *const *)argv, environ), 0);
+	assert_int_equal(posix_spawn(&pid, argv[0], &actions, NULL, (char *const *)argv, environ),
+			 0);
 	posix_spawn_file_actions_destroy(&actions);
 	close(in[0]);
 	close(out[1]);
@@ -152,10 +153,28 @@ static void test_jail_check(void **unused)
 {
 	char console[200], socket_path[200], block[400], ro_block[300], net[128], text[8192];
 	char path[300], line[16] = "";
-	const char *argv[] = { vmm_test__binary(), "--jail", root, "--jail-uid", JAIL_UID,
-			       "--jail-gid", JAIL_UID, "--jail-check", "--kernel", kernel, "--console",
-			       console, "--api-socket", socket_path, "--rng", "--device", block,
-			       "--device", ro_block, have_tap ? "--device" : NULL, net, NULL };
+	const char *argv[] = {vmm_test__binary(),
+			      "--jail",
+			      root,
+			      "--jail-uid",
+			      JAIL_UID,
+			      "--jail-gid",
+			      JAIL_UID,
+			      "--jail-check",
+			      "--kernel",
+			      kernel,
+			      "--console",
+			      console,
+			      "--api-socket",
+			      socket_path,
+			      "--rng",
+			      "--device",
+			      block,
+			      "--device",
+			      ro_block,
+			      have_tap ? "--device" : NULL,
+			      net,
+			      NULL};
 	struct dirent *entry;
 	struct stat st;
 	int stdin_fd, stdout_fd, status, fd;
@@ -168,9 +187,10 @@ static void test_jail_check(void **unused)
 	snprintf(socket_path, sizeof(socket_path), "%s/vmm.sock", root);
 	snprintf(block, sizeof(block), "{\"type\":\"block\",\"path\":\"%s\",\"base\":\"%s\"}", disk,
 		 template);
-	snprintf(ro_block, sizeof(ro_block), "{\"type\":\"block\",\"path\":\"%s\",\"read_only\":true}",
-		 template);
-	snprintf(net, sizeof(net), "{\"type\":\"net\",\"tap\":\"%s\",\"mac\":\"02:00:00:00:00:07\"}", TAP);
+	snprintf(ro_block, sizeof(ro_block),
+		 "{\"type\":\"block\",\"path\":\"%s\",\"read_only\":true}", template);
+	snprintf(net, sizeof(net),
+		 "{\"type\":\"net\",\"tap\":\"%s\",\"mac\":\"02:00:00:00:00:07\"}", TAP);
 	pid = spawn(argv, &stdin_fd, &stdout_fd);
 	assert_true(read(stdout_fd, line, sizeof(line) - 1) > 0);
 	assert_string_equal(line, "jailed\n");
@@ -197,8 +217,8 @@ static void test_jail_check(void **unused)
 			continue;
 		entries++;
 		assert_true(!strcmp(entry->d_name, "dev") || !strcmp(entry->d_name, "kernel") ||
-			    !strcmp(entry->d_name, "rootfs.ext4") || !strcmp(entry->d_name, "disk2") ||
-			    !strcmp(entry->d_name, "base1"));
+			    !strcmp(entry->d_name, "rootfs.ext4") ||
+			    !strcmp(entry->d_name, "disk2") || !strcmp(entry->d_name, "base1"));
 	}
 	closedir(listing);
 	assert_int_equal(entries, 5);
@@ -252,14 +272,15 @@ static int run_status(const char *const *argv)
 static void test_jail_refusals(void **unused)
 {
 	char outside[300], console[200];
-	const char *writable_outside[] = { vmm_test__binary(), "--jail", root, "--jail-uid", JAIL_UID,
-					   "--jail-gid", JAIL_UID, "--jail-check", "--kernel", kernel,
-					   "--device", outside, NULL };
-	const char *console_outside[] = { vmm_test__binary(), "--jail", root, "--jail-uid", JAIL_UID,
-					  "--jail-gid", JAIL_UID, "--jail-check", "--kernel", kernel,
-					  "--console", console, NULL };
-	const char *uid_zero[] = { vmm_test__binary(), "--jail", root, "--jail-uid", "0",
-				   "--jail-gid", JAIL_UID, "--jail-check", "--kernel", kernel, NULL };
+	const char *writable_outside[] = {
+	    vmm_test__binary(), "--jail",   root,   "--jail-uid", JAIL_UID, "--jail-gid", JAIL_UID,
+	    "--jail-check",	"--kernel", kernel, "--device",	  outside,  NULL};
+	const char *console_outside[] = {
+	    vmm_test__binary(), "--jail",   root,   "--jail-uid", JAIL_UID, "--jail-gid", JAIL_UID,
+	    "--jail-check",	"--kernel", kernel, "--console",  console,  NULL};
+	const char *uid_zero[] = {
+	    vmm_test__binary(), "--jail",	root,	    "--jail-uid", "0", "--jail-gid",
+	    JAIL_UID,		"--jail-check", "--kernel", kernel,	  NULL};
 
 	(void)unused;
 	snprintf(outside, sizeof(outside), "{\"type\":\"block\",\"path\":\"%s\"}", template);
@@ -270,9 +291,10 @@ static void test_jail_refusals(void **unused)
 	/* A kernel the jail's user could not read: refused up front. */
 	assert_int_equal(chmod(kernel, 0600), 0);
 	{
-		const char *unreadable[] = { vmm_test__binary(), "--jail", root, "--jail-uid", JAIL_UID,
-					     "--jail-gid", JAIL_UID, "--jail-check", "--kernel", kernel,
-					     NULL };
+		const char *unreadable[] = {
+		    vmm_test__binary(), "--jail",     root,	"--jail-uid",
+		    JAIL_UID,		"--jail-gid", JAIL_UID, "--jail-check",
+		    "--kernel",		kernel,	      NULL};
 
 		assert_int_equal(run_status(unreadable), 125);
 	}
@@ -282,8 +304,8 @@ static void test_jail_refusals(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_jail_check),
-		cmocka_unit_test(test_jail_refusals),
+	    cmocka_unit_test(test_jail_check),
+	    cmocka_unit_test(test_jail_refusals),
 	};
 	int result;
 
@@ -307,8 +329,8 @@ int main(void)
 	snprintf(kernel, sizeof(kernel), "%s/vmlinux", base);
 	snprintf(disk, sizeof(disk), "%s/rootfs.ext4", root);
 	snprintf(template, sizeof(template), "%s/template.ext4", base);
-	if (mkdir(root, 0700) != 0 || write_file(kernel, "vmlinux", 0) || write_file(disk, "", 1 << 20) ||
-	    write_file(template, "", 1 << 20))
+	if (mkdir(root, 0700) != 0 || write_file(kernel, "vmlinux", 0) ||
+	    write_file(disk, "", 1 << 20) || write_file(template, "", 1 << 20))
 		return 1;
 	/* A tap in a network namespace of our own: no route out, gone with us. */
 	have_tap = unshare(CLONE_NEWNET) == 0 &&

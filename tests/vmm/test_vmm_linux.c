@@ -36,8 +36,8 @@
 extern char **environ;
 
 #define BOOT_LIMIT_SECONDS 180
-#define COMMAND_LINE                                                                       \
-	"console=ttyS0 noxsave clearcpuid=smap,smep,popcnt i8042.noaux i8042.nokbd "       \
+#define COMMAND_LINE                                                                               \
+	"console=ttyS0 noxsave clearcpuid=smap,smep,popcnt i8042.noaux i8042.nokbd "               \
 	"tsc=reliable reboot=k panic=-1"
 
 static char kernel_path[4096];
@@ -148,13 +148,30 @@ static void test_linux_boots_to_init(void **state)
 	static struct vmm_session session_storage = {.fd = -1};
 	struct vmm_session *session = &session_storage; /* large buffer: not on the stack */
 	char device[256];
-	const char *argv[] = { vmm_test__binary(), "--kernel", kernel_path, "--initrd", initrd,
-			       "--memory", "256", "--vcpus", "2", "--cmdline", COMMAND_LINE,
-			       "--console", console, "--api-socket", session->path,
-			       "--timeout-ms", "240000", "--rng", "--device", device,
-			       have_net ? "--device" : NULL,
-			       "{\"type\":\"net\",\"tap\":\"wsmoke0\",\"mac\":\"02:00:00:00:00:05\"}",
-			       NULL };
+	const char *argv[] = {
+	    vmm_test__binary(),
+	    "--kernel",
+	    kernel_path,
+	    "--initrd",
+	    initrd,
+	    "--memory",
+	    "256",
+	    "--vcpus",
+	    "2",
+	    "--cmdline",
+	    COMMAND_LINE,
+	    "--console",
+	    console,
+	    "--api-socket",
+	    session->path,
+	    "--timeout-ms",
+	    "240000",
+	    "--rng",
+	    "--device",
+	    device,
+	    have_net ? "--device" : NULL,
+	    "{\"type\":\"net\",\"tap\":\"wsmoke0\",\"mac\":\"02:00:00:00:00:05\"}",
+	    NULL};
 	json_t *metrics = NULL;
 	struct timespec start, now;
 	static char text[1 << 20];
@@ -175,7 +192,8 @@ static void test_linux_boots_to_init(void **state)
 	assert_int_equal(ftruncate(fd, 1 << 20), 0);
 	close(fd);
 	snprintf(device, sizeof(device), "{\"type\":\"block\",\"path\":\"%s\"}", disk);
-	snprintf(session->path, sizeof(session->path), "/tmp/warren-vmm-linux-%d.sock", (int)getpid());
+	snprintf(session->path, sizeof(session->path), "/tmp/warren-vmm-linux-%d.sock",
+		 (int)getpid());
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, (char *const *)argv, environ), 0);
 	while (elapsed < BOOT_LIMIT_SECONDS) {
@@ -205,7 +223,8 @@ static void test_linux_boots_to_init(void **state)
 	}
 	/* Entropy (--rng, boot seed): the guest's crng becomes ready at boot,
 	 * not minutes later. Keep reading the console a little for it. */
-	while (found && pid > 0 && !strstr(text, "crng init done") && elapsed < BOOT_LIMIT_SECONDS) {
+	while (found && pid > 0 && !strstr(text, "crng init done") &&
+	       elapsed < BOOT_LIMIT_SECONDS) {
 		FILE *file = fopen(console, "r");
 		size_t got = 0;
 
@@ -230,7 +249,8 @@ static void test_linux_boots_to_init(void **state)
 		kill(pid, SIGTERM);
 		waitpid(pid, &status, 0);
 	}
-	printf("%s\n--- end of console ---\n", strlen(text) > 3000 ? text + strlen(text) - 3000 : text);
+	printf("%s\n--- end of console ---\n",
+	       strlen(text) > 3000 ? text + strlen(text) - 3000 : text);
 	printf("Linux smoke: \"Run /init as init process\" %s after %.1f s (limit %d s)\n",
 	       found ? "reached" : "NOT reached", elapsed, BOOT_LIMIT_SECONDS);
 	unlink(initrd);
@@ -261,7 +281,7 @@ static void test_linux_boots_to_init(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_linux_boots_to_init),
+	    cmocka_unit_test(test_linux_boots_to_init),
 	};
 
 	if (!vmm_test__have_kvm())
@@ -269,7 +289,8 @@ int main(void)
 	/* The tap lives in a namespace of our own: no route out, gone with us. */
 	have_net = unshare(CLONE_NEWNET) == 0 && access("/dev/net/tun", R_OK | W_OK) == 0;
 	if (!find_kernel()) {
-		printf("FAIL: no guest kernel (set WARREN_GUEST_KERNEL or make guest/kernel/build.sh work)\n");
+		printf("FAIL: no guest kernel (set WARREN_GUEST_KERNEL or make "
+		       "guest/kernel/build.sh work)\n");
 		return 1;
 	}
 	printf("guest kernel: %s\n", kernel_path);

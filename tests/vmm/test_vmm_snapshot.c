@@ -35,7 +35,8 @@ static struct snapshot_state *fake_state(uint32_t vcpus, uint32_t devices)
 	state->clock.clock = 0x1122334455ull;
 	for (uint32_t chip = 0; chip < 3; chip++) {
 		state->irqchip[chip].chip_id = chip;
-		memset(&state->irqchip[chip].chip, 0x10 + (int)chip, sizeof(state->irqchip[chip].chip));
+		memset(&state->irqchip[chip].chip, 0x10 + (int)chip,
+		       sizeof(state->irqchip[chip].chip));
 	}
 	state->pit.channels[0].count = 0xabcd;
 	state->serial.ier = 2;
@@ -87,8 +88,8 @@ static void reseal(uint8_t *data, size_t size)
 	assert_non_null(context);
 	assert_true(EVP_DigestInit_ex(context, EVP_sha256(), NULL));
 	assert_true(EVP_DigestUpdate(context, data, 96));
-	assert_true(EVP_DigestUpdate(context, data + SNAPSHOT_HEADER_SIZE,
-				     size - SNAPSHOT_HEADER_SIZE));
+	assert_true(
+	    EVP_DigestUpdate(context, data + SNAPSHOT_HEADER_SIZE, size - SNAPSHOT_HEADER_SIZE));
 	assert_true(EVP_DigestFinal_ex(context, data + 96, &length));
 	EVP_MD_CTX_free(context);
 }
@@ -112,7 +113,8 @@ static void test_round_trip(void **unused)
 	for (uint32_t i = 0; i < 3; i++) {
 		assert_memory_equal(&back->vcpus[i], &state->vcpus[i], sizeof(state->vcpus[i]));
 		assert_memory_equal(&back->devices[i], &state->devices[i],
-				    offsetof(struct snapshot_device, data) + state->devices[i].size);
+				    offsetof(struct snapshot_device, data) +
+					state->devices[i].size);
 	}
 	free(data);
 	snapshot__free(back);
@@ -213,11 +215,11 @@ static void test_hostile_records(void **unused)
 		uint32_t value;
 		const char *reason;
 	} cases[] = {
-		{ 0, 99, "unknown record type" },       /* type */
-		{ 4, 7, "machine" },                    /* machine with index 7: still one record */
-		{ 8, 0xfffffff0u, "bad record" },       /* length past the end */
-		{ 8, 8, "machine record is 8 bytes" },  /* short machine */
-		{ 12, 1, "bad record" },                /* reserved word */
+	    {0, 99, "unknown record type"},	 /* type */
+	    {4, 7, "machine"},			 /* machine with index 7: still one record */
+	    {8, 0xfffffff0u, "bad record"},	 /* length past the end */
+	    {8, 8, "machine record is 8 bytes"}, /* short machine */
+	    {12, 1, "bad record"},		 /* reserved word */
 	};
 
 	encode(state, &data, &size);
@@ -297,8 +299,8 @@ static void check_memory_round_trip(bool use_memfd)
 	const uint64_t size = 16ull << 20;
 	char directory[] = "/tmp/warren-snapshot-mem-XXXXXX";
 	char path[128], command[160];
-	struct guest_memory memory = { .size = size, .low_size = size, .memfd = -1 };
-	struct guest_memory restored = { 0 };
+	struct guest_memory memory = {.size = size, .low_size = size, .memfd = -1};
+	struct guest_memory restored = {0};
 	struct snapshot_memory_stats stats;
 	struct stat st;
 
@@ -308,13 +310,13 @@ static void check_memory_round_trip(bool use_memfd)
 		assert_int_equal(ftruncate(memory.memfd, (off_t)size), 0);
 		memory.host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memory.memfd, 0);
 	} else {
-		memory.host = mmap(NULL, size, PROT_READ | PROT_WRITE,
-				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		memory.host =
+		    mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	}
 	assert_true(memory.host != MAP_FAILED);
-	memset(memory.host + 4096, 0x11, 4096);          /* page 1 */
+	memset(memory.host + 4096, 0x11, 4096);		   /* page 1 */
 	memset(memory.host + (3ull << 20), 0x22, 3 << 20); /* 3 MiB at 3 MiB */
-	memory.host[size - 1] = 0x33;                    /* last page */
+	memory.host[size - 1] = 0x33;			   /* last page */
 	assert_non_null(mkdtemp(directory));
 	snprintf(path, sizeof(path), "%s/memory", directory);
 	assert_int_equal(snapshot__write_memory(&memory, path, &stats, error, sizeof(error)), 0);
@@ -333,9 +335,9 @@ static void check_memory_round_trip(bool use_memfd)
 	assert_int_equal(restored.host[4096], 0x11);
 	munmap(restored.host, size);
 	/* a memory file of the wrong size is refused */
-	assert_int_equal(snapshot__map_memory(path, size * 2, size * 2, &restored, error,
-					      sizeof(error)),
-			 -EINVAL);
+	assert_int_equal(
+	    snapshot__map_memory(path, size * 2, size * 2, &restored, error, sizeof(error)),
+	    -EINVAL);
 	assert_non_null(strstr(error, "bytes"));
 	munmap(memory.host, size);
 	if (memory.memfd >= 0)
@@ -357,15 +359,15 @@ static void test_memory_anonymous(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_encode_refuses_incomplete),
-		cmocka_unit_test(test_truncation_everywhere),
-		cmocka_unit_test(test_flipped_bytes),
-		cmocka_unit_test(test_wrong_version_and_magic),
-		cmocka_unit_test(test_hostile_records),
-		cmocka_unit_test(test_files),
-		cmocka_unit_test(test_memory_memfd),
-		cmocka_unit_test(test_memory_anonymous),
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_encode_refuses_incomplete),
+	    cmocka_unit_test(test_truncation_everywhere),
+	    cmocka_unit_test(test_flipped_bytes),
+	    cmocka_unit_test(test_wrong_version_and_magic),
+	    cmocka_unit_test(test_hostile_records),
+	    cmocka_unit_test(test_files),
+	    cmocka_unit_test(test_memory_memfd),
+	    cmocka_unit_test(test_memory_anonymous),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -242,12 +242,14 @@ static void test_gdt(void **state)
 
 static void test_e820_and_zero_page(void **state)
 {
-	struct guest_memory big = { .size = 5ull << 30, .low_size = GUEST_MEMORY_LOW_LIMIT };
+	struct guest_memory big = {.size = 5ull << 30, .low_size = GUEST_MEMORY_LOW_LIMIT};
 	struct boot_params params;
 	struct loader_image out;
-	struct boot_setup boot = { .command_line = "console=ttyS0 x=1", .initrd_address = 0x1000000,
-				   .initrd_size = 0x1234 };
-	struct boot_params *zero_page = (struct boot_params *)(memory.host + BOOT_ZERO_PAGE_ADDRESS);
+	struct boot_setup boot = {.command_line = "console=ttyS0 x=1",
+				  .initrd_address = 0x1000000,
+				  .initrd_size = 0x1234};
+	struct boot_params *zero_page =
+	    (struct boot_params *)(memory.host + BOOT_ZERO_PAGE_ADDRESS);
 
 	memset(&params, 0, sizeof(params));
 	assert_int_equal(boot__build_e820(&params, &big), 4);
@@ -273,7 +275,8 @@ static void test_e820_and_zero_page(void **state)
 
 	/* RNG seed: one SETUP_RNG_SEED node of fresh bytes, new on every boot */
 	{
-		struct setup_data *node = (struct setup_data *)(memory.host + BOOT_SETUP_DATA_ADDRESS);
+		struct setup_data *node =
+		    (struct setup_data *)(memory.host + BOOT_SETUP_DATA_ADDRESS);
 		uint8_t first[BOOT_RNG_SEED_BYTES];
 		unsigned zeros = 0;
 
@@ -337,10 +340,10 @@ static void test_mp_table(void **state)
 	assert_int_equal(length + 16, used);
 	assert_int_equal(sum_bytes(config, length), 0);
 	assert_int_equal(entries, 4 + 1 + 1 + 16 + 2);
-	assert_int_equal(config[44], 0);      /* first entry: processor */
-	assert_int_equal(config[44 + 3], 3);  /* enabled BSP */
-	assert_int_equal(config[64 + 1], 1);  /* second processor, APIC id 1 */
-	assert_int_equal(config[64 + 3], 1);  /* enabled, not BSP */
+	assert_int_equal(config[44], 0);     /* first entry: processor */
+	assert_int_equal(config[44 + 3], 3); /* enabled BSP */
+	assert_int_equal(config[64 + 1], 1); /* second processor, APIC id 1 */
+	assert_int_equal(config[64 + 3], 1); /* enabled, not BSP */
 	assert_int_equal(boot__build_mp_table(table, 0), 0);
 	assert_int_equal(boot__build_mp_table(table, 255), 0);
 	free(table);
@@ -348,7 +351,7 @@ static void test_mp_table(void **state)
 
 static void test_initial_registers(void **state)
 {
-	struct loader_image out = { .entry = 0x1000000 };
+	struct loader_image out = {.entry = 0x1000000};
 	struct kvm_regs regs;
 	struct kvm_sregs sregs;
 
@@ -393,7 +396,7 @@ static void fill_cpuid(void)
 static void test_cpuid_profiles(void **state)
 {
 	enum cpu_profile profile;
-	char vendor[13] = { 0 };
+	char vendor[13] = {0};
 
 	assert_true(cpuid__parse_profile("baseline", &profile));
 	assert_int_equal(profile, CPU_PROFILE_BASELINE);
@@ -411,20 +414,20 @@ static void test_cpuid_profiles(void **state)
 	assert_int_equal(cpuid_entries[1].ecx & (1u << 27), 0); /* OSXSAVE */
 	assert_int_equal(cpuid_entries[1].ecx & (1u << 28), 0); /* AVX */
 	assert_int_equal(cpuid_entries[1].ecx & (1u << 23), 0); /* POPCNT */
-	assert_true(cpuid_entries[1].ecx & (1u << 31));          /* hypervisor */
-	assert_true(cpuid_entries[1].ecx & (1u << 0));           /* SSE3 kept */
-	assert_int_equal(cpuid_entries[1].ebx >> 24, 2);         /* APIC id */
+	assert_true(cpuid_entries[1].ecx & (1u << 31));		/* hypervisor */
+	assert_true(cpuid_entries[1].ecx & (1u << 0));		/* SSE3 kept */
+	assert_int_equal(cpuid_entries[1].ebx >> 24, 2);	/* APIC id */
 	assert_int_equal((cpuid_entries[1].ebx >> 16) & 0xff, 4);
-	assert_int_equal(cpuid_entries[2].ebx & (1u << 7), 0);  /* SMEP */
+	assert_int_equal(cpuid_entries[2].ebx & (1u << 7), 0);	/* SMEP */
 	assert_int_equal(cpuid_entries[2].ebx & (1u << 20), 0); /* SMAP */
-	assert_int_equal(cpuid_entries[2].ebx & (1u << 5), 0);  /* AVX2 */
-	assert_true(cpuid_entries[2].ebx & (1u << 0));           /* FSGSBASE kept */
-	assert_int_equal(cpuid_entries[3].eax, 0);               /* leaf 0xd gone */
-	assert_int_equal(cpuid_entries[4].ecx & (1u << 5), 0);   /* ABM */
-	assert_int_equal(cpuid_entries[5].edx, 2);               /* x2APIC id */
-	assert_int_equal(cpuid_entries[6].eax & (1u << 11), 0);  /* PV send IPI */
-	assert_int_equal(cpuid_entries[6].eax & (1u << 7), 0);   /* PV unhalt */
-	assert_true(cpuid_entries[6].eax & (1u << 3));           /* kvm-clock kept */
+	assert_int_equal(cpuid_entries[2].ebx & (1u << 5), 0);	/* AVX2 */
+	assert_true(cpuid_entries[2].ebx & (1u << 0));		/* FSGSBASE kept */
+	assert_int_equal(cpuid_entries[3].eax, 0);		/* leaf 0xd gone */
+	assert_int_equal(cpuid_entries[4].ecx & (1u << 5), 0);	/* ABM */
+	assert_int_equal(cpuid_entries[5].edx, 2);		/* x2APIC id */
+	assert_int_equal(cpuid_entries[6].eax & (1u << 11), 0); /* PV send IPI */
+	assert_int_equal(cpuid_entries[6].eax & (1u << 7), 0);	/* PV unhalt */
+	assert_true(cpuid_entries[6].eax & (1u << 3));		/* kvm-clock kept */
 
 	fill_cpuid();
 	cpuid__apply_profile(cpuid_entries, 7, CPU_PROFILE_HOST, 0, 1);
@@ -462,7 +465,7 @@ static void expect_control_error(struct control *control, const char *line, cons
 
 static void test_control_parsing(void **state)
 {
-	struct control control = { 0 };
+	struct control control = {0};
 	json_t *response;
 
 	control_vm = calloc(1, sizeof(*control_vm));
@@ -479,7 +482,8 @@ static void test_control_parsing(void **state)
 	expect_control_error(&control, "{\"op\":\"x\",\"op\":\"y\"}", "one JSON object");
 	expect_control_error(&control, "{\"op\":\"reboot\"}", "unknown op");
 	expect_control_error(&control, "{\"op\":\"configure\"}", "must be an object");
-	expect_control_error(&control, "{\"op\":\"configure\",\"config\":{}}", "\"kernel\" is required");
+	expect_control_error(&control, "{\"op\":\"configure\",\"config\":{}}",
+			     "\"kernel\" is required");
 	expect_control_error(&control, "{\"op\":\"configure\",\"config\":{\"kernel\":\"\"}}",
 			     "non-empty string");
 	expect_control_error(&control,
@@ -488,12 +492,13 @@ static void test_control_parsing(void **state)
 	expect_control_error(&control,
 			     "{\"op\":\"configure\",\"config\":{\"kernel\":\"k\",\"vcpus\":1.5}}",
 			     "\"vcpus\"");
-	expect_control_error(&control,
-			     "{\"op\":\"configure\",\"config\":{\"kernel\":\"k\",\"memory_mib\":-1}}",
-			     "\"memory_mib\"");
-	expect_control_error(&control,
-			     "{\"op\":\"configure\",\"config\":{\"kernel\":\"k\",\"cpu_profile\":\"amd\"}}",
-			     "cpu_profile");
+	expect_control_error(
+	    &control, "{\"op\":\"configure\",\"config\":{\"kernel\":\"k\",\"memory_mib\":-1}}",
+	    "\"memory_mib\"");
+	expect_control_error(
+	    &control,
+	    "{\"op\":\"configure\",\"config\":{\"kernel\":\"k\",\"cpu_profile\":\"amd\"}}",
+	    "cpu_profile");
 	expect_control_error(&control,
 			     "{\"op\":\"configure\",\"config\":{\"kernel\":\"k\",\"devices\":[1]}}",
 			     "devices[0]");
@@ -506,9 +511,10 @@ static void test_control_parsing(void **state)
 	expect_control_error(&control, "{\"op\":\"console\",\"bytes\":\"x\"}", "bytes");
 	expect_control_error(&control, "{\"op\":\"start\"}", "not configured");
 
-	response = handle(&control, "{\"op\":\"configure\",\"config\":{\"kernel\":\"/k\","
-				    "\"cmdline\":\"console=ttyS0\",\"vcpus\":2,\"memory_mib\":256,"
-				    "\"cpu_profile\":\"host\",\"devices\":[{\"type\":\"block\"}]}}");
+	response =
+	    handle(&control, "{\"op\":\"configure\",\"config\":{\"kernel\":\"/k\","
+			     "\"cmdline\":\"console=ttyS0\",\"vcpus\":2,\"memory_mib\":256,"
+			     "\"cpu_profile\":\"host\",\"devices\":[{\"type\":\"block\"}]}}");
 	assert_true(json_is_true(json_object_get(response, "ok")));
 	json_decref(response);
 	assert_string_equal(control_vm->config.kernel, "/k");
@@ -591,7 +597,7 @@ static void test_serial_registers(void **state)
 	serial_out(&serial, 0, 'i');
 	assert_int_equal(serial_output_length, 2);
 	assert_memory_equal(serial_output, "hi", 2);
-	assert_int_equal(serial_in(&serial, 5), 0x60); /* THRE | TEMT, no data */
+	assert_int_equal(serial_in(&serial, 5), 0x60);	      /* THRE | TEMT, no data */
 	assert_int_equal(serial_in(&serial, 2) & 0x0f, 0x01); /* no interrupt */
 	assert_int_equal(serial_irq_level, -1);
 
@@ -622,7 +628,7 @@ static void test_serial_registers(void **state)
 	assert_int_equal(serial_output_length, 3);
 	/* hostile sizes/offsets: stays inside the 8 registers */
 	{
-		uint8_t wide[8] = { 0 };
+		uint8_t wide[8] = {0};
 
 		serial__ops.read(&serial, 6, wide, 8);
 		serial__ops.write(&serial, 7, wide, 8);
@@ -638,7 +644,7 @@ static void bus_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t size
 	data[0] = (uint8_t)offset;
 }
 
-static const struct mmio_bus_ops bus_ops = { .read = bus_read };
+static const struct mmio_bus_ops bus_ops = {.read = bus_read};
 
 static void test_mmio_bus(void **state)
 {
@@ -646,11 +652,16 @@ static void test_mmio_bus(void **state)
 	uint8_t data[8];
 
 	assert_non_null(bus);
-	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_MEMORY, 0x1000, 0x100, &bus_ops, NULL, "a"), 0);
-	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_MEMORY, 0x10ff, 1, &bus_ops, NULL, "b"), -17);
-	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_PORT, 0x1000, 0x100, &bus_ops, NULL, "c"), 0);
-	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_MEMORY, 0x2000, 0, &bus_ops, NULL, "d"), -22);
-	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_MEMORY, UINT64_MAX - 4, 16, &bus_ops, NULL, "e"), -22);
+	assert_int_equal(
+	    mmio_bus__register(bus, MMIO_BUS_MEMORY, 0x1000, 0x100, &bus_ops, NULL, "a"), 0);
+	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_MEMORY, 0x10ff, 1, &bus_ops, NULL, "b"),
+			 -17);
+	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_PORT, 0x1000, 0x100, &bus_ops, NULL, "c"),
+			 0);
+	assert_int_equal(mmio_bus__register(bus, MMIO_BUS_MEMORY, 0x2000, 0, &bus_ops, NULL, "d"),
+			 -22);
+	assert_int_equal(
+	    mmio_bus__register(bus, MMIO_BUS_MEMORY, UINT64_MAX - 4, 16, &bus_ops, NULL, "e"), -22);
 	assert_true(mmio_bus__dispatch(bus, MMIO_BUS_MEMORY, 0x1010, data, 4, false));
 	assert_int_equal(data[0], 0x10);
 	assert_int_equal(data[1], 0); /* zero-filled */
@@ -659,7 +670,8 @@ static void test_mmio_bus(void **state)
 	assert_int_equal(data[0], 0xff);
 	assert_int_equal(data[3], 0xff);
 	assert_false(mmio_bus__dispatch(bus, MMIO_BUS_MEMORY, UINT64_MAX - 1, data, 8, false));
-	assert_true(mmio_bus__dispatch(bus, MMIO_BUS_MEMORY, 0x1000, data, 1, true)); /* no write op */
+	assert_true(
+	    mmio_bus__dispatch(bus, MMIO_BUS_MEMORY, 0x1000, data, 1, true)); /* no write op */
 	assert_int_equal(bus_reads, 1);
 	mmio_bus__destroy(bus);
 }
@@ -674,9 +686,9 @@ static int fake_create(const struct vmm_device_host *host, const json_t *config,
 static void test_device_types(void **state)
 {
 	static const struct vmm_device_type types[] = {
-		{ .name = "fake", .create = fake_create },
-		{ .name = "other", .create = NULL },
-		{ .name = NULL },
+	    {.name = "fake", .create = fake_create},
+	    {.name = "other", .create = NULL},
+	    {.name = NULL},
 	};
 
 	assert_ptr_equal(mmio_bus__device_type(types, "fake"), &types[0]);
@@ -689,20 +701,20 @@ static void test_device_types(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_elf_valid_loads),
-		cmocka_unit_test(test_elf_hostile),
-		cmocka_unit_test(test_bzimage),
-		cmocka_unit_test(test_page_tables),
-		cmocka_unit_test(test_gdt),
-		cmocka_unit_test(test_e820_and_zero_page),
-		cmocka_unit_test(test_initial_registers),
-		cmocka_unit_test(test_mp_table),
-		cmocka_unit_test(test_cpuid_profiles),
-		cmocka_unit_test(test_control_parsing),
-		cmocka_unit_test(test_console_ring),
-		cmocka_unit_test(test_serial_registers),
-		cmocka_unit_test(test_mmio_bus),
-		cmocka_unit_test(test_device_types),
+	    cmocka_unit_test(test_elf_valid_loads),
+	    cmocka_unit_test(test_elf_hostile),
+	    cmocka_unit_test(test_bzimage),
+	    cmocka_unit_test(test_page_tables),
+	    cmocka_unit_test(test_gdt),
+	    cmocka_unit_test(test_e820_and_zero_page),
+	    cmocka_unit_test(test_initial_registers),
+	    cmocka_unit_test(test_mp_table),
+	    cmocka_unit_test(test_cpuid_profiles),
+	    cmocka_unit_test(test_control_parsing),
+	    cmocka_unit_test(test_console_ring),
+	    cmocka_unit_test(test_serial_registers),
+	    cmocka_unit_test(test_mmio_bus),
+	    cmocka_unit_test(test_device_types),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

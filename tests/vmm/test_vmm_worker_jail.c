@@ -45,8 +45,12 @@ static void test_jailed_start_fails_cleanly(void **unused)
 	(void)unused;
 	assert_int_equal(ids__sandbox_id(sandbox_id), 0);
 	struct runtime_start spec = {
-		.sandbox_id = sandbox_id, .template_id = "fake", .netns_path = NULL,
-		.token_hash = NULL, .memory_mib = 64, .vcpus = 1,
+	    .sandbox_id = sandbox_id,
+	    .template_id = "fake",
+	    .netns_path = NULL,
+	    .token_hash = NULL,
+	    .memory_mib = 64,
+	    .vcpus = 1,
 	};
 	instance = runtime__start(RUNTIME_VM, &spec, err, sizeof(err));
 	if (instance) {
@@ -80,7 +84,10 @@ static void test_bad_uid_base_refused(void **unused)
 	(void)unused;
 	assert_int_equal(ids__sandbox_id(sandbox_id), 0);
 	struct runtime_start spec = {
-		.sandbox_id = sandbox_id, .template_id = "fake", .memory_mib = 64, .vcpus = 1,
+	    .sandbox_id = sandbox_id,
+	    .template_id = "fake",
+	    .memory_mib = 64,
+	    .vcpus = 1,
 	};
 	setenv("WARREN_VM_JAIL_UID_BASE", "0", 1); /* would map sandboxes onto root */
 	instance = runtime__start(RUNTIME_VM, &spec, err, sizeof(err));
@@ -92,8 +99,8 @@ static void test_bad_uid_base_refused(void **unused)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_jailed_start_fails_cleanly),
-		cmocka_unit_test(test_bad_uid_base_refused),
+	    cmocka_unit_test(test_jailed_start_fails_cleanly),
+	    cmocka_unit_test(test_bad_uid_base_refused),
 	};
 	const char *build = getenv("WARREN_BUILD_DIR");
 	char path[512], template_dir[300];
@@ -111,9 +118,12 @@ int main(void)
 	if (system(path) != 0)
 		return 1;
 	snprintf(path, sizeof(path), "%s/template.json", template_dir);
-	if (write_file(path, "{\"name\":\"fake\",\"agent_version\":\"0\",\"content_hash\":\"0000000000000000000000000000000000000000000000000000000000000000\","
-			     "\"built_at\":\"2026-01-01T00:00:00Z\",\"size\":1,\"image_size\":1048576,"
-			     "\"rootfs\":\"rootfs\",\"image\":\"rootfs.ext4\"}\n", 0))
+	if (write_file(path,
+		       "{\"name\":\"fake\",\"agent_version\":\"0\",\"content_hash\":"
+		       "\"0000000000000000000000000000000000000000000000000000000000000000\","
+		       "\"built_at\":\"2026-01-01T00:00:00Z\",\"size\":1,\"image_size\":1048576,"
+		       "\"rootfs\":\"rootfs\",\"image\":\"rootfs.ext4\"}\n",
+		       0))
 		return 1;
 	snprintf(path, sizeof(path), "%s/rootfs.ext4", template_dir);
 	if (write_file(path, "", 1 << 20))

@@ -7,7 +7,7 @@
 #include <stddef.h>
 
 struct vmm_run {
-	int status;        /* exit status, or -1 when killed by a signal */
+	int status; /* exit status, or -1 when killed by a signal */
 	char console[65536];
 	char stderr_text[16384];
 	double seconds;

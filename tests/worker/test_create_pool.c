@@ -22,9 +22,9 @@
 #include "warren/clock.h"
 #include "warren/kafka.h"
 
-#define MESSAGES 48
+#define MESSAGES  48
 #define SANDBOXES 12 /* every sandbox id gets 4 creates: duplicates on purpose */
-#define THREADS 8
+#define THREADS	  8
 
 struct harness {
 	rd_kafka_t *rk;
@@ -35,8 +35,8 @@ struct harness {
 	char running[THREADS * 2][32]; /* sandbox ids being handled */
 	int handled[MESSAGES];	       /* by the number in the request id */
 	int concurrent, max_concurrent;
-	bool overlap;		       /* two creates of one sandbox at once */
-	int hold;		       /* this message number waits for release */
+	bool overlap; /* two creates of one sandbox at once */
+	int hold;     /* this message number waits for release */
 	bool released;
 };
 
@@ -68,7 +68,7 @@ static int handler(void *opaque, const struct kafka_event *command)
 		pthread_cond_wait(&h->changed, &h->lock);
 	pthread_mutex_unlock(&h->lock);
 
-	struct timespec pause = { 0, (long)((n * 7919) % 20) * 1000000L };
+	struct timespec pause = {0, (long)((n * 7919) % 20) * 1000000L};
 	nanosleep(&pause, NULL); /* finish out of arrival order */
 
 	pthread_mutex_lock(&h->lock);
@@ -124,11 +124,12 @@ static void produce_creates(const char *topic)
 		json_t *spec = json_pack("{s:s, s:i}", "template_id", "minimal", "timeout_s", 60);
 
 		snprintf(sandbox, sizeof(sandbox), "isandbox%013d", n % SANDBOXES);
-		assert_int_equal(kafka_event__init_command(&ev, KAFKA_EVENT_CREATE, "team", sandbox, spec,
-							   reason, sizeof(reason)),
+		assert_int_equal(kafka_event__init_command(&ev, KAFKA_EVENT_CREATE, "team", sandbox,
+							   spec, reason, sizeof(reason)),
 				 KAFKA_EVENT_OK);
 		snprintf(ev.request_id, sizeof(ev.request_id), "00000000-0000-4000-8000-%012d", n);
-		assert_int_equal(kafka_producer__produce_event(producer, topic, &ev, 10000, NULL), 0);
+		assert_int_equal(kafka_producer__produce_event(producer, topic, &ev, 10000, NULL),
+				 0);
 		kafka_event__clear(&ev);
 	}
 	kafka_producer__free(producer);
@@ -137,9 +138,9 @@ static void produce_creates(const char *topic)
 static struct kafka_consumer *consumer_for(const char *topic, const char *group)
 {
 	struct kafka_consumer_config config = {
-		.brokers = harness.brokers,
-		.group_id = group,
-		.session_timeout_ms = 6000,
+	    .brokers = harness.brokers,
+	    .group_id = group,
+	    .session_timeout_ms = 6000,
 	};
 	char err[256];
 	struct kafka_consumer *consumer = kafka_consumer__new(&config, err, sizeof(err));
@@ -174,8 +175,9 @@ static void feed(struct kafka_consumer *consumer, struct create_pool *pool, int 
 
 		assert_true(clock__monotonic_ms() < deadline);
 		if (kafka_consumer__poll(consumer, 50, &msg) == 1) {
-			assert_int_equal(kafka_event__decode(msg.payload, msg.len, &ev, reason, sizeof(reason)),
-					 KAFKA_EVENT_OK);
+			assert_int_equal(
+			    kafka_event__decode(msg.payload, msg.len, &ev, reason, sizeof(reason)),
+			    KAFKA_EVENT_OK);
 			int n = message_number(&ev);
 			partition_of[n] = msg.partition;
 			count_of[msg.partition]++;
@@ -197,7 +199,7 @@ static void test_concurrent_creates_commit_in_order(void **state)
 {
 	const char *topic = "t.creates";
 	int32_t partition_of[MESSAGES];
-	int64_t count_of[2] = { 0, 0 };
+	int64_t count_of[2] = {0, 0};
 
 	(void)state;
 	produce_creates(topic);
@@ -228,8 +230,8 @@ static void test_concurrent_creates_commit_in_order(void **state)
 
 	for (int n = 0; n < MESSAGES; n++)
 		assert_int_equal(harness.handled[n], 1);
-	assert_false(harness.overlap);		      /* one create of a sandbox at a time */
-	assert_true(harness.max_concurrent > 1);      /* and many sandboxes at once */
+	assert_false(harness.overlap);		 /* one create of a sandbox at a time */
+	assert_true(harness.max_concurrent > 1); /* and many sandboxes at once */
 	assert_true(harness.max_concurrent <= THREADS);
 	printf("creates handled: %d, at most %d at once, committed %lld + %lld\n", MESSAGES,
 	       harness.max_concurrent, (long long)count_of[0], (long long)count_of[1]);
@@ -241,7 +243,7 @@ static void test_drain_leaves_unfinished_for_redelivery(void **state)
 {
 	const char *topic = "t.drain";
 	int32_t partition_of[MESSAGES];
-	int64_t count_of[2] = { 0, 0 };
+	int64_t count_of[2] = {0, 0};
 
 	(void)state;
 	memset(harness.handled, 0, sizeof(harness.handled));
@@ -267,8 +269,8 @@ static void test_drain_leaves_unfinished_for_redelivery(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_concurrent_creates_commit_in_order),
-		cmocka_unit_test(test_drain_leaves_unfinished_for_redelivery),
+	    cmocka_unit_test(test_concurrent_creates_commit_in_order),
+	    cmocka_unit_test(test_drain_leaves_unfinished_for_redelivery),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

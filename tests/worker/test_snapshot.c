@@ -4,8 +4,8 @@
  * sandbox wrote (owner shifted back from the host uid range) and not the
  * one it removed, shares the base's untouched files by hard link, leaves
  * the live layer and the base as they were, counts its own bytes, replaces
- * a half-done earlier tree, refuses a name in use, and snapshot__remove takes it away. Needs root (chown,
- * mknod): skipped otherwise. */
+ * a half-done earlier tree, refuses a name in use, and snapshot__remove takes it away. Needs root
+ * (chown, mknod): skipped otherwise. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,10 +78,11 @@ static void make_fixture(void)
 	make_dirs("upper/home/user");
 	write_file("cache/base-1/rootfs/etc/keep", "kept");
 	write_file("cache/base-1/rootfs/etc/gone", "removed inside");
-	write_file("cache/base-1/template.json",
-		   "{\"name\":\"base\",\"agent_version\":\"1\",\"built_at\":\"2026-01-01T00:00:00Z\","
-		   "\"size\":100,\"user\":\"user\",\"content_hash\":"
-		   "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}");
+	write_file(
+	    "cache/base-1/template.json",
+	    "{\"name\":\"base\",\"agent_version\":\"1\",\"built_at\":\"2026-01-01T00:00:00Z\","
+	    "\"size\":100,\"user\":\"user\",\"content_hash\":"
+	    "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}");
 	at(target, "cache/base-1");
 	at(p, "templates/base");
 	assert_int_equal(symlink(target, p), 0);

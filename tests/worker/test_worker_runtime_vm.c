@@ -96,7 +96,7 @@ static char *read_text(const char *path)
 /* One control-socket request (docs/vmm-api.md); the parsed response. */
 static json_t *vmm_request(const char *socket_path, const char *request)
 {
-	struct sockaddr_un address = { .sun_family = AF_UNIX };
+	struct sockaddr_un address = {.sun_family = AF_UNIX};
 	static char buffer[65536];
 	size_t used = 0;
 	ssize_t n;
@@ -117,7 +117,8 @@ static json_t *vmm_request(const char *socket_path, const char *request)
 		close(fd);
 		return NULL;
 	}
-	while (used + 1 < sizeof(buffer) && (n = read(fd, buffer + used, sizeof(buffer) - 1 - used)) > 0) {
+	while (used + 1 < sizeof(buffer) &&
+	       (n = read(fd, buffer + used, sizeof(buffer) - 1 - used)) > 0) {
 		used += (size_t)n;
 		if (memchr(buffer, '\n', used))
 			break;
@@ -157,8 +158,8 @@ static void check_jail(pid_t pid, const char *dir, const char *sandbox_id)
 	cgroup = read_text(path);
 	assert_non_null(cgroup);
 	assert_non_null(strstr(cgroup, sandbox_id));
-	printf("warren-vmm jailed: uid %ld, seccomp 2, / = %s/root, cgroup %s\n", atol(uid + 6), dir,
-	       sandbox_id);
+	printf("warren-vmm jailed: uid %ld, seccomp 2, / = %s/root, cgroup %s\n", atol(uid + 6),
+	       dir, sandbox_id);
 	free(status);
 	free(cgroup);
 }
@@ -237,7 +238,8 @@ static void test_vm_runtime_boots_and_stops(void **state)
 	char state_dir[128], templates_dir[128], vmm[512];
 	struct stat namespace_stat, vmm_namespace_stat;
 	struct runtime_instance *instance;
-	const char *console_markers[] = { " [vda] ", "VFS: Mounted root" }; /* vda: virtio1 after the rng */
+	const char *console_markers[] = {" [vda] ",
+					 "VFS: Mounted root"}; /* vda: virtio1 after the rng */
 	double started, booted_at = 0;
 	char *console = NULL, *vmm_state;
 	json_t *vmm_json, *metrics;
@@ -255,26 +257,28 @@ static void test_vm_runtime_boots_and_stops(void **state)
 	setenv("WARREN_VMM_BINARY", vmm, 1);
 
 	/* The minimal template (cached by content). */
-	assert_int_equal(shell("%s/guest/rootfs/build-template.sh --name minimal --agent %s/bin/warren-agent "
-			       "--templates-dir %s >%s/template.log 2>&1",
-			       source, build, templates_dir, temp_dir),
-			 0);
+	assert_int_equal(
+	    shell("%s/guest/rootfs/build-template.sh --name minimal --agent %s/bin/warren-agent "
+		  "--templates-dir %s >%s/template.log 2>&1",
+		  source, build, templates_dir, temp_dir),
+	    0);
 	/* A namespace with a persistent tap0, as a vm slot has (docs/network.md). */
 	snprintf(netns_name, sizeof(netns_name), "wvmtest-%d", (int)getpid());
 	snprintf(netns_path, sizeof(netns_path), "/run/netns/%s", netns_name);
-	assert_int_equal(shell("ip netns add %1$s && ip -n %1$s tuntap add dev tap0 mode tap vnet_hdr && "
-			       "ip -n %1$s addr add 169.254.0.22/30 dev tap0 && ip -n %1$s link set tap0 up",
-			       netns_name),
-			 0);
+	assert_int_equal(
+	    shell("ip netns add %1$s && ip -n %1$s tuntap add dev tap0 mode tap vnet_hdr && "
+		  "ip -n %1$s addr add 169.254.0.22/30 dev tap0 && ip -n %1$s link set tap0 up",
+		  netns_name),
+	    0);
 
 	assert_int_equal(ids__sandbox_id(sandbox_id), 0);
 	struct runtime_start spec = {
-		.sandbox_id = sandbox_id,
-		.template_id = "minimal",
-		.netns_path = netns_path,
-		.token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000",
-		.memory_mib = 256,
-		.vcpus = 1,
+	    .sandbox_id = sandbox_id,
+	    .template_id = "minimal",
+	    .netns_path = netns_path,
+	    .token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+	    .memory_mib = 256,
+	    .vcpus = 1,
 	};
 	started = now_seconds();
 	instance = runtime__start(RUNTIME_VM, &spec, err, sizeof(err));
@@ -303,7 +307,8 @@ static void test_vm_runtime_boots_and_stops(void **state)
 	while (now_seconds() - started < BOOT_LIMIT_SECONDS) {
 		free(console);
 		console = read_text(path);
-		if (console && strstr(console, console_markers[0]) && strstr(console, console_markers[1])) {
+		if (console && strstr(console, console_markers[0]) &&
+		    strstr(console, console_markers[1])) {
 			booted_at = now_seconds() - started;
 			break;
 		}
@@ -337,14 +342,17 @@ static void test_vm_runtime_boots_and_stops(void **state)
 		size_t index;
 
 		assert_int_equal(json_array_size(devices), 3); /* rng, block, net */
-		json_array_foreach(devices, index, device) {
+		json_array_foreach(devices, index, device)
+		{
 			json_t *device_metrics = json_object_get(device, "metrics");
 			char *dump = json_dumps(device_metrics, JSON_COMPACT);
 			printf("device %zu (%s): %s\n", index,
-			       json_string_value(json_object_get(device, "type")), dump ? dump : "?");
+			       json_string_value(json_object_get(device, "type")),
+			       dump ? dump : "?");
 			free(dump);
 			if (!strcmp(json_string_value(json_object_get(device, "type")), "block"))
-				reads = json_integer_value(json_object_get(device_metrics, "reads"));
+				reads =
+				    json_integer_value(json_object_get(device_metrics, "reads"));
 		}
 	}
 	assert_true(reads > 0);
@@ -377,8 +385,12 @@ static void test_vm_orphans_are_reaped(void **state)
 	assert_int_equal(ids__sandbox_id(sandbox_id), 0);
 	keep[0] = sandbox_id;
 	struct runtime_start spec = {
-		.sandbox_id = sandbox_id, .template_id = "minimal", .netns_path = netns_path,
-		.token_hash = NULL, .memory_mib = 128, .vcpus = 1,
+	    .sandbox_id = sandbox_id,
+	    .template_id = "minimal",
+	    .netns_path = netns_path,
+	    .token_hash = NULL,
+	    .memory_mib = 128,
+	    .vcpus = 1,
 	};
 	instance = runtime__start(RUNTIME_VM, &spec, err, sizeof(err));
 	if (!instance)
@@ -402,8 +414,8 @@ int main(void)
 {
 	const char *kernel = getenv("WARREN_GUEST_KERNEL");
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vm_runtime_boots_and_stops),
-		cmocka_unit_test(test_vm_orphans_are_reaped),
+	    cmocka_unit_test(test_vm_runtime_boots_and_stops),
+	    cmocka_unit_test(test_vm_orphans_are_reaped),
 	};
 	int failed;
 

@@ -20,7 +20,7 @@
 #include "warren/log.h"
 
 #define BLOCK_DEFAULT_QUEUE_SIZE 128
-#define BLOCK_INLINE_WRITE_MAX (128u * 1024u) /* larger writes go through io_uring */
+#define BLOCK_INLINE_WRITE_MAX	 (128u * 1024u) /* larger writes go through io_uring */
 
 struct blk_request_slot {
 	struct virtio_blk *blk;
@@ -146,18 +146,19 @@ uint8_t virtio_blk__check(const struct virtio_blk_request *request, uint64_t cap
 		if (request->data_bytes % VIRTIO_BLK_SECTOR_SIZE)
 			return VIRTIO_BLK_S_IOERR;
 		sectors = request->data_bytes / VIRTIO_BLK_SECTOR_SIZE;
-		if (__builtin_add_overflow(request->sector, sectors, &end) || end > capacity_sectors)
+		if (__builtin_add_overflow(request->sector, sectors, &end) ||
+		    end > capacity_sectors)
 			return VIRTIO_BLK_S_IOERR;
 		return VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_FLUSH:
-		return (features & (1ull << VIRTIO_BLK_F_FLUSH)) ? VIRTIO_BLK_S_OK :
-								   VIRTIO_BLK_S_UNSUPP;
+		return (features & (1ull << VIRTIO_BLK_F_FLUSH)) ? VIRTIO_BLK_S_OK
+								 : VIRTIO_BLK_S_UNSUPP;
 	case VIRTIO_BLK_T_GET_ID:
 		return VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES: {
-		unsigned bit = request->type == VIRTIO_BLK_T_DISCARD ? VIRTIO_BLK_F_DISCARD :
-								      VIRTIO_BLK_F_WRITE_ZEROES;
+		unsigned bit = request->type == VIRTIO_BLK_T_DISCARD ? VIRTIO_BLK_F_DISCARD
+								     : VIRTIO_BLK_F_WRITE_ZEROES;
 
 		if (!(features & (1ull << bit)))
 			return VIRTIO_BLK_S_UNSUPP;
@@ -265,8 +266,8 @@ static bool on_io_done(void *opaque, int32_t result)
 /* 5.2.6.2 GET_ID: up to 20 bytes, NUL-padded when shorter. */
 static uint32_t blk__get_id(struct virtio_blk *blk, struct virtio_blk_request *request)
 {
-	size_t n = request->data_bytes < VIRTIO_BLK_ID_BYTES ? request->data_bytes :
-							       VIRTIO_BLK_ID_BYTES;
+	size_t n =
+	    request->data_bytes < VIRTIO_BLK_ID_BYTES ? request->data_bytes : VIRTIO_BLK_ID_BYTES;
 
 	iov__write_front(request->data, request->data_count, (const uint8_t *)blk->id, n);
 	return (uint32_t)n + 1;
@@ -329,14 +330,15 @@ static int blk__queue_data(struct virtio_blk *blk, struct blk_request_slot *slot
 		index = event_loop__fixed_index(blk->loop, request->data[0].iov_base,
 						request->data_bytes);
 	if (index < 0)
-		return write ? event_loop__writev(blk->loop, blk->fd, request->data,
-						  (int)request->data_count, offset, on_io_done, slot) :
-			       event_loop__readv(blk->loop, blk->fd, request->data,
-						 (int)request->data_count, offset, on_io_done, slot);
+		return write
+			   ? event_loop__writev(blk->loop, blk->fd, request->data,
+						(int)request->data_count, offset, on_io_done, slot)
+			   : event_loop__readv(blk->loop, blk->fd, request->data,
+					       (int)request->data_count, offset, on_io_done, slot);
 	ret = write ? event_loop__write_fixed(blk->loop, blk->fd, request->data[0].iov_base,
 					      (uint32_t)request->data_bytes, offset, index,
-					      on_io_done, slot) :
-		      event_loop__read_fixed(blk->loop, blk->fd, request->data[0].iov_base,
+					      on_io_done, slot)
+		    : event_loop__read_fixed(blk->loop, blk->fd, request->data[0].iov_base,
 					     (uint32_t)request->data_bytes, offset, index,
 					     on_io_done, slot);
 	if (ret == 0)
@@ -366,8 +368,8 @@ static uint8_t blk__overlay_request(struct virtio_blk *blk, struct virtio_blk_re
 		break;
 	case VIRTIO_BLK_T_OUT:
 		blk->writes++;
-		result = blk_overlay__write(blk->overlay, request->data, request->data_count, offset,
-					    request->data_bytes);
+		result = blk_overlay__write(blk->overlay, request->data, request->data_count,
+					    offset, request->data_bytes);
 		if (result == 0)
 			blk->write_bytes += request->data_bytes;
 		break;
@@ -398,7 +400,8 @@ enum blk_start {
 };
 
 /* Lock held. Starts one popped request. */
-static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct blk_request_slot *slot)
+static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q,
+				 struct blk_request_slot *slot)
 {
 	struct virtio_blk_request *request = &slot->request;
 	uint64_t features = blk->transport.driver_features;
@@ -421,8 +424,9 @@ static enum blk_start blk__start(struct virtio_blk *blk, struct virtq *q, struct
 		blk->rate_limited++;
 		if (blk->throttle_timer < 0)
 			blk->throttle_timer = event_loop__timer(
-				blk->loop, rate_limiter__wait_ns(&blk->limiter, request->data_bytes, now),
-				on_throttle_timer, blk);
+			    blk->loop,
+			    rate_limiter__wait_ns(&blk->limiter, request->data_bytes, now),
+			    on_throttle_timer, blk);
 		return BLK_THROTTLED;
 	}
 	blk->requests++;
@@ -591,18 +595,19 @@ struct virtio_blk *virtio_blk__create(const struct guest_memory *memory, struct 
 	}
 	if (options->base) {
 		if (options->direct || options->read_only) {
-			snprintf(error, error_size, "block: a base image needs a writable buffered overlay");
+			snprintf(error, error_size,
+				 "block: a base image needs a writable buffered overlay");
 			goto err;
 		}
-		blk->overlay = blk_overlay__open(options->base, options->path, &bytes, error,
-						 error_size);
+		blk->overlay =
+		    blk_overlay__open(options->base, options->path, &bytes, error, error_size);
 		if (!blk->overlay)
 			goto err;
 		blk->inline_writes = false;
 		goto opened;
 	}
-	flags = (options->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC |
-		(options->direct ? O_DIRECT : 0);
+	flags =
+	    (options->read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | (options->direct ? O_DIRECT : 0);
 	blk->fd = open(options->path, flags);
 	if (blk->fd < 0) {
 		snprintf(error, error_size, "block: cannot open %s: %s", options->path,
@@ -622,7 +627,8 @@ struct virtio_blk *virtio_blk__create(const struct guest_memory *memory, struct 
 	} else if (S_ISREG(st.st_mode)) {
 		bytes = (uint64_t)st.st_size;
 	} else {
-		snprintf(error, error_size, "block: %s is not a file or block device", options->path);
+		snprintf(error, error_size, "block: %s is not a file or block device",
+			 options->path);
 		goto err;
 	}
 opened:
@@ -639,7 +645,8 @@ opened:
 		blk->fixed_buffers = ret == 0 || ret == -EEXIST;
 		if (!blk->fixed_buffers)
 			log_warn("block: cannot register guest memory for O_DIRECT (%s): "
-				 "using readv/writev", strerror(-ret));
+				 "using readv/writev",
+				 strerror(-ret));
 	}
 	rate_limiter__init(&blk->limiter);
 	if (options->rate_limiter &&
@@ -677,7 +684,8 @@ opened:
 	if (options->read_only)
 		device.features |= 1ull << VIRTIO_BLK_F_RO;
 	else
-		device.features |= (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+		device.features |=
+		    (1ull << VIRTIO_BLK_F_DISCARD) | (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
 	device.queue_count = 1;
 	device.queue_max_size = blk->queue_size;
 	device.config = blk->config;
@@ -740,18 +748,18 @@ json_t *virtio_blk__metrics(struct virtio_blk *blk)
 	json_t *metrics;
 
 	virtio_mmio__lock(&blk->transport);
-	metrics = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o}",
-			    "type", "block", "requests", (json_int_t)blk->requests, "reads",
-			    (json_int_t)blk->reads, "writes", (json_int_t)blk->writes, "flushes",
-			    (json_int_t)blk->flushes, "read_bytes", (json_int_t)blk->read_bytes,
-			    "write_bytes", (json_int_t)blk->write_bytes, "errors",
-			    (json_int_t)blk->errors, "rate_limited", (json_int_t)blk->rate_limited,
-			    "in_flight", (json_int_t)blk->in_flight, "capacity_sectors",
-			    (json_int_t)blk->capacity_sectors, "read_only", blk->read_only,
-			    "inline_writes", blk->inline_writes, "rate_limiter",
-			    rate_limiter__to_json(&blk->limiter));
+	metrics = json_pack(
+	    "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:b, s:o}", "type",
+	    "block", "requests", (json_int_t)blk->requests, "reads", (json_int_t)blk->reads,
+	    "writes", (json_int_t)blk->writes, "flushes", (json_int_t)blk->flushes, "read_bytes",
+	    (json_int_t)blk->read_bytes, "write_bytes", (json_int_t)blk->write_bytes, "errors",
+	    (json_int_t)blk->errors, "rate_limited", (json_int_t)blk->rate_limited, "in_flight",
+	    (json_int_t)blk->in_flight, "capacity_sectors", (json_int_t)blk->capacity_sectors,
+	    "read_only", blk->read_only, "inline_writes", blk->inline_writes, "rate_limiter",
+	    rate_limiter__to_json(&blk->limiter));
 	json_object_set_new(metrics, "fixed_buffers", json_boolean(blk->fixed_buffers));
-	json_object_set_new(metrics, "fixed_requests", json_integer((json_int_t)blk->fixed_requests));
+	json_object_set_new(metrics, "fixed_requests",
+			    json_integer((json_int_t)blk->fixed_requests));
 	if (blk->overlay)
 		json_object_set_new(metrics, "overlay_clusters",
 				    json_integer((json_int_t)blk_overlay__clusters(blk->overlay)));

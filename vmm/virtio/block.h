@@ -38,26 +38,26 @@
 #include "virtqueue.h"
 
 /* 5.2.3 feature bits */
-#define VIRTIO_BLK_F_SEG_MAX 2
-#define VIRTIO_BLK_F_RO 5
-#define VIRTIO_BLK_F_FLUSH 9
-#define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_SEG_MAX	  2
+#define VIRTIO_BLK_F_RO		  5
+#define VIRTIO_BLK_F_FLUSH	  9
+#define VIRTIO_BLK_F_DISCARD	  13
 #define VIRTIO_BLK_F_WRITE_ZEROES 14
 
 /* 5.2.6 request types and status */
-#define VIRTIO_BLK_T_IN 0
-#define VIRTIO_BLK_T_OUT 1
-#define VIRTIO_BLK_T_FLUSH 4
-#define VIRTIO_BLK_T_GET_ID 8
-#define VIRTIO_BLK_T_DISCARD 11
+#define VIRTIO_BLK_T_IN		  0
+#define VIRTIO_BLK_T_OUT	  1
+#define VIRTIO_BLK_T_FLUSH	  4
+#define VIRTIO_BLK_T_GET_ID	  8
+#define VIRTIO_BLK_T_DISCARD	  11
 #define VIRTIO_BLK_T_WRITE_ZEROES 13
-#define VIRTIO_BLK_S_OK 0
-#define VIRTIO_BLK_S_IOERR 1
-#define VIRTIO_BLK_S_UNSUPP 2
+#define VIRTIO_BLK_S_OK		  0
+#define VIRTIO_BLK_S_IOERR	  1
+#define VIRTIO_BLK_S_UNSUPP	  2
 
-#define VIRTIO_BLK_SECTOR_SIZE 512
-#define VIRTIO_BLK_ID_BYTES 20
-#define VIRTIO_BLK_CONFIG_SIZE 60
+#define VIRTIO_BLK_SECTOR_SIZE	    512
+#define VIRTIO_BLK_ID_BYTES	    20
+#define VIRTIO_BLK_CONFIG_SIZE	    60
 #define VIRTIO_BLK_MAX_ZERO_SECTORS 0x400000u /* per DISCARD/WRITE_ZEROES segment */
 
 /* One request as parsed from its chain (5.2.6). data[] points into the
@@ -84,13 +84,13 @@ uint8_t virtio_blk__check(const struct virtio_blk_request *request, uint64_t cap
 			  bool read_only, uint64_t features);
 
 struct virtio_blk_options {
-	const char *path;	     /* the image; with base: the overlay (created if missing) */
-	const char *base;	     /* read-only base image: copy-on-write (overlay.h); NULL: none */
+	const char *path; /* the image; with base: the overlay (created if missing) */
+	const char *base; /* read-only base image: copy-on-write (overlay.h); NULL: none */
 	bool read_only;
-	bool direct;		     /* O_DIRECT (guest buffers must be 512-aligned) */
-	const char *id;		     /* GET_ID serial, <= 20 bytes (default: file name) */
-	const json_t *rate_limiter;  /* see rate_limiter.h; NULL: unlimited */
-	uint16_t queue_size;	     /* QueueNumMax; 0: 128 */
+	bool direct;		    /* O_DIRECT (guest buffers must be 512-aligned) */
+	const char *id;		    /* GET_ID serial, <= 20 bytes (default: file name) */
+	const json_t *rate_limiter; /* see rate_limiter.h; NULL: unlimited */
+	uint16_t queue_size;	    /* QueueNumMax; 0: 128 */
 };
 
 struct virtio_blk;

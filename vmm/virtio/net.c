@@ -19,17 +19,17 @@
 #include "warren/clock.h"
 
 #define NET_DEFAULT_QUEUE_SIZE 256
-#define NET_BATCH 256 /* chains per direction before other events get a turn */
-#define NET_PUBLISH_EVERY 32 /* used elements per used-index update within a batch */
-#define NET_RX_ESTIMATE 1514 /* bytes charged per frame before we know its size */
+#define NET_BATCH	       256  /* chains per direction before other events get a turn */
+#define NET_PUBLISH_EVERY      32   /* used elements per used-index update within a batch */
+#define NET_RX_ESTIMATE	       1514 /* bytes charged per frame before we know its size */
 
 struct virtio_net {
 	struct virtio_mmio transport;
 	struct event_loop *loop;
 	int tap_fd;
 	uint8_t config[VIRTIO_NET_CONFIG_SIZE];
-	int64_t tap_poll;	 /* one-shot poll armed on the (empty) tap, or -1 */
-	unsigned tap_offloads;	 /* TUN_F_* last given to TUNSETOFFLOAD */
+	int64_t tap_poll;	       /* one-shot poll armed on the (empty) tap, or -1 */
+	unsigned tap_offloads;	       /* TUN_F_* last given to TUNSETOFFLOAD */
 	bool rx_deferred, tx_deferred; /* a batch ended early: resumed from the loop */
 	int64_t rx_timer, tx_timer;
 	struct virtq_chain rx_chain, tx_chain; /* scratch, loop thread */
@@ -134,7 +134,8 @@ bool virtio_net__fix_rx_header(struct iovec *iov, unsigned count, uint64_t lengt
 		/* Nothing negotiated: a partial checksum or a GSO frame (queued
 		 * before the driver changed its features) cannot be delivered;
 		 * DATA_VALID is only advice and is cleared (5.1.6.3.1). */
-		if ((header[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) || gso_type != VIRTIO_NET_HDR_GSO_NONE)
+		if ((header[0] & VIRTIO_NET_HDR_F_NEEDS_CSUM) ||
+		    gso_type != VIRTIO_NET_HDR_GSO_NONE)
 			return false;
 		iov__write_at(iov, count, 0, clean, sizeof(clean));
 	} else if (!net__gso_allowed(gso_type, offloads & TUN_F_TSO4, offloads & TUN_F_TSO6)) {
@@ -316,8 +317,9 @@ static void net__rx(struct virtio_net *net)
 			virtq__unpop(q);
 			net->rx_rate_limited++;
 			net->rx_timer = event_loop__timer(
-				net->loop, rate_limiter__wait_ns(&net->rx_limiter, NET_RX_ESTIMATE, now),
-				on_rx_timer, net);
+			    net->loop,
+			    rate_limiter__wait_ns(&net->rx_limiter, NET_RX_ESTIMATE, now),
+			    on_rx_timer, net);
 			break;
 		}
 		n = readv(net->tap_fd, chain->iov, (int)chain->iov_count);
@@ -332,7 +334,7 @@ static void net__rx(struct virtio_net *net)
 				 * armed: the driver's notification restarts us.) */
 				if (net->tap_poll < 0) {
 					net->tap_poll = event_loop__poll_once(
-						net->loop, net->tap_fd, POLLIN, on_tap_readable, net);
+					    net->loop, net->tap_fd, POLLIN, on_tap_readable, net);
 					if (net->tap_poll < 0) {
 						net->tap_poll = -1;
 						net->errors++;
@@ -349,7 +351,8 @@ static void net__rx(struct virtio_net *net)
 		}
 		budget--;
 		if ((uint64_t)n < NET_RX_ESTIMATE)
-			rate_limiter__refund(&net->rx_limiter, NET_RX_ESTIMATE - (uint64_t)n, false);
+			rate_limiter__refund(&net->rx_limiter, NET_RX_ESTIMATE - (uint64_t)n,
+					     false);
 		if (!virtio_net__fix_rx_header(chain->iov, chain->iov_count, (uint64_t)n,
 					       net->tap_offloads)) {
 			virtq__unpop(q);
@@ -407,7 +410,7 @@ static void net__tx(struct virtio_net *net)
 			net->errors++;
 			/* Well formed but for features the driver did not take? */
 			net->tx_header_rejected +=
-				virtio_net__tx_valid(chain, VIRTIO_NET_OFFLOAD_FEATURES);
+			    virtio_net__tx_valid(chain, VIRTIO_NET_OFFLOAD_FEATURES);
 			virtq__push(q, chain->head, 0);
 			completed++;
 			budget--;
@@ -417,9 +420,9 @@ static void net__tx(struct virtio_net *net)
 			virtq__unpop(q);
 			net->tx_rate_limited++;
 			net->tx_timer = event_loop__timer(
-				net->loop,
-				rate_limiter__wait_ns(&net->tx_limiter, chain->readable_bytes, now),
-				on_tx_timer, net);
+			    net->loop,
+			    rate_limiter__wait_ns(&net->tx_limiter, chain->readable_bytes, now),
+			    on_tx_timer, net);
 			virtq__set_notification(q, true);
 			break;
 		}
@@ -428,9 +431,9 @@ static void net__tx(struct virtio_net *net)
 			net->tx_dropped++; /* the host refused it (e.g. bad GSO header) */
 		} else {
 			net->tx_packets++;
-			net->tx_bytes += (uint64_t)n > VIRTIO_NET_HDR_SIZE ?
-						 (uint64_t)n - VIRTIO_NET_HDR_SIZE :
-						 0;
+			net->tx_bytes += (uint64_t)n > VIRTIO_NET_HDR_SIZE
+					     ? (uint64_t)n - VIRTIO_NET_HDR_SIZE
+					     : 0;
 		}
 		virtq__add_used(q, chain->head, 0);
 		if (++completed % NET_PUBLISH_EVERY == 0)
@@ -482,8 +485,8 @@ struct virtio_net *virtio_net__create(const struct guest_memory *memory, struct 
 	net->rx_timer = -1;
 	net->tx_timer = -1;
 	net->tap_poll = -1;
-	net->tap_fd = options->tap_fd >= 0 ? options->tap_fd :
-					     virtio_net__open_tap(options->tap, error, error_size);
+	net->tap_fd = options->tap_fd >= 0 ? options->tap_fd
+					   : virtio_net__open_tap(options->tap, error, error_size);
 	if (net->tap_fd < 0)
 		goto err;
 	/* A caller's fd too: reads and writes happen on the loop thread and
@@ -598,16 +601,16 @@ json_t *virtio_net__metrics(struct virtio_net *net)
 
 	virtio_mmio__lock(&net->transport);
 	metrics = json_pack(
-		"{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "type",
-		"net", "rx_packets", (json_int_t)net->rx_packets, "rx_bytes",
-		(json_int_t)net->rx_bytes, "tx_packets", (json_int_t)net->tx_packets, "tx_bytes",
-		(json_int_t)net->tx_bytes, "rx_dropped", (json_int_t)net->rx_dropped, "tx_dropped",
-		(json_int_t)net->tx_dropped, "errors", (json_int_t)net->errors, "rate_limited",
-		(json_int_t)(net->rx_rate_limited + net->tx_rate_limited), "rx_offload_dropped",
-		(json_int_t)net->rx_offload_dropped, "tx_header_rejected",
-		(json_int_t)net->tx_header_rejected, "tap_offloads", (json_int_t)net->tap_offloads,
-		"rx_rate_limiter", rate_limiter__to_json(&net->rx_limiter), "tx_rate_limiter",
-		rate_limiter__to_json(&net->tx_limiter));
+	    "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "type", "net",
+	    "rx_packets", (json_int_t)net->rx_packets, "rx_bytes", (json_int_t)net->rx_bytes,
+	    "tx_packets", (json_int_t)net->tx_packets, "tx_bytes", (json_int_t)net->tx_bytes,
+	    "rx_dropped", (json_int_t)net->rx_dropped, "tx_dropped", (json_int_t)net->tx_dropped,
+	    "errors", (json_int_t)net->errors, "rate_limited",
+	    (json_int_t)(net->rx_rate_limited + net->tx_rate_limited), "rx_offload_dropped",
+	    (json_int_t)net->rx_offload_dropped, "tx_header_rejected",
+	    (json_int_t)net->tx_header_rejected, "tap_offloads", (json_int_t)net->tap_offloads,
+	    "rx_rate_limiter", rate_limiter__to_json(&net->rx_limiter), "tx_rate_limiter",
+	    rate_limiter__to_json(&net->tx_limiter));
 	virtio_mmio__add_metrics(&net->transport, metrics);
 	virtio_mmio__unlock(&net->transport);
 	return metrics;

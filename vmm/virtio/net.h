@@ -34,30 +34,30 @@
 #include "virtio_mmio.h"
 #include "virtqueue.h"
 
-#define VIRTIO_NET_F_CSUM 0
+#define VIRTIO_NET_F_CSUM	0
 #define VIRTIO_NET_F_GUEST_CSUM 1
-#define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_F_MAC	5
 #define VIRTIO_NET_F_GUEST_TSO4 7
 #define VIRTIO_NET_F_GUEST_TSO6 8
-#define VIRTIO_NET_F_HOST_TSO4 11
-#define VIRTIO_NET_F_HOST_TSO6 12
-#define VIRTIO_NET_F_STATUS 16
-#define VIRTIO_NET_OFFLOAD_FEATURES                                                          \
-	((1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM) |                   \
-	 (1ull << VIRTIO_NET_F_GUEST_TSO4) | (1ull << VIRTIO_NET_F_GUEST_TSO6) |             \
+#define VIRTIO_NET_F_HOST_TSO4	11
+#define VIRTIO_NET_F_HOST_TSO6	12
+#define VIRTIO_NET_F_STATUS	16
+#define VIRTIO_NET_OFFLOAD_FEATURES                                                                \
+	((1ull << VIRTIO_NET_F_CSUM) | (1ull << VIRTIO_NET_F_GUEST_CSUM) |                         \
+	 (1ull << VIRTIO_NET_F_GUEST_TSO4) | (1ull << VIRTIO_NET_F_GUEST_TSO6) |                   \
 	 (1ull << VIRTIO_NET_F_HOST_TSO4) | (1ull << VIRTIO_NET_F_HOST_TSO6))
 /* 5.1.6 header flags and GSO types */
 #define VIRTIO_NET_HDR_F_NEEDS_CSUM 1
-#define VIRTIO_NET_HDR_GSO_NONE 0
-#define VIRTIO_NET_HDR_GSO_TCPV4 1
-#define VIRTIO_NET_HDR_GSO_TCPV6 4
-#define VIRTIO_NET_MIN_GSO_SIZE 536 /* smallest TX segment size accepted (IPv4's default MSS) */
-#define VIRTIO_NET_S_LINK_UP 1
-#define VIRTIO_NET_HDR_SIZE 12	/* struct virtio_net_hdr_v1 */
-#define VIRTIO_NET_MAX_FRAME 65550 /* 64 KiB + Ethernet/VLAN header */
-#define VIRTIO_NET_CONFIG_SIZE 10
-#define VIRTIO_NET_RX_QUEUE 0
-#define VIRTIO_NET_TX_QUEUE 1
+#define VIRTIO_NET_HDR_GSO_NONE	    0
+#define VIRTIO_NET_HDR_GSO_TCPV4    1
+#define VIRTIO_NET_HDR_GSO_TCPV6    4
+#define VIRTIO_NET_MIN_GSO_SIZE	    536 /* smallest TX segment size accepted (IPv4's default MSS) */
+#define VIRTIO_NET_S_LINK_UP	    1
+#define VIRTIO_NET_HDR_SIZE	    12	  /* struct virtio_net_hdr_v1 */
+#define VIRTIO_NET_MAX_FRAME	    65550 /* 64 KiB + Ethernet/VLAN header */
+#define VIRTIO_NET_CONFIG_SIZE	    10
+#define VIRTIO_NET_RX_QUEUE	    0
+#define VIRTIO_NET_TX_QUEUE	    1
 
 /* Opens (creating if needed) tap `name` with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR,
  * 12-byte vnet header, non-blocking. fd or -errno with a reason. */
@@ -87,12 +87,12 @@ bool virtio_net__tx_valid(const struct virtq_chain *chain, uint64_t features);
 int virtio_net__parse_mac(const char *text, uint8_t mac[6]);
 
 struct virtio_net_options {
-	const char *tap;	/* tap name (opened here) ... */
-	int tap_fd;		/* ... or an open tap fd (taken over), -1 if none */
+	const char *tap; /* tap name (opened here) ... */
+	int tap_fd;	 /* ... or an open tap fd (taken over), -1 if none */
 	uint8_t mac[6];
 	const json_t *rx_rate_limiter; /* NULL: unlimited */
 	const json_t *tx_rate_limiter;
-	uint16_t queue_size;	/* 0: 256 */
+	uint16_t queue_size; /* 0: 256 */
 };
 
 struct virtio_net;

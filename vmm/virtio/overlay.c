@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define OVERLAY_MAGIC "WRRNOVL1"
+#define OVERLAY_MAGIC	  "WRRNOVL1"
 #define OVERLAY_MAX_SLICE 1024 /* iovecs of one run: a chain's 256 + splits */
 
 struct blk_overlay {
@@ -18,11 +18,11 @@ struct blk_overlay {
 	int fd;
 	uint64_t capacity;
 	uint64_t clusters;
-	uint64_t data_end;   /* where the header starts */
-	uint8_t *bitmap;     /* clusters bits */
+	uint64_t data_end; /* where the header starts */
+	uint8_t *bitmap;   /* clusters bits */
 	size_t bitmap_bytes;
-	uint64_t held;       /* bits set */
-	bool dirty;          /* bitmap changed since written back */
+	uint64_t held; /* bits set */
+	bool dirty;    /* bitmap changed since written back */
 };
 
 static bool bit_get(const struct blk_overlay *o, uint64_t cluster)
@@ -116,7 +116,8 @@ static int transfer(int fd, bool write, const struct iovec *iov, unsigned count,
 
 		if (n < 0)
 			return n;
-		done = write ? pwritev(fd, slice, n, (off_t)offset) : preadv(fd, slice, n, (off_t)offset);
+		done = write ? pwritev(fd, slice, n, (off_t)offset)
+			     : preadv(fd, slice, n, (off_t)offset);
 		if (done < 0 && errno == EINTR)
 			continue;
 		if (done < 0)
@@ -179,8 +180,8 @@ static int overlay__load(struct blk_overlay *o, char *error, size_t error_size)
 		snprintf(error, error_size, "block: overlay does not belong to this base");
 		return -EINVAL;
 	}
-	if ((result = full_pread(o->fd, o->bitmap, o->bitmap_bytes,
-				 o->data_end + OVERLAY_HEADER_SIZE)))
+	if ((result =
+		 full_pread(o->fd, o->bitmap, o->bitmap_bytes, o->data_end + OVERLAY_HEADER_SIZE)))
 		return result;
 	for (uint64_t i = 0; i < o->clusters; i++)
 		o->held += bit_get(o, i);
@@ -221,7 +222,8 @@ struct blk_overlay *blk_overlay__open(const char *base, const char *path, uint64
 	result = overlay__load(o, error, error_size);
 	if (result) {
 		if (!error[0])
-			snprintf(error, error_size, "block: overlay %s: %s", path, strerror(-result));
+			snprintf(error, error_size, "block: overlay %s: %s", path,
+				 strerror(-result));
 		goto err;
 	}
 	*capacity_bytes = o->capacity;
@@ -263,7 +265,8 @@ int blk_overlay__read(struct blk_overlay *o, const struct iovec *iov, unsigned c
 			end += OVERLAY_CLUSTER;
 		if (end > offset + bytes)
 			end = offset + bytes;
-		result = transfer(in_overlay ? o->fd : o->base_fd, false, iov, count, done, end - at, at);
+		result = transfer(in_overlay ? o->fd : o->base_fd, false, iov, count, done,
+				  end - at, at);
 		if (result)
 			return result;
 		done = end - offset;
@@ -339,8 +342,8 @@ static int overlay__write(struct blk_overlay *o, const struct iovec *iov, unsign
 			if (end == cluster_end) /* whole clusters follow: take them all */
 				while (end + OVERLAY_CLUSTER <= offset + bytes)
 					end += OVERLAY_CLUSTER;
-			result = iov ? transfer(o->fd, true, iov, count, done, end - at, at) :
-				       write_zeros(o->fd, at, end - at);
+			result = iov ? transfer(o->fd, true, iov, count, done, end - at, at)
+				     : write_zeros(o->fd, at, end - at);
 			for (uint64_t c = cluster; result == 0 && c * OVERLAY_CLUSTER < end; c++)
 				bit_set(o, c);
 		}

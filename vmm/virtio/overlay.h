@@ -24,7 +24,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-#define OVERLAY_CLUSTER 4096u
+#define OVERLAY_CLUSTER	    4096u
 #define OVERLAY_HEADER_SIZE 4096u
 
 struct blk_overlay;

@@ -24,7 +24,8 @@ static void token_bucket__refill(struct token_bucket *bucket, uint64_t now_ns)
 		return; /* keep last_update so fractions accumulate */
 	bucket->last_update_ns = now_ns;
 	/* budget >= -INT64_MAX/2 and size <= INT64_MAX: compare without overflow */
-	if (add >= (uint64_t)INT64_MAX / 2 || bucket->budget + (int64_t)add >= (int64_t)bucket->size)
+	if (add >= (uint64_t)INT64_MAX / 2 ||
+	    bucket->budget + (int64_t)add >= (int64_t)bucket->size)
 		bucket->budget = (int64_t)bucket->size;
 	else
 		bucket->budget += (int64_t)add;
@@ -85,7 +86,8 @@ uint64_t token_bucket__wait_ns(struct token_bucket *bucket, uint64_t tokens, uin
 	if (bucket->refill_time_ms == 0)
 		return 0;
 	return (uint64_t)((unsigned __int128)needed * bucket->refill_time_ms * 1000000u /
-			  bucket->size) + 1;
+			  bucket->size) +
+	       1;
 }
 
 void rate_limiter__init(struct rate_limiter *limiter)
@@ -114,8 +116,9 @@ static int parse_bucket(const json_t *config, const char *name, struct token_buc
 		if (!value)
 			continue;
 		if (!json_is_integer(value) || json_integer_value(value) < 0) {
-			snprintf(error, error_size, "rate_limiter.%s.%s must be a non-negative integer",
-				 name, keys[i]);
+			snprintf(error, error_size,
+				 "rate_limiter.%s.%s must be a non-negative integer", name,
+				 keys[i]);
 			return -EINVAL;
 		}
 		values[i] = json_integer_value(value);

@@ -19,7 +19,7 @@ struct token_bucket {
 	uint64_t size;
 	uint64_t one_time_burst; /* remaining */
 	uint64_t refill_time_ms;
-	int64_t budget;		/* may go negative after an oversized request */
+	int64_t budget; /* may go negative after an oversized request */
 	uint64_t last_update_ns;
 };
 

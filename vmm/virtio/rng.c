@@ -18,8 +18,8 @@ struct virtio_rng {
 	struct event_loop *loop;
 	uint16_t queue_size;
 	struct rate_limiter limiter;
-	int64_t throttle_timer; /* -1 when not waiting */
-	bool closing;		/* destroyed: freed by the throttle timer's callback */
+	int64_t throttle_timer;	  /* -1 when not waiting */
+	bool closing;		  /* destroyed: freed by the throttle timer's callback */
 	struct virtq_chain chain; /* last: large */
 
 	/* metrics (loop thread, under the transport lock) */
@@ -44,8 +44,8 @@ int64_t virtio_rng__fill(const struct virtq_chain *chain, uint32_t max_bytes)
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0)
-				return filled + done > 0 ? (int64_t)(filled + done) :
-							   (n < 0 ? -errno : -EIO);
+				return filled + done > 0 ? (int64_t)(filled + done)
+							 : (n < 0 ? -errno : -EIO);
 			done += (size_t)n;
 		}
 		filled += done;
@@ -89,8 +89,8 @@ static bool rng__answer(struct virtio_rng *rng, struct virtq *q)
 		rng->rate_limited++;
 		if (rng->throttle_timer < 0)
 			rng->throttle_timer = event_loop__timer(
-				rng->loop, rate_limiter__wait_ns(&rng->limiter, want, now),
-				on_throttle_timer, rng);
+			    rng->loop, rate_limiter__wait_ns(&rng->limiter, want, now),
+			    on_throttle_timer, rng);
 		return false;
 	}
 	written = virtio_rng__fill(&rng->chain, (uint32_t)want);

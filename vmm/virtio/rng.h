@@ -20,13 +20,13 @@
 #include "virtio_mmio.h"
 #include "virtqueue.h"
 
-#define VIRTIO_ID_RNG 4
+#define VIRTIO_ID_RNG		     4
 #define VIRTIO_RNG_MAX_REQUEST_BYTES 4096u
 /* 64 KiB per 100 ms (640 KiB/s) and 1,000 requests/s, 256 KiB of burst:
  * ample for a guest's crng (it reads 32-64 bytes per reseed), cheap for
  * the host. */
-#define VIRTIO_RNG_DEFAULT_LIMIT                                                       \
-	"{\"bandwidth\":{\"size\":65536,\"one_time_burst\":262144,\"refill_time\":100}," \
+#define VIRTIO_RNG_DEFAULT_LIMIT                                                                   \
+	"{\"bandwidth\":{\"size\":65536,\"one_time_burst\":262144,\"refill_time\":100},"           \
 	"\"ops\":{\"size\":100,\"refill_time\":100}}"
 
 /* Fills the device-writable buffers of chain with random bytes, at most

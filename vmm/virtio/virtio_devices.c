@@ -80,9 +80,8 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 	device->notify_fd = -1;
 	if (host->vm_fd >= 0) {
 		device->irq_fd = mmio_bus__irqfd(host->vm_fd, irq);
-		device->notify_fd = mmio_bus__ioeventfd(host->vm_fd,
-							mmio_base + VIRTIO_MMIO_QUEUE_NOTIFY, 4,
-							false, 0);
+		device->notify_fd = mmio_bus__ioeventfd(
+		    host->vm_fd, mmio_base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, false, 0);
 	} else {
 		device->irq_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		device->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -97,13 +96,13 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 
 	if (strcmp(type, "block") == 0) {
 		struct virtio_blk_options options = {
-			.path = json_util__string(config, "path", NULL),
-			.base = json_util__string(config, "base", NULL),
-			.read_only = json_util__bool(config, "read_only", false),
-			.direct = json_util__bool(config, "direct", false),
-			.id = json_util__string(config, "id", NULL),
-			.rate_limiter = json_object_get(config, "rate_limiter"),
-			.queue_size = (uint16_t)queue_size,
+		    .path = json_util__string(config, "path", NULL),
+		    .base = json_util__string(config, "base", NULL),
+		    .read_only = json_util__bool(config, "read_only", false),
+		    .direct = json_util__bool(config, "direct", false),
+		    .id = json_util__string(config, "id", NULL),
+		    .rate_limiter = json_object_get(config, "rate_limiter"),
+		    .queue_size = (uint16_t)queue_size,
 		};
 		struct virtio_blk *blk;
 
@@ -118,8 +117,8 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 		transport = virtio_blk__transport(blk);
 	} else if (strcmp(type, "rng") == 0) {
 		struct virtio_rng_options options = {
-			.rate_limiter = json_object_get(config, "rate_limiter"),
-			.queue_size = (uint16_t)queue_size,
+		    .rate_limiter = json_object_get(config, "rate_limiter"),
+		    .queue_size = (uint16_t)queue_size,
 		};
 		struct virtio_rng *rng;
 
@@ -134,11 +133,11 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 		transport = virtio_rng__transport(rng);
 	} else {
 		struct virtio_net_options options = {
-			.tap = json_util__string(config, "tap", NULL),
-			.tap_fd = tap_fd_of(config),
-			.rx_rate_limiter = json_object_get(config, "rx_rate_limiter"),
-			.tx_rate_limiter = json_object_get(config, "tx_rate_limiter"),
-			.queue_size = (uint16_t)queue_size,
+		    .tap = json_util__string(config, "tap", NULL),
+		    .tap_fd = tap_fd_of(config),
+		    .rx_rate_limiter = json_object_get(config, "rx_rate_limiter"),
+		    .tx_rate_limiter = json_object_get(config, "tx_rate_limiter"),
+		    .queue_size = (uint16_t)queue_size,
 		};
 		const char *mac = json_util__string(config, "mac", NULL);
 		struct virtio_net *net;
@@ -159,8 +158,9 @@ int virtio_devices__create(const struct vmm_device_host *host, const json_t *con
 		transport = virtio_net__transport(net);
 	}
 	if (host->bus) {
-		ret = mmio_bus__register(host->bus, MMIO_BUS_MEMORY, mmio_base, MMIO_BUS_VIRTIO_WINDOW,
-					 &virtio_mmio_bus_ops, transport, type);
+		ret = mmio_bus__register(host->bus, MMIO_BUS_MEMORY, mmio_base,
+					 MMIO_BUS_VIRTIO_WINDOW, &virtio_mmio_bus_ops, transport,
+					 type);
 		if (ret < 0) {
 			snprintf(error, error_size, "%s: cannot register MMIO window: %s", type,
 				 strerror(-ret));
@@ -223,8 +223,8 @@ struct virtio_mmio *virtio_device__transport(void *opaque)
 	return virtio_net__transport(device->device);
 }
 
-int virtio_device__save(void *opaque, uint8_t *data, size_t capacity, size_t *size,
-		       char *error, size_t error_size)
+int virtio_device__save(void *opaque, uint8_t *data, size_t capacity, size_t *size, char *error,
+			size_t error_size)
 {
 	return virtio_mmio__save(virtio_device__transport(opaque), data, capacity, size, error,
 				 error_size);
@@ -260,8 +260,8 @@ void virtio_device__destroy(void *opaque)
 }
 
 const struct vmm_device_type virtio_device_types[] = {
-	{ .name = "block", .create = virtio_devices__create },
-	{ .name = "net", .create = virtio_devices__create },
-	{ .name = "rng", .create = virtio_devices__create },
-	{ .name = NULL, .create = NULL },
+    {.name = "block", .create = virtio_devices__create},
+    {.name = "net", .create = virtio_devices__create},
+    {.name = "rng", .create = virtio_devices__create},
+    {.name = NULL, .create = NULL},
 };

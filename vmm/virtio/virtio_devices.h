@@ -56,8 +56,8 @@ struct virtio_mmio *virtio_device__transport(void *opaque);
  * feature bits, queues and their indexes; see virtio_mmio__save). Block
  * and net keep no other guest-visible state: their config space comes
  * from the configuration (disk size, MAC), which a restore repeats. */
-int virtio_device__save(void *opaque, uint8_t *data, size_t capacity, size_t *size,
-		       char *error, size_t error_size);
+int virtio_device__save(void *opaque, uint8_t *data, size_t capacity, size_t *size, char *error,
+			size_t error_size);
 int virtio_device__restore(void *opaque, const uint8_t *data, size_t size, char *error,
 			   size_t error_size);
 /* The fds the device signals/watches (tests drive them without KVM). */

@@ -11,8 +11,8 @@
 #include "warren/log.h"
 
 const struct mmio_bus_ops virtio_mmio_bus_ops = {
-	.read = virtio_mmio__read,
-	.write = virtio_mmio__write,
+    .read = virtio_mmio__read,
+    .write = virtio_mmio__write,
 };
 
 static uint64_t offered_features(const struct virtio_mmio *t)
@@ -32,10 +32,10 @@ void virtio_mmio__add_metrics(const struct virtio_mmio *t, json_t *metrics)
 	json_object_set_new(metrics, "status", json_integer(t->status));
 	json_object_set_new(metrics, "driver_ok",
 			    json_boolean((t->status & VIRTIO_STATUS_DRIVER_OK) != 0));
-	json_object_set_new(metrics, "features",
-			    json_integer((json_int_t)((t->status & VIRTIO_STATUS_FEATURES_OK) ?
-							      t->driver_features :
-							      0)));
+	json_object_set_new(
+	    metrics, "features",
+	    json_integer(
+		(json_int_t)((t->status & VIRTIO_STATUS_FEATURES_OK) ? t->driver_features : 0)));
 	json_object_set_new(metrics, "needs_reset", json_integer((json_int_t)t->needs_reset_count));
 	json_object_set_new(metrics, "notifications", json_integer((json_int_t)t->notifications));
 	json_object_set_new(metrics, "interrupts", json_integer((json_int_t)t->interrupts));
@@ -462,7 +462,7 @@ _Static_assert(sizeof(struct virtio_mmio_saved) == 48 + 40 * VIRTIO_MMIO_MAX_QUE
 int virtio_mmio__save(struct virtio_mmio *t, uint8_t *data, size_t capacity, size_t *size,
 		      char *error, size_t error_size)
 {
-	struct virtio_mmio_saved saved = { .version = 1 };
+	struct virtio_mmio_saved saved = {.version = 1};
 	int result = 0;
 
 	if (capacity < sizeof(saved))
@@ -556,8 +556,8 @@ int virtio_mmio__restore(struct virtio_mmio *t, const uint8_t *data, size_t size
 	t->device_features_sel = saved.device_features_sel;
 	t->driver_features_sel = saved.driver_features_sel;
 	t->queue_sel = saved.queue_sel;
-	t->interrupt_status = saved.interrupt_status & (VIRTIO_INTERRUPT_USED |
-							VIRTIO_INTERRUPT_CONFIG);
+	t->interrupt_status =
+	    saved.interrupt_status & (VIRTIO_INTERRUPT_USED | VIRTIO_INTERRUPT_CONFIG);
 	t->config_generation = saved.config_generation;
 	t->driver_features = saved.driver_features;
 	for (unsigned i = 0; i < t->device.queue_count && result == 0; i++)

@@ -235,7 +235,8 @@ int virtq__add_used(struct virtq *q, uint16_t head, uint32_t written)
 		return -ENODEV;
 	if (head >= q->size || q->in_flight == 0)
 		return virtq__fail(q, VIRTQ_ERROR_USED);
-	element = (struct virtq_used_elem *)(q->used + 4 + 8 * (uint32_t)(q->used_idx & (q->size - 1)));
+	element =
+	    (struct virtq_used_elem *)(q->used + 4 + 8 * (uint32_t)(q->used_idx & (q->size - 1)));
 	__atomic_store_n(&element->id, head, __ATOMIC_RELAXED);
 	__atomic_store_n(&element->len, written, __ATOMIC_RELAXED);
 	q->used_idx++;

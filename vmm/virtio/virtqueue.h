@@ -18,16 +18,16 @@
 
 #include "guest_memory.h"
 
-#define VIRTQ_MAX_SIZE 1024 /* largest queue size a device may offer */
-#define VIRTQ_MAX_CHAIN 256 /* descriptors (and iovecs) in one chain, indirect included */
+#define VIRTQ_MAX_SIZE	1024 /* largest queue size a device may offer */
+#define VIRTQ_MAX_CHAIN 256  /* descriptors (and iovecs) in one chain, indirect included */
 
 /* 2.7.5 descriptor flags */
-#define VIRTQ_DESC_F_NEXT 1
-#define VIRTQ_DESC_F_WRITE 2
+#define VIRTQ_DESC_F_NEXT     1
+#define VIRTQ_DESC_F_WRITE    2
 #define VIRTQ_DESC_F_INDIRECT 4
 /* 2.7.6 / 2.7.8 ring flags */
 #define VIRTQ_AVAIL_F_NO_INTERRUPT 1
-#define VIRTQ_USED_F_NO_NOTIFY 1
+#define VIRTQ_USED_F_NO_NOTIFY	   1
 
 struct virtq_desc {
 	uint64_t addr;
@@ -44,14 +44,14 @@ struct virtq_used_elem {
 /* Why a queue broke; counted by the transport's metrics. */
 enum virtq_error {
 	VIRTQ_OK = 0,
-	VIRTQ_ERROR_RING,	   /* bad size, unaligned or out-of-memory ring */
-	VIRTQ_ERROR_AVAIL_INDEX,   /* avail idx moved by more than the queue size */
-	VIRTQ_ERROR_HEAD,	   /* head index >= queue size */
-	VIRTQ_ERROR_DESCRIPTOR,	   /* next index out of range, buffer outside memory */
-	VIRTQ_ERROR_CHAIN_LENGTH,  /* loop or chain longer than allowed */
-	VIRTQ_ERROR_INDIRECT,	   /* bad table size/address, nested, NEXT|INDIRECT */
-	VIRTQ_ERROR_ORDER,	   /* device-readable after device-writable */
-	VIRTQ_ERROR_USED,	   /* push of a head that is not in flight */
+	VIRTQ_ERROR_RING,	  /* bad size, unaligned or out-of-memory ring */
+	VIRTQ_ERROR_AVAIL_INDEX,  /* avail idx moved by more than the queue size */
+	VIRTQ_ERROR_HEAD,	  /* head index >= queue size */
+	VIRTQ_ERROR_DESCRIPTOR,	  /* next index out of range, buffer outside memory */
+	VIRTQ_ERROR_CHAIN_LENGTH, /* loop or chain longer than allowed */
+	VIRTQ_ERROR_INDIRECT,	  /* bad table size/address, nested, NEXT|INDIRECT */
+	VIRTQ_ERROR_ORDER,	  /* device-readable after device-writable */
+	VIRTQ_ERROR_USED,	  /* push of a head that is not in flight */
 };
 
 struct virtq {
@@ -59,14 +59,14 @@ struct virtq {
 	uint16_t size;
 	bool ready;
 	bool broken;
-	bool event_idx;	 /* VIRTIO_F_EVENT_IDX negotiated */
-	bool indirect;	 /* VIRTIO_F_INDIRECT_DESC negotiated */
+	bool event_idx; /* VIRTIO_F_EVENT_IDX negotiated */
+	bool indirect;	/* VIRTIO_F_INDIRECT_DESC negotiated */
 	enum virtq_error error;
 	uint64_t desc_addr, avail_addr, used_addr;
 	/* Host views of the rings, valid while ready. */
 	struct virtq_desc *desc;
-	uint16_t *avail;  /* flags, idx, ring[size], used_event */
-	uint8_t *used;	  /* flags, idx, ring[size] (8 bytes each), avail_event */
+	uint16_t *avail; /* flags, idx, ring[size], used_event */
+	uint8_t *used;	 /* flags, idx, ring[size] (8 bytes each), avail_event */
 	uint16_t last_avail_idx;
 	uint16_t used_idx;
 	uint16_t signalled_used;

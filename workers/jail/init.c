@@ -47,7 +47,7 @@ struct init_args {
 	int status_fd, lower_fd;
 	const char *hostname;
 	unsigned long long tmp_size;
-	unsigned long long disk_size; /* 0: upper/ and work/ on the state dir's fs */
+	unsigned long long disk_size;	/* 0: upper/ and work/ on the state dir's fs */
 	unsigned long long console_max; /* bytes of program output kept */
 	char **program;
 	int volume_count;
@@ -121,8 +121,8 @@ static int parse_args(int argc, char **argv, struct init_args *args)
 			args->disk_size = strtoull(value, NULL, 10);
 		else if (!strcmp(flag, "--tmp-size"))
 			args->tmp_size = strtoull(value, NULL, 10);
-		else if (!strcmp(flag, "--volume") && args->volume_count < 8 && strchr(value, ':') &&
-			 strchr(value, ':')[1] == '/') {
+		else if (!strcmp(flag, "--volume") && args->volume_count < 8 &&
+			 strchr(value, ':') && strchr(value, ':')[1] == '/') {
 			char *end;
 			long fd = strtol(value, &end, 10);
 
@@ -188,7 +188,7 @@ static void make_mount_point(const char *path, bool dir)
  * opened: mounts made in one are nodev), a private devpts and /dev/shm. */
 static void mount_dev(void)
 {
-	static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+	static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
 	char host[32], inside[32];
 
 	mount_or_fail("dev", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k",
@@ -219,12 +219,12 @@ static void mount_dev(void)
  * reach kernel internals covered. A path this kernel lacks is skipped. */
 static void mount_proc(void)
 {
-	static const char *const read_only[] = { "proc/sys", "proc/sysrq-trigger", "proc/irq",
-						 "proc/bus", "proc/fs" };
-	static const char *const masked_files[] = { "proc/kcore", "proc/keys",
-						    "proc/timer_list", "proc/sched_debug",
-						    "proc/latency_stats", "proc/timer_stats" };
-	static const char *const masked_dirs[] = { "proc/acpi", "proc/scsi" };
+	static const char *const read_only[] = {"proc/sys", "proc/sysrq-trigger", "proc/irq",
+						"proc/bus", "proc/fs"};
+	static const char *const masked_files[] = {"proc/kcore",	 "proc/keys",
+						   "proc/timer_list",	 "proc/sched_debug",
+						   "proc/latency_stats", "proc/timer_stats"};
+	static const char *const masked_dirs[] = {"proc/acpi", "proc/scsi"};
 	const unsigned long locked = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 	struct stat st;
 
@@ -232,7 +232,8 @@ static void mount_proc(void)
 	for (size_t i = 0; i < sizeof(read_only) / sizeof(read_only[0]); i++) {
 		if (lstat(read_only[i], &st))
 			continue;
-		mount_or_fail(read_only[i], read_only[i], NULL, MS_BIND | MS_REC, NULL, read_only[i]);
+		mount_or_fail(read_only[i], read_only[i], NULL, MS_BIND | MS_REC, NULL,
+			      read_only[i]);
 		mount_or_fail(NULL, read_only[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | locked,
 			      NULL, read_only[i]);
 	}
@@ -290,15 +291,15 @@ static void build_root(const struct init_args *args)
 
 	/* Nothing mounted here may propagate back to the host. */
 	mount_or_fail(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, "make / private");
-	if (syscall(SYS_move_mount, args->lower_fd, "", AT_FDCWD, "lower",
-		    MOVE_MOUNT_F_EMPTY_PATH))
+	if (syscall(SYS_move_mount, args->lower_fd, "", AT_FDCWD, "lower", MOVE_MOUNT_F_EMPTY_PATH))
 		fail("attach the idmapped template", errno);
 	close(args->lower_fd);
 	/* userxattr: overlay's own xattrs in user.*, the trusted.* ones being
 	 * out of reach in a user namespace. */
 	mount_or_fail("overlay", "merged", "overlay", MS_NOSUID | MS_NODEV,
-		      args->disk_size ? "lowerdir=lower,upperdir=disk/upper,workdir=disk/work,userxattr"
-				      : "lowerdir=lower,upperdir=upper,workdir=work,userxattr",
+		      args->disk_size
+			  ? "lowerdir=lower,upperdir=disk/upper,workdir=disk/work,userxattr"
+			  : "lowerdir=lower,upperdir=upper,workdir=work,userxattr",
 		      "mount overlay");
 	if (chdir("merged"))
 		fail("chdir merged", errno);
@@ -333,8 +334,7 @@ static void drop_privileges(void)
 
 	capng_clear(CAPNG_SELECT_BOTH);
 	for (size_t i = 0; i < count; i++)
-		if (capng_update(CAPNG_ADD,
-				 CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET,
+		if (capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET,
 				 (unsigned int)kept[i]))
 			fail("capng_update", EINVAL);
 	if (capng_apply(CAPNG_SELECT_BOTH))
@@ -404,10 +404,10 @@ static pid_t start_program(char **program, int output_fd)
  * host file) until console_max bytes were written, then one line saying
  * so, then nothing: a sandbox cannot fill the host's disk through it.
  * 1 after a read, 0 at end of file, -1 when nothing was there. */
-static int relay_output(int output_fd, unsigned long long console_max,
-			 unsigned long long *written)
+static int relay_output(int output_fd, unsigned long long console_max, unsigned long long *written)
 {
-	static const char capped[] = "\n[warren-jail-init: console log capped; later output dropped]\n";
+	static const char capped[] =
+	    "\n[warren-jail-init: console log capped; later output dropped]\n";
 	char buffer[16384];
 	ssize_t n = read(output_fd, buffer, sizeof(buffer));
 
@@ -437,8 +437,8 @@ static int supervise(int output_fd, int signal_fd, unsigned long long console_ma
 	bool output_open = true;
 
 	for (;;) {
-		struct pollfd fds[2] = { { .fd = signal_fd, .events = POLLIN },
-					 { .fd = output_open ? output_fd : -1, .events = POLLIN } };
+		struct pollfd fds[2] = {{.fd = signal_fd, .events = POLLIN},
+					{.fd = output_open ? output_fd : -1, .events = POLLIN}};
 		struct signalfd_siginfo info;
 		int status;
 		pid_t pid;
@@ -478,7 +478,7 @@ int main(int argc, char **argv)
 	prctl(PR_SET_NAME, "warren-jail-init", 0, 0, 0);
 	/* No descriptor of the worker beyond stdio and ours stays open here
 	 * or reaches the program, even one it forgot to mark close-on-exec. */
-	int keep[2 + 8] = { args.status_fd, args.lower_fd };
+	int keep[2 + 8] = {args.status_fd, args.lower_fd};
 
 	for (int i = 0; i < args.volume_count; i++) {
 		keep[2 + i] = args.volume_fd[i];

@@ -39,22 +39,22 @@
 #endif
 
 #define START_TIMEOUT_MS 10000
-#define STOP_TIMEOUT_MS 5000
+#define STOP_TIMEOUT_MS	 5000
 
 extern char **environ;
 
 struct jail {
 	char id[JAIL_ID_MAX + 1];
-	char dir[PATH_MAX];     /* state_dir/<id> */
+	char dir[PATH_MAX]; /* state_dir/<id> */
 	struct jail_cgroup cgroup;
-	pid_t pid;              /* host pid of warren-jail-init */
+	pid_t pid; /* host pid of warren-jail-init */
 	int pidfd;
 	bool exited;
 	int wait_status;
 	bool stopped;
 	bool uid_reserved;
-	uint32_t uid_index;     /* the reserved host uid range (jail_userns.h) */
-	uint32_t host_base;     /* host uid/gid of root inside */
+	uint32_t uid_index; /* the reserved host uid range (jail_userns.h) */
+	uint32_t host_base; /* host uid/gid of root inside */
 };
 
 static bool id_valid(const char *id)
@@ -330,7 +330,7 @@ static int read_status(int fd, char *err, size_t err_len)
 	uint64_t deadline = clock__monotonic_ms() + START_TIMEOUT_MS;
 
 	for (;;) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct pollfd p = {.fd = fd, .events = POLLIN};
 		int64_t left = (int64_t)(deadline - clock__monotonic_ms());
 		ssize_t n;
 
@@ -368,7 +368,7 @@ static int read_status(int fd, char *err, size_t err_len)
  * 0, -EEXIST when the dir exists (not ours to remove), else -1. */
 static int make_state_dir(struct jail *jail, const char *state_dir, char *err, size_t err_len)
 {
-	static const char *const parts[] = { "upper", "work", "merged", "lower", "disk" };
+	static const char *const parts[] = {"upper", "work", "merged", "lower", "disk"};
 	char path[PATH_MAX + 16];
 	uid_t root = (uid_t)jail->host_base;
 	int ret;
@@ -401,12 +401,12 @@ static int make_state_dir(struct jail *jail, const char *state_dir, char *err, s
 
 /* What the child of clone3 needs before it execs the init. */
 struct spawn {
-	int go_socket;  /* receives "g" + the idmapped template; that fd then
-			   takes the socket's number (--lower-fd) */
+	int go_socket; /* receives "g" + the idmapped template; that fd then
+			  takes the socket's number (--lower-fd) */
 	int status_fd, console_fd, null_fd, init_fd;
 	int volume_count;   /* volume mounts that follow the template in the go */
 	int volume_fd_base; /* volume i takes this number + i (--volume) */
-	const char *dir; /* the state dir, the init's working directory */
+	const char *dir;    /* the state dir, the init's working directory */
 	const char *const *argv;
 	const char *const *envp;
 };
@@ -425,9 +425,11 @@ static void child_fail(int status_fd, const char *message)
 static int receive_go(int socket_fd, int fds[GO_FDS_MAX], int count)
 {
 	char byte = 0, control[CMSG_SPACE(sizeof(int) * GO_FDS_MAX)];
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-			      .msg_controllen = sizeof(control) };
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = control,
+			     .msg_controllen = sizeof(control)};
 	struct cmsghdr *cmsg;
 	ssize_t n;
 
@@ -445,9 +447,11 @@ static int receive_go(int socket_fd, int fds[GO_FDS_MAX], int count)
 static int send_go(int socket_fd, const int *fds, int count)
 {
 	char byte = 'g', control[CMSG_SPACE(sizeof(int) * GO_FDS_MAX)];
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control,
-			      .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)count) };
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = control,
+			     .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)count)};
 	struct cmsghdr *cmsg;
 
 	memset(control, 0, sizeof(control));
@@ -471,8 +475,8 @@ static int send_go(int socket_fd, const int *fds, int count)
  * closed here, that death is an EOF that ends this child. */
 static void child_close_others(const struct spawn *spawn)
 {
-	int keep[] = { spawn->go_socket, spawn->status_fd, spawn->console_fd, spawn->null_fd,
-		       spawn->init_fd };
+	int keep[] = {spawn->go_socket, spawn->status_fd, spawn->console_fd, spawn->null_fd,
+		      spawn->init_fd};
 	size_t count = sizeof(keep) / sizeof(keep[0]);
 	unsigned int from = 3;
 
@@ -510,9 +514,8 @@ static void child_run(const struct spawn *spawn)
 	if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setresgid, 0, 0, 0) ||
 	    syscall(SYS_setresuid, 0, 0, 0))
 		child_fail(spawn->status_fd, "error: become root of the user namespace\n");
-	if (fcntl(spawn->status_fd, F_SETFD, 0) ||
-	    dup2(spawn->null_fd, 0) < 0 || dup2(spawn->console_fd, 1) < 0 ||
-	    dup2(spawn->console_fd, 2) < 0)
+	if (fcntl(spawn->status_fd, F_SETFD, 0) || dup2(spawn->null_fd, 0) < 0 ||
+	    dup2(spawn->console_fd, 1) < 0 || dup2(spawn->console_fd, 2) < 0)
 		child_fail(spawn->status_fd, "error: set up the init's descriptors\n");
 	syscall(SYS_execveat, spawn->init_fd, "", spawn->argv, spawn->envp, AT_EMPTY_PATH);
 	child_fail(spawn->status_fd, "error: exec warren-jail-init\n");
@@ -558,8 +561,8 @@ static void *spawn_thread(void *opaque)
 		goto fail;
 	}
 	memset(&args, 0, sizeof(args));
-	args.flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
-		     CLONE_PIDFD;
+	args.flags =
+	    CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_PIDFD;
 	args.pidfd = (uint64_t)(uintptr_t)&call->pidfd;
 	args.exit_signal = SIGCHLD;
 	call->pid = syscall(SYS_clone3, &args, sizeof(args));
@@ -585,11 +588,11 @@ fail:
 
 /* clone3 into new user, mount, pid, uts and ipc namespaces (spawn_thread).
  * The pid, or -1 with err set; *pidfd gets the child's pidfd. */
-static long spawn_in_netns(const struct spawn *spawn, int netns_fd, uint32_t host_base,
-			   int *pidfd, char *err, size_t err_len)
+static long spawn_in_netns(const struct spawn *spawn, int netns_fd, uint32_t host_base, int *pidfd,
+			   char *err, size_t err_len)
 {
-	struct spawn_call call = { .spawn = spawn, .netns_fd = netns_fd, .host_base = host_base,
-				   .pidfd = -1, .pid = -1 };
+	struct spawn_call call = {
+	    .spawn = spawn, .netns_fd = netns_fd, .host_base = host_base, .pidfd = -1, .pid = -1};
 	pthread_attr_t attr;
 	pthread_t thread;
 	int ret;
@@ -733,8 +736,8 @@ static void init_argv(const struct jail_config *config, int lower_fd, int status
 		args->argv[argc++] = args->disk_size;
 	}
 	for (size_t i = 0; i < config->volume_count; i++) {
-		snprintf(args->volume[i], sizeof(args->volume[i]), "%d:%s",
-			 volume_fd_base + (int)i, config->volumes[i].path);
+		snprintf(args->volume[i], sizeof(args->volume[i]), "%d:%s", volume_fd_base + (int)i,
+			 config->volumes[i].path);
 		args->argv[argc++] = "--volume";
 		args->argv[argc++] = args->volume[i];
 	}
@@ -768,10 +771,10 @@ static int jail_start__settings(struct jail_start *start)
 	if (jail__config_validate(config, start->err, start->err_len))
 		return -1;
 	start->state_dir = config->state_dir ? config->state_dir : default_state_dir();
-	start->cgroup_parent = config->cgroup_parent ? config->cgroup_parent
-						     : default_cgroup_parent();
-	start->disk_cache_dir = config->disk_cache_dir ? config->disk_cache_dir
-						       : default_disk_cache_dir();
+	start->cgroup_parent =
+	    config->cgroup_parent ? config->cgroup_parent : default_cgroup_parent();
+	start->disk_cache_dir =
+	    config->disk_cache_dir ? config->disk_cache_dir : default_disk_cache_dir();
 	if (!path_valid(start->state_dir) || !path_valid(start->disk_cache_dir) ||
 	    !id_valid(start->cgroup_parent)) {
 		snprintf(start->err, start->err_len,
@@ -838,9 +841,9 @@ static int jail_start__cgroup(struct jail_start *start)
 {
 	const struct jail_config *config = start->config;
 	struct jail_cgroup_limits limits = {
-		.memory_max_bytes = config->memory_max_bytes,
-		.cpu_millicores = config->cpu_millicores,
-		.pids_max = config->pids_max,
+	    .memory_max_bytes = config->memory_max_bytes,
+	    .cpu_millicores = config->cpu_millicores,
+	    .pids_max = config->pids_max,
 	};
 	int ret;
 
@@ -860,9 +863,9 @@ static int jail_start__cgroup(struct jail_start *start)
 static int jail_start__spawn(struct jail_start *start)
 {
 	static const char *const default_env[] = {
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=/root",
-		NULL,
+	    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	    "HOME=/root",
+	    NULL,
 	};
 	const struct jail_config *config = start->config;
 	struct jail *jail = start->jail;
@@ -952,17 +955,17 @@ static void jail_start__undo(struct jail_start *start)
 struct jail *jail__start(const struct jail_config *config, char *err, size_t err_len)
 {
 	static int (*const steps[])(struct jail_start *) = {
-		jail_start__settings, jail_start__state, jail_start__files,
-		jail_start__cgroup,   jail_start__spawn, jail_start__run,
+	    jail_start__settings, jail_start__state, jail_start__files,
+	    jail_start__cgroup,	  jail_start__spawn, jail_start__run,
 	};
 	struct jail_start start = {
-		.config = config,
-		.err = err,
-		.err_len = err_len,
-		.go = { -1, -1 },
-		.status_pipe = { -1, -1 },
-		.netns_fd = -1,
-		.spawn = { .console_fd = -1, .null_fd = -1, .init_fd = -1 },
+	    .config = config,
+	    .err = err,
+	    .err_len = err_len,
+	    .go = {-1, -1},
+	    .status_pipe = {-1, -1},
+	    .netns_fd = -1,
+	    .spawn = {.console_fd = -1, .null_fd = -1, .init_fd = -1},
 	};
 	int ret = 0;
 
@@ -973,8 +976,8 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 		jail_start__undo(&start);
 		return NULL;
 	}
-	log_info("jail %s: started, init pid %d, host uid %u", start.jail->id,
-		 (int)start.jail->pid, start.jail->host_base);
+	log_info("jail %s: started, init pid %d, host uid %u", start.jail->id, (int)start.jail->pid,
+		 start.jail->host_base);
 	return start.jail;
 }
 
@@ -1025,7 +1028,7 @@ enum jail_state jail__state(struct jail *jail, int *wait_status)
 
 int jail__wait(struct jail *jail, int timeout_ms)
 {
-	struct pollfd p = { .fd = jail->pidfd, .events = POLLIN };
+	struct pollfd p = {.fd = jail->pidfd, .events = POLLIN};
 
 	if (jail->exited)
 		return 0;
@@ -1196,8 +1199,7 @@ void jail__free_ids(char **ids, size_t count)
 	free(ids);
 }
 
-int jail__list_on_host(const char *state_dir, const char *cgroup_parent, char ***ids,
-		       size_t *count)
+int jail__list_on_host(const char *state_dir, const char *cgroup_parent, char ***ids, size_t *count)
 {
 	struct jail_cgroup probe;
 	size_t capacity = 0;
@@ -1260,7 +1262,7 @@ int jail__kill_by_id(const char *state_dir, const char *cgroup_parent, const cha
 	for (int i = 0; pid > 0 && i < STOP_TIMEOUT_MS / 5; i++) {
 		if (process_start_time(pid) != start_time)
 			break;
-		struct timespec ts = { 0, 5000000 };
+		struct timespec ts = {0, 5000000};
 
 		nanosleep(&ts, NULL);
 	}

@@ -20,10 +20,10 @@
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #endif
 
-#define CGROUP_ROOT "/sys/fs/cgroup"
+#define CGROUP_ROOT   "/sys/fs/cgroup"
 #define CPU_PERIOD_US 100000
 
-static const char *const v1_controllers[] = { "memory", "cpu", "pids" };
+static const char *const v1_controllers[] = {"memory", "cpu", "pids"};
 
 static bool is_cgroup2(const char *path)
 {
@@ -134,7 +134,7 @@ static int make_dir(const char *dir)
  * it must hold no process, the v2 "no internal processes" rule). */
 static int enable_v2_controllers(const char *dir, bool need_cpu)
 {
-	static const char *const controllers[] = { "+memory", "+pids", "+cpu" };
+	static const char *const controllers[] = {"+memory", "+pids", "+cpu"};
 	char parent[PATH_MAX];
 	int ret = make_parent(dir, parent, sizeof(parent));
 
@@ -291,7 +291,7 @@ bool jail_cgroup__empty(const struct jail_cgroup *cgroup)
 
 static void sleep_ms(int ms)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 
 	nanosleep(&ts, NULL);
 }
@@ -315,8 +315,9 @@ int jail_cgroup__destroy(const struct jail_cgroup *cgroup, int timeout_ms)
 				if (cgroup->dirs[i][0])
 					for_each_pid(cgroup->dirs[i], kill_pid);
 		if (waited >= timeout_ms) {
-			log_warn("cgroup %s: processes left after %d ms", cgroup->dirs[0][0] ?
-				 cgroup->dirs[0] : cgroup->dirs[1], timeout_ms);
+			log_warn("cgroup %s: processes left after %d ms",
+				 cgroup->dirs[0][0] ? cgroup->dirs[0] : cgroup->dirs[1],
+				 timeout_ms);
 			ret = -EBUSY;
 			break;
 		}

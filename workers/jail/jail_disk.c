@@ -23,7 +23,7 @@
 
 extern char **environ;
 
-#define JAIL_DISK_LOOP_TRIES 16
+#define JAIL_DISK_LOOP_TRIES  16
 #define JAIL_DISK_VOLUMES_MAX 8 /* = JAIL_VOLUMES_MAX (warren/jail.h) */
 
 /* mkfs.ext4 on image: no journal (the layer dies with the sandbox), no
@@ -33,8 +33,8 @@ extern char **environ;
 static int jail_disk__format(const char *image, uid_t owner, char *err, size_t err_len)
 {
 	char extended[96];
-	const char *argv[] = { "mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal", "-E",
-			       extended, image, NULL };
+	const char *argv[] = {"mkfs.ext4",    "-q", "-F",     "-m",  "0", "-O",
+			      "^has_journal", "-E", extended, image, NULL};
 	pid_t pid;
 	int status, ret;
 
@@ -161,7 +161,8 @@ static int jail_disk__copy_sparse(int from, int to, uint64_t size)
 			return -errno;
 		to_offset = data;
 		while (data < hole) {
-			ssize_t n = copy_file_range(from, &data, to, &to_offset, (size_t)(hole - data), 0);
+			ssize_t n =
+			    copy_file_range(from, &data, to, &to_offset, (size_t)(hole - data), 0);
 
 			if (n <= 0)
 				return n < 0 ? -errno : -EIO;
@@ -170,17 +171,18 @@ static int jail_disk__copy_sparse(int from, int to, uint64_t size)
 	}
 }
 
-int jail_disk__create(const char *dir, const char *cache_dir, uint64_t size, uid_t owner,
-		      char *err, size_t err_len)
+int jail_disk__create(const char *dir, const char *cache_dir, uint64_t size, uid_t owner, char *err,
+		      size_t err_len)
 {
 	char image[PATH_MAX], pristine[PATH_MAX], mount_point[PATH_MAX], device_path[32];
 	char path[PATH_MAX + 8];
-	static const char *const parts[] = { "upper", "work" };
+	static const char *const parts[] = {"upper", "work"};
 	int image_fd = -1, pristine_fd = -1, device = -1, ret;
 	bool mounted = false;
 
 	if ((size_t)snprintf(image, sizeof(image), "%s/disk.img", dir) >= sizeof(image) ||
-	    (size_t)snprintf(mount_point, sizeof(mount_point), "%s/disk", dir) >= sizeof(mount_point)) {
+	    (size_t)snprintf(mount_point, sizeof(mount_point), "%s/disk", dir) >=
+		sizeof(mount_point)) {
 		snprintf(err, err_len, "state dir path too long");
 		return -ENAMETOOLONG;
 	}
@@ -290,11 +292,17 @@ static int jail_disk__run(const char *const *argv, char *err, size_t err_len)
 int jail_disk__volume_make(const char *image, uint64_t size, char *err, size_t err_len)
 {
 	char made[PATH_MAX + 48];
-	const char *mkfs[] = { "mkfs.ext4", "-q", "-F", "-m", "0", "-E",
-			       "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0",
-			       made, NULL };
-	const char *mode[] = { "debugfs", "-w", "-R", "sif / mode 040777", made, NULL };
-	const char *lost[] = { "debugfs", "-w", "-R", "rmdir lost+found", made, NULL };
+	const char *mkfs[] = {"mkfs.ext4",
+			      "-q",
+			      "-F",
+			      "-m",
+			      "0",
+			      "-E",
+			      "lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner=0:0",
+			      made,
+			      NULL};
+	const char *mode[] = {"debugfs", "-w", "-R", "sif / mode 040777", made, NULL};
+	const char *lost[] = {"debugfs", "-w", "-R", "rmdir lost+found", made, NULL};
 	int fd, ret;
 
 	if (access(image, F_OK) == 0)
@@ -307,7 +315,8 @@ int jail_disk__volume_make(const char *image, uint64_t size, char *err, size_t e
 		snprintf(err, err_len, "create %s: %s", made, strerror(errno));
 		goto out;
 	}
-	if ((ret = jail_disk__run(mkfs, err, err_len)) || (ret = jail_disk__run(mode, err, err_len)) ||
+	if ((ret = jail_disk__run(mkfs, err, err_len)) ||
+	    (ret = jail_disk__run(mode, err, err_len)) ||
 	    (ret = jail_disk__run(lost, err, err_len)))
 		goto out;
 	if (fsync(fd) || rename(made, image)) {
@@ -324,11 +333,10 @@ out:
 
 /* Takes the image's exclusive flock, retrying for up to wait_ms while
  * another mount of it (a sandbox still being torn down) holds it. */
-static int jail_disk__volume_lock(int fd, const char *image, int wait_ms, char *err,
-				  size_t err_len)
+static int jail_disk__volume_lock(int fd, const char *image, int wait_ms, char *err, size_t err_len)
 {
 	for (int waited = 0;; waited += 20) {
-		struct timespec pause = { 0, 20 * 1000000 };
+		struct timespec pause = {0, 20 * 1000000};
 
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
 			return 0;

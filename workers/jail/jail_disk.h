@@ -18,8 +18,8 @@
  * dir/disk, its root and upper/ and work/ in it owned by owner. 0, or
  * -errno with err filled; nothing left mounted on failure (the image file
  * lies in the caller's state dir). */
-int jail_disk__create(const char *dir, const char *cache_dir, uint64_t size, uid_t owner,
-		      char *err, size_t err_len);
+int jail_disk__create(const char *dir, const char *cache_dir, uint64_t size, uid_t owner, char *err,
+		      size_t err_len);
 
 /* Unmounts dir/disk and the volumes' dir/vol<N> if something is mounted
  * there (idempotent; the loop device goes with the last user of the

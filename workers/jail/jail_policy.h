@@ -11,10 +11,10 @@
 #include <stdint.h>
 
 struct jail_syscall_rule {
-	const char *name;    /* libseccomp name; unknown ones are skipped */
-	int errno_value;     /* what the caller gets (EPERM, or ENOSYS for clone3) */
-	int flags_arg;       /* -1: denied whatever the arguments; else the argument
-				holding flags, denied when any bit of flags_mask is set */
+	const char *name; /* libseccomp name; unknown ones are skipped */
+	int errno_value;  /* what the caller gets (EPERM, or ENOSYS for clone3) */
+	int flags_arg;	  /* -1: denied whatever the arguments; else the argument
+			     holding flags, denied when any bit of flags_mask is set */
 	uint64_t flags_mask;
 };
 

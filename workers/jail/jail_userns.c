@@ -26,8 +26,8 @@
 #endif
 #define ATTR_RDONLY 0x00000001
 #define ATTR_NOSUID 0x00000002
-#define ATTR_NODEV 0x00000004
-#define ATTR_IDMAP 0x00100000
+#define ATTR_NODEV  0x00000004
+#define ATTR_IDMAP  0x00100000
 
 /* struct mount_attr of linux/mount.h (not included: it clashes with
  * sys/mount.h on some libcs). */
@@ -41,7 +41,7 @@ struct idmap_attr {
 /* Host uid 2^30 + index * 65536, index < 16384: far above the ranges
  * distributions hand out in /etc/subuid (from 100000) and below 2^31. */
 #define DEFAULT_FIRST_UID 1073741824LL
-#define RANGES 16384u
+#define RANGES		  16384u
 
 static const char *reservation_dir(void)
 {
@@ -174,7 +174,7 @@ int jail_userns__idmapped_volume(const char *path, pid_t pid)
  * namespace, nosuid, nodev and flags. Its fd or -errno. */
 static int jail_userns__idmapped(const char *rootfs, pid_t pid, uint64_t flags)
 {
-	struct idmap_attr attr = { .attr_set = ATTR_IDMAP | ATTR_NOSUID | ATTR_NODEV | flags };
+	struct idmap_attr attr = {.attr_set = ATTR_IDMAP | ATTR_NOSUID | ATTR_NODEV | flags};
 	char path[64];
 	int userns_fd, tree_fd, ret;
 

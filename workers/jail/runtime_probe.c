@@ -38,8 +38,8 @@ void runtime__probe(const struct runtime_probe_paths *paths, struct runtime_prob
 {
 	const char *dev_kvm = paths && paths->dev_kvm ? paths->dev_kvm : "/dev/kvm";
 	const char *cpuinfo = paths && paths->cpuinfo ? paths->cpuinfo : "/proc/cpuinfo";
-	const char *pvm = paths && paths->kvm_pvm_module ? paths->kvm_pvm_module
-							 : "/sys/module/kvm_pvm";
+	const char *pvm =
+	    paths && paths->kvm_pvm_module ? paths->kvm_pvm_module : "/sys/module/kvm_pvm";
 	const char *forced = config__get("runtime", "");
 	int fd;
 
@@ -53,10 +53,11 @@ void runtime__probe(const struct runtime_probe_paths *paths, struct runtime_prob
 
 	if (!strcmp(forced, "vm") || !strcmp(forced, "jail")) {
 		out->choice = !strcmp(forced, "vm") ? RUNTIME_PROBE_VM : RUNTIME_PROBE_JAIL;
-		snprintf(out->reason, sizeof(out->reason),
-			 "forced by setting runtime=%s (probe: /dev/kvm %s, vmx/svm %s, kvm_pvm %s)",
-			 forced, out->have_dev_kvm ? "yes" : "no",
-			 out->have_vmx_or_svm ? "yes" : "no", out->kvm_is_pvm ? "yes" : "no");
+		snprintf(
+		    out->reason, sizeof(out->reason),
+		    "forced by setting runtime=%s (probe: /dev/kvm %s, vmx/svm %s, kvm_pvm %s)",
+		    forced, out->have_dev_kvm ? "yes" : "no", out->have_vmx_or_svm ? "yes" : "no",
+		    out->kvm_is_pvm ? "yes" : "no");
 		return;
 	}
 	out->choice = RUNTIME_PROBE_JAIL;

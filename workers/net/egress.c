@@ -26,10 +26,10 @@
 #include "warren/ids.h"
 #include "warren/log.h"
 
-#define HEAD_MAX (32 * 1024) /* a (fragmented) ClientHello, or an HTTP request head */
+#define HEAD_MAX	(32 * 1024) /* a (fragmented) ClientHello, or an HTTP request head */
 #define HEAD_TIMEOUT_MS 10000
 #define DIAL_TIMEOUT_MS 5000
-#define DNS_TIMEOUT_MS 2000
+#define DNS_TIMEOUT_MS	2000
 
 static const char forbidden_response[] = "HTTP/1.1 403 Forbidden\r\n"
 					 "Content-Type: text/plain\r\n"
@@ -54,7 +54,7 @@ static int64_t now_ms(void)
 
 /* A small cache of the proxy's own resolutions: name (lower case) -> the
  * public address it dials, for min(TTL, 60 s); TTL 0 is never cached. */
-#define DNS_CACHE_SIZE 256
+#define DNS_CACHE_SIZE	     256
 #define DNS_CACHE_MAX_TTL_MS 60000
 
 struct egress_dns_entry {
@@ -89,7 +89,8 @@ static bool dns_cache_get(struct net_pool *pool, const char *name, struct in_add
 	return hit;
 }
 
-static void dns_cache_put(struct net_pool *pool, const char *name, struct in_addr address, uint32_t ttl_s)
+static void dns_cache_put(struct net_pool *pool, const char *name, struct in_addr address,
+			  uint32_t ttl_s)
 {
 	struct egress_dns_entry *entry;
 	int64_t ttl_ms = (int64_t)ttl_s * 1000;
@@ -100,7 +101,8 @@ static void dns_cache_put(struct net_pool *pool, const char *name, struct in_add
 	entry = &pool->dns_cache[dns_slot(name)];
 	snprintf(entry->name, sizeof(entry->name), "%s", name);
 	entry->address = address;
-	entry->expires_ms = now_ms() + (ttl_ms < DNS_CACHE_MAX_TTL_MS ? ttl_ms : DNS_CACHE_MAX_TTL_MS);
+	entry->expires_ms =
+	    now_ms() + (ttl_ms < DNS_CACHE_MAX_TTL_MS ? ttl_ms : DNS_CACHE_MAX_TTL_MS);
 	pthread_mutex_unlock(&pool->dns_lock);
 }
 
@@ -110,8 +112,15 @@ static void dns_cache_put(struct net_pool *pool, const char *name, struct in_add
  * (the first request's); bodies are skipped by Content-Length or chunk
  * sizes. Anything else stops the direction: nothing more reaches the
  * upstream, which finishes its answers and closes. */
-enum framer_state { FRAME_HEAD, FRAME_BODY, FRAME_CHUNK_LINE, FRAME_CHUNK_DATA, FRAME_CHUNK_END,
-		    FRAME_TRAILER, FRAME_STOPPED };
+enum framer_state {
+	FRAME_HEAD,
+	FRAME_BODY,
+	FRAME_CHUNK_LINE,
+	FRAME_CHUNK_DATA,
+	FRAME_CHUNK_END,
+	FRAME_TRAILER,
+	FRAME_STOPPED
+};
 
 struct framer {
 	enum framer_state state;
@@ -158,8 +167,9 @@ static size_t framer__feed(struct framer *f, const uint8_t *data, size_t len, bo
 			if (rc == NET_PARSE_NEED_MORE && !full)
 				goto out;
 			if (rc != NET_PARSE_OK || !same_host(f, request.host, request.host_len)) {
-				log_info("egress: request %u on a connection for %s refused (%s)", f->requests + 1,
-					 f->host, rc == NET_PARSE_OK ? "another host" : "malformed");
+				log_info("egress: request %u on a connection for %s refused (%s)",
+					 f->requests + 1, f->host,
+					 rc == NET_PARSE_OK ? "another host" : "malformed");
 				f->state = FRAME_STOPPED;
 				f->refused = true;
 				goto out;
@@ -167,9 +177,10 @@ static size_t framer__feed(struct framer *f, const uint8_t *data, size_t len, bo
 			f->requests++;
 			step = request.head_len;
 			f->remaining = request.content_length;
-			f->state = request.last ? FRAME_STOPPED
-				   : request.chunked ? FRAME_CHUNK_LINE
-				   : request.content_length ? FRAME_BODY : FRAME_HEAD;
+			f->state = request.last		    ? FRAME_STOPPED
+				   : request.chunked	    ? FRAME_CHUNK_LINE
+				   : request.content_length ? FRAME_BODY
+							    : FRAME_HEAD;
 			if (request.last) {
 				used += step; /* this request goes; nothing after it */
 				goto out;
@@ -307,8 +318,9 @@ static bool egress_admit(struct net_pool *pool, int slot)
 	pthread_mutex_unlock(&pool->lock);
 	if (!admitted && now_ms() - atomic_load(&last_warning_ms) > 10000) {
 		atomic_store(&last_warning_ms, now_ms());
-		log_warn("egress: slot %d: connection cap reached (%u per slot, %u in all); refusing", slot,
-			 pool->egress_slot_max, pool->egress_max);
+		log_warn(
+		    "egress: slot %d: connection cap reached (%u per slot, %u in all); refusing",
+		    slot, pool->egress_slot_max, pool->egress_max);
 	}
 	return admitted;
 }
@@ -352,8 +364,8 @@ static void egress_release(struct net_pool *pool, int slot)
  * connect) -> RELAY (buffer copy both ways; HTTP through the framer).
  * Sockets are non-blocking, epoll is level-triggered; every state has a
  * deadline, checked by a scan of the loop's list every SCAN_MS. */
-#define DOWN_BUFFER (64 * 1024) /* upstream -> sandbox */
-#define SCAN_MS 200
+#define DOWN_BUFFER  (64 * 1024) /* upstream -> sandbox */
+#define SCAN_MS	     200
 #define ACCEPT_BATCH 64
 
 enum conn_state { CONN_HEAD, CONN_RESOLVE, CONN_DIAL, CONN_RELAY };
@@ -376,10 +388,10 @@ struct egress_loop {
 struct conn {
 	struct net_pool *pool;
 	struct egress_loop *loop;
-	struct conn *prev, *next;       /* the loop's list */
+	struct conn *prev, *next;	/* the loop's list */
 	struct egress_connection entry; /* the pool's list (egress__cut_slot) */
 	struct endpoint ep[EP_COUNT];
-	uint32_t watched[EP_COUNT];     /* epoll events registered (0: none) */
+	uint32_t watched[EP_COUNT]; /* epoll events registered (0: none) */
 	int dns_fd;
 	enum conn_state state;
 	bool tls, closed;
@@ -403,13 +415,15 @@ static struct endpoint http_listener_mark, tls_listener_mark, stop_mark;
 
 static int conn_fd(const struct conn *c, int which)
 {
-	return which == EP_CLIENT ? c->entry.client : which == EP_UPSTREAM ? c->entry.upstream : c->dns_fd;
+	return which == EP_CLIENT     ? c->entry.client
+	       : which == EP_UPSTREAM ? c->entry.upstream
+				      : c->dns_fd;
 }
 
 /* Sets the epoll events watched on one of c's descriptors. */
 static void conn_watch(struct conn *c, int which, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = &c->ep[which] };
+	struct epoll_event ev = {.events = events, .data.ptr = &c->ep[which]};
 	int fd = conn_fd(c, which), op;
 
 	if (fd < 0 || events == c->watched[which])
@@ -484,8 +498,8 @@ static void conn_start_relay(struct conn *c)
 
 static void conn_dial(struct conn *c, struct in_addr address)
 {
-	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(c->tls ? 443 : 80),
-				  .sin_addr = address };
+	struct sockaddr_in to = {
+	    .sin_family = AF_INET, .sin_port = htons(c->tls ? 443 : 80), .sin_addr = address};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	if (fd < 0) {
@@ -521,8 +535,9 @@ static void conn_dns_send(struct conn *c)
 
 static void conn_resolve(struct conn *c)
 {
-	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(c->pool->resolver_port),
-				  .sin_addr = c->pool->resolver };
+	struct sockaddr_in to = {.sin_family = AF_INET,
+				 .sin_port = htons(c->pool->resolver_port),
+				 .sin_addr = c->pool->resolver};
 	struct in_addr cached;
 
 	if (dns_cache_get(c->pool, c->host, &cached)) {
@@ -559,7 +574,8 @@ static void conn_on_dns(struct conn *c)
 	c->dns_fd = -1;
 	for (int i = 0; i < found; i++) {
 		if (!net_policy__is_internal_v4(answers[i]) &&
-		    !net_policy__never_allowed(c->pool->never, c->pool->never_count, AF_INET, &answers[i])) {
+		    !net_policy__never_allowed(c->pool->never, c->pool->never_count, AF_INET,
+					       &answers[i])) {
 			dns_cache_put(c->pool, c->host, answers[i], ttl);
 			conn_dial(c, answers[i]);
 			return;
@@ -597,9 +613,11 @@ static void conn_on_head(struct conn *c)
 		return;
 	if (result == NET_PARSE_OK) {
 		pthread_mutex_lock(&c->pool->lock);
-		allowed = c->pool->slots[c->slot].in_use && c->pool->slots[c->slot].generation == c->generation &&
-			  net_policy__has_domains(c->pool->slots[c->slot].policy) &&
-			  net_policy__domain_allowed(c->pool->slots[c->slot].policy, name, name_len);
+		allowed =
+		    c->pool->slots[c->slot].in_use &&
+		    c->pool->slots[c->slot].generation == c->generation &&
+		    net_policy__has_domains(c->pool->slots[c->slot].policy) &&
+		    net_policy__domain_allowed(c->pool->slots[c->slot].policy, name, name_len);
 		pthread_mutex_unlock(&c->pool->lock);
 	}
 	if (!allowed) {
@@ -610,7 +628,8 @@ static void conn_on_head(struct conn *c)
 	if (name_len > 0 && name[name_len - 1] == '.')
 		name_len--;
 	for (size_t i = 0; i < name_len; i++)
-		c->host[i] = (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] - 'A' + 'a' : name[i]);
+		c->host[i] =
+		    (char)((name[i] >= 'A' && name[i] <= 'Z') ? name[i] - 'A' + 'a' : name[i]);
 	c->host[name_len] = 0;
 	conn_resolve(c);
 }
@@ -638,8 +657,9 @@ static bool conn_pump(struct conn *c)
 	if (c->tls) {
 		c->up_ready = c->up_used;
 	} else if (!c->up_stopped && c->up_ready < c->up_used) {
-		c->up_ready += framer__feed(&c->framer, c->up + c->up_ready, c->up_used - c->up_ready,
-					    c->up_used == HEAD_MAX && c->up_ready == 0);
+		c->up_ready +=
+		    framer__feed(&c->framer, c->up + c->up_ready, c->up_used - c->up_ready,
+				 c->up_used == HEAD_MAX && c->up_ready == 0);
 		if (c->framer.state == FRAME_STOPPED) {
 			c->up_stopped = true;
 			c->up_used = c->up_ready; /* the refused bytes never go */
@@ -696,9 +716,10 @@ static bool conn_pump(struct conn *c)
 		c->deadline_ms = now_ms() + c->idle_ms;
 	conn_watch(c, EP_CLIENT,
 		   (!c->up_eof && !c->up_stopped && c->up_used < HEAD_MAX ? EPOLLIN : 0) |
-			   (c->down_used > 0 ? EPOLLOUT : 0));
+		       (c->down_used > 0 ? EPOLLOUT : 0));
 	conn_watch(c, EP_UPSTREAM,
-		   (!c->down_eof && c->down_used < DOWN_BUFFER ? EPOLLIN : 0) | (c->up_ready > 0 ? EPOLLOUT : 0));
+		   (!c->down_eof && c->down_used < DOWN_BUFFER ? EPOLLIN : 0) |
+		       (c->up_ready > 0 ? EPOLLOUT : 0));
 	return true;
 broken:
 	conn_close(c);
@@ -728,7 +749,8 @@ static void conn_event(struct conn *c, int which, uint32_t events)
 		int error = 0;
 		socklen_t len = sizeof(error);
 
-		if (getsockopt(c->entry.upstream, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error) {
+		if (getsockopt(c->entry.upstream, SOL_SOCKET, SO_ERROR, &error, &len) != 0 ||
+		    error) {
 			conn_refuse(c, bad_gateway_response, sizeof(bad_gateway_response) - 1);
 			return;
 		}
@@ -753,7 +775,8 @@ static void loop_accept(struct egress_loop *loop, int listen_fd, bool tls)
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_in peer;
 		socklen_t len = sizeof(peer);
-		int fd = accept4(listen_fd, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		int fd = accept4(listen_fd, (struct sockaddr *)&peer, &len,
+				 SOCK_CLOEXEC | SOCK_NONBLOCK);
 		int slot, idle_ms;
 		struct conn *c;
 
@@ -775,12 +798,19 @@ static void loop_accept(struct egress_loop *loop, int listen_fd, bool tls)
 		}
 		idle_ms = egress_idle_ms(pool);
 		atomic_fetch_add(&pool->proxy_active, 1);
-		*c = (struct conn){ .pool = pool, .loop = loop, .dns_fd = -1, .tls = tls, .slot = slot,
-				    .idle_ms = idle_ms, .state = CONN_HEAD,
-				    .entry = { .client = fd, .upstream = -1, .slot = slot },
-				    .deadline_ms = now_ms() + (idle_ms < HEAD_TIMEOUT_MS ? idle_ms : HEAD_TIMEOUT_MS) };
+		*c = (struct conn){.pool = pool,
+				   .loop = loop,
+				   .dns_fd = -1,
+				   .tls = tls,
+				   .slot = slot,
+				   .idle_ms = idle_ms,
+				   .state = CONN_HEAD,
+				   .entry = {.client = fd, .upstream = -1, .slot = slot},
+				   .deadline_ms =
+				       now_ms() +
+				       (idle_ms < HEAD_TIMEOUT_MS ? idle_ms : HEAD_TIMEOUT_MS)};
 		for (int e = 0; e < EP_COUNT; e++)
-			c->ep[e] = (struct endpoint){ .conn = c, .which = e };
+			c->ep[e] = (struct endpoint){.conn = c, .which = e};
 		pthread_mutex_lock(&pool->lock);
 		c->generation = pool->slots[slot].generation;
 		pthread_mutex_unlock(&pool->lock);
@@ -863,7 +893,8 @@ static void *loop_thread(void *arg)
 		for (int i = 0; i < n; i++) {
 			struct endpoint *ep = events[i].data.ptr;
 
-			if (ep != &stop_mark && ep != &http_listener_mark && ep != &tls_listener_mark)
+			if (ep != &stop_mark && ep != &http_listener_mark &&
+			    ep != &tls_listener_mark)
 				conn_event(ep->conn, ep->which, events[i].events);
 		}
 		if (now_ms() - last_scan >= SCAN_MS) {
@@ -880,7 +911,7 @@ static void *loop_thread(void *arg)
 
 static int listen_on(uint16_t port)
 {
-	struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(port) };
+	struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(port)};
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
 	if (fd < 0)
@@ -926,13 +957,16 @@ int egress__start(struct net_pool *pool)
 	 * EAGAIN) and the stop eventfd. */
 	for (int i = 0; i < EGRESS_LOOP_THREADS; i++) {
 		struct egress_loop *loop = &pool->proxy_loops[i];
-		struct epoll_event http = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &http_listener_mark };
-		struct epoll_event tls = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &tls_listener_mark };
-		struct epoll_event stop = { .events = EPOLLIN, .data.ptr = &stop_mark };
+		struct epoll_event http = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+					   .data.ptr = &http_listener_mark};
+		struct epoll_event tls = {.events = EPOLLIN | EPOLLEXCLUSIVE,
+					  .data.ptr = &tls_listener_mark};
+		struct epoll_event stop = {.events = EPOLLIN, .data.ptr = &stop_mark};
 
 		loop->pool = pool;
 		loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-		if (loop->epoll_fd < 0 || epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, pool->proxy_http_fd, &http) != 0 ||
+		if (loop->epoll_fd < 0 ||
+		    epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, pool->proxy_http_fd, &http) != 0 ||
 		    epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, pool->proxy_tls_fd, &tls) != 0 ||
 		    epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, pool->stop_fd, &stop) != 0 ||
 		    pthread_create(&loop->thread, NULL, loop_thread, loop) != 0) {

@@ -22,14 +22,14 @@ struct net_slot {
 	bool in_use;   /* acquired by a sandbox */
 	bool creating; /* index reserved while being created */
 	int netns_fd;
-	struct nft_ctx *nft;      /* bound to the slot's namespace at creation */
+	struct nft_ctx *nft;	  /* bound to the slot's namespace at creation */
 	pthread_mutex_t nft_lock; /* an nft_ctx is not thread-safe */
 	enum net_runtime runtime;
-	struct net_policy *policy;      /* the pool's copy, guarded by the pool lock */
-	struct net_slot_counters base;  /* banked when a policy table was replaced */
+	struct net_policy *policy;	/* the pool's copy, guarded by the pool lock */
+	struct net_slot_counters base;	/* banked when a policy table was replaced */
 	struct net_slot_counters proxy; /* proxy decisions (proxy_allowed/denied) */
-	uint64_t generation;            /* bumped by every release */
-	unsigned proxy_connections;     /* egress proxy connections open now */
+	uint64_t generation;		/* bumped by every release */
+	unsigned proxy_connections;	/* egress proxy connections open now */
 };
 
 struct net_pool {
@@ -39,7 +39,7 @@ struct net_pool {
 	uint32_t base; /* slot_cidr network, host order */
 	unsigned capacity;
 	struct net_slot *slots;
-	int host_fd; /* the namespace the pool was created in */
+	int host_fd;		  /* the namespace the pool was created in */
 	struct nft_ctx *host_nft; /* bound to the host namespace */
 	pthread_mutex_t host_nft_lock;
 	struct in_addr nameserver, resolver;
@@ -48,9 +48,9 @@ struct net_pool {
 	/* egress proxy */
 	int proxy_http_fd, proxy_tls_fd, stop_fd;
 #define EGRESS_LOOP_THREADS 2
-	struct egress_loop *proxy_loops; /* EGRESS_LOOP_THREADS event loops */
-	int proxy_thread_count;          /* loops running */
-	atomic_int proxy_active;         /* proxied connections open */
+	struct egress_loop *proxy_loops;		     /* EGRESS_LOOP_THREADS event loops */
+	int proxy_thread_count;				     /* loops running */
+	atomic_int proxy_active;			     /* proxied connections open */
 	unsigned egress_max, egress_slot_max, egress_idle_s; /* limits (under lock) */
 	/* The never-allow set: built-in, slot range, host addresses and the
 	 * net_never_allow setting; deduplicated, fixed after net_pool__new. */

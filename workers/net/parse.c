@@ -55,10 +55,10 @@ static bool take_reader(struct reader *r, size_t n, struct reader *sub)
 	return true;
 }
 
-#define TLS_RECORD_HANDSHAKE 22
+#define TLS_RECORD_HANDSHAKE	   22
 #define TLS_HANDSHAKE_CLIENT_HELLO 1
-#define TLS_EXTENSION_SERVER_NAME 0
-#define TLS_MAX_RECORD 16384 /* RFC 8446 5.1: 2^14 */
+#define TLS_EXTENSION_SERVER_NAME  0
+#define TLS_MAX_RECORD		   16384 /* RFC 8446 5.1: 2^14 */
 
 /* The ClientHello body (after the 4-byte handshake header). */
 static enum net_parse_result client_hello_sni(struct reader hello, char *name, size_t *name_len)
@@ -81,7 +81,8 @@ static enum net_parse_result client_hello_sni(struct reader hello, char *name, s
 		return NET_PARSE_MALFORMED;
 	if (hello.left == 0)
 		return NET_PARSE_NOT_FOUND; /* no extensions at all */
-	if (!take_u16(&hello, &ext_len) || !take_reader(&hello, ext_len, &extensions) || hello.left != 0)
+	if (!take_u16(&hello, &ext_len) || !take_reader(&hello, ext_len, &extensions) ||
+	    hello.left != 0)
 		return NET_PARSE_MALFORMED;
 	while (extensions.left > 0) {
 		size_t ext_type, body_len, list_len;
@@ -94,8 +95,8 @@ static enum net_parse_result client_hello_sni(struct reader hello, char *name, s
 			continue;
 		if (found)
 			return NET_PARSE_MALFORMED; /* RFC 8446 4.2: no duplicates */
-		if (!take_u16(&body, &list_len) || !take_reader(&body, list_len, &list) || body.left != 0 ||
-		    list_len == 0)
+		if (!take_u16(&body, &list_len) || !take_reader(&body, list_len, &list) ||
+		    body.left != 0 || list_len == 0)
 			return NET_PARSE_MALFORMED;
 		while (list.left > 0) {
 			size_t name_type, host_len;
@@ -122,8 +123,8 @@ static enum net_parse_result client_hello_sni(struct reader hello, char *name, s
 /* The ClientHello may be fragmented over several handshake records
  * (RFC 8446 5.1); they are reassembled, up to TLS_MAX_RECORD bytes of
  * handshake message. */
-enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, char name[NET_SNI_MAX + 1],
-					 size_t *name_len)
+enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len,
+					 char name[NET_SNI_MAX + 1], size_t *name_len)
 {
 	uint8_t handshake[TLS_MAX_RECORD + 4];
 	size_t have = 0, need = 0, pos = 0;
@@ -131,7 +132,7 @@ enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, char n
 	if (!data || !name || !name_len)
 		return NET_PARSE_MALFORMED;
 	for (;;) {
-		struct reader r = { data + pos, len - pos };
+		struct reader r = {data + pos, len - pos};
 		size_t type, major, minor, record_len;
 		const uint8_t *payload;
 
@@ -140,7 +141,8 @@ enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, char n
 			return NET_PARSE_MALFORMED;
 		if (r.left >= 2 && data[pos + 1] != 3)
 			return NET_PARSE_MALFORMED;
-		if (!take_u8(&r, &type) || !take_u8(&r, &major) || !take_u8(&r, &minor) || !take_u16(&r, &record_len))
+		if (!take_u8(&r, &type) || !take_u8(&r, &major) || !take_u8(&r, &minor) ||
+		    !take_u16(&r, &record_len))
 			return NET_PARSE_NEED_MORE;
 		if (record_len == 0 || record_len > TLS_MAX_RECORD)
 			return NET_PARSE_MALFORMED;
@@ -154,12 +156,13 @@ enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, char n
 		if (have >= 4 && need == 0) {
 			if (handshake[0] != TLS_HANDSHAKE_CLIENT_HELLO)
 				return NET_PARSE_MALFORMED;
-			need = 4 + ((size_t)handshake[1] << 16 | (size_t)handshake[2] << 8 | handshake[3]);
+			need = 4 + ((size_t)handshake[1] << 16 | (size_t)handshake[2] << 8 |
+				    handshake[3]);
 			if (need > sizeof(handshake))
 				return NET_PARSE_MALFORMED;
 		}
 		if (need && have >= need) {
-			struct reader hello = { handshake + 4, need - 4 };
+			struct reader hello = {handshake + 4, need - 4};
 
 			/* Only the ClientHello may be in the first flight's
 			 * handshake records. */
@@ -184,7 +187,8 @@ enum net_parse_result net_parse__http_host(const uint8_t *data, size_t len, cons
 	if (!data)
 		return NET_PARSE_MALFORMED;
 	for (size_t i = 0; i + 3 < len; i++) {
-		if (data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n') {
+		if (data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' &&
+		    data[i + 3] == '\n') {
 			end = data + i + 2; /* keep the last line's CRLF */
 			break;
 		}
@@ -193,7 +197,8 @@ enum net_parse_result net_parse__http_host(const uint8_t *data, size_t len, cons
 		return NET_PARSE_NEED_MORE;
 	/* The request line: "METHOD SP target SP HTTP/1.x". */
 	line = memchr(data, '\n', (size_t)(end - data));
-	if (!line || line == data || line[-1] != '\r' || !memmem(data, (size_t)(line - data), " HTTP/1.", 8))
+	if (!line || line == data || line[-1] != '\r' ||
+	    !memmem(data, (size_t)(line - data), " HTTP/1.", 8))
 		return NET_PARSE_MALFORMED;
 	for (const uint8_t *p = line + 1; p < end;) {
 		const uint8_t *eol = memchr(p, '\n', (size_t)(end - p));
@@ -245,7 +250,8 @@ enum net_parse_result net_parse__http_host(const uint8_t *data, size_t len, cons
 }
 
 /* A header's value with surrounding blanks trimmed. */
-static void header_value(const uint8_t *colon, const uint8_t *eol, const uint8_t **value, size_t *len)
+static void header_value(const uint8_t *colon, const uint8_t *eol, const uint8_t **value,
+			 size_t *len)
 {
 	const uint8_t *v = colon + 1, *end = eol - 1; /* the '\r' */
 
@@ -266,7 +272,8 @@ static bool header_is(const uint8_t *p, const uint8_t *colon, const char *name)
 
 /* The request target: origin form, "*", or absolute form whose host is
  * the Host header's (servers route by the absolute form's authority). */
-static bool target_ok(const uint8_t *data, const uint8_t *line_end, const struct net_http_request *out)
+static bool target_ok(const uint8_t *data, const uint8_t *line_end,
+		      const struct net_http_request *out)
 {
 	const uint8_t *sp = memchr(data, ' ', (size_t)(line_end - data)), *t, *t_end, *a, *a_end;
 
@@ -294,7 +301,8 @@ static bool target_ok(const uint8_t *data, const uint8_t *line_end, const struct
 	       strncasecmp((const char *)a, out->host, out->host_len) == 0;
 }
 
-enum net_parse_result net_parse__http_request(const uint8_t *data, size_t len, struct net_http_request *out)
+enum net_parse_result net_parse__http_request(const uint8_t *data, size_t len,
+					      struct net_http_request *out)
 {
 	enum net_parse_result rc;
 	const uint8_t *line, *end;
@@ -321,7 +329,8 @@ enum net_parse_result net_parse__http_request(const uint8_t *data, size_t len, s
 		if (header_is(p, colon, "upgrade")) {
 			out->last = true;
 		} else if (header_is(p, colon, "transfer-encoding")) {
-			if (have_coding || value_len != 7 || strncasecmp((const char *)value, "chunked", 7) != 0)
+			if (have_coding || value_len != 7 ||
+			    strncasecmp((const char *)value, "chunked", 7) != 0)
 				return NET_PARSE_MALFORMED;
 			have_coding = out->chunked = true;
 		} else if (header_is(p, colon, "content-length")) {
@@ -435,10 +444,10 @@ static bool skip_name(struct reader *r)
 	return false;
 }
 
-int net_parse__dns_answer(const uint8_t *data, size_t len, uint16_t id, struct in_addr *out, int max,
-			  uint32_t *min_ttl)
+int net_parse__dns_answer(const uint8_t *data, size_t len, uint16_t id, struct in_addr *out,
+			  int max, uint32_t *min_ttl)
 {
-	struct reader r = { data, len };
+	struct reader r = {data, len};
 	size_t got_id, flags, qd, an, count = 0;
 	uint32_t smallest = UINT32_MAX;
 
@@ -454,11 +463,12 @@ int net_parse__dns_answer(const uint8_t *data, size_t len, uint16_t id, struct i
 		size_t type, class, rdlength;
 		const uint8_t *rdata, *ttl;
 
-		if (!skip_name(&r) || !take_u16(&r, &type) || !take_u16(&r, &class) || !take(&r, 4, &ttl) ||
-		    !take_u16(&r, &rdlength) || !take(&r, rdlength, &rdata))
+		if (!skip_name(&r) || !take_u16(&r, &type) || !take_u16(&r, &class) ||
+		    !take(&r, 4, &ttl) || !take_u16(&r, &rdlength) || !take(&r, rdlength, &rdata))
 			return -1;
 		if (type == 1 && class == 1 && rdlength == 4 && (int)count < max) {
-			uint32_t value = (uint32_t)ttl[0] << 24 | (uint32_t)ttl[1] << 16 | (uint32_t)ttl[2] << 8 | ttl[3];
+			uint32_t value = (uint32_t)ttl[0] << 24 | (uint32_t)ttl[1] << 16 |
+					 (uint32_t)ttl[2] << 8 | ttl[3];
 
 			memcpy(&out[count++], rdata, 4);
 			if (value < smallest)

@@ -29,7 +29,7 @@ struct net_policy {
 	"When specifying allowed domains in allow out, you must include 'ALL_TRAFFIC' in deny out"
 
 static void set_message(char *message, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void set_message(char *message, size_t size, const char *fmt, ...)
 {
 	va_list ap;
@@ -82,7 +82,8 @@ static const char *domain_error(const char *s)
 		return "is empty";
 	if (p[0] == '*') {
 		if (p[1] != '.' || total < 3)
-			return "has an invalid wildcard: only a leading '*.' followed by a domain is supported";
+			return "has an invalid wildcard: only a leading '*.' followed by a domain "
+			       "is supported";
 		p += 2;
 	}
 	if (total > NET_DOMAIN_MAX)
@@ -97,7 +98,8 @@ static const char *domain_error(const char *s)
 			continue;
 		}
 		if (c == '*')
-			return "has an invalid wildcard: only a leading '*.' followed by a domain is supported";
+			return "has an invalid wildcard: only a leading '*.' followed by a domain "
+			       "is supported";
 		if (!(isalnum(c) || c == '-' || c == '_' || c >= 0x80))
 			return "has a character not allowed in a domain";
 		if (++label > 63)
@@ -181,7 +183,8 @@ static int parse_list(struct parse_state *st, const json_t *spec, const char *ke
 			    json_array_size(list), NET_POLICY_MAX_ENTRIES);
 		return -1;
 	}
-	json_array_foreach(list, index, entry) {
+	json_array_foreach(list, index, entry)
+	{
 		const char *s = json_string_value(entry);
 		struct cidr c;
 		const char *why;
@@ -198,7 +201,8 @@ static int parse_list(struct parse_state *st, const json_t *spec, const char *ke
 			s = "0.0.0.0/0";
 		if (looks_like_address(s)) {
 			if (cidr__parse(s, &c) != 0) {
-				set_message(message, size, "%s[%zu] %s is not a valid IP address or CIDR block",
+				set_message(message, size,
+					    "%s[%zu] %s is not a valid IP address or CIDR block",
 					    key, index, printable(s, quoted, sizeof(quoted)));
 				return -1;
 			}
@@ -206,8 +210,10 @@ static int parse_list(struct parse_state *st, const json_t *spec, const char *ke
 				st->denies_all = true;
 			if (st->policy) {
 				struct net_policy *p = st->policy;
-				int rc = is_allow ? push_cidr(&p->allow, &p->allow_count, &st->allow_capacity, &c)
-						  : push_cidr(&p->deny, &p->deny_count, &st->deny_capacity, &c);
+				int rc = is_allow ? push_cidr(&p->allow, &p->allow_count,
+							      &st->allow_capacity, &c)
+						  : push_cidr(&p->deny, &p->deny_count,
+							      &st->deny_capacity, &c);
 
 				if (rc) {
 					set_message(message, size, "out of memory");
@@ -218,13 +224,16 @@ static int parse_list(struct parse_state *st, const json_t *spec, const char *ke
 		}
 		why = domain_error(s);
 		if (why) {
-			set_message(message, size, "%s[%zu] %s is neither an IP address, a CIDR block nor a domain: it %s",
-				    key, index, printable(s, quoted, sizeof(quoted)), why);
+			set_message(
+			    message, size,
+			    "%s[%zu] %s is neither an IP address, a CIDR block nor a domain: it %s",
+			    key, index, printable(s, quoted, sizeof(quoted)), why);
 			return -1;
 		}
 		if (!is_allow) {
 			set_message(message, size,
-				    "%s[%zu] %s is a domain: domains are only supported in allowOut, denyOut takes IP addresses and CIDR blocks",
+				    "%s[%zu] %s is a domain: domains are only supported in "
+				    "allowOut, denyOut takes IP addresses and CIDR blocks",
 				    key, index, printable(s, quoted, sizeof(quoted)));
 			return -1;
 		}
@@ -261,9 +270,10 @@ static int parse_spec(struct parse_state *st, const json_t *spec, char *message,
 		/* allow_internet_access=false is denyOut [ALL_TRAFFIC]. */
 		st->denies_all = true;
 		if (st->policy) {
-			struct cidr all = { .family = AF_INET };
+			struct cidr all = {.family = AF_INET};
 
-			if (push_cidr(&st->policy->deny, &st->policy->deny_count, &st->deny_capacity, &all)) {
+			if (push_cidr(&st->policy->deny, &st->policy->deny_count,
+				      &st->deny_capacity, &all)) {
 				set_message(message, size, "out of memory");
 				return -1;
 			}
@@ -275,9 +285,10 @@ static int parse_spec(struct parse_state *st, const json_t *spec, char *message,
 	}
 	if (st->denies_all && st->policy) {
 		/* ALL_TRAFFIC also closes IPv6 (slots have no IPv6 route anyway). */
-		struct cidr all6 = { .family = AF_INET6 };
+		struct cidr all6 = {.family = AF_INET6};
 
-		if (push_cidr(&st->policy->deny, &st->policy->deny_count, &st->deny_capacity, &all6)) {
+		if (push_cidr(&st->policy->deny, &st->policy->deny_count, &st->deny_capacity,
+			      &all6)) {
 			set_message(message, size, "out of memory");
 			return -1;
 		}
@@ -287,7 +298,7 @@ static int parse_spec(struct parse_state *st, const json_t *spec, char *message,
 
 int net_policy__validate(const json_t *spec, char *message, size_t message_size)
 {
-	struct parse_state st = { 0 };
+	struct parse_state st = {0};
 
 	return parse_spec(&st, spec, message, message_size);
 }
@@ -297,7 +308,8 @@ struct net_policy *net_policy__default(uint32_t connection_limit)
 	struct net_policy *p = calloc(1, sizeof(*p));
 
 	if (p)
-		p->connection_limit = connection_limit ? connection_limit : NET_POLICY_DEFAULT_CONNECTION_LIMIT;
+		p->connection_limit =
+		    connection_limit ? connection_limit : NET_POLICY_DEFAULT_CONNECTION_LIMIT;
 	return p;
 }
 
@@ -312,7 +324,7 @@ static ssize_t internal_allows(const struct net_policy *policy, struct cidr **ou
 struct net_policy *net_policy__parse(const json_t *spec, uint32_t connection_limit, char *message,
 				     size_t message_size)
 {
-	struct parse_state st = { 0 };
+	struct parse_state st = {0};
 	ssize_t internal;
 
 	st.policy = net_policy__default(connection_limit);
@@ -393,7 +405,8 @@ bool net_policy__domain_allowed(const struct net_policy *policy, const char *hos
 			const char *suffix = rule + 1; /* ".suffix" */
 			size_t suffix_len = rule_len - 1;
 
-			if (len > suffix_len && bytes_equal_nocase(host + len - suffix_len, suffix, suffix_len))
+			if (len > suffix_len &&
+			    bytes_equal_nocase(host + len - suffix_len, suffix, suffix_len))
 				return true;
 		} else if (len == rule_len && bytes_equal_nocase(host, rule, len)) {
 			return true;
@@ -406,14 +419,14 @@ bool net_policy__is_internal_v4(struct in_addr address)
 {
 	uint32_t a = ntohl(address.s_addr);
 
-	return (a >> 24) == 0 ||		/* 0/8 */
-	       (a >> 24) == 10 ||		/* 10/8 */
-	       (a >> 24) == 127 ||		/* 127/8 */
+	return (a >> 24) == 0 ||		   /* 0/8 */
+	       (a >> 24) == 10 ||		   /* 10/8 */
+	       (a >> 24) == 127 ||		   /* 127/8 */
 	       (a & 0xfff00000u) == 0xac100000u || /* 172.16/12 */
 	       (a & 0xffff0000u) == 0xc0a80000u || /* 192.168/16 */
 	       (a & 0xffff0000u) == 0xa9fe0000u || /* 169.254/16 */
 	       (a & 0xffc00000u) == 0x64400000u || /* 100.64/10 */
-	       (a >> 29) == 7;			/* 224/3: multicast, reserved, broadcast */
+	       (a >> 29) == 7;			   /* 224/3: multicast, reserved, broadcast */
 }
 
 /* ---- compiler ---------------------------------------------------------- */
@@ -458,7 +471,8 @@ static void emit(struct text *t, const char *fmt, ...)
 	}
 }
 
-static void emit_set(struct text *t, const char *name, const struct cidr *list, size_t count, int family)
+static void emit_set(struct text *t, const char *name, const struct cidr *list, size_t count,
+		     int family)
 {
 	char address[INET6_ADDRSTRLEN];
 	bool first = true;
@@ -569,7 +583,7 @@ bool net_policy__never_allowed(const struct cidr *never, size_t never_count, int
  * (docs/host-requirements.md, "Networking": every rule line ends with a newline before "}"). */
 char *net_policy__compile(const struct net_policy *policy, const struct net_compile_params *params)
 {
-	struct text t = { 0 };
+	struct text t = {0};
 	char proxy[INET_ADDRSTRLEN], nameserver[INET_ADDRSTRLEN];
 	const char *veth = params->uplink_link ? params->uplink_link : "veth0";
 	bool domains = net_policy__has_domains(policy);
@@ -586,8 +600,10 @@ char *net_policy__compile(const struct net_policy *policy, const struct net_comp
 		 "\t\telements = { " INTERNAL_V4 " }\n\t}\n");
 	emit(&t, "\tset internal_v6 {\n\t\ttype ipv6_addr\n\t\tflags interval\n"
 		 "\t\telements = { " INTERNAL_V6 " }\n\t}\n");
-	emit_set(&t, "allow_internal_v4", policy->allow_internal, policy->allow_internal_count, AF_INET);
-	emit_set(&t, "allow_internal_v6", policy->allow_internal, policy->allow_internal_count, AF_INET6);
+	emit_set(&t, "allow_internal_v4", policy->allow_internal, policy->allow_internal_count,
+		 AF_INET);
+	emit_set(&t, "allow_internal_v6", policy->allow_internal, policy->allow_internal_count,
+		 AF_INET6);
 	emit_set(&t, "allow_v4", policy->allow, policy->allow_count, AF_INET);
 	emit_set(&t, "allow_v6", policy->allow, policy->allow_count, AF_INET6);
 	emit_set(&t, "deny_v4", policy->deny, policy->deny_count, AF_INET);
@@ -597,16 +613,20 @@ char *net_policy__compile(const struct net_policy *policy, const struct net_comp
 		/* TCP 80/443 to anything not explicitly allowed goes to the
 		 * egress proxy in the host namespace: prerouting for the vm
 		 * runtime (from tap0), output for the jail runtime. */
-		emit(&t, "\tchain proxy_redirect {\n"
-			 "\t\tip daddr @allow_v4 return\n"
-			 "\t\ttcp dport 80 dnat ip to %s:%u\n"
-			 "\t\ttcp dport 443 dnat ip to %s:%u\n\t}\n",
+		emit(&t,
+		     "\tchain proxy_redirect {\n"
+		     "\t\tip daddr @allow_v4 return\n"
+		     "\t\ttcp dport 80 dnat ip to %s:%u\n"
+		     "\t\ttcp dport 443 dnat ip to %s:%u\n\t}\n",
 		     proxy, params->proxy_http_port, proxy, params->proxy_tls_port);
-		emit(&t, "\tchain nat_prerouting {\n\t\ttype nat hook prerouting priority -100; policy accept;\n"
+		emit(&t, "\tchain nat_prerouting {\n\t\ttype nat hook prerouting priority -100; "
+			 "policy accept;\n"
 			 "\t\tiifname \"tap0\" meta nfproto ipv4 jump proxy_redirect\n\t}\n");
-		emit(&t, "\tchain nat_output {\n\t\ttype nat hook output priority -100; policy accept;\n"
-			 "\t\toifname \"%s\" meta nfproto ipv4 jump proxy_redirect\n\t}\n",
-		     veth);
+		emit(
+		    &t,
+		    "\tchain nat_output {\n\t\ttype nat hook output priority -100; policy accept;\n"
+		    "\t\toifname \"%s\" meta nfproto ipv4 jump proxy_redirect\n\t}\n",
+		    veth);
 	}
 
 	/* The verdict chain every new egress connection walks, from either
@@ -623,7 +643,9 @@ char *net_policy__compile(const struct net_policy *policy, const struct net_comp
 	if (domains) {
 		emit(&t, "\t\tct status dnat ip daddr %s tcp dport { %u, %u } accept\n", proxy,
 		     params->proxy_http_port, params->proxy_tls_port);
-		emit(&t, "\t\tip daddr %s meta l4proto { tcp, udp } th dport 53 counter name \"allowed\" accept\n",
+		emit(&t,
+		     "\t\tip daddr %s meta l4proto { tcp, udp } th dport 53 counter name "
+		     "\"allowed\" accept\n",
 		     nameserver);
 	}
 	/* The operator's never-allow set comes before any tenant entry; an
@@ -664,9 +686,11 @@ struct net_policy *net_policy__clone(const struct net_policy *policy)
 
 	if (!copy)
 		return NULL;
-	copy->allow = policy->allow_count ? malloc(policy->allow_count * sizeof(*copy->allow)) : NULL;
+	copy->allow =
+	    policy->allow_count ? malloc(policy->allow_count * sizeof(*copy->allow)) : NULL;
 	copy->deny = policy->deny_count ? malloc(policy->deny_count * sizeof(*copy->deny)) : NULL;
-	copy->domains = policy->domain_count ? calloc(policy->domain_count, sizeof(*copy->domains)) : NULL;
+	copy->domains =
+	    policy->domain_count ? calloc(policy->domain_count, sizeof(*copy->domains)) : NULL;
 	if ((policy->allow_count && !copy->allow) || (policy->deny_count && !copy->deny) ||
 	    (policy->domain_count && !copy->domains))
 		goto err;
@@ -677,7 +701,8 @@ struct net_policy *net_policy__clone(const struct net_policy *policy)
 	copy->allow_count = policy->allow_count;
 	copy->deny_count = policy->deny_count;
 	if (policy->allow_internal_count) {
-		copy->allow_internal = malloc(policy->allow_internal_count * sizeof(*copy->allow_internal));
+		copy->allow_internal =
+		    malloc(policy->allow_internal_count * sizeof(*copy->allow_internal));
 		if (!copy->allow_internal)
 			goto err;
 		memcpy(copy->allow_internal, policy->allow_internal,

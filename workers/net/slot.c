@@ -40,9 +40,9 @@
 #include "warren/log.h"
 
 #define NETNS_RUN_DIR "/run/netns"
-#define SLOT_LINK "veth0"
-#define TAP_LINK "tap0"
-#define TAP_ADDRESS "169.254.0.22/30"
+#define SLOT_LINK     "veth0"
+#define TAP_LINK      "tap0"
+#define TAP_ADDRESS   "169.254.0.22/30"
 #define GUEST_ADDRESS "169.254.0.21"
 /* Host conntrack mark of a slot's connections: 'W' in the top byte, the
  * low 24 bits of the slot's host address below it. Unique on the host,
@@ -51,8 +51,8 @@
  * entry carrying its mark, so a mark shared with another pool's slot
  * (the slot index alone) cut that slot's live connections, e.g. a
  * proxied request whose answer was then dropped as a new packet. */
-#define SLOT_MARK(pool, index) (0x57000000u | (((pool)->base + 4u * (uint32_t)(index) + 1) & 0xffffffu))
-
+#define SLOT_MARK(pool, index)                                                                     \
+	(0x57000000u | (((pool)->base + 4u * (uint32_t)(index) + 1) & 0xffffffu))
 
 /* ---- namespaces ---------------------------------------------------------- */
 
@@ -77,7 +77,7 @@ static void *netns_thread(void *p)
 
 int netns__run(int netns_fd, int (*fn)(void *arg), void *arg)
 {
-	struct netns_call call = { .fd = netns_fd, .fn = fn, .arg = arg, .rc = -1 };
+	struct netns_call call = {.fd = netns_fd, .fn = fn, .arg = arg, .rc = -1};
 	pthread_t thread;
 	int err;
 
@@ -134,7 +134,7 @@ static void *netns_create_thread(void *p)
 /* Creates a named network namespace; returns an fd to it or -errno. */
 static int netns_create(const char *path)
 {
-	struct netns_call call = { .arg = (void *)path, .rc = -1 };
+	struct netns_call call = {.arg = (void *)path, .rc = -1};
 	pthread_t thread;
 	int err, fd;
 
@@ -284,7 +284,7 @@ out:
 
 static void format_v4(char *out, size_t size, uint32_t host_order, int prefix)
 {
-	struct in_addr a = { .s_addr = htonl(host_order) };
+	struct in_addr a = {.s_addr = htonl(host_order)};
 	char text[INET_ADDRSTRLEN];
 
 	inet_ntop(AF_INET, &a, text, sizeof(text));
@@ -299,15 +299,16 @@ static void format_v4(char *out, size_t size, uint32_t host_order, int prefix)
 /* Appends the addresses host resolves to (as "a,b,") to out. */
 static void append_addresses(const char *host, char *out, size_t size)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *found = NULL;
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *found = NULL;
 
 	if (getaddrinfo(host, NULL, &hints, &found) != 0)
 		return;
 	for (struct addrinfo *a = found; a; a = a->ai_next) {
 		char text[INET6_ADDRSTRLEN];
-		const void *address = a->ai_family == AF_INET
-					      ? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
-					      : (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
+		const void *address =
+		    a->ai_family == AF_INET
+			? (const void *)&((struct sockaddr_in *)a->ai_addr)->sin_addr
+			: (const void *)&((struct sockaddr_in6 *)a->ai_addr)->sin6_addr;
 		size_t len = strlen(out);
 
 		if ((a->ai_family == AF_INET || a->ai_family == AF_INET6) &&
@@ -344,7 +345,8 @@ void net_pool__config_from_settings(struct net_pool_config *config)
 	config->link_prefix = config__get("slot_link_prefix", "wslot");
 	config->slot_cidr = config__get("slot_cidr", "10.11.0.0/16");
 	config->uplink_interface = config__get("uplink_interface", NULL);
-	if (inet_pton(AF_INET, config__get("sandbox_nameserver", "8.8.8.8"), &config->nameserver) != 1)
+	if (inet_pton(AF_INET, config__get("sandbox_nameserver", "8.8.8.8"), &config->nameserver) !=
+	    1)
 		inet_pton(AF_INET, "8.8.8.8", &config->nameserver);
 	if (inet_pton(AF_INET, config__get("egress_resolver", "8.8.8.8"), &config->resolver) != 1)
 		inet_pton(AF_INET, "8.8.8.8", &config->resolver);
@@ -355,7 +357,8 @@ void net_pool__config_from_settings(struct net_pool_config *config)
 	config->max_slots = (unsigned)config__get_int("slot_max", 1024);
 	config->never_allow = never_allow_setting();
 	config->egress_max_connections = (unsigned)config__get_int("egress_max_connections", 0);
-	config->egress_slot_max_connections = (unsigned)config__get_int("egress_slot_max_connections", 0);
+	config->egress_slot_max_connections =
+	    (unsigned)config__get_int("egress_slot_max_connections", 0);
 	config->egress_idle_timeout_s = (unsigned)config__get_int("egress_idle_timeout_s", 0);
 }
 
@@ -439,7 +442,7 @@ static int host_link_delete(void *arg)
  * IFF_VNET_HDR (the flags must match what the VMM asks for). */
 static int tap_create(void)
 {
-	struct ifreq ifr = { 0 };
+	struct ifreq ifr = {0};
 	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 	int rc = -1;
 
@@ -487,7 +490,8 @@ static int slot_inside_create(void *arg)
 		log_error("net: creating %s: %s", TAP_LINK, strerror(-rc));
 		goto out;
 	}
-	if ((rc = link_up(sk, TAP_LINK, &tap_index)) < 0 || (rc = address_add(sk, tap_index, TAP_ADDRESS)) < 0)
+	if ((rc = link_up(sk, TAP_LINK, &tap_index)) < 0 ||
+	    (rc = address_add(sk, tap_index, TAP_ADDRESS)) < 0)
 		goto out;
 	format_v4(cidr, sizeof(cidr), ntohl(op->info->host_address.s_addr), -1);
 	route = rtnl_route_alloc();
@@ -532,7 +536,7 @@ out:
 int net_pool__create_slot_at(struct net_pool *pool, int index)
 {
 	struct net_slot_info info;
-	struct host_link_op op = { .pool = pool, .info = &info, .slot_fd = -1 };
+	struct host_link_op op = {.pool = pool, .info = &info, .slot_fd = -1};
 	struct net_slot *slot = &pool->slots[index];
 
 	net_pool__slot_names(pool, index, &info);
@@ -557,8 +561,8 @@ int net_pool__create_slot_at(struct net_pool *pool, int index)
 	{
 		char *text = NULL;
 
-		if (asprintf(&text, "add element inet %s slot_marks { \"%s\" : 0x%08x }\n", pool->host_table,
-			     info.host_link, SLOT_MARK(pool, index)) < 0 ||
+		if (asprintf(&text, "add element inet %s slot_marks { \"%s\" : 0x%08x }\n",
+			     pool->host_table, info.host_link, SLOT_MARK(pool, index)) < 0 ||
 		    host_nft(pool, text) != 0) {
 			free(text);
 			net_pool__destroy_slot(pool, index);
@@ -572,7 +576,7 @@ int net_pool__create_slot_at(struct net_pool *pool, int index)
 int net_pool__destroy_slot(struct net_pool *pool, int index)
 {
 	struct net_slot_info info;
-	struct host_link_op op = { .pool = pool, .info = &info };
+	struct host_link_op op = {.pool = pool, .info = &info};
 	struct net_slot *slot;
 	int rc;
 
@@ -596,8 +600,8 @@ int net_pool__destroy_slot(struct net_pool *pool, int index)
 		char *text = NULL;
 
 		/* Quietly: the element may never have been added. */
-		if (asprintf(&text, "delete element inet %s slot_marks { \"%s\" }\n", pool->host_table,
-			     info.host_link) >= 0) {
+		if (asprintf(&text, "delete element inet %s slot_marks { \"%s\" }\n",
+			     pool->host_table, info.host_link) >= 0) {
 			pthread_mutex_lock(&pool->host_nft_lock);
 			if (pool->host_nft)
 				nft_run_cmd_from_buffer(pool->host_nft, text);
@@ -655,48 +659,55 @@ int net_pool__create_slot(struct net_pool *pool)
 /* ---- per-slot tables ---------------------------------------------------- */
 
 /* The runtime's NAT and the byte counters: table inet warren_slot. */
-static char *slot_base_table(const struct net_slot_info *info, enum net_runtime runtime, uint32_t limit)
+static char *slot_base_table(const struct net_slot_info *info, enum net_runtime runtime,
+			     uint32_t limit)
 {
 	char slot[INET_ADDRSTRLEN], *text = NULL;
 
 	inet_ntop(AF_INET, &info->slot_address, slot, sizeof(slot));
-	if (asprintf(&text,
-		     "table inet warren_slot\n"
-		     "delete table inet warren_slot\n"
-		     "table inet warren_slot {\n"
-		     "\tcounter bytes_in {\n\t}\n"
-		     "\tcounter bytes_out {\n\t}\n"
-		     "\tcounter limit_hits {\n\t}\n"
-		     /* The sandbox's concurrent egress connection limit: one
-		      * ct count list for both paths (vm: forwarded from tap0;
-		      * jail: local output), before the policy (priority 0). */
-		     "\tchain over_limit {\n\t\tcounter name \"limit_hits\"\n"
-		     "\t\tmeta l4proto tcp reject with tcp reset\n"
-		     "\t\treject with icmpx type admin-prohibited\n\t}\n"
-		     "\tchain connection_limit {\n\t\tct count over %u goto over_limit\n\t}\n"
-		     "\tchain connection_limit_forward {\n\t\ttype filter hook forward priority -1; policy accept;\n"
-		     "\t\tiifname \"" TAP_LINK "\" ct state new jump connection_limit\n\t}\n"
-		     "\tchain connection_limit_output {\n\t\ttype filter hook output priority -1; policy accept;\n"
-		     "\t\toifname \"" SLOT_LINK "\" ct state new jump connection_limit\n\t}\n"
-		     "\tchain prerouting {\n\t\ttype nat hook prerouting priority -110; policy accept;\n"
-		     "%s%s%s"
-		     "\t}\n"
-		     "\tchain postrouting {\n\t\ttype nat hook postrouting priority 110; policy accept;\n"
-		     "\t\toifname \"" SLOT_LINK "\" ip saddr " GUEST_ADDRESS " snat ip to %s\n\t}\n"
-		     /* A guest may only speak as 169.254.0.21, IPv4: a spoofed
-		      * source would be forwarded un-NATed (and name another slot
-		      * to the proxy). */
-		     "\tchain guard {\n\t\ttype filter hook prerouting priority -350; policy accept;\n"
-		     "\t\tiifname \"" TAP_LINK "\" meta nfproto ipv6 drop\n"
-		     "\t\tiifname \"" TAP_LINK "\" ip saddr != " GUEST_ADDRESS " drop\n\t}\n"
-		     "\tchain count_in {\n\t\ttype filter hook prerouting priority -300; policy accept;\n"
-		     "\t\tiifname \"" SLOT_LINK "\" counter name \"bytes_in\"\n\t}\n"
-		     "\tchain count_out {\n\t\ttype filter hook postrouting priority 300; policy accept;\n"
-		     "\t\toifname \"" SLOT_LINK "\" counter name \"bytes_out\"\n\t}\n"
-		     "}\n",
-		     limit, runtime == NET_RUNTIME_VM ? "\t\tiifname \"" SLOT_LINK "\" ip daddr " : "",
-		     runtime == NET_RUNTIME_VM ? slot : "",
-		     runtime == NET_RUNTIME_VM ? " dnat ip to " GUEST_ADDRESS "\n" : "", slot) < 0)
+	if (asprintf(
+		&text,
+		"table inet warren_slot\n"
+		"delete table inet warren_slot\n"
+		"table inet warren_slot {\n"
+		"\tcounter bytes_in {\n\t}\n"
+		"\tcounter bytes_out {\n\t}\n"
+		"\tcounter limit_hits {\n\t}\n"
+		/* The sandbox's concurrent egress connection limit: one
+		 * ct count list for both paths (vm: forwarded from tap0;
+		 * jail: local output), before the policy (priority 0). */
+		"\tchain over_limit {\n\t\tcounter name \"limit_hits\"\n"
+		"\t\tmeta l4proto tcp reject with tcp reset\n"
+		"\t\treject with icmpx type admin-prohibited\n\t}\n"
+		"\tchain connection_limit {\n\t\tct count over %u goto over_limit\n\t}\n"
+		"\tchain connection_limit_forward {\n\t\ttype filter hook forward priority -1; "
+		"policy accept;\n"
+		"\t\tiifname \"" TAP_LINK "\" ct state new jump connection_limit\n\t}\n"
+		"\tchain connection_limit_output {\n\t\ttype filter hook output priority -1; "
+		"policy accept;\n"
+		"\t\toifname \"" SLOT_LINK "\" ct state new jump connection_limit\n\t}\n"
+		"\tchain prerouting {\n\t\ttype nat hook prerouting priority -110; policy accept;\n"
+		"%s%s%s"
+		"\t}\n"
+		"\tchain postrouting {\n\t\ttype nat hook postrouting priority 110; policy "
+		"accept;\n"
+		"\t\toifname \"" SLOT_LINK "\" ip saddr " GUEST_ADDRESS " snat ip to %s\n\t}\n"
+		/* A guest may only speak as 169.254.0.21, IPv4: a spoofed
+		 * source would be forwarded un-NATed (and name another slot
+		 * to the proxy). */
+		"\tchain guard {\n\t\ttype filter hook prerouting priority -350; policy accept;\n"
+		"\t\tiifname \"" TAP_LINK "\" meta nfproto ipv6 drop\n"
+		"\t\tiifname \"" TAP_LINK "\" ip saddr != " GUEST_ADDRESS " drop\n\t}\n"
+		"\tchain count_in {\n\t\ttype filter hook prerouting priority -300; policy "
+		"accept;\n"
+		"\t\tiifname \"" SLOT_LINK "\" counter name \"bytes_in\"\n\t}\n"
+		"\tchain count_out {\n\t\ttype filter hook postrouting priority 300; policy "
+		"accept;\n"
+		"\t\toifname \"" SLOT_LINK "\" counter name \"bytes_out\"\n\t}\n"
+		"}\n",
+		limit, runtime == NET_RUNTIME_VM ? "\t\tiifname \"" SLOT_LINK "\" ip daddr " : "",
+		runtime == NET_RUNTIME_VM ? slot : "",
+		runtime == NET_RUNTIME_VM ? " dnat ip to " GUEST_ADDRESS "\n" : "", slot) < 0)
 		return NULL;
 	return text;
 }
@@ -705,13 +716,13 @@ static char *slot_policy_table(const struct net_pool *pool, const struct net_slo
 			       const struct net_policy *policy)
 {
 	struct net_compile_params params = {
-		.proxy_address = info->host_address,
-		.proxy_http_port = pool->proxy_http_port,
-		.proxy_tls_port = pool->proxy_tls_port,
-		.nameserver = pool->nameserver,
-		.uplink_link = SLOT_LINK,
-		.never_allow = pool->never,
-		.never_allow_count = pool->never_count,
+	    .proxy_address = info->host_address,
+	    .proxy_http_port = pool->proxy_http_port,
+	    .proxy_tls_port = pool->proxy_tls_port,
+	    .nameserver = pool->nameserver,
+	    .uplink_link = SLOT_LINK,
+	    .never_allow = pool->never,
+	    .never_allow_count = pool->never_count,
 	};
 
 	return net_policy__compile(policy, &params);
@@ -736,8 +747,10 @@ static int read_nft_counters(struct net_slot *slot, struct net_slot_counters *ou
 
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&slot->nft_lock);
-	rc = nft_run(slot->nft, "list counters table inet warren_policy\nlist counters table inet warren_slot\n",
-		     &output);
+	rc = nft_run(
+	    slot->nft,
+	    "list counters table inet warren_policy\nlist counters table inet warren_slot\n",
+	    &output);
 	pthread_mutex_unlock(&slot->nft_lock);
 	if (rc != 0)
 		goto out;
@@ -758,11 +771,14 @@ static int read_nft_counters(struct net_slot *slot, struct net_slot_counters *ou
 			goto out;
 		}
 		used = (size_t)error.position;
-		json_array_foreach(json_object_get(root, "nftables"), i, entry) {
+		json_array_foreach(json_object_get(root, "nftables"), i, entry)
+		{
 			json_t *counter = json_object_get(entry, "counter");
 			const char *name = json_string_value(json_object_get(counter, "name"));
-			uint64_t packets = (uint64_t)json_integer_value(json_object_get(counter, "packets"));
-			uint64_t bytes = (uint64_t)json_integer_value(json_object_get(counter, "bytes"));
+			uint64_t packets =
+			    (uint64_t)json_integer_value(json_object_get(counter, "packets"));
+			uint64_t bytes =
+			    (uint64_t)json_integer_value(json_object_get(counter, "bytes"));
 
 			if (!name)
 				continue;
@@ -805,7 +821,7 @@ static void counters_add(struct net_slot_counters *sum, const struct net_slot_co
 static int conntrack_flush_here(void *arg)
 {
 	struct nl_sock *sk = nl_socket_alloc();
-	struct nfgenmsg header = { .nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0 };
+	struct nfgenmsg header = {.nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0};
 	int rc = -1;
 
 	(void)arg;
@@ -830,14 +846,16 @@ static int conntrack_flush_mark(void *arg)
 	uint32_t mark = *(uint32_t *)arg;
 	struct nl_sock *sk = nl_socket_alloc();
 	struct nl_msg *msg = NULL;
-	struct nfgenmsg header = { .nfgen_family = AF_INET, .version = NFNETLINK_V0 };
+	struct nfgenmsg header = {.nfgen_family = AF_INET, .version = NFNETLINK_V0};
 	int rc = -1;
 
 	if (!sk || nl_connect(sk, NETLINK_NETFILTER) < 0)
 		goto out;
-	msg = nlmsg_alloc_simple((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK);
+	msg = nlmsg_alloc_simple((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE,
+				 NLM_F_REQUEST | NLM_F_ACK);
 	if (!msg || nlmsg_append(msg, &header, sizeof(header), NLMSG_ALIGNTO) < 0 ||
-	    nla_put_u32(msg, CTA_MARK, htonl(mark)) < 0 || nla_put_u32(msg, CTA_MARK_MASK, htonl(0xffffffffu)) < 0)
+	    nla_put_u32(msg, CTA_MARK, htonl(mark)) < 0 ||
+	    nla_put_u32(msg, CTA_MARK_MASK, htonl(0xffffffffu)) < 0)
 		goto out;
 	rc = nl_send_auto(sk, msg);
 	if (rc >= 0)
@@ -850,8 +868,8 @@ out:
 	return rc < 0 ? -1 : 0;
 }
 
-int net_pool__acquire(struct net_pool *pool, enum net_runtime runtime, const struct net_policy *policy,
-		      struct net_slot_info *info)
+int net_pool__acquire(struct net_pool *pool, enum net_runtime runtime,
+		      const struct net_policy *policy, struct net_slot_info *info)
 {
 	struct net_policy *copy = policy ? net_policy__clone(policy) : net_policy__default(0);
 	struct net_slot_info names;
@@ -973,18 +991,20 @@ int net_pool__release(struct net_pool *pool, int index)
 	/* Quiesce first: every packet in or out of the slot is dropped before
 	 * conntrack sees it, so nothing re-creates entries (here or on the
 	 * host) while they are flushed. Then the tables go. */
-	rc = apply_in_slot(slot, "table inet warren_quiesce {\n"
-				 "\tchain in {\n\t\ttype filter hook prerouting priority -400; policy drop;\n\t}\n"
-				 "\tchain out {\n\t\ttype filter hook output priority -400; policy drop;\n\t}\n"
-				 "}\n");
+	rc = apply_in_slot(
+	    slot, "table inet warren_quiesce {\n"
+		  "\tchain in {\n\t\ttype filter hook prerouting priority -400; policy drop;\n\t}\n"
+		  "\tchain out {\n\t\ttype filter hook output priority -400; policy drop;\n\t}\n"
+		  "}\n");
 	if (rc == 0)
 		rc = netns__run(slot->netns_fd, conntrack_flush_here, NULL);
 	if (rc == 0)
 		rc = netns__run(pool->host_fd, conntrack_flush_mark, &mark);
 	if (rc == 0)
-		rc = apply_in_slot(slot, "table inet warren_policy\ndelete table inet warren_policy\n"
-					 "table inet warren_slot\ndelete table inet warren_slot\n"
-					 "delete table inet warren_quiesce\n");
+		rc = apply_in_slot(slot,
+				   "table inet warren_policy\ndelete table inet warren_policy\n"
+				   "table inet warren_slot\ndelete table inet warren_slot\n"
+				   "delete table inet warren_quiesce\n");
 	if (rc != 0) {
 		log_warn("net: slot %d could not be reset; destroying it", index);
 		net_pool__destroy_slot(pool, index);
@@ -1046,21 +1066,26 @@ static int never_allow_build(struct net_pool *pool, const char *setting)
 	count = (size_t)n + 1;
 	n = cidr__parse_list(setting, list + count, capacity - count - 1, &bad);
 	if (n < 0) {
-		log_error("net: net_never_allow: '%.40s' is not an address or CIDR block (or too many)", bad);
+		log_error(
+		    "net: net_never_allow: '%.40s' is not an address or CIDR block (or too many)",
+		    bad);
 		goto err;
 	}
 	count += (size_t)n;
 	if (getifaddrs(&addresses) == 0) {
 		for (struct ifaddrs *a = addresses; a; a = a->ifa_next) {
 			int family = a->ifa_addr ? a->ifa_addr->sa_family : AF_UNSPEC;
-			struct cidr host = { .family = family, .prefix = family == AF_INET ? 32 : 128 };
+			struct cidr host = {.family = family,
+					    .prefix = family == AF_INET ? 32 : 128};
 
 			if (family != AF_INET && family != AF_INET6)
 				continue;
 			if (family == AF_INET)
-				memcpy(host.address, &((struct sockaddr_in *)a->ifa_addr)->sin_addr, 4);
+				memcpy(host.address, &((struct sockaddr_in *)a->ifa_addr)->sin_addr,
+				       4);
 			else
-				memcpy(host.address, &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr, 16);
+				memcpy(host.address,
+				       &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr, 16);
 			if (count == capacity) {
 				struct cidr *grown = realloc(list, capacity * 2 * sizeof(*list));
 
@@ -1097,8 +1122,9 @@ static char *never_v4_elements(const struct net_pool *pool)
 		if (pool->never[i].family != AF_INET)
 			continue;
 		inet_ntop(AF_INET, pool->never[i].address, address, sizeof(address));
-		len += (size_t)snprintf(text + len, size - len, "%s%s/%d", len ? ", " : "\t\telements = { ",
-					address, pool->never[i].prefix);
+		len += (size_t)snprintf(text + len, size - len, "%s%s/%d",
+					len ? ", " : "\t\telements = { ", address,
+					pool->never[i].prefix);
 	}
 	if (len)
 		snprintf(text + len, size - len, " }\n");
@@ -1120,7 +1146,8 @@ static int host_setup(void *arg)
 	if (op->remove) {
 		if (!pool->host_nft)
 			return 0;
-		if (asprintf(&text, "table inet %s\ndelete table inet %s\n", pool->host_table, pool->host_table) < 0)
+		if (asprintf(&text, "table inet %s\ndelete table inet %s\n", pool->host_table,
+			     pool->host_table) < 0)
 			return -1;
 		rc = host_nft(pool, text);
 		free(text);
@@ -1135,11 +1162,13 @@ static int host_setup(void *arg)
 		return -1;
 	/* Unset uplink_interface: masquerade toward whatever is not a slot. */
 	if (pool->uplink_interface && *pool->uplink_interface)
-		snprintf(uplink_rule, sizeof(uplink_rule), "\t\tip saddr %s oifname \"%s\" masquerade\n",
-			 pool->slot_cidr, pool->uplink_interface);
+		snprintf(uplink_rule, sizeof(uplink_rule),
+			 "\t\tip saddr %s oifname \"%s\" masquerade\n", pool->slot_cidr,
+			 pool->uplink_interface);
 	else
-		snprintf(uplink_rule, sizeof(uplink_rule), "\t\tip saddr %s oifname != \"%s*\" masquerade\n",
-			 pool->slot_cidr, pool->link_prefix);
+		snprintf(uplink_rule, sizeof(uplink_rule),
+			 "\t\tip saddr %s oifname != \"%s*\" masquerade\n", pool->slot_cidr,
+			 pool->link_prefix);
 	never = never_v4_elements(pool);
 	if (!never)
 		return -1;
@@ -1153,38 +1182,41 @@ static int host_setup(void *arg)
 	 * ports answer slots only; a slot's packets must carry a source
 	 * routed back through its own veth (reverse-path check), so no slot
 	 * can speak as another. */
-	if (asprintf(&text,
-		     "table inet %1$s\n"
-		     "delete table inet %1$s\n"
-		     "table inet %1$s {\n"
-		     "\tcounter slot_dropped {\n\t}\n"
-		     "\tset never_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n%6$s\t}\n"
-		     "\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n"
-		     "\t\tiifname \"%2$s*\" oifname \"%2$s*\" counter name \"slot_dropped\" drop\n"
-		     "\t\tiifname \"%2$s*\" meta nfproto != ipv4 counter name \"slot_dropped\" drop\n"
-		     "\t\tiifname \"%2$s*\" ct state established,related accept\n"
-		     "\t\tiifname \"%2$s*\" ip daddr @never_v4 counter name \"slot_dropped\" drop\n"
-		     "\t\tiifname \"%2$s*\" accept\n"
-		     "\t\toifname \"%2$s*\" meta nfproto != ipv4 drop\n"
-		     "\t\toifname \"%2$s*\" ct state established,related accept\n\t}\n"
-		     "\tmap slot_marks {\n\t\ttype ifname : mark\n\t}\n"
-		     "\tchain mark_in {\n\t\ttype filter hook prerouting priority 0; policy accept;\n"
-		     "\t\tct state new iifname \"%2$s*\" ct mark set iifname map @slot_marks\n\t}\n"
-		     "\tchain mark_out {\n\t\ttype filter hook postrouting priority 0; policy accept;\n"
-		     "\t\tct state new oifname \"%2$s*\" ct mark set oifname map @slot_marks\n\t}\n"
-		     "\tchain guard {\n\t\ttype filter hook prerouting priority -150; policy accept;\n"
-		     "\t\tiifname \"%2$s*\" meta nfproto != ipv4 counter name \"slot_dropped\" drop\n"
-		     "\t\tiifname \"%2$s*\" fib saddr . iif oif missing counter drop\n\t}\n"
-		     "\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n"
-		     "\t\ttcp dport { %3$u, %4$u } iifname != \"%2$s*\" drop\n"
-		     "\t\tiifname \"%2$s*\" ct state established,related accept\n"
-		     "\t\tiifname \"%2$s*\" ct state new meta nfproto ipv4 tcp dport { %3$u, %4$u } accept\n"
-		     "\t\tiifname \"%2$s*\" counter name \"slot_dropped\" drop\n\t}\n"
-		     "\tchain postrouting {\n\t\ttype nat hook postrouting priority 100; policy accept;\n"
-		     "%5$s\t}\n"
-		     "}\n",
-		     pool->host_table, pool->link_prefix, pool->proxy_http_port, pool->proxy_tls_port,
-		     uplink_rule, never) < 0) {
+	if (asprintf(
+		&text,
+		"table inet %1$s\n"
+		"delete table inet %1$s\n"
+		"table inet %1$s {\n"
+		"\tcounter slot_dropped {\n\t}\n"
+		"\tset never_v4 {\n\t\ttype ipv4_addr\n\t\tflags interval\n%6$s\t}\n"
+		"\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n"
+		"\t\tiifname \"%2$s*\" oifname \"%2$s*\" counter name \"slot_dropped\" drop\n"
+		"\t\tiifname \"%2$s*\" meta nfproto != ipv4 counter name \"slot_dropped\" drop\n"
+		"\t\tiifname \"%2$s*\" ct state established,related accept\n"
+		"\t\tiifname \"%2$s*\" ip daddr @never_v4 counter name \"slot_dropped\" drop\n"
+		"\t\tiifname \"%2$s*\" accept\n"
+		"\t\toifname \"%2$s*\" meta nfproto != ipv4 drop\n"
+		"\t\toifname \"%2$s*\" ct state established,related accept\n\t}\n"
+		"\tmap slot_marks {\n\t\ttype ifname : mark\n\t}\n"
+		"\tchain mark_in {\n\t\ttype filter hook prerouting priority 0; policy accept;\n"
+		"\t\tct state new iifname \"%2$s*\" ct mark set iifname map @slot_marks\n\t}\n"
+		"\tchain mark_out {\n\t\ttype filter hook postrouting priority 0; policy accept;\n"
+		"\t\tct state new oifname \"%2$s*\" ct mark set oifname map @slot_marks\n\t}\n"
+		"\tchain guard {\n\t\ttype filter hook prerouting priority -150; policy accept;\n"
+		"\t\tiifname \"%2$s*\" meta nfproto != ipv4 counter name \"slot_dropped\" drop\n"
+		"\t\tiifname \"%2$s*\" fib saddr . iif oif missing counter drop\n\t}\n"
+		"\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n"
+		"\t\ttcp dport { %3$u, %4$u } iifname != \"%2$s*\" drop\n"
+		"\t\tiifname \"%2$s*\" ct state established,related accept\n"
+		"\t\tiifname \"%2$s*\" ct state new meta nfproto ipv4 tcp dport { %3$u, %4$u } "
+		"accept\n"
+		"\t\tiifname \"%2$s*\" counter name \"slot_dropped\" drop\n\t}\n"
+		"\tchain postrouting {\n\t\ttype nat hook postrouting priority 100; policy "
+		"accept;\n"
+		"%5$s\t}\n"
+		"}\n",
+		pool->host_table, pool->link_prefix, pool->proxy_http_port, pool->proxy_tls_port,
+		uplink_rule, never) < 0) {
 		free(never);
 		return -1;
 	}
@@ -1276,7 +1308,7 @@ static int parse_slot_cidr(const char *cidr, uint32_t *base, unsigned *count)
 struct net_pool *net_pool__new(const struct net_pool_config *config)
 {
 	struct net_pool *pool = calloc(1, sizeof(*pool));
-	struct host_setup_op host = { .pool = pool };
+	struct host_setup_op host = {.pool = pool};
 	unsigned count;
 
 	if (!pool)
@@ -1287,7 +1319,8 @@ struct net_pool *net_pool__new(const struct net_pool_config *config)
 	pool->proxy_http_fd = pool->proxy_tls_fd = -1;
 	pool->stop_fd = -1;
 	if (strlen(config->link_prefix) > 9) {
-		log_error("net: slot_link_prefix '%s' is too long (9 characters at most)", config->link_prefix);
+		log_error("net: slot_link_prefix '%s' is too long (9 characters at most)",
+			  config->link_prefix);
 		goto err;
 	}
 	pool->netns_prefix = strdup(config->netns_prefix);
@@ -1297,7 +1330,8 @@ struct net_pool *net_pool__new(const struct net_pool_config *config)
 	if (!pool->netns_prefix || !pool->link_prefix || !pool->slot_cidr)
 		goto err;
 	if (parse_slot_cidr(config->slot_cidr, &pool->base, &count) != 0) {
-		log_error("net: slot_cidr '%s' is not an IPv4 CIDR between /8 and /30", config->slot_cidr);
+		log_error("net: slot_cidr '%s' is not an IPv4 CIDR between /8 and /30",
+			  config->slot_cidr);
 		goto err;
 	}
 	pool->capacity = config->max_slots && config->max_slots < count ? config->max_slots : count;
@@ -1322,7 +1356,8 @@ struct net_pool *net_pool__new(const struct net_pool_config *config)
 	if (never_allow_build(pool, config->never_allow) != 0)
 		goto err;
 	pool->egress_max = config->egress_max_connections ? config->egress_max_connections : 16384;
-	pool->egress_slot_max = config->egress_slot_max_connections ? config->egress_slot_max_connections : 1024;
+	pool->egress_slot_max =
+	    config->egress_slot_max_connections ? config->egress_slot_max_connections : 1024;
 	pool->egress_idle_s = config->egress_idle_timeout_s ? config->egress_idle_timeout_s : 300;
 	reap_namespaces(pool);
 	netns__run(pool->host_fd, host_reap_links, pool);
@@ -1335,8 +1370,8 @@ struct net_pool *net_pool__new(const struct net_pool_config *config)
 	for (unsigned i = 0; i < config->precreate && i < pool->capacity; i++)
 		if (net_pool__create_slot(pool) < 0)
 			goto err;
-	log_info("net: slot pool ready (%u slots precreated, cidr %s, proxy ports %u/%u)", config->precreate,
-		 pool->slot_cidr, pool->proxy_http_port, pool->proxy_tls_port);
+	log_info("net: slot pool ready (%u slots precreated, cidr %s, proxy ports %u/%u)",
+		 config->precreate, pool->slot_cidr, pool->proxy_http_port, pool->proxy_tls_port);
 	return pool;
 err:
 	net_pool__free(pool);
@@ -1345,7 +1380,7 @@ err:
 
 void net_pool__free(struct net_pool *pool)
 {
-	struct host_setup_op host = { .pool = pool, .remove = true };
+	struct host_setup_op host = {.pool = pool, .remove = true};
 	bool proxy_stopped;
 
 	if (!pool)

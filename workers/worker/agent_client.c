@@ -55,7 +55,7 @@ static long agent_client__request(const char *url, const char *body, long timeou
 int agent_client__wait_healthy(const char *address, int port, uint64_t deadline_ms)
 {
 	char url[128];
-	struct timespec pause = { 0, 2 * 1000 * 1000 };
+	struct timespec pause = {0, 2 * 1000 * 1000};
 
 	snprintf(url, sizeof(url), "http://%s:%d/health", address, port);
 	for (;;) {

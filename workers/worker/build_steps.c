@@ -519,8 +519,8 @@ static int build__install(struct build_run *run, const struct template_info *bas
 	if (config__get_bool("template_build_image", true)) {
 		snprintf(size_arg, sizeof(size_arg), "%lluk",
 			 (unsigned long long)((size + size / 3) / 1024 + 65536));
-		const char *mkfs[] = {"mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d",
-				      run->rootfs, image, size_arg, NULL};
+		const char *mkfs[] = {"mkfs.ext4", "-q",	"-F",  "-E",	 "root_owner=0:0",
+				      "-d",	   run->rootfs, image, size_arg, NULL};
 		if (build__spawn_wait(mkfs)) {
 			snprintf(run->reason, sizeof(run->reason), "mkfs.ext4 -d failed");
 			return -1;
@@ -626,7 +626,8 @@ static void build__image_config(struct build_run *run, const struct template_inf
 		    !build__lookup_user_or_root(base->rootfs, user, &uid, &gid, home, sizeof(home)))
 			snprintf(run->user, sizeof(run->user), "%s", user);
 		else
-			build__log(run, "warn", "image USER %.64s: not in the image, not used", text);
+			build__log(run, "warn", "image USER %.64s: not in the image, not used",
+				   text);
 	}
 	build__log(run, "info", "image config: USER %s, WORKDIR %s, %zu ENV", run->user,
 		   run->workdir, json_object_size(run->envs));

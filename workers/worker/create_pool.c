@@ -14,7 +14,7 @@ struct create_job {
 	struct kafka_message msg;
 	struct kafka_event ev;
 	enum job_state state;
-	bool durable; /* DONE with an outcome (not -EAGAIN): committable */
+	bool durable;		 /* DONE with an outcome (not -EAGAIN): committable */
 	struct create_job *next; /* arrival order = offset order per partition */
 };
 
@@ -48,7 +48,8 @@ static bool blocked__has(const struct blocked *b, const struct kafka_message *ms
 	if (b->overflow)
 		return true;
 	for (size_t i = 0; i < b->count; i++)
-		if (b->items[i].partition == msg->partition && !strcmp(b->items[i].topic, msg->topic))
+		if (b->items[i].partition == msg->partition &&
+		    !strcmp(b->items[i].topic, msg->topic))
 			return true;
 	return false;
 }
@@ -77,7 +78,8 @@ static void job__free(struct create_job *job)
 static bool pool__sandbox_busy(const struct create_pool *pool, const struct create_job *job)
 {
 	for (const struct create_job *j = pool->head; j; j = j->next)
-		if (j != job && j->state == JOB_RUNNING && !strcmp(j->ev.sandbox_id, job->ev.sandbox_id))
+		if (j != job && j->state == JOB_RUNNING &&
+		    !strcmp(j->ev.sandbox_id, job->ev.sandbox_id))
 			return true;
 	return false;
 }
@@ -148,13 +150,15 @@ struct create_pool *create_pool__new(struct kafka_consumer *consumer, size_t thr
 	return pool;
 }
 
-void create_pool__submit(struct create_pool *pool, struct kafka_message *msg, struct kafka_event *ev)
+void create_pool__submit(struct create_pool *pool, struct kafka_message *msg,
+			 struct kafka_event *ev)
 {
 	struct create_job *job = calloc(1, sizeof(*job));
 
 	if (!job) {
 		/* Not committed: the message comes again after a restart. */
-		log_error("create pool: out of memory; request %s left for redelivery", ev->request_id);
+		log_error("create pool: out of memory; request %s left for redelivery",
+			  ev->request_id);
 		kafka_message__release(msg);
 		kafka_event__clear(ev);
 		return;
@@ -204,7 +208,7 @@ static bool job__in(const struct create_job *job, const struct kafka_partition *
 static size_t pool__walk(struct create_pool *pool, const struct kafka_partition *only,
 			 size_t only_count, bool discard)
 {
-	struct blocked blocked = { .count = 0 };
+	struct blocked blocked = {.count = 0};
 	struct create_job **link = &pool->head, *previous = NULL;
 	size_t marked = 0;
 
@@ -213,11 +217,13 @@ static size_t pool__walk(struct create_pool *pool, const struct kafka_partition 
 		bool selected = !only || job__in(job, only, only_count);
 		bool leave = false;
 
-		if (selected && job->state == JOB_DONE && job->durable && !blocked__has(&blocked, &job->msg)) {
+		if (selected && job->state == JOB_DONE && job->durable &&
+		    !blocked__has(&blocked, &job->msg)) {
 			int rc = kafka_consumer__mark_done(pool->consumer, &job->msg);
 			if (rc && rc != -ESTALE)
-				log_warn("create pool: marking %s/%d@%lld failed (%d)", job->msg.topic,
-					 job->msg.partition, (long long)job->msg.offset, rc);
+				log_warn("create pool: marking %s/%d@%lld failed (%d)",
+					 job->msg.topic, job->msg.partition,
+					 (long long)job->msg.offset, rc);
 			marked++;
 			leave = true;
 		} else if (selected || !only) {
@@ -262,7 +268,8 @@ static bool pool__running(const struct create_pool *pool, const struct kafka_par
 
 /* Drops the selection's queued jobs, waits for its running ones, then
  * commits what is committable of it in order and forgets the rest. */
-static void pool__settle(struct create_pool *pool, const struct kafka_partition *only, size_t only_count)
+static void pool__settle(struct create_pool *pool, const struct kafka_partition *only,
+			 size_t only_count)
 {
 	size_t marked;
 

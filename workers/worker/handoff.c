@@ -16,8 +16,8 @@
 
 /* A host counts as ready for a handoff when it beat within this bound
  * (heartbeats come every second). */
-#define HANDOFF_FRESH_MS 5000
-#define HANDOFF_CHECK_INTERVAL_MS 1000
+#define HANDOFF_FRESH_MS	   5000
+#define HANDOFF_CHECK_INTERVAL_MS  1000
 #define HANDOFF_PRODUCE_TIMEOUT_MS 5000
 
 bool handoff__should_forward(struct worker *worker)

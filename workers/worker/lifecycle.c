@@ -118,8 +118,8 @@ static int worker__finish(struct worker *worker, const struct kafka_event *comma
  * HTTP status the API should answer with, and the reason. */
 static json_t *worker__failure(const struct kafka_event *command, int code, const char *reason)
 {
-	return json_pack("{s:s, s:i, s:s}", "command", kafka_event__type_name(command->type), "code",
-			 code, "message", reason && *reason ? reason : "failed");
+	return json_pack("{s:s, s:i, s:s}", "command", kafka_event__type_name(command->type),
+			 "code", code, "message", reason && *reason ? reason : "failed");
 }
 
 /* A `created` result (docs/events/created.schema.json). */
@@ -182,16 +182,16 @@ static int worker__ensure_row(struct worker *worker, const struct kafka_event *c
 	const json_t *spec = command->spec;
 	const json_t *network = json_object_get(spec, "network");
 	struct storage_sandbox_new fresh = {
-		.id = command->sandbox_id,
-		.team_id = command->team_id,
-		.template_id = json_util__string(spec, "template_id", ""),
-		.request_id = command->request_id,
-		.timeout_s = (int32_t)json_util__int(spec, "timeout_s", 15),
-		.network = network,
-		.metadata = json_object_get(spec, "metadata"),
-		.secure = json_util__bool(spec, "secure", true),
-		.allow_public_traffic = json_util__bool(network, "allow_public_traffic", true),
-		.mask_request_host = json_util__string(network, "mask_request_host", NULL),
+	    .id = command->sandbox_id,
+	    .team_id = command->team_id,
+	    .template_id = json_util__string(spec, "template_id", ""),
+	    .request_id = command->request_id,
+	    .timeout_s = (int32_t)json_util__int(spec, "timeout_s", 15),
+	    .network = network,
+	    .metadata = json_object_get(spec, "metadata"),
+	    .secure = json_util__bool(spec, "secure", true),
+	    .allow_public_traffic = json_util__bool(network, "allow_public_traffic", true),
+	    .mask_request_host = json_util__string(network, "mask_request_host", NULL),
 	};
 	int rc = storage__sandbox_get_internal(worker->storage, command->sandbox_id, row, &err);
 
@@ -213,8 +213,8 @@ static int worker__ensure_row(struct worker *worker, const struct kafka_event *c
 	/* auto_pause: a timeout pauses it instead (E2B's autoPause). */
 	if (json_util__bool(spec, "auto_pause", false) &&
 	    storage__sandbox_set_lifecycle(worker->storage, command->sandbox_id, true,
-					   json_util__bool(spec, "auto_resume", false), &err) ==
-		    STORAGE_OK)
+					   json_util__bool(spec, "auto_resume", false),
+					   &err) == STORAGE_OK)
 		row->pause_on_timeout = true;
 	return 0;
 }
@@ -232,8 +232,10 @@ static int worker__create_volumes(struct worker *worker, const struct kafka_even
 	if (json_integer_value(json_object_get(command->spec, "volume_mounts")) <= 0)
 		return 0;
 	if (worker->runtime == RUNTIME_VM) {
-		snprintf(reason, reason_len, "volumes need the jail runtime; host %s runs vm "
-			 "(docs/volumes.md)", worker->host_id);
+		snprintf(reason, reason_len,
+			 "volumes need the jail runtime; host %s runs vm "
+			 "(docs/volumes.md)",
+			 worker->host_id);
 		*failure_code = 400;
 		return -1;
 	}
@@ -249,7 +251,7 @@ static int worker__create_volumes(struct worker *worker, const struct kafka_even
 
 static int worker__create(struct worker *worker, const struct kafka_event *command)
 {
-	struct storage_sandbox row = { 0 };
+	struct storage_sandbox row = {0};
 	struct storage_team team;
 	struct storage_template template_row;
 	struct storage_error err;
@@ -282,8 +284,9 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		 * rebalance, on another host): repeat its event. */
 		if (storage__template_get(worker->storage, row.template_id, &template_row, &err))
 			template_row.agent_version[0] = '\0';
-		rc = worker__finish(worker, command, KAFKA_EVENT_CREATED,
-				    worker__created_result(worker, &row, template_row.agent_version));
+		rc = worker__finish(
+		    worker, command, KAFKA_EVENT_CREATED,
+		    worker__created_result(worker, &row, template_row.agent_version));
 		goto out;
 	}
 	if (row.state != STORAGE_SANDBOX_STARTING) {
@@ -303,8 +306,9 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	 * fails with the reason instead of running elsewhere. */
 	const char *wanted_runtime = json_util__string(spec, "runtime", "");
 	if (*wanted_runtime && strcmp(wanted_runtime, runtime__name(worker->runtime))) {
-		snprintf(reason, sizeof(reason), "the create asks for the %.16s runtime; host %s runs %s",
-			 wanted_runtime, worker->host_id, runtime__name(worker->runtime));
+		snprintf(reason, sizeof(reason),
+			 "the create asks for the %.16s runtime; host %s runs %s", wanted_runtime,
+			 worker->host_id, runtime__name(worker->runtime));
 		failure_code = 503;
 		goto fail;
 	}
@@ -325,8 +329,9 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		goto fail;
 	}
 
-	struct worker_volumes volumes = { 0 };
-	rc = worker__create_volumes(worker, command, &volumes, &failure_code, reason, sizeof(reason));
+	struct worker_volumes volumes = {0};
+	rc = worker__create_volumes(worker, command, &volumes, &failure_code, reason,
+				    sizeof(reason));
 	if (rc == -EAGAIN)
 		goto retry;
 	if (rc)
@@ -372,10 +377,9 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		runtime__set_hostname(sandbox->instance, command->sandbox_id);
 		log_debug("sandbox %s: claimed warm sandbox %s", command->sandbox_id, warm.warm_id);
 	} else if (worker->net) {
-		sandbox->slot = net_pool__acquire(worker->net,
-						  worker->runtime == RUNTIME_VM ? NET_RUNTIME_VM
-										: NET_RUNTIME_JAIL,
-						  policy, &sandbox->slot_info);
+		sandbox->slot = net_pool__acquire(
+		    worker->net, worker->runtime == RUNTIME_VM ? NET_RUNTIME_VM : NET_RUNTIME_JAIL,
+		    policy, &sandbox->slot_info);
 		if (sandbox->slot < 0) {
 			snprintf(reason, sizeof(reason), "no network slot available");
 			failure_code = 507;
@@ -393,12 +397,12 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		snprintf(token_hash, sizeof(token_hash), "sha256:%s", hex);
 	}
 	struct runtime_start start = {
-		.sandbox_id = command->sandbox_id,
-		.template_id = row.template_id,
-		.netns_path = worker->net ? sandbox->slot_info.netns_path : NULL,
-		.token_hash = secure ? token_hash : NULL,
-		.volumes = volumes.mounts,
-		.volume_count = volumes.count,
+	    .sandbox_id = command->sandbox_id,
+	    .template_id = row.template_id,
+	    .netns_path = worker->net ? sandbox->slot_info.netns_path : NULL,
+	    .token_hash = secure ? token_hash : NULL,
+	    .volumes = volumes.mounts,
+	    .volume_count = volumes.count,
 	};
 	worker__resources(row.template_id, &start.vcpus, &start.memory_mib);
 	if (!claimed)
@@ -418,7 +422,7 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		agent_address = slot_address;
 	if (!claimed && agent_client__wait_healthy(agent_address, WORKER_AGENT_PORT,
 						   clock__monotonic_ms() +
-							   (uint64_t)worker->agent_timeout_ms)) {
+						       (uint64_t)worker->agent_timeout_ms)) {
 		snprintf(reason, sizeof(reason), "the agent did not answer within %d ms",
 			 worker->agent_timeout_ms);
 		goto fail;
@@ -442,22 +446,22 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	json_decref(init_envs);
 	if (rc)
 		goto fail;
-	if (build__sandbox_start_cmd(row.template_id, agent_address, WORKER_AGENT_PORT,
-				     secure ? access_token : NULL,
-				     started_ms + (uint64_t)config__get_int("start_cmd_timeout_ms", 50000),
-				     reason, sizeof(reason)))
+	if (build__sandbox_start_cmd(
+		row.template_id, agent_address, WORKER_AGENT_PORT, secure ? access_token : NULL,
+		started_ms + (uint64_t)config__get_int("start_cmd_timeout_ms", 50000), reason,
+		sizeof(reason)))
 		goto fail;
 	init_ns = clock__monotonic_ns() - mark_ns;
 	mark_ns = clock__monotonic_ns();
 
 	/* 4. durable: running, on this host, at this slot */
 	struct storage_sandbox_transition running = {
-		.sandbox_id = command->sandbox_id,
-		.from = STORAGE_SANDBOX_STARTING,
-		.to = STORAGE_SANDBOX_RUNNING,
-		.host_id = worker->host_id,
-		.slot_index = sandbox->slot,
-		.slot_address = slot_address,
+	    .sandbox_id = command->sandbox_id,
+	    .from = STORAGE_SANDBOX_STARTING,
+	    .to = STORAGE_SANDBOX_RUNNING,
+	    .host_id = worker->host_id,
+	    .slot_index = sandbox->slot,
+	    .slot_address = slot_address,
 	};
 	storage__sandbox_clear(&row);
 	rc = storage__sandbox_transition(worker->storage, &running, &row, &err);
@@ -505,12 +509,12 @@ fail:
 	sandbox = NULL;
 	{
 		struct storage_sandbox_transition failed = {
-			.sandbox_id = command->sandbox_id,
-			.from = STORAGE_SANDBOX_STARTING,
-			.to = STORAGE_SANDBOX_FAILED,
-			.host_id = worker->host_id,
-			.slot_index = -1,
-			.failure_reason = reason,
+		    .sandbox_id = command->sandbox_id,
+		    .from = STORAGE_SANDBOX_STARTING,
+		    .to = STORAGE_SANDBOX_FAILED,
+		    .host_id = worker->host_id,
+		    .slot_index = -1,
+		    .failure_reason = reason,
 		};
 		rc = storage__sandbox_transition(worker->storage, &failed, NULL, &err);
 		if (rc == STORAGE_ERR_UNAVAILABLE)
@@ -540,20 +544,19 @@ static int worker__end_sandbox(struct worker *worker, const char *sandbox_id,
 			       enum storage_sandbox_state to, const char *reason)
 {
 	static const enum storage_sandbox_state from_states[] = {
-		STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_KILLING, STORAGE_SANDBOX_STARTING,
-		STORAGE_SANDBOX_PAUSED, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_RESUMING
-	};
+	    STORAGE_SANDBOX_RUNNING, STORAGE_SANDBOX_KILLING, STORAGE_SANDBOX_STARTING,
+	    STORAGE_SANDBOX_PAUSED,  STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_RESUMING};
 	struct storage_error err;
 	int rc = STORAGE_ERR_CONFLICT;
 
 	worker__teardown(worker, worker__take(worker, sandbox_id));
 	for (size_t i = 0; i < sizeof(from_states) / sizeof(from_states[0]); i++) {
 		struct storage_sandbox_transition t = {
-			.sandbox_id = sandbox_id,
-			.from = from_states[i],
-			.to = to,
-			.slot_index = -1,
-			.failure_reason = reason,
+		    .sandbox_id = sandbox_id,
+		    .from = from_states[i],
+		    .to = to,
+		    .slot_index = -1,
+		    .failure_reason = reason,
 		};
 		if (to == STORAGE_SANDBOX_TIMED_OUT && from_states[i] != STORAGE_SANDBOX_RUNNING)
 			t.to = STORAGE_SANDBOX_KILLED;
@@ -573,8 +576,9 @@ static int worker__kill(struct worker *worker, const struct kafka_event *command
 	if (rc == -EAGAIN)
 		return rc;
 	log_info("sandbox %s: killed", command->sandbox_id);
-	return worker__finish(worker, command, KAFKA_EVENT_KILLED,
-			      json_pack("{s:s}", "reason", rc == -ENOENT ? "already ended" : "killed"));
+	return worker__finish(
+	    worker, command, KAFKA_EVENT_KILLED,
+	    json_pack("{s:s}", "reason", rc == -ENOENT ? "already ended" : "killed"));
 }
 
 static int worker__update_network(struct worker *worker, const struct kafka_event *command)
@@ -644,7 +648,10 @@ static int worker__move(struct worker *worker, const char *sandbox_id,
 {
 	struct storage_error err;
 	struct storage_sandbox_transition t = {
-		.sandbox_id = sandbox_id, .from = from, .to = to, .slot_index = -1,
+	    .sandbox_id = sandbox_id,
+	    .from = from,
+	    .to = to,
+	    .slot_index = -1,
 	};
 
 	return storage__sandbox_transition(worker->storage, &t, out, &err);
@@ -654,7 +661,7 @@ static int worker__move(struct worker *worker, const char *sandbox_id,
 static int worker__row_state(struct worker *worker, const char *sandbox_id,
 			     enum storage_sandbox_state *state, int64_t *end_at)
 {
-	struct storage_sandbox row = { 0 };
+	struct storage_sandbox row = {0};
 	struct storage_error err;
 	int rc = storage__sandbox_get_internal(worker->storage, sandbox_id, &row, &err);
 
@@ -717,8 +724,8 @@ static int worker__pause_sandbox(struct worker *worker, const char *sandbox_id, 
 		*code = rc == -ENOTSUP ? 501 : rc == -ENOENT ? 404 : 500;
 		return rc;
 	}
-	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED,
-			  NULL);
+	rc =
+	    worker__move(worker, sandbox_id, STORAGE_SANDBOX_PAUSING, STORAGE_SANDBOX_PAUSED, NULL);
 	if (rc == STORAGE_ERR_UNAVAILABLE)
 		return -EAGAIN; /* frozen; the redelivery freezes again and moves the row */
 	if (rc && worker__row_state(worker, sandbox_id, &state, NULL) == 0 &&
@@ -740,7 +747,7 @@ static int worker__resume_sandbox(struct worker *worker, const struct kafka_even
 {
 	const char *sandbox_id = command->sandbox_id;
 	int32_t timeout_s = (int32_t)json_util__int(command->spec, "timeout_s", 0);
-	struct storage_sandbox row = { 0 };
+	struct storage_sandbox row = {0};
 	struct storage_error err;
 	enum storage_sandbox_state state;
 	int rc = worker__row_state(worker, sandbox_id, &state, end_at);
@@ -776,9 +783,9 @@ static int worker__resume_sandbox(struct worker *worker, const struct kafka_even
 		return rc;
 	}
 	/* The new deadline before `running`, so expiry never sees the old one. */
-	if (timeout_s > 0 && storage__sandbox_set_timeout(worker->storage, command->team_id,
-							  sandbox_id, timeout_s, NULL, &err) ==
-				     STORAGE_ERR_UNAVAILABLE)
+	if (timeout_s > 0 &&
+	    storage__sandbox_set_timeout(worker->storage, command->team_id, sandbox_id, timeout_s,
+					 NULL, &err) == STORAGE_ERR_UNAVAILABLE)
 		return -EAGAIN;
 	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_RESUMING, STORAGE_SANDBOX_RUNNING,
 			  &row);
@@ -865,8 +872,8 @@ static int worker__snapshot_done(struct worker *worker, const struct kafka_event
 {
 	struct storage_error err;
 	json_t *list = NULL;
-	int rc = storage__snapshot_list(worker->storage, command->team_id, NULL, snapshot_id,
-					&list, &err);
+	int rc = storage__snapshot_list(worker->storage, command->team_id, NULL, snapshot_id, &list,
+					&err);
 
 	if (rc)
 		return rc == STORAGE_ERR_UNAVAILABLE ? -EAGAIN : 1;
@@ -883,7 +890,7 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 				 size_t reason_len)
 {
 	struct snapshot_source source = {.templates_dir = templates__dir(),
-					  .cache_dir = templates__cache_dir()};
+					 .cache_dir = templates__cache_dir()};
 	struct storage_sandbox row = {0};
 	struct storage_template template_row = {0};
 	struct storage_error err;
@@ -901,7 +908,8 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 	was_running = row.state == STORAGE_SANDBOX_RUNNING;
 	if (!was_running && row.state != STORAGE_SANDBOX_PAUSED) {
 		*code = worker__state_code(row.state);
-		snprintf(reason, reason_len, "sandbox is %s", storage__sandbox_state_name(row.state));
+		snprintf(reason, reason_len, "sandbox is %s",
+			 storage__sandbox_state_name(row.state));
 		rc = -EBUSY;
 		goto out;
 	}
@@ -939,10 +947,11 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 		if (!rc)
 			snapshot__remove(source.templates_dir, snapshot_id);
 		*code = 403;
-		snprintf(reason, reason_len,
-			 "snapshot storage quota exceeded: this snapshot holds %llu bytes, the team "
-			 "has %lld left (setting snapshot_quota_mb)",
-			 (unsigned long long)captured, (long long)max_bytes);
+		snprintf(
+		    reason, reason_len,
+		    "snapshot storage quota exceeded: this snapshot holds %llu bytes, the team "
+		    "has %lld left (setting snapshot_quota_mb)",
+		    (unsigned long long)captured, (long long)max_bytes);
 		rc = -EDQUOT;
 		goto out;
 	}
@@ -960,11 +969,15 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 				 mine.content_hash);
 	}
 	struct storage_snapshot snap = {
-	    .id = snapshot_id, .team_id = row.team_id, .sandbox_id = row.id,
-	    .name = json_util__string(command->spec, "name", NULL), .host_id = worker->host_id,
+	    .id = snapshot_id,
+	    .team_id = row.team_id,
+	    .sandbox_id = row.id,
+	    .name = json_util__string(command->spec, "name", NULL),
+	    .host_id = worker->host_id,
 	    .cpu_count = source.base.cpu_count ? (int32_t)source.base.cpu_count : 2,
 	    .memory_mb = source.base.memory_mb ? (int32_t)source.base.memory_mb : 512,
-	    .bytes = (int64_t)captured, .template_row = &template_row,
+	    .bytes = (int64_t)captured,
+	    .template_row = &template_row,
 	};
 	if (!rc)
 		rc = storage__snapshot_register(worker->storage, &snap, &err);
@@ -1042,7 +1055,7 @@ int worker__handle_command(struct worker *worker, const struct kafka_event *comm
  * paused and is to be ended like any other timeout. */
 static bool worker__timeout_pause(struct worker *worker, const struct storage_sandbox *row)
 {
-	struct kafka_event command = { .version = KAFKA_EVENT_VERSION, .type = KAFKA_EVENT_PAUSE };
+	struct kafka_event command = {.version = KAFKA_EVENT_VERSION, .type = KAFKA_EVENT_PAUSE};
 	char reason[512] = "";
 	int code;
 	int rc = worker__pause_sandbox(worker, row->id, &code, reason, sizeof(reason));
@@ -1084,7 +1097,8 @@ static void worker__end_exited(struct worker *worker)
 	/* Under the lock: a listed sandbox is not being torn down (kill and
 	 * timeout take it off the list first). */
 	pthread_mutex_lock(&worker->lock);
-	for (struct live_sandbox *s = worker->sandboxes; s && count < WORKER_EXITED_PER_PASS; s = s->next) {
+	for (struct live_sandbox *s = worker->sandboxes; s && count < WORKER_EXITED_PER_PASS;
+	     s = s->next) {
 		if (!runtime__exited(s->instance, ended[count].why, sizeof(ended[count].why)))
 			continue;
 		snprintf(ended[count].id, sizeof(ended[count].id), "%s", s->id);
@@ -1093,10 +1107,12 @@ static void worker__end_exited(struct worker *worker)
 	}
 	pthread_mutex_unlock(&worker->lock);
 	for (size_t i = 0; i < count; i++) {
-		struct kafka_event command = { .version = KAFKA_EVENT_VERSION, .type = KAFKA_EVENT_KILL };
+		struct kafka_event command = {.version = KAFKA_EVENT_VERSION,
+					      .type = KAFKA_EVENT_KILL};
 
 		log_warn("sandbox %s: %s; marked failed", ended[i].id, ended[i].why);
-		if (worker__end_sandbox(worker, ended[i].id, STORAGE_SANDBOX_FAILED, ended[i].why) != 0)
+		if (worker__end_sandbox(worker, ended[i].id, STORAGE_SANDBOX_FAILED,
+					ended[i].why) != 0)
 			continue;
 		ids__uuid(command.request_id);
 		/* same sizes: the record was filled from these fields */
@@ -1109,16 +1125,16 @@ static void worker__end_exited(struct worker *worker)
 
 void worker__housekeeping(struct worker *worker)
 {
-	struct storage_sandbox_list expired = { 0 };
+	struct storage_sandbox_list expired = {0};
 	struct storage_error err;
-	struct storage_host host = { 0 };
+	struct storage_host host = {0};
 
-	if (storage__sandbox_list_expired(worker->storage, worker->host_id, 100, &expired,
-					  &err) == STORAGE_OK) {
+	if (storage__sandbox_list_expired(worker->storage, worker->host_id, 100, &expired, &err) ==
+	    STORAGE_OK) {
 		for (size_t i = 0; i < expired.count; i++) {
 			const struct storage_sandbox *row = &expired.items[i];
-			struct kafka_event command = { .version = KAFKA_EVENT_VERSION,
-						       .type = KAFKA_EVENT_KILL };
+			struct kafka_event command = {.version = KAFKA_EVENT_VERSION,
+						      .type = KAFKA_EVENT_KILL};
 
 			if (row->pause_on_timeout && worker__timeout_pause(worker, row))
 				continue; /* paused (or retried on the next round) */
@@ -1144,16 +1160,17 @@ void worker__housekeeping(struct worker *worker)
 	}
 
 	/* Expiry needs the 200 ms cadence; the host row needs a beat a second. */
-	if (worker->last_heartbeat_ms &&
-	    clock__monotonic_ms() - worker->last_heartbeat_ms < 1000 &&
+	if (worker->last_heartbeat_ms && clock__monotonic_ms() - worker->last_heartbeat_ms < 1000 &&
 	    !atomic_load(&worker->stopping))
 		return;
 	worker->last_heartbeat_ms = clock__monotonic_ms();
 	worker__end_exited(worker);
 	snprintf(host.id, sizeof(host.id), "%s", worker->host_id);
-	snprintf(host.address, sizeof(host.address), "%s", config__get("host_address", "127.0.0.1"));
+	snprintf(host.address, sizeof(host.address), "%s",
+		 config__get("host_address", "127.0.0.1"));
 	snprintf(host.runtime, sizeof(host.runtime), "%s", runtime__name(worker->runtime));
-	snprintf(host.state, sizeof(host.state), "%s", atomic_load(&worker->stopping) ? "draining" : "ready");
+	snprintf(host.state, sizeof(host.state), "%s",
+		 atomic_load(&worker->stopping) ? "draining" : "ready");
 	host.capacity = worker->capacity;
 	/* "running": live sandboxes plus creates in hand, what capacity
 	 * bounds (the API's placement reads it). */
@@ -1163,7 +1180,7 @@ void worker__housekeeping(struct worker *worker)
 	pthread_mutex_unlock(&worker->lock);
 	char previous[16] = "";
 	if (storage__host_heartbeat_was(worker->storage, &host, previous, sizeof(previous), &err) ==
-		    STORAGE_OK &&
+		STORAGE_OK &&
 	    !strcmp(previous, "down")) {
 		/* Declared lost while we did not beat (a pause, a partition):
 		 * our sandboxes' rows are failed already; what still runs here
@@ -1182,35 +1199,35 @@ void worker__housekeeping(struct worker *worker)
 static int worker__end_host_rows(struct worker *worker, const char *host_id, const char *reason,
 				 const char *paused_reason, bool publish)
 {
-	struct storage_sandbox_list rows = { 0 };
+	struct storage_sandbox_list rows = {0};
 	struct storage_error err;
 	int ended = 0;
 
 	if (storage__sandbox_list_by_host(worker->storage, host_id,
 					  STORAGE_STATE_BIT(STORAGE_SANDBOX_RUNNING) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) |
-						  STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING),
+					      STORAGE_STATE_BIT(STORAGE_SANDBOX_KILLING) |
+					      STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
+					      STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) |
+					      STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING),
 					  &rows, &err) != STORAGE_OK)
 		return -1;
 	for (size_t i = 0; i < rows.count; i++) {
 		const struct storage_sandbox *row = &rows.items[i];
 		const char *why = row->state == STORAGE_SANDBOX_PAUSED ? paused_reason : reason;
 		struct storage_sandbox_transition t = {
-			.sandbox_id = row->id,
-			.from = row->state,
-			.to = row->state == STORAGE_SANDBOX_KILLING ? STORAGE_SANDBOX_KILLED
-								    : STORAGE_SANDBOX_FAILED,
-			.slot_index = -1,
-			.failure_reason = why,
+		    .sandbox_id = row->id,
+		    .from = row->state,
+		    .to = row->state == STORAGE_SANDBOX_KILLING ? STORAGE_SANDBOX_KILLED
+								: STORAGE_SANDBOX_FAILED,
+		    .slot_index = -1,
+		    .failure_reason = why,
 		};
 		if (storage__sandbox_transition(worker->storage, &t, NULL, &err) != STORAGE_OK)
 			continue;
 		ended++;
 		if (publish) {
-			struct kafka_event command = { .version = KAFKA_EVENT_VERSION,
-						       .type = KAFKA_EVENT_KILL };
+			struct kafka_event command = {.version = KAFKA_EVENT_VERSION,
+						      .type = KAFKA_EVENT_KILL};
 			ids__uuid(command.request_id);
 			snprintf(command.team_id, sizeof(command.team_id), "%s", row->team_id);
 			snprintf(command.sandbox_id, sizeof(command.sandbox_id), "%s", row->id);
@@ -1229,23 +1246,24 @@ static int worker__end_host_rows(struct worker *worker, const char *host_id, con
  * runs (worker__housekeeping). */
 static void worker__declare_lost_hosts(struct worker *worker)
 {
-	char (*ids)[65] = NULL, reason[160];
+	char(*ids)[65] = NULL, reason[160];
 	struct storage_error err;
 	size_t count = 0;
 
 	if (worker->last_lost_sweep_ms && clock__monotonic_ms() - worker->last_lost_sweep_ms < 5000)
 		return;
 	worker->last_lost_sweep_ms = clock__monotonic_ms();
-	if (storage__hosts_declare_lost(worker->storage, config__get_int("host_lost_after_s", 30), &ids,
-					&count, &err) != STORAGE_OK)
+	if (storage__hosts_declare_lost(worker->storage, config__get_int("host_lost_after_s", 30),
+					&ids, &count, &err) != STORAGE_OK)
 		return;
 	for (size_t i = 0; i < count; i++) {
 		if (!strcmp(ids[i], worker->host_id))
 			continue; /* ourselves, late: the heartbeat below says so */
 		snprintf(reason, sizeof(reason), "lost: host %s stopped heartbeating", ids[i]);
 		int ended = worker__end_host_rows(worker, ids[i], reason, reason, true);
-		log_warn("host %s stopped heartbeating: declared lost, %d sandbox(es) marked failed",
-			 ids[i], ended < 0 ? 0 : ended);
+		log_warn(
+		    "host %s stopped heartbeating: declared lost, %d sandbox(es) marked failed",
+		    ids[i], ended < 0 ? 0 : ended);
 	}
 	free(ids);
 }

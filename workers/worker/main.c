@@ -123,8 +123,8 @@ static void *worker__consume(void *opaque)
 	struct worker *worker = ct->worker;
 
 	while (!atomic_load(&worker->stopping)) {
-		struct kafka_message msg = { 0 };
-		struct kafka_event ev = { 0 };
+		struct kafka_message msg = {0};
+		struct kafka_event ev = {0};
 		int rc;
 
 		if (ct->creates)
@@ -198,9 +198,9 @@ static int worker__capacity(void)
 		capacity = by_cpu;
 	if (capacity < 1)
 		capacity = 1;
-	log_info("capacity %lld: slots %lld, memory %lld MiB -> %lld, %lld CPUs -> %lld", (long long)capacity,
-		 (long long)by_slots, (long long)memory_mb, (long long)by_memory, (long long)cpus,
-		 (long long)by_cpu);
+	log_info("capacity %lld: slots %lld, memory %lld MiB -> %lld, %lld CPUs -> %lld",
+		 (long long)capacity, (long long)by_slots, (long long)memory_mb,
+		 (long long)by_memory, (long long)cpus, (long long)by_cpu);
 	return (int)capacity;
 }
 
@@ -234,7 +234,7 @@ static void worker__register_templates(struct worker *worker)
 		return;
 	}
 	for (size_t i = 0; i < count; i++) {
-		struct storage_template row = { 0 };
+		struct storage_template row = {0};
 		struct storage_error err;
 
 		if (worker__is_snapshot(templates[i].dir))
@@ -261,10 +261,10 @@ static struct kafka_consumer *worker__consumer(const char *group, const char *co
 {
 	char err[256];
 	struct kafka_consumer_config config = {
-		.group_id = group,
-		.session_timeout_ms = (int)config__get_int("kafka_session_timeout_ms", 10000),
-		.on_revoke = on_revoke,
-		.opaque = opaque,
+	    .group_id = group,
+	    .session_timeout_ms = (int)config__get_int("kafka_session_timeout_ms", 10000),
+	    .on_revoke = on_revoke,
+	    .opaque = opaque,
 	};
 	struct kafka_consumer *consumer = kafka_consumer__new(&config, err, sizeof(err));
 
@@ -283,10 +283,10 @@ int main(void)
 {
 	struct worker *worker = &worker_instance;
 	struct storage_error serr;
-	struct consumer_thread creates = { 0 }, operations = { 0 };
+	struct consumer_thread creates = {0}, operations = {0};
 	struct builds *builds = NULL;
 	char reason[512], err[256], hostname[64] = "localhost";
-	struct sigaction sa = { .sa_handler = worker__on_signal };
+	struct sigaction sa = {.sa_handler = worker__on_signal};
 	int exit_code = 1;
 
 	log__set_component("worker");
@@ -306,7 +306,9 @@ int main(void)
 	worker->capacity = worker__capacity();
 	/* Creates in flight at once (docs: workers/README.md). */
 	int64_t create_threads = config__get_int("worker_create_concurrency", 16);
-	worker->create_threads = create_threads < 1 ? 1 : create_threads > 256 ? 256 : (size_t)create_threads;
+	worker->create_threads = create_threads < 1	? 1
+				 : create_threads > 256 ? 256
+							: (size_t)create_threads;
 	worker->agent_timeout_ms = (int)config__get_int("agent_timeout_ms", 10000);
 	worker->agent_address_override = config__get("agent_address", NULL);
 	if (!worker->token_seed || strlen(worker->token_seed) < 16) {
@@ -339,9 +341,11 @@ int main(void)
 	worker->runtime = runtime__choose(reason, sizeof(reason));
 	log_warn("RUNTIME: %s — %s", runtime__name(worker->runtime), reason);
 	char runtime_topic[KAFKA_TOPIC_NAME_MAX + 1];
-	if (kafka__runtime_topic(runtime__name(worker->runtime), runtime_topic, sizeof(runtime_topic)))
+	if (kafka__runtime_topic(runtime__name(worker->runtime), runtime_topic,
+				 sizeof(runtime_topic)))
 		goto out;
-	snprintf(worker->runtime_topic, sizeof(worker->runtime_topic), "%s%s", prefix, runtime_topic);
+	snprintf(worker->runtime_topic, sizeof(worker->runtime_topic), "%s%s", prefix,
+		 runtime_topic);
 
 	worker->storage = storage__pool_open_config(&serr);
 	if (!worker->storage) {
@@ -358,9 +362,11 @@ int main(void)
 	const struct {
 		const char *name;
 		int partitions;
-	} topics[] = { { worker->commands_topic, 12 }, { worker->events_topic, 12 },
-		       { worker->dlq_topic, 3 }, { worker->host_topic, 3 },
-		       { worker->runtime_topic, 12 } };
+	} topics[] = {{worker->commands_topic, 12},
+		      {worker->events_topic, 12},
+		      {worker->dlq_topic, 3},
+		      {worker->host_topic, 3},
+		      {worker->runtime_topic, 12}};
 	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
 		if (kafka__create_topic(kafka__brokers(), topics[i].name, topics[i].partitions, 0,
 					15000, err, sizeof(err))) {
@@ -379,24 +385,24 @@ int main(void)
 	if (worker__reconcile(worker) || worker__metrics_serve(worker))
 		goto out;
 
-	creates = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
-					    .name = "creates", .creates = true };
-	operations = (struct consumer_thread){ .worker = worker, .dlq = worker->producer,
-					       .name = "operations" };
+	creates = (struct consumer_thread){
+	    .worker = worker, .dlq = worker->producer, .name = "creates", .creates = true};
+	operations = (struct consumer_thread){
+	    .worker = worker, .dlq = worker->producer, .name = "operations"};
 	/* Creates for any host, and those for our runtime only (placement:
 	 * docs/events/README.md). One group: a worker of the other runtime
 	 * subscribes to the shared topic alone and gets no share of ours. */
-	const char *create_topics[] = { worker->commands_topic, worker->runtime_topic };
+	const char *create_topics[] = {worker->commands_topic, worker->runtime_topic};
 	creates.consumer = worker__consumer(config__get("worker_group", "warren-workers"),
 					    create_topics, 2, worker__on_creates_revoked, worker);
 	char host_group[96];
 	snprintf(host_group, sizeof(host_group), "warren-worker-%.63s", worker->host_id);
-	const char *host_topics[] = { worker->host_topic };
+	const char *host_topics[] = {worker->host_topic};
 	operations.consumer = worker__consumer(host_group, host_topics, 1, NULL, NULL);
 	if (!creates.consumer || !operations.consumer)
 		goto out;
-	worker->create_pool = create_pool__new(creates.consumer, worker->create_threads,
-					       worker__run_create, worker);
+	worker->create_pool =
+	    create_pool__new(creates.consumer, worker->create_threads, worker__run_create, worker);
 	if (!worker->create_pool)
 		goto out;
 	worker->warm_pool = warm_pool__start(worker, config__get("warm_pool", ""));
@@ -412,7 +418,7 @@ int main(void)
 	service__notify("READY=1"); /* systemd Type=notify */
 
 	while (!atomic_load(&worker->stopping)) {
-		struct timespec pause = { 0, 200 * 1000 * 1000 };
+		struct timespec pause = {0, 200 * 1000 * 1000};
 		worker__housekeeping(worker);
 		worker__sample_metrics(worker);
 		nanosleep(&pause, NULL);
@@ -434,7 +440,7 @@ int main(void)
 	worker__housekeeping(worker);
 	exit_code = 0;
 out:
-	prom__stop(); /* its collector reads the pool freed below */
+	prom__stop();				 /* its collector reads the pool freed below */
 	create_pool__drain(worker->create_pool); /* set only when start failed after it */
 	kafka_consumer__free(creates.consumer);
 	kafka_consumer__free(operations.consumer);

@@ -79,8 +79,8 @@ static void metrics__prune(struct worker *worker, int64_t now_ms)
 	deleted = 0;
 	if (storage__sandbox_metrics_prune(worker->storage, keep_s > 0 ? keep_s : 0, &deleted,
 					   &err))
-		log_warn("metrics: pruning samples older than %lld s failed: %s",
-			 (long long)keep_s, err.message);
+		log_warn("metrics: pruning samples older than %lld s failed: %s", (long long)keep_s,
+			 err.message);
 	else if (deleted > 0)
 		log_info("metrics: pruned %lld samples older than %lld s", (long long)deleted,
 			 (long long)keep_s);
@@ -88,8 +88,8 @@ static void metrics__prune(struct worker *worker, int64_t now_ms)
 
 /* ---- console lines (GET /sandboxes/{id}/logs) ---- */
 
-#define LOGS_READ_MAX (64 * 1024) /* console bytes read per sandbox per pass */
-#define LOGS_LINES_MAX 1024       /* lines stored per sandbox per pass */
+#define LOGS_READ_MAX  (64 * 1024) /* console bytes read per sandbox per pass */
+#define LOGS_LINES_MAX 1024	   /* lines stored per sandbox per pass */
 
 struct log_cursor {
 	char id[IDS_SANDBOX_ID_LEN + 1];
@@ -156,13 +156,15 @@ static void logs__copy(struct worker *worker, struct log_cursor *cursor, uint32_
 	if (got <= 0)
 		return;
 	used = logs__split(buffer, (size_t)got, got == LOGS_READ_MAX,
-			   room < LOGS_LINES_MAX ? room : LOGS_LINES_MAX, now_ms, pieces, lines, &count);
+			   room < LOGS_LINES_MAX ? room : LOGS_LINES_MAX, now_ms, pieces, lines,
+			   &count);
 	if (cursor->lines + count >= max_lines) {
 		lines[count].at = now_ms;
 		snprintf(lines[count].level, sizeof(lines[count].level), "warn");
 		lines[count++].message = capped;
 	}
-	if (count && storage__sandbox_logs_append(worker->storage, cursor->id, lines, count, &err)) {
+	if (count &&
+	    storage__sandbox_logs_append(worker->storage, cursor->id, lines, count, &err)) {
 		log_debug("logs: lines of %s not stored: %s", cursor->id, err.message);
 		return;
 	}
@@ -266,8 +268,9 @@ static void metrics__collect(void *arg)
 	live = worker->live_count;
 	pthread_mutex_unlock(&worker->lock);
 	prom__gauge_set("warren_worker_sandboxes", "Sandboxes this worker runs now", NULL, live);
-	prom__gauge_set("warren_worker_capacity_sandboxes", "Sandboxes this worker may run (setting worker_capacity)",
-			NULL, worker->capacity);
+	prom__gauge_set("warren_worker_capacity_sandboxes",
+			"Sandboxes this worker may run (setting worker_capacity)", NULL,
+			worker->capacity);
 	if (!worker->net)
 		return;
 	net_pool__stats(worker->net, &slots);
@@ -292,9 +295,11 @@ void worker__metrics_command(const char *type, int rc, uint64_t started_ns)
 	char labels[96];
 
 	snprintf(labels, sizeof(labels), "type=\"%s\",result=\"%s\"", type,
-		 rc == 0 ? "done" : rc == -EAGAIN ? "retry" : "error");
-	prom__counter_add("warren_worker_commands_total", "Kafka commands handled, by type and result",
-			  labels, 1);
+		 rc == 0	 ? "done"
+		 : rc == -EAGAIN ? "retry"
+				 : "error");
+	prom__counter_add("warren_worker_commands_total",
+			  "Kafka commands handled, by type and result", labels, 1);
 	snprintf(labels, sizeof(labels), "type=\"%s\"", type);
 	prom__histogram_observe("warren_worker_command_duration_seconds",
 				"Time to handle one command (a create: until the sandbox runs)",

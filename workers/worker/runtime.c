@@ -63,8 +63,8 @@ static struct runtime_instance *runtime__start_jail(const struct runtime_start *
 	struct runtime_instance *instance = NULL;
 	const char *argv[6];
 	char hostname_env[96];
-	const char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-			       "HOME=/root", hostname_env, NULL };
+	const char *envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			      "HOME=/root", hostname_env, NULL};
 	struct jail_volume volumes[JAIL_VOLUMES_MAX];
 	struct jail *jail;
 
@@ -81,21 +81,21 @@ static struct runtime_instance *runtime__start_jail(const struct runtime_start *
 	snprintf(hostname_env, sizeof(hostname_env), "E2B_SANDBOX_ID=%s", spec->sandbox_id);
 	jail__agent_argv(spec->token_hash, argv);
 	struct jail_config config = {
-		.id = spec->sandbox_id,
-		.rootfs = template_info.rootfs,
-		.netns_path = spec->netns_path,
-		.memory_max_bytes = (uint64_t)spec->memory_mib << 20,
-		.cpu_millicores = spec->vcpus * 1000,
-		.pids_max = (uint32_t)config__get_int("sandbox_pids_max", 1024),
-		/* The writable layer's quota (a sparse per-sandbox ext4 image,
-		 * workers/jail/README.md): 10 GiB by default; 0: none. */
-		.disk_max_bytes = (uint64_t)config__get_int("sandbox_disk_max_mb", 10240) << 20,
-		.argv = argv,
-		.envp = envp,
-		.volumes = volumes,
-		.volume_count = spec->volume_count,
-		/* a previous sandbox of the volume may still be tearing down */
-		.volume_wait_ms = 5000,
+	    .id = spec->sandbox_id,
+	    .rootfs = template_info.rootfs,
+	    .netns_path = spec->netns_path,
+	    .memory_max_bytes = (uint64_t)spec->memory_mib << 20,
+	    .cpu_millicores = spec->vcpus * 1000,
+	    .pids_max = (uint32_t)config__get_int("sandbox_pids_max", 1024),
+	    /* The writable layer's quota (a sparse per-sandbox ext4 image,
+	     * workers/jail/README.md): 10 GiB by default; 0: none. */
+	    .disk_max_bytes = (uint64_t)config__get_int("sandbox_disk_max_mb", 10240) << 20,
+	    .argv = argv,
+	    .envp = envp,
+	    .volumes = volumes,
+	    .volume_count = spec->volume_count,
+	    /* a previous sandbox of the volume may still be tearing down */
+	    .volume_wait_ms = 5000,
 	};
 	jail = jail__start(&config, err, err_len);
 	if (!jail)
@@ -121,8 +121,9 @@ struct runtime_instance *runtime__start(enum runtime_kind kind, const struct run
 	if (kind == RUNTIME_JAIL)
 		return runtime__start_jail(spec, err, err_len);
 	if (spec->volume_count) {
-		snprintf(err, err_len, "volumes need the jail runtime; the vm runtime has no "
-				       "volume disks yet (docs/volumes.md)");
+		snprintf(err, err_len,
+			 "volumes need the jail runtime; the vm runtime has no "
+			 "volume disks yet (docs/volumes.md)");
 		return NULL;
 	}
 	vm = runtime_vm__start(spec, err, err_len);
@@ -151,14 +152,15 @@ static void *runtime__hostname_thread(void *opaque)
 {
 	struct hostname_call *call = opaque;
 
-	if (setns(call->uts_fd, CLONE_NEWUTS) || sethostname(call->hostname, strlen(call->hostname)))
+	if (setns(call->uts_fd, CLONE_NEWUTS) ||
+	    sethostname(call->hostname, strlen(call->hostname)))
 		call->error = -errno;
 	return NULL;
 }
 
 int runtime__set_hostname(struct runtime_instance *instance, const char *hostname)
 {
-	struct hostname_call call = { .uts_fd = -1, .hostname = hostname };
+	struct hostname_call call = {.uts_fd = -1, .hostname = hostname};
 	char path[64];
 	pthread_t thread;
 
@@ -220,8 +222,7 @@ void runtime__stop(struct runtime_instance *instance)
 	free(instance);
 }
 
-int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err,
-			size_t err_len)
+int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err, size_t err_len)
 {
 	int timeout_ms = (int)config__get_int("pause_timeout_ms", 5000);
 	int rc;

@@ -21,8 +21,8 @@ struct runtime_volume {
 struct runtime_start {
 	const char *sandbox_id;
 	const char *template_id;
-	const char *netns_path;       /* the slot's network namespace */
-	const char *token_hash;       /* "sha256:<hex>" or NULL (secure=false) */
+	const char *netns_path; /* the slot's network namespace */
+	const char *token_hash; /* "sha256:<hex>" or NULL (secure=false) */
 	uint32_t memory_mib;
 	uint32_t vcpus;
 	const struct runtime_volume *volumes; /* jail only; the vm runtime refuses them */
@@ -53,8 +53,7 @@ void runtime__stop(struct runtime_instance *instance);
  * vm: pause saves the VM (warren-vmm snapshot) into its state dir and
  * stops the VMM; resume starts a VMM that restores it. Idempotent; 0 or
  * -errno with the reason in err. */
-int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err,
-			size_t err_len);
+int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err, size_t err_len);
 /* What a sandbox uses now (the worker's metrics samples). */
 /* A jail sandbox's writable layer (jail__upper_dir) and the host uid of
  * its root, for a snapshot of its files. -ENOTSUP for a vm sandbox (its
@@ -63,11 +62,11 @@ int runtime__jail_layer(const struct runtime_instance *instance, char *upper, si
 			unsigned *host_uid);
 
 struct runtime_usage {
-	uint32_t cpu_count;       /* vCPUs it was given */
-	uint64_t cpu_usec;        /* CPU time consumed since it started (monotonic) */
-	uint64_t mem_used_bytes;  /* excluding page cache */
+	uint32_t cpu_count;	 /* vCPUs it was given */
+	uint64_t cpu_usec;	 /* CPU time consumed since it started (monotonic) */
+	uint64_t mem_used_bytes; /* excluding page cache */
 	uint64_t mem_cache_bytes;
-	uint64_t mem_total_bytes; /* its memory limit */
+	uint64_t mem_total_bytes;		    /* its memory limit */
 	uint64_t disk_used_bytes, disk_total_bytes; /* writable layer; 0/0 when unknown */
 };
 

@@ -47,15 +47,16 @@
 
 extern char **environ;
 
-#define VM_STOP_WAIT_MS 5000
-#define VM_SOCKET_WAIT_MS 5000
-#define VM_IO_TIMEOUT_MS 2000
-#define VM_JAIL_UIDS 1000000u	       /* uids per host: base .. base + VM_JAIL_UIDS - 1 */
-#define VM_JAIL_MEMORY_OVERHEAD_MIB 96 /* the VMM itself: rings, page tables, buffers */
-#define VM_JAIL_PIDS_MAX 256	       /* main + vCPUs + io_uring workers */
+#define VM_STOP_WAIT_MS		    5000
+#define VM_SOCKET_WAIT_MS	    5000
+#define VM_IO_TIMEOUT_MS	    2000
+#define VM_JAIL_UIDS		    1000000u /* uids per host: base .. base + VM_JAIL_UIDS - 1 */
+#define VM_JAIL_MEMORY_OVERHEAD_MIB 96	     /* the VMM itself: rings, page tables, buffers */
+#define VM_JAIL_PIDS_MAX	    256	     /* main + vCPUs + io_uring workers */
 
 /* docs/host-requirements.md: what a kvm_pvm host needs on the guest command line. */
-#define VM_BASELINE_CMDLINE "noxsave clearcpuid=smap,smep,popcnt i8042.noaux i8042.nokbd tsc=reliable"
+#define VM_BASELINE_CMDLINE                                                                        \
+	"noxsave clearcpuid=smap,smep,popcnt i8042.noaux i8042.nokbd tsc=reliable"
 
 struct runtime_vm {
 	pid_t pid; /* also the process group */
@@ -65,11 +66,11 @@ struct runtime_vm {
 	bool jailed;
 	bool have_cgroup;
 	struct jail_cgroup cgroup;
-	unsigned uid; /* jailed: its uid and gid */
-	char id[64];      /* the sandbox id */
-	char **argv;      /* the VMM's command line, kept for a restore */
+	unsigned uid;	  /* jailed: its uid and gid */
+	char id[64];	  /* the sandbox id */
+	char **argv;	  /* the VMM's command line, kept for a restore */
 	char *netns_path; /* NULL: the host's */
-	bool paused;      /* snapshotted and stopped: no VMM until resumed */
+	bool paused;	  /* snapshotted and stopped: no VMM until resumed */
 };
 
 static pthread_mutex_t runtime_vm__uid_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -81,7 +82,7 @@ static const char *runtime_vm__state_root(void)
 
 static void runtime_vm__sleep_ms(long ms)
 {
-	struct timespec pause = { ms / 1000, (ms % 1000) * 1000000 };
+	struct timespec pause = {ms / 1000, (ms % 1000) * 1000000};
 
 	nanosleep(&pause, NULL);
 }
@@ -117,7 +118,7 @@ bool runtime_vm__available(char *reason, size_t reason_len)
 	const char *kernel = runtime_vm__kernel();
 	int status = 0;
 	pid_t pid;
-	char *argv[] = { vmm, "--probe", NULL };
+	char *argv[] = {vmm, "--probe", NULL};
 	posix_spawn_file_actions_t actions;
 
 	if (runtime_vm__find_vmm(vmm, sizeof(vmm))) {
@@ -143,11 +144,13 @@ bool runtime_vm__available(char *reason, size_t reason_len)
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		snprintf(reason, reason_len, "%s --probe: guest user space cannot run here (status %d)",
-			 vmm, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		snprintf(reason, reason_len,
+			 "%s --probe: guest user space cannot run here (status %d)", vmm,
+			 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 		return false;
 	}
-	snprintf(reason, reason_len, "hardware KVM, %s --probe passed, guest kernel %s", vmm, kernel);
+	snprintf(reason, reason_len, "hardware KVM, %s --probe passed, guest kernel %s", vmm,
+		 kernel);
 	return true;
 }
 
@@ -172,8 +175,8 @@ static void runtime_vm__remove_dir(const char *dir)
 static int runtime_vm__request_within(const char *socket_path, const char *request, char *out,
 				      size_t out_len, int timeout_ms)
 {
-	struct sockaddr_un address = { .sun_family = AF_UNIX };
-	struct timeval timeout = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+	struct sockaddr_un address = {.sun_family = AF_UNIX};
+	struct timeval timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 	size_t used = 0;
 	ssize_t n;
 	int fd, ret = -1;
@@ -224,7 +227,7 @@ static void runtime_vm__mac(const char *id, char out[18])
 /* Copies the template image sparsely (reflink where the filesystem can). */
 static int runtime_vm__copy_image(const char *from, const char *to, char *err, size_t err_len)
 {
-	char *argv[] = { "cp", "--sparse=always", "--reflink=auto", (char *)from, (char *)to, NULL };
+	char *argv[] = {"cp", "--sparse=always", "--reflink=auto", (char *)from, (char *)to, NULL};
 	int status = 0;
 	pid_t pid;
 
@@ -259,8 +262,9 @@ static int runtime_vm__write_state(const struct runtime_vm *vm, const char *id, 
 				   size_t err_len)
 {
 	char path[PATH_MAX + 16], tmp[PATH_MAX + 16];
-	json_t *state = json_pack("{s:s, s:I, s:s, s:I}", "id", id, "pid", (json_int_t)vm->pid,
-				  "api_socket", vm->socket_path, "started_at", (json_int_t)time(NULL));
+	json_t *state =
+	    json_pack("{s:s, s:I, s:s, s:I}", "id", id, "pid", (json_int_t)vm->pid, "api_socket",
+		      vm->socket_path, "started_at", (json_int_t)time(NULL));
 	int ret = -1;
 
 	snprintf(path, sizeof(path), "%s/vmm.json", vm->dir);
@@ -376,7 +380,8 @@ static int runtime_vm__jail_uid(struct runtime_vm *vm, const char *id, char *err
 
 			if (!ids__is_sandbox_id(entry->d_name) || !strcmp(entry->d_name, id))
 				continue;
-			snprintf(path, sizeof(path), "%s/%s/root", runtime_vm__state_root(), entry->d_name);
+			snprintf(path, sizeof(path), "%s/%s/root", runtime_vm__state_root(),
+				 entry->d_name);
 			used = stat(path, &st) == 0 && st.st_uid == (uid_t)(base + slot);
 		}
 		if (listing)
@@ -385,7 +390,8 @@ static int runtime_vm__jail_uid(struct runtime_vm *vm, const char *id, char *err
 			continue;
 		vm->uid = (unsigned)(base + slot);
 		if (chown(vm->root, vm->uid, vm->uid)) {
-			snprintf(err, err_len, "vm runtime: chown %s: %s", vm->root, strerror(errno));
+			snprintf(err, err_len, "vm runtime: chown %s: %s", vm->root,
+				 strerror(errno));
 			failed = true;
 			continue;
 		}
@@ -402,13 +408,14 @@ static int runtime_vm__jail_uid(struct runtime_vm *vm, const char *id, char *err
 static int runtime_vm__make_cgroup(struct runtime_vm *vm, const struct runtime_start *spec,
 				   char *err, size_t err_len)
 {
-	struct jail_cgroup_limits limits = { 0 };
+	struct jail_cgroup_limits limits = {0};
 	uint32_t memory = spec->memory_mib ? spec->memory_mib : 128;
 	uint32_t vcpus = spec->vcpus ? spec->vcpus : 1;
 	int ret = jail_cgroup__paths(&vm->cgroup, runtime_vm__cgroup_parent(), spec->sandbox_id);
 
 	if (ret) {
-		snprintf(err, err_len, "vm runtime: no usable cgroup hierarchy: %s", strerror(-ret));
+		snprintf(err, err_len, "vm runtime: no usable cgroup hierarchy: %s",
+			 strerror(-ret));
 		return -1;
 	}
 	limits.memory_max_bytes = ((uint64_t)memory + VM_JAIL_MEMORY_OVERHEAD_MIB) << 20;
@@ -456,7 +463,7 @@ static int runtime_vm__spawn(struct runtime_vm *vm, char *const argv[], bool app
 			     size_t err_len)
 {
 	char log_path[PATH_MAX + 16], response[4096];
-	int error_pipe[2] = { -1, -1 }, go_pipe[2] = { -1, -1 }, netns_fd = -1, status;
+	int error_pipe[2] = {-1, -1}, go_pipe[2] = {-1, -1}, netns_fd = -1, status;
 	int child_errno = 0, ret = -1;
 	long long deadline;
 
@@ -469,8 +476,8 @@ static int runtime_vm__spawn(struct runtime_vm *vm, char *const argv[], bool app
 			goto out;
 		}
 	}
-	int log_fd = open(log_path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_CLOEXEC,
-			  0600);
+	int log_fd =
+	    open(log_path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0600);
 	if (log_fd < 0 || pipe2(error_pipe, O_CLOEXEC) || pipe2(go_pipe, O_CLOEXEC)) {
 		snprintf(err, err_len, "vm runtime: %s: %s", log_path, strerror(errno));
 		if (log_fd >= 0)
@@ -518,7 +525,8 @@ static int runtime_vm__spawn(struct runtime_vm *vm, char *const argv[], bool app
 	if (vm->have_cgroup && jail_cgroup__attach(&vm->cgroup, vm->pid, err, err_len))
 		goto out;
 	if (write(go_pipe[1], "g", 1) != 1) {
-		snprintf(err, err_len, "vm runtime: cannot release warren-vmm: %s", strerror(errno));
+		snprintf(err, err_len, "vm runtime: cannot release warren-vmm: %s",
+			 strerror(errno));
 		goto out;
 	}
 	if (read(error_pipe[0], &child_errno, sizeof(child_errno)) == sizeof(child_errno)) {
@@ -608,7 +616,7 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	    (size_t)snprintf(vm->root, sizeof(vm->root), "%s%s", vm->dir,
 			     vm->jailed ? "/root" : "") >= sizeof(vm->root) ||
 	    (size_t)snprintf(vm->socket_path, sizeof(vm->socket_path), "%s/vmm.sock", vm->root) >=
-		    sizeof(vm->socket_path)) {
+		sizeof(vm->socket_path)) {
 		snprintf(err, err_len, "vm runtime: state_dir path too long");
 		free(vm);
 		return NULL;
@@ -632,14 +640,15 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	 * file, docs/vmm-design.md "Disks"), or with setting vm_disk_copy a
 	 * full (sparse) copy as before. */
 	copy_disk = config__get_bool("vm_disk_copy", false);
-	if (copy_disk ? runtime_vm__copy_image(template_info.image, image, err, err_len) :
-			runtime_vm__new_overlay(image, err, err_len))
+	if (copy_disk ? runtime_vm__copy_image(template_info.image, image, err, err_len)
+		      : runtime_vm__new_overlay(image, err, err_len))
 		goto err;
 
 	runtime_vm__mac(spec->sandbox_id, mac);
-	block = copy_disk ? json_pack("{s:s, s:s, s:b}", "type", "block", "path", image, "read_only", 0) :
-			    json_pack("{s:s, s:s, s:s}", "type", "block", "path", image, "base",
-				      template_info.image);
+	block = copy_disk
+		    ? json_pack("{s:s, s:s, s:b}", "type", "block", "path", image, "read_only", 0)
+		    : json_pack("{s:s, s:s, s:s}", "type", "block", "path", image, "base",
+				template_info.image);
 	net = json_pack("{s:s, s:s, s:s}", "type", "net", "tap", "tap0", "mac", mac);
 	block_json = block ? json_dumps(block, JSON_COMPACT) : NULL;
 	net_json = net ? json_dumps(net, JSON_COMPACT) : NULL;
@@ -652,17 +661,16 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	snprintf(vcpus, sizeof(vcpus), "%u", spec->vcpus ? spec->vcpus : 1);
 	/* vm_io_poll_us: the VMM's I/O thread busy-polls this long before it
 	 * sleeps (lower I/O latency for CPU; docs/vmm-design.md). 0: never. */
-	snprintf(io_poll, sizeof(io_poll), "%lld",
-		 (long long)config__get_int("vm_io_poll_us", 0));
+	snprintf(io_poll, sizeof(io_poll), "%lld", (long long)config__get_int("vm_io_poll_us", 0));
 	snprintf(jail_uid, sizeof(jail_uid), "%u", vm->uid);
-	char *argv[] = { vmm,	  "--kernel",	   (char *)kernel, "--cmdline", cmdline,
-			 "--memory", memory,	   "--vcpus",	   vcpus,	"--cpu-profile",
-			 (char *)profile, "--console", console,	   "--api-socket", vm->socket_path,
-			 "--io-poll-us", io_poll,  "--rng" /* entropy: docs/vmm-design.md */,
-			 "--device", block_json,   "--device",	   net_json,
-			 /* last: dropped when not jailed */
-			 vm->jailed ? "--jail" : NULL, vm->root, "--jail-uid", jail_uid,
-			 "--jail-gid", jail_uid, NULL };
+	char *argv[] = {vmm, "--kernel", (char *)kernel, "--cmdline", cmdline, "--memory", memory,
+			"--vcpus", vcpus, "--cpu-profile", (char *)profile, "--console", console,
+			"--api-socket", vm->socket_path, "--io-poll-us", io_poll,
+			"--rng" /* entropy: docs/vmm-design.md */, "--device", block_json,
+			"--device", net_json,
+			/* last: dropped when not jailed */
+			vm->jailed ? "--jail" : NULL, vm->root, "--jail-uid", jail_uid,
+			"--jail-gid", jail_uid, NULL};
 
 	vm->argv = runtime_vm__copy_argv(argv);
 	if ((spec->netns_path && !(vm->netns_path = strdup(spec->netns_path))) || !vm->argv) {
@@ -763,9 +771,10 @@ int runtime_vm__reap_orphans(const char *const *keep, size_t count)
 			kept = !strcmp(keep[k], entry->d_name);
 		if (kept)
 			continue;
-		if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", root, entry->d_name) >= sizeof(dir) ||
+		if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", root, entry->d_name) >=
+			sizeof(dir) ||
 		    (size_t)snprintf(state_path, sizeof(state_path), "%s/vmm.json", dir) >=
-			    sizeof(state_path))
+			sizeof(state_path))
 			continue;
 		state = json_load_file(state_path, 0, NULL);
 		if (!state)
@@ -786,8 +795,9 @@ int runtime_vm__reap_orphans(const char *const *keep, size_t count)
 			       (long long)clock__monotonic_ms() < deadline) {
 				runtime_vm__sleep_ms(10);
 			}
-			log_info("orphan vm sandbox %s (warren-vmm %d) of a previous worker stopped",
-				 entry->d_name, (int)pid);
+			log_info(
+			    "orphan vm sandbox %s (warren-vmm %d) of a previous worker stopped",
+			    entry->d_name, (int)pid);
 			killed++;
 		}
 		json_decref(state);
@@ -795,7 +805,8 @@ int runtime_vm__reap_orphans(const char *const *keep, size_t count)
 			/* its jail's cgroup, if it had one (a missing one is fine) */
 			struct jail_cgroup cgroup;
 
-			if (jail_cgroup__paths(&cgroup, runtime_vm__cgroup_parent(), entry->d_name) == 0)
+			if (jail_cgroup__paths(&cgroup, runtime_vm__cgroup_parent(),
+					       entry->d_name) == 0)
 				jail_cgroup__destroy(&cgroup, VM_STOP_WAIT_MS);
 		}
 		runtime_vm__remove_dir(dir);

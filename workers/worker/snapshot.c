@@ -79,8 +79,8 @@ out:
 	return ret;
 }
 
-int snapshot__capture(const struct snapshot_source *source, const char *name,
-		      uint64_t *bytes, char *err, size_t err_len)
+int snapshot__capture(const struct snapshot_source *source, const char *name, uint64_t *bytes,
+		      char *err, size_t err_len)
 {
 	char work[PATH_MAX], rootfs[PATH_MAX + 16], upper[PATH_MAX + 16], final[PATH_MAX],
 	    link[PATH_MAX], link_tmp[PATH_MAX];

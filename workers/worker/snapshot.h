@@ -12,10 +12,10 @@
 
 struct snapshot_source {
 	struct template_info base; /* the sandbox's template (templates__read) */
-	const char *upper;         /* its writable layer (jail__upper_dir) */
-	unsigned host_uid;         /* host uid of its root (jail__host_uid) */
+	const char *upper;	   /* its writable layer (jail__upper_dir) */
+	unsigned host_uid;	   /* host uid of its root (jail__host_uid) */
 	const char *templates_dir; /* where the snapshot is installed */
-	const char *cache_dir;     /* where its tree lives */
+	const char *cache_dir;	   /* where its tree lives */
 };
 
 /* Installs templates_dir/<name> -> cache_dir/<name>: a hard-link copy of
@@ -26,8 +26,8 @@ struct snapshot_source {
  * tree of an interrupted earlier attempt is replaced; nothing is left
  * behind on failure. Freeze the sandbox around it for a consistent
  * copy. */
-int snapshot__capture(const struct snapshot_source *source, const char *name,
-		      uint64_t *bytes, char *err, size_t err_len);
+int snapshot__capture(const struct snapshot_source *source, const char *name, uint64_t *bytes,
+		      char *err, size_t err_len);
 
 /* Bytes of the regular files and symlinks under dir, not following links
  * (a writable layer: what its snapshot would hold); 0 when unreadable. */

@@ -40,7 +40,8 @@ int worker_volumes__prepare(struct worker *worker, const char *sandbox_id,
 	if (rc == STORAGE_ERR_UNAVAILABLE)
 		return -EAGAIN;
 	if (rc) {
-		snprintf(reason, reason_len, "listing the sandbox's volumes failed: %s", err.message);
+		snprintf(reason, reason_len, "listing the sandbox's volumes failed: %s",
+			 err.message);
 		return -EIO;
 	}
 	if (count > WORKER_VOLUMES_MAX) {

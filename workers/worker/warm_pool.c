@@ -55,7 +55,8 @@ static void warm__destroy(struct warm_pool *pool, struct warm_sandbox *sandbox)
 
 /* Starts one sandbox of template_id up to a healthy agent; 0 with *out
  * filled, -1 (logged) otherwise. */
-static int warm__start_one(struct warm_pool *pool, const char *template_id, struct warm_sandbox *out)
+static int warm__start_one(struct warm_pool *pool, const char *template_id,
+			   struct warm_sandbox *out)
 {
 	struct worker *worker = pool->worker;
 	struct net_policy *policy = NULL;
@@ -68,11 +69,12 @@ static int warm__start_one(struct warm_pool *pool, const char *template_id, stru
 		return -1;
 	if (worker->net) {
 		policy = net_policy__default(0);
-		out->slot = policy ? net_pool__acquire(worker->net,
-						       worker->runtime == RUNTIME_VM ? NET_RUNTIME_VM
-										     : NET_RUNTIME_JAIL,
-						       policy, &out->slot_info)
-				   : -1;
+		out->slot =
+		    policy ? net_pool__acquire(worker->net,
+					       worker->runtime == RUNTIME_VM ? NET_RUNTIME_VM
+									     : NET_RUNTIME_JAIL,
+					       policy, &out->slot_info)
+			   : -1;
 		if (out->slot < 0) {
 			snprintf(reason, sizeof(reason), "no network slot");
 			goto out;
@@ -80,19 +82,18 @@ static int warm__start_one(struct warm_pool *pool, const char *template_id, stru
 		inet_ntop(AF_INET, &out->slot_info.slot_address, address, sizeof(address));
 	}
 	struct runtime_start start = {
-		.sandbox_id = out->warm_id,
-		.template_id = template_id,
-		.netns_path = worker->net ? out->slot_info.netns_path : NULL,
-		.token_hash = NULL, /* the claim's /init sets the token */
+	    .sandbox_id = out->warm_id,
+	    .template_id = template_id,
+	    .netns_path = worker->net ? out->slot_info.netns_path : NULL,
+	    .token_hash = NULL, /* the claim's /init sets the token */
 	};
 	worker__resources(template_id, &start.vcpus, &start.memory_mib);
 	out->instance = runtime__start(worker->runtime, &start, reason, sizeof(reason));
 	if (!out->instance)
 		goto out;
-	if (agent_client__wait_healthy(worker->agent_address_override ? worker->agent_address_override
-								      : address,
-				       WORKER_AGENT_PORT,
-				       clock__monotonic_ms() + (uint64_t)worker->agent_timeout_ms)) {
+	if (agent_client__wait_healthy(
+		worker->agent_address_override ? worker->agent_address_override : address,
+		WORKER_AGENT_PORT, clock__monotonic_ms() + (uint64_t)worker->agent_timeout_ms)) {
 		snprintf(reason, sizeof(reason), "the agent did not answer");
 		goto out;
 	}
@@ -129,7 +130,8 @@ static struct warm_entry *warm__take_stale(struct warm_pool *pool)
 		struct warm_target *target = &pool->targets[t];
 		struct template_info info;
 		char err[256];
-		bool gone = templates__read(templates__dir(), target->template_id, &info, err, sizeof(err)) != 0;
+		bool gone = templates__read(templates__dir(), target->template_id, &info, err,
+					    sizeof(err)) != 0;
 
 		for (struct warm_entry **link = &target->entries; *link;) {
 			struct warm_entry *entry = *link;
@@ -161,7 +163,8 @@ static void *warm__refill(void *opaque)
 			struct warm_target *target = &pool->targets[t];
 			total += target->ready;
 			if (target->ready < target->want &&
-			    (!neediest || target->want - target->ready > neediest->want - neediest->ready))
+			    (!neediest ||
+			     target->want - target->ready > neediest->want - neediest->ready))
 				neediest = target;
 		}
 		pthread_mutex_unlock(&pool->lock);
@@ -180,9 +183,12 @@ static void *warm__refill(void *opaque)
 			char err[256];
 			snprintf(template_id, sizeof(template_id), "%s", neediest->template_id);
 			entry = calloc(1, sizeof(*entry));
-			if (entry && !templates__read(templates__dir(), template_id, &info, err, sizeof(err)) &&
+			if (entry &&
+			    !templates__read(templates__dir(), template_id, &info, err,
+					     sizeof(err)) &&
 			    !warm__start_one(pool, template_id, &entry->sandbox)) {
-				snprintf(entry->content_hash, sizeof(entry->content_hash), "%s", info.content_hash);
+				snprintf(entry->content_hash, sizeof(entry->content_hash), "%s",
+					 info.content_hash);
 			} else {
 				free(entry);
 				entry = NULL;
@@ -228,7 +234,8 @@ static bool warm__parse(struct warm_pool *pool, const char *setting)
 			return false;
 		*colon = '\0';
 		count = strtol(colon + 1, &end, 10);
-		if (!templates__name_valid(item) || !end || *end || count < 0 || count > WARM_COUNT_MAX)
+		if (!templates__name_valid(item) || !end || *end || count < 0 ||
+		    count > WARM_COUNT_MAX)
 			return false;
 		snprintf(pool->targets[pool->target_count].template_id,
 			 sizeof(pool->targets[0].template_id), "%s", item);

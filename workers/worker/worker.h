@@ -20,13 +20,13 @@
 struct live_sandbox {
 	char id[IDS_SANDBOX_ID_LEN + 1];
 	char team_id[KAFKA_EVENT_TEAM_ID_MAX + 1];
-	int slot;                        /* -1: none */
+	int slot; /* -1: none */
 	struct net_slot_info slot_info;
 	struct runtime_instance *instance;
-	uint64_t metrics_cpu_usec;       /* CPU time at the last sample (metrics.c) */
-	int64_t metrics_at_ms;           /* realtime of it; 0: none yet */
-	uint64_t log_offset;             /* console bytes copied to PostgreSQL (metrics.c) */
-	uint32_t log_lines;              /* lines copied; capped at sandbox_log_max_lines */
+	uint64_t metrics_cpu_usec; /* CPU time at the last sample (metrics.c) */
+	int64_t metrics_at_ms;	   /* realtime of it; 0: none yet */
+	uint64_t log_offset;	   /* console bytes copied to PostgreSQL (metrics.c) */
+	uint32_t log_lines;	   /* lines copied; capped at sandbox_log_max_lines */
 	struct live_sandbox *next;
 };
 
@@ -43,26 +43,26 @@ struct worker {
 	const char *agent_address_override; /* tests without slots: "127.0.0.1" */
 	enum runtime_kind runtime;
 	int capacity;
-	size_t create_threads;           /* setting worker_create_concurrency */
+	size_t create_threads;		 /* setting worker_create_concurrency */
 	struct create_pool *create_pool; /* the creates in hand (create_pool.h) */
-	struct warm_pool *warm_pool;     /* setting warm_pool; NULL: none (warm_pool.h) */
-	uint64_t last_lost_sweep_ms;     /* housekeeping: other hosts declared lost */
+	struct warm_pool *warm_pool;	 /* setting warm_pool; NULL: none (warm_pool.h) */
+	uint64_t last_lost_sweep_ms;	 /* housekeeping: other hosts declared lost */
 	int agent_timeout_ms;
 	struct storage_pool *storage;
 	struct kafka_producer *producer;
-	struct net_pool *net;               /* NULL when slots are disabled */
-	pthread_mutex_t lock;               /* guards sandboxes, live_count, creates_running */
+	struct net_pool *net; /* NULL when slots are disabled */
+	pthread_mutex_t lock; /* guards sandboxes, live_count, creates_running */
 	struct live_sandbox *sandboxes;
 	int live_count;
-	int creates_running;                /* creates of the create topics running here (handoff.h) */
-	pthread_mutex_t handoff_lock;       /* guards the two below (handoff.c) */
-	uint64_t handoff_checked_ms;        /* when the hosts table was last asked */
-	bool handoff_room;                  /* its answer: another host has room */
+	int creates_running;	      /* creates of the create topics running here (handoff.h) */
+	pthread_mutex_t handoff_lock; /* guards the two below (handoff.c) */
+	uint64_t handoff_checked_ms;  /* when the hosts table was last asked */
+	bool handoff_room;	      /* its answer: another host has room */
 	atomic_bool stopping;
-	uint64_t last_heartbeat_ms;         /* main thread only (housekeeping) */
-	int64_t last_metrics_prune_ms;      /* main thread only (metrics.c) */
-	int64_t last_logs_ms;               /* main thread only (metrics.c) */
-	uint64_t last_volume_sweep_ms;      /* main thread only (volumes.c) */
+	uint64_t last_heartbeat_ms;    /* main thread only (housekeeping) */
+	int64_t last_metrics_prune_ms; /* main thread only (metrics.c) */
+	int64_t last_logs_ms;	       /* main thread only (metrics.c) */
+	uint64_t last_volume_sweep_ms; /* main thread only (volumes.c) */
 };
 
 /* Handles one decoded command. Returns 0 when its outcome is durable (the

@@ -94,16 +94,16 @@ typedef void (*kafka_delivery_fn)(const struct kafka_delivery *delivery, void *o
 /* Connects lazily to brokers (NULL: kafka__brokers()). client_id NULL uses
  * kafka__client_id("producer"). A delivery thread serves reports until
  * kafka_producer__free. NULL on error with the reason in err. */
-struct kafka_producer *kafka_producer__new(const char *brokers, const char *client_id,
-					   char *err, size_t err_len);
+struct kafka_producer *kafka_producer__new(const char *brokers, const char *client_id, char *err,
+					   size_t err_len);
 /* Waits up to 10 s for outstanding messages, then destroys the producer.
  * Async callbacks of undelivered messages run with an error. NULL is ok. */
 void kafka_producer__free(struct kafka_producer *producer);
 /* Queues one message (key may be NULL, headers may be NULL/0; everything
  * is copied). done (may be NULL) reports the outcome later. Returns 0,
  * -ENOBUFS when the local queue is full, -EIO on a fatal producer error. */
-int kafka_producer__produce(struct kafka_producer *producer, const char *topic,
-			    const void *key, size_t key_len, const void *payload, size_t len,
+int kafka_producer__produce(struct kafka_producer *producer, const char *topic, const void *key,
+			    size_t key_len, const void *payload, size_t len,
 			    const struct kafka_header *headers, size_t header_count,
 			    kafka_delivery_fn done, void *opaque);
 /* Produces and waits until the broker acknowledged (acks=all) or timeout_ms
@@ -112,10 +112,9 @@ int kafka_producer__produce(struct kafka_producer *producer, const char *topic,
  * deadline passed first: the outcome is then unknown, the message may
  * still be delivered later (receivers are idempotent on request_id). */
 int kafka_producer__produce_sync(struct kafka_producer *producer, const char *topic,
-				 const void *key, size_t key_len, const void *payload,
-				 size_t len, const struct kafka_header *headers,
-				 size_t header_count, int timeout_ms,
-				 struct kafka_delivery *out);
+				 const void *key, size_t key_len, const void *payload, size_t len,
+				 const struct kafka_header *headers, size_t header_count,
+				 int timeout_ms, struct kafka_delivery *out);
 /* Encodes ev (kafka_event__encode) and produces it keyed by its sandbox
  * id, synchronously as kafka_producer__produce_sync. -EINVAL when ev does
  * not validate. */
@@ -140,12 +139,12 @@ typedef void (*kafka_rebalance_fn)(const struct kafka_partition *partitions, siz
 				   void *opaque);
 
 struct kafka_consumer_config {
-	const char *brokers;	/* NULL: kafka__brokers() */
-	const char *group_id;	/* required */
-	const char *client_id;	/* NULL: kafka__client_id("consumer") */
-	int session_timeout_ms; /* 0: 10000; every member of a group the same */
-	int max_poll_interval_ms; /* 0: 300000 */
-	bool start_at_latest;	/* no committed offset: latest instead of earliest */
+	const char *brokers;	      /* NULL: kafka__brokers() */
+	const char *group_id;	      /* required */
+	const char *client_id;	      /* NULL: kafka__client_id("consumer") */
+	int session_timeout_ms;	      /* 0: 10000; every member of a group the same */
+	int max_poll_interval_ms;     /* 0: 300000 */
+	bool start_at_latest;	      /* no committed offset: latest instead of earliest */
 	kafka_rebalance_fn on_assign; /* may be NULL */
 	kafka_rebalance_fn on_revoke; /* may be NULL */
 	void *opaque;
@@ -180,8 +179,8 @@ int kafka_consumer__poll(struct kafka_consumer *consumer, int timeout_ms,
 /* Frees the message's buffers; safe on a zeroed or released message. */
 void kafka_message__release(struct kafka_message *msg);
 /* Finds the last header called name. 0 with value/len set, or -ENOENT. */
-int kafka_message__header(const struct kafka_message *msg, const char *name,
-			  const void **value, size_t *len);
+int kafka_message__header(const struct kafka_message *msg, const char *name, const void **value,
+			  size_t *len);
 /* Marks msg processed: its offset + 1 becomes the partition's commit
  * point. Call in offset order per partition, once the outcome is durable.
  * -ESTALE when the partition is no longer assigned (it will be redelivered
@@ -201,8 +200,8 @@ bool kafka_consumer__is_paused(const struct kafka_consumer *consumer);
 /* The number of partitions currently assigned to this member. */
 int kafka_consumer__assignment_count(struct kafka_consumer *consumer);
 /* The group's committed offset of topic/partition (-1001 when none). */
-int kafka_consumer__committed(struct kafka_consumer *consumer, const char *topic,
-			      int32_t partition, int timeout_ms, int64_t *offset);
+int kafka_consumer__committed(struct kafka_consumer *consumer, const char *topic, int32_t partition,
+			      int timeout_ms, int64_t *offset);
 
 /* ---- events and the dead-letter path ---- */
 

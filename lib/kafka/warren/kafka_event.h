@@ -14,11 +14,11 @@
 
 #include "warren/ids.h"
 
-#define KAFKA_EVENT_VERSION	  1	     /* the only version understood */
-#define KAFKA_EVENT_MAX_BYTES	  (256 * 1024) /* larger payloads are refused */
-#define KAFKA_EVENT_TEAM_ID_MAX	  64
-#define KAFKA_EVENT_HOST_ID_MAX	  63
-#define KAFKA_EVENT_REASON_MAX	  256
+#define KAFKA_EVENT_VERSION	1	     /* the only version understood */
+#define KAFKA_EVENT_MAX_BYTES	(256 * 1024) /* larger payloads are refused */
+#define KAFKA_EVENT_TEAM_ID_MAX 64
+#define KAFKA_EVENT_HOST_ID_MAX 63
+#define KAFKA_EVENT_REASON_MAX	256
 
 enum kafka_event_type {
 	KAFKA_EVENT_UNKNOWN = 0,
@@ -59,12 +59,12 @@ enum kafka_event_error {
 struct kafka_event {
 	int version;
 	enum kafka_event_type type;
-	char request_id[IDS_UUID_LEN + 1];		/* idempotency key (UUID) */
+	char request_id[IDS_UUID_LEN + 1]; /* idempotency key (UUID) */
 	char team_id[KAFKA_EVENT_TEAM_ID_MAX + 1];
-	char sandbox_id[IDS_SANDBOX_ID_LEN + 1];	/* also the Kafka key */
-	char host_id[KAFKA_EVENT_HOST_ID_MAX + 1];	/* results only, else "" */
-	char sent_at[40];				/* RFC 3339 UTC text */
-	int64_t sent_at_ms;				/* the same, ms since the epoch */
+	char sandbox_id[IDS_SANDBOX_ID_LEN + 1];   /* also the Kafka key */
+	char host_id[KAFKA_EVENT_HOST_ID_MAX + 1]; /* results only, else "" */
+	char sent_at[40];			   /* RFC 3339 UTC text */
+	int64_t sent_at_ms;			   /* the same, ms since the epoch */
 	json_t *spec;	/* commands: owned reference to the spec object, else NULL */
 	json_t *result; /* results: owned reference to the result object, else NULL */
 };
@@ -81,30 +81,27 @@ const char *kafka_event__error_name(enum kafka_event_error error);
 /* Fills ev as a fresh command: new request_id (UUID v4), sent_at = now,
  * spec (reference stolen; NULL means {}). Validates it; on error ev is
  * cleared and the reason written. Returns KAFKA_EVENT_OK or the error. */
-enum kafka_event_error kafka_event__init_command(struct kafka_event *ev,
-						 enum kafka_event_type type,
+enum kafka_event_error kafka_event__init_command(struct kafka_event *ev, enum kafka_event_type type,
 						 const char *team_id, const char *sandbox_id,
 						 json_t *spec, char *reason, size_t reason_len);
 /* Fills ev as the result of command (same request_id, team and sandbox),
  * produced by host_id, sent_at = now; result reference stolen (NULL = {}).
  * Returns KAFKA_EVENT_OK or the error (ev cleared, reason written). */
-enum kafka_event_error kafka_event__init_result(struct kafka_event *ev,
-						enum kafka_event_type type,
+enum kafka_event_error kafka_event__init_result(struct kafka_event *ev, enum kafka_event_type type,
 						const struct kafka_event *command,
-						const char *host_id, json_t *result,
-						char *reason, size_t reason_len);
+						const char *host_id, json_t *result, char *reason,
+						size_t reason_len);
 /* Releases the spec/result references and zeroes ev. Safe on a zeroed ev. */
 void kafka_event__clear(struct kafka_event *ev);
 
 /* Parses and validates len bytes (not NUL-terminated) into ev (which is
  * overwritten, not cleared first). On error ev is left zeroed and a
  * human-readable reason ("missing field \"spec.template_id\"") written. */
-enum kafka_event_error kafka_event__decode(const void *payload, size_t len,
-					   struct kafka_event *ev, char *reason,
-					   size_t reason_len);
+enum kafka_event_error kafka_event__decode(const void *payload, size_t len, struct kafka_event *ev,
+					   char *reason, size_t reason_len);
 /* Validates ev and serializes it compactly; the caller frees the string.
  * NULL on error with the reason written (and *error set when non-NULL). */
-char *kafka_event__encode(const struct kafka_event *ev, enum kafka_event_error *error,
-			  char *reason, size_t reason_len);
+char *kafka_event__encode(const struct kafka_event *ev, enum kafka_event_error *error, char *reason,
+			  size_t reason_len);
 
 #endif

@@ -21,8 +21,7 @@ void prom__counter_add(const char *name, const char *help, const char *labels, d
 void prom__gauge_set(const char *name, const char *help, const char *labels, double value);
 /* Observes a duration or size into the default buckets (seconds: 1 ms ..
  * 30 s). */
-void prom__histogram_observe(const char *name, const char *help, const char *labels,
-			     double value);
+void prom__histogram_observe(const char *name, const char *help, const char *labels, double value);
 
 /* Escapes value for a label (backslash, quote, newline) into out (cut at
  * out_len - 1). Pure. */

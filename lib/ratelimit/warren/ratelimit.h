@@ -85,21 +85,21 @@ struct ratelimit_options {
 
 struct ratelimit_stats {
 	int64_t decisions, allowed, denied;
-	int64_t backend_leases;	    /* lease statements (the PostgreSQL writes) */
+	int64_t backend_leases; /* lease statements (the PostgreSQL writes) */
 	int64_t tokens_leased;
-	int64_t tokens_expired;	    /* leased, never spent before their slot passed */
+	int64_t tokens_expired; /* leased, never spent before their slot passed */
 	int64_t tokens_given_back;
 	int64_t backend_errors;
 	/* take_nowait */
-	int64_t decisions_on_credit;  /* admitted before a lease paid for them (debt) */
-	int64_t decisions_fallback;   /* decided by the local GCRA: PostgreSQL failing */
-	int64_t refills_queued;	      /* leases handed to the background thread */
-	int64_t refills_done;	      /* ... and finished by it (granted or failed) */
-	int64_t refills_dropped;      /* not queued: the queue was full */
-	int64_t debt_forgiven;	      /* credit never paid: key dropped while PostgreSQL failed */
-	int64_t keys;		      /* keys held now */
-	int64_t keys_evicted;	      /* dropped after a whole window idle */
-	int64_t keys_refused;	      /* not stored: max_keys reached (let through) */
+	int64_t decisions_on_credit; /* admitted before a lease paid for them (debt) */
+	int64_t decisions_fallback;  /* decided by the local GCRA: PostgreSQL failing */
+	int64_t refills_queued;	     /* leases handed to the background thread */
+	int64_t refills_done;	     /* ... and finished by it (granted or failed) */
+	int64_t refills_dropped;     /* not queued: the queue was full */
+	int64_t debt_forgiven;	     /* credit never paid: key dropped while PostgreSQL failed */
+	int64_t keys;		     /* keys held now */
+	int64_t keys_evicted;	     /* dropped after a whole window idle */
+	int64_t keys_refused;	     /* not stored: max_keys reached (let through) */
 };
 
 /* A limiter over a given backend (copied; its close is called by

@@ -37,8 +37,8 @@ struct template_plan {
 	bool oci;		/* from_image is pulled from its registry (not a mapped one) */
 	const char *registry_username; /* fromImageRegistry credentials, or NULL */
 	const char *registry_password;
-	const char *start_cmd;	/* NULL when none */
-	const char *ready_cmd;	/* NULL when none */
+	const char *start_cmd; /* NULL when none */
+	const char *ready_cmd; /* NULL when none */
 	bool force;
 	size_t step_count;
 	struct template_step steps[TEMPLATE_STEPS_MAX];

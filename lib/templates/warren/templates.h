@@ -18,18 +18,18 @@
 struct template_info {
 	char name[TEMPLATES_NAME_MAX + 1];
 	char agent_version[64];
-	char content_hash[65];  /* lower-case hex sha256 of the build inputs */
-	char built_at[32];      /* RFC 3339 UTC */
-	uint64_t size;          /* bytes of the rootfs tree */
-	uint64_t image_size;    /* bytes of rootfs.ext4 */
+	char content_hash[65]; /* lower-case hex sha256 of the build inputs */
+	char built_at[32];     /* RFC 3339 UTC */
+	uint64_t size;	       /* bytes of the rootfs tree */
+	uint64_t image_size;   /* bytes of rootfs.ext4 */
 	/* The resources a sandbox of this template gets (optional
 	 * "cpu_count" 1..TEMPLATES_CPU_MAX, "memory_mb" TEMPLATES_MEMORY_MIN_MB..
 	 * TEMPLATES_MEMORY_MAX_MB); 0: the worker's defaults. */
 	uint32_t cpu_count;
 	uint32_t memory_mb;
-	char dir[PATH_MAX];     /* the cache entry (symlink resolved) */
-	char rootfs[PATH_MAX];  /* dir + "/rootfs": the jail's overlay lower */
-	char image[PATH_MAX];   /* dir + "/rootfs.ext4": the VM's root disk */
+	char dir[PATH_MAX];    /* the cache entry (symlink resolved) */
+	char rootfs[PATH_MAX]; /* dir + "/rootfs": the jail's overlay lower */
+	char image[PATH_MAX];  /* dir + "/rootfs.ext4": the VM's root disk */
 };
 
 /* The setting `templates_dir` (env WARREN_TEMPLATES_DIR), default
@@ -44,8 +44,8 @@ bool templates__name_valid(const char *name);
 /* Parses template.json text (len bytes, need not be NUL-terminated) into
  * out's metadata fields (not the paths). 0, or -EINVAL with a reason in
  * err on anything malformed: wrong types, missing fields, bad hash. */
-int templates__parse_metadata(const char *text, size_t len, struct template_info *out,
-			      char *err, size_t err_len);
+int templates__parse_metadata(const char *text, size_t len, struct template_info *out, char *err,
+			      size_t err_len);
 /* Reads templates_dir/<name>/template.json and fills out, paths included.
  * 0, -ENOENT when the template is not installed, -EINVAL when malformed. */
 int templates__read(const char *templates_dir, const char *name, struct template_info *out,

@@ -38,7 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size <= 2048) {
 		wire__base64_encode(data, size, encoded);
 		if (wire__base64_decode(encoded, strlen(encoded), decoded, sizeof(decoded)) !=
-			    (long)size ||
+			(long)size ||
 		    memcmp(decoded, data, size) != 0)
 			abort();
 	}

@@ -21,7 +21,7 @@ static void fuzz_message(const uint8_t *data, size_t size)
 
 	for (size_t i = 0; i <= size && count < MAX_FRAMES; i++) {
 		if (i == size || data[i] == 0xff) {
-			frames[count++] = (struct jmsg_frame){ data + start, i - start };
+			frames[count++] = (struct jmsg_frame){data + start, i - start};
 			start = i + 1;
 		}
 	}

@@ -11,7 +11,7 @@
 #undef QUEUE_SIZE
 #define BENCH_QUEUE 128
 #define DISK_BLOCKS (64u * 256u) /* 4 KiB blocks in 64 MiB */
-#define MAX_DEPTH 32
+#define MAX_DEPTH   32
 
 struct bench_queue {
 	struct vring_desc desc[BENCH_QUEUE] __attribute__((aligned(16)));
@@ -72,9 +72,9 @@ static void submit(unsigned slot, uint32_t type, uint64_t sector)
 	statuses[slot] = 0xee;
 	queue.desc[head] = (struct vring_desc){(uint64_t)headers[slot], 16, 1,
 					       (uint16_t)(type == 4 ? head + 2 : head + 1)};
-	queue.desc[head + 1] = (struct vring_desc){(uint64_t)buffers[slot], 4096,
-						   (uint16_t)(1 | (type == 0 ? 2 : 0)),
-						   (uint16_t)(head + 2)};
+	queue.desc[head + 1] =
+	    (struct vring_desc){(uint64_t)buffers[slot], 4096, (uint16_t)(1 | (type == 0 ? 2 : 0)),
+				(uint16_t)(head + 2)};
 	queue.desc[head + 2] = (struct vring_desc){(uint64_t)&statuses[slot], 1, 2, 0};
 	queue.avail[2 + (avail_idx % BENCH_QUEUE)] = head;
 	avail_idx++;
@@ -114,7 +114,8 @@ static void run_case(const char *name, unsigned depth, uint64_t operations, int 
 		int refilled = 0;
 
 		while (*(volatile uint16_t *)&queue.used[1] != used_seen) {
-			uint32_t id = *(volatile uint32_t *)&queue.used[2 + 4 * (used_seen % BENCH_QUEUE)];
+			uint32_t id =
+			    *(volatile uint32_t *)&queue.used[2 + 4 * (used_seen % BENCH_QUEUE)];
 			unsigned slot = id / 3;
 
 			used_seen++;

@@ -5,7 +5,7 @@
 #include "virtio_guest.h"
 
 #define SECTOR 8
-#define BYTES (32 * 512)
+#define BYTES  (32 * 512)
 
 static struct guest_queue queue __attribute__((aligned(4096)));
 static uint8_t header[16] __attribute__((aligned(16)));

@@ -10,7 +10,7 @@
 #include "guest.h"
 
 #define VIRTIO_WINDOW(n) (0xd0000000ul + 0x1000ul * (n))
-#define QUEUE_SIZE 16
+#define QUEUE_SIZE	 16
 
 struct vring_desc {
 	uint64_t addr;
@@ -71,7 +71,8 @@ static inline void virtio_guest__enter_user(void (*fn)(void))
 }
 
 /* 3.1.1 driver initialisation up to FEATURES_OK; returns 0 or fails. */
-static __attribute__((unused)) void virtio_guest__init(uint64_t base, uint32_t device_id, uint32_t features_low)
+static __attribute__((unused)) void virtio_guest__init(uint64_t base, uint32_t device_id,
+						       uint32_t features_low)
 {
 	if (mmio_read(base, 0x000) != 0x74726976 || mmio_read(base, 0x004) != 2)
 		guest_fail("no virtio-mmio v2 device");
@@ -92,7 +93,8 @@ static __attribute__((unused)) void virtio_guest__init(uint64_t base, uint32_t d
 		guest_fail("FEATURES_OK refused");
 }
 
-static __attribute__((unused)) void virtio_guest__queue(uint64_t base, unsigned index, struct guest_queue *q)
+static __attribute__((unused)) void virtio_guest__queue(uint64_t base, unsigned index,
+							struct guest_queue *q)
 {
 	mmio_write(base, 0x030, index);
 	if (mmio_read(base, 0x034) < QUEUE_SIZE)
@@ -117,8 +119,8 @@ static __attribute__((unused)) void virtio_guest__driver_ok(uint64_t base)
 }
 
 /* Offers the chain starting at head and notifies. */
-static __attribute__((unused)) void virtio_guest__publish(uint64_t base, unsigned index, struct guest_queue *q,
-				  uint16_t head)
+static __attribute__((unused)) void virtio_guest__publish(uint64_t base, unsigned index,
+							  struct guest_queue *q, uint16_t head)
 {
 	q->avail[2 + (q->avail_idx % QUEUE_SIZE)] = head;
 	barrier();

@@ -8,10 +8,10 @@
 #include "virtio_guest.h"
 
 #undef QUEUE_SIZE
-#define BENCH_QUEUE 128
-#define TX_FRAMES 200000u
-#define RX_FRAMES 100000u
-#define TX_DEPTH 60
+#define BENCH_QUEUE    128
+#define TX_FRAMES      200000u
+#define RX_FRAMES      100000u
+#define TX_DEPTH       60
 #define RX_BUFFER_SIZE 1536
 
 struct bench_queue {
@@ -157,7 +157,8 @@ static void user_main(void)
 	make_frame(tx_frame, mac, "bench-tx", 0xb5);
 	make_frame(marker_frame, mac, "rx-go", 0xb6);
 	for (unsigned i = 0; i < TX_DEPTH; i++) {
-		tx.desc[2 * i] = (struct vring_desc){(uint64_t)tx_header, 12, 1, (uint16_t)(2 * i + 1)};
+		tx.desc[2 * i] =
+		    (struct vring_desc){(uint64_t)tx_header, 12, 1, (uint16_t)(2 * i + 1)};
 		tx.desc[2 * i + 1] = (struct vring_desc){(uint64_t)tx_frame, 60, 0, 0};
 	}
 	start = rdtsc();

@@ -5,11 +5,11 @@
  * consumed them. The host test checks they arrived on the tap. */
 #include "virtio_guest.h"
 
-#define RX_BUFFERS 8
+#define RX_BUFFERS     8
 #define RX_BUFFER_SIZE 2048
-#define FRAMES 4
-#define ETHERTYPE_HI 0x88
-#define ETHERTYPE_LO 0xb5
+#define FRAMES	       4
+#define ETHERTYPE_HI   0x88
+#define ETHERTYPE_LO   0xb5
 
 static struct guest_queue rx __attribute__((aligned(4096)));
 static struct guest_queue tx __attribute__((aligned(4096)));
@@ -65,7 +65,8 @@ static void user_main(void)
 			guest_fail("bad used element");
 		buffer = rx_buffers[id];
 		if (length >= 12 + 14 + 11 && buffer[12 + 12] == ETHERTYPE_HI &&
-		    buffer[12 + 13] == ETHERTYPE_LO && starts_with(buffer + 12 + 14, "warren-host")) {
+		    buffer[12 + 13] == ETHERTYPE_LO &&
+		    starts_with(buffer + 12 + 14, "warren-host")) {
 			if (buffer[10] != 1 || buffer[11] != 0 || buffer[0] != 0)
 				guest_fail("virtio_net_hdr (num_buffers, flags)");
 			break;
@@ -92,7 +93,8 @@ static void user_main(void)
 		frame[14 + n] = (uint8_t)('0' + i);
 		for (int j = 15 + n; j < 64; j++)
 			frame[j] = 0;
-		tx.desc[2 * i] = (struct vring_desc){(uint64_t)tx_header, 12, 1, (uint16_t)(2 * i + 1)};
+		tx.desc[2 * i] =
+		    (struct vring_desc){(uint64_t)tx_header, 12, 1, (uint16_t)(2 * i + 1)};
 		tx.desc[2 * i + 1] = (struct vring_desc){(uint64_t)frame, 64, 0, 0};
 		virtio_guest__publish(base, 1, &tx, (uint16_t)(2 * i));
 	}

@@ -16,9 +16,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define JAIL_ID_MAX 63
-#define JAIL_ARGV_MAX 32
-#define JAIL_ENV_MAX 64
+#define JAIL_ID_MAX	 63
+#define JAIL_ARGV_MAX	 32
+#define JAIL_ENV_MAX	 64
 #define JAIL_VOLUMES_MAX 8
 
 /* A volume (docs/volumes.md): an ext4 image file the host loop-mounts on
@@ -29,37 +29,37 @@ struct jail_volume {
 	const char *path;  /* absolute path inside the sandbox: segments of
 			      [A-Za-z0-9._-], no "." or "..", not "/" */
 };
-#define JAIL_AGENT_PORT 49983
+#define JAIL_AGENT_PORT		 49983
 #define JAIL_CONSOLE_MAX_DEFAULT (16ULL << 20)
 
 struct jail_config {
-	const char *id;            /* sandbox id: hostname, cgroup and state dir name;
-				      1..63 of [a-zA-Z0-9_-] */
-	const char *rootfs;        /* template rootfs dir (overlay lower, read-only) */
-	const char *netns_path;    /* network namespace to join (/run/netns/<name>) */
-	const char *state_dir;     /* NULL: setting state_dir, /var/lib/warren/sandboxes */
-	const char *cgroup_parent; /* NULL: setting jail_cgroup_parent, "warren" */
-	const char *init_path;     /* host path of warren-jail-init; NULL: searched
-				      (setting jail_init_path, next to the running
-				      binary, ../bin/ of it, /usr/libexec/warren) */
-	uint64_t memory_max_bytes; /* > 0 */
-	uint32_t cpu_millicores;   /* 1000 = one CPU; 0: no CPU limit */
-	uint32_t pids_max;         /* > 0 */
-	uint64_t tmp_size_bytes;   /* /tmp tmpfs size; 0: memory_max_bytes / 2 */
-	uint64_t disk_max_bytes;   /* writable layer (the overlay's upper) limit: a
-				      sparse ext4 image of this size, loop-mounted by
-				      the host; 0: the upper dir on the state dir's
-				      filesystem, no limit */
-	const char *disk_cache_dir; /* where the formatted empty images are kept,
-				      one per size; NULL: setting jail_disk_cache_dir,
-				      /var/cache/warren/jail-disks */
-	uint64_t console_max_bytes; /* console.log (the program's stdout and stderr,
-				      relayed by the jail's init) keeps this much, then
-				      one line saying so; 0: JAIL_CONSOLE_MAX_DEFAULT */
-	const char *const *argv;   /* what to run: argv[0] an absolute path inside the
-				      rootfs; NULL-terminated, < JAIL_ARGV_MAX */
-	const char *const *envp;   /* its environment, NULL-terminated, < JAIL_ENV_MAX;
-				      NULL: PATH, HOME=/root only */
+	const char *id;			   /* sandbox id: hostname, cgroup and state dir name;
+					      1..63 of [a-zA-Z0-9_-] */
+	const char *rootfs;		   /* template rootfs dir (overlay lower, read-only) */
+	const char *netns_path;		   /* network namespace to join (/run/netns/<name>) */
+	const char *state_dir;		   /* NULL: setting state_dir, /var/lib/warren/sandboxes */
+	const char *cgroup_parent;	   /* NULL: setting jail_cgroup_parent, "warren" */
+	const char *init_path;		   /* host path of warren-jail-init; NULL: searched
+					      (setting jail_init_path, next to the running
+					      binary, ../bin/ of it, /usr/libexec/warren) */
+	uint64_t memory_max_bytes;	   /* > 0 */
+	uint32_t cpu_millicores;	   /* 1000 = one CPU; 0: no CPU limit */
+	uint32_t pids_max;		   /* > 0 */
+	uint64_t tmp_size_bytes;	   /* /tmp tmpfs size; 0: memory_max_bytes / 2 */
+	uint64_t disk_max_bytes;	   /* writable layer (the overlay's upper) limit: a
+					      sparse ext4 image of this size, loop-mounted by
+					      the host; 0: the upper dir on the state dir's
+					      filesystem, no limit */
+	const char *disk_cache_dir;	   /* where the formatted empty images are kept,
+					     one per size; NULL: setting jail_disk_cache_dir,
+					     /var/cache/warren/jail-disks */
+	uint64_t console_max_bytes;	   /* console.log (the program's stdout and stderr,
+					     relayed by the jail's init) keeps this much, then
+					     one line saying so; 0: JAIL_CONSOLE_MAX_DEFAULT */
+	const char *const *argv;	   /* what to run: argv[0] an absolute path inside the
+					      rootfs; NULL-terminated, < JAIL_ARGV_MAX */
+	const char *const *envp;	   /* its environment, NULL-terminated, < JAIL_ENV_MAX;
+					      NULL: PATH, HOME=/root only */
 	const struct jail_volume *volumes; /* mounted read-write; NULL when none */
 	size_t volume_count;		   /* <= JAIL_VOLUMES_MAX */
 	int volume_wait_ms;		   /* how long a volume another sandbox of this
@@ -128,11 +128,11 @@ int jail__freeze(struct jail *jail, bool frozen, int timeout_ms);
 int jail__frozen(const struct jail *jail, bool *frozen);
 /* What a running sandbox uses (workers/jail/README.md, "Usage"). */
 struct jail_usage {
-	uint64_t cpu_usec;        /* CPU time of all its processes since it started */
-	uint64_t mem_used_bytes;  /* memory charged to its cgroup minus page cache */
-	uint64_t mem_cache_bytes; /* page cache charged to it */
-	uint64_t mem_limit_bytes; /* the enforced limit */
-	uint64_t disk_used_bytes; /* its writable layer's image: used and size; */
+	uint64_t cpu_usec;	   /* CPU time of all its processes since it started */
+	uint64_t mem_used_bytes;   /* memory charged to its cgroup minus page cache */
+	uint64_t mem_cache_bytes;  /* page cache charged to it */
+	uint64_t mem_limit_bytes;  /* the enforced limit */
+	uint64_t disk_used_bytes;  /* its writable layer's image: used and size; */
 	uint64_t disk_total_bytes; /* both 0 without an image (disk_max_bytes 0) */
 };
 

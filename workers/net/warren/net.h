@@ -22,9 +22,9 @@
 
 /* ---- policy ------------------------------------------------------------ */
 
-#define NET_POLICY_MAX_ENTRIES 1000  /* per list (allowOut, denyOut) */
+#define NET_POLICY_MAX_ENTRIES		    1000 /* per list (allowOut, denyOut) */
 #define NET_POLICY_DEFAULT_CONNECTION_LIMIT 2500 /* docs/e2b-compatibility.md "Limits" */
-#define NET_DOMAIN_MAX 253
+#define NET_DOMAIN_MAX			    253
 
 struct net_policy;
 
@@ -90,9 +90,9 @@ char *net_policy__compile(const struct net_policy *policy, const struct net_comp
 
 enum net_parse_result {
 	NET_PARSE_OK = 0,
-	NET_PARSE_NEED_MORE,  /* a prefix of something valid: read more */
-	NET_PARSE_NOT_FOUND,  /* well-formed, but no SNI / Host */
-	NET_PARSE_MALFORMED,  /* refuse the connection */
+	NET_PARSE_NEED_MORE, /* a prefix of something valid: read more */
+	NET_PARSE_NOT_FOUND, /* well-formed, but no SNI / Host */
+	NET_PARSE_MALFORMED, /* refuse the connection */
 };
 
 #define NET_SNI_MAX 255
@@ -100,8 +100,8 @@ enum net_parse_result {
 /* Finds the server_name of the TLS ClientHello at the start of data (one
  * or several handshake records, reassembled up to 16 KiB). On OK, the
  * name is copied NUL-terminated into name and its length set. */
-enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len, char name[NET_SNI_MAX + 1],
-					 size_t *name_len);
+enum net_parse_result net_parse__tls_sni(const uint8_t *data, size_t len,
+					 char name[NET_SNI_MAX + 1], size_t *name_len);
 /* Finds the Host header (port stripped) of an HTTP/1.x request head in
  * data. NEED_MORE until "\r\n\r\n" is seen; two Host headers are
  * MALFORMED. On OK, name and name_len point into data. */
@@ -110,12 +110,12 @@ enum net_parse_result net_parse__http_host(const uint8_t *data, size_t len, cons
 /* One HTTP/1.x request head, as the egress proxy frames a keep-alive
  * connection (net_parse__http_request). */
 struct net_http_request {
-	const char *host;     /* Host header value, port stripped (points into data) */
+	const char *host; /* Host header value, port stripped (points into data) */
 	size_t host_len;
-	size_t head_len;      /* bytes of the head, final CRLF CRLF included */
-	bool chunked;         /* Transfer-Encoding: chunked */
+	size_t head_len;	 /* bytes of the head, final CRLF CRLF included */
+	bool chunked;		 /* Transfer-Encoding: chunked */
 	uint64_t content_length; /* body bytes when not chunked (0: none) */
-	bool last;            /* Upgrade or CONNECT: nothing after it is HTTP */
+	bool last;		 /* Upgrade or CONNECT: nothing after it is HTTP */
 };
 
 /* Parses the request head at the start of data: the Host (as
@@ -125,7 +125,8 @@ struct net_http_request {
  * transfer coding other than "chunked", differing or non-decimal
  * Content-Length values, a request target in absolute form naming
  * another host, any target not "/..." or "*" or absolute form. */
-enum net_parse_result net_parse__http_request(const uint8_t *data, size_t len, struct net_http_request *out);
+enum net_parse_result net_parse__http_request(const uint8_t *data, size_t len,
+					      struct net_http_request *out);
 /* Parses a chunk-size line ("1a;ext\r\n") at the start of data. On OK,
  * *size is the chunk's size and *line_len the line's length with its
  * CRLF. NEED_MORE until the CRLF is seen (1 KiB at most). */
@@ -153,17 +154,17 @@ enum net_runtime {
 };
 
 struct net_pool_config {
-	const char *netns_prefix;  /* "warren-slot-" -> /run/netns/warren-slot-N */
-	const char *link_prefix;   /* "wslot" -> host-side veth "wslotN" */
-	const char *slot_cidr;     /* "10.11.0.0/16", one /30 per slot */
+	const char *netns_prefix;     /* "warren-slot-" -> /run/netns/warren-slot-N */
+	const char *link_prefix;      /* "wslot" -> host-side veth "wslotN" */
+	const char *slot_cidr;	      /* "10.11.0.0/16", one /30 per slot */
 	const char *uplink_interface; /* masquerade toward it; NULL: toward any non-slot link */
-	struct in_addr nameserver; /* sandbox_nameserver, 8.8.8.8 */
-	struct in_addr resolver;   /* egress_resolver the proxy asks */
-	uint16_t resolver_port;    /* 53 */
-	uint16_t proxy_http_port;  /* proxy listeners in the host namespace */
+	struct in_addr nameserver;    /* sandbox_nameserver, 8.8.8.8 */
+	struct in_addr resolver;      /* egress_resolver the proxy asks */
+	uint16_t resolver_port;	      /* 53 */
+	uint16_t proxy_http_port;     /* proxy listeners in the host namespace */
 	uint16_t proxy_tls_port;
-	unsigned precreate;        /* slots created by net_pool__new */
-	unsigned max_slots;        /* cap (also limited by the CIDR) */
+	unsigned precreate; /* slots created by net_pool__new */
+	unsigned max_slots; /* cap (also limited by the CIDR) */
 	/* Blocks added to the built-in never-allow set (CIDR_NEVER_ALLOW_BUILTIN,
 	 * the slot range and the host's own addresses): comma-separated
 	 * CIDRs, NULL or "" for none. */
@@ -173,7 +174,7 @@ struct net_pool_config {
 	 * without a byte either way. */
 	unsigned egress_max_connections;      /* 16384 */
 	unsigned egress_slot_max_connections; /* 1024 */
-	unsigned egress_idle_timeout_s;       /* 300 */
+	unsigned egress_idle_timeout_s;	      /* 300 */
 };
 
 /* Fills config from config__get(): slot_netns_prefix, slot_link_prefix,
@@ -196,9 +197,9 @@ void net_pool__free(struct net_pool *pool);
 
 struct net_slot_info {
 	int index;
-	char netns_name[64];     /* under /run/netns */
+	char netns_name[64]; /* under /run/netns */
 	char netns_path[96];
-	char host_link[16];      /* host-side veth */
+	char host_link[16];	     /* host-side veth */
 	struct in_addr host_address; /* host side of the veth, the gateway */
 	struct in_addr slot_address; /* namespace side: "the slot address" */
 };
@@ -206,8 +207,8 @@ struct net_slot_info {
 /* Takes a free slot (creating one on demand when none is free), installs
  * the runtime's NAT and policy (NULL: default) and returns its index, or
  * -1. The slot starts with zeroed counters and no conntrack state. */
-int net_pool__acquire(struct net_pool *pool, enum net_runtime runtime, const struct net_policy *policy,
-		      struct net_slot_info *info);
+int net_pool__acquire(struct net_pool *pool, enum net_runtime runtime,
+		      const struct net_policy *policy, struct net_slot_info *info);
 /* Replaces the slot's policy atomically; established connections stay,
  * new ones see the new rules. The pool keeps its own copy. 0 or -1. */
 int net_pool__set_policy(struct net_pool *pool, int slot, const struct net_policy *policy);
@@ -219,10 +220,10 @@ int net_pool__release(struct net_pool *pool, int slot);
 struct net_slot_counters {
 	uint64_t allowed_connections; /* new egress connections accepted (rules + proxy) */
 	uint64_t denied_connections;  /* refused by rules or by the proxy */
-	uint64_t limit_hits;          /* refused by the connection limit */
-	uint64_t proxy_allowed;       /* of which through the proxy */
+	uint64_t limit_hits;	      /* refused by the connection limit */
+	uint64_t proxy_allowed;	      /* of which through the proxy */
 	uint64_t proxy_denied;
-	uint64_t bytes_out;           /* bytes leaving the slot (veth, incl. proxied) */
+	uint64_t bytes_out; /* bytes leaving the slot (veth, incl. proxied) */
 	uint64_t bytes_in;
 };
 
@@ -234,10 +235,10 @@ void net_pool__set_egress_limits(struct net_pool *pool, unsigned max_connections
 
 /* The pool's size now, for the worker's Prometheus gauges. */
 struct net_pool_stats {
-	unsigned capacity;       /* slots the CIDR and slot_max allow */
-	unsigned existing;       /* namespaces made (free + in use) */
-	unsigned in_use;         /* acquired by sandboxes */
-	int proxy_connections;   /* egress proxy connections open */
+	unsigned capacity;     /* slots the CIDR and slot_max allow */
+	unsigned existing;     /* namespaces made (free + in use) */
+	unsigned in_use;       /* acquired by sandboxes */
+	int proxy_connections; /* egress proxy connections open */
 };
 void net_pool__stats(struct net_pool *pool, struct net_pool_stats *out);
 
