@@ -183,6 +183,8 @@ static const struct config_setting config_table[] = {
      "slots made ahead of demand"},
     {"slots", CONFIG_BOOL, 0, 0, NULL, "true", "", "worker", 0,
      "network slots (false is refused: every sandbox needs its own)"},
+    {"snapshot_quota_mb", CONFIG_INT, 0, 1073741824, NULL, "10240", "MiB", "api", 0,
+     "storage one team's snapshots may hold on worker hosts (createSnapshot; docs/api.md)"},
     {"start_cmd_timeout_ms", CONFIG_INT, 1, 3600000, NULL, "50000", "ms", "worker", 0,
      "how long a create waits for its template's ready command"},
     {"state_dir", CONFIG_PATH, 0, 0, NULL, "/var/lib/warren/sandboxes", "", "worker", 0,

@@ -11,6 +11,9 @@
 #include "query.h"
 #include "request.h"
 #include "warren/volumes.h"
+#include "warren/config.h"
+#include "warren/ids.h"
+#include "warren/snapshots.h"
 #include "warren/clock.h"
 #include "warren/log.h"
 #include "warren/template_builds.h"
@@ -1174,6 +1177,123 @@ static enum MHD_Result handlers__pause(struct api_request *r, struct storage_poo
 	return handlers__operation_answer(r, "pause");
 }
 
+/* ---- snapshots: POST /sandboxes/{id}/snapshots, GET /snapshots ---- */
+
+/* The answer once the worker captured (201 {snapshotID, names}) or not
+ * (its code: 403 over the quota, 501 a vm sandbox, 404 gone). */
+static enum MHD_Result handlers__snapshot_answer(struct api_request *r)
+{
+	const char *id;
+	json_t *body, *names;
+
+	if (r->waiter.timed_out || r->waiter.result_type == KAFKA_EVENT_FAILED)
+		return handlers__operation_answer(r, "snapshot");
+	id = json_string_value(json_object_get(r->waiter.result, "snapshot_id"));
+	if (!id)
+		return request__error(r, 500, "the worker's answer has no snapshot id");
+	names = json_pack("[s]", id);
+	body = json_loadb(r->body, r->body_len, 0, NULL);
+	if (json_is_string(json_object_get(body, "name")))
+		json_array_append(names, json_object_get(body, "name"));
+	json_decref(body);
+	return request__json(r, 201, json_pack("{s:s, s:o}", "snapshotID", id, "names", names),
+			     NULL);
+}
+
+/* The body's optional name: a string of 1..128 printable ASCII
+ * characters. 0, or -1 with a 400 queued in *ret. */
+static int handlers__snapshot_name(struct api_request *r, json_t **name, enum MHD_Result *ret)
+{
+	json_t *body = r->body_len ? json_loadb(r->body, r->body_len, 0, NULL) : json_object();
+	const char *text;
+
+	*name = NULL;
+	if (!json_is_object(body)) {
+		json_decref(body);
+		*ret = request__error(r, 400, "the body must be a JSON object");
+		return -1;
+	}
+	text = json_string_value(json_object_get(body, "name"));
+	if (json_object_get(body, "name") && !json_is_null(json_object_get(body, "name"))) {
+		size_t len = text ? strlen(text) : 0;
+		bool ok = len > 0 && len <= 128;
+
+		for (size_t i = 0; ok && i < len; i++)
+			ok = text[i] >= 0x20 && text[i] < 0x7f;
+		if (!ok) {
+			json_decref(body);
+			*ret =
+			    request__error(r, 400, "name must be 1-128 printable ASCII characters");
+			return -1;
+		}
+		*name = json_string(text);
+	}
+	json_decref(body);
+	return 0;
+}
+
+/* POST /sandboxes/{id}/snapshots {name?}: a running or paused sandbox's
+ * files as a new template of the team, captured by its host's worker.
+ * 403 when the team's snapshots already hold snapshot_quota_mb. */
+static enum MHD_Result handlers__snapshot_create(struct api_request *r, struct storage_pool *pool)
+{
+	int64_t quota = config__get_int("snapshot_quota_mb", 10240) * 1024 * 1024, used = 0;
+	char id[IDS_SANDBOX_ID_LEN + 8], sandbox_part[IDS_SANDBOX_ID_LEN + 1];
+	struct storage_error e;
+	enum MHD_Result ret;
+	json_t *name, *spec;
+	bool suspended;
+
+	if (!handlers__load_sandbox(r, pool, &ret))
+		return ret;
+	if (r->sandbox.state != STORAGE_SANDBOX_RUNNING &&
+	    r->sandbox.state != STORAGE_SANDBOX_PAUSED)
+		return request__error(r, 409,
+				      "sandbox %s is %s; only a running or paused sandbox "
+				      "can be snapshotted",
+				      r->sandbox.id, storage__sandbox_state_name(r->sandbox.state));
+	if (!r->sandbox.host_id[0])
+		return request__error(r, 409, "sandbox %s is still starting", r->sandbox.id);
+	if (storage__snapshot_team_bytes(pool, r->team.id, &used, &e))
+		return request__storage_error(r, &e);
+	if (used >= quota)
+		return request__error(r, 403,
+				      "snapshot storage quota exceeded: the team's snapshots "
+				      "hold %lld of %lld bytes (setting snapshot_quota_mb); delete "
+				      "one with DELETE /templates/{id}",
+				      (long long)used, (long long)quota);
+	if (handlers__snapshot_name(r, &name, &ret))
+		return ret;
+	if (ids__sandbox_id(sandbox_part)) {
+		json_decref(name);
+		return request__error(r, 500, "no random source");
+	}
+	snprintf(id, sizeof(id), "snap-%s", sandbox_part);
+	spec = json_pack("{s:s, s:s, s:I}", "snapshot_id", id, "template_id",
+			 r->sandbox.template_id, "max_bytes", (json_int_t)(quota - used));
+	if (name)
+		json_object_set_new(spec, "name", name);
+	ret = handlers__host_command(r, KAFKA_EVENT_SNAPSHOT, spec,
+				     WANT(KAFKA_EVENT_SNAPSHOTTED) | WANT(KAFKA_EVENT_FAILED),
+				     &suspended);
+	if (suspended || r->phase == API_PHASE_ANSWERED)
+		return ret;
+	return handlers__snapshot_answer(r);
+}
+
+/* GET /snapshots?sandboxID=&name=: the team's snapshots, newest first
+ * (one page: no nextToken). */
+static enum MHD_Result handlers__snapshot_list(struct api_request *r, struct storage_pool *pool)
+{
+	struct storage_error e;
+	json_t *list = NULL;
+
+	if (storage__snapshot_list(pool, r->team.id, request__query(r, "sandboxID"),
+				   request__query(r, "name"), &list, &e))
+		return request__storage_error(r, &e);
+	return request__json(r, 200, list, NULL);
+}
+
 /* ---- GET /sandboxes/{id}/metrics, GET /sandboxes/metrics ---- */
 
 /* The samples of one sandbox in [start, end] (Unix seconds; default: all
@@ -1357,6 +1477,8 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 			return handlers__resume_answer(r);
 		if (r->route.endpoint == API_ROUTE_PAUSE)
 			return handlers__operation_answer(r, "pause");
+		if (r->route.endpoint == API_ROUTE_SNAPSHOT_CREATE)
+			return handlers__snapshot_answer(r);
 		return handlers__operation_answer(
 		    r, r->route.endpoint == API_ROUTE_KILL ? "kill" : "network update");
 	}
@@ -1429,6 +1551,10 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 	case API_ROUTE_VOLUME_GET:
 	case API_ROUTE_VOLUME_DELETE:
 		return volumes_api__dispatch(r, pool);
+	case API_ROUTE_SNAPSHOT_CREATE:
+		return handlers__snapshot_create(r, pool);
+	case API_ROUTE_SNAPSHOT_LIST:
+		return handlers__snapshot_list(r, pool);
 	default:
 		if (r->route.endpoint >= API_ROUTE_TEMPLATE_CREATE)
 			return templates_api__dispatch(r, pool);

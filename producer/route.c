@@ -21,6 +21,7 @@ static const struct route_action route_actions[] = {
     {"/connect", "POST", API_ROUTE_CONNECT},
     {"/metrics", "GET", API_ROUTE_METRICS},
     {"/logs", "GET", API_ROUTE_LOGS},
+    {"/snapshots", "POST", API_ROUTE_SNAPSHOT_CREATE},
 };
 
 /* Routes of the E2B API (as the npm e2b SDK 2.x calls them) that warren
@@ -34,8 +35,6 @@ struct route_unimplemented {
 
 static const struct route_unimplemented route_unimplemented[] = {
     {"/sandboxes/*/fork", "POST", "forking a sandbox"},
-    {"/sandboxes/*/snapshots", "POST", "snapshots"},
-    {"/snapshots", "GET", "snapshots"},
     {"/secrets", "GET, POST", "secrets"},
     {"/secrets/*", "GET, POST, DELETE", "secrets"},
     {"/teams", "GET", "the teams API"},
@@ -182,6 +181,10 @@ void route__match(const char *method, const char *path, struct api_route *out)
 		route__method(method, "GET", API_ROUTE_METRICS_LIST, "GET", out);
 		return;
 	}
+	if (!strcmp(clean, "/snapshots")) {
+		route__method(method, "GET", API_ROUTE_SNAPSHOT_LIST, "GET", out);
+		return;
+	}
 	if (!strcmp(clean, "/health")) {
 		route__method(method, "GET", API_ROUTE_HEALTH, "GET", out);
 		return;
@@ -313,6 +316,10 @@ const char *route__name(enum api_endpoint endpoint)
 		return "volume_get";
 	case API_ROUTE_VOLUME_DELETE:
 		return "volume_delete";
+	case API_ROUTE_SNAPSHOT_CREATE:
+		return "snapshot_create";
+	case API_ROUTE_SNAPSHOT_LIST:
+		return "snapshot_list";
 	case API_ROUTE_BAD_METHOD:
 		return "bad_method";
 	case API_ROUTE_NOT_FOUND:

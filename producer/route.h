@@ -43,6 +43,9 @@ enum api_endpoint {
 	API_ROUTE_VOLUME_LIST,	 /* GET /volumes */
 	API_ROUTE_VOLUME_GET,	 /* GET /volumes/{volumeID} */
 	API_ROUTE_VOLUME_DELETE, /* DELETE /volumes/{volumeID} */
+	/* snapshots (handlers.c, docs/api.md) */
+	API_ROUTE_SNAPSHOT_CREATE, /* POST /sandboxes/{id}/snapshots */
+	API_ROUTE_SNAPSHOT_LIST,   /* GET /snapshots */
 };
 
 #define API_ROUTE_ID_MAX 64 /* longer path ids are cut (they are never valid) */

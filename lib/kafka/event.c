@@ -68,6 +68,18 @@ static const struct field resume_fields[] = {
     {"auto_pause", FIELD_BOOL, false},
     {NULL, 0, false},
 };
+static const struct field snapshot_fields[] = {
+    {"snapshot_id", FIELD_STRING, true},
+    {"template_id", FIELD_STRING, true},
+    {"max_bytes", FIELD_POSITIVE_INT, false}, /* the team's quota left */
+    {"name", FIELD_STRING, false},
+    {NULL, 0, false},
+};
+static const struct field snapshotted_fields[] = {
+    {"snapshot_id", FIELD_STRING, true},
+    {"bytes", FIELD_POSITIVE_INT, false},
+    {NULL, 0, false},
+};
 static const struct field created_fields[] = {
     {"template_id", FIELD_STRING, true}, {"envd_version", FIELD_STRING, true},
     {"end_at", FIELD_TIME, true},	 {"alias", FIELD_STRING, false},
@@ -104,6 +116,7 @@ static const struct {
     [KAFKA_EVENT_UPDATE_NETWORK] = {"update_network", update_network_fields},
     [KAFKA_EVENT_PAUSE] = {"pause", no_fields},
     [KAFKA_EVENT_RESUME] = {"resume", resume_fields},
+    [KAFKA_EVENT_SNAPSHOT] = {"snapshot", snapshot_fields},
     [KAFKA_EVENT_CREATED] = {"created", created_fields},
     [KAFKA_EVENT_FAILED] = {"failed", failed_fields},
     [KAFKA_EVENT_KILLED] = {"killed", killed_fields},
@@ -111,6 +124,7 @@ static const struct {
     [KAFKA_EVENT_PAUSED] = {"paused", paused_fields},
     [KAFKA_EVENT_RESUMED] = {"resumed", end_at_fields},
     [KAFKA_EVENT_NETWORK_UPDATED] = {"network_updated", update_network_fields},
+    [KAFKA_EVENT_SNAPSHOTTED] = {"snapshotted", snapshotted_fields},
 };
 
 static const char *const error_names[] = {
@@ -144,7 +158,7 @@ enum kafka_event_type kafka_event__type_from_name(const char *name)
 
 bool kafka_event__is_command(enum kafka_event_type type)
 {
-	return type >= KAFKA_EVENT_CREATE && type <= KAFKA_EVENT_RESUME;
+	return type >= KAFKA_EVENT_CREATE && type <= KAFKA_EVENT_SNAPSHOT;
 }
 
 const char *kafka_event__error_name(enum kafka_event_error error)

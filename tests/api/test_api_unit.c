@@ -405,22 +405,13 @@ static void test_states_and_limit(void **state)
 static void test_unimplemented_routes(void **state)
 {
 	static const char *const sdk_routes[][2] = {
-	    {"POST", "/sandboxes/iabc/fork"},
-	    {"POST", "/sandboxes/iabc/snapshots"},
-	    {"GET", "/snapshots"},
-	    {"GET", "/secrets"},
-	    {"DELETE", "/secrets/s1"},
-	    {"GET", "/teams"},
-	    {"GET", "/teams/t1/metrics"},
-	    {"GET", "/teams/t1/metrics/max"},
-	    {"PATCH", "/templates/base"},
-	    {"GET", "/templates/base/tags"},
-	    {"POST", "/templates/tags"},
-	    {"GET", "/v2/templates"},
-	    {"PATCH", "/v2/templates/base"},
-	    {"GET", "/volumecontent/v1/dir"},
-	    {"PATCH", "/volumecontent/v1/path"},
-	    {"PUT", "/volumecontent/v1/file"},
+	    {"POST", "/sandboxes/iabc/fork"},	 {"GET", "/secrets"},
+	    {"DELETE", "/secrets/s1"},		 {"GET", "/teams"},
+	    {"GET", "/teams/t1/metrics"},	 {"GET", "/teams/t1/metrics/max"},
+	    {"PATCH", "/templates/base"},	 {"GET", "/templates/base/tags"},
+	    {"POST", "/templates/tags"},	 {"GET", "/v2/templates"},
+	    {"PATCH", "/v2/templates/base"},	 {"GET", "/volumecontent/v1/dir"},
+	    {"PATCH", "/volumecontent/v1/path"}, {"PUT", "/volumecontent/v1/file"},
 	};
 	struct api_route route;
 
@@ -446,6 +437,14 @@ static void test_unimplemented_routes(void **state)
 	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
 	route__match("GET", "/volumes//", &route);
 	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
+	/* Snapshots are implemented. */
+	route__match("POST", "/sandboxes/iabc/snapshots", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_SNAPSHOT_CREATE);
+	assert_string_equal(route.sandbox_id, "iabc");
+	route__match("GET", "/snapshots", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_SNAPSHOT_LIST);
+	route__match("DELETE", "/snapshots", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_BAD_METHOD);
 	/* Logs, both versions, and metrics are implemented. */
 	route__match("GET", "/sandboxes/iabc/logs", &route);
 	assert_int_equal(route.endpoint, API_ROUTE_LOGS);

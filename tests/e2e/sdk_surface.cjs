@@ -86,8 +86,8 @@ async function listFilters(sbx) {
 }
 
 async function unimplemented(sbx) {
-	await assert.rejects(Sandbox.createSnapshot(sbx.sandboxId), (err) => {
-		console.log('createSnapshot ->', err.name, err.message);
+	await assert.rejects(Sandbox.fork(sbx.sandboxId), (err) => {
+		console.log('fork ->', err.name, err.message);
 		return /501/.test(err.message) && /not implemented by warren/.test(err.message) &&
 			err.name !== 'SandboxNotFoundError';
 	});

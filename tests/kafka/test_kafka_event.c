@@ -15,8 +15,9 @@
 #include "warren/kafka.h"
 
 static const char *const all_types[] = {
-    "create", "kill",	"set_timeout", "update_network", "pause",   "resume",	      "created",
-    "failed", "killed", "timed_out",   "paused",	 "resumed", "network_updated"};
+    "create",	 "kill",     "set_timeout", "update_network",  "pause",
+    "resume",	 "snapshot", "created",	    "failed",	       "killed",
+    "timed_out", "paused",   "resumed",	    "network_updated", "snapshotted"};
 #define TYPE_COUNT (sizeof(all_types) / sizeof(all_types[0]))
 
 static char reason[KAFKA_EVENT_REASON_MAX];

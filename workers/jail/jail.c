@@ -1125,6 +1125,20 @@ int jail__console_path(const struct jail *jail, char *out, size_t out_len)
 	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
 }
 
+int jail__upper_dir(const struct jail *jail, char *out, size_t out_len)
+{
+	char disk_upper[PATH_MAX + 16];
+	struct stat st;
+	int n;
+
+	snprintf(disk_upper, sizeof(disk_upper), "%s/disk/upper", jail->dir);
+	if (!lstat(disk_upper, &st) && S_ISDIR(st.st_mode))
+		n = snprintf(out, out_len, "%s", disk_upper);
+	else
+		n = snprintf(out, out_len, "%s/upper", jail->dir);
+	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
+}
+
 int jail__memory_limit(const struct jail *jail, uint64_t *bytes)
 {
 	return jail_cgroup__memory_limit(&jail->cgroup, bytes);

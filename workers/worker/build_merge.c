@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,9 @@
 
 extern char **environ;
 
+/* nftw has no user pointer: one merge at a time (a build's step and a
+ * sandbox snapshot may merge at once on different threads). */
+static pthread_mutex_t merge_lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *merge_upper, *merge_rootfs;
 static unsigned merge_host_uid;
 static int merge_failed;
@@ -124,11 +128,16 @@ int build__merge_upper(const char *upper, const char *rootfs, unsigned host_uid,
 	char source[PATH_MAX + 4], dest[PATH_MAX + 4];
 	const char *cp[] = {"cp", "-a", "--remove-destination", source, dest, NULL};
 
+	int walked;
+
+	pthread_mutex_lock(&merge_lock);
 	merge_upper = upper;
 	merge_rootfs = rootfs;
 	merge_host_uid = host_uid;
 	merge_failed = 0;
-	if (nftw(upper, merge__visit, 64, FTW_PHYS) || merge_failed) {
+	walked = nftw(upper, merge__visit, 64, FTW_PHYS) || merge_failed ? -1 : 0;
+	pthread_mutex_unlock(&merge_lock);
+	if (walked) {
 		snprintf(err, err_len, "merging the step's files failed (%s)", strerror(errno));
 		return -1;
 	}

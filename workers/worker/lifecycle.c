@@ -4,6 +4,7 @@
  * so a redelivered command finds its outcome and repeats only the event. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,8 @@
 #include "build.h"
 #include "warren/tokens.h"
 #include "volumes.h"
+#include "snapshot.h"
+#include "warren/snapshots.h"
 #include "worker.h"
 
 #define RESULT_TIMEOUT_MS 10000
@@ -967,6 +970,188 @@ static int worker__resume(struct worker *worker, const struct kafka_event *comma
 			      json_pack("{s:s}", "end_at", end_at_text));
 }
 
+/* ---- snapshot (createSnapshot: a jail sandbox's files as a template) ---- */
+
+/* Freezes (freeze) or thaws the sandbox and, when freezing, reads its
+ * writable layer's path and host uid under the table's lock. -ENOENT not
+ * here, -ENOTSUP not a jail, else 0 or -errno. */
+static int worker__snapshot_hold(struct worker *worker, const char *sandbox_id, bool freeze,
+				 char *upper, size_t upper_len, unsigned *host_uid, char *reason,
+				 size_t reason_len)
+{
+	struct live_sandbox *sandbox;
+	int rc = -ENOENT;
+
+	pthread_mutex_lock(&worker->lock);
+	sandbox = worker__find_locked(worker, sandbox_id);
+	if (!sandbox)
+		snprintf(reason, reason_len, "sandbox is not on this host");
+	else if (freeze && runtime__jail_layer(sandbox->instance, upper, upper_len, host_uid)) {
+		snprintf(reason, reason_len, "snapshots of this runtime are not supported yet");
+		rc = -ENOTSUP;
+	} else
+		rc = runtime__set_paused(sandbox->instance, freeze, reason, reason_len);
+	pthread_mutex_unlock(&worker->lock);
+	return rc;
+}
+
+/* 0 when snapshot_id is registered for the command's team already (a
+ * redelivered command), 1 when not, -EAGAIN when PostgreSQL is away. */
+static int worker__snapshot_done(struct worker *worker, const struct kafka_event *command,
+				 const char *snapshot_id)
+{
+	struct storage_error err;
+	json_t *list = NULL;
+	int rc = storage__snapshot_list(worker->storage, command->team_id, NULL, snapshot_id, &list,
+					&err);
+
+	if (rc)
+		return rc == STORAGE_ERR_UNAVAILABLE ? -EAGAIN : 1;
+	rc = json_array_size(list) ? 0 : 1;
+	json_decref(list);
+	return rc;
+}
+
+/* Captures and registers the snapshot of a running or paused sandbox;
+ * a running one is frozen for the copy and thawed after. 0, -EAGAIN, or
+ * *code and reason. */
+static int worker__snapshot_take(struct worker *worker, const struct kafka_event *command,
+				 const char *snapshot_id, int64_t *bytes, int *code, char *reason,
+				 size_t reason_len)
+{
+	struct snapshot_source source = {.templates_dir = templates__dir(),
+					 .cache_dir = templates__cache_dir()};
+	struct storage_sandbox row = {0};
+	struct storage_template template_row = {0};
+	struct storage_error err;
+	char upper[PATH_MAX], ignored[256];
+	uint64_t captured = 0;
+	int64_t max_bytes = json_util__int(command->spec, "max_bytes", 0);
+	bool was_running;
+	int rc = storage__sandbox_get_internal(worker->storage, command->sandbox_id, &row, &err);
+
+	*code = 404;
+	if (rc) {
+		snprintf(reason, reason_len, "sandbox not found");
+		return rc == STORAGE_ERR_UNAVAILABLE ? -EAGAIN : -ENOENT;
+	}
+	was_running = row.state == STORAGE_SANDBOX_RUNNING;
+	if (!was_running && row.state != STORAGE_SANDBOX_PAUSED) {
+		*code = worker__state_code(row.state);
+		snprintf(reason, reason_len, "sandbox is %s",
+			 storage__sandbox_state_name(row.state));
+		rc = -EBUSY;
+		goto out;
+	}
+	rc = worker__snapshot_done(worker, command, snapshot_id);
+	if (rc <= 0)
+		goto out; /* a redelivery of a snapshot that finished, or PostgreSQL away */
+	/* an earlier attempt that died before registering it */
+	snapshot__remove(source.templates_dir, snapshot_id);
+	rc = templates__read(source.templates_dir, row.template_id, &source.base, reason,
+			     reason_len);
+	if (rc) {
+		*code = 500;
+		goto out;
+	}
+	rc = worker__snapshot_hold(worker, row.id, true, upper, sizeof(upper), &source.host_uid,
+				   reason, reason_len);
+	if (rc) {
+		*code = rc == -ENOTSUP ? 501 : rc == -ENOENT ? 404 : 500;
+		goto out;
+	}
+	source.upper = upper;
+	*code = 500;
+	captured = snapshot__layer_bytes(upper); /* refused before any copy when too big */
+	if (max_bytes > 0 && (int64_t)captured > max_bytes)
+		rc = -EDQUOT;
+	else
+		rc = snapshot__capture(&source, snapshot_id, &captured, reason, reason_len);
+	if (was_running && worker__row_state(worker, row.id, &row.state, NULL) == 0 &&
+	    row.state == STORAGE_SANDBOX_RUNNING)
+		worker__snapshot_hold(worker, row.id, false, NULL, 0, NULL, ignored,
+				      sizeof(ignored));
+	if (rc && rc != -EDQUOT)
+		goto out;
+	if (max_bytes > 0 && (int64_t)captured > max_bytes) {
+		if (!rc)
+			snapshot__remove(source.templates_dir, snapshot_id);
+		*code = 403;
+		snprintf(
+		    reason, reason_len,
+		    "snapshot storage quota exceeded: this snapshot holds %llu bytes, the team "
+		    "has %lld left (setting snapshot_quota_mb)",
+		    (unsigned long long)captured, (long long)max_bytes);
+		rc = -EDQUOT;
+		goto out;
+	}
+	snprintf(template_row.id, sizeof(template_row.id), "%s", snapshot_id);
+	snprintf(template_row.agent_version, sizeof(template_row.agent_version), "%s",
+		 source.base.agent_version);
+	snprintf(template_row.image_path, sizeof(template_row.image_path), "%s/%s",
+		 source.cache_dir, snapshot_id);
+	{
+		struct template_info mine;
+
+		rc = templates__read(source.templates_dir, snapshot_id, &mine, reason, reason_len);
+		if (!rc)
+			snprintf(template_row.content_hash, sizeof(template_row.content_hash), "%s",
+				 mine.content_hash);
+	}
+	struct storage_snapshot snap = {
+	    .id = snapshot_id,
+	    .team_id = row.team_id,
+	    .sandbox_id = row.id,
+	    .name = json_util__string(command->spec, "name", NULL),
+	    .host_id = worker->host_id,
+	    .cpu_count = source.base.cpu_count ? (int32_t)source.base.cpu_count : 2,
+	    .memory_mb = source.base.memory_mb ? (int32_t)source.base.memory_mb : 512,
+	    .bytes = (int64_t)captured,
+	    .template_row = &template_row,
+	};
+	if (!rc)
+		rc = storage__snapshot_register(worker->storage, &snap, &err);
+	if (rc) {
+		snapshot__remove(source.templates_dir, snapshot_id);
+		if (rc == STORAGE_ERR_UNAVAILABLE) {
+			rc = -EAGAIN;
+			goto out;
+		}
+		snprintf(reason, reason_len, "registering the snapshot failed");
+		rc = -EIO;
+		goto out;
+	}
+	*bytes = (int64_t)captured;
+out:
+	storage__sandbox_clear(&row);
+	return rc;
+}
+
+static int worker__snapshot(struct worker *worker, const struct kafka_event *command)
+{
+	const char *snapshot_id = json_util__string(command->spec, "snapshot_id", "");
+	char reason[512] = "";
+	int64_t bytes = 0;
+	int code = 500;
+	int rc = worker__snapshot_take(worker, command, snapshot_id, &bytes, &code, reason,
+				       sizeof(reason));
+	json_t *result;
+
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc) {
+		log_info("sandbox %s: no snapshot: %s", command->sandbox_id, reason);
+		return worker__finish(worker, command, KAFKA_EVENT_FAILED,
+				      worker__failure(command, code, reason));
+	}
+	log_info("sandbox %s: snapshot %s (%lld bytes)", command->sandbox_id, snapshot_id,
+		 (long long)bytes);
+	result = json_pack("{s:s}", "snapshot_id", snapshot_id);
+	if (bytes > 0)
+		json_object_set_new(result, "bytes", json_integer(bytes));
+	return worker__finish(worker, command, KAFKA_EVENT_SNAPSHOTTED, result);
+}
+
 int worker__handle_command(struct worker *worker, const struct kafka_event *command)
 {
 	switch (command->type) {
@@ -984,6 +1169,8 @@ int worker__handle_command(struct worker *worker, const struct kafka_event *comm
 		return worker__pause(worker, command);
 	case KAFKA_EVENT_RESUME:
 		return worker__resume(worker, command);
+	case KAFKA_EVENT_SNAPSHOT:
+		return worker__snapshot(worker, command);
 	default:
 		log_warn("request %s: %s is not a command; ignored", command->request_id,
 			 kafka_event__type_name(command->type));

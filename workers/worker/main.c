@@ -9,6 +9,8 @@
  * nothing is left running unaccounted. Documented in workers/README.md. */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 
 #include "warren/clock.h"
 #include "warren/prom.h"
@@ -206,8 +209,26 @@ static int worker__capacity(void)
 	return (int)capacity;
 }
 
+/* True when the installed template at dir is a sandbox snapshot (its
+ * template.json has "snapshot_bytes"): only the snapshot command registers
+ * those, with their team; registered here, one whose command died before
+ * registering it would be a template every team could start. */
+static bool worker__is_snapshot(const char *dir)
+{
+	char path[PATH_MAX + 16];
+	json_t *meta;
+	bool snapshot;
+
+	snprintf(path, sizeof(path), "%.4000s/template.json", dir);
+	meta = json_load_file(path, 0, NULL);
+	snapshot = json_object_get(meta, "snapshot_bytes") != NULL;
+	json_decref(meta);
+	return snapshot;
+}
+
 /* Registers this host's installed templates in PostgreSQL, so the API can
- * validate templateID and answer envdVersion. */
+ * validate templateID and answer envdVersion. Snapshots are skipped (they
+ * are registered when taken; an unregistered one is pruned as deleted). */
 static void worker__register_templates(struct worker *worker)
 {
 	struct template_info *templates = NULL;
@@ -221,6 +242,8 @@ static void worker__register_templates(struct worker *worker)
 		struct storage_template row = {0};
 		struct storage_error err;
 
+		if (worker__is_snapshot(templates[i].dir))
+			continue;
 		snprintf(row.id, sizeof(row.id), "%s", templates[i].name);
 		snprintf(row.agent_version, sizeof(row.agent_version), "%s",
 			 templates[i].agent_version);

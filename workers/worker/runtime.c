@@ -245,6 +245,15 @@ int runtime__set_paused(struct runtime_instance *instance, bool paused, char *er
 	return rc;
 }
 
+int runtime__jail_layer(const struct runtime_instance *instance, char *upper, size_t upper_len,
+			unsigned *host_uid)
+{
+	if (!instance || !instance->jail)
+		return -ENOTSUP;
+	*host_uid = jail__host_uid(instance->jail);
+	return jail__upper_dir(instance->jail, upper, upper_len);
+}
+
 int runtime__usage(const struct runtime_instance *instance, struct runtime_usage *out)
 {
 	struct jail_usage usage;

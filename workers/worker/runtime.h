@@ -55,6 +55,12 @@ void runtime__stop(struct runtime_instance *instance);
  * -errno with the reason in err. */
 int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err, size_t err_len);
 /* What a sandbox uses now (the worker's metrics samples). */
+/* A jail sandbox's writable layer (jail__upper_dir) and the host uid of
+ * its root, for a snapshot of its files. -ENOTSUP for a vm sandbox (its
+ * disk is not captured yet), else 0 or -errno. */
+int runtime__jail_layer(const struct runtime_instance *instance, char *upper, size_t upper_len,
+			unsigned *host_uid);
+
 struct runtime_usage {
 	uint32_t cpu_count;	 /* vCPUs it was given */
 	uint64_t cpu_usec;	 /* CPU time consumed since it started (monotonic) */

@@ -29,6 +29,7 @@ enum kafka_event_type {
 	KAFKA_EVENT_UPDATE_NETWORK,
 	KAFKA_EVENT_PAUSE,
 	KAFKA_EVENT_RESUME,
+	KAFKA_EVENT_SNAPSHOT, /* the sandbox's files as a new template (createSnapshot) */
 	/* results (worker -> warren.sandbox.events) */
 	KAFKA_EVENT_CREATED,
 	KAFKA_EVENT_FAILED,
@@ -37,6 +38,7 @@ enum kafka_event_type {
 	KAFKA_EVENT_PAUSED,
 	KAFKA_EVENT_RESUMED,
 	KAFKA_EVENT_NETWORK_UPDATED,
+	KAFKA_EVENT_SNAPSHOTTED,
 	KAFKA_EVENT_TYPE_COUNT,
 };
 
@@ -71,7 +73,7 @@ struct kafka_event {
 const char *kafka_event__type_name(enum kafka_event_type type);
 /* The type for a wire name, KAFKA_EVENT_UNKNOWN when it is not one. */
 enum kafka_event_type kafka_event__type_from_name(const char *name);
-/* True for the command types (create .. resume), false for results. */
+/* True for the command types (create .. snapshot), false for results. */
 bool kafka_event__is_command(enum kafka_event_type type);
 /* The reason code of an error ("missing_field", ...); "ok" for 0. */
 const char *kafka_event__error_name(enum kafka_event_error error);

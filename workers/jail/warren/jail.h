@@ -144,6 +144,11 @@ int jail__usage(const struct jail *jail, struct jail_usage *out);
  * stderr, capped at console_max_bytes). 0 or -ENAMETOOLONG. */
 int jail__console_path(const struct jail *jail, char *out, size_t out_len);
 
+/* The host path of the sandbox's writable layer (the overlay's upper:
+ * disk/upper on its disk image, else upper): files it wrote, whiteouts
+ * for files it removed, owners in its host uid range. 0 or -ENAMETOOLONG. */
+int jail__upper_dir(const struct jail *jail, char *out, size_t out_len);
+
 /* Reconciliation after a worker restart: the ids of sandboxes with a state
  * dir under state_dir or a cgroup under cgroup_parent (NULL: defaults).
  * *ids is malloc'ed, each id too (jail__free_ids). 0 or -errno. */
