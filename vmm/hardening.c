@@ -48,97 +48,100 @@ static void hardening__violation(int signal_number, siginfo_t *info, void *conte
 	_exit(126);
 }
 
-int hardening__install_seccomp(void)
+/* System calls allowed with any arguments once the VMM is running. */
+static const int hardening__allowed[] = {
+    SCMP_SYS(read),
+    SCMP_SYS(write),
+    SCMP_SYS(readv),
+    SCMP_SYS(writev),
+    SCMP_SYS(pread64),
+    SCMP_SYS(pwrite64),
+    SCMP_SYS(preadv),
+    SCMP_SYS(pwritev),
+    SCMP_SYS(close),
+    SCMP_SYS(fstat),
+    SCMP_SYS(newfstatat),
+    SCMP_SYS(statx),
+    SCMP_SYS(lseek),
+    SCMP_SYS(fcntl),
+    SCMP_SYS(getsockopt),
+    SCMP_SYS(fallocate),
+    SCMP_SYS(fsync),
+    SCMP_SYS(fdatasync),
+    SCMP_SYS(io_uring_enter),
+    SCMP_SYS(futex),
+    SCMP_SYS(rt_sigreturn),
+    SCMP_SYS(rt_sigprocmask),
+    SCMP_SYS(sigaltstack),
+    SCMP_SYS(gettid),
+    SCMP_SYS(getpid),
+    SCMP_SYS(sched_yield),
+    SCMP_SYS(restart_syscall),
+    SCMP_SYS(nanosleep),
+    SCMP_SYS(clock_nanosleep),
+    SCMP_SYS(clock_gettime),
+    SCMP_SYS(gettimeofday),
+    SCMP_SYS(getrandom),
+    SCMP_SYS(mmap),
+    SCMP_SYS(munmap),
+    SCMP_SYS(mremap),
+    SCMP_SYS(mprotect),
+    SCMP_SYS(madvise),
+    SCMP_SYS(brk),
+    SCMP_SYS(rseq),
+    SCMP_SYS(set_robust_list),
+    SCMP_SYS(accept4),
+    SCMP_SYS(recvfrom),
+    SCMP_SYS(sendto),
+    SCMP_SYS(recvmsg),
+    SCMP_SYS(sendmsg),
+    SCMP_SYS(setsockopt),
+    SCMP_SYS(shutdown),
+    SCMP_SYS(unlink),
+    SCMP_SYS(exit),
+    SCMP_SYS(exit_group),
+    /* a snapshot (vm_snapshot.c) writes new files: its ring, sizes, rename */
+    SCMP_SYS(io_uring_setup),
+    SCMP_SYS(ftruncate),
+    SCMP_SYS(rename),
+    SCMP_SYS(renameat),
+    SCMP_SYS(renameat2),
+};
+/* ioctl: only what runs after setup */
+static const unsigned long hardening__ioctls[] = {
+    KVM_RUN,
+    KVM_IRQ_LINE,
+    KVM_IRQ_LINE_STATUS,
+    KVM_GET_REGS,
+    KVM_GET_SREGS,
+    KVM_GET_MP_STATE,
+    TCGETS,
+    TUNSETOFFLOAD /* net: follows the driver's features */,
+    /* a snapshot reads the state (only reads: a restore is before this) */
+    KVM_GET_FPU,
+    KVM_GET_XSAVE,
+    KVM_GET_XCRS,
+    KVM_GET_LAPIC,
+    KVM_GET_VCPU_EVENTS,
+    KVM_GET_DEBUGREGS,
+    KVM_GET_MSRS,
+    KVM_GET_MSR_INDEX_LIST,
+    KVM_GET_IRQCHIP,
+    KVM_GET_PIT2,
+    KVM_GET_CLOCK,
+};
+/* Hot paths first in the generated filter (each system call runs it). */
+static const int hardening__hot[] = {
+    SCMP_SYS(ioctl), SCMP_SYS(io_uring_enter), SCMP_SYS(readv), SCMP_SYS(writev),
+    SCMP_SYS(read),  SCMP_SYS(pwritev),	       SCMP_SYS(write),
+};
+
+/* Installs the SIGSYS handler that reports a blocked system call and exits.
+ * Also does the one-time work (time zone, jansson seed) that would otherwise
+ * need a system call the filter blocks. Returns 0 or -errno. */
+static int hardening__prepare_trap(void)
 {
-	const int allowed[] = {
-	    SCMP_SYS(read),
-	    SCMP_SYS(write),
-	    SCMP_SYS(readv),
-	    SCMP_SYS(writev),
-	    SCMP_SYS(pread64),
-	    SCMP_SYS(pwrite64),
-	    SCMP_SYS(preadv),
-	    SCMP_SYS(pwritev),
-	    SCMP_SYS(close),
-	    SCMP_SYS(fstat),
-	    SCMP_SYS(newfstatat),
-	    SCMP_SYS(statx),
-	    SCMP_SYS(lseek),
-	    SCMP_SYS(fcntl),
-	    SCMP_SYS(getsockopt),
-	    SCMP_SYS(fallocate),
-	    SCMP_SYS(fsync),
-	    SCMP_SYS(fdatasync),
-	    SCMP_SYS(io_uring_enter),
-	    SCMP_SYS(futex),
-	    SCMP_SYS(rt_sigreturn),
-	    SCMP_SYS(rt_sigprocmask),
-	    SCMP_SYS(sigaltstack),
-	    SCMP_SYS(gettid),
-	    SCMP_SYS(getpid),
-	    SCMP_SYS(sched_yield),
-	    SCMP_SYS(restart_syscall),
-	    SCMP_SYS(nanosleep),
-	    SCMP_SYS(clock_nanosleep),
-	    SCMP_SYS(clock_gettime),
-	    SCMP_SYS(gettimeofday),
-	    SCMP_SYS(getrandom),
-	    SCMP_SYS(mmap),
-	    SCMP_SYS(munmap),
-	    SCMP_SYS(mremap),
-	    SCMP_SYS(mprotect),
-	    SCMP_SYS(madvise),
-	    SCMP_SYS(brk),
-	    SCMP_SYS(rseq),
-	    SCMP_SYS(set_robust_list),
-	    SCMP_SYS(accept4),
-	    SCMP_SYS(recvfrom),
-	    SCMP_SYS(sendto),
-	    SCMP_SYS(recvmsg),
-	    SCMP_SYS(sendmsg),
-	    SCMP_SYS(setsockopt),
-	    SCMP_SYS(shutdown),
-	    SCMP_SYS(unlink),
-	    SCMP_SYS(exit),
-	    SCMP_SYS(exit_group),
-	    /* a snapshot (vm_snapshot.c) writes new files: its ring, sizes, rename */
-	    SCMP_SYS(io_uring_setup),
-	    SCMP_SYS(ftruncate),
-	    SCMP_SYS(rename),
-	    SCMP_SYS(renameat),
-	    SCMP_SYS(renameat2),
-	};
-	/* ioctl: only what runs after setup */
-	static const unsigned long ioctls[] = {
-	    KVM_RUN,
-	    KVM_IRQ_LINE,
-	    KVM_IRQ_LINE_STATUS,
-	    KVM_GET_REGS,
-	    KVM_GET_SREGS,
-	    KVM_GET_MP_STATE,
-	    TCGETS,
-	    TUNSETOFFLOAD /* net: follows the driver's features */,
-	    /* a snapshot reads the state (only reads: a restore is before this) */
-	    KVM_GET_FPU,
-	    KVM_GET_XSAVE,
-	    KVM_GET_XCRS,
-	    KVM_GET_LAPIC,
-	    KVM_GET_VCPU_EVENTS,
-	    KVM_GET_DEBUGREGS,
-	    KVM_GET_MSRS,
-	    KVM_GET_MSR_INDEX_LIST,
-	    KVM_GET_IRQCHIP,
-	    KVM_GET_PIT2,
-	    KVM_GET_CLOCK,
-	};
-	/* Hot paths first in the generated filter (each system call runs it). */
-	static const int hot[] = {
-	    SCMP_SYS(ioctl), SCMP_SYS(io_uring_enter), SCMP_SYS(readv), SCMP_SYS(writev),
-	    SCMP_SYS(read),  SCMP_SYS(pwritev),	       SCMP_SYS(write),
-	};
 	struct sigaction action = {0};
-	scmp_filter_ctx filter;
-	int result = 0;
 
 	tzset();	     /* strftime() in the logs would open /etc/localtime later */
 	json_object_seed(0); /* jansson would open /dev/urandom for its first object */
@@ -147,14 +150,23 @@ int hardening__install_seccomp(void)
 	sigemptyset(&action.sa_mask);
 	if (sigaction(SIGSYS, &action, NULL) < 0)
 		return -errno;
-	filter = seccomp_init(SCMP_ACT_TRAP);
-	if (filter == NULL)
-		return -ENOMEM;
-	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]) && result == 0; i++)
-		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, allowed[i], 0);
-	for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]) && result == 0; i++) {
+	return 0;
+}
+
+/* Adds every allow rule (the tables above, openat to create, tgkill within
+ * this process) and the hot-path priorities to filter. Returns 0 or the
+ * first libseccomp error (negative errno). */
+static int hardening__add_rules(scmp_filter_ctx filter)
+{
+	int result = 0;
+
+	for (size_t i = 0;
+	     i < sizeof(hardening__allowed) / sizeof(hardening__allowed[0]) && result == 0; i++)
+		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, hardening__allowed[i], 0);
+	for (size_t i = 0;
+	     i < sizeof(hardening__ioctls) / sizeof(hardening__ioctls[0]) && result == 0; i++) {
 		const struct scmp_arg_cmp request = {
-		    .arg = 1, .op = SCMP_CMP_EQ, .datum_a = ioctls[i], .datum_b = 0};
+		    .arg = 1, .op = SCMP_CMP_EQ, .datum_a = hardening__ioctls[i], .datum_b = 0};
 
 		result =
 		    seccomp_rule_add_array(filter, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, &request);
@@ -170,8 +182,23 @@ int hardening__install_seccomp(void)
 	if (result == 0)
 		result = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
 					  SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
-	for (size_t i = 0; i < sizeof(hot) / sizeof(hot[0]) && result == 0; i++)
-		result = seccomp_syscall_priority(filter, hot[i], (uint8_t)(255 - i));
+	for (size_t i = 0; i < sizeof(hardening__hot) / sizeof(hardening__hot[0]) && result == 0;
+	     i++)
+		result = seccomp_syscall_priority(filter, hardening__hot[i], (uint8_t)(255 - i));
+	return result;
+}
+
+int hardening__install_seccomp(void)
+{
+	scmp_filter_ctx filter;
+	int result = hardening__prepare_trap();
+
+	if (result < 0)
+		return result;
+	filter = seccomp_init(SCMP_ACT_TRAP);
+	if (filter == NULL)
+		return -ENOMEM;
+	result = hardening__add_rules(filter);
 	if (result == 0)
 		result = seccomp_attr_set(filter, SCMP_FLTATR_CTL_TSYNC, 1);
 	if (result == 0)

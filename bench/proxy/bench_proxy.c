@@ -216,11 +216,18 @@ static int compare_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-int main(void)
+/* The servers under test and where they listen; a pid of -1 is not running. */
+struct bench_servers {
+	int backend_port, nginx_port, proxy_port;
+	pid_t backend, nginx, proxy;
+};
+
+/* Migrates the throwaway database at db_url, creates a team, the template and
+ * one running sandbox whose id is written to id (32 bytes). *pool is set
+ * as soon as it is open (the caller closes it); false (message printed) on error. */
+static bool bench__seed_database(const char *db_url, struct storage_pool **pool, char *id)
 {
-	struct test_db db;
 	struct storage_error err;
-	struct storage_pool *pool = NULL;
 	struct storage_team team;
 	struct storage_template template_row = {
 	    .id = "base",
@@ -230,33 +237,15 @@ int main(void)
 	struct storage_sandbox_new sandbox = {0};
 	struct storage_sandbox_transition t = {0};
 	struct storage_sandbox row;
-	char id[32], request_id[40], token[TOKENS_SHA256_HEX_LEN + 1], host[128];
-	char text[2048], path[512], listen_env[64], pg_env[2100], threads_env[64];
-	const char *workers = getenv("BENCH_PROXY_WORKERS");
-	const char *build = getenv("WARREN_BUILD_DIR");
-	int backend_port = free_port(), nginx_port = free_port(), proxy_port = free_port();
-	pid_t backend = -1, nginx = -1, proxy = -1;
-	struct result nginx_results[9], proxy_results[9];
-	double ratios[9];
-	int rounds = getenv("BENCH_ROUNDS") ? atoi(getenv("BENCH_ROUNDS")) : 1;
-	bool errors = false;
-	bool existing, db_created = false, tmp_created = false;
-	int rc = 1;
+	char request_id[40];
+	bool existing;
 
-	if (!workers)
-		workers = "2";
-	if (rounds < 1 || rounds > 9)
-		rounds = 1;
-	signal(SIGPIPE, SIG_IGN);
-	if (!test_db__create(&db, "proxybench"))
-		return 1;
-	db_created = true;
-	if (storage__migrate(db.url, test_db__migrations_dir(), NULL, &err) != STORAGE_OK ||
-	    !(pool = storage__pool_open(db.url, 1, &err)) ||
-	    storage__team_create(pool, "bench", STORAGE_TIER_PRO, &team, &err) ||
-	    storage__template_upsert(pool, &template_row, &err)) {
+	if (storage__migrate(db_url, test_db__migrations_dir(), NULL, &err) != STORAGE_OK ||
+	    !(*pool = storage__pool_open(db_url, 1, &err)) ||
+	    storage__team_create(*pool, "bench", STORAGE_TIER_PRO, &team, &err) ||
+	    storage__template_upsert(*pool, &template_row, &err)) {
 		fprintf(stderr, "database: %s\n", err.message);
-		goto out;
+		return false;
 	}
 	ids__sandbox_id(id);
 	ids__uuid(request_id);
@@ -272,17 +261,21 @@ int main(void)
 						.to = STORAGE_SANDBOX_RUNNING,
 						.slot_index = 1,
 						.slot_address = "127.0.0.1"};
-	if (storage__sandbox_insert(pool, &sandbox, &existing, &row, &err) ||
-	    (storage__sandbox_clear(&row), storage__sandbox_transition(pool, &t, NULL, &err))) {
+	if (storage__sandbox_insert(*pool, &sandbox, &existing, &row, &err) ||
+	    (storage__sandbox_clear(&row), storage__sandbox_transition(*pool, &t, NULL, &err))) {
 		fprintf(stderr, "sandbox: %s\n", err.message);
-		goto out;
+		return false;
 	}
-	tokens__traffic_token(SEED, id, token);
-	snprintf(host, sizeof(host), "%d-%s.warren.test", backend_port, id);
+	return true;
+}
 
-	if (!mkdtemp(tmpdir))
-		goto out;
-	tmp_created = true;
+/* Writes into tmpdir (already created) the backend's static file, the
+ * backend nginx config and the proxy_pass nginx config with workers
+ * worker processes. */
+static void bench__write_configs(const char *workers, const struct bench_servers *servers)
+{
+	char text[2048], path[512];
+
 	chmod(tmpdir, 0755); /* nginx workers may run as nobody */
 	snprintf(path, sizeof(path), "%s/www", tmpdir);
 	mkdir(path, 0755);
@@ -293,66 +286,85 @@ int main(void)
 	    "daemon off; worker_processes 1; pid %s/backend.pid; error_log %s/backend.log warn;\n"
 	    "events { worker_connections 4096; }\n"
 	    "http { access_log off; server { listen 127.0.0.1:%d; root %s/www; } }\n",
-	    tmpdir, tmpdir, backend_port, tmpdir);
+	    tmpdir, tmpdir, servers->backend_port, tmpdir);
 	write_file("backend.conf", text);
 	snprintf(text, sizeof(text),
 		 "daemon off; worker_processes %s; pid %s/proxy.pid; error_log %s/proxy.log warn;\n"
 		 "events { worker_connections 4096; }\n"
 		 "http { access_log off; server { listen 127.0.0.1:%d;\n"
 		 "  location / { proxy_pass http://127.0.0.1:%d; } } }\n",
-		 workers, tmpdir, tmpdir, nginx_port, backend_port);
+		 workers, tmpdir, tmpdir, servers->nginx_port, servers->backend_port);
 	write_file("nginx-proxy.conf", text);
+}
 
-	{
-		char backend_conf[600], proxy_conf[600];
-		char *backend_argv[] = {"nginx", "-p", tmpdir, "-c", backend_conf, NULL};
-		char *nginx_argv[] = {"nginx", "-p", tmpdir, "-c", proxy_conf, NULL};
-		char proxy_bin[1024];
-		char *proxy_argv[] = {proxy_bin, NULL};
-		char *proxy_env[] = {listen_env,
-				     pg_env,
-				     threads_env,
-				     "WARREN_TOKEN_SEED=" SEED,
-				     "WARREN_DOMAIN=warren.test",
-				     "WARREN_PROXY_OPS_PER_IP=1000000000",
-				     NULL};
+/* Starts the backend nginx, the proxy_pass nginx and warren-proxy (from
+ * build, or ./build when NULL, against db_url); records their pids in
+ * servers. Does not wait for them to listen. */
+static void bench__start_servers(const char *workers, const char *build, const char *db_url,
+				 struct bench_servers *servers)
+{
+	char listen_env[64], pg_env[2100], threads_env[64];
+	char backend_conf[600], proxy_conf[600];
+	char *backend_argv[] = {"nginx", "-p", tmpdir, "-c", backend_conf, NULL};
+	char *nginx_argv[] = {"nginx", "-p", tmpdir, "-c", proxy_conf, NULL};
+	char proxy_bin[1024];
+	char *proxy_argv[] = {proxy_bin, NULL};
+	char *proxy_env[] = {listen_env,
+			     pg_env,
+			     threads_env,
+			     "WARREN_TOKEN_SEED=" SEED,
+			     "WARREN_DOMAIN=warren.test",
+			     "WARREN_PROXY_OPS_PER_IP=1000000000",
+			     NULL};
 
-		snprintf(backend_conf, sizeof(backend_conf), "%s/backend.conf", tmpdir);
-		snprintf(proxy_conf, sizeof(proxy_conf), "%s/nginx-proxy.conf", tmpdir);
-		snprintf(proxy_bin, sizeof(proxy_bin), "%s/bin/warren-proxy",
-			 build ? build : "build");
-		snprintf(listen_env, sizeof(listen_env), "WARREN_PROXY_LISTEN=127.0.0.1:%d",
-			 proxy_port);
-		snprintf(pg_env, sizeof(pg_env), "WARREN_PG_URL=%s", db.url);
-		snprintf(threads_env, sizeof(threads_env), "WARREN_PROXY_THREADS=%s", workers);
-		backend = spawn(backend_argv, NULL);
-		nginx = spawn(nginx_argv, NULL);
-		proxy = spawn(proxy_argv, proxy_env);
-	}
-	if (!wait_port(backend_port) || !wait_port(nginx_port) || !wait_port(proxy_port)) {
-		fprintf(stderr, "a server did not start (logs in %s)\n", tmpdir);
-		goto out;
-	}
+	snprintf(backend_conf, sizeof(backend_conf), "%s/backend.conf", tmpdir);
+	snprintf(proxy_conf, sizeof(proxy_conf), "%s/nginx-proxy.conf", tmpdir);
+	snprintf(proxy_bin, sizeof(proxy_bin), "%s/bin/warren-proxy", build ? build : "build");
+	snprintf(listen_env, sizeof(listen_env), "WARREN_PROXY_LISTEN=127.0.0.1:%d",
+		 servers->proxy_port);
+	snprintf(pg_env, sizeof(pg_env), "WARREN_PG_URL=%s", db_url);
+	snprintf(threads_env, sizeof(threads_env), "WARREN_PROXY_THREADS=%s", workers);
+	servers->backend = spawn(backend_argv, NULL);
+	servers->nginx = spawn(nginx_argv, NULL);
+	servers->proxy = spawn(proxy_argv, proxy_env);
+}
+
+/* Runs wrk rounds times against both proxies (alternating which goes first),
+ * filling nginx_results, proxy_results and ratios (proxy/nginx requests/s).
+ * False when a wrk run fails; *errors set when any run saw errors. */
+static bool bench__run_rounds(const struct bench_servers *servers, const char *host,
+			      const char *token, int rounds, struct result *nginx_results,
+			      struct result *proxy_results, double *ratios, bool *errors)
+{
 	for (int round = 0; round < rounds; round++) {
 		struct result *n = &nginx_results[round], *w = &proxy_results[round];
 		/* alternate the order so neither always runs on a warmer machine */
-		bool ok =
-		    round % 2 == 0
-			? run_wrk("nginx (proxy_pass)", nginx_port, nginx, host, token, n) &&
-			      run_wrk("warren-proxy (token check on)", proxy_port, proxy, host,
-				      token, w)
-			: run_wrk("warren-proxy (token check on)", proxy_port, proxy, host, token,
-				  w) &&
-			      run_wrk("nginx (proxy_pass)", nginx_port, nginx, host, token, n);
+		bool ok = round % 2 == 0
+			      ? run_wrk("nginx (proxy_pass)", servers->nginx_port, servers->nginx,
+					host, token, n) &&
+				    run_wrk("warren-proxy (token check on)", servers->proxy_port,
+					    servers->proxy, host, token, w)
+			      : run_wrk("warren-proxy (token check on)", servers->proxy_port,
+					servers->proxy, host, token, w) &&
+				    run_wrk("nginx (proxy_pass)", servers->nginx_port,
+					    servers->nginx, host, token, n);
 
 		if (!ok) {
 			fprintf(stderr, "wrk failed\n");
-			goto out;
+			return false;
 		}
 		ratios[round] = w->requests_per_s / n->requests_per_s;
 		if (n->errors || w->errors)
-			errors = true;
+			*errors = true;
 	}
+	return true;
+}
+
+/* Prints each round's figures for both proxies and the median throughput
+ * ratio (sorts ratios in place). */
+static void bench__print_report(const char *workers, int rounds, const struct result *nginx_results,
+				const struct result *proxy_results, double *ratios)
+{
 	printf("\nproxy benchmark (wrk %ss, %s connections, %s wrk threads, %s proxy workers, "
 	       "loopback, same nginx static backend, %d round(s))\n",
 	       getenv("BENCH_SECONDS") ? getenv("BENCH_SECONDS") : "10",
@@ -376,13 +388,60 @@ int main(void)
 	qsort(ratios, (size_t)rounds, sizeof(ratios[0]), compare_double);
 	printf("  median throughput ratio: %.2fx over %d round(s)\n", ratios[rounds / 2], rounds);
 	printf("  (CPU per request is the steadier figure on a shared machine)\n");
+}
+
+int main(void)
+{
+	struct test_db db;
+	struct storage_pool *pool = NULL;
+	char id[32], token[TOKENS_SHA256_HEX_LEN + 1], host[128], text[2048];
+	const char *workers = getenv("BENCH_PROXY_WORKERS");
+	const char *build = getenv("WARREN_BUILD_DIR");
+	struct bench_servers servers = {.backend = -1, .nginx = -1, .proxy = -1};
+	struct result nginx_results[9], proxy_results[9];
+	double ratios[9];
+	int rounds = getenv("BENCH_ROUNDS") ? atoi(getenv("BENCH_ROUNDS")) : 1;
+	bool errors = false;
+	bool db_created = false, tmp_created = false;
+	int rc = 1;
+
+	servers.backend_port = free_port();
+	servers.nginx_port = free_port();
+	servers.proxy_port = free_port();
+	if (!workers)
+		workers = "2";
+	if (rounds < 1 || rounds > 9)
+		rounds = 1;
+	signal(SIGPIPE, SIG_IGN);
+	if (!test_db__create(&db, "proxybench"))
+		return 1;
+	db_created = true;
+	if (!bench__seed_database(db.url, &pool, id))
+		goto out;
+	tokens__traffic_token(SEED, id, token);
+	snprintf(host, sizeof(host), "%d-%s.warren.test", servers.backend_port, id);
+
+	if (!mkdtemp(tmpdir))
+		goto out;
+	tmp_created = true;
+	bench__write_configs(workers, &servers);
+	bench__start_servers(workers, build, db.url, &servers);
+	if (!wait_port(servers.backend_port) || !wait_port(servers.nginx_port) ||
+	    !wait_port(servers.proxy_port)) {
+		fprintf(stderr, "a server did not start (logs in %s)\n", tmpdir);
+		goto out;
+	}
+	if (!bench__run_rounds(&servers, host, token, rounds, nginx_results, proxy_results, ratios,
+			       &errors))
+		goto out;
+	bench__print_report(workers, rounds, nginx_results, proxy_results, ratios);
 	rc = errors ? 2 : 0;
 	if (rc)
 		printf("  WARNING: errors during the run; the figures are not comparable\n");
 out:
-	stop(proxy);
-	stop(nginx);
-	stop(backend);
+	stop(servers.proxy);
+	stop(servers.nginx);
+	stop(servers.backend);
 	if (tmp_created) {
 		snprintf(text, sizeof(text), "rm -rf '%s'", tmpdir);
 		if (system(text) != 0)

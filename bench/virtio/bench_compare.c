@@ -460,21 +460,157 @@ static void run_qemu(const char *guest, const char *image, double hz, struct fig
 	unlink(serial);
 }
 
+/* Per-round figures of both VMMs ([0] warren, [1] QEMU), up to 16 rounds. */
+struct bench_samples {
+	double iops[2][CASES][16];
+	double cpu_per_request[2][16];
+	double cpu_per_frame[2][16];
+};
+
+/* Fills the file made from the mkstemp template image with 64 MiB (each
+ * MiB a different byte) and flushes it. False on any error (the file may
+ * be left behind, as before). */
+static bool bench__make_image(char *image)
+{
+	static uint8_t chunk[1 << 20];
+	int fd = mkstemp(image);
+
+	if (fd < 0)
+		return false;
+	for (int i = 0; i < 64; i++) {
+		memset(chunk, i, sizeof(chunk));
+		if (write(fd, chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk))
+			return false;
+	}
+	fsync(fd); /* neither VMM's first flush should pay for the image's creation */
+	close(fd);
+	return true;
+}
+
+/* Moves this process into a network namespace of its own (IPv6 off in it)
+ * when it can and net_guest is readable; true when the net cases can run,
+ * otherwise prints why they are skipped. */
+static bool bench__prepare_net(const char *net_guest)
+{
+	bool have_net = unshare(CLONE_NEWNET) == 0 && access(net_guest, R_OK) == 0;
+
+	if (have_net) { /* a tap in a namespace of our own (no route out) */
+		FILE *sysctl = fopen("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w");
+
+		if (sysctl) {
+			fputs("1", sysctl);
+			fclose(sysctl);
+		}
+	} else {
+		printf("net cases skipped: needs root (a network namespace) and %s\n", net_guest);
+	}
+	return have_net;
+}
+
+/* Runs one round (block, then net when have_net) on warren and, unless
+ * only_warren, on QEMU; stores the figures at index round of samples.
+ * Returns false when a VMM's block run did not complete. */
+static bool bench__run_round(const char *build, const char *guest, const char *image,
+			     const char *device, const char *net_guest, bool have_net,
+			     bool only_warren, double hz, int round, struct bench_samples *samples)
+{
+	struct figures warren = {0}, qemu = {0}, warren_net = {0}, qemu_net = {0};
+
+	/* Alternate which VMM goes first: the second one's writes land on
+	 * pages the first one just wrote and flushed. */
+	if (round % 2 == 1 && !only_warren)
+		run_qemu(guest, image, hz, &qemu, NULL);
+	run_warren(build, guest, device, hz, &warren, NULL);
+	if (round % 2 == 0 && !only_warren)
+		run_qemu(guest, image, hz, &qemu, NULL);
+	if (have_net) {
+		struct net_driver net = {0};
+
+		run_warren(build, net_guest,
+			   "{\"type\":\"net\",\"tap\":\"wbtap0\",\"mac\":\"02:00:00:00:00:02\"}",
+			   hz, &warren_net, &net);
+		if (net.packet_fd >= 0)
+			close(net.packet_fd);
+		memset(&net, 0, sizeof(net));
+		vmm_test__sleep_ms(200); /* the tap goes away with warren-vmm */
+		if (!only_warren)
+			run_qemu(net_guest, NULL, hz, &qemu_net, &net);
+		if (net.packet_fd >= 0)
+			close(net.packet_fd);
+	}
+	for (int i = 0; i < CASES; i++) {
+		const struct figures *ours = i < 4 ? &warren : &warren_net;
+		const struct figures *theirs = i < 4 ? &qemu : &qemu_net;
+
+		samples->iops[0][i][round] = ours->ok ? ours->iops[i] : 0;
+		samples->iops[1][i][round] = theirs->ok ? theirs->iops[i] : 0;
+	}
+	samples->cpu_per_request[0][round] =
+	    warren.requests ? warren.io_cpu_s / warren.requests : 0;
+	samples->cpu_per_request[1][round] = qemu.requests ? qemu.io_cpu_s / qemu.requests : 0;
+	samples->cpu_per_frame[0][round] =
+	    warren_net.requests ? warren_net.io_cpu_s / warren_net.requests : 0;
+	samples->cpu_per_frame[1][round] =
+	    qemu_net.requests ? qemu_net.io_cpu_s / qemu_net.requests : 0;
+	return warren.ok && (only_warren || qemu.ok);
+}
+
+/* Prints the set-up (TSC, polling, placement) and the median of each case
+ * and of the I/O CPU per request/frame over rounds, warren against QEMU
+ * (median() sorts the samples in place). */
+static void bench__print_report(double hz, int rounds, bool have_net, struct bench_samples *samples)
+{
+	printf("virtio-blk/net, same CPL3 polling guest driver, 64 MiB image in the page cache, "
+	       "TSC %.0f MHz, median of %d rounds\n",
+	       hz / 1e6, rounds);
+	if (io_poll_us)
+		printf("polling: warren io_poll_us %u; QEMU virtio-blk in an iothread with "
+		       "poll-max-ns "
+		       "%u (QEMU's net device has no polling)\n",
+		       io_poll_us, io_poll_us * 1000u);
+	else
+		printf("polling: none (warren io_poll_us 0, QEMU main loop; BENCH_IO_POLL_US=N)\n");
+	if (pinning)
+		printf("placement: vCPU thread on CPU %d%s (BENCH_PIN=0: none, BENCH_PIN=all)\n",
+		       pin_vcpu_cpu,
+		       pin_others ? ", every other thread of both VMMs and the driver on CPU 0"
+				  : ", the other threads where the scheduler puts them");
+	printf("%-24s %12s %12s %8s\n", "case (per second)", "warren", "qemu", "ratio");
+	for (int i = 0; i < CASES; i++) {
+		double ours = median(samples->iops[0][i], rounds);
+		double theirs = median(samples->iops[1][i], rounds);
+
+		printf("%-24s %12.0f %12.0f %8.2f\n", case_names[i], ours, theirs,
+		       theirs > 0 ? ours / theirs : 0);
+	}
+	double ours = median(samples->cpu_per_request[0], rounds) * 1e6;
+	double theirs = median(samples->cpu_per_request[1], rounds) * 1e6;
+
+	printf("%-24s %10.2fus %10.2fus %8.2f\n", "blk CPU/request (I/O)", ours, theirs,
+	       theirs > 0 ? ours / theirs : 0);
+	if (have_net) {
+		ours = median(samples->cpu_per_frame[0], rounds) * 1e6;
+		theirs = median(samples->cpu_per_frame[1], rounds) * 1e6;
+		printf("%-24s %10.2fus %10.2fus %8.2f\n", "net CPU/frame (I/O)", ours, theirs,
+		       theirs > 0 ? ours / theirs : 0);
+	}
+	printf("(CPU of every VMM thread but the vCPU's over the whole block or net run, per "
+	       "request or frame; 10 ms tick resolution)\n");
+}
+
 int main(int argc, char **argv)
 {
 	const char *build = argc > 1			 ? argv[1]
 			    : getenv("WARREN_BUILD_DIR") ? getenv("WARREN_BUILD_DIR")
 							 : "build";
 	char guest[4096], image[] = "/tmp/warren-bench-compare-XXXXXX";
-	static uint8_t chunk[1 << 20];
 	int rounds = getenv("ROUNDS") ? atoi(getenv("ROUNDS")) : 3;
-	static double samples[2][CASES][16], cpu_per_request[2][16], cpu_per_frame[2][16];
+	static struct bench_samples samples;
 	char device[512], net_guest[4096];
 	bool have_net, all_ok = true;
 	/* BENCH_ONLY=warren: no QEMU runs (for profiling warren alone). */
 	bool only_warren = getenv("BENCH_ONLY") && strcmp(getenv("BENCH_ONLY"), "warren") == 0;
 	double hz;
-	int fd;
 
 	if (rounds < 1 || rounds > 16)
 		rounds = 3;
@@ -496,110 +632,20 @@ int main(int argc, char **argv)
 			guest);
 		return 1;
 	}
-	fd = mkstemp(image);
-	if (fd < 0)
+	if (!bench__make_image(image))
 		return 1;
-	for (int i = 0; i < 64; i++) {
-		memset(chunk, i, sizeof(chunk));
-		if (write(fd, chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk))
-			return 1;
-	}
-	fsync(fd); /* neither VMM's first flush should pay for the image's creation */
-	close(fd);
 	hz = tsc_hz();
 	snprintf(device, sizeof(device), "{\"type\":\"block\",\"path\":\"%s\"}", image);
 	snprintf(net_guest, sizeof(net_guest), "%s/guests/virtio_net_bench_guest.elf", build);
-	have_net = unshare(CLONE_NEWNET) == 0 && access(net_guest, R_OK) == 0;
-	if (have_net) { /* a tap in a namespace of our own (no route out) */
-		FILE *sysctl = fopen("/proc/sys/net/ipv6/conf/default/disable_ipv6", "w");
-
-		if (sysctl) {
-			fputs("1", sysctl);
-			fclose(sysctl);
-		}
-	} else {
-		printf("net cases skipped: needs root (a network namespace) and %s\n", net_guest);
-	}
+	have_net = bench__prepare_net(net_guest);
 	/* Rounds alternate the two VMMs; the medians are printed. */
 	for (int round = 0; round < rounds; round++) {
-		struct figures warren = {0}, qemu = {0}, warren_net = {0}, qemu_net = {0};
+		bool ok = bench__run_round(build, guest, image, device, net_guest, have_net,
+					   only_warren, hz, round, &samples);
 
-		/* Alternate which VMM goes first: the second one's writes land on
-		 * pages the first one just wrote and flushed. */
-		if (round % 2 == 1 && !only_warren)
-			run_qemu(guest, image, hz, &qemu, NULL);
-		run_warren(build, guest, device, hz, &warren, NULL);
-		if (round % 2 == 0 && !only_warren)
-			run_qemu(guest, image, hz, &qemu, NULL);
-		if (have_net) {
-			struct net_driver net = {0};
-
-			run_warren(
-			    build, net_guest,
-			    "{\"type\":\"net\",\"tap\":\"wbtap0\",\"mac\":\"02:00:00:00:00:02\"}",
-			    hz, &warren_net, &net);
-			if (net.packet_fd >= 0)
-				close(net.packet_fd);
-			memset(&net, 0, sizeof(net));
-			vmm_test__sleep_ms(200); /* the tap goes away with warren-vmm */
-			if (!only_warren)
-				run_qemu(net_guest, NULL, hz, &qemu_net, &net);
-			if (net.packet_fd >= 0)
-				close(net.packet_fd);
-		}
-		for (int i = 0; i < CASES; i++) {
-			const struct figures *ours = i < 4 ? &warren : &warren_net;
-			const struct figures *theirs = i < 4 ? &qemu : &qemu_net;
-
-			samples[0][i][round] = ours->ok ? ours->iops[i] : 0;
-			samples[1][i][round] = theirs->ok ? theirs->iops[i] : 0;
-		}
-		cpu_per_request[0][round] = warren.requests ? warren.io_cpu_s / warren.requests : 0;
-		cpu_per_request[1][round] = qemu.requests ? qemu.io_cpu_s / qemu.requests : 0;
-		cpu_per_frame[0][round] =
-		    warren_net.requests ? warren_net.io_cpu_s / warren_net.requests : 0;
-		cpu_per_frame[1][round] =
-		    qemu_net.requests ? qemu_net.io_cpu_s / qemu_net.requests : 0;
-		all_ok = all_ok && warren.ok && (only_warren || qemu.ok);
+		all_ok = all_ok && ok;
 	}
 	unlink(image);
-	printf("virtio-blk/net, same CPL3 polling guest driver, 64 MiB image in the page cache, "
-	       "TSC %.0f MHz, median of %d rounds\n",
-	       hz / 1e6, rounds);
-	if (io_poll_us)
-		printf("polling: warren io_poll_us %u; QEMU virtio-blk in an iothread with "
-		       "poll-max-ns "
-		       "%u (QEMU's net device has no polling)\n",
-		       io_poll_us, io_poll_us * 1000u);
-	else
-		printf("polling: none (warren io_poll_us 0, QEMU main loop; BENCH_IO_POLL_US=N)\n");
-	if (pinning)
-		printf("placement: vCPU thread on CPU %d%s (BENCH_PIN=0: none, BENCH_PIN=all)\n",
-		       pin_vcpu_cpu,
-		       pin_others ? ", every other thread of both VMMs and the driver on CPU 0"
-				  : ", the other threads where the scheduler puts them");
-	printf("%-24s %12s %12s %8s\n", "case (per second)", "warren", "qemu", "ratio");
-	for (int i = 0; i < CASES; i++) {
-		double ours = median(samples[0][i], rounds), theirs = median(samples[1][i], rounds);
-
-		printf("%-24s %12.0f %12.0f %8.2f\n", case_names[i], ours, theirs,
-		       theirs > 0 ? ours / theirs : 0);
-	}
-	{
-		double ours = median(cpu_per_request[0], rounds) * 1e6;
-		double theirs = median(cpu_per_request[1], rounds) * 1e6;
-
-		printf("%-24s %10.2fus %10.2fus %8.2f\n", "blk CPU/request (I/O)", ours, theirs,
-		       theirs > 0 ? ours / theirs : 0);
-		if (have_net) {
-			ours = median(cpu_per_frame[0], rounds) * 1e6;
-			theirs = median(cpu_per_frame[1], rounds) * 1e6;
-			printf("%-24s %10.2fus %10.2fus %8.2f\n", "net CPU/frame (I/O)", ours,
-			       theirs, theirs > 0 ? ours / theirs : 0);
-		}
-		printf(
-		    "(CPU of every VMM thread but the vCPU's over the whole block or net run, per "
-		    "request or frame; 10 ms tick resolution)\n");
-	}
+	bench__print_report(hz, rounds, have_net, &samples);
 	return all_ok ? 0 : 1;
 }

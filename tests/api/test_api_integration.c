@@ -680,19 +680,17 @@ static void test_volumes_api(void **state)
 		     "volume quota exceeded: the team has 20 of 20 volumes");
 }
 
-/* The E2B surface beyond create/kill: 501 for routes warren lacks (after
- * auth), list filters, metrics, network update fields. */
-static void test_unimplemented_filters_and_metrics(void **state)
+/* The E2B surface beyond create/kill, one test each, run in this order:
+ * 501 for routes warren lacks (after auth), list filters, metrics, network
+ * update fields, logs. The list-filter test creates the two sandboxes the
+ * later ones use (surface_a, surface_b); the network test kills them. */
+static char surface_a[IDS_SANDBOX_ID_LEN + 1], surface_b[IDS_SANDBOX_ID_LEN + 1];
+
+/* Routes warren lacks answer 501 (after the 401 for no key); an unknown
+ * route is a 404. */
+static void test_unimplemented_routes(void **state)
 {
-	char a[IDS_SANDBOX_ID_LEN + 1], b[IDS_SANDBOX_ID_LEN + 1], path[160];
-	struct storage_sandbox_metric sample = {.cpu_count = 1,
-						.cpu_used_pct = 42.5,
-						.mem_used = 1 << 20,
-						.mem_total = 512 << 20,
-						.disk_total = 1 << 30};
-	int64_t now_s = clock__realtime_ms() / 1000;
-	json_t *list, *metrics;
-	char message[256];
+	json_t *list;
 
 	(void)state;
 	/* Unauthenticated: 401 first, as for every route. */
@@ -708,19 +706,27 @@ static void test_unimplemented_filters_and_metrics(void **state)
 		     "forking a sandbox is not implemented by warren (POST "
 		     "/sandboxes/iabcdefghij0123456789/fork)");
 	expect_error("GET", "/no/such/thing", key_a, NULL, 404, NULL);
+}
 
-	create(key_a, "{\"templateID\":\"base\",\"metadata\":{\"suite\":\"surface\"}}", a);
-	create(key_a, "{\"templateID\":\"base\",\"metadata\":{\"suite\":\"surface\"}}", b);
+/* List filters: metadata, order, template, startedAfter (v1 and v2), and
+ * the 400s for bad values. Creates surface_a and surface_b. */
+static void test_list_filters(void **state)
+{
+	json_t *list;
+
+	(void)state;
+	create(key_a, "{\"templateID\":\"base\",\"metadata\":{\"suite\":\"surface\"}}", surface_a);
+	create(key_a, "{\"templateID\":\"base\",\"metadata\":{\"suite\":\"surface\"}}", surface_b);
 	/* order=asc: a first; desc (default): b first. */
 	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface&order=asc&template=base", key_a,
 		    NULL, 200, NULL);
 	assert_int_equal(json_array_size(list), 2);
 	assert_string_equal(
-	    json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), a);
+	    json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), surface_a);
 	json_decref(list);
 	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface", key_a, NULL, 200, NULL);
 	assert_string_equal(
-	    json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), b);
+	    json_string_value(json_object_get(json_array_get(list, 0), "sandboxID")), surface_b);
 	json_decref(list);
 	list = call("GET", "/v2/sandboxes?metadata=suite%3Dsurface&template=minimal", key_a, NULL,
 		    200, NULL);
@@ -742,15 +748,31 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	expect_error("GET", "/v2/sandboxes?startedAfter=today", key_a, NULL, 400, NULL);
 	expect_error("GET", "/v2/sandboxes?template=NO%20WAY", key_a, NULL, 400, NULL);
 	expect_error("GET", "/v2/sandboxes?state=killed", key_a, NULL, 400, NULL);
+}
 
+/* Metrics: what the worker stored for surface_a, in E2B's shape, by time
+ * range and for several sandboxes; other teams see none of it. */
+static void test_sandbox_metrics(void **state)
+{
+	char path[160], message[256];
+	struct storage_sandbox_metric sample = {.cpu_count = 1,
+						.cpu_used_pct = 42.5,
+						.mem_used = 1 << 20,
+						.mem_total = 512 << 20,
+						.disk_total = 1 << 30};
+	int64_t now_s = clock__realtime_ms() / 1000;
+	json_t *metrics;
+
+	(void)state;
+	assert_true(surface_a[0] && surface_b[0]); /* made by test_list_filters */
 	/* Metrics: what the worker stored, in E2B's shape. */
 	for (int i = 0; i < 3; i++) {
-		snprintf(sample.sandbox_id, sizeof(sample.sandbox_id), "%s", a);
+		snprintf(sample.sandbox_id, sizeof(sample.sandbox_id), "%s", surface_a);
 		sample.at = (now_s - 10 + 5 * i) * 1000;
 		assert_int_equal(storage__sandbox_metric_insert(stack.pool, &sample, NULL),
 				 STORAGE_OK);
 	}
-	snprintf(path, sizeof(path), "/sandboxes/%s/metrics", a);
+	snprintf(path, sizeof(path), "/sandboxes/%s/metrics", surface_a);
 	metrics = call("GET", path, key_a, NULL, 200, NULL);
 	assert_int_equal(json_array_size(metrics), 3);
 	assert_true(json_real_value(json_object_get(json_array_get(metrics, 0), "cpuUsedPct")) >
@@ -762,35 +784,45 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	    json_integer_value(json_object_get(json_array_get(metrics, 0), "memTotal")), 512 << 20);
 	assert_true(json_is_string(json_object_get(json_array_get(metrics, 0), "timestamp")));
 	json_decref(metrics);
-	snprintf(path, sizeof(path), "/sandboxes/%s/metrics?start=%lld&end=%lld", a,
+	snprintf(path, sizeof(path), "/sandboxes/%s/metrics?start=%lld&end=%lld", surface_a,
 		 (long long)(now_s - 6), (long long)now_s);
 	metrics = call("GET", path, key_a, NULL, 200, NULL);
 	assert_int_equal(json_array_size(metrics), 2);
 	json_decref(metrics);
-	snprintf(path, sizeof(path), "/sandboxes/%s/metrics?start=abc", a);
+	snprintf(path, sizeof(path), "/sandboxes/%s/metrics?start=abc", surface_a);
 	expect_error("GET", path, key_a, NULL, 400,
 		     "start must be a Unix time in seconds, not \"abc\"");
-	snprintf(path, sizeof(path), "/sandboxes/%s/metrics", a);
-	not_found_message(a, message, sizeof(message));
+	snprintf(path, sizeof(path), "/sandboxes/%s/metrics", surface_a);
+	not_found_message(surface_a, message, sizeof(message));
 	expect_error("GET", path, key_b, NULL, 404, message); /* another team's */
-	snprintf(path, sizeof(path), "/sandboxes/metrics?sandbox_ids=%s,%s", a, b);
+	snprintf(path, sizeof(path), "/sandboxes/metrics?sandbox_ids=%s,%s", surface_a, surface_b);
 	metrics = call("GET", path, key_a, NULL, 200, NULL);
 	assert_int_equal(json_object_size(json_object_get(metrics, "sandboxes")), 1);
-	assert_int_equal(
-	    json_integer_value(json_object_get(
-		json_object_get(json_object_get(metrics, "sandboxes"), a), "timestampUnix")),
-	    now_s);
+	assert_int_equal(json_integer_value(json_object_get(
+			     json_object_get(json_object_get(metrics, "sandboxes"), surface_a),
+			     "timestampUnix")),
+			 now_s);
 	json_decref(metrics);
 	metrics = call("GET", path, key_b, NULL, 200, NULL);
 	assert_int_equal(json_object_size(json_object_get(metrics, "sandboxes")), 0);
 	json_decref(metrics);
 	expect_error("GET", "/sandboxes/metrics", key_a, NULL, 400, NULL);
+}
 
+/* Network update of surface_a: allow_internet_access reaches the stored
+ * policy, egressProxy is refused. Then kills surface_a and surface_b. */
+static void test_network_update(void **state)
+{
+	char path[160];
+	json_t *metrics;
+
+	(void)state;
+	assert_true(surface_a[0] && surface_b[0]); /* made by test_list_filters */
 	/* Network update: allow_internet_access reaches the worker as
 	 * denyOut ALL_TRAFFIC; what warren lacks is refused. */
-	snprintf(path, sizeof(path), "/sandboxes/%s/network", a);
+	snprintf(path, sizeof(path), "/sandboxes/%s/network", surface_a);
 	json_decref(call("PUT", path, key_a, "{\"allow_internet_access\":false}", 204, NULL));
-	snprintf(path, sizeof(path), "/sandboxes/%s", a);
+	snprintf(path, sizeof(path), "/sandboxes/%s", surface_a);
 	metrics = call("GET", path, key_a, NULL, 200, NULL); /* the stored policy follows */
 	assert_true(json_is_false(json_object_get(metrics, "allowInternetAccess")));
 	assert_string_equal(
@@ -800,17 +832,27 @@ static void test_unimplemented_filters_and_metrics(void **state)
 	assert_true(json_is_true(
 	    json_object_get(json_object_get(metrics, "network"), "allowPublicTraffic")));
 	json_decref(metrics);
-	snprintf(path, sizeof(path), "/sandboxes/%s/network", a);
+	snprintf(path, sizeof(path), "/sandboxes/%s/network", surface_a);
 	expect_error("PUT", path, key_a, "{\"egressProxy\":{\"address\":\"192.0.2.1:1080\"}}", 400,
 		     "egressProxy is not supported by warren (no egress proxy chaining)");
-	snprintf(path, sizeof(path), "/sandboxes/%s", a);
+	snprintf(path, sizeof(path), "/sandboxes/%s", surface_a);
 	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
-	snprintf(path, sizeof(path), "/sandboxes/%s", b);
+	snprintf(path, sizeof(path), "/sandboxes/%s", surface_b);
 	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
+}
 
+/* Logs of surface_a (ended by test_network_update): lifecycle lines, the
+ * v1 shape, level filter; another team's 404; bad parameters are 400. */
+static void test_lifecycle_logs(void **state)
+{
+	char path[160], message[256];
+	json_t *list;
+
+	(void)state;
+	assert_true(surface_a[0]); /* made by test_list_filters */
 	/* Logs: lifecycle lines, also once the sandbox has ended; other
 	 * teams get the 404; bad parameters are 400. */
-	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs", a);
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs", surface_a);
 	list = call("GET", path, key_a, NULL, 200, NULL);
 	assert_true(json_array_size(json_object_get(list, "logs")) >= 1);
 	assert_string_equal(json_string_value(json_object_get(
@@ -822,21 +864,21 @@ static void test_unimplemented_filters_and_metrics(void **state)
 		"source")),
 	    "lifecycle");
 	json_decref(list);
-	snprintf(path, sizeof(path), "/sandboxes/%s/logs?limit=1", a);
+	snprintf(path, sizeof(path), "/sandboxes/%s/logs?limit=1", surface_a);
 	list = call("GET", path, key_a, NULL, 200, NULL);
 	assert_int_equal(json_array_size(json_object_get(list, "logs")), 1);
 	assert_int_equal(json_array_size(json_object_get(list, "logEntries")), 1);
 	assert_true(json_is_string(
 	    json_object_get(json_array_get(json_object_get(list, "logs"), 0), "line")));
 	json_decref(list);
-	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs?level=error", a);
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs?level=error", surface_a);
 	list = call("GET", path, key_a, NULL, 200, NULL);
 	assert_int_equal(json_array_size(json_object_get(list, "logs")), 0);
 	json_decref(list);
-	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs", a);
-	not_found_message(a, message, sizeof(message));
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs", surface_a);
+	not_found_message(surface_a, message, sizeof(message));
 	expect_error("GET", path, key_b, NULL, 404, message);
-	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs?direction=sideways", a);
+	snprintf(path, sizeof(path), "/v2/sandboxes/%s/logs?direction=sideways", surface_a);
 	expect_error("GET", path, key_a, NULL, 400, NULL);
 }
 
@@ -1253,7 +1295,11 @@ int main(void)
 	    cmocka_unit_test(test_pause_and_network),
 	    cmocka_unit_test(test_pause_resume_connect),
 	    cmocka_unit_test(test_placement_by_hosts_table),
-	    cmocka_unit_test(test_unimplemented_filters_and_metrics),
+	    cmocka_unit_test(test_unimplemented_routes),
+	    cmocka_unit_test(test_list_filters),
+	    cmocka_unit_test(test_sandbox_metrics),
+	    cmocka_unit_test(test_network_update),
+	    cmocka_unit_test(test_lifecycle_logs),
 	    cmocka_unit_test(test_volumes_api),
 	    cmocka_unit_test(test_failed_create_is_reported),
 	    cmocka_unit_test(test_request_id_is_idempotency_key),

@@ -49,17 +49,12 @@ static const char *state_of(struct vmm_session *session)
 	return state;
 }
 
-static void test_control_socket(void **unused)
+/* Hostile or malformed requests to an empty VMM each get an error and the
+ * VMM stays up, still in state "empty". */
+static void control__reject_malformed(struct vmm_session *session)
 {
-	struct vmm_session *session = calloc(1, sizeof(*session));
-	char line[1024], disk[128], snapshot[128], memory_file[160];
-	json_t *response, *devices;
-	int status = 0, fd;
+	json_t *response = request(session, "not json");
 
-	assert_int_equal(vmm_test__session_open(session, "vmm-test"), 0);
-
-	/* hostile / malformed requests get an error, the VMM stays up */
-	response = request(session, "not json");
 	assert_false(ok(response));
 	json_decref(response);
 	response = request(session, "{\"op\":\"start\"}");
@@ -74,9 +69,17 @@ static void test_control_socket(void **unused)
 	assert_false(ok(response));
 	json_decref(response);
 	assert_string_equal(state_of(session), "empty");
+}
 
-	snprintf(disk, sizeof(disk), "/tmp/warren-vmm-control-disk-%d", getpid());
-	fd = open(disk, O_CREAT | O_RDWR | O_TRUNC, 0600);
+/* Creates the 1 MiB disk file at disk, configures the spin guest with it as
+ * its one block device, starts it and waits until the guest has printed
+ * "spinning" (asserting each state change on the way). */
+static void control__configure_and_start(struct vmm_session *session, const char *disk)
+{
+	char line[1024];
+	json_t *response;
+	int fd = open(disk, O_CREAT | O_RDWR | O_TRUNC, 0600);
+
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, 1 << 20), 0);
 	close(fd);
@@ -105,6 +108,17 @@ static void test_control_socket(void **unused)
 		assert_true(i < 999);
 		vmm_test__sleep_ms(10);
 	}
+}
+
+/* On the running spin guest: a snapshot is refused until paused; paused, a
+ * snapshot writes the state and a sparse memory file (removed again), an
+ * empty path is refused, the registers show rip inside the guest image;
+ * then resumes it. */
+static void control__pause_snapshot_resume(struct vmm_session *session)
+{
+	char line[1024], snapshot[128], memory_file[160];
+	json_t *response;
+
 	snprintf(snapshot, sizeof(snapshot), "/tmp/warren-control-snapshot-%d", (int)getpid());
 	snprintf(line, sizeof(line), "{\"op\":\"snapshot\",\"path\":\"%s\"}", snapshot);
 	response = request(session, line);
@@ -145,8 +159,16 @@ static void test_control_socket(void **unused)
 	assert_true(ok(response));
 	json_decref(response);
 	assert_string_equal(state_of(session), "running");
+}
 
-	response = request(session, "{\"op\":\"metrics\"}");
+/* On the running guest: metrics count I/O exits, one boot marker and the
+ * block device on irq 5; a rate limit is accepted for device 0 and refused
+ * for a device that does not exist. */
+static void control__metrics_and_rate_limit(struct vmm_session *session)
+{
+	json_t *response = request(session, "{\"op\":\"metrics\"}");
+	json_t *devices;
+
 	assert_true(ok(response));
 	assert_true(json_integer_value(json_object_get(json_object_get(response, "exits"), "io")) >
 		    0);
@@ -165,8 +187,16 @@ static void test_control_socket(void **unused)
 	response = request(session, "{\"op\":\"rate_limit\",\"device\":7,\"config\":{}}");
 	assert_false(ok(response));
 	json_decref(response);
+}
 
-	response = request(session, "{\"op\":\"registers\"}");
+/* On the running guest: registers are refused (only while paused); stop
+ * ends the VM with exit reason "stopped"; exit ends the VMM with status
+ * 103 and removes its socket file. */
+static void control__stop_and_exit(struct vmm_session *session)
+{
+	json_t *response = request(session, "{\"op\":\"registers\"}");
+	int status = 0;
+
 	assert_false(ok(response)); /* only while paused */
 	json_decref(response);
 	response = request(session, "{\"op\":\"stop\"}");
@@ -188,6 +218,20 @@ static void test_control_socket(void **unused)
 	assert_int_equal(WEXITSTATUS(status), 103);
 	close(session->fd);
 	assert_int_equal(access(session->path, F_OK), -1); /* socket file removed */
+}
+
+static void test_control_socket(void **unused)
+{
+	struct vmm_session *session = calloc(1, sizeof(*session));
+	char disk[128];
+
+	assert_int_equal(vmm_test__session_open(session, "vmm-test"), 0);
+	control__reject_malformed(session);
+	snprintf(disk, sizeof(disk), "/tmp/warren-vmm-control-disk-%d", getpid());
+	control__configure_and_start(session, disk);
+	control__pause_snapshot_resume(session);
+	control__metrics_and_rate_limit(session);
+	control__stop_and_exit(session);
 	unlink(disk);
 	free(session);
 }

@@ -140,6 +140,129 @@ static int write_initramfs(const char *path)
 	return fclose(out);
 }
 
+/* A running VMM being watched: its pid (-1 once reaped), the time it was
+ * started and the seconds elapsed since, the console's text so far. */
+struct boot_watch {
+	pid_t pid;
+	int status;
+	struct timespec start;
+	double elapsed;
+	const char *console;
+	char *text;
+	size_t text_size;
+};
+
+/* Creates the three temporary files (initramfs written, empty console, a
+ * 1 MiB disk) from their mkstemp templates and writes the block device's
+ * JSON for disk into device. */
+static void linux__make_files(char *initrd, char *console, char *disk, char *device,
+			      size_t device_size)
+{
+	int fd = mkstemp(initrd);
+
+	assert_true(fd >= 0);
+	close(fd);
+	fd = mkstemp(console);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(write_initramfs(initrd), 0);
+	fd = mkstemp(disk);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 1 << 20), 0);
+	close(fd);
+	snprintf(device, device_size, "{\"type\":\"block\",\"path\":\"%s\"}", disk);
+}
+
+/* Reads the console file into watch->text (NUL-terminated; empty when the
+ * file cannot be opened). */
+static void linux__read_console(struct boot_watch *watch)
+{
+	FILE *file = fopen(watch->console, "r");
+	size_t got = 0;
+
+	if (file) {
+		got = fread(watch->text, 1, watch->text_size - 1, file);
+		fclose(file);
+	}
+	watch->text[got] = 0;
+}
+
+/* Sets watch->elapsed to the seconds since watch->start. */
+static void linux__update_elapsed(struct boot_watch *watch)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	watch->elapsed =
+	    (double)(now.tv_sec - watch->start.tv_sec) + (now.tv_nsec - watch->start.tv_nsec) / 1e9;
+}
+
+/* True when the VMM has exited (then reaped: watch->pid becomes -1). */
+static bool linux__vmm_exited(struct boot_watch *watch)
+{
+	if (waitpid(watch->pid, &watch->status, WNOHANG) == watch->pid) {
+		watch->pid = -1;
+		return true;
+	}
+	return false;
+}
+
+/* Polls the console once a second, refreshing *metrics each time, until
+ * the kernel runs /init (true), the VMM exits or the boot limit passes. */
+static bool linux__wait_for_init(struct boot_watch *watch, struct vmm_session *session,
+				 json_t **metrics)
+{
+	while (watch->elapsed < BOOT_LIMIT_SECONDS) {
+		sleep(1);
+		linux__update_elapsed(watch);
+		linux__read_console(watch);
+		/* Metrics as we go: past "Run /init" the guest may reset (no
+		 * user space on some hosts) and the VMM exit before we ask. */
+		refresh_metrics(session, metrics);
+		if (strstr(watch->text, "Run /init as init process"))
+			return true;
+		if (linux__vmm_exited(watch))
+			break;
+	}
+	return false;
+}
+
+/* Entropy (--rng, boot seed): the guest's crng becomes ready at boot, not
+ * minutes later. Keeps reading the console until "crng init done", the
+ * VMM exits or the boot limit passes. */
+static void linux__wait_for_crng(struct boot_watch *watch)
+{
+	while (watch->pid > 0 && !strstr(watch->text, "crng init done") &&
+	       watch->elapsed < BOOT_LIMIT_SECONDS) {
+		linux__read_console(watch);
+		if (strstr(watch->text, "crng init done"))
+			break;
+		if (linux__vmm_exited(watch))
+			break;
+		sleep(1);
+		linux__update_elapsed(watch);
+	}
+}
+
+/* The devices the booted guest's drivers accepted: rng, block and (when
+ * have_net) net with the checksum and TSO offloads. */
+static void linux__check_drivers(json_t *metrics)
+{
+	assert_non_null(metrics);
+	assert_driver_ok(metrics, 0, "rng");
+	assert_driver_ok(metrics, 1, "block");
+	if (have_net) {
+		uint64_t features = assert_driver_ok(metrics, 2, "net");
+
+		/* Linux takes the checksum and segmentation offloads we offer. */
+		assert_true(features & (1ull << 0));  /* VIRTIO_NET_F_CSUM */
+		assert_true(features & (1ull << 1));  /* VIRTIO_NET_F_GUEST_CSUM */
+		assert_true(features & (1ull << 11)); /* VIRTIO_NET_F_HOST_TSO4 */
+	} else {
+		printf("net device not tested: needs root for a network namespace\n");
+	}
+}
+
 static void test_linux_boots_to_init(void **state)
 {
 	char initrd[] = "/tmp/warren-vmm-initrd-XXXXXX";
@@ -173,86 +296,30 @@ static void test_linux_boots_to_init(void **state)
 	    "{\"type\":\"net\",\"tap\":\"wsmoke0\",\"mac\":\"02:00:00:00:00:05\"}",
 	    NULL};
 	json_t *metrics = NULL;
-	struct timespec start, now;
 	static char text[1 << 20];
-	double elapsed = 0;
-	bool found = false;
-	pid_t pid;
-	int status, fd;
+	struct boot_watch watch = {
+	    .elapsed = 0, .console = console, .text = text, .text_size = sizeof(text)};
+	bool found;
 
-	fd = mkstemp(initrd);
-	assert_true(fd >= 0);
-	close(fd);
-	fd = mkstemp(console);
-	assert_true(fd >= 0);
-	close(fd);
-	assert_int_equal(write_initramfs(initrd), 0);
-	fd = mkstemp(disk);
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, 1 << 20), 0);
-	close(fd);
-	snprintf(device, sizeof(device), "{\"type\":\"block\",\"path\":\"%s\"}", disk);
+	linux__make_files(initrd, console, disk, device, sizeof(device));
 	snprintf(session->path, sizeof(session->path), "/tmp/warren-vmm-linux-%d.sock",
 		 (int)getpid());
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	assert_int_equal(posix_spawn(&pid, argv[0], NULL, NULL, (char *const *)argv, environ), 0);
-	while (elapsed < BOOT_LIMIT_SECONDS) {
-		FILE *file;
-		size_t got = 0;
-
-		sleep(1);
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		elapsed = (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
-		file = fopen(console, "r");
-		if (file) {
-			got = fread(text, 1, sizeof(text) - 1, file);
-			fclose(file);
-		}
-		text[got] = 0;
-		/* Metrics as we go: past "Run /init" the guest may reset (no
-		 * user space on some hosts) and the VMM exit before we ask. */
-		refresh_metrics(session, &metrics);
-		if (strstr(text, "Run /init as init process")) {
-			found = true;
-			break;
-		}
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			pid = -1;
-			break;
-		}
-	}
-	/* Entropy (--rng, boot seed): the guest's crng becomes ready at boot,
-	 * not minutes later. Keep reading the console a little for it. */
-	while (found && pid > 0 && !strstr(text, "crng init done") &&
-	       elapsed < BOOT_LIMIT_SECONDS) {
-		FILE *file = fopen(console, "r");
-		size_t got = 0;
-
-		if (file) {
-			got = fread(text, 1, sizeof(text) - 1, file);
-			fclose(file);
-		}
-		text[got] = 0;
-		if (strstr(text, "crng init done"))
-			break;
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			pid = -1;
-			break;
-		}
-		sleep(1);
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		elapsed = (double)(now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
-	}
+	clock_gettime(CLOCK_MONOTONIC, &watch.start);
+	assert_int_equal(posix_spawn(&watch.pid, argv[0], NULL, NULL, (char *const *)argv, environ),
+			 0);
+	found = linux__wait_for_init(&watch, session, &metrics);
+	if (found)
+		linux__wait_for_crng(&watch);
 	if (session->fd >= 0)
 		close(session->fd);
-	if (pid > 0) {
-		kill(pid, SIGTERM);
-		waitpid(pid, &status, 0);
+	if (watch.pid > 0) {
+		kill(watch.pid, SIGTERM);
+		waitpid(watch.pid, &watch.status, 0);
 	}
 	printf("%s\n--- end of console ---\n",
 	       strlen(text) > 3000 ? text + strlen(text) - 3000 : text);
 	printf("Linux smoke: \"Run /init as init process\" %s after %.1f s (limit %d s)\n",
-	       found ? "reached" : "NOT reached", elapsed, BOOT_LIMIT_SECONDS);
+	       found ? "reached" : "NOT reached", watch.elapsed, BOOT_LIMIT_SECONDS);
 	unlink(initrd);
 	unlink(console);
 	unlink(disk);
@@ -262,19 +329,7 @@ static void test_linux_boots_to_init(void **state)
 	assert_non_null(strstr(text, "smp: Brought up 1 node, 2 CPUs"));
 	unlink(session->path);
 	assert_non_null(strstr(text, "crng init done"));
-	assert_non_null(metrics);
-	assert_driver_ok(metrics, 0, "rng");
-	assert_driver_ok(metrics, 1, "block");
-	if (have_net) {
-		uint64_t features = assert_driver_ok(metrics, 2, "net");
-
-		/* Linux takes the checksum and segmentation offloads we offer. */
-		assert_true(features & (1ull << 0));  /* VIRTIO_NET_F_CSUM */
-		assert_true(features & (1ull << 1));  /* VIRTIO_NET_F_GUEST_CSUM */
-		assert_true(features & (1ull << 11)); /* VIRTIO_NET_F_HOST_TSO4 */
-	} else {
-		printf("net device not tested: needs root for a network namespace\n");
-	}
+	linux__check_drivers(metrics);
 	json_decref(metrics);
 }
 

@@ -231,25 +231,15 @@ static pid_t check_pause_resume(struct runtime_instance *instance, const char *d
 	return restored;
 }
 
-static void test_vm_runtime_boots_and_stops(void **state)
+/* Points the runtime at a state and templates dir under temp_dir and at
+ * build's warren-vmm, builds (or finds cached) the minimal template, and
+ * creates the slot namespace (netns_name/netns_path) with a persistent tap0. */
+static void vm__prepare_environment(const char *source, const char *build, char *state_dir,
+				    size_t state_dir_size)
 {
-	const char *source = getenv("WARREN_SOURCE_DIR"), *build = getenv("WARREN_BUILD_DIR");
-	char sandbox_id[IDS_SANDBOX_ID_LEN + 1], dir[512], path[600], err[1024];
-	char state_dir[128], templates_dir[128], vmm[512];
-	struct stat namespace_stat, vmm_namespace_stat;
-	struct runtime_instance *instance;
-	const char *console_markers[] = {" [vda] ",
-					 "VFS: Mounted root"}; /* vda: virtio1 after the rng */
-	double started, booted_at = 0;
-	char *console = NULL, *vmm_state;
-	json_t *vmm_json, *metrics;
-	json_int_t reads = 0;
-	pid_t pid;
-	(void)state;
+	char templates_dir[128], vmm[512];
 
-	assert_non_null(source);
-	assert_non_null(build);
-	snprintf(state_dir, sizeof(state_dir), "%s/state", temp_dir);
+	snprintf(state_dir, state_dir_size, "%s/state", temp_dir);
 	snprintf(templates_dir, sizeof(templates_dir), "%s/templates", temp_dir);
 	snprintf(vmm, sizeof(vmm), "%s/bin/warren-vmm", build);
 	setenv("WARREN_STATE_DIR", state_dir, 1);
@@ -270,28 +260,22 @@ static void test_vm_runtime_boots_and_stops(void **state)
 		  "ip -n %1$s addr add 169.254.0.22/30 dev tap0 && ip -n %1$s link set tap0 up",
 		  netns_name),
 	    0);
+}
 
-	assert_int_equal(ids__sandbox_id(sandbox_id), 0);
-	struct runtime_start spec = {
-	    .sandbox_id = sandbox_id,
-	    .template_id = "minimal",
-	    .netns_path = netns_path,
-	    .token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000",
-	    .memory_mib = 256,
-	    .vcpus = 1,
-	};
-	started = now_seconds();
-	instance = runtime__start(RUNTIME_VM, &spec, err, sizeof(err));
-	if (!instance)
-		fail_msg("runtime__start(vm): %s", err);
-	printf("runtime__start(vm) returned in %.2f s\n", now_seconds() - started);
+/* The sandbox's state dir names its VMM (vmm.json): a process group leader
+ * in the slot namespace with tap0 attached, jailed. Returns its pid. */
+static pid_t vm__check_vmm_placement(const char *dir, const char *sandbox_id)
+{
+	struct stat namespace_stat, vmm_namespace_stat;
+	char path[600];
+	json_t *vmm_json;
+	pid_t pid;
 
-	/* The state file names the VMM; it runs in the slot namespace, tap0 attached. */
-	snprintf(dir, sizeof(dir), "%s/%s", state_dir, sandbox_id);
 	snprintf(path, sizeof(path), "%s/vmm.json", dir);
 	vmm_json = json_load_file(path, 0, NULL);
 	assert_non_null(vmm_json);
 	pid = (pid_t)json_integer_value(json_object_get(vmm_json, "pid"));
+	json_decref(vmm_json);
 	assert_true(pid > 1);
 	assert_int_equal(getpgid(pid), pid);
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
@@ -301,8 +285,18 @@ static void test_vm_runtime_boots_and_stops(void **state)
 	assert_true(has_tap0(pid));
 	printf("warren-vmm pid %d runs in %s with tap0 attached\n", (int)pid, netns_path);
 	check_jail(pid, dir, sandbox_id);
+	return pid;
+}
 
-	/* The console: the disk probed (after DRIVER_OK) and mounted as root. */
+/* Waits (up to the boot limit from started) until the console shows the
+ * disk probed (after DRIVER_OK) and mounted as root; prints those lines. */
+static void vm__wait_for_root_mount(const char *dir, double started)
+{
+	const char *console_markers[] = {" [vda] ",
+					 "VFS: Mounted root"}; /* vda: virtio1 after the rng */
+	char path[600], *console = NULL;
+	double booted_at = 0;
+
 	snprintf(path, sizeof(path), "%s/root/console.log", dir);
 	while (now_seconds() - started < BOOT_LIMIT_SECONDS) {
 		free(console);
@@ -329,8 +323,19 @@ static void test_vm_runtime_boots_and_stops(void **state)
 			printf("console: no virtio_net line (the driver prints none at probe)\n");
 	}
 	printf("root mounted %.1f s after runtime__start\n", booted_at);
+	free(console);
+}
 
-	/* Block metrics: the guest read its root disk (queues live only after DRIVER_OK). */
+/* Block metrics over the VMM's control socket: it is running with three
+ * devices (rng, block, net) and the guest read its root disk (queues live
+ * only after DRIVER_OK). */
+static void vm__check_block_reads(const char *dir)
+{
+	char path[600];
+	json_t *metrics;
+	char *vmm_state;
+	json_int_t reads = 0;
+
 	snprintf(path, sizeof(path), "%s/root/vmm.sock", dir);
 	metrics = vmm_request(path, "{\"op\":\"metrics\"}");
 	assert_non_null(metrics);
@@ -357,6 +362,41 @@ static void test_vm_runtime_boots_and_stops(void **state)
 	}
 	assert_true(reads > 0);
 	json_decref(metrics);
+}
+
+static void test_vm_runtime_boots_and_stops(void **state)
+{
+	const char *source = getenv("WARREN_SOURCE_DIR"), *build = getenv("WARREN_BUILD_DIR");
+	char sandbox_id[IDS_SANDBOX_ID_LEN + 1], dir[512], err[1024], state_dir[128];
+	struct runtime_instance *instance;
+	double started;
+	pid_t pid;
+	(void)state;
+
+	assert_non_null(source);
+	assert_non_null(build);
+	vm__prepare_environment(source, build, state_dir, sizeof(state_dir));
+
+	assert_int_equal(ids__sandbox_id(sandbox_id), 0);
+	struct runtime_start spec = {
+	    .sandbox_id = sandbox_id,
+	    .template_id = "minimal",
+	    .netns_path = netns_path,
+	    .token_hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+	    .memory_mib = 256,
+	    .vcpus = 1,
+	};
+	started = now_seconds();
+	instance = runtime__start(RUNTIME_VM, &spec, err, sizeof(err));
+	if (!instance)
+		fail_msg("runtime__start(vm): %s", err);
+	printf("runtime__start(vm) returned in %.2f s\n", now_seconds() - started);
+
+	/* The state file names the VMM; it runs in the slot namespace, tap0 attached. */
+	snprintf(dir, sizeof(dir), "%s/%s", state_dir, sandbox_id);
+	pid = vm__check_vmm_placement(dir, sandbox_id);
+	vm__wait_for_root_mount(dir, started);
+	vm__check_block_reads(dir);
 	printf("note: on a kvm_pvm host guest user space cannot run (docs/host-requirements.md): "
 	       "the boot stops after the root mount; /health is not checked\n");
 	pid = check_pause_resume(instance, dir, pid);
@@ -367,8 +407,6 @@ static void test_vm_runtime_boots_and_stops(void **state)
 	assert_int_equal(kill(pid, 0), -1);
 	assert_int_equal(errno, ESRCH);
 	assert_int_equal(access(dir, F_OK), -1);
-	json_decref(vmm_json);
-	free(console);
 }
 
 /* A restarted worker: runtime__reap_orphans(RUNTIME_VM) keeps listed ids
