@@ -46,19 +46,35 @@ bool template_step__env_name_valid(const char *name)
 	return true;
 }
 
+/* True when tag is version, or version followed by '.' or '-' and more
+ * ("12", "12.5", "12-slim"). */
+static bool template_plan__tag_is(const char *tag, const char *version)
+{
+	size_t n = strlen(version);
+
+	return !strncmp(tag, version, n) && (tag[n] == '\0' || tag[n] == '.' || tag[n] == '-');
+}
+
 const char *template_plan__image_base(const char *image)
 {
-	static const char *const prefixes[] = {"e2bdev/base", "debian:", "python:"};
-
 	if (!image)
 		return NULL;
-	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-		size_t n = strlen(prefixes[i]);
-
-		if (!strncmp(image, prefixes[i], n) &&
-		    (prefixes[i][n - 1] == ':' || image[n] == '\0' || image[n] == ':'))
-			return "base";
-	}
+	/* fromBaseImage() */
+	if (!strncmp(image, "e2bdev/base", 11) && (image[11] == '\0' || image[11] == ':'))
+		return "base";
+	/* `base` is Debian bookworm with its python3 (3.11): only the images
+	 * that are that map to it; debian:stable, debian:trixie, python:3,
+	 * python:3.12 ... are pulled from their registry like any image. */
+	if (!strncmp(image, "debian:", 7))
+		return template_plan__tag_is(image + 7, "bookworm") ||
+			       template_plan__tag_is(image + 7, "12")
+			   ? "base"
+			   : NULL;
+	if (!strncmp(image, "python:", 7))
+		return template_plan__tag_is(image + 7, "3.11") && !strstr(image, "bullseye") &&
+			       !strstr(image, "trixie") && !strstr(image, "alpine")
+			   ? "base"
+			   : NULL;
 	return NULL;
 }
 

@@ -158,6 +158,18 @@ static void test_plan_fields(void **state)
 	assert_true(plan->oci);
 	json_decref(body);
 	assert_null(template_plan__image_base("alpine:3"));
+	/* only what `base` is maps to it; other suites and pythons are pulled */
+	assert_string_equal(template_plan__image_base("debian:bookworm-slim"), "base");
+	assert_string_equal(template_plan__image_base("debian:12.5"), "base");
+	assert_string_equal(template_plan__image_base("python:3.11-slim-bookworm"), "base");
+	assert_string_equal(template_plan__image_base("e2bdev/base:latest"), "base");
+	assert_null(template_plan__image_base("debian:stable"));
+	assert_null(template_plan__image_base("debian:trixie"));
+	assert_null(template_plan__image_base("debian:120"));
+	assert_null(template_plan__image_base("python:3"));
+	assert_null(template_plan__image_base("python:3.12"));
+	assert_null(template_plan__image_base("python:3.11-alpine"));
+	assert_null(template_plan__image_base("e2bdev/baseline"));
 	assert_null(template_plan__image_base(NULL));
 	free(plan);
 }

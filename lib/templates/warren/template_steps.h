@@ -47,8 +47,9 @@ struct template_plan {
 /* Parses and validates spec into plan. 0, or -EINVAL with a message fit
  * for a 400 answer in err. */
 int template_plan__parse(const json_t *spec, struct template_plan *plan, char *err, size_t err_len);
-/* The installed template an image reference maps to ("base"), or NULL
- * when this deployment cannot build from it. */
+/* The installed template an image reference is ("base": e2bdev/base*,
+ * debian:bookworm* / debian:12*, python:3.11* of bookworm), or NULL when
+ * it is pulled from its registry (docs/templates.md). */
 const char *template_plan__image_base(const char *image);
 /* True for a syntactically acceptable image reference: 1..255 of
  * [A-Za-z0-9._/:@-], starting with a letter or digit, no "//", not ending
