@@ -24,9 +24,13 @@
 
 #define KERNEL_MAX_FRAMES  32
 #define KERNEL_MAX_MESSAGE (64LL << 20)
-/* After execute_reply, how long to wait for status idle on iopub (a lost
- * iopub message must not hang the call). */
-#define KERNEL_IDLE_GRACE_MS 2000
+/* After execute_reply, how long iopub may stay quiet before its status idle
+ * counts as lost (a lost iopub message must not hang the call). iopub is
+ * its own channel and lags shell by as much as a big output takes to
+ * read, so the grace runs from the last iopub message, bounded by
+ * KERNEL_IDLE_WAIT_MAX_MS after the reply. */
+#define KERNEL_IDLE_GRACE_MS	2000
+#define KERNEL_IDLE_WAIT_MAX_MS 60000
 
 static long long now_ms(void)
 {
@@ -663,6 +667,7 @@ static void drain(struct execution *e, struct line_buffer *out)
 	struct jmsg msg;
 
 	while (kernel__recv(k, k->iopub, &msg) >= 0) {
+		e->iopub_at_ms = now_ms(); /* the channel is still delivering, in order */
 		if (out && msg.msg_type[0] && !strcmp(msg.parent_msg_id, e->msg_id))
 			handle_iopub(e, &msg, out);
 		jmsg__clear(&msg);
@@ -689,6 +694,17 @@ static bool restore_finished(struct execution *e)
 	return now_ms() - e->restore_at_ms > KERNEL_IDLE_GRACE_MS * 5;
 }
 
+/* True when the cell's status idle is taken as lost: iopub quiet for the
+ * grace since the reply (or its last message), or the bound passed. */
+static bool idle_lost(const struct execution *e)
+{
+	long long now = now_ms();
+	long long quiet_since = e->iopub_at_ms > e->reply_at_ms ? e->iopub_at_ms : e->reply_at_ms;
+
+	return now - quiet_since > KERNEL_IDLE_GRACE_MS ||
+	       now - e->reply_at_ms > KERNEL_IDLE_WAIT_MAX_MS;
+}
+
 int kernel__execute_step(struct execution *e, int wait_ms, struct line_buffer *out)
 {
 	int client_fd = e->client_fd;
@@ -704,8 +720,7 @@ int kernel__execute_step(struct execution *e, int wait_ms, struct line_buffer *o
 	if (client_gone(e, items[2].revents))
 		return -1;
 	drain(e, out);
-	if (e->reply && (e->idle || now_ms() - e->reply_at_ms > KERNEL_IDLE_GRACE_MS) &&
-	    restore_finished(e)) {
+	if (e->reply && (e->idle || idle_lost(e)) && restore_finished(e)) {
 		finish(e, out);
 		return 0;
 	}

@@ -61,6 +61,7 @@ struct execution {
 	bool reply, idle, done, dead, truncated, restored;
 	long long execution_count;
 	long long reply_at_ms;	 /* monotonic, when execute_reply arrived */
+	long long iopub_at_ms;	 /* monotonic, when iopub last delivered anything */
 	long long restore_at_ms; /* when the restore was sent */
 	size_t output_bytes;
 	int client_fd; /* watched for a hang-up; -1: not watched */
