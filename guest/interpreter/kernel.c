@@ -22,8 +22,14 @@
 #include "warren/ids.h"
 #include "warren/log.h"
 
-#define KERNEL_MAX_FRAMES  32
-#define KERNEL_MAX_MESSAGE (64LL << 20)
+#define KERNEL_MAX_FRAMES 32
+/* The largest kernel message read; a bigger one makes libzmq drop the
+ * connection (ZMQ_MAXMSGSIZE), losing what follows until it reconnects.
+ * ipykernel buffers a cell's prints between flushes, so a fast loop that
+ * prints 100 MB can arrive as one message of most of it: the bound is
+ * well above that (the sandbox's own memory limit bounds it anyway;
+ * output beyond 16 MiB is cut before it is sent on). */
+#define KERNEL_MAX_MESSAGE (512LL << 20)
 /* After execute_reply, how long iopub may stay quiet before its status idle
  * counts as lost (a lost iopub message must not hang the call). iopub is
  * its own channel and lags shell by as much as a big output takes to
