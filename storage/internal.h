@@ -113,6 +113,14 @@ int storage__run_list(struct storage_pool *pool, enum storage_statement_id id,
 		      void (*decode)(const PGresult *result, int row, void *item), void **out,
 		      size_t *count, struct storage_error *err);
 
+/* Runs sql (one row expected: a count or a sum) and reads its first count
+ * columns as integers into out: 0 for NULL, when no row came back, or on
+ * an error.
+ * STORAGE_OK or the error's code. */
+int storage__query_ints(struct storage_pool *pool, const char *sql, int param_count,
+			const char *const *params, int64_t *out, int count,
+			struct storage_error *err);
+
 /* Row decoding: NULL columns give "" / fallback / NULL. */
 void storage__text(const PGresult *result, int row, int column, char *out, size_t size);
 int64_t storage__int(const PGresult *result, int row, int column, int64_t fallback);

@@ -334,6 +334,24 @@ int64_t storage__int(const PGresult *result, int row, int column, int64_t fallba
 	return parsed;
 }
 
+int storage__query_ints(struct storage_pool *pool, const char *sql, int param_count,
+			const char *const *params, int64_t *out, int count,
+			struct storage_error *err)
+{
+	PGresult *result = storage__run_sql(pool, sql, param_count, params, err);
+	bool have_row;
+
+	for (int i = 0; i < count; i++)
+		out[i] = 0;
+	if (!result)
+		return err ? err->code : STORAGE_ERR_INTERNAL;
+	have_row = PQntuples(result) > 0;
+	for (int i = 0; i < count; i++)
+		out[i] = have_row ? storage__int(result, 0, i, 0) : 0;
+	PQclear(result);
+	return STORAGE_OK;
+}
+
 bool storage__bool(const PGresult *result, int row, int column)
 {
 	return !PQgetisnull(result, row, column) && PQgetvalue(result, row, column)[0] == 't';

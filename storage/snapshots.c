@@ -50,13 +50,8 @@ int storage__snapshot_team_bytes(struct storage_pool *pool, const char *team_id,
 	    " JOIN team_templates tt ON tt.id = s.id AND tt.deleted_at IS NULL"
 	    " WHERE s.team_id::text = $1";
 	const char *params[] = {team_id};
-	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
 
-	if (!result)
-		return err ? err->code : STORAGE_ERR_INTERNAL;
-	*bytes = PQntuples(result) ? strtoll(PQgetvalue(result, 0, 0), NULL, 10) : 0;
-	PQclear(result);
-	return STORAGE_OK;
+	return storage__query_ints(pool, sql, 1, params, bytes, 1, err);
 }
 
 int storage__snapshot_list(struct storage_pool *pool, const char *team_id, const char *sandbox_id,

@@ -419,11 +419,6 @@ int storage__team_template_count(struct storage_pool *pool, const char *team_id,
 	static const char sql[] = "SELECT count(*) FROM team_templates WHERE team_id::text = $1"
 				  " AND deleted_at IS NULL";
 	const char *params[] = {team_id};
-	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
 
-	if (!result)
-		return err ? err->code : STORAGE_ERR_INTERNAL;
-	*count = storage__int(result, 0, 0, 0);
-	PQclear(result);
-	return STORAGE_OK;
+	return storage__query_ints(pool, sql, 1, params, count, 1, err);
 }

@@ -76,14 +76,12 @@ static int volume__usage(struct storage_pool *pool, const char *team_id, int64_t
 	static const char sql[] = "SELECT count(*), coalesce(sum(size_bytes), 0)::int8 FROM volumes"
 				  " WHERE team_id::text = $1";
 	const char *params[] = {team_id};
-	PGresult *result = storage__run_sql(pool, sql, 1, params, err);
+	int64_t usage[2];
+	int rc = storage__query_ints(pool, sql, 1, params, usage, 2, err);
 
-	if (!result)
-		return err ? err->code : STORAGE_ERR_INTERNAL;
-	*count = storage__int(result, 0, 0, 0);
-	*bytes = storage__int(result, 0, 1, 0);
-	PQclear(result);
-	return STORAGE_OK;
+	*count = usage[0];
+	*bytes = usage[1];
+	return rc;
 }
 
 int storage__volume_create(struct storage_pool *pool, const char *team_id, const char *id,
