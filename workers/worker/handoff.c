@@ -48,6 +48,16 @@ void handoff__finished(struct worker *worker)
 	pthread_mutex_unlock(&worker->lock);
 }
 
+/* Whether a hosts row can take a create of this worker: ready, of its
+ * runtime, beating within HANDOFF_FRESH_MS, and not this host. */
+static bool handoff__usable(const struct worker *worker, const struct storage_host *host,
+			    int64_t now_ms)
+{
+	return strcmp(host->id, worker->host_id) && !strcmp(host->state, "ready") &&
+	       !strcmp(host->runtime, runtime__name(worker->runtime)) &&
+	       now_ms - host->heartbeat_at <= HANDOFF_FRESH_MS;
+}
+
 /* The ready host of this runtime, other than this one, with the most free
  * capacity: its id in out (true), or false when none has room. */
 static bool handoff__pick(struct worker *worker, char *out, size_t out_len)
@@ -63,9 +73,7 @@ static bool handoff__pick(struct worker *worker, char *out, size_t out_len)
 	for (size_t i = 0; i < count; i++) {
 		int64_t room = (int64_t)hosts[i].capacity - hosts[i].running;
 
-		if (!strcmp(hosts[i].id, worker->host_id) || strcmp(hosts[i].state, "ready") ||
-		    strcmp(hosts[i].runtime, runtime__name(worker->runtime)) ||
-		    now_ms - hosts[i].heartbeat_at > HANDOFF_FRESH_MS || room <= best_room)
+		if (!handoff__usable(worker, &hosts[i], now_ms) || room <= best_room)
 			continue;
 		best_room = room;
 		snprintf(out, out_len, "%s", hosts[i].id);
@@ -120,7 +128,7 @@ int handoff__forward(struct worker *worker, const struct kafka_event *command)
 	return 0;
 }
 
-/* Whether host is ready, of this runtime and beating (hosts table). */
+/* Whether host (another one) is usable (handoff__usable, hosts table). */
 static bool handoff__host_ready(struct worker *worker, const char *host)
 {
 	struct storage_host *hosts = NULL;
@@ -132,9 +140,7 @@ static bool handoff__host_ready(struct worker *worker, const char *host)
 	if (storage__host_list(worker->storage, &hosts, &count, &err))
 		return false;
 	for (size_t i = 0; i < count && !ready; i++)
-		ready = !strcmp(hosts[i].id, host) && !strcmp(hosts[i].state, "ready") &&
-			!strcmp(hosts[i].runtime, runtime__name(worker->runtime)) &&
-			now_ms - hosts[i].heartbeat_at <= HANDOFF_FRESH_MS;
+		ready = !strcmp(hosts[i].id, host) && handoff__usable(worker, &hosts[i], now_ms);
 	free(hosts);
 	return ready;
 }
