@@ -626,15 +626,12 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 	    .spec = command->spec,
 	    .secure = json_util__bool(command->spec, "secure", true),
 	    .slot_address = "127.0.0.1",
-	    .agent_address = worker->agent_address_override,
 	    .failure_code = 500,
 	    .started_ms = clock__monotonic_ms(),
 	};
 	enum create_outcome outcome = CREATE_NEXT;
 	uint64_t mark_ns = clock__monotonic_ns();
 
-	if (!ctx.agent_address)
-		ctx.agent_address = ctx.slot_address;
 	for (size_t i = 0; i < TIME_COUNT && outcome == CREATE_NEXT; i++) {
 		uint64_t now_ns;
 
