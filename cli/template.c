@@ -15,6 +15,7 @@
 #include "cli.h"
 
 #ifdef WARREN_HAVE_TEMPLATES
+#include "warren/config.h"
 #include "warren/templates.h"
 
 static int usage(void)
@@ -159,6 +160,13 @@ static int template_prune(int argc, char **argv)
 
 static int cli_template__run(int argc, char **argv)
 {
+	/* lib/templates takes its settings from us (docs/configuration.md). */
+	templates__configure(&(struct templates_settings){
+	    .dir = config__get("templates_dir", NULL),
+	    .cache_dir = config__get("template_cache_dir", NULL),
+	    .agent_binary = config__get("agent_binary", NULL),
+	    .builder = config__get("template_builder", NULL),
+	});
 	if (argc >= 2 && strcmp(argv[1], "prune") == 0)
 		return template_prune(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "build") == 0)

@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "paths.h"
+#include "agent_paths.h"
 #include "warren/log.h"
 #include "warren/tokens.h"
 

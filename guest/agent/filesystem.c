@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "paths.h"
+#include "agent_paths.h"
 
 static void set_errno_error(struct rpc_error *err, int error, const char *path)
 {

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "paths.h"
+#include "agent_paths.h"
 #include "warren/log.h"
 
 #define WATCH_MASK                                                                                 \

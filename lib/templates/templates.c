@@ -15,16 +15,22 @@
 #include <unistd.h>
 
 #include "warren/binary_path.h"
-#include "warren/config.h"
 #include "warren/log.h"
 
 #define TEMPLATE_JSON_MAX (64 * 1024)
 
 extern char **environ;
 
+static struct templates_settings templates_configured;
+
+void templates__configure(const struct templates_settings *settings)
+{
+	templates_configured = *settings;
+}
+
 const char *templates__dir(void)
 {
-	return config__get("templates_dir", "/var/lib/warren/templates");
+	return templates_configured.dir ? templates_configured.dir : "/var/lib/warren/templates";
 }
 
 const char *templates__cache_dir(void)
@@ -33,6 +39,8 @@ const char *templates__cache_dir(void)
 	const char *xdg = getenv("XDG_CACHE_HOME");
 	const char *home = getenv("HOME");
 
+	if (templates_configured.cache_dir)
+		return templates_configured.cache_dir;
 	if (!fallback[0]) {
 		if (xdg && xdg[0] == '/')
 			snprintf(fallback, sizeof(fallback), "%s/warren/templates", xdg);
@@ -40,7 +48,7 @@ const char *templates__cache_dir(void)
 			snprintf(fallback, sizeof(fallback), "%s/.cache/warren/templates",
 				 home && home[0] == '/' ? home : "/root");
 	}
-	return config__get("template_cache_dir", fallback);
+	return fallback;
 }
 
 bool templates__name_valid(const char *name)
@@ -309,8 +317,7 @@ int templates__list(const char *templates_dir, struct template_info **out, size_
 
 const char *templates__agent_binary(void)
 {
-	const char *configured = config__get("agent_binary", NULL);
-
+	const char *configured = templates_configured.agent_binary;
 	static char sibling[PATH_MAX];
 
 	if (configured && configured[0])
@@ -334,7 +341,8 @@ static const char *templates__default_builder(void)
 
 int templates__build(const char *name, bool force)
 {
-	const char *builder = config__get("template_builder", templates__default_builder());
+	const char *builder = templates_configured.builder ? templates_configured.builder
+							   : templates__default_builder();
 	const char *agent = templates__agent_binary();
 	const char *argv[12];
 	size_t argc = 0;

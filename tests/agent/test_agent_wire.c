@@ -15,7 +15,7 @@
 #include "envelope.h"
 #include "gunzip.h"
 #include "listeners.h"
-#include "paths.h"
+#include "agent_paths.h"
 #include "wire.h"
 
 static void test_envelope(void **state)

@@ -583,7 +583,7 @@ static void test_jail_agent_runs_command_as_user(void **state)
 }
 
 /* The `base` template (Debian + python3), when it is installed in the
- * setting templates_dir (`warren template build base`; minutes, so the
+ * WARREN_TEMPLATES_DIR (`warren template build base`; minutes, so the
  * test never builds it): python3 runs inside a jail as `user`. */
 static void test_jail_base_template_python(void **state)
 {
@@ -607,6 +607,7 @@ static void test_jail_base_template_python(void **state)
 	FILE *f;
 	(void)state;
 
+	templates__configure(&(struct templates_settings){.dir = getenv("WARREN_TEMPLATES_DIR")});
 	if (templates__read(templates__dir(), "base", &base, err, sizeof(err))) {
 		printf("SKIP: base template not installed (%s)\n", err);
 		skip();

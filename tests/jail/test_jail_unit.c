@@ -234,7 +234,7 @@ static void test_uid_ranges(void **state)
 	(void)state;
 
 	assert_non_null(mkdtemp(dir));
-	setenv("WARREN_JAIL_UID_DIR", dir, 1);
+	jail__configure_host(&(struct jail_host_settings){.uid_dir = dir});
 	for (int i = 0; i < 64; i++) {
 		snprintf(owner, sizeof(owner), "/state/sandbox-%d", i);
 		assert_int_equal(jail_userns__reserve(owner, &index[i], &base[i]), 0);
@@ -262,7 +262,7 @@ static void test_uid_ranges(void **state)
 	assert_int_equal(again_base, base[0]);
 	assert_int_equal(jail_userns__reserve("/state/sandbox-1", &again_index, &again_base), 0);
 	assert_int_equal(again_index, index[1]);
-	unsetenv("WARREN_JAIL_UID_DIR");
+	jail__configure_host(&(struct jail_host_settings){.uid_dir = "/run/warren/jail-uids"});
 	snprintf(command, sizeof(command), "rm -rf '%s'", dir);
 	assert_int_equal(system(command), 0);
 }
@@ -284,7 +284,6 @@ static void test_runtime_probe(void **state)
 	struct runtime_probe_paths paths;
 	(void)state;
 
-	unsetenv("WARREN_RUNTIME");
 	assert_non_null(mkdtemp(dir));
 	snprintf(kvm, sizeof(kvm), "%s/kvm", dir);
 	snprintf(cpuinfo_virt, sizeof(cpuinfo_virt), "%s/cpuinfo-virt", dir);
@@ -297,32 +296,35 @@ static void test_runtime_probe(void **state)
 	write_file(cpuinfo_plain, "processor\t: 0\nflags\t\t: fpu vme sse2 vmxnet\n");
 	write_file(pvm, "");
 
-	paths = (struct runtime_probe_paths){kvm, cpuinfo_virt, absent};
+	paths = (struct runtime_probe_paths){
+	    .dev_kvm = kvm, .cpuinfo = cpuinfo_virt, .kvm_pvm_module = absent};
 	runtime__probe(&paths, &result);
 	assert_int_equal(result.choice, RUNTIME_PROBE_VM);
 	assert_true(result.have_dev_kvm && result.have_vmx_or_svm && !result.kvm_is_pvm);
 
-	paths = (struct runtime_probe_paths){kvm, cpuinfo_virt, pvm};
+	paths = (struct runtime_probe_paths){
+	    .dev_kvm = kvm, .cpuinfo = cpuinfo_virt, .kvm_pvm_module = pvm};
 	runtime__probe(&paths, &result);
 	assert_int_equal(result.choice, RUNTIME_PROBE_JAIL);
 	assert_non_null(strstr(result.reason, "kvm_pvm"));
 
-	paths = (struct runtime_probe_paths){kvm, cpuinfo_plain, absent};
+	paths = (struct runtime_probe_paths){
+	    .dev_kvm = kvm, .cpuinfo = cpuinfo_plain, .kvm_pvm_module = absent};
 	runtime__probe(&paths, &result);
 	assert_int_equal(result.choice, RUNTIME_PROBE_JAIL);
 	assert_non_null(strstr(result.reason, "vmx/svm"));
 
-	paths = (struct runtime_probe_paths){absent, cpuinfo_virt, absent};
+	paths = (struct runtime_probe_paths){
+	    .dev_kvm = absent, .cpuinfo = cpuinfo_virt, .kvm_pvm_module = absent};
 	runtime__probe(&paths, &result);
 	assert_int_equal(result.choice, RUNTIME_PROBE_JAIL);
 	assert_false(result.have_dev_kvm);
 
-	/* Forced by the setting, whatever the probe says. */
-	setenv("WARREN_RUNTIME", "vm", 1);
+	/* Forced by the operator, whatever the probe says. */
+	paths.forced = "vm";
 	runtime__probe(&paths, &result);
 	assert_int_equal(result.choice, RUNTIME_PROBE_VM);
 	assert_non_null(strstr(result.reason, "forced"));
-	unsetenv("WARREN_RUNTIME");
 	assert_string_equal(runtime__probe_choice_name(RUNTIME_PROBE_JAIL), "jail");
 
 	/* This host, for the record. */

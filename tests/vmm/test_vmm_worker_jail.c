@@ -22,6 +22,7 @@
 
 #include "warren/jail_cgroup.h"
 #include "runtime.h"
+#include "settings.h"
 #include "warren/ids.h"
 
 static char base[] = "/tmp/warren-vmm-wjail-XXXXXX";
@@ -139,6 +140,7 @@ int main(void)
 	snprintf(path, sizeof(path), "%s/bin/warren-vmm", build ? build : ".");
 	setenv("WARREN_VMM_BINARY", path, 1);
 	setenv("WARREN_VM_CPU_PROFILE", "baseline", 1);
+	worker_settings__configure_libraries();
 	{
 		/* LeakSanitizer needs /proc at exit; the jail has none. */
 		static char options[1024];

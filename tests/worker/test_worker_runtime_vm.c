@@ -29,6 +29,7 @@
 #include <jansson.h>
 
 #include "runtime.h"
+#include "settings.h"
 #include "warren/ids.h"
 
 #define BOOT_LIMIT_SECONDS 150
@@ -245,6 +246,7 @@ static void vm__prepare_environment(const char *source, const char *build, char 
 	setenv("WARREN_STATE_DIR", state_dir, 1);
 	setenv("WARREN_TEMPLATES_DIR", templates_dir, 1);
 	setenv("WARREN_VMM_BINARY", vmm, 1);
+	worker_settings__configure_libraries();
 
 	/* The minimal template (cached by content). */
 	assert_int_equal(

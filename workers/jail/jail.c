@@ -31,7 +31,6 @@
 #include "jail_userns.h"
 #include "warren/binary_path.h"
 #include "warren/clock.h"
-#include "warren/config.h"
 #include "warren/log.h"
 
 #ifndef NSFS_MAGIC
@@ -198,22 +197,50 @@ void jail__agent_argv(const char *token_hash, const char *out[6])
 	out[n] = NULL;
 }
 
+static struct jail_host_settings jail_host = {
+    .state_dir = "/var/lib/warren/sandboxes",
+    .cgroup_parent = "warren",
+    .disk_cache_dir = "/var/cache/warren/jail-disks",
+    .uid_dir = "/run/warren/jail-uids",
+    .first_uid = 1LL << 30,
+};
+
+void jail__configure_host(const struct jail_host_settings *settings)
+{
+	if (settings->state_dir)
+		jail_host.state_dir = settings->state_dir;
+	if (settings->cgroup_parent)
+		jail_host.cgroup_parent = settings->cgroup_parent;
+	if (settings->disk_cache_dir)
+		jail_host.disk_cache_dir = settings->disk_cache_dir;
+	jail_host.init_path = settings->init_path;
+	if (settings->uid_dir)
+		jail_host.uid_dir = settings->uid_dir;
+	if (settings->first_uid)
+		jail_host.first_uid = settings->first_uid;
+}
+
+const struct jail_host_settings *jail__host_settings(void)
+{
+	return &jail_host;
+}
+
 static const char *default_state_dir(void)
 {
-	return config__get("state_dir", "/var/lib/warren/sandboxes");
+	return jail_host.state_dir;
 }
 
 static const char *default_cgroup_parent(void)
 {
-	return config__get("jail_cgroup_parent", "warren");
+	return jail_host.cgroup_parent;
 }
 
 static const char *default_disk_cache_dir(void)
 {
-	return config__get("jail_disk_cache_dir", "/var/cache/warren/jail-disks");
+	return jail_host.disk_cache_dir;
 }
 
-/* warren-jail-init: the setting, next to the running binary, in ../bin of
+/* warren-jail-init: the configured path, next to the running binary, in ../bin of
  * it (tests run from build/tests), then the install locations. */
 static int try_init(char *out, size_t out_len, const char *dir, const char *name)
 {
@@ -225,7 +252,7 @@ static int try_init(char *out, size_t out_len, const char *dir, const char *name
 static int find_init(const char *configured, char *out, size_t out_len)
 {
 	if (!configured)
-		configured = config__get("jail_init_path", NULL);
+		configured = jail_host.init_path;
 	if (configured) {
 		if ((size_t)snprintf(out, out_len, "%s", configured) >= out_len)
 			return -ENAMETOOLONG;

@@ -12,7 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "warren/config.h"
+#include "warren/jail.h"
 #include "warren/dirs.h"
 
 #ifndef OPEN_TREE_CLONE
@@ -45,12 +45,12 @@ struct idmap_attr {
 
 static const char *reservation_dir(void)
 {
-	return config__get("jail_uid_dir", "/run/warren/jail-uids");
+	return jail__host_settings()->uid_dir;
 }
 
 static uint32_t first_uid(void)
 {
-	long long first = config__get_int("jail_uid_base", DEFAULT_FIRST_UID);
+	long long first = jail__host_settings()->first_uid;
 
 	if (first < 65536 || first + (long long)RANGES * JAIL_USERNS_SIZE > 4294967294LL)
 		first = DEFAULT_FIRST_UID;

@@ -6,8 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "warren/config.h"
-
 /* True when a "flags" line of cpuinfo lists vmx or svm as a whole word. */
 static bool cpuinfo_has_virt(const char *path)
 {
@@ -40,7 +38,7 @@ void runtime__probe(const struct runtime_probe_paths *paths, struct runtime_prob
 	const char *cpuinfo = paths && paths->cpuinfo ? paths->cpuinfo : "/proc/cpuinfo";
 	const char *pvm =
 	    paths && paths->kvm_pvm_module ? paths->kvm_pvm_module : "/sys/module/kvm_pvm";
-	const char *forced = config__get("runtime", "");
+	const char *forced = paths && paths->forced ? paths->forced : "";
 	int fd;
 
 	memset(out, 0, sizeof(*out));

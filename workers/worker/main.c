@@ -31,6 +31,7 @@
 #include "build.h"
 #include "create_pool.h"
 #include "handoff.h"
+#include "settings.h"
 #include "warm_pool.h"
 #include "worker.h"
 
@@ -292,6 +293,7 @@ static int worker__load_settings(struct worker *worker)
 	char runtime_topic[KAFKA_TOPIC_NAME_MAX + 1];
 	const char *prefix = config__get("kafka_topic_prefix", "");
 
+	worker_settings__configure_libraries();
 	gethostname(hostname, sizeof(hostname) - 1);
 	snprintf(worker->host_id, sizeof(worker->host_id), "%s", config__get("host_id", hostname));
 	worker->token_seed = config__get("token_seed", NULL);
@@ -374,7 +376,7 @@ static int worker__open_services(struct worker *worker)
 		}
 	}
 	struct net_pool_config net_config;
-	net_pool__config_from_settings(&net_config);
+	worker_settings__net_pool(&net_config);
 	worker->net = net_pool__new(&net_config);
 	if (!worker->net) {
 		log_error("the slot pool could not be created");

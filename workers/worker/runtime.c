@@ -39,7 +39,8 @@ enum runtime_kind runtime__choose(char *reason, size_t reason_len)
 	/* The host facts and the `runtime` setting: workers/jail's probe. The
 	 * vm runtime additionally needs warren-vmm, a guest kernel and a guest
 	 * that can reach its kernel from user space (warren-vmm --probe). */
-	runtime__probe(NULL, &probe);
+	runtime__probe(&(struct runtime_probe_paths){.forced = config__get("runtime", NULL)},
+		       &probe);
 	snprintf(reason, reason_len, "%s", probe.reason);
 	if (probe.choice != RUNTIME_PROBE_VM)
 		return RUNTIME_JAIL;

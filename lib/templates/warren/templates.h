@@ -32,11 +32,27 @@ struct template_info {
 	char image[PATH_MAX];  /* dir + "/rootfs.ext4": the VM's root disk */
 };
 
-/* The setting `templates_dir` (env WARREN_TEMPLATES_DIR), default
- * /var/lib/warren/templates. Lives until exit. */
+/* Where templates live and how they are built, read once by the binary
+ * from its settings (templates_dir, template_cache_dir, agent_binary,
+ * template_builder: docs/configuration.md) and handed over with
+ * templates__configure. NULL keeps the default given beside it; this
+ * library never reads the configuration itself. */
+struct templates_settings {
+	const char *dir;	  /* /var/lib/warren/templates */
+	const char *cache_dir;	  /* ${XDG_CACHE_HOME:-$HOME/.cache}/warren/templates */
+	const char *agent_binary; /* NULL: warren-agent next to the running binary,
+				     then the install's libexec/warren */
+	const char *builder;	  /* NULL: the install's build-template.sh, else the
+				     source tree's */
+};
+
+/* Makes settings this process's (the strings are not copied: they must
+ * live until exit). Call once at start, before the getters below. */
+void templates__configure(const struct templates_settings *settings);
+
+/* The installed templates' folder. Lives until exit. */
 const char *templates__dir(void);
-/* The setting `template_cache_dir`, default
- * ${XDG_CACHE_HOME:-$HOME/.cache}/warren/templates. Lives until exit. */
+/* The folder of template builds and layers. Lives until exit. */
 const char *templates__cache_dir(void);
 /* True when name is a template name: 1..63 of [a-z0-9_-], not starting
  * with '-' or '.'. */
@@ -53,10 +69,9 @@ int templates__read(const char *templates_dir, const char *name, struct template
 /* Every readable installed template, sorted by name; *out is malloc'ed
  * (free it). Malformed entries are skipped with a warning. 0 or -errno. */
 int templates__list(const char *templates_dir, struct template_info **out, size_t *count);
-/* Runs the builder for name ("minimal" or "base") with the settings'
- * cache and templates dirs and the agent binary of setting `agent_binary`
- * (default: build/bin/warren-agent when it exists). Waits for it; 0 when
- * it succeeded (a cached no-op included), else -1. */
+/* Runs the builder for name ("minimal" or "base") with the configured
+ * cache and templates dirs and agent binary. Waits for it; 0 when it
+ * succeeded (a cached no-op included), else -1. */
 int templates__build(const char *name, bool force);
 /* The agent binary the builder will use, or NULL when none is found. */
 const char *templates__agent_binary(void);

@@ -32,16 +32,39 @@ struct jail_volume {
 #define JAIL_AGENT_PORT		 49983
 #define JAIL_CONSOLE_MAX_DEFAULT (16ULL << 20)
 
+/* The host-wide settings of the jail runtime (docs/configuration.md names
+ * the settings that fill them). The binary that runs jails reads them once
+ * and hands them over with jail__configure_host; a NULL or 0 field keeps
+ * the default given beside it. This library never reads the configuration
+ * itself. */
+struct jail_host_settings {
+	const char *state_dir;	    /* /var/lib/warren/sandboxes */
+	const char *cgroup_parent;  /* "warren" */
+	const char *disk_cache_dir; /* /var/cache/warren/jail-disks */
+	const char *init_path;	    /* NULL: searched next to the running binary,
+				       ../bin of it, then /usr/libexec/warren */
+	const char *uid_dir;	    /* /run/warren/jail-uids: host uid range
+				       reservations */
+	int64_t first_uid;	    /* 2^30: the first host uid handed out */
+};
+
+/* Makes settings the host's from now on (the strings are not copied: they
+ * must live until exit). Call before the first jail starts; not
+ * thread-safe against concurrent starts. */
+void jail__configure_host(const struct jail_host_settings *settings);
+
+/* The settings in force (defaults filled in). */
+const struct jail_host_settings *jail__host_settings(void);
+
 struct jail_config {
 	const char *id;			   /* sandbox id: hostname, cgroup and state dir name;
 					      1..63 of [a-zA-Z0-9_-] */
 	const char *rootfs;		   /* template rootfs dir (overlay lower, read-only) */
 	const char *netns_path;		   /* network namespace to join (/run/netns/<name>) */
-	const char *state_dir;		   /* NULL: setting state_dir, /var/lib/warren/sandboxes */
-	const char *cgroup_parent;	   /* NULL: setting jail_cgroup_parent, "warren" */
-	const char *init_path;		   /* host path of warren-jail-init; NULL: searched
-					      (setting jail_init_path, next to the running
-					      binary, ../bin/ of it, /usr/libexec/warren) */
+	const char *state_dir;		   /* NULL: the host settings' state_dir */
+	const char *cgroup_parent;	   /* NULL: the host settings' cgroup_parent */
+	const char *init_path;		   /* host path of warren-jail-init; NULL: the host
+					      settings' init_path, else searched */
 	uint64_t memory_max_bytes;	   /* > 0 */
 	uint32_t cpu_millicores;	   /* 1000 = one CPU; 0: no CPU limit */
 	uint32_t pids_max;		   /* > 0 */
@@ -51,8 +74,8 @@ struct jail_config {
 					      the host; 0: the upper dir on the state dir's
 					      filesystem, no limit */
 	const char *disk_cache_dir;	   /* where the formatted empty images are kept,
-					     one per size; NULL: setting jail_disk_cache_dir,
-					     /var/cache/warren/jail-disks */
+					     one per size; NULL: the host settings'
+					     disk_cache_dir */
 	uint64_t console_max_bytes;	   /* console.log (the program's stdout and stderr,
 					     relayed by the jail's init) keeps this much, then
 					     one line saying so; 0: JAIL_CONSOLE_MAX_DEFAULT */

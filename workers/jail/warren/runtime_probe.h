@@ -16,16 +16,19 @@ struct runtime_probe_result {
 };
 
 /* Probe inputs, so tests can point them at fake files; NULL fields take
- * the real paths (/dev/kvm, /proc/cpuinfo, /sys/module/kvm_pvm). */
+ * the real paths (/dev/kvm, /proc/cpuinfo, /sys/module/kvm_pvm). forced is
+ * the operator's choice (the setting `runtime`): "vm" or "jail" force it,
+ * NULL or anything else lets the probe decide. */
 struct runtime_probe_paths {
 	const char *dev_kvm;
 	const char *cpuinfo;
 	const char *kvm_pvm_module;
+	const char *forced;
 };
 
 /* Decides vm or jail: vm needs /dev/kvm, vmx or svm in /proc/cpuinfo and
- * not the kvm_pvm module (it cannot run a Linux guest's user space). The
- * setting `runtime` (vm|jail) forces the choice; the reason says so.
+ * not the kvm_pvm module (it cannot run a Linux guest's user space).
+ * paths->forced (vm|jail) forces the choice; the reason says so.
  * Extension point: the VMM room adds a guest SYSCALL probe (a CPL3 guest
  * that must reach its kernel) as a further check before RUNTIME_PROBE_VM. */
 void runtime__probe(const struct runtime_probe_paths *paths, struct runtime_probe_result *out);

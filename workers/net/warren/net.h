@@ -177,14 +177,6 @@ struct net_pool_config {
 	unsigned egress_idle_timeout_s;	      /* 300 */
 };
 
-/* Fills config from config__get(): slot_netns_prefix, slot_link_prefix,
- * slot_cidr, uplink_interface, sandbox_nameserver, egress_resolver,
- * egress_proxy_http_port, egress_proxy_tls_port, slot_precreate, slot_max,
- * net_never_allow, egress_max_connections, egress_slot_max_connections,
- * egress_idle_timeout_s. never_allow also gets the addresses of the
- * PostgreSQL and Kafka endpoints (pg_url, kafka_brokers), resolved now. */
-void net_pool__config_from_settings(struct net_pool_config *config);
-
 struct net_pool;
 
 /* Creates the pool relative to the calling thread's network namespace

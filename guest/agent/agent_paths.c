@@ -1,6 +1,6 @@
-/* paths: lexical path resolution, see paths.h (like Go's filepath.Clean,
+/* paths: lexical path resolution, see agent_paths.h (like Go's filepath.Clean,
  * which envd applies to every path it receives). */
-#include "paths.h"
+#include "agent_paths.h"
 
 #include <string.h>
 

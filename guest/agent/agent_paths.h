@@ -1,4 +1,4 @@
-/* paths: turning a client-supplied path into the absolute path the agent
+/* agent_paths: turning a client-supplied path into the absolute path the agent
  * operates on (envd: relative paths and "~" are relative to the user's
  * home). Pure and lexical; permission checks happen in the kernel under
  * the user's fsuid (users__fs_enter). */
