@@ -3,7 +3,7 @@
  * pg_url (WARREN_PG_URL); the folder is config migrations_dir
  * (WARREN_MIGRATIONS_DIR), else the install's (<prefix>/share/warren/
  * migrations beside this binary's bin/), else the source tree's or
- * /usr/share/warren's (storage__migrations_dir). */
+ * /usr/share/warren's (storage__default_migrations_dir). */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,11 +49,13 @@ static int cli_migrate__status(const char *url, const char *dir)
 static const char *cli_migrate__dir(void)
 {
 	static char installed[PATH_MAX];
+	const char *configured = config__get("migrations_dir", NULL);
 
-	if (!config__get("migrations_dir", NULL) &&
-	    binary__find_data("migrations", installed, sizeof(installed)) == 0)
+	if (configured)
+		return configured;
+	if (binary__find_data("migrations", installed, sizeof(installed)) == 0)
 		return installed;
-	return storage__migrations_dir();
+	return storage__default_migrations_dir();
 }
 
 static int cli_migrate__run(int argc, char **argv)

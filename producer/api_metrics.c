@@ -40,10 +40,10 @@ static void api_metrics__collect(void *arg)
 	}
 }
 
-int api_metrics__start(void)
+int api_metrics__start(const char *listen)
 {
 	prom__add_collector(api_metrics__collect, NULL);
-	return prom__serve_from_settings();
+	return prom__serve_logged(listen);
 }
 
 void api_metrics__request(int endpoint, int status, uint64_t started_ns)

@@ -4,9 +4,10 @@
 
 #include <stdint.h>
 
-/* Registers the collectors and, when the setting metrics_listen is set,
- * serves GET /metrics there. 0, or -1 (logged) when it cannot listen. */
-int api_metrics__start(void);
+/* Registers the collectors and, when listen (the setting metrics_listen,
+ * IPV4:PORT) is not empty, serves GET /metrics there. 0, or -1 (logged)
+ * when it cannot listen. */
+int api_metrics__start(const char *listen);
 /* One answered request: endpoint is an enum api_endpoint. */
 void api_metrics__request(int endpoint, int status, uint64_t started_ns);
 /* One 429 (limit_name as in the rejection counts). */

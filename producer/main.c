@@ -48,7 +48,7 @@ int main(int argc, char **argv)
 		log_error("Kafka: %s", err);
 		return 1;
 	}
-	if (api_metrics__start()) {
+	if (api_metrics__start(config__get("metrics_listen", ""))) {
 		bus__stop();
 		return 1;
 	}

@@ -109,7 +109,7 @@ int main(void)
 			log_warn("events: %s; the cache relies on its TTL", err);
 	}
 #endif
-	if (prom__serve_from_settings())
+	if (prom__serve_logged(config__get("metrics_listen", "")))
 		goto out;
 	running_server = server;
 	memset(&action, 0, sizeof(action));

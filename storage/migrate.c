@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "warren/config.h"
 #include "warren/log.h"
 #include "warren/tokens.h"
 
@@ -33,12 +32,8 @@ struct migration_applied {
 	int64_t applied_at;
 };
 
-const char *storage__migrations_dir(void)
+const char *storage__default_migrations_dir(void)
 {
-	const char *dir = config__get("migrations_dir", NULL);
-
-	if (dir)
-		return dir;
 #ifdef WARREN_SOURCE_MIGRATIONS_DIR
 	if (access(WARREN_SOURCE_MIGRATIONS_DIR, R_OK | X_OK) == 0)
 		return WARREN_SOURCE_MIGRATIONS_DIR;
@@ -337,7 +332,7 @@ int storage__migrate(const char *url, const char *dir, int *applied_count,
 	if (applied_count)
 		*applied_count = 0;
 	if (!dir)
-		dir = storage__migrations_dir();
+		dir = storage__default_migrations_dir();
 	rc = migration__scan(dir, &files, &file_count, err);
 	if (rc)
 		return rc;
@@ -427,7 +422,7 @@ int storage__migrate_status(const char *url, const char *dir, struct storage_mig
 	*out = NULL;
 	*count = 0;
 	if (!dir)
-		dir = storage__migrations_dir();
+		dir = storage__default_migrations_dir();
 	rc = migration__scan(dir, &files, &file_count, err);
 	if (rc)
 		return rc;

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <arpa/inet.h>
 
-#include "warren/config.h"
 #include "warren/log.h"
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -315,13 +314,12 @@ int prom__serve(const char *listen, uint16_t *port_out, char *err, size_t err_le
 	return 0;
 }
 
-int prom__serve_from_settings(void)
+int prom__serve_logged(const char *listen)
 {
-	const char *listen = config__get("metrics_listen", "");
 	char err[256];
 	uint16_t port = 0;
 
-	if (!listen[0])
+	if (!listen || !listen[0])
 		return 0;
 	if (prom__serve(listen, &port, err, sizeof(err))) {
 		log_error("%s", err);

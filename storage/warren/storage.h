@@ -60,10 +60,10 @@ int storage__ping(struct storage_pool *pool, struct storage_error *err);
 
 /* ---- migrations (storage/migrate.c) ---- */
 
-/* The migrations folder: config migrations_dir (WARREN_MIGRATIONS_DIR),
- * else the source tree's migrations/ if it exists, else
- * /usr/share/warren/migrations. */
-const char *storage__migrations_dir(void);
+/* The migrations folder when the caller names none: the source tree's
+ * migrations/ if it exists, else /usr/share/warren/migrations. (The
+ * setting migrations_dir is the binary's to read and pass.) */
+const char *storage__default_migrations_dir(void);
 
 struct storage_migration_status {
 	int version;

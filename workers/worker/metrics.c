@@ -287,7 +287,7 @@ static void metrics__collect(void *arg)
 int worker__metrics_serve(struct worker *worker)
 {
 	prom__add_collector(metrics__collect, worker);
-	return prom__serve_from_settings();
+	return prom__serve_logged(config__get("metrics_listen", ""));
 }
 
 void worker__metrics_command(const char *type, int rc, uint64_t started_ns)

@@ -39,11 +39,11 @@ char *prom__render(void);
  * with prom__render() (404 elsewhere). 0, or -errno with err filled.
  * *port_out (may be NULL) gets the bound port (useful with port 0). */
 int prom__serve(const char *listen, uint16_t *port_out, char *err, size_t err_len);
+/* prom__serve on listen (the binary's setting metrics_listen), logged;
+ * NULL or empty: nothing (0). 0, or -1 with the reason logged. */
+int prom__serve_logged(const char *listen);
 /* Stops the listener (idempotent). */
 void prom__stop(void);
-/* prom__serve on the setting metrics_listen, logged; empty: nothing (0).
- * 0, or -1 with the reason logged. */
-int prom__serve_from_settings(void);
 
 /* Forgets every family and collector (tests). */
 void prom__reset(void);
