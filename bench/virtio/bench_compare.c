@@ -342,7 +342,7 @@ static void net_step(struct net_driver *net)
 static void run_warren(const char *build, const char *guest, const char *device, double hz,
 		       struct figures *out, struct net_driver *net)
 {
-	static struct vmm_session session; /* large buffer: not on the stack */
+	static struct vmm_session session = {.client.fd = -1}; /* large: not on the stack */
 	char vmm[4096], line[10240];
 	const char *argv[] = {vmm, "--api-socket", session.path, NULL};
 	json_t *response;
@@ -396,8 +396,7 @@ static void run_warren(const char *build, const char *guest, const char *device,
 	json_decref(response);
 	json_decref(vmm_test__request(&session, "{\"op\":\"exit\"}"));
 out:
-	if (session.fd >= 0)
-		close(session.fd);
+	vmm_client__close(&session.client);
 	for (int i = 0; i < 200 && waitpid(pid, &status, WNOHANG) == 0; i++)
 		vmm_test__sleep_ms(10);
 	kill(pid, SIGKILL);

@@ -54,7 +54,7 @@ static void session_close(struct vmm_session *session)
 	kill(session->pid, SIGKILL);
 	waitpid(session->pid, &status, 0);
 out:
-	close(session->fd);
+	vmm_client__close(&session->client);
 	unlink(session->path);
 }
 

@@ -216,7 +216,7 @@ static void control__stop_and_exit(struct vmm_session *session)
 		;
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 103);
-	close(session->fd);
+	vmm_client__close(&session->client);
 	assert_int_equal(access(session->path, F_OK), -1); /* socket file removed */
 }
 

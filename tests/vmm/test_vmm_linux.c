@@ -49,7 +49,7 @@ static void refresh_metrics(struct vmm_session *session, json_t **metrics)
 {
 	json_t *latest;
 
-	if (session->fd < 0 && vmm_test__session_connect(session, session->path, 1) < 0)
+	if (session->client.fd < 0 && vmm_test__session_connect(session, session->path, 1) < 0)
 		return;
 	latest = vmm_test__request(session, "{\"op\":\"metrics\"}");
 	if (latest) {
@@ -268,7 +268,7 @@ static void test_linux_boots_to_init(void **state)
 	char initrd[] = "/tmp/warren-vmm-initrd-XXXXXX";
 	char console[] = "/tmp/warren-vmm-linux-console-XXXXXX";
 	char disk[] = "/tmp/warren-vmm-linux-disk-XXXXXX";
-	static struct vmm_session session_storage = {.fd = -1};
+	static struct vmm_session session_storage = {.client.fd = -1};
 	struct vmm_session *session = &session_storage; /* large buffer: not on the stack */
 	char device[256];
 	const char *argv[] = {
@@ -310,8 +310,7 @@ static void test_linux_boots_to_init(void **state)
 	found = linux__wait_for_init(&watch, session, &metrics);
 	if (found)
 		linux__wait_for_crng(&watch);
-	if (session->fd >= 0)
-		close(session->fd);
+	vmm_client__close(&session->client);
 	if (watch.pid > 0) {
 		kill(watch.pid, SIGTERM);
 		waitpid(watch.pid, &watch.status, 0);

@@ -10,12 +10,14 @@
 
 #include <jansson.h>
 
+#include "warren/vmm_client.h"
+
+/* A spawned (or found) VMM and a kept connection to its control socket
+ * (vmm/client). client.fd is -1 while not connected. */
 struct vmm_session {
 	pid_t pid;
-	int fd;
 	char path[108];
-	char buffer[262144];
-	size_t length;
+	struct vmm_client client;
 };
 
 void vmm_test__sleep_ms(long ms);

@@ -21,7 +21,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +29,7 @@
 
 #include "runtime.h"
 #include "settings.h"
+#include "warren/vmm_client.h"
 #include "warren/ids.h"
 
 #define BOOT_LIMIT_SECONDS 150
@@ -94,39 +94,15 @@ static char *read_text(const char *path)
 	return text;
 }
 
-/* One control-socket request (docs/vmm-api.md); the parsed response. */
+/* One control-socket request (docs/vmm-api.md, vmm/client); the parsed
+ * response, or NULL. */
 static json_t *vmm_request(const char *socket_path, const char *request)
 {
-	struct sockaddr_un address = {.sun_family = AF_UNIX};
-	static char buffer[65536];
-	size_t used = 0;
-	ssize_t n;
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	static char buffer[VMM_CLIENT_BUFFER_SIZE];
 
-	if (strlen(socket_path) >= sizeof(address.sun_path)) {
-		if (fd >= 0)
-			close(fd);
+	if (vmm_client__request(socket_path, request, buffer, sizeof(buffer), 10000))
 		return NULL;
-	}
-	memcpy(address.sun_path, socket_path, strlen(socket_path) + 1);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&address, sizeof(address))) {
-		if (fd >= 0)
-			close(fd);
-		return NULL;
-	}
-	if (write(fd, request, strlen(request)) < 0 || write(fd, "\n", 1) < 0) {
-		close(fd);
-		return NULL;
-	}
-	while (used + 1 < sizeof(buffer) &&
-	       (n = read(fd, buffer + used, sizeof(buffer) - 1 - used)) > 0) {
-		used += (size_t)n;
-		if (memchr(buffer, '\n', used))
-			break;
-	}
-	close(fd);
-	buffer[used] = 0;
-	return json_loads(buffer, JSON_DISABLE_EOF_CHECK, NULL);
+	return json_loads(buffer, 0, NULL);
 }
 
 /* True when pid has a tun fd attached to tap0 (fdinfo "iff:\ttap0"). */

@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <linux/close_range.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -44,6 +43,7 @@
 #include "warren/log.h"
 #include "warren/templates.h"
 #include "warren/tokens.h"
+#include "warren/vmm_client.h"
 
 extern char **environ;
 
@@ -170,49 +170,12 @@ static void runtime_vm__remove_dir(const char *dir)
 	nftw(dir, runtime_vm__remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* One request line to the control socket, one response line back (each
- * bounded by timeout_ms). 0 with the response in out, or -1. */
-static int runtime_vm__request_within(const char *socket_path, const char *request, char *out,
-				      size_t out_len, int timeout_ms)
-{
-	struct sockaddr_un address = {.sun_family = AF_UNIX};
-	struct timeval timeout = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-	size_t used = 0;
-	ssize_t n;
-	int fd, ret = -1;
-
-	if (strlen(socket_path) >= sizeof(address.sun_path))
-		return -1;
-	strcpy(address.sun_path, socket_path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-	if (connect(fd, (struct sockaddr *)&address, sizeof(address)))
-		goto out;
-	if (send(fd, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request) ||
-	    send(fd, "\n", 1, MSG_NOSIGNAL) != 1)
-		goto out;
-	while (used + 1 < out_len) {
-		n = recv(fd, out + used, out_len - 1 - used, 0);
-		if (n <= 0)
-			break;
-		used += (size_t)n;
-		if (memchr(out, '\n', used))
-			break;
-	}
-	out[used] = 0;
-	ret = used > 0 ? 0 : -1;
-out:
-	close(fd);
-	return ret;
-}
-
+/* One control request (docs/vmm-api.md) bounded by VM_IO_TIMEOUT_MS each
+ * way. 0 with the response line in out, or -1. */
 static int runtime_vm__request(const char *socket_path, const char *request, char *out,
 			       size_t out_len)
 {
-	return runtime_vm__request_within(socket_path, request, out, out_len, VM_IO_TIMEOUT_MS);
+	return vmm_client__request(socket_path, request, out, out_len, VM_IO_TIMEOUT_MS) ? -1 : 0;
 }
 
 /* A locally administered unicast MAC from the sandbox id. */
@@ -876,8 +839,8 @@ static int runtime_vm__save(struct runtime_vm *vm, const char *inner, char *resp
 		if (runtime_vm__request(vm->socket_path, "{\"op\":\"pause\"}", response,
 					response_len) ||
 		    !runtime_vm__ok(response) ||
-		    runtime_vm__request_within(vm->socket_path, request, response, response_len,
-					       timeout_ms) ||
+		    vmm_client__request(vm->socket_path, request, response, response_len,
+					timeout_ms) ||
 		    !runtime_vm__ok(response)) {
 			/* running again: in flight I/O completes, or the pause is undone */
 			runtime_vm__request(vm->socket_path, "{\"op\":\"resume\"}", err, err_len);
