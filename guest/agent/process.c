@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "warren/clock.h"
+#include "warren/exec_status.h"
 #include "warren/log.h"
 
 #define PUMP_READ_SIZE	       (32 * 1024)
@@ -547,7 +548,7 @@ static bool launch__pipes(struct launch *launch)
 	if ((pty && !launch__pty(launch)) ||
 	    (!pty &&
 	     (pipe2(launch->out_pipe, O_CLOEXEC) < 0 || pipe2(launch->err_pipe, O_CLOEXEC) < 0)) ||
-	    pipe2(launch->status_pipe, O_CLOEXEC) < 0 ||
+	    exec_status__open(launch->status_pipe) < 0 ||
 	    (stdin_pipe && pipe2(launch->in_pipe, O_CLOEXEC) < 0) ||
 	    (!stdin_pipe && !pty &&
 	     (launch->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)) {
@@ -577,7 +578,6 @@ static void __attribute__((noreturn)) launch__child(const struct launch *launch)
 	bool switch_user = geteuid() == 0 && (user->uid != geteuid() || user->gid != getegid());
 	struct sigaction dfl = {.sa_handler = SIG_DFL};
 	sigset_t all;
-	int child_errno;
 
 	for (int i = 1; i < NSIG; i++)
 		sigaction(i, &dfl, NULL);
@@ -601,10 +601,7 @@ static void __attribute__((noreturn)) launch__child(const struct launch *launch)
 		goto fail;
 	execve(launch->executable, launch->argv, launch->envp);
 fail:
-	child_errno = errno;
-	if (write(launch->status_pipe[1], &child_errno, sizeof(child_errno)) < 0)
-		_exit(126);
-	_exit(127);
+	exec_status__fail(launch->status_pipe[1], errno, 127);
 }
 
 static void close_fd(int *fd)
@@ -649,13 +646,9 @@ static bool launch__fork(struct launch *launch)
  * reaper still collects it). */
 static bool launch__await_exec(struct launch *launch)
 {
-	int child_errno = 0;
-	ssize_t n;
+	int child_errno = exec_status__wait(launch->status_pipe[0]);
 
-	do
-		n = read(launch->status_pipe[0], &child_errno, sizeof(child_errno));
-	while (n < 0 && errno == EINTR);
-	if (n <= 0)
+	if (!child_errno)
 		return true;
 	table_remove(launch->process);
 	process_unref(launch->process); /* the table's */

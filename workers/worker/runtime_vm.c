@@ -39,6 +39,7 @@
 #include "warren/binary_path.h"
 #include "warren/clock.h"
 #include "warren/config.h"
+#include "warren/exec_status.h"
 #include "warren/ids.h"
 #include "warren/log.h"
 #include "warren/templates.h"
@@ -441,7 +442,7 @@ static int runtime_vm__spawn(struct runtime_vm *vm, char *const argv[], bool app
 	}
 	int log_fd =
 	    open(log_path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC) | O_CLOEXEC, 0600);
-	if (log_fd < 0 || pipe2(error_pipe, O_CLOEXEC) || pipe2(go_pipe, O_CLOEXEC)) {
+	if (log_fd < 0 || exec_status__open(error_pipe) || pipe2(go_pipe, O_CLOEXEC)) {
 		snprintf(err, err_len, "vm runtime: %s: %s", log_path, strerror(errno));
 		if (log_fd >= 0)
 			close(log_fd);
@@ -470,9 +471,7 @@ static int runtime_vm__spawn(struct runtime_vm *vm, char *const argv[], bool app
 			execv(argv[0], argv);
 			code = errno;
 		}
-		if (write(error_pipe[1], &code, sizeof(code)) < 0)
-			_exit(127);
-		_exit(127);
+		exec_status__fail(error_pipe[1], code, 127);
 	}
 	close(log_fd);
 	close(error_pipe[1]);
@@ -492,7 +491,7 @@ static int runtime_vm__spawn(struct runtime_vm *vm, char *const argv[], bool app
 			 strerror(errno));
 		goto out;
 	}
-	if (read(error_pipe[0], &child_errno, sizeof(child_errno)) == sizeof(child_errno)) {
+	if ((child_errno = exec_status__wait(error_pipe[0]))) {
 		snprintf(err, err_len, "vm runtime: entering %s / exec %s: %s",
 			 vm->netns_path ? vm->netns_path : "-", argv[0], strerror(child_errno));
 		goto out;
