@@ -16,6 +16,7 @@
 #include "server.h"
 #include "watch.h"
 #include "warren/log.h"
+#include "warren/net_address.h"
 
 static struct MHD_Daemon *daemon_handle;
 
@@ -42,9 +43,10 @@ static void usage(FILE *out)
 /* The port of a "HOST:PORT" the server accepted (0 if none). */
 static uint16_t listen_port(const char *listen)
 {
-	const char *colon = strrchr(listen, ':');
+	char host[64];
+	uint16_t port = 0;
 
-	return colon ? (uint16_t)strtoul(colon + 1, NULL, 10) : 0;
+	return address__parse_host_port(listen, host, sizeof(host), &port) ? 0 : port;
 }
 
 /* The main thread's loop: reaps children (and, as PID 1, orphans) on
