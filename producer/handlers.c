@@ -542,7 +542,8 @@ static enum MHD_Result create__produce_failed(struct create_ctx *ctx)
 		log_warn("req=%s cannot mark %s failed: %s", r->request_id, r->sandbox.id,
 			 e.message);
 	handlers__finish_failed(ctx->pool, r->request_id, 503, "Kafka unavailable");
-	return request__error(r, 503, "cannot queue the request (Kafka unavailable), retry later");
+	return request__unavailable(r, 2,
+				    "cannot queue the request (Kafka unavailable), retry later");
 }
 
 /* Step 7: the create command, produced durably to Kafka after the waiter
@@ -794,8 +795,8 @@ static enum MHD_Result handlers__host_command(struct api_request *r, enum kafka_
 	kafka_event__clear(&ev);
 	if (rc) {
 		waiters__remove(&r->waiter);
-		return request__error(r, 503,
-				      "cannot queue the request (Kafka unavailable), retry later");
+		return request__unavailable(
+		    r, 2, "cannot queue the request (Kafka unavailable), retry later");
 	}
 	if (waiters__suspend(&r->waiter, r->connection)) {
 		r->phase = API_PHASE_WAITING;
