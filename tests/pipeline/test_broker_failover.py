@@ -7,8 +7,9 @@ SIGKILLed once a fifth of the batch is answered, restarted 10 s later.
 PostgreSQL is the shared dev-stack server.
 
 Every request ends in exactly one terminal state, none lost, none
-duplicated: one answer per request within its limit; a 201 or an
-accepted create (504 "still starting") is one `running` row; a refused
+duplicated: one answer per request within its limit; a 201 is one
+`running` row; an accepted create (504 "still starting") is one row that
+ended (`running`, or `failed` when its start failed: printed); a refused
 one (503) is no row or a `failed` one; no row is left `starting`; one row
 per request at most and no request id twice; on the results topic every
 request has exactly one kind of outcome (created or failed, repeated
@@ -151,8 +152,10 @@ def check_rows(stack, results):
         if status == 201:
             check(states == ["running"] and mine[0][0] == body.get("sandboxID"),
                   f"request {index} (201 {body.get('sandboxID')}): rows {mine}")
-        elif status == 504:  # accepted, its result late: done by now
-            check(states == ["running"], f"request {index} (504, accepted): rows {mine}")
+        elif status == 504:  # accepted, its result late: ended by now (a start may fail)
+            check(states in (["running"], ["failed"]), f"request {index} (504, accepted): rows {mine}")
+            if states == ["failed"]:
+                print(f"request {index} (504) ended failed: {faults.rows(stack)[mine[0][0]][1]}")
         else:
             check(states in ([], ["failed"]), f"request {index} ({status}): rows {mine}")
         if mine:
