@@ -155,8 +155,8 @@ int bus__produce(const char *topic, const struct kafka_event *ev)
 	/* No broker reachable: refuse now (nothing is queued, so nothing is
 	 * delivered later) rather than hold an HTTP thread for the wait. */
 	if (!kafka_producer__reachable(bus_producer)) {
-		log_warn("req=%s not producing %s to %s: no Kafka broker reachable",
-			 ev->request_id, kafka_event__type_name(ev->type), topic);
+		log_warn("req=%s not producing %s to %s: no Kafka broker reachable", ev->request_id,
+			 kafka_event__type_name(ev->type), topic);
 		return -ENOTCONN;
 	}
 	rc = kafka_producer__produce_event(bus_producer, topic, ev, (int)bus_produce_timeout_ms,
@@ -210,8 +210,8 @@ int bus__produce_raw(const char *topic, const char *key, const char *payload)
 		return -ENOTCONN;
 	}
 	rc = kafka_producer__produce_sync(bus_producer, topic, key, strlen(key), payload,
-					      strlen(payload), NULL, 0, (int)bus_produce_timeout_ms,
-					      &delivery);
+					  strlen(payload), NULL, 0, (int)bus_produce_timeout_ms,
+					  &delivery);
 
 	if (rc)
 		log_warn("producing to %s (key %s) failed: %s", topic, key,

@@ -269,8 +269,8 @@ static bool create__load_template(struct create_ctx *ctx)
 static bool create__place_on_host(struct create_ctx *ctx, const char *host)
 {
 	if (bus__host_topic(ctx->r->config, host, ctx->topic, sizeof(ctx->topic))) {
-		ctx->ret = request__error(ctx->r, 500, "the topic name of host %s is too long",
-					  host);
+		ctx->ret =
+		    request__error(ctx->r, 500, "the topic name of host %s is too long", host);
 		return false;
 	}
 	log_info("req=%s mixed event versions among the workers: the create goes to host %s",

@@ -9,12 +9,12 @@
 #include "warren/storage.h"
 
 struct placement {
-	size_t ready;		 /* fresh ready hosts of the runtime that understand it */
-	size_t incompatible;	 /* fresh ready hosts of the runtime that do not */
-	int64_t capacity;	 /* summed over the compatible ready hosts */
-	int64_t running;	 /* same */
+	size_t ready;		     /* fresh ready hosts of the runtime that understand it */
+	size_t incompatible;	     /* fresh ready hosts of the runtime that do not */
+	int64_t capacity;	     /* summed over the compatible ready hosts */
+	int64_t running;	     /* same */
 	int32_t newest_incompatible; /* highest protocol_version among the incompatible */
-	char best_host[65];	 /* the compatible ready host with most room ("": none) */
+	char best_host[65];	     /* the compatible ready host with most room ("": none) */
 };
 
 /* Surveys hosts for a create written in event version `version` for

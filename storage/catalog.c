@@ -232,8 +232,9 @@ int storage__host_heartbeat(struct storage_pool *pool, const struct storage_host
 			    struct storage_error *err)
 {
 	char capacity[16], running[16], protocol[16];
-	const char *params[] = {host->id, host->address, host->runtime, capacity, running,
-				host->state[0] ? host->state : "ready", protocol};
+	const char *params[] = {host->id, host->address, host->runtime,
+				capacity, running,	 host->state[0] ? host->state : "ready",
+				protocol};
 
 	snprintf(capacity, sizeof(capacity), "%d", host->capacity);
 	snprintf(running, sizeof(running), "%d", host->running);
@@ -246,8 +247,8 @@ int storage__host_heartbeat_was(struct storage_pool *pool, const struct storage_
 				char *previous, size_t previous_len, struct storage_error *err)
 {
 	char capacity[16], running[16], protocol[16];
-	const char *params[] = {host->id, host->address, host->runtime, capacity, running,
-				host->state, protocol};
+	const char *params[] = {host->id, host->address, host->runtime, capacity,
+				running,  host->state,	 protocol};
 	PGresult *result;
 	int rc;
 

@@ -264,7 +264,7 @@ static int create_topic__result(rd_kafka_event_t *event, const char *topic, bool
  * configured factor with the configured min.insync.replicas (clamped to
  * the factor); NULL with err set when librdkafka refuses the values. */
 static rd_kafka_NewTopic_t *create_topic__new(const char *topic, int partitions,
-					       int replication_factor, char *err, size_t err_len)
+					      int replication_factor, char *err, size_t err_len)
 {
 	rd_kafka_NewTopic_t *new_topic;
 	int64_t min_insync = 0;
@@ -278,8 +278,8 @@ static rd_kafka_NewTopic_t *create_topic__new(const char *topic, int partitions,
 		if (min_insync > replication_factor)
 			min_insync = replication_factor;
 	}
-	new_topic = rd_kafka_NewTopic_new(topic, partitions, replication_factor, local,
-					  sizeof(local));
+	new_topic =
+	    rd_kafka_NewTopic_new(topic, partitions, replication_factor, local, sizeof(local));
 	if (!new_topic) {
 		snprintf(err, err_len, "NewTopic %s: %s", topic, local);
 		return NULL;

@@ -12,14 +12,16 @@
 
 #include "placement.h"
 
-#define NOW_MS 1000000
+#define NOW_MS	 1000000
 #define FRESH_MS 30000
 
 static struct storage_host host(const char *id, const char *runtime, const char *state,
 				int capacity, int running, int protocol, int64_t age_ms)
 {
-	struct storage_host h = {.capacity = capacity, .running = running,
-				 .protocol_version = protocol, .heartbeat_at = NOW_MS - age_ms};
+	struct storage_host h = {.capacity = capacity,
+				 .running = running,
+				 .protocol_version = protocol,
+				 .heartbeat_at = NOW_MS - age_ms};
 
 	snprintf(h.id, sizeof(h.id), "%s", id);
 	snprintf(h.runtime, sizeof(h.runtime), "%s", runtime);
@@ -63,10 +65,9 @@ static void test_skips_stale_draining_down(void **state)
 /* A rolling upgrade: the API writes version 2; host "v1" understands only 1. */
 static void test_mixed_versions(void **state)
 {
-	struct storage_host hosts[] = {host("v1", "jail", "ready", 100, 0, 1, 0),
-				       host("v2-full", "jail", "ready", 5, 5, 2, 0),
-				       host("v2", "jail", "ready", 5, 1, 2, 0),
-				       host("v3", "jail", "ready", 5, 3, 3, 0)};
+	struct storage_host hosts[] = {
+	    host("v1", "jail", "ready", 100, 0, 1, 0), host("v2-full", "jail", "ready", 5, 5, 2, 0),
+	    host("v2", "jail", "ready", 5, 1, 2, 0), host("v3", "jail", "ready", 5, 3, 3, 0)};
 	struct placement p;
 
 	(void)state;

@@ -56,9 +56,9 @@ const char *kafka__error_string(int kafka_error);
  * unless it exists, then waits until its metadata shows a leader for every
  * partition. replication_factor <= 0 means the deployment's: the settings
  * kafka_replication_factor and kafka_min_insync_replicas (the topic's
- * min.insync.replicas, at most the factor); both default to 1. 0 when created or already present (an
- * existing topic keeps its partition count); -ETIMEDOUT, -EIO otherwise
- * (reason in err). */
+ * min.insync.replicas, at most the factor); both default to 1. 0 when
+ * created or already present (an existing topic keeps its partition
+ * count); -ETIMEDOUT, -EIO otherwise (reason in err). */
 int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 			int replication_factor, int timeout_ms, char *err, size_t err_len);
 /* Deletes topic; 0 when deleted or absent. */
