@@ -128,6 +128,10 @@ def check_answers(results, killed, back):
     for key, count in sorted(answers.items()):
         print(f"  {count:3d} x {key}")
     latencies = [ended - started for _, _, _, started, ended in results]
+    before = [ended - started for _, _, _, started, ended in results if ended < killed]
+    if before:  # the same machine's baseline: creates answered before the kill
+        print(f"create latency before the kill ({len(before)} creates): "
+              f"p50 {percentile(before, 0.5):.2f} s, p99 {percentile(before, 0.99):.2f} s")
     print(f"create latency during the failover: p50 {percentile(during, 0.5):.2f} s, "
           f"p99 {percentile(during, 0.99):.2f} s, max {max(during):.2f} s")
     print(f"create latency over the batch: p50 {percentile(latencies, 0.5):.2f} s, "
