@@ -327,7 +327,7 @@ static bool create__place(struct create_ctx *ctx)
 					 (long long)p.running, (long long)p.capacity, p.ready);
 		return false;
 	}
-	if (p.incompatible)
+	if (p.incompatible && p.best_host[0])
 		return create__place_on_host(ctx, p.best_host);
 	if (!*runtime)
 		return true;

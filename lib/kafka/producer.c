@@ -116,7 +116,7 @@ static void error_report(rd_kafka_t *rk, int error, const char *reason, void *op
 	log_warn("kafka producer: %s: %s", rd_kafka_err2name(error), reason);
 }
 
-/* Asks any broker for metadata; a answer means a broker is reachable. */
+/* Asks any broker for metadata; an answer means a broker is reachable. */
 static void producer__probe(struct kafka_producer *producer)
 {
 	const struct rd_kafka_metadata *metadata = NULL;
