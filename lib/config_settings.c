@@ -76,8 +76,13 @@ static const struct config_setting config_table[] = {
      "api, worker, proxy, cli", 0, "bootstrap brokers, HOST:PORT separated by commas"},
     {"kafka_client_id", CONFIG_STRING, 1, 128, NULL, "warren", "", "api, worker, proxy, cli", 0,
      "prefix of every Kafka client id (`<id>-<role>-<host>`)"},
+    {"kafka_min_insync_replicas", CONFIG_INT, 1, 1000, NULL, "1", "", "api, worker, cli", 0,
+     "min.insync.replicas of the topics warren creates (at most the replication factor; 2 on a "
+     "three-broker cluster: a write is acknowledged once two copies have it)"},
     {"kafka_produce_timeout_ms", CONFIG_INT, 1, 3600000, NULL, "5000", "ms", "api", 0,
      "wait for the broker's acknowledgement of a command"},
+    {"kafka_replication_factor", CONFIG_INT, 1, 1000, NULL, "1", "", "api, worker, cli", 0,
+     "copies of each partition of the topics warren creates (3 on a three-broker cluster)"},
     {"kafka_session_timeout_ms", CONFIG_INT, 1, 3600000, NULL, "10000", "ms", "worker", 0,
      "consumer group session timeout"},
     {"kafka_start_wait_ms", CONFIG_INT, 0, 3600000, NULL, "30000", "ms", "api", 0,

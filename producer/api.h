@@ -84,7 +84,9 @@ void waiters__cancel_all(void);
 int bus__start(const struct api_config *config, int wait_ms, char *err, size_t err_len);
 void bus__stop(void);
 /* Produces ev to topic keyed by its sandbox id and waits for the broker's
- * acknowledgement. 0, or a negative errno (the command is not stored). */
+ * acknowledgement (kafka_produce_timeout_ms). 0, or a negative errno:
+ * -ENOTCONN at once, nothing queued, while no broker is reachable;
+ * -ETIMEDOUT when unacknowledged (the command may still arrive later). */
 int bus__produce(const char *topic, const struct kafka_event *ev);
 /* Produces without waiting (best effort); 0 when queued. */
 int bus__produce_async(const char *topic, const struct kafka_event *ev);

@@ -150,9 +150,17 @@ void bus__stop(void)
 int bus__produce(const char *topic, const struct kafka_event *ev)
 {
 	struct kafka_delivery delivery = {0};
-	int rc = kafka_producer__produce_event(bus_producer, topic, ev, (int)bus_produce_timeout_ms,
-					       &delivery);
+	int rc;
 
+	/* No broker reachable: refuse now (nothing is queued, so nothing is
+	 * delivered later) rather than hold an HTTP thread for the wait. */
+	if (!kafka_producer__reachable(bus_producer)) {
+		log_warn("req=%s not producing %s to %s: no Kafka broker reachable", ev->request_id,
+			 kafka_event__type_name(ev->type), topic);
+		return -ENOTCONN;
+	}
+	rc = kafka_producer__produce_event(bus_producer, topic, ev, (int)bus_produce_timeout_ms,
+					   &delivery);
 	if (rc)
 		log_warn("req=%s producing %s to %s failed: %s", ev->request_id,
 			 kafka_event__type_name(ev->type), topic,
@@ -195,9 +203,15 @@ int bus__host_topic(const struct api_config *config, const char *host_id, char *
 int bus__produce_raw(const char *topic, const char *key, const char *payload)
 {
 	struct kafka_delivery delivery = {0};
-	int rc = kafka_producer__produce_sync(bus_producer, topic, key, strlen(key), payload,
-					      strlen(payload), NULL, 0, (int)bus_produce_timeout_ms,
-					      &delivery);
+	int rc;
+
+	if (!kafka_producer__reachable(bus_producer)) {
+		log_warn("not producing to %s (key %s): no Kafka broker reachable", topic, key);
+		return -ENOTCONN;
+	}
+	rc = kafka_producer__produce_sync(bus_producer, topic, key, strlen(key), payload,
+					  strlen(payload), NULL, 0, (int)bus_produce_timeout_ms,
+					  &delivery);
 
 	if (rc)
 		log_warn("producing to %s (key %s) failed: %s", topic, key,

@@ -8,6 +8,7 @@
 
 #include "api_limits.h"
 #include "api_metrics.h"
+#include "placement.h"
 #include "query.h"
 #include "request.h"
 #include "warren/volumes.h"
@@ -263,6 +264,20 @@ static bool create__load_template(struct create_ctx *ctx)
 	return true;
 }
 
+/* Step 3b during a rolling upgrade: the create goes to host's own topic
+ * (a worker takes creates there too, as a handed-off one). */
+static bool create__place_on_host(struct create_ctx *ctx, const char *host)
+{
+	if (bus__host_topic(ctx->r->config, host, ctx->topic, sizeof(ctx->topic))) {
+		ctx->ret =
+		    request__error(ctx->r, 500, "the topic name of host %s is too long", host);
+		return false;
+	}
+	log_info("req=%s mixed event versions among the workers: the create goes to host %s",
+		 ctx->r->request_id, host);
+	return true;
+}
+
 /* Step 3b, placement (docs/api.md, "Placement"): a create that asks for
  * a runtime (metadata warren.runtime) goes to that runtime's create
  * topic, else to the shared one. The hosts table (each worker's heartbeat,
@@ -270,13 +285,17 @@ static bool create__load_template(struct create_ctx *ctx)
  * deadline: 503 with Retry-After when every ready host is full, 503 when
  * the runtime asked for has no ready host. With no ready host at all (a
  * worker restarting) the create waits in Kafka, up to the create
- * deadline, for one to come back. */
+ * deadline, for one to come back. During a rolling upgrade (a ready host
+ * whose worker does not understand this API's event version: it would
+ * dead-letter the command) the create goes to the host topic of the
+ * compatible host with most room, and is refused (503) when there is none
+ * (docs/operations.md, "Rolling upgrades"). */
 static bool create__place(struct create_ctx *ctx)
 {
 	struct storage_host *hosts = NULL;
 	struct storage_error e;
-	size_t count = 0, ready = 0;
-	int64_t capacity = 0, running = 0, now_ms = clock__realtime_ms();
+	struct placement p;
+	size_t count = 0;
 	const char *runtime = ctx->create.runtime;
 
 	snprintf(ctx->topic, sizeof(ctx->topic), "%s", ctx->r->config->commands_topic);
@@ -284,29 +303,32 @@ static bool create__place(struct create_ctx *ctx)
 		ctx->ret = request__storage_error(ctx->r, &e);
 		return false;
 	}
-	for (size_t i = 0; i < count; i++) {
-		if ((*runtime && strcmp(hosts[i].runtime, runtime)) ||
-		    strcmp(hosts[i].state, "ready") ||
-		    now_ms - hosts[i].heartbeat_at > API_HOST_FRESH_S * 1000)
-			continue;
-		ready++;
-		capacity += hosts[i].capacity;
-		running += hosts[i].running;
-	}
+	placement__survey(hosts, count, runtime, KAFKA_EVENT_VERSION, clock__realtime_ms(),
+			  API_HOST_FRESH_S * 1000, &p);
 	free(hosts);
-	if (!ready && *runtime) {
+	if (!p.ready && p.incompatible) {
+		ctx->ret = request__unavailable(
+		    ctx->r, 5,
+		    "no ready worker host understands event version %d (%zu ready host(s) speak "
+		    "up to version %d): upgrade the workers before the API",
+		    KAFKA_EVENT_VERSION, p.incompatible, (int)p.newest_incompatible);
+		return false;
+	}
+	if (!p.ready && *runtime) {
 		ctx->ret = request__error(ctx->r, 503,
 					  "no worker host with the %s runtime is ready", runtime);
 		return false;
 	}
-	if (ready && running >= capacity) {
+	if (p.ready && p.running >= p.capacity) {
 		ctx->ret =
 		    request__unavailable(ctx->r, 1,
 					 "no worker host has room: %lld of %lld sandboxes on %zu "
 					 "host(s); retry later",
-					 (long long)running, (long long)capacity, ready);
+					 (long long)p.running, (long long)p.capacity, p.ready);
 		return false;
 	}
+	if (p.incompatible && p.best_host[0])
+		return create__place_on_host(ctx, p.best_host);
 	if (!*runtime)
 		return true;
 	char runtime_topic[KAFKA_TOPIC_NAME_MAX + 1];
@@ -542,7 +564,8 @@ static enum MHD_Result create__produce_failed(struct create_ctx *ctx)
 		log_warn("req=%s cannot mark %s failed: %s", r->request_id, r->sandbox.id,
 			 e.message);
 	handlers__finish_failed(ctx->pool, r->request_id, 503, "Kafka unavailable");
-	return request__error(r, 503, "cannot queue the request (Kafka unavailable), retry later");
+	return request__unavailable(r, 2,
+				    "cannot queue the request (Kafka unavailable), retry later");
 }
 
 /* Step 7: the create command, produced durably to Kafka after the waiter
@@ -794,8 +817,8 @@ static enum MHD_Result handlers__host_command(struct api_request *r, enum kafka_
 	kafka_event__clear(&ev);
 	if (rc) {
 		waiters__remove(&r->waiter);
-		return request__error(r, 503,
-				      "cannot queue the request (Kafka unavailable), retry later");
+		return request__unavailable(
+		    r, 2, "cannot queue the request (Kafka unavailable), retry later");
 	}
 	if (waiters__suspend(&r->waiter, r->connection)) {
 		r->phase = API_PHASE_WAITING;

@@ -231,26 +231,31 @@ int storage__template_list(struct storage_pool *pool, struct storage_template **
 int storage__host_heartbeat(struct storage_pool *pool, const struct storage_host *host,
 			    struct storage_error *err)
 {
-	char capacity[16], running[16];
+	char capacity[16], running[16], protocol[16];
 	const char *params[] = {host->id, host->address, host->runtime,
-				capacity, running,	 host->state[0] ? host->state : "ready"};
+				capacity, running,	 host->state[0] ? host->state : "ready",
+				protocol};
 
 	snprintf(capacity, sizeof(capacity), "%d", host->capacity);
 	snprintf(running, sizeof(running), "%d", host->running);
+	snprintf(protocol, sizeof(protocol), "%d",
+		 host->protocol_version > 0 ? host->protocol_version : 1);
 	return storage__run_exec(pool, STMT_HOST_HEARTBEAT, params, err);
 }
 
 int storage__host_heartbeat_was(struct storage_pool *pool, const struct storage_host *host,
 				char *previous, size_t previous_len, struct storage_error *err)
 {
-	char capacity[16], running[16];
-	const char *params[] = {host->id, host->address, host->runtime,
-				capacity, running,	 host->state};
+	char capacity[16], running[16], protocol[16];
+	const char *params[] = {host->id, host->address, host->runtime, capacity,
+				running,  host->state,	 protocol};
 	PGresult *result;
 	int rc;
 
 	snprintf(capacity, sizeof(capacity), "%d", host->capacity);
 	snprintf(running, sizeof(running), "%d", host->running);
+	snprintf(protocol, sizeof(protocol), "%d",
+		 host->protocol_version > 0 ? host->protocol_version : 1);
 	rc = storage__run_row(pool, STMT_HOST_HEARTBEAT_WAS, params, &result, "host", err);
 	if (rc)
 		return rc;

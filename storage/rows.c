@@ -57,6 +57,7 @@ void storage__host_from_row(const PGresult *result, int row, struct storage_host
 	storage__text(result, row, 5, out->state, sizeof(out->state));
 	out->registered_at = storage__int(result, row, 6, -1);
 	out->heartbeat_at = storage__int(result, row, 7, -1);
+	out->protocol_version = (int32_t)storage__int(result, row, 8, 1);
 }
 
 void storage__sandbox_from_row(const PGresult *result, int row, struct storage_sandbox *out)

@@ -22,7 +22,7 @@
 
 #define HOST_COLUMNS                                                                               \
 	"id, address, runtime, capacity, running, state, " STORAGE_SQL_MS(                         \
-	    "registered_at") ", " STORAGE_SQL_MS("heartbeat_at")
+	    "registered_at") ", " STORAGE_SQL_MS("heartbeat_at") ", protocol_version"
 
 /* The last column is created_at in microseconds, for page tokens. */
 #define SANDBOX_COLUMNS                                                                            \

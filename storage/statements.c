@@ -188,12 +188,13 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
     /* ---- hosts ---- */
     [STMT_HOST_HEARTBEAT] =
 	{"host_heartbeat",
-	 "INSERT INTO hosts (id, address, runtime, capacity, running, state)"
-	 " VALUES ($1, $2, $3, $4::int, $5::int, $6) ON CONFLICT (id) DO UPDATE SET"
+	 "INSERT INTO hosts (id, address, runtime, capacity, running, state, protocol_version)"
+	 " VALUES ($1, $2, $3, $4::int, $5::int, $6, $7::int) ON CONFLICT (id) DO UPDATE SET"
 	 " address = EXCLUDED.address, runtime = EXCLUDED.runtime,"
 	 " capacity = EXCLUDED.capacity, running = EXCLUDED.running,"
-	 " state = EXCLUDED.state, heartbeat_at = now()",
-	 6, true},
+	 " state = EXCLUDED.state, protocol_version = EXCLUDED.protocol_version,"
+	 " heartbeat_at = now()",
+	 7, true},
     [STMT_HOST_LIST] = {"host_list", "SELECT " HOST_COLUMNS " FROM hosts ORDER BY id", 0, true},
     /* not retried: a second run would find nothing, and say nothing */
     [STMT_HOST_DECLARE_LOST] =
@@ -205,13 +206,14 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
     [STMT_HOST_HEARTBEAT_WAS] =
 	{"host_heartbeat_was",
 	 "WITH before AS (SELECT state FROM hosts WHERE id = $1)"
-	 " INSERT INTO hosts (id, address, runtime, capacity, running, state)"
-	 " VALUES ($1, $2, $3, $4::int, $5::int, $6) ON CONFLICT (id) DO UPDATE SET"
+	 " INSERT INTO hosts (id, address, runtime, capacity, running, state, protocol_version)"
+	 " VALUES ($1, $2, $3, $4::int, $5::int, $6, $7::int) ON CONFLICT (id) DO UPDATE SET"
 	 " address = EXCLUDED.address, runtime = EXCLUDED.runtime,"
 	 " capacity = EXCLUDED.capacity, running = EXCLUDED.running,"
-	 " state = EXCLUDED.state, heartbeat_at = now()"
+	 " state = EXCLUDED.state, protocol_version = EXCLUDED.protocol_version,"
+	 " heartbeat_at = now()"
 	 " RETURNING coalesce((SELECT state FROM before), '')",
-	 6, true},
+	 7, true},
 
     /* ---- sandboxes ---- */
     /* Admission and idempotency live in warren_sandbox_admit (0001). */

@@ -260,13 +260,49 @@ static int create_topic__result(rd_kafka_event_t *event, const char *topic, bool
 	return 0;
 }
 
+/* The NewTopic of a create: replication_factor copies, or (<= 0) the
+ * configured factor with the configured min.insync.replicas (clamped to
+ * the factor); NULL with err set when librdkafka refuses the values. */
+static rd_kafka_NewTopic_t *create_topic__new(const char *topic, int partitions,
+					      int replication_factor, char *err, size_t err_len)
+{
+	rd_kafka_NewTopic_t *new_topic;
+	int64_t min_insync = 0;
+	char local[256], value[24];
+
+	if (replication_factor <= 0) {
+		replication_factor = (int)config__get_int("kafka_replication_factor", 1);
+		min_insync = config__get_int("kafka_min_insync_replicas", 1);
+		if (replication_factor < 1)
+			replication_factor = 1;
+		if (min_insync > replication_factor)
+			min_insync = replication_factor;
+	}
+	new_topic =
+	    rd_kafka_NewTopic_new(topic, partitions, replication_factor, local, sizeof(local));
+	if (!new_topic) {
+		snprintf(err, err_len, "NewTopic %s: %s", topic, local);
+		return NULL;
+	}
+	if (min_insync > 0) {
+		snprintf(value, sizeof(value), "%lld", (long long)min_insync);
+		if (rd_kafka_NewTopic_set_config(new_topic, "min.insync.replicas", value) !=
+		    RD_KAFKA_RESP_ERR_NO_ERROR) {
+			snprintf(err, err_len, "NewTopic %s: min.insync.replicas=%s refused", topic,
+				 value);
+			rd_kafka_NewTopic_destroy(new_topic);
+			return NULL;
+		}
+	}
+	return new_topic;
+}
+
 int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 			int replication_factor, int timeout_ms, char *err, size_t err_len)
 {
 	rd_kafka_NewTopic_t *new_topic = NULL;
 	struct admin_request a;
 	uint64_t deadline = clock__monotonic_ms() + (uint64_t)timeout_ms;
-	char local[256];
 	bool existed = false;
 	int ret;
 
@@ -276,11 +312,8 @@ int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 				  err, err_len);
 	if (ret)
 		return ret;
-	new_topic = rd_kafka_NewTopic_new(topic, partitions,
-					  replication_factor > 0 ? replication_factor : 1, local,
-					  sizeof(local));
+	new_topic = create_topic__new(topic, partitions, replication_factor, err, err_len);
 	if (!new_topic) {
-		snprintf(err, err_len, "NewTopic %s: %s", topic, local);
 		ret = -EINVAL;
 		goto out;
 	}

@@ -24,7 +24,15 @@ struct kafka_producer {
 	pthread_t thread;
 	bool thread_started;
 	atomic_bool stop;
+	/* Set when librdkafka reports every broker connection down; cleared
+	 * by a delivered message or a metadata probe of the delivery thread
+	 * (kafka_producer__reachable). */
+	atomic_bool unreachable;
 };
+
+/* While no broker is reachable the delivery thread asks for metadata this
+ * often (it makes librdkafka connect again; the answer clears the flag). */
+#define PRODUCER_PROBE_INTERVAL_MS 1000
 
 /* The per-message opaque handed to librdkafka. */
 struct pending {
@@ -85,6 +93,8 @@ static void delivery_report(rd_kafka_t *rk, const rd_kafka_message_t *message, v
 	if (message->err)
 		log_debug("kafka: delivery to %s failed: %s", delivery.topic,
 			  rd_kafka_err2str(message->err));
+	else
+		atomic_store(&((struct kafka_producer *)opaque)->unreachable, false);
 	if (!pending)
 		return;
 	if (pending->done)
@@ -101,16 +111,43 @@ static void error_report(rd_kafka_t *rk, int error, const char *reason, void *op
 		log_error("kafka producer: fatal error: %s", fatal);
 		return;
 	}
+	if (error == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		atomic_store(&((struct kafka_producer *)opaque)->unreachable, true);
 	log_warn("kafka producer: %s: %s", rd_kafka_err2name(error), reason);
+}
+
+/* Asks any broker for metadata; an answer means a broker is reachable. */
+static void producer__probe(struct kafka_producer *producer)
+{
+	const struct rd_kafka_metadata *metadata = NULL;
+
+	if (rd_kafka_metadata(producer->rk, 0, NULL, &metadata, PRODUCER_PROBE_INTERVAL_MS) !=
+	    RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	rd_kafka_metadata_destroy(metadata);
+	if (atomic_exchange(&producer->unreachable, false))
+		log_info("kafka producer: a broker answers again");
 }
 
 static void *delivery_thread(void *arg)
 {
 	struct kafka_producer *producer = arg;
+	uint64_t last_probe_ms = 0;
 
-	while (!atomic_load(&producer->stop))
+	while (!atomic_load(&producer->stop)) {
 		rd_kafka_poll(producer->rk, 100);
+		if (atomic_load(&producer->unreachable) &&
+		    clock__monotonic_ms() - last_probe_ms >= PRODUCER_PROBE_INTERVAL_MS) {
+			producer__probe(producer);
+			last_probe_ms = clock__monotonic_ms();
+		}
+	}
 	return NULL;
+}
+
+bool kafka_producer__reachable(const struct kafka_producer *producer)
+{
+	return producer && !atomic_load(&producer->unreachable);
 }
 
 struct kafka_producer *kafka_producer__new(const char *brokers, const char *client_id, char *err,

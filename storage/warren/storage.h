@@ -200,10 +200,13 @@ struct storage_host {
 	int32_t running;
 	char state[16]; /* "ready" | "draining" | "down" */
 	int64_t registered_at, heartbeat_at;
+	/* 0007: the highest Kafka event version the host's worker understands
+	 * (it understands 1 up to it); 0 is written as 1. */
+	int32_t protocol_version;
 };
 
 /* Registers a host or refreshes it (address, runtime, capacity, running,
- * state; heartbeat_at = now). */
+ * state, protocol_version; heartbeat_at = now). */
 int storage__host_heartbeat(struct storage_pool *pool, const struct storage_host *host,
 			    struct storage_error *err);
 /* The heartbeat (as storage__host_heartbeat) answering in previous the

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <librdkafka/rdkafka.h>
@@ -336,6 +337,43 @@ static void test_produce_sync_deadline(void **state)
 	kafka_producer__free(producer);
 }
 
+/* Polls kafka_producer__reachable until it equals want, up to timeout_ms. */
+static bool reachable_becomes(struct kafka_producer *producer, bool want, int timeout_ms)
+{
+	uint64_t deadline = clock__monotonic_ms() + (uint64_t)timeout_ms;
+
+	while (kafka_producer__reachable(producer) != want && clock__monotonic_ms() < deadline)
+		usleep(50 * 1000);
+	return kafka_producer__reachable(producer) == want;
+}
+
+/* With every broker down the producer says so (the API then refuses a
+ * command at once), and says it is reachable again once a broker answers
+ * its metadata probe, with nothing produced meanwhile. */
+static void test_producer_reachable(void **state)
+{
+	struct mock *mock = *state;
+	struct kafka_producer *producer;
+	char err[256];
+
+	rd_kafka_mock_topic_create(mock->cluster, "t.reach", 1, 1);
+	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	assert_non_null(producer);
+	assert_true(kafka_producer__reachable(producer));
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.reach", "k", 1, "up", 2, NULL, 0,
+						      10000, NULL),
+			 0);
+	assert_true(kafka_producer__reachable(producer));
+	rd_kafka_mock_broker_set_down(mock->cluster, 1);
+	assert_true(reachable_becomes(producer, false, 20000));
+	rd_kafka_mock_broker_set_up(mock->cluster, 1);
+	assert_true(reachable_becomes(producer, true, 30000));
+	assert_int_equal(kafka_producer__produce_sync(producer, "t.reach", "k", 1, "again", 5, NULL,
+						      0, 10000, NULL),
+			 0);
+	kafka_producer__free(producer);
+}
+
 /* A dead-letter write that fails leaves the bad message uncommitted and
  * fetched again; the next attempt dead-letters it and moves on. */
 static void test_dead_letter_write_failure(void **state)
@@ -471,6 +509,7 @@ int main(void)
 	    cmocka_unit_test(test_dead_letter_path),
 	    cmocka_unit_test(test_pause_resume),
 	    cmocka_unit_test(test_produce_sync_deadline),
+	    cmocka_unit_test(test_producer_reachable),
 	    cmocka_unit_test(test_dead_letter_write_failure),
 	    cmocka_unit_test(test_pause_covers_later_assignment),
 	    cmocka_unit_test(test_dead_letter_of_escaping_payload),

@@ -10,8 +10,11 @@ deadline plus a margin (no hang): 201, or a 5xx carrying a message (503
 row, no sandbox or request twice; a create that was queued but whose
 result could not come back (504 "still starting") is `running` once the
 broker is back; a 503 row is `failed`; no row is left `starting`; after the
-restart the API answers 201 again without being restarted. Prints the
-answers seen during the outage and the p50/p99 create latency."""
+restart the API answers 201 again without being restarted. Once the
+API's producer has seen the broker go, a create is refused at once: 503
+in E2B's error shape ({"code": 503, "message": "... Kafka ..."}) with
+Retry-After, well under the produce timeout (no HTTP thread held for it).
+Prints the answers seen during the outage and the p50/p99 create latency."""
 import concurrent.futures
 import json
 import os
@@ -38,6 +41,9 @@ CREATE_DEADLINE_MS = 20000
 # before it, and a margin for a loaded machine.
 ANSWER_LIMIT_S = CREATE_DEADLINE_MS / 1000 + 5 + 15
 DOWN_S = 4
+# A create refused while the broker is known down answers in less than the
+# produce timeout (5 s) it used to wait out.
+REFUSE_LIMIT_S = 4
 
 
 def free_port_pair():
@@ -59,7 +65,8 @@ class Broker:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="warren-broker-")
         self.port = free_port_pair()
-        self.env = dict(os.environ, WARREN_STACK_DIR=self.dir, WARREN_KAFKA_PORT=str(self.port))
+        self.env = dict(os.environ, WARREN_STACK_DIR=self.dir, WARREN_KAFKA_PORT=str(self.port),
+                        WARREN_KAFKA_NODES="1")
         self.address = f"127.0.0.1:{self.port}"
 
     def up(self):
@@ -123,6 +130,7 @@ def run_batch(stack, broker):
         check(status == 503 and "Kafka" in body.get("message", ""),
               f"a create with the broker down is a 503 naming Kafka: {status} {body}")
         check(took < ANSWER_LIMIT_S, f"answered in {took:.1f} s")
+        check_quick_refusals(stack)
         time.sleep(max(0, DOWN_S - (time.time() - outage["killed"])))
         broker.up()
         outage["back"] = time.time()
@@ -130,6 +138,22 @@ def run_batch(stack, broker):
         for future in futures:
             results.append(future.result())
     return results, outage["killed"], outage["back"]
+
+
+def check_quick_refusals(stack):
+    """With the broker down (and seen down by the API), creates are refused
+    at once: 503 {code, message naming Kafka}, Retry-After."""
+    for attempt in range(3):
+        started = time.time()
+        status, body, headers = stack.request("POST", "/sandboxes",
+                                              {"templateID": "minimal", "timeout": 60})
+        took = time.time() - started
+        body = body if isinstance(body, dict) else {}
+        print(f"create {attempt + 1} with the broker down: {status} in {took:.2f} s")
+        check(status == 503 and body.get("code") == 503 and "Kafka" in body.get("message", ""),
+              f"503 in the E2B error shape naming Kafka: {status} {body}")
+        check(took < REFUSE_LIMIT_S, f"refused in {took:.2f} s, under {REFUSE_LIMIT_S} s")
+        check(int(headers.get("Retry-After", "0")) >= 1, f"Retry-After: {headers}")
 
 
 def check_answers(results, killed, back):
@@ -193,6 +217,9 @@ def main():
     try:
         broker.up()
         os.environ["WARREN_KAFKA_BROKERS"] = broker.address
+        # one broker: one copy of each topic, whatever the caller's cluster
+        os.environ["WARREN_KAFKA_REPLICATION_FACTOR"] = "1"
+        os.environ["WARREN_KAFKA_MIN_INSYNC_REPLICAS"] = "1"
         with faults.Stack("brest", capacity=64,
                           extra_env={"WARREN_CREATE_DEADLINE_MS": str(CREATE_DEADLINE_MS)}) as stack:
             stack.start()

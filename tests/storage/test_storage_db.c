@@ -795,6 +795,7 @@ static void test_hosts_and_expiry(void **state)
 	make_team("expiry", STORAGE_TIER_HOBBY, &team);
 	assert_int_equal(storage__host_heartbeat(pool, &host, &err), STORAGE_OK);
 	host.running = 2;
+	host.protocol_version = 7; /* 0007: the worker's event version, read back */
 	assert_int_equal(storage__host_heartbeat(pool, &host, &err), STORAGE_OK);
 	snprintf(host.runtime, sizeof(host.runtime), "kvm");
 	assert_int_equal(storage__host_heartbeat(pool, &host, &err), STORAGE_ERR_INVALID);
@@ -804,6 +805,7 @@ static void test_hosts_and_expiry(void **state)
 			continue;
 		seen = true;
 		assert_int_equal(hosts[i].running, 2);
+		assert_int_equal(hosts[i].protocol_version, 7);
 		assert_string_equal(hosts[i].runtime, "vm");
 		assert_string_equal(hosts[i].state, "ready");
 	}

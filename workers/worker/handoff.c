@@ -49,12 +49,14 @@ void handoff__finished(struct worker *worker)
 }
 
 /* Whether a hosts row can take a create of this worker: ready, of its
- * runtime, beating within HANDOFF_FRESH_MS, and not this host. */
+ * runtime, speaking this worker's event version, beating within
+ * HANDOFF_FRESH_MS, and not this host. */
 static bool handoff__usable(const struct worker *worker, const struct storage_host *host,
 			    int64_t now_ms)
 {
 	return strcmp(host->id, worker->host_id) && !strcmp(host->state, "ready") &&
 	       !strcmp(host->runtime, runtime__name(worker->runtime)) &&
+	       host->protocol_version >= KAFKA_EVENT_VERSION &&
 	       now_ms - host->heartbeat_at <= HANDOFF_FRESH_MS;
 }
 

@@ -1299,6 +1299,7 @@ void worker__housekeeping(struct worker *worker)
 	snprintf(host.state, sizeof(host.state), "%s",
 		 atomic_load(&worker->stopping) ? "draining" : "ready");
 	host.capacity = worker->capacity;
+	host.protocol_version = KAFKA_EVENT_VERSION;
 	/* "running": live sandboxes plus creates in hand, what capacity
 	 * bounds (the API's placement reads it). */
 	size_t in_hand = worker->create_pool ? create_pool__pending(worker->create_pool) : 0;

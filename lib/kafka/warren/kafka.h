@@ -53,10 +53,12 @@ const char *kafka__error_string(int kafka_error);
 /* ---- admin ---- */
 
 /* Creates topic with partitions partitions and replication_factor copies
- * (<= 0 means 1) unless it exists, then waits until its metadata shows a
- * leader for every partition. 0 when created or already present (an
- * existing topic keeps its partition count); -ETIMEDOUT, -EIO otherwise
- * (reason in err). */
+ * unless it exists, then waits until its metadata shows a leader for every
+ * partition. replication_factor <= 0 means the deployment's: the settings
+ * kafka_replication_factor and kafka_min_insync_replicas (the topic's
+ * min.insync.replicas, at most the factor); both default to 1. 0 when
+ * created or already present (an existing topic keeps its partition
+ * count); -ETIMEDOUT, -EIO otherwise (reason in err). */
 int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 			int replication_factor, int timeout_ms, char *err, size_t err_len);
 /* Deletes topic; 0 when deleted or absent. */
@@ -99,6 +101,11 @@ struct kafka_producer *kafka_producer__new(const char *brokers, const char *clie
 /* Waits up to 10 s for outstanding messages, then destroys the producer.
  * Async callbacks of undelivered messages run with an error. NULL is ok. */
 void kafka_producer__free(struct kafka_producer *producer);
+/* false while librdkafka reports every broker connection down (until a
+ * broker answers a metadata probe, made every second meanwhile, or a
+ * message is delivered): callers that must answer quickly refuse at once
+ * instead of waiting for an acknowledgement that cannot come. */
+bool kafka_producer__reachable(const struct kafka_producer *producer);
 /* Queues one message (key may be NULL, headers may be NULL/0; everything
  * is copied). done (may be NULL) reports the outcome later. Returns 0,
  * -ENOBUFS when the local queue is full, -EIO on a fatal producer error. */
