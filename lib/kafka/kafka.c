@@ -8,30 +8,84 @@
 #include <librdkafka/rdkafka.h>
 
 #include "warren/clock.h"
-#include "warren/config.h"
 #include "warren/kafka.h"
 #include "warren/log.h"
 
 #include "kafka_internal.h"
 
-const char *kafka__brokers(void)
+int kafka__client_id(const struct kafka_settings *settings, const char *role, char *out,
+		     size_t out_len)
 {
-	return config__get("kafka_brokers", KAFKA_DEFAULT_BROKERS);
-}
-
-int kafka__client_id(const char *role, char *out, size_t out_len)
-{
+	const char *prefix = settings && settings->client_id_prefix ? settings->client_id_prefix
+								    : "warren";
 	char host[64] = "localhost";
 	int n;
 
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
-	n = snprintf(out, out_len, "%s-%s-%s", config__get("kafka_client_id", "warren"),
-		     role ? role : "client", host);
+	n = snprintf(out, out_len, "%s-%s-%s", prefix, role ? role : "client", host);
 	if (n < 0 || (size_t)n >= out_len)
 		return -ENAMETOOLONG;
 	return 0;
+}
+
+/* The security part of a client's configuration (struct kafka_settings). */
+static int kafka__set_security(rd_kafka_conf_t *conf, const struct kafka_settings *settings,
+			       char *err, size_t err_len)
+{
+	char local[256];
+
+	if (settings->security == KAFKA_SECURITY_PLAINTEXT)
+		return kafka_internal__set(conf, "security.protocol", "plaintext", err, err_len);
+	if (!settings->sasl_username || !settings->sasl_username[0] || !settings->sasl_password ||
+	    !settings->sasl_password[0]) {
+		snprintf(err, err_len,
+			 "sasl_ssl needs kafka_sasl_username and kafka_sasl_password(_file)");
+		return -EINVAL;
+	}
+	if (kafka_internal__set(conf, "security.protocol", "sasl_ssl", err, err_len) ||
+	    kafka_internal__set(conf, "sasl.mechanisms",
+				settings->sasl_mechanism ? settings->sasl_mechanism
+							 : "SCRAM-SHA-512",
+				err, err_len) ||
+	    kafka_internal__set(conf, "sasl.username", settings->sasl_username, err, err_len) ||
+	    kafka_internal__set(conf, "ssl.endpoint.identification.algorithm", "https", err,
+				err_len))
+		return -EINVAL;
+	/* Not through kafka_internal__set: its error text would hold the secret. */
+	if (rd_kafka_conf_set(conf, "sasl.password", settings->sasl_password, local,
+			      sizeof(local)) != RD_KAFKA_CONF_OK) {
+		snprintf(err, err_len, "sasl.password refused");
+		return -EINVAL;
+	}
+	if (settings->ssl_ca_file && settings->ssl_ca_file[0] &&
+	    kafka_internal__set(conf, "ssl.ca.location", settings->ssl_ca_file, err, err_len))
+		return -EINVAL;
+	return 0;
+}
+
+int kafka_internal__client_conf(rd_kafka_conf_t *conf, const struct kafka_settings *settings,
+				const char *role, const char *client_id, char *err,
+				size_t err_len)
+{
+	char default_id[128];
+
+	if (!settings) {
+		snprintf(err, err_len, "no Kafka settings");
+		return -EINVAL;
+	}
+	if (!client_id) {
+		if (kafka__client_id(settings, role, default_id, sizeof(default_id)))
+			snprintf(default_id, sizeof(default_id), "warren-%s", role);
+		client_id = default_id;
+	}
+	if (kafka_internal__set(conf, "bootstrap.servers",
+				settings->brokers ? settings->brokers : KAFKA_DEFAULT_BROKERS, err,
+				err_len) ||
+	    kafka_internal__set(conf, "client.id", client_id, err, err_len))
+		return -EINVAL;
+	return kafka__set_security(conf, settings, err, err_len);
 }
 
 int kafka__host_topic(const char *host, char *out, size_t out_len)
@@ -96,15 +150,14 @@ void kafka_internal__log_cb(const rd_kafka_t *rk, int level, const char *facilit
 }
 
 /* A short-lived producer handle used only to talk to the admin API. */
-static rd_kafka_t *admin_handle(const char *brokers, char *err, size_t err_len)
+static rd_kafka_t *admin_handle(const struct kafka_settings *settings, char *err,
+				size_t err_len)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char local[256];
 	rd_kafka_t *rk;
 
-	if (kafka_internal__set(conf, "bootstrap.servers", brokers ? brokers : kafka__brokers(),
-				err, err_len) ||
-	    kafka_internal__set(conf, "client.id", "warren-admin", err, err_len)) {
+	if (kafka_internal__client_conf(conf, settings, "admin", NULL, err, err_len)) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
@@ -210,11 +263,12 @@ struct admin_request {
 };
 
 /* 0, or -EINVAL when no handle could be made (err says why). */
-static int admin_request__open(struct admin_request *a, const char *brokers, rd_kafka_admin_op_t op,
+static int admin_request__open(struct admin_request *a, const struct kafka_settings *settings,
+			       rd_kafka_admin_op_t op,
 			       int timeout_ms, bool operation_timeout, char *err, size_t err_len)
 {
 	*a = (struct admin_request){0};
-	a->rk = admin_handle(brokers, err, err_len);
+	a->rk = admin_handle(settings, err, err_len);
 	if (!a->rk)
 		return -EINVAL;
 	a->queue = rd_kafka_queue_new(a->rk);
@@ -260,7 +314,7 @@ static int create_topic__result(rd_kafka_event_t *event, const char *topic, bool
 	return 0;
 }
 
-int kafka__create_topic(const char *brokers, const char *topic, int partitions,
+int kafka__create_topic(const struct kafka_settings *settings, const char *topic, int partitions,
 			int replication_factor, int timeout_ms, char *err, size_t err_len)
 {
 	rd_kafka_NewTopic_t *new_topic = NULL;
@@ -272,10 +326,16 @@ int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 
 	if (!topic || partitions <= 0 || strlen(topic) > KAFKA_TOPIC_NAME_MAX)
 		return -EINVAL;
-	ret = admin_request__open(&a, brokers, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout_ms, true,
+	ret = admin_request__open(&a, settings, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout_ms, true,
 				  err, err_len);
 	if (ret)
 		return ret;
+	/* Present already: nothing to create (needs only the right to describe
+	 * it, which a client that may read or write it has). */
+	if (topic_ready(a.rk, topic, -1) == 1) {
+		existed = true;
+		goto wait_leaders;
+	}
 	new_topic = rd_kafka_NewTopic_new(topic, partitions,
 					  replication_factor > 0 ? replication_factor : 1, local,
 					  sizeof(local));
@@ -291,6 +351,7 @@ int kafka__create_topic(const char *brokers, const char *topic, int partitions,
 		ret = create_topic__result(a.event, topic, &existed, err, err_len);
 	if (ret)
 		goto out;
+wait_leaders:
 	/* The controller answered; wait until the leaders are known too. */
 	while (clock__monotonic_ms() < deadline) {
 		/* An existing topic keeps its own partition count. */
@@ -308,7 +369,7 @@ out:
 	return ret;
 }
 
-int kafka__delete_topic(const char *brokers, const char *topic, int timeout_ms, char *err,
+int kafka__delete_topic(const struct kafka_settings *settings, const char *topic, int timeout_ms, char *err,
 			size_t err_len)
 {
 	rd_kafka_DeleteTopic_t *delete_topic;
@@ -319,7 +380,7 @@ int kafka__delete_topic(const char *brokers, const char *topic, int timeout_ms, 
 
 	if (!topic)
 		return -EINVAL;
-	ret = admin_request__open(&a, brokers, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout_ms, true,
+	ret = admin_request__open(&a, settings, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout_ms, true,
 				  err, err_len);
 	if (ret)
 		return ret;
@@ -347,7 +408,7 @@ out:
 	return ret;
 }
 
-int kafka__delete_group(const char *brokers, const char *group, int timeout_ms, char *err,
+int kafka__delete_group(const struct kafka_settings *settings, const char *group, int timeout_ms, char *err,
 			size_t err_len)
 {
 	rd_kafka_DeleteGroup_t *delete_group;
@@ -358,7 +419,7 @@ int kafka__delete_group(const char *brokers, const char *group, int timeout_ms, 
 
 	if (!group)
 		return -EINVAL;
-	ret = admin_request__open(&a, brokers, RD_KAFKA_ADMIN_OP_DELETEGROUPS, timeout_ms, false,
+	ret = admin_request__open(&a, settings, RD_KAFKA_ADMIN_OP_DELETEGROUPS, timeout_ms, false,
 				  err, err_len);
 	if (ret)
 		return ret;
