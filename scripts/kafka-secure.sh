@@ -6,6 +6,21 @@
 # Expects: SECURE, KAFKA_DIR, TLS_DIR, SECRETS_DIR, BROKERS, KAFKA_PORT,
 # CONTROLLER_PORT, kafka_jars_dir, die.
 
+# librdkafka before 2.6.1 (Debian 12 has 2.0.2) cannot SCRAM-authenticate
+# to a Kafka 4 broker (it repeats the client nonce in its final message,
+# which Kafka 4 refuses): the secure stack then runs the Kafka 3.9 broker.
+kafka_secure_pom() {
+	local version
+	version=$(pkg-config --modversion rdkafka 2>/dev/null) || return 0
+	if [ "$(printf '%s\n' "$version" 2.6.1 | sort -V | head -1)" != 2.6.1 ]; then
+		echo "$WARREN_ROOT/scripts/kafka-broker-3.pom.xml"
+	fi
+}
+if [ "${SECURE:-0}" = 1 ] && [ -z "${WARREN_KAFKA_POM:-}" ]; then
+	WARREN_KAFKA_POM=$(kafka_secure_pom)
+	[ -n "$WARREN_KAFKA_POM" ] || unset WARREN_KAFKA_POM
+fi
+
 # Client arguments for kcat and the JVM tools: the admin's in secure mode.
 # shellcheck disable=SC2034 # used by scripts/dev-stack
 KCAT_ARGS=()
@@ -34,7 +49,7 @@ kafka_secure_user() {
 		printf '%s\n' "security.protocol=SASL_SSL" "sasl.mechanism=SCRAM-SHA-512" \
 			"sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$user\" password=\"$password\";" \
 			"ssl.truststore.type=PEM" "ssl.truststore.location=$TLS_DIR/ca.pem" \
-			>"$SECRETS_DIR/$user.properties"
+			"bootstrap.servers=$BROKERS" >"$SECRETS_DIR/$user.properties"
 	)
 }
 
