@@ -17,8 +17,8 @@ static int cli_kafka__run(int argc, char **argv)
 
 	if (argc >= 3 && !strcmp(argv[1], "create-topic")) {
 		int partitions = argc >= 4 ? atoi(argv[3]) : 12;
-		rc = kafka__create_topic(&kafka, argv[2], partitions > 0 ? partitions : 12, 0, 15000,
-					 err, sizeof(err));
+		rc = kafka__create_topic(&kafka, argv[2], partitions > 0 ? partitions : 12, 0,
+					 15000, err, sizeof(err));
 	} else if (argc >= 3 && !strcmp(argv[1], "delete-topic")) {
 		rc = kafka__delete_topic(&kafka, argv[2], 15000, err, sizeof(err));
 	} else {

@@ -78,8 +78,8 @@ static const struct config_setting config_table[] = {
      "prefix of every Kafka client id (`<id>-<role>-<host>`)"},
     {"kafka_produce_timeout_ms", CONFIG_INT, 1, 3600000, NULL, "5000", "ms", "api", 0,
      "wait for the broker's acknowledgement of a command"},
-    {"kafka_sasl_mechanism", CONFIG_STRING, 0, 0, "SCRAM-SHA-512|SCRAM-SHA-256", "SCRAM-SHA-512", "",
-     "api, worker, proxy, cli", 0, "SASL mechanism with kafka_security_protocol sasl_ssl"},
+    {"kafka_sasl_mechanism", CONFIG_STRING, 0, 0, "SCRAM-SHA-512|SCRAM-SHA-256", "SCRAM-SHA-512",
+     "", "api, worker, proxy, cli", 0, "SASL mechanism with kafka_security_protocol sasl_ssl"},
     {"kafka_sasl_password", CONFIG_STRING, 1, 1024, NULL, NULL, "", "api, worker, proxy, cli",
      CONFIG_SECRET,
      "SASL password of kafka_sasl_username (give it as kafka_sasl_password_file: a file holding "

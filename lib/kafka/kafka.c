@@ -16,8 +16,8 @@
 int kafka__client_id(const struct kafka_settings *settings, const char *role, char *out,
 		     size_t out_len)
 {
-	const char *prefix = settings && settings->client_id_prefix ? settings->client_id_prefix
-								    : "warren";
+	const char *prefix =
+	    settings && settings->client_id_prefix ? settings->client_id_prefix : "warren";
 	char host[64] = "localhost";
 	int n;
 
@@ -66,8 +66,7 @@ static int kafka__set_security(rd_kafka_conf_t *conf, const struct kafka_setting
 }
 
 int kafka_internal__client_conf(rd_kafka_conf_t *conf, const struct kafka_settings *settings,
-				const char *role, const char *client_id, char *err,
-				size_t err_len)
+				const char *role, const char *client_id, char *err, size_t err_len)
 {
 	char default_id[128];
 
@@ -150,8 +149,7 @@ void kafka_internal__log_cb(const rd_kafka_t *rk, int level, const char *facilit
 }
 
 /* A short-lived producer handle used only to talk to the admin API. */
-static rd_kafka_t *admin_handle(const struct kafka_settings *settings, char *err,
-				size_t err_len)
+static rd_kafka_t *admin_handle(const struct kafka_settings *settings, char *err, size_t err_len)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char local[256];
@@ -264,8 +262,8 @@ struct admin_request {
 
 /* 0, or -EINVAL when no handle could be made (err says why). */
 static int admin_request__open(struct admin_request *a, const struct kafka_settings *settings,
-			       rd_kafka_admin_op_t op,
-			       int timeout_ms, bool operation_timeout, char *err, size_t err_len)
+			       rd_kafka_admin_op_t op, int timeout_ms, bool operation_timeout,
+			       char *err, size_t err_len)
 {
 	*a = (struct admin_request){0};
 	a->rk = admin_handle(settings, err, err_len);
@@ -369,8 +367,8 @@ out:
 	return ret;
 }
 
-int kafka__delete_topic(const struct kafka_settings *settings, const char *topic, int timeout_ms, char *err,
-			size_t err_len)
+int kafka__delete_topic(const struct kafka_settings *settings, const char *topic, int timeout_ms,
+			char *err, size_t err_len)
 {
 	rd_kafka_DeleteTopic_t *delete_topic;
 	const rd_kafka_topic_result_t **results;
@@ -408,8 +406,8 @@ out:
 	return ret;
 }
 
-int kafka__delete_group(const struct kafka_settings *settings, const char *group, int timeout_ms, char *err,
-			size_t err_len)
+int kafka__delete_group(const struct kafka_settings *settings, const char *group, int timeout_ms,
+			char *err, size_t err_len)
 {
 	rd_kafka_DeleteGroup_t *delete_group;
 	const rd_kafka_group_result_t **results;

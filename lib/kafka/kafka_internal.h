@@ -15,8 +15,7 @@ int kafka_internal__set(rd_kafka_conf_t *conf, const char *name, const char *val
  * role) and the security settings of settings on conf. 0 or -EINVAL (err
  * says why; it never holds the password). */
 int kafka_internal__client_conf(rd_kafka_conf_t *conf, const struct kafka_settings *settings,
-				const char *role, const char *client_id, char *err,
-				size_t err_len);
+				const char *role, const char *client_id, char *err, size_t err_len);
 /* Routes librdkafka's log lines into warren's log. */
 void kafka_internal__log_cb(const rd_kafka_t *rk, int level, const char *facility, const char *buf);
 

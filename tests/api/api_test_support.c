@@ -330,9 +330,12 @@ bool test_stack__up(struct test_stack *stack, const char *tag)
 		 KAFKA_TOPIC_SANDBOX_EVENTS);
 	kafka__host_topic(stack->host_id, host_topic, sizeof(host_topic));
 	snprintf(fake.host_topic, sizeof(fake.host_topic), "%s%s", stack->topic_prefix, host_topic);
-	if (kafka__create_topic(test_stack__kafka(), fake.commands_topic, 3, 1, 30000, err, sizeof(err)) ||
-	    kafka__create_topic(test_stack__kafka(), fake.events_topic, 3, 1, 30000, err, sizeof(err)) ||
-	    kafka__create_topic(test_stack__kafka(), fake.host_topic, 1, 1, 30000, err, sizeof(err))) {
+	if (kafka__create_topic(test_stack__kafka(), fake.commands_topic, 3, 1, 30000, err,
+				sizeof(err)) ||
+	    kafka__create_topic(test_stack__kafka(), fake.events_topic, 3, 1, 30000, err,
+				sizeof(err)) ||
+	    kafka__create_topic(test_stack__kafka(), fake.host_topic, 1, 1, 30000, err,
+				sizeof(err))) {
 		fprintf(stderr, "topics: %s\n", err);
 		goto err;
 	}
@@ -385,8 +388,8 @@ void test_stack__down(struct test_stack *stack)
 		const char *topics[] = {fake.commands_topic, fake.events_topic, fake.host_topic};
 
 		for (size_t i = 0; i < 3; i++)
-			if (topics[i][0] &&
-			    kafka__delete_topic(test_stack__kafka(), topics[i], 30000, err, sizeof(err)))
+			if (topics[i][0] && kafka__delete_topic(test_stack__kafka(), topics[i],
+								30000, err, sizeof(err)))
 				fprintf(stderr, "cleanup: %s\n", err);
 		stack->topic_prefix[0] = '\0';
 	}

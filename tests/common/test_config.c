@@ -420,12 +420,12 @@ static int teardown_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_precedence),		cmocka_unit_test(test_load_errors),
-	    cmocka_unit_test(test_secret_files),	cmocka_unit_test(test_check_good),
-	    cmocka_unit_test(test_check_kafka_security),
-	    cmocka_unit_test(test_check_unknown_key),	cmocka_unit_test(test_check_malformed),
-	    cmocka_unit_test(test_check_warnings),	cmocka_unit_test(test_table_shape),
-	    cmocka_unit_test(test_every_call_in_table), cmocka_unit_test(test_doc_matches_table),
+	    cmocka_unit_test(test_precedence),		 cmocka_unit_test(test_load_errors),
+	    cmocka_unit_test(test_secret_files),	 cmocka_unit_test(test_check_good),
+	    cmocka_unit_test(test_check_kafka_security), cmocka_unit_test(test_check_unknown_key),
+	    cmocka_unit_test(test_check_malformed),	 cmocka_unit_test(test_check_warnings),
+	    cmocka_unit_test(test_table_shape),		 cmocka_unit_test(test_every_call_in_table),
+	    cmocka_unit_test(test_doc_matches_table),
 	};
 
 	if (!mkdtemp(test_dir))

@@ -392,10 +392,9 @@ static void test_topic_names(void **state)
 	assert_string_equal(KAFKA_TOPIC_DLQ, "warren.sandbox.dlq");
 	assert_int_equal(kafka__client_id(&(struct kafka_settings){0}, "api", id, sizeof(id)), 0);
 	assert_non_null(strstr(id, "warren-api-"));
-	assert_int_equal(
-	    kafka__client_id(&(struct kafka_settings){.client_id_prefix = "edge"}, "api", id,
-			     sizeof(id)),
-	    0);
+	assert_int_equal(kafka__client_id(&(struct kafka_settings){.client_id_prefix = "edge"},
+					  "api", id, sizeof(id)),
+			 0);
 	assert_non_null(strstr(id, "edge-api-"));
 }
 

@@ -66,13 +66,13 @@ const char *kafka__error_string(int kafka_error);
 int kafka__create_topic(const struct kafka_settings *settings, const char *topic, int partitions,
 			int replication_factor, int timeout_ms, char *err, size_t err_len);
 /* Deletes topic; 0 when deleted or absent. */
-int kafka__delete_topic(const struct kafka_settings *settings, const char *topic, int timeout_ms, char *err,
-			size_t err_len);
+int kafka__delete_topic(const struct kafka_settings *settings, const char *topic, int timeout_ms,
+			char *err, size_t err_len);
 
 /* Deletes a consumer group (its committed offsets); the group must have
  * no live members. 0 when deleted or absent (tests clean up with it). */
-int kafka__delete_group(const struct kafka_settings *settings, const char *group, int timeout_ms, char *err,
-			size_t err_len);
+int kafka__delete_group(const struct kafka_settings *settings, const char *group, int timeout_ms,
+			char *err, size_t err_len);
 
 /* ---- producer (enable.idempotence=true, acks=all) ---- */
 
@@ -100,8 +100,8 @@ typedef void (*kafka_delivery_fn)(const struct kafka_delivery *delivery, void *o
 /* Connects lazily as settings says. client_id NULL uses
  * kafka__client_id(settings, "producer"). A delivery thread serves reports until
  * kafka_producer__free. NULL on error with the reason in err. */
-struct kafka_producer *kafka_producer__new(const struct kafka_settings *settings, const char *client_id, char *err,
-					   size_t err_len);
+struct kafka_producer *kafka_producer__new(const struct kafka_settings *settings,
+					   const char *client_id, char *err, size_t err_len);
 /* Waits up to 10 s for outstanding messages, then destroys the producer.
  * Async callbacks of undelivered messages run with an error. NULL is ok. */
 void kafka_producer__free(struct kafka_producer *producer);
@@ -147,12 +147,12 @@ typedef void (*kafka_rebalance_fn)(const struct kafka_partition *partitions, siz
 struct kafka_consumer_config {
 	const struct kafka_settings *settings; /* required: brokers, security */
 	const char *group_id;		       /* required */
-	const char *client_id; /* NULL: kafka__client_id(settings, "consumer") */
-	int session_timeout_ms;	      /* 0: 10000; every member of a group the same */
-	int max_poll_interval_ms;     /* 0: 300000 */
-	bool start_at_latest;	      /* no committed offset: latest instead of earliest */
-	kafka_rebalance_fn on_assign; /* may be NULL */
-	kafka_rebalance_fn on_revoke; /* may be NULL */
+	const char *client_id;		       /* NULL: kafka__client_id(settings, "consumer") */
+	int session_timeout_ms;		       /* 0: 10000; every member of a group the same */
+	int max_poll_interval_ms;	       /* 0: 300000 */
+	bool start_at_latest;		       /* no committed offset: latest instead of earliest */
+	kafka_rebalance_fn on_assign;	       /* may be NULL */
+	kafka_rebalance_fn on_revoke;	       /* may be NULL */
 	void *opaque;
 };
 
