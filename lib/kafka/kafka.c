@@ -320,7 +320,7 @@ int kafka__create_topic(const struct kafka_settings *settings, const char *topic
 	uint64_t deadline = clock__monotonic_ms() + (uint64_t)timeout_ms;
 	char local[256];
 	bool existed = false;
-	int ret;
+	int ret, present;
 
 	if (!topic || partitions <= 0 || strlen(topic) > KAFKA_TOPIC_NAME_MAX)
 		return -EINVAL;
@@ -329,8 +329,11 @@ int kafka__create_topic(const struct kafka_settings *settings, const char *topic
 	if (ret)
 		return ret;
 	/* Present already: nothing to create (needs only the right to describe
-	 * it, which a client that may read or write it has). */
-	if (topic_ready(a.rk, topic, -1) == 1) {
+	 * it, which a client that may read or write it has). Ask until the
+	 * metadata answers: the first request also connects and authenticates. */
+	while ((present = topic_ready(a.rk, topic, -1)) < 0 && clock__monotonic_ms() < deadline)
+		usleep(100 * 1000);
+	if (present == 1) {
 		existed = true;
 		goto wait_leaders;
 	}
