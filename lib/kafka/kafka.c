@@ -148,8 +148,46 @@ void kafka_internal__log_cb(const rd_kafka_t *rk, int level, const char *facilit
 		log_debug("rdkafka %s %s: %s", rd_kafka_name(rk), facility, buf);
 }
 
-/* A short-lived producer handle used only to talk to the admin API. */
-static rd_kafka_t *admin_handle(const struct kafka_settings *settings, char *err, size_t err_len)
+/* One admin request in flight: its own handle, result queue, options and
+ * (once answered) result event. Opened and closed as one. login_failed is
+ * set (by admin_error, on the requesting thread) when the broker refused
+ * the TLS handshake or the SASL login: waiting longer will not help. */
+struct admin_request {
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *queue;
+	rd_kafka_AdminOptions_t *options;
+	rd_kafka_event_t *event;
+	bool login_failed;
+	char login_error[200];
+};
+
+/* librdkafka's error callback of an admin handle (served by rd_kafka_poll
+ * in admin_wait and create's metadata loop). */
+static void admin_error(rd_kafka_t *rk, int error, const char *reason, void *opaque)
+{
+	struct admin_request *a = opaque;
+
+	(void)rk;
+	if (error != RD_KAFKA_RESP_ERR__AUTHENTICATION && error != RD_KAFKA_RESP_ERR__SSL)
+		return;
+	a->login_failed = true;
+	snprintf(a->login_error, sizeof(a->login_error), "%s", reason);
+}
+
+/* -EACCES with err set when a's login failed, else 0. */
+static int admin_login_check(const struct admin_request *a, const char *request, const char *name,
+			     char *err, size_t err_len)
+{
+	if (!a->login_failed)
+		return 0;
+	snprintf(err, err_len, "%s %s: Kafka refused the login: %s", request, name, a->login_error);
+	return -EACCES;
+}
+
+/* A short-lived producer handle used only to talk to the admin API, its
+ * errors reported to a. */
+static rd_kafka_t *admin_handle(struct admin_request *a, const struct kafka_settings *settings,
+				char *err, size_t err_len)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char local[256];
@@ -160,6 +198,8 @@ static rd_kafka_t *admin_handle(const struct kafka_settings *settings, char *err
 		return NULL;
 	}
 	rd_kafka_conf_set_log_cb(conf, kafka_internal__log_cb);
+	rd_kafka_conf_set_error_cb(conf, admin_error);
+	rd_kafka_conf_set_opaque(conf, a);
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, local, sizeof(local));
 	if (!rk) {
 		snprintf(err, err_len, "rd_kafka_new: %s", local);
@@ -168,14 +208,20 @@ static rd_kafka_t *admin_handle(const struct kafka_settings *settings, char *err
 	return rk;
 }
 
-/* Waits until the admin result event of type wanted arrives on queue. */
-static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *queue, rd_kafka_event_type_t wanted,
+/* Waits until the admin result event of type wanted arrives on a's queue,
+ * or a's login failed (NULL). */
+static rd_kafka_event_t *admin_wait(struct admin_request *a, rd_kafka_event_type_t wanted,
 				    int timeout_ms)
 {
 	uint64_t deadline = clock__monotonic_ms() + (uint64_t)timeout_ms;
 
 	while (clock__monotonic_ms() < deadline) {
-		rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 100);
+		rd_kafka_event_t *event;
+
+		rd_kafka_poll(a->rk, 0); /* error callbacks */
+		if (a->login_failed)
+			return NULL;
+		event = rd_kafka_queue_poll(a->queue, 100);
 		if (!event)
 			continue;
 		if (rd_kafka_event_type(event) == wanted)
@@ -231,14 +277,18 @@ static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_
 	return options;
 }
 
-/* Waits for the result event of an admin request on `name`: 0 with *event
- * set, -ETIMEDOUT with no answer, -EIO when the request as a whole failed
- * (*event then still set, for the caller to destroy); err says why. */
-static int admin_answer(rd_kafka_queue_t *queue, rd_kafka_event_type_t wanted, int timeout_ms,
-			const char *request, const char *name, rd_kafka_event_t **event, char *err,
-			size_t err_len)
+/* Waits for the result event of an admin request on `name`: 0 with
+ * a->event set, -EACCES when the login failed, -ETIMEDOUT with no answer,
+ * -EIO when the request as a whole failed (a->event then still set, freed
+ * by admin_request__close); err says why. */
+static int admin_answer(struct admin_request *a, rd_kafka_event_type_t wanted, int timeout_ms,
+			const char *request, const char *name, char *err, size_t err_len)
 {
-	*event = admin_wait(queue, wanted, timeout_ms);
+	rd_kafka_event_t **event = &a->event;
+
+	*event = admin_wait(a, wanted, timeout_ms);
+	if (admin_login_check(a, request, name, err, err_len))
+		return -EACCES;
 	if (!*event) {
 		snprintf(err, err_len, "%s %s: no answer in %d ms", request, name, timeout_ms);
 		return -ETIMEDOUT;
@@ -251,22 +301,13 @@ static int admin_answer(rd_kafka_queue_t *queue, rd_kafka_event_type_t wanted, i
 	return 0;
 }
 
-/* One admin request in flight: its own handle, result queue, options and
- * (once answered) result event. Opened and closed as one. */
-struct admin_request {
-	rd_kafka_t *rk;
-	rd_kafka_queue_t *queue;
-	rd_kafka_AdminOptions_t *options;
-	rd_kafka_event_t *event;
-};
-
 /* 0, or -EINVAL when no handle could be made (err says why). */
 static int admin_request__open(struct admin_request *a, const struct kafka_settings *settings,
 			       rd_kafka_admin_op_t op, int timeout_ms, bool operation_timeout,
 			       char *err, size_t err_len)
 {
 	*a = (struct admin_request){0};
-	a->rk = admin_handle(settings, err, err_len);
+	a->rk = admin_handle(a, settings, err, err_len);
 	if (!a->rk)
 		return -EINVAL;
 	a->queue = rd_kafka_queue_new(a->rk);
@@ -331,8 +372,12 @@ int kafka__create_topic(const struct kafka_settings *settings, const char *topic
 	/* Present already: nothing to create (needs only the right to describe
 	 * it, which a client that may read or write it has). Ask until the
 	 * metadata answers: the first request also connects and authenticates. */
-	while ((present = topic_ready(a.rk, topic, -1)) < 0 && clock__monotonic_ms() < deadline)
-		usleep(100 * 1000);
+	while ((present = topic_ready(a.rk, topic, -1)) < 0 && !a.login_failed &&
+	       clock__monotonic_ms() < deadline)
+		rd_kafka_poll(a.rk, 100); /* error callbacks */
+	ret = admin_login_check(&a, "CreateTopics", topic, err, err_len);
+	if (ret)
+		goto out;
 	if (present == 1) {
 		existed = true;
 		goto wait_leaders;
@@ -346,8 +391,8 @@ int kafka__create_topic(const struct kafka_settings *settings, const char *topic
 		goto out;
 	}
 	rd_kafka_CreateTopics(a.rk, &new_topic, 1, a.options, a.queue);
-	ret = admin_answer(a.queue, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms, "CreateTopics",
-			   topic, &a.event, err, err_len);
+	ret = admin_answer(&a, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms, "CreateTopics",
+			   topic, err, err_len);
 	if (!ret)
 		ret = create_topic__result(a.event, topic, &existed, err, err_len);
 	if (ret)
@@ -388,8 +433,8 @@ int kafka__delete_topic(const struct kafka_settings *settings, const char *topic
 	delete_topic = rd_kafka_DeleteTopic_new(topic);
 	rd_kafka_DeleteTopics(a.rk, &delete_topic, 1, a.options, a.queue);
 	rd_kafka_DeleteTopic_destroy(delete_topic);
-	ret = admin_answer(a.queue, RD_KAFKA_EVENT_DELETETOPICS_RESULT, timeout_ms, "DeleteTopics",
-			   topic, &a.event, err, err_len);
+	ret = admin_answer(&a, RD_KAFKA_EVENT_DELETETOPICS_RESULT, timeout_ms, "DeleteTopics",
+			   topic, err, err_len);
 	if (ret)
 		goto out;
 	results = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(a.event),
@@ -427,8 +472,8 @@ int kafka__delete_group(const struct kafka_settings *settings, const char *group
 	delete_group = rd_kafka_DeleteGroup_new(group);
 	rd_kafka_DeleteGroups(a.rk, &delete_group, 1, a.options, a.queue);
 	rd_kafka_DeleteGroup_destroy(delete_group);
-	ret = admin_answer(a.queue, RD_KAFKA_EVENT_DELETEGROUPS_RESULT, timeout_ms, "DeleteGroups",
-			   group, &a.event, err, err_len);
+	ret = admin_answer(&a, RD_KAFKA_EVENT_DELETEGROUPS_RESULT, timeout_ms, "DeleteGroups",
+			   group, err, err_len);
 	if (ret)
 		goto out;
 	results = rd_kafka_DeleteGroups_result_groups(rd_kafka_event_DeleteGroups_result(a.event),

@@ -104,8 +104,10 @@ def refusals(stack, broker, hosts):
     out = subprocess.run([os.path.join(BIN, "warren"), "kafka", "create-topic", stack.prefix + "never"],
                          env=stack.env(WARREN_KAFKA_SASL_PASSWORD_FILE=wrong), capture_output=True, text=True,
                          timeout=60)
-    check(out.returncode != 0, f"warren kafka with a wrong password succeeded: {out.stdout} {out.stderr}")
-    print(f"wrong password: refused (kcat: authentication failed; warren kafka: {out.stderr.strip()[-160:]})")
+    check(out.returncode != 0 and "Kafka refused the login" in out.stderr,
+          f"warren kafka with a wrong password: rc {out.returncode} {out.stderr[-400:]!r}")
+    print("wrong password: refused (kcat: authentication failed; warren kafka: "
+          f"{out.stderr.strip().splitlines()[-1][:200]})")
 
     # 3. a worker producing where it may not; reading another host's topic
     worker_user = "worker-" + hosts[0].host_id

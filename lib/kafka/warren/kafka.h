@@ -54,7 +54,9 @@ const char *kafka__error_string(int kafka_error);
  * (brokers, client id prefix, security; struct kafka_settings). settings
  * must not be NULL; a zeroed struct with only brokers set is a plaintext
  * client. A sasl_ssl settings without user or password is refused
- * (-EINVAL, or NULL from a constructor, with the reason in err). */
+ * (-EINVAL, or NULL from a constructor, with the reason in err). The admin
+ * calls below return -EACCES at once when the broker refuses the TLS
+ * handshake or the SASL login (err: "Kafka refused the login: ..."). */
 
 /* Creates topic with partitions partitions and replication_factor copies
  * (<= 0 means 1) unless its metadata already lists it (so a client allowed
