@@ -2,7 +2,7 @@
 # kafka-secure.sh: the secure Kafka mode of scripts/dev-stack (sourced by
 # it when WARREN_KAFKA_SECURE=1 matters; defines functions and the client
 # argument arrays, nothing else). The ACL table it grants is the one
-# docs/security.md ("Kafka: users and ACLs") documents.
+# docs/deploy-kafka.md documents.
 # Expects: SECURE, KAFKA_DIR, TLS_DIR, SECRETS_DIR, BROKERS, KAFKA_PORT,
 # CONTROLLER_PORT, kafka_jars_dir, die.
 
