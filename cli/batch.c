@@ -718,6 +718,7 @@ struct kafka_batch {
 	struct batch_run *run;
 	char commands_topic[KAFKA_TOPIC_NAME_MAX + 1], events_topic[KAFKA_TOPIC_NAME_MAX + 1];
 	char team_id[KAFKA_EVENT_TEAM_ID_MAX + 1], group[96];
+	struct kafka_settings kafka; /* from the configuration */
 	struct kafka_producer *producer;
 	struct kafka_consumer *consumer;
 	size_t next;	/* jobs[0..next) were produced */
@@ -740,8 +741,8 @@ static void kafka_batch__finish(struct kafka_batch *b, struct batch_job *job, ui
 static int kafka_batch__open(struct kafka_batch *b)
 {
 	const char *prefix = config__get("kafka_topic_prefix", "");
-	struct kafka_consumer_config consumer_config = {.group_id = b->group,
-							.start_at_latest = true};
+	struct kafka_consumer_config consumer_config = {
+	    .settings = &b->kafka, .group_id = b->group, .start_at_latest = true};
 	const char *topics[] = {b->events_topic};
 	char err[256] = "";
 
@@ -750,7 +751,8 @@ static int kafka_batch__open(struct kafka_batch *b)
 	snprintf(b->events_topic, sizeof(b->events_topic), "%s%s", prefix,
 		 KAFKA_TOPIC_SANDBOX_EVENTS);
 	ids__uuid(b->group + snprintf(b->group, sizeof(b->group), "warren-batch-"));
-	b->producer = kafka_producer__new(NULL, NULL, err, sizeof(err));
+	kafka_settings__from_config(&b->kafka);
+	b->producer = kafka_producer__new(&b->kafka, NULL, err, sizeof(err));
 	b->consumer = kafka_consumer__new(&consumer_config, err, sizeof(err));
 	if (!b->producer || !b->consumer || kafka_consumer__subscribe(b->consumer, topics, 1)) {
 		fprintf(stderr, "warren batch: Kafka: %s\n", err[0] ? err : "subscribe failed");
@@ -782,7 +784,7 @@ static void kafka_batch__close(struct kafka_batch *b)
 	char err[256];
 
 	kafka_consumer__free(b->consumer);
-	kafka__delete_group(kafka__brokers(), b->group, 5000, err, sizeof(err));
+	kafka__delete_group(&b->kafka, b->group, 5000, err, sizeof(err));
 	kafka_producer__free(b->producer);
 }
 

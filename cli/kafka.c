@@ -1,5 +1,5 @@
 /* `warren kafka create-topic|delete-topic NAME [PARTITIONS]`: topic admin
- * for operators and tests, through lib/kafka (brokers: kafka_brokers). */
+ * for operators and tests, through lib/kafka (the kafka_* settings). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,16 +9,18 @@
 
 static int cli_kafka__run(int argc, char **argv)
 {
+	struct kafka_settings kafka;
 	char err[256] = "";
 	int rc;
 
+	kafka_settings__from_config(&kafka);
+
 	if (argc >= 3 && !strcmp(argv[1], "create-topic")) {
 		int partitions = argc >= 4 ? atoi(argv[3]) : 12;
-		rc =
-		    kafka__create_topic(kafka__brokers(), argv[2], partitions > 0 ? partitions : 12,
-					0, 15000, err, sizeof(err));
+		rc = kafka__create_topic(&kafka, argv[2], partitions > 0 ? partitions : 12, 0,
+					 15000, err, sizeof(err));
 	} else if (argc >= 3 && !strcmp(argv[1], "delete-topic")) {
-		rc = kafka__delete_topic(kafka__brokers(), argv[2], 15000, err, sizeof(err));
+		rc = kafka__delete_topic(&kafka, argv[2], 15000, err, sizeof(err));
 	} else {
 		fprintf(stderr, "usage: warren kafka create-topic NAME [PARTITIONS]\n"
 				"       warren kafka delete-topic NAME\n");

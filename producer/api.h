@@ -22,7 +22,7 @@ struct api_config {
 	int listen_port;		   /* [api_listen] port part, default 3000 (0: any) */
 	const char *pg_url;		   /* [pg_url] */
 	int pg_pool_size;		   /* [pg_pool_size] default 8 */
-	const char *kafka_brokers;	   /* [kafka_brokers] */
+	struct kafka_settings kafka;	   /* [kafka_brokers], [kafka_security_protocol], ... */
 	const char *topic_prefix;	   /* [kafka_topic_prefix] default "" */
 	const char *token_seed;		   /* [token_seed] required unless dev_mode */
 	bool dev_mode;			   /* [dev_mode] */

@@ -19,7 +19,8 @@ static pthread_t bus_thread;
 static atomic_bool bus_stop;
 static atomic_bool bus_assigned;
 static int64_t bus_produce_timeout_ms = 5000;
-static char bus_group[160], bus_brokers[512];
+static char bus_group[160];
+static struct kafka_settings bus_kafka; /* a copy: its strings live until exit */
 
 static void bus__on_assign(const struct kafka_partition *partitions, size_t count, void *opaque)
 {
@@ -70,15 +71,15 @@ int bus__start(const struct api_config *config, int wait_ms, char *err, size_t e
 	int64_t deadline;
 
 	bus_produce_timeout_ms = config->produce_timeout_ms;
-	bus_producer = kafka_producer__new(config->kafka_brokers, NULL, err, err_len);
+	bus_producer = kafka_producer__new(&config->kafka, NULL, err, err_len);
 	if (!bus_producer)
 		return -EIO;
 	gethostname(hostname, sizeof(hostname) - 1);
 	snprintf(group, sizeof(group), "warren-api-%s-%d", hostname, (int)getpid());
 	snprintf(bus_group, sizeof(bus_group), "%s", group);
-	snprintf(bus_brokers, sizeof(bus_brokers), "%s", config->kafka_brokers);
+	bus_kafka = config->kafka;
 	snprintf(client, sizeof(client), "warren-api-%d", (int)getpid());
-	consumer.brokers = config->kafka_brokers;
+	consumer.settings = &config->kafka;
 	consumer.group_id = group;
 	consumer.client_id = client;
 	consumer.session_timeout_ms = 6000;
@@ -139,7 +140,7 @@ void bus__stop(void)
 		kafka_consumer__free(bus_consumer);
 		bus_consumer = NULL;
 		/* The group is this process's alone: leave nothing behind. */
-		if (kafka__delete_group(bus_brokers, bus_group, 5000, err, sizeof(err)))
+		if (kafka__delete_group(&bus_kafka, bus_group, 5000, err, sizeof(err)))
 			log_warn("cannot delete consumer group %s: %s", bus_group, err);
 	}
 	kafka_producer__free(bus_producer);

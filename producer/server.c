@@ -36,7 +36,7 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 	c->listen_port = port;
 	c->pg_url = config__get("pg_url", "postgresql://postgres@127.0.0.1:55432/postgres");
 	c->pg_pool_size = (int)config__get_int("pg_pool_size", 8);
-	c->kafka_brokers = kafka__brokers();
+	kafka_settings__from_config(&c->kafka);
 	c->topic_prefix = config__get("kafka_topic_prefix", "");
 	c->dev_mode = config__get_bool("dev_mode", false);
 	c->token_seed = config__get("token_seed", NULL);

@@ -344,8 +344,7 @@ static int build__produce(struct api_request *r, const char *build_id, const cha
 
 	snprintf(topic, sizeof(topic), "%s%s", r->config->topic_prefix, TEMPLATE_BUILDS_TOPIC);
 	if (!atomic_load(&topic_ready)) {
-		if (kafka__create_topic(r->config->kafka_brokers, topic, 6, 0, 10000, err,
-					sizeof(err))) {
+		if (kafka__create_topic(&r->config->kafka, topic, 6, 0, 10000, err, sizeof(err))) {
 			log_warn("topic %s: %s", topic, err);
 			return -EIO;
 		}

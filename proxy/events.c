@@ -16,6 +16,7 @@ struct proxy_events {
 	struct lookup *lookup;
 	struct kafka_consumer *consumer;
 	struct kafka_producer *producer; /* autoResume's resume commands; NULL: none */
+	struct kafka_settings kafka;	 /* read once from the configuration */
 	pthread_t thread;
 	volatile int stop;
 	char group[128];
@@ -97,6 +98,7 @@ struct proxy_events *proxy_events__start(struct lookup *lookup, char *err, size_
 		return NULL;
 	}
 	events->lookup = lookup;
+	kafka_settings__from_config(&events->kafka);
 	gethostname(host, sizeof(host) - 1);
 	ids__random_bytes(random_bytes, sizeof(random_bytes));
 	snprintf(suffix, sizeof(suffix), "%02x%02x%02x%02x", random_bytes[0], random_bytes[1],
@@ -106,6 +108,7 @@ struct proxy_events *proxy_events__start(struct lookup *lookup, char *err, size_
 		 config__get("kafka_topic_prefix", ""), host, (int)getpid(), suffix);
 	snprintf(topic, sizeof(topic), "%s%s", config__get("kafka_topic_prefix", ""),
 		 KAFKA_TOPIC_SANDBOX_EVENTS);
+	config.settings = &events->kafka;
 	config.group_id = events->group;
 	config.start_at_latest = true;
 	events->consumer = kafka_consumer__new(&config, err, err_len);
@@ -120,7 +123,7 @@ struct proxy_events *proxy_events__start(struct lookup *lookup, char *err, size_
 		goto fail;
 	}
 	log_info("events: invalidating the cache from %s (group %s)", topic, events->group);
-	events->producer = kafka_producer__new(NULL, NULL, err, err_len);
+	events->producer = kafka_producer__new(&events->kafka, NULL, err, err_len);
 	if (events->producer)
 		lookup__set_waker(lookup, proxy_events__wake, events);
 	else
@@ -143,7 +146,7 @@ void proxy_events__stop(struct proxy_events *events)
 	pthread_join(events->thread, NULL);
 	kafka_producer__free(events->producer);
 	kafka_consumer__free(events->consumer);
-	if (kafka__delete_group(kafka__brokers(), events->group, 5000, err, sizeof(err)) < 0)
+	if (kafka__delete_group(&events->kafka, events->group, 5000, err, sizeof(err)) < 0)
 		log_debug("events: group %s not deleted: %s", events->group, err);
 	free(events);
 }

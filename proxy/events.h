@@ -12,7 +12,8 @@
 
 struct proxy_events;
 
-/* Starts the consumer thread (brokers: kafka__brokers()). NULL with a
+/* Starts the consumer thread (Kafka: the kafka_* settings, read here
+ * once). NULL with a
  * message in err when the consumer cannot be created. */
 struct proxy_events *proxy_events__start(struct lookup *lookup, char *err, size_t err_len);
 /* Stops the thread, leaves and deletes the group. NULL is ok. */

@@ -10,8 +10,9 @@ die() { say "error: $*"; exit 1; }
 # Keyed by each file's name and bytes, not its path: every clone shares the cache.
 content_hash() { (for f in "$@"; do basename "$f"; cat "$f"; done) | sha256sum | cut -c1-16; }
 
-# The Kafka jars folder for the checked-in pom (resolved by scripts/setup).
-kafka_jars_dir() { echo "$WARREN_CACHE_DIR/kafka/$(content_hash "$WARREN_ROOT/scripts/kafka-broker.pom.xml")/jars"; }
+# The Kafka jars folder for the checked-in pom (resolved by scripts/setup);
+# WARREN_KAFKA_POM names another (scripts/kafka-broker-3.pom.xml).
+kafka_jars_dir() { echo "$WARREN_CACHE_DIR/kafka/$(content_hash "${WARREN_KAFKA_POM:-$WARREN_ROOT/scripts/kafka-broker.pom.xml}")/jars"; }
 
 # The PostgreSQL server binaries of this Debian release (15 on 12, 17 on 13).
 pg_bindir() {

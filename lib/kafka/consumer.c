@@ -113,7 +113,7 @@ struct kafka_consumer *kafka_consumer__new(const struct kafka_consumer_config *c
 {
 	struct kafka_consumer *consumer = NULL;
 	rd_kafka_conf_t *conf = NULL;
-	char number[32], default_id[128], local[256];
+	char number[32], local[256];
 	int session = config && config->session_timeout_ms > 0 ? config->session_timeout_ms : 10000;
 	int max_poll =
 	    config && config->max_poll_interval_ms > 0 ? config->max_poll_interval_ms : 300000;
@@ -129,14 +129,11 @@ struct kafka_consumer *kafka_consumer__new(const struct kafka_consumer_config *c
 		goto err;
 	}
 	consumer->config = *config;
-	if (!config->client_id) {
-		kafka__client_id("consumer", default_id, sizeof(default_id));
-		consumer->config.client_id = default_id; /* only used below */
-	}
-	if (kafka_internal__set(conf, "bootstrap.servers",
-				config->brokers ? config->brokers : kafka__brokers(), err,
-				err_len) ||
-	    kafka_internal__set(conf, "client.id", consumer->config.client_id, err, err_len) ||
+	/* Only used here: the caller's strings need not outlive this call. */
+	consumer->config.settings = NULL;
+	consumer->config.client_id = NULL;
+	if (kafka_internal__client_conf(conf, config->settings, "consumer", config->client_id, err,
+					err_len) ||
 	    kafka_internal__set(conf, "group.id", config->group_id, err, err_len) ||
 	    kafka_internal__set(conf, "enable.auto.commit", "false", err, err_len) ||
 	    kafka_internal__set(conf, "enable.auto.offset.store", "false", err, err_len) ||
@@ -163,7 +160,6 @@ struct kafka_consumer *kafka_consumer__new(const struct kafka_consumer_config *c
 		goto err;
 	}
 	conf = NULL;
-	consumer->config.client_id = NULL; /* default_id goes out of scope */
 	rd_kafka_poll_set_consumer(consumer->rk);
 	return consumer;
 err:

@@ -8,30 +8,83 @@
 #include <librdkafka/rdkafka.h>
 
 #include "warren/clock.h"
-#include "warren/config.h"
 #include "warren/kafka.h"
 #include "warren/log.h"
 
 #include "kafka_internal.h"
 
-const char *kafka__brokers(void)
+int kafka__client_id(const struct kafka_settings *settings, const char *role, char *out,
+		     size_t out_len)
 {
-	return config__get("kafka_brokers", KAFKA_DEFAULT_BROKERS);
-}
-
-int kafka__client_id(const char *role, char *out, size_t out_len)
-{
+	const char *prefix =
+	    settings && settings->client_id_prefix ? settings->client_id_prefix : "warren";
 	char host[64] = "localhost";
 	int n;
 
 	if (gethostname(host, sizeof(host)) != 0)
 		snprintf(host, sizeof(host), "localhost");
 	host[sizeof(host) - 1] = '\0';
-	n = snprintf(out, out_len, "%s-%s-%s", config__get("kafka_client_id", "warren"),
-		     role ? role : "client", host);
+	n = snprintf(out, out_len, "%s-%s-%s", prefix, role ? role : "client", host);
 	if (n < 0 || (size_t)n >= out_len)
 		return -ENAMETOOLONG;
 	return 0;
+}
+
+/* The security part of a client's configuration (struct kafka_settings). */
+static int kafka__set_security(rd_kafka_conf_t *conf, const struct kafka_settings *settings,
+			       char *err, size_t err_len)
+{
+	char local[256];
+
+	if (settings->security == KAFKA_SECURITY_PLAINTEXT)
+		return kafka_internal__set(conf, "security.protocol", "plaintext", err, err_len);
+	if (!settings->sasl_username || !settings->sasl_username[0] || !settings->sasl_password ||
+	    !settings->sasl_password[0]) {
+		snprintf(err, err_len,
+			 "sasl_ssl needs kafka_sasl_username and kafka_sasl_password(_file)");
+		return -EINVAL;
+	}
+	if (kafka_internal__set(conf, "security.protocol", "sasl_ssl", err, err_len) ||
+	    kafka_internal__set(conf, "sasl.mechanisms",
+				settings->sasl_mechanism ? settings->sasl_mechanism
+							 : "SCRAM-SHA-512",
+				err, err_len) ||
+	    kafka_internal__set(conf, "sasl.username", settings->sasl_username, err, err_len) ||
+	    kafka_internal__set(conf, "ssl.endpoint.identification.algorithm", "https", err,
+				err_len))
+		return -EINVAL;
+	/* Not through kafka_internal__set: its error text would hold the secret. */
+	if (rd_kafka_conf_set(conf, "sasl.password", settings->sasl_password, local,
+			      sizeof(local)) != RD_KAFKA_CONF_OK) {
+		snprintf(err, err_len, "sasl.password refused");
+		return -EINVAL;
+	}
+	if (settings->ssl_ca_file && settings->ssl_ca_file[0] &&
+	    kafka_internal__set(conf, "ssl.ca.location", settings->ssl_ca_file, err, err_len))
+		return -EINVAL;
+	return 0;
+}
+
+int kafka_internal__client_conf(rd_kafka_conf_t *conf, const struct kafka_settings *settings,
+				const char *role, const char *client_id, char *err, size_t err_len)
+{
+	char default_id[128];
+
+	if (!settings) {
+		snprintf(err, err_len, "no Kafka settings");
+		return -EINVAL;
+	}
+	if (!client_id) {
+		if (kafka__client_id(settings, role, default_id, sizeof(default_id)))
+			snprintf(default_id, sizeof(default_id), "warren-%s", role);
+		client_id = default_id;
+	}
+	if (kafka_internal__set(conf, "bootstrap.servers",
+				settings->brokers ? settings->brokers : KAFKA_DEFAULT_BROKERS, err,
+				err_len) ||
+	    kafka_internal__set(conf, "client.id", client_id, err, err_len))
+		return -EINVAL;
+	return kafka__set_security(conf, settings, err, err_len);
 }
 
 int kafka__host_topic(const char *host, char *out, size_t out_len)
@@ -95,20 +148,58 @@ void kafka_internal__log_cb(const rd_kafka_t *rk, int level, const char *facilit
 		log_debug("rdkafka %s %s: %s", rd_kafka_name(rk), facility, buf);
 }
 
-/* A short-lived producer handle used only to talk to the admin API. */
-static rd_kafka_t *admin_handle(const char *brokers, char *err, size_t err_len)
+/* One admin request in flight: its own handle, result queue, options and
+ * (once answered) result event. Opened and closed as one. login_failed is
+ * set (by admin_error, on the requesting thread) when the broker refused
+ * the TLS handshake or the SASL login: waiting longer will not help. */
+struct admin_request {
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *queue;
+	rd_kafka_AdminOptions_t *options;
+	rd_kafka_event_t *event;
+	bool login_failed;
+	char login_error[200];
+};
+
+/* librdkafka's error callback of an admin handle (served by rd_kafka_poll
+ * in admin_wait and create's metadata loop). */
+static void admin_error(rd_kafka_t *rk, int error, const char *reason, void *opaque)
+{
+	struct admin_request *a = opaque;
+
+	(void)rk;
+	if (error != RD_KAFKA_RESP_ERR__AUTHENTICATION && error != RD_KAFKA_RESP_ERR__SSL)
+		return;
+	a->login_failed = true;
+	snprintf(a->login_error, sizeof(a->login_error), "%s", reason);
+}
+
+/* -EACCES with err set when a's login failed, else 0. */
+static int admin_login_check(const struct admin_request *a, const char *request, const char *name,
+			     char *err, size_t err_len)
+{
+	if (!a->login_failed)
+		return 0;
+	snprintf(err, err_len, "%s %s: Kafka refused the login: %s", request, name, a->login_error);
+	return -EACCES;
+}
+
+/* A short-lived producer handle used only to talk to the admin API, its
+ * errors reported to a. */
+static rd_kafka_t *admin_handle(struct admin_request *a, const struct kafka_settings *settings,
+				char *err, size_t err_len)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char local[256];
 	rd_kafka_t *rk;
 
-	if (kafka_internal__set(conf, "bootstrap.servers", brokers ? brokers : kafka__brokers(),
-				err, err_len) ||
-	    kafka_internal__set(conf, "client.id", "warren-admin", err, err_len)) {
+	if (kafka_internal__client_conf(conf, settings, "admin", NULL, err, err_len)) {
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
 	rd_kafka_conf_set_log_cb(conf, kafka_internal__log_cb);
+	rd_kafka_conf_set_error_cb(conf, admin_error);
+	rd_kafka_conf_set_opaque(conf, a);
 	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, local, sizeof(local));
 	if (!rk) {
 		snprintf(err, err_len, "rd_kafka_new: %s", local);
@@ -117,14 +208,20 @@ static rd_kafka_t *admin_handle(const char *brokers, char *err, size_t err_len)
 	return rk;
 }
 
-/* Waits until the admin result event of type wanted arrives on queue. */
-static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *queue, rd_kafka_event_type_t wanted,
+/* Waits until the admin result event of type wanted arrives on a's queue,
+ * or a's login failed (NULL). */
+static rd_kafka_event_t *admin_wait(struct admin_request *a, rd_kafka_event_type_t wanted,
 				    int timeout_ms)
 {
 	uint64_t deadline = clock__monotonic_ms() + (uint64_t)timeout_ms;
 
 	while (clock__monotonic_ms() < deadline) {
-		rd_kafka_event_t *event = rd_kafka_queue_poll(queue, 100);
+		rd_kafka_event_t *event;
+
+		rd_kafka_poll(a->rk, 0); /* error callbacks */
+		if (a->login_failed)
+			return NULL;
+		event = rd_kafka_queue_poll(a->queue, 100);
 		if (!event)
 			continue;
 		if (rd_kafka_event_type(event) == wanted)
@@ -180,14 +277,18 @@ static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_
 	return options;
 }
 
-/* Waits for the result event of an admin request on `name`: 0 with *event
- * set, -ETIMEDOUT with no answer, -EIO when the request as a whole failed
- * (*event then still set, for the caller to destroy); err says why. */
-static int admin_answer(rd_kafka_queue_t *queue, rd_kafka_event_type_t wanted, int timeout_ms,
-			const char *request, const char *name, rd_kafka_event_t **event, char *err,
-			size_t err_len)
+/* Waits for the result event of an admin request on `name`: 0 with
+ * a->event set, -EACCES when the login failed, -ETIMEDOUT with no answer,
+ * -EIO when the request as a whole failed (a->event then still set, freed
+ * by admin_request__close); err says why. */
+static int admin_answer(struct admin_request *a, rd_kafka_event_type_t wanted, int timeout_ms,
+			const char *request, const char *name, char *err, size_t err_len)
 {
-	*event = admin_wait(queue, wanted, timeout_ms);
+	rd_kafka_event_t **event = &a->event;
+
+	*event = admin_wait(a, wanted, timeout_ms);
+	if (admin_login_check(a, request, name, err, err_len))
+		return -EACCES;
 	if (!*event) {
 		snprintf(err, err_len, "%s %s: no answer in %d ms", request, name, timeout_ms);
 		return -ETIMEDOUT;
@@ -200,21 +301,13 @@ static int admin_answer(rd_kafka_queue_t *queue, rd_kafka_event_type_t wanted, i
 	return 0;
 }
 
-/* One admin request in flight: its own handle, result queue, options and
- * (once answered) result event. Opened and closed as one. */
-struct admin_request {
-	rd_kafka_t *rk;
-	rd_kafka_queue_t *queue;
-	rd_kafka_AdminOptions_t *options;
-	rd_kafka_event_t *event;
-};
-
 /* 0, or -EINVAL when no handle could be made (err says why). */
-static int admin_request__open(struct admin_request *a, const char *brokers, rd_kafka_admin_op_t op,
-			       int timeout_ms, bool operation_timeout, char *err, size_t err_len)
+static int admin_request__open(struct admin_request *a, const struct kafka_settings *settings,
+			       rd_kafka_admin_op_t op, int timeout_ms, bool operation_timeout,
+			       char *err, size_t err_len)
 {
 	*a = (struct admin_request){0};
-	a->rk = admin_handle(brokers, err, err_len);
+	a->rk = admin_handle(a, settings, err, err_len);
 	if (!a->rk)
 		return -EINVAL;
 	a->queue = rd_kafka_queue_new(a->rk);
@@ -263,7 +356,8 @@ static int create_topic__result(rd_kafka_event_t *event, const char *topic, bool
 /* The NewTopic of a create: replication_factor copies, or (<= 0) the
  * configured factor with the configured min.insync.replicas (clamped to
  * the factor); NULL with err set when librdkafka refuses the values. */
-static rd_kafka_NewTopic_t *create_topic__new(const char *topic, int partitions,
+static rd_kafka_NewTopic_t *create_topic__new(const struct kafka_settings *settings,
+					      const char *topic, int partitions,
 					      int replication_factor, char *err, size_t err_len)
 {
 	rd_kafka_NewTopic_t *new_topic;
@@ -271,8 +365,8 @@ static rd_kafka_NewTopic_t *create_topic__new(const char *topic, int partitions,
 	char local[256], value[24];
 
 	if (replication_factor <= 0) {
-		replication_factor = (int)config__get_int("kafka_replication_factor", 1);
-		min_insync = config__get_int("kafka_min_insync_replicas", 1);
+		replication_factor = settings->replication_factor;
+		min_insync = settings->min_insync_replicas;
 		if (replication_factor < 1)
 			replication_factor = 1;
 		if (min_insync > replication_factor)
@@ -297,33 +391,48 @@ static rd_kafka_NewTopic_t *create_topic__new(const char *topic, int partitions,
 	return new_topic;
 }
 
-int kafka__create_topic(const char *brokers, const char *topic, int partitions,
+int kafka__create_topic(const struct kafka_settings *settings, const char *topic, int partitions,
 			int replication_factor, int timeout_ms, char *err, size_t err_len)
 {
 	rd_kafka_NewTopic_t *new_topic = NULL;
 	struct admin_request a;
 	uint64_t deadline = clock__monotonic_ms() + (uint64_t)timeout_ms;
 	bool existed = false;
-	int ret;
+	int ret, present;
 
 	if (!topic || partitions <= 0 || strlen(topic) > KAFKA_TOPIC_NAME_MAX)
 		return -EINVAL;
-	ret = admin_request__open(&a, brokers, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout_ms, true,
+	ret = admin_request__open(&a, settings, RD_KAFKA_ADMIN_OP_CREATETOPICS, timeout_ms, true,
 				  err, err_len);
 	if (ret)
 		return ret;
-	new_topic = create_topic__new(topic, partitions, replication_factor, err, err_len);
+	/* Present already: nothing to create (needs only the right to describe
+	 * it, which a client that may read or write it has). Ask until the
+	 * metadata answers: the first request also connects and authenticates. */
+	while ((present = topic_ready(a.rk, topic, -1)) < 0 && !a.login_failed &&
+	       clock__monotonic_ms() < deadline)
+		rd_kafka_poll(a.rk, 100); /* error callbacks */
+	ret = admin_login_check(&a, "CreateTopics", topic, err, err_len);
+	if (ret)
+		goto out;
+	if (present == 1) {
+		existed = true;
+		goto wait_leaders;
+	}
+	new_topic =
+	    create_topic__new(settings, topic, partitions, replication_factor, err, err_len);
 	if (!new_topic) {
 		ret = -EINVAL;
 		goto out;
 	}
 	rd_kafka_CreateTopics(a.rk, &new_topic, 1, a.options, a.queue);
-	ret = admin_answer(a.queue, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms, "CreateTopics",
-			   topic, &a.event, err, err_len);
+	ret = admin_answer(&a, RD_KAFKA_EVENT_CREATETOPICS_RESULT, timeout_ms, "CreateTopics",
+			   topic, err, err_len);
 	if (!ret)
 		ret = create_topic__result(a.event, topic, &existed, err, err_len);
 	if (ret)
 		goto out;
+wait_leaders:
 	/* The controller answered; wait until the leaders are known too. */
 	while (clock__monotonic_ms() < deadline) {
 		/* An existing topic keeps its own partition count. */
@@ -341,8 +450,8 @@ out:
 	return ret;
 }
 
-int kafka__delete_topic(const char *brokers, const char *topic, int timeout_ms, char *err,
-			size_t err_len)
+int kafka__delete_topic(const struct kafka_settings *settings, const char *topic, int timeout_ms,
+			char *err, size_t err_len)
 {
 	rd_kafka_DeleteTopic_t *delete_topic;
 	const rd_kafka_topic_result_t **results;
@@ -352,15 +461,15 @@ int kafka__delete_topic(const char *brokers, const char *topic, int timeout_ms, 
 
 	if (!topic)
 		return -EINVAL;
-	ret = admin_request__open(&a, brokers, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout_ms, true,
+	ret = admin_request__open(&a, settings, RD_KAFKA_ADMIN_OP_DELETETOPICS, timeout_ms, true,
 				  err, err_len);
 	if (ret)
 		return ret;
 	delete_topic = rd_kafka_DeleteTopic_new(topic);
 	rd_kafka_DeleteTopics(a.rk, &delete_topic, 1, a.options, a.queue);
 	rd_kafka_DeleteTopic_destroy(delete_topic);
-	ret = admin_answer(a.queue, RD_KAFKA_EVENT_DELETETOPICS_RESULT, timeout_ms, "DeleteTopics",
-			   topic, &a.event, err, err_len);
+	ret = admin_answer(&a, RD_KAFKA_EVENT_DELETETOPICS_RESULT, timeout_ms, "DeleteTopics",
+			   topic, err, err_len);
 	if (ret)
 		goto out;
 	results = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(a.event),
@@ -380,8 +489,8 @@ out:
 	return ret;
 }
 
-int kafka__delete_group(const char *brokers, const char *group, int timeout_ms, char *err,
-			size_t err_len)
+int kafka__delete_group(const struct kafka_settings *settings, const char *group, int timeout_ms,
+			char *err, size_t err_len)
 {
 	rd_kafka_DeleteGroup_t *delete_group;
 	const rd_kafka_group_result_t **results;
@@ -391,15 +500,15 @@ int kafka__delete_group(const char *brokers, const char *group, int timeout_ms, 
 
 	if (!group)
 		return -EINVAL;
-	ret = admin_request__open(&a, brokers, RD_KAFKA_ADMIN_OP_DELETEGROUPS, timeout_ms, false,
+	ret = admin_request__open(&a, settings, RD_KAFKA_ADMIN_OP_DELETEGROUPS, timeout_ms, false,
 				  err, err_len);
 	if (ret)
 		return ret;
 	delete_group = rd_kafka_DeleteGroup_new(group);
 	rd_kafka_DeleteGroups(a.rk, &delete_group, 1, a.options, a.queue);
 	rd_kafka_DeleteGroup_destroy(delete_group);
-	ret = admin_answer(a.queue, RD_KAFKA_EVENT_DELETEGROUPS_RESULT, timeout_ms, "DeleteGroups",
-			   group, &a.event, err, err_len);
+	ret = admin_answer(&a, RD_KAFKA_EVENT_DELETEGROUPS_RESULT, timeout_ms, "DeleteGroups",
+			   group, err, err_len);
 	if (ret)
 		goto out;
 	results = rd_kafka_DeleteGroups_result_groups(rd_kafka_event_DeleteGroups_result(a.event),

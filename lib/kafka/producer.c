@@ -150,24 +150,18 @@ bool kafka_producer__reachable(const struct kafka_producer *producer)
 	return producer && !atomic_load(&producer->unreachable);
 }
 
-struct kafka_producer *kafka_producer__new(const char *brokers, const char *client_id, char *err,
-					   size_t err_len)
+struct kafka_producer *kafka_producer__new(const struct kafka_settings *settings,
+					   const char *client_id, char *err, size_t err_len)
 {
 	struct kafka_producer *producer = calloc(1, sizeof(*producer));
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	char default_id[128], local[256];
+	char local[256];
 
 	if (!producer || !conf) {
 		snprintf(err, err_len, "out of memory");
 		goto err;
 	}
-	if (!client_id) {
-		kafka__client_id("producer", default_id, sizeof(default_id));
-		client_id = default_id;
-	}
-	if (kafka_internal__set(conf, "bootstrap.servers", brokers ? brokers : kafka__brokers(),
-				err, err_len) ||
-	    kafka_internal__set(conf, "client.id", client_id, err, err_len) ||
+	if (kafka_internal__client_conf(conf, settings, "producer", client_id, err, err_len) ||
 	    kafka_internal__set(conf, "enable.idempotence", "true", err, err_len) ||
 	    kafka_internal__set(conf, "acks", "all", err, err_len) ||
 	    kafka_internal__set(conf, "linger.ms", "0", err, err_len) ||

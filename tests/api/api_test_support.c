@@ -255,6 +255,15 @@ static void *fake_worker__run(void *arg)
 
 /* ---- the stack ---- */
 
+/* The kafka_* settings of the environment (a secure dev stack too). */
+static const struct kafka_settings *test_stack__kafka(void)
+{
+	static struct kafka_settings kafka;
+
+	kafka_settings__from_config(&kafka);
+	return &kafka;
+}
+
 static const char *test_stack__brokers(void)
 {
 	const char *brokers = getenv("WARREN_KAFKA_BROKERS");
@@ -321,17 +330,20 @@ bool test_stack__up(struct test_stack *stack, const char *tag)
 		 KAFKA_TOPIC_SANDBOX_EVENTS);
 	kafka__host_topic(stack->host_id, host_topic, sizeof(host_topic));
 	snprintf(fake.host_topic, sizeof(fake.host_topic), "%s%s", stack->topic_prefix, host_topic);
-	if (kafka__create_topic(brokers, fake.commands_topic, 3, 1, 30000, err, sizeof(err)) ||
-	    kafka__create_topic(brokers, fake.events_topic, 3, 1, 30000, err, sizeof(err)) ||
-	    kafka__create_topic(brokers, fake.host_topic, 1, 1, 30000, err, sizeof(err))) {
+	if (kafka__create_topic(test_stack__kafka(), fake.commands_topic, 3, 1, 30000, err,
+				sizeof(err)) ||
+	    kafka__create_topic(test_stack__kafka(), fake.events_topic, 3, 1, 30000, err,
+				sizeof(err)) ||
+	    kafka__create_topic(test_stack__kafka(), fake.host_topic, 1, 1, 30000, err,
+				sizeof(err))) {
 		fprintf(stderr, "topics: %s\n", err);
 		goto err;
 	}
 
 	fake.stack = stack;
-	fake.producer = kafka_producer__new(brokers, NULL, err, sizeof(err));
+	fake.producer = kafka_producer__new(test_stack__kafka(), NULL, err, sizeof(err));
 	snprintf(group, sizeof(group), "%sfake-worker", stack->topic_prefix);
-	consumer.brokers = brokers;
+	consumer.settings = test_stack__kafka();
 	consumer.group_id = group;
 	consumer.session_timeout_ms = 6000;
 	fake.consumer = kafka_consumer__new(&consumer, err, sizeof(err));
@@ -366,7 +378,7 @@ void test_stack__down(struct test_stack *stack)
 		char group[160];
 
 		snprintf(group, sizeof(group), "%sfake-worker", stack->topic_prefix);
-		if (kafka__delete_group(brokers, group, 10000, err, sizeof(err)))
+		if (kafka__delete_group(test_stack__kafka(), group, 10000, err, sizeof(err)))
 			fprintf(stderr, "cleanup: %s\n", err);
 	}
 	fake.consumer = NULL;
@@ -376,8 +388,8 @@ void test_stack__down(struct test_stack *stack)
 		const char *topics[] = {fake.commands_topic, fake.events_topic, fake.host_topic};
 
 		for (size_t i = 0; i < 3; i++)
-			if (topics[i][0] &&
-			    kafka__delete_topic(brokers, topics[i], 30000, err, sizeof(err)))
+			if (topics[i][0] && kafka__delete_topic(test_stack__kafka(), topics[i],
+								30000, err, sizeof(err)))
 				fprintf(stderr, "cleanup: %s\n", err);
 		stack->topic_prefix[0] = '\0';
 	}

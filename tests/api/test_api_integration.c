@@ -1207,7 +1207,7 @@ static void test_postgres_outage_503_then_recovery(void **state)
  * the client gets 503 and the row is failed, never a silent loss. */
 static void test_kafka_produce_failure_503_and_row_failed(void **state)
 {
-	const char *brokers = getenv("WARREN_KAFKA_BROKERS");
+	struct kafka_settings kafka;
 	char prefix[96], topic[KAFKA_TOPIC_NAME_MAX + 1], prefix_env[160], err[256];
 	const char *env[] = {prefix_env, "WARREN_KAFKA_PRODUCE_TIMEOUT_MS=1000", NULL};
 	struct test_api second;
@@ -1215,12 +1215,13 @@ static void test_kafka_produce_failure_503_and_row_failed(void **state)
 	PGresult *result;
 
 	(void)state;
+	kafka_settings__from_config(&kafka);
 	snprintf(prefix, sizeof(prefix), "%snocommands.", stack.topic_prefix);
 	snprintf(topic, sizeof(topic), "%s%s", prefix, KAFKA_TOPIC_SANDBOX_EVENTS);
-	assert_int_equal(kafka__create_topic(brokers, topic, 1, 1, 30000, err, sizeof(err)), 0);
+	assert_int_equal(kafka__create_topic(&kafka, topic, 1, 1, 30000, err, sizeof(err)), 0);
 	snprintf(prefix_env, sizeof(prefix_env), "WARREN_KAFKA_TOPIC_PREFIX=%s", prefix);
 	if (!test_api__start(&second, &stack, NULL, env)) {
-		kafka__delete_topic(brokers, topic, 30000, err, sizeof(err));
+		kafka__delete_topic(&kafka, topic, 30000, err, sizeof(err));
 		fail_msg("second instance did not start");
 	}
 	{
@@ -1234,7 +1235,7 @@ static void test_kafka_produce_failure_503_and_row_failed(void **state)
 		http__response_free(&response);
 	}
 	assert_int_equal(test_api__stop(&second), 0);
-	kafka__delete_topic(brokers, topic, 30000, err, sizeof(err));
+	kafka__delete_topic(&kafka, topic, 30000, err, sizeof(err));
 	conn = PQconnectdb(stack.db_url);
 	result =
 	    PQexec(conn, "SELECT count(*) FROM sandboxes s JOIN requests r USING (request_id) "

@@ -163,6 +163,29 @@ static void test_check_good(void **state)
 	assert_string_equal(report, "");
 }
 
+/* The Kafka transport security settings: a good set passes (the password
+ * from a file), bad choices are named. */
+static void test_check_kafka_security(void **state)
+{
+	char report[4096], text[1024];
+
+	(void)state;
+	snprintf(text, sizeof(text),
+		 "kafka_security_protocol = sasl_ssl\n"
+		 "kafka_sasl_mechanism = SCRAM-SHA-512\n"
+		 "kafka_sasl_username = worker-h1\n"
+		 "kafka_sasl_password_file = %s\n"
+		 "kafka_ssl_ca_file = /etc/warren/kafka-ca.pem\n",
+		 write_file("kafka_password", "s3cret\n", 0600));
+	assert_int_equal(check_text(text, report, sizeof(report)), 0);
+	assert_string_equal(report, "");
+	assert_int_equal(check_text("kafka_security_protocol = ssl\nkafka_sasl_mechanism = PLAIN\n",
+				    report, sizeof(report)),
+			 2);
+	assert_non_null(strstr(report, "kafka_security_protocol: 'ssl' is not one of"));
+	assert_non_null(strstr(report, "kafka_sasl_mechanism: 'PLAIN' is not one of"));
+}
+
 static void test_check_unknown_key(void **state)
 {
 	char report[4096];
@@ -397,11 +420,12 @@ static int teardown_dir(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_precedence),		cmocka_unit_test(test_load_errors),
-	    cmocka_unit_test(test_secret_files),	cmocka_unit_test(test_check_good),
-	    cmocka_unit_test(test_check_unknown_key),	cmocka_unit_test(test_check_malformed),
-	    cmocka_unit_test(test_check_warnings),	cmocka_unit_test(test_table_shape),
-	    cmocka_unit_test(test_every_call_in_table), cmocka_unit_test(test_doc_matches_table),
+	    cmocka_unit_test(test_precedence),		 cmocka_unit_test(test_load_errors),
+	    cmocka_unit_test(test_secret_files),	 cmocka_unit_test(test_check_good),
+	    cmocka_unit_test(test_check_kafka_security), cmocka_unit_test(test_check_unknown_key),
+	    cmocka_unit_test(test_check_malformed),	 cmocka_unit_test(test_check_warnings),
+	    cmocka_unit_test(test_table_shape),		 cmocka_unit_test(test_every_call_in_table),
+	    cmocka_unit_test(test_doc_matches_table),
 	};
 
 	if (!mkdtemp(test_dir))

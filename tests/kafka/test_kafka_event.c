@@ -1,5 +1,6 @@
 /* Unit tests of the event codec (lib/kafka/event.c) and of its agreement
  * with the JSON Schema files in docs/events/. No broker needed. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <jansson.h>
@@ -388,15 +390,89 @@ static void test_topic_names(void **state)
 	assert_int_equal(kafka__runtime_topic("vm", topic, 8), -36);
 	assert_string_equal(KAFKA_TOPIC_SANDBOX_COMMANDS, "warren.sandbox.commands");
 	assert_string_equal(KAFKA_TOPIC_DLQ, "warren.sandbox.dlq");
-	assert_int_equal(kafka__client_id("api", id, sizeof(id)), 0);
-	assert_non_null(strstr(id, "-api-"));
-	setenv("WARREN_KAFKA_BROKERS", "broker.example:9092", 1);
-	assert_string_equal(kafka__brokers(), "broker.example:9092");
+	assert_int_equal(kafka__client_id(&(struct kafka_settings){0}, "api", id, sizeof(id)), 0);
+	assert_non_null(strstr(id, "warren-api-"));
+	assert_int_equal(kafka__client_id(&(struct kafka_settings){.client_id_prefix = "edge"},
+					  "api", id, sizeof(id)),
+			 0);
+	assert_non_null(strstr(id, "edge-api-"));
+}
+
+/* The kafka_* settings come from the configuration into one typed struct
+ * (lib/kafka itself reads no setting). */
+static void test_settings_from_config(void **state)
+{
+	struct kafka_settings settings;
+	char dir[] = "/tmp/warren-kafka-settings-XXXXXX", path[256];
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/password", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("s3cret-word\n", f);
+	fclose(f);
+	setenv("WARREN_KAFKA_BROKERS", "broker.example:9093", 1);
+	setenv("WARREN_KAFKA_SECURITY_PROTOCOL", "sasl_ssl", 1);
+	setenv("WARREN_KAFKA_SASL_USERNAME", "worker-h1", 1);
+	setenv("WARREN_KAFKA_SASL_PASSWORD_FILE", path, 1);
+	setenv("WARREN_KAFKA_SSL_CA_FILE", "/etc/ssl/certs/ca-certificates.crt", 1);
+	kafka_settings__from_config(&settings);
+	assert_string_equal(settings.brokers, "broker.example:9093");
+	assert_int_equal(settings.security, KAFKA_SECURITY_SASL_SSL);
+	assert_string_equal(settings.sasl_mechanism, "SCRAM-SHA-512");
+	assert_string_equal(settings.sasl_username, "worker-h1");
+	assert_string_equal(settings.sasl_password, "s3cret-word");
+	assert_string_equal(settings.ssl_ca_file, "/etc/ssl/certs/ca-certificates.crt");
+	unsetenv("WARREN_KAFKA_SECURITY_PROTOCOL");
+	kafka_settings__from_config(&settings);
+	assert_int_equal(settings.security, KAFKA_SECURITY_PLAINTEXT);
+	unsetenv("WARREN_KAFKA_BROKERS");
+	unsetenv("WARREN_KAFKA_SASL_USERNAME");
+	unsetenv("WARREN_KAFKA_SASL_PASSWORD_FILE");
+	unsetenv("WARREN_KAFKA_SSL_CA_FILE");
+	unlink(path);
+	rmdir(dir);
+}
+
+/* A sasl_ssl client is configured for TLS + SCRAM; one without user or
+ * password is refused before it connects, and no error names the password. */
+static void test_secure_client_settings(void **state)
+{
+	struct kafka_settings secure = {
+	    .brokers = "127.0.0.1:9",
+	    .security = KAFKA_SECURITY_SASL_SSL,
+	    .sasl_username = "api",
+	    .sasl_password = "pa55-word",
+	};
+	struct kafka_settings no_password = secure;
+	struct kafka_settings bad_ca = secure;
+	struct kafka_producer *producer;
+	char err[256] = "";
+
+	(void)state;
+	producer = kafka_producer__new(&secure, NULL, err, sizeof(err));
+	assert_non_null(producer);
+	kafka_producer__free(producer);
+	no_password.sasl_password = NULL;
+	assert_null(kafka_producer__new(&no_password, NULL, err, sizeof(err)));
+	assert_non_null(strstr(err, "kafka_sasl_password"));
+	assert_null(kafka_consumer__new(
+	    &(struct kafka_consumer_config){.settings = &no_password, .group_id = "g"}, err,
+	    sizeof(err)));
+	assert_int_equal(kafka__delete_topic(&no_password, "t", 1000, err, sizeof(err)), -EINVAL);
+	bad_ca.ssl_ca_file = "/nonexistent/ca.pem";
+	assert_null(kafka_producer__new(&bad_ca, NULL, err, sizeof(err)));
+	assert_null(strstr(err, "pa55-word"));
+	assert_null(kafka_producer__new(NULL, NULL, err, sizeof(err)));
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_settings_from_config),
+	    cmocka_unit_test(test_secure_client_settings),
 	    cmocka_unit_test(test_command_round_trip),
 	    cmocka_unit_test(test_result_round_trip),
 	    cmocka_unit_test(test_rejection_reasons),

@@ -37,6 +37,7 @@
 
 static char run_id[16];
 static const char *brokers, *pg_url;
+static struct kafka_settings kafka; /* the kafka_* settings (WARREN_KAFKA_*) */
 static char topics[8][KAFKA_TOPIC_NAME_MAX + 1];
 static int topic_count;
 static char database[64];
@@ -52,7 +53,7 @@ static const char *new_topic(const char *what, int partitions)
 	assert_true(topic_count < 8);
 	topic = topics[topic_count++];
 	snprintf(topic, KAFKA_TOPIC_NAME_MAX + 1, "warren.test.kafka.%s.%s", run_id, what);
-	if (kafka__create_topic(brokers, topic, partitions, 1, 30000, err, sizeof(err)) != 0)
+	if (kafka__create_topic(&kafka, topic, partitions, 1, 30000, err, sizeof(err)) != 0)
 		fail_msg("create topic %s: %s", topic, err);
 	return topic;
 }
@@ -77,11 +78,11 @@ static int teardown(void **state)
 			children[i] = 0;
 		}
 	for (int i = 0; i < topic_count; i++)
-		if (kafka__delete_topic(brokers, topics[i], 30000, err, sizeof(err)) != 0)
+		if (kafka__delete_topic(&kafka, topics[i], 30000, err, sizeof(err)) != 0)
 			fprintf(stderr, "cleanup: %s\n", err);
 	topic_count = 0;
 	for (int i = 0; i < group_count; i++)
-		if (kafka__delete_group(brokers, groups[i], 30000, err, sizeof(err)) != 0)
+		if (kafka__delete_group(&kafka, groups[i], 30000, err, sizeof(err)) != 0)
 			fprintf(stderr, "cleanup: %s\n", err);
 	group_count = 0;
 	if (database[0]) {
@@ -104,7 +105,7 @@ static struct kafka_consumer *member(const char *group, const char *topic,
 				     kafka_rebalance_fn on_assign, void *opaque)
 {
 	struct kafka_consumer_config config = {
-	    .brokers = brokers,
+	    .settings = &kafka,
 	    .group_id = group,
 	    .session_timeout_ms = SESSION_TIMEOUT_MS,
 	    .on_assign = on_assign,
@@ -162,7 +163,7 @@ static void test_group_of_two_consumes_once(void **state)
 		for (int i = 0; i < 2; i++)
 			assert_int_equal(kafka_consumer__poll(consumers[i], 100, &msg), 0);
 	}
-	producer = kafka_producer__new(brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&kafka, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	make_create_event(&ev);
 	assert_int_equal(kafka_producer__produce_event(producer, topic, &ev, 15000, NULL), 0);
@@ -549,7 +550,7 @@ static void test_sigkill_member_mid_stream(void **state)
 
 	pg = connect_database(database);
 	assert_non_null(pg);
-	producer = kafka_producer__new(brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&kafka, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	produce_events(producer, pg, topic, 0, STREAM_EVENTS / 2);
 	victim_applied = stream_kill_when_busy(pg, victim, &killed_at);
@@ -609,7 +610,7 @@ static void test_revoke_commits_marked(void **state)
 {
 	const char *topic = new_topic("revoke", 1);
 	struct kafka_consumer_config config = {
-	    .brokers = brokers,
+	    .settings = &kafka,
 	    .session_timeout_ms = SESSION_TIMEOUT_MS,
 	    .on_revoke = count_revoke,
 	};
@@ -623,7 +624,7 @@ static void test_revoke_commits_marked(void **state)
 	(void)state;
 	snprintf(group, sizeof(group), "%s", new_group("revoke"));
 	config.group_id = group;
-	producer = kafka_producer__new(brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&kafka, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	/* Also a figure: the round trip of a synchronous, acks=all produce. */
 	for (int i = 0; i < REVOKE_EVENTS; i++) {
@@ -687,7 +688,7 @@ static void test_bad_events_go_to_dead_letter(void **state)
 
 	(void)state;
 	snprintf(group, sizeof(group), "%s", new_group("bad"));
-	producer = kafka_producer__new(brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&kafka, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	make_create_event(&good);
 	assert_int_equal(kafka_producer__produce_sync(producer, topic, "k", 1, "{\"version\":1,",
@@ -772,6 +773,7 @@ int main(void)
 				"must be set (eval \"$(scripts/dev-stack env)\")\n");
 		return 1;
 	}
+	kafka_settings__from_config(&kafka);
 	if (ids__random_bytes(random, sizeof(random)) != 0)
 		return 1;
 	snprintf(run_id, sizeof(run_id), "%02x%02x%02x%02x", random[0], random[1], random[2],

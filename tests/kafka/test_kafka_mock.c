@@ -23,6 +23,7 @@ struct mock {
 	rd_kafka_t *rk;
 	rd_kafka_mock_cluster_t *cluster;
 	const char *brokers;
+	struct kafka_settings settings; /* plaintext to brokers */
 };
 
 static int mock_setup(void **state)
@@ -39,6 +40,7 @@ static int mock_setup(void **state)
 	if (!mock->cluster)
 		return -1;
 	mock->brokers = rd_kafka_mock_cluster_bootstraps(mock->cluster);
+	mock->settings = (struct kafka_settings){.brokers = mock->brokers};
 	*state = mock;
 	return 0;
 }
@@ -56,7 +58,7 @@ static int mock_teardown(void **state)
 static struct kafka_consumer *consumer_for(struct mock *mock, const char *group, const char *topic)
 {
 	struct kafka_consumer_config config = {
-	    .brokers = mock->brokers,
+	    .settings = &mock->settings,
 	    .group_id = group,
 	    .session_timeout_ms = 6000,
 	};
@@ -114,7 +116,7 @@ static void test_produce_delivery_reports(void **state)
 	char err[256];
 
 	rd_kafka_mock_topic_create(mock->cluster, "t.produce", 1, 1);
-	producer = kafka_producer__new(mock->brokers, "test-producer", err, sizeof(err));
+	producer = kafka_producer__new(&mock->settings, "test-producer", err, sizeof(err));
 	assert_non_null(producer);
 	assert_int_equal(kafka_producer__produce_sync(producer, "t.produce", "k", 1, "one", 3,
 						      &header, 1, 10000, &delivery),
@@ -148,7 +150,7 @@ static void test_consume_and_commit(void **state)
 	char err[256];
 
 	rd_kafka_mock_topic_create(mock->cluster, "t.commit", 1, 1);
-	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&mock->settings, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	assert_int_equal(kafka_producer__produce_sync(producer, "t.commit", "key-1", 5, "first", 5,
 						      &header, 1, 10000, NULL),
@@ -203,7 +205,7 @@ static void test_dead_letter_path(void **state)
 
 	rd_kafka_mock_topic_create(mock->cluster, "t.events", 1, 1);
 	rd_kafka_mock_topic_create(mock->cluster, "t.dlq", 1, 1);
-	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&mock->settings, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	assert_int_equal(kafka_event__init_command(&good, KAFKA_EVENT_KILL, "team-1",
 						   "iabcdefghij0123456789", NULL, err, sizeof(err)),
@@ -287,7 +289,7 @@ static void test_pause_resume(void **state)
 	char err[256];
 
 	rd_kafka_mock_topic_create(mock->cluster, "t.pause", 2, 1);
-	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&mock->settings, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	consumer = consumer_for(mock, "g.pause", "t.pause");
 	wait_assigned(consumer);
@@ -319,7 +321,7 @@ static void test_produce_sync_deadline(void **state)
 	char err[256];
 
 	rd_kafka_mock_topic_create(mock->cluster, "t.deadline", 1, 1);
-	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&mock->settings, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	assert_int_equal(kafka_producer__produce_sync(producer, "t.deadline", "k", 1, "up", 2, NULL,
 						      0, 10000, NULL),
@@ -357,7 +359,7 @@ static void test_producer_reachable(void **state)
 	char err[256];
 
 	rd_kafka_mock_topic_create(mock->cluster, "t.reach", 1, 1);
-	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&mock->settings, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	assert_true(kafka_producer__reachable(producer));
 	assert_int_equal(kafka_producer__produce_sync(producer, "t.reach", "k", 1, "up", 2, NULL, 0,
@@ -388,7 +390,7 @@ static void test_dead_letter_write_failure(void **state)
 
 	rd_kafka_mock_topic_create(mock->cluster, "t.dlqfail", 1, 1);
 	rd_kafka_mock_topic_create(mock->cluster, "t.dlqfail.dlq", 1, 1);
-	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&mock->settings, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	assert_int_equal(kafka_event__init_command(&good, KAFKA_EVENT_PAUSE, "team-1",
 						   "iabcdefghij0123456789", NULL, err, sizeof(err)),
@@ -432,7 +434,7 @@ static void test_pause_covers_later_assignment(void **state)
 	char err[256];
 
 	rd_kafka_mock_topic_create(mock->cluster, "t.pause2", 1, 1);
-	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&mock->settings, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	assert_int_equal(kafka_producer__produce_sync(producer, "t.pause2", "a", 1, "y", 1, NULL, 0,
 						      10000, NULL),
@@ -468,7 +470,7 @@ static void test_dead_letter_of_escaping_payload(void **state)
 	memset(payload, 0x01, len);
 	rd_kafka_mock_topic_create(mock->cluster, "t.escape", 1, 1);
 	rd_kafka_mock_topic_create(mock->cluster, "t.escape.dlq", 1, 1);
-	producer = kafka_producer__new(mock->brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&mock->settings, NULL, err, sizeof(err));
 	assert_non_null(producer);
 	assert_int_equal(kafka_event__init_command(&good, KAFKA_EVENT_RESUME, "team-1",
 						   "iabcdefghij0123456789", NULL, err, sizeof(err)),

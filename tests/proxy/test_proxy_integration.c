@@ -43,6 +43,15 @@ static char public_id[32], secure_id[32], masked_id[32], killed_id[32], unknown_
 static char doomed_id[32];  /* running at the start, killed by a test */
 static char evicted_id[32]; /* killed by a test, announced by an event */
 static char topic_prefix[64];
+
+/* The kafka_* settings of the environment, as warren-proxy reads them. */
+static const struct kafka_settings *test_kafka(void)
+{
+	static struct kafka_settings kafka;
+
+	kafka_settings__from_config(&kafka);
+	return &kafka;
+}
 static bool topic_created;
 static const char *kafka_events = "false";	   /* the next start_proxy's setting */
 static const char *ops_pg_url;			   /* ... its proxy_ops_pg_url (NULL: pg_url) */
@@ -311,7 +320,7 @@ static int teardown(void **state)
 		char topic[256], err[256];
 
 		snprintf(topic, sizeof(topic), "%s%s", topic_prefix, KAFKA_TOPIC_SANDBOX_EVENTS);
-		kafka__delete_topic(kafka__brokers(), topic, 10000, err, sizeof(err));
+		kafka__delete_topic(test_kafka(), topic, 10000, err, sizeof(err));
 	}
 	return 0;
 }
@@ -1036,7 +1045,7 @@ static void test_event_invalidation(void **state)
 	}
 	snprintf(topic, sizeof(topic), "%s%s", topic_prefix, KAFKA_TOPIC_SANDBOX_EVENTS);
 	assert_int_equal(
-	    kafka__create_topic(kafka__brokers(), topic, 1, 1, 20000, reason, sizeof(reason)), 0);
+	    kafka__create_topic(test_kafka(), topic, 1, 1, 20000, reason, sizeof(reason)), 0);
 	topic_created = true;
 	kafka_events = "true";
 	setenv("WARREN_PROXY_CACHE_TTL_MS", "60000", 1);
@@ -1054,7 +1063,7 @@ static void test_event_invalidation(void **state)
 	assert_int_equal(r.status, 200); /* still cached: nothing said otherwise */
 	response_free(&r);
 
-	producer = kafka_producer__new(NULL, NULL, reason, sizeof(reason));
+	producer = kafka_producer__new(test_kafka(), NULL, reason, sizeof(reason));
 	assert_non_null(producer);
 	assert_int_equal(kafka_event__init_command(&command, KAFKA_EVENT_KILL,
 						   "00000000-0000-4000-8000-000000000000",

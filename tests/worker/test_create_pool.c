@@ -116,7 +116,8 @@ static void produce_creates(const char *topic)
 	char err[256];
 
 	rd_kafka_mock_topic_create(harness.cluster, topic, 2, 1);
-	producer = kafka_producer__new(harness.brokers, NULL, err, sizeof(err));
+	producer = kafka_producer__new(&(struct kafka_settings){.brokers = harness.brokers}, NULL,
+				       err, sizeof(err));
 	assert_non_null(producer);
 	for (int n = 0; n < MESSAGES; n++) {
 		struct kafka_event ev;
@@ -138,7 +139,7 @@ static void produce_creates(const char *topic)
 static struct kafka_consumer *consumer_for(const char *topic, const char *group)
 {
 	struct kafka_consumer_config config = {
-	    .brokers = harness.brokers,
+	    .settings = &(struct kafka_settings){.brokers = harness.brokers},
 	    .group_id = group,
 	    .session_timeout_ms = 6000,
 	};

@@ -249,14 +249,15 @@ struct builds *builds__start(struct worker *worker)
 	b->worker = worker;
 	snprintf(b->topic, sizeof(b->topic), "%s%s", prefix, BUILDS_TOPIC);
 	snprintf(b->events_topic, sizeof(b->events_topic), "%s%s", prefix, BUILDS_EVENTS_TOPIC);
-	if (kafka__create_topic(kafka__brokers(), b->topic, 6, 0, 15000, err, sizeof(err)) ||
-	    kafka__create_topic(kafka__brokers(), b->events_topic, 6, 0, 15000, err, sizeof(err))) {
+	if (kafka__create_topic(&worker->kafka, b->topic, 6, 0, 15000, err, sizeof(err)) ||
+	    kafka__create_topic(&worker->kafka, b->events_topic, 6, 0, 15000, err, sizeof(err))) {
 		log_error("template builds disabled: topic: %s", err);
 		free(b);
 		return NULL;
 	}
 	/* A build may take long: the group must not think we died. */
 	struct kafka_consumer_config config = {
+	    .settings = &worker->kafka,
 	    .group_id = config__get("builder_group", "warren-builders"),
 	    .session_timeout_ms = (int)config__get_int("kafka_session_timeout_ms", 10000),
 	    .max_poll_interval_ms =

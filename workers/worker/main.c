@@ -261,12 +261,14 @@ static void worker__register_templates(struct worker *worker)
 
 /* A consumer of group subscribed to topics[0..count), with on_revoke
  * (may be NULL) called with opaque. NULL on error (logged). */
-static struct kafka_consumer *worker__consumer(const char *group, const char *const *topics,
+static struct kafka_consumer *worker__consumer(const struct kafka_settings *kafka,
+					       const char *group, const char *const *topics,
 					       size_t count, kafka_rebalance_fn on_revoke,
 					       void *opaque)
 {
 	char err[256];
 	struct kafka_consumer_config config = {
+	    .settings = kafka,
 	    .group_id = group,
 	    .session_timeout_ms = (int)config__get_int("kafka_session_timeout_ms", 10000),
 	    .on_revoke = on_revoke,
@@ -297,6 +299,7 @@ static int worker__load_settings(struct worker *worker)
 	gethostname(hostname, sizeof(hostname) - 1);
 	snprintf(worker->host_id, sizeof(worker->host_id), "%s", config__get("host_id", hostname));
 	worker->token_seed = config__get("token_seed", NULL);
+	kafka_settings__from_config(&worker->kafka);
 	worker->capacity = worker__capacity();
 	/* Creates in flight at once (docs: workers/README.md). */
 	int64_t create_threads = config__get_int("worker_create_concurrency", 16);
@@ -353,7 +356,7 @@ static int worker__open_services(struct worker *worker)
 		log_error("PostgreSQL: %s", serr.message);
 		return -1;
 	}
-	worker->producer = kafka_producer__new(NULL, NULL, err, sizeof(err));
+	worker->producer = kafka_producer__new(&worker->kafka, NULL, err, sizeof(err));
 	if (!worker->producer) {
 		log_error("Kafka producer: %s", err);
 		return -1;
@@ -369,7 +372,7 @@ static int worker__open_services(struct worker *worker)
 		      {worker->host_topic, 3},
 		      {worker->runtime_topic, 12}};
 	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++) {
-		if (kafka__create_topic(kafka__brokers(), topics[i].name, topics[i].partitions, 0,
+		if (kafka__create_topic(&worker->kafka, topics[i].name, topics[i].partitions, 0,
 					15000, err, sizeof(err))) {
 			log_error("topic %s: %s", topics[i].name, err);
 			return -1;
@@ -401,10 +404,12 @@ static int worker__open_consumers(struct worker *worker, struct consumer_thread 
 	    .worker = worker, .dlq = worker->producer, .name = "creates", .creates = true};
 	*operations = (struct consumer_thread){
 	    .worker = worker, .dlq = worker->producer, .name = "operations"};
-	creates->consumer = worker__consumer(config__get("worker_group", "warren-workers"),
-					     create_topics, 2, worker__on_creates_revoked, worker);
+	creates->consumer =
+	    worker__consumer(&worker->kafka, config__get("worker_group", "warren-workers"),
+			     create_topics, 2, worker__on_creates_revoked, worker);
 	snprintf(host_group, sizeof(host_group), "warren-worker-%.63s", worker->host_id);
-	operations->consumer = worker__consumer(host_group, host_topics, 1, NULL, NULL);
+	operations->consumer =
+	    worker__consumer(&worker->kafka, host_group, host_topics, 1, NULL, NULL);
 	if (!creates->consumer || !operations->consumer)
 		return -1;
 	worker->create_pool =

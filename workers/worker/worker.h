@@ -49,6 +49,7 @@ struct worker {
 	uint64_t last_lost_sweep_ms;	 /* housekeeping: other hosts declared lost */
 	int agent_timeout_ms;
 	struct storage_pool *storage;
+	struct kafka_settings kafka; /* the kafka_* settings, read once at start */
 	struct kafka_producer *producer;
 	struct net_pool *net; /* NULL when slots are disabled */
 	pthread_mutex_t lock; /* guards sandboxes, live_count, creates_running */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "warren/kafka_event.h"
+#include "warren/kafka_settings.h"
 
 /* Topics of the contract. Creates go to the shared commands topic (keyed
  * by sandbox id, load-balanced by the worker group); operations on a live
@@ -33,12 +34,10 @@
 
 /* ---- configuration and names ---- */
 
-/* The bootstrap brokers: setting kafka_brokers (env WARREN_KAFKA_BROKERS),
- * default KAFKA_DEFAULT_BROKERS (the dev stack). Never NULL. */
-const char *kafka__brokers(void);
-/* Writes "<kafka_client_id or warren>-<role>-<hostname>" (the client.id
+/* Writes "<client_id_prefix or warren>-<role>-<hostname>" (the client.id
  * brokers log) into out. Returns 0 or -ENAMETOOLONG. */
-int kafka__client_id(const char *role, char *out, size_t out_len);
+int kafka__client_id(const struct kafka_settings *settings, const char *role, char *out,
+		     size_t out_len);
 /* Writes "warren.host.<host>.commands" into out. host must be 1..63 of
  * [A-Za-z0-9._-]. Returns 0, -EINVAL (bad host) or -ENAMETOOLONG. */
 int kafka__host_topic(const char *host, char *out, size_t out_len);
@@ -50,25 +49,34 @@ int kafka__runtime_topic(const char *runtime, char *out, size_t out_len);
 /* The text of a librdkafka error code (delivery and commit errors). */
 const char *kafka__error_string(int kafka_error);
 
-/* ---- admin ---- */
+/* ---- admin ----
+ * Every client (admin, producer, consumer) connects as settings says
+ * (brokers, client id prefix, security; struct kafka_settings). settings
+ * must not be NULL; a zeroed struct with only brokers set is a plaintext
+ * client. A sasl_ssl settings without user or password is refused
+ * (-EINVAL, or NULL from a constructor, with the reason in err). The admin
+ * calls below return -EACCES at once when the broker refuses the TLS
+ * handshake or the SASL login (err: "Kafka refused the login: ..."). */
 
 /* Creates topic with partitions partitions and replication_factor copies
- * unless it exists, then waits until its metadata shows a leader for every
- * partition. replication_factor <= 0 means the deployment's: the settings
- * kafka_replication_factor and kafka_min_insync_replicas (the topic's
- * min.insync.replicas, at most the factor); both default to 1. 0 when
- * created or already present (an existing topic keeps its partition
- * count); -ETIMEDOUT, -EIO otherwise (reason in err). */
-int kafka__create_topic(const char *brokers, const char *topic, int partitions,
+ * unless its metadata already lists it (so a client allowed to describe
+ * but not to create a topic the deployment made succeeds), then waits
+ * until its metadata shows a leader for every partition.
+ * replication_factor <= 0 means the deployment's: settings'
+ * replication_factor and min_insync_replicas (the topic's
+ * min.insync.replicas, at most the factor; 0 counts as 1). 0 when created
+ * or already present (an existing topic keeps its partition count);
+ * -ETIMEDOUT, -EIO otherwise (reason in err). */
+int kafka__create_topic(const struct kafka_settings *settings, const char *topic, int partitions,
 			int replication_factor, int timeout_ms, char *err, size_t err_len);
 /* Deletes topic; 0 when deleted or absent. */
-int kafka__delete_topic(const char *brokers, const char *topic, int timeout_ms, char *err,
-			size_t err_len);
+int kafka__delete_topic(const struct kafka_settings *settings, const char *topic, int timeout_ms,
+			char *err, size_t err_len);
 
 /* Deletes a consumer group (its committed offsets); the group must have
  * no live members. 0 when deleted or absent (tests clean up with it). */
-int kafka__delete_group(const char *brokers, const char *group, int timeout_ms, char *err,
-			size_t err_len);
+int kafka__delete_group(const struct kafka_settings *settings, const char *group, int timeout_ms,
+			char *err, size_t err_len);
 
 /* ---- producer (enable.idempotence=true, acks=all) ---- */
 
@@ -93,11 +101,11 @@ struct kafka_delivery {
  * short and thread-safe. */
 typedef void (*kafka_delivery_fn)(const struct kafka_delivery *delivery, void *opaque);
 
-/* Connects lazily to brokers (NULL: kafka__brokers()). client_id NULL uses
- * kafka__client_id("producer"). A delivery thread serves reports until
+/* Connects lazily as settings says. client_id NULL uses
+ * kafka__client_id(settings, "producer"). A delivery thread serves reports until
  * kafka_producer__free. NULL on error with the reason in err. */
-struct kafka_producer *kafka_producer__new(const char *brokers, const char *client_id, char *err,
-					   size_t err_len);
+struct kafka_producer *kafka_producer__new(const struct kafka_settings *settings,
+					   const char *client_id, char *err, size_t err_len);
 /* Waits up to 10 s for outstanding messages, then destroys the producer.
  * Async callbacks of undelivered messages run with an error. NULL is ok. */
 void kafka_producer__free(struct kafka_producer *producer);
@@ -146,14 +154,14 @@ typedef void (*kafka_rebalance_fn)(const struct kafka_partition *partitions, siz
 				   void *opaque);
 
 struct kafka_consumer_config {
-	const char *brokers;	      /* NULL: kafka__brokers() */
-	const char *group_id;	      /* required */
-	const char *client_id;	      /* NULL: kafka__client_id("consumer") */
-	int session_timeout_ms;	      /* 0: 10000; every member of a group the same */
-	int max_poll_interval_ms;     /* 0: 300000 */
-	bool start_at_latest;	      /* no committed offset: latest instead of earliest */
-	kafka_rebalance_fn on_assign; /* may be NULL */
-	kafka_rebalance_fn on_revoke; /* may be NULL */
+	const struct kafka_settings *settings; /* required: brokers, security */
+	const char *group_id;		       /* required */
+	const char *client_id;		       /* NULL: kafka__client_id(settings, "consumer") */
+	int session_timeout_ms;		       /* 0: 10000; every member of a group the same */
+	int max_poll_interval_ms;	       /* 0: 300000 */
+	bool start_at_latest;		       /* no committed offset: latest instead of earliest */
+	kafka_rebalance_fn on_assign;	       /* may be NULL */
+	kafka_rebalance_fn on_revoke;	       /* may be NULL */
 	void *opaque;
 };
 
