@@ -691,6 +691,7 @@ static int batch__resolve_team(const struct batch_options *o, char *team_id, siz
 {
 	struct storage_error err;
 	struct storage_team team;
+	struct storage_settings settings;
 	struct storage_pool *pool;
 	int rc;
 
@@ -698,7 +699,8 @@ static int batch__resolve_team(const struct batch_options *o, char *team_id, siz
 		snprintf(team_id, len, "%s", o->team_id);
 		return 0;
 	}
-	pool = storage__pool_open_config(&err);
+	storage_settings__from_config(&settings, NULL, 1);
+	pool = storage__pool_open_settings(&settings, &err);
 	if (!pool) {
 		fprintf(stderr, "warren batch: PostgreSQL: %s\n", err.message);
 		return -EIO;

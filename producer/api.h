@@ -20,8 +20,7 @@
 struct api_config {
 	char listen_host[64];		   /* [api_listen] host part, default 127.0.0.1 */
 	int listen_port;		   /* [api_listen] port part, default 3000 (0: any) */
-	const char *pg_url;		   /* [pg_url] */
-	int pg_pool_size;		   /* [pg_pool_size] default 8 */
+	struct storage_settings storage;   /* [pg_url, pg_password, pg_ssl_*, pg_pool_size 8] */
 	const char *kafka_brokers;	   /* [kafka_brokers] */
 	const char *topic_prefix;	   /* [kafka_topic_prefix] default "" */
 	const char *token_seed;		   /* [token_seed] required unless dev_mode */

@@ -34,8 +34,8 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 		return -EINVAL;
 	}
 	c->listen_port = port;
-	c->pg_url = config__get("pg_url", "postgresql://postgres@127.0.0.1:55432/postgres");
-	c->pg_pool_size = (int)config__get_int("pg_pool_size", 8);
+	storage_settings__from_config(&c->storage, "postgresql://postgres@127.0.0.1:55432/postgres",
+				      8);
 	c->kafka_brokers = kafka__brokers();
 	c->topic_prefix = config__get("kafka_topic_prefix", "");
 	c->dev_mode = config__get_bool("dev_mode", false);
@@ -69,7 +69,7 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 	c->volume_size_mb = config__get_int("volume_size_mb", 1024);
 	c->volume_quota_count = config__get_int("volume_quota_count", 20);
 	c->volume_quota_mb = config__get_int("volume_quota_mb", 20480);
-	if (c->pg_pool_size < 1 || c->http_threads < 1 || c->create_deadline_ms < 1 ||
+	if (c->storage.pool_size < 1 || c->http_threads < 1 || c->create_deadline_ms < 1 ||
 	    c->operation_deadline_ms < 1 || c->produce_timeout_ms < 1 || c->max_body_bytes < 1) {
 		snprintf(err, err_len, "a numeric setting is out of range");
 		return -EINVAL;
@@ -104,13 +104,13 @@ static void *server__pool_opener(void *arg)
 	while (!atomic_load(&api_pool_stop)) {
 		struct storage_error e;
 		struct storage_pool *pool =
-		    storage__pool_open(config->pg_url, config->pg_pool_size, &e);
+		    storage__pool_open_settings(&config->storage, &e);
 
 		if (pool) {
 			/* Rate limits shared by every instance (api_limits.h). */
-			limits__use_shared(config->pg_url);
+			limits__use_shared(&config->storage);
 			atomic_store(&api_pool, pool);
-			log_info("PostgreSQL pool open (%d connections)", config->pg_pool_size);
+			log_info("PostgreSQL pool open (%d connections)", config->storage.pool_size);
 			return NULL;
 		}
 		if (clock__monotonic_ms() - (uint64_t)last_log > 10000) {
