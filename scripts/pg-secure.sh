@@ -7,7 +7,8 @@
 #                          127.0.0.1), pg_hba.conf with hostssl + SCRAM only
 #   pg_secure_server_opts  the postgres -c options that turn TLS on
 #   pg_secure_roles        the group and login roles, passwords in files
-#   pg_secure_env          `export` lines: the admin role, verify-full
+#   pg_secure_env          `export` lines: the admin role, verify-full, and
+#                          libpq's PGPASSFILE/PGSSLMODE/PGSSLROOTCERT for psql
 # Files, under $STACK_DIR/pg-secure (readable by root only): ca.crt,
 # <role>.password for warren_admin, warren_api, warren_worker and
 # warren_proxy, and pgpass (psql's PGPASSFILE for the tests).
@@ -70,7 +71,7 @@ pg_secure_roles() {
 		printf '127.0.0.1:%s:*:%s:%s\n' "$PG_PORT" "$role" "$password" >>"$pgpass"
 		case $role in
 		warren_admin) sql+=" CREATE ROLE warren_admin LOGIN CREATEDB CREATEROLE PASSWORD '$password';"
-			sql+=" GRANT pg_signal_backend TO warren_admin;" ;;
+			sql+=" GRANT pg_signal_backend, pg_read_all_stats TO warren_admin;" ;;
 		*) sql+=" CREATE ROLE $role LOGIN PASSWORD '$password' IN ROLE warren_role_${role#warren_};" ;;
 		esac
 	done
@@ -84,4 +85,7 @@ pg_secure_env() {
 		"WARREN_PG_PASSWORD_FILE='$PG_SECURE_DIR/warren_admin.password'" \
 		"WARREN_PG_SSL_MODE=verify-full WARREN_PG_SSL_ROOT_CERT='$PG_SECURE_DIR/ca.crt'" \
 		"WARREN_PG_SECURE_DIR='$PG_SECURE_DIR'"
+	# psql and other libpq tools (tests/e2e/stack.py keeps them from warren's binaries)
+	echo "export PGPASSFILE='$PG_SECURE_DIR/pgpass' PGSSLMODE=verify-full" \
+		"PGSSLROOTCERT='$PG_SECURE_DIR/ca.crt'"
 }
