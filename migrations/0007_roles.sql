@@ -37,8 +37,10 @@ GRANT EXECUTE ON FUNCTION warren_sandbox_admit(text, uuid, text, uuid, integer, 
 -- tracks sandboxes, requests, templates, builds, volumes and snapshots of
 -- the calling team, and the shared rate limits. Never: tiers or team
 -- limits, hosts, the state machine, schema_migrations.
-GRANT SELECT ON tiers, teams, hosts, templates, sandbox_state_transitions, sandbox_metrics,
-	sandbox_logs TO warren_role_api;
+GRANT SELECT ON tiers, teams, hosts, sandbox_state_transitions, sandbox_metrics, sandbox_logs
+	TO warren_role_api;
+-- deleting a team's template removes its templates row when nothing else uses it
+GRANT SELECT, DELETE ON templates TO warren_role_api;
 GRANT SELECT, UPDATE (last_used_at) ON api_keys TO warren_role_api;
 GRANT SELECT, INSERT ON sandbox_events TO warren_role_api;
 GRANT SELECT, INSERT, UPDATE ON sandboxes, rate_limits, rate_limit_rejections TO warren_role_api;
@@ -47,10 +49,10 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON requests, team_templates, template_build
 
 -- warren-worker: runs sandboxes and builds on its host. Never: api_keys,
 -- rate limits, team limits.
-GRANT SELECT ON tiers, teams, sandbox_state_transitions, team_templates TO warren_role_worker;
+GRANT SELECT ON tiers, teams, sandbox_state_transitions TO warren_role_worker;
 GRANT SELECT, INSERT ON sandbox_events TO warren_role_worker;
 GRANT SELECT, INSERT, UPDATE ON hosts, sandboxes, requests, template_builds, volumes,
-	snapshots TO warren_role_worker;
+	snapshots, team_templates TO warren_role_worker;
 GRANT SELECT, INSERT, UPDATE, DELETE ON templates, sandbox_metrics, sandbox_logs,
 	template_build_logs TO warren_role_worker;
 
