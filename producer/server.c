@@ -160,14 +160,14 @@ static void *server__pool_opener(void *arg)
 
 	while (!atomic_load(&api_pool_stop)) {
 		struct storage_error e;
-		struct storage_pool *pool =
-		    storage__pool_open_settings(&config->storage, &e);
+		struct storage_pool *pool = storage__pool_open_settings(&config->storage, &e);
 
 		if (pool) {
 			/* Rate limits shared by every instance (api_limits.h). */
 			limits__use_shared(&config->storage);
 			atomic_store(&api_pool, pool);
-			log_info("PostgreSQL pool open (%d connections)", config->storage.pool_size);
+			log_info("PostgreSQL pool open (%d connections)",
+				 config->storage.pool_size);
 			return NULL;
 		}
 		if (clock__monotonic_ms() - (uint64_t)last_log > 10000) {
@@ -594,7 +594,8 @@ struct api_server *api__server_start(const struct api_config *config, char *err,
 	if (!server->daemon) {
 		snprintf(err, err_len, "cannot listen on %s:%d%s: %s", config->listen_host,
 			 config->listen_port,
-			 config->tls_cert_pem ? " (or the TLS certificate and key do not match)" : "",
+			 config->tls_cert_pem ? " (or the TLS certificate and key do not match)"
+					      : "",
 			 strerror(errno));
 		goto err;
 	}

@@ -101,8 +101,7 @@ PGconn *storage__connect_with(const struct storage_settings *settings,
 	return PQconnectdbParams(keywords, values, 1);
 }
 
-static PGconn *storage__connect(const struct storage_settings *settings,
-				struct storage_error *err)
+static PGconn *storage__connect(const struct storage_settings *settings, struct storage_error *err)
 {
 	PGconn *conn = storage__connect_with(settings, NULL);
 

@@ -60,9 +60,8 @@ struct ratelimit *storage_ratelimit__open_limiter(const char *pg_url,
 	return storage_ratelimit__open_limiter_settings(&settings, options);
 }
 
-struct ratelimit *
-storage_ratelimit__open_limiter_settings(const struct storage_settings *settings,
-					 const struct ratelimit_options *options)
+struct ratelimit *storage_ratelimit__open_limiter_settings(const struct storage_settings *settings,
+							   const struct ratelimit_options *options)
 {
 	struct ratelimit_backend backend = {pg__lease, pg__give_back, pg__record_rejections,
 					    pg__close, NULL};

@@ -66,7 +66,6 @@ struct ratelimit_connection {
 #define RATELIMIT_CONNECT_TIMEOUT "2"
 #define RATELIMIT_RECONNECT_MS	  1000
 
-
 struct storage_ratelimit {
 	int count;
 	unsigned next;

@@ -72,8 +72,7 @@ int storage_ratelimit__record_rejections(struct storage_ratelimit *store, const 
 struct ratelimit *storage_ratelimit__open_limiter(const char *pg_url,
 						  const struct ratelimit_options *options);
 /* The same, connecting as settings say (password, TLS). */
-struct ratelimit *
-storage_ratelimit__open_limiter_settings(const struct storage_settings *settings,
-					 const struct ratelimit_options *options);
+struct ratelimit *storage_ratelimit__open_limiter_settings(const struct storage_settings *settings,
+							   const struct ratelimit_options *options);
 
 #endif
