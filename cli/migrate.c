@@ -49,9 +49,11 @@ static int cli_migrate__status(const struct storage_settings *settings, const ch
 static const char *cli_migrate__dir(void)
 {
 	static char installed[PATH_MAX];
+	const char *configured = config__get("migrations_dir", NULL);
 
-	if (!config__get("migrations_dir", NULL) &&
-	    binary__find_data("migrations", installed, sizeof(installed)) == 0)
+	if (configured)
+		return configured;
+	if (binary__find_data("migrations", installed, sizeof(installed)) == 0)
 		return installed;
 	return storage__migrations_dir();
 }

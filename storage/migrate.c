@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "warren/config.h"
 #include "warren/log.h"
 #include "warren/tokens.h"
 
@@ -35,10 +34,6 @@ struct migration_applied {
 
 const char *storage__migrations_dir(void)
 {
-	const char *dir = config__get("migrations_dir", NULL);
-
-	if (dir)
-		return dir;
 #ifdef WARREN_SOURCE_MIGRATIONS_DIR
 	if (access(WARREN_SOURCE_MIGRATIONS_DIR, R_OK | X_OK) == 0)
 		return WARREN_SOURCE_MIGRATIONS_DIR;

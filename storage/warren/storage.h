@@ -66,9 +66,9 @@ int storage__ping(struct storage_pool *pool, struct storage_error *err);
 
 /* ---- migrations (storage/migrate.c) ---- */
 
-/* The migrations folder: config migrations_dir (WARREN_MIGRATIONS_DIR),
- * else the source tree's migrations/ if it exists, else
- * /usr/share/warren/migrations. */
+/* The default migrations folder: the source tree's migrations/ if it
+ * exists, else /usr/share/warren/migrations (`warren migrate` asks config
+ * migrations_dir and the install's share/ first). */
 const char *storage__migrations_dir(void);
 
 struct storage_migration_status {

@@ -393,9 +393,18 @@ static void test_storage_settings(void **state)
 {
 	const char *secret = write_file("pg_password", "s3cret\n", 0600);
 	char text[1024], err[512], report[2048];
+	static const char *const env[] = {
+	    "WARREN_PG_URL",	   "WARREN_PG_URL_FILE",
+	    "WARREN_PG_PASSWORD",  "WARREN_PG_PASSWORD_FILE",
+	    "WARREN_PG_SSL_MODE",  "WARREN_PG_SSL_ROOT_CERT",
+	    "WARREN_PG_POOL_SIZE", "WARREN_PG_CHECKOUT_TIMEOUT_MS",
+	};
 	struct storage_settings s;
 
 	(void)state;
+	/* the dev stack's environment would win over the file */
+	for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++)
+		unsetenv(env[i]);
 	snprintf(text, sizeof(text),
 		 "pg_url = postgresql://warren_api@db.example:5432/warren\n"
 		 "pg_password_file = %s\npg_ssl_mode = verify-full\n"
