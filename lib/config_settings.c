@@ -22,6 +22,8 @@ static const struct config_setting config_table[] = {
      "warren-agent binary copied into templates"},
     {"agent_timeout_ms", CONFIG_INT, 1, 3600000, NULL, "10000", "ms", "worker", 0,
      "how long the worker waits for a sandbox's agent to answer"},
+    {"api_ca_file", CONFIG_PATH, 0, 0, NULL, "the system's CA store", "", "cli", 0,
+     "CA certificate(s) `warren batch` trusts for an https api_url"},
     {"api_listen", CONFIG_HOST_PORT, 0, 0, NULL, "127.0.0.1:3000", "", "api", 0,
      "address warren-api listens on (port 0: any; the bound port is printed)"},
     {"api_max_body_bytes", CONFIG_INT, 1024, 1073741824, NULL, "1048576", "bytes", "api", 0,

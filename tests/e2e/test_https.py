@@ -9,10 +9,12 @@ warren-proxy runs behind nginx with packaging/nginx/warren-proxy-tls.conf
      request to its port gets no HTTP answer;
   2. the wildcard certificate verifies for <port>-<id>.warren.test and not
      for another domain;
-  3. the unchanged npm e2b SDK, with only E2B_* and NODE_EXTRA_CA_CERTS in
+  3. `warren batch` over https trusts the CA given as api_ca_file only;
+  4. the unchanged npm e2b SDK, with only E2B_* and NODE_EXTRA_CA_CERTS in
      its environment, creates a sandbox, runs a command in it through the
      terminator and warren-proxy, and kills it."""
 import http.client
+import json
 import os
 import shutil
 import socket
@@ -23,7 +25,7 @@ import tempfile
 import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import SOURCE, Stack, check, check_count, free_port, wait_for  # noqa: E402
+from stack import BIN, SOURCE, Stack, check, check_count, free_port, wait_for  # noqa: E402
 from test_pipeline import SDK_DIR  # noqa: E402
 
 
@@ -151,6 +153,30 @@ def sdk_over_https(stack, nginx_port, ca):
     print(out.stdout.strip())
 
 
+def batch_over_https(stack, ca):
+    """`warren batch` (libcurl) trusts the API's CA through api_ca_file only."""
+    def batch(*args, ca_file=None):
+        env = stack.env(E2B_API_KEY=stack.api_key, WARREN_API_URL=f"https://127.0.0.1:{stack.api_port}")
+        env.pop("WARREN_API_CA_FILE", None)
+        if ca_file:
+            env["WARREN_API_CA_FILE"] = ca_file
+        out = subprocess.run([os.path.join(BIN, "warren"), "batch", *args, "--json"], env=env,
+                             capture_output=True, text=True, timeout=120)
+        try:
+            return out.returncode, json.loads(out.stdout)
+        except ValueError:
+            return out.returncode, {"raw": out.stdout + out.stderr}
+
+    rc, result = batch("create", "--count", "1", "--template", "minimal", "--metadata", "job=no-ca")
+    check(rc != 0 and result.get("created", 0) == 0, f"without the CA the batch fails: {result}")
+    rc, result = batch("create", "--count", "2", "--template", "minimal", "--timeout", "120",
+                       "--metadata", "job=https", ca_file=ca)
+    check(rc == 0 and result["created"] == 2, f"batch create over https: {result}")
+    rc, result = batch("kill", "--metadata", "job=https", ca_file=ca)
+    check(rc == 0 and result["killed"] == 2, f"batch kill over https: {result}")
+    print("warren batch over https: refused without api_ca_file, 2 created and killed with it")
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root (namespaces, cgroups)")
@@ -172,6 +198,7 @@ def main():
             stack.start()
             stack.wait_log("api", "with TLS", 10)
             api_checks(stack, ca)
+            batch_over_https(stack, ca)
             proxy_port, nginx_port = free_port(), free_port()
             stack.spawn("proxy", "warren-proxy", WARREN_PROXY_LISTEN=f"127.0.0.1:{proxy_port}")
             nginx = start_nginx(work, nginx_port, proxy_port)
