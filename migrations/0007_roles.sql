@@ -17,6 +17,10 @@ BEGIN
 				EXECUTE format('CREATE ROLE %I NOLOGIN', r);
 			EXCEPTION WHEN duplicate_object OR unique_violation THEN
 				NULL;
+			WHEN insufficient_privilege THEN
+				RAISE EXCEPTION 'role % is missing and % may not create roles', r, current_user
+					USING HINT = 'create the warren_role_* roles as a superuser, or grant '
+						'CREATEROLE to the role that runs warren migrate';
 			END;
 		END IF;
 	END LOOP;
