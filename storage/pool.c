@@ -23,7 +23,6 @@ struct storage_connection {
 };
 
 struct storage_pool {
-	struct storage_settings settings; /* url points at the copy below */
 	char *url;
 	int size;
 	int64_t checkout_timeout_ms;
@@ -132,9 +131,7 @@ struct storage_pool *storage__pool_open_settings(const struct storage_settings *
 	pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		goto nomem;
-	pool->settings = *settings;
 	pool->url = strdup(settings->url);
-	pool->settings.url = pool->url;
 	pool->size = size;
 	pool->checkout_timeout_ms = settings->checkout_timeout_ms;
 	pool->connections = calloc((size_t)size, sizeof(*pool->connections));
@@ -143,7 +140,8 @@ struct storage_pool *storage__pool_open_settings(const struct storage_settings *
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_cond_init(&pool->available, NULL);
 	for (int i = 0; i < size; i++) {
-		pool->connections[i].conn = storage__connect(&pool->settings, err);
+		/* libpq keeps its own copy of the settings (PQreset reuses it) */
+		pool->connections[i].conn = storage__connect(settings, err);
 		if (!pool->connections[i].conn) {
 			storage__pool_close(pool);
 			return NULL;
