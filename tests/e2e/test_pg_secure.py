@@ -71,6 +71,10 @@ def client_refusals(pg, work):
     out = warren_status(good)
     check(out.returncode == 0 and "pending" in out.stdout, f"verify-full as the admin connects: {out.stderr}")
 
+    # the settings win over the same keywords in the url
+    out = warren_status({**good, "WARREN_PG_URL": good["WARREN_PG_URL"] + "?sslmode=disable&password=wrong"})
+    check(out.returncode == 0, f"pg_ssl_mode and pg_password override the url's: {out.stderr}")
+
     out = warren_status({**good, "WARREN_PG_SSL_MODE": "disable"})
     check(out.returncode != 0 and "no encryption" in out.stderr, f"plaintext refused: {out.stderr}")
 
