@@ -279,6 +279,7 @@ static int cli_admin__rejections(struct storage_pool *pool, int argc, char **arg
 
 static int cli_admin__run(int argc, char **argv)
 {
+	struct storage_settings settings;
 	struct storage_pool *pool;
 	struct storage_error err;
 	int rc;
@@ -291,7 +292,8 @@ static int cli_admin__run(int argc, char **argv)
 		fprintf(stderr, "warren admin: set pg_url (WARREN_PG_URL)\n");
 		return 1;
 	}
-	pool = storage__pool_open(config__get("pg_url", NULL), 1, &err);
+	storage_settings__from_config(&settings, NULL, 1);
+	pool = storage__pool_open_settings(&settings, &err);
 	if (!pool)
 		return cli_admin__fail("connect", &err);
 	if (!strcmp(argv[1], "team"))

@@ -46,6 +46,7 @@ struct batch_options {
 	long deadline_ms; /* --via-kafka: how long to wait for one result */
 	const char *template_id;
 	const char *api_url;
+	const char *api_ca_file; /* CA of an https api_url; NULL: the system's */
 	const char *api_key;
 	const char *team_name;
 	const char *team_id;
@@ -101,7 +102,8 @@ static void batch__usage(void)
 		" [--deadline-ms MS]\n"
 		"       warren batch kill --metadata k=v [--metadata k=v]... [--concurrency C]"
 		" [--json]\n"
-		"settings: api_url (WARREN_API_URL, default http://127.0.0.1:3000), E2B_API_KEY\n");
+		"settings: api_url (WARREN_API_URL, default http://127.0.0.1:3000), api_ca_file,"
+		" E2B_API_KEY\n");
 }
 
 static bool batch__parse_long(const char *text, long min, long max, long *out)
@@ -127,6 +129,7 @@ static int batch__parse(int argc, char **argv, struct batch_options *o)
 	    .timeout_s = 300,
 	    .deadline_ms = 60000,
 	    .api_url = config__get("api_url", "http://127.0.0.1:3000"),
+	    .api_ca_file = config__get("api_ca_file", NULL),
 	    .api_key = getenv("E2B_API_KEY"),
 	};
 	if (argc < 2 || (strcmp(argv[1], "create") && strcmp(argv[1], "kill")))
@@ -469,6 +472,8 @@ static int batch__start_transfer(struct batch_run *run, CURLM *multi, struct bat
 	curl_easy_setopt(job->easy, CURLOPT_PRIVATE, job);
 	curl_easy_setopt(job->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(job->easy, CURLOPT_TIMEOUT, 600L);
+	if (o->api_ca_file)
+		curl_easy_setopt(job->easy, CURLOPT_CAINFO, o->api_ca_file);
 	job->retry_after_s = 0;
 	job->attempts++;
 	job->started_ms = clock__monotonic_ms();
@@ -621,6 +626,8 @@ static int batch__list_matching(const struct batch_options *o, char ***ids_out, 
 		curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, batch__collect);
 		curl_easy_setopt(easy, CURLOPT_WRITEDATA, &response);
 		curl_easy_setopt(easy, CURLOPT_TIMEOUT, 60L);
+		if (o->api_ca_file)
+			curl_easy_setopt(easy, CURLOPT_CAINFO, o->api_ca_file);
 		CURLcode result = curl_easy_perform(easy);
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 		struct curl_header *token_header = NULL;
@@ -691,6 +698,7 @@ static int batch__resolve_team(const struct batch_options *o, char *team_id, siz
 {
 	struct storage_error err;
 	struct storage_team team;
+	struct storage_settings settings;
 	struct storage_pool *pool;
 	int rc;
 
@@ -698,7 +706,8 @@ static int batch__resolve_team(const struct batch_options *o, char *team_id, siz
 		snprintf(team_id, len, "%s", o->team_id);
 		return 0;
 	}
-	pool = storage__pool_open_config(&err);
+	storage_settings__from_config(&settings, NULL, 1);
+	pool = storage__pool_open_settings(&settings, &err);
 	if (!pool) {
 		fprintf(stderr, "warren batch: PostgreSQL: %s\n", err.message);
 		return -EIO;

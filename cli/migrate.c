@@ -1,6 +1,6 @@
 /* `warren migrate [--status]`: applies migrations/NNNN_name.sql in order
  * (storage__migrate), or lists which are applied. Connects with config
- * pg_url (WARREN_PG_URL); the folder is config migrations_dir
+ * pg_url, pg_password, pg_ssl_* (the admin role's); the folder is config migrations_dir
  * (WARREN_MIGRATIONS_DIR), else the install's (<prefix>/share/warren/
  * migrations beside this binary's bin/), else the source tree's or
  * /usr/share/warren's (storage__default_migrations_dir). */
@@ -15,14 +15,14 @@
 #include "warren/config.h"
 #include "warren/storage.h"
 
-static int cli_migrate__status(const char *url, const char *dir)
+static int cli_migrate__status(const struct storage_settings *settings, const char *dir)
 {
 	struct storage_migration_status *statuses;
 	struct storage_error err;
 	size_t count;
 	int pending = 0, bad = 0;
 
-	if (storage__migrate_status(url, dir, &statuses, &count, &err)) {
+	if (storage__migrate_status_settings(settings, dir, &statuses, &count, &err)) {
 		fprintf(stderr, "warren migrate: %s\n", err.message);
 		return 1;
 	}
@@ -60,8 +60,9 @@ static const char *cli_migrate__dir(void)
 
 static int cli_migrate__run(int argc, char **argv)
 {
-	const char *url, *dir;
+	struct storage_settings settings;
 	struct storage_error err;
+	const char *dir;
 	int applied;
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -72,15 +73,15 @@ static int cli_migrate__run(int argc, char **argv)
 		fprintf(stderr, "usage: warren migrate [--status]\n");
 		return 2;
 	}
-	url = config__get("pg_url", NULL);
+	storage_settings__from_config(&settings, NULL, 1);
 	dir = cli_migrate__dir();
-	if (!url) {
+	if (!settings.url) {
 		fprintf(stderr, "warren migrate: set pg_url (WARREN_PG_URL)\n");
 		return 1;
 	}
 	if (argc == 2)
-		return cli_migrate__status(url, dir);
-	if (storage__migrate(url, dir, &applied, &err)) {
+		return cli_migrate__status(&settings, dir);
+	if (storage__migrate_settings(&settings, dir, &applied, &err)) {
 		fprintf(stderr, "warren migrate: %s\n", err.message);
 		return 1;
 	}

@@ -20,8 +20,7 @@
 struct api_config {
 	char listen_host[64];		   /* [api_listen] host part, default 127.0.0.1 */
 	int listen_port;		   /* [api_listen] port part, default 3000 (0: any) */
-	const char *pg_url;		   /* [pg_url] */
-	int pg_pool_size;		   /* [pg_pool_size] default 8 */
+	struct storage_settings storage;   /* [pg_url, pg_password, pg_ssl_*, pg_pool_size 8] */
 	struct kafka_settings kafka;	   /* [kafka_brokers], [kafka_security_protocol], ... */
 	const char *topic_prefix;	   /* [kafka_topic_prefix] default "" */
 	const char *token_seed;		   /* [token_seed] required unless dev_mode */
@@ -33,6 +32,8 @@ struct api_config {
 	int64_t pg_start_wait_ms;	   /* [pg_start_wait_ms] default 10000 */
 	size_t max_body_bytes;		   /* [api_max_body_bytes] default 1 MiB */
 	int http_threads;		   /* [api_threads] default 8 */
+	char *tls_cert_pem, *tls_key_pem;  /* [api_tls_cert_file, api_tls_key_file]: HTTPS when
+					      set (both or neither); read at load, kept */
 	int cpu_count, memory_mb, disk_mb; /* [sandbox_cpu_count] 2, [sandbox_memory_mb] 512,
 					      [sandbox_disk_mb] 1024 */
 	int64_t volume_size_mb;		   /* [volume_size_mb] 1024: every new volume's size */

@@ -18,7 +18,7 @@
 static struct ratelimit *_Atomic limits_shared;
 static pthread_mutex_t limits_shared_lock = PTHREAD_MUTEX_INITIALIZER;
 
-int limits__use_shared(const char *pg_url)
+int limits__use_shared(const struct storage_settings *settings)
 {
 	struct ratelimit *limiter;
 	int rc = 0;
@@ -26,7 +26,7 @@ int limits__use_shared(const char *pg_url)
 	pthread_mutex_lock(&limits_shared_lock);
 	if (limits_shared)
 		goto out;
-	limiter = storage_ratelimit__open_limiter(pg_url, NULL);
+	limiter = storage_ratelimit__open_limiter_settings(settings, NULL);
 	if (!limiter) {
 		log_warn("limits: shared rate limiter unavailable, limits are per instance");
 		rc = -1;

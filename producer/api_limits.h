@@ -49,10 +49,10 @@ void limits__create(const char *team_id, const struct storage_team_limits *limit
 /* Forgets every key of the in-process fallback (tests). */
 void limits__reset(void);
 
-/* Opens the shared PostgreSQL limiter on pg_url (warren-api calls it once
+/* Opens the shared PostgreSQL limiter as settings say (warren-api calls it once
  * its database is reachable). 0 when open (or already open), -1 when not:
  * logged, and the in-process fallback stays in use. Thread-safe. */
-int limits__use_shared(const char *pg_url);
+int limits__use_shared(const struct storage_settings *settings);
 /* Counts one 429 of team_id under limit_name for the admin views: batched
  * through the shared limiter (one write per team and limit per second)
  * when it is open, else written at once. Returns true when it was queued

@@ -59,8 +59,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	/* One line tests and scripts wait for. */
-	log_info("listening on %s:%d (commands %s, results %s)", config.listen_host,
-		 api__server_port(server), config.commands_topic, config.events_topic);
+	log_info("listening on %s:%d%s (commands %s, results %s)", config.listen_host,
+		 api__server_port(server), config.tls_cert_pem ? " with TLS" : "",
+		 config.commands_topic, config.events_topic);
 	printf("warren-api listening on %s:%d\n", config.listen_host, api__server_port(server));
 	fflush(stdout);
 	service__notify("READY=1"); /* systemd Type=notify */

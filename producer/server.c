@@ -22,6 +22,61 @@
 
 /* ---- configuration ---- */
 
+#define API_TLS_PEM_MAX (1024 * 1024)
+
+/* Reads the PEM file at path into *out (malloc'd, NUL-terminated). 0, or
+ * -errno with why in err. */
+static int server__read_pem(const char *path, char **out, char *err, size_t err_len)
+{
+	FILE *f = fopen(path, "re");
+	char *text = NULL;
+	size_t len = 0;
+	int rc = 0;
+
+	if (!f) {
+		rc = -errno;
+		snprintf(err, err_len, "%s: %s", path, strerror(errno));
+		return rc;
+	}
+	text = malloc(API_TLS_PEM_MAX + 1);
+	if (!text) {
+		rc = -ENOMEM;
+		snprintf(err, err_len, "out of memory");
+		goto out;
+	}
+	len = fread(text, 1, API_TLS_PEM_MAX + 1, f);
+	if (ferror(f) || len == 0 || len > API_TLS_PEM_MAX || !strstr(text, "-----BEGIN ")) {
+		rc = -EINVAL;
+		snprintf(err, err_len, "%s: not a PEM file under 1 MiB", path);
+		goto out;
+	}
+	text[len] = '\0';
+	*out = text;
+	text = NULL;
+out:
+	free(text);
+	fclose(f);
+	return rc;
+}
+
+/* api_tls_cert_file + api_tls_key_file: both (HTTPS) or neither (HTTP). */
+static int server__config_tls(struct api_config *c, char *err, size_t err_len)
+{
+	const char *cert = config__get("api_tls_cert_file", NULL);
+	const char *key = config__get("api_tls_key_file", NULL);
+
+	if (!cert && !key)
+		return 0;
+	if (!cert || !key) {
+		snprintf(err, err_len, "api_tls_cert_file and api_tls_key_file go together");
+		return -EINVAL;
+	}
+	if (server__read_pem(cert, &c->tls_cert_pem, err, err_len) ||
+	    server__read_pem(key, &c->tls_key_pem, err, err_len))
+		return -EINVAL;
+	return 0;
+}
+
 int api__config_load(struct api_config *c, char *err, size_t err_len)
 {
 	const char *listen = config__get("api_listen", "127.0.0.1:3000");
@@ -34,8 +89,8 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 		return -EINVAL;
 	}
 	c->listen_port = port;
-	c->pg_url = config__get("pg_url", "postgresql://postgres@127.0.0.1:55432/postgres");
-	c->pg_pool_size = (int)config__get_int("pg_pool_size", 8);
+	storage_settings__from_config(&c->storage, "postgresql://postgres@127.0.0.1:55432/postgres",
+				      8);
 	kafka_settings__from_config(&c->kafka);
 	c->topic_prefix = config__get("kafka_topic_prefix", "");
 	c->dev_mode = config__get_bool("dev_mode", false);
@@ -69,7 +124,9 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 	c->volume_size_mb = config__get_int("volume_size_mb", 1024);
 	c->volume_quota_count = config__get_int("volume_quota_count", 20);
 	c->volume_quota_mb = config__get_int("volume_quota_mb", 20480);
-	if (c->pg_pool_size < 1 || c->http_threads < 1 || c->create_deadline_ms < 1 ||
+	if (server__config_tls(c, err, err_len))
+		return -EINVAL;
+	if (c->storage.pool_size < 1 || c->http_threads < 1 || c->create_deadline_ms < 1 ||
 	    c->operation_deadline_ms < 1 || c->produce_timeout_ms < 1 || c->max_body_bytes < 1) {
 		snprintf(err, err_len, "a numeric setting is out of range");
 		return -EINVAL;
@@ -103,14 +160,14 @@ static void *server__pool_opener(void *arg)
 
 	while (!atomic_load(&api_pool_stop)) {
 		struct storage_error e;
-		struct storage_pool *pool =
-		    storage__pool_open(config->pg_url, config->pg_pool_size, &e);
+		struct storage_pool *pool = storage__pool_open_settings(&config->storage, &e);
 
 		if (pool) {
 			/* Rate limits shared by every instance (api_limits.h). */
-			limits__use_shared(config->pg_url);
+			limits__use_shared(&config->storage);
 			atomic_store(&api_pool, pool);
-			log_info("PostgreSQL pool open (%d connections)", config->pg_pool_size);
+			log_info("PostgreSQL pool open (%d connections)",
+				 config->storage.pool_size);
 			return NULL;
 		}
 		if (clock__monotonic_ms() - (uint64_t)last_log > 10000) {
@@ -491,6 +548,13 @@ struct api_server *api__server_start(const struct api_config *config, char *err,
 {
 	struct api_server *server = calloc(1, sizeof(*server));
 	struct sockaddr_in address = {.sin_family = AF_INET};
+	/* GnuTLS priorities: TLS 1.2 and 1.3 only. */
+	struct MHD_OptionItem tls_options[] = {
+	    {MHD_OPTION_HTTPS_MEM_CERT, 0, config->tls_cert_pem},
+	    {MHD_OPTION_HTTPS_MEM_KEY, 0, config->tls_key_pem},
+	    {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+	    {MHD_OPTION_END, 0, NULL},
+	};
 	const union MHD_DaemonInfo *info;
 
 	if (!server) {
@@ -514,17 +578,25 @@ struct api_server *api__server_start(const struct api_config *config, char *err,
 	 * never answers 503; past that, serve (503) while it keeps trying. */
 	for (int64_t waited = 0; !api__pool() && waited < config->pg_start_wait_ms; waited += 20)
 		usleep(20 * 1000);
+	if (config->tls_cert_pem && !MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+		snprintf(err, err_len, "api_tls_cert_file is set but libmicrohttpd has no TLS");
+		goto err;
+	}
 	server->daemon = MHD_start_daemon(
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
-		MHD_USE_ERROR_LOG,
-	    0, NULL, NULL, server__access, server, MHD_OPTION_SOCK_ADDR, &address,
+		MHD_USE_ERROR_LOG | (config->tls_cert_pem ? MHD_USE_TLS : 0),
+	    0, NULL, NULL, server__access, server, MHD_OPTION_ARRAY,
+	    config->tls_cert_pem ? tls_options : tls_options + 3, MHD_OPTION_SOCK_ADDR, &address,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)config->http_threads,
 	    MHD_OPTION_NOTIFY_COMPLETED, server__completed, server, MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned int)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_END);
 	if (!server->daemon) {
-		snprintf(err, err_len, "cannot listen on %s:%d: %s", config->listen_host,
-			 config->listen_port, strerror(errno));
+		snprintf(err, err_len, "cannot listen on %s:%d%s: %s", config->listen_host,
+			 config->listen_port,
+			 config->tls_cert_pem ? " (or the TLS certificate and key do not match)"
+					      : "",
+			 strerror(errno));
 		goto err;
 	}
 	info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);

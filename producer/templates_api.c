@@ -202,8 +202,10 @@ static enum MHD_Result templates_api__file(struct api_request *r, struct storage
 		return request__error(r, 400, "a Host header is required");
 	upload_signature(r, r->team.id, r->route.file_hash, sig);
 	snprintf(url, sizeof(url), "%s%s%s/templates/%s/files/%s/upload?team=%s&signature=%s",
-		 base ? "" : "http://", base ? base : host, "", r->route.template_id,
-		 r->route.file_hash, r->team.id, sig);
+		 base					  ? ""
+		 : config__get("api_tls_cert_file", NULL) ? "https://"
+							  : "http://",
+		 base ? base : host, "", r->route.template_id, r->route.file_hash, r->team.id, sig);
 	return request__json(r, 201, json_pack("{s:b, s:s}", "present", 0, "url", url), NULL);
 }
 

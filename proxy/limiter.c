@@ -16,6 +16,7 @@ struct limiter *limiter__create(const struct limiter_config *config)
 	struct ratelimit_options options = {.monotonic_us = config->monotonic_us,
 					    .clock_ctx = config->clock_ctx,
 					    .connect_later = true};
+	struct storage_settings pg;
 	struct limiter *limiter;
 
 	if (config->limit < 1 || config->window_s < 1)
@@ -25,9 +26,14 @@ struct limiter *limiter__create(const struct limiter_config *config)
 		return NULL;
 	limiter->limit = config->limit;
 	limiter->window_ms = config->window_s * 1000;
-	if (config->pg_url)
-		limiter->ratelimit = storage_ratelimit__open_limiter(config->pg_url, &options);
-	else
+	if (config->pg_url) {
+		if (config->pg)
+			pg = *config->pg;
+		else
+			storage_settings__for_url(&pg, config->pg_url, 1);
+		pg.url = config->pg_url;
+		limiter->ratelimit = storage_ratelimit__open_limiter_settings(&pg, &options);
+	} else
 		limiter->ratelimit = ratelimit__open_local(&options);
 	if (!limiter->ratelimit) {
 		free(limiter);

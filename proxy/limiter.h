@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "warren/ratelimit.h"
+#include "warren/storage_settings.h"
 
 struct limiter;
 
@@ -22,6 +23,8 @@ struct limiter_config {
 	int64_t limit;	    /* operations per window per IP, >= 1 */
 	int64_t window_s;   /* >= 1 */
 	const char *pg_url; /* shared limit over this PostgreSQL; NULL: in process */
+	/* Password and TLS for pg_url (its url is not used); NULL: the url's. */
+	const struct storage_settings *pg;
 	/* Local monotonic clock in µs (tests); NULL -> CLOCK_MONOTONIC. */
 	int64_t (*monotonic_us)(void *ctx);
 	void *clock_ctx;

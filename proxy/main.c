@@ -39,7 +39,8 @@ int main(void)
 #endif
 	struct limiter_config limiter_config;
 	struct sigaction action;
-	const char *seed, *pg_url;
+	struct storage_settings storage;
+	const char *seed;
 	char err[256];
 	int rc = 1;
 
@@ -63,9 +64,9 @@ int main(void)
 		log_error("token_seed must be at least 16 characters");
 		return 1;
 	}
-	pg_url = config__get("pg_url", "postgresql://postgres@127.0.0.1:55432/postgres");
-	pool = storage__pool_open(
-	    pg_url, (int)config__get_int("pg_pool_size", settings.threads + 1), &storage_err);
+	storage_settings__from_config(&storage, "postgresql://postgres@127.0.0.1:55432/postgres",
+				      settings.threads + 1);
+	pool = storage__pool_open_settings(&storage, &storage_err);
 	if (!pool) {
 		log_error("cannot open the PostgreSQL pool: %s", storage_err.message);
 		goto out;
@@ -85,8 +86,9 @@ int main(void)
 	    .limit = config__get_int("proxy_ops_per_ip", 40000),
 	    .window_s = config__get_int("proxy_ops_window_s", 60),
 	    .pg_url = config__get_bool("proxy_ops_shared", true)
-			  ? config__get("proxy_ops_pg_url", pg_url)
+			  ? config__get("proxy_ops_pg_url", storage.url)
 			  : NULL,
+	    .pg = &storage,
 	};
 	limiter = limiter__create(&limiter_config);
 	if (!lookup || !limiter) {

@@ -7,6 +7,12 @@
 
 #include "warren/storage.h"
 
+/* A new connection with settings' url, password, sslmode and sslrootcert
+ * (connect_timeout_s: libpq's connect_timeout, NULL: none). Never NULL;
+ * the caller checks PQstatus and PQfinishes it. */
+PGconn *storage__connect_with(const struct storage_settings *settings,
+			      const char *connect_timeout_s);
+
 enum storage_statement_id {
 	STMT_TEAM_CREATE,
 	STMT_TEAM_GET,

@@ -181,16 +181,17 @@ static void migration__quiet_notice(void *arg, const char *message)
 	log_debug("migrate: %s", message);
 }
 
-static PGconn *migration__connect(const char *url, struct storage_error *err)
+static PGconn *migration__connect(const struct storage_settings *settings,
+				  struct storage_error *err)
 {
 	PGconn *conn;
 
-	if (!url || !*url) {
+	if (!settings->url || !*settings->url) {
 		storage__fail(err, STORAGE_ERR_INVALID,
 			      "no PostgreSQL url (set pg_url / WARREN_PG_URL)");
 		return NULL;
 	}
-	conn = PQconnectdb(url);
+	conn = storage__connect_with(settings, NULL);
 	if (PQstatus(conn) != CONNECTION_OK) {
 		storage__fail(err, STORAGE_ERR_UNAVAILABLE, "cannot connect to PostgreSQL: %s",
 			      PQerrorMessage(conn));
@@ -322,6 +323,15 @@ rollback:
 int storage__migrate(const char *url, const char *dir, int *applied_count,
 		     struct storage_error *err)
 {
+	struct storage_settings settings;
+
+	storage_settings__for_url(&settings, url, 1);
+	return storage__migrate_settings(&settings, dir, applied_count, err);
+}
+
+int storage__migrate_settings(const struct storage_settings *settings, const char *dir,
+			      int *applied_count, struct storage_error *err)
+{
 	struct migration_file *files = NULL;
 	struct migration_applied *applied = NULL;
 	size_t file_count = 0, applied_rows = 0;
@@ -336,7 +346,7 @@ int storage__migrate(const char *url, const char *dir, int *applied_count,
 	rc = migration__scan(dir, &files, &file_count, err);
 	if (rc)
 		return rc;
-	conn = migration__connect(url, err);
+	conn = migration__connect(settings, err);
 	if (!conn) {
 		rc = STORAGE_ERR_UNAVAILABLE;
 		goto out;
@@ -412,6 +422,16 @@ static int migration__status_compare(const void *a, const void *b)
 int storage__migrate_status(const char *url, const char *dir, struct storage_migration_status **out,
 			    size_t *count, struct storage_error *err)
 {
+	struct storage_settings settings;
+
+	storage_settings__for_url(&settings, url, 1);
+	return storage__migrate_status_settings(&settings, dir, out, count, err);
+}
+
+int storage__migrate_status_settings(const struct storage_settings *settings, const char *dir,
+				     struct storage_migration_status **out, size_t *count,
+				     struct storage_error *err)
+{
 	struct migration_file *files = NULL;
 	struct migration_applied *applied = NULL;
 	struct storage_migration_status *statuses = NULL;
@@ -426,7 +446,7 @@ int storage__migrate_status(const char *url, const char *dir, struct storage_mig
 	rc = migration__scan(dir, &files, &file_count, err);
 	if (rc)
 		return rc;
-	conn = migration__connect(url, err);
+	conn = migration__connect(settings, err);
 	if (!conn) {
 		rc = STORAGE_ERR_UNAVAILABLE;
 		goto out;

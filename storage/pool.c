@@ -14,7 +14,6 @@
 #include "internal.h"
 #include "warren/check.h"
 #include "warren/clock.h"
-#include "warren/config.h"
 #include "warren/log.h"
 
 struct storage_connection {
@@ -81,9 +80,29 @@ int storage__fail_result(struct storage_error *err, const PGresult *result, PGco
 	return code;
 }
 
-static PGconn *storage__connect(const char *url, struct storage_error *err)
+PGconn *storage__connect_with(const struct storage_settings *settings,
+			      const char *connect_timeout_s)
 {
-	PGconn *conn = PQconnectdb(url);
+	const char *keywords[6], *values[6];
+	int n = 0;
+
+	/* dbname first: expanded from the url, then overridden by the rest. */
+	keywords[n] = "dbname", values[n++] = settings->url;
+	if (settings->password)
+		keywords[n] = "password", values[n++] = settings->password;
+	if (settings->ssl_mode)
+		keywords[n] = "sslmode", values[n++] = settings->ssl_mode;
+	if (settings->ssl_root_cert)
+		keywords[n] = "sslrootcert", values[n++] = settings->ssl_root_cert;
+	if (connect_timeout_s)
+		keywords[n] = "connect_timeout", values[n++] = connect_timeout_s;
+	keywords[n] = NULL, values[n] = NULL;
+	return PQconnectdbParams(keywords, values, 1);
+}
+
+static PGconn *storage__connect(const struct storage_settings *settings, struct storage_error *err)
+{
+	PGconn *conn = storage__connect_with(settings, NULL);
 
 	if (PQstatus(conn) != CONNECTION_OK) {
 		storage__fail(err, STORAGE_ERR_UNAVAILABLE, "cannot connect to PostgreSQL: %s",
@@ -94,11 +113,13 @@ static PGconn *storage__connect(const char *url, struct storage_error *err)
 	return conn;
 }
 
-struct storage_pool *storage__pool_open(const char *url, int size, struct storage_error *err)
+struct storage_pool *storage__pool_open_settings(const struct storage_settings *settings,
+						 struct storage_error *err)
 {
 	struct storage_pool *pool;
+	int size = settings->pool_size;
 
-	if (!url || !*url) {
+	if (!settings->url || !*settings->url) {
 		storage__fail(err, STORAGE_ERR_INVALID,
 			      "no PostgreSQL url (set pg_url / WARREN_PG_URL)");
 		return NULL;
@@ -110,16 +131,17 @@ struct storage_pool *storage__pool_open(const char *url, int size, struct storag
 	pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		goto nomem;
-	pool->url = strdup(url);
+	pool->url = strdup(settings->url);
 	pool->size = size;
-	pool->checkout_timeout_ms = config__get_int("pg_checkout_timeout_ms", 10000);
+	pool->checkout_timeout_ms = settings->checkout_timeout_ms;
 	pool->connections = calloc((size_t)size, sizeof(*pool->connections));
 	if (!pool->url || !pool->connections)
 		goto nomem;
 	pthread_mutex_init(&pool->lock, NULL);
 	pthread_cond_init(&pool->available, NULL);
 	for (int i = 0; i < size; i++) {
-		pool->connections[i].conn = storage__connect(url, err);
+		/* libpq keeps its own copy of the settings (PQreset reuses it) */
+		pool->connections[i].conn = storage__connect(settings, err);
 		if (!pool->connections[i].conn) {
 			storage__pool_close(pool);
 			return NULL;
@@ -137,10 +159,12 @@ nomem:
 	return NULL;
 }
 
-struct storage_pool *storage__pool_open_config(struct storage_error *err)
+struct storage_pool *storage__pool_open(const char *url, int size, struct storage_error *err)
 {
-	return storage__pool_open(config__get("pg_url", NULL),
-				  (int)config__get_int("pg_pool_size", 4), err);
+	struct storage_settings settings;
+
+	storage_settings__for_url(&settings, url, size);
+	return storage__pool_open_settings(&settings, err);
 }
 
 void storage__pool_close(struct storage_pool *pool)

@@ -54,6 +54,15 @@ static void pg__close(void *ctx)
 struct ratelimit *storage_ratelimit__open_limiter(const char *pg_url,
 						  const struct ratelimit_options *options)
 {
+	struct storage_settings settings;
+
+	storage_settings__for_url(&settings, pg_url, 1);
+	return storage_ratelimit__open_limiter_settings(&settings, options);
+}
+
+struct ratelimit *storage_ratelimit__open_limiter_settings(const struct storage_settings *settings,
+							   const struct ratelimit_options *options)
+{
 	struct ratelimit_backend backend = {pg__lease, pg__give_back, pg__record_rejections,
 					    pg__close, NULL};
 	struct storage_error err;
@@ -61,7 +70,7 @@ struct ratelimit *storage_ratelimit__open_limiter(const char *pg_url,
 	int connections = options && options->connections > 0 ? options->connections : 2;
 
 	backend.ctx =
-	    storage_ratelimit__open(pg_url, connections, options && options->connect_later, &err);
+	    storage_ratelimit__open(settings, connections, options && options->connect_later, &err);
 	if (!backend.ctx) {
 		log_error("ratelimit: %s", err.message);
 		return NULL;

@@ -66,18 +66,9 @@ struct ratelimit_connection {
 #define RATELIMIT_CONNECT_TIMEOUT "2"
 #define RATELIMIT_RECONNECT_MS	  1000
 
-static PGconn *ratelimit__connect(const char *url)
-{
-	const char *keywords[] = {"dbname", "connect_timeout", NULL};
-	const char *values[] = {url, RATELIMIT_CONNECT_TIMEOUT, NULL};
-
-	return PQconnectdbParams(keywords, values, 1);
-}
-
 struct storage_ratelimit {
 	int count;
 	unsigned next;
-	char *url;
 	struct ratelimit_connection connections[RATELIMIT_CONNECTIONS_MAX];
 };
 
@@ -99,19 +90,19 @@ static bool ratelimit__prepare(struct ratelimit_connection *c, struct storage_er
 	return true;
 }
 
-struct storage_ratelimit *storage_ratelimit__open(const char *url, int connections,
-						  bool connect_later, struct storage_error *err)
+struct storage_ratelimit *storage_ratelimit__open(const struct storage_settings *settings,
+						  int connections, bool connect_later,
+						  struct storage_error *err)
 {
 	struct storage_ratelimit *store;
 
-	if (!url || connections < 1 || connections > RATELIMIT_CONNECTIONS_MAX) {
+	if (!settings->url || connections < 1 || connections > RATELIMIT_CONNECTIONS_MAX) {
 		storage__fail(err, STORAGE_ERR_INVALID, "url and 1..%d connections required",
 			      RATELIMIT_CONNECTIONS_MAX);
 		return NULL;
 	}
 	store = calloc(1, sizeof(*store));
-	if (!store || !(store->url = strdup(url))) {
-		free(store);
+	if (!store) {
 		storage__fail(err, STORAGE_ERR_INTERNAL, "out of memory");
 		return NULL;
 	}
@@ -120,7 +111,7 @@ struct storage_ratelimit *storage_ratelimit__open(const char *url, int connectio
 
 		pthread_mutex_init(&c->lock, NULL);
 		store->count = i + 1;
-		c->conn = ratelimit__connect(url);
+		c->conn = storage__connect_with(settings, RATELIMIT_CONNECT_TIMEOUT);
 		if (!c->conn) {
 			storage__fail(err, STORAGE_ERR_INTERNAL, "out of memory");
 			goto err;
@@ -152,7 +143,6 @@ void storage_ratelimit__close(struct storage_ratelimit *store)
 		PQfinish(store->connections[i].conn);
 		pthread_mutex_destroy(&store->connections[i].lock);
 	}
-	free(store->url);
 	free(store);
 }
 

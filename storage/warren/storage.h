@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "warren/storage_settings.h"
+
 enum storage_status {
 	STORAGE_OK = 0,
 	STORAGE_ERR_NOT_FOUND,	   /* no such row (or another team's) */
@@ -46,11 +48,15 @@ const char *storage__status_name(enum storage_status status);
 
 struct storage_pool;
 
-/* Opens a pool of `size` connections to url (a libpq conninfo or URI).
- * Connects every connection now so a bad url fails here. NULL on error. */
+/* Opens a pool of settings->pool_size connections (url, password, TLS:
+ * warren/storage_settings.h; the binary fills them from its config once).
+ * Connects every connection now so a bad url, password or certificate
+ * fails here. NULL on error. */
+struct storage_pool *storage__pool_open_settings(const struct storage_settings *settings,
+						 struct storage_error *err);
+/* The same for a bare url (a libpq conninfo or URI) and `size` connections
+ * (storage_settings__for_url's defaults): tests and tools. */
 struct storage_pool *storage__pool_open(const char *url, int size, struct storage_error *err);
-/* Opens with config pg_url (WARREN_PG_URL) and pg_pool_size (default 4). */
-struct storage_pool *storage__pool_open_config(struct storage_error *err);
 /* Closes every connection. Callers must have returned all of them. */
 void storage__pool_close(struct storage_pool *pool);
 /* One round trip (SELECT 1) on a pooled connection, reconnecting like any
@@ -85,6 +91,13 @@ int storage__migrate(const char *url, const char *dir, int *applied_count,
  * caller frees *out. */
 int storage__migrate_status(const char *url, const char *dir, struct storage_migration_status **out,
 			    size_t *count, struct storage_error *err);
+/* The same two as the role and TLS settings say (`warren migrate` runs as
+ * the admin role: docs/transport-security.md). */
+int storage__migrate_settings(const struct storage_settings *settings, const char *dir,
+			      int *applied_count, struct storage_error *err);
+int storage__migrate_status_settings(const struct storage_settings *settings, const char *dir,
+				     struct storage_migration_status **out, size_t *count,
+				     struct storage_error *err);
 
 /* ---- teams ---- */
 

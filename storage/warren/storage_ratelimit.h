@@ -33,12 +33,14 @@ struct storage_ratelimit_grant {
 	int64_t now_us;	  /* the server's clock_timestamp() in the statement */
 };
 
-/* Opens `connections` (1..16) connections to url. NULL on error (err filled).
+/* Opens `connections` (1..16) connections as settings say (url, password,
+ * TLS; pool_size is not used). NULL on error (err filled).
  * connect_later: a server that cannot be reached now is no error; each
  * connection is (re)tried by the statement that needs it (at most once a
  * second, 2 s connect timeout), which fails until then. */
-struct storage_ratelimit *storage_ratelimit__open(const char *url, int connections,
-						  bool connect_later, struct storage_error *err);
+struct storage_ratelimit *storage_ratelimit__open(const struct storage_settings *settings,
+						  int connections, bool connect_later,
+						  struct storage_error *err);
 /* Closes every connection; no call may be in flight. */
 void storage_ratelimit__close(struct storage_ratelimit *store);
 
@@ -69,5 +71,8 @@ int storage_ratelimit__record_rejections(struct storage_ratelimit *store, const 
  * with ratelimit__close. */
 struct ratelimit *storage_ratelimit__open_limiter(const char *pg_url,
 						  const struct ratelimit_options *options);
+/* The same, connecting as settings say (password, TLS). */
+struct ratelimit *storage_ratelimit__open_limiter_settings(const struct storage_settings *settings,
+							   const struct ratelimit_options *options);
 
 #endif

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "warren/config.h"
+#include "warren/storage_settings.h"
 
 static char test_dir[] = "/tmp/warren-test-config-XXXXXX";
 
@@ -408,6 +409,59 @@ static void test_doc_matches_table(void **state)
 	free(generated);
 }
 
+/* The PostgreSQL client settings a binary hands to storage: read once from
+ * the file (the password from its own file), defaults where unset; bad
+ * values of the TLS settings are refused by `config check`. */
+static void test_storage_settings(void **state)
+{
+	const char *secret = write_file("pg_password", "s3cret\n", 0600);
+	char text[1024], err[512], report[2048];
+	static const char *const env[] = {
+	    "WARREN_PG_URL",	   "WARREN_PG_URL_FILE",
+	    "WARREN_PG_PASSWORD",  "WARREN_PG_PASSWORD_FILE",
+	    "WARREN_PG_SSL_MODE",  "WARREN_PG_SSL_ROOT_CERT",
+	    "WARREN_PG_POOL_SIZE", "WARREN_PG_CHECKOUT_TIMEOUT_MS",
+	};
+	struct storage_settings s;
+
+	(void)state;
+	/* the dev stack's environment would win over the file */
+	for (size_t i = 0; i < sizeof(env) / sizeof(env[0]); i++)
+		unsetenv(env[i]);
+	snprintf(text, sizeof(text),
+		 "pg_url = postgresql://warren_api@db.example:5432/warren\n"
+		 "pg_password_file = %s\npg_ssl_mode = verify-full\n"
+		 "pg_ssl_root_cert = /etc/warren/tls/postgres-ca.crt\npg_pool_size = 6\n",
+		 secret);
+	assert_int_equal(config__load(write_file("pg.conf", text, 0600), err, sizeof(err)), 0);
+	storage_settings__from_config(&s, NULL, 3);
+	assert_string_equal(s.url, "postgresql://warren_api@db.example:5432/warren");
+	assert_string_equal(s.password, "s3cret");
+	assert_string_equal(s.ssl_mode, "verify-full");
+	assert_string_equal(s.ssl_root_cert, "/etc/warren/tls/postgres-ca.crt");
+	assert_int_equal(s.pool_size, 6);
+	assert_int_equal(s.checkout_timeout_ms, 10000);
+
+	assert_int_equal(config__load(write_file("empty.conf", "", 0600), err, sizeof(err)), 0);
+	storage_settings__from_config(&s, "postgresql://x@h/d", 3);
+	assert_string_equal(s.url, "postgresql://x@h/d");
+	assert_null(s.password);
+	assert_null(s.ssl_mode);
+	assert_null(s.ssl_root_cert);
+	assert_int_equal(s.pool_size, 3);
+
+	assert_int_equal(check_text("pg_ssl_mode = sometimes\n", report, sizeof(report)), 1);
+	assert_non_null(strstr(report, "pg_ssl_mode"));
+	assert_int_equal(check_text("pg_ssl_root_cert =\n", report, sizeof(report)), 1);
+	assert_int_equal(check_text("api_tls_key = /k.pem\n", report, sizeof(report)), 1);
+	assert_non_null(strstr(report, "unknown setting 'api_tls_key'"));
+	assert_int_equal(check_text("pg_ssl_mode = verify-full\n"
+				    "api_tls_cert_file = /etc/warren/tls/api.crt\n"
+				    "api_tls_key_file = /etc/warren/tls/api.key\n",
+				    report, sizeof(report)),
+			 0);
+}
+
 static int teardown_dir(void **state)
 {
 	char command[128];
@@ -425,7 +479,7 @@ int main(void)
 	    cmocka_unit_test(test_check_kafka_security), cmocka_unit_test(test_check_unknown_key),
 	    cmocka_unit_test(test_check_malformed),	 cmocka_unit_test(test_check_warnings),
 	    cmocka_unit_test(test_table_shape),		 cmocka_unit_test(test_every_call_in_table),
-	    cmocka_unit_test(test_doc_matches_table),
+	    cmocka_unit_test(test_doc_matches_table),	 cmocka_unit_test(test_storage_settings),
 	};
 
 	if (!mkdtemp(test_dir))

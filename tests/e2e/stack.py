@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 SOURCE = os.environ.get("WARREN_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "../..")))
@@ -65,10 +66,21 @@ def wait_for(predicate, timeout, what, interval=0.1):
 
 
 class Stack:
-    def __init__(self, name="e2e", capacity=32, extra_env=None, with_base=False):
+    def __init__(self, name="e2e", capacity=32, extra_env=None, with_base=False, secure_pg=None):
+        """secure_pg: (folder, port) of a PostgreSQL started with WARREN_PG_SECURE=1
+        (scripts/pg-secure.sh): every process then connects over verify-full TLS
+        as its own role (api, worker, proxy; the CLI as the admin)."""
         self.with_base = with_base
         self.tag = name + "".join(random.choices(string.ascii_lowercase + string.digits, k=6))
-        self.base_pg = require_env("WARREN_PG_URL")
+        if secure_pg is None and os.environ.get("WARREN_PG_SECURE_DIR"):
+            # a dev stack in secure mode: every suite runs on the roles
+            secure_pg = (os.environ["WARREN_PG_SECURE_DIR"],
+                         urllib.parse.urlsplit(require_env("WARREN_PG_URL")).port)
+        self.secure_pg = secure_pg
+        if secure_pg:
+            self.base_pg = f"postgresql://warren_admin@127.0.0.1:{secure_pg[1]}/postgres"
+        else:
+            self.base_pg = require_env("WARREN_PG_URL")
         self.brokers = require_env("WARREN_KAFKA_BROKERS")
         self.work = tempfile.mkdtemp(prefix=f"warren-{self.tag}-")
         self.database = self.tag
@@ -117,14 +129,39 @@ class Stack:
             "WARREN_DOMAIN": "warren.test",
             "WARREN_CREATE_DEADLINE_MS": "30000",
         })
+        if self.secure_pg:
+            # only warren's own settings may carry the password and the CA
+            for name in ("PGPASSFILE", "PGPASSWORD", "PGSSLMODE", "PGSSLROOTCERT"):
+                env.pop(name, None)
+        env.update(self.pg_role_env("admin"))
         env.update(self.extra_env)
         env.update(more)
+        return env
+
+    def pg_role_env(self, role):
+        """With secure_pg: the settings that connect as warren_<role> (a
+        password file, verify-full against the stack's CA); else none."""
+        if not self.secure_pg:
+            return {}
+        folder, port = self.secure_pg
+        return {"WARREN_PG_URL": f"postgresql://warren_{role}@127.0.0.1:{port}/{self.database}",
+                "WARREN_PG_PASSWORD_FILE": os.path.join(folder, f"warren_{role}.password"),
+                "WARREN_PG_SSL_MODE": "verify-full",
+                "WARREN_PG_SSL_ROOT_CERT": os.path.join(folder, "ca.crt")}
+
+    def psql_env(self):
+        """psql's environment: with secure_pg, libpq's own variables (its
+        pgpass file holds every role's password)."""
+        env = dict(os.environ)
+        if self.secure_pg:
+            env.update(PGPASSFILE=os.path.join(self.secure_pg[0], "pgpass"), PGSSLMODE="verify-full",
+                       PGSSLROOTCERT=os.path.join(self.secure_pg[0], "ca.crt"))
         return env
 
     def psql(self, sql, database=None):
         url = self.pg_url if database is None else self.base_pg
         out = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-tAc", sql],
-                             check=True, capture_output=True, text=True)
+                             check=True, capture_output=True, text=True, env=self.psql_env())
         return out.stdout.strip()
 
     def warren(self, *args):
@@ -156,6 +193,8 @@ class Stack:
 
     def spawn(self, name, binary, **env):
         log = open(os.path.join(self.work, name + ".log"), "ab")
+        role = {"warren-api": "api", "warren-worker": "worker", "warren-proxy": "proxy"}.get(binary, "admin")
+        env = {**self.pg_role_env(role), **env}
         process = subprocess.Popen([os.path.join(BIN, binary)], env=self.env(**env),
                                    stdout=log, stderr=log, start_new_session=True)
         self.processes[name] = process

@@ -1114,6 +1114,7 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 			rc = -EAGAIN;
 			goto out;
 		}
+		log_warn("snapshot %s: registering failed: %s", snapshot_id, err.message);
 		snprintf(reason, reason_len, "registering the snapshot failed");
 		rc = -EIO;
 		goto out;

@@ -348,10 +348,12 @@ static int worker__load_settings(struct worker *worker)
  * 0 or -1 (logged). */
 static int worker__open_services(struct worker *worker)
 {
+	struct storage_settings storage;
 	struct storage_error serr;
 	char err[256];
 
-	worker->storage = storage__pool_open_config(&serr);
+	storage_settings__from_config(&storage, NULL, 4);
+	worker->storage = storage__pool_open_settings(&storage, &serr);
 	if (!worker->storage) {
 		log_error("PostgreSQL: %s", serr.message);
 		return -1;
