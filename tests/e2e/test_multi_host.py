@@ -94,7 +94,7 @@ class Host:
     def start_worker(self, wait=True, **extra_env):
         """extra_env: settings of this worker only (its Kafka user)."""
         env = self.stack.env(
-            **extra_env,
+            **{**self.stack.pg_role_env("worker"), **extra_env},
             WARREN_HOST_ID=self.host_id, WARREN_HOST_ADDRESS=self.address,
             WARREN_STATE_DIR=os.path.join(self.stack.work, f"sandboxes{self.index}"),
             WARREN_JAIL_CGROUP_PARENT=self.cgroup_parent,

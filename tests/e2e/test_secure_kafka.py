@@ -1,14 +1,18 @@
 """e2e (labels ship, e2e, slow): warren over an authenticated, encrypted
-Kafka. The test starts its own broker in the dev stack's secure mode
+Kafka and PostgreSQL. The test starts its own broker in the dev stack's secure mode
 (WARREN_KAFKA_SECURE=1 scripts/dev-stack up kafka: only a SASL_SSL client
 listener, SCRAM-SHA-512, a CA and certificate made with openssl, ACLs
 enforced) and gives each component its own user and ACLs (`dev-stack
-grant`; the table: docs/deploy-kafka.md). Two worker hosts run in network
+grant`; the table: docs/deploy-kafka.md), and its own PostgreSQL in the
+dev stack's secure mode (WARREN_PG_SECURE=1: TLS only, verify-full, a
+login role per component with only its grants: docs/transport-security.md).
+Two worker hosts run in network
 namespaces as in test_multi_host (each reaches the broker through a
 forwarder; the broker's certificate names 127.0.0.1, which is what every
 client connects to). Checks:
   1. creates spread over the two hosts, a public URL through the proxy
-     and kills all work, every component authenticated as its own user;
+     and kills all work, every component authenticated as its own Kafka
+     user and its own PostgreSQL role, over TLS (pg_stat_ssl);
   2. a client with a wrong password is refused (kcat and `warren kafka`);
   3. a worker's credentials producing to the commands topic, and reading
      another host's topic, are refused by the broker (topic authorization
@@ -28,6 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from stack import BIN, SOURCE, Stack, check, check_count, free_port, wait_for  # noqa: E402
 from test_multi_host import FORWARDER, Host, create, through_proxy  # noqa: E402
+from test_pg_secure import SecurePostgres  # noqa: E402
 from test_pipeline import run_in_sandbox, sandbox_row  # noqa: E402
 
 HOSTS = 2
@@ -162,6 +167,14 @@ def works(stack, hosts, proxy_port):
         check(status == 204, f"kill {sandbox_id}: {status}")
     wait_for(lambda: all(sandbox_row(stack, i)[0] == "killed" for i in ids), 60, "every sandbox killed")
     print("6 kills: every sandbox killed")
+    # every component on its own PostgreSQL role, and only over TLS
+    sessions = stack.psql("SELECT a.usename || ':' || s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a "
+                          "USING (pid) WHERE a.usename LIKE 'warren_%'")
+    seen = set(sessions.split())
+    for role in ("warren_api:t", "warren_worker:t", "warren_proxy:t"):
+        check(role in seen, f"{role.split(':')[0]} connected over TLS: {sorted(seen)}")
+    check(not any(entry.endswith(":f") for entry in seen), f"a plaintext session: {sorted(seen)}")
+    print("PostgreSQL: api, worker and proxy each on its own role, every session over TLS")
 
 
 def main():
@@ -171,11 +184,6 @@ def main():
     if not shutil.which("kcat") or not shutil.which("openssl"):
         print("SKIP: kcat or openssl missing")
         return 77
-    pg_url = os.environ.get("WARREN_PG_URL")
-    if not pg_url:
-        print("FAIL: WARREN_PG_URL is not set (eval \"$(scripts/dev-stack env)\")")
-        return 1
-    pg_port = int(pg_url.rsplit(":", 1)[1].split("/")[0])
     kafka_port = port_pair()
     # Every process of the stack reads these; each component then overrides
     # the user (the `warren` CLI of the test stays the admin).
@@ -183,7 +191,9 @@ def main():
     settings = {"WARREN_HOST_LOST_AFTER_S": "3", "WARREN_CREATE_DEADLINE_MS": "90000"}
     broker = SecureBroker(kafka_port)
     try:
-        with Stack("ksec", extra_env=settings) as stack:
+        with SecurePostgres() as pg, Stack("ksec", extra_env=settings,
+                                           secure_pg=(pg.secure_dir, pg.port)) as stack:
+            pg_port = pg.port
             hosts = [Host(stack, i) for i in range(1, HOSTS + 1)]
             for host in hosts:
                 # link and namespace names carry the helper's name, not "mhost"
