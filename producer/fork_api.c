@@ -16,7 +16,7 @@
 #include "warren/log.h"
 #include "warren/template_builds.h"
 
-#define FORK_COUNT_MAX	     10 /* forks per request (docs/api.md) */
+#define FORK_COUNT_MAX	    10 /* forks per request (docs/api.md) */
 #define FORK_COUNT_MAX_TEXT "10"
 
 enum fork_stage {
@@ -92,9 +92,9 @@ static char *fork__create_body(const struct storage_sandbox *source, const char 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		if (json_object_get(network, keys[i]))
 			json_object_set(rules, keys[i], json_object_get(network, keys[i]));
-	body = json_pack("{s:s, s:b, s:b, s:o}", "templateID", snapshot_id, "secure",
-			 source->secure, "allow_internet_access", !json_is_false(internet),
-			 "network", rules);
+	body =
+	    json_pack("{s:s, s:b, s:b, s:o}", "templateID", snapshot_id, "secure", source->secure,
+		      "allow_internet_access", !json_is_false(internet), "network", rules);
 	if (body && source->metadata && json_object_size(source->metadata))
 		json_object_set(body, "metadata", source->metadata);
 	if (body && timeout)
@@ -225,8 +225,8 @@ static enum MHD_Result fork__after_snapshot(struct api_request *r)
 	json_decref(timeout);
 	if (!fork->create_body) {
 		fork__drop_snapshot(fork, r->team.id);
-		return fork__answer(r, 500, json_pack("{s:i, s:s}", "code", 500, "message",
-						      "out of memory"));
+		return fork__answer(
+		    r, 500, json_pack("{s:i, s:s}", "code", 500, "message", "out of memory"));
 	}
 	fork->stage = FORK_CREATE;
 	return fork__next(r);
@@ -286,7 +286,7 @@ void fork_api__request_done(struct api_request *r)
 		return;
 	if (fork->stage == FORK_CREATE && fork->done < fork->count)
 		fork__drop_snapshot(fork, r->team.id); /* the client went away */
-	r->body = fork->source_body; /* server.c frees the client's body */
+	r->body = fork->source_body;		       /* server.c frees the client's body */
 	r->body_len = fork->source_body_len;
 	free(fork->create_body);
 	json_decref(fork->results);

@@ -412,13 +412,19 @@ static void test_states_and_limit(void **state)
 static void test_unimplemented_routes(void **state)
 {
 	static const char *const sdk_routes[][2] = {
-	    {"GET", "/secrets"},		 {"DELETE", "/secrets/s1"},
+	    {"GET", "/secrets"},
+	    {"DELETE", "/secrets/s1"},
 	    {"GET", "/teams"},
-	    {"GET", "/teams/t1/metrics"},	 {"GET", "/teams/t1/metrics/max"},
-	    {"PATCH", "/templates/base"},	 {"GET", "/templates/base/tags"},
-	    {"POST", "/templates/tags"},	 {"GET", "/v2/templates"},
-	    {"PATCH", "/v2/templates/base"},	 {"GET", "/volumecontent/v1/dir"},
-	    {"PATCH", "/volumecontent/v1/path"}, {"PUT", "/volumecontent/v1/file"},
+	    {"GET", "/teams/t1/metrics"},
+	    {"GET", "/teams/t1/metrics/max"},
+	    {"PATCH", "/templates/base"},
+	    {"GET", "/templates/base/tags"},
+	    {"POST", "/templates/tags"},
+	    {"GET", "/v2/templates"},
+	    {"PATCH", "/v2/templates/base"},
+	    {"GET", "/volumecontent/v1/dir"},
+	    {"PATCH", "/volumecontent/v1/path"},
+	    {"PUT", "/volumecontent/v1/file"},
 	};
 	struct api_route route;
 
