@@ -1449,13 +1449,18 @@ static int worker__adopt_paused(struct worker *worker, const struct storage_sand
 	sandbox->slot = -1;
 	if (worker->net) {
 		struct storage_team team;
+		struct storage_error err;
 		uint32_t limit = 0;
 
-		if (!storage__team_get(worker->storage, row->team_id, &team, NULL))
+		if (!storage__team_get(worker->storage, row->team_id, &team, &err))
 			limit = (uint32_t)team.limits.egress_connections;
-		spec =
-		    json_pack("{s:O?, s:O?}", "allowOut", json_object_get(row->network, "allowOut"),
-			      "denyOut", json_object_get(row->network, "denyOut"));
+		spec = json_object();
+		for (int k = 0; k < 2; k++) {
+			const char *key = k ? "denyOut" : "allowOut";
+
+			if (json_is_array(json_object_get(row->network, key)))
+				json_object_set(spec, key, json_object_get(row->network, key));
+		}
 		policy = net_policy__parse(spec, limit, reason, sizeof(reason));
 		if (policy)
 			sandbox->slot = net_pool__acquire(worker->net, NET_RUNTIME_VM, policy,
