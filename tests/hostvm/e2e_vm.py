@@ -204,15 +204,16 @@ def vm_failures(stack, share, nested_id, proxy_port):
     wait_freed(stack, share, nested_id, "killed VMM")
     print(f"killed VMM: sandbox {killed_vmm} failed ({reason}), freed")
 
-    status, body = create_rest(stack, "minimal", "vm")
-    check(status == 201, f"create (vm, for crash-worker): {status} {body}")
-    orphaned = body["sandboxID"]
-    # a paused one beside it survives the crash (its snapshot is complete)
+    # a paused one beside it survives the crash (its snapshot is complete);
+    # paused first, so one VMM at a time runs on the nested host's one CPU
     status, body = create_rest(stack, "minimal", "vm")
     check(status == 201, f"create (vm, paused across crash-worker): {status} {body}")
     paused = body["sandboxID"]
     status, body, _ = stack.request("POST", f"/sandboxes/{paused}/pause")
     check(status == 204, f"pause before crash-worker: {status} {body}")
+    status, body = create_rest(stack, "minimal", "vm")
+    check(status == 201, f"create (vm, for crash-worker): {status} {body}")
+    orphaned = body["sandboxID"]
     started = time.time()
     request_in_nested(share, "crash-worker", 240)
     state, host, _, reason = sandbox_row(stack, orphaned)
