@@ -2,7 +2,8 @@
  * integration worker lifecycle): made-up state dirs as a pause leaves them
  * (paused.json, root/snapshot, root/snapshot.mem, root/rootfs.ext4).
  * runtime__paused_complete says yes only when every file is there and the
- * marker is sane and names the dir's id; runtime__adopt_paused refuses an
+ * marker is sane and names the dir's id and no VMM was started since the
+ * marker (vmm.json's started_ns); runtime__adopt_paused refuses an
  * incomplete one and a root not owned by the marker's jail uid, and adopts
  * a complete one as a paused instance (a cgroup of its own, not ended);
  * a reap that keeps the id leaves its dir, runtime__stop removes it, a
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -77,8 +79,9 @@ static void make_paused(const char *id, char *dir, size_t dir_len)
 	write_file(path, marker);
 	/* the state file of its last VMM: a pid that is no warren-vmm (ours) */
 	snprintf(marker, sizeof(marker),
-		 "{\"id\":\"%s\",\"pid\":%d,\"api_socket\":\"%s/root/vmm.sock\"}", id,
-		 (int)getpid(), dir);
+		 "{\"id\":\"%s\",\"pid\":%d,\"api_socket\":\"%s/root/vmm.sock\","
+		 "\"started_ns\":%lld}",
+		 id, (int)getpid(), dir, ((long long)time(NULL) - 100) * 1000000000);
 	snprintf(path, sizeof(path), "%s/vmm.json", dir);
 	write_file(path, marker);
 }
@@ -109,6 +112,20 @@ static void test_complete_or_not(void **state)
 	write_file(path, "");
 	assert_false(runtime__paused_complete(RUNTIME_VM, id));
 	write_file(path, "memory");
+	/* a VMM started since the pause (a resume cut short): its guest may
+	 * have written to the disk, the snapshot no longer matches it */
+	snprintf(path, sizeof(path), "%s/vmm.json", dir);
+	{
+		char text[256];
+
+		snprintf(text, sizeof(text), "{\"id\":\"%s\",\"pid\":1,\"started_ns\":%lld}", id,
+			 ((long long)time(NULL) + 5) * 1000000000);
+		write_file(path, text);
+		assert_false(runtime__paused_complete(RUNTIME_VM, id));
+		snprintf(text, sizeof(text), "{\"id\":\"%s\",\"pid\":1,\"started_ns\":1}", id);
+		write_file(path, text);
+		assert_true(runtime__paused_complete(RUNTIME_VM, id));
+	}
 	/* markers that are not sane */
 	static const char *const bad[] = {
 	    "not json",

@@ -113,7 +113,9 @@ int runtime_vm__set_paused(struct runtime_vm *vm, bool paused, char *err, size_t
 int runtime_vm__reap_orphans(const char *const *keep, size_t count);
 /* A pause writes <state_dir>/<id>/paused.json once its snapshot is
  * complete and the VMM gone (a resume removes it first). paused_complete:
- * the marker names id and the snapshot, memory and disk files are there.
+ * the marker names id, the snapshot, memory and disk files are there, and
+ * no VMM was started since the marker (a resume cut short may have
+ * written to the disk).
  * adopt: a paused runtime_vm from them (a VMM the marker's dir still runs
  * is killed first; a new cgroup; *vcpus from its command line), or NULL
  * with the reason. */

@@ -262,10 +262,15 @@ static int runtime_vm__write_state(const struct runtime_vm *vm, const char *id, 
 				   size_t err_len)
 {
 	char path[PATH_MAX + 16], tmp[PATH_MAX + 16];
-	json_t *state =
-	    json_pack("{s:s, s:I, s:s, s:I}", "id", id, "pid", (json_int_t)vm->pid, "api_socket",
-		      vm->socket_path, "started_at", (json_int_t)time(NULL));
+	struct timespec now;
+	json_t *state;
 	int ret = -1;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	/* started_ns: a resume since a pause's marker (runtime_vm__resumed_since) */
+	state = json_pack("{s:s, s:I, s:s, s:I, s:I}", "id", id, "pid", (json_int_t)vm->pid,
+			  "api_socket", vm->socket_path, "started_at", (json_int_t)now.tv_sec,
+			  "started_ns", (json_int_t)now.tv_sec * 1000000000 + now.tv_nsec);
 
 	snprintf(path, sizeof(path), "%s/vmm.json", vm->dir);
 	snprintf(tmp, sizeof(tmp), "%s/vmm.json.tmp", vm->dir);
@@ -1041,12 +1046,34 @@ static json_t *runtime_vm__load_paused(const char *id, char *dir, size_t dir_len
 	return marker;
 }
 
+/* True when <dir>/vmm.json says a VMM was started at or after the marker
+ * was written: a resume ran (and its guest may have written to the disk
+ * since the snapshot), so the snapshot no longer matches the disk. */
+static bool runtime_vm__resumed_since(const char *dir)
+{
+	char path[PATH_MAX + 16];
+	struct stat marker;
+	json_t *state;
+	bool resumed;
+
+	snprintf(path, sizeof(path), "%s/" VM_PAUSED_FILE, dir);
+	if (stat(path, &marker))
+		return true;
+	snprintf(path, sizeof(path), "%s/vmm.json", dir);
+	state = json_load_file(path, 0, NULL);
+	resumed = json_integer_value(json_object_get(state, "started_ns")) >=
+		  (json_int_t)marker.st_mtim.tv_sec * 1000000000 + marker.st_mtim.tv_nsec;
+	json_decref(state);
+	return resumed;
+}
+
 bool runtime_vm__paused_complete(const char *id)
 {
 	static const char *const files[] = {"snapshot", "snapshot.mem", "rootfs.ext4"};
 	char dir[PATH_MAX], path[PATH_MAX + 32];
 	json_t *marker = runtime_vm__load_paused(id, dir, sizeof(dir));
-	bool jailed = json_is_true(json_object_get(marker, "jailed")), complete = marker != NULL;
+	bool jailed = json_is_true(json_object_get(marker, "jailed"));
+	bool complete = marker != NULL && !runtime_vm__resumed_since(dir);
 
 	for (size_t i = 0; complete && i < sizeof(files) / sizeof(files[0]); i++) {
 		struct stat st;
