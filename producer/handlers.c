@@ -133,7 +133,7 @@ static json_t *handlers__create_spec(const struct api_create_request *c)
 }
 
 /* The answer once the outcome of a create is known (or its deadline). */
-static enum MHD_Result handlers__create_answer(struct api_request *r)
+enum MHD_Result handlers__create_answer(struct api_request *r)
 {
 	struct storage_pool *pool = api__pool();
 	struct render_context context;
@@ -599,7 +599,7 @@ static bool create__produce(struct create_ctx *ctx)
 
 /* POST /sandboxes: the steps above in order, then the answer once the
  * result is in (the connection is suspended until then when it can be). */
-static enum MHD_Result handlers__create(struct api_request *r, struct storage_pool *pool)
+enum MHD_Result handlers__create(struct api_request *r, struct storage_pool *pool)
 {
 	struct create_ctx ctx = {.r = r, .pool = pool};
 
@@ -1204,7 +1204,7 @@ static enum MHD_Result handlers__pause(struct api_request *r, struct storage_poo
 
 /* The answer once the worker captured (201 {snapshotID, names}) or not
  * (its code: 403 over the quota, 501 a vm sandbox, 404 gone). */
-static enum MHD_Result handlers__snapshot_answer(struct api_request *r)
+enum MHD_Result handlers__snapshot_answer(struct api_request *r)
 {
 	const char *id;
 	json_t *body, *names;
@@ -1258,7 +1258,7 @@ static int handlers__snapshot_name(struct api_request *r, json_t **name, enum MH
 /* POST /sandboxes/{id}/snapshots {name?}: a running or paused sandbox's
  * files as a new template of the team, captured by its host's worker.
  * 403 when the team's snapshots already hold snapshot_quota_mb. */
-static enum MHD_Result handlers__snapshot_create(struct api_request *r, struct storage_pool *pool)
+enum MHD_Result handlers__snapshot_create(struct api_request *r, struct storage_pool *pool)
 {
 	int64_t quota = config__get_int("snapshot_quota_mb", 10240) * 1024 * 1024, used = 0;
 	char id[IDS_SANDBOX_ID_LEN + 8], sandbox_part[IDS_SANDBOX_ID_LEN + 1];
@@ -1502,6 +1502,8 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 			return handlers__operation_answer(r, "pause");
 		if (r->route.endpoint == API_ROUTE_SNAPSHOT_CREATE)
 			return handlers__snapshot_answer(r);
+		if (r->route.endpoint == API_ROUTE_FORK)
+			return fork_api__resume(r);
 		return handlers__operation_answer(
 		    r, r->route.endpoint == API_ROUTE_KILL ? "kill" : "network update");
 	}
@@ -1557,6 +1559,8 @@ enum MHD_Result handlers__dispatch(struct api_request *r)
 		return handlers__network(r, pool);
 	case API_ROUTE_CONNECT:
 		return handlers__connect(r, pool);
+	case API_ROUTE_FORK:
+		return fork_api__start(r, pool);
 	case API_ROUTE_METRICS:
 		return handlers__metrics(r, pool);
 	case API_ROUTE_METRICS_LIST:

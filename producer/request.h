@@ -43,6 +43,12 @@ struct api_request {
 	char upload_message[96];
 	/* create timing for the access log (clock__monotonic_ns; 0 = not reached) */
 	uint64_t started_ns, admitted_ns, queued_ns, result_ns;
+	/* POST /sandboxes/{id}/fork (fork_api.c): its steps' state; while
+	 * capture is set a response is kept (captured_*) instead of sent */
+	struct api_fork *fork;
+	bool capture;
+	int captured_status;
+	json_t *captured_body; /* owned; NULL when the body was not JSON */
 };
 
 /* Queues {"code","message"} with status (and X-Request-Id). */
@@ -77,6 +83,21 @@ void templates_api__request_done(struct api_request *r);
 
 /* Volume endpoints (volumes_api.c, docs/volumes.md); authenticated. */
 enum MHD_Result volumes_api__dispatch(struct api_request *r, struct storage_pool *pool);
+
+/* The steps of a create and of a snapshot, shared with the fork
+ * (handlers.c): each answers r (or suspends it, phase WAITING); the
+ * *_answer functions answer once the waited-for result is in. */
+enum MHD_Result handlers__create(struct api_request *r, struct storage_pool *pool);
+enum MHD_Result handlers__create_answer(struct api_request *r);
+enum MHD_Result handlers__snapshot_create(struct api_request *r, struct storage_pool *pool);
+enum MHD_Result handlers__snapshot_answer(struct api_request *r);
+
+/* POST /sandboxes/{id}/fork (fork_api.c, docs/api.md "Fork"): start
+ * answers the first call, resume each call after a suspension; done
+ * releases what a request left (server.c, at completion). */
+enum MHD_Result fork_api__start(struct api_request *r, struct storage_pool *pool);
+enum MHD_Result fork_api__resume(struct api_request *r);
+void fork_api__request_done(struct api_request *r);
 
 /* Runs the endpoint of r->route (authenticated, limits checked). Called
  * with the complete body; again after a suspension (phase WAITING). */

@@ -22,6 +22,7 @@ static const struct route_action route_actions[] = {
     {"/metrics", "GET", API_ROUTE_METRICS},
     {"/logs", "GET", API_ROUTE_LOGS},
     {"/snapshots", "POST", API_ROUTE_SNAPSHOT_CREATE},
+    {"/fork", "POST", API_ROUTE_FORK},
 };
 
 /* Routes of the E2B API (as the npm e2b SDK 2.x calls them) that warren
@@ -34,7 +35,6 @@ struct route_unimplemented {
 };
 
 static const struct route_unimplemented route_unimplemented[] = {
-    {"/sandboxes/*/fork", "POST", "forking a sandbox"},
     {"/secrets", "GET, POST", "secrets"},
     {"/secrets/*", "GET, POST, DELETE", "secrets"},
     {"/teams", "GET", "the teams API"},
@@ -248,7 +248,7 @@ void route__match(const char *method, const char *path, struct api_route *out)
 
 bool route__is_lifecycle(enum api_endpoint endpoint)
 {
-	return endpoint >= API_ROUTE_CREATE && endpoint <= API_ROUTE_CONNECT;
+	return endpoint >= API_ROUTE_CREATE && endpoint <= API_ROUTE_FORK;
 }
 
 const char *route__name(enum api_endpoint endpoint)
@@ -278,6 +278,8 @@ const char *route__name(enum api_endpoint endpoint)
 		return "network";
 	case API_ROUTE_CONNECT:
 		return "connect";
+	case API_ROUTE_FORK:
+		return "fork";
 	case API_ROUTE_METRICS:
 		return "metrics";
 	case API_ROUTE_METRICS_LIST:

@@ -22,6 +22,7 @@ enum api_endpoint {
 	API_ROUTE_RESUME,	 /* POST /sandboxes/{id}/resume */
 	API_ROUTE_NETWORK,	 /* PUT /sandboxes/{id}/network */
 	API_ROUTE_CONNECT,	 /* POST /sandboxes/{id}/connect, POST /v2/sandboxes/{id}/connect */
+	API_ROUTE_FORK,		 /* POST /sandboxes/{id}/fork (fork_api.c) */
 	API_ROUTE_METRICS,	 /* GET /sandboxes/{id}/metrics */
 	API_ROUTE_METRICS_LIST,	 /* GET /sandboxes/metrics?sandbox_ids=a,b */
 	API_ROUTE_LOGS,		 /* GET /sandboxes/{id}/logs */

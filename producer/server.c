@@ -279,6 +279,15 @@ static enum MHD_Result request__queue(struct api_request *r, int status, char *t
 
 	/* every status is the code's own choice (a worker's is clamped first) */
 	CHECK(status >= 100 && status <= 599);
+	if (r->capture) {
+		/* a step of a fork: kept for fork_api.c, not sent */
+		json_decref(r->captured_body);
+		r->captured_body = text ? json_loadb(text, len, 0, NULL) : NULL;
+		r->captured_status = status;
+		r->phase = API_PHASE_ANSWERED;
+		free(text);
+		return MHD_YES;
+	}
 	response = text ? MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE)
 			: MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
 	if (!response) {
@@ -525,6 +534,7 @@ static void server__completed(void *cls, struct MHD_Connection *connection, void
 	waiters__remove(&r->waiter);
 	json_decref(r->waiter.result);
 	templates_api__request_done(r);
+	fork_api__request_done(r);
 	if (r->have_sandbox)
 		storage__sandbox_clear(&r->sandbox);
 	timing[0] = '\0';

@@ -702,9 +702,13 @@ static void test_unimplemented_routes(void **state)
 	assert_true(json_is_array(list));
 	assert_int_equal(json_array_size(list), 0);
 	json_decref(list);
-	expect_error("POST", "/sandboxes/iabcdefghij0123456789/fork", key_a, NULL, 501,
-		     "forking a sandbox is not implemented by warren (POST "
-		     "/sandboxes/iabcdefghij0123456789/fork)");
+	/* fork: an unknown sandbox is a 404, a count out of bounds a 400 */
+	expect_error("POST", "/sandboxes/iabcdefghij0123456789/fork", key_a, "{\"count\":2}", 404,
+		     NULL);
+	expect_error("POST", "/sandboxes/iabcdefghij0123456789/fork", key_a, "{\"count\":0}", 400,
+		     NULL);
+	expect_error("POST", "/sandboxes/iabcdefghij0123456789/fork", key_a, "{\"count\":\"2\"}",
+		     400, NULL);
 	expect_error("GET", "/no/such/thing", key_a, NULL, 404, NULL);
 }
 

@@ -336,6 +336,13 @@ static void test_routes(void **state)
 	route__match("POST", "/v2/sandboxes//connect", &route);
 	assert_int_equal(route.endpoint, API_ROUTE_NOT_FOUND);
 	assert_true(route__is_lifecycle(API_ROUTE_CONNECT));
+	/* fork (the SDK's Sandbox.fork): a lifecycle operation */
+	route__match("POST", "/sandboxes/iabc/fork", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_FORK);
+	assert_string_equal(route.sandbox_id, "iabc");
+	assert_true(route__is_lifecycle(API_ROUTE_FORK));
+	route__match("GET", "/sandboxes/iabc/fork", &route);
+	assert_int_equal(route.endpoint, API_ROUTE_BAD_METHOD);
 }
 
 /* ---- query parsing ---- */
@@ -405,13 +412,19 @@ static void test_states_and_limit(void **state)
 static void test_unimplemented_routes(void **state)
 {
 	static const char *const sdk_routes[][2] = {
-	    {"POST", "/sandboxes/iabc/fork"},	 {"GET", "/secrets"},
-	    {"DELETE", "/secrets/s1"},		 {"GET", "/teams"},
-	    {"GET", "/teams/t1/metrics"},	 {"GET", "/teams/t1/metrics/max"},
-	    {"PATCH", "/templates/base"},	 {"GET", "/templates/base/tags"},
-	    {"POST", "/templates/tags"},	 {"GET", "/v2/templates"},
-	    {"PATCH", "/v2/templates/base"},	 {"GET", "/volumecontent/v1/dir"},
-	    {"PATCH", "/volumecontent/v1/path"}, {"PUT", "/volumecontent/v1/file"},
+	    {"GET", "/secrets"},
+	    {"DELETE", "/secrets/s1"},
+	    {"GET", "/teams"},
+	    {"GET", "/teams/t1/metrics"},
+	    {"GET", "/teams/t1/metrics/max"},
+	    {"PATCH", "/templates/base"},
+	    {"GET", "/templates/base/tags"},
+	    {"POST", "/templates/tags"},
+	    {"GET", "/v2/templates"},
+	    {"PATCH", "/v2/templates/base"},
+	    {"GET", "/volumecontent/v1/dir"},
+	    {"PATCH", "/volumecontent/v1/path"},
+	    {"PUT", "/volumecontent/v1/file"},
 	};
 	struct api_route route;
 

@@ -7,7 +7,7 @@
 const assert = require('node:assert/strict');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
-const { Sandbox } = require(path.join(process.env.E2B_SDK_DIR, 'node_modules', 'e2b'));
+const { Sandbox, Secret } = require(path.join(process.env.E2B_SDK_DIR, 'node_modules', 'e2b'));
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -86,10 +86,10 @@ async function listFilters(sbx) {
 }
 
 async function unimplemented(sbx) {
-	await assert.rejects(Sandbox.fork(sbx.sandboxId), (err) => {
-		console.log('fork ->', err.name, err.message);
+	await assert.rejects(Secret.list().nextItems(), (err) => {
+		console.log('Secret.list ->', err.name, err.message);
 		return /501/.test(err.message) && /not implemented by warren/.test(err.message) &&
-			err.name !== 'SandboxNotFoundError';
+			!/NotFound/.test(err.name);
 	});
 	await assert.rejects(Sandbox.create('base', { volumeMounts: { '/data': 'my-volume' } }), (err) => {
 		console.log('create with volumeMounts of an unknown volume ->', err.message);

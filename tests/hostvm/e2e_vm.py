@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
@@ -189,8 +190,9 @@ def request_in_nested(share, name, timeout_s):
     wait_for(lambda: read_share(share, name + ".done"), timeout_s, f"the nested host to {name}", interval=0.5)
 
 
-def vm_failures(stack, share, nested_id):
-    """A killed VMM and a crashed worker, each with a running sandbox."""
+def vm_failures(stack, share, nested_id, proxy_port):
+    """A killed VMM and a crashed worker, each with a running sandbox; a
+    paused sandbox kept across the crash and resumed after it."""
     status, body = create_rest(stack, "minimal", "vm")
     check(status == 201, f"create (vm, for kill-vmm): {status} {body}")
     killed_vmm = body["sandboxID"]
@@ -202,6 +204,13 @@ def vm_failures(stack, share, nested_id):
     wait_freed(stack, share, nested_id, "killed VMM")
     print(f"killed VMM: sandbox {killed_vmm} failed ({reason}), freed")
 
+    # a paused one beside it survives the crash (its snapshot is complete);
+    # paused first, so one VMM at a time runs on the nested host's one CPU
+    status, body = create_rest(stack, "minimal", "vm")
+    check(status == 201, f"create (vm, paused across crash-worker): {status} {body}")
+    paused = body["sandboxID"]
+    status, body, _ = stack.request("POST", f"/sandboxes/{paused}/pause")
+    check(status == 204, f"pause before crash-worker: {status} {body}")
     status, body = create_rest(stack, "minimal", "vm")
     check(status == 201, f"create (vm, for crash-worker): {status} {body}")
     orphaned = body["sandboxID"]
@@ -210,9 +219,26 @@ def vm_failures(stack, share, nested_id):
     state, host, _, reason = sandbox_row(stack, orphaned)
     check(state == "failed" and reason == "lost: the worker restarted" and host == nested_id,
           f"the crashed worker's sandbox after restart: {state} {host} {reason!r}")
-    wait_freed(stack, share, nested_id, "worker restart")
+    check(sandbox_row(stack, paused)[0] == "paused", f"paused across the crash: {sandbox_row(stack, paused)}")
     print(f"crashed worker: restarted in {time.time() - started:.1f} s, sandbox {orphaned} "
-          f"reconciled ({reason}), its VMM stopped")
+          f"reconciled ({reason}), the paused sandbox {paused} kept")
+    started = time.time()
+    # The restarted worker gets its host topic back only once Kafka's
+    # session of the killed one expires (WARREN_KAFKA_SESSION_TIMEOUT_MS):
+    # a 504 then only means the resume is still queued.
+    status, body, _ = stack.request("POST", f"/v2/sandboxes/{paused}/connect", {"timeout": 120})
+    check((status == 201 and body.get("sandboxID") == paused) or status == 504,
+          f"connect after the crash: {status} {body}")
+    wait_for(lambda: sandbox_row(stack, paused)[0] == "running", 120,
+             "the kept sandbox to be resumed", interval=0.5)
+    address = stack.psql(f"SELECT host(slot_address) FROM sandboxes WHERE id = '{paused}'")
+    request = urllib.request.Request(f"http://127.0.0.1:{proxy_port}/health",
+                                     headers={"Host": f"49983-{paused}.warren.test"})
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        check(200 <= resp.status < 300, f"the resumed agent's /health: {resp.status}")
+    print(f"resumed after the crash in {time.time() - started:.1f} s at {address}, agent answers")
+    stack.request("DELETE", f"/sandboxes/{paused}")
+    wait_freed(stack, share, nested_id, "worker restart")
 
 
 def vm_phase(stack, proxy_port, work):
@@ -289,7 +315,7 @@ def vm_phase(stack, proxy_port, work):
         print("guest console:", "; ".join(marks) if marks else "(no console copy)")
 
         jail = jail_phase(stack, proxy_port)
-        vm_failures(stack, share, nested_id)
+        vm_failures(stack, share, nested_id, proxy_port)
 
         with open(os.path.join(share, "stop"), "w"):
             pass

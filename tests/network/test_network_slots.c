@@ -154,6 +154,11 @@ static void test_on_demand_when_pool_empty(void **state)
 	assert_int_not_equal(a.slot_address.s_addr, c.slot_address.s_addr);
 	assert_int_equal(
 	    count_lines("ip -n %s -br addr show tap0 | grep -c 169.254.0.22/30", c.netns_name), 1);
+	/* tap0 has the same MAC in every slot (a restored guest's gateway) */
+	assert_int_equal(
+	    count_lines("ip -n %s link show tap0 | grep -c 02:77:72:6e:00:01", a.netns_name), 1);
+	assert_int_equal(
+	    count_lines("ip -n %s link show tap0 | grep -c 02:77:72:6e:00:01", c.netns_name), 1);
 	{
 		int fd = netenv__connect_from(c.netns_path, "192.0.2.10", 9002);
 

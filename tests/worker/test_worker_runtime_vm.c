@@ -7,6 +7,8 @@
  * metrics) and mounts it as root ("VFS: Mounted root"), then that
  * a pause (snapshot into the jail, VMM stopped) and a resume (a new VMM
  * restoring it) keep it running, and that
+ * a restarted worker adopts a paused VM from its state dir and resumes it
+ * (hardware KVM), and that
  * runtime__stop leaves no process and no state dir. On kvm_pvm hosts
  * (docs/host-requirements.md) the guest's user space cannot run: /health is not
  * checked here. */
@@ -208,6 +210,75 @@ static pid_t check_pause_resume(struct runtime_instance *instance, const char *d
 	return restored;
 }
 
+static pid_t vm__check_vmm_placement(const char *dir, const char *sandbox_id);
+
+/* A restarted worker (runtime__paused_complete, runtime__adopt_paused):
+ * the VM is paused again; its state dir is complete (the marker, the
+ * snapshot, memory and disk files) and not complete without the memory
+ * file or with a marker of another sandbox; a reap that keeps it leaves
+ * it; a second instance adopted from the files resumes in the slot
+ * namespace and runs; stopping it removes the state dir. The first
+ * instance is then stopped as a worker that died would never do: its
+ * files are gone already, which must not fail. */
+static void check_restart_adopt(struct runtime_instance *instance, const char *dir,
+				const char *sandbox_id)
+{
+	char path[600], hidden[620], marker[600], err[1024] = "";
+	const char *keep[1] = {sandbox_id};
+	struct runtime_instance *adopted;
+	double started;
+	json_t *state, *saved;
+	pid_t pid;
+
+	if (runtime__set_paused(instance, true, err, sizeof(err)) != 0) {
+		printf("pause refused on this KVM (%s): restart adoption not checked\n", err);
+		runtime__stop(instance);
+		return;
+	}
+	snprintf(marker, sizeof(marker), "%s/paused.json", dir);
+	assert_int_equal(access(marker, R_OK), 0);
+	assert_true(runtime__paused_complete(RUNTIME_VM, sandbox_id));
+	assert_false(runtime__paused_complete(RUNTIME_JAIL, sandbox_id));
+	/* not complete: the memory file missing, or a marker naming another id */
+	snprintf(path, sizeof(path), "%s/root/snapshot.mem", dir);
+	snprintf(hidden, sizeof(hidden), "%s.hidden", path);
+	assert_int_equal(rename(path, hidden), 0);
+	assert_false(runtime__paused_complete(RUNTIME_VM, sandbox_id));
+	assert_null(runtime__adopt_paused(RUNTIME_VM, sandbox_id, netns_path, err, sizeof(err)));
+	printf("incomplete snapshot refused: %s\n", err);
+	assert_int_equal(rename(hidden, path), 0);
+	saved = json_load_file(marker, 0, NULL);
+	assert_non_null(saved);
+	json_object_set_new(saved, "id", json_string("iaaaaaaaaaaaaaaaaaaaa"));
+	assert_int_equal(json_dump_file(saved, marker, 0), 0);
+	assert_false(runtime__paused_complete(RUNTIME_VM, sandbox_id));
+	json_object_set_new(saved, "id", json_string(sandbox_id));
+	assert_int_equal(json_dump_file(saved, marker, 0), 0);
+	json_decref(saved);
+	/* the restarted worker's reap keeps it; it is adopted and resumed */
+	assert_int_equal(runtime__reap_orphans(RUNTIME_VM, keep, 1), 0);
+	assert_true(runtime__paused_complete(RUNTIME_VM, sandbox_id));
+	adopted = runtime__adopt_paused(RUNTIME_VM, sandbox_id, netns_path, err, sizeof(err));
+	if (!adopted)
+		fail_msg("runtime__adopt_paused: %s", err);
+	assert_false(runtime__exited(adopted, err, sizeof(err))); /* paused, not ended */
+	started = now_seconds();
+	if (runtime__set_paused(adopted, false, err, sizeof(err)) != 0)
+		fail_msg("resume of the adopted sandbox: %s", err);
+	printf("adopted after a restart and resumed in %.2f s\n", now_seconds() - started);
+	assert_int_equal(access(marker, F_OK), -1); /* a resumed VM has no marker */
+	pid = vm__check_vmm_placement(dir, sandbox_id);
+	snprintf(path, sizeof(path), "%s/root/vmm.sock", dir);
+	state = vmm_request(path, "{\"op\":\"state\"}");
+	assert_non_null(state);
+	assert_string_equal(json_string_value(json_object_get(state, "state")), "running");
+	json_decref(state);
+	runtime__stop(adopted);
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(access(dir, F_OK), -1);
+	runtime__stop(instance); /* its files went with the adopted one */
+}
+
 /* Points the runtime at a state and templates dir under temp_dir and at
  * build's warren-vmm, builds (or finds cached) the minimal template, and
  * creates the slot namespace (netns_name/netns_path) with a persistent tap0. */
@@ -378,6 +449,10 @@ static void test_vm_runtime_boots_and_stops(void **state)
 	printf("note: on a kvm_pvm host guest user space cannot run (docs/host-requirements.md): "
 	       "the boot stops after the root mount; /health is not checked\n");
 	pid = check_pause_resume(instance, dir, pid);
+	if (runtime__host_has_hardware_kvm()) {
+		check_restart_adopt(instance, dir, sandbox_id);
+		return;
+	}
 
 	started = now_seconds();
 	runtime__stop(instance);

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <linux/if.h>
+#include <linux/if_arp.h>
 #include <linux/if_tun.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
@@ -41,6 +42,10 @@
 #define SLOT_LINK     "veth0"
 #define TAP_LINK      "tap0"
 #define TAP_ADDRESS   "169.254.0.22/30"
+/* tap0's MAC, the same in every slot (each is its own namespace): a vm
+ * guest restored in another slot than the one it was paused in (a worker
+ * restart, docs/network.md) finds its gateway at the MAC it cached. */
+static const unsigned char tap_mac[6] = {0x02, 0x77, 0x72, 0x6e, 0x00, 0x01};
 #define GUEST_ADDRESS "169.254.0.21"
 /* Host conntrack mark of a slot's connections: 'W' in the top byte, the
  * low 24 bits of the slot's host address below it. Unique on the host,
@@ -383,7 +388,14 @@ static int tap_create(void)
 		return -errno;
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", TAP_LINK);
 	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	if (ioctl(fd, TUNSETIFF, &ifr) != 0 || ioctl(fd, TUNSETOWNER, 0) != 0 ||
+	if (ioctl(fd, TUNSETIFF, &ifr) != 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+	memcpy(ifr.ifr_hwaddr.sa_data, tap_mac, sizeof(tap_mac));
+	if (ioctl(fd, SIOCSIFHWADDR, &ifr) != 0 || ioctl(fd, TUNSETOWNER, 0) != 0 ||
 	    ioctl(fd, TUNSETPERSIST, 1) != 0)
 		rc = -errno;
 	else

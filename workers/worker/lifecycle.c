@@ -784,6 +784,34 @@ static int worker__move(struct worker *worker, const char *sandbox_id,
 	return storage__sandbox_transition(worker->storage, &t, out, &err);
 }
 
+/* worker__move that also records the live sandbox's slot (index and
+ * address): a paused sandbox adopted after a restart resumes in another
+ * slot than the row names. */
+static int worker__move_in_slot(struct worker *worker, const char *sandbox_id,
+				enum storage_sandbox_state from, enum storage_sandbox_state to,
+				struct storage_sandbox *out)
+{
+	struct storage_error err;
+	struct live_sandbox *sandbox;
+	char address[INET_ADDRSTRLEN] = "";
+	struct storage_sandbox_transition t = {
+	    .sandbox_id = sandbox_id,
+	    .from = from,
+	    .to = to,
+	    .slot_index = -1,
+	};
+
+	pthread_mutex_lock(&worker->lock);
+	sandbox = worker__find_locked(worker, sandbox_id);
+	if (sandbox && worker->net && sandbox->slot >= 0) {
+		t.slot_index = sandbox->slot;
+		inet_ntop(AF_INET, &sandbox->slot_info.slot_address, address, sizeof(address));
+		t.slot_address = address;
+	}
+	pthread_mutex_unlock(&worker->lock);
+	return storage__sandbox_transition(worker->storage, &t, out, &err);
+}
+
 /* The row's state now; -EAGAIN (PostgreSQL away) or -ENOENT (no row). */
 static int worker__row_state(struct worker *worker, const char *sandbox_id,
 			     enum storage_sandbox_state *state, int64_t *end_at)
@@ -914,8 +942,8 @@ static int worker__resume_sandbox(struct worker *worker, const struct kafka_even
 	    storage__sandbox_set_timeout(worker->storage, command->team_id, sandbox_id, timeout_s,
 					 NULL, &err) == STORAGE_ERR_UNAVAILABLE)
 		return -EAGAIN;
-	rc = worker__move(worker, sandbox_id, STORAGE_SANDBOX_RESUMING, STORAGE_SANDBOX_RUNNING,
-			  &row);
+	rc = worker__move_in_slot(worker, sandbox_id, STORAGE_SANDBOX_RESUMING,
+				  STORAGE_SANDBOX_RUNNING, &row);
 	if (rc == STORAGE_ERR_UNAVAILABLE)
 		return -EAGAIN; /* thawed; the redelivery thaws again and moves the row */
 	if (rc && worker__row_state(worker, sandbox_id, &state, end_at) == 0 &&
@@ -1326,7 +1354,8 @@ void worker__housekeeping(struct worker *worker)
  * `killed` result each when publish. How many, or -1 when PostgreSQL
  * could not list them. */
 static int worker__end_host_rows(struct worker *worker, const char *host_id, const char *reason,
-				 const char *paused_reason, bool publish)
+				 const char *paused_reason, bool publish,
+				 char (*kept)[IDS_SANDBOX_ID_LEN + 1], size_t kept_count)
 {
 	struct storage_sandbox_list rows = {0};
 	struct storage_error err;
@@ -1343,6 +1372,12 @@ static int worker__end_host_rows(struct worker *worker, const char *host_id, con
 	for (size_t i = 0; i < rows.count; i++) {
 		const struct storage_sandbox *row = &rows.items[i];
 		const char *why = row->state == STORAGE_SANDBOX_PAUSED ? paused_reason : reason;
+		bool is_kept = false;
+
+		for (size_t k = 0; k < kept_count && !is_kept; k++)
+			is_kept = !strcmp(kept[k], row->id);
+		if (is_kept)
+			continue;
 		struct storage_sandbox_transition t = {
 		    .sandbox_id = row->id,
 		    .from = row->state,
@@ -1389,7 +1424,7 @@ static void worker__declare_lost_hosts(struct worker *worker)
 		if (!strcmp(ids[i], worker->host_id))
 			continue; /* ourselves, late: the heartbeat below says so */
 		snprintf(reason, sizeof(reason), "lost: host %s stopped heartbeating", ids[i]);
-		int ended = worker__end_host_rows(worker, ids[i], reason, reason, true);
+		int ended = worker__end_host_rows(worker, ids[i], reason, reason, true, NULL, 0);
 		log_warn(
 		    "host %s stopped heartbeating: declared lost, %d sandbox(es) marked failed",
 		    ids[i], ended < 0 ? 0 : ended);
@@ -1397,24 +1432,138 @@ static void worker__declare_lost_hosts(struct worker *worker)
 	free(ids);
 }
 
+/* Takes back one paused sandbox a previous process left complete: a slot
+ * with the row's egress policy, the runtime instance (paused, restored in
+ * that slot on resume), the live list; a row a crash left pausing or
+ * resuming is paused again (a redelivered resume then resumes it). 0, or
+ * -1 with nothing kept (its row is then ended as lost). */
+static int worker__adopt_paused(struct worker *worker, const struct storage_sandbox *row)
+{
+	struct live_sandbox *sandbox = calloc(1, sizeof(*sandbox));
+	char reason[512] = "";
+	json_t *spec = NULL;
+	struct net_policy *policy = NULL;
+
+	if (!sandbox)
+		return -1;
+	snprintf(sandbox->id, sizeof(sandbox->id), "%s", row->id);
+	snprintf(sandbox->team_id, sizeof(sandbox->team_id), "%s", row->team_id);
+	sandbox->slot = -1;
+	if (worker->net) {
+		struct storage_team team;
+		struct storage_error err;
+		uint32_t limit = 0;
+
+		if (!storage__team_get(worker->storage, row->team_id, &team, &err))
+			limit = (uint32_t)team.limits.egress_connections;
+		spec = json_object();
+		for (int k = 0; k < 2; k++) {
+			const char *key = k ? "denyOut" : "allowOut";
+
+			if (json_is_array(json_object_get(row->network, key)))
+				json_object_set(spec, key, json_object_get(row->network, key));
+		}
+		policy = net_policy__parse(spec, limit, reason, sizeof(reason));
+		if (policy)
+			sandbox->slot = net_pool__acquire(worker->net, NET_RUNTIME_VM, policy,
+							  &sandbox->slot_info);
+		if (!policy || sandbox->slot < 0)
+			goto fail;
+	}
+	sandbox->instance = runtime__adopt_paused(
+	    worker->runtime, row->id, worker->net ? sandbox->slot_info.netns_path : NULL, reason,
+	    sizeof(reason));
+	if (!sandbox->instance ||
+	    (row->state != STORAGE_SANDBOX_PAUSED &&
+	     worker__move(worker, row->id, row->state, STORAGE_SANDBOX_PAUSED, NULL)))
+		goto fail;
+	pthread_mutex_lock(&worker->lock);
+	sandbox->next = worker->sandboxes;
+	worker->sandboxes = sandbox;
+	worker->live_count++;
+	pthread_mutex_unlock(&worker->lock);
+	log_info("reconcile: sandbox %s: paused, kept across the restart (slot %d)", row->id,
+		 sandbox->slot);
+	net_policy__free(policy);
+	json_decref(spec);
+	return 0;
+fail:
+	log_warn("reconcile: sandbox %s: its paused snapshot cannot be kept: %s", row->id,
+		 reason[0] ? reason : "no slot or state change");
+	worker__teardown(worker, sandbox); /* its files go with it */
+	net_policy__free(policy);
+	json_decref(spec);
+	return -1;
+}
+
+/* The paused (pausing, resuming) sandboxes of this host whose files are
+ * complete (runtime__paused_complete), adopted; their ids in kept (at
+ * most max). How many, or -1 when PostgreSQL could not list them. */
+static int worker__keep_paused(struct worker *worker, char (*kept)[IDS_SANDBOX_ID_LEN + 1],
+			       size_t max)
+{
+	struct storage_sandbox_list rows = {0};
+	struct storage_error err;
+	size_t count = 0;
+
+	if (storage__sandbox_list_by_host(worker->storage, worker->host_id,
+					  STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSED) |
+					      STORAGE_STATE_BIT(STORAGE_SANDBOX_PAUSING) |
+					      STORAGE_STATE_BIT(STORAGE_SANDBOX_RESUMING),
+					  &rows, &err) != STORAGE_OK)
+		return -1;
+	for (size_t i = 0; i < rows.count && count < max; i++) {
+		if (!runtime__paused_complete(worker->runtime, rows.items[i].id) ||
+		    worker__adopt_paused(worker, &rows.items[i]))
+			continue;
+		snprintf(kept[count++], IDS_SANDBOX_ID_LEN + 1, "%s", rows.items[i].id);
+	}
+	storage__sandbox_list_free(&rows);
+	return (int)count;
+}
+
 int worker__reconcile(struct worker *worker)
 {
-	int reaped, lost;
+	size_t max = (size_t)(worker->capacity > 0 ? worker->capacity : 1);
+	char(*kept)[IDS_SANDBOX_ID_LEN + 1] = calloc(max, sizeof(*kept));
+	const char **keep = calloc(max, sizeof(*keep));
+	int reaped, lost, paused;
 
+	if (!kept || !keep) {
+		free(kept);
+		free(keep);
+		return -ENOMEM;
+	}
 	/* A previous process of this worker may have left sandboxes running; we
 	 * hold no handles on them, so they are stopped and their rows ended.
 	 * Rows still `starting` are left: their create was not committed and
-	 * Kafka delivers it again. Paused (and pausing/resuming) jail sandboxes
-	 * end the same way, as failed: their frozen processes died with the
-	 * reap and only ever lived in memory (workers/README.md, "Pause"). */
-	reaped = runtime__reap_orphans(worker->runtime, NULL, 0);
+	 * Kafka delivers it again. A paused vm sandbox whose snapshot is
+	 * complete is kept (adopted, still paused); any other paused one ends
+	 * as failed, as do paused jail sandboxes: their frozen processes die
+	 * with the reap and only ever lived in memory (workers/README.md,
+	 * "Pause"). */
+	paused = worker__keep_paused(worker, kept, max);
+	if (paused < 0) {
+		free(kept);
+		free(keep);
+		log_error("reconcile: listing this host's paused sandboxes failed");
+		return -EAGAIN;
+	}
+	for (int i = 0; i < paused; i++)
+		keep[i] = kept[i];
+	reaped = runtime__reap_orphans(worker->runtime, keep, (size_t)paused);
 	lost = worker__end_host_rows(worker, worker->host_id, "lost: the worker restarted",
-				     "lost: the worker restarted while it was paused", false);
+				     "lost: the worker restarted while it was paused", false, kept,
+				     (size_t)paused);
+	free(kept);
+	free(keep);
 	if (lost < 0) {
 		log_error("reconcile: listing this host's sandboxes failed");
 		return -EAGAIN;
 	}
-	log_info("reconcile: %d orphan sandbox(es) stopped, %d row(s) marked lost", reaped, lost);
+	log_info("reconcile: %d orphan sandbox(es) stopped, %d row(s) marked lost, %d paused "
+		 "sandbox(es) kept",
+		 reaped, lost, paused);
 	/* after the reap: no mount of a deleted volume's image is left */
 	worker_volumes__sweep(worker);
 	return 0;

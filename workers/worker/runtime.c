@@ -311,3 +311,34 @@ int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_
 	jail__free_ids(ids, found);
 	return killed;
 }
+
+bool runtime__paused_complete(enum runtime_kind kind, const char *sandbox_id)
+{
+	return kind == RUNTIME_VM && runtime_vm__paused_complete(sandbox_id);
+}
+
+struct runtime_instance *runtime__adopt_paused(enum runtime_kind kind, const char *sandbox_id,
+					       const char *netns_path, char *err, size_t err_len)
+{
+	struct runtime_instance *instance;
+	struct runtime_vm *vm;
+	uint32_t vcpus = 0;
+
+	if (kind != RUNTIME_VM) {
+		snprintf(err, err_len, "a paused jail sandbox does not survive a worker restart");
+		return NULL;
+	}
+	vm = runtime_vm__adopt(sandbox_id, netns_path, &vcpus, err, err_len);
+	if (!vm)
+		return NULL;
+	instance = calloc(1, sizeof(*instance));
+	if (!instance) {
+		runtime_vm__stop(vm); /* would remove its files: only when out of memory */
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	instance->kind = RUNTIME_VM;
+	instance->vm = vm;
+	instance->vcpus = vcpus;
+	return instance;
+}

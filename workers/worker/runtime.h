@@ -79,6 +79,14 @@ int runtime__console_path(const struct runtime_instance *instance, char *out, si
 /* Kills what is left of sandboxes a previous worker process on this host
  * started, except those in keep (count ids). Returns how many it killed. */
 int runtime__reap_orphans(enum runtime_kind kind, const char *const *keep, size_t count);
+/* A paused sandbox a previous worker process left (docs/api.md, "Pause
+ * and resume"). complete: its state dir holds everything a resume needs
+ * (vm: the marker, the snapshot and memory files, the disk; jail: never,
+ * its frozen processes do not outlive a restart). adopt: an instance of
+ * it, paused, that a resume restores in netns_path; NULL with the reason. */
+bool runtime__paused_complete(enum runtime_kind kind, const char *sandbox_id);
+struct runtime_instance *runtime__adopt_paused(enum runtime_kind kind, const char *sandbox_id,
+					       const char *netns_path, char *err, size_t err_len);
 
 /* ---- the vm backend (runtime_vm.c; runtime.c dispatches to it) ---- */
 struct runtime_vm;
@@ -103,6 +111,17 @@ void runtime_vm__stop(struct runtime_vm *vm);
 int runtime_vm__set_paused(struct runtime_vm *vm, bool paused, char *err, size_t err_len);
 /* Kills VMMs listed in <state_dir>/<id>/vmm.json for ids not in keep. */
 int runtime_vm__reap_orphans(const char *const *keep, size_t count);
+/* A pause writes <state_dir>/<id>/paused.json once its snapshot is
+ * complete and the VMM gone (a resume removes it first). paused_complete:
+ * the marker names id, the snapshot, memory and disk files are there, and
+ * no VMM was started since the marker (a resume cut short may have
+ * written to the disk).
+ * adopt: a paused runtime_vm from them (a VMM the marker's dir still runs
+ * is killed first; a new cgroup; *vcpus from its command line), or NULL
+ * with the reason. */
+bool runtime_vm__paused_complete(const char *id);
+struct runtime_vm *runtime_vm__adopt(const char *id, const char *netns_path, uint32_t *vcpus,
+				     char *err, size_t err_len);
 /* True when the host has VMX/SVM and KVM is not kvm_pvm (runtime__probe's
  * facts): the `host` CPU profile can be used. */
 bool runtime__host_has_hardware_kvm(void);

@@ -226,10 +226,15 @@ static int runtime_vm__write_state(const struct runtime_vm *vm, const char *id, 
 				   size_t err_len)
 {
 	char path[PATH_MAX + 16], tmp[PATH_MAX + 16];
-	json_t *state =
-	    json_pack("{s:s, s:I, s:s, s:I}", "id", id, "pid", (json_int_t)vm->pid, "api_socket",
-		      vm->socket_path, "started_at", (json_int_t)time(NULL));
+	struct timespec now;
+	json_t *state;
 	int ret = -1;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	/* started_ns: a resume since a pause's marker (runtime_vm__resumed_since) */
+	state = json_pack("{s:s, s:I, s:s, s:I, s:I}", "id", id, "pid", (json_int_t)vm->pid,
+			  "api_socket", vm->socket_path, "started_at", (json_int_t)now.tv_sec,
+			  "started_ns", (json_int_t)now.tv_sec * 1000000000 + now.tv_nsec);
 
 	snprintf(path, sizeof(path), "%s/vmm.json", vm->dir);
 	snprintf(tmp, sizeof(tmp), "%s/vmm.json.tmp", vm->dir);
@@ -802,6 +807,7 @@ int runtime_vm__reap_orphans(const char *const *keep, size_t count)
 /* ---- pause and resume: snapshot, stop, restore (docs/vmm-snapshot.md) ---- */
 
 #define VM_SNAPSHOT_PATH (PATH_MAX + 32) /* root/ + "/snapshot" */
+#define VM_PAUSED_FILE	 "paused.json"	 /* in the state dir: runtime_vm__write_paused */
 
 /* The snapshot's state file: as the worker sees it (host) and as the VMM
  * does (inside its jail, where root/ is /). */
@@ -858,6 +864,39 @@ static int runtime_vm__save(struct runtime_vm *vm, const char *inner, char *resp
 	return -EIO;
 }
 
+/* <dir>/paused.json: what a restarted worker needs to restore a paused VM
+ * (runtime_vm__adopt): the VMM's command line and jail uid. Written (tmp,
+ * fsync, rename) once the snapshot is complete and the VMM gone, so its
+ * presence means "complete". 0 or -1. */
+static int runtime_vm__write_paused(const struct runtime_vm *vm)
+{
+	char path[PATH_MAX + 16], tmp[PATH_MAX + 24];
+	json_t *argv = json_array(), *marker;
+	int fd, ret = -1;
+
+	for (size_t i = 0; argv && vm->argv[i]; i++)
+		json_array_append_new(argv, json_string(vm->argv[i]));
+	marker = json_pack("{s:i, s:s, s:o, s:I, s:b}", "version", 1, "id", vm->id, "argv", argv,
+			   "uid", (json_int_t)vm->uid, "jailed", vm->jailed);
+	snprintf(path, sizeof(path), "%s/" VM_PAUSED_FILE, vm->dir);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (!marker || json_dump_file(marker, tmp, JSON_COMPACT))
+		goto out;
+	fd = open(tmp, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd)) {
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	close(fd);
+	ret = rename(tmp, path);
+out:
+	if (ret)
+		unlink(tmp);
+	json_decref(marker);
+	return ret ? -1 : 0;
+}
+
 /* Pause: save the VM to root/snapshot{,.mem}, then stop the VMM. The
  * sandbox's files (disk overlay, snapshot) stay in its state dir. */
 static int runtime_vm__pause(struct runtime_vm *vm, char *err, size_t err_len)
@@ -884,6 +923,10 @@ static int runtime_vm__pause(struct runtime_vm *vm, char *err, size_t err_len)
 		}
 		runtime_vm__sleep_ms(10);
 	}
+	if (runtime_vm__write_paused(vm))
+		log_warn("vm runtime: sandbox %s: %s/" VM_PAUSED_FILE " not written: the pause "
+			 "does not survive a restart of the worker",
+			 vm->id, vm->dir);
 	log_info("vm runtime: sandbox %s: paused to %s in %lld ms (%.200s)", vm->id, host,
 		 (long long)clock__monotonic_ms() - started, response);
 	return 0;
@@ -894,6 +937,7 @@ static int runtime_vm__pause(struct runtime_vm *vm, char *err, size_t err_len)
 static int runtime_vm__resume(struct runtime_vm *vm, char *err, size_t err_len)
 {
 	char host[VM_SNAPSHOT_PATH], inner[VM_SNAPSHOT_PATH], memory[VM_SNAPSHOT_PATH + 8];
+	char marker[PATH_MAX + 16];
 	long long started = (long long)clock__monotonic_ms();
 	size_t count = 0;
 	char **argv;
@@ -918,6 +962,8 @@ static int runtime_vm__resume(struct runtime_vm *vm, char *err, size_t err_len)
 		return -EIO; /* still paused: the snapshot is kept for another try */
 	vm->paused = false;
 	snprintf(memory, sizeof(memory), "%s.mem", host);
+	snprintf(marker, sizeof(marker), "%s/" VM_PAUSED_FILE, vm->dir);
+	unlink(marker); /* first: no marker names a snapshot that is going */
 	unlink(host);
 	unlink(memory);
 	log_info("vm runtime: sandbox %s: resumed from its snapshot in %lld ms", vm->id,
@@ -930,4 +976,185 @@ int runtime_vm__set_paused(struct runtime_vm *vm, bool paused, char *err, size_t
 	if (paused == vm->paused)
 		return 0;
 	return paused ? runtime_vm__pause(vm, err, err_len) : runtime_vm__resume(vm, err, err_len);
+}
+
+/* ---- a paused VM after a restart of the worker ---- */
+
+/* The marker of id's state dir (dir filled), or NULL when there is none
+ * or it does not name id with a command line. */
+static json_t *runtime_vm__load_paused(const char *id, char *dir, size_t dir_len)
+{
+	char path[PATH_MAX + 16];
+	json_t *marker, *argv;
+
+	if (!ids__is_sandbox_id(id) ||
+	    (size_t)snprintf(dir, dir_len, "%s/%s", runtime_vm__state_root(), id) >= dir_len)
+		return NULL;
+	snprintf(path, sizeof(path), "%s/" VM_PAUSED_FILE, dir);
+	marker = json_load_file(path, 0, NULL);
+	argv = json_object_get(marker, "argv");
+	if (!marker || json_integer_value(json_object_get(marker, "version")) != 1 ||
+	    strcmp(json_string_value(json_object_get(marker, "id")) ?: "", id) ||
+	    !json_is_array(argv) || json_array_size(argv) < 2 || json_array_size(argv) > 64 ||
+	    !json_is_integer(json_object_get(marker, "uid"))) {
+		json_decref(marker);
+		return NULL;
+	}
+	for (size_t i = 0; i < json_array_size(argv); i++)
+		if (!json_is_string(json_array_get(argv, i))) {
+			json_decref(marker);
+			return NULL;
+		}
+	return marker;
+}
+
+/* True when <dir>/vmm.json says a VMM was started at or after the marker
+ * was written: a resume ran (and its guest may have written to the disk
+ * since the snapshot), so the snapshot no longer matches the disk. */
+static bool runtime_vm__resumed_since(const char *dir)
+{
+	char path[PATH_MAX + 16];
+	struct stat marker;
+	json_t *state;
+	bool resumed;
+
+	snprintf(path, sizeof(path), "%s/" VM_PAUSED_FILE, dir);
+	if (stat(path, &marker))
+		return true;
+	snprintf(path, sizeof(path), "%s/vmm.json", dir);
+	state = json_load_file(path, 0, NULL);
+	resumed = json_integer_value(json_object_get(state, "started_ns")) >=
+		  (json_int_t)marker.st_mtim.tv_sec * 1000000000 + marker.st_mtim.tv_nsec;
+	json_decref(state);
+	return resumed;
+}
+
+bool runtime_vm__paused_complete(const char *id)
+{
+	static const char *const files[] = {"snapshot", "snapshot.mem", "rootfs.ext4"};
+	char dir[PATH_MAX], path[PATH_MAX + 32];
+	json_t *marker = runtime_vm__load_paused(id, dir, sizeof(dir));
+	bool jailed = json_is_true(json_object_get(marker, "jailed"));
+	bool complete = marker != NULL && !runtime_vm__resumed_since(dir);
+
+	for (size_t i = 0; complete && i < sizeof(files) / sizeof(files[0]); i++) {
+		struct stat st;
+
+		snprintf(path, sizeof(path), "%s%s/%s", dir, jailed ? "/root" : "", files[i]);
+		complete = lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+			   (st.st_size > 0 || !strcmp(files[i], "rootfs.ext4"));
+	}
+	json_decref(marker);
+	return complete;
+}
+
+/* Stops a VMM that <dir>/vmm.json still names (a worker killed in the
+ * middle of a resume), so no half-resumed guest runs beside the adopted
+ * one. */
+static void runtime_vm__stop_recorded(const struct runtime_vm *vm)
+{
+	char path[PATH_MAX + 16];
+	json_t *state;
+	json_int_t pid;
+
+	snprintf(path, sizeof(path), "%s/vmm.json", vm->dir);
+	state = json_load_file(path, 0, NULL);
+	pid = json_integer_value(json_object_get(state, "pid"));
+	if (pid > 1 && pid < INT_MAX && runtime_vm__is_our_vmm((pid_t)pid, vm->socket_path)) {
+		kill(-(pid_t)pid, SIGKILL);
+		kill((pid_t)pid, SIGKILL);
+		for (int i = 0; i < 500 && runtime_vm__is_our_vmm((pid_t)pid, vm->socket_path); i++)
+			runtime_vm__sleep_ms(10);
+		log_warn("vm runtime: sandbox %s: warren-vmm %d of a previous worker stopped",
+			 vm->id, (int)pid);
+	}
+	json_decref(state);
+}
+
+/* The command line of the marker, the binary replaced by this host's
+ * warren-vmm; *memory_mib and *vcpus read from it. NULL when out of memory. */
+static char **runtime_vm__marker_argv(const json_t *marker, const char *vmm, uint32_t *memory_mib,
+				      uint32_t *vcpus)
+{
+	const json_t *list = json_object_get(marker, "argv");
+	size_t count = json_array_size(list);
+	char **argv = calloc(count + 1, sizeof(*argv));
+
+	for (size_t i = 0; argv && i < count; i++) {
+		const char *arg = i ? json_string_value(json_array_get(list, i)) : vmm;
+
+		if (!(argv[i] = strdup(arg))) {
+			for (size_t j = 0; j < i; j++)
+				free(argv[j]);
+			free(argv);
+			return NULL;
+		}
+		if (i && i + 1 < count && !strcmp(arg, "--memory"))
+			*memory_mib = (uint32_t)strtoul(
+			    json_string_value(json_array_get(list, i + 1)), NULL, 10);
+		if (i && i + 1 < count && !strcmp(arg, "--vcpus"))
+			*vcpus = (uint32_t)strtoul(json_string_value(json_array_get(list, i + 1)),
+						   NULL, 10);
+	}
+	return argv;
+}
+
+struct runtime_vm *runtime_vm__adopt(const char *id, const char *netns_path, uint32_t *vcpus,
+				     char *err, size_t err_len)
+{
+	struct runtime_start spec = {.sandbox_id = id};
+	struct runtime_vm *vm = NULL;
+	struct jail_cgroup stale;
+	char dir[PATH_MAX], vmm[PATH_MAX];
+	json_t *marker = NULL;
+	struct stat st;
+
+	if (!runtime_vm__paused_complete(id) ||
+	    !(marker = runtime_vm__load_paused(id, dir, sizeof(dir)))) {
+		snprintf(err, err_len, "vm runtime: no complete paused snapshot of %s", id);
+		goto fail;
+	}
+	if (runtime_vm__find_vmm(vmm, sizeof(vmm))) {
+		snprintf(err, err_len, "vm runtime: warren-vmm not found (setting vmm_binary)");
+		goto fail;
+	}
+	vm = calloc(1, sizeof(*vm));
+	if (!vm)
+		goto oom;
+	vm->jailed = json_is_true(json_object_get(marker, "jailed"));
+	vm->uid = (unsigned)json_integer_value(json_object_get(marker, "uid"));
+	vm->paused = true;
+	snprintf(vm->id, sizeof(vm->id), "%s", id);
+	snprintf(vm->dir, sizeof(vm->dir), "%s", dir);
+	snprintf(vm->root, sizeof(vm->root), "%s%s", dir, vm->jailed ? "/root" : "");
+	if ((size_t)snprintf(vm->socket_path, sizeof(vm->socket_path), "%s/vmm.sock", vm->root) >=
+	    sizeof(vm->socket_path)) {
+		snprintf(err, err_len, "vm runtime: state_dir path too long");
+		goto fail;
+	}
+	if (vm->jailed && (stat(vm->root, &st) || st.st_uid != (uid_t)vm->uid)) {
+		snprintf(err, err_len, "vm runtime: %s is not owned by the jail uid %u", vm->root,
+			 vm->uid);
+		goto fail;
+	}
+	vm->argv = runtime_vm__marker_argv(marker, vmm, &spec.memory_mib, &spec.vcpus);
+	if (!vm->argv || (netns_path && !(vm->netns_path = strdup(netns_path))))
+		goto oom;
+	runtime_vm__stop_recorded(vm);
+	/* the previous worker's cgroup (empty: its VMM is gone), then ours */
+	if (jail_cgroup__paths(&stale, runtime_vm__cgroup_parent(), id) == 0)
+		jail_cgroup__destroy(&stale, VM_STOP_WAIT_MS);
+	if (vm->jailed && runtime_vm__make_cgroup(vm, &spec, err, err_len))
+		goto fail;
+	*vcpus = spec.vcpus;
+	json_decref(marker);
+	log_info("vm runtime: sandbox %s: paused snapshot adopted after a worker restart", id);
+	return vm;
+oom:
+	snprintf(err, err_len, "out of memory");
+fail:
+	json_decref(marker);
+	if (vm)
+		runtime_vm__free(vm);
+	return NULL;
 }
