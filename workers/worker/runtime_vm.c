@@ -48,8 +48,12 @@
 
 extern char **environ;
 
-#define VM_STOP_WAIT_MS		    5000
-#define VM_SOCKET_WAIT_MS	    5000
+#define VM_STOP_WAIT_MS 5000
+/* warren-vmm answers "running" within milliseconds on an idle host; a
+ * host busy starting many VMs (or a nested test host with one CPU) can
+ * take seconds, and a start given up early is a create lost. The create's
+ * own deadline still bounds the whole. */
+#define VM_SOCKET_WAIT_MS	    20000
 #define VM_IO_TIMEOUT_MS	    2000
 #define VM_JAIL_UIDS		    1000000u /* uids per host: base .. base + VM_JAIL_UIDS - 1 */
 #define VM_JAIL_MEMORY_OVERHEAD_MIB 96	     /* the VMM itself: rings, page tables, buffers */
