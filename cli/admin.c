@@ -25,6 +25,8 @@ static void cli_admin__usage(FILE *out)
 		     "  warren admin key revoke KEY_ID|e2b_...\n"
 		     "  warren admin sandboxes\n"
 		     "  warren admin rejections [--minutes N]\n"
+		     "  warren admin host list\n"
+		     "  warren admin host drain|undrain HOST_ID\n"
 		     "LIMIT is one of:");
 	for (size_t i = 0; storage_limit_names[i]; i++)
 		fprintf(out, " %s", storage_limit_names[i]);
@@ -277,6 +279,49 @@ static int cli_admin__rejections(struct storage_pool *pool, int argc, char **arg
 	return 0;
 }
 
+/* `host list` and `host drain|undrain ID` (docs/deploy.md, "Drain a
+ * worker host"). */
+static int cli_admin__host(struct storage_pool *pool, int argc, char **argv)
+{
+	struct storage_host *hosts;
+	struct storage_error err;
+	size_t count;
+	int rc;
+
+	if (argc == 2 && (!strcmp(argv[0], "drain") || !strcmp(argv[0], "undrain"))) {
+		rc = storage__host_set_drain(pool, argv[1], !strcmp(argv[0], "drain"), &err);
+		if (rc == STORAGE_ERR_NOT_FOUND) {
+			fprintf(stderr, "warren admin: no host '%s'\n", argv[1]);
+			return 1;
+		}
+		if (rc)
+			return cli_admin__fail(argv[0], &err);
+		printf("host %s: %s\n", argv[1],
+		       !strcmp(argv[0], "drain")
+			   ? "draining (no new creates; its sandboxes run until they end)"
+			   : "drain lifted");
+		return 0;
+	}
+	if (argc != 1 || strcmp(argv[0], "list")) {
+		cli_admin__usage(stderr);
+		return 2;
+	}
+	if (storage__host_list(pool, &hosts, &count, &err))
+		return cli_admin__fail("hosts", &err);
+	printf("%-24s %-9s %-5s %8s %8s %-8s %s\n", "HOST", "STATE", "KIND", "CAPACITY", "RUNNING",
+	       "DRAINED", "HEARTBEAT");
+	for (size_t i = 0; i < count; i++) {
+		char beat[32];
+
+		clock__format_rfc3339(hosts[i].heartbeat_at, beat);
+		printf("%-24s %-9s %-5s %8d %8d %-8s %s\n", hosts[i].id, hosts[i].state,
+		       hosts[i].runtime, hosts[i].capacity, hosts[i].running,
+		       hosts[i].drain_requested ? "yes" : "no", beat);
+	}
+	free(hosts);
+	return 0;
+}
+
 static int cli_admin__run(int argc, char **argv)
 {
 	struct storage_settings settings;
@@ -304,6 +349,8 @@ static int cli_admin__run(int argc, char **argv)
 		rc = cli_admin__sandboxes(pool);
 	else if (!strcmp(argv[1], "rejections"))
 		rc = cli_admin__rejections(pool, argc - 2, argv + 2);
+	else if (!strcmp(argv[1], "host"))
+		rc = cli_admin__host(pool, argc - 2, argv + 2);
 	else {
 		cli_admin__usage(stderr);
 		rc = 2;
@@ -312,5 +359,6 @@ static int cli_admin__run(int argc, char **argv)
 	return rc;
 }
 
-CLI_COMMAND(admin, "admin", "teams, API keys, running sandboxes, rate-limit rejections",
+CLI_COMMAND(admin, "admin",
+	    "teams, API keys, hosts (drain), running sandboxes, rate-limit rejections",
 	    cli_admin__run)

@@ -244,7 +244,8 @@ int storage__host_heartbeat(struct storage_pool *pool, const struct storage_host
 }
 
 int storage__host_heartbeat_was(struct storage_pool *pool, const struct storage_host *host,
-				char *previous, size_t previous_len, struct storage_error *err)
+				char *previous, size_t previous_len, bool *drain_requested,
+				struct storage_error *err)
 {
 	char capacity[16], running[16], protocol[16];
 	const char *params[] = {host->id, host->address, host->runtime, capacity,
@@ -260,6 +261,21 @@ int storage__host_heartbeat_was(struct storage_pool *pool, const struct storage_
 	if (rc)
 		return rc;
 	storage__text(result, 0, 0, previous, previous_len);
+	if (drain_requested)
+		*drain_requested = storage__bool(result, 0, 1);
+	PQclear(result);
+	return STORAGE_OK;
+}
+
+int storage__host_set_drain(struct storage_pool *pool, const char *id, bool drain,
+			    struct storage_error *err)
+{
+	const char *params[] = {id, drain ? "true" : "false"};
+	PGresult *result;
+	int rc = storage__run_row(pool, STMT_HOST_SET_DRAIN, params, &result, "host", err);
+
+	if (rc)
+		return rc;
 	PQclear(result);
 	return STORAGE_OK;
 }

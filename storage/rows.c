@@ -58,6 +58,7 @@ void storage__host_from_row(const PGresult *result, int row, struct storage_host
 	out->registered_at = storage__int(result, row, 6, -1);
 	out->heartbeat_at = storage__int(result, row, 7, -1);
 	out->protocol_version = (int32_t)storage__int(result, row, 8, 1);
+	out->drain_requested = storage__bool(result, row, 9);
 }
 
 void storage__sandbox_from_row(const PGresult *result, int row, struct storage_sandbox *out)

@@ -22,7 +22,8 @@
 
 #define HOST_COLUMNS                                                                               \
 	"id, address, runtime, capacity, running, state, " STORAGE_SQL_MS(                         \
-	    "registered_at") ", " STORAGE_SQL_MS("heartbeat_at") ", protocol_version"
+	    "registered_at") ", " STORAGE_SQL_MS("heartbeat_at") ", protocol_version, "            \
+								 "drain_requested"
 
 /* The last column is created_at in microseconds, for page tokens. */
 #define SANDBOX_COLUMNS                                                                            \

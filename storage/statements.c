@@ -210,10 +210,19 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 	 " VALUES ($1, $2, $3, $4::int, $5::int, $6, $7::int) ON CONFLICT (id) DO UPDATE SET"
 	 " address = EXCLUDED.address, runtime = EXCLUDED.runtime,"
 	 " capacity = EXCLUDED.capacity, running = EXCLUDED.running,"
-	 " state = EXCLUDED.state, protocol_version = EXCLUDED.protocol_version,"
-	 " heartbeat_at = now()"
-	 " RETURNING coalesce((SELECT state FROM before), '')",
+	 " state = CASE WHEN hosts.drain_requested AND EXCLUDED.state = 'ready'"
+	 " THEN 'draining' ELSE EXCLUDED.state END,"
+	 " protocol_version = EXCLUDED.protocol_version, heartbeat_at = now()"
+	 " RETURNING coalesce((SELECT state FROM before), ''), drain_requested",
 	 7, true},
+    /* an operator's drain (0009): the state follows at once, the
+     * heartbeat keeps it */
+    [STMT_HOST_SET_DRAIN] = {"host_set_drain",
+			     "UPDATE hosts SET drain_requested = $2::bool, state = CASE"
+			     " WHEN $2::bool AND state = 'ready' THEN 'draining'"
+			     " WHEN NOT $2::bool AND state = 'draining' THEN 'ready' ELSE state END"
+			     " WHERE id = $1 RETURNING state",
+			     2, true},
 
     /* ---- sandboxes ---- */
     /* Admission and idempotency live in warren_sandbox_admit (0001). */

@@ -204,6 +204,17 @@ int kafka_consumer__subscribe(struct kafka_consumer *consumer, const char *const
 	return 0;
 }
 
+int kafka_consumer__unsubscribe(struct kafka_consumer *consumer)
+{
+	rd_kafka_resp_err_t error = rd_kafka_unsubscribe(consumer->rk);
+
+	if (error) {
+		log_error("kafka consumer: unsubscribe: %s", rd_kafka_err2str(error));
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int kafka_consumer__poll(struct kafka_consumer *consumer, int timeout_ms, struct kafka_message *msg)
 {
 	rd_kafka_message_t *message;

@@ -216,6 +216,8 @@ struct storage_host {
 	/* 0007: the highest Kafka event version the host's worker understands
 	 * (it understands 1 up to it); 0 is written as 1. */
 	int32_t protocol_version;
+	/* 0009: an operator asked to drain it (warren admin host drain). */
+	bool drain_requested;
 };
 
 /* Registers a host or refreshes it (address, runtime, capacity, running,
@@ -224,9 +226,19 @@ int storage__host_heartbeat(struct storage_pool *pool, const struct storage_host
 			    struct storage_error *err);
 /* The heartbeat (as storage__host_heartbeat) answering in previous the
  * row's state before it ("" for a new row): "down" means other hosts
- * declared this one lost meanwhile. */
+ * declared this one lost meanwhile; and in drain_requested (may be NULL)
+ * whether an operator drains the host (then the row says "draining"
+ * whatever host->state is "ready"). */
 int storage__host_heartbeat_was(struct storage_pool *pool, const struct storage_host *host,
-				char *previous, size_t previous_len, struct storage_error *err);
+				char *previous, size_t previous_len, bool *drain_requested,
+				struct storage_error *err);
+/* Sets or clears an operator's drain of host id (0009; docs/deploy.md
+ * "Drain a worker host"): a `ready` host becomes `draining` at once and
+ * its heartbeats keep it so; clearing makes a `draining` host `ready`
+ * (its next heartbeat says `draining` again while its worker stops).
+ * STORAGE_ERR_NOT_FOUND for an unknown host. */
+int storage__host_set_drain(struct storage_pool *pool, const char *id, bool drain,
+			    struct storage_error *err);
 /* Marks `down` every host not down whose heartbeat is older than
  * after_s seconds; *ids (caller frees) gets their ids, *count how many.
  * Concurrent callers each get a host once at most (one UPDATE). */

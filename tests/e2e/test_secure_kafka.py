@@ -171,9 +171,9 @@ def works(stack, hosts, proxy_port):
     sessions = stack.psql("SELECT a.usename || ':' || s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a "
                           "USING (pid) WHERE a.usename LIKE 'warren_%'")
     seen = set(sessions.split())
-    for role in ("warren_api:t", "warren_worker:t", "warren_proxy:t"):
+    for role in ("warren_api:true", "warren_worker:true", "warren_proxy:true"):
         check(role in seen, f"{role.split(':')[0]} connected over TLS: {sorted(seen)}")
-    check(not any(entry.endswith(":f") for entry in seen), f"a plaintext session: {sorted(seen)}")
+    check(not any(entry.endswith(":false") for entry in seen), f"a plaintext session: {sorted(seen)}")
     print("PostgreSQL: api, worker and proxy each on its own role, every session over TLS")
 
 

@@ -1326,7 +1326,8 @@ void worker__housekeeping(struct worker *worker)
 		 config__get("host_address", "127.0.0.1"));
 	snprintf(host.runtime, sizeof(host.runtime), "%s", runtime__name(worker->runtime));
 	snprintf(host.state, sizeof(host.state), "%s",
-		 atomic_load(&worker->stopping) ? "draining" : "ready");
+		 atomic_load(&worker->stopping) || atomic_load(&worker->draining) ? "draining"
+										  : "ready");
 	host.capacity = worker->capacity;
 	host.protocol_version = KAFKA_EVENT_VERSION;
 	/* "running": live sandboxes plus creates in hand, what capacity
@@ -1336,9 +1337,18 @@ void worker__housekeeping(struct worker *worker)
 	host.running = worker->live_count + (int32_t)in_hand;
 	pthread_mutex_unlock(&worker->lock);
 	char previous[16] = "";
-	if (storage__host_heartbeat_was(worker->storage, &host, previous, sizeof(previous), &err) ==
-		STORAGE_OK &&
-	    !strcmp(previous, "down")) {
+	bool drain = false;
+	if (storage__host_heartbeat_was(worker->storage, &host, previous, sizeof(previous), &drain,
+					&err) != STORAGE_OK) {
+		worker__declare_lost_hosts(worker);
+		return;
+	}
+	if (drain != atomic_load(&worker->draining)) {
+		log_info(drain ? "drained by an operator: no new creates; the sandboxes here run on"
+			       : "drain lifted: taking creates again");
+		atomic_store(&worker->draining, drain);
+	}
+	if (!strcmp(previous, "down")) {
 		/* Declared lost while we did not beat (a pause, a partition):
 		 * our sandboxes' rows are failed already; what still runs here
 		 * would be unaccounted for, so it stops. */

@@ -48,7 +48,8 @@ struct consumer_thread {
 	struct kafka_consumer *consumer;
 	struct kafka_producer *dlq;
 	const char *name;
-	bool creates; /* the create topics: a pool of threads, paused at capacity */
+	bool creates;	   /* the create topics: a pool of threads, paused at capacity */
+	bool unsubscribed; /* creates: left the group while the host is drained */
 	pthread_t thread;
 };
 
@@ -123,6 +124,24 @@ static int worker__run_create(void *opaque, const struct kafka_event *command)
 	return rc;
 }
 
+/* An operator's drain (hosts.drain_requested, docs/deploy.md): the
+ * creates consumer leaves the shared topics' group, so their partitions go
+ * to the other workers, and joins again when the drain is lifted. The
+ * creates in hand finish; the consumer is this thread's, so it is done
+ * here. */
+static void worker__follow_drain(struct consumer_thread *ct)
+{
+	struct worker *worker = ct->worker;
+	bool drain = atomic_load(&worker->draining);
+	const char *topics[] = {worker->commands_topic, worker->runtime_topic};
+
+	if (drain == ct->unsubscribed)
+		return;
+	if (drain ? kafka_consumer__unsubscribe(ct->consumer) == 0
+		  : kafka_consumer__subscribe(ct->consumer, topics, 2) == 0)
+		ct->unsubscribed = drain;
+}
+
 static void *worker__consume(void *opaque)
 {
 	struct consumer_thread *ct = opaque;
@@ -133,8 +152,10 @@ static void *worker__consume(void *opaque)
 		struct kafka_event ev = {0};
 		int rc;
 
-		if (ct->creates)
+		if (ct->creates) {
+			worker__follow_drain(ct);
 			worker__pace_creates(ct);
+		}
 		rc = kafka_consumer__next_event(ct->consumer, ct->dlq, worker->dlq_topic,
 						ct->creates ? 50 : 200, &msg, &ev);
 		if (ct->creates)

@@ -60,6 +60,9 @@ struct worker {
 	uint64_t handoff_checked_ms;  /* when the hosts table was last asked */
 	bool handoff_room;	      /* its answer: another host has room */
 	atomic_bool stopping;
+	/* an operator drains this host (hosts.drain_requested, read by each
+	 * heartbeat): the creates thread leaves the shared topics' group */
+	atomic_bool draining;
 	uint64_t last_heartbeat_ms;    /* main thread only (housekeeping) */
 	int64_t last_metrics_prune_ms; /* main thread only (metrics.c) */
 	int64_t last_logs_ms;	       /* main thread only (metrics.c) */

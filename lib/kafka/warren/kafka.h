@@ -185,6 +185,11 @@ void kafka_consumer__free(struct kafka_consumer *consumer);
 /* Subscribes to topics (replacing any earlier subscription). */
 int kafka_consumer__subscribe(struct kafka_consumer *consumer, const char *const *topics,
 			      size_t count);
+/* Drops the subscription: the group's rebalance takes this member's
+ * partitions away (the revoke callback runs from a later poll) and gives
+ * them to the other members; the consumer stays open and may subscribe
+ * again. 0, or -EINVAL (logged). */
+int kafka_consumer__unsubscribe(struct kafka_consumer *consumer);
 /* Waits up to timeout_ms for a message. 1: msg filled (release it); 0:
  * none (timeout, or a transient error that was logged); -EIO: fatal.
  * Rebalances and their commits happen inside this call, so keep calling
