@@ -2,7 +2,7 @@
 -- table and the sandbox state machine). Applied by `warren migrate` inside
 -- one transaction; never edit this file once applied, add 0002_... instead.
 
--- Plan table of E2B-FACTS.md ("Limits"): the defaults a team gets from its
+-- Plan table of docs/e2b-compatibility.md ("Limits"): the defaults a team gets from its
 -- tier. Enterprise is "custom" there: it starts from these values and an
 -- admin changes them per team (`warren admin team set-limit`).
 CREATE TABLE tiers (
@@ -45,7 +45,7 @@ CREATE TABLE teams (
 		CHECK (tier = 'enterprise' OR concurrent_sandboxes <= 1100)
 );
 
--- API keys: only the SHA-256 of the key is stored (E2B-FACTS.md, REST API).
+-- API keys: only the SHA-256 of the key is stored (docs/e2b-compatibility.md, "REST API").
 CREATE TABLE api_keys (
 	id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
 	team_id uuid NOT NULL REFERENCES teams(id) ON DELETE CASCADE,
@@ -96,7 +96,7 @@ CREATE TABLE sandboxes (
 	end_at timestamptz NOT NULL,
 	-- Egress policy as given to the API ({allowOut, denyOut,
 	-- allowPublicTraffic, maskRequestHost, ...}); never secrets. Env vars
-	-- and tokens are not stored: tokens are derived (E2B-FACTS.md).
+	-- and tokens are not stored: tokens are derived (docs/e2b-compatibility.md).
 	network jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(network) = 'object'),
 	metadata jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
 	secure boolean NOT NULL DEFAULT false,
@@ -198,7 +198,7 @@ CREATE TABLE rate_limit_rejections (
 );
 
 -- Admit a new sandbox only while the team's starting+running count is
--- below its concurrent_sandboxes limit (E2B-FACTS.md, Limits). The team
+-- below its concurrent_sandboxes limit (docs/e2b-compatibility.md, "Limits"). The team
 -- row lock serializes admissions of one team across every API instance;
 -- each statement below takes a fresh snapshot (READ COMMITTED, volatile
 -- function), so the count sees every admission committed before the lock

@@ -41,6 +41,33 @@ const char *storage__default_migrations_dir(void)
 	return "/usr/share/warren/migrations";
 }
 
+/* Files whose comments were reworded after release, the SQL unchanged:
+ * a database that recorded the old checksum is not "modified" when the
+ * file now has the new one. Each entry: version, old sha256, new sha256. */
+static const struct {
+	int version;
+	const char *applied_sha256;
+	const char *file_sha256;
+} migration_rewordings[] = {
+    /* 0001: its comments cite docs/e2b-compatibility.md */
+    {1, "cc4d4e8823899e6072bb35b01337ceb89a6d206ab79783c92ecbe94c8a8ab038",
+     "d2abf8652d4d3189e80cc9e918f8154effa81fb3313ade2a73924320593f5322"},
+};
+
+/* True when the applied migration's checksum matches the file's (or one
+ * is a listed rewording of the other). */
+static bool migration__same(int version, const char *applied_sha256, const char *file_sha256)
+{
+	if (!strcmp(applied_sha256, file_sha256))
+		return true;
+	for (size_t i = 0; i < sizeof(migration_rewordings) / sizeof(migration_rewordings[0]); i++)
+		if (migration_rewordings[i].version == version &&
+		    !strcmp(migration_rewordings[i].applied_sha256, applied_sha256) &&
+		    !strcmp(migration_rewordings[i].file_sha256, file_sha256))
+			return true;
+	return false;
+}
+
 /* "0001_initial.sql" -> 1; -1 for any other name. */
 static int migration__version(const char *name)
 {
@@ -380,7 +407,7 @@ int storage__migrate_settings(const struct storage_settings *settings, const cha
 					   applied[i].name, dir);
 			goto out;
 		}
-		if (strcmp(file->sha256, applied[i].sha256)) {
+		if (!migration__same(applied[i].version, applied[i].sha256, file->sha256)) {
 			rc =
 			    storage__fail(err, STORAGE_ERR_CONFLICT,
 					  "migration %s/%s was modified after it was applied "
@@ -470,7 +497,8 @@ int storage__migrate_status_settings(const struct storage_settings *settings, co
 				continue;
 			status->applied = true;
 			status->applied_at = applied[j].applied_at;
-			status->modified = strcmp(applied[j].sha256, files[i].sha256) != 0;
+			status->modified =
+			    !migration__same(files[i].version, applied[j].sha256, files[i].sha256);
 		}
 	}
 	for (size_t j = 0; j < applied_rows; j++) {

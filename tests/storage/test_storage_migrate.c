@@ -154,6 +154,41 @@ static void test_apply_then_noop(void **state)
 	free(statuses);
 }
 
+/* 0001's comments were reworded after release: a database that recorded
+ * the old checksum is neither refused nor reported modified. */
+static void test_reworded_migration_accepted(void **state)
+{
+	struct test_db *db = *state;
+	struct storage_error err;
+	struct storage_migration_status *statuses;
+	size_t count;
+	int applied = -1;
+	char value[64];
+
+	assert_int_equal(storage__migrate(db->url, test_db__migrations_dir(), &applied, &err),
+			 STORAGE_OK);
+	assert_true(
+	    test_db__sql(db,
+			 "UPDATE schema_migrations SET sha256 = 'cc4d4e8823899e6072bb35b01337ceb89a"
+			 "6d206ab79783c92ecbe94c8a8ab038' WHERE version = 1 RETURNING version",
+			 value, sizeof(value)));
+	assert_int_equal(storage__migrate(db->url, test_db__migrations_dir(), &applied, &err),
+			 STORAGE_OK);
+	assert_int_equal(applied, 0);
+	assert_int_equal(
+	    storage__migrate_status(db->url, test_db__migrations_dir(), &statuses, &count, &err),
+	    STORAGE_OK);
+	assert_false(statuses[0].modified);
+	free(statuses);
+	/* another checksum is still a modification */
+	assert_true(test_db__sql(db,
+				 "UPDATE schema_migrations SET sha256 = 'dd' || substr(sha256, 3)"
+				 " WHERE version = 1 RETURNING version",
+				 value, sizeof(value)));
+	assert_int_equal(storage__migrate(db->url, test_db__migrations_dir(), &applied, &err),
+			 STORAGE_ERR_CONFLICT);
+}
+
 static void test_modified_file_refused(void **state)
 {
 	struct test_db *db = *state;
@@ -264,6 +299,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_apply_then_noop, db_setup, db_teardown),
 	    cmocka_unit_test_setup_teardown(test_modified_file_refused, db_setup, db_teardown),
+	    cmocka_unit_test_setup_teardown(test_reworded_migration_accepted, db_setup,
+					    db_teardown),
 	    cmocka_unit_test_setup_teardown(test_failing_file_rolls_back, db_setup, db_teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_migrate, db_setup, db_teardown),
 	};
