@@ -179,7 +179,9 @@ def main():
                                              for k in objects_before))
         worker_rss = subprocess.run(["ps", "-o", "rss=", "-p", str(stack.processes["worker"].pid)],
                                     capture_output=True, text=True).stdout.strip()
-        print(f"warren-worker RSS {int(worker_rss or 0) / 1024:.0f} MiB")
+        fds = [int(fd) for fd in os.listdir(f"/proc/{stack.processes['worker'].pid}/fd")]
+        print(f"warren-worker RSS {int(worker_rss or 0) / 1024:.0f} MiB, {len(fds)} descriptors "
+              f"({sum(fd < 1024 for fd in fds)} below 1024)")
 
         v2, body = timed_get(stack, "/v2/sandboxes", args.list_rounds)
         v1, all_rows = timed_get(stack, "/sandboxes", args.list_rounds)
