@@ -169,6 +169,40 @@ static int write_file(const char *path, const char *value)
 	return n == (ssize_t)strlen(value) ? 0 : -EIO;
 }
 
+/* Raises one IPv4 neighbour-table threshold of the host to at least want
+ * (never lowers it). */
+static void neighbour_threshold_at_least(const char *name, unsigned want)
+{
+	char path[96], value[32] = "";
+	FILE *file;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/neigh/default/%s", name);
+	file = fopen(path, "re");
+	if (file) {
+		if (!fgets(value, sizeof(value), file))
+			value[0] = '\0';
+		fclose(file);
+	}
+	if (!value[0] || strtoul(value, NULL, 10) >= want)
+		return; /* enough, or a namespace without its own (the table is the host's) */
+	snprintf(value, sizeof(value), "%u", want);
+	if (write_file(path, value) == 0)
+		log_info("net: host neighbour table %s raised to %u for the slots", name, want);
+	else
+		log_warn("net: cannot raise %s to %u: slots past the host's neighbour table "
+			 "will be unreachable", path, want);
+}
+
+/* Every slot in use has a neighbour entry on the host (its address on its
+ * veth); the kernel's default hard limit is 1,024 entries for the whole
+ * host ("neighbor table overflow": about 850 of 1,000 sandboxes answered
+ * before). Room for every slot twice over plus the host's own. */
+static void host_neighbour_room(unsigned slots)
+{
+	neighbour_threshold_at_least("gc_thresh2", slots + 512);
+	neighbour_threshold_at_least("gc_thresh3", 2 * slots + 1024);
+}
+
 /* A libnftables context; its netlink socket belongs to the namespace of
  * the thread that creates it, for its whole life (the host's is made once;
  * a slot's is made inside the slot for each command, slot_nft: about
@@ -1253,6 +1287,8 @@ static int host_setup(void *arg)
 	free(text);
 	if (rc == 0)
 		rc = write_file("/proc/sys/net/ipv4/ip_forward", "1");
+	if (rc == 0)
+		host_neighbour_room(pool->capacity);
 	return rc;
 }
 
