@@ -148,12 +148,55 @@ def throughput_phase(stack, label, count, concurrency, workers, via_kafka=False)
     return row, kill
 
 
+def warm_served(stack, name):
+    """How many creates the worker `name` has served from its warm pool so far."""
+    return len(re.findall(r"sandbox \S+: running \(.*, warm\)", stack.log(name)))
+
+
+def print_rows(title, rows):
+    print(f"\n## {title}")
+    print(f"{'run':<16} {'created':>9} {'per s':>6} {'p50 ms':>7} {'p99 ms':>7}  cpu (processes: of one core; machine: of all)   hosts")
+    for label, created, count, rate, p50, p99, cpu, hosts in rows:
+        print(f"{label:<16} {created:>4}/{count:<4} {rate:6.1f} {p50:7d} {p99:7d}  {cpu:<40} {hosts}")
+
+
+def inflight_runs(stack, args, inflight):
+    """Sustained creates with each number in flight, cold then warm (a pool
+    of max(--warm, --throughput), full before each run): the same worker
+    settings, one after the other in one run."""
+    rows = []
+    stack.kill("worker")
+    env = {"WARREN_WORKER_CREATE_CONCURRENCY": str(max(inflight))}
+    stack.spawn("worker-cold", "warren-worker", **env)
+    stack.wait_log("worker-cold", "assigned", 60)
+    for count in inflight:
+        row, _ = throughput_phase(stack, f"cold-{count}", args.throughput, count, ["worker-cold"])
+        rows.append(row)
+    stack.kill("worker-cold")
+    pool = max(args.warm, args.throughput)
+    stack.spawn("worker-warm", "warren-worker", WARREN_WARM_POOL=f"minimal:{pool}", **env)
+    for count in inflight:
+        wait_warm_full(stack, "worker-warm", pool, timeout=900)
+        served = warm_served(stack, "worker-warm")
+        row = throughput_phase(stack, f"warm-{count}", args.throughput, count, ["worker-warm"])[0]
+        row = row[:-1] + (f"{warm_served(stack, 'worker-warm') - served} served warm",)
+        rows.append(row)
+    wait_warm_full(stack, "worker-warm", pool, timeout=900)
+    latency_phase(stack, args.latency, "worker-warm", "warm-latency")
+    stack.kill("worker-warm")
+    print_rows(f"sustained creates, {args.throughput} per run, in flight {','.join(map(str, inflight))}, "
+               f"create concurrency {max(inflight)}, cold then warm pool {pool}", rows)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency", type=int, default=40, help="sequential creates for the latency split")
     parser.add_argument("--throughput", type=int, default=60, help="creates per throughput run")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warm", type=int, default=32, help="warm pool size for the warm runs (0: none)")
+    parser.add_argument("--inflight", default="",
+                        help="comma list (e.g. 16,100): only the cold and warm sustained runs with that many "
+                             "creates in flight, and the warm latency (instead of the serial/two-worker runs)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (namespaces, cgroups)")
@@ -164,7 +207,10 @@ def main():
         batch(stack, "create", "--count", "3", "--template", "minimal", "--metadata", "phase=warmup")
         batch(stack, "kill", "--metadata", "phase=warmup")
         latency_phase(stack, args.latency)
-
+        if args.inflight:
+            inflight_runs(stack, args, [int(x) for x in args.inflight.split(",")])
+            print(f"load average now: {open('/proc/loadavg').read().split()[:3]} on {os.cpu_count()} CPUs")
+            return 0
         rows = []
         # The same worker taking one create at a time (the setting
         # worker_create_concurrency=1: how every worker ran before the

@@ -9,6 +9,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -24,7 +27,7 @@
 #include "listeners.h"
 #include "warren/log.h"
 
-#define MAX_LISTENERS_READ 65536 /* lines of /proc/net/tcp{,6} looked at */
+#define MAX_LISTENERS_READ 65536 /* listeners looked at */
 
 enum handle_kind { HANDLE_LISTENER, HANDLE_CLIENT, HANDLE_SERVER };
 
@@ -260,27 +263,105 @@ static void connections_reap(void)
 
 /* --- which ports to forward --- */
 
+/* Appends one listener to list; false when it cannot grow. */
+static bool listeners_append(struct tcp_listener **list, size_t *count, size_t *cap,
+			     const struct tcp_listener *listener)
+{
+	struct tcp_listener *grown;
+
+	if (*count >= MAX_LISTENERS_READ)
+		return false;
+	if (*count == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		grown = realloc(*list, *cap * sizeof(**list));
+		if (!grown)
+			return false;
+		*list = grown;
+	}
+	(*list)[(*count)++] = *listener;
+	return true;
+}
+
+/* The LISTEN sockets of family (AF_INET, AF_INET6) through the kernel's
+ * sock_diag netlink dump with only the LISTEN state asked for: the kernel
+ * then walks its listening hash alone. Reading /proc/net/tcp walks the
+ * whole established hash, which is global to the host (sized by its
+ * memory) and only filtered by namespace: about a millisecond per read on
+ * a 24 GiB host, paid every second by every sandbox. Returns false when
+ * sock_diag is unavailable (a guest kernel built without INET_DIAG): the
+ * caller reads /proc instead. */
+static bool diag_listeners(int family, struct tcp_listener **list, size_t *count, size_t *cap)
+{
+	struct {
+		struct nlmsghdr header;
+		struct inet_diag_req_v2 request;
+	} query = {
+	    .header = {.nlmsg_len = sizeof(query),
+		       .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+		       .nlmsg_seq = 1},
+	    .request = {.sdiag_family = (uint8_t)family,
+			.sdiag_protocol = IPPROTO_TCP,
+			.idiag_states = 1u << 10 /* TCP_LISTEN */},
+	};
+	static char buffer[16384] __attribute__((aligned(NLMSG_ALIGNTO)));
+	bool done = false, ok = false;
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+
+	if (fd < 0)
+		return false;
+	if (send(fd, &query, sizeof(query), 0) != (ssize_t)sizeof(query))
+		goto out;
+	while (!done) {
+		ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+		struct nlmsghdr *header = (struct nlmsghdr *)buffer;
+
+		if (n <= 0)
+			goto out;
+		for (; NLMSG_OK(header, (size_t)n); header = NLMSG_NEXT(header, n)) {
+			const struct inet_diag_msg *msg = NLMSG_DATA(header);
+			struct tcp_listener listener = {.family = family};
+
+			if (header->nlmsg_type == NLMSG_DONE) {
+				done = true;
+				break;
+			}
+			if (header->nlmsg_type == NLMSG_ERROR)
+				goto out;
+			if (header->nlmsg_len < NLMSG_LENGTH(sizeof(*msg)) ||
+			    msg->idiag_family != family || msg->idiag_state != 10)
+				continue;
+			listener.port = ntohs(msg->id.idiag_sport);
+			listener.inode = msg->idiag_inode;
+			if (family == AF_INET)
+				listener.addr4.s_addr = msg->id.idiag_src[0];
+			else
+				memcpy(&listener.addr6, msg->id.idiag_src, sizeof(listener.addr6));
+			if (!listeners_append(list, count, cap, &listener))
+				break;
+		}
+	}
+	ok = true;
+out:
+	close(fd);
+	return ok;
+}
+
 /* The LISTEN sockets of one /proc/net file appended to list. */
 static void read_listeners(const char *path, int family, struct tcp_listener **list, size_t *count,
 			   size_t *cap)
 {
 	FILE *file = fopen(path, "re");
 	char line[512];
-	struct tcp_listener listener, *grown;
+	struct tcp_listener listener;
 
 	if (!file)
 		return;
-	while (*count < MAX_LISTENERS_READ && fgets(line, sizeof(line), file)) {
+	while (fgets(line, sizeof(line), file)) {
 		if (!listeners__parse_line(line, family, &listener))
 			continue;
-		if (*count == *cap) {
-			*cap = *cap ? *cap * 2 : 64;
-			grown = realloc(*list, *cap * sizeof(**list));
-			if (!grown)
-				break;
-			*list = grown;
-		}
-		(*list)[(*count)++] = listener;
+		if (!listeners_append(list, count, cap, &listener))
+			break;
 	}
 	fclose(file);
 }
@@ -423,8 +504,12 @@ static void forward_scan(void)
 	size_t count = 0, cap = 0, i;
 	int address_count = own_addresses(addresses, FORWARD_MAX_ADDRESSES), a;
 
-	read_listeners("/proc/net/tcp", AF_INET, &list, &count, &cap);
-	read_listeners("/proc/net/tcp6", AF_INET6, &list, &count, &cap);
+	if (!diag_listeners(AF_INET, &list, &count, &cap) ||
+	    !diag_listeners(AF_INET6, &list, &count, &cap)) {
+		count = 0;
+		read_listeners("/proc/net/tcp", AF_INET, &list, &count, &cap);
+		read_listeners("/proc/net/tcp6", AF_INET6, &list, &count, &cap);
+	}
 	for (forward = forwards; forward; forward = forward->next)
 		forward->seen = false;
 	for (i = 0; i < count; i++) {

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -18,6 +20,7 @@
 #include "warren/check.h"
 #include "warren/clock.h"
 #include "warren/config.h"
+#include "warren/fds.h"
 #include "warren/ids.h"
 #include "warren/net_address.h"
 #include "warren/tokens.h"
@@ -244,6 +247,42 @@ static void test_check_fails_loudly(void **state)
 	assert_non_null(strstr(out, "check failed: zero == 1"));
 }
 
+/* A kept descriptor moves above select()'s range, close-on-exec, the old
+ * number closed; with the open-file limit at 1024 it stays where it is. */
+static void test_fds_keep_high(void **state)
+{
+	struct rlimit limit, low;
+	int fd = open("/dev/null", O_RDONLY), high, kept;
+
+	(void)state;
+	assert_true(fd >= 0 && fd < 1024);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &limit), 0);
+	if (limit.rlim_cur <= 1024) {
+		low = limit; /* raise it to the hard limit if that allows */
+		low.rlim_cur = limit.rlim_max > 2048 ? 2048 : limit.rlim_max;
+		if (low.rlim_cur <= 1024 || setrlimit(RLIMIT_NOFILE, &low)) {
+			close(fd);
+			skip(); /* cannot have a descriptor above 1023 here */
+		}
+	}
+	high = fds__keep_high(fd);
+	assert_true(high >= 1024);
+	assert_int_equal(fcntl(fd, F_GETFD), -1); /* the old number is closed */
+	assert_true(fcntl(high, F_GETFD) & FD_CLOEXEC);
+	assert_int_equal(fds__keep_high(high), high); /* already high: unchanged */
+	close(high);
+
+	low = limit;
+	low.rlim_cur = limit.rlim_max < 1024 ? limit.rlim_max : 1024;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	fd = open("/dev/null", O_RDONLY);
+	kept = fds__keep_high(fd);
+	assert_int_equal(kept, fd); /* no room above 1023: kept low, still open */
+	assert_true(fcntl(kept, F_GETFD) >= 0);
+	close(kept);
+	setrlimit(RLIMIT_NOFILE, &limit);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -261,6 +300,7 @@ int main(void)
 	    cmocka_unit_test(test_sibling_binary),
 	    cmocka_unit_test(test_check_passes),
 	    cmocka_unit_test(test_check_fails_loudly),
+	    cmocka_unit_test(test_fds_keep_high),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

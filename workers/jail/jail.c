@@ -31,6 +31,7 @@
 #include "jail_userns.h"
 #include "warren/binary_path.h"
 #include "warren/clock.h"
+#include "warren/fds.h"
 #include "warren/log.h"
 
 #ifndef NSFS_MAGIC
@@ -927,6 +928,7 @@ static int jail_start__spawn(struct jail_start *start)
 	if (pid < 0)
 		return -1;
 	jail->pid = (pid_t)pid;
+	jail->pidfd = fds__keep_high(jail->pidfd); /* kept for the jail's life */
 	close_fd(&start->go[0]);
 	close_fd(&start->status_pipe[1]);
 	return 0;

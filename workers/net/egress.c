@@ -790,7 +790,7 @@ static void loop_accept(struct egress_loop *loop, int listen_fd, bool tls)
 			close(fd);
 			continue;
 		}
-		c = calloc(1, sizeof(*c));
+		c = malloc(sizeof(*c)); /* the assignment below clears it */
 		if (!c) {
 			egress_release(pool, slot);
 			close(fd);
@@ -819,7 +819,12 @@ static void loop_accept(struct egress_loop *loop, int listen_fd, bool tls)
 		if (loop->conns)
 			loop->conns->prev = c;
 		loop->conns = c;
-		conn_watch(c, EP_CLIENT, EPOLLIN);
+		/* The request head usually came with the handshake: read it
+		 * now, and wait for the client only if it did not (saves an
+		 * epoll add, a wake-up and a delete per connection). */
+		conn_on_head(c);
+		if (!c->closed && c->state == CONN_HEAD)
+			conn_watch(c, EP_CLIENT, EPOLLIN);
 	}
 }
 

@@ -22,8 +22,7 @@ struct net_slot {
 	bool in_use;   /* acquired by a sandbox */
 	bool creating; /* index reserved while being created */
 	int netns_fd;
-	struct nft_ctx *nft;	  /* bound to the slot's namespace at creation */
-	pthread_mutex_t nft_lock; /* an nft_ctx is not thread-safe */
+	pthread_mutex_t nft_lock; /* one nft command at a time in the slot */
 	enum net_runtime runtime;
 	struct net_policy *policy;	/* the pool's copy, guarded by the pool lock */
 	struct net_slot_counters base;	/* banked when a policy table was replaced */

@@ -296,6 +296,42 @@ struct create_ctx {
 	uint64_t step_ns[TIME_COUNT]; /* for the timing debug line (bench/pipeline reads it) */
 };
 
+/* Publishes the outcome of a redelivered create whose sandbox is no
+ * longer starting: the recorded one when the request finished; when the
+ * worker died between the durable `running` and recording the outcome
+ * (row->started_at set, request pending), the created result that was
+ * due. Returns 1 when it published, 0 when there is no such outcome,
+ * -EAGAIN when PostgreSQL is away or the produce failed. */
+static int worker__repeat_outcome(struct worker *worker, const struct kafka_event *command,
+				  const struct storage_sandbox *row,
+				  const struct storage_template *template_row)
+{
+	struct storage_request request = {0};
+	struct storage_error err;
+	int rc = storage__request_get(worker->storage, command->request_id, &request, &err);
+
+	if (rc == STORAGE_ERR_UNAVAILABLE)
+		return -EAGAIN;
+	if (rc || strcmp(request.sandbox_id, command->sandbox_id)) {
+		rc = 0;
+	} else if (request.status != STORAGE_REQUEST_PENDING && json_is_object(request.result)) {
+		rc = worker__publish(worker, command,
+				     request.status == STORAGE_REQUEST_FAILED ? KAFKA_EVENT_FAILED
+									      : KAFKA_EVENT_CREATED,
+				     json_incref(request.result));
+		rc = rc ? -EAGAIN : 1;
+	} else if (request.status == STORAGE_REQUEST_PENDING && row->started_at > 0) {
+		rc = worker__finish(
+		    worker, command, KAFKA_EVENT_CREATED,
+		    worker__created_result(worker, row, template_row->agent_version));
+		rc = rc ? -EAGAIN : 1;
+	} else {
+		rc = 0;
+	}
+	storage__request_clear(&request);
+	return rc;
+}
+
 /* The row: admitted here when the command came straight to Kafka; a
  * redelivery of a finished create repeats its event; a create that is no
  * longer starting, of another team or for another runtime ends here. */
@@ -326,6 +362,17 @@ static enum create_outcome create__check_row(struct create_ctx *ctx)
 		return CREATE_DONE;
 	}
 	if (ctx->row.state != STORAGE_SANDBOX_STARTING) {
+		/* A redelivery of a create finished earlier whose sandbox ended
+		 * since (e.g. lost when the worker restarted): its first outcome
+		 * again, never a second, different one. */
+		if (storage__template_get(worker->storage, ctx->row.template_id, &ctx->template_row,
+					  &err))
+			ctx->template_row.agent_version[0] = '\0';
+		rc = worker__repeat_outcome(worker, command, &ctx->row, &ctx->template_row);
+		if (rc == -EAGAIN)
+			return CREATE_RETRY;
+		if (rc > 0)
+			return CREATE_DONE;
 		/* Killed (or failed) before we got to it: nothing to start. */
 		snprintf(ctx->reason, sizeof(ctx->reason), "sandbox is %s, not starting",
 			 storage__sandbox_state_name(ctx->row.state));
