@@ -17,8 +17,9 @@
 
 #include "netenv.h"
 
-#define UPSTREAM     "198.51.100.20" /* bench.test in the fake internet's DNS */
-#define STREAM_BYTES (64u << 20)
+#define UPSTREAM	"198.51.100.20" /* bench.test in the fake internet's DNS */
+#define DIRECT_UPSTREAM "198.51.100.21" /* the same server, another address */
+#define STREAM_BYTES	(64u << 20)
 
 static double now_s(void)
 {
@@ -43,22 +44,33 @@ static void report(const char *what, double *samples, int n)
 }
 
 /* ---- upstream server in the fake internet (port 80 of UPSTREAM) ---------
- * "GET /stream" -> STREAM_BYTES of zeros; anything else -> "ok". */
+ * "GET /stream" -> STREAM_BYTES of zeros; anything else -> "ok".
+ *
+ * The proxied and the direct clients dial the server on two addresses.
+ * Both leave the host from its one uplink address (the proxy's own
+ * connections, the direct slot's masqueraded), and each kernel clock
+ * stamps TCP timestamps with its own offset per address pair: on one
+ * address the server's TIME_WAIT entries of one kind then refuse the
+ * other kind's SYNs on a reused port (PAWS, RFC 7323 section 5), a 1 s
+ * SYN retransmission each, which measured the sharing, not the proxy. */
 
-static int listen_fd = -1;
+static int listen_fds[2] = {-1, -1};
 
 static int open_listener(void *arg)
 {
-	struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(80)};
+	const char *addresses[2] = {UPSTREAM, DIRECT_UPSTREAM};
 	int one = 1;
 
 	(void)arg;
-	inet_pton(AF_INET, UPSTREAM, &address.sin_addr);
-	listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(listen_fd, (struct sockaddr *)&address, sizeof(address)) != 0 ||
-	    listen(listen_fd, 1024) != 0)
-		return -errno;
+	for (int i = 0; i < 2; i++) {
+		struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(80)};
+		inet_pton(AF_INET, addresses[i], &address.sin_addr);
+		listen_fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		setsockopt(listen_fds[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(listen_fds[i], (struct sockaddr *)&address, sizeof(address)) != 0 ||
+		    listen(listen_fds[i], 1024) != 0)
+			return -errno;
+	}
 	return 0;
 }
 
@@ -98,7 +110,8 @@ out:
 
 static void *upstream_thread(void *arg)
 {
-	(void)arg;
+	int listen_fd = listen_fds[(intptr_t)arg];
+
 	for (;;) {
 		int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		pthread_t thread;
@@ -243,7 +256,7 @@ int main(int argc, char **argv)
 	struct client_job direct, proxied;
 	pthread_t upstream;
 	int rc, inet_fd;
-	char path[96];
+	char path[96], command[160];
 
 	if (cycles < 2)
 		cycles = 2;
@@ -296,12 +309,16 @@ int main(int argc, char **argv)
 	/* Proxy vs direct, same namespaces, same upstream. */
 	snprintf(path, sizeof(path), "/run/netns/%s", netenv.inet_ns);
 	inet_fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (inet_fd < 0 || netns__run(inet_fd, open_listener, NULL) != 0) {
+	snprintf(command, sizeof(command), "ip -n %s addr add %s/32 dev lo", netenv.inet_ns,
+		 DIRECT_UPSTREAM);
+	if (inet_fd < 0 || system(command) != 0 || netns__run(inet_fd, open_listener, NULL) != 0) {
 		fprintf(stderr, "bench: upstream server could not listen\n");
 		return 1;
 	}
-	pthread_create(&upstream, NULL, upstream_thread, NULL);
-	pthread_detach(upstream);
+	for (intptr_t i = 0; i < 2; i++) {
+		pthread_create(&upstream, NULL, upstream_thread, (void *)i);
+		pthread_detach(upstream);
+	}
 	if (net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, NULL, &direct_slot) < 0 ||
 	    net_pool__acquire(netenv.pool, NET_RUNTIME_JAIL, domains, &proxy_slot) < 0)
 		return 1;
@@ -314,7 +331,7 @@ int main(int argc, char **argv)
 		int clients = client_counts[step];
 		char what[32];
 
-		direct = run_clients(&direct_slot, UPSTREAM, false, seconds, clients);
+		direct = run_clients(&direct_slot, DIRECT_UPSTREAM, false, seconds, clients);
 		proxied = run_clients(&proxy_slot, "203.0.113.10", false, seconds, clients);
 		snprintf(what, sizeof(what), "%d client%s", clients, clients > 1 ? "s" : "");
 		print_pair(what, "conn/s", direct.connections / direct.elapsed,
@@ -323,7 +340,7 @@ int main(int argc, char **argv)
 			printf("  (failures: direct %llu, proxied %llu)\n",
 			       (unsigned long long)direct.failures,
 			       (unsigned long long)proxied.failures);
-		direct = run_clients(&direct_slot, UPSTREAM, true, seconds, clients);
+		direct = run_clients(&direct_slot, DIRECT_UPSTREAM, true, seconds, clients);
 		proxied = run_clients(&proxy_slot, "203.0.113.10", true, seconds, clients);
 		print_pair(what, "MB/s  ", direct.bytes / direct.elapsed / 1e6,
 			   proxied.bytes / proxied.elapsed / 1e6);
@@ -331,7 +348,8 @@ int main(int argc, char **argv)
 	printf("  (conn/s: one request per connection; MB/s: %u MiB downloads)\n",
 	       STREAM_BYTES >> 20);
 	net_policy__free(domains);
-	close(listen_fd);
+	close(listen_fds[0]);
+	close(listen_fds[1]);
 	netenv__down();
 	return 0;
 }
