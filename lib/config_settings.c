@@ -187,6 +187,14 @@ static const struct config_setting config_table[] = {
     {"proxy_ops_window_s", CONFIG_INT, 1, 86400, NULL, "60", "s", "proxy", 0,
      "window of proxy_ops_per_ip"},
     {"proxy_threads", CONFIG_INT, 1, 1024, NULL, "2", "", "proxy", 0, "proxy event-loop threads"},
+    {"proxy_tls_cert_file", CONFIG_PATH, 0, 0, NULL, NULL, "", "proxy", 0,
+     "PEM certificate chain for *.<domain>: warren-proxy also serves HTTPS on proxy_tls_listen "
+     "(reloaded on SIGHUP)"},
+    {"proxy_tls_key_file", CONFIG_PATH, 0, 0, NULL, NULL, "", "proxy", 0,
+     "PEM private key of proxy_tls_cert_file (readable by the service only)"},
+    {"proxy_tls_listen", CONFIG_HOST_PORT, 0, 0, NULL, NULL, "", "proxy", 0,
+     "address of warren-proxy's HTTPS listener (with proxy_tls_cert_file and "
+     "proxy_tls_key_file; unset: none)"},
     {"runtime", CONFIG_STRING, 0, 0, "vm|jail", "probed: vm with hardware KVM, else jail", "",
      "worker", 0, "force this host's sandbox runtime"},
     {"sandbox_cpu_count", CONFIG_INT, 1, 1024, NULL, "2", "", "api, worker", 0,

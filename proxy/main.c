@@ -18,10 +18,14 @@
 
 static struct proxy_server *running_server;
 
+/* SIGINT/SIGTERM stop; SIGHUP reloads the TLS certificate (renewal). */
 static void proxy__on_signal(int signal_number)
 {
-	(void)signal_number;
-	if (running_server)
+	if (!running_server)
+		return;
+	if (signal_number == SIGHUP)
+		proxy__reload_tls(running_server);
+	else
 		proxy__stop(running_server);
 }
 
@@ -118,9 +122,13 @@ int main(void)
 	action.sa_handler = proxy__on_signal;
 	sigaction(SIGINT, &action, NULL);
 	sigaction(SIGTERM, &action, NULL);
+	sigaction(SIGHUP, &action, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	log_info("listening on %s:%u, domain %s, %d threads", settings.listen_host,
 		 settings.listen_port, settings.domain, settings.threads);
+	if (settings.tls)
+		log_info("listening on %s:%u with TLS (%s)", settings.tls_listen_host,
+			 settings.tls_listen_port, settings.tls_cert_file);
 	service__notify("READY=1"); /* systemd Type=notify */
 	rc = proxy__run(server) == 0 ? 0 : 1;
 	service__notify("STOPPING=1");

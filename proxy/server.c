@@ -16,6 +16,7 @@
 #include "http.h"
 #include "route.h"
 #include "server.h"
+#include "tls.h"
 #include "warren/check.h"
 #include "warren/clock.h"
 #include "warren/config.h"
@@ -29,7 +30,7 @@
 #define PROXY_TOKEN_MAX	   256
 
 /* epoll_data.u64 = pointer | tag */
-enum { TAG_LISTENER = 0, TAG_CLIENT = 1, TAG_UPSTREAM = 2 };
+enum { TAG_LISTENER = 0, TAG_CLIENT = 1, TAG_UPSTREAM = 2, TAG_TLS_LISTENER = 3 };
 
 struct buffer {
 	char *data;
@@ -51,6 +52,7 @@ struct conn {
 	struct conn *prev, *next;
 	struct worker *worker;
 	int client_fd, upstream_fd;
+	SSL *tls; /* the client's TLS session (NULL: plain HTTP) */
 	bool upstream_registered;
 	bool dead;
 	enum conn_state state;
@@ -91,7 +93,7 @@ struct proxy_server;
 struct worker {
 	struct proxy_server *server;
 	pthread_t thread;
-	int epoll_fd, listen_fd;
+	int epoll_fd, listen_fd, tls_listen_fd;
 	struct conn *conns; /* every live connection, for the timer sweep */
 	int connection_count;
 	struct conn *dead;     /* freed after the current batch of events */
@@ -103,11 +105,38 @@ struct proxy_server {
 	struct proxy_settings settings;
 	struct lookup *lookup;
 	struct limiter *limiter;
+	struct proxy_tls *tls; /* NULL: no TLS listener */
 	struct worker *workers;
 	volatile sig_atomic_t stop;
+	volatile sig_atomic_t tls_reload; /* reload the certificate (worker 0 does) */
 };
 
 /* ---- settings ---- */
+
+/* proxy_tls_listen with its certificate and key: all three, or none. */
+static int proxy__tls_settings_from_config(struct proxy_settings *s, char *err, size_t err_len)
+{
+	const char *listen = config__get("proxy_tls_listen", NULL);
+
+	s->tls_cert_file = config__get("proxy_tls_cert_file", NULL);
+	s->tls_key_file = config__get("proxy_tls_key_file", NULL);
+	if (!listen && !s->tls_cert_file && !s->tls_key_file)
+		return 0;
+	if (!listen || !s->tls_cert_file || !s->tls_key_file) {
+		snprintf(err, err_len,
+			 "proxy_tls_listen, proxy_tls_cert_file and proxy_tls_key_file go together "
+			 "(HTTPS for public URLs): set all three or none");
+		return -EINVAL;
+	}
+	if (address__parse_host_port(listen, s->tls_listen_host, sizeof(s->tls_listen_host),
+				     &s->tls_listen_port)) {
+		snprintf(err, err_len,
+			 "proxy_tls_listen must be HOST:PORT (port 0..65535), got \"%s\"", listen);
+		return -EINVAL;
+	}
+	s->tls = true;
+	return 0;
+}
 
 int proxy__settings_from_config(struct proxy_settings *s, char *err, size_t err_len)
 {
@@ -120,6 +149,8 @@ int proxy__settings_from_config(struct proxy_settings *s, char *err, size_t err_
 			 listen);
 		return -EINVAL;
 	}
+	if (proxy__tls_settings_from_config(s, err, err_len))
+		return -EINVAL;
 	s->domain = config__get("domain", "warren.test");
 	s->forwarded_proto = config__get("proxy_forwarded_proto", "http");
 	s->threads = (int)config__get_int("proxy_threads", 2);
@@ -206,6 +237,8 @@ static void conn__close(struct conn *c)
 	if (c->dead)
 		return;
 	conn__close_upstream(c);
+	proxy_tls__end(c->tls);
+	c->tls = NULL;
 	close(c->client_fd);
 	c->dead = true;
 	if (c->prev)
@@ -294,12 +327,15 @@ static bool conn__upstream_wants_read(const struct conn *c)
 		buffer__len(&c->to_client) < c->to_client.cap);
 }
 
-/* Writes what fd accepts (clearing *ready on EAGAIN); -1 on a broken
- * connection. */
-static int conn__flush(int fd, struct buffer *b, bool *ready)
+/* Writes what fd (c's client or upstream socket) accepts, through the
+ * client's TLS session where it has one, clearing *ready on EAGAIN; -1 on
+ * a broken connection. */
+static int conn__flush(struct conn *c, int fd, struct buffer *b, bool *ready)
 {
 	while (buffer__len(b)) {
-		ssize_t n = send(fd, b->data + b->start, buffer__len(b), MSG_NOSIGNAL);
+		ssize_t n = c->tls && fd == c->client_fd
+				? proxy_tls__send(c->tls, b->data + b->start, buffer__len(b))
+				: send(fd, b->data + b->start, buffer__len(b), MSG_NOSIGNAL);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -474,6 +510,7 @@ static bool conn__upstream_head(struct conn *c, const struct http_head *head,
 	const struct http_header *upgrade = http__find_header(head, "upgrade");
 	struct buffer *b = &c->to_up;
 	char masked[300];
+	const char *proto;
 	bool ok;
 
 	ok = buffer__append(b, head->method, head->method_len) && buffer__append(b, " ", 1) &&
@@ -499,8 +536,8 @@ static bool conn__upstream_head(struct conn *c, const struct http_head *head,
 	if (host)
 		ok = ok && conn__append_header(b, "X-Forwarded-Host", host->value, host->value_len);
 	ok = ok && conn__append_header(b, "X-Forwarded-For", c->client_ip, strlen(c->client_ip));
-	ok = ok && conn__append_header(b, "X-Forwarded-Proto", s->forwarded_proto,
-				       strlen(s->forwarded_proto));
+	proto = c->tls ? "https" : s->forwarded_proto;
+	ok = ok && conn__append_header(b, "X-Forwarded-Proto", proto, strlen(proto));
 	if (c->req_upgrade && upgrade)
 		ok = ok && buffer__append_str(b, "Connection: Upgrade\r\n") &&
 		     conn__append_header(b, "Upgrade", upgrade->value, upgrade->value_len);
@@ -768,7 +805,7 @@ static void conn__process_head(struct conn *c)
 		return;
 	if (c->state == CONN_PROXYING) {
 		conn__touch(c);
-		if (conn__flush(c->upstream_fd, &c->to_up, &c->upstream_out_ready) < 0) {
+		if (conn__flush(c, c->upstream_fd, &c->to_up, &c->upstream_out_ready) < 0) {
 			ctx.error.kind = ROUTE_ERR_PORT_CLOSED;
 			conn__send_error(c, &ctx.error, ctx.html, false);
 			return;
@@ -798,7 +835,7 @@ static void proxy_metrics__answered(int status, uint64_t request_ns)
 
 static void conn__client_writable(struct conn *c)
 {
-	if (conn__flush(c->client_fd, &c->to_client, &c->client_out_ready) < 0) {
+	if (conn__flush(c, c->client_fd, &c->to_client, &c->client_out_ready) < 0) {
 		conn__close(c);
 		return;
 	}
@@ -847,7 +884,8 @@ static void conn__client_readable(struct conn *c)
 		else if (c->req_body == HTTP_BODY_CHUNKED && want > c->in.cap)
 			want = c->in.cap;
 	}
-	n = recv(c->client_fd, b->data + b->end, want, 0);
+	n = c->tls ? proxy_tls__recv(c->tls, b->data + b->end, want)
+		   : recv(c->client_fd, b->data + b->end, want, 0);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK)
 			c->client_in_ready = false;
@@ -893,7 +931,7 @@ static void conn__client_readable(struct conn *c)
 		b->end += (size_t)n;
 	}
 	if (c->state != CONN_CONNECTING &&
-	    conn__flush(c->upstream_fd, b, &c->upstream_out_ready) < 0) {
+	    conn__flush(c, c->upstream_fd, b, &c->upstream_out_ready) < 0) {
 		conn__close(c);
 		return;
 	}
@@ -1098,7 +1136,7 @@ static void conn__upstream_writable(struct conn *c)
 		c->state = CONN_PROXYING;
 	}
 	conn__touch(c);
-	if (conn__flush(c->upstream_fd, &c->to_up, &c->upstream_out_ready) < 0) {
+	if (conn__flush(c, c->upstream_fd, &c->to_up, &c->upstream_out_ready) < 0) {
 		if (!c->resp_started) {
 			struct route_error error = {.kind = ROUTE_ERR_BAD_GATEWAY,
 						    .sandbox_id = c->sandbox_id};
@@ -1202,26 +1240,25 @@ static void worker__sweep(struct worker *w, uint64_t now_ms)
 
 /* ---- the loop ---- */
 
-static int worker__listen(struct worker *w, char *err, size_t err_len)
+/* A non-blocking SO_REUSEPORT listening socket on host:port (every
+ * worker has its own); the fd, or -1 with a message in err. */
+static int worker__listen(const char *host, uint16_t port, char *err, size_t err_len)
 {
-	const struct proxy_settings *s = &w->server->settings;
 	struct sockaddr_storage address;
 	socklen_t address_len;
 	int fd, one = 1;
 
 	memset(&address, 0, sizeof(address));
-	if (inet_pton(AF_INET, s->listen_host, &((struct sockaddr_in *)&address)->sin_addr) == 1) {
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)&address)->sin_addr) == 1) {
 		((struct sockaddr_in *)&address)->sin_family = AF_INET;
-		((struct sockaddr_in *)&address)->sin_port = htons(s->listen_port);
+		((struct sockaddr_in *)&address)->sin_port = htons(port);
 		address_len = sizeof(struct sockaddr_in);
-	} else if (inet_pton(AF_INET6, s->listen_host,
-			     &((struct sockaddr_in6 *)&address)->sin6_addr) == 1) {
+	} else if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)&address)->sin6_addr) == 1) {
 		((struct sockaddr_in6 *)&address)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)&address)->sin6_port = htons(s->listen_port);
+		((struct sockaddr_in6 *)&address)->sin6_port = htons(port);
 		address_len = sizeof(struct sockaddr_in6);
 	} else {
-		snprintf(err, err_len, "proxy_listen host '%s' is not an IP address",
-			 s->listen_host);
+		snprintf(err, err_len, "listen host '%s' is not an IP address", host);
 		return -1;
 	}
 	fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1231,17 +1268,17 @@ static int worker__listen(struct worker *w, char *err, size_t err_len)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&address, address_len) < 0 || listen(fd, 4096) < 0)
 		goto fail;
-	w->listen_fd = fd;
-	return 0;
+	return fd;
 fail:
-	snprintf(err, err_len, "cannot listen on %s:%u: %s", s->listen_host, s->listen_port,
-		 strerror(errno));
+	snprintf(err, err_len, "cannot listen on %s:%u: %s", host, port, strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	return -1;
 }
 
-static void worker__accept(struct worker *w)
+/* Accepts what listen_fd has (a batch); tls: each client gets a TLS
+ * session, whose handshake the first reads and writes run. */
+static void worker__accept(struct worker *w, int listen_fd, bool tls)
 {
 	const struct proxy_settings *s = &w->server->settings;
 
@@ -1251,7 +1288,7 @@ static void worker__accept(struct worker *w)
 		struct epoll_event ev;
 		struct conn *c;
 		int one = 1;
-		int fd = accept4(w->listen_fd, (struct sockaddr *)&peer, &peer_len,
+		int fd = accept4(listen_fd, (struct sockaddr *)&peer, &peer_len,
 				 SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0)
@@ -1266,12 +1303,32 @@ static void worker__accept(struct worker *w)
 			close(fd);
 			continue;
 		}
+		if (tls && !(c->tls = proxy_tls__accept(w->server->tls, fd))) {
+			conn__close(c);
+			continue;
+		}
 		c->deadline_ms = clock__monotonic_ms() + s->header_timeout_ms;
 		ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 		ev.data.u64 = (uint64_t)(uintptr_t)c | TAG_CLIENT;
 		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
 			conn__close(c);
 	}
+}
+
+/* Loads the TLS certificate and key again (after proxy__reload_tls);
+ * a failure keeps the current ones and is logged. */
+static void proxy__reload_tls_now(struct proxy_server *server)
+{
+	const struct proxy_settings *s = &server->settings;
+	char err[512];
+
+	server->tls_reload = 0;
+	if (!server->tls)
+		return;
+	if (proxy_tls__reload(server->tls, s->tls_cert_file, s->tls_key_file, err, sizeof(err)))
+		log_error("TLS certificate not reloaded, the current one stays: %s", err);
+	else
+		log_info("TLS certificate reloaded from %s", s->tls_cert_file);
 }
 
 static void *worker__main(void *arg)
@@ -1290,8 +1347,10 @@ static void *worker__main(void *arg)
 			struct conn *c = (struct conn *)(uintptr_t)(data & ~(uint64_t)3);
 			uint32_t e = events[i].events;
 
-			if (tag == TAG_LISTENER) {
-				worker__accept(w);
+			if (tag == TAG_LISTENER || tag == TAG_TLS_LISTENER) {
+				worker__accept(
+				    w, tag == TAG_LISTENER ? w->listen_fd : w->tls_listen_fd,
+				    tag == TAG_TLS_LISTENER);
 				continue;
 			}
 			if (c->dead)
@@ -1303,6 +1362,11 @@ static void *worker__main(void *arg)
 					c->client_in_ready = true;
 				if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 					c->client_out_ready = true;
+				/* A TLS read may wait for the socket to take a
+				 * write (a handshake message), and a write for a
+				 * read: any edge retries both. */
+				if (c->tls)
+					c->client_in_ready = c->client_out_ready = true;
 			} else {
 				if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 					c->upstream_in_ready = true;
@@ -1332,6 +1396,8 @@ static void *worker__main(void *arg)
 			worker__sweep(w, now);
 			last_sweep = now;
 		}
+		if (w == &w->server->workers[0] && w->server->tls_reload)
+			proxy__reload_tls_now(w->server);
 	}
 	while (w->conns)
 		conn__close(w->conns);
@@ -1362,17 +1428,31 @@ struct proxy_server *proxy__create(const struct proxy_settings *settings, struct
 		snprintf(err, err_len, "out of memory");
 		return NULL;
 	}
+	for (int i = 0; i < settings->threads; i++)
+		server->workers[i].listen_fd = server->workers[i].tls_listen_fd = -1;
+	if (settings->tls && !(server->tls = proxy_tls__open(settings->tls_cert_file,
+							     settings->tls_key_file, err, err_len)))
+		goto fail;
 	for (int i = 0; i < settings->threads; i++) {
 		struct worker *w = &server->workers[i];
 		struct epoll_event ev = {.events = EPOLLIN};
+		struct epoll_event tls_ev = {.events = EPOLLIN};
 
 		w->server = server;
-		w->listen_fd = -1;
 		w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-		if (w->epoll_fd < 0 || worker__listen(w, err, err_len) < 0)
+		if (w->epoll_fd < 0 ||
+		    (w->listen_fd = worker__listen(settings->listen_host, settings->listen_port,
+						   err, err_len)) < 0)
+			goto fail;
+		if (settings->tls &&
+		    (w->tls_listen_fd = worker__listen(
+			 settings->tls_listen_host, settings->tls_listen_port, err, err_len)) < 0)
 			goto fail;
 		ev.data.u64 = (uint64_t)(uintptr_t)w | TAG_LISTENER;
-		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->listen_fd, &ev) < 0) {
+		tls_ev.data.u64 = (uint64_t)(uintptr_t)w | TAG_TLS_LISTENER;
+		if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->listen_fd, &ev) < 0 ||
+		    (settings->tls &&
+		     epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->tls_listen_fd, &tls_ev) < 0)) {
 			snprintf(err, err_len, "epoll_ctl: %s", strerror(errno));
 			goto fail;
 		}
@@ -1407,6 +1487,11 @@ void proxy__stop(struct proxy_server *server)
 	server->stop = 1;
 }
 
+void proxy__reload_tls(struct proxy_server *server)
+{
+	server->tls_reload = 1;
+}
+
 void proxy__destroy(struct proxy_server *server)
 {
 	if (!server)
@@ -1414,9 +1499,12 @@ void proxy__destroy(struct proxy_server *server)
 	for (int i = 0; server->workers && i < server->settings.threads; i++) {
 		if (server->workers[i].listen_fd >= 0)
 			close(server->workers[i].listen_fd);
+		if (server->workers[i].tls_listen_fd >= 0)
+			close(server->workers[i].tls_listen_fd);
 		if (server->workers[i].epoll_fd > 0)
 			close(server->workers[i].epoll_fd);
 	}
 	free(server->workers);
+	proxy_tls__close(server->tls);
 	free(server);
 }

@@ -1,5 +1,5 @@
 // The unchanged npm e2b SDK over HTTPS only: E2B_API_URL is warren-api with
-// TLS, E2B_SANDBOX_URL the TLS terminator in front of warren-proxy, and the
+// TLS, E2B_SANDBOX_URL warren-proxy's TLS listener or a terminator in front, and the
 // test CA comes from NODE_EXTRA_CA_CERTS (the environment holds only E2B_*
 // and that). argv[2]: the SDK folder. Creates a sandbox, runs a command,
 // kills it.
@@ -13,7 +13,7 @@ const { Sandbox } = require(path.join(process.argv[2], 'node_modules', 'e2b'));
 	console.log('Sandbox.create over https ok:', sandbox.sandboxId);
 	const result = await sandbox.commands.run('echo https-ok');
 	assert.equal(result.stdout, 'https-ok\n');
-	console.log('commands.run through the TLS terminator and warren-proxy ok');
+	console.log('commands.run over https through warren-proxy ok');
 	await sandbox.kill();
 	console.log('kill ok');
 })().catch((err) => {

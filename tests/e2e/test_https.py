@@ -4,7 +4,8 @@ warren-api (127.0.0.1, localhost) and a wildcard one for *.warren.test
 (and 127.0.0.1) with openssl; warren-api serves HTTPS itself
 (api_tls_cert_file / api_tls_key_file, libmicrohttpd + GnuTLS) and
 warren-proxy runs behind nginx with packaging/nginx/warren-proxy-tls.conf
-(only its ports, paths and domain replaced). Checks:
+(only its ports, paths and domain replaced), and a second warren-proxy
+serves the wildcard certificate itself (proxy_tls_listen). Checks:
   1. the API answers over TLS 1.2+ with the certificate, and a plaintext
      request to its port gets no HTTP answer;
   2. the wildcard certificate verifies for <port>-<id>.warren.test and not
@@ -12,7 +13,8 @@ warren-proxy runs behind nginx with packaging/nginx/warren-proxy-tls.conf
   3. `warren batch` over https trusts the CA given as api_ca_file only;
   4. the unchanged npm e2b SDK, with only E2B_* and NODE_EXTRA_CA_CERTS in
      its environment, creates a sandbox, runs a command in it through the
-     terminator and warren-proxy, and kills it."""
+     terminator and warren-proxy, and kills it;
+  5. 2 and 4 again against warren-proxy's own TLS listener."""
 import http.client
 import json
 import os
@@ -128,7 +130,7 @@ def api_checks(stack, ca):
     print(f"api: https with {version}; TLS 1.1 and plaintext refused")
 
 
-def wildcard_checks(port, ca):
+def wildcard_checks(port, ca, what):
     context = ssl.create_default_context(cafile=ca)
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="49983-iabcdefghijklmnopqrst.warren.test") as tls:
@@ -140,16 +142,16 @@ def wildcard_checks(port, ca):
     except ssl.SSLCertVerificationError:
         wrong = False
     check(not wrong, "the wildcard does not verify for another domain")
-    print("proxy terminator: the *.warren.test certificate verifies, another domain does not")
+    print(f"{what}: the *.warren.test certificate verifies, another domain does not")
 
 
-def sdk_over_https(stack, nginx_port, ca):
+def sdk_over_https(stack, https_port, ca, proxy_name):
     env = {"E2B_API_KEY": stack.api_key, "E2B_API_URL": f"https://127.0.0.1:{stack.api_port}",
-           "E2B_SANDBOX_URL": f"https://127.0.0.1:{nginx_port}", "E2B_DOMAIN": "warren.test",
+           "E2B_SANDBOX_URL": f"https://127.0.0.1:{https_port}", "E2B_DOMAIN": "warren.test",
            "NODE_EXTRA_CA_CERTS": ca}
     out = subprocess.run([shutil.which("node"), os.path.join(os.path.dirname(__file__), "sdk_https.cjs"), SDK_DIR],
                          env=env, capture_output=True, text=True, timeout=180)
-    check(out.returncode == 0, "the SDK over https:\n" + out.stdout + out.stderr + stack.log("proxy")[-2000:])
+    check(out.returncode == 0, "the SDK over https:\n" + out.stdout + out.stderr + stack.log(proxy_name)[-2000:])
     print(out.stdout.strip())
 
 
@@ -202,8 +204,16 @@ def main():
             proxy_port, nginx_port = free_port(), free_port()
             stack.spawn("proxy", "warren-proxy", WARREN_PROXY_LISTEN=f"127.0.0.1:{proxy_port}")
             nginx = start_nginx(work, nginx_port, proxy_port)
-            wildcard_checks(nginx_port, ca)
-            sdk_over_https(stack, nginx_port, ca)
+            wildcard_checks(nginx_port, ca, "nginx in front of warren-proxy")
+            sdk_over_https(stack, nginx_port, ca, "proxy")
+            tls_port = free_port()
+            stack.spawn("proxy-tls", "warren-proxy", WARREN_PROXY_LISTEN=f"127.0.0.1:{free_port()}",
+                        WARREN_PROXY_TLS_LISTEN=f"127.0.0.1:{tls_port}",
+                        WARREN_PROXY_TLS_CERT_FILE=os.path.join(work, "wildcard.crt"),
+                        WARREN_PROXY_TLS_KEY_FILE=os.path.join(work, "wildcard.key"))
+            stack.wait_log("proxy-tls", "with TLS", 10)
+            wildcard_checks(tls_port, ca, "warren-proxy's own TLS")
+            sdk_over_https(stack, tls_port, ca, "proxy-tls")
     finally:
         if nginx and nginx.poll() is None:
             os.killpg(nginx.pid, 15)

@@ -1336,6 +1336,159 @@ static void test_slow_and_idle_clients(void **state)
 	close(idle);
 }
 
+/* ---- HTTPS (proxy_tls_listen) ---- */
+
+/* Runs a shell command; its stdout (trailing newline kept) in out, its
+ * exit status returned. */
+static int shell(char *out, size_t out_len, const char *format, ...)
+{
+	char command[4096];
+	size_t used = 0;
+	va_list args;
+	FILE *f;
+
+	va_start(args, format);
+	vsnprintf(command, sizeof(command), format, args);
+	va_end(args);
+	out[0] = 0;
+	f = popen(command, "r");
+	if (!f)
+		return -1;
+	while (used + 1 < out_len && fgets(out + used, (int)(out_len - used), f))
+		used += strlen(out + used);
+	return pclose(f);
+}
+
+/* A CA in dir/name-ca.pem and a `*.warren.test` certificate it signed in
+ * dir/name.pem with its key in dir/name.key. */
+static void make_wildcard_cert(const char *dir, const char *name)
+{
+	char out[4096];
+
+	assert_int_equal(
+	    shell(out, sizeof(out),
+		  "cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 "
+		  "-nodes -days 2 -subj /CN=%s-ca -keyout %s-ca.key -out %s-ca.pem 2>&1 && "
+		  "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+		  "-subj /CN=*." DOMAIN " -keyout %s.key -out %s.csr 2>&1 && "
+		  "printf 'subjectAltName=DNS:*." DOMAIN "\\n' > %s.ext && "
+		  "openssl x509 -req -in %s.csr -CA %s-ca.pem -CAkey %s-ca.key -CAcreateserial "
+		  "-days 2 -extfile %s.ext -out %s.pem 2>&1",
+		  dir, name, name, name, name, name, name, name, name, name, name, name),
+	    0);
+}
+
+/* A second proxy with an HTTPS listener and a `*.warren.test` certificate:
+ * requests over TLS (verified against the test CA, for the sandbox's
+ * name) reach the sandbox with X-Forwarded-Proto https; keep-alive,
+ * chunked answers and a 16 MiB upload go through the TLS session; the
+ * plain listener still answers; plaintext and TLS 1.1 on the TLS port
+ * are refused; SIGHUP loads a renewed certificate for new connections. */
+static void test_tls(void **state)
+{
+	char dir[] = "/tmp/warren-proxy-tls-XXXXXX", out[8192], cert[256], key[256];
+	char name[160], url[256], resolve[200];
+	int port = free_port(), tls_port = free_port();
+	json_t *json;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	make_wildcard_cert(dir, "first");
+	make_wildcard_cert(dir, "second");
+	snprintf(cert, sizeof(cert), "%s/first.pem", dir);
+	snprintf(key, sizeof(key), "%s/first.key", dir);
+	snprintf(resolve, sizeof(resolve), "127.0.0.1:%d", tls_port);
+	setenv("WARREN_PROXY_TLS_LISTEN", resolve, 1);
+	setenv("WARREN_PROXY_TLS_CERT_FILE", cert, 1);
+	setenv("WARREN_PROXY_TLS_KEY_FILE", key, 1);
+	extra_proxy_pid = start_proxy(port, "1000000", "1000");
+	unsetenv("WARREN_PROXY_TLS_LISTEN");
+	unsetenv("WARREN_PROXY_TLS_CERT_FILE");
+	unsetenv("WARREN_PROXY_TLS_KEY_FILE");
+	assert_true(extra_proxy_pid > 0);
+	snprintf(name, sizeof(name), "%d-%s." DOMAIN, backend_port, public_id);
+	snprintf(resolve, sizeof(resolve), "%s:%d:127.0.0.1", name, tls_port);
+	snprintf(url, sizeof(url), "https://%s:%d", name, tls_port);
+
+	/* verified TLS, the sandbox's answer, two requests on one connection */
+	assert_int_equal(shell(out, sizeof(out),
+			       "curl -sS --max-time 20 --cacert %s/first-ca.pem --resolve %s "
+			       "-w '\\n%%{http_code} %%{num_connects}\\n' %s/echo %s/chunked",
+			       dir, resolve, url, url),
+			 0);
+	fprintf(stderr, "over TLS: %s", out);
+	json = json_loads(out, JSON_DISABLE_EOF_CHECK, NULL);
+	assert_non_null(json);
+	assert_json_string(json, "x_forwarded_proto", "https");
+	assert_json_string(json, "path", "/echo");
+	json_decref(json);
+	assert_non_null(strstr(out, "\n200 1\nhello chunked world\n200 0\n"));
+
+	/* 16 MiB up through the session, its digest computed by the sandbox */
+	assert_int_equal(shell(out, sizeof(out),
+			       "cd %s && head -c 16777216 /dev/urandom > upload && "
+			       "sha256sum upload | cut -c1-64 && curl -sS --max-time 60 --cacert "
+			       "first-ca.pem --resolve %s --data-binary @upload %s/upload",
+			       dir, resolve, url),
+			 0);
+	assert_true(strlen(out) > 65);
+	out[64] = 0;
+	json = json_loads(out + 65, 0, NULL);
+	assert_non_null(json);
+	assert_int_equal(json_integer_value(json_object_get(json, "received")), 16777216);
+	assert_json_string(json, "sha256", out);
+	json_decref(json);
+
+	/* the plain listener is unchanged; plaintext and TLS 1.1 on the TLS
+	 * port are refused */
+	assert_int_equal(shell(out, sizeof(out),
+			       "curl -s --max-time 20 -o /dev/null -w '%%{http_code}' "
+			       "-H 'Host: %s' http://127.0.0.1:%d/echo",
+			       name, port),
+			 0);
+	assert_string_equal(out, "200");
+	assert_int_not_equal(shell(out, sizeof(out),
+				   "curl -s --max-time 10 -o /dev/null -H 'Host: %s' "
+				   "http://127.0.0.1:%d/echo",
+				   name, tls_port),
+			     0);
+	assert_int_not_equal(shell(out, sizeof(out),
+				   "curl -s --max-time 10 -o /dev/null --tlsv1.0 --tls-max 1.1 "
+				   "--ciphers DEFAULT@SECLEVEL=0 --cacert %s/first-ca.pem "
+				   "--resolve %s %s/echo",
+				   dir, resolve, url),
+			     0);
+
+	/* renewal: the second certificate in place of the first, SIGHUP */
+	assert_int_equal(shell(out, sizeof(out),
+			       "cd %s && cp second.pem first.pem && "
+			       "cp second.key first.key",
+			       dir),
+			 0);
+	assert_int_equal(kill(extra_proxy_pid, SIGHUP), 0);
+	for (int i = 0; i < 50; i++) {
+		if (shell(out, sizeof(out),
+			  "curl -s --max-time 10 -o /dev/null --cacert %s/second-ca.pem "
+			  "--resolve %s %s/echo",
+			  dir, resolve, url) == 0)
+			break;
+		usleep(100000);
+	}
+	assert_int_equal(shell(out, sizeof(out),
+			       "curl -s --max-time 10 -o /dev/null -w '%%{http_code}' --cacert "
+			       "%s/second-ca.pem --resolve %s %s/echo",
+			       dir, resolve, url),
+			 0);
+	assert_string_equal(out, "200");
+	assert_int_not_equal(shell(out, sizeof(out),
+				   "curl -s --max-time 10 -o /dev/null --cacert %s/first-ca.pem "
+				   "--resolve %s %s/echo",
+				   dir, resolve, url),
+			     0);
+	assert_int_equal(stop_process(&extra_proxy_pid), 0);
+	shell(out, sizeof(out), "rm -rf %s", dir);
+}
+
 /* Last: SIGTERM stops the proxy cleanly (exit 0; under the sanitizers a
  * leak report would make it non-zero). */
 static void test_clean_shutdown(void **state)
@@ -1369,6 +1522,7 @@ int main(void)
 	    cmocka_unit_test(test_rate_limit_shared),
 	    cmocka_unit_test(test_rate_limit_postgres_unreachable),
 	    cmocka_unit_test(test_slow_and_idle_clients),
+	    cmocka_unit_test(test_tls),
 	    cmocka_unit_test(test_clean_shutdown),
 	};
 
