@@ -26,7 +26,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "e2e"))
-from stack import BIN, Stack, free_port  # noqa: E402
+from stack import BIN, Stack  # noqa: E402
 
 API_LINE = re.compile(r"req=(\S+) POST /sandboxes -> 201 in ([\d.]+) ms .*\(checks\+admission ([\d.]+) ms, "
                       r"kafka ack ([\d.]+) ms, result wait ([\d.]+) ms\)")
@@ -245,13 +245,7 @@ def main():
                 stack.processes[name] = stack.processes.pop("worker-pool2")
         # a second worker: another host id in the same group, its own slots,
         # state dir and cgroup parent (it reaps what it finds in its own)
-        second = stack.tag + "-host2"
-        stack.spawn("worker2", "warren-worker", WARREN_HOST_ID=second,
-                    WARREN_STATE_DIR=os.path.join(stack.work, "sandboxes2"),
-                    WARREN_JAIL_CGROUP_PARENT="warren-" + stack.tag + "-2",
-                    WARREN_SLOT_NETNS_PREFIX=stack.tag + "-slot2-", WARREN_SLOT_LINK_PREFIX="x" + stack.tag[-6:],
-                    WARREN_SLOT_CIDR="10.214.0.0/16", WARREN_EGRESS_PROXY_HTTP_PORT=str(free_port()),
-                    WARREN_EGRESS_PROXY_TLS_PORT=str(free_port()))
+        second = stack.spawn_second_worker("10.214.0.0/16")
         try:
             stack.wait_log("worker2", "ready:", 60)
             stack.wait_log("worker2", "assigned", 30)

@@ -205,6 +205,19 @@ class Stack:
         if wait:
             self.wait_log(name, "ready:", 60)
 
+    def spawn_second_worker(self, slot_cidr, name="worker2"):
+        """A second worker on this machine as another host: its own host
+        id (returned), state dir, cgroup parent, slot prefixes, slot_cidr
+        and egress proxy ports; same database and topics. Not waited for."""
+        host_id = self.tag + "-host2"
+        self.spawn(name, "warren-worker", WARREN_HOST_ID=host_id,
+                   WARREN_STATE_DIR=os.path.join(self.work, "sandboxes2"),
+                   WARREN_JAIL_CGROUP_PARENT="warren-" + self.tag + "-2",
+                   WARREN_SLOT_NETNS_PREFIX=self.tag + "-slot2-", WARREN_SLOT_LINK_PREFIX="x" + self.tag[-6:],
+                   WARREN_SLOT_CIDR=slot_cidr, WARREN_EGRESS_PROXY_HTTP_PORT=str(free_port()),
+                   WARREN_EGRESS_PROXY_TLS_PORT=str(free_port()))
+        return host_id
+
     def start_api(self, **env):
         """env: settings for this process only (e.g. WARREN_PG_URL through a proxy)."""
         self.spawn("api", "warren-api", **env)

@@ -7,24 +7,16 @@ concurrency limit gets its own error while the other starts, the forks
 run on the snapshot's host, a paused source stays paused, the fork's
 snapshot is deleted, the answer carries the request's X-Request-Id."""
 import os
-import subprocess
 import sys
 import uuid
 
 sys.path.insert(0, os.path.dirname(__file__))
 from stack import Stack, check, check_count  # noqa: E402
-from test_snapshots import SDK_DIR, remove_trees  # noqa: E402
+from test_snapshots import SDK_DIR, remove_trees, run_sdk_script  # noqa: E402
 
 
 def test_sdk(stack):
-    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_fork.cjs")],
-                         env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url,
-                                  E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test",
-                                  WARREN_PG_URL=stack.pg_url),
-                         capture_output=True, text=True, timeout=240)
-    print(out.stdout.strip())
-    check(out.returncode == 0, "SDK fork scenarios failed:\n" + out.stdout + out.stderr +
-          "\n--- worker\n" + stack.log("worker")[-4000:] + "\n--- api\n" + stack.log("api")[-3000:])
+    run_sdk_script(stack, "sdk_fork.cjs", "fork")
 
 
 def fork(stack, sandbox_id, body, key=None, headers=None):

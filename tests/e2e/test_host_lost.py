@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from stack import Stack, check, check_count, free_port, wait_for  # noqa: E402
+from stack import Stack, check, check_count, wait_for  # noqa: E402
 from test_pipeline import sandbox_row  # noqa: E402
 
 
@@ -23,14 +23,7 @@ def main():
     lost_after = {"WARREN_HOST_LOST_AFTER_S": "3"}
     with Stack("hlost", extra_env=lost_after) as stack:
         stack.start()
-        second = stack.tag + "-host2"
-        stack.spawn("worker2", "warren-worker", WARREN_HOST_ID=second,
-                    WARREN_STATE_DIR=os.path.join(stack.work, "sandboxes2"),
-                    WARREN_JAIL_CGROUP_PARENT="warren-" + stack.tag + "-2",
-                    WARREN_SLOT_NETNS_PREFIX=stack.tag + "-slot2-", WARREN_SLOT_LINK_PREFIX="x" + stack.tag[-6:],
-                    WARREN_SLOT_CIDR=os.environ.get("WARREN_TEST_SLOT_CIDR2", "10.212.0.0/16"),
-                    WARREN_EGRESS_PROXY_HTTP_PORT=str(free_port()),
-                    WARREN_EGRESS_PROXY_TLS_PORT=str(free_port()))
+        second = stack.spawn_second_worker(os.environ.get("WARREN_TEST_SLOT_CIDR2", "10.212.0.0/16"))
         try:
             stack.wait_log("worker2", "ready:", 60)
             # a sandbox on the first host (the group spreads creates)

@@ -24,15 +24,21 @@ SDK_DIR = os.path.join(os.environ.get("WARREN_CACHE_DIR", os.path.join(
     os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "warren")), "npm-e2b", SDK_VERSION)
 
 
-def test_sdk(stack):
-    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), "sdk_snapshot.cjs")],
+def run_sdk_script(stack, script, what):
+    """Runs tests/e2e/<script> under node against the stack with the npm SDK;
+    a failure shows its output and the ends of the worker's and API's logs."""
+    out = subprocess.run(["node", os.path.join(os.path.dirname(__file__), script)],
                          env=dict(os.environ, E2B_SDK_DIR=SDK_DIR, E2B_API_URL=stack.api_url,
                                   E2B_API_KEY=stack.api_key, E2B_DOMAIN="warren.test",
                                   WARREN_PG_URL=stack.pg_url),
                          capture_output=True, text=True, timeout=240)
     print(out.stdout.strip())
-    check(out.returncode == 0, "SDK snapshot scenarios failed:\n" + out.stdout + out.stderr +
+    check(out.returncode == 0, f"SDK {what} scenarios failed:\n" + out.stdout + out.stderr +
           "\n--- worker\n" + stack.log("worker")[-4000:] + "\n--- api\n" + stack.log("api")[-3000:])
+
+
+def test_sdk(stack):
+    run_sdk_script(stack, "sdk_snapshot.cjs", "snapshot")
 
 
 def produce_command(stack, kind, sandbox_id, spec):

@@ -1,11 +1,17 @@
 """Helpers of the pipeline fault tests (tests/pipeline/test_*.py): the e2e
 Stack (tests/e2e/stack.py), `warren batch` as a client, and the checks on
 what a sandbox leaves on the host (jail state dirs, cgroups, slot
-namespaces). Standard library only."""
+namespaces), a Kafka of the test's own to stop and start. Standard
+library only."""
 import json
 import os
+import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
@@ -118,3 +124,56 @@ def check_nothing_left(stack):
           f"left on the host after the worker stopped: dirs {sorted(state_dirs)}, "
           f"cgroups {sorted(cgroups)}, namespaces {netns}")
     remove_cgroup_parents("warren-" + stack.tag)
+
+
+def free_port_run(length):
+    """A port p with p + 1 .. p + length - 1 free too (each KRaft node has a
+    broker and a controller listener)."""
+    for _ in range(100):
+        port = stack_free_port()
+        try:
+            for offset in range(1, length):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+    raise AssertionError(f"no {length} adjacent free ports")
+
+
+class TestKafka:
+    """One or three KRaft nodes of the test's own, from scripts/dev-stack, to
+    SIGKILL and start again."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+        self.dir = tempfile.mkdtemp(prefix=f"warren-kafka{nodes}-")
+        self.port = free_port_run(2 * nodes)
+        self.env = dict(os.environ, WARREN_STACK_DIR=self.dir, WARREN_KAFKA_PORT=str(self.port),
+                        WARREN_KAFKA_NODES=str(nodes))
+        self.address = ",".join(f"127.0.0.1:{self.port + 2 * i}" for i in range(nodes))
+
+    def up(self):
+        subprocess.run([os.path.join(stack.SOURCE, "scripts/dev-stack"), "up", "kafka"], env=self.env,
+                       check=True, stdout=subprocess.DEVNULL, timeout=120 + 60 * self.nodes)
+
+    def controller(self):
+        """The node id (1..nodes) of the active controller, from the metadata."""
+        out = subprocess.run(["kcat", "-b", self.address, "-L", "-m", "5"], capture_output=True,
+                             text=True, timeout=30).stdout
+        match = re.search(r"broker (\d+) at \S+ \(controller\)", out)
+        return int(match.group(1)) if match else 1
+
+    def kill(self, node=1):
+        """SIGKILLs node (1..nodes) and waits until it is gone."""
+        folder = "kafka" if self.nodes == 1 else f"kafka-{node}"
+        with open(os.path.join(self.dir, folder, "pid")) as f:
+            pid = int(f.read())
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
+                 open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10, "the broker gone")
+
+    def down(self):
+        subprocess.run([os.path.join(stack.SOURCE, "scripts/dev-stack"), "down"], env=self.env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)

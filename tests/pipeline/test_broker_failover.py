@@ -20,72 +20,17 @@ create latency of the requests in flight during it."""
 import concurrent.futures
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import shutil
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faults  # noqa: E402
 from faults import check, wait_for  # noqa: E402
-from stack import SOURCE  # noqa: E402
 from test_broker_restart import create, percentile, ANSWER_LIMIT_S, CREATE_DEADLINE_MS  # noqa: E402
 
 COUNT = 100
 CONCURRENCY = 16
 DOWN_S = 10
-
-
-def free_port_run(length):
-    """A port p with p + 1 .. p + length - 1 free too (three nodes, each a
-    broker and a controller listener)."""
-    for _ in range(100):
-        port = faults.stack_free_port()
-        try:
-            for offset in range(1, length):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-    raise AssertionError(f"no {length} adjacent free ports")
-
-
-class Cluster:
-    """Three KRaft nodes of the test's own, from scripts/dev-stack."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="warren-cluster-")
-        self.port = free_port_run(6)
-        self.env = dict(os.environ, WARREN_STACK_DIR=self.dir, WARREN_KAFKA_PORT=str(self.port),
-                        WARREN_KAFKA_NODES="3")
-        self.address = ",".join(f"127.0.0.1:{self.port + 2 * i}" for i in range(3))
-
-    def up(self):
-        subprocess.run([os.path.join(SOURCE, "scripts/dev-stack"), "up", "kafka"], env=self.env,
-                       check=True, stdout=subprocess.DEVNULL, timeout=240)
-
-    def controller(self):
-        """The node id (1..3) of the active controller, from the metadata."""
-        out = subprocess.run(["kcat", "-b", self.address, "-L", "-m", "5"], capture_output=True,
-                             text=True, timeout=30).stdout
-        match = re.search(r"broker (\d+) at \S+ \(controller\)", out)
-        return int(match.group(1)) if match else 1
-
-    def kill(self, node):
-        with open(os.path.join(self.dir, f"kafka-{node}", "pid")) as f:
-            pid = int(f.read())
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                 open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10, "the broker gone")
-
-    def down(self):
-        subprocess.run([os.path.join(SOURCE, "scripts/dev-stack"), "down"], env=self.env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def run_batch(stack, cluster):
@@ -191,7 +136,7 @@ def check_results_topic(stack, outcome):
 
 def main():
     faults.require_root()
-    cluster = Cluster()
+    cluster = faults.TestKafka(3)
     try:
         cluster.up()
         os.environ.update({"WARREN_KAFKA_BROKERS": cluster.address,

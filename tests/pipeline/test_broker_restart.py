@@ -19,12 +19,7 @@ import concurrent.futures
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -32,7 +27,6 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import faults  # noqa: E402
 from faults import check, wait_for  # noqa: E402
-from stack import SOURCE  # noqa: E402
 
 COUNT = 40
 CONCURRENCY = 8
@@ -44,46 +38,6 @@ DOWN_S = 4
 # A create refused while the broker is known down answers in less than the
 # produce timeout (5 s) it used to wait out.
 REFUSE_LIMIT_S = 4
-
-
-def free_port_pair():
-    """A port p with p + 1 also free (the broker's controller listener)."""
-    for _ in range(50):
-        port = faults.stack_free_port()
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise AssertionError("no two adjacent free ports")
-
-
-class Broker:
-    """A single KRaft broker of the test's own, from scripts/dev-stack."""
-
-    def __init__(self):
-        self.dir = tempfile.mkdtemp(prefix="warren-broker-")
-        self.port = free_port_pair()
-        self.env = dict(os.environ, WARREN_STACK_DIR=self.dir, WARREN_KAFKA_PORT=str(self.port),
-                        WARREN_KAFKA_NODES="1")
-        self.address = f"127.0.0.1:{self.port}"
-
-    def up(self):
-        subprocess.run([os.path.join(SOURCE, "scripts/dev-stack"), "up", "kafka"], env=self.env,
-                       check=True, stdout=subprocess.DEVNULL, timeout=180)
-
-    def kill(self):
-        with open(os.path.join(self.dir, "kafka", "pid")) as f:
-            pid = int(f.read())
-        os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not os.path.exists(f"/proc/{pid}") or
-                 open(f"/proc/{pid}/stat").read().split()[2] == "Z", 10, "the broker gone")
-
-    def down(self):
-        subprocess.run([os.path.join(SOURCE, "scripts/dev-stack"), "down"], env=self.env,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def create(stack, index):
@@ -213,7 +167,7 @@ def check_rows(stack, results):
 
 def main():
     faults.require_root()
-    broker = Broker()
+    broker = faults.TestKafka(1)
     try:
         broker.up()
         os.environ["WARREN_KAFKA_BROKERS"] = broker.address
