@@ -327,14 +327,12 @@ static bool conn__upstream_wants_read(const struct conn *c)
 		buffer__len(&c->to_client) < c->to_client.cap);
 }
 
-/* Writes what fd (c's client or upstream socket) accepts, through the
- * client's TLS session where it has one, clearing *ready on EAGAIN; -1 on
- * a broken connection. */
-static int conn__flush(struct conn *c, int fd, struct buffer *b, bool *ready)
+/* Writes what fd accepts (through tls when it is not NULL: the client's
+ * session), clearing *ready on EAGAIN; -1 on a broken connection. */
+static int conn__flush(int fd, SSL *tls, struct buffer *b, bool *ready)
 {
 	while (buffer__len(b)) {
-		ssize_t n = c->tls && fd == c->client_fd
-				? proxy_tls__send(c->tls, b->data + b->start, buffer__len(b))
+		ssize_t n = tls ? proxy_tls__send(tls, b->data + b->start, buffer__len(b))
 				: send(fd, b->data + b->start, buffer__len(b), MSG_NOSIGNAL);
 
 		if (n < 0) {
@@ -805,7 +803,7 @@ static void conn__process_head(struct conn *c)
 		return;
 	if (c->state == CONN_PROXYING) {
 		conn__touch(c);
-		if (conn__flush(c, c->upstream_fd, &c->to_up, &c->upstream_out_ready) < 0) {
+		if (conn__flush(c->upstream_fd, NULL, &c->to_up, &c->upstream_out_ready) < 0) {
 			ctx.error.kind = ROUTE_ERR_PORT_CLOSED;
 			conn__send_error(c, &ctx.error, ctx.html, false);
 			return;
@@ -835,7 +833,7 @@ static void proxy_metrics__answered(int status, uint64_t request_ns)
 
 static void conn__client_writable(struct conn *c)
 {
-	if (conn__flush(c, c->client_fd, &c->to_client, &c->client_out_ready) < 0) {
+	if (conn__flush(c->client_fd, c->tls, &c->to_client, &c->client_out_ready) < 0) {
 		conn__close(c);
 		return;
 	}
@@ -931,7 +929,7 @@ static void conn__client_readable(struct conn *c)
 		b->end += (size_t)n;
 	}
 	if (c->state != CONN_CONNECTING &&
-	    conn__flush(c, c->upstream_fd, b, &c->upstream_out_ready) < 0) {
+	    conn__flush(c->upstream_fd, NULL, b, &c->upstream_out_ready) < 0) {
 		conn__close(c);
 		return;
 	}
@@ -1136,7 +1134,7 @@ static void conn__upstream_writable(struct conn *c)
 		c->state = CONN_PROXYING;
 	}
 	conn__touch(c);
-	if (conn__flush(c, c->upstream_fd, &c->to_up, &c->upstream_out_ready) < 0) {
+	if (conn__flush(c->upstream_fd, NULL, &c->to_up, &c->upstream_out_ready) < 0) {
 		if (!c->resp_started) {
 			struct route_error error = {.kind = ROUTE_ERR_BAD_GATEWAY,
 						    .sandbox_id = c->sandbox_id};

@@ -226,21 +226,6 @@ const struct jail_host_settings *jail__host_settings(void)
 	return &jail_host;
 }
 
-static const char *default_state_dir(void)
-{
-	return jail_host.state_dir;
-}
-
-static const char *default_cgroup_parent(void)
-{
-	return jail_host.cgroup_parent;
-}
-
-static const char *default_disk_cache_dir(void)
-{
-	return jail_host.disk_cache_dir;
-}
-
 /* warren-jail-init: the configured path, next to the running binary, in ../bin of
  * it (tests run from build/tests), then the install locations. */
 static int try_init(char *out, size_t out_len, const char *dir, const char *name)
@@ -798,11 +783,11 @@ static int jail_start__settings(struct jail_start *start)
 
 	if (jail__config_validate(config, start->err, start->err_len))
 		return -1;
-	start->state_dir = config->state_dir ? config->state_dir : default_state_dir();
+	start->state_dir = config->state_dir ? config->state_dir : jail_host.state_dir;
 	start->cgroup_parent =
-	    config->cgroup_parent ? config->cgroup_parent : default_cgroup_parent();
+	    config->cgroup_parent ? config->cgroup_parent : jail_host.cgroup_parent;
 	start->disk_cache_dir =
-	    config->disk_cache_dir ? config->disk_cache_dir : default_disk_cache_dir();
+	    config->disk_cache_dir ? config->disk_cache_dir : jail_host.disk_cache_dir;
 	if (!path_valid(start->state_dir) || !path_valid(start->disk_cache_dir) ||
 	    !id_valid(start->cgroup_parent)) {
 		snprintf(start->err, start->err_len,
@@ -1238,9 +1223,9 @@ int jail__list_on_host(const char *state_dir, const char *cgroup_parent, char **
 	*ids = NULL;
 	*count = 0;
 	if (!state_dir)
-		state_dir = default_state_dir();
+		state_dir = jail_host.state_dir;
 	if (!cgroup_parent)
-		cgroup_parent = default_cgroup_parent();
+		cgroup_parent = jail_host.cgroup_parent;
 	ret = add_dir_entries(state_dir, ids, count, &capacity);
 	/* Every cgroup directory under the parent, in each hierarchy. */
 	if (!ret && jail_cgroup__paths(&probe, cgroup_parent, "x") == 0) {
@@ -1273,9 +1258,9 @@ int jail__kill_by_id(const char *state_dir, const char *cgroup_parent, const cha
 	if (!id_valid(id))
 		return -EINVAL;
 	if (!state_dir)
-		state_dir = default_state_dir();
+		state_dir = jail_host.state_dir;
 	if (!cgroup_parent)
-		cgroup_parent = default_cgroup_parent();
+		cgroup_parent = jail_host.cgroup_parent;
 	memset(&jail, 0, sizeof(jail));
 	snprintf(jail.dir, sizeof(jail.dir), "%s/%s", state_dir, id);
 	/* The init, when the recorded pid is still the same process. */

@@ -335,7 +335,6 @@ static void format_v4(char *out, size_t size, uint32_t host_order, int prefix)
 
 /* ---- pool --------------------------------------------------------------- */
 
-/* Appends the addresses host resolves to (as "a,b,") to out. */
 void net_pool__slot_names(const struct net_pool *pool, int index, struct net_slot_info *info)
 {
 	memset(info, 0, sizeof(*info));

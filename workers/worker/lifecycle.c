@@ -816,19 +816,29 @@ static int worker__set_paused(struct worker *worker, const char *sandbox_id, boo
 }
 
 /* Compare-and-set of the row's state (no team check: this host owns it). */
-static int worker__move(struct worker *worker, const char *sandbox_id,
-			enum storage_sandbox_state from, enum storage_sandbox_state to,
-			struct storage_sandbox *out)
+/* The row from -> to, with the slot (index, address) when slot_index >= 0. */
+static int worker__move_to_slot(struct worker *worker, const char *sandbox_id,
+				enum storage_sandbox_state from, enum storage_sandbox_state to,
+				int slot_index, const char *slot_address,
+				struct storage_sandbox *out)
 {
 	struct storage_error err;
 	struct storage_sandbox_transition t = {
 	    .sandbox_id = sandbox_id,
 	    .from = from,
 	    .to = to,
-	    .slot_index = -1,
+	    .slot_index = slot_index,
+	    .slot_address = slot_address,
 	};
 
 	return storage__sandbox_transition(worker->storage, &t, out, &err);
+}
+
+static int worker__move(struct worker *worker, const char *sandbox_id,
+			enum storage_sandbox_state from, enum storage_sandbox_state to,
+			struct storage_sandbox *out)
+{
+	return worker__move_to_slot(worker, sandbox_id, from, to, -1, NULL, out);
 }
 
 /* worker__move that also records the live sandbox's slot (index and
@@ -838,25 +848,19 @@ static int worker__move_in_slot(struct worker *worker, const char *sandbox_id,
 				enum storage_sandbox_state from, enum storage_sandbox_state to,
 				struct storage_sandbox *out)
 {
-	struct storage_error err;
 	struct live_sandbox *sandbox;
 	char address[INET_ADDRSTRLEN] = "";
-	struct storage_sandbox_transition t = {
-	    .sandbox_id = sandbox_id,
-	    .from = from,
-	    .to = to,
-	    .slot_index = -1,
-	};
+	int slot_index = -1;
 
 	pthread_mutex_lock(&worker->lock);
 	sandbox = worker__find_locked(worker, sandbox_id);
 	if (sandbox && worker->net && sandbox->slot >= 0) {
-		t.slot_index = sandbox->slot;
+		slot_index = sandbox->slot;
 		inet_ntop(AF_INET, &sandbox->slot_info.slot_address, address, sizeof(address));
-		t.slot_address = address;
 	}
 	pthread_mutex_unlock(&worker->lock);
-	return storage__sandbox_transition(worker->storage, &t, out, &err);
+	return worker__move_to_slot(worker, sandbox_id, from, to, slot_index,
+				    slot_index >= 0 ? address : NULL, out);
 }
 
 /* The row's state now; -EAGAIN (PostgreSQL away) or -ENOENT (no row). */
@@ -1411,8 +1415,8 @@ void worker__housekeeping(struct worker *worker)
  * `killed` result each when publish. How many, or -1 when PostgreSQL
  * could not list them. */
 static int worker__end_host_rows(struct worker *worker, const char *host_id, const char *reason,
-				 const char *paused_reason, bool publish,
-				 char (*kept)[IDS_SANDBOX_ID_LEN + 1], size_t kept_count)
+				 const char *paused_reason, bool publish, const char *const *kept,
+				 size_t kept_count)
 {
 	struct storage_sandbox_list rows = {0};
 	struct storage_error err;
@@ -1610,7 +1614,7 @@ int worker__reconcile(struct worker *worker)
 		keep[i] = kept[i];
 	reaped = runtime__reap_orphans(worker->runtime, keep, (size_t)paused);
 	lost = worker__end_host_rows(worker, worker->host_id, "lost: the worker restarted",
-				     "lost: the worker restarted while it was paused", false, kept,
+				     "lost: the worker restarted while it was paused", false, keep,
 				     (size_t)paused);
 	free(kept);
 	free(keep);

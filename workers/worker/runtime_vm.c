@@ -1033,11 +1033,14 @@ static bool runtime_vm__resumed_since(const char *dir)
 	return resumed;
 }
 
-bool runtime_vm__paused_complete(const char *id)
+/* The marker of id's state dir (dir filled) when the paused files it
+ * stands for are complete: no resume since it was written, the snapshot,
+ * its memory file and the disk all there. NULL otherwise. */
+static json_t *runtime_vm__complete_marker(const char *id, char *dir, size_t dir_len)
 {
 	static const char *const files[] = {"snapshot", "snapshot.mem", "rootfs.ext4"};
-	char dir[PATH_MAX], path[PATH_MAX + 32];
-	json_t *marker = runtime_vm__load_paused(id, dir, sizeof(dir));
+	char path[PATH_MAX + 32];
+	json_t *marker = runtime_vm__load_paused(id, dir, dir_len);
 	bool jailed = json_is_true(json_object_get(marker, "jailed"));
 	bool complete = marker != NULL && !runtime_vm__resumed_since(dir);
 
@@ -1048,6 +1051,19 @@ bool runtime_vm__paused_complete(const char *id)
 		complete = lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
 			   (st.st_size > 0 || !strcmp(files[i], "rootfs.ext4"));
 	}
+	if (!complete) {
+		json_decref(marker);
+		return NULL;
+	}
+	return marker;
+}
+
+bool runtime_vm__paused_complete(const char *id)
+{
+	char dir[PATH_MAX];
+	json_t *marker = runtime_vm__complete_marker(id, dir, sizeof(dir));
+	bool complete = marker != NULL;
+
 	json_decref(marker);
 	return complete;
 }
@@ -1113,8 +1129,7 @@ struct runtime_vm *runtime_vm__adopt(const char *id, const char *netns_path, uin
 	json_t *marker = NULL;
 	struct stat st;
 
-	if (!runtime_vm__paused_complete(id) ||
-	    !(marker = runtime_vm__load_paused(id, dir, sizeof(dir)))) {
+	if (!(marker = runtime_vm__complete_marker(id, dir, sizeof(dir)))) {
 		snprintf(err, err_len, "vm runtime: no complete paused snapshot of %s", id);
 		goto fail;
 	}

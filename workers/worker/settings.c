@@ -34,6 +34,7 @@ void worker_settings__configure_libraries(void)
 	templates__configure(&templates);
 }
 
+/* Appends the addresses host resolves to (as "a,b,") to out. */
 static void append_addresses(const char *host, char *out, size_t size)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *found = NULL;
