@@ -38,6 +38,10 @@ struct agent_state {
 	char default_workdir[PATH_MAX];
 	unsigned int idle_timeout_s;	 /* set once at start (--idle-timeout) */
 	unsigned long long gunzip_limit; /* set once at start (--gzip-limit) */
+	/* Set once at start: the agent runs on a machine of its own (a vm
+	 * guest: started by PID 1 in the initial user namespace), so /init's
+	 * timestamp and entropy may set its clock and reseed its generator. */
+	bool owns_machine;
 };
 
 extern struct agent_state agent;

@@ -49,6 +49,21 @@ static uint16_t listen_port(const char *listen)
 	return address__parse_host_port(listen, host, sizeof(host), &port) ? 0 : port;
 }
 
+/* True on a machine of its own: started by PID 1 in the initial user
+ * namespace (a vm guest's init). A jail's agent runs in a user namespace
+ * of its own; an agent a test starts on a host is not PID 1's child. */
+static bool agent__owns_machine(void)
+{
+	unsigned long long inside = 1, outside = 1, count = 0;
+	FILE *map = fopen("/proc/self/uid_map", "re");
+	int fields = map ? fscanf(map, "%llu %llu %llu", &inside, &outside, &count) : 0;
+
+	if (map)
+		fclose(map);
+	return getppid() == 1 && fields == 3 && inside == 0 && outside == 0 &&
+	       count == 4294967295ull;
+}
+
 /* The main thread's loop: reaps children (and, as PID 1, orphans) on
  * SIGCHLD, ignores SIGHUP, returns on SIGTERM/SIGINT. */
 static void agent__wait_for_stop(const sigset_t *signals)
@@ -151,6 +166,7 @@ int main(int argc, char **argv)
 	}
 	unsetenv("WARREN_AGENT_TOKEN_HASH");
 	agent.env_vars = json_object();
+	agent.owns_machine = agent__owns_machine();
 
 	/* Every thread inherits this mask; the main thread takes the signals. */
 	sigemptyset(&signals);

@@ -7,12 +7,16 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/random.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "warren/clock.h"
@@ -33,17 +37,22 @@ bool agent__token_matches_hash(const char *token)
 				      agent.token_hash.hex);
 }
 
+/* agent__token_ok with agent.lock held. */
+static bool agent__token_ok_locked(const char *token_header)
+{
+	if (agent.token_set)
+		return token_header && tokens__equal(token_header, agent.token);
+	if (agent.token_hash.algorithm != TOKEN_HASH_NONE)
+		return agent__token_matches_hash(token_header);
+	return true; /* secure=false and no /init token: envd is open */
+}
+
 bool agent__token_ok(const char *token_header)
 {
 	bool ok;
 
 	pthread_mutex_lock(&agent.lock);
-	if (agent.token_set)
-		ok = token_header && tokens__equal(token_header, agent.token);
-	else if (agent.token_hash.algorithm != TOKEN_HASH_NONE)
-		ok = agent__token_matches_hash(token_header);
-	else
-		ok = true; /* secure=false and no /init token: envd is open */
+	ok = agent__token_ok_locked(token_header);
 	pthread_mutex_unlock(&agent.lock);
 	return ok;
 }
@@ -174,9 +183,110 @@ static bool agent__hostname_valid(const char *name)
 	return true;
 }
 
+/* The token part of POST /init, with agent.lock held: an access token
+ * is taken when it is the one held, or hashes to --token-hash before any
+ * is held. With "replaceAccessToken": true, a request whose X-Access-Token
+ * proves the current credential replaces the token (with none when
+ * accessToken is null or absent: the API is then open): a guest restored
+ * from another sandbox's snapshot holds that sandbox's token until its
+ * worker hands over its own (guest/agent/README.md). False: refused. */
+static bool agent__init_token(const char *access_token, bool replace, const char *header)
+{
+	bool guarded = agent.token_set || agent.token_hash.algorithm != TOKEN_HASH_NONE;
+
+	if (replace && guarded && header && agent__token_ok_locked(header)) {
+		snprintf(agent.token, sizeof(agent.token), "%s", access_token ? access_token : "");
+		agent.token_set = access_token != NULL;
+		agent.token_hash.algorithm = TOKEN_HASH_NONE;
+		log_info("/init: access token %s by the holder of the previous one",
+			 access_token ? "replaced" : "removed");
+		return true;
+	}
+	if (agent.token_set) {
+		if ((access_token && tokens__equal(access_token, agent.token)) ||
+		    (!access_token && header && tokens__equal(header, agent.token)))
+			return true;
+		log_warn("/init with a different access token refused");
+		return false;
+	}
+	if (agent.token_hash.algorithm != TOKEN_HASH_NONE) {
+		if (!agent__token_matches_hash(access_token)) {
+			log_warn("/init token does not match the configured hash, refused");
+			return false;
+		}
+		snprintf(agent.token, sizeof(agent.token), "%s", access_token);
+		agent.token_set = true;
+		log_info("/init: access token accepted");
+	} else if (access_token) {
+		/* secure=false: envd still adopts a token it is given. */
+		snprintf(agent.token, sizeof(agent.token), "%s", access_token);
+		agent.token_set = true;
+		log_info("/init: access token set (no hash was configured)");
+	}
+	return true;
+}
+
+/* /init's "timestamp" (Unix ms): a clock more than a second off is set to
+ * it (a guest restored from a snapshot wakes up with the time it was
+ * saved at). */
+static void agent__set_clock(const json_t *timestamp)
+{
+	struct timespec now, to;
+	long long wanted_ms = json_is_integer(timestamp) ? json_integer_value(timestamp) : 0;
+	long long now_ms;
+
+	if (wanted_ms <= 0 || clock_gettime(CLOCK_REALTIME, &now))
+		return;
+	now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	if (llabs(now_ms - wanted_ms) <= 1000)
+		return;
+	to.tv_sec = (time_t)(wanted_ms / 1000);
+	to.tv_nsec = (long)(wanted_ms % 1000) * 1000000;
+	if (clock_settime(CLOCK_REALTIME, &to))
+		log_warn("/init: setting the clock: %s", strerror(errno));
+	else
+		log_info("/init: clock set (it was %lld ms off)", now_ms - wanted_ms);
+}
+
+/* /init's "entropy" (hex, at most 64 bytes): mixed into the kernel's pool
+ * as credited entropy and the generator reseeded from it, so guests
+ * restored from one snapshot part ways (random(4), RNDADDENTROPY). */
+static void agent__add_entropy(const json_t *entropy)
+{
+	struct {
+		struct rand_pool_info info;
+		unsigned char bytes[64];
+	} pool;
+	const char *hex = json_string_value(entropy);
+	size_t length = hex ? strlen(hex) / 2 : 0;
+	int fd;
+
+	if (!hex || length == 0 || length > sizeof(pool.bytes) || strlen(hex) % 2)
+		return;
+	for (size_t i = 0; i < length; i++) {
+		unsigned int byte;
+
+		if (!isxdigit((unsigned char)hex[2 * i]) ||
+		    !isxdigit((unsigned char)hex[2 * i + 1]) ||
+		    sscanf(hex + 2 * i, "%2x", &byte) != 1)
+			return;
+		pool.bytes[i] = (unsigned char)byte;
+	}
+	pool.info.entropy_count = (int)(length * 8);
+	pool.info.buf_size = (int)length;
+	fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, RNDADDENTROPY, &pool.info) || ioctl(fd, RNDRESEEDCRNG))
+		log_warn("/init: reseeding the random generator: %s", strerror(errno));
+	else
+		log_info("/init: %zu bytes of entropy added, the random generator reseeded",
+			 length);
+	if (fd >= 0)
+		close(fd);
+	explicit_bzero(&pool, sizeof(pool));
+}
+
 /* POST /init: the orchestrator hands over the access token, env vars and
- * defaults. Only a token hashing to --token-hash is accepted, and once one
- * is set only the same token may call /init again. */
+ * defaults (the token rules: agent__init_token). */
 static enum MHD_Result handle_init(struct MHD_Connection *connection, struct request *request)
 {
 	const char *header =
@@ -206,34 +316,13 @@ static enum MHD_Result handle_init(struct MHD_Connection *connection, struct req
 	}
 
 	pthread_mutex_lock(&agent.lock);
-	if (agent.token_set) {
-		bool ok = (access_token && tokens__equal(access_token, agent.token)) ||
-			  (!access_token && header && tokens__equal(header, agent.token));
-		if (!ok) {
-			pthread_mutex_unlock(&agent.lock);
-			log_warn("/init with a different access token refused");
-			ret = agent__error_response(connection, MHD_HTTP_UNAUTHORIZED,
-						    "access token does not match");
-			goto out;
-		}
-	} else if (agent.token_hash.algorithm != TOKEN_HASH_NONE) {
-		if (!agent__token_matches_hash(access_token)) {
-			pthread_mutex_unlock(&agent.lock);
-			log_warn("/init token does not match the configured hash, refused");
-			ret = agent__error_response(connection, MHD_HTTP_UNAUTHORIZED,
-						    "access token does not match");
-			goto out;
-		}
-		snprintf(agent.token, sizeof(agent.token), "%s", access_token);
-		agent.token_set = true;
-		log_info("/init: access token accepted");
-	} else if (access_token) {
-		/* secure=false: envd still adopts a token it is given. */
-		snprintf(agent.token, sizeof(agent.token), "%s", access_token);
-		agent.token_set = true;
-		log_info("/init: access token set (no hash was configured)");
+	if (!agent__init_token(access_token,
+			       json_is_true(json_object_get(body, "replaceAccessToken")), header)) {
+		pthread_mutex_unlock(&agent.lock);
+		ret = agent__error_response(connection, MHD_HTTP_UNAUTHORIZED,
+					    "access token does not match");
+		goto out;
 	}
-
 	env_vars = json_object_get(body, "envVars");
 	if (json_is_object(env_vars)) {
 		json_object_foreach(env_vars, key, value)
@@ -249,7 +338,7 @@ static enum MHD_Result handle_init(struct MHD_Connection *connection, struct req
 		snprintf(agent.default_user, sizeof(agent.default_user), "%s",
 			 json_string_value(user));
 	/* warren's own member: a sandbox started ahead of its create (a warm
-	 * pool's) learns its name here (docs/agent.md, "/init"). */
+	 * pool's) learns its name here (guest/agent/README.md). */
 	value = json_object_get(body, "hostname");
 	if (json_is_string(value) && agent__hostname_valid(json_string_value(value)) &&
 	    sethostname(json_string_value(value), json_string_length(value)))
@@ -260,8 +349,12 @@ static enum MHD_Result handle_init(struct MHD_Connection *connection, struct req
 		snprintf(agent.default_workdir, sizeof(agent.default_workdir), "%s",
 			 json_string_value(workdir));
 	pthread_mutex_unlock(&agent.lock);
-	/* envd also sets the clock from "timestamp"; a jail shares the host
-	 * clock, so we only log it. */
+	/* envd sets the clock from "timestamp"; so does a vm guest's agent (a
+	 * restored guest's clock is behind), never a jail's (the host's). */
+	if (agent.owns_machine) {
+		agent__set_clock(json_object_get(body, "timestamp"));
+		agent__add_entropy(json_object_get(body, "entropy"));
+	}
 	ret = agent__buffer_response(connection, MHD_HTTP_NO_CONTENT, NULL, "", 0);
 out:
 	json_decref(body);

@@ -68,6 +68,34 @@ static void test_health_and_init(void **state)
 	assert_int_equal(http("GET", "/envs", TOKEN, NULL, NULL, 0, &out), 200);
 	assert_non_null(strstr(out.data, "\"FROM_INIT\":\"yes\""));
 	free(out.data);
+	/* replaceAccessToken: only a request proving the token held replaces
+	 * it (a guest restored from another sandbox's snapshot). */
+	snprintf(body, sizeof(body),
+		 "{\"accessToken\":\"next-token\",\"replaceAccessToken\":true}");
+	assert_int_equal(
+	    http("POST", "/init", "another-token", "application/json", body, strlen(body), &out),
+	    401);
+	free(out.data);
+	assert_int_equal(http("POST", "/init", NULL, "application/json", body, strlen(body), &out),
+			 401);
+	free(out.data);
+	assert_int_equal(http("POST", "/init", TOKEN, "application/json", body, strlen(body), &out),
+			 204);
+	free(out.data);
+	assert_int_equal(http("GET", "/envs", TOKEN, NULL, NULL, 0, &out), 401);
+	free(out.data);
+	assert_int_equal(http("GET", "/envs", "next-token", NULL, NULL, 0, &out), 200);
+	assert_non_null(strstr(out.data, "\"FROM_INIT\":\"yes\""));
+	free(out.data);
+	/* and back, for the tests after this one */
+	snprintf(body, sizeof(body), "{\"accessToken\":\"%s\",\"replaceAccessToken\":true}", TOKEN);
+	assert_int_equal(
+	    http("POST", "/init", "next-token", "application/json", body, strlen(body), &out), 204);
+	free(out.data);
+	assert_int_equal(http("GET", "/envs", "next-token", NULL, NULL, 0, &out), 401);
+	free(out.data);
+	assert_int_equal(http("GET", "/envs", TOKEN, NULL, NULL, 0, &out), 200);
+	free(out.data);
 }
 
 static void test_everything_needs_the_token(void **state)
