@@ -125,7 +125,7 @@ static const struct config_setting config_table[] = {
      "blocks no sandbox may reach whatever its policy says, added to the built-in set (e.g. the "
      "PostgreSQL and Kafka networks)"},
     {"operation_deadline_ms", CONFIG_INT, 1, 86400000, NULL, "15000", "ms", "api", 0,
-     "how long a kill or network update waits for its result"},
+     "how long a kill, network update or resume waits for its result"},
     {"pause_timeout_ms", CONFIG_INT, 1, 600000, NULL, "5000", "ms", "worker", 0,
      "how long a pause (freeze) or resume (thaw) may take"},
     {"pg_checkout_timeout_ms", CONFIG_INT, 0, 3600000, NULL, "10000", "ms",
@@ -227,6 +227,9 @@ static const struct config_setting config_table[] = {
      "slots made ahead of demand"},
     {"slots", CONFIG_BOOL, 0, 0, NULL, "true", "", "worker", 0,
      "network slots (false is refused: every sandbox needs its own)"},
+    {"snapshot_deadline_ms", CONFIG_INT, 1, 86400000, NULL, "120000", "ms", "api", 0,
+     "how long a pause or snapshot (createSnapshot, fork) waits for its result: a vm sandbox's "
+     "guest memory is written to disk"},
     {"snapshot_quota_mb", CONFIG_INT, 0, 1073741824, NULL, "10240", "MiB", "api", 0,
      "storage one team's snapshots may hold on worker hosts (createSnapshot; docs/api.md)"},
     {"start_cmd_timeout_ms", CONFIG_INT, 1, 3600000, NULL, "50000", "ms", "worker", 0,

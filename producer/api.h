@@ -28,6 +28,7 @@ struct api_config {
 	const char *domain;		   /* [domain] default "" (JSON null) */
 	int64_t create_deadline_ms;	   /* [create_deadline_ms] default 60000 */
 	int64_t operation_deadline_ms;	   /* [operation_deadline_ms] default 15000 */
+	int64_t snapshot_deadline_ms;	   /* [snapshot_deadline_ms] default 120000 */
 	int64_t produce_timeout_ms;	   /* [kafka_produce_timeout_ms] default 5000 */
 	int64_t pg_start_wait_ms;	   /* [pg_start_wait_ms] default 10000 */
 	size_t max_body_bytes;		   /* [api_max_body_bytes] default 1 MiB */

@@ -812,7 +812,11 @@ static enum MHD_Result handlers__host_command(struct api_request *r, enum kafka_
 		kafka_event__clear(&ev);
 		return MHD_YES;
 	}
-	handlers__wait_for(r, want, r->config->operation_deadline_ms);
+	/* a pause or snapshot of a vm sandbox writes its guest's memory */
+	r->deadline_ms = type == KAFKA_EVENT_PAUSE || type == KAFKA_EVENT_SNAPSHOT
+			     ? r->config->snapshot_deadline_ms
+			     : r->config->operation_deadline_ms;
+	handlers__wait_for(r, want, r->deadline_ms);
 	rc = bus__produce(topic, &ev);
 	kafka_event__clear(&ev);
 	if (rc) {
@@ -858,7 +862,7 @@ static enum MHD_Result handlers__operation_answer(struct api_request *r, const c
 	if (r->waiter.timed_out)
 		return request__error(
 		    r, 504, "the worker did not confirm the %s of sandbox %s within %lld ms", what,
-		    r->sandbox.id, (long long)r->config->operation_deadline_ms);
+		    r->sandbox.id, (long long)r->deadline_ms);
 	if (r->waiter.result_type == KAFKA_EVENT_FAILED) {
 		int code = (int)json_integer_value(json_object_get(r->waiter.result, "code"));
 		const char *message =

@@ -23,6 +23,7 @@ struct api_request {
 	char path[256];
 	struct api_route route;
 	int64_t started_ms;
+	int64_t deadline_ms; /* of the host command it waits for (handlers__host_command) */
 	char *body;
 	size_t body_len, body_cap;
 	bool body_too_large;

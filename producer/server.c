@@ -114,6 +114,7 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 	c->domain = config__get("domain", "");
 	c->create_deadline_ms = config__get_int("create_deadline_ms", 60000);
 	c->operation_deadline_ms = config__get_int("operation_deadline_ms", 15000);
+	c->snapshot_deadline_ms = config__get_int("snapshot_deadline_ms", 120000);
 	c->produce_timeout_ms = config__get_int("kafka_produce_timeout_ms", 5000);
 	c->pg_start_wait_ms = config__get_int("pg_start_wait_ms", 10000);
 	c->max_body_bytes = (size_t)config__get_int("api_max_body_bytes", 1024 * 1024);
@@ -127,7 +128,8 @@ int api__config_load(struct api_config *c, char *err, size_t err_len)
 	if (server__config_tls(c, err, err_len))
 		return -EINVAL;
 	if (c->storage.pool_size < 1 || c->http_threads < 1 || c->create_deadline_ms < 1 ||
-	    c->operation_deadline_ms < 1 || c->produce_timeout_ms < 1 || c->max_body_bytes < 1) {
+	    c->operation_deadline_ms < 1 || c->snapshot_deadline_ms < 1 ||
+	    c->produce_timeout_ms < 1 || c->max_body_bytes < 1) {
 		snprintf(err, err_len, "a numeric setting is out of range");
 		return -EINVAL;
 	}
