@@ -50,18 +50,23 @@ static uint16_t listen_port(const char *listen)
 }
 
 /* True on a machine of its own: started by PID 1 in the initial user
- * namespace (a vm guest's init). A jail's agent runs in a user namespace
+ * namespace (a vm guest's init; a guest kernel without user namespaces has
+ * no uid_map and only that one). A jail's agent runs in a user namespace
  * of its own; an agent a test starts on a host is not PID 1's child. */
 static bool agent__owns_machine(void)
 {
 	unsigned long long inside = 1, outside = 1, count = 0;
-	FILE *map = fopen("/proc/self/uid_map", "re");
-	int fields = map ? fscanf(map, "%llu %llu %llu", &inside, &outside, &count) : 0;
+	FILE *map;
+	int fields;
 
-	if (map)
-		fclose(map);
-	return getppid() == 1 && fields == 3 && inside == 0 && outside == 0 &&
-	       count == 4294967295ull;
+	if (getppid() != 1)
+		return false;
+	map = fopen("/proc/self/uid_map", "re");
+	if (!map)
+		return errno == ENOENT;
+	fields = fscanf(map, "%llu %llu %llu", &inside, &outside, &count);
+	fclose(map);
+	return fields == 3 && inside == 0 && outside == 0 && count == 4294967295ull;
 }
 
 /* The main thread's loop: reaps children (and, as PID 1, orphans) on
@@ -167,6 +172,9 @@ int main(int argc, char **argv)
 	unsetenv("WARREN_AGENT_TOKEN_HASH");
 	agent.env_vars = json_object();
 	agent.owns_machine = agent__owns_machine();
+	if (agent.owns_machine)
+		log_info("a machine of its own: /init may set the clock and reseed the random "
+			 "generator");
 
 	/* Every thread inherits this mask; the main thread takes the signals. */
 	sigemptyset(&signals);

@@ -110,6 +110,8 @@ def run_sdk(stack, proxy_port, label, timeout_s, **settings):
         want.add("egress")
     if settings.get("PAUSE") == "1":
         want.add("pause-resume")
+    if settings.get("SNAPSHOT") == "1":
+        want.add("snapshot")
     check(set(steps) == want, f"SDK steps: {sorted(steps)} (want {sorted(want)})")
     return steps
 
@@ -302,13 +304,23 @@ def vm_phase(stack, proxy_port, work):
 
         steps = run_sdk(stack, proxy_port, "nested vm", 480, TEMPLATE="base", RUNTIME="vm", PYTHON="1",
                         EGRESS_ALLOW=EGRESS_ALLOW, EGRESS_DENY=EGRESS_DENY, END="timeout",
-                        PAUSE="1")
+                        PAUSE="1", SNAPSHOT="1")
         sandbox_id = steps["create"]["sandboxId"]
         state, host, runtime, _ = sandbox_row(stack, sandbox_id)
         check(host == nested_id and runtime == "vm" and state == "timed_out",
               f"vm sandbox row: {state} {host} {runtime}")
         wait_freed(stack, share, nested_id, "timeout")
         print("nested worker freed the VMM, disk, state dir and slot:", read_share(share, "status"))
+        # the sandboxes restored from its snapshot: their agents took the new
+        # token over and reseeded the guest's random generator
+        for restored in (steps["snapshot"]["restored"]["id"], steps["snapshot"]["forked"]["id"]):
+            agent_log = read_share(share, f"console-{restored}.log") or ""
+            check("access token replaced by the holder of the previous one" in agent_log
+                  and "bytes of entropy added, the random generator reseeded" in agent_log,
+                  f"restored sandbox {restored}: token handed over, generator reseeded "
+                  f"(console: {agent_log[-1500:]!r})")
+            clock = [line for line in agent_log.splitlines() if "clock set" in line]
+            print(f"restored sandbox {restored}: {clock[0] if clock else 'clock within 1 s, not set'}")
         console = read_share(share, f"console-{sandbox_id}.log") or ""
         marks = [line.strip() for line in console.splitlines()
                  if "crng init done" in line or "Run /sbin/init" in line or "random:" in line]

@@ -12,7 +12,11 @@
 // sandbox is created with allowOut [allow], denyOut [0.0.0.0/0]); END=timeout
 // (setTimeout(3 s), then wait until it is gone) or kill (default); PAUSE=1:
 // a counting background process, pause() -> true (again: false), getInfo
-// paused, Sandbox.connect -> the file is there and the counter goes on.
+// paused, Sandbox.connect -> the file is there and the counter goes on;
+// SNAPSHOT=1 (after PAUSE=1): createSnapshot() of the running sandbox,
+// Sandbox.create(snapshotId) and Sandbox.fork(id) restore its guest: the
+// file is there, the counter goes on from the snapshot, each has its own
+// token, host name and clock; the source goes on too.
 'use strict';
 const assert = require('node:assert/strict');
 const http = require('node:http');
@@ -40,6 +44,34 @@ function getThroughProxy(host) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+// The counter a PAUSE run starts in the sandbox (0 when unreadable).
+const count = async (sbx) => Number((await sbx.commands.run('cat /tmp/count',
+	{ requestTimeoutMs: 60_000 })).stdout.trim());
+
+// A sandbox restored from source's snapshot: the source's file, the counter
+// going on from where the snapshot caught it, its own name, clock and
+// token (the source's token does not open it).
+async function checkRestored(copy, source, text, counted) {
+	assert.notEqual(copy.sandboxId, source.sandboxId);
+	assert.equal(await copy.files.read('/tmp/hostvm-e2e.txt', { requestTimeoutMs: 60_000 }), text);
+	const first = await count(copy);
+	assert.ok(first >= counted && first < counted + 600, `counter ${counted} -> ${first}: not from the snapshot`);
+	await sleep(2000);
+	const later = await count(copy);
+	assert.ok(later > first, `the restored counter does not go on: ${first} -> ${later}`);
+	const facts = (await copy.commands.run('hostname; date +%s', { requestTimeoutMs: 60_000 })).stdout.split('\n');
+	assert.equal(facts[0], copy.sandboxId, 'the restored guest is named after its sandbox');
+	// against the source's clock: both guests run on one host (whose own
+	// clock drifts from this machine's under TCG, so Date.now() is no ruler)
+	const sourceNow = Number((await source.commands.run('date +%s', { requestTimeoutMs: 60_000 })).stdout);
+	const skew = Number(facts[1]) - sourceNow;
+	assert.ok(Math.abs(skew) <= 5, `the restored guest's clock is ${skew} s off the source's`);
+	const stolen = await fetch(`${process.env.E2B_SANDBOX_URL}/envs`, {
+		headers: { 'E2b-Sandbox-Id': copy.sandboxId, 'E2b-Sandbox-Port': '49983',
+			'X-Access-Token': source.envdAccessToken || 'none' } });
+	assert.equal(stolen.status, 401, 'the source\'s token opens the restored sandbox');
+	return { id: copy.sandboxId, first, later, skew };
+}
 
 (async () => {
 	const createTimeoutMs = Number(process.env.CREATE_TIMEOUT_MS || 300000);
@@ -117,8 +149,6 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 		// connect() restores it: the file is there, the counter goes on.
 		started = Date.now();
 		const id = sandbox.sandboxId;
-		const count = async (sbx) => Number((await sbx.commands.run('cat /tmp/count',
-			{ requestTimeoutMs: 60_000 })).stdout.trim());
 		await sandbox.commands.run("sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done'",
 			{ background: true, requestTimeoutMs: 60_000 });
 		let before = 0;
@@ -143,6 +173,33 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 		const later = await count(resumed);
 		assert.ok(later > after, `the counter stopped after the resume: ${after} -> ${later}`);
 		step('pause-resume', started, { pauseMs, connectMs, before, after, later });
+	}
+
+	if (process.env.SNAPSHOT === '1') {
+		started = Date.now();
+		let t0 = Date.now();
+		const counted = await count(sandbox);
+		const snapshot = await sandbox.createSnapshot({ requestTimeoutMs: 300_000 });
+		const snapshotMs = Date.now() - t0;
+		assert.match(snapshot.snapshotId, /^snap-/);
+		const sourceAfter = await count(sandbox);
+		await sleep(1000);
+		assert.ok(await count(sandbox) > sourceAfter, 'the source does not go on after its snapshot');
+		t0 = Date.now();
+		const copy = await Sandbox.create(snapshot.snapshotId, { timeoutMs: 600_000,
+			requestTimeoutMs: createTimeoutMs, metadata });
+		const createMs = Date.now() - t0;
+		const restored = await checkRestored(copy, sandbox, text, counted);
+		await copy.kill({ requestTimeoutMs: 120_000 });
+		t0 = Date.now();
+		const forks = await Sandbox.fork(sandbox.sandboxId, { count: 1, timeoutMs: 600_000,
+			requestTimeoutMs: 600_000 });
+		const forkMs = Date.now() - t0;
+		assert.equal(forks.length, 1);
+		assert.ok(forks[0] instanceof Sandbox, `the fork failed: ${forks[0]}`);
+		const forked = await checkRestored(forks[0], sandbox, text, sourceAfter);
+		await forks[0].kill({ requestTimeoutMs: 120_000 });
+		step('snapshot', started, { snapshotMs, createMs, forkMs, counted, restored, forked });
 	}
 
 	started = Date.now();

@@ -20,6 +20,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "snapshot.h"
 
 #define HOST_UID 3000000u
@@ -178,10 +180,107 @@ static void test_capture(void **state)
 	assert_int_equal(snapshot__remove(templates, "snap-1"), -ENOENT);
 }
 
+/* A vm sandbox's export (what runtime__export_vm writes, made up here):
+ * installed with template.json naming the source, no start command; an
+ * export that fails leaves nothing. */
+static int fake_export(void *opaque, const char *dir, uint64_t *bytes, char *err, size_t err_len)
+{
+	char p[700];
+	FILE *f;
+
+	if (opaque) {
+		snprintf(err, err_len, "the VMM refused");
+		return -5;
+	}
+	snprintf(p, sizeof(p), "%s/vm", dir);
+	assert_int_equal(mkdir(p, 0700), 0);
+	snprintf(p, sizeof(p), "%s/vm/vm.json", dir);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs("{\"version\":1}", f);
+	fclose(f);
+	*bytes = 4096;
+	return 0;
+}
+
+static void test_capture_vm(void **state)
+{
+	char templates[512], cache[512], p[512], err[256];
+	struct snapshot_source source = {0};
+	struct template_info snap;
+	uint64_t bytes = 0;
+	json_t *meta;
+	(void)state;
+
+	make_fixture();
+	write_file("cache/base-1/template.json",
+		   "{\"name\":\"base\",\"agent_version\":\"1\",\"built_at\":"
+		   "\"2026-01-01T00:00:00Z\",\"size\":100,\"start_cmd\":\"sleep 1\","
+		   "\"content_hash\":"
+		   "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}");
+	at(templates, "templates");
+	at(cache, "cache");
+	source.templates_dir = templates;
+	source.cache_dir = cache;
+	assert_int_equal(templates__read(templates, "base", &source.base, err, sizeof(err)), 0);
+	source.export_vm = fake_export;
+	source.export_opaque = (void *)1; /* fails */
+	source.source_id = "iaaaaaaaaaaaaaaaaaaaa";
+	source.source_secure = true;
+	assert_int_equal(snapshot__capture(&source, "snap-vm", &bytes, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "the VMM refused"));
+	at(p, "cache/.snapshot-snap-vm");
+	assert_int_not_equal(access(p, F_OK), 0);
+	at(p, "templates/snap-vm");
+	assert_int_not_equal(access(p, F_OK), 0);
+
+	source.export_opaque = NULL;
+	assert_int_equal(snapshot__capture(&source, "snap-vm", &bytes, err, sizeof(err)), 0);
+	assert_int_equal(bytes, 4096);
+	assert_int_equal(templates__read(templates, "snap-vm", &snap, err, sizeof(err)), 0);
+	snprintf(p, sizeof(p), "%.400s/template.json", snap.dir);
+	meta = json_load_file(p, 0, NULL);
+	assert_non_null(meta);
+	assert_null(json_object_get(meta, "start_cmd"));
+	assert_string_equal(json_string_value(json_object_get(json_object_get(meta, "vm_snapshot"),
+							      "source_sandbox_id")),
+			    "iaaaaaaaaaaaaaaaaaaaa");
+	assert_true(json_is_true(json_object_get(json_object_get(meta, "vm_snapshot"), "secure")));
+	json_decref(meta);
+	snprintf(p, sizeof(p), "%.400s/vm/vm.json", snap.dir);
+	assert_int_equal(access(p, F_OK), 0);
+}
+
+/* What a killed capture leaves is swept; finished templates are kept. */
+static void test_sweep_unfinished(void **state)
+{
+	char templates[512], cache[512], p[512], target[512];
+	(void)state;
+
+	make_fixture();
+	make_dirs("cache/.snapshot-snap-2/rootfs/etc");
+	write_file("cache/.snapshot-snap-2/rootfs/etc/keep", "half");
+	at(target, "cache/.snapshot-snap-2");
+	at(p, "templates/.snap-2.snapshot");
+	assert_int_equal(symlink(target, p), 0);
+	at(templates, "templates");
+	at(cache, "cache");
+	assert_int_equal(snapshot__sweep_unfinished(templates, cache), 2);
+	assert_int_not_equal(access(target, F_OK), 0);
+	assert_int_not_equal(access(p, F_OK), 0);
+	at(p, "templates/base");
+	assert_int_equal(access(p, F_OK), 0);
+	at(p, "cache/base-1/rootfs/etc/keep");
+	assert_int_equal(access(p, F_OK), 0);
+	assert_int_equal(snapshot__sweep_unfinished(templates, cache), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_capture, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_capture_vm, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sweep_unfinished, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

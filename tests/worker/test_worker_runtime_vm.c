@@ -501,12 +501,106 @@ static void test_vm_orphans_are_reaped(void **state)
 	runtime__stop(instance); /* already gone: must not fail */
 }
 
+/* A vm sandbox as a template (runtime__export_vm): the running source is
+ * paused, its snapshot and disk exported, and it runs again; once the
+ * source is gone, a sandbox started from the template restores the guest
+ * (its VMM running without a boot). A template whose vm.json or snapshot file is damaged is
+ * refused with the reason, nothing left running. */
+static void test_vm_snapshot_template(void **state)
+{
+	char source_id[IDS_SANDBOX_ID_LEN + 1], copy_id[IDS_SANDBOX_ID_LEN + 1];
+	char dir[512], template_dir[512], path[700], err[1024] = "";
+	struct runtime_instance *source, *copy;
+	uint64_t bytes = 0;
+	json_t *meta, *metrics;
+	double started;
+	(void)state;
+
+	assert_int_equal(ids__sandbox_id(source_id), 0);
+	assert_int_equal(ids__sandbox_id(copy_id), 0);
+	struct runtime_start spec = {.sandbox_id = source_id,
+				     .template_id = "minimal",
+				     .netns_path = netns_path,
+				     .memory_mib = 128,
+				     .vcpus = 1};
+	started = now_seconds();
+	source = runtime__start(RUNTIME_VM, &spec, err, sizeof(err));
+	if (!source)
+		fail_msg("runtime__start(vm): %s", err);
+	snprintf(dir, sizeof(dir), "%s/%s", getenv("WARREN_STATE_DIR"), source_id);
+	vm__wait_for_root_mount(dir, started);
+
+	/* the template's dir, with minimal's template.json renamed */
+	snprintf(template_dir, sizeof(template_dir), "%s/snaptest", getenv("WARREN_TEMPLATES_DIR"));
+	assert_int_equal(mkdir(template_dir, 0755), 0);
+	snprintf(path, sizeof(path), "%s/minimal/template.json", getenv("WARREN_TEMPLATES_DIR"));
+	meta = json_load_file(path, 0, NULL);
+	assert_non_null(meta);
+	json_object_set_new(meta, "name", json_string("snaptest"));
+	snprintf(path, sizeof(path), "%s/template.json", template_dir);
+	assert_int_equal(json_dump_file(meta, path, 0), 0);
+	json_decref(meta);
+
+	started = now_seconds();
+	if (runtime__export_vm(source, template_dir, &bytes, err, sizeof(err)))
+		fail_msg("runtime__export_vm: %s", err);
+	printf("exported the running VM in %.2f s: %llu bytes\n", now_seconds() - started,
+	       (unsigned long long)bytes);
+	assert_true(bytes > 0);
+	snprintf(path, sizeof(path), "%s/root/vmm.sock", dir);
+	metrics = vmm_request(path, "{\"op\":\"metrics\"}");
+	assert_non_null(metrics); /* the source runs again */
+	assert_string_equal(json_string_value(json_object_get(metrics, "state")), "running");
+	json_decref(metrics);
+	snprintf(path, sizeof(path), "%s/vm/vm.json", template_dir);
+	meta = json_load_file(path, 0, NULL);
+	assert_non_null(meta);
+	assert_string_equal(json_string_value(json_object_get(meta, "memory_mib")), "128");
+	json_decref(meta);
+
+	/* the source gone (its state dir too): the template stands alone; and
+	 * the one tap0 of this namespace is free for the copy */
+	runtime__stop(source);
+	assert_int_equal(access(dir, F_OK), -1);
+	spec.sandbox_id = copy_id;
+	spec.template_id = "snaptest";
+	spec.memory_mib = 512; /* the snapshot's machine wins: 128 MiB */
+	started = now_seconds();
+	copy = runtime__start(RUNTIME_VM, &spec, err, sizeof(err));
+	if (!copy)
+		fail_msg("runtime__start(vm) from the snapshot: %s", err);
+	printf("restored from the template in %.2f s\n", now_seconds() - started);
+	snprintf(path, sizeof(path), "%s/%s/root/vmm.sock", getenv("WARREN_STATE_DIR"), copy_id);
+	metrics = vmm_request(path, "{\"op\":\"metrics\"}");
+	assert_non_null(metrics);
+	assert_string_equal(json_string_value(json_object_get(metrics, "state")), "running");
+	json_decref(metrics);
+	snprintf(path, sizeof(path), "%s/%s/root/snapshot.mem", getenv("WARREN_STATE_DIR"),
+		 copy_id);
+	assert_int_equal(access(path, F_OK), -1); /* mapped, its name gone */
+	runtime__stop(copy);
+
+	/* damaged: a truncated state file, then a vm.json of no machine */
+	snprintf(path, sizeof(path), "%s/vm/snapshot", template_dir);
+	assert_int_equal(truncate(path, 100), 0);
+	assert_null(runtime__start(RUNTIME_VM, &spec, err, sizeof(err)));
+	printf("a truncated snapshot: %s\n", err);
+	assert_non_null(strstr(err, "snapshot"));
+	snprintf(path, sizeof(path), "%s/vm/vm.json", template_dir);
+	assert_int_equal(shell("echo '{\"version\":1,\"vcpus\":\"0\"}' > %s", path), 0);
+	assert_null(runtime__start(RUNTIME_VM, &spec, err, sizeof(err)));
+	assert_non_null(strstr(err, "bad vm snapshot"));
+	snprintf(path, sizeof(path), "%s/%s", getenv("WARREN_STATE_DIR"), copy_id);
+	assert_int_equal(access(path, F_OK), -1); /* nothing left behind */
+}
+
 int main(void)
 {
 	const char *kernel = getenv("WARREN_GUEST_KERNEL");
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_vm_runtime_boots_and_stops),
 	    cmocka_unit_test(test_vm_orphans_are_reaped),
+	    cmocka_unit_test(test_vm_snapshot_template),
 	};
 	int failed;
 

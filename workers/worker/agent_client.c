@@ -5,11 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "warren/clock.h"
 #include "warren/json_util.h"
 #include "warren/log.h"
+#include "warren/tokens.h"
 
 static size_t agent_client__discard(char *data, size_t size, size_t count, void *opaque)
 {
@@ -72,32 +74,45 @@ int agent_client__wait_healthy(const char *address, int port, uint64_t deadline_
 	}
 }
 
-int agent_client__init(const char *address, int port, const char *access_token,
-		       const json_t *env_vars, const char *default_user, const char *hostname,
-		       char *err, size_t err_len)
+int agent_client__init(const char *address, int port, const struct agent_init *init, char *err,
+		       size_t err_len)
 {
-	char url[128];
+	char url[128], entropy[TOKENS_SHA256_HEX_LEN + 1];
+	unsigned char random_bytes[32];
 	char *body = NULL;
 	long status;
 	int rc = 0;
 	json_t *request = json_object();
 
 	snprintf(url, sizeof(url), "http://%s:%d/init", address, port);
-	if (access_token)
-		json_object_set_new(request, "accessToken", json_string(access_token));
+	if (init->access_token)
+		json_object_set_new(request, "accessToken", json_string(init->access_token));
+	else if (init->replace_token)
+		json_object_set_new(request, "accessToken", json_null()); /* no token from now */
+	if (init->replace_token)
+		json_object_set_new(request, "replaceAccessToken", json_true());
 	json_object_set_new(request, "envVars",
-			    env_vars ? json_deep_copy(env_vars) : json_object());
-	if (default_user)
-		json_object_set_new(request, "defaultUser", json_string(default_user));
-	if (hostname)
-		json_object_set_new(request, "hostname", json_string(hostname));
+			    init->env_vars ? json_deep_copy(init->env_vars) : json_object());
+	if (init->default_user)
+		json_object_set_new(request, "defaultUser", json_string(init->default_user));
+	if (init->hostname)
+		json_object_set_new(request, "hostname", json_string(init->hostname));
 	json_object_set_new(request, "timestamp", json_integer(clock__realtime_ms()));
+	if (getrandom(random_bytes, sizeof(random_bytes), 0) == (ssize_t)sizeof(random_bytes)) {
+		for (size_t i = 0; i < sizeof(random_bytes); i++)
+			snprintf(entropy + 2 * i, 3, "%02x", random_bytes[i]);
+		json_object_set_new(request, "entropy", json_string(entropy));
+	}
 	body = json_util__dump(request);
-	status = body ? agent_client__request(url, body, 5000, access_token) : -1;
+	status = body ? agent_client__request(url, body, 5000,
+					      init->current_token ? init->current_token
+								  : init->access_token)
+		      : -1;
 	if (status < 200 || status > 299) {
 		snprintf(err, err_len, "agent /init answered %ld", status);
 		rc = -EPROTO;
 	}
+	explicit_bzero(random_bytes, sizeof(random_bytes));
 	free(body);
 	json_decref(request);
 	return rc;

@@ -540,24 +540,37 @@ static enum create_outcome create__wait_agent(struct create_ctx *ctx)
 static enum create_outcome create__init_agent(struct create_ctx *ctx)
 {
 	const char *token = ctx->secure ? ctx->access_token : NULL;
-	char template_user[64], template_workdir[1025];
+	char template_user[64], template_workdir[1025], source_id[IDS_SANDBOX_ID_LEN + 1];
+	char source_token[TOKENS_SHA256_HEX_LEN + 1];
+	bool source_secure = false;
+	/* a guest restored from a vm snapshot runs its source's agent */
+	bool restored =
+	    ctx->worker->runtime == RUNTIME_VM &&
+	    snapshot__vm_source(ctx->row.template_id, source_id, sizeof(source_id), &source_secure);
+	struct agent_init init = {.access_token = token, .replace_token = restored};
 	json_t *init_envs;
 	int rc;
 
+	if (restored && source_secure) {
+		tokens__access_token(ctx->worker->token_seed, source_id, source_token);
+		init.current_token = source_token;
+	}
 	build__template_defaults(ctx->row.template_id, &init_envs, template_user,
 				 sizeof(template_user), template_workdir, sizeof(template_workdir));
 	json_object_update(init_envs, json_object_get(ctx->spec, "env_vars"));
-	if (ctx->claimed)
+	if (ctx->claimed || restored)
 		json_object_set_new(init_envs, "E2B_SANDBOX_ID",
 				    json_string(ctx->command->sandbox_id));
-	rc = agent_client__init(ctx->agent_address, WORKER_AGENT_PORT, token, init_envs,
-				template_user[0] ? template_user : NULL,
-				ctx->claimed ? ctx->command->sandbox_id : NULL, ctx->reason,
+	init.env_vars = init_envs;
+	init.default_user = template_user[0] ? template_user : NULL;
+	init.hostname = ctx->claimed || restored ? ctx->command->sandbox_id : NULL;
+	rc = agent_client__init(ctx->agent_address, WORKER_AGENT_PORT, &init, ctx->reason,
 				sizeof(ctx->reason));
 	json_decref(init_envs);
 	if (rc)
 		return CREATE_FAIL;
-	if (build__sandbox_start_cmd(
+	if (!restored &&
+	    build__sandbox_start_cmd(
 		ctx->row.template_id, ctx->agent_address, WORKER_AGENT_PORT, token,
 		ctx->started_ms + (uint64_t)config__get_int("start_cmd_timeout_ms", 50000),
 		ctx->reason, sizeof(ctx->reason)))
@@ -945,6 +958,30 @@ static int worker__pause_sandbox(struct worker *worker, const char *sandbox_id, 
 	return 0;
 }
 
+/* A resumed vm guest's clock shows the time of its pause: its agent sets
+ * it from /init's timestamp (guest/agent/README.md). The call carries the
+ * sandbox's token and changes nothing else. Best effort: logged. */
+static void worker__sync_guest_clock(struct worker *worker, const char *sandbox_id)
+{
+	char address[INET_ADDRSTRLEN] = "", token[TOKENS_SHA256_HEX_LEN + 1], reason[256];
+	struct agent_init init = {.current_token = token};
+	struct live_sandbox *sandbox;
+
+	pthread_mutex_lock(&worker->lock);
+	sandbox = worker__find_locked(worker, sandbox_id);
+	if (sandbox && worker->net && sandbox->slot >= 0)
+		inet_ntop(AF_INET, &sandbox->slot_info.slot_address, address, sizeof(address));
+	pthread_mutex_unlock(&worker->lock);
+	if (worker->agent_address_override)
+		snprintf(address, sizeof(address), "%s", worker->agent_address_override);
+	if (!address[0])
+		return;
+	tokens__access_token(worker->token_seed, sandbox_id, token);
+	if (agent_client__init(address, WORKER_AGENT_PORT, &init, reason, sizeof(reason)))
+		log_warn("sandbox %s: its clock was not set after the resume: %s", sandbox_id,
+			 reason);
+}
+
 /* Resumes a paused sandbox of this host: paused -> resuming (the API
  * usually did it) -> thawed -> end_at = now + timeout_s -> running.
  * 0 running (*end_at set); -EAGAIN retry later; else *code and reason. */
@@ -981,6 +1018,8 @@ static int worker__resume_sandbox(struct worker *worker, const struct kafka_even
 		return -EBUSY;
 	}
 	rc = worker__set_paused(worker, sandbox_id, false, reason, reason_len);
+	if (!rc && worker->runtime == RUNTIME_VM)
+		worker__sync_guest_clock(worker, sandbox_id);
 	if (rc) {
 		if (worker__move(worker, sandbox_id, STORAGE_SANDBOX_RESUMING,
 				 STORAGE_SANDBOX_PAUSED, NULL) == STORAGE_ERR_UNAVAILABLE)
@@ -1088,9 +1127,68 @@ static int worker__snapshot_done(struct worker *worker, const struct kafka_event
 	return rc;
 }
 
-/* Captures and registers the snapshot of a running or paused sandbox;
- * a running one is frozen for the copy and thawed after. 0, -EAGAIN, or
- * *code and reason. */
+/* The snapshot of a vm sandbox: its files exported by the runtime under
+ * the table's lock (a kill cannot free it meanwhile). */
+struct worker_vm_export {
+	struct worker *worker;
+	const char *sandbox_id;
+	int code; /* the HTTP status when the export failed */
+};
+
+static int worker__snapshot_export_vm(void *opaque, const char *dir, uint64_t *bytes, char *err,
+				      size_t err_len)
+{
+	struct worker_vm_export *export = opaque;
+	struct live_sandbox *sandbox;
+	int rc = -ENOENT;
+
+	export->code = 404;
+	pthread_mutex_lock(&export->worker->lock);
+	sandbox = worker__find_locked(export->worker, export->sandbox_id);
+	if (!sandbox)
+		snprintf(err, err_len, "sandbox is not on this host");
+	else
+		rc = runtime__export_vm(sandbox->instance, dir, bytes, err, err_len);
+	pthread_mutex_unlock(&export->worker->lock);
+	if (sandbox)
+		export->code = rc == -ENOTSUP ? 501 : 500;
+	return rc;
+}
+
+/* The snapshot of a jail sandbox's files: frozen (when running) for the
+ * copy, which is refused before it starts when the layer is over
+ * max_bytes (-EDQUOT, *captured its size). 0 or -errno with *code. */
+static int worker__snapshot_capture_jail(struct worker *worker, struct snapshot_source *source,
+					 struct storage_sandbox *row, const char *snapshot_id,
+					 int64_t max_bytes, uint64_t *captured, int *code,
+					 char *reason, size_t reason_len)
+{
+	char upper[PATH_MAX], ignored[256];
+	bool was_running = row->state == STORAGE_SANDBOX_RUNNING;
+	int rc = worker__snapshot_hold(worker, row->id, true, upper, sizeof(upper),
+				       &source->host_uid, reason, reason_len);
+
+	if (rc) {
+		*code = rc == -ENOTSUP ? 501 : rc == -ENOENT ? 404 : 500;
+		return rc;
+	}
+	source->upper = upper;
+	*code = 500;
+	*captured = snapshot__layer_bytes(upper); /* refused before any copy when too big */
+	if (max_bytes > 0 && (int64_t)*captured > max_bytes)
+		rc = -EDQUOT;
+	else
+		rc = snapshot__capture(source, snapshot_id, captured, reason, reason_len);
+	if (was_running && worker__row_state(worker, row->id, &row->state, NULL) == 0 &&
+	    row->state == STORAGE_SANDBOX_RUNNING)
+		worker__snapshot_hold(worker, row->id, false, NULL, 0, NULL, ignored,
+				      sizeof(ignored));
+	return rc;
+}
+
+/* Captures and registers the snapshot of a running or paused sandbox
+ * (jail: its files, frozen for the copy; vm: its guest and disk, paused
+ * for the copy). 0, -EAGAIN, or *code and reason. */
 static int worker__snapshot_take(struct worker *worker, const struct kafka_event *command,
 				 const char *snapshot_id, int64_t *bytes, int *code, char *reason,
 				 size_t reason_len)
@@ -1100,7 +1198,6 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 	struct storage_sandbox row = {0};
 	struct storage_template template_row = {0};
 	struct storage_error err;
-	char upper[PATH_MAX], ignored[256];
 	uint64_t captured = 0;
 	int64_t max_bytes = json_util__int(command->spec, "max_bytes", 0);
 	bool was_running;
@@ -1130,23 +1227,22 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 		*code = 500;
 		goto out;
 	}
-	rc = worker__snapshot_hold(worker, row.id, true, upper, sizeof(upper), &source.host_uid,
-				   reason, reason_len);
-	if (rc) {
-		*code = rc == -ENOTSUP ? 501 : rc == -ENOENT ? 404 : 500;
-		goto out;
-	}
-	source.upper = upper;
-	*code = 500;
-	captured = snapshot__layer_bytes(upper); /* refused before any copy when too big */
-	if (max_bytes > 0 && (int64_t)captured > max_bytes)
-		rc = -EDQUOT;
-	else
+	if (worker->runtime == RUNTIME_VM) {
+		struct worker_vm_export export = {
+		    .worker = worker, .sandbox_id = row.id, .code = 500};
+
+		source.export_vm = worker__snapshot_export_vm;
+		source.export_opaque = &export;
+		source.source_id = row.id;
+		source.source_secure = row.secure;
 		rc = snapshot__capture(&source, snapshot_id, &captured, reason, reason_len);
-	if (was_running && worker__row_state(worker, row.id, &row.state, NULL) == 0 &&
-	    row.state == STORAGE_SANDBOX_RUNNING)
-		worker__snapshot_hold(worker, row.id, false, NULL, 0, NULL, ignored,
-				      sizeof(ignored));
+		*code = export.code;
+		if (was_running) /* resumed after the export: its clock is behind */
+			worker__sync_guest_clock(worker, row.id);
+	} else {
+		rc = worker__snapshot_capture_jail(worker, &source, &row, snapshot_id, max_bytes,
+						   &captured, code, reason, reason_len);
+	}
 	if (rc && rc != -EDQUOT)
 		goto out;
 	if (max_bytes > 0 && (int64_t)captured > max_bytes) {
@@ -1627,6 +1723,10 @@ int worker__reconcile(struct worker *worker)
 		 reaped, lost, paused);
 	/* after the reap: no mount of a deleted volume's image is left */
 	worker_volumes__sweep(worker);
+	lost = snapshot__sweep_unfinished(templates__dir(), templates__cache_dir());
+	if (lost > 0)
+		log_info("reconcile: %d unfinished snapshot(s) of a previous process removed",
+			 lost);
 	return 0;
 }
 

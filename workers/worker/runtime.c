@@ -246,6 +246,16 @@ int runtime__set_paused(struct runtime_instance *instance, bool paused, char *er
 	return rc;
 }
 
+int runtime__export_vm(struct runtime_instance *instance, const char *dir, uint64_t *bytes,
+		       char *err, size_t err_len)
+{
+	if (!instance || !instance->vm) {
+		snprintf(err, err_len, "not a vm sandbox");
+		return -ENOTSUP;
+	}
+	return runtime_vm__export(instance->vm, dir, bytes, err, err_len);
+}
+
 int runtime__jail_layer(const struct runtime_instance *instance, char *upper, size_t upper_len,
 			unsigned *host_uid)
 {

@@ -54,13 +54,21 @@ void runtime__stop(struct runtime_instance *instance);
  * stops the VMM; resume starts a VMM that restores it. Idempotent; 0 or
  * -errno with the reason in err. */
 int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err, size_t err_len);
-/* What a sandbox uses now (the worker's metrics samples). */
+/* A vm sandbox as a template's files in dir (docs/api.md, "Snapshots"):
+ * the guest's snapshot (vm/snapshot, vm/snapshot.mem, vm/vm.json) and its
+ * disk; a sandbox started from that template restores the guest. A
+ * running one is paused for the copy and resumed from it after. *bytes:
+ * what the files hold on disk. -ENOTSUP for a jail sandbox, else 0 or
+ * -errno with the reason. */
+int runtime__export_vm(struct runtime_instance *instance, const char *dir, uint64_t *bytes,
+		       char *err, size_t err_len);
 /* A jail sandbox's writable layer (jail__upper_dir) and the host uid of
- * its root, for a snapshot of its files. -ENOTSUP for a vm sandbox (its
- * disk is not captured yet), else 0 or -errno. */
+ * its root, for a snapshot of its files. -ENOTSUP for a vm sandbox
+ * (runtime__export_vm), else 0 or -errno. */
 int runtime__jail_layer(const struct runtime_instance *instance, char *upper, size_t upper_len,
 			unsigned *host_uid);
 
+/* What a sandbox uses now (the worker's metrics samples). */
 struct runtime_usage {
 	uint32_t cpu_count;	 /* vCPUs it was given */
 	uint64_t cpu_usec;	 /* CPU time consumed since it started (monotonic) */
@@ -109,6 +117,9 @@ void runtime_vm__stop(struct runtime_vm *vm);
  * (its snapshot kept). runtime_vm__stop of a paused one removes the
  * snapshot with the state dir. 0 or -EIO/-ENOMEM with the reason. */
 int runtime_vm__set_paused(struct runtime_vm *vm, bool paused, char *err, size_t err_len);
+/* runtime__export_vm of a vm sandbox (the files: runtime_vm.c). */
+int runtime_vm__export(struct runtime_vm *vm, const char *dir, uint64_t *bytes, char *err,
+		       size_t err_len);
 /* Kills VMMs listed in <state_dir>/<id>/vmm.json for ids not in keep. */
 int runtime_vm__reap_orphans(const char *const *keep, size_t count);
 /* A pause writes <state_dir>/<id>/paused.json once its snapshot is

@@ -41,6 +41,7 @@
 #include "warren/config.h"
 #include "warren/exec_status.h"
 #include "warren/ids.h"
+#include "warren/json_util.h"
 #include "warren/log.h"
 #include "warren/templates.h"
 #include "warren/tokens.h"
@@ -79,6 +80,16 @@ struct runtime_vm {
 };
 
 static pthread_mutex_t runtime_vm__uid_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Defined with pause and resume, and with the snapshot templates, below. */
+static int runtime_vm__pause(struct runtime_vm *vm, char *err, size_t err_len);
+static int runtime_vm__resume(struct runtime_vm *vm, char *err, size_t err_len);
+static int runtime_vm__template(const char *template_dir, uint32_t *memory_mib, uint32_t *vcpus,
+				char *profile, size_t profile_len, bool *overlay);
+static int runtime_vm__stage_snapshot(const struct runtime_vm *vm, const char *template_dir,
+				      char *err, size_t err_len);
+#define VM_TEMPLATE_DIR	 "vm"	   /* in a vm snapshot template's dir */
+#define VM_TEMPLATE_INFO "vm.json" /* the snapshot's machine: runtime_vm__template */
 
 static const char *runtime_vm__state_root(void)
 {
@@ -588,30 +599,33 @@ static int runtime_vm__device_args(const char *sandbox_id, const char *image, co
 	return *block_json && *net_json ? 0 : -1;
 }
 
-struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err, size_t err_len)
+/* The sandbox's disk at image: from a vm snapshot template its overlay
+ * copied (or its full disk), else an empty overlay over the template image
+ * or, with setting vm_disk_copy, a full sparse copy. *base: the overlay's
+ * base (the template image) or NULL for a full disk. 0 or -1 with err. */
+static int runtime_vm__make_disk(const struct template_info *template_info, int restored,
+				 bool overlay, const char *image, const char **base, char *err,
+				 size_t err_len)
 {
-	struct template_info template_info;
-	struct runtime_vm *vm = NULL;
-	const char *kernel = runtime_vm__kernel();
-	const char *profile;
-	char vmm[PATH_MAX], image[PATH_MAX + 32], console[PATH_MAX + 32];
-	char cmdline[1024], memory[16], vcpus[16], io_poll[24];
-	char jail_uid[16];
-	char *block_json = NULL, *net_json = NULL;
-	bool baseline, copy_disk;
+	char from[PATH_MAX + 32];
+	bool copy_disk = restored ? !overlay : config__get_bool("vm_disk_copy", false);
 
-	if (runtime_vm__preflight(spec, kernel, vmm, sizeof(vmm), &template_info, err, err_len))
-		return NULL;
-	profile = config__get("vm_cpu_profile", NULL);
-	if (!profile)
-		profile = runtime__host_has_hardware_kvm() ? "host" : "baseline";
-	baseline = !strcmp(profile, "baseline");
-
-	vm = calloc(1, sizeof(*vm));
-	if (!vm) {
-		snprintf(err, err_len, "out of memory");
-		return NULL;
+	*base = copy_disk ? NULL : template_info->image;
+	if (restored && overlay) {
+		snprintf(from, sizeof(from), "%.4000s/" VM_TEMPLATE_DIR "/disk.overlay",
+			 template_info->dir);
+		return runtime_vm__copy_image(from, image, err, err_len);
 	}
+	/* copy-on-write over the template image (docs/vmm-design.md "Disks") */
+	return copy_disk ? runtime_vm__copy_image(template_info->image, image, err, err_len)
+			 : runtime_vm__new_overlay(image, err, err_len);
+}
+
+/* The sandbox's state dir, the VMM's jail (uid, cgroup) in it. 0 or -1
+ * with err (what was made is left for the caller's clean-up). */
+static int runtime_vm__make_dirs(struct runtime_vm *vm, const struct runtime_start *spec, char *err,
+				 size_t err_len)
+{
 	vm->jailed = config__get_bool("vm_jail", geteuid() == 0);
 	if ((size_t)snprintf(vm->dir, sizeof(vm->dir), "%s/%s", runtime_vm__state_root(),
 			     spec->sandbox_id) >= sizeof(vm->dir) ||
@@ -620,38 +634,71 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	    (size_t)snprintf(vm->socket_path, sizeof(vm->socket_path), "%s/vmm.sock", vm->root) >=
 		sizeof(vm->socket_path)) {
 		snprintf(err, err_len, "vm runtime: state_dir path too long");
-		free(vm);
-		return NULL;
+		vm->dir[0] = 0;
+		return -1;
 	}
 	mkdir(runtime_vm__state_root(), 0700);
 	if (mkdir(vm->dir, 0700) && errno != EEXIST) {
 		snprintf(err, err_len, "vm runtime: mkdir %s: %s", vm->dir, strerror(errno));
-		free(vm);
-		return NULL;
+		vm->dir[0] = 0;
+		return -1;
 	}
 	if (vm->jailed && mkdir(vm->root, 0700) && errno != EEXIST) {
 		snprintf(err, err_len, "vm runtime: mkdir %s: %s", vm->root, strerror(errno));
-		goto err;
+		return -1;
 	}
 	if (vm->jailed && (runtime_vm__jail_uid(vm, spec->sandbox_id, err, err_len) ||
 			   runtime_vm__make_cgroup(vm, spec, err, err_len)))
+		return -1;
+	return 0;
+}
+
+struct runtime_vm *runtime_vm__start(const struct runtime_start *requested, char *err,
+				     size_t err_len)
+{
+	struct runtime_start start = *requested, *spec = &start;
+	struct template_info template_info;
+	struct runtime_vm *vm = NULL;
+	const char *kernel = runtime_vm__kernel();
+	const char *base;
+	char vmm[PATH_MAX], image[PATH_MAX + 32], console[PATH_MAX + 32];
+	char cmdline[1024], memory[16], vcpus[16], io_poll[24], profile[16];
+	char jail_uid[16];
+	char *block_json = NULL, *net_json = NULL;
+	bool overlay = false;
+	int restored;
+
+	if (runtime_vm__preflight(spec, kernel, vmm, sizeof(vmm), &template_info, err, err_len))
+		return NULL;
+	/* a vm snapshot template: its machine, restored rather than booted */
+	restored = runtime_vm__template(template_info.dir, &start.memory_mib, &start.vcpus, profile,
+					sizeof(profile), &overlay);
+	if (restored < 0) {
+		snprintf(err, err_len, "vm runtime: template %s: bad vm snapshot",
+			 spec->template_id);
+		return NULL;
+	}
+	if (!restored)
+		snprintf(profile, sizeof(profile), "%s",
+			 config__get("vm_cpu_profile", NULL)
+			     ?: (runtime__host_has_hardware_kvm() ? "host" : "baseline"));
+
+	vm = calloc(1, sizeof(*vm));
+	if (!vm) {
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	if (runtime_vm__make_dirs(vm, spec, err, err_len))
 		goto err;
 	snprintf(image, sizeof(image), "%s/rootfs.ext4", vm->root);
 	snprintf(console, sizeof(console), "%s/console.log", vm->root);
-	/* The disk: copy-on-write over the template image (an empty overlay
-	 * file, docs/vmm-design.md "Disks"), or with setting vm_disk_copy a
-	 * full (sparse) copy as before. */
-	copy_disk = config__get_bool("vm_disk_copy", false);
-	if (copy_disk ? runtime_vm__copy_image(template_info.image, image, err, err_len)
-		      : runtime_vm__new_overlay(image, err, err_len))
+	if (runtime_vm__make_disk(&template_info, restored, overlay, image, &base, err, err_len))
 		goto err;
-
-	if (runtime_vm__device_args(spec->sandbox_id, image, copy_disk ? NULL : template_info.image,
-				    &block_json, &net_json)) {
+	if (runtime_vm__device_args(spec->sandbox_id, image, base, &block_json, &net_json)) {
 		snprintf(err, err_len, "out of memory");
 		goto err;
 	}
-	runtime_vm__cmdline(spec, baseline, cmdline, sizeof(cmdline));
+	runtime_vm__cmdline(spec, !strcmp(profile, "baseline"), cmdline, sizeof(cmdline));
 	snprintf(memory, sizeof(memory), "%u", spec->memory_mib ? spec->memory_mib : 128);
 	snprintf(vcpus, sizeof(vcpus), "%u", spec->vcpus ? spec->vcpus : 1);
 	/* vm_io_poll_us: the VMM's I/O thread busy-polls this long before it
@@ -659,7 +706,7 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 	snprintf(io_poll, sizeof(io_poll), "%lld", (long long)config__get_int("vm_io_poll_us", 0));
 	snprintf(jail_uid, sizeof(jail_uid), "%u", vm->uid);
 	char *argv[] = {vmm, "--kernel", (char *)kernel, "--cmdline", cmdline, "--memory", memory,
-			"--vcpus", vcpus, "--cpu-profile", (char *)profile, "--console", console,
+			"--vcpus", vcpus, "--cpu-profile", profile, "--console", console,
 			"--api-socket", vm->socket_path, "--io-poll-us", io_poll,
 			"--rng" /* entropy: docs/vmm-design.md */, "--device", block_json,
 			"--device", net_json,
@@ -673,17 +720,24 @@ struct runtime_vm *runtime_vm__start(const struct runtime_start *spec, char *err
 		goto err;
 	}
 	snprintf(vm->id, sizeof(vm->id), "%s", spec->sandbox_id);
-	if (runtime_vm__spawn(vm, vm->argv, false, err, err_len))
+	if (restored) {
+		/* the snapshot's guest goes on here: a resume of its files */
+		vm->paused = true;
+		if (runtime_vm__stage_snapshot(vm, template_info.dir, err, err_len) ||
+		    runtime_vm__resume(vm, err, err_len))
+			goto err;
+	} else if (runtime_vm__spawn(vm, vm->argv, false, err, err_len))
 		goto err;
-	log_info("vm runtime: sandbox %s: warren-vmm pid %d in %s (profile %s, %s MiB, %s vcpus)",
+	log_info("vm runtime: sandbox %s: warren-vmm pid %d in %s (profile %s, %s MiB, %s vcpus%s)",
 		 spec->sandbox_id, (int)vm->pid, spec->netns_path ? spec->netns_path : "host netns",
-		 profile, memory, vcpus);
+		 profile, memory, vcpus, restored ? ", restored from its template" : "");
 	goto out;
 err:
 	runtime_vm__kill(vm);
 	if (vm->have_cgroup)
 		jail_cgroup__destroy(&vm->cgroup, VM_STOP_WAIT_MS);
-	runtime_vm__remove_dir(vm->dir);
+	if (vm->dir[0])
+		runtime_vm__remove_dir(vm->dir);
 	runtime_vm__free(vm);
 	vm = NULL;
 out:
@@ -1176,4 +1230,190 @@ fail:
 	if (vm)
 		runtime_vm__free(vm);
 	return NULL;
+}
+
+/* ---- a vm sandbox as a template: its snapshot exported, then restored by
+ * the sandboxes started from it (docs/api.md, "Snapshots") ---- */
+
+/* Hard-links from to to, or copies it (sparse) where a link cannot be
+ * made (another file system). 0 or -1 with err. */
+static int runtime_vm__link_or_copy(const char *from, const char *to, char *err, size_t err_len)
+{
+	if (link(from, to) == 0)
+		return 0;
+	if (errno != EXDEV && errno != EPERM && errno != EMLINK) {
+		snprintf(err, err_len, "vm runtime: link %s: %s", to, strerror(errno));
+		return -1;
+	}
+	return runtime_vm__copy_image(from, to, err, err_len);
+}
+
+/* The value after flag in a VMM command line, or NULL. */
+static const char *runtime_vm__argv_value(char *const *argv, const char *flag)
+{
+	for (size_t i = 1; argv[i] && argv[i + 1]; i++)
+		if (!strcmp(argv[i], flag))
+			return argv[i + 1];
+	return NULL;
+}
+
+/* The block device's JSON of a VMM command line (new reference), or NULL. */
+static json_t *runtime_vm__block_device(char *const *argv)
+{
+	for (size_t i = 1; argv[i] && argv[i + 1]; i++) {
+		json_t *device;
+
+		if (strcmp(argv[i], "--device"))
+			continue;
+		device = json_loads(argv[i + 1], 0, NULL);
+		if (!strcmp(json_util__string(device, "type", ""), "block"))
+			return device;
+		json_decref(device);
+	}
+	return NULL;
+}
+
+/* Bytes a file holds on disk (its allocated blocks: sparse holes are free). */
+static uint64_t runtime_vm__allocated(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? 0 : (uint64_t)st.st_blocks * 512;
+}
+
+/* Copies the paused VM's files into dir: vm/snapshot and vm/snapshot.mem
+ * (hard links where they can be: never written again), the disk (the
+ * overlay as vm/disk.overlay over a link of its base as rootfs.ext4, or a
+ * full disk as rootfs.ext4) and vm/vm.json. The snapshot files become
+ * root's, 0644 in a 0700 directory: every sandbox restored from them reads
+ * them, none can change them. 0 or -1 with err. */
+static int runtime_vm__export_paused(const struct runtime_vm *vm, const char *dir, uint64_t *bytes,
+				     char *err, size_t err_len)
+{
+	static const char *const snapshot_files[] = {"snapshot", "snapshot.mem"};
+	char vm_dir[PATH_MAX + 8], from[PATH_MAX + 32], to[PATH_MAX + 32];
+	json_t *block = runtime_vm__block_device(vm->argv), *info = NULL;
+	const char *base = json_util__string(block, "base", NULL);
+	int ret = -1;
+
+	*bytes = 0;
+	snprintf(vm_dir, sizeof(vm_dir), "%.4000s/" VM_TEMPLATE_DIR, dir);
+	if (!block || mkdir(vm_dir, 0700)) {
+		snprintf(err, err_len, "vm runtime: %s: %s", vm_dir,
+			 block ? strerror(errno) : "no disk on the command line");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(snapshot_files) / sizeof(snapshot_files[0]); i++) {
+		snprintf(from, sizeof(from), "%s/%s", vm->root, snapshot_files[i]);
+		snprintf(to, sizeof(to), "%s/%s", vm_dir, snapshot_files[i]);
+		if (runtime_vm__link_or_copy(from, to, err, err_len))
+			goto out;
+		if (chmod(to, 0644) || (geteuid() == 0 && chown(to, 0, 0))) {
+			snprintf(err, err_len, "vm runtime: %s: %s", to, strerror(errno));
+			goto out;
+		}
+		*bytes += runtime_vm__allocated(to);
+	}
+	snprintf(from, sizeof(from), "%s/rootfs.ext4", vm->root);
+	snprintf(to, sizeof(to), "%.4000s/%s", base ? vm_dir : dir,
+		 base ? "disk.overlay" : "rootfs.ext4");
+	if (runtime_vm__copy_image(from, to, err, err_len))
+		goto out;
+	*bytes += runtime_vm__allocated(to);
+	snprintf(to, sizeof(to), "%.4000s/rootfs.ext4", dir);
+	if (base && runtime_vm__link_or_copy(base, to, err, err_len))
+		goto out;
+	info = json_pack("{s:i, s:s, s:s, s:s, s:b, s:s}", "version", 1, "memory_mib",
+			 runtime_vm__argv_value(vm->argv, "--memory") ?: "", "vcpus",
+			 runtime_vm__argv_value(vm->argv, "--vcpus") ?: "", "cpu_profile",
+			 runtime_vm__argv_value(vm->argv, "--cpu-profile") ?: "", "overlay",
+			 base != NULL, "source", vm->id);
+	snprintf(to, sizeof(to), "%s/" VM_TEMPLATE_INFO, vm_dir);
+	if (!info || json_dump_file(info, to, JSON_COMPACT)) {
+		snprintf(err, err_len, "vm runtime: writing %s failed", to);
+		goto out;
+	}
+	ret = 0;
+out:
+	json_decref(block);
+	json_decref(info);
+	return ret;
+}
+
+int runtime_vm__export(struct runtime_vm *vm, const char *dir, uint64_t *bytes, char *err,
+		       size_t err_len)
+{
+	bool was_running = !vm->paused;
+	long long started = (long long)clock__monotonic_ms();
+	char resume_err[512];
+	int ret;
+
+	if (was_running && runtime_vm__pause(vm, err, err_len))
+		return -EIO;
+	ret = runtime_vm__export_paused(vm, dir, bytes, err, err_len) ? -EIO : 0;
+	/* a running source goes on: resumed from the snapshot just taken (one
+	 * more try: a resume that fails leaves the VM paused) */
+	if (was_running && runtime_vm__resume(vm, resume_err, sizeof(resume_err)) &&
+	    runtime_vm__resume(vm, resume_err, sizeof(resume_err))) {
+		log_warn("vm runtime: sandbox %s: not resumed after its snapshot: %s", vm->id,
+			 resume_err);
+		if (!ret)
+			snprintf(err, err_len, "%s", resume_err);
+		ret = -EIO;
+	}
+	if (!ret)
+		log_info("vm runtime: sandbox %s: exported to %s in %lld ms (%llu bytes)", vm->id,
+			 dir, (long long)clock__monotonic_ms() - started,
+			 (unsigned long long)*bytes);
+	return ret;
+}
+
+/* The machine of a template exported by runtime_vm__export_paused, from
+ * <template dir>/vm/vm.json: 1 (memory, vcpus, profile, overlay filled), 0
+ * when the template is not a vm snapshot, -1 when its vm.json is bad. */
+static int runtime_vm__template(const char *template_dir, uint32_t *memory_mib, uint32_t *vcpus,
+				char *profile, size_t profile_len, bool *overlay)
+{
+	char path[PATH_MAX + 32];
+	json_t *info;
+	unsigned long memory, count;
+	const char *cpu_profile;
+	int ret = -1;
+
+	snprintf(path, sizeof(path), "%.4000s/" VM_TEMPLATE_DIR "/" VM_TEMPLATE_INFO, template_dir);
+	if (access(path, F_OK))
+		return 0;
+	info = json_load_file(path, 0, NULL);
+	memory = strtoul(json_util__string(info, "memory_mib", ""), NULL, 10);
+	count = strtoul(json_util__string(info, "vcpus", ""), NULL, 10);
+	cpu_profile = json_util__string(info, "cpu_profile", "");
+	if (json_integer_value(json_object_get(info, "version")) == 1 && memory >= 16 &&
+	    memory <= (1ul << 20) && count >= 1 && count <= 64 &&
+	    (!strcmp(cpu_profile, "host") || !strcmp(cpu_profile, "baseline"))) {
+		*memory_mib = (uint32_t)memory;
+		*vcpus = (uint32_t)count;
+		snprintf(profile, profile_len, "%s", cpu_profile);
+		*overlay = json_is_true(json_object_get(info, "overlay"));
+		ret = 1;
+	}
+	json_decref(info);
+	return ret;
+}
+
+/* Puts a vm snapshot template's state and memory files into the new
+ * sandbox's root (links where they can be) for its restore. 0 or -1. */
+static int runtime_vm__stage_snapshot(const struct runtime_vm *vm, const char *template_dir,
+				      char *err, size_t err_len)
+{
+	static const char *const snapshot_files[] = {"snapshot", "snapshot.mem"};
+	char from[PATH_MAX + 32], to[PATH_MAX + 32];
+
+	for (size_t i = 0; i < sizeof(snapshot_files) / sizeof(snapshot_files[0]); i++) {
+		snprintf(from, sizeof(from), "%.4000s/" VM_TEMPLATE_DIR "/%s", template_dir,
+			 snapshot_files[i]);
+		snprintf(to, sizeof(to), "%s/%s", vm->root, snapshot_files[i]);
+		if (runtime_vm__link_or_copy(from, to, err, err_len))
+			return -1;
+	}
+	return 0;
 }
