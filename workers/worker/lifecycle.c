@@ -38,12 +38,49 @@ static struct live_sandbox *worker__find_locked(struct worker *worker, const cha
 	return NULL;
 }
 
-/* Removes and returns the live sandbox (NULL when not here). */
+/* worker__find_locked once no other thread holds the sandbox (holds 0):
+ * waits for worker->released, the lock given up meanwhile. */
+static struct live_sandbox *worker__find_unheld_locked(struct worker *worker,
+						       const char *sandbox_id)
+{
+	struct live_sandbox *sandbox;
+
+	while ((sandbox = worker__find_locked(worker, sandbox_id)) && sandbox->holds)
+		pthread_cond_wait(&worker->released, &worker->lock);
+	return sandbox;
+}
+
+/* Holds the live sandbox (NULL when not here) so that its instance can be
+ * used without the table lock for an operation that takes long (a vm's
+ * pause, resume or snapshot export); worker__release ends it. */
+static struct live_sandbox *worker__hold(struct worker *worker, const char *sandbox_id)
+{
+	struct live_sandbox *sandbox;
+
+	pthread_mutex_lock(&worker->lock);
+	sandbox = worker__find_unheld_locked(worker, sandbox_id);
+	if (sandbox)
+		sandbox->holds++;
+	pthread_mutex_unlock(&worker->lock);
+	return sandbox;
+}
+
+static void worker__release(struct worker *worker, struct live_sandbox *sandbox)
+{
+	pthread_mutex_lock(&worker->lock);
+	sandbox->holds--;
+	pthread_cond_broadcast(&worker->released);
+	pthread_mutex_unlock(&worker->lock);
+}
+
+/* Removes and returns the live sandbox (NULL when not here), once no
+ * other thread holds it. */
 static struct live_sandbox *worker__take(struct worker *worker, const char *sandbox_id)
 {
 	struct live_sandbox **link, *found = NULL;
 
 	pthread_mutex_lock(&worker->lock);
+	worker__find_unheld_locked(worker, sandbox_id);
 	for (link = &worker->sandboxes; *link; link = &(*link)->next) {
 		if (!strcmp((*link)->id, sandbox_id)) {
 			found = *link;
@@ -809,22 +846,22 @@ static int worker__update_network(struct worker *worker, const struct kafka_even
 
 /* ---- pause, resume (jail: cgroup freeze; vm: not yet) ---- */
 
-/* Freezes (paused) or thaws the live sandbox under the table's lock, so a
- * kill on another thread cannot free it meanwhile. -ENOENT when it is not
- * on this host, else runtime__set_paused's answer. */
+/* Pauses or resumes the live sandbox, held (worker__hold) so a kill on
+ * another thread cannot free it meanwhile, while the host's other work
+ * goes on (a vm's pause writes its memory: seconds). -ENOENT when it is
+ * not on this host, else runtime__set_paused's answer. */
 static int worker__set_paused(struct worker *worker, const char *sandbox_id, bool paused,
 			      char *reason, size_t reason_len)
 {
-	struct live_sandbox *sandbox;
-	int rc = -ENOENT;
+	struct live_sandbox *sandbox = worker__hold(worker, sandbox_id);
+	int rc;
 
-	pthread_mutex_lock(&worker->lock);
-	sandbox = worker__find_locked(worker, sandbox_id);
-	if (sandbox)
-		rc = runtime__set_paused(sandbox->instance, paused, reason, reason_len);
-	else
+	if (!sandbox) {
 		snprintf(reason, reason_len, "sandbox is not on this host");
-	pthread_mutex_unlock(&worker->lock);
+		return -ENOENT;
+	}
+	rc = runtime__set_paused(sandbox->instance, paused, reason, reason_len);
+	worker__release(worker, sandbox);
 	return rc;
 }
 
@@ -1098,7 +1135,7 @@ static int worker__snapshot_hold(struct worker *worker, const char *sandbox_id, 
 	int rc = -ENOENT;
 
 	pthread_mutex_lock(&worker->lock);
-	sandbox = worker__find_locked(worker, sandbox_id);
+	sandbox = worker__find_unheld_locked(worker, sandbox_id);
 	if (!sandbox)
 		snprintf(reason, reason_len, "sandbox is not on this host");
 	else if (freeze && runtime__jail_layer(sandbox->instance, upper, upper_len, host_uid)) {
@@ -1127,8 +1164,10 @@ static int worker__snapshot_done(struct worker *worker, const struct kafka_event
 	return rc;
 }
 
-/* The snapshot of a vm sandbox: its files exported by the runtime under
- * the table's lock (a kill cannot free it meanwhile). */
+/* The snapshot of a vm sandbox: its files exported by the runtime with
+ * the sandbox held (worker__find_unheld_locked), not the table lock: the
+ * export takes seconds, and the host's other sandboxes, creates and
+ * heartbeat go on meanwhile; a kill, pause or resume of this one waits. */
 struct worker_vm_export {
 	struct worker *worker;
 	const char *sandbox_id;
@@ -1143,15 +1182,14 @@ static int worker__snapshot_export_vm(void *opaque, const char *dir, uint64_t *b
 	int rc = -ENOENT;
 
 	export->code = 404;
-	pthread_mutex_lock(&export->worker->lock);
-	sandbox = worker__find_locked(export->worker, export->sandbox_id);
-	if (!sandbox)
+	sandbox = worker__hold(export->worker, export->sandbox_id);
+	if (!sandbox) {
 		snprintf(err, err_len, "sandbox is not on this host");
-	else
-		rc = runtime__export_vm(sandbox->instance, dir, bytes, err, err_len);
-	pthread_mutex_unlock(&export->worker->lock);
-	if (sandbox)
-		export->code = rc == -ENOTSUP ? 501 : 500;
+		return rc;
+	}
+	rc = runtime__export_vm(sandbox->instance, dir, bytes, err, err_len);
+	worker__release(export->worker, sandbox);
+	export->code = rc == -ENOTSUP ? 501 : 500;
 	return rc;
 }
 
@@ -1398,11 +1436,13 @@ static void worker__end_exited(struct worker *worker)
 	size_t count = 0;
 
 	/* Under the lock: a listed sandbox is not being torn down (kill and
-	 * timeout take it off the list first). */
+	 * timeout take it off the list first); a held one is skipped (its
+	 * holder stops and restarts its VMM on purpose). */
 	pthread_mutex_lock(&worker->lock);
 	for (struct live_sandbox *s = worker->sandboxes; s && count < WORKER_EXITED_PER_PASS;
 	     s = s->next) {
-		if (!runtime__exited(s->instance, ended[count].why, sizeof(ended[count].why)))
+		if (s->holds ||
+		    !runtime__exited(s->instance, ended[count].why, sizeof(ended[count].why)))
 			continue;
 		snprintf(ended[count].id, sizeof(ended[count].id), "%s", s->id);
 		snprintf(ended[count].team_id, sizeof(ended[count].team_id), "%s", s->team_id);

@@ -479,6 +479,7 @@ int main(void)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_init(&worker->lock, NULL);
+	pthread_cond_init(&worker->released, NULL);
 	pthread_mutex_init(&worker->handoff_lock, NULL);
 
 	settings = worker__load_settings(worker);

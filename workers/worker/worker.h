@@ -27,6 +27,10 @@ struct live_sandbox {
 	int64_t metrics_at_ms;	   /* realtime of it; 0: none yet */
 	uint64_t log_offset;	   /* console bytes copied to PostgreSQL (metrics.c) */
 	uint32_t log_lines;	   /* lines copied; capped at sandbox_log_max_lines */
+	/* Threads using instance without the table lock (a vm snapshot's
+	 * export: seconds): no one else uses it or takes it off the list
+	 * until it is 0 again (worker->released). */
+	unsigned holds;
 	struct live_sandbox *next;
 };
 
@@ -51,8 +55,9 @@ struct worker {
 	struct storage_pool *storage;
 	struct kafka_settings kafka; /* the kafka_* settings, read once at start */
 	struct kafka_producer *producer;
-	struct net_pool *net; /* NULL when slots are disabled */
-	pthread_mutex_t lock; /* guards sandboxes, live_count, creates_running */
+	struct net_pool *net;	 /* NULL when slots are disabled */
+	pthread_mutex_t lock;	 /* guards sandboxes, live_count, creates_running */
+	pthread_cond_t released; /* a live sandbox's holds went back to 0 */
 	struct live_sandbox *sandboxes;
 	int live_count;
 	int creates_running;	      /* creates of the create topics running here (handoff.h) */
