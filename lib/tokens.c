@@ -6,13 +6,14 @@
 #include <stdio.h>
 #include <string.h>
 
-static void tokens__to_hex(const uint8_t *digest, size_t len, char *out)
+void tokens__hex(const void *bytes, size_t len, char *out)
 {
 	static const char hex[] = "0123456789abcdef";
+	const uint8_t *in = bytes;
 
 	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = hex[digest[i] >> 4];
-		out[2 * i + 1] = hex[digest[i] & 15];
+		out[2 * i] = hex[in[i] >> 4];
+		out[2 * i + 1] = hex[in[i] & 15];
 	}
 	out[2 * len] = '\0';
 }
@@ -22,7 +23,7 @@ void tokens__sha256_hex(const void *data, size_t len, char out[TOKENS_SHA256_HEX
 	uint8_t digest[SHA256_DIGEST_LENGTH];
 
 	SHA256(data, len, digest);
-	tokens__to_hex(digest, sizeof(digest), out);
+	tokens__hex(digest, sizeof(digest), out);
 }
 
 void tokens__hmac_sha256_hex(const char *key, const char *message,
@@ -33,7 +34,7 @@ void tokens__hmac_sha256_hex(const char *key, const char *message,
 
 	HMAC(EVP_sha256(), key, (int)strlen(key), (const uint8_t *)message, strlen(message), digest,
 	     &digest_len);
-	tokens__to_hex(digest, digest_len, out);
+	tokens__hex(digest, digest_len, out);
 }
 
 void tokens__access_token(const char *seed, const char *sandbox_id,

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/random.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -231,14 +232,11 @@ static bool agent__init_token(const char *access_token, bool replace, const char
  * saved at). */
 static void agent__set_clock(const json_t *timestamp)
 {
-	struct timespec now, to;
+	struct timespec to;
 	long long wanted_ms = json_is_integer(timestamp) ? json_integer_value(timestamp) : 0;
-	long long now_ms;
+	long long now_ms = (long long)clock__realtime_ms();
 
-	if (wanted_ms <= 0 || clock_gettime(CLOCK_REALTIME, &now))
-		return;
-	now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-	if (llabs(now_ms - wanted_ms) <= 1000)
+	if (wanted_ms <= 0 || llabs(now_ms - wanted_ms) <= 1000)
 		return;
 	to.tv_sec = (time_t)(wanted_ms / 1000);
 	to.tv_nsec = (long)(wanted_ms % 1000) * 1000000;
@@ -258,20 +256,13 @@ static void agent__add_entropy(const json_t *entropy)
 		unsigned char bytes[64];
 	} pool;
 	const char *hex = json_string_value(entropy);
-	size_t length = hex ? strlen(hex) / 2 : 0;
+	size_t length = 0;
 	int fd;
 
-	if (!hex || length == 0 || length > sizeof(pool.bytes) || strlen(hex) % 2)
+	/* hex without separators; longer than the buffer or odd: refused */
+	if (!hex || !OPENSSL_hexstr2buf_ex(pool.bytes, sizeof(pool.bytes), &length, hex, '\0') ||
+	    length == 0)
 		return;
-	for (size_t i = 0; i < length; i++) {
-		unsigned int byte;
-
-		if (!isxdigit((unsigned char)hex[2 * i]) ||
-		    !isxdigit((unsigned char)hex[2 * i + 1]) ||
-		    sscanf(hex + 2 * i, "%2x", &byte) != 1)
-			return;
-		pool.bytes[i] = (unsigned char)byte;
-	}
 	pool.info.entropy_count = (int)(length * 8);
 	pool.info.buf_size = (int)length;
 	fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);

@@ -9,6 +9,8 @@
 
 #define TOKENS_SHA256_HEX_LEN 64
 
+/* len bytes as lower-case hex; out needs 2 * len + 1 bytes. */
+void tokens__hex(const void *bytes, size_t len, char *out);
 /* Lower-case hex SHA-256 of data; out needs 65 bytes. */
 void tokens__sha256_hex(const void *data, size_t len, char out[TOKENS_SHA256_HEX_LEN + 1]);
 /* Lower-case hex HMAC-SHA256(key, message); out needs 65 bytes. */

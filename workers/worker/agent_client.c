@@ -77,8 +77,8 @@ int agent_client__wait_healthy(const char *address, int port, uint64_t deadline_
 int agent_client__init(const char *address, int port, const struct agent_init *init, char *err,
 		       size_t err_len)
 {
-	char url[128], entropy[TOKENS_SHA256_HEX_LEN + 1];
 	unsigned char random_bytes[32];
+	char url[128], entropy[2 * sizeof(random_bytes) + 1];
 	char *body = NULL;
 	long status;
 	int rc = 0;
@@ -99,8 +99,7 @@ int agent_client__init(const char *address, int port, const struct agent_init *i
 		json_object_set_new(request, "hostname", json_string(init->hostname));
 	json_object_set_new(request, "timestamp", json_integer(clock__realtime_ms()));
 	if (getrandom(random_bytes, sizeof(random_bytes), 0) == (ssize_t)sizeof(random_bytes)) {
-		for (size_t i = 0; i < sizeof(random_bytes); i++)
-			snprintf(entropy + 2 * i, 3, "%02x", random_bytes[i]);
+		tokens__hex(random_bytes, sizeof(random_bytes), entropy);
 		json_object_set_new(request, "entropy", json_string(entropy));
 	}
 	body = json_util__dump(request);

@@ -88,7 +88,12 @@ static int runtime_vm__template(const char *template_dir, uint32_t *memory_mib, 
 				char *profile, size_t profile_len, bool *overlay);
 static int runtime_vm__stage_snapshot(const struct runtime_vm *vm, const char *template_dir,
 				      char *err, size_t err_len);
-#define VM_TEMPLATE_DIR	 "vm"	   /* in a vm snapshot template's dir */
+#define VM_TEMPLATE_DIR "vm" /* in a vm snapshot template's dir */
+/* A saved VM's state and memory files (root/ of a paused sandbox, vm/ of a
+ * snapshot template: docs/vmm-snapshot.md "Files"). */
+static const char *const runtime_vm__snapshot_files[] = {"snapshot", "snapshot.mem"};
+#define VM_SNAPSHOT_FILE_COUNT                                                                     \
+	(sizeof(runtime_vm__snapshot_files) / sizeof(runtime_vm__snapshot_files[0]))
 #define VM_TEMPLATE_INFO "vm.json" /* the snapshot's machine: runtime_vm__template */
 
 static const char *runtime_vm__state_root(void)
@@ -1290,7 +1295,6 @@ static uint64_t runtime_vm__allocated(const char *path)
 static int runtime_vm__export_paused(const struct runtime_vm *vm, const char *dir, uint64_t *bytes,
 				     char *err, size_t err_len)
 {
-	static const char *const snapshot_files[] = {"snapshot", "snapshot.mem"};
 	char vm_dir[PATH_MAX + 8], from[PATH_MAX + 32], to[PATH_MAX + 32];
 	json_t *block = runtime_vm__block_device(vm->argv), *info = NULL;
 	const char *base = json_util__string(block, "base", NULL);
@@ -1303,9 +1307,9 @@ static int runtime_vm__export_paused(const struct runtime_vm *vm, const char *di
 			 block ? strerror(errno) : "no disk on the command line");
 		goto out;
 	}
-	for (size_t i = 0; i < sizeof(snapshot_files) / sizeof(snapshot_files[0]); i++) {
-		snprintf(from, sizeof(from), "%s/%s", vm->root, snapshot_files[i]);
-		snprintf(to, sizeof(to), "%s/%s", vm_dir, snapshot_files[i]);
+	for (size_t i = 0; i < VM_SNAPSHOT_FILE_COUNT; i++) {
+		snprintf(from, sizeof(from), "%s/%s", vm->root, runtime_vm__snapshot_files[i]);
+		snprintf(to, sizeof(to), "%s/%s", vm_dir, runtime_vm__snapshot_files[i]);
 		if (runtime_vm__link_or_copy(from, to, err, err_len))
 			goto out;
 		if (chmod(to, 0644) || (geteuid() == 0 && chown(to, 0, 0))) {
@@ -1405,13 +1409,12 @@ static int runtime_vm__template(const char *template_dir, uint32_t *memory_mib, 
 static int runtime_vm__stage_snapshot(const struct runtime_vm *vm, const char *template_dir,
 				      char *err, size_t err_len)
 {
-	static const char *const snapshot_files[] = {"snapshot", "snapshot.mem"};
 	char from[PATH_MAX + 32], to[PATH_MAX + 32];
 
-	for (size_t i = 0; i < sizeof(snapshot_files) / sizeof(snapshot_files[0]); i++) {
+	for (size_t i = 0; i < VM_SNAPSHOT_FILE_COUNT; i++) {
 		snprintf(from, sizeof(from), "%.4000s/" VM_TEMPLATE_DIR "/%s", template_dir,
-			 snapshot_files[i]);
-		snprintf(to, sizeof(to), "%s/%s", vm->root, snapshot_files[i]);
+			 runtime_vm__snapshot_files[i]);
+		snprintf(to, sizeof(to), "%s/%s", vm->root, runtime_vm__snapshot_files[i]);
 		if (runtime_vm__link_or_copy(from, to, err, err_len))
 			return -1;
 	}
