@@ -59,13 +59,23 @@ async function checkRestored(copy, source, text, counted) {
 	await sleep(2000);
 	const later = await count(copy);
 	assert.ok(later > first, `the restored counter does not go on: ${first} -> ${later}`);
+	// The copy's clock against the source's, read just before and just after
+	// it: both guests run on one host (whose own clock drifts from this
+	// machine's under TCG, so Date.now() is no ruler), and one command takes
+	// seconds under TCG, so a single later read of the source would count
+	// that latency as skew. A clock left at the snapshot's moment falls
+	// behind by the whole restore (tens of seconds) and fails the bracket.
+	const sourceDate = async () => Number((await source.commands.run('date +%s',
+		{ requestTimeoutMs: 60_000 })).stdout);
+	const before = await sourceDate();
 	const facts = (await copy.commands.run('hostname; date +%s', { requestTimeoutMs: 60_000 })).stdout.split('\n');
+	const after = await sourceDate();
 	assert.equal(facts[0], copy.sandboxId, 'the restored guest is named after its sandbox');
-	// against the source's clock: both guests run on one host (whose own
-	// clock drifts from this machine's under TCG, so Date.now() is no ruler)
-	const sourceNow = Number((await source.commands.run('date +%s', { requestTimeoutMs: 60_000 })).stdout);
-	const skew = Number(facts[1]) - sourceNow;
-	assert.ok(Math.abs(skew) <= 5, `the restored guest's clock is ${skew} s off the source's`);
+	const copyNow = Number(facts[1]);
+	// date +%s truncates to whole seconds: a second of slack on each side,
+	// and one more for the agent's own 1 s threshold before it sets the clock
+	const skew = copyNow < before ? copyNow - before : copyNow > after ? copyNow - after : 0;
+	assert.ok(Math.abs(skew) <= 2, `the restored guest's clock (${copyNow}) is ${skew} s outside the source's [${before}, ${after}]`);
 	const stolen = await fetch(`${process.env.E2B_SANDBOX_URL}/envs`, {
 		headers: { 'E2b-Sandbox-Id': copy.sandboxId, 'E2b-Sandbox-Port': '49983',
 			'X-Access-Token': source.envdAccessToken || 'none' } });
