@@ -1,5 +1,5 @@
 /* jail: the jail runtime (warren/jail.h). The host side: state dir,
- * cgroups, the clone3 into new namespaces and the exec of
+ * cgroups, the clone into new namespaces and the exec of
  * warren-jail-init, which finishes the jail from the inside (init.c).
  * workers/jail/README.md, "Start sequence". */
 #include "warren/jail.h"
@@ -17,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <semaphore.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -412,48 +414,77 @@ static int make_state_dir(struct jail *jail, const char *state_dir, char *err, s
 	return 0;
 }
 
-/* What the child of clone3 needs before it execs the init. */
+/* What the child needs before it execs the init. */
 struct spawn {
 	int go_socket; /* receives "g" + the idmapped template; that fd then
 			  takes the socket's number (--lower-fd) */
 	int status_fd, console_fd, null_fd, init_fd;
+	int exec_watch_fd;  /* close-on-exec: its end of spawn_call.exec_watch */
 	int volume_count;   /* volume mounts that follow the template in the go */
 	int volume_fd_base; /* volume i takes this number + i (--volume) */
 	const char *dir;    /* the state dir, the init's working directory */
 	const char *const *argv;
 	const char *const *envp;
+	uint64_t signal_mask; /* the kernel's sigset to exec the init with */
 };
 
-static void child_fail(int status_fd, const char *message) __attribute__((noreturn));
-static void child_fail(int status_fd, const char *message)
+/* The child shares the worker's memory until it execs (CLONE_VM, see
+ * spawn_thread): it runs on a stack of its own and makes raw system calls
+ * only, through syscall(2) (no allocation, no lock, no libc state, no
+ * sanitizer interceptor: nothing another thread of the worker could hold
+ * or be changing). */
+#define CHILD_CODE	   __attribute__((no_sanitize_address, noinline))
+#define CHILD_STACK_BYTES  (64 * 1024)
+#define CHILD_GUARD_BYTES  4096
+#define KERNEL_SIGSET_SIZE 8 /* rt_sigaction(2), rt_sigprocmask(2): 64 signals */
+
+/* The kernel's struct sigaction for rt_sigaction(2) on x86-64 (the layout
+ * of arch/x86/include/uapi/asm/signal.h; glibc's differs). */
+struct kernel_sigaction {
+	void *handler;
+	unsigned long flags;
+	void *restorer;
+	uint64_t mask;
+};
+
+static CHILD_CODE __attribute__((noreturn)) void child_fail(int status_fd, const char *message,
+							    size_t length)
 {
-	if (write(status_fd, message, strlen(message)) < 0)
-		_exit(127);
-	_exit(127);
+	syscall(SYS_write, status_fd, message, length);
+	syscall(SYS_exit_group, 127);
+	__builtin_unreachable();
 }
+#define CHILD_FAIL(status_fd, text) child_fail(status_fd, text, sizeof(text) - 1)
 
 #define GO_FDS_MAX (1 + JAIL_VOLUMES_MAX) /* the template, then the volumes */
 
 /* One byte "g" with count descriptors (the template's first); 0, or -1. */
-static int receive_go(int socket_fd, int fds[GO_FDS_MAX], int count)
+static CHILD_CODE int receive_go(int socket_fd, int fds[GO_FDS_MAX], int count)
 {
-	char byte = 0, control[CMSG_SPACE(sizeof(int) * GO_FDS_MAX)];
+	char byte = 0;
+	union {
+		char bytes[CMSG_SPACE(sizeof(int) * GO_FDS_MAX)];
+		struct cmsghdr align;
+	} control;
 	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
 	struct msghdr msg = {.msg_iov = &iov,
 			     .msg_iovlen = 1,
-			     .msg_control = control,
-			     .msg_controllen = sizeof(control)};
+			     .msg_control = control.bytes,
+			     .msg_controllen = sizeof(control.bytes)};
 	struct cmsghdr *cmsg;
-	ssize_t n;
+	const volatile int *received;
+	long n;
 
 	do
-		n = recvmsg(socket_fd, &msg, MSG_CMSG_CLOEXEC);
+		n = syscall(SYS_recvmsg, socket_fd, &msg, MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
 	cmsg = n == 1 && byte == 'g' ? CMSG_FIRSTHDR(&msg) : NULL;
 	if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS ||
 	    cmsg->cmsg_len != CMSG_LEN(sizeof(int) * (size_t)count))
 		return -1;
-	memcpy(fds, CMSG_DATA(cmsg), sizeof(int) * (size_t)count);
+	received = (const volatile int *)(void *)CMSG_DATA(cmsg); /* no memcpy call */
+	for (int i = 0; i < count; i++)
+		fds[i] = received[i];
 	return 0;
 }
 
@@ -476,24 +507,41 @@ static int send_go(int socket_fd, const int *fds, int count)
 	return sendmsg(socket_fd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
 }
 
-/* The child: async-signal-safe raw syscalls only (the worker is
- * multi-threaded; glibc's set*id would wait for threads that are not
- * there). Waits until the parent placed it in its cgroups and wrote its id
- * maps, becomes root of its user namespace (no host groups kept), and
- * execs the init; its working dir is the state dir (spawn_thread). */
+/* Every signal the worker handles goes back to its default in this child
+ * (its own copy of the handlers: no CLONE_SIGHAND), as posix_spawn does,
+ * so a signal that reaches it before the exec runs no worker code on the
+ * shared memory; then the mask the spawning thread had comes back (it
+ * blocked everything across the clone). */
+static CHILD_CODE void child_reset_signals(const struct spawn *spawn)
+{
+	struct kernel_sigaction fallback = {.handler = SIG_DFL};
+
+	for (int signal_number = 1; signal_number <= 64; signal_number++) {
+		struct kernel_sigaction old;
+
+		if (signal_number == SIGKILL || signal_number == SIGSTOP ||
+		    syscall(SYS_rt_sigaction, signal_number, NULL, &old, KERNEL_SIGSET_SIZE))
+			continue;
+		if (old.handler != SIG_DFL && old.handler != SIG_IGN)
+			syscall(SYS_rt_sigaction, signal_number, &fallback, NULL,
+				KERNEL_SIGSET_SIZE);
+	}
+	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &spawn->signal_mask, NULL, KERNEL_SIGSET_SIZE);
+}
+
 /* Closes every descriptor but 0-2 and the spawn's own, now rather than at
  * exec: the worker's listening sockets and the parent ends of other
  * sandboxes' go sockets (made by other threads) must not outlive a worker
  * that dies before the go, and with the parent end of our own go socket
  * closed here, that death is an EOF that ends this child. */
-static void child_close_others(const struct spawn *spawn)
+static CHILD_CODE void child_close_others(const struct spawn *spawn)
 {
-	int keep[] = {spawn->go_socket, spawn->status_fd, spawn->console_fd, spawn->null_fd,
-		      spawn->init_fd};
+	int keep[] = {spawn->go_socket, spawn->status_fd, spawn->console_fd,
+		      spawn->null_fd,	spawn->init_fd,	  spawn->exec_watch_fd};
 	size_t count = sizeof(keep) / sizeof(keep[0]);
 	unsigned int from = 3;
 
-	for (size_t i = 1; i < count; i++) /* insertion sort: five numbers */
+	for (size_t i = 1; i < count; i++) /* insertion sort: six numbers */
 		for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
 			int swap = keep[j];
 			keep[j] = keep[j - 1];
@@ -509,34 +557,42 @@ static void child_close_others(const struct spawn *spawn)
 	syscall(SYS_close_range, from, ~0U, 0);
 }
 
-static void child_run(const struct spawn *spawn) __attribute__((noreturn));
-static void child_run(const struct spawn *spawn)
+/* The child (clone's fn): waits until the parent placed it in its cgroups
+ * and wrote its id maps, becomes root of its user namespace (no host groups
+ * kept), and execs the init; its working dir is the state dir
+ * (spawn_thread). */
+static CHILD_CODE int child_run(void *opaque)
 {
-	int fds[GO_FDS_MAX], lower_fd;
+	const struct spawn *spawn = opaque;
+	int fds[GO_FDS_MAX], lower_fd, status_fd = spawn->status_fd;
 
+	child_reset_signals(spawn);
 	child_close_others(spawn);
 	if (receive_go(spawn->go_socket, fds, 1 + spawn->volume_count))
-		child_fail(spawn->status_fd, "error: parent gave up before the start\n");
+		CHILD_FAIL(status_fd, "error: parent gave up before the start\n");
 	lower_fd = fds[0];
-	if (dup3(lower_fd, spawn->go_socket, 0) < 0 || close(lower_fd))
-		child_fail(spawn->status_fd, "error: dup of the template mount\n");
+	if (syscall(SYS_dup3, lower_fd, spawn->go_socket, 0) < 0 || syscall(SYS_close, lower_fd))
+		CHILD_FAIL(status_fd, "error: dup of the template mount\n");
 	/* volume_fd_base lies above every number the received fds can have */
 	for (int i = 0; i < spawn->volume_count; i++)
-		if (dup3(fds[1 + i], spawn->volume_fd_base + i, 0) < 0 || close(fds[1 + i]))
-			child_fail(spawn->status_fd, "error: dup of a volume mount\n");
+		if (syscall(SYS_dup3, fds[1 + i], spawn->volume_fd_base + i, 0) < 0 ||
+		    syscall(SYS_close, fds[1 + i]))
+			CHILD_FAIL(status_fd, "error: dup of a volume mount\n");
 	if (syscall(SYS_setgroups, 0, NULL) || syscall(SYS_setresgid, 0, 0, 0) ||
 	    syscall(SYS_setresuid, 0, 0, 0))
-		child_fail(spawn->status_fd, "error: become root of the user namespace\n");
-	if (fcntl(spawn->status_fd, F_SETFD, 0) || dup2(spawn->null_fd, 0) < 0 ||
-	    dup2(spawn->console_fd, 1) < 0 || dup2(spawn->console_fd, 2) < 0)
-		child_fail(spawn->status_fd, "error: set up the init's descriptors\n");
+		CHILD_FAIL(status_fd, "error: become root of the user namespace\n");
+	if (syscall(SYS_fcntl, status_fd, F_SETFD, 0) || syscall(SYS_dup2, spawn->null_fd, 0) ||
+	    syscall(SYS_dup2, spawn->console_fd, 1) != 1 ||
+	    syscall(SYS_dup2, spawn->console_fd, 2) != 2)
+		CHILD_FAIL(status_fd, "error: set up the init's descriptors\n");
 	syscall(SYS_execveat, spawn->init_fd, "", spawn->argv, spawn->envp, AT_EMPTY_PATH);
-	child_fail(spawn->status_fd, "error: exec warren-jail-init\n");
+	CHILD_FAIL(status_fd, "error: exec warren-jail-init\n");
 }
 
-/* What the spawning thread gets and gives back. */
+/* The spawning thread's work: what it gets, gives back and keeps alive
+ * while the child runs on the worker's memory. */
 struct spawn_call {
-	const struct spawn *spawn;
+	struct spawn *spawn;
 	int netns_fd;
 	uint32_t host_base;
 	int pidfd;
@@ -544,21 +600,39 @@ struct spawn_call {
 	char step[48];
 	int error;
 	bool creator_is_root; /* the fallback of spawn_thread was taken */
+	int exec_watch[2];    /* the child holds [1], close-on-exec: [0] reads EOF
+				 once it has exec'ed or died */
+	void *stack;	      /* the child's: CHILD_GUARD_BYTES + CHILD_STACK_BYTES */
+	sem_t cloned;	      /* posted once pid is set (or the clone failed) */
+	pthread_t thread;
+	bool thread_started;
 };
 
-/* A short-lived thread makes the child, so that nothing it changes about
- * itself reaches the worker's other threads: its own fs (working dir =
- * the state dir, which the child's new mount namespace inherits, reached
- * as host root), the slot's network namespace (which the child inherits:
- * from the new user namespace it could not join one the host owns), and
- * the effective uid host_base while it clones (raw syscalls: this thread
- * only), so the user namespace's creator is the sandbox's own host uid and
- * the kernel's per-user counts (inotify instances, user namespaces, ...)
- * of everything inside are charged to it, not to host root. */
+/* A thread makes the child, so that nothing it changes about itself
+ * reaches the worker's other threads: its own fs (working dir = the state
+ * dir, which the child's new mount namespace inherits, reached as host
+ * root), the slot's network namespace (which the child inherits: from the
+ * new user namespace it could not join one the host owns), and the
+ * effective uid host_base while it clones (raw syscalls: this thread only),
+ * so the user namespace's creator is the sandbox's own host uid and the
+ * kernel's per-user counts (inotify instances, user namespaces, ...) of
+ * everything inside are charged to it, not to host root.
+ *
+ * The clone shares the worker's memory (CLONE_VM, as posix_spawn does):
+ * a copy of the worker's address space per sandbox (page tables copied,
+ * every page write-protected, then a copy-on-write fault for each page
+ * the worker's threads touch until the exec) cost more than the rest of a
+ * jail's start once creates run side by side. Until the exec the child
+ * uses this thread's thread-local storage (errno): the thread stays until
+ * exec_watch reads EOF, and then frees the child's stack. */
 static void *spawn_thread(void *opaque)
 {
 	struct spawn_call *call = opaque;
-	struct clone_args args;
+	int flags = CLONE_VM | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS |
+		    CLONE_NEWIPC | CLONE_PIDFD | SIGCHLD;
+	char *stack_top = (char *)call->stack + CHILD_GUARD_BYTES + CHILD_STACK_BYTES;
+	sigset_t all, old;
+	char byte;
 
 	call->pid = -1;
 	if (unshare(CLONE_FS) || chdir(call->spawn->dir)) {
@@ -573,61 +647,107 @@ static void *spawn_thread(void *opaque)
 		snprintf(call->step, sizeof(call->step), "seteuid");
 		goto fail;
 	}
-	memset(&args, 0, sizeof(args));
-	args.flags =
-	    CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_PIDFD;
-	args.pidfd = (uint64_t)(uintptr_t)&call->pidfd;
-	args.exit_signal = SIGCHLD;
-	call->pid = syscall(SYS_clone3, &args, sizeof(args));
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	memcpy(&call->spawn->signal_mask, &old, sizeof(call->spawn->signal_mask));
+	call->pid = clone(child_run, stack_top, flags, call->spawn, &call->pidfd);
 	if (call->pid < 0 && (errno == EPERM || errno == EACCES) &&
 	    syscall(SYS_setresuid, -1, 0, -1) == 0) {
 		/* Hosts that let only privileged creators make user namespaces
 		 * (kernel.unprivileged_userns_clone=0, AppArmor's restriction):
 		 * host root creates it; only the per-user accounting differs. */
 		call->creator_is_root = true;
-		call->pid = syscall(SYS_clone3, &args, sizeof(args));
+		call->pid = clone(child_run, stack_top, flags, call->spawn, &call->pidfd);
 	}
-	if (call->pid == 0)
-		child_run(call->spawn);
+	call->error = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (call->pid < 0) {
-		snprintf(call->step, sizeof(call->step), "clone3");
-		goto fail;
+		snprintf(call->step, sizeof(call->step), "clone");
+		sem_post(&call->cloned);
+		return NULL;
 	}
+	close(call->exec_watch[1]);
+	call->exec_watch[1] = -1;
+	sem_post(&call->cloned);
+	/* read(2)'s result alone: the child may write errno meanwhile */
+	while (read(call->exec_watch[0], &byte, 1) != 0)
+		;
 	return NULL;
 fail:
 	call->error = errno;
+	sem_post(&call->cloned);
 	return NULL;
 }
 
-/* clone3 into new user, mount, pid, uts and ipc namespaces (spawn_thread).
- * The pid, or -1 with err set; *pidfd gets the child's pidfd. */
-static long spawn_in_netns(const struct spawn *spawn, int netns_fd, uint32_t host_base, int *pidfd,
-			   char *err, size_t err_len)
+/* Starts spawn_thread for the child in its namespaces and waits for the
+ * clone. The pid, or -1 with err set; call->pidfd gets the child's pidfd.
+ * spawn_call__finish() must follow either way. */
+static long spawn_call__start(struct spawn_call *call, struct spawn *spawn, int netns_fd,
+			      uint32_t host_base, char *err, size_t err_len)
 {
-	struct spawn_call call = {
-	    .spawn = spawn, .netns_fd = netns_fd, .host_base = host_base, .pidfd = -1, .pid = -1};
+	size_t stack_bytes = CHILD_GUARD_BYTES + CHILD_STACK_BYTES;
 	pthread_attr_t attr;
-	pthread_t thread;
 	int ret;
 
+	*call = (struct spawn_call){.spawn = spawn,
+				    .netns_fd = netns_fd,
+				    .host_base = host_base,
+				    .pidfd = -1,
+				    .pid = -1,
+				    .exec_watch = {-1, -1}};
+	call->stack = mmap(NULL, stack_bytes, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (call->stack == MAP_FAILED) {
+		call->stack = NULL;
+		snprintf(err, err_len, "child stack: %s", strerror(errno));
+		return -1;
+	}
+	/* below the stack: a fault, not the worker's memory, if it overflows */
+	if (mprotect(call->stack, CHILD_GUARD_BYTES, PROT_NONE) ||
+	    pipe2(call->exec_watch, O_CLOEXEC) || sem_init(&call->cloned, 0, 0)) {
+		snprintf(err, err_len, "child stack guard, pipe: %s", strerror(errno));
+		return -1;
+	}
+	spawn->exec_watch_fd = call->exec_watch[1];
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
-	ret = pthread_create(&thread, &attr, spawn_thread, &call);
+	ret = pthread_create(&call->thread, &attr, spawn_thread, call);
 	pthread_attr_destroy(&attr);
 	if (ret) {
+		sem_destroy(&call->cloned);
 		snprintf(err, err_len, "spawn thread: %s", strerror(ret));
 		return -1;
 	}
-	pthread_join(thread, NULL);
-	if (call.creator_is_root)
+	call->thread_started = true;
+	while (sem_wait(&call->cloned) && errno == EINTR)
+		;
+	if (call->creator_is_root)
 		log_warn("jail: this host lets only root create user namespaces; the "
 			 "sandbox's per-user kernel counts are charged to host root");
-	if (call.pid < 0) {
-		snprintf(err, err_len, "%s: %s", call.step, strerror(call.error));
+	if (call->pid < 0) {
+		snprintf(err, err_len, "%s: %s", call->step, strerror(call->error));
 		return -1;
 	}
-	*pidfd = call.pidfd;
-	return call.pid;
+	return call->pid;
+}
+
+/* Waits for the spawning thread (the child has exec'ed or died: the
+ * caller closed its end of the go socket or sent the go before this) and
+ * frees what spawn_call__start made. */
+static void spawn_call__finish(struct spawn_call *call)
+{
+	if (call->thread_started) {
+		pthread_join(call->thread, NULL);
+		sem_destroy(&call->cloned);
+		call->thread_started = false;
+	}
+	for (int i = 0; i < 2; i++)
+		if (call->exec_watch[i] >= 0)
+			close(call->exec_watch[i]);
+	call->exec_watch[0] = call->exec_watch[1] = -1;
+	if (call->stack)
+		munmap(call->stack, CHILD_GUARD_BYTES + CHILD_STACK_BYTES);
+	call->stack = NULL;
 }
 
 /* Parent side once the child runs: init.pid, cgroups, id maps, the
@@ -772,6 +892,7 @@ struct jail_start {
 	struct init_args args;
 	int go[2], status_pipe[2], netns_fd;
 	struct spawn spawn;
+	struct spawn_call spawn_call;
 	struct jail *jail;
 	bool dir_made, cgroup_made;
 };
@@ -908,12 +1029,13 @@ static int jail_start__spawn(struct jail_start *start)
 	start->spawn.status_fd = start->status_pipe[1];
 	start->spawn.argv = start->args.argv;
 	start->spawn.envp = config->envp ? config->envp : default_env;
-	pid = spawn_in_netns(&start->spawn, start->netns_fd, jail->host_base, &jail->pidfd,
-			     start->err, start->err_len);
+	pid = spawn_call__start(&start->spawn_call, &start->spawn, start->netns_fd, jail->host_base,
+				start->err, start->err_len);
 	if (pid < 0)
 		return -1;
 	jail->pid = (pid_t)pid;
-	jail->pidfd = fds__keep_high(jail->pidfd); /* kept for the jail's life */
+	/* kept for the jail's life */
+	jail->pidfd = fds__keep_high(start->spawn_call.pidfd);
 	close_fd(&start->go[0]);
 	close_fd(&start->status_pipe[1]);
 	return 0;
@@ -929,13 +1051,16 @@ static int jail_start__run(struct jail_start *start)
 	return read_status(start->status_pipe[0], start->err, start->err_len);
 }
 
-/* Closes what the steps opened for the child (always). */
+/* Closes what the steps opened for the child (always): the go socket
+ * first, so a child still waiting for its go ends, then the spawning
+ * thread, which waits for the child's exec or death. */
 static void jail_start__close(struct jail_start *start)
 {
 	for (int i = 0; i < 2; i++) {
 		close_fd(&start->go[i]);
 		close_fd(&start->status_pipe[i]);
 	}
+	spawn_call__finish(&start->spawn_call);
 	close_fd(&start->netns_fd);
 	close_fd(&start->spawn.console_fd);
 	close_fd(&start->spawn.null_fd);
@@ -979,7 +1104,8 @@ struct jail *jail__start(const struct jail_config *config, char *err, size_t err
 	    .go = {-1, -1},
 	    .status_pipe = {-1, -1},
 	    .netns_fd = -1,
-	    .spawn = {.console_fd = -1, .null_fd = -1, .init_fd = -1},
+	    .spawn = {.console_fd = -1, .null_fd = -1, .init_fd = -1, .exec_watch_fd = -1},
+	    .spawn_call = {.pidfd = -1, .pid = -1, .exec_watch = {-1, -1}},
 	};
 	int ret = 0;
 
