@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/loop.h>
+#include <pthread.h>
 #include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,7 +24,9 @@
 
 extern char **environ;
 
-#define JAIL_DISK_LOOP_TRIES  16
+#define JAIL_DISK_LOOP_TRIES 16
+
+static pthread_mutex_t attach_lock = PTHREAD_MUTEX_INITIALIZER;
 #define JAIL_DISK_VOLUMES_MAX 8 /* = JAIL_VOLUMES_MAX (warren/jail.h) */
 
 /* mkfs.ext4 on image: no journal (the layer dies with the sandbox), no
@@ -77,7 +80,10 @@ static int jail_disk__attach(int image_fd, char device_path[32], char *err, size
 	config.fd = (unsigned int)image_fd;
 	config.info.lo_flags = LO_FLAGS_AUTOCLEAR;
 	/* Another process may take the same free device between the two
-	 * calls: LOOP_CONFIGURE then fails with EBUSY and we ask again. */
+	 * calls: LOOP_CONFIGURE then fails with EBUSY and we ask again. The
+	 * worker's own creates take turns (attach_lock): at 100 creates in
+	 * flight they were handed the same free number and ran out of tries. */
+	pthread_mutex_lock(&attach_lock);
 	for (int i = 0; i < JAIL_DISK_LOOP_TRIES && ret == -EBUSY; i++) {
 		number = ioctl(control, LOOP_CTL_GET_FREE);
 		if (number < 0) {
@@ -98,6 +104,7 @@ static int jail_disk__attach(int image_fd, char device_path[32], char *err, size
 		close(device);
 		device = -1;
 	}
+	pthread_mutex_unlock(&attach_lock);
 	close(control);
 	if (ret) {
 		snprintf(err, err_len, "attach a loop device: %s", strerror(-ret));
