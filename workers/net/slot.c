@@ -971,6 +971,7 @@ int net_pool__release(struct net_pool *pool, int index)
 	struct net_slot_info names;
 	struct net_slot *slot;
 	uint32_t mark = SLOT_MARK(pool, index);
+	const char *step;
 	int rc;
 
 	if (index < 0 || (unsigned)index >= pool->capacity || !pool->slots[index].in_use)
@@ -985,22 +986,29 @@ int net_pool__release(struct net_pool *pool, int index)
 	/* Quiesce first: every packet in or out of the slot is dropped before
 	 * conntrack sees it, so nothing re-creates entries (here or on the
 	 * host) while they are flushed. Then the tables go. */
+	step = "quiesce";
 	rc = apply_in_slot(
 	    slot, "table inet warren_quiesce {\n"
 		  "\tchain in {\n\t\ttype filter hook prerouting priority -400; policy drop;\n\t}\n"
 		  "\tchain out {\n\t\ttype filter hook output priority -400; policy drop;\n\t}\n"
 		  "}\n");
-	if (rc == 0)
+	if (rc == 0) {
+		step = "flush the slot's conntrack table";
 		rc = netns__run(slot->netns_fd, conntrack_flush_here, NULL);
-	if (rc == 0)
+	}
+	if (rc == 0) {
+		step = "flush the host's conntrack entries of the slot";
 		rc = netns__run(pool->host_fd, conntrack_flush_mark, &mark);
-	if (rc == 0)
+	}
+	if (rc == 0) {
+		step = "delete the slot's tables";
 		rc = apply_in_slot(slot,
 				   "table inet warren_policy\ndelete table inet warren_policy\n"
 				   "table inet warren_slot\ndelete table inet warren_slot\n"
 				   "delete table inet warren_quiesce\n");
+	}
 	if (rc != 0) {
-		log_warn("net: slot %d could not be reset; destroying it", index);
+		log_warn("net: slot %d could not be reset (%s failed); destroying it", index, step);
 		net_pool__destroy_slot(pool, index);
 		return -1;
 	}

@@ -454,6 +454,7 @@ static int runtime_vm__spawn(struct runtime_vm *vm, char *const argv[], bool app
 	char log_path[PATH_MAX + 16], response[4096];
 	int error_pipe[2] = {-1, -1}, go_pipe[2] = {-1, -1}, netns_fd = -1, status;
 	int child_errno = 0, ret = -1;
+	bool answered = false;
 	long long deadline;
 
 	snprintf(log_path, sizeof(log_path), "%s/vmm.log", vm->dir);
@@ -532,13 +533,18 @@ static int runtime_vm__spawn(struct runtime_vm *vm, char *const argv[], bool app
 			runtime_vm__log_tail(vm, err, err_len);
 			goto out;
 		}
-		if (runtime_vm__request(vm->socket_path, "{\"op\":\"state\"}", response,
-					sizeof(response)) == 0 &&
-		    strstr(response, "\"running\""))
+		answered = runtime_vm__request(vm->socket_path, "{\"op\":\"state\"}", response,
+					       sizeof(response)) == 0;
+		if (answered && strstr(response, "\"running\""))
 			break;
 		if ((long long)clock__monotonic_ms() > deadline) {
-			snprintf(err, err_len, "vm runtime: warren-vmm not running after %d ms",
-				 VM_SOCKET_WAIT_MS);
+			/* what it last said tells a slow boot from a dead socket */
+			snprintf(err, err_len,
+				 "vm runtime: warren-vmm not running after %d ms (%s%.80s)",
+				 VM_SOCKET_WAIT_MS,
+				 answered ? "its control socket answered "
+					  : "its control socket did not answer",
+				 answered ? response : "");
 			runtime_vm__log_tail(vm, err, err_len);
 			goto out;
 		}
