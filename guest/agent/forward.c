@@ -18,18 +18,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "listeners.h"
+#include "process.h"
 #include "warren/log.h"
 
 #define MAX_LISTENERS_READ 65536 /* listeners looked at */
 
-enum handle_kind { HANDLE_LISTENER, HANDLE_CLIENT, HANDLE_SERVER };
+enum handle_kind { HANDLE_LISTENER, HANDLE_CLIENT, HANDLE_SERVER, HANDLE_WAKE };
 
 /* What an epoll event's data.ptr points to. */
 struct handle {
@@ -66,6 +69,9 @@ struct connection {
 };
 
 static int epoll_fd = -1;
+static int wake_fd = -1;		  /* forward__activity -> the thread */
+static _Atomic long long active_until_ms; /* fast scans until then */
+static long active_window_ms = FORWARD_ACTIVE_MS;
 static uint16_t own_port;
 static struct forward *forwards;
 static size_t forward_count;
@@ -547,19 +553,44 @@ static long long now_ms(void)
 	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
+/* The scan interval: a second while a process started through the agent
+ * runs or one started within FORWARD_ACTIVE_MS, else FORWARD_IDLE_SCAN_MS.
+ * Each scan is a sock_diag dump that walks the host's listening hash, so
+ * on a host with many idle sandboxes the one-second scan of each was the
+ * largest part of their idle cost (guest/agent/README.md). */
+static long long scan_interval_ms(long long now)
+{
+	if (now < atomic_load(&active_until_ms) || process__running_count() > 0)
+		return FORWARD_SCAN_MS;
+	return FORWARD_IDLE_SCAN_MS;
+}
+
+void forward__activity(void)
+{
+	uint64_t one = 1;
+
+	atomic_store(&active_until_ms, now_ms() + active_window_ms);
+	if (wake_fd >= 0 && write(wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("forwarder: wake: %s", strerror(errno));
+}
+
 static void *forward_thread(void *unused)
 {
-	struct epoll_event events[64];
+	static struct handle wake_handle = {HANDLE_WAKE, NULL};
+	struct epoll_event events[64], wake_event = {.events = EPOLLIN, .data.ptr = &wake_handle};
 	struct handle *handle;
 	long long next_scan = 0, now;
+	uint64_t count;
 	int n, i;
 
 	(void)unused;
+	if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &wake_event))
+		log_warn("forwarder: watching the wake-up: %s", strerror(errno));
 	for (;;) {
 		now = now_ms();
 		if (now >= next_scan) {
 			forward_scan();
-			next_scan = now + FORWARD_SCAN_MS;
+			next_scan = now + scan_interval_ms(now);
 		}
 		n = epoll_wait(epoll_fd, events, 64, (int)(next_scan - now));
 		if (n < 0 && errno != EINTR) {
@@ -568,7 +599,13 @@ static void *forward_thread(void *unused)
 		}
 		for (i = 0; i < n; i++) {
 			handle = events[i].data.ptr;
-			if (handle->kind == HANDLE_LISTENER) {
+			if (handle->kind == HANDLE_WAKE) {
+				/* a start: the next scan within a second */
+				if (read(wake_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+					log_warn("forwarder: wake: %s", strerror(errno));
+				if (next_scan > now_ms() + FORWARD_SCAN_MS)
+					next_scan = now_ms() + FORWARD_SCAN_MS;
+			} else if (handle->kind == HANDLE_LISTENER) {
 				struct forward *forward = handle->owner;
 
 				listener_event(forward, forward->fds[handle - forward->handles]);
@@ -581,21 +618,32 @@ static void *forward_thread(void *unused)
 	}
 }
 
-bool forward__start(uint16_t agent_port)
+bool forward__start(uint16_t agent_port, long active_ms)
 {
 	pthread_attr_t attr;
 	pthread_t thread;
 	int result;
 
 	own_port = agent_port;
+	active_window_ms = active_ms;
 	epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	if (epoll_fd < 0)
 		return false;
+	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (wake_fd < 0) {
+		close(epoll_fd);
+		epoll_fd = -1;
+		return false;
+	}
+	/* the agent's start: its template's start command may open ports */
+	atomic_store(&active_until_ms, now_ms() + active_window_ms);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	result = pthread_create(&thread, &attr, forward_thread, NULL);
 	pthread_attr_destroy(&attr);
 	if (result != 0) {
+		close(wake_fd);
+		wake_fd = -1;
 		close(epoll_fd);
 		epoll_fd = -1;
 		return false;

@@ -25,7 +25,8 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: warren-agent [--listen HOST:PORT] [--token-hash sha256:HEX|sha512:HEX]\n"
 		"                    [--idle-timeout SECONDS] [--gzip-limit BYTES]\n"
-		"                    [--forward-loopback|--no-forward-loopback] [--version]\n"
+		"                    [--forward-loopback|--no-forward-loopback]\n"
+		"                    [--forward-active-ms MS] [--version]\n"
 		"  --listen      address to serve envd's API on (default %s)\n"
 		"  --token-hash  hash of the access token the first /init must carry\n"
 		"                (or env WARREN_AGENT_TOKEN_HASH); none = secure=false\n"
@@ -35,9 +36,13 @@ static void usage(FILE *out)
 		"  --forward-loopback  make servers listening only on 127.0.0.1 / ::1\n"
 		"                reachable at this namespace's other addresses (default:\n"
 		"                on when --listen is 0.0.0.0, i.e. in a sandbox)\n"
+		"  --forward-active-ms  after the start, /init or a process start, scan\n"
+		"                for loopback listeners every second this long; then\n"
+		"                every %d s while no process started here runs (default %d)\n"
 		"  --version     print the envd-compatible version and exit\n",
 		AGENT_DEFAULT_LISTEN, AGENT_IDLE_TIMEOUT_S,
-		(unsigned long long)AGENT_MAX_GUNZIP_UPLOAD);
+		(unsigned long long)AGENT_MAX_GUNZIP_UPLOAD, FORWARD_IDLE_SCAN_MS / 1000,
+		FORWARD_ACTIVE_MS);
 }
 
 /* The port of a "HOST:PORT" the server accepted (0 if none). */
@@ -105,6 +110,7 @@ int main(int argc, char **argv)
 	    {"gzip-limit", required_argument, NULL, 'g'},
 	    {"forward-loopback", no_argument, NULL, 'f'},
 	    {"no-forward-loopback", no_argument, NULL, 'n'},
+	    {"forward-active-ms", required_argument, NULL, 'a'},
 	    {"version", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -114,6 +120,7 @@ int main(int argc, char **argv)
 	char *end;
 	long seconds;
 	int forward_loopback = -1; /* -1: when listening on 0.0.0.0 */
+	long forward_active_ms = FORWARD_ACTIVE_MS;
 	int option;
 
 	log__set_component("agent");
@@ -144,6 +151,13 @@ int main(int argc, char **argv)
 		case 'f':
 		case 'n':
 			forward_loopback = option == 'f' ? 1 : 0;
+			break;
+		case 'a':
+			forward_active_ms = strtol(optarg, &end, 10);
+			if (*end || forward_active_ms < 0 || forward_active_ms > 86400000) {
+				log_error("--forward-active-ms: expected 0..86400000");
+				return 2;
+			}
 			break;
 		case 'v':
 			printf("%s\n", AGENT_VERSION);
@@ -193,7 +207,7 @@ int main(int argc, char **argv)
 	log_info("warren-agent %s listening on %s", AGENT_VERSION, listen);
 	if (forward_loopback < 0)
 		forward_loopback = strncmp(listen, "0.0.0.0:", 8) == 0;
-	if (forward_loopback && !forward__start(listen_port(listen)))
+	if (forward_loopback && !forward__start(listen_port(listen), forward_active_ms))
 		log_warn("cannot start the loopback forwarder: %s", strerror(errno));
 
 	agent__wait_for_stop(&signals);

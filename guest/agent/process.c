@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "forward.h"
 #include "warren/clock.h"
 #include "warren/exec_status.h"
 #include "warren/log.h"
@@ -322,6 +323,17 @@ void process__reaped(pid_t pid, int status)
 		pthread_mutex_unlock(&process->lock);
 	}
 	pthread_mutex_unlock(&table_lock);
+}
+
+size_t process__running_count(void)
+{
+	size_t running = 0;
+
+	pthread_mutex_lock(&table_lock);
+	for (struct process *process = table; process; process = process->next)
+		running += !process->exited;
+	pthread_mutex_unlock(&table_lock);
+	return running;
 }
 
 char **process__environment(const struct process_config *config, const struct agent_user *user,
@@ -634,6 +646,7 @@ static bool launch__fork(struct launch *launch)
 	table = launch->process;
 	launch->process->refs++; /* the table's */
 	pthread_mutex_unlock(&table_lock);
+	forward__activity(); /* it may open a port soon */
 	close_fd(&launch->status_pipe[1]);
 	close_fd(&launch->out_pipe[1]);
 	close_fd(&launch->err_pipe[1]);

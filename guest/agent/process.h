@@ -69,6 +69,10 @@ bool process__signal(const struct process_selector *selector, int signal_number,
 /* Called by the reaper (main thread) for every child it waits for. */
 void process__reaped(pid_t pid, int status);
 
+/* How many listed processes have not been reaped (the loopback forwarder
+ * scans every second while any runs). */
+size_t process__running_count(void);
+
 /* SIGKILLs the process group of every running process (agent shutdown). */
 void process__kill_all(void);
 

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "forward.h"
 #include "warren/clock.h"
 #include "warren/log.h"
 #include "warren/net_address.h"
@@ -314,6 +315,7 @@ static enum MHD_Result handle_init(struct MHD_Connection *connection, struct req
 					    "access token does not match");
 		goto out;
 	}
+	forward__activity(); /* the sandbox is taken into use (a create, a claim) */
 	env_vars = json_object_get(body, "envVars");
 	if (json_is_object(env_vars)) {
 		json_object_foreach(env_vars, key, value)
