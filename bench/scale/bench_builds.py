@@ -7,10 +7,16 @@ Run by hand, as root, with the dev stack's env:
 
     eval "$(scripts/dev-stack env)"
     python3 bench/scale/bench_builds.py --builds OLD_BUILD_DIR,NEW_BUILD_DIR [--count 100] [--rounds 2]
+        [--templates OLD_TEMPLATES_DIR,NEW_TEMPLATES_DIR] [--idle-after SECONDS]
 
 Each build dir needs bin/ with warren, warren-api, warren-worker,
-warren-agent (and what they call). The builds alternate (--rounds times
-each) so that a change of the machine's load hits both."""
+warren-agent (and what they call). The sandboxes run the agent of the
+template they start from: --templates gives each build its own templates
+dir (guest/rootfs/build-template.sh --agent BUILD/bin/warren-agent),
+else both use WARREN_TEMPLATES_DIR. The idle window starts --idle-after
+seconds after the last create (default 3; past 60 the agents' loopback
+forwarders have gone to their idle interval). The builds alternate
+(--rounds times each) so that a change of the machine's load hits both."""
 import argparse
 import json
 import os
@@ -63,9 +69,11 @@ def machine_busy():
     return sum(values) - values[3] - values[4], sum(values)
 
 
-def one(build, count, inflight, latency):
+def one(build, count, inflight, latency, templates, idle_after):
     stack_module.BIN = os.path.join(build, "bin")
     env = {"WARREN_SLOT_PRECREATE": "8", "WARREN_CREATE_DEADLINE_MS": "120000"}
+    if templates:
+        env["WARREN_TEMPLATES_DIR"] = templates
     with stack_module.Stack("sclb", capacity=count + 32, extra_env=env) as st:
         st.start()
         st.warren("admin", "team", "set-limit", st.tag, "creation_rate_per_s", "10000")
@@ -77,7 +85,7 @@ def one(build, count, inflight, latency):
         bulk = batch(st, "create", "--count", str(count), "--template", "minimal", "--concurrency", str(inflight),
                      "--timeout", "600", "--metadata", "phase=bulk")
         busy1, total1 = machine_busy()
-        time.sleep(3)
+        time.sleep(idle_after)
         agents = [p for p in pids_named("warren-agent")
                   if os.path.exists(f"/proc/{p}/cgroup") and st.tag in open(f"/proc/{p}/cgroup").read()]
         worker = [st.processes["worker"].pid]
@@ -100,19 +108,23 @@ def main():
     parser.add_argument("--inflight", type=int, default=16)
     parser.add_argument("--latency", type=int, default=20, help="sequential creates")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--templates", default="", help="comma list of templates dirs, one per build")
+    parser.add_argument("--idle-after", type=float, default=3, help="seconds from the last create to the idle window")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (namespaces, cgroups)")
     builds = args.builds.split(",")
+    templates = dict(zip(builds, args.templates.split(","))) if args.templates else {}
     results = []
     for round_ in range(args.rounds):
         for build in builds:
             load = open("/proc/loadavg").read().split()[0]
-            row = one(build, args.count, args.inflight, args.latency)
+            row = one(build, args.count, args.inflight, args.latency, templates.get(build), args.idle_after)
             results.append((build, round_, load, row))
             print(f"{build} round {round_ + 1} (load {load}): {row}", flush=True)
     print(f"\n## {args.latency} sequential creates, then {args.count} with {args.inflight} in flight, then "
-          f"10 s with the {args.count} idle (CPU: of one core; machine: of all {os.cpu_count()})")
+          f"10 s with the {args.count} idle, from {args.idle_after:g} s after the last create "
+          f"(CPU: of one core; machine: of all {os.cpu_count()})")
     for build, round_, load, row in results:
         print(f"{os.path.basename(os.path.dirname(build.rstrip('/'))) or build}/{os.path.basename(build)} "
               f"r{round_ + 1} load {load}: " + ", ".join(f"{k} {v}" for k, v in row.items()))

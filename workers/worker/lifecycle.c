@@ -1179,7 +1179,9 @@ static int worker__snapshot_export_vm(void *opaque, const char *dir, uint64_t *b
 {
 	struct worker_vm_export *export = opaque;
 	struct live_sandbox *sandbox;
-	int rc = -ENOENT;
+	char reason[256];
+	bool left_paused;
+	int rc = -ENOENT, rc_pause, code;
 
 	export->code = 404;
 	sandbox = worker__hold(export->worker, export->sandbox_id);
@@ -1188,8 +1190,22 @@ static int worker__snapshot_export_vm(void *opaque, const char *dir, uint64_t *b
 		return rc;
 	}
 	rc = runtime__export_vm(sandbox->instance, dir, bytes, err, err_len);
+	left_paused = rc && runtime__vm_paused(sandbox->instance);
 	worker__release(export->worker, sandbox);
 	export->code = rc == -ENOTSUP ? 501 : 500;
+	if (left_paused) {
+		/* The source did not come back after its snapshot (two resumes
+		 * failed) but its paused files are whole: its row says paused, so
+		 * a connect resumes it, rather than running with nothing behind. */
+		rc_pause = worker__pause_sandbox(export->worker, export->sandbox_id, &code, reason,
+						 sizeof(reason));
+		if (rc_pause)
+			log_warn("sandbox %s: left paused by its snapshot, not marked paused: %s",
+				 export->sandbox_id, reason);
+		else
+			log_warn("sandbox %s: paused: it was not resumed after its snapshot",
+				 export->sandbox_id);
+	}
 	return rc;
 }
 

@@ -223,6 +223,11 @@ void runtime__stop(struct runtime_instance *instance)
 	free(instance);
 }
 
+bool runtime__vm_paused(const struct runtime_instance *instance)
+{
+	return instance && instance->vm && runtime_vm__paused(instance->vm);
+}
+
 int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err, size_t err_len)
 {
 	int timeout_ms = (int)config__get_int("pause_timeout_ms", 5000);

@@ -54,6 +54,9 @@ void runtime__stop(struct runtime_instance *instance);
  * stops the VMM; resume starts a VMM that restores it. Idempotent; 0 or
  * -errno with the reason in err. */
 int runtime__set_paused(struct runtime_instance *instance, bool paused, char *err, size_t err_len);
+/* True when a vm sandbox is paused now (saved, no VMM running), as one is
+ * left when the resume after its export failed; false for a jail one. */
+bool runtime__vm_paused(const struct runtime_instance *instance);
 /* A vm sandbox as a template's files in dir (docs/api.md, "Snapshots"):
  * the guest's snapshot (vm/snapshot, vm/snapshot.mem, vm/vm.json) and its
  * disk; a sandbox started from that template restores the guest. A
@@ -117,6 +120,7 @@ void runtime_vm__stop(struct runtime_vm *vm);
  * (its snapshot kept). runtime_vm__stop of a paused one removes the
  * snapshot with the state dir. 0 or -EIO/-ENOMEM with the reason. */
 int runtime_vm__set_paused(struct runtime_vm *vm, bool paused, char *err, size_t err_len);
+bool runtime_vm__paused(const struct runtime_vm *vm);
 /* runtime__export_vm of a vm sandbox (the files: runtime_vm.c). */
 int runtime_vm__export(struct runtime_vm *vm, const char *dir, uint64_t *bytes, char *err,
 		       size_t err_len);

@@ -1040,6 +1040,11 @@ static int runtime_vm__resume(struct runtime_vm *vm, char *err, size_t err_len)
 	return 0;
 }
 
+bool runtime_vm__paused(const struct runtime_vm *vm)
+{
+	return vm->paused;
+}
+
 int runtime_vm__set_paused(struct runtime_vm *vm, bool paused, char *err, size_t err_len)
 {
 	if (paused == vm->paused)
