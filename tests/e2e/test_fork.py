@@ -87,7 +87,9 @@ def main():
     if not os.path.isdir(os.path.join(SDK_DIR, "node_modules", "e2b")):
         print(f"SKIP: the npm e2b SDK is not installed in {SDK_DIR} (scripts/setup installs it)")
         return 77
-    with Stack("fork") as stack:
+    # the prune of deleted templates every second (a fork's snapshot is
+    # installed before its row is registered: the prune must wait)
+    with Stack("fork", extra_env={"WARREN_TEMPLATE_PRUNE_INTERVAL_MS": "1000"}) as stack:
         try:
             stack.start()
             test_sdk(stack)

@@ -148,7 +148,10 @@ def main():
     if not os.path.isdir(os.path.join(SDK_DIR, "node_modules", "e2b")):
         print(f"SKIP: the npm e2b SDK is not installed in {SDK_DIR} (scripts/setup installs it)")
         return 77
-    with Stack("snap", extra_env={"WARREN_SNAPSHOT_QUOTA_MB": "2"}) as stack:
+    # the prune of deleted templates every second: it must never take a
+    # snapshot whose tree is installed but whose row is not registered yet
+    with Stack("snap", extra_env={"WARREN_SNAPSHOT_QUOTA_MB": "2",
+                                  "WARREN_TEMPLATE_PRUNE_INTERVAL_MS": "1000"}) as stack:
         try:
             stack.start()
             test_sdk(stack)

@@ -163,13 +163,18 @@ out:
 /* Removes from this host the built templates whose team template was
  * deleted (DELETE /templates/{id} only changes PostgreSQL): the
  * templates_dir link, the cache entry and a `templates` row a restart
- * registered again. Host-built templates (no build_id) are never touched. */
+ * registered again. Host-built templates (no build_id) are never touched.
+ * Holds worker->templates_lock: a snapshot installs its tree first and
+ * registers its row after (seconds later on a slow host), and a prune in
+ * between took the tree for a deleted template's. */
 static void builds__prune_deleted(struct builds *b)
 {
 	struct template_info *installed = NULL;
 	size_t count = 0;
 	json_t *ids = NULL;
 
+	/* not while a snapshot's tree is installed but its row not yet there */
+	pthread_mutex_lock(&b->worker->templates_lock);
 	if (storage__team_template_ids(b->worker->storage, &ids, NULL) ||
 	    templates__list(templates__dir(), &installed, &count))
 		goto out;
@@ -202,6 +207,7 @@ static void builds__prune_deleted(struct builds *b)
 			 installed[i].name);
 	}
 out:
+	pthread_mutex_unlock(&b->worker->templates_lock);
 	free(installed);
 	json_decref(ids);
 }

@@ -1254,7 +1254,7 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 	struct storage_error err;
 	uint64_t captured = 0;
 	int64_t max_bytes = json_util__int(command->spec, "max_bytes", 0);
-	bool was_running;
+	bool was_running, locked = false;
 	int rc = storage__sandbox_get_internal(worker->storage, command->sandbox_id, &row, &err);
 
 	*code = 404;
@@ -1281,6 +1281,8 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 		*code = 500;
 		goto out;
 	}
+	pthread_mutex_lock(&worker->templates_lock); /* install .. register */
+	locked = true;
 	if (worker->runtime == RUNTIME_VM) {
 		struct worker_vm_export export = {
 		    .worker = worker, .sandbox_id = row.id, .code = 500};
@@ -1350,6 +1352,8 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 	}
 	*bytes = (int64_t)captured;
 out:
+	if (locked)
+		pthread_mutex_unlock(&worker->templates_lock);
 	storage__sandbox_clear(&row);
 	return rc;
 }

@@ -481,6 +481,7 @@ int main(void)
 	pthread_mutex_init(&worker->lock, NULL);
 	pthread_cond_init(&worker->released, NULL);
 	pthread_mutex_init(&worker->handoff_lock, NULL);
+	pthread_mutex_init(&worker->templates_lock, NULL);
 
 	settings = worker__load_settings(worker);
 	if (settings == 2)

@@ -62,8 +62,12 @@ struct worker {
 	int live_count;
 	int creates_running;	      /* creates of the create topics running here (handoff.h) */
 	pthread_mutex_t handoff_lock; /* guards the two below (handoff.c) */
-	uint64_t handoff_checked_ms;  /* when the hosts table was last asked */
-	bool handoff_room;	      /* its answer: another host has room */
+	/* held by a snapshot from the install of its template tree until its
+	 * row is registered, and by the prune of deleted templates (build.c),
+	 * which took a tree in between for a deleted one */
+	pthread_mutex_t templates_lock;
+	uint64_t handoff_checked_ms; /* when the hosts table was last asked */
+	bool handoff_room;	     /* its answer: another host has room */
 	atomic_bool stopping;
 	/* an operator drains this host (hosts.drain_requested, read by each
 	 * heartbeat): the creates thread leaves the shared topics' group */
