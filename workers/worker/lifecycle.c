@@ -1325,6 +1325,10 @@ static int worker__snapshot_take(struct worker *worker, const struct kafka_event
 		if (!rc)
 			snprintf(template_row.content_hash, sizeof(template_row.content_hash), "%s",
 				 mine.content_hash);
+		/* a vm snapshot restores the source's machine, not the base's */
+		if (!rc)
+			runtime__template_machine(worker->runtime, mine.dir, &source.base.memory_mb,
+						  &source.base.cpu_count);
 	}
 	struct storage_snapshot snap = {
 	    .id = snapshot_id,

@@ -223,6 +223,13 @@ void runtime__stop(struct runtime_instance *instance)
 	free(instance);
 }
 
+int runtime__template_machine(enum runtime_kind kind, const char *template_dir,
+			      uint32_t *memory_mib, uint32_t *vcpus)
+{
+	return kind == RUNTIME_VM ? runtime_vm__template_machine(template_dir, memory_mib, vcpus)
+				  : -1;
+}
+
 bool runtime__vm_paused(const struct runtime_instance *instance)
 {
 	return instance && instance->vm && runtime_vm__paused(instance->vm);

@@ -57,6 +57,10 @@ int runtime__set_paused(struct runtime_instance *instance, bool paused, char *er
 /* True when a vm sandbox is paused now (saved, no VMM running), as one is
  * left when the resume after its export failed; false for a jail one. */
 bool runtime__vm_paused(const struct runtime_instance *instance);
+/* The machine a snapshot template restores (vm: its vm/vm.json): 0 with
+ * memory and vCPUs, -1 when it names none (a jail snapshot, a boot). */
+int runtime__template_machine(enum runtime_kind kind, const char *template_dir,
+			      uint32_t *memory_mib, uint32_t *vcpus);
 /* A vm sandbox as a template's files in dir (docs/api.md, "Snapshots"):
  * the guest's snapshot (vm/snapshot, vm/snapshot.mem, vm/vm.json) and its
  * disk; a sandbox started from that template restores the guest. A
@@ -121,6 +125,9 @@ void runtime_vm__stop(struct runtime_vm *vm);
  * snapshot with the state dir. 0 or -EIO/-ENOMEM with the reason. */
 int runtime_vm__set_paused(struct runtime_vm *vm, bool paused, char *err, size_t err_len);
 bool runtime_vm__paused(const struct runtime_vm *vm);
+/* The machine (memory, vCPUs) a vm snapshot template restores, from its
+ * vm/vm.json; 0, or -1 when template_dir holds no valid one. */
+int runtime_vm__template_machine(const char *template_dir, uint32_t *memory_mib, uint32_t *vcpus);
 /* runtime__export_vm of a vm sandbox (the files: runtime_vm.c). */
 int runtime_vm__export(struct runtime_vm *vm, const char *dir, uint64_t *bytes, char *err,
 		       size_t err_len);

@@ -1415,6 +1415,17 @@ static int runtime_vm__template(const char *template_dir, uint32_t *memory_mib, 
 	return ret;
 }
 
+int runtime_vm__template_machine(const char *template_dir, uint32_t *memory_mib, uint32_t *vcpus)
+{
+	char profile[16];
+	bool overlay;
+
+	return runtime_vm__template(template_dir, memory_mib, vcpus, profile, sizeof(profile),
+				    &overlay) == 1
+		   ? 0
+		   : -1;
+}
+
 /* Puts a vm snapshot template's state and memory files into the new
  * sandbox's root (links where they can be) for its restore. 0 or -1. */
 static int runtime_vm__stage_snapshot(const struct runtime_vm *vm, const char *template_dir,
