@@ -20,6 +20,7 @@ struct guest_memory {
 	uint64_t size;	   /* total RAM bytes */
 	uint64_t low_size; /* bytes mapped at guest-physical 0 */
 	int memfd;	   /* backing memfd (-1 for anonymous) */
+	int source_fd;	   /* the memory file a restore mapped privately (-1) */
 };
 
 /* Host pointer for the guest-physical range [gpa, gpa + len), or NULL when

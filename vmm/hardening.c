@@ -100,8 +100,10 @@ static const int hardening__allowed[] = {
     SCMP_SYS(unlink),
     SCMP_SYS(exit),
     SCMP_SYS(exit_group),
-    /* a snapshot (vm_snapshot.c) writes new files: its ring, sizes, rename */
+    /* a snapshot (vm_snapshot.c) writes new files: its ring, sizes, rename;
+     * a restored guest's untouched pages are copied from its memory file */
     SCMP_SYS(io_uring_setup),
+    SCMP_SYS(copy_file_range),
     SCMP_SYS(ftruncate),
     SCMP_SYS(rename),
     SCMP_SYS(renameat),

@@ -457,7 +457,13 @@ static enum vmm_parse vmm__parse_arguments(struct vmm *vmm, int argc, char **arg
 static int vmm__confine(struct vmm *vmm)
 {
 	char error[256] = "";
+	int pagemap;
 
+	/* a later snapshot of a restored guest asks it which pages the guest
+	 * wrote; the jail has no /proc */
+	if (vmm->restore && (pagemap = snapshot__open_pagemap()))
+		log_warn("/proc/self/pagemap: %s (a later snapshot reads every page)",
+			 strerror(-pagemap));
 	if (vmm->jail.root == NULL)
 		return 0;
 	if (vmm->restore && !jail__path_inside(vmm->jail.root, vmm->restore, &vmm->restore)) {

@@ -140,22 +140,32 @@ int snapshot__read_file(const char *path, struct snapshot_state *state, char *er
 
 /* What writing guest memory did. */
 struct snapshot_memory_stats {
-	uint64_t bytes_written; /* data written (holes skipped) */
+	uint64_t bytes_written; /* data written (holes skipped), copies included */
 	uint64_t extents;	/* write requests submitted */
+	uint64_t bytes_copied;	/* of a restored guest: copied from its memory file */
 };
+
+/* Opens this process's /proc/self/pagemap for snapshot__write_memory of a
+ * restored guest; call before the process loses /proc (its jail). 0 or
+ * -errno; without it such a write scans every page instead. */
+int snapshot__open_pagemap(void);
 
 /* Writes guest RAM (memory->host, memory->size bytes) to a new sparse file
  * at path with io_uring: only the extents that hold data are written
- * (memfd-backed memory: SEEK_DATA/SEEK_HOLE on the memfd; otherwise pages
- * that are all zero are skipped). Call only while the guest is paused. 0
- * or -errno with a reason. */
+ * (memfd-backed memory: SEEK_DATA/SEEK_HOLE on the memfd). A restored
+ * guest (memory->source_fd, with the pagemap open): the pages it wrote
+ * since are written from memory, the others copied from its memory file
+ * in the kernel (copy_file_range, holes kept). Otherwise pages that are
+ * all zero are skipped. Call only while the guest is paused. 0 or -errno
+ * with a reason. */
 int snapshot__write_memory(const struct guest_memory *memory, const char *path,
 			   struct snapshot_memory_stats *stats, char *error, size_t error_size);
 
 /* Maps a memory file as guest RAM: MAP_PRIVATE (copy on write, the file is
  * never changed; pages are read from it on first touch). The file must be
  * a regular file of exactly `size` bytes. 0 (memory->host, size, low_size
- * set, memfd -1) or -errno with a reason. */
+ * set, memfd -1, source_fd the file, kept open for a later snapshot) or
+ * -errno with a reason. */
 int snapshot__map_memory(const char *path, uint64_t size, uint64_t low_size,
 			 struct guest_memory *memory, char *error, size_t error_size);
 

@@ -768,6 +768,7 @@ void vm__init(struct vm *vm, struct event_loop *loop)
 	vm->kvm_fd = -1;
 	vm->vm_fd = -1;
 	vm->memory.memfd = -1;
+	vm->memory.source_fd = -1;
 	vm_config__init(&vm->config);
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_mutex_init(&vm->test_lock, NULL);
@@ -1333,6 +1334,8 @@ void vm__destroy(struct vm *vm)
 		munmap(vm->memory.host, vm->memory.size);
 	if (vm->memory.memfd >= 0)
 		close(vm->memory.memfd);
+	if (vm->memory.source_fd >= 0)
+		close(vm->memory.source_fd);
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)
@@ -1341,6 +1344,6 @@ void vm__destroy(struct vm *vm)
 	vm_snapshot__release(vm);
 	vm_config__free(&vm->config);
 	memset(&vm->memory, 0, sizeof(vm->memory));
-	vm->memory.memfd = vm->vm_fd = vm->kvm_fd = -1;
+	vm->memory.memfd = vm->memory.source_fd = vm->vm_fd = vm->kvm_fd = -1;
 	vm->bus = NULL;
 }

@@ -299,7 +299,7 @@ static void check_memory_round_trip(bool use_memfd)
 	const uint64_t size = 16ull << 20;
 	char directory[] = "/tmp/warren-snapshot-mem-XXXXXX";
 	char path[128], command[160];
-	struct guest_memory memory = {.size = size, .low_size = size, .memfd = -1};
+	struct guest_memory memory = {.size = size, .low_size = size, .memfd = -1, .source_fd = -1};
 	struct guest_memory restored = {0};
 	struct snapshot_memory_stats stats;
 	struct stat st;
@@ -328,12 +328,15 @@ static void check_memory_round_trip(bool use_memfd)
 	assert_int_equal(snapshot__map_memory(path, size, size, &restored, error, sizeof(error)),
 			 0);
 	assert_memory_equal(restored.host, memory.host, size);
-	restored.host[4096] = 0x77; /* private: the file keeps 0x11 */
+	assert_true(restored.source_fd >= 0); /* kept for a later snapshot */
+	restored.host[4096] = 0x77;	      /* private: the file keeps 0x11 */
 	munmap(restored.host, size);
+	close(restored.source_fd);
 	assert_int_equal(snapshot__map_memory(path, size, size, &restored, error, sizeof(error)),
 			 0);
 	assert_int_equal(restored.host[4096], 0x11);
 	munmap(restored.host, size);
+	close(restored.source_fd);
 	/* a memory file of the wrong size is refused */
 	assert_int_equal(
 	    snapshot__map_memory(path, size * 2, size * 2, &restored, error, sizeof(error)),
@@ -356,6 +359,61 @@ static void test_memory_anonymous(void **unused)
 	check_memory_round_trip(false);
 }
 
+/* A restored guest's second snapshot: the pages written since the restore
+ * come from memory, the rest is copied from the memory file it was
+ * restored from (pagemap), and the result is the guest's memory exactly,
+ * holes kept. */
+static void test_memory_restored(void **unused)
+{
+	const uint64_t size = 16ull << 20;
+	char directory[] = "/tmp/warren-snapshot-mem-XXXXXX";
+	char first[128], second[128], command[160];
+	struct guest_memory memory = {.size = size, .low_size = size, .memfd = -1, .source_fd = -1};
+	struct guest_memory restored = {0}, again = {0};
+	struct snapshot_memory_stats stats;
+	struct stat st;
+	volatile uint8_t touched;
+
+	(void)unused;
+	memory.host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(memory.host != MAP_FAILED);
+	memset(memory.host + 4096, 0x11, 4096);
+	memset(memory.host + (3ull << 20), 0x22, 3 << 20);
+	memory.host[size - 1] = 0x33;
+	assert_non_null(mkdtemp(directory));
+	snprintf(first, sizeof(first), "%s/first", directory);
+	snprintf(second, sizeof(second), "%s/second", directory);
+	assert_int_equal(snapshot__write_memory(&memory, first, &stats, error, sizeof(error)), 0);
+	assert_int_equal(snapshot__map_memory(first, size, size, &restored, error, sizeof(error)),
+			 0);
+	touched = restored.host[(3ull << 20) + 8192]; /* read: still the file's page */
+	assert_int_equal(touched, 0x22);
+	restored.host[4096] = 0x77;			  /* written over data */
+	memset(restored.host + (8ull << 20), 0x44, 4096); /* written over a hole */
+	memset(restored.host + (4ull << 20), 0x00, 4096); /* data written to zeros */
+	assert_int_equal(snapshot__open_pagemap(), 0);
+	assert_int_equal(snapshot__write_memory(&restored, second, &stats, error, sizeof(error)),
+			 0);
+	/* most of the 3 MiB came from the file, the written pages from memory */
+	assert_true(stats.bytes_copied >= (3ull << 20) - 3 * 4096);
+	assert_true(stats.bytes_written < size / 2);
+	assert_int_equal(stat(second, &st), 0);
+	assert_true((uint64_t)st.st_blocks * 512 < size / 2); /* holes kept */
+	assert_int_equal(snapshot__map_memory(second, size, size, &again, error, sizeof(error)), 0);
+	assert_memory_equal(again.host, restored.host, size);
+	assert_int_equal(again.host[4096], 0x77);
+	assert_int_equal(again.host[(8ull << 20) + 100], 0x44);
+	assert_int_equal(again.host[(4ull << 20) + 100], 0x00);
+	assert_int_equal(again.host[size - 1], 0x33);
+	munmap(again.host, size);
+	close(again.source_fd);
+	munmap(restored.host, size);
+	close(restored.source_fd);
+	munmap(memory.host, size);
+	snprintf(command, sizeof(command), "rm -rf %s", directory);
+	assert_int_equal(system(command), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -368,6 +426,7 @@ int main(void)
 	    cmocka_unit_test(test_files),
 	    cmocka_unit_test(test_memory_memfd),
 	    cmocka_unit_test(test_memory_anonymous),
+	    cmocka_unit_test(test_memory_restored),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
