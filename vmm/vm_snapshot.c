@@ -227,11 +227,12 @@ int vm__snapshot(struct vm *vm, const char *path, json_t **info, char *error, si
 		unlink(memory_path);
 		goto out;
 	}
-	*info = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "path", path, "memory_path",
+	*info = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "path", path, "memory_path",
 			  memory_path, "memory_bytes", (json_int_t)vm->memory.size,
 			  "memory_bytes_written", (json_int_t)stats.bytes_written, "memory_writes",
-			  (json_int_t)stats.extents, "memory_ns", (json_int_t)memory_ns, "total_ns",
-			  (json_int_t)(clock__monotonic_ns() - started));
+			  (json_int_t)stats.extents, "memory_bytes_copied",
+			  (json_int_t)stats.bytes_copied, "memory_ns", (json_int_t)memory_ns,
+			  "total_ns", (json_int_t)(clock__monotonic_ns() - started));
 out:
 	free(memory_path);
 	snapshot__free(state);
