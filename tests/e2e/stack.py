@@ -302,6 +302,10 @@ class Stack:
             fields = line.split(":")
             if len(fields) > 1 and fields[1].strip().split("@")[0].startswith(link_prefix):
                 subprocess.run(["ip", "link", "delete", fields[1].strip().split("@")[0]], capture_output=True)
+        # and its host table: left behind, its input chain keeps dropping
+        # the worker's egress proxy ports for everyone but the slots, which
+        # hung a later test's connect whose ephemeral port was one of them
+        subprocess.run(["nft", "delete", "table", "inet", "warren_host_" + link_prefix], capture_output=True)
         try:
             self.psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)', database="postgres")
         except subprocess.CalledProcessError:
