@@ -305,7 +305,10 @@ class Stack:
         # and its host table: left behind, its input chain keeps dropping
         # the worker's egress proxy ports for everyone but the slots, which
         # hung a later test's connect whose ephemeral port was one of them
-        subprocess.run(["nft", "delete", "table", "inet", "warren_host_" + link_prefix], capture_output=True)
+        # (the second worker's and other hosts' prefixes: "x", "y", "z")
+        for first in "wxyz":
+            subprocess.run(["nft", "delete", "table", "inet", "warren_host_" + first + self.tag[-6:]],
+                           capture_output=True)
         try:
             self.psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)', database="postgres")
         except subprocess.CalledProcessError:
