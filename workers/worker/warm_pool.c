@@ -108,27 +108,23 @@ out:
 	return rc;
 }
 
+/* The creates this worker has in hand (queued or running). */
+static size_t warm__creates_in_hand(struct warm_pool *pool)
+{
+	return pool->worker->create_pool ? create_pool__pending(pool->worker->create_pool) : 0;
+}
+
 /* Room for one more warm sandbox: live + creates in hand + warm < capacity. */
 static bool warm__has_room(struct warm_pool *pool, size_t warm_total)
 {
 	struct worker *worker = pool->worker;
-	size_t in_hand = worker->create_pool ? create_pool__pending(worker->create_pool) : 0;
+	size_t in_hand = warm__creates_in_hand(pool);
 	bool room;
 
 	pthread_mutex_lock(&worker->lock);
 	room = (size_t)worker->live_count + in_hand + warm_total < (size_t)worker->capacity;
 	pthread_mutex_unlock(&worker->lock);
 	return room;
-}
-
-/* Claims come first: while creates are in hand the refill waits. A
- * refill is a cold start, and during a burst of creates it took the CPU
- * the claims needed (80 creates, 16 in flight, against a full pool of 80:
- * p50 243 ms with the refill running beside them); it fills the gaps
- * between creates instead, one sandbox at a time. */
-static bool warm__creates_in_hand(struct warm_pool *pool)
-{
-	return pool->worker->create_pool && create_pool__pending(pool->worker->create_pool) > 0;
 }
 
 /* Takes out the entries whose template changed on disk (lock held);
@@ -190,7 +186,12 @@ static void *warm__refill(void *opaque)
 		}
 		struct warm_entry *entry = NULL;
 		char template_id[TEMPLATES_NAME_MAX + 1] = "";
-		if (neediest && warm__creates_in_hand(pool)) {
+		/* Claims come first: while creates are in hand the refill waits. A
+		 * refill is a cold start, and during a burst of creates it took the
+		 * CPU the claims needed (80 creates, 16 in flight, against a full
+		 * pool of 80: p50 243 ms with the refill beside them); it fills the
+		 * gaps between creates instead, one sandbox at a time. */
+		if (neediest && warm__creates_in_hand(pool) > 0) {
 			pthread_mutex_lock(&pool->lock);
 			clock__timespec_after(CLOCK_REALTIME, WARM_YIELD_NS, &until);
 			if (!pool->stopping)
