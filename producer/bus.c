@@ -74,6 +74,9 @@ int bus__start(const struct api_config *config, int wait_ms, char *err, size_t e
 	bus_producer = kafka_producer__new(&config->kafka, NULL, err, err_len);
 	if (!bus_producer)
 		return -EIO;
+	/* The create topic's leaders looked up now, not at the first create. */
+	if (kafka_producer__prepare(bus_producer, config->commands_topic, wait_ms))
+		log_warn("Kafka: the metadata of %s is not known yet", config->commands_topic);
 	gethostname(hostname, sizeof(hostname) - 1);
 	snprintf(group, sizeof(group), "warren-api-%s-%d", hostname, (int)getpid());
 	snprintf(bus_group, sizeof(bus_group), "%s", group);

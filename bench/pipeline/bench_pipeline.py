@@ -175,6 +175,9 @@ def inflight_runs(stack, args, inflight):
     stack.kill("worker-cold")
     pool = max(args.warm, args.throughput)
     stack.spawn("worker-warm", "warren-worker", WARREN_WARM_POOL=f"minimal:{pool}", **env)
+    # A pool can be full before the group has given the worker its
+    # partitions: the first creates would wait in Kafka for the join.
+    stack.wait_log("worker-warm", "assigned", 60)
     for count in inflight:
         wait_warm_full(stack, "worker-warm", pool, timeout=900)
         served = warm_served(stack, "worker-warm")
@@ -233,6 +236,7 @@ def main():
             # then creates are cold while it refills).
             stack.kill("worker-pool")
             stack.spawn("worker-warm", "warren-worker", WARREN_WARM_POOL=f"minimal:{args.warm}")
+            stack.wait_log("worker-warm", "assigned", 60)
             wait_warm_full(stack, "worker-warm", args.warm)
             latency_phase(stack, args.latency, "worker-warm", "warm-latency")
             wait_warm_full(stack, "worker-warm", args.warm)

@@ -28,6 +28,11 @@ struct kafka_producer {
 	 * by a delivered message or a metadata probe of the delivery thread
 	 * (kafka_producer__reachable). */
 	atomic_bool unreachable;
+	/* Topics made ready by kafka_producer__prepare (their handles keep
+	 * librdkafka's topic, with its partitions' leaders, alive). */
+	rd_kafka_topic_t *prepared[KAFKA_PRODUCER_PREPARED_MAX];
+	int prepared_count;
+	pthread_mutex_t prepared_lock;
 };
 
 /* While no broker is reachable the delivery thread asks for metadata this
@@ -182,6 +187,7 @@ struct kafka_producer *kafka_producer__new(const struct kafka_settings *settings
 		goto err;
 	}
 	producer->thread_started = true;
+	pthread_mutex_init(&producer->prepared_lock, NULL);
 	return producer;
 err:
 	if (conf)
@@ -206,8 +212,62 @@ void kafka_producer__free(struct kafka_producer *producer)
 	/* Remaining reports (with errors) are served by purge + poll. */
 	rd_kafka_purge(producer->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 	rd_kafka_poll(producer->rk, 0);
+	for (int i = 0; i < producer->prepared_count; i++)
+		rd_kafka_topic_destroy(producer->prepared[i]);
+	pthread_mutex_destroy(&producer->prepared_lock);
 	rd_kafka_destroy(producer->rk);
 	free(producer);
+}
+
+/* The prepared handle of topic, or NULL. */
+static rd_kafka_topic_t *prepared__find(struct kafka_producer *producer, const char *topic)
+{
+	rd_kafka_topic_t *found = NULL;
+
+	pthread_mutex_lock(&producer->prepared_lock);
+	for (int i = 0; i < producer->prepared_count && !found; i++)
+		if (strcmp(rd_kafka_topic_name(producer->prepared[i]), topic) == 0)
+			found = producer->prepared[i];
+	pthread_mutex_unlock(&producer->prepared_lock);
+	return found;
+}
+
+int kafka_producer__prepare(struct kafka_producer *producer, const char *topic, int timeout_ms)
+{
+	const struct rd_kafka_metadata *metadata = NULL;
+	rd_kafka_resp_err_t error;
+	rd_kafka_topic_t *handle;
+	bool kept = false;
+
+	if (!producer || !topic)
+		return -EINVAL;
+	if (prepared__find(producer, topic))
+		return 0;
+	handle = rd_kafka_topic_new(producer->rk, topic, NULL);
+	if (!handle)
+		return -ENOMEM;
+	/* Not under the lock: other topics' produces go on meanwhile. */
+	error = rd_kafka_metadata(producer->rk, 0, handle, &metadata, timeout_ms);
+	if (error == RD_KAFKA_RESP_ERR_NO_ERROR && metadata->topic_cnt == 1 &&
+	    metadata->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		error = metadata->topics[0].err;
+	if (metadata)
+		rd_kafka_metadata_destroy(metadata);
+	if (error != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_debug("kafka producer: metadata of %s: %s", topic, rd_kafka_err2str(error));
+		rd_kafka_topic_destroy(handle);
+		return error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ? -ENOENT : -EIO;
+	}
+	pthread_mutex_lock(&producer->prepared_lock);
+	kept = producer->prepared_count < KAFKA_PRODUCER_PREPARED_MAX;
+	for (int i = 0; i < producer->prepared_count && kept; i++)
+		kept = strcmp(rd_kafka_topic_name(producer->prepared[i]), topic) != 0;
+	if (kept)
+		producer->prepared[producer->prepared_count++] = handle;
+	pthread_mutex_unlock(&producer->prepared_lock);
+	if (!kept) /* full, or prepared meanwhile: librdkafka's cache has it */
+		rd_kafka_topic_destroy(handle);
+	return 0;
 }
 
 static int map_produce_error(rd_kafka_resp_err_t error)
@@ -287,6 +347,10 @@ int kafka_producer__produce_sync(struct kafka_producer *producer, const char *to
 	pthread_cond_init(&wait->cond, &attr);
 	pthread_condattr_destroy(&attr);
 	wait->refs = 2;
+	/* A topic's first message waits for librdkafka's lookup of unknown
+	 * topics (up to a second); one metadata request instead. */
+	if (!prepared__find(producer, topic))
+		kafka_producer__prepare(producer, topic, timeout_ms < 2000 ? timeout_ms : 2000);
 	for (;;) {
 		ret = kafka_producer__produce(producer, topic, key, key_len, payload, len, headers,
 					      header_count, sync_wait__done, wait);

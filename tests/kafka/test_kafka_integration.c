@@ -4,7 +4,10 @@
  *  2. SIGKILL of one member mid-stream: at-least-once delivery plus an
  *     idempotent apply in PostgreSQL gives zero lost, zero double-applied;
  *  3. malformed and unknown-version events go to the dead-letter topic with
- *     their reason and the consumer keeps going.
+ *     their reason and the consumer keeps going;
+ *  4. a revoke commits what was marked done;
+ *  5. a prepared topic (its metadata asked for before its first message)
+ *     takes messages; a missing one is reported, not made.
  * Every run uses its own topics, groups and database, removed at the end
  * (also when an assertion fails: see teardown). */
 #include <setjmp.h>
@@ -756,6 +759,31 @@ static void test_bad_events_go_to_dead_letter(void **state)
 	kafka_producer__free(producer);
 }
 
+/* ---- 5. topics prepared before their first message ---- */
+
+static void test_prepare_topic(void **state)
+{
+	const char *topic = new_topic("prepared", 2);
+	char missing[KAFKA_TOPIC_NAME_MAX + 1], err[256];
+	struct kafka_producer *producer = kafka_producer__new(&kafka, NULL, err, sizeof(err));
+	struct kafka_delivery delivery = {0};
+
+	(void)state;
+	assert_non_null(producer);
+	assert_int_equal(kafka_producer__prepare(producer, topic, 10000), 0);
+	assert_int_equal(kafka_producer__prepare(producer, topic, 10000), 0); /* known: no lookup */
+	snprintf(missing, sizeof(missing), "warren.test.kafka.%s.missing", run_id);
+	/* The broker creates no topic on a metadata request (dev-stack:
+	 * auto.create.topics.enable=false), so it stays missing. */
+	assert_int_not_equal(kafka_producer__prepare(producer, missing, 5000), 0);
+	assert_int_equal(kafka_producer__produce_sync(producer, topic, "k", 1, "v", 1, NULL, 0,
+						      10000, &delivery),
+			 0);
+	assert_int_equal(delivery.error, 0);
+	assert_true(delivery.offset >= 0);
+	kafka_producer__free(producer);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -763,6 +791,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_sigkill_member_mid_stream, teardown),
 	    cmocka_unit_test_teardown(test_bad_events_go_to_dead_letter, teardown),
 	    cmocka_unit_test_teardown(test_revoke_commits_marked, teardown),
+	    cmocka_unit_test_teardown(test_prepare_topic, teardown),
 	};
 	unsigned char random[4];
 

@@ -401,6 +401,10 @@ static int worker__open_services(struct worker *worker)
 			return -1;
 		}
 	}
+	/* Results go to the events topic: its leaders looked up now, not at
+	 * the first result (a warn only: producing looks them up again). */
+	if (kafka_producer__prepare(worker->producer, worker->events_topic, 5000))
+		log_warn("Kafka: the metadata of %s is not known yet", worker->events_topic);
 	struct net_pool_config net_config;
 	worker_settings__net_pool(&net_config);
 	worker->net = net_pool__new(&net_config);

@@ -114,6 +114,15 @@ void kafka_producer__free(struct kafka_producer *producer);
  * message is delivered): callers that must answer quickly refuse at once
  * instead of waiting for an acknowledgement that cannot come. */
 bool kafka_producer__reachable(const struct kafka_producer *producer);
+/* Makes a topic ready before its first message: asks for its metadata
+ * (its partitions' leaders) within timeout_ms and keeps its handle (up to
+ * KAFKA_PRODUCER_PREPARED_MAX topics). Without it librdkafka looks an
+ * unknown topic up on its own schedule: a fresh worker's first results
+ * waited ~0.7 s. kafka_producer__produce_sync prepares its topic itself;
+ * call this at start-up for the topics a process will use. 0 when known;
+ * -ENOENT or -EIO otherwise (producing still works then). */
+#define KAFKA_PRODUCER_PREPARED_MAX 64
+int kafka_producer__prepare(struct kafka_producer *producer, const char *topic, int timeout_ms);
 /* Queues one message (key may be NULL, headers may be NULL/0; everything
  * is copied). done (may be NULL) reports the outcome later. Returns 0,
  * -ENOBUFS when the local queue is full, -EIO on a fatal producer error. */
