@@ -69,3 +69,13 @@ void api_metrics__rejection(const char *limit_name)
 	prom__counter_add("warren_api_rate_limit_rejections_total",
 			  "Requests refused with 429, by the limit that refused them", labels, 1);
 }
+
+void api_metrics__result(const char *via)
+{
+	char labels[64];
+
+	snprintf(labels, sizeof(labels), "via=\"%s\"", via);
+	prom__counter_add("warren_api_results_total",
+			  "Results handed to a waiting request, by the way they came first", labels,
+			  1);
+}

@@ -12,5 +12,8 @@ int api_metrics__start(const char *listen);
 void api_metrics__request(int endpoint, int status, uint64_t started_ns);
 /* One 429 (limit_name as in the rejection counts). */
 void api_metrics__rejection(const char *limit_name);
+/* One result handed to its waiter, by the way it came ("notification":
+ * PostgreSQL's, "event": the Kafka result event). */
+void api_metrics__result(const char *via);
 
 #endif

@@ -1,15 +1,18 @@
 /* bus: warren-api's side of the Kafka contract (ARCHITECTURE.md, "Kafka
  * contract"): commands out through the idempotent producer, results in
  * through a consumer with this instance's own group, from the latest
- * offset, handed to the waiter whose request_id matches. Results for
+ * offset, and through PostgreSQL's notifications of recorded outcomes
+ * (bus__listen), handed to the waiter whose request_id matches. Results for
  * nobody here are ignored: the worker already persisted them. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "api.h"
+#include "api_metrics.h"
 #include "warren/clock.h"
 #include "warren/log.h"
 
@@ -20,7 +23,10 @@ static atomic_bool bus_stop;
 static atomic_bool bus_assigned;
 static int64_t bus_produce_timeout_ms = 5000;
 static char bus_group[160];
-static struct kafka_settings bus_kafka; /* a copy: its strings live until exit */
+static struct kafka_settings bus_kafka;	    /* a copy: its strings live until exit */
+static struct storage_settings bus_storage; /* the same */
+static pthread_t bus_listen_thread;
+static bool bus_listen_started;
 
 static void bus__on_assign(const struct kafka_partition *partitions, size_t count, void *opaque)
 {
@@ -53,13 +59,74 @@ static void *bus__consume(void *arg)
 			log_warn("ignoring a malformed event at %s[%d]@%lld: %s", msg.topic,
 				 msg.partition, (long long)msg.offset, reason);
 		} else if (!kafka_event__is_command(ev.type)) {
-			if (waiters__deliver(&ev))
+			if (waiters__deliver(&ev)) {
+				api_metrics__result("event");
 				log_debug("req=%s result %s for %s delivered", ev.request_id,
 					  kafka_event__type_name(ev.type), ev.sandbox_id);
+			}
 		}
 		kafka_event__clear(&ev);
 		kafka_message__release(&msg);
 	}
+	return NULL;
+}
+
+static void bus__on_notification(const char *payload, void *opaque)
+{
+	struct kafka_event ev;
+	char reason[128];
+
+	(void)opaque;
+	if (kafka_event__decode(payload, strlen(payload), &ev, reason, sizeof(reason)) !=
+	    KAFKA_EVENT_OK) {
+		log_warn("ignoring a malformed result notification: %s", reason);
+		return;
+	}
+	if (!kafka_event__is_command(ev.type) && waiters__deliver(&ev)) {
+		api_metrics__result("notification");
+		log_debug("req=%s result %s for %s delivered (notification)", ev.request_id,
+			  kafka_event__type_name(ev.type), ev.sandbox_id);
+	}
+	kafka_event__clear(&ev);
+}
+
+/* The results' second way in: PostgreSQL notifies the outcome a worker
+ * records (storage__request_finish_notify) at its commit, a Kafka round
+ * trip before the result event arrives; the first of the two answers the
+ * waiter, the other finds it answered. While the connection is down the
+ * result events alone serve (it is made again every second). */
+static void *bus__listen(void *arg)
+{
+	struct storage_listener *listener = arg; /* bus__start's first, or NULL */
+	int64_t last_log = 0;
+
+	while (!atomic_load(&bus_stop)) {
+		struct storage_error e;
+		struct pollfd socket;
+
+		if (!listener)
+			listener =
+			    storage__listener_open(&bus_storage, STORAGE_RESULTS_CHANNEL, &e);
+		if (!listener) {
+			if ((int64_t)clock__monotonic_ms() - last_log > 60000) {
+				log_warn("result notifications unavailable (results come through "
+					 "Kafka alone): %s",
+					 e.message);
+				last_log = (int64_t)clock__monotonic_ms();
+			}
+			for (int i = 0; i < 10 && !atomic_load(&bus_stop); i++)
+				usleep(100 * 1000);
+			continue;
+		}
+		socket = (struct pollfd){.fd = storage__listener_fd(listener), .events = POLLIN};
+		if (poll(&socket, 1, 100) > 0 &&
+		    storage__listener_drain(listener, bus__on_notification, NULL) < 0) {
+			log_warn("result notifications: the connection was lost; making it again");
+			storage__listener_close(listener);
+			listener = NULL;
+		}
+	}
+	storage__listener_close(listener);
 	return NULL;
 }
 
@@ -68,6 +135,8 @@ int bus__start(const struct api_config *config, int wait_ms, char *err, size_t e
 	char hostname[64] = "host", group[160], client[200];
 	const char *topics[1] = {config->events_topic};
 	struct kafka_consumer_config consumer = {0};
+	struct storage_listener *listener;
+	struct storage_error storage_error;
 	int64_t deadline;
 
 	bus_produce_timeout_ms = config->produce_timeout_ms;
@@ -124,6 +193,17 @@ int bus__start(const struct api_config *config, int wait_ms, char *err, size_t e
 		goto err;
 	}
 	log_info("consuming results from %s as group %s", config->events_topic, group);
+	/* Listening before the first request (PostgreSQL down: the thread
+	 * tries again). */
+	bus_storage = config->storage;
+	listener = storage__listener_open(&bus_storage, STORAGE_RESULTS_CHANNEL, &storage_error);
+	if (pthread_create(&bus_listen_thread, NULL, bus__listen, listener) == 0) {
+		bus_listen_started = true;
+	} else {
+		log_warn("cannot start the result notification thread: results come through "
+			 "Kafka alone");
+		storage__listener_close(listener);
+	}
 	return 0;
 err:
 	kafka_consumer__free(bus_consumer);
@@ -140,6 +220,9 @@ void bus__stop(void)
 
 		atomic_store(&bus_stop, true);
 		pthread_join(bus_thread, NULL);
+		if (bus_listen_started)
+			pthread_join(bus_listen_thread, NULL);
+		bus_listen_started = false;
 		kafka_consumer__free(bus_consumer);
 		bus_consumer = NULL;
 		/* The group is this process's alone: leave nothing behind. */

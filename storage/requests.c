@@ -149,6 +149,13 @@ int storage__request_finish(struct storage_pool *pool, const char *request_id,
 			    enum storage_request_status status, const json_t *result_json,
 			    struct storage_error *err)
 {
+	return storage__request_finish_notify(pool, request_id, status, result_json, NULL, err);
+}
+
+int storage__request_finish_notify(struct storage_pool *pool, const char *request_id,
+				   enum storage_request_status status, const json_t *result_json,
+				   const char *event, struct storage_error *err)
+{
 	char *result_text = NULL;
 	const char *status_name = status == STORAGE_REQUEST_DONE ? "done" : "failed";
 	PGresult *result;
@@ -165,9 +172,14 @@ int storage__request_finish(struct storage_pool *pool, const char *request_id,
 					     "result cannot be serialized");
 	}
 	{
-		const char *params[] = {request_id, status_name, result_text};
+		const char *params[] = {request_id, status_name, result_text, event};
+		/* NOTIFY payloads are shorter than 8000 bytes: a longer event
+		 * reaches its waiter through Kafka alone. */
+		bool notify = event && strlen(event) < STORAGE_NOTIFY_PAYLOAD_MAX;
 
-		rc = storage__run_row(pool, STMT_REQUEST_FINISH, params, &result, "request", err);
+		rc = storage__run_row(pool,
+				      notify ? STMT_REQUEST_FINISH_NOTIFY : STMT_REQUEST_FINISH,
+				      params, &result, "request", err);
 	}
 	free(result_text);
 	if (rc == STORAGE_OK) {

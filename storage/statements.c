@@ -331,6 +331,14 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 	 "UPDATE requests SET status = $2, result = $3::jsonb, finished_at = now()"
 	 " WHERE request_id = $1::uuid AND status = 'pending' RETURNING request_id",
 	 3, true},
+    /* The same, and the outcome's event ($4) to the listeners of
+     * warren_results at commit (storage__request_finish_notify). */
+    [STMT_REQUEST_FINISH_NOTIFY] =
+	{"request_finish_notify",
+	 "WITH done AS (UPDATE requests SET status = $2, result = $3::jsonb, finished_at = now()"
+	 " WHERE request_id = $1::uuid AND status = 'pending' RETURNING request_id)"
+	 " SELECT request_id, pg_notify('" STORAGE_RESULTS_CHANNEL "', $4) FROM done",
+	 4, true},
     [STMT_REQUEST_GET] = {"request_get",
 			  "SELECT " REQUEST_COLUMNS " FROM requests WHERE request_id = $1::uuid", 1,
 			  true},

@@ -557,8 +557,36 @@ int storage__request_begin(struct storage_pool *pool, const char *request_id, co
 int storage__request_finish(struct storage_pool *pool, const char *request_id,
 			    enum storage_request_status status, const json_t *result,
 			    struct storage_error *err);
+/* The same, and at its commit event (may be NULL: then none; an event of
+ * STORAGE_NOTIFY_PAYLOAD_MAX bytes or more is not sent either) goes to the
+ * listeners of STORAGE_RESULTS_CHANNEL (storage__listener_*): the outcome
+ * reaches a waiting API before the result event's trip through Kafka.
+ * Nothing is sent when the request was already finished. */
+int storage__request_finish_notify(struct storage_pool *pool, const char *request_id,
+				   enum storage_request_status status, const json_t *result,
+				   const char *event, struct storage_error *err);
 int storage__request_get(struct storage_pool *pool, const char *request_id,
 			 struct storage_request *out, struct storage_error *err);
+
+/* ---- notifications (LISTEN/NOTIFY, docs/schema.md "Notifications") ---- */
+
+#define STORAGE_RESULTS_CHANNEL	   "warren_results"
+#define STORAGE_NOTIFY_PAYLOAD_MAX 7999 /* PostgreSQL: payloads < 8000 bytes */
+
+/* One connection of its own that LISTENs on a channel. Not thread-safe:
+ * one thread opens, waits on its descriptor, drains and closes it. */
+struct storage_listener;
+typedef void (*storage_notify_fn)(const char *payload, void *opaque);
+
+/* Connects and LISTENs on channel (an identifier); NULL with err set. */
+struct storage_listener *storage__listener_open(const struct storage_settings *settings,
+						const char *channel, struct storage_error *err);
+/* The socket to poll() for input. */
+int storage__listener_fd(const struct storage_listener *listener);
+/* Reads what the server sent and calls fn for each notification, in
+ * order. The count, or -1 when the connection is gone (close, reopen). */
+int storage__listener_drain(struct storage_listener *listener, storage_notify_fn fn, void *opaque);
+void storage__listener_close(struct storage_listener *listener);
 
 /* ---- rate-limit state (generic; the limiter lives elsewhere) ---- */
 

@@ -127,7 +127,8 @@ def test_prometheus(ports):
             print("SKIP (prometheus part): python3-prometheus-client is not installed")
             return
     for name, port, wanted in (("api", ports["api"], ("warren_api_requests_total", "warren_sandboxes",
-                                                      "warren_api_request_duration_seconds")),
+                                                      "warren_api_request_duration_seconds",
+                                                      "warren_api_results_total")),
                                ("worker", ports["worker"], ("warren_worker_commands_total", "warren_worker_slots",
                                                             "warren_worker_metric_samples_total"))):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
@@ -144,6 +145,11 @@ def test_prometheus(ports):
             buckets = [s for s in families["warren_api_request_duration_seconds"].samples
                        if s.name.endswith("_bucket")]
             check(len(buckets) > 10, "api latency histogram buckets")
+            # The creates' outcomes came first through PostgreSQL's
+            # notification (recorded, then produced to Kafka).
+            notified = [s for s in families["warren_api_results"].samples
+                        if s.labels.get("via") == "notification"]
+            check(notified and notified[0].value >= 2, f"api results by notification: {notified}")
         else:
             done = [s for s in families["warren_worker_commands"].samples
                     if s.labels.get("type") == "create" and s.labels.get("result") == "done"]

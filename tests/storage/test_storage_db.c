@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -747,6 +748,81 @@ static void test_requests(void **state)
 	json_decref(result);
 }
 
+static void count_notification(const char *payload, void *opaque)
+{
+	json_t *event = json_loads(payload, 0, NULL);
+
+	assert_non_null(event);
+	assert_string_equal(json_string_value(json_object_get(event, "type")), "created");
+	json_decref(event);
+	(*(int *)opaque)++;
+}
+
+/* Waits up to 2 s for the listener's notifications; their count. */
+static int listen_for(struct storage_listener *listener, int want)
+{
+	int got = 0;
+
+	for (int i = 0; i < 20 && got < want; i++) {
+		struct pollfd socket = {.fd = storage__listener_fd(listener), .events = POLLIN};
+
+		if (poll(&socket, 1, 100) > 0)
+			assert_true(storage__listener_drain(listener, count_notification, &got) >=
+				    0);
+	}
+	return got;
+}
+
+/* A finish with an event notifies the listeners at its commit; a second
+ * finish, a finish without one and an event too long for NOTIFY do not
+ * (the row is recorded all the same). */
+static void test_request_notifications(void **state)
+{
+	struct storage_settings settings;
+	struct storage_listener *listener;
+	struct storage_request request;
+	struct storage_team team;
+	struct storage_error err;
+	char request_id[IDS_UUID_LEN + 1], *long_event;
+	bool created;
+	json_t *result = json_object();
+	const char *event = "{\"version\":1,\"type\":\"created\"}";
+
+	(void)state;
+	storage_settings__for_url(&settings, db.url, 1);
+	listener = storage__listener_open(&settings, STORAGE_RESULTS_CHANNEL, &err);
+	assert_non_null(listener);
+	make_team("notify", STORAGE_TIER_HOBBY, &team);
+	assert_int_equal(ids__uuid(request_id), 0);
+	assert_int_equal(
+	    storage__request_begin(pool, request_id, team.id, "create", NULL, &created, NULL, &err),
+	    STORAGE_OK);
+	assert_int_equal(storage__request_finish_notify(pool, request_id, STORAGE_REQUEST_DONE,
+							result, event, &err),
+			 STORAGE_OK);
+	assert_int_equal(listen_for(listener, 1), 1);
+	assert_int_equal(storage__request_finish_notify(pool, request_id, STORAGE_REQUEST_DONE,
+							result, event, &err),
+			 STORAGE_ERR_CONFLICT);
+	assert_int_equal(ids__uuid(request_id), 0);
+	assert_int_equal(
+	    storage__request_begin(pool, request_id, team.id, "create", NULL, &created, NULL, &err),
+	    STORAGE_OK);
+	long_event = calloc(STORAGE_NOTIFY_PAYLOAD_MAX + 2, 1);
+	assert_non_null(long_event);
+	memset(long_event, ' ', STORAGE_NOTIFY_PAYLOAD_MAX + 1);
+	assert_int_equal(storage__request_finish_notify(pool, request_id, STORAGE_REQUEST_DONE,
+							result, long_event, &err),
+			 STORAGE_OK);
+	free(long_event);
+	assert_int_equal(storage__request_get(pool, request_id, &request, &err), STORAGE_OK);
+	assert_int_equal(request.status, STORAGE_REQUEST_DONE);
+	storage__request_clear(&request);
+	assert_int_equal(listen_for(listener, 1), 0);
+	storage__listener_close(listener);
+	json_decref(result);
+}
+
 static void test_api_keys(void **state)
 {
 	struct storage_team team, found;
@@ -1200,14 +1276,23 @@ static void test_sandbox_logs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_teams_and_limits),  cmocka_unit_test(test_constraint_errors),
-	    cmocka_unit_test(test_idempotent_insert), cmocka_unit_test(test_state_transitions),
-	    cmocka_unit_test(test_pause_states),      cmocka_unit_test(test_team_isolation),
-	    cmocka_unit_test(test_pagination),	      cmocka_unit_test(test_list_order_and_filters),
-	    cmocka_unit_test(test_sandbox_metrics),   cmocka_unit_test(test_sandbox_logs),
-	    cmocka_unit_test(test_admit_concurrency), cmocka_unit_test(test_reconnect),
-	    cmocka_unit_test(test_requests),	      cmocka_unit_test(test_api_keys),
-	    cmocka_unit_test(test_hosts_and_expiry),  cmocka_unit_test(test_rate_limits_and_admin),
+	    cmocka_unit_test(test_teams_and_limits),
+	    cmocka_unit_test(test_constraint_errors),
+	    cmocka_unit_test(test_idempotent_insert),
+	    cmocka_unit_test(test_state_transitions),
+	    cmocka_unit_test(test_pause_states),
+	    cmocka_unit_test(test_team_isolation),
+	    cmocka_unit_test(test_pagination),
+	    cmocka_unit_test(test_list_order_and_filters),
+	    cmocka_unit_test(test_sandbox_metrics),
+	    cmocka_unit_test(test_sandbox_logs),
+	    cmocka_unit_test(test_admit_concurrency),
+	    cmocka_unit_test(test_reconnect),
+	    cmocka_unit_test(test_requests),
+	    cmocka_unit_test(test_request_notifications),
+	    cmocka_unit_test(test_api_keys),
+	    cmocka_unit_test(test_hosts_and_expiry),
+	    cmocka_unit_test(test_rate_limits_and_admin),
 	    cmocka_unit_test(test_timings),
 	};
 

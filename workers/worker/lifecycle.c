@@ -107,12 +107,19 @@ static void worker__teardown(struct worker *worker, struct live_sandbox *sandbox
 
 /* ---- results ---- */
 
-/* Produces a result event for command (result reference stolen). */
-static int worker__publish(struct worker *worker, const struct kafka_event *command,
-			   enum kafka_event_type type, json_t *result)
+/* Publishes command's outcome as a result event (result reference
+ * stolen), after recording it when record is set. The record's commit
+ * also notifies the API (storage__request_finish_notify), which answers
+ * its client from that without waiting for the event's trip through
+ * Kafka. A request finished earlier (a redelivery) keeps its first
+ * outcome; only the event repeats. */
+static int worker__emit(struct worker *worker, const struct kafka_event *command,
+			enum kafka_event_type type, json_t *result, bool record)
 {
+	enum kafka_event_error error;
+	struct storage_error err;
 	struct kafka_event ev;
-	char reason[256];
+	char reason[256], *text;
 	int rc;
 
 	if (kafka_event__init_result(&ev, type, command, worker->host_id, result, reason,
@@ -121,34 +128,50 @@ static int worker__publish(struct worker *worker, const struct kafka_event *comm
 			  kafka_event__type_name(type), reason);
 		return -EINVAL;
 	}
-	rc = kafka_producer__produce_event(worker->producer, worker->events_topic, &ev,
-					   RESULT_TIMEOUT_MS, NULL);
-	if (rc)
-		log_error("request %s: producing %s failed (%d)", command->request_id,
-			  kafka_event__type_name(type), rc);
-	kafka_event__clear(&ev);
-	return rc ? -EAGAIN : 0;
-}
-
-/* Records the request's outcome then publishes it. A request finished
- * earlier (a redelivery) keeps its first outcome; only the event repeats. */
-static int worker__finish(struct worker *worker, const struct kafka_event *command,
-			  enum kafka_event_type type, json_t *result)
-{
-	struct storage_error err;
-	int rc = storage__request_finish(worker->storage, command->request_id,
-					 type == KAFKA_EVENT_FAILED ? STORAGE_REQUEST_FAILED
-								    : STORAGE_REQUEST_DONE,
-					 result, &err);
-
+	text = kafka_event__encode(&ev, &error, reason, sizeof(reason));
+	if (!text) {
+		log_error("request %s: result %s does not encode: %s", command->request_id,
+			  kafka_event__type_name(type), reason);
+		kafka_event__clear(&ev);
+		return -EINVAL;
+	}
+	rc = !record
+		 ? STORAGE_OK
+		 : storage__request_finish_notify(
+		       worker->storage, command->request_id,
+		       type == KAFKA_EVENT_FAILED ? STORAGE_REQUEST_FAILED : STORAGE_REQUEST_DONE,
+		       ev.result, text, &err);
 	if (rc == STORAGE_ERR_UNAVAILABLE) {
-		json_decref(result);
-		return -EAGAIN;
+		rc = -EAGAIN;
+		goto out;
 	}
 	if (rc && rc != STORAGE_ERR_CONFLICT && rc != STORAGE_ERR_NOT_FOUND)
 		log_warn("request %s: recording the outcome failed: %s", command->request_id,
 			 err.message);
-	return worker__publish(worker, command, type, result);
+	rc = kafka_producer__produce_sync(worker->producer, worker->events_topic, ev.sandbox_id,
+					  strlen(ev.sandbox_id), text, strlen(text), NULL, 0,
+					  RESULT_TIMEOUT_MS, NULL);
+	if (rc) {
+		log_error("request %s: producing %s failed (%d)", command->request_id,
+			  kafka_event__type_name(type), rc);
+		rc = -EAGAIN;
+	}
+out:
+	free(text);
+	kafka_event__clear(&ev);
+	return rc;
+}
+
+static int worker__finish(struct worker *worker, const struct kafka_event *command,
+			  enum kafka_event_type type, json_t *result)
+{
+	return worker__emit(worker, command, type, result, true);
+}
+
+static int worker__publish(struct worker *worker, const struct kafka_event *command,
+			   enum kafka_event_type type, json_t *result)
+{
+	return worker__emit(worker, command, type, result, false);
 }
 
 /* A `failed` result (docs/events/failed.schema.json): the command, the
