@@ -372,6 +372,8 @@ static void test_jail_isolation(void **state)
 	assert_int_equal(jail__state(s.jail, NULL), JAIL_RUNNING);
 	/* No process in the jail holds the leaked descriptor. */
 	assert_int_equal(jt__processes_holding(s.pid_ns, "warren-jt-leak-"), 0);
+	/* nor the worker's compiled seccomp program (init closed it) */
+	assert_int_equal(jt__processes_holding(s.pid_ns, "warren-seccomp"), 0);
 	assert_true(jt__processes_in_pid_ns(s.pid_ns) >= 2);
 
 	assert_int_equal(jail__stop(s.jail), 0);

@@ -2,15 +2,20 @@
  * the seccomp table and filter (loaded in a forked child), the capability
  * set, the agent argv and the runtime probe over fake inputs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -172,20 +177,47 @@ static void test_policy_tables(void **state)
 }
 
 /* Loads the filter in a child and checks what it denies and allows. */
-static void test_seccomp_filter_behaviour(void **state)
+/* Installs the filter as warren-jail-init does: built here (compiled
+ * false) or from the worker's compiled program (jail_policy__seccomp_program_fd,
+ * sealed). 0 when installed. */
+static int install_filter(bool compiled)
+{
+	static struct sock_filter program[BPF_MAXINSNS];
+	struct sock_fprog filter = {.filter = program};
+	size_t rules;
+	char err[256];
+	long count;
+	int fd;
+
+	if (!compiled) {
+		scmp_filter_ctx ctx = jail_policy__seccomp_build(&rules, err, sizeof(err));
+
+		return !ctx || seccomp_load(ctx) ? -1 : 0;
+	}
+	fd = jail_policy__seccomp_program_fd(err, sizeof(err));
+	if (fd < 0 || (fcntl(fd, F_GET_SEALS) & F_SEAL_WRITE) == 0 || write(fd, "x", 1) != -1 ||
+	    !(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+		return -1; /* sealed, close-on-exec */
+	count = jail_policy__seccomp_read(fd, program, BPF_MAXINSNS);
+	close(fd);
+	if (count <= 0 || jail_policy__seccomp_read(-1, program, BPF_MAXINSNS) != -1)
+		return -1;
+	filter.len = (unsigned short)count;
+	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+		       syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter)
+		   ? -1
+		   : 0;
+}
+
+static void check_seccomp_filter_behaviour(bool compiled)
 {
 	pid_t pid;
 	int status;
-	(void)state;
 
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		size_t rules;
-		char err[256];
-		scmp_filter_ctx ctx = jail_policy__seccomp_build(&rules, err, sizeof(err));
-
-		if (!ctx || seccomp_load(ctx))
+		if (install_filter(compiled))
 			_exit(10);
 		if (unshare(CLONE_NEWUSER) == 0 || errno != EPERM)
 			_exit(11);
@@ -223,6 +255,15 @@ static void test_seccomp_filter_behaviour(void **state)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* The filter built in place and the worker's compiled program behave
+ * alike. */
+static void test_seccomp_filter_behaviour(void **state)
+{
+	(void)state;
+	check_seccomp_filter_behaviour(false);
+	check_seccomp_filter_behaviour(true);
 }
 
 /* Host uid ranges: one per live owner, never overlapping, given back on

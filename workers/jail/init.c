@@ -10,7 +10,11 @@
  *
  *   warren-jail-init --status-fd N --lower-fd N --hostname H
  *                    --tmp-size BYTES --console-max BYTES [--disk-size BYTES]
- *                    [--volume FD:PATH]... -- PROGRAM [ARGS...]
+ *                    [--volume FD:PATH]... [--seccomp-fd N] -- PROGRAM [ARGS...]
+ *
+ * --seccomp-fd: the worker's compiled seccomp program (a sealed memfd,
+ * jail_policy__seccomp_program_fd), installed instead of building the
+ * filter here; without it the filter is built here.
  *
  * The working directory holds upper/, work/ (the overlay's), lower/,
  * merged/ and disk/ (mount points). With --disk-size the overlay's upper
@@ -34,6 +38,8 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <poll.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -45,6 +51,7 @@
 
 struct init_args {
 	int status_fd, lower_fd;
+	int seccomp_fd; /* the worker's compiled filter, or -1: build it here */
 	const char *hostname;
 	unsigned long long tmp_size;
 	unsigned long long disk_size;	/* 0: upper/ and work/ on the state dir's fs */
@@ -95,7 +102,7 @@ static int parse_fd(const char *s)
 static int parse_args(int argc, char **argv, struct init_args *args)
 {
 	memset(args, 0, sizeof(*args));
-	args->status_fd = args->lower_fd = -1;
+	args->status_fd = args->lower_fd = args->seccomp_fd = -1;
 	for (int i = 1; i < argc; i++) {
 		const char *flag = argv[i];
 
@@ -113,6 +120,8 @@ static int parse_args(int argc, char **argv, struct init_args *args)
 			args->status_fd = parse_fd(value);
 		else if (!strcmp(flag, "--lower-fd"))
 			args->lower_fd = parse_fd(value);
+		else if (!strcmp(flag, "--seccomp-fd"))
+			args->seccomp_fd = parse_fd(value);
 		else if (!strcmp(flag, "--hostname"))
 			args->hostname = value;
 		else if (!strcmp(flag, "--console-max"))
@@ -324,7 +333,23 @@ static void build_root(const struct init_args *args)
 		fail("chdir /", errno);
 }
 
-static void drop_privileges(void)
+/* Installs the worker's compiled filter (jail_policy__seccomp_program_fd),
+ * the same program seccomp_load would make from jail_policy__seccomp_build
+ * here, ~1 ms of CPU sooner; closes its descriptor. */
+static void load_compiled_filter(int fd)
+{
+	static struct sock_filter program[BPF_MAXINSNS];
+	long count = jail_policy__seccomp_read(fd, program, BPF_MAXINSNS);
+	struct sock_fprog filter = {.len = (unsigned short)count, .filter = program};
+
+	close(fd);
+	if (count <= 0)
+		fail("read the seccomp program", EINVAL);
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter))
+		fail("seccomp", errno);
+}
+
+static void drop_privileges(int seccomp_fd)
 {
 	size_t count, rules;
 	const int *kept = jail_policy__kept_capabilities(&count);
@@ -343,6 +368,10 @@ static void drop_privileges(void)
 		fail("clear ambient caps", errno);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		fail("no_new_privs", errno);
+	if (seccomp_fd >= 0) {
+		load_compiled_filter(seccomp_fd);
+		return;
+	}
 	filter = jail_policy__seccomp_build(&rules, err, sizeof(err));
 	if (!filter) {
 		report("error: seccomp: %s", err);
@@ -478,13 +507,17 @@ int main(int argc, char **argv)
 	prctl(PR_SET_NAME, "warren-jail-init", 0, 0, 0);
 	/* No descriptor of the worker beyond stdio and ours stays open here
 	 * or reaches the program, even one it forgot to mark close-on-exec. */
-	int keep[2 + 8] = {args.status_fd, args.lower_fd};
+	int keep[3 + 8] = {args.status_fd, args.lower_fd}, kept = 2;
 
 	for (int i = 0; i < args.volume_count; i++) {
-		keep[2 + i] = args.volume_fd[i];
+		keep[kept++] = args.volume_fd[i];
 		fcntl(args.volume_fd[i], F_SETFD, FD_CLOEXEC);
 	}
-	close_all_except(keep, 2 + args.volume_count);
+	if (args.seccomp_fd >= 0) {
+		keep[kept++] = args.seccomp_fd;
+		fcntl(args.seccomp_fd, F_SETFD, FD_CLOEXEC);
+	}
+	close_all_except(keep, kept);
 	fcntl(status_fd, F_SETFD, FD_CLOEXEC);
 	fcntl(args.lower_fd, F_SETFD, FD_CLOEXEC);
 	if (getpid() != 1)
@@ -496,7 +529,7 @@ int main(int argc, char **argv)
 	if (sethostname(args.hostname, strlen(args.hostname)))
 		fail("sethostname", errno);
 	umask(022);
-	drop_privileges();
+	drop_privileges(args.seccomp_fd);
 	/* Nothing inside may read or trace PID 1. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 

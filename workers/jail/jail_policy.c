@@ -4,10 +4,14 @@
 #include "jail_policy.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -513,4 +517,48 @@ scmp_filter_ctx jail_policy__seccomp_build(size_t *rules_added, char *err, size_
 err:
 	seccomp_release(ctx);
 	return NULL;
+}
+
+int jail_policy__seccomp_program_fd(char *err, size_t err_len)
+{
+	size_t rules;
+	scmp_filter_ctx filter = jail_policy__seccomp_build(&rules, err, err_len);
+	int fd = -1, ret;
+
+	if (!filter)
+		return -1;
+	fd = memfd_create("warren-seccomp", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) {
+		snprintf(err, err_len, "memfd_create: %s", strerror(errno));
+		goto out;
+	}
+	ret = seccomp_export_bpf(filter, fd);
+	if (ret) {
+		snprintf(err, err_len, "seccomp_export_bpf: %s", strerror(-ret));
+		goto fail;
+	}
+	/* Nothing may change it from now on, not even the worker. */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) ||
+	    lseek(fd, 0, SEEK_SET) != 0) {
+		snprintf(err, err_len, "seal the seccomp program: %s", strerror(errno));
+		goto fail;
+	}
+	goto out;
+fail:
+	close(fd);
+	fd = -1;
+out:
+	seccomp_release(filter);
+	return fd;
+}
+
+long jail_policy__seccomp_read(int fd, void *filter, size_t max)
+{
+	struct stat st;
+	ssize_t n;
+
+	if (fstat(fd, &st) || st.st_size <= 0 || st.st_size % 8 || (size_t)st.st_size / 8 > max)
+		return -1;
+	n = pread(fd, filter, (size_t)st.st_size, 0);
+	return n == st.st_size ? (long)(n / 8) : -1;
 }

@@ -32,4 +32,15 @@ const int *jail_policy__kept_capabilities(size_t *count);
  * err on failure; *rules_added gets the number of libseccomp rules. */
 scmp_filter_ctx jail_policy__seccomp_build(size_t *rules_added, char *err, size_t err_len);
 
+/* The same filter compiled once into its BPF program (seccomp_export_bpf)
+ * in a sealed memfd, close-on-exec, offset 0: the worker makes it once and
+ * hands it to every warren-jail-init (--seccomp-fd), which installs it
+ * instead of building it again (jail_policy__seccomp_read). -1 with err. */
+int jail_policy__seccomp_program_fd(char *err, size_t err_len);
+
+/* Reads a program made by jail_policy__seccomp_program_fd from fd into
+ * filter (at most max instructions of 8 bytes); the instruction count, or
+ * -1 when the file is not a whole, non-empty program that fits. */
+long jail_policy__seccomp_read(int fd, void *filter, size_t max);
+
 #endif
