@@ -245,12 +245,9 @@ static bool create__load_template(struct create_ctx *ctx)
 	struct storage_error e;
 	int rc;
 
-	rc = storage__template_get(ctx->pool, ctx->create.template_id, &template, &e);
 	/* a team's own built template is that team's only (docs/templates.md) */
-	if (rc == STORAGE_OK &&
-	    storage__team_template_visible(ctx->pool, ctx->r->team.id, ctx->create.template_id,
-					   &e) == STORAGE_ERR_NOT_FOUND)
-		rc = STORAGE_ERR_NOT_FOUND;
+	rc = storage__template_get_for_team(ctx->pool, ctx->r->team.id, ctx->create.template_id,
+					    &template, &e);
 	if (rc == STORAGE_ERR_NOT_FOUND || rc == STORAGE_ERR_INVALID) {
 		ctx->ret = request__error(ctx->r, 404, "template '%.128s' not found",
 					  ctx->create.template_id);

@@ -219,6 +219,24 @@ int storage__template_get(struct storage_pool *pool, const char *id, struct stor
 	return STORAGE_OK;
 }
 
+int storage__template_get_for_team(struct storage_pool *pool, const char *team_id, const char *id,
+				   struct storage_template *out, struct storage_error *err)
+{
+	const char *params[] = {team_id, id};
+	PGresult *result;
+	int rc;
+
+	if (!id || !team_id)
+		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "template not found");
+	rc = storage__run_row(pool, STMT_TEMPLATE_GET_FOR_TEAM, params, &result, "template", err);
+	if (rc)
+		return rc;
+	if (out)
+		storage__template_from_row(result, 0, out);
+	PQclear(result);
+	return STORAGE_OK;
+}
+
 int storage__template_list(struct storage_pool *pool, struct storage_template **out, size_t *count,
 			   struct storage_error *err)
 {

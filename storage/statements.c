@@ -182,6 +182,14 @@ const struct storage_statement storage_statements[STMT_COUNT] = {
 	 4, true},
     [STMT_TEMPLATE_GET] = {"template_get",
 			   "SELECT " TEMPLATE_COLUMNS " FROM templates WHERE id = $1", 1, true},
+    /* The template when team $1 may use it: not another team's own build,
+     * nor a deleted one (storage__team_template_visible, in one trip). */
+    [STMT_TEMPLATE_GET_FOR_TEAM] =
+	{"template_get_for_team",
+	 "SELECT " TEMPLATE_COLUMNS " FROM templates WHERE id = $2 AND NOT EXISTS ("
+	 "SELECT 1 FROM team_templates WHERE id = $2"
+	 " AND (team_id::text IS DISTINCT FROM $1 OR deleted_at IS NOT NULL))",
+	 2, true},
     [STMT_TEMPLATE_LIST] = {"template_list",
 			    "SELECT " TEMPLATE_COLUMNS " FROM templates ORDER BY id", 0, true},
 

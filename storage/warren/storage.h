@@ -199,6 +199,10 @@ int storage__template_upsert(struct storage_pool *pool, const struct storage_tem
 			     struct storage_error *err);
 int storage__template_get(struct storage_pool *pool, const char *id, struct storage_template *out,
 			  struct storage_error *err);
+/* The template when team_id may use it (as storage__template_get, then
+ * storage__team_template_visible), in one statement; NOT_FOUND otherwise. */
+int storage__template_get_for_team(struct storage_pool *pool, const char *team_id, const char *id,
+				   struct storage_template *out, struct storage_error *err);
 /* Every template by id; the caller frees *out. */
 int storage__template_list(struct storage_pool *pool, struct storage_template **out, size_t *count,
 			   struct storage_error *err);

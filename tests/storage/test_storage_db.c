@@ -21,6 +21,7 @@
 #include "warren/clock.h"
 #include "warren/ids.h"
 #include "warren/storage.h"
+#include "warren/template_builds.h"
 #include "warren/tokens.h"
 
 static struct test_db db;
@@ -823,6 +824,44 @@ static void test_request_notifications(void **state)
 	json_decref(result);
 }
 
+/* A team's own built template is that team's only; a deleted one is no
+ * one's; the others are everyone's (storage__template_get_for_team). */
+static void test_template_for_team(void **state)
+{
+	struct storage_template template_in = {.agent_version = "0.1.0",
+					       .image_path = "/var/lib/warren/own.img"};
+	struct storage_template out;
+	struct storage_team owner, other;
+	struct storage_error err;
+	char sql[256];
+
+	(void)state;
+	make_team("tpl-owner", STORAGE_TIER_HOBBY, &owner);
+	make_team("tpl-other", STORAGE_TIER_HOBBY, &other);
+	snprintf(template_in.id, sizeof(template_in.id), "own-build");
+	tokens__sha256_hex("own", 3, template_in.content_hash);
+	/* the team's row first (a build), then its image (the build's end) */
+	assert_int_equal(storage__template_build_create(pool, owner.id, "own-build",
+							"00000000-0000-4000-8000-00000000b01d", 2,
+							512, &err),
+			 STORAGE_OK);
+	assert_int_equal(storage__template_upsert(pool, &template_in, &err), STORAGE_OK);
+	assert_int_equal(storage__template_get_for_team(pool, owner.id, "own-build", &out, &err),
+			 STORAGE_OK);
+	assert_string_equal(out.image_path, "/var/lib/warren/own.img");
+	assert_int_equal(storage__template_get_for_team(pool, other.id, "own-build", &out, &err),
+			 STORAGE_ERR_NOT_FOUND);
+	assert_int_equal(storage__template_get_for_team(pool, other.id, template_id, &out, &err),
+			 STORAGE_OK);
+	assert_int_equal(storage__template_get_for_team(pool, owner.id, "no-such", &out, &err),
+			 STORAGE_ERR_NOT_FOUND);
+	snprintf(sql, sizeof(sql),
+		 "UPDATE team_templates SET deleted_at = now() WHERE id = 'own-build'");
+	assert_true(test_db__sql(&db, sql, NULL, 0));
+	assert_int_equal(storage__template_get_for_team(pool, owner.id, "own-build", &out, &err),
+			 STORAGE_ERR_NOT_FOUND);
+}
+
 static void test_api_keys(void **state)
 {
 	struct storage_team team, found;
@@ -1276,23 +1315,15 @@ static void test_sandbox_logs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_teams_and_limits),
-	    cmocka_unit_test(test_constraint_errors),
-	    cmocka_unit_test(test_idempotent_insert),
-	    cmocka_unit_test(test_state_transitions),
-	    cmocka_unit_test(test_pause_states),
-	    cmocka_unit_test(test_team_isolation),
-	    cmocka_unit_test(test_pagination),
-	    cmocka_unit_test(test_list_order_and_filters),
-	    cmocka_unit_test(test_sandbox_metrics),
-	    cmocka_unit_test(test_sandbox_logs),
-	    cmocka_unit_test(test_admit_concurrency),
-	    cmocka_unit_test(test_reconnect),
-	    cmocka_unit_test(test_requests),
-	    cmocka_unit_test(test_request_notifications),
-	    cmocka_unit_test(test_api_keys),
-	    cmocka_unit_test(test_hosts_and_expiry),
-	    cmocka_unit_test(test_rate_limits_and_admin),
+	    cmocka_unit_test(test_teams_and_limits),  cmocka_unit_test(test_constraint_errors),
+	    cmocka_unit_test(test_idempotent_insert), cmocka_unit_test(test_state_transitions),
+	    cmocka_unit_test(test_pause_states),      cmocka_unit_test(test_team_isolation),
+	    cmocka_unit_test(test_pagination),	      cmocka_unit_test(test_list_order_and_filters),
+	    cmocka_unit_test(test_sandbox_metrics),   cmocka_unit_test(test_sandbox_logs),
+	    cmocka_unit_test(test_admit_concurrency), cmocka_unit_test(test_reconnect),
+	    cmocka_unit_test(test_requests),	      cmocka_unit_test(test_request_notifications),
+	    cmocka_unit_test(test_template_for_team), cmocka_unit_test(test_api_keys),
+	    cmocka_unit_test(test_hosts_and_expiry),  cmocka_unit_test(test_rate_limits_and_admin),
 	    cmocka_unit_test(test_timings),
 	};
 
