@@ -28,6 +28,7 @@
 
 #include "listeners.h"
 #include "process.h"
+#include "warren/clock.h"
 #include "warren/log.h"
 
 #define MAX_LISTENERS_READ 65536 /* listeners looked at */
@@ -545,14 +546,6 @@ static void forward_scan(void)
 	free(list);
 }
 
-static long long now_ms(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 /* The scan interval: a second while a process started through the agent
  * runs or one started within FORWARD_ACTIVE_MS, else FORWARD_IDLE_SCAN_MS.
  * Each scan is a sock_diag dump that walks the host's listening hash, so
@@ -569,7 +562,7 @@ void forward__activity(void)
 {
 	uint64_t one = 1;
 
-	atomic_store(&active_until_ms, now_ms() + active_window_ms);
+	atomic_store(&active_until_ms, (long long)clock__monotonic_ms() + active_window_ms);
 	if (wake_fd >= 0 && write(wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_warn("forwarder: wake: %s", strerror(errno));
 }
@@ -587,7 +580,7 @@ static void *forward_thread(void *unused)
 	if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, wake_fd, &wake_event))
 		log_warn("forwarder: watching the wake-up: %s", strerror(errno));
 	for (;;) {
-		now = now_ms();
+		now = (long long)clock__monotonic_ms();
 		if (now >= next_scan) {
 			forward_scan();
 			next_scan = now + scan_interval_ms(now);
@@ -603,8 +596,9 @@ static void *forward_thread(void *unused)
 				/* a start: the next scan within a second */
 				if (read(wake_fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 					log_warn("forwarder: wake: %s", strerror(errno));
-				if (next_scan > now_ms() + FORWARD_SCAN_MS)
-					next_scan = now_ms() + FORWARD_SCAN_MS;
+				if (next_scan > (long long)clock__monotonic_ms() + FORWARD_SCAN_MS)
+					next_scan =
+					    (long long)clock__monotonic_ms() + FORWARD_SCAN_MS;
 			} else if (handle->kind == HANDLE_LISTENER) {
 				struct forward *forward = handle->owner;
 
@@ -636,7 +630,7 @@ bool forward__start(uint16_t agent_port, long active_ms)
 		return false;
 	}
 	/* the agent's start: its template's start command may open ports */
-	atomic_store(&active_until_ms, now_ms() + active_window_ms);
+	atomic_store(&active_until_ms, (long long)clock__monotonic_ms() + active_window_ms);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	result = pthread_create(&thread, &attr, forward_thread, NULL);

@@ -19,6 +19,7 @@
 #include <zmq.h>
 
 #include "outputs.h"
+#include "warren/clock.h"
 #include "warren/ids.h"
 #include "warren/log.h"
 
@@ -37,14 +38,6 @@
  * KERNEL_IDLE_WAIT_MAX_MS after the reply. */
 #define KERNEL_IDLE_GRACE_MS	2000
 #define KERNEL_IDLE_WAIT_MAX_MS 60000
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int line_buffer__append(struct line_buffer *b, char *line)
 {
@@ -319,7 +312,7 @@ static void *open_socket(void *zctx, int type, const char *dir, int port)
  * proves the subscription is live) arrived, or the deadline. */
 static int wait_ready(struct kernel *k, int timeout_ms, char *err, size_t err_len)
 {
-	long long deadline = now_ms() + timeout_ms, next_probe = 0;
+	long long deadline = (long long)clock__monotonic_ms() + timeout_ms, next_probe = 0;
 	bool shell_ok = false, iopub_ok = false;
 
 	while (!(shell_ok && iopub_ok)) {
@@ -327,7 +320,7 @@ static int wait_ready(struct kernel *k, int timeout_ms, char *err, size_t err_le
 					   {k->iopub, 0, ZMQ_POLLIN, 0}};
 		struct jmsg msg;
 
-		if (now_ms() > deadline) {
+		if ((long long)clock__monotonic_ms() > deadline) {
 			snprintf(err, err_len, "kernel not ready after %d ms", timeout_ms);
 			return -1;
 		}
@@ -335,13 +328,13 @@ static int wait_ready(struct kernel *k, int timeout_ms, char *err, size_t err_le
 			snprintf(err, err_len, "kernel exited while starting (see its log)");
 			return -1;
 		}
-		if (now_ms() >= next_probe) {
+		if ((long long)clock__monotonic_ms() >= next_probe) {
 			if (kernel__send(k, k->shell, "kernel_info_request", NULL, NULL)) {
 				snprintf(err, err_len, "send kernel_info_request: %s",
 					 zmq_strerror(errno));
 				return -1;
 			}
-			next_probe = now_ms() + 500;
+			next_probe = (long long)clock__monotonic_ms() + 500;
 		}
 		if (zmq_poll(items, 2, 100) < 0 && errno != EINTR)
 			return -1;
@@ -396,7 +389,7 @@ int kernel__start(struct kernel *k, void *zctx, const struct kernel_options *o, 
 		  size_t err_len)
 {
 	struct passwd *pw = NULL;
-	long long started = now_ms();
+	long long started = (long long)clock__monotonic_ms();
 
 	/* Everything but control_lock (kernel__init's, shared with threads
 	 * that may be interrupting the previous kernel of this context). */
@@ -429,7 +422,8 @@ int kernel__start(struct kernel *k, void *zctx, const struct kernel_options *o, 
 	}
 	if (wait_ready(k, o->start_timeout_ms > 0 ? o->start_timeout_ms : 60000, err, err_len))
 		goto fail;
-	log_info("kernel %d ready in %lld ms (cwd %s)", (int)k->pid, now_ms() - started, o->cwd);
+	log_info("kernel %d ready in %lld ms (cwd %s)", (int)k->pid,
+		 (long long)clock__monotonic_ms() - started, o->cwd);
 	return 0;
 fail:
 	append_log_tail(k->dir, err, err_len);
@@ -448,9 +442,10 @@ int kernel__interrupt(struct kernel *k)
 		goto out;
 	item = (zmq_pollitem_t){k->control, 0, ZMQ_POLLIN, 0};
 	if (kernel__send(k, k->control, "interrupt_request", NULL, msg_id) == 0) {
-		long long deadline = now_ms() + 1000;
+		long long deadline = (long long)clock__monotonic_ms() + 1000;
 
-		while (now_ms() < deadline && zmq_poll(&item, 1, 100) >= 0) {
+		while ((long long)clock__monotonic_ms() < deadline &&
+		       zmq_poll(&item, 1, 100) >= 0) {
 			struct jmsg msg;
 			bool ours;
 
@@ -653,7 +648,7 @@ static void handle_reply(struct execution *e, const struct jmsg *msg)
 			return;
 		}
 		e->reply = true;
-		e->reply_at_ms = now_ms();
+		e->reply_at_ms = (long long)clock__monotonic_ms();
 		e->execution_count =
 		    json_integer_value(json_object_get(msg->content, "execution_count"));
 	} else if (e->restore_id[0] && !strcmp(msg->parent_msg_id, e->restore_id)) {
@@ -673,7 +668,8 @@ static void drain(struct execution *e, struct line_buffer *out)
 	struct jmsg msg;
 
 	while (kernel__recv(k, k->iopub, &msg) >= 0) {
-		e->iopub_at_ms = now_ms(); /* the channel is still delivering, in order */
+		e->iopub_at_ms = (long long)
+		    clock__monotonic_ms(); /* the channel is still delivering, in order */
 		if (out && msg.msg_type[0] && !strcmp(msg.parent_msg_id, e->msg_id))
 			handle_iopub(e, &msg, out);
 		jmsg__clear(&msg);
@@ -692,19 +688,19 @@ static bool restore_finished(struct execution *e)
 		return true;
 	if (!e->restore_id[0]) {
 		e->restore_attempts = 1;
-		e->restore_at_ms = now_ms();
+		e->restore_at_ms = (long long)clock__monotonic_ms();
 		if (send_execute(e->kernel, e->restore_code, true, e->restore_id))
 			return true;
 		return false;
 	}
-	return now_ms() - e->restore_at_ms > KERNEL_IDLE_GRACE_MS * 5;
+	return (long long)clock__monotonic_ms() - e->restore_at_ms > KERNEL_IDLE_GRACE_MS * 5;
 }
 
 /* True when the cell's status idle is taken as lost: iopub quiet for the
  * grace since the reply (or its last message), or the bound passed. */
 static bool idle_lost(const struct execution *e)
 {
-	long long now = now_ms();
+	long long now = (long long)clock__monotonic_ms();
 	long long quiet_since = e->iopub_at_ms > e->reply_at_ms ? e->iopub_at_ms : e->reply_at_ms;
 
 	return now - quiet_since > KERNEL_IDLE_GRACE_MS ||
@@ -746,13 +742,13 @@ int kernel__execute_step(struct execution *e, int wait_ms, struct line_buffer *o
 int kernel__execute_abandon(struct execution *e)
 {
 	struct kernel *k = e->kernel;
-	long long deadline = now_ms() + 5000;
+	long long deadline = (long long)clock__monotonic_ms() + 5000;
 
 	if (e->done)
 		return 0;
 	kernel__interrupt(k);
 	e->client_fd = -1;
-	while (now_ms() < deadline && kernel__alive(k)) {
+	while ((long long)clock__monotonic_ms() < deadline && kernel__alive(k)) {
 		zmq_pollitem_t items[2] = {{k->shell, 0, ZMQ_POLLIN, 0},
 					   {k->iopub, 0, ZMQ_POLLIN, 0}};
 

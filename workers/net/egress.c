@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "net_internal.h"
+#include "warren/clock.h"
 #include "warren/ids.h"
 #include "warren/log.h"
 
@@ -43,14 +44,6 @@ static const char bad_gateway_response[] = "HTTP/1.1 502 Bad Gateway\r\n"
 					   "Connection: close\r\n"
 					   "\r\n"
 					   "The upstream could not be dialed";
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A small cache of the proxy's own resolutions: name (lower case) -> the
  * public address it dials, for min(TTL, 60 s); TTL 0 is never cached. */
@@ -81,7 +74,7 @@ static bool dns_cache_get(struct net_pool *pool, const char *name, struct in_add
 		return false;
 	pthread_mutex_lock(&pool->dns_lock);
 	entry = &pool->dns_cache[dns_slot(name)];
-	if (entry->expires_ms > now_ms() && strcmp(entry->name, name) == 0) {
+	if (entry->expires_ms > (int64_t)clock__monotonic_ms() && strcmp(entry->name, name) == 0) {
 		*address = entry->address;
 		hit = true;
 	}
@@ -101,8 +94,8 @@ static void dns_cache_put(struct net_pool *pool, const char *name, struct in_add
 	entry = &pool->dns_cache[dns_slot(name)];
 	snprintf(entry->name, sizeof(entry->name), "%s", name);
 	entry->address = address;
-	entry->expires_ms =
-	    now_ms() + (ttl_ms < DNS_CACHE_MAX_TTL_MS ? ttl_ms : DNS_CACHE_MAX_TTL_MS);
+	entry->expires_ms = (int64_t)clock__monotonic_ms() +
+			    (ttl_ms < DNS_CACHE_MAX_TTL_MS ? ttl_ms : DNS_CACHE_MAX_TTL_MS);
 	pthread_mutex_unlock(&pool->dns_lock);
 }
 
@@ -316,8 +309,8 @@ static bool egress_admit(struct net_pool *pool, int slot)
 		pool->slots[slot].proxy.limit_hits++;
 	}
 	pthread_mutex_unlock(&pool->lock);
-	if (!admitted && now_ms() - atomic_load(&last_warning_ms) > 10000) {
-		atomic_store(&last_warning_ms, now_ms());
+	if (!admitted && (int64_t)clock__monotonic_ms() - atomic_load(&last_warning_ms) > 10000) {
+		atomic_store(&last_warning_ms, (int64_t)clock__monotonic_ms());
 		log_warn(
 		    "egress: slot %d: connection cap reached (%u per slot, %u in all); refusing",
 		    slot, pool->egress_slot_max, pool->egress_max);
@@ -485,7 +478,7 @@ static void conn_start_relay(struct conn *c)
 	}
 	count(c->pool, c->slot, true);
 	c->state = CONN_RELAY;
-	c->deadline_ms = now_ms() + c->idle_ms;
+	c->deadline_ms = (int64_t)clock__monotonic_ms() + c->idle_ms;
 	if (c->tls) {
 		c->up_ready = c->up_used;
 	} else {
@@ -511,7 +504,7 @@ static void conn_dial(struct conn *c, struct in_addr address)
 	pthread_mutex_unlock(&c->pool->lock);
 	conn_watch(c, EP_CLIENT, 0);
 	c->state = CONN_DIAL;
-	c->deadline_ms = now_ms() + DIAL_TIMEOUT_MS;
+	c->deadline_ms = (int64_t)clock__monotonic_ms() + DIAL_TIMEOUT_MS;
 	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0)
 		conn_start_relay(c);
 	else if (errno == EINPROGRESS)
@@ -528,7 +521,7 @@ static void conn_dns_send(struct conn *c)
 	ids__random_bytes(&c->dns_id, sizeof(c->dns_id));
 	len = net_parse__dns_query(query, sizeof(query), c->dns_id, c->host);
 	c->dns_tries++;
-	c->deadline_ms = now_ms() + DNS_TIMEOUT_MS;
+	c->deadline_ms = (int64_t)clock__monotonic_ms() + DNS_TIMEOUT_MS;
 	if (len > 0)
 		send(c->dns_fd, query, (size_t)len, MSG_DONTWAIT);
 }
@@ -713,7 +706,7 @@ static bool conn_pump(struct conn *c)
 	if (c->up_done && c->down_done)
 		goto broken; /* both ways finished */
 	if (moved)
-		c->deadline_ms = now_ms() + c->idle_ms;
+		c->deadline_ms = (int64_t)clock__monotonic_ms() + c->idle_ms;
 	conn_watch(c, EP_CLIENT,
 		   (!c->up_eof && !c->up_stopped && c->up_used < HEAD_MAX ? EPOLLIN : 0) |
 		       (c->down_used > 0 ? EPOLLOUT : 0));
@@ -807,7 +800,7 @@ static void loop_accept(struct egress_loop *loop, int listen_fd, bool tls)
 				   .state = CONN_HEAD,
 				   .entry = {.client = fd, .upstream = -1, .slot = slot},
 				   .deadline_ms =
-				       now_ms() +
+				       (int64_t)clock__monotonic_ms() +
 				       (idle_ms < HEAD_TIMEOUT_MS ? idle_ms : HEAD_TIMEOUT_MS)};
 		for (int e = 0; e < EP_COUNT; e++)
 			c->ep[e] = (struct endpoint){.conn = c, .which = e};
@@ -831,7 +824,7 @@ static void loop_accept(struct egress_loop *loop, int listen_fd, bool tls)
 /* Closes what is past its deadline (a DNS query gets a second try). */
 static void loop_scan(struct egress_loop *loop)
 {
-	int64_t now = now_ms();
+	int64_t now = (int64_t)clock__monotonic_ms();
 
 	for (struct conn *c = loop->conns, *next; c; c = next) {
 		next = c->next;
@@ -867,7 +860,7 @@ static void *loop_thread(void *arg)
 	struct egress_loop *loop = arg;
 	struct net_pool *pool = loop->pool;
 	struct epoll_event events[64];
-	int64_t last_scan = now_ms();
+	int64_t last_scan = (int64_t)clock__monotonic_ms();
 	sigset_t pipe_signal;
 
 	/* Every send has MSG_NOSIGNAL; SIGPIPE stays blocked all the same. */
@@ -902,9 +895,9 @@ static void *loop_thread(void *arg)
 			    ep != &tls_listener_mark)
 				conn_event(ep->conn, ep->which, events[i].events);
 		}
-		if (now_ms() - last_scan >= SCAN_MS) {
+		if ((int64_t)clock__monotonic_ms() - last_scan >= SCAN_MS) {
 			loop_scan(loop);
-			last_scan = now_ms();
+			last_scan = (int64_t)clock__monotonic_ms();
 		}
 		loop_bury(loop);
 	}
