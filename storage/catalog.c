@@ -201,16 +201,14 @@ int storage__template_upsert(struct storage_pool *pool, const struct storage_tem
 	return storage__run_exec(pool, STMT_TEMPLATE_UPSERT, params, err);
 }
 
-int storage__template_get(struct storage_pool *pool, const char *id, struct storage_template *out,
-			  struct storage_error *err)
+/* One template row of statement (its params) into out (may be NULL). */
+static int template_row(struct storage_pool *pool, enum storage_statement_id statement,
+			const char *const *params, struct storage_template *out,
+			struct storage_error *err)
 {
-	const char *params[] = {id};
 	PGresult *result;
-	int rc;
+	int rc = storage__run_row(pool, statement, params, &result, "template", err);
 
-	if (!id)
-		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "template not found");
-	rc = storage__run_row(pool, STMT_TEMPLATE_GET, params, &result, "template", err);
 	if (rc)
 		return rc;
 	if (out)
@@ -219,22 +217,24 @@ int storage__template_get(struct storage_pool *pool, const char *id, struct stor
 	return STORAGE_OK;
 }
 
+int storage__template_get(struct storage_pool *pool, const char *id, struct storage_template *out,
+			  struct storage_error *err)
+{
+	const char *params[] = {id};
+
+	if (!id)
+		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "template not found");
+	return template_row(pool, STMT_TEMPLATE_GET, params, out, err);
+}
+
 int storage__template_get_for_team(struct storage_pool *pool, const char *team_id, const char *id,
 				   struct storage_template *out, struct storage_error *err)
 {
 	const char *params[] = {team_id, id};
-	PGresult *result;
-	int rc;
 
 	if (!id || !team_id)
 		return storage__fail(err, STORAGE_ERR_NOT_FOUND, "template not found");
-	rc = storage__run_row(pool, STMT_TEMPLATE_GET_FOR_TEAM, params, &result, "template", err);
-	if (rc)
-		return rc;
-	if (out)
-		storage__template_from_row(result, 0, out);
-	PQclear(result);
-	return STORAGE_OK;
+	return template_row(pool, STMT_TEMPLATE_GET_FOR_TEAM, params, out, err);
 }
 
 int storage__template_list(struct storage_pool *pool, struct storage_template **out, size_t *count,
