@@ -29,7 +29,9 @@ bool handoff__should_forward(struct worker *worker)
 	bool full;
 
 	pthread_mutex_lock(&worker->lock);
-	full = worker->live_count + worker->creates_running >= worker->capacity;
+	full = worker__occupied(
+		   worker, (size_t)(worker->creates_running > 0 ? worker->creates_running : 0)) >=
+	       (size_t)worker->capacity;
 	pthread_mutex_unlock(&worker->lock);
 	return full && handoff__room_elsewhere(worker);
 }

@@ -344,7 +344,8 @@ struct create_ctx {
 	struct live_sandbox *sandbox; /* ours until it is in the live list */
 	struct net_policy *policy;
 	json_t *policy_spec;
-	bool claimed; /* a warm sandbox (warm_pool.h) */
+	bool claimed;	  /* a warm sandbox (warm_pool.h) */
+	bool joined_live; /* counted in worker->creates_live */
 	char access_token[TOKENS_SHA256_HEX_LEN + 1];
 	char token_hash[80];
 	char slot_address[INET_ADDRSTRLEN];
@@ -671,6 +672,8 @@ static enum create_outcome create__persist(struct create_ctx *ctx)
 	ctx->sandbox->next = worker->sandboxes;
 	worker->sandboxes = ctx->sandbox;
 	worker->live_count++;
+	worker->creates_live++; /* until worker__create returns */
+	ctx->joined_live = true;
 	pthread_mutex_unlock(&worker->lock);
 	log_info("sandbox %s: running (team %s, template %s, slot %d at %s%s) in %llu ms",
 		 ctx->command->sandbox_id, ctx->command->team_id, ctx->row.template_id,
@@ -777,10 +780,23 @@ static int worker__create(struct worker *worker, const struct kafka_event *comma
 		ctx.rc = -EAGAIN;
 		break;
 	}
+	if (ctx.joined_live) {
+		pthread_mutex_lock(&worker->lock);
+		worker->creates_live--;
+		pthread_mutex_unlock(&worker->lock);
+	}
 	storage__sandbox_clear(&ctx.row);
 	net_policy__free(ctx.policy);
 	json_decref(ctx.policy_spec);
 	return ctx.rc;
+}
+
+size_t worker__occupied(const struct worker *worker, size_t creates_in_hand)
+{
+	size_t live = worker->live_count > 0 ? (size_t)worker->live_count : 0;
+	size_t joined = worker->creates_live > 0 ? (size_t)worker->creates_live : 0;
+
+	return live + (creates_in_hand > joined ? creates_in_hand - joined : 0);
 }
 
 /* ---- kill, timeouts, network updates ---- */
@@ -1565,10 +1581,12 @@ void worker__housekeeping(struct worker *worker)
 	host.capacity = worker->capacity;
 	host.protocol_version = KAFKA_EVENT_VERSION;
 	/* "running": live sandboxes plus creates in hand, what capacity
-	 * bounds (the API's placement reads it). */
+	 * bounds (the API's placement reads it). A create whose sandbox is
+	 * live counts once: the API answers it before its handler returns, and
+	 * a beat that counted it twice refused the next create for a second. */
 	size_t in_hand = worker->create_pool ? create_pool__pending(worker->create_pool) : 0;
 	pthread_mutex_lock(&worker->lock);
-	host.running = worker->live_count + (int32_t)in_hand;
+	host.running = (int32_t)worker__occupied(worker, in_hand);
 	pthread_mutex_unlock(&worker->lock);
 	char previous[16] = "";
 	bool drain = false;

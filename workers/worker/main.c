@@ -83,7 +83,7 @@ static void worker__pace_creates(struct consumer_thread *ct)
 	size_t pending = create_pool__pending(worker->create_pool);
 
 	pthread_mutex_lock(&worker->lock);
-	bool full = (size_t)worker->live_count + pending >= (size_t)worker->capacity;
+	bool full = worker__occupied(worker, pending) >= (size_t)worker->capacity;
 	pthread_mutex_unlock(&worker->lock);
 	if (full && handoff__room_elsewhere(worker))
 		full = false;

@@ -122,7 +122,7 @@ static bool warm__has_room(struct warm_pool *pool, size_t warm_total)
 	bool room;
 
 	pthread_mutex_lock(&worker->lock);
-	room = (size_t)worker->live_count + in_hand + warm_total < (size_t)worker->capacity;
+	room = worker__occupied(worker, in_hand) + warm_total < (size_t)worker->capacity;
 	pthread_mutex_unlock(&worker->lock);
 	return room;
 }

@@ -56,11 +56,16 @@ struct worker {
 	struct kafka_settings kafka; /* the kafka_* settings, read once at start */
 	struct kafka_producer *producer;
 	struct net_pool *net;	 /* NULL when slots are disabled */
-	pthread_mutex_t lock;	 /* guards sandboxes, live_count, creates_running */
+	pthread_mutex_t lock;	 /* guards sandboxes, live_count, creates_running,
+				    creates_live */
 	pthread_cond_t released; /* a live sandbox's holds went back to 0 */
 	struct live_sandbox *sandboxes;
 	int live_count;
-	int creates_running;	      /* creates of the create topics running here (handoff.h) */
+	int creates_running; /* creates of the create topics running here (handoff.h) */
+	/* creates whose sandbox joined the live list while their handler
+	 * still runs (records, publishes): counted in live_count and among
+	 * the creates in hand alike, so worker__occupied counts them once */
+	int creates_live;
 	pthread_mutex_t handoff_lock; /* guards the two below (handoff.c) */
 	/* held by a snapshot from the install of its template tree until its
 	 * row is registered, and by the prune of deleted templates (build.c),
@@ -103,5 +108,9 @@ int worker__metrics_serve(struct worker *worker);
 void worker__metrics_command(const char *type, int rc, uint64_t started_ns);
 /* Stops every live sandbox (on shutdown) and marks them killed. */
 void worker__stop_all(struct worker *worker, const char *reason);
+/* What capacity bounds: the live sandboxes plus creates_in_hand (queued or
+ * running creates), a create whose sandbox is live already counted once.
+ * Caller holds worker->lock. */
+size_t worker__occupied(const struct worker *worker, size_t creates_in_hand);
 
 #endif
