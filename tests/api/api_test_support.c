@@ -96,8 +96,32 @@ static void fake_worker__fail(const struct kafka_event *command, int code, const
 				      "message", message));
 }
 
+/* The outcome recorded as a worker records it, with its notification
+ * (storage__request_finish_notify), and no result event: only the API's
+ * notification listener can answer (metadata "fake": "notify-only"). */
+static void fake_worker__record_only(const struct kafka_event *command, json_t *result)
+{
+	struct kafka_event ev = {0};
+	struct storage_error e;
+	char reason[256], *payload;
+
+	if (kafka_event__init_result(&ev, KAFKA_EVENT_CREATED, command, fake.stack->host_id, result,
+				     reason, sizeof(reason)) != KAFKA_EVENT_OK) {
+		fprintf(stderr, "fake worker: cannot build created: %s\n", reason);
+		return;
+	}
+	payload = kafka_event__encode(&ev, NULL, reason, sizeof(reason));
+	if (!payload ||
+	    storage__request_finish_notify(fake.stack->pool, command->request_id,
+					   STORAGE_REQUEST_DONE, ev.result, payload, &e))
+		fprintf(stderr, "fake worker: recording the outcome failed\n");
+	free(payload);
+	kafka_event__clear(&ev);
+}
+
 /* A create: starting -> running through storage, then `created` (or the
- * behaviour asked for by metadata "fake": "fail" or "silent"). */
+ * behaviour asked for by metadata "fake": "fail", "silent" or
+ * "notify-only"). */
 static void fake_worker__create(const struct kafka_event *command)
 {
 	struct storage_pool *pool = fake.stack->pool;
@@ -138,10 +162,13 @@ static void fake_worker__create(const struct kafka_event *command)
 		return;
 	}
 	clock__format_rfc3339(row.end_at, end_at);
-	fake_worker__answer(command, KAFKA_EVENT_CREATED,
-			    json_pack("{s:s, s:s, s:s, s:s}", "template_id", row.template_id,
-				      "envd_version", "0.2.0", "end_at", end_at, "client_id",
-				      fake.stack->host_id));
+	json_t *result =
+	    json_pack("{s:s, s:s, s:s, s:s}", "template_id", row.template_id, "envd_version",
+		      "0.2.0", "end_at", end_at, "client_id", fake.stack->host_id);
+	if (behaviour && !strcmp(behaviour, "notify-only"))
+		fake_worker__record_only(command, result);
+	else
+		fake_worker__answer(command, KAFKA_EVENT_CREATED, result);
 	storage__sandbox_clear(&row);
 }
 

@@ -1092,6 +1092,31 @@ static void test_create_deadline_answers_504_and_get_finds_it(void **state)
 	json_decref(call("DELETE", path, key_a, NULL, 204, NULL));
 }
 
+/* A create whose outcome is only recorded (no result event) is answered
+ * from PostgreSQL's notification (docs/schema.md, "Notifications"),
+ * long before a 2 s create deadline. */
+static void test_create_answered_by_notification(void **state)
+{
+	static const char *const env[] = {"WARREN_CREATE_DEADLINE_MS=2000", NULL};
+	struct test_api second;
+	struct http_response response;
+	json_t *body;
+
+	(void)state;
+	assert_true(test_api__start(&second, &stack, NULL, env));
+	assert_true(http__request(
+	    second.port, "POST", "/sandboxes", key_a,
+	    "{\"templateID\":\"base\",\"metadata\":{\"fake\":\"notify-only\"}}", NULL, &response));
+	assert_int_equal(test_api__stop(&second), 0);
+	assert_int_equal(response.status, 201);
+	body = json_loads(response.body, 0, NULL);
+	http__response_free(&response);
+	assert_non_null(body);
+	assert_string_equal(json_string_value(json_object_get(body, "envdVersion")), "0.2.0");
+	assert_non_null(json_string_value(json_object_get(body, "sandboxID")));
+	json_decref(body);
+}
+
 struct silent_create {
 	pthread_t thread;
 	int port;
@@ -1307,6 +1332,7 @@ int main(void)
 	    cmocka_unit_test(test_lifecycle_logs),
 	    cmocka_unit_test(test_volumes_api),
 	    cmocka_unit_test(test_failed_create_is_reported),
+	    cmocka_unit_test(test_create_answered_by_notification),
 	    cmocka_unit_test(test_request_id_is_idempotency_key),
 	    cmocka_unit_test(test_concurrency_limit_21st_is_429),
 	    cmocka_unit_test(test_creation_rate_limit),
