@@ -219,15 +219,21 @@ void kafka_producer__free(struct kafka_producer *producer)
 	free(producer);
 }
 
-/* The prepared handle of topic, or NULL. */
-static rd_kafka_topic_t *prepared__find(struct kafka_producer *producer, const char *topic)
+/* Whether topic is prepared; the caller holds prepared_lock. */
+static bool prepared__has_locked(const struct kafka_producer *producer, const char *topic)
 {
-	rd_kafka_topic_t *found = NULL;
+	for (int i = 0; i < producer->prepared_count; i++)
+		if (strcmp(rd_kafka_topic_name(producer->prepared[i]), topic) == 0)
+			return true;
+	return false;
+}
+
+static bool prepared__has(struct kafka_producer *producer, const char *topic)
+{
+	bool found;
 
 	pthread_mutex_lock(&producer->prepared_lock);
-	for (int i = 0; i < producer->prepared_count && !found; i++)
-		if (strcmp(rd_kafka_topic_name(producer->prepared[i]), topic) == 0)
-			found = producer->prepared[i];
+	found = prepared__has_locked(producer, topic);
 	pthread_mutex_unlock(&producer->prepared_lock);
 	return found;
 }
@@ -241,7 +247,7 @@ int kafka_producer__prepare(struct kafka_producer *producer, const char *topic, 
 
 	if (!producer || !topic)
 		return -EINVAL;
-	if (prepared__find(producer, topic))
+	if (prepared__has(producer, topic))
 		return 0;
 	handle = rd_kafka_topic_new(producer->rk, topic, NULL);
 	if (!handle)
@@ -259,9 +265,8 @@ int kafka_producer__prepare(struct kafka_producer *producer, const char *topic, 
 		return error == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ? -ENOENT : -EIO;
 	}
 	pthread_mutex_lock(&producer->prepared_lock);
-	kept = producer->prepared_count < KAFKA_PRODUCER_PREPARED_MAX;
-	for (int i = 0; i < producer->prepared_count && kept; i++)
-		kept = strcmp(rd_kafka_topic_name(producer->prepared[i]), topic) != 0;
+	kept = producer->prepared_count < KAFKA_PRODUCER_PREPARED_MAX &&
+	       !prepared__has_locked(producer, topic);
 	if (kept)
 		producer->prepared[producer->prepared_count++] = handle;
 	pthread_mutex_unlock(&producer->prepared_lock);
@@ -348,9 +353,9 @@ int kafka_producer__produce_sync(struct kafka_producer *producer, const char *to
 	pthread_condattr_destroy(&attr);
 	wait->refs = 2;
 	/* A topic's first message waits for librdkafka's lookup of unknown
-	 * topics (up to a second); one metadata request instead. */
-	if (!prepared__find(producer, topic))
-		kafka_producer__prepare(producer, topic, timeout_ms < 2000 ? timeout_ms : 2000);
+	 * topics (up to a second); one metadata request instead (none once
+	 * the topic is prepared). */
+	kafka_producer__prepare(producer, topic, timeout_ms < 2000 ? timeout_ms : 2000);
 	for (;;) {
 		ret = kafka_producer__produce(producer, topic, key, key_len, payload, len, headers,
 					      header_count, sync_wait__done, wait);
