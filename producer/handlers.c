@@ -100,11 +100,13 @@ static void handlers__wait_for(struct api_request *r, uint32_t want, int64_t dea
 
 /* ---- POST /sandboxes ---- */
 
-/* Finishes a create's request row as failed with {code, message}. */
+/* Finishes a create's request row as failed with the body of a `failed`
+ * result (docs/events/failed.schema.json): {command, code, message}. */
 static void handlers__finish_failed(struct storage_pool *pool, const char *request_id, int code,
 				    const char *message)
 {
-	json_t *result = json_pack("{s:i, s:s}", "code", code, "message", message);
+	json_t *result =
+	    json_pack("{s:s, s:i, s:s}", "command", "create", "code", code, "message", message);
 
 	storage__request_finish(pool, request_id, STORAGE_REQUEST_FAILED, result, NULL);
 	json_decref(result);

@@ -4,6 +4,7 @@ PostgreSQL, checking the rows and the events on both topics, then the same
 with the npm e2b SDK as the client."""
 import hashlib
 import hmac
+import json
 import os
 import subprocess
 import sys
@@ -121,6 +122,39 @@ def test_api_pipeline(stack):
     check(status == 404 and "doesn't exist or you don't have access to it" in body["message"], f"404: {body}")
 
 
+def test_refused_create_delivered(stack):
+    """A create the API refused (its produce timed out: 503, request row
+    `failed` with the API's {code, message}) whose command reached Kafka
+    after all: the worker finds the row no longer starting and repeats the
+    recorded outcome as a valid `failed` result, and goes on serving
+    creates (it used to retry that outcome forever, holding the create
+    pipeline). Emulated: a killed sandbox's create command produced again
+    after its request row was rewritten as the API records a refusal."""
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "minimal", "timeout": 60})
+    check(status == 201, f"create: {status} {body}")
+    sandbox_id = body["sandboxID"]
+    status, _, _ = stack.request("DELETE", f"/sandboxes/{sandbox_id}")
+    check(status == 204, f"DELETE -> {status}")
+    command = next(e for e in stack.events("warren.sandbox.commands") if e["sandbox_id"] == sandbox_id)
+    request_id = command["request_id"]
+    stack.psql(f"UPDATE requests SET status = 'failed', result = "
+               f"'{{\"code\": 503, \"message\": \"Kafka unavailable\"}}' "
+               f"WHERE request_id = '{request_id}'")
+    subprocess.run(["kcat", "-b", stack.brokers, "-P", "-t", f"{stack.prefix}warren.sandbox.commands",
+                    "-k", sandbox_id], input=json.dumps(command), text=True, check=True, timeout=30)
+    failed = wait_for(lambda: next((e for e in stack.events() if e["request_id"] == request_id
+                                    and e["type"] == "failed"), None), 20,
+                      "a failed result for the refused create delivered late\n" + stack.log("worker")[-2000:])
+    result = failed["result"]
+    check(result.get("command") == "create" and result.get("code") == 503
+          and result.get("message") == "Kafka unavailable", f"the recorded refusal repeated: {result}")
+    check("does not encode" not in stack.log("worker"), "every result the worker built encoded")
+    status, body, _ = stack.request("POST", "/sandboxes", {"templateID": "minimal", "timeout": 60})
+    check(status == 201, f"a create after it: {status} {body}")
+    stack.request("DELETE", f"/sandboxes/{body['sandboxID']}")
+    print("a refused create delivered late: its recorded refusal repeated, the worker goes on")
+
+
 def pids_in_cgroup_of(sandbox_id):
     """Host pids whose cgroup path names the sandbox (its jail's processes)."""
     pids = []
@@ -207,6 +241,7 @@ def main():
     with Stack("e2e", with_base=True) as stack:
         stack.start()
         test_api_pipeline(stack)
+        test_refused_create_delivered(stack)
         test_placement_and_supervision(stack)
         test_sdk_pipeline(stack)
         test_sdk_rate_limit(stack)

@@ -361,8 +361,9 @@ struct create_ctx {
  * longer starting: the recorded one when the request finished; when the
  * worker died between the durable `running` and recording the outcome
  * (row->started_at set, request pending), the created result that was
- * due. Returns 1 when it published, 0 when there is no such outcome,
- * -EAGAIN when PostgreSQL is away or the produce failed. */
+ * due. Returns 1 when it published, 0 when there is no such outcome (or
+ * the recorded one is not a valid result), -EAGAIN when PostgreSQL is
+ * away or the produce failed. */
 static int worker__repeat_outcome(struct worker *worker, const struct kafka_event *command,
 				  const struct storage_sandbox *row,
 				  const struct storage_template *template_row)
@@ -375,12 +376,20 @@ static int worker__repeat_outcome(struct worker *worker, const struct kafka_even
 		return -EAGAIN;
 	if (rc || strcmp(request.sandbox_id, command->sandbox_id)) {
 		rc = 0;
-	} else if (request.status != STORAGE_REQUEST_PENDING && json_is_object(request.result)) {
-		rc = worker__publish(worker, command,
-				     request.status == STORAGE_REQUEST_FAILED ? KAFKA_EVENT_FAILED
-									      : KAFKA_EVENT_CREATED,
+	} else if (request.status == STORAGE_REQUEST_FAILED && json_is_object(request.result)) {
+		/* Recorded by the API too (a create it refused after the
+		 * command reached Kafka after all): {code, message} only. */
+		json_int_t code = json_integer_value(json_object_get(request.result, "code"));
+
+		rc = worker__publish(
+		    worker, command, KAFKA_EVENT_FAILED,
+		    worker__failure(command, code >= 400 && code <= 599 ? (int)code : 500,
+				    json_string_value(json_object_get(request.result, "message"))));
+		rc = rc == -EINVAL ? 0 : rc ? -EAGAIN : 1;
+	} else if (request.status == STORAGE_REQUEST_DONE && json_is_object(request.result)) {
+		rc = worker__publish(worker, command, KAFKA_EVENT_CREATED,
 				     json_incref(request.result));
-		rc = rc ? -EAGAIN : 1;
+		rc = rc == -EINVAL ? 0 : rc ? -EAGAIN : 1;
 	} else if (request.status == STORAGE_REQUEST_PENDING && row->started_at > 0) {
 		rc = worker__finish(
 		    worker, command, KAFKA_EVENT_CREATED,
