@@ -6,7 +6,11 @@
 # a tap (169.254.0.22/30 here, the guest 169.254.0.21, as warren-init sets).
 # A boot that does not reach init within the limit is counted as a hang; one
 # that reaches init but whose agent never answers, or whose VMM exits, as
-# failed. The console tail of either is printed. Prints one line per boot and a summary line:
+# failed; one whose VMM outlives SIGKILL by 10 s as unkillable (its kernel
+# stack printed, never waited on). The console tail of any is printed.
+# Prints a line as each boot starts, one every 30 s of a boot (so a run
+# that goes silent is the nested host stalling), one per boot's result and
+# a summary line:
 #   "soak: N boots, P passed, H hung (...)"
 # Exit 0 only when every boot passed.
 #
@@ -81,7 +85,9 @@ for i in $(seq 1 "$count"); do
 		--cmdline "$base $append" --console "$console" --timeout-ms $(((limit + 30) * 1000)) \
 		"${devices[@]}" >"$work/vmm.$i.log" 2>&1 &
 	vmm_pid=$!
-	reached='' healthy='' last_size=0 idle=0 result=hung
+	disown "$vmm_pid" # reaped by bash all the same, without a notice of its SIGKILL
+	reached='' healthy='' last_size=0 idle=0 result=hung ticks=0
+	echo "soak: boot $i of $count: started"
 	while :; do
 		sleep 0.5
 		now=$(date +%s.%N)
@@ -103,12 +109,29 @@ for i in $(seq 1 "$count"); do
 		size=$(stat -c %s "$console")
 		[ "$size" = "$last_size" ] && idle=$(echo "$idle + 0.5" | bc) || idle=0
 		last_size=$size
+		# Every 30 s of a boot: this host is alive and where the boot is
+		# (a run that prints nothing stalled the nested host itself).
+		ticks=$((ticks + 1))
+		[ $((ticks % 60)) = 0 ] && echo "soak: boot $i: ${elapsed%.*} s, console $size bytes," \
+			"init ${reached:-not yet}, VMM state $(awk '{ print $3 }' "/proc/$vmm_pid/stat" 2>/dev/null)"
 		if [ "$(echo "$elapsed > $limit" | bc)" = 1 ]; then
 			break
 		fi
 	done
 	kill -KILL "$vmm_pid" 2>/dev/null
-	wait "$vmm_pid" 2>/dev/null
+	# A VMM that outlives SIGKILL (stuck in the kernel): say where, and
+	# never wait on it forever.
+	for _ in $(seq 1 20); do
+		kill -0 "$vmm_pid" 2>/dev/null || break
+		sleep 0.5
+	done
+	if kill -0 "$vmm_pid" 2>/dev/null; then
+		echo "soak: boot $i: the VMM (pid $vmm_pid) did not die 10 s after SIGKILL:" \
+			"state $(awk '{ print $3 }' "/proc/$vmm_pid/stat" 2>/dev/null)," \
+			"wchan $(cat "/proc/$vmm_pid/wchan" 2>/dev/null)"
+		cat "/proc/$vmm_pid/stack" 2>/dev/null | head -n 12
+		result=unkillable
+	fi
 	vmm_pid=
 	# The kernel reached init but the agent never answered: not a hang.
 	[ "$result" = hung ] && [ -n "$reached" ] && result=no-health
