@@ -509,7 +509,7 @@ static void forward_scan(void)
 	struct in_addr addresses[FORWARD_MAX_ADDRESSES];
 	struct forward *forward, **link;
 	size_t count = 0, cap = 0, i;
-	int address_count = own_addresses(addresses, FORWARD_MAX_ADDRESSES), a;
+	int address_count = -1, a; /* looked up once a forward needs them */
 
 	if (!diag_listeners(AF_INET, &list, &count, &cap) ||
 	    !diag_listeners(AF_INET6, &list, &count, &cap)) {
@@ -539,6 +539,8 @@ static void forward_scan(void)
 			forward_free(forward);
 			continue;
 		}
+		if (address_count < 0)
+			address_count = own_addresses(addresses, FORWARD_MAX_ADDRESSES);
 		for (a = 0; a < address_count; a++)
 			forward_bind(forward, addresses[a]);
 		link = &forward->next;

@@ -377,14 +377,21 @@ static int read_status(int fd, char *err, size_t err_len)
 }
 
 /* The state dir <state_dir>/<id> (mkdir fails on an id in use) with the
- * overlay's upper and work, the lower and merged mount points, the
- * console log and init.pid. The dir and the overlay parts belong to the
+ * lower and merged mount points and either the disk's mount point or the
+ * overlay's upper and work; the console log and init.pid come later. The dir and the overlay parts belong to the
  * sandbox's root (host_base) so its init, which has no power over host
  * ids, can use them; the dir stays 0700 so no other host user can.
  * 0, -EEXIST when the dir exists (not ours to remove), else -1. */
-static int make_state_dir(struct jail *jail, const char *state_dir, char *err, size_t err_len)
+static int make_state_dir(struct jail *jail, const char *state_dir, bool with_disk, char *err,
+			  size_t err_len)
 {
-	static const char *const parts[] = {"upper", "work", "merged", "lower", "disk"};
+	/* With a disk the overlay's upper and work dirs are on it
+	 * (jail_disk.c): three directories instead of four (each an inode
+	 * the state dir's file system must find, a cost of every create). */
+	static const char *const parts_plain[] = {"upper", "work", "merged", "lower"};
+	static const char *const parts_disk[] = {"merged", "lower", "disk"};
+	const char *const *parts = with_disk ? parts_disk : parts_plain;
+	size_t part_count = with_disk ? 3 : 4;
 	char path[PATH_MAX + 16];
 	uid_t root = (uid_t)jail->host_base;
 	int ret;
@@ -398,7 +405,7 @@ static int make_state_dir(struct jail *jail, const char *state_dir, char *err, s
 		snprintf(err, err_len, "mkdir %s: %s", jail->dir, strerror(errno));
 		return ret;
 	}
-	for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+	for (size_t i = 0; i < part_count; i++) {
 		snprintf(path, sizeof(path), "%s/%s", jail->dir, parts[i]);
 		/* chmod too: the overlay's root takes the upper dir's mode, and
 		 * the caller's umask must not make / unreadable inside. */
@@ -978,7 +985,8 @@ static int jail_start__state(struct jail_start *start)
 		return -1;
 	}
 	jail->uid_reserved = true;
-	ret = make_state_dir(jail, start->state_dir, start->err, start->err_len);
+	ret = make_state_dir(jail, start->state_dir, config->disk_max_bytes != 0, start->err,
+			     start->err_len);
 	start->dir_made = ret != -EEXIST; /* never remove another sandbox's dir */
 	if (ret)
 		return -1;
