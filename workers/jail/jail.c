@@ -378,10 +378,11 @@ static int read_status(int fd, char *err, size_t err_len)
 
 /* The state dir <state_dir>/<id> (mkdir fails on an id in use) with the
  * lower and merged mount points and either the disk's mount point or the
- * overlay's upper and work; the console log and init.pid come later. The dir and the overlay parts belong to the
- * sandbox's root (host_base) so its init, which has no power over host
- * ids, can use them; the dir stays 0700 so no other host user can.
- * 0, -EEXIST when the dir exists (not ours to remove), else -1. */
+ * overlay's upper and work; the console log and init.pid come later. The
+ * dir and the overlay parts belong to the sandbox's root (host_base) so
+ * its init, which has no power over host ids, can use them; the dir stays
+ * 0700 so no other host user can. 0, -EEXIST when the dir exists (not
+ * ours to remove), else -1. */
 static int make_state_dir(struct jail *jail, const char *state_dir, bool with_disk, char *err,
 			  size_t err_len)
 {
