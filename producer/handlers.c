@@ -106,7 +106,8 @@ static void handlers__finish_failed(struct storage_pool *pool, const char *reque
 				    const char *message)
 {
 	json_t *result =
-	    json_pack("{s:s, s:i, s:s}", "command", "create", "code", code, "message", message);
+	    json_pack("{s:s, s:i, s:s}", "command", kafka_event__type_name(KAFKA_EVENT_CREATE),
+		      "code", code, "message", message);
 
 	storage__request_finish(pool, request_id, STORAGE_REQUEST_FAILED, result, NULL);
 	json_decref(result);

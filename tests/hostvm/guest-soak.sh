@@ -45,11 +45,13 @@ work=$(mktemp -d /tmp/guest-soak.XXXXXX)
 tap=hvsoak0
 vmm_pid=
 cleanup() {
-	[ -n "$vmm_pid" ] && kill -KILL "$vmm_pid" 2>/dev/null && wait "$vmm_pid" 2>/dev/null
+	[ -n "$vmm_pid" ] && kill -KILL "$vmm_pid" 2>/dev/null # disowned: no wait
 	ip link del "$tap" 2>/dev/null
 	rm -rf "$work"
 }
 trap cleanup EXIT
+# A process's state letter (R, S, D, Z, ...), empty once it is gone.
+process_state() { awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null; }
 
 base="console=ttyS0 reboot=k panic=-1 tsc=reliable"
 declare -a devices=()
@@ -113,7 +115,7 @@ for i in $(seq 1 "$count"); do
 		# (a run that prints nothing stalled the nested host itself).
 		ticks=$((ticks + 1))
 		[ $((ticks % 60)) = 0 ] && echo "soak: boot $i: ${elapsed%.*} s, console $size bytes," \
-			"init ${reached:-not yet}, VMM state $(awk '{ print $3 }' "/proc/$vmm_pid/stat" 2>/dev/null)"
+			"init ${reached:-not yet}, VMM state $(process_state "$vmm_pid")"
 		if [ "$(echo "$elapsed > $limit" | bc)" = 1 ]; then
 			break
 		fi
@@ -127,7 +129,7 @@ for i in $(seq 1 "$count"); do
 	done
 	if kill -0 "$vmm_pid" 2>/dev/null; then
 		echo "soak: boot $i: the VMM (pid $vmm_pid) did not die 10 s after SIGKILL:" \
-			"state $(awk '{ print $3 }' "/proc/$vmm_pid/stat" 2>/dev/null)," \
+			"state $(process_state "$vmm_pid")," \
 			"wchan $(cat "/proc/$vmm_pid/wchan" 2>/dev/null)"
 		cat "/proc/$vmm_pid/stack" 2>/dev/null | head -n 12
 		result=unkillable

@@ -387,12 +387,14 @@ static int make_state_dir(struct jail *jail, const char *state_dir, bool with_di
 			  size_t err_len)
 {
 	/* With a disk the overlay's upper and work dirs are on it
-	 * (jail_disk.c): three directories instead of four (each an inode
-	 * the state dir's file system must find, a cost of every create). */
+	 * (jail_disk.c), so they are not made here (each directory is an
+	 * inode the state dir's file system must find, a cost of every
+	 * create); without one there is no disk mount point. */
 	static const char *const parts_plain[] = {"upper", "work", "merged", "lower"};
 	static const char *const parts_disk[] = {"merged", "lower", "disk"};
 	const char *const *parts = with_disk ? parts_disk : parts_plain;
-	size_t part_count = with_disk ? 3 : 4;
+	size_t part_count = with_disk ? sizeof(parts_disk) / sizeof(parts_disk[0])
+				      : sizeof(parts_plain) / sizeof(parts_plain[0]);
 	char path[PATH_MAX + 16];
 	uid_t root = (uid_t)jail->host_base;
 	int ret;

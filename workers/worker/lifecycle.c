@@ -182,6 +182,18 @@ static json_t *worker__failure(const struct kafka_event *command, int code, cons
 			 "code", code, "message", reason && *reason ? reason : "failed");
 }
 
+/* The `failed` result of a recorded failure, rebuilt from its code and
+ * message: the API records its own refusals too (a create it refused
+ * whose command reached Kafka after all), and a row may predate the
+ * `command` member. */
+static json_t *worker__recorded_failure(const struct kafka_event *command, const json_t *recorded)
+{
+	json_int_t code = json_integer_value(json_object_get(recorded, "code"));
+
+	return worker__failure(command, code >= 400 && code <= 599 ? (int)code : 500,
+			       json_string_value(json_object_get(recorded, "message")));
+}
+
 /* A `created` result (docs/events/created.schema.json). */
 static json_t *worker__created_result(struct worker *worker, const struct storage_sandbox *row,
 				      const char *envd_version)
@@ -376,19 +388,13 @@ static int worker__repeat_outcome(struct worker *worker, const struct kafka_even
 		return -EAGAIN;
 	if (rc || strcmp(request.sandbox_id, command->sandbox_id)) {
 		rc = 0;
-	} else if (request.status == STORAGE_REQUEST_FAILED && json_is_object(request.result)) {
-		/* Recorded by the API too (a create it refused after the
-		 * command reached Kafka after all): {code, message} only. */
-		json_int_t code = json_integer_value(json_object_get(request.result, "code"));
+	} else if (request.status != STORAGE_REQUEST_PENDING && json_is_object(request.result)) {
+		bool failed = request.status == STORAGE_REQUEST_FAILED;
 
-		rc = worker__publish(
-		    worker, command, KAFKA_EVENT_FAILED,
-		    worker__failure(command, code >= 400 && code <= 599 ? (int)code : 500,
-				    json_string_value(json_object_get(request.result, "message"))));
-		rc = rc == -EINVAL ? 0 : rc ? -EAGAIN : 1;
-	} else if (request.status == STORAGE_REQUEST_DONE && json_is_object(request.result)) {
-		rc = worker__publish(worker, command, KAFKA_EVENT_CREATED,
-				     json_incref(request.result));
+		rc = worker__publish(worker, command,
+				     failed ? KAFKA_EVENT_FAILED : KAFKA_EVENT_CREATED,
+				     failed ? worker__recorded_failure(command, request.result)
+					    : json_incref(request.result));
 		rc = rc == -EINVAL ? 0 : rc ? -EAGAIN : 1;
 	} else if (request.status == STORAGE_REQUEST_PENDING && row->started_at > 0) {
 		rc = worker__finish(
