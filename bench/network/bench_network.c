@@ -2,7 +2,9 @@
  * and the egress proxy against a direct connection in the same
  * namespaces (docs/network.md). Runs inside the tests' netenv (root,
  * namespaces only, no route out). Usage: bench_network [cycles] [seconds]
- * with WARREN_SOURCE_DIR pointing at the source tree. */
+ * [rounds] with WARREN_SOURCE_DIR pointing at the source tree: each
+ * egress figure is the median of rounds runs of seconds, direct and
+ * proxied alternating, so that the machine's drifts hit both alike. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +22,7 @@
 #define UPSTREAM	"198.51.100.20" /* bench.test in the fake internet's DNS */
 #define DIRECT_UPSTREAM "198.51.100.21" /* the same server, another address */
 #define STREAM_BYTES	(64u << 20)
+#define ROUNDS_MAX	15
 
 static double now_s(void)
 {
@@ -230,6 +233,19 @@ static struct client_job run_clients(const struct net_slot_info *slot, const cha
 	return sum;
 }
 
+/* Connections per second, or MB per second for downloads. */
+static double rate_of(const struct client_job *job, bool stream)
+{
+	return stream ? job->bytes / job->elapsed / 1e6 : job->connections / job->elapsed;
+}
+
+/* The median of n samples (sorts them). */
+static double median(double *samples, int n)
+{
+	qsort(samples, (size_t)n, sizeof(*samples), compare_double);
+	return n % 2 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
+}
+
 static void print_pair(const char *what, const char *unit, double direct, double proxied)
 {
 	printf("  %-10s direct %8.0f %s   proxied %8.0f %s   ratio %.2f\n", what, direct, unit,
@@ -249,17 +265,19 @@ int main(int argc, char **argv)
 {
 	int cycles = argc > 1 ? atoi(argv[1]) : 100;
 	double seconds = argc > 2 ? atof(argv[2]) : 3.0;
+	int rounds = argc > 3 ? atoi(argv[3]) : 3;
 	double *acquire_times, *release_times, *create_times, *destroy_times;
 	struct net_policy *domains =
 	    policy_from("{\"allowOut\":[\"bench.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}");
 	struct net_slot_info direct_slot, proxy_slot;
-	struct client_job direct, proxied;
 	pthread_t upstream;
 	int rc, inet_fd;
 	char path[96], command[160];
 
 	if (cycles < 2)
 		cycles = 2;
+	if (rounds < 1 || rounds > ROUNDS_MAX)
+		rounds = 3;
 	rc = netenv__up(1);
 	if (rc)
 		return rc == 77 ? 0 : 1;
@@ -305,6 +323,10 @@ int main(int argc, char **argv)
 	report("  release (quiesce, conntrack flush, reset)", release_times, cycles);
 	report("  acquire, on demand (create + tables)", create_times, cycles);
 	report("  release + destroy (on-demand slot)", destroy_times, cycles);
+	free(acquire_times);
+	free(release_times);
+	free(create_times);
+	free(destroy_times);
 
 	/* Proxy vs direct, same namespaces, same upstream. */
 	snprintf(path, sizeof(path), "/run/netns/%s", netenv.inet_ns);
@@ -325,25 +347,34 @@ int main(int argc, char **argv)
 	/* The proxied client dials a denied address: the proxy resolves
 	 * bench.test itself. */
 	printf("egress, HTTP/1.1 to a C upstream in the fake internet, direct vs through the "
-	       "proxy:\n");
+	       "proxy (median of %d alternating rounds):\n",
+	       rounds);
 	for (size_t step = 0; step < 3; step++) {
 		static const int client_counts[] = {1, 4, 64};
 		int clients = client_counts[step];
+		double rates[4][ROUNDS_MAX]; /* conn/s direct, proxied; MB/s direct, proxied */
+		uint64_t failures[2] = {0, 0};
 		char what[32];
 
-		direct = run_clients(&direct_slot, DIRECT_UPSTREAM, false, seconds, clients);
-		proxied = run_clients(&proxy_slot, "203.0.113.10", false, seconds, clients);
+		for (int round = 0; round < rounds; round++) {
+			for (int stream = 0; stream < 2; stream++) {
+				struct client_job direct = run_clients(
+				    &direct_slot, DIRECT_UPSTREAM, stream, seconds, clients);
+				struct client_job proxied = run_clients(&proxy_slot, "203.0.113.10",
+									stream, seconds, clients);
+
+				rates[stream * 2][round] = rate_of(&direct, stream);
+				rates[stream * 2 + 1][round] = rate_of(&proxied, stream);
+				failures[0] += direct.failures;
+				failures[1] += proxied.failures;
+			}
+		}
 		snprintf(what, sizeof(what), "%d client%s", clients, clients > 1 ? "s" : "");
-		print_pair(what, "conn/s", direct.connections / direct.elapsed,
-			   proxied.connections / proxied.elapsed);
-		if (direct.failures || proxied.failures)
+		print_pair(what, "conn/s", median(rates[0], rounds), median(rates[1], rounds));
+		print_pair(what, "MB/s  ", median(rates[2], rounds), median(rates[3], rounds));
+		if (failures[0] || failures[1])
 			printf("  (failures: direct %llu, proxied %llu)\n",
-			       (unsigned long long)direct.failures,
-			       (unsigned long long)proxied.failures);
-		direct = run_clients(&direct_slot, DIRECT_UPSTREAM, true, seconds, clients);
-		proxied = run_clients(&proxy_slot, "203.0.113.10", true, seconds, clients);
-		print_pair(what, "MB/s  ", direct.bytes / direct.elapsed / 1e6,
-			   proxied.bytes / proxied.elapsed / 1e6);
+			       (unsigned long long)failures[0], (unsigned long long)failures[1]);
 	}
 	printf("  (conn/s: one request per connection; MB/s: %u MiB downloads)\n",
 	       STREAM_BYTES >> 20);

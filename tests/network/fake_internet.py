@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The fake internet's servers (tests/network/netenv.sh). Every answer says
 which local address served it and what Host/SNI it saw:
-  :80   HTTP   -> "ip=<local> host=<Host>" ("GET /hold": no answer, held open)
+  :80   HTTP   -> "ip=<local> host=<Host>" ("GET /hold": no answer, held open;
+                  "GET /bytes/N": N bytes, byte i = i mod 251)
   :443  HTTPS  -> "ip=<local> host=<Host> sni=<SNI>" (test CA)
   :9000 hold   -> accepts and keeps the connection open until the peer closes
   :9001 sink   -> reads everything, then answers with the byte count
@@ -25,6 +26,12 @@ def http_reply(conn, extra=""):
     if data.startswith(b"GET /hold "):
         while conn.recv(4096):  # never answers: a long-lived connection
             pass
+        return
+    if data.startswith(b"GET /bytes/"):  # N bytes, byte i = i mod 251
+        size = int(data[11:data.index(b" ", 11)])
+        body = (bytes(range(251)) * (size // 251 + 1))[:size]
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                     % size + body)
         return
     host = "-"
     for line in data.split(b"\r\n")[1:]:

@@ -239,6 +239,49 @@ static void test_domain_https_by_sni(void **state)
 	assert_null(strstr(out, "ip="));
 }
 
+/* Downloads through the proxy into a file of the netenv dir and checks
+ * that all size bytes came, in order (byte i = i mod 251). */
+static void expect_download(const char *url, size_t size, const char *curl_options)
+{
+	char out[512], path[300];
+	size_t count = 0;
+	FILE *file;
+	int c;
+
+	snprintf(path, sizeof(path), "%s/download", netenv.dir);
+	unlink(path);
+	assert_int_equal(curl(out, sizeof(out),
+			      "%s -m 20 -o %s --resolve allowed.test:80:192.0.2.10 --resolve "
+			      "allowed.test:443:192.0.2.10 %s/bytes/%zu",
+			      curl_options, path, url, size),
+			 0);
+	file = fopen(path, "rb");
+	assert_non_null(file);
+	while ((c = fgetc(file)) != EOF) {
+		if (c != (int)(count % 251))
+			fail_msg("%s: byte %zu is %d, not %zu", url, count, c, count % 251);
+		count++;
+	}
+	fclose(file);
+	assert_int_equal(count, size);
+	unlink(path);
+}
+
+/* A download much larger than the relay's 64 KiB buffer (the rest goes
+ * by splice) arrives whole and in order, over HTTP and TLS, also to a
+ * client that reads slower than the upstream sends (the pipe fills and
+ * the proxy waits for the client). */
+static void test_proxy_large_download(void **state)
+{
+	(void)state;
+	acquire("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
+	expect_download("http://allowed.test", 8u << 20, "");
+	expect_download("https://allowed.test", 8u << 20, "");
+	expect_download("http://allowed.test", 3u << 20, "--limit-rate 2M");
+	expect_download("http://allowed.test", 65536, ""); /* exactly one buffer */
+	assert_true(counters().proxy_allowed >= 4);
+}
+
 static void test_wildcard_suffix(void **state)
 {
 	char out[1024];
@@ -571,6 +614,7 @@ int main(void)
 	    T(test_internal_range_explicitly_allowed),
 	    T(test_domain_http_by_host),
 	    T(test_domain_https_by_sni),
+	    T(test_proxy_large_download),
 	    T(test_wildcard_suffix),
 	    T(test_proxy_dials_resolved_not_guest_address),
 	    T(test_proxy_refuses_internal_answer),

@@ -12,6 +12,7 @@
  * checking every request of a keep-alive HTTP connection. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -350,16 +351,22 @@ static void egress_release(struct net_pool *pool, int slot)
 
 /* ---- event loops --------------------------------------------------------
  * EGRESS_LOOP_THREADS threads, each with its own epoll set holding both
- * listeners (EPOLLEXCLUSIVE: one loop wakes per connection) and the stop
- * eventfd. A connection lives in the loop that accepted it, as a state
- * machine: HEAD (read until the Host / SNI parser decides) -> RESOLVE
- * (the proxy's own DNS query, non-blocking) -> DIAL (non-blocking
- * connect) -> RELAY (buffer copy both ways; HTTP through the framer).
- * Sockets are non-blocking, epoll is level-triggered; every state has a
- * deadline, checked by a scan of the loop's list every SCAN_MS. */
-#define DOWN_BUFFER  (64 * 1024) /* upstream -> sandbox */
-#define SCAN_MS	     200
-#define ACCEPT_BATCH 64
+ * listeners (level-triggered, EPOLLEXCLUSIVE: one loop wakes per new
+ * connection) and the stop eventfd. A connection lives in the loop that
+ * accepted it, as a state machine: HEAD (read until the Host / SNI parser
+ * decides) -> RESOLVE (the proxy's own DNS query, non-blocking) -> DIAL
+ * (non-blocking connect) -> RELAY (buffer copy both ways; HTTP through
+ * the framer). Its two TCP sockets are registered once, edge-triggered
+ * (epoll(7), "Level-triggered and edge-triggered"): an event records what
+ * a socket can do now, and a call that comes back short or with EAGAIN
+ * clears that, so the loop makes no call it knows will find nothing. The
+ * DNS socket is level-triggered. Every state has a deadline, checked by a
+ * scan of the loop's list every SCAN_MS. */
+#define DOWN_BUFFER   (64 * 1024) /* upstream -> sandbox */
+#define SCAN_MS	      200
+#define SOCKET_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
+#define RELAY_PASSES  8		   /* per turn: a busy connection lets the others go */
+#define SPLICE_PIPE   (256 * 1024) /* pipe size asked for a download's splice */
 
 enum conn_state { CONN_HEAD, CONN_RESOLVE, CONN_DIAL, CONN_RELAY };
 enum { EP_CLIENT, EP_UPSTREAM, EP_DNS, EP_COUNT };
@@ -370,12 +377,19 @@ struct endpoint {
 	int which;
 };
 
+/* What an edge-triggered TCP socket is known to allow now. */
+struct readiness {
+	bool readable, writable;
+	bool peer_closed; /* its FIN came: once drained, it is at end of file */
+};
+
 struct egress_loop {
 	struct net_pool *pool;
 	int epoll_fd;
 	pthread_t thread;
 	struct conn *conns;
-	struct conn *dead; /* closed during this batch of events, freed after it */
+	struct conn *dead;  /* closed during this batch of events, freed after it */
+	struct conn *queue; /* relays that stopped at RELAY_PASSES, to go on */
 };
 
 struct conn {
@@ -384,10 +398,13 @@ struct conn {
 	struct conn *prev, *next;	/* the loop's list */
 	struct egress_connection entry; /* the pool's list (egress__cut_slot) */
 	struct endpoint ep[EP_COUNT];
-	uint32_t watched[EP_COUNT]; /* epoll events registered (0: none) */
+	uint32_t watched[EP_COUNT];	/* epoll events registered (0: none) */
+	struct readiness ready[EP_DNS]; /* EP_CLIENT, EP_UPSTREAM */
 	int dns_fd;
 	enum conn_state state;
 	bool tls, closed;
+	bool queued; /* on the loop's queue (queue_next) */
+	struct conn *queue_next;
 	int slot, idle_ms, dns_tries;
 	uint64_t generation;
 	int64_t deadline_ms;
@@ -401,6 +418,12 @@ struct conn {
 	uint8_t *down;
 	size_t down_used;
 	bool down_eof, down_done;
+	/* A download (a read filled the down buffer) goes on by splice(2)
+	 * through this pipe, once the buffer is empty: its pages move from
+	 * one socket to the other without a copy. */
+	int pipe_fds[2];
+	size_t pipe_used, pipe_size;
+	bool pipe_tried;
 	struct framer framer;
 };
 
@@ -426,15 +449,65 @@ static void conn_watch(struct conn *c, int which, uint32_t events)
 		c->watched[which] = events;
 }
 
+/* Reads at most size bytes from a TCP socket of c that is known to be
+ * readable. Returns the count (0: nothing now, or end of file, which sets
+ * *eof), -1 on an error. A short read means the socket is drained: the
+ * next data raises an edge, and after the peer's FIN none can come. */
+static ssize_t conn_recv(struct conn *c, int which, uint8_t *buffer, size_t size, bool *eof)
+{
+	struct readiness *ready = &c->ready[which];
+	ssize_t n;
+
+	if (!ready->readable || size == 0)
+		return 0;
+	n = recv(conn_fd(c, which), buffer, size, 0);
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			return -1;
+		ready->readable = errno == EINTR;
+		return 0;
+	}
+	if ((size_t)n < size) {
+		ready->readable = false;
+		*eof = n == 0 || ready->peer_closed;
+	}
+	return n;
+}
+
+/* Writes at most len bytes to a TCP socket of c that is known to be
+ * writable. Returns the count, -1 on an error. A short write means the
+ * send buffer is full: EPOLLOUT is watched from then on and its edge
+ * says when there is room again. */
+static ssize_t conn_send(struct conn *c, int which, const uint8_t *data, size_t len)
+{
+	ssize_t n;
+
+	if (!c->ready[which].writable || len == 0)
+		return 0;
+	n = send(conn_fd(c, which), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0 && errno != EAGAIN && errno != EINTR)
+		return -1;
+	if (n < 0 || (size_t)n < len) {
+		c->ready[which].writable = false;
+		conn_watch(c, which, SOCKET_EVENTS | EPOLLOUT);
+	}
+	return n < 0 ? 0 : n;
+}
+
 static void conn_close(struct conn *c)
 {
 	struct net_pool *pool = c->pool;
 
 	connection_unregister(pool, &c->entry);
+	/* Deregistered before the close: a jail forked meanwhile may hold
+	 * the descriptors until its exec, and epoll would keep them. */
 	for (int i = 0; i < EP_COUNT; i++)
 		conn_watch(c, i, 0);
 	if (c->dns_fd >= 0)
 		close(c->dns_fd);
+	for (int i = 0; i < 2; i++)
+		if (c->pipe_fds[i] >= 0)
+			close(c->pipe_fds[i]);
 	if (c->entry.upstream >= 0)
 		close(c->entry.upstream);
 	close(c->entry.client);
@@ -489,6 +562,8 @@ static void conn_start_relay(struct conn *c)
 	conn_pump(c); /* the bytes read so far go first */
 }
 
+/* Dials the upstream; its socket is watched from the moment connect
+ * returns (watched before, an unconnected socket reports a hang-up). */
 static void conn_dial(struct conn *c, struct in_addr address)
 {
 	struct sockaddr_in to = {
@@ -502,15 +577,17 @@ static void conn_dial(struct conn *c, struct in_addr address)
 	pthread_mutex_lock(&c->pool->lock);
 	c->entry.upstream = fd; /* egress__cut_slot may shut it down from now on */
 	pthread_mutex_unlock(&c->pool->lock);
-	conn_watch(c, EP_CLIENT, 0);
 	c->state = CONN_DIAL;
 	c->deadline_ms = (int64_t)clock__monotonic_ms() + DIAL_TIMEOUT_MS;
-	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0)
+	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0) {
+		c->ready[EP_UPSTREAM].writable = true;
+		conn_watch(c, EP_UPSTREAM, SOCKET_EVENTS | EPOLLOUT);
 		conn_start_relay(c);
-	else if (errno == EINPROGRESS)
-		conn_watch(c, EP_UPSTREAM, EPOLLOUT);
-	else
+	} else if (errno == EINPROGRESS) {
+		conn_watch(c, EP_UPSTREAM, SOCKET_EVENTS | EPOLLOUT); /* its edge: connected */
+	} else {
 		conn_refuse(c, bad_gateway_response, sizeof(bad_gateway_response) - 1);
+	}
 }
 
 static void conn_dns_send(struct conn *c)
@@ -542,7 +619,6 @@ static void conn_resolve(struct conn *c)
 		conn_refuse(c, bad_gateway_response, sizeof(bad_gateway_response) - 1);
 		return;
 	}
-	conn_watch(c, EP_CLIENT, 0);
 	c->state = CONN_RESOLVE;
 	conn_dns_send(c);
 	conn_watch(c, EP_DNS, EPOLLIN);
@@ -587,14 +663,14 @@ static void conn_on_head(struct conn *c)
 	char sni[NET_SNI_MAX + 1];
 	size_t name_len = 0;
 	bool allowed = false;
-	ssize_t n = recv(c->entry.client, c->up + c->up_used, HEAD_MAX - c->up_used, 0);
+	ssize_t n = conn_recv(c, EP_CLIENT, c->up + c->up_used, HEAD_MAX - c->up_used, &c->up_eof);
 
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
+	if (n < 0 || (n == 0 && c->up_eof)) {
 		conn_close(c);
 		return;
 	}
+	if (n == 0)
+		return;
 	c->up_used += (size_t)n;
 	if (c->tls) {
 		result = net_parse__tls_sni(c->up, c->up_used, sni, &name_len);
@@ -602,8 +678,11 @@ static void conn_on_head(struct conn *c)
 	} else {
 		result = net_parse__http_host(c->up, c->up_used, &name, &name_len);
 	}
-	if (result == NET_PARSE_NEED_MORE && c->up_used < HEAD_MAX)
+	if (result == NET_PARSE_NEED_MORE && c->up_used < HEAD_MAX) {
+		if (c->up_eof) /* the sandbox ended its head unfinished */
+			conn_close(c);
 		return;
+	}
 	if (result == NET_PARSE_OK) {
 		pthread_mutex_lock(&c->pool->lock);
 		allowed =
@@ -627,25 +706,80 @@ static void conn_on_head(struct conn *c)
 	conn_resolve(c);
 }
 
-/* RELAY: moves what it can both ways without blocking, then sets the
- * events to wait for. Returns false when c was closed. */
-static bool conn_pump(struct conn *c)
+/* Opens the pipe that a download goes on through (tried once; without
+ * it, the copy goes on). */
+static void conn_open_pipe(struct conn *c)
 {
-	int client = c->entry.client, upstream = c->entry.upstream;
+	int size;
+
+	c->pipe_tried = true;
+	if (pipe2(c->pipe_fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+		c->pipe_fds[0] = c->pipe_fds[1] = -1;
+		return;
+	}
+	size = fcntl(c->pipe_fds[1], F_SETPIPE_SZ, SPLICE_PIPE);
+	if (size <= 0)
+		size = fcntl(c->pipe_fds[1], F_GETPIPE_SZ);
+	c->pipe_size = size > 0 ? (size_t)size : 4096;
+}
+
+/* upstream -> pipe -> sandbox by splice(2). Returns -1 on an error, else
+ * whether anything moved. A splice from the socket that finds nothing
+ * (EAGAIN) is the drained socket only while the pipe is empty (it is also
+ * the answer of a full pipe); a short splice into the client is retried
+ * once, and its EAGAIN, not the short count, waits for EPOLLOUT. */
+static int conn_splice_down(struct conn *c)
+{
+	bool moved = false;
+	ssize_t n;
+
+	if (!c->down_eof && c->ready[EP_UPSTREAM].readable && c->pipe_used < c->pipe_size) {
+		n = splice(c->entry.upstream, NULL, c->pipe_fds[1], NULL,
+			   c->pipe_size - c->pipe_used, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			c->pipe_used += (size_t)n;
+			moved = true;
+		} else if (n == 0) {
+			c->down_eof = true;
+			c->ready[EP_UPSTREAM].readable = false;
+		} else if (errno == EAGAIN) {
+			if (c->pipe_used == 0)
+				c->ready[EP_UPSTREAM].readable = false;
+		} else if (errno != EINTR) {
+			return -1;
+		}
+	}
+	if (c->pipe_used > 0 && c->ready[EP_CLIENT].writable) {
+		n = splice(c->pipe_fds[0], NULL, c->entry.client, NULL, c->pipe_used,
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			c->pipe_used -= (size_t)n;
+			moved = true;
+		} else if (n < 0 && errno == EAGAIN) {
+			c->ready[EP_CLIENT].writable = false;
+			conn_watch(c, EP_CLIENT, SOCKET_EVENTS | EPOLLOUT);
+		} else if (n < 0 && errno != EINTR) {
+			return -1;
+		}
+	}
+	return moved;
+}
+
+/* Moves the bytes of one pass of the relay: sandbox -> buffer -> framer
+ * -> upstream, upstream -> buffer -> sandbox. Returns -1 on a socket
+ * error, else whether anything moved. */
+static int conn_relay_once(struct conn *c)
+{
 	bool moved = false;
 	ssize_t n;
 
 	/* sandbox -> proxy */
-	if (!c->up_eof && !c->up_stopped && c->up_used < HEAD_MAX) {
-		n = recv(client, c->up + c->up_used, HEAD_MAX - c->up_used, 0);
-		if (n > 0) {
-			c->up_used += (size_t)n;
-			moved = true;
-		} else if (n == 0) {
-			c->up_eof = true;
-		} else if (errno != EAGAIN && errno != EINTR) {
-			goto broken;
-		}
+	if (!c->up_eof && !c->up_stopped) {
+		n = conn_recv(c, EP_CLIENT, c->up + c->up_used, HEAD_MAX - c->up_used, &c->up_eof);
+		if (n < 0)
+			return -1;
+		c->up_used += (size_t)n;
+		moved |= n > 0;
 	}
 	if (c->tls) {
 		c->up_ready = c->up_used;
@@ -661,164 +795,189 @@ static bool conn_pump(struct conn *c)
 		}
 	}
 	/* proxy -> upstream */
-	if (c->up_ready > 0) {
-		n = send(upstream, c->up, c->up_ready, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0) {
-			memmove(c->up, c->up + n, c->up_used - (size_t)n);
-			c->up_used -= (size_t)n;
-			c->up_ready -= (size_t)n;
-			moved = true;
-		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			goto broken;
-		}
+	n = conn_send(c, EP_UPSTREAM, c->up, c->up_ready);
+	if (n < 0)
+		return -1;
+	if (n > 0) {
+		memmove(c->up, c->up + n, c->up_used - (size_t)n);
+		c->up_used -= (size_t)n;
+		c->up_ready -= (size_t)n;
+		moved = true;
 	}
-	if (!c->up_done && c->up_ready == 0 && (c->up_eof || c->up_stopped)) {
-		shutdown(upstream, SHUT_WR);
-		c->up_done = true;
+	if (c->pipe_fds[0] >= 0 && c->down_used == 0) {
+		int spliced = conn_splice_down(c);
+
+		return spliced < 0 ? -1 : moved || spliced > 0;
 	}
 	/* upstream -> proxy */
-	if (!c->down_eof && c->down_used < DOWN_BUFFER) {
-		n = recv(upstream, c->down + c->down_used, DOWN_BUFFER - c->down_used, 0);
-		if (n > 0) {
-			c->down_used += (size_t)n;
-			moved = true;
-		} else if (n == 0) {
-			c->down_eof = true;
-		} else if (errno != EAGAIN && errno != EINTR) {
-			goto broken;
-		}
+	if (!c->down_eof) {
+		n = conn_recv(c, EP_UPSTREAM, c->down + c->down_used, DOWN_BUFFER - c->down_used,
+			      &c->down_eof);
+		if (n < 0)
+			return -1;
+		c->down_used += (size_t)n;
+		moved |= n > 0;
+		if (c->down_used == DOWN_BUFFER && !c->pipe_tried)
+			conn_open_pipe(c);
 	}
 	/* proxy -> sandbox */
-	if (c->down_used > 0) {
-		n = send(client, c->down, c->down_used, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0) {
-			memmove(c->down, c->down + n, c->down_used - (size_t)n);
-			c->down_used -= (size_t)n;
-			moved = true;
-		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-			goto broken;
-		}
+	n = conn_send(c, EP_CLIENT, c->down, c->down_used);
+	if (n < 0)
+		return -1;
+	if (n > 0) {
+		memmove(c->down, c->down + n, c->down_used - (size_t)n);
+		c->down_used -= (size_t)n;
+		moved = true;
 	}
-	if (!c->down_done && c->down_eof && c->down_used == 0) {
-		shutdown(client, SHUT_WR);
+	return moved;
+}
+
+/* RELAY: moves what it can both ways until nothing more moves, then
+ * passes each finished direction's end of file on. Returns false when c
+ * was closed. */
+static bool conn_pump(struct conn *c)
+{
+	bool moved = false, up_finished, down_finished;
+	int rc = 0, passes = 0;
+
+	while (passes < RELAY_PASSES && (rc = conn_relay_once(c)) > 0) {
+		moved = true;
+		passes++;
+	}
+	if (rc < 0)
+		goto close;
+	if (passes == RELAY_PASSES && !c->queued) {
+		/* More may be there, and no edge will say so: its turn
+		 * comes again after the other connections' events. */
+		c->queued = true;
+		c->queue_next = c->loop->queue;
+		c->loop->queue = c;
+	}
+	up_finished = c->up_ready == 0 && (c->up_eof || c->up_stopped);
+	down_finished = c->down_eof && c->down_used == 0 && c->pipe_used == 0;
+	if (up_finished && down_finished)
+		goto close; /* both ways done: the closes send the last FINs */
+	if (up_finished && !c->up_done) {
+		shutdown(c->entry.upstream, SHUT_WR);
+		c->up_done = true;
+	}
+	if (down_finished && !c->down_done) {
+		shutdown(c->entry.client, SHUT_WR);
 		c->down_done = true;
 	}
-	if (c->up_done && c->down_done)
-		goto broken; /* both ways finished */
 	if (moved)
 		c->deadline_ms = (int64_t)clock__monotonic_ms() + c->idle_ms;
-	conn_watch(c, EP_CLIENT,
-		   (!c->up_eof && !c->up_stopped && c->up_used < HEAD_MAX ? EPOLLIN : 0) |
-		       (c->down_used > 0 ? EPOLLOUT : 0));
-	conn_watch(c, EP_UPSTREAM,
-		   (!c->down_eof && c->down_used < DOWN_BUFFER ? EPOLLIN : 0) |
-		       (c->up_ready > 0 ? EPOLLOUT : 0));
 	return true;
-broken:
+close:
 	conn_close(c);
 	return false;
 }
 
+/* One epoll event of c's descriptor which: records what the socket can
+ * do, then advances c's state machine. */
 static void conn_event(struct conn *c, int which, uint32_t events)
 {
 	if (c->closed)
 		return; /* closed by an earlier event of the same batch */
+	if (which != EP_DNS) {
+		struct readiness *ready = &c->ready[which];
+
+		ready->readable |= (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0;
+		ready->writable |= (events & EPOLLOUT) != 0;
+		ready->peer_closed |= (events & EPOLLRDHUP) != 0;
+	}
 	if (events & EPOLLERR) {
-		if (c->state == CONN_DIAL)
+		if (c->state == CONN_DIAL && which == EP_UPSTREAM)
 			conn_refuse(c, bad_gateway_response, sizeof(bad_gateway_response) - 1);
 		else
 			conn_close(c);
 		return;
 	}
+	/* A sandbox that hung up entirely can take nothing more. */
+	if ((events & EPOLLHUP) && which == EP_CLIENT && c->state != CONN_HEAD) {
+		conn_close(c);
+		return;
+	}
 	switch (c->state) {
 	case CONN_HEAD:
-		conn_on_head(c);
+		if (which == EP_CLIENT)
+			conn_on_head(c);
 		return;
 	case CONN_RESOLVE:
 		if (which == EP_DNS)
 			conn_on_dns(c);
 		return;
-	case CONN_DIAL: {
-		int error = 0;
-		socklen_t len = sizeof(error);
-
-		if (getsockopt(c->entry.upstream, SOL_SOCKET, SO_ERROR, &error, &len) != 0 ||
-		    error) {
+	case CONN_DIAL:
+		/* Without an error, writable means connected. */
+		if (which == EP_UPSTREAM && (events & EPOLLHUP))
 			conn_refuse(c, bad_gateway_response, sizeof(bad_gateway_response) - 1);
-			return;
-		}
-		conn_start_relay(c);
+		else if (which == EP_UPSTREAM && c->ready[EP_UPSTREAM].writable)
+			conn_start_relay(c);
 		return;
-	}
 	case CONN_RELAY:
-		break;
-	}
-	/* A peer that hung up entirely can take nothing more. */
-	if ((events & EPOLLHUP) && which == EP_CLIENT) {
-		conn_close(c);
+		conn_pump(c);
 		return;
 	}
-	conn_pump(c);
 }
 
+/* Takes one connection from listen_fd (level-triggered: a loop that
+ * leaves more queued is woken again) and reads its head if it came with
+ * the handshake, as it usually does. */
 static void loop_accept(struct egress_loop *loop, int listen_fd, bool tls)
 {
 	struct net_pool *pool = loop->pool;
+	struct sockaddr_in peer;
+	socklen_t len = sizeof(peer);
+	int fd = accept4(listen_fd, (struct sockaddr *)&peer, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int slot, idle_ms;
+	struct conn *c;
 
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
-		struct sockaddr_in peer;
-		socklen_t len = sizeof(peer);
-		int fd = accept4(listen_fd, (struct sockaddr *)&peer, &len,
-				 SOCK_CLOEXEC | SOCK_NONBLOCK);
-		int slot, idle_ms;
-		struct conn *c;
-
-		if (fd < 0)
-			return; /* EAGAIN: another loop took it, or none left */
-		slot = slot_of(pool, peer.sin_addr);
-		/* Caps: per slot, below a global one. Past either, a new
-		 * connection is closed at once, so no sandbox can hold the
-		 * proxy for the others. */
-		if (!egress_admit(pool, slot)) {
-			close(fd);
-			continue;
-		}
-		c = malloc(sizeof(*c)); /* the assignment below clears it */
-		if (!c) {
-			egress_release(pool, slot);
-			close(fd);
-			continue;
-		}
-		idle_ms = egress_idle_ms(pool);
-		atomic_fetch_add(&pool->proxy_active, 1);
-		*c = (struct conn){.pool = pool,
-				   .loop = loop,
-				   .dns_fd = -1,
-				   .tls = tls,
-				   .slot = slot,
-				   .idle_ms = idle_ms,
-				   .state = CONN_HEAD,
-				   .entry = {.client = fd, .upstream = -1, .slot = slot},
-				   .deadline_ms =
-				       (int64_t)clock__monotonic_ms() +
-				       (idle_ms < HEAD_TIMEOUT_MS ? idle_ms : HEAD_TIMEOUT_MS)};
-		for (int e = 0; e < EP_COUNT; e++)
-			c->ep[e] = (struct endpoint){.conn = c, .which = e};
-		pthread_mutex_lock(&pool->lock);
-		c->generation = pool->slots[slot].generation;
-		pthread_mutex_unlock(&pool->lock);
-		connection_register(pool, &c->entry);
-		c->next = loop->conns;
-		if (loop->conns)
-			loop->conns->prev = c;
-		loop->conns = c;
-		/* The request head usually came with the handshake: read it
-		 * now, and wait for the client only if it did not (saves an
-		 * epoll add, a wake-up and a delete per connection). */
-		conn_on_head(c);
-		if (!c->closed && c->state == CONN_HEAD)
-			conn_watch(c, EP_CLIENT, EPOLLIN);
+	if (fd < 0)
+		return; /* EAGAIN: another loop took it */
+	slot = slot_of(pool, peer.sin_addr);
+	/* Caps: per slot, below a global one. Past either, a new connection
+	 * is closed at once, so no sandbox can hold the proxy for the
+	 * others. */
+	if (!egress_admit(pool, slot)) {
+		close(fd);
+		return;
 	}
+	c = malloc(sizeof(*c)); /* the assignment below clears it */
+	if (!c) {
+		egress_release(pool, slot);
+		close(fd);
+		return;
+	}
+	idle_ms = egress_idle_ms(pool);
+	atomic_fetch_add(&pool->proxy_active, 1);
+	*c = (struct conn){.pool = pool,
+			   .loop = loop,
+			   .dns_fd = -1,
+			   .pipe_fds = {-1, -1},
+			   .tls = tls,
+			   .slot = slot,
+			   .idle_ms = idle_ms,
+			   .state = CONN_HEAD,
+			   .entry = {.client = fd, .upstream = -1, .slot = slot},
+			   .ready[EP_CLIENT] = {.readable = true, .writable = true},
+			   .deadline_ms = (int64_t)clock__monotonic_ms() +
+					  (idle_ms < HEAD_TIMEOUT_MS ? idle_ms : HEAD_TIMEOUT_MS)};
+	for (int e = 0; e < EP_COUNT; e++)
+		c->ep[e] = (struct endpoint){.conn = c, .which = e};
+	pthread_mutex_lock(&pool->lock);
+	c->generation = pool->slots[slot].generation;
+	pthread_mutex_unlock(&pool->lock);
+	connection_register(pool, &c->entry);
+	c->next = loop->conns;
+	if (loop->conns)
+		loop->conns->prev = c;
+	loop->conns = c;
+	conn_on_head(c);
+	/* Registered after the first read (unless a relay that started at
+	 * once did it): adding an edge-triggered socket reports whatever it
+	 * has pending now, so nothing is missed. */
+	if (!c->closed && !c->watched[EP_CLIENT])
+		conn_watch(c, EP_CLIENT, SOCKET_EVENTS);
 }
 
 /* Closes what is past its deadline (a DNS query gets a second try). */
@@ -841,6 +1000,23 @@ static void loop_scan(struct egress_loop *loop)
 		} else {
 			conn_close(c); /* head too slow, or idle */
 		}
+	}
+}
+
+/* Gives each queued relay its next turn (one that is still busy
+ * queues itself again, behind this batch). */
+static void loop_run_queue(struct egress_loop *loop)
+{
+	struct conn *queue = loop->queue;
+
+	loop->queue = NULL;
+	while (queue) {
+		struct conn *c = queue;
+
+		queue = c->queue_next;
+		c->queued = false;
+		if (!c->closed)
+			conn_pump(c);
 	}
 }
 
@@ -871,7 +1047,7 @@ static void *loop_thread(void *arg)
 	if (setns(pool->host_fd, CLONE_NEWNET) != 0)
 		log_error("egress: cannot enter the host namespace: %s", strerror(errno));
 	for (;;) {
-		int n = epoll_wait(loop->epoll_fd, events, 64, SCAN_MS);
+		int n = epoll_wait(loop->epoll_fd, events, 64, loop->queue ? 0 : SCAN_MS);
 		bool stop = false;
 
 		if (n < 0 && errno != EINTR)
@@ -899,6 +1075,9 @@ static void *loop_thread(void *arg)
 			loop_scan(loop);
 			last_scan = (int64_t)clock__monotonic_ms();
 		}
+		/* After the scan and before the burial: a queued connection
+		 * closed by either is skipped here, never freed while queued. */
+		loop_run_queue(loop);
 		loop_bury(loop);
 	}
 	while (loop->conns)
@@ -935,6 +1114,8 @@ static int open_listeners(void *arg)
 
 int egress__start(struct net_pool *pool)
 {
+	char name[16];
+
 	pthread_mutex_init(&pool->dns_lock, NULL);
 	pool->dns_cache = calloc(DNS_CACHE_SIZE, sizeof(*pool->dns_cache));
 	pool->proxy_loops = calloc(EGRESS_LOOP_THREADS, sizeof(*pool->proxy_loops));
@@ -973,6 +1154,8 @@ int egress__start(struct net_pool *pool)
 			goto err;
 		}
 		pool->proxy_thread_count++;
+		snprintf(name, sizeof(name), "egress-%d", i);
+		pthread_setname_np(loop->thread, name); /* as ps and perf show it */
 	}
 	return 0;
 err:
