@@ -91,7 +91,8 @@ started=$(date +%s.%N)
 	-m "${WARREN_HOSTVM_MEMORY_MB:-3072}" -smp "${WARREN_HOSTVM_SMP:-1}" \
 	-kernel "$kernel" -initrd "$initrd" \
 	-append "console=ttyS0 panic=-1 loglevel=4 hostvm.out=$out $share_param ${WARREN_HOSTVM_APPEND:-}" \
-	-nodefaults -display none -monitor none -serial stdio -no-reboot \
+	-nodefaults -display none -monitor "unix:$out/monitor.sock,server=on,wait=off" \
+	-serial stdio -no-reboot \
 	-object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0 \
 	-fsdev local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap \
 	-device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
@@ -102,11 +103,46 @@ started=$(date +%s.%N)
 	2> >(grep --line-buffered -v "TCG doesn't support requested feature" >&2) &
 qemu_pid=$!
 
+# What the nested host's CPU was doing, asked through QEMU's monitor
+# (docs: QEMU's "Monitor" chapter): halted or running, its local APIC
+# (a timer that no longer fires), and where it runs, sampled three times
+# a second apart (one address: stuck in a loop; none moving and halted:
+# waiting for an interrupt that never comes).
+dump_cpu_state() {
+	python3 - "$out/monitor.sock" <<'PYTHON' >&2 || echo "run.sh: QEMU's monitor did not answer" >&2
+import re, socket, sys, time
+monitor = socket.socket(socket.AF_UNIX)
+monitor.settimeout(5)
+monitor.connect(sys.argv[1])
+def answer():
+    data = b""
+    while not data.endswith(b"(qemu) "):
+        chunk = monitor.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", data.decode(errors="replace"))
+    return text.split("\n", 1)[-1].replace("(qemu) ", "").strip()  # less the echo
+answer()
+for i, command in enumerate(["info cpus", "info lapic", "info registers", "info registers",
+                             "info registers"]):
+    if i > 2:
+        time.sleep(1)
+    monitor.sendall(command.encode() + b"\n")
+    lines = answer().splitlines()
+    if command == "info registers":  # the general registers; RIP alone when sampling again
+        lines = [l for l in lines if re.match(r"(R..|RIP|CS |CR0|EFER)", l)]
+        lines = [l for l in lines if l.startswith("RIP")] if i > 2 else lines
+    print("run.sh: monitor: %s\n%s" % (command, "\n".join(lines)))
+PYTHON
+}
+
 # Bounded: QEMU is killed when the timeout passes; never hangs.
 deadline=$((SECONDS + timeout_s))
 while kill -0 "$qemu_pid" 2>/dev/null; do
 	if [ $SECONDS -ge $deadline ]; then
-		echo "run.sh: timeout after ${timeout_s} s: killing the nested host" >&2
+		echo "run.sh: timeout after ${timeout_s} s: the nested host's CPU, then killing it" >&2
+		dump_cpu_state
 		kill -KILL "$qemu_pid" 2>/dev/null
 		wait "$qemu_pid" 2>/dev/null
 		qemu_pid=
