@@ -25,6 +25,8 @@
 
 #include "agent_harness.h"
 
+#include "../samples.h"
+
 #define REQUESTS_TOTAL 6400 /* per case, split over the clients */
 #define MAX_CLIENTS    32
 
@@ -70,13 +72,6 @@ static void *client_run(void *arg)
 	return NULL;
 }
 
-static int compare_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* Runs one case and prints "label path clients p50 p99 failures". */
 static void bench_case(const char *label, const char *path, int clients)
 {
@@ -95,7 +90,7 @@ static void bench_case(const char *label, const char *path, int clients)
 		n += client[i].requests;
 	}
 	took = now_ms() - started;
-	qsort(all, (size_t)n, sizeof(double), compare_double);
+	qsort(all, (size_t)n, sizeof(double), samples__compare_double);
 	printf("%-28s %-22s %3d clients  p50 %7.3f ms  p99 %7.3f ms  %8.0f req/s  failures %d\n",
 	       label,
 	       strncmp(path, "/files", 6) != 0 ? "GET /health"

@@ -18,6 +18,8 @@
 #include "api_test_support.h"
 #include "warren/clock.h"
 
+#include "../samples.h"
+
 static struct test_api api;
 static char key[45];
 static double *latency_ms;
@@ -45,13 +47,6 @@ static void *bench__client(void *arg)
 		latency_ms[i] = (double)(clock__monotonic_ns() - start) / 1e6;
 		http__response_free(&response);
 	}
-}
-
-static int bench__compare(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 int main(int argc, char **argv)
@@ -104,7 +99,7 @@ int main(int argc, char **argv)
 		for (int t = 0; t < concurrency; t++)
 			pthread_join(threads[t], NULL);
 		seconds = (double)(clock__monotonic_ns() - start) / 1e9;
-		qsort(latency_ms, (size_t)total, sizeof(*latency_ms), bench__compare);
+		qsort(latency_ms, (size_t)total, sizeof(*latency_ms), samples__compare_double);
 		printf("creates=%d concurrency=%d: p50 %.2f ms, p99 %.2f ms, max %.2f ms, %.0f "
 		       "creates/s, %d failed\n",
 		       total, concurrency, latency_ms[total / 2], latency_ms[total * 99 / 100],

@@ -19,6 +19,8 @@
 
 #include "netenv.h"
 
+#include "../samples.h"
+
 #define UPSTREAM	"198.51.100.20" /* bench.test in the fake internet's DNS */
 #define DIRECT_UPSTREAM "198.51.100.21" /* the same server, another address */
 #define STREAM_BYTES	(64u << 20)
@@ -32,16 +34,9 @@ static double now_s(void)
 	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int compare_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static void report(const char *what, double *samples, int n)
 {
-	qsort(samples, (size_t)n, sizeof(*samples), compare_double);
+	qsort(samples, (size_t)n, sizeof(*samples), samples__compare_double);
 	printf("%-44s p50 %7.2f ms  p99 %7.2f ms  (n=%d)\n", what, samples[n / 2] * 1e3,
 	       samples[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] * 1e3, n);
 }
@@ -239,13 +234,6 @@ static double rate_of(const struct client_job *job, bool stream)
 	return stream ? job->bytes / job->elapsed / 1e6 : job->connections / job->elapsed;
 }
 
-/* The median of n samples (sorts them). */
-static double median(double *samples, int n)
-{
-	qsort(samples, (size_t)n, sizeof(*samples), compare_double);
-	return n % 2 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
-}
-
 static void print_pair(const char *what, const char *unit, double direct, double proxied)
 {
 	printf("  %-10s direct %8.0f %s   proxied %8.0f %s   ratio %.2f\n", what, direct, unit,
@@ -370,8 +358,10 @@ int main(int argc, char **argv)
 			}
 		}
 		snprintf(what, sizeof(what), "%d client%s", clients, clients > 1 ? "s" : "");
-		print_pair(what, "conn/s", median(rates[0], rounds), median(rates[1], rounds));
-		print_pair(what, "MB/s  ", median(rates[2], rounds), median(rates[3], rounds));
+		print_pair(what, "conn/s", samples__median(rates[0], rounds),
+			   samples__median(rates[1], rounds));
+		print_pair(what, "MB/s  ", samples__median(rates[2], rounds),
+			   samples__median(rates[3], rounds));
 		if (failures[0] || failures[1])
 			printf("  (failures: direct %llu, proxied %llu)\n",
 			       (unsigned long long)failures[0], (unsigned long long)failures[1]);

@@ -28,6 +28,8 @@
 #include "warren/storage.h"
 #include "warren/tokens.h"
 
+#include "../samples.h"
+
 #define SEED "bench-proxy-seed-0123456789"
 
 static char tmpdir[] = "/tmp/warren-proxy-bench-XXXXXX";
@@ -209,13 +211,6 @@ static bool run_wrk(const char *name, int port, pid_t server, const char *host, 
 	return pclose(p) == 0 && out->requests_per_s > 0;
 }
 
-static int compare_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
 /* The servers under test and where they listen; a pid of -1 is not running. */
 struct bench_servers {
 	int backend_port, nginx_port, proxy_port;
@@ -385,7 +380,7 @@ static void bench__print_report(const char *workers, int rounds, const struct re
 		    "request\n",
 		    ratios[round], w->cpu_us_per_request / n->cpu_us_per_request);
 	}
-	qsort(ratios, (size_t)rounds, sizeof(ratios[0]), compare_double);
+	qsort(ratios, (size_t)rounds, sizeof(ratios[0]), samples__compare_double);
 	printf("  median throughput ratio: %.2fx over %d round(s)\n", ratios[rounds / 2], rounds);
 	printf("  (CPU per request is the steadier figure on a shared machine)\n");
 }

@@ -31,6 +31,8 @@
 
 #include "vmm_test_support.h"
 
+#include "../samples.h"
+
 extern char **environ;
 
 #define CASES 6
@@ -238,19 +240,6 @@ static void parse_console(const char *console, double hz, struct figures *out)
 		line += 6;
 	}
 	out->ok = found >= 1 && strstr(console, "bench done") != NULL;
-}
-
-static int compare_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *values, int count)
-{
-	qsort(values, (size_t)count, sizeof(*values), compare_double);
-	return count % 2 ? values[count / 2] : (values[count / 2 - 1] + values[count / 2]) / 2;
 }
 
 static char *read_file(const char *path)
@@ -556,7 +545,7 @@ static bool bench__run_round(const char *build, const char *guest, const char *i
 
 /* Prints the set-up (TSC, polling, placement) and the median of each case
  * and of the I/O CPU per request/frame over rounds, warren against QEMU
- * (median() sorts the samples in place). */
+ * (samples__median() sorts the samples in place). */
 static void bench__print_report(double hz, int rounds, bool have_net, struct bench_samples *samples)
 {
 	printf("virtio-blk/net, same CPL3 polling guest driver, 64 MiB image in the page cache, "
@@ -576,20 +565,20 @@ static void bench__print_report(double hz, int rounds, bool have_net, struct ben
 				  : ", the other threads where the scheduler puts them");
 	printf("%-24s %12s %12s %8s\n", "case (per second)", "warren", "qemu", "ratio");
 	for (int i = 0; i < CASES; i++) {
-		double ours = median(samples->iops[0][i], rounds);
-		double theirs = median(samples->iops[1][i], rounds);
+		double ours = samples__median(samples->iops[0][i], rounds);
+		double theirs = samples__median(samples->iops[1][i], rounds);
 
 		printf("%-24s %12.0f %12.0f %8.2f\n", case_names[i], ours, theirs,
 		       theirs > 0 ? ours / theirs : 0);
 	}
-	double ours = median(samples->cpu_per_request[0], rounds) * 1e6;
-	double theirs = median(samples->cpu_per_request[1], rounds) * 1e6;
+	double ours = samples__median(samples->cpu_per_request[0], rounds) * 1e6;
+	double theirs = samples__median(samples->cpu_per_request[1], rounds) * 1e6;
 
 	printf("%-24s %10.2fus %10.2fus %8.2f\n", "blk CPU/request (I/O)", ours, theirs,
 	       theirs > 0 ? ours / theirs : 0);
 	if (have_net) {
-		ours = median(samples->cpu_per_frame[0], rounds) * 1e6;
-		theirs = median(samples->cpu_per_frame[1], rounds) * 1e6;
+		ours = samples__median(samples->cpu_per_frame[0], rounds) * 1e6;
+		theirs = samples__median(samples->cpu_per_frame[1], rounds) * 1e6;
 		printf("%-24s %10.2fus %10.2fus %8.2f\n", "net CPU/frame (I/O)", ours, theirs,
 		       theirs > 0 ? ours / theirs : 0);
 	}
