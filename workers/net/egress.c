@@ -474,10 +474,17 @@ static ssize_t conn_recv(struct conn *c, int which, uint8_t *buffer, size_t size
 	return n;
 }
 
+/* A TCP socket of c found its send buffer full: EPOLLOUT is watched from
+ * then on, and its edge says when there is room again. */
+static void conn_wait_writable(struct conn *c, int which)
+{
+	c->ready[which].writable = false;
+	conn_watch(c, which, SOCKET_EVENTS | EPOLLOUT);
+}
+
 /* Writes at most len bytes to a TCP socket of c that is known to be
  * writable. Returns the count, -1 on an error. A short write means the
- * send buffer is full: EPOLLOUT is watched from then on and its edge
- * says when there is room again. */
+ * send buffer is full. */
 static ssize_t conn_send(struct conn *c, int which, const uint8_t *data, size_t len)
 {
 	ssize_t n;
@@ -487,11 +494,16 @@ static ssize_t conn_send(struct conn *c, int which, const uint8_t *data, size_t 
 	n = send(conn_fd(c, which), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n < 0 && errno != EAGAIN && errno != EINTR)
 		return -1;
-	if (n < 0 || (size_t)n < len) {
-		c->ready[which].writable = false;
-		conn_watch(c, which, SOCKET_EVENTS | EPOLLOUT);
-	}
+	if (n < 0 || (size_t)n < len)
+		conn_wait_writable(c, which);
 	return n < 0 ? 0 : n;
+}
+
+/* Drops the first n bytes of a buffer holding *used. */
+static void buffer_consume(uint8_t *buffer, size_t *used, size_t n)
+{
+	memmove(buffer, buffer + n, *used - n);
+	*used -= n;
 }
 
 static void conn_close(struct conn *c)
@@ -756,8 +768,7 @@ static int conn_splice_down(struct conn *c)
 			c->pipe_used -= (size_t)n;
 			moved = true;
 		} else if (n < 0 && errno == EAGAIN) {
-			c->ready[EP_CLIENT].writable = false;
-			conn_watch(c, EP_CLIENT, SOCKET_EVENTS | EPOLLOUT);
+			conn_wait_writable(c, EP_CLIENT);
 		} else if (n < 0 && errno != EINTR) {
 			return -1;
 		}
@@ -799,8 +810,7 @@ static int conn_relay_once(struct conn *c)
 	if (n < 0)
 		return -1;
 	if (n > 0) {
-		memmove(c->up, c->up + n, c->up_used - (size_t)n);
-		c->up_used -= (size_t)n;
+		buffer_consume(c->up, &c->up_used, (size_t)n);
 		c->up_ready -= (size_t)n;
 		moved = true;
 	}
@@ -825,8 +835,7 @@ static int conn_relay_once(struct conn *c)
 	if (n < 0)
 		return -1;
 	if (n > 0) {
-		memmove(c->down, c->down + n, c->down_used - (size_t)n);
-		c->down_used -= (size_t)n;
+		buffer_consume(c->down, &c->down_used, (size_t)n);
 		moved = true;
 	}
 	return moved;
