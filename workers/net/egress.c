@@ -484,19 +484,33 @@ static void conn_wait_writable(struct conn *c, int which)
 
 /* Writes at most len bytes to a TCP socket of c that is known to be
  * writable. Returns the count, -1 on an error. A short write means the
- * send buffer is full. */
-static ssize_t conn_send(struct conn *c, int which, const uint8_t *data, size_t len)
+ * send buffer is full. last: these are the direction's last bytes and a
+ * shutdown, or a close of a socket with nothing left unread (else the
+ * close resets and drops them), follows: they wait for it (MSG_MORE),
+ * and the FIN goes out in their segment (send(2); a packet and a wakeup
+ * of the peer less per connection). */
+static ssize_t conn_send(struct conn *c, int which, const uint8_t *data, size_t len, bool last)
 {
 	ssize_t n;
 
 	if (!c->ready[which].writable || len == 0)
 		return 0;
-	n = send(conn_fd(c, which), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	n = send(conn_fd(c, which), data, len, MSG_NOSIGNAL | MSG_DONTWAIT | (last ? MSG_MORE : 0));
 	if (n < 0 && errno != EAGAIN && errno != EINTR)
 		return -1;
 	if (n < 0 || (size_t)n < len)
 		conn_wait_writable(c, which);
 	return n < 0 ? 0 : n;
+}
+
+/* Whether what the relay has for the sandbox now is the last of it, to go
+ * with the FIN: the upstream is at end of file, and what follows is a
+ * shutdown, or a close after the sandbox's own end of file. After a
+ * refused request the sandbox's further bytes stay unread, and that
+ * close resets instead. */
+static bool conn_down_last(const struct conn *c)
+{
+	return c->down_eof && (c->up_eof || !c->up_stopped);
 }
 
 /* Drops the first n bytes of a buffer holding *used. */
@@ -763,7 +777,8 @@ static int conn_splice_down(struct conn *c)
 	}
 	if (c->pipe_used > 0 && c->ready[EP_CLIENT].writable) {
 		n = splice(c->pipe_fds[0], NULL, c->entry.client, NULL, c->pipe_used,
-			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK |
+			       (conn_down_last(c) ? SPLICE_F_MORE : 0));
 		if (n > 0) {
 			c->pipe_used -= (size_t)n;
 			moved = true;
@@ -806,7 +821,7 @@ static int conn_relay_once(struct conn *c)
 		}
 	}
 	/* proxy -> upstream */
-	n = conn_send(c, EP_UPSTREAM, c->up, c->up_ready);
+	n = conn_send(c, EP_UPSTREAM, c->up, c->up_ready, c->up_eof || c->up_stopped);
 	if (n < 0)
 		return -1;
 	if (n > 0) {
@@ -831,7 +846,7 @@ static int conn_relay_once(struct conn *c)
 			conn_open_pipe(c);
 	}
 	/* proxy -> sandbox */
-	n = conn_send(c, EP_CLIENT, c->down, c->down_used);
+	n = conn_send(c, EP_CLIENT, c->down, c->down_used, conn_down_last(c));
 	if (n < 0)
 		return -1;
 	if (n > 0) {
