@@ -239,6 +239,48 @@ static void test_domain_https_by_sni(void **state)
 	assert_null(strstr(out, "ip="));
 }
 
+/* A refused request whose body is still coming gets its 403, not a
+ * reset: the proxy answers, then reads and drops what the sandbox still
+ * sends before it closes. curl reads an early answer while it uploads;
+ * Python's http.client sends the whole body first and, before the
+ * linger, saw ConnectionResetError instead. */
+static void test_refusal_reaches_uploader(void **state)
+{
+	char out[1024], path[300];
+	FILE *file;
+
+	(void)state;
+	acquire("{\"allowOut\":[\"allowed.test\"],\"denyOut\":[\"ALL_TRAFFIC\"]}", 0);
+	snprintf(path, sizeof(path), "%s/upload", netenv.dir);
+	file = fopen(path, "w");
+	assert_non_null(file);
+	for (int i = 0; i < 16 << 20; i++) /* more than the socket buffers hold */
+		fputc('a' + i % 26, file);
+	assert_int_equal(fclose(file), 0);
+	/* "Expect:" empty: the body follows the head without waiting. */
+	assert_int_equal(curl(out, sizeof(out),
+			      "-H 'Expect:' --data-binary @%s --resolve other.test:80:192.0.2.10 "
+			      "http://other.test/upload",
+			      path),
+			 0);
+	assert_non_null(strstr(out, "blocked by the network policy"));
+	netenv__capture(out, sizeof(out),
+			"ip netns exec %s python3 -c '\n"
+			"import http.client\n"
+			"c = http.client.HTTPConnection(\"192.0.2.10\", 80, timeout=4)\n"
+			"try:\n"
+			"    c.request(\"POST\", \"/upload\", body=open(\"%s\", \"rb\").read(),\n"
+			"              headers={\"Host\": \"other.test\"})\n"
+			"    print(\"status\", c.getresponse().status)\n"
+			"except OSError as error:\n"
+			"    print(\"error\", repr(error))\n"
+			"' 2>&1",
+			slot.netns_name, path);
+	printf("  python http.client: %s", out);
+	assert_non_null(strstr(out, "status 403"));
+	unlink(path);
+}
+
 /* Downloads through the proxy into a file of the netenv dir and checks
  * that all size bytes came, in order (byte i = i mod 251). */
 static void expect_download(const char *url, size_t size, const char *curl_options)
@@ -615,6 +657,7 @@ int main(void)
 	    T(test_domain_http_by_host),
 	    T(test_domain_https_by_sni),
 	    T(test_proxy_large_download),
+	    T(test_refusal_reaches_uploader),
 	    T(test_wildcard_suffix),
 	    T(test_proxy_dials_resolved_not_guest_address),
 	    T(test_proxy_refuses_internal_answer),

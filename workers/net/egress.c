@@ -369,8 +369,10 @@ static void egress_release(struct net_pool *pool, int slot)
 #define SOCKET_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
 #define RELAY_PASSES  8		   /* per turn: a busy connection lets the others go */
 #define SPLICE_PIPE   (256 * 1024) /* pipe size asked for a download's splice */
+#define LINGER_MS     5000	   /* a refused connection drains the sandbox's bytes for ... */
+#define LINGER_BYTES  (64u << 20)  /* ... at most this long and this many */
 
-enum conn_state { CONN_HEAD, CONN_RESOLVE, CONN_DIAL, CONN_RELAY };
+enum conn_state { CONN_HEAD, CONN_RESOLVE, CONN_DIAL, CONN_RELAY, CONN_LINGER };
 enum { EP_CLIENT, EP_UPSTREAM, EP_DNS, EP_COUNT };
 
 struct conn;
@@ -391,7 +393,8 @@ struct egress_loop {
 	pthread_t thread;
 	struct conn *conns;
 	struct conn *dead;  /* closed during this batch of events, freed after it */
-	struct conn *queue; /* relays that stopped at RELAY_PASSES, to go on */
+	struct conn *queue; /* work left that no edge announces: relays at
+			     * RELAY_PASSES, lingering refusals */
 };
 
 struct conn {
@@ -408,6 +411,7 @@ struct conn {
 	bool queued; /* on the loop's queue (queue_next) */
 	struct conn *queue_next;
 	int slot, idle_ms, dns_tries;
+	size_t linger_left; /* bytes a refused connection may still drop */
 	uint64_t generation;
 	int64_t deadline_ms;
 	uint16_t dns_id;
@@ -554,13 +558,79 @@ static void conn_close(struct conn *c)
 	atomic_fetch_sub(&pool->proxy_active, 1);
 }
 
-/* Refuses c: HTTP gets response (best effort, the socket buffer is empty
- * at this point), then the connection closes. */
+/* Puts c on its loop's queue: its turn comes again after the other
+ * connections' events (for work left that no edge will announce). */
+static void conn_queue(struct conn *c)
+{
+	if (c->queued)
+		return;
+	c->queued = true;
+	c->queue_next = c->loop->queue;
+	c->loop->queue = c;
+}
+
+/* LINGER: reads and drops what the sandbox still sends after its refusal,
+ * a few reads a turn, until its end of file (then closes), or until
+ * LINGER_BYTES went (then closes anyway; the deadline does the same
+ * after LINGER_MS). */
+static void conn_linger(struct conn *c)
+{
+	for (int pass = 0; pass < RELAY_PASSES; pass++) {
+		bool eof = false;
+		ssize_t n = conn_recv(c, EP_CLIENT, c->up, sizeof(c->up), &eof);
+
+		if (n < 0 || eof || (size_t)n >= c->linger_left) {
+			conn_close(c);
+			return;
+		}
+		c->linger_left -= (size_t)n;
+		if (n == 0)
+			return; /* drained: the next bytes raise an edge */
+	}
+	conn_queue(c);
+}
+
+/* Closes what c holds towards the upstream (its DNS socket, its upstream
+ * socket), keeping the sandbox's side. */
+static void conn_drop_upstream(struct conn *c)
+{
+	int fd;
+
+	if (c->dns_fd >= 0) {
+		conn_watch(c, EP_DNS, 0);
+		close(c->dns_fd);
+		c->dns_fd = -1;
+	}
+	conn_watch(c, EP_UPSTREAM, 0);
+	pthread_mutex_lock(&c->pool->lock);
+	fd = c->entry.upstream; /* egress__cut_slot reads it under the lock */
+	c->entry.upstream = -1;
+	pthread_mutex_unlock(&c->pool->lock);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Refuses c. HTTP gets response (best effort: the socket buffer is empty
+ * at this point), its FIN, and then lingers (conn_linger): a body still
+ * on its way is read and dropped, so that the close does not reset the
+ * connection under the answer. A reset would reach a client that sends
+ * its whole body before it reads (Python's http.client, for one) as a
+ * connection error instead of the 403. TLS is closed at once. */
 static void conn_refuse(struct conn *c, const char *response, size_t len)
 {
-	if (!c->tls && response)
-		send(c->entry.client, response, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-	conn_close(c);
+	if (c->tls || !response || c->up_eof) {
+		if (!c->tls && response)
+			send(c->entry.client, response, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		conn_close(c);
+		return;
+	}
+	send(c->entry.client, response, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	shutdown(c->entry.client, SHUT_WR);
+	conn_drop_upstream(c);
+	c->state = CONN_LINGER;
+	c->linger_left = LINGER_BYTES;
+	c->deadline_ms = (int64_t)clock__monotonic_ms() + LINGER_MS;
+	conn_linger(c);
 }
 
 static bool conn_pump(struct conn *c);
@@ -878,13 +948,8 @@ static bool conn_pump(struct conn *c)
 	}
 	if (rc < 0)
 		goto close;
-	if (passes == RELAY_PASSES && !c->queued) {
-		/* More may be there, and no edge will say so: its turn
-		 * comes again after the other connections' events. */
-		c->queued = true;
-		c->queue_next = c->loop->queue;
-		c->loop->queue = c;
-	}
+	if (passes == RELAY_PASSES)
+		conn_queue(c); /* more may be there, and no edge will say so */
 	up_finished = c->up_ready == 0 && (c->up_eof || c->up_stopped);
 	down_finished = c->down_eof && c->down_used == 0 && c->pipe_used == 0;
 	if (up_finished && down_finished)
@@ -948,6 +1013,10 @@ static void conn_event(struct conn *c, int which, uint32_t events)
 		return;
 	case CONN_RELAY:
 		conn_pump(c);
+		return;
+	case CONN_LINGER:
+		if (which == EP_CLIENT)
+			conn_linger(c);
 		return;
 	}
 }
@@ -1047,7 +1116,9 @@ static void loop_run_queue(struct egress_loop *loop)
 
 		queue = c->queue_next;
 		c->queued = false;
-		if (!c->closed)
+		if (!c->closed && c->state == CONN_LINGER)
+			conn_linger(c);
+		else if (!c->closed)
 			conn_pump(c);
 	}
 }
