@@ -28,6 +28,8 @@
 #define PROXY_EVENTS	   256
 #define PROXY_ACCEPT_BATCH 64
 #define PROXY_TOKEN_MAX	   256
+#define PROXY_LINGER_MS	   5000	       /* a closing connection drops the client's ... */
+#define PROXY_LINGER_BYTES (64u << 20) /* ... last bytes this long, this many at most */
 
 /* epoll_data.u64 = pointer | tag */
 enum { TAG_LISTENER = 0, TAG_CLIENT = 1, TAG_UPSTREAM = 2, TAG_TLS_LISTENER = 3 };
@@ -43,6 +45,7 @@ enum conn_state {
 	CONN_PROXYING,	    /* request and response in flight */
 	CONN_TUNNEL,	    /* after 101: bytes both ways */
 	CONN_ERROR_WRITE,   /* writing a proxy-made response */
+	CONN_LINGER,	    /* answered and shut: dropping what the client still sends */
 };
 
 struct worker;
@@ -82,9 +85,10 @@ struct conn {
 	bool client_eof, upstream_eof;
 	/* edge-triggered readiness: set by events, cleared by EAGAIN */
 	bool client_in_ready, client_out_ready, upstream_in_ready, upstream_out_ready;
-	bool queued;	   /* in the worker's ready list (its pump stopped early) */
-	bool pending_head; /* READ_HEAD with pipelined bytes to parse */
-	bool client_hup;   /* the client's side signalled a hang-up, not yet checked */
+	bool queued;	    /* in the worker's ready list (its pump stopped early) */
+	bool pending_head;  /* READ_HEAD with pipelined bytes to parse */
+	bool client_hup;    /* the client's side signalled a hang-up, not yet checked */
+	size_t linger_left; /* LINGER: bytes it may still drop */
 	struct conn *ready_next;
 };
 
@@ -313,7 +317,8 @@ static bool conn__client_wants_read(const struct conn *c)
 	bool body_open =
 	    (c->state == CONN_CONNECTING || c->state == CONN_PROXYING) && !c->req_body_done;
 
-	return (c->state == CONN_READ_HEAD && buffer__len(&c->in) < c->in.cap) ||
+	return c->state == CONN_LINGER ||
+	       (c->state == CONN_READ_HEAD && buffer__len(&c->in) < c->in.cap) ||
 	       (body_open && buffer__len(&c->to_up) < c->to_up.cap) ||
 	       (c->state == CONN_TUNNEL && !c->client_eof && buffer__len(&c->to_up) < c->to_up.cap);
 }
@@ -389,7 +394,46 @@ static void conn__send_error(struct conn *c, const struct route_error *error, bo
 	conn__client_writable(c);
 }
 
-/* A request is over: back to reading heads, or close. */
+/* Ends c without resetting it under its last answer: the proxy's side is
+ * shut (TLS: close_notify, then the FIN) and what the client still sends,
+ * a body the answer made moot, is read and dropped until its end of file
+ * (at most PROXY_LINGER_MS and PROXY_LINGER_BYTES), then the close. A
+ * close with unread bytes would send a reset, and a client that sends its
+ * whole body before it reads (Python's http.client, httpx) would see
+ * that instead of the answer. */
+static void conn__linger(struct conn *c)
+{
+	conn__close_upstream(c);
+	proxy_tls__end(c->tls);
+	c->tls = NULL;
+	shutdown(c->client_fd, SHUT_WR);
+	c->state = CONN_LINGER;
+	c->linger_left = PROXY_LINGER_BYTES;
+	c->deadline_ms = clock__monotonic_ms() + PROXY_LINGER_MS;
+	c->in.start = c->in.end = 0;
+	conn__queue(c); /* bytes already signalled raise no new edge */
+}
+
+/* LINGER: one read of what the client sends, dropped; the close at its
+ * end of file, an error or the byte budget. */
+static void conn__linger_read(struct conn *c)
+{
+	ssize_t n = recv(c->client_fd, c->in.data, c->in.cap, 0);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		c->client_in_ready = false;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0 || (size_t)n >= c->linger_left) {
+		conn__close(c);
+		return;
+	}
+	c->linger_left -= (size_t)n;
+}
+
+/* A request is over: back to reading heads, or close (after a linger
+ * where the client may still be sending: a proxy-made answer, or an
+ * upstream's that came before the request's body ended). */
 static void conn__finish(struct conn *c)
 {
 	const struct proxy_settings *s = &c->worker->server->settings;
@@ -397,7 +441,10 @@ static void conn__finish(struct conn *c)
 	conn__close_upstream(c);
 	c->request_ns = 0; /* the next answer's latency counts from its own head */
 	if (c->close_after || !c->req_keep_alive || !c->req_body_done) {
-		conn__close(c);
+		if (c->state == CONN_ERROR_WRITE || !c->req_body_done)
+			conn__linger(c);
+		else
+			conn__close(c);
 		return;
 	}
 	c->state = CONN_READ_HEAD;
@@ -860,6 +907,10 @@ static void conn__client_readable(struct conn *c)
 	ssize_t n;
 	size_t want;
 
+	if (c->state == CONN_LINGER) {
+		conn__linger_read(c);
+		return;
+	}
 	if (c->state == CONN_READ_HEAD)
 		b = &c->in;
 	else if (c->state == CONN_TUNNEL ||

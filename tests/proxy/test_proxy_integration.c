@@ -955,6 +955,41 @@ static void test_upload_100mib_streamed(void **state)
 	close(fd);
 }
 
+/* A refused request whose body is larger than the socket buffers gets its
+ * answer, not a reset, when the client sends the whole body before it
+ * reads (as Python's http.client and httpx do): the proxy answers, shuts
+ * its side and drops the rest of the body before it closes. */
+static void check_refused_upload(const char *id, int status)
+{
+	const size_t total = 16u << 20;
+	static char block[1 << 16];
+	char head[256], byte;
+	struct response r;
+	int fd = connect_port(proxy_port), n;
+
+	assert_true(fd >= 0);
+	n = snprintf(head, sizeof(head),
+		     "POST /upload HTTP/1.1\r\nHost: %d-%s." DOMAIN
+		     "\r\nContent-Length: %zu\r\n\r\n",
+		     backend_port, id, total);
+	assert_true(send_all(fd, head, (size_t)n));
+	for (size_t sent = 0; sent < total; sent += sizeof(block))
+		assert_true(send_all(fd, block, sizeof(block))); /* a reset fails here */
+	assert_true(read_response(fd, false, &r));
+	assert_int_equal(r.status, status);
+	assert_true(r.closed);
+	response_free(&r);
+	assert_int_equal(recv(fd, &byte, 1, 0), 0); /* the FIN, not a reset */
+	close(fd);
+}
+
+static void test_refused_upload_gets_its_answer(void **state)
+{
+	(void)state;
+	check_refused_upload(unknown_id, 502); /* not found */
+	check_refused_upload(secure_id, 403);  /* no traffic token */
+}
+
 static void test_bad_input(void **state)
 {
 	/* prefix, suffix around the sandbox id */
@@ -1515,6 +1550,7 @@ int main(void)
 	    cmocka_unit_test(test_header_routing),
 	    cmocka_unit_test(test_websocket),
 	    cmocka_unit_test(test_upload_100mib_streamed),
+	    cmocka_unit_test(test_refused_upload_gets_its_answer),
 	    cmocka_unit_test(test_bad_input),
 	    cmocka_unit_test(test_event_invalidation),
 	    cmocka_unit_test(test_connection_bound),
