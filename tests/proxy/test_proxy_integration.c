@@ -1474,6 +1474,23 @@ static void test_tls(void **state)
 	assert_json_string(json, "sha256", out);
 	json_decref(json);
 
+	/* the same 16 MiB to an unknown sandbox, sent whole before reading:
+	 * the 502 arrives (close_notify, FIN, the rest dropped), no reset */
+	assert_int_equal(
+	    shell(out, sizeof(out),
+		  "cd %s && python3 -c '\n"
+		  "import http.client, ssl\n"
+		  "c = http.client.HTTPSConnection(\"127.0.0.1\", %d, timeout=20,\n"
+		  "    context=ssl._create_unverified_context())\n"
+		  "c.request(\"POST\", \"/upload\", body=open(\"upload\", \"rb\").read(),\n"
+		  "          headers={\"Host\": \"%d-%s." DOMAIN "\"})\n"
+		  "print(\"status\", c.getresponse().status)\n"
+		  "' 2>&1",
+		  dir, tls_port, backend_port, unknown_id),
+	    0);
+	fprintf(stderr, "refused upload over TLS: %s", out);
+	assert_non_null(strstr(out, "status 502"));
+
 	/* the plain listener is unchanged; plaintext and TLS 1.1 on the TLS
 	 * port are refused */
 	assert_int_equal(shell(out, sizeof(out),
