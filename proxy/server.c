@@ -399,8 +399,8 @@ static void conn__send_error(struct conn *c, const struct route_error *error, bo
  * a body the answer made moot, is read and dropped until its end of file
  * (at most PROXY_LINGER_MS and PROXY_LINGER_BYTES), then the close. A
  * close with unread bytes would send a reset, and a client that sends its
- * whole body before it reads (Python's http.client, httpx) would see
- * that instead of the answer. */
+ * whole body before it reads (Python's http.client, under requests and
+ * urllib) would see that instead of the answer. */
 static void conn__linger(struct conn *c)
 {
 	conn__close_upstream(c);

@@ -957,8 +957,8 @@ static void test_upload_100mib_streamed(void **state)
 
 /* A refused request whose body is larger than the socket buffers gets its
  * answer, not a reset, when the client sends the whole body before it
- * reads (as Python's http.client and httpx do): the proxy answers, shuts
- * its side and drops the rest of the body before it closes. */
+ * reads (as Python's http.client does): the proxy answers, shuts its side
+ * and drops the rest of the body before it closes. */
 static void check_refused_upload(const char *id, int status)
 {
 	const size_t total = 16u << 20;
