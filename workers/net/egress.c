@@ -618,13 +618,12 @@ static void conn_drop_upstream(struct conn *c)
  * connection error instead of the 403. TLS is closed at once. */
 static void conn_refuse(struct conn *c, const char *response, size_t len)
 {
-	if (c->tls || !response || c->up_eof) {
-		if (!c->tls && response)
-			send(c->entry.client, response, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (!c->tls && response)
+		send(c->entry.client, response, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (c->tls || !response || c->up_eof) { /* nothing more can come, or matter */
 		conn_close(c);
 		return;
 	}
-	send(c->entry.client, response, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	shutdown(c->entry.client, SHUT_WR);
 	conn_drop_upstream(c);
 	c->state = CONN_LINGER;
